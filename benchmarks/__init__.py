@@ -1,0 +1,1 @@
+"""Runnable benchmarks, one per question: ``python -m benchmarks.<name> [--json PATH]``."""
