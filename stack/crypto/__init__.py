@@ -1,5 +1,22 @@
-"""Cryptographic primitives of the security sublayer: AES-CMAC, Dot16KDF, AES key wrap, AES-CCM."""
+"""Cryptographic primitives of the security sublayer: AES-CMAC, Dot16KDF, AES key wrap, AES-CCM.
 
+Single-message reference primitives come from :mod:`stack.crypto.primitives`; the batch AES-CCM
+engine (many MPDUs per call on numpy buffers, engines chosen behind one API) from
+:mod:`stack.crypto.ccm`.
+"""
+
+from stack.crypto.ccm import (
+    AESCCM,
+    CCM_MAX_PAYLOAD,
+    available_engines,
+    default_engine,
+    engine_status,
+    open_batch,
+    open_many,
+    seal_batch,
+    seal_many,
+    warm_up,
+)
 from stack.crypto.primitives import (
     aes_cmac,
     aes_ecb_encrypt,
@@ -7,15 +24,29 @@ from stack.crypto.primitives import (
     ccm_encrypt,
     dot16kdf,
     unwrap_key,
+    unwrap_key_padded,
     wrap_key,
+    wrap_key_padded,
 )
 
 __all__ = [
+    "AESCCM",
+    "CCM_MAX_PAYLOAD",
     "aes_cmac",
     "aes_ecb_encrypt",
+    "available_engines",
     "ccm_decrypt",
     "ccm_encrypt",
+    "default_engine",
     "dot16kdf",
+    "engine_status",
+    "open_batch",
+    "open_many",
+    "seal_batch",
+    "seal_many",
     "unwrap_key",
+    "unwrap_key_padded",
+    "warm_up",
     "wrap_key",
+    "wrap_key_padded",
 ]

@@ -1,0 +1,550 @@
+"""Batch AES-128-CCM over numpy buffers, behind one API with interchangeable engines.
+
+The 802.16m data path seals every MPDU of a PHY burst with the TEK of its SA: AES-128-CCM with a
+13-byte nonce (L = 2), an 8-byte ICV (M = 8) and no additional authenticated data. Calling
+``cryptography``'s ``AESCCM`` once per MPDU costs a Python round trip per MPDU; this module seals or
+opens *all* MPDUs of a burst in one call, in place in the burst's numpy buffer.
+
+Engines (see :func:`available_engines`):
+
+``"reference"``
+    One ``cryptography`` ``AESCCM`` call per item. Always available; the yardstick for the others.
+``"numba-aesni"``
+    numba kernel on AES-NI (LLVM intrinsics), 8 items in lockstep so the CBC-MAC chains of several
+    items hide each other's AES latency. Only offered when the CPU numba compiles for has AES-NI:
+    compiling it elsewhere makes LLVM abort the interpreter, so the check comes first.
+``"numba-table"``
+    numba kernel on a table-lookup AES: slower, but compiles for any CPU.
+
+``engine=None`` / ``"auto"`` picks ``numba-aesni`` when safe, else ``numba-table``. Setting the
+environment variable ``RELAYSEC_CCM_ENGINE`` overrides the automatic choice, and
+``RELAYSEC_CCM_NO_AESNI=1`` declares AES-NI absent (for tests and for CPUs that misreport it).
+
+Layout of one item ``i`` in ``buf`` (offsets and lengths in bytes)::
+
+    buf[o_i : o_i + l_i]            plaintext (seal input / open output)
+    buf[o_i + l_i : o_i + l_i + t]  tag, t = tag_len (8 for 802.16m)
+
+CCM per RFC 3610 / NIST SP 800-38C: ``B_0 = flags | N | l(m)``, ``X_1 = E(K, B_0)``,
+``X_{i+1} = E(K, X_i ^ B_i)``, ``A_i = 0x01 | N | i``, ``S_i = E(K, A_i)``,
+``C = P ^ S_1 S_2 ...``, ``U = T ^ first-M-bytes(S_0)``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESCCM as _PycaAESCCM
+
+from stack.errors import IntegrityError, KeyLengthError, MalformedError
+
+__all__ = [
+    "AESCCM",
+    "CCM_KEY_LEN",
+    "CCM_MAX_PAYLOAD",
+    "CCM_NONCE_LEN",
+    "CCM_TAG_LEN",
+    "ENGINES",
+    "available_engines",
+    "default_engine",
+    "engine_status",
+    "open_batch",
+    "open_many",
+    "seal_batch",
+    "seal_many",
+    "warm_up",
+]
+
+CCM_KEY_LEN = 16
+"""AES-128 key length in bytes (TEKs are 128-bit)."""
+CCM_NONCE_LEN = 13
+"""Nonce length of the batch API (802.16m: L = 2)."""
+CCM_TAG_LEN = 8
+"""Default tag (ICV) length (802.16m: M = 8)."""
+CCM_MAX_PAYLOAD = 0xFFFF
+"""Largest payload with L = 2 (the length field of B_0 is two bytes)."""
+_TAG_LENS = (4, 6, 8, 10, 12, 14, 16)
+
+ENGINES = ("numba-aesni", "numba-table", "reference")
+"""Every engine name, fastest first. :func:`available_engines` says which run here."""
+
+
+# --------------------------------------------------------------------------------------------
+# Input validation (shared by every engine, so engines may assume well-formed arrays)
+# --------------------------------------------------------------------------------------------
+
+
+def _as_index(a: object, name: str, n: int | None) -> np.ndarray:
+    if not isinstance(a, np.ndarray):
+        raise MalformedError(f"{name} must be a numpy array, got {type(a).__name__}")
+    if a.ndim != 1:
+        raise MalformedError(f"{name} must be 1-D, got shape {a.shape}")
+    if a.dtype.kind not in "iu":
+        raise MalformedError(f"{name} must have an integer dtype, got {a.dtype}")
+    if n is not None and a.shape[0] != n:
+        raise MalformedError(f"{name} must have {n} entries (one per item), got {a.shape[0]}")
+    if a.dtype.kind == "u" and a.size and int(a.max()) > np.iinfo(np.int64).max:
+        raise MalformedError(f"{name} has values beyond int64")
+    return np.ascontiguousarray(a, dtype=np.int64)
+
+
+def _validate(
+    keys: object,
+    key_index: object,
+    nonces: object,
+    buf: object,
+    offsets: object,
+    lengths: object,
+    threads: object,
+    tag_len: object,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Check shapes, dtypes and ranges; return contiguous arrays the kernels can trust."""
+    if not isinstance(keys, np.ndarray) or keys.dtype != np.uint8 or keys.ndim != 2:
+        raise MalformedError("keys must be a 2-D uint8 numpy array of shape (K, 16)")
+    if keys.shape[1] != CCM_KEY_LEN:
+        raise KeyLengthError(f"keys must be AES-128 keys of 16 bytes, got {keys.shape[1]} bytes")
+    if keys.shape[0] == 0:
+        raise MalformedError("keys must hold at least one key")
+    if not isinstance(nonces, np.ndarray) or nonces.dtype != np.uint8 or nonces.ndim != 2:
+        raise MalformedError("nonces must be a 2-D uint8 numpy array of shape (n, 13)")
+    if nonces.shape[1] != CCM_NONCE_LEN:
+        raise KeyLengthError(f"nonces must be 13 bytes each, got {nonces.shape[1]}")
+    n = nonces.shape[0]
+    if not isinstance(buf, np.ndarray) or buf.dtype != np.uint8 or buf.ndim != 1:
+        raise MalformedError("buf must be a 1-D uint8 numpy array")
+    if not buf.flags.c_contiguous or not buf.flags.writeable:
+        raise MalformedError("buf must be C-contiguous and writeable (it is modified in place)")
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise MalformedError(f"threads must be an integer >= 1, got {threads!r}")
+    if isinstance(tag_len, bool) or tag_len not in _TAG_LENS:
+        raise KeyLengthError(f"tag length must be one of {_TAG_LENS}, got {tag_len!r}")
+    kidx = _as_index(key_index, "key_index", n)
+    offs = _as_index(offsets, "offsets", n)
+    lens = _as_index(lengths, "lengths", n)
+    if n:
+        if int(kidx.min()) < 0 or int(kidx.max()) >= keys.shape[0]:
+            raise MalformedError(f"key_index values must lie in [0, {keys.shape[0]})")
+        if int(offs.min()) < 0:
+            raise MalformedError("offsets must be >= 0")
+        if int(lens.min()) < 0 or int(lens.max()) > CCM_MAX_PAYLOAD:
+            raise MalformedError(f"lengths must lie in [0, {CCM_MAX_PAYLOAD}] (CCM with L = 2)")
+        ends = offs + lens + int(tag_len)
+        if int(ends.max()) > buf.shape[0]:
+            bad = int(np.argmax(ends > buf.shape[0]))
+            raise MalformedError(
+                f"item {bad} (payload + {tag_len}-byte tag) ends at {int(ends[bad])}, "
+                f"past the end of buf ({buf.shape[0]} bytes)"
+            )
+        if n > 1:
+            order = np.argsort(offs, kind="stable")
+            if np.any(ends[order[:-1]] > offs[order[1:]]):
+                raise MalformedError("items overlap in buf (payload+tag regions must be disjoint)")
+    return (
+        np.ascontiguousarray(keys),
+        kidx,
+        np.ascontiguousarray(nonces),
+        buf,
+        offs,
+        lens,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Engines
+# --------------------------------------------------------------------------------------------
+
+Kernel = Callable[..., None]
+"""Engine entry point: ``(keys, kidx, nonces, buf, offs, lens, tag_len, decrypt, ok, threads)``."""
+
+
+def _reference_kernel(
+    keys: np.ndarray,
+    kidx: np.ndarray,
+    nonces: np.ndarray,
+    buf: np.ndarray,
+    offs: np.ndarray,
+    lens: np.ndarray,
+    tag_len: int,
+    decrypt: bool,
+    ok: np.ndarray,
+    threads: int,
+) -> None:
+    """One ``cryptography`` AESCCM call per item (``threads`` is ignored)."""
+    ciphers: dict[int, _PycaAESCCM] = {}
+    for i in range(nonces.shape[0]):
+        k = int(kidx[i])
+        c = ciphers.get(k)
+        if c is None:
+            c = ciphers[k] = _PycaAESCCM(keys[k].tobytes(), tag_length=tag_len)
+        o, ln = int(offs[i]), int(lens[i])
+        nonce = nonces[i].tobytes()
+        if decrypt:
+            try:
+                pt = c.decrypt(nonce, buf[o : o + ln + tag_len].tobytes(), None)
+            except InvalidTag:
+                buf[o : o + ln] = 0
+                ok[i] = False
+            else:
+                buf[o : o + ln] = np.frombuffer(pt, dtype=np.uint8)
+                ok[i] = True
+        else:
+            ct = c.encrypt(nonce, buf[o : o + ln].tobytes(), None)
+            buf[o : o + ln + tag_len] = np.frombuffer(ct, dtype=np.uint8)
+
+
+_NUMBA_READY = False
+_lock = threading.Lock()
+_status: dict[str, str] = {}  # engine -> "" if usable, else the reason it is not
+
+
+def _aesni_safe() -> tuple[bool, str]:
+    """Whether numba will compile for a CPU with AES-NI (checked *without* compiling anything)."""
+    if os.environ.get("RELAYSEC_CCM_NO_AESNI", "").strip() not in ("", "0"):
+        return False, "disabled by RELAYSEC_CCM_NO_AESNI"
+    try:
+        import llvmlite.binding as llvm
+        from numba.core import config
+    except ImportError as exc:  # pragma: no cover - numba is a dependency
+        return False, f"numba unavailable ({exc})"
+    cpu_name = (config.CPU_NAME or "").strip()
+    cpu_features = (config.CPU_FEATURES or "").strip()
+    feats = {f.strip() for f in cpu_features.split(",") if f.strip()}
+    if "-aes" in feats or "-sse2" in feats:
+        return False, "NUMBA_CPU_FEATURES disables aes"
+    if cpu_name and cpu_name != "host":
+        # numba compiles for a named CPU: only trust an explicit +aes in NUMBA_CPU_FEATURES.
+        if "+aes" in feats:
+            return True, ""
+        return False, f"NUMBA_CPU_NAME={cpu_name} (not the host CPU) without +aes"
+    if feats and "+aes" not in feats:
+        return False, "NUMBA_CPU_FEATURES set without +aes"
+    try:
+        host = llvm.get_host_cpu_features()
+    except Exception as exc:  # pragma: no cover - llvmlite without host detection
+        return False, f"cannot read host CPU features ({exc})"
+    if not host.get("aes", False) or not host.get("sse2", False):
+        return False, "host CPU has no AES-NI"
+    return True, ""
+
+
+def engine_status() -> dict[str, str]:
+    """Every engine name mapped to ``""`` if it can run here, else the reason it cannot."""
+    with _lock:
+        if not _status:
+            _status["reference"] = ""
+            if not _NUMBA_READY:
+                _status["numba-table"] = _status["numba-aesni"] = "numba engines not landed yet"
+                return dict(_status)
+            try:
+                import numba  # noqa: F401
+            except ImportError as exc:  # pragma: no cover
+                _status["numba-table"] = f"numba unavailable ({exc})"
+            else:
+                _status["numba-table"] = ""
+            safe, why = _aesni_safe()
+            _status["numba-aesni"] = "" if safe else why
+        return dict(_status)
+
+
+def available_engines() -> list[str]:
+    """Engines that can run on this machine, fastest first (``"reference"`` is always there)."""
+    st = engine_status()
+    return [e for e in ENGINES if st[e] == ""]
+
+
+def default_engine() -> str:
+    """The engine ``None``/``"auto"`` means: ``$RELAYSEC_CCM_ENGINE`` if set, else the fastest."""
+    forced = os.environ.get("RELAYSEC_CCM_ENGINE", "").strip()
+    if forced and forced != "auto":
+        return _check_engine(forced)
+    return available_engines()[0]
+
+
+def _check_engine(name: str) -> str:
+    if name not in ENGINES:
+        raise MalformedError(f"unknown CCM engine {name!r}; known: {', '.join(ENGINES)}")
+    why = engine_status()[name]
+    if why:
+        raise MalformedError(f"CCM engine {name!r} is not available here: {why}")
+    return name
+
+
+def _resolve(engine: str | None) -> str:
+    if engine is None or engine == "auto":
+        return default_engine()
+    if not isinstance(engine, str):
+        raise MalformedError(f"engine must be a string, got {type(engine).__name__}")
+    return _check_engine(engine)
+
+
+def _kernel(name: str) -> Kernel:
+    if name == "numba-aesni":
+        from stack.crypto import _aesni
+
+        return _aesni.run
+    if name == "numba-table":
+        from stack.crypto import _aes_table
+
+        return _aes_table.run
+    return _reference_kernel
+
+
+# --------------------------------------------------------------------------------------------
+# Public batch API
+# --------------------------------------------------------------------------------------------
+
+
+def seal_batch(
+    keys: np.ndarray,
+    key_index: np.ndarray,
+    nonces: np.ndarray,
+    buf: np.ndarray,
+    offsets: np.ndarray,
+    lengths: np.ndarray,
+    *,
+    threads: int = 1,
+    engine: str | None = None,
+    tag_len: int = CCM_TAG_LEN,
+) -> None:
+    """Seal ``n`` items in place: ``buf[o:o+l]`` becomes ciphertext, the tag goes to ``buf[o+l:]``.
+
+    ``keys`` (K, 16) uint8 AES-128 keys; ``key_index`` (n,) which key each item uses; ``nonces``
+    (n, 13) uint8; ``buf`` 1-D uint8, modified in place; ``offsets``/``lengths`` (n,) integers, the
+    plaintext of item i is ``buf[offsets[i] : offsets[i] + lengths[i]]`` and ``tag_len`` bytes after
+    it must be free for the tag. No AAD. ``threads`` > 1 spreads items over numba threads (numba
+    engines only). Raises :class:`MalformedError` / :class:`KeyLengthError` on bad input, before
+    touching ``buf``.
+    """
+    arrs = _validate(keys, key_index, nonces, buf, offsets, lengths, threads, tag_len)
+    name = _resolve(engine)
+    if arrs[2].shape[0] == 0:
+        return
+    ok = np.ones(arrs[2].shape[0], dtype=np.bool_)
+    _kernel(name)(*arrs, int(tag_len), False, ok, int(threads))
+
+
+def open_batch(
+    keys: np.ndarray,
+    key_index: np.ndarray,
+    nonces: np.ndarray,
+    buf: np.ndarray,
+    offsets: np.ndarray,
+    lengths: np.ndarray,
+    *,
+    threads: int = 1,
+    engine: str | None = None,
+    tag_len: int = CCM_TAG_LEN,
+) -> np.ndarray:
+    """Open ``n`` sealed items in place; return an (n,) bool array, True where the tag verified.
+
+    ``lengths`` are plaintext lengths (the tag follows at ``o + l``). Where the tag verifies the
+    ciphertext is replaced by plaintext; where it does not, the item's ``l`` payload bytes are
+    zeroed, so unauthenticated plaintext never escapes. Tag bytes are left as they were.
+    """
+    arrs = _validate(keys, key_index, nonces, buf, offsets, lengths, threads, tag_len)
+    name = _resolve(engine)
+    ok = np.zeros(arrs[2].shape[0], dtype=np.bool_)
+    if arrs[2].shape[0] == 0:
+        return ok
+    _kernel(name)(*arrs, int(tag_len), True, ok, int(threads))
+    return ok
+
+
+# --------------------------------------------------------------------------------------------
+# Convenience: lists of bytes
+# --------------------------------------------------------------------------------------------
+
+
+def _key_array(key: bytes) -> np.ndarray:
+    if not isinstance(key, (bytes, bytearray, memoryview)):
+        raise KeyLengthError(f"CCM key must be bytes, got {type(key).__name__}")
+    if len(key) != CCM_KEY_LEN:
+        raise KeyLengthError(f"CCM key must be 16 bytes (AES-128), got {len(key)}")
+    return np.frombuffer(bytes(key), dtype=np.uint8).reshape(1, CCM_KEY_LEN)
+
+
+def _nonce_array(nonces: Sequence[bytes], n: int) -> np.ndarray:
+    if len(nonces) != n:
+        raise MalformedError(f"got {len(nonces)} nonces for {n} items")
+    for i, nc in enumerate(nonces):
+        if not isinstance(nc, (bytes, bytearray, memoryview)):
+            raise KeyLengthError(f"nonce {i} must be bytes, got {type(nc).__name__}")
+        if len(nc) != CCM_NONCE_LEN:
+            raise KeyLengthError(f"nonce {i} must be 13 bytes, got {len(nc)}")
+    if n == 0:
+        return np.zeros((0, CCM_NONCE_LEN), dtype=np.uint8)
+    return np.frombuffer(b"".join(nonces), dtype=np.uint8).reshape(n, CCM_NONCE_LEN)
+
+
+def _pack(items: Sequence[bytes], extra: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Concatenate items into one buffer with ``extra`` spare bytes after each."""
+    for i, it in enumerate(items):
+        if not isinstance(it, (bytes, bytearray, memoryview)):
+            raise MalformedError(f"item {i} must be bytes, got {type(it).__name__}")
+    lens = np.fromiter((len(it) for it in items), dtype=np.int64, count=len(items))
+    offs = np.zeros(len(items), dtype=np.int64)
+    if len(items) > 1:
+        np.cumsum(lens[:-1] + extra, out=offs[1:])
+    if extra:
+        pad = bytes(extra)
+        joined = pad.join(bytes(it) for it in items) + pad
+    else:
+        joined = b"".join(bytes(it) for it in items)
+    buf = np.frombuffer(bytearray(joined), dtype=np.uint8)
+    return buf, offs, lens
+
+
+def seal_many(
+    key: bytes,
+    nonces: Sequence[bytes],
+    payloads: Sequence[bytes],
+    *,
+    engine: str | None = None,
+    threads: int = 1,
+) -> list[bytes]:
+    """Seal each payload under ``key`` with its 13-byte nonce: ``[ciphertext ‖ 8-byte tag]``."""
+    k = _key_array(key)
+    n = len(payloads)
+    nc = _nonce_array(nonces, n)
+    buf, offs, lens = _pack(payloads, CCM_TAG_LEN)
+    if n:
+        seal_batch(k, np.zeros(n, np.int64), nc, buf, offs, lens, threads=threads, engine=engine)
+    mv = buf.tobytes()
+    ends = (offs + lens + CCM_TAG_LEN).tolist()
+    return [mv[o:e] for o, e in zip(offs.tolist(), ends, strict=True)]
+
+
+def open_many(
+    key: bytes,
+    nonces: Sequence[bytes],
+    sealed: Sequence[bytes],
+    *,
+    engine: str | None = None,
+    threads: int = 1,
+) -> list[bytes | None]:
+    """Open each ``ciphertext ‖ 8-byte tag``; the plaintext, or ``None`` where the tag fails."""
+    k = _key_array(key)
+    n = len(sealed)
+    nc = _nonce_array(nonces, n)
+    for i, s in enumerate(sealed):
+        if isinstance(s, (bytes, bytearray, memoryview)) and len(s) < CCM_TAG_LEN:
+            raise MalformedError(f"sealed item {i} is shorter than its 8-byte tag ({len(s)} bytes)")
+    buf, offs, lens = _pack(sealed, 0)
+    lens -= CCM_TAG_LEN
+    if n == 0:
+        return []
+    ok = open_batch(k, np.zeros(n, np.int64), nc, buf, offs, lens, threads=threads, engine=engine)
+    mv = buf.tobytes()
+    return [
+        mv[o : o + ln] if good else None
+        for o, ln, good in zip(offs.tolist(), lens.tolist(), ok.tolist(), strict=True)
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# pyca-shaped single-message class
+# --------------------------------------------------------------------------------------------
+
+
+class AESCCM:
+    """AES-CCM in the shape of pyca's ``AESCCM``, with batch methods on the selected engine.
+
+    ``encrypt(nonce, data, associated_data)`` / ``decrypt(...)`` handle one message with any CCM
+    parameters (16/24/32-byte key, 7–13-byte nonce, tag 4–16, AAD) on the reference engine;
+    a failed tag raises :class:`IntegrityError`. ``encrypt_many`` / ``decrypt_many`` take lists
+    (AES-128, 13-byte nonces, no AAD) and go through the batch engine.
+    """
+
+    __slots__ = ("_key", "_pyca", "_tag_length", "engine", "threads")
+
+    def __init__(
+        self,
+        key: bytes,
+        tag_length: int = CCM_TAG_LEN,
+        *,
+        engine: str | None = None,
+        threads: int = 1,
+    ) -> None:
+        if not isinstance(key, (bytes, bytearray, memoryview)):
+            raise KeyLengthError(f"CCM key must be bytes, got {type(key).__name__}")
+        if len(key) not in (16, 24, 32):
+            raise KeyLengthError(f"CCM key must be 16, 24 or 32 bytes, got {len(key)}")
+        if isinstance(tag_length, bool) or tag_length not in _TAG_LENS:
+            raise KeyLengthError(f"tag length must be one of {_TAG_LENS}, got {tag_length!r}")
+        self._key = bytes(key)
+        self._tag_length = int(tag_length)
+        self._pyca = _PycaAESCCM(self._key, tag_length=self._tag_length)
+        self.engine = _resolve(engine)
+        self.threads = threads
+
+    def __repr__(self) -> str:
+        return f"AESCCM(<{len(self._key) * 8}-bit key>, tag_length={self._tag_length})"
+
+    @staticmethod
+    def _nonce(nonce: bytes) -> bytes:
+        if not isinstance(nonce, (bytes, bytearray, memoryview)):
+            raise KeyLengthError(f"nonce must be bytes, got {type(nonce).__name__}")
+        if not 7 <= len(nonce) <= 13:
+            raise KeyLengthError(f"CCM nonce must be 7..13 bytes, got {len(nonce)}")
+        return bytes(nonce)
+
+    def encrypt(self, nonce: bytes, data: bytes, associated_data: bytes | None = None) -> bytes:
+        """Return ciphertext ‖ tag of ``data`` (``associated_data`` authenticated, not sent)."""
+        nonce = self._nonce(nonce)
+        if len(data) >= 1 << (8 * (15 - len(nonce))):
+            raise MalformedError(
+                f"payload of {len(data)} bytes too long for a {len(nonce)}-byte nonce"
+            )
+        return self._pyca.encrypt(nonce, bytes(data), bytes(associated_data or b"") or None)
+
+    def decrypt(self, nonce: bytes, data: bytes, associated_data: bytes | None = None) -> bytes:
+        """Return the plaintext of ciphertext ‖ tag; raise :class:`IntegrityError` on a bad tag."""
+        nonce = self._nonce(nonce)
+        if len(data) < self._tag_length:
+            raise MalformedError(
+                f"CCM input shorter than its {self._tag_length}-byte tag: {len(data)} bytes"
+            )
+        try:
+            return self._pyca.decrypt(nonce, bytes(data), bytes(associated_data or b"") or None)
+        except InvalidTag:
+            raise IntegrityError("AES-CCM tag check failed", reason="bad_icv") from None
+
+    def _check_batchable(self) -> None:
+        if len(self._key) != CCM_KEY_LEN or self._tag_length != CCM_TAG_LEN:
+            raise MalformedError("encrypt_many/decrypt_many need a 16-byte key and 8-byte tags")
+
+    def encrypt_many(self, nonces: Sequence[bytes], payloads: Sequence[bytes]) -> list[bytes]:
+        """:func:`seal_many` with this key and engine."""
+        self._check_batchable()
+        return seal_many(self._key, nonces, payloads, engine=self.engine, threads=self.threads)
+
+    def decrypt_many(self, nonces: Sequence[bytes], sealed: Sequence[bytes]) -> list[bytes | None]:
+        """:func:`open_many` with this key and engine (``None`` where a tag fails)."""
+        self._check_batchable()
+        return open_many(self._key, nonces, sealed, engine=self.engine, threads=self.threads)
+
+
+def warm_up(engine: str | None = None, *, threads: int = 1) -> float:
+    """Compile (or load from numba's cache) the kernels of ``engine``; return the seconds it took.
+
+    Call it at start-up so the first burst does not pay the JIT. Each direction is run once on a
+    tiny batch; ``threads`` > 1 also compiles the multi-threaded driver.
+    """
+    import time
+
+    name = _resolve(engine)
+    t0 = time.perf_counter()
+    keys = np.zeros((1, CCM_KEY_LEN), np.uint8)
+    nonces = np.zeros((1, CCM_NONCE_LEN), np.uint8)
+    buf = np.zeros(64, np.uint8)
+    offs = np.zeros(1, np.int64)
+    lens = np.full(1, 40, np.int64)
+    kidx = np.zeros(1, np.int64)
+    for th in sorted({1, int(threads)}):
+        seal_batch(keys, kidx, nonces, buf, offs, lens, engine=name, threads=th)
+        open_batch(keys, kidx, nonces, buf, offs, lens, engine=name, threads=th)
+    return time.perf_counter() - t0
