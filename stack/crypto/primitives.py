@@ -26,6 +26,12 @@ CCM_NONCE_LEN = 13
 """802.16 AES-CCM nonce length in bytes (L = 2)."""
 
 
+def _check_data(data: object, what: str) -> bytes:
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise MalformedError(f"{what} must be bytes, got {type(data).__name__}")
+    return bytes(data)
+
+
 def _check_aes_key(key: bytes, what: str = "AES key") -> None:
     if not isinstance(key, (bytes, bytearray, memoryview)):
         raise KeyLengthError(f"{what} must be bytes, got {type(key).__name__}")
@@ -45,8 +51,9 @@ def aes_ecb_encrypt(key: bytes, block: bytes) -> bytes:
 def aes_cmac(key: bytes, msg: bytes) -> bytes:
     """AES-CMAC (RFC 4493 / NIST SP 800-38B) of ``msg``: the full 16-byte tag."""
     _check_aes_key(key, "CMAC key")
+    msg = _check_data(msg, "CMAC message")
     c = cmac.CMAC(algorithms.AES(bytes(key)))
-    c.update(bytes(msg))
+    c.update(msg)
     return c.finalize()
 
 
@@ -56,16 +63,19 @@ def dot16kdf(key: bytes, astring: bytes, keylength_bits: int) -> bytes:
     ``Kin = Truncate(key, 128)``; for i = 0 .. ceil(keylength/128)-1 the blocks
     ``AES-CMAC(Kin, i(32) | astring | keylength(32))`` are concatenated and the result is
     ``Truncate(out, keylength)``. Truncate keeps the *rightmost* bits (spec digest §1.1, verified
-    against the public 802.16e vectors), so a key longer than 16 bytes contributes its last 16 bytes.
+    against the public 802.16e vectors), so a key longer than 16 bytes contributes its last 16
+    bytes.
     """
     if not isinstance(keylength_bits, int) or keylength_bits <= 0 or keylength_bits % 8:
         raise MalformedError(
             f"Dot16KDF keylength must be a positive multiple of 8 bits, got {keylength_bits!r}"
         )
+    if not isinstance(key, (bytes, bytearray, memoryview)):
+        raise KeyLengthError(f"Dot16KDF key must be bytes, got {type(key).__name__}")
     if len(key) < 16:
         raise KeyLengthError(f"Dot16KDF key must be at least 16 bytes, got {len(key)}")
     kin = bytes(key)[-16:]
-    astring = bytes(astring)
+    astring = _check_data(astring, "Dot16KDF astring")
     nblocks = (keylength_bits + 127) // 128
     out = b"".join(
         aes_cmac(kin, i.to_bytes(4, "big") + astring + keylength_bits.to_bytes(4, "big"))
@@ -137,6 +147,8 @@ def unwrap_key_padded(kek: bytes, wrapped: bytes) -> bytes:
 
 def _check_ccm(key: bytes, nonce: bytes, tag_len: int) -> None:
     _check_aes_key(key, "CCM key")
+    if not isinstance(nonce, (bytes, bytearray, memoryview)):
+        raise KeyLengthError(f"CCM nonce must be bytes, got {type(nonce).__name__}")
     if not 7 <= len(nonce) <= 13:
         raise KeyLengthError(f"CCM nonce must be 7..13 bytes, got {len(nonce)}")
     if tag_len not in (4, 6, 8, 10, 12, 14, 16):
@@ -148,9 +160,13 @@ def ccm_encrypt(
 ) -> bytes:
     """AES-CCM (RFC 3610 / SP 800-38C) encryption: returns ciphertext ‖ tag."""
     _check_ccm(key, nonce, tag_len)
-    return AESCCM(bytes(key), tag_length=tag_len).encrypt(
-        bytes(nonce), bytes(payload), bytes(aad) or None
-    )
+    payload = _check_data(payload, "CCM payload")
+    aad = _check_data(aad, "CCM AAD")
+    if len(payload) >= 1 << (8 * (15 - len(nonce))):
+        raise MalformedError(
+            f"CCM payload of {len(payload)} bytes too long for a {len(nonce)}-byte nonce"
+        )
+    return AESCCM(bytes(key), tag_length=tag_len).encrypt(bytes(nonce), payload, aad or None)
 
 
 def ccm_decrypt(
@@ -158,11 +174,15 @@ def ccm_decrypt(
 ) -> bytes:
     """AES-CCM decryption of ciphertext ‖ tag; raises :class:`IntegrityError` on a bad tag."""
     _check_ccm(key, nonce, tag_len)
+    sealed = _check_data(sealed, "CCM input")
+    aad = _check_data(aad, "CCM AAD")
     if len(sealed) < tag_len:
         raise MalformedError(f"CCM input shorter than its {tag_len}-byte tag: {len(sealed)} bytes")
-    try:
-        return AESCCM(bytes(key), tag_length=tag_len).decrypt(
-            bytes(nonce), bytes(sealed), bytes(aad) or None
+    if len(sealed) - tag_len >= 1 << (8 * (15 - len(nonce))):
+        raise MalformedError(
+            f"CCM input of {len(sealed)} bytes too long for a {len(nonce)}-byte nonce"
         )
+    try:
+        return AESCCM(bytes(key), tag_length=tag_len).decrypt(bytes(nonce), sealed, aad or None)
     except InvalidTag:
         raise IntegrityError("AES-CCM tag check failed", reason="bad_icv") from None
