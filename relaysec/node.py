@@ -1,0 +1,397 @@
+"""Node runtime: a station = a sans-I/O role + its MAC/security data path + burst modem + radio.
+
+The role (``stack.roles``) owns every key and seals/opens MPDUs through ``stack.mac`` itself; the
+runtime only moves bytes and samples (see docs/roles.md §3):
+
+* transmit opportunity (its TDD zone): take ``(neighbour, frame)`` pairs from
+  ``role.frames_to_send(now, max_bytes)``, modulate each frame as one burst addressed to the
+  neighbour, place the bursts back to back in the zone and hand the IQ to the radio;
+* receive: demodulate the zone's samples; a burst failing its CRC is counted against the link
+  (transmitter → this station) and dropped; a burst for another station is ignored; a good burst
+  goes to ``role.receive(src, payload, now)``, where security checks happen — the role counts
+  rejections by reason and never delivers them. Only ``DataReceived`` events reach the
+  application.
+
+Two ways to drive nodes:
+
+* :class:`SimNetwork` — all nodes in one process over :mod:`hw.loopback`, stepped in lockstep zone
+  by zone on a simulated clock (fast and deterministic from the seed);
+* :class:`OtaRunner` — wall clock, one or more nodes each with a real (or emulated) Pluto. The ABS
+  is the timing master; the others lock to its DL bursts (:class:`relaysec.schedule.OtaTiming`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from relaysec.report import MscEntry, Trace
+from relaysec.schedule import FrameSchedule, Zone, zone_capacity
+
+log = logging.getLogger(__name__)
+
+#: Samples of silence between two bursts a transmitter sends in one zone.
+INTER_BURST_GAP = 64
+
+#: ``tap(tx_name, dst_name, frame) -> frames actually transmitted`` (fault injection in tests).
+FrameTap = Callable[[str, str, bytes], list[bytes]]
+
+
+@dataclass
+class LinkStats:
+    """Counters of one directed link (transmitter → receiver)."""
+
+    src: str
+    dst: str
+    bursts_tx: int = 0
+    bytes_tx: int = 0
+    bursts_rx: int = 0          # bursts detected at the receiver, addressed to it
+    crc_fail: int = 0
+    bytes_rx: int = 0           # payload bytes of CRC-good bursts
+    snr_db: list[float] = field(default_factory=list)
+    evm_db: list[float] = field(default_factory=list)
+    cfo_hz: list[float] = field(default_factory=list)
+    rejected: Counter[str] = field(default_factory=Counter)
+    app_bytes: int = 0          # application bytes delivered over this hop (end-to-end flows)
+
+    @property
+    def name(self) -> str:
+        return f"{self.src}->{self.dst}"
+
+    @property
+    def per(self) -> float:
+        """Burst error rate: 1 − (CRC-good bursts received) / (bursts sent); NaN if none sent."""
+        if self.bursts_tx:
+            good = self.bursts_rx - self.crc_fail
+            return max(0.0, 1.0 - good / self.bursts_tx)
+        if self.bursts_rx:
+            return self.crc_fail / self.bursts_rx
+        return float("nan")
+
+    def summary(self, duration_s: float) -> dict[str, Any]:
+        """JSON-ready per-link figures; goodput = CRC-good burst payload bits per second of air."""
+        def mean(xs: list[float]) -> float:
+            return float(np.mean(xs)) if xs else float("nan")
+
+        return {
+            "bursts_tx": self.bursts_tx,
+            "bursts_rx": self.bursts_rx,
+            "crc_fail": self.crc_fail,
+            "per": self.per,
+            "snr_db": mean(self.snr_db),
+            "evm_db": mean(self.evm_db),
+            "cfo_hz": mean(self.cfo_hz),
+            "goodput_bps": (8.0 * self.bytes_rx / duration_s) if duration_s > 0 else float("nan"),
+            "app_bytes": self.app_bytes,
+            "rejected": sum(self.rejected.values()),
+            "rejections": dict(self.rejected),
+        }
+
+
+class LinkTable:
+    """All links seen in a run, keyed by ``"SRC->DST"``; created on first use."""
+
+    def __init__(self) -> None:
+        self.links: dict[str, LinkStats] = {}
+
+    def get(self, src: str, dst: str) -> LinkStats:
+        key = f"{src}->{dst}"
+        if key not in self.links:
+            self.links[key] = LinkStats(src, dst)
+        return self.links[key]
+
+    def summary(self, duration_s: float) -> dict[str, dict[str, Any]]:
+        return {k: v.summary(duration_s) for k, v in sorted(self.links.items())
+                if v.bursts_tx or v.bursts_rx}
+
+
+@dataclass(frozen=True)
+class NodeEvent:
+    """A role event stamped with the station that produced it and the time."""
+
+    t: float
+    station: str
+    event: Any
+
+
+class Node:
+    """One station. *directory* maps station ids to names (for link accounting and reports).
+
+    *addr_of* / *station_of* translate between 48-bit station ids and the modem's burst address
+    field. *describe_frame* (optional) turns a frame into labels for the message sequence chart.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        station_id: int,
+        role: Any,
+        modem: Any,
+        radio: Any,
+        *,
+        directory: dict[int, str],
+        links: LinkTable,
+        tx_scale: float,
+        addr_of: Callable[[int], int] = lambda sid: sid,
+        station_of: Callable[[int], int | None] = lambda a: a,
+        trace: Trace | None = None,
+        describe_frame: Callable[[bytes], list[str]] | None = None,
+        msc: list[MscEntry] | None = None,
+        max_bursts_per_zone: int = 4,
+    ) -> None:
+        self.name = name
+        self.station_id = station_id
+        self.role = role
+        self.modem = modem
+        self.radio = radio
+        self.directory = directory
+        self.links = links
+        self.tx_scale = tx_scale
+        self.addr_of = addr_of
+        self.station_of = station_of
+        self.trace = trace
+        self.describe_frame = describe_frame
+        self.msc = msc
+        self.max_bursts_per_zone = max_bursts_per_zone
+        self.backlog: deque[tuple[int, bytes]] = deque()
+        self.events: list[NodeEvent] = []
+        self.cpu: Counter[str] = Counter()          # seconds spent per layer
+        self._seen_rejections: Counter[tuple[int, str]] = Counter()
+        self._capacity_cache: dict[int, int] = {}
+
+    # ------------------------------------------------------------------ helpers
+
+    def _name_of(self, station_id: int | None) -> str:
+        if station_id is None:
+            return "?"
+        return self.directory.get(station_id, f"0x{station_id:x}")
+
+    def capacity(self, samples: int) -> int:
+        """Largest burst payload (bytes) whose burst fits in *samples*."""
+        if samples not in self._capacity_cache:
+            self._capacity_cache[samples] = zone_capacity(
+                self.modem.burst_samples, int(self.modem.max_payload), samples
+            )
+        return self._capacity_cache[samples]
+
+    def _stack(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return fn(*args, **kw)
+        finally:
+            self.cpu["stack"] += time.perf_counter() - t0
+
+    # ------------------------------------------------------------------ role side
+
+    def poll(self, now: float) -> None:
+        """Run due role timers and collect events and rejections (call once per zone or so)."""
+        deadline = self.role.next_deadline()
+        if deadline is not None and deadline <= now:
+            self._stack(self.role.timer, now)
+        self._collect(now)
+
+    def _collect(self, now: float) -> None:
+        for ev in self.role.events():
+            self.events.append(NodeEvent(now, self.name, ev))
+            if self.msc is not None:
+                label = type(ev).__name__
+                if label not in ("DataReceived", "Rejected"):
+                    self.msc.append(MscEntry(now, self.name, self.name, label,
+                                             _event_note(ev)))
+        by_link = getattr(self.role, "rejections_by_link", None)
+        if by_link is not None:
+            for (peer, reason), count in by_link.items():
+                new = count - self._seen_rejections[(peer, reason)]
+                if new > 0:
+                    self.links.get(self._name_of(peer), self.name).rejected[reason] += new
+                    self._seen_rejections[(peer, reason)] = count
+
+    def drain_events(self) -> list[NodeEvent]:
+        out, self.events = self.events, []
+        return out
+
+    # ------------------------------------------------------------------ transmit
+
+    def build_zone(
+        self, now: float, zone_samples: int, *, tap: FrameTap | None = None
+    ) -> tuple[np.ndarray | None, list[tuple[int, int]]]:
+        """IQ for this node's zone (``None`` if nothing to send) and the ``(dst_id, n_bytes)`` of
+        each burst in it. Frames that do not fit stay in the backlog for the next zone.
+
+        *tap* (simulation/test only) sees each frame before modulation and returns the frames
+        that actually go on the air: an attacker on the medium that alters or replays bursts."""
+        cap = self.capacity(zone_samples)
+        if cap <= 0:
+            return None, []
+        if not self.backlog:
+            frames = self._stack(self.role.frames_to_send, now, cap)
+            self.backlog.extend(frames)
+        pieces: list[np.ndarray] = []
+        sent: list[tuple[int, int]] = []
+        used = 0
+        while self.backlog and len(sent) < self.max_bursts_per_zone:
+            dst, frame = self.backlog[0]
+            if len(frame) > cap:
+                # A role must honour max_bytes; a longer frame can never be sent. Drop it loudly.
+                log.error("%s: frame of %d bytes exceeds zone capacity %d; dropped",
+                          self.name, len(frame), cap)
+                self.backlog.popleft()
+                continue
+            n = self.modem.burst_samples(len(frame))
+            extra = n + (INTER_BURST_GAP if pieces else 0)
+            if used + extra > zone_samples:
+                break
+            self.backlog.popleft()
+            if self.msc is not None and self.describe_frame is not None:
+                for label in self.describe_frame(frame):
+                    self.msc.append(MscEntry(now, self.name, self._name_of(dst), label))
+            on_air = [frame] if tap is None else tap(self.name, self._name_of(dst), frame)
+            for air in on_air:
+                t0 = time.perf_counter()
+                iq = self.modem.modulate(air, src=self.addr_of(self.station_id),
+                                         dst=self.addr_of(dst))
+                self.cpu["modem"] += time.perf_counter() - t0
+                if pieces:
+                    pieces.append(np.zeros(INTER_BURST_GAP, np.complex64))
+                pieces.append(np.asarray(iq, dtype=np.complex64) * np.float32(self.tx_scale))
+                sent.append((dst, len(air)))
+                link = self.links.get(self.name, self._name_of(dst))
+                link.bursts_tx += 1
+                link.bytes_tx += len(air)
+            used += extra
+        if not pieces:
+            return None, []
+        return np.concatenate(pieces), sent
+
+    def transmit(self, iq: np.ndarray) -> None:
+        t0 = time.perf_counter()
+        self.radio.transmit(iq)
+        self.cpu["radio"] += time.perf_counter() - t0
+
+    # ------------------------------------------------------------------ receive
+
+    def receive_samples(self, n: int) -> np.ndarray:
+        t0 = time.perf_counter()
+        iq = self.radio.receive(n)
+        self.cpu["radio"] += time.perf_counter() - t0
+        return iq
+
+    def handle_samples(self, iq: np.ndarray, now: float, *, expect_src: str | None = None
+                       ) -> list[Any]:
+        """Demodulate *iq*, account every burst addressed here, feed good ones to the role.
+
+        *expect_src* (the zone's transmitter) attributes CRC failures whose header is unreliable.
+        Returns the demodulated bursts (all of them, for timing recovery over the air)."""
+        t0 = time.perf_counter()
+        bursts = self.modem.demodulate(iq)
+        self.cpu["modem"] += time.perf_counter() - t0
+        my_addr = self.addr_of(self.station_id)
+        for b in bursts:
+            if b.crc_ok and b.dst != my_addr:
+                continue  # someone else's burst: not ours to count or deliver
+            src_id = self.station_of(b.src) if b.crc_ok else None
+            src_name = self._name_of(src_id) if src_id is not None else (expect_src or "?")
+            if not b.crc_ok and expect_src is None:
+                continue
+            link = self.links.get(src_name, self.name)
+            link.bursts_rx += 1
+            if self.trace is not None:
+                self.trace.add_burst(link.name, now, float(b.snr_db), bool(b.crc_ok))
+            if not b.crc_ok:
+                link.crc_fail += 1
+                continue
+            link.bytes_rx += len(b.payload)
+            link.snr_db.append(float(b.snr_db))
+            if getattr(b, "evm_db", None) is not None:
+                link.evm_db.append(float(b.evm_db))
+            if getattr(b, "cfo_hz", None) is not None:
+                link.cfo_hz.append(float(b.cfo_hz))
+            sym = getattr(b, "symbols", None)
+            if self.trace is not None and sym is not None:
+                self.trace.add_symbols(link.name, sym)
+            if src_id is None:
+                continue
+            self._stack(self.role.receive, src_id, bytes(b.payload), now)
+        self._collect(now)
+        return bursts
+
+
+def _event_note(ev: Any) -> str:
+    """Identifiers of an event for the MSC (never key values: events carry none)."""
+    parts = []
+    for key in ("cause", "akid", "cmac_key_count", "counter_teks", "status", "reason",
+                "procedure"):
+        val = getattr(ev, key, None)
+        if val is not None:
+            parts.append(f"{key}={val}")
+    return " ".join(parts)
+
+
+class SimNetwork:
+    """Nodes sharing one loopback medium, stepped zone by zone on a simulated clock.
+
+    Per zone: the zone's transmitter builds and transmits its bursts (at the zone start: every radio
+    clock sits at the same sample because all advance together); then every radio receives the
+    zone plus its guard; each receiver demodulates. A receiver skips demodulation when no burst of
+    the zone is addressed to it — a simulation shortcut for speed (over the air every node
+    demodulates everything); it changes no result because unaddressed bursts are discarded anyway.
+    """
+
+    def __init__(self, nodes: Iterable[Node], schedule: FrameSchedule,
+                 *, tap: FrameTap | None = None) -> None:
+        self.nodes = {n.name: n for n in nodes}
+        self.schedule = schedule
+        self.frame = 0
+        self.tap = tap
+
+    @property
+    def now(self) -> float:
+        return self.frame * self.schedule.frame_s
+
+    def step_frame(self) -> None:
+        """Run one TDD frame."""
+        fs = self.schedule.sample_rate
+        base = self.frame * self.schedule.frame_len
+        for zone in self.schedule.zones:
+            self._run_zone(zone, (base + zone.start) / fs, (base + zone.end) / fs)
+        tail = self.schedule.frame_len - (self.schedule.zones[-1].end if self.schedule.zones else 0)
+        if tail > 0:
+            for node in self.nodes.values():
+                node.receive_samples(tail)
+        self.frame += 1
+        end = self.frame * self.schedule.frame_s
+        for node in self.nodes.values():
+            node.poll(end)
+
+    def _run_zone(self, zone: Zone, t_start: float, t_end: float) -> None:
+        tx = self.nodes[zone.tx]
+        tx.poll(t_start)
+        iq, sent = tx.build_zone(t_start, zone.length, tap=self.tap)
+        if iq is not None:
+            tx.transmit(iq)
+        audience = {d for d, _ in sent}
+        n = zone.length + zone.guard
+        for node in self.nodes.values():
+            rx = node.receive_samples(n)
+            if node is tx or node.station_id not in audience:
+                continue
+            node.handle_samples(rx, t_end, expect_src=zone.tx)
+
+    def events(self) -> list[NodeEvent]:
+        out: list[NodeEvent] = []
+        for node in self.nodes.values():
+            out.extend(node.drain_events())
+        out.sort(key=lambda e: e.t)
+        return out
+
+    def cpu(self) -> Counter[str]:
+        total: Counter[str] = Counter()
+        for node in self.nodes.values():
+            total.update(node.cpu)
+        return total

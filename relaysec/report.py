@@ -1,0 +1,278 @@
+"""Trial reports: the ten-second summary, the message sequence chart, JSON and PNG plots.
+
+The trial produces one plain ``dict`` (the JSON report, see :func:`validate_report` for the keys
+every report has) plus a :class:`Trace` with the per-burst series that only the plots need. This
+module only formats; it decides nothing about pass or fail.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REQUIRED_KEYS = ("ok", "bytes", "phases", "links", "security", "handover")
+
+
+@dataclass(frozen=True)
+class MscEntry:
+    """One arrow of the message sequence chart: at simulated/wall time *t*, *src* → *dst*."""
+
+    t: float
+    src: str
+    dst: str
+    label: str
+    note: str = ""
+
+
+@dataclass
+class Trace:
+    """Per-burst series behind the plots (not part of the JSON)."""
+
+    # link name -> list of (time, snr_db, crc_ok)
+    bursts: dict[str, list[tuple[float, float, bool]]] = field(default_factory=dict)
+    # link name -> equalised data symbols (complex), capped per link
+    constellations: dict[str, np.ndarray] = field(default_factory=dict)
+    max_points: int = 4000
+
+    def add_burst(self, link: str, t: float, snr_db: float, crc_ok: bool) -> None:
+        self.bursts.setdefault(link, []).append((t, snr_db, crc_ok))
+
+    def add_symbols(self, link: str, symbols: np.ndarray) -> None:
+        have = self.constellations.get(link)
+        if have is not None and have.size >= self.max_points:
+            return
+        sym = np.asarray(symbols, dtype=np.complex64).ravel()
+        merged = sym if have is None else np.concatenate([have, sym])
+        self.constellations[link] = merged[: self.max_points]
+
+
+def validate_report(report: Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` if *report* lacks a key the JSON contract promises."""
+    for key in REQUIRED_KEYS:
+        if key not in report:
+            raise ValueError(f"report lacks {key!r}")
+    for key in ("sent", "delivered", "lost", "corrupted"):
+        if key not in report["bytes"]:
+            raise ValueError(f"report.bytes lacks {key!r}")
+    for ph in report["phases"]:
+        if "name" not in ph or "ok" not in ph:
+            raise ValueError("each phase needs name and ok")
+    for name, link in report["links"].items():
+        for key in ("per", "snr_db", "goodput_bps"):
+            if key not in link:
+                raise ValueError(f"link {name} lacks {key!r}")
+    for key in ("mode", "interruption_s"):
+        if key not in report["handover"]:
+            raise ValueError(f"report.handover lacks {key!r}")
+
+
+def _json_safe(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, (np.floating,)):
+        return _json_safe(float(obj))
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    return obj
+
+
+def to_json(report: Mapping[str, Any]) -> str:
+    """The report as JSON text (NaN/inf written as null, keys sorted for stable diffs)."""
+    validate_report(report)
+    return json.dumps(_json_safe(dict(report)), indent=2, sort_keys=True) + "\n"
+
+
+def write_json(report: Mapping[str, Any], path: str | Path) -> None:
+    """Write :func:`to_json` to *path* (parent directories created)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(to_json(report), encoding="utf-8")
+
+
+def _fmt_rate(bps: float | None) -> str:
+    if bps is None or not math.isfinite(bps):
+        return "-"
+    if bps >= 1e6:
+        return f"{bps / 1e6:.2f} Mb/s"
+    return f"{bps / 1e3:.1f} kb/s"
+
+
+def _fmt(x: float | None, spec: str) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "-"
+    return format(x, spec)
+
+
+def summary_text(report: Mapping[str, Any]) -> str:
+    """The summary a person reads in ten seconds: verdict, phases, bytes, links, security."""
+    lines = []
+    verdict = "PASS" if report["ok"] else "FAIL"
+    head = f"relaysec trial: {verdict}"
+    if not report["ok"] and report.get("reason"):
+        head += f" — {report['reason']}"
+    lines.append(head)
+    meta = []
+    for key in ("backend", "security_mode", "seed"):
+        if key in report:
+            meta.append(f"{key.replace('_', ' ')} {report[key]}")
+    if "timing" in report:
+        t = report["timing"]
+        meta.append(f"wall {t.get('wall_s', 0):.1f} s (numba warm-up {t.get('warmup_s', 0):.1f} s)")
+        if t.get("sim_s") is not None:
+            meta.append(f"air time {t['sim_s']:.2f} s")
+    if meta:
+        lines.append("  " + ", ".join(meta))
+    lines.append("")
+    lines.append("Phases")
+    for ph in report["phases"]:
+        mark = "ok  " if ph["ok"] else "FAIL"
+        dur = ""
+        if ph.get("t_start") is not None and ph.get("t_end") is not None:
+            dur = f"{(ph['t_end'] - ph['t_start']) * 1e3:8.0f} ms"
+        detail = f"  {ph['detail']}" if ph.get("detail") else ""
+        lines.append(f"  [{mark}] {ph['name']:<22}{dur}{detail}")
+    b = report["bytes"]
+    lines.append("")
+    lines.append(
+        f"Payload  sent {b['sent']} B, delivered {b['delivered']} B, lost {b['lost']} B, "
+        f"corrupted {b['corrupted']} B"
+        + (f", duplicates {b['duplicates']}" if b.get("duplicates") else "")
+    )
+    links = report["links"]
+    if links:
+        lines.append("")
+        lines.append(f"  {'link':<18}{'bursts':>7}{'PER':>8}{'SNR dB':>8}{'EVM dB':>8}"
+                     f"{'goodput':>13}{'rejected':>9}")
+        for name, lk in links.items():
+            lines.append(
+                f"  {name:<18}{lk.get('bursts_tx', 0):>7}{_fmt(lk['per'], '.3f'):>8}"
+                f"{_fmt(lk['snr_db'], '.1f'):>8}{_fmt(lk.get('evm_db'), '.1f'):>8}"
+                f"{_fmt_rate(lk['goodput_bps']):>13}{lk.get('rejected', 0):>9}"
+            )
+    sec = report["security"]
+    rej = sec.get("rejections", {})
+    lines.append("")
+    lines.append(
+        "Security rejections: "
+        + (", ".join(f"{k} {v}" for k, v in sorted(rej.items())) if rej else "none")
+    )
+    if sec.get("keys"):
+        lines.append("Keys: " + "; ".join(sec["keys"]))
+    ho = report["handover"]
+    if ho.get("mode"):
+        inter = ho.get("interruption_s")
+        txt = "-" if inter is None else f"{inter * 1e3:.0f} ms"
+        lines.append(
+            f"Handover: {ho.get('source', '?')} -> {ho.get('target', '?')}, mode {ho['mode']}, "
+            f"AK pre-distribution {'on' if ho.get('predistributed') else 'off'}, "
+            f"interruption {txt}"
+        )
+    return "\n".join(lines)
+
+
+def msc_text(entries: Sequence[MscEntry], stations: Sequence[str], *, width: int = 14) -> str:
+    """A text message sequence chart: one column per station, one row per message.
+
+    ::
+
+        time ms   ABS          ARS-1        AMS
+          12.0     |<-----------|            |   PKM-REQ(EAP)
+    """
+    if not entries:
+        return "(no security messages)"
+    col = {s: i for i, s in enumerate(stations)}
+    header = " " * 10 + "".join(f"{s:<{width}}" for s in stations)
+    rows = [header]
+    for e in entries:
+        if e.src not in col or e.dst not in col:
+            continue
+        a, b = col[e.src], col[e.dst]
+        cells = [" " * width for _ in stations]
+        line = list("".join(cells))
+        for i in range(len(stations)):
+            line[i * width] = "|"
+        lo, hi = min(a, b), max(a, b)
+        if lo == hi:
+            line[lo * width] = "*"
+        else:
+            for x in range(lo * width + 1, hi * width):
+                line[x] = "-"
+            if b > a:
+                line[hi * width - 1] = ">"
+            else:
+                line[lo * width + 1] = "<"
+        label = e.label + (f" [{e.note}]" if e.note else "")
+        rows.append(f"{e.t * 1e3:8.1f}  " + "".join(line).rstrip() + "   " + label)
+    return "\n".join(rows)
+
+
+def write_plots(report: Mapping[str, Any], trace: Trace, directory: str | Path) -> list[Path]:
+    """PNG plots: one constellation per link, and SNR / PER over time for all links.
+
+    Returns the files written. matplotlib is imported here only (Agg backend, no display needed).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for link, sym in sorted(trace.constellations.items()):
+        fig, ax = plt.subplots(figsize=(4, 4))
+        ax.scatter(sym.real, sym.imag, s=2, alpha=0.4)
+        lk = report["links"].get(link, {})
+        ax.set_title(f"{link}  EVM {_fmt(lk.get('evm_db'), '.1f')} dB")
+        ax.set_xlabel("I")
+        ax.set_ylabel("Q")
+        ax.set_aspect("equal")
+        ax.grid(True, alpha=0.3)
+        p = out / f"constellation_{_slug(link)}.png"
+        fig.tight_layout()
+        fig.savefig(p, dpi=100)
+        plt.close(fig)
+        written.append(p)
+    if trace.bursts:
+        fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+        for link, series in sorted(trace.bursts.items()):
+            arr = np.array([(t, s, ok) for t, s, ok in series], dtype=float)
+            ax1.plot(arr[:, 0], arr[:, 1], ".", ms=3, label=link)
+            # PER over a sliding window of 20 bursts
+            fail = 1.0 - arr[:, 2]
+            k = min(20, len(fail))
+            per = np.convolve(fail, np.ones(k) / k, mode="same")
+            ax2.plot(arr[:, 0], per, label=link)
+        for ph in report["phases"]:
+            if ph.get("t_start") is not None:
+                for ax in (ax1, ax2):
+                    ax.axvline(ph["t_start"], color="grey", lw=0.5, ls=":")
+        ax1.set_ylabel("SNR (dB)")
+        ax2.set_ylabel("PER (20-burst window)")
+        ax2.set_xlabel("time (s)")
+        ax1.legend(fontsize=7, ncol=2)
+        ax1.grid(True, alpha=0.3)
+        ax2.grid(True, alpha=0.3)
+        p = out / "snr_per_over_time.png"
+        fig.tight_layout()
+        fig.savefig(p, dpi=100)
+        plt.close(fig)
+        written.append(p)
+    return written
+
+
+def _slug(name: str) -> str:
+    name = name.replace("->", "_to_")
+    return "".join(c if c.isalnum() or c == "_" else "_" for c in name).strip("_")

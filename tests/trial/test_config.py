@@ -1,0 +1,86 @@
+"""Config merging, validation and printing (relaysec.config)."""
+
+from __future__ import annotations
+
+import pytest
+import tomllib
+
+from relaysec.config import (
+    ConfigError,
+    default_config,
+    link_params,
+    load_config,
+    parse_override,
+    to_toml,
+)
+
+
+def test_defaults_are_valid_and_complete():
+    cfg = load_config()
+    assert cfg["backend"] == "loopback"
+    assert [s["name"] for s in cfg["stations"]] == ["ABS", "ARS-1", "ARS-2", "AMS"]
+    assert cfg["security"]["mode"] == "distributed"
+
+
+def test_file_overrides_defaults_and_flags_override_file(tmp_path):
+    p = tmp_path / "x.toml"
+    p.write_text('seed = 7\n[phy]\nmcs = "QPSK-1/2"\n[channel]\nsnr_db = 12\n')
+    cfg = load_config(p, overrides=[parse_override("phy.mcs=QPSK-3/4")])
+    assert cfg["seed"] == 7
+    assert cfg["phy"]["mcs"] == "QPSK-3/4"          # flag beats file
+    assert cfg["channel"]["snr_db"] == 12           # file beats default
+    assert cfg["phy"]["profile"] == default_config()["phy"]["profile"]  # untouched default
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("[phy]\nmcss = 'x'\n", "phy.mcss"),
+        ("sed = 3\n", "sed"),
+        ("[security]\nmode = 'hybrid'\n", "security.mode"),
+        ("[channel]\nsnr_db = 'high'\n", "channel.snr_db"),
+        ("[security]\nenabled = 1\n", "security.enabled"),
+        ("[[stations]]\nname = 'A'\nrole = 'ams'\nstation_id = 5\nstid = 3\n", "abs"),
+        ("[[stations]]\nname='B'\nrole='abs'\nstation_id=1\ncolour='red'\n", "colour"),
+        ("phy = 3\n", "phy"),
+        ("links = [{a = 'ABS', b = 'nobody'}]\n", "links[0].b"),
+    ],
+)
+def test_bad_config_names_the_key(tmp_path, text, words):
+    p = tmp_path / "bad.toml"
+    p.write_text(text)
+    with pytest.raises(ConfigError, match=words.replace("[", r"\[").replace("]", r"\]")):
+        load_config(p)
+
+
+def test_not_toml_and_missing_file(tmp_path):
+    p = tmp_path / "bad.toml"
+    p.write_text("seed = = 3\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(p)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_override_parsing():
+    assert parse_override("seed=3") == ("seed", 3)
+    assert parse_override("security.enabled=false") == ("security.enabled", False)
+    assert parse_override("phy.mcs=16QAM-1/2") == ("phy.mcs", "16QAM-1/2")
+    with pytest.raises(ConfigError):
+        parse_override("seed")
+    with pytest.raises(ConfigError, match="nothing"):
+        load_config(overrides=[("nothing.here", 1)])
+
+
+def test_printed_config_reads_back_identically():
+    cfg = load_config(overrides=[("channel.snr_db", 9.5)])
+    cfg["links"] = [{"a": "ABS", "b": "AMS", "snr_db": 3.0}]
+    again = tomllib.loads(to_toml(cfg))
+    assert again == cfg
+
+
+def test_link_params_symmetric_override():
+    cfg = load_config()
+    cfg["links"] = [{"a": "AMS", "b": "ARS-1", "snr_db": 4.0, "channel": "pedA"}]
+    assert link_params(cfg, "ARS-1", "AMS") == {"snr_db": 4.0, "channel": "pedA"}
+    assert link_params(cfg, "ABS", "AMS")["snr_db"] == cfg["channel"]["snr_db"]

@@ -1,0 +1,140 @@
+"""Schedule, payload-integrity and report formatting pieces of the trial."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from relaysec.appdata import OVERHEAD, Flow, flow_of, make_packet, parse_packet
+from relaysec.report import MscEntry, Trace, msc_text, summary_text, to_json, write_plots
+from relaysec.schedule import OtaTiming, build_schedule, zone_capacity
+
+STATIONS = [("ABS", "abs"), ("ARS-1", "ars"), ("ARS-2", "ars"), ("AMS", "ams")]
+
+
+def test_schedule_zones_tile_the_frame_in_relay_order():
+    s = build_schedule(STATIONS, sample_rate=2.8e6, frame_s=5e-3, guard_s=100e-6)
+    assert s.frame_len == 14000
+    assert [(z.name, z.tx) for z in s.zones] == [
+        ("DL-relay", "ABS"), ("DL-access", "ARS-1"), ("DL-access", "ARS-2"),
+        ("UL-access", "AMS"), ("UL-relay", "ARS-1"), ("UL-relay", "ARS-2"),
+    ]
+    for a, b in zip(s.zones, s.zones[1:], strict=False):
+        assert b.start == a.end                      # no overlap, no gap beyond the guard
+    assert s.zones[-1].end <= s.frame_len
+    assert s.zones[0].length > s.zones[1].length     # ABS zone weighted
+    with pytest.raises(ValueError, match="cannot hold"):
+        build_schedule(STATIONS, sample_rate=2.8e6, frame_s=5e-4, guard_s=100e-6)
+
+
+@given(st.integers(0, 5000))
+def test_zone_capacity_is_the_largest_fitting_payload(samples):
+    def burst_samples(n):
+        return 300 + 288 * (-(-n // 50))             # preamble + whole symbols
+
+    cap = zone_capacity(burst_samples, 2000, samples)
+    if samples < 300:
+        assert cap == 0
+    else:
+        assert burst_samples(cap) <= samples
+        assert cap == 2000 or burst_samples(cap + 1) > samples
+
+
+def test_ota_timing_locks_and_tracks():
+    t = OtaTiming(frame_len=1000, dl_offset=10)
+    assert not t.locked(0)
+    t.on_abs_burst(5010)
+    assert t.frame_start == 5000 and t.locked(5500)
+    assert t.next_zone_start(300, 5200) == 5300
+    assert t.next_zone_start(300, 5301) == 6300
+    t.on_abs_burst(6014)                              # 4 samples late: follow half of it
+    assert t.frame_start == 6002                     # latest frame, half the 4-sample offset
+    assert not t.locked(6014 + 9000)
+
+
+def test_packets_roundtrip_and_detect_any_change():
+    pkt = make_packet(3, 77, b"hello world" * 3)
+    assert parse_packet(pkt) == (3, 77, b"hello world" * 3)
+    assert flow_of(pkt) == 3
+    for i in range(len(pkt)):
+        bad = bytearray(pkt)
+        bad[i] ^= 0x01
+        assert parse_packet(bytes(bad)) is None
+
+
+def test_flow_counts_sent_delivered_lost_corrupted_duplicates():
+    f = Flow(1, "ABS->AMS", 64, seed=5)
+    pkts = []
+    for i in range(4):
+        pkts.append(f.peek())
+        assert f.peek() == pkts[-1]                  # same until marked sent
+        f.mark_sent(float(i))
+    assert len(set(pkts)) == 4 and all(len(p) == 64 for p in pkts)
+    assert f.deliver(pkts[0], 1.0) == "ok"
+    assert f.deliver(pkts[0], 1.1) == "duplicate"
+    forged = bytearray(pkts[1])
+    forged[OVERHEAD] ^= 1
+    assert f.deliver(bytes(forged), 1.2) == "corrupted"
+    assert f.deliver(pkts[2], 1.3) == "ok"
+    s = f.stats
+    assert (s.sent_bytes, s.delivered_bytes, s.lost_bytes, s.corrupted_bytes) == (256, 128, 128, 64)
+    assert s.duplicate_packets == 1
+    # same seed, same packets
+    g = Flow(1, "ABS->AMS", 64, seed=5)
+    assert g.peek() == pkts[0]
+
+
+def _report(ok=True):
+    return {
+        "ok": ok,
+        "reason": None if ok else "phase traffic_1 failed",
+        "seed": 1,
+        "bytes": {"sent": 100, "delivered": 100, "lost": 0, "corrupted": 0},
+        "phases": [{"name": "ars_entry", "ok": True, "t_start": 0.0, "t_end": 0.1},
+                   {"name": "traffic_1", "ok": ok, "t_start": 0.1, "t_end": 0.3}],
+        "links": {"ABS->ARS-1": {"per": 0.01, "snr_db": 27.5, "goodput_bps": 1.2e6,
+                                 "bursts_tx": 100, "evm_db": float("nan")}},
+        "security": {"rejections": {"bad_icv": 2}},
+        "handover": {"mode": "predistributed", "interruption_s": 0.02, "source": "ARS-1",
+                     "target": "ARS-2", "predistributed": True},
+    }
+
+
+def test_summary_and_json():
+    text = summary_text(_report())
+    assert text.splitlines()[0] == "relaysec trial: PASS"
+    assert "ABS->ARS-1" in text and "bad_icv 2" in text and "20 ms" in text
+    bad = summary_text(_report(ok=False))
+    assert "FAIL" in bad and "traffic_1 failed" in bad
+    data = json.loads(to_json(_report()))
+    assert data["links"]["ABS->ARS-1"]["evm_db"] is None    # NaN is written as null
+    with pytest.raises(ValueError, match="handover"):
+        r = _report()
+        del r["handover"]
+        to_json(r)
+
+
+def test_msc_arrows_point_the_right_way():
+    entries = [MscEntry(0.001, "AMS", "ARS-1", "PKM-REQ"),
+               MscEntry(0.002, "ABS", "ARS-1", "AK-Transfer"),
+               MscEntry(0.003, "ARS-1", "ARS-1", "KeysInstalled", "akid=00")]
+    text = msc_text(entries, ["ABS", "ARS-1", "AMS"], width=10)
+    lines = text.splitlines()
+    assert lines[1].index("<") < lines[1].index("PKM-REQ")
+    assert "<-" in lines[1] and "->" in lines[2]
+    assert "*" in lines[3] and "akid=00" in lines[3]
+
+
+def test_plots_written(tmp_path):
+    tr = Trace()
+    rng = np.random.default_rng(0)
+    for i in range(30):
+        tr.add_burst("ABS->ARS-1", i * 0.005, 25 + rng.normal(), i % 7 != 0)
+    tr.add_symbols("ABS->ARS-1", (rng.choice([-1, 1], 200) + 1j * rng.choice([-1, 1], 200)))
+    files = write_plots(_report(), tr, tmp_path)
+    assert {f.name for f in files} == {"constellation_ABS_to_ARS_1.png", "snr_per_over_time.png"}
+    assert all(f.stat().st_size > 1000 for f in files)
