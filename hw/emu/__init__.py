@@ -1,0 +1,34 @@
+"""An emulated ADALM-Pluto behind libiio's network protocol (iiod), for CI and lab rehearsals.
+
+The unmodified libiio C library, pylibiio and pyadi-iio talk to :class:`PlutoServer` exactly as to a
+Pluto at ``ip:192.168.2.1``: ``adi.Pluto("ip:127.0.0.1:PORT")``, every setter, ``tx()``/``rx()``,
+and ``iio_info``/``iio_attr``/``iio_readdev``/``iio_writedev`` all work. Several emulated radios
+can share one simulated air (:func:`start_emulators`).
+
+Public API:
+
+- :class:`PlutoServer` — one emulated radio (attribute model + data path + TCP server).
+- :class:`PlutoContext` — the AD9361 attribute model (range checks, rate propagation, XML).
+- :class:`LocalLoop` — stand-alone data path (TX cabled to RX of the same radio).
+- :func:`start_emulators` — context manager starting N emulated radios on one medium and yielding
+  their URIs.
+
+See ``docs/emulator.md``.
+"""
+
+from __future__ import annotations
+
+from hw.emu.ad9361 import PlutoContext, Settings
+from hw.emu.datapath import DataPath, LocalLoop
+from hw.emu.errors import EmulatorError, IioError
+from hw.emu.server import PlutoServer
+
+__all__ = [
+    "DataPath",
+    "EmulatorError",
+    "IioError",
+    "LocalLoop",
+    "PlutoContext",
+    "PlutoServer",
+    "Settings",
+]
