@@ -1,0 +1,33 @@
+"""Radios: the :class:`~hw.radio.Radio` interface and its backends.
+
+- :mod:`hw.loopback` — a simulated medium shared by any number of radios (deterministic).
+- :mod:`hw.pluto` — ADALM-Pluto over pyadi-iio (``import adi`` happens only there, lazily).
+- :mod:`hw.doctor` — environment checks behind ``relaysec doctor``.
+
+``hw`` never imports ``stack``, ``phy`` or ``relaysec``.
+"""
+
+from hw.errors import (
+    RadioClosedError,
+    RadioConfigError,
+    RadioError,
+    RadioIOError,
+    RadioUnavailableError,
+)
+from hw.loopback import LoopbackRadio, ManualClock, Medium, WallClock
+from hw.radio import Radio, RadioConfig, RadioStats
+
+__all__ = [
+    "LoopbackRadio",
+    "ManualClock",
+    "Medium",
+    "Radio",
+    "RadioClosedError",
+    "RadioConfig",
+    "RadioConfigError",
+    "RadioError",
+    "RadioIOError",
+    "RadioStats",
+    "RadioUnavailableError",
+    "WallClock",
+]
