@@ -1,0 +1,101 @@
+"""Forward error correction behind one small interface (digest §4.2).
+
+:class:`FEC` is what the modem calls; :class:`ConvCode` implements it with the 16e K=7 (171,133)
+convolutional code, zero-terminated (6 tail bits; the digest's tail-biting is a permitted
+simplification — a burst is long enough that 6 bits cost < 1 %), punctured to 2/3, 3/4 or 5/6 with
+the 16e/802.11 patterns. A CTC can later implement the same interface without touching the modem.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from phy.kernels import BFLY_SX, BFLY_SY, viterbi_k7
+
+K = 7
+TAIL = K - 1
+_TAPS1 = [i for i in range(K) if (0o171 >> (K - 1 - i)) & 1]  # powers of D used by G1
+_TAPS2 = [i for i in range(K) if (0o133 >> (K - 1 - i)) & 1]
+
+# Puncturing masks over the interleaved mother stream (X1 Y1 X2 Y2 ...), 1 = sent.
+PUNCTURE: dict[str, np.ndarray] = {
+    "1/2": np.array([1, 1], dtype=bool),
+    "2/3": np.array([1, 1, 0, 1], dtype=bool),  # X:10 Y:11 -> X1 Y1 Y2
+    "3/4": np.array([1, 1, 0, 1, 1, 0], dtype=bool),  # X:101 Y:110 -> X1 Y1 Y2 X3
+    "5/6": np.array([1, 1, 0, 1, 1, 0, 0, 1, 1, 0], dtype=bool),  # X1 Y1 Y2 X3 Y4 X5
+}
+
+
+@runtime_checkable
+class FEC(Protocol):
+    """A forward error-correcting code as the modem uses it.
+
+    ``encode`` takes uint8 0/1 info bits and returns uint8 coded bits; ``decode`` takes float32
+    LLRs (positive means 0) of exactly ``coded_length(n_info)`` bits and returns n_info uint8 bits.
+    """
+
+    name: str
+    rate: Fraction
+
+    def coded_length(self, n_info: int) -> int: ...
+
+    def encode(self, bits: np.ndarray) -> np.ndarray: ...
+
+    def decode(self, llr: np.ndarray, n_info: int) -> np.ndarray: ...
+
+
+def conv_encode(bits: np.ndarray) -> np.ndarray:
+    """Mother-code encoder: n info bits -> 2(n+6) bits X0 Y0 X1 Y1 ... (zero start and tail)."""
+    b = np.asarray(bits, dtype=np.uint8)
+    n = b.size + TAIL
+    padded = np.concatenate([np.zeros(TAIL, np.uint8), b, np.zeros(TAIL, np.uint8)])
+    x = np.zeros(n, np.uint8)
+    y = np.zeros(n, np.uint8)
+    for d in _TAPS1:
+        x ^= padded[TAIL - d: TAIL - d + n]
+    for d in _TAPS2:
+        y ^= padded[TAIL - d: TAIL - d + n]
+    out = np.empty(2 * n, np.uint8)
+    out[0::2] = x
+    out[1::2] = y
+    return out
+
+
+class ConvCode:
+    """K=7 (171,133) convolutional code, zero-terminated, punctured to ``rate``."""
+
+    def __init__(self, rate: str = "1/2") -> None:
+        if rate not in PUNCTURE:
+            raise ValueError(f"unsupported convolutional code rate {rate!r}")
+        self.rate = Fraction(rate)
+        self.name = f"CC-K7-{rate}"
+        self._mask = PUNCTURE[rate]
+        self._mask_cache: dict[int, np.ndarray] = {}
+
+    def _mother_mask(self, n_info: int) -> np.ndarray:
+        m = self._mask_cache.get(n_info)
+        if m is None:
+            n = 2 * (n_info + TAIL)
+            m = np.resize(self._mask, n)
+            if len(self._mask_cache) > 64:
+                self._mask_cache.clear()
+            self._mask_cache[n_info] = m
+        return m
+
+    def coded_length(self, n_info: int) -> int:
+        return int(np.count_nonzero(self._mother_mask(n_info)))
+
+    def encode(self, bits: np.ndarray) -> np.ndarray:
+        mother = conv_encode(bits)
+        return mother[self._mother_mask(len(bits))]
+
+    def decode(self, llr: np.ndarray, n_info: int) -> np.ndarray:
+        mask = self._mother_mask(n_info)
+        if llr.size != np.count_nonzero(mask):
+            raise ValueError("LLR length does not match the coded length")
+        mother = np.zeros(mask.size, dtype=np.float32)
+        mother[mask] = llr
+        return viterbi_k7(mother, BFLY_SX, BFLY_SY)[:n_info]

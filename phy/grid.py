@@ -1,0 +1,122 @@
+"""The resource grid: the single source of FFT size, CP, guard, DC, pilot and data indices.
+
+Every other block (preamble, modem TX/RX, channel estimation) takes a :class:`ResourceGrid`; none
+recomputes indices. Conventions (digest §1.2, §3.2):
+
+* logical subcarrier ``k`` counts 0..NFFT-1 from the lower band edge; DC is ``k = NFFT/2`` and is
+  always null; the FFT bin of ``k`` is ``(k - NFFT/2) mod NFFT``; ``freq_index = k - NFFT/2``.
+* the used band (guards removed, DC removed) is ``n_pru`` contiguous 18-subcarrier PRUs;
+  arrays of per-subcarrier values are always ordered along ``used_bins`` (lowest frequency first).
+* tracking pilots: one per PRU per OFDM symbol, at position ``(9 + 6*l) mod 18`` inside the PRU for
+  symbol ``l`` (three positions cycling; digest §3.2). ``l = 0`` is the header symbol, data
+  symbols are ``l = 1, 2, ...``. Pilot values are BPSK from the PRBS ``1 + x^9 + x^11`` (16e pilot
+  generator), boosted to amplitude 4/3.
+* time domain: ``x = sqrt(NFFT) * ifft(X)`` so unit-power subcarriers give time power
+  ``n_used / NFFT``; the CP is the last ``Ng`` samples of the useful symbol.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import numpy as np
+
+from phy.kernels import prbs
+from phy.numerology import PRU_SUBCARRIERS, Profile, get_profile
+
+PILOT_BOOST = 4.0 / 3.0
+_PILOT_SEED = np.array([1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1], dtype=np.uint8)
+
+
+class ResourceGrid:
+    """Index bookkeeping and OFDM (de)modulation for one profile.
+
+    Shapes: frequency-domain blocks are ``(n_sym, n_used)`` complex64 ordered along ``used_bins``;
+    time-domain bursts are 1-D complex64 of ``n_sym * symbol_samples`` samples.
+    """
+
+    def __init__(self, profile: str | Profile) -> None:
+        self.profile = get_profile(profile)
+        p = self.profile
+        self.nfft = p.nfft
+        self.cp = p.cp
+        self.symbol_samples = p.symbol_samples
+        k = np.arange(p.left_guard, p.nfft - p.right_guard)
+        k = k[k != p.nfft // 2]
+        assert k.size == p.n_used
+        self.used_k = k
+        self.freq_index = (k - p.nfft // 2).astype(np.int64)
+        self.used_bins = np.mod(self.freq_index, p.nfft).astype(np.int64)
+        self.n_used = p.n_used
+        self.n_pru = p.n_pru
+        self.n_pilot = p.n_pru
+        self.n_data = p.n_used - p.n_pru
+        pru_base = np.arange(p.n_pru) * PRU_SUBCARRIERS
+        self._pilot_pos = np.stack(
+            [pru_base + (9 + 6 * l) % PRU_SUBCARRIERS for l in range(3)]
+        ).astype(np.int64)
+        dpos = []
+        for l in range(3):
+            mask = np.ones(p.n_used, dtype=bool)
+            mask[self._pilot_pos[l]] = False
+            dpos.append(np.flatnonzero(mask))
+        self._data_pos = np.stack(dpos).astype(np.int64)
+
+    # ---- indices -------------------------------------------------------------------------
+    def pilot_positions(self, l: int) -> np.ndarray:
+        """Positions (into the used-subcarrier array) of the pilots of symbol ``l``."""
+        return self._pilot_pos[l % 3]
+
+    def data_positions(self, l: int) -> np.ndarray:
+        """Positions (into the used-subcarrier array) of the data subcarriers of symbol ``l``."""
+        return self._data_pos[l % 3]
+
+    def pilot_values(self, n_sym: int) -> np.ndarray:
+        """(n_sym, n_pilot) float32 BPSK pilot values (already boosted) for symbols 0..n_sym-1."""
+        table = self._pilot_table
+        if n_sym > table.shape[0]:
+            self._extend_pilots(n_sym)
+            table = self._pilot_table
+        return table[:n_sym]
+
+    @cached_property
+    def _pilot_table(self) -> np.ndarray:
+        return self._make_pilots(64)
+
+    def _make_pilots(self, n_sym: int) -> np.ndarray:
+        bits = prbs(_PILOT_SEED, 9, n_sym * self.n_pilot)
+        return (PILOT_BOOST * (1.0 - 2.0 * bits.astype(np.float32))).reshape(n_sym, self.n_pilot)
+
+    def _extend_pilots(self, n_sym: int) -> None:
+        n = max(n_sym, 2 * self._pilot_table.shape[0])
+        self.__dict__["_pilot_table"] = self._make_pilots(n)
+
+    @cached_property
+    def sym_pilot_pos(self) -> np.ndarray:
+        """(3, n_pilot) pilot positions for l mod 3 = 0, 1, 2."""
+        return self._pilot_pos
+
+    @cached_property
+    def sym_data_pos(self) -> np.ndarray:
+        """(3, n_data) data positions for l mod 3 = 0, 1, 2."""
+        return self._data_pos
+
+    # ---- OFDM ----------------------------------------------------------------------------
+    def ofdm_modulate(self, X: np.ndarray) -> np.ndarray:
+        """(n_sym, n_used) frequency symbols -> 1-D time samples with CP (complex64)."""
+        X = np.atleast_2d(X)
+        full = np.zeros((X.shape[0], self.nfft), dtype=np.complex64)
+        full[:, self.used_bins] = X
+        t = np.fft.ifft(full, axis=1) * np.sqrt(self.nfft)
+        out = np.concatenate([t[:, -self.cp:], t], axis=1) if self.cp else t
+        return out.astype(np.complex64).ravel()
+
+    def ofdm_demodulate(self, windows: np.ndarray) -> np.ndarray:
+        """(n_sym, NFFT) time windows (CP removed) -> (n_sym, n_used) frequency values."""
+        F = np.fft.fft(windows, axis=1) / np.sqrt(self.nfft)
+        return F[:, self.used_bins].astype(np.complex64)
+
+    @cached_property
+    def data_power(self) -> float:
+        """Mean time-domain power of a data symbol before TX scaling."""
+        return (self.n_data + self.n_pilot * PILOT_BOOST**2) / self.nfft

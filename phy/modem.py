@@ -1,0 +1,395 @@
+"""The burst modem: bytes <-> complex baseband (digest §8 checklist).
+
+Burst format (all symbols with normal CP, ``Ns = NFFT + Ng`` samples each)::
+
+    [ S&C preamble ][ long preamble ][ header (l=0) ][ data l=1 ] ... [ data l=n ]
+
+* header symbol: 9 bytes = ``0xA<<4 | mcs`` (version nibble + MCS index), payload length (16 bit),
+  src (16 bit), dst (16 bit), CRC-16-CCITT over those 7 bytes; K=7 rate 1/2 coded (156 bits),
+  repeated cyclically over the symbol's QPSK data subcarriers (>= 2.6x), interleaved, with pilots.
+  The receiver learns the MCS from the header, so one ``BurstModem`` demodulates every MCS.
+* data: payload + CRC-32 -> randomizer (seeded from src/dst) -> K=7 CC punctured to the MCS rate
+  -> padding to whole symbols (PRBS bits) -> per-symbol interleaver -> Gray QAM -> data
+  subcarriers; one boosted BPSK pilot per PRU per symbol.
+
+Output scaling: subcarriers carry unit average power (pilots 4/3 amplitude), ``x = sqrt(NFFT)
+ifft(X)``; the burst is then scaled so that a data symbol has RMS ``tx_rms`` (default 0.25 of full
+scale 1.0, i.e. -12 dBFS; OFDM peaks ~10-11 dB above RMS stay below the 12-bit DAC's clipping) and
+any sample with ``|x| > 1`` is hard-limited to 1 (rare at the default). ``tx_rms=None`` returns
+the unscaled unit-subcarrier-power signal (time-domain power ``n_used/NFFT``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import struct
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from phy import qam
+from phy.crc import crc16, crc32
+from phy.errors import PayloadTooLongError, PhyInputError, UnknownMcsError
+from phy.estimation import noise_variance, smooth_channel, track_phase
+from phy.fec import FEC, ConvCode
+from phy.grid import ResourceGrid
+from phy.interleaver import deinterleave, interleave
+from phy.kernels import prbs
+from phy.numerology import Profile, get_profile
+from phy.randomizer import randomize
+from phy.sync import Preamble, detect, fine_timing, fractional_cfo, integer_cfo_bins
+
+log = logging.getLogger(__name__)
+
+HEADER_VERSION = 0xA
+HEADER_BYTES = 9
+PREAMBLE_SYMBOLS = 2
+DEFAULT_MAX_PAYLOAD = 8192
+DEFAULT_TX_RMS = 0.25
+_MAX_SNR_DB = 60.0
+
+
+@dataclass(frozen=True)
+class Mcs:
+    """One modulation and coding scheme of the 8-entry ladder (digest §4.8)."""
+
+    index: int
+    name: str
+    modulation: str
+    bits_per_symbol: int
+    code_rate: str
+
+
+_MCS_LIST = [
+    Mcs(i, f"{mod}-{rate}", mod, qam.BITS[mod], rate)
+    for i, (mod, rate) in enumerate([
+        ("QPSK", "1/2"), ("QPSK", "3/4"), ("16QAM", "1/2"), ("16QAM", "3/4"),
+        ("64QAM", "1/2"), ("64QAM", "2/3"), ("64QAM", "3/4"), ("64QAM", "5/6"),
+    ])
+]
+_MCS = {m.name: m for m in _MCS_LIST}
+
+
+def mcs_table() -> list[str]:
+    """MCS names in index order: ``"QPSK-1/2"`` ... ``"64QAM-5/6"`` (16e CTC ladder, digest §4.8,
+    here with the K=7 convolutional code)."""
+    return [m.name for m in _MCS_LIST]
+
+
+def get_mcs(name: str | int) -> Mcs:
+    """MCS by name or index."""
+    if isinstance(name, int) and not isinstance(name, bool) and 0 <= name < len(_MCS_LIST):
+        return _MCS_LIST[name]
+    if isinstance(name, str) and name in _MCS:
+        return _MCS[name]
+    raise UnknownMcsError(f"unknown MCS {name!r}; known: {', '.join(_MCS)}")
+
+
+@lru_cache(maxsize=16)
+def _fec(rate: str) -> FEC:
+    return ConvCode(rate)
+
+
+@dataclass(frozen=True)
+class Burst:
+    """One received burst.
+
+    ``payload`` is the decoded payload; trust it only when ``crc_ok`` (it is returned on CRC
+    failure for diagnostics only). ``snr_db``: Es/N0 per used subcarrier from the preamble;
+    ``cfo_hz``: estimated carrier offset (rx - tx); ``evm_db``: decision-directed EVM of the data
+    subcarriers; ``start``: sample index of the burst's first sample in the buffer; ``sfo_ppm``:
+    sampling-clock offset estimated from the pilot slopes (0 when the burst is too short to tell).
+    """
+
+    payload: bytes
+    crc_ok: bool
+    snr_db: float
+    cfo_hz: float
+    evm_db: float
+    src: int
+    dst: int
+    start: int
+    mcs: str
+    n_samples: int
+    sfo_ppm: float = 0.0
+
+
+class BurstModem:
+    """OFDM burst modulator/demodulator for one profile; TX uses ``mcs``, RX decodes any MCS.
+
+    Args:
+        profile: profile name or alias (``phy.profiles()``), default ``"5MHz"`` (digest P5).
+        mcs: MCS name for ``modulate`` (``phy.mcs_table()``).
+        tx_rms: RMS of a data symbol at the output (full scale 1.0), or None for no scaling.
+        max_payload: largest payload in bytes (default 8192: keeps the SFO timing drift of a
+            25 ppm offset under ~2.5 samples, inside the FFT-window back-off).
+    """
+
+    def __init__(self, profile: str | Profile = "5MHz", mcs: str = "QPSK-1/2", *,
+                 tx_rms: float | None = DEFAULT_TX_RMS,
+                 max_payload: int = DEFAULT_MAX_PAYLOAD) -> None:
+        self.profile = get_profile(profile)
+        self.mcs = get_mcs(mcs)
+        if tx_rms is not None and not (0.0 < float(tx_rms) <= 1.0):
+            raise PhyInputError(f"tx_rms must be in (0, 1], got {tx_rms!r}")
+        if not (0 < int(max_payload) <= 0xFFFF):
+            raise PhyInputError(f"max_payload must be in 1..65535, got {max_payload!r}")
+        self.tx_rms = tx_rms
+        self.max_payload = int(max_payload)
+        self.grid = ResourceGrid(self.profile)
+        self.pre = Preamble.for_grid(self.grid)
+        self.scale = 1.0 if tx_rms is None else float(tx_rms) / math.sqrt(self.grid.data_power)
+        self.backoff = max(2, self.grid.cp // 8)
+        self._sym_len = self.grid.symbol_samples
+        self._pre_time = self.grid.ofdm_modulate(np.stack([self.pre.sc, self.pre.long]))
+
+    @property
+    def sample_rate(self) -> float:
+        return self.profile.sample_rate
+
+    def __repr__(self) -> str:
+        return f"BurstModem(profile={self.profile.name!r}, mcs={self.mcs.name!r})"
+
+    # ---- sizes ---------------------------------------------------------------------------
+    def _ncbps(self, mcs: Mcs) -> int:
+        return self.grid.n_data * mcs.bits_per_symbol
+
+    def _n_info(self, n_bytes: int) -> int:
+        return 8 * (n_bytes + 4)
+
+    def data_symbols(self, n_bytes: int, mcs: str | None = None) -> int:
+        """Number of data OFDM symbols for an ``n_bytes`` payload."""
+        m = self.mcs if mcs is None else get_mcs(mcs)
+        n_coded = _fec(m.code_rate).coded_length(self._n_info(n_bytes))
+        return -(-n_coded // self._ncbps(m))
+
+    def burst_samples(self, n_bytes: int, mcs: str | None = None) -> int:
+        """Length in samples of the burst carrying ``n_bytes`` (preamble + header + data)."""
+        if not (0 <= n_bytes <= self.max_payload):
+            raise PayloadTooLongError(f"payload of {n_bytes} bytes; max is {self.max_payload}")
+        return (PREAMBLE_SYMBOLS + 1 + self.data_symbols(n_bytes, mcs)) * self._sym_len
+
+    def burst_seconds(self, n_bytes: int, mcs: str | None = None) -> float:
+        return self.burst_samples(n_bytes, mcs) / self.sample_rate
+
+    # ---- TX ------------------------------------------------------------------------------
+    def _header_bits(self, mcs: Mcs, length: int, src: int, dst: int) -> np.ndarray:
+        body = struct.pack(">BHHH", (HEADER_VERSION << 4) | mcs.index, length, src, dst)
+        hdr = body + struct.pack(">H", crc16(body))
+        return np.unpackbits(np.frombuffer(hdr, np.uint8))
+
+    def _symbols_to_grid(self, qsyms: np.ndarray, l0: int) -> np.ndarray:
+        """(n_sym, n_data) data symbols -> (n_sym, n_used) with pilots for l = l0.."""
+        g = self.grid
+        n_sym = qsyms.shape[0]
+        X = np.zeros((n_sym, g.n_used), np.complex64)
+        pv = g.pilot_values(l0 + n_sym)[l0:]
+        for r in range(3):
+            rows = np.arange(r, n_sym, 3)
+            if rows.size == 0:
+                continue
+            l = l0 + r
+            X[np.ix_(rows, g.data_positions(l))] = qsyms[rows]
+            X[np.ix_(rows, g.pilot_positions(l))] = pv[rows]
+        return X
+
+    def modulate(self, payload: bytes, *, src: int = 0, dst: int = 0) -> np.ndarray:
+        """Payload bytes -> complex64 burst samples (see the module doc for format and scale)."""
+        if not isinstance(payload, (bytes, bytearray, memoryview)):
+            raise PhyInputError(f"payload must be bytes, got {type(payload).__name__}")
+        payload = bytes(payload)
+        for nm, v in (("src", src), ("dst", dst)):
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or not 0 <= v <= 0xFFFF:
+                raise PhyInputError(f"{nm} must be an int in 0..65535, got {v!r}")
+        if len(payload) > self.max_payload:
+            raise PayloadTooLongError(
+                f"payload of {len(payload)} bytes does not fit one burst (max {self.max_payload})")
+        mcs = self.mcs
+        g = self.grid
+        # header symbol (QPSK, repeated rate-1/2 code)
+        hcoded = _fec("1/2").encode(self._header_bits(mcs, len(payload), int(src), int(dst)))
+        hbits = interleave(np.resize(hcoded, g.n_data * 2), g.n_data * 2, 2)
+        hsym = qam.modulate(hbits, 2)[None, :]
+        # data symbols
+        info = np.unpackbits(np.frombuffer(payload + struct.pack(">I", crc32(payload)), np.uint8))
+        coded = _fec(mcs.code_rate).encode(randomize(info, int(src), int(dst)))
+        ncbps = self._ncbps(mcs)
+        n_sym = -(-coded.size // ncbps)
+        pad = n_sym * ncbps - coded.size
+        if pad:
+            coded = np.concatenate([coded, _pad_bits(pad)])
+        bits = interleave(coded, ncbps, mcs.bits_per_symbol)
+        dsym = qam.modulate(bits, mcs.bits_per_symbol).reshape(n_sym, g.n_data)
+        X = self._symbols_to_grid(np.concatenate([hsym, dsym]), 0)
+        x = np.concatenate([self._pre_time, g.ofdm_modulate(X)])
+        if self.tx_rms is not None:
+            x *= np.float32(self.scale)
+            mag = np.abs(x)
+            over = mag > 1.0
+            if over.any():
+                x[over] /= mag[over]
+        return x.astype(np.complex64, copy=False)
+
+    # ---- RX ------------------------------------------------------------------------------
+    def demodulate(self, iq: np.ndarray) -> list[Burst]:
+        """Find and decode every burst in ``iq`` (1-D complex array; bursts may start anywhere,
+        with noise or silence between them). A burst that is not wholly inside the buffer, or
+        whose header fails its CRC, is skipped. Raises :class:`PhyInputError` for a non-array,
+        non-complex dtype, wrong shape or non-finite samples."""
+        r = _validate_iq(iq)
+        if r.size < 3 * self._sym_len:
+            return []
+        out: list[Burst] = []
+        consumed = -1
+        for cand in detect(r, self.grid):
+            if cand < consumed:
+                continue
+            b = self._decode_at(r, cand)
+            if b is not None:
+                out.append(b)
+                consumed = b.start + b.n_samples - self.grid.cp
+        return out
+
+    def _windows(self, r: np.ndarray, first: int, n_sym: int, cfo: float) -> np.ndarray:
+        """FFT windows (CP skipped, back-off applied) of n_sym symbols starting at sample
+        ``first`` (burst-symbol CP start), CFO-derotated, -> (n_sym, n_used)."""
+        g = self.grid
+        fs = self.profile.sample_rate
+        s0 = first + g.cp - self.backoff
+        idx = s0 + np.arange(n_sym)[:, None] * self._sym_len + np.arange(g.nfft)[None, :]
+        w = r[idx]
+        w0 = np.exp(-2j * np.pi * cfo / fs * (s0 + np.arange(g.nfft))).astype(np.complex64)
+        ws = np.exp(-2j * np.pi * cfo / fs * self._sym_len * np.arange(n_sym)).astype(np.complex64)
+        return g.ofdm_demodulate(w * w0[None, :] * ws[:, None])
+
+    def _decode_at(self, r: np.ndarray, coarse: int) -> Burst | None:
+        g = self.grid
+        n, ng, ns = g.nfft, g.cp, self._sym_len
+        fs = self.profile.sample_rate
+        coarse = max(coarse, 0)
+        if coarse + 3 * ns + 2 * ng > r.size:
+            return None
+        # fractional CFO on the S&C halves, in the middle of the plateau
+        frac = fractional_cfo(r, coarse + ng // 2, g)
+        # integer CFO on the long symbol (coarse window, a quarter-CP early)
+        t0 = coarse + ns + ng - ng // 4
+        nidx = np.arange(t0, t0 + n)
+        seg = r[t0:t0 + n] * np.exp(-2j * np.pi * frac / fs * nidx)
+        ib = integer_cfo_bins(np.fft.fft(seg), g, self.pre)
+        cfo = frac + ib * g.profile.subcarrier_spacing
+        # fine timing: matched filter around the coarse long-symbol position
+        w = ng
+        a = coarse + ns + ng - w
+        if a < 0 or a + n + 2 * w > r.size:
+            return None
+        sidx = np.arange(a, a + n + 2 * w)
+        seg = r[a:a + n + 2 * w] * np.exp(-2j * np.pi * cfo / fs * sidx)
+        t_long = a + fine_timing(seg, self.pre)
+        start = t_long - ns - ng
+        if start < 0 or start + 3 * ns > r.size:
+            return None
+        Y = self._windows(r, start, 3, cfo)
+        H = smooth_channel(Y[1] / self.pre.long, g.freq_index)
+        sig = float(np.mean(np.abs(H) ** 2))
+        if not np.isfinite(sig) or sig <= 0.0:
+            return None
+        sigma2 = noise_variance(Y[0], self.pre.even, sig * 10 ** (-_MAX_SNR_DB / 10))
+        snr_db = 10 * math.log10(sig / sigma2)
+        # header
+        hdr = self._decode_header(Y[2:3], H, sigma2)
+        if hdr is None:
+            return None
+        mcs, length, src, dst = hdr
+        n_sym = self.data_symbols(length, mcs.name)
+        total = (3 + n_sym) * ns
+        if start + total > r.size:
+            log.debug("burst at %d truncated (%d of %d samples)", start, r.size - start, total)
+            return None
+        Yd = self._windows(r, start + 3 * ns, n_sym, cfo)
+        Yall = np.concatenate([Y[2:3], Yd])
+        ls = np.arange(n_sym + 1)
+        Yc, slope = track_phase(Yall, H, ls, *self._pilots(n_sym + 1), g.freq_index)
+        payload, ok, evm_db = self._decode_data(Yc[1:], H, sigma2, mcs, length, src, dst)
+        # slope c rad/subcarrier/symbol = -2 pi (drift samples per symbol) / NFFT
+        sfo_ppm = -slope * n / (2 * np.pi * ns) * 1e6 if n_sym >= 8 else 0.0
+        return Burst(payload, ok, round(snr_db, 2), float(cfo), round(evm_db, 2), src, dst,
+                     int(start), mcs.name, int(total), float(sfo_ppm))
+
+    def _pilots(self, n_sym: int) -> tuple[np.ndarray, np.ndarray]:
+        g = self.grid
+        pos = g.sym_pilot_pos[np.arange(n_sym) % 3]
+        return pos, g.pilot_values(n_sym)
+
+    def _equalise(self, Y: np.ndarray, H: np.ndarray, sigma2: float, l0: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """Data subcarriers of symbols l0.. -> (z, w) flattened in transmit order."""
+        g = self.grid
+        n_sym = Y.shape[0]
+        dpos = g.sym_data_pos[(l0 + np.arange(n_sym)) % 3]
+        Hd = H[dpos]
+        h2 = Hd.real**2 + Hd.imag**2
+        rows = np.arange(n_sym)[:, None]
+        z = Y[rows, dpos] * np.conj(Hd) / np.maximum(h2, 1e-30)
+        wgt = (h2 / sigma2).astype(np.float32)
+        return z.astype(np.complex64), wgt
+
+    def _decode_header(self, Yh: np.ndarray, H: np.ndarray, sigma2: float
+                       ) -> tuple[Mcs, int, int, int] | None:
+        g = self.grid
+        Yc, _ = track_phase(Yh, H, np.zeros(1, np.int64), *self._pilots(1), g.freq_index)
+        z, wgt = self._equalise(Yc, H, sigma2, 0)
+        ncb = g.n_data * 2
+        llr = deinterleave(qam.demodulate(z, wgt, 2), ncb, 2)
+        nco = _fec("1/2").coded_length(HEADER_BYTES * 8)
+        comb = np.bincount(np.arange(ncb) % nco, weights=llr, minlength=nco).astype(np.float32)
+        bits = _fec("1/2").decode(comb, HEADER_BYTES * 8)
+        raw = np.packbits(bits).tobytes()
+        if crc16(raw[:7]) != struct.unpack(">H", raw[7:9])[0]:
+            return None
+        vm, length, src, dst = struct.unpack(">BHHH", raw[:7])
+        if vm >> 4 != HEADER_VERSION or (vm & 15) >= len(_MCS_LIST) or length > self.max_payload:
+            return None
+        return _MCS_LIST[vm & 15], length, src, dst
+
+    def _decode_data(self, Yd: np.ndarray, H: np.ndarray, sigma2: float, mcs: Mcs, length: int,
+                     src: int, dst: int) -> tuple[bytes, bool, float]:
+        bps = mcs.bits_per_symbol
+        z, wgt = self._equalise(Yd, H, sigma2, 1)
+        ref = qam.hard_decision(z, bps)
+        err = np.abs(z - ref) ** 2
+        evm = float(np.sum(err * wgt) / max(np.sum(np.abs(ref) ** 2 * wgt), 1e-30))
+        evm_db = 10 * math.log10(max(evm, 1e-12))
+        ncbps = self._ncbps(mcs)
+        llr = deinterleave(qam.demodulate(z, wgt, bps), ncbps, bps)
+        fec = _fec(mcs.code_rate)
+        n_info = self._n_info(length)
+        bits = fec.decode(llr[: fec.coded_length(n_info)], n_info)
+        data = np.packbits(randomize(bits, src, dst)).tobytes()
+        payload, tail = data[:length], data[length:]
+        ok = struct.unpack(">I", tail)[0] == crc32(payload)
+        return payload, ok, evm_db
+
+
+@lru_cache(maxsize=4)
+def _pad_source() -> np.ndarray:
+    return prbs(np.array([1, 0, 0, 1, 0, 1, 1, 0, 1, 0, 1, 1, 1, 0, 1], np.uint8), 14, 1 << 16)
+
+
+def _pad_bits(n: int) -> np.ndarray:
+    return np.resize(_pad_source(), n)
+
+
+def _validate_iq(iq: object) -> np.ndarray:
+    if not isinstance(iq, np.ndarray):
+        raise PhyInputError(f"iq must be a numpy array, got {type(iq).__name__}")
+    if iq.ndim != 1:
+        raise PhyInputError(f"iq must be 1-D, got shape {iq.shape}")
+    if not np.issubdtype(iq.dtype, np.complexfloating):
+        raise PhyInputError(f"iq must be complex64/complex128 samples, got dtype {iq.dtype}")
+    r = np.ascontiguousarray(iq, dtype=np.complex64)
+    if r.size and not np.isfinite(r.view(np.float32)).all():
+        bad = int(np.count_nonzero(~np.isfinite(r.view(np.float32)).reshape(-1, 2).all(axis=1)))
+        raise PhyInputError(f"iq contains {bad} non-finite (NaN/inf) samples")
+    return r

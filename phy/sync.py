@@ -1,0 +1,153 @@
+"""Burst preamble and synchronisation (digest §2.2, §2.3).
+
+The preamble is two OFDM symbols with normal CP:
+
+1. **S&C symbol** — QPSK PN on the used subcarriers with even ``freq_index`` (odd ones null),
+   scaled by sqrt(2): in time two identical halves of ``L = NFFT/2``. Used for detection
+   (Schmidl-Cox metric), coarse timing, fractional CFO (range +-df) and the noise estimate (the
+   null odd subcarriers).
+2. **Long symbol** — a PN-QPSK sequence (PRBS ``1 + x^14 + x^15``) on all used subcarriers
+   (constant modulus, so LS noise is uniform). Not Zadoff-Chu: a ZC sequence's adjacent-subcarrier
+   product is a pure linear phase, which makes the differential integer-CFO metric below blind to
+   the shift. Uses: integer CFO (differential correlation over shifts of 2 bins; default
+   search +-12 bins = +-131 kHz), fine timing (matched filter, first path), LS channel estimate.
+
+Detection metric: ``M(d) = |P(d)|^2 / (E1(d) E2(d))`` with ``P`` the lag-L autocorrelation and
+``E1``, ``E2`` the energies of the two halves (Cauchy-Schwarz bounded by 1; the symmetric
+normalisation keeps burst edges from looking like preambles). It is evaluated on a grid of
+``B = Ng/4`` samples from block sums computed by one numba pass (:func:`phy.kernels.sc_blocks`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from phy.grid import ResourceGrid
+from phy.kernels import prbs
+
+DETECT_THRESHOLD = 0.3
+INT_CFO_MAX_BINS = 12
+
+
+@lru_cache(maxsize=16)
+def _preamble(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    grid = ResourceGrid(name)
+    even = (grid.freq_index % 2) == 0
+    bits = prbs(np.array([1, 1, 0, 1, 0, 0, 1, 1, 0, 1, 1], np.uint8), 9, 2 * grid.n_used)
+    q = ((1 - 2.0 * bits[0::2]) + 1j * (1 - 2.0 * bits[1::2])) / np.sqrt(2)
+    sc = np.where(even, np.sqrt(2) * q, 0).astype(np.complex64)
+    lb = prbs(np.array([0, 1, 1, 1, 0, 0, 1, 0, 1, 0, 1, 1, 0, 0, 1], np.uint8), 14,
+              2 * grid.n_used)
+    zc = (((1 - 2.0 * lb[0::2]) + 1j * (1 - 2.0 * lb[1::2])) / np.sqrt(2)).astype(np.complex64)
+    long_t = np.fft.ifft(_full(grid, zc)) * np.sqrt(grid.nfft)
+    for a in (sc, zc, even):
+        a.setflags(write=False)
+    long_t = long_t.astype(np.complex64)
+    long_t.setflags(write=False)
+    return sc, zc, even, long_t
+
+
+def _full(grid: ResourceGrid, x: np.ndarray) -> np.ndarray:
+    f = np.zeros(grid.nfft, np.complex64)
+    f[grid.used_bins] = x
+    return f
+
+
+@dataclass(frozen=True)
+class Preamble:
+    """Frequency-domain preamble values for one profile (ordered along ``grid.used_bins``)."""
+
+    sc: np.ndarray  # S&C symbol, zero on odd freq_index
+    long: np.ndarray  # PN-QPSK long symbol
+    even: np.ndarray  # bool mask of the S&C's occupied subcarriers
+    long_time: np.ndarray  # useful part of the long symbol in time (NFFT samples, unscaled)
+
+    @classmethod
+    def for_grid(cls, grid: ResourceGrid) -> Preamble:
+        return cls(*_preamble(grid.profile.name))
+
+
+def detect(r: np.ndarray, grid: ResourceGrid, threshold: float = DETECT_THRESHOLD) -> list[int]:
+    """Coarse burst starts (sample index of the S&C symbol's CP) of every preamble in ``r``.
+
+    Evaluates the Schmidl-Cox metric every ``B`` samples, groups runs above ``threshold`` and
+    returns, per run, the middle of the plateau (M >= 0.8 max) minus Ng/2.
+    """
+    from phy.kernels import sc_blocks
+
+    n, ng = grid.nfft, grid.cp
+    lag = n // 2
+    blk = max(ng // 4, 4)
+    while lag % blk:
+        blk //= 2
+    nb = lag // blk
+    if r.size < 2 * lag + blk:
+        return []
+    p, e = sc_blocks(r, lag, blk)
+    cp_ = np.concatenate([[0], np.cumsum(p)])
+    ce = np.concatenate([[0.0], np.cumsum(e)])
+    n_i = min(p.size - nb + 1, e.size - 2 * nb + 1)
+    if n_i <= 0:
+        return []
+    P = cp_[nb: nb + n_i] - cp_[:n_i]
+    e1 = ce[nb: nb + n_i] - ce[:n_i]
+    e2 = ce[2 * nb: 2 * nb + n_i] - ce[nb: nb + n_i]
+    den = e1 * e2
+    floor = 1e-30 + 1e-12 * (float(np.max(den)) if den.size else 0.0)
+    M = np.where(den > floor, (P.real**2 + P.imag**2) / np.maximum(den, floor), 0.0)
+    above = threshold < M
+    if not above.any():
+        return []
+    edges = np.diff(np.concatenate([[0], above.astype(np.int8), [0]]))
+    starts = np.flatnonzero(edges == 1)
+    ends = np.flatnonzero(edges == -1)
+    out = []
+    for s, t in zip(starts, ends, strict=True):
+        seg = M[s:t]
+        top = np.flatnonzero(seg >= 0.8 * seg.max())
+        centre = (s + (top[0] + top[-1]) / 2.0) * blk
+        out.append(round(centre - ng / 2))
+    return out
+
+
+def fractional_cfo(r: np.ndarray, d: int, grid: ResourceGrid) -> float:
+    """Fractional CFO in Hz from the S&C halves at window start ``d`` (range +-df)."""
+    lag = grid.nfft // 2
+    seg = r[d: d + 2 * lag].astype(np.complex128)
+    P = np.vdot(seg[:lag], seg[lag:])
+    return float(np.angle(P)) * grid.profile.sample_rate / (2 * np.pi * lag)
+
+
+def integer_cfo_bins(Yfull: np.ndarray, grid: ResourceGrid, pre: Preamble,
+                     max_bins: int = INT_CFO_MAX_BINS) -> int:
+    """Integer CFO (in bins, even) from the full-FFT long symbol after fractional correction.
+
+    Differential correlation ``|sum_k Y(k+g) Y*(k+1+g) X*(k) X(k+1)|`` over the used pairs,
+    insensitive to the linear phase ramp of a timing error."""
+    shifts = np.arange(-(max_bins // 2), max_bins // 2 + 1) * 2
+    idx = np.mod(grid.used_bins[None, :] + shifts[:, None], grid.nfft)
+    Yg = Yfull[idx]
+    c = np.conj(pre.long[:-1]) * pre.long[1:]
+    metric = np.abs(np.sum(Yg[:, :-1] * np.conj(Yg[:, 1:]) * c[None, :], axis=1))
+    return int(shifts[int(np.argmax(metric))])
+
+
+def fine_timing(seg: np.ndarray, pre: Preamble, first_path_db: float = -10.0) -> int:
+    """Offset in ``seg`` where the long symbol's useful part starts (first path).
+
+    ``seg`` must be CFO-corrected and hold ``NFFT + 2W`` samples; the matched filter is evaluated
+    at the ``2W + 1`` lags; the earliest lag within Ng/2 before the peak whose power is above
+    ``first_path_db`` of the peak is returned (earliest significant path)."""
+    ref = pre.long_time
+    n = ref.size
+    nlag = seg.size - n + 1
+    nf = 1 << int(np.ceil(np.log2(seg.size + n)))
+    c = np.fft.ifft(np.fft.fft(seg, nf) * np.conj(np.fft.fft(ref, nf)))[:nlag]
+    pw = c.real**2 + c.imag**2
+    pk = int(np.argmax(pw))
+    lo = max(0, pk - n // 16)
+    cand = np.flatnonzero(pw[lo: pk + 1] >= pw[pk] * 10 ** (first_path_db / 10))
+    return lo + int(cand[0])

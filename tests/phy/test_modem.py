@@ -1,0 +1,100 @@
+"""BurstModem end to end: exact round trip without a channel, burst search in a stream, API."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import phy
+from phy import channel as ch
+
+
+@pytest.mark.parametrize("profile", phy.profiles())
+def test_roundtrip_every_mcs_exact(profile: str) -> None:
+    rng = np.random.default_rng(1)
+    for mcs in phy.mcs_table():
+        modem = phy.BurstModem(profile, mcs)
+        payload = rng.bytes(int(rng.integers(0, 700)))
+        x = modem.modulate(payload, src=7, dst=65535)
+        assert x.dtype == np.complex64
+        assert x.size == modem.burst_samples(len(payload))
+        off = int(rng.integers(0, 2000))
+        buf = np.concatenate([np.zeros(off, np.complex64), x, np.zeros(300, np.complex64)])
+        bursts = modem.demodulate(buf)
+        assert len(bursts) == 1, (profile, mcs)
+        b = bursts[0]
+        assert b.crc_ok and b.payload == payload
+        assert (b.src, b.dst, b.start, b.mcs) == (7, 65535, off, mcs)
+        assert abs(b.cfo_hz) < 1.0
+
+
+def test_profiles_and_mcs_names() -> None:
+    names = phy.profiles()
+    for want in ("5MHz", "10MHz", "20MHz", "P2.5"):
+        assert want in names
+    assert phy.get_profile("pluto").name == "P2.5"
+    assert phy.get_profile("P10").sample_rate == 11.2e6
+    assert phy.mcs_table()[0] == "QPSK-1/2" and phy.mcs_table()[-1] == "64QAM-5/6"
+    assert len(phy.mcs_table()) == 8
+    with pytest.raises(phy.PhyError):
+        phy.BurstModem("7MHz")
+    with pytest.raises(phy.PhyError):
+        phy.BurstModem("5MHz", "256QAM-1/2")
+
+
+def test_numerology_matches_digest_tables() -> None:
+    rows = {"5MHz": (5.6e6, 512, 64, 48), "10MHz": (11.2e6, 1024, 128, 48),
+            "20MHz": (22.4e6, 2048, 256, 48), "5MHz-cp16": (5.6e6, 512, 32, 51),
+            "P2.5": (2.8e6, 256, 32, 48)}
+    for name, (fs, nfft, cp, spf) in rows.items():
+        p = phy.get_profile(name)
+        assert (p.sample_rate, p.nfft, p.cp, p.symbols_per_frame) == (fs, nfft, cp, spf)
+        assert p.subcarrier_spacing == pytest.approx(10937.5)
+    prus = [phy.get_profile(n).n_pru for n in ("5MHz", "10MHz", "20MHz", "P2.5")]
+    assert prus == [24, 48, 96, 12]
+
+
+def test_output_scaling_and_parameter() -> None:
+    rng = np.random.default_rng(2)
+    payload = rng.bytes(2000)
+    x = phy.BurstModem("5MHz", tx_rms=0.25).modulate(payload)
+    assert np.sqrt(np.mean(np.abs(x) ** 2)) == pytest.approx(0.25, rel=0.05)
+    assert np.max(np.abs(x)) <= 1.0 + 1e-6
+    y = phy.BurstModem("5MHz", tx_rms=0.1).modulate(payload)
+    assert np.sqrt(np.mean(np.abs(y) ** 2)) == pytest.approx(0.1, rel=0.05)
+    u = phy.BurstModem("5MHz", tx_rms=None).modulate(payload)
+    grid = phy.ResourceGrid("5MHz")
+    assert np.mean(np.abs(u) ** 2) == pytest.approx(grid.n_used / grid.nfft, rel=0.05)
+
+
+def test_several_bursts_in_noise_different_mcs_and_stations() -> None:
+    rng = np.random.default_rng(3)
+    tx = [phy.BurstModem("10MHz", m) for m in ("QPSK-1/2", "16QAM-3/4", "64QAM-2/3")]
+    rx = phy.BurstModem("10MHz")  # RX learns the MCS from the header
+    parts, expect, pos = [], [], 0
+    for i, m in enumerate(tx):
+        gap = int(rng.integers(100, 5000))
+        payload = rng.bytes(300 + 200 * i)
+        x = m.modulate(payload, src=i, dst=10 + i)
+        parts += [np.zeros(gap, np.complex64), x]
+        pos += gap
+        expect.append((pos, payload, i, 10 + i))
+        pos += x.size
+    parts.append(np.zeros(777, np.complex64))
+    buf = ch.awgn(np.concatenate(parts), ch.noise_variance_for(30, rx.scale), rng)
+    got = rx.demodulate(buf)
+    assert [(b.start, b.payload, b.src, b.dst) for b in got] == expect
+    assert all(b.crc_ok for b in got)
+    assert all(25 < b.snr_db < 35 for b in got)
+
+
+def test_burst_geometry_for_runtime() -> None:
+    m = phy.BurstModem("5MHz", "QPSK-1/2")
+    assert m.max_payload >= 4096
+    assert m.sample_rate == 5.6e6
+    assert m.burst_samples(0) == 4 * 576  # preamble x2, header, one data symbol
+    n = m.burst_samples(4096)
+    assert n == m.modulate(bytes(4096)).size
+    assert m.burst_samples(4096, "64QAM-5/6") < n
+    with pytest.raises(phy.PayloadTooLongError):
+        m.burst_samples(m.max_payload + 1)
