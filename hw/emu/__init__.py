@@ -19,16 +19,24 @@ See ``docs/emulator.md``.
 from __future__ import annotations
 
 from hw.emu.ad9361 import PlutoContext, Settings
+from hw.emu.air import Air, MediumPath
+from hw.emu.cluster import EmulatorCluster, EmulatorConfig, create_emulators, start_emulators
 from hw.emu.datapath import DataPath, LocalLoop
 from hw.emu.errors import EmulatorError, IioError
 from hw.emu.server import PlutoServer
 
 __all__ = [
+    "Air",
     "DataPath",
+    "EmulatorCluster",
+    "EmulatorConfig",
     "EmulatorError",
     "IioError",
     "LocalLoop",
+    "MediumPath",
     "PlutoContext",
     "PlutoServer",
     "Settings",
+    "create_emulators",
+    "start_emulators",
 ]

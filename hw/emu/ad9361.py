@@ -276,6 +276,28 @@ class PlutoContext(IioContext):
                 loopback=int(self.get(PHY, "loopback", kind=KIND_DEBUG) or 0),
             )
 
+    def preset(self, *, sample_rate: int | None = None, lo_hz: int | None = None) -> None:
+        """Power-on state for an emulated radio on a medium: rate (loading and enabling a
+        128-tap decimate-by-4 FIR when the rate needs it, as pyadi would) and both LOs."""
+        with self.lock:
+            before = self.settings()
+            if sample_rate is not None:
+                rate = int(sample_rate)
+                if rate < rate_floor(1):
+                    self._set_fir(True, True, Fir(128, 4, -6, 128, 4, 0))
+                self._apply_rate(rate, self._decimation(self.rx_fir_en, self.tx_fir_en,
+                                                        self.fir))
+            if lo_hz is not None:
+                for chan in ("altvoltage0", "altvoltage1"):
+                    dev = self.device(PHY)
+                    ch = dev.channel(chan, True)
+                    self.values[ch.attrs["frequency"].key] = str(
+                        int(self._check_generic(dev, ch, ch.attrs["frequency"], str(int(lo_hz)))))
+            after = self.settings()
+        if after != before:
+            for listener in list(self.listeners):
+                listener(after)
+
     # ------------------------------------------------------------------ rules
     @staticmethod
     def _decimation(rx_en: bool, tx_en: bool, fir: Fir) -> int:

@@ -37,6 +37,9 @@ class DataPath(Protocol):
     def configure(self, settings: Settings) -> None:
         """Follow new RF settings (rate, LOs, gains, loopback mode)."""
 
+    def start_rx(self) -> None:
+        """An RX buffer was opened: capture starts now (hardware starts its DMA here)."""
+
     def rx(self, n: int, *, max_wait_s: float) -> np.ndarray:
         """Next ``n`` received samples, complex64 full scale, on the 12-bit grid."""
 
@@ -84,6 +87,9 @@ class LocalLoop:
             self._settings = settings
 
     def set_kernel_buffers(self, count: int) -> None:
+        return None
+
+    def start_rx(self) -> None:
         return None
 
     def tx(self, iq: np.ndarray, *, cyclic: bool, max_wait_s: float) -> None:

@@ -343,6 +343,8 @@ class _Handler(socketserver.StreamRequestHandler):
         self.conn.buffers[dev.id] = _OpenBuffer(
             dev, samples, mask, max(1, (len(args[2]) + 7) // 8), cyclic, chans,
             _bytes_per_sample(chans))
+        if not chans[0].output:
+            self.server.data.start_rx()
         self._reply(0)
 
     def _close(self, args: list[str]) -> None:

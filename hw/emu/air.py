@@ -1,0 +1,233 @@
+"""Emulated Plutos on one simulated air: buffers fed from and into ``hw.loopback.Medium``.
+
+Each emulated radio is a :class:`hw.loopback.LoopbackRadio` on a shared :class:`Medium`, wrapped in
+a :class:`MediumPath` (the :class:`~hw.emu.datapath.DataPath` of its :class:`PlutoServer`):
+
+- ``OPEN`` of the RX buffer moves the radio's receive cursor to *now* (capture starts there);
+  ``READBUF`` of ``n`` samples is ``radio.receive(n)``: the next ``n`` samples of the summed,
+  impaired air. With a wall clock (``Medium(clock="wall")`` or a sped-up
+  ``WallClock(fs, speed=k)``) the medium makes the reader wait until that window is in the past,
+  so the emulated air advances at the sample rate like hardware. A reader lagging more than
+  ``buffers_count`` buffers behind now loses samples (the cursor jumps so that the newest
+  ``buffers_count`` buffers remain; counted in ``radio.stats.overflows``/``dropped``), like a
+  Pluto whose kernel buffers fill up. One wait is bounded by the
+  client's timeout: a buffer that cannot be filled in time is completed with receiver noise
+  (counted in :attr:`MediumPath.late_samples`, logged) instead of stalling libiio into ``EPIPE``.
+- ``WRITEBUF`` is ``radio.transmit(iq)``: on the air at the clock's *now*, or right after the
+  previous block if that one is still playing (a DAC FIFO). When more than ``buffers_count`` blocks
+  are queued ahead of now, the push waits (bounded) like the kernel's buffer queue does.
+- A **cyclic** buffer is repeated on the air until the buffer is closed: before any radio on the
+  medium renders a window, :class:`Air` schedules every cyclic transmitter through that window's
+  end (plus a short look-ahead, so a cyclic tone may outlive ``CLOSE`` by that much).
+- Settings follow the attribute model: LOs (separate TX/RX), and gains relative to a reference
+  (``rx_gain_ref_db``/``tx_gain_ref_db``, by default the project's RadioConfig defaults 30 dB /
+  -10 dB): at the reference gains a link has exactly the SNR the medium was configured with; in an
+  AGC mode the RX gain sits at the reference. The sample rate must equal the medium's: a buffer
+  opened at another rate is refused with ``EINVAL`` and a log message saying why.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import math
+import threading
+
+import numpy as np
+
+from hw.emu.ad9361 import Settings
+from hw.emu.errors import IioError
+from hw.loopback import LoopbackRadio, Medium
+
+log = logging.getLogger(__name__)
+
+#: Samples the medium renders after a window's end before it may render it (interpolation).
+try:
+    from hw.channels import INTERP_HALF as _INTERP_HALF
+except ImportError:  # pragma: no cover
+    _INTERP_HALF = 12
+_MARGIN = _INTERP_HALF + 2.0
+#: How far ahead of a reader's window cyclic transmissions are scheduled (seconds).
+CYCLIC_LOOKAHEAD_S = 0.02
+
+
+class Air:
+    """Coordinates the emulated radios of one medium (cyclic transmitters)."""
+
+    def __init__(self, medium: Medium) -> None:
+        self.medium = medium
+        self.paths: list[MediumPath] = []
+        self._lock = threading.Lock()
+
+    def attach(self, path: MediumPath) -> None:
+        with self._lock:
+            self.paths.append(path)
+
+    def detach(self, path: MediumPath) -> None:
+        with self._lock:
+            if path in self.paths:
+                self.paths.remove(path)
+
+    def schedule_cyclic(self, until: float) -> None:
+        """Put every cyclic transmission on the air through medium time ``until``."""
+        with self._lock:
+            paths = list(self.paths)
+        for p in paths:
+            p._extend_cyclic(until)
+
+
+class MediumPath:
+    """The data path of one emulated Pluto on a shared medium (see the module docstring)."""
+
+    def __init__(self, radio: LoopbackRadio, air: Air, *, seed: int = 0,
+                 rx_gain_ref_db: float = 30.0, tx_gain_ref_db: float = -10.0,
+                 apply_gains: bool = True) -> None:
+        self.radio = radio
+        self.air = air
+        self.medium = radio.medium
+        self.rx_gain_ref_db = float(rx_gain_ref_db)
+        self.tx_gain_ref_db = float(tx_gain_ref_db)
+        self.apply_gains = apply_gains
+        self.buffers_count = 4
+        self.late_samples = 0  #: RX samples answered with noise because the wait was too long
+        self._rng = np.random.default_rng([seed, 0x5EED])
+        self._lock = threading.Lock()
+        self._cyclic: np.ndarray | None = None
+        self._cyclic_pos = 0
+        self._cyclic_next = 0.0  # local sample index where the next cyclic chunk starts
+        self._rate_ok = True
+        self._rate = self.medium.sample_rate
+        self._warned: set[str] = set()
+        air.attach(self)
+
+    # ------------------------------------------------------------------ clock helpers
+    def _global(self, k: float) -> float:
+        return self.radio.start_delay + k / (1.0 + self.radio.sfo_ppm * 1e-6)
+
+    def _local(self, t: float) -> float:
+        return (t - self.radio.start_delay) * (1.0 + self.radio.sfo_ppm * 1e-6)
+
+    def _now(self) -> float:
+        return float(self.medium.now())
+
+    def _warn_once(self, key: str, message: str, *args: object) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning(message, *args)
+
+    # ------------------------------------------------------------------ DataPath
+    def configure(self, settings: Settings) -> None:
+        self._rate = settings.sample_rate
+        self._rate_ok = float(settings.sample_rate) == float(self.medium.sample_rate)
+        kwargs: dict[str, float] = {"tx_lo_hz": float(settings.tx_lo),
+                                    "rx_lo_hz": float(settings.rx_lo)}
+        if self.apply_gains:
+            rx = settings.rx_gain_db if settings.gain_control_mode == "manual" \
+                else self.rx_gain_ref_db
+            kwargs["rx_gain_db"] = rx - self.rx_gain_ref_db
+            kwargs["tx_gain_db"] = min(0.0, settings.tx_gain_db - self.tx_gain_ref_db)
+        self.radio.tune(**kwargs)
+
+    def set_kernel_buffers(self, count: int) -> None:
+        self.buffers_count = max(1, int(count))
+
+    def _check_rate(self) -> None:
+        if not self._rate_ok:
+            self._warn_once("rate", "%s: sample rate %d S/s differs from the emulated air's "
+                            "%g S/s; buffers refused (EINVAL)", self.radio.name, self._rate,
+                            self.medium.sample_rate)
+            raise IioError(errno.EINVAL, f"{self.radio.name}: sample rate {self._rate} differs "
+                           f"from the emulated air's {self.medium.sample_rate:g} S/s")
+
+    def start_rx(self) -> None:
+        lag = math.floor(self._local(self._now())) - self.radio.time
+        if lag > 0:
+            self.radio.skip(lag)
+
+    def rx(self, n: int, *, max_wait_s: float) -> np.ndarray:
+        self._check_rate()
+        fs = self.medium.sample_rate
+        if self.medium.wall:
+            now = self._now()
+            lag = math.floor(self._local(now)) - self.radio.time - self.buffers_count * n
+            if lag > 0:  # kernel buffers full: the samples in between are lost
+                self.radio.skip(lag)
+                self.radio.stats.overflows += 1
+                self.radio.stats.dropped += lag
+        t = self.radio.time
+        if self.medium.wall:
+            need = self._global(t + n) + _MARGIN
+            if need - now > max_wait_s * fs:
+                # Cannot fill the whole buffer within the client's timeout: deliver what the air
+                # has by then and complete with receiver noise (never stall libiio into EPIPE).
+                reachable = self._local(now + max_wait_s * fs - _MARGIN)
+                k = int(max(0, min(n, math.floor(reachable) - t)))
+                self._warn_once("late", "%s: an RX buffer of %d samples takes %.2f s at %g S/s, "
+                                "longer than the client's timeout allows (%.2f s); completing "
+                                "it with noise. Raise ctx.set_timeout() or use smaller "
+                                "buffers.", self.radio.name, n, n / fs, fs, max_wait_s)
+                self.air.schedule_cyclic(self._global(t + k) + _MARGIN + CYCLIC_LOOKAHEAD_S * fs)
+                head = self.radio.receive(k) if k else np.zeros(0, np.complex64)
+                self.radio.skip(n - k)
+                self.late_samples += n - k
+                return np.concatenate([head, self._noise(n - k)])
+        self.air.schedule_cyclic(self._global(t + n) + _MARGIN + CYCLIC_LOOKAHEAD_S * fs)
+        return self.radio.receive(n)
+
+    def _noise(self, n: int) -> np.ndarray:
+        sigma = math.sqrt(10 ** ((self.radio.noise_dbfs + self.radio.rx_gain_db) / 10) / 2)
+        x = self._rng.standard_normal(2 * n).astype(np.float32) * np.float32(sigma)
+        codes = np.clip(np.rint(x * 2048.0), -2048, 2047) / np.float32(2048.0)
+        return codes.astype(np.float32).view(np.complex64)
+
+    def tx(self, iq: np.ndarray, *, cyclic: bool, max_wait_s: float) -> None:
+        self._check_rate()
+        iq = np.asarray(iq, np.complex64)
+        if cyclic:
+            with self._lock:
+                now_local = self._local(self._now())
+                self._cyclic = iq.copy()
+                self._cyclic_pos = 0
+                self._cyclic_next = max(now_local, self._cyclic_next)
+            self._extend_cyclic(self._now() + CYCLIC_LOOKAHEAD_S * self.medium.sample_rate)
+            return
+        if self.medium.wall and self.medium.clock is not None:
+            # Back-pressure: at most `buffers_count` blocks queued ahead of now (kernel queue).
+            fs = self.medium.sample_rate
+            ahead = self._tx_end_local - self._local(self._now())
+            limit = self.buffers_count * iq.size
+            if ahead > limit:
+                wait_until = self._global(self._tx_end_local - limit)
+                deadline = self._now() + max_wait_s * fs
+                self.medium.clock.sleep_until(min(wait_until, deadline))
+        start = self.radio.transmit(iq)
+        self._tx_end_local = start + iq.size
+
+    _tx_end_local = -math.inf
+
+    def _extend_cyclic(self, until: float) -> None:
+        """Schedule this radio's cyclic buffer through medium time ``until``."""
+        with self._lock:
+            c = self._cyclic
+            if c is None or c.size == 0:
+                return
+            end_local = self._local(until)
+            if self._cyclic_next >= end_local:
+                return
+            block = max(c.size, int(CYCLIC_LOOKAHEAD_S * self.medium.sample_rate))
+            count = math.ceil((end_local - self._cyclic_next) / block) * block
+            idx = (self._cyclic_pos + np.arange(count)) % c.size
+            start = self._cyclic_next
+            self._cyclic_next += count
+            self._cyclic_pos = int((self._cyclic_pos + count) % c.size)
+            self.radio.transmit(c[idx], at=start)
+
+    def stop_tx(self) -> None:
+        with self._lock:
+            self._cyclic = None
+            self._cyclic_pos = 0
+
+    def close(self) -> None:
+        self.stop_tx()
+        self.air.detach(self)
+        self.radio.close()
