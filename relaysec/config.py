@@ -35,7 +35,6 @@ _STATION_KEYS: dict[str, tuple[type, ...]] = {
     "name": (str,),
     "role": (str,),
     "station_id": (int,),
-    "stid": (int,),
     "psk_hex": (str,),
     "parent": (str,),
     "serving": (str,),
@@ -169,11 +168,10 @@ def validate(cfg: Config) -> None:
         raise ConfigError(
             f"channel.model must be one of {CHANNELS}, got {cfg['channel']['model']!r}"
         )
-    for key in ("frame_ms", "tx_scale"):
-        if cfg["phy"][key] <= 0:
-            raise ConfigError(f"phy.{key} must be positive")
-    if not 0 < cfg["phy"]["tx_scale"] <= 1.0:
-        raise ConfigError("phy.tx_scale must be in (0, 1] (fraction of DAC full scale)")
+    if cfg["phy"]["frame_ms"] <= 0:
+        raise ConfigError("phy.frame_ms must be positive")
+    if not -60.0 <= cfg["phy"]["tx_dbfs"] <= 0.0:
+        raise ConfigError("phy.tx_dbfs must be in [-60, 0] dB relative to DAC full scale")
     for key in ("packets_per_direction", "payload_bytes", "per_frame"):
         if int(cfg["traffic"][key]) < 1:
             raise ConfigError(f"traffic.{key} must be at least 1")
@@ -201,8 +199,6 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"station name {st['name']!r} used twice")
         if not 0 < st["station_id"] < 2**48 or st["station_id"] in ids:
             raise ConfigError(f"stations[{i}].station_id must be unique and in 1..2**48-1")
-        if st["role"] != "abs" and not 0 < st.get("stid", 0) < 4096:
-            raise ConfigError(f"stations[{i}].stid must be in 1..4095 (12-bit STID)")
         if "psk_hex" in st:
             try:
                 if len(bytes.fromhex(st["psk_hex"])) != 16:
@@ -266,6 +262,15 @@ def link_params(cfg: Config, a: str, b: str) -> dict[str, Any]:
         if {link["a"], link["b"]} == {a, b}:
             params.update({k: v for k, v in link.items() if k in ("snr_db", "channel")})
     return params
+
+
+def redacted(cfg: Config) -> Config:
+    """A copy of *cfg* safe to print: configured PSKs replaced by a marker."""
+    out = copy.deepcopy(cfg)
+    for st in out["stations"]:
+        if "psk_hex" in st:
+            st["psk_hex"] = "<hidden>"
+    return out
 
 
 # --------------------------------------------------------------------------- TOML output

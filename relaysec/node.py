@@ -94,6 +94,38 @@ class LinkStats:
         }
 
 
+class SymbolCapture:
+    """Collect the equalised data symbols of each burst a modem decodes, for constellation plots.
+
+    ``phy.Burst`` carries no symbols, so this wraps the modem instance's equaliser (a private
+    hook of ``phy.modem.BurstModem``: ``_equalise(Y, H, sigma2, l0)``, called once for the header
+    (l0 = 0) and once for the data of each decoded burst). If the modem has no such hook the
+    capture stays empty and plots simply omit constellations; decoding is never affected.
+    """
+
+    def __init__(self, modem: Any) -> None:
+        self._groups: list[list[np.ndarray]] = []
+        inner = getattr(modem, "_equalise", None)
+        if inner is None:
+            return
+
+        def wrapped(Y: Any, H: Any, sigma2: Any, l0: int) -> Any:
+            out = inner(Y, H, sigma2, l0)
+            if l0 == 0:
+                self._groups.append([])
+            elif self._groups:
+                self._groups[-1].append(np.asarray(out[0]))
+            return out
+
+        modem._equalise = wrapped
+
+    def take(self) -> list[np.ndarray]:
+        """Data symbols per decoded burst since the last call (header-only candidates dropped)."""
+        groups = [np.concatenate(g) for g in self._groups if g]
+        self._groups = []
+        return groups
+
+
 class LinkTable:
     """All links seen in a run, keyed by ``"SRC->DST"``; created on first use."""
 
@@ -164,6 +196,7 @@ class Node:
         self.cpu: Counter[str] = Counter()          # seconds spent per layer
         self._seen_rejections: Counter[tuple[int, str]] = Counter()
         self._capacity_cache: dict[int, int] = {}
+        self._symbols = SymbolCapture(modem) if trace is not None else None
 
     # ------------------------------------------------------------------ helpers
 
@@ -219,13 +252,16 @@ class Node:
     # ------------------------------------------------------------------ transmit
 
     def build_zone(
-        self, now: float, zone_samples: int, *, tap: FrameTap | None = None
+        self, now: float, zone_samples: int, *, tap: FrameTap | None = None, lead: int = 0
     ) -> tuple[np.ndarray | None, list[tuple[int, int]]]:
         """IQ for this node's zone (``None`` if nothing to send) and the ``(dst_id, n_bytes)`` of
         each burst in it. Frames that do not fit stay in the backlog for the next zone.
 
         *tap* (simulation/test only) sees each frame before modulation and returns the frames
-        that actually go on the air: an attacker on the medium that alters or replays bursts."""
+        that actually go on the air: an attacker on the medium that alters or replays bursts.
+        *lead*: silent samples before the first burst, so that a receiver whose clock runs a
+        little behind the transmitter's still sees the whole burst inside its zone window."""
+        zone_samples -= lead
         cap = self.capacity(zone_samples)
         if cap <= 0:
             return None, []
@@ -267,6 +303,8 @@ class Node:
             used += extra
         if not pieces:
             return None, []
+        if lead > 0:
+            pieces.insert(0, np.zeros(lead, np.complex64))
         return np.concatenate(pieces), sent
 
     def transmit(self, iq: np.ndarray) -> None:
@@ -282,6 +320,16 @@ class Node:
         self.cpu["radio"] += time.perf_counter() - t0
         return iq
 
+    def skip_samples(self, n: int) -> None:
+        """Let *n* samples pass unrendered (loopback ``skip``), else receive and discard them."""
+        t0 = time.perf_counter()
+        skip = getattr(self.radio, "skip", None)
+        if skip is not None:
+            skip(n)
+        else:
+            self.radio.receive(n)
+        self.cpu["radio"] += time.perf_counter() - t0
+
     def handle_samples(self, iq: np.ndarray, now: float, *, expect_src: str | None = None
                        ) -> list[Any]:
         """Demodulate *iq*, account every burst addressed here, feed good ones to the role.
@@ -291,8 +339,11 @@ class Node:
         t0 = time.perf_counter()
         bursts = self.modem.demodulate(iq)
         self.cpu["modem"] += time.perf_counter() - t0
+        symbols = self._symbols.take() if self._symbols is not None else []
+        if len(symbols) != len(bursts):
+            symbols = []
         my_addr = self.addr_of(self.station_id)
-        for b in bursts:
+        for i, b in enumerate(bursts):
             if b.crc_ok and b.dst != my_addr:
                 continue  # someone else's burst: not ours to count or deliver
             src_id = self.station_of(b.src) if b.crc_ok else None
@@ -312,9 +363,8 @@ class Node:
                 link.evm_db.append(float(b.evm_db))
             if getattr(b, "cfo_hz", None) is not None:
                 link.cfo_hz.append(float(b.cfo_hz))
-            sym = getattr(b, "symbols", None)
-            if self.trace is not None and sym is not None:
-                self.trace.add_symbols(link.name, sym)
+            if self.trace is not None and symbols:
+                self.trace.add_symbols(link.name, symbols[i][:512])
             if src_id is None:
                 continue
             self._stack(self.role.receive, src_id, bytes(b.payload), now)
@@ -336,9 +386,10 @@ def _event_note(ev: Any) -> str:
 class SimNetwork:
     """Nodes sharing one loopback medium, stepped zone by zone on a simulated clock.
 
-    Per zone: the zone's transmitter builds and transmits its bursts (at the zone start: every radio
-    clock sits at the same sample because all advance together); then every radio receives the
-    zone plus its guard; each receiver demodulates. A receiver skips demodulation when no burst of
+    Per zone: the zone's transmitter builds and transmits its bursts (at the zone start in its own
+    sample clock, after a lead-in of half a guard: radio clocks differ by their random start
+    delays, as unsynchronised Plutos do); then every radio receives the zone plus its guard; each
+    receiver demodulates. A receiver skips demodulation when no burst of
     the zone is addressed to it — a simulation shortcut for speed (over the air every node
     demodulates everything); it changes no result because unaddressed bursts are discarded anyway.
     """
@@ -363,7 +414,7 @@ class SimNetwork:
         tail = self.schedule.frame_len - (self.schedule.zones[-1].end if self.schedule.zones else 0)
         if tail > 0:
             for node in self.nodes.values():
-                node.receive_samples(tail)
+                node.skip_samples(tail)
         self.frame += 1
         end = self.frame * self.schedule.frame_s
         for node in self.nodes.values():
@@ -372,15 +423,16 @@ class SimNetwork:
     def _run_zone(self, zone: Zone, t_start: float, t_end: float) -> None:
         tx = self.nodes[zone.tx]
         tx.poll(t_start)
-        iq, sent = tx.build_zone(t_start, zone.length, tap=self.tap)
+        iq, sent = tx.build_zone(t_start, zone.length, tap=self.tap, lead=zone.guard // 2)
         if iq is not None:
             tx.transmit(iq)
         audience = {d for d, _ in sent}
         n = zone.length + zone.guard
         for node in self.nodes.values():
-            rx = node.receive_samples(n)
             if node is tx or node.station_id not in audience:
+                node.skip_samples(n)
                 continue
+            rx = node.receive_samples(n)
             node.handle_samples(rx, t_end, expect_src=zone.tx)
 
     def events(self) -> list[NodeEvent]:

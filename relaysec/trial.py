@@ -1,0 +1,722 @@
+"""The trial: a relay cell brought up and exercised end to end, phase by phase, with a verdict.
+
+Default scenario (``relaysec/data/default.toml``): ABS, ARS-1, ARS-2 and an AMS.
+
+1. ``ars_entry``   — each ARS enters the network (EAP-PSK, key agreement); both ends hold the
+   same AK (AKID and key check values compared, never keys).
+2. ``ams_entry``   — the AMS enters through its serving ARS; distributed mode: the ABS transfers
+   the AMS's AK to the ARS (AK Transfer / ACK); centralized: the keys stay at the ABS.
+3. ``traffic_1``   — secured application packets both ways (ABS→AMS and AMS→ABS) through the
+   relay; every packet must arrive intact.
+4. ``tek_refresh`` — traffic continues while the AMS's TEK is renewed (short TEK lifetime);
+   the phase passes when both ends installed the new TEK and the traffic of the phase arrived.
+5. ``handover``    — optional AK pre-distribution to the target ARS, then the AMS re-enters at
+   the target with CMAC_KEY_COUNT+1; probe traffic every frame measures the interruption.
+6. ``traffic_2``   — secured traffic again, now through the target ARS.
+
+The verdict: every phase passed *and* no application byte was delivered corrupted or twice.
+Anything missing (a layer not importable, a phase timing out) fails the trial with the reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from relaysec.appdata import Flow, flow_of
+from relaysec.config import Config, link_params, stations_by_role
+from relaysec.node import FrameTap, LinkTable, Node, NodeEvent, SimNetwork
+from relaysec.report import MscEntry, Trace, msc_text, summary_text
+from relaysec.schedule import build_schedule
+
+log = logging.getLogger(__name__)
+
+PHASES = ("ars_entry", "ams_entry", "traffic_1", "tek_refresh", "handover", "traffic_2")
+
+
+class TrialSetupError(RuntimeError):
+    """The trial cannot be built (a layer missing, a radio not reachable); message says which."""
+
+
+@dataclass
+class PhaseResult:
+    name: str
+    ok: bool = False
+    detail: str = ""
+    t_start: float | None = None
+    t_end: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "ok": self.ok, "detail": self.detail,
+                "t_start": self.t_start, "t_end": self.t_end}
+
+
+def station_psk(cfg: Config, st: dict[str, Any]) -> bytes:
+    """The station's 16-byte EAP-PSK: ``psk_hex`` if configured, else a demo key derived from
+    ``security.psk_seed`` and the station id (fine for a lab, not for a deployment)."""
+    if "psk_hex" in st:
+        return bytes.fromhex(st["psk_hex"])
+    seed = cfg["security"]["psk_seed"].encode()
+    return hashlib.blake2b(st["station_id"].to_bytes(6, "big"), key=seed[:64],
+                           digest_size=16, person=b"relaysec-psk").digest()
+
+
+def describe_frame(frame: bytes) -> list[str]:
+    """Labels of the security/control messages in a frame, for the message sequence chart.
+
+    Data MPDUs are left out (they are counted, not charted); relay MPDUs are encrypted on the
+    relay link, so only their presence shows."""
+    try:
+        from stack.pkm.messages import message_class
+        from stack.roles.framing import FID_CONTROL, FID_RELAY, mpdu_fid, split_frame
+    except ImportError:
+        return []
+    labels: list[str] = []
+    try:
+        mpdus = split_frame(frame)
+    except Exception:
+        return ["(unparseable frame)"]
+    for mpdu in mpdus:
+        fid = mpdu_fid(mpdu)
+        if fid == FID_CONTROL and len(mpdu) > 2:
+            try:
+                cls = message_class(mpdu[2])
+                name = cls.__name__
+                if name == "RelayedControl" and len(mpdu) > 7:
+                    # code(1) stid(2) len(2) inner...
+                    with contextlib.suppress(Exception):
+                        name += f"({message_class(mpdu[7]).__name__})"
+                labels.append(name)
+            except Exception:
+                labels.append(f"control code {mpdu[2]:#04x}")
+        elif fid == FID_RELAY:
+            labels.append("relay MPDU (protected)")
+    return labels
+
+
+@dataclass
+class _TrafficPlan:
+    flows: list[tuple[Flow, str, str]] = field(default_factory=list)  # (flow, src, dst)
+    quota: dict[int, int | None] = field(default_factory=dict)       # None = unlimited
+
+
+class Trial:
+    """One run of the scenario in *cfg*. ``run()`` returns ``(report_dict, trace)``.
+
+    *progress*: called with short status lines (the CLI prints them to stderr). *tap*: test-only
+    fault injection on the simulated air (see :data:`relaysec.node.FrameTap`). *record_dir*:
+    write every radio's received IQ as SigMF (needs ``hw.sigmf``).
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        *,
+        progress: Callable[[str], None] | None = None,
+        tap: FrameTap | None = None,
+        record_dir: str | Path | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.progress = progress or (lambda s: None)
+        self.tap = tap
+        self.record_dir = record_dir
+        self.seed = int(cfg["seed"])
+        self.links = LinkTable()
+        self.trace = Trace()
+        self.msc: list[MscEntry] = []
+        self.phases: list[PhaseResult] = []
+        self.log: list[NodeEvent] = []
+        self.flows: dict[int, tuple[Flow, str, str]] = {}
+        self.stray_corrupted = 0
+        self.next_flow_id = 1
+        self.handover: dict[str, Any] = {"mode": None, "interruption_s": None}
+        self.timing: dict[str, float] = {}
+        self.net: SimNetwork | None = None
+
+    # ------------------------------------------------------------------ construction
+
+    def _build(self) -> None:
+        cfg = self.cfg
+        try:
+            import phy
+            from hw.loopback import Medium
+            from stack.pkm.authenticator import BuiltinAuthenticator
+            from stack.roles import (
+                AbsConfig,
+                AbsRole,
+                AmsConfig,
+                AmsRole,
+                ArsConfig,
+                ArsRole,
+                Lifetimes,
+                SecurityMode,
+                Timers,
+            )
+            from stack.roles.ids import station_bytes
+        except ImportError as exc:
+            raise TrialSetupError(f"a layer is not available yet: {exc}") from exc
+        if cfg["backend"] != "loopback":
+            raise TrialSetupError(
+                "backend 'pluto' runs through relaysec.ota (relaysec trial --backend pluto)"
+            )
+        sec = cfg["security"]
+        mode = SecurityMode(sec["mode"])
+        timers = Timers(rto=float(sec["rto_s"]), max_retries=int(sec["max_retries"]))
+        life = Lifetimes(ak=float(sec["ak_lifetime_s"]), tek=float(sec["tek_lifetime_s"]))
+        stations = cfg["stations"]
+        self.by_name = {s["name"]: s for s in stations}
+        self.id_of = {s["name"]: int(s["station_id"]) for s in stations}
+        self.directory = {v: k for k, v in self.id_of.items()}
+        addr = {int(s["station_id"]): i + 1 for i, s in enumerate(stations)}
+        sid_of_addr = {v: k for k, v in addr.items()}
+        abs_st = stations_by_role(cfg, "abs")[0]
+        self.abs_name = abs_st["name"]
+        psks = {station_bytes(s["station_id"]): station_psk(cfg, s)
+                for s in stations if s["role"] != "abs"}
+
+        t0 = time.perf_counter()
+        tx_rms = 10 ** (float(cfg["phy"]["tx_dbfs"]) / 20)
+        modems = {s["name"]: phy.BurstModem(cfg["phy"]["profile"], cfg["phy"]["mcs"],
+                                            tx_rms=tx_rms)
+                  for s in stations}
+        fs = float(next(iter(modems.values())).profile.sample_rate)
+        self.timing["warmup_s"] = self._warm_up(next(iter(modems.values())))
+        self.timing["setup_modem_s"] = time.perf_counter() - t0
+
+        medium = Medium(fs, seed=self.seed, ref_tx_dbfs=float(cfg["phy"]["tx_dbfs"]),
+                        start_delay_max=float(cfg["channel"]["start_delay_us"]) * 1e-6 * fs)
+        rng = np.random.default_rng([self.seed, 0x7261646F])
+        radios = {}
+        for s in stations:
+            ppm = float(rng.uniform(-1, 1) * cfg["channel"]["cfo_ppm"])
+            radios[s["name"]] = medium.add_radio(
+                s["name"], ppm=ppm, sfo_ppm=float(cfg["channel"]["sfo_ppm"]) or None
+            )
+        names = [s["name"] for s in stations]
+        for i, a in enumerate(names):
+            for b in names[i + 1:]:
+                p = link_params(cfg, a, b)
+                medium.set_link(a, b, snr_db=p["snr_db"], channel=p["channel"])
+        self.medium = medium
+
+        roles: dict[str, Any] = {}
+        for s in stations:
+            seed = [self.seed, int(s["station_id"]) & 0xFFFFFFFF]
+            rseed = int(np.random.default_rng(seed).integers(2**63))
+            if s["role"] == "abs":
+                roles[s["name"]] = AbsRole(
+                    AbsConfig(station_id=s["station_id"], mode=mode, timers=timers,
+                              lifetimes=life),
+                    authenticator=BuiltinAuthenticator(psks), rng=rseed)
+            elif s["role"] == "ars":
+                roles[s["name"]] = ArsRole(
+                    ArsConfig(station_id=s["station_id"], psk=station_psk(cfg, s), mode=mode,
+                              timers=timers, lifetimes=life, abs_id=abs_st["station_id"]),
+                    rng=rseed)
+            else:
+                roles[s["name"]] = AmsRole(
+                    AmsConfig(station_id=s["station_id"], psk=station_psk(cfg, s),
+                              timers=timers, lifetimes=life, abs_id=abs_st["station_id"]),
+                    rng=rseed)
+        self.roles = roles
+        self.nodes = {
+            s["name"]: Node(
+                s["name"], int(s["station_id"]), roles[s["name"]], modems[s["name"]],
+                radios[s["name"]], directory=self.directory, links=self.links,
+                tx_scale=1.0, addr_of=addr.__getitem__, station_of=sid_of_addr.get,
+                trace=self.trace, describe_frame=describe_frame, msc=self.msc,
+                max_bursts_per_zone=int(cfg["schedule"]["max_bursts_per_zone"]),
+            )
+            for s in stations
+        }
+        schedule = build_schedule(
+            [(s["name"], s["role"]) for s in stations], sample_rate=fs,
+            frame_s=float(cfg["phy"]["frame_ms"]) * 1e-3,
+            guard_s=float(cfg["schedule"]["guard_us"]) * 1e-6,
+        )
+        self.schedule = schedule
+        self.net = SimNetwork(self.nodes.values(), schedule, tap=self.tap)
+
+    def _warm_up(self, modem: Any) -> float:
+        """Compile numba kernels once (modem, CCM engine) so phase timings are warm; returns s."""
+        t0 = time.perf_counter()
+        iq = modem.modulate(b"\x00" * 32, src=1, dst=2)
+        modem.demodulate(np.concatenate([np.zeros(200, np.complex64),
+                                         np.asarray(iq, np.complex64),
+                                         np.zeros(200, np.complex64)]))
+        try:
+            from stack.crypto import seal_batch
+            buf = np.zeros(40, np.uint8)
+            seal_batch(np.zeros((1, 16), np.uint8), np.zeros(1, np.int64),
+                       np.zeros((1, 13), np.uint8), buf, np.zeros(1, np.int64),
+                       np.full(1, 16, np.int64))
+        except ImportError:
+            pass
+        return time.perf_counter() - t0
+
+    # ------------------------------------------------------------------ driving
+
+    @property
+    def now(self) -> float:
+        assert self.net is not None
+        return self.net.now
+
+    def _new_flow(self, src: str, dst: str, label: str) -> int:
+        fid = self.next_flow_id
+        self.next_flow_id += 1
+        flow = Flow(fid, f"{label}:{src}->{dst}", int(self.cfg["traffic"]["payload_bytes"]),
+                    self.seed)
+        self.flows[fid] = (flow, src, dst)
+        return fid
+
+    def _offer(self, plan: _TrafficPlan) -> None:
+        from stack.errors import SecurityError
+
+        per_frame = int(self.cfg["traffic"]["per_frame"])
+        now = self.now
+        for flow, src, dst in plan.flows:
+            left = plan.quota.get(flow.flow_id)
+            n = per_frame if left is None else min(per_frame, left)
+            for _ in range(n):
+                try:
+                    self.roles[src].send_data(self.id_of[dst], flow.peek(), now)
+                except SecurityError:
+                    break  # no keys for the path yet (entry/handover): retry next frame
+                flow.mark_sent(now)
+                if left is not None:
+                    left -= 1
+                    plan.quota[flow.flow_id] = left
+
+    def _process_events(self) -> None:
+        assert self.net is not None
+        for ne in self.net.events():
+            self.log.append(ne)
+            ev = ne.event
+            if type(ev).__name__ != "DataReceived":
+                continue
+            fid = flow_of(ev.payload)
+            entry = self.flows.get(fid) if fid is not None else None
+            if entry is None or entry[2] != ne.station or self.id_of[entry[1]] != ev.src:
+                self.stray_corrupted += len(ev.payload)
+                continue
+            flow = entry[0]
+            flow.deliver(ev.payload, ne.t)
+            via = self.directory.get(ev.via, "?")
+            self.links.get(via, ne.station).app_bytes += len(ev.payload)
+
+    def _step(self, plan: _TrafficPlan | None) -> None:
+        assert self.net is not None
+        if plan is not None:
+            self._offer(plan)
+        self.net.step_frame()
+        self._process_events()
+        if self.net.frame % 20 == 0:
+            self.progress(f"  t={self.now * 1e3:7.0f} ms  frame {self.net.frame}")
+
+    def _run_until(self, pred: Callable[[], bool], timeout_s: float,
+                   plan: _TrafficPlan | None = None) -> bool:
+        end = self.now + timeout_s
+        while self.now < end:
+            self._step(plan)
+            if pred():
+                return True
+        return False
+
+    def _events(self, kind: str, station: str | None = None, since: float = 0.0,
+                **match: Any) -> list[Any]:
+        out = []
+        for ne in self.log:
+            if ne.t < since or type(ne.event).__name__ != kind:
+                continue
+            if station is not None and ne.station != station:
+                continue
+            if all(getattr(ne.event, k, None) == v for k, v in match.items()):
+                out.append(ne.event)
+        return out
+
+    def _begin(self, name: str) -> PhaseResult:
+        ph = PhaseResult(name, t_start=self.now)
+        self.phases.append(ph)
+        self.progress(f"[{len(self.phases)}/{len(PHASES)}] {name} ...")
+        return ph
+
+    def _end(self, ph: PhaseResult, ok: bool, detail: str) -> bool:
+        ph.ok, ph.detail, ph.t_end = ok, detail, self.now
+        self.progress(f"      {name_ok(ok)} {ph.name}: {detail}")
+        return ok
+
+    def _keys_match(self, a: str, b: str) -> tuple[bool, str]:
+        """Both ends of link a–b hold the same keys (AKID and check values; never key bytes)."""
+        ka = self.roles[a].key_info(self.id_of[b])
+        kb = self.roles[b].key_info(self.id_of[a])
+        if ka is None or kb is None:
+            return False, f"no key context at {a if ka is None else b}"
+        fields = ("akid", "cmac_key_count", "kcv_cmac_u", "kcv_cmac_d", "kcv_teks")
+        diff = [f for f in fields if getattr(ka, f, None) != getattr(kb, f, None)]
+        if diff:
+            return False, f"{a}/{b} disagree on {', '.join(diff)}"
+        return True, f"AKID {ka.akid}"
+
+    # ------------------------------------------------------------------ phases
+
+    def _phase_ars_entry(self) -> bool:
+        ph = self._begin("ars_entry")
+        arss = [s["name"] for s in stations_by_role(self.cfg, "ars")]
+        for n in arss:
+            self.roles[n].attach(self.id_of[self.abs_name], self.now)
+
+        def done() -> bool:
+            return all(self._events("KeysInstalled", n, subject=self.id_of[n]) and
+                       self._events("KeysInstalled", self.abs_name, subject=self.id_of[n])
+                       for n in arss)
+
+        if not self._run_until(done, self.cfg["timeouts"]["entry_s"]):
+            return self._end(ph, False, "timeout: " + self._why_not())
+        notes = []
+        for n in arss:
+            ok, note = self._keys_match(n, self.abs_name)
+            if not ok:
+                return self._end(ph, False, note)
+            notes.append(f"{n} {note}")
+        return self._end(ph, True, "; ".join(notes))
+
+    def _ams(self) -> dict[str, Any]:
+        return stations_by_role(self.cfg, "ams")[0]
+
+    def _key_holder(self, serving: str) -> str:
+        """Which station terminates the AMS's SA: the serving ARS (distributed) or the ABS."""
+        if self.cfg["security"]["mode"] == "distributed":
+            return serving
+        return self.abs_name
+
+    def _phase_ams_entry(self) -> bool:
+        ph = self._begin("ams_entry")
+        ams = self._ams()
+        name, serving = ams["name"], ams["serving"]
+        self.serving = serving
+        self.roles[name].attach(self.id_of[serving], self.now)
+        holder = self._key_holder(serving)
+        distributed = (self.cfg["security"]["mode"] == "distributed"
+                       and self.by_name[serving]["role"] == "ars")
+
+        def done() -> bool:
+            ok = bool(self._events("KeysInstalled", name, subject=self.id_of[name]) and
+                      self._events("KeysInstalled", holder, subject=self.id_of[name]))
+            if distributed:
+                ok = ok and bool(self._events("AkTransferred", self.abs_name,
+                                              ams=self.id_of[name], ars=self.id_of[serving],
+                                              status=0))
+            return ok
+
+        if not self._run_until(done, self.cfg["timeouts"]["entry_s"]):
+            return self._end(ph, False, "timeout: " + self._why_not())
+        ok, note = self._keys_match(name, serving)
+        if not ok:
+            return self._end(ph, False, note)
+        how = "AK transferred to " + serving if distributed else "keys at the ABS"
+        return self._end(ph, True, f"{how}; {note}")
+
+    def _traffic_plan(self, label: str, quota: int | None) -> _TrafficPlan:
+        ams = self._ams()["name"]
+        plan = _TrafficPlan()
+        for src, dst in ((self.abs_name, ams), (ams, self.abs_name)):
+            fid = self._new_flow(src, dst, label)
+            plan.flows.append(self.flows[fid])
+            plan.quota[fid] = quota
+        return plan
+
+    def _plan_done(self, plan: _TrafficPlan) -> bool:
+        return all(plan.quota[f.flow_id] == 0 and f.outstanding() == 0 for f, _, _ in plan.flows)
+
+    def _plan_detail(self, plan: _TrafficPlan) -> str:
+        parts = []
+        for f, src, dst in plan.flows:
+            s = f.stats
+            parts.append(f"{src}->{dst} {s.delivered_packets}/{s.sent_packets}")
+        return ", ".join(parts)
+
+    def _phase_traffic(self, name: str) -> bool:
+        ph = self._begin(name)
+        plan = self._traffic_plan(name, int(self.cfg["traffic"]["packets_per_direction"]))
+        ok = self._run_until(lambda: self._plan_done(plan), self.cfg["timeouts"]["traffic_s"],
+                             plan)
+        detail = self._plan_detail(plan)
+        if ok and name == "traffic_2":
+            target = self._ams().get("handover_target")
+            vias = {self.directory.get(ev.via) for ev in self._events(
+                "DataReceived", self._ams()["name"], since=ph.t_start or 0.0)}
+            if target and vias != {target}:
+                return self._end(ph, False, f"data reached the AMS via {sorted(vias)}, "
+                                            f"expected {target}; {detail}")
+            detail += f", via {target}"
+        return self._end(ph, ok, detail if ok else "timeout: " + detail)
+
+    def _phase_tek_refresh(self) -> bool:
+        ph = self._begin("tek_refresh")
+        ams = self._ams()["name"]
+        holder = self._key_holder(self.serving)
+        t0 = ph.t_start or 0.0
+        before = self.roles[ams].key_info(self.id_of[self.serving])
+        plan = self._traffic_plan("tek_refresh",
+                                  int(self.cfg["traffic"]["packets_per_direction"]))
+
+        def refreshed() -> bool:
+            return bool(self._events("KeysInstalled", ams, since=t0, subject=self.id_of[ams],
+                                     cause="tek_refresh") and
+                        self._events("KeysInstalled", holder, since=t0, subject=self.id_of[ams],
+                                     cause="tek_refresh"))
+
+        ok = self._run_until(lambda: refreshed() and self._plan_done(plan),
+                             self.cfg["timeouts"]["tek_refresh_s"], plan)
+        if not ok:
+            why = "no TEK refresh" if not refreshed() else "traffic incomplete"
+            return self._end(ph, False, f"timeout ({why}): {self._plan_detail(plan)}")
+        after = self.roles[ams].key_info(self.id_of[self.serving])
+        match, note = self._keys_match(ams, self.serving)
+        if not match:
+            return self._end(ph, False, note)
+        return self._end(ph, True, f"COUNTER_TEK {getattr(before, 'counter_teks', '?')} -> "
+                                   f"{getattr(after, 'counter_teks', '?')}; "
+                                   f"{self._plan_detail(plan)}")
+
+    def _phase_handover(self) -> bool:
+        ph = self._begin("handover")
+        ams_st = self._ams()
+        ams, target = ams_st["name"], ams_st.get("handover_target")
+        predist = bool(self.cfg["security"]["ak_predistribution"])
+        self.handover.update({"mode": "predistributed" if predist else "on_demand",
+                              "predistributed": predist, "source": self.serving,
+                              "target": target})
+        if not target:
+            return self._end(ph, False, "no handover_target configured for the AMS")
+        distributed = (self.cfg["security"]["mode"] == "distributed"
+                       and self.by_name[target]["role"] == "ars")
+        ams_id, target_id = self.id_of[ams], self.id_of[target]
+        timeout = float(self.cfg["timeouts"]["handover_s"])
+        probe = self._traffic_plan("handover", None)   # probes every frame, both ways
+        notes = []
+        if predist:
+            t0 = self.now
+            self.roles[self.abs_name].prepare_handover(ams_id, [target_id], t0)
+            if distributed:
+                if not self._run_until(
+                        lambda: bool(self._events("AkTransferred", self.abs_name, since=t0,
+                                                  ams=ams_id, ars=target_id, status=0)),
+                        timeout, probe):
+                    return self._end(ph, False, "AK pre-distribution to the target was not "
+                                                "acknowledged: " + self._why_not())
+                notes.append(f"AK' pre-distributed in {(self.now - t0) * 1e3:.0f} ms")
+        t_ho = self.now
+        self.roles[ams].handover(target_id, t_ho)
+
+        def first(station: str, src: int) -> float | None:
+            for ne in self.log:
+                if (ne.t >= t_ho and ne.station == station
+                        and type(ne.event).__name__ == "DataReceived"
+                        and ne.event.src == src and ne.event.via == target_id):
+                    return ne.t
+            return None
+
+        def done() -> bool:
+            return bool(
+                self._events("HandoverComplete", ams, since=t_ho, ams=ams_id, target=target_id)
+                and self._events("HandoverComplete", self.abs_name, since=t_ho, ams=ams_id)
+                and first(ams, self.id_of[self.abs_name]) is not None
+                and first(self.abs_name, ams_id) is not None)
+
+        ok = self._run_until(done, timeout, probe)
+        if not ok:
+            return self._end(ph, False, "timeout: handover not completed with data via "
+                                        f"{target}: " + self._why_not())
+        t_dl = first(ams, self.id_of[self.abs_name])
+        t_ul = first(self.abs_name, ams_id)
+        assert t_dl is not None and t_ul is not None
+        interruption = max(t_dl, t_ul) - t_ho
+        self.handover["interruption_s"] = interruption
+        self.handover["interruption_dl_s"] = t_dl - t_ho
+        self.handover["interruption_ul_s"] = t_ul - t_ho
+        # stop probing; let queued probes drain (those stranded on the old path are lost)
+        for f, _, _ in probe.flows:
+            probe.quota[f.flow_id] = 0
+        self._run_until(lambda: self._plan_done(probe), 0.1, probe)
+        lost = sum(f.outstanding() for f, _, _ in probe.flows)
+        released = self._events("ContextReleased", self.serving, since=t_ho, ams=ams_id)
+        if distributed and not released:
+            self._run_until(lambda: bool(self._events("ContextReleased", self.serving,
+                                                      since=t_ho, ams=ams_id)), 0.5)
+            released = self._events("ContextReleased", self.serving, since=t_ho, ams=ams_id)
+        ho = self._events("HandoverComplete", ams, since=t_ho, ams=ams_id)[-1]
+        notes.append(f"AKID {ho.akid} CMAC_KEY_COUNT {ho.cmac_key_count}")
+        notes.append(f"interruption {interruption * 1e3:.0f} ms")
+        notes.append(f"{lost} probe packets lost in flight")
+        if distributed:
+            notes.append(f"{self.serving} context {'released' if released else 'NOT released'}")
+        self.handover["probe_packets_lost"] = lost
+        self.serving = target
+        match, note = self._keys_match(ams, target)
+        if not match:
+            return self._end(ph, False, note)
+        if distributed and not released:
+            return self._end(ph, False, "; ".join(notes))
+        return self._end(ph, True, "; ".join(notes))
+
+    def _why_not(self) -> str:
+        lost = [f"{type(ne.event).__name__} at {ne.station}: {_fields(ne.event)}"
+                for ne in self.log if type(ne.event).__name__ in ("PeerLost", "EntryFailed")]
+        return "; ".join(lost[-3:]) or "no completion event"
+
+    # ------------------------------------------------------------------ run
+
+    def run(self) -> tuple[dict[str, Any], Trace]:
+        """Run every phase (stopping at the first failure) and build the report."""
+        t_wall = time.perf_counter()
+        reason = None
+        try:
+            self._build()
+        except TrialSetupError as exc:
+            reason = str(exc)
+        except Exception as exc:  # a layer raised while building: report, don't crash the CLI
+            log.exception("trial setup failed")
+            reason = f"setup failed: {type(exc).__name__}: {exc}"
+        if reason is None:
+            self.progress(f"schedule: {self.schedule.describe().splitlines()[0]}, "
+                          f"{len(self.schedule.zones)} zones; numba warm-up "
+                          f"{self.timing['warmup_s']:.1f} s")
+            steps = [self._phase_ars_entry, self._phase_ams_entry,
+                     lambda: self._phase_traffic("traffic_1"), self._phase_tek_refresh,
+                     self._phase_handover, lambda: self._phase_traffic("traffic_2")]
+            try:
+                for step in steps:
+                    if not step():
+                        reason = f"phase {self.phases[-1].name} failed: {self.phases[-1].detail}"
+                        break
+                else:
+                    for _ in range(3):   # let in-flight frames settle before counting
+                        self._step(None)
+            except Exception as exc:
+                log.exception("trial aborted")
+                reason = f"aborted in {self.phases[-1].name if self.phases else 'setup'}: " \
+                         f"{type(exc).__name__}: {exc}"
+                if self.phases and self.phases[-1].t_end is None:
+                    self._end(self.phases[-1], False, reason)
+        for name in PHASES[len(self.phases):]:
+            self.phases.append(PhaseResult(name, False, "not run"))
+        self.timing["wall_s"] = time.perf_counter() - t_wall
+        report = self._report(reason)
+        return report, self.trace
+
+    def _report(self, reason: str | None) -> dict[str, Any]:
+        sent = delivered = corrupted = duplicates = 0
+        flows = {}
+        for flow, src, dst in self.flows.values():
+            s = flow.stats
+            sent += s.sent_bytes
+            delivered += s.delivered_bytes
+            corrupted += s.corrupted_bytes
+            duplicates += s.duplicate_packets
+            flows[s.name] = {"src": src, "dst": dst, "sent": s.sent_bytes,
+                             "delivered": s.delivered_bytes, "lost": s.lost_bytes,
+                             "corrupted": s.corrupted_bytes, "duplicates": s.duplicate_packets}
+        corrupted += self.stray_corrupted
+        ok = reason is None and all(p.ok for p in self.phases)
+        if ok and (corrupted or duplicates):
+            ok = False
+            reason = f"integrity: {corrupted} bytes corrupted, {duplicates} duplicates delivered"
+        sim_s = self.now if self.net is not None else 0.0
+        rejections: dict[str, int] = {}
+        for role in getattr(self, "roles", {}).values():
+            for r, c in getattr(role, "rejections", {}).items():
+                rejections[r] = rejections.get(r, 0) + int(c)
+        cpu = self.net.cpu() if self.net is not None else {}
+        total_cpu = sum(cpu.values()) or 1.0
+        names = [s["name"] for s in self.cfg["stations"]]
+        report: dict[str, Any] = {
+            "ok": ok,
+            "reason": reason,
+            "seed": self.seed,
+            "backend": self.cfg["backend"],
+            "security_mode": self.cfg["security"]["mode"],
+            "profile": self.cfg["phy"]["profile"],
+            "mcs": self.cfg["phy"]["mcs"],
+            "bytes": {"sent": sent, "delivered": delivered, "lost": sent - delivered,
+                      "corrupted": corrupted, "duplicates": duplicates},
+            "flows": flows,
+            "phases": [p.as_dict() for p in self.phases],
+            "links": self.links.summary(sim_s),
+            "security": {
+                "rejections": rejections,
+                "keys": self._key_lines(),
+            },
+            "handover": self.handover,
+            "timing": {**self.timing, "sim_s": sim_s,
+                       "frames": self.net.frame if self.net is not None else 0},
+            "cpu_share": {k: v / total_cpu for k, v in cpu.items()},
+            "cpu_s": dict(cpu),
+            "msc": [{"t": e.t, "src": e.src, "dst": e.dst, "label": e.label, "note": e.note}
+                    for e in self.msc],
+            "stations": names,
+            "events": [f"{ne.t * 1e3:.1f} ms {ne.station}: {type(ne.event).__name__} "
+                       f"{_fields(ne.event)}" for ne in self.log
+                       if type(ne.event).__name__ != "DataReceived"],
+        }
+        return report
+
+    def _key_lines(self) -> list[str]:
+        lines = []
+        for name, role in getattr(self, "roles", {}).items():
+            for st in self.cfg["stations"]:
+                if st["name"] == name:
+                    continue
+                try:
+                    ki = role.key_info(int(st["station_id"]))
+                except Exception:
+                    ki = None
+                if ki is not None and name < st["name"]:
+                    lines.append(f"{name}<->{st['name']} AKID {ki.akid} "
+                                 f"CMAC_KEY_COUNT {ki.cmac_key_count} "
+                                 f"COUNTER_TEK {tuple(ki.counter_teks)}")
+        return lines
+
+
+def name_ok(ok: bool) -> str:
+    return "ok  " if ok else "FAIL"
+
+
+def _fields(ev: Any) -> str:
+    try:
+        from dataclasses import fields as dc_fields
+        parts = []
+        for f in dc_fields(ev):
+            if f.name == "payload" or not f.repr:
+                continue
+            v = getattr(ev, f.name)
+            if isinstance(v, int) and f.name in ("ams", "ars", "subject", "peer", "source",
+                                                 "target", "station", "link", "src", "via"):
+                v = f"0x{v:x}"
+            parts.append(f"{f.name}={v}")
+        return " ".join(parts)
+    except TypeError:
+        return repr(ev)
+
+
+def run_trial(cfg: Config, **kw: Any) -> tuple[dict[str, Any], Trace]:
+    """Build and run a :class:`Trial`; see its docstring."""
+    return Trial(cfg, **kw).run()
+
+
+def render(report: dict[str, Any], *, msc: bool = True) -> str:
+    """Summary text plus (optionally) the message sequence chart of the security exchanges."""
+    text = summary_text(report)
+    if msc and report.get("msc"):
+        entries = [MscEntry(e["t"], e["src"], e["dst"], e["label"], e.get("note", ""))
+                   for e in report["msc"]]
+        text += "\n\nSecurity message sequence\n" + msc_text(entries, report["stations"])
+    return text
