@@ -196,7 +196,7 @@ def _reference_kernel(
             buf[o : o + ln + tag_len] = np.frombuffer(ct, dtype=np.uint8)
 
 
-_NUMBA_READY = False
+_NUMBA_READY = True
 _lock = threading.Lock()
 _status: dict[str, str] = {}  # engine -> "" if usable, else the reason it is not
 
