@@ -475,9 +475,7 @@ class Medium:
             y = y.astype(np.complex64, copy=True)
             clipped = 0
         radio.stats.clipped += clipped
-        burst = Burst(
-            radio.name, radio._tx_count, start, radio._rate, radio._tx_freq, y
-        )
+        burst = Burst(radio.name, radio._tx_count, start, radio._rate, radio._tx_freq, y)
         radio._tx_count += 1
         radio.stats.tx_bursts += 1
         radio.stats.tx_samples += y.size
@@ -665,8 +663,13 @@ class LoopbackRadio:
                     self.stats.rx_calls += 1
                     self.stats.rx_samples += n
                     jobs = self._snapshot(k0, n)
-                    params = (self.noise_dbfs, self.rx_gain_db, self.rx_iq, self.rx_dc,
-                              self._rx_freq)
+                    params = (
+                        self.noise_dbfs,
+                        self.rx_gain_db,
+                        self.rx_iq,
+                        self.rx_dc,
+                        self._rx_freq,
+                    )
                     m._prune()
                     break
             m.clock.sleep_until(wait)  # type: ignore[union-attr]

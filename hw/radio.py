@@ -171,7 +171,7 @@ def as_iq(iq: object, *, what: str = "iq") -> np.ndarray:
         )
     if arr.dtype.kind not in "fciu" or arr.dtype.kind == "b":
         raise RadioConfigError(f"{what} must hold numbers, got dtype {arr.dtype}")
-    out = arr.astype(np.complex64, copy=False)
+    out = np.ascontiguousarray(arr, dtype=np.complex64)
     if out.size and not np.isfinite(out.view(np.float32)).all():
         raise RadioConfigError(f"{what} contains NaN or infinite samples")
     return out

@@ -15,8 +15,9 @@ from hw.radio import Radio, quantise_12bit
 FS = 1.0e6
 
 
-def bandlimited(n: int, rng: np.random.Generator, *, occupancy: float = 0.8,
-                dbfs: float = -15.0) -> np.ndarray:
+def bandlimited(
+    n: int, rng: np.random.Generator, *, occupancy: float = 0.8, dbfs: float = -15.0
+) -> np.ndarray:
     """White complex signal limited to ``occupancy`` of the band, at ``dbfs`` RMS."""
     spec = np.zeros(n, complex)
     k = int(occupancy / 2 * n)

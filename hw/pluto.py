@@ -1,0 +1,450 @@
+"""ADALM-Pluto backend over pyadi-iio (``import adi`` happens only in this module, lazily).
+
+Scaling (see docs/radios.md): the project's full scale 1.0 per component is the AD9363's 12-bit
+range.
+
+- **TX:** pyadi casts to int16 without scaling and the DAC uses the 12 most significant bits, so
+  ``x`` becomes ``round(x * 32752)`` (= 2047 * 16: full scale with no int16 wrap; values beyond
+  full scale are clipped first and counted).
+- **RX:** pyadi returns raw 12-bit codes (+-2048), so ``y = code / 2048``. Through the AD9361
+  digital loopback (TX / 16), ``x`` comes back as ``x``.
+
+Burst semantics:
+
+- The TX buffer is non-cyclic. A burst of a new length recreates it, because pyadi cannot change a
+  buffer's length.
+- ``receive(n)`` concatenates RX buffers of ``rx_buffer_size`` samples and keeps the rest for the
+  next call.
+- Any ``tune`` flushes RX. The RX buffer is destroyed (its kernel blocks, filled before the retune,
+  go with it) and pending samples are dropped, so the next ``receive`` returns only fresh samples.
+- ``close`` destroys both buffers, zeroes the DDS and attenuates TX fully, so the Pluto does not
+  keep transmitting after the process exits (pyadi-iio #151).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+from hw.errors import (
+    RadioClosedError,
+    RadioConfigError,
+    RadioIOError,
+    RadioUnavailableError,
+)
+from hw.radio import RadioConfig, RadioStats, as_iq, check_count
+
+log = logging.getLogger(__name__)
+
+#: int16 DAC code of TX full scale 1.0 (12-bit DAC in the MSBs: 2047 << 4).
+TX_SCALE = 2047 * 16
+#: RX full scale: 12-bit ADC codes.
+RX_SCALE = 2048.0
+#: Default sample rate: the PHY's P2.5 profile; USB 2.0 sustains it continuously with margin.
+DEFAULT_SAMPLE_RATE = 2.8e6
+#: Above this rate continuous streaming over USB 2.0 drops samples (pluto-iio.md section 11).
+USB2_SAFE_RATE = 6.0e6
+DEFAULT_URI = "ip:192.168.2.1"
+
+LO_RANGE = (325e6, 3.8e9)  # AD9363, guaranteed
+LO_RANGE_EXTENDED = (70e6, 6.0e9)  # with the AD9364 firmware setting, not guaranteed
+RATE_RANGE = (521e3, 61.44e6)  # pyadi refuses < 521e3; FIR below 2.083 MS/s is loaded by pyadi
+BW_RANGE = (200e3, 40e6)  # TX side limit (RX allows 56 MHz); one value sets both
+RX_GAIN_RANGE = (-3.0, 71.0)  # the driver's hardwaregain_available at 2.4 GHz
+TX_GAIN_RANGE = (-89.75, 0.0)
+
+PLUTO_INSTALL_HINT = (
+    "install the libiio C library (Debian/Ubuntu: sudo apt install libiio0 libiio-utils) and "
+    "the Python bindings on the same 0.x line (pip install 'pylibiio==0.25' pyadi-iio); "
+    "`relaysec doctor` checks all of it"
+)
+
+
+@dataclass(frozen=True)
+class PlutoConfig(RadioConfig):
+    """Settings of one Pluto (validated here, before the device is touched).
+
+    ``uri``: ``ip:HOST`` or ``usb:BUS.DEV.IF``. ``rx_buffer_size``: samples per RX transfer.
+    ``kernel_buffers``: libiio kernel blocks (more survives USB hiccups but holds older data).
+    ``timeout_ms``: libiio I/O timeout (set before buffers exist). ``extended_range``: allow the
+    AD9364 LO range (70 MHz-6 GHz, not guaranteed on an AD9363).
+    """
+
+    uri: str = DEFAULT_URI
+    sample_rate: float = DEFAULT_SAMPLE_RATE
+    rx_buffer_size: int = 32768
+    kernel_buffers: int = 4
+    timeout_ms: int = 5000
+    extended_range: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.uri, str) or not self.uri.startswith(("ip:", "usb:", "local:")):
+            raise RadioConfigError(
+                f"uri must look like 'ip:192.168.2.1' or 'usb:1.2.5', got {self.uri!r}"
+            )
+        if self.uri.startswith("ip:localhost"):
+            raise RadioConfigError(
+                "use 'ip:127.0.0.1', not 'ip:localhost': libiio only tries the first address"
+            )
+        _in_range("sample_rate", self.sample_rate, RATE_RANGE, "S/s")
+        lo_range = LO_RANGE_EXTENDED if self.extended_range else LO_RANGE
+        for name in ("effective_tx_lo_hz", "effective_rx_lo_hz"):
+            hint = "" if self.extended_range else " (extended_range=True allows 70 MHz-6 GHz)"
+            _in_range(name.replace("effective_", ""), getattr(self, name), lo_range, "Hz", hint)
+        _in_range("rf_bandwidth_hz", self.effective_rf_bandwidth_hz, BW_RANGE, "Hz")
+        if self.gain_mode == "manual":
+            _in_range("rx_gain_db", self.rx_gain_db, RX_GAIN_RANGE, "dB")
+        _in_range("tx_gain_db", self.tx_gain_db, TX_GAIN_RANGE, "dB")
+        for name, lo, hi in (
+            ("rx_buffer_size", 64, 1 << 24),
+            ("kernel_buffers", 1, 64),
+            ("timeout_ms", 0, 3_600_000),
+        ):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+                raise RadioConfigError(f"{name} must be an integer in [{lo}, {hi}], got {v!r}")
+        if self.sample_rate > USB2_SAFE_RATE:
+            log.warning(
+                "sample_rate %.3g S/s is above what USB 2.0 streams without loss (~%.0f MS/s); "
+                "expect overflows unless bursts are short",
+                self.sample_rate,
+                USB2_SAFE_RATE / 1e6,
+            )
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> PlutoConfig:
+        """Build from a config table (e.g. a node's ``[radio]`` TOML table); unknown keys are an
+        error that lists the accepted ones."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise RadioConfigError(
+                f"unknown Pluto setting(s) {', '.join(unknown)}; "
+                f"accepted: {', '.join(sorted(names))}"
+            )
+        return cls(**dict(data))
+
+
+def _in_range(
+    name: str, value: float, bounds: tuple[float, float], unit: str, hint: str = ""
+) -> None:
+    lo, hi = bounds
+    if not lo <= float(value) <= hi:
+        raise RadioConfigError(
+            f"{name} = {value:g} {unit} is outside [{lo:g}, {hi:g}] {unit}{hint}"
+        )
+
+
+def _open_pyadi(uri: str) -> Any:
+    """Import the libiio stack and connect to the Pluto at ``uri``.
+
+    Raises :class:`RadioUnavailableError` with a one-line fix when something is missing."""
+    try:
+        import iio  # pylibiio; loads the libiio C library through ctypes
+    except ImportError as exc:
+        raise RadioUnavailableError(
+            f"pylibiio is not installed ({exc}); {PLUTO_INSTALL_HINT}", reason="no_pylibiio"
+        ) from exc
+    except (OSError, AttributeError) as exc:
+        raise RadioUnavailableError(
+            f"the libiio C library could not be loaded ({exc}); {PLUTO_INSTALL_HINT}",
+            reason="no_libiio",
+        ) from exc
+    lib_major = getattr(iio, "version", (0,))[0]
+    try:
+        from importlib.metadata import version as _dist_version
+
+        py_major = int(_dist_version("pylibiio").split(".")[0])
+    except Exception:  # distribution metadata missing: cannot tell, do not block
+        py_major = lib_major
+    if py_major != lib_major:
+        raise RadioUnavailableError(
+            f"pylibiio {py_major}.x does not work with the libiio {lib_major}.x C library; "
+            "pip install 'pylibiio==0.25' (or install a libiio 1.x C library)",
+            reason="libiio_mismatch",
+        )
+    try:
+        import adi
+    except ImportError as exc:
+        raise RadioUnavailableError(
+            f"pyadi-iio is not installed ({exc}); pip install pyadi-iio 'pylibiio==0.25'",
+            reason="no_pyadi",
+        ) from exc
+    try:
+        return adi.Pluto(uri)
+    except Exception as exc:
+        raise RadioUnavailableError(
+            f"no ADALM-Pluto answered at {uri!r} ({exc}); check the USB cable or the IP address "
+            "(`iio_info -s` lists what libiio sees), udev permissions, or run `relaysec doctor`",
+            reason="no_device",
+        ) from exc
+
+
+class PlutoRadio:
+    """A Pluto as a :class:`hw.radio.Radio`. ``PlutoRadio(uri, **settings)``: settings are the
+    :class:`PlutoConfig` fields; ``config=`` passes a whole config instead. ``factory(uri)`` returns
+    the pyadi-like device (default: ``adi.Pluto``; tests pass a fake)."""
+
+    def __init__(
+        self,
+        uri: str | None = None,
+        *,
+        config: PlutoConfig | None = None,
+        factory: Callable[[str], Any] | None = None,
+        **settings: Any,
+    ) -> None:
+        if config is not None and settings:
+            raise RadioConfigError("give either config= or individual settings, not both")
+        if config is None:
+            data = dict(settings)
+            if uri is not None:
+                data["uri"] = uri
+            config = PlutoConfig.from_mapping(data)
+        elif uri is not None:
+            config = dataclasses.replace(config, uri=uri)
+        self.config = config
+        self.stats = RadioStats()
+        self.closed = False
+        self._pending = np.zeros(0, np.complex64)
+        self._tx_len: int | None = None
+        self.device: Any = (factory or _open_pyadi)(config.uri)
+        try:
+            self._configure(config, first=True)
+        except BaseException:
+            self._release()
+            raise
+        self.sample_rate = float(config.sample_rate)
+
+    # -- device settings -------------------------------------------------------------------
+
+    def _set(self, attr: str, value: Any) -> None:
+        try:
+            setattr(self.device, attr, value)
+        except Exception as exc:
+            raise RadioIOError(f"the Pluto rejected {attr} = {value!r} ({exc})") from exc
+
+    def _configure(self, cfg: PlutoConfig, *, first: bool, old: PlutoConfig | None = None) -> None:
+        dev = self.device
+        if first:
+            try:
+                dev._rxadc.set_kernel_buffers_count(cfg.kernel_buffers)
+            except Exception as exc:
+                raise RadioIOError(f"could not set the kernel buffer count ({exc})") from exc
+            ctx = getattr(dev, "ctx", None)
+            if ctx is not None and hasattr(ctx, "set_timeout"):
+                try:
+                    ctx.set_timeout(cfg.timeout_ms)
+                except Exception as exc:
+                    raise RadioIOError(f"could not set the libiio timeout ({exc})") from exc
+            self._set("rx_enabled_channels", [0])
+            self._set("tx_enabled_channels", [0])
+            self._set("tx_cyclic_buffer", False)
+
+        def changed(name: str) -> bool:
+            return first or old is None or getattr(old, name) != getattr(cfg, name)
+
+        if changed("sample_rate"):
+            self._set("sample_rate", round(float(cfg.sample_rate)))
+        if changed("effective_rf_bandwidth_hz"):
+            bw = round(float(cfg.effective_rf_bandwidth_hz))
+            self._set("rx_rf_bandwidth", bw)
+            self._set("tx_rf_bandwidth", bw)
+        if changed("effective_rx_lo_hz"):
+            self._set("rx_lo", round(float(cfg.effective_rx_lo_hz)))
+        if changed("effective_tx_lo_hz"):
+            self._set("tx_lo", round(float(cfg.effective_tx_lo_hz)))
+        if changed("gain_mode"):
+            self._set("gain_control_mode_chan0", cfg.gain_mode)
+        if cfg.gain_mode == "manual" and (changed("rx_gain_db") or changed("gain_mode")):
+            self._set("rx_hardwaregain_chan0", float(cfg.rx_gain_db))
+        if changed("tx_gain_db"):
+            self._set("tx_hardwaregain_chan0", float(cfg.tx_gain_db))
+        if changed("rx_buffer_size"):
+            self._set("rx_buffer_size", int(cfg.rx_buffer_size))
+
+    # -- Radio API -------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise RadioClosedError(f"Pluto radio {self.config.uri!r} is closed")
+
+    def transmit(self, iq: np.ndarray) -> None:
+        """Send one burst (non-cyclic). Components beyond full scale are clipped and counted."""
+        self._check_open()
+        x = as_iq(iq)
+        if x.size == 0:
+            return
+        comp = x.view(np.float32)
+        over = np.abs(comp) > 1.0
+        if over.any():
+            self.stats.clipped += int(np.count_nonzero(over))
+            comp = np.clip(comp, -1.0, 1.0)
+        codes = np.rint(comp.astype(np.float64) * TX_SCALE).view(np.complex128)
+        dev = self.device
+        try:
+            if self._tx_len is not None and self._tx_len != codes.size:
+                dev.tx_destroy_buffer()
+                self._tx_len = None
+            dev.tx(codes)
+            self._tx_len = codes.size
+        except Exception as exc:
+            self.stats.underflows += 1
+            with contextlib.suppress(Exception):
+                dev.tx_destroy_buffer()
+            self._tx_len = None
+            raise RadioIOError(f"TX transfer to {self.config.uri!r} failed ({exc})") from exc
+        self.stats.tx_bursts += 1
+        self.stats.tx_samples += codes.size
+
+    def receive(self, n: int) -> np.ndarray:
+        """The next ``n`` samples, scaled so ADC full scale is 1.0 (complex64)."""
+        self._check_open()
+        n = check_count(n)
+        parts = [self._pending]
+        have = self._pending.size
+        while have < n:
+            try:
+                raw = self.device.rx()
+            except Exception as exc:
+                self.stats.overflows += 1
+                self.stats.dropped += have
+                self._pending = np.zeros(0, np.complex64)
+                with contextlib.suppress(Exception):
+                    self.device.rx_destroy_buffer()
+                raise RadioIOError(
+                    f"RX transfer from {self.config.uri!r} failed ({exc}); the RX buffer was "
+                    "recreated and pending samples dropped"
+                ) from exc
+            raw = np.asarray(raw)
+            if raw.ndim != 1 or raw.size == 0:
+                raise RadioIOError(
+                    f"the Pluto returned an unexpected RX block of shape {raw.shape}"
+                )
+            block = (raw / RX_SCALE).astype(np.complex64)
+            comp = block.view(np.float32)
+            self.stats.clipped += int(np.count_nonzero((comp >= 2047 / RX_SCALE) | (comp <= -1.0)))
+            parts.append(block)
+            have += block.size
+        data = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        out, self._pending = data[:n], data[n:]
+        self.stats.rx_calls += 1
+        self.stats.rx_samples += n
+        return out
+
+    def flush(self) -> None:
+        """Drop pending RX samples and destroy the RX buffer (the next receive starts fresh)."""
+        self._check_open()
+        self.stats.dropped += self._pending.size
+        self._pending = np.zeros(0, np.complex64)
+        try:
+            self.device.rx_destroy_buffer()
+        except Exception as exc:
+            raise RadioIOError(f"could not destroy the RX buffer ({exc})") from exc
+
+    def tune(
+        self,
+        *,
+        lo_hz: float | None = None,
+        sample_rate: float | None = None,
+        rx_gain_db: float | None = None,
+        tx_gain_db: float | None = None,
+        **more: Any,
+    ) -> None:
+        """Change settings (any :class:`PlutoConfig` field except ``uri`` and ``kernel_buffers``,
+        e.g. ``tx_lo_hz``, ``rx_lo_hz``, ``rf_bandwidth_hz``, ``gain_mode``). The new config is
+        validated first; then only changed settings are written, and RX is flushed."""
+        self._check_open()
+        fixed = {"uri", "kernel_buffers", "timeout_ms"} & set(more)
+        if fixed:
+            raise RadioConfigError(f"{', '.join(sorted(fixed))} cannot change on an open radio")
+        changes = dict(more)
+        if lo_hz is not None:
+            changes["lo_hz"] = lo_hz
+            changes.setdefault("tx_lo_hz", None)  # lo_hz sets both LOs unless one is given
+            changes.setdefault("rx_lo_hz", None)
+        if sample_rate is not None:
+            changes["sample_rate"] = sample_rate
+        if rx_gain_db is not None:
+            changes["rx_gain_db"] = rx_gain_db
+        if tx_gain_db is not None:
+            changes["tx_gain_db"] = tx_gain_db
+        names = {f.name for f in dataclasses.fields(PlutoConfig)}
+        unknown = sorted(set(changes) - names)
+        if unknown:
+            raise RadioConfigError(f"unknown Pluto setting(s) {', '.join(unknown)}")
+        new = dataclasses.replace(self.config, **changes)
+        if rx_gain_db is not None and new.gain_mode != "manual":
+            raise RadioConfigError(
+                f"rx_gain_db applies only in manual gain mode (mode is {new.gain_mode!r}); "
+                "pass gain_mode='manual' too"
+            )
+        if new.rx_buffer_size != self.config.rx_buffer_size:
+            # pyadi sizes the buffer when it is created
+            with contextlib.suppress(Exception):
+                self.device.rx_destroy_buffer()
+        old = self.config
+        self._configure(new, first=False, old=old)
+        self.config = new
+        self.sample_rate = float(new.sample_rate)
+        self.flush()
+
+    def close(self) -> None:
+        """Destroy buffers, silence TX and release the device (idempotent, never raises)."""
+        if self.closed:
+            return
+        self.closed = True
+        self._release()
+
+    def _release(self) -> None:
+        dev = self.device
+        steps: list[tuple[str, Callable[[], Any]]] = [
+            ("tx_destroy_buffer", lambda: dev.tx_destroy_buffer()),
+            ("disable_dds", lambda: dev.disable_dds()),
+            ("tx attenuation", lambda: setattr(dev, "tx_hardwaregain_chan0", TX_GAIN_RANGE[0])),
+            ("rx_destroy_buffer", lambda: dev.rx_destroy_buffer()),
+        ]
+        for what, step in steps:
+            try:
+                step()
+            except Exception as exc:  # a dying device must not make close() raise
+                log.warning("closing Pluto %s: %s failed: %s", self.config.uri, what, exc)
+        self._pending = np.zeros(0, np.complex64)
+        self._tx_len = None
+        self.device = None
+
+    def __enter__(self) -> PlutoRadio:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        c = self.config
+        state = "closed" if self.closed else "open"
+        return (
+            f"PlutoRadio({c.uri!r}, {state}, fs={c.sample_rate:g}, "
+            f"lo={c.effective_rx_lo_hz:g}/{c.effective_tx_lo_hz:g})"
+        )
+
+
+__all__ = [
+    "DEFAULT_SAMPLE_RATE",
+    "PLUTO_INSTALL_HINT",
+    "RX_SCALE",
+    "TX_SCALE",
+    "PlutoConfig",
+    "PlutoRadio",
+]

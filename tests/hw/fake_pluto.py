@@ -1,0 +1,173 @@
+"""A stand-in for ``adi.Pluto`` (pyadi-iio 0.0.21) for testing the Pluto backend without libiio.
+
+It mirrors the behaviour the backend depends on (pluto-iio.md sections 4, 7, 10):
+- attribute setters with the driver's range checks (``OSError(22)`` when out of range);
+- ``rx_hardwaregain_chan0`` is silently ignored unless ``gain_control_mode_chan0 == "manual"``;
+- ``tx()`` casts to int16 without scaling (values beyond int16 wrap, as numpy's cast does), sizes
+  the TX buffer on first use, refuses a different length, refuses a second push when cyclic;
+- ``rx()`` returns ``rx_buffer_size`` raw 12-bit codes (complex128); the RX buffer is created on
+  the first ``rx()`` and keeps ``kernel_buffers`` blocks captured at creation time (stale data);
+- the AD9361 digital loopback: RX = TX codes / 16, clipped to 12 bits.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+
+class _RxAdc:
+    def __init__(self, owner: FakePluto) -> None:
+        self.owner = owner
+
+    def set_kernel_buffers_count(self, n: int) -> None:
+        if self.owner._rxbuf is not None:
+            raise OSError(16, "Device or resource busy")
+        self.owner.kernel_buffers = n
+        self.owner.calls.append(("kernel_buffers", n))
+
+
+class _Ctx:
+    def __init__(self, owner: FakePluto) -> None:
+        self.owner = owner
+
+    def set_timeout(self, ms: int) -> None:
+        self.owner.calls.append(("timeout", ms))
+
+
+def _check(cond: bool) -> None:
+    if not cond:
+        raise OSError(22, "Invalid argument")
+
+
+class FakePluto:
+    def __init__(self, uri: str = "ip:192.168.2.1") -> None:
+        self.uri = uri
+        self.calls: list[tuple] = []
+        self._rxadc = _RxAdc(self)
+        self.ctx = _Ctx(self)
+        self.kernel_buffers = 4
+        self._sample_rate = 30720000
+        self._rx_lo = 2400000000
+        self._tx_lo = 2450000000
+        self._rx_bw = 18000000
+        self._tx_bw = 18000000
+        self._mode = "slow_attack"
+        self._rx_gain = 71.0
+        self._tx_gain = -10.0
+        self.rx_buffer_size = 1024
+        self.tx_cyclic_buffer = False
+        self.rx_enabled_channels = [0, 1]
+        self.tx_enabled_channels = [0, 1]
+        self.dds_on = True
+        self._txbuf_len: int | None = None
+        self._rxbuf: deque | None = None
+        self.tx_log: list[np.ndarray] = []
+        self.air: deque[np.ndarray] = deque()  # TX codes waiting to loop back
+        self.rx_fail = 0  # next rx() calls raise BrokenPipeError
+        self.destroyed = {"tx": 0, "rx": 0}
+        self.tag_lo = False
+
+    # settings with driver range checks ------------------------------------------------
+    def _setter(name, lo, hi, cast=int):
+        def get(self):
+            return getattr(self, "_" + name)
+
+        def set_(self, value):
+            _check(lo <= float(value) <= hi)
+            setattr(self, "_" + name, cast(value))
+            self.calls.append((name, cast(value)))
+
+        return property(get, set_)
+
+    sample_rate = _setter("sample_rate", 521e3, 61.44e6)
+    rx_lo = _setter("rx_lo", 325e6, 3.8e9)
+    tx_lo = _setter("tx_lo", 325e6, 3.8e9)
+    rx_rf_bandwidth = _setter("rx_bw", 200e3, 56e6)
+    tx_rf_bandwidth = _setter("tx_bw", 200e3, 40e6)
+    tx_hardwaregain_chan0 = _setter("tx_gain", -89.75, 0.0, float)
+
+    @property
+    def gain_control_mode_chan0(self) -> str:
+        return self._mode
+
+    @gain_control_mode_chan0.setter
+    def gain_control_mode_chan0(self, value: str) -> None:
+        _check(value in ("manual", "fast_attack", "slow_attack", "hybrid"))
+        self._mode = value
+        self.calls.append(("gain_mode", value))
+
+    @property
+    def rx_hardwaregain_chan0(self) -> float:
+        return self._rx_gain
+
+    @rx_hardwaregain_chan0.setter
+    def rx_hardwaregain_chan0(self, value: float) -> None:
+        if self._mode == "manual":  # pyadi silently ignores it otherwise
+            _check(-3 <= value <= 71)
+            self._rx_gain = float(value)
+            self.calls.append(("rx_gain", float(value)))
+
+    # data path ------------------------------------------------------------------------
+    def disable_dds(self) -> None:
+        self.dds_on = False
+        self.calls.append(("disable_dds",))
+
+    def tx(self, data) -> None:
+        if self._txbuf_len is not None and self.tx_cyclic_buffer:
+            raise Exception("TX buffer has been submitted in cyclic mode.")
+        d = np.asarray(data)
+        i = np.real(d).astype(np.int16)
+        q = np.imag(d).astype(np.int16)
+        if self._txbuf_len is None:
+            self.disable_dds()
+            self._txbuf_len = d.size
+        if d.size != self._txbuf_len:
+            raise Exception(
+                "Buffer length different than data length. Cannot change buffer length on the fly"
+            )
+        codes = i.astype(np.float64) + 1j * q.astype(np.float64)
+        self.tx_log.append(codes)
+        self.air.append(codes)
+
+    def tx_destroy_buffer(self) -> None:
+        self._txbuf_len = None
+        self.destroyed["tx"] += 1
+
+    def _capture(self) -> np.ndarray:
+        n = self.rx_buffer_size
+        out = np.zeros(n, complex)
+        pos = 0
+        while self.air and pos < n:
+            blk = self.air[0]
+            k = min(n - pos, blk.size)
+            out[pos : pos + k] = blk[:k]
+            pos += k
+            if k == blk.size:
+                self.air.popleft()
+            else:
+                self.air[0] = blk[k:]
+        # digital loopback into the 12-bit ADC
+        re = np.clip(np.rint(out.real / 16), -2048, 2047)
+        im = np.clip(np.rint(out.imag / 16), -2048, 2047)
+        return re + 1j * im
+
+    def rx(self):
+        if self.rx_fail:
+            self.rx_fail -= 1
+            raise BrokenPipeError(32, "Broken pipe")
+        if self._rxbuf is None:
+            # buffer creation: kernel blocks fill with samples tagged by the current LO
+            self._rxbuf = deque()
+            self._rxbuf_lo = self._rx_lo
+            self.calls.append(("rx_buffer", self.rx_buffer_size))
+        if self.tag_lo:
+            # every sample carries the LO (in MHz, mod 2000) the buffer was created at: data
+            # captured before a retune is recognisable
+            return np.full(self.rx_buffer_size, float((self._rxbuf_lo // 10**6) % 2000), complex)
+        return self._capture()
+
+    def rx_destroy_buffer(self) -> None:
+        self._rxbuf = None
+        self.destroyed["rx"] += 1
