@@ -1,0 +1,286 @@
+"""The ARS role: an AMS towards the ABS (own entry, own SA = relay link) and, in distributed
+security mode, the AMS's key holder on the access link (digest §6.1, §6.3, §6.5)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stack.crypto import unwrap_key_padded
+from stack.errors import IntegrityError, MalformedError, ProtocolError, UnknownKeyError
+from stack.keys import AkContext, derive_amsid_star
+from stack.pkm import messages as m
+from stack.roles.config import ArsConfig, SecurityMode
+from stack.roles.events import (
+    AkTransferred,
+    ContextReleased,
+    HandoverComplete,
+    KeysInstalled,
+)
+from stack.roles.framing import (
+    FID_CONTROL,
+    FID_RELAY,
+    FIRST_DATA_FID,
+    LAST_DATA_FID,
+    control_mpdu,
+    mpdu_fid,
+    plain_mpdu,
+    plain_payload,
+    relay_items,
+    split_relay_items,
+)
+from stack.roles.ids import station_bytes, station_from_bytes
+from stack.roles.link import KeyInfo, Link
+from stack.roles.subscriber import SubscriberRole
+
+ARS_CMAC_PN_START = 0x800000
+"""The ARS's downlink CMAC_PN for an AMS starts in the upper half of the space [D]: the ABS used the
+lower half for the same AK during key agreement, and the AMS keeps one replay counter per AK."""
+
+
+class ArsRole(SubscriberRole):
+    """Access relay station."""
+
+    def __init__(self, config: ArsConfig, rng: object = None) -> None:
+        super().__init__(config, rng)
+        self.mode = config.mode
+        self._ams_links: dict[int, Link] = {}      # by AMS STID (distributed mode)
+        self._stid_station: dict[int, int] = {}    # AMS STID -> station id
+        self._entries: dict[int, bytes] = {}       # station -> AMSID* seen at initial ranging
+        self._ho_wait: dict[int, tuple[int, bytes, m.RngReq]] = {}  # stid -> (station, req)
+
+    @property
+    def distributed(self) -> bool:
+        return self.mode == SecurityMode.DISTRIBUTED
+
+    def key_info(self, peer: int | None = None) -> KeyInfo | None:
+        """``peer`` None/ABS: own relay link; an AMS id: that AMS's access link (distributed)."""
+        if peer is None or peer == self.serving:
+            return super().key_info()
+        for stid, st in self._stid_station.items():
+            if st == peer and stid in self._ams_links:
+                return self._ams_links[stid].info()
+        return None
+
+    def serves(self, ams: int) -> bool:
+        """True while this ARS holds an AMS key context for ``ams``."""
+        return any(self._stid_station.get(s) == ams for s in self._ams_links)
+
+    # -- receive ----------------------------------------------------------------------------
+    def _on_mpdu(self, src: int, mpdu: bytes, now: float) -> None:
+        if src == self.serving or (self._ho is not None and src == self._ho[0]):
+            super()._on_mpdu(src, mpdu, now)
+        else:
+            self._from_ams(src, mpdu, now)
+
+    def _on_other_mpdu(self, src: int, fid: int, mpdu: bytes, now: float) -> None:
+        if fid != FID_RELAY or self.link is None:
+            raise MalformedError(f"unexpected FID {fid}", reason="bad_fid")
+        _f, _e, payload = self.link.open(mpdu, now)
+        for stid, inner in split_relay_items(payload):
+            self._down(stid, inner, now)
+
+    def _down(self, stid: int, inner: bytes, now: float) -> None:
+        fid = mpdu_fid(inner)
+        if fid == FID_CONTROL:
+            data = plain_payload(inner)
+            if data[0] == m.RngRsp.CODE:
+                try:
+                    rsp = m.RngRsp.decode(data)
+                except MalformedError:
+                    rsp = None
+                if rsp is not None and rsp.purpose == m.RangingPurpose.INITIAL_ENTRY:
+                    st = station_from_bytes(rsp.amsid)
+                    self._stid_station[rsp.stid] = st
+                elif rsp is None and stid in self._ams_links:
+                    self._answered(("notify", stid))  # ABS confirmed our handover notice
+                    return
+            station = self._stid_station.get(stid)
+            if station is None:
+                raise UnknownKeyError("control for an unknown AMS", reason="unknown_ams")
+            self._queue(station, inner, "relayed")
+            return
+        station = self._stid_station.get(stid)
+        if station is None:
+            raise UnknownKeyError("data for an unknown AMS", reason="unknown_ams")
+        if self.distributed:
+            link = self._ams_links.get(stid)
+            if link is None:
+                raise UnknownKeyError("no AMS keys", reason="no_keys")
+            self._queue(station, link.seal(fid, plain_payload(inner), now))
+        else:
+            self._queue(station, inner)
+
+    def _up(self, stid: int, inner: bytes, now: float, title: str | None = None) -> None:
+        assert self.link is not None and self.serving is not None
+        self._queue(self.serving, self.link.seal(FID_RELAY, relay_items([(stid, inner)]), now),
+                    title)
+
+    def _from_ams(self, src: int, mpdu: bytes, now: float) -> None:
+        if self.link is None:
+            raise UnknownKeyError("ARS not attached yet", reason="no_keys")
+        fid = mpdu_fid(mpdu)
+        stid = next((s for s, st in self._stid_station.items() if st == src), 0)
+        if fid == FID_CONTROL:
+            data = plain_payload(mpdu)
+            cls = m.message_class(data[0])
+            if cls is m.AkTransfer:
+                raise ProtocolError("AK Transfer not from the ABS", reason="not_from_abs")
+            if cls is m.RngReq:
+                self._ams_ranging(src, data, now)
+                return
+            if cls is m.TekRequest and self.distributed:
+                link = self._ams_links.get(stid)
+                if link is None:
+                    raise UnknownKeyError("TEK-Request from an AMS without keys", reason="no_keys")
+                m.TekRequest.decode(link.verify(data))
+                self._serve_tek(stid, link, now)
+                return
+            self._up(stid, mpdu, now, "relayed")
+            return
+        if not FIRST_DATA_FID <= fid <= LAST_DATA_FID:
+            raise MalformedError(f"unexpected FID {fid}", reason="bad_fid")
+        if self.distributed:
+            link = self._ams_links.get(stid)
+            if link is None:
+                raise UnknownKeyError("data from an AMS without keys", reason="no_keys")
+            fid, eks, payload = link.open(mpdu, now)
+            if eks == link.counters[0] % 4 and len(link.counters) == 2:
+                self._tek_confirmed[stid] = True
+            self._up(stid, plain_mpdu(fid, payload), now)
+        else:
+            self._up(stid, mpdu, now)
+
+    _tek_confirmed: dict[int, bool] = {}  # noqa: RUF012 - replaced per instance on first use
+
+    def _serve_tek(self, stid: int, link: Link, now: float) -> None:
+        conf = self.__dict__.setdefault("_tek_confirmed", {})
+        if conf.get(stid, True):
+            link.install(link.newest_counter + 1, now, grace=self._grace)
+            conf[stid] = False
+            self._emit(KeysInstalled(subject=link.subject, peer=self.station_id, stid=stid,
+                                     akid=link.ctx.akid.hex(),
+                                     cmac_key_count=link.ctx.cmac_key_count, said=link.sa.said,
+                                     counter_teks=link.counters, tx_eks=link.tx_eks() or 0,
+                                     cause="tek_refresh"))
+        c = link.newest_counter
+        rep = m.TekReply(said=link.sa.said, counter_tek=c, eks=c % 4,
+                         tek_lifetime=int(self.life.tek))
+        self._queue(link.subject, control_mpdu(link.sign(rep)), rep.TITLE)
+
+    def _ams_ranging(self, src: int, data: bytes, now: float) -> None:
+        try:
+            req = m.RngReq.decode(data)
+        except MalformedError:
+            req = None
+        if req is not None and req.purpose == m.RangingPurpose.INITIAL_ENTRY:
+            self._entries[src] = derive_amsid_star(req.amsid, req.nonce_ams)
+            self._up(0, control_mpdu(data), now, "relayed")
+            return
+        if not self.distributed:
+            body = m.RngReq.decode(data[:-11])
+            self._stid_station[body.stid] = src
+            self._up(body.stid, control_mpdu(data), now, "relayed")
+            return
+        body = m.RngReq.decode(data[:-11])
+        stid = body.stid
+        link = self._ams_links.get(stid)
+        if link is not None and link.ctx.cmac_key_count == body.cmac_key_count:
+            self._complete_ho(src, stid, link, data, body, now)
+            return
+        self._ho_wait[stid] = (src, data, body)
+        self._txid = (getattr(self, "_txid", 0) + 1) & 0xFF
+        req2 = m.AkRequest(transaction_id=self._txid, ams_stid=stid,
+                           cmac_key_count=body.cmac_key_count)
+        own = self.link
+
+        def send() -> None:
+            self._queue(self.serving, control_mpdu(own.sign(req2)), req2.TITLE)
+
+        self._request(("akreq", stid), self.serving, "ak_request", send, now)
+
+    def _complete_ho(self, src: int, stid: int, link: Link, data: bytes, body: m.RngReq,
+                     now: float) -> None:
+        link.verify(data)
+        self._stid_station[stid] = src
+        link.subject = src
+        rsp = m.RngRsp(purpose=m.RangingPurpose.HANDOVER_REENTRY, status=m.RngStatus.SUCCESS,
+                       stid=stid, amsid=None)
+        self._queue(src, control_mpdu(link.sign(rsp)), rsp.TITLE)
+        self._emit(HandoverComplete(ams=src, source=station_from_bytes(body.serving_id),
+                                    target=self.station_id, akid=link.ctx.akid.hex(),
+                                    cmac_key_count=link.ctx.cmac_key_count))
+
+        def send() -> None:
+            self._up(stid, control_mpdu(data), now, "HO notify")
+
+        self._request(("notify", stid), self.serving, "ho_notify", send, now)
+
+    # -- own control from the ABS -----------------------------------------------------------
+    def _on_other_control(self, src: int, cls: type, data: bytes, now: float) -> None:
+        if self.link is None:
+            raise UnknownKeyError("control before keys", reason="no_keys")
+        if src != self.serving and cls is m.AkTransfer:
+            raise ProtocolError("AK Transfer not from the ABS", reason="not_from_abs")
+        msg = m.decode(self.link.verify(data))
+        if isinstance(msg, m.AkTransfer):
+            self._on_ak_transfer(msg, now)
+        elif isinstance(msg, m.ContextRelease):
+            link = self._ams_links.get(msg.ams_stid)
+            if link is not None and link.ctx.akid == msg.akid:
+                del self._ams_links[msg.ams_stid]
+                self._emit(ContextReleased(ams=link.subject, station=self.station_id))
+            ack = m.ContextReleaseAck(transaction_id=msg.transaction_id, ams_stid=msg.ams_stid)
+            self._queue(src, control_mpdu(self.link.sign(ack)), ack.TITLE)
+        else:
+            raise ProtocolError(f"unexpected {type(msg).__name__}", reason="unexpected_message")
+
+    def _on_ak_transfer(self, msg: m.AkTransfer, now: float) -> None:
+        assert self.link is not None and self.serving is not None
+        status = m.AkStatus.OK
+        station = self._stid_station.get(msg.ams_stid)
+        if msg.cmac_key_count == 0 and (station is None or
+                                        self._entries.get(station) != msg.amsid_star):
+            status = m.AkStatus.UNKNOWN_AMS
+        else:
+            try:
+                ak = unwrap_key_padded(self.link.ctx.kek, msg.wrapped_ak)
+                ctx = AkContext.from_ak(ak, pmk_sn=msg.ak_sn, amsid_star=msg.amsid_star,
+                                        absid=station_bytes(self.station_id),
+                                        cmac_key_count=msg.cmac_key_count)
+                if ctx.akid != msg.akid:
+                    raise IntegrityError("AKID mismatch", reason="bad_akid")
+            except (IntegrityError, MalformedError):
+                status = m.AkStatus.UNWRAP_FAILED
+        ack = m.AkTransferAck(transaction_id=msg.transaction_id, ams_stid=msg.ams_stid,
+                              akid=msg.akid, status=status)
+        self._queue(self.serving, control_mpdu(self.link.sign(ack)), ack.TITLE)
+        if status != m.AkStatus.OK:
+            reason = "unknown_ams" if status == m.AkStatus.UNKNOWN_AMS else "bad_ak"
+            self._reject(self.serving, reason, "AK Transfer refused")
+            return
+        existing = self._ams_links.get(msg.ams_stid)
+        if existing is not None and existing.ctx.akid == ctx.akid:
+            return  # retransmission: ACK again, nothing else
+        sa = msg.sa_context[0]
+        link = Link(ctx, subject=station or 0, peer=self.station_id, stid=msg.ams_stid,
+                    subordinate=False, said=sa.said, counter_tek=sa.counter_tek, now=now,
+                    cmac_pn_start=ARS_CMAC_PN_START, pn_refresh=self.life.pn_refresh)
+        self._ams_links[msg.ams_stid] = link
+        self._emit(AkTransferred(ams=station or 0, ars=self.station_id, akid=ctx.akid.hex(),
+                                 cmac_key_count=ctx.cmac_key_count))
+        self._emit(KeysInstalled(subject=station or 0, peer=self.station_id, stid=msg.ams_stid,
+                                 akid=ctx.akid.hex(), cmac_key_count=ctx.cmac_key_count,
+                                 said=sa.said, counter_teks=link.counters,
+                                 tx_eks=link.tx_eks() or 0, cause="ak_transfer"))
+        wait = self._ho_wait.pop(msg.ams_stid, None)
+        if wait is not None:
+            self._answered(("akreq", msg.ams_stid))
+            self._complete_ho(wait[0], msg.ams_stid, link, wait[1], wait[2], now)
+
+    def send_data(self, dst: int, payload: bytes, now: float, *, fid: int = FIRST_DATA_FID,
+                  ) -> None:
+        """Own traffic to the ABS over the relay link."""
+        super().send_data(dst, payload, now, fid=fid)
+
+
+__all__: list[Any] = ["ArsRole"]

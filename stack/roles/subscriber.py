@@ -1,0 +1,330 @@
+"""The subscriber side shared by the AMS and the ARS: ranging, EAP peer, key agreement, TEK
+refresh, handover re-entry (digest §5.1, §6.5). The ARS enters the network as an AMS does."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+
+from stack.errors import MalformedError, ProtocolError, UnknownKeyError
+from stack.keys import AkContext, derive_amsid_star, derive_pmk
+from stack.pkm import messages as m
+from stack.pkm.eap_psk import EapPskPeer
+from stack.roles.base import MAX_PAYLOAD, RoleBase
+from stack.roles.config import SubscriberConfig
+from stack.roles.events import Attached, DataReceived, EntryFailed, HandoverComplete, KeysInstalled
+from stack.roles.framing import (
+    FID_CONTROL,
+    FIRST_DATA_FID,
+    LAST_DATA_FID,
+    control_mpdu,
+    mpdu_fid,
+    plain_payload,
+)
+from stack.roles.ids import station_bytes
+from stack.roles.link import KeyInfo, Link
+
+SECURITY_PARAMS = m.SecurityNegotiationParameters(
+    pkm_version=3, auth_policy=1, mac_mode=1, pn_window_size=64, max_sas=1
+)
+
+
+class SubscriberRole(RoleBase):
+    """AMS-like behaviour towards a serving station (ABS or ARS)."""
+
+    def __init__(self, config: SubscriberConfig, rng: object = None) -> None:
+        super().__init__(config.station_id, config.timers, rng)  # type: ignore[arg-type]
+        self.config = config
+        self.life = config.lifetimes
+        self.serving: int | None = None
+        self.stid: int | None = None
+        self.phase = "idle"
+        self._amsid = station_bytes(config.station_id)
+        self._amsid_star: bytes | None = None
+        self._nonce_ams6: bytes | None = None
+        self._peer: EapPskPeer | None = None
+        self._pmk: bytes | None = None
+        self._pmk_sn = 0
+        self.cmac_key_count = 0
+        self._new_link: Link | None = None
+        self._ka: tuple[bytes, bytes] | None = None  # (NONCE_ABS, NONCE_AMS) of the agreement
+        self._ak_lifetime = self.life.ak
+        self.link: Link | None = None
+        self._ho: tuple[int, Link] | None = None
+
+    # -- commands ---------------------------------------------------------------------------
+    def attach(self, via: int, now: float) -> None:
+        """Start network entry at station ``via`` (an ARS or the ABS)."""
+        self.serving = via
+        self.phase = "ranging"
+        self._nonce_ams6 = self._random(6)
+        self._amsid_star = derive_amsid_star(self._amsid, self._nonce_ams6)
+        self._peer = EapPskPeer(self._amsid, self.config.psk, rng=self._rng)
+        req = m.RngReq(purpose=m.RangingPurpose.INITIAL_ENTRY, cmac_key_count=0,
+                       target_id=station_bytes(via), amsid=self._amsid,
+                       nonce_ams=self._nonce_ams6, stid=None, serving_id=None)
+
+        def send() -> None:
+            self._send_plain(via, req)
+
+        self._request("rng", via, "ranging", send, now, on_fail=self._entry_failed)
+
+    def handover(self, target: int, now: float) -> None:
+        """Re-enter at ``target`` with CMAC_KEY_COUNT+1 and the AK derived for ``target``."""
+        if self.link is None or self._pmk is None or self.stid is None:
+            raise ProtocolError("handover needs an attached station with keys")
+        self.cmac_key_count += 1
+        ctx = AkContext.derive(self._pmk, pmk_sn=self._pmk_sn, amsid_star=self._amsid_star,
+                               absid=station_bytes(target), cmac_key_count=self.cmac_key_count)
+        link = Link(ctx, subject=self.station_id, peer=target, stid=self.stid, subordinate=True,
+                    now=now, pn_refresh=self.life.pn_refresh)
+        self._ho = (target, link)
+        req = m.RngReq(purpose=m.RangingPurpose.HANDOVER_REENTRY,
+                       cmac_key_count=self.cmac_key_count, target_id=station_bytes(target),
+                       amsid=None, nonce_ams=None, stid=self.stid,
+                       serving_id=station_bytes(self.serving or target))
+
+        def send() -> None:
+            self._queue(target, control_mpdu(link.sign(req)), req.TITLE)
+
+        self._request("ho", target, "handover", send, now)
+
+    def send_data(self, dst: int, payload: bytes, now: float, *, fid: int = FIRST_DATA_FID) -> None:
+        """Queue ``payload`` to the network (sent to the serving station, protected)."""
+        if self.link is None or self.serving is None:
+            raise UnknownKeyError("no keys installed yet", reason="no_keys")
+        _check_data(payload, fid)
+        self._queue(self.serving, self.link.seal(fid, payload, now))
+        self._maybe_refresh(now)
+
+    def key_info(self, peer: int | None = None) -> KeyInfo | None:
+        """Identifiers/check values of this station's link to its serving station."""
+        return None if self.link is None else self.link.info()
+
+    # -- receive ----------------------------------------------------------------------------
+    def _on_mpdu(self, src: int, mpdu: bytes, now: float) -> None:
+        ho_target = self._ho[0] if self._ho else None
+        if src not in (self.serving, ho_target):
+            raise ProtocolError("frame from a station that is not serving us", reason="wrong_link")
+        fid = mpdu_fid(mpdu)
+        if fid == FID_CONTROL:
+            self._on_control(src, plain_payload(mpdu), now)
+        elif FIRST_DATA_FID <= fid <= LAST_DATA_FID:
+            if self.link is None or src != self.serving:
+                raise UnknownKeyError("data before keys", reason="no_keys")
+            fid, _eks, payload = self.link.open(mpdu, now)
+            self._emit(DataReceived(src=self.config.abs_id or src, payload=payload, fid=fid,
+                                    via=src))
+            self._maybe_refresh(now)
+        else:
+            self._on_other_mpdu(src, fid, mpdu, now)
+
+    def _on_other_mpdu(self, src: int, fid: int, mpdu: bytes, now: float) -> None:
+        raise MalformedError(f"unexpected FID {fid}", reason="bad_fid")
+
+    def _on_control(self, src: int, data: bytes, now: float) -> None:
+        cls = m.message_class(data[0])
+        if cls is m.RngRsp:
+            self._on_rng_rsp(src, data, now)
+        elif cls is m.EapTransfer:
+            self._on_eap(src, m.EapTransfer.decode(data), now)
+        elif cls is m.KeyAgreementMsg1:
+            self._on_ka1(src, data, now)
+        elif cls is m.KeyAgreementMsg3:
+            self._on_ka3(src, data, now)
+        elif cls in (m.TekReply, m.TekInvalid):
+            if self.link is None:
+                raise UnknownKeyError("TEK message without keys", reason="no_keys")
+            msg = m.decode(self.link.verify(data))
+            if isinstance(msg, m.TekReply):
+                self._on_tek_reply(msg, now)
+            else:
+                self._start_refresh(now)
+        else:
+            self._on_other_control(src, cls, data, now)
+
+    def _on_other_control(self, src: int, cls: type, data: bytes, now: float) -> None:
+        raise ProtocolError(f"unexpected {cls.__name__}", reason="unexpected_message")
+
+    def _on_rng_rsp(self, src: int, data: bytes, now: float) -> None:
+        if self._ho is not None and src == self._ho[0]:
+            target, link = self._ho
+            try:
+                msg = m.RngRsp.decode(data)  # refusals carry no CMAC
+            except MalformedError:
+                msg = m.RngRsp.decode(link.verify(data))
+                if msg.status != m.RngStatus.SUCCESS:
+                    raise ProtocolError("bad RNG-RSP", reason="malformed") from None
+                self._answered("ho")
+                source, self.serving, self.link, self._ho = self.serving, target, link, None
+                self._emit(KeysInstalled(subject=self.station_id, peer=target, stid=link.stid,
+                                         akid=link.ctx.akid.hex(),
+                                         cmac_key_count=link.ctx.cmac_key_count,
+                                         said=link.sa.said, counter_teks=link.counters,
+                                         tx_eks=link.tx_eks() or 0, cause="handover"))
+                self._emit(HandoverComplete(ams=self.station_id, source=source, target=target,
+                                            akid=link.ctx.akid.hex(),
+                                            cmac_key_count=link.ctx.cmac_key_count))
+                self._schedule(now)
+                return
+            if msg.status == m.RngStatus.ABORT:
+                self._answered("ho")
+                self._ho = None
+                self._emit(EntryFailed(station=self.station_id, reason="handover_refused"))
+            return
+        msg = m.RngRsp.decode(data)
+        if self.phase != "ranging" or msg.purpose != m.RangingPurpose.INITIAL_ENTRY:
+            raise ProtocolError("RNG-RSP out of state", reason="unexpected_message")
+        if msg.amsid != self._amsid or msg.status != m.RngStatus.SUCCESS:
+            raise ProtocolError("RNG-RSP not for us or refused", reason="rng_refused")
+        self._answered("rng")
+        self.stid = msg.stid
+        self.phase = "eap"
+
+    def _on_eap(self, src: int, msg: m.EapTransfer, now: float) -> None:
+        if self._peer is None:
+            raise ProtocolError("EAP without an entry in progress", reason="unexpected_message")
+        self._answered("reauth")
+        reply, result = self._peer.handle(msg.eap_payload)
+        if reply is not None:
+            self._send_plain(src, m.EapTransfer(eap_payload=reply))
+        if result is not None and self._pmk_pending is None and self.phase == "eap":
+            if not result.success:
+                self._entry_failed(now, result.reason)
+                return
+            self._pmk_pending = derive_pmk(result.msk)
+            self.phase = "key_agreement"
+
+    _pmk_pending: bytes | None = None
+
+    def _ak_ctx(self) -> AkContext:
+        assert self._pmk_pending is not None and self.serving is not None
+        return AkContext.derive(self._pmk_pending, pmk_sn=self._next_pmk_sn(),
+                                amsid_star=self._amsid_star, absid=station_bytes(self.serving),
+                                cmac_key_count=0)
+
+    def _next_pmk_sn(self) -> int:
+        return (self._pmk_sn + 1) % 16 if self._pmk is not None else 0
+
+    def _on_ka1(self, src: int, data: bytes, now: float) -> None:
+        if self._pmk_pending is None or self.stid is None:
+            raise ProtocolError("Key_Agreement-MSG#1 before EAP finished",
+                                reason="unexpected_message")
+        if self._new_link is None:
+            self._new_link = Link(self._ak_ctx(), subject=self.station_id, peer=src,
+                                  stid=self.stid, subordinate=True, now=now,
+                                  pn_refresh=self.life.pn_refresh)
+        link = self._new_link
+        msg = m.KeyAgreementMsg1.decode(link.verify(data))
+        if msg.akid != link.ctx.akid:
+            raise ProtocolError("MSG#1 AKID does not match our AK", reason="bad_akid")
+        if self._ka is None or self._ka[0] != msg.nonce_abs:
+            self._ka = (msg.nonce_abs, self._random(8))
+        self._ak_lifetime = float(msg.key_lifetime)
+        reply = m.KeyAgreementMsg2(nonce_abs=msg.nonce_abs, nonce_ams=self._ka[1], akid=msg.akid,
+                                   security_params=SECURITY_PARAMS)
+
+        def send() -> None:
+            self._queue(src, control_mpdu(link.sign(reply)), reply.TITLE)
+
+        self._request("ka", src, "key_agreement", send, now, on_fail=self._entry_failed)
+
+    def _on_ka3(self, src: int, data: bytes, now: float) -> None:
+        link = self._new_link
+        if link is None or self._ka is None:
+            raise ProtocolError("MSG#3 without an agreement", reason="unexpected_message")
+        msg = m.KeyAgreementMsg3.decode(link.verify(data))
+        if (msg.nonce_abs, msg.nonce_ams) != self._ka:
+            raise ProtocolError("MSG#3 nonces do not match", reason="bad_nonce")
+        if msg.akid != link.ctx.akid:
+            raise ProtocolError("MSG#3 AKID does not match", reason="bad_akid")
+        self._answered("ka")
+        reauth = self._pmk is not None
+        self._pmk, self._pmk_sn = self._pmk_pending, link.ctx.pmk_sn
+        self._pmk_pending, self._new_link, self._ka = None, None, None
+        self.cmac_key_count = 0
+        self.link, self.phase = link, "operational"
+        self._ak_expiry = now + self._ak_lifetime
+        self._emit(KeysInstalled(subject=self.station_id, peer=src, stid=link.stid,
+                                 akid=link.ctx.akid.hex(), cmac_key_count=0, said=link.sa.said,
+                                 counter_teks=link.counters, tx_eks=link.tx_eks() or 0,
+                                 cause="reauth" if reauth else "entry"))
+        if not reauth:
+            self._emit(Attached(station=self.station_id, via=src, stid=link.stid))
+        self._schedule(now)
+
+    # -- TEK refresh / re-authentication -----------------------------------------------------
+    def _schedule(self, now: float) -> None:
+        self._set_deadline("tek", now + self.life.tek * (1 - self.life.tek_refresh_margin))
+        self._set_deadline("reauth", self._ak_expiry - self.life.reauth_margin * self._ak_lifetime)
+
+    _ak_expiry = 0.0
+
+    def _on_deadline(self, key: Hashable, now: float) -> None:
+        if key == "tek":
+            self._start_refresh(now)
+        elif key == "reauth":
+            self.reauthenticate(now)
+
+    def _maybe_refresh(self, now: float) -> None:
+        if self.link is not None and self.link.sa.update_needed(now):
+            self._start_refresh(now)
+
+    def _start_refresh(self, now: float) -> None:
+        link, dst = self.link, self.serving
+        if link is None or dst is None or "tek" in self._pending:
+            return
+        req = m.TekRequest(said=link.sa.said)
+
+        def send() -> None:
+            if self.link is link:
+                self._queue(dst, control_mpdu(link.sign(req)), req.TITLE)
+
+        self._request("tek", dst, "tek_refresh", send, now)
+
+    def _on_tek_reply(self, msg: m.TekReply, now: float) -> None:
+        link = self.link
+        assert link is not None
+        if msg.counter_tek == link.newest_counter + 1:
+            link.install(msg.counter_tek, now, grace=self._grace)
+            self._emit(KeysInstalled(subject=self.station_id, peer=link.peer, stid=link.stid,
+                                     akid=link.ctx.akid.hex(),
+                                     cmac_key_count=link.ctx.cmac_key_count, said=link.sa.said,
+                                     counter_teks=link.counters, tx_eks=link.tx_eks() or 0,
+                                     cause="tek_refresh"))
+            self._set_deadline("tek", now + self.life.tek * (1 - self.life.tek_refresh_margin))
+        elif msg.counter_tek != link.newest_counter:
+            raise ProtocolError("TEK-Reply with an unexpected COUNTER_TEK", reason="bad_counter")
+        self._answered("tek")
+
+    @property
+    def _grace(self) -> float:
+        return max(1.0, 5 * self.timers.rto)
+
+    def reauthenticate(self, now: float) -> None:
+        """Ask for re-authentication (new EAP → new PMK SN → new AK → key agreement)."""
+        link, dst = self.link, self.serving
+        if link is None or dst is None:
+            return
+        self.phase = "eap"
+        self._peer = EapPskPeer(self._amsid, self.config.psk, rng=self._rng)
+        req = m.ReauthRequest()
+
+        def send() -> None:
+            self._queue(dst, control_mpdu(link.sign(req)), req.TITLE)
+
+        self._request("reauth", dst, "reauth", send, now)
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _send_plain(self, dst: int, msg: m.Message) -> None:
+        self._queue(dst, control_mpdu(msg.encode()), msg.TITLE)
+
+    def _entry_failed(self, now: float, reason: str = "peer_lost") -> None:
+        self.phase = "failed"
+        self._emit(EntryFailed(station=self.station_id, reason=reason))
+
+
+def _check_data(payload: bytes, fid: int) -> None:
+    if not FIRST_DATA_FID <= fid <= LAST_DATA_FID:
+        raise MalformedError(f"data FID must be {FIRST_DATA_FID}..{LAST_DATA_FID}, got {fid}")
+    if len(payload) > MAX_PAYLOAD:
+        raise MalformedError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD}")

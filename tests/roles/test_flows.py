@@ -1,0 +1,77 @@
+"""End-to-end flows of the ABS/ARS/AMS roles wired in memory (issue 4)."""
+
+from __future__ import annotations
+
+import pytest
+
+from stack.pkm.authenticator import BuiltinAuthenticator
+from stack.roles import (
+    AbsConfig,
+    AbsRole,
+    AmsConfig,
+    AmsRole,
+    ArsConfig,
+    ArsRole,
+    DataReceived,
+    SecurityMode,
+    Timers,
+)
+from stack.roles.ids import station_bytes
+from tests.roles.harness import Net
+
+ABS, ARS1, ARS2, AMS = 0x0000BB000001, 0x0002AA000001, 0x0002AA000002, 0x001B11C9D50C
+PSK = {ARS1: b"\x11" * 16, ARS2: b"\x12" * 16, AMS: b"\x22" * 16}
+
+
+TIMERS = Timers(rto=0.2, max_retries=30)
+
+
+def build(mode=SecurityMode.DISTRIBUTED, timers=TIMERS):
+    auth = BuiltinAuthenticator({station_bytes(k): v for k, v in PSK.items()})
+    abs_ = AbsRole(AbsConfig(station_id=ABS, mode=mode, timers=timers), authenticator=auth, rng=1)
+    ars1 = ArsRole(ArsConfig(station_id=ARS1, psk=PSK[ARS1], mode=mode, timers=timers), rng=2)
+    ars2 = ArsRole(ArsConfig(station_id=ARS2, psk=PSK[ARS2], mode=mode, timers=timers), rng=3)
+    ams = AmsRole(AmsConfig(station_id=AMS, psk=PSK[AMS], timers=timers, abs_id=ABS), rng=4)
+    return abs_, ars1, ars2, ams
+
+
+def enter_all(mode=SecurityMode.DISTRIBUTED, loss=0.0, seed=0):
+    abs_, ars1, ars2, ams = build(mode)
+    net = Net({ABS: abs_, ARS1: ars1, ARS2: ars2, AMS: ams}, loss=loss, seed=seed)
+    ars1.attach(ABS, 0.0)
+    ars2.attach(ABS, 0.0)
+    net.settle(10.0)
+    ams.attach(ARS1, net.now)
+    net.settle(20.0)
+    return net, abs_, ars1, ars2, ams
+
+
+def test_ars_entry_keys_match():
+    _net, abs_, ars1, ars2, _ = enter_all()
+    for ars in (ars1, ars2):
+        a, b = ars.key_info(), abs_.key_info(ars.station_id)
+        assert a is not None and b is not None
+        assert (a.akid, a.kcv_cmac_u, a.kcv_cmac_d, a.kcv_teks) == \
+               (b.akid, b.kcv_cmac_u, b.kcv_cmac_d, b.kcv_teks)
+        assert a.counter_teks == (0, 1)
+
+
+@pytest.mark.parametrize("mode", [SecurityMode.DISTRIBUTED, SecurityMode.CENTRALIZED])
+def test_ams_entry_and_data(mode):
+    net, abs_, ars1, _ars2, ams = enter_all(mode)
+    ki = ams.key_info()
+    assert ki is not None
+    if mode == SecurityMode.DISTRIBUTED:
+        other = ars1.key_info(AMS)
+        assert abs_.key_info(AMS).akid == ki.akid
+    else:
+        assert ars1.key_info(AMS) is None
+        other = abs_.key_info(AMS)
+    assert (other.akid, other.kcv_cmac_u, other.kcv_teks) == (ki.akid, ki.kcv_cmac_u, ki.kcv_teks)
+    ams.events()
+    abs_.events()
+    ams.send_data(ABS, b"up-1", net.now)
+    abs_.send_data(AMS, b"down-1", net.now)
+    net.settle(1.0)
+    assert [e.payload for e in abs_.events() if isinstance(e, DataReceived)] == [b"up-1"]
+    assert [e.payload for e in ams.events() if isinstance(e, DataReceived)] == [b"down-1"]
