@@ -200,6 +200,8 @@ class SecurityAssociation:
         self.update_threshold = update_threshold
         self.pn_last = pn_last
         self._live: list[_TekState] = []  # oldest first, at most MAX_LIVE_TEKS
+        self._retired: _TekState | None = None  # receive-only during its grace time
+        self._retired_until: float | None = None
         self._highest_counter = -1
 
     @classmethod
@@ -237,12 +239,22 @@ class SecurityAssociation:
         return tuple(s.tek for s in self._live)
 
     @property
+    def retired_tek(self) -> Tek | None:
+        """The TEK retired by the last install, while it is still receivable (else None)."""
+        return None if self._retired is None else self._retired.tek
+
+    @property
     def highest_counter_tek(self) -> int | None:
         """Highest COUNTER_TEK ever installed on this SA (None before any)."""
         return None if self._highest_counter < 0 else self._highest_counter
 
     def install(
-        self, counter_tek: int, *, now: float | None = None, lifetime: float | None = None
+        self,
+        counter_tek: int,
+        *,
+        now: float | None = None,
+        lifetime: float | None = None,
+        rx_grace: float | None = None,
     ) -> Tek:
         """Derive and install TEK(COUNTER_TEK); keeps the two newest, retiring the oldest.
 
@@ -250,6 +262,10 @@ class SecurityAssociation:
         one installed before (and no longer live) raises :class:`ProtocolError`
         (``stale_counter_tek``), as does one whose EKS would equal the other live TEK's
         (``eks_collision``).
+
+        ``rx_grace`` (seconds, needs ``now``): the TEK retired by this install stays *receivable*
+        (never used to send) until ``now + rx_grace``, so MPDUs in flight across a TEK update
+        are not lost; its replay window carries on. Without it the retired TEK is gone at once.
         """
         eks_of(counter_tek)  # validates the 16-bit range
         for state in self._live:
@@ -269,8 +285,10 @@ class SecurityAssociation:
                     f"{state.tek.counter_tek} on SAID {self.said}",
                     reason="eks_collision",
                 )
-        if lifetime is not None and now is None:
-            raise ProtocolError("a TEK lifetime needs now=", reason="now_required")
+        if (lifetime is not None or rx_grace is not None) and now is None:
+            raise ProtocolError("a TEK lifetime or rx_grace needs now=", reason="now_required")
+        if rx_grace is not None and not rx_grace >= 0:
+            raise MalformedError(f"rx_grace must be >= 0 seconds, got {rx_grace!r}")
         tek = Tek(
             said=self.said,
             counter_tek=counter_tek,
@@ -278,13 +296,21 @@ class SecurityAssociation:
             installed_at=now,
             lifetime=lifetime,
         )
+        evicted = self._live[: len(self._live) - len(keep)]
+        if evicted and rx_grace is not None and now is not None:
+            self._retired, self._retired_until = evicted[-1], now + rx_grace
+        elif evicted:
+            self._retired, self._retired_until = None, None
         self._live = [*keep, _TekState(tek, self.replay_window)]
         self._highest_counter = counter_tek
         return tek
 
     def tek_for_eks(self, eks: int, *, now: float | None = None) -> Tek:
-        """The live TEK with this EKS; :class:`UnknownKeyError` (``unknown_eks``) if none,
-        :class:`KeyExhaustedError` (``tek_expired``) if its lifetime is over."""
+        """The receivable TEK with this EKS (live, or retired within its ``rx_grace``).
+
+        :class:`UnknownKeyError` (``unknown_eks``) if none, :class:`KeyExhaustedError`
+        (``tek_expired``) if its lifetime is over.
+        """
         return self._state_for_eks(eks, now).tek
 
     def _state_for_eks(self, eks: int, now: float | None) -> _TekState:
@@ -295,6 +321,12 @@ class SecurityAssociation:
                 if state.tek.expired(now):
                     raise KeyExhaustedError(f"{state.tek!r} lifetime is over", reason="tek_expired")
                 return state
+        ret = self._retired
+        if ret is not None and ret.tek.eks == eks:
+            until = self._retired_until
+            # without a time the grace cannot be confirmed: treat the retired TEK as gone
+            if now is not None and until is not None and now <= until and not ret.tek.expired(now):
+                return ret
         raise UnknownKeyError(
             f"no live TEK with EKS {eks} on SAID {self.said} (live: "
             f"{[s.tek.eks for s in self._live]})",

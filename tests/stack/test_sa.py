@@ -225,3 +225,33 @@ def test_reprs_and_errors_hide_keys() -> None:
     assert CTX.akid.hex() in repr(sa)
     for s in secrets_of(CTX):
         assert s not in text
+
+
+def test_retired_tek_receivable_during_grace_only() -> None:
+    tx = SecurityAssociation.start(CTX, 1, now=0.0)
+    rx = SecurityAssociation.start(CTX, 1, now=0.0)
+    tek, pn = tx.next_pn(True, now=1.0)
+    assert pn == 1
+    assert tek.counter_tek == 0
+    rx.check_and_record(0, 1, True, now=1.0)
+    rx.install(2, now=10.0, rx_grace=2.0)  # ABS answers TEK-Request; AMS still sends on TEK 0
+    assert rx.retired_tek is not None and rx.retired_tek.counter_tek == 0
+    assert [t.counter_tek for t in rx.teks] == [1, 2]
+    assert rx.check_and_record(0, 2, True, now=11.0).counter_tek == 0  # in flight: accepted
+    with pytest.raises(ReplayError):
+        rx.check_and_record(0, 1, True, now=11.0)  # its replay window carried on
+    with pytest.raises(UnknownKeyError):
+        rx.check_and_record(0, 3, True, now=12.5)  # grace over
+    with pytest.raises(UnknownKeyError):
+        rx.check_and_record(0, 3, True)  # no time given: grace cannot be confirmed
+    # never used to send
+    assert rx.next_pn(True, now=11.0)[0].counter_tek == 1
+    # a plain install retires at once
+    rx.install(3, now=20.0)
+    assert rx.retired_tek is None
+    with pytest.raises(UnknownKeyError):
+        rx.check_and_record(1, 1, True, now=20.0)
+    with pytest.raises(ProtocolError):
+        rx.install(4, rx_grace=1.0)
+    with pytest.raises(MalformedError):
+        rx.install(4, now=1.0, rx_grace=-1.0)
