@@ -75,3 +75,26 @@ def test_ams_entry_and_data(mode):
     net.settle(1.0)
     assert [e.payload for e in abs_.events() if isinstance(e, DataReceived)] == [b"up-1"]
     assert [e.payload for e in ams.events() if isinstance(e, DataReceived)] == [b"down-1"]
+
+
+@pytest.mark.parametrize("predistribute", [True, False])
+def test_handover_ars1_to_ars2(predistribute):
+    net, abs_, ars1, ars2, ams = enter_all()
+    old = ams.key_info()
+    if predistribute:
+        abs_.prepare_handover(AMS, [ARS2], net.now)
+        net.settle(2.0)
+    ams.handover(ARS2, net.now)
+    net.settle(5.0)
+    new = ams.key_info()
+    assert new.cmac_key_count == old.cmac_key_count + 1 and new.akid != old.akid
+    tgt = ars2.key_info(AMS)
+    assert (tgt.akid, tgt.kcv_cmac_u, tgt.kcv_teks) == (new.akid, new.kcv_cmac_u, new.kcv_teks)
+    assert not ars1.serves(AMS)
+    assert abs_.via_of(AMS) == ARS2
+
+
+def test_entry_under_30_percent_loss():
+    _net, _abs, ars1, _ars2, ams = enter_all(loss=0.3, seed=7)
+    ki = ams.key_info()
+    assert ki is not None and ars1.key_info(AMS).akid == ki.akid
