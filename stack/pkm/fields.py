@@ -137,7 +137,7 @@ class Stid(Codec):
         return raw >> 4, off + 2
 
     def describe(self) -> str:
-        return "STID(12 bits) | 0000"
+        return "uint16 = STID(12 bits) << 4"
 
 
 def _check_bytes(owner: str, name: str, value: Any) -> None:

@@ -70,6 +70,8 @@ __all__ = [
     "TekReply",
     "TekRequest",
     "decode",
+    "expects_cmac",
+    "markdown_tables",
     "message_class",
     "requires_cmac",
 ]
@@ -454,3 +456,57 @@ def requires_cmac(msg: Message | type[Message]) -> bool:
     if isinstance(msg, Message):
         return msg.cmac_required
     return msg.CMAC
+
+
+def expects_cmac(data: bytes) -> bool:
+    """Whether received control-message bytes should end with a CMAC tuple, decided from the
+    leading bytes only (before the tuple is checked and stripped): the code byte, and for
+    AAI-RNG-REQ its purpose (byte 1), for AAI-RNG-RSP its purpose and status (bytes 1-2).
+    Agrees with :func:`requires_cmac` on the decoded message. MalformedError if the code is
+    unknown or the bytes are too short to tell."""
+    if len(data) == 0:
+        raise MalformedError("empty control message (no code byte)", reason="malformed")
+    cls = message_class(data[0])
+    if cls is RngReq:
+        if len(data) < 2:
+            raise MalformedError("RngReq.purpose: truncated", reason="malformed")
+        return data[1] == RangingPurpose.HANDOVER_REENTRY
+    if cls is RngRsp:
+        if len(data) < 3:
+            raise MalformedError("RngRsp.status: truncated", reason="malformed")
+        return data[1] == RangingPurpose.HANDOVER_REENTRY and data[2] == RngStatus.SUCCESS
+    return cls.CMAC
+
+
+def _cmac_note(cls: type[Message]) -> str:
+    if cls is RngReq:
+        return "handover re-entry only"
+    if cls is RngRsp:
+        return "successful re-entry only"
+    return "yes" if cls.CMAC else "no"
+
+
+def markdown_tables() -> str:
+    """The message table and one field table per message/sub-record, generated from the field
+    tables themselves (docs/pkm.md embeds this text; a test keeps the two in step)."""
+
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    lines = ["| code | class | message | direction | CMAC tuple |", "|---|---|---|---|---|"]
+    for code, cls in sorted(MESSAGES.items()):
+        lines.append(f"| 0x{code:02X} | `{cls.__name__}` | {cls.TITLE} | {cls.DIRECTION} | "
+                     f"{_cmac_note(cls)} |")
+    records: list[type[Record]] = [MESSAGES[c] for c in sorted(MESSAGES)]
+    records += [SecurityNegotiationParameters, SaTekUpdate, SaContext]
+    for cls in records:
+        code = getattr(cls, "CODE", None)
+        head = f"0x{code:02X} `{cls.__name__}`" if code is not None else f"`{cls.__name__}`"
+        lines += ["", f"#### {head}", ""]
+        rows = cls.field_docs()
+        if not rows:
+            lines.append("(no fields: the code byte only)")
+            continue
+        lines += ["| field | format | meaning |", "|---|---|---|"]
+        lines += [f"| `{n}` | {cell(fmt)} | {cell(doc)} |" for n, fmt, doc in rows]
+    return "\n".join(lines) + "\n"

@@ -319,3 +319,31 @@ def test_messages_are_frozen_and_hashable() -> None:
     with pytest.raises(AttributeError):
         MSG3.akid = bytes(8)  # type: ignore[misc]
     assert hash(MSG3) == hash(m.decode(MSG3.encode()))
+
+
+@settings(max_examples=200)
+@given(msg=any_message)
+def test_expects_cmac_agrees_with_requires_cmac(msg: m.Message) -> None:
+    assert m.expects_cmac(msg.encode()) == m.requires_cmac(msg)
+
+
+def test_expects_cmac_needs_leading_bytes() -> None:
+    for bad in (b"", b"\xb0", b"\xb1\x01", b"\xee"):
+        with pytest.raises(MalformedError):
+            m.expects_cmac(bad)
+
+
+def test_docs_tables_match_code() -> None:
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[2] / "docs" / "pkm.md").read_text()
+    assert m.markdown_tables() in doc, "regenerate the tables in docs/pkm.md"
+
+
+def test_doc_examples() -> None:
+    assert m.TekReply(said=1, counter_tek=5, eks=1, tek_lifetime=600).encode() == \
+        b"\x07\x01\x00\x05\x01\x00\x00\x02\x58"
+    with pytest.raises(MalformedError) as exc:
+        m.decode(bytes.fromhex(AK_TRANSFER_HEX)[:40])
+    assert str(exc.value) == ("AkTransfer.sa_context[1].tek_lifetime: truncated: need 4 bytes "
+                              "at offset 38, only 2 left")
