@@ -30,12 +30,14 @@ def smooth_channel(H: np.ndarray, freq_index: np.ndarray, width: int = SMOOTH_WI
 
 
 def track_phase(Y: np.ndarray, H: np.ndarray, ls: np.ndarray, pil_pos: np.ndarray,
-                pil_val: np.ndarray, freq_index: np.ndarray) -> tuple[np.ndarray, float]:
+                pil_val: np.ndarray, freq_index: np.ndarray
+                ) -> tuple[np.ndarray, float, np.ndarray]:
     """Remove per-symbol pilot phase (CPE) and the SFO phase slope.
 
     Y: (n_sym, n_used) received; H: (n_used,) channel; ls: (n_sym,) symbol numbers l (header 0);
     pil_pos / pil_val: (n_sym, n_pilot) positions and values. Returns the corrected Y and the
-    fitted slope per symbol ``c`` (radians per subcarrier per symbol).
+    fitted slope per symbol ``c`` (radians per subcarrier per symbol) and the per-symbol CPE
+    (radians; its trend over symbols is the residual CFO).
     """
     rows = np.arange(Y.shape[0])[:, None]
     Zp = Y[rows, pil_pos] * np.conj(H[pil_pos]) * pil_val
@@ -51,7 +53,7 @@ def track_phase(Y: np.ndarray, H: np.ndarray, ls: np.ndarray, pil_pos: np.ndarra
     bl = c * x
     a = np.angle(np.sum(Zp * np.exp(-1j * bl[:, None] * k), axis=1))
     phase = a[:, None] + bl[:, None] * freq_index[None, :].astype(np.float64)
-    return (Y * np.exp(-1j * phase)).astype(np.complex64), c
+    return (Y * np.exp(-1j * phase)).astype(np.complex64), c, a
 
 
 def noise_variance(Y_sc: np.ndarray, even: np.ndarray, floor: float) -> float:

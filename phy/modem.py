@@ -6,7 +6,8 @@ Burst format (all symbols with normal CP, ``Ns = NFFT + Ng`` samples each)::
 
 * header symbol: 9 bytes = ``0xA<<4 | mcs`` (version nibble + MCS index), payload length (16 bit),
   src (16 bit), dst (16 bit), CRC-16-CCITT over those 7 bytes; K=7 rate 1/2 coded (156 bits),
-  repeated cyclically over the symbol's QPSK data subcarriers (>= 2.6x), interleaved, with pilots.
+  repeated cyclically over the symbol's QPSK data subcarriers (>= 2.6x), XORed with a PRBS (so the
+  repetition leaves no periodic, high-PAPR structure), interleaved, with pilots.
   The receiver learns the MCS from the header, so one ``BurstModem`` demodulates every MCS.
 * data: payload + CRC-32 -> randomizer (seeded from src/dst) -> K=7 CC punctured to the MCS rate
   -> padding to whole symbols (PRBS bits) -> per-symbol interleaver -> Gray QAM -> data
@@ -144,6 +145,10 @@ class BurstModem:
         self.backoff = max(2, self.grid.cp // 8)
         self._sym_len = self.grid.symbol_samples
         self._pre_time = self.grid.ofdm_modulate(np.stack([self.pre.sc, self.pre.long]))
+        # the repeated header code words are scrambled so the symbol has no periodic structure
+        # (repetition alone gives a high-PAPR symbol that the output limiter would clip)
+        self._hdr_scramble = _pad_bits(self.grid.n_data * 2)
+        self._hdr_sign = (1.0 - 2.0 * self._hdr_scramble).astype(np.float32)
 
     @property
     def sample_rate(self) -> float:
@@ -210,7 +215,7 @@ class BurstModem:
         g = self.grid
         # header symbol (QPSK, repeated rate-1/2 code)
         hcoded = _fec("1/2").encode(self._header_bits(mcs, len(payload), int(src), int(dst)))
-        hbits = interleave(np.resize(hcoded, g.n_data * 2), g.n_data * 2, 2)
+        hbits = interleave(np.resize(hcoded, g.n_data * 2) ^ self._hdr_scramble, g.n_data * 2, 2)
         hsym = qam.modulate(hbits, 2)[None, :]
         # data symbols
         info = np.unpackbits(np.frombuffer(payload + struct.pack(">I", crc32(payload)), np.uint8))
@@ -310,7 +315,9 @@ class BurstModem:
         Yd = self._windows(r, start + 3 * ns, n_sym, cfo)
         Yall = np.concatenate([Y[2:3], Yd])
         ls = np.arange(n_sym + 1)
-        Yc, slope = track_phase(Yall, H, ls, *self._pilots(n_sym + 1), g.freq_index)
+        Yc, slope, cpe = track_phase(Yall, H, ls, *self._pilots(n_sym + 1), g.freq_index)
+        if n_sym >= 2:  # residual CFO from the CPE trend refines the reported estimate
+            cfo += float(np.polyfit(ls, np.unwrap(cpe), 1)[0]) * fs / (2 * np.pi * ns)
         payload, ok, evm_db = self._decode_data(Yc[1:], H, sigma2, mcs, length, src, dst)
         # slope c rad/subcarrier/symbol = -2 pi (drift samples per symbol) / NFFT
         sfo_ppm = -slope * n / (2 * np.pi * ns) * 1e6 if n_sym >= 8 else 0.0
@@ -338,10 +345,10 @@ class BurstModem:
     def _decode_header(self, Yh: np.ndarray, H: np.ndarray, sigma2: float
                        ) -> tuple[Mcs, int, int, int] | None:
         g = self.grid
-        Yc, _ = track_phase(Yh, H, np.zeros(1, np.int64), *self._pilots(1), g.freq_index)
+        Yc, _, _ = track_phase(Yh, H, np.zeros(1, np.int64), *self._pilots(1), g.freq_index)
         z, wgt = self._equalise(Yc, H, sigma2, 0)
         ncb = g.n_data * 2
-        llr = deinterleave(qam.demodulate(z, wgt, 2), ncb, 2)
+        llr = deinterleave(qam.demodulate(z, wgt, 2), ncb, 2) * self._hdr_sign
         nco = _fec("1/2").coded_length(HEADER_BYTES * 8)
         comb = np.bincount(np.arange(ncb) % nco, weights=llr, minlength=nco).astype(np.float32)
         bits = _fec("1/2").decode(comb, HEADER_BYTES * 8)

@@ -1,0 +1,95 @@
+"""Plain, obviously-correct twins of the numba kernels in ``phy.kernels`` (stumpy-style).
+
+Slow (pure Python loops); used only by the tests on small random inputs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+G1, G2 = 0o171, 0o133
+
+
+def prbs(seed: np.ndarray, a: int, n: int) -> np.ndarray:
+    """Shift-register form: register holds the last m bits; new = reg[-a] xor reg[-m]."""
+    reg = [int(b) for b in seed]
+    m = len(reg)
+    out = []
+    for _ in range(n):
+        new = reg[-a] ^ reg[-m]
+        out.append(new)
+        reg = [*reg[1:], new]
+    return np.array(out, dtype=np.uint8)
+
+
+def _parity(v: int) -> int:
+    return bin(v).count("1") & 1
+
+
+def conv_encode(bits: np.ndarray) -> np.ndarray:
+    """K=7 (171,133) encoder, zero start, 6-bit zero tail, output X0 Y0 X1 Y1 ..."""
+    reg = 0  # bit 6 = newest input (D^0) ... bit 0 = D^6
+    out = []
+    for b in [*(int(x) for x in bits), 0, 0, 0, 0, 0, 0]:
+        reg = (reg >> 1) | (b << 6)
+        out += [_parity(reg & G1), _parity(reg & G2)]
+    return np.array(out, dtype=np.uint8)
+
+
+def viterbi(llr: np.ndarray) -> np.ndarray:
+    """Textbook soft Viterbi over all 64 states x 2 inputs, zero start and end state.
+
+    Branch metric: correlation sum((1 - 2c) * llr). Ties keep the predecessor with the lower
+    state number (the same rule as the kernel) so the outputs match bit for bit."""
+    n = len(llr) // 2
+    neg = -1e30
+    pm = [0.0] + [neg] * 63
+    back = []
+    for t in range(n):
+        lx, ly = float(llr[2 * t]), float(llr[2 * t + 1])
+        new = [neg] * 64
+        choice = [0] * 64
+        for s in range(64):
+            if pm[s] <= neg / 2:
+                continue
+            for u in (0, 1):
+                reg = (u << 6) | s
+                x, y = _parity(reg & G1), _parity(reg & G2)
+                m = pm[s] + (1 - 2 * x) * lx + (1 - 2 * y) * ly
+                ns = reg >> 1
+                if m > new[ns] or (m == new[ns] and s < choice[ns]):
+                    new[ns], choice[ns] = m, s
+        back.append(choice)
+        pm = new
+    out = []
+    s = 0
+    for t in range(n - 1, -1, -1):
+        out.append(s >> 5)
+        s = back[t][s]
+    return np.array(out[::-1], dtype=np.uint8)
+
+
+def demap_maxlog(z: np.ndarray, w: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Exact max-log over the full 2-D constellation: for each bit,
+    w * (min_{x: b=1} |z-x|^2 - min_{x: b=0} |z-x|^2); label MSB = first bit."""
+    bps = int(np.log2(points.size))
+    out = np.empty(z.size * bps)
+    for i, zi in enumerate(z):
+        d = np.abs(zi - points) ** 2
+        for b in range(bps):
+            has1 = [(lab >> (bps - 1 - b)) & 1 for lab in range(points.size)]
+            d1 = min(d[j] for j in range(points.size) if has1[j])
+            d0 = min(d[j] for j in range(points.size) if not has1[j])
+            out[i * bps + b] = w[i] * (d1 - d0)
+    return out
+
+
+def sc_blocks(r: np.ndarray, lag: int, block: int) -> tuple[np.ndarray, np.ndarray]:
+    """Block sums of conj(r[m]) r[m+lag] and |r[m]|^2 with plain numpy slicing per block."""
+    nbp = (r.size - lag) // block if r.size > lag else 0
+    nbe = r.size // block
+    p = np.array([np.sum(np.conj(r[i * block:(i + 1) * block].astype(np.complex128))
+                         * r[i * block + lag:(i + 1) * block + lag]) for i in range(nbp)])
+    e = np.array([np.sum(np.abs(r[i * block:(i + 1) * block].astype(np.complex128)) ** 2)
+                  for i in range(nbe)])
+    return p.astype(np.complex128).reshape(-1), e.reshape(-1)

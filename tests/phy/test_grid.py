@@ -1,0 +1,60 @@
+"""Resource-grid properties: CP is the symbol tail, pilots sit at the declared indices."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import phy
+from phy.grid import PILOT_BOOST, ResourceGrid
+from phy.interleaver import deinterleave, interleave, permutation
+
+
+@pytest.mark.parametrize("profile", phy.profiles())
+def test_index_counts_match_digest(profile: str) -> None:
+    g = ResourceGrid(profile)
+    p = g.profile
+    assert g.n_used == 18 * g.n_pru
+    assert g.n_pilot == g.n_pru and g.n_data == 17 * g.n_pru
+    assert 0 not in g.used_bins  # DC null
+    assert g.used_k.min() == p.left_guard and g.used_k.max() == p.nfft - p.right_guard - 1
+    for l in range(3):
+        pos = g.pilot_positions(l)
+        assert np.array_equal(pos, np.arange(g.n_pru) * 18 + (9 + 6 * l) % 18)
+        assert np.intersect1d(pos, g.data_positions(l)).size == 0
+        assert np.union1d(pos, g.data_positions(l)).size == g.n_used
+
+
+@pytest.mark.parametrize("profile", ["5MHz", "10MHz-cp16", "P2.5"])
+def test_cp_equals_symbol_tail_and_pilots_in_burst(profile: str) -> None:
+    modem = phy.BurstModem(profile, "16QAM-1/2", tx_rms=None)
+    g = modem.grid
+    x = modem.modulate(bytes(range(256)) * 4, src=1, dst=2)
+    ns, ng, n = g.symbol_samples, g.cp, g.nfft
+    syms = x.reshape(-1, ns)
+    assert np.allclose(syms[:, :ng], syms[:, -ng:], atol=1e-6)
+    F = np.fft.fft(syms[:, ng:], axis=1) / np.sqrt(n)
+    # guards and DC empty in every symbol
+    used = np.zeros(n, bool)
+    used[g.used_bins] = True
+    assert np.max(np.abs(F[:, ~used])) < 1e-4
+    # S&C symbol: only even subcarriers; two identical halves in time
+    assert np.allclose(syms[0, ng:ng + n // 2], syms[0, ng + n // 2:], atol=1e-6)
+    # header + data symbols carry the pilot values at the declared positions
+    Fu = F[2:, g.used_bins]
+    pv = g.pilot_values(Fu.shape[0])
+    for l in range(Fu.shape[0]):
+        np.testing.assert_allclose(Fu[l, g.pilot_positions(l)], pv[l], atol=1e-4)
+    assert set(np.unique(np.abs(pv))) == {np.float32(PILOT_BOOST)}
+
+
+@pytest.mark.parametrize("ncpc", [2, 4, 6])
+def test_interleaver_is_a_permutation_and_inverts(ncpc: int) -> None:
+    for ndata in (204, 408, 816, 1632):
+        ncbps = ndata * ncpc
+        j = permutation(ncbps, ncpc)
+        assert np.array_equal(np.sort(j), np.arange(ncbps))
+        x = np.arange(3 * ncbps)
+        assert np.array_equal(deinterleave(interleave(x, ncbps, ncpc), ncbps, ncpc), x)
+    j = permutation(816, 2)
+    assert int(j[1] - j[0]) == 816 // 12  # adjacent bits 68 positions (34 subcarriers) apart

@@ -1,0 +1,97 @@
+"""numba kernels against their naive twins (tests/phy/naive.py) on random inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from phy import kernels, qam
+from phy.fec import PUNCTURE, ConvCode, conv_encode
+
+from . import naive
+
+
+@given(st.integers(0, 2**15 - 1), st.integers(0, 300))
+@settings(max_examples=40, deadline=None)
+def test_prbs_equals_naive(seed_val: int, n: int) -> None:
+    seed = np.array([(seed_val >> i) & 1 for i in range(15)], np.uint8)
+    assert np.array_equal(kernels.prbs(seed, 14, n), naive.prbs(seed, 14, n))
+    s11 = seed[:11].copy()
+    assert np.array_equal(kernels.prbs(s11, 9, n), naive.prbs(s11, 9, n))
+
+
+def test_prbs_is_maximal_length() -> None:
+    seq = kernels.prbs(np.array([1] + [0] * 14, np.uint8), 14, 2 * 32767)
+    assert np.array_equal(seq[:32767], seq[32767:])
+    assert int(seq[:32767].sum()) == 16384  # m-sequence balance
+
+
+@given(st.lists(st.integers(0, 1), min_size=0, max_size=200))
+@settings(max_examples=40, deadline=None)
+def test_encoder_equals_naive(bits: list[int]) -> None:
+    b = np.array(bits, np.uint8)
+    assert np.array_equal(conv_encode(b), naive.conv_encode(b))
+
+
+def test_viterbi_equals_naive_on_random_llrs() -> None:
+    rng = np.random.default_rng(10)
+    for trial in range(6):
+        n = int(rng.integers(7, 120))
+        # LLRs on a 1/8 grid: float32 and float64 sums are exact, so ties break identically
+        llr = (np.round(rng.normal(0, 2.0, 2 * n) * 8) / 8).astype(np.float32)
+        if trial % 2:
+            llr[rng.random(2 * n) < 0.3] = 0.0  # punctured positions give exact ties
+        got = kernels.viterbi_k7(llr, kernels.BFLY_SX, kernels.BFLY_SY)
+        assert np.array_equal(got, naive.viterbi(llr)), trial
+
+
+@pytest.mark.parametrize("rate", list(PUNCTURE))
+def test_punctured_code_decodes_noiseless(rate: str) -> None:
+    rng = np.random.default_rng(11)
+    code = ConvCode(rate)
+    bits = rng.integers(0, 2, 997).astype(np.uint8)
+    coded = code.encode(bits)
+    assert coded.size == code.coded_length(997)
+    assert coded.size / (997 + 6) == pytest.approx(1 / code.rate, rel=0.01)
+    llr = (1.0 - 2.0 * coded).astype(np.float32)
+    assert np.array_equal(code.decode(llr, 997), bits)
+
+
+@pytest.mark.parametrize("bps", [2, 4, 6])
+def test_demapper_equals_naive(bps: int) -> None:
+    rng = np.random.default_rng(12 + bps)
+    z = (rng.normal(size=300) + 1j * rng.normal(size=300)).astype(np.complex64) * 0.8
+    w = rng.uniform(0.1, 10, 300).astype(np.float32)
+    got = qam.demodulate(z, w, bps)
+    ref = naive.demap_maxlog(z.astype(np.complex128), w.astype(np.float64), qam.constellation(bps))
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("bps", [2, 4, 6])
+def test_qam_roundtrip_gray_and_unit_energy(bps: int) -> None:
+    pts = qam.constellation(bps)
+    assert np.mean(np.abs(pts) ** 2) == pytest.approx(1.0, rel=1e-6)
+    # Gray: nearest neighbours differ in exactly one bit
+    dmin = np.min(np.abs(pts[1:] - pts[0]))
+    for a in range(pts.size):
+        for b in range(pts.size):
+            if a != b and abs(abs(pts[a] - pts[b]) - dmin) < 1e-6:
+                assert bin(a ^ b).count("1") == 1
+    rng = np.random.default_rng(bps)
+    bits = rng.integers(0, 2, bps * 500).astype(np.uint8)
+    syms = qam.modulate(bits, bps)
+    llr = qam.demodulate(syms, np.ones(syms.size, np.float32), bps)
+    assert np.array_equal((llr < 0).astype(np.uint8), bits)
+
+
+def test_sc_blocks_equals_naive() -> None:
+    rng = np.random.default_rng(13)
+    for n, lag, blk in [(1000, 64, 8), (4096, 256, 16), (100, 128, 8), (300, 128, 16)]:
+        r = (rng.normal(size=n) + 1j * rng.normal(size=n)).astype(np.complex64)
+        p, e = kernels.sc_blocks(r, lag, blk)
+        pr, er = naive.sc_blocks(r, lag, blk)
+        assert p.shape == pr.shape and e.shape == er.shape
+        np.testing.assert_allclose(p, pr, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(e, er, rtol=1e-5, atol=1e-5)
