@@ -72,7 +72,7 @@ class _OpenBuffer:
 
 @dataclass
 class _Connection:
-    timeout_ms: int = DEFAULT_TIMEOUT_MS
+    timeout_ms: int | None = None  # what this connection's client sent with TIMEOUT
     buffers: dict[str, _OpenBuffer] = field(default_factory=dict)
 
 
@@ -96,6 +96,9 @@ class PlutoServer(socketserver.ThreadingTCPServer):
         self._busy: dict[str, object] = {}  # device id -> owning connection
         self._clients: set[socket.socket] = set()
         self._thread: threading.Thread | None = None
+        #: Latest TIMEOUT any client sent: buffer connections inherit their context's timeout
+        #: on the client side without necessarily announcing it, so they use this one.
+        self.timeout_ms = DEFAULT_TIMEOUT_MS
         self.context.description = (f"relaysec emulated ADALM-Pluto {name} "
                                     f"(libiio network protocol, {VERSION_GIT})")
         self.data.configure(self.context.settings())
@@ -246,12 +249,14 @@ class _Handler(socketserver.StreamRequestHandler):
         except (IndexError, ValueError):
             raise einval("TIMEOUT needs a number of milliseconds") from None
         self.conn.timeout_ms = ms if ms > 0 else DEFAULT_TIMEOUT_MS
+        self.server.timeout_ms = self.conn.timeout_ms
         self._reply(0)
 
     @property
     def _max_wait_s(self) -> float:
         # The client waits 2x what it tells us (it sends TIMEOUT ms/2); stay well inside it.
-        return 0.8 * self.conn.timeout_ms / 1000.0
+        ms = self.conn.timeout_ms if self.conn.timeout_ms is not None else self.server.timeout_ms
+        return 0.8 * ms / 1000.0
 
     def _target(self, args: list[str]) -> tuple[Device, str, Channel | None, str]:
         """Parse ``dev [DEBUG|BUFFER|INPUT chn|OUTPUT chn] attr``."""

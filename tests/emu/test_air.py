@@ -1,0 +1,141 @@
+"""Several emulated Plutos on one simulated air (hw.loopback.Medium), through pyadi-iio."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from hw.emu import EmulatorConfig, start_emulators
+from hw.emu.errors import EmulatorError
+
+pytestmark = pytest.mark.libiio
+
+FS = 2_800_000
+
+
+def _setup(sdr, *, buffer: int = 8192) -> None:
+    sdr.sample_rate = FS
+    sdr.rx_lo = 2_400_000_000
+    sdr.tx_lo = 2_400_000_000
+    sdr.gain_control_mode_chan0 = "manual"
+    sdr.rx_hardwaregain_chan0 = 30  # the reference gains: links have their configured SNR
+    sdr.tx_hardwaregain_chan0 = -10
+    sdr.rx_buffer_size = buffer
+
+
+def _tone_snr_db(x: np.ndarray, freq: float) -> tuple[float, float]:
+    spec = np.abs(np.fft.fft(x)) ** 2
+    k = int(np.argmax(spec))
+    peak = float(np.fft.fftfreq(x.size, 1 / FS)[k])
+    return peak, 10 * np.log10(spec[k] / (spec.sum() - spec[k]))
+
+
+def _tone(n: int = 1024) -> np.ndarray:
+    # -15 dBFS RMS (the medium's reference level) in pyadi's int16 units
+    return 0.178 * 2**15 * np.exp(2j * np.pi * np.arange(n) / 16)
+
+
+def _close(*sdrs) -> None:
+    for s in sdrs:
+        s.tx_destroy_buffer()
+        s.rx_destroy_buffer()
+
+
+@pytest.mark.parametrize("clock", ["sim", "wall"])
+def test_radio_a_is_heard_by_b_and_by_itself(libiio, clock: str) -> None:
+    import adi
+
+    cfg = EmulatorConfig(sample_rate=FS, clock=clock, snr_db=25, self_snr_db=40, seed=4)
+    with start_emulators(3, cfg) as cluster:
+        a, b, c = (adi.Pluto(u) for u in cluster.uris)
+        try:
+            for s in (a, b, c):
+                _setup(s)
+            a.tx_cyclic_buffer = True
+            a.tx(_tone())
+            for sdr, snr in ((a, 40), (b, 25), (c, 25)):
+                sdr.rx()
+                peak, measured = _tone_snr_db(sdr.rx(), FS / 16)
+                assert peak == pytest.approx(FS / 16)
+                assert measured == pytest.approx(snr, abs=2.5)  # tone bin vs the rest: SNR
+        finally:
+            _close(a, b, c)
+
+
+def test_non_cyclic_burst_lands_once_on_the_wall_clock(libiio) -> None:
+    import adi
+
+    cfg = EmulatorConfig(sample_rate=FS, clock="wall", snr_db=30, seed=5)
+    with start_emulators(2, cfg) as cluster:
+        a, b = (adi.Pluto(u) for u in cluster.uris)
+        try:
+            _setup(a)
+            _setup(b, buffer=4096)
+            b.rx()  # B's capture runs from here on, at the sample rate
+            a.tx(_tone(2000))
+            power = np.concatenate([np.abs(b.rx()) ** 2 for _ in range(12)])  # ~17 ms of air
+            loud = power > 10 * np.median(power)
+            assert 1500 < np.count_nonzero(loud) < 2500  # the 2000-sample burst, once
+        finally:
+            _close(a, b)
+
+
+def test_wall_clock_paces_the_reader(libiio) -> None:
+    import adi
+
+    cfg = EmulatorConfig(sample_rate=FS, clock="wall", seed=6)
+    with start_emulators(1, cfg) as cluster:
+        sdr = adi.Pluto(cluster.uris[0])
+        try:
+            _setup(sdr, buffer=2**16)
+            sdr.rx()
+            t0 = time.monotonic()
+            for _ in range(5):
+                sdr.rx()
+            elapsed = time.monotonic() - t0
+            assert elapsed >= 0.9 * 5 * 2**16 / FS  # never faster than the air (no upper bound)
+        finally:
+            _close(sdr)
+
+
+def test_rate_mismatch_refuses_buffers_clearly(libiio) -> None:
+    import adi
+
+    with start_emulators(1, EmulatorConfig(sample_rate=FS, clock="sim")) as cluster:
+        sdr = adi.Pluto(cluster.uris[0])
+        try:
+            assert sdr.sample_rate == FS  # preset to the air's rate
+            sdr.sample_rate = 4_000_000
+            with pytest.raises(OSError):
+                sdr.rx()
+        finally:
+            _close(sdr)
+
+
+def test_too_long_buffer_is_completed_with_noise_not_a_stall(libiio) -> None:
+    import adi
+
+    cfg = EmulatorConfig(sample_rate=FS, clock="wall", speed=1.0, seed=7)
+    with start_emulators(1, cfg) as cluster:
+        sdr = adi.Pluto(cluster.uris[0])
+        try:
+            _setup(sdr, buffer=2**20)  # 0.37 s of air
+            sdr.ctx.set_timeout(400)  # server may wait 0.8 * 200 ms per request
+            t0 = time.monotonic()
+            x = sdr.rx()
+            assert x.size == 2**20
+            assert time.monotonic() - t0 < 3.0
+            assert cluster.servers[0].data.late_samples > 0
+        finally:
+            _close(sdr)
+
+
+def test_config_errors() -> None:
+    with pytest.raises(EmulatorError):
+        start_emulators(0).__enter__()
+    with pytest.raises(EmulatorError):
+        start_emulators(2, EmulatorConfig(sample_rate=2.5e6 + 0.5)).__enter__()
+    with pytest.raises(EmulatorError):
+        start_emulators(2, EmulatorConfig(names=("x", "x"))).__enter__()

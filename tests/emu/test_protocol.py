@@ -1,0 +1,165 @@
+"""The iiod wire protocol of the emulator, byte for byte, with a raw socket client (no libiio)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+
+from hw.emu import PlutoServer
+
+
+class Client:
+    """A minimal iiod client speaking the protocol exactly as libiio 0.24 does."""
+
+    def __init__(self, srv: PlutoServer) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+        self.f = self.sock.makefile("rb")
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def cmd(self, line: str) -> int:
+        self.send(line.encode() + b"\r\n")
+        return self.integer()
+
+    def integer(self) -> int:
+        return int(self.f.readline())
+
+    def exact(self, n: int) -> bytes:
+        data = self.f.read(n)
+        assert len(data) == n
+        return data
+
+    def close(self) -> None:
+        self.f.close()
+        self.sock.close()
+
+
+@pytest.fixture
+def client(emulator: PlutoServer):
+    c = Client(emulator)
+    yield c
+    c.close()
+
+
+def test_print_is_length_xml_newline_and_parses(client: Client) -> None:
+    n = client.cmd("PRINT")
+    xml = client.exact(n)
+    assert client.exact(1) == b"\n"
+    assert xml.startswith(b'<?xml version="1.0" encoding="utf-8"?><!DOCTYPE context [')
+    root = ET.fromstring(xml)
+    assert root.get("version-major") == "0" and len(root.get("version-git", "")) >= 7
+    names = {d.get("id"): d.get("name") for d in root.iter("device")}
+    assert names == {"iio:device0": "ad9361-phy", "iio:device1": "xadc",
+                     "iio:device2": "cf-ad9361-dds-core-lpc", "iio:device3": "cf-ad9361-lpc"}
+    assert b"value=" not in xml.split(b"]>", 1)[1].split(b"<device", 1)[1]  # no values served
+    assert client.cmd("TIMEOUT 2500") == 0
+
+
+def test_read_counts_the_nul_and_write_strips_it(client: Client) -> None:
+    n = client.cmd("READ iio:device0 OUTPUT altvoltage0 frequency")
+    assert client.exact(n + 1) == b"2400000000\0\n"
+    client.send(b"WRITE iio:device0 OUTPUT altvoltage0 frequency 10\r\n915000000\0")
+    assert client.integer() == 10
+    n = client.cmd("read ad9361-phy OUTPUT altvoltage0 frequency")  # lower case, by name
+    assert client.exact(n + 1) == b"915000000\0\n"
+    n = client.cmd("READ iio:device0 DEBUG loopback")
+    assert client.exact(n + 1) == b"0\0\n"
+    n = client.cmd("READ iio:device3 BUFFER length_align_bytes")
+    assert client.exact(n + 1) == b"8\0\n"
+
+
+def test_errors_are_negative_errno(client: Client) -> None:
+    assert client.cmd("FROB iio:device0") == -22
+    assert client.cmd("ZPRINT") == -22  # zstd clients fall back to PRINT on this
+    assert client.cmd("READ iio:device9 x") == -19
+    assert client.cmd("READ iio:device0 nosuchattr") == -2
+    assert client.cmd("READ iio:device0 INPUT voltage9 rf_bandwidth") == -2
+    # captured as ERROR on the real board: answered with -EIO
+    assert client.cmd("READ iio:device0 OUTPUT altvoltage0 fastlock_recall") == -5
+    client.send(b"WRITE iio:device0 OUTPUT altvoltage0 frequency 11\r\n9999999999\0")
+    assert client.integer() == -22
+    client.send(b"WRITE iio:device0 rx_path_rates 2\r\n1\0")
+    assert client.integer() == -13  # read-only
+    assert client.cmd("GETTRIG iio:device3") == -2
+    assert client.cmd("SET iio:device3 BUFFERS_COUNT 0") == -22
+    assert client.cmd("SET iio:device3 BUFFERS_COUNT 8") == 0
+    assert client.cmd("READBUF iio:device3 16") == -9  # no buffer open
+
+
+def test_empty_lines_get_no_reply(client: Client) -> None:
+    client.send(b"\r\n\r\n")
+    assert client.cmd("TIMEOUT 1000") == 0  # the next reply is TIMEOUT's, nothing queued before
+
+
+def test_readbuf_is_header_mask_and_exact_bytes(emulator: PlutoServer) -> None:
+    rx, tx = Client(emulator), Client(emulator)
+    try:
+        # the capture's LOs are 50 MHz apart: put TX on the RX LO, or nothing is heard
+        tx.send(b"WRITE iio:device0 OUTPUT altvoltage1 frequency 11\r\n2400000000\0")
+        assert tx.integer() == 11
+        assert tx.cmd("OPEN iio:device2 256 00000003") == 0
+        tone = (np.round(2**14 * np.exp(2j * np.pi * np.arange(256) / 8)))
+        words = np.stack([tone.real, tone.imag], axis=1).astype("<i2").tobytes()
+        assert tx.cmd(f"WRITEBUF iio:device2 {len(words)}") == 0  # go ahead
+        tx.send(words)
+        assert tx.integer() == len(words)
+        assert rx.cmd("OPEN iio:device3 256 00000003") == 0
+        assert rx.cmd("OPEN iio:device3 256 00000003") == -16  # already open here
+        assert rx.cmd("READBUF iio:device3 1024") == 1024
+        assert rx.f.readline() == b"00000003\n"
+        iq = np.frombuffer(rx.exact(1024), "<i2").reshape(-1, 2)
+        assert np.max(np.abs(iq[:, 0] - np.round(tone.real / 16))) <= 6
+        assert rx.cmd("READBUF iio:device3 1023") == -22  # not whole samples
+        assert rx.cmd("OPEN iio:device3 1 00000001") == -16
+        assert rx.cmd("CLOSE iio:device3") == 0
+        assert rx.cmd("OPEN iio:device3 64 00000001") == 0  # I only: 2 bytes per sample
+        assert rx.cmd("READBUF iio:device3 128") == 128
+        assert rx.f.readline() == b"00000001\n"
+        assert len(rx.exact(128)) == 128
+        rx.send(b"CLOSE iio:device3\r\n")
+        assert rx.integer() == 0
+        rx.send(b"\r\nEXIT\r\n")
+        assert rx.f.read(1) == b""  # server closed the connection
+    finally:
+        rx.close()
+        tx.close()
+
+
+def test_a_second_connection_cannot_open_a_busy_device(emulator: PlutoServer) -> None:
+    a, b = Client(emulator), Client(emulator)
+    try:
+        assert a.cmd("OPEN iio:device3 64 00000003") == 0
+        assert b.cmd("OPEN iio:device3 64 00000003") == -16
+        a.close()  # a dropped connection releases its buffers
+        for _ in range(100):
+            if not emulator.busy(emulator.context.device("iio:device3")):
+                break
+            threading.Event().wait(0.01)
+        assert b.cmd("OPEN iio:device3 64 00000003") == 0
+    finally:
+        b.close()
+
+
+def test_many_concurrent_connections(emulator: PlutoServer) -> None:
+    results: list[bytes] = []
+
+    def worker() -> None:
+        c = Client(emulator)
+        try:
+            for _ in range(20):
+                n = c.cmd("READ iio:device0 INPUT voltage0 rf_bandwidth")
+                results.append(c.exact(n + 1))
+        finally:
+            c.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert results == [b"18000000\0\n"] * 160
