@@ -7,6 +7,8 @@ regression values, and peer/server consistency. AES-CMAC and EAX have their own 
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import given, settings
@@ -289,3 +291,15 @@ PINNED = (
     "3d57fffaa740360b2b43888b4ce41fa5",  # MSK[0:16]
     "0a1915ec9d1bfae0f591fc058cd9fc14",  # EMSK[48:64]
 )
+
+
+@settings(max_examples=300)
+@given(data=st.binary(max_size=80), t=st.integers(0, 3))
+def test_fuzzed_input_only_raises_security_errors(data: bytes, t: int) -> None:
+    peer, server = _pair()
+    psk_body = bytes([t << 6]) + data
+    for raw in (data, EapPacket(1, 1, EapType.PSK, psk_body).encode(),
+                EapPacket(2, server._ident, EapType.PSK, psk_body).encode()):
+        for side in (peer, server):
+            with contextlib.suppress(SecurityError):
+                side.handle(raw)

@@ -347,3 +347,16 @@ def test_doc_examples() -> None:
         m.decode(bytes.fromhex(AK_TRANSFER_HEX)[:40])
     assert str(exc.value) == ("AkTransfer.sa_context[1].tek_lifetime: truncated: need 4 bytes "
                               "at offset 38, only 2 left")
+
+
+@settings(max_examples=400)
+@given(code=st.sampled_from(sorted(m.MESSAGES)), rest=st.binary(max_size=80))
+def test_arbitrary_bytes_decode_canonically_or_raise_malformed(code: int, rest: bytes) -> None:
+    """Fuzz: any input either decodes to a message that re-encodes to exactly the same bytes (the
+    encoding is canonical) or raises MalformedError — never another exception."""
+    data = bytes([code]) + rest
+    try:
+        msg = m.decode(data)
+    except MalformedError:
+        return
+    assert msg.encode() == data
