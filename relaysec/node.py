@@ -307,6 +307,13 @@ class Node:
             pieces.insert(0, np.zeros(lead, np.complex64))
         return np.concatenate(pieces), sent
 
+    def modulate_raw(self, payload: bytes, dst_addr: int) -> np.ndarray:
+        """One burst from this node to a raw modem address (the OTA beacon), scaled for TX."""
+        t0 = time.perf_counter()
+        iq = self.modem.modulate(payload, src=self.addr_of(self.station_id), dst=dst_addr)
+        self.cpu["modem"] += time.perf_counter() - t0
+        return np.asarray(iq, dtype=np.complex64) * np.float32(self.tx_scale)
+
     def transmit(self, iq: np.ndarray) -> None:
         t0 = time.perf_counter()
         self.radio.transmit(iq)
@@ -330,26 +337,29 @@ class Node:
             self.radio.receive(n)
         self.cpu["radio"] += time.perf_counter() - t0
 
-    def handle_samples(self, iq: np.ndarray, now: float, *, expect_src: str | None = None
-                       ) -> list[Any]:
+    def handle_samples(self, iq: np.ndarray, now: float, *, expect_src: str | None = None,
+                       accept: Callable[[Any], bool] | None = None) -> list[Any]:
         """Demodulate *iq*, account every burst addressed here, feed good ones to the role.
 
         *expect_src* (the zone's transmitter) attributes CRC failures whose header is unreliable.
-        Returns the demodulated bursts (all of them, for timing recovery over the air)."""
+        *accept* filters bursts first (over the air: drop ones already seen in the overlap of
+        the previous chunk). Returns the accepted bursts (for timing recovery over the air)."""
         t0 = time.perf_counter()
         bursts = self.modem.demodulate(iq)
         self.cpu["modem"] += time.perf_counter() - t0
         symbols = self._symbols.take() if self._symbols is not None else []
         if len(symbols) != len(bursts):
             symbols = []
+        if accept is not None:
+            keep = [i for i, b in enumerate(bursts) if accept(b)]
+            bursts = [bursts[i] for i in keep]
+            symbols = [symbols[i] for i in keep] if symbols else []
         my_addr = self.addr_of(self.station_id)
         for i, b in enumerate(bursts):
             if b.crc_ok and b.dst != my_addr:
                 continue  # someone else's burst: not ours to count or deliver
             src_id = self.station_of(b.src) if b.crc_ok else None
             src_name = self._name_of(src_id) if src_id is not None else (expect_src or "?")
-            if not b.crc_ok and expect_src is None:
-                continue
             link = self.links.get(src_name, self.name)
             link.bursts_rx += 1
             if self.trace is not None:

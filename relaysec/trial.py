@@ -39,6 +39,10 @@ from relaysec.schedule import build_schedule
 
 log = logging.getLogger(__name__)
 
+#: Bytes a data packet grows by on its way to the modem: AGMH, PN/EKS, ICV, relay item header,
+#: relay MPDU header and ICV (digest §4.2, §6.4), with a margin.
+MPDU_HEADROOM = 48
+
 PHASES = ("ars_entry", "ams_entry", "traffic_1", "tek_refresh", "handover", "traffic_2")
 
 
@@ -243,6 +247,16 @@ class Trial:
             guard_s=float(cfg["schedule"]["guard_us"]) * 1e-6,
         )
         self.schedule = schedule
+        node0 = next(iter(self.nodes.values()))
+        smallest = min(node0.capacity(z.length - z.guard // 2) for z in schedule.zones)
+        need = int(cfg["traffic"]["payload_bytes"]) + MPDU_HEADROOM
+        if smallest < need:
+            raise TrialSetupError(
+                f"the smallest TDD zone carries {smallest} bytes per burst at "
+                f"{cfg['phy']['mcs']}, but a {cfg['traffic']['payload_bytes']}-byte packet needs "
+                f"about {need} with MAC, security and relay headers: raise phy.frame_ms or the "
+                f"MCS, lower schedule.guard_us or traffic.payload_bytes"
+            )
         self.net = SimNetwork(self.nodes.values(), schedule, tap=self.tap)
 
     def _warm_up(self, modem: Any) -> float:

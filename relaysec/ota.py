@@ -1,0 +1,200 @@
+"""Over-the-air operation: nodes on real (or emulated) Plutos, driven by the wall clock.
+
+There is no shared clock between Plutos, and a burst handed to pyadi-iio leaves the antenna only
+after USB and kernel-buffer latency (milliseconds, variable). So over the air the TDD frame is
+long (``schedule.ota_frame_ms``, 250 ms by default) with wide guards (``schedule.ota_guard_ms``),
+and the timing is **ABS-master**:
+
+* the ABS counts samples of its own RX stream; frame ``k`` starts at sample ``k * frame_len``.
+  It opens every frame with a short *beacon* burst (broadcast address, empty payload) followed by
+  its DL frames;
+* every other node demodulates its RX stream continuously; a beacon from the ABS found at RX
+  sample ``s`` tells it the frame started at ``s - lead`` in its own sample count
+  (:class:`relaysec.schedule.OtaTiming`), and it transmits in its own zones of that frame.
+  A node that has not heard a beacon for a few frames stays silent;
+* transmission is "as soon as the RX stream reaches the zone start minus ``tx_advance``"; the
+  guards absorb the USB latency and the RX chunking (a chunk is ``frame_len / 25``).
+
+RX is processed in chunks with an overlap of one maximum burst, so a burst that straddles a chunk
+boundary is decoded once (bursts are de-duplicated by their absolute start sample).
+
+:class:`OtaNetwork` has the same stepping interface as :class:`relaysec.node.SimNetwork`
+(``step_frame``, ``now``, ``frame``, ``events``, ``cpu``), so the same trial phases run over the
+air; it also drives a single node (``relaysec node``). With a wall-clock loopback medium
+(``hw.loopback.Medium(clock="wall")``) it runs without hardware, which the tests use.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from relaysec.node import INTER_BURST_GAP, Node, NodeEvent
+from relaysec.schedule import FrameSchedule, OtaTiming
+
+log = logging.getLogger(__name__)
+
+#: Burst address used for the ABS beacon (no station has it).
+BROADCAST = 0xFFFF
+#: Beacon payload: marks the burst as a frame reference, carries nothing else.
+BEACON = b"\x00"
+
+
+@dataclass
+class _NodeState:
+    node: Node
+    is_master: bool
+    timing: OtaTiming
+    rx_index: int = 0                     # samples consumed from the radio
+    tail: np.ndarray = field(default_factory=lambda: np.zeros(0, np.complex64))
+    seen_starts: list[int] = field(default_factory=list)
+    next_frame: dict[int, int] = field(default_factory=dict)  # zone idx -> next frame number
+    beacons: int = 0
+
+
+class OtaNetwork:
+    """Nodes with their own radios, on the wall clock; *master* names the ABS if it is local."""
+
+    def __init__(
+        self,
+        nodes: Iterable[Node],
+        schedule: FrameSchedule,
+        *,
+        master: str | None,
+        abs_addr: int,
+        chunk: int | None = None,
+        tx_advance: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.schedule = schedule
+        self.abs_addr = abs_addr
+        self.chunk = chunk or max(1024, schedule.frame_len // 25)
+        self.tx_advance = tx_advance if tx_advance is not None else self.chunk
+        self.clock = clock
+        self.t0 = clock()
+        self.frame = 0
+        self.states: dict[str, _NodeState] = {}
+        lead = schedule.zones[0].guard // 2
+        for n in nodes:
+            master_here = n.name == master
+            st = _NodeState(n, master_here, OtaTiming(schedule.frame_len, dl_offset=lead))
+            if master_here:
+                st.timing.frame_start = 0
+            self.states[n.name] = st
+        self.nodes = {n: s.node for n, s in self.states.items()}
+        self._overlap = 0
+
+    @property
+    def now(self) -> float:
+        """Seconds since the network started (the roles' clock)."""
+        return self.clock() - self.t0
+
+    def _overlap_len(self, node: Node) -> int:
+        if not self._overlap:
+            self._overlap = int(node.modem.burst_samples(int(node.modem.max_payload))) \
+                if node.modem.max_payload <= 4096 else self.schedule.frame_len // 2
+            self._overlap = min(self._overlap, self.schedule.frame_len // 2)
+        return self._overlap
+
+    def step_frame(self) -> None:
+        """Run for one frame period of wall time, servicing every node's radio in turn."""
+        end = self.t0 + (self.frame + 1) * self.schedule.frame_s
+        while self.clock() < end:
+            for st in self.states.values():
+                self._service(st)
+        self.frame += 1
+        for st in self.states.values():
+            st.node.poll(self.now)
+
+    def _service(self, st: _NodeState) -> None:
+        node = st.node
+        self._maybe_transmit(st)
+        iq = node.receive_samples(self.chunk)
+        start_index = st.rx_index - st.tail.size
+        buf = np.concatenate([st.tail, iq]) if st.tail.size else iq
+        st.rx_index += iq.size
+        overlap = self._overlap_len(node)
+        st.tail = buf[-overlap:].copy() if buf.size > overlap else buf.copy()
+        now = self.now
+        node.poll(now)
+        bursts = node.handle_samples(buf, now, accept=lambda b: self._new(
+            st, start_index + b.start))
+        for b in bursts:
+            if b.crc_ok and b.src == self.abs_addr and b.dst == BROADCAST:
+                st.beacons += 1
+                if not st.is_master:
+                    st.timing.on_abs_burst(start_index + b.start)
+
+    @staticmethod
+    def _new(st: _NodeState, abs_start: int) -> bool:
+        for s in st.seen_starts:
+            if abs(s - abs_start) < 32:
+                return False
+        st.seen_starts.append(abs_start)
+        if len(st.seen_starts) > 64:
+            del st.seen_starts[:32]
+        return True
+
+    def _maybe_transmit(self, st: _NodeState) -> None:
+        node = st.node
+        if not st.is_master and not st.timing.locked(st.rx_index):
+            return
+        assert st.timing.frame_start is not None
+        for zi, zone in enumerate(self.schedule.zones):
+            if zone.tx != node.name:
+                continue
+            horizon = st.rx_index + self.tx_advance + self.chunk
+            k = (horizon - st.timing.frame_start - zone.start) // self.schedule.frame_len
+            if k < st.next_frame.get(zi, 0) or k < 0:
+                continue
+            st.next_frame[zi] = k + 1
+            zone_start = st.timing.frame_start + k * self.schedule.frame_len + zone.start
+            if zone_start + zone.length < st.rx_index:
+                continue  # missed this zone (processing fell behind): never transmit late
+            now = self.now
+            node.poll(now)
+            lead = zone.guard // 2
+            if st.is_master:
+                beacon = node.modulate_raw(BEACON, BROADCAST)
+                room = zone.length - lead - beacon.size - INTER_BURST_GAP
+                iq, _ = node.build_zone(now, room)
+                parts = [np.zeros(lead, np.complex64), beacon]
+                if iq is not None:
+                    parts += [np.zeros(INTER_BURST_GAP, np.complex64), iq]
+                iq = np.concatenate(parts)
+            else:
+                iq, _ = node.build_zone(now, zone.length, lead=lead)
+            if iq is not None:
+                node.transmit(iq)
+
+    def events(self) -> list[NodeEvent]:
+        out: list[NodeEvent] = []
+        for st in self.states.values():
+            out.extend(st.node.drain_events())
+        out.sort(key=lambda e: e.t)
+        return out
+
+    def cpu(self) -> Counter[str]:
+        total: Counter[str] = Counter()
+        for st in self.states.values():
+            total.update(st.node.cpu)
+        return total
+
+    def sync_status(self) -> dict[str, Any]:
+        """Per node: locked to the ABS, beacons heard, radio counters."""
+        out = {}
+        for name, st in self.states.items():
+            stats = getattr(st.node.radio, "stats", None)
+            out[name] = {
+                "master": st.is_master,
+                "locked": st.is_master or st.timing.locked(st.rx_index),
+                "beacons": st.beacons,
+                "radio": stats.as_dict() if hasattr(stats, "as_dict") else {},
+            }
+        return out
