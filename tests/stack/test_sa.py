@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -255,3 +257,35 @@ def test_retired_tek_receivable_during_grace_only() -> None:
         rx.install(4, rx_grace=1.0)
     with pytest.raises(MalformedError):
         rx.install(4, now=1.0, rx_grace=-1.0)
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(st.just("send"), st.booleans()),
+            st.tuples(st.just("install"), st.integers(-2, 5)),
+        ),
+        max_size=80,
+    )
+)
+def test_no_tek_pn_pair_ever_repeats(ops: list[tuple[str, object]]) -> None:
+    """Whatever the sequence of sends and (re)installs, no {TEK, direction, PN} repeats."""
+    sa = SecurityAssociation(CTX, 3, update_threshold=2, pn_last=4)
+    sa.install(0)
+    sa.install(1)
+    used: set[tuple[bytes, bool, int]] = set()
+    for op, arg in ops:
+        if op == "send":
+            try:
+                tek, pn = sa.next_pn(bool(arg))
+            except KeyExhaustedError:
+                continue
+            key = (tek.key, bool(arg), pn)
+            assert key not in used
+            assert 1 <= pn <= 4
+            used.add(key)
+        else:
+            target = (sa.highest_counter_tek or 0) + int(arg)  # type: ignore[call-overload]
+            with contextlib.suppress(ProtocolError):
+                sa.install(max(target, 0))
+        assert len({t.eks for t in sa.teks}) == len(sa.teks) <= 2
