@@ -40,7 +40,7 @@ def test_file_overrides_defaults_and_flags_override_file(tmp_path):
         ("[security]\nmode = 'hybrid'\n", "security.mode"),
         ("[channel]\nsnr_db = 'high'\n", "channel.snr_db"),
         ("[security]\nenabled = 1\n", "security.enabled"),
-        ("[[stations]]\nname = 'A'\nrole = 'ams'\nstation_id = 5\nstid = 3\n", "abs"),
+        ("[[stations]]\nname = 'A'\nrole = 'ams'\nstation_id = 5\nserving = 'A'\n", "abs"),
         ("[[stations]]\nname='B'\nrole='abs'\nstation_id=1\ncolour='red'\n", "colour"),
         ("phy = 3\n", "phy"),
         ("links = [{a = 'ABS', b = 'nobody'}]\n", "links[0].b"),
