@@ -15,12 +15,15 @@ from hw.errors import (
     RadioUnavailableError,
 )
 from hw.loopback import LoopbackRadio, ManualClock, Medium, WallClock
+from hw.pluto import PlutoConfig, PlutoRadio  # imports no libiio until a radio is opened
 from hw.radio import Radio, RadioConfig, RadioStats
 
 __all__ = [
     "LoopbackRadio",
     "ManualClock",
     "Medium",
+    "PlutoConfig",
+    "PlutoRadio",
     "Radio",
     "RadioClosedError",
     "RadioConfig",
