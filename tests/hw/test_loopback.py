@@ -29,7 +29,7 @@ def bandlimited(
 
 
 def power_db(x: np.ndarray) -> float:
-    return float(10 * np.log10(np.mean(np.abs(x.astype(np.complex128)) ** 2)))
+    return float(10 * np.log10(np.mean(np.abs(x.astype(np.complex128)) ** 2) + 1e-30))
 
 
 def two_radios(**link):
