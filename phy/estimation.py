@@ -31,13 +31,14 @@ def smooth_channel(H: np.ndarray, freq_index: np.ndarray, width: int = SMOOTH_WI
 
 def track_phase(Y: np.ndarray, H: np.ndarray, ls: np.ndarray, pil_pos: np.ndarray,
                 pil_val: np.ndarray, freq_index: np.ndarray
-                ) -> tuple[np.ndarray, float, np.ndarray]:
-    """Remove per-symbol pilot phase (CPE) and the SFO phase slope.
+                ) -> tuple[np.ndarray, np.ndarray, float]:
+    """Estimate the per-symbol pilot phase model ``phase_l(k) = cpe_l + slope_l * k``.
 
     Y: (n_sym, n_used) received; H: (n_used,) channel; ls: (n_sym,) symbol numbers l (header 0);
-    pil_pos / pil_val: (n_sym, n_pilot) positions and values. Returns the corrected Y and the
-    fitted slope per symbol ``c`` (radians per subcarrier per symbol) and the per-symbol CPE
-    (radians; its trend over symbols is the residual CFO).
+    pil_pos / pil_val: (n_sym, n_pilot) positions and values. Returns ``(cpe, slope, c)``:
+    per-symbol CPE (radians; its trend over symbols is the residual CFO), per-symbol slope
+    (radians per subcarrier) and the fitted drift ``c`` (slope per symbol). The correction
+    itself is applied by :func:`phy.kernels.equalize`.
     """
     rows = np.arange(Y.shape[0])[:, None]
     Zp = Y[rows, pil_pos] * np.conj(H[pil_pos]) * pil_val
@@ -52,8 +53,7 @@ def track_phase(Y: np.ndarray, H: np.ndarray, ls: np.ndarray, pil_pos: np.ndarra
     c = float(np.sum(wgt * b * x) / den) if den > 0 else 0.0
     bl = c * x
     a = np.angle(np.sum(Zp * np.exp(-1j * bl[:, None] * k), axis=1))
-    phase = a[:, None] + bl[:, None] * freq_index[None, :].astype(np.float64)
-    return (Y * np.exp(-1j * phase)).astype(np.complex64), c, a
+    return a, bl, c
 
 
 def noise_variance(Y_sc: np.ndarray, even: np.ndarray, floor: float) -> float:

@@ -20,6 +20,7 @@ from __future__ import annotations
 from functools import cached_property
 
 import numpy as np
+import scipy.fft as sp_fft
 
 from phy.kernels import prbs
 from phy.numerology import PRU_SUBCARRIERS, Profile, get_profile
@@ -113,8 +114,8 @@ class ResourceGrid:
 
     def ofdm_demodulate(self, windows: np.ndarray) -> np.ndarray:
         """(n_sym, NFFT) time windows (CP removed) -> (n_sym, n_used) frequency values."""
-        F = np.fft.fft(windows, axis=1) / np.sqrt(self.nfft)
-        return F[:, self.used_bins].astype(np.complex64)
+        F = sp_fft.fft(np.asarray(windows, np.complex64), axis=1)
+        return F[:, self.used_bins] * np.float32(1.0 / np.sqrt(self.nfft))
 
     @cached_property
     def data_power(self) -> float:

@@ -6,7 +6,9 @@ straightforward twin in ``tests/phy/naive.py`` that the tests compare it with.
 
 * :func:`prbs` — Fibonacci LFSR ``s[i] = s[i-a] xor s[i-m]`` (randomizer, pilot sequence).
 * :func:`viterbi_k7` — soft-decision Viterbi for the K=7 (171,133) rate-1/2 code, zero-terminated.
-* :func:`demap_maxlog` — exact max-log LLRs for Gray square QAM.
+* :func:`demap_maxlog` — exact max-log LLRs for Gray square QAM (cell tables).
+* :func:`equalize` — pilot phase correction + one-tap equalisation + LLR weights.
+* :func:`gather_windows` — CFO-derotated FFT windows of a burst.
 * :func:`sc_blocks` — block sums of the Schmidl-Cox products and energies over a stream.
 """
 
@@ -92,36 +94,108 @@ def viterbi_k7(llr: np.ndarray, sx: np.ndarray, sy: np.ndarray) -> np.ndarray:  
 
 
 @njit(cache=True, nogil=True)
-def demap_maxlog(z: np.ndarray, w: np.ndarray, levels: np.ndarray,
-                 m: int) -> np.ndarray:  # pragma: no cover - numba
-    """Exact max-log LLRs for square QAM built from one PAM axis.
+def demap_maxlog(z: np.ndarray, w: np.ndarray, alpha: np.ndarray, beta: np.ndarray,
+                 nearest: np.ndarray, inv_cell: float):  # pragma: no cover - numba
+    """Exact max-log LLRs for Gray square QAM by cell lookup.
 
-    ``z``: complex64 equalised symbols; ``w``: float32 per-symbol weight ``1/s2`` (s2 = complex
-    noise variance after equalisation); ``levels``: float32 PAM level of each m-bit axis label
-    (label MSB = first bit); the first m bits of a symbol ride on I, the next m on Q.
-    Returns float32 LLRs, ``len(z) * 2m``, ``LLR = ln P(b=0)/P(b=1)`` (positive means 0).
+    Per axis value ``u`` the cell ``clip(floor(u * inv_cell) + nc/2, 0, nc-1)`` (cells are 2A
+    wide, bounded by the midpoints of the PAM levels) fixes, for every bit, the nearest level
+    with the bit 0 (``L0``) and with the bit 1 (``L1``), so
+    ``LLR = w ((u-L1)^2 - (u-L0)^2) = w (alpha u + beta)`` with ``alpha = 2 (L0 - L1)`` and
+    ``beta = L1^2 - L0^2`` tabulated per (cell, bit); ``nearest`` gives the hard decision.
+
+    ``z`` complex64, ``w`` float32 (1/s2 per symbol); tables from ``phy.qam.demap_tables``.
+    The first m bits of a symbol ride on I, the next m on Q; positive LLR means bit 0.
+    Returns ``(llr float32 [len(z)*2m], err float32 [len(z)])`` where ``err`` is the squared
+    distance to the nearest constellation point (for EVM).
     """
     n = z.size
-    nl = levels.size
+    nc = alpha.shape[0]
+    m = alpha.shape[1]
+    half = nc // 2
     out = np.empty(n * 2 * m, dtype=np.float32)
-    d = np.empty(nl, dtype=np.float32)
+    err = np.empty(n, dtype=np.float32)
     for i in range(n):
+        wi = w[i]
+        e = np.float32(0.0)
         for ax in range(2):
             u = z[i].real if ax == 0 else z[i].imag
-            for lab in range(nl):
-                e = u - levels[lab]
-                d[lab] = e * e
+            c = int(np.floor(u * inv_cell)) + half
+            if c < 0:
+                c = 0
+            elif c >= nc:
+                c = nc - 1
+            base = i * 2 * m + ax * m
             for b in range(m):
-                d0 = np.float32(3.0e38)
-                d1 = np.float32(3.0e38)
-                sh = m - 1 - b
-                for lab in range(nl):
-                    if (lab >> sh) & 1:
-                        if d[lab] < d1:
-                            d1 = d[lab]
-                    elif d[lab] < d0:
-                        d0 = d[lab]
-                out[i * 2 * m + ax * m + b] = w[i] * (d1 - d0)
+                out[base + b] = wi * (alpha[c, b] * u + beta[c, b])
+            d = u - nearest[c]
+            e += d * d
+        err[i] = e
+    return out, err
+
+
+@njit(cache=True, nogil=True)
+def equalize(Y: np.ndarray, H: np.ndarray, dpos: np.ndarray, cpe: np.ndarray, slope: np.ndarray,
+             fidx: np.ndarray, inv_sigma2: float):  # pragma: no cover - numba
+    """Phase-correct and zero-force the data subcarriers of a block of symbols.
+
+    ``Y`` (n_sym, n_used) complex64; ``H`` (n_used,) complex64; ``dpos`` (n_sym, n_data) int64
+    data positions; ``cpe``, ``slope`` (n_sym,) float64 phase model ``cpe + slope * fidx``;
+    ``fidx`` (n_used,) float64 subcarrier frequency index. Returns ``z`` complex64 and LLR
+    weights ``w = |H|^2 / sigma^2`` float32, both flattened (n_sym * n_data) in symbol order.
+    """
+    n_sym, n_data = dpos.shape
+    n_used = fidx.size
+    z = np.empty(n_sym * n_data, dtype=np.complex64)
+    w = np.empty(n_sym * n_data, dtype=np.float32)
+    rc = np.empty(n_used, dtype=np.float64)
+    rs = np.empty(n_used, dtype=np.float64)
+    for l in range(n_sym):
+        # exp(-j ph_k) along the used band by recurrence (one cos/sin per symbol, not per bin)
+        ph0 = cpe[l] + slope[l] * fidx[0]
+        cr, ci = np.cos(ph0), np.sin(ph0)
+        sr, si = np.cos(slope[l]), np.sin(slope[l])
+        rc[0], rs[0] = cr, ci
+        for k in range(1, n_used):
+            steps = int(fidx[k] - fidx[k - 1])
+            for _ in range(steps):
+                cr, ci = cr * sr - ci * si, cr * si + ci * sr
+            rc[k], rs[k] = cr, ci
+        for j in range(n_data):
+            k = dpos[l, j]
+            h = H[k]
+            h2 = h.real * h.real + h.imag * h.imag
+            if h2 < 1e-30:
+                h2 = 1e-30
+            y = Y[l, k]
+            c = rc[k]
+            s = rs[k]
+            # y * exp(-j ph) * conj(h) / |h|^2
+            yr = y.real * c + y.imag * s
+            yi = y.imag * c - y.real * s
+            idx = l * n_data + j
+            z[idx] = complex((yr * h.real + yi * h.imag) / h2, (yi * h.real - yr * h.imag) / h2)
+            w[idx] = h2 * inv_sigma2
+    return z, w
+
+
+@njit(cache=True, nogil=True)
+def gather_windows(r: np.ndarray, s0: int, n_sym: int, stride: int, nfft: int,
+                   w_step: float):  # pragma: no cover - numba
+    """FFT windows ``r[s0 + l*stride + n]`` (n < nfft) of n_sym symbols, each sample rotated by
+    ``exp(-j w_step (s0 + l*stride + n))`` (CFO removal; phase referenced to sample 0 of the
+    buffer). ``r`` complex64; returns (n_sym, nfft) complex64. The phase is computed exactly at
+    the start of every window and advanced by recurrence inside it."""
+    out = np.empty((n_sym, nfft), dtype=np.complex64)
+    sr, si = np.cos(w_step), -np.sin(w_step)
+    for l in range(n_sym):
+        base = s0 + l * stride
+        ph = -w_step * base
+        cr, ci = np.cos(ph), np.sin(ph)
+        for n in range(nfft):
+            x = r[base + n]
+            out[l, n] = complex(x.real * cr - x.imag * ci, x.real * ci + x.imag * cr)
+            cr, ci = cr * sr - ci * si, cr * si + ci * sr
     return out
 
 

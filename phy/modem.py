@@ -37,7 +37,7 @@ from phy.estimation import noise_variance, smooth_channel, track_phase
 from phy.fec import FEC, ConvCode
 from phy.grid import ResourceGrid
 from phy.interleaver import deinterleave, interleave
-from phy.kernels import prbs
+from phy.kernels import equalize, gather_windows, prbs
 from phy.numerology import Profile, get_profile
 from phy.randomizer import randomize
 from phy.sync import Preamble, detect, fine_timing, fractional_cfo, integer_cfo_bins
@@ -144,6 +144,7 @@ class BurstModem:
         self.scale = 1.0 if tx_rms is None else float(tx_rms) / math.sqrt(self.grid.data_power)
         self.backoff = max(2, self.grid.cp // 8)
         self._sym_len = self.grid.symbol_samples
+        self._fidx = self.grid.freq_index.astype(np.float64)
         self._pre_time = self.grid.ofdm_modulate(np.stack([self.pre.sc, self.pre.long]))
         # the repeated header code words are scrambled so the symbol has no periodic structure
         # (repetition alone gives a high-PAPR symbol that the output limiter would clip)
@@ -263,11 +264,8 @@ class BurstModem:
         g = self.grid
         fs = self.profile.sample_rate
         s0 = first + g.cp - self.backoff
-        idx = s0 + np.arange(n_sym)[:, None] * self._sym_len + np.arange(g.nfft)[None, :]
-        w = r[idx]
-        w0 = np.exp(-2j * np.pi * cfo / fs * (s0 + np.arange(g.nfft))).astype(np.complex64)
-        ws = np.exp(-2j * np.pi * cfo / fs * self._sym_len * np.arange(n_sym)).astype(np.complex64)
-        return g.ofdm_demodulate(w * w0[None, :] * ws[:, None])
+        w = gather_windows(r, s0, n_sym, self._sym_len, g.nfft, 2 * np.pi * cfo / fs)
+        return g.ofdm_demodulate(w)
 
     def _decode_at(self, r: np.ndarray, coarse: int) -> Burst | None:
         g = self.grid
@@ -315,10 +313,11 @@ class BurstModem:
         Yd = self._windows(r, start + 3 * ns, n_sym, cfo)
         Yall = np.concatenate([Y[2:3], Yd])
         ls = np.arange(n_sym + 1)
-        Yc, slope, cpe = track_phase(Yall, H, ls, *self._pilots(n_sym + 1), g.freq_index)
+        cpe, bl, slope = track_phase(Yall, H, ls, *self._pilots(n_sym + 1), g.freq_index)
         if n_sym >= 2:  # residual CFO from the CPE trend refines the reported estimate
             cfo += float(np.polyfit(ls, np.unwrap(cpe), 1)[0]) * fs / (2 * np.pi * ns)
-        payload, ok, evm_db = self._decode_data(Yc[1:], H, sigma2, mcs, length, src, dst)
+        z, wgt = self._equalise(Yd, H, sigma2, 1, cpe[1:], bl[1:])
+        payload, ok, evm_db = self._decode_data(z, wgt, mcs, length, src, dst)
         # slope c rad/subcarrier/symbol = -2 pi (drift samples per symbol) / NFFT
         sfo_ppm = -slope * n / (2 * np.pi * ns) * 1e6 if n_sym >= 8 else 0.0
         return Burst(payload, ok, round(snr_db, 2), float(cfo), round(evm_db, 2), src, dst,
@@ -329,24 +328,20 @@ class BurstModem:
         pos = g.sym_pilot_pos[np.arange(n_sym) % 3]
         return pos, g.pilot_values(n_sym)
 
-    def _equalise(self, Y: np.ndarray, H: np.ndarray, sigma2: float, l0: int
-                  ) -> tuple[np.ndarray, np.ndarray]:
+    def _equalise(self, Y: np.ndarray, H: np.ndarray, sigma2: float, l0: int,
+                  cpe: np.ndarray, slope: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Data subcarriers of symbols l0.. -> (z, w) flattened in transmit order."""
         g = self.grid
-        n_sym = Y.shape[0]
-        dpos = g.sym_data_pos[(l0 + np.arange(n_sym)) % 3]
-        Hd = H[dpos]
-        h2 = Hd.real**2 + Hd.imag**2
-        rows = np.arange(n_sym)[:, None]
-        z = Y[rows, dpos] * np.conj(Hd) / np.maximum(h2, 1e-30)
-        wgt = (h2 / sigma2).astype(np.float32)
-        return z.astype(np.complex64), wgt
+        dpos = g.sym_data_pos[(l0 + np.arange(Y.shape[0])) % 3]
+        return equalize(np.ascontiguousarray(Y, np.complex64), H, dpos,
+                        np.ascontiguousarray(cpe, np.float64),
+                        np.ascontiguousarray(slope, np.float64), self._fidx, 1.0 / sigma2)
 
     def _decode_header(self, Yh: np.ndarray, H: np.ndarray, sigma2: float
                        ) -> tuple[Mcs, int, int, int] | None:
         g = self.grid
-        Yc, _, _ = track_phase(Yh, H, np.zeros(1, np.int64), *self._pilots(1), g.freq_index)
-        z, wgt = self._equalise(Yc, H, sigma2, 0)
+        cpe, bl, _ = track_phase(Yh, H, np.zeros(1, np.int64), *self._pilots(1), g.freq_index)
+        z, wgt = self._equalise(Yh, H, sigma2, 0, cpe, bl)
         ncb = g.n_data * 2
         llr = deinterleave(qam.demodulate(z, wgt, 2), ncb, 2) * self._hdr_sign
         nco = _fec("1/2").coded_length(HEADER_BYTES * 8)
@@ -360,16 +355,15 @@ class BurstModem:
             return None
         return _MCS_LIST[vm & 15], length, src, dst
 
-    def _decode_data(self, Yd: np.ndarray, H: np.ndarray, sigma2: float, mcs: Mcs, length: int,
+    def _decode_data(self, z: np.ndarray, wgt: np.ndarray, mcs: Mcs, length: int,
                      src: int, dst: int) -> tuple[bytes, bool, float]:
         bps = mcs.bits_per_symbol
-        z, wgt = self._equalise(Yd, H, sigma2, 1)
-        ref = qam.hard_decision(z, bps)
-        err = np.abs(z - ref) ** 2
-        evm = float(np.sum(err * wgt) / max(np.sum(np.abs(ref) ** 2 * wgt), 1e-30))
+        llr, err = qam.demodulate_with_error(z, wgt, bps)
+        # EVM against the nearest points, weighted by |H|^2 (unit-energy constellations)
+        evm = float(np.dot(err, wgt) / max(float(np.sum(wgt)), 1e-30))
         evm_db = 10 * math.log10(max(evm, 1e-12))
         ncbps = self._ncbps(mcs)
-        llr = deinterleave(qam.demodulate(z, wgt, bps), ncbps, bps)
+        llr = deinterleave(llr, ncbps, bps)
         fec = _fec(mcs.code_rate)
         n_info = self._n_info(length)
         bits = fec.decode(llr[: fec.coded_length(n_info)], n_info)
@@ -396,7 +390,9 @@ def _validate_iq(iq: object) -> np.ndarray:
     if not np.issubdtype(iq.dtype, np.complexfloating):
         raise PhyInputError(f"iq must be complex64/complex128 samples, got dtype {iq.dtype}")
     r = np.ascontiguousarray(iq, dtype=np.complex64)
-    if r.size and not np.isfinite(r.view(np.float32)).all():
+    # one cheap reduction first; the element-wise check only when it is not finite
+    if r.size and not np.isfinite(np.sum(r.view(np.float32), dtype=np.float64)) \
+            and not np.isfinite(r.view(np.float32)).all():
         bad = int(np.count_nonzero(~np.isfinite(r.view(np.float32)).reshape(-1, 2).all(axis=1)))
         raise PhyInputError(f"iq contains {bad} non-finite (NaN/inf) samples")
     return r

@@ -50,7 +50,7 @@ class Profile:
     standard: bool = True
     description: str = field(default="", compare=False)
 
-    @property
+    @cached_property
     def sample_rate(self) -> float:
         """Sampling rate in samples/s (16m rule, digest §1.1)."""
         return float((self.sampling_factor * Fraction(self.bandwidth_hz) / 8000).__floor__() * 8000)

@@ -51,16 +51,50 @@ def modulate(bits: np.ndarray, bps: int) -> np.ndarray:
     return constellation(bps)[b @ weights]
 
 
-def demodulate(z: np.ndarray, w: np.ndarray, bps: int) -> np.ndarray:
+@lru_cache(maxsize=8)
+def demap_tables(m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Cell tables for :func:`phy.kernels.demap_maxlog` (m bits per axis).
+
+    Cells are 2A wide with edges at the even multiples of the level spacing A (the midpoints
+    of the PAM levels), two outer cells extend to infinity. Within a cell the nearest level
+    with bit b = 0 / 1 is fixed; it is found here by brute force at the cell centre, which is
+    exact because every Voronoi edge of each bit's level subset is such a midpoint."""
+    lv = axis_levels(m).astype(np.float64)
+    a = float(np.min(np.abs(lv)))
+    nc = lv.size
+    centres = (np.arange(nc) - nc // 2 + 0.5) * 2 * a
+    alpha = np.empty((nc, m), np.float32)
+    beta = np.empty((nc, m), np.float32)
+    nearest = np.empty(nc, np.float32)
+    labels = np.arange(nc)
+    for c, u in enumerate(centres):
+        d = (u - lv) ** 2
+        nearest[c] = lv[np.argmin(d)]
+        for b in range(m):
+            bit = (labels >> (m - 1 - b)) & 1
+            l0 = lv[bit == 0][np.argmin(d[bit == 0])]
+            l1 = lv[bit == 1][np.argmin(d[bit == 1])]
+            alpha[c, b] = 2 * (l0 - l1)
+            beta[c, b] = l1 * l1 - l0 * l0
+    return alpha, beta, nearest, 1.0 / (2 * a)
+
+
+def demodulate_with_error(z: np.ndarray, w: np.ndarray, bps: int
+                          ) -> tuple[np.ndarray, np.ndarray]:
     """Max-log LLRs (float32, positive means 0) for equalised symbols ``z`` with weights ``w``
-    = 1/s2 per symbol (s2 = complex noise variance after equalisation)."""
-    m = bps // 2
+    = 1/s2 per symbol (s2 = complex noise variance after equalisation), plus the squared
+    distance of each symbol to its nearest constellation point."""
+    alpha, beta, nearest, inv_cell = demap_tables(bps // 2)
     return demap_maxlog(
         np.ascontiguousarray(z, dtype=np.complex64).ravel(),
         np.ascontiguousarray(w, dtype=np.float32).ravel(),
-        axis_levels(m),
-        m,
+        alpha, beta, nearest, inv_cell,
     )
+
+
+def demodulate(z: np.ndarray, w: np.ndarray, bps: int) -> np.ndarray:
+    """Max-log LLRs only (see :func:`demodulate_with_error`)."""
+    return demodulate_with_error(z, w, bps)[0]
 
 
 def hard_decision(z: np.ndarray, bps: int) -> np.ndarray:

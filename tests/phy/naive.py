@@ -93,3 +93,20 @@ def sc_blocks(r: np.ndarray, lag: int, block: int) -> tuple[np.ndarray, np.ndarr
     e = np.array([np.sum(np.abs(r[i * block:(i + 1) * block].astype(np.complex128)) ** 2)
                   for i in range(nbe)])
     return p.astype(np.complex128).reshape(-1), e.reshape(-1)
+
+
+def equalize(Y: np.ndarray, H: np.ndarray, dpos: np.ndarray, cpe: np.ndarray, slope: np.ndarray,
+             fidx: np.ndarray, inv_sigma2: float) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised numpy: z = Y exp(-j(cpe + slope k)) / H on the data positions; w = |H|^2/s2."""
+    rows = np.arange(Y.shape[0])[:, None]
+    ph = cpe[:, None] + slope[:, None] * fidx[dpos]
+    h = H[dpos].astype(np.complex128)
+    z = Y[rows, dpos] * np.exp(-1j * ph) / h
+    return z.ravel(), (np.abs(h) ** 2 * inv_sigma2).ravel()
+
+
+def gather_windows(r: np.ndarray, s0: int, n_sym: int, stride: int, nfft: int,
+                   w_step: float) -> np.ndarray:
+    """Fancy-index the windows and multiply by exp(-j w_step n) with absolute sample index n."""
+    idx = s0 + np.arange(n_sym)[:, None] * stride + np.arange(nfft)[None, :]
+    return r[idx] * np.exp(-1j * w_step * idx)

@@ -62,11 +62,36 @@ def test_punctured_code_decodes_noiseless(rate: str) -> None:
 @pytest.mark.parametrize("bps", [2, 4, 6])
 def test_demapper_equals_naive(bps: int) -> None:
     rng = np.random.default_rng(12 + bps)
-    z = (rng.normal(size=300) + 1j * rng.normal(size=300)).astype(np.complex64) * 0.8
-    w = rng.uniform(0.1, 10, 300).astype(np.float32)
+    z = (rng.normal(size=3000) + 1j * rng.normal(size=3000)).astype(np.complex64) * 0.8
+    w = rng.uniform(0.1, 10, 3000).astype(np.float32)
     got = qam.demodulate(z, w, bps)
     ref = naive.demap_maxlog(z.astype(np.complex128), w.astype(np.float64), qam.constellation(bps))
     np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("bps", [2, 4, 6])
+def test_demapper_error_output_is_distance_to_nearest_point(bps: int) -> None:
+    rng = np.random.default_rng(30 + bps)
+    z = (rng.normal(size=500) + 1j * rng.normal(size=500)).astype(np.complex64)
+    _, err = qam.demodulate_with_error(z, np.ones(z.size, np.float32), bps)
+    ref = np.min(np.abs(z[:, None].astype(np.complex128) - qam.constellation(bps)[None, :]) ** 2,
+                 axis=1)
+    np.testing.assert_allclose(err, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_equalize_equals_naive() -> None:
+    rng = np.random.default_rng(14)
+    n_sym, n_used = 5, 72
+    Y = (rng.normal(size=(n_sym, n_used)) + 1j * rng.normal(size=(n_sym, n_used))).astype(
+        np.complex64)
+    H = (rng.normal(size=n_used) + 1j * rng.normal(size=n_used)).astype(np.complex64)
+    dpos = np.stack([np.sort(rng.choice(n_used, 68, replace=False)) for _ in range(n_sym)])
+    cpe, slope = rng.uniform(-3, 3, n_sym), rng.uniform(-0.05, 0.05, n_sym)
+    fidx = (np.arange(n_used) - 36).astype(np.float64)
+    z, w = kernels.equalize(Y, H, dpos, cpe, slope, fidx, 2.5)
+    zr, wr = naive.equalize(Y, H, dpos, cpe, slope, fidx, 2.5)
+    np.testing.assert_allclose(z, zr, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(w, wr, rtol=1e-5)
 
 
 @pytest.mark.parametrize("bps", [2, 4, 6])
@@ -84,6 +109,16 @@ def test_qam_roundtrip_gray_and_unit_energy(bps: int) -> None:
     syms = qam.modulate(bits, bps)
     llr = qam.demodulate(syms, np.ones(syms.size, np.float32), bps)
     assert np.array_equal((llr < 0).astype(np.uint8), bits)
+
+
+def test_gather_windows_equals_naive() -> None:
+    rng = np.random.default_rng(15)
+    r = (rng.normal(size=20000) + 1j * rng.normal(size=20000)).astype(np.complex64)
+    for s0, n_sym, stride, nfft, w in [(0, 3, 576, 512, 0.07), (1234, 10, 1152, 1024, -0.3),
+                                       (5, 1, 288, 256, 0.0)]:
+        got = kernels.gather_windows(r, s0, n_sym, stride, nfft, w)
+        ref = naive.gather_windows(r, s0, n_sym, stride, nfft, w)
+        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
 
 
 def test_sc_blocks_equals_naive() -> None:
