@@ -8,6 +8,7 @@ llvmlite and cryptography. ``load_warning()`` returns a sentence to print when t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import sys
@@ -17,8 +18,19 @@ _FLAGS_OF_INTEREST = ("aes", "vaes", "pclmulqdq", "avx", "avx2", "avx512f", "sse
 
 
 def _cpu_model_and_flags() -> tuple[str, list[str]]:
+    model, flags, _ = _cpuinfo()
+    return model, flags
+
+
+def cpu_mhz() -> float | None:
+    """Clock of the first CPU as /proc/cpuinfo reports it (nominal on most VMs), else ``None``."""
+    return _cpuinfo()[2]
+
+
+def _cpuinfo() -> tuple[str, list[str], float | None]:
     model = platform.processor() or platform.machine()
     flags: list[str] = []
+    mhz: float | None = None
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
             for line in f:
@@ -29,11 +41,14 @@ def _cpu_model_and_flags() -> tuple[str, list[str]]:
                 elif key == "flags" and not flags:
                     have = set(value.split())
                     flags = [fl for fl in _FLAGS_OF_INTEREST if fl in have]
-                if model and flags:
+                elif key == "cpu MHz" and mhz is None:
+                    with contextlib.suppress(ValueError):
+                        mhz = float(value)
+                if model and flags and mhz is not None:
                     break
     except OSError:
         pass
-    return model, flags
+    return model, flags, mhz
 
 
 def _version(dist: str) -> str | None:
@@ -59,6 +74,7 @@ def machine_info() -> dict[str, object]:
         "logical_cores": os.cpu_count(),
         "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "cpu_flags": flags,
+        "cpu_mhz": cpu_mhz(),
         "load_average": load_average(),
         "platform": platform.platform(),
         "python": sys.version.split()[0],

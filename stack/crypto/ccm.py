@@ -140,8 +140,12 @@ def _validate(
                 f"past the end of buf ({buf.shape[0]} bytes)"
             )
         if n > 1:
-            order = np.argsort(offs, kind="stable")
-            if np.any(ends[order[:-1]] > offs[order[1:]]):
+            if np.all(offs[1:] >= offs[:-1]):  # the usual case: items in buffer order, O(n)
+                overlap = bool(np.any(ends[:-1] > offs[1:]))
+            else:
+                order = np.argsort(offs, kind="stable")
+                overlap = bool(np.any(ends[order[:-1]] > offs[order[1:]]))
+            if overlap:
                 raise MalformedError("items overlap in buf (payload+tag regions must be disjoint)")
     return (
         np.ascontiguousarray(keys),
@@ -370,32 +374,41 @@ def _key_array(key: bytes) -> np.ndarray:
 def _nonce_array(nonces: Sequence[bytes], n: int) -> np.ndarray:
     if len(nonces) != n:
         raise MalformedError(f"got {len(nonces)} nonces for {n} items")
-    for i, nc in enumerate(nonces):
-        if not isinstance(nc, (bytes, bytearray, memoryview)):
-            raise KeyLengthError(f"nonce {i} must be bytes, got {type(nc).__name__}")
-        if len(nc) != CCM_NONCE_LEN:
-            raise KeyLengthError(f"nonce {i} must be 13 bytes, got {len(nc)}")
     if n == 0:
         return np.zeros((0, CCM_NONCE_LEN), dtype=np.uint8)
-    return np.frombuffer(b"".join(nonces), dtype=np.uint8).reshape(n, CCM_NONCE_LEN)
+    try:
+        joined = b"".join(nonces)
+    except TypeError:
+        raise KeyLengthError("nonces must be bytes-like objects of 13 bytes") from None
+    if len(joined) != CCM_NONCE_LEN * n or set(map(len, nonces)) != {CCM_NONCE_LEN}:
+        bad = next(i for i, nc in enumerate(nonces) if len(nc) != CCM_NONCE_LEN)
+        raise KeyLengthError(f"nonce {bad} must be 13 bytes, got {len(nonces[bad])}")
+    return np.frombuffer(joined, dtype=np.uint8).reshape(n, CCM_NONCE_LEN)
 
 
 def _pack(items: Sequence[bytes], extra: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Concatenate items into one buffer with ``extra`` spare bytes after each."""
-    for i, it in enumerate(items):
-        if not isinstance(it, (bytes, bytearray, memoryview)):
-            raise MalformedError(f"item {i} must be bytes, got {type(it).__name__}")
-    lens = np.fromiter((len(it) for it in items), dtype=np.int64, count=len(items))
+    """Concatenate items into one writeable buffer with ``extra`` spare bytes after each."""
+    try:
+        lens = np.fromiter(map(len, items), dtype=np.int64, count=len(items))
+        pad = bytes(extra)
+        joined = bytearray(pad).join(items)  # one allocation, already writeable
+        joined += pad
+    except TypeError:
+        raise MalformedError("items must be bytes-like objects") from None
     offs = np.zeros(len(items), dtype=np.int64)
     if len(items) > 1:
         np.cumsum(lens[:-1] + extra, out=offs[1:])
-    if extra:
-        pad = bytes(extra)
-        joined = pad.join(bytes(it) for it in items) + pad
-    else:
-        joined = b"".join(bytes(it) for it in items)
-    buf = np.frombuffer(bytearray(joined), dtype=np.uint8)
+    buf = np.frombuffer(joined, dtype=np.uint8)
     return buf, offs, lens
+
+
+def _unpack(buf: np.ndarray, offs: np.ndarray, ends: np.ndarray) -> list[bytes]:
+    """``[bytes(buf[o:e]) ...]`` with the fewest copies: one per item for big items."""
+    if ends.shape[0] and int(ends[-1]) > 4096 * ends.shape[0]:
+        mv = memoryview(buf)
+        return [mv[o:e].tobytes() for o, e in zip(offs.tolist(), ends.tolist(), strict=True)]
+    whole = buf.tobytes()
+    return [whole[o:e] for o, e in zip(offs.tolist(), ends.tolist(), strict=True)]
 
 
 def seal_many(
@@ -413,9 +426,7 @@ def seal_many(
     buf, offs, lens = _pack(payloads, CCM_TAG_LEN)
     if n:
         seal_batch(k, np.zeros(n, np.int64), nc, buf, offs, lens, threads=threads, engine=engine)
-    mv = buf.tobytes()
-    ends = (offs + lens + CCM_TAG_LEN).tolist()
-    return [mv[o:e] for o, e in zip(offs.tolist(), ends, strict=True)]
+    return _unpack(buf, offs, offs + lens + CCM_TAG_LEN)
 
 
 def open_many(
@@ -430,19 +441,18 @@ def open_many(
     k = _key_array(key)
     n = len(sealed)
     nc = _nonce_array(nonces, n)
-    for i, s in enumerate(sealed):
-        if isinstance(s, (bytes, bytearray, memoryview)) and len(s) < CCM_TAG_LEN:
-            raise MalformedError(f"sealed item {i} is shorter than its 8-byte tag ({len(s)} bytes)")
-    buf, offs, lens = _pack(sealed, 0)
-    lens -= CCM_TAG_LEN
     if n == 0:
         return []
+    buf, offs, lens = _pack(sealed, 0)
+    lens -= CCM_TAG_LEN
+    if int(lens.min()) < 0:
+        bad = int(np.argmin(lens))
+        raise MalformedError(f"sealed item {bad} is shorter than its 8-byte tag")
     ok = open_batch(k, np.zeros(n, np.int64), nc, buf, offs, lens, threads=threads, engine=engine)
-    mv = buf.tobytes()
-    return [
-        mv[o : o + ln] if good else None
-        for o, ln, good in zip(offs.tolist(), lens.tolist(), ok.tolist(), strict=True)
-    ]
+    out: list[bytes | None] = list(_unpack(buf, offs, offs + lens))
+    for i in np.flatnonzero(~ok).tolist():
+        out[i] = None
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -538,12 +548,13 @@ def warm_up(engine: str | None = None, *, threads: int = 1) -> float:
 
     name = _resolve(engine)
     t0 = time.perf_counter()
+    n = 32  # enough items for the multi-threaded driver to engage
     keys = np.zeros((1, CCM_KEY_LEN), np.uint8)
-    nonces = np.zeros((1, CCM_NONCE_LEN), np.uint8)
-    buf = np.zeros(64, np.uint8)
-    offs = np.zeros(1, np.int64)
-    lens = np.full(1, 40, np.int64)
-    kidx = np.zeros(1, np.int64)
+    nonces = np.zeros((n, CCM_NONCE_LEN), np.uint8)
+    lens = np.full(n, 40, np.int64)
+    offs = np.arange(n, dtype=np.int64) * 48
+    buf = np.zeros(48 * n, np.uint8)
+    kidx = np.zeros(n, np.int64)
     for th in sorted({1, int(threads)}):
         seal_batch(keys, kidx, nonces, buf, offs, lens, engine=name, threads=th)
         open_batch(keys, kidx, nonces, buf, offs, lens, engine=name, threads=th)
