@@ -58,6 +58,7 @@ class FlowStats:
     corrupted_bytes: int = 0
     duplicate_packets: int = 0
     first_tx: float | None = None
+    last_tx: float | None = None
     last_rx: float | None = None
     delivery_times: list[float] = field(default_factory=list)
 
@@ -104,6 +105,7 @@ class Flow:
         self.stats.sent_bytes += len(pkt)
         if self.stats.first_tx is None:
             self.stats.first_tx = now
+        self.stats.last_tx = now
 
     def deliver(self, data: bytes, now: float) -> str:
         """Check a delivered packet: ``"ok"``, ``"duplicate"`` or ``"corrupted"``."""

@@ -172,7 +172,9 @@ def validate(cfg: Config) -> None:
         raise ConfigError("phy.frame_ms must be positive")
     if not -60.0 <= cfg["phy"]["tx_dbfs"] <= 0.0:
         raise ConfigError("phy.tx_dbfs must be in [-60, 0] dB relative to DAC full scale")
-    for key in ("packets_per_direction", "payload_bytes", "per_frame"):
+    if not 0.0 <= cfg["traffic"]["min_delivery"] <= 1.0:
+        raise ConfigError("traffic.min_delivery must be a fraction in [0, 1]")
+    for key in ("packets_per_direction", "payload_bytes", "per_frame", "drain_frames"):
         if int(cfg["traffic"][key]) < 1:
             raise ConfigError(f"traffic.{key} must be at least 1")
     if cfg["traffic"]["payload_bytes"] < 24:

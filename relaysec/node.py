@@ -109,12 +109,16 @@ class SymbolCapture:
         if inner is None:
             return
 
-        def wrapped(Y: Any, H: Any, sigma2: Any, l0: int) -> Any:
-            out = inner(Y, H, sigma2, l0)
-            if l0 == 0:
-                self._groups.append([])
-            elif self._groups:
-                self._groups[-1].append(np.asarray(out[0]))
+        def wrapped(*args: Any, **kw: Any) -> Any:
+            out = inner(*args, **kw)
+            try:
+                l0 = args[3] if len(args) > 3 else kw.get("l0", 0)
+                if l0 == 0:
+                    self._groups.append([])
+                elif self._groups:
+                    self._groups[-1].append(np.asarray(out[0]))
+            except Exception:  # a changed private hook must never break decoding
+                self._groups = []
             return out
 
         modem._equalise = wrapped

@@ -110,6 +110,7 @@ def describe_frame(frame: bytes) -> list[str]:
 class _TrafficPlan:
     flows: list[tuple[Flow, str, str]] = field(default_factory=list)  # (flow, src, dst)
     quota: dict[int, int | None] = field(default_factory=dict)       # None = unlimited
+    per_frame: int | None = None                                      # None = traffic.per_frame
 
 
 class Trial:
@@ -202,7 +203,7 @@ class Trial:
         for s in stations:
             ppm = float(rng.uniform(-1, 1) * cfg["channel"]["cfo_ppm"])
             radios[s["name"]] = medium.add_radio(
-                s["name"], ppm=ppm, sfo_ppm=float(cfg["channel"]["sfo_ppm"]) or None
+                s["name"], ppm=ppm, sfo_ppm=float(cfg["channel"]["sfo_ppm"])
             )
         names = [s["name"] for s in stations]
         for i, a in enumerate(names):
@@ -219,7 +220,7 @@ class Trial:
                 roles[s["name"]] = AbsRole(
                     AbsConfig(station_id=s["station_id"], mode=mode, timers=timers,
                               lifetimes=life),
-                    authenticator=BuiltinAuthenticator(psks), rng=rseed)
+                    authenticator=BuiltinAuthenticator(psks, rng=rseed + 1), rng=rseed)
             elif s["role"] == "ars":
                 roles[s["name"]] = ArsRole(
                     ArsConfig(station_id=s["station_id"], psk=station_psk(cfg, s), mode=mode,
@@ -247,6 +248,7 @@ class Trial:
             guard_s=float(cfg["schedule"]["guard_us"]) * 1e-6,
         )
         self.schedule = schedule
+        self.net_frame_s = schedule.frame_s
         node0 = next(iter(self.nodes.values()))
         smallest = min(node0.capacity(z.length - z.guard // 2) for z in schedule.zones)
         need = int(cfg["traffic"]["payload_bytes"]) + MPDU_HEADROOM
@@ -294,7 +296,7 @@ class Trial:
     def _offer(self, plan: _TrafficPlan) -> None:
         from stack.errors import SecurityError
 
-        per_frame = int(self.cfg["traffic"]["per_frame"])
+        per_frame = plan.per_frame or int(self.cfg["traffic"]["per_frame"])
         now = self.now
         for flow, src, dst in plan.flows:
             left = plan.quota.get(flow.flow_id)
@@ -384,15 +386,13 @@ class Trial:
     def _phase_ars_entry(self) -> bool:
         ph = self._begin("ars_entry")
         arss = [s["name"] for s in stations_by_role(self.cfg, "ars")]
-        for n in arss:
-            self.roles[n].attach(self.id_of[self.abs_name], self.now)
 
         def done() -> bool:
             return all(self._events("KeysInstalled", n, subject=self.id_of[n]) and
                        self._events("KeysInstalled", self.abs_name, subject=self.id_of[n])
                        for n in arss)
 
-        if not self._run_until(done, self.cfg["timeouts"]["entry_s"]):
+        if not self._run_entry([(n, self.abs_name) for n in arss], done):
             return self._end(ph, False, "timeout: " + self._why_not())
         notes = []
         for n in arss:
@@ -401,6 +401,37 @@ class Trial:
                 return self._end(ph, False, note)
             notes.append(f"{n} {note}")
         return self._end(ph, True, "; ".join(notes))
+
+    def _run_entry(self, entrants: list[tuple[str, str]], done: Callable[[], bool]) -> bool:
+        """Start network entry of each ``(station, via)`` and run until *done*; a station whose
+        entry failed (``EntryFailed``/``PeerLost``: e.g. an EAP exchange broken by a forged
+        message, which EAP-PSK treats as final) starts over, up to ``security.entry_attempts``
+        times, as a real station would retry."""
+        attempts = dict.fromkeys((n for n, _ in entrants), 0)
+        started: dict[str, float] = {}
+
+        def start(name: str, via: str) -> None:
+            attempts[name] += 1
+            started[name] = self.now
+            self.roles[name].attach(self.id_of[via], self.now)
+
+        for name, via in entrants:
+            start(name, via)
+
+        def check() -> bool:
+            if done():
+                return True
+            for name, via in entrants:
+                failed = [ne for ne in self.log if ne.t >= started[name] and ne.station == name
+                          and type(ne.event).__name__ in ("EntryFailed", "PeerLost")]
+                if failed and attempts[name] < int(self.cfg["security"]["entry_attempts"]):
+                    self.progress(f"      {name}: entry failed "
+                                  f"({_fields(failed[-1].event)}), retrying")
+                    self._step(None)      # let the failure settle before starting over
+                    start(name, via)
+            return False
+
+        return self._run_until(check, self.cfg["timeouts"]["entry_s"])
 
     def _ams(self) -> dict[str, Any]:
         return stations_by_role(self.cfg, "ams")[0]
@@ -416,7 +447,6 @@ class Trial:
         ams = self._ams()
         name, serving = ams["name"], ams["serving"]
         self.serving = serving
-        self.roles[name].attach(self.id_of[serving], self.now)
         holder = self._key_holder(serving)
         distributed = (self.cfg["security"]["mode"] == "distributed"
                        and self.by_name[serving]["role"] == "ars")
@@ -430,9 +460,9 @@ class Trial:
                                               status=0))
             return ok
 
-        if not self._run_until(done, self.cfg["timeouts"]["entry_s"]):
+        if not self._run_entry([(name, serving)], done):
             return self._end(ph, False, "timeout: " + self._why_not())
-        ok, note = self._keys_match(name, serving)
+        ok, note = self._keys_match(name, holder)
         if not ok:
             return self._end(ph, False, note)
         how = "AK transferred to " + serving if distributed else "keys at the ABS"
@@ -448,7 +478,24 @@ class Trial:
         return plan
 
     def _plan_done(self, plan: _TrafficPlan) -> bool:
-        return all(plan.quota[f.flow_id] == 0 and f.outstanding() == 0 for f, _, _ in plan.flows)
+        """Everything offered and then either all delivered or nothing in flight any more (no
+        delivery for ``traffic.drain_frames`` frames after the last packet was sent)."""
+        drain = float(self.cfg["traffic"]["drain_frames"]) * self.net_frame_s
+        for f, _, _ in plan.flows:
+            if plan.quota[f.flow_id] != 0:
+                return False
+            if f.outstanding() == 0:
+                continue
+            last = max(x for x in (f.stats.last_rx, f.stats.last_tx) if x is not None)
+            if self.now - last < drain:
+                return False
+        return True
+
+    def _plan_ok(self, plan: _TrafficPlan) -> bool:
+        need = float(self.cfg["traffic"]["min_delivery"])
+        return all(f.stats.sent_packets > 0
+                   and f.stats.delivered_packets >= need * f.stats.sent_packets
+                   for f, _, _ in plan.flows)
 
     def _plan_detail(self, plan: _TrafficPlan) -> str:
         parts = []
@@ -462,6 +509,7 @@ class Trial:
         plan = self._traffic_plan(name, int(self.cfg["traffic"]["packets_per_direction"]))
         ok = self._run_until(lambda: self._plan_done(plan), self.cfg["timeouts"]["traffic_s"],
                              plan)
+        ok = ok and self._plan_ok(plan)
         detail = self._plan_detail(plan)
         if ok and name == "traffic_2":
             target = self._ams().get("handover_target")
@@ -490,11 +538,12 @@ class Trial:
 
         ok = self._run_until(lambda: refreshed() and self._plan_done(plan),
                              self.cfg["timeouts"]["tek_refresh_s"], plan)
+        ok = ok and self._plan_ok(plan)
         if not ok:
             why = "no TEK refresh" if not refreshed() else "traffic incomplete"
             return self._end(ph, False, f"timeout ({why}): {self._plan_detail(plan)}")
         after = self.roles[ams].key_info(self.id_of[self.serving])
-        match, note = self._keys_match(ams, self.serving)
+        match, note = self._keys_match(ams, holder)
         if not match:
             return self._end(ph, False, note)
         return self._end(ph, True, f"COUNTER_TEK {getattr(before, 'counter_teks', '?')} -> "
@@ -515,7 +564,8 @@ class Trial:
                        and self.by_name[target]["role"] == "ars")
         ams_id, target_id = self.id_of[ams], self.id_of[target]
         timeout = float(self.cfg["timeouts"]["handover_s"])
-        probe = self._traffic_plan("handover", None)   # probes every frame, both ways
+        probe = self._traffic_plan("handover", None)   # one probe per frame, both ways
+        probe.per_frame = 1
         notes = []
         if predist:
             t0 = self.now
@@ -575,7 +625,7 @@ class Trial:
             notes.append(f"{self.serving} context {'released' if released else 'NOT released'}")
         self.handover["probe_packets_lost"] = lost
         self.serving = target
-        match, note = self._keys_match(ams, target)
+        match, note = self._keys_match(ams, self._key_holder(target))
         if not match:
             return self._end(ph, False, note)
         if distributed and not released:
@@ -684,19 +734,22 @@ class Trial:
         return report
 
     def _key_lines(self) -> list[str]:
+        """Key identifiers of the links in use at the end (AKID, counts; never key values)."""
+        if not getattr(self, "roles", None):
+            return []
+        pairs = [(self.abs_name, s["name"]) for s in stations_by_role(self.cfg, "ars")]
+        ams = stations_by_role(self.cfg, "ams")
+        if ams and getattr(self, "serving", None):
+            pairs.append((ams[0]["name"], self._key_holder(self.serving)))
         lines = []
-        for name, role in getattr(self, "roles", {}).items():
-            for st in self.cfg["stations"]:
-                if st["name"] == name:
-                    continue
-                try:
-                    ki = role.key_info(int(st["station_id"]))
-                except Exception:
-                    ki = None
-                if ki is not None and name < st["name"]:
-                    lines.append(f"{name}<->{st['name']} AKID {ki.akid} "
-                                 f"CMAC_KEY_COUNT {ki.cmac_key_count} "
-                                 f"COUNTER_TEK {tuple(ki.counter_teks)}")
+        for a, b in pairs:
+            try:
+                ki = self.roles[b].key_info(self.id_of[a])
+            except Exception:
+                ki = None
+            if ki is not None:
+                lines.append(f"{a}<->{b} AKID {ki.akid} CMAC_KEY_COUNT {ki.cmac_key_count} "
+                             f"COUNTER_TEK {tuple(ki.counter_teks)}")
         return lines
 
 

@@ -11,12 +11,11 @@ from collections import Counter
 import numpy as np
 import pytest
 
-phy = pytest.importorskip("phy")
-loopback = pytest.importorskip("hw.loopback")
-
-from relaysec.node import LinkTable, Node, SimNetwork  # noqa: E402
-from relaysec.report import Trace  # noqa: E402
-from relaysec.schedule import build_schedule  # noqa: E402
+import phy
+from hw import loopback
+from relaysec.node import LinkTable, Node, SimNetwork
+from relaysec.report import Trace
+from relaysec.schedule import build_schedule
 
 
 class ToyRole:
