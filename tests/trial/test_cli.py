@@ -1,0 +1,56 @@
+"""`relaysec trial` command line: exit codes, --print-config, --json, --plots."""
+
+from __future__ import annotations
+
+import json
+
+import tomllib
+
+from relaysec.cli import main
+
+FAST = ["--set", "traffic.packets_per_direction=6", "--set", "security.tek_lifetime_s=0.3",
+        "--quiet", "--no-msc"]
+
+
+def test_print_config_is_merged_toml(tmp_path, capsys):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[phy]\nmcs = "QPSK-1/2"\n[[stations]]\nname = "ABS"\nrole = "abs"\n'
+                   'station_id = 1\n[[stations]]\nname = "AMS"\nrole = "ams"\nstation_id = 2\n'
+                   'serving = "ABS"\npsk_hex = "000102030405060708090a0b0c0d0e0f"\n')
+    rc = main(["trial", "--config", str(cfg), "--seed", "9", "--set", "channel.snr_db=12",
+               "--print-config"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    data = tomllib.loads(out)
+    assert data["seed"] == 9 and data["phy"]["mcs"] == "QPSK-1/2"
+    assert data["channel"]["snr_db"] == 12 and data["phy"]["profile"] == "P2.5"
+    assert [s["name"] for s in data["stations"]] == ["ABS", "AMS"]
+    assert "0001020304" not in out and data["stations"][1]["psk_hex"] == "<hidden>"
+
+
+def test_config_errors_exit_2(tmp_path, capsys):
+    assert main(["trial", "--set", "phy.nope=1", "--print-config"]) == 2
+    assert "phy.nope" in capsys.readouterr().err
+    assert main(["trial", "--config", str(tmp_path / "missing.toml")]) == 2
+    assert main(["trial", "--uris", "ip:127.0.0.1:1", "--print-config"]) == 2
+
+
+def test_passing_trial_exits_0_and_writes_json_and_plots(tmp_path, capsys):
+    rc = main(["trial", *FAST, "--json", str(tmp_path / "r.json"), "--plots",
+               str(tmp_path / "plots")])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert out.startswith("relaysec trial: PASS")
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["ok"] is True and report["bytes"]["corrupted"] == 0
+    assert {"sent", "delivered", "lost", "corrupted"} <= set(report["bytes"])
+    assert all(set(p) >= {"name", "ok"} for p in report["phases"])
+    pngs = sorted(p.name for p in (tmp_path / "plots").iterdir())
+    assert "snr_per_over_time.png" in pngs and any(p.startswith("constellation_") for p in pngs)
+
+
+def test_failing_trial_exits_1(capsys):
+    rc = main(["trial", *FAST, "--set", "timeouts.entry_s=0.005"])
+    out = capsys.readouterr().out
+    assert rc == 1
+    assert out.startswith("relaysec trial: FAIL")
