@@ -55,7 +55,6 @@ class _Sub:
     nonce_abs: bytes | None = None
     nonce_ams: bytes | None = None
     msg3: m.KeyAgreementMsg3 | None = None
-    tek_confirmed: bool = True
     pending: dict = field(default_factory=dict)
 
 
@@ -353,9 +352,7 @@ class AbsRole(RoleBase):
     def _serve_tek(self, sub: _Sub, now: float) -> None:
         link = sub.link
         assert link is not None
-        if sub.tek_confirmed:
-            link.install(link.newest_counter + 1, now, grace=max(1.0, 5 * self.timers.rto))
-            sub.tek_confirmed = False
+        if link.serve_tek_request(now, grace=self._grace, retry_span=self.timers.give_up_after):
             self._emit(KeysInstalled(subject=sub.station, peer=self.station_id, stid=sub.stid,
                                      akid=link.ctx.akid.hex(),
                                      cmac_key_count=link.ctx.cmac_key_count, said=link.sa.said,
@@ -393,11 +390,12 @@ class AbsRole(RoleBase):
         self._to_sub(sub, sub.pending["ho_rsp"], rsp.TITLE, now)
         self._emit(HandoverComplete(ams=sub.station, source=old_via, target=target,
                                     akid=ctx.akid.hex(), cmac_key_count=ctx.cmac_key_count))
-        if self.distributed and old_via != self.station_id and old_link is not None \
-                and old_via != target:
-            self._release(sub, old_via, old_link.ctx.akid if old_via != self.station_id else b"",
-                          now)
-        if target == self.station_id and old_via != target:
+        if old_via != target and old_via != self.station_id:
+            # Tell the old access RS to drop the AMS (keys in distributed mode, forwarding entry in
+            # centralized mode). The AKID names the context so a late release never hits a newer.
+            akid = old_link.ctx.akid if old_link is not None else bytes(8)
+            self._release(sub, old_via, akid, now)
+        elif old_via == self.station_id and target != self.station_id:
             self._emit(ContextReleased(ams=sub.station, station=self.station_id))
 
     def _release(self, sub: _Sub, ars: int, akid: bytes, now: float) -> None:

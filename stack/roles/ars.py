@@ -76,6 +76,7 @@ class ArsRole(SubscriberRole):
         if fid != FID_RELAY or self.link is None:
             raise MalformedError(f"unexpected FID {fid}", reason="bad_fid")
         _f, _e, payload = self.link.open(mpdu, now)
+        self._maybe_refresh(now)
         for stid, inner in split_relay_items(payload):
             self._down(stid, inner, now)
 
@@ -114,6 +115,7 @@ class ArsRole(SubscriberRole):
         assert self.link is not None and self.serving is not None
         self._queue(self.serving, self.link.seal(FID_RELAY, relay_items([(stid, inner)]), now),
                     title)
+        self._maybe_refresh(now)
 
     def _from_ams(self, src: int, mpdu: bytes, now: float) -> None:
         if self.link is None:
@@ -143,20 +145,13 @@ class ArsRole(SubscriberRole):
             link = self._ams_links.get(stid)
             if link is None:
                 raise UnknownKeyError("data from an AMS without keys", reason="no_keys")
-            fid, eks, payload = link.open(mpdu, now)
-            if eks == link.counters[0] % 4 and len(link.counters) == 2:
-                self._tek_confirmed[stid] = True
+            fid, _eks, payload = link.open(mpdu, now)
             self._up(stid, plain_mpdu(fid, payload), now)
         else:
             self._up(stid, mpdu, now)
 
-    _tek_confirmed: dict[int, bool] = {}  # noqa: RUF012 - replaced per instance on first use
-
     def _serve_tek(self, stid: int, link: Link, now: float) -> None:
-        conf = self.__dict__.setdefault("_tek_confirmed", {})
-        if conf.get(stid, True):
-            link.install(link.newest_counter + 1, now, grace=self._grace)
-            conf[stid] = False
+        if link.serve_tek_request(now, grace=self._grace, retry_span=self.timers.give_up_after):
             self._emit(KeysInstalled(subject=link.subject, peer=self.station_id, stid=stid,
                                      akid=link.ctx.akid.hex(),
                                      cmac_key_count=link.ctx.cmac_key_count, said=link.sa.said,
@@ -183,11 +178,17 @@ class ArsRole(SubscriberRole):
             return
         body = m.RngReq.decode(data[:-11])
         stid = body.stid
+        if station_from_bytes(body.target_id) != self.station_id:
+            raise ProtocolError("re-entry request names another target", reason="wrong_target")
         link = self._ams_links.get(stid)
         if link is not None and link.ctx.cmac_key_count == body.cmac_key_count:
             self._complete_ho(src, stid, link, data, body, now)
             return
+        waiting = self._ho_wait.get(stid)
         self._ho_wait[stid] = (src, data, body)
+        if waiting is not None and waiting[2].cmac_key_count == body.cmac_key_count \
+                and ("akreq", stid) in self._pending:
+            return  # the AMS resent its request; our AK Request is still outstanding
         self._txid = (getattr(self, "_txid", 0) + 1) & 0xFF
         req2 = m.AkRequest(transaction_id=self._txid, ams_stid=stid,
                            cmac_key_count=body.cmac_key_count)
@@ -196,16 +197,29 @@ class ArsRole(SubscriberRole):
         def send() -> None:
             self._queue(self.serving, control_mpdu(own.sign(req2)), req2.TITLE)
 
-        self._request(("akreq", stid), self.serving, "ak_request", send, now)
+        def fail(now2: float) -> None:  # the ABS never answered: refuse the re-entry
+            wait = self._ho_wait.pop(stid, None)
+            if wait is not None:
+                rsp = m.RngRsp(purpose=m.RangingPurpose.HANDOVER_REENTRY,
+                               status=m.RngStatus.ABORT, stid=stid, amsid=None)
+                self._queue(wait[0], control_mpdu(rsp.encode()), rsp.TITLE)
+
+        self._request(("akreq", stid), self.serving, "ak_request", send, now, on_fail=fail)
 
     def _complete_ho(self, src: int, stid: int, link: Link, data: bytes, body: m.RngReq,
                      now: float) -> None:
         link.verify(data)
-        self._stid_station[stid] = src
-        link.subject = src
         rsp = m.RngRsp(purpose=m.RangingPurpose.HANDOVER_REENTRY, status=m.RngStatus.SUCCESS,
                        stid=stid, amsid=None)
         self._queue(src, control_mpdu(link.sign(rsp)), rsp.TITLE)
+        if self._stid_station.get(stid) == src and link.subject == src:
+            return  # the AMS resent its request (our RNG-RSP was lost): answered again
+        self._stid_station[stid] = src
+        link.subject = src
+        self._emit(KeysInstalled(subject=src, peer=self.station_id, stid=stid,
+                                 akid=link.ctx.akid.hex(), cmac_key_count=link.ctx.cmac_key_count,
+                                 said=link.sa.said, counter_teks=link.counters,
+                                 tx_eks=link.tx_eks() or 0, cause="handover"))
         self._emit(HandoverComplete(ams=src, source=station_from_bytes(body.serving_id),
                                     target=self.station_id, akid=link.ctx.akid.hex(),
                                     cmac_key_count=link.ctx.cmac_key_count))
@@ -225,10 +239,16 @@ class ArsRole(SubscriberRole):
         if isinstance(msg, m.AkTransfer):
             self._on_ak_transfer(msg, now)
         elif isinstance(msg, m.ContextRelease):
-            link = self._ams_links.get(msg.ams_stid)
+            stid = msg.ams_stid
+            link = self._ams_links.get(stid)
+            station = self._stid_station.get(stid)
             if link is not None and link.ctx.akid == msg.akid:
-                del self._ams_links[msg.ams_stid]
+                del self._ams_links[stid]
+                self._stid_station.pop(stid, None)
                 self._emit(ContextReleased(ams=link.subject, station=self.station_id))
+            elif not self.distributed and station is not None:
+                del self._stid_station[stid]  # centralized: only a forwarding entry to drop
+                self._emit(ContextReleased(ams=station, station=self.station_id))
             ack = m.ContextReleaseAck(transaction_id=msg.transaction_id, ams_stid=msg.ams_stid)
             self._queue(src, control_mpdu(self.link.sign(ack)), ack.TITLE)
         else:
@@ -238,8 +258,13 @@ class ArsRole(SubscriberRole):
         assert self.link is not None and self.serving is not None
         status = m.AkStatus.OK
         station = self._stid_station.get(msg.ams_stid)
-        if msg.cmac_key_count == 0 and (station is None or
-                                        self._entries.get(station) != msg.amsid_star):
+        current = self._ams_links.get(msg.ams_stid)
+        # An AK for CMAC_KEY_COUNT 0 follows EAP: it must be for an AMS that entered (or
+        # re-authenticates) through us. Higher counts are handover AKs, possibly pre-distributed.
+        known = station is not None and (
+            self._entries.get(station) == msg.amsid_star
+            or (current is not None and current.ctx.amsid_star == msg.amsid_star))
+        if msg.cmac_key_count == 0 and not known:
             status = m.AkStatus.UNKNOWN_AMS
         else:
             try:

@@ -175,5 +175,10 @@ class RoleBase:
         else:
             self._deadlines[key] = when
 
+    @property
+    def _grace(self) -> float:
+        """How long a TEK retired by an update stays receivable (frames in flight) [D]."""
+        return max(1.0, 5 * self.timers.rto)
+
     def _random(self, n: int) -> bytes:
         return self._rng.bytes(n)

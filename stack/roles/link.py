@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from stack import mpdu
 from stack.cmac import CmacPnCounter, CmacSigner, CmacVerifier
 from stack.crypto import aes_cmac
-from stack.errors import UnknownKeyError
+from stack.errors import SecurityError
 from stack.keys import AkContext
 from stack.pkm.messages import Message
-from stack.sa import ReplayWindow, SecurityAssociation, Tek
+from stack.sa import SecurityAssociation
 
 KCV_LABEL = b"relaysec-kcv"
 
@@ -74,8 +74,8 @@ class Link:
         self.sa.install(counter_tek, now=now)
         self.sa.install(counter_tek + 1, now=now)
         self.created = now
-        self._retired: tuple[Tek, ReplayWindow, float] | None = None
         self.tek_installed_at = now
+        self._served_at: float | None = None  # when this end last served a TEK update
 
     # -- control --------------------------------------------------------------------------------
     def sign(self, msg: Message) -> bytes:
@@ -96,36 +96,50 @@ class Link:
     def open(self, data: bytes, now: float | None = None) -> tuple[int, int, bytes]:
         """Verify/decrypt a received protected MPDU; returns (FID, EKS, payload).
 
-        MPDUs under the TEK retired by the last update are still accepted (with their replay
-        window) until the grace time ends, so frames in flight across a TEK update are not lost.
+        MPDUs under the TEK retired by the last update stay receivable (with their replay window)
+        until the grace time given to :meth:`install` ends (``stack.sa`` ``rx_grace``), so frames
+        in flight across a TEK update are not lost.
         """
-        uplink = not self.subordinate
-        try:
-            fid, eks, _pn, payload = mpdu.unprotect(
-                self.sa, stid=self.stid, uplink=uplink, mpdu=data
-            )
-        except UnknownKeyError:
-            hdr = mpdu.parse_protected(data)
-            ret = self._retired
-            if ret is None or ret[0].eks != hdr.eks or now is None or now > ret[2]:
-                raise
-            ret[1].check(hdr.pn)
-            fid, eks, _pn, payload = mpdu.unseal(ret[0].key, stid=self.stid, uplink=uplink,
-                                                 mpdu=data)
-            ret[1].record(hdr.pn)
+        fid, eks, _pn, payload = mpdu.unprotect(
+            self.sa, stid=self.stid, uplink=not self.subordinate, mpdu=data, now=now
+        )
+        self.note_rx_eks(eks)
         return fid, eks, payload
+
+    def note_rx_eks(self, eks: int) -> None:
+        """Record that an authenticated MPDU under ``eks`` arrived (TEK-update confirmation).
+
+        After this end served a TEK update (live pair ``(c+1, c+2)``), the peer sends under
+        ``c+1`` only once it has installed the new pair (before, it sends under ``c``); seeing
+        ``c+1`` therefore confirms the update, so the next TEK-Request is a new one.
+        """
+        if self._served_at is not None and self.sa.teks and eks == self.sa.teks[0].eks:
+            self._served_at = None
 
     def install(self, counter_tek: int, now: float | None = None, grace: float = 2.0) -> None:
         """Install TEK(counter_tek); the oldest live TEK retires, receivable ``grace`` s more."""
         if counter_tek in self.counters:
             return
-        if len(self.sa.teks) >= 2:
-            # TODO(A): stack.sa could expose a retired TEK's receive window; read it here.
-            oldest = self.sa._live[0]
-            window = oldest.rx[not self.subordinate]
-            self._retired = (oldest.tek, window, (now or 0.0) + grace)
-        self.sa.install(counter_tek, now=now)
+        if now is None:
+            self.sa.install(counter_tek)
+        else:
+            self.sa.install(counter_tek, now=now, rx_grace=grace)
         self.tek_installed_at = now
+
+    def serve_tek_request(self, now: float, *, grace: float, retry_span: float) -> bool:
+        """Serving end: answer a (verified) TEK-Request. Returns True if a new TEK was installed.
+
+        A TEK-Request may be a retransmission (our TEK-Reply was lost): the next TEK is installed
+        only when the last update is confirmed (:meth:`note_rx_eks`) or older than the
+        requester's whole retransmission span ``retry_span``; otherwise the same COUNTER_TEK is
+        announced again. The requester installs every counter up to the announced one, so both
+        ends converge even if it missed a reply.
+        """
+        if self._served_at is not None and now - self._served_at <= retry_span:
+            return False
+        self.install(self.newest_counter + 1, now, grace=grace)
+        self._served_at = now
+        return True
 
     @property
     def newest_counter(self) -> int:
@@ -142,7 +156,7 @@ class Link:
         """EKS the next MPDU sent from this end would use (None when none usable)."""
         try:
             return self.sa.tx_tek(self.subordinate).eks
-        except Exception:
+        except SecurityError:
             return None
 
     def info(self) -> KeyInfo:

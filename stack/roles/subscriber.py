@@ -86,7 +86,11 @@ class SubscriberRole(RoleBase):
         def send() -> None:
             self._queue(target, control_mpdu(link.sign(req)), req.TITLE)
 
-        self._request("ho", target, "handover", send, now)
+        def fail(now2: float) -> None:  # target silent: stay with the serving station
+            if self._ho is not None and self._ho[0] == target:
+                self._ho = None
+
+        self._request("ho", target, "handover", send, now, on_fail=fail)
 
     def send_data(self, dst: int, payload: bytes, now: float, *, fid: int = FIRST_DATA_FID) -> None:
         """Queue ``payload`` to the network (sent to the serving station, protected)."""
@@ -284,21 +288,22 @@ class SubscriberRole(RoleBase):
     def _on_tek_reply(self, msg: m.TekReply, now: float) -> None:
         link = self.link
         assert link is not None
-        if msg.counter_tek == link.newest_counter + 1:
-            link.install(msg.counter_tek, now, grace=self._grace)
+        if msg.said != link.sa.said:
+            raise UnknownKeyError(f"TEK-Reply for unknown SAID {msg.said}", reason="unknown_said")
+        ahead = msg.counter_tek - link.newest_counter
+        if 1 <= ahead <= 3:
+            # Normally one step; more when a reply was lost and the server moved on since.
+            for c in range(link.newest_counter + 1, msg.counter_tek + 1):
+                link.install(c, now, grace=self._grace)
             self._emit(KeysInstalled(subject=self.station_id, peer=link.peer, stid=link.stid,
                                      akid=link.ctx.akid.hex(),
                                      cmac_key_count=link.ctx.cmac_key_count, said=link.sa.said,
                                      counter_teks=link.counters, tx_eks=link.tx_eks() or 0,
                                      cause="tek_refresh"))
             self._set_deadline("tek", now + self.life.tek * (1 - self.life.tek_refresh_margin))
-        elif msg.counter_tek != link.newest_counter:
+        elif ahead != 0:
             raise ProtocolError("TEK-Reply with an unexpected COUNTER_TEK", reason="bad_counter")
         self._answered("tek")
-
-    @property
-    def _grace(self) -> float:
-        return max(1.0, 5 * self.timers.rto)
 
     def reauthenticate(self, now: float) -> None:
         """Ask for re-authentication (new EAP → new PMK SN → new AK → key agreement)."""
@@ -312,7 +317,12 @@ class SubscriberRole(RoleBase):
         def send() -> None:
             self._queue(dst, control_mpdu(link.sign(req)), req.TITLE)
 
-        self._request("reauth", dst, "reauth", send, now)
+        def fail(now2: float) -> None:  # no answer: keep the current keys, retry later
+            if self.phase == "eap" and self.link is link:
+                self.phase, self._peer = "operational", None
+                self._set_deadline("reauth", now2 + self.life.reauth_margin * self._ak_lifetime / 2)
+
+        self._request("reauth", dst, "reauth", send, now, on_fail=fail)
 
     # -- helpers ----------------------------------------------------------------------------
     def _send_plain(self, dst: int, msg: m.Message) -> None:

@@ -4,46 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from stack.pkm.authenticator import BuiltinAuthenticator
-from stack.roles import (
-    AbsConfig,
-    AbsRole,
-    AmsConfig,
-    AmsRole,
-    ArsConfig,
-    ArsRole,
-    DataReceived,
-    SecurityMode,
-    Timers,
-)
-from stack.roles.ids import station_bytes
-from tests.roles.harness import Net
-
-ABS, ARS1, ARS2, AMS = 0x0000BB000001, 0x0002AA000001, 0x0002AA000002, 0x001B11C9D50C
-PSK = {ARS1: b"\x11" * 16, ARS2: b"\x12" * 16, AMS: b"\x22" * 16}
-
-
-TIMERS = Timers(rto=0.2, max_retries=30)
-
-
-def build(mode=SecurityMode.DISTRIBUTED, timers=TIMERS):
-    auth = BuiltinAuthenticator({station_bytes(k): v for k, v in PSK.items()})
-    abs_ = AbsRole(AbsConfig(station_id=ABS, mode=mode, timers=timers), authenticator=auth, rng=1)
-    ars1 = ArsRole(ArsConfig(station_id=ARS1, psk=PSK[ARS1], mode=mode, timers=timers), rng=2)
-    ars2 = ArsRole(ArsConfig(station_id=ARS2, psk=PSK[ARS2], mode=mode, timers=timers), rng=3)
-    ams = AmsRole(AmsConfig(station_id=AMS, psk=PSK[AMS], timers=timers, abs_id=ABS), rng=4)
-    return abs_, ars1, ars2, ams
-
-
-def enter_all(mode=SecurityMode.DISTRIBUTED, loss=0.0, seed=0):
-    abs_, ars1, ars2, ams = build(mode)
-    net = Net({ABS: abs_, ARS1: ars1, ARS2: ars2, AMS: ams}, loss=loss, seed=seed)
-    ars1.attach(ABS, 0.0)
-    ars2.attach(ABS, 0.0)
-    net.settle(10.0)
-    ams.attach(ARS1, net.now)
-    net.settle(20.0)
-    return net, abs_, ars1, ars2, ams
+from stack.roles import DataReceived, SecurityMode
+from tests.roles.harness import ABS, AMS, ARS2, enter_all
 
 
 def test_ars_entry_keys_match():

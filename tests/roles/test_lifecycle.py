@@ -1,0 +1,351 @@
+"""Key lifecycle flows of the roles (issue 4, flows 5-7 and faults): TEK refresh with traffic
+running across it, re-authentication, handover to the ABS and in centralized mode, and clean
+failure when the peer is gone."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from stack import sa as sa_mod
+from stack.pkm import messages as m
+from stack.roles import (
+    AkTransferred,
+    Attached,
+    ContextReleased,
+    DataReceived,
+    EntryFailed,
+    HandoverComplete,
+    KeysInstalled,
+    Lifetimes,
+    PeerLost,
+    Rejected,
+    SecurityMode,
+    Timers,
+)
+from tests.roles.harness import ABS, AMS, ARS1, ARS2, enter_all, same_keys
+
+D, C = SecurityMode.DISTRIBUTED, SecurityMode.CENTRALIZED
+
+
+@pytest.fixture
+def pn_log(monkeypatch):
+    """Every (AKID, SAID, COUNTER_TEK, direction, PN) handed out by any SA, in order."""
+    log: list[tuple[bytes, int, int, bool, int]] = []
+    orig = sa_mod.SecurityAssociation.next_pn
+
+    def spy(self, uplink, *, now=None):
+        tek, pn = orig(self, uplink, now=now)
+        log.append((self.akid, self.said, tek.counter_tek, uplink, pn))
+        return tek, pn
+
+    monkeypatch.setattr(sa_mod.SecurityAssociation, "next_pn", spy)
+    return log
+
+
+def holder_of(mode, abs_, ars):
+    """The station terminating the AMS's keys: the ARS (distributed) or the ABS (centralized)."""
+    return ars if mode == D else abs_
+
+
+def pump(net, abs_, ams, n, dt=0.01, tag=b""):
+    """Send ``n`` packets each way, one per ``dt`` (deadlines run in between)."""
+    for i in range(n):
+        ams.send_data(ABS, tag + b"up-%d" % i, net.now)
+        abs_.send_data(AMS, tag + b"dn-%d" % i, net.now)
+        net.settle(dt)
+    net.settle(1.0)
+
+
+def payloads(net, sid, src):
+    return [e.payload for e in net.of(sid, DataReceived, src=src)]
+
+
+# -- TEK refresh -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", [D, C])
+def test_tek_refresh_by_pn_threshold_keeps_traffic(mode, pn_log):
+    life = Lifetimes(pn_refresh=16)
+    net, abs_, ars1, _ars2, ams = enter_all(mode, lifetimes=life)
+    net.start_recording()
+    holder = holder_of(mode, abs_, ars1)
+    before = ams.key_info()
+    pump(net, abs_, ams, 120)
+    # every packet delivered exactly once, in order, both ways
+    assert payloads(net, ABS, AMS) == [b"up-%d" % i for i in range(120)]
+    assert payloads(net, AMS, ABS) == [b"dn-%d" % i for i in range(120)]
+    assert not net.of(AMS, Rejected) and not net.of(ABS, Rejected)
+    assert not net.of(ARS1, Rejected)
+    # several refreshes, EKS wrapped around mod 4, same counters and keys at both ends
+    after = ams.key_info()
+    assert after.akid == before.akid
+    assert after.counter_teks[0] >= 4
+    assert after.tx_eks == after.counter_teks[0] % 4
+    assert same_keys(after, holder.key_info(AMS))
+    refreshes_ams = net.of(AMS, KeysInstalled, cause="tek_refresh", subject=AMS)
+    refreshes_holder = net.of(holder.station_id, KeysInstalled, cause="tek_refresh", subject=AMS)
+    assert len(refreshes_ams) == len(refreshes_holder) == after.counter_teks[-1] - 1
+    assert [e.counter_teks for e in refreshes_ams] == [e.counter_teks for e in refreshes_holder]
+    # the ARS's own relay link (which carries the AMS traffic) refreshed too, and matches
+    relay = ars1.key_info()
+    assert relay.counter_teks[0] >= 1 and same_keys(relay, abs_.key_info(ARS1))
+    # no {TEK, direction, PN} was ever used twice
+    dup = [k for k, n in Counter(pn_log).items() if n > 1]
+    assert not dup
+
+
+def test_tek_refresh_by_lifetime():
+    life = Lifetimes(tek=10.0, tek_refresh_margin=0.2)
+    net, abs_, ars1, _ars2, ams = enter_all(D, lifetimes=life)
+    net.start_recording()
+    for i in range(30):  # 30 s, one packet each way per second
+        ams.send_data(ABS, b"u%d" % i, net.now)
+        abs_.send_data(AMS, b"d%d" % i, net.now)
+        net.settle(1.0)
+    ki = ams.key_info()
+    # a refresh every (1 - margin) * lifetime = 8 s since the keys were agreed
+    t_keys = next(t for t, src, _d, f in net.log if src == AMS and f[2] == 0x04)  # MSG#2
+    n = int((net.now - t_keys) // 8.0)
+    assert n >= 6 and ki.counter_teks == (n, n + 1)
+    assert len(net.of(AMS, KeysInstalled, cause="tek_refresh")) in (3, 4)  # during the 30 s
+    assert same_keys(ki, ars1.key_info(AMS))
+    assert len(payloads(net, ABS, AMS)) == 30 and len(payloads(net, AMS, ABS)) == 30
+    assert not net.of(AMS, Rejected) and not net.of(ARS1, Rejected)
+
+
+def test_tek_reply_lost_then_retransmitted_request_does_not_skip_a_tek():
+    life = Lifetimes(pn_refresh=8)
+    net, _abs, ars1, _ars2, ams = enter_all(D, lifetimes=life)
+    net.start_recording()
+    dropped = []
+
+    def drop_first_reply(src, dst, frame):
+        if src == ARS1 and dst == AMS and frame[2] == 0x07 and not dropped:  # TEK-Reply
+            dropped.append(frame)
+            return None
+        return frame
+
+    net.tamper = drop_first_reply
+    for i in range(12):  # uplink only: the ARS confirms the update from the AMS's traffic
+        ams.send_data(ABS, b"u%d" % i, net.now)
+        net.settle(0.01)
+    net.settle(2.0)
+    assert dropped
+    ki = ams.key_info()
+    assert ki.counter_teks == (1, 2)
+    assert same_keys(ki, ars1.key_info(AMS))
+    assert len(net.of(ARS1, KeysInstalled, cause="tek_refresh", subject=AMS)) == 1
+    assert len(payloads(net, ABS, AMS)) == 12
+
+
+# -- re-authentication -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", [D, C])
+def test_reauthentication_when_ak_lifetime_runs_low(mode):
+    life = Lifetimes(ak=100.0, reauth_margin=0.1)
+    net, abs_, ars1, _ars2, ams = enter_all(mode, lifetimes=life)
+    net.start_recording()
+    holder = holder_of(mode, abs_, ars1)
+    old = ams.key_info()
+    t0 = net.now
+    net.settle(95.0)  # re-auth due at 90 s after entry
+    new = ams.key_info()
+    assert new.pmk_sn == (old.pmk_sn + 1) % 16 and new.akid != old.akid
+    assert new.cmac_key_count == 0 and new.counter_teks == (0, 1)
+    assert same_keys(new, holder.key_info(AMS))
+    assert abs_.key_info(AMS).akid == new.akid
+    re = net.of(AMS, KeysInstalled, cause="reauth")
+    assert len(re) == 1 and re[0].akid == new.akid
+    assert net.of(ABS, KeysInstalled, cause="reauth", subject=AMS)
+    # ... requested once, at the scheduled time: 0.9 * AK lifetime after the keys were agreed
+    sent = [(t, frame[2]) for t, src, _dst, frame in net.log if src == AMS and len(frame) > 2]
+    t_keys = max(t for t, code in sent if code == 0x04 and t < t0)  # last entry MSG#2
+    t_reauth = [t for t, code in sent if code == 0x01]               # Reauth-Request
+    assert len(t_reauth) == 1 and abs(t_reauth[0] - t_keys - 0.9 * life.ak) < 0.05
+    # data flows under the new keys
+    ams.send_data(ABS, b"after-reauth", net.now)
+    abs_.send_data(AMS, b"after-reauth-dn", net.now)
+    net.settle(1.0)
+    assert payloads(net, ABS, AMS)[-1:] == [b"after-reauth"]
+    assert payloads(net, AMS, ABS)[-1:] == [b"after-reauth-dn"]
+
+
+def test_reauthentication_after_handover():
+    net, _abs, _ars1, ars2, ams = enter_all(D)
+    net.start_recording()
+    ams.handover(ARS2, net.now)
+    net.settle(3.0)
+    old = ams.key_info()
+    assert old.cmac_key_count == 1
+    ams.reauthenticate(net.now)
+    net.settle(5.0)
+    new = ams.key_info()
+    assert new.pmk_sn == old.pmk_sn + 1 and new.cmac_key_count == 0 and new.akid != old.akid
+    assert same_keys(new, ars2.key_info(AMS))
+    assert net.of(ARS2, AkTransferred, akid=new.akid)
+
+
+# -- handover to the ABS itself, and in centralized mode ------------------------------------------
+
+
+@pytest.mark.parametrize("mode", [D, C])
+def test_handover_to_the_abs(mode):
+    net, abs_, ars1, _ars2, ams = enter_all(mode)
+    net.start_recording()
+    old = ams.key_info()
+    ams.handover(ABS, net.now)
+    net.settle(3.0)
+    new = ams.key_info()
+    assert ams.serving == ABS
+    assert new.cmac_key_count == old.cmac_key_count + 1 and new.akid != old.akid
+    assert same_keys(new, abs_.key_info(AMS))
+    assert abs_.via_of(AMS) == ABS
+    assert not ars1.serves(AMS)
+    hc = net.of(AMS, HandoverComplete)
+    assert len(hc) == 1 and (hc[0].source, hc[0].target) == (ARS1, ABS)
+    assert net.of(ABS, HandoverComplete, ams=AMS, target=ABS, akid=new.akid)
+    assert net.of(ARS1, ContextReleased, ams=AMS, station=ARS1)
+    ams.send_data(ABS, b"direct-up", net.now)
+    abs_.send_data(AMS, b"direct-dn", net.now)
+    net.settle(1.0)
+    up = net.of(ABS, DataReceived, src=AMS)
+    dn = net.of(AMS, DataReceived, src=ABS)
+    assert [(e.payload, e.via) for e in up] == [(b"direct-up", AMS)]
+    assert [(e.payload, e.via) for e in dn] == [(b"direct-dn", ABS)]
+
+
+def test_handover_from_the_abs_to_an_ars():
+    net, abs_, _ars1, ars2, ams = enter_all(D, via=ABS)
+    net.start_recording()
+    assert ams.serving == ABS and same_keys(ams.key_info(), abs_.key_info(AMS))
+    ams.handover(ARS2, net.now)
+    net.settle(3.0)
+    assert ams.serving == ARS2 and same_keys(ams.key_info(), ars2.key_info(AMS))
+    assert net.of(ABS, ContextReleased, ams=AMS, station=ABS)
+    ams.send_data(ABS, b"x", net.now)
+    net.settle(1.0)
+    assert [(e.payload, e.via) for e in net.of(ABS, DataReceived, src=AMS)] == [(b"x", ARS2)]
+
+
+def test_handover_in_centralized_mode():
+    net, abs_, ars1, ars2, ams = enter_all(C)
+    net.start_recording()
+    old = ams.key_info()
+    ams.handover(ARS2, net.now)
+    net.settle(3.0)
+    new = ams.key_info()
+    assert new.cmac_key_count == old.cmac_key_count + 1 and new.akid != old.akid
+    # the ABS holds the AMS's keys end to end; neither RS holds any
+    assert same_keys(new, abs_.key_info(AMS))
+    assert ars1.key_info(AMS) is None and ars2.key_info(AMS) is None
+    assert not net.of(ARS2, AkTransferred) and not net.of(ABS, AkTransferred)
+    assert abs_.via_of(AMS) == ARS2
+    assert net.of(ARS1, ContextReleased, ams=AMS)
+    ams.send_data(ABS, b"c-up", net.now)
+    abs_.send_data(AMS, b"c-dn", net.now)
+    net.settle(1.0)
+    assert [(e.payload, e.via) for e in net.of(ABS, DataReceived, src=AMS)] == [(b"c-up", ARS2)]
+    assert [(e.payload, e.via) for e in net.of(AMS, DataReceived)] == [(b"c-dn", ARS2)]
+
+
+@pytest.mark.parametrize("predistribute", [True, False])
+def test_handover_data_via_target_and_old_rs_refuses(predistribute):
+    net, abs_, ars1, _ars2, ams = enter_all(D)
+    net.start_recording()
+    if predistribute:
+        abs_.prepare_handover(AMS, [ARS2], net.now)
+        net.settle(2.0)
+        assert net.of(ABS, AkTransferred, ams=AMS, ars=ARS2, cmac_key_count=1, status=0)
+    ams.handover(ARS2, net.now)
+    net.settle(3.0)
+    assert net.of(ARS2, HandoverComplete, ams=AMS, target=ARS2)
+    assert net.of(ARS2, KeysInstalled, subject=AMS, cause="handover")
+    assert net.of(ARS1, ContextReleased, ams=AMS, station=ARS1)
+    assert ars1.key_info(AMS) is None
+    ams.send_data(ABS, b"h-up", net.now)
+    abs_.send_data(AMS, b"h-dn", net.now)
+    net.settle(1.0)
+    assert [(e.payload, e.via) for e in net.of(ABS, DataReceived, src=AMS)] == [(b"h-up", ARS2)]
+    assert [(e.payload, e.via) for e in net.of(AMS, DataReceived)] == [(b"h-dn", ARS2)]
+
+
+# -- peer gone ---------------------------------------------------------------------------------
+
+QUICK = Timers(rto=0.1, max_retries=3)
+
+
+def test_ams_entry_at_a_silent_ars_fails_cleanly():
+    net, _abs, _ars1, _ars2, ams = enter_all(D, timers=QUICK, via=ARS1)
+    net.start_recording()
+    ams2 = type(ams)(ams.config.__class__(station_id=AMS + 1, psk=b"\x33" * 16, timers=QUICK),
+                     rng=9)
+    net.roles[AMS + 1] = ams2
+    del net.roles[ARS2]  # ARS-2 is gone
+    ams2.attach(ARS2, net.now)
+    net.settle(5.0)
+    lost = net.of(AMS + 1, PeerLost)
+    assert [(e.peer, e.procedure) for e in lost] == [(ARS2, "ranging")]
+    assert [e.reason for e in net.of(AMS + 1, EntryFailed)] == ["peer_lost"]
+    assert ams2.phase == "failed" and ams2.key_info() is None
+    assert ams2.next_deadline() is None  # nothing left running
+    assert not net.of(AMS + 1, Attached)
+
+
+def test_tek_refresh_with_serving_station_gone():
+    life = Lifetimes(tek=4.0, tek_refresh_margin=0.5)
+    net, _abs, _ars1, _ars2, ams = enter_all(D, timers=QUICK, lifetimes=life)
+    net.start_recording()
+    before = ams.key_info()
+    del net.roles[ARS1]
+    net.settle(3.0)
+    lost = net.of(AMS, PeerLost)
+    assert [(e.peer, e.procedure) for e in lost] == [(ARS1, "tek_refresh")]
+    assert ams.key_info().counter_teks == before.counter_teks  # nothing installed
+
+
+def test_handover_to_a_silent_target_keeps_the_serving_link():
+    net, _abs, _ars1, _ars2, ams = enter_all(D, timers=QUICK)
+    net.start_recording()
+    before = ams.key_info()
+    del net.roles[ARS2]
+    ams.handover(ARS2, net.now)
+    net.settle(3.0)
+    assert [(e.peer, e.procedure) for e in net.of(AMS, PeerLost)] == [(ARS2, "handover")]
+    assert not net.of(AMS, HandoverComplete)
+    assert ams.serving == ARS1 and ams.key_info() == before
+    ams.send_data(ABS, b"still-here", net.now)
+    net.settle(1.0)
+    assert payloads(net, ABS, AMS) == [b"still-here"]
+
+
+def test_ak_transfer_to_a_gone_ars_reports_peer_lost():
+    net, abs_, _ars1, _ars2, _ams = enter_all(D, timers=QUICK)
+    net.start_recording()
+    del net.roles[ARS2]
+    abs_.prepare_handover(AMS, [ARS2], net.now)
+    net.settle(3.0)
+    assert [(e.peer, e.procedure) for e in net.of(ABS, PeerLost)] == [(ARS2, "ak_transfer")]
+    assert not net.of(ABS, AkTransferred)
+    assert abs_.next_deadline() is None
+
+
+def test_on_demand_handover_with_silent_abs_is_refused():
+    net, _abs, _ars1, ars2, ams = enter_all(D, timers=QUICK)
+    net.start_recording()
+
+    def abs_deaf_to_ars2(src, dst, frame):
+        return None if (src, dst) == (ARS2, ABS) else frame
+
+    net.tamper = abs_deaf_to_ars2
+    ams.handover(ARS2, net.now)
+    net.settle(3.0)
+    assert (ABS, "ak_request") in [(e.peer, e.procedure) for e in net.of(ARS2, PeerLost)]
+    # the target refused the AMS (RNG-RSP ABORT); the AMS gave up on its own just before
+    refusals = [m.RngRsp.decode(f[2:]) for _t, src, dst, f in net.log
+                if (src, dst) == (ARS2, AMS) and f[2] == m.RngRsp.CODE]
+    assert [r.status for r in refusals] == [m.RngStatus.ABORT]
+    assert [(e.peer, e.procedure) for e in net.of(AMS, PeerLost)] == [(ARS2, "handover")]
+    assert ams.serving == ARS1 and not ars2.serves(AMS)
