@@ -201,6 +201,10 @@ class Node:
         self._seen_rejections: Counter[tuple[int, str]] = Counter()
         self._capacity_cache: dict[int, int] = {}
         self._symbols = SymbolCapture(modem) if trace is not None else None
+        # A recording radio (hw.sigmf.RecordingRadio) must see every sample: never skip then.
+        self.recording = hasattr(radio, "recorder")
+        self._window_start: int | None = None
+        self._last_rx_len = 0
 
     # ------------------------------------------------------------------ helpers
 
@@ -327,14 +331,16 @@ class Node:
 
     def receive_samples(self, n: int) -> np.ndarray:
         t0 = time.perf_counter()
+        self._window_start = getattr(self.radio, "rx_index", None)
         iq = self.radio.receive(n)
+        self._last_rx_len = len(iq)
         self.cpu["radio"] += time.perf_counter() - t0
         return iq
 
     def skip_samples(self, n: int) -> None:
         """Let *n* samples pass unrendered (loopback ``skip``), else receive and discard them."""
         t0 = time.perf_counter()
-        skip = getattr(self.radio, "skip", None)
+        skip = None if self.recording else getattr(self.radio, "skip", None)
         if skip is not None:
             skip(n)
         else:
@@ -358,6 +364,14 @@ class Node:
             keep = [i for i, b in enumerate(bursts) if accept(b)]
             bursts = [bursts[i] for i in keep]
             symbols = [symbols[i] for i in keep] if symbols else []
+        if self.recording and self._window_start is not None:
+            base = self._window_start - (len(iq) - self._last_rx_len)
+            for b in bursts:
+                self.radio.annotate(
+                    max(0, base + int(b.start)), int(getattr(b, "n_samples", 0)),
+                    label="burst" if b.crc_ok else "burst (CRC fail)", crc_ok=bool(b.crc_ok),
+                    snr_db=float(b.snr_db), cfo_hz=float(b.cfo_hz), evm_db=float(b.evm_db),
+                    src=int(b.src), dst=int(b.dst), mcs=str(getattr(b, "mcs", "")))
         my_addr = self.addr_of(self.station_id)
         for i, b in enumerate(bursts):
             if b.crc_ok and b.dst != my_addr:

@@ -211,6 +211,8 @@ class Trial:
                 p = link_params(cfg, a, b)
                 medium.set_link(a, b, snr_db=p["snr_db"], channel=p["channel"])
         self.medium = medium
+        if self.record_dir is not None:
+            radios = self._recording(radios, fs)
 
         roles: dict[str, Any] = {}
         for s in stations:
@@ -260,6 +262,26 @@ class Trial:
                 f"MCS, lower schedule.guard_us or traffic.payload_bytes"
             )
         self.net = SimNetwork(self.nodes.values(), schedule, tap=self.tap)
+
+    def _recording(self, radios: dict[str, Any], fs: float) -> dict[str, Any]:
+        """Wrap every radio so that all it receives goes to ``record_dir/<station>.sigmf-*``."""
+        try:
+            from hw.sigmf import RecordingRadio, SigMFRecorder
+        except ImportError as exc:
+            raise TrialSetupError(f"--record needs hw.sigmf: {exc}") from exc
+        from relaysec.config import redacted
+
+        out = {}
+        for name, radio in radios.items():
+            rec = SigMFRecorder(Path(self.record_dir) / name.replace("/", "_"), sample_rate=fs,
+                                frequency_hz=float(self.cfg["pluto"]["lo_hz"]), seed=self.seed,
+                                config=redacted(self.cfg), radio=name,
+                                hw="relaysec loopback" if self.cfg["backend"] == "loopback"
+                                else "ADALM-Pluto",
+                                description=f"relaysec trial, station {name}")
+            out[name] = RecordingRadio(radio, rec)
+        self.recorders = out
+        return out
 
     def _warm_up(self, modem: Any) -> float:
         """Compile numba kernels once (modem, CCM engine) so phase timings are warm; returns s."""
@@ -673,6 +695,11 @@ class Trial:
                     self._end(self.phases[-1], False, reason)
         for name in PHASES[len(self.phases):]:
             self.phases.append(PhaseResult(name, False, "not run"))
+        for radio in getattr(self, "recorders", {}).values():
+            try:
+                radio.recorder.close()
+            except Exception as exc:  # a broken recording must not hide the trial's verdict
+                log.error("closing the SigMF recording failed: %s", exc)
         self.timing["wall_s"] = time.perf_counter() - t_wall
         report = self._report(reason)
         return report, self.trace

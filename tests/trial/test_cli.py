@@ -54,3 +54,15 @@ def test_failing_trial_exits_1(capsys):
     out = capsys.readouterr().out
     assert rc == 1
     assert out.startswith("relaysec trial: FAIL")
+
+
+def test_record_writes_sigmf_per_station(tmp_path, capsys):
+    from hw.sigmf import read_recording
+
+    rc = main(["trial", *FAST, "--set", "traffic.packets_per_direction=2", "--record",
+               str(tmp_path)])
+    assert rc == 0
+    metas = sorted(p.name for p in tmp_path.glob("*.sigmf-meta"))
+    assert metas == ["ABS.sigmf-meta", "AMS.sigmf-meta", "ARS-1.sigmf-meta", "ARS-2.sigmf-meta"]
+    rec = read_recording(tmp_path / "AMS.sigmf-meta")
+    assert len(rec.annotations) > 0
