@@ -75,27 +75,28 @@ class ConvCode:
         self._mask = PUNCTURE[rate]
         self._mask_cache: dict[int, np.ndarray] = {}
 
-    def _mother_mask(self, n_info: int) -> np.ndarray:
+    def _sent(self, n_info: int) -> np.ndarray:
+        """Indices of the transmitted bits in the mother stream of an n_info-bit block."""
         m = self._mask_cache.get(n_info)
         if m is None:
             n = 2 * (n_info + TAIL)
-            m = np.resize(self._mask, n)
+            m = np.flatnonzero(np.resize(self._mask, n))
             if len(self._mask_cache) > 64:
                 self._mask_cache.clear()
             self._mask_cache[n_info] = m
         return m
 
     def coded_length(self, n_info: int) -> int:
-        return int(np.count_nonzero(self._mother_mask(n_info)))
+        return int(self._sent(n_info).size)
 
     def encode(self, bits: np.ndarray) -> np.ndarray:
         mother = conv_encode(bits)
-        return mother[self._mother_mask(len(bits))]
+        return mother[self._sent(len(bits))]
 
     def decode(self, llr: np.ndarray, n_info: int) -> np.ndarray:
-        mask = self._mother_mask(n_info)
-        if llr.size != np.count_nonzero(mask):
+        sent = self._sent(n_info)
+        if llr.size != sent.size:
             raise ValueError("LLR length does not match the coded length")
-        mother = np.zeros(mask.size, dtype=np.float32)
-        mother[mask] = llr
+        mother = np.zeros(2 * (n_info + TAIL), dtype=np.float32)
+        mother[sent] = llr
         return viterbi_k7(mother, BFLY_SX, BFLY_SY)[:n_info]

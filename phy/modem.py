@@ -315,7 +315,9 @@ class BurstModem:
         ls = np.arange(n_sym + 1)
         cpe, bl, slope = track_phase(Yall, H, ls, *self._pilots(n_sym + 1), g.freq_index)
         if n_sym >= 2:  # residual CFO from the CPE trend refines the reported estimate
-            cfo += float(np.polyfit(ls, np.unwrap(cpe), 1)[0]) * fs / (2 * np.pi * ns)
+            lc = ls - ls.mean()
+            trend = float(np.dot(lc, np.unwrap(cpe)) / np.dot(lc, lc))  # LS slope, rad/symbol
+            cfo += trend * fs / (2 * np.pi * ns)
         z, wgt = self._equalise(Yd, H, sigma2, 1, cpe[1:], bl[1:])
         payload, ok, evm_db = self._decode_data(z, wgt, mcs, length, src, dst)
         # slope c rad/subcarrier/symbol = -2 pi (drift samples per symbol) / NFFT

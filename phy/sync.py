@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+import scipy.fft as sp_fft
 
 from phy.grid import ResourceGrid
 from phy.kernels import prbs
@@ -135,17 +136,28 @@ def integer_cfo_bins(Yfull: np.ndarray, grid: ResourceGrid, pre: Preamble,
     return int(shifts[int(np.argmax(metric))])
 
 
+_REF_CACHE: dict[tuple[int, int], np.ndarray] = {}
+
+
+def _ref_spectrum(pre: Preamble, nf: int) -> np.ndarray:
+    key = (id(pre.long_time), nf)
+    spec = _REF_CACHE.get(key)
+    if spec is None:
+        spec = np.conj(sp_fft.fft(pre.long_time, nf)).astype(np.complex64)
+        _REF_CACHE[key] = spec
+    return spec
+
+
 def fine_timing(seg: np.ndarray, pre: Preamble, first_path_db: float = -10.0) -> int:
     """Offset in ``seg`` where the long symbol's useful part starts (first path).
 
     ``seg`` must be CFO-corrected and hold ``NFFT + 2W`` samples; the matched filter is evaluated
     at the ``2W + 1`` lags; the earliest lag within Ng/2 before the peak whose power is above
     ``first_path_db`` of the peak is returned (earliest significant path)."""
-    ref = pre.long_time
-    n = ref.size
+    n = pre.long_time.size
     nlag = seg.size - n + 1
     nf = 1 << int(np.ceil(np.log2(seg.size + n)))
-    c = np.fft.ifft(np.fft.fft(seg, nf) * np.conj(np.fft.fft(ref, nf)))[:nlag]
+    c = sp_fft.ifft(sp_fft.fft(seg.astype(np.complex64), nf) * _ref_spectrum(pre, nf))[:nlag]
     pw = c.real**2 + c.imag**2
     pk = int(np.argmax(pw))
     lo = max(0, pk - n // 16)
