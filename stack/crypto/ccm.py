@@ -404,7 +404,7 @@ def _pack(items: Sequence[bytes], extra: int) -> tuple[np.ndarray, np.ndarray, n
 
 def _unpack(buf: np.ndarray, offs: np.ndarray, ends: np.ndarray) -> list[bytes]:
     """``[bytes(buf[o:e]) ...]`` with the fewest copies: one per item for big items."""
-    if ends.shape[0] and int(ends[-1]) > 4096 * ends.shape[0]:
+    if ends.shape[0] and int(ends[-1]) > 1024 * ends.shape[0]:
         mv = memoryview(buf)
         return [mv[o:e].tobytes() for o, e in zip(offs.tolist(), ends.tolist(), strict=True)]
     whole = buf.tobytes()
