@@ -8,11 +8,11 @@ a :class:`MediumPath` (the :class:`~hw.emu.datapath.DataPath` of its :class:`Plu
   impaired air. With a wall clock (``Medium(clock="wall")`` or a sped-up
   ``WallClock(fs, speed=k)``) the medium makes the reader wait until that window is in the past,
   so the emulated air advances at the sample rate like hardware. A reader lagging more than
-  ``buffers_count`` buffers behind now loses samples (the cursor jumps so that the newest
-  ``buffers_count`` buffers remain; counted in ``radio.stats.overflows``/``dropped``), like a
-  Pluto whose kernel buffers fill up. One wait is bounded by the
-  client's timeout: a buffer that cannot be filled in time is completed with receiver noise
-  (counted in :attr:`MediumPath.late_samples`, logged) instead of stalling libiio into ``EPIPE``.
+  ``buffers_count`` buffers behind now loses samples like a Pluto whose kernel buffers fill up:
+  it still gets the queued (old) blocks, then a gap (``radio.stats.overflows``/``dropped``).
+  One wait is bounded by the client's timeout: a buffer that cannot be filled in time is
+  completed with receiver noise (counted in :attr:`MediumPath.late_samples`, logged) instead
+  of stalling libiio into ``EPIPE``.
 - ``WRITEBUF`` is ``radio.transmit(iq)``: on the air at the clock's *now*, or right after the
   previous block if that one is still playing (a DAC FIFO). When more than ``buffers_count`` blocks
   are queued ahead of now, the push waits (bounded) like the kernel's buffer queue does.
@@ -96,6 +96,8 @@ class MediumPath:
         self._cyclic_pos = 0
         self._cyclic_next = 0.0  # local sample index where the next cyclic chunk starts
         self._rate_ok = True
+        self._gap_start = 0
+        self._resume: int | None = None  # local index where the stream resumes after a gap
         self._rate = self.medium.sample_rate
         self._warned: set[str] = set()
         air.attach(self)
@@ -140,6 +142,7 @@ class MediumPath:
                            f"from the emulated air's {self.medium.sample_rate:g} S/s")
 
     def start_rx(self) -> None:
+        self._resume = None
         lag = math.floor(self._local(self._now())) - self.radio.time
         if lag > 0:
             self.radio.skip(lag)
@@ -148,14 +151,10 @@ class MediumPath:
         self._check_rate()
         fs = self.medium.sample_rate
         if self.medium.wall:
-            now = self._now()
-            lag = math.floor(self._local(now)) - self.radio.time - self.buffers_count * n
-            if lag > 0:  # kernel buffers full: the samples in between are lost
-                self.radio.skip(lag)
-                self.radio.stats.overflows += 1
-                self.radio.stats.dropped += lag
+            self._kernel_queue(n)
         t = self.radio.time
         if self.medium.wall:
+            now = self._now()
             need = self._global(t + n) + _MARGIN
             if need - now > max_wait_s * fs:
                 # Cannot fill the whole buffer within the client's timeout: deliver what the air
@@ -173,6 +172,26 @@ class MediumPath:
                 return np.concatenate([head, self._noise(n - k)])
         self.air.schedule_cyclic(self._global(t + n) + _MARGIN + CYCLIC_LOOKAHEAD_S * fs)
         return self.radio.receive(n)
+
+    def _kernel_queue(self, n: int) -> None:
+        """Model the driver's queue of ``buffers_count`` DMA blocks (wall clock only).
+
+        While the reader keeps up, blocks are contiguous. When it falls more than
+        ``buffers_count`` blocks behind, the queue is full and the DMA stops: the reader still
+        gets the queued (old) blocks, then the stream resumes at the moment its first refill freed
+        a block; the samples in between are lost (``stats.overflows``/``dropped``).
+        """
+        t = self.radio.time
+        if self._resume is None:
+            now_l = math.floor(self._local(self._now()))
+            if now_l - t > self.buffers_count * n:
+                self._gap_start = t + self.buffers_count * n
+                self._resume = now_l
+                self.radio.stats.overflows += 1
+                self.radio.stats.dropped += now_l - self._gap_start
+        if self._resume is not None and t >= self._gap_start:
+            self.radio.skip(max(0, self._resume - t))
+            self._resume = None
 
     def _noise(self, n: int) -> np.ndarray:
         sigma = math.sqrt(10 ** ((self.radio.noise_dbfs + self.radio.rx_gain_db) / 10) / 2)
@@ -200,7 +219,12 @@ class MediumPath:
                 wait_until = self._global(self._tx_end_local - limit)
                 deadline = self._now() + max_wait_s * fs
                 self.medium.clock.sleep_until(min(wait_until, deadline))
-        start = self.radio.transmit(iq)
+            start = self.radio.transmit(iq)
+        else:
+            # Sim clock: "now" is the furthest any radio has read (Medium.now()), so every
+            # radio that has not yet read past it hears the block (a DAC FIFO after that).
+            at = max(self._local(self._now()), self._tx_end_local)
+            start = self.radio.transmit(iq, at=at)
         self._tx_end_local = start + iq.size
 
     _tx_end_local = -math.inf

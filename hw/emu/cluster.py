@@ -110,7 +110,9 @@ def create_emulators(n: int, config: EmulatorConfig | None = None) -> EmulatorCl
         clock = "sim"
     else:
         raise EmulatorError(f"clock must be 'wall' or 'sim', got {cfg.clock!r}")
-    medium = Medium(rate, seed=cfg.seed, clock=clock)  # type: ignore[arg-type]
+    # rx_backlog: the medium's own overflow guard must not pre-empt the kernel-queue model
+    medium = Medium(rate, seed=cfg.seed, clock=clock,  # type: ignore[arg-type]
+                    rx_backlog=3.0 * rate)
     air = Air(medium)
     servers: list[PlutoServer] = []
     try:

@@ -231,6 +231,12 @@ class _Handler(socketserver.StreamRequestHandler):
             except (ConnectionError, OSError, EOFError) as exc:
                 log.debug("%s: connection ended during %s: %s", self.server.name, cmd, exc)
                 return
+            except Exception:  # a bug in the emulator: tell the client (EIO) and keep serving
+                log.exception("%s: internal error while serving %r", self.server.name, text)
+                try:
+                    self._reply(-errno.EIO)
+                except OSError:
+                    return
 
     # ------------------------------------------------------------------ commands
     def _unknown(self, args: list[str]) -> None:

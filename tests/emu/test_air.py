@@ -139,3 +139,44 @@ def test_config_errors() -> None:
         start_emulators(2, EmulatorConfig(sample_rate=2.5e6 + 0.5)).__enter__()
     with pytest.raises(EmulatorError):
         start_emulators(2, EmulatorConfig(names=("x", "x"))).__enter__()
+
+
+def _path_on_manual_clock(kernel_buffers: int = 4):
+    from hw.emu import Air, MediumPath, PlutoContext
+    from hw.loopback import ManualClock, Medium
+
+    clock = ManualClock()
+    m = Medium(1_000_000, seed=1, clock=clock, rx_backlog=1e9, start_delay_max=0)
+    radio = m.add_radio("r")
+    path = MediumPath(radio, Air(m))
+    ctx = PlutoContext.default()
+    ctx.preset(sample_rate=1_000_000, lo_hz=2_400_000_000)
+    path.configure(ctx.settings())
+    path.set_kernel_buffers(kernel_buffers)
+    return clock, radio, path
+
+
+def test_kernel_queue_overflow_keeps_old_blocks_then_gaps() -> None:
+    clock, radio, path = _path_on_manual_clock(4)
+    clock.set(10_000)
+    path.start_rx()  # capture starts now
+    assert radio.time == 10_000
+    path.rx(1000, max_wait_s=1)
+    assert radio.time == 11_000 and radio.stats.overflows == 0
+    clock.set(50_000)  # the reader slept: 39 blocks behind, the queue holds 4
+    for _ in range(4):  # the 4 queued (old) blocks come first, contiguous
+        before = radio.time
+        path.rx(1000, max_wait_s=1)
+        assert radio.time == before + 1000
+    assert radio.stats.overflows == 1 and radio.stats.dropped == 50_000 - 15_000
+    path.rx(1000, max_wait_s=1)  # then the stream resumes where the DMA restarted
+    assert radio.time == 51_000
+
+
+def test_bounded_wait_completes_with_noise() -> None:
+    _clock, radio, path = _path_on_manual_clock()
+    path.start_rx()
+    x = path.rx(3_000_000, max_wait_s=0.5)  # 3 s of air, only 0.5 s may be waited for
+    assert x.size == 3_000_000 and x.dtype == np.complex64
+    assert 2_400_000 <= path.late_samples <= 2_500_100
+    assert radio.time == 3_000_000
