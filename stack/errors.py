@@ -19,7 +19,7 @@ class SecurityError(Exception):
 
 
 class MalformedError(SecurityError, ValueError):
-    """Input bytes do not parse: short, over-long, bad length field, unknown code, trailing bytes."""
+    """Input bytes do not parse: short, over-long, bad length, unknown code, trailing bytes."""
 
     reason = "malformed"
 
