@@ -1,0 +1,162 @@
+"""Pluto emulator throughput and real-time cost.
+
+    python -m benchmarks.emulator [--json PATH] [--seed N] [--seconds S] [--radios N]
+                                  [--rate SPS]
+
+1. **Unpaced streaming** (``LocalLoop``): ``rx()`` throughput in MS/s for 64 k and 1 M sample
+   buffers, through the full client stack (pyadi-iio -> pylibiio -> libiio C -> TCP -> emulator),
+   against the in-run baseline of a raw-socket client issuing the same ``READBUF`` requests (the
+   emulator alone, no libiio/pyadi).
+2. **Real time on one air**: ``--radios`` emulated Plutos on a wall-clock medium at ``--rate``,
+   each read continuously by its own thread through pyadi-iio for ``--seconds``: delivered rate
+   per radio (should equal ``--rate``), overflows, and the CPU cores the whole process used
+   (server + medium + clients); the baseline is the sample rate itself (real time).
+
+Needs libiio (Debian libiio0) and pyadi-iio; the raw-socket baseline runs without them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import threading
+import time
+from typing import Any
+
+try:
+    from benchmarks._machine import format_machine, machine_info
+except ImportError:  # pragma: no cover
+    def machine_info() -> dict[str, object]:
+        return {}
+
+    def format_machine(info: dict[str, object]) -> str:
+        return ""
+
+from hw.emu import EmulatorConfig, LocalLoop, PlutoServer, start_emulators
+
+
+def _raw_readbuf(srv: PlutoServer, n: int, seconds: float) -> float:
+    """MS/s of READBUF through a raw socket (the emulator's own cost)."""
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        f = s.makefile("rb")
+        s.sendall(b"WRITE iio:device0 OUTPUT altvoltage1 frequency 11\r\n2400000000\0")
+        f.readline()
+        s.sendall(f"OPEN iio:device3 {n} 00000003\r\n".encode())
+        assert int(f.readline()) == 0
+        total, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            s.sendall(f"READBUF iio:device3 {4 * n}\r\n".encode())
+            assert int(f.readline()) == 4 * n
+            f.readline()
+            f.read(4 * n)
+            total += n
+        rate = total / (time.perf_counter() - t0) / 1e6
+        s.sendall(b"CLOSE iio:device3\r\n")
+        f.readline()
+    return rate
+
+
+def _pyadi_rx(srv: PlutoServer, n: int, seconds: float) -> float | None:
+    try:
+        import adi
+    except Exception:
+        return None
+    sdr = adi.Pluto(srv.uri)
+    try:
+        sdr.tx_lo = sdr.rx_lo
+        sdr.rx_buffer_size = n
+        sdr.rx()
+        total, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            sdr.rx()
+            total += n
+        return total / (time.perf_counter() - t0) / 1e6
+    finally:
+        sdr.rx_destroy_buffer()
+        del sdr
+
+
+def unpaced(seconds: float) -> list[dict[str, Any]]:
+    """Throughput rows for 64 k and 1 M sample buffers."""
+    rows = []
+    with PlutoServer(data=LocalLoop(seed=1)) as srv:
+        for n in (1 << 16, 1 << 20):
+            rows.append({"buffer": n, "raw_socket_msps": _raw_readbuf(srv, n, seconds),
+                         "pyadi_msps": _pyadi_rx(srv, n, seconds)})
+    return rows
+
+
+def realtime(radios: int, rate: int, seconds: float, seed: int) -> dict[str, Any]:
+    """Several radios read continuously on one wall-clock air."""
+    import adi
+
+    cfg = EmulatorConfig(sample_rate=rate, clock="wall", seed=seed)
+    with start_emulators(radios, cfg) as cluster:
+        sdrs = [adi.Pluto(u) for u in cluster.uris]
+        for s in sdrs:
+            s.rx_buffer_size = 32768
+            s._rxadc.set_kernel_buffers_count(8)
+            s.rx()
+        counts = [0] * radios
+        stop = time.monotonic() + seconds
+
+        def run(i: int) -> None:
+            while time.monotonic() < stop:
+                sdrs[i].rx()
+                counts[i] += 32768
+
+        c0, t0 = os.times(), time.monotonic()
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(radios)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        c1, elapsed = os.times(), time.monotonic() - t0
+        result = {
+            "radios": radios, "rate": rate, "seconds": elapsed,
+            "delivered_msps": [c / elapsed / 1e6 for c in counts],
+            "overflows": [s.data.radio.stats.overflows for s in cluster.servers],
+            "cpu_cores": (c1.user + c1.system - c0.user - c0.system) / elapsed,
+        }
+        for s in sdrs:
+            s.rx_destroy_buffer()
+        sdrs.clear()
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seconds", type=float, default=2.0, help="per measurement")
+    ap.add_argument("--radios", type=int, default=3)
+    ap.add_argument("--rate", type=int, default=2_800_000)
+    args = ap.parse_args(argv)
+    info = machine_info()
+    print(format_machine(info))
+    rows = unpaced(args.seconds)
+    print(f"\nunpaced rx(), LocalLoop        {'raw socket':>12} {'pyadi-iio':>12}")
+    for r in rows:
+        py = "n/a" if r["pyadi_msps"] is None else f"{r['pyadi_msps']:.2f} MS/s"
+        print(f"  buffer {r['buffer']:>8} samples   {r['raw_socket_msps']:>7.2f} MS/s {py:>12}")
+    rt = None
+    if rows[0]["pyadi_msps"] is not None:
+        rt = realtime(args.radios, args.rate, args.seconds, args.seed)
+        print(f"\n{rt['radios']} radios on one wall-clock air at {rt['rate'] / 1e6:g} MS/s "
+              f"(baseline: real time = {rt['rate'] / 1e6:g} MS/s each)")
+        print("  delivered MS/s: " + ", ".join(f"{x:.3f}" for x in rt["delivered_msps"]))
+        print(f"  overflows: {rt['overflows']}   CPU cores used: {rt['cpu_cores']:.2f}")
+    else:
+        print("\n(libiio/pyadi-iio unavailable: real-time part skipped)")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({"machine": info, "seed": args.seed, "unpaced": rows, "realtime": rt},
+                      f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
