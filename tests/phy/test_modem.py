@@ -98,3 +98,11 @@ def test_burst_geometry_for_runtime() -> None:
     assert m.burst_samples(4096, "64QAM-5/6") < n
     with pytest.raises(phy.PayloadTooLongError):
         m.burst_samples(m.max_payload + 1)
+
+
+def test_back_to_back_bursts_and_burst_at_buffer_edges() -> None:
+    for profile in ("P2.5", "10MHz-cp16"):
+        m = phy.BurstModem(profile, "16QAM-1/2")
+        a, b = m.modulate(b"first" * 30, src=1), m.modulate(b"second" * 20, src=2)
+        got = m.demodulate(np.concatenate([a, b]))  # no gap, first at 0, second ends the buffer
+        assert [(x.start, x.src, x.crc_ok) for x in got] == [(0, 1, True), (a.size, 2, True)]
