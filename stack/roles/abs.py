@@ -352,7 +352,8 @@ class AbsRole(RoleBase):
     def _serve_tek(self, sub: _Sub, now: float) -> None:
         link = sub.link
         assert link is not None
-        if link.serve_tek_request(now, grace=self._grace, retry_span=self.timers.give_up_after):
+        if link.serve_tek_request(now, grace=self._server_grace,
+                                  retry_span=self.timers.give_up_after):
             self._emit(KeysInstalled(subject=sub.station, peer=self.station_id, stid=sub.stid,
                                      akid=link.ctx.akid.hex(),
                                      cmac_key_count=link.ctx.cmac_key_count, said=link.sa.said,

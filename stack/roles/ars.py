@@ -151,7 +151,8 @@ class ArsRole(SubscriberRole):
             self._up(stid, mpdu, now)
 
     def _serve_tek(self, stid: int, link: Link, now: float) -> None:
-        if link.serve_tek_request(now, grace=self._grace, retry_span=self.timers.give_up_after):
+        if link.serve_tek_request(now, grace=self._server_grace,
+                                  retry_span=self.timers.give_up_after):
             self._emit(KeysInstalled(subject=link.subject, peer=self.station_id, stid=stid,
                                      akid=link.ctx.akid.hex(),
                                      cmac_key_count=link.ctx.cmac_key_count, said=link.sa.said,

@@ -180,5 +180,11 @@ class RoleBase:
         """How long a TEK retired by an update stays receivable (frames in flight) [D]."""
         return max(1.0, 5 * self.timers.rto)
 
+    @property
+    def _server_grace(self) -> float:
+        """Grace of the TEK retired when *serving* a TEK update: the requester keeps sending
+        under it until our TEK-Reply gets through, i.e. up to its whole retry span."""
+        return max(self._grace, self.timers.give_up_after + self.timers.rto)
+
     def _random(self, n: int) -> bytes:
         return self._rng.bytes(n)

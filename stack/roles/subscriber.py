@@ -176,13 +176,18 @@ class SubscriberRole(RoleBase):
                 self._emit(EntryFailed(station=self.station_id, reason="handover_refused"))
             return
         msg = m.RngRsp.decode(data)
-        if self.phase != "ranging" or msg.purpose != m.RangingPurpose.INITIAL_ENTRY:
+        # Under loss the EAP conversation may overtake a lost RNG-RSP (the ABS starts EAP right
+        # after answering), so the RSP is accepted until key agreement has used the STID.
+        if msg.purpose != m.RangingPurpose.INITIAL_ENTRY or \
+                self.phase not in ("ranging", "eap", "key_agreement") or \
+                (self.stid is not None and msg.stid != self.stid):
             raise ProtocolError("RNG-RSP out of state", reason="unexpected_message")
         if msg.amsid != self._amsid or msg.status != m.RngStatus.SUCCESS:
             raise ProtocolError("RNG-RSP not for us or refused", reason="rng_refused")
         self._answered("rng")
         self.stid = msg.stid
-        self.phase = "eap"
+        if self.phase == "ranging":
+            self.phase = "eap"
 
     def _on_eap(self, src: int, msg: m.EapTransfer, now: float) -> None:
         if self._peer is None:
@@ -191,7 +196,7 @@ class SubscriberRole(RoleBase):
         reply, result = self._peer.handle(msg.eap_payload)
         if reply is not None:
             self._send_plain(src, m.EapTransfer(eap_payload=reply))
-        if result is not None and self._pmk_pending is None and self.phase == "eap":
+        if result is not None and self._pmk_pending is None and self.phase in ("ranging", "eap"):
             if not result.success:
                 self._entry_failed(now, result.reason)
                 return
