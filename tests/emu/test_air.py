@@ -73,6 +73,7 @@ def test_non_cyclic_burst_lands_once_on_the_wall_clock(libiio) -> None:
         try:
             _setup(a)
             _setup(b, buffer=4096)
+            b._rxadc.set_kernel_buffers_count(64)  # 94 ms of queue: survives a loaded test box
             b.rx()  # B's capture runs from here on, at the sample rate
             a.tx(_tone(2000))
             power = np.concatenate([np.abs(b.rx()) ** 2 for _ in range(12)])  # ~17 ms of air
@@ -123,10 +124,8 @@ def test_too_long_buffer_is_completed_with_noise_not_a_stall(libiio) -> None:
         try:
             _setup(sdr, buffer=2**20)  # 0.37 s of air
             sdr.ctx.set_timeout(400)  # server may wait 0.8 * 200 ms per request
-            t0 = time.monotonic()
-            x = sdr.rx()
+            x = sdr.rx()  # a 0.37 s wait would exceed the 0.4 s client timeout: EPIPE
             assert x.size == 2**20
-            assert time.monotonic() - t0 < 3.0
             assert cluster.servers[0].data.late_samples > 0
         finally:
             _close(sdr)

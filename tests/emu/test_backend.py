@@ -20,11 +20,13 @@ def test_burst_from_a_decoded_at_b_and_at_a_itself(libiio, clock: str) -> None:
                          snr_db=25, seed=9)
     payload = bytes(range(200))
     burst = modem.modulate(payload, src=0xA, dst=0xB)  # before the air runs (numba warm-up)
+    modem.demodulate(burst)
     with start_emulators(2, cfg) as cluster:
-        # Read one after the other, each radio sits unread for ~25 ms: 16 kernel blocks of 8192
-        # samples (47 ms) bridge that; the default 4 would overflow, as on hardware.
+        # Read one after the other, each radio sits unread while the other is read and decoded:
+        # 64 kernel blocks of 8192 samples (187 ms) bridge that; the default 4 (12 ms) would
+        # overflow and lose the burst, as on hardware.
         a, b = (PlutoRadio(u, sample_rate=cfg.sample_rate, rx_buffer_size=8192,
-                           kernel_buffers=16) for u in cluster.uris)
+                           kernel_buffers=64) for u in cluster.uris)
         try:
             a.receive(8192)  # both captures run from here on
             b.receive(8192)
