@@ -241,12 +241,19 @@ class BurstModem:
     # ---- RX ------------------------------------------------------------------------------
     def demodulate(self, iq: np.ndarray) -> list[Burst]:
         """Find and decode every burst in ``iq`` (1-D complex array; bursts may start anywhere,
-        with noise or silence between them). A burst that is not wholly inside the buffer, or
+        with noise or silence between them). The buffer mean (receiver DC offset) is removed
+        first. A burst that is not wholly inside the buffer, or
         whose header fails its CRC, is skipped. Raises :class:`PhyInputError` for a non-array,
         non-complex dtype, wrong shape or non-finite samples."""
         r = _validate_iq(iq)
         if r.size < 3 * self._sym_len:
             return []
+        # Receiver DC offset (LO leakage): the bursts carry nothing at DC, so the buffer mean is
+        # the offset. Left in, a DC term is perfectly periodic (it fools the S&C detector) and
+        # after CFO removal it becomes a tone between bins that leaks into every subcarrier.
+        dc = np.mean(r, dtype=np.complex128)
+        if abs(dc) > 0.0:
+            r = r - np.complex64(dc)
         out: list[Burst] = []
         consumed = -1
         for cand in detect(r, self.grid):

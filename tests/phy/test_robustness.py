@@ -84,6 +84,21 @@ def test_pluto_profile_ped_b_16qam() -> None:
     assert ok >= 7
 
 
+def test_two_plutos_at_20ppm_each_with_rx_dc_offset() -> None:
+    """Worst case of digest §7: XOs +-20 ppm apart in opposite directions at 2.4 GHz -> 96 kHz
+    CFO (8.8 subcarrier spacings) and 40 ppm SFO, plus a receiver DC offset at half the signal
+    RMS (removed as the buffer mean) and silence-free noise around the burst."""
+    rng = np.random.default_rng(33)
+    modem = phy.BurstModem("5MHz", "QPSK-1/2")
+    payload = rng.bytes(3000)
+    y = _through(modem.modulate(payload, src=4, dst=5), modem, rng, snr_db=12.0, offset=2500,
+                 cfo_hz=96e3, ppm=40.0)
+    y = y + np.complex64(0.5 * modem.tx_rms * (1 + 1j) / np.sqrt(2))
+    (b,) = modem.demodulate(y)
+    assert b.crc_ok and b.payload == payload
+    assert abs(b.cfo_hz - 96e3) < 300 and abs(b.sfo_ppm - 40) < 5
+
+
 # ---- malformed input ------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def modem() -> phy.BurstModem:
