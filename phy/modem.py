@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import math
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -102,9 +102,10 @@ class Burst:
     ``cfo_hz``: estimated carrier offset (rx - tx); ``evm_db``: decision-directed EVM of the data
     subcarriers; ``start``: sample index of the burst's first sample in the buffer; ``sfo_ppm``:
     sampling-clock offset estimated from the pilot slopes (0 when the burst is too short to tell).
+    The repr leaves the payload out (it can carry key-management messages).
     """
 
-    payload: bytes
+    payload: bytes = field(repr=False)  # may carry key-management messages: never in reprs
     crc_ok: bool
     snr_db: float
     cfo_hz: float
@@ -115,6 +116,10 @@ class Burst:
     mcs: str
     n_samples: int
     sfo_ppm: float = 0.0
+
+    @property
+    def payload_len(self) -> int:
+        return len(self.payload)
 
 
 class BurstModem:

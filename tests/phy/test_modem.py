@@ -106,3 +106,9 @@ def test_back_to_back_bursts_and_burst_at_buffer_edges() -> None:
         a, b = m.modulate(b"first" * 30, src=1), m.modulate(b"second" * 20, src=2)
         got = m.demodulate(np.concatenate([a, b]))  # no gap, first at 0, second ends the buffer
         assert [(x.start, x.src, x.crc_ok) for x in got] == [(0, 1, True), (a.size, 2, True)]
+
+
+def test_burst_repr_hides_payload() -> None:
+    m = phy.BurstModem("P2.5")
+    (b,) = m.demodulate(m.modulate(b"SECRET-ISH BYTES"))
+    assert "SECRET" not in repr(b) and b.payload_len == 16
