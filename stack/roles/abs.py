@@ -83,7 +83,7 @@ class AbsRole(RoleBase):
         if sub is None or sub.link is None:
             raise UnknownKeyError("no keys for that station", reason="no_keys")
         if sub.via == self.station_id:
-            self._queue(dst, sub.link.seal(fid, payload, now))
+            self._queue(dst, self._seal(sub.link, fid, payload, now))
             return
         inner = plain_mpdu(fid, payload) if self.distributed else sub.link.seal(fid, payload, now)
         self._relay(sub, inner, now)
@@ -108,7 +108,7 @@ class AbsRole(RoleBase):
     def _relay(self, sub: _Sub, inner: bytes, now: float, title: str | None = None) -> None:
         ars = self._subs[sub.via]
         assert ars.link is not None
-        self._queue(sub.via, ars.link.seal(FID_RELAY, relay_items([(sub.stid, inner)]), now),
+        self._queue(sub.via, self._seal(ars.link, FID_RELAY, relay_items([(sub.stid, inner)]), now),
                     title)
 
     def _to_sub(self, sub: _Sub, body: bytes, title: str, now: float) -> None:

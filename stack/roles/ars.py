@@ -107,13 +107,14 @@ class ArsRole(SubscriberRole):
             link = self._ams_links.get(stid)
             if link is None:
                 raise UnknownKeyError("no AMS keys", reason="no_keys")
-            self._queue(station, link.seal(fid, plain_payload(inner), now))
+            self._queue(station, self._seal(link, fid, plain_payload(inner), now))
         else:
             self._queue(station, inner)
 
     def _up(self, stid: int, inner: bytes, now: float, title: str | None = None) -> None:
         assert self.link is not None and self.serving is not None
-        self._queue(self.serving, self.link.seal(FID_RELAY, relay_items([(stid, inner)]), now),
+        self._queue(self.serving,
+                    self._seal(self.link, FID_RELAY, relay_items([(stid, inner)]), now),
                     title)
         self._maybe_refresh(now)
 

@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from stack.errors import MalformedError, SecurityError
+from stack.mac import TxMpdu, build_burst
 from stack.roles.config import Timers
 from stack.roles.events import Event, PeerLost, Rejected
 from stack.roles.framing import split_frame
 from stack.roles.ids import check_station_id, fmt_station
-from stack.roles.link import KeyInfo
+from stack.roles.link import KeyInfo, Link, PendingMpdu
 
 log = logging.getLogger("stack.roles")
 
@@ -39,19 +40,28 @@ class _Pending:
 
 
 class RoleBase:
-    """Queues, events, counters and the retransmission engine shared by ABS, ARS and AMS."""
+    """Queues, events, counters and the retransmission engine shared by ABS, ARS and AMS.
+
+    ``batch_seal`` (default True): data and relay MPDUs are queued unsealed and sealed in
+    :meth:`frames_to_send`, all MPDUs of one frame in one ``stack.mac.build_burst`` call (one
+    ``seal_batch``); False seals each MPDU when it is queued (``stack.mpdu.protect``). Both
+    produce the same wire format; ``tx_dropped`` counts MPDUs that could not be sealed.
+    """
+
+    batch_seal: bool = True
 
     def __init__(self, station_id: int, timers: Timers, rng: int | np.random.Generator | None):
         self.station_id = check_station_id(station_id)
         self.timers = timers
         self._rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
         self._events: deque[Event] = deque()
-        self._out: dict[int, list[bytes]] = {}
+        self._out: dict[int, list[bytes | PendingMpdu]] = {}
         self._pending: dict[Hashable, _Pending] = {}
         self._deadlines: dict[Hashable, float] = {}
         self.rejections: Counter[str] = Counter()
         self.rejections_by_link: Counter[tuple[int, str]] = Counter()
         self.air_messages: Counter[str] = Counter()  # control messages sent, by message title
+        self.tx_dropped: Counter[str] = Counter()     # queued MPDUs that could not be sealed
 
     # -- public API -----------------------------------------------------------------------------
     def receive(self, src: int, frame: bytes, now: float) -> None:
@@ -97,7 +107,7 @@ class RoleBase:
         """Drain queued MPDUs as ``(neighbour, frame)``; frames never exceed ``max_bytes``."""
         out: list[tuple[int, bytes]] = []
         for dst in list(self._out):
-            mpdus = self._out.pop(dst)
+            mpdus = self._seal_queued(self._out.pop(dst), now)
             cur: list[bytes] = []
             size = 0
             rest: list[bytes] = []
@@ -116,6 +126,41 @@ class RoleBase:
             if rest:
                 self._out[dst] = rest
         return out
+
+    def _seal_queued(self, items: list[bytes | PendingMpdu], now: float) -> list[bytes]:
+        """Seal the pending MPDUs of one frame: one ``build_burst`` per (STID, direction) --
+        in practice one per frame, since a frame to a neighbour belongs to one link."""
+        groups: dict[tuple[int, bool], list[int]] = {}
+        for i, x in enumerate(items):
+            if isinstance(x, PendingMpdu):
+                groups.setdefault((x.stid, x.uplink), []).append(i)
+        if not groups:
+            return items  # type: ignore[return-value]
+        out: list[bytes | PendingMpdu | None] = list(items)
+        for (stid, uplink), idx in groups.items():
+            pend = [items[i] for i in idx]
+            try:
+                buf = build_burst(stid, [TxMpdu(p.fid, p.payload, p.sa) for p in pend],
+                                  uplink=uplink, now=now)
+            except SecurityError as exc:  # e.g. no usable TEK left: drop, count, carry on
+                self.tx_dropped[exc.reason] += len(idx)
+                log.warning("%s: %d MPDUs not sealed: %s", fmt_station(self.station_id),
+                            len(idx), exc.reason)
+                for i in idx:
+                    out[i] = None
+                continue
+            pos = 0
+            for i, p in zip(idx, pend, strict=True):
+                n = len(p)  # type: ignore[arg-type]
+                out[i] = buf[pos : pos + n].tobytes()
+                pos += n
+        return [x for x in out if isinstance(x, bytes)]
+
+    def _seal(self, link: Link, fid: int, payload: bytes, now: float) -> bytes | PendingMpdu:
+        """A protected MPDU for ``link``: deferred to the frame's batch call or sealed now."""
+        if self.batch_seal:
+            return link.defer(fid, payload)
+        return link.seal(fid, payload, now)
 
     def events(self) -> list[Event]:
         """Drain and return the events that happened since the last call."""
@@ -144,7 +189,7 @@ class RoleBase:
                   reason)
         self._emit(Rejected(reason=reason, link=link, detail=detail))
 
-    def _queue(self, dst: int, mpdu: bytes, title: str | None = None) -> None:
+    def _queue(self, dst: int, mpdu: bytes | PendingMpdu, title: str | None = None) -> None:
         self._out.setdefault(dst, []).append(mpdu)
         if title is not None:
             self.air_messages[title] += 1

@@ -7,17 +7,35 @@ Both ends hold a :class:`Link` built from the same :class:`stack.keys.AkContext`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from stack import mpdu
 from stack.cmac import CmacPnCounter, CmacSigner, CmacVerifier
 from stack.crypto import aes_cmac
-from stack.errors import SecurityError
+from stack.errors import MalformedError, SecurityError
 from stack.keys import AkContext
 from stack.pkm.messages import Message
 from stack.sa import SecurityAssociation
 
 KCV_LABEL = b"relaysec-kcv"
+
+
+@dataclass(frozen=True, eq=False)
+class PendingMpdu:
+    """A data MPDU queued for sealing in its burst's one batch call (``stack.mac.build_burst``).
+
+    Holds the SA that will protect it and the plaintext; neither shows in ``repr``.
+    """
+
+    sa: SecurityAssociation = field(repr=False)
+    stid: int
+    uplink: bool
+    fid: int
+    payload: bytes = field(repr=False)
+
+    def __len__(self) -> int:
+        """Length of the MPDU once sealed (AGMH, EKS/PN and ICV included)."""
+        return len(self.payload) + mpdu.PROTECTED_OVERHEAD
 
 
 def kcv(key: bytes) -> str:
@@ -92,6 +110,16 @@ class Link:
         return mpdu.protect(
             self.sa, stid=self.stid, fid=fid, uplink=self.subordinate, payload=payload
         )
+
+    def defer(self, fid: int, payload: bytes) -> PendingMpdu:
+        """Like :meth:`seal`, but the PN is taken and the MPDU sealed later, together with the
+        other MPDUs of its burst (``RoleBase.frames_to_send``)."""
+        if not 0 <= fid <= 15:
+            raise MalformedError(f"FID must be 4 bits, got {fid}")
+        if len(payload) > mpdu.MAX_PROTECTED_PAYLOAD:
+            raise MalformedError(f"payload of {len(payload)} bytes exceeds "
+                                 f"{mpdu.MAX_PROTECTED_PAYLOAD}", reason="long_mpdu")
+        return PendingMpdu(self.sa, self.stid, self.subordinate, fid, bytes(payload))
 
     def open(self, data: bytes, now: float | None = None) -> tuple[int, int, bytes]:
         """Verify/decrypt a received protected MPDU; returns (FID, EKS, payload).

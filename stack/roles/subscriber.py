@@ -97,7 +97,7 @@ class SubscriberRole(RoleBase):
         if self.link is None or self.serving is None:
             raise UnknownKeyError("no keys installed yet", reason="no_keys")
         _check_data(payload, fid)
-        self._queue(self.serving, self.link.seal(fid, payload, now))
+        self._queue(self.serving, self._seal(self.link, fid, payload, now))
         self._maybe_refresh(now)
 
     def key_info(self, peer: int | None = None) -> KeyInfo | None:
