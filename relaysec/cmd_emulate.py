@@ -39,6 +39,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         lo_hz=args.lo,
         host=args.host,
         base_port=args.base_port,
+        record_dir=args.record,
     )
 
 
@@ -101,5 +102,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "advance it")
     p.add_argument("--speed", type=float, default=1.0,
                    help="wall clock speed factor (e.g. 0.5 = half speed)")
+    p.add_argument("--record", metavar="DIR", default=None,
+                   help="record what each radio's clients received as SigMF (DIR/pluto0...)")
     p.add_argument("-v", "--verbose", action="store_true", help="log connections and settings")
     p.set_defaults(func=run)

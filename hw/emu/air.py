@@ -38,6 +38,7 @@ import numpy as np
 from hw.emu.ad9361 import Settings
 from hw.emu.errors import IioError
 from hw.loopback import LoopbackRadio, Medium
+from hw.sigmf import SigMFRecorder
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +82,10 @@ class MediumPath:
 
     def __init__(self, radio: LoopbackRadio, air: Air, *, seed: int = 0,
                  rx_gain_ref_db: float = 30.0, tx_gain_ref_db: float = -10.0,
-                 apply_gains: bool = True) -> None:
+                 apply_gains: bool = True, recorder: SigMFRecorder | None = None) -> None:
         self.radio = radio
+        #: Optional SigMF recorder of every sample this radio's clients received.
+        self.recorder = recorder
         self.air = air
         self.medium = radio.medium
         self.rx_gain_ref_db = float(rx_gain_ref_db)
@@ -119,6 +122,8 @@ class MediumPath:
 
     # ------------------------------------------------------------------ DataPath
     def configure(self, settings: Settings) -> None:
+        if self.recorder is not None and float(settings.rx_lo) != self.recorder.frequency_hz:
+            self.recorder.retune(float(settings.rx_lo))
         self._rate = settings.sample_rate
         self._rate_ok = float(settings.sample_rate) == float(self.medium.sample_rate)
         kwargs: dict[str, float] = {"tx_lo_hz": float(settings.tx_lo),
@@ -148,6 +153,12 @@ class MediumPath:
             self.radio.skip(lag)
 
     def rx(self, n: int, *, max_wait_s: float) -> np.ndarray:
+        out = self._rx(n, max_wait_s=max_wait_s)
+        if self.recorder is not None:
+            self.recorder.write(out)
+        return out
+
+    def _rx(self, n: int, *, max_wait_s: float) -> np.ndarray:
         self._check_rate()
         fs = self.medium.sample_rate
         if self.medium.wall:
@@ -255,3 +266,5 @@ class MediumPath:
         self.stop_tx()
         self.air.detach(self)
         self.radio.close()
+        if self.recorder is not None:
+            self.recorder.close()

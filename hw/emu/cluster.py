@@ -13,12 +13,14 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from hw.emu.ad9361 import PlutoContext
 from hw.emu.air import Air, MediumPath
 from hw.emu.errors import EmulatorError
 from hw.emu.server import PlutoServer
 from hw.loopback import Medium, WallClock
+from hw.sigmf import SigMFRecorder
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +36,8 @@ class EmulatorConfig:
     ``fading``: every link between two radios; ``self_snr_db``: each radio hearing its own TX
     (a cabled or nearby TX/RX pair), default = ``snr_db``. ``ppm``: crystal error of each radio
     (CFO and SFO), one value per radio or a single value for all. ``base_port``: first TCP port
-    (``0`` = any free ports). ``names``: radio names (default ``pluto0..``).
+    (``0`` = any free ports). ``names``: radio names (default ``pluto0..``). ``record_dir``:
+    record what each radio's clients received as SigMF (``DIR/NAME.sigmf-*``, no annotations).
     """
 
     sample_rate: float = 2_800_000
@@ -52,6 +55,7 @@ class EmulatorConfig:
     names: tuple[str, ...] = ()
     rx_gain_ref_db: float = 30.0
     tx_gain_ref_db: float = -10.0
+    record_dir: str | None = None
     extra: dict[str, object] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
@@ -127,8 +131,15 @@ def create_emulators(n: int, config: EmulatorConfig | None = None) -> EmulatorCl
             ctx = PlutoContext.default()
             ctx.context_attrs = [(k, _serial(name, cfg.seed) if k == "hw_serial" else v)
                                  for k, v in ctx.context_attrs]
+            recorder = None
+            if cfg.record_dir is not None:
+                recorder = SigMFRecorder(
+                    Path(cfg.record_dir) / name, sample_rate=rate, frequency_hz=cfg.lo_hz,
+                    seed=cfg.seed, config=cfg.as_dict(), radio=name,
+                    hw="relaysec emulated ADALM-Pluto (hw.emu)",
+                    description=f"what the clients of emulated radio {name} received")
             path = MediumPath(radio, air, seed=cfg.seed + i, rx_gain_ref_db=cfg.rx_gain_ref_db,
-                              tx_gain_ref_db=cfg.tx_gain_ref_db)
+                              tx_gain_ref_db=cfg.tx_gain_ref_db, recorder=recorder)
             port = cfg.base_port + i if cfg.base_port else 0
             srv = PlutoServer(ctx, path, host=cfg.host, port=port, name=name)
             ctx.preset(sample_rate=rate, lo_hz=int(cfg.lo_hz))

@@ -3,6 +3,7 @@ a modem burst sent by one radio is decoded from another's receive stream (wall c
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from hw.emu import EmulatorConfig, start_emulators
@@ -38,3 +39,33 @@ def test_burst_from_a_decoded_at_b_and_at_a_itself(libiio, clock: str) -> None:
         finally:
             a.close()
             b.close()
+
+
+def test_emulator_records_what_each_radio_received(libiio, tmp_path, capsys) -> None:
+    import json
+
+    import phy
+    from hw.pluto import PlutoRadio
+    from hw.sigmf import read_recording
+    from relaysec.cli import main
+
+    modem = phy.BurstModem("P2.5", "QPSK-1/2")
+    cfg = EmulatorConfig(sample_rate=2_800_000, clock="sim", snr_db=25, seed=3,
+                         record_dir=str(tmp_path))
+    burst = modem.modulate(b"recorded", src=0x1, dst=0x2)
+    with start_emulators(2, cfg) as cluster:
+        a, b = (PlutoRadio(u, rx_buffer_size=8192) for u in cluster.uris)
+        try:
+            b.receive(8192)
+            a.transmit(burst)
+            received = b.receive(8192 * 2)
+        finally:
+            a.close()
+            b.close()
+    rec = read_recording(tmp_path / "pluto1.sigmf-meta")
+    assert rec.radio == "pluto1" and rec.sample_rate == 2_800_000 and rec.seed == 3
+    assert rec.config["snr_db"] == 25
+    np.testing.assert_array_equal(rec.samples[8192:8192 * 3], received)
+    assert main(["replay", str(tmp_path / "pluto1.sigmf-meta"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [(x["src"], x["dst"], x["crc_ok"]) for x in out["bursts"]] == [(1, 2, True)]
