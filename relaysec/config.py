@@ -158,6 +158,8 @@ def _check_same_types(cfg: Config, ref: Config, where: str) -> None:
 def validate(cfg: Config) -> None:
     """Check types, enumerations and the topology; raise :class:`ConfigError` on the first fault."""
     _check_same_types(cfg, default_config(), "")
+    if cfg["schedule"]["mode"] not in ("sim", "wall"):
+        raise ConfigError(f"schedule.mode must be 'sim' or 'wall', got {cfg['schedule']['mode']!r}")
     if cfg["backend"] not in BACKENDS:
         raise ConfigError(f"backend must be one of {BACKENDS}, got {cfg['backend']!r}")
     if cfg["security"]["mode"] not in SECURITY_MODES:

@@ -195,6 +195,7 @@ class Node:
         self.describe_frame = describe_frame
         self.msc = msc
         self.max_bursts_per_zone = max_bursts_per_zone
+        self.max_burst_bytes = int(modem.max_payload)
         self.backlog: deque[tuple[int, bytes]] = deque()
         self.events: list[NodeEvent] = []
         self.cpu: Counter[str] = Counter()          # seconds spent per layer
@@ -217,7 +218,7 @@ class Node:
         """Largest burst payload (bytes) whose burst fits in *samples*."""
         if samples not in self._capacity_cache:
             self._capacity_cache[samples] = zone_capacity(
-                self.modem.burst_samples, int(self.modem.max_payload), samples
+                self.modem.burst_samples, self.max_burst_bytes, samples
             )
         return self._capacity_cache[samples]
 
@@ -322,9 +323,9 @@ class Node:
         self.cpu["modem"] += time.perf_counter() - t0
         return np.asarray(iq, dtype=np.complex64) * np.float32(self.tx_scale)
 
-    def transmit(self, iq: np.ndarray) -> None:
+    def transmit(self, iq: np.ndarray, **kw: Any) -> None:
         t0 = time.perf_counter()
-        self.radio.transmit(iq)
+        self.radio.transmit(iq, **kw)
         self.cpu["radio"] += time.perf_counter() - t0
 
     # ------------------------------------------------------------------ receive

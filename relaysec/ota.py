@@ -26,6 +26,7 @@ air; it also drives a single node (``relaysec node``). With a wall-clock loopbac
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections import Counter
@@ -44,6 +45,15 @@ log = logging.getLogger(__name__)
 BROADCAST = 0xFFFF
 #: Beacon payload: marks the burst as a frame reference, carries nothing else.
 BEACON = b"\x00"
+
+
+def _accepts_at(radio: Any) -> bool:
+    """Whether ``radio.transmit`` can place a burst at a local sample index (``at=``)."""
+    inner = getattr(radio, "radio", radio)      # hw.sigmf.RecordingRadio wraps the real one
+    try:
+        return "at" in inspect.signature(inner.transmit).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 @dataclass
@@ -68,14 +78,15 @@ class OtaNetwork:
         *,
         master: str | None,
         abs_addr: int,
-        chunk: int | None = None,
-        tx_advance: int | None = None,
+        max_burst_bytes: int = 1200,
+        chunk_s: float = 3e-3,
+        tx_latency_s: float = 0.005,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.schedule = schedule
         self.abs_addr = abs_addr
-        self.chunk = chunk or max(1024, schedule.frame_len // 25)
-        self.tx_advance = tx_advance if tx_advance is not None else self.chunk
+        self.chunk = max(1024, round(chunk_s * schedule.sample_rate))
+        self.tx_advance = round(tx_latency_s * schedule.sample_rate)
         self.clock = clock
         self.t0 = clock()
         self.frame = 0
@@ -88,19 +99,16 @@ class OtaNetwork:
                 st.timing.frame_start = 0
             self.states[n.name] = st
         self.nodes = {n: s.node for n, s in self.states.items()}
-        self._overlap = 0
+        for st in self.states.values():
+            st.node.max_burst_bytes = min(st.node.max_burst_bytes, max_burst_bytes)
+        # A burst that straddles two chunks is decoded from the overlap: the longest burst.
+        node0 = next(iter(self.nodes.values()))
+        self._overlap = int(node0.modem.burst_samples(node0.max_burst_bytes)) + 64
 
     @property
     def now(self) -> float:
         """Seconds since the network started (the roles' clock)."""
         return self.clock() - self.t0
-
-    def _overlap_len(self, node: Node) -> int:
-        if not self._overlap:
-            self._overlap = int(node.modem.burst_samples(int(node.modem.max_payload))) \
-                if node.modem.max_payload <= 4096 else self.schedule.frame_len // 2
-            self._overlap = min(self._overlap, self.schedule.frame_len // 2)
-        return self._overlap
 
     def step_frame(self) -> None:
         """Run for one frame period of wall time, servicing every node's radio in turn."""
@@ -119,7 +127,7 @@ class OtaNetwork:
         start_index = st.rx_index - st.tail.size
         buf = np.concatenate([st.tail, iq]) if st.tail.size else iq
         st.rx_index += iq.size
-        overlap = self._overlap_len(node)
+        overlap = self._overlap
         st.tail = buf[-overlap:].copy() if buf.size > overlap else buf.copy()
         now = self.now
         node.poll(now)
@@ -146,10 +154,14 @@ class OtaNetwork:
         if not st.is_master and not st.timing.locked(st.rx_index):
             return
         assert st.timing.frame_start is not None
+        timed = _accepts_at(node.radio)
         for zi, zone in enumerate(self.schedule.zones):
             if zone.tx != node.name:
                 continue
-            horizon = st.rx_index + self.tx_advance + self.chunk
+            # A radio that can place a burst at a sample (loopback) is given the zone start a few
+            # chunks ahead; a Pluto transmits "now", so we call it tx_latency before the zone.
+            ahead = 3 * self.chunk if timed else self.tx_advance
+            horizon = st.rx_index + ahead
             k = (horizon - st.timing.frame_start - zone.start) // self.schedule.frame_len
             if k < st.next_frame.get(zi, 0) or k < 0:
                 continue
@@ -171,7 +183,10 @@ class OtaNetwork:
             else:
                 iq, _ = node.build_zone(now, zone.length, lead=lead)
             if iq is not None:
-                node.transmit(iq)
+                if timed:
+                    node.transmit(iq, at=zone_start)
+                else:
+                    node.transmit(iq)
 
     def events(self) -> list[NodeEvent]:
         out: list[NodeEvent] = []

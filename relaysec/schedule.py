@@ -148,10 +148,11 @@ class OtaTiming:
         if self.frame_start is None:
             self.frame_start = start
         else:
-            # Keep the long-run phase; follow slow drift (sampling-clock offset) smoothly.
+            # Keep the anchor (frame numbers stay absolute); follow slow drift (sampling-clock
+            # offset, TX jitter) by moving the phase half way towards each new observation.
             k = round((start - self.frame_start) / self.frame_len)
             predicted = self.frame_start + k * self.frame_len
-            self.frame_start = predicted + (start - predicted) // 2
+            self.frame_start += (start - predicted) // 2
         self.last_heard = rx_index
 
     def locked(self, now_index: int) -> bool:

@@ -144,15 +144,21 @@ class Trial:
         self.next_flow_id = 1
         self.handover: dict[str, Any] = {"mode": None, "interruption_s": None}
         self.timing: dict[str, float] = {}
-        self.net: SimNetwork | None = None
+        self.net: Any = None
+        self.wall = cfg["backend"] == "pluto" or cfg["schedule"]["mode"] == "wall"
+        self.stretch = (float(cfg["schedule"]["ota_frame_ms"]) / float(cfg["phy"]["frame_ms"])
+                        if self.wall else 1.0)
 
     # ------------------------------------------------------------------ construction
 
-    def _build(self) -> None:
+    def _build(self, only: str | None = None) -> None:
+        """Construct roles, modems, radios, nodes and the network from the config.
+
+        *only*: build just this station (``relaysec node``: one node per host, over the air).
+        """
         cfg = self.cfg
         try:
             import phy
-            from hw.loopback import Medium
             from stack.pkm.authenticator import BuiltinAuthenticator
             from stack.roles import (
                 AbsConfig,
@@ -168,14 +174,14 @@ class Trial:
             from stack.roles.ids import station_bytes
         except ImportError as exc:
             raise TrialSetupError(f"a layer is not available yet: {exc}") from exc
-        if cfg["backend"] != "loopback":
-            raise TrialSetupError(
-                "backend 'pluto' runs through relaysec.ota (relaysec trial --backend pluto)"
-            )
         sec = cfg["security"]
         mode = SecurityMode(sec["mode"])
-        timers = Timers(rto=float(sec["rto_s"]), max_retries=int(sec["max_retries"]))
-        life = Lifetimes(ak=float(sec["ak_lifetime_s"]), tek=float(sec["tek_lifetime_s"]))
+        # Time constants are given for the simulated 5 ms frame; on the wall clock (long OTA
+        # frames) they stretch with the frame so that the protocol sees the same frame counts.
+        stretch = self.stretch
+        timers = Timers(rto=float(sec["rto_s"]) * stretch, max_retries=int(sec["max_retries"]))
+        life = Lifetimes(ak=float(sec["ak_lifetime_s"]) * stretch,
+                         tek=float(sec["tek_lifetime_s"]) * stretch)
         stations = cfg["stations"]
         self.by_name = {s["name"]: s for s in stations}
         self.id_of = {s["name"]: int(s["station_id"]) for s in stations}
@@ -187,35 +193,24 @@ class Trial:
         psks = {station_bytes(s["station_id"]): station_psk(cfg, s)
                 for s in stations if s["role"] != "abs"}
 
+        local = [s for s in stations if only is None or s["name"] == only]
+        if not local:
+            raise TrialSetupError(f"no station named {only!r} in the config")
         t0 = time.perf_counter()
         tx_rms = 10 ** (float(cfg["phy"]["tx_dbfs"]) / 20)
         modems = {s["name"]: phy.BurstModem(cfg["phy"]["profile"], cfg["phy"]["mcs"],
                                             tx_rms=tx_rms)
-                  for s in stations}
+                  for s in local}
         fs = float(next(iter(modems.values())).profile.sample_rate)
         self.timing["warmup_s"] = self._warm_up(next(iter(modems.values())))
         self.timing["setup_modem_s"] = time.perf_counter() - t0
-
-        medium = Medium(fs, seed=self.seed, ref_tx_dbfs=float(cfg["phy"]["tx_dbfs"]),
-                        start_delay_max=float(cfg["channel"]["start_delay_us"]) * 1e-6 * fs)
-        rng = np.random.default_rng([self.seed, 0x7261646F])
-        radios = {}
-        for s in stations:
-            ppm = float(rng.uniform(-1, 1) * cfg["channel"]["cfo_ppm"])
-            radios[s["name"]] = medium.add_radio(
-                s["name"], ppm=ppm, sfo_ppm=float(cfg["channel"]["sfo_ppm"])
-            )
-        names = [s["name"] for s in stations]
-        for i, a in enumerate(names):
-            for b in names[i + 1:]:
-                p = link_params(cfg, a, b)
-                medium.set_link(a, b, snr_db=p["snr_db"], channel=p["channel"])
-        self.medium = medium
+        radios = (self._pluto_radios(local, fs) if cfg["backend"] == "pluto"
+                  else self._loopback_radios(local, fs))
         if self.record_dir is not None:
             radios = self._recording(radios, fs)
 
         roles: dict[str, Any] = {}
-        for s in stations:
+        for s in local:
             seed = [self.seed, int(s["station_id"]) & 0xFFFFFFFF]
             rseed = int(np.random.default_rng(seed).integers(2**63))
             if s["role"] == "abs":
@@ -242,13 +237,19 @@ class Trial:
                 trace=self.trace, describe_frame=describe_frame, msc=self.msc,
                 max_bursts_per_zone=int(cfg["schedule"]["max_bursts_per_zone"]),
             )
-            for s in stations
+            for s in local
         }
-        schedule = build_schedule(
-            [(s["name"], s["role"]) for s in stations], sample_rate=fs,
-            frame_s=float(cfg["phy"]["frame_ms"]) * 1e-3,
-            guard_s=float(cfg["schedule"]["guard_us"]) * 1e-6,
-        )
+        if self.wall:
+            frame_s = float(cfg["schedule"]["ota_frame_ms"]) * 1e-3
+            guard_s = float(cfg["schedule"]["ota_guard_ms"]) * 1e-3
+        else:
+            frame_s = float(cfg["phy"]["frame_ms"]) * 1e-3
+            guard_s = float(cfg["schedule"]["guard_us"]) * 1e-6
+        try:
+            schedule = build_schedule([(s["name"], s["role"]) for s in stations],
+                                      sample_rate=fs, frame_s=frame_s, guard_s=guard_s)
+        except ValueError as exc:
+            raise TrialSetupError(str(exc)) from None
         self.schedule = schedule
         self.net_frame_s = schedule.frame_s
         node0 = next(iter(self.nodes.values()))
@@ -261,7 +262,66 @@ class Trial:
                 f"about {need} with MAC, security and relay headers: raise phy.frame_ms or the "
                 f"MCS, lower schedule.guard_us or traffic.payload_bytes"
             )
-        self.net = SimNetwork(self.nodes.values(), schedule, tap=self.tap)
+        if self.wall:
+            from relaysec.ota import OtaNetwork
+
+            self.net = OtaNetwork(
+                self.nodes.values(), schedule,
+                master=self.abs_name if self.abs_name in self.nodes else None,
+                abs_addr=addr[int(abs_st["station_id"])],
+                max_burst_bytes=int(cfg["schedule"]["ota_max_burst_bytes"]),
+                tx_latency_s=float(cfg["schedule"]["ota_tx_latency_ms"]) * 1e-3)
+        else:
+            self.net = SimNetwork(self.nodes.values(), schedule, tap=self.tap)
+
+    def _loopback_radios(self, local: list[dict[str, Any]], fs: float) -> dict[str, Any]:
+        """All stations on one simulated medium (sim clock, or the wall clock as a rehearsal)."""
+        from hw.loopback import Medium
+
+        cfg = self.cfg
+        medium = Medium(fs, seed=self.seed, ref_tx_dbfs=float(cfg["phy"]["tx_dbfs"]),
+                        start_delay_max=float(cfg["channel"]["start_delay_us"]) * 1e-6 * fs,
+                        clock="wall" if self.wall else "sim")
+        rng = np.random.default_rng([self.seed, 0x7261646F])
+        radios = {}
+        for s in cfg["stations"]:
+            ppm = float(rng.uniform(-1, 1) * cfg["channel"]["cfo_ppm"])
+            radio = medium.add_radio(s["name"], ppm=ppm, sfo_ppm=float(cfg["channel"]["sfo_ppm"]))
+            if any(s["name"] == x["name"] for x in local):
+                radios[s["name"]] = radio
+        names = [s["name"] for s in cfg["stations"]]
+        for i, a in enumerate(names):
+            for b in names[i + 1:]:
+                p = link_params(cfg, a, b)
+                medium.set_link(a, b, snr_db=p["snr_db"], channel=p["channel"])
+        self.medium = medium
+        return radios
+
+    def _pluto_radios(self, local: list[dict[str, Any]], fs: float) -> dict[str, Any]:
+        """One ADALM-Pluto per station, at the station's ``uri`` (hw.pluto, pyadi-iio)."""
+        try:
+            from hw.pluto import PlutoRadio
+        except ImportError as exc:
+            raise TrialSetupError(f"the Pluto backend is not available: {exc}") from exc
+        p = self.cfg["pluto"]
+        radios = {}
+        for s in local:
+            if not s.get("uri"):
+                raise TrialSetupError(
+                    f"station {s['name']} has no uri: set stations[].uri in the config or pass "
+                    "--uris (one per station, in config order)")
+            try:
+                radios[s["name"]] = PlutoRadio(
+                    s["uri"], sample_rate=fs, lo_hz=float(p["lo_hz"]),
+                    rf_bandwidth_hz=float(p["rf_bandwidth_hz"]), gain_mode=p["gain_mode"],
+                    rx_gain_db=float(p["rx_gain_db"]), tx_gain_db=float(p["tx_gain_db"]),
+                    rx_buffer_size=int(p["rx_buffer_size"]),
+                    kernel_buffers=int(p["kernel_buffers"]))
+            except Exception as exc:
+                for r in radios.values():
+                    r.close()
+                raise TrialSetupError(f"{s['name']} ({s['uri']}): {exc}") from exc
+        return radios
 
     def _recording(self, radios: dict[str, Any], fs: float) -> dict[str, Any]:
         """Wrap every radio so that all it receives goes to ``record_dir/<station>.sigmf-*``."""
@@ -306,6 +366,10 @@ class Trial:
     def now(self) -> float:
         assert self.net is not None
         return self.net.now
+
+    def _timeout(self, key: str) -> float:
+        """A phase timeout in seconds of this run's clock (stretched over the air)."""
+        return float(self.cfg["timeouts"][key]) * self.stretch
 
     def _new_flow(self, src: str, dst: str, label: str) -> int:
         fid = self.next_flow_id
@@ -453,7 +517,7 @@ class Trial:
                     start(name, via)
             return False
 
-        return self._run_until(check, self.cfg["timeouts"]["entry_s"])
+        return self._run_until(check, self._timeout("entry_s"))
 
     def _ams(self) -> dict[str, Any]:
         return stations_by_role(self.cfg, "ams")[0]
@@ -529,7 +593,7 @@ class Trial:
     def _phase_traffic(self, name: str) -> bool:
         ph = self._begin(name)
         plan = self._traffic_plan(name, int(self.cfg["traffic"]["packets_per_direction"]))
-        ok = self._run_until(lambda: self._plan_done(plan), self.cfg["timeouts"]["traffic_s"],
+        ok = self._run_until(lambda: self._plan_done(plan), self._timeout("traffic_s"),
                              plan)
         ok = ok and self._plan_ok(plan)
         detail = self._plan_detail(plan)
@@ -559,7 +623,7 @@ class Trial:
                                      cause="tek_refresh"))
 
         ok = self._run_until(lambda: refreshed() and self._plan_done(plan),
-                             self.cfg["timeouts"]["tek_refresh_s"], plan)
+                             self._timeout("tek_refresh_s"), plan)
         ok = ok and self._plan_ok(plan)
         if not ok:
             why = "no TEK refresh" if not refreshed() else "traffic incomplete"
@@ -585,7 +649,7 @@ class Trial:
         distributed = (self.cfg["security"]["mode"] == "distributed"
                        and self.by_name[target]["role"] == "ars")
         ams_id, target_id = self.id_of[ams], self.id_of[target]
-        timeout = float(self.cfg["timeouts"]["handover_s"])
+        timeout = self._timeout("handover_s")
         probe = self._traffic_plan("handover", None)   # one probe per frame, both ways
         probe.per_frame = 1
         notes = []
@@ -632,12 +696,13 @@ class Trial:
         # stop probing; let queued probes drain (those stranded on the old path are lost)
         for f, _, _ in probe.flows:
             probe.quota[f.flow_id] = 0
-        self._run_until(lambda: self._plan_done(probe), 0.1, probe)
+        self._run_until(lambda: self._plan_done(probe), 0.1 * self.stretch, probe)
         lost = sum(f.outstanding() for f, _, _ in probe.flows)
         released = self._events("ContextReleased", self.serving, since=t_ho, ams=ams_id)
         if distributed and not released:
             self._run_until(lambda: bool(self._events("ContextReleased", self.serving,
-                                                      since=t_ho, ams=ams_id)), 0.5)
+                                                      since=t_ho, ams=ams_id)),
+                                0.5 * self.stretch)
             released = self._events("ContextReleased", self.serving, since=t_ho, ams=ams_id)
         ho = self._events("HandoverComplete", ams, since=t_ho, ams=ams_id)[-1]
         notes.append(f"AKID {ho.akid} CMAC_KEY_COUNT {ho.cmac_key_count}")

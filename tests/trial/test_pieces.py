@@ -52,7 +52,7 @@ def test_ota_timing_locks_and_tracks():
     assert t.next_zone_start(300, 5200) == 5300
     assert t.next_zone_start(300, 5301) == 6300
     t.on_abs_burst(6014)                              # 4 samples late: follow half of it
-    assert t.frame_start == 6002                     # latest frame, half the 4-sample offset
+    assert t.frame_start == 5002                     # same anchor, half the 4-sample offset
     assert not t.locked(6014 + 9000)
 
 
