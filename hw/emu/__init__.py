@@ -10,8 +10,9 @@ Public API:
 - :class:`PlutoServer` — one emulated radio (attribute model + data path + TCP server).
 - :class:`PlutoContext` — the AD9361 attribute model (range checks, rate propagation, XML).
 - :class:`LocalLoop` — stand-alone data path (TX cabled to RX of the same radio).
-- :func:`start_emulators` — context manager starting N emulated radios on one medium and yielding
-  their URIs.
+- :func:`start_emulators` / :func:`create_emulators` with :class:`EmulatorConfig` — N emulated
+  radios on one shared medium (:class:`EmulatorCluster`: ``.uris``, ``.medium``, ``.servers``).
+- :class:`MediumPath` / :class:`Air` — a radio's buffers on a ``hw.loopback.Medium``.
 
 See ``docs/emulator.md``.
 """

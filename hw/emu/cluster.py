@@ -12,7 +12,7 @@ import hashlib
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from hw.emu.ad9361 import PlutoContext
@@ -56,7 +56,6 @@ class EmulatorConfig:
     rx_gain_ref_db: float = 30.0
     tx_gain_ref_db: float = -10.0
     record_dir: str | None = None
-    extra: dict[str, object] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
         """Plain dict (for SigMF metadata and reports)."""
