@@ -64,10 +64,14 @@ def viterbi_k7(llr: np.ndarray, sx: np.ndarray, sy: np.ndarray) -> np.ndarray:  
     pm = np.full(64, -1.0e9, dtype=np.float32)
     pm[0] = 0.0
     nm = np.empty(64, dtype=np.float32)
-    dec = np.empty((n, 64), dtype=np.uint8)
+    # survivor decisions packed 64 per word (8 bytes/step instead of 64: fewer page faults and
+    # cache misses on long bursts, and measurably faster)
+    dec = np.empty(n, dtype=np.uint64)
     for t in range(n):
         lx = llr[2 * t]
         ly = llr[2 * t + 1]
+        lo = np.uint32(0)
+        hi = np.uint32(0)
         for j in range(32):
             b = sx[j] * lx + sy[j] * ly
             a0 = pm[2 * j]
@@ -80,8 +84,9 @@ def viterbi_k7(llr: np.ndarray, sx: np.ndarray, sy: np.ndarray) -> np.ndarray:  
             c1 = m11 > m10
             nm[j] = m01 if c0 else m00
             nm[j + 32] = m11 if c1 else m10
-            dec[t, j] = c0
-            dec[t, j + 32] = c1
+            lo |= np.uint32(c0) << np.uint32(j)
+            hi |= np.uint32(c1) << np.uint32(j)
+        dec[t] = (np.uint64(hi) << np.uint64(32)) | np.uint64(lo)
         ref = nm[0]
         for s in range(64):
             pm[s] = nm[s] - ref
@@ -89,7 +94,7 @@ def viterbi_k7(llr: np.ndarray, sx: np.ndarray, sy: np.ndarray) -> np.ndarray:  
     s = 0
     for t in range(n - 1, -1, -1):
         out[t] = s >> 5
-        s = 2 * (s & 31) + dec[t, s]
+        s = 2 * (s & 31) + int((dec[t] >> np.uint64(s)) & np.uint64(1))
     return out
 
 
