@@ -13,13 +13,10 @@ pytestmark = pytest.mark.libiio
 
 @pytest.fixture
 def server():
-    try:
-        import adi  # noqa: F401
-        import iio  # noqa: F401
-    except Exception as exc:  # libiio C library missing: the libiio marker's CI job has it
-        pytest.skip(f"libiio client stack unavailable: {exc}")
-    emu = pytest.importorskip("hw.emu.server")
-    srv = emu.PlutoServer().start()
+    # the libiio marker makes a missing client stack a skip on a dev box and a failure in CI
+    from hw.emu.server import PlutoServer
+
+    srv = PlutoServer().start()
     yield srv
     srv.close()
 
