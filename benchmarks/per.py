@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--profile", default="5MHz")
     ap.add_argument("--payload", type=int, default=1000)
-    ap.add_argument("--bursts", type=int, default=40)
+    ap.add_argument("--bursts", type=int, default=100)
     ap.add_argument("--step", type=float, default=2.0)
     ap.add_argument("--channels", nargs="+", default=["awgn", "pedB"])
     ap.add_argument("--mcs", nargs="+", default=phy.mcs_table())
