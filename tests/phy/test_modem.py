@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import phy
 from phy import channel as ch
@@ -112,3 +114,15 @@ def test_burst_repr_hides_payload() -> None:
     m = phy.BurstModem("P2.5")
     (b,) = m.demodulate(m.modulate(b"SECRET-ISH BYTES"))
     assert "SECRET" not in repr(b) and b.payload_len == 16
+
+
+@given(st.binary(max_size=1500), st.integers(0, 0xFFFF), st.integers(0, 0xFFFF),
+       st.sampled_from(phy.mcs_table()), st.integers(0, 3000))
+@settings(max_examples=30, deadline=None)
+def test_roundtrip_property(payload: bytes, src: int, dst: int, mcs: str, off: int) -> None:
+    m = phy.BurstModem("P2.5", mcs)
+    x = m.modulate(payload, src=src, dst=dst)
+    buf = np.concatenate([np.zeros(off, np.complex64), x, np.zeros(100, np.complex64)])
+    (b,) = m.demodulate(buf)
+    got = (b.payload, b.crc_ok, b.src, b.dst, b.start, b.mcs)
+    assert got == (payload, True, src, dst, off, mcs)
