@@ -58,3 +58,14 @@ def test_interleaver_is_a_permutation_and_inverts(ncpc: int) -> None:
         assert np.array_equal(deinterleave(interleave(x, ncbps, ncpc), ncbps, ncpc), x)
     j = permutation(816, 2)
     assert int(j[1] - j[0]) == 816 // 12  # adjacent bits 68 positions (34 subcarriers) apart
+
+
+def test_tdl_tables_and_impulse_response_power() -> None:
+    from phy import channel as ch
+
+    assert ch.TDL["pedB"][0] == (0, 200, 800, 1200, 2300, 3700)
+    assert set(ch.TDL) == {"pedA", "pedB", "vehA", "vehB"}
+    rng = np.random.default_rng(8)
+    p = np.mean([np.sum(np.abs(ch.tdl_impulse_response("pedB", 5.6e6, rng)) ** 2)
+                 for _ in range(400)])
+    assert p == pytest.approx(1.0, rel=0.15)

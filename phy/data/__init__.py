@@ -1,0 +1,1 @@
+"""Data files of ``phy`` (channel-model tables for the test channel helpers)."""
