@@ -78,12 +78,9 @@ def run(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(line, file=sys.stderr, flush=True)
 
-    if cfg["backend"] == "pluto":
-        from relaysec.ota import run_ota_trial
-        report, trace = run_ota_trial(cfg, progress=progress, record_dir=args.record)
-    else:
-        from relaysec.trial import run_trial
-        report, trace = run_trial(cfg, progress=progress, record_dir=args.record)
+    from relaysec.trial import run_trial
+
+    report, trace = run_trial(cfg, progress=progress, record_dir=args.record)
     from relaysec.report import write_json, write_plots
     from relaysec.trial import render
 

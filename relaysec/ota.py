@@ -66,6 +66,8 @@ class _NodeState:
     seen_starts: list[int] = field(default_factory=list)
     next_frame: dict[int, int] = field(default_factory=dict)  # zone idx -> next frame number
     beacons: int = 0
+    d0: float | None = None               # smallest (wall-clock samples - rx_index) seen
+    missed: int = 0                       # TX zones skipped because we were late
 
 
 class OtaNetwork:
@@ -127,6 +129,8 @@ class OtaNetwork:
         start_index = st.rx_index - st.tail.size
         buf = np.concatenate([st.tail, iq]) if st.tail.size else iq
         st.rx_index += iq.size
+        delay = (self.clock() - self.t0) * self.schedule.sample_rate - st.rx_index
+        st.d0 = delay if st.d0 is None else min(st.d0, delay)
         overlap = self._overlap
         st.tail = buf[-overlap:].copy() if buf.size > overlap else buf.copy()
         now = self.now
@@ -155,19 +159,28 @@ class OtaNetwork:
             return
         assert st.timing.frame_start is not None
         timed = _accepts_at(node.radio)
+        if timed:
+            # A radio that places a burst at a sample (loopback) gets the zone a few chunks ahead.
+            horizon = st.rx_index + 3 * self.chunk
+        else:
+            # A Pluto transmits "now". The samples we are reading are older than now by the RX
+            # pipeline delay (kernel buffers), so estimate where "now" is on the RX sample axis
+            # (wall clock minus the smallest delay seen) and hand the burst over tx_latency
+            # plus one service period before its zone.
+            if st.d0 is None:
+                return
+            air_now = (self.clock() - self.t0) * self.schedule.sample_rate - st.d0
+            horizon = int(air_now) + self.tx_advance + self.chunk
         for zi, zone in enumerate(self.schedule.zones):
             if zone.tx != node.name:
                 continue
-            # A radio that can place a burst at a sample (loopback) is given the zone start a few
-            # chunks ahead; a Pluto transmits "now", so we call it tx_latency before the zone.
-            ahead = 3 * self.chunk if timed else self.tx_advance
-            horizon = st.rx_index + ahead
             k = (horizon - st.timing.frame_start - zone.start) // self.schedule.frame_len
             if k < st.next_frame.get(zi, 0) or k < 0:
                 continue
             st.next_frame[zi] = k + 1
             zone_start = st.timing.frame_start + k * self.schedule.frame_len + zone.start
-            if zone_start + zone.length < st.rx_index:
+            if zone_start + zone.length < horizon - self.chunk - self.tx_advance:
+                st.missed += 1
                 continue  # missed this zone (processing fell behind): never transmit late
             now = self.now
             node.poll(now)
@@ -210,6 +223,7 @@ class OtaNetwork:
                 "master": st.is_master,
                 "locked": st.is_master or st.timing.locked(st.rx_index),
                 "beacons": st.beacons,
+                "missed_zones": st.missed,
                 "radio": stats.as_dict() if hasattr(stats, "as_dict") else {},
             }
         return out
