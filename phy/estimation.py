@@ -13,20 +13,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from phy import kernels
+
 SMOOTH_WIDTH = 7
 
 
 def smooth_channel(H: np.ndarray, freq_index: np.ndarray, width: int = SMOOTH_WIDTH) -> np.ndarray:
     """Moving-average smoothing of an LS estimate along frequency (see module doc)."""
-    adj = np.diff(freq_index) == 1
-    prod = H[1:] * np.conj(H[:-1])
-    slope = float(np.angle(np.sum(prod[adj])))
-    ramp = np.exp(1j * slope * freq_index.astype(np.float64))
-    Hr = H * np.conj(ramp)
-    ker = np.ones(width)
-    num = np.convolve(Hr, ker, mode="same")
-    den = np.convolve(np.ones(H.size), ker, mode="same")
-    return (num / den * ramp).astype(np.complex64)
+    return kernels.smooth_channel(np.ascontiguousarray(H, np.complex64),
+                                  np.ascontiguousarray(freq_index, np.float64), int(width))
 
 
 def track_phase(Y: np.ndarray, H: np.ndarray, ls: np.ndarray, pil_pos: np.ndarray,
@@ -40,20 +35,11 @@ def track_phase(Y: np.ndarray, H: np.ndarray, ls: np.ndarray, pil_pos: np.ndarra
     (radians per subcarrier) and the fitted drift ``c`` (slope per symbol). The correction
     itself is applied by :func:`phy.kernels.equalize`.
     """
-    rows = np.arange(Y.shape[0])[:, None]
-    Zp = Y[rows, pil_pos] * np.conj(H[pil_pos]) * pil_val
-    k = freq_index[pil_pos].astype(np.float64)
-    diff = Zp[:, 1:] * np.conj(Zp[:, :-1])
-    dk = np.diff(k, axis=1)
-    s = np.sum(diff, axis=1)  # pilot spacing dk is 18 (19 across DC)
-    b = np.angle(s) / np.mean(dk)
-    wgt = np.abs(s)
-    x = ls.astype(np.float64) + 1.0
-    den = float(np.sum(wgt * x * x))
-    c = float(np.sum(wgt * b * x) / den) if den > 0 else 0.0
-    bl = c * x
-    a = np.angle(np.sum(Zp * np.exp(-1j * bl[:, None] * k), axis=1))
-    return a, bl, c
+    cpe, bl, c = kernels.track_phase(
+        np.ascontiguousarray(Y, np.complex64), np.ascontiguousarray(H, np.complex64),
+        np.ascontiguousarray(ls, np.int64), np.ascontiguousarray(pil_pos, np.int64),
+        np.ascontiguousarray(pil_val, np.float32), np.ascontiguousarray(freq_index, np.float64))
+    return cpe, bl, float(c)
 
 
 def noise_variance(Y_sc: np.ndarray, even: np.ndarray, floor: float) -> float:

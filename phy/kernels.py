@@ -7,9 +7,13 @@ straightforward twin in ``tests/phy/naive.py`` that the tests compare it with.
 * :func:`prbs` — Fibonacci LFSR ``s[i] = s[i-a] xor s[i-m]`` (randomizer, pilot sequence).
 * :func:`viterbi_k7` — soft-decision Viterbi for the K=7 (171,133) rate-1/2 code, zero-terminated.
 * :func:`demap_maxlog` — exact max-log LLRs for Gray square QAM (cell tables).
+* :func:`smooth_channel` — LS channel smoothing along frequency.
+* :func:`track_phase` — pilot CPE / SFO-slope model per symbol.
 * :func:`equalize` — pilot phase correction + one-tap equalisation + LLR weights.
+* :func:`diff_corr` — integer-CFO differential correlation over candidate shifts.
 * :func:`gather_windows` — CFO-derotated FFT windows of a burst.
 * :func:`sc_blocks` — block sums of the Schmidl-Cox products and energies over a stream.
+* :func:`sc_metric` — the Schmidl-Cox detection metric on the block grid.
 """
 
 from __future__ import annotations
@@ -185,6 +189,109 @@ def equalize(Y: np.ndarray, H: np.ndarray, dpos: np.ndarray, cpe: np.ndarray, sl
 
 
 @njit(cache=True, nogil=True)
+def smooth_channel(H: np.ndarray, fidx: np.ndarray, width: int) -> np.ndarray:  # pragma: no cover
+    """Moving-average smoothing of an LS channel estimate along frequency.
+
+    ``H`` complex64 (n_used,), ``fidx`` float64 subcarrier frequency indices, odd ``width``.
+    The mean phase slope (timing back-off, mean delay) measured over adjacent subcarriers is
+    removed first and restored afterwards; the average is centred and edge-normalised (fewer
+    terms at the band edges). Returns complex64.
+    """
+    n = H.size
+    sr = 0.0
+    si = 0.0
+    for i in range(1, n):
+        if fidx[i] - fidx[i - 1] == 1.0:
+            a = H[i]
+            b = H[i - 1]
+            sr += a.real * b.real + a.imag * b.imag
+            si += a.imag * b.real - a.real * b.imag
+    slope = np.arctan2(si, sr)
+    hr = np.empty(n, dtype=np.complex128)
+    ramp = np.empty(n, dtype=np.complex128)
+    for i in range(n):
+        ramp[i] = np.exp(1j * slope * fidx[i])
+        hr[i] = H[i] * np.conj(ramp[i])
+    half = width // 2
+    out = np.empty(n, dtype=np.complex64)
+    for i in range(n):
+        lo = max(0, i - half)
+        hi = min(n, i + half + 1)
+        acc = 0j
+        for j in range(lo, hi):
+            acc += hr[j]
+        out[i] = acc / (hi - lo) * ramp[i]
+    return out
+
+
+@njit(cache=True, nogil=True)
+def track_phase(Y: np.ndarray, H: np.ndarray, ls: np.ndarray, pil_pos: np.ndarray,
+                pil_val: np.ndarray, fidx: np.ndarray):  # pragma: no cover - numba
+    """Per-symbol pilot phase model ``phase_l(k) = cpe_l + slope_l * k``.
+
+    ``Y`` (n_sym, n_used) complex64; ``H`` (n_used,) complex64; ``ls`` (n_sym,) int64 symbol
+    numbers (header 0); ``pil_pos`` (n_sym, n_pilot) int64; ``pil_val`` (n_sym, n_pilot) float32;
+    ``fidx`` (n_used,) float64. With ``Z = Y conj(H) p`` on the pilots, the per-symbol slope is
+    ``angle(sum Z[i+1] conj(Z[i])) / mean pilot spacing``; slopes are fitted (weights
+    ``|sum|``) to the drift model ``c * (l + 1)`` (time since the long symbol); then
+    ``cpe_l = angle(sum Z exp(-j slope_l k))``. Returns ``(cpe, slope, c)`` float64.
+    """
+    n_sym, n_p = pil_pos.shape
+    z = np.empty((n_sym, n_p), dtype=np.complex128)
+    b = np.empty(n_sym)
+    wgt = np.empty(n_sym)
+    for l in range(n_sym):
+        for i in range(n_p):
+            k = pil_pos[l, i]
+            z[l, i] = Y[l, k] * np.conj(H[k]) * pil_val[l, i]
+        s = 0j
+        for i in range(1, n_p):
+            s += z[l, i] * np.conj(z[l, i - 1])
+        span = fidx[pil_pos[l, n_p - 1]] - fidx[pil_pos[l, 0]]
+        b[l] = np.arctan2(s.imag, s.real) / (span / (n_p - 1))
+        wgt[l] = abs(s)
+    num = 0.0
+    den = 0.0
+    for l in range(n_sym):
+        x = ls[l] + 1.0
+        num += wgt[l] * b[l] * x
+        den += wgt[l] * x * x
+    c = num / den if den > 0 else 0.0
+    cpe = np.empty(n_sym)
+    bl = np.empty(n_sym)
+    for l in range(n_sym):
+        bl[l] = c * (ls[l] + 1.0)
+        acc = 0j
+        for i in range(n_p):
+            acc += z[l, i] * np.exp(-1j * bl[l] * fidx[pil_pos[l, i]])
+        cpe[l] = np.arctan2(acc.imag, acc.real)
+    return cpe, bl, c
+
+
+@njit(cache=True, nogil=True)
+def diff_corr(Yfull: np.ndarray, bins: np.ndarray, c: np.ndarray,
+              shifts: np.ndarray) -> np.ndarray:  # pragma: no cover - numba
+    """Differential correlation metric for the integer-CFO search.
+
+    ``metric[g] = |sum_k Y[b_k + s_g] conj(Y[b_{k+1} + s_g]) c_k|`` (bins modulo NFFT) with
+    ``Yfull`` complex64 (NFFT,), ``bins`` int64 used bins, ``c`` complex64 (len(bins)-1,)
+    = ``conj(X_k) X_{k+1}``, ``shifts`` int64. Returns float64 (len(shifts),).
+    """
+    nfft = Yfull.size
+    n = bins.size
+    out = np.empty(shifts.size)
+    for g in range(shifts.size):
+        acc = 0j
+        prev = Yfull[(bins[0] + shifts[g]) % nfft]
+        for k in range(n - 1):
+            cur = Yfull[(bins[k + 1] + shifts[g]) % nfft]
+            acc += prev * np.conj(cur) * c[k]
+            prev = cur
+        out[g] = abs(acc)
+    return out
+
+
+@njit(cache=True, nogil=True)
 def gather_windows(r: np.ndarray, s0: int, n_sym: int, stride: int, nfft: int,
                    w_step: float):  # pragma: no cover - numba
     """FFT windows ``r[s0 + l*stride + n]`` (n < nfft) of n_sym symbols, each sample rotated by
@@ -233,3 +340,47 @@ def sc_blocks(r: np.ndarray, lag: int, block: int):  # pragma: no cover - numba
         if i < nbp:
             p[i] = complex(acc_pr, acc_pi)
     return p, e
+
+
+@njit(cache=True, nogil=True)
+def sc_metric(r: np.ndarray, lag: int, block: int) -> np.ndarray:  # pragma: no cover - numba
+    """Schmidl-Cox metric ``M(d) = |P(d)|^2 / (E1(d) E2(d))`` at ``d = i * block``.
+
+    ``P(d) = sum_{m<lag} conj(r[d+m]) r[d+m+lag]``, ``E1``/``E2`` the energies of the two
+    halves, all from the block sums of :func:`sc_blocks` (``lag`` a multiple of ``block``).
+    ``M`` is 0 where ``E1 E2`` is below ``1e-30 + 1e-12 max(E1 E2)`` (silence). float64 out.
+    """
+    p, e = sc_blocks(r, lag, block)
+    nb = lag // block
+    n_i = min(p.size - nb + 1, e.size - 2 * nb + 1)
+    if n_i <= 0:
+        return np.zeros(0)
+    P = np.empty(n_i, dtype=np.complex128)
+    den = np.empty(n_i)
+    accp = 0j
+    for j in range(nb):
+        accp += p[j]
+    e1 = 0.0
+    e2 = 0.0
+    for j in range(nb):
+        e1 += e[j]
+        e2 += e[nb + j]
+    dmax = 0.0
+    for i in range(n_i):
+        if i > 0:
+            accp += p[i + nb - 1] - p[i - 1]
+            e1 += e[i + nb - 1] - e[i - 1]
+            e2 += e[i + 2 * nb - 1] - e[i + nb - 1]
+        P[i] = accp
+        d = e1 * e2
+        den[i] = d
+        if d > dmax:
+            dmax = d
+    floor = 1e-30 + 1e-12 * dmax
+    M = np.empty(n_i)
+    for i in range(n_i):
+        if den[i] > floor:
+            M[i] = (P[i].real ** 2 + P[i].imag ** 2) / den[i]
+        else:
+            M[i] = 0.0
+    return M

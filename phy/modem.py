@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
+import scipy.fft as sp_fft
 
 from phy import qam
 from phy.crc import crc16, crc32
@@ -290,17 +291,15 @@ class BurstModem:
         frac = fractional_cfo(r, coarse + ng // 2, g)
         # integer CFO on the long symbol (coarse window, a quarter-CP early)
         t0 = coarse + ns + ng - ng // 4
-        nidx = np.arange(t0, t0 + n)
-        seg = r[t0:t0 + n] * np.exp(-2j * np.pi * frac / fs * nidx)
-        ib = integer_cfo_bins(np.fft.fft(seg), g, self.pre)
+        seg = gather_windows(r, t0, 1, 0, n, 2 * np.pi * frac / fs)[0]
+        ib = integer_cfo_bins(sp_fft.fft(seg), g, self.pre)
         cfo = frac + ib * g.profile.subcarrier_spacing
         # fine timing: matched filter around the coarse long-symbol position
         w = ng
         a = coarse + ns + ng - w
         if a < 0 or a + n + 2 * w > r.size:
             return None
-        sidx = np.arange(a, a + n + 2 * w)
-        seg = r[a:a + n + 2 * w] * np.exp(-2j * np.pi * cfo / fs * sidx)
+        seg = gather_windows(r, a, 1, 0, n + 2 * w, 2 * np.pi * cfo / fs)[0]
         t_long = a + fine_timing(seg, self.pre)
         start = t_long - ns - ng
         if start < 0 or start + 3 * ns > r.size:

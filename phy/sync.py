@@ -27,7 +27,7 @@ import numpy as np
 import scipy.fft as sp_fft
 
 from phy.grid import ResourceGrid
-from phy.kernels import prbs
+from phy.kernels import diff_corr, prbs, sc_metric
 
 DETECT_THRESHOLD = 0.3
 INT_CFO_MAX_BINS = 12
@@ -77,28 +77,14 @@ def detect(r: np.ndarray, grid: ResourceGrid, threshold: float = DETECT_THRESHOL
     Evaluates the Schmidl-Cox metric every ``B`` samples, groups runs above ``threshold`` and
     returns, per run, the middle of the plateau (M >= 0.8 max) minus Ng/2.
     """
-    from phy.kernels import sc_blocks
-
     n, ng = grid.nfft, grid.cp
     lag = n // 2
     blk = max(ng // 4, 4)
     while lag % blk:
         blk //= 2
-    nb = lag // blk
     if r.size < 2 * lag + blk:
         return []
-    p, e = sc_blocks(r, lag, blk)
-    cp_ = np.concatenate([[0], np.cumsum(p)])
-    ce = np.concatenate([[0.0], np.cumsum(e)])
-    n_i = min(p.size - nb + 1, e.size - 2 * nb + 1)
-    if n_i <= 0:
-        return []
-    P = cp_[nb: nb + n_i] - cp_[:n_i]
-    e1 = ce[nb: nb + n_i] - ce[:n_i]
-    e2 = ce[2 * nb: 2 * nb + n_i] - ce[nb: nb + n_i]
-    den = e1 * e2
-    floor = 1e-30 + 1e-12 * (float(np.max(den)) if den.size else 0.0)
-    M = np.where(den > floor, (P.real**2 + P.imag**2) / np.maximum(den, floor), 0.0)
+    M = sc_metric(r, lag, blk)
     above = threshold < M
     if not above.any():
         return []
@@ -128,11 +114,9 @@ def integer_cfo_bins(Yfull: np.ndarray, grid: ResourceGrid, pre: Preamble,
 
     Differential correlation ``|sum_k Y(k+g) Y*(k+1+g) X*(k) X(k+1)|`` over the used pairs,
     insensitive to the linear phase ramp of a timing error."""
-    shifts = np.arange(-(max_bins // 2), max_bins // 2 + 1) * 2
-    idx = np.mod(grid.used_bins[None, :] + shifts[:, None], grid.nfft)
-    Yg = Yfull[idx]
-    c = np.conj(pre.long[:-1]) * pre.long[1:]
-    metric = np.abs(np.sum(Yg[:, :-1] * np.conj(Yg[:, 1:]) * c[None, :], axis=1))
+    shifts = np.arange(-(max_bins // 2), max_bins // 2 + 1, dtype=np.int64) * 2
+    c = (np.conj(pre.long[:-1]) * pre.long[1:]).astype(np.complex64)
+    metric = diff_corr(np.ascontiguousarray(Yfull, np.complex64), grid.used_bins, c, shifts)
     return int(shifts[int(np.argmax(metric))])
 
 

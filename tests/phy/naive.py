@@ -110,3 +110,56 @@ def gather_windows(r: np.ndarray, s0: int, n_sym: int, stride: int, nfft: int,
     """Fancy-index the windows and multiply by exp(-j w_step n) with absolute sample index n."""
     idx = s0 + np.arange(n_sym)[:, None] * stride + np.arange(nfft)[None, :]
     return r[idx] * np.exp(-1j * w_step * idx)
+
+
+
+def smooth_channel(H: np.ndarray, freq_index: np.ndarray, width: int = 7) -> np.ndarray:
+    """Remove the mean phase slope, 'same' moving average with edge normalisation, restore."""
+    adj = np.diff(freq_index) == 1
+    prod = H[1:].astype(np.complex128) * np.conj(H[:-1])
+    slope = float(np.angle(np.sum(prod[adj])))
+    ramp = np.exp(1j * slope * freq_index.astype(np.float64))
+    Hr = H * np.conj(ramp)
+    ker = np.ones(width)
+    num = np.convolve(Hr, ker, mode="same")
+    den = np.convolve(np.ones(H.size), ker, mode="same")
+    return num / den * ramp
+
+
+def track_phase(Y: np.ndarray, H: np.ndarray, ls: np.ndarray, pil_pos: np.ndarray,
+                pil_val: np.ndarray, freq_index: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, float]:
+    """Vectorised numpy statement of the pilot phase model (see phy.kernels.track_phase)."""
+    rows = np.arange(Y.shape[0])[:, None]
+    Zp = Y[rows, pil_pos].astype(np.complex128) * np.conj(H[pil_pos]) * pil_val
+    k = freq_index[pil_pos].astype(np.float64)
+    s = np.sum(Zp[:, 1:] * np.conj(Zp[:, :-1]), axis=1)
+    b = np.angle(s) / np.mean(np.diff(k, axis=1), axis=1)
+    wgt = np.abs(s)
+    x = ls.astype(np.float64) + 1.0
+    den = float(np.sum(wgt * x * x))
+    c = float(np.sum(wgt * b * x) / den) if den > 0 else 0.0
+    bl = c * x
+    a = np.angle(np.sum(Zp * np.exp(-1j * bl[:, None] * k), axis=1))
+    return a, bl, c
+
+
+def diff_corr(Yfull: np.ndarray, bins: np.ndarray, c: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """Gather all shifted bin sets at once and correlate adjacent pairs (numpy)."""
+    Yg = Yfull[np.mod(bins[None, :] + shifts[:, None], Yfull.size)].astype(np.complex128)
+    return np.abs(np.sum(Yg[:, :-1] * np.conj(Yg[:, 1:]) * c[None, :], axis=1))
+
+
+def sc_metric(r: np.ndarray, lag: int, block: int) -> np.ndarray:
+    """Cumulative sums over the naive block sums; M = |P|^2/(E1 E2) with the silence floor."""
+    p, e = sc_blocks(r, lag, block)
+    nb = lag // block
+    n_i = min(p.size - nb + 1, e.size - 2 * nb + 1)
+    if n_i <= 0:
+        return np.zeros(0)
+    cp = np.concatenate([[0], np.cumsum(p)])
+    ce = np.concatenate([[0.0], np.cumsum(e)])
+    P = cp[nb:nb + n_i] - cp[:n_i]
+    den = (ce[nb:nb + n_i] - ce[:n_i]) * (ce[2 * nb:2 * nb + n_i] - ce[nb:nb + n_i])
+    floor = 1e-30 + 1e-12 * float(np.max(den))
+    return np.where(den > floor, np.abs(P) ** 2 / np.maximum(den, floor), 0.0)

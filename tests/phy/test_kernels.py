@@ -121,6 +121,56 @@ def test_gather_windows_equals_naive() -> None:
         np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
 
 
+def test_smooth_channel_equals_naive() -> None:
+    rng = np.random.default_rng(16)
+    from phy.grid import ResourceGrid
+
+    for prof in ("P2.5", "5MHz"):
+        fidx = ResourceGrid(prof).freq_index.astype(np.float64)
+        H = (rng.normal(size=fidx.size) + 1j * rng.normal(size=fidx.size)).astype(np.complex64)
+        H *= np.exp(1j * 0.05 * fidx).astype(np.complex64)
+        for width in (1, 5, 7):
+            got = kernels.smooth_channel(H, fidx, width)
+            np.testing.assert_allclose(got, naive.smooth_channel(H, fidx, width), rtol=1e-4,
+                                       atol=1e-5)
+
+
+def test_track_phase_equals_naive() -> None:
+    rng = np.random.default_rng(17)
+    from phy.grid import ResourceGrid
+
+    g = ResourceGrid("5MHz")
+    n_sym = 9
+    fidx = g.freq_index.astype(np.float64)
+    ls = np.arange(n_sym, dtype=np.int64)
+    pos = g.sym_pilot_pos[ls % 3]
+    val = g.pilot_values(n_sym)
+    H = (rng.normal(size=g.n_used) + 1j * rng.normal(size=g.n_used)).astype(np.complex64)
+    ph = 0.3 * ls[:, None] + 0.002 * (ls[:, None] + 1) * fidx[None, :]
+    X = np.zeros((n_sym, g.n_used), np.complex64)
+    X[np.arange(n_sym)[:, None], pos] = val
+    Y = (X * H * np.exp(1j * ph) + 0.05 * (rng.normal(size=X.shape)
+                                            + 1j * rng.normal(size=X.shape))).astype(np.complex64)
+    cpe, bl, c = kernels.track_phase(Y, H, ls, pos, val, fidx)
+    cpe_r, bl_r, c_r = naive.track_phase(Y, H, ls, pos, val, fidx)
+    np.testing.assert_allclose(cpe, cpe_r, atol=1e-5)
+    np.testing.assert_allclose(bl, bl_r, atol=1e-7)
+    assert c == pytest.approx(c_r, abs=1e-8)
+    assert c == pytest.approx(0.002, abs=2e-4)  # the drift model recovers the injected slope
+
+
+def test_diff_corr_equals_naive() -> None:
+    rng = np.random.default_rng(18)
+    from phy.grid import ResourceGrid
+
+    g = ResourceGrid("P2.5")
+    Y = (rng.normal(size=g.nfft) + 1j * rng.normal(size=g.nfft)).astype(np.complex64)
+    c = (rng.normal(size=g.n_used - 1) + 1j * rng.normal(size=g.n_used - 1)).astype(np.complex64)
+    shifts = np.arange(-6, 7, dtype=np.int64) * 2
+    np.testing.assert_allclose(kernels.diff_corr(Y, g.used_bins, c, shifts),
+                               naive.diff_corr(Y, g.used_bins, c, shifts), rtol=1e-4)
+
+
 def test_sc_blocks_equals_naive() -> None:
     rng = np.random.default_rng(13)
     for n, lag, blk in [(1000, 64, 8), (4096, 256, 16), (100, 128, 8), (300, 128, 16)]:
@@ -130,3 +180,9 @@ def test_sc_blocks_equals_naive() -> None:
         assert p.shape == pr.shape and e.shape == er.shape
         np.testing.assert_allclose(p, pr, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(e, er, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(kernels.sc_metric(r, lag, blk), naive.sc_metric(r, lag, blk),
+                                   rtol=1e-4, atol=1e-6)
+    silent = np.zeros(2000, np.complex64)
+    silent[700:900] = 1 + 1j
+    np.testing.assert_allclose(kernels.sc_metric(silent, 128, 16),
+                               naive.sc_metric(silent, 128, 16), atol=1e-9)
