@@ -81,24 +81,27 @@ class Flow:
         self.flow_id = flow_id
         self.body_bytes = payload_bytes - OVERHEAD
         self.stats = FlowStats(name)
-        self._rng = np.random.default_rng([seed, flow_id])
-        self._sent: dict[int, bytes] = {}
+        self._seed = seed
         self._seen: set[int] = set()
         self._next_seq = 0
         self._pending: bytes | None = None
 
+    def expected(self, seq: int) -> bytes:
+        """Packet *seq* of this flow: a function of (seed, flow id, seq) only, so a receiver on
+        another host can check what it got without having seen the sender's state."""
+        rng = np.random.default_rng([self._seed, self.flow_id, seq])
+        body = rng.integers(0, 256, self.body_bytes, dtype=np.uint8).tobytes()
+        return make_packet(self.flow_id, seq, body)
+
     def peek(self) -> bytes:
         """The next packet to send (the same bytes until :meth:`mark_sent` is called)."""
         if self._pending is None:
-            seq = self._next_seq
-            body = self._rng.integers(0, 256, self.body_bytes, dtype=np.uint8).tobytes()
-            self._pending = make_packet(self.flow_id, seq, body)
+            self._pending = self.expected(self._next_seq)
         return self._pending
 
     def mark_sent(self, now: float) -> None:
         """The packet from :meth:`peek` was accepted by the stack: count it as sent."""
         pkt = self.peek()
-        self._sent[self._next_seq] = pkt
         self._next_seq += 1
         self._pending = None
         self.stats.sent_packets += 1
@@ -110,7 +113,7 @@ class Flow:
     def deliver(self, data: bytes, now: float) -> str:
         """Check a delivered packet: ``"ok"``, ``"duplicate"`` or ``"corrupted"``."""
         parsed = parse_packet(data)
-        if parsed is None or parsed[0] != self.flow_id or self._sent.get(parsed[1]) != data:
+        if parsed is None or parsed[0] != self.flow_id or self.expected(parsed[1]) != data:
             self.stats.corrupted_packets += 1
             self.stats.corrupted_bytes += len(data)
             return "corrupted"

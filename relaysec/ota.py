@@ -159,18 +159,16 @@ class OtaNetwork:
             return
         assert st.timing.frame_start is not None
         timed = _accepts_at(node.radio)
-        if timed:
-            # A radio that places a burst at a sample (loopback) gets the zone a few chunks ahead.
-            horizon = st.rx_index + 3 * self.chunk
-        else:
-            # A Pluto transmits "now". The samples we are reading are older than now by the RX
-            # pipeline delay (kernel buffers), so estimate where "now" is on the RX sample axis
-            # (wall clock minus the smallest delay seen) and hand the burst over tx_latency
-            # plus one service period before its zone.
-            if st.d0 is None:
-                return
-            air_now = (self.clock() - self.t0) * self.schedule.sample_rate - st.d0
-            horizon = int(air_now) + self.tx_advance + self.chunk
+        # The samples we are reading are older than "now" by the RX pipeline delay (kernel
+        # buffers, or a busy host), so estimate where now is on the RX sample axis: wall clock
+        # minus the smallest delay seen. A Pluto transmits "now": hand the burst over tx_latency
+        # plus one service period before its zone. A radio that places bursts at a sample
+        # (loopback) gets the zone a few chunks ahead, but never a zone already in the past.
+        if st.d0 is None:
+            return
+        air_now = int((self.clock() - self.t0) * self.schedule.sample_rate - st.d0)
+        margin = self.chunk if timed else self.tx_advance
+        horizon = air_now + (3 * self.chunk if timed else self.tx_advance + self.chunk)
         for zi, zone in enumerate(self.schedule.zones):
             if zone.tx != node.name:
                 continue
@@ -179,7 +177,7 @@ class OtaNetwork:
                 continue
             st.next_frame[zi] = k + 1
             zone_start = st.timing.frame_start + k * self.schedule.frame_len + zone.start
-            if zone_start + zone.length < horizon - self.chunk - self.tx_advance:
+            if zone_start < air_now + (margin if timed else -self.chunk):
                 st.missed += 1
                 continue  # missed this zone (processing fell behind): never transmit late
             now = self.now

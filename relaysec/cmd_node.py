@@ -1,0 +1,79 @@
+"""``relaysec node``: run one station of the trial on this host's Pluto.
+
+Three (or four) hosts, each with a Pluto, run ``relaysec node --role abs|ars|ams --config
+lab.toml`` with the same file (``uri = "ip:…"``/``"usb:…"`` per station, or ``--uri`` here). The
+ABS is the timing master; the others lock to its beacons (docs/trial.md). Each node prints its
+progress and a summary of what it saw, and exits 0 when its part of the scenario completed with no
+corrupted or duplicated data delivered, 1 otherwise, 2 for a configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from relaysec.cmd_trial import add_common_options, merged_config
+from relaysec.config import ConfigError, redacted, to_toml
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "node", help="run one station (abs/ars/ams) on this host's Pluto",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--role", required=True, choices=("abs", "ars", "ams"))
+    p.add_argument("--name", help="station name when several have the role (e.g. ARS-2)")
+    p.add_argument("--uri", help="this station's Pluto (overrides the config's uri)")
+    p.add_argument("--duration", type=float, default=300.0,
+                   help="seconds to run at most (default 300); the AMS stops when done")
+    add_common_options(p)
+    p.set_defaults(func=run)
+
+
+def pick_station(cfg: dict, role: str, name: str | None) -> dict:
+    """The station this node runs: by name, else the only one with *role*."""
+    cands = [s for s in cfg["stations"] if s["role"] == role and (name is None
+                                                                   or s["name"] == name)]
+    if not cands:
+        raise ConfigError(f"no station with role {role!r}"
+                          + (f" named {name!r}" if name else "") + " in the config")
+    if len(cands) > 1:
+        raise ConfigError(f"{len(cands)} stations have role {role!r} "
+                          f"({', '.join(s['name'] for s in cands)}): choose one with --name")
+    return cands[0]
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        cfg = merged_config(args, [("backend", "pluto")])
+        st = pick_station(cfg, args.role, args.name)
+        if args.uri:
+            st["uri"] = args.uri
+    except ConfigError as exc:
+        print(f"relaysec node: config error: {exc}", file=sys.stderr)
+        return 2
+    if args.print_config:
+        sys.stdout.write(to_toml(redacted(cfg)))
+        return 0
+
+    def progress(line: str) -> None:
+        if not args.quiet:
+            print(line, file=sys.stderr, flush=True)
+
+    from relaysec.standalone import NodeRunner
+
+    report = NodeRunner(cfg, st["name"], progress=progress, record_dir=args.record).run(
+        args.duration)
+    verdict = "PASS" if report["ok"] else f"FAIL — {report['reason']}"
+    print(f"relaysec node {st['name']} ({st['role']}): {verdict}")
+    for name, f in report.get("flows", {}).items():
+        print(f"  {name}: sent {f['sent']} B, delivered here {f['delivered']} B, "
+              f"corrupted {f['corrupted']} B")
+    for name, link in report.get("links", {}).items():
+        print(f"  {name}: PER {link['per']:.3f}, SNR {link['snr_db']:.1f} dB")
+    if report.get("security", {}).get("rejections"):
+        print(f"  security rejections: {report['security']['rejections']}")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump(report, fh, indent=2, default=str)
+    return 0 if report["ok"] else 1

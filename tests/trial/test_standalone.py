@@ -1,0 +1,57 @@
+"""`relaysec node`: each station in its own runner (own thread here, own host in the lab), with
+nothing shared but the air — a wall-clock loopback medium standing in for four Plutos."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from hw.loopback import Medium
+from relaysec.cli import main
+from relaysec.standalone import NodeRunner
+from tests.trial.helpers import fast_config
+
+
+@pytest.mark.slow
+def test_four_independent_nodes_run_the_scenario_over_a_shared_air():
+    cfg = fast_config(("schedule.ota_frame_ms", 60.0), ("schedule.ota_guard_ms", 4.0),
+                      ("traffic.packets_per_direction", 6), ("traffic.drain_frames", 5))
+    medium = Medium(2.8e6, seed=4, clock="wall", start_delay_max=2000.0)
+    names = [s["name"] for s in cfg["stations"]]
+    radios = {n: medium.add_radio(n, ppm=0.5 * i) for i, n in enumerate(names)}
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            medium.set_link(a, b, snr_db=28.0)
+    reports: dict[str, dict] = {}
+
+    def run(name: str) -> None:
+        reports[name] = NodeRunner(cfg, name, radio=radios[name]).run(12.0)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in names]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    ams, abs_ = reports["AMS"], reports["ABS"]
+    assert ams["ok"], ams["reason"]
+    assert abs_["ok"], abs_["reason"]
+    assert reports["ARS-1"]["ok"] and reports["ARS-2"]["ok"]
+    assert ams["bytes"]["corrupted"] == 0 and abs_["bytes"]["corrupted"] == 0
+    assert ams["flows"]["flow1"]["delivered"] > 0      # DL before the handover
+    assert abs_["flows"]["flow2"]["delivered"] > 0     # UL before the handover
+    assert abs_["flows"]["flow4"]["delivered"] > 0     # UL after the handover
+    assert ams["sync"]["AMS"]["locked"]
+
+
+def test_node_cli_config_errors(capsys):
+    assert main(["node", "--role", "ars", "-q"]) == 2
+    assert "--name" in capsys.readouterr().err
+    assert main(["node", "--role", "abs", "--print-config"]) == 0
+    assert 'backend = "pluto"' in capsys.readouterr().out
+
+
+def test_node_without_uri_fails_with_the_reason(capsys):
+    rc = main(["node", "--role", "ams", "--duration", "1", "-q"])
+    out = capsys.readouterr().out
+    assert rc == 1 and "uri" in out
