@@ -667,11 +667,16 @@ class Trial:
         t_ho = self.now
         self.roles[ams].handover(target_id, t_ho)
 
+        # data "via the target": relayed by the target ARS, or straight from the AMS when the
+        # target is the ABS itself (an RS -> BS handover)
+        vias = {target_id} | ({ams_id, self.id_of[self.abs_name]} if target == self.abs_name
+                              else set())
+
         def first(station: str, src: int) -> float | None:
             for ne in self.log:
                 if (ne.t >= t_ho and ne.station == station
                         and type(ne.event).__name__ == "DataReceived"
-                        and ne.event.src == src and ne.event.via == target_id):
+                        and ne.event.src == src and ne.event.via in vias):
                     return ne.t
             return None
 

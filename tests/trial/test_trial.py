@@ -123,3 +123,20 @@ def test_partial_failure_is_reported_not_claimed():
     assert not report["ok"]
     assert "ars_entry" in report["reason"]
     assert [p["ok"] for p in report["phases"]] == [False] * len(PHASES)
+
+
+def test_examples_load_and_three_station_lab_passes_on_loopback():
+    from pathlib import Path
+
+    from relaysec.config import load_config
+
+    root = Path(__file__).resolve().parents[2] / "examples"
+    assert load_config(root / "loopback.toml")["seed"] == 7
+    lab = load_config(root / "lab-3pluto.toml",
+                      overrides=[("backend", "loopback"), ("traffic.packets_per_direction", 6),
+                                 ("security.tek_lifetime_s", 0.3)])
+    assert [s["role"] for s in lab["stations"]] == ["abs", "ars", "ams"]
+    report, _ = run_trial(lab)
+    assert report["ok"], report["reason"]          # RS -> BS handover: AK changes, data via ABS
+    assert report["handover"]["target"] == "ABS"
+    _assert_clean(report)
