@@ -20,7 +20,15 @@ from __future__ import annotations
 import hmac
 
 from stack.crypto.primitives import aes_cmac
-from stack.errors import IntegrityError, KeyExhaustedError, MalformedError, ReplayError
+from stack.errors import (
+    IntegrityError,
+    KeyExhaustedError,
+    KeyLengthError,
+    MalformedError,
+    ReplayError,
+    require_bytes,
+    require_uint,
+)
 from stack.keys import AkContext
 
 CMAC_PN_LEN = 3
@@ -33,23 +41,21 @@ CONTROL_FID = 0
 
 
 def _check_ids(stid: int, fid: int) -> None:
-    if isinstance(stid, bool) or not isinstance(stid, int) or not 0 <= stid <= 0xFFF:
-        raise MalformedError(f"STID must be a 12-bit int, got {stid!r}")
-    if isinstance(fid, bool) or not isinstance(fid, int) or not 0 <= fid <= 0xF:
-        raise MalformedError(f"FID must be a 4-bit int, got {fid!r}")
+    require_uint(stid, 12, "STID")
+    require_uint(fid, 4, "FID")
 
 
 def _check_pn(pn: int) -> None:
-    if isinstance(pn, bool) or not isinstance(pn, int) or not 0 <= pn <= CMAC_PN_MAX:
-        raise MalformedError(f"CMAC_PN must be a 24-bit int, got {pn!r}")
+    require_uint(pn, 24, "CMAC_PN")
 
 
 def cmac_prefix(akid: bytes, pn: int, stid: int, fid: int = CONTROL_FID) -> bytes:
     """The one-block prefix AKID(8) || CMAC_PN(3) || STID|FID(2) || 0(3) fed to AES-CMAC."""
     _check_ids(stid, fid)
     _check_pn(pn)
-    if len(akid) != 8:
-        raise MalformedError(f"AKID must be 8 bytes, got {len(akid)}")
+    if not isinstance(akid, (bytes, bytearray, memoryview)) or len(akid) != 8:
+        got = len(akid) if isinstance(akid, (bytes, bytearray, memoryview)) else type(akid).__name__
+        raise KeyLengthError(f"AKID must be 8 bytes, got {got}")
     return bytes(akid) + pn.to_bytes(3, "big") + ((stid << 4) | fid).to_bytes(2, "big") + bytes(3)
 
 
@@ -57,7 +63,10 @@ def cmac_value(
     msg: bytes, ctx: AkContext, *, uplink: bool, pn: int, stid: int, fid: int = CONTROL_FID
 ) -> bytes:
     """CMAC_VALUE (8 bytes, rightmost of the AES-CMAC) of ``msg`` under ``ctx`` (digest §3.1)."""
-    full = aes_cmac(ctx.cmac_key(uplink=uplink), cmac_prefix(ctx.akid, pn, stid, fid) + bytes(msg))
+    full = aes_cmac(
+        ctx.cmac_key(uplink=uplink),
+        cmac_prefix(ctx.akid, pn, stid, fid) + require_bytes(msg, "control message"),
+    )
     return full[-CMAC_VALUE_LEN:]
 
 
@@ -71,7 +80,7 @@ def append_cmac(
     _check_pn(pn)
     if pn == 0:
         raise MalformedError("CMAC_PN 0 is never sent; the first protected message carries 1")
-    msg = bytes(msg)
+    msg = require_bytes(msg, "control message")
     return (
         msg + pn.to_bytes(3, "big") + cmac_value(msg, ctx, uplink=uplink, pn=pn, stid=stid, fid=fid)
     )
@@ -79,7 +88,7 @@ def append_cmac(
 
 def split_cmac(msg_with_tuple: bytes) -> tuple[bytes, int, bytes]:
     """Split ``message || CMAC_PN || CMAC_VALUE`` into (message, CMAC_PN, CMAC_VALUE) unchecked."""
-    data = bytes(msg_with_tuple)
+    data = require_bytes(msg_with_tuple, "control message")
     if len(data) < CMAC_TUPLE_LEN:
         raise MalformedError(
             f"control message shorter than its {CMAC_TUPLE_LEN}-byte CMAC tuple: {len(data)} bytes",
@@ -191,7 +200,9 @@ class CmacSigner:
 
     __slots__ = ("counter", "ctx", "uplink")
 
-    def __init__(self, ctx: AkContext, *, uplink: bool, counter: CmacPnCounter | None = None):
+    def __init__(
+        self, ctx: AkContext, *, uplink: bool, counter: CmacPnCounter | None = None
+    ) -> None:
         self.ctx = ctx
         self.uplink = uplink
         self.counter = counter if counter is not None else CmacPnCounter()

@@ -2,9 +2,12 @@
 
 Every rejection of input carries a short machine-readable ``reason`` (used to count rejections per
 link and per cause) and a human message saying what was wrong. Messages never contain key material.
+The ``require_*`` helpers at the end are the shared input checks that raise these errors.
 """
 
 from __future__ import annotations
+
+import numbers
 
 
 class SecurityError(Exception):
@@ -58,3 +61,26 @@ class ProtocolError(SecurityError):
     """A message is well formed but not acceptable in the current protocol state."""
 
     reason = "protocol"
+
+
+def require_bytes(data: object, what: str) -> bytes:
+    """``data`` as ``bytes`` if it is bytes-like, else :class:`MalformedError` naming ``what``.
+
+    Refuses ``int`` (``bytes(5)`` would silently make five zero bytes) and ``str``.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise MalformedError(f"{what} must be bytes, got {type(data).__name__}")
+    return bytes(data)
+
+
+def require_uint(value: object, bits: int, what: str) -> int:
+    """``value`` as ``int`` if it is an integer (numpy too, not bool) of ``bits`` unsigned bits.
+
+    Otherwise :class:`MalformedError` naming ``what``, the allowed range and the value (these are
+    header fields and counters, never key material).
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise MalformedError(f"{what} must be an int, got {type(value).__name__}")
+    if not 0 <= value < (1 << bits):
+        raise MalformedError(f"{what} must fit in {bits} bits (0..{(1 << bits) - 1}), got {value}")
+    return int(value)

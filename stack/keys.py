@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from stack.crypto.primitives import aes_ecb_encrypt, dot16kdf
-from stack.errors import KeyLengthError, MalformedError
+from stack.errors import KeyLengthError, require_uint
 
 MSK_LEN = 64
 PMK_LEN = 20
@@ -33,14 +33,6 @@ def _need_bytes(value: object, length: int, what: str) -> bytes:
     value = bytes(value)
     if len(value) != length:
         raise KeyLengthError(f"{what} must be {length} bytes, got {len(value)}")
-    return value
-
-
-def _need_uint(value: object, bits: int, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise MalformedError(f"{what} must be an int, got {type(value).__name__}")
-    if not 0 <= value < (1 << bits):
-        raise MalformedError(f"{what} must fit in {bits} bits (0..{(1 << bits) - 1}), got {value}")
     return value
 
 
@@ -78,7 +70,7 @@ def derive_ak(pmk: bytes, amsid_star: bytes, absid: bytes, cmac_key_count: int) 
     pmk = _need_bytes(pmk, PMK_LEN, "PMK")
     amsid_star = _need_bytes(amsid_star, MAC_ADDR_LEN, "AMSID*")
     absid = _need_bytes(absid, MAC_ADDR_LEN, "ABSID")
-    count = _need_uint(cmac_key_count, 16, "CMAC_KEY_COUNT")
+    count = require_uint(cmac_key_count, 16, "CMAC_KEY_COUNT")
     return dot16kdf(pmk, amsid_star + absid + count.to_bytes(2, "big") + b"AK", 160)
 
 
@@ -89,7 +81,7 @@ def derive_akid(ak: bytes, pmk_sn: int, amsid_star: bytes, absid: bytes) -> byte
     PMK_SN is 4 bits, carried in the low nibble of one byte.
     """
     ak = _need_bytes(ak, AK_LEN, "AK")
-    sn = _need_uint(pmk_sn, 4, "PMK_SN")
+    sn = require_uint(pmk_sn, 4, "PMK_SN")
     amsid_star = _need_bytes(amsid_star, MAC_ADDR_LEN, "AMSID*")
     absid = _need_bytes(absid, MAC_ADDR_LEN, "ABSID")
     return dot16kdf(ak, bytes([sn]) + amsid_star + absid + b"AK", 64)
@@ -122,14 +114,14 @@ def derive_tek(ak: bytes, said: int, counter_tek: int) -> bytes:
     big-endian [D].
     """
     ak = _need_bytes(ak, AK_LEN, "AK")
-    said = _need_uint(said, 8, "SAID")
-    counter = _need_uint(counter_tek, 16, "COUNTER_TEK")
+    said = require_uint(said, 8, "SAID")
+    counter = require_uint(counter_tek, 16, "COUNTER_TEK")
     return dot16kdf(ak, bytes([said]) + counter.to_bytes(2, "big") + b"TEK", 128)
 
 
 def eks_of(counter_tek: int) -> int:
     """EKS = COUNTER_TEK mod 4: the 2-bit index of a TEK among an SA's live TEKs [D, §2.1]."""
-    return _need_uint(counter_tek, 16, "COUNTER_TEK") % 4
+    return require_uint(counter_tek, 16, "COUNTER_TEK") % 4
 
 
 @dataclass(frozen=True, repr=False)
@@ -154,10 +146,10 @@ class AkContext:
     def __post_init__(self) -> None:
         _need_bytes(self.ak, AK_LEN, "AK")
         _need_bytes(self.akid, AKID_LEN, "AKID")
-        _need_uint(self.pmk_sn, 4, "PMK_SN")
+        require_uint(self.pmk_sn, 4, "PMK_SN")
         _need_bytes(self.amsid_star, MAC_ADDR_LEN, "AMSID*")
         _need_bytes(self.absid, MAC_ADDR_LEN, "ABSID")
-        _need_uint(self.cmac_key_count, 16, "CMAC_KEY_COUNT")
+        require_uint(self.cmac_key_count, 16, "CMAC_KEY_COUNT")
         _need_bytes(self.cmac_key_u, CMAC_KEY_LEN, "CMAC_KEY_U")
         _need_bytes(self.cmac_key_d, CMAC_KEY_LEN, "CMAC_KEY_D")
         _need_bytes(self.kek, KEK_LEN, "KEK")
@@ -226,7 +218,7 @@ def derive_16e_ak(pmk: bytes, ss_mac: bytes, bsid: bytes) -> bytes:
 def derive_16e_akid(ak: bytes, pmk_sn: int, ss_mac: bytes, bsid: bytes) -> bytes:
     """16e AKID = Dot16KDF(AK, (0b0000 || PMK_SN) || SS_MAC || BSID || "AK", 64) (7.2.2.2.3)."""
     ak = _need_bytes(ak, AK_LEN, "AK")
-    sn = _need_uint(pmk_sn, 4, "PMK_SN")
+    sn = require_uint(pmk_sn, 4, "PMK_SN")
     ss_mac = _need_bytes(ss_mac, MAC_ADDR_LEN, "SS MAC address")
     bsid = _need_bytes(bsid, MAC_ADDR_LEN, "BSID")
     return dot16kdf(ak, bytes([sn]) + ss_mac + bsid + b"AK", 64)
@@ -243,7 +235,7 @@ def derive_16e_cmac_keys_kek(
     ak = _need_bytes(ak, AK_LEN, "AK")
     ss_mac = _need_bytes(ss_mac, MAC_ADDR_LEN, "SS MAC address")
     bsid = _need_bytes(bsid, MAC_ADDR_LEN, "BSID")
-    count = _need_uint(cmac_key_count, 16, "CMAC_KEY_COUNT")
+    count = require_uint(cmac_key_count, 16, "CMAC_KEY_COUNT")
     out = dot16kdf(ak, ss_mac + bsid + b"CMAC_KEYS+KEK", 384)
     pre_u, pre_d, kek = out[0:16], out[16:32], out[32:48]
     block = bytes(14) + count.to_bytes(2, "big")

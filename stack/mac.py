@@ -24,13 +24,13 @@ opaque (delimited by its own AGMH Length): see :func:`encapsulate_relay` and
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from stack.crypto import open_batch, seal_batch
-from stack.errors import MalformedError, SecurityError
+from stack.errors import MalformedError, SecurityError, require_bytes, require_uint
 from stack.mpdu import (
     AGMH_LEN,
     EKS_PN_LEN,
@@ -38,6 +38,7 @@ from stack.mpdu import (
     MAX_PLAIN_PAYLOAD,
     MAX_PROTECTED_PAYLOAD,
     PROTECTED_OVERHEAD,
+    SaLookup,
 )
 from stack.sa import PN_MAX, SecurityAssociation
 
@@ -46,17 +47,6 @@ RELAY_FID = 15
 RELAY_ITEM_HEADER_LEN = 2
 DEFAULT_PLAIN_FIDS: frozenset[int] = frozenset({0})
 """FIDs accepted unprotected when the lookup has no SA for them (control before keys)."""
-
-SaLookup = Callable[[int, int], "SecurityAssociation | None"]
-"""``(stid, fid) -> SecurityAssociation | None``, supplied by the role."""
-
-
-def _uint(value: object, bits: int, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise MalformedError(f"{what} must be an int, got {type(value).__name__}")
-    if not 0 <= value < (1 << bits):
-        raise MalformedError(f"{what} must fit in {bits} bits, got {value}")
-    return int(value)
 
 
 def _payload_view(payload: object, i: int) -> np.ndarray:
@@ -112,13 +102,13 @@ def build_burst(
     raises when it has no usable TEK (:class:`KeyExhaustedError`); PNs already taken by earlier
     MPDUs of the burst are then simply not used again.
     """
-    stid = _uint(stid, 12, "STID")
+    stid = require_uint(stid, 12, "STID")
     views: list[np.ndarray] = []
     sizes = np.empty(len(mpdus), dtype=np.int64)
     for i, m in enumerate(mpdus):
         if not isinstance(m, TxMpdu):
             raise MalformedError(f"MPDU {i}: expected TxMpdu, got {type(m).__name__}")
-        _uint(m.fid, 4, f"MPDU {i} FID")
+        require_uint(m.fid, 4, f"MPDU {i} FID")
         view = _payload_view(m.payload, i)
         limit = MAX_PLAIN_PAYLOAD if m.sa is None else MAX_PROTECTED_PAYLOAD
         if view.shape[0] > limit:
@@ -255,7 +245,7 @@ def open_burst(
     A bad Length makes the rest of the burst unparseable: it counts once. A zero AGMH followed by
     zeros only is padding and ends the burst silently.
     """
-    stid = _uint(stid, 12, "STID")
+    stid = require_uint(stid, 12, "STID")
     if isinstance(burst, np.ndarray):
         if burst.dtype != np.uint8 or burst.ndim != 1:
             raise MalformedError("burst must be a 1-D uint8 array")
@@ -397,8 +387,8 @@ def encapsulate_relay(items: Sequence[tuple[int, bytes]]) -> bytes:
     """
     out = bytearray()
     for i, (stid, mpdu) in enumerate(items):
-        stid = _uint(stid, 12, f"relay item {i} STID")
-        mpdu = bytes(mpdu)
+        stid = require_uint(stid, 12, f"relay item {i} STID")
+        mpdu = require_bytes(mpdu, f"relay item {i} MPDU")
         _check_inner(mpdu, i)
         out += (stid << 4).to_bytes(2, "big") + mpdu
     if len(out) > MAX_PROTECTED_PAYLOAD:
@@ -440,7 +430,7 @@ def decapsulate_relay(payload: bytes) -> list[tuple[int, bytes]]:
     Raises :class:`MalformedError` (reason ``bad_relay``) for a truncated item, a nonzero
     reserved nibble, an inner MPDU whose Length runs past the end, or an empty payload.
     """
-    data = bytes(payload)
+    data = require_bytes(payload, "relay payload")
     if not data:
         raise MalformedError("empty relay payload", reason="bad_relay")
     items: list[tuple[int, bytes]] = []

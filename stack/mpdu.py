@@ -22,10 +22,18 @@ chooses the TEK, hands out PNs and keeps the replay windows.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from stack.crypto.primitives import ccm_decrypt, ccm_encrypt
-from stack.errors import IntegrityError, KeyLengthError, MalformedError
+from stack.errors import (
+    IntegrityError,
+    KeyLengthError,
+    MalformedError,
+    UnknownKeyError,
+    require_bytes,
+    require_uint,
+)
 from stack.sa import PN_MAX, SecurityAssociation
 
 AGMH_LEN = 2
@@ -40,17 +48,11 @@ MAX_PROTECTED_PAYLOAD = MAX_MPDU_LEN - PROTECTED_OVERHEAD
 """Largest payload of one protected MPDU (2034 bytes)."""
 MAX_PLAIN_PAYLOAD = MAX_MPDU_LEN - AGMH_LEN
 
-
-def _uint(value: object, bits: int, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < (1 << bits):
-        raise MalformedError(f"{what} must be an int of {bits} bits, got {value!r}")
-    return value
+SaLookup = Callable[[int, int], "SecurityAssociation | None"]
+"""``(stid, fid) -> SecurityAssociation | None``: the receiver's SA table, supplied by the role."""
 
 
-def _as_bytes(data: object, what: str) -> bytes:
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise MalformedError(f"{what} must be bytes, got {type(data).__name__}")
-    return bytes(data)
+_uint = require_uint
 
 
 @dataclass(frozen=True)
@@ -62,8 +64,8 @@ class Agmh:
     length: int
 
     def __post_init__(self) -> None:
-        _uint(self.fid, 4, "FID")
-        _uint(self.length, 11, "AGMH Length")
+        require_uint(self.fid, 4, "FID")
+        require_uint(self.length, 11, "AGMH Length")
 
     def encode(self) -> bytes:
         """The two header bytes, big-endian."""
@@ -80,8 +82,8 @@ def decode_agmh(data: bytes) -> Agmh:
 
 def encode_eks_pn(eks: int, pn: int) -> bytes:
     """EKS(2 bits) | PN(22 bits), 3 bytes big-endian."""
-    _uint(eks, 2, "EKS")
-    _uint(pn, 22, "PN")
+    require_uint(eks, 2, "EKS")
+    require_uint(pn, 22, "PN")
     return ((eks << 22) | pn).to_bytes(3, "big")
 
 
@@ -97,7 +99,7 @@ def nonce(agmh: bytes, *, stid: int, uplink: bool, eks_pn: bytes) -> bytes:
     """13-byte CCM nonce [D, digest §4.2]: AGMH | STID<<4 | DIR | EKS/PN | 6 zero bytes."""
     if len(agmh) != AGMH_LEN or len(eks_pn) != EKS_PN_LEN:
         raise MalformedError("nonce needs the 2-byte AGMH and the 3-byte EKS/PN field")
-    _uint(stid, 12, "STID")
+    require_uint(stid, 12, "STID")
     return (
         bytes(agmh)
         + ((stid << 4) | int(bool(uplink))).to_bytes(2, "big")
@@ -124,13 +126,8 @@ class MpduHeader:
     pn: int
 
 
-def parse_protected(mpdu: bytes) -> MpduHeader:
-    """Check the framing of a protected MPDU and return its clear header; no crypto.
-
-    Raises :class:`MalformedError` with reason ``short_mpdu``, ``long_mpdu``, ``bad_length`` or
-    ``unsupported_eh``.
-    """
-    mpdu = _as_bytes(mpdu, "MPDU")
+def _check_framing(mpdu: bytes) -> Agmh:
+    """AGMH of a whole MPDU after the checks common to plain and protected MPDUs."""
     if len(mpdu) > MAX_MPDU_LEN:
         raise MalformedError(
             f"MPDU of {len(mpdu)} bytes exceeds the {MAX_MPDU_LEN}-byte maximum", reason="long_mpdu"
@@ -143,6 +140,17 @@ def parse_protected(mpdu: bytes) -> MpduHeader:
         )
     if agmh.eh:
         raise MalformedError("extended headers (EH = 1) are not supported", reason="unsupported_eh")
+    return agmh
+
+
+def parse_protected(mpdu: bytes) -> MpduHeader:
+    """Check the framing of a protected MPDU and return its clear header; no crypto.
+
+    Raises :class:`MalformedError` with reason ``short_mpdu``, ``long_mpdu``, ``bad_length`` or
+    ``unsupported_eh``.
+    """
+    mpdu = require_bytes(mpdu, "MPDU")
+    agmh = _check_framing(mpdu)
     if len(mpdu) < PROTECTED_OVERHEAD:
         raise MalformedError(
             f"protected MPDU of {len(mpdu)} bytes is shorter than AGMH+EKS/PN+ICV "
@@ -162,8 +170,8 @@ def seal(
     :func:`protect` with an SA for that).
     """
     tek = _check_tek(tek)
-    payload = _as_bytes(payload, "payload")
-    _uint(stid, 12, "STID")
+    payload = require_bytes(payload, "payload")
+    require_uint(stid, 12, "STID")
     if len(payload) > MAX_PROTECTED_PAYLOAD:
         raise MalformedError(
             f"payload of {len(payload)} bytes exceeds {MAX_PROTECTED_PAYLOAD} (11-bit Length)",
@@ -183,7 +191,7 @@ def unseal(tek: bytes, *, stid: int, uplink: bool, mpdu: bytes) -> tuple[int, in
     Replay is not checked here (that needs SA state: see :func:`unprotect`).
     """
     tek = _check_tek(tek)
-    _uint(stid, 12, "STID")
+    require_uint(stid, 12, "STID")
     hdr = parse_protected(mpdu)
     mpdu = bytes(mpdu)
     eks_pn = mpdu[AGMH_LEN : AGMH_LEN + EKS_PN_LEN]
@@ -208,14 +216,14 @@ def protect(
     now: float | None = None,
 ) -> bytes:
     """Seal ``payload`` with the SA's current TEK and its next PN for this direction."""
-    payload = _as_bytes(payload, "payload")
+    payload = require_bytes(payload, "payload")
     if len(payload) > MAX_PROTECTED_PAYLOAD:  # check before a PN is consumed
         raise MalformedError(
             f"payload of {len(payload)} bytes exceeds {MAX_PROTECTED_PAYLOAD} (11-bit Length)",
             reason="long_mpdu",
         )
-    _uint(stid, 12, "STID")
-    _uint(fid, 4, "FID")
+    require_uint(stid, 12, "STID")
+    require_uint(fid, 4, "FID")
     tek, pn = sa.next_pn(uplink, now=now)
     return seal(tek.key, stid=stid, fid=fid, eks=tek.eks, pn=pn, uplink=uplink, payload=payload)
 
@@ -242,9 +250,34 @@ def unprotect(
     return result
 
 
+def unprotect_lookup(
+    lookup: SaLookup,
+    *,
+    stid: int,
+    uplink: bool,
+    mpdu: bytes,
+    now: float | None = None,
+) -> tuple[int, int, int, bytes]:
+    """:func:`unprotect` with the SA found by ``lookup(stid, FID of the MPDU)``.
+
+    The receive path for one MPDU when the caller holds a table of SAs rather than the SA itself
+    (:func:`stack.mac.open_burst` is the burst form). Raises :class:`UnknownKeyError`
+    (``unknown_sa``) when no SA protects that STID and FID, after the framing checks and before
+    any crypto; otherwise as :func:`unprotect`.
+    """
+    require_uint(stid, 12, "STID")
+    hdr = parse_protected(mpdu)
+    sa = lookup(stid, hdr.fid)
+    if sa is None:
+        raise UnknownKeyError(
+            f"no security association for STID {stid:#x} FID {hdr.fid}", reason="unknown_sa"
+        )
+    return unprotect(sa, stid=stid, uplink=uplink, mpdu=mpdu, now=now)
+
+
 def encode_plain(fid: int, payload: bytes) -> bytes:
     """Unprotected MPDU: AGMH | payload (e.g. FID 0 control before keys exist)."""
-    payload = _as_bytes(payload, "payload")
+    payload = require_bytes(payload, "payload")
     if len(payload) > MAX_PLAIN_PAYLOAD:
         raise MalformedError(
             f"payload of {len(payload)} bytes exceeds {MAX_PLAIN_PAYLOAD} (11-bit Length)",
@@ -255,17 +288,5 @@ def encode_plain(fid: int, payload: bytes) -> bytes:
 
 def decode_plain(mpdu: bytes) -> tuple[int, bytes]:
     """(FID, payload) of an unprotected MPDU, with the same framing checks as protected ones."""
-    mpdu = _as_bytes(mpdu, "MPDU")
-    if len(mpdu) > MAX_MPDU_LEN:
-        raise MalformedError(
-            f"MPDU of {len(mpdu)} bytes exceeds the {MAX_MPDU_LEN}-byte maximum", reason="long_mpdu"
-        )
-    agmh = decode_agmh(mpdu)
-    if agmh.length != len(mpdu):
-        raise MalformedError(
-            f"AGMH Length {agmh.length} does not match the {len(mpdu)}-byte MPDU",
-            reason="bad_length",
-        )
-    if agmh.eh:
-        raise MalformedError("extended headers (EH = 1) are not supported", reason="unsupported_eh")
-    return agmh.fid, mpdu[AGMH_LEN:]
+    mpdu = require_bytes(mpdu, "MPDU")
+    return _check_framing(mpdu).fid, mpdu[AGMH_LEN:]

@@ -28,10 +28,12 @@ from dataclasses import dataclass
 
 from stack.errors import (
     KeyExhaustedError,
+    KeyLengthError,
     MalformedError,
     ProtocolError,
     ReplayError,
     UnknownKeyError,
+    require_uint,
 )
 from stack.keys import TEK_LEN, AkContext, eks_of
 
@@ -63,8 +65,9 @@ class Tek:
     lifetime: float | None = None
 
     def __post_init__(self) -> None:
-        if len(self.key) != TEK_LEN:
-            raise MalformedError(f"TEK must be {TEK_LEN} bytes, got {len(self.key)}")
+        if not isinstance(self.key, bytes) or len(self.key) != TEK_LEN:
+            got = len(self.key) if isinstance(self.key, bytes) else type(self.key).__name__
+            raise KeyLengthError(f"TEK must be {TEK_LEN} bytes, got {got}")
         if self.lifetime is not None and (self.installed_at is None or self.lifetime <= 0):
             raise MalformedError("a TEK lifetime needs a positive value and an install time")
 
@@ -187,11 +190,10 @@ class SecurityAssociation:
     ) -> None:
         if not isinstance(ctx, AkContext):
             raise MalformedError(f"SA needs an AkContext, got {type(ctx).__name__}")
-        if isinstance(said, bool) or not isinstance(said, int) or not 0 <= said <= 0xFF:
-            raise MalformedError(f"SAID must be an 8-bit int, got {said!r}")
-        if not 1 <= pn_last <= PN_LAST:
+        said = require_uint(said, 8, "SAID")
+        if require_uint(pn_last, PN_BITS, "pn_last") < 1 or pn_last > PN_LAST:
             raise MalformedError(f"pn_last must be 1..{PN_LAST}, got {pn_last}")
-        if not 1 <= update_threshold <= pn_last:
+        if not 1 <= require_uint(update_threshold, PN_BITS, "update_threshold") <= pn_last:
             raise MalformedError(f"update_threshold must be 1..pn_last, got {update_threshold}")
         ReplayWindow(replay_window)  # validates the size
         self._ctx = ctx
@@ -314,8 +316,7 @@ class SecurityAssociation:
         return self._state_for_eks(eks, now).tek
 
     def _state_for_eks(self, eks: int, now: float | None) -> _TekState:
-        if isinstance(eks, bool) or not isinstance(eks, int) or not 0 <= eks <= 3:
-            raise MalformedError(f"EKS must be a 2-bit int, got {eks!r}")
+        eks = require_uint(eks, 2, "EKS")
         for state in self._live:
             if state.tek.eks == eks:
                 if state.tek.expired(now):
@@ -380,8 +381,7 @@ class SecurityAssociation:
     # -- receive ----------------------------------------------------------------------------
 
     def _check_pn_range(self, pn: int) -> None:
-        if isinstance(pn, bool) or not isinstance(pn, int) or not 0 <= pn <= PN_MAX:
-            raise MalformedError(f"PN must be a 22-bit int, got {pn!r}")
+        require_uint(pn, PN_BITS, "PN")
 
     def check_replay(self, eks: int, pn: int, uplink: bool, *, now: float | None = None) -> Tek:
         """Look up the TEK for ``eks`` and check ``pn`` against its window; changes nothing.

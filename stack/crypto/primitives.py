@@ -18,18 +18,12 @@ from cryptography.hazmat.primitives.keywrap import (
     aes_key_wrap_with_padding,
 )
 
-from stack.errors import IntegrityError, KeyLengthError, MalformedError
+from stack.errors import IntegrityError, KeyLengthError, MalformedError, require_bytes
 
 CCM_TAG_LEN = 8
 """802.16 AES-CCM ICV length in bytes (M = 8)."""
 CCM_NONCE_LEN = 13
 """802.16 AES-CCM nonce length in bytes (L = 2)."""
-
-
-def _check_data(data: object, what: str) -> bytes:
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise MalformedError(f"{what} must be bytes, got {type(data).__name__}")
-    return bytes(data)
 
 
 def _check_aes_key(key: bytes, what: str = "AES key") -> None:
@@ -42,16 +36,17 @@ def _check_aes_key(key: bytes, what: str = "AES key") -> None:
 def aes_ecb_encrypt(key: bytes, block: bytes) -> bytes:
     """Encrypt whole 16-byte blocks with AES-ECB (used by 16e CMAC_KEY_* derivation)."""
     _check_aes_key(key)
+    block = require_bytes(block, "AES-ECB input")
     if len(block) % 16:
         raise MalformedError(f"AES-ECB input must be a multiple of 16 bytes, got {len(block)}")
     enc = Cipher(algorithms.AES(bytes(key)), modes.ECB()).encryptor()
-    return enc.update(bytes(block)) + enc.finalize()
+    return enc.update(block) + enc.finalize()
 
 
 def aes_cmac(key: bytes, msg: bytes) -> bytes:
     """AES-CMAC (RFC 4493 / NIST SP 800-38B) of ``msg``: the full 16-byte tag."""
     _check_aes_key(key, "CMAC key")
-    msg = _check_data(msg, "CMAC message")
+    msg = require_bytes(msg, "CMAC message")
     c = cmac.CMAC(algorithms.AES(bytes(key)))
     c.update(msg)
     return c.finalize()
@@ -75,13 +70,22 @@ def dot16kdf(key: bytes, astring: bytes, keylength_bits: int) -> bytes:
     if len(key) < 16:
         raise KeyLengthError(f"Dot16KDF key must be at least 16 bytes, got {len(key)}")
     kin = bytes(key)[-16:]
-    astring = _check_data(astring, "Dot16KDF astring")
+    astring = require_bytes(astring, "Dot16KDF astring")
     nblocks = (keylength_bits + 127) // 128
     out = b"".join(
         aes_cmac(kin, i.to_bytes(4, "big") + astring + keylength_bits.to_bytes(4, "big"))
         for i in range(nblocks)
     )
     return out[len(out) - keylength_bits // 8 :]
+
+
+def _check_key_to_wrap(kek: bytes, key: object) -> bytes:
+    """Validate a KEK and the key to wrap (non-empty bytes)."""
+    _check_aes_key(kek, "KEK")
+    key = require_bytes(key, "key to wrap")
+    if len(key) == 0:
+        raise MalformedError("cannot wrap an empty key")
+    return key
 
 
 def wrap_key(kek: bytes, key: bytes) -> bytes:
@@ -91,20 +95,27 @@ def wrap_key(kek: bytes, key: bytes) -> bytes:
     takes the RFC 5649 (padding) form; callers that need a specific variant use
     :func:`wrap_key_padded`.
     """
-    _check_aes_key(kek, "KEK")
-    if len(key) == 0:
-        raise MalformedError("cannot wrap an empty key")
+    key = _check_key_to_wrap(kek, key)
     if len(key) % 8 == 0 and len(key) >= 16:
-        return aes_key_wrap(bytes(kek), bytes(key))
-    return aes_key_wrap_with_padding(bytes(kek), bytes(key))
+        return aes_key_wrap(bytes(kek), key)
+    return aes_key_wrap_with_padding(bytes(kek), key)
 
 
 def wrap_key_padded(kek: bytes, key: bytes) -> bytes:
     """Wrap ``key`` under ``kek`` with RFC 5649 (AES key wrap with padding), whatever its length."""
+    key = _check_key_to_wrap(kek, key)
+    return aes_key_wrap_with_padding(bytes(kek), key)
+
+
+def _check_wrapped(kek: bytes, wrapped: object) -> bytes:
+    """Validate a KEK and the size of a wrapped key (n×8 bytes, n ≥ 2) before unwrapping."""
     _check_aes_key(kek, "KEK")
-    if len(key) == 0:
-        raise MalformedError("cannot wrap an empty key")
-    return aes_key_wrap_with_padding(bytes(kek), bytes(key))
+    wrapped = require_bytes(wrapped, "wrapped key")
+    if len(wrapped) < 16 or len(wrapped) % 8:
+        raise MalformedError(
+            f"wrapped key must be a multiple of 8 bytes and at least 16, got {len(wrapped)}"
+        )
+    return wrapped
 
 
 def unwrap_key(kek: bytes, wrapped: bytes) -> bytes:
@@ -113,12 +124,7 @@ def unwrap_key(kek: bytes, wrapped: bytes) -> bytes:
     Raises :class:`IntegrityError` when the integrity check fails (wrong KEK or tampered input) and
     :class:`MalformedError` when the wrapped length is impossible.
     """
-    _check_aes_key(kek, "KEK")
-    wrapped = bytes(wrapped)
-    if len(wrapped) < 16 or len(wrapped) % 8:
-        raise MalformedError(
-            f"wrapped key must be a multiple of 8 bytes and at least 16, got {len(wrapped)}"
-        )
+    wrapped = _check_wrapped(kek, wrapped)
     try:
         return aes_key_unwrap_with_padding(bytes(kek), wrapped)
     except InvalidUnwrap:
@@ -133,12 +139,7 @@ def unwrap_key(kek: bytes, wrapped: bytes) -> bytes:
 
 def unwrap_key_padded(kek: bytes, wrapped: bytes) -> bytes:
     """Undo :func:`wrap_key_padded` (RFC 5649 only)."""
-    _check_aes_key(kek, "KEK")
-    wrapped = bytes(wrapped)
-    if len(wrapped) < 16 or len(wrapped) % 8:
-        raise MalformedError(
-            f"wrapped key must be a multiple of 8 bytes and at least 16, got {len(wrapped)}"
-        )
+    wrapped = _check_wrapped(kek, wrapped)
     try:
         return aes_key_unwrap_with_padding(bytes(kek), wrapped)
     except InvalidUnwrap:
@@ -160,8 +161,8 @@ def ccm_encrypt(
 ) -> bytes:
     """AES-CCM (RFC 3610 / SP 800-38C) encryption: returns ciphertext ‖ tag."""
     _check_ccm(key, nonce, tag_len)
-    payload = _check_data(payload, "CCM payload")
-    aad = _check_data(aad, "CCM AAD")
+    payload = require_bytes(payload, "CCM payload")
+    aad = require_bytes(aad, "CCM AAD")
     if len(payload) >= 1 << (8 * (15 - len(nonce))):
         raise MalformedError(
             f"CCM payload of {len(payload)} bytes too long for a {len(nonce)}-byte nonce"
@@ -174,8 +175,8 @@ def ccm_decrypt(
 ) -> bytes:
     """AES-CCM decryption of ciphertext ‖ tag; raises :class:`IntegrityError` on a bad tag."""
     _check_ccm(key, nonce, tag_len)
-    sealed = _check_data(sealed, "CCM input")
-    aad = _check_data(aad, "CCM AAD")
+    sealed = require_bytes(sealed, "CCM input")
+    aad = require_bytes(aad, "CCM AAD")
     if len(sealed) < tag_len:
         raise MalformedError(f"CCM input shorter than its {tag_len}-byte tag: {len(sealed)} bytes")
     if len(sealed) - tag_len >= 1 << (8 * (15 - len(nonce))):

@@ -11,34 +11,18 @@ from stack.crypto.primitives import aes_cmac
 from stack.errors import (
     IntegrityError,
     KeyExhaustedError,
+    KeyLengthError,
     MalformedError,
     ReplayError,
     SecurityError,
 )
 from stack.keys import AkContext
+from tests.stack._ctx import secrets_of, vector_ctx
 from tests.stack._vectors import h, load, n
 
-M16 = load("relaysec_16m_regression.txt")
-V = M16["CMAC digest (3.1)"]
-
-
-def _ctx(count: int = 0) -> AkContext:
-    hv = next(v for k, v in M16.items() if k == f"hierarchy: CMAC_KEY_COUNT {count}")
-    return AkContext.from_ak(
-        h(hv["ak"]),
-        pmk_sn=n(hv["pmk_sn"]),
-        amsid_star=h(hv["amsid_star"]),
-        absid=h(hv["absid"]),
-        cmac_key_count=count,
-    )
-
-
-CTX = _ctx(0)
-CTX1 = _ctx(1)
-
-
-def _secrets(ctx: AkContext) -> list[str]:
-    return [k.hex() for k in (ctx.ak, ctx.cmac_key_u, ctx.cmac_key_d, ctx.kek)]
+V = load("relaysec_16m_regression.txt")["CMAC digest (3.1)"]
+CTX = vector_ctx(0)
+CTX1 = vector_ctx(1)
 
 
 def test_regression_vector() -> None:
@@ -75,7 +59,7 @@ def test_bad_cmac_wrong_context(kwargs: dict, ctx: AkContext) -> None:
     with pytest.raises(IntegrityError) as e:
         cmac.check_cmac(_wire(), ctx, last_pn=0, **kwargs)
     assert e.value.reason == "bad_cmac"
-    for s in _secrets(ctx):
+    for s in secrets_of(ctx):
         assert s not in str(e.value)
 
 
@@ -155,6 +139,9 @@ def test_first_pn_is_one_and_zero_never_sent() -> None:
         lambda: cmac.append_cmac(b"x", CTX, uplink=True, pn=1, stid=0x1000),
         lambda: cmac.append_cmac(b"x", CTX, uplink=True, pn=1, stid=1, fid=16),
         lambda: cmac.append_cmac(b"x", CTX, uplink=True, pn=-1, stid=1),
+        lambda: cmac.append_cmac("text", CTX, uplink=True, pn=1, stid=1),  # type: ignore[arg-type]
+        lambda: cmac.check_cmac(20, CTX, uplink=True, stid=1, last_pn=0),  # type: ignore[arg-type]
+        lambda: cmac.check_cmac(_wire(), CTX, uplink=True, stid=0x123, last_pn=1 << 24),
     ],
 )
 def test_malformed_inputs(call) -> None:
@@ -180,7 +167,7 @@ def test_reprs_hide_keys() -> None:
     for o in objs:
         text = repr(o) + str(o)
         assert CTX.akid.hex() in text
-        for s in _secrets(CTX):
+        for s in secrets_of(CTX):
             assert s not in text
     for err_call in (
         lambda: cmac.check_cmac(_wire(), CTX, uplink=False, stid=0x123, last_pn=0),
@@ -188,5 +175,12 @@ def test_reprs_hide_keys() -> None:
     ):
         with pytest.raises(SecurityError) as e:
             err_call()
-        for s in _secrets(CTX):
+        for s in secrets_of(CTX):
             assert s not in str(e.value) and s not in repr(e.value)
+
+
+def test_akid_of_wrong_size_is_a_key_length_error() -> None:
+    with pytest.raises(KeyLengthError, match="AKID"):
+        cmac.cmac_prefix(bytes(7), 1, 1)
+    with pytest.raises(KeyLengthError, match="AKID"):
+        cmac.cmac_prefix("12345678", 1, 1)  # type: ignore[arg-type]

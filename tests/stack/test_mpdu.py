@@ -248,3 +248,32 @@ def test_roundtrip_and_bit_flips(
         skip + 1,
         payload,
     )
+
+
+def test_unprotect_lookup_unknown_sa_and_found_sa() -> None:
+    tx, rx = _fresh()
+    m = mpdu.protect(tx, stid=STID, fid=4, uplink=False, payload=b"via table")
+    table = {(STID, 4): rx}
+    seen: list[tuple[int, int]] = []
+
+    def lookup(stid: int, fid: int) -> SecurityAssociation | None:
+        seen.append((stid, fid))
+        return table.get((stid, fid))
+
+    with pytest.raises(UnknownKeyError, match=r"STID 0x124 FID 4") as e:
+        mpdu.unprotect_lookup(lookup, stid=STID + 1, uplink=False, mpdu=m)
+    assert e.value.reason == "unknown_sa"
+    # framing is checked before the table is asked
+    assert (
+        _reason(
+            MalformedError,
+            lambda: mpdu.unprotect_lookup(lookup, stid=STID, uplink=False, mpdu=m[:-1]),
+        )
+        == "bad_length"
+    )
+    assert seen == [(STID + 1, 4)]
+    assert mpdu.unprotect_lookup(lookup, stid=STID, uplink=False, mpdu=m) == (4, 0, 1, b"via table")
+    assert (
+        _reason(ReplayError, lambda: mpdu.unprotect_lookup(lookup, stid=STID, uplink=False, mpdu=m))
+        == "pn_replay"
+    )
