@@ -464,6 +464,9 @@ class SimNetwork:
             rx = node.receive_samples(n)
             node.handle_samples(rx, t_end, expect_src=zone.tx)
 
+    def close(self) -> None:
+        """Nothing to stop in simulation (same interface as the OTA network)."""
+
     def events(self) -> list[NodeEvent]:
         out: list[NodeEvent] = []
         for node in self.nodes.values():

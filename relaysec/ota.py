@@ -12,8 +12,9 @@ and the timing is **ABS-master**:
   sample ``s`` tells it the frame started at ``s - lead`` in its own sample count
   (:class:`relaysec.schedule.OtaTiming`), and it transmits in its own zones of that frame.
   A node that has not heard a beacon for a few frames stays silent;
-* transmission is "as soon as the RX stream reaches the zone start minus ``tx_advance``"; the
-  guards absorb the USB latency and the RX chunking (a chunk is ``frame_len / 25``).
+* every radio is read continuously by its own thread (a radio not read in time loses samples);
+  transmission timing uses an estimate of "now" on the RX sample axis (see ``_maybe_transmit``);
+  the guards absorb the USB latency and the RX chunking (3 ms chunks).
 
 RX is processed in chunks with an overlap of one maximum burst, so a burst that straddles a chunk
 boundary is decoded once (bursts are de-duplicated by their absolute start sample).
@@ -28,6 +29,8 @@ from __future__ import annotations
 
 import inspect
 import logging
+import queue
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -66,7 +69,9 @@ class _NodeState:
     seen_starts: list[int] = field(default_factory=list)
     next_frame: dict[int, int] = field(default_factory=dict)  # zone idx -> next frame number
     beacons: int = 0
-    d0: float | None = None               # smallest (wall-clock samples - rx_index) seen
+    d0: float | None = None               # smallest (wall-clock samples - read_index) seen
+    read_index: int = 0                   # samples read from the radio (reader thread)
+    queue: queue.Queue = field(default_factory=queue.Queue)
     missed: int = 0                       # TX zones skipped because we were late
 
 
@@ -106,42 +111,84 @@ class OtaNetwork:
         # A burst that straddles two chunks is decoded from the overlap: the longest burst.
         node0 = next(iter(self.nodes.values()))
         self._overlap = int(node0.modem.burst_samples(node0.max_burst_bytes)) + 64
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
 
     @property
     def now(self) -> float:
         """Seconds since the network started (the roles' clock)."""
         return self.clock() - self.t0
 
+    def _reader(self, st: _NodeState) -> None:
+        """Read one radio continuously (its own thread: a radio that is not read in time loses
+        samples, on a Pluto and on the emulator alike) and note the smallest RX delay."""
+        fs = self.schedule.sample_rate
+        while not self._stop.is_set():
+            try:
+                iq = st.node.receive_samples(self.chunk)
+            except Exception as exc:  # closed radio or I/O error: hand it to the main loop
+                st.queue.put(exc)
+                return
+            st.read_index += iq.size
+            delay = (self.clock() - self.t0) * fs - st.read_index
+            st.d0 = delay if st.d0 is None else min(st.d0, delay)
+            st.queue.put(iq)
+
+    def _start(self) -> None:
+        if self._threads:
+            return
+        for st in self.states.values():
+            t = threading.Thread(target=self._reader, args=(st,), daemon=True,
+                                 name=f"rx-{st.node.name}")
+            t.start()
+            self._threads.append(t)
+
+    def close(self) -> None:
+        """Stop the RX reader threads (call before closing the radios)."""
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=2.0)
+        self._threads = []
+
     def step_frame(self) -> None:
         """Run for one frame period of wall time, servicing every node's radio in turn."""
+        self._start()
         end = self.t0 + (self.frame + 1) * self.schedule.frame_s
         while self.clock() < end:
+            busy = False
             for st in self.states.values():
-                self._service(st)
+                busy |= self._service(st)
+            if not busy:
+                time.sleep(0.0005)
         self.frame += 1
         for st in self.states.values():
             st.node.poll(self.now)
 
-    def _service(self, st: _NodeState) -> None:
+    def _service(self, st: _NodeState) -> bool:
         node = st.node
         self._maybe_transmit(st)
-        iq = node.receive_samples(self.chunk)
+        try:
+            iq = st.queue.get_nowait()
+        except queue.Empty:
+            return False
+        if isinstance(iq, Exception):
+            raise iq
         start_index = st.rx_index - st.tail.size
         buf = np.concatenate([st.tail, iq]) if st.tail.size else iq
         st.rx_index += iq.size
-        delay = (self.clock() - self.t0) * self.schedule.sample_rate - st.rx_index
-        st.d0 = delay if st.d0 is None else min(st.d0, delay)
         overlap = self._overlap
         st.tail = buf[-overlap:].copy() if buf.size > overlap else buf.copy()
         now = self.now
         node.poll(now)
         bursts = node.handle_samples(buf, now, accept=lambda b: self._new(
             st, start_index + b.start))
+        self._maybe_transmit(st)
         for b in bursts:
             if b.crc_ok and b.src == self.abs_addr and b.dst == BROADCAST:
                 st.beacons += 1
                 if not st.is_master:
                     st.timing.on_abs_burst(start_index + b.start)
+        return True
 
     @staticmethod
     def _new(st: _NodeState, abs_start: int) -> bool:

@@ -114,8 +114,7 @@ class NodeRunner:
                 self.net.step_frame()
                 self._events()
         finally:
-            for node in self.net.nodes.values():
-                node.radio.close()
+            self.trial.close()
         return self._report(time.perf_counter() - t_wall)
 
     def _locked(self) -> bool:

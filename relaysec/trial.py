@@ -765,14 +765,24 @@ class Trial:
                     self._end(self.phases[-1], False, reason)
         for name in PHASES[len(self.phases):]:
             self.phases.append(PhaseResult(name, False, "not run"))
-        for radio in getattr(self, "recorders", {}).values():
-            try:
-                radio.recorder.close()
-            except Exception as exc:  # a broken recording must not hide the trial's verdict
-                log.error("closing the SigMF recording failed: %s", exc)
+        self.close()
         self.timing["wall_s"] = time.perf_counter() - t_wall
         report = self._report(reason)
         return report, self.trace
+
+    def close(self) -> None:
+        """Stop the network's threads and close every radio (Pluto buffers destroyed, TX zeroed;
+        SigMF recordings finished). Errors are logged: they must not hide the verdict."""
+        if self.net is not None:
+            try:
+                self.net.close()
+            except Exception as exc:
+                log.error("stopping the network failed: %s", exc)
+        for node in getattr(self, "nodes", {}).values():
+            try:
+                node.radio.close()
+            except Exception as exc:
+                log.error("closing the radio of %s failed: %s", node.name, exc)
 
     def _report(self, reason: str | None) -> dict[str, Any]:
         sent = delivered = corrupted = duplicates = 0
