@@ -35,6 +35,12 @@ class FEC(Protocol):
 
     ``encode`` takes uint8 0/1 info bits and returns uint8 coded bits; ``decode`` takes float32
     LLRs (positive means 0) of exactly ``coded_length(n_info)`` bits and returns n_info uint8 bits.
+
+    The receiver's fast path skips the intermediate coded-LLR array: coded bit ``i`` belongs at
+    ``input_positions(n_info)[i]`` of a zeroed float32 buffer of ``input_size(n_info)`` LLRs
+    (for the convolutional code: the depunctured mother stream), which the demapper fills
+    directly and ``decode_buffer`` decodes. ``decode`` is exactly that with the LLRs placed by
+    numpy, so a code without depuncturing can return ``arange(coded_length)``.
     """
 
     name: str
@@ -45,6 +51,12 @@ class FEC(Protocol):
     def encode(self, bits: np.ndarray) -> np.ndarray: ...
 
     def decode(self, llr: np.ndarray, n_info: int) -> np.ndarray: ...
+
+    def input_size(self, n_info: int) -> int: ...
+
+    def input_positions(self, n_info: int) -> np.ndarray: ...
+
+    def decode_buffer(self, buf: np.ndarray, n_info: int) -> np.ndarray: ...
 
 
 def conv_encode(bits: np.ndarray) -> np.ndarray:
@@ -81,6 +93,7 @@ class ConvCode:
         if m is None:
             n = 2 * (n_info + TAIL)
             m = np.flatnonzero(np.resize(self._mask, n))
+            m.setflags(write=False)
             if len(self._mask_cache) > 64:
                 self._mask_cache.clear()
             self._mask_cache[n_info] = m
@@ -93,10 +106,25 @@ class ConvCode:
         mother = conv_encode(bits)
         return mother[self._sent(len(bits))]
 
+    def input_size(self, n_info: int) -> int:
+        """Length of the depunctured mother stream: 2 (n_info + 6) LLRs."""
+        return 2 * (n_info + TAIL)
+
+    def input_positions(self, n_info: int) -> np.ndarray:
+        """Mother-stream index of each transmitted coded bit (int64, read-only)."""
+        return self._sent(n_info)
+
     def decode(self, llr: np.ndarray, n_info: int) -> np.ndarray:
+        """Soft Viterbi decoding of ``coded_length(n_info)`` float32 LLRs -> n_info bits."""
         sent = self._sent(n_info)
         if llr.size != sent.size:
             raise ValueError("LLR length does not match the coded length")
-        mother = np.zeros(2 * (n_info + TAIL), dtype=np.float32)
+        mother = np.zeros(self.input_size(n_info), dtype=np.float32)
         mother[sent] = llr
-        return viterbi_k7(mother, BFLY_SX, BFLY_SY)[:n_info]
+        return self.decode_buffer(mother, n_info)
+
+    def decode_buffer(self, buf: np.ndarray, n_info: int) -> np.ndarray:
+        """Decode a depunctured mother stream (float32, zeros at punctured positions)."""
+        if buf.dtype != np.float32 or buf.shape != (self.input_size(n_info),):
+            raise ValueError("buffer must be float32 of length input_size(n_info)")
+        return viterbi_k7(buf, BFLY_SX, BFLY_SY)[:n_info]

@@ -117,8 +117,9 @@ def viterbi_k7(llr: np.ndarray, sx: np.ndarray, sy: np.ndarray) -> np.ndarray:  
 
 @njit(cache=True, nogil=True)
 def demap_maxlog(z: np.ndarray, w: np.ndarray, alpha: np.ndarray, beta: np.ndarray,
-                 nearest: np.ndarray, inv_cell: float):  # pragma: no cover - numba
-    """Exact max-log LLRs for Gray square QAM by cell lookup.
+                 nearest: np.ndarray, inv_cell: float, dest: np.ndarray,
+                 out: np.ndarray) -> np.ndarray:  # pragma: no cover - numba
+    """Exact max-log LLRs for Gray square QAM by cell lookup, scattered to ``out[dest[p]]``.
 
     Per axis value ``u`` the cell ``clip(floor(u * inv_cell) + nc/2, 0, nc-1)`` (cells are 2A
     wide, bounded by the midpoints of the PAM levels) fixes, for every bit, the nearest level
@@ -128,14 +129,16 @@ def demap_maxlog(z: np.ndarray, w: np.ndarray, alpha: np.ndarray, beta: np.ndarr
 
     ``z`` complex64, ``w`` float32 (1/s2 per symbol); tables from ``phy.qam.demap_tables``.
     The first m bits of a symbol ride on I, the next m on Q; positive LLR means bit 0.
-    Returns ``(llr float32 [len(z)*2m], err float32 [len(z)])`` where ``err`` is the squared
-    distance to the nearest constellation point (for EVM).
+    The LLR of demapped bit ``p`` (symbol ``p // 2m``) is written to ``out[dest[p]]``
+    (float32) and dropped where ``dest[p] < 0``: with ``dest = arange`` this is plain
+    demapping; the modem passes a map that folds the deinterleaver and the depuncturer into
+    this one pass, so the LLRs land directly in the decoder's input buffer.
+    Returns ``err`` float32 [len(z)], the squared distance to the nearest point (for EVM).
     """
     n = z.size
     nc = alpha.shape[0]
     m = alpha.shape[1]
     half = nc // 2
-    out = np.empty(n * 2 * m, dtype=np.float32)
     err = np.empty(n, dtype=np.float32)
     for i in range(n):
         wi = w[i]
@@ -149,11 +152,13 @@ def demap_maxlog(z: np.ndarray, w: np.ndarray, alpha: np.ndarray, beta: np.ndarr
                 c = nc - 1
             base = i * 2 * m + ax * m
             for b in range(m):
-                out[base + b] = wi * (alpha[c, b] * u + beta[c, b])
+                d = dest[base + b]
+                if d >= 0:
+                    out[d] = wi * (alpha[c, b] * u + beta[c, b])
             d = u - nearest[c]
             e += d * d
         err[i] = e
-    return out, err
+    return err
 
 
 @njit(cache=True, nogil=True)

@@ -37,7 +37,7 @@ from phy.errors import PayloadTooLongError, PhyInputError, UnknownMcsError
 from phy.estimation import noise_variance, smooth_channel, track_phase
 from phy.fec import FEC, ConvCode
 from phy.grid import ResourceGrid
-from phy.interleaver import deinterleave, interleave
+from phy.interleaver import deinterleave, interleave, permutation
 from phy.kernels import equalize, gather_windows, prbs
 from phy.numerology import Profile, get_profile
 from phy.randomizer import randomize
@@ -371,19 +371,42 @@ class BurstModem:
     def _decode_data(self, z: np.ndarray, wgt: np.ndarray, mcs: Mcs, length: int,
                      src: int, dst: int) -> tuple[bytes, bool, float]:
         bps = mcs.bits_per_symbol
-        llr, err = qam.demodulate_with_error(z, wgt, bps)
+        fec = _fec(mcs.code_rate)
+        n_info = self._n_info(length)
+        # one pass: demap, deinterleave and depuncture straight into the decoder's input buffer
+        dest = _rx_scatter_map(self._ncbps(mcs), bps, mcs.code_rate, n_info)
+        buf = np.zeros(fec.input_size(n_info), dtype=np.float32)
+        err = qam.demodulate_into(z, wgt, bps, dest, buf)
         # EVM against the nearest points, weighted by |H|^2 (unit-energy constellations)
         evm = float(np.dot(err, wgt) / max(float(np.sum(wgt)), 1e-30))
         evm_db = 10 * math.log10(max(evm, 1e-12))
-        ncbps = self._ncbps(mcs)
-        llr = deinterleave(llr, ncbps, bps)
-        fec = _fec(mcs.code_rate)
-        n_info = self._n_info(length)
-        bits = fec.decode(llr[: fec.coded_length(n_info)], n_info)
+        bits = fec.decode_buffer(buf, n_info)
         data = np.packbits(randomize(bits, src, dst)).tobytes()
         payload, tail = data[:length], data[length:]
         ok = struct.unpack(">I", tail)[0] == crc32(payload)
         return payload, ok, evm_db
+
+
+@lru_cache(maxsize=128)
+def _rx_scatter_map(ncbps: int, bps: int, rate: str, n_info: int) -> np.ndarray:
+    """Where each demapped bit of a burst's data symbols goes in the FEC input buffer.
+
+    Demapped bit ``q`` of data symbol ``l`` is coded bit ``l * ncbps + inv[q]`` after the
+    per-symbol deinterleaver (``inv`` the inverse of the interleaver permutation), which the
+    code places at ``input_positions[...]`` (depuncturing); padding bits map to -1 (dropped).
+    Composing the two index maps once per (MCS, length) replaces two full passes over the LLRs
+    per burst. int64, read-only."""
+    fec = _fec(rate)
+    pos = fec.input_positions(n_info)
+    n_sym = -(-pos.size // ncbps)
+    inv = np.empty(ncbps, np.int64)
+    inv[permutation(ncbps, bps)] = np.arange(ncbps)
+    coded = (np.arange(n_sym, dtype=np.int64)[:, None] * ncbps + inv[None, :]).ravel()
+    dest = np.full(coded.size, -1, np.int64)
+    ok = coded < pos.size
+    dest[ok] = pos[coded[ok]]
+    dest.setflags(write=False)
+    return dest
 
 
 @lru_cache(maxsize=4)

@@ -84,12 +84,30 @@ def demodulate_with_error(z: np.ndarray, w: np.ndarray, bps: int
     """Max-log LLRs (float32, positive means 0) for equalised symbols ``z`` with weights ``w``
     = 1/s2 per symbol (s2 = complex noise variance after equalisation), plus the squared
     distance of each symbol to its nearest constellation point."""
+    zz = np.ascontiguousarray(z, dtype=np.complex64).ravel()
+    llr = np.empty(zz.size * bps, dtype=np.float32)
+    err = demodulate_into(zz, w, bps, np.arange(llr.size, dtype=np.int64), llr)
+    return llr, err
+
+
+def demodulate_into(z: np.ndarray, w: np.ndarray, bps: int, dest: np.ndarray,
+                    out: np.ndarray) -> np.ndarray:
+    """Max-log demapping that writes the LLR of demapped bit ``p`` to ``out[dest[p]]`` (skipped
+    where ``dest[p] < 0``); ``dest`` int64 of length ``len(z) * bps``, ``out`` float32.
+    Returns the squared distance of each symbol to its nearest point (float32)."""
     alpha, beta, nearest, inv_cell = demap_tables(bps // 2)
-    return demap_maxlog(
-        np.ascontiguousarray(z, dtype=np.complex64).ravel(),
-        np.ascontiguousarray(w, dtype=np.float32).ravel(),
-        alpha, beta, nearest, inv_cell,
-    )
+    zz = np.ascontiguousarray(z, dtype=np.complex64).ravel()
+    ww = np.ascontiguousarray(w, dtype=np.float32).ravel()
+    # the kernel does not bounds-check: validate the shapes and the scatter map here
+    if ww.size != zz.size:
+        raise ValueError(f"w has {ww.size} weights for {zz.size} symbols")
+    if dest.shape != (zz.size * bps,) or dest.dtype != np.int64:
+        raise ValueError("dest must be int64 of length len(z) * bps")
+    if out.dtype != np.float32 or out.ndim != 1 or not out.flags.c_contiguous:
+        raise ValueError("out must be a contiguous 1-D float32 array")
+    if dest.size and int(dest.max()) >= out.size:
+        raise ValueError("dest points past the end of out")
+    return demap_maxlog(zz, ww, alpha, beta, nearest, inv_cell, dest, out)
 
 
 def demodulate(z: np.ndarray, w: np.ndarray, bps: int) -> np.ndarray:

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import phy
 from phy import kernels, qam
 from phy.fec import PUNCTURE, ConvCode, conv_encode
 
@@ -77,6 +78,44 @@ def test_demapper_error_output_is_distance_to_nearest_point(bps: int) -> None:
     ref = np.min(np.abs(z[:, None].astype(np.complex128) - qam.constellation(bps)[None, :]) ** 2,
                  axis=1)
     np.testing.assert_allclose(err, ref, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("mcs", ["QPSK-1/2", "16QAM-3/4", "64QAM-2/3", "64QAM-5/6"])
+def test_fused_demap_scatter_equals_deinterleave_then_depuncture(mcs: str) -> None:
+    """The receiver's one-pass map (demap -> FEC input buffer) equals the two-step path:
+    deinterleave the demapped LLRs, drop the padding, depuncture into the mother stream."""
+    from phy.interleaver import deinterleave
+    from phy.modem import _fec, _rx_scatter_map
+
+    modem = phy.BurstModem("P2.5", mcs)
+    m = modem.mcs
+    n_bytes = 137
+    n_info = 8 * (n_bytes + 4)
+    ncbps = modem.grid.n_data * m.bits_per_symbol
+    n_sym = modem.data_symbols(n_bytes)
+    rng = np.random.default_rng(40)
+    n = n_sym * modem.grid.n_data
+    z = (rng.normal(size=n) + 1j * rng.normal(size=n)).astype(np.complex64)
+    w = rng.uniform(0.1, 10, n).astype(np.float32)
+    fec = _fec(m.code_rate)
+    llr = deinterleave(qam.demodulate(z, w, m.bits_per_symbol), ncbps, m.bits_per_symbol)
+    ref = np.zeros(fec.input_size(n_info), np.float32)
+    ref[fec.input_positions(n_info)] = llr[: fec.coded_length(n_info)]
+    got = np.zeros_like(ref)
+    qam.demodulate_into(z, w, m.bits_per_symbol,
+                        _rx_scatter_map(ncbps, m.bits_per_symbol, m.code_rate, n_info), got)
+    assert np.array_equal(got, ref)
+    assert np.array_equal(fec.decode_buffer(got, n_info),
+                          fec.decode(llr[: fec.coded_length(n_info)], n_info))
+
+
+def test_demodulate_into_rejects_a_map_past_the_buffer() -> None:
+    z = np.zeros(4, np.complex64)
+    w = np.ones(4, np.float32)
+    with pytest.raises(ValueError, match="past the end"):
+        qam.demodulate_into(z, w, 2, np.arange(8, dtype=np.int64), np.zeros(7, np.float32))
+    with pytest.raises(ValueError, match="weights"):
+        qam.demodulate_into(z, w[:3], 2, np.arange(8, dtype=np.int64), np.zeros(8, np.float32))
 
 
 def test_equalize_equals_naive() -> None:
