@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stack.crypto import wrap_key_padded
-from stack.errors import MalformedError, ProtocolError, UnknownKeyError
+from stack.errors import MalformedError, ProtocolError, SecurityError, UnknownKeyError
 from stack.keys import AkContext, derive_amsid_star, derive_pmk
 from stack.pkm import messages as m
 from stack.roles.base import RoleBase
@@ -19,7 +19,6 @@ from stack.roles.events import (
     DataReceived,
     EntryFailed,
     HandoverComplete,
-    KeysInstalled,
 )
 from stack.roles.framing import (
     FID_CONTROL,
@@ -36,6 +35,10 @@ from stack.roles.framing import (
 from stack.roles.ids import station_bytes, station_from_bytes
 from stack.roles.link import KeyInfo, Link
 from stack.roles.subscriber import SECURITY_PARAMS, _check_data
+
+_PROTECTED_FIDS = frozenset(range(1, 16))
+"""FIDs the ABS opens with a directly attached station's SA (then rejects what is not data or
+relay, exactly as a one-by-one open would)."""
 
 
 @dataclass
@@ -118,22 +121,42 @@ class AbsRole(RoleBase):
             self._relay(sub, control_mpdu(body), now, title)
 
     # -- receive ----------------------------------------------------------------------------
+    def _rx_link(self, src: int) -> tuple[Link, frozenset[int]] | None:
+        sub = self._subs.get(src)
+        if sub is None or sub.link is None or sub.via != self.station_id:
+            return None
+        return sub.link, _PROTECTED_FIDS
+
     def _on_mpdu(self, src: int, mpdu: bytes, now: float) -> None:
         fid = mpdu_fid(mpdu)
         if fid == FID_CONTROL:
             self._on_control(src, self.station_id, None, plain_payload(mpdu), now)
             return
-        sub = self._subs.get(src)
-        if sub is None or sub.link is None or sub.via != self.station_id:
+        rx = self._rx_link(src)
+        if rx is None:
             raise UnknownKeyError("protected MPDU from a station without keys", reason="no_keys")
-        fid, _eks, payload = sub.link.open(mpdu, now)
+        fid, _eks, payload = self._open(rx[0], mpdu, now)
+        self._on_opened(src, rx[0], fid, payload, now)
+
+    def _on_opened(self, src: int, link: Link, fid: int, payload: bytes, now: float) -> None:
         if FIRST_DATA_FID <= fid <= LAST_DATA_FID:
             self._emit(DataReceived(src=src, payload=payload, fid=fid, via=src))
         elif fid == FID_RELAY:
             for stid, inner in split_relay_items(payload):
-                self._on_relayed(src, stid, inner, now)
+                try:  # one bad item (e.g. an AMS MPDU failing its ICV) spoils no other
+                    self._on_relayed(src, stid, inner, now)
+                except SecurityError as exc:
+                    self._reject(src, exc.reason, str(exc))
         else:
             raise MalformedError(f"unexpected FID {fid}", reason="bad_fid")
+
+    def _on_unknown_eks(self, link: Link, now: float) -> None:
+        sub = self._subs.get(link.subject)
+        if sub is None or sub.link is not link:
+            return
+        body = self._send_tek_invalid(link, now)
+        if body is not None:
+            self._to_sub(sub, body, m.TekInvalid.TITLE, now)
 
     def _on_relayed(self, ars: int, stid: int, inner: bytes, now: float) -> None:
         fid = mpdu_fid(inner)
@@ -148,7 +171,7 @@ class AbsRole(RoleBase):
             fid, payload = fid, plain_payload(inner)
         else:
             assert sub.link is not None
-            fid, _eks, payload = sub.link.open(inner, now)
+            fid, _eks, payload = self._open(sub.link, inner, now)
         self._emit(DataReceived(src=sub.station, payload=payload, fid=fid, via=ars))
 
     def _on_control(self, src: int, via: int, stid: int | None, data: bytes, now: float) -> None:
@@ -277,10 +300,7 @@ class AbsRole(RoleBase):
             self._to_sub(sub, link.sign(msg3), msg3.TITLE, now2)
             cause = "entry" if sub.link is None else "reauth"
             sub.link, sub.new_link = link, None
-            self._emit(KeysInstalled(subject=sub.station, peer=self.station_id, stid=sub.stid,
-                                     akid=link.ctx.akid.hex(), cmac_key_count=0,
-                                     said=link.sa.said, counter_teks=link.counters,
-                                     tx_eks=link.tx_eks() or 0, cause=cause))
+            self._keys_event(link, cause)
             if cause == "entry":
                 self._emit(Attached(station=sub.station, via=sub.via, stid=sub.stid))
 
@@ -328,7 +348,7 @@ class AbsRole(RoleBase):
         elif isinstance(msg, m.ContextReleaseAck):
             self._answered(("rel", sub.station, msg.transaction_id))
         elif isinstance(msg, m.TekRequest):
-            self._serve_tek(sub, now)
+            self._serve_tek_request(sub, now)
         elif isinstance(msg, m.ReauthRequest):
             if sub.session is None:
                 sub.session = self.auth.start(station_bytes(sub.station))
@@ -349,20 +369,9 @@ class AbsRole(RoleBase):
         if then is not None and msg.status == m.AkStatus.OK:
             then(now)
 
-    def _serve_tek(self, sub: _Sub, now: float) -> None:
-        link = sub.link
-        assert link is not None
-        if link.serve_tek_request(now, grace=self._server_grace,
-                                  retry_span=self.timers.give_up_after):
-            self._emit(KeysInstalled(subject=sub.station, peer=self.station_id, stid=sub.stid,
-                                     akid=link.ctx.akid.hex(),
-                                     cmac_key_count=link.ctx.cmac_key_count, said=link.sa.said,
-                                     counter_teks=link.counters, tx_eks=link.tx_eks() or 0,
-                                     cause="tek_refresh"))
-        c = link.newest_counter
-        rep = m.TekReply(said=link.sa.said, counter_tek=c, eks=c % 4,
-                         tek_lifetime=int(self.life.tek))
-        self._to_sub(sub, link.sign(rep), rep.TITLE, now)
+    def _serve_tek_request(self, sub: _Sub, now: float) -> None:
+        assert sub.link is not None
+        self._to_sub(sub, self._serve_tek(sub.link, self.life.tek, now), m.TekReply.TITLE, now)
 
     # -- handover ---------------------------------------------------------------------------
     def _on_reentry(self, data: bytes, via: int, now: float) -> None:

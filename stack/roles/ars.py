@@ -6,7 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 from stack.crypto import unwrap_key_padded
-from stack.errors import IntegrityError, MalformedError, ProtocolError, UnknownKeyError
+from stack.errors import (
+    IntegrityError,
+    MalformedError,
+    ProtocolError,
+    SecurityError,
+    UnknownKeyError,
+)
 from stack.keys import AkContext, derive_amsid_star
 from stack.pkm import messages as m
 from stack.roles.config import ArsConfig, SecurityMode
@@ -14,9 +20,9 @@ from stack.roles.events import (
     AkTransferred,
     ContextReleased,
     HandoverComplete,
-    KeysInstalled,
 )
 from stack.roles.framing import (
+    DATA_FIDS,
     FID_CONTROL,
     FID_RELAY,
     FIRST_DATA_FID,
@@ -35,6 +41,9 @@ from stack.roles.subscriber import SubscriberRole
 ARS_CMAC_PN_START = 0x800000
 """The ARS's downlink CMAC_PN for an AMS starts in the upper half of the space [D]: the ABS used the
 lower half for the same AK during key agreement, and the AMS keeps one replay counter per AK."""
+
+_FROM_ABS_FIDS = DATA_FIDS | {FID_RELAY}
+"""FIDs the ARS opens with its own (relay-link) SA."""
 
 
 class ArsRole(SubscriberRole):
@@ -72,13 +81,46 @@ class ArsRole(SubscriberRole):
         else:
             self._from_ams(src, mpdu, now)
 
+    def _rx_link(self, src: int) -> tuple[Link, frozenset[int]] | None:
+        if src == self.serving:
+            return None if self.link is None else (self.link, _FROM_ABS_FIDS)
+        if self._ho is not None and src == self._ho[0]:
+            return None
+        if self.link is None or not self.distributed:
+            return None
+        link = self._ams_links.get(self._stid_of(src))
+        return None if link is None else (link, DATA_FIDS)
+
     def _on_other_mpdu(self, src: int, fid: int, mpdu: bytes, now: float) -> None:
         if fid != FID_RELAY or self.link is None:
             raise MalformedError(f"unexpected FID {fid}", reason="bad_fid")
-        _f, _e, payload = self.link.open(mpdu, now)
-        self._maybe_refresh(now)
-        for stid, inner in split_relay_items(payload):
-            self._down(stid, inner, now)
+        _f, _e, payload = self._open(self.link, mpdu, now)
+        self._on_opened(src, self.link, fid, payload, now)
+
+    def _on_opened(self, src: int, link: Link, fid: int, payload: bytes, now: float) -> None:
+        if link is not self.link:  # an AMS's access link: re-protect per hop towards the ABS
+            self._up(link.stid, plain_mpdu(fid, payload), now)
+        elif fid == FID_RELAY:
+            self._maybe_refresh(now)
+            for stid, inner in split_relay_items(payload):
+                try:  # one bad item spoils no other
+                    self._down(stid, inner, now)
+                except SecurityError as exc:
+                    self._reject(src, exc.reason, str(exc))
+        else:
+            super()._on_opened(src, link, fid, payload, now)
+
+    def _on_unknown_eks(self, link: Link, now: float) -> None:
+        if link is self.link:
+            super()._on_unknown_eks(link, now)
+        elif self._ams_links.get(link.stid) is link:
+            body = self._send_tek_invalid(link, now)
+            if body is not None:
+                self._queue(link.subject, control_mpdu(body), m.TekInvalid.TITLE)
+
+    def _stid_of(self, station: int) -> int:
+        """STID of an AMS seen through this ARS (0 when not known)."""
+        return next((s for s, st in self._stid_station.items() if st == station), 0)
 
     def _down(self, stid: int, inner: bytes, now: float) -> None:
         fid = mpdu_fid(inner)
@@ -122,7 +164,7 @@ class ArsRole(SubscriberRole):
         if self.link is None:
             raise UnknownKeyError("ARS not attached yet", reason="no_keys")
         fid = mpdu_fid(mpdu)
-        stid = next((s for s, st in self._stid_station.items() if st == src), 0)
+        stid = self._stid_of(src)
         if fid == FID_CONTROL:
             data = plain_payload(mpdu)
             cls = m.message_class(data[0])
@@ -136,7 +178,7 @@ class ArsRole(SubscriberRole):
                 if link is None:
                     raise UnknownKeyError("TEK-Request from an AMS without keys", reason="no_keys")
                 m.TekRequest.decode(link.verify(data))
-                self._serve_tek(stid, link, now)
+                self._serve_tek_request(link, now)
                 return
             self._up(stid, mpdu, now, "relayed")
             return
@@ -146,23 +188,14 @@ class ArsRole(SubscriberRole):
             link = self._ams_links.get(stid)
             if link is None:
                 raise UnknownKeyError("data from an AMS without keys", reason="no_keys")
-            fid, _eks, payload = link.open(mpdu, now)
-            self._up(stid, plain_mpdu(fid, payload), now)
+            fid, _eks, payload = self._open(link, mpdu, now)
+            self._on_opened(src, link, fid, payload, now)
         else:
             self._up(stid, mpdu, now)
 
-    def _serve_tek(self, stid: int, link: Link, now: float) -> None:
-        if link.serve_tek_request(now, grace=self._server_grace,
-                                  retry_span=self.timers.give_up_after):
-            self._emit(KeysInstalled(subject=link.subject, peer=self.station_id, stid=stid,
-                                     akid=link.ctx.akid.hex(),
-                                     cmac_key_count=link.ctx.cmac_key_count, said=link.sa.said,
-                                     counter_teks=link.counters, tx_eks=link.tx_eks() or 0,
-                                     cause="tek_refresh"))
-        c = link.newest_counter
-        rep = m.TekReply(said=link.sa.said, counter_tek=c, eks=c % 4,
-                         tek_lifetime=int(self.life.tek))
-        self._queue(link.subject, control_mpdu(link.sign(rep)), rep.TITLE)
+    def _serve_tek_request(self, link: Link, now: float) -> None:
+        self._queue(link.subject, control_mpdu(self._serve_tek(link, self.life.tek, now)),
+                    m.TekReply.TITLE)
 
     def _ams_ranging(self, src: int, data: bytes, now: float) -> None:
         try:
@@ -218,10 +251,7 @@ class ArsRole(SubscriberRole):
             return  # the AMS resent its request (our RNG-RSP was lost): answered again
         self._stid_station[stid] = src
         link.subject = src
-        self._emit(KeysInstalled(subject=src, peer=self.station_id, stid=stid,
-                                 akid=link.ctx.akid.hex(), cmac_key_count=link.ctx.cmac_key_count,
-                                 said=link.sa.said, counter_teks=link.counters,
-                                 tx_eks=link.tx_eks() or 0, cause="handover"))
+        self._keys_event(link, "handover")
         self._emit(HandoverComplete(ams=src, source=station_from_bytes(body.serving_id),
                                     target=self.station_id, akid=link.ctx.akid.hex(),
                                     cmac_key_count=link.ctx.cmac_key_count))
@@ -295,10 +325,7 @@ class ArsRole(SubscriberRole):
         self._ams_links[msg.ams_stid] = link
         self._emit(AkTransferred(ams=station or 0, ars=self.station_id, akid=ctx.akid.hex(),
                                  cmac_key_count=ctx.cmac_key_count))
-        self._emit(KeysInstalled(subject=station or 0, peer=self.station_id, stid=msg.ams_stid,
-                                 akid=ctx.akid.hex(), cmac_key_count=ctx.cmac_key_count,
-                                 said=sa.said, counter_teks=link.counters,
-                                 tx_eks=link.tx_eks() or 0, cause="ak_transfer"))
+        self._keys_event(link, "ak_transfer")
         wait = self._ho_wait.pop(msg.ams_stid, None)
         if wait is not None:
             self._answered(("akreq", msg.ams_stid))

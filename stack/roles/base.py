@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from stack.errors import MalformedError, SecurityError
+from stack.errors import MalformedError, SecurityError, UnknownKeyError
 from stack.mac import TxMpdu, build_burst
+from stack.pkm.messages import TekReply
 from stack.roles.config import Timers
-from stack.roles.events import Event, PeerLost, Rejected
-from stack.roles.framing import split_frame
+from stack.roles.events import Event, KeysInstalled, PeerLost, Rejected
+from stack.roles.framing import mpdu_fid, split_frame
 from stack.roles.ids import check_station_id, fmt_station
 from stack.roles.link import KeyInfo, Link, PendingMpdu
 
@@ -46,9 +47,13 @@ class RoleBase:
     :meth:`frames_to_send`, all MPDUs of one frame in one ``stack.mac.build_burst`` call (one
     ``seal_batch``); False seals each MPDU when it is queued (``stack.mpdu.protect``). Both
     produce the same wire format; ``tx_dropped`` counts MPDUs that could not be sealed.
+    ``batch_open`` (default True): received protected MPDUs are opened with one
+    ``stack.mac.open_burst`` per run (see :meth:`receive`); False opens them one at a time
+    (``stack.mpdu.unprotect``). Both accept, reject and deliver exactly the same MPDUs.
     """
 
     batch_seal: bool = True
+    batch_open: bool = True
 
     def __init__(self, station_id: int, timers: Timers, rng: int | np.random.Generator | None):
         self.station_id = check_station_id(station_id)
@@ -65,15 +70,47 @@ class RoleBase:
 
     # -- public API -----------------------------------------------------------------------------
     def receive(self, src: int, frame: bytes, now: float) -> None:
-        """Consume one frame (a burst payload) from neighbour ``src``; never raises on bad input."""
+        """Consume one frame (a burst payload) from neighbour ``src``; never raises on bad input.
+
+        MPDUs are handled in burst order. With ``batch_open`` (default) each run of consecutive
+        protected MPDUs under the link with ``src`` is opened with one ``stack.mac.open_burst``
+        call (in practice one per burst); control MPDUs and MPDUs the link does not carry go one
+        by one, so state changed by a control message applies to the MPDUs after it.
+        """
         try:
             mpdus = split_frame(frame)
         except MalformedError as exc:
             self._reject(src, exc.reason, str(exc))
             return
-        for m in mpdus:
+        i = 0
+        while i < len(mpdus):
+            rx = self._rx_link(src) if self.batch_open else None
+            j = i
+            if rx is not None:
+                while j < len(mpdus) and mpdu_fid(mpdus[j]) in rx[1]:
+                    j += 1
+            if j > i:
+                assert rx is not None
+                self._open_run(src, rx[0], mpdus[i:j], now)
+                i = j
+                continue
             try:
-                self._on_mpdu(src, m, now)
+                self._on_mpdu(src, mpdus[i], now)
+            except SecurityError as exc:
+                self._reject(src, exc.reason, str(exc))
+            i += 1
+
+    def _open_run(self, src: int, link: Link, mpdus: list[bytes], now: float) -> None:
+        """Open a run of protected MPDUs from ``src`` in one batch call, then dispatch each."""
+        opened, rejected = link.open_many(mpdus, now)
+        for reason, n in rejected.items():
+            for _ in range(n):
+                self._reject(src, reason, "protected MPDU rejected")
+        if rejected.get("unknown_eks"):
+            self._on_unknown_eks(link, now)
+        for fid, _eks, payload in opened:
+            try:
+                self._on_opened(src, link, fid, payload, now)
             except SecurityError as exc:
                 self._reject(src, exc.reason, str(exc))
 
@@ -174,7 +211,57 @@ class RoleBase:
 
     # -- helpers for subclasses -----------------------------------------------------------------
     def _on_mpdu(self, src: int, mpdu: bytes, now: float) -> None:
+        """Handle one MPDU from ``src`` (the per-MPDU path); raise SecurityError to reject."""
         raise NotImplementedError
+
+    def _rx_link(self, src: int) -> tuple[Link, frozenset[int]] | None:
+        """The link whose SA protects MPDUs from ``src`` and the FIDs opened with it in batch
+        (None: every MPDU from ``src`` goes through :meth:`_on_mpdu`)."""
+        return None
+
+    def _on_opened(self, src: int, link: Link, fid: int, payload: bytes, now: float) -> None:
+        """Dispatch one authenticated MPDU of ``link`` (both receive paths end here)."""
+        raise NotImplementedError
+
+    def _open(self, link: Link, mpdu: bytes, now: float) -> tuple[int, int, bytes]:
+        """Per-MPDU path: :meth:`Link.open`, reacting to an unknown EKS as the batch path does."""
+        try:
+            return link.open(mpdu, now)
+        except UnknownKeyError as exc:
+            if exc.reason == "unknown_eks":
+                self._on_unknown_eks(link, now)
+            raise
+
+    def _on_unknown_eks(self, link: Link, now: float) -> None:
+        """MPDUs of ``link`` arrived under an EKS we do not hold (digest §5.1 step 4): the
+        serving end answers TEK-Invalid, the subordinate end restarts from TEK-Request."""
+
+    def _send_tek_invalid(self, link: Link, now: float) -> bytes | None:
+        """Signed TEK-Invalid for the subject of ``link``, at most one per ``timers.rto``."""
+        return link.tek_invalid(now, self.timers.rto)
+
+    def _keys_event(self, link: Link, cause: str, *, subject: int | None = None,
+                    peer: int | None = None) -> None:
+        """Emit :class:`KeysInstalled` describing ``link`` (identifiers only)."""
+        self._emit(KeysInstalled(
+            subject=link.subject if subject is None else subject,
+            peer=self.station_id if peer is None else peer, stid=link.stid,
+            akid=link.ctx.akid.hex(), cmac_key_count=link.ctx.cmac_key_count,
+            said=link.sa.said, counter_teks=link.counters, tx_eks=link.tx_eks() or 0,
+            cause=cause))
+
+    def _serve_tek(self, link: Link, lifetime: float, now: float) -> bytes:
+        """Serving end: answer a verified TEK-Request on ``link``; returns the signed TEK-Reply.
+
+        Installs the next TEK unless the request is a retransmission of one already served
+        (:meth:`Link.serve_tek_request`); either way the reply names the newest COUNTER_TEK.
+        """
+        if link.serve_tek_request(now, grace=self._server_grace,
+                                  retry_span=self.timers.give_up_after):
+            self._keys_event(link, "tek_refresh")
+        c = link.newest_counter
+        return link.sign(TekReply(said=link.sa.said, counter_tek=c, eks=c % 4,
+                                  tek_lifetime=int(lifetime)))
 
     def _on_deadline(self, key: Hashable, now: float) -> None:
         """Housekeeping deadline ``key`` fired (TEK refresh, re-authentication, grace ends)."""

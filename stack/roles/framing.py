@@ -19,6 +19,8 @@ FIRST_DATA_FID = 2
 LAST_DATA_FID = 14
 AGMH_LEN = 2
 MAX_MPDU_LEN = 0x7FF
+DATA_FIDS: frozenset[int] = frozenset(range(FIRST_DATA_FID, LAST_DATA_FID + 1))
+"""Transport FIDs, protected with the link's primary SA."""
 
 
 def agmh(fid: int, length: int, eh: int = 0) -> bytes:

@@ -7,6 +7,7 @@ Both ends hold a :class:`Link` built from the same :class:`stack.keys.AkContext`
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 from stack import mpdu
@@ -14,7 +15,8 @@ from stack.cmac import CmacPnCounter, CmacSigner, CmacVerifier
 from stack.crypto import aes_cmac
 from stack.errors import MalformedError, SecurityError
 from stack.keys import AkContext
-from stack.pkm.messages import Message
+from stack.mac import open_burst
+from stack.pkm.messages import Message, TekErrorCode, TekInvalid
 from stack.sa import SecurityAssociation
 
 KCV_LABEL = b"relaysec-kcv"
@@ -94,6 +96,7 @@ class Link:
         self.created = now
         self.tek_installed_at = now
         self._served_at: float | None = None  # when this end last served a TEK update
+        self._invalid_sent_at: float | None = None  # when this end last sent TEK-Invalid
 
     # -- control --------------------------------------------------------------------------------
     def sign(self, msg: Message) -> bytes:
@@ -133,6 +136,38 @@ class Link:
         )
         self.note_rx_eks(eks)
         return fid, eks, payload
+
+    def open_many(
+        self, mpdus: list[bytes], now: float | None = None
+    ) -> tuple[list[tuple[int, int, bytes]], Counter[str]]:
+        """Open consecutive protected MPDUs of one received burst with **one**
+        ``stack.mac.open_burst`` call (one ``open_batch`` over the burst buffer).
+
+        Same checks and the same outcome per MPDU as :meth:`open` one at a time (TEK by EKS,
+        retired-TEK grace, replay window, ICV; PNs recorded only after the ICV verified).
+        Returns the accepted ``(FID, EKS, payload)`` in burst order and the rejections counted by
+        reason; rejected MPDUs change no state and none of their bytes are returned.
+        """
+        rx = open_burst(self.stid, b"".join(mpdus), uplink=not self.subordinate,
+                        lookup=lambda _stid, _fid: self.sa, now=now, plain_fids=())
+        opened = []
+        for k in range(len(rx)):
+            eks = int(rx.eks[k])
+            self.note_rx_eks(eks)
+            opened.append((int(rx.fid[k]), eks, rx.payload(k)))
+        return opened, rx.rejected
+
+    def tek_invalid(self, now: float, min_interval: float) -> bytes | None:
+        """Signed PKMv3 TEK-Invalid (SAID, unknown EKS) for the peer, or None if one was sent
+        less than ``min_interval`` seconds ago (unauthenticated input must not make us flood).
+
+        Sent by the serving end when the subordinate's MPDUs arrive under an EKS it no longer
+        (or never) holds; the subordinate restarts from TEK-Request (digest §5.1 step 4).
+        """
+        if self._invalid_sent_at is not None and now - self._invalid_sent_at < min_interval:
+            return None
+        self._invalid_sent_at = now
+        return self.sign(TekInvalid(said=self.sa.said, error_code=TekErrorCode.UNKNOWN_EKS))
 
     def note_rx_eks(self, eks: int) -> None:
         """Record that an authenticated MPDU under ``eks`` arrived (TEK-update confirmation).

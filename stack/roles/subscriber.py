@@ -11,8 +11,9 @@ from stack.pkm import messages as m
 from stack.pkm.eap_psk import EapPskPeer
 from stack.roles.base import MAX_PAYLOAD, RoleBase
 from stack.roles.config import SubscriberConfig
-from stack.roles.events import Attached, DataReceived, EntryFailed, HandoverComplete, KeysInstalled
+from stack.roles.events import Attached, DataReceived, EntryFailed, HandoverComplete
 from stack.roles.framing import (
+    DATA_FIDS,
     FID_CONTROL,
     FIRST_DATA_FID,
     LAST_DATA_FID,
@@ -115,12 +116,25 @@ class SubscriberRole(RoleBase):
         elif FIRST_DATA_FID <= fid <= LAST_DATA_FID:
             if self.link is None or src != self.serving:
                 raise UnknownKeyError("data before keys", reason="no_keys")
-            fid, _eks, payload = self.link.open(mpdu, now)
-            self._emit(DataReceived(src=self.config.abs_id or src, payload=payload, fid=fid,
-                                    via=src))
-            self._maybe_refresh(now)
+            fid, _eks, payload = self._open(self.link, mpdu, now)
+            self._on_opened(src, self.link, fid, payload, now)
         else:
             self._on_other_mpdu(src, fid, mpdu, now)
+
+    def _rx_link(self, src: int) -> tuple[Link, frozenset[int]] | None:
+        if self.link is None or src != self.serving:
+            return None
+        return self.link, DATA_FIDS
+
+    def _on_opened(self, src: int, link: Link, fid: int, payload: bytes, now: float) -> None:
+        self._emit(DataReceived(src=self.config.abs_id or src, payload=payload, fid=fid, via=src))
+        self._maybe_refresh(now)
+
+    def _on_unknown_eks(self, link: Link, now: float) -> None:
+        # Our serving station sends under a TEK we do not hold: we missed an update. We are the
+        # requester of TEK updates, so we restart from TEK-Request ourselves.
+        if link is self.link:
+            self._start_refresh(now)
 
     def _on_other_mpdu(self, src: int, fid: int, mpdu: bytes, now: float) -> None:
         raise MalformedError(f"unexpected FID {fid}", reason="bad_fid")
@@ -139,9 +153,13 @@ class SubscriberRole(RoleBase):
             if self.link is None:
                 raise UnknownKeyError("TEK message without keys", reason="no_keys")
             msg = m.decode(self.link.verify(data))
+            assert isinstance(msg, (m.TekReply, m.TekInvalid))
+            if msg.said != self.link.sa.said:
+                raise UnknownKeyError(f"{type(msg).__name__} for unknown SAID {msg.said}",
+                                      reason="unknown_said")
             if isinstance(msg, m.TekReply):
                 self._on_tek_reply(msg, now)
-            else:
+            else:  # TEK-Invalid: the peer does not know our EKS; restart from TEK-Request
                 self._start_refresh(now)
         else:
             self._on_other_control(src, cls, data, now)
@@ -160,11 +178,7 @@ class SubscriberRole(RoleBase):
                     raise ProtocolError("bad RNG-RSP", reason="malformed") from None
                 self._answered("ho")
                 source, self.serving, self.link, self._ho = self.serving, target, link, None
-                self._emit(KeysInstalled(subject=self.station_id, peer=target, stid=link.stid,
-                                         akid=link.ctx.akid.hex(),
-                                         cmac_key_count=link.ctx.cmac_key_count,
-                                         said=link.sa.said, counter_teks=link.counters,
-                                         tx_eks=link.tx_eks() or 0, cause="handover"))
+                self._keys_event(link, "handover", peer=target)
                 self._emit(HandoverComplete(ams=self.station_id, source=source, target=target,
                                             akid=link.ctx.akid.hex(),
                                             cmac_key_count=link.ctx.cmac_key_count))
@@ -253,10 +267,7 @@ class SubscriberRole(RoleBase):
         self.cmac_key_count = 0
         self.link, self.phase = link, "operational"
         self._ak_expiry = now + self._ak_lifetime
-        self._emit(KeysInstalled(subject=self.station_id, peer=src, stid=link.stid,
-                                 akid=link.ctx.akid.hex(), cmac_key_count=0, said=link.sa.said,
-                                 counter_teks=link.counters, tx_eks=link.tx_eks() or 0,
-                                 cause="reauth" if reauth else "entry"))
+        self._keys_event(link, "reauth" if reauth else "entry", peer=src)
         if not reauth:
             self._emit(Attached(station=self.station_id, via=src, stid=link.stid))
         self._schedule(now)
@@ -293,18 +304,12 @@ class SubscriberRole(RoleBase):
     def _on_tek_reply(self, msg: m.TekReply, now: float) -> None:
         link = self.link
         assert link is not None
-        if msg.said != link.sa.said:
-            raise UnknownKeyError(f"TEK-Reply for unknown SAID {msg.said}", reason="unknown_said")
         ahead = msg.counter_tek - link.newest_counter
         if 1 <= ahead <= 3:
             # Normally one step; more when a reply was lost and the server moved on since.
             for c in range(link.newest_counter + 1, msg.counter_tek + 1):
                 link.install(c, now, grace=self._grace)
-            self._emit(KeysInstalled(subject=self.station_id, peer=link.peer, stid=link.stid,
-                                     akid=link.ctx.akid.hex(),
-                                     cmac_key_count=link.ctx.cmac_key_count, said=link.sa.said,
-                                     counter_teks=link.counters, tx_eks=link.tx_eks() or 0,
-                                     cause="tek_refresh"))
+            self._keys_event(link, "tek_refresh", peer=link.peer)
             self._set_deadline("tek", now + self.life.tek * (1 - self.life.tek_refresh_margin))
         elif ahead != 0:
             raise ProtocolError("TEK-Reply with an unexpected COUNTER_TEK", reason="bad_counter")

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import pytest
 
+from stack.pkm import messages as m
 from stack.roles import DataReceived, SecurityMode
 from stack.roles import base as base_mod
+from stack.roles import link as link_mod
+from stack.roles.framing import FID_CONTROL, mpdu_fid, split_frame
+from stack.sa import SecurityAssociation
 from tests.roles.harness import ABS, AMS, ARS1, enter_all
 
 D, C = SecurityMode.DISTRIBUTED, SecurityMode.CENTRALIZED
@@ -67,9 +71,102 @@ def test_one_seal_batch_call_per_frame(monkeypatch):
 
 def test_unsealable_mpdus_are_dropped_and_counted_not_raised():
     net, _abs, _ars1, _ars2, ams = enter_all(D)
+    # an SA whose PN space is tiny (public constructor), used up through its public API
+    link = ams.link
+    sa = SecurityAssociation(link.ctx, link.sa.said, update_threshold=1, pn_last=2)
+    sa.install(0)
+    sa.install(1)
+    for _ in range(4):
+        sa.next_pn(True)
+    link.sa = sa
     ams.send_data(ABS, b"x", net.now)
-    sa = ams.link.sa
-    for st in sa._live:            # simulate a PN space used up on both TEKs
-        st.tx_last[True] = sa.pn_last
-    assert ams.frames_to_send(net.now) == []
+    # the data MPDU is dropped and counted; what goes out is the TEK-Request that fixes it
+    [(dst, frame)] = ams.frames_to_send(net.now)
+    assert dst == ARS1 and [mp[2] for mp in split_frame(frame)] == [m.TekRequest.CODE]
     assert ams.tx_dropped["no_usable_tek"] == 1
+
+
+# -- receive side: one open_burst per burst, same outcome as one-by-one ---------------------------
+
+def _hostile(src_dst_counts):
+    """Deterministic tamper hook: replays an MPDU inside its burst, flips ICV bits, forges EKS."""
+
+    def tamper(src, dst, frame):
+        mpdus = split_frame(frame)
+        prot = [i for i, mp in enumerate(mpdus) if mpdu_fid(mp) != FID_CONTROL]
+        if not prot:
+            return frame
+        k = src_dst_counts[(src, dst)] = src_dst_counts.get((src, dst), 0) + 1
+        if k % 4 == 1:
+            mpdus.append(mpdus[prot[0]])                       # duplicate PN in the burst
+        elif k % 4 == 2:
+            last = bytearray(mpdus[prot[-1]])
+            last[-1] ^= 0x40                                   # bad ICV
+            mpdus[prot[-1]] = bytes(last)
+        elif k % 4 == 3:
+            first = bytearray(mpdus[prot[0]])
+            first[2] ^= 0x80                                   # EKS nobody holds (+2 mod 4)
+            mpdus[prot[0]] = bytes(first)
+        return b"".join(mpdus)
+
+    return tamper
+
+
+def _rx_scenario(mode, batch_open: bool):
+    net, abs_, ars1, ars2, ams = enter_all(mode)
+    roles = (abs_, ars1, ars2, ams)
+    for r in roles:
+        r.batch_open = batch_open
+    net.start_recording()
+    start = len(net.log)
+    net.tamper = _hostile({})
+    for i in range(24):
+        for j in range(3):  # several MPDUs per burst
+            ams.send_data(ABS, b"up-%d-%d" % (i, j), net.now)
+            abs_.send_data(AMS, b"dn-%d-%d" % (i, j), net.now)
+        ars1.send_data(ABS, b"ars-%d" % i, net.now)
+        abs_.send_data(ARS1, b"to-ars-%d" % i, net.now)
+        net.settle(0.05)
+    net.tamper = None
+    net.settle(2.0)
+    got = {sid: [(e.src, e.payload) for e in net.of(sid, DataReceived)] for sid in net.roles}
+    return net.log[start:], got, [dict(r.rejections) for r in roles], \
+        [r.key_info(p) for r in roles for p in (ABS, AMS)]
+
+
+@pytest.mark.parametrize("mode", [D, C])
+def test_batch_and_one_by_one_receive_behave_identically(mode):
+    log_b, got_b, rej_b, keys_b = _rx_scenario(mode, True)
+    log_p, got_p, rej_p, keys_p = _rx_scenario(mode, False)
+    assert got_b == got_p and rej_b == rej_p and keys_b == keys_p
+    assert log_b == log_p  # the same frames (incl. TEK-Invalid / TEK-Request reactions) on air
+    # the hostile bursts were really rejected, and good MPDUs around them still delivered
+    abs_rej, ars_rej, ams_rej = rej_b[0], rej_b[1], rej_b[3]
+    for rej in (abs_rej, ams_rej):
+        assert rej.get("pn_replay") and rej.get("bad_icv") and rej.get("unknown_eks")
+    assert ars_rej.get("bad_icv") and ars_rej.get("unknown_eks")
+    assert len(got_b[ABS]) > 40 and len(got_b[AMS]) > 30
+
+
+def test_one_open_burst_call_per_received_burst(monkeypatch):
+    calls = []
+    orig = link_mod.open_burst
+
+    def spy(stid, burst, **kw):
+        calls.append((stid, kw["uplink"]))
+        return orig(stid, burst, **kw)
+
+    monkeypatch.setattr(link_mod, "open_burst", spy)
+    net, abs_, ars1, _ars2, ams = enter_all(D)
+    for i in range(10):
+        ams.send_data(ABS, b"up-%d" % i, net.now)
+    [(_d, frame)] = ams.frames_to_send(net.now)
+    calls.clear()
+    ars1.receive(AMS, frame, net.now)
+    assert calls == [(ams.stid, True)]              # ten MPDUs, one batch open
+    [(_d, relay)] = ars1.frames_to_send(net.now)
+    calls.clear()
+    abs_.receive(ARS1, relay, net.now)
+    assert calls == [(ars1.stid, True)]
+    assert [e.payload for e in abs_.events() if isinstance(e, DataReceived)] == \
+           [b"up-%d" % i for i in range(10)]

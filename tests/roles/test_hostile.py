@@ -245,10 +245,19 @@ def test_data_under_unknown_eks_is_rejected(cell):
     ars1.events()
     before = snapshot(ars1)
     ars1.receive(AMS, bytes(forged), net.now)
-    assert ars1.frames_to_send(net.now) == []
-    assert_rejected_only(ars1, "unknown_eks", AMS, before, [ars1])
+    ars1.receive(AMS, bytes(forged), net.now)
+    # nothing forwarded; the only reaction is one PKMv3 TEK-Invalid (rate-limited) to the AMS
+    [(dst, out)] = ars1.frames_to_send(net.now)
+    assert dst == AMS and mpdu_fid(out) == FID_CONTROL and out[2] == m.TekInvalid.CODE
+    assert_rejected_only(ars1, "unknown_eks", AMS, before, [ars1], n=2)
     ars1.receive(AMS, frame, net.now)  # the genuine one still goes through
-    assert len(ars1.frames_to_send(net.now)) == 1
+    [(dst, _relay)] = ars1.frames_to_send(net.now)
+    assert dst == ABS
+    # the AMS (whose keys are fine) verifies the TEK-Invalid and restarts from TEK-Request
+    ams.receive(ARS1, out, net.now)
+    [(dst, req)] = ams.frames_to_send(net.now)
+    assert dst == ARS1 and req[2] == m.TekRequest.CODE
+    assert not ams.rejections
 
 
 def test_relay_link_keys_on_the_access_link_are_rejected(cell):

@@ -24,6 +24,7 @@ from stack.roles import (
     SecurityMode,
     Timers,
 )
+from stack.roles.framing import FID_CONTROL, mpdu_fid, split_frame
 from tests.roles.harness import ABS, AMS, ARS1, ARS2, enter_all, same_keys
 
 D, C = SecurityMode.DISTRIBUTED, SecurityMode.CENTRALIZED
@@ -349,3 +350,58 @@ def test_on_demand_handover_with_silent_abs_is_refused():
     assert [r.status for r in refusals] == [m.RngStatus.ABORT]
     assert [(e.peer, e.procedure) for e in net.of(AMS, PeerLost)] == [(ARS2, "handover")]
     assert ams.serving == ARS1 and not ars2.serves(AMS)
+
+
+# -- TEK-Invalid (digest §5.1 step 4) --------------------------------------------------------------
+
+
+def test_tek_invalid_recovers_a_station_that_missed_a_tek_update():
+    # TEK refresh 25 s after the keys; every TEK-Reply to the AMS is lost until it gives up
+    life = Lifetimes(tek=50.0, tek_refresh_margin=0.5)
+    net, _abs, ars1, _ars2, ams = enter_all(D, timers=QUICK, lifetimes=life)
+    net.start_recording()
+    blocking = [True]
+
+    def drop_tek_replies(src, dst, frame):
+        if blocking[0] and (src, dst) == (ARS1, AMS) and any(
+                mpdu_fid(mp) == FID_CONTROL and mp[2] == m.TekReply.CODE
+                for mp in split_frame(frame)):
+            return None
+        return frame
+
+    net.tamper = drop_tek_replies
+    net.settle(8.0)
+    assert [(e.peer, e.procedure) for e in net.of(AMS, PeerLost)] == [(ARS1, "tek_refresh")]
+    # the ARS moved on to (1, 2) and its grace for TEK 0 is over; the AMS still sends under 0
+    assert ams.key_info().counter_teks == (0, 1)
+    assert ars1.key_info(AMS).counter_teks == (1, 2)
+    blocking[0] = False
+    for i in range(10):
+        ams.send_data(ABS, b"u%d" % i, net.now)
+        net.settle(0.2)
+    # u0 arrived under the unknown EKS: rejected, answered with TEK-Invalid; the AMS restarted
+    # from TEK-Request and everything after it flows under the new TEK
+    assert ars1.rejections_by_link[(AMS, "unknown_eks")] == 1
+    assert ars1.air_messages[m.TekInvalid.TITLE] == 1
+    assert payloads(net, ABS, AMS) == [b"u%d" % i for i in range(1, 10)]
+    ki = ams.key_info()
+    assert ki.counter_teks == (2, 3) and same_keys(ki, ars1.key_info(AMS))
+    assert [e.counter_teks for e in net.of(AMS, KeysInstalled, cause="tek_refresh")] == [(2, 3)]
+
+
+def test_tek_invalid_on_the_relay_link():
+    net, abs_, ars1, _ars2, _ams = enter_all(D)
+    ars1.send_data(ABS, b"own", net.now)
+    [(_d, frame)] = ars1.frames_to_send(net.now)
+    forged = bytearray(frame)
+    forged[2] ^= 0x80  # EKS 2: the relay link holds 0 and 1
+    abs_.receive(ARS1, bytes(forged), net.now)
+    [(dst, inv)] = abs_.frames_to_send(net.now)
+    assert dst == ARS1 and mpdu_fid(inv) == FID_CONTROL and inv[2] == m.TekInvalid.CODE
+    assert abs_.rejections_by_link[(ARS1, "unknown_eks")] == 1
+    ars1.receive(ABS, inv, net.now)  # CMAC-verified with the relay link's keys
+    [(dst, req)] = ars1.frames_to_send(net.now)
+    assert dst == ABS and req[2] == m.TekRequest.CODE and not ars1.rejections
+    # a TEK-Invalid replayed (or for another SAID) is not acted on
+    ars1.receive(ABS, inv, net.now)
+    assert ars1.rejections["cmac_replay"] == 1
