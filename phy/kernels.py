@@ -299,10 +299,15 @@ def diff_corr(Yfull: np.ndarray, bins: np.ndarray, c: np.ndarray,
     n = bins.size
     out = np.empty(shifts.size)
     for g in range(shifts.size):
+        # bins are wrapped once per shift, outside the product loop (a Python-semantics modulo
+        # per element was most of this kernel's time)
+        sh = shifts[g] % nfft
         acc = 0j
-        prev = Yfull[(bins[0] + shifts[g]) % nfft]
+        b = bins[0] + sh
+        prev = Yfull[b - nfft if b >= nfft else b]
         for k in range(n - 1):
-            cur = Yfull[(bins[k + 1] + shifts[g]) % nfft]
+            b = bins[k + 1] + sh
+            cur = Yfull[b - nfft if b >= nfft else b]
             acc += prev * np.conj(cur) * c[k]
             prev = cur
         out[g] = abs(acc)

@@ -327,7 +327,7 @@ class BurstModem:
         cpe, bl, slope = track_phase(Yall, H, ls, *self._pilots(n_sym + 1), g.freq_index)
         if n_sym >= 2:  # residual CFO from the CPE trend refines the reported estimate
             lc = ls - ls.mean()
-            trend = float(np.dot(lc, np.unwrap(cpe)) / np.dot(lc, lc))  # LS slope, rad/symbol
+            trend = float(np.dot(lc, _unwrap(cpe)) / np.dot(lc, lc))  # LS slope, rad/symbol
             cfo += trend * fs / (2 * np.pi * ns)
         z, wgt = self._equalise(Yd, H, sigma2, 1, cpe[1:], bl[1:])
         payload, ok, evm_db = self._decode_data(z, wgt, mcs, length, src, dst)
@@ -412,6 +412,18 @@ def _rx_scatter_map(ncbps: int, bps: int, rate: str, n_info: int) -> np.ndarray:
 @lru_cache(maxsize=4)
 def _pad_source() -> np.ndarray:
     return prbs(np.array([1, 0, 0, 1, 0, 1, 1, 0, 1, 0, 1, 1, 1, 0, 1], np.uint8), 14, 1 << 16)
+
+
+def _unwrap(ph: np.ndarray) -> np.ndarray:
+    """Phase unwrapping along a 1-D array (same result as ``np.unwrap`` for the per-symbol CPE,
+    without its generic-axis overhead, which cost ~0.1 ms per burst)."""
+    d = np.diff(ph)
+    d -= 2 * np.pi * np.round(d / (2 * np.pi))
+    out = np.empty_like(ph)
+    out[0] = ph[0]
+    np.cumsum(d, out=out[1:])
+    out[1:] += ph[0]
+    return out
 
 
 def _pad_bits(n: int) -> np.ndarray:
