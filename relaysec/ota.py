@@ -244,6 +244,10 @@ class OtaNetwork:
                 if timed:
                     node.transmit(iq, at=zone_start)
                 else:
+                    # Pad every push to the zone length: a Pluto (pyadi-iio) re-creates its TX
+                    # buffer whenever the length changes, which costs round trips and jitter.
+                    if iq.size < zone.length:
+                        iq = np.concatenate([iq, np.zeros(zone.length - iq.size, np.complex64)])
                     node.transmit(iq)
 
     def events(self) -> list[NodeEvent]:
