@@ -25,6 +25,7 @@ from stack.roles.framing import (
     FID_RELAY,
     FIRST_DATA_FID,
     LAST_DATA_FID,
+    RELAY_MANAGEMENT_CODES,
     control_mpdu,
     mpdu_fid,
     plain_mpdu,
@@ -114,6 +115,16 @@ class AbsRole(RoleBase):
         self._queue(sub.via, self._seal(ars.link, FID_RELAY, relay_items([(sub.stid, inner)]), now),
                     title)
 
+    def _to_ars(self, ars: _Sub, body: bytes, title: str, now: float) -> None:
+        """Relay management to an ARS itself: plain FID 0, or inside its relay SA when
+        ``encrypt_relay_control`` (relay item carrying the ARS's own STID)."""
+        if not self.config.encrypt_relay_control:
+            self._queue(ars.station, control_mpdu(body), title)
+            return
+        assert ars.link is not None
+        self._queue(ars.station, self._seal(
+            ars.link, FID_RELAY, relay_items([(ars.stid, control_mpdu(body))]), now), title)
+
     def _to_sub(self, sub: _Sub, body: bytes, title: str, now: float) -> None:
         if sub.via == self.station_id:
             self._queue(sub.station, control_mpdu(body), title)
@@ -161,7 +172,11 @@ class AbsRole(RoleBase):
     def _on_relayed(self, ars: int, stid: int, inner: bytes, now: float) -> None:
         fid = mpdu_fid(inner)
         if fid == FID_CONTROL:
-            self._on_control(ars, ars, stid, plain_payload(inner), now)
+            if stid == self._subs[ars].stid:  # the ARS's own control, sealed in its relay SA
+                self._on_control(ars, self.station_id, None, plain_payload(inner), now,
+                                 sealed=True)
+            else:
+                self._on_control(ars, ars, stid, plain_payload(inner), now)
             return
         station = self._by_stid.get(stid)
         sub = self._subs.get(station) if station is not None else None
@@ -174,8 +189,12 @@ class AbsRole(RoleBase):
             fid, _eks, payload = self._open(sub.link, inner, now)
         self._emit(DataReceived(src=sub.station, payload=payload, fid=fid, via=ars))
 
-    def _on_control(self, src: int, via: int, stid: int | None, data: bytes, now: float) -> None:
+    def _on_control(self, src: int, via: int, stid: int | None, data: bytes, now: float,
+                    sealed: bool = False) -> None:
         cls = m.message_class(data[0])
+        if cls.CODE in RELAY_MANAGEMENT_CODES and self.config.encrypt_relay_control \
+                and not sealed:
+            raise ProtocolError(f"{cls.TITLE} outside the relay SA", reason="not_encrypted")
         if cls is m.RngReq:
             try:
                 msg = m.RngReq.decode(data)
@@ -331,7 +350,7 @@ class AbsRole(RoleBase):
         sub.pending[("akt", ars, txid)] = (then, ctx)
 
         def send() -> None:
-            self._queue(ars, control_mpdu(ars_link.sign(msg)), msg.TITLE)
+            self._to_ars(ars_sub, ars_link.sign(msg), msg.TITLE, now)
 
         self._request(("akt", ars, txid), ars, "ak_transfer", send, now)
 
@@ -419,6 +438,6 @@ class AbsRole(RoleBase):
         link = ars_sub.link
 
         def send() -> None:
-            self._queue(ars, control_mpdu(link.sign(msg)), msg.TITLE)
+            self._to_ars(ars_sub, link.sign(msg), msg.TITLE, now)
 
         self._request(("rel", ars, txid), ars, "context_release", send, now)

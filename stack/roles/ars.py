@@ -27,6 +27,7 @@ from stack.roles.framing import (
     FID_RELAY,
     FIRST_DATA_FID,
     LAST_DATA_FID,
+    RELAY_MANAGEMENT_CODES,
     control_mpdu,
     mpdu_fid,
     plain_mpdu,
@@ -52,6 +53,8 @@ class ArsRole(SubscriberRole):
     def __init__(self, config: ArsConfig, rng: object = None) -> None:
         super().__init__(config, rng)
         self.mode = config.mode
+        self.encrypt_relay_control = config.encrypt_relay_control
+        self._txid = 0
         self._ams_links: dict[int, Link] = {}      # by AMS STID (distributed mode)
         self._stid_station: dict[int, int] = {}    # AMS STID -> station id
         self._entries: dict[int, bytes] = {}       # station -> AMSID* seen at initial ranging
@@ -124,6 +127,11 @@ class ArsRole(SubscriberRole):
 
     def _down(self, stid: int, inner: bytes, now: float) -> None:
         fid = mpdu_fid(inner)
+        if fid == FID_CONTROL and stid == self.stid:  # our own control, sealed in our relay SA
+            data = plain_payload(inner)
+            assert self.serving is not None
+            self._on_own_control(self.serving, m.message_class(data[0]), data, now, sealed=True)
+            return
         if fid == FID_CONTROL:
             data = plain_payload(inner)
             if data[0] == m.RngRsp.CODE:
@@ -159,6 +167,15 @@ class ArsRole(SubscriberRole):
                     self._seal(self.link, FID_RELAY, relay_items([(stid, inner)]), now),
                     title)
         self._maybe_refresh(now)
+
+    def _to_abs(self, body: bytes, title: str, now: float) -> None:
+        """Relay management to the ABS: plain FID 0, or inside our relay SA when
+        ``encrypt_relay_control`` (relay item carrying our own STID)."""
+        assert self.serving is not None and self.stid is not None
+        if self.encrypt_relay_control:
+            self._up(self.stid, control_mpdu(body), now, title)
+        else:
+            self._queue(self.serving, control_mpdu(body), title)
 
     def _from_ams(self, src: int, mpdu: bytes, now: float) -> None:
         if self.link is None:
@@ -224,13 +241,13 @@ class ArsRole(SubscriberRole):
         if waiting is not None and waiting[2].cmac_key_count == body.cmac_key_count \
                 and ("akreq", stid) in self._pending:
             return  # the AMS resent its request; our AK Request is still outstanding
-        self._txid = (getattr(self, "_txid", 0) + 1) & 0xFF
+        self._txid = (self._txid + 1) & 0xFF
         req2 = m.AkRequest(transaction_id=self._txid, ams_stid=stid,
                            cmac_key_count=body.cmac_key_count)
         own = self.link
 
         def send() -> None:
-            self._queue(self.serving, control_mpdu(own.sign(req2)), req2.TITLE)
+            self._to_abs(own.sign(req2), req2.TITLE, now)
 
         def fail(now2: float) -> None:  # the ABS never answered: refuse the re-entry
             wait = self._ho_wait.pop(stid, None)
@@ -262,11 +279,18 @@ class ArsRole(SubscriberRole):
         self._request(("notify", stid), self.serving, "ho_notify", send, now)
 
     # -- own control from the ABS -----------------------------------------------------------
-    def _on_other_control(self, src: int, cls: type, data: bytes, now: float) -> None:
+    def _on_other_control(self, src: int, cls: type[m.Message], data: bytes, now: float) -> None:
+        self._on_own_control(src, cls, data, now, sealed=False)
+
+    def _on_own_control(self, src: int, cls: type[m.Message], data: bytes, now: float, *,
+                        sealed: bool) -> None:
+        """Relay management addressed to this ARS (AK Transfer, Context Release)."""
         if self.link is None:
             raise UnknownKeyError("control before keys", reason="no_keys")
         if src != self.serving and cls is m.AkTransfer:
             raise ProtocolError("AK Transfer not from the ABS", reason="not_from_abs")
+        if self.encrypt_relay_control and not sealed and cls.CODE in RELAY_MANAGEMENT_CODES:
+            raise ProtocolError(f"{cls.__name__} outside the relay SA", reason="not_encrypted")
         msg = m.decode(self.link.verify(data))
         if isinstance(msg, m.AkTransfer):
             self._on_ak_transfer(msg, now)
@@ -282,7 +306,7 @@ class ArsRole(SubscriberRole):
                 del self._stid_station[stid]  # centralized: only a forwarding entry to drop
                 self._emit(ContextReleased(ams=station, station=self.station_id))
             ack = m.ContextReleaseAck(transaction_id=msg.transaction_id, ams_stid=msg.ams_stid)
-            self._queue(src, control_mpdu(self.link.sign(ack)), ack.TITLE)
+            self._to_abs(self.link.sign(ack), ack.TITLE, now)
         else:
             raise ProtocolError(f"unexpected {type(msg).__name__}", reason="unexpected_message")
 
@@ -310,7 +334,7 @@ class ArsRole(SubscriberRole):
                 status = m.AkStatus.UNWRAP_FAILED
         ack = m.AkTransferAck(transaction_id=msg.transaction_id, ams_stid=msg.ams_stid,
                               akid=msg.akid, status=status)
-        self._queue(self.serving, control_mpdu(self.link.sign(ack)), ack.TITLE)
+        self._to_abs(self.link.sign(ack), ack.TITLE, now)
         if status != m.AkStatus.OK:
             reason = "unknown_ams" if status == m.AkStatus.UNKNOWN_AMS else "bad_ak"
             self._reject(self.serving, reason, "AK Transfer refused")

@@ -87,6 +87,7 @@ class AbsConfig:
     lifetimes: Lifetimes = field(default_factory=Lifetimes)
     first_stid: int = 0x010
     said: int = 1
+    encrypt_relay_control: bool = False  # relay management inside the ARS's SA (docs/roles.md §5)
 
     def __post_init__(self) -> None:
         check_station_id(self.station_id)
@@ -118,6 +119,7 @@ class ArsConfig(SubscriberConfig):
     """Configuration of an access relay station role."""
 
     mode: SecurityMode = SecurityMode.DISTRIBUTED
+    encrypt_relay_control: bool = False  # must match AbsConfig.encrypt_relay_control
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -23,6 +23,13 @@ DATA_FIDS: frozenset[int] = frozenset(range(FIRST_DATA_FID, LAST_DATA_FID + 1))
 """Transport FIDs, protected with the link's primary SA."""
 
 
+RELAY_MANAGEMENT_CODES: frozenset[int] = frozenset({0xA0, 0xA1, 0xA2, 0xA3, 0xA4})
+"""AK Transfer, AK Transfer ACK, AK Request, Context Release and its ACK: the control messages the
+ABS and an ARS exchange about AMS key contexts. With ``encrypt_relay_control`` they travel inside
+a relay MPDU under the ARS's own SA (item STID = the ARS's STID), CMAC tuple included (digest
+§6.3: "additionally AES-CCM-encrypted under the ARS's primary-SA TEK")."""
+
+
 def agmh(fid: int, length: int, eh: int = 0) -> bytes:
     """The 2-byte AGMH: FID(4) | EH(1) | Length(11) of the whole MPDU."""
     if not 0 <= fid <= 15:

@@ -164,7 +164,7 @@ class SubscriberRole(RoleBase):
         else:
             self._on_other_control(src, cls, data, now)
 
-    def _on_other_control(self, src: int, cls: type, data: bytes, now: float) -> None:
+    def _on_other_control(self, src: int, cls: type[m.Message], data: bytes, now: float) -> None:
         raise ProtocolError(f"unexpected {cls.__name__}", reason="unexpected_message")
 
     def _on_rng_rsp(self, src: int, data: bytes, now: float) -> None:
