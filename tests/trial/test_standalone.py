@@ -26,13 +26,13 @@ def test_four_independent_nodes_run_the_scenario_over_a_shared_air():
     reports: dict[str, dict] = {}
 
     def run(name: str) -> None:
-        reports[name] = NodeRunner(cfg, name, radio=radios[name]).run(12.0)
+        reports[name] = NodeRunner(cfg, name, radio=radios[name]).run(20.0)
 
     threads = [threading.Thread(target=run, args=(n,)) for n in names]
     for t in threads:
         t.start()
     for t in threads:
-        t.join(60)
+        t.join(90)
     ams, abs_ = reports["AMS"], reports["ABS"]
     assert ams["ok"], ams["reason"]
     assert abs_["ok"], abs_["reason"]
