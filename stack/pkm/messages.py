@@ -11,7 +11,8 @@ Codes (docs/pkm.md has the full table):
 
 * 0x01..0x08 — PKMv3 messages, numbering of digest §5.2 [D].
 * 0xA0..0xAF — relay PKM, project-private: 0xA0 AK Transfer and 0xA1 AK Transfer ACK (digest §6.3),
-  0xA2 AK Request, 0xA3 AMS Context Release, 0xA4 AMS Context Release ACK, 0xA8 Relayed Control.
+  0xA2 AK Request, 0xA3 AMS Context Release, 0xA4 AMS Context Release ACK. (An AMS's control
+  messages cross the relay link inside relay MPDUs, digest §6.4 — no envelope message is needed.)
 * 0xB0..0xBF — project-private stand-ins for the AAI ranging messages: 0xB0 AAI-RNG-REQ,
   0xB1 AAI-RNG-RSP.
 
@@ -57,7 +58,6 @@ __all__ = [
     "Message",
     "RangingPurpose",
     "ReauthRequest",
-    "RelayedControl",
     "ReleaseReason",
     "RngReq",
     "RngRsp",
@@ -361,17 +361,6 @@ class ContextReleaseAck(Message):
 
     transaction_id: int = u8("transaction id of the release")
     ams_stid: int = stid("STID of the AMS")
-
-
-@message(0xA8, "Relayed Control (project-private)", "ARS↔ABS", cmac=False)
-class RelayedControl(Message):
-    """An AMS's control message carried over the relay link, exactly as on the access link
-    (including the AMS's own CMAC tuple when it has one). Protected by the relay link's SA, not
-    by a CMAC of its own. ``ams_stid`` 0 means "not assigned yet": the inner message is then an
-    initial-entry AAI-RNG-REQ/RSP, matched by its AMSID."""
-
-    ams_stid: int = stid("STID of the AMS (0 = not yet assigned)")
-    inner: bytes = var_bytes("the AMS's control message bytes", len_bytes=2, min_len=1)
 
 
 def _initial(v: Mapping[str, Any]) -> bool:
