@@ -40,19 +40,18 @@ CMAC_PN_MAX = 0xFFFFFF
 CONTROL_FID = 0
 
 
-def _check_ids(stid: int, fid: int) -> None:
-    require_uint(stid, 12, "STID")
-    require_uint(fid, 4, "FID")
+def _check_ids(stid: int, fid: int) -> tuple[int, int]:
+    return require_uint(stid, 12, "STID"), require_uint(fid, 4, "FID")
 
 
-def _check_pn(pn: int) -> None:
-    require_uint(pn, 24, "CMAC_PN")
+def _check_pn(pn: int) -> int:
+    return require_uint(pn, 24, "CMAC_PN")
 
 
 def cmac_prefix(akid: bytes, pn: int, stid: int, fid: int = CONTROL_FID) -> bytes:
     """The one-block prefix AKID(8) || CMAC_PN(3) || STID|FID(2) || 0(3) fed to AES-CMAC."""
-    _check_ids(stid, fid)
-    _check_pn(pn)
+    stid, fid = _check_ids(stid, fid)
+    pn = _check_pn(pn)
     if not isinstance(akid, (bytes, bytearray, memoryview)) or len(akid) != 8:
         got = len(akid) if isinstance(akid, (bytes, bytearray, memoryview)) else type(akid).__name__
         raise KeyLengthError(f"AKID must be 8 bytes, got {got}")
@@ -77,7 +76,7 @@ def append_cmac(
 
     ``pn`` must come from the sender's :class:`CmacPnCounter` for this direction and AK context.
     """
-    _check_pn(pn)
+    pn = _check_pn(pn)
     if pn == 0:
         raise MalformedError("CMAC_PN 0 is never sent; the first protected message carries 1")
     msg = require_bytes(msg, "control message")
@@ -116,7 +115,7 @@ def check_cmac(
     (``cmac_replay``). Nothing of a rejected message is returned. The caller records the
     returned PN as its new ``last_pn`` (or uses :class:`CmacVerifier`, which does).
     """
-    _check_pn(last_pn)
+    last_pn = _check_pn(last_pn)
     body, pn, value = split_cmac(msg_with_tuple)
     expect = cmac_value(body, ctx, uplink=uplink, pn=pn, stid=stid, fid=fid)
     if not hmac.compare_digest(expect, value):
@@ -140,7 +139,7 @@ class CmacPnCounter:
     __slots__ = ("_last",)
 
     def __init__(self, last: int = 0) -> None:
-        _check_pn(last)
+        last = _check_pn(last)
         self._last = last
 
     @property
@@ -173,7 +172,7 @@ class CmacVerifier:
     __slots__ = ("_last", "ctx", "uplink")
 
     def __init__(self, ctx: AkContext, *, uplink: bool, last_pn: int = 0) -> None:
-        _check_pn(last_pn)
+        last_pn = _check_pn(last_pn)
         self.ctx = ctx
         self.uplink = uplink
         self._last = last_pn

@@ -79,8 +79,10 @@ def require_uint(value: object, bits: int, what: str) -> int:
     Otherwise :class:`MalformedError` naming ``what``, the allowed range and the value (these are
     header fields and counters, never key material).
     """
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise MalformedError(f"{what} must be an int, got {type(value).__name__}")
+    if type(value) is not int:  # fast path for plain ints: this runs per MPDU
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise MalformedError(f"{what} must be an int, got {type(value).__name__}")
+        value = int(value)
     if not 0 <= value < (1 << bits):
         raise MalformedError(f"{what} must fit in {bits} bits (0..{(1 << bits) - 1}), got {value}")
-    return int(value)
+    return value

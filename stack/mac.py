@@ -34,6 +34,7 @@ from stack.errors import MalformedError, SecurityError, require_bytes, require_u
 from stack.mpdu import (
     AGMH_LEN,
     EKS_PN_LEN,
+    ICV_LEN,
     MAX_MPDU_LEN,
     MAX_PLAIN_PAYLOAD,
     MAX_PROTECTED_PAYLOAD,
@@ -45,17 +46,22 @@ from stack.sa import PN_MAX, SecurityAssociation
 RELAY_FID = 15
 """FID of relay MPDUs on the ABS↔ARS link (digest §6.4; FID 15 is otherwise unused) [D]."""
 RELAY_ITEM_HEADER_LEN = 2
+_ICV_ROOM = bytes(ICV_LEN)
 DEFAULT_PLAIN_FIDS: frozenset[int] = frozenset({0})
 """FIDs accepted unprotected when the lookup has no SA for them (control before keys)."""
 
 
-def _payload_view(payload: object, i: int) -> np.ndarray:
+def _payload_view(payload: object, i: int) -> bytes | bytearray | memoryview | np.ndarray:
+    """The payload as a contiguous bytes-like object (no copy where possible)."""
     if isinstance(payload, np.ndarray):
         if payload.dtype != np.uint8 or payload.ndim != 1:
             raise MalformedError(f"MPDU {i}: payload array must be 1-D uint8")
+        return np.ascontiguousarray(payload)
+    if isinstance(payload, (bytes, bytearray)):
         return payload
-    if isinstance(payload, (bytes, bytearray, memoryview)):
-        return np.frombuffer(payload, dtype=np.uint8)
+    if isinstance(payload, memoryview):
+        ok = payload.format == "B" and payload.ndim == 1 and payload.contiguous
+        return payload if ok else payload.tobytes()
     raise MalformedError(f"MPDU {i}: payload must be bytes or a uint8 array")
 
 
@@ -72,17 +78,13 @@ class TxMpdu:
         return f"TxMpdu(fid={self.fid}, len={len(self.payload)}, {sa})"
 
 
-def _nonce_rows(nonces: np.ndarray, agmh: np.ndarray, stid: int, uplink: bool, ekspn: np.ndarray):
-    """Fill (n, 13) nonces per digest §4.2 from (n,) AGMH words and (n,) EKS/PN words."""
-    nonces[:, 0] = agmh >> 8
-    nonces[:, 1] = agmh & 0xFF
-    sd = (stid << 4) | int(bool(uplink))
-    nonces[:, 2] = sd >> 8
-    nonces[:, 3] = sd & 0xFF
-    nonces[:, 4] = ekspn >> 16
-    nonces[:, 5] = (ekspn >> 8) & 0xFF
-    nonces[:, 6] = ekspn & 0xFF
-    nonces[:, 7:] = 0
+def _nonce(agmh: int, stid_dir: int, ekspn: int) -> bytes:
+    """13-byte CCM nonce of digest §4.2: AGMH(2) | STID<<4|DIR (2) | EKS/PN(3) | 0x00 * 6."""
+    return ((agmh << 88) | (stid_dir << 72) | (ekspn << 48)).to_bytes(13, "big")
+
+
+def _nonce_array(nonces: list[bytes]) -> np.ndarray:
+    return np.frombuffer(b"".join(nonces), dtype=np.uint8).reshape(-1, 13)
 
 
 def build_burst(
@@ -103,60 +105,62 @@ def build_burst(
     MPDUs of the burst are then simply not used again.
     """
     stid = require_uint(stid, 12, "STID")
-    views: list[np.ndarray] = []
-    sizes = np.empty(len(mpdus), dtype=np.int64)
+    views: list[bytes | bytearray | memoryview | np.ndarray] = []
+    fids: list[int] = []
     for i, m in enumerate(mpdus):
         if not isinstance(m, TxMpdu):
             raise MalformedError(f"MPDU {i}: expected TxMpdu, got {type(m).__name__}")
-        require_uint(m.fid, 4, f"MPDU {i} FID")
+        fids.append(require_uint(m.fid, 4, f"MPDU {i} FID"))
         view = _payload_view(m.payload, i)
         limit = MAX_PLAIN_PAYLOAD if m.sa is None else MAX_PROTECTED_PAYLOAD
-        if view.shape[0] > limit:
+        if len(view) > limit:
             raise MalformedError(
-                f"MPDU {i}: payload of {view.shape[0]} bytes exceeds {limit} (11-bit Length)",
+                f"MPDU {i}: payload of {len(view)} bytes exceeds {limit} (11-bit Length)",
                 reason="long_mpdu",
             )
         if m.sa is not None and not isinstance(m.sa, SecurityAssociation):
             raise MalformedError(f"MPDU {i}: sa must be a SecurityAssociation or None")
         views.append(view)
-        sizes[i] = view.shape[0] + (AGMH_LEN if m.sa is None else PROTECTED_OVERHEAD)
-    starts = np.zeros(len(mpdus), dtype=np.int64)
-    if len(mpdus) > 1:
-        np.cumsum(sizes[:-1], out=starts[1:])
-    buf = np.empty(int(sizes.sum()), dtype=np.uint8)
 
-    prot = [i for i, m in enumerate(mpdus) if m.sa is not None]
+    # all inputs valid: take the PNs and lay the burst out with one join (header bytes, payload,
+    # room for the ICV), then seal every protected MPDU in place with one seal_batch call
+    parts: list[object] = []
     key_slots: dict[bytes, int] = {}
-    key_index = np.empty(len(prot), dtype=np.int64)
-    ekspn = np.empty(len(prot), dtype=np.int64)
-    for j, i in enumerate(prot):
-        sa = mpdus[i].sa
-        assert sa is not None
-        tek, pn = sa.next_pn(uplink, now=now)
-        key_index[j] = key_slots.setdefault(tek.key, len(key_slots))
-        ekspn[j] = (tek.eks << 22) | pn
+    key_index: list[int] = []
+    p_nonce: list[bytes] = []
+    stid_dir = (stid << 4) | int(bool(uplink))
+    p_offset: list[int] = []
+    p_length: list[int] = []
+    pos = 0
+    for m, fid, view in zip(mpdus, fids, views, strict=True):
+        size = len(view)
+        if m.sa is None:
+            parts += [((fid << 12) | (size + AGMH_LEN)).to_bytes(2, "big"), view]
+            pos += size + AGMH_LEN
+            continue
+        tek, pn = m.sa.next_pn(uplink, now=now)
+        word = (fid << 12) | (size + PROTECTED_OVERHEAD)
+        ep = (tek.eks << 22) | pn
+        parts += [((word << 24) | ep).to_bytes(5, "big"), view, _ICV_ROOM]
+        key_index.append(key_slots.setdefault(tek.key, len(key_slots)))
+        p_nonce.append(_nonce(word, stid_dir, ep))
+        p_offset.append(pos + AGMH_LEN + EKS_PN_LEN)
+        p_length.append(size)
+        pos += size + PROTECTED_OVERHEAD
+    buf = np.frombuffer(bytearray().join(parts), dtype=np.uint8)  # type: ignore[arg-type]
 
-    agmh = (np.fromiter((m.fid for m in mpdus), dtype=np.int64, count=len(mpdus)) << 12) | sizes
-    buf[starts] = agmh >> 8
-    buf[starts + 1] = agmh & 0xFF
-    offsets = np.empty(len(prot), dtype=np.int64)
-    for j, i in enumerate(prot):
-        o = int(starts[i])
-        buf[o + 2] = ekspn[j] >> 16
-        buf[o + 3] = (ekspn[j] >> 8) & 0xFF
-        buf[o + 4] = ekspn[j] & 0xFF
-        offsets[j] = o + AGMH_LEN + EKS_PN_LEN
-    for i, view in enumerate(views):
-        o = int(starts[i]) + (AGMH_LEN if mpdus[i].sa is None else AGMH_LEN + EKS_PN_LEN)
-        buf[o : o + view.shape[0]] = view
-
-    if prot:
-        idx = np.asarray(prot, dtype=np.int64)
-        nonces = np.empty((len(prot), 13), dtype=np.uint8)
-        _nonce_rows(nonces, agmh[idx], stid, uplink, ekspn)
+    if key_index:
         keys = np.frombuffer(b"".join(key_slots), dtype=np.uint8).reshape(-1, 16).copy()
-        lengths = sizes[idx] - PROTECTED_OVERHEAD
-        seal_batch(keys, key_index, nonces, buf, offsets, lengths, threads=threads, engine=engine)
+        seal_batch(
+            keys,
+            np.asarray(key_index, dtype=np.int64),
+            _nonce_array(p_nonce),
+            buf,
+            np.asarray(p_offset, dtype=np.int64),
+            np.asarray(p_length, dtype=np.int64),
+            threads=threads,
+            engine=engine,
+        )
     return buf
 
 
@@ -253,21 +257,21 @@ def open_burst(
         if not (buf.flags.c_contiguous and buf.flags.writeable):
             buf = buf.copy()
     elif isinstance(burst, (bytes, bytearray, memoryview)):
-        buf = np.frombuffer(bytes(burst), dtype=np.uint8).copy()
+        buf = np.frombuffer(bytearray(burst), dtype=np.uint8)
     else:
         raise MalformedError(f"burst must be bytes or a uint8 array, got {type(burst).__name__}")
     plain = frozenset(plain_fids)
     rejected: Counter[str] = Counter()
     total = int(buf.shape[0])
+    raw = memoryview(buf)  # int indexing without numpy scalars (the parse loop is per MPDU)
 
     # accepted entries: (position in burst, fid, offset, length, protected, eks, pn, said)
     accepted: list[tuple[int, int, int, int, bool, int, int, int]] = []
-    cand_pos: list[int] = []
-    cand_fid: list[int] = []
-    cand_sa: list[SecurityAssociation] = []
-    cand_key: list[int] = []
-    cand_agmh: list[int] = []
-    cand_ekspn: list[int] = []
+    # protected candidates that passed every check but the ICV:
+    # (position in burst, fid, SA, key slot, eks, pn, payload length)
+    cands: list[tuple[int, int, SecurityAssociation, int, int, int, int]] = []
+    cand_nonce: list[bytes] = []
+    stid_dir = (stid << 4) | int(bool(uplink))
     key_slots: dict[bytes, int] = {}
 
     pos = 0
@@ -275,7 +279,7 @@ def open_burst(
         if total - pos < AGMH_LEN:
             rejected["short_mpdu"] += 1
             break
-        word = (int(buf[pos]) << 8) | int(buf[pos + 1])
+        word = (raw[pos] << 8) | raw[pos + 1]
         fid, eh, length = word >> 12, (word >> 11) & 1, word & 0x7FF
         if word == 0 and not buf[pos:].any():
             break  # zero padding up to the end of the burst
@@ -299,52 +303,43 @@ def open_burst(
         if length < PROTECTED_OVERHEAD:
             rejected["short_mpdu"] += 1
             continue
-        ep = (int(buf[start + 2]) << 16) | (int(buf[start + 3]) << 8) | int(buf[start + 4])
+        ep = (raw[start + 2] << 16) | (raw[start + 3] << 8) | raw[start + 4]
         eks, pn = ep >> 22, ep & PN_MAX
         try:
             tek = sa.check_replay(eks, pn, uplink, now=now)
         except SecurityError as exc:
             rejected[exc.reason] += 1
             continue
-        cand_pos.append(start)
-        cand_fid.append(fid)
-        cand_sa.append(sa)
-        cand_key.append(key_slots.setdefault(tek.key, len(key_slots)))
-        cand_agmh.append(word)
-        cand_ekspn.append(ep)
+        slot = key_slots.setdefault(tek.key, len(key_slots))
+        cands.append((start, fid, sa, slot, eks, pn, length - PROTECTED_OVERHEAD))
+        cand_nonce.append(_nonce(word, stid_dir, ep))
 
-    if cand_pos:
-        n = len(cand_pos)
-        starts = np.asarray(cand_pos, dtype=np.int64)
-        offsets = starts + AGMH_LEN + EKS_PN_LEN
-        lengths = (np.asarray(cand_agmh, dtype=np.int64) & 0x7FF) - PROTECTED_OVERHEAD
-        nonces = np.empty((n, 13), dtype=np.uint8)
-        ekspn = np.asarray(cand_ekspn, dtype=np.int64)
-        _nonce_rows(nonces, np.asarray(cand_agmh, dtype=np.int64), stid, uplink, ekspn)
+    if cands:
+        starts, _, _, slots, _, _, lens = zip(*cands, strict=True)
+        offsets = np.asarray(starts, dtype=np.int64) + (AGMH_LEN + EKS_PN_LEN)
         keys = np.frombuffer(b"".join(key_slots), dtype=np.uint8).reshape(-1, 16).copy()
         ok = open_batch(
             keys,
-            np.asarray(cand_key, dtype=np.int64),
-            nonces,
+            np.asarray(slots, dtype=np.int64),
+            _nonce_array(cand_nonce),
             buf,
             offsets,
-            lengths,
+            np.asarray(lens, dtype=np.int64),
             threads=threads,
             engine=engine,
-        )
-        for j in range(n):
-            o, ln = int(offsets[j]), int(lengths[j])
-            if not ok[j]:
+        ).tolist()
+        for (start, fid, sa, _, eks, pn, ln), good in zip(cands, ok, strict=True):
+            o = start + AGMH_LEN + EKS_PN_LEN
+            if not good:
                 rejected["bad_icv"] += 1
                 continue
-            eks, pn = int(ekspn[j]) >> 22, int(ekspn[j]) & PN_MAX
             try:  # records the PN; also catches a duplicate PN within this burst
-                cand_sa[j].check_and_record(eks, pn, uplink, now=now)
+                sa.check_and_record(eks, pn, uplink, now=now)
             except SecurityError as exc:
                 rejected[exc.reason] += 1
                 buf[o : o + ln] = 0
                 continue
-            accepted.append((int(starts[j]), cand_fid[j], o, ln, True, eks, pn, cand_sa[j].said))
+            accepted.append((start, fid, o, ln, True, eks, pn, sa.said))
 
     accepted.sort()
     cols = list(zip(*accepted, strict=True)) if accepted else [()] * 8

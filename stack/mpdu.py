@@ -64,8 +64,10 @@ class Agmh:
     length: int
 
     def __post_init__(self) -> None:
-        require_uint(self.fid, 4, "FID")
-        require_uint(self.length, 11, "AGMH Length")
+        # store plain ints (numpy integers would overflow in the shifts of encode)
+        object.__setattr__(self, "fid", require_uint(self.fid, 4, "FID"))
+        object.__setattr__(self, "eh", bool(self.eh))
+        object.__setattr__(self, "length", require_uint(self.length, 11, "AGMH Length"))
 
     def encode(self) -> bytes:
         """The two header bytes, big-endian."""
@@ -82,8 +84,8 @@ def decode_agmh(data: bytes) -> Agmh:
 
 def encode_eks_pn(eks: int, pn: int) -> bytes:
     """EKS(2 bits) | PN(22 bits), 3 bytes big-endian."""
-    require_uint(eks, 2, "EKS")
-    require_uint(pn, 22, "PN")
+    eks = require_uint(eks, 2, "EKS")
+    pn = require_uint(pn, 22, "PN")
     return ((eks << 22) | pn).to_bytes(3, "big")
 
 
@@ -99,7 +101,7 @@ def nonce(agmh: bytes, *, stid: int, uplink: bool, eks_pn: bytes) -> bytes:
     """13-byte CCM nonce [D, digest §4.2]: AGMH | STID<<4 | DIR | EKS/PN | 6 zero bytes."""
     if len(agmh) != AGMH_LEN or len(eks_pn) != EKS_PN_LEN:
         raise MalformedError("nonce needs the 2-byte AGMH and the 3-byte EKS/PN field")
-    require_uint(stid, 12, "STID")
+    stid = require_uint(stid, 12, "STID")
     return (
         bytes(agmh)
         + ((stid << 4) | int(bool(uplink))).to_bytes(2, "big")
@@ -171,7 +173,7 @@ def seal(
     """
     tek = _check_tek(tek)
     payload = require_bytes(payload, "payload")
-    require_uint(stid, 12, "STID")
+    stid = require_uint(stid, 12, "STID")
     if len(payload) > MAX_PROTECTED_PAYLOAD:
         raise MalformedError(
             f"payload of {len(payload)} bytes exceeds {MAX_PROTECTED_PAYLOAD} (11-bit Length)",
@@ -191,7 +193,7 @@ def unseal(tek: bytes, *, stid: int, uplink: bool, mpdu: bytes) -> tuple[int, in
     Replay is not checked here (that needs SA state: see :func:`unprotect`).
     """
     tek = _check_tek(tek)
-    require_uint(stid, 12, "STID")
+    stid = require_uint(stid, 12, "STID")
     hdr = parse_protected(mpdu)
     mpdu = bytes(mpdu)
     eks_pn = mpdu[AGMH_LEN : AGMH_LEN + EKS_PN_LEN]
@@ -222,7 +224,7 @@ def protect(
             f"payload of {len(payload)} bytes exceeds {MAX_PROTECTED_PAYLOAD} (11-bit Length)",
             reason="long_mpdu",
         )
-    require_uint(stid, 12, "STID")
+    stid = require_uint(stid, 12, "STID")
     require_uint(fid, 4, "FID")
     tek, pn = sa.next_pn(uplink, now=now)
     return seal(tek.key, stid=stid, fid=fid, eks=tek.eks, pn=pn, uplink=uplink, payload=payload)
@@ -265,7 +267,7 @@ def unprotect_lookup(
     (``unknown_sa``) when no SA protects that STID and FID, after the framing checks and before
     any crypto; otherwise as :func:`unprotect`.
     """
-    require_uint(stid, 12, "STID")
+    stid = require_uint(stid, 12, "STID")
     hdr = parse_protected(mpdu)
     sa = lookup(stid, hdr.fid)
     if sa is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -184,3 +185,7 @@ def test_akid_of_wrong_size_is_a_key_length_error() -> None:
         cmac.cmac_prefix(bytes(7), 1, 1)
     with pytest.raises(KeyLengthError, match="AKID"):
         cmac.cmac_prefix("12345678", 1, 1)  # type: ignore[arg-type]
+
+
+def test_numpy_integers_in_the_prefix() -> None:
+    assert cmac.cmac_prefix(CTX.akid, np.int64(1), np.uint16(0x123), np.uint8(0)) == h(V["prefix"])

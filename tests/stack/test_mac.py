@@ -295,3 +295,25 @@ def test_default_engine_agrees_with_reference() -> None:
     assert ref.tobytes() == auto.tobytes()
     rx = open_burst(STID, auto, uplink=True, lookup=b.lookup, engine=None)
     assert rx.payloads() == payloads
+
+
+def test_payload_forms_give_the_same_burst() -> None:
+    """bytes, bytearray, memoryview (any format), strided uint8 arrays and numpy FIDs all work."""
+    data = bytes(range(40))
+    forms = [
+        data,
+        bytearray(data),
+        memoryview(data),
+        memoryview(data).cast("I"),  # 4-byte items: still 40 payload bytes
+        np.frombuffer(data + data, dtype=np.uint8).reshape(2, 40)[0],
+        np.repeat(np.frombuffer(data, dtype=np.uint8), 2)[::2],  # non-contiguous view
+    ]
+    expect = None
+    for form in forms:
+        link = Link()
+        burst = build_burst(
+            STID, [TxMpdu(np.uint8(2), form, link.tx[2])], uplink=True, engine=ENGINE
+        )
+        expect = burst.tobytes() if expect is None else expect
+        assert burst.tobytes() == expect, type(form)
+        assert _open(link, burst).payloads() == [data]

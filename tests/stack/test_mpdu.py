@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -276,4 +277,15 @@ def test_unprotect_lookup_unknown_sa_and_found_sa() -> None:
     assert (
         _reason(ReplayError, lambda: mpdu.unprotect_lookup(lookup, stid=STID, uplink=False, mpdu=m))
         == "pn_replay"
+    )
+
+
+def test_numpy_integers_are_accepted_as_header_fields() -> None:
+    """Header fields often come out of numpy arrays: they must encode like plain ints."""
+    tek = h(V["tek"])
+    args = {"stid": np.int64(0x123), "fid": np.uint8(2), "eks": np.int8(0), "pn": np.int64(1)}
+    out = mpdu.seal(tek, uplink=False, payload=h(V["plaintext"]), **args)
+    assert out == h(V["mpdu"])
+    assert mpdu.Agmh(fid=np.uint8(15), eh=np.bool_(True), length=np.int64(2047)).encode() == (
+        b"\xff\xff"
     )
