@@ -57,7 +57,28 @@ def test_interleaver_is_a_permutation_and_inverts(ncpc: int) -> None:
         x = np.arange(3 * ncbps)
         assert np.array_equal(deinterleave(interleave(x, ncbps, ncpc), ncbps, ncpc), x)
     j = permutation(816, 2)
-    assert int(j[1] - j[0]) == 816 // 12  # adjacent bits 68 positions (34 subcarriers) apart
+    assert int(j[1] - j[0]) == 816 // 16  # 5 MHz QPSK: d = 16, adjacent bits 51 positions apart
+
+
+def test_interleaver_depth_follows_the_digest_on_the_16m_profiles() -> None:
+    """d = 16 (digest §4.3) for every MCS of the 5/10/20 MHz profiles; P2.5, where the 16e
+    formula is no permutation with d = 16, falls back to d = 12."""
+    from phy.interleaver import depth
+
+    for prof in ("5MHz", "5MHz-cp16", "10MHz", "20MHz", "20MHz-cp16"):
+        nd = ResourceGrid(phy.get_profile(prof)).n_data
+        assert [depth(nd * c, c) for c in (2, 4, 6)] == [16, 16, 16], prof
+    nd = ResourceGrid(phy.get_profile("P2.5")).n_data
+    assert [depth(nd * c, c) for c in (2, 4, 6)] == [12, 12, 12]
+    with pytest.raises(ValueError, match="neither"):
+        depth(100, 2)
+    # 16QAM (s = 2): within each group of d input bits the 16e rule alternates the bit's
+    # position inside the QAM symbol (MSB/LSB swap on every other column block)
+    ncbps = 1632
+    j = permutation(ncbps, 4)
+    m = (ncbps // 16) * (np.arange(ncbps) % 16) + np.arange(ncbps) // 16
+    assert np.array_equal(j // 2, m // 2)
+    assert np.any(j != m)
 
 
 def test_tdl_tables_and_impulse_response_power() -> None:
