@@ -121,7 +121,9 @@ def _get(buf, p, n):
 
 
 @njit(cache=True, nogil=True)
-def _ccm_items(keys, kidx, nonces, buf, offs, lens, tag_len, decrypt, ok, lo, hi, te, sbox):
+def _ccm_items(keys, kidx, nonces, buf, offs, lens, out, oofs, tag_len, decrypt, ok, lo, hi, te,
+               sbox):
+    """Items ``lo..hi-1`` in turn: read at ``buf[offs[it]:]``, write at ``out[oofs[it]:]``."""
     rk = np.zeros(44, np.uint32)
     cur = -1
     x = np.zeros(4, np.uint32)
@@ -134,6 +136,7 @@ def _ccm_items(keys, kidx, nonces, buf, offs, lens, tag_len, decrypt, ok, lo, hi
             _expand(keys[cur], sbox, rk)
         ln = lens[it]
         o = offs[it]
+        oq = oofs[it]
         # B_0 = flags | N | l(m);  X_1 = E(K, B_0)
         blk[0] = ((tag_len - 2) // 2) * 8 + 1
         for t in range(13):
@@ -151,43 +154,44 @@ def _ccm_items(keys, kidx, nonces, buf, offs, lens, tag_len, decrypt, ok, lo, hi
             s[:] = _get(blk, 0, 16)
             _enc(rk, te, sbox, s)
             p = o + 16 * (i - 1)
+            q = oq + 16 * (i - 1)
             n = min(16, ln - 16 * (i - 1))
             if not decrypt:
                 x ^= _get(buf, p, n)
             for t in range(n):
-                buf[p + t] ^= np.uint8((s[t >> 2] >> (24 - 8 * (t & 3))) & 0xFF)
+                out[q + t] = buf[p + t] ^ np.uint8((s[t >> 2] >> (24 - 8 * (t & 3))) & 0xFF)
             if decrypt:
-                x ^= _get(buf, p, n)
+                x ^= _get(out, q, n)
             _enc(rk, te, sbox, x)
         blk[14] = 0
         blk[15] = 0
         a[:] = _get(blk, 0, 16)
         _enc(rk, te, sbox, a)  # S_0
-        e = o + ln
         diff = 0
         for t in range(tag_len):
             tb = np.uint8(((x[t >> 2] ^ a[t >> 2]) >> (24 - 8 * (t & 3))) & 0xFF)
             if decrypt:
-                diff |= buf[e + t] ^ tb
+                diff |= buf[o + ln + t] ^ tb  # received tag, after the ciphertext in the input
             else:
-                buf[e + t] = tb
+                out[oq + ln + t] = tb
         if decrypt:
             ok[it] = diff == 0
             if diff != 0:
                 for t in range(ln):
-                    buf[o + t] = 0
+                    out[oq + t] = 0
 
 
 @njit(cache=True, nogil=True)
-def _run_serial(keys, kidx, nonces, buf, offs, lens, tag_len, decrypt, ok, te, sbox):
-    _ccm_items(keys, kidx, nonces, buf, offs, lens, tag_len, decrypt, ok, 0, nonces.shape[0],
-               te, sbox)
+def _run_serial(keys, kidx, nonces, buf, offs, lens, out, oofs, tag_len, decrypt, ok, te, sbox):
+    _ccm_items(keys, kidx, nonces, buf, offs, lens, out, oofs, tag_len, decrypt, ok, 0,
+               nonces.shape[0], te, sbox)
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def _run_parallel(keys, kidx, nonces, buf, offs, lens, tag_len, decrypt, ok, te, sbox, bounds):
+def _run_parallel(keys, kidx, nonces, buf, offs, lens, out, oofs, tag_len, decrypt, ok, te, sbox,
+                  bounds):
     for c in prange(bounds.shape[0] - 1):
-        _ccm_items(keys, kidx, nonces, buf, offs, lens, tag_len, decrypt, ok,
+        _ccm_items(keys, kidx, nonces, buf, offs, lens, out, oofs, tag_len, decrypt, ok,
                    bounds[c], bounds[c + 1], te, sbox)
 
 
@@ -198,6 +202,8 @@ def run(
     buf: np.ndarray,
     offs: np.ndarray,
     lens: np.ndarray,
+    out: np.ndarray,
+    oofs: np.ndarray,
     tag_len: int,
     decrypt: bool,
     ok: np.ndarray,
@@ -206,12 +212,14 @@ def run(
     """Engine entry (inputs already validated by :mod:`stack.crypto.ccm`)."""
     threads = min(int(threads), numba.config.NUMBA_NUM_THREADS)
     if threads <= 1 or nonces.shape[0] < 2:
-        _run_serial(keys, kidx, nonces, buf, offs, lens, tag_len, decrypt, ok, TE, SBOX)
+        _run_serial(keys, kidx, nonces, buf, offs, lens, out, oofs, tag_len, decrypt, ok, TE,
+                    SBOX)
         return
     bounds = split_by_bytes(lens, threads)
     prev = numba.get_num_threads()
     numba.set_num_threads(threads)
     try:
-        _run_parallel(keys, kidx, nonces, buf, offs, lens, tag_len, decrypt, ok, TE, SBOX, bounds)
+        _run_parallel(keys, kidx, nonces, buf, offs, lens, out, oofs, tag_len, decrypt, ok, TE,
+                      SBOX, bounds)
     finally:
         numba.set_num_threads(prev)

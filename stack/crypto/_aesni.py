@@ -14,7 +14,9 @@ Schedule of one lane holding an item with ``nb = ceil(l/16)`` payload blocks (RF
     step 0:        MAC in = B_0                 CTR in = A_1   (A_0 if nb == 0)
     after step k:  if k < nb: block k+1: S = out_ctr;  C = P ^ S (seal) / P = C ^ S (open)
                               MAC in = X_{k+1} ^ P,    CTR in = A_{k+2}  (A_0 after the last)
-                   if k == nb: T = X_{nb+1},  S_0 = out_ctr,  tag = T ^ S_0; load next item
+                   if k == nb: T = X_{nb+1},  S_0 = out_ctr,  tag = T ^ S_0; lane idle
+
+When all 8 lanes are idle the next 8 items (in order of length) are loaded.
 """
 
 from __future__ import annotations
@@ -138,28 +140,30 @@ def _aes_lanes(typingctx, min_, cin, mout, cout, rk, lane_rk):
 
 
 @intrinsic
-def _full_block(typingctx, buf, p, mout, cout, min_, j16, decrypt):
-    """One whole payload block of one lane: CTR-xor ``buf[p:p+16]`` in place, next MAC input.
+def _full_block(typingctx, buf, p, out, q, mout, cout, min_, j16, decrypt):
+    """One whole payload block of one lane: ``out[q:q+16] = buf[p:p+16] ^ S``, next MAC input.
 
-    Seal: ``C = P ^ S``, MAC in = ``X ^ P``. Open: ``P = C ^ S``, MAC in = ``X ^ P``.
+    Seal: ``C = P ^ S``, MAC in = ``X ^ P``. Open: ``P = C ^ S``, MAC in = ``X ^ P``. ``out`` may
+    be ``buf`` with ``q == p`` (in place): the input block is loaded before the store.
     """
-    sig = types.void(buf, p, mout, cout, min_, j16, decrypt)
+    sig = types.void(buf, p, out, q, mout, cout, min_, j16, decrypt)
 
     def codegen(context, builder, signature, args):
         a = signature.args
         bp = _ptr(context, builder, a[0], args[0])
-        mo = _ptr(context, builder, a[2], args[2])
-        co = _ptr(context, builder, a[3], args[3])
-        mi = _ptr(context, builder, a[4], args[4])
-        p, j16, dec = args[1], args[5], args[6]
+        op = _ptr(context, builder, a[2], args[2])
+        mo = _ptr(context, builder, a[4], args[4])
+        co = _ptr(context, builder, a[5], args[5])
+        mi = _ptr(context, builder, a[6], args[6])
+        p, q, j16, dec = args[1], args[3], args[7], args[8]
         if dec.type != ir.IntType(1):
             dec = builder.icmp_unsigned("!=", dec, ir.Constant(dec.type, 0))
         b = _load(builder, bp, p)
         s = _load(builder, co, j16)
         x = _load(builder, mo, j16)
-        out = builder.xor(b, s)
-        plain = builder.select(dec, out, b)
-        _store(builder, out, bp, p)
+        res = builder.xor(b, s)
+        plain = builder.select(dec, res, b)
+        _store(builder, res, op, q)
         _store(builder, builder.xor(x, plain), mi, j16)
         return context.get_dummy_value()
 
@@ -167,26 +171,32 @@ def _full_block(typingctx, buf, p, mout, cout, min_, j16, decrypt):
 
 
 @intrinsic
-def _run_full(typingctx, buf, lane_p, nsteps, min_, cin, rk, lane_rk, decrypt):
+def _run_full(typingctx, buf, lane_p, out, lane_q, lane_live, nsteps, min_, cin, rk, lane_rk,
+              decrypt):
     """The hot loop: ``nsteps`` lockstep steps in which every lane handles a whole payload block.
 
     Equivalent to ``nsteps`` times (:func:`_aes_lanes`, then :func:`_full_block` on each lane and
     counter + 1) but with the 16 AES states, the counters and the round keys kept in registers or
-    on the stack instead of in numpy scratch arrays. Lane j's block of step s is
-    ``buf[lane_p[j] + 16*s :][:16]``. On return ``min_``/``cin`` hold the MAC and counter inputs
-    of the next step.
+    on the stack instead of in numpy scratch arrays. Lane j's block of step s is read from
+    ``buf[lane_p[j] + 16*s :][:16]`` and written to ``out[lane_q[j] + 16*s :][:16]``. A lane with
+    ``lane_live[j] == 0`` holds no item: it still runs its AES (in lockstep it costs nothing extra)
+    but reads and writes a 16-byte stack slot instead of the buffers. On return ``min_``/``cin``
+    hold the MAC and counter inputs of the next step.
     """
-    sig = types.void(buf, lane_p, nsteps, min_, cin, rk, lane_rk, decrypt)
+    sig = types.void(buf, lane_p, out, lane_q, lane_live, nsteps, min_, cin, rk, lane_rk, decrypt)
 
     def codegen(context, builder, signature, args):
         a = signature.args
         bp = _ptr(context, builder, a[0], args[0])
         pp = _ptr(context, builder, a[1], args[1])
-        mi = _ptr(context, builder, a[3], args[3])
-        ci = _ptr(context, builder, a[4], args[4])
-        rp = _ptr(context, builder, a[5], args[5])
-        lp = _ptr(context, builder, a[6], args[6])
-        dec = args[7]
+        op = _ptr(context, builder, a[2], args[2])
+        qp = _ptr(context, builder, a[3], args[3])
+        livep = _ptr(context, builder, a[4], args[4])
+        mi = _ptr(context, builder, a[6], args[6])
+        ci = _ptr(context, builder, a[7], args[7])
+        rp = _ptr(context, builder, a[8], args[8])
+        lp = _ptr(context, builder, a[9], args[9])
+        dec = args[10]
         if dec.type != ir.IntType(1):
             dec = builder.icmp_unsigned("!=", dec, ir.Constant(dec.type, 0))
         enc = _aes_fn(builder, "aesenc")
@@ -202,20 +212,33 @@ def _run_full(typingctx, buf, lane_p, nsteps, min_, cin, rk, lane_rk, decrypt):
                 builder.store(_load(builder, rp, builder.add(kb, _c64(16 * r))), slot)
                 row.append(slot)
             rks.append(row)
-        mst, cst, pst = [], [], []
+        mst, cst, pst, qst, steps = [], [], [], [], []
+        i8p = _I8.as_pointer()
         for j in range(NLANES):
             ms = cgutils.alloca_once(builder, _V2)
             cs = cgutils.alloca_once(builder, _V2)
-            ps = cgutils.alloca_once(builder, _I64)
+            ps = cgutils.alloca_once(builder, i8p)
+            qs = cgutils.alloca_once(builder, i8p)
+            scratch = cgutils.alloca_once(builder, _V2)
+            builder.store(ir.Constant(_V2, None), scratch)
+            live = builder.icmp_unsigned(
+                "!=", builder.load(builder.gep(livep, [_c64(j)])), ir.Constant(_I64, 0)
+            )
+            dummy = builder.bitcast(scratch, i8p)
             builder.store(_load(builder, mi, _c64(16 * j)), ms)
             builder.store(_load(builder, ci, _c64(16 * j)), cs)
-            builder.store(builder.load(builder.gep(pp, [_c64(j)])), ps)
+            pj = builder.gep(bp, [builder.load(builder.gep(pp, [_c64(j)]))])
+            qj = builder.gep(op, [builder.load(builder.gep(qp, [_c64(j)]))])
+            builder.store(builder.select(live, pj, dummy), ps)
+            builder.store(builder.select(live, qj, dummy), qs)
             mst.append(ms)
             cst.append(cs)
             pst.append(ps)
+            qst.append(qs)
+            steps.append(builder.select(live, _c64(16), _c64(0)))
         one_hi = ir.Constant(_I64, 1)
         idx1 = ir.Constant(ir.IntType(32), 1)
-        with cgutils.for_range(builder, args[2]):
+        with cgutils.for_range(builder, args[5]):
             m = [builder.load(x) for x in mst]
             c = [builder.load(x) for x in cst]
             for j in range(NLANES):
@@ -230,12 +253,14 @@ def _run_full(typingctx, buf, lane_p, nsteps, min_, cin, rk, lane_rk, decrypt):
                     c[j] = builder.call(fn, [c[j], kr])
             for j in range(NLANES):
                 p = builder.load(pst[j])
-                b = _load(builder, bp, p)
-                out = builder.xor(b, c[j])
-                _store(builder, out, bp, p)
-                plain = builder.select(dec, out, b)
+                q = builder.load(qst[j])
+                b = builder.load(builder.bitcast(p, _V2.as_pointer()), align=1)
+                res = builder.xor(b, c[j])
+                builder.store(res, builder.bitcast(q, _V2.as_pointer()), align=1)
+                plain = builder.select(dec, res, b)
                 builder.store(builder.xor(m[j], plain), mst[j])
-                builder.store(builder.add(p, _c64(16)), pst[j])
+                builder.store(builder.gep(p, [steps[j]]), pst[j])
+                builder.store(builder.gep(q, [steps[j]]), qst[j])
                 # counter = big-endian last two bytes = top 16 bits of element 1 (little-endian)
                 cv = builder.load(cst[j])
                 hi = builder.extract_element(cv, idx1)
@@ -271,8 +296,15 @@ def _load_lane(j, it, rk_of, kidx, nonces, lens, tag_len, min_, cin, lane_rk):
 
 
 @njit(cache=True, nogil=True)
-def _ccm_range(rk, rk_of, kidx, nonces, buf, offs, lens, tag_len, decrypt, ok, lo, hi):
-    """Seal/open items ``lo..hi-1`` with 8 lanes in lockstep; lanes refill as items finish."""
+def _ccm_range(rk, rk_of, kidx, nonces, buf, offs, lens, out, oofs, tag_len, decrypt, ok, order,
+               lo, hi):
+    """Seal/open items ``order[lo..hi-1]``, 8 at a time in lockstep lanes.
+
+    Item ``it`` is read from ``buf[offs[it]:]`` and written to ``out[oofs[it]:]`` (``out`` may be
+    ``buf`` with ``oofs`` = ``offs``: in place). ``order`` only changes the schedule (items are
+    independent): sorted by length, the 8 items of a group end within a step or two of each
+    other, so almost every step runs in the fused whole-block loop (:func:`_run_full`).
+    """
     min_ = np.zeros(16 * NLANES, np.uint8)
     cin = np.zeros(16 * NLANES, np.uint8)
     mout = np.zeros(16 * NLANES, np.uint8)
@@ -280,39 +312,56 @@ def _ccm_range(rk, rk_of, kidx, nonces, buf, offs, lens, tag_len, decrypt, ok, l
     lane_rk = np.zeros(NLANES, np.int64)
     lane_item = np.full(NLANES, -1, np.int64)
     lane_step = np.zeros(NLANES, np.int64)
-    lane_rk[:] = rk_of[kidx[lo]] if hi > lo else 0
+    lane_rk[:] = rk_of[kidx[order[lo]]] if hi > lo else 0
+    lane_p = np.zeros(NLANES, np.int64)
+    lane_q = np.zeros(NLANES, np.int64)
+    lane_live = np.zeros(NLANES, np.int64)
     nxt = lo
     active = 0
-    for j in range(NLANES):
-        if nxt < hi:
-            _load_lane(j, nxt, rk_of, kidx, nonces, lens, tag_len, min_, cin, lane_rk)
-            lane_item[j] = nxt
-            lane_step[j] = 0
-            nxt += 1
-            active += 1
-    lane_p = np.zeros(NLANES, np.int64)
-    while active > 0:
-        if active == NLANES:
-            # Fast path: every lane has m >= 1 whole blocks ahead of it -> m fused steps.
-            m = 1 << 30
+    while True:
+        if active == 0:
+            # Load the next group of up to 8 items. Lanes refill together, not one by one: with
+            # the items sorted by length a group finishes within a step or two, so the lanes stay
+            # in lockstep and nearly every step runs in the fused loop below.
+            if nxt >= hi:
+                break
+            for j in range(NLANES):
+                if nxt < hi:
+                    it = order[nxt]
+                    _load_lane(j, it, rk_of, kidx, nonces, lens, tag_len, min_, cin, lane_rk)
+                    lane_item[j] = it
+                    lane_step[j] = 0
+                    nxt += 1
+                    active += 1
+                else:
+                    lane_item[j] = -1
+        # Fast path: every live lane has m >= 1 whole blocks ahead of it -> m fused steps.
+        m = 1 << 30
+        for j in range(NLANES):
+            it = lane_item[j]
+            if it < 0:
+                lane_live[j] = 0
+                continue
+            lane_live[j] = 1
+            k = lane_step[j]
+            f = (lens[it] >> 4) - k
+            if k >= (lens[it] + 15) >> 4:
+                f = 0
+            m = min(m, f)
+            lane_p[j] = offs[it] + 16 * k
+            lane_q[j] = oofs[it] + 16 * k
+        if m > 0:
+            _run_full(buf, lane_p, out, lane_q, lane_live, m, min_, cin, rk, lane_rk, decrypt)
             for j in range(NLANES):
                 it = lane_item[j]
-                k = lane_step[j]
-                f = (lens[it] >> 4) - k
-                if k >= (lens[it] + 15) >> 4:
-                    f = 0
-                m = min(m, f)
-                lane_p[j] = offs[it] + 16 * k
-            if m > 0:
-                _run_full(buf, lane_p, m, min_, cin, rk, lane_rk, decrypt)
-                for j in range(NLANES):
-                    it = lane_item[j]
-                    k = lane_step[j] + m
-                    lane_step[j] = k
-                    ctr = k + 1 if k < (lens[it] + 15) >> 4 else 0
-                    cin[16 * j + 14] = (ctr >> 8) & 0xFF
-                    cin[16 * j + 15] = ctr & 0xFF
-                continue
+                if it < 0:
+                    continue
+                k = lane_step[j] + m
+                lane_step[j] = k
+                ctr = k + 1 if k < (lens[it] + 15) >> 4 else 0
+                cin[16 * j + 14] = (ctr >> 8) & 0xFF
+                cin[16 * j + 15] = ctr & 0xFF
+            continue
         _aes_lanes(min_, cin, mout, cout, rk, lane_rk)
         for j in range(NLANES):
             it = lane_item[j]
@@ -324,14 +373,15 @@ def _ccm_range(rk, rk_of, kidx, nonces, buf, offs, lens, tag_len, decrypt, ok, l
             nb = (ln + 15) >> 4
             if k < nb:
                 p = offs[it] + 16 * k
+                q = oofs[it] + 16 * k
                 rem = ln - 16 * k
                 if rem >= 16:
-                    _full_block(buf, p, mout, cout, min_, j16, decrypt)
+                    _full_block(buf, p, out, q, mout, cout, min_, j16, decrypt)
                 else:
                     for t in range(rem):
                         b = buf[p + t]
                         o = b ^ cout[j16 + t]
-                        buf[p + t] = o
+                        out[q + t] = o
                         min_[j16 + t] = mout[j16 + t] ^ (o if decrypt else b)
                     for t in range(rem, 16):
                         min_[j16 + t] = mout[j16 + t]
@@ -341,8 +391,8 @@ def _ccm_range(rk, rk_of, kidx, nonces, buf, offs, lens, tag_len, decrypt, ok, l
                 cin[j16 + 14] = (ctr >> 8) & 0xFF
                 cin[j16 + 15] = ctr & 0xFF
             else:
-                e = offs[it] + ln
                 if decrypt:
+                    e = offs[it] + ln  # the received tag follows the ciphertext in the input
                     diff = 0
                     for t in range(tag_len):
                         diff |= buf[e + t] ^ mout[j16 + t] ^ cout[j16 + t]
@@ -350,20 +400,15 @@ def _ccm_range(rk, rk_of, kidx, nonces, buf, offs, lens, tag_len, decrypt, ok, l
                         ok[it] = True
                     else:
                         ok[it] = False
-                        o0 = offs[it]
+                        q0 = oofs[it]
                         for t in range(ln):
-                            buf[o0 + t] = 0
+                            out[q0 + t] = 0
                 else:
+                    e = oofs[it] + ln
                     for t in range(tag_len):
-                        buf[e + t] = mout[j16 + t] ^ cout[j16 + t]
-                if nxt < hi:
-                    _load_lane(j, nxt, rk_of, kidx, nonces, lens, tag_len, min_, cin, lane_rk)
-                    lane_item[j] = nxt
-                    lane_step[j] = 0
-                    nxt += 1
-                else:
-                    lane_item[j] = -1
-                    active -= 1
+                        out[e + t] = mout[j16 + t] ^ cout[j16 + t]
+                lane_item[j] = -1
+                active -= 1
 
 
 @njit(cache=True, nogil=True)
@@ -379,17 +424,32 @@ def _schedule(keys):
 
 
 @njit(cache=True, nogil=True)
-def _run_serial(keys, kidx, nonces, buf, offs, lens, tag_len, decrypt, ok):
+def _run_serial(keys, kidx, nonces, buf, offs, lens, out, oofs, tag_len, decrypt, ok, order):
     rk, rk_of = _schedule(keys)
-    _ccm_range(rk, rk_of, kidx, nonces, buf, offs, lens, tag_len, decrypt, ok, 0, nonces.shape[0])
+    _ccm_range(rk, rk_of, kidx, nonces, buf, offs, lens, out, oofs, tag_len, decrypt, ok, order,
+               0, nonces.shape[0])
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def _run_parallel(keys, kidx, nonces, buf, offs, lens, tag_len, decrypt, ok, bounds):
+def _run_parallel(keys, kidx, nonces, buf, offs, lens, out, oofs, tag_len, decrypt, ok, order,
+                  bounds):
     rk, rk_of = _schedule(keys)
     for c in prange(bounds.shape[0] - 1):
-        _ccm_range(rk, rk_of, kidx, nonces, buf, offs, lens, tag_len, decrypt, ok,
-                   bounds[c], bounds[c + 1])
+        _ccm_range(rk, rk_of, kidx, nonces, buf, offs, lens, out, oofs, tag_len, decrypt, ok,
+                   order, bounds[c], bounds[c + 1])
+
+
+def schedule_order(lens: np.ndarray) -> np.ndarray:
+    """Processing order of the items: by length, so each group of 8 lanes holds items of about
+    equal size and they finish together (a lane that finishes early idles until its group is
+    done; in arrival order with mixed lengths that would waste most of the AES slots, and
+    refilling lanes one by one instead puts a scalar tail/tag step for all 8 lanes every few
+    steps). Results do not depend on the order: items are independent.
+    """
+    n = lens.shape[0]
+    if n <= NLANES or bool(np.all(lens[1:] >= lens[:-1])):
+        return np.arange(n, dtype=np.int64)
+    return np.argsort(lens, kind="stable").astype(np.int64, copy=False)
 
 
 def run(
@@ -399,6 +459,8 @@ def run(
     buf: np.ndarray,
     offs: np.ndarray,
     lens: np.ndarray,
+    out: np.ndarray,
+    oofs: np.ndarray,
     tag_len: int,
     decrypt: bool,
     ok: np.ndarray,
@@ -406,14 +468,16 @@ def run(
 ) -> None:
     """Engine entry (inputs already validated by :mod:`stack.crypto.ccm`)."""
     n = nonces.shape[0]
+    order = schedule_order(lens)
     threads = min(int(threads), numba.config.NUMBA_NUM_THREADS)
     if threads <= 1 or n < 2 * NLANES:
-        _run_serial(keys, kidx, nonces, buf, offs, lens, tag_len, decrypt, ok)
+        _run_serial(keys, kidx, nonces, buf, offs, lens, out, oofs, tag_len, decrypt, ok, order)
         return
-    bounds = split_by_bytes(lens, threads)
+    bounds = split_by_bytes(lens[order], threads)
     prev = numba.get_num_threads()
     numba.set_num_threads(threads)
     try:
-        _run_parallel(keys, kidx, nonces, buf, offs, lens, tag_len, decrypt, ok, bounds)
+        _run_parallel(keys, kidx, nonces, buf, offs, lens, out, oofs, tag_len, decrypt, ok, order,
+                      bounds)
     finally:
         numba.set_num_threads(prev)

@@ -274,3 +274,85 @@ def test_empty_batch() -> None:
     e = np.zeros(0, np.int64)
     seal_batch(b["keys"], e, np.zeros((0, 13), np.uint8), b["buf"], e, e)
     assert open_batch(b["keys"], e, np.zeros((0, 13), np.uint8), b["buf"], e, e).shape == (0,)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_items_in_any_buffer_order(engine: str) -> None:
+    """Offsets need not increase (only the written regions must be disjoint)."""
+    rng = np.random.default_rng(9)
+    b = _batch(rng, [30, 5, 70, 0, 16], nkeys=2)
+    perm = np.array([3, 0, 4, 2, 1])
+    shuffled = {k: (v[perm] if k != "keys" and k != "buf" else v) for k, v in b.items()}
+    ref = dict(b, buf=b["buf"].copy())
+    seal_batch(**ref, engine="reference")
+    seal_batch(**shuffled, engine=engine)
+    assert np.array_equal(shuffled["buf"], ref["buf"])
+    assert open_batch(**shuffled, engine=engine).all()
+
+
+def _out_case() -> dict:
+    b = _good()
+    b["out"] = np.zeros(100, np.uint8)
+    b["out_offsets"] = np.array([0, 50])
+    return b
+
+
+@pytest.mark.parametrize(
+    ("change", "exc", "match"),
+    [
+        ({"out": np.zeros(100, np.int8)}, MalformedError, "out must be a 1-D uint8"),
+        ({"out": np.zeros(200, np.uint8)[::2]}, MalformedError, "C-contiguous"),
+        ({"out": np.zeros(20, np.uint8)}, MalformedError, "past the end of out"),
+        ({"out_offsets": np.array([0, 5])}, MalformedError, "overlap in out"),
+        ({"out_offsets": np.array([60, 0])}, None, None),  # any order is fine when disjoint
+        ({"out_offsets": np.array([0, 95])}, MalformedError, "past the end of out"),
+        ({"out_offsets": np.array([0, -50])}, MalformedError, ">= 0"),
+        ({"out_offsets": np.array([0])}, MalformedError, "2 entries"),
+        ({"out": None}, MalformedError, "out_offsets needs out"),
+    ],
+)
+def test_validation_out(change: dict, exc: type | None, match: str | None) -> None:
+    b = _out_case()
+    b.update(change)
+    buf0 = b["buf"].copy()
+    out0 = b["out"].copy() if isinstance(b["out"], np.ndarray) else None
+    if exc is None:
+        seal_batch(**b)
+        assert open_batch(**dict(b, buf=b["out"].copy(), offsets=b["out_offsets"],
+                                 out=b["buf"].copy(), out_offsets=b["offsets"])).all()
+        return
+    with pytest.raises(exc, match=match):
+        seal_batch(**b)
+    with pytest.raises(exc, match=match):
+        open_batch(**b)
+    assert np.array_equal(b["buf"], buf0)
+    if out0 is not None:
+        assert np.array_equal(b["out"], out0), "out touched before validation failed"
+
+
+def test_validation_out_aliasing_and_readonly() -> None:
+    b = _good()
+    with pytest.raises(MalformedError, match="share memory"):
+        seal_batch(**b, out=b["buf"])
+    with pytest.raises(MalformedError, match="share memory"):
+        seal_batch(**b, out=b["buf"][10:])
+    ro = np.zeros(100, np.uint8)
+    ro.flags.writeable = False
+    with pytest.raises(MalformedError, match="writeable"):
+        seal_batch(**b, out=ro)
+    # A read-only input is fine when the output goes elsewhere, not in place.
+    src = b["buf"].copy()
+    src.flags.writeable = False
+    seal_batch(**dict(b, buf=src), out=np.zeros(100, np.uint8))
+    with pytest.raises(MalformedError, match="writeable"):
+        seal_batch(**dict(b, buf=src))
+
+
+def test_open_out_of_place_needs_room_for_tag_in_input() -> None:
+    """Opening reads the tag after each ciphertext: the input must hold it."""
+    b = _good()
+    short = b["buf"][: int(b["offsets"][1] + b["lengths"][1]) + 4].copy()
+    with pytest.raises(MalformedError, match="past the end of buf"):
+        open_batch(**dict(b, buf=short), out=np.zeros(100, np.uint8))
+    # Sealing out of place reads the payload only, so the same input is long enough.
+    seal_batch(**dict(b, buf=short), out=np.zeros(100, np.uint8))
