@@ -11,6 +11,11 @@ For each profile and MCS a buffer of ``--bursts`` bursts of ``--payload`` bytes 
   duration / wall time. RTF > 1 means faster than real time (the issue's targets: RX >= 2x at
   10 MHz QPSK-1/2 and >= 1x at 64-QAM, one core).
 
+RX is also timed in thread CPU seconds (``RX cpu`` = buffer duration / CPU time): on this
+shared 2-core machine the wall clock includes time spent waiting for a core, so the CPU-time
+factor is the steadier measure of what one core needs, the wall-clock one what a receiver saw
+at that moment. Both go to the JSON.
+
 Timings are the best (and median) of ``--repeats`` warm runs; everything is single-threaded
 (numba kernels are serial, FFTs single-threaded). Numba cold start is reported separately, from
 subprocesses: ``compile`` (empty cache dir: JIT compile of every kernel) and ``cache-load``
@@ -83,12 +88,25 @@ def cold_start() -> dict[str, float]:
 
 
 def _time(fn, repeats: int) -> tuple[float, float]:
-    ts = []
+    """Best and median wall-clock seconds of ``repeats`` calls."""
+    best, med, _ = _time_cpu(fn, repeats)
+    return best, med
+
+
+def _time_cpu(fn, repeats: int) -> tuple[float, float, float]:
+    """Best and median wall-clock seconds and best thread CPU seconds of ``repeats`` calls.
+
+    The CPU time (``time.thread_time``) leaves out the time the thread waited for a core, so on
+    a shared, busy machine it is the steadier measure of what one core needs; the wall-clock
+    figure is what a real-time receiver experiences on that machine at that moment."""
+    ts, cs = [], []
     for _ in range(repeats):
+        c = time.thread_time()
         t = time.perf_counter()
         fn()
         ts.append(time.perf_counter() - t)
-    return min(ts), statistics.median(ts)
+        cs.append(time.thread_time() - c)
+    return min(ts), statistics.median(ts), min(cs)
 
 
 def bench_modem(profile: str, mcs: str, payload: int, bursts: int, repeats: int,
@@ -107,7 +125,7 @@ def bench_modem(profile: str, mcs: str, payload: int, bursts: int, repeats: int,
     air = sum(s.size for s in sig) / m.sample_rate
     dur = buf.size / m.sample_rate
     tx_best, tx_med = _time(lambda: [m.modulate(d, src=1, dst=2) for d in data], repeats)
-    rx_best, rx_med = _time(lambda: m.demodulate(buf), repeats)
+    rx_best, rx_med, rx_cpu = _time_cpu(lambda: m.demodulate(buf), repeats)
     info_bits = 8 * payload * bursts
     return {
         "profile": profile, "mcs": mcs, "payload": payload, "bursts": bursts,
@@ -115,6 +133,7 @@ def bench_modem(profile: str, mcs: str, payload: int, bursts: int, repeats: int,
         "tx_best_s": tx_best, "tx_median_s": tx_med, "rx_best_s": rx_best, "rx_median_s": rx_med,
         "tx_rtf": air / tx_best, "tx_rtf_median": air / tx_med,
         "rx_rtf": dur / rx_best, "rx_rtf_median": dur / rx_med,
+        "rx_cpu_s": rx_cpu, "rx_rtf_cpu": dur / rx_cpu,
         "rx_msamples_s": buf.size / rx_best / 1e6, "rx_info_mbit_s": info_bits / rx_best / 1e6,
     }
 
@@ -180,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
           f"numba {k['demap6_numba_msym_s']:.1f} Msym/s vs naive "
           f"{k['demap6_naive_msym_s'] * 1e3:.1f} ksym/s")
     hdr = (f"{'profile':<8} {'MCS':<10} {'Fs MS/s':>7} {'TX RTF':>8} {'RX RTF':>8} "
-           f"{'RX med':>8} {'RX Msps':>8} {'info Mb/s':>9}  ok")
+           f"{'RX med':>8} {'RX cpu':>8} {'RX Msps':>8} {'info Mb/s':>9}  ok")
     print(hdr)
     print("-" * len(hdr))
     for p in args.profiles:
@@ -188,19 +207,22 @@ def main(argv: list[str] | None = None) -> int:
             r = bench_modem(p, mcs, args.payload, args.bursts, args.repeats, rng)
             res["rows"].append(r)
             print(f"{p:<8} {mcs:<10} {r['sample_rate'] / 1e6:>7.1f} {r['tx_rtf']:>8.2f} "
-                  f"{r['rx_rtf']:>8.2f} {r['rx_rtf_median']:>8.2f} {r['rx_msamples_s']:>8.2f} "
+                  f"{r['rx_rtf']:>8.2f} {r['rx_rtf_median']:>8.2f} {r['rx_rtf_cpu']:>8.2f} "
+                  f"{r['rx_msamples_s']:>8.2f} "
                   f"{r['rx_info_mbit_s']:>9.2f}  {'yes' if r['decoded_ok'] else 'NO'}")
     res["load_after"] = os.getloadavg()
     tgt = [r for r in res["rows"] if r["profile"] == "10MHz"]
     if tgt:
-        q = [r["rx_rtf"] for r in tgt if r["mcs"] == "QPSK-1/2"]
-        s64 = [r["rx_rtf"] for r in tgt if r["mcs"].startswith("64QAM")]
-        if q:
-            print(f"target 10MHz QPSK-1/2 RX >= 2x: {q[0]:.2f}x "
-                  f"({'met' if q[0] >= 2 else 'NOT met'})")
-        if s64:
-            print(f"target 10MHz 64QAM RX >= 1x: {min(s64):.2f}x .. {max(s64):.2f}x over the "
-                  f"64QAM rates ({'met for all' if min(s64) >= 1 else 'not met for all'})")
+        for key, what in (("rx_rtf", "wall clock"), ("rx_rtf_cpu", "CPU time")):
+            q = [r[key] for r in tgt if r["mcs"] == "QPSK-1/2"]
+            s64 = [r[key] for r in tgt if r["mcs"].startswith("64QAM")]
+            if q:
+                print(f"target 10MHz QPSK-1/2 RX >= 2x ({what}): {q[0]:.2f}x "
+                      f"({'met' if q[0] >= 2 else 'NOT met'})")
+            if s64:
+                print(f"target 10MHz 64QAM RX >= 1x ({what}): {min(s64):.2f}x .. "
+                      f"{max(s64):.2f}x over the 64QAM rates "
+                      f"({'met for all' if min(s64) >= 1 else 'not met for all'})")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(res, f, indent=2)
