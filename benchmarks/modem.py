@@ -40,25 +40,10 @@ from typing import Any
 import numpy as np
 
 import phy
+from benchmarks._machine import format_machine, load_warning, machine_info
 from phy import channel as ch
 from phy import qam
 from phy.kernels import BFLY_SX, BFLY_SY, viterbi_k7
-
-try:
-    from benchmarks._machine import format_machine, load_warning, machine_info
-except ImportError:  # pragma: no cover - helper B's module missing
-    import os as _os
-    import platform as _pl
-
-    def machine_info() -> dict[str, object]:
-        return {"cpu_model": _pl.processor(), "logical_cores": _os.cpu_count(),
-                "load_average": _os.getloadavg(), "numpy": np.__version__}
-
-    def format_machine(info: dict[str, object]) -> str:
-        return str(info)
-
-    def load_warning(threshold_per_core: float = 0.5) -> str | None:
-        return None
 
 DEFAULT_PROFILES = ["P2.5", "5MHz", "10MHz", "20MHz"]
 

@@ -26,16 +26,8 @@ from typing import Any
 import numpy as np
 
 import phy
+from benchmarks._machine import format_machine, machine_info
 from phy import channel as ch
-
-try:
-    from benchmarks._machine import format_machine, machine_info
-except ImportError:  # pragma: no cover
-    def machine_info() -> dict[str, object]:
-        return {}
-
-    def format_machine(info: dict[str, object]) -> str:
-        return ""
 
 START_DB = {"QPSK-1/2": -1, "QPSK-3/4": 1, "16QAM-1/2": 5, "16QAM-3/4": 8, "64QAM-1/2": 10,
             "64QAM-2/3": 13, "64QAM-3/4": 14, "64QAM-5/6": 15}
