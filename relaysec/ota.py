@@ -32,7 +32,7 @@ import logging
 import queue
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,8 +69,12 @@ class _NodeState:
     seen_starts: list[int] = field(default_factory=list)
     next_frame: dict[int, int] = field(default_factory=dict)  # zone idx -> next frame number
     beacons: int = 0
-    d0: float | None = None               # smallest (wall-clock samples - read_index) seen
+    d0: float | None = None               # smallest recent (wall-clock samples - read_index)
     read_index: int = 0                   # samples read from the radio (reader thread)
+    latency: float = 0.0                  # TX call -> on air, in samples (learnt, Pluto only)
+    latency_n: int = 0
+    pushes: list[int] = field(default_factory=list)   # estimated air position of recent TX calls
+    push_len: int = 0
     queue: queue.Queue = field(default_factory=queue.Queue)
     missed: int = 0                       # TX zones skipped because we were late
 
@@ -94,6 +98,7 @@ class OtaNetwork:
         self.abs_addr = abs_addr
         self.chunk = max(1024, round(chunk_s * schedule.sample_rate))
         self.tx_advance = round(tx_latency_s * schedule.sample_rate)
+        self.slack = round(1e-3 * schedule.sample_rate)
         self.clock = clock
         self.t0 = clock()
         self.frame = 0
@@ -101,7 +106,8 @@ class OtaNetwork:
         lead = schedule.zones[0].guard // 2
         for n in nodes:
             master_here = n.name == master
-            st = _NodeState(n, master_here, OtaTiming(schedule.frame_len, dl_offset=lead))
+            st = _NodeState(n, master_here, OtaTiming(schedule.frame_len, dl_offset=lead),
+                            latency=float(self.tx_advance))
             if master_here:
                 st.timing.frame_start = 0
             self.states[n.name] = st
@@ -123,6 +129,9 @@ class OtaNetwork:
         """Read one radio continuously (its own thread: a radio that is not read in time loses
         samples, on a Pluto and on the emulator alike) and note the smallest RX delay."""
         fs = self.schedule.sample_rate
+        # Smallest delay over the last second: the RX pipeline delay varies with buffer fill, and
+        # a gap in the stream (samples lost upstream) raises it for good, so forget old minima.
+        window: deque[float] = deque(maxlen=max(50, round(fs / self.chunk)))
         while not self._stop.is_set():
             try:
                 iq = st.node.receive_samples(self.chunk)
@@ -130,8 +139,8 @@ class OtaNetwork:
                 st.queue.put(exc)
                 return
             st.read_index += iq.size
-            delay = (self.clock() - self.t0) * fs - st.read_index
-            st.d0 = delay if st.d0 is None else min(st.d0, delay)
+            window.append((self.clock() - self.t0) * fs - st.read_index)
+            st.d0 = min(window)
             st.queue.put(iq)
 
     def _start(self) -> None:
@@ -183,7 +192,10 @@ class OtaNetwork:
         bursts = node.handle_samples(buf, now, accept=lambda b: self._new(
             st, start_index + b.start))
         self._maybe_transmit(st)
+        my_addr = node.addr_of(node.station_id)
         for b in bursts:
+            if b.crc_ok and b.src == my_addr:
+                self._learn_latency(st, start_index + b.start)
             if b.crc_ok and b.src == self.abs_addr and b.dst == BROADCAST:
                 st.beacons += 1
                 if not st.is_master:
@@ -205,17 +217,23 @@ class OtaNetwork:
         if not st.is_master and not st.timing.locked(st.rx_index):
             return
         assert st.timing.frame_start is not None
-        timed = _accepts_at(node.radio)
         # The samples we are reading are older than "now" by the RX pipeline delay (kernel
-        # buffers, or a busy host), so estimate where now is on the RX sample axis: wall clock
-        # minus the smallest delay seen. A Pluto transmits "now": hand the burst over tx_latency
-        # plus one service period before its zone. A radio that places bursts at a sample
-        # (loopback) gets the zone a few chunks ahead, but never a zone already in the past.
+        # buffers, a busy host), so estimate where now is on the RX sample axis: wall clock
+        # minus the smallest recent delay.
         if st.d0 is None:
             return
+        timed = _accepts_at(node.radio)
         air_now = int((self.clock() - self.t0) * self.schedule.sample_rate - st.d0)
-        margin = self.chunk if timed else self.tx_advance
-        horizon = air_now + (3 * self.chunk if timed else self.tx_advance + self.chunk)
+        if timed:
+            # The radio places a burst at a sample (loopback): give it the zone a few chunks
+            # ahead, never a zone already in the past.
+            horizon, late = air_now + 3 * self.chunk, air_now + self.chunk
+        else:
+            # A Pluto transmits "now" and the burst reaches the air `latency` later (USB, libiio,
+            # iiod); `latency` is learnt from the node hearing its own bursts. Hand the burst
+            # over when now + latency reaches the zone start (within one slack period).
+            horizon = air_now + int(st.latency) + self.slack
+            late = air_now + int(st.latency) - self.schedule.zones[0].guard // 2
         for zi, zone in enumerate(self.schedule.zones):
             if zone.tx != node.name:
                 continue
@@ -224,12 +242,14 @@ class OtaNetwork:
                 continue
             st.next_frame[zi] = k + 1
             zone_start = st.timing.frame_start + k * self.schedule.frame_len + zone.start
-            if zone_start < air_now + (margin if timed else -self.chunk):
+            if zone_start < late:
                 st.missed += 1
                 continue  # missed this zone (processing fell behind): never transmit late
             now = self.now
             node.poll(now)
-            lead = zone.guard // 2
+            # the beacon always sits `lead` into the ABS zone (the others' frame reference);
+            # other Pluto pushes start with their first burst
+            lead = zone.guard // 2 if (timed or st.is_master) else 0
             if st.is_master:
                 beacon = node.modulate_raw(BEACON, BROADCAST)
                 room = zone.length - lead - beacon.size - INTER_BURST_GAP
@@ -240,15 +260,33 @@ class OtaNetwork:
                 iq = np.concatenate(parts)
             else:
                 iq, _ = node.build_zone(now, zone.length, lead=lead)
-            if iq is not None:
-                if timed:
-                    node.transmit(iq, at=zone_start)
-                else:
-                    # Pad every push to the zone length: a Pluto (pyadi-iio) re-creates its TX
-                    # buffer whenever the length changes, which costs round trips and jitter.
-                    if iq.size < zone.length:
-                        iq = np.concatenate([iq, np.zeros(zone.length - iq.size, np.complex64)])
-                    node.transmit(iq)
+            if iq is None:
+                continue
+            if timed:
+                node.transmit(iq, at=zone_start)
+                continue
+            # Pad pushes to a length that only grows: a Pluto (pyadi-iio) re-creates its TX
+            # buffer whenever the length changes, which costs round trips and jitter.
+            st.push_len = max(st.push_len, iq.size)
+            if iq.size < st.push_len:
+                iq = np.concatenate([iq, np.zeros(st.push_len - iq.size, np.complex64)])
+            air_call = int((self.clock() - self.t0) * self.schedule.sample_rate - st.d0)
+            node.transmit(iq)
+            st.pushes.append(air_call + lead)
+            del st.pushes[:-8]
+
+    def _learn_latency(self, st: _NodeState, abs_start: int) -> None:
+        """This node heard its own burst starting at *abs_start*: the first burst of a push
+        lands `latency` after the call, so update the estimate (EWMA) from the nearest push."""
+        if not st.pushes:
+            return
+        call = min(st.pushes, key=lambda c: abs(abs_start - c))
+        sample = abs_start - call
+        if not 0 <= sample < self.schedule.frame_len // 2:
+            return
+        st.pushes.remove(call)
+        st.latency = sample if st.latency_n == 0 else 0.7 * st.latency + 0.3 * sample
+        st.latency_n += 1
 
     def events(self) -> list[NodeEvent]:
         out: list[NodeEvent] = []
