@@ -13,6 +13,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from phy.errors import PhyInputError
 from phy.kernels import BFLY_SX, BFLY_SY, viterbi_k7
 
 K = 7
@@ -81,7 +82,7 @@ class ConvCode:
 
     def __init__(self, rate: str = "1/2") -> None:
         if rate not in PUNCTURE:
-            raise ValueError(f"unsupported convolutional code rate {rate!r}")
+            raise PhyInputError(f"unsupported convolutional code rate {rate!r}")
         self.rate = Fraction(rate)
         self.name = f"CC-K7-{rate}"
         self._mask = PUNCTURE[rate]
@@ -118,7 +119,7 @@ class ConvCode:
         """Soft Viterbi decoding of ``coded_length(n_info)`` float32 LLRs -> n_info bits."""
         sent = self._sent(n_info)
         if llr.size != sent.size:
-            raise ValueError("LLR length does not match the coded length")
+            raise PhyInputError("LLR length does not match the coded length")
         mother = np.zeros(self.input_size(n_info), dtype=np.float32)
         mother[sent] = llr
         return self.decode_buffer(mother, n_info)
@@ -126,5 +127,5 @@ class ConvCode:
     def decode_buffer(self, buf: np.ndarray, n_info: int) -> np.ndarray:
         """Decode a depunctured mother stream (float32, zeros at punctured positions)."""
         if buf.dtype != np.float32 or buf.shape != (self.input_size(n_info),):
-            raise ValueError("buffer must be float32 of length input_size(n_info)")
+            raise PhyInputError("buffer must be float32 of length input_size(n_info)")
         return viterbi_k7(buf, BFLY_SX, BFLY_SY)[:n_info]

@@ -17,6 +17,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from phy.errors import PhyInputError
+
 DEPTH = 16  # digest §4.3 (16e OFDMA)
 FALLBACK_DEPTH = 12  # P2.5, where the formula is no permutation with 16
 
@@ -25,12 +27,12 @@ def depth(ncbps: int, ncpc: int) -> int:
     """Interleaver depth for blocks of ``ncbps`` bits of ``ncpc``-bit symbols: 16 (digest) when
     the 16e formula is a permutation with it, else 12 (see the module doc)."""
     if ncbps <= 0:
-        raise ValueError(f"Ncbps must be positive, got {ncbps}")
+        raise PhyInputError(f"Ncbps must be positive, got {ncbps}")
     s = max(1, (ncpc + 1) // 2)
     for d in (DEPTH, FALLBACK_DEPTH):
         if ncbps % d == 0 and (ncbps // d) % s == 0:
             return d
-    raise ValueError(f"Ncbps = {ncbps} fits neither depth 16 nor 12 for {ncpc}-bit symbols")
+    raise PhyInputError(f"Ncbps = {ncbps} fits neither depth 16 nor 12 for {ncpc}-bit symbols")
 
 
 @lru_cache(maxsize=64)

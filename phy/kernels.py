@@ -335,7 +335,8 @@ def gather_windows(r: np.ndarray, s0: int, n_sym: int, stride: int, nfft: int,
 
 
 @njit(cache=True, nogil=True)
-def sc_blocks(r: np.ndarray, lag: int, block: int):  # pragma: no cover - numba
+def sc_blocks(r: np.ndarray, lag: int,
+              block: int) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - numba
     """Block sums over a complex64 stream for the Schmidl-Cox metric.
 
     Returns ``(p, e)``: ``p[i] = sum_{m in [iB, iB+B)} conj(r[m]) r[m+lag]`` for the

@@ -12,6 +12,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from phy.errors import PhyInputError
 from phy.kernels import demap_maxlog
 
 BITS: dict[str, int] = {"QPSK": 2, "16QAM": 4, "64QAM": 6}
@@ -100,13 +101,13 @@ def demodulate_into(z: np.ndarray, w: np.ndarray, bps: int, dest: np.ndarray,
     ww = np.ascontiguousarray(w, dtype=np.float32).ravel()
     # the kernel does not bounds-check: validate the shapes and the scatter map here
     if ww.size != zz.size:
-        raise ValueError(f"w has {ww.size} weights for {zz.size} symbols")
+        raise PhyInputError(f"w has {ww.size} weights for {zz.size} symbols")
     if dest.shape != (zz.size * bps,) or dest.dtype != np.int64:
-        raise ValueError("dest must be int64 of length len(z) * bps")
+        raise PhyInputError("dest must be int64 of length len(z) * bps")
     if out.dtype != np.float32 or out.ndim != 1 or not out.flags.c_contiguous:
-        raise ValueError("out must be a contiguous 1-D float32 array")
+        raise PhyInputError("out must be a contiguous 1-D float32 array")
     if dest.size and int(dest.max()) >= out.size:
-        raise ValueError("dest points past the end of out")
+        raise PhyInputError("dest points past the end of out")
     return demap_maxlog(zz, ww, alpha, beta, nearest, inv_cell, dest, out)
 
 
