@@ -450,18 +450,10 @@ def _nonce_array(nonces: Sequence[bytes], n: int) -> np.ndarray:
     return np.frombuffer(joined, dtype=np.uint8).reshape(n, CCM_NONCE_LEN)
 
 
-def _join(items: Sequence[bytes], what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """All items in one read-only buffer (one ``b"".join``): ``(buf, offsets, lengths)``."""
-    n = len(items)
-    try:
-        joined = b"".join(items)
-    except TypeError:
-        raise MalformedError(f"{what} must be bytes-like objects") from None
-    lens = np.fromiter(map(len, items), dtype=np.int64, count=n)
-    offs = np.zeros(n, dtype=np.int64)
-    if n > 1:
-        np.cumsum(lens[:-1], out=offs[1:])
-    return np.frombuffer(joined, dtype=np.uint8), offs, lens
+_LIST_CHUNK = 1 << 19
+"""About this many bytes of input per engine call in the list API (see :func:`_many`) ..."""
+_LIST_MIN_ITEMS = 32
+"""... but at least this many items, so the fixed cost of a call spreads over enough items."""
 
 
 def _split(buf: np.ndarray, offs: np.ndarray, ends: np.ndarray) -> list[bytes]:
@@ -469,8 +461,7 @@ def _split(buf: np.ndarray, offs: np.ndarray, ends: np.ndarray) -> list[bytes]:
 
     Small items: one ``tobytes`` of the whole buffer, then ``bytes`` slices of it (a slice of a
     ``bytes`` is the cheapest per-item object Python makes). Big items: copy each straight out of
-    a memoryview, so no second multi-MB buffer is allocated (its page faults cost more than the
-    per-item calls save).
+    a memoryview instead of copying the whole buffer twice.
     """
     ol, el = offs.tolist(), ends.tolist()
     if ends.shape[0] and int(ends[-1]) > 1024 * ends.shape[0]:
@@ -478,6 +469,77 @@ def _split(buf: np.ndarray, offs: np.ndarray, ends: np.ndarray) -> list[bytes]:
         return [mv[o:e].tobytes() for o, e in zip(ol, el, strict=True)]
     whole = buf.tobytes()
     return [whole[o:e] for o, e in zip(ol, el, strict=True)]
+
+
+def _many(
+    key: bytes,
+    nonces: Sequence[bytes],
+    items: Sequence[bytes],
+    engine: str | None,
+    threads: int,
+    decrypt: bool,
+) -> tuple[list[bytes], np.ndarray]:
+    """The list API: seal (or open) ``items`` through the batch engine; ``(results, ok)``.
+
+    Python ``bytes`` in and out dominate the cost, so the items go through in chunks of about
+    :data:`_LIST_CHUNK` bytes: each chunk is joined into one buffer (one ``b"".join``), sealed
+    or opened out of place into a scratch buffer reused by every chunk, and sliced into
+    ``bytes``. Working in chunks keeps both buffers in the CPU cache and never allocates a fresh
+    multi-MB buffer, whose page faults cost more than the AES (measured: joining and sealing 3 MB
+    in one piece tripled the time per item). Inputs are checked once, up front, so the chunks
+    go straight to the engine.
+    """
+    k = _key_array(key)
+    n = len(items)
+    nc = _nonce_array(nonces, n)
+    name = _resolve(engine)
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise MalformedError(f"threads must be an integer >= 1, got {threads!r}")
+    ok = np.ones(n, dtype=np.bool_)
+    if n == 0:
+        return [], ok
+    try:
+        lens_all = np.fromiter(map(len, items), dtype=np.int64, count=n)
+    except TypeError:
+        raise MalformedError("items must be bytes-like objects") from None
+    tag = CCM_TAG_LEN
+    if decrypt:
+        if int(lens_all.min()) < tag:
+            bad = int(np.argmin(lens_all))
+            raise MalformedError(f"sealed item {bad} is shorter than its {tag}-byte tag")
+        lens_all -= tag
+    if int(lens_all.max()) > CCM_MAX_PAYLOAD:
+        bad = int(np.argmax(lens_all))
+        raise MalformedError(f"item {bad} is longer than {CCM_MAX_PAYLOAD} bytes (CCM, L = 2)")
+    kernel = _kernel(name)
+    in_lens, out_lens = (lens_all + tag, lens_all) if decrypt else (lens_all, lens_all + tag)
+    in_at = np.zeros(n + 1, dtype=np.int64)  # where item i starts in the joined input ...
+    np.cumsum(in_lens, out=in_at[1:])
+    out_at = np.zeros(n + 1, dtype=np.int64)  # ... and in the output (as if all in one piece)
+    np.cumsum(out_lens, out=out_at[1:])
+    in_at_l, out_at_l = in_at.tolist(), out_at.tolist()
+    per = max(_LIST_MIN_ITEMS, _LIST_CHUNK * n // max(1, in_at_l[n]))
+    kidx = np.zeros(min(n, per), dtype=np.int64)
+    scratch = np.empty(0, dtype=np.uint8)
+    out_list: list[bytes] = []
+    for a in range(0, n, per):
+        b = min(n, a + per)
+        try:
+            joined = b"".join(items[a:b])
+        except TypeError:
+            raise MalformedError("items must be bytes-like objects") from None
+        if len(joined) != in_at_l[b] - in_at_l[a]:
+            raise MalformedError("items must be bytes-like objects of bytes (itemsize 1)")
+        size = out_at_l[b] - out_at_l[a]
+        if scratch.shape[0] < size:
+            scratch = np.empty(max(size, 2 * _LIST_CHUNK), dtype=np.uint8)
+        out = scratch[:size]
+        offs = in_at[a:b] - in_at_l[a]
+        oofs = out_at[a:b] - out_at_l[a]
+        kernel(k, kidx[: b - a], nc[a:b], np.frombuffer(joined, dtype=np.uint8), offs,
+               lens_all[a:b], out, oofs, tag, decrypt, ok[a:b], threads)
+        out_list += _split(out, oofs, out_at[a + 1 : b + 1] - out_at_l[a])
+    return out_list, ok
 
 
 def seal_many(
@@ -490,20 +552,11 @@ def seal_many(
 ) -> list[bytes]:
     """Seal each payload under ``key`` with its 13-byte nonce: ``[ciphertext ‖ 8-byte tag]``.
 
-    One batch call: the payloads are joined into one buffer, sealed into a second one that has
-    room for the tags (``seal_batch(..., out=...)``), and the results sliced out of it.
+    A convenience over :func:`seal_batch` for ``bytes`` in and out (no AAD); raises
+    :class:`KeyLengthError` for a bad key or nonce size, :class:`MalformedError` for anything
+    else that is wrong with the input.
     """
-    k = _key_array(key)
-    n = len(payloads)
-    nc = _nonce_array(nonces, n)
-    if n == 0:
-        return []
-    src, offs, lens = _join(payloads, "payloads")
-    oofs = offs + CCM_TAG_LEN * np.arange(n, dtype=np.int64)
-    out = np.empty(src.shape[0] + CCM_TAG_LEN * n, dtype=np.uint8)
-    seal_batch(k, np.zeros(n, np.int64), nc, src, offs, lens, out=out, out_offsets=oofs,
-               threads=threads, engine=engine)
-    return _split(out, oofs, oofs + lens + CCM_TAG_LEN)
+    return _many(key, nonces, payloads, engine, threads, False)[0]
 
 
 def open_many(
@@ -515,21 +568,8 @@ def open_many(
     threads: int = 1,
 ) -> list[bytes | None]:
     """Open each ``ciphertext ‖ 8-byte tag``; the plaintext, or ``None`` where the tag fails."""
-    k = _key_array(key)
-    n = len(sealed)
-    nc = _nonce_array(nonces, n)
-    if n == 0:
-        return []
-    src, offs, lens = _join(sealed, "sealed items")
-    lens -= CCM_TAG_LEN
-    if int(lens.min()) < 0:
-        bad = int(np.argmin(lens))
-        raise MalformedError(f"sealed item {bad} is shorter than its 8-byte tag")
-    oofs = offs - CCM_TAG_LEN * np.arange(n, dtype=np.int64)
-    out = np.empty(src.shape[0] - CCM_TAG_LEN * n, dtype=np.uint8)
-    ok = open_batch(k, np.zeros(n, np.int64), nc, src, offs, lens, out=out, out_offsets=oofs,
-                    threads=threads, engine=engine)
-    res: list[bytes | None] = list(_split(out, oofs, oofs + lens))
+    plain, ok = _many(key, nonces, sealed, engine, threads, True)
+    res: list[bytes | None] = list(plain)
     if not ok.all():
         for i in np.flatnonzero(~ok).tolist():
             res[i] = None
