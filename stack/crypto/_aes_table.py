@@ -16,7 +16,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from stack.crypto._split import split_by_bytes
+from stack.crypto._split import on_threads, split_by_bytes
 
 
 def _make_tables() -> tuple[np.ndarray, np.ndarray]:
@@ -215,11 +215,5 @@ def run(
         _run_serial(keys, kidx, nonces, buf, offs, lens, out, oofs, tag_len, decrypt, ok, TE,
                     SBOX)
         return
-    bounds = split_by_bytes(lens, threads)
-    prev = numba.get_num_threads()
-    numba.set_num_threads(threads)
-    try:
-        _run_parallel(keys, kidx, nonces, buf, offs, lens, out, oofs, tag_len, decrypt, ok, TE,
-                      SBOX, bounds)
-    finally:
-        numba.set_num_threads(prev)
+    on_threads(threads, _run_parallel, keys, kidx, nonces, buf, offs, lens, out, oofs, tag_len,
+               decrypt, ok, TE, SBOX, split_by_bytes(lens, threads))

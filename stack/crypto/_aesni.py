@@ -28,7 +28,7 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from stack.crypto._split import split_by_bytes
+from stack.crypto._split import on_threads, split_by_bytes
 
 NLANES = 8
 _V2 = ir.VectorType(ir.IntType(64), 2)
@@ -493,11 +493,5 @@ def run(
         _run_serial(keys, kidx, nonces, buf, offs, lens, out, oofs, tag_len, decrypt, ok)
         return
     order = schedule_order(lens)
-    bounds = split_by_bytes(lens[order], threads)
-    prev = numba.get_num_threads()
-    numba.set_num_threads(threads)
-    try:
-        _run_parallel(keys, kidx, nonces, buf, offs, lens, out, oofs, tag_len, decrypt, ok, order,
-                      bounds)
-    finally:
-        numba.set_num_threads(prev)
+    on_threads(threads, _run_parallel, keys, kidx, nonces, buf, offs, lens, out, oofs, tag_len,
+               decrypt, ok, order, split_by_bytes(lens[order], threads))

@@ -99,6 +99,11 @@ def _overlap(offs: np.ndarray, ends: np.ndarray) -> bool:
     return bool((ends[order[:-1]] > offs[order[1:]]).any())
 
 
+def _check_threads(threads: object) -> None:
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise MalformedError(f"threads must be an integer >= 1, got {threads!r}")
+
+
 def _as_buffer(a: object, name: str, *, writeable: bool) -> np.ndarray:
     if not isinstance(a, np.ndarray) or a.dtype != np.uint8 or a.ndim != 1:
         raise MalformedError(f"{name} must be a 1-D uint8 numpy array")
@@ -154,8 +159,7 @@ def _validate(
     dst = src if in_place else _as_buffer(out, "out", writeable=True)
     if not in_place and np.may_share_memory(src, dst):
         raise MalformedError("out must not share memory with buf (leave out=None for in place)")
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-        raise MalformedError(f"threads must be an integer >= 1, got {threads!r}")
+    _check_threads(threads)
     if isinstance(tag_len, bool) or tag_len not in _TAG_LENS:
         raise KeyLengthError(f"tag length must be one of {_TAG_LENS}, got {tag_len!r}")
     kidx = _as_index(key_index, "key_index", n)
@@ -353,6 +357,31 @@ def _kernel(name: str) -> Kernel:
 # --------------------------------------------------------------------------------------------
 
 
+def _run(
+    keys: object,
+    key_index: object,
+    nonces: object,
+    buf: object,
+    offsets: object,
+    lengths: object,
+    out: object,
+    out_offsets: object,
+    threads: int,
+    engine: str | None,
+    tag_len: int,
+    decrypt: bool,
+) -> np.ndarray:
+    """Validate, pick the engine, run it; the (n,) ok array (all True for a seal)."""
+    b = _validate(keys, key_index, nonces, buf, offsets, lengths, out, out_offsets, threads,
+                  tag_len, decrypt)
+    name = _resolve(engine)
+    n = b.nonces.shape[0]
+    ok = np.zeros(n, dtype=np.bool_) if decrypt else np.ones(n, dtype=np.bool_)
+    if n:
+        _kernel(name)(*b, int(tag_len), decrypt, ok, int(threads))
+    return ok
+
+
 def seal_batch(
     keys: np.ndarray,
     key_index: np.ndarray,
@@ -381,13 +410,8 @@ def seal_batch(
     ``threads`` > 1 spreads items over numba threads (numba engines only). Raises
     :class:`MalformedError` / :class:`KeyLengthError` on bad input, before writing anything.
     """
-    b = _validate(keys, key_index, nonces, buf, offsets, lengths, out, out_offsets, threads,
-                  tag_len, False)
-    name = _resolve(engine)
-    if b.nonces.shape[0] == 0:
-        return
-    ok = np.ones(b.nonces.shape[0], dtype=np.bool_)
-    _kernel(name)(*b, int(tag_len), False, ok, int(threads))
+    _run(keys, key_index, nonces, buf, offsets, lengths, out, out_offsets, threads, engine,
+         tag_len, False)
 
 
 def open_batch(
@@ -412,14 +436,8 @@ def open_batch(
     as they were. With ``out`` (see :func:`seal_batch`): the plaintext of item i goes to
     ``out[out_offsets[i] :][: l]`` (zeroes where the tag fails) and ``buf`` is not written.
     """
-    b = _validate(keys, key_index, nonces, buf, offsets, lengths, out, out_offsets, threads,
-                  tag_len, True)
-    name = _resolve(engine)
-    ok = np.zeros(b.nonces.shape[0], dtype=np.bool_)
-    if b.nonces.shape[0] == 0:
-        return ok
-    _kernel(name)(*b, int(tag_len), True, ok, int(threads))
-    return ok
+    return _run(keys, key_index, nonces, buf, offsets, lengths, out, out_offsets, threads,
+                engine, tag_len, True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -493,8 +511,7 @@ def _many(
     n = len(items)
     nc = _nonce_array(nonces, n)
     name = _resolve(engine)
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-        raise MalformedError(f"threads must be an integer >= 1, got {threads!r}")
+    _check_threads(threads)
     ok = np.ones(n, dtype=np.bool_)
     if n == 0:
         return [], ok
