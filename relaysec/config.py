@@ -160,6 +160,10 @@ def validate(cfg: Config) -> None:
     _check_same_types(cfg, default_config(), "")
     if cfg["schedule"]["mode"] not in ("sim", "wall"):
         raise ConfigError(f"schedule.mode must be 'sim' or 'wall', got {cfg['schedule']['mode']!r}")
+    if not 0.01 <= cfg["schedule"]["ota_speed"] <= 1.0:
+        raise ConfigError("schedule.ota_speed must be in [0.01, 1]")
+    if cfg["backend"] == "pluto" and cfg["schedule"]["ota_speed"] != 1.0:
+        raise ConfigError("schedule.ota_speed must be 1 with real radios (backend = 'pluto')")
     if cfg["backend"] not in BACKENDS:
         raise ConfigError(f"backend must be one of {BACKENDS}, got {cfg['backend']!r}")
     if cfg["security"]["mode"] not in SECURITY_MODES:

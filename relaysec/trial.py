@@ -270,9 +270,23 @@ class Trial:
                 master=self.abs_name if self.abs_name in self.nodes else None,
                 abs_addr=addr[int(abs_st["station_id"])],
                 max_burst_bytes=int(cfg["schedule"]["ota_max_burst_bytes"]),
-                tx_latency_s=float(cfg["schedule"]["ota_tx_latency_ms"]) * 1e-3)
+                tx_latency_s=float(cfg["schedule"]["ota_tx_latency_ms"]) * 1e-3,
+                clock=self._clock())
         else:
             self.net = SimNetwork(self.nodes.values(), schedule, tap=self.tap)
+
+    def _clock(self) -> Callable[[], float]:
+        """The OTA runtime's clock: wall time scaled by ``schedule.ota_speed`` (rehearsals on a
+        slow host run the air slower than real time; a Pluto needs 1.0)."""
+        speed = float(self.cfg["schedule"]["ota_speed"])
+        if speed == 1.0:
+            return time.monotonic
+        return lambda: time.monotonic() * speed
+
+    def _medium_clock(self, fs: float) -> Any:
+        from hw.loopback import WallClock
+
+        return WallClock(fs, speed=float(self.cfg["schedule"]["ota_speed"]))
 
     def _loopback_radios(self, local: list[dict[str, Any]], fs: float) -> dict[str, Any]:
         """All stations on one simulated medium (sim clock, or the wall clock as a rehearsal)."""
@@ -281,7 +295,7 @@ class Trial:
         cfg = self.cfg
         medium = Medium(fs, seed=self.seed, ref_tx_dbfs=float(cfg["phy"]["tx_dbfs"]),
                         start_delay_max=float(cfg["channel"]["start_delay_us"]) * 1e-6 * fs,
-                        clock="wall" if self.wall else "sim")
+                        clock=self._medium_clock(fs) if self.wall else "sim")
         rng = np.random.default_rng([self.seed, 0x7261646F])
         radios = {}
         for s in cfg["stations"]:

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from hw.loopback import Medium
+from hw.loopback import Medium, WallClock
 from relaysec.cli import main
 from relaysec.standalone import NodeRunner
 from tests.trial.helpers import fast_config
@@ -15,9 +15,12 @@ from tests.trial.helpers import fast_config
 
 @pytest.mark.slow
 def test_four_independent_nodes_run_the_scenario_over_a_shared_air():
-    cfg = fast_config(("schedule.ota_frame_ms", 60.0), ("schedule.ota_guard_ms", 4.0),
-                      ("traffic.packets_per_direction", 6), ("traffic.drain_frames", 5))
-    medium = Medium(2.8e6, seed=4, clock="wall", start_delay_max=2000.0)
+    # The air runs at half real time (WallClock speed 0.5, and the same for the runtime through
+    # schedule.ota_speed) so that four real-time nodes fit a shared 2-core machine.
+    cfg = fast_config(("schedule.ota_frame_ms", 100.0), ("schedule.ota_guard_ms", 8.0),
+                      ("traffic.packets_per_direction", 6), ("traffic.drain_frames", 10),
+                      ("security.max_retries", 14), ("schedule.ota_speed", 0.5))
+    medium = Medium(2.8e6, seed=4, clock=WallClock(2.8e6, speed=0.5), start_delay_max=2000.0)
     names = [s["name"] for s in cfg["stations"]]
     radios = {n: medium.add_radio(n, ppm=0.5 * i) for i, n in enumerate(names)}
     for i, a in enumerate(names):
@@ -26,21 +29,22 @@ def test_four_independent_nodes_run_the_scenario_over_a_shared_air():
     reports: dict[str, dict] = {}
 
     def run(name: str) -> None:
-        reports[name] = NodeRunner(cfg, name, radio=radios[name]).run(20.0)
+        reports[name] = NodeRunner(cfg, name, radio=radios[name]).run(15.0)   # air seconds
 
     threads = [threading.Thread(target=run, args=(n,)) for n in names]
     for t in threads:
         t.start()
     for t in threads:
-        t.join(90)
+        t.join(120)
     ams, abs_ = reports["AMS"], reports["ABS"]
     assert ams["ok"], ams["reason"]
     assert abs_["ok"], abs_["reason"]
     assert reports["ARS-1"]["ok"] and reports["ARS-2"]["ok"]
     assert ams["bytes"]["corrupted"] == 0 and abs_["bytes"]["corrupted"] == 0
     assert ams["flows"]["flow1"]["delivered"] > 0      # DL before the handover
+    assert ams["flows"]["flow3"]["delivered"] > 0      # DL after the handover
     assert abs_["flows"]["flow2"]["delivered"] > 0     # UL before the handover
-    assert abs_["flows"]["flow4"]["delivered"] > 0     # UL after the handover
+    assert abs_["flows"].get("flow4", {}).get("delivered", 0) > 0   # UL after the handover
     assert ams["sync"]["AMS"]["locked"]
 
 
