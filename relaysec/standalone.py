@@ -21,6 +21,7 @@ node's report covers what *it* saw; the lab compares the three or four reports.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -54,6 +55,11 @@ class NodeRunner:
         self.quota: dict[int, int] = {}
         self.milestones: dict[str, float] = {}
         self.attempts = 0
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to finish after the current frame (thread-safe)."""
+        self._stop.set()
 
     # ------------------------------------------------------------------ helpers
 
@@ -109,10 +115,12 @@ class NodeRunner:
         self.ams = ams[0] if ams else None
         done = False
         try:
-            while self.net.now < duration_s and not done:
+            while self.net.now < duration_s and not done and not self._stop.is_set():
                 done = self._script()
                 self.net.step_frame()
                 self._events()
+        except KeyboardInterrupt:
+            self.progress(f"{self.name}: interrupted")
         finally:
             self.trial.close()
         return self._report(time.perf_counter() - t_wall)

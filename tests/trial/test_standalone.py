@@ -27,15 +27,23 @@ def test_four_independent_nodes_run_the_scenario_over_a_shared_air():
         for b in names[i + 1:]:
             medium.set_link(a, b, snr_db=28.0)
     reports: dict[str, dict] = {}
+    runners = {n: NodeRunner(cfg, n, radio=radios[n]) for n in names}
 
     def run(name: str) -> None:
-        reports[name] = NodeRunner(cfg, name, radio=radios[name]).run(15.0)   # air seconds
+        reports[name] = runners[name].run(15.0)   # air seconds; the AMS stops when done
 
-    threads = [threading.Thread(target=run, args=(n,)) for n in names]
-    for t in threads:
+    threads = {n: threading.Thread(target=run, args=(n,)) for n in names}
+    for t in threads.values():
         t.start()
-    for t in threads:
-        t.join(120)
+    threads["AMS"].join(120)
+    for _ in range(10):            # give the ABS a second (of air) for the last UL packets
+        if reports.get("AMS") is None:
+            break
+        threads["ABS"].join(0.2)
+    for r in runners.values():
+        r.stop()
+    for t in threads.values():
+        t.join(60)
     ams, abs_ = reports["AMS"], reports["ABS"]
     assert ams["ok"], ams["reason"]
     assert abs_["ok"], abs_["reason"]
