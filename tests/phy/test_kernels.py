@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 import phy
 from phy import kernels, qam
-from phy.fec import PUNCTURE, ConvCode, conv_encode
+from phy.fec import FEC, PUNCTURE, ConvCode, conv_encode
 
 from . import naive
 
@@ -58,6 +58,10 @@ def test_punctured_code_decodes_noiseless(rate: str) -> None:
     assert coded.size / (997 + 6) == pytest.approx(1 / code.rate, rel=0.01)
     llr = (1.0 - 2.0 * coded).astype(np.float32)
     assert np.array_equal(code.decode(llr, 997), bits)
+    assert isinstance(code, FEC)  # the modem only talks to the protocol
+    pos = code.input_positions(997)
+    assert pos.size == coded.size and int(pos.max()) < code.input_size(997)
+    assert np.unique(pos).size == pos.size
 
 
 @pytest.mark.parametrize("bps", [2, 4, 6])
