@@ -35,6 +35,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Sequence
+from types import ModuleType
 from typing import NamedTuple
 
 import numpy as np
@@ -80,6 +81,9 @@ ENGINES = ("numba-aesni", "numba-table", "reference")
 
 
 def _as_index(a: object, name: str, n: int | None) -> np.ndarray:
+    if (type(a) is np.ndarray and a.dtype == np.int64 and a.ndim == 1  # the usual case, fast
+            and a.flags.c_contiguous and (n is None or a.shape[0] == n)):
+        return a
     if not isinstance(a, np.ndarray):
         raise MalformedError(f"{name} must be a numpy array, got {type(a).__name__}")
     if a.ndim != 1:
@@ -127,6 +131,19 @@ class _Batch(NamedTuple):
     oofs: np.ndarray
 
 
+_check_mod: ModuleType | None = None
+
+
+def _checker() -> ModuleType:
+    """:mod:`stack.crypto._check` (imports numba), loaded on first use, not with stack.crypto."""
+    global _check_mod
+    if _check_mod is None:
+        from stack.crypto import _check
+
+        _check_mod = _check
+    return _check_mod
+
+
 def _validate(
     keys: object,
     key_index: object,
@@ -167,8 +184,7 @@ def _validate(
     lens = _as_index(lengths, "lengths", n)
     oofs = offs if out_offsets is None else _as_index(out_offsets, "out_offsets", n)
     if n:
-        from stack.crypto import _check  # numba: imported on first use, not with stack.crypto
-
+        _check = _checker()
         tag = int(tag_len)
         in_extra, out_extra = (tag, tag) if in_place else ((tag, 0) if decrypt else (0, tag))
         code, i = _check.check_items(kidx, offs, lens, oofs, keys.shape[0], CCM_MAX_PAYLOAD,
@@ -248,6 +264,7 @@ def _reference_kernel(
 _lock = threading.Lock()
 _status: dict[str, str] = {}  # engine -> "" if usable, else the reason it is not (filled once)
 _kernels: dict[str, Kernel] = {}
+_fastest_name: str | None = None
 
 
 def _aesni_safe() -> tuple[bool, str]:
@@ -309,6 +326,14 @@ def available_engines() -> list[str]:
     return [e for e in ENGINES if st[e] == ""]
 
 
+def _fastest() -> str:
+    """First available engine (cached: availability does not change within a process)."""
+    global _fastest_name
+    if _fastest_name is None:
+        _fastest_name = available_engines()[0]
+    return _fastest_name
+
+
 def default_engine() -> str:
     """The engine ``None``/``"auto"`` means: ``$RELAYSEC_CCM_ENGINE`` if set, else the fastest."""
     forced = os.environ.get("RELAYSEC_CCM_ENGINE", "").strip()
@@ -328,6 +353,8 @@ def _check_engine(name: str) -> str:
 
 def _resolve(engine: str | None) -> str:
     if engine is None or engine == "auto":
+        if not os.environ.get("RELAYSEC_CCM_ENGINE"):  # per-call path: no list, no strip
+            return _fastest()
         return default_engine()
     if not isinstance(engine, str):
         raise MalformedError(f"engine must be a string, got {type(engine).__name__}")
@@ -376,7 +403,7 @@ def _run(
                   tag_len, decrypt)
     name = _resolve(engine)
     n = b.nonces.shape[0]
-    ok = np.zeros(n, dtype=np.bool_) if decrypt else np.ones(n, dtype=np.bool_)
+    ok = np.zeros(n, dtype=np.bool_)  # open sets every entry; seal ignores it
     if n:
         _kernel(name)(*b, int(tag_len), decrypt, ok, int(threads))
     return ok
