@@ -655,7 +655,12 @@ class Trial:
         ams_st = self._ams()
         ams, target = ams_st["name"], ams_st.get("handover_target")
         predist = bool(self.cfg["security"]["ak_predistribution"])
-        self.handover.update({"mode": "predistributed" if predist else "on_demand",
+        if target and self.by_name.get(target, {}).get("role") == "abs":
+            predist = False   # the ABS derives AK' itself: nothing to pre-distribute
+            mode = "to_abs"
+        else:
+            mode = "predistributed" if predist else "on_demand"
+        self.handover.update({"mode": mode,
                               "predistributed": predist, "source": self.serving,
                               "target": target})
         if not target:
