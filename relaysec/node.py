@@ -160,7 +160,8 @@ class Node:
     """One station. *directory* maps station ids to names (for link accounting and reports).
 
     *addr_of* / *station_of* translate between 48-bit station ids and the modem's burst address
-    field. *describe_frame* (optional) turns a frame into labels for the message sequence chart.
+    field. *describe_frame* (optional) lists a frame's control/relay MPDUs for the message
+    sequence chart (see :meth:`_chart_labels`).
     """
 
     def __init__(
@@ -177,7 +178,7 @@ class Node:
         addr_of: Callable[[int], int] = lambda sid: sid,
         station_of: Callable[[int], int | None] = lambda a: a,
         trace: Trace | None = None,
-        describe_frame: Callable[[bytes], list[str]] | None = None,
+        describe_frame: Callable[[bytes], list[tuple[str, str]]] | None = None,
         msc: list[MscEntry] | None = None,
         max_bursts_per_zone: int = 4,
     ) -> None:
@@ -196,7 +197,8 @@ class Node:
         self.msc = msc
         self.max_bursts_per_zone = max_bursts_per_zone
         self.max_burst_bytes = int(modem.max_payload)
-        self.backlog: deque[tuple[int, bytes]] = deque()
+        self.backlog: deque[tuple[int, bytes, list[str]]] = deque()
+        self._air_seen: Counter[str] = Counter()
         self.events: list[NodeEvent] = []
         self.cpu: Counter[str] = Counter()          # seconds spent per layer
         self._seen_rejections: Counter[tuple[int, str]] = Counter()
@@ -221,6 +223,37 @@ class Node:
                 self.modem.burst_samples, self.max_burst_bytes, samples
             )
         return self._capacity_cache[samples]
+
+    def _chart_labels(self, frames: list[tuple[int, bytes]]) -> list[list[str]]:
+        """Sequence-chart labels per frame. Plain control messages are read from the frame; relay
+        MPDUs are encrypted, so the control messages they carry are taken from the role's count of
+        messages it queued (``role.air_messages``, by title) minus those seen in the clear, and
+        attributed to this batch's relay MPDUs in order. Relay MPDUs with nothing new are data
+        and are not charted."""
+        out: list[list[str]] = [[] for _ in frames]
+        if self.msc is None or self.describe_frame is None:
+            return out
+        from relaysec.trial import short_title
+
+        counts = Counter(getattr(self.role, "air_messages", {}))
+        new = counts - self._air_seen
+        self._air_seen = counts
+        relay_slots: list[int] = []
+        for i, (_, frame) in enumerate(frames):
+            for kind, title in self.describe_frame(frame):
+                if kind == "control":
+                    out[i].append(short_title(title))
+                    if new[title] > 0:
+                        new[title] -= 1
+                elif i not in relay_slots:
+                    relay_slots.append(i)
+        hidden = [t for t, c in sorted(new.items()) for _ in range(c) if c > 0]
+        for k, title in enumerate(hidden):
+            if not relay_slots:
+                break
+            slot = relay_slots[min(k, len(relay_slots) - 1)]
+            out[slot].append(f"{short_title(title)} (in relay MPDU)")
+        return out
 
     def _stack(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
         t0 = time.perf_counter()
@@ -276,12 +309,13 @@ class Node:
             return None, []
         if not self.backlog:
             frames = self._stack(self.role.frames_to_send, now, cap)
-            self.backlog.extend(frames)
+            labels = self._chart_labels(frames)
+            self.backlog.extend((d, f, lab) for (d, f), lab in zip(frames, labels, strict=True))
         pieces: list[np.ndarray] = []
         sent: list[tuple[int, int]] = []
         used = 0
         while self.backlog and len(sent) < self.max_bursts_per_zone:
-            dst, frame = self.backlog[0]
+            dst, frame, labels = self.backlog[0]
             if len(frame) > cap:
                 # A role must honour max_bytes; a longer frame can never be sent. Drop it loudly.
                 log.error("%s: frame of %d bytes exceeds zone capacity %d; dropped",
@@ -293,8 +327,8 @@ class Node:
             if used + extra > zone_samples:
                 break
             self.backlog.popleft()
-            if self.msc is not None and self.describe_frame is not None:
-                for label in self.describe_frame(frame):
+            if self.msc is not None:
+                for label in labels:
                     self.msc.append(MscEntry(now, self.name, self._name_of(dst), label))
             on_air = [frame] if tap is None else tap(self.name, self._name_of(dst), frame)
             for air in on_air:

@@ -20,7 +20,6 @@ Anything missing (a layer not importable, a phase timing out) fails the trial wi
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import time
@@ -73,37 +72,37 @@ def station_psk(cfg: Config, st: dict[str, Any]) -> bytes:
                            digest_size=16, person=b"relaysec-psk").digest()
 
 
-def describe_frame(frame: bytes) -> list[str]:
-    """Labels of the security/control messages in a frame, for the message sequence chart.
+def short_title(title: str) -> str:
+    """A message title shortened for the sequence chart."""
+    for junk in ("PKMv3 ", " (project-private)", " (project encoding)"):
+        title = title.replace(junk, "")
+    return title
 
-    Data MPDUs are left out (they are counted, not charted); relay MPDUs are encrypted on the
-    relay link, so only their presence shows."""
+
+def describe_frame(frame: bytes) -> list[tuple[str, str]]:
+    """``(kind, title)`` of the control and relay MPDUs of a frame, for the sequence chart:
+    ``("control", title)`` for a plain control message, ``("relay", "")`` for a relay MPDU, whose
+    content is encrypted on the relay link. Data MPDUs are left out (counted, not charted)."""
     try:
         from stack.pkm.messages import message_class
         from stack.roles.framing import FID_CONTROL, FID_RELAY, mpdu_fid, split_frame
     except ImportError:
         return []
-    labels: list[str] = []
+    out: list[tuple[str, str]] = []
     try:
         mpdus = split_frame(frame)
     except Exception:
-        return ["(unparseable frame)"]
+        return [("control", "(unparseable frame)")]
     for mpdu in mpdus:
         fid = mpdu_fid(mpdu)
         if fid == FID_CONTROL and len(mpdu) > 2:
             try:
-                cls = message_class(mpdu[2])
-                name = cls.__name__
-                if name == "RelayedControl" and len(mpdu) > 7:
-                    # code(1) stid(2) len(2) inner...
-                    with contextlib.suppress(Exception):
-                        name += f"({message_class(mpdu[7]).__name__})"
-                labels.append(name)
+                out.append(("control", message_class(mpdu[2]).TITLE))
             except Exception:
-                labels.append(f"control code {mpdu[2]:#04x}")
+                out.append(("control", f"control code {mpdu[2]:#04x}"))
         elif fid == FID_RELAY:
-            labels.append("relay MPDU (protected)")
-    return labels
+            out.append(("relay", ""))
+    return out
 
 
 @dataclass
