@@ -382,11 +382,13 @@ class Node:
             self.radio.receive(n)
         self.cpu["radio"] += time.perf_counter() - t0
 
-    def handle_samples(self, iq: np.ndarray, now: float, *, expect_src: str | None = None,
+    def handle_samples(self, iq: np.ndarray, now: float, *,
+                       expect_src: str | Callable[[int], str | None] | None = None,
                        accept: Callable[[Any], bool] | None = None) -> list[Any]:
         """Demodulate *iq*, account every burst addressed here, feed good ones to the role.
 
-        *expect_src* (the zone's transmitter) attributes CRC failures whose header is unreliable.
+        *expect_src* (the zone's transmitter, or a function of a burst's start sample giving it)
+        attributes CRC failures, whose header cannot be trusted.
         *accept* filters bursts first (over the air: drop ones already seen in the overlap of
         the previous chunk). Returns the accepted bursts (for timing recovery over the air)."""
         t0 = time.perf_counter()
@@ -412,7 +414,12 @@ class Node:
             if b.crc_ok and b.dst != my_addr:
                 continue  # someone else's burst: not ours to count or deliver
             src_id = self.station_of(b.src) if b.crc_ok else None
-            src_name = self._name_of(src_id) if src_id is not None else (expect_src or "?")
+            if src_id is not None:
+                src_name = self._name_of(src_id)
+            elif callable(expect_src):
+                src_name = expect_src(int(b.start)) or "?"
+            else:
+                src_name = expect_src or "?"
             link = self.links.get(src_name, self.name)
             link.bursts_rx += 1
             if self.trace is not None:

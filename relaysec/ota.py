@@ -189,8 +189,9 @@ class OtaNetwork:
         st.tail = buf[-overlap:].copy() if buf.size > overlap else buf.copy()
         now = self.now
         node.poll(now)
-        bursts = node.handle_samples(buf, now, accept=lambda b: self._new(
-            st, start_index + b.start))
+        bursts = node.handle_samples(
+            buf, now, accept=lambda b: self._new(st, start_index + b.start),
+            expect_src=lambda k: self._zone_tx(st, start_index + k))
         self._maybe_transmit(st)
         my_addr = node.addr_of(node.station_id)
         for b in bursts:
@@ -201,6 +202,17 @@ class OtaNetwork:
                 if not st.is_master:
                     st.timing.on_abs_burst(start_index + b.start)
         return True
+
+    def _zone_tx(self, st: _NodeState, abs_start: int) -> str | None:
+        """Which station's zone a burst starting at *abs_start* falls in (this node's frame
+        timing), to attribute a burst whose header failed its CRC."""
+        if st.timing.frame_start is None:
+            return None
+        pos = (abs_start - st.timing.frame_start) % self.schedule.frame_len
+        for z in self.schedule.zones:
+            if z.start - z.guard // 2 <= pos < z.end - z.guard // 2:
+                return z.tx
+        return None
 
     @staticmethod
     def _new(st: _NodeState, abs_start: int) -> bool:
