@@ -186,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--packets", type=int, default=60, help="packets per direction per phase")
     ap.add_argument("--repeats", type=int, default=3, help="runs per case (best is kept)")
+    ap.add_argument("--no-cold", action="store_true",
+                    help="skip the cold-start measurement (a fresh interpreter, empty numba cache)")
     args = ap.parse_args(argv)
 
     base = [("seed", args.seed), ("phy.frame_ms", 10.0), ("traffic.payload_bytes", 500),
@@ -202,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     no_pre = run_case(load_config(overrides=[*base, ("security.ak_predistribution", False)]),
                       null=False)
     elapsed = time.perf_counter() - t0
-    cold = cold_start()
+    cold = None if args.no_cold else cold_start()
 
     payload = 500
     # per app packet: access-hop MPDU and relay MPDU each carry EKS/PN + ICV
