@@ -845,6 +845,9 @@ class Trial:
                 "keys": self._key_lines(),
             },
             "handover": self.handover,
+            # control messages each station put on the air, by title (retransmissions included)
+            "control_messages": {name: dict(getattr(role, "air_messages", {}))
+                                 for name, role in getattr(self, "roles", {}).items()},
             "timing": {**self.timing, "sim_s": sim_s,
                        "frames": self.net.frame if self.net is not None else 0},
             "cpu_share": {k: v / total_cpu for k, v in cpu.items()},
