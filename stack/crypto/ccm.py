@@ -499,7 +499,7 @@ _LIST_CHUNK = 1 << 17
 """About this many bytes of input per engine call in the list API (see :func:`_many`); more
 makes glibc serve the per-chunk buffers with fresh mmaps (page faults: 190 per 3 MB call at
 512 KB, 1100 at 2 MB, against 18 at 128 KB) ..."""
-_LIST_MIN_ITEMS = 8
+_LIST_MIN_ITEMS = 32
 """... but at least this many items, so the fixed cost of a call spreads over enough items."""
 
 
