@@ -297,9 +297,12 @@ class Trial:
                         clock=self._medium_clock(fs) if self.wall else "sim")
         rng = np.random.default_rng([self.seed, 0x7261646F])
         radios = {}
+        ch = cfg["channel"]
         for s in cfg["stations"]:
-            ppm = float(rng.uniform(-1, 1) * cfg["channel"]["cfo_ppm"])
-            radio = medium.add_radio(s["name"], ppm=ppm, sfo_ppm=float(cfg["channel"]["sfo_ppm"]))
+            ppm = float(rng.uniform(-1, 1) * ch["cfo_ppm"])
+            # one crystal per radio: the sampling clock is off by the same ppm as the carrier
+            sfo = ppm if ch["sfo_follows_cfo"] else float(rng.uniform(-1, 1) * ch["sfo_ppm"])
+            radio = medium.add_radio(s["name"], ppm=ppm, sfo_ppm=sfo)
             if any(s["name"] == x["name"] for x in local):
                 radios[s["name"]] = radio
         names = [s["name"] for s in cfg["stations"]]
