@@ -356,3 +356,42 @@ def test_open_out_of_place_needs_room_for_tag_in_input() -> None:
         open_batch(**dict(b, buf=short), out=np.zeros(100, np.uint8))
     # Sealing out of place reads the payload only, so the same input is long enough.
     seal_batch(**dict(b, buf=short), out=np.zeros(100, np.uint8))
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_many_across_chunks(engine: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The list API works in chunks: results, order and per-item failures survive the seams."""
+    from stack.crypto import ccm
+
+    monkeypatch.setattr(ccm, "_LIST_CHUNK", 300)
+    monkeypatch.setattr(ccm, "_LIST_MIN_ITEMS", 3)
+    rng = np.random.default_rng(21)
+    key = rng.bytes(16)
+    n = 41
+    nonces = [rng.bytes(13) for _ in range(n)]
+    payloads = [rng.bytes(int(x)) for x in rng.integers(0, 400, n)]
+    payloads[7] = b""
+    payloads[8] = bytearray(payloads[8])  # any bytes-like input
+    a = PycaAESCCM(key, tag_length=8)
+    want = [a.encrypt(nc, bytes(p), None) for nc, p in zip(nonces, payloads, strict=True)]
+    assert seal_many(key, nonces, payloads, engine=engine) == want
+    bad = list(want)
+    for i in (0, 3, 20, 40):
+        bad[i] = bad[i][:-1] + bytes([bad[i][-1] ^ 0x01])
+    got = open_many(key, nonces, bad, engine=engine)
+    assert [i for i, g in enumerate(got) if g is None] == [0, 3, 20, 40]
+    assert all(g == bytes(p) for g, p in zip(got, payloads, strict=True) if g is not None)
+
+
+def test_many_validation_more() -> None:
+    key, nc = b"k" * 16, [b"n" * 13]
+    with pytest.raises(MalformedError, match="longer than 65535"):
+        seal_many(key, nc, [bytes(70000)])
+    with pytest.raises(MalformedError, match="itemsize"):
+        seal_many(key, nc, [memoryview(np.zeros(4, np.int32))])
+    with pytest.raises(MalformedError, match="threads"):
+        seal_many(key, nc, [b"x"], threads=0)
+    with pytest.raises(MalformedError, match="unknown CCM engine"):
+        open_many(key, nc, [bytes(20)], engine="nope")
+    with pytest.raises(MalformedError, match="bytes-like"):
+        open_many(key, nc, [12345])  # type: ignore[list-item]
