@@ -133,7 +133,11 @@ from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 print("ENGINES", ",".join(sc.available_engines()))
 print("DEFAULT", sc.default_engine())
 k = bytes(range(16)); n = bytes(13); p = bytes(range(40))
-print("OK", sc.seal_many(k, [n], [p]) == [AESCCM(k, tag_length=8).encrypt(n, p, None)])
+want = AESCCM(k, tag_length=8).encrypt(n, p, None)
+buf = np.frombuffer(p + bytes(8), np.uint8).copy()
+sc.seal_batch(np.frombuffer(k, np.uint8).reshape(1, 16), np.zeros(1, np.int64),
+              np.zeros((1, 13), np.uint8), buf, np.zeros(1, np.int64), np.array([40]))
+print("OK", sc.seal_many(k, [n], [p]) == [want] and buf.tobytes() == want)
 """
 
 
