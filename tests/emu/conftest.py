@@ -1,9 +1,9 @@
 """Fixtures for the Pluto emulator tests.
 
-Tests that need the libiio C library (through pylibiio/pyadi-iio) or the libiio command-line tools
-request ``libiio`` / ``iio_utils``. On a developer machine without them they are skipped with the
-reason; when ``RELAYSEC_REQUIRE_LIBIIO=1`` (set by ``.ci/run``) a missing library is a test
-*failure*, so CI can never silently stop exercising the real client stack.
+Tests that need the libiio C library (through pylibiio/pyadi-iio) carry the ``libiio`` marker:
+the root ``tests/conftest.py`` skips them with the reason on a developer machine without libiio
+and fails them when ``RELAYSEC_REQUIRE_LIBIIO=1`` (set by ``.ci/run``). Tests that also need
+libiio's command-line tools request :func:`iio_utils`, which follows the same rule.
 """
 
 from __future__ import annotations
@@ -15,51 +15,32 @@ from collections.abc import Iterator
 import pytest
 
 from hw.emu import LocalLoop, PlutoServer
+from tests.conftest import REQUIRE_LIBIIO_ENV
 
-REQUIRE_ENV = "RELAYSEC_REQUIRE_LIBIIO"
-
-
-def _required() -> bool:
-    return os.environ.get(REQUIRE_ENV, "") not in ("", "0")
+IIO_TOOLS = ("iio_info", "iio_attr", "iio_readdev", "iio_writedev")
 
 
-def _unavailable(reason: str) -> None:
-    if _required():
-        pytest.fail(f"{reason}, but {REQUIRE_ENV}=1 requires it (install Debian libiio0, "
-                    "libiio-utils and pylibiio 0.25: ./bootstrap --test)", pytrace=False)
-    pytest.skip(reason)
+def missing_iio_tools() -> str | None:
+    """Why the libiio command-line tools cannot run here, or None when they can."""
+    missing = [t for t in IIO_TOOLS if shutil.which(t) is None]
+    return f"libiio-utils not installed (missing {', '.join(missing)})" if missing else None
 
 
-def libiio_problem() -> str | None:
-    """Why pyadi-iio cannot talk to libiio here, or None when it can."""
-    try:
-        import iio  # pylibiio: loads the C library at import
-    except Exception as exc:  # OSError, ImportError, AttributeError from ctypes
-        return f"pylibiio cannot load the libiio C library ({type(exc).__name__}: {exc})"
-    try:
-        import adi  # noqa: F401
-    except Exception as exc:
-        return f"pyadi-iio is not importable ({type(exc).__name__}: {exc})"
-    if not getattr(iio, "version", None):
-        return "pylibiio reports no libiio version"
-    return None
-
-
-@pytest.fixture
-def libiio() -> None:
-    """Require libiio + pylibiio + pyadi-iio (fail in CI, skip on a dev box without them)."""
-    problem = libiio_problem()
-    if problem:
-        _unavailable(problem)
+def require_iio_tools() -> None:
+    """Fail when the tools are missing and ``RELAYSEC_REQUIRE_LIBIIO=1``; else skip, with why."""
+    problem = missing_iio_tools()
+    if problem is None:
+        return
+    if os.environ.get(REQUIRE_LIBIIO_ENV, "") not in ("", "0"):
+        pytest.fail(f"{problem}, but {REQUIRE_LIBIIO_ENV}=1 requires it (install Debian "
+                    "libiio-utils: ./bootstrap --test)", pytrace=False)
+    pytest.skip(problem)
 
 
 @pytest.fixture
 def iio_utils() -> None:
     """Require ``iio_info``/``iio_attr``/``iio_readdev``/``iio_writedev`` (Debian libiio-utils)."""
-    missing = [t for t in ("iio_info", "iio_attr", "iio_readdev", "iio_writedev")
-               if shutil.which(t) is None]
-    if missing:
-        _unavailable(f"libiio-utils not installed (missing {', '.join(missing)})")
+    require_iio_tools()
 
 
 @pytest.fixture
@@ -70,8 +51,9 @@ def emulator() -> Iterator[PlutoServer]:
 
 
 @pytest.fixture
-def pluto(libiio: None, emulator: PlutoServer) -> Iterator[object]:
-    """``adi.Pluto`` connected to :func:`emulator`; buffers destroyed before the context dies."""
+def pluto(emulator: PlutoServer) -> Iterator[object]:
+    """``adi.Pluto`` connected to :func:`emulator`; buffers destroyed before the context dies.
+    Only for tests marked ``libiio``."""
     import adi
 
     sdr = adi.Pluto(emulator.uri)

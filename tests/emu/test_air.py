@@ -44,7 +44,7 @@ def _close(*sdrs) -> None:
 
 
 @pytest.mark.parametrize("clock", ["sim", "wall"])
-def test_radio_a_is_heard_by_b_and_by_itself(libiio, clock: str) -> None:
+def test_radio_a_is_heard_by_b_and_by_itself(clock: str) -> None:
     import adi
 
     cfg = EmulatorConfig(sample_rate=FS, clock=clock, snr_db=25, self_snr_db=40, seed=4)
@@ -64,7 +64,7 @@ def test_radio_a_is_heard_by_b_and_by_itself(libiio, clock: str) -> None:
             _close(a, b, c)
 
 
-def test_non_cyclic_burst_lands_once_on_the_wall_clock(libiio) -> None:
+def test_non_cyclic_burst_lands_once_on_the_wall_clock() -> None:
     import adi
 
     cfg = EmulatorConfig(sample_rate=FS, clock="wall", snr_db=30, seed=5)
@@ -83,7 +83,7 @@ def test_non_cyclic_burst_lands_once_on_the_wall_clock(libiio) -> None:
             _close(a, b)
 
 
-def test_wall_clock_paces_the_reader(libiio) -> None:
+def test_wall_clock_paces_the_reader() -> None:
     import adi
 
     cfg = EmulatorConfig(sample_rate=FS, clock="wall", seed=6)
@@ -101,7 +101,7 @@ def test_wall_clock_paces_the_reader(libiio) -> None:
             _close(sdr)
 
 
-def test_rate_mismatch_refuses_buffers_clearly(libiio) -> None:
+def test_rate_mismatch_refuses_buffers_clearly() -> None:
     import adi
 
     with start_emulators(1, EmulatorConfig(sample_rate=FS, clock="sim")) as cluster:
@@ -115,7 +115,7 @@ def test_rate_mismatch_refuses_buffers_clearly(libiio) -> None:
             _close(sdr)
 
 
-def test_too_long_buffer_is_completed_with_noise_not_a_stall(libiio) -> None:
+def test_too_long_buffer_is_completed_with_noise_not_a_stall() -> None:
     import adi
 
     cfg = EmulatorConfig(sample_rate=FS, clock="wall", speed=1.0, seed=7)

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.libiio
 
 
 @pytest.mark.parametrize("clock", ["wall", "sim"])
-def test_burst_from_a_decoded_at_b_and_at_a_itself(libiio, clock: str) -> None:
+def test_burst_from_a_decoded_at_b_and_at_a_itself(clock: str) -> None:
     import phy
     from hw.pluto import PlutoRadio
 
@@ -41,7 +41,7 @@ def test_burst_from_a_decoded_at_b_and_at_a_itself(libiio, clock: str) -> None:
             b.close()
 
 
-def test_emulator_records_what_each_radio_received(libiio, tmp_path, capsys) -> None:
+def test_emulator_records_what_each_radio_received(tmp_path, capsys) -> None:
     import json
 
     import phy
