@@ -40,6 +40,12 @@ log = logging.getLogger(__name__)
 INTER_BURST_GAP = 64
 
 #: ``tap(tx_name, dst_name, frame) -> frames actually transmitted`` (fault injection in tests).
+#: Title under which an ARS role counts the messages it relays on (``role.air_messages``).
+RELAYED = "relayed"
+
+#: Role events left out of the sequence chart (data, and ``Attached``, which repeats the
+#: ``KeysInstalled`` of the same instant).
+UNCHARTED_EVENTS = ("DataReceived", "Attached")
 FrameTap = Callable[[str, str, bytes], list[bytes]]
 
 
@@ -59,6 +65,7 @@ class LinkStats:
     cfo_hz: list[float] = field(default_factory=list)
     rejected: Counter[str] = field(default_factory=Counter)
     app_bytes: int = 0          # application bytes delivered over this hop (end-to-end flows)
+    control_bursts: int = 0     # bursts that carried security/control messages (charted)
 
     @property
     def name(self) -> str:
@@ -89,6 +96,7 @@ class LinkStats:
             "cfo_hz": mean(self.cfo_hz),
             "goodput_bps": (8.0 * self.bytes_rx / duration_s) if duration_s > 0 else float("nan"),
             "app_bytes": self.app_bytes,
+            "control_bursts": self.control_bursts,
             "rejected": sum(self.rejected.values()),
             "rejections": dict(self.rejected),
         }
@@ -199,6 +207,9 @@ class Node:
         self.max_burst_bytes = int(modem.max_payload)
         self.backlog: deque[tuple[int, bytes, list[str]]] = deque()
         self._air_seen: Counter[str] = Counter()
+        # titles of clear control messages this station received and relayed on (an ARS relaying
+        # an AMS's PKM message up inside an encrypted relay MPDU), oldest first
+        self._relayed_titles: deque[str] = deque(maxlen=64)
         self.events: list[NodeEvent] = []
         self.cpu: Counter[str] = Counter()          # seconds spent per layer
         self._seen_rejections: Counter[tuple[int, str]] = Counter()
@@ -225,11 +236,15 @@ class Node:
         return self._capacity_cache[samples]
 
     def _chart_labels(self, frames: list[tuple[int, bytes]]) -> list[list[str]]:
-        """Sequence-chart labels per frame. Plain control messages are read from the frame; relay
-        MPDUs are encrypted, so the control messages they carry are taken from the role's count of
-        messages it queued (``role.air_messages``, by title) minus those seen in the clear, and
-        attributed to this batch's relay MPDUs in order. Relay MPDUs with nothing new are data
-        and are not charted."""
+        """Sequence-chart labels per frame, without decrypting anything.
+
+        Control messages sent in the clear (access-link PKMv3, CMAC-protected but not encrypted,
+        as any receiver sees them) are named from their type byte. Relay MPDUs are AES-CCM
+        encrypted, so the control messages they carry are taken from the sending role's own
+        count of what it queued (``role.air_messages``, by title) minus those seen in the clear,
+        and attributed to this batch's relay MPDUs in order; a message the role relayed on
+        (title ``"relayed"``) is named from the clear message it received (see
+        :meth:`_note_relayed`). Relay MPDUs with nothing new are data: not charted, counted."""
         out: list[list[str]] = [[] for _ in frames]
         if self.msc is None or self.describe_frame is None:
             return out
@@ -242,9 +257,14 @@ class Node:
         for i, (_, frame) in enumerate(frames):
             for kind, title in self.describe_frame(frame):
                 if kind == "control":
-                    out[i].append(short_title(title))
                     if new[title] > 0:
                         new[title] -= 1
+                        out[i].append(short_title(title))
+                    elif new[RELAYED] > 0:     # relayed down in the clear (ARS -> AMS)
+                        new[RELAYED] -= 1
+                        out[i].append(f"{short_title(title)} (relayed)")
+                    else:
+                        out[i].append(short_title(title))
                 elif i not in relay_slots:
                     relay_slots.append(i)
         hidden = [t for t, c in sorted(new.items()) for _ in range(c) if c > 0]
@@ -252,8 +272,22 @@ class Node:
             if not relay_slots:
                 break
             slot = relay_slots[min(k, len(relay_slots) - 1)]
-            out[slot].append(f"{short_title(title)} (in relay MPDU)")
+            if title == RELAYED:
+                inner = (short_title(self._relayed_titles.popleft()) if self._relayed_titles
+                         else "AMS message")
+                out[slot].append(f"{inner} (relayed in relay MPDU)")
+            else:
+                out[slot].append(f"{short_title(title)} (in relay MPDU)")
         return out
+
+    def _note_relayed(self, frame: bytes, before: int) -> None:
+        """After ``role.receive(frame)``: if the role queued messages to relay on, remember the
+        titles of the clear control messages of *frame* they came from (for the chart)."""
+        relayed = getattr(self.role, "air_messages", {}).get(RELAYED, 0) - before
+        if relayed <= 0 or self.describe_frame is None:
+            return
+        titles = [t for kind, t in self.describe_frame(frame) if kind == "control"]
+        self._relayed_titles.extend(titles[-relayed:])
 
     def _stack(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
         t0 = time.perf_counter()
@@ -276,9 +310,9 @@ class Node:
             self.events.append(NodeEvent(now, self.name, ev))
             if self.msc is not None:
                 label = type(ev).__name__
-                if label not in ("DataReceived", "Rejected"):
+                if label not in UNCHARTED_EVENTS:
                     self.msc.append(MscEntry(now, self.name, self.name, label,
-                                             _event_note(ev)))
+                                             self._event_note(ev)))
         by_link = getattr(self.role, "rejections_by_link", None)
         if by_link is not None:
             for (peer, reason), count in by_link.items():
@@ -330,6 +364,8 @@ class Node:
             if self.msc is not None:
                 for label in labels:
                     self.msc.append(MscEntry(now, self.name, self._name_of(dst), label))
+                if labels:
+                    self.links.get(self.name, self._name_of(dst)).control_bursts += 1
             on_air = [frame] if tap is None else tap(self.name, self._name_of(dst), frame)
             for air in on_air:
                 t0 = time.perf_counter()
@@ -437,20 +473,30 @@ class Node:
                 self.trace.add_symbols(link.name, symbols[i][:512])
             if src_id is None:
                 continue
-            self._stack(self.role.receive, src_id, bytes(b.payload), now)
+            frame = bytes(b.payload)
+            before = getattr(self.role, "air_messages", {}).get(RELAYED, 0)
+            self._stack(self.role.receive, src_id, frame, now)
+            if self.msc is not None:
+                self._note_relayed(frame, before)
         self._collect(now)
         return bursts
 
 
-def _event_note(ev: Any) -> str:
-    """Identifiers of an event for the MSC (never key values: events carry none)."""
-    parts = []
-    for key in ("cause", "akid", "cmac_key_count", "counter_teks", "status", "reason",
-                "procedure"):
-        val = getattr(ev, key, None)
-        if val is not None:
-            parts.append(f"{key}={val}")
-    return " ".join(parts)
+    def _event_note(self, ev: Any) -> str:
+        """Identifiers of an event for the MSC (never key values: events carry none)."""
+        parts = []
+        for key, name in (("cause", ""), ("akid", "AKID "), ("cmac_key_count", "CMAC_KEY_COUNT "),
+                          ("counter_teks", "COUNTER_TEK "), ("status", "status "),
+                          ("reason", ""), ("procedure", "")):
+            val = getattr(ev, key, None)
+            if val is None:
+                continue
+            if isinstance(val, tuple):
+                val = "/".join(str(v) for v in val)
+            parts.append(f"{name}{val}")
+        if type(ev).__name__ == "Rejected" and getattr(ev, "link", None) is not None:
+            parts.append(f"from {self._name_of(ev.link)}")
+        return ", ".join(parts)
 
 
 class SimNetwork:

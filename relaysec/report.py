@@ -164,10 +164,15 @@ def summary_text(report: Mapping[str, Any]) -> str:
     sec = report["security"]
     rej = sec.get("rejections", {})
     lines.append("")
-    lines.append(
-        "Security rejections: "
-        + (", ".join(f"{k} {v}" for k, v in sorted(rej.items())) if rej else "none")
-    )
+    text = "Security rejections: " + (
+        ", ".join(f"{k} {v}" for k, v in sorted(rej.items())) if rej else "none")
+    stale = sec.get("in_flight_at_handover") or {}
+    n_stale, n_all = sum(stale.values()), sum(rej.values())
+    if n_stale:
+        who = report.get("handover", {}).get("source", "the old relay")
+        text += (f" ({'all' if n_stale == n_all else n_stale} from {who} after the AMS left "
+                 "it: frames in flight at the handover, expected, never delivered)")
+    lines.append(text)
     if sec.get("keys"):
         lines.append("Keys: " + "; ".join(sec["keys"]))
     ho = report["handover"]
@@ -182,22 +187,29 @@ def summary_text(report: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def msc_text(entries: Sequence[MscEntry], stations: Sequence[str], *, width: int = 14) -> str:
-    """A text message sequence chart: one column per station, one row per message.
+def msc_text(entries: Sequence[MscEntry], stations: Sequence[str], *, width: int = 14,
+             gap_s: float = 0.05) -> str:
+    """A text message sequence chart: one column per station, one row per message, ``*`` for
+    an event at a station. A quiet spell longer than *gap_s* (data only) is shown as one line.
 
     ::
 
-        time ms   ABS          ARS-1        AMS
-          12.0     |<-----------|            |   PKM-REQ(EAP)
+              ABS           ARS-1         AMS
+         30.0  |------------>|             |   AK Transfer (in relay MPDU)
+        ...    (368 ms without security messages)
     """
     if not entries:
         return "(no security messages)"
     col = {s: i for i, s in enumerate(stations)}
     header = " " * 10 + "".join(f"{s:<{width}}" for s in stations)
     rows = [header]
+    last: float | None = None
     for e in entries:
         if e.src not in col or e.dst not in col:
             continue
+        if last is not None and e.t - last > gap_s:
+            rows.append(f"{'...':>8}  ({(e.t - last) * 1e3:.0f} ms without security messages)")
+        last = e.t
         a, b = col[e.src], col[e.dst]
         cells = [" " * width for _ in stations]
         line = list("".join(cells))

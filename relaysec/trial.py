@@ -181,6 +181,9 @@ class Trial:
         timers = Timers(rto=float(sec["rto_s"]) * stretch, max_retries=int(sec["max_retries"]))
         life = Lifetimes(ak=float(sec["ak_lifetime_s"]) * stretch,
                          tek=float(sec["tek_lifetime_s"]) * stretch)
+        # ABS<->ARS management (AK Transfer, context release, handover notices) inside the
+        # ARS's relay SA, AES-CCM-encrypted (digest §6.3); ABS and ARSs must agree
+        relay_ctl = bool(sec["encrypt_relay_control"])
         stations = cfg["stations"]
         self.by_name = {s["name"]: s for s in stations}
         self.id_of = {s["name"]: int(s["station_id"]) for s in stations}
@@ -215,12 +218,13 @@ class Trial:
             if s["role"] == "abs":
                 roles[s["name"]] = AbsRole(
                     AbsConfig(station_id=s["station_id"], mode=mode, timers=timers,
-                              lifetimes=life),
+                              lifetimes=life, encrypt_relay_control=relay_ctl),
                     authenticator=BuiltinAuthenticator(psks, rng=rseed + 1), rng=rseed)
             elif s["role"] == "ars":
                 roles[s["name"]] = ArsRole(
                     ArsConfig(station_id=s["station_id"], psk=station_psk(cfg, s), mode=mode,
-                              timers=timers, lifetimes=life, abs_id=abs_st["station_id"]),
+                              timers=timers, lifetimes=life, abs_id=abs_st["station_id"],
+                              encrypt_relay_control=relay_ctl),
                     rng=rseed)
             else:
                 roles[s["name"]] = AmsRole(
@@ -686,6 +690,7 @@ class Trial:
                                                 "acknowledged: " + self._why_not())
                 notes.append(f"AK' pre-distributed in {(self.now - t0) * 1e3:.0f} ms")
         t_ho = self.now
+        self.handover["t_start"] = t_ho
         self.roles[ams].handover(target_id, t_ho)
 
         # data "via the target": relayed by the target ARS, or straight from the AMS when the
@@ -845,6 +850,7 @@ class Trial:
             "links": self.links.summary(sim_s),
             "security": {
                 "rejections": rejections,
+                "in_flight_at_handover": self._stale_rejections(),
                 "keys": self._key_lines(),
             },
             "handover": self.handover,
@@ -863,6 +869,24 @@ class Trial:
                        if type(ne.event).__name__ != "DataReceived"],
         }
         return report
+
+    def _stale_rejections(self) -> dict[str, int]:
+        """Rejections, by reason, of frames the old serving station sent after the handover
+        started: packets that were in flight on the old path (the old ARS forwarding queued
+        data to an AMS that has left, or relaying its last uplink to an ABS that has already
+        switched). They are expected in a clean run and are never delivered; anything else in
+        ``security.rejections`` is not explained by the handover."""
+        t_ho, source = self.handover.get("t_start"), self.handover.get("source")
+        if t_ho is None or source not in getattr(self, "id_of", {}):
+            return {}
+        src_id = self.id_of[source]
+        out: dict[str, int] = {}
+        for ne in self.log:
+            ev = ne.event
+            if (ne.t >= t_ho and type(ev).__name__ == "Rejected"
+                    and getattr(ev, "link", None) == src_id):
+                out[ev.reason] = out.get(ev.reason, 0) + 1
+        return out
 
     def _key_lines(self) -> list[str]:
         """Key identifiers of the links in use at the end (AKID, counts; never key values)."""
@@ -916,5 +940,12 @@ def render(report: dict[str, Any], *, msc: bool = True) -> str:
     if msc and report.get("msc"):
         entries = [MscEntry(e["t"], e["src"], e["dst"], e["label"], e.get("note", ""))
                    for e in report["msc"]]
-        text += "\n\nSecurity message sequence\n" + msc_text(entries, report["stations"])
+        text += ("\n\nSecurity message sequence (PKMv3/ranging messages per hop, * = event; "
+                 "nothing is decrypted to draw it)\n" + msc_text(entries, report["stations"]))
+        data = {name: lk.get("bursts_tx", 0) - lk.get("control_bursts", 0)
+                for name, lk in report.get("links", {}).items()}
+        data = {k: v for k, v in data.items() if v > 0}
+        if data:
+            text += (f"\nNot charted: {sum(data.values())} data-only bursts ("
+                     + ", ".join(f"{k} {v}" for k, v in data.items()) + ")")
     return text

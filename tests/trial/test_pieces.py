@@ -129,6 +129,38 @@ def test_msc_arrows_point_the_right_way():
     assert "*" in lines[3] and "akid=00" in lines[3]
 
 
+def test_msc_folds_quiet_spells_into_one_line():
+    entries = [MscEntry(0.001, "AMS", "ARS-1", "TEK-Request"),
+               MscEntry(0.400, "ARS-1", "AMS", "TEK-Reply")]
+    lines = msc_text(entries, ["ARS-1", "AMS"], gap_s=0.05).splitlines()
+    assert len(lines) == 4 and "399 ms without security messages" in lines[2]
+    assert len(msc_text(entries, ["ARS-1", "AMS"], gap_s=1.0).splitlines()) == 3
+
+
+def test_summary_explains_rejections_in_flight_at_handover():
+    r = _report()
+    r["security"] = {"rejections": {"wrong_link": 1, "bad_icv": 2},
+                     "in_flight_at_handover": {"wrong_link": 1}}
+    r["handover"] = {"mode": "predistributed", "interruption_s": 0.01, "source": "ARS-1"}
+    text = summary_text(r)
+    assert "bad_icv 2, wrong_link 1 (1 from ARS-1 after the AMS left it" in text
+    r["security"]["in_flight_at_handover"] = {}
+    assert "after the AMS left" not in summary_text(r)
+
+
+def test_render_counts_data_bursts_instead_of_charting_them():
+    from relaysec.trial import render
+
+    r = _report()
+    r["links"]["ABS->ARS-1"]["control_bursts"] = 7
+    r["stations"] = ["ABS", "ARS-1"]
+    r["msc"] = [{"t": 0.001, "src": "ABS", "dst": "ARS-1", "label": "AK Transfer (in relay MPDU)"}]
+    text = render(r)
+    assert "AK Transfer (in relay MPDU)" in text
+    assert text.splitlines()[-1] == "Not charted: 93 data-only bursts (ABS->ARS-1 93)"
+    assert "Security message sequence" not in render(r, msc=False)
+
+
 def test_plots_written(tmp_path):
     tr = Trace()
     rng = np.random.default_rng(0)

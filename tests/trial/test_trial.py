@@ -24,12 +24,20 @@ def test_default_scenario_passes_distributed():
     _assert_clean(report)
     assert report["bytes"]["delivered"] > 0
     # the AMS's AK went to ARS-1 (distributed mode) and again to ARS-2 before the handover
+    # (encrypted inside the ARS's relay SA: security.encrypt_relay_control is on by default)
     msc = [(e["src"], e["dst"], e["label"]) for e in report["msc"]]
-    assert ("ABS", "ARS-1", "AK Transfer") in msc and ("ABS", "ARS-2", "AK Transfer") in msc
-    assert ("ARS-1", "ABS", "AK Transfer ACK") in msc
-    # EAP crosses the relay link inside encrypted relay MPDUs; the chart still names it
+    assert ("ABS", "ARS-1", "AK Transfer (in relay MPDU)") in msc
+    assert ("ABS", "ARS-2", "AK Transfer (in relay MPDU)") in msc
+    assert ("ARS-1", "ABS", "AK Transfer ACK (in relay MPDU)") in msc
+    assert not any(label == "AK Transfer" for _, _, label in msc)   # never in the clear
+    # EAP crosses the relay link inside encrypted relay MPDUs; the chart still names it, both
+    # from the sender's own count (ABS) and from what the ARS received in the clear and relayed
     assert ("ABS", "ARS-1", "EAP-Transfer (in relay MPDU)") in msc
-    assert ("ARS-1", "AMS", "Key_Agreement-MSG#3") in msc
+    assert ("ARS-1", "ABS", "EAP-Transfer (relayed in relay MPDU)") in msc
+    assert ("ARS-1", "AMS", "Key_Agreement-MSG#3 (relayed)") in msc
+    # the only rejections of a clean run are frames in flight on the old path at the handover
+    sec = report["security"]
+    assert sum(sec["in_flight_at_handover"].values()) == sum(sec["rejections"].values())
     ho = report["handover"]
     assert ho["mode"] == "predistributed" and 0 < ho["interruption_s"] < 1.0
     for name in ("ABS->ARS-1", "ARS-1->AMS", "AMS->ARS-2", "ARS-2->ABS"):
@@ -39,12 +47,21 @@ def test_default_scenario_passes_distributed():
     to_json(report)  # serialisable
 
 
+def test_relay_control_in_the_clear_when_encryption_is_off():
+    report, _ = run_trial(fast_config(("security.encrypt_relay_control", False)))
+    assert report["ok"], report["reason"]
+    msc = [(e["src"], e["dst"], e["label"]) for e in report["msc"]]
+    assert ("ABS", "ARS-1", "AK Transfer") in msc
+    assert ("ARS-1", "ABS", "AK Transfer ACK") in msc
+
+
 def test_centralized_mode_keeps_ams_keys_at_the_abs():
     report, _ = run_trial(fast_config(("security.mode", "centralized")))
     assert report["ok"], report["reason"]
     _assert_clean(report)
     labels = {e["label"] for e in report["msc"]}
-    assert "AK Transfer" not in labels and "Key_Agreement-MSG#1" in labels
+    assert not any(lb.startswith("AK Transfer") for lb in labels)
+    assert "Key_Agreement-MSG#1" in labels
     assert any("ABS<->AMS" in k or "AMS<->ABS" in k for k in report["security"]["keys"])
 
 
@@ -58,8 +75,10 @@ def test_handover_without_predistribution_takes_longer():
 
 def test_lossy_channel_pkm_retransmissions_carry_entry_through():
     # The access link is noisy: many bursts fail their CRC; PKM timers resend until entry works.
+    # The data path has no ARQ, so lost bursts lose packets for good: the phases only require
+    # a fifth of them (what is asserted is that every key exchange completes).
     cfg = fast_config(("phy.mcs", "QPSK-1/2"), ("phy.frame_ms", 10.0),
-                      ("traffic.min_delivery", 0.4), ("timeouts.entry_s", 8.0),
+                      ("traffic.min_delivery", 0.2), ("timeouts.entry_s", 8.0),
                       ("timeouts.handover_s", 8.0), ("timeouts.tek_refresh_s", 6.0))
     cfg["links"] = [{"a": "AMS", "b": "ARS-1", "snr_db": 3.0},
                     {"a": "AMS", "b": "ARS-2", "snr_db": 3.0}]
