@@ -3,6 +3,7 @@ handover anchor (digest §5.1, §6). Sans-I/O; see docs/roles.md."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,9 +34,11 @@ from stack.roles.framing import (
     relay_items,
     split_relay_items,
 )
-from stack.roles.ids import station_bytes, station_from_bytes
+from stack.roles.ids import fmt_station, station_bytes, station_from_bytes
 from stack.roles.link import KeyInfo, Link
 from stack.roles.subscriber import SECURITY_PARAMS, _check_data
+
+log = logging.getLogger("stack.roles")
 
 _PROTECTED_FIDS = frozenset(range(1, 16))
 """FIDs the ABS opens with a directly attached station's SA (then rejects what is not data or
@@ -60,6 +63,21 @@ class _Sub:
     nonce_ams: bytes | None = None
     msg3: m.KeyAgreementMsg3 | None = None
     pending: dict = field(default_factory=dict)
+    serial: int = 0                   # names this entry's retransmission keys
+
+    def key(self, what: str) -> tuple:
+        """Retransmission key of ``what`` (``eap``/``ka``) for this entry, distinct from any
+        other entry of the same station (an established context and a parallel new entry)."""
+        return (what, self.station, self.serial)
+
+    @property
+    def in_progress(self) -> bool:
+        """Entry (or re-authentication) under way: EAP running or key agreement pending."""
+        return self.session is not None or self.new_link is not None
+
+
+_MAX_STARS = 16
+"""AMSID*s (one per initial-ranging attempt) remembered per station to refuse replays."""
 
 
 class AbsRole(RoleBase):
@@ -71,6 +89,9 @@ class AbsRole(RoleBase):
         self.life = config.lifetimes
         self.auth = authenticator
         self._subs: dict[int, _Sub] = {}
+        self._fresh: dict[int, _Sub] = {}   # parallel new entry of a station that holds keys
+        self._stars: dict[int, dict[bytes, None]] = {}  # AMSID*s seen per station (bounded)
+        self._serial = 0
         self._by_stid: dict[int, int] = {}
         self._next_stid = config.first_stid
         self._txid = 0
@@ -205,20 +226,36 @@ class AbsRole(RoleBase):
             else:
                 self._on_reentry(data, via, now)
             return
-        if via == self.station_id:
-            sub = self._subs.get(src)
-        else:
-            sub = self._subs.get(self._by_stid.get(stid, -1))
-            if sub is not None and sub.via != via and cls is not m.RngReq:
-                raise ProtocolError("relayed by a station that does not serve it",
-                                    reason="wrong_link")
+        station = src if via == self.station_id else self._by_stid.get(stid, -1)
+        sub = self._subs.get(station)
+        fresh = self._fresh.get(station)
         if sub is None:
             raise UnknownKeyError("control message from an unknown station",
                                   reason="unknown_station")
-        if cls is m.EapTransfer:
-            self._on_eap(sub, m.EapTransfer.decode(data), now)
-        elif cls is m.KeyAgreementMsg2:
-            self._on_ka2(sub, data, now)
+        if cls in (m.EapTransfer, m.KeyAgreementMsg2):
+            # Entry messages: a parallel new entry of this station (if any) first, then the
+            # established context (re-authentication). Each checks EAP identifiers/RANDs or
+            # the CMAC under its own AK, so a message fits at most one of them.
+            cands = [x for x in (fresh, sub) if x is not None and
+                     (x.via == via or (x is sub and via == self.station_id))]
+            if not cands:
+                raise ProtocolError("relayed by a station that does not serve it",
+                                    reason="wrong_link")
+            first: SecurityError | None = None
+            for x in cands:
+                try:
+                    if cls is m.EapTransfer:
+                        self._on_eap(x, m.EapTransfer.decode(data), now)
+                    else:
+                        self._on_ka2(x, data, now)
+                    return
+                except SecurityError as exc:
+                    first = first or exc
+            assert first is not None
+            raise first
+        if via != self.station_id and sub.via != via:
+            raise ProtocolError("relayed by a station that does not serve it",
+                                reason="wrong_link")
         else:
             if sub.link is None:
                 raise UnknownKeyError("no keys for that station", reason="no_keys")
@@ -226,22 +263,72 @@ class AbsRole(RoleBase):
             self._on_protected(sub, msg, now)
 
     def _on_initial_ranging(self, msg: m.RngReq, via: int, now: float) -> None:
+        """Initial-entry AAI-RNG-REQ (unauthenticated). docs/roles.md §6 "Entry restarts":
+
+        * a duplicate of the attempt in progress (same AMSID*) gets the cached RNG-RSP again;
+        * an AMSID* seen before for this station (a replay, or an attempt that is over) is
+          refused (``stale_entry``);
+        * a new AMSID* from a station whose entry never completed restarts its entry: the old
+          attempt's EAP, key agreement and AK Transfer are abandoned (same STID);
+        * a new AMSID* from a station holding keys starts a *parallel* entry; the established
+          context stays untouched and is replaced only when the new entry completes (EAP with
+          the station's PSK and key agreement), so a forged or replayed RNG-REQ cannot
+          deauthenticate anyone.
+        """
         station = station_from_bytes(msg.amsid)
-        sub = self._subs.get(station)
         star = derive_amsid_star(msg.amsid, msg.nonce_ams)
-        if sub is None or sub.amsid_star != star:
-            stid = sub.stid if sub is not None else self._new_stid()
-            sub = _Sub(station=station, stid=stid, via=via, amsid_star=star)
-            self._subs[station] = sub
+        sub = self._subs.get(station)
+        fresh = self._fresh.get(station)
+        current = fresh or sub
+        if current is not None and current.amsid_star == star:
+            if current.link is None and current.in_progress and current.via == via:
+                self._to_sub(current, current.pending["rsp"], m.RngRsp.TITLE, now)
+                return
+            raise ProtocolError("initial ranging of an entry that is over", reason="stale_entry")
+        stars = self._stars.setdefault(station, {})
+        if star in stars:
+            raise ProtocolError("replayed initial ranging", reason="stale_entry")
+        stars[star] = None
+        while len(stars) > _MAX_STARS:
+            del stars[next(iter(stars))]
+        stid = sub.stid if sub is not None else self._new_stid()
+        self._serial += 1
+        new = _Sub(station=station, stid=stid, via=via, amsid_star=star, serial=self._serial)
+        if sub is None or sub.link is None:
+            if sub is not None:
+                log.info("%s: entry of %s restarts", fmt_station(self.station_id),
+                         fmt_station(station))
+                self._abandon(sub, now)
+            self._subs[station] = new
             self._by_stid[stid] = station
-            sub.session = self.auth.start(msg.amsid)
-            rsp = m.RngRsp(purpose=m.RangingPurpose.INITIAL_ENTRY, status=m.RngStatus.SUCCESS,
-                           stid=stid, amsid=msg.amsid)
-            sub.pending["rsp"] = rsp.encode()
-            self._to_sub(sub, rsp.encode(), rsp.TITLE, now)
-            self._eap_request(sub, now)
         else:
-            self._to_sub(sub, sub.pending["rsp"], m.RngRsp.TITLE, now)
+            if fresh is not None:
+                self._abandon(fresh, now)
+            log.info("%s: %s holds keys; new entry runs in parallel",
+                     fmt_station(self.station_id), fmt_station(station))
+            self._fresh[station] = new
+        new.session = self.auth.start(msg.amsid)
+        rsp = m.RngRsp(purpose=m.RangingPurpose.INITIAL_ENTRY, status=m.RngStatus.SUCCESS,
+                       stid=stid, amsid=msg.amsid)
+        new.pending["rsp"] = rsp.encode()
+        self._to_sub(new, rsp.encode(), rsp.TITLE, now)
+        self._eap_request(new, now)
+
+    def _abandon(self, sub: _Sub, now: float) -> None:
+        """Drop an entry attempt that will not complete: stop its retransmissions (EAP, key
+        agreement, AK Transfers) and, if an access RS may have accepted its AK, ask the RS to
+        release that context (named by AKID, so a newer context is never hit)."""
+        self._answered(sub.key("eap"))
+        self._answered(sub.key("ka"))
+        for key in [k for k in sub.pending if isinstance(k, tuple) and k[0] == "akt"]:
+            self._answered(key)
+        if self._fresh.get(sub.station) is sub:
+            del self._fresh[sub.station]
+        link = sub.new_link
+        sub.session, sub.new_link = None, None
+        if link is not None and self.distributed and sub.via != self.station_id \
+                and sub.via in self._subs and self._subs[sub.via].link is not None:
+            self._release(sub, sub.via, link.ctx.akid, now)
 
     def _new_stid(self) -> int:
         while self._next_stid in self._by_stid:
@@ -258,13 +345,19 @@ class AbsRole(RoleBase):
                 self._to_sub(sub, m.EapTransfer(eap_payload=session.pending).encode(),
                              m.EapTransfer.TITLE, now)
 
-        self._request(("eap", sub.station), sub.via, "eap", send, now)
+        def fail(now2: float) -> None:  # the peer went silent: this EAP conversation is over
+            if sub.session is session:
+                sub.session = None
+                if self._fresh.get(sub.station) is sub:
+                    del self._fresh[sub.station]
+
+        self._request(sub.key("eap"), sub.via, "eap", send, now, on_fail=fail)
 
     def _on_eap(self, sub: _Sub, msg: m.EapTransfer, now: float) -> None:
         if sub.session is None:
             raise ProtocolError("EAP without a conversation", reason="unexpected_message")
         reply, result = sub.session.handle(msg.eap_payload)
-        self._answered(("eap", sub.station))
+        self._answered(sub.key("eap"))
         if result is None:
             self._eap_request(sub, now)
             return
@@ -272,6 +365,8 @@ class AbsRole(RoleBase):
             self._to_sub(sub, m.EapTransfer(eap_payload=reply).encode(), m.EapTransfer.TITLE, now)
         sub.session = None
         if not result.success:
+            if self._fresh.get(sub.station) is sub:
+                del self._fresh[sub.station]  # the established context (if any) is untouched
             self._emit(EntryFailed(station=sub.station, reason=result.reason))
             return
         sub.pmk = derive_pmk(result.msk)
@@ -289,7 +384,13 @@ class AbsRole(RoleBase):
         def send() -> None:
             self._to_sub(sub, link.sign(msg1), msg1.TITLE, now)
 
-        self._request(("ka", sub.station), sub.via, "key_agreement", send, now)
+        def fail(now2: float) -> None:  # no MSG#2: the agreement (and this attempt) is over
+            if sub.new_link is link:
+                sub.new_link = None
+                if self._fresh.get(sub.station) is sub:
+                    del self._fresh[sub.station]
+
+        self._request(sub.key("ka"), sub.via, "key_agreement", send, now, on_fail=fail)
 
     def _on_ka2(self, sub: _Sub, data: bytes, now: float) -> None:
         link = sub.new_link or sub.link
@@ -305,7 +406,7 @@ class AbsRole(RoleBase):
                 raise ProtocolError("MSG#2 NONCE_AMS changed", reason="bad_nonce")
             self._to_sub(sub, link.sign(sub.msg3), sub.msg3.TITLE, now)
             return
-        if not self._answered(("ka", sub.station)):
+        if not self._answered(sub.key("ka")):
             return  # AK Transfer in progress; MSG#3 follows its ACK
         sub.nonce_ams = msg.nonce_ams
         msg3 = m.KeyAgreementMsg3(
@@ -318,6 +419,8 @@ class AbsRole(RoleBase):
             sub.msg3 = msg3
             self._to_sub(sub, link.sign(msg3), msg3.TITLE, now2)
             cause = "entry" if sub.link is None else "reauth"
+            if self._fresh.get(sub.station) is sub:
+                self._promote(sub, now2)
             sub.link, sub.new_link = link, None
             self._keys_event(link, cause)
             if cause == "entry":
@@ -327,6 +430,19 @@ class AbsRole(RoleBase):
             self._ak_transfer(sub, sub.via, 0, now, then=finish, ctx=link.ctx)
         else:
             finish(now)
+
+    def _promote(self, new: _Sub, now: float) -> None:
+        """A parallel entry completed: it replaces the station's established context. The old
+        context's procedures stop; the access RS that held it releases it (by AKID)."""
+        del self._fresh[new.station]
+        old = self._subs[new.station]
+        old_link = old.link
+        self._abandon(old, now)
+        self._subs[new.station] = new
+        if old.via != new.via and old.via != self.station_id and old_link is not None:
+            self._release(old, old.via, old_link.ctx.akid, now)
+        elif old.via == self.station_id and new.via != self.station_id:
+            self._emit(ContextReleased(ams=new.station, station=self.station_id))
 
     # -- AK Transfer ------------------------------------------------------------------------
     def _ak_transfer(self, sub: _Sub, ars: int, count: int, now: float, then: Any,
@@ -380,6 +496,9 @@ class AbsRole(RoleBase):
         if ams is None:
             raise UnknownKeyError("ACK for an unknown AMS", reason="unknown_ams")
         key = ("akt", ars.station, msg.transaction_id)
+        fresh = self._fresh.get(ams.station)
+        if fresh is not None and key in fresh.pending:
+            ams = fresh
         if not self._answered(key):
             return
         then, ctx = ams.pending.pop(key)

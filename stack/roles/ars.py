@@ -43,6 +43,9 @@ ARS_CMAC_PN_START = 0x800000
 """The ARS's downlink CMAC_PN for an AMS starts in the upper half of the space [D]: the ABS used the
 lower half for the same AK during key agreement, and the AMS keeps one replay counter per AK."""
 
+_MAX_STARS = 16
+"""AMSID*s (initial-ranging attempts) remembered per AMS."""
+
 _FROM_ABS_FIDS = DATA_FIDS | {FID_RELAY}
 """FIDs the ARS opens with its own (relay-link) SA."""
 
@@ -57,7 +60,9 @@ class ArsRole(SubscriberRole):
         self._txid = 0
         self._ams_links: dict[int, Link] = {}      # by AMS STID (distributed mode)
         self._stid_station: dict[int, int] = {}    # AMS STID -> station id
-        self._entries: dict[int, bytes] = {}       # station -> AMSID* seen at initial ranging
+        # station -> AMSID*s seen at initial ranging (bounded, oldest first): a replayed old
+        # RNG-REQ must not make us refuse the AK of the attempt that is actually running.
+        self._entries: dict[int, dict[bytes, None]] = {}
         self._ho_wait: dict[int, tuple[int, bytes, m.RngReq]] = {}  # stid -> (station, req)
 
     @property
@@ -220,7 +225,10 @@ class ArsRole(SubscriberRole):
         except MalformedError:
             req = None
         if req is not None and req.purpose == m.RangingPurpose.INITIAL_ENTRY:
-            self._entries[src] = derive_amsid_star(req.amsid, req.nonce_ams)
+            stars = self._entries.setdefault(src, {})
+            stars[derive_amsid_star(req.amsid, req.nonce_ams)] = None
+            while len(stars) > _MAX_STARS:
+                del stars[next(iter(stars))]
             self._up(0, control_mpdu(data), now, "relayed")
             return
         if not self.distributed:
@@ -318,7 +326,7 @@ class ArsRole(SubscriberRole):
         # An AK for CMAC_KEY_COUNT 0 follows EAP: it must be for an AMS that entered (or
         # re-authenticates) through us. Higher counts are handover AKs, possibly pre-distributed.
         known = station is not None and (
-            self._entries.get(station) == msg.amsid_star
+            msg.amsid_star in self._entries.get(station, {})
             or (current is not None and current.ctx.amsid_star == msg.amsid_star))
         if msg.cmac_key_count == 0 and not known:
             status = m.AkStatus.UNKNOWN_AMS

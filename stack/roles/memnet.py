@@ -23,7 +23,8 @@ class Net:
         self.rng = np.random.default_rng(seed)
         self.now = 0.0
         self.log: list[tuple[float, int, int, bytes]] = []
-        self.tamper = None  # callable(src, dst, frame) -> frame | None
+        # callable(src, dst, frame) -> frame | None | list of frames (e.g. altered + replayed)
+        self.tamper = None
         self.keep_events = False  # when True, role events are drained into self.events
         self.events: dict[int, list] = {sid: [] for sid in roles}
 
@@ -52,14 +53,15 @@ class Net:
                 for dst, frame in role.frames_to_send(self.now)]
         for sid, dst, frame in outs:
             self.log.append((self.now, sid, dst, frame))
+            on_air: list[bytes] = [frame]
             if self.tamper is not None:
-                frame = self.tamper(sid, dst, frame)
-                if frame is None:
+                got = self.tamper(sid, dst, frame)
+                on_air = [] if got is None else [got] if isinstance(got, bytes) else list(got)
+            for f in on_air:
+                if self.loss and self.rng.random() < self.loss:
                     continue
-            if self.loss and self.rng.random() < self.loss:
-                continue
-            if dst in self.roles:
-                self.roles[dst].receive(sid, frame, self.now)
+                if dst in self.roles:
+                    self.roles[dst].receive(sid, f, self.now)
         if self.keep_events:
             self.drain()
         return bool(outs)

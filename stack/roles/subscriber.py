@@ -9,9 +9,9 @@ from stack.errors import MalformedError, ProtocolError, UnknownKeyError
 from stack.keys import AkContext, derive_amsid_star, derive_pmk
 from stack.pkm import messages as m
 from stack.pkm.eap_psk import EapPskPeer
-from stack.roles.base import MAX_PAYLOAD, RoleBase
+from stack.roles.base import MAX_PAYLOAD, RoleBase, log
 from stack.roles.config import SubscriberConfig
-from stack.roles.events import Attached, DataReceived, EntryFailed, HandoverComplete
+from stack.roles.events import Attached, DataReceived, EntryFailed, HandoverComplete, PeerLost
 from stack.roles.framing import (
     DATA_FIDS,
     FID_CONTROL,
@@ -21,7 +21,7 @@ from stack.roles.framing import (
     mpdu_fid,
     plain_payload,
 )
-from stack.roles.ids import station_bytes
+from stack.roles.ids import fmt_station, station_bytes
 from stack.roles.link import KeyInfo, Link
 
 SECURITY_PARAMS = m.SecurityNegotiationParameters(
@@ -57,6 +57,15 @@ class SubscriberRole(RoleBase):
         """Start network entry at station ``via`` (an ARS or the ABS)."""
         self.serving = via
         self.phase = "ranging"
+        # A new attempt abandons whatever the previous one left half done (its EAP peer, the
+        # pending PMK, key agreement and retransmissions); an established link stays usable
+        # until the new entry completes.
+        self._pmk_pending, self._new_link, self._ka = None, None, None
+        self._answered("ka")
+        self._answered("reauth")
+        self._attaching = True
+        if self.link is None:
+            self.stid = None
         self._nonce_ams6 = self._random(6)
         self._amsid_star = derive_amsid_star(self._amsid, self._nonce_ams6)
         self._peer = EapPskPeer(self._amsid, self.config.psk, rng=self._rng)
@@ -68,6 +77,7 @@ class SubscriberRole(RoleBase):
             self._send_plain(via, req)
 
         self._request("rng", via, "ranging", send, now, on_fail=self._entry_failed)
+        self._watch_entry(now)
 
     def handover(self, target: int, now: float) -> None:
         """Re-enter at ``target`` with CMAC_KEY_COUNT+1 and the AK derived for ``target``."""
@@ -202,20 +212,32 @@ class SubscriberRole(RoleBase):
         self.stid = msg.stid
         if self.phase == "ranging":
             self.phase = "eap"
+        self._watch_entry(now)
 
     def _on_eap(self, src: int, msg: m.EapTransfer, now: float) -> None:
-        if self._peer is None:
+        # EAP is unauthenticated: it is accepted only while an EAP conversation can be under
+        # way, i.e. until Key_Agreement-MSG#1 verified under the new MSK (after that the
+        # conversation is over: a late EAP-Failure is a forgery, RFC 3748 §7.16).
+        if self._peer is None or self._ka is not None or \
+                self.phase not in ("ranging", "eap", "key_agreement"):
             raise ProtocolError("EAP without an entry in progress", reason="unexpected_message")
-        self._answered("reauth")
         reply, result = self._peer.handle(msg.eap_payload)
+        self._answered("reauth")  # a valid EAP packet answers our Reauth-Request
         if reply is not None:
             self._send_plain(src, m.EapTransfer(eap_payload=reply))
-        if result is not None and self._pmk_pending is None and self.phase in ("ranging", "eap"):
-            if not result.success:
-                self._entry_failed(now, result.reason)
-                return
-            self._pmk_pending = derive_pmk(result.msk)
-            self.phase = "key_agreement"
+        self._watch_entry(now)
+        if result is None:
+            return
+        if result.success:
+            # Provisional until EAP-Success or a CMAC-verified MSG#1 (the peer's rule).
+            if self._pmk_pending is None:
+                self._pmk_pending = derive_pmk(result.msk)
+                self.phase = "key_agreement"
+        elif self._pmk_pending is not None or self.phase in ("ranging", "eap"):
+            # Failure, also after a provisional success (EAP-Failure instead of EAP-Success:
+            # the server rejected our message 4): the MSK is dropped.
+            self._pmk_pending, self._new_link = None, None
+            self._auth_failed(now, result.reason)
 
     _pmk_pending: bytes | None = None
 
@@ -226,7 +248,11 @@ class SubscriberRole(RoleBase):
                                 cmac_key_count=0)
 
     def _next_pmk_sn(self) -> int:
-        return (self._pmk_sn + 1) % 16 if self._pmk is not None else 0
+        if self._pmk is None or self._attaching:
+            return 0  # a new entry starts a new PMK sequence at the ABS too
+        return (self._pmk_sn + 1) % 16
+
+    _attaching = False  # set by attach() until the entry completes or fails
 
     def _on_ka1(self, src: int, data: bytes, now: float) -> None:
         if self._pmk_pending is None or self.stid is None:
@@ -261,10 +287,13 @@ class SubscriberRole(RoleBase):
         if msg.akid != link.ctx.akid:
             raise ProtocolError("MSG#3 AKID does not match", reason="bad_akid")
         self._answered("ka")
-        reauth = self._pmk is not None
+        self._answered("rng")
+        self._set_deadline("entry", None)
+        reauth = not self._attaching and self._pmk is not None
+        self._attaching = False
+        self.cmac_key_count = 0
         self._pmk, self._pmk_sn = self._pmk_pending, link.ctx.pmk_sn
         self._pmk_pending, self._new_link, self._ka = None, None, None
-        self.cmac_key_count = 0
         self.link, self.phase = link, "operational"
         self._ak_expiry = now + self._ak_lifetime
         self._keys_event(link, "reauth" if reauth else "entry", peer=src)
@@ -284,6 +313,39 @@ class SubscriberRole(RoleBase):
             self._start_refresh(now)
         elif key == "reauth":
             self.reauthenticate(now)
+        elif key == "entry":
+            self._entry_stalled(now)
+
+    def _watch_entry(self, now: float) -> None:
+        """(Re)arm the entry watchdog. The authenticator drives EAP (only it retransmits) and
+        the ABS sends MSG#1 once EAP succeeded, so while we wait for either nothing of ours is
+        outstanding; if our peer went quiet (its EAP ended in a failure we never saw, it gave
+        up, or a replayed RNG-RSP stopped our ranging), the entry must still end."""
+        if self.phase in ("ranging", "eap", "key_agreement"):
+            self._set_deadline("entry", now + self.timers.give_up_after)
+
+    def _entry_stalled(self, now: float) -> None:
+        if self.phase not in ("ranging", "eap", "key_agreement"):
+            return
+        if any(k in self._pending for k in ("rng", "ka", "reauth")):
+            return  # a request of ours is outstanding: its own retries decide
+        log.info("%s: entry stalled (no EAP/MSG#1 for %.1f s)", fmt_station(self.station_id),
+                 self.timers.give_up_after)
+        if self.serving is not None:
+            self._emit(PeerLost(peer=self.serving, procedure="eap"))
+        self._pmk_pending, self._new_link = None, None
+        self._auth_failed(now, "peer_lost")
+
+    def _auth_failed(self, now: float, reason: str) -> None:
+        """EAP failed or stalled: an entry fails (phase ``failed``); a re-authentication keeps
+        the current keys and is retried later (docs/roles.md §4)."""
+        self._set_deadline("entry", None)
+        if self._attaching or self.link is None:
+            self._entry_failed(now, reason)
+            return
+        self.phase, self._peer = "operational", None
+        self._set_deadline("reauth", now + self.life.reauth_margin * self._ak_lifetime / 2)
+        self._emit(EntryFailed(station=self.station_id, reason=reason))
 
     def _maybe_refresh(self, now: float) -> None:
         if self.link is not None and self.link.sa.update_needed(now):
@@ -340,6 +402,11 @@ class SubscriberRole(RoleBase):
 
     def _entry_failed(self, now: float, reason: str = "peer_lost") -> None:
         self.phase = "failed"
+        self._attaching = False
+        self._pmk_pending, self._new_link, self._ka = None, None, None
+        self._set_deadline("entry", None)
+        for key in ("rng", "ka"):
+            self._answered(key)
         self._emit(EntryFailed(station=self.station_id, reason=reason))
 
 
