@@ -102,8 +102,10 @@ class Burst:
     failure for diagnostics only). ``snr_db``: Es/N0 per used subcarrier from the preamble;
     ``cfo_hz``: estimated carrier offset (rx - tx); ``evm_db``: decision-directed EVM of the data
     subcarriers; ``start``: sample index of the burst's first sample in the buffer; ``sfo_ppm``:
-    sampling-clock offset estimated from the pilot slopes (0 when the burst is too short to tell).
-    The repr leaves the payload out (it can carry key-management messages).
+    sampling-clock offset estimated from the pilot slopes (0 when the burst is too short to tell);
+    ``symbols``: the equalised data-subcarrier symbols (complex64, transmit order, unit average
+    power), for constellation plots and diagnostics. The repr leaves the payload and symbols out
+    (the payload can carry key-management messages); equality ignores the symbols.
     """
 
     payload: bytes = field(repr=False)  # may carry key-management messages: never in reprs
@@ -117,6 +119,7 @@ class Burst:
     mcs: str
     n_samples: int
     sfo_ppm: float = 0.0
+    symbols: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def payload_len(self) -> int:
@@ -334,7 +337,8 @@ class BurstModem:
         # slope c rad/subcarrier/symbol = -2 pi (drift samples per symbol) / NFFT
         sfo_ppm = -slope * n / (2 * np.pi * ns) * 1e6 if n_sym >= 8 else 0.0
         return Burst(payload, ok, round(snr_db, 2), float(cfo), round(evm_db, 2), src, dst,
-                     int(start), mcs.name, int(total), float(sfo_ppm))
+                     int(start), mcs.name, int(total), float(sfo_ppm),
+                     np.asarray(z, dtype=np.complex64))
 
     def _pilots(self, n_sym: int) -> tuple[np.ndarray, np.ndarray]:
         g = self.grid

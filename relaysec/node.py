@@ -102,42 +102,6 @@ class LinkStats:
         }
 
 
-class SymbolCapture:
-    """Collect the equalised data symbols of each burst a modem decodes, for constellation plots.
-
-    ``phy.Burst`` carries no symbols, so this wraps the modem instance's equaliser (a private
-    hook of ``phy.modem.BurstModem``: ``_equalise(Y, H, sigma2, l0)``, called once for the header
-    (l0 = 0) and once for the data of each decoded burst). If the modem has no such hook the
-    capture stays empty and plots simply omit constellations; decoding is never affected.
-    """
-
-    def __init__(self, modem: Any) -> None:
-        self._groups: list[list[np.ndarray]] = []
-        inner = getattr(modem, "_equalise", None)
-        if inner is None:
-            return
-
-        def wrapped(*args: Any, **kw: Any) -> Any:
-            out = inner(*args, **kw)
-            try:
-                l0 = args[3] if len(args) > 3 else kw.get("l0", 0)
-                if l0 == 0:
-                    self._groups.append([])
-                elif self._groups:
-                    self._groups[-1].append(np.asarray(out[0]))
-            except Exception:  # a changed private hook must never break decoding
-                self._groups = []
-            return out
-
-        modem._equalise = wrapped
-
-    def take(self) -> list[np.ndarray]:
-        """Data symbols per decoded burst since the last call (header-only candidates dropped)."""
-        groups = [np.concatenate(g) for g in self._groups if g]
-        self._groups = []
-        return groups
-
-
 class LinkTable:
     """All links seen in a run, keyed by ``"SRC->DST"``; created on first use."""
 
@@ -214,7 +178,6 @@ class Node:
         self.cpu: Counter[str] = Counter()          # seconds spent per layer
         self._seen_rejections: Counter[tuple[int, str]] = Counter()
         self._capacity_cache: dict[int, int] = {}
-        self._symbols = SymbolCapture(modem) if trace is not None else None
         # A recording radio (hw.sigmf.RecordingRadio) must see every sample: never skip then.
         self.recording = hasattr(radio, "recorder")
         self._window_start: int | None = None
@@ -430,13 +393,8 @@ class Node:
         t0 = time.perf_counter()
         bursts = self.modem.demodulate(iq)
         self.cpu["modem"] += time.perf_counter() - t0
-        symbols = self._symbols.take() if self._symbols is not None else []
-        if len(symbols) != len(bursts):
-            symbols = []
         if accept is not None:
-            keep = [i for i, b in enumerate(bursts) if accept(b)]
-            bursts = [bursts[i] for i in keep]
-            symbols = [symbols[i] for i in keep] if symbols else []
+            bursts = [b for b in bursts if accept(b)]
         if self.recording and self._window_start is not None:
             base = self._window_start - (len(iq) - self._last_rx_len)
             for b in bursts:
@@ -446,7 +404,7 @@ class Node:
                     snr_db=float(b.snr_db), cfo_hz=float(b.cfo_hz), evm_db=float(b.evm_db),
                     src=int(b.src), dst=int(b.dst), mcs=str(getattr(b, "mcs", "")))
         my_addr = self.addr_of(self.station_id)
-        for i, b in enumerate(bursts):
+        for b in bursts:
             if b.crc_ok and b.dst != my_addr:
                 continue  # someone else's burst: not ours to count or deliver
             src_id = self.station_of(b.src) if b.crc_ok else None
@@ -469,8 +427,9 @@ class Node:
                 link.evm_db.append(float(b.evm_db))
             if getattr(b, "cfo_hz", None) is not None:
                 link.cfo_hz.append(float(b.cfo_hz))
-            if self.trace is not None and symbols:
-                self.trace.add_symbols(link.name, symbols[i][:512])
+            symbols = getattr(b, "symbols", None)   # equalised data symbols (phy.Burst)
+            if self.trace is not None and symbols is not None:
+                self.trace.add_symbols(link.name, symbols[:512])
             if src_id is None:
                 continue
             frame = bytes(b.payload)

@@ -170,3 +170,20 @@ def test_plots_written(tmp_path):
     files = write_plots(_report(), tr, tmp_path)
     assert {f.name for f in files} == {"constellation_ABS_to_ARS_1.png", "snr_per_over_time.png"}
     assert all(f.stat().st_size > 1000 for f in files)
+
+
+def test_bursts_carry_their_equalised_symbols_for_the_constellation_plots():
+    import phy
+
+    modem = phy.BurstModem("P2.5", "16QAM-3/4")
+    iq = modem.modulate(bytes(range(200)), src=1, dst=2)
+    pad = np.zeros(300, np.complex64)
+    (burst,) = modem.demodulate(np.concatenate([pad, iq, pad]))
+    sym = burst.symbols
+    assert sym.dtype == np.complex64
+    assert sym.size == modem.data_symbols(200, "16QAM-3/4") * modem.grid.n_data
+    # noiseless: every symbol on the unit-power 16QAM grid (levels +-1, +-3 over sqrt(10))
+    levels = np.round(np.r_[sym.real, sym.imag] * np.sqrt(10))
+    assert set(levels.tolist()) <= {-3.0, -1.0, 1.0, 3.0}
+    assert "symbols" not in repr(burst)
+    assert burst == phy.Burst(**{**burst.__dict__, "symbols": None})   # not compared
