@@ -228,7 +228,7 @@ class Node:
                         out[i].append(f"{short_title(title)} (relayed)")
                     else:
                         out[i].append(short_title(title))
-                elif i not in relay_slots:
+                elif kind == "relay" and i not in relay_slots:
                     relay_slots.append(i)
         hidden = [t for t, c in sorted(new.items()) for _ in range(c) if c > 0]
         for k, title in enumerate(hidden):
@@ -242,6 +242,12 @@ class Node:
             else:
                 out[slot].append(f"{short_title(title)} (in relay MPDU)")
         return out
+
+    def _clear_control_only(self, frame: bytes) -> bool:
+        if self.describe_frame is None:
+            return False
+        kinds = self.describe_frame(frame)
+        return bool(kinds) and all(kind == "control" for kind, _ in kinds)
 
     def _note_relayed(self, frame: bytes, before: int) -> None:
         """After ``role.receive(frame)``: if the role queued messages to relay on, remember the
@@ -305,9 +311,18 @@ class Node:
         if cap <= 0:
             return None, []
         if not self.backlog:
-            frames = self._stack(self.role.frames_to_send, now, cap)
+            # take everything the role has queued (each frame at most one zone's capacity), so
+            # that the role's count of queued messages matches the frames in hand (chart labels)
+            frames: list[tuple[int, bytes]] = []
+            while more := self._stack(self.role.frames_to_send, now, cap):
+                frames.extend(more)
             labels = self._chart_labels(frames)
-            self.backlog.extend((d, f, lab) for (d, f), lab in zip(frames, labels, strict=True))
+            queued = list(zip(frames, labels, strict=True))
+            # frames of clear control messages only (PKMv3, ranging: no PN, so reordering them
+            # cannot trip a replay window) go before data, so that a saturating data load does
+            # not starve key management (TEK refresh requests timing out behind data)
+            queued.sort(key=lambda q: not self._clear_control_only(q[0][1]))
+            self.backlog.extend((d, f, lab) for (d, f), lab in queued)
         pieces: list[np.ndarray] = []
         sent: list[tuple[int, int]] = []
         used = 0

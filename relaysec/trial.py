@@ -80,9 +80,10 @@ def short_title(title: str) -> str:
 
 
 def describe_frame(frame: bytes) -> list[tuple[str, str]]:
-    """``(kind, title)`` of the control and relay MPDUs of a frame, for the sequence chart:
-    ``("control", title)`` for a plain control message, ``("relay", "")`` for a relay MPDU, whose
-    content is encrypted on the relay link. Data MPDUs are left out (counted, not charted)."""
+    """``(kind, title)`` of each MPDU of a frame, for the sequence chart and TX priority:
+    ``("control", title)`` for a control message sent in the clear (its type byte, which every
+    receiver sees), ``("relay", "")`` for a relay MPDU (encrypted on the relay link: not
+    opened), ``("data", "")`` for a data MPDU. Only the MAC headers are parsed."""
     try:
         from stack.pkm.messages import message_class
         from stack.roles.framing import FID_CONTROL, FID_RELAY, mpdu_fid, split_frame
@@ -102,6 +103,8 @@ def describe_frame(frame: bytes) -> list[tuple[str, str]]:
                 out.append(("control", f"control code {mpdu[2]:#04x}"))
         elif fid == FID_RELAY:
             out.append(("relay", ""))
+        else:
+            out.append(("data", ""))
     return out
 
 
@@ -603,19 +606,31 @@ class Trial:
                    and f.stats.delivered_packets >= need * f.stats.sent_packets
                    for f, _, _ in plan.flows)
 
+    def _short_delivery(self, plan: _TrafficPlan) -> str:
+        need = float(self.cfg["traffic"]["min_delivery"])
+        return (f"delivered less than traffic.min_delivery = {need:g} of the packets (the data "
+                f"path has no ARQ: lost bursts lose their packets): {self._plan_detail(plan)}")
+
     def _plan_detail(self, plan: _TrafficPlan) -> str:
+        """Packets delivered/sent per direction and the application goodput over the phase so
+        far (delivered payload bits per second of air since the phase began)."""
+        ph = self.phases[-1] if self.phases else None
+        dur = self.now - ph.t_start if ph is not None and ph.t_start is not None else 0.0
         parts = []
         for f, src, dst in plan.flows:
             s = f.stats
-            parts.append(f"{src}->{dst} {s.delivered_packets}/{s.sent_packets}")
+            rate = f" ({8 * s.delivered_bytes / dur / 1e3:.0f} kb/s)" if dur > 0 else ""
+            parts.append(f"{src}->{dst} {s.delivered_packets}/{s.sent_packets}{rate}")
         return ", ".join(parts)
 
     def _phase_traffic(self, name: str) -> bool:
         ph = self._begin(name)
         plan = self._traffic_plan(name, int(self.cfg["traffic"]["packets_per_direction"]))
-        ok = self._run_until(lambda: self._plan_done(plan), self._timeout("traffic_s"),
-                             plan)
-        ok = ok and self._plan_ok(plan)
+        finished = self._run_until(lambda: self._plan_done(plan), self._timeout("traffic_s"),
+                                   plan)
+        if finished and not self._plan_ok(plan):
+            return self._end(ph, False, self._short_delivery(plan))
+        ok = finished
         detail = self._plan_detail(plan)
         if ok and name == "traffic_2":
             target = self._ams().get("handover_target")
@@ -642,14 +657,20 @@ class Trial:
                         self._events("KeysInstalled", holder, since=t0, subject=self.id_of[ams],
                                      cause="tek_refresh"))
 
-        ok = self._run_until(lambda: refreshed() and self._plan_done(plan),
-                             self._timeout("tek_refresh_s"), plan)
-        ok = ok and self._plan_ok(plan)
-        if not ok:
+        finished = self._run_until(lambda: refreshed() and self._plan_done(plan),
+                                   self._timeout("tek_refresh_s"), plan)
+        if not finished:
             why = "no TEK refresh" if not refreshed() else "traffic incomplete"
             return self._end(ph, False, f"timeout ({why}): {self._plan_detail(plan)}")
-        after = self.roles[ams].key_info(self.id_of[self.serving])
+        if not self._plan_ok(plan):
+            return self._end(ph, False, self._short_delivery(plan))
         match, note = self._keys_match(ams, holder)
+        if not match:
+            # a later refresh may be in flight (served by the key holder, reply not yet at the
+            # AMS: long phases outlive a TEK): give it a few frames to land before judging
+            self._run_until(lambda: self._keys_match(ams, holder)[0], 20 * self.net_frame_s)
+            match, note = self._keys_match(ams, holder)
+        after = self.roles[ams].key_info(self.id_of[self.serving])
         if not match:
             return self._end(ph, False, note)
         return self._end(ph, True, f"COUNTER_TEK {getattr(before, 'counter_teks', '?')} -> "
