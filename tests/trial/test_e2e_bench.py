@@ -19,4 +19,8 @@ def test_e2e_benchmark_smoke(tmp_path, capsys):
     shares = data["secured"]["cpu_share"]
     assert abs(sum(shares.values()) - 1.0) < 1e-6
     assert {"security", "modem", "medium", "stack_other"} <= set(shares)
-    assert "processing goodput" in capsys.readouterr().out
+    # the CPU-time view removes exactly the security time the null transform saved
+    assert 0.5 < data["cpu_time_ratio"] <= 1.0 + 1e-9
+    assert data["security_off"]["cpu_s"]["security"] < data["secured"]["cpu_s"]["security"]
+    text = capsys.readouterr().out
+    assert "processing goodput" in text and "CPU-time view" in text
