@@ -39,7 +39,7 @@ def test_file_overrides_defaults_and_flags_override_file(tmp_path):
         ("sed = 3\n", "sed"),
         ("[security]\nmode = 'hybrid'\n", "security.mode"),
         ("[channel]\nsnr_db = 'high'\n", "channel.snr_db"),
-        ("[security]\nenabled = 1\n", "security.enabled"),
+        ("[security]\nencrypt_relay_control = 1\n", "security.encrypt_relay_control"),
         ("[[stations]]\nname = 'A'\nrole = 'ams'\nstation_id = 5\nserving = 'A'\n", "abs"),
         ("[[stations]]\nname='B'\nrole='abs'\nstation_id=1\ncolour='red'\n", "colour"),
         ("phy = 3\n", "phy"),
@@ -64,7 +64,8 @@ def test_not_toml_and_missing_file(tmp_path):
 
 def test_override_parsing():
     assert parse_override("seed=3") == ("seed", 3)
-    assert parse_override("security.enabled=false") == ("security.enabled", False)
+    assert parse_override("security.ak_predistribution=false") == (
+        "security.ak_predistribution", False)
     assert parse_override("phy.mcs=16QAM-1/2") == ("phy.mcs", "16QAM-1/2")
     with pytest.raises(ConfigError):
         parse_override("seed")
