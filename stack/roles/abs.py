@@ -201,8 +201,11 @@ class AbsRole(RoleBase):
             return
         station = self._by_stid.get(stid)
         sub = self._subs.get(station) if station is not None else None
-        if sub is None or sub.via != ars:
+        if sub is None:
             raise UnknownKeyError("relayed data for an unknown AMS", reason="unknown_ams")
+        if sub.via != ars:  # e.g. the AMS's last packet on the old path after a handover
+            raise ProtocolError("relayed data from an ARS not serving the AMS",
+                                reason="wrong_link")
         if self.distributed:
             fid, payload = fid, plain_payload(inner)
         else:
