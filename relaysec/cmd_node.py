@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 
 from relaysec.cmd_trial import add_common_options, merged_config
 from relaysec.config import ConfigError, redacted, to_toml
@@ -62,8 +64,16 @@ def run(args: argparse.Namespace) -> int:
 
     from relaysec.standalone import NodeRunner
 
-    report = NodeRunner(cfg, st["name"], progress=progress, record_dir=args.record).run(
-        args.duration)
+    runner = NodeRunner(cfg, st["name"], progress=progress, record_dir=args.record)
+    # SIGTERM (a lab script or test harness stopping the node) ends it as cleanly as Ctrl-C:
+    # after the current frame, with its report.
+    main_thread = threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGTERM, lambda *_: runner.stop()) if main_thread else None
+    try:
+        report = runner.run(args.duration)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, old)
     verdict = "PASS" if report["ok"] else f"FAIL — {report['reason']}"
     print(f"relaysec node {st['name']} ({st['role']}): {verdict}")
     for name, f in report.get("flows", {}).items():

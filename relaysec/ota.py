@@ -99,6 +99,10 @@ class OtaNetwork:
         self.chunk = max(1024, round(chunk_s * schedule.sample_rate))
         self.tx_advance = round(tx_latency_s * schedule.sample_rate)
         self.slack = round(1e-3 * schedule.sample_rate)
+        # A Pluto burst may be handed over up to `early` samples before its time, led by zeros:
+        # the main loop then has a window of early + guard/2 per zone instead of slack + guard/2,
+        # which a busy host (demodulation, GIL, other processes) needs.
+        self.early = max(schedule.zones[0].guard, 2 * self.chunk)
         self.clock = clock
         self.t0 = clock()
         self.frame = 0
@@ -244,7 +248,7 @@ class OtaNetwork:
             # A Pluto transmits "now" and the burst reaches the air `latency` later (USB, libiio,
             # iiod); `latency` is learnt from the node hearing its own bursts. Hand the burst
             # over when now + latency reaches the zone start (within one slack period).
-            horizon = air_now + int(st.latency) + self.slack
+            horizon = air_now + int(st.latency) + self.early
             late = air_now + int(st.latency) - self.schedule.zones[0].guard // 2
         for zi, zone in enumerate(self.schedule.zones):
             if zone.tx != node.name:
@@ -277,14 +281,19 @@ class OtaNetwork:
             if timed:
                 node.transmit(iq, at=zone_start)
                 continue
+            # Handed over early: lead the burst with zeros up to its zone start (as estimated
+            # from the learnt latency), so it still lands on time.
+            air_call = int((self.clock() - self.t0) * self.schedule.sample_rate - st.d0)
+            pre = min(max(zone_start - (air_call + int(st.latency)), 0), self.early)
+            if pre:
+                iq = np.concatenate([np.zeros(pre, np.complex64), iq])
             # Pad pushes to a length that only grows: a Pluto (pyadi-iio) re-creates its TX
             # buffer whenever the length changes, which costs round trips and jitter.
             st.push_len = max(st.push_len, iq.size)
             if iq.size < st.push_len:
                 iq = np.concatenate([iq, np.zeros(st.push_len - iq.size, np.complex64)])
-            air_call = int((self.clock() - self.t0) * self.schedule.sample_rate - st.d0)
             node.transmit(iq)
-            st.pushes.append(air_call + lead)
+            st.pushes.append(air_call + pre + lead)
             del st.pushes[:-8]
 
     def _learn_latency(self, st: _NodeState, abs_start: int) -> None:
