@@ -187,12 +187,38 @@ class NodeRunner:
             return False
         if target and not self._seen("HandoverComplete", ams=me, target=self.id_of[target]):
             if "handover_started" not in self.milestones:
+                if not self._dl1_settled():
+                    return False
                 self._mark("handover_started")
                 self.role.handover(self.id_of[target], self.net.now)
             return False
         self._mark("handover_complete")
         self._send(UL2, abs_id)
         return self._drained(UL2) and self._flow(DL2).stats.delivered_packets > 0
+
+    def _dl1_settled(self) -> bool:
+        """DL flow 1 all here, or nothing more of it for drain_frames frames: the AMS hands over
+        only then, so DL packets in flight through the old station are not stranded by it."""
+        stats = self._flow(DL1).stats
+        if stats.delivered_packets >= int(self.cfg["traffic"]["packets_per_direction"]):
+            return True
+        drain = float(self.cfg["traffic"]["drain_frames"]) * self.net.schedule.frame_s
+        since = max(stats.last_rx or 0.0, self.milestones[f"flow{UL1}_sent"])
+        return self.net.now - since >= drain
+
+    def _short_flows(self) -> list[str]:
+        """The flows this node receives that fell short of ``traffic.min_delivery`` of the
+        packets the far end sends (AMS: DL 1 and 2; ABS: UL 1 and 2; nothing for an ARS)."""
+        role = self.st["role"]
+        if role == "ars" or self.ams is None:
+            return []
+        fids = [DL1, DL2] if role == "ams" else [UL1, UL2]
+        if not self.ams.get("handover_target"):
+            fids = fids[:1]
+        n = int(self.cfg["traffic"]["packets_per_direction"])
+        need = float(self.cfg["traffic"]["min_delivery"]) * n
+        got = {fid: self._flow(fid).stats.delivered_packets for fid in fids}
+        return [f"flow{fid} {got[fid]}/{n}" for fid in fids if got[fid] < need]
 
     def _script_abs(self) -> bool:
         if self.ams is None:
@@ -211,6 +237,13 @@ class NodeRunner:
             self._send(DL1, ams_id)
             return False
         self._mark("handover_seen")
+        # The AMS completes the handover when the ABS's reply reaches it, possibly after a
+        # retransmission; DL packets sent before that are rejected there (no keys). So send DL
+        # flow 2 once UL flow 2 shows the AMS is through, or drain_frames frames after.
+        drain = float(self.cfg["traffic"]["drain_frames"]) * self.net.schedule.frame_s
+        if (self._flow(UL2).stats.delivered_packets == 0
+                and self.net.now - self.milestones["handover_seen"] < drain):
+            return False
         self._send(DL2, ams_id)
         return False  # the ABS serves until the duration ends
 
@@ -232,11 +265,19 @@ class NodeRunner:
         need = {"ars": ["entered"], "ams": ["entered", "handover_complete"],
                 "abs": ["ams_entered"]}[role]
         missing = [m for m in need if m not in self.milestones]
-        ok = not missing and corrupted == 0 and duplicates == 0
+        short = self._short_flows()
+        ok = not missing and not short and corrupted == 0 and duplicates == 0
+        if ok:
+            reason = None
+        elif missing:
+            reason = f"not reached: {', '.join(missing)}"
+        elif corrupted or duplicates:
+            reason = "corrupted or duplicated data delivered"
+        else:
+            reason = (f"delivered below traffic.min_delivery: {', '.join(short)} packets")
         return {
             "ok": ok,
-            "reason": None if ok else (f"not reached: {', '.join(missing)}" if missing
-                                       else "corrupted or duplicated data delivered"),
+            "reason": reason,
             "station": self.name,
             "role": role,
             "milestones": self.milestones,

@@ -10,13 +10,20 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from hw.emu import LocalLoop, PlutoServer
 from tests.conftest import REQUIRE_LIBIIO_ENV
+from tests.emu.realtime import realtime_slot
 
+ROOT = Path(__file__).resolve().parents[2]
+LAB = ROOT / "examples" / "lab-3pluto.toml"
 IIO_TOOLS = ("iio_info", "iio_attr", "iio_readdev", "iio_writedev")
 
 
@@ -63,3 +70,31 @@ def pluto(emulator: PlutoServer) -> Iterator[object]:
         sdr.tx_destroy_buffer()
         sdr.rx_destroy_buffer()
         del sdr
+
+
+@pytest.fixture
+def emulated_plutos() -> Iterator[list[str]]:
+    """``relaysec emulate --radios 3`` in its own process (its own GIL, as in a rehearsal), on
+    the wall clock as hardware is (Plutos need ``schedule.ota_speed`` 1); the three URIs it
+    prints. Interrupted (Ctrl-C) at the end, and must exit cleanly."""
+    with realtime_slot():
+        yield from _emulate3()
+
+
+def _emulate3() -> Iterator[list[str]]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "relaysec", "emulate", "--radios", "3", "--seed", "5",
+         "--snr", "25"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        uris = [proc.stdout.readline().decode().strip() for _ in range(3)]
+        assert all(u.startswith("ip:127.0.0.1:") for u in uris), (uris, proc.stderr.read())
+        yield uris
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from relaysec.trial import PHASES, run_trial
+from tests.emu.realtime import realtime_slot
 from tests.trial.helpers import fast_config
 
 # Wall-clock runs compete with whatever else the machine does: long frames, wide guards, more
@@ -17,6 +18,11 @@ WALL = [("schedule.mode", "wall"), ("schedule.ota_frame_ms", 100.0),
 
 @pytest.mark.slow
 def test_wall_clock_trial_with_abs_master_timing_passes():
+    with realtime_slot():
+        _test_wall_clock_trial_with_abs_master_timing_passes()
+
+
+def _test_wall_clock_trial_with_abs_master_timing_passes():
     report, _ = run_trial(fast_config(*WALL))
     assert report["ok"], report["reason"]
     assert [p["name"] for p in report["phases"]] == list(PHASES)

@@ -10,16 +10,23 @@ import pytest
 from hw.loopback import Medium, WallClock
 from relaysec.cli import main
 from relaysec.standalone import NodeRunner
+from tests.emu.realtime import realtime_slot
 from tests.trial.helpers import fast_config
 
 
 @pytest.mark.slow
 def test_four_independent_nodes_run_the_scenario_over_a_shared_air():
+    with realtime_slot():
+        _test_four_independent_nodes_run_the_scenario_over_a_shared_air()
+
+
+def _test_four_independent_nodes_run_the_scenario_over_a_shared_air():
     # The air runs at half real time (WallClock speed 0.5, and the same for the runtime through
     # schedule.ota_speed) so that four real-time nodes fit a shared 2-core machine.
     cfg = fast_config(("schedule.ota_frame_ms", 100.0), ("schedule.ota_guard_ms", 8.0),
                       ("traffic.packets_per_direction", 6), ("traffic.drain_frames", 10),
-                      ("security.max_retries", 14), ("schedule.ota_speed", 0.5))
+                      ("security.max_retries", 14), ("schedule.ota_speed", 0.5),
+                     ("traffic.min_delivery", 0.75))
     medium = Medium(2.8e6, seed=4, clock=WallClock(2.8e6, speed=0.5), start_delay_max=2000.0)
     names = [s["name"] for s in cfg["stations"]]
     radios = {n: medium.add_radio(n, ppm=0.5 * i) for i, n in enumerate(names)}
