@@ -81,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
               f"corrupted {f['corrupted']} B")
     for name, link in report.get("links", {}).items():
         print(f"  {name}: PER {link['per']:.3f}, SNR {link['snr_db']:.1f} dB")
+    for name, link in report.get("links_tx_only", {}).items():
+        print(f"  {name}: sent {link['bursts_tx']} bursts (PER is measured at the receiver)")
     if report.get("security", {}).get("rejections"):
         print(f"  security rejections: {report['security']['rejections']}")
     if args.json:

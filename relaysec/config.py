@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
@@ -162,8 +163,6 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"schedule.mode must be 'sim' or 'wall', got {cfg['schedule']['mode']!r}")
     if not 0.01 <= cfg["schedule"]["ota_speed"] <= 1.0:
         raise ConfigError("schedule.ota_speed must be in [0.01, 1]")
-    if cfg["backend"] == "pluto" and cfg["schedule"]["ota_speed"] != 1.0:
-        raise ConfigError("schedule.ota_speed must be 1 with real radios (backend = 'pluto')")
     if cfg["backend"] not in BACKENDS:
         raise ConfigError(f"backend must be one of {BACKENDS}, got {cfg['backend']!r}")
     if cfg["security"]["mode"] not in SECURITY_MODES:
@@ -247,6 +246,37 @@ def validate(cfg: Config) -> None:
                 raise ConfigError(f"links[{i}].{key} must name a station")
         if "channel" in link and link["channel"] not in CHANNELS:
             raise ConfigError(f"links[{i}].channel must be one of {CHANNELS}")
+
+
+def is_emulator_uri(uri: str) -> bool:
+    """True for a libiio network URI on the loopback interface (``ip:127.0.0.1:PORT``,
+    ``ip:localhost:PORT``): a radio served on this host, i.e. ``relaysec emulate``, not a Pluto
+    (a real one is reached over USB or at its own address, 192.168.2.1 by default)."""
+    return bool(_EMULATOR_URI.fullmatch(uri.strip()))
+
+
+_EMULATOR_URI = re.compile(r"ip:(?:127(?:\.\d{1,3}){3}|localhost|\[::1\])(?::\d+)?")
+
+
+def check_air_speed(cfg: Config, stations: Iterable[Mapping[str, Any]]) -> None:
+    """Refuse ``schedule.ota_speed`` != 1 with ``backend = "pluto"`` unless the radios of
+    *stations* (those this process opens) are emulated: ``schedule.emulated = true``, or every
+    URI is an emulator on loopback (:func:`is_emulator_uri`).
+
+    A real Pluto's air runs at its sample rate, so a slowed clock would misplace every burst; an
+    emulated one runs at whatever ``relaysec emulate --speed`` says, which must then match. This
+    is checked when radios are opened, not in :func:`validate`, because ``--uris``/``--uri``
+    replace the configured URIs after validation."""
+    speed = float(cfg["schedule"]["ota_speed"])
+    if cfg["backend"] != "pluto" or speed == 1.0 or cfg["schedule"]["emulated"]:
+        return
+    real = [f"{s['name']} ({s.get('uri') or 'no uri'})" for s in stations
+            if not is_emulator_uri(str(s.get("uri", "")))]
+    if real:
+        raise ConfigError(
+            f"schedule.ota_speed = {speed:g} needs emulated radios (relaysec emulate --speed "
+            f"{speed:g}); not an emulator on loopback: {', '.join(real)}. Real Plutos need 1; "
+            "set schedule.emulated = true for emulators on another host")
 
 
 def station(cfg: Config, name: str) -> dict[str, Any]:

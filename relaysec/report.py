@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,6 +70,34 @@ def validate_report(report: Mapping[str, Any]) -> None:
     for key in ("mode", "interruption_s"):
         if key not in report["handover"]:
             raise ValueError(f"report.handover lacks {key!r}")
+
+
+def split_links(
+    links: Mapping[str, Mapping[str, Any]], receivers: Iterable[str],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split per-link figures (``"SRC->DST"`` → :meth:`relaysec.node.LinkStats.summary`) into
+    the links table and the links that were only transmitted on.
+
+    * A station's own "link" (``ARS-1->ARS-1``) is dropped: it is a station hearing its own burst
+      (over the air every radio does, which is how the OTA runtime learns its TX latency), an
+      undecodable one attributed to the zone's owner — not a link.
+    * A link whose receiver is not among *receivers* (a node report: the receiver runs on another
+      host) and on which nothing was received here goes to the second dict with its transmit
+      counts only: its PER is known only at the far end, so a "PER 1.000" row would be false.
+    * A link whose receiver is local keeps its row even when nothing arrived: that is a real loss.
+    """
+    local = set(receivers)
+    table: dict[str, Any] = {}
+    tx_only: dict[str, Any] = {}
+    for name, lk in links.items():
+        src, _, dst = name.partition("->")
+        if src == dst:
+            continue
+        if dst not in local and not lk.get("bursts_rx") and not lk.get("crc_fail"):
+            tx_only[name] = {k: lk[k] for k in ("bursts_tx", "control_bursts") if k in lk}
+        else:
+            table[name] = dict(lk)
+    return table, tx_only
 
 
 def _json_safe(obj: Any) -> Any:
@@ -161,6 +189,10 @@ def summary_text(report: Mapping[str, Any]) -> str:
                 f"{_fmt(lk['snr_db'], '.1f'):>8}{_fmt(lk.get('evm_db'), '.1f'):>8}"
                 f"{_fmt_rate(lk['goodput_bps']):>13}{lk.get('rejected', 0):>9}"
             )
+    tx_only = report.get("links_tx_only") or {}
+    if tx_only:
+        lines.append("  sent only (PER is measured at the receiver): " + ", ".join(
+            f"{k} {v.get('bursts_tx', 0)} bursts" for k, v in tx_only.items()))
     sec = report["security"]
     rej = sec.get("rejections", {})
     lines.append("")

@@ -275,6 +275,7 @@ class NodeRunner:
             reason = "corrupted or duplicated data delivered"
         else:
             reason = (f"delivered below traffic.min_delivery: {', '.join(short)} packets")
+        links, links_tx_only = self.trial.link_report(self.net.now)
         return {
             "ok": ok,
             "reason": reason,
@@ -283,7 +284,8 @@ class NodeRunner:
             "milestones": self.milestones,
             "bytes": {"corrupted": corrupted, "duplicates": duplicates},
             "flows": flows,
-            "links": self.trial.links.summary(self.net.now),
+            "links": links,
+            "links_tx_only": links_tx_only,
             "security": {"rejections": rejections, "keys": self.trial._key_lines()},
             "sync": self.net.sync_status(),
             "timing": {"wall_s": wall_s, "air_s": self.net.now, "frames": self.net.frame},

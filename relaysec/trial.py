@@ -31,9 +31,9 @@ from typing import Any
 import numpy as np
 
 from relaysec.appdata import Flow, flow_of
-from relaysec.config import Config, link_params, stations_by_role
+from relaysec.config import Config, ConfigError, check_air_speed, link_params, stations_by_role
 from relaysec.node import FrameTap, LinkTable, Node, NodeEvent, SimNetwork
-from relaysec.report import MscEntry, Trace, msc_text, summary_text
+from relaysec.report import MscEntry, Trace, msc_text, split_links, summary_text
 from relaysec.schedule import build_schedule
 
 log = logging.getLogger(__name__)
@@ -283,7 +283,8 @@ class Trial:
 
     def _clock(self) -> Callable[[], float]:
         """The OTA runtime's clock: wall time scaled by ``schedule.ota_speed`` (rehearsals on a
-        slow host run the air slower than real time; a Pluto needs 1.0)."""
+        slow host run the air slower than real time: a wall-clock loopback medium, or emulated
+        Plutos at ``relaysec emulate --speed`` the same; a real Pluto needs 1.0)."""
         speed = float(self.cfg["schedule"]["ota_speed"])
         if speed == 1.0:
             return time.monotonic
@@ -326,6 +327,10 @@ class Trial:
             from hw.pluto import PlutoRadio
         except ImportError as exc:
             raise TrialSetupError(f"the Pluto backend is not available: {exc}") from exc
+        try:
+            check_air_speed(self.cfg, local)
+        except ConfigError as exc:
+            raise TrialSetupError(str(exc)) from None
         p = self.cfg["pluto"]
         radios = {}
         for s in local:
@@ -856,6 +861,7 @@ class Trial:
         cpu = self.net.cpu() if self.net is not None else {}
         total_cpu = sum(cpu.values()) or 1.0
         names = [s["name"] for s in self.cfg["stations"]]
+        links, links_tx_only = self.link_report(sim_s)
         report: dict[str, Any] = {
             "ok": ok,
             "reason": reason,
@@ -868,7 +874,8 @@ class Trial:
                       "corrupted": corrupted, "duplicates": duplicates},
             "flows": flows,
             "phases": [p.as_dict() for p in self.phases],
-            "links": self.links.summary(sim_s),
+            "links": links,
+            "links_tx_only": links_tx_only,
             "security": {
                 "rejections": rejections,
                 "in_flight_at_handover": self._stale_rejections(),
@@ -909,20 +916,40 @@ class Trial:
                 out[ev.reason] = out.get(ev.reason, 0) + 1
         return out
 
+    def link_report(self, duration_s: float) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The links table and the links only transmitted on (:func:`report.split_links`): the
+        stations built in this process are the receivers whose counts are known."""
+        local = getattr(self, "nodes", None) or {}
+        return split_links(self.links.summary(duration_s), local.keys())
+
     def _key_lines(self) -> list[str]:
-        """Key identifiers of the links in use at the end (AKID, counts; never key values)."""
-        if not getattr(self, "roles", None):
+        """Key identifiers of the links in use at the end (AKID, counts; never key values),
+        each read at whichever end runs here: both in a trial, one in a ``relaysec node``."""
+        roles = getattr(self, "roles", None)
+        if not roles:
             return []
         pairs = [(self.abs_name, s["name"]) for s in stations_by_role(self.cfg, "ars")]
         ams = stations_by_role(self.cfg, "ams")
         if ams and getattr(self, "serving", None):
             pairs.append((ams[0]["name"], self._key_holder(self.serving)))
+        elif ams and ams[0]["name"] in roles:
+            # a node: the AMS's own serving station (None before entry)
+            serving = self.directory.get(getattr(roles[ams[0]["name"]], "serving", None))
+            if serving is not None:
+                pairs.append((ams[0]["name"], self._key_holder(serving)))
+        elif ams:
+            # a node without the AMS: this station's link with it, if it holds one
+            pairs += [(ams[0]["name"], name) for name in roles
+                      if name != ams[0]["name"] and self._key_holder(name) == name]
         lines = []
         for a, b in pairs:
-            try:
-                ki = self.roles[b].key_info(self.id_of[a])
-            except Exception:
-                ki = None
+            ki = None
+            for holder, peer in ((b, a), (a, b)):
+                if holder in roles and ki is None:
+                    try:
+                        ki = roles[holder].key_info(self.id_of[peer])
+                    except Exception:
+                        ki = None
             if ki is not None:
                 lines.append(f"{a}<->{b} AKID {ki.akid} CMAC_KEY_COUNT {ki.cmac_key_count} "
                              f"COUNTER_TEK {tuple(ki.counter_teks)}")

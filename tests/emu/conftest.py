@@ -78,14 +78,15 @@ def emulated_plutos() -> Iterator[list[str]]:
     the wall clock as hardware is (Plutos need ``schedule.ota_speed`` 1); the three URIs it
     prints. Interrupted (Ctrl-C) at the end, and must exit cleanly."""
     with realtime_slot():
-        yield from _emulate3()
+        yield from emulate3()
 
 
-def _emulate3() -> Iterator[list[str]]:
+def emulate3(speed: float = 1.0) -> Iterator[list[str]]:
+    """``relaysec emulate --radios 3 --speed SPEED`` in its own process; yields its three URIs."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "relaysec", "emulate", "--radios", "3", "--seed", "5",
-         "--snr", "25"],
+         "--snr", "25", "--speed", repr(float(speed))],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         assert proc.stdout is not None

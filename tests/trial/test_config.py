@@ -7,7 +7,9 @@ import tomllib
 
 from relaysec.config import (
     ConfigError,
+    check_air_speed,
     default_config,
+    is_emulator_uri,
     link_params,
     load_config,
     parse_override,
@@ -85,3 +87,45 @@ def test_link_params_symmetric_override():
     cfg["links"] = [{"a": "AMS", "b": "ARS-1", "snr_db": 4.0, "channel": "pedA"}]
     assert link_params(cfg, "ARS-1", "AMS") == {"snr_db": 4.0, "channel": "pedA"}
     assert link_params(cfg, "ABS", "AMS")["snr_db"] == cfg["channel"]["snr_db"]
+
+
+@pytest.mark.parametrize(
+    "uri, emulated",
+    [("ip:127.0.0.1:30431", True), ("ip:127.0.0.2", True), ("ip:localhost:30431", True),
+     ("ip:[::1]:30431", True), ("ip:192.168.2.1", False), ("usb:1.4.5", False),
+     ("ip:127.0.0.1.evil:1", False), ("ip:pluto.local", False), ("", False)],
+)
+def test_emulator_uris_are_loopback_network_uris(uri, emulated):
+    assert is_emulator_uri(uri) is emulated
+
+
+def test_slowed_air_with_plutos_only_when_they_are_emulated():
+    cfg = load_config(overrides=[("backend", "pluto"), ("schedule.ota_speed", 0.5)])
+    stations = cfg["stations"]
+    for st, port in zip(stations, range(30431, 30435), strict=True):
+        st["uri"] = f"ip:127.0.0.1:{port}"
+    check_air_speed(cfg, stations)                         # all on loopback: emulators
+    stations[2]["uri"] = "ip:192.168.2.1"
+    with pytest.raises(ConfigError, match=r"ARS-2 \(ip:192.168.2.1\).*Real Plutos need 1"):
+        check_air_speed(cfg, stations)
+    check_air_speed(cfg, [stations[0]])                    # a node opens only its own radio
+    cfg["schedule"]["emulated"] = True                     # emulators on another host
+    check_air_speed(cfg, stations)
+    cfg["schedule"]["emulated"] = False
+    cfg["schedule"]["ota_speed"] = 1.0                     # real time: any radio
+    check_air_speed(cfg, stations)
+    cfg = load_config(overrides=[("schedule.ota_speed", 0.5)])
+    check_air_speed(cfg, cfg["stations"])                  # loopback backend: no URIs at all
+    with pytest.raises(ConfigError, match="ota_speed"):
+        load_config(overrides=[("schedule.ota_speed", 1.5)])
+
+
+def test_trial_refuses_slowed_air_on_real_plutos_before_opening_them():
+    from relaysec.trial import run_trial
+
+    cfg = load_config(overrides=[("backend", "pluto"), ("schedule.ota_speed", 0.5),
+                                 ("report.progress", False)])
+    for st in cfg["stations"]:
+        st["uri"] = "ip:192.168.2.1"
+    report, _ = run_trial(cfg)
+    assert not report["ok"] and "needs emulated radios" in report["reason"]

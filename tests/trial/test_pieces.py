@@ -10,7 +10,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from relaysec.appdata import OVERHEAD, Flow, flow_of, make_packet, parse_packet
-from relaysec.report import MscEntry, Trace, msc_text, summary_text, to_json, write_plots
+from relaysec.report import (
+    MscEntry,
+    Trace,
+    msc_text,
+    split_links,
+    summary_text,
+    to_json,
+    write_plots,
+)
 from relaysec.schedule import OtaTiming, build_schedule, zone_capacity
 
 STATIONS = [("ABS", "abs"), ("ARS-1", "ars"), ("ARS-2", "ars"), ("AMS", "ams")]
@@ -116,6 +124,31 @@ def test_summary_and_json():
         r = _report()
         del r["handover"]
         to_json(r)
+
+
+def _lk(tx: int, rx: int, fail: int = 0) -> dict:
+    return {"bursts_tx": tx, "bursts_rx": rx, "crc_fail": fail, "control_bursts": 1,
+            "per": float("nan") if not tx and not rx else 0.0, "snr_db": 25.0,
+            "goodput_bps": 1e3}
+
+
+def test_links_table_leaves_out_self_links_and_links_only_sent_on():
+    links = {"ABS->ARS-1": _lk(40, 0), "ARS-1->ABS": _lk(0, 38, 1),
+             "ARS-1->ARS-1": _lk(0, 3, 3), "AMS->ABS": _lk(0, 10)}
+    # a node (ABS): it knows what it received, not what its bursts did at the far end
+    table, tx_only = split_links(links, ["ABS"])
+    assert set(table) == {"ARS-1->ABS", "AMS->ABS"}
+    assert tx_only == {"ABS->ARS-1": {"bursts_tx": 40, "control_bursts": 1}}
+    # a trial (every receiver local): nothing received on ABS->ARS-1 is a loss, kept
+    table, tx_only = split_links(links, ["ABS", "ARS-1", "AMS"])
+    assert set(table) == {"ABS->ARS-1", "ARS-1->ABS", "AMS->ABS"} and tx_only == {}
+    report = {**_report(), "links": split_links(links, ["ABS"])[0],
+              "links_tx_only": split_links(links, ["ABS"])[1]}
+    text = summary_text(report)
+    assert "ARS-1->ARS-1" not in text
+    assert "sent only (PER is measured at the receiver): ABS->ARS-1 40 bursts" in text
+    assert not any(line.strip().startswith("ABS->ARS-1") for line in text.splitlines())
+    assert json.loads(to_json(report))["links_tx_only"]["ABS->ARS-1"]["bursts_tx"] == 40
 
 
 def test_msc_arrows_point_the_right_way():
