@@ -395,13 +395,17 @@ class RngReq(Message):
 class RngRsp(Message):
     """Ranging response: status and the STID assigned (initial) or confirmed (re-entry).
     CMAC-protected for a successful handover re-entry (the target proves it holds the new AK);
-    initial-entry responses and refusals carry no CMAC (no shared AK exists)."""
+    initial-entry responses and refusals carry no CMAC (no shared AK exists), so an initial
+    response echoes the request's AMSID *and* NONCE_AMS: the AMS accepts it only for the
+    attempt in progress (a replayed response of an earlier attempt is ``stale_rng_rsp``)."""
 
     purpose: int = u8("echo of the request's purpose", choices=_names(RangingPurpose))
     status: int = u8("result", choices=_names(RngStatus))
     stid: int = stid("STID assigned / confirmed (0 when refused)")
     amsid: bytes | None = when(_initial, fixed(6, "AMSID echoed from the request"),
                                "purpose = 0")
+    nonce_ams: bytes | None = when(_initial, fixed(6, "NONCE_AMS echoed from the request"),
+                                   "purpose = 0")
 
     @property
     def cmac_required(self) -> bool:

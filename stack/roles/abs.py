@@ -312,7 +312,7 @@ class AbsRole(RoleBase):
             self._fresh[station] = new
         new.session = self.auth.start(msg.amsid)
         rsp = m.RngRsp(purpose=m.RangingPurpose.INITIAL_ENTRY, status=m.RngStatus.SUCCESS,
-                       stid=stid, amsid=msg.amsid)
+                       stid=stid, amsid=msg.amsid, nonce_ams=msg.nonce_ams)
         new.pending["rsp"] = rsp.encode()
         self._to_sub(new, rsp.encode(), rsp.TITLE, now)
         self._eap_request(new, now)

@@ -208,6 +208,10 @@ class SubscriberRole(RoleBase):
             raise ProtocolError("RNG-RSP out of state", reason="unexpected_message")
         if msg.amsid != self._amsid or msg.status != m.RngStatus.SUCCESS:
             raise ProtocolError("RNG-RSP not for us or refused", reason="rng_refused")
+        if msg.nonce_ams != self._nonce_ams6:
+            # Unauthenticated, so bound to the request by its echo of this attempt's NONCE_AMS:
+            # a replayed RNG-RSP of an earlier attempt must not stop our RNG-REQ retries.
+            raise ProtocolError("RNG-RSP of an earlier entry attempt", reason="stale_rng_rsp")
         self._answered("rng")
         self.stid = msg.stid
         if self.phase == "ranging":
@@ -320,7 +324,7 @@ class SubscriberRole(RoleBase):
         """(Re)arm the entry watchdog. The authenticator drives EAP (only it retransmits) and
         the ABS sends MSG#1 once EAP succeeded, so while we wait for either nothing of ours is
         outstanding; if our peer went quiet (its EAP ended in a failure we never saw, it gave
-        up, or a replayed RNG-RSP stopped our ranging), the entry must still end."""
+        up), the entry must still end."""
         if self.phase in ("ranging", "eap", "key_agreement"):
             self._set_deadline("entry", now + self.timers.give_up_after)
 

@@ -298,7 +298,14 @@ def test_ranging_conditional_layout_and_cmac() -> None:
     assert m.requires_cmac(ho)
     ok = m.RngRsp(purpose=1, status=m.RngStatus.SUCCESS, stid=0x123)
     retry = m.RngRsp(purpose=1, status=m.RngStatus.RETRY, stid=0)
-    first = m.RngRsp(purpose=0, status=0, stid=0x45, amsid=bytes(6))
+    first = m.RngRsp(purpose=0, status=0, stid=0x45, amsid=bytes.fromhex("001b11c9d50c"),
+                     nonce_ams=bytes.fromhex("a1a2a3a4a5a6"))
+    # the initial response echoes AMSID and NONCE_AMS of the request it answers
+    assert first.encode() == bytes.fromhex("b1" "00" "00" "0450" "001b11c9d50c" "a1a2a3a4a5a6")
+    assert m.decode(first.encode()) == first
+    with pytest.raises(MalformedError):
+        m.decode(first.encode()[:-6])          # an RNG-RSP without the nonce echo is refused
+    assert ok.encode() == bytes.fromhex("b1" "01" "00" "1230")   # re-entry: no echo fields
     assert m.requires_cmac(ok) and not m.requires_cmac(retry) and not m.requires_cmac(first)
     assert not m.requires_cmac(m.EapTransfer)
 

@@ -17,6 +17,7 @@ from stack.roles import (
     ContextReleased,
     DataReceived,
     EntryFailed,
+    HandoverComplete,
     KeysInstalled,
     PeerLost,
     SecurityMode,
@@ -281,3 +282,91 @@ def test_entry_that_stalls_after_ranging_fails_with_an_event():
     assert len(net.of(AMS, PeerLost, procedure="eap")) == 1
     assert net.of(AMS, EntryFailed, reason="peer_lost")
     assert ams.phase == "failed" and ams.next_deadline() is None
+
+
+# -- a replayed initial RNG-RSP is bound to its request ----------------------------------------
+
+def _rng_rsp_mpdu(net, src, dst) -> bytes:
+    """The last initial RNG-RSP MPDU put on the air from ``src`` to ``dst`` (as an attacker
+    would cut it out of a recorded burst: control MPDUs travel in clear)."""
+    return [mp for _t, s, d, f in net.log if (s, d) == (src, dst) for mp in split_frame(f)
+            if mpdu_fid(mp) == FID_CONTROL and plain_payload(mp)[0] == m.RngRsp.CODE][-1]
+
+
+@pytest.mark.parametrize("via", [ARS1, ABS], ids=["via_ars", "at_abs"])
+@pytest.mark.parametrize("mode", MODES)
+def test_replayed_old_rng_rsp_cannot_stop_a_restarted_entry(mode, via):
+    # Attempt 1 fails (EAP-Failure after a provisional success). The station starts over; its
+    # first RNG-REQ is lost and the attacker replays attempt 1's RNG-RSP at once. That RSP
+    # echoes the old NONCE_AMS: it is refused (stale_rng_rsp) and counted, the RNG-REQ
+    # retransmission goes on and the entry completes after one retry interval instead of
+    # ending only when the entry watchdog fires (Timers.give_up_after).
+    net, abs_, ars1, _ars2, ams = cell_with_arss(mode)
+    spoiled, dropped = [], []
+
+    def tamper(src, dst, frame):
+        if (src, dst) == (AMS, via) and not spoiled and any(map(_is_psk_msg4,
+                                                                 split_frame(frame))):
+            spoiled.append(frame)
+            return frame[:-1] + bytes([frame[-1] ^ 1])
+        if (src, dst) == (AMS, via) and spoiled and not dropped:
+            dropped.append(frame)        # attempt 2's first RNG-REQ is lost
+            return None
+        return frame
+
+    net.tamper = tamper
+    ams.attach(via, net.now)
+    net.settle(0.5)
+    assert [e.reason for e in net.of(AMS, EntryFailed)] == ["eap_failure"]
+    old_rsp = _rng_rsp_mpdu(net, via, AMS)
+    assert m.RngRsp.decode(plain_payload(old_rsp)).status == m.RngStatus.SUCCESS
+
+    t_before = net.now
+    ams.attach(via, net.now)
+    net.step()
+    assert dropped and plain_payload(split_frame(dropped[0])[0])[0] == m.RngReq.CODE
+    ams.receive(via, old_rsp, net.now)      # the replay, before any real answer
+    assert ams.rejections["stale_rng_rsp"] == 1
+    assert ams.phase == "ranging" and "rng" in ams._pending   # still retrying
+    while not net.of(AMS, Attached) and net.now < t_before + 2 * ams.timers.give_up_after:
+        net.settle(0.01)
+    t_after = net.now
+    assert net.of(AMS, Attached), dict(ams.rejections)
+    assert t_after - t_before < ams.timers.interval(1) + 0.5 < ams.timers.give_up_after
+    assert not net.of(AMS, PeerLost)
+    key_station = ars1 if via == ARS1 else abs_
+    assert_entered(mode, abs_, key_station, ams)
+    # the RSP that did answer attempt 2 echoes its nonce
+    new_rsp = m.RngRsp.decode(plain_payload(_rng_rsp_mpdu(net, via, AMS)))
+    assert new_rsp.nonce_ams == ams._nonce_ams6 != m.RngRsp.decode(
+        plain_payload(old_rsp)).nonce_ams
+    exchange_data(net, abs_, ams, b"after replay")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_replayed_handover_rng_rsp_is_bound_to_its_cmac_key_count(mode):
+    # Re-entry RNG-RSPs need no nonce echo: a successful one carries a CMAC under the AK' of
+    # this attempt (target id and CMAC_KEY_COUNT, which every handover() increments), so the
+    # RSP of an earlier re-entry at the same target does not verify.
+    net, abs_, _ars1, ars2, ams = enter_all(mode)
+    net.start_recording()
+    ams.handover(ARS2, net.now)
+    net.settle(2.0)
+    old_rsp = _ho_rsp_mpdu(net, ARS2, AMS)
+    ams.handover(ARS1, net.now)
+    net.settle(2.0)
+    ams.handover(ARS2, net.now)                 # CMAC_KEY_COUNT 3 at ARS-2 (the old RSP: 1)
+    ams.receive(ARS2, old_rsp, net.now)         # replayed before the real answer
+    assert ams.rejections["bad_cmac"] == 1
+    assert ams.serving == ARS1 and ams._ho is not None
+    net.settle(2.0)
+    done = net.of(AMS, HandoverComplete)
+    assert [(e.target, e.cmac_key_count) for e in done] == [(ARS2, 1), (ARS1, 2), (ARS2, 3)]
+    assert same_keys(ams.key_info(), key_holder(mode, abs_, ars2).key_info(AMS))
+    exchange_data(net, abs_, ams, b"after handover replay")
+
+
+def _ho_rsp_mpdu(net, src, dst) -> bytes:
+    return [mp for _t, s, d, f in net.log if (s, d) == (src, dst) for mp in split_frame(f)
+            if mpdu_fid(mp) == FID_CONTROL and plain_payload(mp)[:2] == bytes([m.RngRsp.CODE, 1])
+            ][-1]
