@@ -1,9 +1,9 @@
-"""The emulated Pluto's attribute model: a real context capture plus the AD9361 driver's rules.
+"""The emulated Pluto's attribute model: the project's device model plus the AD9361 driver's rules.
 
-Device and attribute *set* and initial values come from a real Pluto capture
-(``hw/emu/data/pluto.xml``). On top, :class:`PlutoContext` enforces what the Linux ``ad9361``
-driver enforces on writes, so that range errors surface in pyadi-iio as ``OSError(EINVAL)``
-exactly as with hardware:
+Devices, channels, attributes and initial values come from :mod:`hw.emu.pluto_model` (written for
+this project from the spec digest's description of the driver). On top, :class:`PlutoContext`
+enforces what the Linux ``ad9361`` driver enforces on writes, so that range errors surface in
+pyadi-iio as ``OSError(EINVAL)`` exactly as with hardware:
 
 - numeric attributes with a ``<name>_available`` of the form ``[min step max]`` are range checked
   (LO frequencies, RF bandwidths, gains, xo correction), list-valued ``_available`` attributes
@@ -25,8 +25,8 @@ exactly as with hardware:
   ``EACCES`` like a read-only sysfs file.
 
 Simplifications (documented in docs/emulator.md): the clock-chain search is a model of the driver's,
-not a copy (it reproduces the capture's 30.72 MS/s chain and the published floors); AGC modes do not
-change the reported gain; the RX gain range is not LO dependent.
+not a copy (it gives the usual 30.72 MS/s chain and the published floors); AGC modes do not change
+the reported gain; the RX gain range is not LO dependent.
 """
 
 from __future__ import annotations
@@ -36,8 +36,6 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
 
 from hw.emu.context import (
     KIND_ATTR,
@@ -49,6 +47,7 @@ from hw.emu.context import (
     IioContext,
 )
 from hw.emu.errors import IioError, einval
+from hw.emu.pluto_model import pluto_builder
 
 PHY = "ad9361-phy"
 RX_DEV = "cf-ad9361-lpc"
@@ -64,7 +63,7 @@ MAX_BBPLL = 1_430_000_000
 HB_DIVIDERS = ((12, 3, 2, 2), (8, 2, 2, 2), (6, 3, 1, 2), (4, 2, 2, 1), (3, 3, 1, 1),
                (2, 2, 1, 1), (1, 1, 1, 1))
 _HB = {t[0]: t for t in HB_DIVIDERS}
-#: TX interpolation total -> (HB3, HB2, HB1); the capture at 30.72 MS/s shows
+#: TX interpolation total -> (HB3, HB2, HB1); at 30.72 MS/s the driver runs
 #: DAC 122.88 -> T2 122.88 -> T1 61.44 -> TF 30.72 MHz, i.e. (1, 2, 2) for a total of 4.
 _HB_TX = {1: (1, 1, 1), 2: (1, 1, 2), 3: (3, 1, 1), 4: (1, 2, 2), 6: (3, 1, 2), 8: (2, 2, 2),
           12: (3, 2, 2)}
@@ -72,11 +71,6 @@ _HB_TX = {1: (1, 1, 1), 2: (1, 1, 2), 3: (3, 1, 1), 4: (1, 2, 2), 6: (3, 1, 2), 
 _READ_ONLY_NAMES = {"rssi", "rx_path_rates", "tx_path_rates", "input", "data_available",
                     "length_align_bytes", "rssi_gain_step_error", "samples_pps", "offset"}
 _INTEGER_NAMES = {"frequency", "rf_bandwidth", "sampling_frequency", "xo_correction"}
-
-
-def capture_path() -> Path:
-    """Path of the bundled real Pluto capture (see ``hw/emu/data/SOURCES.md``)."""
-    return Path(str(resources.files("hw.emu.data").joinpath("pluto.xml")))
 
 
 @dataclass(frozen=True)
@@ -232,7 +226,7 @@ def _number(value: str, integer: bool) -> float:
 
 
 class PlutoContext(IioContext):
-    """The emulated Pluto: the captured context with the AD9361 driver's write rules.
+    """The emulated Pluto: the project's device model with the AD9361 driver's write rules.
 
     ``listeners`` are called (outside no lock guarantees beyond the context lock) with the new
     :class:`Settings` after every successful write that changed them; the data path uses this
@@ -252,12 +246,9 @@ class PlutoContext(IioContext):
 
     @classmethod
     def default(cls, *, description: str | None = None) -> PlutoContext:
-        """A fresh emulated Pluto from the bundled capture."""
-        ctx = cls.from_capture(capture_path())
-        assert isinstance(ctx, PlutoContext)
-        if description is not None:
-            ctx.description = description
-        return ctx
+        """A fresh emulated Pluto (power-on state of :mod:`hw.emu.pluto_model`)."""
+        builder = pluto_builder() if description is None else pluto_builder(description)
+        return builder.build(cls)
 
     # ------------------------------------------------------------------ settings
     def settings(self) -> Settings:

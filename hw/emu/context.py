@@ -1,23 +1,27 @@
 """A generic IIO context: devices, channels, attributes and their values, and its XML.
 
 libiio clients learn the device model from the context XML (``PRINT``) and then read and write
-attribute *values* one by one; the XML carries no values. This module holds that model, loads it
-from an iio-emu style capture (a context XML whose attributes carry ``value=``), stores the values
-and writes the XML that libiio 0.24/0.25 validates against its own DTD.
+attribute *values* one by one; the XML carries no values. This module holds that model, stores the
+values and writes the XML that libiio 0.24/0.25 validates against its own DTD.
+:class:`ContextBuilder` assembles a model in code (the Pluto's is :mod:`hw.emu.pluto_model`).
 
-Attributes that name the same sysfs ``filename`` within a device share one stored value, as on the
-real board (e.g. ``in_voltage_rf_bandwidth`` is seen through several ``ad9361-phy`` input channels).
-Device-specific behaviour (range checks, side effects) lives in a subclass; see
-:mod:`hw.emu.ad9361`.
+Attributes that name the same sysfs ``filename`` within a device share one stored value, as on a
+real board: an attribute the driver declares *shared by type* (``in_voltage_rf_bandwidth``) is
+seen through every input ``voltage`` channel of the device. The builder derives the filenames from
+the kernel's IIO naming rules (``{in|out}_{type}{index}[_{extend}]_{attr}`` for a channel's own
+attribute, ``{in|out}_{type}_{attr}`` when shared by type). Device-specific behaviour (range
+checks, side effects) lives in a subclass; see :mod:`hw.emu.ad9361`.
 """
 
 from __future__ import annotations
 
+import copy
 import errno
+import re
 import threading
-import xml.etree.ElementTree as ET
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TypeVar
 from xml.sax.saxutils import quoteattr
 
 from hw.emu.errors import IioError, enoent
@@ -51,9 +55,6 @@ LIBIIO_XML_HEADER = (
 VERSION_MAJOR = 0
 VERSION_MINOR = 25
 VERSION_GIT = "relaysec"
-
-#: Captured value meaning "this attribute failed to read on the real board".
-CAPTURED_ERROR = "ERROR"
 
 KIND_ATTR = "attr"
 KIND_DEBUG = "debug"
@@ -126,6 +127,49 @@ def _key(dev: Device, filename: str | None, *parts: str) -> tuple[str, ...]:
     return (dev.id, "file", filename) if filename else (dev.id, *parts)
 
 
+#: How a channel attribute is shared (the kernel's ``info_mask_*`` / ``ext_info`` ``shared``):
+#: ``SEPARATE`` belongs to one channel, ``BY_TYPE`` to every channel of the same type and
+#: direction, ``BY_DIR`` to every channel of the direction, ``BY_ALL`` to the whole device.
+SEPARATE = "separate"
+BY_TYPE = "type"
+BY_DIR = "dir"
+BY_ALL = "all"
+_SHARING = (SEPARATE, BY_TYPE, BY_DIR, BY_ALL)
+_CHANNEL_ID = re.compile(r"^([a-z]+?)(\d+)$")
+
+
+@dataclass(frozen=True)
+class Attr:
+    """A channel attribute to build: name, initial value, sharing, optional explicit filename."""
+
+    name: str
+    value: str
+    share: str = SEPARATE
+    filename: str | None = None
+
+
+def sysfs_filename(chan_id: str, output: bool, extend: str | None, attr: str,
+                   share: str) -> str:
+    """The sysfs file a driver would create for ``attr`` of channel ``chan_id``.
+
+    ``sysfs_filename("altvoltage0", True, "RX_LO", "frequency", SEPARATE)`` is
+    ``out_altvoltage0_RX_LO_frequency``; shared by type it would be ``out_altvoltage_frequency``.
+    """
+    if share not in _SHARING:
+        raise ValueError(f"unknown sharing {share!r}")
+    direction = "out" if output else "in"
+    if share == BY_ALL:
+        return attr
+    if share == BY_DIR:
+        return f"{direction}_{attr}"
+    m = _CHANNEL_ID.match(chan_id)
+    if m is None:
+        raise ValueError(f"channel id {chan_id!r} is not <type><index>; give a filename")
+    if share == BY_TYPE:
+        return f"{direction}_{m.group(1)}_{attr}"
+    return f"{direction}_{chan_id}{'_' + extend if extend else ''}_{attr}"
+
+
 class IioContext:
     """An IIO context: devices and the stored attribute values, safe to share between threads.
 
@@ -143,47 +187,6 @@ class IioContext:
         self.devices = list(devices)
         self.values = dict(values)
         self.lock = threading.RLock()
-
-    # ------------------------------------------------------------------ loading
-    @classmethod
-    def from_capture(cls, path: str | Path, **kwargs: object) -> IioContext:
-        """Load devices, channels, attributes and initial values from an iio-emu capture."""
-        root = ET.parse(path).getroot()
-        if root.tag != "context":
-            raise IioError(errno.EINVAL, f"{path}: root element is {root.tag!r}, not 'context'")
-        ctx_attrs = [(a.get("name", ""), a.get("value", "")) for a in root.findall(
-            "context-attribute") if a.get("name") not in ("uri", "ip,ip-addr")]
-        devices: list[Device] = []
-        values: dict[tuple[str, ...], str] = {}
-        for d in root.findall("device"):
-            dev = Device(id=d.get("id", ""), name=d.get("name"), label=d.get("label"))
-            for c in d.findall("channel"):
-                output = c.get("type") == "output"
-                ch = Channel(id=c.get("id", ""), output=output, name=c.get("name"))
-                se = c.find("scan-element")
-                if se is not None:
-                    ch.scan_index = int(se.get("index", "0"))
-                    ch.format = se.get("format")
-                    ch.scale = se.get("scale")
-                for a in c.findall("attribute"):
-                    fname = a.get("filename")
-                    aname = a.get("name", "")
-                    key = _key(dev, fname, "chan", ch.direction, ch.id, aname)
-                    ch.attrs[aname] = Attribute(aname, key, fname)
-                    values.setdefault(key, a.get("value", ""))
-                dev.channels.append(ch)
-            for tag, table, kind in (("attribute", dev.attrs, KIND_ATTR),
-                                     ("debug-attribute", dev.debug_attrs, KIND_DEBUG),
-                                     ("buffer-attribute", dev.buffer_attrs, KIND_BUFFER)):
-                for a in d.findall(tag):
-                    aname = a.get("name", "")
-                    key = (dev.id, kind, aname)
-                    table[aname] = Attribute(aname, key)
-                    values[key] = a.get("value", "")
-            devices.append(dev)
-        inst = cls(root.get("name", "network"), root.get("description", ""), ctx_attrs,
-                   devices, values, **kwargs)  # type: ignore[arg-type]
-        return inst
 
     # ------------------------------------------------------------------ lookup
     def device(self, ident: str) -> Device:
@@ -228,10 +231,7 @@ class IioContext:
         """The value a client reads; ``IioError`` for unknown or unreadable attributes."""
         a = self.find(dev, kind, attr, chan)
         with self.lock:
-            value = self.render(dev, kind, a, chan, self.values.get(a.key, ""))
-        if value == CAPTURED_ERROR:
-            raise IioError(errno.EIO, f"{dev.id}: {attr} cannot be read")
-        return value
+            return self.render(dev, kind, a, chan, self.values.get(a.key, ""))
 
     def write_attr(self, dev: Device, kind: str, attr: str, value: str,
                    chan: Channel | None = None) -> None:
@@ -292,3 +292,93 @@ class IioContext:
             out.append("</device>")
         out.append("</context>")
         return "".join(out).encode()
+
+
+C = TypeVar("C", bound=IioContext)
+
+
+class DeviceBuilder:
+    """Adds channels and attributes, with their initial values, to one device of a model."""
+
+    def __init__(self, dev: Device, values: dict[tuple[str, ...], str]) -> None:
+        self.dev = dev
+        self._values = values
+
+    def _store(self, key: tuple[str, ...], value: str, what: str) -> None:
+        old = self._values.setdefault(key, value)
+        if old != value:
+            raise ValueError(f"{self.dev.id}: {what} shares a file whose value is {old!r}, "
+                             f"not {value!r}")
+
+    def channel(self, chan_id: str, *, output: bool, attrs: Iterable[Attr],
+                name: str | None = None, scan: tuple[int, str] | None = None,
+                scale: str | None = None) -> DeviceBuilder:
+        """Add a channel; ``name`` is the driver's ``extend_name`` (``RX_LO``), ``scan`` the
+        scan element ``(index, format)``. Returns ``self`` for chaining."""
+        ch = Channel(id=chan_id, output=output, name=name)
+        if scan is not None:
+            ch.scan_index, ch.format = scan
+            ch.scale = scale
+        for a in attrs:
+            if a.name in ch.attrs:
+                raise ValueError(f"{self.dev.id} {chan_id}: attribute {a.name!r} twice")
+            fname = a.filename or sysfs_filename(chan_id, output, name, a.name, a.share)
+            key = _key(self.dev, fname)
+            ch.attrs[a.name] = Attribute(a.name, key, fname)
+            self._store(key, a.value, f"{chan_id} {a.name}")
+        try:
+            self.dev.channel(chan_id, output)
+        except IioError:
+            self.dev.channels.append(ch)
+            return self
+        raise ValueError(f"{self.dev.id}: channel {chan_id} ({ch.direction}) twice")
+
+    def _add(self, table: dict[str, Attribute], kind: str, items: dict[str, str]) -> None:
+        for aname, value in items.items():
+            key = (self.dev.id, kind, aname)
+            table[aname] = Attribute(aname, key)
+            self._store(key, value, f"{kind} {aname}")
+
+    def attrs(self, **items: str) -> DeviceBuilder:
+        """Add device attributes ``name=value``."""
+        self._add(self.dev.attrs, KIND_ATTR, items)
+        return self
+
+    def debug_attrs(self, **items: str) -> DeviceBuilder:
+        """Add debug attributes ``name=value``."""
+        self._add(self.dev.debug_attrs, KIND_DEBUG, items)
+        return self
+
+    def buffer_attrs(self, **items: str) -> DeviceBuilder:
+        """Add buffer attributes ``name=value``."""
+        self._add(self.dev.buffer_attrs, KIND_BUFFER, items)
+        return self
+
+
+class ContextBuilder:
+    """Assembles an :class:`IioContext` (devices, channels, attributes, initial values) in code."""
+
+    def __init__(self, name: str, description: str) -> None:
+        self.name = name
+        self.description = description
+        self.context_attrs: list[tuple[str, str]] = []
+        self.devices: list[Device] = []
+        self.values: dict[tuple[str, ...], str] = {}
+
+    def context_attr(self, name: str, value: str) -> ContextBuilder:
+        """Add a context attribute (``hw_model``, ``fw_version`` …)."""
+        self.context_attrs.append((name, value))
+        return self
+
+    def device(self, dev_id: str, name: str, label: str | None = None) -> DeviceBuilder:
+        """Add a device ``iio:deviceN`` called ``name``; returns its builder."""
+        if any(d.id == dev_id for d in self.devices):
+            raise ValueError(f"device {dev_id} twice")
+        dev = Device(id=dev_id, name=name, label=label)
+        self.devices.append(dev)
+        return DeviceBuilder(dev, self.values)
+
+    def build(self, cls: type[C], **kwargs: object) -> C:
+        """A fresh context of class ``cls`` (independent copies of everything built so far)."""
+        return cls(self.name, self.description, list(self.context_attrs),
+                   copy.deepcopy(self.devices), dict(self.values), **kwargs)

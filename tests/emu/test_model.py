@@ -41,7 +41,7 @@ def _errno(fn, *args, **kwargs) -> int:
     return info.value.errno
 
 
-def test_clock_chain_reproduces_the_real_capture() -> None:
+def test_clock_chain_at_30_72_msps_is_the_drivers() -> None:
     chain = solve_clock_chain(30_720_000)
     assert chain.rx_path_rates() == (
         "BBPLL:983040000 ADC:245760000 R2:122880000 R1:61440000 RF:30720000 RXSAMP:30720000")
@@ -50,7 +50,7 @@ def test_clock_chain_reproduces_the_real_capture() -> None:
 
 
 def test_published_rate_floors() -> None:
-    assert rate_floor(1) == 2_083_333  # the capture's sampling_frequency_available
+    assert rate_floor(1) == 2_083_333  # the no-FIR sampling_frequency_available floor
     assert rate_floor(4) == 520_833  # pyadi refuses below 521e3 itself
     solve_clock_chain(2_083_333)
     with pytest.raises(IioError):
