@@ -411,6 +411,17 @@ def _ccm_range(rk, rk_of, kidx, nonces, buf, offs, lens, out, oofs, tag_len, dec
                 active -= 1
 
 
+@intrinsic
+def _u8ptr(typingctx, addr):
+    """The integer address ``addr`` as a ``uint8*`` (for :func:`numba.carray`)."""
+    sig = types.CPointer(types.uint8)(types.int64)
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], _I8.as_pointer())
+
+    return sig, codegen
+
+
 @njit(cache=True, nogil=True)
 def _schedule(keys):
     nk = keys.shape[0]
@@ -470,6 +481,40 @@ def _run_parallel(keys, kidx, nonces, buf, offs, lens, out, oofs, tag_len, decry
     for c in prange(bounds.shape[0] - 1):
         _ccm_range(rk, rk_of, kidx, nonces, buf, offs, lens, out, oofs, tag_len, decrypt, ok,
                    order, bounds[c], bounds[c + 1])
+
+
+@njit(cache=True, nogil=True)
+def _run_addr(keys, nonces, base, span, offs, lens, oofs, tag_len, decrypt, ok):
+    mem = numba.carray(_u8ptr(base), span)
+    n = nonces.shape[0]
+    kidx = np.zeros(n, np.int64)
+    rk, rk_of = _schedule(keys)
+    order = schedule_order(lens)
+    _ccm_range(rk, rk_of, kidx, nonces, mem, offs, lens, mem, oofs, tag_len, decrypt, ok, order,
+               0, n)
+
+
+def run_addr(
+    key: np.ndarray,
+    nonces: np.ndarray,
+    base: int,
+    span: int,
+    offs: np.ndarray,
+    lens: np.ndarray,
+    oofs: np.ndarray,
+    tag_len: int,
+    decrypt: bool,
+    ok: np.ndarray,
+) -> None:
+    """Seal/open items at raw addresses, one thread, one key (``key`` (1, 16)).
+
+    Item i is read from address ``base + offs[i]`` and written to ``base + oofs[i]``; every
+    address lies in ``[base, base + span)``. This lets the list API read the callers' ``bytes``
+    and write the result ``bytes`` where they are, with no join and no copy out. The caller
+    guarantees the memory is live, writeable where written, and that no written region overlaps
+    another item's; nothing is checked here.
+    """
+    _run_addr(key, nonces, base, span, offs, lens, oofs, tag_len, decrypt, ok)
 
 
 def run(

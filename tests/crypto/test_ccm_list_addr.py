@@ -1,0 +1,105 @@
+"""The list API's address path (AES-NI, exact ``bytes``): the kernel reads the input ``bytes`` and
+writes the result ``bytes`` where they lie. Byte-exact against ``cryptography``, per-item tag
+failures, and nothing else in the interpreter written (inputs, the zero template the results are
+sliced from, the shared ``b""`` / one-byte objects).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESCCM as PycaAESCCM
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stack.crypto import ccm, open_many, seal_many
+
+pytestmark = pytest.mark.skipif(
+    "numba-aesni" not in ccm.available_engines() or ccm._BYTES_DATA is None,
+    reason="address path needs AES-NI and CPython's bytes layout",
+)
+
+
+def _spy(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count calls of the address path (so a test fails if it silently took the join path)."""
+    calls: list[int] = []
+    real = ccm._many_addr
+
+    def wrapped(*a: object) -> list[bytes]:
+        calls.append(len(a[2]))  # type: ignore[arg-type]
+        return real(*a)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ccm, "_many_addr", wrapped)
+    return calls
+
+
+def test_bytes_offset_probe() -> None:
+    b = bytes(range(200))
+    assert np.frombuffer(b, np.uint8).ctypes.data == id(b) + ccm._BYTES_DATA
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    lens=st.lists(st.integers(0, 9100), min_size=1, max_size=40),
+    flips=st.sets(st.integers(0, 39), max_size=6),
+)
+def test_address_path_matches_reference(seed: int, lens: list[int], flips: set[int]) -> None:
+    rng = np.random.default_rng(seed)
+    key = rng.bytes(16)
+    n = len(lens)
+    nonces = [rng.bytes(13) for _ in range(n)]
+    payloads = [rng.bytes(m) for m in lens]
+    keep = [bytes(p) for p in payloads]
+    a = PycaAESCCM(key, tag_length=8)
+    want = [a.encrypt(nc, p, None) for nc, p in zip(nonces, payloads, strict=True)]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ccm, "_ADDR_MIN_MEAN", 0)
+        calls = _spy(mp)
+        sealed = seal_many(key, nonces, payloads, engine="numba-aesni")
+        assert sealed == want
+        assert payloads == keep  # inputs only read
+        bad = list(sealed)
+        flipped = sorted(i for i in flips if i < n)
+        for i in flipped:
+            pos = int(rng.integers(0, len(bad[i])))
+            bad[i] = bad[i][:pos] + bytes([bad[i][pos] ^ 0x80]) + bad[i][pos + 1 :]
+        got = open_many(key, nonces, bad, engine="numba-aesni")
+        # a 1-byte plaintext would need a 1-byte result (possibly a shared object): join path
+        assert len(calls) == 1 + (1 not in lens)
+    assert [i for i, g in enumerate(got) if g is None] == flipped
+    assert all(g == p for g, p in zip(got, payloads, strict=True) if g is not None)
+    # results are ordinary, distinct bytes objects with correct hashes
+    assert all(type(s) is bytes for s in sealed)
+    assert len({id(s) for s in sealed}) == n
+    assert {s: i for i, s in enumerate(sealed)} == {w: i for i, w in enumerate(want)}
+    assert not any(ccm._ZEROS)
+    assert bytes(1) == b"\x00" and b"\x00"[0:1] == bytes([0]) and len(b"") == 0
+
+
+def test_default_threshold_and_fallbacks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large items take the address path by default; small ones, non-``bytes`` items, threads > 1
+    and 1-byte plaintexts to open take the join path; results are the same either way."""
+    calls = _spy(monkeypatch)
+    rng = np.random.default_rng(5)
+    key = rng.bytes(16)
+    a = PycaAESCCM(key, tag_length=8)
+
+    def check(payloads: list, **kw: object) -> None:
+        nonces = [rng.bytes(13) for _ in payloads]
+        want = [a.encrypt(nc, bytes(p), None) for nc, p in zip(nonces, payloads, strict=True)]
+        assert seal_many(key, nonces, payloads, engine="numba-aesni", **kw) == want
+        assert open_many(key, nonces, want, engine="numba-aesni", **kw) == [bytes(p) for p in
+                                                                             payloads]
+
+    check([rng.bytes(1500) for _ in range(30)])
+    assert calls == [30, 30]
+    check([rng.bytes(64) for _ in range(30)])
+    assert calls == [30, 30]
+    check([rng.bytes(1500) for _ in range(29)] + [bytearray(rng.bytes(1500))])
+    assert calls == [30, 30, 30]  # the seal had a bytearray; the open gets bytes
+    check([rng.bytes(1500) for _ in range(40)], threads=2)
+    assert calls == [30, 30, 30]
+    check([rng.bytes(9000), b"x", rng.bytes(3000)])
+    assert calls == [30, 30, 30, 3]  # seal took it, open of the 1-byte plaintext did not
+    assert not any(ccm._ZEROS)
