@@ -110,51 +110,72 @@ def build_burst(
     for i, m in enumerate(mpdus):
         if not isinstance(m, TxMpdu):
             raise MalformedError(f"MPDU {i}: expected TxMpdu, got {type(m).__name__}")
-        fids.append(require_uint(m.fid, 4, f"MPDU {i} FID"))
-        view = _payload_view(m.payload, i)
-        limit = MAX_PLAIN_PAYLOAD if m.sa is None else MAX_PROTECTED_PAYLOAD
+        fid, sa, view = m.fid, m.sa, m.payload
+        if type(fid) is not int or not 0 <= fid <= 15:
+            fid = require_uint(fid, 4, f"MPDU {i} FID")
+        if type(view) is not bytes:
+            view = _payload_view(view, i)
+        limit = MAX_PLAIN_PAYLOAD if sa is None else MAX_PROTECTED_PAYLOAD
         if len(view) > limit:
             raise MalformedError(
                 f"MPDU {i}: payload of {len(view)} bytes exceeds {limit} (11-bit Length)",
                 reason="long_mpdu",
             )
-        if m.sa is not None and not isinstance(m.sa, SecurityAssociation):
+        if sa is not None and not isinstance(sa, SecurityAssociation):
             raise MalformedError(f"MPDU {i}: sa must be a SecurityAssociation or None")
         views.append(view)
+        fids.append(fid)
 
     # all inputs valid: take the PNs and lay the burst out with one join (header bytes, payload,
-    # room for the ICV), then seal every protected MPDU in place with one seal_batch call
+    # room for the ICV), then seal every protected MPDU in place with one seal_batch call. Per
+    # protected MPDU this loop does only: one next_pn, one 5-byte header, list appends; the
+    # nonces are derived from the joined headers with numpy, not built one by one.
     parts: list[object] = []
     key_slots: dict[bytes, int] = {}
     key_index: list[int] = []
-    p_nonce: list[bytes] = []
-    stid_dir = (stid << 4) | int(bool(uplink))
+    headers: list[bytes] = []
     p_offset: list[int] = []
     p_length: list[int] = []
+    last_tek = None
+    slot = eks_bits = 0
     pos = 0
     for m, fid, view in zip(mpdus, fids, views, strict=True):
         size = len(view)
-        if m.sa is None:
-            parts += [((fid << 12) | (size + AGMH_LEN)).to_bytes(2, "big"), view]
+        sa = m.sa
+        if sa is None:
+            parts += (((fid << 12) | (size + AGMH_LEN)).to_bytes(2, "big"), view)
             pos += size + AGMH_LEN
             continue
-        tek, pn = m.sa.next_pn(uplink, now=now)
-        word = (fid << 12) | (size + PROTECTED_OVERHEAD)
-        ep = (tek.eks << 22) | pn
-        parts += [((word << 24) | ep).to_bytes(5, "big"), view, _ICV_ROOM]
-        key_index.append(key_slots.setdefault(tek.key, len(key_slots)))
-        p_nonce.append(_nonce(word, stid_dir, ep))
+        tek, pn = sa.next_pn(uplink, now=now)
+        if tek is not last_tek:
+            last_tek, eks_bits = tek, tek.eks << 22
+            slot = key_slots.setdefault(tek.key, len(key_slots))
+        hdr = ((((fid << 12) | (size + PROTECTED_OVERHEAD)) << 24) | eks_bits | pn).to_bytes(
+            AGMH_LEN + EKS_PN_LEN, "big"
+        )
+        parts += (hdr, view, _ICV_ROOM)
+        headers.append(hdr)
+        key_index.append(slot)
         p_offset.append(pos + AGMH_LEN + EKS_PN_LEN)
         p_length.append(size)
         pos += size + PROTECTED_OVERHEAD
     buf = np.frombuffer(bytearray().join(parts), dtype=np.uint8)  # type: ignore[arg-type]
 
     if key_index:
+        # nonce (digest §4.2) = AGMH(2) | STID<<4|DIR (2) | EKS/PN(3) | 0x00 * 6: the header
+        # bytes already laid out, with the link's STID/direction in between
+        hdrs = np.frombuffer(b"".join(headers), dtype=np.uint8).reshape(-1, AGMH_LEN + EKS_PN_LEN)
+        nonces = np.zeros((hdrs.shape[0], 13), dtype=np.uint8)
+        nonces[:, :AGMH_LEN] = hdrs[:, :AGMH_LEN]
+        stid_dir = (stid << 4) | int(bool(uplink))
+        nonces[:, AGMH_LEN] = stid_dir >> 8
+        nonces[:, AGMH_LEN + 1] = stid_dir & 0xFF
+        nonces[:, AGMH_LEN + 2 : 7] = hdrs[:, AGMH_LEN:]
         keys = np.frombuffer(b"".join(key_slots), dtype=np.uint8).reshape(-1, 16).copy()
         seal_batch(
             keys,
             np.asarray(key_index, dtype=np.int64),
-            _nonce_array(p_nonce),
+            nonces,
             buf,
             np.asarray(p_offset, dtype=np.int64),
             np.asarray(p_length, dtype=np.int64),

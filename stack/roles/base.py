@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from stack.errors import MalformedError, SecurityError, UnknownKeyError
-from stack.mac import TxMpdu, build_burst
+from stack.mac import build_burst
+from stack.mpdu import AGMH_LEN, MAX_MPDU_LEN
 from stack.pkm.messages import TekReply
 from stack.roles.config import Timers
 from stack.roles.events import Event, KeysInstalled, PeerLost, Rejected
-from stack.roles.framing import mpdu_fid, split_frame
 from stack.roles.ids import check_station_id, fmt_station
 from stack.roles.link import KeyInfo, Link, PendingMpdu
 
@@ -74,35 +74,44 @@ class RoleBase:
 
         MPDUs are handled in burst order. With ``batch_open`` (default) each run of consecutive
         protected MPDUs under the link with ``src`` is opened with one ``stack.mac.open_burst``
-        call (in practice one per burst); control MPDUs and MPDUs the link does not carry go one
-        by one, so state changed by a control message applies to the MPDUs after it.
+        call (in practice one per burst) directly on a view of one writeable copy of the frame
+        (no per-MPDU bytes); control MPDUs and MPDUs the link does not carry go one by one, so
+        state changed by a control message applies to the MPDUs after it.
         """
+        if not isinstance(frame, (bytes, bytearray)):
+            frame = bytes(frame)
         try:
-            mpdus = split_frame(frame)
+            bounds = frame_bounds(frame)
         except MalformedError as exc:
             self._reject(src, exc.reason, str(exc))
             return
+        n = len(bounds) - 1
+        buf: np.ndarray | None = None  # writeable copy of the frame, made for the first run
         i = 0
-        while i < len(mpdus):
+        while i < n:
             rx = self._rx_link(src) if self.batch_open else None
             j = i
             if rx is not None:
-                while j < len(mpdus) and mpdu_fid(mpdus[j]) in rx[1]:
+                fids = rx[1]
+                while j < n and frame[bounds[j]] >> 4 in fids:
                     j += 1
             if j > i:
                 assert rx is not None
-                self._open_run(src, rx[0], mpdus[i:j], now)
+                if buf is None:
+                    buf = np.frombuffer(bytearray(frame), dtype=np.uint8)
+                self._open_run(src, rx[0], buf[bounds[i] : bounds[j]], now)
                 i = j
                 continue
             try:
-                self._on_mpdu(src, mpdus[i], now)
+                self._on_mpdu(src, bytes(frame[bounds[i] : bounds[i + 1]]), now)
             except SecurityError as exc:
                 self._reject(src, exc.reason, str(exc))
             i += 1
 
-    def _open_run(self, src: int, link: Link, mpdus: list[bytes], now: float) -> None:
-        """Open a run of protected MPDUs from ``src`` in one batch call, then dispatch each."""
-        opened, rejected = link.open_many(mpdus, now)
+    def _open_run(self, src: int, link: Link, run: np.ndarray, now: float) -> None:
+        """Open a run of protected MPDUs from ``src`` (a view of the frame buffer, opened in
+        place) in one batch call, then dispatch each accepted one."""
+        opened, rejected = link.open_many(run, now)
         for reason, n in rejected.items():
             for _ in range(n):
                 self._reject(src, reason, "protected MPDU rejected")
@@ -141,57 +150,86 @@ class RoleBase:
         return min(times) if times else None
 
     def frames_to_send(self, now: float, max_bytes: int | None = None) -> list[tuple[int, bytes]]:
-        """Drain queued MPDUs as ``(neighbour, frame)``; frames never exceed ``max_bytes``."""
+        """Drain queued MPDUs as ``(neighbour, frame)``; frames never exceed ``max_bytes``.
+
+        The pending data MPDUs of a neighbour are sealed in place in one burst buffer
+        (:meth:`_seal_queued`); the frame is that buffer copied once into ``bytes`` (with any
+        control MPDUs spliced in between, still one join), never per-MPDU copies. MPDUs that do
+        not fit ``max_bytes`` stay queued, already sealed, for the next frame.
+        """
         out: list[tuple[int, bytes]] = []
         for dst in list(self._out):
-            mpdus = self._seal_queued(self._out.pop(dst), now)
-            cur: list[bytes] = []
+            segs = self._seal_queued(self._out.pop(dst), now, max_bytes)
             size = 0
-            rest: list[bytes] = []
-            for i, m in enumerate(mpdus):
-                if max_bytes is not None and size + len(m) > max_bytes:
-                    if not cur:
+            cut = len(segs)
+            for i, (_src, a, b) in enumerate(segs):
+                if max_bytes is not None and size + (b - a) > max_bytes:
+                    if i == 0:
                         raise MalformedError(
-                            f"an MPDU of {len(m)} bytes does not fit max_bytes={max_bytes}"
+                            f"an MPDU of {b - a} bytes does not fit max_bytes={max_bytes}"
                         )
-                    rest = mpdus[i:]
+                    cut = i
                     break
-                cur.append(m)
-                size += len(m)
-            if cur:
-                out.append((dst, b"".join(cur)))
-            if rest:
-                self._out[dst] = rest
+                size += b - a
+            if cut:
+                out.append((dst, _join(segs[:cut])))
+            if cut < len(segs):  # overflow: the rest keeps its PNs, queued as sealed MPDUs
+                self._out[dst] = [bytes(src[a:b]) for src, a, b in segs[cut:]]
         return out
 
-    def _seal_queued(self, items: list[bytes | PendingMpdu], now: float) -> list[bytes]:
+    def _seal_queued(
+        self, items: list[bytes | PendingMpdu], now: float, max_bytes: int | None = None
+    ) -> list[tuple[bytes | np.ndarray, int, int]]:
         """Seal the pending MPDUs of one frame: one ``build_burst`` per (STID, direction) --
-        in practice one per frame, since a frame to a neighbour belongs to one link."""
+        in practice one per frame, since a frame to a neighbour belongs to one link.
+
+        Returns each MPDU that goes out, in queue order, as ``(source, start, end)``: a control
+        MPDU is ``(its bytes, 0, len)``; a sealed one is its range in the burst buffer (no copy).
+        A frame of data MPDUs only that fits ``max_bytes`` comes back as one range, the whole
+        buffer. MPDUs that could not be sealed are dropped and counted in ``tx_dropped``.
+        """
         groups: dict[tuple[int, bool], list[int]] = {}
         for i, x in enumerate(items):
             if isinstance(x, PendingMpdu):
                 groups.setdefault((x.stid, x.uplink), []).append(i)
-        if not groups:
-            return items  # type: ignore[return-value]
-        out: list[bytes | PendingMpdu | None] = list(items)
-        for (stid, uplink), idx in groups.items():
-            pend = [items[i] for i in idx]
-            try:
-                buf = build_burst(stid, [TxMpdu(p.fid, p.payload, p.sa) for p in pend],
-                                  uplink=uplink, now=now)
-            except SecurityError as exc:  # e.g. no usable TEK left: drop, count, carry on
-                self.tx_dropped[exc.reason] += len(idx)
-                log.warning("%s: %d MPDUs not sealed: %s", fmt_station(self.station_id),
-                            len(idx), exc.reason)
-                for i in idx:
-                    out[i] = None
+        if len(groups) == 1 and len(next(iter(groups.values()))) == len(items):
+            # the usual frame: only data MPDUs of one link, laid out in queue order
+            (stid, uplink), = groups
+            buf = self._build(stid, uplink, items, now)  # type: ignore[arg-type]
+            if buf is None:
+                return []
+            if max_bytes is None or buf.shape[0] <= max_bytes:
+                return [(buf, 0, int(buf.shape[0]))]
+            bufs = {(stid, uplink): buf}
+        else:
+            bufs = {}
+        out: list[tuple[bytes | np.ndarray, int, int] | None] = [
+            None if isinstance(x, PendingMpdu) else (x, 0, len(x)) for x in items
+        ]
+        for key, idx in groups.items():
+            pend: list[PendingMpdu] = [items[i] for i in idx]  # type: ignore[misc]
+            buf = bufs[key] if key in bufs else self._build(*key, pend, now)
+            if buf is None:
                 continue
             pos = 0
             for i, p in zip(idx, pend, strict=True):
-                n = len(p)  # type: ignore[arg-type]
-                out[i] = buf[pos : pos + n].tobytes()
+                n = len(p)
+                out[i] = (buf, pos, pos + n)
                 pos += n
-        return [x for x in out if isinstance(x, bytes)]
+        return [x for x in out if x is not None]
+
+    def _build(
+        self, stid: int, uplink: bool, pend: list[PendingMpdu], now: float
+    ) -> np.ndarray | None:
+        """One ``build_burst`` over ``pend`` (the queue entries are its ``TxMpdu``s); None when
+        the MPDUs cannot be sealed (e.g. no usable TEK left): dropped, counted, not raised."""
+        try:
+            return build_burst(stid, pend, uplink=uplink, now=now)
+        except SecurityError as exc:
+            self.tx_dropped[exc.reason] += len(pend)
+            log.warning("%s: %d MPDUs not sealed: %s", fmt_station(self.station_id),
+                        len(pend), exc.reason)
+            return None
 
     def _seal(self, link: Link, fid: int, payload: bytes, now: float) -> bytes | PendingMpdu:
         """A protected MPDU for ``link``: deferred to the frame's batch call or sealed now."""
@@ -320,3 +358,47 @@ class RoleBase:
 
     def _random(self, n: int) -> bytes:
         return self._rng.bytes(n)
+
+
+def _join(segs: list[tuple[bytes | np.ndarray, int, int]]) -> bytes:
+    """One frame from MPDU ranges: adjacent ranges of one buffer are merged, then one copy."""
+    parts: list[bytes | np.ndarray] = []
+    cur: bytes | np.ndarray | None = None
+    lo = hi = 0
+    for src, a, b in segs:
+        if src is cur and a == hi:
+            hi = b
+            continue
+        if cur is not None:
+            parts.append(cur[lo:hi] if (lo, hi) != (0, len(cur)) else cur)
+        cur, lo, hi = src, a, b
+    if cur is not None:
+        parts.append(cur[lo:hi] if (lo, hi) != (0, len(cur)) else cur)
+    if len(parts) == 1:
+        part = parts[0]
+        return part.tobytes() if isinstance(part, np.ndarray) else bytes(part)
+    return b"".join(parts)
+
+
+def frame_bounds(frame: bytes) -> list[int]:
+    """MPDU boundaries of a frame by its AGMH Length fields: ``[0, end_1, ..., len(frame)]``.
+
+    Same strict parse as :func:`stack.roles.framing.split_frame` (same errors), without copying
+    any MPDU out.
+    """
+    total = len(frame)
+    if not total:
+        raise MalformedError("empty frame")
+    bounds = [0]
+    pos = 0
+    while pos < total:
+        if total - pos < AGMH_LEN:
+            raise MalformedError(f"{total - pos} trailing bytes after the last MPDU")
+        length = ((frame[pos] << 8) | frame[pos + 1]) & MAX_MPDU_LEN
+        if length < AGMH_LEN or pos + length > total:
+            raise MalformedError(
+                f"MPDU at offset {pos}: Length {length} does not fit the {total}-byte frame"
+            )
+        pos += length
+        bounds.append(pos)
+    return bounds

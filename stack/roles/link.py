@@ -8,32 +8,33 @@ Both ends hold a :class:`Link` built from the same :class:`stack.keys.AkContext`
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+import numpy as np
 
 from stack import mpdu
 from stack.cmac import CmacPnCounter, CmacSigner, CmacVerifier
 from stack.crypto import aes_cmac
 from stack.errors import MalformedError, SecurityError
 from stack.keys import AkContext
-from stack.mac import open_burst
+from stack.mac import TxMpdu, open_burst
 from stack.pkm.messages import Message, TekErrorCode, TekInvalid
 from stack.sa import SecurityAssociation
 
 KCV_LABEL = b"relaysec-kcv"
 
 
-@dataclass(frozen=True, eq=False)
-class PendingMpdu:
+@dataclass(frozen=True, eq=False, repr=False)
+class PendingMpdu(TxMpdu):
     """A data MPDU queued for sealing in its burst's one batch call (``stack.mac.build_burst``).
 
-    Holds the SA that will protect it and the plaintext; neither shows in ``repr``.
+    It *is* the :class:`stack.mac.TxMpdu` handed to ``build_burst`` (FID, plaintext, the SA that
+    will protect it), plus the link's STID and direction that group it into a burst: the queue
+    entry is the only per-MPDU object of the send path. Neither SA nor plaintext shows in ``repr``.
     """
 
-    sa: SecurityAssociation = field(repr=False)
-    stid: int
-    uplink: bool
-    fid: int
-    payload: bytes = field(repr=False)
+    stid: int = 0
+    uplink: bool = False
 
     def __len__(self) -> int:
         """Length of the MPDU once sealed (AGMH, EKS/PN and ICV included)."""
@@ -122,7 +123,7 @@ class Link:
         if len(payload) > mpdu.MAX_PROTECTED_PAYLOAD:
             raise MalformedError(f"payload of {len(payload)} bytes exceeds "
                                  f"{mpdu.MAX_PROTECTED_PAYLOAD}", reason="long_mpdu")
-        return PendingMpdu(self.sa, self.stid, self.subordinate, fid, bytes(payload))
+        return PendingMpdu(fid, bytes(payload), self.sa, self.stid, self.subordinate)
 
     def open(self, data: bytes, now: float | None = None) -> tuple[int, int, bytes]:
         """Verify/decrypt a received protected MPDU; returns (FID, EKS, payload).
@@ -138,23 +139,28 @@ class Link:
         return fid, eks, payload
 
     def open_many(
-        self, mpdus: list[bytes], now: float | None = None
+        self, mpdus: list[bytes] | np.ndarray | bytes | bytearray, now: float | None = None
     ) -> tuple[list[tuple[int, int, bytes]], Counter[str]]:
         """Open consecutive protected MPDUs of one received burst with **one**
         ``stack.mac.open_burst`` call (one ``open_batch`` over the burst buffer).
 
+        ``mpdus``: the run as one buffer -- a writeable 1-D uint8 array (a view into the received
+        frame, opened **in place**, no copy; what ``RoleBase.receive`` passes) or bytes-like
+        (copied once) -- or, for callers holding separate MPDUs, a list of them (joined first).
         Same checks and the same outcome per MPDU as :meth:`open` one at a time (TEK by EKS,
         retired-TEK grace, replay window, ICV; PNs recorded only after the ICV verified).
         Returns the accepted ``(FID, EKS, payload)`` in burst order and the rejections counted by
         reason; rejected MPDUs change no state and none of their bytes are returned.
         """
-        rx = open_burst(self.stid, b"".join(mpdus), uplink=not self.subordinate,
+        burst = b"".join(mpdus) if isinstance(mpdus, list) else mpdus
+        rx = open_burst(self.stid, burst, uplink=not self.subordinate,
                         lookup=lambda _stid, _fid: self.sa, now=now, plain_fids=())
         opened = []
-        for k in range(len(rx)):
-            eks = int(rx.eks[k])
+        buf = rx.buf
+        for fid, eks, o, n in zip(rx.fid.tolist(), rx.eks.tolist(), rx.offset.tolist(),
+                                  rx.length.tolist(), strict=True):
             self.note_rx_eks(eks)
-            opened.append((int(rx.fid[k]), eks, rx.payload(k)))
+            opened.append((fid, eks, buf[o : o + n].tobytes()))
         return opened, rx.rejected
 
     def tek_invalid(self, now: float, min_interval: float) -> bytes | None:
