@@ -31,7 +31,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Protocol
 
 import numpy as np
@@ -39,7 +38,7 @@ import scipy.signal
 
 from hw.channels import INTERP_HALF, TapProfile, channel_profile, fractional_fir, sample_at
 from hw.errors import RadioClosedError, RadioConfigError
-from hw.radio import RadioStats, as_iq, check_count, quantise_12bit
+from hw.radio import ClosingContext, RadioStats, as_iq, check_count, quantise_12bit
 
 log = logging.getLogger(__name__)
 
@@ -527,7 +526,7 @@ class Medium:
 # radio
 
 
-class LoopbackRadio:
+class LoopbackRadio(ClosingContext):
     """A radio on a :class:`Medium` (create with :meth:`Medium.add_radio`). Implements
     :class:`hw.radio.Radio`; extra: ``transmit(iq, at=...)``, ``skip(n)``, ``time``,
     ``tune(tx_lo_hz=..., rx_lo_hz=...)``."""
@@ -730,17 +729,6 @@ class LoopbackRadio:
             m.radios.pop(self.name, None)
             for key in [k for k in m._links if self.name in k]:
                 del m._links[key]
-
-    def __enter__(self) -> LoopbackRadio:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return (

@@ -28,7 +28,6 @@ import dataclasses
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 import numpy as np
@@ -39,7 +38,7 @@ from hw.errors import (
     RadioIOError,
     RadioUnavailableError,
 )
-from hw.radio import RadioConfig, RadioStats, as_iq, check_count
+from hw.radio import ClosingContext, RadioConfig, RadioStats, as_iq, check_count
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +187,7 @@ def _open_pyadi(uri: str) -> Any:
         ) from exc
 
 
-class PlutoRadio:
+class PlutoRadio(ClosingContext):
     """A Pluto as a :class:`hw.radio.Radio`. ``PlutoRadio(uri, **settings)``: settings are the
     :class:`PlutoConfig` fields; ``config=`` passes a whole config instead. ``factory(uri)`` returns
     the pyadi-like device (default: ``adi.Pluto``; tests pass a fake)."""
@@ -419,17 +418,6 @@ class PlutoRadio:
         self._pending = np.zeros(0, np.complex64)
         self._tx_len = None
         self.device = None
-
-    def __enter__(self) -> PlutoRadio:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         c = self.config
