@@ -48,7 +48,7 @@ def _timed_crypto(acc: dict[str, float], *, null: bool):
     import stack.mac as mac
     import stack.mpdu as mpdu
 
-    real_seal, real_open = mac.seal_batch, mac.open_batch
+    real_batch = mac.run_in_place_trusted
     real_enc, real_dec = mpdu.ccm_encrypt, mpdu.ccm_decrypt
 
     def enc(key, nonce, payload, *a, **kw):
@@ -65,32 +65,25 @@ def _timed_crypto(acc: dict[str, float], *, null: bool):
         finally:
             acc["security"] += time.perf_counter() - t0
 
-    def seal(keys, key_index, nonces, buf, offsets, lengths, **kw):
+    def batch(keys, key_index, nonces, buf, offsets, lengths, *, decrypt, **kw):
         t0 = time.perf_counter()
         try:
             if null:
-                for o, n in zip(offsets.tolist(), lengths.tolist(), strict=True):
-                    buf[o + n:o + n + 8] = 0
-                return None
-            return real_seal(keys, key_index, nonces, buf, offsets, lengths, **kw)
-        finally:
-            acc["security"] += time.perf_counter() - t0
-
-    def open_(keys, key_index, nonces, buf, offsets, lengths, **kw):
-        t0 = time.perf_counter()
-        try:
-            if null:
+                if not decrypt:
+                    for o, n in zip(offsets.tolist(), lengths.tolist(), strict=True):
+                        buf[o + n:o + n + 8] = 0
                 return np.ones(len(offsets), dtype=bool)
-            return real_open(keys, key_index, nonces, buf, offsets, lengths, **kw)
+            return real_batch(keys, key_index, nonces, buf, offsets, lengths, decrypt=decrypt,
+                              **kw)
         finally:
             acc["security"] += time.perf_counter() - t0
 
-    mac.seal_batch, mac.open_batch = seal, open_
+    mac.run_in_place_trusted = batch
     mpdu.ccm_encrypt, mpdu.ccm_decrypt = enc, dec
     try:
         yield
     finally:
-        mac.seal_batch, mac.open_batch = real_seal, real_open
+        mac.run_in_place_trusted = real_batch
         mpdu.ccm_encrypt, mpdu.ccm_decrypt = real_enc, real_dec
 
 

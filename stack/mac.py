@@ -23,13 +23,16 @@ opaque (delimited by its own AGMH Length): see :func:`encapsulate_relay` and
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
+from types import ModuleType
 
 import numpy as np
 
-from stack.crypto import open_batch, seal_batch
+from stack.crypto.ccm import run_in_place_trusted
+from stack.crypto.ccm import warm_up as crypto_warm_up
 from stack.errors import MalformedError, SecurityError, require_bytes, require_uint
 from stack.mpdu import (
     AGMH_LEN,
@@ -41,12 +44,14 @@ from stack.mpdu import (
     PROTECTED_OVERHEAD,
     SaLookup,
 )
-from stack.sa import PN_MAX, SecurityAssociation
+from stack.sa import REPLAY_REASONS, SecurityAssociation
 
 RELAY_FID = 15
 """FID of relay MPDUs on the ABS↔ARS link (digest §6.4; FID 15 is otherwise unused) [D]."""
 RELAY_ITEM_HEADER_LEN = 2
 _ICV_ROOM = bytes(ICV_LEN)
+_HDR_ROOM = bytes(AGMH_LEN + EKS_PN_LEN)
+_AGMH_ROOM = bytes(AGMH_LEN)
 DEFAULT_PLAIN_FIDS: frozenset[int] = frozenset({0})
 """FIDs accepted unprotected when the lookup has no SA for them (control before keys)."""
 
@@ -65,9 +70,13 @@ def _payload_view(payload: object, i: int) -> bytes | bytearray | memoryview | n
     raise MalformedError(f"MPDU {i}: payload must be bytes or a uint8 array")
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False, slots=True)
 class TxMpdu:
-    """One MPDU to send: FID, payload, and the SA that protects it (``None``: plain MPDU)."""
+    """One MPDU to send: FID, payload, and the SA that protects it (``None``: plain MPDU).
+
+    A plain slotted class, not a frozen dataclass: it is the one object per MPDU on the send
+    path (a role's queue entry), and a frozen one costs three times as much to create.
+    """
 
     fid: int
     payload: bytes | bytearray | memoryview | np.ndarray
@@ -78,13 +87,40 @@ class TxMpdu:
         return f"TxMpdu(fid={self.fid}, len={len(self.payload)}, {sa})"
 
 
-def _nonce(agmh: int, stid_dir: int, ekspn: int) -> bytes:
-    """13-byte CCM nonce of digest §4.2: AGMH(2) | STID<<4|DIR (2) | EKS/PN(3) | 0x00 * 6."""
-    return ((agmh << 88) | (stid_dir << 72) | (ekspn << 48)).to_bytes(13, "big")
+_kernels: ModuleType | None = None
+_NO_SA = np.full(16, -1, dtype=np.int64)
+_NO_PLAIN = np.zeros(16, dtype=np.bool_)
+_EARLY_REASONS = ((2, "unsupported_eh"), (3, "unknown_sa"), (4, "short_mpdu"))
+"""``stack._burst`` RX kinds rejected by the header checks, and their reasons."""
 
 
-def _nonce_array(nonces: list[bytes]) -> np.ndarray:
-    return np.frombuffer(b"".join(nonces), dtype=np.uint8).reshape(-1, 13)
+def _k() -> ModuleType:
+    """:mod:`stack._burst` (imports numba), loaded on the first burst, not with stack.mac."""
+    global _kernels
+    if _kernels is None:
+        from stack import _burst
+
+        _kernels = _burst
+    return _kernels
+
+
+def warm_up() -> float:
+    """Compile (or load from numba's cache) the burst kernels and the default CCM engine;
+    returns the seconds it took, so a runtime can do it before its first frame is due."""
+    t0 = time.perf_counter()
+    _k().warm_up()
+    crypto_warm_up()
+    return time.perf_counter() - t0
+
+
+def _slow_validate(mpdus: Sequence[object]) -> None:
+    """Find the first bad MPDU description and raise for it (a fast check failed)."""
+    for i, m in enumerate(mpdus):
+        if not isinstance(m, TxMpdu):
+            raise MalformedError(f"MPDU {i}: expected TxMpdu, got {type(m).__name__}")
+        require_uint(m.fid, 4, f"MPDU {i} FID")
+        if m.sa is not None and not isinstance(m.sa, SecurityAssociation):
+            raise MalformedError(f"MPDU {i}: sa must be a SecurityAssociation or None")
 
 
 def build_burst(
@@ -98,90 +134,83 @@ def build_burst(
 ) -> np.ndarray:
     """Assemble and seal one burst for the link of ``stid``; returns a new 1-D uint8 array.
 
-    Every input is validated before any PN is taken. Each protected MPDU takes the next PN of its
-    SA in this direction (``sa.next_pn(uplink, now=now)``); all are sealed in one
-    ``seal_batch`` call. Raises :class:`MalformedError` for a bad FID/payload, and whatever the SA
-    raises when it has no usable TEK (:class:`KeyExhaustedError`); PNs already taken by earlier
-    MPDUs of the burst are then simply not used again.
+    Every input is validated before any PN is taken. The protected MPDUs of each SA take that
+    SA's next PNs in this direction, in burst order, as one block (``sa.next_pns``); all are
+    sealed in one ``seal_batch`` call. Raises :class:`MalformedError` for a bad FID/payload, and
+    whatever an SA raises when it has too few PNs left on usable TEKs
+    (:class:`KeyExhaustedError`, no PN taken from that SA).
+
+    Per MPDU, the only Python work is reading the three fields of its :class:`TxMpdu` and one
+    join of the payloads; checks, headers, PNs and nonces are written by one compiled pass
+    (:mod:`stack._burst`).
     """
     stid = require_uint(stid, 12, "STID")
-    views: list[bytes | bytearray | memoryview | np.ndarray] = []
-    fids: list[int] = []
-    for i, m in enumerate(mpdus):
-        if not isinstance(m, TxMpdu):
-            raise MalformedError(f"MPDU {i}: expected TxMpdu, got {type(m).__name__}")
-        fid, sa, view = m.fid, m.sa, m.payload
-        if type(fid) is not int or not 0 <= fid <= 15:
-            fid = require_uint(fid, 4, f"MPDU {i} FID")
-        if type(view) is not bytes:
-            view = _payload_view(view, i)
-        limit = MAX_PLAIN_PAYLOAD if sa is None else MAX_PROTECTED_PAYLOAD
-        if len(view) > limit:
-            raise MalformedError(
-                f"MPDU {i}: payload of {len(view)} bytes exceeds {limit} (11-bit Length)",
-                reason="long_mpdu",
-            )
-        if sa is not None and not isinstance(sa, SecurityAssociation):
-            raise MalformedError(f"MPDU {i}: sa must be a SecurityAssociation or None")
-        views.append(view)
-        fids.append(fid)
+    kern = _k()
+    n = len(mpdus)
+    if not all(issubclass(t, TxMpdu) for t in set(map(type, mpdus))):
+        _slow_validate(mpdus)
+    fid_list = [m.fid for m in mpdus]
+    payloads: list[object] = [m.payload for m in mpdus]
+    sas = [m.sa for m in mpdus]
+    if set(map(type, fid_list)) - {int} or (n and not 0 <= min(fid_list) <= max(fid_list) <= 15):
+        _slow_validate(mpdus)
+        fid_list = [int(f) for f in fid_list]
+    if set(map(type, payloads)) - {bytes}:
+        payloads = [_payload_view(p, i) for i, p in enumerate(payloads)]
+    try:
+        uniq = dict.fromkeys(sas)  # SAs in order of first use (None: plain)
+    except TypeError:  # an unhashable object given as sa
+        _slow_validate(mpdus)
+        raise
+    real = [sa for sa in uniq if sa is not None]
+    if any(not isinstance(sa, SecurityAssociation) for sa in real):
+        _slow_validate(mpdus)
+    if None in uniq or len(real) > 1:
+        which: dict[SecurityAssociation | None, int] = {sa: k for k, sa in enumerate(real)}
+        which[None] = -1
+        sa_idx = np.fromiter(map(which.__getitem__, sas), dtype=np.int64, count=n)
+    else:
+        sa_idx = np.zeros(n, dtype=np.int64)
+    fids = np.array(fid_list, dtype=np.int64)
+    lengths = np.fromiter(map(len, payloads), dtype=np.int64, count=n)  # type: ignore[arg-type]
+    code, i, counts = kern.tx_check(fids, lengths, sa_idx, len(real), MAX_PROTECTED_PAYLOAD,
+                                    MAX_PLAIN_PAYLOAD)
+    if code != kern.TX_OK:
+        limit = MAX_PLAIN_PAYLOAD if sa_idx[i] < 0 else MAX_PROTECTED_PAYLOAD
+        raise MalformedError(
+            f"MPDU {i}: payload of {int(lengths[i])} bytes exceeds {limit} (11-bit Length)",
+            reason="long_mpdu",
+        )
 
-    # all inputs valid: take the PNs and lay the burst out with one join (header bytes, payload,
-    # room for the ICV), then seal every protected MPDU in place with one seal_batch call. Per
-    # protected MPDU this loop does only: one next_pn, one 5-byte header, list appends; the
-    # nonces are derived from the joined headers with numpy, not built one by one.
-    parts: list[object] = []
+    # all inputs valid: one block of PNs per SA (burst order), flattened into run tables
     key_slots: dict[bytes, int] = {}
-    key_index: list[int] = []
-    headers: list[bytes] = []
-    p_offset: list[int] = []
-    p_length: list[int] = []
-    last_tek = None
-    slot = eks_bits = 0
-    pos = 0
-    for m, fid, view in zip(mpdus, fids, views, strict=True):
-        size = len(view)
-        sa = m.sa
-        if sa is None:
-            parts += (((fid << 12) | (size + AGMH_LEN)).to_bytes(2, "big"), view)
-            pos += size + AGMH_LEN
-            continue
-        tek, pn = sa.next_pn(uplink, now=now)
-        if tek is not last_tek:
-            last_tek, eks_bits = tek, tek.eks << 22
-            slot = key_slots.setdefault(tek.key, len(key_slots))
-        hdr = ((((fid << 12) | (size + PROTECTED_OVERHEAD)) << 24) | eks_bits | pn).to_bytes(
-            AGMH_LEN + EKS_PN_LEN, "big"
-        )
-        parts += (hdr, view, _ICV_ROOM)
-        headers.append(hdr)
-        key_index.append(slot)
-        p_offset.append(pos + AGMH_LEN + EKS_PN_LEN)
-        p_length.append(size)
-        pos += size + PROTECTED_OVERHEAD
-    buf = np.frombuffer(bytearray().join(parts), dtype=np.uint8)  # type: ignore[arg-type]
+    runs: list[tuple[int, int, int, int]] = []  # (first PN, count, EKS, key slot)
+    first_run: list[int] = []
+    for sa, count in zip(real, counts.tolist(), strict=True):
+        first_run.append(len(runs))
+        for tek, first, k in sa.next_pns(uplink, count, now=now) if count else ():
+            runs.append((first, k, tek.eks, key_slots.setdefault(tek.key, len(key_slots))))
+    n_prot = int(counts.sum())
 
-    if key_index:
-        # nonce (digest §4.2) = AGMH(2) | STID<<4|DIR (2) | EKS/PN(3) | 0x00 * 6: the header
-        # bytes already laid out, with the link's STID/direction in between
-        hdrs = np.frombuffer(b"".join(headers), dtype=np.uint8).reshape(-1, AGMH_LEN + EKS_PN_LEN)
-        nonces = np.zeros((hdrs.shape[0], 13), dtype=np.uint8)
-        nonces[:, :AGMH_LEN] = hdrs[:, :AGMH_LEN]
-        stid_dir = (stid << 4) | int(bool(uplink))
-        nonces[:, AGMH_LEN] = stid_dir >> 8
-        nonces[:, AGMH_LEN + 1] = stid_dir & 0xFF
-        nonces[:, AGMH_LEN + 2 : 7] = hdrs[:, AGMH_LEN:]
+    # lay the burst out with one join: header room, payload, ICV room per MPDU
+    parts: list[object] = [None] * (3 * n)
+    parts[1::3] = payloads
+    if n_prot == n:
+        parts[0::3] = [_HDR_ROOM] * n
+        parts[2::3] = [_ICV_ROOM] * n
+    else:
+        flags = (sa_idx >= 0).tolist()
+        parts[0::3] = [_HDR_ROOM if p else _AGMH_ROOM for p in flags]
+        parts[2::3] = [_ICV_ROOM if p else b"" for p in flags]
+    buf = np.frombuffer(bytearray().join(parts), dtype=np.uint8)  # type: ignore[arg-type]
+    cols = np.array(runs, dtype=np.int64).reshape(-1, 4).T.copy()
+    nonces, kidx, offs, lens = kern.tx_layout(
+        buf, fids, lengths, sa_idx, np.array(first_run, dtype=np.int64), cols[0], cols[1],
+        cols[2], cols[3], (stid << 4) | int(bool(uplink)), n_prot)
+    if n_prot:
         keys = np.frombuffer(b"".join(key_slots), dtype=np.uint8).reshape(-1, 16).copy()
-        seal_batch(
-            keys,
-            np.asarray(key_index, dtype=np.int64),
-            nonces,
-            buf,
-            np.asarray(p_offset, dtype=np.int64),
-            np.asarray(p_length, dtype=np.int64),
-            threads=threads,
-            engine=engine,
-        )
+        run_in_place_trusted(keys, kidx, nonces, buf, offs, lens, decrypt=False, threads=threads,
+                             engine=engine)
     return buf
 
 
@@ -269,6 +298,12 @@ def open_burst(
     ``unknown_sa``, ``unknown_eks``, ``tek_expired``, ``pn_replay``, ``pn_window``, ``bad_icv``.
     A bad Length makes the rest of the burst unparseable: it counts once. A zero AGMH followed by
     zeros only is padding and ends the burst silently.
+
+    The per-MPDU work (parsing, checks, nonces, result columns) is compiled
+    (:mod:`stack._burst`); Python calls ``lookup`` once per distinct FID and checks and records
+    the replay windows once per (SA, EKS) group (``SecurityAssociation.check_replay_many`` /
+    ``record_many``). All candidates are opened with one batch call; PNs are recorded, in burst
+    order, only for MPDUs whose ICV verified.
     """
     stid = require_uint(stid, 12, "STID")
     if isinstance(burst, np.ndarray):
@@ -281,102 +316,104 @@ def open_burst(
         buf = np.frombuffer(bytearray(burst), dtype=np.uint8)
     else:
         raise MalformedError(f"burst must be bytes or a uint8 array, got {type(burst).__name__}")
-    plain = frozenset(plain_fids)
+    kern = _k()
     rejected: Counter[str] = Counter()
-    total = int(buf.shape[0])
-    raw = memoryview(buf)  # int indexing without numpy scalars (the parse loop is per MPDU)
+    starts, tail, fid_mask = kern.rx_scan(buf)
 
-    # accepted entries: (position in burst, fid, offset, length, protected, eks, pn, said)
-    accepted: list[tuple[int, int, int, int, bool, int, int, int]] = []
-    # protected candidates that passed every check but the ICV:
-    # (position in burst, fid, SA, key slot, eks, pn, payload length)
-    cands: list[tuple[int, int, SecurityAssociation, int, int, int, int]] = []
-    cand_nonce: list[bytes] = []
-    stid_dir = (stid << 4) | int(bool(uplink))
-    key_slots: dict[bytes, int] = {}
-
-    pos = 0
-    while pos < total:
-        if total - pos < AGMH_LEN:
-            rejected["short_mpdu"] += 1
-            break
-        word = (raw[pos] << 8) | raw[pos + 1]
-        fid, eh, length = word >> 12, (word >> 11) & 1, word & 0x7FF
-        if word == 0 and not buf[pos:].any():
-            break  # zero padding up to the end of the burst
-        if length < AGMH_LEN or pos + length > total:
-            rejected["bad_length"] += 1
-            break
-        start = pos
-        pos += length
-        if eh:
-            rejected["unsupported_eh"] += 1
-            continue
-        sa = lookup(stid, fid)
+    # one lookup per FID present: SA index per FID (-1: none), plain FIDs allowed
+    sas: list[SecurityAssociation] = []
+    sa_of_fid = _NO_SA.copy()
+    plain_ok = _NO_PLAIN.copy()
+    while fid_mask:
+        f = (fid_mask & -fid_mask).bit_length() - 1
+        fid_mask &= fid_mask - 1
+        sa = lookup(stid, f)
         if sa is None:
-            if fid in plain:
-                accepted.append(
-                    (start, fid, start + AGMH_LEN, length - AGMH_LEN, False, -1, -1, -1)
-                )
-            else:
-                rejected["unknown_sa"] += 1
+            plain_ok[f] = f in plain_fids
             continue
-        if length < PROTECTED_OVERHEAD:
-            rejected["short_mpdu"] += 1
-            continue
-        ep = (raw[start + 2] << 16) | (raw[start + 3] << 8) | raw[start + 4]
-        eks, pn = ep >> 22, ep & PN_MAX
+        k = next((j for j, known in enumerate(sas) if known is sa), len(sas))
+        if k == len(sas):
+            sas.append(sa)
+        sa_of_fid[f] = k
+    kind, tab, groups, kind_count, batch, nonces = kern.rx_classify(
+        buf, starts, sa_of_fid, plain_ok, (stid << 4) | int(bool(uplink)))
+    length, pn = tab[1], tab[2]
+    order, offs, lens = batch[0], batch[1], batch[2]
+    n_cand = order.shape[0]
+
+    # replay check per (SA, EKS) group, before any crypto; the batch rows were laid out for
+    # every candidate, group by group: `keep` marks those still in once some were dropped
+    key_slots: dict[bytes, int] = {}
+    kidx = np.zeros(n_cand, dtype=np.int64)
+    keep: np.ndarray | None = None
+    checked: list[tuple[SecurityAssociation, int, int, int]] = []
+    for g, a, b in groups.tolist():
+        sa, e = sas[g // 4], g % 4
         try:
-            tek = sa.check_replay(eks, pn, uplink, now=now)
+            tek, codes = sa.check_replay_many(e, pn[order[a:b]], uplink, now=now)
         except SecurityError as exc:
-            rejected[exc.reason] += 1
-            continue
-        slot = key_slots.setdefault(tek.key, len(key_slots))
-        cands.append((start, fid, sa, slot, eks, pn, length - PROTECTED_OVERHEAD))
-        cand_nonce.append(_nonce(word, stid_dir, ep))
+            rejected[exc.reason] += b - a
+            codes = None
+        else:
+            kidx[a:b] = key_slots.setdefault(tek.key, len(key_slots))
+            checked.append((sa, e, a, b))
+            if not np.count_nonzero(codes):
+                continue
+            _count_codes(rejected, codes)
+        if keep is None:
+            keep = np.ones(n_cand, dtype=np.bool_)
+        keep[a:b] = False if codes is None else codes == 0
+        kind[order[a:b][~keep[a:b]]] = kern.RX_REJECTED
 
-    if cands:
-        starts, _, _, slots, _, _, lens = zip(*cands, strict=True)
-        offsets = np.asarray(starts, dtype=np.int64) + (AGMH_LEN + EKS_PN_LEN)
+    if key_slots:
         keys = np.frombuffer(b"".join(key_slots), dtype=np.uint8).reshape(-1, 16).copy()
-        ok = open_batch(
-            keys,
-            np.asarray(slots, dtype=np.int64),
-            _nonce_array(cand_nonce),
-            buf,
-            offsets,
-            np.asarray(lens, dtype=np.int64),
-            threads=threads,
-            engine=engine,
-        ).tolist()
-        for (start, fid, sa, _, eks, pn, ln), good in zip(cands, ok, strict=True):
-            o = start + AGMH_LEN + EKS_PN_LEN
-            if not good:
-                rejected["bad_icv"] += 1
-                continue
-            try:  # records the PN; also catches a duplicate PN within this burst
-                sa.check_and_record(eks, pn, uplink, now=now)
-            except SecurityError as exc:
-                rejected[exc.reason] += 1
-                buf[o : o + ln] = 0
-                continue
-            accepted.append((start, fid, o, ln, True, eks, pn, sa.said))
+        if keep is None:
+            ok = run_in_place_trusted(keys, kidx, nonces, buf, offs, lens, decrypt=True,
+                                      threads=threads, engine=engine)
+            failed = ~ok
+        else:
+            rows = np.flatnonzero(keep)
+            ok = np.zeros(n_cand, dtype=np.bool_)
+            ok[rows] = run_in_place_trusted(keys, kidx[rows], nonces[rows], buf, offs[rows],
+                                            lens[rows], decrypt=True, threads=threads,
+                                            engine=engine)
+            failed = keep & ~ok
+        n_failed = int(np.count_nonzero(failed))
+        if n_failed:
+            rejected["bad_icv"] += n_failed
+            kind[order[failed]] = kern.RX_REJECTED
+        for sa, e, a, b in checked:
+            members = order[a:b] if keep is None and not n_failed else order[a:b][ok[a:b]]
+            # records the PNs in burst order; also catches a PN repeated within this burst
+            codes = sa.record_many(e, pn[members], uplink, now=now)
+            kind[members] = kern.RX_ACCEPTED
+            if np.count_nonzero(codes):  # rare: reject them and never return their plaintext
+                _count_codes(rejected, codes)
+                for c in members[codes > 0].tolist():
+                    kind[c] = kern.RX_REJECTED
+                    o = int(starts[c]) + AGMH_LEN + EKS_PN_LEN
+                    buf[o : o + int(length[c]) - PROTECTED_OVERHEAD] = 0
 
-    accepted.sort()
-    cols = list(zip(*accepted, strict=True)) if accepted else [()] * 8
+    early = kind_count.tolist()
+    for code, reason in _EARLY_REASONS:
+        if early[code]:
+            rejected[reason] += early[code]
+    if tail:
+        rejected["short_mpdu" if tail == kern.TAIL_SHORT else "bad_length"] += 1
     if stats is not None:
         stats.update(rejected)
-    return RxBurst(
-        buf=buf,
-        fid=np.asarray(cols[1], dtype=np.int64),
-        offset=np.asarray(cols[2], dtype=np.int64),
-        length=np.asarray(cols[3], dtype=np.int64),
-        protected=np.asarray(cols[4], dtype=bool),
-        eks=np.asarray(cols[5], dtype=np.int64),
-        pn=np.asarray(cols[6], dtype=np.int64),
-        said=np.asarray(cols[7], dtype=np.int64),
-        rejected=rejected,
-    )
+    said_of_sa = np.array([sa.said for sa in sas] or [-1], dtype=np.int64)
+    cols = kern.rx_result(kind, starts, tab, said_of_sa)
+    return RxBurst(buf=buf, fid=cols[0], offset=cols[1], length=cols[2],
+                   protected=cols[3].astype(np.bool_), eks=cols[4], pn=cols[5], said=cols[6],
+                   rejected=rejected)
+
+
+def _count_codes(rejected: Counter[str], codes: np.ndarray) -> None:
+    """Add replay-window codes (``stack.sa.REPLAY_REASONS``) to the rejection counts."""
+    for code, count in enumerate(np.bincount(codes, minlength=len(REPLAY_REASONS)).tolist()):
+        if code and count:
+            rejected[REPLAY_REASONS[code]] += count
 
 
 # ---------------------------------------------------------------------------------------------

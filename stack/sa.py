@@ -24,7 +24,10 @@ passes. A TEK installed without a lifetime never expires; a TEK with a lifetime 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+
+import numpy as np
 
 from stack.errors import (
     KeyExhaustedError,
@@ -45,9 +48,15 @@ PN_LAST = PN_MAX - 1
 PN_UPDATE_THRESHOLD = 1 << 21
 """PN at which a TEK update is requested (half the PN space) [D]."""
 DEFAULT_REPLAY_WINDOW = 64
+REPLAY_REASONS = ("", "pn_window", "pn_replay")
+"""Reasons behind the codes of :meth:`ReplayWindow.check_many` / ``record_many`` (0 = accepted)."""
 MAX_LIVE_TEKS = 2
 REFRESH_FRACTION = 0.5
 """A TEK with a lifetime asks for an update after this fraction of it has elapsed [D]."""
+
+
+_window_pass: Callable[..., tuple[np.ndarray, int, int]] | None = None
+"""``stack._burst.window_pass`` (imports numba), loaded on the first batch replay check."""
 
 
 def _dir(uplink: bool) -> str:
@@ -151,6 +160,57 @@ class ReplayWindow:
             self._highest = pn
         else:
             self._bitmap |= 1 << (self._highest - pn)
+
+    def check_many(self, pns: np.ndarray) -> np.ndarray:
+        """:meth:`check` for each PN of ``pns`` against the current state; changes nothing.
+
+        Returns one code per PN (``uint8``): 0 accept, else the index into
+        :data:`REPLAY_REASONS` of the reason :meth:`check` would raise (1 ``pn_window``,
+        2 ``pn_replay``). Duplicates *within* ``pns`` all pass here; :meth:`record_many` catches
+        them. Raises :class:`MalformedError` for a PN outside the 22-bit range.
+        """
+        return self._pass(pns, record=False)
+
+    def record_many(self, pns: np.ndarray) -> np.ndarray:
+        """:meth:`record` each PN of ``pns`` in order; returns codes as :meth:`check_many`.
+
+        A PN that fails (behind the window, or seen before -- also earlier in ``pns``) is
+        skipped and leaves the state as it was, exactly as a :meth:`record` that raised.
+        """
+        return self._pass(pns, record=True)
+
+    def _pass(self, pns: np.ndarray, *, record: bool) -> np.ndarray:
+        arr = pns
+        if not (type(arr) is np.ndarray and arr.dtype == np.int64 and arr.ndim == 1):
+            arr = np.asarray(pns)
+            if arr.ndim != 1 or arr.dtype.kind not in "iu":
+                raise MalformedError("PNs must be a 1-D integer array")
+            if arr.dtype == np.uint64 and arr.shape[0] and int(arr.max()) > PN_MAX:
+                raise MalformedError(f"a PN is outside 0..{PN_MAX}")
+            arr = arr.astype(np.int64)
+        if self.size <= 64:  # compiled, one pass (the default window is 64)
+            global _window_pass
+            if _window_pass is None:
+                from stack._burst import window_pass
+
+                _window_pass = window_pass
+            codes, highest, bitmap = _window_pass(
+                np.ascontiguousarray(arr), self._highest, np.uint64(self._bitmap), self.size,
+                np.uint64((1 << self.size) - 1), record)
+            if arr.shape[0] and codes[0] == 3:
+                raise MalformedError(f"a PN is outside 0..{PN_MAX}")
+            if record:
+                self._highest, self._bitmap = int(highest), int(bitmap)
+            return codes
+        if arr.shape[0] and (int(arr.min()) < 0 or int(arr.max()) > PN_MAX):
+            raise MalformedError(f"a PN is outside 0..{PN_MAX}")  # before recording any
+        codes = np.zeros(arr.shape[0], dtype=np.uint8)
+        for k, pn in enumerate(arr.tolist()):
+            try:
+                self.record(pn) if record else self.check(pn)
+            except ReplayError as exc:
+                codes[k] = REPLAY_REASONS.index(exc.reason)
+        return codes
 
     def __repr__(self) -> str:
         return f"ReplayWindow(size={self.size}, highest={self._highest})"
@@ -359,6 +419,38 @@ class SecurityAssociation:
         state.tx_last[uplink] += 1
         return state.tek, state.tx_last[uplink]
 
+    def next_pns(
+        self, uplink: bool, n: int, *, now: float | None = None
+    ) -> list[tuple[Tek, int, int]]:
+        """Reserve the next ``n`` PNs in this direction at once, as ``n`` :meth:`next_pn` calls
+        would hand them out: returns runs ``(TEK, first PN, count)`` in order (two runs when the
+        block crosses from a used-up TEK to the next one).
+
+        All or nothing: if fewer than ``n`` PNs are left on usable TEKs, raises
+        :class:`KeyExhaustedError` (``no_usable_tek``) and reserves none.
+        """
+        n = require_uint(n, 32, "PN count")
+        runs: list[tuple[_TekState, int, int]] = []
+        need = n
+        for state in self._live:
+            if not need:
+                break
+            last = state.tx_last[uplink]
+            if last >= self.pn_last or state.tek.expired(now):
+                continue
+            take = min(need, self.pn_last - last)
+            runs.append((state, last + 1, take))
+            need -= take
+        if need:
+            raise KeyExhaustedError(
+                f"SAID {self.said}: {need} of {n} PNs to send {_dir(uplink)} are not available "
+                "(PN space used up or lifetime over); run a TEK update",
+                reason="no_usable_tek",
+            )
+        for state, first, take in runs:
+            state.tx_last[uplink] = first + take - 1
+        return [(state.tek, first, take) for state, first, take in runs]
+
     def update_needed(self, now: float | None = None) -> bool:
         """True when the role should run a TEK update (PKMv3 TEK-Request) on this SA.
 
@@ -403,6 +495,24 @@ class SecurityAssociation:
         state = self._state_for_eks(eks, now)
         state.rx[uplink].record(pn)
         return state.tek
+
+    def check_replay_many(
+        self, eks: int, pns: np.ndarray, uplink: bool, *, now: float | None = None
+    ) -> tuple[Tek, np.ndarray]:
+        """:meth:`check_replay` for many PNs under one EKS: the TEK, and one code per PN (0 =
+        accept, else an index into :data:`REPLAY_REASONS`). Changes nothing; a missing or
+        expired TEK raises as in :meth:`check_replay` (it concerns every PN alike)."""
+        state = self._state_for_eks(eks, now)
+        return state.tek, state.rx[uplink].check_many(pns)
+
+    def record_many(
+        self, eks: int, pns: np.ndarray, uplink: bool, *, now: float | None = None
+    ) -> np.ndarray:
+        """:meth:`check_and_record` for many PNs under one EKS, in order (after their ICVs
+        verified); returns one code per PN as :meth:`check_replay_many`. A PN that fails is not
+        recorded."""
+        state = self._state_for_eks(eks, now)
+        return state.rx[uplink].record_many(pns)
 
     def __repr__(self) -> str:
         live = ", ".join(

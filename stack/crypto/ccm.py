@@ -410,6 +410,32 @@ def _run(
     return ok
 
 
+def run_in_place_trusted(
+    keys: np.ndarray,
+    key_index: np.ndarray,
+    nonces: np.ndarray,
+    buf: np.ndarray,
+    offsets: np.ndarray,
+    lengths: np.ndarray,
+    *,
+    decrypt: bool,
+    threads: int = 1,
+    engine: str | None = None,
+) -> np.ndarray:
+    """:func:`seal_batch` / :func:`open_batch` in place, 8-byte tags, **without** validation.
+
+    For :mod:`stack.mac` only, which lays the batch out itself (contiguous int64 index arrays,
+    items in buffer order inside ``buf``, lengths within an MPDU): on a short burst the checks
+    of :func:`_validate` cost more than the crypto. Anything else must use the public calls.
+    """
+    _check_threads(threads)
+    ok = np.zeros(nonces.shape[0], dtype=np.bool_)
+    if nonces.shape[0]:
+        _kernel(_resolve(engine))(keys, key_index, nonces, buf, offsets, lengths, buf, offsets,
+                                  CCM_TAG_LEN, decrypt, ok, int(threads))
+    return ok
+
+
 def seal_batch(
     keys: np.ndarray,
     key_index: np.ndarray,

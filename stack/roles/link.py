@@ -24,7 +24,7 @@ from stack.sa import SecurityAssociation
 KCV_LABEL = b"relaysec-kcv"
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@dataclass(eq=False, repr=False, slots=True)
 class PendingMpdu(TxMpdu):
     """A data MPDU queued for sealing in its burst's one batch call (``stack.mac.build_burst``).
 
