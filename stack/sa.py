@@ -226,9 +226,6 @@ class _TekState:
         self.tx_last = {True: 0, False: 0}
         self.rx = {True: ReplayWindow(window), False: ReplayWindow(window)}
 
-    def peak_pn(self) -> int:
-        return max(*self.tx_last.values(), *(w.highest for w in self.rx.values()))
-
 
 class SecurityAssociation:
     """SA state for one SAID under one AK context (digest §4.2, §5.1).
@@ -455,17 +452,25 @@ class SecurityAssociation:
         """True when the role should run a TEK update (PKMv3 TEK-Request) on this SA.
 
         That is: fewer than two usable TEKs, or the oldest usable one has reached the PN update
-        threshold in either direction (sent or received) or half its lifetime.
+        threshold in either direction (sent or received) or half its lifetime. Cheap (a role
+        asks after every MPDU it queues): no allocation, attribute reads only.
         """
-        usable = [
-            s
-            for s in self._live
-            if not s.tek.expired(now) and max(s.tx_last.values()) < self.pn_last
-        ]
-        if len(usable) < MAX_LIVE_TEKS:
+        last = self.pn_last
+        oldest: _TekState | None = None
+        usable = 0
+        for s in self._live:
+            tx = s.tx_last
+            if tx[True] >= last or tx[False] >= last or s.tek.expired(now):
+                continue
+            usable += 1
+            if oldest is None:
+                oldest = s
+        if usable < MAX_LIVE_TEKS or oldest is None:
             return True
-        oldest = usable[0]
-        if oldest.peak_pn() >= self.update_threshold:
+        thr = self.update_threshold
+        tx, rx = oldest.tx_last, oldest.rx
+        if (tx[True] >= thr or tx[False] >= thr or rx[True].highest >= thr
+                or rx[False].highest >= thr):
             return True
         refresh = oldest.tek.refresh_at
         return refresh is not None and now is not None and now >= refresh

@@ -155,12 +155,12 @@ class Link:
         burst = b"".join(mpdus) if isinstance(mpdus, list) else mpdus
         rx = open_burst(self.stid, burst, uplink=not self.subordinate,
                         lookup=lambda _stid, _fid: self.sa, now=now, plain_fids=())
-        opened = []
-        buf = rx.buf
-        for fid, eks, o, n in zip(rx.fid.tolist(), rx.eks.tolist(), rx.offset.tolist(),
-                                  rx.length.tolist(), strict=True):
-            self.note_rx_eks(eks)
-            opened.append((fid, eks, buf[o : o + n].tobytes()))
+        eks = rx.eks.tolist()
+        for e in set(eks):  # the confirmation depends only on which EKSs arrived
+            self.note_rx_eks(e)
+        data = rx.buf.tobytes()  # one copy; each payload is then a slice of it
+        opened = [(fid, e, data[o : o + n]) for fid, e, o, n in zip(
+            rx.fid.tolist(), eks, rx.offset.tolist(), rx.length.tolist(), strict=True)]
         return opened, rx.rejected
 
     def tek_invalid(self, now: float, min_interval: float) -> bytes | None:
