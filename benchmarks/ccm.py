@@ -66,7 +66,7 @@ Task = tuple[str, str, Callable[[], object], Callable[[], object] | None]
 """(impl, op, timed call, untimed preparation run before it)."""
 
 
-def _run_interleaved(tasks: list[Task], repeats: int
+def _run_interleaved(tasks: list[Task], repeats: int, rng: np.random.Generator
                      ) -> dict[tuple[str, str], list[tuple[float, float]]]:
     """(wall, CPU) seconds of each task in each of ``repeats`` rounds, after one warm-up round.
 
@@ -74,12 +74,20 @@ def _run_interleaved(tasks: list[Task], repeats: int
     this shared machine hits the baseline and the engines alike; ratios are then taken per round
     (see :func:`bench_size`) instead of between medians measured minutes apart. CPU time is the
     process's (all threads), which leaves out the time the OS ran someone else.
+
+    The single-threaded tasks run in a fresh (seeded) random order each round, the
+    multi-threaded ones last (see ``SETTLE_S``): in a fixed order each task always follows the
+    same neighbour, and what that neighbour leaves behind (cache and heap state, a long
+    table-AES run) biased some rows by 10-15 % in one direction, run after run.
     """
     times: dict[tuple[str, str], list[tuple[float, float]]] = {
         (impl, op): [] for impl, op, _, _ in tasks
     }
+    single = [t for t in tasks if t[0] not in MULTI_THREADED]
+    multi = [t for t in tasks if t[0] in MULTI_THREADED]
     for rnd in range(repeats + 1):
-        for impl, op, fn, prep in tasks:
+        order = [single[i] for i in rng.permutation(len(single))] + multi
+        for impl, op, fn, prep in order:
             if prep is not None:
                 prep()
             c0, t0 = time.process_time(), time.perf_counter()
@@ -161,9 +169,7 @@ def bench_size(size: int | str, total: int, repeats: int, rng: np.random.Generat
                   warm_payloads))
     tasks.append(("list-api", "open", lambda: open_many(key, nonce_list, sealed_list),
                   warm_sealed))
-    tasks.sort(key=lambda t: t[0] in MULTI_THREADED)  # multi-threaded last (see SETTLE_S)
-
-    times = _run_interleaved(tasks, repeats)
+    times = _run_interleaved(tasks, repeats, rng)
     # Checked after the timing (a 3 MB compare inside the timed call would penalise open).
     for impl, eng, th in variants:
         np.copyto(work, sealed)

@@ -562,13 +562,59 @@ def _bytes_data_offset() -> int | None:
 
 
 _BYTES_DATA = _bytes_data_offset()
-_ZEROS = bytes(CCM_MAX_PAYLOAD + CCM_TAG_LEN + 2)
-"""Results on the address path are slices of this (a slice of ``bytes`` is the cheapest new
-``bytes`` Python makes); longer than any result, so a slice is never the object itself."""
-_ADDR_MIN_MEAN = 384
-"""The address path is taken when the items average at least this many bytes: below that,
-one join + one ``tobytes`` + slicing of a chunk costs less than an address per item."""
 
+
+def _bytes_header_words() -> tuple[int, int] | None:
+    """Which 8-byte words of a ``bytes`` object's header hold its type and its size, or
+    ``None``: read from probes (CPython's ``PyVarObject``: refcount, type, size), so another
+    layout turns the compiled probe of the list API off. Only asked where the address path is
+    on (:data:`_BYTES_DATA`)."""
+    if _BYTES_DATA is None or _BYTES_DATA < 24:
+        return None
+    import ctypes
+
+    for probe in (bytes(range(48)), bytes(5000), b"y" * 13):
+        words = [ctypes.c_int64.from_address(id(probe) + 8 * w).value for w in range(3)]
+        if words[1] != id(bytes) or words[2] != len(probe):
+            return None
+    return 1, 2
+
+
+_BYTES_WORDS = _bytes_header_words()
+
+
+def _list_words() -> tuple[int, int] | None:
+    """Which 8-byte words of a ``list`` object's header hold its length and the pointer to its
+    item array (CPython's ``PyListObject``: refcount, type, size, items), or ``None`` if probes
+    disagree: :func:`stack.crypto._aesni.list_addresses` then stays unused."""
+    if _BYTES_WORDS is None:
+        return None
+    import ctypes
+
+    for probe in ([b"a", b"bc", bytes(300)], [bytes(5000)] * 40, [None]):
+        words = [ctypes.c_int64.from_address(id(probe) + 8 * w).value for w in range(4)]
+        if words[1] != id(list) or words[2] != len(probe):
+            return None
+        for i, x in enumerate(probe):
+            if ctypes.c_int64.from_address(words[3] + 8 * i).value != id(x):
+                return None
+    return 2, 3
+
+
+_LIST_WORDS = _list_words()
+
+
+def _addresses(objs: list[object]) -> np.ndarray:
+    """``[id(x) for x in objs]`` as int64, for a list no other code holds (the caller's
+    snapshot): read from the list's item array when its layout was probed, else ``map(id)``."""
+    from stack.crypto import _aesni
+
+    n = len(objs)
+    if _LIST_WORDS is not None:
+        at = _aesni.list_addresses(id(objs), n, _LIST_WORDS[0], _LIST_WORDS[1])
+        if at.shape[0] == n:
+            return at
+    return np.fromiter(map(id, objs), dtype=np.int64, count=n)
 
 def _many_addr(
     k: np.ndarray,
@@ -577,16 +623,17 @@ def _many_addr(
     lens: np.ndarray,
     decrypt: bool,
     ok: np.ndarray,
+    in_ids: np.ndarray | None = None,
 ) -> list[bytes]:
     """The list API on AES-NI with no intermediate buffer: the kernel reads each input ``bytes``
     and writes each result ``bytes`` where they lie.
 
-    The results are new ``bytes`` objects of the right size made here (slices of
-    :data:`_ZEROS`) and filled by the kernel through their addresses, as a C extension fills a
-    new ``bytes`` before handing it out: no one else holds them until this returns and their
+    The results are new ``bytes`` objects of the right size made here (``bytes(m)``: a fresh
+    object for every m >= 2) and filled by the kernel through their addresses, as a C extension
+    fills a new ``bytes`` before handing it out: no one else holds them until this returns and their
     hash is not computed yet. ``items`` is the caller's private snapshot (see :func:`_many`):
     the kernel releases the GIL, and another thread changing the user's list must not free an
-    input, or swap in one of another length, while it is read. Slices of length 0 or 1 can be
+    input, or swap in one of another length, while it is read. Objects of length 0 or 1 can be
     interpreter-wide singletons, so the caller never sends a 1-byte result here, and a 0-byte
     one is never written. The inputs (exact ``bytes``) are only read. Against the join path
     this saves joining the inputs, a scratch buffer and one copy per result. One engine call
@@ -596,12 +643,11 @@ def _many_addr(
     from stack.crypto import _aesni
 
     assert _BYTES_DATA is not None
-    n = len(items)
     out_lens = lens if decrypt else lens + CCM_TAG_LEN
-    z = _ZEROS
-    outs = [z[:m] for m in out_lens.tolist()]
-    in_at = np.fromiter(map(id, items), dtype=np.int64, count=n)
-    out_at = np.fromiter(map(id, outs), dtype=np.int64, count=n)
+    outs = [bytes(m) for m in out_lens.tolist()]  # fresh (calloc'd) objects for m >= 2
+    # the items' addresses (``in_ids``, from the probe, is the caller's to give away)
+    in_at = _addresses(items) if in_ids is None else in_ids
+    out_at = _addresses(outs)  # type: ignore[arg-type]
     base = min(int(in_at.min()), int(out_at.min()))
     top = max(int(in_at.max()), int(out_at.max())) + _BYTES_DATA + CCM_MAX_PAYLOAD + CCM_TAG_LEN
     off = _BYTES_DATA - base
@@ -609,6 +655,26 @@ def _many_addr(
     out_at += off
     _aesni.run_addr(k, nc, base, top - base, in_at, lens, out_at, CCM_TAG_LEN, decrypt, ok)
     return outs
+
+
+def _probe(
+    items: list[bytes], nonces: list[bytes]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """``(lengths, nonce array, addresses of items)`` from one compiled pass over the object
+    headers (:func:`stack.crypto._aesni.probe_bytes`) when every item is an exact ``bytes`` and
+    every nonce an exact 13-byte ``bytes``; else ``None`` (the general path checks, with its
+    error messages). Saves three Python passes over the items and two over the nonces. Both
+    lists are the caller's private snapshots, so every object stays alive meanwhile."""
+    from stack.crypto import _aesni
+
+    assert _BYTES_WORDS is not None and _BYTES_DATA is not None
+    n = len(items)
+    ids = _addresses(items)
+    nonce_ids = _addresses(nonces)
+    nc = np.empty((n, CCM_NONCE_LEN), dtype=np.uint8)
+    lens, code, _ = _aesni.probe_bytes(ids, nonce_ids, id(bytes), _BYTES_WORDS[0],
+                                       _BYTES_WORDS[1], _BYTES_DATA, CCM_NONCE_LEN, nc)
+    return None if code else (lens, nc, ids)
 
 
 def _many(
@@ -631,20 +697,32 @@ def _many(
     this: see :func:`_many_addr`.
     """
     k = _key_array(key)
-    # A private snapshot of the list: lengths, types and (on the address path) the addresses the
-    # GIL-free kernel reads all come from these very objects, whatever other threads do.
+    # A private snapshot of the lists: lengths, types and (on the address path) the addresses
+    # the GIL-free kernels read all come from these very objects, whatever other threads do.
     items = list(items)
+    nonces = list(nonces)
     n = len(items)
-    nc = _nonce_array(nonces, n)
+    if len(nonces) != n:
+        raise MalformedError(f"got {len(nonces)} nonces for {n} items")
     name = _resolve(engine)
     _check_threads(threads)
     ok = np.ones(n, dtype=np.bool_)
     if n == 0:
         return [], ok
-    try:
-        lens_all = np.fromiter(map(len, items), dtype=np.int64, count=n)
-    except TypeError:
-        raise MalformedError("items must be bytes-like objects") from None
+    probed = None
+    if name == "numba-aesni" and threads == 1 and _BYTES_WORDS is not None:
+        probed = _probe(items, nonces)
+    if probed is None:
+        nc = _nonce_array(nonces, n)
+        in_ids = None
+        try:
+            lens_all = np.fromiter(map(len, items), dtype=np.int64, count=n)
+        except TypeError:
+            raise MalformedError("items must be bytes-like objects") from None
+        exact = False
+    else:
+        lens_all, nc, in_ids = probed
+        exact = True
     tag = CCM_TAG_LEN
     if decrypt:
         if int(lens_all.min()) < tag:
@@ -655,10 +733,9 @@ def _many(
         bad = int(np.argmax(lens_all))
         raise MalformedError(f"item {bad} is longer than {CCM_MAX_PAYLOAD} bytes (CCM, L = 2)")
     if (name == "numba-aesni" and threads == 1 and _BYTES_DATA is not None
-            and int(lens_all.sum()) >= _ADDR_MIN_MEAN * n
             and not (decrypt and bool((lens_all == 1).any()))
-            and set(map(type, items)) == {bytes}):
-        return _many_addr(k, nc, items, lens_all, decrypt, ok), ok
+            and (exact or set(map(type, items)) == {bytes})):
+        return _many_addr(k, nc, items, lens_all, decrypt, ok, in_ids), ok
     kernel = _kernel(name)
     in_lens, out_lens = (lens_all + tag, lens_all) if decrypt else (lens_all, lens_all + tag)
     in_at = np.zeros(n + 1, dtype=np.int64)  # where item i starts in the joined input ...

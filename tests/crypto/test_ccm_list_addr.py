@@ -1,7 +1,7 @@
 """The list API's address path (AES-NI, exact ``bytes``): the kernel reads the input ``bytes`` and
 writes the result ``bytes`` where they lie. Byte-exact against ``cryptography``, per-item tag
-failures, and nothing else in the interpreter written (inputs, the zero template the results are
-sliced from, the shared ``b""`` / one-byte objects).
+failures, and nothing else in the interpreter written (inputs, the shared ``b""`` / one-byte
+objects); the compiled header probe that replaces the Python passes over types, lengths and nonces.
 """
 
 from __future__ import annotations
@@ -54,7 +54,6 @@ def test_address_path_matches_reference(seed: int, lens: list[int], flips: set[i
     a = PycaAESCCM(key, tag_length=8)
     want = [a.encrypt(nc, p, None) for nc, p in zip(nonces, payloads, strict=True)]
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(ccm, "_ADDR_MIN_MEAN", 0)
         calls = _spy(mp)
         sealed = seal_many(key, nonces, payloads, engine="numba-aesni")
         assert sealed == want
@@ -73,13 +72,13 @@ def test_address_path_matches_reference(seed: int, lens: list[int], flips: set[i
     assert all(type(s) is bytes for s in sealed)
     assert len({id(s) for s in sealed}) == n
     assert {s: i for i, s in enumerate(sealed)} == {w: i for i, w in enumerate(want)}
-    assert not any(ccm._ZEROS)
     assert bytes(1) == b"\x00" and b"\x00"[0:1] == bytes([0]) and len(b"") == 0
 
 
-def test_default_threshold_and_fallbacks(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Large items take the address path by default; small ones, non-``bytes`` items, threads > 1
-    and 1-byte plaintexts to open take the join path; results are the same either way."""
+def test_address_path_by_default_and_fallbacks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lists of exact ``bytes`` take the address path at any size; lists with other bytes-like
+    items, threads > 1 and 1-byte plaintexts to open take the join path; results are the same
+    either way."""
     calls = _spy(monkeypatch)
     rng = np.random.default_rng(5)
     key = rng.bytes(16)
@@ -94,12 +93,59 @@ def test_default_threshold_and_fallbacks(monkeypatch: pytest.MonkeyPatch) -> Non
 
     check([rng.bytes(1500) for _ in range(30)])
     assert calls == [30, 30]
-    check([rng.bytes(64) for _ in range(30)])
-    assert calls == [30, 30]
+    check([rng.bytes(64) for _ in range(30)])  # small items too (addresses cost ~nothing)
+    assert calls == [30, 30, 30, 30]
     check([rng.bytes(1500) for _ in range(29)] + [bytearray(rng.bytes(1500))])
-    assert calls == [30, 30, 30]  # the seal had a bytearray; the open gets bytes
+    assert calls == [30, 30, 30, 30, 30]  # the seal had a bytearray; the open gets bytes
     check([rng.bytes(1500) for _ in range(40)], threads=2)
-    assert calls == [30, 30, 30]
+    assert calls == [30, 30, 30, 30, 30]
     check([rng.bytes(9000), b"x", rng.bytes(3000)])
-    assert calls == [30, 30, 30, 3]  # seal took it, open of the 1-byte plaintext did not
-    assert not any(ccm._ZEROS)
+    assert calls == [30, 30, 30, 30, 30, 3]  # seal took it, open of the 1-byte plaintext not
+    assert bytes(2) == b"\x00\x00" and bytes(1) == b"\x00"  # no shared object was written
+
+
+def test_header_probe_reads_types_lengths_and_nonces() -> None:
+    """The compiled header probe gives what ``len``/``type``/``b"".join`` would, and declines
+    (``None``) for anything but exact ``bytes`` -- the general path then decides."""
+    assert ccm._BYTES_WORDS == (1, 2)
+    rng = np.random.default_rng(11)
+    items = [rng.bytes(m) for m in (0, 1, 13, 700, 9000)]
+    nonces = [rng.bytes(13) for _ in items]
+    probed = ccm._probe(items, nonces)
+    assert probed is not None
+    lens, nc, ids = probed
+    assert lens.tolist() == [len(x) for x in items]
+    assert nc.tobytes() == b"".join(nonces)
+    assert ids.tolist() == [id(x) for x in items]
+
+    class Sub(bytes):
+        pass
+
+    for bad_items, bad_nonces in (
+        ([*items[:4], bytearray(items[4])], nonces),
+        ([*items[:4], memoryview(items[4])], nonces),
+        ([*items[:4], Sub(items[4])], nonces),
+        (items, [*nonces[:4], bytearray(nonces[4])]),
+        (items, [*nonces[:4], Sub(nonces[4])]),
+        (items, [*nonces[:4], nonces[4][:12]]),
+    ):
+        assert ccm._probe(bad_items, bad_nonces) is None
+
+
+def test_lists_the_probe_declines_still_work_or_fail_clearly() -> None:
+    rng = np.random.default_rng(12)
+    key = rng.bytes(16)
+    a = PycaAESCCM(key, tag_length=8)
+    payloads = [rng.bytes(1500) for _ in range(20)]
+    nonces = [rng.bytes(13) for _ in payloads]
+    want = [a.encrypt(nc, p, None) for nc, p in zip(nonces, payloads, strict=True)]
+    mixed = [bytearray(p) if i % 3 == 0 else p for i, p in enumerate(payloads)]
+    nonce_forms = [bytearray(nc) if i % 4 == 0 else nc for i, nc in enumerate(nonces)]
+    assert seal_many(key, nonce_forms, mixed, engine="numba-aesni") == want
+    assert open_many(key, nonce_forms, want, engine="numba-aesni") == payloads
+    with pytest.raises(ccm.KeyLengthError, match="nonce 3 must be 13 bytes"):
+        seal_many(key, [*nonces[:3], nonces[3][:12], *nonces[4:]], payloads, engine="numba-aesni")
+    with pytest.raises(ccm.MalformedError, match="20 nonces for 19 items"):
+        seal_many(key, nonces, payloads[:19], engine="numba-aesni")
+    with pytest.raises(ccm.MalformedError, match="bytes-like"):
+        seal_many(key, nonces, [*payloads[:19], 12345], engine="numba-aesni")  # type: ignore[list-item]
