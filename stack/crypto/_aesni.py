@@ -411,26 +411,22 @@ def _ccm_range(rk, rk_of, kidx, nonces, buf, offs, lens, out, oofs, tag_len, dec
                 active -= 1
 
 
-@intrinsic
-def _u8ptr(typingctx, addr):
-    """The integer address ``addr`` as a ``uint8*`` (for :func:`numba.carray`)."""
-    sig = types.CPointer(types.uint8)(types.int64)
+def _address_as(elem: types.Type, llvm_elem: ir.Type) -> object:
+    """An intrinsic turning an integer address into an ``elem*`` (for :func:`numba.carray`)."""
 
-    def codegen(context, builder, signature, args):
-        return builder.inttoptr(args[0], _I8.as_pointer())
+    def cast(typingctx, addr):
+        sig = types.CPointer(elem)(types.int64)
 
-    return sig, codegen
+        def codegen(context, builder, signature, args):
+            return builder.inttoptr(args[0], llvm_elem.as_pointer())
+
+        return sig, codegen
+
+    return intrinsic(cast)
 
 
-@intrinsic
-def _i64ptr(typingctx, addr):
-    """The integer address ``addr`` as an ``int64*`` (for :func:`numba.carray`)."""
-    sig = types.CPointer(types.int64)(types.int64)
-
-    def codegen(context, builder, signature, args):
-        return builder.inttoptr(args[0], _I64.as_pointer())
-
-    return sig, codegen
+_u8ptr = _address_as(types.uint8, _I8)
+_i64ptr = _address_as(types.int64, _I64)
 
 
 @njit(cache=True, nogil=True)

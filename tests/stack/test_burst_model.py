@@ -270,6 +270,18 @@ def test_next_pns_hands_out_what_next_pn_would(blocks, pn_last) -> None:
         assert _state(block_sa) == _state(one_sa)
 
 
+def _codes(call, pns: list[int]) -> list[int]:
+    """One scalar window call per PN, in order: 0, or the index of the reason it raised."""
+    out = []
+    for pn in pns:
+        try:
+            call(pn)
+            out.append(0)
+        except ReplayError as exc:
+            out.append(REPLAY_REASONS.index(exc.reason))
+    return out
+
+
 @settings(max_examples=150, deadline=None)
 @given(st.lists(st.lists(st.integers(0, 400), max_size=40), max_size=6),
        st.sampled_from([1, 2, 7, 63, 64, 65, 200]))
@@ -280,21 +292,8 @@ def test_window_batch_calls_match_one_pn_at_a_time(batches, size) -> None:
         before = (fast.highest, fast._bitmap)
         checked = fast.check_many(arr)
         assert (fast.highest, fast._bitmap) == before  # check changes nothing
-        want_check = []
-        for pn in pns:
-            try:
-                model.check(pn)
-                want_check.append(0)
-            except ReplayError as exc:
-                want_check.append(REPLAY_REASONS.index(exc.reason))
-        assert checked.tolist() == want_check
-        want_rec = []
-        for pn in pns:
-            try:
-                model.record(pn)
-                want_rec.append(0)
-            except ReplayError as exc:
-                want_rec.append(REPLAY_REASONS.index(exc.reason))
+        assert checked.tolist() == _codes(model.check, pns)
+        want_rec = _codes(model.record, pns)
         assert fast.record_many(arr).tolist() == want_rec
         assert (fast.highest, fast._bitmap) == (model.highest, model._bitmap)
 
