@@ -48,6 +48,22 @@ def test_viterbi_equals_naive_on_random_llrs() -> None:
         assert np.array_equal(got, naive.viterbi(llr)), trial
 
 
+def test_viterbi_long_bursts_and_argument_checks() -> None:
+    """Long bursts exercise the metric normalisation of the vector recursion (every second
+    step) over thousands of steps; odd lengths the single trailing step."""
+    rng = np.random.default_rng(13)
+    for n in (1, 2, 3, 2501, 3000):
+        llr = (np.round(rng.normal(0, 3.0, 2 * n) * 8) / 8).astype(np.float32)
+        got = kernels.viterbi_k7(llr, kernels.BFLY_SX, kernels.BFLY_SY)
+        assert np.array_equal(got, naive.viterbi(llr)), n
+    with pytest.raises(ValueError, match="32 butterfly signs"):
+        kernels.viterbi_k7(llr, kernels.BFLY_SX[:16], kernels.BFLY_SY)
+    strided = np.zeros(4 * 50, np.float32)[::2]  # a non-contiguous view decodes like a copy
+    strided[:] = np.round(rng.normal(0, 2.0, 100) * 8) / 8
+    assert np.array_equal(kernels.viterbi_k7(strided, kernels.BFLY_SX, kernels.BFLY_SY),
+                          naive.viterbi(np.ascontiguousarray(strided)))
+
+
 @pytest.mark.parametrize("rate", list(PUNCTURE))
 def test_punctured_code_decodes_noiseless(rate: str) -> None:
     rng = np.random.default_rng(11)
