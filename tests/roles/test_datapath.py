@@ -16,10 +16,18 @@ from tests.roles.harness import ABS, AMS, ARS1, enter_all
 D, C = SecurityMode.DISTRIBUTED, SecurityMode.CENTRALIZED
 
 
-def _scenario(mode, batch: bool):
+# how the roles seal: always one build_burst per frame, the default (one by one below
+# batch_seal_min MPDUs), or always one by one
+SEAL_PATHS = {"batch": (True, 1), "default": (True, None), "per_mpdu": (False, None)}
+
+
+def _scenario(mode, path: str):
     net, abs_, ars1, ars2, ams = enter_all(mode)
+    batch, least = SEAL_PATHS[path]
     for r in (abs_, ars1, ars2, ams):
         r.batch_seal = batch
+        if least is not None:
+            r.batch_seal_min = least
     net.start_recording()
     start = len(net.log)
     for i in range(10):  # a burst's worth queued before the next TX opportunity
@@ -33,10 +41,10 @@ def _scenario(mode, batch: bool):
 
 @pytest.mark.parametrize("mode", [D, C])
 def test_batch_and_per_mpdu_paths_put_identical_bytes_on_the_air(mode):
-    net_b, log_b = _scenario(mode, True)
-    net_p, log_p = _scenario(mode, False)
-    assert log_b == log_p
-    for net in (net_b, net_p):
+    runs = {path: _scenario(mode, path) for path in SEAL_PATHS}
+    logs = [log for _net, log in runs.values()]
+    assert logs[0] == logs[1] == logs[2]
+    for net, _log in runs.values():
         assert [e.payload for e in net.of(ABS, DataReceived, src=AMS)] == \
                [b"up-%d" % i for i in range(10)]
         assert [e.payload for e in net.of(AMS, DataReceived)] == [b"dn-%d" % i for i in range(10)]
@@ -112,11 +120,14 @@ def _hostile(src_dst_counts):
     return tamper
 
 
-def _rx_scenario(mode, batch_open: bool):
+def _rx_scenario(mode, path: str):
     net, abs_, ars1, ars2, ams = enter_all(mode)
     roles = (abs_, ars1, ars2, ams)
+    batch_open, least = SEAL_PATHS[path]
     for r in roles:
         r.batch_open = batch_open
+        if least is not None:
+            r.batch_open_min = least
     net.start_recording()
     start = len(net.log)
     net.tamper = _hostile({})
@@ -136,10 +147,11 @@ def _rx_scenario(mode, batch_open: bool):
 
 @pytest.mark.parametrize("mode", [D, C])
 def test_batch_and_one_by_one_receive_behave_identically(mode):
-    log_b, got_b, rej_b, keys_b = _rx_scenario(mode, True)
-    log_p, got_p, rej_p, keys_p = _rx_scenario(mode, False)
-    assert got_b == got_p and rej_b == rej_p and keys_b == keys_p
-    assert log_b == log_p  # the same frames (incl. TEK-Invalid / TEK-Request reactions) on air
+    log_b, got_b, rej_b, keys_b = _rx_scenario(mode, "batch")
+    log_p, got_p, rej_p, keys_p = _rx_scenario(mode, "per_mpdu")
+    log_d, got_d, rej_d, keys_d = _rx_scenario(mode, "default")  # short runs one by one
+    assert got_b == got_p == got_d and rej_b == rej_p == rej_d and keys_b == keys_p == keys_d
+    assert log_b == log_p == log_d  # the same frames (incl. TEK-Invalid / TEK-Request) on air
     # the hostile bursts were really rejected, and good MPDUs around them still delivered
     abs_rej, ars_rej, ams_rej = rej_b[0], rej_b[1], rej_b[3]
     for rej in (abs_rej, ams_rej):
@@ -170,3 +182,32 @@ def test_one_open_burst_call_per_received_burst(monkeypatch):
     assert calls == [(ars1.stid, True)]
     assert [e.payload for e in abs_.events() if isinstance(e, DataReceived)] == \
            [b"up-%d" % i for i in range(10)]
+
+
+def test_short_frames_and_runs_take_the_per_mpdu_path(monkeypatch):
+    """Below ``batch_seal_min`` / ``batch_open_min`` the roles seal / open one by one (faster
+    there, docs/roles.md §3.1); from those sizes on, one batch call."""
+    built, opened = [], []
+    orig_build, orig_open = base_mod.build_burst, link_mod.open_burst
+    monkeypatch.setattr(base_mod, "build_burst",
+                        lambda stid, mpdus, **kw: built.append(len(mpdus)) or
+                        orig_build(stid, mpdus, **kw))
+    monkeypatch.setattr(link_mod, "open_burst",
+                        lambda stid, burst, **kw: opened.append(len(burst)) or
+                        orig_open(stid, burst, **kw))
+    net, abs_, ars1, _ars2, ams = enter_all(D)
+    assert (ams.batch_seal_min, ars1.batch_open_min) == (4, 3)
+    for count, batch_sealed, batch_opened in ((1, False, False), (2, False, False),
+                                              (3, False, True), (4, True, True)):
+        built.clear()
+        opened.clear()
+        for i in range(count):
+            ams.send_data(ABS, b"n%d-%d" % (count, i), net.now)
+        [(_d, frame)] = ams.frames_to_send(net.now)
+        ars1.receive(AMS, frame, net.now)
+        assert built == ([count] if batch_sealed else []), count
+        assert len(opened) == (1 if batch_opened else 0), count
+        [(_d, relay)] = ars1.frames_to_send(net.now)  # re-sealed for the relay link
+        abs_.receive(ARS1, relay, net.now)
+        got = [e.payload for e in abs_.events() if isinstance(e, DataReceived)]
+        assert got == [b"n%d-%d" % (count, i) for i in range(count)], count
