@@ -6,13 +6,18 @@ the subordinate station on the link, as in a 16m A-MAP allocation); the MPDUs in
 different SAs (lookup by ``(stid, fid)``) and plain MPDUs (e.g. FID 0 control before keys) may be
 mixed in.
 
-* :func:`build_burst` lays all MPDUs out in one ``uint8`` buffer, takes one PN per protected MPDU
-  from its SA and seals all of them with **one** :func:`stack.crypto.seal_batch` call, in place.
+* :func:`build_burst` lays all MPDUs out in one ``uint8`` buffer, takes each SA's PNs as one
+  block and seals all protected MPDUs with **one** call of the batch CCM engine, in place.
 * :func:`open_burst` splits a received burst, drops what is malformed, of unknown SA / EKS or
-  replayed before any crypto, opens all remaining protected MPDUs with **one**
-  :func:`stack.crypto.open_batch` call in place, then records the PNs of those whose ICV verified.
-  Rejections are counted by ``reason`` (the ``.reason`` of the matching :mod:`stack.errors`
-  exception) and never returned; no unauthenticated plaintext leaves (open_batch zeroes failures).
+  replayed before any crypto, opens all remaining protected MPDUs with **one** engine call in
+  place, then records the PNs of those whose ICV verified. Rejections are counted by ``reason``
+  (the ``.reason`` of the matching :mod:`stack.errors` exception) and never returned; no
+  unauthenticated plaintext leaves (the engine zeroes failures).
+
+Every per-MPDU step of both (checks, header layout, nonces, parsing, classification) runs in
+compiled passes (:mod:`stack._burst`); the engine is called through
+:func:`stack.crypto.ccm.run_in_place_trusted`, i.e. :func:`stack.crypto.seal_batch` /
+:func:`~stack.crypto.open_batch` without re-checking arrays laid out here.
 
 Relay encapsulation (digest §6.4 [D]): traffic on the ABS↔ARS relay link that concerns an AMS is
 carried in relay MPDUs (FID :data:`RELAY_FID`) protected with the ARS's own SA. Their payload is a
@@ -136,7 +141,8 @@ def build_burst(
 
     Every input is validated before any PN is taken. The protected MPDUs of each SA take that
     SA's next PNs in this direction, in burst order, as one block (``sa.next_pns``); all are
-    sealed in one ``seal_batch`` call. Raises :class:`MalformedError` for a bad FID/payload, and
+    sealed in place by one engine call (what ``seal_batch`` runs, minus its argument checks:
+    the arrays are laid out here). Raises :class:`MalformedError` for a bad FID/payload, and
     whatever an SA raises when it has too few PNs left on usable TEKs
     (:class:`KeyExhaustedError`, no PN taken from that SA).
 
