@@ -219,6 +219,24 @@ def test_build_and_open_match_the_per_mpdu_model(plan, seed, pn_last) -> None:
         sent.extend(_units(expect))  # material for later replays
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=600), st.lists(st.sampled_from((0x00, 0x20, 0x30, 0x90)), max_size=6))
+def test_arbitrary_bytes_are_parsed_like_the_model(noise: bytes, heads: list[int]) -> None:
+    """Garbage (with some plausible AGMH first bytes spliced in) never raises and is classified
+    exactly as the per-MPDU model does; nothing protected is accepted from it."""
+    raw = bytearray(noise)
+    for k, head in enumerate(heads):
+        if k * 37 < len(raw):
+            raw[k * 37] = head
+    fast, model = Ends(), Ends()
+    rx = open_burst(STID, bytes(raw), uplink=True, lookup=fast.lookup, engine=ENGINE)
+    want, want_rej = model_open(model, bytes(raw))
+    got = [(int(f), rx.payload(k), int(e), int(p))
+           for k, (f, e, p) in enumerate(zip(rx.fid, rx.eks, rx.pn, strict=True))]
+    assert got == want and rx.rejected == want_rej
+    assert not rx.protected.any()
+
+
 def _units(raw: bytes) -> list[bytes]:
     out, pos = [], 0
     while pos < len(raw):
