@@ -6,9 +6,9 @@
 For each MPDU payload size and burst size (MPDUs per burst), on one link with two SAs (the
 MPDUs alternate between them, as data and relay flows would), it times:
 
-* ``batch-<engine>`` — :func:`stack.mac.build_burst` (all MPDUs sealed by one
-  :func:`stack.crypto.seal_batch` call) and :func:`stack.mac.open_burst` (one
-  :func:`stack.crypto.open_batch` call), for the default engine and the ``reference`` engine;
+* ``batch-<engine>`` — :func:`stack.mac.build_burst` (compiled per-MPDU passes, all MPDUs
+  sealed by one engine call) and :func:`stack.mac.open_burst` (likewise, one engine call), for
+  the default engine and the ``reference`` engine;
 * ``per-mpdu`` — the baseline: :func:`stack.mpdu.protect` per MPDU joined into the burst, and on
   receive a walk over the AGMH Lengths with :func:`stack.mpdu.unprotect_lookup` per MPDU (one
   ``cryptography`` AES-CCM call each).
