@@ -192,10 +192,14 @@ def unseal(tek: bytes, *, stid: int, uplink: bool, mpdu: bytes) -> tuple[int, in
     when the ICV does not verify (wrong TEK, station, direction, or any altered bit).
     Replay is not checked here (that needs SA state: see :func:`unprotect`).
     """
-    tek = _check_tek(tek)
-    stid = require_uint(stid, 12, "STID")
-    hdr = parse_protected(mpdu)
-    mpdu = bytes(mpdu)
+    return _unseal(_check_tek(tek), require_uint(stid, 12, "STID"), uplink, bytes(mpdu),
+                   parse_protected(mpdu))
+
+
+def _unseal(
+    tek: bytes, stid: int, uplink: bool, mpdu: bytes, hdr: MpduHeader
+) -> tuple[int, int, int, bytes]:
+    """:func:`unseal` of an MPDU whose header ``hdr`` was already parsed and checked."""
     eks_pn = mpdu[AGMH_LEN : AGMH_LEN + EKS_PN_LEN]
     n = nonce(mpdu[:AGMH_LEN], stid=stid, uplink=uplink, eks_pn=eks_pn)
     try:
@@ -245,9 +249,9 @@ def unprotect(
     (:class:`ReplayError` ``pn_replay`` / ``pn_window``), ICV (:class:`IntegrityError`
     ``bad_icv``); only then is the PN recorded. A rejected MPDU changes no state.
     """
-    hdr = parse_protected(mpdu)
+    hdr = parse_protected(mpdu)  # once: the decrypt below reuses it
     tek = sa.check_replay(hdr.eks, hdr.pn, uplink, now=now)
-    result = unseal(tek.key, stid=stid, uplink=uplink, mpdu=mpdu)
+    result = _unseal(tek.key, require_uint(stid, 12, "STID"), uplink, bytes(mpdu), hdr)
     sa.check_and_record(hdr.eks, hdr.pn, uplink, now=now)
     return result
 

@@ -196,9 +196,9 @@ def test_short_frames_and_runs_take_the_per_mpdu_path(monkeypatch):
                         lambda stid, burst, **kw: opened.append(len(burst)) or
                         orig_open(stid, burst, **kw))
     net, abs_, ars1, _ars2, ams = enter_all(D)
-    assert (ams.batch_seal_min, ars1.batch_open_min) == (4, 3)
-    for count, batch_sealed, batch_opened in ((1, False, False), (2, False, False),
-                                              (3, False, True), (4, True, True)):
+    assert (ams.batch_seal_min, ars1.batch_open_min) == (4, 4)
+    for count, batched in ((1, False), (2, False), (3, False), (4, True), (5, True)):
+        batch_sealed = batch_opened = batched
         built.clear()
         opened.clear()
         for i in range(count):
