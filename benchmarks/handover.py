@@ -44,6 +44,7 @@ from typing import Any
 
 from benchmarks._machine import format_machine, load_warning, machine_info
 from stack import mpdu as mpdu_codec
+from stack.mac import decapsulate_relay
 from stack.pkm import messages as m
 from stack.pkm.authenticator import BuiltinAuthenticator
 from stack.roles import (
@@ -57,7 +58,7 @@ from stack.roles import (
     SecurityMode,
     Timers,
 )
-from stack.roles.framing import FID_CONTROL, FID_RELAY, mpdu_fid, split_frame, split_relay_items
+from stack.roles.framing import FID_CONTROL, FID_RELAY, mpdu_fid, split_frame
 from stack.roles.ids import station_bytes
 from stack.roles.memnet import Net
 
@@ -111,7 +112,7 @@ def _messages(frame: bytes, src: int, dst: int, roles: dict[int, Any]) -> list[s
                        if t is not None and t.eks == hdr.eks)
             _f, _e, _pn, payload = mpdu_codec.unseal(tek.key, stid=link.stid,
                                                      uplink=src != ABS, mpdu=mp)
-            for _stid, inner in split_relay_items(payload):
+            for _stid, inner in decapsulate_relay(payload):
                 if mpdu_fid(inner) == FID_CONTROL:
                     out.append("relayed " + m.message_class(inner[2]).TITLE)
     return out

@@ -10,6 +10,7 @@ from typing import Any
 from stack.crypto import wrap_key_padded
 from stack.errors import MalformedError, ProtocolError, SecurityError, UnknownKeyError
 from stack.keys import AkContext, derive_amsid_star, derive_pmk
+from stack.mac import decapsulate_relay, encapsulate_relay
 from stack.pkm import messages as m
 from stack.roles.base import RoleBase
 from stack.roles.config import AbsConfig, SecurityMode
@@ -31,8 +32,6 @@ from stack.roles.framing import (
     mpdu_fid,
     plain_mpdu,
     plain_payload,
-    relay_items,
-    split_relay_items,
 )
 from stack.roles.ids import fmt_station, station_bytes, station_from_bytes
 from stack.roles.link import KeyInfo, Link
@@ -133,8 +132,8 @@ class AbsRole(RoleBase):
     def _relay(self, sub: _Sub, inner: bytes, now: float, title: str | None = None) -> None:
         ars = self._subs[sub.via]
         assert ars.link is not None
-        self._queue(sub.via, self._seal(ars.link, FID_RELAY, relay_items([(sub.stid, inner)]), now),
-                    title)
+        relay = encapsulate_relay([(sub.stid, inner)])
+        self._queue(sub.via, self._seal(ars.link, FID_RELAY, relay, now), title)
 
     def _to_ars(self, ars: _Sub, body: bytes, title: str, now: float) -> None:
         """Relay management to an ARS itself: plain FID 0, or inside its relay SA when
@@ -144,7 +143,7 @@ class AbsRole(RoleBase):
             return
         assert ars.link is not None
         self._queue(ars.station, self._seal(
-            ars.link, FID_RELAY, relay_items([(ars.stid, control_mpdu(body))]), now), title)
+            ars.link, FID_RELAY, encapsulate_relay([(ars.stid, control_mpdu(body))]), now), title)
 
     def _to_sub(self, sub: _Sub, body: bytes, title: str, now: float) -> None:
         if sub.via == self.station_id:
@@ -174,7 +173,7 @@ class AbsRole(RoleBase):
         if FIRST_DATA_FID <= fid <= LAST_DATA_FID:
             self._emit(DataReceived(src=src, payload=payload, fid=fid, via=src))
         elif fid == FID_RELAY:
-            for stid, inner in split_relay_items(payload):
+            for stid, inner in decapsulate_relay(payload):
                 try:  # one bad item (e.g. an AMS MPDU failing its ICV) spoils no other
                     self._on_relayed(src, stid, inner, now)
                 except SecurityError as exc:

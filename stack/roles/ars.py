@@ -14,6 +14,7 @@ from stack.errors import (
     UnknownKeyError,
 )
 from stack.keys import AkContext, derive_amsid_star
+from stack.mac import decapsulate_relay, encapsulate_relay
 from stack.pkm import messages as m
 from stack.roles.config import ArsConfig, SecurityMode
 from stack.roles.events import (
@@ -32,8 +33,6 @@ from stack.roles.framing import (
     mpdu_fid,
     plain_mpdu,
     plain_payload,
-    relay_items,
-    split_relay_items,
 )
 from stack.roles.ids import station_bytes, station_from_bytes
 from stack.roles.link import KeyInfo, Link
@@ -110,7 +109,7 @@ class ArsRole(SubscriberRole):
             self._up(link.stid, plain_mpdu(fid, payload), now)
         elif fid == FID_RELAY:
             self._maybe_refresh(now)
-            for stid, inner in split_relay_items(payload):
+            for stid, inner in decapsulate_relay(payload):
                 try:  # one bad item spoils no other
                     self._down(stid, inner, now)
                 except SecurityError as exc:
@@ -169,7 +168,7 @@ class ArsRole(SubscriberRole):
     def _up(self, stid: int, inner: bytes, now: float, title: str | None = None) -> None:
         assert self.link is not None and self.serving is not None
         self._queue(self.serving,
-                    self._seal(self.link, FID_RELAY, relay_items([(stid, inner)]), now),
+                    self._seal(self.link, FID_RELAY, encapsulate_relay([(stid, inner)]), now),
                     title)
         self._maybe_refresh(now)
 

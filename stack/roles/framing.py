@@ -82,36 +82,3 @@ def split_frame(frame: bytes) -> list[bytes]:
         out.append(data[pos : pos + length])
         pos += length
     return out
-
-
-def relay_items(items: list[tuple[int, bytes]]) -> bytes:
-    """Payload of a relay MPDU: each item is STID(12)|0000 then one AMS MPDU."""
-    parts = []
-    for stid, mpdu in items:
-        if not 0 <= stid <= 0xFFF:
-            raise MalformedError(f"STID must be 12 bits, got {stid}")
-        split_frame(mpdu)  # validates the inner MPDU's own length
-        parts.append((stid << 4).to_bytes(2, "big") + bytes(mpdu))
-    return b"".join(parts)
-
-
-def split_relay_items(payload: bytes) -> list[tuple[int, bytes]]:
-    """Inverse of :func:`relay_items`; strict."""
-    data = bytes(payload)
-    out: list[tuple[int, bytes]] = []
-    pos = 0
-    if not data:
-        raise MalformedError("empty relay MPDU payload")
-    while pos < len(data):
-        if len(data) - pos < 2 + AGMH_LEN:
-            raise MalformedError("truncated relay item")
-        tag = int.from_bytes(data[pos : pos + 2], "big")
-        if tag & 0xF:
-            raise MalformedError("relay item: reserved bits set")
-        length = int.from_bytes(data[pos + 2 : pos + 4], "big") & MAX_MPDU_LEN
-        end = pos + 2 + length
-        if length < AGMH_LEN or end > len(data):
-            raise MalformedError("relay item: inner MPDU length does not fit")
-        out.append((tag >> 4, data[pos + 2 : end]))
-        pos = end
-    return out
