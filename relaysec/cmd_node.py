@@ -15,8 +15,8 @@ import signal
 import sys
 import threading
 
-from relaysec.cmd_trial import add_common_options, merged_config
-from relaysec.config import ConfigError, redacted, to_toml
+from relaysec.cmd_trial import add_common_options, merged_config, printed_config, stderr_progress
+from relaysec.config import ConfigError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -54,14 +54,9 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"relaysec node: config error: {exc}", file=sys.stderr)
         return 2
-    if args.print_config:
-        sys.stdout.write(to_toml(redacted(cfg)))
+    if printed_config(args, cfg):
         return 0
-
-    def progress(line: str) -> None:
-        if not args.quiet:
-            print(line, file=sys.stderr, flush=True)
-
+    progress = stderr_progress(args)
     from relaysec.standalone import NodeRunner
 
     runner = NodeRunner(cfg, st["name"], progress=progress, record_dir=args.record)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from relaysec.config import ConfigError, load_config, parse_override, redacted, to_toml
@@ -35,6 +36,23 @@ def merged_config(args: argparse.Namespace, extra: list[tuple[str, Any]] = ()) -
         overrides.append(("seed", args.seed))
     overrides.extend(extra)
     return load_config(args.config, overrides)
+
+
+def printed_config(args: argparse.Namespace, cfg: dict[str, Any]) -> bool:
+    """``--print-config``: write the merged config (secrets redacted) and say so."""
+    if args.print_config:
+        sys.stdout.write(to_toml(redacted(cfg)))
+    return bool(args.print_config)
+
+
+def stderr_progress(args: argparse.Namespace) -> Callable[[str], None]:
+    """Progress lines to stderr unless ``--quiet``."""
+
+    def progress(line: str) -> None:
+        if not args.quiet:
+            print(line, file=sys.stderr, flush=True)
+
+    return progress
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -70,14 +88,9 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"relaysec trial: config error: {exc}", file=sys.stderr)
         return 2
-    if args.print_config:
-        sys.stdout.write(to_toml(redacted(cfg)))
+    if printed_config(args, cfg):
         return 0
-
-    def progress(line: str) -> None:
-        if not args.quiet:
-            print(line, file=sys.stderr, flush=True)
-
+    progress = stderr_progress(args)
     from relaysec.trial import run_trial
 
     report, trace = run_trial(cfg, progress=progress, record_dir=args.record)
