@@ -57,6 +57,12 @@ class KeyExhaustedError(SecurityError):
     reason = "key_exhausted"
 
 
+class NonceReuseError(SecurityError):
+    """A sender used one (TEK, direction, PN), i.e. one CCM nonce, twice (``stack.nonces``)."""
+
+    reason = "nonce_reuse"
+
+
 class ProtocolError(SecurityError):
     """A message is well formed but not acceptable in the current protocol state."""
 

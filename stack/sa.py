@@ -39,6 +39,8 @@ from stack.errors import (
     require_uint,
 )
 from stack.keys import TEK_LEN, AkContext, eks_of
+from stack.nonces import active as _nonce_monitors
+from stack.nonces import report as _report_pns
 
 PN_BITS = 22
 PN_MAX = (1 << PN_BITS) - 1
@@ -414,6 +416,8 @@ class SecurityAssociation:
         """
         state = self._tx_state(uplink, now)
         state.tx_last[uplink] += 1
+        if _nonce_monitors:  # issue 17: report every PN sent (empty list: one check)
+            _report_pns(state.tek, uplink, state.tx_last[uplink])
         return state.tek, state.tx_last[uplink]
 
     def next_pns(
@@ -446,6 +450,9 @@ class SecurityAssociation:
             )
         for state, first, take in runs:
             state.tx_last[uplink] = first + take - 1
+        if _nonce_monitors:  # issue 17: report every PN block sent
+            for state, first, take in runs:
+                _report_pns(state.tek, uplink, first, take)
         return [(state.tek, first, take) for state, first, take in runs]
 
     def update_needed(self, now: float | None = None) -> bool:

@@ -2,14 +2,22 @@
 
 Hypothesis: no per-example deadline (the first example of a numba-backed property pays the JIT
 compile), and in CI (``CI`` set) derandomized examples so a run is reproducible.
+
+Nonce monitor (issue 17): every test runs inside ``stack.nonces.monitoring()`` and fails when a
+(TEK, direction, PN) was handed out twice, unless it is marked ``nonce_reuse_expected``.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Generator, Iterator
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+from stack.nonces import NonceMonitor, monitoring
+
+pytest_plugins = ["pytester"]  # tests/stack/test_nonce_monitor.py runs the monitor plugin inside
 
 settings.register_profile(
     "dev",
@@ -60,3 +68,41 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
             pytrace=False,
         )
     pytest.skip(problem)
+
+
+NONCE_REUSE_MARK = "nonce_reuse_expected"
+_nonce_monitor_key = pytest.StashKey[NonceMonitor]()
+_nonce_reported_key = pytest.StashKey[int]()
+
+
+def _nonce_failure(item: pytest.Item, mon: NonceMonitor) -> str | None:
+    """The failure message for reuses not reported yet (None: nothing new, or reuse expected)."""
+    if item.get_closest_marker(NONCE_REUSE_MARK) is not None:
+        return None
+    if mon.reused <= item.stash.get(_nonce_reported_key, 0):
+        return None
+    item.stash[_nonce_reported_key] = mon.reused
+    return (f"{mon.describe()}\n(mark the test @pytest.mark.{NONCE_REUSE_MARK} only if it "
+            "reuses a TEK and PN on purpose)")
+
+
+@pytest.fixture(autouse=True)
+def nonce_monitor(request: pytest.FixtureRequest) -> Iterator[NonceMonitor]:
+    """The test's :class:`~stack.nonces.NonceMonitor`, active from setup to teardown."""
+    with monitoring(name=request.node.nodeid) as mon:
+        request.node.stash[_nonce_monitor_key] = mon
+        yield mon
+    message = _nonce_failure(request.node, mon)  # a reuse during fixture teardown
+    if message is not None:
+        pytest.fail(message, pytrace=False)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
+    """Fail the test itself (not its teardown) when it reused a nonce."""
+    result = yield
+    mon = item.stash.get(_nonce_monitor_key, None)
+    message = None if mon is None else _nonce_failure(item, mon)
+    if message is not None:
+        pytest.fail(message, pytrace=False)
+    return result

@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from benchmarks import mac as bench
 
 
+# benchmarks.mac seals the same bursts from twin SAs (per-MPDU vs batch) and repeats for timing
+@pytest.mark.nonce_reuse_expected
 def test_mac_benchmark_smoke(tmp_path: Path, capsys) -> None:
     out = tmp_path / "mac.json"
     argv = ["--sizes", "0,40", "--bursts", "1,3", "--kbytes", "1", "--repeats", "1"]

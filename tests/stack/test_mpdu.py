@@ -202,6 +202,8 @@ def test_plain_codec() -> None:
         mpdu.encode_plain(0, bytes(2046))
 
 
+# hypothesis examples repeat AK contexts (fresh SAs each example)
+@pytest.mark.nonce_reuse_expected
 @settings(max_examples=60)
 @given(
     ctx=ak_contexts,

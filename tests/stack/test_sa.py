@@ -259,6 +259,8 @@ def test_retired_tek_receivable_during_grace_only() -> None:
         rx.install(4, now=1.0, rx_grace=-1.0)
 
 
+# each hypothesis example starts a fresh SA from CTX (within one, the test asserts no repeat)
+@pytest.mark.nonce_reuse_expected
 @given(
     st.lists(
         st.one_of(
