@@ -77,7 +77,8 @@ def _cell(mode: SecurityMode, seed: int, loss: float):
     timers = Timers(rto=0.2, max_retries=30)
     auth = BuiltinAuthenticator({station_bytes(k): v for k, v in psk.items()})
     roles = {
-        ABS: AbsRole(AbsConfig(station_id=ABS, mode=mode, timers=timers), authenticator=auth,
+        ABS: AbsRole(AbsConfig(station_id=ABS, mode=mode, timers=timers,
+                               relays=frozenset({ARS1, ARS2})), authenticator=auth,
                      rng=seed * 10 + 1),
         ARS1: ArsRole(ArsConfig(station_id=ARS1, psk=psk[ARS1], mode=mode, timers=timers),
                       rng=seed * 10 + 2),

@@ -335,13 +335,18 @@ class AkTransferAck(Message):
 @message(0xA2, "AK Request (project-private)", "ARS→ABS", cmac=True)
 class AkRequest(Message):
     """Handover without pre-distribution: a target RS that got an AMS's re-entry AAI-RNG-REQ asks
-    the ABS for the AK for that CMAC_KEY_COUNT. The ABS answers with AK Transfer (same
-    transaction id) or stays silent when it refuses (the RS then answers the AMS with
+    the ABS for the AK for that CMAC_KEY_COUNT, forwarding the request itself: the ABS derives
+    the AK it would transfer, verifies the request's CMAC under it (so only the AMS's own request
+    to *this* RS unlocks the AK, never the RS's word alone) and answers with AK Transfer (same
+    transaction id), or stays silent when it refuses (the RS then answers the AMS with
     AAI-RNG-RSP status ABORT)."""
 
     transaction_id: int = u8("echoed in the AK Transfer that answers")
     ams_stid: int = stid("STID from the AMS's AAI-RNG-REQ")
     cmac_key_count: int = u16("CMAC_KEY_COUNT from the AMS's AAI-RNG-REQ")
+    rng_req: bytes = var_bytes("the AMS's handover AAI-RNG-REQ, CMAC tuple included: the ABS "
+                               "verifies it under the AK it would transfer before sending it",
+                               len_bytes=1, min_len=1)
 
 
 @message(0xA3, "AMS Context Release (project-private)", "ABS→ARS", cmac=True)
@@ -406,6 +411,8 @@ class RngRsp(Message):
                                "purpose = 0")
     nonce_ams: bytes | None = when(_initial, fixed(6, "NONCE_AMS echoed from the request"),
                                    "purpose = 0")
+    request_cmac: bytes | None = when(
+        _handover, fixed(11, "CMAC tuple of the re-entry request answered"), "purpose = 1")
 
     @property
     def cmac_required(self) -> bool:

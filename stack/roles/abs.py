@@ -1,10 +1,28 @@
 """The ABS role: authenticator front end, key agreement, AK Transfer to access RSs, relay-link end,
-handover anchor (digest §5.1, §6). Sans-I/O; see docs/roles.md."""
+handover anchor (digest §5.1, §6). Sans-I/O; see docs/roles.md and docs/threat-model.md.
+
+Per-station state is split in two, so that nothing a stranger sends can touch what an
+authenticated station holds:
+
+* an :class:`Entry` is one half-open network entry (or re-authentication) attempt. It is created
+  by an unauthenticated AAI-RNG-REQ, bounded in number (per station, per access station and in
+  total, oldest evicted first) and in time (it expires), runs EAP and key agreement, and never
+  touches the station's established context;
+* a :class:`Context` is an authenticated station: PMK, current AK context and where it is
+  attached. It is created only when an entry completes (EAP succeeded, Key_Agreement-MSG#2 verified
+  under the new AK, AK Transfer acknowledged) and replaced only by the next completed entry.
+
+Control messages are dispatched through one table, ``message class -> (handler, who may send
+it)``; a message outside the table, or from a sender the table does not allow, is a table miss
+(``unexpected_message``/``not_relay``), never a missing key.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 from stack.crypto import wrap_key_padded
@@ -23,15 +41,18 @@ from stack.roles.events import (
     HandoverComplete,
 )
 from stack.roles.framing import (
+    CMAC_TUPLE_LEN,
     FID_CONTROL,
     FID_RELAY,
     FIRST_DATA_FID,
     LAST_DATA_FID,
     RELAY_MANAGEMENT_CODES,
+    control_message,
     control_mpdu,
     mpdu_fid,
     plain_mpdu,
     plain_payload,
+    signed_body,
 )
 from stack.roles.ids import fmt_station, station_bytes, station_from_bytes
 from stack.roles.link import KeyInfo, Link
@@ -43,40 +64,99 @@ _PROTECTED_FIDS = frozenset(range(1, 16))
 """FIDs the ABS opens with a directly attached station's SA (then rejects what is not data or
 relay, exactly as a one-by-one open would)."""
 
+_MAX_STARS = 16
+"""AMSID*s (one per initial-ranging attempt) remembered per station to refuse replays."""
 
-@dataclass
-class _Sub:
-    """What the ABS knows about one AMS or ARS."""
+
+class EntryPhase(str, Enum):
+    """Where a half-open entry (or re-authentication) attempt stands at the ABS."""
+
+    EAP = "eap"                      # EAP conversation running; nothing authenticated yet
+    KEY_AGREEMENT = "key_agreement"  # EAP succeeded; MSG#1 sent, waiting for a verified MSG#2
+    AK_TRANSFER = "ak_transfer"      # MSG#2 verified; AK Transfer to the access RS outstanding
+
+
+@dataclass(eq=False, repr=False)
+class Entry:
+    """One half-open entry or re-authentication attempt of a station (never trusted before EAP
+    succeeded and MSG#2 verified; never touches the station's :class:`Context`)."""
+
+    serial: int
+    station: int
+    stid: int
+    via: int
+    amsid_star: bytes
+    started: float
+    session: Any
+    reauth: bool = False
+    phase: EntryPhase = EntryPhase.EAP
+    rsp: bytes | None = None              # the initial RNG-RSP, resent for a duplicate request
+    pmk: bytes | None = None
+    pmk_sn: int = 0
+    nonce_abs: bytes | None = None
+    candidates: tuple[Link, ...] = ()     # MSG#1 candidates: one AK per AMSID* of the station
+    link: Link | None = None              # the candidate MSG#2 verified under
+    nonce_ams: bytes | None = None
+    msg3: m.KeyAgreementMsg3 | None = None
+    transferred_to: int | None = None     # access RS that acknowledged this entry's AK
+
+    def key(self, what: str) -> tuple[str, int]:
+        """Retransmission key of ``what`` (``eap``/``ka``) for this attempt."""
+        return (what, self.serial)
+
+    def __repr__(self) -> str:
+        return (f"Entry(serial={self.serial}, station={fmt_station(self.station)}, "
+                f"stid={self.stid:#x}, via={fmt_station(self.via)}, phase={self.phase.value})")
+
+
+@dataclass(eq=False, repr=False)
+class Context:
+    """An authenticated station: PMK, current AK context (``link``) and where it is attached.
+
+    ``count`` (CMAC_KEY_COUNT) only rises; an AK context is derived once per (target, count)
+    (``ho_links``) and never re-installed, so no (TEK, PN) is ever used twice.
+    """
 
     station: int
     stid: int
     via: int
     amsid_star: bytes
-    session: Any = None
-    pmk: bytes | None = None
-    pmk_sn: int = -1
-    count: int = 0
-    link: Link | None = None          # ABS end (CMAC always; TEKs when the ABS terminates the SA)
-    new_link: Link | None = None
-    nonce_abs: bytes | None = None
-    nonce_ams: bytes | None = None
-    msg3: m.KeyAgreementMsg3 | None = None
-    pending: dict = field(default_factory=dict)
-    serial: int = 0                   # names this entry's retransmission keys
+    pmk: bytes = field(repr=False)
+    pmk_sn: int
+    count: int
+    link: Link
+    relay: bool
+    ho_rsp: bytes | None = None
+    ho_links: dict[tuple[int, int], Link] = field(default_factory=dict)
+    ho_verified: dict[tuple[int, int], bytes] = field(default_factory=dict)
+    ka: tuple[bytes, bytes, m.KeyAgreementMsg3] | None = None  # last agreement, for a lost MSG#3
 
-    def key(self, what: str) -> tuple:
-        """Retransmission key of ``what`` (``eap``/``ka``) for this entry, distinct from any
-        other entry of the same station (an established context and a parallel new entry)."""
-        return (what, self.station, self.serial)
-
-    @property
-    def in_progress(self) -> bool:
-        """Entry (or re-authentication) under way: EAP running or key agreement pending."""
-        return self.session is not None or self.new_link is not None
+    def __repr__(self) -> str:
+        return (f"Context(station={fmt_station(self.station)}, stid={self.stid:#x}, "
+                f"via={fmt_station(self.via)}, count={self.count}, relay={self.relay})")
 
 
-_MAX_STARS = 16
-"""AMSID*s (one per initial-ranging attempt) remembered per station to refuse replays."""
+@dataclass(eq=False)
+class _AkTx:
+    """An AK Transfer waiting for its ACK."""
+
+    station: int
+    stid: int
+    ctx: AkContext = field(repr=False)
+    then: Callable[[float], None] | None = field(default=None, repr=False)
+    serial: int | None = None  # the entry it belongs to (None: a context's handover AK)
+
+
+@dataclass(frozen=True)
+class _Sender:
+    """Who a control message came from: the station, the access station it came through, and
+    whether it arrived sealed in a relay SA (relay management with ``encrypt_relay_control``)."""
+
+    station: int       # -1: a relayed message for a STID we have not assigned
+    via: int
+    direct: bool
+    stid: int | None = None
+    sealed: bool = False
 
 
 class AbsRole(RoleBase):
@@ -87,13 +167,28 @@ class AbsRole(RoleBase):
         self.config = config
         self.life = config.lifetimes
         self.auth = authenticator
-        self._subs: dict[int, _Sub] = {}
-        self._fresh: dict[int, _Sub] = {}   # parallel new entry of a station that holds keys
-        self._stars: dict[int, dict[bytes, None]] = {}  # AMSID*s seen per station (bounded)
-        self._serial = 0
+        self._contexts: dict[int, Context] = {}
+        self._entries: dict[int, Entry] = {}            # by serial, oldest first
+        self._entries_of: dict[int, dict[int, Entry]] = {}  # station -> serial -> entry
+        self._stars: dict[int, dict[bytes, None]] = {}  # AMSID*s seen, stations with state only
+        self._stid_of: dict[int, int] = {}
         self._by_stid: dict[int, int] = {}
+        self._akt: dict[tuple[int, int], _AkTx] = {}   # (ARS, transaction id) -> transfer
+        self._rel: dict[tuple[int, int], int] = {}     # (ARS, transaction id) -> AMS released
+        self._serial = 0
         self._next_stid = config.first_stid
         self._txid = 0
+        self.peak_half_open = 0
+        self._handlers: dict[type[m.Message], tuple[Callable[..., None], str]] = {
+            m.RngReq: (self._on_rng_req, "anyone"),
+            m.EapTransfer: (self._on_eap, "entry"),
+            m.KeyAgreementMsg2: (self._on_ka2, "entry"),
+            m.TekRequest: (self._on_tek_request, "context"),
+            m.ReauthRequest: (self._on_reauth_request, "context"),
+            m.AkTransferAck: (self._on_akt_ack, "relay"),
+            m.AkRequest: (self._on_ak_request, "relay"),
+            m.ContextReleaseAck: (self._on_release_ack, "relay"),
+        }
 
     @property
     def distributed(self) -> bool:
@@ -103,65 +198,106 @@ class AbsRole(RoleBase):
     def send_data(self, dst: int, payload: bytes, now: float, *, fid: int = FIRST_DATA_FID) -> None:
         """Queue data to AMS/ARS ``dst`` (through its access RS when it has one)."""
         _check_data(payload, fid)
-        sub = self._subs.get(dst)
-        if sub is None or sub.link is None:
+        c = self._contexts.get(dst)
+        if c is None:
             raise UnknownKeyError("no keys for that station", reason="no_keys")
-        if sub.via == self.station_id:
-            self._queue(dst, self._seal(sub.link, fid, payload, now))
+        if c.via == self.station_id:
+            self._queue(dst, self._seal(c.link, fid, payload, now))
             return
-        inner = plain_mpdu(fid, payload) if self.distributed else sub.link.seal(fid, payload, now)
-        self._relay(sub, inner, now)
+        inner = plain_mpdu(fid, payload) if self.distributed else c.link.seal(fid, payload, now)
+        self._relay(c.via, c.stid, inner, now)
 
     def prepare_handover(self, ams: int, targets: list[int], now: float) -> None:
-        """AK pre-distribution: send AK Transfer for CMAC_KEY_COUNT+1 to each target RS."""
-        sub = self._subs[ams]
+        """AK pre-distribution (the ABS's own decision): AK Transfer for CMAC_KEY_COUNT+1 to each
+        target access RS that is an authenticated relay."""
+        c = self._contexts.get(ams)
+        if c is None:
+            raise UnknownKeyError("no context for that AMS", reason="unknown_ams")
+        if not self.distributed:
+            return
         for t in targets:
-            if t != self.station_id and t in self._subs and self.distributed:
-                self._ak_transfer(sub, t, sub.count + 1, now, then=None)
+            if t == self.station_id or not self._is_relay(t):
+                continue
+            link = self._ho_link(c, t, c.count + 1, now)
+            c.ho_links[(t, c.count + 1)] = link
+            self._ak_transfer(c.station, c.stid, c.pmk_sn, link.ctx, t, now)
 
     def key_info(self, peer: int) -> KeyInfo | None:
-        sub = self._subs.get(peer)
-        return None if sub is None or sub.link is None else sub.link.info()
+        c = self._contexts.get(peer)
+        return None if c is None else c.link.info()
 
     def via_of(self, ams: int) -> int | None:
         """The access station the ABS believes ``ams`` is attached to."""
-        sub = self._subs.get(ams)
-        return None if sub is None else sub.via
+        c = self._contexts.get(ams)
+        return None if c is None else c.via
+
+    def context(self, station: int) -> Context | None:
+        """The established context of ``station`` (None before it completed an entry)."""
+        return self._contexts.get(station)
+
+    @property
+    def half_open(self) -> int:
+        """Number of entry attempts in progress (bounded by ``AbsConfig.max_half_open``)."""
+        return len(self._entries)
+
+    def state_size(self) -> dict[str, int]:
+        """Sizes of every table a stranger could try to grow (for tests and the threat model)."""
+        return {"contexts": len(self._contexts), "entries": len(self._entries),
+                "stations_with_entries": len(self._entries_of), "stars": len(self._stars),
+                "stids": len(self._by_stid), "ak_transfers": len(self._akt),
+                "releases": len(self._rel), "pending": len(self._pending),
+                "deadlines": len(self._deadlines)}
 
     # -- output helpers ---------------------------------------------------------------------
-    def _relay(self, sub: _Sub, inner: bytes, now: float, title: str | None = None) -> None:
-        ars = self._subs[sub.via]
-        assert ars.link is not None
-        relay = encapsulate_relay([(sub.stid, inner)])
-        self._queue(sub.via, self._seal(ars.link, FID_RELAY, relay, now), title)
+    def _relay(self, via: int, stid: int, inner: bytes, now: float,
+               title: str | None = None) -> None:
+        ars = self._contexts.get(via)
+        if ars is None:
+            self.tx_dropped["no_relay_keys"] += 1
+            return
+        relay = encapsulate_relay([(stid, inner)])
+        self._queue(via, self._seal(ars.link, FID_RELAY, relay, now), title)
 
-    def _to_ars(self, ars: _Sub, body: bytes, title: str, now: float) -> None:
+    def _to_ars(self, ars: Context, body: bytes, title: str, now: float) -> None:
         """Relay management to an ARS itself: plain FID 0, or inside its relay SA when
         ``encrypt_relay_control`` (relay item carrying the ARS's own STID)."""
         if not self.config.encrypt_relay_control:
             self._queue(ars.station, control_mpdu(body), title)
             return
-        assert ars.link is not None
         self._queue(ars.station, self._seal(
             ars.link, FID_RELAY, encapsulate_relay([(ars.stid, control_mpdu(body))]), now), title)
 
-    def _to_sub(self, sub: _Sub, body: bytes, title: str, now: float) -> None:
-        if sub.via == self.station_id:
-            self._queue(sub.station, control_mpdu(body), title)
+    def _to(self, station: int, via: int, stid: int, body: bytes, title: str,
+            now: float) -> None:
+        """A control message to ``station`` attached at ``via`` (relayed when via is an RS)."""
+        if via == self.station_id:
+            self._queue(station, control_mpdu(body), title)
         else:
-            self._relay(sub, control_mpdu(body), now, title)
+            self._relay(via, stid, control_mpdu(body), now, title)
+
+    def _to_entry(self, e: Entry, body: bytes, title: str, now: float) -> None:
+        self._to(e.station, e.via, e.stid, body, title, now)
+
+    def _to_ctx(self, c: Context, body: bytes, title: str, now: float) -> None:
+        self._to(c.station, c.via, c.stid, body, title, now)
 
     # -- receive ----------------------------------------------------------------------------
+    def _is_relay(self, station: int) -> bool:
+        """An authenticated station configured as an access RS, attached directly to us."""
+        c = self._contexts.get(station)
+        return (c is not None and c.relay and c.via == self.station_id)
+
     def _rx_link(self, src: int) -> tuple[Link, frozenset[int]] | None:
-        sub = self._subs.get(src)
-        if sub is None or sub.link is None or sub.via != self.station_id:
+        c = self._contexts.get(src)
+        if c is None or c.via != self.station_id:
             return None
-        return sub.link, _PROTECTED_FIDS
+        return c.link, _PROTECTED_FIDS
 
     def _on_mpdu(self, src: int, mpdu: bytes, now: float) -> None:
         fid = mpdu_fid(mpdu)
         if fid == FID_CONTROL:
-            self._on_control(src, self.station_id, None, plain_payload(mpdu), now)
+            cls, data = control_message(mpdu)
+            self._on_control(_Sender(src, self.station_id, direct=True), None, cls, data, now)
             return
         rx = self._rx_link(src)
         if rx is None:
@@ -173,6 +309,9 @@ class AbsRole(RoleBase):
         if FIRST_DATA_FID <= fid <= LAST_DATA_FID:
             self._emit(DataReceived(src=src, payload=payload, fid=fid, via=src))
         elif fid == FID_RELAY:
+            if not self._is_relay(src):
+                raise ProtocolError("relay MPDU from a station that is not an access RS",
+                                    reason="not_relay")
             for stid, inner in decapsulate_relay(payload):
                 try:  # one bad item (e.g. an AMS MPDU failing its ICV) spoils no other
                     self._on_relayed(src, stid, inner, now)
@@ -182,383 +321,585 @@ class AbsRole(RoleBase):
             raise MalformedError(f"unexpected FID {fid}", reason="bad_fid")
 
     def _on_unknown_eks(self, link: Link, now: float) -> None:
-        sub = self._subs.get(link.subject)
-        if sub is None or sub.link is not link:
+        """MPDUs of ``link`` arrived under an EKS we do not hold (digest §5.1 step 4): answer
+        TEK-Invalid, at most one per ``rto``. Unverifiable input, so it changes no key here;
+        the subordinate acts on it only when its own last update is unconfirmed."""
+        c = self._contexts.get(link.subject)
+        if c is None or c.link is not link:
             return
         body = self._send_tek_invalid(link, now)
         if body is not None:
-            self._to_sub(sub, body, m.TekInvalid.TITLE, now)
+            self._to_ctx(c, body, m.TekInvalid.TITLE, now)
 
     def _on_relayed(self, ars: int, stid: int, inner: bytes, now: float) -> None:
         fid = mpdu_fid(inner)
         if fid == FID_CONTROL:
-            if stid == self._subs[ars].stid:  # the ARS's own control, sealed in its relay SA
-                self._on_control(ars, self.station_id, None, plain_payload(inner), now,
-                                 sealed=True)
+            cls, data = control_message(inner)
+            if stid == self._contexts[ars].stid:  # the ARS's own control, sealed in its relay SA
+                self._on_control(_Sender(ars, self.station_id, direct=True, sealed=True), None,
+                                 cls, data, now)
             else:
-                self._on_control(ars, ars, stid, plain_payload(inner), now)
+                station = self._by_stid.get(stid, -1)
+                self._on_control(_Sender(station, ars, direct=False, stid=stid), stid, cls, data,
+                                 now)
             return
         station = self._by_stid.get(stid)
-        sub = self._subs.get(station) if station is not None else None
-        if sub is None:
+        c = self._contexts.get(station) if station is not None else None
+        if c is None:
             raise UnknownKeyError("relayed data for an unknown AMS", reason="unknown_ams")
-        if sub.via != ars:  # e.g. the AMS's last packet on the old path after a handover
+        if c.via != ars:  # e.g. the AMS's last packet on the old path after a handover
             raise ProtocolError("relayed data from an ARS not serving the AMS",
                                 reason="wrong_link")
         if self.distributed:
             fid, payload = fid, plain_payload(inner)
         else:
-            assert sub.link is not None
-            fid, _eks, payload = self._open(sub.link, inner, now)
-        self._emit(DataReceived(src=sub.station, payload=payload, fid=fid, via=ars))
+            fid, _eks, payload = self._open(c.link, inner, now)
+        self._emit(DataReceived(src=c.station, payload=payload, fid=fid, via=ars))
 
-    def _on_control(self, src: int, via: int, stid: int | None, data: bytes, now: float,
-                    sealed: bool = False) -> None:
-        cls = m.message_class(data[0])
+    def _on_control(self, sender: _Sender, stid: int | None, cls: type[m.Message], data: bytes,
+                    now: float) -> None:
+        """Dispatch one control message through the handler table."""
+        entry = self._handlers.get(cls)
+        if entry is None:
+            raise ProtocolError(f"unexpected {cls.__name__}", reason="unexpected_message")
+        handler, who = entry
         if cls.CODE in RELAY_MANAGEMENT_CODES and self.config.encrypt_relay_control \
-                and not sealed:
+                and not sender.sealed:
             raise ProtocolError(f"{cls.TITLE} outside the relay SA", reason="not_encrypted")
-        if cls is m.RngReq:
-            try:
-                msg = m.RngReq.decode(data)
-            except MalformedError:
-                msg = None
-            if msg is not None and msg.purpose == m.RangingPurpose.INITIAL_ENTRY:
-                self._on_initial_ranging(msg, via, now)
-            else:
-                self._on_reentry(data, via, now)
+        if who == "anyone":
+            handler(sender, data, now)
             return
-        station = src if via == self.station_id else self._by_stid.get(stid, -1)
-        sub = self._subs.get(station)
-        fresh = self._fresh.get(station)
-        if sub is None:
+        if who == "entry":
+            handler(sender, data, now)
+            return
+        c = self._contexts.get(sender.station)
+        if c is None:
             raise UnknownKeyError("control message from an unknown station",
                                   reason="unknown_station")
-        if cls in (m.EapTransfer, m.KeyAgreementMsg2):
-            # Entry messages: a parallel new entry of this station (if any) first, then the
-            # established context (re-authentication). Each checks EAP identifiers/RANDs or
-            # the CMAC under its own AK, so a message fits at most one of them.
-            cands = [x for x in (fresh, sub) if x is not None and
-                     (x.via == via or (x is sub and via == self.station_id))]
-            if not cands:
-                raise ProtocolError("relayed by a station that does not serve it",
-                                    reason="wrong_link")
-            first: SecurityError | None = None
-            for x in cands:
-                try:
-                    if cls is m.EapTransfer:
-                        self._on_eap(x, m.EapTransfer.decode(data), now)
-                    else:
-                        self._on_ka2(x, data, now)
-                    return
-                except SecurityError as exc:
-                    first = first or exc
-            assert first is not None
-            raise first
-        if via != self.station_id and sub.via != via:
-            raise ProtocolError("relayed by a station that does not serve it",
+        if c.via != sender.via:  # only along the path the station is attached by (17.7)
+            raise ProtocolError("control message not on the station's path",
                                 reason="wrong_link")
+        if who == "relay" and not (c.relay and sender.direct):
+            raise ProtocolError(f"{cls.__name__} from a station that is not an access RS",
+                                reason="not_relay")
+        msg = cls.decode(c.link.verify(data))
+        handler(c, msg, now)
+
+    # -- entry ------------------------------------------------------------------------------
+    def _on_rng_req(self, sender: _Sender, data: bytes, now: float) -> None:
+        try:
+            msg = m.RngReq.decode(data)
+        except MalformedError:
+            msg = None  # signed: a handover re-entry (the CMAC tuple makes plain decode fail)
+        if msg is not None and msg.purpose == m.RangingPurpose.INITIAL_ENTRY:
+            self._on_initial_ranging(msg, sender, now)
         else:
-            if sub.link is None:
-                raise UnknownKeyError("no keys for that station", reason="no_keys")
-            msg = m.decode(sub.link.verify(data))
-            self._on_protected(sub, msg, now)
+            self._on_reentry(data, sender.via, now)
 
-    def _on_initial_ranging(self, msg: m.RngReq, via: int, now: float) -> None:
-        """Initial-entry AAI-RNG-REQ (unauthenticated). docs/roles.md §6 "Entry restarts":
+    def _on_initial_ranging(self, msg: m.RngReq, sender: _Sender, now: float) -> None:
+        """Initial-entry AAI-RNG-REQ (unauthenticated; docs/roles.md §6, docs/threat-model.md):
 
-        * a duplicate of the attempt in progress (same AMSID*) gets the cached RNG-RSP again;
-        * an AMSID* seen before for this station (a replay, or an attempt that is over) is
-          refused (``stale_entry``);
-        * a new AMSID* from a station whose entry never completed restarts its entry: the old
-          attempt's EAP, key agreement and AK Transfer are abandoned (same STID);
-        * a new AMSID* from a station holding keys starts a *parallel* entry; the established
-          context stays untouched and is replaced only when the new entry completes (EAP with
-          the station's PSK and key agreement), so a forged or replayed RNG-REQ cannot
-          deauthenticate anyone.
+        * a duplicate of an attempt in progress (same AMSID*, same path) gets its RNG-RSP again;
+        * an AMSID* seen before for this station is refused (``stale_entry``);
+        * otherwise a new half-open :class:`Entry` starts, in parallel with any other attempt
+          of the station and without touching its established context; the attempts are bounded
+          (per station, per access station, in total; oldest evicted) and expire. Whichever
+          completes EAP *and* key agreement replaces the context.
         """
+        via = sender.via
+        if msg.amsid is None or msg.nonce_ams is None:
+            raise MalformedError("initial ranging without AMSID/NONCE_AMS", reason="malformed")
         station = station_from_bytes(msg.amsid)
         star = derive_amsid_star(msg.amsid, msg.nonce_ams)
-        sub = self._subs.get(station)
-        fresh = self._fresh.get(station)
-        current = fresh or sub
-        if current is not None and current.amsid_star == star:
-            if current.link is None and current.in_progress and current.via == via:
-                self._to_sub(current, current.pending["rsp"], m.RngRsp.TITLE, now)
-                return
-            raise ProtocolError("initial ranging of an entry that is over", reason="stale_entry")
-        stars = self._stars.setdefault(station, {})
-        if star in stars:
+        for e in self._entries_of.get(station, {}).values():
+            if e.amsid_star == star and not e.reauth:
+                if e.via == via and e.rsp is not None:
+                    self._to_entry(e, e.rsp, m.RngRsp.TITLE, now)  # our RNG-RSP was lost
+                    return
+                raise ProtocolError("initial ranging of an attempt that is over",
+                                    reason="stale_entry")
+        c = self._contexts.get(station)
+        if star in self._stars.get(station, {}) or (c is not None and c.amsid_star == star):
             raise ProtocolError("replayed initial ranging", reason="stale_entry")
+        if c is not None and c.relay and via != self.station_id:
+            raise ProtocolError("an access RS enters directly", reason="wrong_link")
+        stid = self._stid_for(station)          # raises no_stid before anything is recorded
+        self._serial += 1
+        e = Entry(serial=self._serial, station=station, stid=stid, via=via, amsid_star=star,
+                  started=now, session=self.auth.start(msg.amsid))
+        self._admit(e, now)
+        stars = self._stars.setdefault(station, {})
         stars[star] = None
         while len(stars) > _MAX_STARS:
             del stars[next(iter(stars))]
-        stid = sub.stid if sub is not None else self._new_stid()
-        self._serial += 1
-        new = _Sub(station=station, stid=stid, via=via, amsid_star=star, serial=self._serial)
-        if sub is None or sub.link is None:
-            if sub is not None:
-                log.info("%s: entry of %s restarts", fmt_station(self.station_id),
-                         fmt_station(station))
-                self._abandon(sub, now)
-            self._subs[station] = new
-            self._by_stid[stid] = station
-        else:
-            if fresh is not None:
-                self._abandon(fresh, now)
-            log.info("%s: %s holds keys; new entry runs in parallel",
-                     fmt_station(self.station_id), fmt_station(station))
-            self._fresh[station] = new
-        new.session = self.auth.start(msg.amsid)
         rsp = m.RngRsp(purpose=m.RangingPurpose.INITIAL_ENTRY, status=m.RngStatus.SUCCESS,
                        stid=stid, amsid=msg.amsid, nonce_ams=msg.nonce_ams)
-        new.pending["rsp"] = rsp.encode()
-        self._to_sub(new, rsp.encode(), rsp.TITLE, now)
-        self._eap_request(new, now)
+        e.rsp = rsp.encode()
+        self._to_entry(e, e.rsp, rsp.TITLE, now)
+        self._eap_request(e, now)
 
-    def _abandon(self, sub: _Sub, now: float) -> None:
-        """Drop an entry attempt that will not complete: stop its retransmissions (EAP, key
-        agreement, AK Transfers) and, if an access RS may have accepted its AK, ask the RS to
-        release that context (named by AKID, so a newer context is never hit)."""
-        self._answered(sub.key("eap"))
-        self._answered(sub.key("ka"))
-        for key in [k for k in sub.pending if isinstance(k, tuple) and k[0] == "akt"]:
-            self._answered(key)
-        if self._fresh.get(sub.station) is sub:
-            del self._fresh[sub.station]
-        link = sub.new_link
-        sub.session, sub.new_link = None, None
-        if link is not None and self.distributed and sub.via != self.station_id \
-                and sub.via in self._subs and self._subs[sub.via].link is not None:
-            self._release(sub, sub.via, link.ctx.akid, now)
+    def _stid_for(self, station: int) -> int:
+        """The station's STID (kept while it has a context or an attempt), or a new one."""
+        stid = self._stid_of.get(station)
+        if stid is not None:
+            return stid
+        first, top = self.config.first_stid, 0xFFF
+        span = top - first + 1
+        for k in range(span):
+            cand = first + (self._next_stid - first + k) % span
+            if cand not in self._by_stid:
+                self._next_stid = cand + 1 if cand < top else first
+                self._stid_of[station] = cand
+                self._by_stid[cand] = station
+                return cand
+        raise ProtocolError("no STID left", reason="no_stid")
 
-    def _new_stid(self) -> int:
-        while self._next_stid in self._by_stid:
-            self._next_stid += 1
-        if self._next_stid > 0xFFF:
-            raise ProtocolError("no STID left", reason="no_stid")
-        return self._next_stid
+    def _admit(self, e: Entry, now: float) -> None:
+        """Record a new attempt within the caps, evicting the oldest attempt of the same scope
+        (station, access station, everything) when one is full."""
+        mine = self._entries_of.setdefault(e.station, {})
+        while len(mine) >= self.config.max_attempts_per_station:
+            self._drop(mine[next(iter(mine))], now, "evicted")
+        same_via = [x for x in self._entries.values() if x.via == e.via]
+        while len(same_via) >= self.config.max_half_open_per_via:
+            self._drop(same_via.pop(0), now, "evicted")
+        while len(self._entries) >= self.config.max_half_open:
+            self._drop(self._entries[next(iter(self._entries))], now, "evicted")
+        self._entries[e.serial] = e
+        self._entries_of.setdefault(e.station, {})[e.serial] = e
+        self.peak_half_open = max(self.peak_half_open, len(self._entries))
+        self._set_deadline(("expire", e.serial), now + self.config.entry_timeout_for(self.timers))
 
-    def _eap_request(self, sub: _Sub, now: float) -> None:
-        session = sub.session
+    def _drop(self, e: Entry, now: float, why: str) -> None:
+        """End an attempt: stop its retransmissions and AK Transfers; if an access RS accepted
+        its AK, ask the RS to release that context (by AKID, so a newer one is never hit)."""
+        if self._entries.pop(e.serial, None) is None:
+            return
+        mine = self._entries_of.get(e.station)
+        if mine is not None:
+            mine.pop(e.serial, None)
+            if not mine:
+                del self._entries_of[e.station]
+        self._answered(e.key("eap"))
+        self._answered(e.key("ka"))
+        self._set_deadline(("expire", e.serial), None)
+        for key in [k for k, t in self._akt.items() if t.serial == e.serial]:
+            del self._akt[key]
+            self._answered(("akt", *key))
+        if e.transferred_to is not None and e.link is not None and self.distributed:
+            self._release(e.station, e.stid, e.transferred_to, e.link.ctx.akid, now)
+        log.debug("%s: entry attempt %d of %s ended: %s", fmt_station(self.station_id),
+                  e.serial, fmt_station(e.station), why)
+        self._forget_if_unknown(e.station)
+
+    def _forget_if_unknown(self, station: int) -> None:
+        """A station with neither a context nor an attempt keeps nothing: STID and AMSID*s go."""
+        if station in self._contexts or station in self._entries_of:
+            return
+        stid = self._stid_of.pop(station, None)
+        if stid is not None:
+            self._by_stid.pop(stid, None)
+        self._stars.pop(station, None)
+
+    def _on_deadline(self, key: Any, now: float) -> None:
+        if isinstance(key, tuple) and key[0] == "expire":
+            e = self._entries.get(key[1])
+            if e is not None:
+                self._drop(e, now, "expired")
+
+    def _eap_request(self, e: Entry, now: float) -> None:
+        session = e.session
 
         def send() -> None:
-            if session.pending is not None:
-                self._to_sub(sub, m.EapTransfer(eap_payload=session.pending).encode(),
-                             m.EapTransfer.TITLE, now)
+            # Only the newest attempt of a station retransmits: older ones still accept the
+            # peer's answers but do not compete for its EAP state machine.
+            newest = next(reversed(self._entries_of.get(e.station, {e.serial: e})))
+            if session.pending is not None and (newest == e.serial or e.reauth):
+                self._to_entry(e, m.EapTransfer(eap_payload=session.pending).encode(),
+                               m.EapTransfer.TITLE, now)
 
         def fail(now2: float) -> None:  # the peer went silent: this EAP conversation is over
-            if sub.session is session:
-                sub.session = None
-                if self._fresh.get(sub.station) is sub:
-                    del self._fresh[sub.station]
+            self._drop(e, now2, "eap_timeout")
 
-        self._request(sub.key("eap"), sub.via, "eap", send, now, on_fail=fail)
+        self._request(e.key("eap"), e.via, "eap", send, now, on_fail=fail)
 
-    def _on_eap(self, sub: _Sub, msg: m.EapTransfer, now: float) -> None:
-        if sub.session is None:
-            raise ProtocolError("EAP without a conversation", reason="unexpected_message")
-        reply, result = sub.session.handle(msg.eap_payload)
-        self._answered(sub.key("eap"))
+    def _candidates(self, sender: _Sender) -> list[Entry]:
+        """The attempts of the sending station on the path the message came by, newest first."""
+        cands = [e for e in self._entries_of.get(sender.station, {}).values()
+                 if e.via == sender.via]
+        if not cands:
+            raise ProtocolError("entry message without an attempt on that path",
+                                reason="unexpected_message")
+        return cands[::-1]
+
+    def _on_eap(self, sender: _Sender, data: bytes, now: float) -> None:
+        msg = m.EapTransfer.decode(data)
+        cands = self._candidates(sender)
+        first: SecurityError | None = None
+        for e in cands:
+            if e.phase != EntryPhase.EAP:
+                continue
+            try:
+                reply, result = e.session.handle(msg.eap_payload)
+            except SecurityError as exc:  # not this conversation's packet: nothing changed
+                first = first or exc
+                continue
+            self._eap_progress(e, reply, result, now)
+            return
+        raise first or ProtocolError("EAP without a conversation", reason="unexpected_message")
+
+    def _eap_progress(self, e: Entry, reply: bytes | None, result: Any, now: float) -> None:
+        self._answered(e.key("eap"))
         if result is None:
-            self._eap_request(sub, now)
+            self._eap_request(e, now)
             return
         if reply is not None:
-            self._to_sub(sub, m.EapTransfer(eap_payload=reply).encode(), m.EapTransfer.TITLE, now)
-        sub.session = None
+            self._to_entry(e, m.EapTransfer(eap_payload=reply).encode(), m.EapTransfer.TITLE, now)
         if not result.success:
-            if self._fresh.get(sub.station) is sub:
-                del self._fresh[sub.station]  # the established context (if any) is untouched
-            self._emit(EntryFailed(station=sub.station, reason=result.reason))
+            self._drop(e, now, "eap_failure")  # the established context (if any) is untouched
+            self._emit(EntryFailed(station=e.station, reason=result.reason))
             return
-        sub.pmk = derive_pmk(result.msk)
-        sub.pmk_sn = (sub.pmk_sn + 1) % 16
-        sub.count = 0
-        ctx = AkContext.derive(sub.pmk, pmk_sn=sub.pmk_sn, amsid_star=sub.amsid_star,
-                               absid=station_bytes(sub.via), cmac_key_count=0)
-        sub.new_link = Link(ctx, subject=sub.station, peer=sub.via, stid=sub.stid,
-                            subordinate=False, now=now, pn_refresh=self.life.pn_refresh)
-        sub.nonce_abs, sub.msg3 = self._random(8), None
-        link = sub.new_link
-        msg1 = m.KeyAgreementMsg1(nonce_abs=sub.nonce_abs, akid=ctx.akid,
-                                  key_lifetime=int(self.life.ak))
+        e.pmk = derive_pmk(result.msk)
+        e.phase, e.nonce_abs, e.session = EntryPhase.KEY_AGREEMENT, self._random(8), None
+        self._refresh_candidates(e, now)
 
         def send() -> None:
-            self._to_sub(sub, link.sign(msg1), msg1.TITLE, now)
+            self._refresh_candidates(e, now)
+            for link in e.candidates:
+                msg1 = m.KeyAgreementMsg1(nonce_abs=e.nonce_abs or b"", akid=link.ctx.akid,
+                                          key_lifetime=int(self.life.ak))
+                self._to_entry(e, link.sign(msg1), msg1.TITLE, now)
 
         def fail(now2: float) -> None:  # no MSG#2: the agreement (and this attempt) is over
-            if sub.new_link is link:
-                sub.new_link = None
-                if self._fresh.get(sub.station) is sub:
-                    del self._fresh[sub.station]
+            self._drop(e, now2, "ka_timeout")
 
-        self._request(sub.key("ka"), sub.via, "key_agreement", send, now, on_fail=fail)
+        self._request(e.key("ka"), e.via, "key_agreement", send, now, on_fail=fail)
 
-    def _on_ka2(self, sub: _Sub, data: bytes, now: float) -> None:
-        link = sub.new_link or sub.link
-        if link is None:
-            raise ProtocolError("MSG#2 without an agreement", reason="unexpected_message")
-        msg = m.KeyAgreementMsg2.decode(link.verify(data))
-        if msg.nonce_abs != sub.nonce_abs:
+    def _refresh_candidates(self, e: Entry, now: float) -> None:
+        """AMSID* binding (docs/threat-model.md, "identity squatting"). EAP is unauthenticated,
+        so the conversation the peer completed may belong to an attempt a stranger started with
+        his own NONCE_AMS, or to the peer's previous attempt. MSG#1 is therefore offered under
+        the AK of every AMSID* the station is ranging with on this path -- at most
+        ``max_attempts_per_station``, kept up to date while MSG#1 is retransmitted -- and only
+        the peer's own verifies at the peer; its MSG#2 picks that AK here."""
+        if e.pmk is None or e.link is not None:
+            return
+        have = {(link.ctx.amsid_star, link.ctx.pmk_sn) for link in e.candidates}
+        c = self._contexts.get(e.station)
+        # (AMSID*, PMK SN): a new entry starts a PMK sequence at 0; re-authentication of the
+        # established context continues it under the context's AMSID*
+        wanted: list[tuple[bytes, int]] = []
+        if c is not None and c.via == e.via:
+            wanted.append((c.amsid_star, (c.pmk_sn + 1) % 16))
+        if not e.reauth or c is None:
+            wanted.append((e.amsid_star, 0))
+        wanted += [(x.amsid_star, 0) for x in reversed(self._entries_of.get(e.station, {})
+                                                       .values())
+                   if x is not e and x.via == e.via and not x.reauth]
+        new = [w for w in dict.fromkeys(wanted) if w not in have]
+        if e.reauth:  # the peer asked to re-authenticate: its own context first
+            new.sort(key=lambda w: c is None or w[0] != c.amsid_star)
+        room = self.config.max_attempts_per_station - len(e.candidates)
+        e.candidates += tuple(
+            Link(AkContext.derive(e.pmk, pmk_sn=sn, amsid_star=star,
+                                  absid=station_bytes(e.via), cmac_key_count=0),
+                 subject=e.station, peer=e.via, stid=e.stid, subordinate=False, now=now,
+                 pn_refresh=self.life.pn_refresh)
+            for star, sn in new[: max(room, 0)])
+
+    def _on_ka2(self, sender: _Sender, data: bytes, now: float) -> None:
+        c = self._contexts.get(sender.station)
+        if c is not None and c.ka is not None and c.via == sender.via:
+            # A duplicate MSG#2 of the agreement that completed: our MSG#3 was lost.
+            try:
+                msg = m.KeyAgreementMsg2.decode(c.link.verify(data))
+            except SecurityError:
+                msg = None
+            if msg is not None:
+                nonce_abs, nonce_ams, msg3 = c.ka
+                if (msg.nonce_abs, msg.nonce_ams, msg.akid) != (nonce_abs, nonce_ams,
+                                                                 c.link.ctx.akid):
+                    raise ProtocolError("MSG#2 does not match the agreement", reason="bad_nonce")
+                self._to_ctx(c, c.link.sign(msg3), msg3.TITLE, now)
+                return
+        cands = self._candidates(sender)
+        first: SecurityError | None = None
+        for e in cands:
+            if e.phase == EntryPhase.EAP:
+                continue
+            links = (e.link,) if e.link is not None else e.candidates
+            for link in links:
+                try:
+                    msg = m.KeyAgreementMsg2.decode(link.verify(data))
+                except SecurityError as exc:
+                    first = first or exc
+                    continue
+                self._ka2_verified(e, link, msg, now)
+                return
+        raise first or ProtocolError("MSG#2 without an agreement", reason="unexpected_message")
+
+    def _ka2_verified(self, e: Entry, link: Link, msg: m.KeyAgreementMsg2, now: float) -> None:
+        if msg.nonce_abs != e.nonce_abs:
             raise ProtocolError("MSG#2 NONCE_ABS does not match", reason="bad_nonce")
         if msg.akid != link.ctx.akid:
             raise ProtocolError("MSG#2 AKID does not match", reason="bad_akid")
-        if sub.msg3 is not None:  # duplicate MSG#2: our MSG#3 was lost
-            if sub.nonce_ams != msg.nonce_ams:
+        if e.phase == EntryPhase.AK_TRANSFER:
+            if e.nonce_ams != msg.nonce_ams:
                 raise ProtocolError("MSG#2 NONCE_AMS changed", reason="bad_nonce")
-            self._to_sub(sub, link.sign(sub.msg3), sub.msg3.TITLE, now)
-            return
-        if not self._answered(sub.key("ka")):
             return  # AK Transfer in progress; MSG#3 follows its ACK
-        sub.nonce_ams = msg.nonce_ams
+        self._answered(e.key("ka"))
+        c = self._contexts.get(e.station)
+        e.link, e.amsid_star, e.pmk_sn = link, link.ctx.amsid_star, link.ctx.pmk_sn
+        e.reauth = c is not None and (c.amsid_star, (c.pmk_sn + 1) % 16) == (e.amsid_star,
+                                                                             e.pmk_sn)
+        e.candidates = ()
+        e.nonce_ams, e.phase = msg.nonce_ams, EntryPhase.AK_TRANSFER
         msg3 = m.KeyAgreementMsg3(
-            nonce_abs=sub.nonce_abs, nonce_ams=msg.nonce_ams, akid=link.ctx.akid,
+            nonce_abs=e.nonce_abs, nonce_ams=msg.nonce_ams, akid=link.ctx.akid,
             sa_tek_updates=(m.SaTekUpdate(said=self.config.said, crypto_suite=1, counter_tek=0,
                                           eks=0, tek_lifetime=int(self.life.tek)),),
             security_params=SECURITY_PARAMS)
+        e.msg3 = msg3
+        if self.distributed and e.via != self.station_id:
+            if not self._is_relay(e.via):
+                self._drop(e, now, "relay_gone")
+                raise ProtocolError("entry through a station that is not an access RS",
+                                    reason="not_relay")
 
-        def finish(now2: float) -> None:
-            sub.msg3 = msg3
-            self._to_sub(sub, link.sign(msg3), msg3.TITLE, now2)
-            cause = "entry" if sub.link is None else "reauth"
-            if self._fresh.get(sub.station) is sub:
-                self._promote(sub, now2)
-            sub.link, sub.new_link = link, None
-            self._keys_event(link, cause)
-            if cause == "entry":
-                self._emit(Attached(station=sub.station, via=sub.via, stid=sub.stid))
+            def then(now2: float) -> None:
+                e.transferred_to = e.via
+                self._complete(e, now2)
 
-        if self.distributed and sub.via != self.station_id:
-            self._ak_transfer(sub, sub.via, 0, now, then=finish, ctx=link.ctx)
+            self._ak_transfer(e.station, e.stid, e.pmk_sn, link.ctx, e.via, now, then=then,
+                              serial=e.serial)
         else:
-            finish(now)
+            self._complete(e, now)
 
-    def _promote(self, new: _Sub, now: float) -> None:
-        """A parallel entry completed: it replaces the station's established context. The old
-        context's procedures stop; the access RS that held it releases it (by AKID)."""
-        del self._fresh[new.station]
-        old = self._subs[new.station]
-        old_link = old.link
-        self._abandon(old, now)
-        self._subs[new.station] = new
-        if old.via != new.via and old.via != self.station_id and old_link is not None:
-            self._release(old, old.via, old_link.ctx.akid, now)
-        elif old.via == self.station_id and new.via != self.station_id:
-            self._emit(ContextReleased(ams=new.station, station=self.station_id))
+    def _complete(self, e: Entry, now: float) -> None:
+        """An attempt completed: MSG#3 goes out and it becomes the station's context; every other
+        attempt of the station ends, and the old context's access RS releases it (by AKID)."""
+        if self._entries.get(e.serial) is not e:
+            return
+        link, msg3 = e.link, e.msg3
+        assert link is not None and msg3 is not None and e.pmk is not None  # set by _ka2_verified
+        old = self._contexts.get(e.station)
+        relay = e.station in self.config.relays
+        c = Context(station=e.station, stid=e.stid, via=e.via, amsid_star=e.amsid_star,
+                    pmk=e.pmk, pmk_sn=e.pmk_sn, count=0, link=link, relay=relay,
+                    ka=(e.nonce_abs or b"", e.nonce_ams or b"", msg3))
+        self._contexts[e.station] = c
+        e.transferred_to = None  # now the context's: no release when the entry ends below
+        for x in list(self._entries_of.get(e.station, {}).values()):
+            self._drop(x, now, "completed" if x is e else "superseded")
+        self._to_ctx(c, link.sign(msg3), msg3.TITLE, now)
+        cause = "reauth" if (old is not None and e.reauth) else "entry"
+        if old is not None:
+            if old.via != c.via and old.via != self.station_id and self._is_relay(old.via):
+                self._release(old.station, old.stid, old.via, old.link.ctx.akid, now)
+            elif old.via == self.station_id and c.via != self.station_id:
+                self._emit(ContextReleased(ams=c.station, station=self.station_id))
+            if old.relay and not e.reauth:
+                self._relay_restarted(old, now)
+        self._keys_event(link, cause)
+        if cause == "entry":
+            self._emit(Attached(station=c.station, via=c.via, stid=c.stid))
+
+    def _relay_restarted(self, old: Context, now: float) -> None:
+        """An access RS entered anew: whatever AMS contexts it held are gone with its old keys.
+        Their AMSs must re-enter (they notice on their own, docs/threat-model.md); the ABS stops
+        expecting anything of the old relay context."""
+        for key in [k for k in self._akt if k[0] == old.station]:
+            del self._akt[key]
+            self._answered(("akt", *key))
+        for key in [k for k in self._rel if k[0] == old.station]:
+            del self._rel[key]
+            self._answered(("rel", *key))
 
     # -- AK Transfer ------------------------------------------------------------------------
-    def _ak_transfer(self, sub: _Sub, ars: int, count: int, now: float, then: Any,
-                     ctx: AkContext | None = None, txid: int | None = None) -> None:
-        ars_sub = self._subs.get(ars)
-        if ars_sub is None or ars_sub.link is None or sub.pmk is None:
-            raise UnknownKeyError("AK Transfer to a station without keys", reason="no_keys")
-        if ctx is None:
-            ctx = AkContext.derive(sub.pmk, pmk_sn=sub.pmk_sn, amsid_star=sub.amsid_star,
-                                   absid=station_bytes(ars), cmac_key_count=count)
-        if txid is None:
+    def _new_txid(self, ars: int) -> int:
+        for _ in range(256):
             self._txid = (self._txid + 1) & 0xFF
-            txid = self._txid
+            if (ars, self._txid) not in self._akt and (ars, self._txid) not in self._rel:
+                return self._txid
+        raise ProtocolError("no transaction id left for that RS", reason="busy")
+
+    def _ak_transfer(self, station: int, stid: int, pmk_sn: int, ctx: AkContext, ars: int,
+                     now: float, then: Callable[[float], None] | None = None,
+                     txid: int | None = None, serial: int | None = None) -> None:
+        """Send the AK of ``ctx`` wrapped under the KEK of relay ``ars`` (and resend until ACK)."""
+        ars_c = self._contexts.get(ars)
+        if ars_c is None or not self._is_relay(ars):
+            raise UnknownKeyError("AK Transfer to a station that is not an access RS",
+                                  reason="not_relay")
+        if txid is None or (ars, txid) in self._akt:
+            txid = self._new_txid(ars)
         msg = m.AkTransfer(
-            transaction_id=txid, ams_stid=sub.stid, amsid_star=sub.amsid_star, akid=ctx.akid,
-            ak_sn=sub.pmk_sn, ak_lifetime=int(self.life.ak), cmac_key_count=count,
+            transaction_id=txid, ams_stid=stid, amsid_star=ctx.amsid_star, akid=ctx.akid,
+            ak_sn=pmk_sn, ak_lifetime=int(self.life.ak), cmac_key_count=ctx.cmac_key_count,
             sa_context=(m.SaContext(said=self.config.said, counter_tek=0, eks=0,
                                     tek_lifetime=int(self.life.tek)),),
-            wrapped_ak=wrap_key_padded(ars_sub.link.ctx.kek, ctx.ak))
-        ars_link = ars_sub.link
-        sub.pending[("akt", ars, txid)] = (then, ctx)
+            wrapped_ak=wrap_key_padded(ars_c.link.ctx.kek, ctx.ak))
+        ars_link = ars_c.link
+        self._akt[(ars, txid)] = _AkTx(station=station, stid=stid, ctx=ctx, then=then,
+                                        serial=serial)
 
         def send() -> None:
-            self._to_ars(ars_sub, ars_link.sign(msg), msg.TITLE, now)
+            self._to_ars(ars_c, ars_link.sign(msg), msg.TITLE, now)
 
-        self._request(("akt", ars, txid), ars, "ak_transfer", send, now)
+        def fail(now2: float) -> None:
+            self._akt.pop((ars, txid), None)
 
-    def _on_protected(self, sub: _Sub, msg: m.Message, now: float) -> None:
-        if isinstance(msg, m.AkTransferAck):
-            self._on_akt_ack(sub, msg, now)
-        elif isinstance(msg, m.AkRequest):
-            ams = self._subs.get(self._by_stid.get(msg.ams_stid, -1))
-            if ams is None or msg.cmac_key_count <= ams.count:
-                raise ProtocolError("AK Request for an unknown AMS or stale count",
-                                    reason="unknown_ams")
-            self._ak_transfer(ams, sub.station, msg.cmac_key_count, now, then=None,
-                              txid=msg.transaction_id)
-        elif isinstance(msg, m.ContextReleaseAck):
-            self._answered(("rel", sub.station, msg.transaction_id))
-        elif isinstance(msg, m.TekRequest):
-            self._serve_tek_request(sub, now)
-        elif isinstance(msg, m.ReauthRequest):
-            if sub.session is None:
-                sub.session = self.auth.start(station_bytes(sub.station))
-                self._eap_request(sub, now)
-        else:
-            raise ProtocolError(f"unexpected {type(msg).__name__}", reason="unexpected_message")
+        self._request(("akt", ars, txid), ars, "ak_transfer", send, now, on_fail=fail)
 
-    def _on_akt_ack(self, ars: _Sub, msg: m.AkTransferAck, now: float) -> None:
-        ams = self._subs.get(self._by_stid.get(msg.ams_stid, -1))
-        if ams is None:
-            raise UnknownKeyError("ACK for an unknown AMS", reason="unknown_ams")
-        key = ("akt", ars.station, msg.transaction_id)
-        fresh = self._fresh.get(ams.station)
-        if fresh is not None and key in fresh.pending:
-            ams = fresh
-        if not self._answered(key):
-            return
-        then, ctx = ams.pending.pop(key)
-        self._emit(AkTransferred(ams=ams.station, ars=ars.station, akid=ctx.akid.hex(),
-                                 cmac_key_count=ctx.cmac_key_count, status=msg.status))
-        if then is not None and msg.status == m.AkStatus.OK:
-            then(now)
+    def _on_akt_ack(self, ars: Context, msg: m.AkTransferAck, now: float) -> None:
+        key = (ars.station, msg.transaction_id)
+        tx = self._akt.get(key)
+        if tx is None:
+            raise ProtocolError("ACK for no outstanding AK Transfer", reason="unexpected_message")
+        if msg.ams_stid != tx.stid or msg.akid != tx.ctx.akid:
+            raise ProtocolError("ACK names another AMS or AK than the transfer",
+                                reason="bad_ack")
+        del self._akt[key]
+        self._answered(("akt", *key))
+        self._emit(AkTransferred(ams=tx.station, ars=ars.station, akid=tx.ctx.akid.hex(),
+                                 cmac_key_count=tx.ctx.cmac_key_count, status=msg.status))
+        if tx.then is not None and msg.status == m.AkStatus.OK:
+            tx.then(now)
 
-    def _serve_tek_request(self, sub: _Sub, now: float) -> None:
-        assert sub.link is not None
-        self._to_sub(sub, self._serve_tek(sub.link, self.life.tek, now), m.TekReply.TITLE, now)
+    def _on_ak_request(self, ars: Context, msg: m.AkRequest, now: float) -> None:
+        """AK Request of an access RS (handover without pre-distribution). Authorised only by
+        the AMS's own handover AAI-RNG-REQ to *this* RS, which the ABS verifies under the AK it
+        would transfer: an RS alone can never obtain an AMS's AK (docs/threat-model.md)."""
+        if not self.distributed:
+            raise ProtocolError("AK Request in centralized mode", reason="unexpected_message")
+        station = self._by_stid.get(msg.ams_stid)
+        c = self._contexts.get(station) if station is not None else None
+        if c is None or c.relay:
+            raise UnknownKeyError("AK Request for an unknown AMS", reason="unknown_ams")
+        req = m.RngReq.decode(signed_body(msg.rng_req))
+        if req.purpose != m.RangingPurpose.HANDOVER_REENTRY or req.stid != msg.ams_stid \
+                or req.cmac_key_count != msg.cmac_key_count \
+                or station_from_bytes(req.target_id) != ars.station:
+            raise ProtocolError("AK Request does not match the AMS's request",
+                                reason="bad_request")
+        if req.cmac_key_count <= c.count:
+            raise ProtocolError("AK Request with a stale CMAC_KEY_COUNT", reason="stale_count")
+        key = (ars.station, req.cmac_key_count)
+        link = c.ho_links.get(key) or self._ho_link(c, ars.station, req.cmac_key_count, now)
+        if c.ho_verified.get(key) != msg.rng_req:
+            link.verify(msg.rng_req)  # bad_cmac: not the AMS's own request under this AK
+        c.ho_links[key] = link
+        c.ho_verified[key] = msg.rng_req
+        self._ak_transfer(c.station, c.stid, c.pmk_sn, link.ctx, ars.station, now,
+                          txid=msg.transaction_id)
+
+    def _on_release_ack(self, ars: Context, msg: m.ContextReleaseAck, now: float) -> None:
+        key = (ars.station, msg.transaction_id)
+        if self._rel.pop(key, None) is None:
+            raise ProtocolError("ACK for no outstanding release", reason="unexpected_message")
+        self._answered(("rel", *key))
+
+    def _on_tek_request(self, c: Context, msg: m.TekRequest, now: float) -> None:
+        if c.via != self.station_id and self.distributed:
+            raise ProtocolError("TEK-Request for an SA the access RS holds",
+                                reason="unexpected_message")
+        if msg.said != c.link.sa.said:
+            raise UnknownKeyError(f"TEK-Request for unknown SAID {msg.said}",
+                                  reason="unknown_said")
+        self._to_ctx(c, self._serve_tek(c.link, self.life.tek, now), m.TekReply.TITLE, now)
+
+    def _on_reauth_request(self, c: Context, msg: m.ReauthRequest, now: float) -> None:
+        if any(e.reauth for e in self._entries_of.get(c.station, {}).values()):
+            return  # already running
+        self._serial += 1
+        e = Entry(serial=self._serial, station=c.station, stid=c.stid, via=c.via,
+                  amsid_star=c.amsid_star, started=now, reauth=True,
+                  session=self.auth.start(station_bytes(c.station)))
+        self._admit(e, now)
+        self._eap_request(e, now)
 
     # -- handover ---------------------------------------------------------------------------
+    def _ho_link(self, c: Context, target: int, count: int, now: float) -> Link:
+        """The ABS end of the AK for (target, count): derived once, kept in ``ho_links`` only
+        once something verified under it (a forged request leaves nothing behind)."""
+        link = c.ho_links.get((target, count))
+        if link is not None:
+            return link
+        ctx = AkContext.derive(c.pmk, pmk_sn=c.pmk_sn, amsid_star=c.amsid_star,
+                               absid=station_bytes(target), cmac_key_count=count)
+        return Link(ctx, subject=c.station, peer=target, stid=c.stid, subordinate=False,
+                    now=now, pn_refresh=self.life.pn_refresh)
+
     def _on_reentry(self, data: bytes, via: int, now: float) -> None:
-        body = data[: -11]
-        msg = m.RngReq.decode(body)
-        sub = self._subs.get(self._by_stid.get(msg.stid or -1, -1))
-        if sub is None or sub.pmk is None:
+        """Handover AAI-RNG-REQ: from the AMS (target = this ABS), or relayed by the target RS
+        once it answered the AMS (distributed: its notification; centralized: the request).
+        Verified before anything is read into state; CMAC_KEY_COUNT only rises."""
+        msg = m.RngReq.decode(signed_body(data))
+        if msg.purpose != m.RangingPurpose.HANDOVER_REENTRY or msg.stid is None:
+            raise MalformedError("re-entry request without its fields", reason="malformed")
+        station = self._by_stid.get(msg.stid)
+        c = self._contexts.get(station) if station is not None else None
+        if c is None or c.relay:
             raise UnknownKeyError("re-entry of an unknown AMS", reason="unknown_ams")
         target = station_from_bytes(msg.target_id)
-        if target != via or (msg.cmac_key_count <= sub.count and sub.via == via):
-            if sub.via == via and sub.link is not None and \
-                    sub.link.ctx.cmac_key_count == msg.cmac_key_count:
-                self._to_sub(sub, sub.pending["ho_rsp"], m.RngRsp.TITLE, now)  # lost RSP
-                return
+        if target != via:
+            raise ProtocolError("re-entry request names another target", reason="wrong_target")
+        if via != self.station_id and not self._is_relay(via):
+            raise ProtocolError("re-entry relayed by a station that is not an access RS",
+                                reason="not_relay")
+        count = msg.cmac_key_count
+        if count == c.count and c.via == via:
+            c.link.verify(data)  # a fresh retransmission (our RNG-RSP was lost), not a replay
+            if c.ho_rsp is not None:  # answered again, naming this copy of the request
+                rsp = m.RngRsp(purpose=m.RangingPurpose.HANDOVER_REENTRY,
+                               status=m.RngStatus.SUCCESS, stid=c.stid, amsid=None,
+                               request_cmac=bytes(data[-CMAC_TUPLE_LEN:]))
+                c.ho_rsp = c.link.sign(rsp)
+                self._to_ctx(c, c.ho_rsp, m.RngRsp.TITLE, now)
+            return
+        if count <= c.count:
             raise ProtocolError("re-entry with a stale CMAC_KEY_COUNT", reason="stale_count")
-        ctx = AkContext.derive(sub.pmk, pmk_sn=sub.pmk_sn, amsid_star=sub.amsid_star,
-                               absid=station_bytes(target), cmac_key_count=msg.cmac_key_count)
-        link = Link(ctx, subject=sub.station, peer=target, stid=sub.stid, subordinate=False,
-                    now=now, pn_refresh=self.life.pn_refresh)
-        link.verify(data)
-        old_via, old_link = sub.via, sub.link
-        sub.via, sub.link, sub.count = target, link, msg.cmac_key_count
+        key = (target, count)
+        link = self._ho_link(c, target, count, now)
+        if c.ho_verified.get(key) != data:
+            link.verify(data)
+        old_via, old_link = c.via, c.link
+        c.via, c.link, c.count, c.ka = target, link, count, None
+        c.ho_links = {k: v for k, v in c.ho_links.items() if k[1] > count}
+        c.ho_verified = {k: v for k, v in c.ho_verified.items() if k[1] > count}
         rsp = m.RngRsp(purpose=m.RangingPurpose.HANDOVER_REENTRY, status=m.RngStatus.SUCCESS,
-                       stid=sub.stid, amsid=None)
-        sub.pending["ho_rsp"] = link.sign(rsp)
-        self._to_sub(sub, sub.pending["ho_rsp"], rsp.TITLE, now)
-        self._emit(HandoverComplete(ams=sub.station, source=old_via, target=target,
-                                    akid=ctx.akid.hex(), cmac_key_count=ctx.cmac_key_count))
-        if old_via != target and old_via != self.station_id:
-            # Tell the old access RS to drop the AMS (keys in distributed mode, forwarding entry in
-            # centralized mode). The AKID names the context so a late release never hits a newer.
-            akid = old_link.ctx.akid if old_link is not None else bytes(8)
-            self._release(sub, old_via, akid, now)
+                       stid=c.stid, amsid=None, request_cmac=bytes(data[-CMAC_TUPLE_LEN:]))
+        c.ho_rsp = link.sign(rsp)
+        # A release still outstanding at the target (the AMS left it and came back) must stop
+        # now: retransmitted later, it would drop the context the AMS just re-entered with.
+        for k in [k for k, ams in self._rel.items() if k[0] == target and ams == c.station]:
+            del self._rel[k]
+            self._answered(("rel", *k))
+        self._to_ctx(c, c.ho_rsp, rsp.TITLE, now)
+        self._emit(HandoverComplete(ams=c.station, source=old_via, target=target,
+                                    akid=link.ctx.akid.hex(), cmac_key_count=count))
+        if old_via != target and old_via != self.station_id and self._is_relay(old_via):
+            # Tell the old access RS to drop the AMS (keys in distributed mode, forwarding entry
+            # in centralized mode). The AKID names the context so a late release never hits a
+            # newer one.
+            self._release(c.station, c.stid, old_via, old_link.ctx.akid, now)
         elif old_via == self.station_id and target != self.station_id:
-            self._emit(ContextReleased(ams=sub.station, station=self.station_id))
+            self._emit(ContextReleased(ams=c.station, station=self.station_id))
 
-    def _release(self, sub: _Sub, ars: int, akid: bytes, now: float) -> None:
-        ars_sub = self._subs[ars]
-        assert ars_sub.link is not None
-        self._txid = (self._txid + 1) & 0xFF
-        txid = self._txid
-        # The ARS context's AKID is that of the AK derived for the ARS at the AMS's count there.
-        msg = m.ContextRelease(transaction_id=txid, ams_stid=sub.stid, akid=akid,
+    def _release(self, station: int, stid: int, ars: int, akid: bytes, now: float) -> None:
+        ars_c = self._contexts.get(ars)
+        if ars_c is None:
+            return
+        txid = self._new_txid(ars)
+        msg = m.ContextRelease(transaction_id=txid, ams_stid=stid, akid=akid,
                                reason=m.ReleaseReason.HANDOVER_COMPLETE)
-        link = ars_sub.link
+        link = ars_c.link
+        self._rel[(ars, txid)] = station
 
         def send() -> None:
-            self._to_ars(ars_sub, link.sign(msg), msg.TITLE, now)
+            self._to_ars(ars_c, link.sign(msg), msg.TITLE, now)
 
-        self._request(("rel", ars, txid), ars, "context_release", send, now)
+        def fail(now2: float) -> None:
+            self._rel.pop((ars, txid), None)
+
+        self._request(("rel", ars, txid), ars, "context_release", send, now, on_fail=fail)

@@ -1,8 +1,17 @@
 """The ARS role: an AMS towards the ABS (own entry, own SA = relay link) and, in distributed
-security mode, the AMS's key holder on the access link (digest §6.1, §6.3, §6.5)."""
+security mode, the AMS's key holder on the access link (digest §6.1, §6.3, §6.5).
+
+What strangers can make an ARS keep is bounded (docs/threat-model.md): initial-ranging requests
+are relayed at a limited rate and remembered for a bounded number of stations; handover requests
+waiting for an AK and AKs waiting for their AMS are capped and expire. An AMS's key context is
+installed only when the AMS's own CMAC-verified request (or the ABS's AK Transfer after its
+entry) justifies it, and never replaces a live context before that.
+"""
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from typing import Any
 
 from stack.crypto import unwrap_key_padded
@@ -23,16 +32,19 @@ from stack.roles.events import (
     HandoverComplete,
 )
 from stack.roles.framing import (
+    CMAC_TUPLE_LEN,
     DATA_FIDS,
     FID_CONTROL,
     FID_RELAY,
     FIRST_DATA_FID,
     LAST_DATA_FID,
     RELAY_MANAGEMENT_CODES,
+    control_message,
     control_mpdu,
     mpdu_fid,
     plain_mpdu,
     plain_payload,
+    signed_body,
 )
 from stack.roles.ids import station_bytes, station_from_bytes
 from stack.roles.link import KeyInfo, Link
@@ -48,6 +60,21 @@ _MAX_STARS = 16
 _FROM_ABS_FIDS = DATA_FIDS | {FID_RELAY}
 """FIDs the ARS opens with its own (relay-link) SA."""
 
+_RELAYED_SIGNED = frozenset({m.KeyAgreementMsg2, m.ReauthRequest})
+"""Signed AMS control the ARS relays to the ABS. MSG#2 is signed under an AK the ARS does not
+hold yet (entry); any other signed message is verified here first when the ARS holds the AMS's
+keys (distributed mode), so a replay never reaches the ABS."""
+
+
+@dataclass(eq=False)
+class _HoWait:
+    """A handover re-entry request waiting for the AK the ARS asked the ABS for."""
+
+    src: int
+    data: bytes = field(repr=False)
+    body: m.RngReq
+    since: float
+
 
 class ArsRole(SubscriberRole):
     """Access relay station."""
@@ -59,10 +86,15 @@ class ArsRole(SubscriberRole):
         self._txid = 0
         self._ams_links: dict[int, Link] = {}      # by AMS STID (distributed mode)
         self._stid_station: dict[int, int] = {}    # AMS STID -> station id
-        # station -> AMSID*s seen at initial ranging (bounded, oldest first): a replayed old
-        # RNG-REQ must not make us refuse the AK of the attempt that is actually running.
-        self._entries: dict[int, dict[bytes, None]] = {}
-        self._ho_wait: dict[int, tuple[int, bytes, m.RngReq]] = {}  # stid -> (station, req)
+        # station -> AMSID*s seen at initial ranging (bounded, least recently used first): a
+        # replayed old RNG-REQ must not make us refuse the AK of the attempt actually running.
+        self._entries: OrderedDict[int, dict[bytes, None]] = OrderedDict()
+        self._ho_wait: dict[int, _HoWait] = {}     # stid -> request waiting for an AK
+        self._ho_aks: dict[tuple[int, int], tuple[Link, float]] = {}  # (stid, count) -> AK
+        self._ho_fwd: OrderedDict[tuple[int, bytes], int] = OrderedDict()  # centralized
+        self._ranging_tokens = float(config.ranging_burst)
+        self._ranging_at: float | None = None
+        self._ranging_last: OrderedDict[int, tuple[float, float]] = OrderedDict()
 
     @property
     def distributed(self) -> bool:
@@ -80,6 +112,14 @@ class ArsRole(SubscriberRole):
     def serves(self, ams: int) -> bool:
         """True while this ARS holds an AMS key context for ``ams``."""
         return any(self._stid_station.get(s) == ams for s in self._ams_links)
+
+    def state_size(self) -> dict[str, int]:
+        """Sizes of every table a stranger could try to grow (tests, threat model)."""
+        return {"ams_links": len(self._ams_links), "stid_station": len(self._stid_station),
+                "entries": len(self._entries), "ho_wait": len(self._ho_wait),
+                "ho_aks": len(self._ho_aks), "ho_fwd": len(self._ho_fwd),
+                "ranging_last": len(self._ranging_last), "pending": len(self._pending),
+                "deadlines": len(self._deadlines)}
 
     # -- receive ----------------------------------------------------------------------------
     def _on_mpdu(self, src: int, mpdu: bytes, now: float) -> None:
@@ -99,7 +139,7 @@ class ArsRole(SubscriberRole):
         return None if link is None else (link, DATA_FIDS)
 
     def _on_other_mpdu(self, src: int, fid: int, mpdu: bytes, now: float) -> None:
-        if fid != FID_RELAY or self.link is None:
+        if fid != FID_RELAY or self.link is None or src != self.serving:
             raise MalformedError(f"unexpected FID {fid}", reason="bad_fid")
         _f, _e, payload = self._open(self.link, mpdu, now)
         self._on_opened(src, self.link, fid, payload, now)
@@ -118,9 +158,9 @@ class ArsRole(SubscriberRole):
             super()._on_opened(src, link, fid, payload, now)
 
     def _on_unknown_eks(self, link: Link, now: float) -> None:
-        if link is self.link:
-            super()._on_unknown_eks(link, now)
-        elif self._ams_links.get(link.stid) is link:
+        """Unknown EKS: on our relay link the subordinate rule applies (nothing); from an AMS we
+        serve, TEK-Invalid at most once per ``rto`` (see ``AbsRole._on_unknown_eks``)."""
+        if link is not self.link and self._ams_links.get(link.stid) is link:
             body = self._send_tek_invalid(link, now)
             if body is not None:
                 self._queue(link.subject, control_mpdu(body), m.TekInvalid.TITLE)
@@ -130,25 +170,18 @@ class ArsRole(SubscriberRole):
         return next((s for s, st in self._stid_station.items() if st == station), 0)
 
     def _down(self, stid: int, inner: bytes, now: float) -> None:
+        """One relay item from the ABS (authentic: it came in our relay SA)."""
         fid = mpdu_fid(inner)
         if fid == FID_CONTROL and stid == self.stid:  # our own control, sealed in our relay SA
-            data = plain_payload(inner)
-            assert self.serving is not None
-            self._on_own_control(self.serving, m.message_class(data[0]), data, now, sealed=True)
+            cls, data = control_message(inner)
+            if self.serving is None:
+                raise UnknownKeyError("control before attachment", reason="no_keys")
+            self._on_own_control(self.serving, cls, data, now, sealed=True)
             return
         if fid == FID_CONTROL:
-            data = plain_payload(inner)
-            if data[0] == m.RngRsp.CODE:
-                try:
-                    rsp = m.RngRsp.decode(data)
-                except MalformedError:
-                    rsp = None
-                if rsp is not None and rsp.purpose == m.RangingPurpose.INITIAL_ENTRY:
-                    st = station_from_bytes(rsp.amsid)
-                    self._stid_station[rsp.stid] = st
-                elif rsp is None and stid in self._ams_links:
-                    self._answered(("notify", stid))  # ABS confirmed our handover notice
-                    return
+            cls, data = control_message(inner)
+            if cls is m.RngRsp and self._on_rng_rsp_down(stid, data, inner, now):
+                return
             station = self._stid_station.get(stid)
             if station is None:
                 raise UnknownKeyError("control for an unknown AMS", reason="unknown_ams")
@@ -165,8 +198,44 @@ class ArsRole(SubscriberRole):
         else:
             self._queue(station, inner)
 
+    def _on_rng_rsp_down(self, stid: int, data: bytes, inner: bytes, now: float) -> bool:
+        """An RNG-RSP from the ABS for an AMS; True when it was handled here."""
+        try:
+            rsp = m.RngRsp.decode(data)
+        except MalformedError:
+            rsp = None  # signed: a handover re-entry success
+        if rsp is not None and rsp.purpose == m.RangingPurpose.INITIAL_ENTRY:
+            if rsp.amsid is not None:  # the ABS assigned this STID to that station
+                station = station_from_bytes(rsp.amsid)
+                for old in [s for s, st in self._stid_station.items()
+                            if st == station and s != rsp.stid]:
+                    del self._stid_station[old]  # a station has one STID: the old one is over
+                    self._ams_links.pop(old, None)
+                self._stid_station[rsp.stid] = station
+            return False
+        if rsp is not None:
+            return False
+        if self.distributed:
+            if stid in self._ams_links:
+                self._answered(("notify", stid))  # the ABS confirmed our handover notice
+                return True
+            return False
+        # Centralized: the ABS verified one re-entry request and answers it; the echoed CMAC
+        # tuple names which request, hence which sender, so an unverified request never binds
+        # the STID to its sender (docs/threat-model.md).
+        body = m.RngRsp.decode(signed_body(data))
+        src = self._ho_fwd.pop((stid, body.request_cmac or b""), None)
+        if src is None:
+            raise ProtocolError("handover RNG-RSP for no request we relayed",
+                                reason="unexpected_message")
+        self._stid_station[stid] = src
+        self._queue(src, inner, "relayed")
+        return True
+
     def _up(self, stid: int, inner: bytes, now: float, title: str | None = None) -> None:
-        assert self.link is not None and self.serving is not None
+        if self.link is None or self.serving is None:
+            self.tx_dropped["no_relay_keys"] += 1
+            return
         self._queue(self.serving,
                     self._seal(self.link, FID_RELAY, encapsulate_relay([(stid, inner)]), now),
                     title)
@@ -175,7 +244,9 @@ class ArsRole(SubscriberRole):
     def _to_abs(self, body: bytes, title: str, now: float) -> None:
         """Relay management to the ABS: plain FID 0, or inside our relay SA when
         ``encrypt_relay_control`` (relay item carrying our own STID)."""
-        assert self.serving is not None and self.stid is not None
+        if self.serving is None or self.stid is None:
+            self.tx_dropped["no_relay_keys"] += 1
+            return
         if self.encrypt_relay_control:
             self._up(self.stid, control_mpdu(body), now, title)
         else:
@@ -187,24 +258,40 @@ class ArsRole(SubscriberRole):
         fid = mpdu_fid(mpdu)
         stid = self._stid_of(src)
         if fid == FID_CONTROL:
-            data = plain_payload(mpdu)
-            cls = m.message_class(data[0])
-            if cls is m.AkTransfer:
-                raise ProtocolError("AK Transfer not from the ABS", reason="not_from_abs")
+            cls, data = control_message(mpdu)
+            if cls.CODE in RELAY_MANAGEMENT_CODES:
+                raise ProtocolError(f"{cls.__name__} not from the ABS", reason="not_from_abs")
             if cls is m.RngReq:
                 self._ams_ranging(src, data, now)
                 return
-            if cls is m.TekRequest and self.distributed:
-                link = self._ams_links.get(stid)
-                if link is None:
-                    raise UnknownKeyError("TEK-Request from an AMS without keys", reason="no_keys")
-                m.TekRequest.decode(link.verify(data))
+            if cls is m.EapTransfer:
+                if not stid:
+                    raise UnknownKeyError("EAP from a station without a STID",
+                                          reason="unknown_ams")
+                self._up(stid, mpdu, now, "relayed")
+                return
+            link = self._ams_links.get(stid) if self.distributed else None
+            if cls is m.TekRequest and link is not None:
+                msg = m.TekRequest.decode(link.verify(data))
+                if msg.said != link.sa.said:
+                    raise UnknownKeyError(f"TEK-Request for unknown SAID {msg.said}",
+                                          reason="unknown_said")
                 self._serve_tek_request(link, now)
                 return
+            if cls not in _RELAYED_SIGNED and (self.distributed or cls is not m.TekRequest):
+                raise ProtocolError(f"unexpected {cls.__name__} from an AMS",
+                                    reason="unexpected_message")
+            if not stid:
+                raise UnknownKeyError("control from a station without a STID",
+                                      reason="unknown_ams")
+            if link is not None and cls is not m.KeyAgreementMsg2:
+                link.verify(data)  # CMAC_PN per AK: a replay stops here
             self._up(stid, mpdu, now, "relayed")
             return
         if not FIRST_DATA_FID <= fid <= LAST_DATA_FID:
             raise MalformedError(f"unexpected FID {fid}", reason="bad_fid")
+        if not stid:
+            raise UnknownKeyError("data from an unknown station", reason="unknown_ams")
         if self.distributed:
             link = self._ams_links.get(stid)
             if link is None:
@@ -218,67 +305,143 @@ class ArsRole(SubscriberRole):
         self._queue(link.subject, control_mpdu(self._serve_tek(link, self.life.tek, now)),
                     m.TekReply.TITLE)
 
+    # -- ranging through us -----------------------------------------------------------------
+    def _ranging_allowed(self, src: int, now: float) -> bool:
+        """Rate limit on relaying unauthenticated initial ranging: a token bucket for the ARS
+        and at most one request per ``rto / 2`` from one sender (an AMS retries every rto)."""
+        cfg = self.config
+        assert isinstance(cfg, ArsConfig)
+        if self._ranging_at is not None:
+            self._ranging_tokens = min(float(cfg.ranging_burst), self._ranging_tokens
+                                       + (now - self._ranging_at) * cfg.max_ranging_per_s)
+        self._ranging_at = now
+        # per sender: a bucket of 3 requests refilled at one per rto (an AMS retries every rto)
+        last = self._ranging_last.get(src)
+        mine = 3.0 if last is None else min(3.0, last[1] + (now - last[0]) / self.timers.rto)
+        if mine < 1.0 or self._ranging_tokens < 1.0:
+            return False
+        self._ranging_tokens -= 1.0
+        self._ranging_last[src] = (now, mine - 1.0)
+        self._ranging_last.move_to_end(src)
+        while len(self._ranging_last) > cfg.max_known_stations:
+            self._ranging_last.popitem(last=False)
+        return True
+
     def _ams_ranging(self, src: int, data: bytes, now: float) -> None:
         try:
             req = m.RngReq.decode(data)
         except MalformedError:
             req = None
         if req is not None and req.purpose == m.RangingPurpose.INITIAL_ENTRY:
+            if req.amsid is None or req.nonce_ams is None:
+                raise MalformedError("initial ranging without AMSID", reason="malformed")
+            if station_from_bytes(req.amsid) != src:
+                raise ProtocolError("initial ranging for another station id",
+                                    reason="wrong_link")
+            if not self._ranging_allowed(src, now):
+                raise ProtocolError("initial ranging over the rate limit",
+                                    reason="rate_limited")
             stars = self._entries.setdefault(src, {})
+            self._entries.move_to_end(src)
             stars[derive_amsid_star(req.amsid, req.nonce_ams)] = None
             while len(stars) > _MAX_STARS:
                 del stars[next(iter(stars))]
+            cfg = self.config
+            assert isinstance(cfg, ArsConfig)
+            while len(self._entries) > cfg.max_known_stations:
+                self._entries.popitem(last=False)
             self._up(0, control_mpdu(data), now, "relayed")
             return
-        if not self.distributed:
-            body = m.RngReq.decode(data[:-11])
-            self._stid_station[body.stid] = src
-            self._up(body.stid, control_mpdu(data), now, "relayed")
-            return
-        body = m.RngReq.decode(data[:-11])
-        stid = body.stid
+        body = m.RngReq.decode(signed_body(data))
+        if body.purpose != m.RangingPurpose.HANDOVER_REENTRY or body.stid is None:
+            raise MalformedError("re-entry request without its fields", reason="malformed")
         if station_from_bytes(body.target_id) != self.station_id:
             raise ProtocolError("re-entry request names another target", reason="wrong_target")
+        if not self.distributed:
+            self._forward_reentry(src, body.stid, data, now)
+            return
+        self._distributed_reentry(src, body, data, now)
+
+    def _forward_reentry(self, src: int, stid: int, data: bytes, now: float) -> None:
+        """Centralized: relay the request; bind nothing until the ABS answers it (verified)."""
+        cfg = self.config
+        assert isinstance(cfg, ArsConfig)
+        key = (stid, bytes(data[-CMAC_TUPLE_LEN:]))
+        self._ho_fwd.setdefault(key, src)  # the first sender of a request keeps it
+        self._ho_fwd.move_to_end(key)
+        while len(self._ho_fwd) > cfg.max_pending_handovers:
+            self._ho_fwd.popitem(last=False)
+        self._up(stid, control_mpdu(data), now, "relayed")
+
+    def _distributed_reentry(self, src: int, body: m.RngReq, data: bytes, now: float) -> None:
+        stid, count = body.stid, body.cmac_key_count
+        assert stid is not None
         link = self._ams_links.get(stid)
-        if link is not None and link.ctx.cmac_key_count == body.cmac_key_count:
+        if link is not None and link.ctx.cmac_key_count == count:
             self._complete_ho(src, stid, link, data, body, now)
             return
+        if link is not None and count <= link.ctx.cmac_key_count:
+            raise ProtocolError("re-entry with a stale CMAC_KEY_COUNT", reason="stale_count")
+        held = self._ho_aks.get((stid, count))
+        if held is not None:  # pre-distributed by the ABS: verify, then install
+            self._complete_ho(src, stid, held[0], data, body, now)
+            return
+        cfg = self.config
+        assert isinstance(cfg, ArsConfig)
         waiting = self._ho_wait.get(stid)
-        self._ho_wait[stid] = (src, data, body)
-        if waiting is not None and waiting[2].cmac_key_count == body.cmac_key_count \
+        if waiting is None and len(self._ho_wait) >= cfg.max_pending_handovers:
+            oldest = min(self._ho_wait, key=lambda s: self._ho_wait[s].since)
+            self._ho_wait.pop(oldest)
+            self._answered(("akreq", oldest))
+        # The newest copy is what our AK Request carries next: a forged request racing the
+        # AMS's delays it at most until the AMS's next retransmission.
+        self._ho_wait[stid] = _HoWait(src, bytes(data), body, now)
+        if waiting is not None and waiting.body.cmac_key_count == count \
                 and ("akreq", stid) in self._pending:
-            return  # the AMS resent its request; our AK Request is still outstanding
+            return  # our AK Request is still outstanding; it carries this copy from now on
         self._txid = (self._txid + 1) & 0xFF
-        req2 = m.AkRequest(transaction_id=self._txid, ams_stid=stid,
-                           cmac_key_count=body.cmac_key_count)
-        own = self.link
+        txid = self._txid
 
         def send() -> None:
-            self._to_abs(own.sign(req2), req2.TITLE, now)
+            wait = self._ho_wait.get(stid)
+            if wait is None or self.link is None:
+                return
+            req = m.AkRequest(transaction_id=txid, ams_stid=stid,
+                              cmac_key_count=wait.body.cmac_key_count, rng_req=wait.data)
+            self._to_abs(self.link.sign(req), req.TITLE, now)
 
         def fail(now2: float) -> None:  # the ABS never answered: refuse the re-entry
             wait = self._ho_wait.pop(stid, None)
             if wait is not None:
                 rsp = m.RngRsp(purpose=m.RangingPurpose.HANDOVER_REENTRY,
-                               status=m.RngStatus.ABORT, stid=stid, amsid=None)
-                self._queue(wait[0], control_mpdu(rsp.encode()), rsp.TITLE)
+                               status=m.RngStatus.ABORT, stid=stid, amsid=None,
+                               request_cmac=wait.data[-CMAC_TUPLE_LEN:])
+                self._queue(wait.src, control_mpdu(rsp.encode()), rsp.TITLE)
 
         self._request(("akreq", stid), self.serving, "ak_request", send, now, on_fail=fail)
 
     def _complete_ho(self, src: int, stid: int, link: Link, data: bytes, body: m.RngReq,
                      now: float) -> None:
+        """The AMS's re-entry request verified under ``link``: install it (replacing any older
+        context of the STID here) and answer; nothing changes if the CMAC does not verify."""
         link.verify(data)
         rsp = m.RngRsp(purpose=m.RangingPurpose.HANDOVER_REENTRY, status=m.RngStatus.SUCCESS,
-                       stid=stid, amsid=None)
+                       stid=stid, amsid=None, request_cmac=bytes(data[-CMAC_TUPLE_LEN:]))
         self._queue(src, control_mpdu(link.sign(rsp)), rsp.TITLE)
-        if self._stid_station.get(stid) == src and link.subject == src:
+        if self._ams_links.get(stid) is link and self._stid_station.get(stid) == src:
             return  # the AMS resent its request (our RNG-RSP was lost): answered again
+        count = link.ctx.cmac_key_count
+        for key in [k for k in self._ho_aks if k[0] == stid and k[1] <= count]:
+            del self._ho_aks[key]
+            self._set_deadline(("ho_ak", *key), None)
+        self._ams_links[stid] = link
         self._stid_station[stid] = src
         link.subject = src
         self._keys_event(link, "handover")
-        self._emit(HandoverComplete(ams=src, source=station_from_bytes(body.serving_id),
+        self._emit(HandoverComplete(ams=src, source=station_from_bytes(body.serving_id or
+                                                                       bytes(6)),
                                     target=self.station_id, akid=link.ctx.akid.hex(),
-                                    cmac_key_count=link.ctx.cmac_key_count))
+                                    cmac_key_count=count))
 
         def send() -> None:
             self._up(stid, control_mpdu(data), now, "HO notify")
@@ -294,39 +457,47 @@ class ArsRole(SubscriberRole):
         """Relay management addressed to this ARS (AK Transfer, Context Release)."""
         if self.link is None:
             raise UnknownKeyError("control before keys", reason="no_keys")
-        if src != self.serving and cls is m.AkTransfer:
-            raise ProtocolError("AK Transfer not from the ABS", reason="not_from_abs")
+        if src != self.serving:
+            raise ProtocolError(f"{cls.__name__} not from the ABS", reason="not_from_abs")
+        if cls not in (m.AkTransfer, m.ContextRelease):
+            raise ProtocolError(f"unexpected {cls.__name__}", reason="unexpected_message")
         if self.encrypt_relay_control and not sealed and cls.CODE in RELAY_MANAGEMENT_CODES:
             raise ProtocolError(f"{cls.__name__} outside the relay SA", reason="not_encrypted")
-        msg = m.decode(self.link.verify(data))
+        msg = cls.decode(self.link.verify(data))
         if isinstance(msg, m.AkTransfer):
             self._on_ak_transfer(msg, now)
         elif isinstance(msg, m.ContextRelease):
-            stid = msg.ams_stid
-            link = self._ams_links.get(stid)
-            station = self._stid_station.get(stid)
-            if link is not None and link.ctx.akid == msg.akid:
-                del self._ams_links[stid]
-                self._stid_station.pop(stid, None)
-                self._emit(ContextReleased(ams=link.subject, station=self.station_id))
-            elif not self.distributed and station is not None:
-                del self._stid_station[stid]  # centralized: only a forwarding entry to drop
-                self._emit(ContextReleased(ams=station, station=self.station_id))
-            ack = m.ContextReleaseAck(transaction_id=msg.transaction_id, ams_stid=msg.ams_stid)
-            self._to_abs(self.link.sign(ack), ack.TITLE, now)
-        else:
-            raise ProtocolError(f"unexpected {type(msg).__name__}", reason="unexpected_message")
+            self._on_release(msg, now)
+
+    def _on_release(self, msg: m.ContextRelease, now: float) -> None:
+        assert self.link is not None
+        stid = msg.ams_stid
+        link = self._ams_links.get(stid)
+        station = self._stid_station.get(stid)
+        if link is not None and link.ctx.akid == msg.akid:
+            del self._ams_links[stid]
+            self._stid_station.pop(stid, None)
+            self._emit(ContextReleased(ams=link.subject, station=self.station_id))
+        elif not self.distributed and station is not None:
+            del self._stid_station[stid]  # centralized: only a forwarding entry to drop
+            self._emit(ContextReleased(ams=station, station=self.station_id))
+        ack = m.ContextReleaseAck(transaction_id=msg.transaction_id, ams_stid=msg.ams_stid)
+        self._to_abs(self.link.sign(ack), ack.TITLE, now)
 
     def _on_ak_transfer(self, msg: m.AkTransfer, now: float) -> None:
         assert self.link is not None and self.serving is not None
+        if not self.distributed:
+            raise ProtocolError("AK Transfer in centralized mode", reason="unexpected_message")
         status = m.AkStatus.OK
         station = self._stid_station.get(msg.ams_stid)
         current = self._ams_links.get(msg.ams_stid)
         # An AK for CMAC_KEY_COUNT 0 follows EAP: it must be for an AMS that entered (or
-        # re-authenticates) through us. Higher counts are handover AKs, possibly pre-distributed.
+        # re-authenticates) through us. Higher counts are handover AKs, held until the AMS's own
+        # verified request installs them.
         known = station is not None and (
             msg.amsid_star in self._entries.get(station, {})
             or (current is not None and current.ctx.amsid_star == msg.amsid_star))
+        ctx: AkContext | None = None
         if msg.cmac_key_count == 0 and not known:
             status = m.AkStatus.UNKNOWN_AMS
         else:
@@ -342,25 +513,53 @@ class ArsRole(SubscriberRole):
         ack = m.AkTransferAck(transaction_id=msg.transaction_id, ams_stid=msg.ams_stid,
                               akid=msg.akid, status=status)
         self._to_abs(self.link.sign(ack), ack.TITLE, now)
-        if status != m.AkStatus.OK:
+        if status != m.AkStatus.OK or ctx is None:
             reason = "unknown_ams" if status == m.AkStatus.UNKNOWN_AMS else "bad_ak"
             self._reject(self.serving, reason, "AK Transfer refused")
             return
-        existing = self._ams_links.get(msg.ams_stid)
-        if existing is not None and existing.ctx.akid == ctx.akid:
+        if current is not None and current.ctx.akid == ctx.akid:
             return  # retransmission: ACK again, nothing else
-        sa = msg.sa_context[0]
+        held = self._ho_aks.get((msg.ams_stid, msg.cmac_key_count))
+        if held is not None and held[0].ctx.akid == ctx.akid:
+            return
+        if current is not None and msg.cmac_key_count and \
+                msg.cmac_key_count <= current.ctx.cmac_key_count:
+            self._reject(self.serving, "stale_count", "AK Transfer for an older count")
+            return
+        sa = msg.sa_context[0] if msg.sa_context else m.SaContext(
+            said=1, counter_tek=0, eks=0, tek_lifetime=msg.ak_lifetime)
         link = Link(ctx, subject=station or 0, peer=self.station_id, stid=msg.ams_stid,
                     subordinate=False, said=sa.said, counter_tek=sa.counter_tek, now=now,
                     cmac_pn_start=ARS_CMAC_PN_START, pn_refresh=self.life.pn_refresh)
-        self._ams_links[msg.ams_stid] = link
         self._emit(AkTransferred(ams=station or 0, ars=self.station_id, akid=ctx.akid.hex(),
                                  cmac_key_count=ctx.cmac_key_count))
-        self._keys_event(link, "ak_transfer")
-        wait = self._ho_wait.pop(msg.ams_stid, None)
-        if wait is not None:
+        if msg.cmac_key_count == 0:  # entry or re-authentication through us (ABS-verified)
+            self._ams_links[msg.ams_stid] = link
+            self._keys_event(link, "ak_transfer")
+            return
+        cfg = self.config
+        assert isinstance(cfg, ArsConfig)
+        if len(self._ho_aks) >= cfg.max_pending_handovers:
+            oldest = min(self._ho_aks, key=lambda k: self._ho_aks[k][1])
+            del self._ho_aks[oldest]
+        key = (msg.ams_stid, msg.cmac_key_count)
+        self._ho_aks[key] = (link, now)
+        self._set_deadline(("ho_ak", *key), now + max(float(msg.ak_lifetime), 1.0))
+        wait = self._ho_wait.get(msg.ams_stid)
+        if wait is not None and wait.body.cmac_key_count == msg.cmac_key_count:
+            try:
+                self._complete_ho(wait.src, msg.ams_stid, link, wait.data, wait.body, now)
+            except SecurityError as exc:  # the waiting copy was not the AMS's: keep waiting
+                self._reject(wait.src, exc.reason, str(exc))
+                return
+            self._ho_wait.pop(msg.ams_stid, None)
             self._answered(("akreq", msg.ams_stid))
-            self._complete_ho(wait[0], msg.ams_stid, link, wait[1], wait[2], now)
+
+    def _on_deadline(self, key: Any, now: float) -> None:
+        if isinstance(key, tuple) and key[0] == "ho_ak":
+            self._ho_aks.pop((key[1], key[2]), None)
+            return
+        super()._on_deadline(key, now)
 
     def send_data(self, dst: int, payload: bytes, now: float, *, fid: int = FIRST_DATA_FID,
                   ) -> None:

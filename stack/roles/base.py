@@ -7,6 +7,7 @@ Sans-I/O (docs/roles.md §3): nothing here reads a clock or does I/O. Time only 
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter, deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
@@ -15,11 +16,11 @@ import numpy as np
 
 from stack.errors import MalformedError, SecurityError, UnknownKeyError
 from stack.mac import build_burst
-from stack.mpdu import AGMH_LEN, MAX_MPDU_LEN
 from stack.mpdu import protect as protect_mpdu
 from stack.pkm.messages import TekReply
-from stack.roles.config import Timers
+from stack.roles.config import Lifetimes, Timers
 from stack.roles.events import Event, KeysInstalled, PeerLost, Rejected
+from stack.roles.framing import frame_bounds
 from stack.roles.ids import check_station_id, fmt_station
 from stack.roles.link import KeyInfo, Link, PendingMpdu
 
@@ -66,7 +67,11 @@ class RoleBase:
     def __init__(self, station_id: int, timers: Timers, rng: int | np.random.Generator | None):
         self.station_id = check_station_id(station_id)
         self.timers = timers
-        self._rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+        # None: every key, nonce and protocol random comes from the OS CSPRNG (radios); a seed
+        # or Generator makes a simulated run reproducible (docs/threat-model.md, "Randomness").
+        self._rng: np.random.Generator | None = (
+            None if rng is None else
+            rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng))
         self._events: deque[Event] = deque()
         self._out: dict[int, list[bytes | PendingMpdu]] = {}
         self._pending: dict[Hashable, _Pending] = {}
@@ -309,12 +314,20 @@ class RoleBase:
         Installs the next TEK unless the request is a retransmission of one already served
         (:meth:`Link.serve_tek_request`); either way the reply names the newest COUNTER_TEK.
         """
-        if link.serve_tek_request(now, grace=self._server_grace,
-                                  retry_span=self.timers.give_up_after):
+        # An unconfirmed update is announced again (not a new TEK) for as long as a requester
+        # could still be retrying it -- also after it gave up and tries again later -- but no
+        # longer than half a refresh interval, after which a request is a new update.
+        span = max(self.timers.give_up_after,
+                   lifetime * (1 - self._life.tek_refresh_margin) / 2)
+        if link.serve_tek_request(now, grace=self._server_grace, retry_span=span):
             self._keys_event(link, "tek_refresh")
         c = link.newest_counter
         return link.sign(TekReply(said=link.sa.said, counter_tek=c, eks=c % 4,
                                   tek_lifetime=int(lifetime)))
+
+    @property
+    def _life(self) -> Lifetimes:
+        return self.life  # type: ignore[attr-defined,no-any-return]  # set by every role
 
     def _on_deadline(self, key: Hashable, now: float) -> None:
         """Housekeeping deadline ``key`` fired (TEK refresh, re-authentication, grace ends)."""
@@ -371,8 +384,13 @@ class RoleBase:
         under it until our TEK-Reply gets through, i.e. up to its whole retry span."""
         return max(self._grace, self.timers.give_up_after + self.timers.rto)
 
+    @property
+    def deterministic(self) -> bool:
+        """True when this role draws its randoms from a seed (simulation only)."""
+        return self._rng is not None
+
     def _random(self, n: int) -> bytes:
-        return self._rng.bytes(n)
+        return os.urandom(n) if self._rng is None else self._rng.bytes(n)
 
 
 def _join(segs: list[tuple[bytes | np.ndarray, int, int]]) -> bytes:
@@ -393,27 +411,3 @@ def _join(segs: list[tuple[bytes | np.ndarray, int, int]]) -> bytes:
         part = parts[0]
         return part.tobytes() if isinstance(part, np.ndarray) else bytes(part)
     return b"".join(parts)
-
-
-def frame_bounds(frame: bytes) -> list[int]:
-    """MPDU boundaries of a frame by its AGMH Length fields: ``[0, end_1, ..., len(frame)]``.
-
-    Same strict parse as :func:`stack.roles.framing.split_frame` (same errors), without copying
-    any MPDU out.
-    """
-    total = len(frame)
-    if not total:
-        raise MalformedError("empty frame")
-    bounds = [0]
-    pos = 0
-    while pos < total:
-        if total - pos < AGMH_LEN:
-            raise MalformedError(f"{total - pos} trailing bytes after the last MPDU")
-        length = ((frame[pos] << 8) | frame[pos + 1]) & MAX_MPDU_LEN
-        if length < AGMH_LEN or pos + length > total:
-            raise MalformedError(
-                f"MPDU at offset {pos}: Length {length} does not fit the {total}-byte frame"
-            )
-        pos += length
-        bounds.append(pos)
-    return bounds

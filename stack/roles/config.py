@@ -88,10 +88,34 @@ class AbsConfig:
     first_stid: int = 0x010
     said: int = 1
     encrypt_relay_control: bool = False  # relay management inside the ARS's SA (docs/roles.md §5)
+    relays: frozenset[int] = frozenset()
+    """Station ids allowed to act as access RSs (relay MPDUs, AK Transfer, AK Request). Any
+    other station, authenticated or not, is treated as an AMS: it never receives AK material."""
+    max_half_open: int = 256
+    """Entry attempts in progress at once, in total (oldest evicted first)."""
+    max_half_open_per_via: int = 64
+    """Entry attempts in progress through one access station (an ARS, or the ABS itself)."""
+    max_attempts_per_station: int = 4
+    """Entry attempts in progress for one station id (also the number of AMSID*s MSG#1 is
+    offered under, docs/threat-model.md)."""
+    entry_timeout: float | None = None
+    """Seconds after which an unfinished entry attempt is dropped (None: three times the
+    retransmission span, ``Timers.give_up_after``)."""
 
     def __post_init__(self) -> None:
         check_station_id(self.station_id)
         object.__setattr__(self, "mode", SecurityMode(self.mode))
+        object.__setattr__(self, "relays", frozenset(check_station_id(r) for r in self.relays))
+        for name in ("max_half_open", "max_half_open_per_via", "max_attempts_per_station"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise MalformedError(f"AbsConfig.{name} must be an int >= 1, got {v!r}")
+        if self.entry_timeout is not None and not self.entry_timeout > 0:
+            raise MalformedError("AbsConfig.entry_timeout must be > 0")
+
+    def entry_timeout_for(self, timers: Timers) -> float:
+        """The entry timeout in force with ``timers``."""
+        return self.entry_timeout if self.entry_timeout is not None else 3 * timers.give_up_after
 
 
 @dataclass(frozen=True)
@@ -120,7 +144,21 @@ class ArsConfig(SubscriberConfig):
 
     mode: SecurityMode = SecurityMode.DISTRIBUTED
     encrypt_relay_control: bool = False  # must match AbsConfig.encrypt_relay_control
+    max_ranging_per_s: float = 50.0
+    """Initial-ranging requests relayed to the ABS per second, on average (token bucket)."""
+    ranging_burst: int = 20
+    """... and at most this many at once."""
+    max_known_stations: int = 1024
+    """Stations whose initial-ranging AMSID*s (and rate-limit state) the ARS remembers."""
+    max_pending_handovers: int = 64
+    """Handover requests waiting for an AK, and handover AKs waiting for their AMS."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         object.__setattr__(self, "mode", SecurityMode(self.mode))
+        if not self.max_ranging_per_s > 0:
+            raise MalformedError("ArsConfig.max_ranging_per_s must be > 0")
+        for name in ("ranging_burst", "max_known_stations", "max_pending_handovers"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise MalformedError(f"ArsConfig.{name} must be an int >= 1, got {v!r}")

@@ -6,24 +6,42 @@
   with the CMAC tuple of ``stack.cmac``.
 * FID 2..14 MPDUs carry transport data, protected with the link's primary SA (``stack.mpdu``).
 * FID 15 MPDUs are relay MPDUs on the ABS↔ARS link, protected with the ARS's SA [D]; their payload
-  is a list of items ``AMS STID (12 bits) | 4 zero bits (2 bytes) || one AMS MPDU`` (digest §6.4).
+  is a list of items ``AMS STID (12 bits) | 4 zero bits (2 bytes) || one AMS MPDU`` (digest §6.4,
+  codec in ``stack.mac``).
+
+This is the one place the roles parse MPDU framing: the constants come from the codecs that own
+them (``stack.mpdu``, ``stack.mac``, ``stack.cmac``), and every accessor checks its input and
+raises :class:`stack.errors.MalformedError` with a reason -- never ``IndexError``.
 """
 
 from __future__ import annotations
 
-from stack.errors import MalformedError
+from itertools import pairwise
 
-FID_CONTROL = 0
-FID_RELAY = 15
+from stack.cmac import CMAC_TUPLE_LEN, CONTROL_FID, split_cmac
+from stack.errors import MalformedError
+from stack.mac import RELAY_FID
+from stack.mpdu import AGMH_LEN, MAX_MPDU_LEN
+from stack.pkm import messages as m
+
+FID_CONTROL = CONTROL_FID
+FID_RELAY = RELAY_FID
 FIRST_DATA_FID = 2
 LAST_DATA_FID = 14
-AGMH_LEN = 2
-MAX_MPDU_LEN = 0x7FF
 DATA_FIDS: frozenset[int] = frozenset(range(FIRST_DATA_FID, LAST_DATA_FID + 1))
 """Transport FIDs, protected with the link's primary SA."""
 
+__all__ = [
+    "AGMH_LEN", "CMAC_TUPLE_LEN", "DATA_FIDS", "FID_CONTROL", "FID_RELAY", "FIRST_DATA_FID",
+    "LAST_DATA_FID", "MAX_MPDU_LEN", "RELAY_MANAGEMENT_CODES", "agmh", "control_message",
+    "control_mpdu", "frame_bounds", "mpdu_fid", "plain_mpdu", "plain_payload", "signed_body",
+    "split_frame",
+]
 
-RELAY_MANAGEMENT_CODES: frozenset[int] = frozenset({0xA0, 0xA1, 0xA2, 0xA3, 0xA4})
+
+RELAY_MANAGEMENT_CODES: frozenset[int] = frozenset({
+    m.AkTransfer.CODE, m.AkTransferAck.CODE, m.AkRequest.CODE, m.ContextRelease.CODE,
+    m.ContextReleaseAck.CODE})
 """AK Transfer, AK Transfer ACK, AK Request, Context Release and its ACK: the control messages the
 ABS and an ARS exchange about AMS key contexts. With ``encrypt_relay_control`` they travel inside
 a relay MPDU under the ARS's own SA (item STID = the ARS's STID), CMAC tuple included (digest
@@ -42,7 +60,7 @@ def agmh(fid: int, length: int, eh: int = 0) -> bytes:
 def mpdu_fid(mpdu: bytes) -> int:
     """FID of an MPDU (first 4 bits of its AGMH)."""
     if len(mpdu) < AGMH_LEN:
-        raise MalformedError("MPDU shorter than its AGMH")
+        raise MalformedError("MPDU shorter than its AGMH", reason="malformed")
     return mpdu[0] >> 4
 
 
@@ -52,10 +70,9 @@ def plain_mpdu(fid: int, payload: bytes) -> bytes:
 
 
 def plain_payload(mpdu: bytes) -> bytes:
-    """Payload of an unprotected MPDU (the AGMH length must match exactly)."""
-    split = split_frame(mpdu)
-    if len(split) != 1:
-        raise MalformedError("expected exactly one MPDU")
+    """Payload of an unprotected MPDU (the AGMH Length must cover it exactly)."""
+    if len(frame_bounds(mpdu)) != 2:
+        raise MalformedError("expected exactly one MPDU", reason="malformed")
     return bytes(mpdu[AGMH_LEN:])
 
 
@@ -64,21 +81,53 @@ def control_mpdu(message: bytes) -> bytes:
     return plain_mpdu(FID_CONTROL, message)
 
 
-def split_frame(frame: bytes) -> list[bytes]:
-    """Split a frame into its MPDUs by the AGMH Length fields; strict (no trailing bytes)."""
-    data = bytes(frame)
-    out: list[bytes] = []
-    pos = 0
+def control_message(mpdu: bytes) -> tuple[type[m.Message], bytes]:
+    """The message class and bytes (CMAC tuple included) of a FID 0 MPDU.
+
+    An MPDU with no payload, or a code no message has, is malformed -- checked here once, so no
+    handler ever indexes an empty payload.
+    """
+    data = plain_payload(mpdu)
     if not data:
-        raise MalformedError("empty frame")
-    while pos < len(data):
-        if len(data) - pos < AGMH_LEN:
-            raise MalformedError(f"{len(data) - pos} trailing bytes after the last MPDU")
-        length = int.from_bytes(data[pos : pos + 2], "big") & MAX_MPDU_LEN
-        if length < AGMH_LEN or pos + length > len(data):
+        raise MalformedError("control MPDU without a message", reason="malformed")
+    return m.message_class(data[0]), data
+
+
+def signed_body(data: bytes) -> bytes:
+    """The message of ``message || CMAC tuple`` without the (unchecked) tuple.
+
+    Only for reading which key would verify it (e.g. the CMAC_KEY_COUNT of a handover RNG-REQ);
+    nothing read this way may be acted on before the tuple is verified.
+    """
+    return split_cmac(data)[0]
+
+
+def frame_bounds(frame: bytes) -> list[int]:
+    """MPDU boundaries of a frame by its AGMH Length fields: ``[0, end_1, ..., len(frame)]``.
+
+    Strict: an empty frame, trailing bytes or a Length running past the end are malformed.
+    """
+    total = len(frame)
+    if not total:
+        raise MalformedError("empty frame", reason="malformed")
+    bounds = [0]
+    pos = 0
+    while pos < total:
+        if total - pos < AGMH_LEN:
+            raise MalformedError(f"{total - pos} trailing bytes after the last MPDU",
+                                 reason="malformed")
+        length = ((frame[pos] << 8) | frame[pos + 1]) & MAX_MPDU_LEN
+        if length < AGMH_LEN or pos + length > total:
             raise MalformedError(
-                f"MPDU at offset {pos}: Length {length} does not fit the {len(data)}-byte frame"
-            )
-        out.append(data[pos : pos + length])
+                f"MPDU at offset {pos}: Length {length} does not fit the {total}-byte frame",
+                reason="malformed")
         pos += length
-    return out
+        bounds.append(pos)
+    return bounds
+
+
+def split_frame(frame: bytes) -> list[bytes]:
+    """Split a frame into its MPDUs by the AGMH Length fields; strict (see :func:`frame_bounds`)."""
+    data = bytes(frame)
+    bounds = frame_bounds(data)
+    return [data[a:b] for a, b in pairwise(bounds)]

@@ -3,23 +3,26 @@ refresh, handover re-entry (digest §5.1, §6.5). The ARS enters the network as 
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
+from typing import ClassVar
 
 from stack.errors import MalformedError, ProtocolError, UnknownKeyError
 from stack.keys import AkContext, derive_amsid_star, derive_pmk
 from stack.pkm import messages as m
+from stack.pkm.eap import EapCode
 from stack.pkm.eap_psk import EapPskPeer
 from stack.roles.base import MAX_PAYLOAD, RoleBase, log
 from stack.roles.config import SubscriberConfig
 from stack.roles.events import Attached, DataReceived, EntryFailed, HandoverComplete, PeerLost
 from stack.roles.framing import (
+    CMAC_TUPLE_LEN,
     DATA_FIDS,
     FID_CONTROL,
     FIRST_DATA_FID,
     LAST_DATA_FID,
+    control_message,
     control_mpdu,
     mpdu_fid,
-    plain_payload,
 )
 from stack.roles.ids import fmt_station, station_bytes
 from stack.roles.link import KeyInfo, Link
@@ -66,6 +69,7 @@ class SubscriberRole(RoleBase):
         self._attaching = True
         if self.link is None:
             self.stid = None
+        self._eap_failure_seen = False
         self._nonce_ams6 = self._random(6)
         self._amsid_star = derive_amsid_star(self._amsid, self._nonce_ams6)
         self._peer = EapPskPeer(self._amsid, self.config.psk, rng=self._rng)
@@ -94,8 +98,13 @@ class SubscriberRole(RoleBase):
                        amsid=None, nonce_ams=None, stid=self.stid,
                        serving_id=station_bytes(self.serving or target))
 
+        self._ho_sent = ()
+        self._set_deadline("ho_abort", None)
+
         def send() -> None:
-            self._queue(target, control_mpdu(link.sign(req)), req.TITLE)
+            signed = link.sign(req)
+            self._ho_sent = (*self._ho_sent[-7:], signed[-CMAC_TUPLE_LEN:])
+            self._queue(target, control_mpdu(signed), req.TITLE)
 
         def fail(now2: float) -> None:  # target silent: stay with the serving station
             if self._ho is not None and self._ho[0] == target:
@@ -122,7 +131,8 @@ class SubscriberRole(RoleBase):
             raise ProtocolError("frame from a station that is not serving us", reason="wrong_link")
         fid = mpdu_fid(mpdu)
         if fid == FID_CONTROL:
-            self._on_control(src, plain_payload(mpdu), now)
+            cls, data = control_message(mpdu)
+            self._on_control(src, cls, data, now)
         elif FIRST_DATA_FID <= fid <= LAST_DATA_FID:
             if self.link is None or src != self.serving:
                 raise UnknownKeyError("data before keys", reason="no_keys")
@@ -141,63 +151,51 @@ class SubscriberRole(RoleBase):
         self._maybe_refresh(now)
 
     def _on_unknown_eks(self, link: Link, now: float) -> None:
-        # Our serving station sends under a TEK we do not hold: we missed an update. We are the
-        # requester of TEK updates, so we restart from TEK-Request ourselves.
-        if link is self.link:
-            self._start_refresh(now)
+        # An MPDU under an EKS we do not hold cannot be verified, so it triggers nothing (a
+        # forged 16-byte frame must not start TEK updates, docs/threat-model.md). We are the
+        # requester of TEK updates: our own TEK-Request retransmissions recover a lost reply.
+        return
 
     def _on_other_mpdu(self, src: int, fid: int, mpdu: bytes, now: float) -> None:
         raise MalformedError(f"unexpected FID {fid}", reason="bad_fid")
 
-    def _on_control(self, src: int, data: bytes, now: float) -> None:
-        cls = m.message_class(data[0])
-        if cls is m.RngRsp:
-            self._on_rng_rsp(src, data, now)
-        elif cls is m.EapTransfer:
-            self._on_eap(src, m.EapTransfer.decode(data), now)
-        elif cls is m.KeyAgreementMsg1:
-            self._on_ka1(src, data, now)
-        elif cls is m.KeyAgreementMsg3:
-            self._on_ka3(src, data, now)
-        elif cls in (m.TekReply, m.TekInvalid):
-            if self.link is None:
-                raise UnknownKeyError("TEK message without keys", reason="no_keys")
-            msg = m.decode(self.link.verify(data))
-            assert isinstance(msg, (m.TekReply, m.TekInvalid))
-            if msg.said != self.link.sa.said:
-                raise UnknownKeyError(f"{type(msg).__name__} for unknown SAID {msg.said}",
-                                      reason="unknown_said")
-            if isinstance(msg, m.TekReply):
-                self._on_tek_reply(msg, now)
-            else:  # TEK-Invalid: the peer does not know our EKS; restart from TEK-Request
-                self._start_refresh(now)
-        else:
+    def _on_control(self, src: int, cls: type[m.Message], data: bytes, now: float) -> None:
+        """Dispatch one control message from our serving (or handover target) station."""
+        handler = self._control_handlers.get(cls)
+        if handler is None:
             self._on_other_control(src, cls, data, now)
+        else:
+            handler(self, src, data, now)
+
+    def _on_tek_message(self, src: int, data: bytes, now: float) -> None:
+        if self.link is None or src != self.serving:
+            raise UnknownKeyError("TEK message without keys", reason="no_keys")
+        msg = m.decode(self.link.verify(data))
+        if not isinstance(msg, (m.TekReply, m.TekInvalid)):
+            raise MalformedError("not a TEK message", reason="malformed")
+        if msg.said != self.link.sa.said:
+            raise UnknownKeyError(f"{type(msg).__name__} for unknown SAID {msg.said}",
+                                  reason="unknown_said")
+        if isinstance(msg, m.TekReply):
+            self._on_tek_reply(msg, now)
+        elif self._tek_synced:
+            # Verified, but the serving end sends TEK-Invalid for any MPDU under an EKS it does
+            # not hold -- which a stranger can forge. While our own last TEK update was
+            # confirmed we are provably in step, so it is no reason to change keys.
+            raise ProtocolError("TEK-Invalid while our TEKs are confirmed",
+                                reason="tek_in_sync")
+        else:  # our last update was never confirmed: restart from TEK-Request
+            self._start_refresh(now)
+
+    def _on_eap_message(self, src: int, data: bytes, now: float) -> None:
+        self._on_eap(src, m.EapTransfer.decode(data), now)
 
     def _on_other_control(self, src: int, cls: type[m.Message], data: bytes, now: float) -> None:
         raise ProtocolError(f"unexpected {cls.__name__}", reason="unexpected_message")
 
     def _on_rng_rsp(self, src: int, data: bytes, now: float) -> None:
         if self._ho is not None and src == self._ho[0]:
-            target, link = self._ho
-            try:
-                msg = m.RngRsp.decode(data)  # refusals carry no CMAC
-            except MalformedError:
-                msg = m.RngRsp.decode(link.verify(data))
-                if msg.status != m.RngStatus.SUCCESS:
-                    raise ProtocolError("bad RNG-RSP", reason="malformed") from None
-                self._answered("ho")
-                source, self.serving, self.link, self._ho = self.serving, target, link, None
-                self._keys_event(link, "handover", peer=target)
-                self._emit(HandoverComplete(ams=self.station_id, source=source, target=target,
-                                            akid=link.ctx.akid.hex(),
-                                            cmac_key_count=link.ctx.cmac_key_count))
-                self._schedule(now)
-                return
-            if msg.status == m.RngStatus.ABORT:
-                self._answered("ho")
-                self._ho = None
-                self._emit(EntryFailed(station=self.station_id, reason="handover_refused"))
+            self._on_ho_rsp(src, data, now)
             return
         msg = m.RngRsp.decode(data)
         # Under loss the EAP conversation may overtake a lost RNG-RSP (the ABS starts EAP right
@@ -218,6 +216,45 @@ class SubscriberRole(RoleBase):
             self.phase = "eap"
         self._watch_entry(now)
 
+    def _on_ho_rsp(self, src: int, data: bytes, now: float) -> None:
+        """RNG-RSP of the handover target. Success is CMAC-signed under the new AK and completes
+        the handover. A refusal carries no CMAC (the target may hold no AK), so anyone can send
+        one: it only stops our retransmissions; the handover is given up after ``rto`` more
+        unless a signed success arrives meanwhile (docs/threat-model.md, spoofed ABORT)."""
+        assert self._ho is not None
+        target, link = self._ho
+        try:
+            msg = m.RngRsp.decode(data)  # refusals carry no CMAC
+        except MalformedError:
+            msg = m.RngRsp.decode(link.verify(data))
+            if msg.status != m.RngStatus.SUCCESS or msg.purpose != \
+                    m.RangingPurpose.HANDOVER_REENTRY:
+                raise ProtocolError("signed RNG-RSP that is not a success",
+                                    reason="malformed") from None
+            self._answered("ho")
+            self._set_deadline("ho_abort", None)
+            source, self.serving, self.link, self._ho = self.serving, target, link, None
+            self._keys_event(link, "handover", peer=target)
+            self._emit(HandoverComplete(ams=self.station_id, source=source, target=target,
+                                        akid=link.ctx.akid.hex(),
+                                        cmac_key_count=link.ctx.cmac_key_count))
+            self._schedule(now)
+            return
+        if msg.status != m.RngStatus.ABORT or msg.purpose != m.RangingPurpose.HANDOVER_REENTRY:
+            raise ProtocolError("unsigned RNG-RSP during a handover", reason="unexpected_message")
+        if msg.request_cmac not in self._ho_sent:
+            raise ProtocolError("RNG-RSP(ABORT) for no request of ours", reason="stale_rng_rsp")
+        self._answered("ho")
+        if "ho_abort" not in self._deadlines:
+            self._set_deadline("ho_abort", now + self.timers.rto)
+
+    def _ho_abort(self, now: float) -> None:
+        if self._ho is not None:
+            self._ho = None
+            self._emit(EntryFailed(station=self.station_id, reason="handover_refused"))
+
+    _ho_sent: tuple[bytes, ...] = ()  # CMAC tuples of our current handover request's copies
+
     def _on_eap(self, src: int, msg: m.EapTransfer, now: float) -> None:
         # EAP is unauthenticated: it is accepted only while an EAP conversation can be under
         # way, i.e. until Key_Agreement-MSG#1 verified under the new MSK (after that the
@@ -225,6 +262,13 @@ class SubscriberRole(RoleBase):
         if self._peer is None or self._ka is not None or \
                 self.phase not in ("ranging", "eap", "key_agreement"):
             raise ProtocolError("EAP without an entry in progress", reason="unexpected_message")
+        if msg.eap_payload[0] == EapCode.FAILURE:
+            # EAP-Failure is unauthenticated: anyone can send one. It ends nothing by itself --
+            # after a verified DONE_SUCCESS it is ignored outright, before it only names the
+            # reason if the entry then stalls (RFC 3748 §4.2 lets the peer wait for a
+            # protected result; docs/threat-model.md, spoofed EAP-Failure).
+            self._eap_failure_seen = True
+            raise ProtocolError("EAP-Failure ignored (unauthenticated)", reason="eap_failure")
         reply, result = self._peer.handle(msg.eap_payload)
         self._answered("reauth")  # a valid EAP packet answers our Reauth-Request
         if reply is not None:
@@ -237,11 +281,13 @@ class SubscriberRole(RoleBase):
             if self._pmk_pending is None:
                 self._pmk_pending = derive_pmk(result.msk)
                 self.phase = "key_agreement"
-        elif self._pmk_pending is not None or self.phase in ("ranging", "eap"):
-            # Failure, also after a provisional success (EAP-Failure instead of EAP-Success:
-            # the server rejected our message 4): the MSK is dropped.
-            self._pmk_pending, self._new_link = None, None
+        elif self._pmk_pending is None:
+            # The method itself failed (the server's MAC_S or PCHANNEL did not verify): this
+            # conversation cannot succeed any more.
+            self._new_link = None
             self._auth_failed(now, result.reason)
+
+    _eap_failure_seen = False
 
     _pmk_pending: bytes | None = None
 
@@ -309,6 +355,20 @@ class SubscriberRole(RoleBase):
     def _schedule(self, now: float) -> None:
         self._set_deadline("tek", now + self.life.tek * (1 - self.life.tek_refresh_margin))
         self._set_deadline("reauth", self._ak_expiry - self.life.reauth_margin * self._ak_lifetime)
+        self._set_deadline("ak_expiry", self._ak_expiry)
+
+    def _ak_expired(self, now: float) -> None:
+        """The AK's lifetime is over and re-authentication did not complete in time: the keys
+        carry nothing more; the station is detached, with an event (never left running on an
+        expired AK)."""
+        if self.link is None or now < self._ak_expiry:
+            return
+        log.info("%s: AK expired; detached", fmt_station(self.station_id))
+        self.link, self._ho, self.phase, self._peer = None, None, "failed", None
+        for key in ("tek", "reauth", "ho"):
+            self._answered(key)
+            self._set_deadline(key, None)
+        self._emit(EntryFailed(station=self.station_id, reason="ak_expired"))
 
     _ak_expiry = 0.0
 
@@ -319,6 +379,10 @@ class SubscriberRole(RoleBase):
             self.reauthenticate(now)
         elif key == "entry":
             self._entry_stalled(now)
+        elif key == "ho_abort":
+            self._ho_abort(now)
+        elif key == "ak_expiry":
+            self._ak_expired(now)
 
     def _watch_entry(self, now: float) -> None:
         """(Re)arm the entry watchdog. The authenticator drives EAP (only it retransmits) and
@@ -335,10 +399,10 @@ class SubscriberRole(RoleBase):
             return  # a request of ours is outstanding: its own retries decide
         log.info("%s: entry stalled (no EAP/MSG#1 for %.1f s)", fmt_station(self.station_id),
                  self.timers.give_up_after)
-        if self.serving is not None:
+        if self.serving is not None and not self._eap_failure_seen:
             self._emit(PeerLost(peer=self.serving, procedure="eap"))
         self._pmk_pending, self._new_link = None, None
-        self._auth_failed(now, "peer_lost")
+        self._auth_failed(now, "eap_failure" if self._eap_failure_seen else "peer_lost")
 
     def _auth_failed(self, now: float, reason: str) -> None:
         """EAP failed or stalled: an entry fails (phase ``failed``); a re-authentication keeps
@@ -365,7 +429,15 @@ class SubscriberRole(RoleBase):
             if self.link is link:
                 self._queue(dst, control_mpdu(link.sign(req)), req.TITLE)
 
-        self._request("tek", dst, "tek_refresh", send, now)
+        def fail(now2: float) -> None:  # no TEK-Reply at all: we may be out of step
+            if self.link is link:
+                self._tek_synced = False
+                self._set_deadline("tek", now2 + self.timers.give_up_after)  # try again later
+
+        self._request("tek", dst, "tek_refresh", send, now, on_fail=fail)
+
+    _tek_synced = True
+    """False from a TEK update that got no TEK-Reply until the next confirmed one."""
 
     def _on_tek_reply(self, msg: m.TekReply, now: float) -> None:
         link = self.link
@@ -380,6 +452,7 @@ class SubscriberRole(RoleBase):
         elif ahead != 0:
             raise ProtocolError("TEK-Reply with an unexpected COUNTER_TEK", reason="bad_counter")
         self._answered("tek")
+        self._tek_synced = True
 
     def reauthenticate(self, now: float) -> None:
         """Ask for re-authentication (new EAP → new PMK SN → new AK → key agreement)."""
@@ -387,6 +460,7 @@ class SubscriberRole(RoleBase):
         if link is None or dst is None:
             return
         self.phase = "eap"
+        self._eap_failure_seen = False
         self._peer = EapPskPeer(self._amsid, self.config.psk, rng=self._rng)
         req = m.ReauthRequest()
 
@@ -400,6 +474,8 @@ class SubscriberRole(RoleBase):
 
         self._request("reauth", dst, "reauth", send, now, on_fail=fail)
 
+    _control_handlers: ClassVar[dict[type[m.Message], Callable[..., None]]] = {}  # set below
+
     # -- helpers ----------------------------------------------------------------------------
     def _send_plain(self, dst: int, msg: m.Message) -> None:
         self._queue(dst, control_mpdu(msg.encode()), msg.TITLE)
@@ -412,6 +488,18 @@ class SubscriberRole(RoleBase):
         for key in ("rng", "ka"):
             self._answered(key)
         self._emit(EntryFailed(station=self.station_id, reason=reason))
+
+
+SubscriberRole._control_handlers = {
+    m.RngRsp: SubscriberRole._on_rng_rsp,
+    m.EapTransfer: SubscriberRole._on_eap_message,
+    m.KeyAgreementMsg1: SubscriberRole._on_ka1,
+    m.KeyAgreementMsg3: SubscriberRole._on_ka3,
+    m.TekReply: SubscriberRole._on_tek_message,
+    m.TekInvalid: SubscriberRole._on_tek_message,
+}
+"""What a subscriber accepts from its serving station, by message class; anything else goes to
+``_on_other_control`` (the ARS's relay management) or is ``unexpected_message``."""
 
 
 def _check_data(payload: bytes, fid: int) -> None:

@@ -296,8 +296,8 @@ def test_ranging_conditional_layout_and_cmac() -> None:
                   serving_id=bytes.fromhex("0000000000a1"))
     assert ho.encode() == bytes.fromhex("b0" "01" "0002" "0000000000a2" "1230" "0000000000a1")
     assert m.requires_cmac(ho)
-    ok = m.RngRsp(purpose=1, status=m.RngStatus.SUCCESS, stid=0x123)
-    retry = m.RngRsp(purpose=1, status=m.RngStatus.RETRY, stid=0)
+    ok = m.RngRsp(purpose=1, status=m.RngStatus.SUCCESS, stid=0x123, request_cmac=bytes(11))
+    retry = m.RngRsp(purpose=1, status=m.RngStatus.RETRY, stid=0, request_cmac=bytes(11))
     first = m.RngRsp(purpose=0, status=0, stid=0x45, amsid=bytes.fromhex("001b11c9d50c"),
                      nonce_ams=bytes.fromhex("a1a2a3a4a5a6"))
     # the initial response echoes AMSID and NONCE_AMS of the request it answers
@@ -305,7 +305,8 @@ def test_ranging_conditional_layout_and_cmac() -> None:
     assert m.decode(first.encode()) == first
     with pytest.raises(MalformedError):
         m.decode(first.encode()[:-6])          # an RNG-RSP without the nonce echo is refused
-    assert ok.encode() == bytes.fromhex("b1" "01" "00" "1230")   # re-entry: no echo fields
+    # re-entry: no AMSID/NONCE_AMS echo; the CMAC tuple of the request answered instead
+    assert ok.encode() == bytes.fromhex("b1" "01" "00" "1230") + bytes(11)
     assert m.requires_cmac(ok) and not m.requires_cmac(retry) and not m.requires_cmac(first)
     assert not m.requires_cmac(m.EapTransfer)
 

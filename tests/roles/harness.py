@@ -35,7 +35,8 @@ def build(mode=None, timers=None, lifetimes=None, encrypt_relay_control=False):
     auth = BuiltinAuthenticator({station_bytes(k): v for k, v in PSK.items()})
     enc = encrypt_relay_control
     abs_ = AbsRole(AbsConfig(station_id=ABS, mode=mode, timers=timers, lifetimes=life,
-                             encrypt_relay_control=enc), authenticator=auth, rng=1)
+                             encrypt_relay_control=enc, relays=frozenset({ARS1, ARS2})),
+                   authenticator=auth, rng=1)
     ars1 = ArsRole(ArsConfig(station_id=ARS1, psk=PSK[ARS1], mode=mode, timers=timers,
                              lifetimes=life, encrypt_relay_control=enc), rng=2)
     ars2 = ArsRole(ArsConfig(station_id=ARS2, psk=PSK[ARS2], mode=mode, timers=timers,

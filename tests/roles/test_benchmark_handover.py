@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from benchmarks import handover
 
 
+# The same seeded cell runs twice (once per path) and is compared: each run reuses the
+# other's TEKs and PNs by construction, in separate simulations.
+@pytest.mark.nonce_reuse_expected
 def test_handover_benchmark_numbers_are_consistent(tmp_path, capsys):
     path = tmp_path / "ho.json"
     assert handover.main(["--json", str(path)]) == 0

@@ -61,9 +61,9 @@ def test_entry_through_ars_with_sealed_ak_transfer_under_loss():
 
 def test_clear_relay_management_is_refused_when_sealing_is_required():
     net, abs_, _ars1, ars2, _ams = enter_all(encrypt_relay_control=True)
-    relay = abs_._subs[ARS2].link
-    ams_ctx = abs_._subs[AMS].link.ctx
-    msg = m.AkTransfer(transaction_id=77, ams_stid=abs_._subs[AMS].stid,
+    relay = abs_._contexts[ARS2].link
+    ams_ctx = abs_._contexts[AMS].link.ctx
+    msg = m.AkTransfer(transaction_id=77, ams_stid=abs_._contexts[AMS].stid,
                        amsid_star=ams_ctx.amsid_star, akid=ams_ctx.akid, ak_sn=ams_ctx.pmk_sn,
                        ak_lifetime=3600, cmac_key_count=3,
                        sa_context=(m.SaContext(said=1, counter_tek=0, eks=0, tek_lifetime=600),),
