@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from benchmarks import e2e
 
 
+# Several simulated trials from the same seed in one test: each repeats the other's keys
+# and PNs by construction (every trial checks its own nonces, relaysec.trial).
+@pytest.mark.nonce_reuse_expected
 def test_e2e_benchmark_smoke(tmp_path, capsys):
     out = tmp_path / "e2e.json"
     rc = e2e.main(["--packets", "4", "--repeats", "1", "--no-cold", "--json", str(out)])
