@@ -4,7 +4,8 @@ Three (or four) hosts, each with a Pluto, run ``relaysec node --role abs|ars|ams
 lab.toml`` with the same file (``uri = "ip:…"``/``"usb:…"`` per station, or ``--uri`` here). The
 ABS is the timing master; the others lock to its beacons (docs/trial.md). Each node prints its
 progress and a summary of what it saw, and exits 0 when its part of the scenario completed with no
-corrupted or duplicated data delivered, 1 otherwise, 2 for a configuration error.
+corrupted or duplicated data delivered, 1 otherwise, 2 for a configuration or command-line error
+(found before the radio is opened).
 """
 
 from __future__ import annotations
@@ -12,11 +13,23 @@ from __future__ import annotations
 import argparse
 import json
 import signal
-import sys
 import threading
 
-from relaysec.cmd_trial import add_common_options, merged_config, printed_config, stderr_progress
+from relaysec.cmd_trial import (
+    add_common_options,
+    check_outputs,
+    check_radios,
+    config_failed,
+    merged_config,
+    output_failed,
+    printed_config,
+    stderr_progress,
+)
 from relaysec.config import ConfigError
+from relaysec.paths import make_output_dir, number_in
+
+#: Longest ``--duration`` (a week of air).
+MAX_DURATION_S = 7 * 86400.0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--role", required=True, choices=("abs", "ars", "ams"))
     p.add_argument("--name", help="station name when several have the role (e.g. ARS-2)")
     p.add_argument("--uri", help="this station's Pluto (overrides the config's uri)")
-    p.add_argument("--duration", type=float, default=300.0,
+    p.add_argument("--duration", type=number_in(0.0, MAX_DURATION_S, unit="s"), default=300.0,
                    help="seconds to run at most (default 300); the AMS stops when done")
     add_common_options(p)
     p.set_defaults(func=run)
@@ -47,16 +60,22 @@ def pick_station(cfg: dict, role: str, name: str | None) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        cfg = merged_config(args, [("backend", "pluto")])
+        cfg = merged_config(args, [("backend", "pluto")], node=True)
         st = pick_station(cfg, args.role, args.name)
-        if args.uri:
+        if args.uri is not None:
             st["uri"] = args.uri
+        check_radios(cfg, [st])
+        check_outputs(args)
     except ConfigError as exc:
-        print(f"relaysec node: config error: {exc}", file=sys.stderr)
-        return 2
+        return config_failed("node", exc)
     if printed_config(args, cfg):
         return 0
     progress = stderr_progress(args)
+    try:
+        if args.record is not None:
+            make_output_dir("--record", args.record)
+    except ConfigError as exc:
+        return config_failed("node", exc)
     from relaysec.standalone import NodeRunner
 
     runner = NodeRunner(cfg, st["name"], progress=progress, record_dir=args.record)
@@ -80,7 +99,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {name}: sent {link['bursts_tx']} bursts (PER is measured at the receiver)")
     if report.get("security", {}).get("rejections"):
         print(f"  security rejections: {report['security']['rejections']}")
+    status = 0 if report["ok"] else 1
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump(report, fh, indent=2, default=str)
-    return 0 if report["ok"] else 1
+        try:
+            with open(args.json, "w", encoding="utf-8") as fh:
+                json.dump(report, fh, indent=2, default=str)
+        except OSError as exc:
+            status = output_failed("node", "--json", args.json, exc)
+    return status

@@ -4,7 +4,9 @@ Runs the burst modem (``phy.BurstModem``) over the recorded IQ and prints every 
 (sample index, time, source -> destination station, MCS, payload length, CRC, SNR, CFO, EVM), and,
 when the recording carries burst annotations from the live run, how many of them were found again.
 The profile comes from ``--profile``, else from the recorded run configuration, else from the
-sample rate. Exit status: 0 when the capture was decoded, 1 when it could not be read.
+sample rate. Exit status: 0 when the capture was decoded, 1 when it could not be read (missing,
+a directory, not SigMF, not UTF-8, a sample rate no profile runs at), 2 for a bad option
+(an unknown ``--profile``, ``--chunk-s`` out of range).
 """
 
 from __future__ import annotations
@@ -18,6 +20,10 @@ from typing import Any
 import numpy as np
 
 from hw.sigmf import RecordingError, read_recording
+from relaysec.paths import number_in
+
+#: Longest decoding chunk (seconds of IQ held at once).
+MAX_CHUNK_S = 60.0
 
 
 def _profile_for(rec_config: dict[str, Any], sample_rate: float, explicit: str | None) -> str:
@@ -25,6 +31,8 @@ def _profile_for(rec_config: dict[str, Any], sample_rate: float, explicit: str |
 
     if explicit:
         return explicit
+    if not isinstance(rec_config, dict):   # the capture's own metadata: any JSON at all
+        rec_config = {}
     phy_cfg = rec_config.get("phy") if isinstance(rec_config.get("phy"), dict) else {}
     for candidate in (phy_cfg.get("profile"), rec_config.get("profile")):
         if isinstance(candidate, str) and candidate in phy.profiles():
@@ -58,12 +66,22 @@ def decode(samples: np.ndarray, modem: Any, *, chunk: int) -> list[Any]:
 
 def run(args: argparse.Namespace) -> int:
     """Decode the capture and print what was found."""
+    import phy
+
+    if args.profile is not None and args.profile not in phy.profiles():
+        print(f"relaysec replay: error: --profile {args.profile!r} is not a phy profile "
+              f"(known: {', '.join(phy.profiles())})", file=sys.stderr)
+        return 2
     try:
         rec = read_recording(args.capture)
-    except RecordingError as exc:
-        print(f"relaysec replay: {exc}", file=sys.stderr)
+    except (RecordingError, OSError, ValueError) as exc:
+        print(f"relaysec replay: {str(args.capture)!r}: {exc}", file=sys.stderr)
         return 1
-    import phy
+    if not (isinstance(rec.sample_rate, float) and np.isfinite(rec.sample_rate)
+            and rec.sample_rate > 0):
+        print(f"relaysec replay: {str(args.capture)!r}: invalid sample rate "
+              f"{rec.sample_rate!r}", file=sys.stderr)
+        return 1
 
     try:
         profile = _profile_for(rec.config, rec.sample_rate, args.profile)
@@ -119,7 +137,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               description=__doc__)
     p.add_argument("capture", help="CAPTURE.sigmf-meta (or .sigmf-data, or the base name)")
     p.add_argument("--profile", default=None, help="phy profile (default: from the capture)")
-    p.add_argument("--chunk-s", type=float, default=0.5,
-                   help="decode in chunks of this many seconds (memory bound)")
+    p.add_argument("--chunk-s", type=number_in(0.0, MAX_CHUNK_S, unit="s"), default=0.5,
+                   help="decode in chunks of this many seconds (memory bound; at most "
+                   f"{MAX_CHUNK_S:g})")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)

@@ -2,40 +2,86 @@
 
 With no arguments: the default scenario (relaysec/data/default.toml) on the loopback simulator.
 Exit status 0 only when every phase passed and no application byte arrived corrupted; 1 when the
-trial ran and failed; 2 for a configuration error.
+trial ran and failed; 2 for a configuration or command-line error (a bad value, an output path that
+cannot be written), found before the trial starts.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
-from relaysec.config import ConfigError, load_config, parse_override, redacted, to_toml
+from relaysec.config import (
+    ConfigError,
+    OptionError,
+    check_air_speed,
+    check_uri,
+    load_config,
+    parse_override,
+    redacted,
+    to_toml,
+)
+from relaysec.paths import check_output_dir, check_output_file, make_output_dir
 
 
 def add_common_options(p: argparse.ArgumentParser) -> None:
     """Options shared by ``trial`` and ``node``."""
-    p.add_argument("--config", metavar="FILE.toml", help="scenario/topology file (TOML); "
+    p.add_argument("--config", metavar="FILE.toml", help="scenario/topology file (TOML, UTF-8); "
                    "keys left out keep their defaults")
     p.add_argument("--seed", type=int, help="seed of every random choice (default from config)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config key, e.g. --set phy.mcs=QPSK-1/2 (repeatable)")
     p.add_argument("--print-config", action="store_true",
                    help="print the merged configuration as TOML and exit")
-    p.add_argument("--json", metavar="PATH", help="write the JSON report here")
-    p.add_argument("--record", metavar="DIR", help="record every radio's received IQ as SigMF")
+    p.add_argument("--json", metavar="PATH",
+                   help="write the JSON report here (its directory must exist)")
+    p.add_argument("--record", metavar="DIR", help="record every radio's received IQ as SigMF "
+                   "into DIR (created if missing; its parent must exist)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
 
 
-def merged_config(args: argparse.Namespace, extra: list[tuple[str, Any]] = ()) -> dict[str, Any]:
-    """Defaults ← --config file ← --set overrides ← dedicated flags."""
+def merged_config(args: argparse.Namespace, extra: Sequence[tuple[str, Any]] = (), *,
+                  node: bool = False) -> dict[str, Any]:
+    """Defaults ← --config file ← --set overrides ← dedicated flags, validated; then a data
+    packet must fit the TDD zones of the schedule in use (*node*: over the air). Raises
+    :class:`ConfigError`."""
     overrides = [parse_override(s) for s in args.overrides]
     if args.seed is not None:
         overrides.append(("seed", args.seed))
     overrides.extend(extra)
-    return load_config(args.config, overrides)
+    cfg = load_config(args.config, overrides)
+    from relaysec.trial import check_fits
+
+    check_fits(cfg, wall=node or cfg["backend"] == "pluto" or cfg["schedule"]["mode"] == "wall")
+    return cfg
+
+
+def check_radios(cfg: dict[str, Any], stations: Sequence[dict[str, Any]]) -> None:
+    """The radios this process opens (*stations*), after ``--uris``/``--uri`` replaced the
+    file's URIs: each URI well formed, and a slowed air only with emulated radios."""
+    for st in stations:
+        check_uri(f"the uri of station {st['name']}", st.get("uri", ""))
+    check_air_speed(cfg, stations)
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Every output path of the command line, before any work starts (:mod:`relaysec.paths`)."""
+    if getattr(args, "json", None) is not None:
+        check_output_file("--json", args.json)
+    for option in ("record", "plots"):
+        value = getattr(args, option, None)
+        if value is not None:
+            check_output_dir(f"--{option}", value)
+
+
+def config_failed(command: str, exc: ConfigError) -> int:
+    """Print a config or command-line error (no traceback) and return exit status 2."""
+    kind = "error" if isinstance(exc, OptionError) else "config error"
+    print(f"relaysec {command}: {kind}: {exc}", file=sys.stderr)
+    return 2
 
 
 def printed_config(args: argparse.Namespace, cfg: dict[str, Any]) -> bool:
@@ -66,7 +112,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="Pluto URIs (ip:…/usb:…), one per station in config order")
     p.add_argument("--mode", choices=("distributed", "centralized"),
                    help="security mode (default from config)")
-    p.add_argument("--plots", metavar="DIR", help="write PNG plots (constellations, SNR/PER)")
+    p.add_argument("--plots", metavar="DIR", help="write PNG plots (constellations, SNR/PER) "
+                   "into DIR (created if missing; its parent must exist)")
     p.add_argument("--no-msc", action="store_true", help="omit the message sequence chart")
     p.set_defaults(func=run)
 
@@ -85,12 +132,19 @@ def run(args: argparse.Namespace) -> int:
                                   f"{', '.join(s['name'] for s in cfg['stations'])})")
             for st, uri in zip(cfg["stations"], args.uris, strict=True):
                 st["uri"] = uri
+        if cfg["backend"] == "pluto":
+            check_radios(cfg, cfg["stations"])
+        check_outputs(args)
     except ConfigError as exc:
-        print(f"relaysec trial: config error: {exc}", file=sys.stderr)
-        return 2
+        return config_failed("trial", exc)
     if printed_config(args, cfg):
         return 0
     progress = stderr_progress(args)
+    try:
+        if args.record is not None:
+            make_output_dir("--record", args.record)
+    except ConfigError as exc:
+        return config_failed("trial", exc)
     from relaysec.trial import run_trial
 
     report, trace = run_trial(cfg, progress=progress, record_dir=args.record)
@@ -98,10 +152,25 @@ def run(args: argparse.Namespace) -> int:
     from relaysec.trial import render
 
     print(render(report, msc=not args.no_msc))
+    status = 0 if report["ok"] else 1
     if args.json:
-        write_json(report, args.json)
-        progress(f"JSON report: {args.json}")
+        try:
+            write_json(report, args.json)
+            progress(f"JSON report: {args.json}")
+        except OSError as exc:
+            status = output_failed("trial", "--json", args.json, exc)
     if args.plots:
-        files = write_plots(report, trace, args.plots)
-        progress(f"plots: {', '.join(str(f) for f in files)}")
-    return 0 if report["ok"] else 1
+        try:
+            files = write_plots(report, trace, args.plots)
+            progress(f"plots: {', '.join(str(f) for f in files)}")
+        except OSError as exc:
+            status = output_failed("trial", "--plots", args.plots, exc)
+    return status
+
+
+def output_failed(command: str, option: str, path: str | Path, exc: OSError) -> int:
+    """An output that passed the start-up check could not be written after all (removed or
+    made read-only meanwhile, disk full): say so and return exit status 2."""
+    print(f"relaysec {command}: error: {option} {str(path)!r} could not be written: "
+          f"{exc.strerror or exc}", file=sys.stderr)
+    return 2

@@ -5,16 +5,21 @@ needs the keys it changes. Merging is a deep merge of tables; arrays (``stations
 replaced whole, because merging station lists element by element would be surprising.
 Command-line flags override both through dotted keys (``phy.mcs=QPSK-1/2``).
 
-Unknown keys and values of the wrong type are rejected with a :class:`ConfigError` naming the key,
-so a typo in a lab config never silently falls back to a default.
+Every value is checked where the merged config is built (:func:`validate`, called by
+:func:`load_config`): its type, its range or allowed set, and the topology. Unknown keys, values of
+the wrong type and out-of-range values are rejected with a :class:`ConfigError` naming the key, so
+a typo in a lab config never silently falls back to a default and a bad value never surfaces later
+as a traceback. The allowed values are listed in :data:`SPECS` (docs/trial.md, "Configuration").
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -54,22 +59,53 @@ class ConfigError(ValueError):
     """The configuration is invalid; the message names the offending key and why."""
 
 
+class OptionError(ConfigError):
+    """A command-line option cannot be used (an output path that cannot be written, a number out
+    of range); the message names the option and why. The CLI exits 2, as for a config error."""
+
+
+#: Largest config file read (a TOML scenario is a few kB; this bounds ``--config /dev/zero``).
+MAX_CONFIG_BYTES = 1 << 20
+
+
 def default_config() -> Config:
     """The built-in defaults (a fresh, mutable copy)."""
+    return copy.deepcopy(_defaults())
+
+
+@functools.lru_cache(maxsize=1)
+def _defaults() -> Config:
     text = resources.files("relaysec").joinpath("data/default.toml").read_text(encoding="utf-8")
     return tomllib.loads(text)
 
 
 def load_toml(path: str | Path) -> Config:
-    """Parse a TOML file; errors name the file and the position."""
+    """Parse a TOML file; every failure (missing, a directory, unreadable, too large, not UTF-8,
+    not TOML) is a :class:`ConfigError` naming the file."""
     p = Path(path)
     try:
+        if p.is_dir():
+            raise ConfigError(f"config file {str(p)!r} is a directory, not a TOML file")
         with p.open("rb") as fh:
-            return tomllib.load(fh)
+            data = fh.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
-        raise ConfigError(f"config file not found: {p}") from None
+        raise ConfigError(f"config file not found: {str(p)!r}") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {str(p)!r} cannot be read: "
+                          f"{exc.strerror or type(exc).__name__}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config file {str(p)!r} is larger than {MAX_CONFIG_BYTES} bytes")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {str(p)!r} is not UTF-8 text (byte {exc.start}); "
+                          "TOML files are UTF-8") from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+        raise ConfigError(f"config file {str(p)!r}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"config file {str(p)!r}: TOML nested too deeply") from None
 
 
 def _merge(base: Config, over: Mapping[str, Any], where: str) -> Config:
@@ -88,28 +124,45 @@ def _merge(base: Config, over: Mapping[str, Any], where: str) -> Config:
 
 def parse_override(item: str) -> tuple[str, Any]:
     """Parse one ``key.path=value`` override; the value is read as a TOML value when it parses
-    as one (numbers, booleans, quoted strings, arrays) and as a bare string otherwise."""
+    as one (numbers, booleans, quoted strings, arrays, inline tables) and as a bare string
+    otherwise."""
     if "=" not in item:
         raise ConfigError(f"override {item!r} is not of the form key.path=value")
     key, raw = item.split("=", 1)
     key = key.strip()
     try:
-        value = tomllib.loads(f"v = {raw}")["v"]
+        doc = tomllib.loads(f"v = {raw}")
     except tomllib.TOMLDecodeError:
-        value = raw.strip()
-    return key, value
+        if "\n" in raw or "\r" in raw:
+            raise ConfigError(f"override {key!r}: the value must be one line") from None
+        return key, raw.strip()
+    except RecursionError:
+        raise ConfigError(f"override {key!r}: value nested too deeply") from None
+    if set(doc) != {"v"}:
+        raise ConfigError(f"override {key!r}: the value must be a single TOML value")
+    return key, doc["v"]
 
 
 def _set_dotted(cfg: Config, key: str, value: Any) -> None:
     parts = key.split(".")
     node: Any = cfg
     for i, part in enumerate(parts[:-1]):
-        if not isinstance(node, dict) or part not in node or not isinstance(node[part], dict):
-            raise ConfigError(f"unknown config key {'.'.join(parts[: i + 1])!r}")
+        here = ".".join(parts[: i + 1])
+        if not isinstance(node, dict) or part not in node:
+            raise ConfigError(f"unknown config key {here!r}")
+        if not isinstance(node[part], dict):
+            raise ConfigError(f"config key {here!r} has no keys to set ({key!r}); set it whole "
+                              f"(--set '{here}=…') or in the config file")
         node = node[part]
     if parts[-1] not in node:
         raise ConfigError(f"unknown config key {key!r}")
-    node[parts[-1]] = value
+    if isinstance(node[parts[-1]], dict):
+        # a whole table (``--set 'phy={mcs="QPSK-1/2"}'``) merges key by key, as a file does
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"config key {key!r} must be a table")
+        _merge(node[parts[-1]], value, key)
+        return
+    node[parts[-1]] = copy.deepcopy(value)
 
 
 def load_config(
@@ -131,6 +184,173 @@ def load_config(
     return cfg
 
 
+# --------------------------------------------------------------------------- value checks
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What one config key accepts. *kind*: ``"bool"``, ``"int"`` (an integer), ``"num"`` (an
+    integer or a float, finite) or ``"str"``; numbers lie in ``[lo, hi]`` (``(lo, hi]`` when
+    *lo_open*); a string must be one of *choices* (a tuple, or a function giving it)."""
+
+    kind: str
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    choices: tuple[str, ...] | Callable[[], tuple[str, ...]] | None = None
+    unit: str = ""
+
+    def allowed(self) -> tuple[str, ...] | None:
+        """The allowed strings (None: any)."""
+        return self.choices() if callable(self.choices) else self.choices
+
+    def describe(self) -> str:
+        """The accepted values, for messages and docs."""
+        if self.kind == "bool":
+            return "true or false"
+        if self.kind == "str":
+            allowed = self.allowed()
+            return "one of " + ", ".join(repr(c) for c in allowed) if allowed else "a string"
+        what = "an integer" if self.kind == "int" else "a number"
+        unit = f" {self.unit}" if self.unit else ""
+        left = "(" if self.lo_open else "["
+        show = (lambda x: "…" if x is None else str(int(x))) if self.kind == "int" else _num
+        return f"{what} in {left}{show(self.lo)}, {show(self.hi)}]{unit}"
+
+    def check(self, key: str, value: Any) -> None:
+        """Raise :class:`ConfigError` naming *key* unless *value* is accepted."""
+        bad = ConfigError(f"config key {key!r} must be {self.describe()}, got {_shown(value)}")
+        if self.kind == "bool":
+            if not isinstance(value, bool):
+                raise bad
+            return
+        if self.kind == "str":
+            if not isinstance(value, str):
+                raise bad
+            allowed = self.allowed()
+            if allowed is not None and value not in allowed:
+                raise bad
+            return
+        types = (int,) if self.kind == "int" else (int, float)
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise bad
+        if isinstance(value, float) and not math.isfinite(value):
+            raise bad
+        if self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo):
+            raise bad
+        if self.hi is not None and value > self.hi:
+            raise bad
+
+
+def _num(x: float | None) -> str:
+    if x is None:
+        return "…"
+    return f"{x:g}" if abs(x) < 1e6 or x != int(x) else f"{x:.6g}"
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _phy_names(which: str) -> Callable[[], tuple[str, ...]]:
+    """The PHY's profile or MCS names, read from ``phy`` when a value is checked (so the config
+    and the modem cannot disagree); ``phy`` is imported only then."""
+
+    def names() -> tuple[str, ...]:
+        import phy
+
+        return tuple(phy.profiles()) if which == "profile" else tuple(phy.mcs_table())
+
+    return names
+
+
+def _pluto_range(name: str) -> tuple[float, float]:
+    """A range of hw.pluto (the Pluto backend's own limits, checked there again on open)."""
+    import hw.pluto
+
+    return getattr(hw.pluto, name)
+
+
+def _gain_modes() -> tuple[str, ...]:
+    from hw.radio import GAIN_MODES
+
+    return tuple(GAIN_MODES)
+
+
+# Upper bound of the key lifetimes: they go on the air as u32 seconds after the OTA stretch
+# (ota_frame_ms / frame_ms, at most 5000 / 1).
+_MAX_LIFETIME_S = 7 * 86400.0
+
+
+@functools.lru_cache(maxsize=1)
+def specs() -> dict[str, Spec]:
+    """Every scalar config key (dotted) with what it accepts; ``stations`` and ``links`` entries
+    are checked by :func:`validate` itself. A key of ``default.toml`` missing here is a bug
+    (tested)."""
+    lo_hz = _pluto_range("LO_RANGE")
+    bw = _pluto_range("BW_RANGE")
+    rx_gain = _pluto_range("RX_GAIN_RANGE")
+    tx_gain = _pluto_range("TX_GAIN_RANGE")
+    pos = {"lo": 0.0, "lo_open": True}
+    return {
+        "seed": Spec("int", 0, 2**63 - 1),
+        "backend": Spec("str", choices=BACKENDS),
+        "phy.profile": Spec("str", choices=_phy_names("profile")),
+        "phy.mcs": Spec("str", choices=_phy_names("mcs")),
+        "phy.frame_ms": Spec("num", 1.0, 100.0, unit="ms"),
+        "phy.tx_dbfs": Spec("num", -60.0, 0.0, unit="dB relative to DAC full scale"),
+        "schedule.mode": Spec("str", choices=("sim", "wall")),
+        "schedule.guard_us": Spec("num", 0.0, 10_000.0, unit="us"),
+        "schedule.max_bursts_per_zone": Spec("int", 1, 64),
+        "schedule.ota_frame_ms": Spec("num", 10.0, 5000.0, unit="ms"),
+        "schedule.ota_guard_ms": Spec("num", 0.1, 1000.0, unit="ms"),
+        "schedule.ota_max_burst_bytes": Spec("int", 32, 65535, unit="bytes"),
+        "schedule.ota_tx_latency_ms": Spec("num", 0.0, 1000.0, unit="ms"),
+        "schedule.ota_speed": Spec("num", 0.01, 1.0),
+        "schedule.emulated": Spec("bool"),
+        "security.mode": Spec("str", choices=SECURITY_MODES),
+        "security.ak_predistribution": Spec("bool"),
+        "security.encrypt_relay_control": Spec("bool"),
+        "security.ak_lifetime_s": Spec("num", 1.0, _MAX_LIFETIME_S, unit="s"),
+        "security.tek_lifetime_s": Spec("num", 0.05, _MAX_LIFETIME_S, unit="s"),
+        "security.rto_s": Spec("num", 0.001, 60.0, unit="s"),
+        "security.max_retries": Spec("int", 0, 100),
+        "security.entry_attempts": Spec("int", 1, 100),
+        "security.psk_seed": Spec("str"),
+        "channel.model": Spec("str", choices=CHANNELS),
+        "channel.snr_db": Spec("num", -20.0, 80.0, unit="dB"),
+        "channel.cfo_ppm": Spec("num", 0.0, 50.0, unit="ppm"),
+        "channel.sfo_follows_cfo": Spec("bool"),
+        "channel.sfo_ppm": Spec("num", 0.0, 50.0, unit="ppm"),
+        "channel.start_delay_us": Spec("num", 0.0, 10_000.0, unit="us"),
+        "traffic.packets_per_direction": Spec("int", 1, 100_000),
+        "traffic.payload_bytes": Spec("int", 24, 8192, unit="bytes"),
+        "traffic.per_frame": Spec("int", 1, 1000),
+        "traffic.min_delivery": Spec("num", 0.0, 1.0),
+        "traffic.drain_frames": Spec("int", 1, 100_000),
+        "timeouts.entry_s": Spec("num", hi=3600.0, unit="s", **pos),
+        "timeouts.traffic_s": Spec("num", hi=3600.0, unit="s", **pos),
+        "timeouts.tek_refresh_s": Spec("num", hi=3600.0, unit="s", **pos),
+        "timeouts.handover_s": Spec("num", hi=3600.0, unit="s", **pos),
+        "report.progress": Spec("bool"),
+        "pluto.lo_hz": Spec("num", *lo_hz, unit="Hz"),
+        "pluto.rf_bandwidth_hz": Spec("num", *bw, unit="Hz"),
+        "pluto.gain_mode": Spec("str", choices=_gain_modes),
+        "pluto.rx_gain_db": Spec("num", *rx_gain, unit="dB"),
+        "pluto.tx_gain_db": Spec("num", *tx_gain, unit="dB"),
+        "pluto.rx_buffer_size": Spec("int", 64, 1 << 24, unit="samples"),
+        "pluto.kernel_buffers": Spec("int", 1, 64),
+    }
+
+
+#: Station names: they name links ("A->B"), files (``--record``) and table rows.
+_STATION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
+MAX_STATIONS = 32
+#: Station keys that only one role may carry.
+_ROLE_KEYS = {"parent": ("ars",), "serving": ("ams",), "handover_target": ("ams",)}
+
+
 def _check_type(key: str, value: Any, types: tuple[type, ...]) -> None:
     ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
     if not ok:
@@ -138,56 +358,88 @@ def _check_type(key: str, value: Any, types: tuple[type, ...]) -> None:
         raise ConfigError(f"config key {key!r} must be {names}, got {type(value).__name__}")
 
 
-def _check_same_types(cfg: Config, ref: Config, where: str) -> None:
+def _check_tables(cfg: Config, ref: Config, where: str) -> None:
+    """Every table of the defaults is still a table (an override cannot replace one by a
+    scalar) and every key of it is present."""
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"config key {where!r} must be a table")
     for key, ref_value in ref.items():
         path = f"{where}.{key}" if where else key
-        if key in ("stations", "links"):
-            continue
-        value = cfg.get(key)
+        if key not in cfg:
+            raise ConfigError(f"config key {path!r} is missing")
         if isinstance(ref_value, dict):
-            _check_same_types(value, ref_value, path)
-        elif isinstance(ref_value, bool):
-            _check_type(path, value, (bool,))
-        elif isinstance(ref_value, (int, float)):
-            _check_type(path, value, (int, float))
-            if not math.isfinite(value):
-                raise ConfigError(f"config key {path!r} must be finite")
-        else:
-            _check_type(path, value, (type(ref_value),))
+            _check_tables(cfg[key], ref_value, path)
+    for key in cfg:
+        if key not in ref:
+            raise ConfigError(f"unknown config key {(f'{where}.{key}' if where else key)!r}")
+
+
+def _get(cfg: Config, dotted: str) -> Any:
+    node: Any = cfg
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def check_uri(key: str, uri: Any) -> None:
+    """A station URI: empty (none configured) or one the Pluto backend accepts (``ip:HOST``,
+    ``usb:BUS.DEV.IF``, ``local:``), checked with ``hw.pluto``'s own rules."""
+    _check_type(key, uri, (str,))
+    if uri == "":
+        return
+    if len(uri) > 256 or not uri.isascii() or not uri.isprintable() or any(
+            c.isspace() for c in uri):
+        raise ConfigError(f"{key} must be a printable ASCII URI without spaces, got "
+                          f"{_shown(uri)}")
+    from hw.errors import RadioConfigError
+    from hw.pluto import PlutoConfig
+
+    try:
+        PlutoConfig(uri=uri)
+    except RadioConfigError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
 
 
 def validate(cfg: Config) -> None:
-    """Check types, enumerations and the topology; raise :class:`ConfigError` on the first fault."""
-    _check_same_types(cfg, default_config(), "")
-    if cfg["schedule"]["mode"] not in ("sim", "wall"):
-        raise ConfigError(f"schedule.mode must be 'sim' or 'wall', got {cfg['schedule']['mode']!r}")
-    if not 0.01 <= cfg["schedule"]["ota_speed"] <= 1.0:
-        raise ConfigError("schedule.ota_speed must be in [0.01, 1]")
-    if cfg["backend"] not in BACKENDS:
-        raise ConfigError(f"backend must be one of {BACKENDS}, got {cfg['backend']!r}")
-    if cfg["security"]["mode"] not in SECURITY_MODES:
-        raise ConfigError(
-            f"security.mode must be one of {SECURITY_MODES}, got {cfg['security']['mode']!r}"
-        )
-    if cfg["channel"]["model"] not in CHANNELS:
-        raise ConfigError(
-            f"channel.model must be one of {CHANNELS}, got {cfg['channel']['model']!r}"
-        )
-    if cfg["phy"]["frame_ms"] <= 0:
-        raise ConfigError("phy.frame_ms must be positive")
-    if not -60.0 <= cfg["phy"]["tx_dbfs"] <= 0.0:
-        raise ConfigError("phy.tx_dbfs must be in [-60, 0] dB relative to DAC full scale")
-    if not 0.0 <= cfg["traffic"]["min_delivery"] <= 1.0:
-        raise ConfigError("traffic.min_delivery must be a fraction in [0, 1]")
-    for key in ("packets_per_direction", "payload_bytes", "per_frame", "drain_frames"):
-        if int(cfg["traffic"][key]) < 1:
-            raise ConfigError(f"traffic.{key} must be at least 1")
+    """Check types, ranges, enumerations and the topology; raise :class:`ConfigError` naming the
+    key on the first fault."""
+    _check_tables(cfg, _defaults(), "")
+    for key, spec in specs().items():
+        spec.check(key, _get(cfg, key))
+    sec = cfg["security"]
+    try:
+        seed = sec["psk_seed"].encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError("config key 'security.psk_seed' must be UTF-8 text") from None
+    if not 1 <= len(seed) <= 64:
+        raise ConfigError("config key 'security.psk_seed' must be 1 to 64 bytes of UTF-8 "
+                          "(the BLAKE2b key of the demo PSKs)")
+    if sec["tek_lifetime_s"] > sec["ak_lifetime_s"]:
+        raise ConfigError("config key 'security.tek_lifetime_s' must not exceed "
+                          "security.ak_lifetime_s (a TEK never outlives its AK)")
     if cfg["traffic"]["payload_bytes"] < 24:
         raise ConfigError("traffic.payload_bytes must be at least 24 (header + digest)")
+    _validate_stations(cfg)
+    _validate_links(cfg)
+    # the guards must leave room for the zones, in simulation and over the air
+    n_zones = 1 + 2 * len(stations_by_role(cfg, "ars")) + len(stations_by_role(cfg, "ams"))
+    sch = cfg["schedule"]
+    if n_zones * sch["guard_us"] * 1e-3 >= cfg["phy"]["frame_ms"]:
+        raise ConfigError(f"config key 'schedule.guard_us': {n_zones} zones with "
+                          f"{sch['guard_us']:g} us guards do not fit a phy.frame_ms = "
+                          f"{cfg['phy']['frame_ms']:g} ms frame")
+    if n_zones * sch["ota_guard_ms"] >= sch["ota_frame_ms"]:
+        raise ConfigError(f"config key 'schedule.ota_guard_ms': {n_zones} zones with "
+                          f"{sch['ota_guard_ms']:g} ms guards do not fit a "
+                          f"schedule.ota_frame_ms = {sch['ota_frame_ms']:g} ms frame")
 
+
+def _validate_stations(cfg: Config) -> None:
     stations = cfg["stations"]
     if not isinstance(stations, list) or not stations:
         raise ConfigError("stations must be a non-empty array of tables")
+    if len(stations) > MAX_STATIONS:
+        raise ConfigError(f"stations: at most {MAX_STATIONS} stations, got {len(stations)}")
     names: dict[str, dict[str, Any]] = {}
     ids: set[int] = set()
     for i, st in enumerate(stations):
@@ -200,8 +452,15 @@ def validate(cfg: Config) -> None:
         for key in ("name", "role", "station_id"):
             if key not in st:
                 raise ConfigError(f"stations[{i}] needs {key!r}")
+        if not _STATION_NAME.fullmatch(st["name"]):
+            raise ConfigError(f"stations[{i}].name must be 1-32 letters, digits, '_', '.' or "
+                              f"'-' (not starting with '_', '.' or '-'), got {_shown(st['name'])}")
         if st["role"] not in ROLES:
             raise ConfigError(f"stations[{i}].role must be one of {ROLES}, got {st['role']!r}")
+        for key, roles in _ROLE_KEYS.items():
+            if key in st and st["role"] not in roles:
+                raise ConfigError(f"stations[{i}].{key} applies only to role "
+                                  f"{' or '.join(roles)}, not {st['role']!r}")
         if st["name"] in names:
             raise ConfigError(f"station name {st['name']!r} used twice")
         if not 0 < st["station_id"] < 2**48 or st["station_id"] in ids:
@@ -212,11 +471,15 @@ def validate(cfg: Config) -> None:
                     raise ValueError
             except ValueError:
                 raise ConfigError(f"stations[{i}].psk_hex must be 32 hex digits") from None
+        if "uri" in st:
+            check_uri(f"stations[{i}].uri", st["uri"])
         names[st["name"]] = st
         ids.add(st["station_id"])
-    abss = [s for s in stations if s["role"] == "abs"]
-    if len(abss) != 1:
-        raise ConfigError("the topology needs exactly one station with role 'abs'")
+    for role in ("abs", "ams"):
+        found = [s for s in stations if s["role"] == role]
+        if len(found) != 1:
+            raise ConfigError(f"the topology needs exactly one station with role {role!r}, "
+                              f"found {len(found)}")
     for st in stations:
         for key, want in (("parent", ("abs",)), ("serving", ("abs", "ars")),
                           ("handover_target", ("abs", "ars"))):
@@ -231,9 +494,17 @@ def validate(cfg: Config) -> None:
                 )
         if st["role"] == "ams" and "serving" not in st:
             raise ConfigError(f"station {st['name']!r}: an AMS needs 'serving'")
+        if st["role"] == "ams" and st.get("handover_target") == st["serving"]:
+            raise ConfigError(f"station {st['name']!r}: handover_target must differ from "
+                              "serving")
+
+
+def _validate_links(cfg: Config) -> None:
     links = cfg["links"]
     if not isinstance(links, list):
         raise ConfigError("links must be an array of tables")
+    names = {s["name"] for s in cfg["stations"]}
+    snr = specs()["channel.snr_db"]
     for i, link in enumerate(links):
         if not isinstance(link, dict):
             raise ConfigError(f"links[{i}] must be a table")
@@ -244,6 +515,10 @@ def validate(cfg: Config) -> None:
         for key in ("a", "b"):
             if link.get(key) not in names:
                 raise ConfigError(f"links[{i}].{key} must name a station")
+        if link["a"] == link["b"]:
+            raise ConfigError(f"links[{i}]: a and b must be two different stations")
+        if "snr_db" in link:
+            snr.check(f"links[{i}].snr_db", link["snr_db"])
         if "channel" in link and link["channel"] not in CHANNELS:
             raise ConfigError(f"links[{i}].channel must be one of {CHANNELS}")
 

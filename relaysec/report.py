@@ -123,10 +123,10 @@ def to_json(report: Mapping[str, Any]) -> str:
 
 
 def write_json(report: Mapping[str, Any], path: str | Path) -> None:
-    """Write :func:`to_json` to *path* (parent directories created)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(to_json(report), encoding="utf-8")
+    """Write :func:`to_json` to *path*; its directory must exist (none is created: a typo in
+    the path is an error, not a new directory tree). Raises ``OSError`` when it cannot be
+    written."""
+    Path(path).write_text(to_json(report), encoding="utf-8")
 
 
 def _fmt_rate(bps: float | None) -> str:
@@ -265,7 +265,8 @@ def msc_text(entries: Sequence[MscEntry], stations: Sequence[str], *, width: int
 def write_plots(report: Mapping[str, Any], trace: Trace, directory: str | Path) -> list[Path]:
     """PNG plots: one constellation per link, and SNR / PER over time for all links.
 
-    Returns the files written. matplotlib is imported here only (Agg backend, no display needed).
+    Returns the files written. *directory* is created if missing, but not its parents.
+    matplotlib is imported here only (Agg backend, no display needed).
     """
     import matplotlib
 
@@ -273,7 +274,7 @@ def write_plots(report: Mapping[str, Any], trace: Trace, directory: str | Path) 
     import matplotlib.pyplot as plt
 
     out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(exist_ok=True)
     written: list[Path] = []
     for link, sym in sorted(trace.constellations.items()):
         fig, ax = plt.subplots(figsize=(4, 4))

@@ -20,6 +20,7 @@ Anything missing (a layer not importable, a phase timing out) fails the trial wi
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import time
@@ -31,10 +32,16 @@ from typing import Any
 import numpy as np
 
 from relaysec.appdata import Flow, flow_of
-from relaysec.config import Config, ConfigError, check_air_speed, link_params, stations_by_role
+from relaysec.config import (
+    Config,
+    ConfigError,
+    check_air_speed,
+    link_params,
+    stations_by_role,
+)
 from relaysec.node import FrameTap, LinkTable, Node, NodeEvent, SimNetwork
 from relaysec.report import MscEntry, Trace, msc_text, split_links, summary_text
-from relaysec.schedule import build_schedule
+from relaysec.schedule import build_schedule, zone_capacity
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +54,48 @@ PHASES = ("ars_entry", "ams_entry", "traffic_1", "tek_refresh", "handover", "tra
 
 class TrialSetupError(RuntimeError):
     """The trial cannot be built (a layer missing, a radio not reachable); message says which."""
+
+
+@functools.lru_cache(maxsize=8)
+def _burst_geometry(profile: str, mcs: str) -> tuple[float, int, Callable[[int], int]]:
+    """``(sample_rate, max_payload, burst_samples)`` of the modem for *profile*/*mcs*."""
+    import phy
+
+    modem = phy.BurstModem(profile, mcs)
+    return float(modem.profile.sample_rate), int(modem.max_payload), modem.burst_samples
+
+
+def check_fits(cfg: Config, *, wall: bool) -> None:
+    """Raise :class:`ConfigError` unless a data packet (``traffic.payload_bytes`` plus
+    :data:`MPDU_HEADROOM`) fits one burst in the smallest TDD zone of the schedule the run uses
+    (simulated: ``phy.frame_ms``/``schedule.guard_us``; *wall*: the OTA frame and guards, and
+    ``schedule.ota_max_burst_bytes``); the message says which knobs to turn."""
+    fs, max_payload, burst_samples = _burst_geometry(cfg["phy"]["profile"], cfg["phy"]["mcs"])
+    sch = cfg["schedule"]
+    if wall:
+        frame_s, guard_s = float(sch["ota_frame_ms"]) * 1e-3, float(sch["ota_guard_ms"]) * 1e-3
+        frame_keys = "schedule.ota_frame_ms or the MCS, lower schedule.ota_guard_ms"
+    else:
+        frame_s, guard_s = float(cfg["phy"]["frame_ms"]) * 1e-3, float(sch["guard_us"]) * 1e-6
+        frame_keys = "phy.frame_ms or the MCS, lower schedule.guard_us"
+    try:
+        schedule = build_schedule([(s["name"], s["role"]) for s in cfg["stations"]],
+                                  sample_rate=fs, frame_s=frame_s, guard_s=guard_s)
+    except ValueError as exc:
+        raise ConfigError(f"{exc}: raise {frame_keys}") from None
+    smallest = min(zone_capacity(burst_samples, max_payload, z.length - z.guard // 2)
+                   for z in schedule.zones)
+    need = int(cfg["traffic"]["payload_bytes"]) + MPDU_HEADROOM
+    if smallest < need:
+        raise ConfigError(
+            f"the smallest TDD zone carries {smallest} bytes per burst at {cfg['phy']['mcs']}, "
+            f"but a {cfg['traffic']['payload_bytes']}-byte packet needs about {need} with MAC, "
+            f"security and relay headers: raise {frame_keys} or traffic.payload_bytes")
+    if wall and int(sch["ota_max_burst_bytes"]) < need:
+        raise ConfigError(
+            f"config key 'schedule.ota_max_burst_bytes' ({sch['ota_max_burst_bytes']}) is "
+            f"below the {need} bytes a {cfg['traffic']['payload_bytes']}-byte packet needs "
+            "with MAC, security and relay headers")
 
 
 @dataclass
@@ -201,6 +250,10 @@ class Trial:
         local = [s for s in stations if only is None or s["name"] == only]
         if not local:
             raise TrialSetupError(f"no station named {only!r} in the config")
+        try:
+            check_fits(cfg, wall=self.wall)   # the CLI checks this too (exit 2)
+        except ConfigError as exc:
+            raise TrialSetupError(str(exc)) from None
         t0 = time.perf_counter()
         tx_rms = 10 ** (float(cfg["phy"]["tx_dbfs"]) / 20)
         modems = {s["name"]: phy.BurstModem(cfg["phy"]["profile"], cfg["phy"]["mcs"],
@@ -258,16 +311,6 @@ class Trial:
             raise TrialSetupError(str(exc)) from None
         self.schedule = schedule
         self.net_frame_s = schedule.frame_s
-        node0 = next(iter(self.nodes.values()))
-        smallest = min(node0.capacity(z.length - z.guard // 2) for z in schedule.zones)
-        need = int(cfg["traffic"]["payload_bytes"]) + MPDU_HEADROOM
-        if smallest < need:
-            raise TrialSetupError(
-                f"the smallest TDD zone carries {smallest} bytes per burst at "
-                f"{cfg['phy']['mcs']}, but a {cfg['traffic']['payload_bytes']}-byte packet needs "
-                f"about {need} with MAC, security and relay headers: raise phy.frame_ms or the "
-                f"MCS, lower schedule.guard_us or traffic.payload_bytes"
-            )
         if self.wall:
             from relaysec.ota import OtaNetwork
 
