@@ -99,6 +99,7 @@ class Entry:
     nonce_ams: bytes | None = None
     msg3: m.KeyAgreementMsg3 | None = None
     transferred_to: int | None = None     # access RS that acknowledged this entry's AK
+    answered: bool = False                # the peer answered its EAP (evicted last)
 
     def key(self, what: str) -> tuple[str, int]:
         """Retransmission key of ``what`` (``eap``/``ka``) for this attempt."""
@@ -157,6 +158,14 @@ class _Sender:
     direct: bool
     stid: int | None = None
     sealed: bool = False
+
+
+def _victim(entries: Any) -> Entry:
+    """The attempt to evict when a cap is reached: the oldest whose peer never answered (a
+    spoofed station never does), else the oldest. So a flood of spoofed entries evicts
+    itself, and an attempt whose peer is talking to us completes."""
+    entries = list(entries)
+    return next((x for x in entries if not x.answered), entries[0])
 
 
 class AbsRole(RoleBase):
@@ -459,12 +468,14 @@ class AbsRole(RoleBase):
         (station, access station, everything) when one is full."""
         mine = self._entries_of.setdefault(e.station, {})
         while len(mine) >= self.config.max_attempts_per_station:
-            self._drop(mine[next(iter(mine))], now, "evicted")
+            self._drop(_victim(mine.values()), now, "evicted")
         same_via = [x for x in self._entries.values() if x.via == e.via]
         while len(same_via) >= self.config.max_half_open_per_via:
-            self._drop(same_via.pop(0), now, "evicted")
+            victim = _victim(same_via)
+            same_via.remove(victim)
+            self._drop(victim, now, "evicted")
         while len(self._entries) >= self.config.max_half_open:
-            self._drop(self._entries[next(iter(self._entries))], now, "evicted")
+            self._drop(_victim(self._entries.values()), now, "evicted")
         self._entries[e.serial] = e
         self._entries_of.setdefault(e.station, {})[e.serial] = e
         self.peak_half_open = max(self.peak_half_open, len(self._entries))
@@ -549,6 +560,7 @@ class AbsRole(RoleBase):
         raise first or ProtocolError("EAP without a conversation", reason="unexpected_message")
 
     def _eap_progress(self, e: Entry, reply: bytes | None, result: Any, now: float) -> None:
+        e.answered = True
         self._answered(e.key("eap"))
         if result is None:
             self._eap_request(e, now)

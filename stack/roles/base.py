@@ -26,6 +26,11 @@ from stack.roles.link import KeyInfo, Link, PendingMpdu
 
 log = logging.getLogger("stack.roles")
 
+MAX_REJECTION_KEYS = 1024
+"""Distinct (neighbour, reason) pairs counted in ``rejections_by_link``; past it, rejections
+from neighbours not yet listed are counted under ``OTHER_LINKS``."""
+OTHER_LINKS = -1
+
 MAX_PAYLOAD = 2000
 """Largest application payload accepted by ``send_data`` (fits every encapsulation)."""
 
@@ -337,7 +342,11 @@ class RoleBase:
 
     def _reject(self, link: int, reason: str, detail: str = "") -> None:
         self.rejections[reason] += 1
-        self.rejections_by_link[(link, reason)] += 1
+        key = (link, reason)
+        if key not in self.rejections_by_link and \
+                len(self.rejections_by_link) >= MAX_REJECTION_KEYS:
+            key = (OTHER_LINKS, reason)  # invented sender ids must not grow this table
+        self.rejections_by_link[key] += 1
         log.debug("%s: rejected from %s: %s", fmt_station(self.station_id), fmt_station(link),
                   reason)
         self._emit(Rejected(reason=reason, link=link, detail=detail))

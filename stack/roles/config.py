@@ -91,9 +91,10 @@ class AbsConfig:
     relays: frozenset[int] = frozenset()
     """Station ids allowed to act as access RSs (relay MPDUs, AK Transfer, AK Request). Any
     other station, authenticated or not, is treated as an AMS: it never receives AK material."""
-    max_half_open: int = 256
-    """Entry attempts in progress at once, in total (oldest evicted first)."""
-    max_half_open_per_via: int = 64
+    max_half_open: int = 512
+    """Entry attempts in progress at once, in total (the oldest attempt whose peer never
+    answered is evicted first)."""
+    max_half_open_per_via: int = 128
     """Entry attempts in progress through one access station (an ARS, or the ABS itself)."""
     max_attempts_per_station: int = 4
     """Entry attempts in progress for one station id (also the number of AMSID*s MSG#1 is
