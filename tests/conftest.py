@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from stack.nonces import NonceMonitor, monitoring
+from stack.roles.base import RoleBase
 
 pytest_plugins = ["pytester"]  # tests/stack/test_nonce_monitor.py runs the monitor plugin inside
 
@@ -32,6 +33,11 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+# A role bug must fail the test that meets it, not be counted as ``internal_error`` and carried
+# on from (stack.roles.base.RoleBase.strict); subprocesses (node tests) inherit the setting.
+os.environ["RELAYSEC_STRICT_ROLES"] = "1"
+RoleBase.strict = True
 
 
 REQUIRE_LIBIIO_ENV = "RELAYSEC_REQUIRE_LIBIIO"

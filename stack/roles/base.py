@@ -87,8 +87,29 @@ class RoleBase:
         self.tx_dropped: Counter[str] = Counter()     # queued MPDUs that could not be sealed
 
     # -- public API -----------------------------------------------------------------------------
+    strict: bool = os.environ.get("RELAYSEC_STRICT_ROLES") == "1"
+    """A bug in a handler (any exception that is not a counted rejection) is caught, logged and
+    counted as ``internal_error`` so that a node keeps running (``receive`` and ``timer`` never
+    raise). The test suite and the fuzzers set ``strict`` (environment: ``RELAYSEC_STRICT_ROLES=1``)
+    so that such a bug fails loudly."""
+
     def receive(self, src: int, frame: bytes, now: float) -> None:
-        """Consume one frame (a burst payload) from neighbour ``src``; never raises on bad input.
+        """Consume one frame (a burst payload) from neighbour ``src``; never raises on bad input
+        (docs/threat-model.md: every rejection is counted under a named reason)."""
+        try:
+            self._receive(src, frame, now)
+        except Exception as exc:  # the last line of defence, see ``strict``
+            self._internal_error("receive", src, exc)
+
+    def _internal_error(self, where: str, src: int, exc: Exception) -> None:
+        if self.strict:
+            raise exc
+        log.error("%s: internal error in %s (%s); input from %s dropped",
+                  fmt_station(self.station_id), where, type(exc).__name__, fmt_station(src))
+        self._reject(src, "internal_error", f"{where}: {type(exc).__name__}")
+
+    def _receive(self, src: int, frame: bytes, now: float) -> None:
+        """The receive path proper (:meth:`receive` guards it).
 
         MPDUs are handled in burst order. With ``batch_open`` (default) each run of consecutive
         protected MPDUs under the link with ``src`` is opened with one ``stack.mac.open_burst``
@@ -143,7 +164,14 @@ class RoleBase:
                 self._reject(src, exc.reason, str(exc))
 
     def timer(self, now: float) -> None:
-        """Run every retransmission or housekeeping deadline that is due at ``now``."""
+        """Run every retransmission or housekeeping deadline that is due at ``now``; never
+        raises (see :attr:`strict`)."""
+        try:
+            self._timer(now)
+        except Exception as exc:  # the last line of defence, see ``strict``
+            self._internal_error("timer", self.station_id, exc)
+
+    def _timer(self, now: float) -> None:
         for key, p in list(self._pending.items()):
             if self._pending.get(key) is not p or p.deadline > now:
                 continue

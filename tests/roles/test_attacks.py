@@ -407,3 +407,20 @@ def test_17_10_ars_relays_spoofed_ranging_at_a_bounded_rate_and_keeps_bounded_st
     assert size["ranging_last"] <= cfg.max_known_stations
     net.now += 1.0
     assert traffic_works(net, abs_, ams, b"after flood")
+
+
+# == the last line of defence ================================================================
+
+def test_a_handler_bug_is_counted_not_raised_outside_strict_mode(monkeypatch):
+    net, abs_, _ars1, _ars2, _ams = enter_all(D)
+
+    def broken(*_a, **_k):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(abs_, "_on_mpdu", broken)
+    monkeypatch.setattr(type(abs_), "strict", False)
+    abs_.receive(AMS, b"\x00\x05abc", net.now)      # no exception escapes
+    assert abs_.rejections["internal_error"] == 1
+    monkeypatch.setattr(type(abs_), "strict", True)  # what the tests and fuzzers run with
+    with pytest.raises(KeyError):
+        abs_.receive(AMS, b"\x00\x05abc", net.now)
