@@ -114,6 +114,7 @@ class RngStatus(IntEnum):
     SUCCESS = 0
     ABORT = 1  # refused (unknown AMS, no AK obtainable, bad CMAC_KEY_COUNT)
     RETRY = 2  # target is still fetching the AK; AMS retries after its timer
+    RERANGE = 3  # the station holds no context for the AMS (it restarted): re-enter there
 
 
 class ReleaseReason(IntEnum):

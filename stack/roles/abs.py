@@ -39,6 +39,7 @@ from stack.roles.events import (
     DataReceived,
     EntryFailed,
     HandoverComplete,
+    PeerLost,
 )
 from stack.roles.framing import (
     CMAC_TUPLE_LEN,
@@ -718,8 +719,12 @@ class AbsRole(RoleBase):
 
     def _relay_restarted(self, old: Context, now: float) -> None:
         """An access RS entered anew: whatever AMS contexts it held are gone with its old keys.
-        Their AMSs must re-enter (they notice on their own, docs/threat-model.md); the ABS stops
-        expecting anything of the old relay context."""
+        Their AMSs re-enter there with the next CMAC_KEY_COUNT once the RS tells them it holds
+        nothing for them (RNG-RSP RERANGE, docs/threat-model.md); the ABS stops expecting
+        anything of the old relay context."""
+        log.info("%s: access RS %s restarted", fmt_station(self.station_id),
+                 fmt_station(old.station))
+        self._emit(PeerLost(peer=old.station, procedure="relay_restarted"))
         for key in [k for k in self._akt if k[0] == old.station]:
             del self._akt[key]
             self._answered(("akt", *key))

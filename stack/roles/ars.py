@@ -95,6 +95,7 @@ class ArsRole(SubscriberRole):
         self._ranging_tokens = float(config.ranging_burst)
         self._ranging_at: float | None = None
         self._ranging_last: OrderedDict[int, tuple[float, float]] = OrderedDict()
+        self._hinted: OrderedDict[int, float] = OrderedDict()  # sender -> last RERANGE hint
 
     @property
     def distributed(self) -> bool:
@@ -118,7 +119,8 @@ class ArsRole(SubscriberRole):
         return {"ams_links": len(self._ams_links), "stid_station": len(self._stid_station),
                 "entries": len(self._entries), "ho_wait": len(self._ho_wait),
                 "ho_aks": len(self._ho_aks), "ho_fwd": len(self._ho_fwd),
-                "ranging_last": len(self._ranging_last), "pending": len(self._pending),
+                "ranging_last": len(self._ranging_last), "hinted": len(self._hinted),
+                "pending": len(self._pending),
                 "deadlines": len(self._deadlines)}
 
     # -- receive ----------------------------------------------------------------------------
@@ -278,10 +280,15 @@ class ArsRole(SubscriberRole):
                                           reason="unknown_said")
                 self._serve_tek_request(link, now)
                 return
-            if cls not in _RELAYED_SIGNED and (self.distributed or cls is not m.TekRequest):
+            if cls is m.TekRequest and self.distributed:
+                self._hint_rerange(src, now)  # a signed request we hold no keys for
+                raise UnknownKeyError("TEK-Request from an AMS without keys", reason="no_keys")
+            if cls not in _RELAYED_SIGNED and cls is not m.TekRequest:
                 raise ProtocolError(f"unexpected {cls.__name__} from an AMS",
                                     reason="unexpected_message")
             if not stid:
+                if cls is not m.KeyAgreementMsg2:
+                    self._hint_rerange(src, now)
                 raise UnknownKeyError("control from a station without a STID",
                                       reason="unknown_ams")
             if link is not None and cls is not m.KeyAgreementMsg2:
@@ -291,15 +298,36 @@ class ArsRole(SubscriberRole):
         if not FIRST_DATA_FID <= fid <= LAST_DATA_FID:
             raise MalformedError(f"unexpected FID {fid}", reason="bad_fid")
         if not stid:
+            self._hint_rerange(src, now)
             raise UnknownKeyError("data from an unknown station", reason="unknown_ams")
         if self.distributed:
             link = self._ams_links.get(stid)
             if link is None:
+                self._hint_rerange(src, now)
                 raise UnknownKeyError("data from an AMS without keys", reason="no_keys")
             fid, _eks, payload = self._open(link, mpdu, now)
             self._on_opened(src, link, fid, payload, now)
         else:
             self._up(stid, mpdu, now)
+
+    def _hint_rerange(self, src: int, now: float) -> None:
+        """An AMS talks to us as its serving station but we hold nothing for it (we restarted,
+        or a release raced it): tell it, unsigned -- we share no key with it -- so it re-enters
+        here with the next CMAC_KEY_COUNT. At most once per ``rto`` per sender, for a bounded
+        number of senders; a forged hint only makes an AMS renew its keys (the AMS rate-limits
+        that too, docs/threat-model.md)."""
+        cfg = self.config
+        assert isinstance(cfg, ArsConfig)
+        last = self._hinted.get(src)
+        if last is not None and now - last < self.timers.rto:
+            return
+        self._hinted[src] = now
+        self._hinted.move_to_end(src)
+        while len(self._hinted) > cfg.max_known_stations:
+            self._hinted.popitem(last=False)
+        rsp = m.RngRsp(purpose=m.RangingPurpose.HANDOVER_REENTRY, status=m.RngStatus.RERANGE,
+                       stid=0, amsid=None, request_cmac=bytes(CMAC_TUPLE_LEN))
+        self._queue(src, control_mpdu(rsp.encode()), rsp.TITLE)
 
     def _serve_tek_request(self, link: Link, now: float) -> None:
         self._queue(link.subject, control_mpdu(self._serve_tek(link, self.life.tek, now)),

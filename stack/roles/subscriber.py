@@ -197,6 +197,9 @@ class SubscriberRole(RoleBase):
         if self._ho is not None and src == self._ho[0]:
             self._on_ho_rsp(src, data, now)
             return
+        if self.link is not None and src == self.serving and self.phase == "operational":
+            self._on_rerange(src, data, now)
+            return
         msg = m.RngRsp.decode(data)
         # Under loss the EAP conversation may overtake a lost RNG-RSP (the ABS starts EAP right
         # after answering), so the RSP is accepted until key agreement has used the STID.
@@ -247,6 +250,25 @@ class SubscriberRole(RoleBase):
         self._answered("ho")
         if "ho_abort" not in self._deadlines:
             self._set_deadline("ho_abort", now + self.timers.rto)
+
+    def _on_rerange(self, src: int, data: bytes, now: float) -> None:
+        """Our serving station says it holds no context for us (it restarted). Unsigned -- it
+        shares no key with us any more -- so it is only a reason to re-enter there with the
+        next CMAC_KEY_COUNT (a handover to the same station: fresh AK, the ABS verifies our
+        request), at most once per retry span; our keys stay usable until that completes."""
+        msg = m.RngRsp.decode(data)
+        if msg.purpose != m.RangingPurpose.HANDOVER_REENTRY or \
+                msg.status != m.RngStatus.RERANGE:
+            raise ProtocolError("RNG-RSP out of state", reason="unexpected_message")
+        if self._rerange_at is not None and now - self._rerange_at < self.timers.give_up_after:
+            raise ProtocolError("re-range hint within the retry span", reason="rate_limited")
+        self._rerange_at = now
+        log.info("%s: %s holds no context for us; re-entering", fmt_station(self.station_id),
+                 fmt_station(src))
+        self._emit(PeerLost(peer=src, procedure="context_lost"))
+        self.handover(src, now)
+
+    _rerange_at: float | None = None
 
     def _ho_abort(self, now: float) -> None:
         if self._ho is not None:

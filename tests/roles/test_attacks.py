@@ -424,3 +424,29 @@ def test_a_handler_bug_is_counted_not_raised_outside_strict_mode(monkeypatch):
     monkeypatch.setattr(type(abs_), "strict", True)  # what the tests and fuzzers run with
     with pytest.raises(KeyError):
         abs_.receive(AMS, b"\x00\x05abc", net.now)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("active", [True, False], ids=["sending", "silent"])
+def test_17_11_a_restarted_ars_does_not_strand_its_amss(mode, active):
+    from stack.roles import ArsConfig, ArsRole, PeerLost
+    from tests.roles.harness import PSK
+
+    life = Lifetimes(tek=20.0, tek_refresh_margin=0.5)  # a silent AMS talks every 10 s
+    net, abs_, ars1, _ars2, ams = enter_all(mode, lifetimes=life)
+    reborn = ArsRole(ArsConfig(station_id=ARS1, psk=PSK[ARS1], mode=mode, timers=ars1.timers,
+                               lifetimes=life), rng=77)
+    net.roles[ARS1] = reborn                       # power cycle: every AMS context is gone
+    net.start_recording()
+    reborn.attach(ABS, net.now)
+    net.settle(2.0)
+    assert net.of(ABS, PeerLost, peer=ARS1, procedure="relay_restarted")
+    t0 = net.now
+    if active:
+        ams.send_data(ABS, b"anyone there?", net.now)
+    net.settle(12.0 if not active else 2.0)
+    assert net.of(AMS, PeerLost, procedure="context_lost")
+    [done] = net.of(AMS, HandoverComplete)
+    assert done.source == done.target == ARS1 and done.cmac_key_count == 1
+    assert net.now - t0 <= (12.0 if not active else 2.0)
+    assert traffic_works(net, abs_, ams, b"after the restart")
