@@ -281,14 +281,14 @@ class ArsRole(SubscriberRole):
                 self._serve_tek_request(link, now)
                 return
             if cls is m.TekRequest and self.distributed:
-                self._hint_rerange(src, now)  # a signed request we hold no keys for
+                self._hint_rerange(src, mpdu, now)  # a signed request we hold no keys for
                 raise UnknownKeyError("TEK-Request from an AMS without keys", reason="no_keys")
             if cls not in _RELAYED_SIGNED and cls is not m.TekRequest:
                 raise ProtocolError(f"unexpected {cls.__name__} from an AMS",
                                     reason="unexpected_message")
             if not stid:
                 if cls is not m.KeyAgreementMsg2:
-                    self._hint_rerange(src, now)
+                    self._hint_rerange(src, mpdu, now)
                 raise UnknownKeyError("control from a station without a STID",
                                       reason="unknown_ams")
             if link is not None and cls is not m.KeyAgreementMsg2:
@@ -298,24 +298,25 @@ class ArsRole(SubscriberRole):
         if not FIRST_DATA_FID <= fid <= LAST_DATA_FID:
             raise MalformedError(f"unexpected FID {fid}", reason="bad_fid")
         if not stid:
-            self._hint_rerange(src, now)
+            self._hint_rerange(src, mpdu, now)
             raise UnknownKeyError("data from an unknown station", reason="unknown_ams")
         if self.distributed:
             link = self._ams_links.get(stid)
             if link is None:
-                self._hint_rerange(src, now)
+                self._hint_rerange(src, mpdu, now)
                 raise UnknownKeyError("data from an AMS without keys", reason="no_keys")
             fid, _eks, payload = self._open(link, mpdu, now)
             self._on_opened(src, link, fid, payload, now)
         else:
             self._up(stid, mpdu, now)
 
-    def _hint_rerange(self, src: int, now: float) -> None:
+    def _hint_rerange(self, src: int, mpdu: bytes, now: float) -> None:
         """An AMS talks to us as its serving station but we hold nothing for it (we restarted,
         or a release raced it): tell it, unsigned -- we share no key with it -- so it re-enters
-        here with the next CMAC_KEY_COUNT. At most once per ``rto`` per sender, for a bounded
-        number of senders; a forged hint only makes an AMS renew its keys (the AMS rate-limits
-        that too, docs/threat-model.md)."""
+        here with the next CMAC_KEY_COUNT. The hint echoes the last 11 bytes of the MPDU that
+        prompted it (ICV or CMAC tuple), so the AMS takes it only as the answer to something it
+        sent just now: a replayed hint is stale. At most once per ``rto`` per sender, for a
+        bounded number of senders (docs/threat-model.md)."""
         cfg = self.config
         assert isinstance(cfg, ArsConfig)
         last = self._hinted.get(src)
@@ -325,8 +326,10 @@ class ArsRole(SubscriberRole):
         self._hinted.move_to_end(src)
         while len(self._hinted) > cfg.max_known_stations:
             self._hinted.popitem(last=False)
+        if len(mpdu) < 2 + CMAC_TUPLE_LEN:
+            return
         rsp = m.RngRsp(purpose=m.RangingPurpose.HANDOVER_REENTRY, status=m.RngStatus.RERANGE,
-                       stid=0, amsid=None, request_cmac=bytes(CMAC_TUPLE_LEN))
+                       stid=0, amsid=None, request_cmac=bytes(mpdu[-CMAC_TUPLE_LEN:]))
         self._queue(src, control_mpdu(rsp.encode()), rsp.TITLE)
 
     def _serve_tek_request(self, link: Link, now: float) -> None:

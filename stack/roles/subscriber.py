@@ -3,7 +3,9 @@ refresh, handover re-entry (digest §5.1, §6.5). The ARS enters the network as 
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Hashable
+from itertools import pairwise
 from typing import ClassVar
 
 from stack.errors import MalformedError, ProtocolError, UnknownKeyError
@@ -22,6 +24,7 @@ from stack.roles.framing import (
     LAST_DATA_FID,
     control_message,
     control_mpdu,
+    frame_bounds,
     mpdu_fid,
 )
 from stack.roles.ids import fmt_station, station_bytes
@@ -54,6 +57,7 @@ class SubscriberRole(RoleBase):
         self._ak_lifetime = self.life.ak
         self.link: Link | None = None
         self._ho: tuple[int, Link] | None = None
+        self._sent_tails: deque[bytes] = deque(maxlen=32)  # see frames_to_send
 
     # -- commands ---------------------------------------------------------------------------
     def attach(self, via: int, now: float) -> None:
@@ -237,6 +241,7 @@ class SubscriberRole(RoleBase):
             self._answered("ho")
             self._set_deadline("ho_abort", None)
             source, self.serving, self.link, self._ho = self.serving, target, link, None
+            self._sent_tails.clear()  # a hint must answer something sent on this link
             self._keys_event(link, "handover", peer=target)
             self._emit(HandoverComplete(ams=self.station_id, source=source, target=target,
                                         akid=link.ctx.akid.hex(),
@@ -260,15 +265,33 @@ class SubscriberRole(RoleBase):
         if msg.purpose != m.RangingPurpose.HANDOVER_REENTRY or \
                 msg.status != m.RngStatus.RERANGE:
             raise ProtocolError("RNG-RSP out of state", reason="unexpected_message")
+        if msg.request_cmac not in self._sent_tails:
+            raise ProtocolError("re-range hint for nothing we sent just now",
+                                reason="stale_rng_rsp")
+        self._sent_tails.remove(msg.request_cmac)  # one hint per MPDU, never again
         if self._rerange_at is not None and now - self._rerange_at < self.timers.give_up_after:
             raise ProtocolError("re-range hint within the retry span", reason="rate_limited")
         self._rerange_at = now
+        self._sent_tails.clear()
         log.info("%s: %s holds no context for us; re-entering", fmt_station(self.station_id),
                  fmt_station(src))
         self._emit(PeerLost(peer=src, procedure="context_lost"))
         self.handover(src, now)
 
     _rerange_at: float | None = None
+
+    def frames_to_send(self, now: float, max_bytes: int | None = None) -> list[tuple[int, bytes]]:
+        """As :meth:`RoleBase.frames_to_send`; also remembers the last 11 bytes (ICV or CMAC
+        tuple) of the first MPDUs of each frame to the serving station, which a RERANGE hint
+        must echo."""
+        out = super().frames_to_send(now, max_bytes)
+        for dst, frame in out:
+            if dst == self.serving:
+                bounds = frame_bounds(frame)
+                for a, b in pairwise(bounds[:5]):
+                    if b - a >= 2 + CMAC_TUPLE_LEN:
+                        self._sent_tails.append(frame[b - CMAC_TUPLE_LEN : b])
+        return out
 
     def _ho_abort(self, now: float) -> None:
         if self._ho is not None:
