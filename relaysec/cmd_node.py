@@ -6,6 +6,10 @@ ABS is the timing master; the others lock to its beacons (docs/trial.md). Each n
 progress and a summary of what it saw, and exits 0 when its part of the scenario completed with no
 corrupted or duplicated data delivered, 1 otherwise, 2 for a configuration or command-line error
 (found before the radio is opened).
+
+A node runs on a radio: every key, nonce and protocol random comes from the OS CSPRNG. A seed set
+for it (--seed, ``seed`` in the file) is refused unless --insecure-deterministic-keys, whose
+report then says "insecure: deterministic keys".
 """
 
 from __future__ import annotations
@@ -24,9 +28,11 @@ from relaysec.cmd_trial import (
     output_failed,
     printed_config,
     stderr_progress,
+    warn_if_insecure,
 )
 from relaysec.config import ConfigError
 from relaysec.paths import make_output_dir, number_in
+from relaysec.report import insecure_line
 
 #: Longest ``--duration`` (a week of air).
 MAX_DURATION_S = 7 * 86400.0
@@ -70,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
         return config_failed("node", exc)
     if printed_config(args, cfg):
         return 0
+    warn_if_insecure("node", cfg, node=True)
     progress = stderr_progress(args)
     try:
         if args.record is not None:
@@ -90,6 +97,9 @@ def run(args: argparse.Namespace) -> int:
             signal.signal(signal.SIGTERM, old)
     verdict = "PASS" if report["ok"] else f"FAIL — {report['reason']}"
     print(f"relaysec node {st['name']} ({st['role']}): {verdict}")
+    warning = insecure_line(report)
+    if warning:
+        print(f"  {warning}")
     for name, f in report.get("flows", {}).items():
         print(f"  {name}: sent {f['sent']} B, delivered here {f['delivered']} B, "
               f"corrupted {f['corrupted']} B")

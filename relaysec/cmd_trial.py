@@ -4,6 +4,10 @@ With no arguments: the default scenario (relaysec/data/default.toml) on the loop
 Exit status 0 only when every phase passed and no application byte arrived corrupted; 1 when the
 trial ran and failed; 2 for a configuration or command-line error (a bad value, an output path that
 cannot be written), found before the trial starts.
+
+Over radios (--backend pluto) every key, nonce and protocol random comes from the OS CSPRNG; a
+seed given for such a run is refused unless --insecure-deterministic-keys, whose reports then say
+"insecure: deterministic keys". The loopback simulator is always seeded (same seed, same trace).
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ from relaysec.config import (
     ConfigError,
     OptionError,
     check_air_speed,
+    check_key_randomness,
     check_uri,
-    load_config,
+    deterministic_keys,
+    load_config_sources,
     parse_override,
     redacted,
     to_toml,
@@ -31,9 +37,14 @@ def add_common_options(p: argparse.ArgumentParser) -> None:
     """Options shared by ``trial`` and ``node``."""
     p.add_argument("--config", metavar="FILE.toml", help="scenario/topology file (TOML, UTF-8); "
                    "keys left out keep their defaults")
-    p.add_argument("--seed", type=int, help="seed of every random choice (default from config)")
+    p.add_argument("--seed", type=int, help="seed of the simulator's random choices (default "
+                   "from config); over radios refused unless --insecure-deterministic-keys")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config key, e.g. --set phy.mcs=QPSK-1/2 (repeatable)")
+    p.add_argument("--insecure-deterministic-keys", action="store_true",
+                   help="over radios, draw every key, nonce and protocol random from the seed "
+                   "instead of the OS CSPRNG (reproducible, insecure: for debugging only; every "
+                   "report says so). The loopback simulator is always seeded")
     p.add_argument("--print-config", action="store_true",
                    help="print the merged configuration as TOML and exit")
     p.add_argument("--json", metavar="PATH",
@@ -45,18 +56,28 @@ def add_common_options(p: argparse.ArgumentParser) -> None:
 
 def merged_config(args: argparse.Namespace, extra: Sequence[tuple[str, Any]] = (), *,
                   node: bool = False) -> dict[str, Any]:
-    """Defaults ← --config file ← --set overrides ← dedicated flags, validated; then a data
-    packet must fit the TDD zones of the schedule in use (*node*: over the air). Raises
-    :class:`ConfigError`."""
+    """Defaults ← --config file ← --set overrides ← dedicated flags, validated; then the checks
+    that depend on how the config runs: a seeded run over radios (*node*, or ``backend =
+    "pluto"``) needs --insecure-deterministic-keys, and a data packet must fit the TDD zones of
+    the schedule in use. Raises :class:`ConfigError`."""
     overrides = [parse_override(s) for s in args.overrides]
     if args.seed is not None:
         overrides.append(("seed", args.seed))
+    if args.insecure_deterministic_keys:
+        overrides.append(("security.insecure_deterministic_keys", True))
     overrides.extend(extra)
-    cfg = load_config(args.config, overrides)
+    cfg, given = load_config_sources(args.config, overrides)
+    check_key_randomness(cfg, radios=runs_over_radios(cfg, node=node),
+                         seed_given="seed" in given)
     from relaysec.trial import check_fits
 
     check_fits(cfg, wall=node or cfg["backend"] == "pluto" or cfg["schedule"]["mode"] == "wall")
     return cfg
+
+
+def runs_over_radios(cfg: dict[str, Any], *, node: bool = False) -> bool:
+    """Whether the run uses real or emulated radios (``relaysec node``, ``backend = "pluto"``)."""
+    return node or cfg["backend"] == "pluto"
 
 
 def check_radios(cfg: dict[str, Any], stations: Sequence[dict[str, Any]]) -> None:
@@ -82,6 +103,15 @@ def config_failed(command: str, exc: ConfigError) -> int:
     kind = "error" if isinstance(exc, OptionError) else "config error"
     print(f"relaysec {command}: {kind}: {exc}", file=sys.stderr)
     return 2
+
+
+def warn_if_insecure(command: str, cfg: dict[str, Any], *, node: bool = False) -> None:
+    """On stderr (even with --quiet): this run's keys over radios are drawn from the seed."""
+    radios = runs_over_radios(cfg, node=node)
+    if radios and deterministic_keys(cfg, radios=radios):
+        print(f"relaysec {command}: warning: insecure: deterministic keys: every key, nonce and "
+              f"protocol random is drawn from seed {cfg['seed']} (--insecure-deterministic-keys)",
+              file=sys.stderr)
 
 
 def printed_config(args: argparse.Namespace, cfg: dict[str, Any]) -> bool:
@@ -139,6 +169,7 @@ def run(args: argparse.Namespace) -> int:
         return config_failed("trial", exc)
     if printed_config(args, cfg):
         return 0
+    warn_if_insecure("trial", cfg)
     progress = stderr_progress(args)
     try:
         if args.record is not None:

@@ -175,13 +175,35 @@ def load_config(
     >>> cfg["phy"]["mcs"]
     'QPSK-1/2'
     """
+    return load_config_sources(path, overrides)[0]
+
+
+def load_config_sources(
+    path: str | Path | None = None,
+    overrides: Iterable[tuple[str, Any]] = (),
+) -> tuple[Config, set[str]]:
+    """:func:`load_config`, plus the dotted keys the file or the overrides set (as opposed to
+    built-in defaults), e.g. ``{"seed", "phy.mcs"}``: a few checks depend on what the user
+    asked for, not only on the value (:func:`check_key_randomness`)."""
     cfg = default_config()
+    given: set[str] = set()
     if path is not None:
-        _merge(cfg, load_toml(path), "")
+        data = load_toml(path)
+        _merge(cfg, data, "")
+        given |= set(_dotted_keys(data, ""))
     for key, value in overrides:
         _set_dotted(cfg, key, value)
+        given |= set(_dotted_keys(value, key)) if isinstance(value, Mapping) else {key}
     validate(cfg)
-    return cfg
+    return cfg, given
+
+
+def _dotted_keys(data: Any, where: str) -> Iterable[str]:
+    if isinstance(data, Mapping):
+        for key, value in data.items():
+            yield from _dotted_keys(value, f"{where}.{key}" if where else str(key))
+    else:
+        yield where
 
 
 # --------------------------------------------------------------------------- value checks
@@ -318,6 +340,7 @@ def specs() -> dict[str, Spec]:
         "security.max_retries": Spec("int", 0, 100),
         "security.entry_attempts": Spec("int", 1, 100),
         "security.psk_seed": Spec("str"),
+        "security.insecure_deterministic_keys": Spec("bool"),
         "channel.model": Spec("str", choices=CHANNELS),
         "channel.snr_db": Spec("num", -20.0, 80.0, unit="dB"),
         "channel.cfo_ppm": Spec("num", 0.0, 50.0, unit="ppm"),
@@ -521,6 +544,30 @@ def _validate_links(cfg: Config) -> None:
             snr.check(f"links[{i}].snr_db", link["snr_db"])
         if "channel" in link and link["channel"] not in CHANNELS:
             raise ConfigError(f"links[{i}].channel must be one of {CHANNELS}")
+
+
+def deterministic_keys(cfg: Config, *, radios: bool) -> bool:
+    """Whether the roles and the authenticator draw keys, nonces and protocol randoms from the
+    seed: always in the loopback simulator (same seed, same trace), over radios (``backend =
+    "pluto"``, ``relaysec node``) only with ``security.insecure_deterministic_keys``; otherwise
+    they come from the OS CSPRNG (``os.urandom``)."""
+    return not radios or bool(cfg["security"]["insecure_deterministic_keys"])
+
+
+def check_key_randomness(cfg: Config, *, radios: bool, seed_given: bool) -> None:
+    """Refuse a seeded run over radios unless deterministic keys were asked for explicitly.
+
+    Over radios the seed would only pick payloads (keys are fresh), so a seed the user set
+    (``--seed``, ``seed`` in the file, ``--set seed=…``) most likely expects reproducible keys,
+    which over the air means keys anyone with the config can recompute."""
+    if radios and seed_given and not cfg["security"]["insecure_deterministic_keys"]:
+        raise ConfigError(
+            f"config key 'seed' ({cfg['seed']}) is set for a run over radios, where every key, "
+            "nonce and protocol random comes from the OS CSPRNG; a seed would make them "
+            "reproducible by anyone holding the config. Leave the seed out, or, for a "
+            "debugging run only, pass --insecure-deterministic-keys (security."
+            "insecure_deterministic_keys = true): its reports say 'insecure: deterministic "
+            "keys'")
 
 
 def is_emulator_uri(uri: str) -> bool:

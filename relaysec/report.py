@@ -129,6 +129,17 @@ def write_json(report: Mapping[str, Any], path: str | Path) -> None:
     Path(path).write_text(to_json(report), encoding="utf-8")
 
 
+def insecure_line(report: Mapping[str, Any]) -> str | None:
+    """The warning line of a report whose keys were drawn from the seed over radios, else
+    None."""
+    what = report.get("insecure")
+    if not what:
+        return None
+    return (f"insecure: {what} — every key, nonce and protocol random came from seed "
+            f"{report.get('seed')} (--insecure-deterministic-keys): anyone with the config can "
+            "recompute them; for debugging only")
+
+
 def _fmt_rate(bps: float | None) -> str:
     if bps is None or not math.isfinite(bps):
         return "-"
@@ -151,6 +162,9 @@ def summary_text(report: Mapping[str, Any]) -> str:
     if not report["ok"] and report.get("reason"):
         head += f" — {report['reason']}"
     lines.append(head)
+    warning = insecure_line(report)
+    if warning:
+        lines.append(warning)
     meta = []
     for key in ("backend", "security_mode", "seed"):
         if key in report:

@@ -16,7 +16,9 @@ a small script of its own, driven by what it hears and by frame counts of the OT
 
 Application packets are deterministic in (seed, flow id, sequence number), so each receiver checks
 what it got against what the far end must have sent (bytes delivered, corrupted, duplicates). A
-node's report covers what *it* saw; the lab compares the three or four reports.
+node's report covers what *it* saw; the lab compares the three or four reports. A node runs on a
+radio, so its keys, nonces and protocol randoms come from the OS CSPRNG (the seed picks only the
+payloads) unless ``security.insecure_deterministic_keys``, which its report flags as insecure.
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ class NodeRunner:
         self.name = name
         self.st = station(cfg, name)
         self.progress = progress or (lambda s: None)
-        self.trial = Trial(cfg, progress=self.progress, record_dir=record_dir)
+        # a node runs on a radio: keys from the OS CSPRNG unless insecure_deterministic_keys
+        self.trial = Trial(cfg, progress=self.progress, record_dir=record_dir, radios=True)
         self.trial.wall = True
         self.trial.stretch = float(cfg["schedule"]["ota_frame_ms"]) / float(cfg["phy"]["frame_ms"])
         if radio is not None:
@@ -106,7 +109,8 @@ class NodeRunner:
             self.trial._build(only=self.name)
         except TrialSetupError as exc:
             return {"ok": False, "reason": str(exc), "station": self.name,
-                    "role": self.st["role"]}
+                    "role": self.st["role"], "seed": int(self.cfg["seed"]),
+                    **self.trial.key_randomness()}
         self.net = self.trial.net
         self.role = self.trial.roles[self.name]
         self.id_of = self.trial.id_of
@@ -281,6 +285,8 @@ class NodeRunner:
             "reason": reason,
             "station": self.name,
             "role": role,
+            "seed": int(self.cfg["seed"]),
+            **self.trial.key_randomness(),
             "milestones": self.milestones,
             "bytes": {"corrupted": corrupted, "duplicates": duplicates},
             "flows": flows,

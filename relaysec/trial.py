@@ -36,6 +36,7 @@ from relaysec.config import (
     Config,
     ConfigError,
     check_air_speed,
+    deterministic_keys,
     link_params,
     stations_by_role,
 )
@@ -54,6 +55,10 @@ PHASES = ("ars_entry", "ams_entry", "traffic_1", "tek_refresh", "handover", "tra
 
 class TrialSetupError(RuntimeError):
     """The trial cannot be built (a layer missing, a radio not reachable); message says which."""
+
+
+#: What the reports say about a run whose keys were drawn from the seed over radios.
+INSECURE = "deterministic keys"
 
 
 @functools.lru_cache(maxsize=8)
@@ -179,6 +184,7 @@ class Trial:
         progress: Callable[[str], None] | None = None,
         tap: FrameTap | None = None,
         record_dir: str | Path | None = None,
+        radios: bool | None = None,
     ) -> None:
         self.cfg = cfg
         self.progress = progress or (lambda s: None)
@@ -199,6 +205,10 @@ class Trial:
         self.wall = cfg["backend"] == "pluto" or cfg["schedule"]["mode"] == "wall"
         self.stretch = (float(cfg["schedule"]["ota_frame_ms"]) / float(cfg["phy"]["frame_ms"])
                         if self.wall else 1.0)
+        # Over radios (real or emulated) every key, nonce and protocol random comes from the OS
+        # CSPRNG unless security.insecure_deterministic_keys; the simulator is always seeded.
+        self.radios = cfg["backend"] == "pluto" if radios is None else bool(radios)
+        self.seeded_keys = deterministic_keys(cfg, radios=self.radios)
 
     # ------------------------------------------------------------------ construction
 
@@ -269,13 +279,21 @@ class Trial:
 
         roles: dict[str, Any] = {}
         for s in local:
-            seed = [self.seed, int(s["station_id"]) & 0xFFFFFFFF]
-            rseed = int(np.random.default_rng(seed).integers(2**63))
+            # None: os.urandom for every key, nonce and protocol random (radios); a seed per
+            # station: the simulator's reproducible trace
+            rseed: int | None = None
+            if self.seeded_keys:
+                seed = [self.seed, int(s["station_id"]) & 0xFFFFFFFF]
+                rseed = int(np.random.default_rng(seed).integers(2**63))
             if s["role"] == "abs":
                 roles[s["name"]] = AbsRole(
                     AbsConfig(station_id=s["station_id"], mode=mode, timers=timers,
-                              lifetimes=life, encrypt_relay_control=relay_ctl),
-                    authenticator=BuiltinAuthenticator(psks, rng=rseed + 1), rng=rseed)
+                              lifetimes=life, encrypt_relay_control=relay_ctl,
+                              relays=frozenset(int(r["station_id"])
+                                               for r in stations_by_role(cfg, "ars"))),
+                    authenticator=BuiltinAuthenticator(
+                        psks, rng=None if rseed is None else rseed + 1),
+                    rng=rseed)
             elif s["role"] == "ars":
                 roles[s["name"]] = ArsRole(
                     ArsConfig(station_id=s["station_id"], psk=station_psk(cfg, s), mode=mode,
@@ -904,6 +922,7 @@ class Trial:
             "ok": ok,
             "reason": reason,
             "seed": self.seed,
+            **self.key_randomness(),
             "backend": self.cfg["backend"],
             "security_mode": self.cfg["security"]["mode"],
             "profile": self.cfg["phy"]["profile"],
@@ -935,6 +954,16 @@ class Trial:
                        if type(ne.event).__name__ != "DataReceived"],
         }
         return report
+
+    def key_randomness(self) -> dict[str, Any]:
+        """Report fields on where keys came from: ``key_randomness`` is ``"os"`` (the OS CSPRNG)
+        or ``"seed"``; ``insecure`` is :data:`INSECURE` when seeded keys went over radios, else
+        None (the simulator's seeded keys never leave the process)."""
+        roles = getattr(self, "roles", None) or {}
+        seeded = self.seeded_keys or any(getattr(r, "deterministic", False)
+                                         for r in roles.values())
+        return {"key_randomness": "seed" if seeded else "os",
+                "insecure": INSECURE if seeded and self.radios else None}
 
     def _stale_rejections(self) -> dict[str, int]:
         """Rejections, by reason, of frames the old serving station sent after the handover
