@@ -650,14 +650,25 @@ def _toml_scalar(value: Any) -> str:
     if isinstance(value, float):
         return repr(value)
     if isinstance(value, str):
-        out = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-        return f'"{out}"'
+        return '"' + "".join(_toml_char(ch) for ch in value) + '"'
     if isinstance(value, list):
         return "[" + ", ".join(_toml_scalar(v) for v in value) + "]"
     if isinstance(value, dict):
         inner = ", ".join(f"{_toml_key(k)} = {_toml_scalar(v)}" for k, v in value.items())
         return "{" + inner + "}"
     raise ConfigError(f"cannot write {type(value).__name__} as TOML")
+
+
+def _toml_char(ch: str) -> str:
+    """One character of a TOML basic string: quotes, backslashes and control characters
+    escaped (TOML forbids them raw)."""
+    if ch in ('"', "\\"):
+        return "\\" + ch
+    if ch == "\n":
+        return "\\n"
+    if ord(ch) < 0x20 or ord(ch) == 0x7F:
+        return f"\\u{ord(ch):04X}"
+    return ch
 
 
 def to_toml(cfg: Mapping[str, Any]) -> str:

@@ -313,3 +313,12 @@ def test_replay_bad_options_exit_2_and_unreadable_captures_exit_1(
     (tmp_path / "d.sigmf-data").write_bytes(b"")
     rc, err = cli(capsys, "replay", str(tmp_path / "d.sigmf-meta"))   # a directory
     assert rc == 1 and "d.sigmf-meta" in err
+
+
+def test_printed_config_escapes_control_characters(capsys: pytest.CaptureFixture[str]) -> None:
+    import tomllib
+
+    assert main(["trial", "--set", 'security.psk_seed="a\\u0001b\\tc\\u007f"',
+                 "--print-config"]) == 0
+    printed = tomllib.loads(capsys.readouterr().out)      # TOML forbids raw control characters
+    assert printed["security"]["psk_seed"] == "a\x01b\tc\x7f"
