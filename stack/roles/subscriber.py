@@ -265,6 +265,8 @@ class SubscriberRole(RoleBase):
         if msg.purpose != m.RangingPurpose.HANDOVER_REENTRY or \
                 msg.status != m.RngStatus.RERANGE:
             raise ProtocolError("RNG-RSP out of state", reason="unexpected_message")
+        if self._ho is not None:
+            raise ProtocolError("re-range hint during a handover", reason="unexpected_message")
         if msg.request_cmac not in self._sent_tails:
             raise ProtocolError("re-range hint for nothing we sent just now",
                                 reason="stale_rng_rsp")
