@@ -9,38 +9,79 @@ exactly as with hardware, and the air advances with the wall clock at the sample
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import ipaddress
 import logging
 import signal
 import sys
 import threading
+from pathlib import Path
 
 from hw.emu import EmulatorConfig, create_emulators
+from hw.emu.errors import EmulatorConfigError
+from hw.emu.server import DEFAULT_MAX_BUFFER_SAMPLES, DEFAULT_MAX_CLIENTS
+
+#: The flag of each configuration field, so an error names what the user typed.
+FLAGS = {
+    "radios": "--radios", "sample_rate": "--sample-rate", "profile": "--profile",
+    "seed": "--seed", "clock": "--clock", "speed": "--speed", "snr_db": "--snr",
+    "self_snr_db": "--self-snr", "channel": "--channel", "ppm": "--ppm", "lo_hz": "--lo",
+    "host": "--host", "base_port": "--base-port", "record_dir": "--record",
+    "max_clients": "--max-clients", "max_buffer_samples": "--max-buffer-samples",
+}
 
 
 def _profile_rate(profile: str) -> int:
     import phy
 
-    return round(phy.get_profile(profile).sample_rate)
+    try:
+        return round(phy.get_profile(profile).sample_rate)
+    except phy.UnknownProfileError as exc:
+        raise EmulatorConfigError("profile", f"is not a PHY profile: {exc.args[0]}") from None
 
 
 def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
-    """The emulator configuration the flags describe."""
-    rate = args.sample_rate if args.sample_rate else _profile_rate(args.profile)
-    return EmulatorConfig(
-        sample_rate=round(rate),
+    """The emulator configuration the flags describe, validated.
+
+    Raises :class:`~hw.emu.errors.EmulatorConfigError` whose ``field`` maps to the flag
+    through :data:`FLAGS`.
+    """
+    profile_rate = _profile_rate(args.profile)  # a bad --profile is an error even when unused
+    rate = profile_rate if args.sample_rate is None else args.sample_rate  # 0 is not "default"
+    ppm: float | tuple[float, ...] = 0.0
+    if args.ppm:
+        ppm = tuple(args.ppm) if len(args.ppm) > 1 else args.ppm[0]
+    cfg = EmulatorConfig(
+        sample_rate=rate,
         seed=args.seed,
         clock=args.clock,
         speed=args.speed,
         snr_db=args.snr,
         self_snr_db=args.self_snr,
         channel=args.channel,
-        ppm=tuple(args.ppm) if args.ppm and len(args.ppm) > 1 else (
-            args.ppm[0] if args.ppm else 0.0),
+        ppm=ppm,
         lo_hz=args.lo,
         host=args.host,
         base_port=args.base_port,
-        record_dir=args.record,
+        max_clients=args.max_clients,
+        max_buffer_samples=args.max_buffer_samples,
     )
+    cfg.check(args.radios)
+    if args.record is None:
+        return cfg
+    if not Path(args.record).exists():  # created only once every other flag is valid
+        try:
+            Path(args.record).mkdir(parents=True)
+        except OSError as exc:
+            raise EmulatorConfigError("record_dir", f"cannot be created: {exc}") from None
+    cfg = dataclasses.replace(cfg, record_dir=args.record)
+    cfg.check(args.radios)
+    return cfg
+
+
+def _fail(message: str) -> int:
+    print(f"relaysec emulate: {message}", file=sys.stderr)
+    return 2
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,10 +90,18 @@ def run(args: argparse.Namespace) -> int:
                         stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
     try:
         cfg = config_from_args(args)
+    except EmulatorConfigError as exc:
+        return _fail(f"{FLAGS.get(exc.field, exc.field)} {exc.problem}")
+    if not ipaddress.ip_address(cfg.host).is_loopback:
+        print(f"relaysec emulate: warning: listening on {cfg.host}, not loopback: any host "
+              "that reaches it can drive these radios (the protocol has no authentication)",
+              file=sys.stderr)
+    try:
         cluster = create_emulators(args.radios, cfg)
-    except Exception as exc:  # bad flags, port in use, ...
-        print(f"relaysec emulate: {exc}", file=sys.stderr)
-        return 2
+    except OSError as exc:  # port in use, address not on this host, ...
+        return _fail(f"cannot listen on {cfg.host} (--host/--base-port): {exc}")
+    except Exception as exc:  # anything else: a message, never a traceback
+        return _fail(f"{type(exc).__name__}: {exc}")
     stop = threading.Event()
 
     def _stop(signum: int, frame: object) -> None:
@@ -104,5 +153,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="wall clock speed factor (e.g. 0.5 = half speed)")
     p.add_argument("--record", metavar="DIR", default=None,
                    help="record what each radio's clients received as SigMF (DIR/pluto0...)")
+    p.add_argument("--max-clients", type=int, default=DEFAULT_MAX_CLIENTS, metavar="N",
+                   help="connections each radio serves at once; more are refused with EBUSY "
+                        f"(default {DEFAULT_MAX_CLIENTS})")
+    p.add_argument("--max-buffer-samples", type=int, default=DEFAULT_MAX_BUFFER_SAMPLES,
+                   metavar="N", help="largest buffer a client may open, in samples; larger "
+                   f"ones get ENOMEM (default {DEFAULT_MAX_BUFFER_SAMPLES})")
     p.add_argument("-v", "--verbose", action="store_true", help="log connections and settings")
     p.set_defaults(func=run)

@@ -23,7 +23,7 @@ from hw.emu.ad9361 import PlutoContext, Settings
 from hw.emu.air import Air, MediumPath
 from hw.emu.cluster import EmulatorCluster, EmulatorConfig, create_emulators, start_emulators
 from hw.emu.datapath import DataPath, LocalLoop
-from hw.emu.errors import EmulatorError, IioError
+from hw.emu.errors import EmulatorConfigError, EmulatorError, IioError
 from hw.emu.server import PlutoServer
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "DataPath",
     "EmulatorCluster",
     "EmulatorConfig",
+    "EmulatorConfigError",
     "EmulatorError",
     "IioError",
     "LocalLoop",

@@ -15,10 +15,16 @@ a :class:`MediumPath` (the :class:`~hw.emu.datapath.DataPath` of its :class:`Plu
   of stalling libiio into ``EPIPE``.
 - ``WRITEBUF`` is ``radio.transmit(iq)``: on the air at the clock's *now*, or right after the
   previous block if that one is still playing (a DAC FIFO). When more than ``buffers_count`` blocks
-  are queued ahead of now, the push waits (bounded) like the kernel's buffer queue does.
+  are queued ahead of now, the push waits (bounded) like the kernel's buffer queue does; if the
+  queue still holds more than twice that after the wait the client's timeout allows, the push
+  fails with ``ETIMEDOUT`` (hardware would block past the timeout) instead of piling air up.
+  On the sim clock, where only readers drain it, more than :data:`TX_QUEUE_MAX_SAMPLES` queued
+  is ``ENOBUFS``.
 - A **cyclic** buffer is repeated on the air until the buffer is closed: before any radio on the
   medium renders a window, :class:`Air` schedules every cyclic transmitter through that window's
-  end (plus a short look-ahead, so a cyclic tone may outlive ``CLOSE`` by that much).
+  end (plus a short look-ahead, so a cyclic tone may outlive ``CLOSE`` by that much). Air more
+  than :data:`CYCLIC_LOOKBACK_S` before the window that nobody read is skipped, phase kept, so
+  a tone left running while nobody reads costs nothing when the next reader comes.
 - Settings follow the attribute model: LOs (separate TX/RX), and gains relative to a reference
   (``rx_gain_ref_db``/``tx_gain_ref_db``, by default the project's RadioConfig defaults 30 dB /
   -10 dB): at the reference gains a link has exactly the SNR the medium was configured with; in an
@@ -50,6 +56,14 @@ except ImportError:  # pragma: no cover
 _MARGIN = _INTERP_HALF + 2.0
 #: How far ahead of a reader's window cyclic transmissions are scheduled (seconds).
 CYCLIC_LOOKAHEAD_S = 0.02
+#: How far behind a reader's window a cyclic transmission is still put on the air (seconds):
+#: air no reader asked for before that is skipped (phase kept), so a cyclic buffer left running
+#: while nobody reads never makes the next reader render the whole pause at once.
+CYCLIC_LOOKBACK_S = 1.0
+#: Most samples a radio's TX queue may hold ahead of the air (its DAC FIFO, 128 MB of
+#: complex64): beyond it a push waits on the wall clock, and on the sim clock (where nothing
+#: drains the queue but readers) it is refused with ENOBUFS.
+TX_QUEUE_MAX_SAMPLES = 1 << 24
 
 
 class Air:
@@ -69,12 +83,13 @@ class Air:
             if path in self.paths:
                 self.paths.remove(path)
 
-    def schedule_cyclic(self, until: float) -> None:
-        """Put every cyclic transmission on the air through medium time ``until``."""
+    def schedule_cyclic(self, until: float, since: float | None = None) -> None:
+        """Put every cyclic transmission on the air through medium time ``until``; air before
+        ``since`` that no reader asked for is skipped (the repetition keeps its phase)."""
         with self._lock:
             paths = list(self.paths)
         for p in paths:
-            p._extend_cyclic(until)
+            p._extend_cyclic(until, since)
 
 
 class MediumPath:
@@ -176,12 +191,14 @@ class MediumPath:
                                 "longer than the client's timeout allows (%.2f s); completing "
                                 "it with noise. Raise ctx.set_timeout() or use smaller "
                                 "buffers.", self.radio.name, n, n / fs, fs, max_wait_s)
-                self.air.schedule_cyclic(self._global(t + k) + _MARGIN + CYCLIC_LOOKAHEAD_S * fs)
+                self.air.schedule_cyclic(self._global(t + k) + _MARGIN + CYCLIC_LOOKAHEAD_S * fs,
+                                         self._global(t) - CYCLIC_LOOKBACK_S * fs)
                 head = self.radio.receive(k) if k else np.zeros(0, np.complex64)
                 self.radio.skip(n - k)
                 self.late_samples += n - k
                 return np.concatenate([head, self._noise(n - k)])
-        self.air.schedule_cyclic(self._global(t + n) + _MARGIN + CYCLIC_LOOKAHEAD_S * fs)
+        self.air.schedule_cyclic(self._global(t + n) + _MARGIN + CYCLIC_LOOKAHEAD_S * fs,
+                                 self._global(t) - CYCLIC_LOOKBACK_S * fs)
         return self.radio.receive(n)
 
     def _kernel_queue(self, n: int) -> None:
@@ -225,23 +242,37 @@ class MediumPath:
             # Back-pressure: at most `buffers_count` blocks queued ahead of now (kernel queue).
             fs = self.medium.sample_rate
             ahead = self._tx_end_local - self._local(self._now())
-            limit = self.buffers_count * iq.size
+            limit = max(iq.size, min(self.buffers_count * iq.size, TX_QUEUE_MAX_SAMPLES))
             if ahead > limit:
                 wait_until = self._global(self._tx_end_local - limit)
                 deadline = self._now() + max_wait_s * fs
                 self.medium.clock.sleep_until(min(wait_until, deadline))
+                ahead = self._tx_end_local - self._local(self._now())
+                if ahead > 2 * limit:
+                    # Still far over after waiting all the client's timeout allows: hardware
+                    # would block past it (ETIMEDOUT). Queueing anyway would let a client with
+                    # a tiny TIMEOUT pile up unbounded air (memory) ahead of everyone.
+                    raise IioError(errno.ETIMEDOUT, f"{self.radio.name}: TX queue full: "
+                                   f"{ahead / fs:.3f} s of air queued ahead, more than twice "
+                                   f"{self.buffers_count} kernel buffers, after waiting the "
+                                   f"{max_wait_s:.3f} s the client's timeout allows")
             start = self.radio.transmit(iq)
         else:
             # Sim clock: "now" is the furthest any radio has read (Medium.now()), so every
             # radio that has not yet read past it hears the block (a DAC FIFO after that).
             at = max(self._local(self._now()), self._tx_end_local)
+            if at + iq.size - self._local(self._now()) > max(iq.size, TX_QUEUE_MAX_SAMPLES):
+                raise IioError(errno.ENOBUFS, f"{self.radio.name}: TX queue full: "
+                               f"{at - self._local(self._now()):.0f} samples already queued "
+                               "ahead of the simulated air, which only readers advance")
             start = self.radio.transmit(iq, at=at)
         self._tx_end_local = start + iq.size
 
     _tx_end_local = -math.inf
 
-    def _extend_cyclic(self, until: float) -> None:
-        """Schedule this radio's cyclic buffer through medium time ``until``."""
+    def _extend_cyclic(self, until: float, since: float | None = None) -> None:
+        """Schedule this radio's cyclic buffer through medium time ``until``, skipping air
+        before ``since`` that nobody asked for (in blocks, so memory stays bounded)."""
         with self._lock:
             c = self._cyclic
             if c is None or c.size == 0:
@@ -250,12 +281,18 @@ class MediumPath:
             if self._cyclic_next >= end_local:
                 return
             block = max(c.size, int(CYCLIC_LOOKAHEAD_S * self.medium.sample_rate))
-            count = math.ceil((end_local - self._cyclic_next) / block) * block
-            idx = (self._cyclic_pos + np.arange(count)) % c.size
-            start = self._cyclic_next
-            self._cyclic_next += count
-            self._cyclic_pos = int((self._cyclic_pos + count) % c.size)
-            self.radio.transmit(c[idx], at=start)
+            if since is not None:
+                gap = math.floor((self._local(since) - self._cyclic_next) / block) * block
+                if gap > 0:  # keep the phase: the repetition advances as if it had played
+                    self._cyclic_next += gap
+                    self._cyclic_pos = int((self._cyclic_pos + gap) % c.size)
+            blocks = math.ceil((end_local - self._cyclic_next) / block)
+            for _ in range(blocks):
+                idx = (self._cyclic_pos + np.arange(block)) % c.size
+                start = self._cyclic_next
+                self._cyclic_next += block
+                self._cyclic_pos = int((self._cyclic_pos + block) % c.size)
+                self.radio.transmit(c[idx], at=start)
 
     def stop_tx(self) -> None:
         with self._lock:

@@ -9,20 +9,45 @@ an :class:`EmulatorCluster` whose ``uris`` are ``ip:127.0.0.1:PORT`` strings rea
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import logging
+import math
+import numbers
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from hw.emu.ad9361 import PlutoContext
+from hw.emu.ad9361 import MAX_RATE, PlutoContext, rate_floor, solve_clock_chain
 from hw.emu.air import Air, MediumPath
-from hw.emu.errors import EmulatorError
-from hw.emu.server import PlutoServer
+from hw.emu.errors import EmulatorConfigError, IioError
+from hw.emu.server import (
+    DEFAULT_MAX_BUFFER_SAMPLES,
+    DEFAULT_MAX_CLIENTS,
+    PlutoServer,
+    check_max_buffer_samples,
+    check_max_clients,
+)
+from hw.errors import RadioConfigError
 from hw.loopback import Medium, WallClock
 from hw.sigmf import SigMFRecorder
 
 log = logging.getLogger(__name__)
+
+#: Most radios one cluster serves (every pair is a link, so the air costs O(n^2)).
+MAX_RADIOS = 32
+#: The AD9363's LO range (``frequency_available`` of the device model), Hz.
+LO_MIN_HZ, LO_MAX_HZ = 325_000_000, 3_800_000_000
+#: Bounds of the wall-clock speed factor.
+MAX_SPEED = 10.0
+#: Bounds of a link's SNR and of the reference gains (dB): beyond them the numbers overflow or
+#: mean nothing.
+DB_LIMIT = 200.0
+#: Largest crystal error accepted (ppm); a Pluto's XO is specified at 25 ppm.
+MAX_PPM = 1000.0
+#: Fading modes of ``hw.loopback.Medium.set_link``.
+FADING_MODES = ("block", "static", "none")
 
 
 @dataclass(frozen=True)
@@ -56,10 +81,102 @@ class EmulatorConfig:
     rx_gain_ref_db: float = 30.0
     tx_gain_ref_db: float = -10.0
     record_dir: str | None = None
+    max_clients: int = DEFAULT_MAX_CLIENTS
+    max_buffer_samples: int = DEFAULT_MAX_BUFFER_SAMPLES
 
     def as_dict(self) -> dict[str, object]:
         """Plain dict (for SigMF metadata and reports)."""
         return asdict(self)
+
+    def check(self, n: int) -> None:
+        """Validate every field for a cluster of ``n`` radios; raises
+        :class:`EmulatorConfigError` naming the first bad field (``radios`` for ``n``)."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise EmulatorConfigError("radios", f"needs at least one radio, got {n!r}")
+        if n > MAX_RADIOS:
+            raise EmulatorConfigError("radios", f"must be at most {MAX_RADIOS}, got {n}")
+        _check_rate(self.sample_rate)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral) \
+                or self.seed < 0:
+            raise EmulatorConfigError("seed", f"must be an integer >= 0, got {self.seed!r}")
+        if self.clock not in ("wall", "sim"):
+            raise EmulatorConfigError("clock", f"must be 'wall' or 'sim', got {self.clock!r}")
+        speed = _finite("speed", self.speed)
+        if not 0 < speed <= MAX_SPEED:
+            raise EmulatorConfigError("speed", f"must be in (0, {MAX_SPEED:g}] (a wall-clock "
+                                      f"factor, 1 = real time), got {self.speed!r}")
+        for name in ("snr_db", "self_snr_db", "rx_gain_ref_db", "tx_gain_ref_db"):
+            value = getattr(self, name)
+            if value is not None and abs(_finite(name, value)) > DB_LIMIT:
+                raise EmulatorConfigError(name, f"must lie within +-{DB_LIMIT:g} dB, got {value!r}")
+        from hw.channels import channel_profile
+
+        try:
+            channel_profile(self.channel)
+        except RadioConfigError as exc:
+            raise EmulatorConfigError("channel", f"is not a channel model: {exc}") from None
+        if self.fading not in FADING_MODES:
+            raise EmulatorConfigError("fading", f"must be one of {', '.join(FADING_MODES)}, got "
+                                      f"{self.fading!r}")
+        ppms = list(self.ppm) if isinstance(self.ppm, tuple) else [self.ppm]
+        if isinstance(self.ppm, tuple) and len(ppms) != n:
+            raise EmulatorConfigError("ppm", f"needs one value for all radios or one per radio "
+                                      f"({n}), got {len(ppms)}")
+        for v in ppms:
+            if abs(_finite("ppm", v)) > MAX_PPM:
+                raise EmulatorConfigError("ppm", f"must lie within +-{MAX_PPM:g} ppm, got {v!r}")
+        lo = _finite("lo_hz", self.lo_hz)
+        if not LO_MIN_HZ <= lo <= LO_MAX_HZ:
+            raise EmulatorConfigError("lo_hz", f"must lie in [{LO_MIN_HZ}, {LO_MAX_HZ}] Hz (the "
+                                      f"AD9363 LO range), got {self.lo_hz!r}")
+        try:
+            if ipaddress.ip_address(self.host).version != 4:
+                raise ValueError
+        except ValueError:
+            raise EmulatorConfigError("host", "must be an IPv4 address such as 127.0.0.1 (libiio "
+                                      f"tries only the first address a name resolves to), got "
+                                      f"{self.host!r}") from None
+        port = self.base_port
+        if isinstance(port, bool) or not isinstance(port, int) or not (
+                port == 0 or 1 <= port <= 65536 - n):
+            raise EmulatorConfigError("base_port", f"must be 0 (any free ports) or a port from 1 "
+                                      f"to {65536 - n} ({n} consecutive ports), got {port!r}")
+        names = list(self.names) or [f"pluto{i}" for i in range(n)]
+        if len(names) != n or len(set(names)) != n or not all(
+                isinstance(x, str) and x for x in names):
+            raise EmulatorConfigError("names", f"needs {n} distinct radio names, got {names}")
+        if self.record_dir is not None:
+            d = Path(self.record_dir)
+            if not d.is_dir() or not os.access(d, os.W_OK | os.X_OK):
+                raise EmulatorConfigError("record_dir", f"must be a writable directory, got "
+                                          f"{self.record_dir!r}")
+        check_max_clients(self.max_clients)
+        check_max_buffer_samples(self.max_buffer_samples)
+
+
+def _finite(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+            or not math.isfinite(value):
+        raise EmulatorConfigError(name, f"must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _check_rate(value: object) -> int:
+    rate = _finite("sample_rate", value)
+    if rate <= 0 or rate != round(rate):
+        raise EmulatorConfigError("sample_rate", f"must be a positive whole number of S/s, got "
+                                  f"{value!r}")
+    rate_i = round(rate)
+    if not rate_floor(4) <= rate_i <= MAX_RATE:
+        raise EmulatorConfigError("sample_rate", f"must lie in [{rate_floor(4)}, {MAX_RATE}] S/s "
+                                  f"(what the AD9363 runs, with its FIR), got {value!r}")
+    decimation = 1 if rate_i >= rate_floor(1) else 4  # preset() loads a /4 FIR below
+    try:
+        solve_clock_chain(rate_i, decimation)
+    except IioError as exc:
+        raise EmulatorConfigError("sample_rate", f"{value!r} has no AD9363 clock chain "
+                                  f"({exc.args[0]})") from None
+    return rate_i
 
 
 @dataclass
@@ -96,23 +213,11 @@ def _serial(name: str, seed: int) -> str:
 def create_emulators(n: int, config: EmulatorConfig | None = None) -> EmulatorCluster:
     """Start ``n`` emulated Plutos on one medium (caller closes the cluster)."""
     cfg = config or EmulatorConfig()
-    if n < 1:
-        raise EmulatorError(f"need at least one radio, got {n}")
+    cfg.check(n)  # EmulatorConfigError (an EmulatorError) naming the bad field
     rate = round(cfg.sample_rate)
-    if rate != cfg.sample_rate:
-        raise EmulatorError(f"sample_rate must be a whole number of S/s, got {cfg.sample_rate}")
     names = list(cfg.names) or [f"pluto{i}" for i in range(n)]
-    if len(names) != n or len(set(names)) != n:
-        raise EmulatorError(f"need {n} distinct radio names, got {names}")
     ppms = list(cfg.ppm) if isinstance(cfg.ppm, tuple) else [cfg.ppm] * n
-    if len(ppms) != n:
-        raise EmulatorError(f"need {n} ppm values, got {len(ppms)}")
-    if cfg.clock == "wall":
-        clock: object = WallClock(rate, speed=cfg.speed)
-    elif cfg.clock == "sim":
-        clock = "sim"
-    else:
-        raise EmulatorError(f"clock must be 'wall' or 'sim', got {cfg.clock!r}")
+    clock: object = WallClock(rate, speed=cfg.speed) if cfg.clock == "wall" else "sim"
     # rx_backlog: the medium's own overflow guard must not pre-empt the kernel-queue model
     medium = Medium(rate, seed=cfg.seed, clock=clock,  # type: ignore[arg-type]
                     rx_backlog=3.0 * rate)
@@ -140,7 +245,9 @@ def create_emulators(n: int, config: EmulatorConfig | None = None) -> EmulatorCl
             path = MediumPath(radio, air, seed=cfg.seed + i, rx_gain_ref_db=cfg.rx_gain_ref_db,
                               tx_gain_ref_db=cfg.tx_gain_ref_db, recorder=recorder)
             port = cfg.base_port + i if cfg.base_port else 0
-            srv = PlutoServer(ctx, path, host=cfg.host, port=port, name=name)
+            srv = PlutoServer(ctx, path, host=cfg.host, port=port, name=name,
+                              max_clients=cfg.max_clients,
+                              max_buffer_samples=cfg.max_buffer_samples)
             ctx.preset(sample_rate=rate, lo_hz=int(cfg.lo_hz))
             servers.append(srv.start())
     except Exception:

@@ -19,6 +19,7 @@ the answer is noise, never a wait.
 
 from __future__ import annotations
 
+import errno
 import threading
 import time
 from collections import deque
@@ -27,8 +28,12 @@ from typing import Protocol
 import numpy as np
 
 from hw.emu.ad9361 import Settings
+from hw.emu.errors import IioError
 
 LSB = 1.0 / 2048.0
+#: Most TX samples a :class:`LocalLoop` queues for its RX (128 MB of complex64): a client that
+#: pushes without anyone reading gets ENOBUFS instead of growing the queue without bound.
+LOCAL_QUEUE_MAX_SAMPLES = 1 << 24
 
 
 class DataPath(Protocol):
@@ -77,6 +82,7 @@ class LocalLoop:
         self.paced = paced
         self._lock = threading.Lock()
         self._fifo: deque[np.ndarray] = deque()
+        self._queued = 0  # samples in _fifo
         self._cyclic: np.ndarray | None = None
         self._cyclic_pos = 0
         self._phase = 0  # sample index of the channel's frequency shift (phase continuity)
@@ -97,8 +103,12 @@ class LocalLoop:
         with self._lock:
             if cyclic:
                 self._cyclic, self._cyclic_pos = iq, 0
+            elif self._queued + iq.size > max(iq.size, LOCAL_QUEUE_MAX_SAMPLES):
+                raise IioError(errno.ENOBUFS, f"TX queue full: {self._queued} samples wait for "
+                               "a reader of this radio's RX")
             else:
                 self._fifo.append(iq)
+                self._queued += iq.size
 
     def stop_tx(self) -> None:
         with self._lock:
@@ -112,6 +122,7 @@ class LocalLoop:
             k = min(n - pos, block.size)
             out[pos:pos + k] = block[:k]
             pos += k
+            self._queued -= k
             if k == block.size:
                 self._fifo.popleft()
             else:
@@ -148,4 +159,5 @@ class LocalLoop:
     def close(self) -> None:
         with self._lock:
             self._fifo.clear()
+            self._queued = 0
             self._cyclic = None

@@ -9,15 +9,33 @@ from __future__ import annotations
 import errno as _errno
 
 try:  # hw.errors belongs to the radio backends; derive from its base when it exists.
+    from hw.errors import RadioConfigError as _ConfigBase
     from hw.errors import RadioError as _Base
 except ImportError:  # pragma: no cover - only before hw.errors lands
     _Base = Exception  # type: ignore[assignment,misc]
+    _ConfigBase = ValueError  # type: ignore[assignment,misc]
 
 
 class EmulatorError(_Base):  # type: ignore[misc,valid-type]
     """Base class of every error raised by :mod:`hw.emu`."""
 
     reason = "emulator"
+
+
+class EmulatorConfigError(EmulatorError, _ConfigBase):  # type: ignore[misc,valid-type]
+    """A setting of the emulator is invalid; raised before anything listens.
+
+    ``field`` names the setting (an :class:`~hw.emu.cluster.EmulatorConfig` field or a
+    :class:`~hw.emu.server.PlutoServer` argument), ``problem`` says what is wrong with it; the
+    message is ``"<field> <problem>"``, so a command line can name its own flag instead.
+    """
+
+    reason = "bad_config"
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field} {problem}")
+        self.field = field
+        self.problem = problem
 
 
 class IioError(EmulatorError):

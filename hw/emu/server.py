@@ -12,6 +12,16 @@ plus an ``rx`` means three sockets at once: every connection gets its own thread
 state (attribute values, open buffers) sits behind locks. Nothing here waits for data: the data
 path answers within the connection's timeout (see :mod:`hw.emu.datapath`).
 
+Hostile or careless clients are bounded (``docs/emulator.md``, "Hostile clients"): a buffer is
+at most ``max_buffer_samples`` samples and ``READBUF``/``WRITEBUF`` at most the buffer the
+connection opened (else ``-EINVAL``, before anything is allocated); buffers are converted in
+chunks; a command line longer than :data:`MAX_LINE` is answered ``-EINVAL`` and the connection
+closed (the protocol cannot resync after it); at most ``max_clients`` connections are served (the
+next one gets ``-EBUSY`` and is closed); a client that stops reading a reply or sending a payload
+for ``stall_timeout_s`` is dropped; ``TIMEOUT`` belongs to the connection that sent it, and a
+connection that never sends one (libiio's buffer connections) inherits only from its own host's
+open connections. A dropped connection always releases its buffers.
+
 Wire-format details (exact byte counts) are in ``docs/emulator.md`` and the spec digest
 ``pluto-iio.md``.
 """
@@ -24,7 +34,10 @@ import logging
 import re
 import socket
 import socketserver
+import struct
+import sys
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -33,7 +46,7 @@ import numpy as np
 from hw.emu.ad9361 import PlutoContext, Settings
 from hw.emu.context import KIND_ATTR, KIND_BUFFER, KIND_DEBUG, VERSION_GIT, Channel, Device
 from hw.emu.datapath import DataPath, LocalLoop
-from hw.emu.errors import IioError, einval
+from hw.emu.errors import EmulatorConfigError, IioError, einval
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +54,26 @@ _FORMAT_RE = re.compile(r"^(le|be):([sSuU])(\d+)/(\d+)(?:X(\d+))?>>(\d+)$")
 #: Longest single wait the server allows itself when the client sent no TIMEOUT (ms); libiio's
 #: default client timeout is 5000 ms and it sends ``TIMEOUT 2500`` right after ``PRINT``.
 DEFAULT_TIMEOUT_MS = 2500
+#: Largest ``TIMEOUT`` accepted (ms): an hour, the client-side bound ``hw.pluto`` enforces.
+MAX_TIMEOUT_MS = 3_600_000
+#: Longest command line, line end included (bytes). Longer lines are refused, never split.
 MAX_LINE = 4096
+#: How much of an over-long line is read (and dropped) before answering, so the answer is not
+#: lost to a TCP reset; the connection is closed after it either way.
+_DISCARD_MAX = 1 << 20
+#: Connections one emulated radio serves at once (a libiio context uses 1 + one per buffer).
+DEFAULT_MAX_CLIENTS = 16
+#: Largest buffer (samples) a client may OPEN. The data path needs about 40 bytes per sample
+#: while answering a READBUF, so 4 Mi samples is ~160 MB at most per radio.
+DEFAULT_MAX_BUFFER_SAMPLES = 1 << 22
+#: Upper bound of ``max_buffer_samples`` (the largest ``rx_buffer_size`` ``hw.pluto`` accepts).
+MAX_BUFFER_SAMPLES = 1 << 24
+#: A client that makes no progress reading a reply or sending a payload for this long is dropped.
+DEFAULT_STALL_TIMEOUT_S = 30.0
+#: Largest kernel-buffer count (``SET … BUFFERS_COUNT``), as ``hw.pluto`` allows.
+MAX_BUFFERS_COUNT = 64
+#: Samples converted at a time between the data path and the wire.
+_CHUNK = 1 << 16
 
 
 def _bytes_per_sample(chans: list[Channel]) -> int:
@@ -70,10 +102,49 @@ class _OpenBuffer:
         return "".join(f"{w:08x}" for w in reversed(words))
 
 
-@dataclass
+@dataclass(eq=False)
 class _Connection:
+    host: str
     timeout_ms: int | None = None  # what this connection's client sent with TIMEOUT
+    announced: int = 0  # order of that announcement among the server's (0: none)
+    inherited_ms: int | None = None  # its host's latest open announcement when it connected
     buffers: dict[str, _OpenBuffer] = field(default_factory=dict)
+
+    @property
+    def effective_timeout_ms(self) -> int:
+        """Its own TIMEOUT, else the inherited one, else :data:`DEFAULT_TIMEOUT_MS`."""
+        for ms in (self.timeout_ms, self.inherited_ms):
+            if ms is not None:
+                return ms
+        return DEFAULT_TIMEOUT_MS
+
+
+@dataclass
+class ServerStats:
+    """What a server refused or cut off (counts since start)."""
+
+    refused_connections: int = 0  #: connections over ``max_clients``, answered -EBUSY
+    long_lines: int = 0  #: command lines over :data:`MAX_LINE`, answered -EINVAL and closed
+    oversized_requests: int = 0  #: OPEN/READBUF/WRITEBUF beyond the bounds, refused
+    stalled_clients: int = 0  #: dropped mid-transfer (no progress for ``stall_timeout_s``,
+    #: or gone in the middle of a payload)
+
+
+def _timeval(seconds: float) -> bytes:
+    whole = int(seconds)
+    return struct.pack("@ll", whole, int((seconds - whole) * 1e6))
+
+
+def _set_stall_timeout(sock: socket.socket, option: int, seconds: float) -> None:
+    """Bound how long one send/recv on ``sock`` may block (0 = forever); Linux only."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, option, _timeval(seconds))
+
+
+class _StalledError(ConnectionError):
+    """The client stopped sending or receiving mid-transfer."""
 
 
 class PlutoServer(socketserver.ThreadingTCPServer):
@@ -88,17 +159,30 @@ class PlutoServer(socketserver.ThreadingTCPServer):
     block_on_close = False
 
     def __init__(self, context: PlutoContext | None = None, data: DataPath | None = None, *,
-                 host: str = "127.0.0.1", port: int = 0, name: str = "pluto") -> None:
+                 host: str = "127.0.0.1", port: int = 0, name: str = "pluto",
+                 max_clients: int = DEFAULT_MAX_CLIENTS,
+                 max_buffer_samples: int = DEFAULT_MAX_BUFFER_SAMPLES,
+                 stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S) -> None:
+        self.max_clients = check_max_clients(max_clients)
+        self.max_buffer_samples = check_max_buffer_samples(max_buffer_samples)
+        if isinstance(stall_timeout_s, bool) or not isinstance(stall_timeout_s, (int, float)) \
+                or not 0 < stall_timeout_s <= 3600:
+            raise EmulatorConfigError("stall_timeout_s",
+                                      f"must be in (0, 3600] seconds, got {stall_timeout_s!r}")
+        self.stall_timeout_s = float(stall_timeout_s)
         self.context = context if context is not None else PlutoContext.default()
         self.data: DataPath = data if data is not None else LocalLoop()
         self.name = name
+        self.stats = ServerStats()
         self._buf_lock = threading.Lock()
         self._busy: dict[str, object] = {}  # device id -> owning connection
         self._clients: set[socket.socket] = set()
+        self._conns: set[_Connection] = set()  # open connections (TIMEOUT inheritance)
+        self._accepted: dict[socket.socket, _Connection] = {}  # accepted, handler not started
+        self._announcements = 0
+        self._active = 0  # connections admitted and not yet finished (the cap counts these)
+        self._warned: set[str] = set()
         self._thread: threading.Thread | None = None
-        #: Latest TIMEOUT any client sent: buffer connections inherit their context's timeout
-        #: on the client side without necessarily announcing it, so they use this one.
-        self.timeout_ms = DEFAULT_TIMEOUT_MS
         self.context.description = (f"relaysec emulated ADALM-Pluto {name} "
                                     f"(libiio network protocol, {VERSION_GIT})")
         self.data.configure(self.context.settings())
@@ -147,6 +231,101 @@ class PlutoServer(socketserver.ThreadingTCPServer):
     def _on_settings(self, settings: Settings) -> None:
         self.data.configure(settings)
 
+    def _warn(self, key: str, message: str, *args: object) -> None:
+        """Count one refusal in :attr:`stats` (field ``key``); log the first of each kind as a
+        warning, later ones at debug."""
+        with self._buf_lock:
+            setattr(self.stats, key, getattr(self.stats, key) + 1)
+            first = key not in self._warned
+            self._warned.add(key)
+        log.log(logging.WARNING if first else logging.DEBUG, message, *args)
+
+    # ------------------------------------------------------------------ connections
+    @property
+    def active_connections(self) -> int:
+        """Connections being served now."""
+        with self._buf_lock:
+            return self._active
+
+    def process_request(self, request: socket.socket,  # type: ignore[override]
+                        client_address: tuple[str, int]) -> None:
+        """Serve the connection in its own thread, or refuse it (``-EBUSY``) when full."""
+        with self._buf_lock:
+            full = self._active >= self.max_clients
+            if not full:
+                self._active += 1
+        if full:
+            self._warn("refused_connections", "%s: refused a connection from %s: already "
+                       "serving %d (max_clients); answered -EBUSY and closed", self.name,
+                       client_address[0], self.max_clients)
+            with contextlib.suppress(OSError):
+                request.send(b"%d\n" % -errno.EBUSY, getattr(socket, "MSG_DONTWAIT", 0))
+            self.shutdown_request(request)
+            return
+        # Registered here, in accept order, not in the handler thread: a connection inherits
+        # what was announced before it connected, never what a later one announces first.
+        conn = self._register(str(client_address[0]))
+        with self._buf_lock:
+            self._accepted[request] = conn
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._unregister(conn)
+            with self._buf_lock:
+                self._accepted.pop(request, None)
+                self._active -= 1
+            raise
+
+    def process_request_thread(self, request: socket.socket,  # type: ignore[override]
+                               client_address: tuple[str, int]) -> None:
+        """Run the handler; the connection stops counting against the cap when it ends."""
+        try:
+            super().process_request_thread(request, client_address)  # type: ignore[misc]
+        finally:
+            with self._buf_lock:
+                self._active -= 1
+                orphan = self._accepted.pop(request, None)  # the handler never started
+            if orphan is not None:
+                self._unregister(orphan)
+
+    def _register(self, host: str) -> _Connection:
+        """A new connection from ``host``: it inherits that host's latest open TIMEOUT."""
+        with self._buf_lock:
+            conn = _Connection(host, inherited_ms=self._inherited(host))
+            self._conns.add(conn)
+        return conn
+
+    def _unregister(self, conn: _Connection) -> None:
+        with self._buf_lock:
+            self._conns.discard(conn)
+
+    def _inherited(self, host: str) -> int | None:
+        # caller holds _buf_lock
+        best: _Connection | None = None
+        for c in self._conns:
+            if c.host == host and c.timeout_ms is not None and (
+                    best is None or c.announced > best.announced):
+                best = c
+        return None if best is None else best.timeout_ms
+
+    def _announce(self, conn: _Connection, ms: int) -> None:
+        with self._buf_lock:
+            self._announcements += 1
+            conn.timeout_ms, conn.announced = ms, self._announcements
+
+    def timeout_for(self, host: str) -> int:
+        """The TIMEOUT (ms) a new connection from ``host`` would use if it announced none.
+
+        libiio announces its timeout on a context's first connection only, and its buffer
+        connections keep the value the context had when they were opened. So a connection
+        that never sent ``TIMEOUT`` takes the latest one announced by a still-open
+        connection from the same host, at the moment it connected; a client on another host,
+        or one that has disconnected, never changes it. Without any: :data:`DEFAULT_TIMEOUT_MS`.
+        """
+        with self._buf_lock:
+            ms = self._inherited(host)
+        return DEFAULT_TIMEOUT_MS if ms is None else ms
+
     # ------------------------------------------------------------------ buffers
     def acquire(self, dev: Device, owner: object) -> None:
         with self._buf_lock:
@@ -173,24 +352,46 @@ class _Handler(socketserver.StreamRequestHandler):
     rfile: BinaryIO
 
     def setup(self) -> None:
-        super().setup()
-        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self.server._buf_lock:
+            conn = self.server._accepted.pop(self.request, None)
             self.server._clients.add(self.request)
-        self.conn = _Connection()
+        self.conn = conn if conn is not None else self.server._register(
+            str(self.client_address[0]))
+        super().setup()
+        with contextlib.suppress(OSError):
+            self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # a reply the client stops reading cannot hold this thread (and its buffers) forever
+        _set_stall_timeout(self.request, socket.SO_SNDTIMEO, self.server.stall_timeout_s)
 
     def finish(self) -> None:
         for buf in list(self.conn.buffers.values()):
             self.server.release(buf.device, self.conn, buf)
         self.conn.buffers.clear()
+        self.server._unregister(self.conn)
         with self.server._buf_lock:
             self.server._clients.discard(self.request)
         with contextlib.suppress(OSError):
             super().finish()
 
+    @contextlib.contextmanager
+    def _receiving(self) -> Iterator[None]:
+        """While a payload is read: a client that stops sending for the stall timeout is
+        dropped (between commands a connection may idle as long as it likes)."""
+        _set_stall_timeout(self.request, socket.SO_RCVTIMEO, self.server.stall_timeout_s)
+        try:
+            yield
+        finally:
+            _set_stall_timeout(self.request, socket.SO_RCVTIMEO, 0)
+
     # ------------------------------------------------------------------ I/O
     def _send(self, data: bytes) -> None:
-        self.wfile.write(data)
+        try:
+            self.wfile.write(data)
+        except BlockingIOError:  # SO_SNDTIMEO expired: the client stopped reading
+            self.server._warn("stalled_clients", "%s: client %s stopped reading a reply for %g s; "
+                              "dropped it and released its buffers", self.server.name,
+                              self.client_address[0], self.server.stall_timeout_s)
+            raise _StalledError("client stopped reading") from None
 
     def _reply(self, value: int) -> None:
         self._send(b"%d\n" % value)
@@ -212,6 +413,11 @@ class _Handler(socketserver.StreamRequestHandler):
             except OSError:
                 return
             if not line:
+                return
+            if not line.endswith(b"\n"):
+                if len(line) >= MAX_LINE:
+                    self._refuse_long_line()
+                # else: the connection ended mid-line; a partial command is never executed
                 return
             text = line.strip().decode("ascii", "replace")
             if not text:
@@ -238,6 +444,31 @@ class _Handler(socketserver.StreamRequestHandler):
                 except OSError:
                     return
 
+    def _refuse_long_line(self) -> None:
+        """A line over MAX_LINE: drop it (bounded), answer -EINVAL, end the connection.
+
+        The rest of the line is never executed: it may be a command's tail or a payload the
+        line announced, and the protocol has no framing to resync on, so the connection ends.
+        """
+        self.server._warn("long_lines", "%s: client %s sent a command line longer than %d bytes; "
+                          "answered -EINVAL and closed the connection", self.server.name,
+                          self.client_address[0], MAX_LINE)
+        dropped = MAX_LINE
+        with contextlib.suppress(OSError, ValueError), self._receiving():
+            while dropped < _DISCARD_MAX:
+                more = self.rfile.readline(min(1 << 16, _DISCARD_MAX - dropped))
+                if not more or more.endswith(b"\n"):
+                    break
+                dropped += len(more)
+        with contextlib.suppress(OSError):
+            self._reply(-errno.EINVAL)
+
+    def _oversized(self, exc: IioError) -> IioError:
+        """Count and log (first one as a warning) a request beyond the bounds; returns it."""
+        self.server._warn("oversized_requests", "%s: client %s: %s", self.server.name,
+                          self.client_address[0], exc)
+        return exc
+
     # ------------------------------------------------------------------ commands
     def _unknown(self, args: list[str]) -> None:
         self._reply(-errno.EINVAL)
@@ -254,15 +485,16 @@ class _Handler(socketserver.StreamRequestHandler):
             ms = int(args[0])
         except (IndexError, ValueError):
             raise einval("TIMEOUT needs a number of milliseconds") from None
-        self.conn.timeout_ms = ms if ms > 0 else DEFAULT_TIMEOUT_MS
-        self.server.timeout_ms = self.conn.timeout_ms
+        if not 0 <= ms <= MAX_TIMEOUT_MS:
+            raise einval(f"TIMEOUT {ms} ms outside [0, {MAX_TIMEOUT_MS}]")
+        # 0 is libiio's "no timeout"; the server still bounds its waits, by the default
+        self.server._announce(self.conn, ms if ms > 0 else DEFAULT_TIMEOUT_MS)
         self._reply(0)
 
     @property
     def _max_wait_s(self) -> float:
         # The client waits 2x what it tells us (it sends TIMEOUT ms/2); stay well inside it.
-        ms = self.conn.timeout_ms if self.conn.timeout_ms is not None else self.server.timeout_ms
-        return 0.8 * ms / 1000.0
+        return 0.8 * self.conn.effective_timeout_ms / 1000.0
 
     def _target(self, args: list[str]) -> tuple[Device, str, Channel | None, str]:
         """Parse ``dev [DEBUG|BUFFER|INPUT chn|OUTPUT chn] attr``."""
@@ -301,9 +533,15 @@ class _Handler(socketserver.StreamRequestHandler):
         self._reply(length)
 
     def _read_exact(self, n: int) -> bytes:
-        data = self.rfile.read(n)
+        with self._receiving():
+            data = self.rfile.read(n)
         if data is None or len(data) != n:
-            raise EOFError(f"connection closed after {0 if data is None else len(data)}/{n} bytes")
+            got = 0 if data is None else len(data)
+            self.server._warn("stalled_clients", "%s: client %s sent %d of %d payload bytes, then "
+                              "closed or stalled for %g s; dropped it and released its buffers",
+                              self.server.name, self.client_address[0], got, n,
+                              self.server.stall_timeout_s)
+            raise _StalledError(f"payload ended after {got}/{n} bytes")
         return data
 
     def _gettrig(self, args: list[str]) -> None:
@@ -322,8 +560,8 @@ class _Handler(socketserver.StreamRequestHandler):
             count = int(args[2])
         except ValueError:
             raise einval("BUFFERS_COUNT is not a number") from None
-        if count < 1:
-            raise einval("BUFFERS_COUNT must be >= 1")
+        if not 1 <= count <= MAX_BUFFERS_COUNT:
+            raise einval(f"BUFFERS_COUNT {count} outside [1, {MAX_BUFFERS_COUNT}]")
         if self.server.busy(dev):
             raise IioError(errno.EBUSY, f"{dev.id}: buffer active")
         self.server.context.buffers_count = count
@@ -344,6 +582,10 @@ class _Handler(socketserver.StreamRequestHandler):
         scan = [c for c in dev.scan_channels() if c.scan_index is not None]
         if samples <= 0 or mask <= 0 or mask >> len(scan):
             raise einval(f"OPEN {dev.id}: bad samples {samples} or mask {args[2]}")
+        if samples > self.server.max_buffer_samples:
+            raise self._oversized(IioError(
+                errno.ENOMEM, f"OPEN {dev.id}: {samples} samples is more than this emulator's "
+                f"buffer limit of {self.server.max_buffer_samples} (max_buffer_samples)"))
         chans = [c for i, c in enumerate(scan) if mask >> i & 1]
         cyclic = len(args) == 4
         if cyclic and not chans[0].output:
@@ -381,32 +623,62 @@ class _Handler(socketserver.StreamRequestHandler):
             raise einval("byte count is not a number") from None
         if nbytes <= 0 or nbytes % buf.sample_size:
             raise einval(f"{nbytes} bytes is not a whole number of samples")
+        limit = buf.samples * buf.sample_size
+        if nbytes > limit:  # refused before anything is allocated
+            raise self._oversized(einval(
+                f"{'WRITEBUF' if output else 'READBUF'} {dev.id} {nbytes}: more than the "
+                f"{buf.samples}-sample buffer opened on this connection holds ({limit} bytes)"))
         return buf, nbytes
 
     def _readbuf(self, args: list[str]) -> None:
         buf, nbytes = self._buffer(args, output=False)
         n = nbytes // buf.sample_size
-        iq = self.server.data.rx(n, max_wait_s=self._max_wait_s)
-        codes = np.clip(np.rint(np.asarray(iq, np.complex64).view(np.float32) * 2048.0),
-                        -2048, 2047).astype("<i2").reshape(n, 2)
-        cols = [codes[:, 0] if c.scan_index == 0 else codes[:, 1] for c in buf.channels]
-        data = np.stack(cols, axis=1).astype("<i2").tobytes()
-        self._send(b"%d\n" % nbytes + buf.mask_text().encode() + b"\n" + data)
+        iq = np.asarray(self.server.data.rx(n, max_wait_s=self._max_wait_s), np.complex64)
+        if iq.shape != (n,):
+            raise IioError(errno.EIO, f"data path returned {iq.shape} samples, not {n}")
+        cols = [0 if c.scan_index == 0 else 1 for c in buf.channels]
+        self._send(b"%d\n" % nbytes + buf.mask_text().encode() + b"\n")
+        try:  # chunk by chunk: the wire copy never holds more than _CHUNK samples
+            for start in range(0, n, _CHUNK):
+                comp = iq[start:start + _CHUNK].view(np.float32).reshape(-1, 2)
+                codes = np.clip(np.rint(comp * np.float32(2048.0)), -2048, 2047).astype("<i2")
+                self._send(codes[:, cols].tobytes())
+        except (OSError, EOFError):
+            raise
+        except Exception as exc:  # the reply is half sent: the connection cannot go on
+            raise ConnectionAbortedError(f"READBUF failed after its header: {exc}") from exc
 
     def _writebuf(self, args: list[str]) -> None:
         buf, nbytes = self._buffer(args, output=True)
         if buf.cyclic and buf.pushed:
             raise IioError(errno.EBUSY, "cyclic buffer already pushed")
         self._reply(0)
-        data = self._read_exact(nbytes)
         n = nbytes // buf.sample_size
-        words = np.frombuffer(data, "<i2").reshape(n, len(buf.channels)).astype(np.float32)
+        k = len(buf.channels)
         iq = np.zeros(n, np.complex64)
-        for i, ch in enumerate(buf.channels):
-            if ch.scan_index == 0:
-                iq.real = words[:, i] / 32768.0
-            else:
-                iq.imag = words[:, i] / 32768.0
+        for start in range(0, n, _CHUNK):  # the payload is read and converted chunk by chunk
+            m = min(_CHUNK, n - start)
+            words = np.frombuffer(self._read_exact(m * buf.sample_size), "<i2").reshape(m, k)
+            for i, ch in enumerate(buf.channels):
+                part = iq.real if ch.scan_index == 0 else iq.imag
+                part[start:start + m] = words[:, i].astype(np.float32) / np.float32(32768.0)
         self.server.data.tx(iq, cyclic=buf.cyclic, max_wait_s=self._max_wait_s)
         buf.pushed = True
         self._reply(nbytes)
+
+
+def check_max_clients(value: object) -> int:
+    """``max_clients`` as an int in [1, 1024], or :class:`EmulatorConfigError`."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1024:
+        raise EmulatorConfigError("max_clients", f"must be an integer in [1, 1024], got {value!r}")
+    return value
+
+
+def check_max_buffer_samples(value: object) -> int:
+    """``max_buffer_samples`` as an int in [64, MAX_BUFFER_SAMPLES], or an error."""
+    if isinstance(value, bool) or not isinstance(value, int) \
+            or not 64 <= value <= MAX_BUFFER_SAMPLES:
+        raise EmulatorConfigError(
+            "max_buffer_samples", f"must be an integer in [64, {MAX_BUFFER_SAMPLES}], "
+            f"got {value!r}")
+    return value
