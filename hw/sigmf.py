@@ -252,6 +252,9 @@ def read_recording(path: str | Path) -> Recording:
             rec = sigmffile.fromfile(str(meta_path))
         rec.validate()
         info = rec.get_global_info()
+        if "core:sample_rate" not in info:  # optional in SigMF, needed to replay
+            raise RecordingError(f"{meta_path.name}: the global metadata has no "
+                                 "core:sample_rate")
         if data_path.stat().st_size == 0:
             samples = np.zeros(0, np.complex64)
         elif info.get("core:datatype") != DATATYPE:

@@ -58,30 +58,51 @@ def _parse(log: str, res: Result) -> None:
     if cov:
         res.cov, res.ft = max(res.cov, int(cov[-1][0])), max(res.ft, int(cov[-1][1]))
     res.new_units += stats.get("new_units_added", 0)
-    res.findings += [line.split(" ", 1)[1] for line in log.splitlines()
+    res.findings += [line.split(": ", 1)[1] for line in log.splitlines()
                      if line.startswith("NEW_FINDING ")]
     res.findings += [f"libFuzzer: {Path(p).name}" for p in _ARTIFACT.findall(log)]
 
 
-def worker_command(name: str, seconds: float, *, findings: Path, corpus: Path | None,
-                   runs: int | None = None, seed: int | None = None,
+def worker_command(names: str | list[str], seconds: float, *, findings: Path,
+                   corpus: Path | None, runs: int | None = None, seed: int | None = None,
                    stop_on_crash: bool = False) -> list[str]:
-    """The command line of one worker run (also used by the pytest smoke test)."""
-    spec = _core.HARNESSES[name]
-    cmd = [sys.executable, "-m", "tests.fuzz._worker", name, str(findings)]
+    """The command line of one worker run (also used by the pytest smoke test).
+
+    ``findings`` is the root (findings go to ``findings/<harness>/``). With several harnesses the
+    worker multiplexes them (first input byte); ``corpus`` should then hold the prefixed seeds of
+    :func:`multiplexed_seeds`, as the harnesses' own seed folders cannot be read directly.
+    """
+    names = [names] if isinstance(names, str) else list(names)
+    specs = [_core.HARNESSES[n] for n in names]
+    cmd = [sys.executable, "-m", "tests.fuzz._worker", ",".join(names), str(findings)]
     if stop_on_crash:
         cmd.append("--stop-on-crash")
-    lf = [f"-max_total_time={max(1, round(seconds))}", f"-max_len={spec.max_len}",
+    prefix = findings / names[0] if len(names) == 1 else findings
+    lf = [f"-max_total_time={max(1, round(seconds))}",
+          f"-max_len={max(s.max_len for s in specs) + (len(names) > 1)}",
           "-timeout=30", "-rss_limit_mb=3072", "-print_final_stats=1",
-          f"-artifact_prefix={findings}{os.sep}"]
+          f"-artifact_prefix={prefix}{os.sep}"]
     if runs is not None:
         lf.append(f"-runs={runs}")
     if seed is not None:
         lf.append(f"-seed={seed}")
-    if spec.dictionary is not None:
-        lf.append(f"-dict={spec.dictionary}")
-    dirs = [str(d) for d in (corpus, spec.corpus) if d is not None and d.is_dir()]
-    return [*cmd, "--", *lf, *dirs]
+    if len(names) == 1 and specs[0].dictionary is not None:
+        lf.append(f"-dict={specs[0].dictionary}")
+    dirs = [corpus] + ([specs[0].corpus] if len(names) == 1 else [])
+    return [*cmd, "--", *lf, *(str(d) for d in dirs if d is not None and d.is_dir())]
+
+
+def multiplexed_seeds(names: list[str], dest: Path) -> int:
+    """Copy every seed of ``names`` into ``dest`` behind its harness's selector byte; returns the
+    number of seeds written."""
+    dest.mkdir(parents=True, exist_ok=True)
+    n = 0
+    for k, name in enumerate(names):
+        for path in sorted(_core.HARNESSES[name].corpus.iterdir()):
+            data = bytes([k]) + path.read_bytes()
+            (dest / _core.input_id(data)).write_bytes(data)
+            n += 1
+    return n
 
 
 def run_harness(name: str, seconds: float, *, fresh: bool = False, stop_on_crash: bool = False,
@@ -105,7 +126,7 @@ def run_harness(name: str, seconds: float, *, fresh: bool = False, stop_on_crash
             left = seconds - (time.monotonic() - t0)
             if left < 1 or res.restarts > 5:
                 break
-            cmd = worker_command(name, left, findings=spec.findings, corpus=corpus,
+            cmd = worker_command(name, left, findings=_core.FINDINGS_DIR, corpus=corpus,
                                  seed=seed, stop_on_crash=stop_on_crash)
             proc = subprocess.run(cmd, cwd=_core.ROOT, capture_output=True, text=True,
                                   errors="replace", timeout=left + 120)

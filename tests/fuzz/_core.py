@@ -46,14 +46,12 @@ NUMBA_MODULES = (
 
 @dataclass(frozen=True)
 class Spec:
-    """How to run one harness: its module, what atheris instruments, input size and smoke runs."""
+    """How to run one harness: its module, what atheris instruments, its largest input."""
 
     name: str
     module: str
     instrument: tuple[str, ...]
     max_len: int
-    smoke_runs: int
-    """libFuzzer ``-runs`` of the short pass in ``test_fuzz_smoke`` (a fraction of a second)."""
     summary: str
     decoder: bool = True
     """False for harnesses whose findings are not decoder bugs (roles: reported, not fixed)."""
@@ -72,35 +70,37 @@ class Spec:
         return p if p.exists() else None
 
 
-def _spec(name: str, instrument: tuple[str, ...], max_len: int, smoke_runs: int, summary: str,
+def _spec(name: str, instrument: tuple[str, ...], max_len: int, summary: str,
           decoder: bool = True) -> Spec:
-    return Spec(name, f"tests.fuzz.harnesses.{name}", instrument, max_len, smoke_runs, summary,
-                decoder)
+    return Spec(name, f"tests.fuzz.harnesses.{name}", instrument, max_len, summary, decoder)
 
 
 HARNESSES: dict[str, Spec] = {s.name: s for s in (
-    _spec("pkm", ("stack",), 512, 3000,
+    _spec("pkm", ("stack",), 512,
           "PKMv3/relay messages: decode(), each class's decode, expects_cmac, canonical re-encode"),
-    _spec("eap", ("stack",), 512, 3000, "EAP packet codec (RFC 3748): decode, canonical re-encode"),
-    _spec("eap_psk", ("stack",), 1024, 300,
+    _spec("eap", ("stack",), 512, "EAP packet codec (RFC 3748): decode, canonical re-encode"),
+    _spec("eap_psk", ("stack",), 1024,
           "EAP-PSK codec and peer/server conversations fed genuine, mutated and arbitrary packets"),
-    _spec("mpdu", ("stack",), 1024, 500,
+    _spec("mpdu", ("stack",), 1024,
           "mpdu.unprotect with a fixed SA (crafted and raw MPDUs), parse/decode of plain MPDUs"),
-    _spec("burst", ("stack",), 2048, 200,
+    _spec("burst", ("stack",), 2048,
           "mac.open_burst against the per-MPDU model on crafted, mutated and raw bursts"),
-    _spec("relay", ("stack",), 2048, 2000,
+    _spec("relay", ("stack",), 2048,
           "mac.decapsulate_relay round trip (encapsulate_relay, pack_relay)"),
-    _spec("frames", ("stack",), 2048, 2000,
+    _spec("frames", ("stack",), 2048,
           "frame splitting: roles.base.frame_bounds against roles.framing.split_frame"),
-    _spec("cmac", ("stack",), 512, 1000,
+    _spec("cmac", ("stack",), 512,
           "CMAC tuple: split_cmac, check_cmac and CmacVerifier on crafted, mutated, raw messages"),
-    _spec("phy", ("phy",), 4096, 100,
+    _spec("phy", ("phy",), 4096,
           "PHY: BurstModem.demodulate on raw IQ and on crafted bursts with arbitrary headers"),
-    _spec("iiod", ("hw",), 1024, 300, "iiod command parser of the Pluto emulator (no sockets)"),
-    _spec("sigmf", ("hw",), 2048, 100, "SigMF reader (hw.sigmf.read_recording) on fuzzed files"),
-    _spec("config", ("relaysec",), 2048, 300,
-          "TOML config: load_config / validate / overrides / to_toml round trip"),
-    _spec("roles", ("stack",), 4096, 20,
+    _spec("iiod", ("hw",), 1024, "iiod command parser of the Pluto emulator (no sockets)"),
+    _spec("sigmf", ("hw", "sigmf"), 2048,
+          "SigMF reader (hw.sigmf.read_recording) on fuzzed files; the sigmf package is "
+          "instrumented too, to steer through its schema validation"),
+    _spec("config", ("relaysec", "tomllib"), 2048,
+          "TOML config: load_config / validate / overrides / to_toml round trip (tomllib is "
+          "instrumented too, to steer towards valid TOML)"),
+    _spec("roles", ("stack",), 4096,
           "stateful cell (ABS, 2 ARS, AMS; both modes): inject/mutate/replay/drop frames",
           decoder=False),
 )}
@@ -149,6 +149,14 @@ def execute(mod: ModuleType, data: bytes) -> None:
         return
 
 
+def multiplex(n: int, data: bytes) -> tuple[int, bytes]:
+    """Which of ``n`` harnesses an input of a multiplexed run is for, and its own bytes: with one
+    harness, all of ``data``; else the first byte picks it (modulo ``n``) and the rest is its."""
+    if n == 1:
+        return 0, data
+    return (data[0] % n if data else 0), data[1:]
+
+
 def _project_frames(tb: TracebackType | None) -> list[traceback.FrameSummary]:
     frames = traceback.extract_tb(tb)
     root = str(ROOT) + os.sep
@@ -195,10 +203,11 @@ def known_signatures(folder: Path) -> set[str]:
 def save_finding(folder: Path, harness: str, data: bytes, exc: BaseException) -> Path:
     """Write ``crash-<sha1>`` (the input) and ``crash-<sha1>.txt`` (signature, traceback)."""
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"crash-{input_id(data)}"
+    path = (folder / f"crash-{input_id(data)}").resolve()
     path.write_bytes(data)
+    shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
     text = (f"signature: {signature(exc)}\nharness: {harness}\n"
-            f"replay: python -m tests.fuzz --harness {harness} --replay {path.relative_to(ROOT)}"
+            f"replay: python -m tests.fuzz --harness {harness} --replay {shown}"
             f"\n\n{describe(exc)}")
     path.with_name(path.name + ".txt").write_text(text)
     return path

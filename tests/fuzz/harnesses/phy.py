@@ -5,7 +5,9 @@ Input: byte 0 picks the mode. Mode 0: the rest is IQ as int8 pairs. Mode 1: the 
 complex64 samples (NaN and infinities included). Mode 2: a crafted burst -- a real burst of the
 modem whose 7-byte PHY header may be replaced by arbitrary fields (version, MCS index, length,
 src, dst) with a correct or wrong CRC-16, placed after some silence, then optionally truncated,
-attenuated, rotated in frequency or followed by a copy of itself.
+attenuated or amplified (up to the top of the float32 range), rotated in frequency, noisy,
+followed by a copy of itself, or with one sample set to an extreme value. Raw complex64 samples
+are repeated up to a burst's length so that extreme values reach the receiver's arithmetic.
 
 Invariants: rejections are :class:`phy.PhyError` (only for malformed arrays: a buffer without a
 decodable burst gives ``[]``); every burst reported lies wholly inside the buffer, names a known
@@ -100,6 +102,15 @@ def _crafted(r: Reader) -> None:
         buf = buf + (sigma * (rng.standard_normal(buf.size) + 1j * rng.standard_normal(buf.size))
                      ).astype(np.complex64)
         clean = False
+    if how & 32:  # scaled up, towards the top of the float32 range
+        buf = buf * np.float32(2.0 ** (r.u8() % 128))
+        clean = False
+    if how & 64 and buf.size:  # one sample replaced by an extreme (finite) value
+        buf = buf.copy()
+        buf[r.u16() % buf.size] = np.complex64(complex(*np.frombuffer(
+            r.take(8).ljust(8, b"\0"), np.float32).tolist()))
+        buf = np.nan_to_num(buf, nan=0.0, posinf=3e38, neginf=-3e38)
+        clean = False
     bursts = modem.demodulate(buf.astype(np.complex64))
     _check_bursts(bursts, buf.size)
     if clean:
@@ -120,6 +131,8 @@ def one_input(data: bytes) -> None:
     elif mode == 1:
         raw = r.rest()
         iq = np.frombuffer(raw[: len(raw) // 8 * 8], np.complex64)
+        if iq.size:  # repeated up to a burst's length, so that extreme values reach the receiver
+            iq = np.resize(iq, max(iq.size, 6 * _modem.grid.symbol_samples))
         _check_bursts(_modem.demodulate(iq), iq.size)
     else:
         _crafted(r)
