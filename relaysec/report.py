@@ -221,6 +221,11 @@ def summary_text(report: Mapping[str, Any]) -> str:
     lines.append(text)
     if sec.get("keys"):
         lines.append("Keys: " + "; ".join(sec["keys"]))
+    n = sec.get("nonces")
+    if n:
+        lines.append(f"Nonces: {n['sent']} PNs sent in {n['streams']} (TEK, direction) streams, "
+                     f"{n['reused']} reused" + ("" if not n["reused"] else
+                                               " — " + "; ".join(n["first_reuses"][:2])))
     ho = report["handover"]
     if ho.get("mode"):
         inter = ho.get("interruption_s")

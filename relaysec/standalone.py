@@ -31,6 +31,7 @@ from typing import Any
 from relaysec.appdata import Flow, flow_of
 from relaysec.config import Config, station, stations_by_role
 from relaysec.trial import Trial, TrialSetupError, _fields
+from stack.nonces import monitoring
 
 #: Flow ids used by the node script (DL = ABS→AMS, UL = AMS→ABS; 1 before, 2 after handover).
 DL1, UL1, DL2, UL2 = 1, 2, 3, 4
@@ -119,10 +120,11 @@ class NodeRunner:
         self.ams = ams[0] if ams else None
         done = False
         try:
-            while self.net.now < duration_s and not done and not self._stop.is_set():
-                done = self._script()
-                self.net.step_frame()
-                self._events()
+            with monitoring(self.trial.nonces):
+                while self.net.now < duration_s and not done and not self._stop.is_set():
+                    done = self._script()
+                    self.net.step_frame()
+                    self._events()
         except KeyboardInterrupt:
             self.progress(f"{self.name}: interrupted")
         finally:
@@ -270,9 +272,12 @@ class NodeRunner:
                 "abs": ["ams_entered"]}[role]
         missing = [m for m in need if m not in self.milestones]
         short = self._short_flows()
-        ok = not missing and not short and corrupted == 0 and duplicates == 0
+        ok = not missing and not short and corrupted == 0 and duplicates == 0 \
+            and not self.trial.nonces.reused
         if ok:
             reason = None
+        elif self.trial.nonces.reused:
+            reason = f"nonce reuse: {self.trial.nonces.describe(limit=2)}"
         elif missing:
             reason = f"not reached: {', '.join(missing)}"
         elif corrupted or duplicates:
@@ -292,7 +297,11 @@ class NodeRunner:
             "flows": flows,
             "links": links,
             "links_tx_only": links_tx_only,
-            "security": {"rejections": rejections, "keys": self.trial._key_lines()},
+            # nonce streams (TEK fingerprints, never keys) so the three hosts' reports can be
+            # merged with stack.nonces.NonceMonitor.merge to check the whole cell
+            "security": {"rejections": rejections, "keys": self.trial._key_lines(),
+                         "nonces": {**self.trial.nonce_summary(),
+                                    "streams_sent": self.trial.nonces.export()}},
             "sync": self.net.sync_status(),
             "timing": {"wall_s": wall_s, "air_s": self.net.now, "frames": self.net.frame},
             "events": [f"{ne.t:.3f} s {type(ne.event).__name__} {_fields(ne.event)}"

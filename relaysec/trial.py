@@ -43,6 +43,7 @@ from relaysec.config import (
 from relaysec.node import FrameTap, LinkTable, Node, NodeEvent, SimNetwork
 from relaysec.report import MscEntry, Trace, msc_text, split_links, summary_text
 from relaysec.schedule import build_schedule, zone_capacity
+from stack.nonces import NonceMonitor, monitoring
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +199,7 @@ class Trial:
         self.log: list[NodeEvent] = []
         self.flows: dict[int, tuple[Flow, str, str]] = {}
         self.stray_corrupted = 0
+        self.nonces = NonceMonitor(name="trial")
         self.next_flow_id = 1
         self.handover: dict[str, Any] = {"mode": None, "interruption_s": None}
         self.timing: dict[str, float] = {}
@@ -840,7 +842,13 @@ class Trial:
     # ------------------------------------------------------------------ run
 
     def run(self) -> tuple[dict[str, Any], Trace]:
-        """Run every phase (stopping at the first failure) and build the report."""
+        """Run every phase (stopping at the first failure) and build the report. Every PN any
+        station hands out is watched (``stack.nonces``): a (TEK, PN) sent twice fails the
+        trial."""
+        with monitoring(self.nonces):
+            return self._run()
+
+    def _run(self) -> tuple[dict[str, Any], Trace]:
         t_wall = time.perf_counter()
         reason = None
         try:
@@ -909,6 +917,9 @@ class Trial:
         if ok and (corrupted or duplicates):
             ok = False
             reason = f"integrity: {corrupted} bytes corrupted, {duplicates} duplicates delivered"
+        if ok and self.nonces.reused:
+            ok = False
+            reason = f"nonce reuse: {self.nonces.describe(limit=2)}"
         sim_s = self.now if self.net is not None else 0.0
         rejections: dict[str, int] = {}
         for role in getattr(self, "roles", {}).values():
@@ -937,6 +948,7 @@ class Trial:
                 "rejections": rejections,
                 "in_flight_at_handover": self._stale_rejections(),
                 "keys": self._key_lines(),
+                "nonces": self.nonce_summary(),
             },
             "handover": self.handover,
             # control messages each station put on the air, by title (retransmissions included)
@@ -954,6 +966,14 @@ class Trial:
                        if type(ne.event).__name__ != "DataReceived"],
         }
         return report
+
+    def nonce_summary(self) -> dict[str, Any]:
+        """What the nonce monitor saw: PNs handed out to send, (TEK, direction) streams, PNs
+        handed out twice (0 unless something is badly wrong) and the first such, described
+        without key material."""
+        n = self.nonces
+        return {"sent": n.seen, "streams": n.streams, "reused": n.reused,
+                "first_reuses": [str(r) for r in n.reuses[:5]]}
 
     def key_randomness(self) -> dict[str, Any]:
         """Report fields on where keys came from: ``key_randomness`` is ``"os"`` (the OS CSPRNG)

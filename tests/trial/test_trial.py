@@ -40,6 +40,9 @@ def test_default_scenario_passes_distributed():
     # the only rejections of a clean run are frames in flight on the old path at the handover
     sec = report["security"]
     assert sum(sec["in_flight_at_handover"].values()) == sum(sec["rejections"].values())
+    # the trial's own nonce monitor: every station's PNs, none handed out twice (issue 17)
+    assert sec["nonces"]["sent"] > 100 and sec["nonces"]["streams"] >= 4
+    assert sec["nonces"]["reused"] == 0 and not sec["nonces"]["first_reuses"]
     ho = report["handover"]
     assert ho["mode"] == "predistributed" and 0 < ho["interruption_s"] < 1.0
     for name in ("ABS->ARS-1", "ARS-1->AMS", "AMS->ARS-2", "ARS-2->ABS"):
@@ -181,3 +184,27 @@ def test_examples_load_and_three_station_lab_passes_on_loopback():
     assert report["ok"], report["reason"]          # RS -> BS handover: AK changes, data via ABS
     assert report["handover"]["target"] == "ABS"
     _assert_clean(report)
+
+
+@pytest.mark.nonce_reuse_expected  # made on purpose, to see the trial's own monitor fail it
+def test_a_nonce_reuse_fails_the_trial(monkeypatch):
+    # If a station ever handed out a PN twice under one TEK, the trial must say so and fail:
+    # make every SA hand out its first PN twice.
+    from stack import nonces
+    from stack.sa import SecurityAssociation
+
+    real = SecurityAssociation.next_pns
+    seen: set[int] = set()
+
+    def twice(self, uplink, n, *, now=None):
+        runs = real(self, uplink, n, now=now)
+        if id(self) not in seen:
+            seen.add(id(self))
+            tek, first, _count = runs[0]
+            nonces.report(tek, uplink, first, 1)  # the same PN reported again
+        return runs
+
+    monkeypatch.setattr(SecurityAssociation, "next_pns", twice)
+    report, _ = run_trial(fast_config(("traffic.packets_per_direction", 8)))
+    assert not report["ok"] and report["reason"].startswith("nonce reuse")
+    assert report["security"]["nonces"]["reused"] > 0
