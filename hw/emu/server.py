@@ -420,9 +420,9 @@ class _Handler(socketserver.StreamRequestHandler):
                 # else: the connection ended mid-line; a partial command is never executed
                 return
             text = line.strip().decode("ascii", "replace")
-            if not text:
-                continue  # empty lines get no reply
-            tokens = text.split()
+            tokens = text.split()  # also splits on \x1c-\x1f, which bytes.strip() keeps
+            if not tokens:
+                continue  # empty (or whitespace-only) lines get no reply
             cmd = tokens[0].upper()
             if cmd == "EXIT":
                 return

@@ -494,3 +494,11 @@ def test_emulate_sample_rate_zero_as_a_command() -> None:
     assert proc.returncode == 2
     assert proc.stdout == ""
     assert "--sample-rate" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_line_of_unicode_only_whitespace_is_ignored(clients: Callable[..., Raw]) -> None:
+    # Found by the iiod fuzz harness: bytes.strip() keeps \x1c-\x1f, str.split() drops them,
+    # so the line split into no token at all and the server died on tokens[0].
+    c = clients()
+    c.send(b"\x1c\x1d\x1e\x1f\r\n")
+    assert c.cmd("TIMEOUT 1000") == 0  # still serving, the odd line got no reply
