@@ -58,14 +58,17 @@ class Spec:
 
     @property
     def corpus(self) -> Path:
+        """The committed seeds of this harness."""
         return CORPUS_DIR / self.name
 
     @property
     def findings(self) -> Path:
+        """Where this harness's findings are saved."""
         return FINDINGS_DIR / self.name
 
     @property
     def dictionary(self) -> Path | None:
+        """Its libFuzzer dictionary, if there is one."""
         p = DICT_DIR / f"{self.name}.dict"
         return p if p.exists() else None
 
@@ -238,12 +241,15 @@ class Reader:
         return int.from_bytes(chunk.ljust(nbytes, b"\0"), "big")
 
     def u8(self) -> int:
+        """One byte."""
         return self.uint(1)
 
     def u16(self) -> int:
+        """Two bytes, big-endian."""
         return self.uint(2)
 
     def flag(self) -> bool:
+        """A boolean (low bit of one byte)."""
         return bool(self.u8() & 1)
 
     def below(self, n: int) -> int:
@@ -282,20 +288,25 @@ class Writer:
         self.buf = bytearray()
 
     def uint(self, value: int, nbytes: int) -> Writer:
+        """Append ``value`` as ``nbytes`` big-endian bytes."""
         self.buf += int(value).to_bytes(nbytes, "big")
         return self
 
     def u8(self, value: int) -> Writer:
+        """Append one byte."""
         return self.uint(value, 1)
 
     def u16(self, value: int) -> Writer:
+        """Append two bytes, big-endian."""
         return self.uint(value, 2)
 
     def raw(self, data: bytes) -> Writer:
+        """Append bytes as they are."""
         self.buf += data
         return self
 
     def blob(self, data: bytes, max_len: int = 255) -> Writer:
+        """Append a length-prefixed byte string (as :meth:`Reader.blob` reads it)."""
         if max_len <= 255:
             self.u8(len(data))
         else:
@@ -304,4 +315,5 @@ class Writer:
         return self
 
     def bytes(self) -> bytes:
+        """The program written so far."""
         return bytes(self.buf)

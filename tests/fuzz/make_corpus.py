@@ -80,6 +80,7 @@ def _messages() -> list[tuple[str, bytes]]:
 
 
 def seeds_pkm() -> Seeds:
+    """Message examples from the field tables, messages seen on the air, per-class bodies."""
     from stack.pkm import messages as m
 
     classes = [m.MESSAGES[c] for c in sorted(m.MESSAGES)]
@@ -168,6 +169,7 @@ def _eap_conversation(request_identity: bool) -> list[bytes]:
 
 
 def seeds_eap() -> Seeds:
+    """The packets of an honest EAP-PSK conversation, Success, Failure, Notification, NAK."""
     from stack.pkm.eap import EapCode, EapPacket, EapType
 
     for i, pkt in enumerate(_eap_conversation(True)):
@@ -179,6 +181,7 @@ def seeds_eap() -> Seeds:
 
 
 def seeds_eap_psk() -> Seeds:
+    """Type-Data of each message; honest, altered and replayed conversations."""
     from stack.pkm.eap import EapPacket
 
     for i, pkt in enumerate(_eap_conversation(False)):
@@ -203,6 +206,7 @@ def seeds_eap_psk() -> Seeds:
 
 
 def seeds_mpdu() -> Seeds:
+    """A replay-window walk, altered and misaddressed MPDUs, raw MPDUs."""
     from stack import mpdu
 
     def op(w: Writer, kind: int, stid: int, up: bool, eks: int = 0, pn: int = 1, fid: int = 2,
@@ -232,6 +236,7 @@ def seeds_mpdu() -> Seeds:
 
 
 def seeds_burst() -> Seeds:
+    """Mixed bursts (two SAs, plain, replays, raw, padding, truncation), duplicate PNs."""
     from stack import mpdu
 
     def sealed(w: Writer, k: int, eks: int, pn: int, payload: bytes) -> Writer:
@@ -264,6 +269,7 @@ def seeds_burst() -> Seeds:
 
 
 def seeds_relay() -> Seeds:
+    """Relay payloads made by encapsulate_relay and pack_relay."""
     from stack import mpdu
     from stack.mac import encapsulate_relay, pack_relay
 
@@ -277,6 +283,7 @@ def seeds_relay() -> Seeds:
 
 
 def seeds_frames() -> Seeds:
+    """Frames recorded from an honest run of the cell."""
     frames = _traffic()["frames"]
     step = max(1, len(frames) // 24)
     for name, frame in frames[::step][:24]:
@@ -286,6 +293,7 @@ def seeds_frames() -> Seeds:
 
 
 def seeds_cmac() -> Seeds:
+    """The CMAC_PN replay rule, altered and misaddressed messages, raw bytes."""
     def genuine(w: Writer, kind: int, up: bool, stid: int, fid: int, msg: bytes, pn: int,
                 extra: bytes = b"") -> Writer:
         return w.u8(kind).u8(int(up)).u16(stid).u8(fid).blob(msg).uint(pn, 3).raw(extra)
@@ -308,6 +316,7 @@ def seeds_cmac() -> Seeds:
 
 
 def seeds_phy() -> Seeds:
+    """Genuine bursts at three MCSs, crafted headers, an impaired burst, int8 IQ, complex64."""
     import numpy as np
 
     from tests.fuzz.harnesses import phy as H
@@ -332,6 +341,7 @@ def seeds_phy() -> Seeds:
 
 
 def seeds_iiod() -> Seeds:
+    """libiio-like RX and TX sessions, names instead of ids, malformed commands."""
     yield "session-rx", (
         b"PRINT\nTIMEOUT 2500\nVERSION\n"
         b"READ iio:device0 INPUT voltage0 hardwaregain\n"
@@ -351,10 +361,13 @@ def seeds_iiod() -> Seeds:
 
 
 def seeds_sigmf() -> Seeds:
+    """A recording written by SigMFRecorder, one without data, a ci16_le one."""
     import numpy as np
 
+    from hw import sigmf
     from hw.sigmf import SigMFRecorder
 
+    sigmf._utc_now = lambda: "2026-01-01T00:00:00.000000Z"  # type: ignore[attr-defined]
     with tempfile.TemporaryDirectory() as tmp:
         rec = SigMFRecorder(Path(tmp) / "r", sample_rate=2.8e6, frequency_hz=2.4e9, seed=3,
                             config={"security": {"mode": "distributed", "psk": "x"}},
@@ -376,6 +389,7 @@ def seeds_sigmf() -> Seeds:
 
 
 def seeds_config() -> Seeds:
+    """The shipped default and example TOML files, a small file, override lines."""
     from importlib import resources
 
     default = resources.files("relaysec").joinpath("data/default.toml").read_bytes()
@@ -392,6 +406,8 @@ def seeds_config() -> Seeds:
 
 
 def seeds_roles() -> Seeds:
+    """Programs: entry (each access station), data and TEK refresh, handover, re-authentication,
+    every fate on the air, replays and injections; both modes."""
     from tests.fuzz.harnesses import roles as R
 
     op = {name: i for i, name in enumerate(R.OPS)}

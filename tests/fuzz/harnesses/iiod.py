@@ -29,9 +29,11 @@ class _Unbound(PlutoServer):
     """A PlutoServer that never binds or listens (only its state and handlers are used)."""
 
     def server_bind(self) -> None:
+        """No socket is bound."""
         return None
 
     def server_activate(self) -> None:
+        """Nor listened on."""
         return None
 
 
@@ -43,6 +45,7 @@ class _Internal(logging.Handler):
         self.errors: list[BaseException] = []
 
     def emit(self, record: logging.LogRecord) -> None:
+        """Keep the exception of an error record."""
         if record.exc_info and record.exc_info[1] is not None:
             self.errors.append(record.exc_info[1])
 
@@ -70,18 +73,23 @@ class _MemorySocket:
         self.sent = bytearray()
 
     def makefile(self, mode: str = "r", buffering: int | None = None) -> io.BufferedIOBase:
+        """The input, as the handler's read file."""
         return io.BufferedReader(io.BytesIO(self._data))
 
     def sendall(self, data: bytes) -> None:
+        """Collect what the server writes."""
         self.sent += data
 
     def settimeout(self, value: float | None) -> None:
+        """Accepted and ignored."""
         return None
 
     def setsockopt(self, *args: object) -> None:
+        """Accepted and ignored."""
         return None
 
     def close(self) -> None:
+        """Nothing to close."""
         return None
 
 

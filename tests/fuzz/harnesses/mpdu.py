@@ -46,11 +46,13 @@ class _Window:
         self.seen: set[int] = set()
 
     def accepts(self, pn: int) -> bool:
+        """Whether the window must accept ``pn`` now."""
         if pn == 0 or pn in self.seen:
             return False
         return pn > self.highest or self.highest - pn < WINDOW
 
     def record(self, pn: int) -> None:
+        """Note ``pn`` as received."""
         self.seen.add(pn)
         self.highest = max(self.highest, pn)
 

@@ -158,11 +158,13 @@ class _World:
 
     # -- the calls that must never raise ------------------------------------------------------
     def deliver(self, src: int, dst: int, frame: bytes) -> None:
+        """``receive`` at ``dst`` (must not raise)."""
         role = self.roles.get(dst)
         if role is not None:
             role.receive(src, frame, self.now)
 
     def collect(self, max_bytes: int | None = None) -> int:
+        """Every role's ``frames_to_send`` into the air and the history; returns how many."""
         n = 0
         for sid, role in self.roles.items():
             for dst, frame in role.frames_to_send(self.now, max_bytes):
@@ -173,19 +175,23 @@ class _World:
         return n
 
     def timers(self) -> None:
+        """Every role's ``timer``."""
         for role in self.roles.values():
             role.timer(self.now)
 
     def next_deadline(self) -> float | None:
+        """The earliest deadline of any role."""
         dls = [d for r in self.roles.values() if (d := r.next_deadline()) is not None]
         return min(dls) if dls else None
 
     def drain(self) -> None:
+        """Every role's ``events``."""
         for role in self.roles.values():
             role.events()
 
     # -- honest exchange ----------------------------------------------------------------------
     def step(self, max_bytes: int | None = None) -> bool:
+        """One honest hop: collect everything, deliver everything; True if anything was sent."""
         sent = self.collect(max_bytes)
         while self.air:
             self.deliver(*self.air.popleft())
@@ -193,6 +199,7 @@ class _World:
         return bool(sent)
 
     def settle(self, horizon: float) -> None:
+        """Run the cell honestly (hops, then deadlines) until quiet or ``horizon`` seconds."""
         end = self.now + horizon
         for _ in range(SETTLE_STEPS):
             if self.step():
@@ -205,6 +212,7 @@ class _World:
 
     # -- checks -------------------------------------------------------------------------------
     def check_tables(self) -> None:
+        """Raise a ``table_growth`` violation for any table past its bound."""
         for sid, role in self.roles.items():
             for name, (n, limit) in _tables(role).items():
                 if n > limit:

@@ -16,6 +16,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import sigmf.sigmffile  # noqa: F401 - hw.sigmf imports it lazily: import it here, instrumented
 
 from hw.errors import RadioError
 from hw.sigmf import meta_summary, read_recording
