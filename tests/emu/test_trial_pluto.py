@@ -2,8 +2,8 @@
 the ARS to the ABS itself), through the real Pluto code path — ``relaysec emulate`` in its own
 process, ``--backend pluto --uris ip:127.0.0.1:PORT …`` through hw.pluto, pyadi-iio, pylibiio and
 the libiio C library — with short settings. The emulated air runs on the wall clock, as hardware
-does, so this is also the timing rehearsal the issue asks for; at half real time
-(``relaysec emulate --speed 0.5`` and ``schedule.ota_speed = 0.5``, allowed because every URI is
+does, so this is also the timing rehearsal the issue asks for; at a third of real time
+(``relaysec emulate --speed 1/3`` and ``schedule.ota_speed = 1/3``, allowed because every URI is
 an emulator on loopback), so that a busy second test worker on CI's two cores does not cost
 bursts through TX timing jitter. Then the same scenario as three
 ``relaysec node`` processes, one per station, as on three hosts."""
@@ -27,8 +27,9 @@ from tests.emu.realtime import realtime_slot
 
 pytestmark = [pytest.mark.libiio, pytest.mark.slow]
 
-#: Air speed of the emulator and the runtime (half real time: twice the slack for every burst).
-SPEED = 0.5
+#: Air speed of the emulator and the runtime (a third of real time: three times the slack for
+#: every burst, so the rehearsal holds while the other xdist worker runs CPU-heavy tests).
+SPEED = 1 / 3
 #: Short settings: few packets, a short TEK life; 100 ms frames and 8 ms guards from the lab file.
 #: One packet per burst: the data path has no ARQ, so with two per burst a single lost burst costs
 #: a flow a quarter of its packets. min_delivery is the lab file's.

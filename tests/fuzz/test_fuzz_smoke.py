@@ -9,9 +9,8 @@
   temporary directory; and one for the role harness. Without atheris the test skips -- and fails
   when ``CI`` is set, so CI can never silently stop fuzzing.
 
-The role harness's tests are marked ``xfail(strict=False)`` while the roles are being rewritten
-(the crashes it found in the roles before the rewrite are in ``tests/fuzz/regressions/roles/``);
-the mark goes once the rewrite has settled.
+The crashes the role harness found in the roles before their rewrite (issue 11) are kept in
+``tests/fuzz/regressions/roles/`` and replayed by ``test_regressions.py``.
 """
 
 from __future__ import annotations
@@ -30,12 +29,8 @@ from tests.fuzz.__main__ import multiplexed_seeds, worker_command
 # per input: the project's nonce monitor (tests/conftest.py) must not count that as a reuse.
 pytestmark = pytest.mark.nonce_reuse_expected
 
-ROLES_XFAIL = pytest.mark.xfail(strict=False, reason="roles being rewritten")
-
-
 def _harnesses() -> list[object]:
-    return [pytest.param(n, marks=ROLES_XFAIL) if n == "roles" else n
-            for n in sorted(_core.HARNESSES)]
+    return sorted(_core.HARNESSES)
 
 
 def test_every_harness_has_seeds_a_module_and_a_generator() -> None:
@@ -80,7 +75,7 @@ DECODERS = sorted(n for n, spec in _core.HARNESSES.items() if spec.decoder)
 
 @pytest.mark.parametrize(("names", "runs"), [
     pytest.param(DECODERS, 2500, id="decoders"),
-    pytest.param(["roles"], 25, id="roles", marks=ROLES_XFAIL),
+    pytest.param(["roles"], 25, id="roles"),
 ])
 def test_short_atheris_pass(names: list[str], runs: int, tmp_path: Path) -> None:
     _require_atheris()

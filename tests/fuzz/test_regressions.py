@@ -3,8 +3,7 @@
 Every input in ``tests/fuzz/regressions/<harness>/`` is a crash the fuzzer found (its ``.txt``
 says where and against which code), replayed through its harness: it must now pass. The tests
 below state each decoder fix directly on the decoder's API. The role inputs crashed the roles
-before their rewrite and pass on the rewritten ones; like the role smoke test they carry a
-non-strict xfail while the roles are being rewritten.
+before their rewrite (issue 11) and pass on the rewritten ones.
 """
 
 from __future__ import annotations
@@ -21,12 +20,8 @@ pytestmark = pytest.mark.nonce_reuse_expected  # the harnesses restart from the 
 REGRESSIONS = _core.FUZZ_DIR / "regressions"
 
 
-ROLES_XFAIL = pytest.mark.xfail(strict=False, reason="roles being rewritten")
-
-
 def _inputs() -> list[object]:
-    return [pytest.param(p.parent.name, p, id=f"{p.parent.name}/{p.name[:18]}",
-                         marks=ROLES_XFAIL if p.parent.name == "roles" else ())
+    return [pytest.param(p.parent.name, p, id=f"{p.parent.name}/{p.name[:18]}")
             for p in sorted(REGRESSIONS.glob("*/crash-*")) if p.suffix != ".txt"]
 
 

@@ -25,7 +25,9 @@ handed out twice (``stack.nonces``, where present).
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import pickle
 from collections import Counter, deque
 from contextlib import AbstractContextManager, nullcontext
@@ -34,12 +36,17 @@ from typing import Any
 from stack.errors import SecurityError
 from stack.pkm.authenticator import BuiltinAuthenticator
 from stack.roles import Lifetimes, SecurityMode, Timers
+from stack.roles.base import RoleBase
 from stack.roles.ids import station_bytes
 from stack.roles.memnet import Net
 from tests.fuzz._core import Reader, Violation
 from tests.roles import harness as cell
 
 ALLOWED: tuple[type[BaseException], ...] = ()
+
+# The roles catch a handler bug as ``internal_error`` so a node keeps running; the fuzzer must
+# see it as the crash it is.
+RoleBase.strict = True
 
 ABS, ARS1, ARS2, AMS = cell.ABS, cell.ARS1, cell.ARS2, cell.AMS
 STATIONS = (ABS, ARS1, ARS2, AMS)
@@ -257,13 +264,17 @@ def _deliver_next(w: _World, r: Reader) -> None:
         w.deliver(src, dst, frame)
     elif fate == "alter":
         w.deliver(src, dst, _mutate(r, frame))
+        STATS["altered"] += 1
     elif fate == "truncate":
         w.deliver(src, dst, frame[: r.below(len(frame) + 1)])
+        STATS["truncated"] += 1
     elif fate == "duplicate":
         w.deliver(src, dst, frame)
         w.deliver(src, dst, frame)
+        STATS["duplicated"] += 1
     elif fate == "redirect":
         w.deliver(src, r.pick(STATIONS), frame)  # type: ignore[arg-type]
+        STATS["redirected"] += 1
     elif fate == "delay" and len(w.air) < MAX_AIR:
         w.air.append((src, dst, frame))
     # "drop": gone
@@ -283,6 +294,7 @@ def _inject(w: _World, r: Reader) -> None:
             return
         frame = _mutate(r, units[r.below(len(units))])
     w.deliver(src, dst, frame)  # type: ignore[arg-type]
+    STATS["injected"] += 1
 
 
 def _command(w: _World, r: Reader) -> None:
@@ -325,6 +337,7 @@ def _run(w: _World, r: Reader) -> None:
             if r.flag():
                 src, dst = r.pick(STATIONS), r.pick(STATIONS)
             w.deliver(src, dst, frame)  # type: ignore[arg-type]
+            STATS["replayed"] += 1
         elif op == "inject":
             _inject(w, r)
         elif op == "tick":
@@ -360,3 +373,39 @@ def one_input(data: bytes) -> None:
         w.check_tables()
     if mon is not None and mon.reused:
         raise Violation("nonce_reuse", mon.describe())
+    _check_keys_agree(roles)
+    STATS["executions"] += 1
+    if _STATS_PATH and STATS["executions"] % 200 == 0:
+        _dump_stats()
+
+
+def _check_keys_agree(roles: dict[int, Any]) -> None:
+    """Both ends of every link that name the same AK hold the same keys: same CMAC keys, and the
+    same TEK for every COUNTER_TEK both hold (key check values; nothing else is compared)."""
+    abs_ = roles[ABS]
+    pairs = [(roles[s], abs_, s, None) for s in (ARS1, ARS2)]
+    ams = roles[AMS]
+    if ams.serving is not None:
+        serving = roles.get(ams.serving)
+        if serving is not None:
+            pairs.append((ams, serving, AMS, None))
+    for sub, srv, sid, _ in pairs:
+        a, b = sub.key_info(), srv.key_info(sid)
+        if a is None or b is None or a.akid != b.akid:
+            continue
+        common = set(a.counter_teks) & set(b.counter_teks)
+        ka = dict(zip(a.counter_teks, a.kcv_teks, strict=True))
+        kb = dict(zip(b.counter_teks, b.kcv_teks, strict=True))
+        if (a.kcv_cmac_u, a.kcv_cmac_d) != (b.kcv_cmac_u, b.kcv_cmac_d) or \
+                any(ka[c] != kb[c] for c in common):
+            raise Violation("keys_disagree", f"link of {sid:#x}: {a} vs {b}")
+
+
+STATS: Counter[str] = Counter()
+"""Hostile frames this process delivered, by kind, and executions (for campaign reports)."""
+_STATS_PATH = os.environ.get("RELAYSEC_FUZZ_STATS", "")
+
+
+def _dump_stats() -> None:
+    with open(_STATS_PATH, "w", encoding="utf-8") as f:
+        json.dump(dict(STATS), f)
