@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Hashable
+from enum import Enum
 from itertools import pairwise
 from typing import ClassVar
 
@@ -30,6 +31,24 @@ from stack.roles.framing import (
 from stack.roles.ids import fmt_station, station_bytes
 from stack.roles.link import KeyInfo, Link
 
+
+class Phase(str, Enum):
+    """Where a subscriber (AMS, or an ARS towards the ABS) stands. A ``str`` enum: it compares
+    equal to its value (``ams.phase == "operational"``)."""
+
+    IDLE = "idle"
+    RANGING = "ranging"                # initial RNG-REQ out, no RNG-RSP yet
+    EAP = "eap"                        # EAP running (entry, or re-authentication with keys)
+    KEY_AGREEMENT = "key_agreement"    # EAP succeeded (provisionally); MSG#1..#3
+    OPERATIONAL = "operational"
+    FAILED = "failed"                  # entry failed or the AK expired; attach() again
+
+
+ENTERING = frozenset({Phase.RANGING, Phase.EAP, Phase.KEY_AGREEMENT})
+"""The phases in which entry messages (EAP, Key_Agreement-MSG#1/#3) can belong to us."""
+ANY_PHASE = frozenset(Phase)
+
+
 SECURITY_PARAMS = m.SecurityNegotiationParameters(
     pkm_version=3, auth_policy=1, mac_mode=1, pn_window_size=64, max_sas=1
 )
@@ -44,7 +63,7 @@ class SubscriberRole(RoleBase):
         self.life = config.lifetimes
         self.serving: int | None = None
         self.stid: int | None = None
-        self.phase = "idle"
+        self.phase = Phase.IDLE
         self._amsid = station_bytes(config.station_id)
         self._amsid_star: bytes | None = None
         self._nonce_ams6: bytes | None = None
@@ -63,7 +82,7 @@ class SubscriberRole(RoleBase):
     def attach(self, via: int, now: float) -> None:
         """Start network entry at station ``via`` (an ARS or the ABS)."""
         self.serving = via
-        self.phase = "ranging"
+        self.phase = Phase.RANGING
         # A new attempt abandons whatever the previous one left half done (its EAP peer, the
         # pending PMK, key agreement and retransmissions); an established link stays usable
         # until the new entry completes.
@@ -164,12 +183,18 @@ class SubscriberRole(RoleBase):
         raise MalformedError(f"unexpected FID {fid}", reason="bad_fid")
 
     def _on_control(self, src: int, cls: type[m.Message], data: bytes, now: float) -> None:
-        """Dispatch one control message from our serving (or handover target) station."""
-        handler = self._control_handlers.get(cls)
-        if handler is None:
+        """Dispatch one control message from our serving (or handover target) station through
+        the ``(message class) -> (handler, phases it is valid in)`` table; a message outside the
+        table goes to :meth:`_on_other_control`, one in the wrong phase is refused."""
+        entry = self._control_handlers.get(cls)
+        if entry is None:
             self._on_other_control(src, cls, data, now)
-        else:
-            handler(self, src, data, now)
+            return
+        handler, phases = entry
+        if self.phase not in phases:
+            raise ProtocolError(f"{cls.__name__} in phase {self.phase.value}",
+                                reason="unexpected_message")
+        handler(self, src, data, now)
 
     def _on_tek_message(self, src: int, data: bytes, now: float) -> None:
         if self.link is None or src != self.serving:
@@ -201,14 +226,14 @@ class SubscriberRole(RoleBase):
         if self._ho is not None and src == self._ho[0]:
             self._on_ho_rsp(src, data, now)
             return
-        if self.link is not None and src == self.serving and self.phase == "operational":
+        if self.link is not None and src == self.serving and self.phase == Phase.OPERATIONAL:
             self._on_rerange(src, data, now)
             return
         msg = m.RngRsp.decode(data)
         # Under loss the EAP conversation may overtake a lost RNG-RSP (the ABS starts EAP right
         # after answering), so the RSP is accepted until key agreement has used the STID.
         if msg.purpose != m.RangingPurpose.INITIAL_ENTRY or \
-                self.phase not in ("ranging", "eap", "key_agreement") or \
+                self.phase not in ENTERING or \
                 (self.stid is not None and msg.stid != self.stid):
             raise ProtocolError("RNG-RSP out of state", reason="unexpected_message")
         if msg.amsid != self._amsid or msg.status != m.RngStatus.SUCCESS:
@@ -219,8 +244,8 @@ class SubscriberRole(RoleBase):
             raise ProtocolError("RNG-RSP of an earlier entry attempt", reason="stale_rng_rsp")
         self._answered("rng")
         self.stid = msg.stid
-        if self.phase == "ranging":
-            self.phase = "eap"
+        if self.phase == Phase.RANGING:
+            self.phase = Phase.EAP
         self._watch_entry(now)
 
     def _on_ho_rsp(self, src: int, data: bytes, now: float) -> None:
@@ -307,7 +332,7 @@ class SubscriberRole(RoleBase):
         # way, i.e. until Key_Agreement-MSG#1 verified under the new MSK (after that the
         # conversation is over: a late EAP-Failure is a forgery, RFC 3748 §7.16).
         if self._peer is None or self._ka is not None or \
-                self.phase not in ("ranging", "eap", "key_agreement"):
+                self.phase not in ENTERING:
             raise ProtocolError("EAP without an entry in progress", reason="unexpected_message")
         if msg.eap_payload[0] == EapCode.FAILURE:
             # EAP-Failure is unauthenticated: anyone can send one. It ends nothing by itself --
@@ -327,7 +352,7 @@ class SubscriberRole(RoleBase):
             # Provisional until EAP-Success or a CMAC-verified MSG#1 (the peer's rule).
             if self._pmk_pending is None:
                 self._pmk_pending = derive_pmk(result.msk)
-                self.phase = "key_agreement"
+                self.phase = Phase.KEY_AGREEMENT
         elif self._pmk_pending is None:
             # The method itself failed (the server's MAC_S or PCHANNEL did not verify): this
             # conversation cannot succeed any more.
@@ -391,7 +416,7 @@ class SubscriberRole(RoleBase):
         self.cmac_key_count = 0
         self._pmk, self._pmk_sn = self._pmk_pending, link.ctx.pmk_sn
         self._pmk_pending, self._new_link, self._ka = None, None, None
-        self.link, self.phase = link, "operational"
+        self.link, self.phase = link, Phase.OPERATIONAL
         self._ak_expiry = now + self._ak_lifetime
         self._keys_event(link, "reauth" if reauth else "entry", peer=src)
         if not reauth:
@@ -411,7 +436,7 @@ class SubscriberRole(RoleBase):
         if self.link is None or now < self._ak_expiry:
             return
         log.info("%s: AK expired; detached", fmt_station(self.station_id))
-        self.link, self._ho, self.phase, self._peer = None, None, "failed", None
+        self.link, self._ho, self.phase, self._peer = None, None, Phase.FAILED, None
         for key in ("tek", "reauth", "ho"):
             self._answered(key)
             self._set_deadline(key, None)
@@ -436,11 +461,11 @@ class SubscriberRole(RoleBase):
         the ABS sends MSG#1 once EAP succeeded, so while we wait for either nothing of ours is
         outstanding; if our peer went quiet (its EAP ended in a failure we never saw, it gave
         up), the entry must still end."""
-        if self.phase in ("ranging", "eap", "key_agreement"):
+        if self.phase in ENTERING:
             self._set_deadline("entry", now + self.timers.give_up_after)
 
     def _entry_stalled(self, now: float) -> None:
-        if self.phase not in ("ranging", "eap", "key_agreement"):
+        if self.phase not in ENTERING:
             return
         if any(k in self._pending for k in ("rng", "ka", "reauth")):
             return  # a request of ours is outstanding: its own retries decide
@@ -458,7 +483,7 @@ class SubscriberRole(RoleBase):
         if self._attaching or self.link is None:
             self._entry_failed(now, reason)
             return
-        self.phase, self._peer = "operational", None
+        self.phase, self._peer = Phase.OPERATIONAL, None
         self._set_deadline("reauth", now + self.life.reauth_margin * self._ak_lifetime / 2)
         self._emit(EntryFailed(station=self.station_id, reason=reason))
 
@@ -506,7 +531,7 @@ class SubscriberRole(RoleBase):
         link, dst = self.link, self.serving
         if link is None or dst is None:
             return
-        self.phase = "eap"
+        self.phase = Phase.EAP
         self._eap_failure_seen = False
         self._peer = EapPskPeer(self._amsid, self.config.psk, rng=self._rng)
         req = m.ReauthRequest()
@@ -515,20 +540,21 @@ class SubscriberRole(RoleBase):
             self._queue(dst, control_mpdu(link.sign(req)), req.TITLE)
 
         def fail(now2: float) -> None:  # no answer: keep the current keys, retry later
-            if self.phase == "eap" and self.link is link:
-                self.phase, self._peer = "operational", None
+            if self.phase == Phase.EAP and self.link is link:
+                self.phase, self._peer = Phase.OPERATIONAL, None
                 self._set_deadline("reauth", now2 + self.life.reauth_margin * self._ak_lifetime / 2)
 
         self._request("reauth", dst, "reauth", send, now, on_fail=fail)
 
-    _control_handlers: ClassVar[dict[type[m.Message], Callable[..., None]]] = {}  # set below
+    _control_handlers: ClassVar[dict[type[m.Message],
+                                     tuple[Callable[..., None], frozenset[Phase]]]] = {}  # below
 
     # -- helpers ----------------------------------------------------------------------------
     def _send_plain(self, dst: int, msg: m.Message) -> None:
         self._queue(dst, control_mpdu(msg.encode()), msg.TITLE)
 
     def _entry_failed(self, now: float, reason: str = "peer_lost") -> None:
-        self.phase = "failed"
+        self.phase = Phase.FAILED
         self._attaching = False
         self._pmk_pending, self._new_link, self._ka = None, None, None
         self._set_deadline("entry", None)
@@ -538,12 +564,12 @@ class SubscriberRole(RoleBase):
 
 
 SubscriberRole._control_handlers = {
-    m.RngRsp: SubscriberRole._on_rng_rsp,
-    m.EapTransfer: SubscriberRole._on_eap_message,
-    m.KeyAgreementMsg1: SubscriberRole._on_ka1,
-    m.KeyAgreementMsg3: SubscriberRole._on_ka3,
-    m.TekReply: SubscriberRole._on_tek_message,
-    m.TekInvalid: SubscriberRole._on_tek_message,
+    m.RngRsp: (SubscriberRole._on_rng_rsp, ANY_PHASE),
+    m.EapTransfer: (SubscriberRole._on_eap_message, ENTERING),
+    m.KeyAgreementMsg1: (SubscriberRole._on_ka1, ENTERING),
+    m.KeyAgreementMsg3: (SubscriberRole._on_ka3, ENTERING),
+    m.TekReply: (SubscriberRole._on_tek_message, ANY_PHASE),
+    m.TekInvalid: (SubscriberRole._on_tek_message, ANY_PHASE),
 }
 """What a subscriber accepts from its serving station, by message class; anything else goes to
 ``_on_other_control`` (the ARS's relay management) or is ``unexpected_message``."""
