@@ -693,9 +693,12 @@ class AbsRole(RoleBase):
         attempt of the station ends, and the old context's access RS releases it (by AKID)."""
         if self._entries.get(e.serial) is not e:
             return
+        old = self._contexts.get(e.station)
+        if e.reauth and old is not None and old.via != e.via:
+            self._drop(e, now, "moved")  # the station handed over meanwhile: start again there
+            return
         link, msg3 = e.link, e.msg3
         assert link is not None and msg3 is not None and e.pmk is not None  # set by _ka2_verified
-        old = self._contexts.get(e.station)
         relay = e.station in self.config.relays
         c = Context(station=e.station, stid=e.stid, via=e.via, amsid_star=e.amsid_star,
                     pmk=e.pmk, pmk_sn=e.pmk_sn, count=0, link=link, relay=relay,
@@ -882,6 +885,8 @@ class AbsRole(RoleBase):
             link.verify(data)
         old_via, old_link = c.via, c.link
         c.via, c.link, c.count, c.ka = target, link, count, None
+        for e in [x for x in self._entries_of.get(c.station, {}).values() if x.reauth]:
+            self._drop(e, now, "moved")  # a re-authentication on the old path is void now
         c.ho_links = {k: v for k, v in c.ho_links.items() if k[1] > count}
         c.ho_verified = {k: v for k, v in c.ho_verified.items() if k[1] > count}
         rsp = m.RngRsp(purpose=m.RangingPurpose.HANDOVER_REENTRY, status=m.RngStatus.SUCCESS,

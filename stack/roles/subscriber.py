@@ -110,6 +110,19 @@ class SubscriberRole(RoleBase):
         """Re-enter at ``target`` with CMAC_KEY_COUNT+1 and the AK derived for ``target``."""
         if self.link is None or self._pmk is None or self.stid is None:
             raise ProtocolError("handover needs an attached station with keys")
+        if self._ka is not None and not self._attaching:
+            # MSG#2 of a re-authentication is out: the ABS may already have switched to the new
+            # AK, so the agreement must finish (MSG#3) before we move
+            raise ProtocolError("re-authentication key agreement in progress; hand over after it",
+                                reason="busy")
+        if self.phase in ENTERING and not self._attaching:
+            # a re-authentication still in EAP belongs to the old path: abandon it (the keys in
+            # use stay; it is asked for again at the target)
+            self._answered("reauth")
+            self._answered("ka")
+            self._pmk_pending, self._new_link, self._ka, self._peer = None, None, None, None
+            self.phase = Phase.OPERATIONAL
+            self._set_deadline("reauth", now + self.timers.give_up_after)
         self.cmac_key_count += 1
         ctx = AkContext.derive(self._pmk, pmk_sn=self._pmk_sn, amsid_star=self._amsid_star,
                                absid=station_bytes(target), cmac_key_count=self.cmac_key_count)
@@ -530,6 +543,9 @@ class SubscriberRole(RoleBase):
         """Ask for re-authentication (new EAP → new PMK SN → new AK → key agreement)."""
         link, dst = self.link, self.serving
         if link is None or dst is None:
+            return
+        if self._ho is not None:  # after the handover, on the new path
+            self._set_deadline("reauth", now + self.timers.give_up_after)
             return
         self.phase = Phase.EAP
         self._eap_failure_seen = False
