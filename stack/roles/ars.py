@@ -11,6 +11,7 @@ entry) justifies it, and never replaces a live context before that.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import ItemsView
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,6 +67,52 @@ hold yet (entry); any other signed message is verified here first when the ARS h
 keys (distributed mode), so a replay never reaches the ABS."""
 
 
+class _StidMap:
+    """AMS STID <-> station id, one to one both ways (an AMS has one STID; a STID names one AMS):
+    both lookups are O(1) -- an ARS looks the sender's STID up for every MPDU it receives."""
+
+    def __init__(self) -> None:
+        self._station: dict[int, int] = {}
+        self._stid: dict[int, int] = {}
+
+    def bind(self, stid: int, station: int) -> list[int]:
+        """Bind ``stid`` to ``station``; returns the STIDs the station held before (now unbound)."""
+        old = self._stid.get(station)
+        dropped = [old] if old is not None and old != stid else []
+        for s in dropped:
+            self._station.pop(s, None)
+        prev = self._station.get(stid)
+        if prev is not None and prev != station:
+            self._stid.pop(prev, None)
+        self._station[stid] = station
+        self._stid[station] = stid
+        return dropped
+
+    def unbind(self, stid: int) -> int | None:
+        station = self._station.pop(stid, None)
+        if station is not None and self._stid.get(station) == stid:
+            del self._stid[station]
+        return station
+
+    def stid_of(self, station: int) -> int:
+        return self._stid.get(station, 0)
+
+    def get(self, stid: int, default: int | None = None) -> int | None:
+        return self._station.get(stid, default)
+
+    def __getitem__(self, stid: int) -> int:
+        return self._station[stid]
+
+    def __contains__(self, stid: object) -> bool:
+        return stid in self._station
+
+    def __len__(self) -> int:
+        return len(self._station)
+
+    def items(self) -> ItemsView[int, int]:
+        return self._station.items()
+
+
 @dataclass(eq=False)
 class _HoWait:
     """A handover re-entry request waiting for the AK the ARS asked the ABS for."""
@@ -85,7 +132,7 @@ class ArsRole(SubscriberRole):
         self.encrypt_relay_control = config.encrypt_relay_control
         self._txid = 0
         self._ams_links: dict[int, Link] = {}      # by AMS STID (distributed mode)
-        self._stid_station: dict[int, int] = {}    # AMS STID -> station id
+        self._stid_station = _StidMap()            # AMS STID <-> station id
         # station -> AMSID*s seen at initial ranging (bounded, least recently used first): a
         # replayed old RNG-REQ must not make us refuse the AK of the attempt actually running.
         self._entries: OrderedDict[int, dict[bytes, None]] = OrderedDict()
@@ -105,14 +152,12 @@ class ArsRole(SubscriberRole):
         """``peer`` None/ABS: own relay link; an AMS id: that AMS's access link (distributed)."""
         if peer is None or peer == self.serving:
             return super().key_info()
-        for stid, st in self._stid_station.items():
-            if st == peer and stid in self._ams_links:
-                return self._ams_links[stid].info()
-        return None
+        stid = self._stid_station.stid_of(peer)
+        return self._ams_links[stid].info() if stid in self._ams_links else None
 
     def serves(self, ams: int) -> bool:
         """True while this ARS holds an AMS key context for ``ams``."""
-        return any(self._stid_station.get(s) == ams for s in self._ams_links)
+        return self._stid_station.stid_of(ams) in self._ams_links
 
     def state_size(self) -> dict[str, int]:
         """Sizes of every table a stranger could try to grow (tests, threat model)."""
@@ -169,7 +214,7 @@ class ArsRole(SubscriberRole):
 
     def _stid_of(self, station: int) -> int:
         """STID of an AMS seen through this ARS (0 when not known)."""
-        return next((s for s, st in self._stid_station.items() if st == station), 0)
+        return self._stid_station.stid_of(station)
 
     def _down(self, stid: int, inner: bytes, now: float) -> None:
         """One relay item from the ABS (authentic: it came in our relay SA)."""
@@ -209,11 +254,8 @@ class ArsRole(SubscriberRole):
         if rsp is not None and rsp.purpose == m.RangingPurpose.INITIAL_ENTRY:
             if rsp.amsid is not None:  # the ABS assigned this STID to that station
                 station = station_from_bytes(rsp.amsid)
-                for old in [s for s, st in self._stid_station.items()
-                            if st == station and s != rsp.stid]:
-                    del self._stid_station[old]  # a station has one STID: the old one is over
-                    self._ams_links.pop(old, None)
-                self._stid_station[rsp.stid] = station
+                for old in self._stid_station.bind(rsp.stid, station):
+                    self._ams_links.pop(old, None)  # a station has one STID: the old one is over
             return False
         if rsp is not None:
             return False
@@ -230,7 +272,7 @@ class ArsRole(SubscriberRole):
         if src is None:
             raise ProtocolError("handover RNG-RSP for no request we relayed",
                                 reason="unexpected_message")
-        self._stid_station[stid] = src
+        self._stid_station.bind(stid, src)
         self._queue(src, inner, "relayed")
         return True
 
@@ -466,7 +508,7 @@ class ArsRole(SubscriberRole):
             del self._ho_aks[key]
             self._set_deadline(("ho_ak", *key), None)
         self._ams_links[stid] = link
-        self._stid_station[stid] = src
+        self._stid_station.bind(stid, src)
         link.subject = src
         self._keys_event(link, "handover")
         self._emit(HandoverComplete(ams=src, source=station_from_bytes(body.serving_id or
@@ -507,10 +549,10 @@ class ArsRole(SubscriberRole):
         station = self._stid_station.get(stid)
         if link is not None and link.ctx.akid == msg.akid:
             del self._ams_links[stid]
-            self._stid_station.pop(stid, None)
+            self._stid_station.unbind(stid)
             self._emit(ContextReleased(ams=link.subject, station=self.station_id))
         elif not self.distributed and station is not None:
-            del self._stid_station[stid]  # centralized: only a forwarding entry to drop
+            self._stid_station.unbind(stid)  # centralized: only a forwarding entry to drop
             self._emit(ContextReleased(ams=station, station=self.station_id))
         ack = m.ContextReleaseAck(transaction_id=msg.transaction_id, ams_stid=msg.ams_stid)
         self._to_abs(self.link.sign(ack), ack.TITLE, now)
