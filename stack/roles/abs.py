@@ -307,7 +307,7 @@ class AbsRole(RoleBase):
         fid = mpdu_fid(mpdu)
         if fid == FID_CONTROL:
             cls, data = control_message(mpdu)
-            self._on_control(_Sender(src, self.station_id, direct=True), None, cls, data, now)
+            self._on_control(_Sender(src, self.station_id, direct=True), cls, data, now)
             return
         rx = self._rx_link(src)
         if rx is None:
@@ -346,12 +346,11 @@ class AbsRole(RoleBase):
         if fid == FID_CONTROL:
             cls, data = control_message(inner)
             if stid == self._contexts[ars].stid:  # the ARS's own control, sealed in its relay SA
-                self._on_control(_Sender(ars, self.station_id, direct=True, sealed=True), None,
+                self._on_control(_Sender(ars, self.station_id, direct=True, sealed=True),
                                  cls, data, now)
             else:
                 station = self._by_stid.get(stid, -1)
-                self._on_control(_Sender(station, ars, direct=False, stid=stid), stid, cls, data,
-                                 now)
+                self._on_control(_Sender(station, ars, direct=False, stid=stid), cls, data, now)
             return
         station = self._by_stid.get(stid)
         c = self._contexts.get(station) if station is not None else None
@@ -366,7 +365,7 @@ class AbsRole(RoleBase):
             fid, _eks, payload = self._open(c.link, inner, now)
         self._emit(DataReceived(src=c.station, payload=payload, fid=fid, via=ars))
 
-    def _on_control(self, sender: _Sender, stid: int | None, cls: type[m.Message], data: bytes,
+    def _on_control(self, sender: _Sender, cls: type[m.Message], data: bytes,
                     now: float) -> None:
         """Dispatch one control message through the handler table."""
         entry = self._handlers.get(cls)
@@ -376,13 +375,10 @@ class AbsRole(RoleBase):
         if cls.CODE in RELAY_MANAGEMENT_CODES and self.config.encrypt_relay_control \
                 and not sender.sealed:
             raise ProtocolError(f"{cls.TITLE} outside the relay SA", reason="not_encrypted")
-        if who == "anyone":
+        if who in ("anyone", "entry"):  # unauthenticated (ranging) or bound to an attempt
             handler(sender, data, now)
             return
-        if who == "entry":
-            handler(sender, data, now)
-            return
-        c = self._contexts.get(sender.station)
+        c = self._contexts.get(sender.station)  # "context"/"relay": CMAC under its link
         if c is None:
             raise UnknownKeyError("control message from an unknown station",
                                   reason="unknown_station")
