@@ -226,8 +226,8 @@ class AbsRole(RoleBase):
         if not self.distributed:
             return
         for t in targets:
-            if t == self.station_id or not self._is_relay(t):
-                continue
+            if t == self.station_id or not self._is_relay(t) or (t, c.count + 1) in c.ho_links:
+                continue  # not an RS, or that AK was given to it already (once per AK and RS)
             link = self._ho_link(c, t, c.count + 1, now)
             c.ho_links[(t, c.count + 1)] = link
             self._ak_transfer(c.station, c.stid, c.pmk_sn, link.ctx, t, now)
@@ -747,6 +747,9 @@ class AbsRole(RoleBase):
         if ars_c is None or not self._is_relay(ars):
             raise UnknownKeyError("AK Transfer to a station that is not an access RS",
                                   reason="not_relay")
+        if any(a == ars and tx.ctx.akid == ctx.akid for (a, _t), tx in self._akt.items()):
+            return  # already on its way (a retransmitted AK Request, a repeated request to
+            #         pre-distribute): its own retransmissions deliver it, one transfer per AK
         if txid is None or (ars, txid) in self._akt:
             txid = self._new_txid(ars)
         msg = m.AkTransfer(

@@ -450,3 +450,20 @@ def test_17_11_a_restarted_ars_does_not_strand_its_amss(mode, active):
     assert done.source == done.target == ARS1 and done.cmac_key_count == 1
     assert net.now - t0 <= (12.0 if not active else 2.0)
     assert traffic_works(net, abs_, ams, b"after the restart")
+
+
+def test_repeated_ak_requests_and_predistribution_start_one_transfer_per_ak():
+    # Found by the role fuzzer: each retransmitted AK Request (and each repeated request to
+    # pre-distribute) started a new AK Transfer: 74 outstanding to one RS.
+    net, abs_, _ars1, _ars2, ams = enter_all(D)
+    for _ in range(20):
+        abs_.prepare_handover(AMS, [ARS2], net.now)
+    assert abs_.state_size()["ak_transfers"] == 1
+    net.settle(1.0)
+    assert abs_.state_size()["ak_transfers"] == 0
+    for _ in range(5):
+        abs_.prepare_handover(AMS, [ARS2], net.now)  # that AK is at ARS-2 already
+    assert abs_.state_size()["ak_transfers"] == 0
+    ams.handover(ARS2, net.now)
+    net.settle(1.0)
+    assert ams.serving == ARS2 and traffic_works(net, abs_, ams, b"once")
