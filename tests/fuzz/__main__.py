@@ -88,7 +88,8 @@ def worker_command(names: str | list[str], seconds: float, *, findings: Path,
         lf.append(f"-seed={seed}")
     if len(names) == 1 and specs[0].dictionary is not None:
         lf.append(f"-dict={specs[0].dictionary}")
-    dirs = [corpus] + ([specs[0].corpus] if len(names) == 1 else [])
+    dirs = [corpus] + ([specs[0].corpus, _core.CAMPAIGN_DIR / names[0]] if len(names) == 1
+                       else [])
     return [*cmd, "--", *lf, *(str(d) for d in dirs if d is not None and d.is_dir())]
 
 

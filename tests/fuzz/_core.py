@@ -31,6 +31,9 @@ CORPUS_DIR = FUZZ_DIR / "corpus"
 FINDINGS_DIR = FUZZ_DIR / "findings"
 DICT_DIR = FUZZ_DIR / "dicts"
 WORK_DIR = FUZZ_DIR / ".work"
+CAMPAIGN_DIR = FUZZ_DIR / "campaign"
+"""The corpora the campaigns grew (``campaign/<harness>/``), kept in the repository and read by
+every later campaign; CI replays only the seeds (``corpus/``)."""
 """Growing corpora and logs of campaigns (git-ignored): new entries land here, not in corpus/."""
 
 NUMBA_MODULES = (
