@@ -129,6 +129,7 @@ class Context:
     link: Link
     relay: bool
     ho_rsp: bytes | None = None
+    ho_req: bytes | None = field(default=None, repr=False)  # the re-entry request ho_rsp answers
     ho_links: dict[tuple[int, int], Link] = field(default_factory=dict)
     ho_verified: dict[tuple[int, int], bytes] = field(default_factory=dict)
     ka: tuple[bytes, bytes, m.KeyAgreementMsg3] | None = None  # last agreement, for a lost MSG#3
@@ -867,13 +868,18 @@ class AbsRole(RoleBase):
             raise ProtocolError("re-entry relayed by a station that is not an access RS",
                                 reason="not_relay")
         count = msg.cmac_key_count
+        if count == c.count and c.via == via and data == c.ho_req and c.ho_rsp is not None:
+            # the very request we accepted, again: the target RS resends its notification
+            # until our answer gets through (identical bytes), so answer again, change nothing
+            self._to_ctx(c, c.ho_rsp, m.RngRsp.TITLE, now)
+            return
         if count == c.count and c.via == via:
             c.link.verify(data)  # a fresh retransmission (our RNG-RSP was lost), not a replay
             if c.ho_rsp is not None:  # answered again, naming this copy of the request
                 rsp = m.RngRsp(purpose=m.RangingPurpose.HANDOVER_REENTRY,
                                status=m.RngStatus.SUCCESS, stid=c.stid, amsid=None,
                                request_cmac=bytes(data[-CMAC_TUPLE_LEN:]))
-                c.ho_rsp = c.link.sign(rsp)
+                c.ho_rsp, c.ho_req = c.link.sign(rsp), bytes(data)
                 self._to_ctx(c, c.ho_rsp, m.RngRsp.TITLE, now)
             return
         if count <= c.count:
@@ -890,7 +896,7 @@ class AbsRole(RoleBase):
         c.ho_verified = {k: v for k, v in c.ho_verified.items() if k[1] > count}
         rsp = m.RngRsp(purpose=m.RangingPurpose.HANDOVER_REENTRY, status=m.RngStatus.SUCCESS,
                        stid=c.stid, amsid=None, request_cmac=bytes(data[-CMAC_TUPLE_LEN:]))
-        c.ho_rsp = link.sign(rsp)
+        c.ho_rsp, c.ho_req = link.sign(rsp), bytes(data)
         # A release still outstanding at the target (the AMS left it and came back) must stop
         # now: retransmitted later, it would drop the context the AMS just re-entered with.
         for k in [k for k, ams in self._rel.items() if k[0] == target and ams == c.station]:

@@ -6,6 +6,7 @@ Sans-I/O (docs/roles.md §3): nothing here reads a clock or does I/O. Time only 
 
 from __future__ import annotations
 
+import heapq
 import logging
 import os
 from collections import Counter, deque
@@ -81,6 +82,10 @@ class RoleBase:
         self._out: dict[int, list[bytes | PendingMpdu]] = {}
         self._pending: dict[Hashable, _Pending] = {}
         self._deadlines: dict[Hashable, float] = {}
+        # (when, seq, "p"/"d", key, pending): every armed retransmission and deadline, lazily
+        # pruned -- timer() and next_deadline() never scan all outstanding requests
+        self._heap: list[tuple[float, int, str, Hashable, _Pending | None]] = []
+        self._seq = 0
         self.rejections: Counter[str] = Counter()
         self.rejections_by_link: Counter[tuple[int, str]] = Counter()
         self.air_messages: Counter[str] = Counter()  # control messages sent, by message title
@@ -172,8 +177,16 @@ class RoleBase:
             self._internal_error("timer", self.station_id, exc)
 
     def _timer(self, now: float) -> None:
-        for key, p in list(self._pending.items()):
-            if self._pending.get(key) is not p or p.deadline > now:
+        due: list[tuple[float, int, str, Hashable, _Pending | None]] = []
+        while self._heap and self._heap[0][0] <= now:
+            due.append(heapq.heappop(self._heap))
+        for when, _seq, kind, key, p in due:  # in deadline order; stale entries are skipped
+            if kind == "d":
+                if self._deadlines.get(key) == when:
+                    del self._deadlines[key]
+                    self._on_deadline(key, now)
+                continue
+            if p is None or self._pending.get(key) is not p or p.deadline != when:
                 continue
             if p.attempt > self.timers.max_retries:
                 del self._pending[key]
@@ -185,16 +198,32 @@ class RoleBase:
                 continue
             p.attempt += 1
             p.deadline = now + self.timers.interval(p.attempt)
+            self._arm(p.deadline, "p", key, p)
             p.send()
-        for key, when in list(self._deadlines.items()):
-            if when <= now and self._deadlines.get(key) == when:
-                del self._deadlines[key]
-                self._on_deadline(key, now)
 
     def next_deadline(self) -> float | None:
-        """Earliest time at which :meth:`timer` has work, or None."""
-        times = [p.deadline for p in self._pending.values()] + list(self._deadlines.values())
-        return min(times) if times else None
+        """Earliest time at which :meth:`timer` has work, or None (O(1) amortised: a heap of
+        deadlines; entries made stale by an answer or a new deadline are dropped here)."""
+        heap = self._heap
+        while heap:
+            when, _seq, kind, key, p = heap[0]
+            if kind == "d":
+                if self._deadlines.get(key) == when:
+                    return when
+            elif p is not None and self._pending.get(key) is p and p.deadline == when:
+                return when
+            heapq.heappop(heap)
+        return None
+
+    def _arm(self, when: float, kind: str, key: Hashable, p: _Pending | None = None) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (when, self._seq, kind, key, p))
+        live = len(self._pending) + len(self._deadlines)
+        if len(self._heap) > 2 * live + 32:  # mostly stale (answered, rescheduled): compact
+            self._heap = [e for e in self._heap if (
+                self._deadlines.get(e[3]) == e[0] if e[2] == "d" else
+                e[4] is not None and self._pending.get(e[3]) is e[4] and e[4].deadline == e[0])]
+            heapq.heapify(self._heap)
 
     def frames_to_send(self, now: float, max_bytes: int | None = None) -> list[tuple[int, bytes]]:
         """Drain queued MPDUs as ``(neighbour, frame)``; frames never exceed ``max_bytes``.
@@ -394,10 +423,11 @@ class RoleBase:
         on_fail: Callable[[float], None] | None = None,
     ) -> None:
         """Send a request now and keep resending it until :meth:`_answered` (or give up)."""
-        self._pending[key] = _Pending(
+        p = self._pending[key] = _Pending(
             peer=peer, procedure=procedure, send=send,
             deadline=now + self.timers.interval(1), on_fail=on_fail,
         )
+        self._arm(p.deadline, "p", key, p)
         send()
 
     def _answered(self, key: Hashable) -> bool:
@@ -407,8 +437,9 @@ class RoleBase:
     def _set_deadline(self, key: Hashable, when: float | None) -> None:
         if when is None:
             self._deadlines.pop(key, None)
-        else:
+        elif self._deadlines.get(key) != when:
             self._deadlines[key] = when
+            self._arm(when, "d", key)
 
     @property
     def _grace(self) -> float:

@@ -467,3 +467,27 @@ def test_repeated_ak_requests_and_predistribution_start_one_transfer_per_ak():
     ams.handover(ARS2, net.now)
     net.settle(1.0)
     assert ams.serving == ARS2 and traffic_works(net, abs_, ams, b"once")
+
+
+def test_a_lost_handover_acknowledgement_is_recovered_by_the_notifications_retransmission():
+    # Found by benchmarks/scale.py at 10 % loss: the target RS resends its handover notification
+    # (the AMS's request, identical bytes) until the ABS answers; the ABS refused the copy as a
+    # CMAC replay, so one lost answer meant PeerLost(ho_notify) at the RS.
+    from stack.roles import PeerLost
+
+    net, abs_, _ars1, _ars2, ams = enter_all(D)
+    dropped = []
+
+    def drop_first_answer(src, dst, frame):
+        if (src, dst) == (ABS, ARS2) and not dropped and abs_.via_of(AMS) == ARS2:
+            dropped.append(frame)
+            return None
+        return frame
+
+    net.tamper = drop_first_answer
+    net.start_recording()
+    ams.handover(ARS2, net.now)
+    net.settle(5.0)
+    assert dropped
+    assert not net.of(ARS2, PeerLost) and abs_.rejections["cmac_replay"] == 0
+    assert ams.serving == ARS2 and traffic_works(net, abs_, ams, b"after")
