@@ -181,6 +181,7 @@ class AbsRole(RoleBase):
         self._contexts: dict[int, Context] = {}
         self._entries: dict[int, Entry] = {}            # by serial, oldest first
         self._entries_of: dict[int, dict[int, Entry]] = {}  # station -> serial -> entry
+        self._entries_via: dict[int, dict[int, Entry]] = {}  # access station -> serial -> entry
         self._stars: dict[int, dict[bytes, None]] = {}  # AMSID*s seen, stations with state only
         self._stid_of: dict[int, int] = {}
         self._by_stid: dict[int, int] = {}
@@ -467,15 +468,14 @@ class AbsRole(RoleBase):
         mine = self._entries_of.setdefault(e.station, {})
         while len(mine) >= self.config.max_attempts_per_station:
             self._drop(_victim(mine.values()), now, "evicted")
-        same_via = [x for x in self._entries.values() if x.via == e.via]
+        same_via = self._entries_via.setdefault(e.via, {})
         while len(same_via) >= self.config.max_half_open_per_via:
-            victim = _victim(same_via)
-            same_via.remove(victim)
-            self._drop(victim, now, "evicted")
+            self._drop(_victim(same_via.values()), now, "evicted")
         while len(self._entries) >= self.config.max_half_open:
             self._drop(_victim(self._entries.values()), now, "evicted")
         self._entries[e.serial] = e
         self._entries_of.setdefault(e.station, {})[e.serial] = e
+        self._entries_via.setdefault(e.via, {})[e.serial] = e
         self.peak_half_open = max(self.peak_half_open, len(self._entries))
         self._set_deadline(("expire", e.serial), now + self.config.entry_timeout_for(self.timers))
 
@@ -489,6 +489,11 @@ class AbsRole(RoleBase):
             mine.pop(e.serial, None)
             if not mine:
                 del self._entries_of[e.station]
+        via = self._entries_via.get(e.via)
+        if via is not None:
+            via.pop(e.serial, None)
+            if not via:
+                del self._entries_via[e.via]
         self._answered(e.key("eap"))
         self._answered(e.key("ka"))
         self._set_deadline(("expire", e.serial), None)

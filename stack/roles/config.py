@@ -5,6 +5,7 @@ Plain frozen dataclasses; PSKs are hidden from ``repr``. See docs/roles.md §2.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -40,9 +41,10 @@ class Timers:
         """Wait after the ``attempt``-th transmission (1-based)."""
         return min(self.rto * self.backoff ** (attempt - 1), max(self.max_rto, self.rto))
 
-    @property
+    @functools.cached_property
     def give_up_after(self) -> float:
-        """Total time a request may stay unanswered before the procedure fails."""
+        """Total time a request may stay unanswered before the procedure fails (computed once:
+        the roles ask for it on hot paths)."""
         return sum(self.interval(k) for k in range(1, self.max_retries + 2))
 
 
