@@ -133,6 +133,7 @@ class Context:
     ho_links: dict[tuple[int, int], Link] = field(default_factory=dict)
     ho_verified: dict[tuple[int, int], bytes] = field(default_factory=dict)
     ka: tuple[bytes, bytes, m.KeyAgreementMsg3] | None = None  # last agreement, for a lost MSG#3
+    expires: float = float("inf")  # end of the AK (PMK) lifetime; handovers keep it
 
     def __repr__(self) -> str:
         return (f"Context(station={fmt_station(self.station)}, stid={self.stid:#x}, "
@@ -520,6 +521,24 @@ class AbsRole(RoleBase):
             e = self._entries.get(key[1])
             if e is not None:
                 self._drop(e, now, "expired")
+        elif isinstance(key, tuple) and key[0] == "ak_expiry":
+            c = self._contexts.get(key[1])
+            if c is not None and c.expires <= now:
+                self._expire_context(c, now)
+
+    def _expire_context(self, c: Context, now: float) -> None:
+        """The station's AK lifetime is over (it did not re-authenticate in time): its keys
+        carry nothing more here, and the access RS holding them is told to drop them."""
+        log.info("%s: AK of %s expired; context dropped", fmt_station(self.station_id),
+                 fmt_station(c.station))
+        del self._contexts[c.station]
+        if c.via != self.station_id and self._is_relay(c.via):  # keys / forwarding entry
+            self._release(c.station, c.stid, c.via, c.link.ctx.akid, now)
+        self._emit(ContextReleased(ams=c.station, station=self.station_id))
+        for e in list(self._entries_of.get(c.station, {}).values()):
+            if e.reauth:
+                self._drop(e, now, "ak_expired")
+        self._forget_if_unknown(c.station)
 
     def _eap_request(self, e: Entry, now: float) -> None:
         session = e.session
@@ -704,8 +723,10 @@ class AbsRole(RoleBase):
         relay = e.station in self.config.relays
         c = Context(station=e.station, stid=e.stid, via=e.via, amsid_star=e.amsid_star,
                     pmk=e.pmk, pmk_sn=e.pmk_sn, count=0, link=link, relay=relay,
-                    ka=(e.nonce_abs or b"", e.nonce_ams or b"", msg3))
+                    ka=(e.nonce_abs or b"", e.nonce_ams or b"", msg3),
+                    expires=now + self.life.ak)
         self._contexts[e.station] = c
+        self._set_deadline(("ak_expiry", e.station), c.expires)
         e.transferred_to = None  # now the context's: no release when the entry ends below
         for x in list(self._entries_of.get(e.station, {}).values()):
             self._drop(x, now, "completed" if x is e else "superseded")

@@ -12,6 +12,7 @@ from stack.pkm import messages as m
 from stack.pkm.eap import EapPacket
 from stack.roles import (
     AkTransferred,
+    ContextReleased,
     DataReceived,
     EntryFailed,
     HandoverComplete,
@@ -283,7 +284,7 @@ def test_17_3_identity_squatting_does_not_block_entry(mode):
 
 def test_17_3_reauthentication_under_squatting_and_the_ak_lifetime():
     life = Lifetimes(ak=20.0, tek=10.0)
-    net, _abs, _ars1, _ars2, ams = enter_all(D, lifetimes=life, timers=QUICK)
+    net, abs_, ars1, _ars2, ams = enter_all(D, lifetimes=life, timers=QUICK)
     net.start_recording()
     # re-authentication works while someone squats the identity ...
     net.tamper = lambda s, d, f: [f, control_mpdu(initial_req(AMS, ARS1, os.urandom(6))
@@ -297,6 +298,9 @@ def test_17_3_reauthentication_under_squatting_and_the_ak_lifetime():
     net.settle(30.0)
     assert net.of(AMS, EntryFailed, reason="ak_expired")
     assert ams.key_info() is None
+    # ... at every end: the ABS dropped its context and had the ARS drop its keys
+    assert abs_.context(AMS) is None and not ars1.serves(AMS)
+    assert net.of(ABS, ContextReleased, ams=AMS) and net.of(ARS1, ContextReleased, ams=AMS)
     with pytest.raises(Exception, match="keys"):
         ams.send_data(ABS, b"x", net.now)
 
