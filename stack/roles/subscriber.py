@@ -410,7 +410,7 @@ class SubscriberRole(RoleBase):
         def send() -> None:
             self._queue(src, control_mpdu(link.sign(reply)), reply.TITLE)
 
-        self._request("ka", src, "key_agreement", send, now, on_fail=self._entry_failed)
+        self._request("ka", src, "key_agreement", send, now, on_fail=self._ka_given_up)
 
     def _on_ka3(self, src: int, data: bytes, now: float) -> None:
         link = self._new_link
@@ -568,6 +568,24 @@ class SubscriberRole(RoleBase):
     # -- helpers ----------------------------------------------------------------------------
     def _send_plain(self, dst: int, msg: m.Message) -> None:
         self._queue(dst, control_mpdu(msg.encode()), msg.TITLE)
+
+    def _ka_given_up(self, now: float) -> None:
+        """Our MSG#2 was never answered. In an entry, the entry failed. In a re-authentication
+        the network may already have switched to the new AK (it does on our MSG#2; we would on
+        its MSG#3): neither key set is known to be shared any more, so the station leaves them
+        and enters again at its serving station, with an event (issue 17: never left running on
+        keys that may carry nothing)."""
+        if self._attaching or self.link is None or self.serving is None:
+            self._entry_failed(now)
+            return
+        serving = self.serving
+        log.info("%s: re-authentication unconfirmed; entering again", fmt_station(self.station_id))
+        self._emit(EntryFailed(station=self.station_id, reason="reauth_unconfirmed"))
+        self.link, self._ho = None, None
+        for key in ("tek", "reauth", "ho", "ak_expiry"):
+            self._answered(key)
+            self._set_deadline(key, None)
+        self.attach(serving, now)
 
     def _entry_failed(self, now: float, reason: str = "peer_lost") -> None:
         self.phase = Phase.FAILED

@@ -495,3 +495,24 @@ def test_a_lost_handover_acknowledgement_is_recovered_by_the_notifications_retra
     assert dropped
     assert not net.of(ARS2, PeerLost) and abs_.rejections["cmac_replay"] == 0
     assert ams.serving == ARS2 and traffic_works(net, abs_, ams, b"after")
+
+
+def test_an_unconfirmed_reauthentication_ends_in_a_new_entry_not_in_dead_keys():
+    # Found by the soak: the ABS switches to the new AK on the AMS's MSG#2, the AMS on the ABS's
+    # MSG#3. When every MSG#3 is lost, the AMS used to keep its old keys while the network held
+    # the new ones: neither side could talk. Now it leaves both and enters again.
+    from stack.roles import PeerLost
+
+    net, abs_, ars1, _ars2, ams = enter_all(D, timers=QUICK)
+    # every MSG#3 of the re-authentication is lost (those of the new entry get through)
+    net.tamper = lambda s, d, f: None if (s, d) == (ARS1, AMS) and not ams._attaching and any(
+        mp[2] == m.KeyAgreementMsg3.CODE for mp in split_frame(f)
+        if mpdu_fid(mp) == FID_CONTROL) else f
+    net.start_recording()
+    ams.reauthenticate(net.now)
+    net.settle(5.0)
+    assert net.of(AMS, PeerLost, procedure="key_agreement")
+    assert net.of(AMS, EntryFailed, reason="reauth_unconfirmed")
+    assert ams.phase == "operational"
+    assert same_keys(ams.key_info(), ars1.key_info(AMS))
+    assert traffic_works(net, abs_, ams, b"entered again")
