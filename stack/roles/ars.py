@@ -128,6 +128,7 @@ class ArsRole(SubscriberRole):
 
     def __init__(self, config: ArsConfig, rng: object = None) -> None:
         super().__init__(config, rng)
+        self._cfg = config  # the ARS's own settings (self.config is typed as the subscriber's)
         self.mode = config.mode
         self.encrypt_relay_control = config.encrypt_relay_control
         self._txid = 0
@@ -359,8 +360,7 @@ class ArsRole(SubscriberRole):
         prompted it (ICV or CMAC tuple), so the AMS takes it only as the answer to something it
         sent just now: a replayed hint is stale. At most once per ``rto`` per sender, for a
         bounded number of senders (docs/threat-model.md)."""
-        cfg = self.config
-        assert isinstance(cfg, ArsConfig)
+        cfg = self._cfg
         last = self._hinted.get(src)
         if last is not None and now - last < self.timers.rto:
             return
@@ -382,8 +382,7 @@ class ArsRole(SubscriberRole):
     def _ranging_allowed(self, src: int, now: float) -> bool:
         """Rate limit on relaying unauthenticated initial ranging: a token bucket for the ARS
         and at most one request per ``rto / 2`` from one sender (an AMS retries every rto)."""
-        cfg = self.config
-        assert isinstance(cfg, ArsConfig)
+        cfg = self._cfg
         if self._ranging_at is not None:
             self._ranging_tokens = min(float(cfg.ranging_burst), self._ranging_tokens
                                        + (now - self._ranging_at) * cfg.max_ranging_per_s)
@@ -419,8 +418,7 @@ class ArsRole(SubscriberRole):
             stars[derive_amsid_star(req.amsid, req.nonce_ams)] = None
             while len(stars) > _MAX_STARS:
                 del stars[next(iter(stars))]
-            cfg = self.config
-            assert isinstance(cfg, ArsConfig)
+            cfg = self._cfg
             while len(self._entries) > cfg.max_known_stations:
                 self._entries.popitem(last=False)
             self._up(0, control_mpdu(data), now, "relayed")
@@ -437,8 +435,7 @@ class ArsRole(SubscriberRole):
 
     def _forward_reentry(self, src: int, stid: int, data: bytes, now: float) -> None:
         """Centralized: relay the request; bind nothing until the ABS answers it (verified)."""
-        cfg = self.config
-        assert isinstance(cfg, ArsConfig)
+        cfg = self._cfg
         key = (stid, bytes(data[-CMAC_TUPLE_LEN:]))
         self._ho_fwd.setdefault(key, src)  # the first sender of a request keeps it
         self._ho_fwd.move_to_end(key)
@@ -459,8 +456,7 @@ class ArsRole(SubscriberRole):
         if held is not None:  # pre-distributed by the ABS: verify, then install
             self._complete_ho(src, stid, held[0], data, body, now)
             return
-        cfg = self.config
-        assert isinstance(cfg, ArsConfig)
+        cfg = self._cfg
         waiting = self._ho_wait.get(stid)
         if waiting is None and len(self._ho_wait) >= cfg.max_pending_handovers:
             oldest = min(self._ho_wait, key=lambda s: self._ho_wait[s].since)
@@ -610,8 +606,7 @@ class ArsRole(SubscriberRole):
             self._ams_links[msg.ams_stid] = link
             self._keys_event(link, "ak_transfer")
             return
-        cfg = self.config
-        assert isinstance(cfg, ArsConfig)
+        cfg = self._cfg
         if len(self._ho_aks) >= cfg.max_pending_handovers:
             oldest = min(self._ho_aks, key=lambda k: self._ho_aks[k][1])
             del self._ho_aks[oldest]
