@@ -313,6 +313,8 @@ class BurstModem:
         if not np.isfinite(sig) or sig <= 0.0:
             return None
         sigma2 = noise_variance(Y[0], self.pre.even, sig * 10 ** (-_MAX_SNR_DB / 10))
+        if not (np.isfinite(sigma2) and sigma2 > 0.0) or not sig / sigma2 > 0.0:
+            return None  # extreme sample values (overflow to inf): no burst to decode here
         snr_db = 10 * math.log10(sig / sigma2)
         # header
         hdr = self._decode_header(Y[2:3], H, sigma2)
