@@ -260,6 +260,10 @@ def read_recording(path: str | Path) -> Recording:
         elif info.get("core:datatype") != DATATYPE:
             # other recorders' files: let sigmf convert to complex
             samples = np.asarray(rec.read_samples(), dtype=np.complex64)
+            if samples.ndim != 1:  # several channels (core:num_channels > 1), or a scalar
+                raise RecordingError(
+                    f"{meta_path.name}: samples of shape {samples.shape}: only single-channel "
+                    "recordings can be replayed")
         else:
             samples = np.fromfile(data_path, dtype="<c8").astype(np.complex64, copy=False)
         captures = rec.get_captures()
