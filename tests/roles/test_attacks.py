@@ -516,3 +516,19 @@ def test_an_unconfirmed_reauthentication_ends_in_a_new_entry_not_in_dead_keys():
     assert ams.phase == "operational"
     assert same_keys(ams.key_info(), ars1.key_info(AMS))
     assert traffic_works(net, abs_, ams, b"entered again")
+
+
+def test_relay_mpdus_from_a_station_that_is_not_an_access_rs_are_refused():
+    # An authenticated AMS attached at the ABS seals a relay MPDU (FID 15) under its own SA,
+    # carrying an item for ARS-1's STID: the ABS opens it (valid ICV) but takes relay items only
+    # from AbsConfig.relays.
+    from stack.mac import encapsulate_relay
+    from stack.roles.framing import control_mpdu as ctl
+
+    net, abs_, _ars1, _ars2, ams = enter_all(D, via=ABS)
+    before = abs_.key_info(ARS1)
+    item = encapsulate_relay([(abs_.context(ARS1).stid, ctl(m.ReauthRequest().encode()))])
+    frame = ams.link.seal(15, item)
+    abs_.receive(AMS, frame, net.now)
+    assert abs_.rejections["not_relay"] == 1
+    assert abs_.key_info(ARS1) == before and not abs_._entries
