@@ -22,13 +22,15 @@ from hw.emu.errors import IioError
 from hw.emu.server import DEFAULT_TIMEOUT_MS, MAX_LINE
 from hw.loopback import ManualClock, Medium
 from relaysec.cli import main
+from tests.emu.test_protocol import Client
 
 ROOT = Path(__file__).resolve().parents[2]
 RX, TX = "iio:device3", "iio:device2"
 
 
-class Raw:
-    """A bare iiod client: command lines in, integers and bytes out."""
+class Raw(Client):
+    """test_protocol's iiod client, optionally with a small receive buffer (a client that stops
+    reading), and able to tell when the server hung up."""
 
     def __init__(self, srv: PlutoServer, *, rcvbuf: int | None = None) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -38,26 +40,12 @@ class Raw:
         self.sock.connect(("127.0.0.1", srv.port))
         self.f = self.sock.makefile("rb")
 
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def cmd(self, line: str) -> int:
-        self.send(line.encode() + b"\r\n")
-        return self.integer()
-
-    def integer(self) -> int:
-        return int(self.f.readline())
-
     def at_eof(self) -> bool:
         """True when the server closed the connection (EOF or reset)."""
         try:
             return self.f.read(1) == b""
         except ConnectionResetError:
             return True
-
-    def close(self) -> None:
-        self.f.close()
-        self.sock.close()
 
 
 @pytest.fixture
