@@ -1,5 +1,7 @@
-"""The ABS role: authenticator front end, key agreement, AK Transfer to access RSs, relay-link end,
-handover anchor (digest §5.1, §6). Sans-I/O; see docs/roles.md and docs/threat-model.md.
+"""The ABS role: authenticator front end, entry attempts and key agreement, the relay-link end and
+control dispatch (digest §5.1, §6). AK Transfer, AK Request, handover and release live in
+:mod:`stack.roles.abs_keys` (mixed in); the per-station records in :mod:`stack.roles.abs_state`.
+Sans-I/O; see docs/roles.md and docs/threat-model.md.
 
 Per-station state is split in two, so that nothing a stranger sends can touch what an
 authenticated station holds:
@@ -21,28 +23,23 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any
 
-from stack.crypto import wrap_key_padded
 from stack.errors import MalformedError, ProtocolError, SecurityError, UnknownKeyError
 from stack.keys import AkContext, derive_amsid_star, derive_pmk
 from stack.mac import decapsulate_relay, encapsulate_relay
 from stack.pkm import messages as m
+from stack.roles.abs_keys import KeyDistribution
+from stack.roles.abs_state import Context, Entry, EntryPhase, _AkTx, _Sender, _victim
 from stack.roles.base import RoleBase
 from stack.roles.config import AbsConfig, SecurityMode
 from stack.roles.events import (
-    AkTransferred,
     Attached,
     ContextReleased,
     DataReceived,
     EntryFailed,
-    HandoverComplete,
-    PeerLost,
 )
 from stack.roles.framing import (
-    CMAC_TUPLE_LEN,
     FID_CONTROL,
     FID_RELAY,
     FIRST_DATA_FID,
@@ -53,7 +50,6 @@ from stack.roles.framing import (
     mpdu_fid,
     plain_mpdu,
     plain_payload,
-    signed_body,
 )
 from stack.roles.ids import fmt_station, station_bytes, station_from_bytes
 from stack.roles.link import KeyInfo, Link
@@ -69,109 +65,7 @@ _MAX_STARS = 16
 """AMSID*s (one per initial-ranging attempt) remembered per station to refuse replays."""
 
 
-class EntryPhase(str, Enum):
-    """Where a half-open entry (or re-authentication) attempt stands at the ABS."""
-
-    EAP = "eap"                      # EAP conversation running; nothing authenticated yet
-    KEY_AGREEMENT = "key_agreement"  # EAP succeeded; MSG#1 sent, waiting for a verified MSG#2
-    AK_TRANSFER = "ak_transfer"      # MSG#2 verified; AK Transfer to the access RS outstanding
-
-
-@dataclass(eq=False, repr=False)
-class Entry:
-    """One half-open entry or re-authentication attempt of a station (never trusted before EAP
-    succeeded and MSG#2 verified; never touches the station's :class:`Context`)."""
-
-    serial: int
-    station: int
-    stid: int
-    via: int
-    amsid_star: bytes
-    started: float
-    session: Any
-    reauth: bool = False
-    phase: EntryPhase = EntryPhase.EAP
-    rsp: bytes | None = None              # the initial RNG-RSP, resent for a duplicate request
-    pmk: bytes | None = None
-    pmk_sn: int = 0
-    nonce_abs: bytes | None = None
-    candidates: tuple[Link, ...] = ()     # MSG#1 candidates: one AK per AMSID* of the station
-    link: Link | None = None              # the candidate MSG#2 verified under
-    nonce_ams: bytes | None = None
-    msg3: m.KeyAgreementMsg3 | None = None
-    transferred_to: int | None = None     # access RS that acknowledged this entry's AK
-    answered: bool = False                # the peer answered its EAP (evicted last)
-
-    def key(self, what: str) -> tuple[str, int]:
-        """Retransmission key of ``what`` (``eap``/``ka``) for this attempt."""
-        return (what, self.serial)
-
-    def __repr__(self) -> str:
-        return (f"Entry(serial={self.serial}, station={fmt_station(self.station)}, "
-                f"stid={self.stid:#x}, via={fmt_station(self.via)}, phase={self.phase.value})")
-
-
-@dataclass(eq=False, repr=False)
-class Context:
-    """An authenticated station: PMK, current AK context (``link``) and where it is attached.
-
-    ``count`` (CMAC_KEY_COUNT) only rises; an AK context is derived once per (target, count)
-    (``ho_links``) and never re-installed, so no (TEK, PN) is ever used twice.
-    """
-
-    station: int
-    stid: int
-    via: int
-    amsid_star: bytes
-    pmk: bytes = field(repr=False)
-    pmk_sn: int
-    count: int
-    link: Link
-    relay: bool
-    ho_rsp: bytes | None = None
-    ho_req: bytes | None = field(default=None, repr=False)  # the re-entry request ho_rsp answers
-    ho_links: dict[tuple[int, int], Link] = field(default_factory=dict)
-    ho_verified: dict[tuple[int, int], bytes] = field(default_factory=dict)
-    ka: tuple[bytes, bytes, m.KeyAgreementMsg3] | None = None  # last agreement, for a lost MSG#3
-    expires: float = float("inf")  # end of the AK (PMK) lifetime; handovers keep it
-
-    def __repr__(self) -> str:
-        return (f"Context(station={fmt_station(self.station)}, stid={self.stid:#x}, "
-                f"via={fmt_station(self.via)}, count={self.count}, relay={self.relay})")
-
-
-@dataclass(eq=False)
-class _AkTx:
-    """An AK Transfer waiting for its ACK."""
-
-    station: int
-    stid: int
-    ctx: AkContext = field(repr=False)
-    then: Callable[[float], None] | None = field(default=None, repr=False)
-    serial: int | None = None  # the entry it belongs to (None: a context's handover AK)
-
-
-@dataclass(frozen=True)
-class _Sender:
-    """Who a control message came from: the station, the access station it came through, and
-    whether it arrived sealed in a relay SA (relay management with ``encrypt_relay_control``)."""
-
-    station: int       # -1: a relayed message for a STID we have not assigned
-    via: int
-    direct: bool
-    stid: int | None = None
-    sealed: bool = False
-
-
-def _victim(entries: Any) -> Entry:
-    """The attempt to evict when a cap is reached: the oldest whose peer never answered (a
-    spoofed station never does), else the oldest. So a flood of spoofed entries evicts
-    itself, and an attempt whose peer is talking to us completes."""
-    entries = list(entries)
-    return next((x for x in entries if not x.answered), entries[0])
-
-
-class AbsRole(RoleBase):
+class AbsRole(KeyDistribution, RoleBase):
     """Base station: authenticates AMSs/ARSs, runs key agreement, hands AKs to access RSs."""
 
     def __init__(self, config: AbsConfig, *, authenticator: Any, rng: object = None) -> None:
@@ -220,21 +114,6 @@ class AbsRole(RoleBase):
         inner = plain_mpdu(fid, payload) if self.distributed else c.link.seal(fid, payload, now)
         self._relay(c.via, c.stid, inner, now)
 
-    def prepare_handover(self, ams: int, targets: list[int], now: float) -> None:
-        """AK pre-distribution (the ABS's own decision): AK Transfer for CMAC_KEY_COUNT+1 to each
-        target access RS that is an authenticated relay."""
-        c = self._contexts.get(ams)
-        if c is None:
-            raise UnknownKeyError("no context for that AMS", reason="unknown_ams")
-        if not self.distributed:
-            return
-        for t in targets:
-            if t == self.station_id or not self._is_relay(t) or (t, c.count + 1) in c.ho_links:
-                continue  # not an RS, or that AK was given to it already (once per AK and RS)
-            link = self._ho_link(c, t, c.count + 1, now)
-            c.ho_links[(t, c.count + 1)] = link
-            self._ak_transfer(c.station, c.stid, c.pmk_sn, link.ctx, t, now)
-
     def key_info(self, peer: int) -> KeyInfo | None:
         c = self._contexts.get(peer)
         return None if c is None else c.link.info()
@@ -270,15 +149,6 @@ class AbsRole(RoleBase):
             return
         relay = encapsulate_relay([(stid, inner)])
         self._queue(via, self._seal(ars.link, FID_RELAY, relay, now), title)
-
-    def _to_ars(self, ars: Context, body: bytes, title: str, now: float) -> None:
-        """Relay management to an ARS itself: plain FID 0, or inside its relay SA when
-        ``encrypt_relay_control`` (relay item carrying the ARS's own STID)."""
-        if not self.config.encrypt_relay_control:
-            self._queue(ars.station, control_mpdu(body), title)
-            return
-        self._queue(ars.station, self._seal(
-            ars.link, FID_RELAY, encapsulate_relay([(ars.stid, control_mpdu(body))]), now), title)
 
     def _to(self, station: int, via: int, stid: int, body: bytes, title: str,
             now: float) -> None:
@@ -332,17 +202,6 @@ class AbsRole(RoleBase):
                     self._reject(src, exc.reason, str(exc))
         else:
             raise MalformedError(f"unexpected FID {fid}", reason="bad_fid")
-
-    def _on_unknown_eks(self, link: Link, now: float) -> None:
-        """MPDUs of ``link`` arrived under an EKS we do not hold (digest §5.1 step 4): answer
-        TEK-Invalid, at most one per ``rto``. Unverifiable input, so it changes no key here;
-        the subordinate acts on it only when its own last update is unconfirmed."""
-        c = self._contexts.get(link.subject)
-        if c is None or c.link is not link:
-            return
-        body = self._send_tek_invalid(link, now)
-        if body is not None:
-            self._to_ctx(c, body, m.TekInvalid.TITLE, now)
 
     def _on_relayed(self, ars: int, stid: int, inner: bytes, now: float) -> None:
         fid = mpdu_fid(inner)
@@ -525,20 +384,6 @@ class AbsRole(RoleBase):
             c = self._contexts.get(key[1])
             if c is not None and c.expires <= now:
                 self._expire_context(c, now)
-
-    def _expire_context(self, c: Context, now: float) -> None:
-        """The station's AK lifetime is over (it did not re-authenticate in time): its keys
-        carry nothing more here, and the access RS holding them is told to drop them."""
-        log.info("%s: AK of %s expired; context dropped", fmt_station(self.station_id),
-                 fmt_station(c.station))
-        del self._contexts[c.station]
-        if c.via != self.station_id and self._is_relay(c.via):  # keys / forwarding entry
-            self._release(c.station, c.stid, c.via, c.link.ctx.akid, now)
-        self._emit(ContextReleased(ams=c.station, station=self.station_id))
-        for e in list(self._entries_of.get(c.station, {}).values()):
-            if e.reauth:
-                self._drop(e, now, "ak_expired")
-        self._forget_if_unknown(c.station)
 
     def _eap_request(self, e: Entry, now: float) -> None:
         session = e.session
@@ -743,117 +588,6 @@ class AbsRole(RoleBase):
         if cause == "entry":
             self._emit(Attached(station=c.station, via=c.via, stid=c.stid))
 
-    def _relay_restarted(self, old: Context, now: float) -> None:
-        """An access RS entered anew: whatever AMS contexts it held are gone with its old keys.
-        Their AMSs re-enter there with the next CMAC_KEY_COUNT once the RS tells them it holds
-        nothing for them (RNG-RSP RERANGE, docs/threat-model.md); the ABS stops expecting
-        anything of the old relay context."""
-        log.info("%s: access RS %s restarted", fmt_station(self.station_id),
-                 fmt_station(old.station))
-        self._emit(PeerLost(peer=old.station, procedure="relay_restarted"))
-        for key in [k for k in self._akt if k[0] == old.station]:
-            del self._akt[key]
-            self._answered(("akt", *key))
-        for key in [k for k in self._rel if k[0] == old.station]:
-            del self._rel[key]
-            self._answered(("rel", *key))
-
-    # -- AK Transfer ------------------------------------------------------------------------
-    def _new_txid(self, ars: int) -> int:
-        for _ in range(256):
-            self._txid = (self._txid + 1) & 0xFF
-            if (ars, self._txid) not in self._akt and (ars, self._txid) not in self._rel:
-                return self._txid
-        raise ProtocolError("no transaction id left for that RS", reason="busy")
-
-    def _ak_transfer(self, station: int, stid: int, pmk_sn: int, ctx: AkContext, ars: int,
-                     now: float, then: Callable[[float], None] | None = None,
-                     txid: int | None = None, serial: int | None = None) -> None:
-        """Send the AK of ``ctx`` wrapped under the KEK of relay ``ars`` (and resend until ACK)."""
-        ars_c = self._contexts.get(ars)
-        if ars_c is None or not self._is_relay(ars):
-            raise UnknownKeyError("AK Transfer to a station that is not an access RS",
-                                  reason="not_relay")
-        if any(a == ars and tx.ctx.akid == ctx.akid for (a, _t), tx in self._akt.items()):
-            return  # already on its way (a retransmitted AK Request, a repeated request to
-            #         pre-distribute): its own retransmissions deliver it, one transfer per AK
-        if txid is None or (ars, txid) in self._akt:
-            txid = self._new_txid(ars)
-        msg = m.AkTransfer(
-            transaction_id=txid, ams_stid=stid, amsid_star=ctx.amsid_star, akid=ctx.akid,
-            ak_sn=pmk_sn, ak_lifetime=int(self.life.ak), cmac_key_count=ctx.cmac_key_count,
-            sa_context=(m.SaContext(said=self.config.said, counter_tek=0, eks=0,
-                                    tek_lifetime=int(self.life.tek)),),
-            wrapped_ak=wrap_key_padded(ars_c.link.ctx.kek, ctx.ak))
-        ars_link = ars_c.link
-        self._akt[(ars, txid)] = _AkTx(station=station, stid=stid, ctx=ctx, then=then,
-                                        serial=serial)
-
-        def send() -> None:
-            self._to_ars(ars_c, ars_link.sign(msg), msg.TITLE, now)
-
-        def fail(now2: float) -> None:
-            self._akt.pop((ars, txid), None)
-
-        self._request(("akt", ars, txid), ars, "ak_transfer", send, now, on_fail=fail)
-
-    def _on_akt_ack(self, ars: Context, msg: m.AkTransferAck, now: float) -> None:
-        key = (ars.station, msg.transaction_id)
-        tx = self._akt.get(key)
-        if tx is None:
-            raise ProtocolError("ACK for no outstanding AK Transfer", reason="unexpected_message")
-        if msg.ams_stid != tx.stid or msg.akid != tx.ctx.akid:
-            raise ProtocolError("ACK names another AMS or AK than the transfer",
-                                reason="bad_ack")
-        del self._akt[key]
-        self._answered(("akt", *key))
-        self._emit(AkTransferred(ams=tx.station, ars=ars.station, akid=tx.ctx.akid.hex(),
-                                 cmac_key_count=tx.ctx.cmac_key_count, status=msg.status))
-        if tx.then is not None and msg.status == m.AkStatus.OK:
-            tx.then(now)
-
-    def _on_ak_request(self, ars: Context, msg: m.AkRequest, now: float) -> None:
-        """AK Request of an access RS (handover without pre-distribution). Authorised only by
-        the AMS's own handover AAI-RNG-REQ to *this* RS, which the ABS verifies under the AK it
-        would transfer: an RS alone can never obtain an AMS's AK (docs/threat-model.md)."""
-        if not self.distributed:
-            raise ProtocolError("AK Request in centralized mode", reason="unexpected_message")
-        station = self._by_stid.get(msg.ams_stid)
-        c = self._contexts.get(station) if station is not None else None
-        if c is None or c.relay:
-            raise UnknownKeyError("AK Request for an unknown AMS", reason="unknown_ams")
-        req = m.RngReq.decode(signed_body(msg.rng_req))
-        if req.purpose != m.RangingPurpose.HANDOVER_REENTRY or req.stid != msg.ams_stid \
-                or req.cmac_key_count != msg.cmac_key_count \
-                or station_from_bytes(req.target_id) != ars.station:
-            raise ProtocolError("AK Request does not match the AMS's request",
-                                reason="bad_request")
-        if req.cmac_key_count <= c.count:
-            raise ProtocolError("AK Request with a stale CMAC_KEY_COUNT", reason="stale_count")
-        key = (ars.station, req.cmac_key_count)
-        link = c.ho_links.get(key) or self._ho_link(c, ars.station, req.cmac_key_count, now)
-        if c.ho_verified.get(key) != msg.rng_req:
-            link.verify(msg.rng_req)  # bad_cmac: not the AMS's own request under this AK
-        c.ho_links[key] = link
-        c.ho_verified[key] = msg.rng_req
-        self._ak_transfer(c.station, c.stid, c.pmk_sn, link.ctx, ars.station, now,
-                          txid=msg.transaction_id)
-
-    def _on_release_ack(self, ars: Context, msg: m.ContextReleaseAck, now: float) -> None:
-        key = (ars.station, msg.transaction_id)
-        if self._rel.pop(key, None) is None:
-            raise ProtocolError("ACK for no outstanding release", reason="unexpected_message")
-        self._answered(("rel", *key))
-
-    def _on_tek_request(self, c: Context, msg: m.TekRequest, now: float) -> None:
-        if c.via != self.station_id and self.distributed:
-            raise ProtocolError("TEK-Request for an SA the access RS holds",
-                                reason="unexpected_message")
-        if msg.said != c.link.sa.said:
-            raise UnknownKeyError(f"TEK-Request for unknown SAID {msg.said}",
-                                  reason="unknown_said")
-        self._to_ctx(c, self._serve_tek(c.link, self.life.tek, now), m.TekReply.TITLE, now)
-
     def _on_reauth_request(self, c: Context, msg: m.ReauthRequest, now: float) -> None:
         if any(e.reauth for e in self._entries_of.get(c.station, {}).values()):
             return  # already running
@@ -864,95 +598,3 @@ class AbsRole(RoleBase):
         self._admit(e, now)
         self._eap_request(e, now)
 
-    # -- handover ---------------------------------------------------------------------------
-    def _ho_link(self, c: Context, target: int, count: int, now: float) -> Link:
-        """The ABS end of the AK for (target, count): derived once, kept in ``ho_links`` only
-        once something verified under it (a forged request leaves nothing behind)."""
-        link = c.ho_links.get((target, count))
-        if link is not None:
-            return link
-        ctx = AkContext.derive(c.pmk, pmk_sn=c.pmk_sn, amsid_star=c.amsid_star,
-                               absid=station_bytes(target), cmac_key_count=count)
-        return Link(ctx, subject=c.station, peer=target, stid=c.stid, subordinate=False,
-                    now=now, pn_refresh=self.life.pn_refresh)
-
-    def _on_reentry(self, data: bytes, via: int, now: float) -> None:
-        """Handover AAI-RNG-REQ: from the AMS (target = this ABS), or relayed by the target RS
-        once it answered the AMS (distributed: its notification; centralized: the request).
-        Verified before anything is read into state; CMAC_KEY_COUNT only rises."""
-        msg = m.RngReq.decode(signed_body(data))
-        if msg.purpose != m.RangingPurpose.HANDOVER_REENTRY or msg.stid is None:
-            raise MalformedError("re-entry request without its fields", reason="malformed")
-        station = self._by_stid.get(msg.stid)
-        c = self._contexts.get(station) if station is not None else None
-        if c is None or c.relay:
-            raise UnknownKeyError("re-entry of an unknown AMS", reason="unknown_ams")
-        target = station_from_bytes(msg.target_id)
-        if target != via:
-            raise ProtocolError("re-entry request names another target", reason="wrong_target")
-        if via != self.station_id and not self._is_relay(via):
-            raise ProtocolError("re-entry relayed by a station that is not an access RS",
-                                reason="not_relay")
-        count = msg.cmac_key_count
-        if count == c.count and c.via == via and data == c.ho_req and c.ho_rsp is not None:
-            # the very request we accepted, again: the target RS resends its notification
-            # until our answer gets through (identical bytes), so answer again, change nothing
-            self._to_ctx(c, c.ho_rsp, m.RngRsp.TITLE, now)
-            return
-        if count == c.count and c.via == via:
-            c.link.verify(data)  # a fresh retransmission (our RNG-RSP was lost), not a replay
-            if c.ho_rsp is not None:  # answered again, naming this copy of the request
-                rsp = m.RngRsp(purpose=m.RangingPurpose.HANDOVER_REENTRY,
-                               status=m.RngStatus.SUCCESS, stid=c.stid, amsid=None,
-                               request_cmac=bytes(data[-CMAC_TUPLE_LEN:]))
-                c.ho_rsp, c.ho_req = c.link.sign(rsp), bytes(data)
-                self._to_ctx(c, c.ho_rsp, m.RngRsp.TITLE, now)
-            return
-        if count <= c.count:
-            raise ProtocolError("re-entry with a stale CMAC_KEY_COUNT", reason="stale_count")
-        key = (target, count)
-        link = self._ho_link(c, target, count, now)
-        if c.ho_verified.get(key) != data:
-            link.verify(data)
-        old_via, old_link = c.via, c.link
-        c.via, c.link, c.count, c.ka = target, link, count, None
-        for e in [x for x in self._entries_of.get(c.station, {}).values() if x.reauth]:
-            self._drop(e, now, "moved")  # a re-authentication on the old path is void now
-        c.ho_links = {k: v for k, v in c.ho_links.items() if k[1] > count}
-        c.ho_verified = {k: v for k, v in c.ho_verified.items() if k[1] > count}
-        rsp = m.RngRsp(purpose=m.RangingPurpose.HANDOVER_REENTRY, status=m.RngStatus.SUCCESS,
-                       stid=c.stid, amsid=None, request_cmac=bytes(data[-CMAC_TUPLE_LEN:]))
-        c.ho_rsp, c.ho_req = link.sign(rsp), bytes(data)
-        # A release still outstanding at the target (the AMS left it and came back) must stop
-        # now: retransmitted later, it would drop the context the AMS just re-entered with.
-        for k in [k for k, ams in self._rel.items() if k[0] == target and ams == c.station]:
-            del self._rel[k]
-            self._answered(("rel", *k))
-        self._to_ctx(c, c.ho_rsp, rsp.TITLE, now)
-        self._emit(HandoverComplete(ams=c.station, source=old_via, target=target,
-                                    akid=link.ctx.akid.hex(), cmac_key_count=count))
-        if old_via != target and old_via != self.station_id and self._is_relay(old_via):
-            # Tell the old access RS to drop the AMS (keys in distributed mode, forwarding entry
-            # in centralized mode). The AKID names the context so a late release never hits a
-            # newer one.
-            self._release(c.station, c.stid, old_via, old_link.ctx.akid, now)
-        elif old_via == self.station_id and target != self.station_id:
-            self._emit(ContextReleased(ams=c.station, station=self.station_id))
-
-    def _release(self, station: int, stid: int, ars: int, akid: bytes, now: float) -> None:
-        ars_c = self._contexts.get(ars)
-        if ars_c is None:
-            return
-        txid = self._new_txid(ars)
-        msg = m.ContextRelease(transaction_id=txid, ams_stid=stid, akid=akid,
-                               reason=m.ReleaseReason.HANDOVER_COMPLETE)
-        link = ars_c.link
-        self._rel[(ars, txid)] = station
-
-        def send() -> None:
-            self._to_ars(ars_c, link.sign(msg), msg.TITLE, now)
-
-        def fail(now2: float) -> None:
-            self._rel.pop((ars, txid), None)
-
-        self._request(("rel", ars, txid), ars, "context_release", send, now, on_fail=fail)
