@@ -25,8 +25,10 @@ from __future__ import annotations
 import logging
 import math
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Protocol, TypeVar
 
 import numpy as np
 import scipy.fft as sp_fft
@@ -126,22 +128,44 @@ class Burst:
         return len(self.payload)
 
 
-class BurstModem:
-    """OFDM burst modulator/demodulator for one profile; TX uses ``mcs``, RX decodes any MCS.
+class _Located(Protocol):
+    """A burst found in a buffer: where it starts and how long it is (samples)."""
 
-    Args:
-        profile: profile name or alias (``phy.profiles()``), default ``"5MHz"`` (digest P5).
-        mcs: MCS name for ``modulate`` (``phy.mcs_table()``).
-        tx_rms: RMS of a data symbol at the output (full scale 1.0), or None for no scaling.
-        max_payload: largest payload in bytes (default 8192: keeps the SFO timing drift of a
-            25 ppm offset under ~2.5 samples, inside the FFT-window back-off).
-    """
+    @property
+    def start(self) -> int: ...
 
-    def __init__(self, profile: str | Profile = "5MHz", mcs: str = "QPSK-1/2", *,
-                 tx_rms: float | None = DEFAULT_TX_RMS,
-                 max_payload: int = DEFAULT_MAX_PAYLOAD) -> None:
+    @property
+    def n_samples(self) -> int: ...
+
+
+_Found = TypeVar("_Found", bound=_Located)
+
+
+@dataclass(frozen=True)
+class _Sync:
+    """What the preamble tells about one burst: where it starts (sample of the S&C symbol's CP),
+    the carrier offset (Hz), the channel ``H`` (n_used,), the noise variance, the SNR, and the
+    FFT windows ``Y`` (3, n_used) of the S&C symbol, the long symbol and the first symbol after
+    the preamble (``l = 0``)."""
+
+    start: int
+    cfo: float
+    H: np.ndarray
+    sigma2: float
+    snr_db: float
+    Y: np.ndarray
+
+
+class _BurstCore:
+    """What every burst format of this PHY shares (private; :class:`BurstModem` and
+    :class:`phy.zone.ZoneModem` build on it): the preamble, the strongly coded QPSK blocks
+    (header, A-MAP), OFDM mapping with pilots, output scaling, and on the receive side the burst
+    search, synchronisation, channel and noise estimates, pilot tracking and equalisation.
+    Symbol numbers ``l`` count from the first symbol after the preamble (``l = 0``)."""
+
+    def __init__(self, profile: str | Profile, *, tx_rms: float | None,
+                 max_payload: int) -> None:
         self.profile = get_profile(profile)
-        self.mcs = get_mcs(mcs)
         if tx_rms is not None and not (0.0 < float(tx_rms) <= 1.0):
             raise PhyInputError(f"tx_rms must be in (0, 1], got {tx_rms!r}")
         if not (0 < int(max_payload) <= 0xFFFF):
@@ -155,46 +179,12 @@ class BurstModem:
         self._sym_len = self.grid.symbol_samples
         self._fidx = self.grid.freq_index.astype(np.float64)
         self._pre_time = self.grid.ofdm_modulate(np.stack([self.pre.sc, self.pre.long]))
-        # the repeated header code words are scrambled so the symbol has no periodic structure
-        # (repetition alone gives a high-PAPR symbol that the output limiter would clip)
-        self._hdr_scramble = _pad_bits(self.grid.n_data * 2)
-        self._hdr_sign = (1.0 - 2.0 * self._hdr_scramble).astype(np.float32)
 
     @property
     def sample_rate(self) -> float:
         return self.profile.sample_rate
 
-    def __repr__(self) -> str:
-        return f"BurstModem(profile={self.profile.name!r}, mcs={self.mcs.name!r})"
-
-    # ---- sizes ---------------------------------------------------------------------------
-    def _ncbps(self, mcs: Mcs) -> int:
-        return self.grid.n_data * mcs.bits_per_symbol
-
-    def _n_info(self, n_bytes: int) -> int:
-        return 8 * (n_bytes + 4)
-
-    def data_symbols(self, n_bytes: int, mcs: str | None = None) -> int:
-        """Number of data OFDM symbols for an ``n_bytes`` payload."""
-        m = self.mcs if mcs is None else get_mcs(mcs)
-        n_coded = _fec(m.code_rate).coded_length(self._n_info(n_bytes))
-        return -(-n_coded // self._ncbps(m))
-
-    def burst_samples(self, n_bytes: int, mcs: str | None = None) -> int:
-        """Length in samples of the burst carrying ``n_bytes`` (preamble + header + data)."""
-        if not (0 <= n_bytes <= self.max_payload):
-            raise PayloadTooLongError(f"payload of {n_bytes} bytes; max is {self.max_payload}")
-        return (PREAMBLE_SYMBOLS + 1 + self.data_symbols(n_bytes, mcs)) * self._sym_len
-
-    def burst_seconds(self, n_bytes: int, mcs: str | None = None) -> float:
-        return self.burst_samples(n_bytes, mcs) / self.sample_rate
-
     # ---- TX ------------------------------------------------------------------------------
-    def _header_bits(self, mcs: Mcs, length: int, src: int, dst: int) -> np.ndarray:
-        body = struct.pack(">BHHH", (HEADER_VERSION << 4) | mcs.index, length, src, dst)
-        hdr = body + struct.pack(">H", crc16(body))
-        return np.unpackbits(np.frombuffer(hdr, np.uint8))
-
     def _symbols_to_grid(self, qsyms: np.ndarray, l0: int) -> np.ndarray:
         """(n_sym, n_data) data symbols -> (n_sym, n_used) with pilots for l = l0.."""
         g = self.grid
@@ -210,35 +200,19 @@ class BurstModem:
             X[np.ix_(rows, g.pilot_positions(l))] = pv[rows]
         return X
 
-    def modulate(self, payload: bytes, *, src: int = 0, dst: int = 0) -> np.ndarray:
-        """Payload bytes -> complex64 burst samples (see the module doc for format and scale)."""
-        if not isinstance(payload, (bytes, bytearray, memoryview)):
-            raise PhyInputError(f"payload must be bytes, got {type(payload).__name__}")
-        payload = bytes(payload)
-        for nm, v in (("src", src), ("dst", dst)):
-            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or not 0 <= v <= 0xFFFF:
-                raise PhyInputError(f"{nm} must be an int in 0..65535, got {v!r}")
-        if len(payload) > self.max_payload:
-            raise PayloadTooLongError(
-                f"payload of {len(payload)} bytes does not fit one burst (max {self.max_payload})")
-        mcs = self.mcs
-        g = self.grid
-        # header symbol (QPSK, repeated rate-1/2 code)
-        hcoded = _fec("1/2").encode(self._header_bits(mcs, len(payload), int(src), int(dst)))
-        hbits = interleave(np.resize(hcoded, g.n_data * 2) ^ self._hdr_scramble, g.n_data * 2, 2)
-        hsym = qam.modulate(hbits, 2)[None, :]
-        # data symbols
-        info = np.unpackbits(np.frombuffer(payload + struct.pack(">I", crc32(payload)), np.uint8))
-        coded = _fec(mcs.code_rate).encode(randomize(info, int(src), int(dst)))
-        ncbps = self._ncbps(mcs)
-        n_sym = -(-coded.size // ncbps)
-        pad = n_sym * ncbps - coded.size
-        if pad:
-            coded = np.concatenate([coded, _pad_bits(pad)])
-        bits = interleave(coded, ncbps, mcs.bits_per_symbol)
-        dsym = qam.modulate(bits, mcs.bits_per_symbol).reshape(n_sym, g.n_data)
-        X = self._symbols_to_grid(np.concatenate([hsym, dsym]), 0)
-        x = np.concatenate([self._pre_time, g.ofdm_modulate(X)])
+    def _robust_symbols(self, bits: np.ndarray, n_sym: int) -> np.ndarray:
+        """A strongly coded block (header, A-MAP): ``bits`` K=7 rate-1/2 coded, the code word
+        repeated cyclically over ``n_sym`` QPSK symbols, XORed with a PRBS (repetition alone
+        gives periodic, high-PAPR symbols that the output limiter would clip) and interleaved
+        per symbol. Returns (n_sym, n_data) complex64."""
+        ncb = self.grid.n_data * 2
+        coded = _fec("1/2").encode(bits)
+        scrambled = np.resize(coded, n_sym * ncb) ^ _pad_bits(n_sym * ncb)
+        return qam.modulate(interleave(scrambled, ncb, 2), 2).reshape(n_sym, self.grid.n_data)
+
+    def _to_air(self, X: np.ndarray) -> np.ndarray:
+        """(n_sym, n_used) symbols after the preamble -> the scaled, limited complex64 burst."""
+        x = np.concatenate([self._pre_time, self.grid.ofdm_modulate(X)])
         if self.tx_rms is not None:
             x *= np.float32(self.scale)
             mag = np.abs(x)
@@ -248,12 +222,10 @@ class BurstModem:
         return x.astype(np.complex64, copy=False)
 
     # ---- RX ------------------------------------------------------------------------------
-    def demodulate(self, iq: np.ndarray) -> list[Burst]:
-        """Find and decode every burst in ``iq`` (1-D complex array; bursts may start anywhere,
-        with noise or silence between them). The buffer mean (receiver DC offset) is removed
-        first. A burst that is not wholly inside the buffer, or
-        whose header fails its CRC, is skipped. Raises :class:`PhyInputError` for a non-array,
-        non-complex dtype, wrong shape or non-finite samples."""
+    def _scan(self, iq: np.ndarray,
+              decode_at: Callable[[np.ndarray, int], _Found | None]) -> list[_Found]:
+        """Validate ``iq``, remove its mean (receiver DC offset) and call ``decode_at(r, coarse)``
+        for every preamble candidate not inside a burst already found, in buffer order."""
         r = _validate_iq(iq)
         if r.size < 3 * self._sym_len:
             return []
@@ -263,12 +235,12 @@ class BurstModem:
         dc = np.mean(r, dtype=np.complex128)
         if abs(dc) > 0.0:
             r = r - np.complex64(dc)
-        out: list[Burst] = []
+        out: list[_Found] = []
         consumed = -1
         for cand in detect(r, self.grid):
             if cand < consumed:
                 continue
-            b = self._decode_at(r, cand)
+            b = decode_at(r, cand)
             if b is not None:
                 out.append(b)
                 consumed = b.start + b.n_samples - self.grid.cp
@@ -283,7 +255,9 @@ class BurstModem:
         w = gather_windows(r, s0, n_sym, self._sym_len, g.nfft, 2 * np.pi * cfo / fs)
         return g.ofdm_demodulate(w)
 
-    def _decode_at(self, r: np.ndarray, coarse: int) -> Burst | None:
+    def _sync(self, r: np.ndarray, coarse: int) -> _Sync | None:
+        """Timing, CFO, channel and noise from the preamble at candidate ``coarse``; None when
+        there is no usable preamble there (or the burst's first 3 symbols leave the buffer)."""
         g = self.grid
         n, ng, ns = g.nfft, g.cp, self._sym_len
         fs = self.profile.sample_rate
@@ -315,57 +289,163 @@ class BurstModem:
         sigma2 = noise_variance(Y[0], self.pre.even, sig * 10 ** (-_MAX_SNR_DB / 10))
         if not (np.isfinite(sigma2) and sigma2 > 0.0) or not sig / sigma2 > 0.0:
             return None  # extreme sample values (overflow to inf): no burst to decode here
-        snr_db = 10 * math.log10(sig / sigma2)
-        # header
-        hdr = self._decode_header(Y[2:3], H, sigma2)
+        return _Sync(int(start), float(cfo), H, sigma2, 10 * math.log10(sig / sigma2), Y)
+
+    def _track(self, Y: np.ndarray, H: np.ndarray, ls: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, float]:
+        """Pilot phase model (CPE, slope per symbol, fitted drift) of symbols ``ls`` (any
+        increasing subset of the burst: the drift model counts time by ``l``)."""
+        g = self.grid
+        pos = g.sym_pilot_pos[ls % 3]
+        val = g.pilot_values(int(ls[-1]) + 1)[ls]
+        return track_phase(Y, H, ls, pos, val, g.freq_index)
+
+    def _equalise(self, Y: np.ndarray, H: np.ndarray, sigma2: float, ls: np.ndarray,
+                  cpe: np.ndarray, slope: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Data subcarriers of symbols ``ls`` -> (z, w) flattened in transmit order."""
+        dpos = self.grid.sym_data_pos[ls % 3]
+        return equalize(np.ascontiguousarray(Y, np.complex64), H, dpos,
+                        np.ascontiguousarray(cpe, np.float64),
+                        np.ascontiguousarray(slope, np.float64), self._fidx, 1.0 / sigma2)
+
+    def _robust_bits(self, z: np.ndarray, wgt: np.ndarray, n_bits: int
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """Decode a :meth:`_robust_symbols` block from its equalised symbols: the repeated
+        code word's LLRs are combined, then Viterbi. Returns (n_bits info bits, squared error
+        of each symbol to its nearest QPSK point)."""
+        ncb = self.grid.n_data * 2
+        llr, err = qam.demodulate_with_error(z, wgt, 2)
+        llr = deinterleave(llr, ncb, 2) * _robust_sign(llr.size)
+        nco = _fec("1/2").coded_length(n_bits)
+        comb = np.bincount(np.arange(llr.size) % nco, weights=llr,
+                           minlength=nco).astype(np.float32)
+        return _fec("1/2").decode(comb, n_bits), err
+
+    def _refine_cfo(self, cfo: float, cpe: np.ndarray, ls: np.ndarray) -> float:
+        """The carrier offset refined by the trend of the per-symbol CPE over symbols ``ls``."""
+        lc = ls - ls.mean()
+        trend = float(np.dot(lc, _unwrap(cpe)) / np.dot(lc, lc))  # LS slope, rad/symbol
+        return cfo + trend * self.profile.sample_rate / (2 * np.pi * self._sym_len)
+
+    def _sfo_ppm(self, slope: float) -> float:
+        """Sampling-clock offset from the fitted pilot slope drift (rad/subcarrier/symbol):
+        ``c = -2 pi (drift samples per symbol) / NFFT``."""
+        return -slope * self.grid.nfft / (2 * np.pi * self._sym_len) * 1e6
+
+
+class BurstModem(_BurstCore):
+    """OFDM burst modulator/demodulator for one profile; TX uses ``mcs``, RX decodes any MCS.
+
+    Args:
+        profile: profile name or alias (``phy.profiles()``), default ``"5MHz"`` (digest P5).
+        mcs: MCS name for ``modulate`` (``phy.mcs_table()``).
+        tx_rms: RMS of a data symbol at the output (full scale 1.0), or None for no scaling.
+        max_payload: largest payload in bytes (default 8192: keeps the SFO timing drift of a
+            25 ppm offset under ~2.5 samples, inside the FFT-window back-off).
+    """
+
+    def __init__(self, profile: str | Profile = "5MHz", mcs: str = "QPSK-1/2", *,
+                 tx_rms: float | None = DEFAULT_TX_RMS,
+                 max_payload: int = DEFAULT_MAX_PAYLOAD) -> None:
+        prof = get_profile(profile)
+        self.mcs = get_mcs(mcs)
+        super().__init__(prof, tx_rms=tx_rms, max_payload=max_payload)
+
+    def __repr__(self) -> str:
+        return f"BurstModem(profile={self.profile.name!r}, mcs={self.mcs.name!r})"
+
+    # ---- sizes ---------------------------------------------------------------------------
+    def _ncbps(self, mcs: Mcs) -> int:
+        return self.grid.n_data * mcs.bits_per_symbol
+
+    def data_symbols(self, n_bytes: int, mcs: str | None = None) -> int:
+        """Number of data OFDM symbols for an ``n_bytes`` payload."""
+        m = self.mcs if mcs is None else get_mcs(mcs)
+        return -(-_coded_bits(n_bytes, m) // self._ncbps(m))
+
+    def burst_samples(self, n_bytes: int, mcs: str | None = None) -> int:
+        """Length in samples of the burst carrying ``n_bytes`` (preamble + header + data)."""
+        if not (0 <= n_bytes <= self.max_payload):
+            raise PayloadTooLongError(f"payload of {n_bytes} bytes; max is {self.max_payload}")
+        return (PREAMBLE_SYMBOLS + 1 + self.data_symbols(n_bytes, mcs)) * self._sym_len
+
+    def burst_seconds(self, n_bytes: int, mcs: str | None = None) -> float:
+        return self.burst_samples(n_bytes, mcs) / self.sample_rate
+
+    # ---- TX ------------------------------------------------------------------------------
+    def _header_bits(self, mcs: Mcs, length: int, src: int, dst: int) -> np.ndarray:
+        body = struct.pack(">BHHH", (HEADER_VERSION << 4) | mcs.index, length, src, dst)
+        hdr = body + struct.pack(">H", crc16(body))
+        return np.unpackbits(np.frombuffer(hdr, np.uint8))
+
+    def modulate(self, payload: bytes, *, src: int = 0, dst: int = 0) -> np.ndarray:
+        """Payload bytes -> complex64 burst samples (see the module doc for format and scale)."""
+        payload = _check_payload(payload)
+        _check_address("src", src)
+        _check_address("dst", dst)
+        if len(payload) > self.max_payload:
+            raise PayloadTooLongError(
+                f"payload of {len(payload)} bytes does not fit one burst (max {self.max_payload})")
+        mcs = self.mcs
+        g = self.grid
+        # header symbol (QPSK, repeated rate-1/2 code)
+        hsym = self._robust_symbols(self._header_bits(mcs, len(payload), int(src), int(dst)), 1)
+        # data symbols
+        coded = _encode_payload(payload, mcs, int(src), int(dst))
+        ncbps = self._ncbps(mcs)
+        n_sym = -(-coded.size // ncbps)
+        pad = n_sym * ncbps - coded.size
+        if pad:
+            coded = np.concatenate([coded, _pad_bits(pad)])
+        bits = interleave(coded, ncbps, mcs.bits_per_symbol)
+        dsym = qam.modulate(bits, mcs.bits_per_symbol).reshape(n_sym, g.n_data)
+        return self._to_air(self._symbols_to_grid(np.concatenate([hsym, dsym]), 0))
+
+    # ---- RX ------------------------------------------------------------------------------
+    def demodulate(self, iq: np.ndarray) -> list[Burst]:
+        """Find and decode every burst in ``iq`` (1-D complex array; bursts may start anywhere,
+        with noise or silence between them). The buffer mean (receiver DC offset) is removed
+        first. A burst that is not wholly inside the buffer, or
+        whose header fails its CRC, is skipped. Raises :class:`PhyInputError` for a non-array,
+        non-complex dtype, wrong shape or non-finite samples."""
+        return self._scan(iq, self._decode_at)
+
+    def _decode_at(self, r: np.ndarray, coarse: int) -> Burst | None:
+        ns = self._sym_len
+        s = self._sync(r, coarse)
+        if s is None:
+            return None
+        hdr = self._decode_header(s.Y[2:3], s.H, s.sigma2)
         if hdr is None:
             return None
         mcs, length, src, dst = hdr
+        start, cfo = s.start, s.cfo
         n_sym = self.data_symbols(length, mcs.name)
         total = (3 + n_sym) * ns
         if start + total > r.size:
             log.debug("burst at %d truncated (%d of %d samples)", start, r.size - start, total)
             return None
         Yd = self._windows(r, start + 3 * ns, n_sym, cfo)
-        Yall = np.concatenate([Y[2:3], Yd])
+        Yall = np.concatenate([s.Y[2:3], Yd])
         ls = np.arange(n_sym + 1)
-        cpe, bl, slope = track_phase(Yall, H, ls, *self._pilots(n_sym + 1), g.freq_index)
+        cpe, bl, slope = self._track(Yall, s.H, ls)
         if n_sym >= 2:  # residual CFO from the CPE trend refines the reported estimate
-            lc = ls - ls.mean()
-            trend = float(np.dot(lc, _unwrap(cpe)) / np.dot(lc, lc))  # LS slope, rad/symbol
-            cfo += trend * fs / (2 * np.pi * ns)
-        z, wgt = self._equalise(Yd, H, sigma2, 1, cpe[1:], bl[1:])
-        payload, ok, evm_db = self._decode_data(z, wgt, mcs, length, src, dst)
-        # slope c rad/subcarrier/symbol = -2 pi (drift samples per symbol) / NFFT
-        sfo_ppm = -slope * n / (2 * np.pi * ns) * 1e6 if n_sym >= 8 else 0.0
-        return Burst(payload, ok, round(snr_db, 2), float(cfo), round(evm_db, 2), src, dst,
+            cfo = self._refine_cfo(cfo, cpe, ls)
+        z, wgt = self._equalise(Yd, s.H, s.sigma2, ls[1:], cpe[1:], bl[1:])
+        dest = _rx_scatter_map(self._ncbps(mcs), mcs.bits_per_symbol, mcs.code_rate,
+                               _n_info(length))
+        payload, ok, evm_db = _decode_payload(z, wgt, mcs, length, src, dst, dest)
+        sfo_ppm = self._sfo_ppm(slope) if n_sym >= 8 else 0.0
+        return Burst(payload, ok, round(s.snr_db, 2), float(cfo), round(evm_db, 2), src, dst,
                      int(start), mcs.name, int(total), float(sfo_ppm),
                      np.asarray(z, dtype=np.complex64))
 
-    def _pilots(self, n_sym: int) -> tuple[np.ndarray, np.ndarray]:
-        g = self.grid
-        pos = g.sym_pilot_pos[np.arange(n_sym) % 3]
-        return pos, g.pilot_values(n_sym)
-
-    def _equalise(self, Y: np.ndarray, H: np.ndarray, sigma2: float, l0: int,
-                  cpe: np.ndarray, slope: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Data subcarriers of symbols l0.. -> (z, w) flattened in transmit order."""
-        g = self.grid
-        dpos = g.sym_data_pos[(l0 + np.arange(Y.shape[0])) % 3]
-        return equalize(np.ascontiguousarray(Y, np.complex64), H, dpos,
-                        np.ascontiguousarray(cpe, np.float64),
-                        np.ascontiguousarray(slope, np.float64), self._fidx, 1.0 / sigma2)
-
     def _decode_header(self, Yh: np.ndarray, H: np.ndarray, sigma2: float
                        ) -> tuple[Mcs, int, int, int] | None:
-        g = self.grid
-        cpe, bl, _ = track_phase(Yh, H, np.zeros(1, np.int64), *self._pilots(1), g.freq_index)
-        z, wgt = self._equalise(Yh, H, sigma2, 0, cpe, bl)
-        ncb = g.n_data * 2
-        llr = deinterleave(qam.demodulate(z, wgt, 2), ncb, 2) * self._hdr_sign
-        nco = _fec("1/2").coded_length(HEADER_BYTES * 8)
-        comb = np.bincount(np.arange(ncb) % nco, weights=llr, minlength=nco).astype(np.float32)
-        bits = _fec("1/2").decode(comb, HEADER_BYTES * 8)
+        ls = np.zeros(1, np.int64)
+        cpe, bl, _ = self._track(Yh, H, ls)
+        z, wgt = self._equalise(Yh, H, sigma2, ls, cpe, bl)
+        bits, _ = self._robust_bits(z, wgt, HEADER_BYTES * 8)
         raw = np.packbits(bits).tobytes()
         if crc16(raw[:7]) != struct.unpack(">H", raw[7:9])[0]:
             return None
@@ -374,23 +454,57 @@ class BurstModem:
             return None
         return _MCS_LIST[vm & 15], length, src, dst
 
-    def _decode_data(self, z: np.ndarray, wgt: np.ndarray, mcs: Mcs, length: int,
-                     src: int, dst: int) -> tuple[bytes, bool, float]:
-        bps = mcs.bits_per_symbol
-        fec = _fec(mcs.code_rate)
-        n_info = self._n_info(length)
-        # one pass: demap, deinterleave and depuncture straight into the decoder's input buffer
-        dest = _rx_scatter_map(self._ncbps(mcs), bps, mcs.code_rate, n_info)
-        buf = np.zeros(fec.input_size(n_info), dtype=np.float32)
-        err = qam.demodulate_into(z, wgt, bps, dest, buf)
-        # EVM against the nearest points, weighted by |H|^2 (unit-energy constellations)
-        evm = float(np.dot(err, wgt) / max(float(np.sum(wgt)), 1e-30))
-        evm_db = 10 * math.log10(max(evm, 1e-12))
-        bits = fec.decode_buffer(buf, n_info)
-        data = np.packbits(randomize(bits, src, dst)).tobytes()
-        payload, tail = data[:length], data[length:]
-        ok = struct.unpack(">I", tail)[0] == crc32(payload)
-        return payload, ok, evm_db
+
+# ---- shared pieces of the data path (BurstModem and phy.zone) ------------------------------
+def _n_info(n_bytes: int) -> int:
+    """Information bits of a payload of ``n_bytes``: the payload and its CRC-32."""
+    return 8 * (n_bytes + 4)
+
+
+def _coded_bits(n_bytes: int, mcs: Mcs) -> int:
+    """Coded bits of an ``n_bytes`` payload at ``mcs`` (before padding)."""
+    return _fec(mcs.code_rate).coded_length(_n_info(n_bytes))
+
+
+def _encode_payload(payload: bytes, mcs: Mcs, src: int, dst: int) -> np.ndarray:
+    """payload + CRC-32 (big-endian) -> randomizer seeded from (src, dst) -> K=7 CC punctured to
+    the MCS rate: the coded bits (uint8), before padding and interleaving."""
+    info = np.unpackbits(np.frombuffer(payload + struct.pack(">I", crc32(payload)), np.uint8))
+    return _fec(mcs.code_rate).encode(randomize(info, src, dst))
+
+
+def _decode_payload(z: np.ndarray, wgt: np.ndarray, mcs: Mcs, length: int, src: int, dst: int,
+                    dest: np.ndarray) -> tuple[bytes, bool, float]:
+    """Inverse of :func:`_encode_payload` from equalised symbols ``z`` (weights ``wgt``):
+    demap, deinterleave and depuncture in one pass through the scatter map ``dest`` (see
+    :func:`_rx_scatter_map`), Viterbi, derandomize, CRC-32. Returns (payload, crc ok, EVM dB)."""
+    bps = mcs.bits_per_symbol
+    fec = _fec(mcs.code_rate)
+    n_info = _n_info(length)
+    # one pass: demap, deinterleave and depuncture straight into the decoder's input buffer
+    buf = np.zeros(fec.input_size(n_info), dtype=np.float32)
+    err = qam.demodulate_into(z, wgt, bps, dest, buf)
+    # EVM against the nearest points, weighted by |H|^2 (unit-energy constellations)
+    evm = float(np.dot(err, wgt) / max(float(np.sum(wgt)), 1e-30))
+    evm_db = 10 * math.log10(max(evm, 1e-12))
+    bits = fec.decode_buffer(buf, n_info)
+    data = np.packbits(randomize(bits, src, dst)).tobytes()
+    payload, tail = data[:length], data[length:]
+    ok = struct.unpack(">I", tail)[0] == crc32(payload)
+    return payload, ok, evm_db
+
+
+def _check_payload(payload: object) -> bytes:
+    if not isinstance(payload, (bytes, bytearray, memoryview)):
+        raise PhyInputError(f"payload must be bytes, got {type(payload).__name__}")
+    return bytes(payload)
+
+
+def _check_address(name: str, v: object) -> int:
+    """A 16-bit station address (src, dst, STID), else :class:`PhyInputError`."""
+    if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or not 0 <= v <= 0xFFFF:
+        raise PhyInputError(f"{name} must be an int in 0..65535, got {v!r}")
+    return int(v)
 
 
 @lru_cache(maxsize=128)
@@ -434,6 +548,14 @@ def _unwrap(ph: np.ndarray) -> np.ndarray:
 
 def _pad_bits(n: int) -> np.ndarray:
     return np.resize(_pad_source(), n)
+
+
+@lru_cache(maxsize=64)
+def _robust_sign(n: int) -> np.ndarray:
+    """+-1 (float32) undoing the PRBS scrambling of the first ``n`` bits of a robust block."""
+    out = (1.0 - 2.0 * _pad_bits(n)).astype(np.float32)
+    out.setflags(write=False)
+    return out
 
 
 def _validate_iq(iq: object) -> np.ndarray:
