@@ -16,7 +16,7 @@ from hw.errors import (
 )
 from hw.loopback import LoopbackRadio, ManualClock, Medium, WallClock
 from hw.pluto import PlutoConfig, PlutoRadio  # imports no libiio until a radio is opened
-from hw.radio import Radio, RadioConfig, RadioStats
+from hw.radio import Radio, RadioCaps, RadioConfig, RadioStats
 
 __all__ = [
     "LoopbackRadio",
@@ -25,6 +25,7 @@ __all__ = [
     "PlutoConfig",
     "PlutoRadio",
     "Radio",
+    "RadioCaps",
     "RadioClosedError",
     "RadioConfig",
     "RadioConfigError",

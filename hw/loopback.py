@@ -38,7 +38,7 @@ import scipy.signal
 
 from hw.channels import INTERP_HALF, TapProfile, channel_profile, fractional_fir, sample_at
 from hw.errors import RadioClosedError, RadioConfigError
-from hw.radio import ClosingContext, RadioStats, as_iq, check_count, quantise_12bit
+from hw.radio import ClosingContext, RadioCaps, RadioStats, as_iq, check_count, quantise_12bit
 
 log = logging.getLogger(__name__)
 
@@ -528,8 +528,10 @@ class Medium:
 
 class LoopbackRadio(ClosingContext):
     """A radio on a :class:`Medium` (create with :meth:`Medium.add_radio`). Implements
-    :class:`hw.radio.Radio`; extra: ``transmit(iq, at=...)``, ``skip(n)``, ``time``,
-    ``tune(tx_lo_hz=..., rx_lo_hz=...)``."""
+    :class:`hw.radio.Radio` with both optional capabilities (timed ``transmit(iq, at=...)``,
+    ``skip(n)`` without rendering); extra: ``time``, ``tune(tx_lo_hz=..., rx_lo_hz=...)``."""
+
+    caps = RadioCaps(timed_tx=True, skip=True)
 
     def __init__(
         self,

@@ -38,7 +38,7 @@ from hw.errors import (
     RadioIOError,
     RadioUnavailableError,
 )
-from hw.radio import ClosingContext, RadioConfig, RadioStats, as_iq, check_count
+from hw.radio import ClosingContext, RadioCaps, RadioConfig, RadioStats, as_iq, check_count
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +190,10 @@ def _open_pyadi(uri: str) -> Any:
 class PlutoRadio(ClosingContext):
     """A Pluto as a :class:`hw.radio.Radio`. ``PlutoRadio(uri, **settings)``: settings are the
     :class:`PlutoConfig` fields; ``config=`` passes a whole config instead. ``factory(uri)`` returns
-    the pyadi-like device (default: ``adi.Pluto``; tests pass a fake)."""
+    the pyadi-like device (default: ``adi.Pluto``; tests pass a fake). A burst leaves when the
+    USB transfer and kernel buffers let it (no timed TX); ``skip`` receives and discards."""
+
+    caps = RadioCaps(timed_tx=False, skip=False)
 
     def __init__(
         self,
@@ -275,9 +278,13 @@ class PlutoRadio(ClosingContext):
         if self.closed:
             raise RadioClosedError(f"Pluto radio {self.config.uri!r} is closed")
 
-    def transmit(self, iq: np.ndarray) -> None:
-        """Send one burst (non-cyclic). Components beyond full scale are clipped and counted."""
+    def transmit(self, iq: np.ndarray, *, at: float | None = None) -> None:
+        """Send one burst (non-cyclic). Components beyond full scale are clipped and counted.
+        ``at`` must be None: a Pluto cannot place a burst at a sample (``caps.timed_tx``)."""
         self._check_open()
+        if at is not None:
+            raise RadioConfigError("a Pluto transmits as soon as it can: timed TX (at=) is not "
+                                   "supported (RadioCaps.timed_tx is False)")
         x = as_iq(iq)
         if x.size == 0:
             return
@@ -302,6 +309,10 @@ class PlutoRadio(ClosingContext):
             raise RadioIOError(f"TX transfer to {self.config.uri!r} failed ({exc})") from exc
         self.stats.tx_bursts += 1
         self.stats.tx_samples += codes.size
+
+    def skip(self, n: int) -> None:
+        """Let ``n`` samples pass: received and discarded (the stream must be read anyway)."""
+        self.receive(n)
 
     def receive(self, n: int) -> np.ndarray:
         """The next ``n`` samples, scaled so ADC full scale is 1.0 (complex64)."""

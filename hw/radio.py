@@ -53,22 +53,41 @@ class RadioStats:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class RadioCaps:
+    """Optional abilities of a backend, declared so the runtime never has to probe for them.
+
+    ``timed_tx``: ``transmit(iq, at=k)`` places the burst at local RX sample index ``k`` (the
+    loopback medium); without it a burst leaves "now" (a Pluto: after USB and kernel-buffer
+    latency) and ``at`` must be None. ``skip``: ``skip(n)`` advances the receive cursor without
+    rendering samples (a simulation shortcut; elsewhere it receives and discards).
+    """
+
+    timed_tx: bool = False
+    skip: bool = False
+
+
 @runtime_checkable
 class Radio(Protocol):
     """A half- or full-duplex baseband radio at a fixed sample rate.
 
-    ``transmit`` queues one burst (complex64, full scale 1.0) at the radio's current transmit time;
-    ``receive(n)`` returns the next ``n`` received samples and advances the radio's sample clock;
+    ``transmit`` queues one burst (complex64, full scale 1.0) at the radio's current transmit time
+    (or, where ``caps.timed_tx``, at local sample ``at``); ``receive(n)`` returns the next ``n``
+    received samples and advances the radio's sample clock; ``skip(n)`` lets ``n`` samples pass
+    (without rendering them where ``caps.skip``);
     ``tune`` changes LO / rate / gains (backends may accept extra keyword arguments); ``close``
     releases the device and is idempotent. Radios are context managers.
     """
 
     sample_rate: float
     stats: RadioStats
+    caps: RadioCaps
 
-    def transmit(self, iq: np.ndarray) -> None: ...
+    def transmit(self, iq: np.ndarray, *, at: float | None = None) -> object: ...
 
     def receive(self, n: int) -> np.ndarray: ...
+
+    def skip(self, n: int) -> None: ...
 
     def tune(
         self,

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from hw.errors import RadioError
+from hw.radio import RadioCaps
 
 EXTENSION = {"name": "relaysec", "version": "0.1.0", "optional": True}
 DATATYPE = "cf32_le"
@@ -299,6 +300,8 @@ class RecordingRadio:
     def __init__(self, radio: Any, recorder: SigMFRecorder) -> None:
         self.radio = radio
         self.recorder = recorder
+        # every sample must reach the recording: never skip unrendered
+        self.caps = RadioCaps(timed_tx=radio.caps.timed_tx, skip=False)
 
     @property
     def sample_rate(self) -> float:
@@ -320,6 +323,10 @@ class RecordingRadio:
         iq = self.radio.receive(n)
         self.recorder.write(iq)
         return iq
+
+    def skip(self, n: int) -> None:
+        """Receive and record ``n`` samples (a recording keeps every sample)."""
+        self.receive(n)
 
     def tune(self, **kwargs: Any) -> None:
         self.radio.tune(**kwargs)

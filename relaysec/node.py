@@ -25,14 +25,20 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from relaysec.chart import chart_entry, clear_control_only, describe_frame
 from relaysec.report import MscEntry, Trace
 from relaysec.schedule import FrameSchedule, Zone, zone_capacity
+
+if TYPE_CHECKING:
+    from hw.radio import Radio
+    from hw.sigmf import RecordingRadio
+    from phy import BurstModem
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +46,6 @@ log = logging.getLogger(__name__)
 INTER_BURST_GAP = 64
 
 #: ``tap(tx_name, dst_name, frame) -> frames actually transmitted`` (fault injection in tests).
-#: Title under which an ARS role counts the messages it relays on (``role.air_messages``).
-RELAYED = "relayed"
-
-#: Role events left out of the sequence chart (data, and ``Attached``, which repeats the
-#: ``KeysInstalled`` of the same instant).
-UNCHARTED_EVENTS = ("DataReceived", "Attached")
 FrameTap = Callable[[str, str, bytes], list[bytes]]
 
 
@@ -65,7 +65,7 @@ class LinkStats:
     cfo_hz: list[float] = field(default_factory=list)
     rejected: Counter[str] = field(default_factory=Counter)
     app_bytes: int = 0          # application bytes delivered over this hop (end-to-end flows)
-    control_bursts: int = 0     # bursts that carried security/control messages (charted)
+    control_bursts: int = 0     # bursts that carried a control message in the clear
 
     @property
     def name(self) -> str:
@@ -128,30 +128,73 @@ class NodeEvent:
     event: Any
 
 
-class Node:
-    """One station. *directory* maps station ids to names (for link accounting and reports).
+class Role(Protocol):
+    """What the runtime needs of a sans-I/O role (``stack.roles``; tests use small fakes)."""
 
-    *addr_of* / *station_of* translate between 48-bit station ids and the modem's burst address
-    field. *describe_frame* (optional) lists a frame's control/relay MPDUs for the message
-    sequence chart (see :meth:`_chart_labels`).
+    rejections_by_link: Mapping[tuple[int, str], int]
+
+    def frames_to_send(self, now: float, max_bytes: int | None = None
+                       ) -> list[tuple[int, bytes]]: ...
+
+    def receive(self, src: int, frame: bytes, now: float) -> None: ...
+
+    def next_deadline(self) -> float | None: ...
+
+    def timer(self, now: float) -> None: ...
+
+    def events(self) -> list[Any]: ...
+
+
+@dataclass(frozen=True)
+class Addressing:
+    """Station ids, names and 16-bit modem burst addresses of one cell.
+
+    ``names``: station id -> name (links and reports); ``addrs``: station id -> burst address
+    (None: the station id itself, for tests with small ids)."""
+
+    names: Mapping[int, str]
+    addrs: Mapping[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        back = {} if self.addrs is None else {a: sid for sid, a in self.addrs.items()}
+        object.__setattr__(self, "_station_of", back)
+
+    def name_of(self, station_id: int | None) -> str:
+        if station_id is None:
+            return "?"
+        return self.names.get(station_id, f"0x{station_id:x}")
+
+    def addr_of(self, station_id: int) -> int:
+        return station_id if self.addrs is None else self.addrs[station_id]
+
+    def station_of(self, addr: int) -> int | None:
+        if self.addrs is None:
+            return addr
+        return self._station_of.get(addr)  # type: ignore[attr-defined, no-any-return]
+
+
+class Node:
+    """One station: *role* behind *modem* and *radio*, counted in *links*.
+
+    *msc* (optional) collects the security message sequence chart from the role's events
+    (:mod:`relaysec.chart`); *trace* per-burst SNR and constellations; *recorder* is the
+    SigMF-recording wrapper of *radio* when the run records (bursts are annotated in it).
     """
 
     def __init__(
         self,
         name: str,
         station_id: int,
-        role: Any,
-        modem: Any,
-        radio: Any,
+        role: Role,
+        modem: BurstModem,
+        radio: Radio,
         *,
-        directory: dict[int, str],
+        addressing: Addressing,
         links: LinkTable,
-        tx_scale: float,
-        addr_of: Callable[[int], int] = lambda sid: sid,
-        station_of: Callable[[int], int | None] = lambda a: a,
+        tx_scale: float = 1.0,
         trace: Trace | None = None,
-        describe_frame: Callable[[bytes], list[tuple[str, str]]] | None = None,
         msc: list[MscEntry] | None = None,
+        recorder: RecordingRadio | None = None,
         max_bursts_per_zone: int = 4,
     ) -> None:
         self.name = name
@@ -159,36 +202,26 @@ class Node:
         self.role = role
         self.modem = modem
         self.radio = radio
-        self.directory = directory
+        self.addressing = addressing
         self.links = links
         self.tx_scale = tx_scale
-        self.addr_of = addr_of
-        self.station_of = station_of
         self.trace = trace
-        self.describe_frame = describe_frame
         self.msc = msc
+        self.recorder = recorder
         self.max_bursts_per_zone = max_bursts_per_zone
         self.max_burst_bytes = int(modem.max_payload)
-        self.backlog: deque[tuple[int, bytes, list[str]]] = deque()
-        self._air_seen: Counter[str] = Counter()
-        # titles of clear control messages this station received and relayed on (an ARS relaying
-        # an AMS's PKM message up inside an encrypted relay MPDU), oldest first
-        self._relayed_titles: deque[str] = deque(maxlen=64)
+        self.backlog: deque[tuple[int, bytes]] = deque()
         self.events: list[NodeEvent] = []
         self.cpu: Counter[str] = Counter()          # seconds spent per layer
         self._seen_rejections: Counter[tuple[int, str]] = Counter()
         self._capacity_cache: dict[int, int] = {}
-        # A recording radio (hw.sigmf.RecordingRadio) must see every sample: never skip then.
-        self.recording = hasattr(radio, "recorder")
         self._window_start: int | None = None
         self._last_rx_len = 0
 
     # ------------------------------------------------------------------ helpers
 
     def _name_of(self, station_id: int | None) -> str:
-        if station_id is None:
-            return "?"
-        return self.directory.get(station_id, f"0x{station_id:x}")
+        return self.addressing.name_of(station_id)
 
     def capacity(self, samples: int) -> int:
         """Largest burst payload (bytes) whose burst fits in *samples*."""
@@ -197,66 +230,6 @@ class Node:
                 self.modem.burst_samples, self.max_burst_bytes, samples
             )
         return self._capacity_cache[samples]
-
-    def _chart_labels(self, frames: list[tuple[int, bytes]]) -> list[list[str]]:
-        """Sequence-chart labels per frame, without decrypting anything.
-
-        Control messages sent in the clear (access-link PKMv3, CMAC-protected but not encrypted,
-        as any receiver sees them) are named from their type byte. Relay MPDUs are AES-CCM
-        encrypted, so the control messages they carry are taken from the sending role's own
-        count of what it queued (``role.air_messages``, by title) minus those seen in the clear,
-        and attributed to this batch's relay MPDUs in order; a message the role relayed on
-        (title ``"relayed"``) is named from the clear message it received (see
-        :meth:`_note_relayed`). Relay MPDUs with nothing new are data: not charted, counted."""
-        out: list[list[str]] = [[] for _ in frames]
-        if self.msc is None or self.describe_frame is None:
-            return out
-        from relaysec.trial import short_title
-
-        counts = Counter(getattr(self.role, "air_messages", {}))
-        new = counts - self._air_seen
-        self._air_seen = counts
-        relay_slots: list[int] = []
-        for i, (_, frame) in enumerate(frames):
-            for kind, title in self.describe_frame(frame):
-                if kind == "control":
-                    if new[title] > 0:
-                        new[title] -= 1
-                        out[i].append(short_title(title))
-                    elif new[RELAYED] > 0:     # relayed down in the clear (ARS -> AMS)
-                        new[RELAYED] -= 1
-                        out[i].append(f"{short_title(title)} (relayed)")
-                    else:
-                        out[i].append(short_title(title))
-                elif kind == "relay" and i not in relay_slots:
-                    relay_slots.append(i)
-        hidden = [t for t, c in sorted(new.items()) for _ in range(c) if c > 0]
-        for k, title in enumerate(hidden):
-            if not relay_slots:
-                break
-            slot = relay_slots[min(k, len(relay_slots) - 1)]
-            if title == RELAYED:
-                inner = (short_title(self._relayed_titles.popleft()) if self._relayed_titles
-                         else "AMS message")
-                out[slot].append(f"{inner} (relayed in relay MPDU)")
-            else:
-                out[slot].append(f"{short_title(title)} (in relay MPDU)")
-        return out
-
-    def _clear_control_only(self, frame: bytes) -> bool:
-        if self.describe_frame is None:
-            return False
-        kinds = self.describe_frame(frame)
-        return bool(kinds) and all(kind == "control" for kind, _ in kinds)
-
-    def _note_relayed(self, frame: bytes, before: int) -> None:
-        """After ``role.receive(frame)``: if the role queued messages to relay on, remember the
-        titles of the clear control messages of *frame* they came from (for the chart)."""
-        relayed = getattr(self.role, "air_messages", {}).get(RELAYED, 0) - before
-        if relayed <= 0 or self.describe_frame is None:
-            return
-        titles = [t for kind, t in self.describe_frame(frame) if kind == "control"]
-        self._relayed_titles.extend(titles[-relayed:])
 
     def _stack(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
         t0 = time.perf_counter()
@@ -278,17 +251,14 @@ class Node:
         for ev in self.role.events():
             self.events.append(NodeEvent(now, self.name, ev))
             if self.msc is not None:
-                label = type(ev).__name__
-                if label not in UNCHARTED_EVENTS:
-                    self.msc.append(MscEntry(now, self.name, self.name, label,
-                                             self._event_note(ev)))
-        by_link = getattr(self.role, "rejections_by_link", None)
-        if by_link is not None:
-            for (peer, reason), count in by_link.items():
-                new = count - self._seen_rejections[(peer, reason)]
-                if new > 0:
-                    self.links.get(self._name_of(peer), self.name).rejected[reason] += new
-                    self._seen_rejections[(peer, reason)] = count
+                entry = chart_entry(now, self.name, ev, self._name_of)
+                if entry is not None:
+                    self.msc.append(entry)
+        for (peer, reason), count in self.role.rejections_by_link.items():
+            new = count - self._seen_rejections[(peer, reason)]
+            if new > 0:
+                self.links.get(self._name_of(peer), self.name).rejected[reason] += new
+                self._seen_rejections[(peer, reason)] = count
 
     def drain_events(self) -> list[NodeEvent]:
         out, self.events = self.events, []
@@ -311,23 +281,20 @@ class Node:
         if cap <= 0:
             return None, []
         if not self.backlog:
-            # take everything the role has queued (each frame at most one zone's capacity), so
-            # that the role's count of queued messages matches the frames in hand (chart labels)
-            frames: list[tuple[int, bytes]] = []
-            while more := self._stack(self.role.frames_to_send, now, cap):
-                frames.extend(more)
-            labels = self._chart_labels(frames)
-            queued = list(zip(frames, labels, strict=True))
+            # take everything the role has queued (each frame at most one zone's capacity);
             # frames of clear control messages only (PKMv3, ranging: no PN, so reordering them
             # cannot trip a replay window) go before data, so that a saturating data load does
             # not starve key management (TEK refresh requests timing out behind data)
-            queued.sort(key=lambda q: not self._clear_control_only(q[0][1]))
-            self.backlog.extend((d, f, lab) for (d, f), lab in queued)
+            frames: list[tuple[int, bytes]] = []
+            while more := self._stack(self.role.frames_to_send, now, cap):
+                frames.extend(more)
+            frames.sort(key=lambda f: not clear_control_only(f[1]))
+            self.backlog.extend(frames)
         pieces: list[np.ndarray] = []
         sent: list[tuple[int, int]] = []
         used = 0
         while self.backlog and len(sent) < self.max_bursts_per_zone:
-            dst, frame, labels = self.backlog[0]
+            dst, frame = self.backlog[0]
             if len(frame) > cap:
                 # A role must honour max_bytes; a longer frame can never be sent. Drop it loudly.
                 log.error("%s: frame of %d bytes exceeds zone capacity %d; dropped",
@@ -339,16 +306,13 @@ class Node:
             if used + extra > zone_samples:
                 break
             self.backlog.popleft()
-            if self.msc is not None:
-                for label in labels:
-                    self.msc.append(MscEntry(now, self.name, self._name_of(dst), label))
-                if labels:
-                    self.links.get(self.name, self._name_of(dst)).control_bursts += 1
+            if any(k == "control" for k, _ in describe_frame(frame)):
+                self.links.get(self.name, self._name_of(dst)).control_bursts += 1
             on_air = [frame] if tap is None else tap(self.name, self._name_of(dst), frame)
             for air in on_air:
                 t0 = time.perf_counter()
-                iq = self.modem.modulate(air, src=self.addr_of(self.station_id),
-                                         dst=self.addr_of(dst))
+                iq = self.modem.modulate(air, src=self.addressing.addr_of(self.station_id),
+                                         dst=self.addressing.addr_of(dst))
                 self.cpu["modem"] += time.perf_counter() - t0
                 if pieces:
                     pieces.append(np.zeros(INTER_BURST_GAP, np.complex64))
@@ -367,7 +331,8 @@ class Node:
     def modulate_raw(self, payload: bytes, dst_addr: int) -> np.ndarray:
         """One burst from this node to a raw modem address (the OTA beacon), scaled for TX."""
         t0 = time.perf_counter()
-        iq = self.modem.modulate(payload, src=self.addr_of(self.station_id), dst=dst_addr)
+        iq = self.modem.modulate(payload, src=self.addressing.addr_of(self.station_id),
+                                 dst=dst_addr)
         self.cpu["modem"] += time.perf_counter() - t0
         return np.asarray(iq, dtype=np.complex64) * np.float32(self.tx_scale)
 
@@ -380,20 +345,17 @@ class Node:
 
     def receive_samples(self, n: int) -> np.ndarray:
         t0 = time.perf_counter()
-        self._window_start = getattr(self.radio, "rx_index", None)
+        if self.recorder is not None:
+            self._window_start = self.recorder.rx_index
         iq = self.radio.receive(n)
         self._last_rx_len = len(iq)
         self.cpu["radio"] += time.perf_counter() - t0
         return iq
 
     def skip_samples(self, n: int) -> None:
-        """Let *n* samples pass unrendered (loopback ``skip``), else receive and discard them."""
+        """Let *n* samples pass (unrendered where the radio can skip)."""
         t0 = time.perf_counter()
-        skip = None if self.recording else getattr(self.radio, "skip", None)
-        if skip is not None:
-            skip(n)
-        else:
-            self.radio.receive(n)
+        self.radio.skip(n)
         self.cpu["radio"] += time.perf_counter() - t0
 
     def handle_samples(self, iq: np.ndarray, now: float, *,
@@ -410,19 +372,19 @@ class Node:
         self.cpu["modem"] += time.perf_counter() - t0
         if accept is not None:
             bursts = [b for b in bursts if accept(b)]
-        if self.recording and self._window_start is not None:
+        if self.recorder is not None and self._window_start is not None:
             base = self._window_start - (len(iq) - self._last_rx_len)
             for b in bursts:
-                self.radio.annotate(
+                self.recorder.annotate(
                     max(0, base + int(b.start)), int(getattr(b, "n_samples", 0)),
                     label="burst" if b.crc_ok else "burst (CRC fail)", crc_ok=bool(b.crc_ok),
                     snr_db=float(b.snr_db), cfo_hz=float(b.cfo_hz), evm_db=float(b.evm_db),
                     src=int(b.src), dst=int(b.dst), mcs=str(getattr(b, "mcs", "")))
-        my_addr = self.addr_of(self.station_id)
+        my_addr = self.addressing.addr_of(self.station_id)
         for b in bursts:
             if b.crc_ok and b.dst != my_addr:
                 continue  # someone else's burst: not ours to count or deliver
-            src_id = self.station_of(b.src) if b.crc_ok else None
+            src_id = self.addressing.station_of(b.src) if b.crc_ok else None
             if src_id is not None:
                 src_name = self._name_of(src_id)
             elif callable(expect_src):
@@ -447,30 +409,9 @@ class Node:
                 self.trace.add_symbols(link.name, symbols[:512])
             if src_id is None:
                 continue
-            frame = bytes(b.payload)
-            before = getattr(self.role, "air_messages", {}).get(RELAYED, 0)
-            self._stack(self.role.receive, src_id, frame, now)
-            if self.msc is not None:
-                self._note_relayed(frame, before)
+            self._stack(self.role.receive, src_id, bytes(b.payload), now)
         self._collect(now)
         return bursts
-
-
-    def _event_note(self, ev: Any) -> str:
-        """Identifiers of an event for the MSC (never key values: events carry none)."""
-        parts = []
-        for key, name in (("cause", ""), ("akid", "AKID "), ("cmac_key_count", "CMAC_KEY_COUNT "),
-                          ("counter_teks", "COUNTER_TEK "), ("status", "status "),
-                          ("reason", ""), ("procedure", "")):
-            val = getattr(ev, key, None)
-            if val is None:
-                continue
-            if isinstance(val, tuple):
-                val = "/".join(str(v) for v in val)
-            parts.append(f"{name}{val}")
-        if type(ev).__name__ == "Rejected" and getattr(ev, "link", None) is not None:
-            parts.append(f"from {self._name_of(ev.link)}")
-        return ", ".join(parts)
 
 
 class SimNetwork:

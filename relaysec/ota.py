@@ -27,7 +27,6 @@ air; it also drives a single node (``relaysec node``). With a wall-clock loopbac
 
 from __future__ import annotations
 
-import inspect
 import logging
 import queue
 import threading
@@ -48,15 +47,6 @@ log = logging.getLogger(__name__)
 BROADCAST = 0xFFFF
 #: Beacon payload: marks the burst as a frame reference, carries nothing else.
 BEACON = b"\x00"
-
-
-def _accepts_at(radio: Any) -> bool:
-    """Whether ``radio.transmit`` can place a burst at a local sample index (``at=``)."""
-    inner = getattr(radio, "radio", radio)      # hw.sigmf.RecordingRadio wraps the real one
-    try:
-        return "at" in inspect.signature(inner.transmit).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 @dataclass
@@ -197,7 +187,7 @@ class OtaNetwork:
             buf, now, accept=lambda b: self._new(st, start_index + b.start),
             expect_src=lambda k: self._zone_tx(st, start_index + k))
         self._maybe_transmit(st)
-        my_addr = node.addr_of(node.station_id)
+        my_addr = node.addressing.addr_of(node.station_id)
         for b in bursts:
             if b.crc_ok and b.src == my_addr:
                 self._learn_latency(st, start_index + b.start)
@@ -238,7 +228,7 @@ class OtaNetwork:
         # minus the smallest recent delay.
         if st.d0 is None:
             return
-        timed = _accepts_at(node.radio)
+        timed = node.radio.caps.timed_tx
         air_now = int((self.clock() - self.t0) * self.schedule.sample_rate - st.d0)
         if timed:
             # The radio places a burst at a sample (loopback): give it the zone a few chunks
@@ -326,12 +316,12 @@ class OtaNetwork:
         """Per node: locked to the ABS, beacons heard, radio counters."""
         out = {}
         for name, st in self.states.items():
-            stats = getattr(st.node.radio, "stats", None)
+            stats = st.node.radio.stats
             out[name] = {
                 "master": st.is_master,
                 "locked": st.is_master or st.timing.locked(st.rx_index),
                 "beacons": st.beacons,
                 "missed_zones": st.missed,
-                "radio": stats.as_dict() if hasattr(stats, "as_dict") else {},
+                "radio": stats.as_dict(),
             }
         return out

@@ -30,6 +30,7 @@ from typing import Any
 
 from relaysec.appdata import Flow, flow_of
 from relaysec.config import Config, station, stations_by_role
+from relaysec.radios import given
 from relaysec.trial import Trial, TrialSetupError, _fields
 from stack.nonces import monitoring
 
@@ -49,12 +50,9 @@ class NodeRunner:
         self.st = station(cfg, name)
         self.progress = progress or (lambda s: None)
         # a node runs on a radio: keys from the OS CSPRNG unless insecure_deterministic_keys
-        self.trial = Trial(cfg, progress=self.progress, record_dir=record_dir, radios=True)
-        self.trial.wall = True
-        self.trial.stretch = float(cfg["schedule"]["ota_frame_ms"]) / float(cfg["phy"]["frame_ms"])
-        if radio is not None:
-            self.trial._pluto_radios = lambda local, fs: {name: radio}  # type: ignore[method-assign]
-            self.trial._loopback_radios = self.trial._pluto_radios  # type: ignore[method-assign]
+        self.trial = Trial(cfg, progress=self.progress, record_dir=record_dir, radios=True,
+                           wall=True, radio_factory=None if radio is None
+                           else given({name: radio}))
         self.flows: dict[int, Flow] = {}
         self.quota: dict[int, int] = {}
         self.milestones: dict[str, float] = {}
@@ -107,7 +105,7 @@ class NodeRunner:
         """Run until the script is done or *duration_s* seconds passed; return the node report."""
         t_wall = time.perf_counter()
         try:
-            self.trial._build(only=self.name)
+            self.trial.build([self.name])
         except TrialSetupError as exc:
             return {"ok": False, "reason": str(exc), "station": self.name,
                     "role": self.st["role"], "seed": int(self.cfg["seed"]),
@@ -149,7 +147,7 @@ class NodeRunner:
                 self.progress(f"{ne.t:8.2f} s  {self.name}: {kind} {_fields(ev)}")
 
     def _seen(self, kind: str, **match: Any) -> bool:
-        return bool(self.trial._events(kind, self.name, **match))
+        return bool(self.trial.events_of(kind, self.name, **match))
 
     def _script(self) -> bool:
         role = self.st["role"]
@@ -299,7 +297,7 @@ class NodeRunner:
             "links_tx_only": links_tx_only,
             # nonce streams (TEK fingerprints, never keys) so the three hosts' reports can be
             # merged with stack.nonces.NonceMonitor.merge to check the whole cell
-            "security": {"rejections": rejections, "keys": self.trial._key_lines(),
+            "security": {"rejections": rejections, "keys": self.trial.key_lines(),
                          "nonces": {**self.trial.nonce_summary(),
                                     "streams_sent": self.trial.nonces.export()}},
             "sync": self.net.sync_status(),

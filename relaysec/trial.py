@@ -20,88 +20,34 @@ Anything missing (a layer not importable, a phase timing out) fails the trial wi
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from relaysec.appdata import Flow, flow_of
-from relaysec.config import (
-    Config,
-    ConfigError,
-    check_air_speed,
-    deterministic_keys,
-    link_params,
-    stations_by_role,
-)
-from relaysec.node import FrameTap, LinkTable, Node, NodeEvent, SimNetwork
+from relaysec.cell import MPDU_HEADROOM, Cell, SetupError, build_cell, check_fits, station_psk
+from relaysec.chart import describe_frame, short_title
+from relaysec.config import Config, deterministic_keys, stations_by_role
+from relaysec.node import FrameTap, LinkTable, NodeEvent
+from relaysec.radios import RadioFactory
 from relaysec.report import MscEntry, Trace, msc_text, split_links, summary_text
-from relaysec.schedule import build_schedule, zone_capacity
 from stack.nonces import NonceMonitor, monitoring
 
 log = logging.getLogger(__name__)
 
-#: Bytes a data packet grows by on its way to the modem: AGMH, PN/EKS, ICV, relay item header,
-#: relay MPDU header and ICV (digest §4.2, §6.4), with a margin.
-MPDU_HEADROOM = 48
-
 PHASES = ("ars_entry", "ams_entry", "traffic_1", "tek_refresh", "handover", "traffic_2")
 
-
-class TrialSetupError(RuntimeError):
-    """The trial cannot be built (a layer missing, a radio not reachable); message says which."""
-
+#: The cell could not be built (kept under this name for callers of the trial).
+TrialSetupError = SetupError
 
 #: What the reports say about a run whose keys were drawn from the seed over radios.
 INSECURE = "deterministic keys"
 
-
-@functools.lru_cache(maxsize=8)
-def _burst_geometry(profile: str, mcs: str) -> tuple[float, int, Callable[[int], int]]:
-    """``(sample_rate, max_payload, burst_samples)`` of the modem for *profile*/*mcs*."""
-    import phy
-
-    modem = phy.BurstModem(profile, mcs)
-    return float(modem.profile.sample_rate), int(modem.max_payload), modem.burst_samples
-
-
-def check_fits(cfg: Config, *, wall: bool) -> None:
-    """Raise :class:`ConfigError` unless a data packet (``traffic.payload_bytes`` plus
-    :data:`MPDU_HEADROOM`) fits one burst in the smallest TDD zone of the schedule the run uses
-    (simulated: ``phy.frame_ms``/``schedule.guard_us``; *wall*: the OTA frame and guards, and
-    ``schedule.ota_max_burst_bytes``); the message says which knobs to turn."""
-    fs, max_payload, burst_samples = _burst_geometry(cfg["phy"]["profile"], cfg["phy"]["mcs"])
-    sch = cfg["schedule"]
-    if wall:
-        frame_s, guard_s = float(sch["ota_frame_ms"]) * 1e-3, float(sch["ota_guard_ms"]) * 1e-3
-        frame_keys = "schedule.ota_frame_ms or the MCS, lower schedule.ota_guard_ms"
-    else:
-        frame_s, guard_s = float(cfg["phy"]["frame_ms"]) * 1e-3, float(sch["guard_us"]) * 1e-6
-        frame_keys = "phy.frame_ms or the MCS, lower schedule.guard_us"
-    try:
-        schedule = build_schedule([(s["name"], s["role"]) for s in cfg["stations"]],
-                                  sample_rate=fs, frame_s=frame_s, guard_s=guard_s)
-    except ValueError as exc:
-        raise ConfigError(f"{exc}: raise {frame_keys}") from None
-    smallest = min(zone_capacity(burst_samples, max_payload, z.length - z.guard // 2)
-                   for z in schedule.zones)
-    need = int(cfg["traffic"]["payload_bytes"]) + MPDU_HEADROOM
-    if smallest < need:
-        raise ConfigError(
-            f"the smallest TDD zone carries {smallest} bytes per burst at {cfg['phy']['mcs']}, "
-            f"but a {cfg['traffic']['payload_bytes']}-byte packet needs about {need} with MAC, "
-            f"security and relay headers: raise {frame_keys} or traffic.payload_bytes")
-    if wall and int(sch["ota_max_burst_bytes"]) < need:
-        raise ConfigError(
-            f"config key 'schedule.ota_max_burst_bytes' ({sch['ota_max_burst_bytes']}) is "
-            f"below the {need} bytes a {cfg['traffic']['payload_bytes']}-byte packet needs "
-            "with MAC, security and relay headers")
+__all__ = ["INSECURE", "MPDU_HEADROOM", "PHASES", "Trial", "TrialSetupError", "check_fits",
+           "describe_frame", "render", "run_trial", "short_title", "station_psk"]
 
 
 @dataclass
@@ -117,52 +63,6 @@ class PhaseResult:
                 "t_start": self.t_start, "t_end": self.t_end}
 
 
-def station_psk(cfg: Config, st: dict[str, Any]) -> bytes:
-    """The station's 16-byte EAP-PSK: ``psk_hex`` if configured, else a demo key derived from
-    ``security.psk_seed`` and the station id (fine for a lab, not for a deployment)."""
-    if "psk_hex" in st:
-        return bytes.fromhex(st["psk_hex"])
-    seed = cfg["security"]["psk_seed"].encode()
-    return hashlib.blake2b(st["station_id"].to_bytes(6, "big"), key=seed[:64],
-                           digest_size=16, person=b"relaysec-psk").digest()
-
-
-def short_title(title: str) -> str:
-    """A message title shortened for the sequence chart."""
-    for junk in ("PKMv3 ", " (project-private)", " (project encoding)"):
-        title = title.replace(junk, "")
-    return title
-
-
-def describe_frame(frame: bytes) -> list[tuple[str, str]]:
-    """``(kind, title)`` of each MPDU of a frame, for the sequence chart and TX priority:
-    ``("control", title)`` for a control message sent in the clear (its type byte, which every
-    receiver sees), ``("relay", "")`` for a relay MPDU (encrypted on the relay link: not
-    opened), ``("data", "")`` for a data MPDU. Only the MAC headers are parsed."""
-    try:
-        from stack.pkm.messages import message_class
-        from stack.roles.framing import FID_CONTROL, FID_RELAY, mpdu_fid, split_frame
-    except ImportError:
-        return []
-    out: list[tuple[str, str]] = []
-    try:
-        mpdus = split_frame(frame)
-    except Exception:
-        return [("control", "(unparseable frame)")]
-    for mpdu in mpdus:
-        fid = mpdu_fid(mpdu)
-        if fid == FID_CONTROL and len(mpdu) > 2:
-            try:
-                out.append(("control", message_class(mpdu[2]).TITLE))
-            except Exception:
-                out.append(("control", f"control code {mpdu[2]:#04x}"))
-        elif fid == FID_RELAY:
-            out.append(("relay", ""))
-        else:
-            out.append(("data", ""))
-    return out
-
-
 @dataclass
 class _TrafficPlan:
     flows: list[tuple[Flow, str, str]] = field(default_factory=list)  # (flow, src, dst)
@@ -175,7 +75,10 @@ class Trial:
 
     *progress*: called with short status lines (the CLI prints them to stderr). *tap*: test-only
     fault injection on the simulated air (see :data:`relaysec.node.FrameTap`). *record_dir*:
-    write every radio's received IQ as SigMF (needs ``hw.sigmf``).
+    write every radio's received IQ as SigMF (needs ``hw.sigmf``). *radios*: the run is over
+    radios (keys from the OS CSPRNG; default: backend "pluto"); *radio_factory*: where radios
+    come from (default: the config's backend, :mod:`relaysec.radios`); *wall*: wall-clock
+    timing (default: backend "pluto" or ``schedule.mode = "wall"``).
     """
 
     def __init__(
@@ -186,6 +89,8 @@ class Trial:
         tap: FrameTap | None = None,
         record_dir: str | Path | None = None,
         radios: bool | None = None,
+        radio_factory: RadioFactory | None = None,
+        wall: bool | None = None,
     ) -> None:
         self.cfg = cfg
         self.progress = progress or (lambda s: None)
@@ -204,247 +109,33 @@ class Trial:
         self.handover: dict[str, Any] = {"mode": None, "interruption_s": None}
         self.timing: dict[str, float] = {}
         self.net: Any = None
-        self.wall = cfg["backend"] == "pluto" or cfg["schedule"]["mode"] == "wall"
+        self.wall = (cfg["backend"] == "pluto" or cfg["schedule"]["mode"] == "wall"
+                     if wall is None else wall)
         self.stretch = (float(cfg["schedule"]["ota_frame_ms"]) / float(cfg["phy"]["frame_ms"])
                         if self.wall else 1.0)
         # Over radios (real or emulated) every key, nonce and protocol random comes from the OS
         # CSPRNG unless security.insecure_deterministic_keys; the simulator is always seeded.
         self.radios = cfg["backend"] == "pluto" if radios is None else bool(radios)
+        self.radios_factory = radio_factory
         self.seeded_keys = deterministic_keys(cfg, radios=self.radios)
+        self.cell: Cell | None = None
 
     # ------------------------------------------------------------------ construction
 
-    def _build(self, only: str | None = None) -> None:
-        """Construct roles, modems, radios, nodes and the network from the config.
-
-        *only*: build just this station (``relaysec node``: one node per host, over the air).
-        """
-        cfg = self.cfg
-        try:
-            import phy
-            from stack.pkm.authenticator import BuiltinAuthenticator
-            from stack.roles import (
-                AbsConfig,
-                AbsRole,
-                AmsConfig,
-                AmsRole,
-                ArsConfig,
-                ArsRole,
-                Lifetimes,
-                SecurityMode,
-                Timers,
-            )
-            from stack.roles.ids import station_bytes
-        except ImportError as exc:
-            raise TrialSetupError(f"a layer is not available yet: {exc}") from exc
-        sec = cfg["security"]
-        mode = SecurityMode(sec["mode"])
-        # Time constants are given for the simulated 5 ms frame; on the wall clock (long OTA
-        # frames) they stretch with the frame so that the protocol sees the same frame counts.
-        stretch = self.stretch
-        timers = Timers(rto=float(sec["rto_s"]) * stretch, max_retries=int(sec["max_retries"]))
-        life = Lifetimes(ak=float(sec["ak_lifetime_s"]) * stretch,
-                         tek=float(sec["tek_lifetime_s"]) * stretch)
-        # ABS<->ARS management (AK Transfer, context release, handover notices) inside the
-        # ARS's relay SA, AES-CCM-encrypted (digest §6.3); ABS and ARSs must agree
-        relay_ctl = bool(sec["encrypt_relay_control"])
-        stations = cfg["stations"]
-        self.by_name = {s["name"]: s for s in stations}
-        self.id_of = {s["name"]: int(s["station_id"]) for s in stations}
-        self.directory = {v: k for k, v in self.id_of.items()}
-        addr = {int(s["station_id"]): i + 1 for i, s in enumerate(stations)}
-        sid_of_addr = {v: k for k, v in addr.items()}
-        abs_st = stations_by_role(cfg, "abs")[0]
-        self.abs_name = abs_st["name"]
-        psks = {station_bytes(s["station_id"]): station_psk(cfg, s)
-                for s in stations if s["role"] != "abs"}
-
-        local = [s for s in stations if only is None or s["name"] == only]
-        if not local:
-            raise TrialSetupError(f"no station named {only!r} in the config")
-        try:
-            check_fits(cfg, wall=self.wall)   # the CLI checks this too (exit 2)
-        except ConfigError as exc:
-            raise TrialSetupError(str(exc)) from None
-        t0 = time.perf_counter()
-        tx_rms = 10 ** (float(cfg["phy"]["tx_dbfs"]) / 20)
-        modems = {s["name"]: phy.BurstModem(cfg["phy"]["profile"], cfg["phy"]["mcs"],
-                                            tx_rms=tx_rms)
-                  for s in local}
-        fs = float(next(iter(modems.values())).profile.sample_rate)
-        self.timing["warmup_s"] = self._warm_up(next(iter(modems.values())))
-        self.timing["setup_modem_s"] = time.perf_counter() - t0
-        radios = (self._pluto_radios(local, fs) if cfg["backend"] == "pluto"
-                  else self._loopback_radios(local, fs))
-        if self.record_dir is not None:
-            radios = self._recording(radios, fs)
-
-        roles: dict[str, Any] = {}
-        for s in local:
-            # None: os.urandom for every key, nonce and protocol random (radios); a seed per
-            # station: the simulator's reproducible trace
-            rseed: int | None = None
-            if self.seeded_keys:
-                seed = [self.seed, int(s["station_id"]) & 0xFFFFFFFF]
-                rseed = int(np.random.default_rng(seed).integers(2**63))
-            if s["role"] == "abs":
-                roles[s["name"]] = AbsRole(
-                    AbsConfig(station_id=s["station_id"], mode=mode, timers=timers,
-                              lifetimes=life, encrypt_relay_control=relay_ctl,
-                              relays=frozenset(int(r["station_id"])
-                                               for r in stations_by_role(cfg, "ars"))),
-                    authenticator=BuiltinAuthenticator(
-                        psks, rng=None if rseed is None else rseed + 1),
-                    rng=rseed)
-            elif s["role"] == "ars":
-                roles[s["name"]] = ArsRole(
-                    ArsConfig(station_id=s["station_id"], psk=station_psk(cfg, s), mode=mode,
-                              timers=timers, lifetimes=life, abs_id=abs_st["station_id"],
-                              encrypt_relay_control=relay_ctl),
-                    rng=rseed)
-            else:
-                roles[s["name"]] = AmsRole(
-                    AmsConfig(station_id=s["station_id"], psk=station_psk(cfg, s),
-                              timers=timers, lifetimes=life, abs_id=abs_st["station_id"]),
-                    rng=rseed)
-        self.roles = roles
-        self.nodes = {
-            s["name"]: Node(
-                s["name"], int(s["station_id"]), roles[s["name"]], modems[s["name"]],
-                radios[s["name"]], directory=self.directory, links=self.links,
-                tx_scale=1.0, addr_of=addr.__getitem__, station_of=sid_of_addr.get,
-                trace=self.trace, describe_frame=describe_frame, msc=self.msc,
-                max_bursts_per_zone=int(cfg["schedule"]["max_bursts_per_zone"]),
-            )
-            for s in local
-        }
-        if self.wall:
-            frame_s = float(cfg["schedule"]["ota_frame_ms"]) * 1e-3
-            guard_s = float(cfg["schedule"]["ota_guard_ms"]) * 1e-3
-        else:
-            frame_s = float(cfg["phy"]["frame_ms"]) * 1e-3
-            guard_s = float(cfg["schedule"]["guard_us"]) * 1e-6
-        try:
-            schedule = build_schedule([(s["name"], s["role"]) for s in stations],
-                                      sample_rate=fs, frame_s=frame_s, guard_s=guard_s)
-        except ValueError as exc:
-            raise TrialSetupError(str(exc)) from None
-        self.schedule = schedule
-        self.net_frame_s = schedule.frame_s
-        if self.wall:
-            from relaysec.ota import OtaNetwork
-
-            self.net = OtaNetwork(
-                self.nodes.values(), schedule,
-                master=self.abs_name if self.abs_name in self.nodes else None,
-                abs_addr=addr[int(abs_st["station_id"])],
-                max_burst_bytes=int(cfg["schedule"]["ota_max_burst_bytes"]),
-                tx_latency_s=float(cfg["schedule"]["ota_tx_latency_ms"]) * 1e-3,
-                clock=self._clock())
-        else:
-            self.net = SimNetwork(self.nodes.values(), schedule, tap=self.tap)
-
-    def _clock(self) -> Callable[[], float]:
-        """The OTA runtime's clock: wall time scaled by ``schedule.ota_speed`` (rehearsals on a
-        slow host run the air slower than real time: a wall-clock loopback medium, or emulated
-        Plutos at ``relaysec emulate --speed`` the same; a real Pluto needs 1.0)."""
-        speed = float(self.cfg["schedule"]["ota_speed"])
-        if speed == 1.0:
-            return time.monotonic
-        return lambda: time.monotonic() * speed
-
-    def _medium_clock(self, fs: float) -> Any:
-        from hw.loopback import WallClock
-
-        return WallClock(fs, speed=float(self.cfg["schedule"]["ota_speed"]))
-
-    def _loopback_radios(self, local: list[dict[str, Any]], fs: float) -> dict[str, Any]:
-        """All stations on one simulated medium (sim clock, or the wall clock as a rehearsal)."""
-        from hw.loopback import Medium
-
-        cfg = self.cfg
-        medium = Medium(fs, seed=self.seed, ref_tx_dbfs=float(cfg["phy"]["tx_dbfs"]),
-                        start_delay_max=float(cfg["channel"]["start_delay_us"]) * 1e-6 * fs,
-                        clock=self._medium_clock(fs) if self.wall else "sim")
-        rng = np.random.default_rng([self.seed, 0x7261646F])
-        radios = {}
-        ch = cfg["channel"]
-        for s in cfg["stations"]:
-            ppm = float(rng.uniform(-1, 1) * ch["cfo_ppm"])
-            # one crystal per radio: the sampling clock is off by the same ppm as the carrier
-            sfo = ppm if ch["sfo_follows_cfo"] else float(rng.uniform(-1, 1) * ch["sfo_ppm"])
-            radio = medium.add_radio(s["name"], ppm=ppm, sfo_ppm=sfo)
-            if any(s["name"] == x["name"] for x in local):
-                radios[s["name"]] = radio
-        names = [s["name"] for s in cfg["stations"]]
-        for i, a in enumerate(names):
-            for b in names[i + 1:]:
-                p = link_params(cfg, a, b)
-                medium.set_link(a, b, snr_db=p["snr_db"], channel=p["channel"])
-        self.medium = medium
-        return radios
-
-    def _pluto_radios(self, local: list[dict[str, Any]], fs: float) -> dict[str, Any]:
-        """One ADALM-Pluto per station, at the station's ``uri`` (hw.pluto, pyadi-iio)."""
-        try:
-            from hw.pluto import PlutoRadio
-        except ImportError as exc:
-            raise TrialSetupError(f"the Pluto backend is not available: {exc}") from exc
-        try:
-            check_air_speed(self.cfg, local)
-        except ConfigError as exc:
-            raise TrialSetupError(str(exc)) from None
-        p = self.cfg["pluto"]
-        radios = {}
-        for s in local:
-            if not s.get("uri"):
-                raise TrialSetupError(
-                    f"station {s['name']} has no uri: set stations[].uri in the config or pass "
-                    "--uris (one per station, in config order)")
-            try:
-                radios[s["name"]] = PlutoRadio(
-                    s["uri"], sample_rate=fs, lo_hz=float(p["lo_hz"]),
-                    rf_bandwidth_hz=float(p["rf_bandwidth_hz"]), gain_mode=p["gain_mode"],
-                    rx_gain_db=float(p["rx_gain_db"]), tx_gain_db=float(p["tx_gain_db"]),
-                    rx_buffer_size=int(p["rx_buffer_size"]),
-                    kernel_buffers=int(p["kernel_buffers"]))
-            except Exception as exc:
-                for r in radios.values():
-                    r.close()
-                raise TrialSetupError(f"{s['name']} ({s['uri']}): {exc}") from exc
-        return radios
-
-    def _recording(self, radios: dict[str, Any], fs: float) -> dict[str, Any]:
-        """Wrap every radio so that all it receives goes to ``record_dir/<station>.sigmf-*``."""
-        try:
-            from hw.sigmf import RecordingRadio, SigMFRecorder
-        except ImportError as exc:
-            raise TrialSetupError(f"--record needs hw.sigmf: {exc}") from exc
-        from relaysec.config import redacted
-
-        out = {}
-        for name, radio in radios.items():
-            rec = SigMFRecorder(Path(self.record_dir) / name.replace("/", "_"), sample_rate=fs,
-                                frequency_hz=float(self.cfg["pluto"]["lo_hz"]), seed=self.seed,
-                                config=redacted(self.cfg), radio=name,
-                                hw="relaysec loopback" if self.cfg["backend"] == "loopback"
-                                else "ADALM-Pluto",
-                                description=f"relaysec trial, station {name}")
-            out[name] = RecordingRadio(radio, rec)
-        self.recorders = out
-        return out
-
-    def _warm_up(self, modem: Any) -> float:
-        """Compile numba kernels once (modem, CCM engine) so phase timings are warm; returns s."""
-        t0 = time.perf_counter()
-        iq = modem.modulate(b"\x00" * 32, src=1, dst=2)
-        modem.demodulate(np.concatenate([np.zeros(200, np.complex64),
-                                         np.asarray(iq, np.complex64),
-                                         np.zeros(200, np.complex64)]))
-        from stack.mac import warm_up as mac_warm_up
-
-        mac_warm_up()  # burst kernels and the CCM engine
-        return time.perf_counter() - t0
+    def build(self, names: Iterable[str] | None = None) -> None:
+        """Build the cell (:func:`relaysec.cell.build_cell`; *names*: only these stations, as
+        ``relaysec node`` does) and take its parts. Raises :class:`TrialSetupError`."""
+        cell = build_cell(self.cfg, names, radios=self.radios_factory, wall=self.wall,
+                          radios_real=self.radios, tap=self.tap, record_dir=self.record_dir)
+        self.cell = cell
+        self.roles, self.nodes, self.net = cell.roles, cell.nodes, cell.net
+        self.links, self.trace, self.msc = cell.links, cell.trace, cell.msc
+        self.by_name, self.id_of = cell.by_name, cell.id_of
+        self.directory = cell.directory
+        self.abs_name = cell.abs_name
+        self.schedule = cell.schedule
+        self.net_frame_s = cell.schedule.frame_s
+        self.timing.update(cell.timing)
 
     # ------------------------------------------------------------------ driving
 
@@ -518,7 +209,7 @@ class Trial:
                 return True
         return False
 
-    def _events(self, kind: str, station: str | None = None, since: float = 0.0,
+    def events_of(self, kind: str, station: str | None = None, since: float = 0.0,
                 **match: Any) -> list[Any]:
         out = []
         for ne in self.log:
@@ -560,8 +251,8 @@ class Trial:
         arss = [s["name"] for s in stations_by_role(self.cfg, "ars")]
 
         def done() -> bool:
-            return all(self._events("KeysInstalled", n, subject=self.id_of[n]) and
-                       self._events("KeysInstalled", self.abs_name, subject=self.id_of[n])
+            return all(self.events_of("KeysInstalled", n, subject=self.id_of[n]) and
+                       self.events_of("KeysInstalled", self.abs_name, subject=self.id_of[n])
                        for n in arss)
 
         if not self._run_entry([(n, self.abs_name) for n in arss], done):
@@ -624,10 +315,10 @@ class Trial:
                        and self.by_name[serving]["role"] == "ars")
 
         def done() -> bool:
-            ok = bool(self._events("KeysInstalled", name, subject=self.id_of[name]) and
-                      self._events("KeysInstalled", holder, subject=self.id_of[name]))
+            ok = bool(self.events_of("KeysInstalled", name, subject=self.id_of[name]) and
+                      self.events_of("KeysInstalled", holder, subject=self.id_of[name]))
             if distributed:
-                ok = ok and bool(self._events("AkTransferred", self.abs_name,
+                ok = ok and bool(self.events_of("AkTransferred", self.abs_name,
                                               ams=self.id_of[name], ars=self.id_of[serving],
                                               status=0))
             return ok
@@ -697,7 +388,7 @@ class Trial:
         detail = self._plan_detail(plan)
         if ok and name == "traffic_2":
             target = self._ams().get("handover_target")
-            vias = {self.directory.get(ev.via) for ev in self._events(
+            vias = {self.directory.get(ev.via) for ev in self.events_of(
                 "DataReceived", self._ams()["name"], since=ph.t_start or 0.0)}
             if target and vias != {target}:
                 return self._end(ph, False, f"data reached the AMS via {sorted(vias)}, "
@@ -715,9 +406,9 @@ class Trial:
                                   int(self.cfg["traffic"]["packets_per_direction"]))
 
         def refreshed() -> bool:
-            return bool(self._events("KeysInstalled", ams, since=t0, subject=self.id_of[ams],
+            return bool(self.events_of("KeysInstalled", ams, since=t0, subject=self.id_of[ams],
                                      cause="tek_refresh") and
-                        self._events("KeysInstalled", holder, since=t0, subject=self.id_of[ams],
+                        self.events_of("KeysInstalled", holder, since=t0, subject=self.id_of[ams],
                                      cause="tek_refresh"))
 
         finished = self._run_until(lambda: refreshed() and self._plan_done(plan),
@@ -767,7 +458,7 @@ class Trial:
             self.roles[self.abs_name].prepare_handover(ams_id, [target_id], t0)
             if distributed:
                 if not self._run_until(
-                        lambda: bool(self._events("AkTransferred", self.abs_name, since=t0,
+                        lambda: bool(self.events_of("AkTransferred", self.abs_name, since=t0,
                                                   ams=ams_id, ars=target_id, status=0)),
                         timeout, probe):
                     return self._end(ph, False, "AK pre-distribution to the target was not "
@@ -792,8 +483,8 @@ class Trial:
 
         def done() -> bool:
             return bool(
-                self._events("HandoverComplete", ams, since=t_ho, ams=ams_id, target=target_id)
-                and self._events("HandoverComplete", self.abs_name, since=t_ho, ams=ams_id)
+                self.events_of("HandoverComplete", ams, since=t_ho, ams=ams_id, target=target_id)
+                and self.events_of("HandoverComplete", self.abs_name, since=t_ho, ams=ams_id)
                 and first(ams, self.id_of[self.abs_name]) is not None
                 and first(self.abs_name, ams_id) is not None)
 
@@ -813,13 +504,13 @@ class Trial:
             probe.quota[f.flow_id] = 0
         self._run_until(lambda: self._plan_done(probe), 0.1 * self.stretch, probe)
         lost = sum(f.outstanding() for f, _, _ in probe.flows)
-        released = self._events("ContextReleased", self.serving, since=t_ho, ams=ams_id)
+        released = self.events_of("ContextReleased", self.serving, since=t_ho, ams=ams_id)
         if distributed and not released:
-            self._run_until(lambda: bool(self._events("ContextReleased", self.serving,
+            self._run_until(lambda: bool(self.events_of("ContextReleased", self.serving,
                                                       since=t_ho, ams=ams_id)),
                                 0.5 * self.stretch)
-            released = self._events("ContextReleased", self.serving, since=t_ho, ams=ams_id)
-        ho = self._events("HandoverComplete", ams, since=t_ho, ams=ams_id)[-1]
+            released = self.events_of("ContextReleased", self.serving, since=t_ho, ams=ams_id)
+        ho = self.events_of("HandoverComplete", ams, since=t_ho, ams=ams_id)[-1]
         notes.append(f"AKID {ho.akid} CMAC_KEY_COUNT {ho.cmac_key_count}")
         notes.append(f"interruption {interruption * 1e3:.0f} ms")
         notes.append(f"{lost} probe packets lost in flight")
@@ -852,7 +543,7 @@ class Trial:
         t_wall = time.perf_counter()
         reason = None
         try:
-            self._build()
+            self.build()
         except TrialSetupError as exc:
             reason = str(exc)
         except Exception as exc:  # a layer raised while building: report, don't crash the CLI
@@ -887,18 +578,9 @@ class Trial:
         return report, self.trace
 
     def close(self) -> None:
-        """Stop the network's threads and close every radio (Pluto buffers destroyed, TX zeroed;
-        SigMF recordings finished). Errors are logged: they must not hide the verdict."""
-        if self.net is not None:
-            try:
-                self.net.close()
-            except Exception as exc:
-                log.error("stopping the network failed: %s", exc)
-        for node in getattr(self, "nodes", {}).values():
-            try:
-                node.radio.close()
-            except Exception as exc:
-                log.error("closing the radio of %s failed: %s", node.name, exc)
+        """Stop the network's threads and close every radio (see :meth:`Cell.close`)."""
+        if self.cell is not None:
+            self.cell.close()
 
     def _report(self, reason: str | None) -> dict[str, Any]:
         sent = delivered = corrupted = duplicates = 0
@@ -947,7 +629,7 @@ class Trial:
             "security": {
                 "rejections": rejections,
                 "in_flight_at_handover": self._stale_rejections(),
-                "keys": self._key_lines(),
+                "keys": self.key_lines(),
                 "nonces": self.nonce_summary(),
             },
             "handover": self.handover,
@@ -1009,7 +691,7 @@ class Trial:
         local = getattr(self, "nodes", None) or {}
         return split_links(self.links.summary(duration_s), local.keys())
 
-    def _key_lines(self) -> list[str]:
+    def key_lines(self) -> list[str]:
         """Key identifiers of the links in use at the end (AKID, counts; never key values),
         each read at whichever end runs here: both in a trial, one in a ``relaysec node``."""
         roles = getattr(self, "roles", None)

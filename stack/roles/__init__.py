@@ -9,6 +9,7 @@ from stack.roles.events import (
     AkTransferred,
     Attached,
     ContextReleased,
+    ControlSent,
     DataReceived,
     EntryFailed,
     Event,
@@ -21,7 +22,7 @@ from stack.roles.link import KeyInfo
 
 __all__ = [
     "MAX_PAYLOAD", "AbsConfig", "AbsRole", "AkTransferred", "AmsConfig", "AmsRole", "ArsConfig",
-    "ArsRole", "Attached", "ContextReleased", "DataReceived", "EntryFailed", "Event",
+    "ArsRole", "Attached", "ContextReleased", "ControlSent", "DataReceived", "EntryFailed", "Event",
     "HandoverComplete", "KeyInfo", "KeysInstalled", "Lifetimes", "PeerLost", "Rejected",
     "SecurityMode", "Timers",
 ]

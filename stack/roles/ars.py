@@ -26,6 +26,7 @@ from stack.errors import (
 from stack.keys import AkContext, derive_amsid_star
 from stack.mac import decapsulate_relay, encapsulate_relay
 from stack.pkm import messages as m
+from stack.roles.base import RELAYED
 from stack.roles.config import ArsConfig, SecurityMode
 from stack.roles.events import (
     AkTransferred,
@@ -233,7 +234,7 @@ class ArsRole(SubscriberRole):
             station = self._stid_station.get(stid)
             if station is None:
                 raise UnknownKeyError("control for an unknown AMS", reason="unknown_ams")
-            self._queue(station, inner, "relayed")
+            self._queue(station, inner, RELAYED)
             return
         station = self._stid_station.get(stid)
         if station is None:
@@ -274,7 +275,7 @@ class ArsRole(SubscriberRole):
             raise ProtocolError("handover RNG-RSP for no request we relayed",
                                 reason="unexpected_message")
         self._stid_station.bind(stid, src)
-        self._queue(src, inner, "relayed")
+        self._queue(src, inner, RELAYED)
         return True
 
     def _up(self, stid: int, inner: bytes, now: float, title: str | None = None) -> None:
@@ -283,7 +284,7 @@ class ArsRole(SubscriberRole):
             return
         self._queue(self.serving,
                     self._seal(self.link, FID_RELAY, encapsulate_relay([(stid, inner)]), now),
-                    title)
+                    title, inner=inner)
         self._maybe_refresh(now)
 
     def _to_abs(self, body: bytes, title: str, now: float) -> None:
@@ -313,7 +314,7 @@ class ArsRole(SubscriberRole):
                 if not stid:
                     raise UnknownKeyError("EAP from a station without a STID",
                                           reason="unknown_ams")
-                self._up(stid, mpdu, now, "relayed")
+                self._up(stid, mpdu, now, RELAYED)
                 return
             link = self._ams_links.get(stid) if self.distributed else None
             if cls is m.TekRequest and link is not None:
@@ -336,7 +337,7 @@ class ArsRole(SubscriberRole):
                                       reason="unknown_ams")
             if link is not None and cls is not m.KeyAgreementMsg2:
                 link.verify(data)  # CMAC_PN per AK: a replay stops here
-            self._up(stid, mpdu, now, "relayed")
+            self._up(stid, mpdu, now, RELAYED)
             return
         if not FIRST_DATA_FID <= fid <= LAST_DATA_FID:
             raise MalformedError(f"unexpected FID {fid}", reason="bad_fid")
@@ -421,7 +422,7 @@ class ArsRole(SubscriberRole):
             cfg = self._cfg
             while len(self._entries) > cfg.max_known_stations:
                 self._entries.popitem(last=False)
-            self._up(0, control_mpdu(data), now, "relayed")
+            self._up(0, control_mpdu(data), now, RELAYED)
             return
         body = m.RngReq.decode(signed_body(data))
         if body.purpose != m.RangingPurpose.HANDOVER_REENTRY or body.stid is None:
@@ -441,7 +442,7 @@ class ArsRole(SubscriberRole):
         self._ho_fwd.move_to_end(key)
         while len(self._ho_fwd) > cfg.max_pending_handovers:
             self._ho_fwd.popitem(last=False)
-        self._up(stid, control_mpdu(data), now, "relayed")
+        self._up(stid, control_mpdu(data), now, RELAYED)
 
     def _distributed_reentry(self, src: int, body: m.RngReq, data: bytes, now: float) -> None:
         stid, count = body.stid, body.cmac_key_count

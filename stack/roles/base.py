@@ -18,10 +18,10 @@ import numpy as np
 from stack.errors import MalformedError, SecurityError, UnknownKeyError
 from stack.mac import build_burst
 from stack.mpdu import protect as protect_mpdu
-from stack.pkm.messages import TekReply
+from stack.pkm.messages import TekReply, message_class
 from stack.roles.config import Lifetimes, Timers
-from stack.roles.events import Event, KeysInstalled, PeerLost, Rejected
-from stack.roles.framing import frame_bounds
+from stack.roles.events import ControlSent, Event, KeysInstalled, PeerLost, Rejected
+from stack.roles.framing import FID_CONTROL, frame_bounds, mpdu_fid
 from stack.roles.ids import check_station_id, fmt_station
 from stack.roles.link import KeyInfo, Link, PendingMpdu
 
@@ -31,6 +31,9 @@ MAX_REJECTION_KEYS = 1024
 """Distinct (neighbour, reason) pairs counted in ``rejections_by_link``; past it, rejections
 from neighbours not yet listed are counted under ``OTHER_LINKS``."""
 OTHER_LINKS = -1
+
+RELAYED = "relayed"
+"""Title under which a role counts the control messages it relays on (``air_messages``)."""
 
 MAX_PAYLOAD = 2000
 """Largest application payload accepted by ``send_data`` (fits every encapsulation)."""
@@ -408,10 +411,21 @@ class RoleBase:
                   reason)
         self._emit(Rejected(reason=reason, link=link, detail=detail))
 
-    def _queue(self, dst: int, mpdu: bytes | PendingMpdu, title: str | None = None) -> None:
+    def _queue(self, dst: int, mpdu: bytes | PendingMpdu, title: str | None = None, *,
+               inner: bytes | None = None) -> None:
+        """Queue ``mpdu`` to neighbour ``dst``; a control message is counted by ``title`` and
+        reported as :class:`ControlSent` (title :data:`RELAYED`: a message relayed on, named from
+        its clear control MPDU -- ``mpdu`` itself, or ``inner`` when sealed in a relay MPDU)."""
         self._out.setdefault(dst, []).append(mpdu)
-        if title is not None:
-            self.air_messages[title] += 1
+        if title is None:
+            return
+        self.air_messages[title] += 1
+        sealed = isinstance(mpdu, PendingMpdu) or mpdu_fid(mpdu) != FID_CONTROL
+        relayed = title == RELAYED
+        if relayed:
+            clear = inner if sealed else mpdu
+            title = _control_title(clear) if clear is not None else "message"
+        self._emit(ControlSent(peer=dst, title=title, sealed=sealed, relayed=relayed))
 
     def _request(
         self,
@@ -459,6 +473,14 @@ class RoleBase:
 
     def _random(self, n: int) -> bytes:
         return os.urandom(n) if self._rng is None else self._rng.bytes(n)
+
+
+def _control_title(mpdu: bytes) -> str:
+    """Title of the control message in a clear control MPDU (its type byte; never its body)."""
+    try:
+        return message_class(mpdu[2]).TITLE
+    except Exception:
+        return "control message"
 
 
 def _join(segs: list[tuple[bytes | np.ndarray, int, int]]) -> bytes:

@@ -97,3 +97,17 @@ class Attached(Event):
     station: int
     via: int
     stid: int
+
+
+@dataclass(frozen=True)
+class ControlSent(Event):
+    """A control message was queued to neighbour ``peer`` (for sequence charts and audits).
+
+    ``title`` names the message (for a relayed message, the message relayed); ``sealed``: it goes
+    inside an AES-CCM relay MPDU (not visible on the air); ``relayed``: this station relays a
+    message another station sent. Identifiers only, never message contents."""
+
+    peer: int
+    title: str
+    sealed: bool = False
+    relayed: bool = False

@@ -18,6 +18,7 @@ import stack.pkm.authenticator
 import stack.roles
 from relaysec.cli import main
 from relaysec.config import load_config
+from relaysec.radios import Loopback
 from relaysec.report import summary_text
 from relaysec.standalone import NodeRunner
 from relaysec.trial import INSECURE, Trial
@@ -51,9 +52,8 @@ def rngs(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
 
 def _build(cfg: dict[str, Any]) -> Trial:
     """Build the trial's roles and nodes without real radios (a loopback medium stands in)."""
-    trial = Trial(cfg)
-    trial._pluto_radios = trial._loopback_radios  # type: ignore[method-assign]
-    trial._build()
+    trial = Trial(cfg, radio_factory=Loopback(wall=False))
+    trial.build()
     trial.close()
     return trial
 
@@ -161,9 +161,9 @@ def test_two_runs_over_emulated_plutos_hold_different_keys(
     for _ in range(2):
         trial = Trial(cfg)
         try:
-            trial._build()
+            trial.build()
             assert trial._phase_ars_entry(), trial.phases[-1].detail
-            lines = trial._key_lines()
+            lines = trial.key_lines()
             assert trial.key_randomness() == {"key_randomness": "os", "insecure": None}
         finally:
             trial.close()

@@ -13,7 +13,7 @@ import pytest
 
 import phy
 from hw import loopback
-from relaysec.node import LinkTable, Node, SimNetwork
+from relaysec.node import Addressing, LinkTable, Node, SimNetwork
 from relaysec.report import Trace
 from relaysec.schedule import build_schedule
 
@@ -55,7 +55,7 @@ def _net(snr_db: float, seed: int = 3):
     trace = Trace()
     directory = {sid: n for n, _, sid in names}
     nodes = [Node(n, sid, ToyRole(), phy.BurstModem("P2.5", "QPSK-1/2"), medium.radios[n],
-                  directory=directory, links=links, tx_scale=1.0, trace=trace)
+                  addressing=Addressing(directory), links=links, tx_scale=1.0, trace=trace)
              for n, _, sid in names]
     sched = build_schedule([(n, r) for n, r, _ in names], sample_rate=fs, frame_s=5e-3,
                            guard_s=100e-6)

@@ -1,0 +1,314 @@
+"""Cell assembly: roles, modems, radios, nodes, frame schedule and network, from the config.
+
+:func:`build_cell` is the one place a cell is put together; the trial builds every station of
+the config in one process, ``relaysec node`` builds one station per host (``names=[station]``),
+and tests hand over radios of their own (:func:`relaysec.radios.given`).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from relaysec.config import Config, ConfigError, deterministic_keys, stations_by_role
+from relaysec.node import Addressing, FrameTap, LinkTable, Node, SimNetwork
+from relaysec.radios import RadioFactory, RadioSetupError, air_clock, for_config, recording
+from relaysec.report import MscEntry, Trace
+from relaysec.schedule import FrameSchedule, build_schedule, zone_capacity
+
+if TYPE_CHECKING:
+    from hw.radio import Radio
+    from relaysec.ota import OtaNetwork
+
+#: Bytes a data packet grows by on its way to the modem: AGMH, PN/EKS, ICV, relay item header,
+#: relay MPDU header and ICV (digest §4.2, §6.4), with a margin.
+MPDU_HEADROOM = 48
+
+
+class SetupError(RuntimeError):
+    """The cell cannot be built (a layer missing, a radio not reachable); message says which."""
+
+
+@functools.lru_cache(maxsize=8)
+def _burst_geometry(profile: str, mcs: str) -> tuple[float, int, Callable[[int], int]]:
+    """``(sample_rate, max_payload, burst_samples)`` of the modem for *profile*/*mcs*."""
+    import phy
+
+    modem = phy.BurstModem(profile, mcs)
+    return float(modem.profile.sample_rate), int(modem.max_payload), modem.burst_samples
+
+
+def frame_timing(cfg: Config, *, wall: bool) -> tuple[float, float]:
+    """``(frame_s, guard_s)`` of the run: the simulated 16m frame, or the OTA frame (*wall*)."""
+    sch = cfg["schedule"]
+    if wall:
+        return float(sch["ota_frame_ms"]) * 1e-3, float(sch["ota_guard_ms"]) * 1e-3
+    return float(cfg["phy"]["frame_ms"]) * 1e-3, float(sch["guard_us"]) * 1e-6
+
+
+def check_fits(cfg: Config, *, wall: bool) -> None:
+    """Raise :class:`ConfigError` unless a data packet (``traffic.payload_bytes`` plus
+    :data:`MPDU_HEADROOM`) fits one burst in the smallest TDD zone of the schedule the run uses
+    (simulated: ``phy.frame_ms``/``schedule.guard_us``; *wall*: the OTA frame and guards, and
+    ``schedule.ota_max_burst_bytes``); the message says which knobs to turn."""
+    fs, max_payload, burst_samples = _burst_geometry(cfg["phy"]["profile"], cfg["phy"]["mcs"])
+    sch = cfg["schedule"]
+    frame_s, guard_s = frame_timing(cfg, wall=wall)
+    if wall:
+        frame_keys = "schedule.ota_frame_ms or the MCS, lower schedule.ota_guard_ms"
+    else:
+        frame_keys = "phy.frame_ms or the MCS, lower schedule.guard_us"
+    try:
+        schedule = build_schedule([(s["name"], s["role"]) for s in cfg["stations"]],
+                                  sample_rate=fs, frame_s=frame_s, guard_s=guard_s)
+    except ValueError as exc:
+        raise ConfigError(f"{exc}: raise {frame_keys}") from None
+    smallest = min(zone_capacity(burst_samples, max_payload, z.length - z.guard // 2)
+                   for z in schedule.zones)
+    need = int(cfg["traffic"]["payload_bytes"]) + MPDU_HEADROOM
+    if smallest < need:
+        raise ConfigError(
+            f"the smallest TDD zone carries {smallest} bytes per burst at {cfg['phy']['mcs']}, "
+            f"but a {cfg['traffic']['payload_bytes']}-byte packet needs about {need} with MAC, "
+            f"security and relay headers: raise {frame_keys} or traffic.payload_bytes")
+    if wall and int(sch["ota_max_burst_bytes"]) < need:
+        raise ConfigError(
+            f"config key 'schedule.ota_max_burst_bytes' ({sch['ota_max_burst_bytes']}) is "
+            f"below the {need} bytes a {cfg['traffic']['payload_bytes']}-byte packet needs "
+            "with MAC, security and relay headers")
+
+
+def station_psk(cfg: Config, st: Mapping[str, Any]) -> bytes:
+    """The station's 16-byte EAP-PSK: ``psk_hex`` if configured, else a demo key derived from
+    ``security.psk_seed`` and the station id (fine for a lab, not for a deployment)."""
+    if "psk_hex" in st:
+        return bytes.fromhex(st["psk_hex"])
+    seed = cfg["security"]["psk_seed"].encode()
+    return hashlib.blake2b(int(st["station_id"]).to_bytes(6, "big"), key=seed[:64],
+                           digest_size=16, person=b"relaysec-psk").digest()
+
+
+def warm_up(modem: Any) -> float:
+    """Compile numba kernels once (modem, CCM engine) so phase timings are warm; returns s."""
+    t0 = time.perf_counter()
+    iq = modem.modulate(b"\x00" * 32, src=1, dst=2)
+    modem.demodulate(np.concatenate([np.zeros(200, np.complex64),
+                                     np.asarray(iq, np.complex64),
+                                     np.zeros(200, np.complex64)]))
+    from stack.mac import warm_up as mac_warm_up
+
+    mac_warm_up()  # burst kernels and the CCM engine
+    return time.perf_counter() - t0
+
+
+def make_roles(cfg: Config, local: Iterable[Mapping[str, Any]], *, seeded_keys: bool,
+               stretch: float) -> dict[str, Any]:
+    """The sans-I/O role of each station in *local* (``stack.roles``).
+
+    *seeded_keys*: draw every key, nonce and protocol random from the config seed (the
+    simulator's reproducible trace); otherwise the OS CSPRNG. *stretch*: time constants are given
+    for the simulated 5 ms frame and stretch with the OTA frame, so the protocol sees the same
+    frame counts."""
+    from stack.pkm.authenticator import BuiltinAuthenticator
+    from stack.roles import (
+        AbsConfig,
+        AbsRole,
+        AmsConfig,
+        AmsRole,
+        ArsConfig,
+        ArsRole,
+        Lifetimes,
+        SecurityMode,
+        Timers,
+    )
+    from stack.roles.ids import station_bytes
+
+    sec = cfg["security"]
+    mode = SecurityMode(sec["mode"])
+    timers = Timers(rto=float(sec["rto_s"]) * stretch, max_retries=int(sec["max_retries"]))
+    life = Lifetimes(ak=float(sec["ak_lifetime_s"]) * stretch,
+                     tek=float(sec["tek_lifetime_s"]) * stretch)
+    # ABS<->ARS management (AK Transfer, context release, handover notices) inside the ARS's
+    # relay SA, AES-CCM-encrypted (digest §6.3); ABS and ARSs must agree
+    relay_ctl = bool(sec["encrypt_relay_control"])
+    stations = cfg["stations"]
+    abs_st = stations_by_role(cfg, "abs")[0]
+    psks = {station_bytes(s["station_id"]): station_psk(cfg, s)
+            for s in stations if s["role"] != "abs"}
+    relays = frozenset(int(r["station_id"]) for r in stations_by_role(cfg, "ars"))
+    seed = int(cfg["seed"])
+    roles: dict[str, Any] = {}
+    for s in local:
+        rseed: int | None = None
+        if seeded_keys:
+            rseed = int(np.random.default_rng([seed, int(s["station_id"]) & 0xFFFFFFFF])
+                        .integers(2**63))
+        if s["role"] == "abs":
+            roles[s["name"]] = AbsRole(
+                AbsConfig(station_id=s["station_id"], mode=mode, timers=timers, lifetimes=life,
+                          encrypt_relay_control=relay_ctl, relays=relays),
+                authenticator=BuiltinAuthenticator(psks, rng=None if rseed is None else rseed + 1),
+                rng=rseed)
+        elif s["role"] == "ars":
+            roles[s["name"]] = ArsRole(
+                ArsConfig(station_id=s["station_id"], psk=station_psk(cfg, s), mode=mode,
+                          timers=timers, lifetimes=life, abs_id=abs_st["station_id"],
+                          encrypt_relay_control=relay_ctl),
+                rng=rseed)
+        else:
+            roles[s["name"]] = AmsRole(
+                AmsConfig(station_id=s["station_id"], psk=station_psk(cfg, s), timers=timers,
+                          lifetimes=life, abs_id=abs_st["station_id"]),
+                rng=rseed)
+    return roles
+
+
+@dataclass
+class Cell:
+    """A built cell: who is who, the local stations' roles and nodes, the schedule and network.
+
+    ``net`` is a :class:`relaysec.node.SimNetwork` (simulated clock) or a
+    :class:`relaysec.ota.OtaNetwork` (wall clock); both step frame by frame."""
+
+    cfg: Config
+    stations: list[dict[str, Any]]
+    by_name: dict[str, dict[str, Any]]
+    id_of: dict[str, int]
+    addressing: Addressing
+    abs_name: str
+    roles: dict[str, Any]
+    nodes: dict[str, Node]
+    schedule: FrameSchedule
+    net: SimNetwork | OtaNetwork
+    links: LinkTable
+    trace: Trace
+    msc: list[MscEntry]
+    wall: bool
+    stretch: float
+    seeded_keys: bool
+    radios_real: bool
+    timing: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def directory(self) -> Mapping[int, str]:
+        """Station id -> name."""
+        return self.addressing.names
+
+    def close(self) -> None:
+        """Stop the network's threads and close every radio (Pluto buffers destroyed, TX zeroed;
+        SigMF recordings finished). Errors are logged: they must not hide a verdict."""
+        import logging
+
+        log = logging.getLogger(__name__)
+        try:
+            self.net.close()
+        except Exception as exc:
+            log.error("stopping the network failed: %s", exc)
+        for node in self.nodes.values():
+            try:
+                node.radio.close()
+            except Exception as exc:
+                log.error("closing the radio of %s failed: %s", node.name, exc)
+
+
+def build_cell(
+    cfg: Config,
+    names: Iterable[str] | None = None,
+    radios: RadioFactory | None = None,
+    *,
+    wall: bool | None = None,
+    radios_real: bool | None = None,
+    tap: FrameTap | None = None,
+    record_dir: str | Path | None = None,
+) -> Cell:
+    """Build the stations *names* of *cfg* (default: all) with radios from *radios* (default:
+    the config's backend), and the network that drives them.
+
+    *wall*: wall-clock timing with OTA frames (default: backend "pluto" or schedule.mode "wall").
+    *radios_real*: the run is over radios, so keys come from the OS CSPRNG unless
+    ``security.insecure_deterministic_keys`` (default: backend "pluto"). *tap*: simulation-only
+    fault injection on the air. *record_dir*: record every radio's RX as SigMF.
+    Raises :class:`SetupError` with the reason when the cell cannot be built."""
+    if wall is None:
+        wall = cfg["backend"] == "pluto" or cfg["schedule"]["mode"] == "wall"
+    if radios_real is None:
+        radios_real = cfg["backend"] == "pluto"
+    stretch = (float(cfg["schedule"]["ota_frame_ms"]) / float(cfg["phy"]["frame_ms"])
+               if wall else 1.0)
+    try:
+        import phy
+        import stack.roles  # noqa: F401
+    except ImportError as exc:
+        raise SetupError(f"a layer is not available yet: {exc}") from exc
+    stations = list(cfg["stations"])
+    wanted = None if names is None else set(names)
+    local = [s for s in stations if wanted is None or s["name"] in wanted]
+    if wanted is not None and len(local) != len(wanted):
+        unknown = sorted(wanted - {s["name"] for s in local})
+        raise SetupError(f"no station named {', '.join(map(repr, unknown))} in the config")
+    try:
+        check_fits(cfg, wall=wall)   # the CLI checks this too (exit 2)
+    except ConfigError as exc:
+        raise SetupError(str(exc)) from None
+    id_of = {s["name"]: int(s["station_id"]) for s in stations}
+    addressing = Addressing({v: k for k, v in id_of.items()},
+                            {int(s["station_id"]): i + 1 for i, s in enumerate(stations)})
+    abs_st = stations_by_role(cfg, "abs")[0]
+    seeded_keys = deterministic_keys(cfg, radios=radios_real)
+
+    timing: dict[str, float] = {}
+    t0 = time.perf_counter()
+    tx_rms = 10 ** (float(cfg["phy"]["tx_dbfs"]) / 20)
+    modems = {s["name"]: phy.BurstModem(cfg["phy"]["profile"], cfg["phy"]["mcs"], tx_rms=tx_rms)
+              for s in local}
+    fs = float(next(iter(modems.values())).profile.sample_rate)
+    timing["warmup_s"] = warm_up(next(iter(modems.values())))
+    timing["setup_modem_s"] = time.perf_counter() - t0
+    frame_s, guard_s = frame_timing(cfg, wall=wall)
+    try:
+        schedule = build_schedule([(s["name"], s["role"]) for s in stations],
+                                  sample_rate=fs, frame_s=frame_s, guard_s=guard_s)
+    except ValueError as exc:
+        raise SetupError(str(exc)) from None
+    factory = radios if radios is not None else for_config(cfg, wall=wall)
+    try:
+        made: dict[str, Radio] = factory(cfg, local, fs)
+        recorders = recording(made, cfg, record_dir, fs) if record_dir is not None else {}
+    except RadioSetupError as exc:
+        raise SetupError(str(exc)) from None
+
+    roles = make_roles(cfg, local, seeded_keys=seeded_keys, stretch=stretch)
+    links, trace, msc = LinkTable(), Trace(), []
+    nodes = {
+        s["name"]: Node(
+            s["name"], int(s["station_id"]), roles[s["name"]], modems[s["name"]],
+            recorders.get(s["name"], made[s["name"]]), addressing=addressing, links=links,
+            trace=trace, msc=msc, recorder=recorders.get(s["name"]),
+            max_bursts_per_zone=int(cfg["schedule"]["max_bursts_per_zone"]))
+        for s in local
+    }
+    net: SimNetwork | OtaNetwork
+    if wall:
+        from relaysec.ota import OtaNetwork
+
+        net = OtaNetwork(
+            nodes.values(), schedule,
+            master=abs_st["name"] if abs_st["name"] in nodes else None,
+            abs_addr=addressing.addr_of(int(abs_st["station_id"])),
+            max_burst_bytes=int(cfg["schedule"]["ota_max_burst_bytes"]),
+            tx_latency_s=float(cfg["schedule"]["ota_tx_latency_ms"]) * 1e-3,
+            clock=air_clock(cfg))
+    else:
+        net = SimNetwork(nodes.values(), schedule, tap=tap)
+    return Cell(cfg=cfg, stations=stations, by_name={s["name"]: s for s in stations},
+                id_of=id_of, addressing=addressing, abs_name=abs_st["name"], roles=roles,
+                nodes=nodes, schedule=schedule, net=net, links=links, trace=trace, msc=msc,
+                wall=wall, stretch=stretch, seeded_keys=seeded_keys, radios_real=radios_real,
+                timing=timing)
