@@ -53,6 +53,14 @@ def test_rr_shares_equally_and_redistributes_what_one_cannot_use() -> None:
     assert alloc[2] == alloc[3] == 14       # equal RUs (not equal bytes) for the other two
 
 
+def test_rr_a_destination_held_at_its_minimum_gets_no_share_on_top() -> None:
+    # level 5 for all: destination 1 sits at its 10-RU minimum, the spare RU goes to another
+    dem = [Demand(1, 10**6, 10.0, min_bytes=100), Demand(2, 10**6, 10.0),
+           Demand(3, 10**6, 10.0)]
+    alloc = Scheduler("rr").allocate(dem, 21)
+    assert alloc[1] == 10 and sorted((alloc[2], alloc[3])) == [5, 6]
+
+
 @pytest.mark.parametrize("policy", ["rr", "pf"])
 def test_max_allocs(policy: str) -> None:
     s = Scheduler(policy)
@@ -219,9 +227,11 @@ demand_lists = st.lists(
 @settings(max_examples=150)
 @given(frames=st.lists(demand_lists, min_size=1, max_size=4), n_ru=st.integers(0, 120),
        overhead=st.sampled_from([0.0, 0.25, 0.5, 1.0, 1.75]),
-       max_allocs=st.none() | st.integers(0, 6), policy=st.sampled_from(["rr", "pf"]))
-def test_invariants_hold_for_any_demands(frames, n_ru, overhead, max_allocs, policy) -> None:
-    s = Scheduler(policy, window_frames=3)
+       max_allocs=st.none() | st.integers(0, 6), policy=st.sampled_from(["rr", "pf"]),
+       chunk=st.integers(1, 5))
+def test_invariants_hold_for_any_demands(frames, n_ru, overhead, max_allocs, policy,
+                                         chunk) -> None:
+    s = Scheduler(policy, window_frames=3, chunk_ru=chunk)
     for dem in frames:
         alloc = s.allocate(dem, n_ru, alloc_overhead_ru=overhead, max_allocs=max_allocs)
         check_invariants(dem, alloc, n_ru, overhead, max_allocs)
@@ -232,6 +242,8 @@ def test_invariants_hold_for_any_demands(frames, n_ru, overhead, max_allocs, pol
             for d in dem:
                 if d.queued_bytes and d.dst not in alloc:
                     assert used + overhead + d.min_ru > n_ru + 1e-9
+        if any(n < by[dst].need_ru for dst, n in alloc.items()):
+            assert n_ru - used < 1 - 1e-9   # someone still wants more: no whole RU left
         for dst, n in alloc.items():
             s.served(dst, min(int(n * by[dst].bytes_per_ru), by[dst].queued_bytes))
         s.end_frame()
