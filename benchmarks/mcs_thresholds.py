@@ -17,10 +17,11 @@ PER <= 15 % gives the SNR of PER = ``--target`` and its 95 % interval (delta met
 is stated twice: in true channel Es/N0, and on the scale ``phy.Burst.snr_db`` reports (the true
 value plus the estimator's mean bias at that point), which is what a receiver can compare with.
 
-``--spot`` re-measures ``--spot-mcs`` on other profiles; the data file (``--write-data``) holds
-one table for every profile when all spot checks agree within ``--agree-db``, else the main
-profile's table only (measure the others with ``--profile``). Seeds derive from ``--seed``, the
-profile and the MCS, so any subset of the run reproduces the same numbers.
+``--spot`` re-measures ``--spot-mcs`` on other profiles. ``--write-data PATH`` puts the run's table
+into the data file (created or merged: the table of the same profile is replaced): it serves the
+measured profile and every spot-checked one within ``--agree-db`` at each spot MCS; a profile that
+differs needs its own run with ``--profile``. Seeds derive from ``--seed``, the profile and the
+MCS, so any subset of the run reproduces the same numbers.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ import numpy as np
 from scipy import optimize
 
 import phy
-from benchmarks._machine import format_machine, load_warning, machine_info
+from benchmarks._machine import format_machine, machine_info
 from phy import channel as ch
 
 FORMAT = "relaysec.mcs_thresholds/1"
@@ -180,43 +181,71 @@ def git_commit() -> str | None:
     return head + ("-dirty" if dirty.strip() else "")
 
 
-def data_file(res: dict[str, Any], agree_db: float) -> dict[str, Any]:
-    """The ``relaysec/data/mcs_thresholds.json`` document from a run's result."""
+def data_table(res: dict[str, Any], agree_db: float) -> dict[str, Any]:
+    """One profile's entry of the data file: its thresholds, provenance and spot checks; it
+    applies to the measured profile and to every spot-checked one whose MCSs all agree within
+    ``agree_db``."""
     main = res["profile"]
-    diffs = [abs(c["delta_db"]) for c in res["spot_checks"]]
-    shared = bool(diffs) and max(diffs) < agree_db
-    applies = phy.profiles() if shared else [main]
-    if shared:
-        note = (f"one table for every profile: the spot checks differ from {main} by at most "
-                f"{max(diffs):.2f} dB (< {agree_db} dB)")
-    else:
-        note = (f"{main} only" + (f": a spot check differs by {max(diffs):.2f} dB (>= {agree_db}"
-                                  " dB); measure other profiles with --profile" if diffs else
-                                  ": no spot check run"))
-    rows = res["thresholds"]
+    by_profile: dict[str, list[float]] = {}
+    for c in res["spot_checks"]:
+        by_profile.setdefault(c["profile"], []).append(abs(c["delta_db"]))
+    agree = [p for p, d in by_profile.items() if max(d) < agree_db and p != main]
+    differ = {p: max(d) for p, d in by_profile.items() if max(d) >= agree_db}
+    note = f"measured on {main}"
+    if agree:
+        note += f"; {', '.join(agree)} within {agree_db} dB of it at every spot check"
+    if differ:
+        note += "; " + ", ".join(f"{p} differs by up to {d:.2f} dB" for p, d in differ.items())
+        note += " (needs its own table)"
     return {
-        "format": FORMAT,
-        "description": (
-            f"Es/N0 per used subcarrier (dB) at which a {res['payload']}-byte burst reaches "
-            f"PER {res['target_per']:g} in AWGN with full receiver sync. 'snr_db' is on the scale "
-            "phy.Burst.snr_db reports (true Es/N0 plus the estimator's mean bias) and is what "
-            "relaysec.linkadapt uses; 'esn0_db' is the channel's true Es/N0."),
-        "target_per": res["target_per"],
-        "payload_bytes": res["payload"],
+        "applies_to": [main, *agree],
+        "note": note,
         "provenance": {
-            "command": res["command"], "profile": main, "bursts_per_point": res["bursts"],
-            "coarse_bursts_per_probe": res["coarse"], "step_db": res["step"], "seed": res["seed"],
-            "date": res["date"], "git_commit": res["git_commit"],
+            "command": res["command"], "profile": main, "payload_bytes": res["payload"],
+            "bursts_per_point": res["bursts"], "coarse_bursts_per_probe": res["coarse"],
+            "step_db": res["step"], "seed": res["seed"], "date": res["date"],
+            "git_commit": res["git_commit"],
             "machine": {k: res["machine"][k] for k in ("cpu_model", "python", "numpy", "numba")},
         },
-        "profiles_note": note,
         "spot_checks": [{k: c[k] for k in ("profile", "mcs", "snr_db", "ci95_db", "delta_db")}
                         for c in res["spot_checks"]],
-        "tables": {main: {
-            "applies_to": applies,
-            "mcs": {r["mcs"]: {k: r[k] for k in ("snr_db", "esn0_db", "ci95_db")} for r in rows},
-        }},
+        "mcs": {r["mcs"]: {k: r[k] for k in ("snr_db", "esn0_db", "ci95_db")}
+                for r in res["thresholds"]},
     }
+
+
+def merge_data(doc: dict[str, Any] | None, res: dict[str, Any], agree_db: float
+               ) -> dict[str, Any]:
+    """Put this run's table into the data document ``doc`` (``None``: a new one). The table of
+    the same profile is replaced; profiles it now covers leave the other tables (the latest
+    measurement wins), except another table's own measured profile."""
+    if doc is None:
+        doc = {
+            "format": FORMAT,
+            "description": (
+                f"Es/N0 per used subcarrier (dB) at which a {res['payload']}-byte burst reaches "
+                f"PER {res['target_per']:g} in AWGN with full receiver sync, per MCS. 'snr_db' "
+                "is on the scale phy.Burst.snr_db reports (true Es/N0 plus the estimator's mean "
+                "bias) and is what relaysec.linkadapt uses; 'esn0_db' is the channel's true "
+                "Es/N0; 'ci95_db' the half-width of its 95 % interval. Written by "
+                "benchmarks/mcs_thresholds.py --write-data; one table per measured profile, "
+                "'applies_to' lists the profiles it serves."),
+            "target_per": res["target_per"], "payload_bytes": res["payload"], "tables": {}}
+    if doc.get("format") != FORMAT or doc.get("payload_bytes") != res["payload"] \
+            or doc.get("target_per") != res["target_per"]:
+        raise SystemExit("the existing data file has another format, payload or target PER: "
+                         "write to a new file")
+    table = data_table(res, agree_db)
+    others = {k: v for k, v in doc["tables"].items() if k != res["profile"]}
+    table["applies_to"] = [p for p in table["applies_to"]
+                           if p == res["profile"] or p not in others]
+    for v in others.values():
+        v["applies_to"] = [p for p in v["applies_to"] if p not in table["applies_to"]]
+    doc["tables"] = {**others, res["profile"]: table}
+    doc["tables"] = {k: doc["tables"][k] for k in phy.profiles() if k in doc["tables"]}
+    covered = {p for v in doc["tables"].values() for p in v["applies_to"]}
+    doc["profiles_without_table"] = [p for p in phy.profiles() if p not in covered]
+    return doc
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -238,8 +267,6 @@ def main(argv: list[str] | None = None) -> int:
     profile = phy.get_profile(args.profile).name
     info = machine_info()
     print(format_machine(info))
-    if (w := load_warning()) is not None:
-        print(w)
     print(f"profile {profile}, payload {args.payload} B, PER target {args.target:g}, "
           f"{args.bursts} bursts per fine point, {args.coarse} per bisection probe, "
           f"step {args.step} dB, seed {args.seed}; SNR = Es/N0 per used subcarrier, AWGN")
@@ -280,9 +307,13 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json).write_text(json.dumps(res, indent=1) + "\n", encoding="utf-8")
         print(f"wrote {args.json}")
     if args.write_data:
-        doc = data_file(res, args.agree_db)
-        Path(args.write_data).write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
-        print(f"wrote {args.write_data} ({doc['profiles_note']})")
+        path = Path(args.write_data)
+        old = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+        doc = merge_data(old, res, args.agree_db)
+        path.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+        t = doc["tables"][profile]
+        print(f"wrote {path}: {profile} table for {', '.join(t['applies_to'])} ({t['note']}); "
+              f"no table yet: {', '.join(doc['profiles_without_table']) or 'none'}")
     return 0
 
 
