@@ -1,6 +1,6 @@
 """End-to-end payload integrity: application packets carrying a sequence number and a digest.
 
-Every application packet is ``magic(2) | flow(1) | seq(4) | length(2) | body | digest(8)``, where
+Every application packet is ``magic(2) | flow(2) | seq(4) | length(2) | body | digest(8)``, where
 the digest is BLAKE2b-64 over everything before it and the body is seeded pseudo-random data. The
 sink checks each delivered packet against what the source sent, so the trial can state exactly how
 many bytes were sent, delivered, lost and *corrupted* (delivered but different from what was sent;
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 MAGIC = b"RS"
-_HDR = struct.Struct(">2sBIH")
+_HDR = struct.Struct(">2sHIH")
 HEADER_BYTES = _HDR.size
 DIGEST_BYTES = 8
 OVERHEAD = HEADER_BYTES + DIGEST_BYTES
@@ -29,7 +29,7 @@ def _digest(data: bytes) -> bytes:
 
 def make_packet(flow: int, seq: int, body: bytes) -> bytes:
     """One application packet (see module docstring)."""
-    head = _HDR.pack(MAGIC, flow & 0xFF, seq & 0xFFFFFFFF, len(body))
+    head = _HDR.pack(MAGIC, flow & 0xFFFF, seq & 0xFFFFFFFF, len(body))
     return head + body + _digest(head + body)
 
 
@@ -136,5 +136,5 @@ class Flow:
 def flow_of(data: bytes) -> int | None:
     """The flow id a packet claims (unauthenticated; used only to route it to its sink)."""
     if len(data) >= HEADER_BYTES and data[:2] == MAGIC:
-        return data[2]
+        return int.from_bytes(data[2:4], "big")
     return None

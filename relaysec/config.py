@@ -47,6 +47,8 @@ _STATION_KEYS: dict[str, tuple[type, ...]] = {
     "handover_target": (str,),
     "uri": (str,),
 }
+#: Most stations one ``count`` entry may stand for.
+MAX_GROUP = 256
 _LINK_KEYS: dict[str, tuple[type, ...]] = {
     "a": (str,),
     "b": (str,),
@@ -194,8 +196,60 @@ def load_config_sources(
     for key, value in overrides:
         _set_dotted(cfg, key, value)
         given |= set(_dotted_keys(value, key)) if isinstance(value, Mapping) else {key}
+    expand_groups(cfg)
     validate(cfg)
     return cfg, given
+
+
+def expand_groups(cfg: Config) -> None:
+    """Replace every ``[[stations]]`` entry with ``count = N`` (AMSs only) by N stations named
+    ``<name>-1`` .. ``<name>-N`` with consecutive station ids from ``station_id``, and every
+    ``[[links]]`` entry naming the group by one per member. Raises :class:`ConfigError`."""
+    stations = cfg.get("stations")
+    if not isinstance(stations, list):
+        return
+    out: list[Any] = []
+    groups: dict[str, list[str]] = {}
+    for i, st in enumerate(stations):
+        if not isinstance(st, dict) or "count" not in st:
+            out.append(st)
+            continue
+        n = st["count"]
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_GROUP:
+            raise ConfigError(f"stations[{i}].count must be an integer in 1..{MAX_GROUP}, "
+                              f"got {_shown(n)}")
+        if st.get("role") != "ams":
+            raise ConfigError(f"stations[{i}].count applies only to role 'ams' (a group of "
+                              "mobiles), not {!r}".format(st.get("role")))
+        for key in ("psk_hex", "uri"):
+            if key in st:
+                raise ConfigError(f"stations[{i}].{key} cannot be shared by a group "
+                                  f"(count = {n}): list those stations one by one")
+        if not isinstance(st.get("name"), str) or not isinstance(st.get("station_id"), int):
+            raise ConfigError(f"stations[{i}] needs a name and a station_id (the group's "
+                              "first)")
+        members = []
+        for k in range(n):
+            member = {key: v for key, v in st.items() if key != "count"}
+            member["name"] = f"{st['name']}-{k + 1}"
+            member["station_id"] = st["station_id"] + k
+            members.append(member["name"])
+            out.append(member)
+        groups[st["name"]] = members
+    if not groups:
+        return
+    cfg["stations"] = out
+    links = cfg.get("links")
+    if isinstance(links, list):
+        expanded: list[Any] = []
+        for link in links:
+            if not isinstance(link, dict):
+                expanded.append(link)
+                continue
+            a_side = groups.get(link.get("a"), [link.get("a")])
+            b_side = groups.get(link.get("b"), [link.get("b")])
+            expanded += [{**link, "a": a, "b": b} for a in a_side for b in b_side]
+        cfg["links"] = expanded
 
 
 def _dotted_keys(data: Any, where: str) -> Iterable[str]:
@@ -369,7 +423,7 @@ def specs() -> dict[str, Spec]:
 
 #: Station names: they name links ("A->B"), files (``--record``) and table rows.
 _STATION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
-MAX_STATIONS = 32
+MAX_STATIONS = 256
 #: Station keys that only one role may carry.
 _ROLE_KEYS = {"parent": ("ars",), "serving": ("ams",), "handover_target": ("ams",)}
 
@@ -498,11 +552,12 @@ def _validate_stations(cfg: Config) -> None:
             check_uri(f"stations[{i}].uri", st["uri"])
         names[st["name"]] = st
         ids.add(st["station_id"])
-    for role in ("abs", "ams"):
-        found = [s for s in stations if s["role"] == role]
-        if len(found) != 1:
-            raise ConfigError(f"the topology needs exactly one station with role {role!r}, "
-                              f"found {len(found)}")
+    found = [s for s in stations if s["role"] == "abs"]
+    if len(found) != 1:
+        raise ConfigError(f"the topology needs exactly one station with role 'abs', "
+                          f"found {len(found)}")
+    if not any(s["role"] == "ams" for s in stations):
+        raise ConfigError("the topology needs at least one station with role 'ams'")
     for st in stations:
         for key, want in (("parent", ("abs",)), ("serving", ("abs", "ars")),
                           ("handover_target", ("abs", "ars"))):

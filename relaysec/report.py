@@ -192,6 +192,7 @@ def summary_text(report: Mapping[str, Any]) -> str:
         f"corrupted {b['corrupted']} B"
         + (f", duplicates {b['duplicates']}" if b.get("duplicates") else "")
     )
+    lines += _per_ams_lines(report)
     links = report["links"]
     if links:
         lines.append("")
@@ -230,12 +231,39 @@ def summary_text(report: Mapping[str, Any]) -> str:
     if ho.get("mode"):
         inter = ho.get("interruption_s")
         txt = "-" if inter is None else f"{inter * 1e3:.0f} ms"
+        who = (f"{ho.get('source', '?')} -> {ho.get('target', '?')}"
+               if ho.get("movers", 1) == 1 else f"{ho['movers']} AMSs moved together")
         lines.append(
-            f"Handover: {ho.get('source', '?')} -> {ho.get('target', '?')}, mode {ho['mode']}, "
+            f"Handover: {who}, mode {ho['mode']}, "
             f"AK pre-distribution {'on' if ho.get('predistributed') else 'off'}, "
-            f"interruption {txt}"
+            f"interruption {txt}" + ("" if ho.get("movers", 1) == 1 else " (worst)")
         )
     return "\n".join(lines)
+
+
+def _per_ams_lines(report: Mapping[str, Any], limit: int = 16) -> list[str]:
+    """The per-AMS table (when the cell has more than one AMS) and the cell line."""
+    rows = report.get("per_ams") or {}
+    cell = report.get("cell") or {}
+    if len(rows) <= 1:
+        return []
+    out = ["", f"  {'AMS':<14}{'served by':<18}{'delivered':>11}{'lost':>8}{'corrupt':>8}"
+           f"{'goodput':>13}  {'MCS':<10}{'HO gap':>8}"]
+    for name, r in list(rows.items())[:limit]:
+        path = r.get("served_by", "?")
+        if r.get("now_served_by") and r["now_served_by"] != path:
+            path += f"->{r['now_served_by']}"
+        gap = r.get("interruption_s")
+        out.append(f"  {name:<14}{path:<18}{r['delivered']:>11}{r['lost']:>8}"
+                   f"{r['corrupted']:>8}{_fmt_rate(r.get('goodput_bps')):>13}  "
+                   f"{r.get('mcs', '-')!s:<10}"
+                   f"{'-' if gap is None else f'{gap * 1e3:.0f} ms':>8}")
+    if len(rows) > limit:
+        out.append(f"  ... and {len(rows) - limit} more AMSs (JSON report: per_ams)")
+    jain = cell.get("jain")
+    out.append(f"  cell: {len(rows)} AMSs, goodput {_fmt_rate(cell.get('goodput_bps'))}, "
+               f"Jain fairness {_fmt(jain, '.3f')}")
+    return out
 
 
 def msc_text(entries: Sequence[MscEntry], stations: Sequence[str], *, width: int = 14,

@@ -16,6 +16,7 @@ import pytest
 
 import stack.pkm.authenticator
 import stack.roles
+from relaysec import phases
 from relaysec.cli import main
 from relaysec.config import load_config
 from relaysec.radios import Loopback
@@ -162,7 +163,7 @@ def test_two_runs_over_emulated_plutos_hold_different_keys(
         trial = Trial(cfg)
         try:
             trial.build()
-            assert trial._phase_ars_entry(), trial.phases[-1].detail
+            assert phases.ars_entry(trial), trial.phases[-1].detail
             lines = trial.key_lines()
             assert trial.key_randomness() == {"key_randomness": "os", "insecure": None}
         finally:

@@ -190,7 +190,8 @@ def test_render_counts_data_bursts_instead_of_charting_them():
     r["msc"] = [{"t": 0.001, "src": "ABS", "dst": "ARS-1", "label": "AK Transfer (in relay MPDU)"}]
     text = render(r)
     assert "AK Transfer (in relay MPDU)" in text
-    assert text.splitlines()[-1] == "Not charted: 93 data-only bursts (ABS->ARS-1 93)"
+    assert text.splitlines()[-1] == ("Not charted: 93 bursts without a control message in the "
+                                     "clear (ABS->ARS-1 93)")
     assert "Security message sequence" not in render(r, msc=False)
 
 

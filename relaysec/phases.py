@@ -1,0 +1,288 @@
+"""The phases of a trial, each for every station it concerns (a cell of any size).
+
+1. ``ars_entry``   — every ARS enters the network (EAP-PSK, key agreement); both ends hold the
+   same AK (AKID and key check values compared, never keys).
+2. ``ams_entry``   — every AMS enters at once through its serving station; distributed mode: the
+   ABS transfers each AMS's AK to its ARS (AK Transfer / ACK); centralized: keys stay at the ABS.
+3. ``traffic_1``   — secured application packets both ways between the ABS and every AMS; every
+   packet must arrive intact.
+4. ``tek_refresh`` — traffic continues while every AMS's TEK is renewed (short TEK lifetime).
+5. ``handover``    — a *group handover*: every AMS with a ``handover_target`` moves in the same
+   frames, after AK pre-distribution to each target; probe traffic every frame measures each
+   AMS's interruption. A cell where no AMS has a target skips the phase (and says so).
+6. ``traffic_2``   — secured traffic again, the movers through their targets.
+
+Each phase is a function of the :class:`relaysec.trial.Trial` driving the cell; it returns
+whether the phase passed and records its result through ``trial.begin``/``trial.end``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from relaysec.trial import Trial
+
+PHASES = ("ars_entry", "ams_entry", "traffic_1", "tek_refresh", "handover", "traffic_2")
+
+
+def ars_entry(t: Trial) -> bool:
+    """Every ARS enters through the ABS and agrees keys with it."""
+    ph = t.begin("ars_entry")
+    arss = t.names("ars")
+
+    def done() -> bool:
+        return all(t.events_of("KeysInstalled", n, subject=t.id_of[n]) and
+                   t.events_of("KeysInstalled", t.abs_name, subject=t.id_of[n]) for n in arss)
+
+    if not t.run_entry([(n, t.abs_name) for n in arss], done):
+        return t.end(ph, False, "timeout: " + t.why_not())
+    notes = []
+    for n in arss:
+        ok, note = t.keys_match(n, t.abs_name)
+        if not ok:
+            return t.end(ph, False, note)
+        notes.append(f"{n} {note}")
+    return t.end(ph, True, "; ".join(notes))
+
+
+def ams_entry(t: Trial) -> bool:
+    """Every AMS enters at once through its serving station."""
+    ph = t.begin("ams_entry")
+    amss = t.names("ams")
+
+    def entered(name: str) -> bool:
+        sid = t.id_of[name]
+        serving = t.serving[name]
+        ok = bool(t.events_of("KeysInstalled", name, subject=sid) and
+                  t.events_of("KeysInstalled", t.key_holder(serving), subject=sid))
+        if t.distributed_via(serving):
+            ok = ok and bool(t.events_of("AkTransferred", t.abs_name, ams=sid,
+                                         ars=t.id_of[serving], status=0))
+        return ok
+
+    if not t.run_entry([(n, t.serving[n]) for n in amss], lambda: all(map(entered, amss))):
+        missing = [n for n in amss if not entered(n)]
+        return t.end(ph, False, f"timeout: {_names(missing)} not entered: " + t.why_not())
+    for n in amss:
+        ok, note = t.keys_match(n, t.key_holder(t.serving[n]))
+        if not ok:
+            return t.end(ph, False, note)
+    how = {("AK transferred to its ARS" if t.distributed_via(t.serving[n]) else "keys at the ABS")
+           for n in amss}
+    if len(amss) == 1:
+        _, note = t.keys_match(amss[0], t.key_holder(t.serving[amss[0]]))
+        return t.end(ph, True, f"{next(iter(how)).replace('its ARS', t.serving[amss[0]])}; "
+                               f"{note}")
+    return t.end(ph, True, f"{len(amss)} AMSs entered ({'; '.join(sorted(how))})")
+
+
+def traffic(t: Trial, name: str) -> bool:
+    """Secured traffic between the ABS and every AMS; all of it must arrive."""
+    ph = t.begin(name)
+    plan = t.traffic_plan(name)
+    finished = t.run_until(lambda: t.plan_done(plan), t.timeout("traffic_s"), plan)
+    if finished and not t.plan_ok(plan):
+        return t.end(ph, False, t.short_delivery(plan))
+    detail = t.plan_detail(plan)
+    if not finished:
+        return t.end(ph, False, "timeout: " + detail)
+    if name == "traffic_2":
+        wrong = []
+        for ams in t.names("ams"):
+            vias = {t.name_of(ev.via) for ev in t.events_of("DataReceived", ams,
+                                                            since=ph.t_start or 0.0)}
+            if vias != {t.serving[ams]}:
+                wrong.append(f"{ams} via {sorted(vias)}, expected {t.serving[ams]}")
+        if wrong:
+            return t.end(ph, False, "; ".join(wrong[:3]) + f"; {detail}")
+        movers = [n for n in t.names("ams") if t.moved.get(n)]
+        if len(movers) == 1:
+            detail += f", via {t.serving[movers[0]]}"
+        elif movers:
+            detail += f", {len(movers)} AMSs via their targets"
+    return t.end(ph, True, detail)
+
+
+def tek_refresh(t: Trial) -> bool:
+    """Traffic continues while every AMS's TEK is renewed by its key holder."""
+    ph = t.begin("tek_refresh")
+    amss = t.names("ams")
+    t0 = ph.t_start or 0.0
+    before = {n: t.roles[n].key_info(t.id_of[t.serving[n]]) for n in amss}
+    plan = t.traffic_plan("tek_refresh")
+
+    def refreshed(n: str) -> bool:
+        sid = t.id_of[n]
+        return bool(t.events_of("KeysInstalled", n, since=t0, subject=sid, cause="tek_refresh")
+                    and t.events_of("KeysInstalled", t.key_holder(t.serving[n]), since=t0,
+                                    subject=sid, cause="tek_refresh"))
+
+    finished = t.run_until(lambda: all(map(refreshed, amss)) and t.plan_done(plan),
+                           t.timeout("tek_refresh_s"), plan)
+    if not finished:
+        stale = [n for n in amss if not refreshed(n)]
+        why = f"no TEK refresh at {_names(stale)}" if stale else "traffic incomplete"
+        return t.end(ph, False, f"timeout ({why}): {t.plan_detail(plan)}")
+    if not t.plan_ok(plan):
+        return t.end(ph, False, t.short_delivery(plan))
+
+    def all_match() -> bool:
+        return all(t.keys_match(n, t.key_holder(t.serving[n]))[0] for n in amss)
+
+    if not all_match():
+        # a later refresh may be in flight (served by the key holder, reply not yet at the
+        # AMS: long phases outlive a TEK): give it a few frames to land before judging
+        t.run_until(all_match, 20 * t.frame_s)
+    for n in amss:
+        match, note = t.keys_match(n, t.key_holder(t.serving[n]))
+        if not match:
+            return t.end(ph, False, note)
+    if len(amss) == 1:
+        n = amss[0]
+        after = t.roles[n].key_info(t.id_of[t.serving[n]])
+        return t.end(ph, True, f"COUNTER_TEK {getattr(before[n], 'counter_teks', '?')} -> "
+                               f"{getattr(after, 'counter_teks', '?')}; {t.plan_detail(plan)}")
+    return t.end(ph, True, f"{len(amss)} AMSs refreshed; {t.plan_detail(plan)}")
+
+
+def handover(t: Trial) -> bool:
+    """Group handover: every AMS with a target moves in the same frames."""
+    ph = t.begin("handover")
+    movers = [s["name"] for s in t.stations("ams") if s.get("handover_target")]
+    predist_cfg = bool(t.cfg["security"]["ak_predistribution"])
+    if not movers:
+        t.handover.update({"mode": None, "movers": 0})
+        return t.end(ph, True, "skipped: no AMS has a handover_target")
+    target = {n: t.by_name[n]["handover_target"] for n in movers}
+    source = {n: t.serving[n] for n in movers}
+    to_abs = {n for n in movers if t.by_name[target[n]]["role"] == "abs"}
+    predist = {n: predist_cfg and n not in to_abs for n in movers}
+    modes = {("to_abs" if n in to_abs else "predistributed" if predist[n] else "on_demand")
+             for n in movers}
+    t.handover.update({"mode": modes.pop() if len(modes) == 1 else "mixed",
+                       "predistributed": any(predist.values()), "movers": len(movers)})
+    if len(movers) == 1:
+        t.handover.update({"source": source[movers[0]], "target": target[movers[0]]})
+    ids = {n: t.id_of[n] for n in movers}
+    timeout = t.timeout("handover_s")
+    probe = t.traffic_plan("handover", quota=None, per_frame=1, amss=movers)
+    notes = []
+    wanted = [n for n in movers if predist[n]]
+    if wanted:
+        t0 = t.now
+        for n in wanted:
+            t.roles[t.abs_name].prepare_handover(ids[n], [t.id_of[target[n]]], t0)
+        acks = [n for n in wanted if t.distributed_via(target[n])]
+
+        def acked(n: str) -> bool:
+            return bool(t.events_of("AkTransferred", t.abs_name, since=t0, ams=ids[n],
+                                    ars=t.id_of[target[n]], status=0))
+
+        if acks and not t.run_until(lambda: all(map(acked, acks)), timeout, probe):
+            missing = [n for n in acks if not acked(n)]
+            return t.end(ph, False, f"AK pre-distribution for {_names(missing)} was not "
+                                    "acknowledged: " + t.why_not())
+        if acks:
+            notes.append(f"AK' pre-distributed in {(t.now - t0) * 1e3:.0f} ms")
+    t_ho = t.now
+    t.handover["t_start"] = t_ho
+    for n in movers:
+        t.roles[n].handover(t.id_of[target[n]], t_ho)
+
+    def vias(n: str) -> set[int]:
+        # data "via the target": relayed by the target ARS, or straight from the AMS when the
+        # target is the ABS itself (an RS -> BS handover)
+        tid = t.id_of[target[n]]
+        return {tid} | ({ids[n], t.id_of[t.abs_name]} if n in to_abs else set())
+
+    first: dict[tuple[str, str], float] = {}
+
+    def first_data(station: str, n: str, src: int) -> float | None:
+        key = (station, n)
+        if key not in first:
+            for ev_t, ev in t.timed_events("DataReceived", station, since=t_ho):
+                if ev.src == src and ev.via in vias(n):
+                    first[key] = ev_t
+                    break
+        return first.get(key)
+
+    def done_one(n: str) -> bool:
+        return bool(
+            t.events_of("HandoverComplete", n, since=t_ho, ams=ids[n],
+                        target=t.id_of[target[n]])
+            and t.events_of("HandoverComplete", t.abs_name, since=t_ho, ams=ids[n])
+            and first_data(n, n, t.id_of[t.abs_name]) is not None
+            and first_data(t.abs_name, n, ids[n]) is not None)
+
+    if not t.run_until(lambda: all(map(done_one, movers)), timeout, probe):
+        late = [n for n in movers if not done_one(n)]
+        return t.end(ph, False, f"timeout: handover of {_names(late)} not completed with data "
+                                "via the target: " + t.why_not())
+    interruptions = {}
+    for n in movers:
+        t_dl = first_data(n, n, t.id_of[t.abs_name])
+        t_ul = first_data(t.abs_name, n, ids[n])
+        assert t_dl is not None and t_ul is not None
+        interruptions[n] = {"interruption_s": max(t_dl, t_ul) - t_ho,
+                            "interruption_dl_s": t_dl - t_ho, "interruption_ul_s": t_ul - t_ho}
+        t.per_ams_extra.setdefault(n, {}).update(interruptions[n])
+    worst = max(v["interruption_s"] for v in interruptions.values())
+    if len(movers) == 1:
+        t.handover.update(interruptions[movers[0]])
+    else:
+        t.handover["interruption_s"] = worst
+        t.handover["interruption_mean_s"] = (sum(v["interruption_s"] for v in
+                                                 interruptions.values()) / len(movers))
+    # stop probing; let queued probes drain (those stranded on the old path are lost)
+    probe.stop()
+    t.run_until(lambda: t.plan_done(probe), 0.1 * t.stretch, probe)
+    lost = sum(e.flow.outstanding() for e in probe.flows)
+    distributed = [n for n in movers if t.distributed_via(source[n])]
+
+    def released(n: str) -> bool:
+        return bool(t.events_of("ContextReleased", source[n], since=t_ho, ams=ids[n]))
+
+    if distributed and not all(map(released, distributed)):
+        t.run_until(lambda: all(map(released, distributed)), 0.5 * t.stretch)
+    not_released = [n for n in distributed if not released(n)]
+    if len(movers) == 1:
+        ho = t.events_of("HandoverComplete", movers[0], since=t_ho, ams=ids[movers[0]])[-1]
+        notes.append(f"AKID {ho.akid} CMAC_KEY_COUNT {ho.cmac_key_count}")
+        notes.append(f"interruption {worst * 1e3:.0f} ms")
+    else:
+        notes.append(f"{len(movers)} AMSs moved together; interruption "
+                     f"{t.handover['interruption_mean_s'] * 1e3:.0f} ms mean, "
+                     f"{worst * 1e3:.0f} ms worst")
+    notes.append(f"{lost} probe packets lost in flight")
+    if len(movers) == 1 and distributed:
+        notes.append(f"{source[movers[0]]} context "
+                     f"{'released' if not not_released else 'NOT released'}")
+    elif distributed:
+        notes.append(f"{len(distributed) - len(not_released)}/{len(distributed)} old contexts "
+                     "released")
+    t.handover["probe_packets_lost"] = lost
+    for n in movers:
+        t.serving[n] = target[n]
+        t.moved[n] = True
+    for n in movers:
+        match, note = t.keys_match(n, t.key_holder(target[n]))
+        if not match:
+            return t.end(ph, False, note)
+    if not_released:
+        return t.end(ph, False, "; ".join(notes))
+    return t.end(ph, True, "; ".join(notes))
+
+
+#: The phase functions in order (``traffic`` twice).
+STEPS: tuple[Callable[[Any], bool], ...] = (
+    ars_entry, ams_entry, lambda t: traffic(t, "traffic_1"), tek_refresh, handover,
+    lambda t: traffic(t, "traffic_2"),
+)
+
+
+def _names(names: list[str], limit: int = 4) -> str:
+    if len(names) <= limit:
+        return ", ".join(names)
+    return ", ".join(names[:limit]) + f" and {len(names) - limit} more"

@@ -1,0 +1,228 @@
+"""The trial's report: a JSON-ready dict with the verdict, per-AMS and cell figures, links,
+security counters, phases and the sequence chart; and its text rendering.
+
+``per_ams[name]``: bytes sent/delivered/lost/corrupted and duplicates over every flow of that
+AMS (both directions), goodput over the traffic phases (``traffic_1``, ``tek_refresh``,
+``traffic_2``), where it was served, the MCS used and, for a mover, the handover interruption.
+``cell``: the totals, the cell goodput and Jain's fairness index over per-AMS goodput.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields as dc_fields
+from typing import TYPE_CHECKING, Any
+
+from relaysec.config import stations_by_role
+from relaysec.report import MscEntry, msc_text, summary_text
+
+if TYPE_CHECKING:
+    from relaysec.trial import Trial
+
+#: What the reports say about a run whose keys were drawn from the seed over radios.
+INSECURE = "deterministic keys"
+
+#: Phases whose application traffic counts towards goodput (the handover probes do not).
+TRAFFIC_PHASES = ("traffic_1", "tek_refresh", "traffic_2")
+
+
+def event_fields(ev: Any) -> str:
+    """``name=value`` of an event's fields (station ids in hex; never payloads)."""
+    try:
+        parts = []
+        for f in dc_fields(ev):
+            if f.name == "payload" or not f.repr:
+                continue
+            v = getattr(ev, f.name)
+            if isinstance(v, int) and f.name in ("ams", "ars", "subject", "peer", "source",
+                                                 "target", "station", "link", "src", "via"):
+                v = f"0x{v:x}"
+            parts.append(f"{f.name}={v}")
+        return " ".join(parts)
+    except TypeError:
+        return repr(ev)
+
+
+def jain(xs: list[float]) -> float:
+    """Jain's fairness index of *xs* (1 = all equal; 1/n = one takes all); NaN if empty/zero."""
+    if not xs or not any(xs):
+        return float("nan")
+    return min(1.0, sum(xs) ** 2 / (len(xs) * sum(x * x for x in xs)))
+
+
+def _traffic_seconds(t: Trial) -> float:
+    return sum((p.t_end or 0.0) - (p.t_start or 0.0) for p in t.phases
+               if p.name in TRAFFIC_PHASES and p.t_start is not None and p.t_end is not None)
+
+
+def per_ams(t: Trial) -> dict[str, dict[str, Any]]:
+    """Per-AMS figures (see the module doc)."""
+    secs = _traffic_seconds(t)
+    out: dict[str, dict[str, Any]] = {}
+    for st in stations_by_role(t.cfg, "ams"):
+        name = st["name"]
+        mine = [e for e in t.flows.flows.values() if e.ams == name]
+        tot = t.flows.totals(mine)
+        dl = sum(e.flow.stats.delivered_bytes for e in mine
+                 if e.label in TRAFFIC_PHASES and e.dst == name)
+        ul = sum(e.flow.stats.delivered_bytes for e in mine
+                 if e.label in TRAFFIC_PHASES and e.src == name)
+        row: dict[str, Any] = {
+            "served_by": st["serving"], "now_served_by": t.serving.get(name),
+            "handover_target": st.get("handover_target"),
+            "sent": tot["sent"], "delivered": tot["delivered"], "lost": tot["lost"],
+            "corrupted": tot["corrupted"], "duplicates": tot["duplicates"],
+            "goodput_bps": 8 * (dl + ul) / secs if secs > 0 else None,
+            "goodput_dl_bps": 8 * dl / secs if secs > 0 else None,
+            "goodput_ul_bps": 8 * ul / secs if secs > 0 else None,
+            "mcs": t.cfg["phy"]["mcs"],
+        }
+        row.update(t.per_ams_extra.get(name, {}))
+        out[name] = row
+    return out
+
+
+def cell_totals(t: Trial, rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Cell-wide goodput and fairness over the AMSs."""
+    rates = [r["goodput_bps"] for r in rows.values() if r["goodput_bps"] is not None]
+    return {"ams": len(rows), "arss": len(stations_by_role(t.cfg, "ars")),
+            "goodput_bps": sum(rates) if rates else None,
+            "jain": jain(rates) if rates else None,
+            "traffic_s": _traffic_seconds(t)}
+
+
+def stale_rejections(t: Trial) -> dict[str, int]:
+    """Rejections, by reason, of frames an old serving station sent after the handover started:
+    packets that were in flight on the old path (the old ARS forwarding queued data to an AMS
+    that has left, or relaying its last uplink to an ABS that has already switched). They are
+    expected in a clean run and are never delivered; anything else in ``security.rejections`` is
+    not explained by the handover."""
+    t_ho = t.handover.get("t_start")
+    if t_ho is None:
+        return {}
+    sources = {t.id_of[s["serving"]] for s in stations_by_role(t.cfg, "ams")
+               if s.get("handover_target")}
+    out: dict[str, int] = {}
+    for ne in t.log.kinds("Rejected"):
+        ev = ne.event
+        if ne.t >= t_ho and getattr(ev, "link", None) in sources:
+            out[ev.reason] = out.get(ev.reason, 0) + 1
+    return out
+
+
+def key_lines(t: Trial) -> list[str]:
+    """Key identifiers of the links in use at the end (AKID, counts; never key values), each
+    read at whichever end runs here: both in a trial, one in a ``relaysec node``."""
+    roles = t.roles
+    if not roles:
+        return []
+    pairs = [(t.abs_name, s["name"]) for s in stations_by_role(t.cfg, "ars")]
+    for st in stations_by_role(t.cfg, "ams"):
+        name = st["name"]
+        if t.cell is not None and len(t.nodes) == len(t.cfg["stations"]):
+            pairs.append((name, t.key_holder(t.serving[name])))
+        elif name in roles:
+            # a node: the AMS's own serving station (None before entry)
+            serving = getattr(roles[name], "serving", None)
+            if serving is not None:
+                pairs.append((name, t.key_holder(t.name_of(serving))))
+        else:
+            # a node without the AMS: this station's link with it, if it holds one
+            pairs += [(name, n) for n in roles if t.key_holder(n) == n]
+    lines = []
+    for a, b in pairs:
+        ki = None
+        for holder, peer in ((b, a), (a, b)):
+            if holder in roles and ki is None:
+                try:
+                    ki = roles[holder].key_info(t.id_of[peer])
+                except Exception:
+                    ki = None
+        if ki is not None:
+            lines.append(f"{a}<->{b} AKID {ki.akid} CMAC_KEY_COUNT {ki.cmac_key_count} "
+                         f"COUNTER_TEK {tuple(ki.counter_teks)}")
+    return lines
+
+
+def build_report(t: Trial, reason: str | None) -> dict[str, Any]:
+    """The JSON-ready report of trial *t* (verdict first)."""
+    flows = {}
+    for e in t.flows.flows.values():
+        s = e.flow.stats
+        flows[s.name] = {"src": e.src, "dst": e.dst, "ams": e.ams, "sent": s.sent_bytes,
+                         "delivered": s.delivered_bytes, "lost": s.lost_bytes,
+                         "corrupted": s.corrupted_bytes, "duplicates": s.duplicate_packets}
+    tot = t.flows.totals()
+    corrupted = tot["corrupted"] + t.flows.stray_corrupted
+    duplicates = tot["duplicates"]
+    ok = reason is None and all(p.ok for p in t.phases)
+    if ok and (corrupted or duplicates):
+        ok = False
+        reason = f"integrity: {corrupted} bytes corrupted, {duplicates} duplicates delivered"
+    if ok and t.nonces.reused:
+        ok = False
+        reason = f"nonce reuse: {t.nonces.describe(limit=2)}"
+    sim_s = t.now if t.net is not None else 0.0
+    rejections: dict[str, int] = {}
+    for role in t.roles.values():
+        for r, c in getattr(role, "rejections", {}).items():
+            rejections[r] = rejections.get(r, 0) + int(c)
+    cpu = t.net.cpu() if t.net is not None else {}
+    total_cpu = sum(cpu.values()) or 1.0
+    links, links_tx_only = t.link_report(sim_s)
+    rows = per_ams(t)
+    msc = t.cell.msc if t.cell is not None else []
+    return {
+        "ok": ok,
+        "reason": reason,
+        "seed": t.seed,
+        **t.key_randomness(),
+        "backend": t.cfg["backend"],
+        "security_mode": t.cfg["security"]["mode"],
+        "profile": t.cfg["phy"]["profile"],
+        "mcs": t.cfg["phy"]["mcs"],
+        "bytes": {"sent": tot["sent"], "delivered": tot["delivered"],
+                  "lost": tot["sent"] - tot["delivered"], "corrupted": corrupted,
+                  "duplicates": duplicates},
+        "per_ams": rows,
+        "cell": cell_totals(t, rows),
+        "flows": flows,
+        "phases": [p.as_dict() for p in t.phases],
+        "links": links,
+        "links_tx_only": links_tx_only,
+        "security": {
+            "rejections": rejections,
+            "in_flight_at_handover": stale_rejections(t),
+            "keys": key_lines(t),
+            "nonces": t.nonce_summary(),
+        },
+        "handover": t.handover,
+        # control messages each station put on the air, by title (retransmissions included)
+        "control_messages": {name: dict(getattr(role, "air_messages", {}))
+                             for name, role in t.roles.items()},
+        "timing": {**t.timing, "sim_s": sim_s, "frames": t.net.frame if t.net is not None else 0},
+        "cpu_share": {k: v / total_cpu for k, v in cpu.items()},
+        "cpu_s": dict(cpu),
+        "msc": [{"t": e.t, "src": e.src, "dst": e.dst, "label": e.label, "note": e.note}
+                for e in msc],
+        "stations": [s["name"] for s in t.cfg["stations"]],
+        "events": [f"{ne.t * 1e3:.1f} ms {ne.station}: {type(ne.event).__name__} "
+                   f"{event_fields(ne.event)}" for ne in t.log
+                   if type(ne.event).__name__ not in ("DataReceived", "ControlSent")],
+    }
+
+
+def render(report: dict[str, Any], *, msc: bool = True) -> str:
+    """Summary text plus (optionally) the message sequence chart of the security exchanges."""
+    text = summary_text(report)
+    if msc and report.get("msc"):
+        entries = [MscEntry(e["t"], e["src"], e["dst"], e["label"], e.get("note", ""))
+                   for e in report["msc"]]
+        text += ("\n\nSecurity message sequence (PKMv3/ranging messages per hop, * = event; "
+                 "nothing is decrypted to draw it)\n" + msc_text(entries, report["stations"]))
+        data = {name: lk.get("bursts_tx", 0) - lk.get("control_bursts", 0)
+                for name, lk in report.get("links", {}).items()}
+        data = {k: v for k, v in data.items() if v > 0}
+        if data:
+            text += (f"\nNot charted: {sum(data.values())} bursts without a control message in "
+                     "the clear (" + ", ".join(f"{k} {v}" for k, v in data.items()) + ")")
+    return text
