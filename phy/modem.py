@@ -321,6 +321,19 @@ class _BurstCore:
                            minlength=nco).astype(np.float32)
         return _fec("1/2").decode(comb, n_bits), err
 
+    def _robust_block(self, Y: np.ndarray, H: np.ndarray, sigma2: float, ls: np.ndarray,
+                      n_bits: int, skip: int = 0,
+                      phase: tuple[np.ndarray, np.ndarray] | None = None
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Track the pilots of symbols ``ls`` (windows ``Y``; or take their ``phase`` model,
+        per-symbol CPE and slope), equalise all but the first ``skip`` of them and decode them
+        as one :meth:`_robust_symbols` block. Returns (info bits, squared error per symbol,
+        LLR weight per symbol) -- the last two give the EVM."""
+        cpe, bl = self._track(Y, H, ls)[:2] if phase is None else phase
+        z, wgt = self._equalise(Y[skip:], H, sigma2, ls[skip:], cpe[skip:], bl[skip:])
+        bits, err = self._robust_bits(z, wgt, n_bits)
+        return bits, err, wgt
+
     def _refine_cfo(self, cfo: float, cpe: np.ndarray, ls: np.ndarray) -> float:
         """The carrier offset refined by the trend of the per-symbol CPE over symbols ``ls``."""
         lc = ls - ls.mean()
@@ -442,10 +455,7 @@ class BurstModem(_BurstCore):
 
     def _decode_header(self, Yh: np.ndarray, H: np.ndarray, sigma2: float
                        ) -> tuple[Mcs, int, int, int] | None:
-        ls = np.zeros(1, np.int64)
-        cpe, bl, _ = self._track(Yh, H, ls)
-        z, wgt = self._equalise(Yh, H, sigma2, ls, cpe, bl)
-        bits, _ = self._robust_bits(z, wgt, HEADER_BYTES * 8)
+        bits, _, _ = self._robust_block(Yh, H, sigma2, np.zeros(1, np.int64), HEADER_BYTES * 8)
         raw = np.packbits(bits).tobytes()
         if crc16(raw[:7]) != struct.unpack(">H", raw[7:9])[0]:
             return None
