@@ -178,7 +178,8 @@ class ZoneModem(_BurstCore):
         self.ru_per_symbol = g.n_pru
         self.ru_subcarriers = g.n_data // g.n_pru
         self.max_data_symbols = -(-_coded_bits(self.max_payload, get_mcs(0)) // (2 * g.n_data))
-        n = MAX_ENTRIES
+        # rate 1/2: 2 (bits + 6) coded bits; start there and let the code have the last word
+        n = min(MAX_ENTRIES, (MAX_MAP_SYMBOLS * g.n_data - 6) // (8 * ENTRY_BYTES) + 1)
         while self._map_symbols(n) > MAX_MAP_SYMBOLS:
             n -= 1
         self.max_entries = n
