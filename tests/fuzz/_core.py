@@ -99,6 +99,9 @@ HARNESSES: dict[str, Spec] = {s.name: s for s in (
           "CMAC tuple: split_cmac, check_cmac and CmacVerifier on crafted, mutated, raw messages"),
     _spec("phy", ("phy",), 4096,
           "PHY: BurstModem.demodulate on raw IQ and on crafted bursts with arbitrary headers"),
+    _spec("zone", ("phy",), 4096,
+          "PHY: ZoneModem.demodulate on raw IQ and on zone bursts with crafted headers and "
+          "A-MAP entries (valid masked CRCs over arbitrary fields)"),
     _spec("iiod", ("hw",), 1024, "iiod command parser of the Pluto emulator (no sockets)"),
     _spec("sigmf", ("hw", "sigmf"), 2048,
           "SigMF reader (hw.sigmf.read_recording) on fuzzed files; the sigmf package is "

@@ -340,6 +340,55 @@ def seeds_phy() -> Seeds:
     yield "complex64", b"\x01" + np.array([0.1 + 0.1j, np.nan, 1j], np.complex64).tobytes()
 
 
+def seeds_zone() -> Seeds:
+    """Genuine zone bursts (allocations at three MCSs, grants, broadcast, a beacon), a crafted
+    header, crafted A-MAP entries for us with out-of-range fields, a failed MAP CRC, an impaired
+    burst, int8 IQ of a zone burst, complex64."""
+    import numpy as np
+
+    from phy import Allocation
+    from tests.fuzz.harnesses import zone as H
+
+    H.setup()
+    modem = H._modem
+    assert modem is not None
+    a, b, stranger, bcast = range(4)  # indices into H._DSTS
+
+    def zone(w: Writer, allocs: list[tuple[int, bytes, int]], grants: list[tuple[int, int, int,
+                                                                                  int]],
+             src: int = 0x0042, queue: int = 1000) -> Writer:
+        w.u8(2).u8(len(allocs))
+        for dst, payload, mcs in allocs:
+            w.u8(dst).blob(payload).u8(mcs)
+        w.u8(len(grants))
+        for dst, start, length, mcs in grants:
+            w.u8(dst).u16(start).u16(length).u8(mcs)
+        return w.u16(src).uint(queue, 3)
+
+    w = zone(Writer(), [(a, b"zone for a", 0), (b, b"zone for b" * 3, 3),
+                        (stranger, b"not ours", 7), (bcast, b"to all", 2)],
+             [(a, 3, 9, 1), (stranger, 1, 1, 0)])
+    yield "genuine-4-allocations", w.u8(0).u8(0).u8(0).bytes()
+    yield "beacon", zone(Writer(), [], [], queue=17).u8(0).u8(0).u8(0).bytes()
+    w = zone(Writer(), [], [(b, 0, 65535, 5)])
+    yield "grant-only", w.u8(0).u8(0).u8(0).bytes()
+    w = zone(Writer(), [(a, b"hdr", 0)], []).u8(1)
+    yield "header-crafted", w.raw(bytes([0x51, 0, 1, 0x01, 0x40, 0x09, 0, 0])).u8(0).u8(0).bytes()
+    w = zone(Writer(), [(a, b"x" * 40, 0), (b, b"y", 0)], []).u8(4)
+    w.raw(bytes([0x70, 0xFF, 0xF0, 0x00, 0x30, 0x01, 0x90])).u8(0)  # DL past the zone, for a
+    w.raw(bytes([0x8F, 0, 1, 0, 2, 0, 0])).u8(2)  # UL grant with reserved bits, broadcast
+    yield "map-crafted", w.u8(0).u8(0).bytes()
+    w = zone(Writer(), [(a, b"bad map", 1)], [(a, 1, 2, 0)]).u8(8)
+    yield "map-bad-crc", w.u8(0).u8(0).bytes()
+    w = zone(Writer(), [(a, b"impaired" * 4, 2), (b, b"other", 0)], []).u8(0).u8(9)
+    yield "impaired", w.u8(0x1E).u8(3).u8(140).u8(5).u8(6).bytes()
+    iq = modem.modulate([Allocation(0x0123, b"int8 zone", "QPSK-1/2")], src=5)
+    q = np.clip(np.rint(iq.view(np.float32) * 64 * 3), -128, 127).astype(np.int8)
+    pad = np.zeros(64, np.int8)
+    yield "int8-zone", b"\x00" + np.concatenate([pad, q, pad]).tobytes()
+    yield "complex64", b"\x01" + np.array([0.1 + 0.1j, np.nan, 1j], np.complex64).tobytes()
+
+
 def seeds_iiod() -> Seeds:
     """libiio-like RX and TX sessions, names instead of ids, malformed commands."""
     yield "session-rx", (
@@ -488,8 +537,8 @@ def seeds_roles() -> Seeds:
 GENERATORS: dict[str, Callable[[], Seeds]] = {
     "pkm": seeds_pkm, "eap": seeds_eap, "eap_psk": seeds_eap_psk, "mpdu": seeds_mpdu,
     "burst": seeds_burst, "relay": seeds_relay, "frames": seeds_frames, "cmac": seeds_cmac,
-    "phy": seeds_phy, "iiod": seeds_iiod, "sigmf": seeds_sigmf, "config": seeds_config,
-    "roles": seeds_roles,
+    "phy": seeds_phy, "zone": seeds_zone, "iiod": seeds_iiod, "sigmf": seeds_sigmf,
+    "config": seeds_config, "roles": seeds_roles,
 }
 
 

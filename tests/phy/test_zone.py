@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 import phy
 from phy import channel as ch
+from phy.crc import crc16
 from phy.interleaver import permutation
 from phy.zone import Allocation, Grant, ZoneModem, _ru_block, _ru_permutation
 
@@ -146,6 +147,25 @@ def test_burst_modem_and_zone_modem_never_decode_each_other(zm: ZoneModem) -> No
         assert bm.demodulate(_buf(z)) == []
         both = np.concatenate([_buf(b), _buf(z)])
         assert len(bm.demodulate(both)) == 1 and len(zm.demodulate(both, me={B})) == 1
+
+
+def test_a_zone_header_with_a_foreign_version_nibble_is_rejected(zm: ZoneModem) -> None:
+    """The version nibble alone (CRC valid) keeps a zone receiver off another format's header."""
+
+    class Foreign(ZoneModem):
+        version = 0xA
+
+        def _header_bytes(self, src: int, n_map: int, n_data: int, n_entries: int,
+                          queue_units: int) -> bytes:
+            body = bytes([self.version << 4 | n_map]) + super()._header_bytes(
+                src, n_map, n_data, n_entries, queue_units)[1:8]
+            return body + crc16(body).to_bytes(2, "big")
+
+    tx = Foreign("P2.5")
+    for version in (0xA, 0x4, 0x5):
+        tx.version = version
+        got = zm.demodulate(_buf(tx.modulate([Allocation(A, b"x", "QPSK-1/2")], src=1)), me=[A])
+        assert len(got) == (version == 0x5)
 
 
 # ---- sizes ------------------------------------------------------------------------------------
