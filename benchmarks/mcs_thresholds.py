@@ -168,14 +168,16 @@ def measure(profile: str, mcs: str, payload: int, bursts: int, coarse: int, step
 
 
 def git_commit() -> str | None:
-    """HEAD of the repository this file is in, with ``-dirty`` when ``phy/`` or this file (all the
-    numbers depend on) differ from it; other people's edits elsewhere do not count."""
+    """HEAD of the repository this file is in, with ``-dirty`` when a tracked file of ``phy/`` or
+    this file (all the numbers depend on) differs from it; other people's edits elsewhere, and
+    untracked files (nothing imports them unless a tracked file changed), do not count."""
     root = Path(__file__).resolve().parent.parent
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
                               text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "phy", _SELF], cwd=root,
-                               capture_output=True, text=True, check=True).stdout
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                "phy", _SELF],
+                               cwd=root, capture_output=True, text=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError):
         return None
     return head + ("-dirty" if dirty.strip() else "")
