@@ -1,11 +1,12 @@
 """``relaysec node``: run one station of the trial on this host's Pluto.
 
-Three (or four) hosts, each with a Pluto, run ``relaysec node --role abs|ars|ams --config
-lab.toml`` with the same file (``uri = "ip:…"``/``"usb:…"`` per station, or ``--uri`` here). The
-ABS is the timing master; the others lock to its beacons (docs/trial.md). Each node prints its
-progress and a summary of what it saw, and exits 0 when its part of the scenario completed with no
-corrupted or duplicated data delivered, 1 otherwise, 2 for a configuration or command-line error
-(found before the radio is opened).
+One host per station, each with a Pluto, runs ``relaysec node --role abs|ars|ams --config
+lab.toml`` with the same file (``uri = "ip:…"``/``"usb:…"`` per station, or ``--uri`` here; with
+several ARSs or AMSs, ``--name`` picks the station, e.g. ``--name AMS-2`` of a ``count = N``
+group). The ABS is the timing master; the others lock to its beacons (docs/trial.md). Each node
+prints its progress and a summary of what it saw, and exits 0 when its part of the scenario
+completed with no corrupted or duplicated data delivered, 1 otherwise, 2 for a configuration or
+command-line error (found before the radio is opened).
 
 A node runs on a radio: every key, nonce and protocol random comes from the OS CSPRNG. A seed set
 for it (--seed, ``seed`` in the file) is refused unless --insecure-deterministic-keys, whose
@@ -85,7 +86,10 @@ def run(args: argparse.Namespace) -> int:
         return config_failed("node", exc)
     from relaysec.standalone import NodeRunner
 
-    runner = NodeRunner(cfg, st["name"], progress=progress, record_dir=args.record)
+    try:
+        runner = NodeRunner(cfg, st["name"], progress=progress, record_dir=args.record)
+    except ConfigError as exc:
+        return config_failed("node", exc)
     # SIGTERM (a lab script or test harness stopping the node) ends it as cleanly as Ctrl-C:
     # after the current frame, with its report.
     main_thread = threading.current_thread() is threading.main_thread()
@@ -101,8 +105,13 @@ def run(args: argparse.Namespace) -> int:
     if warning:
         print(f"  {warning}")
     for name, f in report.get("flows", {}).items():
-        print(f"  {name}: sent {f['sent']} B, delivered here {f['delivered']} B, "
+        what = f" ({f['ams']} {f['label']})" if f.get("ams") else ""
+        print(f"  {name}{what}: sent {f['sent']} B, delivered here {f['delivered']} B, "
               f"corrupted {f['corrupted']} B")
+    per_ams = report.get("per_ams", {})
+    if len(per_ams) > 1:
+        for name, row in per_ams.items():
+            print(f"  {name}: " + ("ok" if row["ok"] else f"FAIL — {row['reason']}"))
     for name, link in report.get("links", {}).items():
         print(f"  {name}: PER {link['per']:.3f}, SNR {link['snr_db']:.1f} dB")
     for name, link in report.get("links_tx_only", {}).items():

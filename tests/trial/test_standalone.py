@@ -13,24 +13,23 @@ from relaysec.standalone import NodeRunner
 from tests.emu.realtime import realtime_slot
 from tests.trial.helpers import fast_config
 
+# The air runs at a third of real time (WallClock speed, and the same for the runtime through
+# schedule.ota_speed) so that four or five real-time nodes in one process keep up on a 2-core CI
+# machine whose other core runs numba-heavy tests (at half speed it lost bursts there).
 SPEED = 1 / 3
+NODE_SETTINGS = [("schedule.ota_frame_ms", 100.0), ("schedule.ota_guard_ms", 8.0),
+                 ("traffic.packets_per_direction", 6), ("traffic.drain_frames", 10),
+                 ("security.max_retries", 14), ("schedule.ota_speed", SPEED),
+                 ("traffic.min_delivery", 0.75)]
 
 
-@pytest.mark.slow
-def test_four_independent_nodes_run_the_scenario_over_a_shared_air():
-    with realtime_slot():
-        _test_four_independent_nodes_run_the_scenario_over_a_shared_air()
-
-
-def _test_four_independent_nodes_run_the_scenario_over_a_shared_air():
-    # The air runs at a third of real time (WallClock speed, and the same for the runtime through
-    # schedule.ota_speed) so that four real-time nodes in one process keep up on a 2-core CI
-    # machine whose other core runs numba-heavy tests (at half speed it lost bursts there).
-    cfg = fast_config(("schedule.ota_frame_ms", 100.0), ("schedule.ota_guard_ms", 8.0),
-                      ("traffic.packets_per_direction", 6), ("traffic.drain_frames", 10),
-                      ("security.max_retries", 14), ("schedule.ota_speed", SPEED),
-                     ("traffic.min_delivery", 0.75))
-    medium = Medium(2.8e6, seed=4, clock=WallClock(2.8e6, speed=SPEED), start_delay_max=2000.0)
+def _run_nodes(cfg: dict, *, stop_when_done: tuple[str, ...], seed: int = 4,
+               air_s: float = 15.0) -> dict[str, dict]:
+    """Every station of *cfg* in its own NodeRunner thread on one wall-clock loopback medium;
+    once the stations in *stop_when_done* (the AMSs, which stop by themselves) have finished, the
+    others are stopped. Returns the reports by station name."""
+    medium = Medium(2.8e6, seed=seed, clock=WallClock(2.8e6, speed=SPEED),
+                    start_delay_max=2000.0)
     names = [s["name"] for s in cfg["stations"]]
     radios = {n: medium.add_radio(n, ppm=0.5 * i) for i, n in enumerate(names)}
     for i, a in enumerate(names):
@@ -40,20 +39,33 @@ def _test_four_independent_nodes_run_the_scenario_over_a_shared_air():
     runners = {n: NodeRunner(cfg, n, radio=radios[n]) for n in names}
 
     def run(name: str) -> None:
-        reports[name] = runners[name].run(15.0)   # air seconds; the AMS stops when done
+        reports[name] = runners[name].run(air_s)   # air seconds; an AMS stops when done
 
     threads = {n: threading.Thread(target=run, args=(n,)) for n in names}
     for t in threads.values():
         t.start()
-    threads["AMS"].join(120)
-    for _ in range(10):            # give the ABS a second (of air) for the last UL packets
-        if reports.get("AMS") is None:
+    for n in stop_when_done:
+        threads[n].join(120)
+    for _ in range(10):            # give the ABS a little more air for the last UL packets
+        if any(reports.get(n) is None for n in stop_when_done):
             break
         threads["ABS"].join(0.2)
     for r in runners.values():
         r.stop()
     for t in threads.values():
         t.join(60)
+    return reports
+
+
+@pytest.mark.slow
+def test_four_independent_nodes_run_the_scenario_over_a_shared_air():
+    with realtime_slot():
+        _test_four_independent_nodes_run_the_scenario_over_a_shared_air()
+
+
+def _test_four_independent_nodes_run_the_scenario_over_a_shared_air():
+    cfg = fast_config(*NODE_SETTINGS)
+    reports = _run_nodes(cfg, stop_when_done=("AMS",))
     ams, abs_ = reports["AMS"], reports["ABS"]
     assert ams["ok"], ams["reason"]
     assert abs_["ok"], abs_["reason"]
@@ -64,6 +76,54 @@ def _test_four_independent_nodes_run_the_scenario_over_a_shared_air():
     assert abs_["flows"]["flow2"]["delivered"] > 0     # UL before the handover
     assert abs_["flows"].get("flow4", {}).get("delivered", 0) > 0   # UL after the handover
     assert ams["sync"]["AMS"]["locked"]
+    # the one-AMS cell keeps its milestone names (per-AMS ones beside them)
+    assert {"ams_entered", "predistributed", "handover_seen",
+            "AMS:ams_entered"} <= set(abs_["milestones"])
+    assert abs_["per_ams"]["AMS"]["ok"]
+
+
+@pytest.mark.slow
+def test_two_amss_behind_one_relay_run_as_independent_nodes():
+    with realtime_slot():
+        _test_two_amss_behind_one_relay_run_as_independent_nodes()
+
+
+def _test_two_amss_behind_one_relay_run_as_independent_nodes():
+    """Five nodes (ABS, ARS-1, ARS-2 and two AMSs behind ARS-1; AMS-1 moves to ARS-2, AMS-2
+    stays): the ABS serves each AMS on its own script, every flow is checked where it arrives."""
+    stations = [
+        {"name": "ABS", "role": "abs", "station_id": 0xBB0000000001},
+        {"name": "ARS-1", "role": "ars", "station_id": 0x0A0000000011, "parent": "ABS"},
+        {"name": "ARS-2", "role": "ars", "station_id": 0x0A0000000012, "parent": "ABS"},
+        {"name": "AMS-1", "role": "ams", "station_id": 0x0C0000000101, "serving": "ARS-1",
+         "handover_target": "ARS-2"},
+        {"name": "AMS-2", "role": "ams", "station_id": 0x0C0000000102, "serving": "ARS-1"},
+    ]
+    cfg = fast_config(("stations", stations), *NODE_SETTINGS)
+    reports = _run_nodes(cfg, stop_when_done=("AMS-1", "AMS-2"), seed=5)
+    abs_, mover, stayer = reports["ABS"], reports["AMS-1"], reports["AMS-2"]
+    for name, rep in reports.items():
+        assert rep["ok"], (name, rep["reason"])
+        assert rep["bytes"] == {"corrupted": 0, "duplicates": 0}, name
+    # flow ids from each AMS's place in the config: AMS-1 1..4, AMS-2 5..8 (no flow 2 for it)
+    assert {k: (f["ams"], f["label"]) for k, f in abs_["flows"].items()} == {
+        "flow1": ("AMS-1", "DL1"), "flow2": ("AMS-1", "UL1"), "flow3": ("AMS-1", "DL2"),
+        "flow4": ("AMS-1", "UL2"), "flow5": ("AMS-2", "DL1"), "flow6": ("AMS-2", "UL1")}
+    for fid in ("flow2", "flow4", "flow6"):                 # UL of both, before/after handover
+        assert abs_["flows"][fid]["delivered_packets"] >= 5, (fid, abs_["flows"])
+    assert set(abs_["per_ams"]) == {"AMS-1", "AMS-2"}
+    assert all(row["ok"] for row in abs_["per_ams"].values())
+    ms = abs_["milestones"]
+    assert {"AMS-1:ams_entered", "AMS-2:ams_entered", "AMS-1:predistributed",
+            "AMS-1:handover_seen", "ams_entered", "handover_seen"} <= set(ms)
+    assert not any(k.startswith("AMS-2:") and k != "AMS-2:ams_entered" for k in ms)
+    assert set(mover["flows"]) == {"flow1", "flow2", "flow3", "flow4"}
+    assert mover["flows"]["flow3"]["delivered_packets"] > 0       # DL after the handover
+    assert {"entered", "handover_complete"} <= set(mover["milestones"])
+    assert set(stayer["flows"]) == {"flow5", "flow6"}             # DL1 here, UL1 sent
+    assert stayer["flows"]["flow5"]["delivered_packets"] >= 5
+    assert "entered" in stayer["milestones"] and "handover_started" not in stayer["milestones"]
+    assert list(stayer["per_ams"]) == ["AMS-2"] and stayer["per_ams"]["AMS-2"]["ok"]
 
 
 def test_node_cli_config_errors(capsys):
