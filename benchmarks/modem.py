@@ -23,6 +23,15 @@ subprocesses: ``compile`` (empty cache dir: JIT compile of every kernel) and ``c
 
 Baseline in the same run: the kernels against their naive twins from ``tests/phy/naive.py``
 (pure Python/numpy) on the same inputs: Viterbi Mbit/s and demapper Msym/s.
+
+Zone bursts (``--zone-n``, default 1 4 16 receivers; ``--zone-only`` runs just this part): N
+receivers each get ``--zone-payload`` bytes at ``--zone-mcs`` in one zone, sent either as N
+per-destination ``BurstModem`` bursts back to back or as one ``ZoneModem`` burst (A-MAP +
+N allocations). Per row: air samples per payload byte of each, and the RX thread-CPU time one
+receiver spends to get its own data from the zone buffer -- the BurstModem receiver decodes all
+N bursts (it cannot tell its own before their headers and decodes every one it finds), the zone
+receiver the header, the MAP and its allocation only. Also the zone receiver that finds nothing
+for it in the MAP, and, as reference, one BurstModem burst of that size alone in its buffer.
 """
 
 from __future__ import annotations
@@ -123,6 +132,68 @@ def bench_modem(profile: str, mcs: str, payload: int, bursts: int, repeats: int,
     }
 
 
+def bench_zone(profile: str, mcs: str, payload: int, n_rx: int, repeats: int,
+               rng: np.random.Generator) -> dict[str, Any]:
+    """N per-destination BurstModem bursts against one zone burst carrying the same N payloads:
+    air samples per payload byte and RX CPU seconds of one receiver (see the module doc)."""
+    bm, zm = phy.BurstModem(profile, mcs), phy.ZoneModem(profile)
+    data = [rng.bytes(payload) for _ in range(n_rx)]
+    dsts = [0x100 + i for i in range(n_rx)]
+    row: dict[str, Any] = {"profile": profile, "mcs": mcs, "payload": payload, "receivers": n_rx}
+    n_ru = n_rx * zm.rus_for(payload, mcs)
+    if zm.data_symbols(n_ru) > zm.max_data_symbols:
+        row["skipped"] = f"{n_rx} x {payload} B exceed one zone burst"
+        return row
+    pad = np.zeros(300, np.complex64)
+    nv = ch.noise_variance_for(35.0, bm.scale)
+    bursts = [bm.modulate(d, src=1, dst=t) for d, t in zip(data, dsts, strict=True)]
+    bbuf = ch.awgn(np.concatenate([pad, *bursts, pad]), nv, rng)
+    zone = zm.modulate([phy.Allocation(t, d, mcs) for d, t in zip(data, dsts, strict=True)],
+                       src=1)
+    zbuf = ch.awgn(np.concatenate([pad, zone, pad]), nv, rng)
+    one = ch.awgn(np.concatenate([pad, bursts[-1], pad]), nv, rng)
+    me = dsts[-1]  # the last allocation: the receiver skips every other one
+    got_b = [b.payload for b in bm.demodulate(bbuf) if b.crc_ok and b.dst == me]
+    got_z = [b.payload for rx in zm.demodulate(zbuf, me={me}) for b in rx.allocations
+             if b.crc_ok]
+    air_b = sum(b.size for b in bursts)
+    row.update({
+        "decoded_ok": got_b == [data[-1]] and got_z == [data[-1]],
+        "burst_samples": air_b, "zone_samples": int(zone.size),
+        "zone_overhead_symbols": zm.overhead_symbols(n_rx),
+        "burst_samples_per_byte": air_b / (n_rx * payload),
+        "zone_samples_per_byte": zone.size / (n_rx * payload),
+        "air_saving": 1.0 - zone.size / air_b,
+        "rx_bursts_cpu_s": _time_cpu(lambda: bm.demodulate(bbuf), repeats)[2],
+        "rx_zone_cpu_s": _time_cpu(lambda: zm.demodulate(zbuf, me={me}), repeats)[2],
+        "rx_zone_none_cpu_s": _time_cpu(lambda: zm.demodulate(zbuf, me={7}), repeats)[2],
+        "rx_one_burst_cpu_s": _time_cpu(lambda: bm.demodulate(one), repeats)[2],
+    })
+    return row
+
+
+def print_zone(rows: list[dict[str, Any]], header: bool = True) -> None:
+    """Rows of :func:`bench_zone` as a table (with its header unless ``header`` is False)."""
+    hdr = (f"{'profile':<8} {'MCS':<10} {'bytes':>5} {'N':>3} {'bursts S/B':>10} "
+           f"{'zone S/B':>9} {'air -%':>6} {'ovh sym':>7} {'RX bursts':>10} {'RX zone':>8} "
+           f"{'zone none':>9} {'1 burst':>8}  ok")
+    if header:
+        print("zone bursts vs per-destination bursts (S/B: air samples per payload byte; "
+              "RX: ms CPU per receiver)")
+        print(hdr)
+        print("-" * len(hdr))
+    for r in rows:
+        lead = f"{r['profile']:<8} {r['mcs']:<10} {r['payload']:>5} {r['receivers']:>3}"
+        if "skipped" in r:
+            print(f"{lead} skipped: {r['skipped']}")
+            continue
+        print(f"{lead} {r['burst_samples_per_byte']:>10.2f} {r['zone_samples_per_byte']:>9.2f} "
+              f"{100 * r['air_saving']:>6.1f} {r['zone_overhead_symbols']:>7} "
+              f"{1e3 * r['rx_bursts_cpu_s']:>10.2f} {1e3 * r['rx_zone_cpu_s']:>8.2f} "
+              f"{1e3 * r['rx_zone_none_cpu_s']:>9.2f} {1e3 * r['rx_one_burst_cpu_s']:>8.2f}  "
+              f"{'yes' if r['decoded_ok'] else 'NO'}")
+
+
 def bench_kernels(rng: np.random.Generator) -> dict[str, Any]:
     """numba kernels vs their naive twins (tests/phy/naive.py) on the same inputs."""
     sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))
@@ -161,6 +232,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bursts", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--no-cold", action="store_true", help="skip the numba cold-start runs")
+    ap.add_argument("--zone-only", action="store_true",
+                    help="only the zone-burst comparison (no kernels, no per-MCS table)")
+    ap.add_argument("--no-zone", action="store_true", help="skip the zone-burst comparison")
+    ap.add_argument("--zone-profiles", nargs="+", default=["5MHz"])
+    ap.add_argument("--zone-mcs", nargs="+", default=["QPSK-1/2", "16QAM-3/4"])
+    ap.add_argument("--zone-payload", nargs="+", type=int, default=[100, 400],
+                    help="bytes per receiver")
+    ap.add_argument("--zone-n", nargs="+", type=int, default=[1, 4, 16],
+                    help="receivers sharing the zone")
+    ap.add_argument("--zone-repeats", type=int, default=7)
     args = ap.parse_args(argv)
     rng = np.random.default_rng(args.seed)
     info = machine_info()
@@ -171,22 +252,26 @@ def main(argv: list[str] | None = None) -> int:
     res: dict[str, Any] = {"benchmark": "modem", "seed": args.seed, "machine": info,
                            "payload": args.payload, "bursts": args.bursts,
                            "repeats": args.repeats, "rows": []}
+    if args.zone_only:
+        args.no_cold, args.profiles = True, []
     if not args.no_cold:
         res["cold"] = cold_start()
         print(f"numba cold start (import + first modulate/demodulate): "
               f"compile {res['cold']['compile_s']:.2f} s, "
               f"cache-load {res['cold']['cache_load_s']:.2f} s")
-    k = bench_kernels(rng)
-    res["kernels"] = k
-    print(f"Viterbi K=7: numba {k['viterbi_numba_mbit_s']:.1f} Mbit/s vs naive "
-          f"{k['viterbi_naive_mbit_s'] * 1e3:.1f} kbit/s "
-          f"(x{k['viterbi_numba_mbit_s'] / k['viterbi_naive_mbit_s']:.0f}); demapper 64QAM: "
-          f"numba {k['demap6_numba_msym_s']:.1f} Msym/s vs naive "
-          f"{k['demap6_naive_msym_s'] * 1e3:.1f} ksym/s")
+    if not args.zone_only:
+        k = bench_kernels(rng)
+        res["kernels"] = k
+        print(f"Viterbi K=7: numba {k['viterbi_numba_mbit_s']:.1f} Mbit/s vs naive "
+              f"{k['viterbi_naive_mbit_s'] * 1e3:.1f} kbit/s "
+              f"(x{k['viterbi_numba_mbit_s'] / k['viterbi_naive_mbit_s']:.0f}); demapper "
+              f"64QAM: numba {k['demap6_numba_msym_s']:.1f} Msym/s vs naive "
+              f"{k['demap6_naive_msym_s'] * 1e3:.1f} ksym/s")
     hdr = (f"{'profile':<8} {'MCS':<10} {'Fs MS/s':>7} {'TX RTF':>8} {'RX RTF':>8} "
            f"{'RX med':>8} {'RX cpu':>8} {'RX Msps':>8} {'info Mb/s':>9}  ok")
-    print(hdr)
-    print("-" * len(hdr))
+    if args.profiles:
+        print(hdr)
+        print("-" * len(hdr))
     for p in args.profiles:
         for mcs in args.mcs:
             r = bench_modem(p, mcs, args.payload, args.bursts, args.repeats, rng)
@@ -195,7 +280,6 @@ def main(argv: list[str] | None = None) -> int:
                   f"{r['rx_rtf']:>8.2f} {r['rx_rtf_median']:>8.2f} {r['rx_rtf_cpu']:>8.2f} "
                   f"{r['rx_msamples_s']:>8.2f} "
                   f"{r['rx_info_mbit_s']:>9.2f}  {'yes' if r['decoded_ok'] else 'NO'}")
-    res["load_after"] = os.getloadavg()
     tgt = [r for r in res["rows"] if r["profile"] == "10MHz"]
     if tgt:
         for key, what in (("rx_rtf", "wall clock"), ("rx_rtf_cpu", "CPU time")):
@@ -208,6 +292,18 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"target 10MHz 64QAM RX >= 1x ({what}): {min(s64):.2f}x .. "
                       f"{max(s64):.2f}x over the 64QAM rates "
                       f"({'met for all' if min(s64) >= 1 else 'not met for all'})")
+    if not args.no_zone:
+        res["zone"] = {"repeats": args.zone_repeats, "rows": []}
+        print()
+        print_zone([])
+        for p in args.zone_profiles:
+            for mcs in args.zone_mcs:
+                for n_bytes in args.zone_payload:
+                    for n in args.zone_n:
+                        r = bench_zone(p, mcs, n_bytes, n, args.zone_repeats, rng)
+                        res["zone"]["rows"].append(r)
+                        print_zone([r], header=False)
+    res["load_after"] = os.getloadavg()
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(res, f, indent=2)

@@ -9,6 +9,8 @@ straightforward twin in ``tests/phy/naive.py`` that the tests compare it with.
 * :func:`demap_maxlog` — exact max-log LLRs for Gray square QAM (cell tables).
 * :func:`smooth_channel` — LS channel smoothing along frequency.
 * :func:`track_phase` — pilot CPE / SFO-slope model per symbol.
+* :func:`track_phase_prior` — the same model with the drift shrunk towards 0 by a prior (the
+  first few symbols of a burst: zone header and A-MAP).
 * :func:`equalize` — pilot phase correction + one-tap equalisation + LLR weights.
 * :func:`diff_corr` — integer-CFO differential correlation over candidate shifts.
 * :func:`gather_windows` — CFO-derotated FFT windows of a burst.
@@ -350,6 +352,49 @@ def track_phase(Y: np.ndarray, H: np.ndarray, ls: np.ndarray, pil_pos: np.ndarra
         num += wgt[l] * b[l] * x
         den += wgt[l] * x * x
     c = num / den if den > 0 else 0.0
+    cpe = np.empty(n_sym)
+    bl = np.empty(n_sym)
+    for l in range(n_sym):
+        bl[l] = c * (ls[l] + 1.0)
+        acc = 0j
+        for i in range(n_p):
+            acc += z[l, i] * np.exp(-1j * bl[l] * fidx[pil_pos[l, i]])
+        cpe[l] = np.arctan2(acc.imag, acc.real)
+    return cpe, bl, c
+
+
+@njit(cache=True, nogil=True)
+def track_phase_prior(Y: np.ndarray, H: np.ndarray, ls: np.ndarray, pil_pos: np.ndarray,
+                      pil_val: np.ndarray, fidx: np.ndarray, rho: float,
+                      c_var: float):  # pragma: no cover - numba
+    """:func:`track_phase` with the drift ``c`` estimated by MMSE under a zero-mean prior of
+    variance ``c_var`` instead of by weighted least squares.
+
+    The per-symbol slope ``b_l`` is measured as in :func:`track_phase`; its noise variance is
+    taken as ``(1/rho + (P-1)/rho^2) / span_l^2`` (``rho`` the pilot SNR, P pilots spanning
+    ``span_l`` subcarriers: the signal-noise terms of the adjacent-pilot products telescope, the
+    noise-noise terms do not), so ``c = sum(w b x) / (sum(w x^2) + 1/c_var)`` with ``x = l + 1``
+    and ``w = 1/var(b_l)``. Same arguments (plus ``rho``, ``c_var``) and returns as
+    :func:`track_phase`.
+    """
+    n_sym, n_p = pil_pos.shape
+    z = np.empty((n_sym, n_p), dtype=np.complex128)
+    num = 0.0
+    den = 1.0 / c_var
+    for l in range(n_sym):
+        for i in range(n_p):
+            k = pil_pos[l, i]
+            z[l, i] = Y[l, k] * np.conj(H[k]) * pil_val[l, i]
+        s = 0j
+        for i in range(1, n_p):
+            s += z[l, i] * np.conj(z[l, i - 1])
+        span = fidx[pil_pos[l, n_p - 1]] - fidx[pil_pos[l, 0]]
+        b = np.arctan2(s.imag, s.real) / (span / (n_p - 1))
+        w = rho * rho * span * span / (rho + n_p - 1)
+        x = ls[l] + 1.0
+        num += w * b * x
+        den += w * x * x
+    c = num / den
     cpe = np.empty(n_sym)
     bl = np.empty(n_sym)
     for l in range(n_sym):

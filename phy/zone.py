@@ -57,6 +57,7 @@ from phy.crc import crc16
 from phy.errors import PayloadTooLongError, PhyInputError
 from phy.grid import PILOT_BOOST
 from phy.interleaver import DEPTH, interleave, permutation
+from phy.kernels import track_phase_prior
 from phy.modem import (
     DEFAULT_MAX_PAYLOAD,
     DEFAULT_TX_RMS,
@@ -165,9 +166,11 @@ class ZoneModem(_BurstCore):
     Args:
         profile: profile name or alias (``phy.profiles()``).
         tx_rms: RMS of a data symbol at the output (full scale 1.0), or None for no scaling.
-        max_payload: largest payload of one allocation in bytes. A zone may hold at most as
-            many data symbols as a BurstModem burst of ``max_payload`` bytes at QPSK-1/2
-            (``max_data_symbols``; the same SFO drift bound).
+        max_payload: largest payload of one allocation in bytes.
+
+    A zone burst holds at most ``max_data_symbols`` data symbols: those of a BurstModem burst of
+    ``max_payload`` bytes at QPSK-1/2 (the same SFO drift bound), or a 5 ms frame's worth if
+    that is more; and at most ``max_entries`` MAP entries (15 MAP symbols, 255 entries).
     """
 
     def __init__(self, profile: str | Profile = "5MHz", *,
@@ -177,7 +180,9 @@ class ZoneModem(_BurstCore):
         g = self.grid
         self.ru_per_symbol = g.n_pru
         self.ru_subcarriers = g.n_data // g.n_pru
-        self.max_data_symbols = -(-_coded_bits(self.max_payload, get_mcs(0)) // (2 * g.n_data))
+        self.max_data_symbols = max(
+            -(-_coded_bits(self.max_payload, get_mcs(0)) // (2 * g.n_data)),
+            self.profile.symbols_per_frame)
         # rate 1/2: 2 (bits + 6) coded bits; start there and let the code have the last word
         n = min(MAX_ENTRIES, (MAX_MAP_SYMBOLS * g.n_data - 6) // (8 * ENTRY_BYTES) + 1)
         while self._map_symbols(n) > MAX_MAP_SYMBOLS:
@@ -342,30 +347,17 @@ class ZoneModem(_BurstCore):
                      ) -> tuple[np.ndarray, np.ndarray]:
         """Pilot phase model (CPE and slope per symbol) of the header and MAP symbols ``ls``.
 
-        Same model as :func:`phy.estimation.track_phase` (slope ``c (l + 1)`` from the timing
-        drift of a sampling-clock offset, then the CPE per symbol), but ``c`` is the MMSE
-        estimate under a prior of +-:data:`SFO_PRIOR_PPM`: over the first few symbols the
-        true drift is tiny while a slope fitted to their pilots at low SNR rotates the band
-        edges by up to a radian (it cost the MAP 15-20 % CRC failures at 4 dB; with the prior,
-        none). The slope of each symbol is measured as in the kernel; its noise variance is
-        ``(1/rho + (P-1)/rho^2) / span^2`` (pilot SNR ``rho``, P pilots over ``span``
-        subcarriers: the signal-noise terms of the adjacent-pilot products telescope, the
-        noise-noise terms do not; within a factor 1.4 of the measured variance from 0 to 20 dB
-        on P2.5, 5 and 20 MHz)."""
+        Same model as :func:`phy.estimation.track_phase`, but the drift ``c`` is the MMSE
+        estimate under a prior of +-:data:`SFO_PRIOR_PPM` (:func:`phy.kernels.track_phase_prior`):
+        over the first few symbols the true drift is tiny while a slope fitted to their pilots
+        at low SNR rotates the band edges by up to a radian (it cost the MAP 15-20 % CRC
+        failures at 4 dB; with the prior, none)."""
         g = self.grid
-        pos = g.sym_pilot_pos[ls % 3]
-        zp = (np.take_along_axis(Y, pos, axis=1) * np.conj(H[pos])
-              * g.pilot_values(int(ls[-1]) + 1)[ls])
-        f = self._fidx[pos]
-        span = f[:, -1] - f[:, 0]
-        b = np.angle(np.sum(zp[:, 1:] * np.conj(zp[:, :-1]), axis=1)) * (pos.shape[1] - 1) / span
-        rho = 10 ** (snr_db / 10) * PILOT_BOOST**2
-        x = ls + 1.0
         c_max = 2 * np.pi * self._sym_len * SFO_PRIOR_PPM * 1e-6 / g.nfft
-        w = rho * rho * span**2 / (rho + pos.shape[1] - 1)  # 1 / var(b)
-        c = float(np.sum(w * x * b) / (np.sum(w * x * x) + 3.0 / c_max**2))
-        bl = c * x
-        cpe = np.angle(np.sum(zp * np.exp(-1j * bl[:, None] * f), axis=1))
+        cpe, bl, _ = track_phase_prior(
+            np.ascontiguousarray(Y, np.complex64), H, np.ascontiguousarray(ls, np.int64),
+            g.sym_pilot_pos[ls % 3], g.pilot_values(int(ls[-1]) + 1)[ls], self._fidx,
+            10 ** (snr_db / 10) * PILOT_BOOST**2, c_max * c_max / 3)
         return cpe, bl
 
     def _decode_header(self, s: _Sync) -> tuple[tuple[int, int, int, int, int], float, float

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 import phy
 from phy import channel as ch
+from phy import kernels
 from phy.crc import crc16
 from phy.interleaver import permutation
 from phy.zone import Allocation, Grant, ZoneModem, _ru_block, _ru_permutation
@@ -184,9 +185,11 @@ def test_sizes_for_the_runtime(zm5: ZoneModem) -> None:
             assert m.ru_capacity(k, mcs) >= n > m.ru_capacity(k - 1, mcs)
     assert m.ru_capacity(0, "QPSK-1/2") == -1
     assert m.ru_capacity(10**6, "QPSK-1/2") == m.max_payload
-    # a zone holds the data symbols of a max_payload BurstModem burst at QPSK-1/2
+    # a zone holds the data symbols of a max_payload BurstModem burst at QPSK-1/2, or a frame's
     bm = phy.BurstModem("5MHz")
-    assert m.max_data_symbols == bm.data_symbols(m.max_payload)
+    assert m.max_data_symbols == bm.data_symbols(m.max_payload) == 161
+    assert ZoneModem("20MHz").max_data_symbols == 48
+    assert ZoneModem("5MHz", max_payload=100).max_data_symbols == 48
     with pytest.raises(phy.PayloadTooLongError):
         m.zone_samples(1, m.max_data_symbols * m.ru_per_symbol + 1)
 
@@ -295,6 +298,53 @@ def test_header_and_map_tracking_prior_keeps_the_map_at_low_snr(zm5: ZoneModem) 
         rxs = zm5.demodulate(_through(x, zm5, rng, snr_db=4.0), me=[])
         fails += not (rxs and rxs[0].map_ok)
     assert fails <= 2
+
+
+def _track_phase_prior_reference(Y: np.ndarray, H: np.ndarray, ls: np.ndarray, pos: np.ndarray,
+                                 val: np.ndarray, fidx: np.ndarray, rho: float, c_var: float
+                                 ) -> tuple[np.ndarray, np.ndarray, float]:
+    """Naive twin of :func:`phy.kernels.track_phase_prior` (numpy, the formulas as written)."""
+    zp = (np.take_along_axis(Y, pos, axis=1) * np.conj(H[pos]) * val).astype(np.complex128)
+    f = fidx[pos]
+    span = f[:, -1] - f[:, 0]
+    p = pos.shape[1]
+    b = np.angle(np.sum(zp[:, 1:] * np.conj(zp[:, :-1]), axis=1)) / (span / (p - 1))
+    var_b = (1 / rho + (p - 1) / rho**2) / span**2
+    x = ls + 1.0
+    c = float(np.sum(x * b / var_b) / (np.sum(x * x / var_b) + 1 / c_var))
+    bl = c * x
+    return np.angle(np.sum(zp * np.exp(-1j * bl[:, None] * f), axis=1)), bl, c
+
+
+@pytest.mark.parametrize("profile", ["P2.5", "20MHz"])
+def test_track_phase_prior_equals_reference(profile: str) -> None:
+    rng = np.random.default_rng(12)
+    g = phy.ResourceGrid(profile)
+    for n_sym, rho, c_var in ((1, 3.0, 1e-8), (4, 30.0, 1e-7), (16, 0.5, 1e-6)):
+        ls = np.sort(rng.choice(40, n_sym, replace=False)).astype(np.int64)
+        Y = (rng.standard_normal((n_sym, g.n_used)) + 1j * rng.standard_normal(
+            (n_sym, g.n_used))).astype(np.complex64)
+        H = (rng.standard_normal(g.n_used) + 1j * rng.standard_normal(g.n_used)).astype(
+            np.complex64)
+        pos, val = g.sym_pilot_pos[ls % 3], g.pilot_values(41)[ls]
+        fidx = g.freq_index.astype(np.float64)
+        got = kernels.track_phase_prior(Y, H, ls, pos, val, fidx, rho, c_var)
+        ref = _track_phase_prior_reference(Y, H, ls, pos, val, fidx, rho, c_var)
+        for a, b in zip(got, ref, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    # a clean drift c_true: a weak prior finds it (as track_phase does), a strong one pins 0
+    ls = np.arange(6, dtype=np.int64)
+    fidx = g.freq_index.astype(np.float64)
+    c_true = 2e-4
+    H = np.ones(g.n_used, np.complex64)
+    Y = np.zeros((ls.size, g.n_used), np.complex64)
+    for l in ls:
+        Y[l, g.sym_pilot_pos[l % 3]] = g.pilot_values(6)[l]
+    Y = (Y * np.exp(1j * c_true * (ls[:, None] + 1.0) * fidx)).astype(np.complex64)
+    args = (Y, H, ls, g.sym_pilot_pos[ls % 3], g.pilot_values(6)[ls], fidx, 1e4)
+    assert kernels.track_phase_prior(*args, 1.0)[2] == pytest.approx(c_true, rel=1e-3)
+    assert kernels.track_phase(*args[:6])[2] == pytest.approx(c_true, rel=1e-3)
+    assert abs(kernels.track_phase_prior(*args, 1e-16)[2]) < 1e-3 * c_true
 
 
 # ---- bad input --------------------------------------------------------------------------------
