@@ -29,6 +29,7 @@ import collections
 import itertools
 import json
 import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
@@ -51,7 +52,8 @@ class ThresholdTableError(ValueError):
 # ---- the threshold table -------------------------------------------------------------------
 
 def _finite(x: object) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+    """A finite real number (numpy scalars included), not a bool."""
+    return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def _row(values: Mapping[str, object], where: str) -> dict[str, float]:
@@ -175,7 +177,7 @@ class LinkAdaptationConfig:
 
     Attributes:
         alpha: EWMA weight of a new SNR observation, in dB, ``0 < alpha <= 1`` (1 = no
-            smoothing). The receiver's estimate scatters by ~0.4-0.5 dB per burst.
+            smoothing). The receiver's estimate scatters by 0.2-0.5 dB per burst.
         up_margin_db: margin over the threshold an MCS needs before the link climbs to it.
         down_margin_db: margin under which the link leaves its MCS at once
             (``<= up_margin_db``; the difference is the hysteresis band).
@@ -185,7 +187,7 @@ class LinkAdaptationConfig:
         start_mcs: MCS before any observation.
         min_mcs / max_mcs: floor and ceiling of the choice.
         skip_dominated: never choose an MCS that carries no more bits per subcarrier than a
-            more robust one (64QAM-1/2 carries 3, like 16QAM-3/4, and needs ~1.4 dB more).
+            more robust one (64QAM-1/2 carries 3, like 16QAM-3/4, and needs 1.2-1.4 dB more).
     """
 
     alpha: float = 0.3

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import numbers
 import operator
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -56,7 +57,8 @@ def _int(name: str, value: object, lo: int = 0) -> int:
 
 
 def _finite(x: object) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+    """A finite real number (numpy scalars included), not a bool."""
+    return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
 
 
 @dataclass(frozen=True)
@@ -77,12 +79,12 @@ class Demand:
     min_bytes: int = 0
 
     def __post_init__(self) -> None:
-        _int("dst", self.dst)
-        _int("queued_bytes", self.queued_bytes)
-        _int("min_bytes", self.min_bytes)
+        for name in ("dst", "queued_bytes", "min_bytes"):  # numpy ints become plain ints
+            object.__setattr__(self, name, _int(name, getattr(self, name)))
         if not _finite(self.bytes_per_ru) or self.bytes_per_ru <= 0:
             raise ValueError(f"bytes_per_ru: must be a finite number > 0, "
                              f"got {self.bytes_per_ru!r}")
+        object.__setattr__(self, "bytes_per_ru", float(self.bytes_per_ru))
 
     @property
     def need_ru(self) -> int:

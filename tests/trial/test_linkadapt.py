@@ -155,7 +155,14 @@ def test_reset_forgets_everything() -> None:
     assert (la.mcs, la.snr_db, la.penalty_db, la.observations) == (ROBUST_MCS, None, 0.0, 0)
 
 
-@pytest.mark.parametrize("snr", [math.nan, math.inf, "12", None])
+def test_numpy_snr_is_accepted() -> None:
+    la = link()
+    for _ in range(4):
+        la.observe(np.float32(40.0), np.bool_(True))  # type: ignore[arg-type]
+    assert la.mcs == LADDER[-1]
+
+
+@pytest.mark.parametrize("snr", [math.nan, math.inf, "12", None, np.float32("nan")])
 def test_observe_refuses_a_non_number(snr: object) -> None:
     with pytest.raises(ValueError, match="snr_db"):
         link().observe(snr, True)  # type: ignore[arg-type]

@@ -206,6 +206,13 @@ def test_bad_input_names_the_parameter(call, name: str) -> None:
         call()
 
 
+def test_numpy_numbers_are_accepted_and_normalised() -> None:
+    d = Demand(np.int64(3), np.int32(100), np.float32(2.5))
+    assert type(d.dst) is int and type(d.bytes_per_ru) is float
+    alloc = Scheduler().allocate([d], np.int64(50), alloc_overhead_ru=np.float64(0.5))
+    assert alloc == {3: 40} and all(type(k) is int for k in alloc)
+
+
 def test_jain() -> None:
     assert jain([3, 3, 3]) == 1.0
     assert jain([1, 0, 0, 0]) == pytest.approx(0.25)
