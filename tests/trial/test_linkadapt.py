@@ -16,6 +16,7 @@ from relaysec.linkadapt import (
     LinkAdaptationConfig,
     ThresholdTableError,
     load_thresholds,
+    parse_thresholds,
     thresholds,
 )
 
@@ -268,3 +269,45 @@ def test_a_given_table_is_checked_too() -> None:
     bad = dict(TABLE, **{"64QAM-5/6": 0.0})
     with pytest.raises(ThresholdTableError, match="not increasing"):
         LinkAdaptation(table=bad)
+
+
+# ---- how the table is made (benchmarks/mcs_thresholds.py) ---------------------------------
+
+def test_threshold_fit_recovers_a_known_curve() -> None:
+    from benchmarks.mcs_thresholds import fit_threshold
+    # log10 PER = -1 - (s - 5): PER 10 % at 5 dB, 1 % at 6 dB; expected error counts
+    pts = [{"snr_db": s, "bursts": 100_000, "errors": round(1e5 * 10 ** (-1 - (s - 5)))}
+           for s in (5.0, 5.25, 5.5, 5.75, 6.0, 6.25, 6.5)]
+    for p in pts:
+        p["per"] = p["errors"] / p["bursts"]
+    fit = fit_threshold(pts, 0.01)
+    assert fit["esn0_db"] == pytest.approx(6.0, abs=0.01)
+    assert fit["slope_db_per_decade"] == pytest.approx(1.0, abs=0.01)
+    assert 0 < fit["ci95_db"] < 0.05
+
+
+def _run(profile: str, spots: dict[str, float]) -> dict:
+    rows = [{"mcs": m, "snr_db": 5.0 + i, "esn0_db": 5.0 + i, "ci95_db": 0.1}
+            for i, m in enumerate(LADDER)]
+    return {"profile": profile, "payload": 500, "target_per": 0.01, "command": "python -m x",
+            "bursts": 2000, "coarse": 200, "step": 0.25, "seed": 1, "date": "2026-01-01",
+            "git_commit": "abc", "machine": dict.fromkeys(("cpu_model", "python", "numpy",
+                                                           "numba"), "?"),
+            "thresholds": rows,
+            "spot_checks": [{"profile": p, "mcs": "QPSK-1/2", "snr_db": 5.0 + d,
+                             "ci95_db": 0.1, "delta_db": d} for p, d in spots.items()]}
+
+
+def test_data_file_merge_gives_each_profile_one_table() -> None:
+    from benchmarks.mcs_thresholds import merge_data
+    doc = merge_data(None, _run("P2.5", {"5MHz": 0.1, "10MHz": 1.0, "20MHz": 2.0}), 0.3)
+    assert doc["tables"]["P2.5"]["applies_to"] == ["P2.5", "5MHz"]
+    assert "10MHz" in doc["profiles_without_table"]
+    doc = merge_data(doc, _run("10MHz", {"10MHz-cp16": 0.0, "5MHz": 0.2}), 0.3)
+    # the latest measurement claims 5MHz; P2.5 keeps its own profile
+    assert doc["tables"]["10MHz"]["applies_to"] == ["10MHz", "10MHz-cp16", "5MHz"]
+    assert doc["tables"]["P2.5"]["applies_to"] == ["P2.5"]
+    doc = merge_data(doc, _run("5MHz", {"P2.5": 0.0}), 0.3)
+    assert doc["tables"]["5MHz"]["applies_to"] == ["5MHz"]   # P2.5 is another table's own
+    tables = parse_thresholds(doc)
+    assert tables["10MHz-cp16"] == tables["10MHz"] and "20MHz" not in tables
