@@ -10,18 +10,25 @@ from __future__ import annotations
 import functools
 import hashlib
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from relaysec.config import Config, ConfigError, deterministic_keys, stations_by_role
+from relaysec.config import (
+    Config,
+    ConfigError,
+    access_owners,
+    deterministic_keys,
+    stations_by_role,
+)
 from relaysec.node import Addressing, FrameTap, LinkTable, Node, SimNetwork
 from relaysec.radios import RadioFactory, RadioSetupError, air_clock, for_config, recording
 from relaysec.report import MscEntry, Trace
-from relaysec.schedule import FrameSchedule, build_schedule, zone_capacity
+from relaysec.schedule import FrameSchedule, ZonePlanner, build_schedule
+from relaysec.zonemac import MacConfig
 
 if TYPE_CHECKING:
     from hw.radio import Radio
@@ -37,12 +44,10 @@ class SetupError(RuntimeError):
 
 
 @functools.lru_cache(maxsize=8)
-def _burst_geometry(profile: str, mcs: str) -> tuple[float, int, Callable[[int], int]]:
-    """``(sample_rate, max_payload, burst_samples)`` of the modem for *profile*/*mcs*."""
+def _zone_modem(profile: str) -> Any:
     import phy
 
-    modem = phy.BurstModem(profile, mcs)
-    return float(modem.profile.sample_rate), int(modem.max_payload), modem.burst_samples
+    return phy.ZoneModem(profile)
 
 
 def frame_timing(cfg: Config, *, wall: bool) -> tuple[float, float]:
@@ -53,12 +58,26 @@ def frame_timing(cfg: Config, *, wall: bool) -> tuple[float, float]:
     return float(cfg["phy"]["frame_ms"]) * 1e-3, float(sch["guard_us"]) * 1e-6
 
 
+def dynamic(cfg: Config, *, wall: bool) -> bool:
+    """Whether zone lengths follow demand frame by frame (simulation only)."""
+    return bool(cfg["schedule"]["dynamic"]) and not wall
+
+
+def packet_symbols(cfg: Config, mcs: str | None = None) -> int:
+    """Symbols of a zone burst carrying one data packet (``traffic.payload_bytes`` plus
+    :data:`MPDU_HEADROOM`) at *mcs* (default ``phy.mcs``), MAP of one entry included."""
+    zm = _zone_modem(cfg["phy"]["profile"])
+    need = int(cfg["traffic"]["payload_bytes"]) + MPDU_HEADROOM
+    mcs = mcs or cfg["phy"]["mcs"]
+    return zm.overhead_symbols(1) + zm.data_symbols(zm.rus_for(min(need, zm.max_payload), mcs))
+
+
 def check_fits(cfg: Config, *, wall: bool) -> None:
     """Raise :class:`ConfigError` unless a data packet (``traffic.payload_bytes`` plus
-    :data:`MPDU_HEADROOM`) fits one burst in the smallest TDD zone of the schedule the run uses
-    (simulated: ``phy.frame_ms``/``schedule.guard_us``; *wall*: the OTA frame and guards, and
-    ``schedule.ota_max_burst_bytes``); the message says which knobs to turn."""
-    fs, max_payload, burst_samples = _burst_geometry(cfg["phy"]["profile"], cfg["phy"]["mcs"])
+    :data:`MPDU_HEADROOM`) fits one zone burst: in the smallest zone of the static schedule
+    (over the air, or ``schedule.dynamic = false``; with ``schedule.ota_max_burst_bytes``), or,
+    with zones sized by demand, in a third of the frame; the message says which knobs to turn."""
+    zm = _zone_modem(cfg["phy"]["profile"])
     sch = cfg["schedule"]
     frame_s, guard_s = frame_timing(cfg, wall=wall)
     if wall:
@@ -67,22 +86,43 @@ def check_fits(cfg: Config, *, wall: bool) -> None:
         frame_keys = "phy.frame_ms or the MCS, lower schedule.guard_us"
     try:
         schedule = build_schedule([(s["name"], s["role"]) for s in cfg["stations"]],
-                                  sample_rate=fs, frame_s=frame_s, guard_s=guard_s)
+                                  sample_rate=zm.sample_rate, frame_s=frame_s, guard_s=guard_s,
+                                  access_owners=access_owners(cfg))
     except ValueError as exc:
         raise ConfigError(f"{exc}: raise {frame_keys}") from None
-    smallest = min(zone_capacity(burst_samples, max_payload, z.length - z.guard // 2)
-                   for z in schedule.zones)
     need = int(cfg["traffic"]["payload_bytes"]) + MPDU_HEADROOM
-    if smallest < need:
+    sym = zm.grid.symbol_samples
+    if need > zm.max_payload:
+        raise ConfigError(f"a {cfg['traffic']['payload_bytes']}-byte packet needs about {need} "
+                          f"bytes with headers, more than one allocation carries "
+                          f"({zm.max_payload}): lower traffic.payload_bytes")
+    symbols = packet_symbols(cfg)
+    if dynamic(cfg, wall=wall):
+        room, where = (schedule.frame_len // 3) // sym, "a third of the TDD frame"
+    else:
+        room = min((z.length - z.guard // 2) // sym for z in schedule.zones)
+        where = "the smallest TDD zone"
+    if symbols > room:
         raise ConfigError(
-            f"the smallest TDD zone carries {smallest} bytes per burst at {cfg['phy']['mcs']}, "
-            f"but a {cfg['traffic']['payload_bytes']}-byte packet needs about {need} with MAC, "
-            f"security and relay headers: raise {frame_keys} or traffic.payload_bytes")
+            f"{where} holds {room} OFDM symbols, but a {cfg['traffic']['payload_bytes']}-byte "
+            f"packet needs a zone burst of {symbols} at {cfg['phy']['mcs']} (preamble, header "
+            f"and MAP included): raise {frame_keys} or traffic.payload_bytes")
     if wall and int(sch["ota_max_burst_bytes"]) < need:
         raise ConfigError(
             f"config key 'schedule.ota_max_burst_bytes' ({sch['ota_max_burst_bytes']}) is "
             f"below the {need} bytes a {cfg['traffic']['payload_bytes']}-byte packet needs "
             "with MAC, security and relay headers")
+
+
+def mac_config(cfg: Config, *, wall: bool) -> MacConfig:
+    """The zone MAC's tuning from ``[mac]`` (grants apply to the next frame over the air)."""
+    m = cfg["mac"]
+    return MacConfig(policy=m["policy"], link_adaptation=bool(m["link_adaptation"]),
+                     max_mcs=cfg["phy"]["mcs"], max_allocs=int(m["max_allocs"]),
+                     ul_slots=int(m["ul_slots"]), poll_every=int(m["poll_every"]),
+                     contention_every=int(m["contention_every"]),
+                     contention_symbols=int(m["contention_symbols"]),
+                     grant_delay=1 if wall else 0)
 
 
 def station_psk(cfg: Config, st: Mapping[str, Any]) -> bytes:
@@ -97,11 +137,13 @@ def station_psk(cfg: Config, st: Mapping[str, Any]) -> bytes:
 
 def warm_up(modem: Any) -> float:
     """Compile numba kernels once (modem, CCM engine) so phase timings are warm; returns s."""
+    from phy.zone import Allocation
+
     t0 = time.perf_counter()
-    iq = modem.modulate(b"\x00" * 32, src=1, dst=2)
+    iq = modem.modulate([Allocation(2, b"\x00" * 32, "QPSK-1/2")], src=1)
     modem.demodulate(np.concatenate([np.zeros(200, np.complex64),
                                      np.asarray(iq, np.complex64),
-                                     np.zeros(200, np.complex64)]))
+                                     np.zeros(200, np.complex64)]), me=(2,))
     from stack.mac import warm_up as mac_warm_up
 
     mac_warm_up()  # burst kernels and the CCM engine
@@ -266,15 +308,15 @@ def build_cell(
     timing: dict[str, float] = {}
     t0 = time.perf_counter()
     tx_rms = 10 ** (float(cfg["phy"]["tx_dbfs"]) / 20)
-    modems = {s["name"]: phy.BurstModem(cfg["phy"]["profile"], cfg["phy"]["mcs"], tx_rms=tx_rms)
-              for s in local}
+    modems = {s["name"]: phy.ZoneModem(cfg["phy"]["profile"], tx_rms=tx_rms) for s in local}
     fs = float(next(iter(modems.values())).profile.sample_rate)
     timing["warmup_s"] = warm_up(next(iter(modems.values())))
     timing["setup_modem_s"] = time.perf_counter() - t0
     frame_s, guard_s = frame_timing(cfg, wall=wall)
     try:
         schedule = build_schedule([(s["name"], s["role"]) for s in stations],
-                                  sample_rate=fs, frame_s=frame_s, guard_s=guard_s)
+                                  sample_rate=fs, frame_s=frame_s, guard_s=guard_s,
+                                  access_owners=access_owners(cfg))
     except ValueError as exc:
         raise SetupError(str(exc)) from None
     factory = radios if radios is not None else for_config(cfg, wall=wall)
@@ -286,12 +328,15 @@ def build_cell(
 
     roles = make_roles(cfg, local, seeded_keys=seeded_keys, stretch=stretch)
     links, trace, msc = LinkTable(), Trace(), []
+    infra = [int(s["station_id"]) for s in stations if s["role"] != "ams"]
+    mac = mac_config(cfg, wall=wall)
     nodes = {
         s["name"]: Node(
             s["name"], int(s["station_id"]), roles[s["name"]], modems[s["name"]],
             recorders.get(s["name"], made[s["name"]]), addressing=addressing, links=links,
-            trace=trace, msc=msc, recorder=recorders.get(s["name"]),
-            max_bursts_per_zone=int(cfg["schedule"]["max_bursts_per_zone"]))
+            abs_id=int(abs_st["station_id"]), infrastructure=infra, mac=mac,
+            seed=(int(cfg["seed"]) * 1_000_003 + int(s["station_id"])) & 0xFFFFFFFF,
+            trace=trace, msc=msc, recorder=recorders.get(s["name"]))
         for s in local
     }
     net: SimNetwork | OtaNetwork
@@ -306,9 +351,32 @@ def build_cell(
             tx_latency_s=float(cfg["schedule"]["ota_tx_latency_ms"]) * 1e-3,
             clock=air_clock(cfg))
     else:
-        net = SimNetwork(nodes.values(), schedule, tap=tap)
+        planner = None
+        if dynamic(cfg, wall=wall):
+            planner = _planner(cfg, schedule, next(iter(modems.values())))
+        net = SimNetwork(nodes.values(), schedule, tap=tap, planner=planner)
     return Cell(cfg=cfg, stations=stations, by_name={s["name"]: s for s in stations},
                 id_of=id_of, addressing=addressing, abs_name=abs_st["name"], roles=roles,
                 nodes=nodes, schedule=schedule, net=net, links=links, trace=trace, msc=msc,
                 wall=wall, stretch=stretch, seeded_keys=seeded_keys, radios_real=radios_real,
                 timing=timing)
+
+
+def _planner(cfg: Config, schedule: FrameSchedule, zm: Any) -> ZonePlanner:
+    """Zone lengths by demand: a zone needs its zone burst (MAP of two entries) for the bytes
+    waiting at ``phy.mcs``; at least a contention slot and one symbol."""
+    sym = zm.grid.symbol_samples
+    lead = schedule.zones[0].guard // 2
+    mcs = cfg["phy"]["mcs"]
+    contention = int(cfg["mac"]["contention_symbols"])
+    per_symbol = max(1, zm.ru_capacity(zm.ru_per_symbol, mcs))
+
+    shared = {i for i, z in enumerate(schedule.zones) if z.shared}
+
+    def need(i: int, nbytes: int) -> int:
+        # a UL-access zone also keeps room for its contention slot
+        extra = contention if i in shared else 0
+        return (zm.overhead_symbols(2) + -(-nbytes // per_symbol) + extra) * sym + lead
+
+    return ZonePlanner(schedule, min_len=(contention + 1) * sym + lead, need=need,
+                       idle_every=int(cfg["schedule"]["idle_zone_every"]))

@@ -378,7 +378,15 @@ def specs() -> dict[str, Spec]:
         "phy.tx_dbfs": Spec("num", -60.0, 0.0, unit="dB relative to DAC full scale"),
         "schedule.mode": Spec("str", choices=("sim", "wall")),
         "schedule.guard_us": Spec("num", 0.0, 10_000.0, unit="us"),
-        "schedule.max_bursts_per_zone": Spec("int", 1, 64),
+        "schedule.dynamic": Spec("bool"),
+        "schedule.idle_zone_every": Spec("int", 1, 1000),
+        "mac.policy": Spec("str", choices=("rr", "pf")),
+        "mac.link_adaptation": Spec("bool"),
+        "mac.max_allocs": Spec("int", 1, 64),
+        "mac.ul_slots": Spec("int", 1, 16),
+        "mac.poll_every": Spec("int", 1, 10_000),
+        "mac.contention_every": Spec("int", 1, 10_000),
+        "mac.contention_symbols": Spec("int", 5, 64),
         "schedule.ota_frame_ms": Spec("num", 10.0, 5000.0, unit="ms"),
         "schedule.ota_guard_ms": Spec("num", 0.1, 1000.0, unit="ms"),
         "schedule.ota_max_burst_bytes": Spec("int", 32, 65535, unit="bytes"),
@@ -499,7 +507,7 @@ def validate(cfg: Config) -> None:
     _validate_stations(cfg)
     _validate_links(cfg)
     # the guards must leave room for the zones, in simulation and over the air
-    n_zones = 1 + 2 * len(stations_by_role(cfg, "ars")) + len(stations_by_role(cfg, "ams"))
+    n_zones = len(zone_plan(cfg))
     sch = cfg["schedule"]
     if n_zones * sch["guard_us"] * 1e-3 >= cfg["phy"]["frame_ms"]:
         raise ConfigError(f"config key 'schedule.guard_us': {n_zones} zones with "
@@ -599,6 +607,24 @@ def _validate_links(cfg: Config) -> None:
             snr.check(f"links[{i}].snr_db", link["snr_db"])
         if "channel" in link and link["channel"] not in CHANNELS:
             raise ConfigError(f"links[{i}].channel must be one of {CHANNELS}")
+
+
+def access_owners(cfg: Config) -> list[str]:
+    """Stations with a UL-access zone: those some AMS is served by or hands over to."""
+    owners = []
+    for st in cfg["stations"]:
+        if st["role"] == "ams":
+            for key in ("serving", "handover_target"):
+                if st.get(key) and st[key] not in owners:
+                    owners.append(st[key])
+    return owners
+
+
+def zone_plan(cfg: Config) -> list[tuple[str, str, float]]:
+    """The zones of the cell's frame (:func:`relaysec.schedule.zone_order`)."""
+    from relaysec.schedule import zone_order
+
+    return zone_order([(s["name"], s["role"]) for s in cfg["stations"]], access_owners(cfg))
 
 
 def deterministic_keys(cfg: Config, *, radios: bool) -> bool:

@@ -1,49 +1,50 @@
-"""Node runtime: a station = a sans-I/O role + its MAC/security data path + burst modem + radio.
+"""Node runtime: a station = a sans-I/O role + its zone MAC + zone-burst modem + radio.
 
 The role (``stack.roles``) owns every key and seals/opens MPDUs through ``stack.mac`` itself; the
 runtime only moves bytes and samples (see docs/roles.md §3):
 
-* transmit opportunity (its TDD zone): take ``(neighbour, frame)`` pairs from
-  ``role.frames_to_send(now, max_bytes)``, modulate each frame as one burst addressed to the
-  neighbour, place the bursts back to back in the zone and hand the IQ to the radio;
-* receive: demodulate the zone's samples; a burst failing its CRC is counted against the link
-  (transmitter → this station) and dropped; a burst for another station is ignored; a good burst
-  goes to ``role.receive(src, payload, now)``, where security checks happen — the role counts
-  rejections by reason and never delivers them. Only ``DataReceived`` events reach the
-  application.
+* transmit opportunity (its zone): the station's MAC (:mod:`relaysec.zonemac`) shares the zone
+  among the neighbours the role has frames for, pulls each neighbour's frame sized to its
+  allocation (``role.frames_to_send(now, max_bytes, dst=...)``) and sends them all as one zone
+  burst (:class:`phy.ZoneModem`: an A-MAP, then the allocations), with the UL grants of its AMSs;
+  an AMS sends in the slot its serving station granted it (or in a contention slot);
+* receive: demodulate the zone's samples; an allocation failing its CRC is counted against the
+  link (transmitter → this station) and dropped; allocations for other stations are not even
+  decoded (their MAP entries do not check under our address); a good allocation goes to
+  ``role.receive(src, payload, now)``, where security checks happen — the role counts rejections
+  by reason and never delivers them. Only ``DataReceived`` events reach the application.
 
 Two ways to drive nodes:
 
 * :class:`SimNetwork` — all nodes in one process over :mod:`hw.loopback`, stepped in lockstep zone
-  by zone on a simulated clock (fast and deterministic from the seed);
-* :class:`OtaRunner` — wall clock, one or more nodes each with a real (or emulated) Pluto. The ABS
-  is the timing master; the others lock to its DL bursts (:class:`relaysec.schedule.OtaTiming`).
+  by zone on a simulated clock (fast and deterministic from the seed); the zone lengths of each
+  frame follow demand (:class:`relaysec.schedule.ZonePlanner`);
+* :class:`relaysec.ota.OtaNetwork` — wall clock, one or more nodes each with a real (or
+  emulated) Pluto. The ABS is the timing master; the others lock to its DL bursts.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from relaysec.chart import chart_entry, clear_control_only, describe_frame
+from relaysec.chart import chart_entry, describe_frame
 from relaysec.report import MscEntry, Trace
-from relaysec.schedule import FrameSchedule, Zone, zone_capacity
+from relaysec.schedule import DL_ACCESS, UL_RELAY, FrameSchedule, Zone, ZonePlanner
+from relaysec.zonemac import BROADCAST, MacConfig, ZoneMac
 
 if TYPE_CHECKING:
     from hw.radio import Radio
     from hw.sigmf import RecordingRadio
-    from phy import BurstModem
+    from phy.zone import ZoneModem, ZoneRx
 
 log = logging.getLogger(__name__)
-
-#: Samples of silence between two bursts a transmitter sends in one zone.
-INTER_BURST_GAP = 64
 
 #: ``tap(tx_name, dst_name, frame) -> frames actually transmitted`` (fault injection in tests).
 FrameTap = Callable[[str, str, bytes], list[bytes]]
@@ -64,6 +65,7 @@ class LinkStats:
     evm_db: list[float] = field(default_factory=list)
     cfo_hz: list[float] = field(default_factory=list)
     rejected: Counter[str] = field(default_factory=Counter)
+    mcs: Counter[str] = field(default_factory=Counter)   # allocations sent per MCS
     app_bytes: int = 0          # application bytes delivered over this hop (end-to-end flows)
     control_bursts: int = 0     # bursts that carried a control message in the clear
 
@@ -98,6 +100,7 @@ class LinkStats:
             "app_bytes": self.app_bytes,
             "control_bursts": self.control_bursts,
             "rejected": sum(self.rejected.values()),
+            "mcs": dict(self.mcs),
             "rejections": dict(self.rejected),
         }
 
@@ -133,8 +136,10 @@ class Role(Protocol):
 
     rejections_by_link: Mapping[tuple[int, str], int]
 
-    def frames_to_send(self, now: float, max_bytes: int | None = None
-                       ) -> list[tuple[int, bytes]]: ...
+    def backlog(self) -> Mapping[int, Any]: ...
+
+    def frames_to_send(self, now: float, max_bytes: int | None = None, *,
+                       dst: int | None = None) -> list[tuple[int, bytes]]: ...
 
     def receive(self, src: int, frame: bytes, now: float) -> None: ...
 
@@ -174,11 +179,13 @@ class Addressing:
 
 
 class Node:
-    """One station: *role* behind *modem* and *radio*, counted in *links*.
+    """One station: *role* behind its zone MAC, *modem* and *radio*, counted in *links*.
 
-    *msc* (optional) collects the security message sequence chart from the role's events
-    (:mod:`relaysec.chart`); *trace* per-burst SNR and constellations; *recorder* is the
-    SigMF-recording wrapper of *radio* when the run records (bursts are annotated in it).
+    *infrastructure*: station ids of the ABS and the ARSs (every other station heard in a UL
+    burst is an AMS this station may grant slots to). *msc* (optional) collects the security
+    message sequence chart from the role's events (:mod:`relaysec.chart`); *trace* per-burst SNR
+    and constellations; *recorder* is the SigMF-recording wrapper of *radio* when the run
+    records (bursts are annotated in it).
     """
 
     def __init__(
@@ -186,16 +193,19 @@ class Node:
         name: str,
         station_id: int,
         role: Role,
-        modem: BurstModem,
+        modem: ZoneModem,
         radio: Radio,
         *,
         addressing: Addressing,
         links: LinkTable,
+        abs_id: int,
+        infrastructure: Iterable[int] = (),
+        mac: MacConfig | None = None,
+        seed: int = 0,
         tx_scale: float = 1.0,
         trace: Trace | None = None,
         msc: list[MscEntry] | None = None,
         recorder: RecordingRadio | None = None,
-        max_bursts_per_zone: int = 4,
     ) -> None:
         self.name = name
         self.station_id = station_id
@@ -204,17 +214,19 @@ class Node:
         self.radio = radio
         self.addressing = addressing
         self.links = links
+        self.abs_id = abs_id
+        self.infrastructure = frozenset(infrastructure) | {abs_id}
         self.tx_scale = tx_scale
         self.trace = trace
         self.msc = msc
         self.recorder = recorder
-        self.max_bursts_per_zone = max_bursts_per_zone
-        self.max_burst_bytes = int(modem.max_payload)
-        self.backlog: deque[tuple[int, bytes]] = deque()
+        self.addr = addressing.addr_of(station_id)
+        self.mac = ZoneMac(station_id, modem, role, mac or MacConfig(), addressing.addr_of,
+                           addressing.station_of, abs_id, modem.profile.name, seed=seed)
+        self.sym = modem.grid.symbol_samples
         self.events: list[NodeEvent] = []
         self.cpu: Counter[str] = Counter()          # seconds spent per layer
         self._seen_rejections: Counter[tuple[int, str]] = Counter()
-        self._capacity_cache: dict[int, int] = {}
         self._window_start: int | None = None
         self._last_rx_len = 0
 
@@ -223,20 +235,21 @@ class Node:
     def _name_of(self, station_id: int | None) -> str:
         return self.addressing.name_of(station_id)
 
-    def capacity(self, samples: int) -> int:
-        """Largest burst payload (bytes) whose burst fits in *samples*."""
-        if samples not in self._capacity_cache:
-            self._capacity_cache[samples] = zone_capacity(
-                self.modem.burst_samples, self.max_burst_bytes, samples
-            )
-        return self._capacity_cache[samples]
-
     def _stack(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
         t0 = time.perf_counter()
         try:
             return fn(*args, **kw)
         finally:
             self.cpu["stack"] += time.perf_counter() - t0
+
+    @property
+    def is_ams(self) -> bool:
+        return self.station_id not in self.infrastructure
+
+    def wants(self, owner: int) -> bool:
+        """Whether this station has frames waiting for *owner* (an AMS before a contention
+        slot; used by the simulator to decide who listens to a DL burst carrying one)."""
+        return owner in self.role.backlog()
 
     # ------------------------------------------------------------------ role side
 
@@ -266,75 +279,100 @@ class Node:
 
     # ------------------------------------------------------------------ transmit
 
+    def _peers(self, kind: str) -> Callable[[int], bool]:
+        """Which neighbours a zone of *kind* reaches: a UL-relay zone the ABS only, an ARS's
+        DL-access zone its AMSs only, the ABS's DL zone everyone."""
+        if kind == UL_RELAY:
+            return lambda d: d == self.abs_id
+        if kind == DL_ACCESS:
+            return lambda d: d != self.abs_id
+        return lambda d: True
+
     def build_zone(
-        self, now: float, zone_samples: int, *, tap: FrameTap | None = None, lead: int = 0
-    ) -> tuple[np.ndarray | None, list[tuple[int, int]]]:
-        """IQ for this node's zone (``None`` if nothing to send) and the ``(dst_id, n_bytes)`` of
-        each burst in it. Frames that do not fit stay in the backlog for the next zone.
+        self, now: float, zone_samples: int, *, frame: int, kind: str, lead: int = 0,
+        ul_symbols: int | None = None, tap: FrameTap | None = None, force: bool = False,
+    ) -> tuple[np.ndarray | None, set[int]]:
+        """IQ of this station's zone burst (``None`` if nothing to send, unless *force*: the
+        ABS's frame reference) and the station ids addressed in it (:data:`BROADCAST` when it
+        opens a contention slot). *ul_symbols*: length of this station's UL-access zone of the
+        frame the grants are for (None: it owns none). *lead*: silent samples before the burst,
+        so that a receiver whose clock runs a little behind still sees the whole burst inside
+        its window. *tap* (simulation/test only) sees each frame before modulation and returns
+        the frames that actually go on the air: an attacker that alters or replays them."""
+        from phy.zone import Allocation
 
-        *tap* (simulation/test only) sees each frame before modulation and returns the frames
-        that actually go on the air: an attacker on the medium that alters or replays bursts.
-        *lead*: silent samples before the first burst, so that a receiver whose clock runs a
-        little behind the transmitter's still sees the whole burst inside its zone window."""
-        zone_samples -= lead
-        cap = self.capacity(zone_samples)
-        if cap <= 0:
-            return None, []
-        if not self.backlog:
-            # take everything the role has queued (each frame at most one zone's capacity);
-            # frames of clear control messages only (PKMv3, ranging: no PN, so reordering them
-            # cannot trip a replay window) go before data, so that a saturating data load does
-            # not starve key management (TEK refresh requests timing out behind data)
-            frames: list[tuple[int, bytes]] = []
-            while more := self._stack(self.role.frames_to_send, now, cap):
-                frames.extend(more)
-            frames.sort(key=lambda f: not clear_control_only(f[1]))
-            self.backlog.extend(frames)
-        pieces: list[np.ndarray] = []
-        sent: list[tuple[int, int]] = []
-        used = 0
-        while self.backlog and len(sent) < self.max_bursts_per_zone:
-            dst, frame = self.backlog[0]
-            if len(frame) > cap:
-                # A role must honour max_bytes; a longer frame can never be sent. Drop it loudly.
-                log.error("%s: frame of %d bytes exceeds zone capacity %d; dropped",
-                          self.name, len(frame), cap)
-                self.backlog.popleft()
-                continue
-            n = self.modem.burst_samples(len(frame))
-            extra = n + (INTER_BURST_GAP if pieces else 0)
-            if used + extra > zone_samples:
-                break
-            self.backlog.popleft()
-            if any(k == "control" for k, _ in describe_frame(frame)):
-                self.links.get(self.name, self._name_of(dst)).control_bursts += 1
-            on_air = [frame] if tap is None else tap(self.name, self._name_of(dst), frame)
-            for air in on_air:
-                t0 = time.perf_counter()
-                iq = self.modem.modulate(air, src=self.addressing.addr_of(self.station_id),
-                                         dst=self.addressing.addr_of(dst))
-                self.cpu["modem"] += time.perf_counter() - t0
-                if pieces:
-                    pieces.append(np.zeros(INTER_BURST_GAP, np.complex64))
-                pieces.append(np.asarray(iq, dtype=np.complex64) * np.float32(self.tx_scale))
-                sent.append((dst, len(air)))
-                link = self.links.get(self.name, self._name_of(dst))
-                link.bursts_tx += 1
-                link.bytes_tx += len(air)
-            used += extra
-        if not pieces:
-            return None, []
-        if lead > 0:
-            pieces.insert(0, np.zeros(lead, np.complex64))
-        return np.concatenate(pieces), sent
-
-    def modulate_raw(self, payload: bytes, dst_addr: int) -> np.ndarray:
-        """One burst from this node to a raw modem address (the OTA beacon), scaled for TX."""
+        n_symbols = (zone_samples - lead) // self.sym
+        grants = []
+        if ul_symbols is not None:
+            grants = self.mac.ul_grants(frame + self.mac.config.grant_delay, ul_symbols)
         t0 = time.perf_counter()
-        iq = self.modem.modulate(payload, src=self.addressing.addr_of(self.station_id),
-                                 dst=dst_addr)
+        wire_tap = None if tap is None else (lambda d, f: tap(self.name, self._name_of(d), f))
+        allocs = self.mac.allocations(now, n_symbols, peers=self._peers(kind), grants=grants,
+                                      tap=wire_tap)
+        self.cpu["stack"] += time.perf_counter() - t0
+        if not allocs and not grants and not force:
+            return None, set()
+        audience = {d for d, _, _ in allocs}
+        for g in grants:
+            sid = self.addressing.station_of(g.dst) if g.dst != BROADCAST else BROADCAST
+            if sid is not None:
+                audience.add(sid)
+        iq = self._modulate([Allocation(self.addressing.addr_of(d), f, m) for d, f, m in allocs],
+                            grants, lead, allocs)
+        return iq, audience
+
+    def build_slot(self, now: float, *, frame: int, owner: int, lead: int = 0,
+                   tap: FrameTap | None = None) -> np.ndarray | None:
+        """IQ of this AMS's burst in *owner*'s UL-access zone of *frame*, placed at its slot
+        (``None``: no slot for it in that zone)."""
+        from phy.zone import Allocation
+
+        g = self.mac.slot(frame, owner)
+        if g is None:
+            return None
+        ru = self.modem.ru_per_symbol
+        n_ru = (g.length - self.modem.overhead_symbols(1)) * ru
+        wire_tap = None if tap is None else (lambda d, f: tap(self.name, self._name_of(d), f))
+        # the owner sized the slot for a MAP of one entry: as many blocks as that MAP holds
+        blocks = 1
+        while self.modem.overhead_symbols(blocks + 1) == self.modem.overhead_symbols(1):
+            blocks += 1
+        frames = self._stack(self.mac.pull, now, owner, self.modem.ru_capacity(n_ru, g.mcs),
+                             g.mcs, room_ru=n_ru, tap=wire_tap, max_blocks=blocks)
+        # a slot too small for the first MPDU (a poll) answers with the queue report only
+        allocs = [(owner, f, g.mcs) for f in frames] or [(owner, b"", g.mcs)]
+        iq = self._modulate([Allocation(self.addressing.addr_of(owner), f, m)
+                             for _, f, m in allocs], [], lead + g.start * self.sym,
+                            [a for a in allocs if a[1]])
+        return iq
+
+    def _modulate(self, allocations: list[Any], grants: list[Any], lead: int,
+                  sent: list[tuple[int, bytes, str]]) -> np.ndarray:
+        t0 = time.perf_counter()
+        iq = self.modem.modulate(allocations, src=self.addr, grants=grants,
+                                 queue_report=min(self.mac.queue_report(), 0xFFFF * 16))
         self.cpu["modem"] += time.perf_counter() - t0
-        return np.asarray(iq, dtype=np.complex64) * np.float32(self.tx_scale)
+        n_sym = len(iq) // self.sym
+        st = self.mac.stats
+        st.bursts += 1
+        st.symbols += n_sym
+        if sent:
+            st.data_bursts += 1
+            st.allocations += len(sent)
+            st.payload_bytes += sum(len(f) for _, f, _ in sent)
+            m = sent[0][2]
+            st.capacity_bits += self.modem.ru_capacity(n_sym * self.modem.ru_per_symbol, m) * 8
+        for d, f, m in sent:
+            link = self.links.get(self.name, self._name_of(d))
+            link.bursts_tx += 1
+            link.bytes_tx += len(f)
+            link.mcs[m] += 1
+            if any(k == "control" for k, _ in describe_frame(f)):
+                link.control_bursts += 1
+        out = np.asarray(iq, dtype=np.complex64) * np.float32(self.tx_scale)
+        if lead > 0:
+            out = np.concatenate([np.zeros(lead, np.complex64), out])
+        return out
 
     def transmit(self, iq: np.ndarray, **kw: Any) -> None:
         t0 = time.perf_counter()
@@ -359,90 +397,138 @@ class Node:
         self.cpu["radio"] += time.perf_counter() - t0
 
     def handle_samples(self, iq: np.ndarray, now: float, *,
+                       frame: int | Callable[[int], int | None] | None = None,
                        expect_src: str | Callable[[int], str | None] | None = None,
-                       accept: Callable[[Any], bool] | None = None) -> list[Any]:
-        """Demodulate *iq*, account every burst addressed here, feed good ones to the role.
+                       accept: Callable[[Any], bool] | None = None) -> list[ZoneRx]:
+        """Demodulate *iq*, account every allocation addressed here, feed good ones to the role.
 
+        *frame*: the frame the samples belong to, or a function of a burst's start sample giving
+        it (grants found are for its UL zones; None: not known yet, grants ignored).
         *expect_src* (the zone's transmitter, or a function of a burst's start sample giving it)
-        attributes CRC failures, whose header cannot be trusted.
-        *accept* filters bursts first (over the air: drop ones already seen in the overlap of
-        the previous chunk). Returns the accepted bursts (for timing recovery over the air)."""
+        attributes CRC failures of bursts whose transmitter is unknown. *accept* filters zone
+        bursts first (over the air: drop ones already seen in the
+        overlap of the previous chunk). Returns the accepted zone bursts (timing recovery)."""
         t0 = time.perf_counter()
-        bursts = self.modem.demodulate(iq)
+        bursts = self.modem.demodulate(iq, me=(self.addr, BROADCAST))
         self.cpu["modem"] += time.perf_counter() - t0
         if accept is not None:
             bursts = [b for b in bursts if accept(b)]
         if self.recorder is not None and self._window_start is not None:
             base = self._window_start - (len(iq) - self._last_rx_len)
-            for b in bursts:
+            for zb in bursts:
                 self.recorder.annotate(
-                    max(0, base + int(b.start)), int(getattr(b, "n_samples", 0)),
-                    label="burst" if b.crc_ok else "burst (CRC fail)", crc_ok=bool(b.crc_ok),
-                    snr_db=float(b.snr_db), cfo_hz=float(b.cfo_hz), evm_db=float(b.evm_db),
-                    src=int(b.src), dst=int(b.dst), mcs=str(getattr(b, "mcs", "")))
-        my_addr = self.addressing.addr_of(self.station_id)
-        for b in bursts:
-            if b.crc_ok and b.dst != my_addr:
-                continue  # someone else's burst: not ours to count or deliver
-            src_id = self.addressing.station_of(b.src) if b.crc_ok else None
-            if src_id is not None:
-                src_name = self._name_of(src_id)
-            elif callable(expect_src):
-                src_name = expect_src(int(b.start)) or "?"
-            else:
-                src_name = expect_src or "?"
-            link = self.links.get(src_name, self.name)
+                    max(0, base + int(zb.start)), int(zb.n_samples), label="zone burst",
+                    crc_ok=all(a.crc_ok for a in zb.allocations), snr_db=float(zb.snr_db),
+                    cfo_hz=float(zb.cfo_hz), evm_db=float(zb.evm_db), src=int(zb.src),
+                    allocations=len(zb.allocations))
+        for zb in bursts:
+            src_id = self.addressing.station_of(zb.src)
+            if src_id is None or src_id == self.station_id:
+                continue   # an unknown transmitter, or our own burst heard back (over the air)
+            self.mac.observe(src_id, float(zb.snr_db))
+            k = frame(int(zb.start)) if callable(frame) else frame
+            if k is not None and zb.grants:
+                self.mac.note_grants(k, src_id, zb.grants)
+            if k is not None and zb.allocations and src_id not in self.infrastructure:
+                self.mac.heard(k, src_id, int(zb.queue_report), subscriber=True)
+            self._deliver(zb, src_id, now)
+        self._collect(now)
+        return bursts
+
+    def _deliver(self, zb: ZoneRx, src_id: int, now: float) -> None:
+        link = self.links.get(self._name_of(src_id), self.name)
+        for b in zb.allocations:
+            if b.dst != self.addr or (b.crc_ok and not b.payload):
+                continue      # broadcast allocations (none are sent); a poll's empty answer
             link.bursts_rx += 1
             if self.trace is not None:
-                self.trace.add_burst(link.name, now, float(b.snr_db), bool(b.crc_ok))
+                self.trace.add_burst(link.name, now, float(zb.snr_db), bool(b.crc_ok))
             if not b.crc_ok:
                 link.crc_fail += 1
                 continue
             link.bytes_rx += len(b.payload)
-            link.snr_db.append(float(b.snr_db))
-            if getattr(b, "evm_db", None) is not None:
-                link.evm_db.append(float(b.evm_db))
-            if getattr(b, "cfo_hz", None) is not None:
-                link.cfo_hz.append(float(b.cfo_hz))
-            symbols = getattr(b, "symbols", None)   # equalised data symbols (phy.Burst)
-            if self.trace is not None and symbols is not None:
-                self.trace.add_symbols(link.name, symbols[:512])
-            if src_id is None:
-                continue
-            self._stack(self.role.receive, src_id, bytes(b.payload), now)
-        self._collect(now)
-        return bursts
+            link.snr_db.append(float(zb.snr_db))
+            link.evm_db.append(float(b.evm_db))
+            link.cfo_hz.append(float(zb.cfo_hz))
+            if self.trace is not None and b.symbols is not None:
+                self.trace.add_symbols(link.name, b.symbols[:512])
+            if b.payload:     # an empty allocation answers a poll: nothing for the role
+                self._stack(self.role.receive, src_id, bytes(b.payload), now)
 
 
 class SimNetwork:
     """Nodes sharing one loopback medium, stepped zone by zone on a simulated clock.
 
-    Per zone: the zone's transmitter builds and transmits its bursts (at the zone start in its own
-    sample clock, after a lead-in of half a guard: radio clocks differ by their random start
-    delays, as unsynchronised Plutos do); then every radio receives the zone plus its guard; each
-    receiver demodulates. A receiver skips demodulation when no burst of
-    the zone is addressed to it — a simulation shortcut for speed (over the air every node
-    demodulates everything); it changes no result because unaddressed bursts are discarded anyway.
+    Per frame the zone lengths come from *planner* (demand-driven; None: the static
+    *schedule*): the demand of each zone is what its transmitters' roles hold for the
+    neighbours it reaches (the queue reports a 16m ABS receives, taken without their one-frame
+    delay). Per zone: the transmitter builds its zone burst (at the zone start in its own sample
+    clock, after a lead-in of half a guard: radio clocks differ by their random start delays, as
+    unsynchronised Plutos do) — in a UL-access zone, every AMS with a slot sends its own; then
+    every radio receives the zone plus its guard; each receiver demodulates. A receiver skips
+    demodulation when nothing in the zone is addressed to it — a simulation shortcut for speed
+    (over the air every node demodulates everything); it changes no result because the MAP
+    entries of other receivers do not check under its address anyway.
     """
 
     def __init__(self, nodes: Iterable[Node], schedule: FrameSchedule,
-                 *, tap: FrameTap | None = None) -> None:
+                 *, tap: FrameTap | None = None, planner: ZonePlanner | None = None) -> None:
         self.nodes = {n.name: n for n in nodes}
         self.schedule = schedule
+        self.layout = schedule
         self.frame = 0
         self.tap = tap
+        self.planner = planner
+        self._index = {(z.name, z.tx): i for i, z in enumerate(schedule.zones)}
+        self._by_id = {n.station_id: n for n in self.nodes.values()}
 
     @property
     def now(self) -> float:
         return self.frame * self.schedule.frame_s
 
+    def demand(self) -> dict[int, int]:
+        """Bytes waiting per zone of the static schedule (index), from the roles' backlogs."""
+        from relaysec.schedule import DL, UL_ACCESS
+
+        out: dict[int, int] = {}
+
+        def add(kind: str, tx: str, n: int) -> None:
+            i = self._index.get((kind, tx))
+            if i is not None and n > 0:
+                out[i] = out.get(i, 0) + n
+
+        for node in self.nodes.values():
+            for dst, b in node.role.backlog().items():
+                if node.station_id == node.abs_id:
+                    add(DL, node.name, b.nbytes)
+                elif not node.is_ams:
+                    add(UL_RELAY if dst == node.abs_id else DL_ACCESS, node.name, b.nbytes)
+                else:
+                    owner = self._by_id.get(dst)
+                    if owner is not None:
+                        add(UL_ACCESS, owner.name, b.nbytes)
+        # a UL-access zone in use needs its owner's DL zone in the same frame (the grants)
+        for (kind, tx), i in self._index.items():
+            if kind == UL_ACCESS and i in out:
+                add(DL if self.nodes[tx].station_id == self.nodes[tx].abs_id else DL_ACCESS,
+                    tx, 1)
+        return out
+
     def step_frame(self) -> None:
         """Run one TDD frame."""
         fs = self.schedule.sample_rate
+        layout = (self.schedule if self.planner is None
+                  else self.planner.plan(self.demand(), self.frame))
+        self.layout = layout
+        ul = {z.tx: z for z in layout.zones if z.shared}
         base = self.frame * self.schedule.frame_len
-        for zone in self.schedule.zones:
-            self._run_zone(zone, (base + zone.start) / fs, (base + zone.end) / fs)
-        tail = self.schedule.frame_len - (self.schedule.zones[-1].end if self.schedule.zones else 0)
+        for zone in layout.zones:
+            t0, t1 = (base + zone.start) / fs, (base + zone.end) / fs
+            if zone.shared:
+                self._run_ul_access(zone, t0, t1)
+            else:
+                self._run_zone(zone, t0, t1, ul.get(zone.tx))
+        tail = self.schedule.frame_len - (layout.zones[-1].end if layout.zones else 0)
         if tail > 0:
             for node in self.nodes.values():
                 node.skip_samples(tail)
@@ -451,20 +537,47 @@ class SimNetwork:
         for node in self.nodes.values():
             node.poll(end)
 
-    def _run_zone(self, zone: Zone, t_start: float, t_end: float) -> None:
-        tx = self.nodes[zone.tx]
-        tx.poll(t_start)
-        iq, sent = tx.build_zone(t_start, zone.length, tap=self.tap, lead=zone.guard // 2)
-        if iq is not None:
-            tx.transmit(iq)
-        audience = {d for d, _ in sent}
+    def _listen(self, zone: Zone, t_end: float, receivers: set[str]) -> None:
         n = zone.length + zone.guard
         for node in self.nodes.values():
-            if node is tx or node.station_id not in audience:
+            if node.name not in receivers:
                 node.skip_samples(n)
                 continue
             rx = node.receive_samples(n)
-            node.handle_samples(rx, t_end, expect_src=zone.tx)
+            node.handle_samples(rx, t_end, frame=self.frame, expect_src=zone.tx)
+
+    def _run_zone(self, zone: Zone, t_start: float, t_end: float, ul: Zone | None) -> None:
+        tx = self.nodes[zone.tx]
+        tx.poll(t_start)
+        lead = zone.guard // 2
+        ul_symbols = None if ul is None or zone.name == UL_RELAY else \
+            (ul.length - ul.guard // 2) // tx.sym
+        iq, audience = tx.build_zone(t_start, zone.length, frame=self.frame, kind=zone.name,
+                                     lead=lead, ul_symbols=ul_symbols, tap=self.tap,
+                                     force=tx.station_id == tx.abs_id)
+        if iq is not None:
+            tx.transmit(iq)
+        receivers = {self._by_id[d].name for d in audience if d in self._by_id}
+        if BROADCAST in audience:   # a contention slot: AMSs with something for the owner
+            receivers |= {n.name for n in self.nodes.values()
+                          if n.is_ams and n.wants(tx.station_id)}
+        receivers.discard(tx.name)
+        self._listen(zone, t_end, receivers)
+
+    def _run_ul_access(self, zone: Zone, t_start: float, t_end: float) -> None:
+        owner = self.nodes[zone.tx]
+        lead = zone.guard // 2
+        sent = False
+        for node in self.nodes.values():
+            if node is owner or not node.is_ams:
+                continue
+            node.poll(t_start)
+            iq = node.build_slot(t_start, frame=self.frame, owner=owner.station_id, lead=lead,
+                                 tap=self.tap)
+            if iq is not None:
+                node.transmit(iq)
+                sent = True
+        self._listen(zone, t_end, {owner.name} if sent else set())
 
     def close(self) -> None:
         """Nothing to stop in simulation (same interface as the OTA network)."""

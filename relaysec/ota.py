@@ -6,12 +6,14 @@ long (``schedule.ota_frame_ms``, 250 ms by default) with wide guards (``schedule
 and the timing is **ABS-master**:
 
 * the ABS counts samples of its own RX stream; frame ``k`` starts at sample ``k * frame_len``.
-  It opens every frame with a short *beacon* burst (broadcast address, empty payload) followed by
-  its DL frames;
-* every other node demodulates its RX stream continuously; a beacon from the ABS found at RX
+  It opens every frame with its DL zone burst (sent even when empty: the *beacon*);
+* every other node demodulates its RX stream continuously; a zone burst from the ABS found at RX
   sample ``s`` tells it the frame started at ``s - lead`` in its own sample count
-  (:class:`relaysec.schedule.OtaTiming`), and it transmits in its own zones of that frame.
-  A node that has not heard a beacon for a few frames stays silent;
+  (:class:`relaysec.schedule.OtaTiming`), and it transmits in its own zones of that frame (an
+  AMS: in the slot of its serving station's UL-access zone that station granted it one frame
+  before: grants apply to the next frame over the air, since a grant heard late in a frame
+  could not reach the antenna in time). A node that has not heard the ABS for a few frames
+  stays silent;
 * every radio is read continuously by its own thread (a radio not read in time loses samples);
   transmission timing uses an estimate of "now" on the RX sample axis (see ``_maybe_transmit``);
   the guards absorb the USB latency and the RX chunking (3 ms chunks).
@@ -38,15 +40,10 @@ from typing import Any
 
 import numpy as np
 
-from relaysec.node import INTER_BURST_GAP, Node, NodeEvent
+from relaysec.node import Node, NodeEvent
 from relaysec.schedule import FrameSchedule, OtaTiming
 
 log = logging.getLogger(__name__)
-
-#: Burst address used for the ABS beacon (no station has it).
-BROADCAST = 0xFFFF
-#: Beacon payload: marks the burst as a frame reference, carries nothing else.
-BEACON = b"\x00"
 
 
 @dataclass
@@ -106,11 +103,12 @@ class OtaNetwork:
                 st.timing.frame_start = 0
             self.states[n.name] = st
         self.nodes = {n: s.node for n, s in self.states.items()}
-        for st in self.states.values():
-            st.node.max_burst_bytes = min(st.node.max_burst_bytes, max_burst_bytes)
         # A burst that straddles two chunks is decoded from the overlap: the longest burst.
         node0 = next(iter(self.nodes.values()))
-        self._overlap = int(node0.modem.burst_samples(node0.max_burst_bytes)) + 64
+        longest = max(z.length for z in schedule.zones)
+        self._overlap = min(longest, node0.modem.max_data_symbols * node0.sym) + 64 \
+            + node0.modem.overhead_symbols(node0.mac.config.max_allocs) * node0.sym
+        self.max_burst_bytes = max_burst_bytes
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -185,17 +183,23 @@ class OtaNetwork:
         node.poll(now)
         bursts = node.handle_samples(
             buf, now, accept=lambda b: self._new(st, start_index + b.start),
+            frame=lambda k: self._frame_at(st, start_index + k),
             expect_src=lambda k: self._zone_tx(st, start_index + k))
         self._maybe_transmit(st)
-        my_addr = node.addressing.addr_of(node.station_id)
         for b in bursts:
-            if b.crc_ok and b.src == my_addr:
+            if b.src == node.addr:
                 self._learn_latency(st, start_index + b.start)
-            if b.crc_ok and b.src == self.abs_addr and b.dst == BROADCAST:
+            if b.src == self.abs_addr:
                 st.beacons += 1
                 if not st.is_master:
                     st.timing.on_abs_burst(start_index + b.start)
         return True
+
+    def _frame_at(self, st: _NodeState, abs_start: int) -> int | None:
+        """The frame number a burst starting at *abs_start* belongs to (this node's timing)."""
+        if st.timing.frame_start is None:
+            return None
+        return (abs_start - st.timing.frame_start) // self.schedule.frame_len
 
     def _zone_tx(self, st: _NodeState, abs_start: int) -> str | None:
         """Which station's zone a burst starting at *abs_start* falls in (this node's frame
@@ -240,8 +244,12 @@ class OtaNetwork:
             # over when now + latency reaches the zone start (within one slack period).
             horizon = air_now + int(st.latency) + self.early
             late = air_now + int(st.latency) - self.schedule.zones[0].guard // 2
+        owned_ul = {z.tx: z for z in self.schedule.zones if z.shared}
         for zi, zone in enumerate(self.schedule.zones):
-            if zone.tx != node.name:
+            if zone.shared:
+                if not node.is_ams:
+                    continue      # the owner listens; its AMSs send in granted slots
+            elif zone.tx != node.name:
                 continue
             k = (horizon - st.timing.frame_start - zone.start) // self.schedule.frame_len
             if k < st.next_frame.get(zi, 0) or k < 0:
@@ -253,19 +261,18 @@ class OtaNetwork:
                 continue  # missed this zone (processing fell behind): never transmit late
             now = self.now
             node.poll(now)
-            # the beacon always sits `lead` into the ABS zone (the others' frame reference);
-            # other Pluto pushes start with their first burst
+            # the ABS's zone burst always sits `lead` into its zone (the others' frame
+            # reference); other Pluto pushes start with their burst (or their slot's offset)
             lead = zone.guard // 2 if (timed or st.is_master) else 0
-            if st.is_master:
-                beacon = node.modulate_raw(BEACON, BROADCAST)
-                room = zone.length - lead - beacon.size - INTER_BURST_GAP
-                iq, _ = node.build_zone(now, room)
-                parts = [np.zeros(lead, np.complex64), beacon]
-                if iq is not None:
-                    parts += [np.zeros(INTER_BURST_GAP, np.complex64), iq]
-                iq = np.concatenate(parts)
+            if zone.shared:
+                owner_id = self._station_id(zone.tx)
+                iq = None if owner_id is None else node.build_slot(
+                    now, frame=k, owner=owner_id, lead=lead)
             else:
-                iq, _ = node.build_zone(now, zone.length, lead=lead)
+                ul = owned_ul.get(node.name) if zone.name != "UL-relay" else None
+                ul_symbols = None if ul is None else (ul.length - ul.guard // 2) // node.sym
+                iq, _ = node.build_zone(now, zone.length, frame=k, kind=zone.name, lead=lead,
+                                        ul_symbols=ul_symbols, force=st.is_master)
             if iq is None:
                 continue
             if timed:
@@ -285,6 +292,13 @@ class OtaNetwork:
             node.transmit(iq)
             st.pushes.append(air_call + pre + lead)
             del st.pushes[:-8]
+
+    def _station_id(self, name: str) -> int | None:
+        for st in self.states.values():
+            for sid, n in st.node.addressing.names.items():
+                if n == name:
+                    return sid
+        return None
 
     def _learn_latency(self, st: _NodeState, abs_start: int) -> None:
         """This node heard its own burst starting at *abs_start*: the first burst of a push

@@ -1,44 +1,63 @@
-"""TDD frame schedule of the relay network: DL relay/access zones and UL access/relay zones.
+"""TDD frame schedule of the relay cell: DL and UL subframes with relay and access zones.
 
-The 802.16m relay frame splits the DL and the UL subframes into *access* zones (station ↔ mobile)
-and *relay* zones (ABS ↔ ARS). All our radios share one carrier and there is no spatial reuse, so
-each zone has exactly one transmitter, and the frame is::
+The 802.16m relay frame splits the DL and the UL subframes into *access* zones (station ↔
+mobile) and *relay* zones (ABS ↔ ARS). All our radios share one carrier and there is no spatial
+reuse, so each zone has one owner, and the frame is::
 
-    | DL-relay: ABS | DL-access: ARS-1 | DL-access: ARS-2 | UL-access: AMS | UL-relay: ARS-1 | ...
-    |<--- zone --->|g|<--- zone ----->|g| ...                                                  idle|
+    | DL: ABS | DL-access: ARS-1 | ... | UL-access: ABS | UL-access: ARS-1 | UL-relay: ARS-1 | ..
+    |<-zone->|g|<--- zone ----->|g| ...                                                   idle|
 
-with a guard ``g`` after every zone (the TTG/RTG of 16m: time for the radio to turn around and, over
-the air, for USB latency). Downlink comes first, so a packet from the ABS reaches the AMS through an
-ARS within one frame, and uplink in the same order back. The ABS's DL zone is also the frame
-reference: it always carries at least a short burst, so stations that have no shared clock (over
-the air) can find the frame start from it (see :class:`OtaTiming`).
+with a guard ``g`` after every zone (the TTG/RTG of 16m: time for the radio to turn around and,
+over the air, for USB latency). In a DL zone (the ABS's, carrying both its relay traffic to the
+ARSs and its access traffic to its own AMSs; an ARS's DL-access zone) the owner sends **one zone
+burst** (:class:`phy.ZoneModem`: an A-MAP, then the allocations of every receiver), so sync
+overhead is paid once per zone; its MAP also carries the **UL grants** of its AMSs for its
+UL-access zone of the same frame. A UL-access zone is shared by the AMSs of its owner in
+time-divided slots, each a short zone burst of its own (an AMS is not time-aligned with another
+beyond the frame start), plus a *contention* slot for AMSs without a grant (initial ranging),
+opened every few frames. In a UL-relay zone an ARS sends one zone burst to the ABS. Downlink
+comes first, so a packet from the ABS reaches an AMS through an ARS within one frame, and uplink
+in the same order back. The ABS's DL zone is also the frame reference over the air (see
+:class:`OtaTiming`).
 
-Zone length is shared equally among zones, except the ABS DL zone which gets ``abs_weight`` shares
-(it feeds every relay). The schedule knows only station names and roles, not the PHY; the runtime
-asks the modem how many payload bytes fit a zone (:func:`zone_capacity`).
+Zone lengths: :func:`build_schedule` gives the static layout (lengths shared by weight, the ABS's
+DL zone ``abs_weight`` shares); :class:`ZonePlanner` re-divides each frame by demand (queue
+reports), as the ABS configures the relay-zone split of a 16m frame.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+#: Zone kinds.
+DL, DL_ACCESS, UL_ACCESS, UL_RELAY = "DL", "DL-access", "UL-access", "UL-relay"
 
 
 @dataclass(frozen=True)
 class Zone:
-    """One transmit opportunity: *tx* sends, everyone else listens; times in samples from frame
-    start."""
+    """One zone of the frame; times in samples from frame start. *tx* sends (for a UL-access
+    zone: its *owner*, the station whose AMSs send in granted slots and which receives them)."""
 
-    name: str       # e.g. "DL-relay", "DL-access", "UL-access", "UL-relay"
-    tx: str         # transmitting station
+    name: str       # kind: "DL", "DL-access", "UL-access", "UL-relay"
+    tx: str         # transmitting station (UL-access: the owner)
     start: int      # first sample of the zone
-    length: int     # samples available to the transmitter
+    length: int     # samples available to the transmitter(s)
     guard: int      # idle samples after the zone
 
     @property
     def end(self) -> int:
         """First sample after the zone's guard."""
         return self.start + self.length + self.guard
+
+    @property
+    def kind(self) -> str:
+        return self.name
+
+    @property
+    def shared(self) -> bool:
+        """A UL-access zone: several transmitters (the owner's AMSs) in granted slots."""
+        return self.name == UL_ACCESS
 
 
 @dataclass(frozen=True)
@@ -54,7 +73,7 @@ class FrameSchedule:
         return self.frame_len / self.sample_rate
 
     def zone_of(self, tx: str) -> list[Zone]:
-        """The zones in which *tx* transmits."""
+        """The zones in which *tx* transmits (or, for UL-access, which it owns)."""
         return [z for z in self.zones if z.tx == tx]
 
     def describe(self) -> str:
@@ -69,6 +88,23 @@ class FrameSchedule:
         return "\n".join(rows)
 
 
+def zone_order(stations: Sequence[tuple[str, str]],
+               access_owners: Iterable[str] | None = None) -> list[tuple[str, str, float]]:
+    """``(kind, station, weight)`` of every zone, in frame order (weights 1; the ABS's DL zone
+    is weighted by the caller). *access_owners*: stations with a UL-access zone (default: the
+    ABS and every ARS)."""
+    abs_ = [n for n, r in stations if r == "abs"]
+    arss = [n for n, r in stations if r == "ars"]
+    if len(abs_) != 1:
+        raise ValueError("a schedule needs exactly one ABS")
+    owners = set(abs_ + arss if access_owners is None else access_owners)
+    order: list[tuple[str, str, float]] = [(DL, abs_[0], 1.0)]
+    order += [(DL_ACCESS, n, 1.0) for n in arss]
+    order += [(UL_ACCESS, n, 1.0) for n in abs_ + arss if n in owners]
+    order += [(UL_RELAY, n, 1.0) for n in arss]
+    return order
+
+
 def build_schedule(
     stations: Sequence[tuple[str, str]],
     *,
@@ -76,20 +112,15 @@ def build_schedule(
     frame_s: float,
     guard_s: float,
     abs_weight: float = 2.0,
+    access_owners: Iterable[str] | None = None,
 ) -> FrameSchedule:
-    """Build the frame for ``stations`` = ``[(name, role), ...]`` (role "abs"/"ars"/"ams").
+    """The static frame for ``stations`` = ``[(name, role), ...]`` (role "abs"/"ars"/"ams"):
+    zone lengths shared by weight (the ABS's DL zone ``abs_weight``, every other zone 1).
 
     Raises ``ValueError`` when the guards leave no room for the zones.
     """
-    abs_ = [n for n, r in stations if r == "abs"]
-    arss = [n for n, r in stations if r == "ars"]
-    amss = [n for n, r in stations if r == "ams"]
-    if len(abs_) != 1:
-        raise ValueError("a schedule needs exactly one ABS")
-    order: list[tuple[str, str, float]] = [("DL-relay", abs_[0], abs_weight)]
-    order += [("DL-access", n, 1.0) for n in arss]
-    order += [("UL-access", n, 1.0) for n in amss]
-    order += [("UL-relay", n, 1.0) for n in arss]
+    order = zone_order(stations, access_owners)
+    order[0] = (order[0][0], order[0][1], abs_weight)
     frame_len = round(frame_s * sample_rate)
     guard = max(1, round(guard_s * sample_rate))
     usable = frame_len - guard * len(order)
@@ -106,6 +137,74 @@ def build_schedule(
         zones.append(Zone(name, tx, t, length, guard))
         t += length + guard
     return FrameSchedule(sample_rate, frame_len, tuple(zones))
+
+
+class ZonePlanner:
+    """Re-divides the frame among the zones of a static schedule by demand, frame by frame.
+
+    ``plan(demand, frame)``: *demand* maps a zone index to the bytes waiting for it (queue
+    reports); zones with demand share the frame in proportion to it (each at least
+    ``min_len``, none beyond what its demand needs: ``need(index, bytes) -> samples``); a zone
+    without demand gets ``min_len`` only one frame in ``idle_every`` (turns staggered by zone;
+    its station's zones all together, so its owner can still send control messages, be heard
+    and offer a contention slot) and is otherwise left out, guard
+    included. The first zone (the ABS's DL zone, the frame reference) is always present. When
+    more zones want in than the frame holds at ``min_len``, idle ones wait first.
+    """
+
+    def __init__(self, base: FrameSchedule, *, min_len: int,
+                 need: Callable[[int, int], int], idle_every: int = 4) -> None:
+        self.base = base
+        self.min_len = min_len
+        self.need = need
+        self.idle_every = max(1, idle_every)
+        # a station's zones take their idle turn together (its DL zone carries the grants of
+        # its UL-access zone, a contention slot among them)
+        owners = list(dict.fromkeys(z.tx for z in base.zones))
+        self._turn = [owners.index(z.tx) for z in base.zones]
+
+    def plan(self, demand: Mapping[int, int], frame: int) -> FrameSchedule:
+        zones = self.base.zones
+        guard = zones[0].guard if zones else 0
+        # idle zones take turns (staggered, so a frame never holds them all)
+        present = [i for i in range(len(zones))
+                   if i == 0 or demand.get(i, 0) > 0
+                   or (frame + self._turn[i]) % self.idle_every == 0]
+        while True:
+            usable = self.base.frame_len - guard * len(present)
+            if usable >= self.min_len * len(present) or len(present) == 1:
+                break
+            idle = [i for i in present[1:] if demand.get(i, 0) <= 0]
+            # too many zones for the frame: leave out an idle one, else the smallest demand
+            drop = idle[-1] if idle else min(present[1:], key=lambda i: demand.get(i, 0))
+            present.remove(drop)
+        lengths = dict.fromkeys(present, self.min_len)
+        want = {i: max(self.min_len, self.need(i, demand[i]))
+                for i in present if demand.get(i, 0) > 0}
+        left = usable - self.min_len * len(present)
+        # water-filling: share what is left in proportion to demand, never beyond a zone's need
+        active = {i for i in want if want[i] > lengths[i]}
+        while left > 0 and active:
+            total = sum(demand[i] for i in active)
+            given = 0
+            for i in sorted(active):
+                share = int(left * demand[i] / total)
+                add = min(share, want[i] - lengths[i])
+                lengths[i] += add
+                given += add
+            active = {i for i in active if want[i] > lengths[i]}
+            if given == 0:
+                break
+            left -= given
+        if left > 0:   # nobody needs more: the rest goes to the zones with demand (or the first)
+            takers = sorted(want) or [0]
+            for k, i in enumerate(takers):
+                lengths[i] += left // len(takers) + (1 if k < left % len(takers) else 0)
+        out, t = [], 0
+        for i in present:
+            out.append(replace(zones[i], start=t, length=lengths[i]))
+            t += lengths[i] + guard
+        return FrameSchedule(self.base.sample_rate, self.base.frame_len, tuple(out))
 
 
 def zone_capacity(burst_samples: Callable[[int], int], max_payload: int, samples: int) -> int:

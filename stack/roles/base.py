@@ -12,6 +12,7 @@ import os
 from collections import Counter, deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -37,6 +38,14 @@ RELAYED = "relayed"
 
 MAX_PAYLOAD = 2000
 """Largest application payload accepted by ``send_data`` (fits every encapsulation)."""
+
+
+class Backlog(NamedTuple):
+    """Bytes queued for one neighbour (see :meth:`RoleBase.backlog`)."""
+
+    nbytes: int
+    head: int
+    control: bool
 
 
 @dataclass
@@ -83,6 +92,9 @@ class RoleBase:
             rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng))
         self._events: deque[Event] = deque()
         self._out: dict[int, list[bytes | PendingMpdu]] = {}
+        # the queued copy of each outstanding request (replaced by a retransmission if unsent)
+        self._req_copies: dict[Hashable, tuple[int, bytes | PendingMpdu]] = {}
+        self._resending: Hashable | None = None
         self._pending: dict[Hashable, _Pending] = {}
         self._deadlines: dict[Hashable, float] = {}
         # (when, seq, "p"/"d", key, pending): every armed retransmission and deadline, lazily
@@ -202,7 +214,7 @@ class RoleBase:
             p.attempt += 1
             p.deadline = now + self.timers.interval(p.attempt)
             self._arm(p.deadline, "p", key, p)
-            p.send()
+            self._send_request(key, p.send)
 
     def next_deadline(self) -> float | None:
         """Earliest time at which :meth:`timer` has work, or None (O(1) amortised: a heap of
@@ -228,16 +240,32 @@ class RoleBase:
                 e[4] is not None and self._pending.get(e[3]) is e[4] and e[4].deadline == e[0])]
             heapq.heapify(self._heap)
 
-    def frames_to_send(self, now: float, max_bytes: int | None = None) -> list[tuple[int, bytes]]:
-        """Drain queued MPDUs as ``(neighbour, frame)``; frames never exceed ``max_bytes``.
+    def backlog(self) -> dict[int, Backlog]:
+        """What waits per neighbour, for a scheduler: bytes as they will go on the air, the
+        first MPDU's size (an allocation smaller than that is useless) and whether that first
+        MPDU is a control message in the clear (sent at the most robust MCS)."""
+        out = {}
+        for dst, items in self._out.items():
+            if not items:
+                continue
+            head = items[0]
+            control = not isinstance(head, PendingMpdu) and mpdu_fid(head) == FID_CONTROL
+            out[dst] = Backlog(sum(map(len, items)), len(head), control)
+        return out
+
+    def frames_to_send(self, now: float, max_bytes: int | None = None, *,
+                       dst: int | None = None) -> list[tuple[int, bytes]]:
+        """Drain queued MPDUs as ``(neighbour, frame)`` (*dst*: only that neighbour's); frames
+        never exceed ``max_bytes``.
 
         The pending data MPDUs of a neighbour are sealed in place in one burst buffer
         (:meth:`_seal_queued`); the frame is that buffer copied once into ``bytes`` (with any
         control MPDUs spliced in between, still one join), never per-MPDU copies. MPDUs that do
         not fit ``max_bytes`` stay queued, already sealed, for the next frame.
         """
+        only = dst
         out: list[tuple[int, bytes]] = []
-        for dst in list(self._out):
+        for dst in (list(self._out) if only is None else [only] if only in self._out else []):
             segs = self._seal_queued(self._out.pop(dst), now, max_bytes)
             size = 0
             cut = len(segs)
@@ -416,7 +444,17 @@ class RoleBase:
         """Queue ``mpdu`` to neighbour ``dst``; a control message is counted by ``title`` and
         reported as :class:`ControlSent` (title :data:`RELAYED`: a message relayed on, named from
         its clear control MPDU -- ``mpdu`` itself, or ``inner`` when sealed in a relay MPDU)."""
-        self._out.setdefault(dst, []).append(mpdu)
+        queue = self._out.setdefault(dst, [])
+        if self._resending is not None:
+            prev = self._req_copies.get(self._resending)
+            if prev is not None:
+                old_q = self._out.get(prev[0], [])
+                for i, x in enumerate(old_q):
+                    if x is prev[1]:
+                        del old_q[i]     # never sent: the new copy takes its place
+                        break
+            self._req_copies[self._resending] = (dst, mpdu)
+        queue.append(mpdu)
         if title is None:
             return
         self.air_messages[title] += 1
@@ -442,10 +480,21 @@ class RoleBase:
             deadline=now + self.timers.interval(1), on_fail=on_fail,
         )
         self._arm(p.deadline, "p", key, p)
-        send()
+        self._send_request(key, send)
+
+    def _send_request(self, key: Hashable, send: Callable[[], None]) -> None:
+        """Send (again) the request *key*: a copy still waiting in the output queue -- its zone
+        has not come yet -- is replaced, not followed, by the new one, so a slow link does not
+        pile up retransmissions that would all go out together."""
+        self._resending = key
+        try:
+            send()
+        finally:
+            self._resending = None
 
     def _answered(self, key: Hashable) -> bool:
         """Stop retransmitting ``key``; True if it was outstanding."""
+        self._req_copies.pop(key, None)
         return self._pending.pop(key, None) is not None
 
     def _set_deadline(self, key: Hashable, when: float | None) -> None:

@@ -280,6 +280,11 @@ class SubscriberRole(RoleBase):
             self._set_deadline("ho_abort", None)
             source, self.serving, self.link, self._ho = self.serving, target, link, None
             self._sent_tails.clear()  # a hint must answer something sent on this link
+            # what still waits for the old station was sealed for a link that is over: it
+            # could only be refused there (no ARQ forwards it yet), so it is dropped, counted
+            stale = self._out.pop(source, []) if source is not None else []
+            if stale:
+                self.tx_dropped["left_station"] += len(stale)
             self._keys_event(link, "handover", peer=target)
             self._emit(HandoverComplete(ams=self.station_id, source=source, target=target,
                                         akid=link.ctx.akid.hex(),
@@ -320,13 +325,14 @@ class SubscriberRole(RoleBase):
 
     _rerange_at: float | None = None
 
-    def frames_to_send(self, now: float, max_bytes: int | None = None) -> list[tuple[int, bytes]]:
+    def frames_to_send(self, now: float, max_bytes: int | None = None, *,
+                       dst: int | None = None) -> list[tuple[int, bytes]]:
         """As :meth:`RoleBase.frames_to_send`; also remembers the last 11 bytes (ICV or CMAC
         tuple) of the first MPDUs of each frame to the serving station, which a RERANGE hint
         must echo."""
-        out = super().frames_to_send(now, max_bytes)
-        for dst, frame in out:
-            if dst == self.serving:
+        out = super().frames_to_send(now, max_bytes, dst=dst)
+        for to, frame in out:
+            if to == self.serving:
                 bounds = frame_bounds(frame)
                 for a, b in pairwise(bounds[:5]):
                     if b - a >= 2 + CMAC_TUPLE_LEN:
@@ -534,7 +540,11 @@ class SubscriberRole(RoleBase):
                 link.install(c, now, grace=self._grace)
             self._keys_event(link, "tek_refresh", peer=link.peer)
             self._set_deadline("tek", now + self.life.tek * (1 - self.life.tek_refresh_margin))
-        elif ahead != 0:
+        elif ahead == 0:
+            # a repeat of the reply we already installed (our earlier request was resent):
+            # it answers nothing outstanding now, so a refresh in progress keeps its retries
+            return
+        else:
             raise ProtocolError("TEK-Reply with an unexpected COUNTER_TEK", reason="bad_counter")
         self._answered("tek")
         self._tek_synced = True

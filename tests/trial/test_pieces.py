@@ -28,9 +28,14 @@ def test_schedule_zones_tile_the_frame_in_relay_order():
     s = build_schedule(STATIONS, sample_rate=2.8e6, frame_s=5e-3, guard_s=100e-6)
     assert s.frame_len == 14000
     assert [(z.name, z.tx) for z in s.zones] == [
-        ("DL-relay", "ABS"), ("DL-access", "ARS-1"), ("DL-access", "ARS-2"),
-        ("UL-access", "AMS"), ("UL-relay", "ARS-1"), ("UL-relay", "ARS-2"),
+        ("DL", "ABS"), ("DL-access", "ARS-1"), ("DL-access", "ARS-2"),
+        ("UL-access", "ABS"), ("UL-access", "ARS-1"), ("UL-access", "ARS-2"),
+        ("UL-relay", "ARS-1"), ("UL-relay", "ARS-2"),
     ]
+    assert [z.shared for z in s.zones] == [False] * 3 + [True] * 3 + [False] * 2
+    only = build_schedule(STATIONS, sample_rate=2.8e6, frame_s=5e-3, guard_s=100e-6,
+                          access_owners=["ARS-1"])
+    assert [(z.name, z.tx) for z in only.zones if z.shared] == [("UL-access", "ARS-1")]
     for a, b in zip(s.zones, s.zones[1:], strict=False):
         assert b.start == a.end                      # no overlap, no gap beyond the guard
     assert s.zones[-1].end <= s.frame_len

@@ -1,0 +1,339 @@
+"""A station's MAC over zone bursts: who gets how much of a zone, at which MCS, and UL grants.
+
+Per zone it transmits in (its DL or DL-access zone, an ARS's UL-relay zone), a station asks its
+role what waits per neighbour (:meth:`stack.roles.base.RoleBase.backlog`), shares the zone's
+resource units among those neighbours with a :class:`relaysec.scheduler.Scheduler`, pulls each
+neighbour's frame sized to its allocation and sends them all in **one zone burst**
+(:class:`phy.ZoneModem`): one preamble and one MAP for the whole zone. The MCS of each allocation
+follows that link's :class:`relaysec.linkadapt.LinkAdaptation`, fed with the SNR this station
+measures on the same link in the other direction (TDD reciprocity: the loopback medium's links are
+symmetric, and a lab's are nearly so); control messages in the clear and the MAP go at the most
+robust MCS.
+
+A station that owns a UL-access zone grants its AMSs time slots in it through UL-grant entries of
+its DL MAP: the scheduler shares the zone among AMSs by their queue reports (the queue-report
+field of each AMS's last UL burst: bandwidth requests piggybacked on UL data); an AMS heard
+before but silent is polled with a small grant every ``poll_every`` frames; the last
+``contention_symbols`` of the zone are a *contention* slot (a grant to the broadcast address)
+where an AMS without a grant sends (initial ranging, a handover re-entry), with a random backoff
+that doubles while it goes unanswered -- in every zone where no known AMS waits, else every
+``contention_every``-th.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from relaysec.linkadapt import ROBUST_MCS, LinkAdaptation, LinkAdaptationConfig
+from relaysec.scheduler import Demand, Scheduler
+
+if TYPE_CHECKING:
+    from phy.zone import Grant, ZoneModem
+
+#: The address that every station accepts (contention grants).
+BROADCAST = 0xFFFF
+
+
+@dataclass(frozen=True)
+class MacConfig:
+    """Tuning of :class:`ZoneMac` (``[mac]`` in the trial config)."""
+
+    policy: str = "rr"                 # "rr" or "pf" (relaysec.scheduler)
+    link_adaptation: bool = True       # False: every data allocation at ``max_mcs``
+    max_mcs: str = "16QAM-3/4"         # ceiling of link adaptation; the data MCS without it
+    max_allocs: int = 16               # DL allocations per zone burst
+    ul_slots: int = 2                  # granted UL slots per UL-access zone and frame
+    poll_every: int = 8                # frames between polls of a silent AMS
+    contention_every: int = 4          # UL-access zones between contention slots when busy
+    contention_symbols: int = 7        # length of the contention slot
+    backoff_max: int = 32              # largest contention backoff window
+    forget_after: int = 400            # frames after which a silent AMS is no longer polled
+    grant_delay: int = 0               # frames between a grant and the UL zone it is for
+    block_bytes: int = 600             # largest allocation (16m's largest FEC block: 4800 bits)
+
+    def __post_init__(self) -> None:
+        if self.policy not in ("rr", "pf"):
+            raise ValueError(f"mac.policy must be 'rr' or 'pf', got {self.policy!r}")
+        for name in ("max_allocs", "ul_slots", "poll_every", "contention_every",
+                     "contention_symbols", "backoff_max", "forget_after", "block_bytes"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"mac.{name} must be >= 1")
+
+
+@dataclass
+class _Subscriber:
+    """An AMS this station has heard in its UL-access zone."""
+
+    last_heard: int
+    report: int = 0           # bytes it said it still has queued
+    last_granted: int = -1
+    poll_soon: bool = False   # we sent it a control message: poll it in the next UL zone
+
+
+@dataclass
+class ZoneStats:
+    """What one station put in its zone bursts (for efficiency figures)."""
+
+    bursts: int = 0
+    symbols: int = 0              # zone-burst symbols sent (preamble, header, MAP, data)
+    capacity_bits: int = 0        # information bits those symbols carry at the MCS used
+    data_bursts: int = 0          # bursts with at least one allocation
+    allocations: int = 0
+    payload_bytes: int = 0
+
+
+@dataclass
+class ZoneMac:
+    """The MAC of one station; see the module doc. *addr_of*/*station_of* translate station ids
+    and 16-bit burst addresses; *abs_id* is the ABS's station id."""
+
+    station_id: int
+    modem: ZoneModem
+    role: Any
+    config: MacConfig
+    addr_of: Callable[[int], int]
+    station_of: Callable[[int], int | None]
+    abs_id: int
+    profile: str
+    seed: int = 0
+    la: dict[int, LinkAdaptation] = field(default_factory=dict)
+    subscribers: dict[int, _Subscriber] = field(default_factory=dict)
+    grants: dict[tuple[int, int], Grant] = field(default_factory=dict)   # (frame, owner) -> mine
+    contention: dict[tuple[int, int], Grant] = field(default_factory=dict)
+    stats: ZoneStats = field(default_factory=ZoneStats)
+
+    def __post_init__(self) -> None:
+        self.scheduler = Scheduler(self.config.policy)
+        self.ul_scheduler = Scheduler(self.config.policy)
+        self._rng = random.Random(self.seed)
+        # contention backoff per owner: (window, frame of our last contention burst)
+        self._backoff: dict[int, tuple[int, int | None]] = {}
+        self._ul_turns = 0
+        self._bytes_per_ru: dict[str, float] = {}
+        sym = self.modem.grid.symbol_samples
+        self.sym = sym
+
+    # ------------------------------------------------------------------ link adaptation
+
+    def mcs_for(self, peer: int) -> str:
+        """The data MCS towards *peer* now."""
+        if not self.config.link_adaptation:
+            return self.config.max_mcs
+        la = self.la.get(peer)
+        return ROBUST_MCS if la is None else la.mcs
+
+    def observe(self, peer: int, snr_db: float) -> None:
+        """A burst from *peer* was received at *snr_db* (reciprocity: our link to it)."""
+        if not self.config.link_adaptation:
+            return
+        la = self.la.get(peer)
+        if la is None:
+            la = self.la[peer] = LinkAdaptation(
+                LinkAdaptationConfig(max_mcs=self.config.max_mcs), profile=self.profile)
+        la.observe(snr_db, True)
+
+    def marginal(self, peer: int) -> bool:
+        """The link to *peer* is below what the most robust MCS needs (PER well above 1 %):
+        allocations then carry one MPDU each, so a lost one loses as little as possible."""
+        la = self.la.get(peer)
+        snr = None if la is None else la.effective_snr_db
+        return snr is not None and snr < la.table()[ROBUST_MCS]
+
+    def _mcs(self, peer: int, control: bool, head: int, n_ru: int) -> str:
+        """Control at the most robust MCS when the zone can carry it so, else the link's."""
+        if control and self.modem.rus_for(min(head, self.modem.max_payload),
+                                          ROBUST_MCS) <= n_ru:
+            return ROBUST_MCS
+        return self.mcs_for(peer)
+
+    def _bpr(self, mcs: str) -> float:
+        if mcs not in self._bytes_per_ru:
+            n = 4 * self.modem.ru_per_symbol
+            self._bytes_per_ru[mcs] = max(1, self.modem.ru_capacity(n, mcs)) / n
+        return self._bytes_per_ru[mcs]
+
+    # ------------------------------------------------------------------ transmit
+
+    def allocations(self, now: float, n_symbols: int, *, peers: Callable[[int], bool],
+                    grants: list[Grant], tap: Callable[[int, bytes], list[bytes]] | None = None,
+                    max_allocs: int | None = None) -> list[tuple[int, bytes, str]]:
+        """``(peer, frame, mcs)`` for a zone burst of *n_symbols* symbols carrying *grants*:
+        the role's queued frames for the neighbours *peers* accepts, shared by the scheduler."""
+        backlog = {d: b for d, b in self.role.backlog().items() if peers(d)}
+        if not backlog:
+            return []
+        cap = min(self.config.max_allocs if max_allocs is None else max_allocs, len(backlog))
+        entries = len(grants) + cap
+        data_syms = n_symbols - self.modem.overhead_symbols(min(entries, self.modem.max_entries))
+        data_syms = min(data_syms, self.modem.max_data_symbols)
+        if data_syms <= 0:
+            return []
+        n_ru = data_syms * self.modem.ru_per_symbol
+        mcs = {d: self._mcs(d, b.control, b.head, n_ru) for d, b in backlog.items()}
+        demands = [Demand(d, b.nbytes, self._bpr(mcs[d]), min_bytes=b.head)
+                   for d, b in backlog.items()]
+        # a MAP entry costs 72 coded bits at QPSK-1/2: about 4 RUs of 17 QPSK subcarriers
+        share = self.scheduler.allocate(demands, n_ru, alloc_overhead_ru=0.0, max_allocs=cap)
+        out: list[tuple[int, bytes, str]] = []
+        used = 0
+        for d, k in share.items():
+            # the scheduler counts bytes per RU on average; the first MPDU must fit exactly
+            k = max(k, self.modem.rus_for(min(backlog[d].head, self.modem.max_payload), mcs[d]))
+            if used + k > n_ru:
+                continue
+            for f in self.pull(now, d, self.modem.ru_capacity(k, mcs[d]), mcs[d],
+                               room_ru=n_ru - used, tap=tap):
+                used += self.modem.rus_for(len(f), mcs[d])
+                out.append((d, f, mcs[d]))
+                self.scheduler.served(d, len(f))
+            sub = self.subscribers.get(d)
+            if sub is not None and backlog[d].control:
+                sub.poll_soon = True   # a control exchange: let it answer at once
+        self.scheduler.end_frame()
+        return out
+
+    def pull(self, now: float, dst: int, room: int, mcs: str, *, room_ru: int,
+             tap: Callable[[int, bytes], list[bytes]] | None = None,
+             max_blocks: int | None = None) -> list[bytes]:
+        """Frames for *dst* filling up to *room* bytes, each at most ``block_bytes`` (one
+        allocation each, with its own CRC: a lost allocation loses one block, not the zone's
+        whole share -- 16m's FEC blocks), within *room_ru* RUs and *max_blocks* blocks."""
+        out: list[bytes] = []
+        used = 0
+        while room > 0 and (max_blocks is None or len(out) < max_blocks):
+            # what the RUs left can carry as one more allocation (each block pays its own CRC)
+            left = room_ru - used if tap is None else (room_ru - used) // 2  # room for a replay
+            cap = min(room, self.config.block_bytes,
+                      self.modem.ru_capacity(left, mcs) if left > 0 else -1)
+            waiting = self.role.backlog().get(dst)
+            if waiting is None or cap <= 0 or waiting.head > cap:
+                break
+            if self.marginal(dst):
+                cap = waiting.head   # below the most robust MCS's threshold: one MPDU a block
+            frames = self.role.frames_to_send(now, cap, dst=dst)
+            if not frames:
+                break
+            for _, frame in frames:
+                room -= len(frame)
+                if tap is None:
+                    used += self.modem.rus_for(len(frame), mcs)
+                    out.append(frame)
+                    continue
+                # test-only attacker on the air: what it sends instead (altered, dropped,
+                # replayed copies) goes on the air where it fits
+                for f in tap(dst, frame):
+                    need = self.modem.rus_for(len(f), mcs)
+                    if used + need <= room_ru:
+                        used += need
+                        out.append(f)
+        return out
+
+    def ul_grants(self, frame: int, zone_symbols: int) -> list[Grant]:
+        """Grants of this station's UL-access zone of *frame* (``zone_symbols`` long): slots to
+        AMSs with queue reports, polls of silent ones, and a contention slot (always when no
+        known AMS waits; else every ``contention_every``-th zone)."""
+        from phy.zone import Grant
+
+        cfg = self.config
+        out: list[Grant] = []
+        room = zone_symbols
+        slot_min = self.modem.overhead_symbols(1) + 1
+        busy = any(sub.report > 0 for sub in self.subscribers.values())
+        self._ul_turns += 1
+        # contention: whenever no known AMS waits, else every contention_every-th zone (so a
+        # newcomer -- an entry, a handover re-entry -- is never starved by busy neighbours)
+        if room >= cfg.contention_symbols and (
+                not busy or self._ul_turns % cfg.contention_every == 0):
+            room -= cfg.contention_symbols
+            out.append(Grant(BROADCAST, room, cfg.contention_symbols, ROBUST_MCS))
+        for sid in [s for s, sub in self.subscribers.items()
+                    if frame - sub.last_heard > cfg.forget_after]:
+            del self.subscribers[sid]
+            self.ul_scheduler.forget(sid)
+        if room < slot_min or not self.subscribers:
+            return out
+        ru = self.modem.ru_per_symbol
+        over = self.modem.overhead_symbols(1)
+        demands = []
+        for sid, sub in self.subscribers.items():
+            want = sub.report
+            if want <= 0 and (sub.poll_soon or
+                              frame - max(sub.last_granted, sub.last_heard) >= cfg.poll_every):
+                want = 1   # poll: a minimal slot to report in
+            if want > 0:
+                demands.append(Demand(sid, want, self._bpr(self.mcs_for(sid)), min_bytes=1))
+        if not demands:
+            return out
+        n_slots = min(cfg.ul_slots, len(demands), room // slot_min)
+        # every slot pays its own preamble, header and MAP: count that as overhead per grant
+        share = self.ul_scheduler.allocate(demands, (room - n_slots * over) * ru,
+                                           alloc_overhead_ru=0.0, max_allocs=n_slots)
+        start = 0
+        for sid, k in sorted(share.items()):
+            length = over + -(-k // ru)
+            if start + length > room:
+                length = room - start
+            if length < slot_min:
+                continue
+            mcs = self.mcs_for(sid)
+            out.append(Grant(self.addr_of(sid), start, length, mcs))
+            self.subscribers[sid].last_granted = frame
+            self.subscribers[sid].poll_soon = False
+            self.subscribers[sid].report = max(
+                0, self.subscribers[sid].report
+                - self.modem.ru_capacity((length - over) * ru, mcs))
+            self.ul_scheduler.served(sid, self.modem.ru_capacity((length - over) * ru, mcs))
+            start += length
+        self.ul_scheduler.end_frame()
+        return out
+
+    def slot(self, frame: int, owner: int) -> Grant | None:
+        """This AMS's slot in *owner*'s UL-access zone of *frame*: its own grant, or the
+        contention slot when it has something for *owner* and its backoff lets it."""
+        g = self.grants.pop((frame, owner), None)
+        c = self.contention.pop((frame, owner), None)
+        if g is not None:
+            self._backoff.pop(owner, None)   # the owner knows us: contention is over
+            return g
+        if c is None or owner not in self.role.backlog():
+            return None
+        # a first window of 2: AMSs that start together (a group entry or handover) do not all
+        # collide on their first try
+        window, since = self._backoff.get(owner, (2, None))
+        if since is not None and frame - since > 2:
+            window = min(self.config.backoff_max, 2 * window)   # unanswered: back off more
+        if self._rng.randrange(window) != 0:
+            self._backoff[owner] = (window, since)
+            return None
+        self._backoff[owner] = (window, frame)
+        return c
+
+    def note_grants(self, frame: int, owner: int, grants: Iterable[Grant]) -> None:
+        """Grants a DL burst of *owner* announced to us (for the UL zone of *frame*)."""
+        for g in grants:
+            key = (frame + self.config.grant_delay, owner)
+            if g.dst == BROADCAST:
+                self.contention[key] = g
+            else:
+                self.grants[key] = g
+        # drop grants for frames long past (a missed UL zone)
+        for store in (self.grants, self.contention):
+            for key in [k for k in store if k[0] < frame - 4]:
+                del store[key]
+
+    def heard(self, frame: int, peer: int, queue_report: int, *, subscriber: bool) -> None:
+        """A UL burst from AMS *peer* (in our UL-access zone) reported *queue_report* bytes."""
+        if not subscriber:
+            return
+        sub = self.subscribers.get(peer)
+        if sub is None:
+            sub = self.subscribers[peer] = _Subscriber(frame)
+        sub.last_heard = frame
+        sub.report = queue_report
+
+    def queue_report(self) -> int:
+        """Bytes this station still has queued (the zone header's queue-report field)."""
+        return sum(b.nbytes for b in self.role.backlog().values())
