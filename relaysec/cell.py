@@ -379,4 +379,5 @@ def _planner(cfg: Config, schedule: FrameSchedule, zm: Any) -> ZonePlanner:
         return (zm.overhead_symbols(2) + -(-nbytes // per_symbol) + extra) * sym + lead
 
     return ZonePlanner(schedule, min_len=(contention + 1) * sym + lead, need=need,
-                       idle_every=int(cfg["schedule"]["idle_zone_every"]))
+                       idle_every=int(cfg["schedule"]["idle_zone_every"]),
+                       max_len=int(cfg["schedule"]["max_zone_symbols"]) * sym + lead)

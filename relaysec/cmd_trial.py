@@ -145,6 +145,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--plots", metavar="DIR", help="write PNG plots (constellations, SNR/PER) "
                    "into DIR (created if missing; its parent must exist)")
     p.add_argument("--no-msc", action="store_true", help="omit the message sequence chart")
+    p.add_argument("--traffic", choices=("count", "saturate"),
+                   help="traffic phases: a count of packets per flow, or full buffer both ways "
+                   "for every AMS (goodput, efficiency and fairness in the report); default "
+                   "from config (traffic.mode)")
     p.set_defaults(func=run)
 
 
@@ -154,6 +158,8 @@ def run(args: argparse.Namespace) -> int:
         extra.append(("backend", args.backend))
     if args.mode:
         extra.append(("security.mode", args.mode))
+    if args.traffic:
+        extra.append(("traffic.mode", args.traffic))
     try:
         cfg = merged_config(args, extra)
         if args.uris:

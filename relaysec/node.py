@@ -224,6 +224,7 @@ class Node:
         self.mac = ZoneMac(station_id, modem, role, mac or MacConfig(), addressing.addr_of,
                            addressing.station_of, abs_id, modem.profile.name, seed=seed)
         self.sym = modem.grid.symbol_samples
+        self.last_data_mcs: str | None = None   # MCS of the last burst's data, if it had data
         self.events: list[NodeEvent] = []
         self.cpu: Counter[str] = Counter()          # seconds spent per layer
         self._seen_rejections: Counter[tuple[int, str]] = Counter()
@@ -353,6 +354,8 @@ class Node:
                                  queue_report=min(self.mac.queue_report(), 0xFFFF * 16))
         self.cpu["modem"] += time.perf_counter() - t0
         n_sym = len(iq) // self.sym
+        self.last_data_mcs = next((m for _, f, m in sent
+                                   if any(k != "control" for k, _ in describe_frame(f))), None)
         st = self.mac.stats
         st.bursts += 1
         st.symbols += n_sym
@@ -430,7 +433,8 @@ class Node:
             if k is not None and zb.grants:
                 self.mac.note_grants(k, src_id, zb.grants)
             if k is not None and zb.allocations and src_id not in self.infrastructure:
-                self.mac.heard(k, src_id, int(zb.queue_report), subscriber=True)
+                self.mac.heard(k, src_id, int(zb.queue_report), subscriber=True,
+                               data=any(a.payload for a in zb.allocations if a.crc_ok))
             self._deliver(zb, src_id, now)
         self._collect(now)
         return bursts
@@ -481,37 +485,43 @@ class SimNetwork:
         self.planner = planner
         self._index = {(z.name, z.tx): i for i, z in enumerate(schedule.zones)}
         self._by_id = {n.station_id: n for n in self.nodes.values()}
+        #: ``(t, zone kind, owner, capacity bits)`` of every zone that carried data: what its
+        #: OFDM symbols (preamble, header and MAP included) carry at the MCS of its data
+        self.usage: list[tuple[float, str, str, int]] = []
 
     @property
     def now(self) -> float:
         return self.frame * self.schedule.frame_s
 
-    def demand(self) -> dict[int, int]:
-        """Bytes waiting per zone of the static schedule (index), from the roles' backlogs."""
+    def demand(self) -> dict[int, tuple[int, int]]:
+        """``(bytes waiting, largest first MPDU)`` per zone of the static schedule (index), from
+        the roles' backlogs."""
         from relaysec.schedule import DL, UL_ACCESS
 
-        out: dict[int, int] = {}
+        out: dict[int, tuple[int, int]] = {}
 
-        def add(kind: str, tx: str, n: int) -> None:
+        def add(kind: str, tx: str, n: int, head: int) -> None:
             i = self._index.get((kind, tx))
             if i is not None and n > 0:
-                out[i] = out.get(i, 0) + n
+                have = out.get(i, (0, 0))
+                out[i] = (have[0] + n, max(have[1], head))
 
         for node in self.nodes.values():
             for dst, b in node.role.backlog().items():
                 if node.station_id == node.abs_id:
-                    add(DL, node.name, b.nbytes)
+                    add(DL, node.name, b.nbytes, b.head)
                 elif not node.is_ams:
-                    add(UL_RELAY if dst == node.abs_id else DL_ACCESS, node.name, b.nbytes)
+                    add(UL_RELAY if dst == node.abs_id else DL_ACCESS, node.name, b.nbytes,
+                        b.head)
                 else:
                     owner = self._by_id.get(dst)
                     if owner is not None:
-                        add(UL_ACCESS, owner.name, b.nbytes)
+                        add(UL_ACCESS, owner.name, b.nbytes, b.head)
         # a UL-access zone in use needs its owner's DL zone in the same frame (the grants)
         for (kind, tx), i in self._index.items():
             if kind == UL_ACCESS and i in out:
                 add(DL if self.nodes[tx].station_id == self.nodes[tx].abs_id else DL_ACCESS,
-                    tx, 1)
+                    tx, 1, 1)
         return out
 
     def step_frame(self) -> None:
@@ -552,11 +562,13 @@ class SimNetwork:
         lead = zone.guard // 2
         ul_symbols = None if ul is None or zone.name == UL_RELAY else \
             (ul.length - ul.guard // 2) // tx.sym
+        tx.last_data_mcs = None
         iq, audience = tx.build_zone(t_start, zone.length, frame=self.frame, kind=zone.name,
                                      lead=lead, ul_symbols=ul_symbols, tap=self.tap,
                                      force=tx.station_id == tx.abs_id)
         if iq is not None:
             tx.transmit(iq)
+            self._used(zone, t_start, [tx.last_data_mcs])
         receivers = {self._by_id[d].name for d in audience if d in self._by_id}
         if BROADCAST in audience:   # a contention slot: AMSs with something for the owner
             receivers |= {n.name for n in self.nodes.values()
@@ -568,16 +580,31 @@ class SimNetwork:
         owner = self.nodes[zone.tx]
         lead = zone.guard // 2
         sent = False
+        mcs: list[str | None] = []
         for node in self.nodes.values():
             if node is owner or not node.is_ams:
                 continue
             node.poll(t_start)
+            node.last_data_mcs = None
             iq = node.build_slot(t_start, frame=self.frame, owner=owner.station_id, lead=lead,
                                  tap=self.tap)
             if iq is not None:
                 node.transmit(iq)
                 sent = True
+                mcs.append(node.last_data_mcs)
+        self._used(zone, t_start, mcs)
         self._listen(zone, t_end, {owner.name} if sent else set())
+
+    def _used(self, zone: Zone, t: float, mcs: list[str | None]) -> None:
+        """Note the capacity of *zone* if it carried data (at the most robust MCS used)."""
+        used = [m for m in mcs if m is not None]
+        if not used:
+            return
+        node = next(iter(self.nodes.values()))
+        zm = node.modem
+        m = min(used, key=lambda x: zm.ru_capacity(zm.ru_per_symbol, x))
+        bits = 8 * max(0, zm.ru_capacity((zone.length // node.sym) * zm.ru_per_symbol, m))
+        self.usage.append((t, zone.name, zone.tx, bits))
 
     def close(self) -> None:
         """Nothing to stop in simulation (same interface as the OTA network)."""

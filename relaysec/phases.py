@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from relaysec.flows import TrafficPlan
     from relaysec.trial import Trial
 
 PHASES = ("ars_entry", "ams_entry", "traffic_1", "tek_refresh", "handover", "traffic_2")
@@ -78,10 +79,30 @@ def ams_entry(t: Trial) -> bool:
     return t.end(ph, True, f"{len(amss)} AMSs entered ({'; '.join(sorted(how))})")
 
 
+#: Frames of a saturating phase before its measurement window opens (queues fill, MCSs settle).
+SATURATE_WARMUP_FRAMES = 20
+
+
+def saturate(t: Trial, name: str, plan: TrafficPlan,
+             until: Callable[[], bool] | None = None) -> None:
+    """Run *plan* full buffer for ``traffic.saturate_s`` (and until *until*), note the
+    measurement window (after :data:`SATURATE_WARMUP_FRAMES`), then stop offering."""
+    t0 = t.now
+    warm = SATURATE_WARMUP_FRAMES * t.frame_s
+    t.run_until(lambda: False, warm, plan)
+    t.run_until(lambda: t.now - t0 >= float(t.cfg["traffic"]["saturate_s"]) * t.stretch
+                and (until is None or until()), t.timeout("traffic_s"), plan)
+    t.windows[name] = (t0 + warm, t.now)
+    plan.stop()
+
+
 def traffic(t: Trial, name: str) -> bool:
-    """Secured traffic between the ABS and every AMS; all of it must arrive."""
+    """Secured traffic between the ABS and every AMS; all of it must arrive (saturating: every
+    flow delivers, and no more than ``1 - traffic.min_delivery`` is lost)."""
     ph = t.begin(name)
     plan = t.traffic_plan(name)
+    if t.saturate:
+        saturate(t, name, plan)
     finished = t.run_until(lambda: t.plan_done(plan), t.timeout("traffic_s"), plan)
     if finished and not t.plan_ok(plan):
         return t.end(ph, False, t.short_delivery(plan))
@@ -119,6 +140,8 @@ def tek_refresh(t: Trial) -> bool:
                     and t.events_of("KeysInstalled", t.key_holder(t.serving[n]), since=t0,
                                     subject=sid, cause="tek_refresh"))
 
+    if t.saturate:
+        saturate(t, "tek_refresh", plan, until=lambda: all(map(refreshed, amss)))
     finished = t.run_until(lambda: all(map(refreshed, amss)) and t.plan_done(plan),
                            t.timeout("tek_refresh_s"), plan)
     if not finished:

@@ -142,66 +142,85 @@ def build_schedule(
 class ZonePlanner:
     """Re-divides the frame among the zones of a static schedule by demand, frame by frame.
 
-    ``plan(demand, frame)``: *demand* maps a zone index to the bytes waiting for it (queue
-    reports); zones with demand share the frame in proportion to it (each at least
-    ``min_len``, none beyond what its demand needs: ``need(index, bytes) -> samples``); a zone
-    without demand gets ``min_len`` only one frame in ``idle_every`` (turns staggered by zone;
-    its station's zones all together, so its owner can still send control messages, be heard
-    and offer a contention slot) and is otherwise left out, guard
-    included. The first zone (the ABS's DL zone, the frame reference) is always present. When
-    more zones want in than the frame holds at ``min_len``, idle ones wait first.
+    ``plan(demand, frame)``: *demand* maps a zone index to ``(bytes waiting, largest first
+    MPDU)`` (queue reports). Zones with demand are served longest-waiting first, each as long as
+    its bytes need (``need(index, bytes) -> samples``) but at most ``max_len`` and at least what
+    its first MPDU needs, while the frame has room: a saturated cell thus runs a few long zones
+    per frame in turn rather than every zone short every frame, since each zone pays its
+    preamble, header and MAP once. A zone without demand gets ``min_len`` only one frame in
+    ``idle_every`` (a station's zones all together, so its owner can still send control
+    messages, be heard and offer a contention slot), if room is left. The first zone (the ABS's
+    DL zone, the frame reference) is always present. Room left over goes to the zones served.
     """
 
     def __init__(self, base: FrameSchedule, *, min_len: int,
-                 need: Callable[[int, int], int], idle_every: int = 4) -> None:
+                 need: Callable[[int, int], int], idle_every: int = 4,
+                 max_len: int | None = None) -> None:
         self.base = base
         self.min_len = min_len
         self.need = need
         self.idle_every = max(1, idle_every)
+        self.max_len = max_len if max_len is not None else base.frame_len
         # a station's zones take their idle turn together (its DL zone carries the grants of
         # its UL-access zone, a contention slot among them)
         owners = list(dict.fromkeys(z.tx for z in base.zones))
         self._turn = [owners.index(z.tx) for z in base.zones]
+        self._last = [0] * len(base.zones)
+        # a UL-access zone only works in a frame that also has its owner's DL zone (the grants)
+        self._grants_from = {
+            i: next(j for j, d in enumerate(base.zones)
+                    if d.tx == z.tx and d.name in (DL, DL_ACCESS))
+            for i, z in enumerate(base.zones) if z.shared}
 
-    def plan(self, demand: Mapping[int, int], frame: int) -> FrameSchedule:
+    def plan(self, demand: Mapping[int, tuple[int, int]], frame: int) -> FrameSchedule:
         zones = self.base.zones
         guard = zones[0].guard if zones else 0
-        # idle zones take turns (staggered, so a frame never holds them all)
-        present = [i for i in range(len(zones))
-                   if i == 0 or demand.get(i, 0) > 0
-                   or (frame + self._turn[i]) % self.idle_every == 0]
-        while True:
-            usable = self.base.frame_len - guard * len(present)
-            if usable >= self.min_len * len(present) or len(present) == 1:
-                break
-            idle = [i for i in present[1:] if demand.get(i, 0) <= 0]
-            # too many zones for the frame: leave out an idle one, else the smallest demand
-            drop = idle[-1] if idle else min(present[1:], key=lambda i: demand.get(i, 0))
-            present.remove(drop)
-        lengths = dict.fromkeys(present, self.min_len)
-        want = {i: max(self.min_len, self.need(i, demand[i]))
-                for i in present if demand.get(i, 0) > 0}
-        left = usable - self.min_len * len(present)
-        # water-filling: share what is left in proportion to demand, never beyond a zone's need
-        active = {i for i in want if want[i] > lengths[i]}
-        while left > 0 and active:
-            total = sum(demand[i] for i in active)
-            given = 0
-            for i in sorted(active):
-                share = int(left * demand[i] / total)
-                add = min(share, want[i] - lengths[i])
-                lengths[i] += add
-                given += add
-            active = {i for i in active if want[i] > lengths[i]}
-            if given == 0:
-                break
-            left -= given
-        if left > 0:   # nobody needs more: the rest goes to the zones with demand (or the first)
-            takers = sorted(want) or [0]
+        room = self.base.frame_len
+        lengths: dict[int, int] = {}
+
+        def take(i: int, length: int) -> bool:
+            nonlocal room
+            if length + guard > room:
+                return False
+            lengths[i] = length
+            room -= length + guard
+            return True
+
+        busy = [i for i in range(len(zones)) if demand.get(i, (0, 0))[0] > 0]
+        want = {i: min(self.max_len, max(self.min_len, self.need(i, demand[i][0])))
+                for i in busy}
+        floor = {i: min(want[i], max(self.min_len, self.need(i, demand[i][1]))) for i in busy}
+        take(0, want.get(0, self.min_len))
+        def take_with_grants(i: int, length: int) -> bool:
+            j = self._grants_from.get(i)
+            if j is None or j in lengths:
+                return take(i, length)
+            first = want.get(j, self.min_len)
+            if length + first + 2 * guard > room:
+                first = floor.get(j, self.min_len)
+            if length + first + 2 * guard > room:
+                return False
+            return take(j, first) and take(i, length)
+
+        # longest-waiting first; a zone that does not fit whole waits for the next frame
+        for i in sorted((i for i in busy if i != 0), key=lambda i: (self._last[i], i)):
+            if i in lengths:
+                continue
+            if not take_with_grants(i, want[i]) and floor[i] < want[i]:
+                take_with_grants(i, floor[i])
+        for i in range(1, len(zones)):
+            if i not in lengths and i not in busy \
+                    and (frame + self._turn[i]) % self.idle_every == 0:
+                take(i, self.min_len)
+        served = sorted(lengths)
+        for i in served:
+            self._last[i] = frame
+        if room > 0:   # the rest to the busy zones served (up to max_len), else the first
+            takers = [i for i in served if i in busy] or [0]
             for k, i in enumerate(takers):
-                lengths[i] += left // len(takers) + (1 if k < left % len(takers) else 0)
+                lengths[i] += room // len(takers) + (1 if k < room % len(takers) else 0)
         out, t = [], 0
-        for i in present:
+        for i in served:
             out.append(replace(zones[i], start=t, length=lengths[i]))
             t += lengths[i] + guard
         return FrameSchedule(self.base.sample_rate, self.base.frame_len, tuple(out))

@@ -108,6 +108,8 @@ class Trial:
         self.serving = {s["name"]: s["serving"] for s in stations_by_role(cfg, "ams")}
         self.moved: dict[str, bool] = {}
         self.per_ams_extra: dict[str, dict[str, Any]] = {}
+        # saturating phases: the interval goodput and efficiency are measured over
+        self.windows: dict[str, tuple[float, float]] = {}
         self.flows = FlowBook(int(cfg["traffic"]["payload_bytes"]), self.seed, self.id_of,
                               self.name_of)
 
@@ -179,12 +181,21 @@ class Trial:
                      amss: Iterable[str] | None = None) -> TrafficPlan:
         """Flows both ways between the ABS and each AMS (*amss*: default all)."""
         tr = self.cfg["traffic"]
-        q = int(tr["packets_per_direction"]) if quota == "cfg" else quota
         pairs = []
         for ams in (self.names("ams") if amss is None else amss):
             pairs += [(self.abs_name, ams, ams), (ams, self.abs_name, ams)]
+        if quota == "cfg" and self.saturate:
+            # full buffer: offer whatever keeps `window` packets of each flow in flight
+            w = int(tr["window"])
+            return self.flows.plan(label, pairs, quota=None, per_frame=w, window=w)
+        q = int(tr["packets_per_direction"]) if quota == "cfg" else quota
         return self.flows.plan(label, pairs, quota=q,  # type: ignore[arg-type]
                                per_frame=int(tr["per_frame"]) if per_frame is None else per_frame)
+
+    @property
+    def saturate(self) -> bool:
+        """Traffic phases run full buffer (``traffic.mode = "saturate"``)."""
+        return self.cfg["traffic"]["mode"] == "saturate"
 
     def plan_done(self, plan: TrafficPlan) -> bool:
         return self.flows.plan_done(plan, self.now,

@@ -54,18 +54,45 @@ def _traffic_seconds(t: Trial) -> float:
                if p.name in TRAFFIC_PHASES and p.t_start is not None and p.t_end is not None)
 
 
+def _in_windows(t: Trial, e: Any) -> int:
+    """Bytes of flow entry *e* delivered inside its phase's measurement window."""
+    win = t.windows.get(e.label)
+    if win is None:
+        return 0
+    n = sum(1 for x in e.flow.stats.delivery_times if win[0] <= x <= win[1])
+    return n * t.flows.payload_bytes
+
+
+def _window_seconds(t: Trial) -> float:
+    return sum(b - a for a, b in t.windows.values())
+
+
+def _link_mcs(t: Trial, tx: str, rx: str) -> str | None:
+    """The MCS used most for allocations on link *tx* -> *rx*."""
+    lk = t.links.links.get(f"{tx}->{rx}") if t.cell is not None else None
+    if lk is None or not lk.mcs:
+        return None
+    return lk.mcs.most_common(1)[0][0]
+
+
 def per_ams(t: Trial) -> dict[str, dict[str, Any]]:
-    """Per-AMS figures (see the module doc)."""
-    secs = _traffic_seconds(t)
+    """Per-AMS figures (see the module doc). Saturating runs measure goodput over the phases'
+    measurement windows only (full queues, settled MCS); counted runs over the traffic phases."""
+    windows = _window_seconds(t) if t.windows else 0.0
+    secs = windows or _traffic_seconds(t)
     out: dict[str, dict[str, Any]] = {}
     for st in stations_by_role(t.cfg, "ams"):
         name = st["name"]
         mine = [e for e in t.flows.flows.values() if e.ams == name]
         tot = t.flows.totals(mine)
-        dl = sum(e.flow.stats.delivered_bytes for e in mine
-                 if e.label in TRAFFIC_PHASES and e.dst == name)
-        ul = sum(e.flow.stats.delivered_bytes for e in mine
-                 if e.label in TRAFFIC_PHASES and e.src == name)
+        if windows:
+            dl = sum(_in_windows(t, e) for e in mine if e.dst == name)
+            ul = sum(_in_windows(t, e) for e in mine if e.src == name)
+        else:
+            dl = sum(e.flow.stats.delivered_bytes for e in mine
+                     if e.label in TRAFFIC_PHASES and e.dst == name)
+            ul = sum(e.flow.stats.delivered_bytes for e in mine
+                     if e.label in TRAFFIC_PHASES and e.src == name)
         row: dict[str, Any] = {
             "served_by": st["serving"], "now_served_by": t.serving.get(name),
             "handover_target": st.get("handover_target"),
@@ -74,20 +101,45 @@ def per_ams(t: Trial) -> dict[str, dict[str, Any]]:
             "goodput_bps": 8 * (dl + ul) / secs if secs > 0 else None,
             "goodput_dl_bps": 8 * dl / secs if secs > 0 else None,
             "goodput_ul_bps": 8 * ul / secs if secs > 0 else None,
-            "mcs": t.cfg["phy"]["mcs"],
+            "mcs": _link_mcs(t, t.serving.get(name) or st["serving"], name),
+            "mcs_ul": _link_mcs(t, name, t.serving.get(name) or st["serving"]),
         }
         row.update(t.per_ams_extra.get(name, {}))
         out[name] = row
     return out
 
 
+def efficiency(t: Trial) -> float | None:
+    """Application goodput over the coded PHY rate of the zones used, in the saturating phases'
+    windows: the application bits every hop carried (a packet through an ARS crosses two) over
+    the information bits the OFDM symbols of every zone that carried data could hold at the MCS
+    of that data (preamble, zone header and MAP symbols count as zone time; guards do not).
+    None for counted traffic or over the air."""
+    usage = getattr(t.net, "usage", None)
+    if not t.windows or usage is None:
+        return None
+    cap = sum(bits for ts, _, _, bits in usage
+              if any(a <= ts <= b for a, b in t.windows.values()))
+    if cap <= 0:
+        return None
+    app = 0
+    for e in t.flows.flows.values():
+        if e.label not in t.windows:
+            continue
+        hops = 2 if t.by_name[t.serving.get(e.ams, "")]["role"] == "ars" else 1
+        app += 8 * _in_windows(t, e) * hops
+    return app / cap
+
+
 def cell_totals(t: Trial, rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Cell-wide goodput and fairness over the AMSs."""
+    """Cell-wide goodput, fairness and efficiency over the AMSs."""
     rates = [r["goodput_bps"] for r in rows.values() if r["goodput_bps"] is not None]
     return {"ams": len(rows), "arss": len(stations_by_role(t.cfg, "ars")),
+            "traffic": t.cfg["traffic"]["mode"],
             "goodput_bps": sum(rates) if rates else None,
             "jain": jain(rates) if rates else None,
-            "traffic_s": _traffic_seconds(t)}
+            "efficiency": efficiency(t),
+            "measured_s": _window_seconds(t) or _traffic_seconds(t)}
 
 
 def stale_rejections(t: Trial) -> dict[str, int]:

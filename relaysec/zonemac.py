@@ -17,7 +17,8 @@ before but silent is polled with a small grant every ``poll_every`` frames; the 
 ``contention_symbols`` of the zone are a *contention* slot (a grant to the broadcast address)
 where an AMS without a grant sends (initial ranging, a handover re-entry), with a random backoff
 that doubles while it goes unanswered -- in every zone where no known AMS waits, else every
-``contention_every``-th.
+``contention_every``-th. An AMS that sent data in the last ``poll_every`` frames is polled every
+frame (new packets need not wait for the next periodic poll).
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ class _Subscriber:
     report: int = 0           # bytes it said it still has queued
     last_granted: int = -1
     poll_soon: bool = False   # we sent it a control message: poll it in the next UL zone
+    last_data: int = -(10**9)  # frame it last sent us something (not a bare queue report)
 
 
 @dataclass
@@ -166,12 +168,19 @@ class ZoneMac:
         if not backlog:
             return []
         cap = min(self.config.max_allocs if max_allocs is None else max_allocs, len(backlog))
-        entries = len(grants) + cap
-        data_syms = n_symbols - self.modem.overhead_symbols(min(entries, self.modem.max_entries))
-        data_syms = min(data_syms, self.modem.max_data_symbols)
+        zm = self.modem
+        # MAP entries: the grants, and an allocation per block (a destination may get several)
+        rough = (n_symbols - zm.overhead_symbols(0)) * zm.ru_per_symbol
+        blocks = -(-int(rough * self._bpr(self.config.max_mcs)) // self.config.block_bytes)
+        entries = min(len(grants) + max(cap, blocks), zm.max_entries)
+        reserve = zm.overhead_symbols(entries)
+        while entries < zm.max_entries and zm.overhead_symbols(entries + 1) == reserve:
+            entries += 1        # what the reserved MAP symbols hold anyway
+        data_syms = min(n_symbols - reserve, zm.max_data_symbols)
         if data_syms <= 0:
             return []
-        n_ru = data_syms * self.modem.ru_per_symbol
+        n_ru = data_syms * zm.ru_per_symbol
+        slots = entries - len(grants)    # allocations the MAP can still announce
         mcs = {d: self._mcs(d, b.control, b.head, n_ru) for d, b in backlog.items()}
         demands = [Demand(d, b.nbytes, self._bpr(mcs[d]), min_bytes=b.head)
                    for d, b in backlog.items()]
@@ -184,10 +193,13 @@ class ZoneMac:
             k = max(k, self.modem.rus_for(min(backlog[d].head, self.modem.max_payload), mcs[d]))
             if used + k > n_ru:
                 continue
+            if slots <= 0:
+                break
             for f in self.pull(now, d, self.modem.ru_capacity(k, mcs[d]), mcs[d],
-                               room_ru=n_ru - used, tap=tap):
+                               room_ru=n_ru - used, tap=tap, max_blocks=slots):
                 used += self.modem.rus_for(len(f), mcs[d])
                 out.append((d, f, mcs[d]))
+                slots -= 1
                 self.scheduler.served(d, len(f))
             sub = self.subscribers.get(d)
             if sub is not None and backlog[d].control:
@@ -260,7 +272,8 @@ class ZoneMac:
         demands = []
         for sid, sub in self.subscribers.items():
             want = sub.report
-            if want <= 0 and (sub.poll_soon or
+            active = frame - sub.last_data <= cfg.poll_every     # sent data lately: keep asking
+            if want <= 0 and (sub.poll_soon or active or
                               frame - max(sub.last_granted, sub.last_heard) >= cfg.poll_every):
                 want = 1   # poll: a minimal slot to report in
             if want > 0:
@@ -324,8 +337,10 @@ class ZoneMac:
             for key in [k for k in store if k[0] < frame - 4]:
                 del store[key]
 
-    def heard(self, frame: int, peer: int, queue_report: int, *, subscriber: bool) -> None:
-        """A UL burst from AMS *peer* (in our UL-access zone) reported *queue_report* bytes."""
+    def heard(self, frame: int, peer: int, queue_report: int, *, subscriber: bool,
+              data: bool = True) -> None:
+        """A UL burst from AMS *peer* (in our UL-access zone) reported *queue_report* bytes
+        (*data*: it carried more than the report)."""
         if not subscriber:
             return
         sub = self.subscribers.get(peer)
@@ -333,6 +348,8 @@ class ZoneMac:
             sub = self.subscribers[peer] = _Subscriber(frame)
         sub.last_heard = frame
         sub.report = queue_report
+        if data:
+            sub.last_data = frame
 
     def queue_report(self) -> int:
         """Bytes this station still has queued (the zone header's queue-report field)."""
