@@ -342,16 +342,22 @@ class Node:
                              g.mcs, room_ru=n_ru, tap=wire_tap, max_blocks=blocks)
         # a slot too small for the first MPDU (a poll) answers with the queue report only
         allocs = [(owner, f, g.mcs) for f in frames] or [(owner, b"", g.mcs)]
+        waiting = self.role.backlog().get(owner)
         iq = self._modulate([Allocation(self.addressing.addr_of(owner), f, m)
                              for _, f, m in allocs], [], lead + g.start * self.sym,
-                            [a for a in allocs if a[1]])
+                            [a for a in allocs if a[1]],
+                            queue_report=0 if waiting is None else waiting.nbytes)
         return iq
 
     def _modulate(self, allocations: list[Any], grants: list[Any], lead: int,
-                  sent: list[tuple[int, bytes, str]]) -> np.ndarray:
+                  sent: list[tuple[int, bytes, str]], *,
+                  queue_report: int | None = None) -> np.ndarray:
+        """One zone burst; *queue_report*: bytes left for the receiver of a UL slot (default:
+        everything this station still has queued)."""
         t0 = time.perf_counter()
+        report = self.mac.queue_report() if queue_report is None else queue_report
         iq = self.modem.modulate(allocations, src=self.addr, grants=grants,
-                                 queue_report=min(self.mac.queue_report(), 0xFFFF * 16))
+                                 queue_report=min(report, 0xFFFF * 16))
         self.cpu["modem"] += time.perf_counter() - t0
         n_sym = len(iq) // self.sym
         self.last_data_mcs = next((m for _, f, m in sent

@@ -190,7 +190,8 @@ class ZonePlanner:
         want = {i: min(self.max_len, max(self.min_len, self.need(i, demand[i][0])))
                 for i in busy}
         floor = {i: min(want[i], max(self.min_len, self.need(i, demand[i][1]))) for i in busy}
-        take(0, want.get(0, self.min_len))
+        # the frame reference first, but only what its first MPDU needs: the others wait longer
+        take(0, floor.get(0, self.min_len))
         def take_with_grants(i: int, length: int) -> bool:
             j = self._grants_from.get(i)
             if j is None or j in lengths:
@@ -215,8 +216,13 @@ class ZonePlanner:
         served = sorted(lengths)
         for i in served:
             self._last[i] = frame
-        if room > 0:   # the rest to the busy zones served (up to max_len), else the first
-            takers = [i for i in served if i in busy] or [0]
+        # the rest to the busy zones served, up to what they want, then evenly
+        takers = [i for i in served if i in busy] or [0]
+        for i in takers:
+            add = min(room, max(0, want.get(i, 0) - lengths[i]))
+            lengths[i] += add
+            room -= add
+        if room > 0:
             for k, i in enumerate(takers):
                 lengths[i] += room // len(takers) + (1 if k < room % len(takers) else 0)
         out, t = [], 0

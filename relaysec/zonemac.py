@@ -217,12 +217,15 @@ class ZoneMac:
         used = 0
         while room > 0 and (max_blocks is None or len(out) < max_blocks):
             # what the RUs left can carry as one more allocation (each block pays its own CRC)
-            left = room_ru - used if tap is None else (room_ru - used) // 2  # room for a replay
+            left = room_ru - used
             cap = min(room, self.config.block_bytes,
                       self.modem.ru_capacity(left, mcs) if left > 0 else -1)
             waiting = self.role.backlog().get(dst)
             if waiting is None or cap <= 0 or waiting.head > cap:
                 break
+            if tap is not None:   # test-only attacker: leave it room for a replayed copy
+                half = self.modem.ru_capacity(left // 2, mcs) if left > 1 else -1
+                cap = max(waiting.head, min(cap, half))
             if self.marginal(dst):
                 cap = waiting.head   # below the most robust MCS's threshold: one MPDU a block
             frames = self.role.frames_to_send(now, cap, dst=dst)
@@ -317,7 +320,8 @@ class ZoneMac:
         # collide on their first try
         window, since = self._backoff.get(owner, (2, None))
         if since is not None and frame - since > 2:
-            window = min(self.config.backoff_max, 2 * window)   # unanswered: back off more
+            # our last contention burst went unanswered: back off more (once per attempt)
+            window, since = min(self.config.backoff_max, 2 * window), None
         if self._rng.randrange(window) != 0:
             self._backoff[owner] = (window, since)
             return None
