@@ -283,7 +283,10 @@ class NodeRunner:
             return False
         self._mark("handover_complete")
         self._send(f.ul2, abs_id)
-        return self._drained(f.ul2) and self._flow(f.dl2).stats.delivered_packets > 0
+        # done when DL flow 2 has arrived too (all of it, or nothing new for drain_frames):
+        # over the air the UL flow may well finish first
+        return (self._drained(f.ul2) and self._flow(f.dl2).stats.delivered_packets > 0
+                and self._settled(f.dl2, f.ul2))
 
     def _predistributes(self, f: AmsFlows) -> bool:
         return bool(f.target and self.cfg["security"]["ak_predistribution"]
