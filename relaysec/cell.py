@@ -380,4 +380,5 @@ def _planner(cfg: Config, schedule: FrameSchedule, zm: Any) -> ZonePlanner:
 
     return ZonePlanner(schedule, min_len=(contention + 1) * sym + lead, need=need,
                        idle_every=int(cfg["schedule"]["idle_zone_every"]),
-                       max_len=int(cfg["schedule"]["max_zone_symbols"]) * sym + lead)
+                       max_len=int(cfg["schedule"]["max_zone_symbols"]) * sym + lead,
+                       batch=int(cfg["schedule"]["batch_frames"]))

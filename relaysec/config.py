@@ -381,6 +381,7 @@ def specs() -> dict[str, Spec]:
         "schedule.dynamic": Spec("bool"),
         "schedule.idle_zone_every": Spec("int", 1, 1000),
         "schedule.max_zone_symbols": Spec("int", 9, 1000),
+        "schedule.batch_frames": Spec("int", 1, 100),
         "mac.policy": Spec("str", choices=("rr", "pf")),
         "mac.link_adaptation": Spec("bool"),
         "mac.max_allocs": Spec("int", 1, 64),

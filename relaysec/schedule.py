@@ -155,8 +155,9 @@ class ZonePlanner:
 
     def __init__(self, base: FrameSchedule, *, min_len: int,
                  need: Callable[[int, int], int], idle_every: int = 4,
-                 max_len: int | None = None) -> None:
+                 max_len: int | None = None, batch: int = 1) -> None:
         self.base = base
+        self.batch = batch
         self.min_len = min_len
         self.need = need
         self.idle_every = max(1, idle_every)
@@ -190,8 +191,17 @@ class ZonePlanner:
         want = {i: min(self.max_len, max(self.min_len, self.need(i, demand[i][0])))
                 for i in busy}
         floor = {i: min(want[i], max(self.min_len, self.need(i, demand[i][1]))) for i in busy}
-        # the frame reference first, but only what its first MPDU needs: the others wait longer
-        take(0, floor.get(0, self.min_len))
+        # the frame reference is always there, at least short; it grows when its turn comes
+        take(0, self.min_len)
+
+        def grow(i: int, length: int) -> bool:
+            nonlocal room
+            add = length - lengths[i]
+            if add > room:
+                return False
+            lengths[i] += max(0, add)
+            room -= max(0, add)
+            return True
         def take_with_grants(i: int, length: int) -> bool:
             j = self._grants_from.get(i)
             if j is None or j in lengths:
@@ -204,7 +214,15 @@ class ZonePlanner:
             return take(j, first) and take(i, length)
 
         # longest-waiting first; a zone that does not fit whole waits for the next frame
-        for i in sorted((i for i in busy if i != 0), key=lambda i: (self._last[i], i)):
+        # batching: a zone that cannot fill max_len yet waits up to `batch` frames, so that a
+        # saturated cell runs few long zones (their preamble and MAP amortised over more data)
+        ready = [i for i in busy
+                 if want[i] >= self.max_len or frame - self._last[i] >= self.batch]
+        for i in sorted(ready or busy, key=lambda i: (self._last[i], i)):
+            if i == 0:
+                if not grow(0, want[0]):
+                    grow(0, floor[0])
+                continue
             if i in lengths:
                 continue
             if not take_with_grants(i, want[i]) and floor[i] < want[i]:
