@@ -128,6 +128,11 @@ class Flow:
         self.stats.delivery_times.append(now)
         return "ok"
 
+    @property
+    def delivered_seqs(self) -> set[int]:
+        """Sequence numbers delivered so far (read only)."""
+        return self._seen
+
     def outstanding(self) -> int:
         """Packets sent and not yet delivered."""
         return self.stats.sent_packets - self.stats.delivered_packets

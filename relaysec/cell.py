@@ -122,6 +122,7 @@ def mac_config(cfg: Config, *, wall: bool) -> MacConfig:
                      ul_slots=int(m["ul_slots"]), poll_every=int(m["poll_every"]),
                      contention_every=int(m["contention_every"]),
                      contention_symbols=int(m["contention_symbols"]),
+                     contention_slots=int(m["contention_slots"]),
                      grant_delay=1 if wall else 0)
 
 

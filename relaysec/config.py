@@ -389,6 +389,7 @@ def specs() -> dict[str, Spec]:
         "mac.poll_every": Spec("int", 1, 10_000),
         "mac.contention_every": Spec("int", 1, 10_000),
         "mac.contention_symbols": Spec("int", 5, 64),
+        "mac.contention_slots": Spec("int", 1, 8),
         "schedule.ota_frame_ms": Spec("num", 10.0, 5000.0, unit="ms"),
         "schedule.ota_guard_ms": Spec("num", 0.1, 1000.0, unit="ms"),
         "schedule.ota_max_burst_bytes": Spec("int", 32, 65535, unit="bytes"),

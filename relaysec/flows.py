@@ -29,6 +29,18 @@ class FlowEntry:
     dst: str
     ams: str
     label: str
+    sent_at: list[float] = field(default_factory=list)   # send time of each sequence number
+    low: int = 0          # every sequence number below is delivered or given up
+
+    def in_flight(self, now: float, expire_s: float) -> int:
+        """Packets sent less than *expire_s* ago and not delivered (a lost packet stops
+        counting against a window once it expired)."""
+        seen = self.flow.delivered_seqs
+        while self.low < len(self.sent_at) and (
+                self.low in seen or now - self.sent_at[self.low] >= expire_s):
+            self.low += 1
+        return sum(1 for q in range(self.low, len(self.sent_at))
+                   if q not in seen and now - self.sent_at[q] < expire_s)
 
 
 @dataclass
@@ -90,19 +102,21 @@ class FlowBook:
         return plan
 
     def offer(self, plan: TrafficPlan, send: Callable[[str, str, bytes], bool],
-              now: float) -> None:
+              now: float, *, expire_s: float = float("inf")) -> None:
         """Offer this frame's packets of *plan*; ``send(src, dst, packet)`` returns False when
-        the stack cannot take it yet (no keys: entry or handover), and the flow waits."""
+        the stack cannot take it yet (no keys: entry or handover), and the flow waits. A
+        window counts packets in flight for less than *expire_s* (older ones are lost)."""
         for e in plan.flows:
             f = e.flow
             left = plan.quota.get(f.flow_id)
             n = plan.per_frame if left is None else min(plan.per_frame, left)
             if plan.window is not None:
-                n = min(n, plan.window - f.outstanding())
+                n = min(n, plan.window - e.in_flight(now, expire_s))
             for _ in range(max(0, n)):
                 if not send(e.src, e.dst, f.peek()):
                     break
                 f.mark_sent(now)
+                e.sent_at.append(now)
                 if left is not None:
                     left -= 1
                     plan.quota[f.flow_id] = left

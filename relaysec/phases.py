@@ -191,6 +191,7 @@ def handover(t: Trial) -> bool:
     ids = {n: t.id_of[n] for n in movers}
     timeout = t.timeout("handover_s")
     probe = t.traffic_plan("handover", quota=None, per_frame=1, amss=movers)
+    probe.window = 4     # probes measure the interruption; they must not flood a slow path
     notes = []
     wanted = [n for n in movers if predist[n]]
     if wanted:

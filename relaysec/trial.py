@@ -226,7 +226,8 @@ class Trial:
     def step(self, plan: TrafficPlan | None = None) -> None:
         """Offer *plan*'s packets of this frame, run one frame, take the events."""
         if plan is not None:
-            self.flows.offer(plan, self._send, self.now)
+            self.flows.offer(plan, self._send, self.now, expire_s=float(
+                self.cfg["traffic"]["drain_frames"]) * self.frame_s)
         self.net.step_frame()
         self._process_events()
         if self.net.frame % 20 == 0:

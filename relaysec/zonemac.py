@@ -16,7 +16,8 @@ field of each AMS's last UL burst: bandwidth requests piggybacked on UL data); a
 before but silent is polled with a small grant every ``poll_every`` frames; the last
 ``contention_symbols`` of the zone are a *contention* slot (a grant to the broadcast address)
 where an AMS without a grant sends (initial ranging, a handover re-entry), with a random backoff
-that doubles while it goes unanswered -- in every zone where no known AMS waits, else every
+that doubles while it goes unanswered -- in every zone where no known AMS waits or where AMSs
+are about to arrive (an ARS holding pre-distributed handover AKs), else every
 ``contention_every``-th. An AMS that sent data in the last ``poll_every`` frames is polled every
 frame (new packets need not wait for the next periodic poll).
 """
@@ -50,7 +51,8 @@ class MacConfig:
     poll_every: int = 8                # frames between polls of a silent AMS
     contention_every: int = 4          # UL-access zones between contention slots when busy
     contention_symbols: int = 7        # length of the contention slot
-    backoff_max: int = 32              # largest contention backoff window
+    contention_slots: int = 3          # contention slots per UL-access zone, room permitting
+    backoff_max: int = 4               # largest contention backoff window
     forget_after: int = 400            # frames after which a silent AMS is no longer polled
     grant_delay: int = 0               # frames between a grant and the UL zone it is for
     block_bytes: int = 600             # largest allocation (16m's largest FEC block: 4800 bits)
@@ -59,7 +61,8 @@ class MacConfig:
         if self.policy not in ("rr", "pf"):
             raise ValueError(f"mac.policy must be 'rr' or 'pf', got {self.policy!r}")
         for name in ("max_allocs", "ul_slots", "poll_every", "contention_every",
-                     "contention_symbols", "backoff_max", "forget_after", "block_bytes"):
+                     "contention_symbols", "contention_slots", "backoff_max", "forget_after",
+                     "block_bytes"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"mac.{name} must be >= 1")
 
@@ -104,7 +107,7 @@ class ZoneMac:
     la: dict[int, LinkAdaptation] = field(default_factory=dict)
     subscribers: dict[int, _Subscriber] = field(default_factory=dict)
     grants: dict[tuple[int, int], Grant] = field(default_factory=dict)   # (frame, owner) -> mine
-    contention: dict[tuple[int, int], Grant] = field(default_factory=dict)
+    contention: dict[tuple[int, int], list[Grant]] = field(default_factory=dict)
     stats: ZoneStats = field(default_factory=ZoneStats)
 
     def __post_init__(self) -> None:
@@ -255,15 +258,23 @@ class ZoneMac:
         cfg = self.config
         out: list[Grant] = []
         room = zone_symbols
-        slot_min = self.modem.overhead_symbols(1) + 1
+        slot_min = self.modem.overhead_symbols(1) + 2     # a one-symbol slot and its gap
         busy = any(sub.report > 0 for sub in self.subscribers.values())
         self._ul_turns += 1
         # contention: whenever no known AMS waits, else every contention_every-th zone (so a
         # newcomer -- an entry, a handover re-entry -- is never starved by busy neighbours)
+        arriving = self.role.expected_arrivals() > 0   # handover re-entries announced
         if room >= cfg.contention_symbols and (
-                not busy or self._ul_turns % cfg.contention_every == 0):
-            room -= cfg.contention_symbols
-            out.append(Grant(BROADCAST, room, cfg.contention_symbols, ROBUST_MCS))
+                not busy or arriving or self._ul_turns % cfg.contention_every == 0):
+            # slotted ALOHA: up to contention_slots slots (an AMS picks one at random), as
+            # many as leave a granted slot beside them when AMSs wait
+            n = 1
+            while n < cfg.contention_slots and room - (n + 1) * cfg.contention_symbols >= \
+                    (slot_min if busy else 0):
+                n += 1
+            for _ in range(n):
+                room -= cfg.contention_symbols
+                out.append(Grant(BROADCAST, room, cfg.contention_symbols - 1, ROBUST_MCS))
         for sid in [s for s, sub in self.subscribers.items()
                     if frame - sub.last_heard > cfg.forget_after]:
             del self.subscribers[sid]
@@ -289,19 +300,21 @@ class ZoneMac:
                                            alloc_overhead_ru=0.0, max_allocs=n_slots)
         start = 0
         for sid, k in sorted(share.items()):
-            length = over + -(-k // ru)
+            # every slot is followed by an idle symbol: AMSs' clocks differ (tens of us, as
+            # unsynchronised radios' do), and back-to-back slots would overlap
+            length = over + -(-k // ru) + 1
             if start + length > room:
                 length = room - start
             if length < slot_min:
                 continue
             mcs = self.mcs_for(sid)
-            out.append(Grant(self.addr_of(sid), start, length, mcs))
+            out.append(Grant(self.addr_of(sid), start, length - 1, mcs))  # + a gap symbol
             self.subscribers[sid].last_granted = frame
             self.subscribers[sid].poll_soon = False
             self.subscribers[sid].report = max(
                 0, self.subscribers[sid].report
-                - self.modem.ru_capacity((length - over) * ru, mcs))
-            self.ul_scheduler.served(sid, self.modem.ru_capacity((length - over) * ru, mcs))
+                - self.modem.ru_capacity((length - 1 - over) * ru, mcs))
+            self.ul_scheduler.served(sid, self.modem.ru_capacity((length - 1 - over) * ru, mcs))
             start += length
         self.ul_scheduler.end_frame()
         return out
@@ -310,7 +323,8 @@ class ZoneMac:
         """This AMS's slot in *owner*'s UL-access zone of *frame*: its own grant, or the
         contention slot when it has something for *owner* and its backoff lets it."""
         g = self.grants.pop((frame, owner), None)
-        c = self.contention.pop((frame, owner), None)
+        slots = self.contention.pop((frame, owner), None)
+        c = self._rng.choice(slots) if slots else None
         if g is not None:
             self._backoff.pop(owner, None)   # the owner knows us: contention is over
             return g
@@ -319,7 +333,7 @@ class ZoneMac:
         # a first window of 2: AMSs that start together (a group entry or handover) do not all
         # collide on their first try
         window, since = self._backoff.get(owner, (2, None))
-        if since is not None and frame - since > 2:
+        if since is not None and frame - since > 4:
             # our last contention burst went unanswered: back off more (once per attempt)
             window, since = min(self.config.backoff_max, 2 * window), None
         if self._rng.randrange(window) != 0:
@@ -333,7 +347,7 @@ class ZoneMac:
         for g in grants:
             key = (frame + self.config.grant_delay, owner)
             if g.dst == BROADCAST:
-                self.contention[key] = g
+                self.contention.setdefault(key, []).append(g)
             else:
                 self.grants[key] = g
         # drop grants for frames long past (a missed UL zone)

@@ -157,6 +157,11 @@ class ArsRole(SubscriberRole):
         stid = self._stid_station.stid_of(peer)
         return self._ams_links[stid].info() if stid in self._ams_links else None
 
+    def expected_arrivals(self) -> int:
+        """Handover AKs held for AMSs that have not re-entered here yet (the ABS pre-distributed
+        them): the MAC keeps contention slots open for them."""
+        return len(self._ho_aks)
+
     def serves(self, ams: int) -> bool:
         """True while this ARS holds an AMS key context for ``ams``."""
         return self._stid_station.stid_of(ams) in self._ams_links

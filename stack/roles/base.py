@@ -93,7 +93,7 @@ class RoleBase:
         self._events: deque[Event] = deque()
         self._out: dict[int, list[bytes | PendingMpdu]] = {}
         # the queued copy of each outstanding request (replaced by a retransmission if unsent)
-        self._req_copies: dict[Hashable, tuple[int, bytes | PendingMpdu]] = {}
+        self._req_copies: dict[Hashable, list[tuple[int, bytes | PendingMpdu]]] = {}
         self._resending: Hashable | None = None
         self._pending: dict[Hashable, _Pending] = {}
         self._deadlines: dict[Hashable, float] = {}
@@ -239,6 +239,11 @@ class RoleBase:
                 self._deadlines.get(e[3]) == e[0] if e[2] == "d" else
                 e[4] is not None and self._pending.get(e[3]) is e[4] and e[4].deadline == e[0])]
             heapq.heapify(self._heap)
+
+    def expected_arrivals(self) -> int:
+        """Stations known to be about to arrive here (an ARS holding pre-distributed handover
+        AKs); 0 for other roles."""
+        return 0
 
     def backlog(self) -> dict[int, Backlog]:
         """What waits per neighbour, for a scheduler: bytes as they will go on the air, the
@@ -444,17 +449,18 @@ class RoleBase:
         """Queue ``mpdu`` to neighbour ``dst``; a control message is counted by ``title`` and
         reported as :class:`ControlSent` (title :data:`RELAYED`: a message relayed on, named from
         its clear control MPDU -- ``mpdu`` itself, or ``inner`` when sealed in a relay MPDU)."""
-        queue = self._out.setdefault(dst, [])
         if self._resending is not None:
-            prev = self._req_copies.get(self._resending)
-            if prev is not None:
-                old_q = self._out.get(prev[0], [])
-                for i, x in enumerate(old_q):
-                    if x is prev[1]:
-                        del old_q[i]     # never sent: the new copy takes its place
-                        break
-            self._req_copies[self._resending] = (dst, mpdu)
-        queue.append(mpdu)
+            self._req_copies.setdefault(self._resending, []).append((dst, mpdu))
+        queue = self._out.setdefault(dst, [])
+        if title is not None and not isinstance(mpdu, PendingMpdu) \
+                and mpdu_fid(mpdu) == FID_CONTROL:
+            # a control message in the clear (no PN: reordering it cannot trip a replay window)
+            # goes ahead of queued data, so a loaded link never starves key management
+            at = next((i for i, x in enumerate(queue)
+                       if isinstance(x, PendingMpdu) or mpdu_fid(x) != FID_CONTROL), len(queue))
+            queue.insert(at, mpdu)
+        else:
+            queue.append(mpdu)
         if title is None:
             return
         self.air_messages[title] += 1
@@ -486,6 +492,12 @@ class RoleBase:
         """Send (again) the request *key*: a copy still waiting in the output queue -- its zone
         has not come yet -- is replaced, not followed, by the new one, so a slow link does not
         pile up retransmissions that would all go out together."""
+        for dst, obj in self._req_copies.pop(key, []):
+            q = self._out.get(dst, [])
+            for i, x in enumerate(q):
+                if x is obj:
+                    del q[i]     # never sent: the new copy takes its place
+                    break
         self._resending = key
         try:
             send()

@@ -49,6 +49,9 @@ class ToyRole:
     def receive(self, src, frame, now):
         self.got.append((src, frame, now))
 
+    def expected_arrivals(self):
+        return 0
+
     def next_deadline(self):
         return None
 
