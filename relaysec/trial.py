@@ -185,8 +185,9 @@ class Trial:
         for ams in (self.names("ams") if amss is None else amss):
             pairs += [(self.abs_name, ams, ams), (ams, self.abs_name, ams)]
         if quota == "cfg" and self.saturate:
-            # full buffer: offer whatever keeps `window` packets of each flow in flight
-            w = int(tr["window"])
+            # full buffer: `window` packets in flight per direction, shared by the AMSs (a
+            # cell's queues stay as deep as a single mobile's, and drain in a phase)
+            w = max(2, -(-int(tr["window"]) // max(1, len(pairs) // 2)))
             return self.flows.plan(label, pairs, quota=None, per_frame=w, window=w)
         q = int(tr["packets_per_direction"]) if quota == "cfg" else quota
         return self.flows.plan(label, pairs, quota=q,  # type: ignore[arg-type]

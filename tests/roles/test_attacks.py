@@ -532,3 +532,21 @@ def test_relay_mpdus_from_a_station_that_is_not_an_access_rs_are_refused():
     abs_.receive(AMS, frame, net.now)
     assert abs_.rejections["not_relay"] == 1
     assert abs_.key_info(ARS1) == before and not abs_._entries
+
+
+def test_a_retransmitted_request_replaces_its_unsent_copy_and_control_goes_first():
+    """Over a slow link a request's retransmission replaces the copy still queued (no pile-up of
+    duplicates that would all go out together), and a clear control message is queued ahead of
+    data (no PN: reordering it cannot trip a replay window)."""
+    from stack.roles.framing import FID_CONTROL, mpdu_fid
+
+    net, abs_, ars1, _ars2, ams = enter_all(D)
+    ams.send_data(ABS, b"data", net.now)
+    ams._start_refresh(net.now)          # a TEK-Request, queued behind nothing it could pass
+    queue = ams._out[ARS1]
+    assert mpdu_fid(queue[0]) == FID_CONTROL                        # ahead of the data
+    first = queue[0]
+    ams.timer(net.now + 10.0)            # retransmission time passed, nothing was sent
+    queue = ams._out[ARS1]
+    controls = [x for x in queue if not hasattr(x, "stid") and mpdu_fid(x) == FID_CONTROL]
+    assert len(controls) == 1 and controls[0] is not first          # replaced, not added
