@@ -18,7 +18,7 @@ from tests.trial.helpers import fast_config
 # machine whose other core runs numba-heavy tests (at half speed it lost bursts there).
 SPEED = 1 / 3
 NODE_SETTINGS = [("schedule.ota_frame_ms", 100.0), ("schedule.ota_guard_ms", 8.0),
-                 ("traffic.packets_per_direction", 6), ("traffic.drain_frames", 10),
+                 ("traffic.packets_per_direction", 6), ("traffic.drain_frames", 20),
                  ("security.max_retries", 14), ("schedule.ota_speed", SPEED),
                  ("traffic.min_delivery", 0.75)]
 
