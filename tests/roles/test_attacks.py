@@ -540,7 +540,7 @@ def test_a_retransmitted_request_replaces_its_unsent_copy_and_control_goes_first
     data (no PN: reordering it cannot trip a replay window)."""
     from stack.roles.framing import FID_CONTROL, mpdu_fid
 
-    net, abs_, ars1, _ars2, ams = enter_all(D)
+    net, _abs, _ars1, _ars2, ams = enter_all(D)
     ams.send_data(ABS, b"data", net.now)
     ams._start_refresh(net.now)          # a TEK-Request, queued behind nothing it could pass
     queue = ams._out[ARS1]

@@ -96,3 +96,18 @@ def test_a_cell_without_handover_targets_skips_the_handover_phase() -> None:
     assert report["ok"], report["reason"]
     ho = next(p for p in report["phases"] if p["name"] == "handover")
     assert ho["ok"] and ho["detail"].startswith("skipped")
+
+
+def test_the_example_cell_passes() -> None:
+    """examples/cell.toml as the README shows it: ten mobiles, a group handover of four, two
+    edge mobiles served at the robust MCS."""
+    from pathlib import Path
+
+    cfg = load_config(Path(__file__).parents[2] / "examples" / "cell.toml",
+                      overrides=[("report.progress", False)])
+    report, _ = run_trial(cfg)
+    assert report["ok"], report["reason"]
+    rows = report["per_ams"]
+    assert len(rows) == 10 and report["handover"]["movers"] == 4
+    assert {rows[n]["mcs"] for n in ("EDGE-1", "EDGE-2")} == {"QPSK-1/2"}
+    assert all(rows[f"AMS-{i}"]["now_served_by"] == "ARS-2" for i in range(1, 5))
