@@ -188,7 +188,10 @@ class ZoneMac:
         demands = [Demand(d, b.nbytes, self._bpr(mcs[d]), min_bytes=b.head)
                    for d, b in backlog.items()]
         # a MAP entry costs 72 coded bits at QPSK-1/2: about 4 RUs of 17 QPSK subcarriers
-        share = self.scheduler.allocate(demands, n_ru, alloc_overhead_ru=0.0, max_allocs=cap)
+        # admit only as many destinations as the MAP can announce (the round robin then rotates
+        # over those actually served)
+        share = self.scheduler.allocate(demands, n_ru, alloc_overhead_ru=0.0,
+                                        max_allocs=max(1, min(cap, slots)))
         out: list[tuple[int, bytes, str]] = []
         used = 0
         for d, k in share.items():
