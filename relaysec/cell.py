@@ -24,10 +24,11 @@ from relaysec.config import (
     deterministic_keys,
     stations_by_role,
 )
-from relaysec.node import Addressing, FrameTap, LinkTable, Node, SimNetwork
+from relaysec.node import Addressing, FrameTap, LinkTable, Node
 from relaysec.radios import RadioFactory, RadioSetupError, air_clock, for_config, recording
 from relaysec.report import MscEntry, Trace
 from relaysec.schedule import FrameSchedule, ZonePlanner, build_schedule
+from relaysec.simnet import SimNetwork
 from relaysec.zonemac import MacConfig
 
 if TYPE_CHECKING:

@@ -13,9 +13,10 @@ import pytest
 
 import phy
 from hw import loopback
-from relaysec.node import Addressing, LinkTable, Node, SimNetwork
+from relaysec.node import Addressing, LinkTable, Node
 from relaysec.report import Trace
 from relaysec.schedule import build_schedule
+from relaysec.simnet import SimNetwork
 from relaysec.zonemac import MacConfig
 
 
