@@ -173,7 +173,8 @@ class ZonePlanner:
                     if d.tx == z.tx and d.name in (DL, DL_ACCESS))
             for i, z in enumerate(base.zones) if z.shared}
 
-    def plan(self, demand: Mapping[int, tuple[int, int]], frame: int) -> FrameSchedule:
+    def plan(self, demand: Mapping[int, tuple[int, int]], frame: int,
+             urgent: Iterable[int] = ()) -> FrameSchedule:
         zones = self.base.zones
         guard = zones[0].guard if zones else 0
         room = self.base.frame_len
@@ -216,8 +217,9 @@ class ZonePlanner:
         # longest-waiting first; a zone that does not fit whole waits for the next frame
         # batching: a zone that cannot fill max_len yet waits up to `batch` frames, so that a
         # saturated cell runs few long zones (their preamble and MAP amortised over more data)
-        ready = [i for i in busy
-                 if want[i] >= self.max_len or frame - self._last[i] >= self.batch]
+        urgent = set(urgent)   # a control message waits at the head: never batched
+        ready = [i for i in busy if i in urgent
+                 or want[i] >= self.max_len or frame - self._last[i] >= self.batch]
         for i in sorted(ready or busy, key=lambda i: (self._last[i], i)):
             if i == 0:
                 if not grow(0, want[0]):

@@ -59,24 +59,27 @@ class SimNetwork:
         """``(bytes waiting, largest first MPDU)`` per zone of the static schedule (index), from
         the roles' backlogs."""
         out: dict[int, tuple[int, int]] = {}
+        self.urgent: set[int] = set()    # zones with a control message at the head of a queue
 
-        def add(kind: str, tx: str, n: int, head: int) -> None:
+        def add(kind: str, tx: str, n: int, head: int, control: bool = False) -> None:
             i = self._index.get((kind, tx))
             if i is not None and n > 0:
                 have = out.get(i, (0, 0))
                 out[i] = (have[0] + n, max(have[1], head))
+                if control:
+                    self.urgent.add(i)
 
         for node in self.nodes.values():
             for dst, b in node.role.backlog().items():
                 if node.station_id == node.abs_id:
-                    add(DL, node.name, b.nbytes, b.head)
+                    add(DL, node.name, b.nbytes, b.head, b.control)
                 elif not node.is_ams:
                     add(UL_RELAY if dst == node.abs_id else DL_ACCESS, node.name, b.nbytes,
-                        b.head)
+                        b.head, b.control)
                 else:
                     owner = self._by_id.get(dst)
                     if owner is not None:
-                        add(UL_ACCESS, owner.name, b.nbytes, b.head)
+                        add(UL_ACCESS, owner.name, b.nbytes, b.head, b.control)
         # a UL-access zone in use needs its owner's DL zone in the same frame (the grants)
         for (kind, tx), i in self._index.items():
             if kind == UL_ACCESS and i in out:
@@ -87,8 +90,11 @@ class SimNetwork:
     def step_frame(self) -> None:
         """Run one TDD frame."""
         fs = self.schedule.sample_rate
-        layout = (self.schedule if self.planner is None
-                  else self.planner.plan(self.demand(), self.frame))
+        if self.planner is None:
+            layout = self.schedule
+        else:
+            demand = self.demand()
+            layout = self.planner.plan(demand, self.frame, urgent=self.urgent)
         self.layout = layout
         ul = {z.tx: z for z in layout.zones if z.shared}
         base = self.frame * self.schedule.frame_len
