@@ -221,7 +221,10 @@ def summary_text(report: Mapping[str, Any]) -> str:
                  "it: frames in flight at the handover, expected, never delivered)")
     lines.append(text)
     if sec.get("keys"):
-        lines.append("Keys: " + "; ".join(sec["keys"]))
+        keys = sec["keys"]
+        more = f"; ... and {len(keys) - 8} more (JSON report: security.keys)" \
+            if len(keys) > 8 else ""
+        lines.append("Keys: " + "; ".join(keys[:8]) + more)
     n = sec.get("nonces")
     if n:
         lines.append(f"Nonces: {n['sent']} PNs sent in {n['streams']} (TEK, direction) streams, "
