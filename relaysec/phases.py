@@ -191,7 +191,10 @@ def handover(t: Trial) -> bool:
     ids = {n: t.id_of[n] for n in movers}
     timeout = t.timeout("handover_s")
     probe = t.traffic_plan("handover", quota=None, per_frame=1, amss=movers)
-    probe.window = 4     # probes measure the interruption; they must not flood a slow path
+    # one probe per frame measures the interruption; a window of 8 keeps a slow or broken path
+    # from being flooded (probes queued ahead of the next phase's traffic) without throttling a
+    # working one
+    probe.window = min(8, int(t.cfg["traffic"]["drain_frames"]))
     notes = []
     wanted = [n for n in movers if predist[n]]
     if wanted:
@@ -290,6 +293,11 @@ def handover(t: Trial) -> bool:
     for n in movers:
         t.serving[n] = target[n]
         t.moved[n] = True
+    def all_match() -> bool:
+        return all(t.keys_match(n, t.key_holder(target[n]))[0] for n in movers)
+
+    if not all_match():   # a TEK refresh may be half way (request served, reply in flight)
+        t.run_until(all_match, 20 * t.frame_s)
     for n in movers:
         match, note = t.keys_match(n, t.key_holder(target[n]))
         if not match:
