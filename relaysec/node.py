@@ -340,9 +340,8 @@ class Node:
         blocks = 1
         while self.modem.overhead_symbols(blocks + 1) == self.modem.overhead_symbols(1):
             blocks += 1
-        frames = [] if self.mac.request_only else self._stack(
-            self.mac.pull, now, owner, self.modem.ru_capacity(n_ru, g.mcs), g.mcs,
-            room_ru=n_ru, tap=wire_tap, max_blocks=blocks)
+        frames = self._stack(self.mac.pull, now, owner, self.modem.ru_capacity(n_ru, g.mcs),
+                             g.mcs, room_ru=n_ru, tap=wire_tap, max_blocks=blocks)
         # a slot too small for the first MPDU (a poll) answers with the queue report only
         allocs = [(owner, f, g.mcs) for f in frames] or [(owner, b"", g.mcs)]
         waiting = self.role.backlog().get(owner)

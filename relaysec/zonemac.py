@@ -116,8 +116,6 @@ class ZoneMac:
         self._rng = random.Random(self.seed)
         # contention backoff per owner: (window, frame of our last contention burst)
         self._backoff: dict[int, tuple[int, int | None]] = {}
-        self._granted: dict[int, int] = {}   # owner -> frame of its last grant to us
-        self.request_only = False    # the last contention slot is for a bandwidth request only
         self._ul_turns = 0
         self._bytes_per_ru: dict[str, float] = {}
         sym = self.modem.grid.symbol_samples
@@ -330,16 +328,11 @@ class ZoneMac:
         g = self.grants.pop((frame, owner), None)
         slots = self.contention.pop((frame, owner), None)
         c = self._rng.choice(slots) if slots else None
-        self.request_only = False
         if g is not None:
             self._backoff.pop(owner, None)   # the owner knows us: contention is over
-            self._granted[owner] = frame
             return g
         if c is None or owner not in self.role.backlog():
             return None
-        # the owner knows us (it granted us lately): contention carries only a bandwidth
-        # request (our queue report in a header-only burst), never data that could collide
-        self.request_only = frame - self._granted.get(owner, -(10**9)) <= 2 * self.config.poll_every
         # a first window of 2: AMSs that start together (a group entry or handover) do not all
         # collide on their first try
         window, since = self._backoff.get(owner, (2, None))
