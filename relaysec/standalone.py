@@ -183,7 +183,10 @@ class NodeRunner:
         if stats.delivered_packets >= int(self.cfg["traffic"]["packets_per_direction"]):
             return True
         since = max(stats.last_rx or 0.0, self.milestones[f"flow{ul}_sent"])
-        return self.net.now - since >= self._drain_s
+        # nothing of it yet: the far end may still be starting it (a loaded host, UL grants
+        # one frame ahead): wait three drain periods before giving up on it
+        wait = self._drain_s if stats.delivered_packets else 3 * self._drain_s
+        return self.net.now - since >= wait
 
     # ------------------------------------------------------------------ run
 

@@ -262,30 +262,12 @@ class ZoneMac:
         out: list[Grant] = []
         room = zone_symbols
         slot_min = self.modem.overhead_symbols(1) + 2     # a one-symbol slot and its gap
-        busy = any(sub.report > 0 for sub in self.subscribers.values())
-        self._ul_turns += 1
-        # contention: whenever no known AMS waits, else every contention_every-th zone (so a
-        # newcomer -- an entry, a handover re-entry -- is never starved by busy neighbours)
-        arriving = self.role.expected_arrivals() > 0   # handover re-entries announced
-        if room >= cfg.contention_symbols and (
-                not busy or arriving or self._ul_turns % cfg.contention_every == 0):
-            # slotted ALOHA: up to contention_slots slots (an AMS picks one at random), as
-            # many as leave a granted slot beside them when AMSs wait
-            n = 1
-            while n < cfg.contention_slots and room - (n + 1) * cfg.contention_symbols >= \
-                    (slot_min if busy else 0):
-                n += 1
-            for _ in range(n):
-                room -= cfg.contention_symbols
-                out.append(Grant(BROADCAST, room, cfg.contention_symbols - 1, ROBUST_MCS))
         for sid in [s for s, sub in self.subscribers.items()
                     if frame - sub.last_heard > cfg.forget_after]:
             del self.subscribers[sid]
             self.ul_scheduler.forget(sid)
-        if room < slot_min or not self.subscribers:
-            return out
-        ru = self.modem.ru_per_symbol
-        over = self.modem.overhead_symbols(1)
+        # first what the known AMSs want -- their queue reports, or a poll to report in -- so
+        # that contention slots never crowd them out of a short zone
         demands = []
         for sid, sub in self.subscribers.items():
             want = sub.report
@@ -295,8 +277,29 @@ class ZoneMac:
                 want = 1   # poll: a minimal slot to report in
             if want > 0:
                 demands.append(Demand(sid, want, self._bpr(self.mcs_for(sid)), min_bytes=1))
-        if not demands:
+        busy = bool(demands)
+        self._ul_turns += 1
+        # contention: whenever no known AMS waits, else every contention_every-th zone (so a
+        # newcomer -- an entry, a handover re-entry -- is never starved by busy neighbours)
+        arriving = self.role.expected_arrivals() > 0   # handover re-entries announced
+        if room >= cfg.contention_symbols and (
+                not busy or arriving or self._ul_turns % cfg.contention_every == 0):
+            # slotted ALOHA: up to contention_slots slots (an AMS picks one at random) in an
+            # otherwise idle zone; beside waiting AMSs one, and only if a slot still fits
+            n = 1
+            while not busy and n < cfg.contention_slots \
+                    and room - (n + 1) * cfg.contention_symbols >= 0:
+                n += 1
+            if busy and room - cfg.contention_symbols < slot_min \
+                    and self._ul_turns % cfg.contention_every:
+                n = 0
+            for _ in range(n):
+                room -= cfg.contention_symbols
+                out.append(Grant(BROADCAST, room, cfg.contention_symbols - 1, ROBUST_MCS))
+        if room < slot_min or not demands:
             return out
+        ru = self.modem.ru_per_symbol
+        over = self.modem.overhead_symbols(1)
         n_slots = min(cfg.ul_slots, len(demands), room // slot_min)
         # every slot pays its own preamble, header and MAP: count that as overhead per grant
         share = self.ul_scheduler.allocate(demands, (room - n_slots * over) * ru,
