@@ -16,9 +16,9 @@ from tests.trial.helpers import fast_config
 # The air runs at a third of real time (WallClock speed, and the same for the runtime through
 # schedule.ota_speed) so that four or five real-time nodes in one process keep up on a 2-core CI
 # machine whose other core runs numba-heavy tests (at half speed it lost bursts there).
-SPEED = 1 / 3
+SPEED = 1 / 4
 NODE_SETTINGS = [("schedule.ota_frame_ms", 100.0), ("schedule.ota_guard_ms", 8.0),
-                 ("traffic.packets_per_direction", 6), ("traffic.drain_frames", 20),
+                 ("traffic.packets_per_direction", 6), ("traffic.drain_frames", 30),
                  ("security.max_retries", 14), ("schedule.ota_speed", SPEED),
                  ("traffic.min_delivery", 0.75)]
 
