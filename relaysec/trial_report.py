@@ -43,10 +43,12 @@ def event_fields(ev: Any) -> str:
 
 
 def jain(xs: list[float]) -> float:
-    """Jain's fairness index of *xs* (1 = all equal; 1/n = one takes all); NaN if empty/zero."""
+    """Jain's fairness index of *xs* (:func:`relaysec.scheduler.jain`; NaN if empty or all 0)."""
+    from relaysec.scheduler import jain as jain_index
+
     if not xs or not any(xs):
         return float("nan")
-    return min(1.0, sum(xs) ** 2 / (len(xs) * sum(x * x for x in xs)))
+    return min(1.0, jain_index(xs))
 
 
 def _traffic_seconds(t: Trial) -> float:

@@ -82,3 +82,34 @@ def test_link_adaptation_serves_an_edge_mobile_beside_a_near_one():
     rows = report["per_ams"]
     assert rows["EDGE"]["mcs"] == "QPSK-1/2" and rows["NEAR"]["mcs"] == "16QAM-3/4"
     assert rows["EDGE"]["delivered"] > 0 and rows["EDGE"]["corrupted"] == 0
+
+
+def test_a_hostile_queue_report_buys_air_time_only_within_the_slot_bound():
+    """The zone header's queue report is unauthenticated (as 16m's bandwidth requests): an AMS
+    claiming a huge backlog gets at most mac.ul_slots slots inside the zone, never more than the
+    zone, and the other AMSs still get their turn (docs/threat-model.md §9)."""
+    import phy
+    from relaysec.zonemac import BROADCAST, MacConfig, ZoneMac
+
+    class Quiet:
+        def backlog(self):
+            return {}
+
+        def expected_arrivals(self):
+            return 0
+
+    mac = ZoneMac(1, phy.ZoneModem("P2.5"), Quiet(), MacConfig(), lambda s: s, lambda a: a,
+                  abs_id=1, profile="P2.5")
+    mac.heard(0, 7, 0xFFFF * 16, subscriber=True)            # the greedy one
+    mac.heard(0, 8, 400, subscriber=True)                    # an honest one
+    served = {7: 0, 8: 0}
+    for frame in range(1, 9):
+        grants = mac.ul_grants(frame, 24)
+        own = [g for g in grants if g.dst != BROADCAST]
+        assert len(own) <= MacConfig().ul_slots
+        assert all(g.start + g.length <= 24 for g in grants)
+        for g in own:
+            served[g.dst] += 1
+        mac.heard(frame, 7, 0xFFFF * 16, subscriber=True)
+    assert served[8] >= 2 and served[7] >= 2               # round robin: no one starves
+    assert len(mac.subscribers) == 2                        # state per AMS heard, bounded
