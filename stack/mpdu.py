@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from stack.crypto.primitives import ccm_decrypt, ccm_encrypt
+from stack.crypto.ccm import ccm_decrypt, ccm_encrypt
 from stack.errors import (
     IntegrityError,
     KeyLengthError,

@@ -1,14 +1,16 @@
 """Cryptographic primitives of the security sublayer: AES-CMAC, Dot16KDF, AES key wrap, AES-CCM.
 
-Single-message reference primitives come from :mod:`stack.crypto.primitives`; the batch AES-CCM
-engine (many MPDUs per call on numpy buffers, engines chosen behind one API) from
-:mod:`stack.crypto.ccm`.
+Single-message reference primitives come from :mod:`stack.crypto.primitives`; AES-CCM (one
+single-message class, and the batch engines behind one API) from the :mod:`stack.crypto.ccm`
+package.
 """
 
 from stack.crypto.ccm import (
     AESCCM,
     CCM_MAX_PAYLOAD,
     available_engines,
+    ccm_decrypt,
+    ccm_encrypt,
     default_engine,
     engine_status,
     open_batch,
@@ -20,8 +22,6 @@ from stack.crypto.ccm import (
 from stack.crypto.primitives import (
     aes_cmac,
     aes_ecb_encrypt,
-    ccm_decrypt,
-    ccm_encrypt,
     dot16kdf,
     unwrap_key,
     unwrap_key_padded,

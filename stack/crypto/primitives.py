@@ -1,15 +1,15 @@
-"""Single-message primitives on `cryptography`: AES-CMAC, Dot16KDF, AES key wrap, AES-CCM.
+"""Single-message primitives on `cryptography`: AES-CMAC, Dot16KDF, AES key wrap.
 
 These are the reference implementations every faster path is checked against. Keys in, bytes out;
-sizes are validated up front and reported without echoing key bytes.
+sizes are validated up front and reported without echoing key bytes. AES-CCM lives in
+:mod:`stack.crypto.ccm` (its single-message form, :func:`ccm_encrypt` / :func:`ccm_decrypt`, is
+re-exported here).
 """
 
 from __future__ import annotations
 
-from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import cmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 from cryptography.hazmat.primitives.keywrap import (
     InvalidUnwrap,
     aes_key_unwrap,
@@ -18,12 +18,23 @@ from cryptography.hazmat.primitives.keywrap import (
     aes_key_wrap_with_padding,
 )
 
+from stack.crypto.ccm.aead import ccm_decrypt, ccm_encrypt
+from stack.crypto.ccm.params import CCM_NONCE_LEN, CCM_TAG_LEN
 from stack.errors import IntegrityError, KeyLengthError, MalformedError, require_bytes
 
-CCM_TAG_LEN = 8
-"""802.16 AES-CCM ICV length in bytes (M = 8)."""
-CCM_NONCE_LEN = 13
-"""802.16 AES-CCM nonce length in bytes (L = 2)."""
+__all__ = [
+    "CCM_NONCE_LEN",
+    "CCM_TAG_LEN",
+    "aes_cmac",
+    "aes_ecb_encrypt",
+    "ccm_decrypt",
+    "ccm_encrypt",
+    "dot16kdf",
+    "unwrap_key",
+    "unwrap_key_padded",
+    "wrap_key",
+    "wrap_key_padded",
+]
 
 
 def _check_aes_key(key: bytes, what: str = "AES key") -> None:
@@ -144,46 +155,3 @@ def unwrap_key_padded(kek: bytes, wrapped: bytes) -> bytes:
         return aes_key_unwrap_with_padding(bytes(kek), wrapped)
     except InvalidUnwrap:
         raise IntegrityError("key unwrap integrity check failed", reason="bad_key_wrap") from None
-
-
-def _check_ccm(key: bytes, nonce: bytes, tag_len: int) -> None:
-    _check_aes_key(key, "CCM key")
-    if not isinstance(nonce, (bytes, bytearray, memoryview)):
-        raise KeyLengthError(f"CCM nonce must be bytes, got {type(nonce).__name__}")
-    if not 7 <= len(nonce) <= 13:
-        raise KeyLengthError(f"CCM nonce must be 7..13 bytes, got {len(nonce)}")
-    if tag_len not in (4, 6, 8, 10, 12, 14, 16):
-        raise KeyLengthError(f"CCM tag length must be 4..16 and even, got {tag_len}")
-
-
-def ccm_encrypt(
-    key: bytes, nonce: bytes, payload: bytes, aad: bytes = b"", tag_len: int = CCM_TAG_LEN
-) -> bytes:
-    """AES-CCM (RFC 3610 / SP 800-38C) encryption: returns ciphertext ‖ tag."""
-    _check_ccm(key, nonce, tag_len)
-    payload = require_bytes(payload, "CCM payload")
-    aad = require_bytes(aad, "CCM AAD")
-    if len(payload) >= 1 << (8 * (15 - len(nonce))):
-        raise MalformedError(
-            f"CCM payload of {len(payload)} bytes too long for a {len(nonce)}-byte nonce"
-        )
-    return AESCCM(bytes(key), tag_length=tag_len).encrypt(bytes(nonce), payload, aad or None)
-
-
-def ccm_decrypt(
-    key: bytes, nonce: bytes, sealed: bytes, aad: bytes = b"", tag_len: int = CCM_TAG_LEN
-) -> bytes:
-    """AES-CCM decryption of ciphertext ‖ tag; raises :class:`IntegrityError` on a bad tag."""
-    _check_ccm(key, nonce, tag_len)
-    sealed = require_bytes(sealed, "CCM input")
-    aad = require_bytes(aad, "CCM AAD")
-    if len(sealed) < tag_len:
-        raise MalformedError(f"CCM input shorter than its {tag_len}-byte tag: {len(sealed)} bytes")
-    if len(sealed) - tag_len >= 1 << (8 * (15 - len(nonce))):
-        raise MalformedError(
-            f"CCM input of {len(sealed)} bytes too long for a {len(nonce)}-byte nonce"
-        )
-    try:
-        return AESCCM(bytes(key), tag_length=tag_len).decrypt(bytes(nonce), sealed, aad or None)
-    except InvalidTag:
-        raise IntegrityError("AES-CCM tag check failed", reason="bad_icv") from None

@@ -361,10 +361,10 @@ def test_open_out_of_place_needs_room_for_tag_in_input() -> None:
 @pytest.mark.parametrize("engine", ENGINES)
 def test_many_across_chunks(engine: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The list API works in chunks: results, order and per-item failures survive the seams."""
-    from stack.crypto import ccm
+    from stack.crypto.ccm import lists
 
-    monkeypatch.setattr(ccm, "_LIST_CHUNK", 300)
-    monkeypatch.setattr(ccm, "_LIST_MIN_ITEMS", 3)
+    monkeypatch.setattr(lists, "LIST_CHUNK", 300)
+    monkeypatch.setattr(lists, "LIST_MIN_ITEMS", 3)
     rng = np.random.default_rng(21)
     key = rng.bytes(16)
     n = 41
@@ -395,3 +395,28 @@ def test_many_validation_more() -> None:
         open_many(key, nc, [bytes(20)], engine="nope")
     with pytest.raises(MalformedError, match="bytes-like"):
         open_many(key, nc, [12345])  # type: ignore[list-item]
+
+
+def test_one_single_message_ccm() -> None:
+    """The MPDU codec, ``stack.crypto`` and ``primitives`` all use the one AEAD class's form."""
+    import stack.mpdu as mpdu
+    from stack.crypto import ccm, primitives
+    from stack.crypto.ccm import aead
+
+    for f in (mpdu.ccm_encrypt, primitives.ccm_encrypt, sc.ccm_encrypt, ccm.ccm_encrypt):
+        assert f is aead.ccm_encrypt
+    for f in (mpdu.ccm_decrypt, primitives.ccm_decrypt, sc.ccm_decrypt, ccm.ccm_decrypt):
+        assert f is aead.ccm_decrypt
+
+
+def test_class_refuses_non_bytes_payload_and_aad() -> None:
+    """An int where bytes belong is refused, not turned into that many zero bytes."""
+    c = AESCCM(bytes(16))
+    with pytest.raises(MalformedError, match="CCM payload"):
+        c.encrypt(bytes(13), 5)  # type: ignore[arg-type]
+    with pytest.raises(MalformedError, match="CCM AAD"):
+        c.encrypt(bytes(13), b"x", 3)  # type: ignore[arg-type]
+    with pytest.raises(MalformedError, match="CCM input"):
+        c.decrypt(bytes(13), "x" * 20)  # type: ignore[arg-type]
+    with pytest.raises(MalformedError, match="too long"):
+        AESCCM(bytes(16)).encrypt(bytes(13), bytes(1 << 16))

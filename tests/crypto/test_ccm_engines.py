@@ -233,7 +233,7 @@ def test_schedule_order_groups_by_length() -> None:
     """AES-NI schedule: a stable permutation by block count (arrival order if already sorted)."""
     if "numba-aesni" not in FAST:
         pytest.skip("no AES-NI engine here")
-    from stack.crypto._aesni import schedule_order
+    from stack.crypto.ccm._aesni import schedule_order
 
     lens = np.random.default_rng(3).integers(0, 2000, 500)
     order = schedule_order(lens)

@@ -12,10 +12,12 @@ from cryptography.hazmat.primitives.ciphers.aead import AESCCM as PycaAESCCM
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stack.crypto import ccm, open_many, seal_many
+from stack.crypto import available_engines, open_many, seal_many
+from stack.crypto.ccm import _layout, lists
+from stack.errors import KeyLengthError, MalformedError
 
 pytestmark = pytest.mark.skipif(
-    "numba-aesni" not in ccm.available_engines() or ccm._BYTES_DATA is None,
+    "numba-aesni" not in available_engines() or _layout.BYTES_DATA is None,
     reason="address path needs AES-NI and CPython's bytes layout",
 )
 
@@ -23,19 +25,19 @@ pytestmark = pytest.mark.skipif(
 def _spy(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Count calls of the address path (so a test fails if it silently took the join path)."""
     calls: list[int] = []
-    real = ccm._many_addr
+    real = lists._many_addr
 
     def wrapped(*a: object) -> list[bytes]:
-        calls.append(len(a[2]))  # type: ignore[arg-type]
+        calls.append(len(a[3]))  # type: ignore[arg-type]
         return real(*a)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(ccm, "_many_addr", wrapped)
+    monkeypatch.setattr(lists, "_many_addr", wrapped)
     return calls
 
 
 def test_bytes_offset_probe() -> None:
     b = bytes(range(200))
-    assert np.frombuffer(b, np.uint8).ctypes.data == id(b) + ccm._BYTES_DATA
+    assert np.frombuffer(b, np.uint8).ctypes.data == id(b) + _layout.BYTES_DATA
 
 
 @settings(max_examples=25, deadline=None)
@@ -107,11 +109,11 @@ def test_address_path_by_default_and_fallbacks(monkeypatch: pytest.MonkeyPatch) 
 def test_header_probe_reads_types_lengths_and_nonces() -> None:
     """The compiled header probe gives what ``len``/``type``/``b"".join`` would, and declines
     (``None``) for anything but exact ``bytes`` -- the general path then decides."""
-    assert ccm._BYTES_WORDS == (1, 2)
+    assert _layout.BYTES_WORDS == (1, 2)
     rng = np.random.default_rng(11)
     items = [rng.bytes(m) for m in (0, 1, 13, 700, 9000)]
     nonces = [rng.bytes(13) for _ in items]
-    probed = ccm._probe(items, nonces)
+    probed = lists._probe(items, nonces)
     assert probed is not None
     lens, nc, ids = probed
     assert lens.tolist() == [len(x) for x in items]
@@ -129,7 +131,7 @@ def test_header_probe_reads_types_lengths_and_nonces() -> None:
         (items, [*nonces[:4], Sub(nonces[4])]),
         (items, [*nonces[:4], nonces[4][:12]]),
     ):
-        assert ccm._probe(bad_items, bad_nonces) is None
+        assert lists._probe(bad_items, bad_nonces) is None
 
 
 def test_lists_the_probe_declines_still_work_or_fail_clearly() -> None:
@@ -143,9 +145,9 @@ def test_lists_the_probe_declines_still_work_or_fail_clearly() -> None:
     nonce_forms = [bytearray(nc) if i % 4 == 0 else nc for i, nc in enumerate(nonces)]
     assert seal_many(key, nonce_forms, mixed, engine="numba-aesni") == want
     assert open_many(key, nonce_forms, want, engine="numba-aesni") == payloads
-    with pytest.raises(ccm.KeyLengthError, match="nonce 3 must be 13 bytes"):
+    with pytest.raises(KeyLengthError, match="nonce 3 must be 13 bytes"):
         seal_many(key, [*nonces[:3], nonces[3][:12], *nonces[4:]], payloads, engine="numba-aesni")
-    with pytest.raises(ccm.MalformedError, match="20 nonces for 19 items"):
+    with pytest.raises(MalformedError, match="20 nonces for 19 items"):
         seal_many(key, nonces, payloads[:19], engine="numba-aesni")
-    with pytest.raises(ccm.MalformedError, match="bytes-like"):
+    with pytest.raises(MalformedError, match="bytes-like"):
         seal_many(key, nonces, [*payloads[:19], 12345], engine="numba-aesni")  # type: ignore[list-item]

@@ -39,9 +39,10 @@ every later campaign; CI replays only the seeds (``corpus/``)."""
 NUMBA_MODULES = (
     "phy.kernels",
     "stack._burst",
-    "stack.crypto._aes_table",
-    "stack.crypto._aesni",
-    "stack.crypto._check",
+    "stack.crypto.ccm._aes_table",
+    "stack.crypto.ccm._aesni",
+    "stack.crypto.ccm._check",
+    "stack.crypto.ccm._pyobj",
 )
 """Modules whose functions numba compiles from their bytecode: atheris must not instrument them
 (its inserted trace calls are not numba-compilable)."""

@@ -28,7 +28,8 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from stack.crypto._split import on_threads, split_by_bytes
+from stack.crypto.ccm._pyobj import u8ptr
+from stack.crypto.ccm._split import on_threads, split_by_bytes
 
 NLANES = 8
 _V2 = ir.VectorType(ir.IntType(64), 2)
@@ -411,70 +412,6 @@ def _ccm_range(rk, rk_of, kidx, nonces, buf, offs, lens, out, oofs, tag_len, dec
                 active -= 1
 
 
-def _address_as(elem: types.Type, llvm_elem: ir.Type) -> object:
-    """An intrinsic turning an integer address into an ``elem*`` (for :func:`numba.carray`)."""
-
-    def cast(typingctx, addr):
-        sig = types.CPointer(elem)(types.int64)
-
-        def codegen(context, builder, signature, args):
-            return builder.inttoptr(args[0], llvm_elem.as_pointer())
-
-        return sig, codegen
-
-    return intrinsic(cast)
-
-
-_u8ptr = _address_as(types.uint8, _I8)
-_i64ptr = _address_as(types.int64, _I64)
-
-
-@njit(cache=True, nogil=True)
-def list_addresses(list_addr, n, size_word, items_word):  # pragma: no cover - numba
-    """Addresses of the ``n`` objects of the Python list at ``list_addr`` (what ``id`` gives for
-    each), read from its item array: word ``items_word`` of the list's header points to it and
-    word ``size_word`` holds its length (the caller probed the layout). One compiled pass
-    instead of ``map(id, ...)``, which allocates a Python int per item. Returns an empty array
-    if the list's length is not ``n``."""
-    head = numba.carray(_i64ptr(list_addr), items_word + 1)
-    if head[size_word] != n:
-        return np.empty(0, np.int64)
-    src = numba.carray(_i64ptr(head[items_word]), n)
-    out = np.empty(n, np.int64)
-    for i in range(n):
-        out[i] = src[i]
-    return out
-
-
-@njit(cache=True, nogil=True)
-def probe_bytes(ids, nonce_ids, bytes_type, type_word, size_word, data_off, nonce_len, nonces):
-    """Lengths of the ``bytes`` objects at addresses ``ids``, and the nonces at ``nonce_ids``
-    copied into ``nonces`` -- one compiled pass instead of a Python pass each for the types,
-    the lengths and the nonces.
-
-    Word ``type_word`` / ``size_word`` of an object header (8-byte words from its address) is
-    its type / size; the caller probed that layout. Returns ``(lens, code, i)``: code 0, or 1 when
-    item ``i`` is not an exact ``bytes``, 2 when nonce ``i`` is not an exact ``bytes`` of
-    ``nonce_len`` bytes (the caller then takes its general path, which says what is wrong).
-    A size is read only once the type is known to be ``bytes``.
-    """
-    n = ids.shape[0]
-    lens = np.empty(n, np.int64)
-    for i in range(n):
-        h = numba.carray(_i64ptr(ids[i]), size_word + 1)
-        if h[type_word] != bytes_type:
-            return lens, 1, i
-        lens[i] = h[size_word]
-    for i in range(n):
-        h = numba.carray(_i64ptr(nonce_ids[i]), size_word + 1)
-        if h[type_word] != bytes_type or h[size_word] != nonce_len:
-            return lens, 2, i
-        d = numba.carray(_u8ptr(nonce_ids[i] + data_off), nonce_len)
-        for j in range(nonce_len):
-            nonces[i, j] = d[j]
-    return lens, 0, -1
-
-
 @njit(cache=True, nogil=True)
 def _schedule(keys):
     nk = keys.shape[0]
@@ -538,7 +475,7 @@ def _run_parallel(keys, kidx, nonces, buf, offs, lens, out, oofs, tag_len, decry
 
 @njit(cache=True, nogil=True)
 def _run_addr(keys, nonces, base, span, offs, lens, oofs, tag_len, decrypt, ok):
-    mem = numba.carray(_u8ptr(base), span)
+    mem = numba.carray(u8ptr(base), span)
     n = nonces.shape[0]
     kidx = np.zeros(n, np.int64)
     rk, rk_of = _schedule(keys)

@@ -16,7 +16,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from stack.crypto._split import on_threads, split_by_bytes
+from stack.crypto.ccm._split import on_threads, split_by_bytes
 
 
 def _make_tables() -> tuple[np.ndarray, np.ndarray]:
