@@ -8,16 +8,16 @@ into the PKMv3 key hierarchy. What sits behind ``start`` is the back end's busin
 
 * :class:`BuiltinAuthenticator` — the embedded AAA: a table of per-station EAP-PSK keys; sessions
   are :class:`~stack.pkm.eap_psk.EapPskServer` objects answering synchronously.
-* A RADIUS back end (not built here) fits the same interface without touching the roles: its
-  ``start(peer_id)`` returns a session whose ``pending`` is an EAP-Request/Identity (or None until
-  the server's first Access-Challenge arrives); ``handle(eap)`` wraps the response in an
-  Access-Request (EAP-Message, Message-Authenticator, the State from the last challenge) and
-  returns ``(None, None)``; the RADIUS datagrams are moved by the node runtime (``stack/`` does no
-  I/O: the session exposes ``datagrams_to_send()`` / ``receive_datagram()``), and when the answer
-  arrives ``poll()`` yields the next request (Access-Challenge), EAP-Success + an
-  :class:`AuthResult` whose MSK is MS-MPPE-Recv-Key ‖ MS-MPPE-Send-Key (Access-Accept, RFC 2548 /
-  RFC 3748 §7.10) or EAP-Failure (Access-Reject). Roles call ``poll()`` from their ``timer()``
-  (docs/pkm.md), so nothing above this interface changes.
+* :class:`~stack.pkm.radius_client.RadiusAuthenticator` — EAP relayed to a RADIUS server
+  (hostapd, FreeRADIUS). Its ``start(peer_id)`` answers the server's first question with the
+  station's NAI and returns a session whose ``pending`` is None until the server's first
+  Access-Challenge arrives; ``handle(eap)`` wraps the response in an Access-Request
+  (EAP-Message, Message-Authenticator, the State of the last challenge) and returns
+  ``(None, None)``. The node runtime moves the datagrams (``relaysec.aaa``; ``stack/`` does no
+  I/O) and when an answer arrives ``poll()`` yields the next request (Access-Challenge), or
+  EAP-Success + an :class:`AuthResult` whose MSK is MS-MPPE-Recv-Key ‖ MS-MPPE-Send-Key
+  (Access-Accept, RFC 2548 / RFC 3748 §7.10), or EAP-Failure (Access-Reject, no answer). The ABS
+  role calls ``poll()`` for its sessions in EAP from its ``timer()``.
 """
 
 from __future__ import annotations

@@ -375,6 +375,14 @@ class AbsRole(KeyDistribution, RoleBase):
             self._by_stid.pop(stid, None)
         self._stars.pop(station, None)
 
+    def _timer(self, now: float) -> None:
+        # an asynchronous authenticator (RADIUS) answers between our calls: poll its sessions
+        for e in [e for e in self._entries.values() if e.phase == EntryPhase.EAP]:
+            reply, result = e.session.poll()
+            if reply is not None or result is not None:
+                self._eap_progress(e, reply, result, now)
+        super()._timer(now)
+
     def _on_deadline(self, key: Any, now: float) -> None:
         if isinstance(key, tuple) and key[0] == "expire":
             e = self._entries.get(key[1])

@@ -130,6 +130,8 @@ class SubscriberConfig:
     timers: Timers = field(default_factory=Timers)
     lifetimes: Lifetimes = field(default_factory=Lifetimes)
     abs_id: int | None = None  # the network's ABS id, used to name the data source at an AMS
+    identity: bytes | None = None
+    """EAP identity (an NAI, EAP-PSK's ID_P); None: the 6-byte station id."""
 
     def __post_init__(self) -> None:
         check_station_id(self.station_id)

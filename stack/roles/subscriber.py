@@ -95,7 +95,7 @@ class SubscriberRole(RoleBase):
         self._eap_failure_seen = False
         self._nonce_ams6 = self._random(6)
         self._amsid_star = derive_amsid_star(self._amsid, self._nonce_ams6)
-        self._peer = EapPskPeer(self._amsid, self.config.psk, rng=self._rng)
+        self._peer = EapPskPeer(self.config.identity or self._amsid, self.config.psk, rng=self._rng)
         req = m.RngReq(purpose=m.RangingPurpose.INITIAL_ENTRY, cmac_key_count=0,
                        target_id=station_bytes(via), amsid=self._amsid,
                        nonce_ams=self._nonce_ams6, stid=None, serving_id=None)
@@ -559,7 +559,7 @@ class SubscriberRole(RoleBase):
             return
         self.phase = Phase.EAP
         self._eap_failure_seen = False
-        self._peer = EapPskPeer(self._amsid, self.config.psk, rng=self._rng)
+        self._peer = EapPskPeer(self.config.identity or self._amsid, self.config.psk, rng=self._rng)
         req = m.ReauthRequest()
 
         def send() -> None:
