@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from relaysec.aaa import AaaSetup, make_authenticator, station_identity
 from relaysec.config import (
     Config,
     ConfigError,
@@ -153,13 +154,14 @@ def warm_up(modem: Any) -> float:
 
 
 def make_roles(cfg: Config, local: Iterable[Mapping[str, Any]], *, seeded_keys: bool,
-               stretch: float) -> dict[str, Any]:
+               stretch: float, authenticator: Any = None) -> dict[str, Any]:
     """The sans-I/O role of each station in *local* (``stack.roles``).
 
     *seeded_keys*: draw every key, nonce and protocol random from the config seed (the
     simulator's reproducible trace); otherwise the OS CSPRNG. *stretch*: time constants are given
     for the simulated 5 ms frame and stretch with the OTA frame, so the protocol sees the same
-    frame counts."""
+    frame counts. *authenticator*: the ABS's AAA back end (None: the embedded EAP-PSK server;
+    ``relaysec.aaa.make_authenticator`` builds the RADIUS one)."""
     from stack.pkm.authenticator import BuiltinAuthenticator
     from stack.roles import (
         AbsConfig,
@@ -189,6 +191,11 @@ def make_roles(cfg: Config, local: Iterable[Mapping[str, Any]], *, seeded_keys: 
     relays = frozenset(int(r["station_id"]) for r in stations_by_role(cfg, "ars"))
     seed = int(cfg["seed"])
     roles: dict[str, Any] = {}
+
+    def identity(st: Mapping[str, Any]) -> bytes | None:
+        nai = station_identity(cfg, st)
+        return None if nai is None else nai.encode()
+
     for s in local:
         rseed: int | None = None
         if seeded_keys:
@@ -198,18 +205,19 @@ def make_roles(cfg: Config, local: Iterable[Mapping[str, Any]], *, seeded_keys: 
             roles[s["name"]] = AbsRole(
                 AbsConfig(station_id=s["station_id"], mode=mode, timers=timers, lifetimes=life,
                           encrypt_relay_control=relay_ctl, relays=relays),
-                authenticator=BuiltinAuthenticator(psks, rng=None if rseed is None else rseed + 1),
+                authenticator=authenticator if authenticator is not None else
+                BuiltinAuthenticator(psks, rng=None if rseed is None else rseed + 1),
                 rng=rseed)
         elif s["role"] == "ars":
             roles[s["name"]] = ArsRole(
                 ArsConfig(station_id=s["station_id"], psk=station_psk(cfg, s), mode=mode,
                           timers=timers, lifetimes=life, abs_id=abs_st["station_id"],
-                          encrypt_relay_control=relay_ctl),
+                          encrypt_relay_control=relay_ctl, identity=identity(s)),
                 rng=rseed)
         else:
             roles[s["name"]] = AmsRole(
                 AmsConfig(station_id=s["station_id"], psk=station_psk(cfg, s), timers=timers,
-                          lifetimes=life, abs_id=abs_st["station_id"]),
+                          lifetimes=life, abs_id=abs_st["station_id"], identity=identity(s)),
                 rng=rseed)
     return roles
 
@@ -239,6 +247,7 @@ class Cell:
     seeded_keys: bool
     radios_real: bool
     timing: dict[str, float] = field(default_factory=dict)
+    aaa: AaaSetup | None = None     # the ABS's RADIUS back end (None: the embedded AAA)
 
     @property
     def directory(self) -> Mapping[int, str]:
@@ -255,6 +264,8 @@ class Cell:
             self.net.close()
         except Exception as exc:
             log.error("stopping the network failed: %s", exc)
+        if self.aaa is not None and self.aaa.link is not None:
+            self.aaa.link.close()
         for node in self.nodes.values():
             try:
                 node.radio.close()
@@ -328,7 +339,14 @@ def build_cell(
     except RadioSetupError as exc:
         raise SetupError(str(exc)) from None
 
-    roles = make_roles(cfg, local, seeded_keys=seeded_keys, stretch=stretch)
+    aaa = None
+    if cfg["aaa"]["backend"] != "builtin" and any(s["role"] == "abs" for s in local):
+        try:
+            aaa = make_authenticator(cfg, {}, rng=None, wall=wall)
+        except OSError as exc:
+            raise SetupError(str(exc)) from None
+    roles = make_roles(cfg, local, seeded_keys=seeded_keys, stretch=stretch,
+                       authenticator=None if aaa is None else aaa.authenticator)
     links, trace, msc = LinkTable(), Trace(), []
     infra = [int(s["station_id"]) for s in stations if s["role"] != "ams"]
     mac = mac_config(cfg, wall=wall)
@@ -338,7 +356,8 @@ def build_cell(
             recorders.get(s["name"], made[s["name"]]), addressing=addressing, links=links,
             abs_id=int(abs_st["station_id"]), infrastructure=infra, mac=mac,
             seed=(int(cfg["seed"]) * 1_000_003 + int(s["station_id"])) & 0xFFFFFFFF,
-            trace=trace, msc=msc, recorder=recorders.get(s["name"]))
+            trace=trace, msc=msc, recorder=recorders.get(s["name"]),
+            aaa=aaa.link if aaa is not None and s["role"] == "abs" else None)
         for s in local
     }
     net: SimNetwork | OtaNetwork
@@ -361,7 +380,7 @@ def build_cell(
                 id_of=id_of, addressing=addressing, abs_name=abs_st["name"], roles=roles,
                 nodes=nodes, schedule=schedule, net=net, links=links, trace=trace, msc=msc,
                 wall=wall, stretch=stretch, seeded_keys=seeded_keys, radios_real=radios_real,
-                timing=timing)
+                timing=timing, aaa=aaa)
 
 
 def _planner(cfg: Config, schedule: FrameSchedule, zm: Any) -> ZonePlanner:

@@ -185,10 +185,14 @@ def run(args: argparse.Namespace) -> int:
     from relaysec.trial import run_trial
 
     report, trace = run_trial(cfg, progress=progress, record_dir=args.record)
+    from relaysec.aaa import report_section, summary_line
+
+    report["aaa"] = report_section(cfg)
     from relaysec.report import write_json, write_plots
     from relaysec.trial import render
 
     print(render(report, msc=not args.no_msc))
+    print(summary_line(report["aaa"]))
     status = 0 if report["ok"] else 1
     if args.json:
         try:

@@ -35,6 +35,7 @@ ROLES = ("abs", "ars", "ams")
 SECURITY_MODES = ("distributed", "centralized")
 BACKENDS = ("loopback", "pluto")
 CHANNELS = ("awgn", "pedA", "pedB", "vehA")
+AAA_BACKENDS = ("builtin", "radius")
 
 # Keys of station and link entries, with their types (defaults are applied per entry).
 _STATION_KEYS: dict[str, tuple[type, ...]] = {
@@ -42,6 +43,7 @@ _STATION_KEYS: dict[str, tuple[type, ...]] = {
     "role": (str,),
     "station_id": (int,),
     "psk_hex": (str,),
+    "identity": (str,),
     "parent": (str,),
     "serving": (str,),
     "handover_target": (str,),
@@ -221,7 +223,7 @@ def expand_groups(cfg: Config) -> None:
         if st.get("role") != "ams":
             raise ConfigError(f"stations[{i}].count applies only to role 'ams' (a group of "
                               "mobiles), not {!r}".format(st.get("role")))
-        for key in ("psk_hex", "uri"):
+        for key in ("psk_hex", "uri", "identity"):
             if key in st:
                 raise ConfigError(f"stations[{i}].{key} cannot be shared by a group "
                                   f"(count = {n}): list those stations one by one")
@@ -412,6 +414,13 @@ def specs() -> dict[str, Spec]:
         "channel.sfo_follows_cfo": Spec("bool"),
         "channel.sfo_ppm": Spec("num", 0.0, 50.0, unit="ppm"),
         "channel.start_delay_us": Spec("num", 0.0, 10_000.0, unit="us"),
+        "aaa.backend": Spec("str", choices=AAA_BACKENDS),
+        "aaa.server": Spec("str"),
+        "aaa.secret": Spec("str"),
+        "aaa.timeout_s": Spec("num", 0.01, 60.0, unit="s"),
+        "aaa.retries": Spec("int", 0, 20),
+        "aaa.nas_identifier": Spec("str"),
+        "aaa.realm": Spec("str"),
         "traffic.mode": Spec("str", choices=("count", "saturate")),
         "traffic.saturate_s": Spec("num", hi=3600.0, unit="s", lo=0.0, lo_open=True),
         "traffic.window": Spec("int", 1, 100_000),
@@ -512,6 +521,7 @@ def validate(cfg: Config) -> None:
         raise ConfigError("traffic.payload_bytes must be at least 24 (header + digest)")
     _validate_stations(cfg)
     _validate_links(cfg)
+    _validate_aaa(cfg["aaa"])
     # the guards must leave room for the zones, in simulation and over the air
     n_zones = len(zone_plan(cfg))
     sch = cfg["schedule"]
@@ -523,6 +533,44 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"config key 'schedule.ota_guard_ms': {n_zones} zones with "
                           f"{sch['ota_guard_ms']:g} ms guards do not fit a "
                           f"schedule.ota_frame_ms = {sch['ota_frame_ms']:g} ms frame")
+
+
+def _check_identity(key: str, value: str) -> None:
+    from stack.errors import MalformedError
+    from stack.pkm.nai import check_nai
+
+    try:
+        check_nai(value)
+    except MalformedError as exc:
+        raise ConfigError(f"config key {key!r}: {exc}") from None
+
+
+def aaa_server(value: str) -> tuple[str, int]:
+    """``(host, port)`` of an ``aaa.server`` value ``"host:port"``; ConfigError otherwise."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ConfigError(f"config key 'aaa.server' must be \"host:port\" with a port in "
+                          f"1..65535, got {_shown(value)}")
+    return host.strip("[]"), int(port)
+
+
+def _validate_aaa(aaa: Mapping[str, Any]) -> None:
+    """The [aaa] table: a server address, a realm, and for RADIUS a shared secret."""
+    from stack.errors import MalformedError
+    from stack.pkm.nai import check_realm
+
+    try:
+        check_realm(aaa["realm"])
+    except MalformedError as exc:
+        raise ConfigError(f"config key 'aaa.realm': {exc}") from None
+    if not 1 <= len(aaa["nas_identifier"].encode()) <= 253:
+        raise ConfigError("config key 'aaa.nas_identifier' must be 1 to 253 bytes")
+    aaa_server(aaa["server"])
+    if aaa["backend"] == "radius" and not aaa["secret"]:
+        raise ConfigError("config key 'aaa.secret' must be set with aaa.backend = \"radius\" "
+                          "(the RADIUS shared secret of the server's client entry)")
+    if len(aaa["secret"].encode()) > 128:
+        raise ConfigError("config key 'aaa.secret' must be at most 128 bytes")
 
 
 def _validate_stations(cfg: Config) -> None:
@@ -564,6 +612,8 @@ def _validate_stations(cfg: Config) -> None:
                 raise ConfigError(f"stations[{i}].psk_hex must be 32 hex digits") from None
         if "uri" in st:
             check_uri(f"stations[{i}].uri", st["uri"])
+        if "identity" in st:
+            _check_identity(f"stations[{i}].identity", st["identity"])
         names[st["name"]] = st
         ids.add(st["station_id"])
     found = [s for s in stations if s["role"] == "abs"]
@@ -712,8 +762,11 @@ def link_params(cfg: Config, a: str, b: str) -> dict[str, Any]:
 
 
 def redacted(cfg: Config) -> Config:
-    """A copy of *cfg* safe to print: configured PSKs replaced by a marker."""
+    """A copy of *cfg* safe to print: configured PSKs and the RADIUS secret replaced by a
+    marker."""
     out = copy.deepcopy(cfg)
+    if out.get("aaa", {}).get("secret"):
+        out["aaa"]["secret"] = "<hidden>"
     for st in out["stations"]:
         if "psk_hex" in st:
             st["psk_hex"] = "<hidden>"

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from hw.radio import Radio
     from hw.sigmf import RecordingRadio
     from phy.zone import ZoneModem, ZoneRx
+    from relaysec.aaa import RadiusLink
 
 log = logging.getLogger(__name__)
 
@@ -208,6 +209,7 @@ class Node:
         trace: Trace | None = None,
         msc: list[MscEntry] | None = None,
         recorder: RecordingRadio | None = None,
+        aaa: RadiusLink | None = None,
     ) -> None:
         self.name = name
         self.station_id = station_id
@@ -222,6 +224,7 @@ class Node:
         self.trace = trace
         self.msc = msc
         self.recorder = recorder
+        self.aaa = aaa        # the ABS's RADIUS link (relaysec.aaa), serviced on every poll
         self.addr = addressing.addr_of(station_id)
         self.mac = ZoneMac(station_id, modem, role, mac or MacConfig(), addressing.addr_of,
                            addressing.station_of, abs_id, modem.profile.name, seed=seed)
@@ -258,6 +261,8 @@ class Node:
 
     def poll(self, now: float) -> None:
         """Run due role timers and collect events and rejections (call once per zone or so)."""
+        if self.aaa is not None and self._stack(self.aaa.service, now):
+            self._stack(self.role.timer, now)   # the AAA server answered: the role polls
         deadline = self.role.next_deadline()
         if deadline is not None and deadline <= now:
             self._stack(self.role.timer, now)

@@ -1,0 +1,117 @@
+"""Configurations for real AAA servers serving the configured stations (``relaysec aaa ...``).
+
+:func:`write_hostapd` writes a hostapd RADIUS server (no radio, no root configuration touched):
+``hostapd.conf``, ``clients`` (the ABS's address and the shared secret) and ``users`` (one
+EAP-PSK user per configured AMS/ARS: its NAI and its PSK). The files holding the secret and the
+PSKs are created readable by their owner only. Nothing secret is printed.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from relaysec.aaa import station_identity
+from relaysec.config import Config, ConfigError, aaa_server
+
+__all__ = ["ServerFiles", "hostapd_users", "write_hostapd"]
+
+
+@dataclass(frozen=True)
+class ServerFiles:
+    """What was written: the main configuration file and the command that starts the server."""
+
+    config: Path
+    command: list[str]
+
+    def shell(self) -> str:
+        """The command as one shell line."""
+        return " ".join(shlex.quote(c) for c in self.command)
+
+
+def _private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by the owner only (created so, never widened)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.chmod(path, 0o600)
+
+
+def hostapd_users(cfg: Config, psk_of: Mapping[str, bytes] | None = None) -> str:
+    """hostapd ``eap_user_file`` text: ``"<NAI>"  PSK  <32 hex digits>`` per AMS and ARS
+    (identities as the stations present them, :func:`relaysec.aaa.station_identity` with the
+    RADIUS back end)."""
+    from relaysec.cell import station_psk
+
+    radius_cfg = {**cfg, "aaa": {**cfg["aaa"], "backend": "radius"}}
+    lines = ["# relaysec: one EAP-PSK user per station (identity, methods, 16-byte PSK)"]
+    for st in cfg["stations"]:
+        if st["role"] == "abs":
+            continue
+        nai = station_identity(radius_cfg, st)
+        psk = (psk_of or {}).get(st["name"]) or station_psk(cfg, st)
+        lines.append(f'"{nai}"\tPSK\t{psk.hex()}')
+    return "\n".join(lines) + "\n"
+
+
+def write_hostapd(cfg: Config, directory: str | Path, *,
+                  client: str = "127.0.0.1/32") -> ServerFiles:
+    """Write a hostapd RADIUS/EAP server for the stations of ``cfg`` into ``directory`` (made if
+    needed), listening on the port of ``aaa.server``, accepting ``client`` (an address/prefix)
+    with ``aaa.secret``. Returns the files and the start command. ConfigError without a
+    secret."""
+    secret = cfg["aaa"]["secret"]
+    if not secret:
+        raise ConfigError("config key 'aaa.secret' must be set: the server and the ABS share it")
+    if any(c in secret for c in "\r\n\t ") or "#" in secret:
+        raise ConfigError("config key 'aaa.secret': hostapd's clients file cannot hold spaces, "
+                          "tabs, line breaks or '#' in a secret")
+    _host, port = aaa_server(cfg["aaa"]["server"])
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    users, clients, conf = d / "users", d / "clients", d / "hostapd.conf"
+    _private(users, hostapd_users(cfg))
+    _private(clients, f"{client} {secret}\n")
+    lines = [
+        "# relaysec: hostapd as a standalone RADIUS server with its EAP server (no radio)",
+        "driver=none",
+        "interface=none",
+        "logger_stdout=-1",
+        "logger_stdout_level=2",
+        "eap_server=1",
+        f"eap_user_file={users.resolve()}",
+        f"radius_server_clients={clients.resolve()}",
+        f"radius_server_auth_port={port}",
+    ]
+    conf.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    exe = shutil.which("hostapd") or "hostapd"
+    return ServerFiles(conf, [exe, str(conf.resolve())])
+
+
+def describe(cfg: Config, files: ServerFiles, server: str) -> list[str]:
+    """Human lines for the CLI: what was written, how to start it, what to set in relaysec."""
+    n = sum(1 for s in cfg["stations"] if s["role"] != "abs")
+    return [
+        f"wrote a {server} RADIUS server for {n} stations (EAP-PSK) in {files.config.parent}",
+        f"start it with:  {files.shell()}",
+        f"then run:       relaysec trial --set aaa.backend=radius --set "
+        f"aaa.server={cfg['aaa']['server']} --set aaa.secret=...   (the secret you configured)",
+    ]
+
+
+def station_rows(cfg: Config, backend: str) -> list[dict[str, Any]]:
+    """Per station: name, EAP identity and method, for the report."""
+    radius_cfg = {**cfg, "aaa": {**cfg["aaa"], "backend": backend}}
+    rows = []
+    for st in cfg["stations"]:
+        if st["role"] == "abs":
+            continue
+        ident = station_identity(radius_cfg, st)
+        rows.append({"station": st["name"], "identity": ident or f"{st['station_id']:012x}",
+                     "method": "EAP-PSK"})
+    return rows

@@ -1,0 +1,101 @@
+"""Real AAA servers for tests: started on free local ports from generated configurations in a
+temporary directory (nothing under /etc is read or written), stopped after the test.
+
+A missing server program skips its tests with the reason, and fails them when
+``RELAYSEC_REQUIRE_AAA=1`` (set by ``.ci/run``, which installs Debian's ``hostapd``,
+``eapoltest`` and ``freeradius``), as ``RELAYSEC_REQUIRE_LIBIIO`` does for the Pluto path.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+REQUIRE_AAA_ENV = "RELAYSEC_REQUIRE_AAA"
+
+
+def need(program: str, package: str) -> str:
+    """The path of ``program``; skip the test without it (fail under RELAYSEC_REQUIRE_AAA=1)."""
+    path = shutil.which(program) or (f"/usr/sbin/{program}"
+                                     if os.access(f"/usr/sbin/{program}", os.X_OK) else None)
+    if path is not None:
+        return path
+    why = f"{program} is not installed (Debian package {package}: apt-get install {package})"
+    if os.environ.get(REQUIRE_AAA_ENV, "") not in ("", "0"):
+        pytest.fail(f"{why}, but {REQUIRE_AAA_ENV}=1 requires it (./bootstrap --test as root "
+                    "installs it)", pytrace=False)
+    pytest.skip(why)
+
+
+def free_udp_port() -> int:
+    """A UDP port on 127.0.0.1 nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _udp_bound(port: int) -> bool:
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            local = line.split()[1]
+            if int(local.rsplit(":", 1)[1], 16) == port:
+                return True
+    return False
+
+
+@contextmanager
+def running(command: list[str], port: int, cwd: Path, *, timeout: float = 10.0,
+            ready_line: str | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``command`` until the block ends; ready when UDP ``port`` is bound (and, with
+    ``ready_line``, that text was printed). Its output goes to ``cwd/server.log``."""
+    log_path = cwd / "server.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+        try:
+            end = time.monotonic() + timeout
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{command[0]} exited with {proc.returncode}:\n"
+                                       + log_path.read_text(errors="replace")[-2000:])
+                up = _udp_bound(port) and (ready_line is None or ready_line in
+                                           log_path.read_text(errors="replace"))
+                if up:
+                    break
+                if time.monotonic() > end:
+                    raise RuntimeError(f"{command[0]} not ready on port {port} after "
+                                       f"{timeout} s:\n"
+                                       + log_path.read_text(errors="replace")[-2000:])
+                time.sleep(0.05)
+            yield proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@contextmanager
+def hostapd(cfg: dict, directory: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """hostapd as the RADIUS server of ``cfg`` (``relaysec.aaa_servers.write_hostapd``)."""
+    from relaysec.aaa_servers import write_hostapd
+    from relaysec.config import aaa_server
+
+    need("hostapd", "hostapd")
+    files = write_hostapd(cfg, directory)
+    with running(files.command, aaa_server(cfg["aaa"]["server"])[1], directory) as proc:
+        yield proc

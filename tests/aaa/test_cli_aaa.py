@@ -1,0 +1,73 @@
+"""``relaysec aaa hostapd DIR`` and the ``[aaa]`` config: the written server works with the
+printed command, secrets stay out of output, bad values are config errors naming the key."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from relaysec.cli import main
+from relaysec.config import ConfigError, load_config, redacted, to_toml
+from tests.aaa.servers import free_udp_port, need, running
+from tests.aaa.test_servers import _authenticate
+
+
+def test_aaa_hostapd_writes_a_server_that_starts_with_the_printed_command(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    need("hostapd", "hostapd")
+    port = free_udp_port()
+    sets = ["--set", "aaa.secret=cli-secret-1", "--set", f"aaa.server=127.0.0.1:{port}"]
+    assert main(["aaa", "hostapd", str(tmp_path / "srv"), *sets]) == 0
+    out = capsys.readouterr().out
+    assert "cli-secret-1" not in out
+    start = next(line for line in out.splitlines() if line.startswith("start it with:"))
+    command = shlex.split(start.split(":", 1)[1])
+    cfg = load_config(overrides=[("aaa.backend", "radius"), ("aaa.secret", "cli-secret-1"),
+                                 ("aaa.server", f"127.0.0.1:{port}")])
+    with running(command, port, tmp_path):
+        result, peer, _ = _authenticate(cfg, "ARS-2")
+    assert result is not None and result.success and result.msk == peer.msk
+
+
+def test_aaa_hostapd_needs_a_secret(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["aaa", "hostapd", str(tmp_path)]) == 2
+    assert "aaa.secret" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("key, value", [
+    ("aaa.backend", "diameter"), ("aaa.server", "localhost"), ("aaa.server", "h:70000"),
+    ("aaa.realm", "bad realm"), ("aaa.realm", ""), ("aaa.timeout_s", 0),
+    ("aaa.retries", -1), ("aaa.nas_identifier", ""),
+])
+def test_bad_aaa_values_are_config_errors(key: str, value: object) -> None:
+    with pytest.raises(ConfigError, match=re.escape(key)):
+        load_config(overrides=[(key, value)])
+
+
+def test_radius_needs_a_secret_and_identities_are_checked() -> None:
+    with pytest.raises(ConfigError, match=r"aaa\.secret"):
+        load_config(overrides=[("aaa.backend", "radius")])
+    stations = [{"name": "ABS", "role": "abs", "station_id": 1},
+                {"name": "A", "role": "ams", "station_id": 2, "serving": "ABS",
+                 "identity": "has space@x.test"}]
+    with pytest.raises(ConfigError, match=r"stations\[1\]\.identity"):
+        load_config(overrides=[("stations", stations)])
+    stations[1]["identity"] = "mobile-2@lab.example"
+    cfg = load_config(overrides=[("stations", stations)])
+    assert cfg["stations"][1]["identity"] == "mobile-2@lab.example"
+
+
+def test_printed_config_hides_the_secret() -> None:
+    cfg = load_config(overrides=[("aaa.backend", "radius"), ("aaa.secret", "do-not-print")])
+    assert "do-not-print" not in to_toml(redacted(cfg))
+    assert cfg["aaa"]["secret"] == "do-not-print"
+
+
+def test_trial_print_config_hides_the_secret(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["trial", "--print-config", "--set", "aaa.backend=radius",
+                 "--set", "aaa.secret=do-not-print-2"]) == 0
+    out = capsys.readouterr().out
+    assert "do-not-print-2" not in out and 'backend = "radius"' in out
