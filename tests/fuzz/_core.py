@@ -86,6 +86,9 @@ HARNESSES: dict[str, Spec] = {s.name: s for s in (
     _spec("pkm", ("stack",), 512,
           "PKMv3/relay messages: decode(), each class's decode, expects_cmac, canonical re-encode"),
     _spec("eap", ("stack",), 512, "EAP packet codec (RFC 3748): decode, canonical re-encode"),
+    _spec("radius", ("stack",), 4096,
+          "RADIUS codec and back end: decode (canonical), verify_answer, receive_datagram of a "
+          "RadiusAuthenticator with a request outstanding (drops counted, no forged success)"),
     _spec("eap_psk", ("stack",), 1024,
           "EAP-PSK codec and peer/server conversations fed genuine, mutated and arbitrary packets"),
     _spec("mpdu", ("stack",), 1024,

@@ -534,11 +534,49 @@ def seeds_roles() -> Seeds:
         yield f"{m}-inject", w.bytes()
 
 
+def seeds_radius() -> Seeds:
+    """Genuine answers to the harness back end's first request (Challenge with an EAP-PSK first
+    message and a State, Accept with MS-MPPE keys, Reject, a long fragmented EAP-Message), the
+    same signed with another secret, an Access-Request, and a Vendor-Specific of another vendor.
+    """
+    from stack.pkm import radius as r
+    from stack.pkm.eap import EapCode, EapPacket, EapType
+    from tests.fuzz.harnesses import radius as h
+
+    _auth, _session, request = h.new_client()
+    ident, ra = request[1], request[4:20]
+
+    def answer(code: int, attrs: tuple, secret: bytes = h.SECRET) -> bytes:
+        return r.encode_answer(code, ident, ra, attrs, secret)
+
+    msg1 = EapPacket(EapCode.REQUEST, 5, EapType.PSK, bytes(17) + b"aaa-server").encode()
+    challenge = (*r.eap_attributes(msg1), (r.Attr.STATE, b"state-1"))
+    yield "challenge", answer(r.RadiusCode.ACCESS_CHALLENGE, challenge)
+    keys = bytes(range(64))
+    vsa = b"".join(bytes([t, 2 + len(v)]) + v for t, v in (
+        (r.MS_MPPE_RECV_KEY, r.mppe_encrypt(keys[:32], h.SECRET, ra, b"\x80\x01")),
+        (r.MS_MPPE_SEND_KEY, r.mppe_encrypt(keys[32:], h.SECRET, ra, b"\x80\x02"))))
+    success = EapPacket(EapCode.SUCCESS, 6).encode()
+    accept = (*r.eap_attributes(success),
+              (r.Attr.VENDOR_SPECIFIC, r.MICROSOFT.to_bytes(4, "big") + vsa))
+    yield "accept", answer(r.RadiusCode.ACCESS_ACCEPT, accept)
+    yield "accept-no-keys", answer(r.RadiusCode.ACCESS_ACCEPT, r.eap_attributes(success))
+    failure = EapPacket(EapCode.FAILURE, 6).encode()
+    yield "reject", answer(r.RadiusCode.ACCESS_REJECT,
+                           (*r.eap_attributes(failure), (r.Attr.REPLY_MESSAGE, b"no")))
+    big = EapPacket(EapCode.REQUEST, 7, 13, bytes(range(256)) * 3).encode()
+    yield "challenge-fragmented", answer(r.RadiusCode.ACCESS_CHALLENGE, r.eap_attributes(big))
+    yield "wrong-secret", answer(r.RadiusCode.ACCESS_CHALLENGE, challenge, b"other-secret")
+    yield "request", request
+    other_vendor = (r.Attr.VENDOR_SPECIFIC, (9).to_bytes(4, "big") + b"\x01\x05abc")
+    yield "other-vendor", answer(r.RadiusCode.ACCESS_REJECT, (other_vendor,))
+
+
 GENERATORS: dict[str, Callable[[], Seeds]] = {
     "pkm": seeds_pkm, "eap": seeds_eap, "eap_psk": seeds_eap_psk, "mpdu": seeds_mpdu,
     "burst": seeds_burst, "relay": seeds_relay, "frames": seeds_frames, "cmac": seeds_cmac,
     "phy": seeds_phy, "zone": seeds_zone, "iiod": seeds_iiod, "sigmf": seeds_sigmf,
-    "config": seeds_config, "roles": seeds_roles,
+    "config": seeds_config, "roles": seeds_roles, "radius": seeds_radius,
 }
 
 
