@@ -28,6 +28,7 @@ class MemRadiusServer:
         self.answer_secret = secret
         self.silent = False
         self.reject_all = False
+        self.wrong_msk = False   # Access-Accept carries an MSK the peer does not share
         self.seen: list[r.RadiusPacket] = []
         self._sessions: dict[bytes, EapPskServer] = {}
         self._state_ids = itertools.count(1)
@@ -78,12 +79,11 @@ class MemRadiusServer:
         if not result.success:
             return self._reply(req, r.RadiusCode.ACCESS_REJECT, list(r.eap_attributes(reply)))
         assert result.msk is not None
+        msk = result.msk[:-1] + bytes([result.msk[-1] ^ 1]) if self.wrong_msk else result.msk
         ra = req.authenticator
         vsa = b"".join(bytes([t, 2 + len(v)]) + v for t, v in (
-            (r.MS_MPPE_RECV_KEY, r.mppe_encrypt(result.msk[:32], self.answer_secret, ra,
-                                                b"\x81\x01")),
-            (r.MS_MPPE_SEND_KEY, r.mppe_encrypt(result.msk[32:], self.answer_secret, ra,
-                                                b"\x82\x02"))))
+            (r.MS_MPPE_RECV_KEY, r.mppe_encrypt(msk[:32], self.answer_secret, ra, b"\x81\x01")),
+            (r.MS_MPPE_SEND_KEY, r.mppe_encrypt(msk[32:], self.answer_secret, ra, b"\x82\x02"))))
         return self._reply(req, r.RadiusCode.ACCESS_ACCEPT, [
             *r.eap_attributes(reply),
             (r.Attr.VENDOR_SPECIFIC, r.MICROSOFT.to_bytes(4, "big") + vsa)])

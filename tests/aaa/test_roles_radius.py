@@ -107,3 +107,12 @@ def test_dead_server_fails_new_entries_and_spares_stations_already_in() -> None:
 
     assert any(e.payload == b"still here" for e in net.of(ARS1, DataReceived))
     assert station_bytes(AMS)  # (the AMS retries entry on its own schedule)
+
+
+def test_an_accept_with_an_msk_the_peer_does_not_share_gives_no_keys() -> None:
+    net, server, auth, abs_, ars, _ams = build(SecurityMode.DISTRIBUTED)
+    server.wrong_msk = True
+    ars.attach(ABS, net.now)
+    run(net, auth, server, 1.0)
+    assert auth.stats["answers"] >= 3                  # EAP itself succeeded at the server
+    assert abs_.context(ARS1) is None and ars.key_info(ABS) is None

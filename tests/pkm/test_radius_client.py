@@ -214,3 +214,15 @@ def test_settings_validate_and_hide_the_secret() -> None:
                 {"secret": b"x", "realm": "bad realm"}, {"secret": b"x", "nas_identifier": ""}):
         with pytest.raises(MalformedError):
             RadiusSettings(**bad)  # type: ignore[arg-type]
+
+
+def test_failures_are_logged_without_the_secret(caplog: pytest.LogCaptureFixture) -> None:
+    auth, server = _auth(), _server()
+    server.answer_secret = b"not-the-secret"
+    s = auth.start(A)
+    with caplog.at_level("WARNING", logger="stack.pkm.radius"):
+        _run(auth, server, [s], [EapPskPeer(NAI_A, PSK_A)])
+    text = caplog.text
+    assert "shared secret" in text and "failed authentication" in text
+    assert SECRET.decode() not in text and "not-the-secret" not in text
+    assert SECRET.decode() not in repr(auth) and SECRET.decode() not in repr(s)
