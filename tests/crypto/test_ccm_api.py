@@ -179,7 +179,11 @@ def test_default_engine_listed() -> None:
     assert "reference" in available_engines()
     assert sc.default_engine() in available_engines()
     st = sc.engine_status()
-    assert set(st) == {"reference", "numba-aesni", "numba-table"}
+    assert set(st) == {"reference", "numba-aesni", "numba-table", "numba-vaes256",
+                       "numba-vaes512"}
+    from stack.crypto.ccm import ENGINES as ALL
+
+    assert set(ALL) == set(st)
 
 
 # ------------------------------------------------------------------ validation

@@ -2,8 +2,8 @@
 
 Properties (hypothesis): random keys, nonces, payload lengths 0–9100, batches of 1–200 items of
 mixed lengths under several keys, every length mod 16; per-item tamper detection with the failed
-items' plaintext zeroed. Plus: engine selection is safe when AES-NI is reported absent (checked in
-a subprocess, since compiling AES-NI code for such a CPU would abort the interpreter).
+items' plaintext zeroed. Plus: engine selection is safe when AES-NI or VAES is reported absent
+(checked in a subprocess, since compiling such code for a CPU without it aborts the interpreter).
 """
 
 from __future__ import annotations
@@ -162,6 +162,27 @@ def test_fallback_selected_without_aesni(env: dict[str, str]) -> None:
     out = _probe(env)
     assert "numba-aesni" not in out["ENGINES"].split(",")
     assert out["DEFAULT"] == "numba-table"
+    assert out["OK"] == "True"
+
+
+_HOST_AESNI = "numba-aesni" in available_engines()
+
+
+@pytest.mark.skipif(not _HOST_AESNI, reason="needs a CPU with AES-NI")
+@pytest.mark.parametrize(
+    "env",
+    [{"RELAYSEC_CCM_NO_VAES": "1"},
+     # numba compiling for a CPU with AES-NI but no VAES: the VAES kernels must stay unoffered
+     # (compiling them for that CPU would abort the interpreter)
+     {"NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": "+aes,+sse2,+avx2"}],
+    ids=["forced-flag", "numba-haswell"],
+)
+def test_aesni_kernel_selected_without_vaes(env: dict[str, str]) -> None:
+    """With VAES reported absent, auto picks the AES-NI kernel, and it is correct (no abort)."""
+    out = _probe(env)
+    engines = out["ENGINES"].split(",")
+    assert "numba-vaes256" not in engines and "numba-vaes512" not in engines
+    assert out["DEFAULT"] == "numba-aesni"
     assert out["OK"] == "True"
 
 

@@ -11,8 +11,9 @@ The package keeps each job in its own module:
 * :mod:`.engines` — which engines exist and run on this CPU, and which one a call gets;
 * :mod:`.validate` — the argument checks every entry point shares; :mod:`.params` — the sizes.
 
-The engines' kernels live in the private modules ``_aesni`` (AES-NI), ``_aes_table`` (portable
-table AES), with ``_check``, ``_split``, ``_pyobj`` and ``_layout`` as their helpers.
+The engines' kernels live in the private modules ``_aesni`` (the lockstep kernel, on AES-NI or on
+256/512-bit VAES vectors, whose LLVM IR ``_aes_ir`` builds) and ``_aes_table`` (portable table
+AES), with ``_check``, ``_split``, ``_pyobj`` and ``_layout`` as their helpers.
 """
 
 from stack.crypto.ccm.aead import AESCCM, ccm_decrypt, ccm_encrypt

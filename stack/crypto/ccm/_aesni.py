@@ -1,9 +1,11 @@
-"""AES-128-CCM on AES-NI in numba: 8 items in lockstep (multi-buffer CBC-MAC + CTR).
+"""AES-128-CCM on AES-NI / VAES in numba: 8 or 16 items in lockstep (multi-buffer CBC-MAC + CTR).
 
-**Never call anything here unless ``stack.crypto.ccm.engine_status()["numba-aesni"] == ""``.**
-The intrinsics below emit ``llvm.x86.aesni.*``; compiling them for a CPU without AES-NI (or with
-``NUMBA_CPU_NAME=generic``) makes LLVM abort the whole interpreter, not raise. Importing this module
-is safe (numba compiles lazily, on the first call).
+**Never call anything here unless ``stack.crypto.ccm.engine_status()`` says the engine of the
+layout runs here** (``numba-aesni`` for ``"aesni"``, ``numba-vaes256`` / ``numba-vaes512`` for the
+VAES layouts). The intrinsics below emit ``llvm.x86.aesni.*``; compiling them for a CPU without
+the instructions (or with ``NUMBA_CPU_NAME=generic``) makes LLVM abort the whole interpreter, not
+raise. Importing this module is safe (numba compiles lazily, on the first call, one
+specialization per layout: see :data:`LAYOUTS`).
 
 Why lockstep: one CCM item is a CBC-MAC chain — each block's AES waits for the previous one, so a
 single item runs at AES *latency* (~2.5 cycles/byte). Eight items side by side give the core 16
@@ -16,7 +18,9 @@ Schedule of one lane holding an item with ``nb = ceil(l/16)`` payload blocks (RF
                               MAC in = X_{k+1} ^ P,    CTR in = A_{k+2}  (A_0 after the last)
                    if k == nb: T = X_{nb+1},  S_0 = out_ctr,  tag = T ^ S_0; lane idle
 
-When all 8 lanes are idle the next 8 items (in order of length) are loaded.
+When all lanes are idle the next 8 (16) items, in order of length, are loaded. The VAES layouts
+run the same schedule; only the fused whole-block loop packs 2 or 4 lanes into each AES
+instruction (:mod:`._vaes`).
 """
 
 from __future__ import annotations
@@ -28,10 +32,34 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from stack.crypto.ccm import _aes_ir
 from stack.crypto.ccm._pyobj import u8ptr
 from stack.crypto.ccm._split import on_threads, split_by_bytes
 
+AES_IR_SHA256 = "bb9395af30d4cb02d36fb643ed723ed73aacf78fff0f71dbc1872435e93d4cf8"
+"""SHA-256 of ``_aes_ir.py``, the IR this module's kernels are compiled from. numba's cache keys
+on the hash of *this* file only, so an edit there alone would leave stale machine code in the
+cache; ``tests/crypto/test_ccm_vaes.py`` fails until this pin is updated (which changes this
+file, and so the cache key)."""
+
 NLANES = 8
+"""Items in lockstep, for every layout (8 lanes x (MAC, CTR) = 16 AES blocks per step)."""
+LAYOUTS = {
+    "aesni": np.empty(0, np.uint8),
+    "vaes256": np.empty(0, np.uint16),
+    "vaes512": np.empty(0, np.uint32),
+}
+"""Lane layouts of the lockstep kernel, carried as the dtype of an empty array: its item size is
+the number of AES blocks per instruction (1: AES-NI on xmm, 2: VAES on ymm, 4: VAES on zmm).
+Being part of the argument types, the layout makes numba compile one specialization per layout,
+so VAES code is only ever compiled when a VAES layout is called."""
+
+
+def _width(layout: types.Array) -> int:
+    """AES blocks per instruction of a layout's numba type."""
+    return layout.dtype.bitwidth // 8
+
+
 _V2 = ir.VectorType(ir.IntType(64), 2)
 _V4 = ir.VectorType(ir.IntType(32), 4)
 _I8 = ir.IntType(8)
@@ -106,35 +134,19 @@ def _expand_key(typingctx, keys, kofs, rk, rkofs):
 
 
 @intrinsic
-def _aes_lanes(typingctx, min_, cin, mout, cout, rk, lane_rk):
-    """Encrypt 8 MAC blocks and 8 counter blocks (lane j: 16 bytes at ``16*j``) in lockstep.
+def _aes_lanes(typingctx, min_, cin, mout, cout, lrk, layout):
+    """Encrypt every lane's MAC block and counter block (lane j: 16 bytes at ``16*j``) in lockstep.
 
-    ``lane_rk[j]`` is the byte offset in ``rk`` of lane j's round keys. All 16 AES run interleaved
-    round by round, so their latencies overlap.
+    Lane j's round keys are in the lane key table ``lrk`` (see :func:`_ccm_range`). All AES run
+    interleaved round by round, so their latencies overlap.
     """
-    sig = types.void(min_, cin, mout, cout, rk, lane_rk)
+    sig = types.void(min_, cin, mout, cout, lrk, layout)
 
     def codegen(context, builder, signature, args):
         a = signature.args
-        mi, ci, mo, co, rp = (_ptr(context, builder, a[i], args[i]) for i in range(5))
-        lp = _ptr(context, builder, a[5], args[5])
-        enc = _aes_fn(builder, "aesenc")
-        last = _aes_fn(builder, "aesenclast")
-        kb = [builder.load(builder.gep(lp, [_c64(j)])) for j in range(NLANES)]
-        m, c = [], []
-        for j in range(NLANES):
-            k0 = _load(builder, rp, kb[j])
-            m.append(builder.xor(_load(builder, mi, _c64(16 * j)), k0))
-            c.append(builder.xor(_load(builder, ci, _c64(16 * j)), k0))
-        for r in range(1, 11):
-            fn = enc if r < 10 else last
-            for j in range(NLANES):
-                kr = _load(builder, rp, builder.add(kb[j], _c64(16 * r)))
-                m[j] = builder.call(fn, [m[j], kr])
-                c[j] = builder.call(fn, [c[j], kr])
-        for j in range(NLANES):
-            _store(builder, m[j], mo, _c64(16 * j))
-            _store(builder, c[j], co, _c64(16 * j))
+        ptrs = {k: _ptr(context, builder, a[i], args[i])
+                for i, k in enumerate(("min", "cin", "mout", "cout", "lrk"))}
+        _aes_ir.emit_step(builder, ptrs, _width(a[5]), NLANES)
         return context.get_dummy_value()
 
     return sig, codegen
@@ -172,104 +184,28 @@ def _full_block(typingctx, buf, p, out, q, mout, cout, min_, j16, decrypt):
 
 
 @intrinsic
-def _run_full(typingctx, buf, lane_p, out, lane_q, lane_live, nsteps, min_, cin, rk, lane_rk,
-              decrypt):
+def _run_full(typingctx, buf, lane_p, out, lane_q, lane_live, nsteps, min_, cin, lrk, decrypt,
+              layout):
     """The hot loop: ``nsteps`` lockstep steps in which every lane handles a whole payload block.
 
     Equivalent to ``nsteps`` times (:func:`_aes_lanes`, then :func:`_full_block` on each lane and
-    counter + 1) but with the 16 AES states, the counters and the round keys kept in registers or
-    on the stack instead of in numpy scratch arrays. Lane j's block of step s is read from
-    ``buf[lane_p[j] + 16*s :][:16]`` and written to ``out[lane_q[j] + 16*s :][:16]``. A lane with
-    ``lane_live[j] == 0`` holds no item: it still runs its AES (in lockstep it costs nothing extra)
-    but reads and writes a 16-byte stack slot instead of the buffers. On return ``min_``/``cin``
-    hold the MAC and counter inputs of the next step.
+    counter + 1) but with the AES states and counters kept in registers instead of in numpy
+    scratch arrays (:func:`stack.crypto.ccm._aes_ir.emit_run_full`). Lane j's block of step s is
+    read from ``buf[lane_p[j] + 16*s :][:16]`` and written to ``out[lane_q[j] + 16*s :][:16]``.
+    A lane with ``lane_live[j] == 0`` holds no item: it still runs its AES (in lockstep it costs
+    nothing extra) but reads and writes a 16-byte stack slot instead of the buffers. On return
+    ``min_``/``cin`` hold the MAC and counter inputs of the next step.
     """
-    sig = types.void(buf, lane_p, out, lane_q, lane_live, nsteps, min_, cin, rk, lane_rk, decrypt)
+    sig = types.void(buf, lane_p, out, lane_q, lane_live, nsteps, min_, cin, lrk, decrypt, layout)
 
     def codegen(context, builder, signature, args):
         a = signature.args
-        bp = _ptr(context, builder, a[0], args[0])
-        pp = _ptr(context, builder, a[1], args[1])
-        op = _ptr(context, builder, a[2], args[2])
-        qp = _ptr(context, builder, a[3], args[3])
-        livep = _ptr(context, builder, a[4], args[4])
-        mi = _ptr(context, builder, a[6], args[6])
-        ci = _ptr(context, builder, a[7], args[7])
-        rp = _ptr(context, builder, a[8], args[8])
-        lp = _ptr(context, builder, a[9], args[9])
-        dec = args[10]
+        names = ("buf", "lane_p", "out", "lane_q", "lane_live", None, "min", "cin", "lrk")
+        ptrs = {k: _ptr(context, builder, a[i], args[i]) for i, k in enumerate(names) if k}
+        dec = args[9]
         if dec.type != ir.IntType(1):
             dec = builder.icmp_unsigned("!=", dec, ir.Constant(dec.type, 0))
-        enc = _aes_fn(builder, "aesenc")
-        last = _aes_fn(builder, "aesenclast")
-        # Round keys and lane base pointers copied to the stack: no aliasing with buf, so LLVM
-        # may keep them in registers across iterations.
-        rks = []
-        for j in range(NLANES):
-            kb = builder.load(builder.gep(lp, [_c64(j)]))
-            row = []
-            for r in range(11):
-                slot = cgutils.alloca_once(builder, _V2)
-                builder.store(_load(builder, rp, builder.add(kb, _c64(16 * r))), slot)
-                row.append(slot)
-            rks.append(row)
-        mst, cst, pst, qst, steps = [], [], [], [], []
-        i8p = _I8.as_pointer()
-        for j in range(NLANES):
-            ms = cgutils.alloca_once(builder, _V2)
-            cs = cgutils.alloca_once(builder, _V2)
-            ps = cgutils.alloca_once(builder, i8p)
-            qs = cgutils.alloca_once(builder, i8p)
-            scratch = cgutils.alloca_once(builder, _V2)
-            builder.store(ir.Constant(_V2, None), scratch)
-            live = builder.icmp_unsigned(
-                "!=", builder.load(builder.gep(livep, [_c64(j)])), ir.Constant(_I64, 0)
-            )
-            dummy = builder.bitcast(scratch, i8p)
-            builder.store(_load(builder, mi, _c64(16 * j)), ms)
-            builder.store(_load(builder, ci, _c64(16 * j)), cs)
-            pj = builder.gep(bp, [builder.load(builder.gep(pp, [_c64(j)]))])
-            qj = builder.gep(op, [builder.load(builder.gep(qp, [_c64(j)]))])
-            builder.store(builder.select(live, pj, dummy), ps)
-            builder.store(builder.select(live, qj, dummy), qs)
-            mst.append(ms)
-            cst.append(cs)
-            pst.append(ps)
-            qst.append(qs)
-            steps.append(builder.select(live, _c64(16), _c64(0)))
-        one_hi = ir.Constant(_I64, 1)
-        idx1 = ir.Constant(ir.IntType(32), 1)
-        with cgutils.for_range(builder, args[5]):
-            m = [builder.load(x) for x in mst]
-            c = [builder.load(x) for x in cst]
-            for j in range(NLANES):
-                k0 = builder.load(rks[j][0])
-                m[j] = builder.xor(m[j], k0)
-                c[j] = builder.xor(c[j], k0)
-            for r in range(1, 11):
-                fn = enc if r < 10 else last
-                for j in range(NLANES):
-                    kr = builder.load(rks[j][r])
-                    m[j] = builder.call(fn, [m[j], kr])
-                    c[j] = builder.call(fn, [c[j], kr])
-            for j in range(NLANES):
-                p = builder.load(pst[j])
-                q = builder.load(qst[j])
-                b = builder.load(builder.bitcast(p, _V2.as_pointer()), align=1)
-                res = builder.xor(b, c[j])
-                builder.store(res, builder.bitcast(q, _V2.as_pointer()), align=1)
-                plain = builder.select(dec, res, b)
-                builder.store(builder.xor(m[j], plain), mst[j])
-                builder.store(builder.gep(p, [steps[j]]), pst[j])
-                builder.store(builder.gep(q, [steps[j]]), qst[j])
-                # counter = big-endian last two bytes = top 16 bits of element 1 (little-endian)
-                cv = builder.load(cst[j])
-                hi = builder.extract_element(cv, idx1)
-                hi = builder.bswap(builder.add(builder.bswap(hi), one_hi))
-                builder.store(builder.insert_element(cv, hi, idx1), cst[j])
-        for j in range(NLANES):
-            _store(builder, builder.load(mst[j]), mi, _c64(16 * j))
-            _store(builder, builder.load(cst[j]), ci, _c64(16 * j))
+        _aes_ir.emit_run_full(builder, ptrs, args[5], dec, _width(a[10]), NLANES)
         return context.get_dummy_value()
 
     return sig, codegen
@@ -279,7 +215,7 @@ def _run_full(typingctx, buf, lane_p, out, lane_q, lane_live, nsteps, min_, cin,
 
 
 @njit(cache=True, nogil=True)
-def _load_lane(j, it, rk_of, kidx, nonces, lens, tag_len, min_, cin, lane_rk):
+def _load_lane(j, it, nonces, lens, tag_len, min_, cin):
     """Put item ``it`` into lane ``j``: MAC in = B_0, CTR in = A_1 (A_0 if the payload is empty)."""
     j16 = 16 * j
     ln = lens[it]
@@ -293,43 +229,51 @@ def _load_lane(j, it, rk_of, kidx, nonces, lens, tag_len, min_, cin, lane_rk):
     min_[j16 + 15] = ln & 0xFF
     cin[j16 + 14] = 0
     cin[j16 + 15] = 1 if ln > 0 else 0
-    lane_rk[j] = rk_of[kidx[it]]
 
 
 @njit(cache=True, nogil=True)
 def _ccm_range(rk, rk_of, kidx, nonces, buf, offs, lens, out, oofs, tag_len, decrypt, ok, order,
-               lo, hi):
-    """Seal/open items ``order[lo..hi-1]``, 8 at a time in lockstep lanes.
+               lo, hi, layout):
+    """Seal/open items ``order[lo..hi-1]``, a lane group (8 or 16 items) at a time in lockstep.
 
     Item ``it`` is read from ``buf[offs[it]:]`` and written to ``out[oofs[it]:]`` (``out`` may be
     ``buf`` with ``oofs`` = ``offs``: in place). ``order`` only changes the schedule (items are
     independent): sorted by length, the 8 items of a group end within a step or two of each
     other, so almost every step runs in the fused whole-block loop (:func:`_run_full`).
     """
-    min_ = np.zeros(16 * NLANES, np.uint8)
-    cin = np.zeros(16 * NLANES, np.uint8)
-    mout = np.zeros(16 * NLANES, np.uint8)
-    cout = np.zeros(16 * NLANES, np.uint8)
-    lane_rk = np.zeros(NLANES, np.int64)
-    lane_item = np.full(NLANES, -1, np.int64)
-    lane_step = np.zeros(NLANES, np.int64)
-    lane_rk[:] = rk_of[kidx[order[lo]]] if hi > lo else 0
-    lane_p = np.zeros(NLANES, np.int64)
-    lane_q = np.zeros(NLANES, np.int64)
-    lane_live = np.zeros(NLANES, np.int64)
+    nl = NLANES
+    min_ = np.zeros(16 * nl, np.uint8)
+    cin = np.zeros(16 * nl, np.uint8)
+    mout = np.zeros(16 * nl, np.uint8)
+    cout = np.zeros(16 * nl, np.uint8)
+    # Lane key table: round r of lane j's key schedule at 16 * (r * nl + j), so the round keys
+    # of lanes sharing an AES instruction are adjacent; rewritten only when a lane's key changes.
+    lrk = np.zeros(11 * 16 * nl, np.uint8)
+    lane_key = np.full(nl, -1, np.int64)
+    lane_item = np.full(nl, -1, np.int64)
+    lane_step = np.zeros(nl, np.int64)
+    lane_p = np.zeros(nl, np.int64)
+    lane_q = np.zeros(nl, np.int64)
+    lane_live = np.zeros(nl, np.int64)
     nxt = lo
     active = 0
     while True:
         if active == 0:
-            # Load the next group of up to 8 items. Lanes refill together, not one by one: with
+            # Load the next group of up to nl items. Lanes refill together, not one by one: with
             # the items sorted by length a group finishes within a step or two, so the lanes stay
             # in lockstep and nearly every step runs in the fused loop below.
             if nxt >= hi:
                 break
-            for j in range(NLANES):
+            for j in range(nl):
                 if nxt < hi:
                     it = order[nxt]
-                    _load_lane(j, it, rk_of, kidx, nonces, lens, tag_len, min_, cin, lane_rk)
+                    _load_lane(j, it, nonces, lens, tag_len, min_, cin)
+                    src = rk_of[kidx[it]]
+                    if lane_key[j] != src:
+                        lane_key[j] = src
+                        for r in range(11):
+                            lrk[16 * (r * nl + j) : 16 * (r * nl + j) + 16] = rk[
+                                src + 16 * r : src + 16 * r + 16]
                     lane_item[j] = it
                     lane_step[j] = 0
                     nxt += 1
@@ -338,7 +282,7 @@ def _ccm_range(rk, rk_of, kidx, nonces, buf, offs, lens, out, oofs, tag_len, dec
                     lane_item[j] = -1
         # Fast path: every live lane has m >= 1 whole blocks ahead of it -> m fused steps.
         m = 1 << 30
-        for j in range(NLANES):
+        for j in range(nl):
             it = lane_item[j]
             if it < 0:
                 lane_live[j] = 0
@@ -352,8 +296,8 @@ def _ccm_range(rk, rk_of, kidx, nonces, buf, offs, lens, out, oofs, tag_len, dec
             lane_p[j] = offs[it] + 16 * k
             lane_q[j] = oofs[it] + 16 * k
         if m > 0:
-            _run_full(buf, lane_p, out, lane_q, lane_live, m, min_, cin, rk, lane_rk, decrypt)
-            for j in range(NLANES):
+            _run_full(buf, lane_p, out, lane_q, lane_live, m, min_, cin, lrk, decrypt, layout)
+            for j in range(nl):
                 it = lane_item[j]
                 if it < 0:
                     continue
@@ -363,8 +307,8 @@ def _ccm_range(rk, rk_of, kidx, nonces, buf, offs, lens, out, oofs, tag_len, dec
                 cin[16 * j + 14] = (ctr >> 8) & 0xFF
                 cin[16 * j + 15] = ctr & 0xFF
             continue
-        _aes_lanes(min_, cin, mout, cout, rk, lane_rk)
-        for j in range(NLANES):
+        _aes_lanes(min_, cin, mout, cout, lrk, layout)
+        for j in range(nl):
             it = lane_item[j]
             if it < 0:
                 continue
@@ -457,31 +401,31 @@ def schedule_order(lens):
 
 
 @njit(cache=True, nogil=True)
-def _run_serial(keys, kidx, nonces, buf, offs, lens, out, oofs, tag_len, decrypt, ok):
+def _run_serial(keys, kidx, nonces, buf, offs, lens, out, oofs, tag_len, decrypt, ok, layout):
     rk, rk_of = _schedule(keys)
     order = schedule_order(lens)
     _ccm_range(rk, rk_of, kidx, nonces, buf, offs, lens, out, oofs, tag_len, decrypt, ok, order,
-               0, nonces.shape[0])
+               0, nonces.shape[0], layout)
 
 
 @njit(cache=True, nogil=True, parallel=True)
 def _run_parallel(keys, kidx, nonces, buf, offs, lens, out, oofs, tag_len, decrypt, ok, order,
-                  bounds):
+                  bounds, layout):
     rk, rk_of = _schedule(keys)
     for c in prange(bounds.shape[0] - 1):
         _ccm_range(rk, rk_of, kidx, nonces, buf, offs, lens, out, oofs, tag_len, decrypt, ok,
-                   order, bounds[c], bounds[c + 1])
+                   order, bounds[c], bounds[c + 1], layout)
 
 
 @njit(cache=True, nogil=True)
-def _run_addr(keys, nonces, base, span, offs, lens, oofs, tag_len, decrypt, ok):
+def _run_addr(keys, nonces, base, span, offs, lens, oofs, tag_len, decrypt, ok, layout):
     mem = numba.carray(u8ptr(base), span)
     n = nonces.shape[0]
     kidx = np.zeros(n, np.int64)
     rk, rk_of = _schedule(keys)
     order = schedule_order(lens)
     _ccm_range(rk, rk_of, kidx, nonces, mem, offs, lens, mem, oofs, tag_len, decrypt, ok, order,
-               0, n)
+               0, n, layout)
 
 
 def run_addr(
@@ -495,6 +439,7 @@ def run_addr(
     tag_len: int,
     decrypt: bool,
     ok: np.ndarray,
+    layout: str = "aesni",
 ) -> None:
     """Seal/open items at raw addresses, one thread, one key (``key`` (1, 16)).
 
@@ -504,7 +449,7 @@ def run_addr(
     guarantees the memory is live, writeable where written, and that no written region overlaps
     another item's; nothing is checked here.
     """
-    _run_addr(key, nonces, base, span, offs, lens, oofs, tag_len, decrypt, ok)
+    _run_addr(key, nonces, base, span, offs, lens, oofs, tag_len, decrypt, ok, LAYOUTS[layout])
 
 
 def run(
@@ -520,13 +465,16 @@ def run(
     decrypt: bool,
     ok: np.ndarray,
     threads: int,
+    layout: str = "aesni",
 ) -> None:
-    """Engine entry (inputs already validated by :mod:`stack.crypto.ccm`)."""
+    """Engine entry (inputs already validated by :mod:`stack.crypto.ccm`); ``layout`` is a key
+    of :data:`LAYOUTS` the caller checked the CPU for."""
     n = nonces.shape[0]
+    lay = LAYOUTS[layout]
     threads = min(int(threads), numba.config.NUMBA_NUM_THREADS)
     if threads <= 1 or n < 2 * NLANES:
-        _run_serial(keys, kidx, nonces, buf, offs, lens, out, oofs, tag_len, decrypt, ok)
+        _run_serial(keys, kidx, nonces, buf, offs, lens, out, oofs, tag_len, decrypt, ok, lay)
         return
     order = schedule_order(lens)
     on_threads(threads, _run_parallel, keys, kidx, nonces, buf, offs, lens, out, oofs, tag_len,
-               decrypt, ok, order, split_by_bytes(lens[order], threads))
+               decrypt, ok, order, split_by_bytes(lens[order], threads), lay)

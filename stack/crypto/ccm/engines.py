@@ -2,6 +2,10 @@
 
 ``"reference"``
     One ``cryptography`` ``AESCCM`` call per item. Always available; the yardstick for the others.
+``"numba-vaes512"`` / ``"numba-vaes256"``
+    The AES-NI engine's lockstep kernel with AES rounds on 512-bit (16 lanes, 4 per instruction)
+    or 256-bit (8 lanes, 2 per instruction) VAES vectors. Only offered when the CPU numba compiles
+    for has VAES (and AVX-512F for 512, AVX2 for 256).
 ``"numba-aesni"``
     numba kernel on AES-NI (LLVM intrinsics), 8 items in lockstep so the CBC-MAC chains of several
     items hide each other's AES latency. Only offered when the CPU numba compiles for has AES-NI:
@@ -10,14 +14,17 @@
     numba kernel on a table-lookup AES: slower, but compiles for any CPU.
 
 ``engine=None`` / ``"auto"`` picks the first available engine of :data:`ENGINES`. The
-environment variable ``RELAYSEC_CCM_ENGINE`` overrides the automatic choice, and
-``RELAYSEC_CCM_NO_AESNI=1`` declares AES-NI absent (for tests and for CPUs that misreport it).
+environment variable ``RELAYSEC_CCM_ENGINE`` overrides the automatic choice;
+``RELAYSEC_CCM_NO_VAES=1`` declares VAES absent (the AES-NI kernel is then the fast path) and
+``RELAYSEC_CCM_NO_AESNI=1`` declares AES-NI, and with it VAES, absent (for tests and for CPUs
+that misreport them).
 Availability is probed once per process, from the CPU features numba will compile for, without
 compiling anything.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Callable
@@ -38,8 +45,11 @@ __all__ = [
     "resolve",
 ]
 
-ENGINES = ("numba-aesni", "numba-table", "reference")
+ENGINES = ("numba-vaes512", "numba-vaes256", "numba-aesni", "numba-table", "reference")
 """Every engine name, fastest first. :func:`available_engines` says which run here."""
+
+LAYOUT = {"numba-aesni": "aesni", "numba-vaes256": "vaes256", "numba-vaes512": "vaes512"}
+"""Lane layout (:data:`stack.crypto.ccm._aesni.LAYOUTS`) of each lockstep engine."""
 
 Kernel = Callable[..., None]
 """Engine entry point: ``(keys, kidx, nonces, buf, offs, lens, out, oofs, tag_len, decrypt, ok,
@@ -90,10 +100,14 @@ _kernels: dict[str, Kernel] = {}
 _fastest_name: str | None = None
 
 
-def _aesni_safe() -> tuple[bool, str]:
-    """Whether numba will compile for a CPU with AES-NI (checked *without* compiling anything)."""
-    if os.environ.get("RELAYSEC_CCM_NO_AESNI", "").strip() not in ("", "0"):
-        return False, "disabled by RELAYSEC_CCM_NO_AESNI"
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip() not in ("", "0")
+
+
+def _cpu_has(needed: tuple[str, ...]) -> tuple[bool, str]:
+    """Whether numba compiles for a CPU with every LLVM feature in ``needed`` (``"aes"``,
+    ``"vaes"``, ...), checked *without* compiling anything: from ``NUMBA_CPU_NAME`` /
+    ``NUMBA_CPU_FEATURES`` when set, else from the host CPU's features as LLVM reads them."""
     try:
         import llvmlite.binding as llvm
         from numba.core import config
@@ -102,22 +116,46 @@ def _aesni_safe() -> tuple[bool, str]:
     cpu_name = (config.CPU_NAME or "").strip()
     cpu_features = (config.CPU_FEATURES or "").strip()
     feats = {f.strip() for f in cpu_features.split(",") if f.strip()}
-    if "-aes" in feats or "-sse2" in feats:
-        return False, "NUMBA_CPU_FEATURES disables aes"
+    names = " ".join(needed)
+    if any(f"-{f}" in feats for f in needed):
+        return False, f"NUMBA_CPU_FEATURES disables one of {names}"
+    explicit = all(f"+{f}" in feats for f in needed)
     if cpu_name and cpu_name != "host":
-        # numba compiles for a named CPU: only trust an explicit +aes in NUMBA_CPU_FEATURES.
-        if "+aes" in feats:
+        # numba compiles for a named CPU: only trust features NUMBA_CPU_FEATURES names.
+        if explicit:
             return True, ""
-        return False, f"NUMBA_CPU_NAME={cpu_name} (not the host CPU) without +aes"
-    if feats and "+aes" not in feats:
-        return False, "NUMBA_CPU_FEATURES set without +aes"
+        return False, f"NUMBA_CPU_NAME={cpu_name} (not the host CPU) without +{' +'.join(needed)}"
+    if feats:
+        return (True, "") if explicit else (False, f"NUMBA_CPU_FEATURES set without {names}")
     try:
         host = llvm.get_host_cpu_features()
     except Exception as exc:  # pragma: no cover - llvmlite without host detection
         return False, f"cannot read host CPU features ({exc})"
-    if not host.get("aes", False) or not host.get("sse2", False):
-        return False, "host CPU has no AES-NI"
+    missing = [f for f in needed if not host.get(f, False)]
+    if missing:
+        return False, f"host CPU lacks {' '.join(missing)}"
     return True, ""
+
+
+def _aesni_safe() -> tuple[bool, str]:
+    """Whether the AES-NI kernel may be compiled here."""
+    if _env_flag("RELAYSEC_CCM_NO_AESNI"):
+        return False, "disabled by RELAYSEC_CCM_NO_AESNI"
+    return _cpu_has(("aes", "sse2"))
+
+
+_VAES_FEATURES = {"numba-vaes256": ("vaes", "avx2"), "numba-vaes512": ("vaes", "avx512f")}
+"""LLVM features each VAES engine's instructions need (the 512-bit forms are EVEX-encoded)."""
+
+
+def _vaes_safe(engine: str) -> tuple[bool, str]:
+    """Whether VAES engine ``engine`` may be compiled here (AES-NI, VAES, the vector width)."""
+    ok, why = _aesni_safe()
+    if not ok:
+        return False, why
+    if _env_flag("RELAYSEC_CCM_NO_VAES"):
+        return False, "disabled by RELAYSEC_CCM_NO_VAES"
+    return _cpu_has(_VAES_FEATURES[engine])
 
 
 def _engine_status() -> dict[str, str]:
@@ -134,6 +172,9 @@ def _engine_status() -> dict[str, str]:
                     st["numba-table"] = ""
                 safe, why = _aesni_safe()
                 st["numba-aesni"] = "" if safe else why
+                for name in _VAES_FEATURES:
+                    safe, why = _vaes_safe(name)
+                    st[name] = "" if safe else why
                 _status.update(st)
     return _status
 
@@ -189,10 +230,10 @@ def kernel(name: str) -> Kernel:
     """Entry point of engine ``name``; a numba engine's module is imported on its first use."""
     k = _kernels.get(name)
     if k is None:
-        if name == "numba-aesni":
+        if name == "numba-aesni" or name in _VAES_FEATURES:
             from stack.crypto.ccm import _aesni
 
-            k = _aesni.run
+            k = functools.partial(_aesni.run, layout=LAYOUT[name])
         elif name == "numba-table":
             from stack.crypto.ccm import _aes_table
 

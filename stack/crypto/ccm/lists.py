@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from stack.crypto.ccm import _layout
+from stack.crypto.ccm.engines import LAYOUT as _ADDRESS_LAYOUT
 from stack.crypto.ccm.engines import kernel, resolve
 from stack.crypto.ccm.params import CCM_MAX_PAYLOAD, CCM_NONCE_LEN, CCM_TAG_LEN
 from stack.crypto.ccm.validate import check_threads, key_array, nonce_array
@@ -31,7 +32,9 @@ against 18 at 128 KB) ..."""
 LIST_MIN_ITEMS = 32
 """... but at least this many items, so the fixed cost of a call spreads over enough items."""
 
-ADDRESS_ENGINES = frozenset({"numba-aesni"})
+
+
+ADDRESS_ENGINES = frozenset(_ADDRESS_LAYOUT)
 """Engines with an entry point on raw addresses (``run_addr``), i.e. the address path."""
 
 
@@ -85,7 +88,8 @@ def _many_addr(
     off = data - base
     in_at += off
     out_at += off
-    _aesni.run_addr(k, nc, base, top - base, in_at, lens, out_at, CCM_TAG_LEN, decrypt, ok)
+    _aesni.run_addr(k, nc, base, top - base, in_at, lens, out_at, CCM_TAG_LEN, decrypt, ok,
+                    _ADDRESS_LAYOUT[name])
     return outs
 
 
