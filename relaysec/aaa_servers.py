@@ -9,6 +9,7 @@ PSKs are created readable by their owner only. Nothing secret is printed.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 from collections.abc import Mapping
@@ -42,10 +43,14 @@ def _private(path: Path, text: str) -> None:
     os.chmod(path, 0o600)
 
 
-def hostapd_users(cfg: Config, psk_of: Mapping[str, bytes] | None = None) -> str:
-    """hostapd ``eap_user_file`` text: ``"<NAI>"  PSK  <32 hex digits>`` per AMS and ARS
+def hostapd_users(cfg: Config, psk_of: Mapping[str, bytes] | None = None, *,
+                  methods: str = "PSK") -> str:
+    """hostapd ``eap_user_file`` text: ``"<NAI>"  <methods>  <32 hex digits>`` per AMS and ARS
     (identities as the stations present them, :func:`relaysec.aaa.station_identity` with the
-    RADIUS back end)."""
+    RADIUS back end). ``methods``: what the server may use, in the order it proposes them
+    (e.g. ``"MD5,PSK"``: a peer configured for PSK answers MD5 with a Legacy Nak)."""
+    if not re.fullmatch(r"[A-Z0-9-]+(,[A-Z0-9-]+)*", methods):
+        raise ConfigError(f"hostapd EAP methods must be a comma-separated list, got {methods!r}")
     from relaysec.cell import station_psk
 
     radius_cfg = {**cfg, "aaa": {**cfg["aaa"], "backend": "radius"}}
@@ -55,12 +60,12 @@ def hostapd_users(cfg: Config, psk_of: Mapping[str, bytes] | None = None) -> str
             continue
         nai = station_identity(radius_cfg, st)
         psk = (psk_of or {}).get(st["name"]) or station_psk(cfg, st)
-        lines.append(f'"{nai}"\tPSK\t{psk.hex()}')
+        lines.append(f'"{nai}"\t{methods}\t{psk.hex()}')
     return "\n".join(lines) + "\n"
 
 
-def write_hostapd(cfg: Config, directory: str | Path, *,
-                  client: str = "127.0.0.1/32") -> ServerFiles:
+def write_hostapd(cfg: Config, directory: str | Path, *, client: str = "127.0.0.1/32",
+                  methods: str = "PSK") -> ServerFiles:
     """Write a hostapd RADIUS/EAP server for the stations of ``cfg`` into ``directory`` (made if
     needed), listening on the port of ``aaa.server``, accepting ``client`` (an address/prefix)
     with ``aaa.secret``. Returns the files and the start command. ConfigError without a
@@ -75,7 +80,7 @@ def write_hostapd(cfg: Config, directory: str | Path, *,
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     users, clients, conf = d / "users", d / "clients", d / "hostapd.conf"
-    _private(users, hostapd_users(cfg))
+    _private(users, hostapd_users(cfg, methods=methods))
     _private(clients, f"{client} {secret}\n")
     lines = [
         "# relaysec: hostapd as a standalone RADIUS server with its EAP server (no radio)",

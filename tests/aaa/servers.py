@@ -90,12 +90,13 @@ def running(command: list[str], port: int, cwd: Path, *, timeout: float = 10.0,
 
 
 @contextmanager
-def hostapd(cfg: dict, directory: Path) -> Iterator[subprocess.Popen[bytes]]:
+def hostapd(cfg: dict, directory: Path, *,
+            methods: str = "PSK") -> Iterator[subprocess.Popen[bytes]]:
     """hostapd as the RADIUS server of ``cfg`` (``relaysec.aaa_servers.write_hostapd``)."""
     from relaysec.aaa_servers import write_hostapd
     from relaysec.config import aaa_server
 
     need("hostapd", "hostapd")
-    files = write_hostapd(cfg, directory)
+    files = write_hostapd(cfg, directory, methods=methods)
     with running(files.command, aaa_server(cfg["aaa"]["server"])[1], directory) as proc:
         yield proc

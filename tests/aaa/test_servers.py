@@ -204,3 +204,16 @@ def test_eapol_test_peer_against_our_eap_psk_server(tmp_path: Path) -> None:
     assert "MPPE keys OK: 1  mismatch: 0" in out.stdout or \
         "MPPE keys OK: 1 mismatch: 0" in out.stdout, out.stdout[-1500:]
     assert out.stdout.rstrip().endswith("SUCCESS") and out.returncode == 0
+
+
+def test_peer_naks_a_method_it_is_not_configured_for(tmp_path: Path) -> None:
+    """Legacy Nak (RFC 3748 §5.3.1): the user may use MD5 or PSK and hostapd proposes MD5 first;
+    the EAP-PSK peer answers with a Nak naming PSK and the conversation goes on with EAP-PSK."""
+    port = free_udp_port()
+    cfg = _cfg(port)
+    with hostapd(cfg, tmp_path, methods="MD5,PSK"):
+        result, peer, _auth = _authenticate(cfg, "AMS")
+    log = (tmp_path / "server.log").read_text()
+    assert "method=4" in log and "method=47" in log          # MD5 proposed, then PSK
+    assert result is not None and result.success and result.method == "EAP-PSK"
+    assert result.msk == peer.msk
