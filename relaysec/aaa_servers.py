@@ -19,8 +19,12 @@ from typing import Any
 
 from relaysec.aaa import station_identity
 from relaysec.config import Config, ConfigError, aaa_server
+from relaysec.pki import Pki
 
-__all__ = ["ServerFiles", "hostapd_users", "write_hostapd"]
+__all__ = ["FREERADIUS_CONF", "ServerFiles", "hostapd_users", "write_freeradius", "write_hostapd"]
+
+FREERADIUS_CONF = Path("/etc/freeradius/3.0")
+"""Debian's FreeRADIUS configuration, copied (read only) as the base of a private one."""
 
 
 @dataclass(frozen=True)
@@ -65,7 +69,8 @@ def hostapd_users(cfg: Config, psk_of: Mapping[str, bytes] | None = None, *,
 
 
 def write_hostapd(cfg: Config, directory: str | Path, *, client: str = "127.0.0.1/32",
-                  methods: str = "PSK") -> ServerFiles:
+                  methods: str = "PSK", tls: Pki | None = None,
+                  fragment_size: int | None = None) -> ServerFiles:
     """Write a hostapd RADIUS/EAP server for the stations of ``cfg`` into ``directory`` (made if
     needed), listening on the port of ``aaa.server``, accepting ``client`` (an address/prefix)
     with ``aaa.secret``. Returns the files and the start command. ConfigError without a
@@ -93,6 +98,11 @@ def write_hostapd(cfg: Config, directory: str | Path, *, client: str = "127.0.0.
         f"radius_server_clients={clients.resolve()}",
         f"radius_server_auth_port={port}",
     ]
+    if tls is not None:   # EAP-TLS: the server's certificate and the CA of the devices
+        lines += [f"ca_cert={tls.ca.cert.resolve()}", f"server_cert={tls.server.cert.resolve()}",
+                  f"private_key={tls.server.key.resolve()}"]
+    if fragment_size is not None:   # EAP-TLS fragments the server sends
+        lines.append(f"fragment_size={int(fragment_size)}")
     conf.write_text("\n".join(lines) + "\n", encoding="utf-8")
     exe = shutil.which("hostapd") or "hostapd"
     return ServerFiles(conf, [exe, str(conf.resolve())])
@@ -120,3 +130,59 @@ def station_rows(cfg: Config, backend: str) -> list[dict[str, Any]]:
         rows.append({"station": st["name"], "identity": ident or f"{st['station_id']:012x}",
                      "method": "EAP-PSK"})
     return rows
+
+
+def _sub(path: Path, pattern: str, repl: str, *, count: int = 0) -> None:
+    """Replace ``pattern`` (a regex, multiline) in ``path``; ConfigError when it is absent."""
+    text = path.read_text(encoding="utf-8")
+    new, n = re.subn(pattern, repl, text, count=count, flags=re.M)
+    if n == 0:
+        raise ConfigError(f"FreeRADIUS configuration {path.name}: {pattern!r} not found "
+                          "(an unexpected FreeRADIUS version?)")
+    path.write_text(new, encoding="utf-8")
+
+
+def write_freeradius(cfg: Config, directory: str | Path, tls: Pki, *, tls_max: str = "1.3",
+                     base: Path = FREERADIUS_CONF, client: str = "127.0.0.1") -> ServerFiles:
+    """A private FreeRADIUS (EAP-TLS) for the stations of ``cfg`` in ``directory``: Debian's
+    configuration copied and changed only where docs/aaa.md says (no privilege drop, one client
+    with ``aaa.secret``, one virtual server listening on 127.0.0.1 at the port of ``aaa.server``,
+    the inner-tunnel listener on the next port, EAP-TLS by default with the lab PKI's server
+    certificate and CA, TLS up to ``tls_max``). Start: ``freeradius -f -X -d DIR`` (its debug
+    log prints "Ready to process requests" when up). ConfigError without a secret or base."""
+    secret = cfg["aaa"]["secret"]
+    if not secret or any(c in secret for c in '"\\\r\n'):
+        raise ConfigError("config key 'aaa.secret' must be set, without quotes, backslashes or "
+                          "line breaks (FreeRADIUS's clients.conf holds it)")
+    if tls_max not in ("1.2", "1.3"):
+        raise ConfigError(f"TLS version {tls_max!r}: '1.2' or '1.3'")
+    if not (base / "radiusd.conf").is_file():
+        raise ConfigError(f"no FreeRADIUS configuration at {base} (apt-get install freeradius)")
+    _host, port = aaa_server(cfg["aaa"]["server"])
+    d = Path(directory) / "raddb"
+    if d.exists():
+        shutil.rmtree(d)
+    shutil.copytree(base, d, symlinks=True)
+    _sub(d / "radiusd.conf", r"^(\s*)(user|group) = freerad", r"\1#\2 = freerad")
+    _private(d / "clients.conf",
+             f'client relaysec {{\n\tipaddr = {client}\n\tsecret = "{secret}"\n}}\n')
+    (d / "sites-enabled" / "default").unlink()
+    (d / "sites-enabled" / "relaysec").write_text(
+        "# relaysec: EAP only, on one local port\n"
+        "server relaysec {\n"
+        f"\tlisten {{\n\t\ttype = auth\n\t\tipaddr = 127.0.0.1\n\t\tport = {port}\n\t}}\n"
+        "\tauthorize {\n\t\teap {\n\t\t\tok = return\n\t\t}\n\t}\n"
+        "\tauthenticate {\n\t\teap\n\t}\n"
+        "\tpost-auth {\n\t}\n"
+        "}\n", encoding="utf-8")
+    inner = port + 1 if port < 65535 else port - 1
+    _sub(d / "sites-available" / "inner-tunnel", r"^(\s*)port = 18120", rf"\g<1>port = {inner}")
+    eap = d / "mods-available" / "eap"
+    _sub(eap, r"^(\s*)default_eap_type = md5", r"\1default_eap_type = tls", count=1)
+    _sub(eap, r"^(\s*)private_key_password = .*$", r'\1private_key_password = ""')
+    for key, path in (("private_key_file", tls.server.key), ("certificate_file", tls.server.cert),
+                      ("ca_file", tls.ca.cert)):
+        _sub(eap, rf"^(\s*){key} = .*$", rf"\g<1>{key} = {path.resolve()}")
+    _sub(eap, r'^(\s*)tls_max_version = "1.2"', rf'\1tls_max_version = "{tls_max}"')
+    exe = shutil.which("freeradius") or "/usr/sbin/freeradius"
+    return ServerFiles(d / "radiusd.conf", [exe, "-f", "-X", "-d", str(d.resolve())])

@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -90,13 +91,27 @@ def running(command: list[str], port: int, cwd: Path, *, timeout: float = 10.0,
 
 
 @contextmanager
-def hostapd(cfg: dict, directory: Path, *,
-            methods: str = "PSK") -> Iterator[subprocess.Popen[bytes]]:
+def hostapd(cfg: dict, directory: Path, *, methods: str = "PSK", tls: Any = None,
+            fragment_size: int | None = None) -> Iterator[subprocess.Popen[bytes]]:
     """hostapd as the RADIUS server of ``cfg`` (``relaysec.aaa_servers.write_hostapd``)."""
     from relaysec.aaa_servers import write_hostapd
     from relaysec.config import aaa_server
 
     need("hostapd", "hostapd")
-    files = write_hostapd(cfg, directory, methods=methods)
+    files = write_hostapd(cfg, directory, methods=methods, tls=tls, fragment_size=fragment_size)
     with running(files.command, aaa_server(cfg["aaa"]["server"])[1], directory) as proc:
+        yield proc
+
+
+@contextmanager
+def freeradius(cfg: dict, directory: Path, pki: Any, *,
+               tls_max: str = "1.3") -> Iterator[subprocess.Popen[bytes]]:
+    """A private FreeRADIUS (EAP-TLS) for ``cfg`` (``relaysec.aaa_servers.write_freeradius``)."""
+    from relaysec.aaa_servers import write_freeradius
+    from relaysec.config import aaa_server
+
+    need("freeradius", "freeradius")
+    files = write_freeradius(cfg, directory, pki, tls_max=tls_max)
+    with running(files.command, aaa_server(cfg["aaa"]["server"])[1], directory, timeout=30,
+                 ready_line="Ready to process requests") as proc:
         yield proc

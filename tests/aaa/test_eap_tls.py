@@ -1,0 +1,162 @@
+"""EAP-TLS (stack.pkm.eap_tls) with the lab PKI (relaysec.pki) against real servers through the
+RADIUS back end: hostapd (TLS 1.2, fragments both ways), FreeRADIUS (TLS 1.2 and 1.3),
+wpa_supplicant's peer against the generated FreeRADIUS, and certificates that must be refused."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from relaysec.aaa import make_authenticator
+from relaysec.config import load_config
+from relaysec.pki import Pki, init_pki
+from stack.errors import MalformedError
+from stack.pkm.eap import AuthResult, EapCode, EapPacket
+from stack.pkm.eap_tls import FLAG_L, FLAG_M, EapTlsPeer, decode_tls, encode_tls
+from tests.aaa.servers import free_udp_port, freeradius, hostapd, need
+
+SERVER = "aaa.relaysec.test"
+NAI = "0c0000000101@relaysec.test"
+SID = (0x0C0000000101).to_bytes(6, "big")
+
+
+def _cfg(port: int) -> dict[str, Any]:
+    return load_config(overrides=[("aaa.backend", "radius"), ("aaa.secret", "tls-secret"),
+                                  ("aaa.server", f"127.0.0.1:{port}"), ("aaa.timeout_s", 0.5),
+                                  ("aaa.retries", 2)])
+
+
+def _peer(pki: Pki, **kw: Any) -> EapTlsPeer:
+    dev = pki.devices["AMS"]
+    kw.setdefault("server_name", SERVER)
+    return EapTlsPeer(NAI.encode(), cert=str(dev.cert), key=str(dev.key),
+                      ca=str(kw.pop("ca", pki.ca.cert)), **kw)
+
+
+def _converse(cfg: dict[str, Any], peer: EapTlsPeer, limit_s: float = 10.0
+              ) -> tuple[AuthResult | None, int]:
+    """Run the peer through the RADIUS back end of ``cfg``; returns the result and round trips."""
+    setup = make_authenticator(cfg, {}, rng=None, wall=True)
+    auth, link = setup.authenticator, setup.link
+    assert link is not None
+    session = auth.start(SID)
+    end = time.monotonic() + limit_s
+    try:
+        while session.result is None and time.monotonic() < end:
+            link.service()
+            out, _ = session.poll()
+            if out is None:
+                time.sleep(0.002)
+                continue
+            if EapPacket.decode(out).code == EapCode.REQUEST:
+                reply, _ = peer.handle(out)
+                session.handle(reply)
+            else:
+                peer.handle(out)
+    finally:
+        link.close()
+    return session.result, session.round_trips  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return init_pki(tmp_path_factory.mktemp("pki"), SERVER, {"AMS": NAI})
+
+
+def test_eap_tls_with_hostapd_fragmented_both_ways(tmp_path: Path, pki: Pki) -> None:
+    port = free_udp_port()
+    cfg = _cfg(port)
+    peer = _peer(pki, fragment_size=200)
+    with hostapd(cfg, tmp_path, methods="TLS", tls=pki, fragment_size=300):
+        result, trips = _converse(cfg, peer)
+    assert result is not None and result.success and result.method == "EAP-TLS"
+    assert result.msk == peer.msk and peer.confirmed and peer.tls_version == "TLSv1.2"
+    assert trips > 8            # the flights went in several fragments each way
+
+
+@pytest.mark.parametrize("tls_max, version", [("1.2", "TLSv1.2"), ("1.3", "TLSv1.3")])
+def test_eap_tls_with_freeradius(tmp_path: Path, pki: Pki, tls_max: str, version: str) -> None:
+    port = free_udp_port()
+    cfg = _cfg(port)
+    peer = _peer(pki)
+    with freeradius(cfg, tmp_path, pki, tls_max=tls_max):
+        result, _ = _converse(cfg, peer)
+    assert result is not None and result.success, result
+    assert peer.tls_version == version and result.msk == peer.msk and peer.confirmed
+
+
+def test_eapol_test_against_the_generated_freeradius(tmp_path: Path, pki: Pki) -> None:
+    exe = need("eapol_test", "eapoltest")
+    port = free_udp_port()
+    cfg = _cfg(port)
+    dev = pki.devices["AMS"]
+    conf = tmp_path / "peer.conf"
+    conf.write_text(f'network={{\n key_mgmt=IEEE8021X\n eap=TLS\n identity="{NAI}"\n'
+                    f' ca_cert="{pki.ca.cert}"\n client_cert="{dev.cert}"\n'
+                    f' private_key="{dev.key}"\n domain_suffix_match="{SERVER}"\n}}\n')
+    with freeradius(cfg, tmp_path, pki):
+        out = subprocess.run([exe, "-c", str(conf), "-a", "127.0.0.1", "-p", str(port),
+                              "-s", "tls-secret", "-t", "15"], capture_output=True, text=True,
+                             timeout=60)
+    assert "MPPE keys OK: 1  mismatch: 0" in out.stdout or \
+        "MPPE keys OK: 1 mismatch: 0" in out.stdout, out.stdout[-1500:]
+    assert out.stdout.rstrip().endswith("SUCCESS")
+
+
+def test_untrusted_server_is_refused(tmp_path: Path, pki: Pki) -> None:
+    other = init_pki(tmp_path / "other", SERVER, {"AMS": NAI})
+    port = free_udp_port()
+    cfg = _cfg(port)
+    peer = _peer(pki, ca=other.ca.cert)
+    with hostapd(cfg, tmp_path, methods="TLS", tls=pki):
+        result, _ = _converse(cfg, peer)
+    assert peer.result is not None and peer.result.reason == "tls_untrusted"
+    assert result is not None and not result.success and peer.msk is None
+
+
+def test_wrong_server_name_is_refused(tmp_path: Path, pki: Pki) -> None:
+    port = free_udp_port()
+    cfg = _cfg(port)
+    peer = _peer(pki, server_name="evil.relaysec.test")
+    with hostapd(cfg, tmp_path, methods="TLS", tls=pki):
+        result, _ = _converse(cfg, peer)
+    assert peer.result is not None and peer.result.reason == "tls_wrong_name"
+    assert result is not None and not result.success
+
+
+def test_expired_server_certificate_is_refused(tmp_path: Path) -> None:
+    old = init_pki(tmp_path / "old", SERVER, {"AMS": NAI}, days=1,
+                   not_before=dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=10))
+    port = free_udp_port()
+    cfg = _cfg(port)
+    peer = _peer(old)
+    with hostapd(cfg, tmp_path, methods="TLS", tls=old):
+        result, _ = _converse(cfg, peer)
+    assert peer.result is not None and peer.result.reason == "tls_expired"
+    assert result is not None and not result.success
+
+
+def test_type_data_codec() -> None:
+    assert encode_tls(FLAG_M, b"abc", total=10) == bytes([FLAG_L | FLAG_M, 0, 0, 0, 10]) + b"abc"
+    assert decode_tls(bytes([FLAG_L, 0, 0, 0, 3]) + b"abc") == (FLAG_L, 3, b"abc")
+    assert decode_tls(b"\x00") == (0, None, b"")
+    for bad in (b"", bytes([FLAG_L, 0, 0]), bytes([FLAG_L, 0, 0, 0, 1]) + b"ab",
+                bytes([FLAG_L, 0x7F, 0, 0, 0])):
+        with pytest.raises(MalformedError):
+            decode_tls(bad)
+
+
+def test_peer_naks_other_methods_and_refuses_bad_files(tmp_path: Path, pki: Pki) -> None:
+    peer = _peer(pki)
+    reply, _ = peer.handle(EapPacket(EapCode.REQUEST, 3, 47, b"\x00" * 17).encode())
+    nak = EapPacket.decode(reply or b"")
+    assert (nak.type, nak.data) == (3, bytes([13]))
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a certificate")
+    with pytest.raises(MalformedError, match="certificate"):
+        EapTlsPeer(b"x", cert=str(bad), key=str(bad), ca=str(bad), server_name=SERVER)
