@@ -7,12 +7,16 @@ MB/s (10^6 payload bytes per second) and PDU/s of:
 
 * ``pyca-per-pdu``   — the baseline: one ``cryptography`` ``AESCCM.encrypt``/``decrypt`` per PDU
   from a list of ``bytes`` (what a user would otherwise write);
-* ``batch-aesni-1t`` / ``batch-aesni-2t`` — :func:`stack.crypto.seal_batch`/``open_batch`` on the
-  AES-NI engine, payloads already packed in a reused numpy buffer (the MAC layer's data path);
+* ``batch-vaes512-1t`` / ``batch-vaes256-1t`` / ``batch-aesni-1t`` —
+  :func:`stack.crypto.seal_batch`/``open_batch`` on each lockstep engine this CPU offers (VAES on
+  512- / 256-bit vectors, AES-NI), payloads already packed in a reused numpy buffer (the MAC
+  layer's data path); ``batch-<default>-2t`` the default engine on two threads;
 * ``batch-table-1t`` — the portable table-AES fallback engine;
-* ``list-api``       — :func:`stack.crypto.seal_many`/``open_many`` (bytes in, bytes out).
+* ``list-api``       — :func:`stack.crypto.seal_many`/``open_many`` (bytes in, bytes out) on the
+  default engine.
 
-Ratios are to ``pyca-per-pdu`` in the same run. Every timed call starts with its input warm in
+Ratios are to ``pyca-per-pdu`` in the same run; the list API's targets take the *worst* round.
+Every timed call starts with its input warm in
 the cache (batch buffers are copied in, lists are read once) and results are freed outside the
 timing. All implementations of one size are timed in interleaved rounds (each round runs each
 of them once, after one warm-up round); the ratio is the median over rounds of the per-round
@@ -24,7 +28,8 @@ subprocesses and reported separately.
 Besides wall-clock time each run records the process's CPU time (all threads): on a shared
 machine it leaves out the time the OS gave to others, and it is what "per core" means. Cycles/byte
 = CPU time × the clock /proc/cpuinfo reports (nominal; boost clocks make the true figure higher),
-against the 0.625 cpb multi-buffer limit of ``shared/spec/ccm-engine.md``.
+against the multi-buffer limit of the lane width used (:data:`CPB_LIMIT`). The CPU features that
+decide the engines (llvmlite's view of the host) and each engine's status are recorded.
 """
 
 from __future__ import annotations
@@ -44,13 +49,25 @@ import numpy as np
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM as PycaAESCCM
 
 from benchmarks._machine import format_machine, load_warning, machine_info
-from stack.crypto import available_engines, open_batch, open_many, seal_batch, seal_many
+from stack.crypto import (
+    available_engines,
+    default_engine,
+    engine_status,
+    open_batch,
+    open_many,
+    seal_batch,
+    seal_many,
+)
 
 SIZES: list[int | str] = [64, 256, 1500, 9000, "mixed"]
 MIXED_RANGE = (64, 1500)
-CPB_LIMIT = 0.625
+CPB_LIMIT = {"numba-aesni": 0.625, "numba-vaes256": 0.3125, "numba-vaes512": 0.3125}
+"""Cycles/byte floor of a lockstep engine: CCM costs 2 AES (MAC + CTR) x 10 rounds per 16 bytes;
+AES-NI runs 2 blocks per cycle (two 128-bit AES units), VAES 4 (two 256-bit units, or one 512)."""
 TAG = 8
-MULTI_THREADED = frozenset({"batch-aesni-2t"})
+LOCKSTEP = ("numba-vaes512", "numba-vaes256", "numba-aesni")
+SHORT = {"numba-vaes512": "vaes512", "numba-vaes256": "vaes256", "numba-aesni": "aesni",
+         "numba-table": "table", "reference": "reference"}
 SETTLE_S = 0.05
 
 
@@ -83,8 +100,8 @@ def _run_interleaved(tasks: list[Task], repeats: int, rng: np.random.Generator
     times: dict[tuple[str, str], list[tuple[float, float]]] = {
         (impl, op): [] for impl, op, _, _ in tasks
     }
-    single = [t for t in tasks if t[0] not in MULTI_THREADED]
-    multi = [t for t in tasks if t[0] in MULTI_THREADED]
+    single = [t for t in tasks if not t[0].endswith("-2t")]
+    multi = [t for t in tasks if t[0].endswith("-2t")]
     for rnd in range(repeats + 1):
         order = [single[i] for i in rng.permutation(len(single))] + multi
         for impl, op, fn, prep in order:
@@ -96,7 +113,7 @@ def _run_interleaved(tasks: list[Task], repeats: int, rng: np.random.Generator
             del result  # freeing thousands of bytes objects is not part of anyone's time
             if rnd:  # round 0 warms up (and compiles, when the numba cache is cold)
                 times[(impl, op)].append((dt, max(dc, 1e-9)))
-            if impl in MULTI_THREADED:
+            if impl.endswith("-2t"):
                 # OpenMP workers spin for a few ms after a parallel call (measured 5-9 ms of CPU):
                 # let them go to sleep so they neither steal the next task's core nor show up in
                 # its CPU time.
@@ -151,9 +168,10 @@ def bench_size(size: int | str, total: int, repeats: int, rng: np.random.Generat
     ]
     # (b) batch engines on a reused numpy buffer (the MAC layer's data path)
     work = buf.copy()
-    variants = []
-    if "numba-aesni" in engines:
-        variants += [("batch-aesni-1t", "numba-aesni", 1), ("batch-aesni-2t", "numba-aesni", 2)]
+    variants = [(f"batch-{SHORT[e]}-1t", e, 1) for e in LOCKSTEP if e in engines]
+    if variants:
+        best = default_engine()
+        variants.append((f"batch-{SHORT[best]}-2t", best, 2))
     if "numba-table" in engines:
         variants += [("batch-table-1t", "numba-table", 1)]
     ok_of: dict[str, np.ndarray] = {}
@@ -197,6 +215,7 @@ def bench_size(size: int | str, total: int, repeats: int, rng: np.random.Generat
             "ratio_vs_pyca_cpu": statistics.median(
                 b[1] / t[1] for b, t in zip(base, ts, strict=True)),
             "ratio_vs_pyca_best": min(b[0] for b in base) / best,
+            "ratio_vs_pyca_worst": min(b[0] / t[0] for b, t in zip(base, ts, strict=True)),
         })
     return rows
 
@@ -235,17 +254,61 @@ def _fmt_size(s: int | str) -> str:
     return f"{s} B" if isinstance(s, int) else f"mixed {MIXED_RANGE[0]}-{MIXED_RANGE[1]} B"
 
 
+def _engine_of(impl: str) -> str | None:
+    """The engine a batch task ran on (``batch-vaes512-1t`` -> ``numba-vaes512``)."""
+    for e, short in SHORT.items():
+        if impl.startswith(f"batch-{short}-"):
+            return e
+    return None
+
+
 def print_table(rows: list[dict[str, Any]], mhz: float | None) -> None:
-    print(f"\n{'size':<18}{'impl':<16}{'op':<6}{'MB/s':>7}{'best':>7}{'cpu':>7}{'kPDU/s':>9}"
-          f"{'x pyca':>8}{'x cpu':>7}{'cpb':>6}")
+    print(f"\n{'size':<18}{'impl':<18}{'op':<6}{'MB/s':>7}{'best':>7}{'cpu':>7}{'kPDU/s':>9}"
+          f"{'x pyca':>8}{'worst':>7}{'x cpu':>7}{'cpb':>6}{'limit':>7}")
     for r in rows:
         cpb = mhz / r["mb_s_cpu"] if mhz else float("nan")
-        print(f"{_fmt_size(r['size']):<18}{r['impl']:<16}{r['op']:<6}{r['mb_s']:>7.0f}"
+        limit = CPB_LIMIT.get(_engine_of(r["impl"]) or "")
+        lim = f"{limit:>7.3f}" if limit else f"{'':>7}"
+        print(f"{_fmt_size(r['size']):<18}{r['impl']:<18}{r['op']:<6}{r['mb_s']:>7.0f}"
               f"{r['mb_s_best']:>7.0f}{r['mb_s_cpu']:>7.0f}{r['pdu_s'] / 1e3:>9.1f}"
-              f"{r['ratio_vs_pyca']:>8.1f}{r['ratio_vs_pyca_cpu']:>7.1f}{cpb:>6.2f}")
+              f"{r['ratio_vs_pyca']:>8.1f}{r['ratio_vs_pyca_worst']:>7.1f}"
+              f"{r['ratio_vs_pyca_cpu']:>7.1f}{cpb:>6.2f}{lim}")
     print("(MB/s, kPDU/s: wall clock, median over rounds; best: fastest round; cpu: payload per "
-          "second of process CPU time, all threads; x pyca / x cpu: median of the per-round "
-          "wall / CPU-time ratios; cpb: CPU cycles per byte at the reported clock)")
+          "second of process CPU time, all threads; x pyca / worst / x cpu: median / worst of "
+          "the per-round wall ratios, median of the CPU-time ratios; cpb: CPU cycles per byte at "
+          "the reported clock; limit: the multi-buffer floor of the engine's lane width)")
+
+
+def cpu_features() -> dict[str, bool]:
+    """The host CPU features (llvmlite's view, what numba compiles for) that pick the engines."""
+    import llvmlite.binding as llvm
+
+    host = llvm.get_host_cpu_features()
+    return {f: bool(host.get(f, False))
+            for f in ("aes", "vaes", "avx2", "avx512f", "avx512vl", "pclmul", "vpclmulqdq")}
+
+
+def targets_of(rows: list[dict[str, Any]], engines: list[str]) -> dict[str, float]:
+    """Issue 15's done-when ratios of this run (worst of seal/open; the list API's worst round)."""
+    get = {(r["size"], r["impl"], r["op"]): r for r in rows}
+    out: dict[str, float] = {}
+    fast = next((e for e in LOCKSTEP if e in engines), None)
+    if fast is None:
+        return out
+    impl = f"batch-{SHORT[fast]}-1t"
+    for size, want in ((64, 20), (1500, 8)):
+        rs = [get[(size, impl, op)] for op in ("seal", "open")]
+        out[f"{impl}_vs_pyca_{size}B>={want} (wall)"] = min(r["ratio_vs_pyca"] for r in rs)
+        out[f"{impl}_vs_pyca_{size}B>={want} (cpu)"] = min(r["ratio_vs_pyca_cpu"] for r in rs)
+    if "numba-aesni" in engines and fast != "numba-aesni":
+        r15 = [get[(1500, "batch-aesni-1t", op)]["mb_s"] for op in ("seal", "open")]
+        f15 = [get[(1500, impl, op)]["mb_s"] for op in ("seal", "open")]
+        out[f"{SHORT[fast]}_vs_aesni_1500B"] = min(f / a for f, a in zip(f15, r15, strict=True))
+    lst = [r for r in rows if r["impl"] == "list-api"]
+    out["list_api_worst_round>=2.5 (wall)"] = min(r["ratio_vs_pyca_worst"] for r in lst)
+    out["list_api_median>=2.5 (wall)"] = min(r["ratio_vs_pyca"] for r in lst)
+    out["list_api_median>=2.5 (cpu)"] = min(r["ratio_vs_pyca_cpu"] for r in lst)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -263,7 +326,9 @@ def main(argv: list[str] | None = None) -> int:
     if warn_before:
         print(warn_before)
     engines = available_engines()
-    print(f"engines here: {', '.join(engines)}; seed {args.seed}; "
+    feats = cpu_features()
+    print(f"CPU features (llvmlite): {' '.join(f for f, on in feats.items() if on)}")
+    print(f"engines here: {', '.join(engines)} (default {default_engine()}); seed {args.seed}; "
           f"{args.mbytes:g} MB per measurement, median of {args.repeats}")
 
     cold = {} if args.no_cold else cold_start(engines)
@@ -278,27 +343,14 @@ def main(argv: list[str] | None = None) -> int:
     mhz = info.get("cpu_mhz")
     print_table(rows, mhz if isinstance(mhz, float) else None)
     warn_after = load_warning()
-    print(f"\n(cpb = cycles/byte at the reported {mhz} MHz clock; multi-buffer limit "
-          f"{CPB_LIMIT} cpb; OpenSSL's own single-stream CCM sits near 2.5 cpb)")
+    print(f"\n(cpb = cycles/byte at the reported {mhz} MHz clock, nominal: boost clocks make "
+          f"the true figure higher; OpenSSL's own single-stream CCM sits near 2.5 cpb)")
     if warn_after:
         print(warn_after)
     print(f"benchmark time {time.perf_counter() - t0:.1f} s")
-
-    targets: dict[str, float] = {}
-    get = {(r["size"], r["impl"], r["op"]): r for r in rows}
-    if "numba-aesni" in engines:
-        lst = [r for r in rows if r["impl"] == "list-api"]
-        b64 = [get[(64, "batch-aesni-1t", op)] for op in ("seal", "open")]
-        b1500 = [get[(1500, "batch-aesni-1t", op)] for op in ("seal", "open")]
-        targets = {
-            "batch_1t_vs_pyca_64B>=8 (wall)": min(r["ratio_vs_pyca"] for r in b64),
-            "batch_1t_vs_pyca_64B>=8 (cpu)": min(r["ratio_vs_pyca_cpu"] for r in b64),
-            "batch_1t_1500B_MBps>=2500 (wall)": min(r["mb_s"] for r in b1500),
-            "batch_1t_1500B_MBps>=2500 (cpu)": min(r["mb_s_cpu"] for r in b1500),
-            "list_api_min_ratio>=2 (wall)": min(r["ratio_vs_pyca"] for r in lst),
-            "list_api_min_ratio>=2 (cpu)": min(r["ratio_vs_pyca_cpu"] for r in lst),
-        }
-        print("targets (worst of seal/open; list API worst over sizes):\n  " + "\n  ".join(
+    targets = targets_of(rows, engines)
+    if targets:
+        print("targets (issue 15; worst of seal/open, list API over all sizes):\n  " + "\n  ".join(
             f"{k}: {v:.1f}" for k, v in targets.items()))
 
     if args.json:
@@ -311,6 +363,9 @@ def main(argv: list[str] | None = None) -> int:
             "load_average_after": list(os.getloadavg()),
             "load_warning": warn_before or warn_after,
             "engines": engines,
+            "default_engine": default_engine(),
+            "engine_status": engine_status(),
+            "cpu_features": feats,
             "cold_start_s": cold,
             "cpb_limit": CPB_LIMIT,
             "timing": "interleaved rounds; wall = perf_counter, cpu = process_time (all threads)",

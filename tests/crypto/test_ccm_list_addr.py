@@ -151,3 +151,23 @@ def test_lists_the_probe_declines_still_work_or_fail_clearly() -> None:
         seal_many(key, nonces, payloads[:19], engine="numba-aesni")
     with pytest.raises(MalformedError, match="bytes-like"):
         seal_many(key, nonces, [*payloads[:19], 12345], engine="numba-aesni")  # type: ignore[list-item]
+
+
+def test_new_bytes_are_fresh_uninitialized_results_with_exact_refcounts() -> None:
+    """The compiled allocation of result objects: right sizes and addresses, a list the caller
+    alone holds, distinct objects (never the shared one-byte ones), and a clean MemoryError."""
+    import sys
+
+    sizes = np.array([0, 1, 1, 13, 600, 70000], np.int64)
+    objs, at = _layout.new_bytes(sizes)
+    assert [len(b) for b in objs] == sizes.tolist()
+    assert at.tolist() == [id(b) for b in objs]
+    assert all(type(b) is bytes for b in objs)
+    control = [bytes(13)]  # what Python itself makes: the same counts, nothing leaked
+    assert sys.getrefcount(objs) == sys.getrefcount(control)
+    assert sys.getrefcount(objs[3]) == sys.getrefcount(control[0])
+    single = b"\x00?"[:1]  # CPython's shared one-byte object
+    assert objs[1] is not objs[2] and objs[1] is not single and objs[2] is not single
+    with pytest.raises(MemoryError):
+        _layout.new_bytes(np.array([5, 1 << 62], np.int64))
+    assert bytes(3) == b"\x00\x00\x00"  # the interpreter carries on (no error left set)

@@ -79,3 +79,18 @@ def addresses(objs: list[object]) -> np.ndarray:
         if at.shape[0] == n:
             return at
     return np.fromiter(map(id, objs), dtype=np.int64, count=n)
+
+
+def new_bytes(sizes: np.ndarray) -> tuple[list[bytes], np.ndarray]:
+    """``len(sizes)`` new ``bytes`` objects of those sizes, their contents **not initialized**,
+    and their addresses: for results a kernel fills completely before anyone else sees them.
+    Only where :data:`BYTES_DATA` is known (CPython). Raises :class:`MemoryError`."""
+    from stack.crypto.ccm import _pyobj
+
+    at = np.empty(sizes.shape[0], np.int64)
+    lst = _pyobj.new_bytes_list(sizes, at)
+    if lst == 0:
+        raise MemoryError(f"cannot allocate {sizes.shape[0]} results")
+    objs = ctypes.cast(lst, ctypes.py_object).value  # a second reference ...
+    ctypes.pythonapi.Py_DecRef(ctypes.c_void_p(lst))  # ... and the compiled one handed back
+    return objs, at

@@ -66,10 +66,12 @@ def _many_addr(
     """The address path: the kernel reads each input ``bytes`` and writes each result ``bytes``
     where they lie.
 
-    The results are new ``bytes`` objects of the right size made here (``bytes(m)``: a fresh
-    object for every m >= 2) and filled by the kernel through their addresses, as a C extension
-    fills a new ``bytes`` before handing it out: no one else holds them until this returns and
-    their hash is not computed yet. ``items`` is the caller's private snapshot (see
+    The results are new ``bytes`` objects of the right size made here, uninitialized
+    (:func:`._layout.new_bytes`: ``PyBytes_FromStringAndSize(NULL, m)``, a fresh object for every
+    m >= 1) and filled completely by the kernel through their addresses, as a C extension fills
+    a new ``bytes`` before handing it out: no one else holds them until this returns and their
+    hash is not computed yet (a failed open zeroes its payload, so nothing uninitialized
+    escapes). ``items`` is the caller's private snapshot (see
     :func:`_many`): the kernel releases the GIL, and another thread changing the user's list
     must not free an input, or swap in one of another length, while it is read. Objects of
     length 0 or 1 can be interpreter-wide singletons, so the caller never sends a 1-byte result
@@ -80,9 +82,8 @@ def _many_addr(
     data = _layout.BYTES_DATA
     assert data is not None
     out_lens = lens if decrypt else lens + CCM_TAG_LEN
-    outs = [bytes(m) for m in out_lens.tolist()]  # fresh (calloc'd) objects for m >= 2
+    outs, out_at = _layout.new_bytes(out_lens)  # fresh objects (m >= 1), not initialized
     in_at = _layout.addresses(items) if in_ids is None else in_ids  # in_ids: ours to change
-    out_at = _layout.addresses(outs)  # type: ignore[arg-type]
     base = min(int(in_at.min()), int(out_at.min()))
     top = max(int(in_at.max()), int(out_at.max())) + data + CCM_MAX_PAYLOAD + CCM_TAG_LEN
     off = data - base
@@ -228,7 +229,7 @@ def open_many(
 ) -> list[bytes | None]:
     """Open each ``ciphertext ‖ 8-byte tag``; the plaintext, or ``None`` where the tag fails."""
     plain, ok = _many(key, nonces, sealed, engine, threads, True)
-    res: list[bytes | None] = list(plain)
+    res: list[bytes | None] = plain  # type: ignore[assignment]  # a new list, ours to change
     if not ok.all():
         for i in np.flatnonzero(~ok).tolist():
             res[i] = None
