@@ -15,11 +15,12 @@ the AAA server thinks, and a round trip costs no simulated time beyond the frame
 
 from __future__ import annotations
 
+import functools
 import logging
 import select
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,8 +31,12 @@ from stack.pkm.radius_client import RadiusAuthenticator, RadiusSettings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AaaSetup", "RadiusLink", "make_authenticator", "report_section", "station_identity",
-           "summary_line"]
+__all__ = ["EAP_FRAGMENT", "AaaSetup", "RadiusLink", "make_authenticator", "report_section",
+           "station_identity", "summary_line", "tls_peer_factory"]
+
+EAP_FRAGMENT = 300
+"""Largest EAP packet we ask for (RADIUS Framed-MTU) and send (EAP-TLS fragments): an
+EAP-Transfer must fit one control MPDU in a zone burst, also through an ARS."""
 
 #: Stations named in the printed AAA line (all are in the JSON report).
 MAX_SHOWN = 8
@@ -123,6 +128,18 @@ class AaaSetup:
 
 
 
+def tls_peer_factory(st: Mapping[str, Any], identity: bytes) -> Callable[[], Any]:
+    """A factory of EAP-TLS peers for station ``st`` (its ``cert``, ``key``, ``ca``,
+    ``server_name``); one peer is made at once so that unreadable files fail at set-up
+    (MalformedError), not at entry."""
+    from stack.pkm.eap_tls import EapTlsPeer
+
+    make = functools.partial(EapTlsPeer, identity, cert=st["cert"], key=st["key"], ca=st["ca"],
+                             server_name=st["server_name"], fragment_size=EAP_FRAGMENT)
+    make()
+    return make
+
+
 def make_authenticator(cfg: Config, psks: Mapping[bytes, bytes], *, rng: int | None,
                        wall: bool) -> AaaSetup:
     """The authenticator ``[aaa]`` asks for. ``psks``: station id bytes -> PSK (builtin).
@@ -136,7 +153,8 @@ def make_authenticator(cfg: Config, psks: Mapping[bytes, bytes], *, rng: int | N
     settings = RadiusSettings(
         secret=aaa["secret"].encode(), timeout=float(aaa["timeout_s"]),
         retries=int(aaa["retries"]), nas_identifier=aaa["nas_identifier"],
-        called_station_id="-".join(f"{b:02X}" for b in abs_id), realm=aaa["realm"])
+        called_station_id="-".join(f"{b:02X}" for b in abs_id), realm=aaa["realm"],
+        framed_mtu=EAP_FRAGMENT)
     identities = {int(s["station_id"]).to_bytes(6, "big"): ident for s in cfg["stations"]
                   if s["role"] != "abs" and (ident := station_identity(cfg, s)) is not None}
     auth = RadiusAuthenticator(settings, identities, rng=None)
@@ -145,7 +163,7 @@ def make_authenticator(cfg: Config, psks: Mapping[bytes, bytes], *, rng: int | N
 
 def report_section(cfg: Config) -> dict[str, Any]:
     """The report's ``aaa`` entry: back end, server (RADIUS), and per AMS/ARS the EAP identity
-    and method it authenticates with (EAP-PSK for every station here). No secret."""
+    and method it authenticates with (EAP-PSK or EAP-TLS, as configured). No secret."""
     aaa = cfg["aaa"]
     out: dict[str, Any] = {"backend": aaa["backend"]}
     if aaa["backend"] == "radius":
@@ -153,7 +171,7 @@ def report_section(cfg: Config) -> dict[str, Any]:
         out["nas_identifier"] = aaa["nas_identifier"]
     out["stations"] = {
         st["name"]: {"identity": station_identity(cfg, st) or f"{int(st['station_id']):012x}",
-                     "method": "EAP-PSK"}
+                     "method": "EAP-TLS" if st.get("eap") == "tls" else "EAP-PSK"}
         for st in cfg["stations"] if st["role"] != "abs"}
     return out
 

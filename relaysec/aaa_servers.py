@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from relaysec.aaa import station_identity
+from relaysec.aaa import EAP_FRAGMENT, station_identity
 from relaysec.config import Config, ConfigError, aaa_server
 from relaysec.pki import Pki
 
@@ -101,8 +101,8 @@ def write_hostapd(cfg: Config, directory: str | Path, *, client: str = "127.0.0.
     if tls is not None:   # EAP-TLS: the server's certificate and the CA of the devices
         lines += [f"ca_cert={tls.ca.cert.resolve()}", f"server_cert={tls.server.cert.resolve()}",
                   f"private_key={tls.server.key.resolve()}"]
-    if fragment_size is not None:   # EAP-TLS fragments the server sends
-        lines.append(f"fragment_size={int(fragment_size)}")
+    if tls is not None or fragment_size is not None:   # EAP-TLS fragments the server sends
+        lines.append(f"fragment_size={int(fragment_size or EAP_FRAGMENT)}")
     conf.write_text("\n".join(lines) + "\n", encoding="utf-8")
     exe = shutil.which("hostapd") or "hostapd"
     return ServerFiles(conf, [exe, str(conf.resolve())])

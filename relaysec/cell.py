@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from relaysec.aaa import AaaSetup, make_authenticator, station_identity
+from relaysec.aaa import AaaSetup, make_authenticator, station_identity, tls_peer_factory
 from relaysec.config import (
     Config,
     ConfigError,
@@ -196,6 +196,9 @@ def make_roles(cfg: Config, local: Iterable[Mapping[str, Any]], *, seeded_keys: 
         nai = station_identity(cfg, st)
         return None if nai is None else nai.encode()
 
+    def eap_peer(st: Mapping[str, Any]) -> Any:
+        return tls_peer_factory(st, identity(st) or b"") if st.get("eap") == "tls" else None
+
     for s in local:
         rseed: int | None = None
         if seeded_keys:
@@ -212,12 +215,14 @@ def make_roles(cfg: Config, local: Iterable[Mapping[str, Any]], *, seeded_keys: 
             roles[s["name"]] = ArsRole(
                 ArsConfig(station_id=s["station_id"], psk=station_psk(cfg, s), mode=mode,
                           timers=timers, lifetimes=life, abs_id=abs_st["station_id"],
-                          encrypt_relay_control=relay_ctl, identity=identity(s)),
+                          encrypt_relay_control=relay_ctl, identity=identity(s),
+                          eap_peer=eap_peer(s)),
                 rng=rseed)
         else:
             roles[s["name"]] = AmsRole(
                 AmsConfig(station_id=s["station_id"], psk=station_psk(cfg, s), timers=timers,
-                          lifetimes=life, abs_id=abs_st["station_id"], identity=identity(s)),
+                          lifetimes=life, abs_id=abs_st["station_id"], identity=identity(s),
+                          eap_peer=eap_peer(s)),
                 rng=rseed)
     return roles
 

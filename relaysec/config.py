@@ -44,6 +44,11 @@ _STATION_KEYS: dict[str, tuple[type, ...]] = {
     "station_id": (int,),
     "psk_hex": (str,),
     "identity": (str,),
+    "eap": (str,),
+    "cert": (str,),
+    "key": (str,),
+    "ca": (str,),
+    "server_name": (str,),
     "parent": (str,),
     "serving": (str,),
     "handover_target": (str,),
@@ -223,7 +228,7 @@ def expand_groups(cfg: Config) -> None:
         if st.get("role") != "ams":
             raise ConfigError(f"stations[{i}].count applies only to role 'ams' (a group of "
                               "mobiles), not {!r}".format(st.get("role")))
-        for key in ("psk_hex", "uri", "identity"):
+        for key in ("psk_hex", "uri", "identity", "cert", "key"):
             if key in st:
                 raise ConfigError(f"stations[{i}].{key} cannot be shared by a group "
                                   f"(count = {n}): list those stations one by one")
@@ -545,6 +550,32 @@ def _check_identity(key: str, value: str) -> None:
         raise ConfigError(f"config key {key!r}: {exc}") from None
 
 
+EAP_METHODS = ("psk", "tls")
+_TLS_KEYS = ("cert", "key", "ca", "server_name")
+
+
+def _check_eap(cfg: Config, i: int, st: Mapping[str, Any]) -> None:
+    """``eap`` is "psk" (default) or "tls"; EAP-TLS needs the RADIUS back end and PEM paths."""
+    eap = st.get("eap", "psk")
+    if eap not in EAP_METHODS:
+        raise ConfigError(f"stations[{i}].eap must be one of {EAP_METHODS}, got {_shown(eap)}")
+    if st["role"] == "abs" and ("eap" in st or any(k in st for k in _TLS_KEYS)):
+        raise ConfigError(f"stations[{i}]: the ABS is the authenticator; eap, cert, key, ca "
+                          "and server_name apply to AMSs and ARSs")
+    if eap == "psk":
+        extra = [k for k in _TLS_KEYS if k in st]
+        if extra:
+            raise ConfigError(f"stations[{i}].{extra[0]} applies only with eap = \"tls\"")
+        return
+    missing = [k for k in _TLS_KEYS if k not in st]
+    if missing:
+        raise ConfigError(f"stations[{i}] with eap = \"tls\" needs {', '.join(missing)} "
+                          "(PEM paths; relaysec pki init writes them)")
+    if cfg["aaa"]["backend"] != "radius":
+        raise ConfigError(f"stations[{i}].eap = \"tls\" needs aaa.backend = \"radius\" (the "
+                          "embedded AAA speaks EAP-PSK only)")
+
+
 def aaa_server(value: str) -> tuple[str, int]:
     """``(host, port)`` of an ``aaa.server`` value ``"host:port"``; ConfigError otherwise."""
     host, sep, port = value.rpartition(":")
@@ -614,6 +645,7 @@ def _validate_stations(cfg: Config) -> None:
             check_uri(f"stations[{i}].uri", st["uri"])
         if "identity" in st:
             _check_identity(f"stations[{i}].identity", st["identity"])
+        _check_eap(cfg, i, st)
         names[st["name"]] = st
         ids.add(st["station_id"])
     found = [s for s in stations if s["role"] == "abs"]

@@ -6,8 +6,10 @@ Plain frozen dataclasses; PSKs are hidden from ``repr``. See docs/roles.md §2.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 from stack.errors import KeyLengthError, MalformedError
 from stack.roles.ids import check_station_id
@@ -132,6 +134,9 @@ class SubscriberConfig:
     abs_id: int | None = None  # the network's ABS id, used to name the data source at an AMS
     identity: bytes | None = None
     """EAP identity (an NAI, EAP-PSK's ID_P); None: the 6-byte station id."""
+    eap_peer: Callable[[], Any] | None = field(default=None, repr=False, compare=False)
+    """Factory of the EAP peer for each entry (e.g. an EAP-TLS peer); None: EAP-PSK with
+    ``psk`` and ``identity``."""
 
     def __post_init__(self) -> None:
         check_station_id(self.station_id)

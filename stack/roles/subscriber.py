@@ -7,7 +7,7 @@ from collections import deque
 from collections.abc import Callable, Hashable
 from enum import Enum
 from itertools import pairwise
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from stack.errors import MalformedError, ProtocolError, UnknownKeyError
 from stack.keys import AkContext, derive_amsid_star, derive_pmk
@@ -67,7 +67,7 @@ class SubscriberRole(RoleBase):
         self._amsid = station_bytes(config.station_id)
         self._amsid_star: bytes | None = None
         self._nonce_ams6: bytes | None = None
-        self._peer: EapPskPeer | None = None
+        self._peer: Any = None   # the EAP peer of the entry in progress (handle(eap))
         self._pmk: bytes | None = None
         self._pmk_sn = 0
         self.cmac_key_count = 0
@@ -79,6 +79,12 @@ class SubscriberRole(RoleBase):
         self._sent_tails: deque[bytes] = deque(maxlen=32)  # see frames_to_send
 
     # -- commands ---------------------------------------------------------------------------
+    def _new_peer(self) -> Any:
+        """The EAP peer of a new entry: the configured factory's, else EAP-PSK."""
+        if self.config.eap_peer is not None:
+            return self.config.eap_peer()
+        return EapPskPeer(self.config.identity or self._amsid, self.config.psk, rng=self._rng)
+
     def attach(self, via: int, now: float) -> None:
         """Start network entry at station ``via`` (an ARS or the ABS)."""
         self.serving = via
@@ -95,7 +101,7 @@ class SubscriberRole(RoleBase):
         self._eap_failure_seen = False
         self._nonce_ams6 = self._random(6)
         self._amsid_star = derive_amsid_star(self._amsid, self._nonce_ams6)
-        self._peer = EapPskPeer(self.config.identity or self._amsid, self.config.psk, rng=self._rng)
+        self._peer = self._new_peer()
         req = m.RngReq(purpose=m.RangingPurpose.INITIAL_ENTRY, cmac_key_count=0,
                        target_id=station_bytes(via), amsid=self._amsid,
                        nonce_ams=self._nonce_ams6, stid=None, serving_id=None)
@@ -559,7 +565,7 @@ class SubscriberRole(RoleBase):
             return
         self.phase = Phase.EAP
         self._eap_failure_seen = False
-        self._peer = EapPskPeer(self.config.identity or self._amsid, self.config.psk, rng=self._rng)
+        self._peer = self._new_peer()
         req = m.ReauthRequest()
 
         def send() -> None:

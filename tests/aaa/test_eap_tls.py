@@ -160,3 +160,80 @@ def test_peer_naks_other_methods_and_refuses_bad_files(tmp_path: Path, pki: Pki)
     bad.write_text("not a certificate")
     with pytest.raises(MalformedError, match="certificate"):
         EapTlsPeer(b"x", cert=str(bad), key=str(bad), ca=str(bad), server_name=SERVER)
+
+
+def tls_config(port: int, pki_dir: Path, *extra: tuple[str, Any]) -> dict[str, Any]:
+    """The default cell with every AMS and ARS on EAP-TLS (a lab PKI in ``pki_dir``)."""
+    from relaysec.aaa import station_identity
+    from tests.trial.helpers import FAST
+
+    base = _cfg(port)
+    stations = [dict(s) for s in base["stations"]]
+    lab = init_pki(pki_dir, SERVER, {s["name"]: station_identity(base, s) or ""
+                                     for s in stations if s["role"] != "abs"})
+    for s in stations:
+        if s["role"] != "abs":
+            dev = lab.devices[s["name"]]
+            s.update(eap="tls", cert=str(dev.cert), key=str(dev.key), ca=str(lab.ca.cert),
+                     server_name=SERVER)
+    cfg = load_config(overrides=[*FAST, ("aaa.backend", "radius"), ("aaa.secret", "tls-secret"),
+                                 ("aaa.server", f"127.0.0.1:{port}"), ("stations", stations),
+                                 *extra])
+    cfg["_pki"] = lab   # for the server (not a config key: set after validation)
+    return cfg
+
+
+@pytest.mark.parametrize("mode", ["distributed", "centralized"])
+def test_trial_with_every_station_on_eap_tls_through_freeradius(tmp_path: Path,
+                                                                mode: str) -> None:
+    from relaysec.aaa import report_section
+    from relaysec.trial import run_trial
+
+    port = free_udp_port()
+    cfg = tls_config(port, tmp_path / "pki", ("security.mode", mode))
+    lab = cfg.pop("_pki")
+    with freeradius(cfg, tmp_path, lab, tls_max="1.3"):
+        report, _ = run_trial(cfg)
+    assert report["ok"], report["reason"]
+    log = (tmp_path / "server.log").read_text()
+    assert log.count("Sent Access-Accept") == 3 and "TLS 1.3" in log
+    assert {r["method"] for r in report_section(cfg)["stations"].values()} == {"EAP-TLS"}
+
+
+def test_trial_with_eap_tls_through_hostapd(tmp_path: Path) -> None:
+    from relaysec.trial import run_trial
+
+    port = free_udp_port()
+    cfg = tls_config(port, tmp_path / "pki")
+    lab = cfg.pop("_pki")
+    with hostapd(cfg, tmp_path, methods="TLS", tls=lab):
+        report, _ = run_trial(cfg)
+    assert report["ok"], report["reason"]
+    assert (tmp_path / "server.log").read_text().count("CTRL-EVENT-EAP-SUCCESS") == 3
+
+
+def test_eap_tls_config_is_checked(tmp_path: Path) -> None:
+    from relaysec.config import ConfigError
+
+    stations = [{"name": "ABS", "role": "abs", "station_id": 1},
+                {"name": "A", "role": "ams", "station_id": 2, "serving": "ABS", "eap": "tls"}]
+    with pytest.raises(ConfigError, match="cert, key, ca, server_name"):
+        load_config(overrides=[("aaa.backend", "radius"), ("aaa.secret", "x"),
+                               ("stations", stations)])
+    stations[1].update(cert="c", key="k", ca="a", server_name="s")
+    with pytest.raises(ConfigError, match=r"aaa\.backend"):
+        load_config(overrides=[("stations", stations)])
+    stations[1]["eap"] = "ttls"
+    with pytest.raises(ConfigError, match=r"stations\[1\]\.eap"):
+        load_config(overrides=[("stations", stations)])
+    stations[1]["eap"] = "psk"
+    with pytest.raises(ConfigError, match=r"stations\[1\]\.cert"):
+        load_config(overrides=[("stations", stations)])
+
+
+def test_unreadable_device_files_fail_at_setup(tmp_path: Path) -> None:
+    from relaysec.aaa import tls_peer_factory
+
+    st = {"cert": str(tmp_path / "none.pem"), "key": "k", "ca": "c", "server_name": SERVER}
+    with pytest.raises(MalformedError, match="certificate"):
+        tls_peer_factory(st, b"x@y.test")
