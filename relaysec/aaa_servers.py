@@ -15,7 +15,6 @@ import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from relaysec.aaa import EAP_FRAGMENT, station_identity
 from relaysec.config import Config, ConfigError, aaa_server
@@ -108,28 +107,20 @@ def write_hostapd(cfg: Config, directory: str | Path, *, client: str = "127.0.0.
     return ServerFiles(conf, [exe, str(conf.resolve())])
 
 
-def describe(cfg: Config, files: ServerFiles, server: str) -> list[str]:
+def describe(cfg: Config, files: ServerFiles, server: str, methods: str = "EAP-PSK"
+             ) -> list[str]:
     """Human lines for the CLI: what was written, how to start it, what to set in relaysec."""
     n = sum(1 for s in cfg["stations"] if s["role"] != "abs")
-    return [
-        f"wrote a {server} RADIUS server for {n} stations (EAP-PSK) in {files.config.parent}",
+    lines = [
+        f"wrote a {server} RADIUS server for {n} stations ({methods}) in {files.config.parent}",
         f"start it with:  {files.shell()}",
         f"then run:       relaysec trial --set aaa.backend=radius --set "
         f"aaa.server={cfg['aaa']['server']} --set aaa.secret=...   (the secret you configured)",
     ]
-
-
-def station_rows(cfg: Config, backend: str) -> list[dict[str, Any]]:
-    """Per station: name, EAP identity and method, for the report."""
-    radius_cfg = {**cfg, "aaa": {**cfg["aaa"], "backend": backend}}
-    rows = []
-    for st in cfg["stations"]:
-        if st["role"] == "abs":
-            continue
-        ident = station_identity(radius_cfg, st)
-        rows.append({"station": st["name"], "identity": ident or f"{st['station_id']:012x}",
-                     "method": "EAP-PSK"})
-    return rows
+    if "TLS" in methods:
+        lines.append("                with eap = \"tls\", cert, key, ca and server_name per "
+                     "station ([[stations]]; relaysec pki init prints them)")
+    return lines
 
 
 def _sub(path: Path, pattern: str, repl: str, *, count: int = 0) -> None:

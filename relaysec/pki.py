@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["Issued", "Pki", "init_pki"]
+__all__ = ["Issued", "Pki", "init_pki", "load_pki"]
 
 
 @dataclass(frozen=True)
@@ -105,3 +105,26 @@ def init_pki(directory: str | Path, server_name: str, stations: dict[str, str], 
                                           usage=[ExtendedKeyUsageOID.CLIENT_AUTH], days=days,
                                           not_before=start), k)
     return Pki(ca, server, devices)
+
+
+def load_pki(directory: str | Path, stations: dict[str, str], *, create: bool = False,
+             server_name: str = "aaa.relaysec.test") -> Pki:
+    """The PKI :func:`init_pki` wrote in ``directory`` (``create``: write one when there is
+    none). ConfigError naming the file when one is missing."""
+    from relaysec.config import ConfigError
+
+    d = Path(directory)
+    if create and not (d / "ca.pem").exists():
+        return init_pki(d, server_name, stations)
+
+    def issued(stem: str) -> Issued:
+        out = Issued(d / f"{stem}.pem", d / f"{stem}.key")
+        for p in (out.cert, out.key):
+            if not p.is_file():
+                raise ConfigError(f"PKI {str(d)!r}: {p.name} missing (relaysec pki init)")
+        return out
+
+    if not (d / "ca.pem").is_file():
+        raise ConfigError(f"PKI {str(d)!r}: ca.pem missing (relaysec pki init)")
+    ca = Issued(d / "ca.pem", d / "ca.key")   # the CA's key is not needed to serve
+    return Pki(ca, issued("server"), {name: issued(f"device-{name}") for name in stations})

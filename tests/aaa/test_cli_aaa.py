@@ -71,3 +71,40 @@ def test_trial_print_config_hides_the_secret(capsys: pytest.CaptureFixture[str])
                  "--set", "aaa.secret=do-not-print-2"]) == 0
     out = capsys.readouterr().out
     assert "do-not-print-2" not in out and 'backend = "radius"' in out
+
+
+def test_pki_init_and_aaa_freeradius_give_a_working_eap_tls_server(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from relaysec.pki import load_pki
+    from stack.pkm.eap_tls import EapTlsPeer
+    from tests.aaa.test_eap_tls import NAI, SERVER, _converse
+
+    need("freeradius", "freeradius")
+    port = free_udp_port()
+    sets = ["--set", "aaa.secret=cli-secret-2", "--set", f"aaa.server=127.0.0.1:{port}"]
+    assert main(["pki", "init", str(tmp_path / "pki"), "--server-name", SERVER, *sets]) == 0
+    out = capsys.readouterr().out
+    assert 'AMS: eap = "tls"' in out and "BEGIN" not in out
+    assert (tmp_path / "pki" / "device-AMS.key").stat().st_mode & 0o077 == 0
+    assert main(["aaa", "freeradius", str(tmp_path / "fr"), "--pki", str(tmp_path / "pki"),
+                 *sets]) == 0
+    out = capsys.readouterr().out
+    assert "cli-secret-2" not in out and "EAP-TLS" in out
+    command = shlex.split(next(line for line in out.splitlines()
+                               if line.startswith("start it with:")).split(":", 1)[1])
+    cfg = load_config(overrides=[("aaa.backend", "radius"), ("aaa.secret", "cli-secret-2"),
+                                 ("aaa.server", f"127.0.0.1:{port}")])
+    pki = load_pki(tmp_path / "pki", {"AMS": NAI})
+    dev = pki.devices["AMS"]
+    peer = EapTlsPeer(NAI.encode(), cert=str(dev.cert), key=str(dev.key), ca=str(pki.ca.cert),
+                      server_name=SERVER)
+    with running(command, port, tmp_path, ready_line="Ready to process requests", timeout=30):
+        result, _ = _converse(cfg, peer)
+    assert result is not None and result.success and result.msk == peer.msk
+
+
+def test_aaa_freeradius_without_a_pki_dir_is_a_config_error(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["aaa", "freeradius", str(tmp_path / "fr"), "--pki", str(tmp_path / "none"),
+                 "--set", "aaa.secret=x"]) == 2
+    assert "ca.pem missing" in capsys.readouterr().err
