@@ -216,6 +216,7 @@ def bench_size(size: int | str, total: int, repeats: int, rng: np.random.Generat
                 b[1] / t[1] for b, t in zip(base, ts, strict=True)),
             "ratio_vs_pyca_best": min(b[0] for b in base) / best,
             "ratio_vs_pyca_worst": min(b[0] / t[0] for b, t in zip(base, ts, strict=True)),
+            "ratio_vs_pyca_cpu_worst": min(b[1] / t[1] for b, t in zip(base, ts, strict=True)),
         })
     return rows
 
@@ -306,6 +307,7 @@ def targets_of(rows: list[dict[str, Any]], engines: list[str]) -> dict[str, floa
         out[f"{SHORT[fast]}_vs_aesni_1500B"] = min(f / a for f, a in zip(f15, r15, strict=True))
     lst = [r for r in rows if r["impl"] == "list-api"]
     out["list_api_worst_round>=2.5 (wall)"] = min(r["ratio_vs_pyca_worst"] for r in lst)
+    out["list_api_worst_round>=2.5 (cpu)"] = min(r["ratio_vs_pyca_cpu_worst"] for r in lst)
     out["list_api_median>=2.5 (wall)"] = min(r["ratio_vs_pyca"] for r in lst)
     out["list_api_median>=2.5 (cpu)"] = min(r["ratio_vs_pyca_cpu"] for r in lst)
     return out

@@ -153,6 +153,31 @@ def _aes_lanes(typingctx, min_, cin, mout, cout, lrk, layout):
 
 
 @intrinsic
+def _ld8(typingctx, arr, off):
+    """The 8 bytes at ``arr[off:]`` as a little-endian int64 (an unaligned load)."""
+    sig = types.int64(arr, off)
+
+    def codegen(context, builder, signature, args):
+        p = builder.gep(_ptr(context, builder, signature.args[0], args[0]), [args[1]])
+        return builder.load(builder.bitcast(p, _I64.as_pointer()), align=1)
+
+    return sig, codegen
+
+
+@intrinsic
+def _st8(typingctx, arr, off, val):
+    """Store int64 ``val`` little-endian at ``arr[off:off+8]`` (an unaligned store)."""
+    sig = types.void(arr, off, val)
+
+    def codegen(context, builder, signature, args):
+        p = builder.gep(_ptr(context, builder, signature.args[0], args[0]), [args[1]])
+        builder.store(args[2], builder.bitcast(p, _I64.as_pointer()), align=1)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
 def _full_block(typingctx, buf, p, out, q, mout, cout, min_, j16, decrypt):
     """One whole payload block of one lane: ``out[q:q+16] = buf[p:p+16] ^ S``, next MAC input.
 
@@ -216,19 +241,23 @@ def _run_full(typingctx, buf, lane_p, out, lane_q, lane_live, nsteps, min_, cin,
 
 @njit(cache=True, nogil=True)
 def _load_lane(j, it, nonces, lens, tag_len, min_, cin):
-    """Put item ``it`` into lane ``j``: MAC in = B_0, CTR in = A_1 (A_0 if the payload is empty)."""
+    """Put item ``it`` into lane ``j``: MAC in = B_0, CTR in = A_1 (A_0 if the payload is empty).
+
+    ``nonces`` is the flat (n * 13) nonce array. ``B_0 = flags | N | l(m)`` and
+    ``A_1 = 0x01 | N | 0x0001`` are assembled as two little-endian words each: the nonce is read
+    as two overlapping 8-byte words (bytes 0-7 and 5-12, never past its end).
+    """
     j16 = 16 * j
     ln = lens[it]
-    min_[j16] = ((tag_len - 2) // 2) * 8 + 1  # Adata = 0, M' = (M-2)/2, L' = L-1 = 1
-    cin[j16] = 1  # L' = 1
-    for t in range(13):
-        v = nonces[it, t]
-        min_[j16 + 1 + t] = v
-        cin[j16 + 1 + t] = v
-    min_[j16 + 14] = (ln >> 8) & 0xFF
-    min_[j16 + 15] = ln & 0xFF
-    cin[j16 + 14] = 0
-    cin[j16 + 15] = 1 if ln > 0 else 0
+    q0 = _ld8(nonces, 13 * it)  # N_0 .. N_7
+    q1 = _ld8(nonces, 13 * it + 5)  # N_5 .. N_12
+    lo = q0 << 8  # block bytes 1..7 = N_0 .. N_6
+    hi = (q1 >> 16) & 0xFFFFFFFFFFFF  # block bytes 8..13 = N_7 .. N_12
+    flags = ((tag_len - 2) // 2) * 8 + 1  # Adata = 0, M' = (M-2)/2, L' = L-1 = 1
+    _st8(min_, j16, lo | flags)
+    _st8(min_, j16 + 8, hi | ((ln >> 8) & 0xFF) << 48 | (ln & 0xFF) << 56)
+    _st8(cin, j16, lo | 1)  # L' = 1
+    _st8(cin, j16 + 8, hi | (1 if ln > 0 else 0) << 56)
 
 
 @njit(cache=True, nogil=True)
@@ -242,6 +271,7 @@ def _ccm_range(rk, rk_of, kidx, nonces, buf, offs, lens, out, oofs, tag_len, dec
     other, so almost every step runs in the fused whole-block loop (:func:`_run_full`).
     """
     nl = NLANES
+    nflat = nonces.reshape(nonces.shape[0] * 13)
     min_ = np.zeros(16 * nl, np.uint8)
     cin = np.zeros(16 * nl, np.uint8)
     mout = np.zeros(16 * nl, np.uint8)
@@ -267,7 +297,7 @@ def _ccm_range(rk, rk_of, kidx, nonces, buf, offs, lens, out, oofs, tag_len, dec
             for j in range(nl):
                 if nxt < hi:
                     it = order[nxt]
-                    _load_lane(j, it, nonces, lens, tag_len, min_, cin)
+                    _load_lane(j, it, nflat, lens, tag_len, min_, cin)
                     src = rk_of[kidx[it]]
                     if lane_key[j] != src:
                         lane_key[j] = src
@@ -339,8 +369,11 @@ def _ccm_range(rk, rk_of, kidx, nonces, buf, offs, lens, out, oofs, tag_len, dec
                 if decrypt:
                     e = offs[it] + ln  # the received tag follows the ciphertext in the input
                     diff = 0
-                    for t in range(tag_len):
-                        diff |= buf[e + t] ^ mout[j16 + t] ^ cout[j16 + t]
+                    if tag_len == 8:
+                        diff = _ld8(buf, e) ^ _ld8(mout, j16) ^ _ld8(cout, j16)
+                    else:
+                        for t in range(tag_len):
+                            diff |= buf[e + t] ^ mout[j16 + t] ^ cout[j16 + t]
                     if diff == 0:
                         ok[it] = True
                     else:
@@ -348,6 +381,8 @@ def _ccm_range(rk, rk_of, kidx, nonces, buf, offs, lens, out, oofs, tag_len, dec
                         q0 = oofs[it]
                         for t in range(ln):
                             out[q0 + t] = 0
+                elif tag_len == 8:
+                    _st8(out, oofs[it] + ln, _ld8(mout, j16) ^ _ld8(cout, j16))
                 else:
                     e = oofs[it] + ln
                     for t in range(tag_len):
