@@ -149,6 +149,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="traffic phases: a count of packets per flow, or full buffer both ways "
                    "for every AMS (goodput, efficiency and fairness in the report); default "
                    "from config (traffic.mode)")
+    p.add_argument("--aaa", choices=("freeradius", "hostapd"),
+                   help="start a private AAA server for the run and authenticate every station "
+                   "through it over RADIUS: freeradius (EAP-TLS, a fresh lab PKI) or hostapd "
+                   "(EAP-PSK); docs/aaa.md")
     p.set_defaults(func=run)
 
 
@@ -184,7 +188,18 @@ def run(args: argparse.Namespace) -> int:
         return config_failed("trial", exc)
     from relaysec.trial import run_trial
 
-    report, trace = run_trial(cfg, progress=progress, record_dir=args.record)
+    if getattr(args, "aaa", None):
+        from relaysec.aaa_lab import AaaLabError, private_server
+
+        try:
+            with private_server(cfg, args.aaa) as cfg:
+                progress(f"AAA: a private {args.aaa} on {cfg['aaa']['server']}")
+                report, trace = run_trial(cfg, progress=progress, record_dir=args.record)
+        except AaaLabError as exc:
+            print(f"relaysec trial: error: --aaa {args.aaa}: {exc}", file=sys.stderr)
+            return 2
+    else:
+        report, trace = run_trial(cfg, progress=progress, record_dir=args.record)
     from relaysec.aaa import report_section, summary_line
 
     report["aaa"] = report_section(cfg)

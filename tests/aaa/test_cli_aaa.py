@@ -108,3 +108,29 @@ def test_aaa_freeradius_without_a_pki_dir_is_a_config_error(
     assert main(["aaa", "freeradius", str(tmp_path / "fr"), "--pki", str(tmp_path / "none"),
                  "--set", "aaa.secret=x"]) == 2
     assert "ca.pem missing" in capsys.readouterr().err
+
+
+FAST_SETS = ["--set", "traffic.packets_per_direction=8", "--set", "security.tek_lifetime_s=0.3",
+             "--set", "traffic.drain_frames=10", "-q", "--no-msc"]
+
+
+@pytest.mark.parametrize("server, method", [("freeradius", "EAP-TLS"), ("hostapd", "EAP-PSK")])
+@pytest.mark.parametrize("mode", ["distributed", "centralized"])
+def test_trial_with_a_private_aaa_server(capsys: pytest.CaptureFixture[str], server: str,
+                                         method: str, mode: str) -> None:
+    need(server, server)
+    assert main(["trial", "--aaa", server, "--mode", mode, *FAST_SETS]) == 0
+    out = capsys.readouterr().out
+    assert "relaysec trial: PASS" in out
+    aaa = next(line for line in out.splitlines() if line.startswith("AAA: radius"))
+    assert aaa.count(method) == 3      # ARS-1, ARS-2, AMS
+
+
+def test_trial_aaa_says_what_to_install(monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    import relaysec.aaa_lab
+
+    monkeypatch.setattr(relaysec.aaa_lab.shutil, "which", lambda name: None)
+    monkeypatch.setattr(relaysec.aaa_lab.os, "access", lambda path, mode: False)
+    assert main(["trial", "--aaa", "freeradius", *FAST_SETS]) == 2
+    assert "apt-get install freeradius" in capsys.readouterr().err
