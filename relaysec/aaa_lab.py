@@ -92,9 +92,11 @@ def lab_config(cfg: Config, server: str, directory: Path, port: int) -> tuple[Co
 
 
 @contextmanager
-def private_server(cfg: Config, server: str, *, timeout: float = 30.0) -> Iterator[Config]:
+def private_server(cfg: Config, server: str, *, timeout: float = 30.0,
+                   tls_max: str = "1.3") -> Iterator[Config]:
     """Run ``server`` ("freeradius" or "hostapd") for the stations of ``cfg`` while the block
-    runs; yields the config that uses it. AaaLabError when it cannot start."""
+    runs; yields the config that uses it. ``tls_max``: FreeRADIUS's highest TLS version.
+    AaaLabError when it cannot start."""
     if server not in SERVERS:
         raise AaaLabError(f"unknown AAA server {server!r} (freeradius or hostapd)")
     _program(server)
@@ -103,7 +105,7 @@ def private_server(cfg: Config, server: str, *, timeout: float = 30.0) -> Iterat
         port = _free_port()
         run_cfg, pki = lab_config(cfg, server, d, port)
         if server == "freeradius":
-            files = write_freeradius(run_cfg, d, pki)
+            files = write_freeradius(run_cfg, d, pki, tls_max=tls_max)
         else:
             files = write_hostapd(run_cfg, d)
         log_path = d / "server.log"

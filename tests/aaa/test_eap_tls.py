@@ -237,3 +237,16 @@ def test_unreadable_device_files_fail_at_setup(tmp_path: Path) -> None:
     st = {"cert": str(tmp_path / "none.pem"), "key": "k", "ca": "c", "server_name": SERVER}
     with pytest.raises(MalformedError, match="certificate"):
         tls_peer_factory(st, b"x@y.test")
+
+
+def test_reassembly_is_bounded(pki: Pki) -> None:
+    from stack.pkm.eap_tls import FLAG_S, MAX_TLS_MESSAGE
+
+    peer = _peer(pki)
+    reply, _ = peer.handle(EapPacket(EapCode.REQUEST, 0, 13, encode_tls(FLAG_S)).encode())
+    assert reply is not None          # the ClientHello
+    with pytest.raises(MalformedError, match="too long"):
+        for i in range(MAX_TLS_MESSAGE // 1000 + 2):
+            ack, _ = peer.handle(EapPacket(EapCode.REQUEST, (i + 1) & 0xFF, 13,
+                                           encode_tls(FLAG_M, b"x" * 1000)).encode())
+            assert EapPacket.decode(ack or b"").data == b"\x00"   # each fragment acknowledged
