@@ -103,7 +103,7 @@ def write_hostapd(cfg: Config, directory: str | Path, *, client: str = "127.0.0.
     if tls is not None or fragment_size is not None:   # EAP-TLS fragments the server sends
         lines.append(f"fragment_size={int(fragment_size or EAP_FRAGMENT)}")
     conf.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    exe = shutil.which("hostapd") or "hostapd"
+    exe = shutil.which("hostapd") or "/usr/sbin/hostapd"
     return ServerFiles(conf, [exe, str(conf.resolve())])
 
 
