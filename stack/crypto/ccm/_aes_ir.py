@@ -185,39 +185,37 @@ def _emit_loop(
         builder.store(_load(builder, ci, _c64(16 * w * g), w), cs)
         mst.append(ms)
         cst.append(cs)
-    # Per-lane payload pointers; an idle lane reads and writes a stack slot instead.
+    # Per-lane payload pointers, fixed for the loop: step s of lane j is at base + (16 s & mask),
+    # so nothing per lane is updated per step. An idle lane (mask 0) reads and writes a stack
+    # slot instead of the buffers.
     i8p = _I8.as_pointer()
-    pst, qst, steps = [], [], []
+    pbase, qbase, masks = [], [], []
     for j in range(nlanes):
-        ps = cgutils.alloca_once(builder, i8p)
-        qs = cgutils.alloca_once(builder, i8p)
         scratch = cgutils.alloca_once(builder, _V2)
         builder.store(ir.Constant(_V2, None), scratch)
         live = builder.icmp_unsigned("!=", builder.load(builder.gep(livep, [_c64(j)])), _c64(0))
         dummy = builder.bitcast(scratch, i8p)
         pj = builder.gep(bp, [builder.load(builder.gep(pp, [_c64(j)]))])
         qj = builder.gep(op, [builder.load(builder.gep(qp, [_c64(j)]))])
-        builder.store(builder.select(live, pj, dummy), ps)
-        builder.store(builder.select(live, qj, dummy), qs)
-        pst.append(ps)
-        qst.append(qs)
-        steps.append(builder.select(live, _c64(16), _c64(0)))
+        pbase.append(builder.select(live, pj, dummy))
+        qbase.append(builder.select(live, qj, dummy))
+        masks.append(builder.select(live, _c64(-1), _c64(0)))
     inc = ir.Constant(vw, [0, 1] * w)
-    with cgutils.for_range(builder, nsteps):
+    with cgutils.for_range(builder, nsteps) as loop:
+        off = builder.shl(loop.index, _c64(4))
         cnt = [builder.load(x) for x in cst]
         m, c = rounds([builder.load(x) for x in mst], list(cnt))
         for g in groups:
             plain = []
             for i in range(w):
                 j = g * w + i
-                p = builder.load(pst[j])
-                q = builder.load(qst[j])
+                o = builder.and_(off, masks[j])
+                p = builder.gep(pbase[j], [o])
+                q = builder.gep(qbase[j], [o])
                 b = builder.load(builder.bitcast(p, _V2.as_pointer()), align=1)
                 res = builder.xor(b, block(builder, c[g], i))
                 builder.store(res, builder.bitcast(q, _V2.as_pointer()), align=1)
                 plain.append(builder.select(dec, res, b))
-                builder.store(builder.gep(p, [steps[j]]), pst[j])
-                builder.store(builder.gep(q, [steps[j]]), qst[j])
             builder.store(builder.xor(m[g], concat(builder, plain)), mst[g])
             nxt = builder.add(builder.call(bswap, [cnt[g]]), inc)
             builder.store(builder.call(bswap, [nxt]), cst[g])

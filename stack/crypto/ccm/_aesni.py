@@ -36,7 +36,7 @@ from stack.crypto.ccm import _aes_ir
 from stack.crypto.ccm._pyobj import u8ptr
 from stack.crypto.ccm._split import on_threads, split_by_bytes
 
-AES_IR_SHA256 = "bb9395af30d4cb02d36fb643ed723ed73aacf78fff0f71dbc1872435e93d4cf8"
+AES_IR_SHA256 = "1a0c4690c58b0ee99abc74b4fd98e157c4309d24e4bdf36d2c9d49d3f2c809b4"
 """SHA-256 of ``_aes_ir.py``, the IR this module's kernels are compiled from. numba's cache keys
 on the hash of *this* file only, so an edit there alone would leave stale machine code in the
 cache; ``tests/crypto/test_ccm_vaes.py`` fails until this pin is updated (which changes this
@@ -261,6 +261,27 @@ def _load_lane(j, it, nonces, lens, tag_len, min_, cin):
 
 
 @njit(cache=True, nogil=True)
+def _tail_block(buf, p, out, q, rem, mout, cout, min_, j16, decrypt):
+    """A last payload block of ``rem`` = 8..15 bytes, in words: the block's bytes 0-7 and
+    ``rem-8 .. rem-1`` as two overlapping words (nothing read or written outside the block; both
+    are loaded before either is stored, so in place works). MAC in = X ^ (P padded with zeros).
+    """
+    a = _ld8(buf, p)
+    b = _ld8(buf, p + rem - 8)
+    ra = a ^ _ld8(cout, j16)
+    rb = b ^ _ld8(cout, j16 + rem - 8)
+    _st8(out, q + rem - 8, rb)
+    _st8(out, q, ra)
+    pa, pb = (ra, rb) if decrypt else (a, b)
+    hi = 0
+    if rem > 8:  # bytes 8 .. rem-1 of the block are the top rem-8 bytes of pb
+        sh = 8 * (16 - rem)
+        hi = (pb >> sh) & ((1 << (64 - sh)) - 1)
+    _st8(min_, j16, _ld8(mout, j16) ^ pa)
+    _st8(min_, j16 + 8, _ld8(mout, j16 + 8) ^ hi)
+
+
+@njit(cache=True, nogil=True)
 def _ccm_range(rk, rk_of, kidx, nonces, buf, offs, lens, out, oofs, tag_len, decrypt, ok, order,
                lo, hi, layout):
     """Seal/open items ``order[lo..hi-1]``, a lane group (8 or 16 items) at a time in lockstep.
@@ -352,6 +373,8 @@ def _ccm_range(rk, rk_of, kidx, nonces, buf, offs, lens, out, oofs, tag_len, dec
                 rem = ln - 16 * k
                 if rem >= 16:
                     _full_block(buf, p, out, q, mout, cout, min_, j16, decrypt)
+                elif rem >= 8:
+                    _tail_block(buf, p, out, q, rem, mout, cout, min_, j16, decrypt)
                 else:
                     for t in range(rem):
                         b = buf[p + t]
