@@ -86,6 +86,9 @@ HARNESSES: dict[str, Spec] = {s.name: s for s in (
     _spec("pkm", ("stack",), 512,
           "PKMv3/relay messages: decode(), each class's decode, expects_cmac, canonical re-encode"),
     _spec("eap", ("stack",), 512, "EAP packet codec (RFC 3748): decode, canonical re-encode"),
+    _spec("eap_tls", ("stack",), 4096,
+          "EAP-TLS Type-Data codec and a started EapTlsPeer fed arbitrary server messages "
+          "(no success, no MSK, only SecurityError)"),
     _spec("radius", ("stack",), 4096,
           "RADIUS codec and back end: decode (canonical), verify_answer, receive_datagram of a "
           "RadiusAuthenticator with a request outstanding (drops counted, no forged success)"),

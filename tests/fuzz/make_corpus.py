@@ -572,11 +572,27 @@ def seeds_radius() -> Seeds:
     yield "other-vendor", answer(r.RadiusCode.ACCESS_REJECT, (other_vendor,))
 
 
+def seeds_eap_tls() -> Seeds:
+    """Type-Data the server sends: ACK, Start, a TLS alert, a first fragment with L and M, a
+    last fragment, a handshake record header, and a length beyond the bound."""
+    from stack.pkm.eap_tls import FLAG_L, FLAG_M, FLAG_S, encode_tls
+
+    yield "ack", encode_tls(0)
+    yield "start", encode_tls(FLAG_S)
+    yield "alert", encode_tls(0, bytes([21, 3, 3, 0, 2, 2, 40]))
+    hello = bytes([22, 3, 3, 0, 60, 2, 0, 0, 56, 3, 3]) + bytes(range(32)) + bytes(21)
+    yield "first-fragment", encode_tls(FLAG_M, hello[:40], total=len(hello))
+    yield "last-fragment", encode_tls(0, hello[40:])
+    yield "server-hello", encode_tls(0, hello)
+    yield "too-long", bytes([FLAG_L, 0x7F, 0, 0, 0]) + b"x"
+
+
 GENERATORS: dict[str, Callable[[], Seeds]] = {
     "pkm": seeds_pkm, "eap": seeds_eap, "eap_psk": seeds_eap_psk, "mpdu": seeds_mpdu,
     "burst": seeds_burst, "relay": seeds_relay, "frames": seeds_frames, "cmac": seeds_cmac,
     "phy": seeds_phy, "zone": seeds_zone, "iiod": seeds_iiod, "sigmf": seeds_sigmf,
     "config": seeds_config, "roles": seeds_roles, "radius": seeds_radius,
+    "eap_tls": seeds_eap_tls,
 }
 
 
