@@ -25,6 +25,11 @@ MB/s are medians over rounds, "best" the fastest round.
 Cold start (numba compile into an empty cache, then a load from that cache) is measured in
 subprocesses and reported separately.
 
+With ``--ipsecmb BINARY`` (the anchor program ``shared/anchors/ipsecmb_ccm.c`` built against
+Intel's intel-ipsec-mb, the multi-buffer peer in C) the peer's seal rate at each fixed size is run
+beside ours (its best round, wall clock: compare with the ``best`` column), and its first sealed
+item is checked against this package byte for byte.
+
 Besides wall-clock time each run records the process's CPU time (all threads): on a shared
 machine it leaves out the time the OS gave to others, and it is what "per core" means. Cycles/byte
 = CPU time × the clock /proc/cpuinfo reports (nominal; boost clocks make the true figure higher),
@@ -280,6 +285,33 @@ def print_table(rows: list[dict[str, Any]], mhz: float | None) -> None:
           "the reported clock; limit: the multi-buffer floor of the engine's lane width)")
 
 
+def ipsecmb_anchor(binary: str, total: int, rounds: int) -> dict[str, Any]:
+    """Seal MB/s of the intel-ipsec-mb anchor program at each fixed size, and whether its first
+    sealed item (its own key, nonce and payload pattern) equals ours."""
+    out: dict[str, Any] = {}
+    for size in (s for s in SIZES if isinstance(s, int)):
+        count = max(64, total // size)
+        try:
+            r = subprocess.run([binary, str(size), str(count), str(rounds)], capture_output=True,
+                               text=True, timeout=300)
+        except (OSError, subprocess.SubprocessError) as exc:
+            return {"error": str(exc)}
+        words = r.stdout.split()
+        if r.returncode != 0 or "MB/s" not in words or "first" not in words:
+            return {"error": (r.stderr or r.stdout)[-300:]}
+        key = bytes((i * 7 + 1) & 0xFF for i in range(16))
+        nonce = bytes((i * 13 + 5) & 0xFF for i in range(13))
+        payload = bytes((i * 31 + 3) & 0xFF for i in range(size))
+        ours = seal_many(key, [nonce], [payload])[0]
+        first, tag = words[words.index("first") + 1], words[words.index("tag") + 1]
+        out[str(size)] = {
+            "arch": words[words.index("arch") + 1],
+            "mb_s_best": float(words[words.index("MB/s") + 1]),
+            "byte_exact": ours[: min(size, 64)].hex() == first and ours[size:].hex() == tag,
+        }
+    return out
+
+
 def cpu_features() -> dict[str, bool]:
     """The host CPU features (llvmlite's view, what numba compiles for) that pick the engines."""
     import llvmlite.binding as llvm
@@ -320,6 +352,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mbytes", type=float, default=3.0, help="payload MB per measurement")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--no-cold", action="store_true", help="skip the cold-compile subprocesses")
+    ap.add_argument("--ipsecmb", metavar="BINARY",
+                    help="the built intel-ipsec-mb anchor (shared/anchors/ipsecmb_ccm.c) to run "
+                         "beside")
     args = ap.parse_args(argv)
 
     info = machine_info()
@@ -350,6 +385,21 @@ def main(argv: list[str] | None = None) -> int:
     if warn_after:
         print(warn_after)
     print(f"benchmark time {time.perf_counter() - t0:.1f} s")
+    anchor = {} if not args.ipsecmb else ipsecmb_anchor(args.ipsecmb, int(args.mbytes * 1e6),
+                                                        args.repeats)
+    if anchor:
+        best = {(r["size"], r["impl"]): r["mb_s_best"] for r in rows if r["op"] == "seal"}
+        fast = next((e for e in LOCKSTEP if e in engines), None)
+        print("\nintel-ipsec-mb anchor, seal, best round (wall clock):")
+        for size, a in anchor.items():
+            if size == "error":
+                print(f"  error: {a}")
+                continue
+            ours = best.get((int(size), f"batch-{SHORT[fast]}-1t")) if fast else None
+            vs = f"; batch-{SHORT[fast]}-1t best {ours:.0f} ({ours / a['mb_s_best']:.2f}x)" \
+                if ours else ""
+            print(f"  {size} B: {a['mb_s_best']:.0f} MB/s ({a['arch']}, byte-exact "
+                  f"{a['byte_exact']}){vs}")
     targets = targets_of(rows, engines)
     if targets:
         print("targets (issue 15; worst of seal/open, list API over all sizes):\n  " + "\n  ".join(
@@ -369,6 +419,7 @@ def main(argv: list[str] | None = None) -> int:
             "engine_status": engine_status(),
             "cpu_features": feats,
             "cold_start_s": cold,
+            "ipsecmb_anchor": anchor,
             "cpb_limit": CPB_LIMIT,
             "timing": "interleaved rounds; wall = perf_counter, cpu = process_time (all threads)",
             "targets": targets,
