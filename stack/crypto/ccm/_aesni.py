@@ -1,4 +1,4 @@
-"""AES-128-CCM on AES-NI / VAES in numba: 8 or 16 items in lockstep (multi-buffer CBC-MAC + CTR).
+"""AES-128-CCM on AES-NI / VAES in numba: 8 items in lockstep (multi-buffer CBC-MAC + CTR).
 
 **Never call anything here unless ``stack.crypto.ccm.engine_status()`` says the engine of the
 layout runs here** (``numba-aesni`` for ``"aesni"``, ``numba-vaes256`` / ``numba-vaes512`` for the
@@ -18,7 +18,7 @@ Schedule of one lane holding an item with ``nb = ceil(l/16)`` payload blocks (RF
                               MAC in = X_{k+1} ^ P,    CTR in = A_{k+2}  (A_0 after the last)
                    if k == nb: T = X_{nb+1},  S_0 = out_ctr,  tag = T ^ S_0; lane idle
 
-When all lanes are idle the next 8 (16) items, in order of length, are loaded. The VAES layouts
+When all lanes are idle the next 8 items, in order of length, are loaded. The VAES layouts
 run the same schedule; only the fused whole-block loop packs 2 or 4 lanes into each AES
 instruction (:mod:`._vaes`).
 """
@@ -284,7 +284,7 @@ def _tail_block(buf, p, out, q, rem, mout, cout, min_, j16, decrypt):
 @njit(cache=True, nogil=True)
 def _ccm_range(rk, rk_of, kidx, nonces, buf, offs, lens, out, oofs, tag_len, decrypt, ok, order,
                lo, hi, layout):
-    """Seal/open items ``order[lo..hi-1]``, a lane group (8 or 16 items) at a time in lockstep.
+    """Seal/open items ``order[lo..hi-1]``, 8 at a time in lockstep lanes.
 
     Item ``it`` is read from ``buf[offs[it]:]`` and written to ``out[oofs[it]:]`` (``out`` may be
     ``buf`` with ``oofs`` = ``offs``: in place). ``order`` only changes the schedule (items are
@@ -528,6 +528,7 @@ def run(
     """Engine entry (inputs already validated by :mod:`stack.crypto.ccm`); ``layout`` is a key
     of :data:`LAYOUTS` the caller checked the CPU for."""
     n = nonces.shape[0]
+    nonces = np.ascontiguousarray(nonces)  # the kernel reads them as one flat array
     lay = LAYOUTS[layout]
     threads = min(int(threads), numba.config.NUMBA_NUM_THREADS)
     if threads <= 1 or n < 2 * NLANES:

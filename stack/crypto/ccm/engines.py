@@ -3,9 +3,9 @@
 ``"reference"``
     One ``cryptography`` ``AESCCM`` call per item. Always available; the yardstick for the others.
 ``"numba-vaes512"`` / ``"numba-vaes256"``
-    The AES-NI engine's lockstep kernel with AES rounds on 512-bit (16 lanes, 4 per instruction)
-    or 256-bit (8 lanes, 2 per instruction) VAES vectors. Only offered when the CPU numba compiles
-    for has VAES (and AVX-512F for 512, AVX2 for 256).
+    The AES-NI engine's lockstep kernel (8 lanes) with AES rounds on 512-bit (4 lanes per
+    instruction) or 256-bit (2 lanes per instruction) VAES vectors. Only offered when the CPU
+    numba compiles for has VAES (and AVX-512F for 512, AVX2 for 256).
 ``"numba-aesni"``
     numba kernel on AES-NI (LLVM intrinsics), 8 items in lockstep so the CBC-MAC chains of several
     items hide each other's AES latency. Only offered when the CPU numba compiles for has AES-NI:
