@@ -226,3 +226,33 @@ def test_failures_are_logged_without_the_secret(caplog: pytest.LogCaptureFixture
     assert "shared secret" in text and "failed authentication" in text
     assert SECRET.decode() not in text and "not-the-secret" not in text
     assert SECRET.decode() not in repr(auth) and SECRET.decode() not in repr(s)
+
+
+def test_slow_server_answers_after_a_resend_and_the_late_copy_is_dropped() -> None:
+    """A server slower than the timeout: the request is resent, the server answers both copies
+    (the same answer), the first completes the round trip and the late one is dropped."""
+    auth, server = _auth(), _server()
+    s = auth.start(A)
+    peer = EapPskPeer(NAI_A, PSK_A, rng=8)
+    delayed: list[tuple[float, bytes]] = []
+    now = 0.0
+    while s.result is None and now < 20:
+        auth.timer(now)
+        for d in auth.datagrams_to_send(now):
+            ans = server.handle(d)
+            if ans is not None:
+                delayed.append((now + 0.7, ans))      # 0.7 s > the 0.5 s timeout
+        for t, ans in [x for x in delayed if x[0] <= now]:
+            delayed.remove((t, ans))
+            auth.receive_datagram(ans, now)
+        out, _ = s.poll()
+        if out is not None:
+            if EapPacket.decode(out).code == EapCode.REQUEST:
+                reply, _ = peer.handle(out)
+                s.handle(reply)
+            else:
+                peer.handle(out)
+        now = round(now + 0.05, 2)
+    assert s.result is not None and s.result.success and s.result.msk == peer.msk
+    # each round trip was resent once; the late copies that came before the end were dropped
+    assert auth.stats["retransmissions"] == 3 and auth.dropped["unknown_identifier"] >= 2
