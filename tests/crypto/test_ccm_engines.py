@@ -262,3 +262,20 @@ def test_schedule_order_groups_by_length() -> None:
     assert (np.diff((lens[order] + 15) // 16) >= 0).all()
     assert schedule_order(np.sort(lens)).tolist() == list(range(500))
     assert schedule_order(np.array([40, 17, 3, 33, 48])).tolist() == [2, 1, 0, 3, 4]
+
+
+@pytest.mark.parametrize("engine", FAST)
+def test_trusted_path_takes_strided_nonces(engine: str) -> None:
+    """``run_in_place_trusted`` (the MAC's path, no validation) with a column slice as nonces."""
+    from stack.crypto.ccm import run_in_place_trusted
+
+    rng = np.random.default_rng(17)
+    lens = rng.integers(0, 100, 20).astype(np.int64)
+    b = _make(17, lens, nkeys=2)
+    wide = rng.integers(0, 256, (20, 20), dtype=np.uint8)
+    wide[:, 3:16] = b["nonces"]
+    ref = dict(b, buf=b["buf"].copy())
+    seal_batch(**ref, engine="reference")
+    run_in_place_trusted(b["keys"], b["key_index"].astype(np.int64), wide[:, 3:16], b["buf"],
+                         b["offsets"], b["lengths"], decrypt=False, engine=engine)
+    assert np.array_equal(b["buf"], ref["buf"])
