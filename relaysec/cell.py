@@ -196,6 +196,9 @@ def make_roles(cfg: Config, local: Iterable[Mapping[str, Any]], *, seeded_keys: 
         nai = station_identity(cfg, st)
         return None if nai is None else nai.encode()
 
+    identities = {station_bytes(s["station_id"]): ident for s in stations
+                  if s["role"] != "abs" and (ident := identity(s)) is not None}
+
     def eap_peer(st: Mapping[str, Any]) -> Any:
         return tls_peer_factory(st, identity(st) or b"") if st.get("eap") == "tls" else None
 
@@ -209,7 +212,8 @@ def make_roles(cfg: Config, local: Iterable[Mapping[str, Any]], *, seeded_keys: 
                 AbsConfig(station_id=s["station_id"], mode=mode, timers=timers, lifetimes=life,
                           encrypt_relay_control=relay_ctl, relays=relays),
                 authenticator=authenticator if authenticator is not None else
-                BuiltinAuthenticator(psks, rng=None if rseed is None else rseed + 1),
+                BuiltinAuthenticator(psks, rng=None if rseed is None else rseed + 1,
+                                     identities=identities),
                 rng=rseed)
         elif s["role"] == "ars":
             roles[s["name"]] = ArsRole(

@@ -69,10 +69,12 @@ class BuiltinAuthenticator(Authenticator):
 
     ``server_id`` is EAP-PSK's ID_S; ``rng`` (seed or Generator, None = OS CSPRNG) draws RAND_S
     and EAP identifiers; ``request_identity`` adds the optional EAP-Request/Identity round trip
-    (off by default: the ABS already knows the station id from ranging)."""
+    (off by default: the ABS already knows the station id from ranging). ``identities``: the
+    EAP identity (ID_P, e.g. an NAI) of stations that do not use their 6-byte id."""
 
     def __init__(self, psks: Mapping[bytes, bytes], *, server_id: bytes = b"relaysec-aaa",
-                 rng: RngLike = None, request_identity: bool = False) -> None:
+                 rng: RngLike = None, request_identity: bool = False,
+                 identities: Mapping[bytes, bytes] | None = None) -> None:
         table: dict[bytes, bytes] = {}
         for peer, psk in psks.items():
             if len(psk) != PSK_LEN:
@@ -80,6 +82,7 @@ class BuiltinAuthenticator(Authenticator):
                                      f"got {len(psk)}")
             table[bytes(peer)] = bytes(psk)
         self._psks = table
+        self._identities = {bytes(k): bytes(v) for k, v in (identities or {}).items()}
         self.server_id = bytes(server_id)
         self._deterministic = rng is not None
         self._rand = _rand_source(rng)
@@ -98,5 +101,6 @@ class BuiltinAuthenticator(Authenticator):
             return _RejectedSession(peer_id, self._rand(1)[0])
         # Seeded: each session gets a deterministic stream drawn from ours; else the OS CSPRNG.
         session_rng = int.from_bytes(self._rand(8), "big") if self._deterministic else None
-        return EapPskServer(peer_id, psk, server_id=self.server_id, rng=session_rng,
+        return EapPskServer(self._identities.get(peer_id, peer_id), psk,
+                            server_id=self.server_id, rng=session_rng,
                             request_identity=self.request_identity)

@@ -134,3 +134,16 @@ def test_trial_aaa_says_what_to_install(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setattr(relaysec.aaa_lab.os, "access", lambda path, mode: False)
     assert main(["trial", "--aaa", "freeradius", *FAST_SETS]) == 2
     assert "apt-get install freeradius" in capsys.readouterr().err
+
+
+def test_builtin_aaa_with_configured_identities_passes_the_trial() -> None:
+    from relaysec.trial import run_trial
+    from tests.trial.helpers import FAST
+
+    cfg = load_config(overrides=FAST)
+    stations = [dict(s) for s in cfg["stations"]]
+    for s in stations:
+        if s["role"] != "abs":
+            s["identity"] = f"{s['name'].lower()}@lab.example"
+    report, _ = run_trial(load_config(overrides=[*FAST, ("stations", stations)]))
+    assert report["ok"], report["reason"]
