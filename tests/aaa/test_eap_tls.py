@@ -250,3 +250,24 @@ def test_reassembly_is_bounded(pki: Pki) -> None:
             ack, _ = peer.handle(EapPacket(EapCode.REQUEST, (i + 1) & 0xFF, 13,
                                            encode_tls(FLAG_M, b"x" * 1000)).encode())
             assert EapPacket.decode(ack or b"").data == b"\x00"   # each fragment acknowledged
+
+
+def test_one_server_offering_tls_then_psk_serves_both_kinds_of_station(tmp_path: Path,
+                                                                       pki: Pki) -> None:
+    """hostapd proposes EAP-TLS first to every user (methods "TLS,PSK"): a TLS station takes it,
+    a PSK station answers with a Legacy Nak naming PSK and completes EAP-PSK."""
+    from relaysec.cell import station_psk
+    from stack.pkm.eap_psk import EapPskPeer
+
+    port = free_udp_port()
+    cfg = _cfg(port)
+    tls_peer = _peer(pki)
+    ams = next(s for s in cfg["stations"] if s["name"] == "AMS")
+    psk_peer = EapPskPeer(NAI.encode(), station_psk(cfg, ams), rng=3)
+    with hostapd(cfg, tmp_path, methods="TLS,PSK", tls=pki):
+        r_tls, _ = _converse(cfg, tls_peer)
+        r_psk, _ = _converse(cfg, psk_peer)  # type: ignore[arg-type]
+    assert r_tls is not None and r_tls.success and r_tls.method == "EAP-TLS"
+    assert r_tls.msk == tls_peer.msk
+    assert r_psk is not None and r_psk.success and r_psk.method == "EAP-PSK"
+    assert r_psk.msk == psk_peer.msk
