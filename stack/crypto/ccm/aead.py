@@ -45,7 +45,7 @@ class AESCCM:
         self._key = check_key(key)
         self._tag_length = check_tag_len(tag_length)
         self._pyca = _PycaAESCCM(self._key, tag_length=self._tag_length)
-        self.engine = resolve(engine)
+        self.engine = "reference" if engine == "reference" else resolve(engine)
         self.threads = threads
 
     def __repr__(self) -> str:

@@ -207,6 +207,8 @@ def default_engine() -> str:
 
 
 def _check_engine(name: str) -> str:
+    if name == "reference":  # always there: no probing (which imports numba) on this path
+        return name
     if name not in ENGINES:
         raise MalformedError(f"unknown CCM engine {name!r}; known: {', '.join(ENGINES)}")
     why = _engine_status()[name]

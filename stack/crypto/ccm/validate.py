@@ -28,6 +28,8 @@ from stack.errors import KeyLengthError, MalformedError, require_bytes
 
 def check_key(key: object) -> bytes:
     """A 16-, 24- or 32-byte AES key as ``bytes``."""
+    if type(key) is bytes and len(key) in KEY_LENS:  # the usual case, first
+        return key
     if not isinstance(key, (bytes, bytearray, memoryview)):
         raise KeyLengthError(f"CCM key must be bytes, got {type(key).__name__}")
     if len(key) not in KEY_LENS:
@@ -44,6 +46,8 @@ def check_tag_len(tag_len: object) -> int:
 
 def check_nonce(nonce: object) -> bytes:
     """A 7..13-byte CCM nonce as ``bytes``."""
+    if type(nonce) is bytes and len(nonce) in NONCE_LENS:  # the usual case, first
+        return nonce
     if not isinstance(nonce, (bytes, bytearray, memoryview)):
         raise KeyLengthError(f"CCM nonce must be bytes, got {type(nonce).__name__}")
     if len(nonce) not in NONCE_LENS:
@@ -55,8 +59,9 @@ def check_message(nonce: bytes, data: object, aad: object, tag_len: int, *,
                   sealed: bool) -> tuple[bytes, bytes | None]:
     """``(data, aad or None)`` as ``bytes``: the payload (or ciphertext ‖ tag when ``sealed``)
     fits the length field of a ``len(nonce)``-byte nonce, and a sealed input holds its tag."""
-    data = require_bytes(data, "CCM input" if sealed else "CCM payload")
-    aad_b = b"" if aad is None else require_bytes(aad, "CCM AAD")
+    if type(data) is not bytes:
+        data = require_bytes(data, "CCM input" if sealed else "CCM payload")
+    aad_b = b"" if aad is None or aad == b"" else require_bytes(aad, "CCM AAD")
     payload = len(data)
     if sealed:
         if payload < tag_len:
