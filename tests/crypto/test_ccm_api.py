@@ -424,3 +424,19 @@ def test_class_refuses_non_bytes_payload_and_aad() -> None:
         c.decrypt(bytes(13), "x" * 20)  # type: ignore[arg-type]
     with pytest.raises(MalformedError, match="too long"):
         AESCCM(bytes(16)).encrypt(bytes(13), bytes(1 << 16))
+
+
+def test_single_message_path_imports_no_numba() -> None:
+    """The MPDU codec's CCM runs on ``cryptography`` alone: no engine probing, no numba import."""
+    import subprocess
+    import sys
+
+    code = ("import sys, stack.mpdu as m; from stack.crypto.ccm import AESCCM\n"
+            "m.ccm_decrypt(bytes(16), bytes(13), m.ccm_encrypt(bytes(16), bytes(13), b'x'))\n"
+            "AESCCM(bytes(16), engine='reference').encrypt(bytes(13), b'y')\n"
+            "print('numba' in sys.modules)")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    r = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip() == "False"
