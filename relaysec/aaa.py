@@ -98,18 +98,18 @@ class RadiusLink:
 
     def service(self, _sim_now: float | None = None) -> bool:
         """Send what is due, read what arrived, run retransmissions; True when a session has
-        news (the caller then runs the role's timer)."""
+        news -- an answer, or a request given up (the caller then runs the role's timer)."""
         now = time.monotonic()
-        self.auth.timer(now)
+        news = self.auth.timer(now)
         self._send(now)
-        news = self._drain(now)
+        news |= self._drain(now)
         while self.block and self.auth.outstanding and not news:
             deadline = self.auth.next_deadline()
             wait = 0.0 if deadline is None else max(0.0, deadline - time.monotonic())
             select.select([self._sock], [], [], wait)
             now = time.monotonic()
             news = self._drain(now)
-            self.auth.timer(now)
+            news |= self.auth.timer(now)
             if self.auth.outstanding and not news:
                 self._send(now)
             else:

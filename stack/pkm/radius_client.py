@@ -206,8 +206,10 @@ class RadiusAuthenticator(Authenticator):
         self._admit()
         return True
 
-    def timer(self, now: float) -> None:
-        """Resend requests whose answer is overdue; give up on those out of tries."""
+    def timer(self, now: float) -> bool:
+        """Resend requests whose answer is overdue; give up on those out of tries. True when a
+        session failed for it (news for ``poll``)."""
+        news = False
         for ident, req in list(self._outstanding.items()):
             if req.deadline is None or req.deadline > now:
                 continue
@@ -215,9 +217,11 @@ class RadiusAuthenticator(Authenticator):
                 del self._outstanding[ident]
                 self.stats["timeouts"] += 1
                 req.session._on_timeout(req.tries, req.unauthentic)
+                news = True
             else:
                 req.deadline = None   # resent by the next datagrams_to_send
         self._admit()
+        return news
 
     def next_deadline(self) -> float | None:
         """When :meth:`timer` has work next (None: nothing outstanding)."""

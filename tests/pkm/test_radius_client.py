@@ -256,3 +256,14 @@ def test_slow_server_answers_after_a_resend_and_the_late_copy_is_dropped() -> No
     assert s.result is not None and s.result.success and s.result.msk == peer.msk
     # each round trip was resent once; the late copies that came before the end were dropped
     assert auth.stats["retransmissions"] == 3 and auth.dropped["unknown_identifier"] >= 2
+
+
+def test_timer_reports_the_sessions_it_ended() -> None:
+    auth = _auth()
+    s = auth.start(A)
+    auth.datagrams_to_send(0.0)
+    assert auth.timer(0.6) is False            # a resend is due: no news yet
+    auth.datagrams_to_send(0.6)
+    auth.timer(1.7)
+    auth.datagrams_to_send(1.7)
+    assert auth.timer(3.8) is True and s.result is not None   # out of tries: news to poll
