@@ -36,7 +36,7 @@ from stack.crypto.ccm import _aes_ir
 from stack.crypto.ccm._pyobj import u8ptr
 from stack.crypto.ccm._split import on_threads, split_by_bytes
 
-AES_IR_SHA256 = "1a0c4690c58b0ee99abc74b4fd98e157c4309d24e4bdf36d2c9d49d3f2c809b4"
+AES_IR_SHA256 = "cefe9d4a78083a6071f36a6c6547a99da260ffe0b5bdc986dc9f93ec4110a68f"
 """SHA-256 of ``_aes_ir.py``, the IR this module's kernels are compiled from. numba's cache keys
 on the hash of *this* file only, so an edit there alone would leave stale machine code in the
 cache; ``tests/crypto/test_ccm_vaes.py`` fails until this pin is updated (which changes this
