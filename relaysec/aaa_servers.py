@@ -139,7 +139,8 @@ def write_freeradius(cfg: Config, directory: str | Path, tls: Pki, *, tls_max: s
     configuration copied and changed only where docs/aaa.md says (no privilege drop, one client
     with ``aaa.secret``, one virtual server listening on 127.0.0.1 at the port of ``aaa.server``,
     the inner-tunnel listener on the next port, EAP-TLS by default with the lab PKI's server
-    certificate and CA, TLS up to ``tls_max``). Start: ``freeradius -f -X -d DIR`` (its debug
+    certificate and CA, TLS up to ``tls_max``, the device certificate's CN checked against the
+    User-Name). Start: ``freeradius -f -X -d DIR`` (its debug
     log prints "Ready to process requests" when up). ConfigError without a secret or base."""
     secret = cfg["aaa"]["secret"]
     if not secret or any(c in secret for c in '"\\\r\n'):
@@ -175,5 +176,7 @@ def write_freeradius(cfg: Config, directory: str | Path, tls: Pki, *, tls_max: s
                       ("ca_file", tls.ca.cert)):
         _sub(eap, rf"^(\s*){key} = .*$", rf"\g<1>{key} = {path.resolve()}")
     _sub(eap, r'^(\s*)tls_max_version = "1.2"', rf'\1tls_max_version = "{tls_max}"')
+    # a device certificate proves only the identity it names: CN must equal the User-Name
+    _sub(eap, r"^(\s*)#\s*check_cert_cn = %\{User-Name\}", r"\1check_cert_cn = %{User-Name}")
     exe = shutil.which("freeradius") or "/usr/sbin/freeradius"
     return ServerFiles(d / "radiusd.conf", [exe, "-f", "-X", "-d", str(d.resolve())])

@@ -38,13 +38,14 @@ def _peer(pki: Pki, **kw: Any) -> EapTlsPeer:
                       ca=str(kw.pop("ca", pki.ca.cert)), **kw)
 
 
-def _converse(cfg: dict[str, Any], peer: EapTlsPeer, limit_s: float = 10.0
-              ) -> tuple[AuthResult | None, int]:
-    """Run the peer through the RADIUS back end of ``cfg``; returns the result and round trips."""
+def _converse(cfg: dict[str, Any], peer: EapTlsPeer, limit_s: float = 10.0, *,
+              sid: bytes = SID) -> tuple[AuthResult | None, int]:
+    """Run the peer (as station ``sid``) through the RADIUS back end of ``cfg``; returns the
+    result and the RADIUS round trips."""
     setup = make_authenticator(cfg, {}, rng=None, wall=True)
     auth, link = setup.authenticator, setup.link
     assert link is not None
-    session = auth.start(SID)
+    session = auth.start(sid)
     end = time.monotonic() + limit_s
     try:
         while session.result is None and time.monotonic() < end:
@@ -271,3 +272,20 @@ def test_one_server_offering_tls_then_psk_serves_both_kinds_of_station(tmp_path:
     assert r_tls.msk == tls_peer.msk
     assert r_psk is not None and r_psk.success and r_psk.method == "EAP-PSK"
     assert r_psk.msk == psk_peer.msk
+
+
+def test_freeradius_refuses_a_device_certificate_of_another_identity(tmp_path: Path,
+                                                                     pki: Pki) -> None:
+    """The generated FreeRADIUS checks the device certificate's CN against the User-Name: the
+    AMS's certificate does not authenticate ARS-1's identity."""
+    port = free_udp_port()
+    cfg = _cfg(port)
+    dev = pki.devices["AMS"]
+    ars1 = "0a0000000011@relaysec.test"
+    peer = EapTlsPeer(ars1.encode(), cert=str(dev.cert), key=str(dev.key), ca=str(pki.ca.cert),
+                      server_name=SERVER)
+    with freeradius(cfg, tmp_path, pki):
+        result, _ = _converse(cfg, peer, sid=(0x0A0000000011).to_bytes(6, "big"))
+    assert result is not None and not result.success and result.reason == "access_reject"
+    assert f"checking certificate CN ({NAI}) with xlat'ed value ({ars1})" in \
+        (tmp_path / "server.log").read_text()
