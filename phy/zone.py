@@ -114,12 +114,15 @@ class Allocation:
 class Grant:
     """One UL grant to announce (or, on receive, announced to us): ``start`` and ``length`` are
     small integers (0..65535) the runtime interprets (symbol offsets in the UL zone that follows);
-    a grant occupies no RUs."""
+    a grant occupies no RUs. ``backoff`` (0..65535, 0 = none) is the contention backoff window a
+    grant to the broadcast address announces: the owner's estimate of how many contenders share
+    its contention slots (as 16m stations announce their ranging backoff windows)."""
 
     dst: int
     start: int
     length: int
     mcs: str
+    backoff: int = 0
 
 
 @dataclass(frozen=True)
@@ -281,8 +284,10 @@ class ZoneModem(_BurstCore):
             dst = _check_address("grant dst", gr.dst)
             start = _check_field("grant start", gr.start)
             length = _check_field("grant length", gr.length)
+            backoff = _check_field("grant backoff", gr.backoff)
             mcs = get_mcs(gr.mcs)
-            entries.append(_entry(_KIND_UL, mcs, struct.pack(">HHH", start, length, 0), dst))
+            entries.append(_entry(_KIND_UL, mcs, struct.pack(">HHH", start, length, backoff),
+                                  dst))
         n_map = self.overhead_symbols(len(entries)) - PREAMBLE_SYMBOLS - 1
         n_ru = max((first + n for _, _, first, n in placed), default=0)
         self.zone_samples(len(entries), n_ru)  # raises for a zone over max_data_symbols
@@ -435,8 +440,8 @@ class ZoneModem(_BurstCore):
             mcs = get_mcs(mcs_i)
             if low:
                 log.debug("MAP entry %d: reserved bits set", i)
-            elif kind == _KIND_UL and c == 0:
-                grants.append(Grant(addr, a, b, mcs.name))
+            elif kind == _KIND_UL:
+                grants.append(Grant(addr, a, b, mcs.name, c))
             elif (kind == _KIND_DL and c <= self.max_payload and b > 0 and a + b <= n_rus
                   and b >= self.rus_for(c, mcs.name)):
                 dl.append(_DlEntry(addr, mcs, a, b, c))

@@ -345,8 +345,9 @@ class Node:
         blocks = 1
         while self.modem.overhead_symbols(blocks + 1) == self.modem.overhead_symbols(1):
             blocks += 1
-        frames = self._stack(self.mac.pull, now, owner, self.modem.ru_capacity(n_ru, g.mcs),
-                             g.mcs, room_ru=n_ru, tap=wire_tap, max_blocks=blocks)
+        frames = [] if self.mac.request_only else self._stack(
+            self.mac.pull, now, owner, self.modem.ru_capacity(n_ru, g.mcs), g.mcs,
+            room_ru=n_ru, tap=wire_tap, max_blocks=blocks)
         # a slot too small for the first MPDU (a poll) answers with the queue report only
         allocs = [(owner, f, g.mcs) for f in frames] or [(owner, b"", g.mcs)]
         waiting = self.role.backlog().get(owner)
@@ -446,8 +447,9 @@ class Node:
             if k is not None and zb.grants:
                 self.mac.note_grants(k, src_id, zb.grants)
             if k is not None and zb.allocations and src_id not in self.infrastructure:
+                sizes = [len(a.payload) for a in zb.allocations if a.crc_ok]
                 self.mac.heard(k, src_id, int(zb.queue_report), subscriber=True,
-                               data=any(a.payload for a in zb.allocations if a.crc_ok))
+                               data=any(sizes), largest=max(sizes, default=0))
             self._deliver(zb, src_id, now)
         self._collect(now)
         return bursts

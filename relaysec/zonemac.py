@@ -76,6 +76,8 @@ class _Subscriber:
     last_granted: int = -1
     poll_soon: bool = False   # we sent it a control message: poll it in the next UL zone
     last_data: int = -(10**9)  # frame it last sent us something (not a bare queue report)
+    unit: int = 0             # bytes a grant must carry to be useful to it (its MPDU size)
+    granted_bytes: int = 0    # what our last grant to it could carry
 
 
 @dataclass
@@ -116,6 +118,8 @@ class ZoneMac:
         self._rng = random.Random(self.seed)
         # contention backoff per owner: (window, frame of our last contention burst)
         self._backoff: dict[int, tuple[int, int | None]] = {}
+        self._granted: dict[int, int] = {}   # owner -> frame of its last grant to us
+        self.request_only = False    # the last contention slot is for a bandwidth request only
         self._ul_turns = 0
         self._bytes_per_ru: dict[str, float] = {}
         sym = self.modem.grid.symbol_samples
@@ -276,50 +280,61 @@ class ZoneMac:
                               frame - max(sub.last_granted, sub.last_heard) >= cfg.poll_every):
                 want = 1   # poll: a minimal slot to report in
             if want > 0:
-                demands.append(Demand(sid, want, self._bpr(self.mcs_for(sid)), min_bytes=1))
+                # a grant too small for the AMS's next MPDU is wasted (it answers with its
+                # queue report only): ask for at least its MPDU size, as far as one slot holds
+                # (UL slots are whole symbols: the scheduler shares symbols here)
+                per_symbol = self._bpr(self.mcs_for(sid)) * self.modem.ru_per_symbol
+                most = int((zone_symbols - slot_min) * per_symbol)
+                demands.append(Demand(sid, want, per_symbol,
+                                      min_bytes=max(1, min(want, sub.unit, most))))
         busy = bool(demands)
         self._ul_turns += 1
         # contention: whenever no known AMS waits, else every contention_every-th zone (so a
         # newcomer -- an entry, a handover re-entry -- is never starved by busy neighbours)
-        arriving = self.role.expected_arrivals() > 0   # handover re-entries announced
+        arrivals = self.role.expected_arrivals()   # handover re-entries announced
         if room >= cfg.contention_symbols and (
-                not busy or arriving or self._ul_turns % cfg.contention_every == 0):
+                not busy or arrivals or self._ul_turns % cfg.contention_every == 0):
             # slotted ALOHA: up to contention_slots slots (an AMS picks one at random) in an
             # otherwise idle zone; beside waiting AMSs one, and only if a slot still fits
+            # -- or all of them while AMSs are about to arrive (a group handover: each mover's
+            # re-entry contends), as long as one granted slot still fits beside them
             n = 1
-            while not busy and n < cfg.contention_slots \
-                    and room - (n + 1) * cfg.contention_symbols >= 0:
+            spare = 0 if not busy else slot_min
+            while (not busy or arrivals) and n < cfg.contention_slots \
+                    and room - (n + 1) * cfg.contention_symbols >= spare:
                 n += 1
             if busy and room - cfg.contention_symbols < slot_min \
                     and self._ul_turns % cfg.contention_every:
                 n = 0
+            # while AMSs are about to arrive the slots are for their ranging only (as 16m
+            # reserves handover ranging opportunities), with a backoff window that spreads them
+            # over the slots (about one contender per slot: slotted ALOHA's best); 0 leaves
+            # each AMS to its own binary exponential backoff
+            backoff = min(0xFFFF, max(1, -(-arrivals // max(n, 1)))) if arrivals else 0
             for _ in range(n):
                 room -= cfg.contention_symbols
-                out.append(Grant(BROADCAST, room, cfg.contention_symbols - 1, ROBUST_MCS))
+                out.append(Grant(BROADCAST, room, cfg.contention_symbols - 1, ROBUST_MCS,
+                                 backoff))
         if room < slot_min or not demands:
             return out
         ru = self.modem.ru_per_symbol
         over = self.modem.overhead_symbols(1)
         n_slots = min(cfg.ul_slots, len(demands), room // slot_min)
-        # every slot pays its own preamble, header and MAP: count that as overhead per grant
-        share = self.ul_scheduler.allocate(demands, (room - n_slots * over) * ru,
-                                           alloc_overhead_ru=0.0, max_allocs=n_slots)
+        # every slot pays its own preamble, header and MAP, and is followed by an idle symbol
+        # (AMSs' clocks differ by tens of us, as unsynchronised radios' do, and back-to-back
+        # slots would overlap): the scheduler counts both as the overhead of each grant
+        share = self.ul_scheduler.allocate(demands, room, alloc_overhead_ru=over + 1,
+                                           max_allocs=n_slots)
         start = 0
         for sid, k in sorted(share.items()):
-            # every slot is followed by an idle symbol: AMSs' clocks differ (tens of us, as
-            # unsynchronised radios' do), and back-to-back slots would overlap
-            length = over + -(-k // ru) + 1
-            if start + length > room:
-                length = room - start
-            if length < slot_min:
-                continue
+            length = over + k + 1
             mcs = self.mcs_for(sid)
             out.append(Grant(self.addr_of(sid), start, length - 1, mcs))  # + a gap symbol
             self.subscribers[sid].last_granted = frame
             self.subscribers[sid].poll_soon = False
-            self.subscribers[sid].report = max(
-                0, self.subscribers[sid].report
-                - self.modem.ru_capacity((length - 1 - over) * ru, mcs))
+            carried = self.modem.ru_capacity((length - 1 - over) * ru, mcs)
+            self.subscribers[sid].granted_bytes = carried
+            self.subscribers[sid].report = max(0, self.subscribers[sid].report - carried)
             self.ul_scheduler.served(sid, self.modem.ru_capacity((length - 1 - over) * ru, mcs))
             start += length
         self.ul_scheduler.end_frame()
@@ -331,18 +346,32 @@ class ZoneMac:
         g = self.grants.pop((frame, owner), None)
         slots = self.contention.pop((frame, owner), None)
         c = self._rng.choice(slots) if slots else None
+        self.request_only = False
         if g is not None:
             self._backoff.pop(owner, None)   # the owner knows us: contention is over
+            self._granted[owner] = frame
             return g
-        if c is None or owner not in self.role.backlog():
+        waiting = self.role.backlog().get(owner)
+        since_grant = frame - self._granted.get(owner, -(10**9))
+        if c is None or waiting is None or since_grant <= self.config.poll_every:
+            # nothing to send, or the owner polls us anyway: leave the slots to newcomers
             return None
+        # contention carries data never (a collision would lose it unheard: data has no
+        # retransmission) and control only to an owner that does not know us yet (ranging at
+        # entry or handover); otherwise it carries a bandwidth request, our queue report in a
+        # header-only burst, and the owner grants the rest
+        self.request_only = not waiting.control or since_grant <= 2 * self.config.poll_every
+        if c.backoff and owner in self._granted:
+            return None   # the owner reserved its slots for AMSs about to arrive: not us
         # a first window of 2: AMSs that start together (a group entry or handover) do not all
         # collide on their first try
         window, since = self._backoff.get(owner, (2, None))
         if since is not None and frame - since > 4:
             # our last contention burst went unanswered: back off more (once per attempt)
             window, since = min(self.config.backoff_max, 2 * window), None
-        if self._rng.randrange(window) != 0:
+        # the owner's announced window (it knows how many AMSs are about to arrive) overrides
+        # a smaller one of ours
+        if self._rng.randrange(max(window, c.backoff)) != 0:
             self._backoff[owner] = (window, since)
             return None
         self._backoff[owner] = (window, frame)
@@ -362,18 +391,22 @@ class ZoneMac:
                 del store[key]
 
     def heard(self, frame: int, peer: int, queue_report: int, *, subscriber: bool,
-              data: bool = True) -> None:
+              data: bool = True, largest: int = 0) -> None:
         """A UL burst from AMS *peer* (in our UL-access zone) reported *queue_report* bytes
-        (*data*: it carried more than the report)."""
+        (*data*: it carried more than the report; *largest*: its largest allocation's bytes)."""
         if not subscriber:
             return
         sub = self.subscribers.get(peer)
         if sub is None:
             sub = self.subscribers[peer] = _Subscriber(frame)
-        sub.last_heard = frame
-        sub.report = queue_report
         if data:
             sub.last_data = frame
+            sub.unit = max(sub.unit, largest)
+        elif queue_report and sub.last_granted == frame and sub.granted_bytes:
+            # our grant was too small for its next MPDU: the next one carries twice as much
+            sub.unit = max(sub.unit, 2 * sub.granted_bytes)
+        sub.last_heard = frame
+        sub.report = queue_report
 
     def queue_report(self) -> int:
         """Bytes this station still has queued (the zone header's queue-report field)."""

@@ -113,3 +113,101 @@ def test_a_hostile_queue_report_buys_air_time_only_within_the_slot_bound():
         mac.heard(frame, 7, 0xFFFF * 16, subscriber=True)
     assert served[8] >= 2 and served[7] >= 2               # round robin: no one starves
     assert len(mac.subscribers) == 2                        # state per AMS heard, bounded
+
+
+class _Role:
+    """A role stand-in: what waits per neighbour, and how many AMSs are about to arrive."""
+
+    def __init__(self, backlog=None, arrivals=0):
+        self.waiting = backlog or {}
+        self.arrivals = arrivals
+
+    def backlog(self):
+        return self.waiting
+
+    def expected_arrivals(self):
+        return self.arrivals
+
+
+def _mac(role, sid=1, **cfg):
+    import phy
+    from relaysec.zonemac import MacConfig, ZoneMac
+
+    return ZoneMac(sid, phy.ZoneModem("P2.5"), role, MacConfig(**cfg), lambda s: s,
+                   lambda a: a, abs_id=1, profile="P2.5", seed=sid)
+
+
+def test_an_owner_expecting_arrivals_reserves_its_contention_slots_for_them():
+    """A group handover: the target announces a backoff window that spreads the announced
+    arrivals over its contention slots, and AMSs it already serves keep out of them."""
+    from relaysec.zonemac import BROADCAST
+    from stack.roles.base import Backlog
+
+    owner = _mac(_Role(arrivals=21), sid=1)
+    for sid in (7, 8):
+        owner.heard(0, sid, 0, subscriber=True)   # two AMSs it serves, idle
+    slots = [g for g in owner.ul_grants(1, 24) if g.dst == BROADCAST]
+    assert len(slots) >= 2
+    assert all(g.backoff == -(-21 // len(slots)) for g in slots)
+    idle = _mac(_Role(arrivals=0), sid=2)
+    assert all(g.backoff == 0 for g in idle.ul_grants(1, 24) if g.dst == BROADCAST)
+
+    # an AMS the owner granted before does not use the reserved slots ...
+    member = _mac(_Role({1: Backlog(200, 200, False)}), sid=7)
+    member._granted[1] = -100
+    member.note_grants(5, 1, slots)
+    assert member.slot(5, 1) is None
+    # ... a newcomer with its ranging request does, with the announced window (1 in 11 here)
+    tries = 0
+    for f in range(10, 400, 10):
+        newcomer = _mac(_Role({1: Backlog(31, 31, True)}), sid=1000 + f)
+        newcomer.note_grants(f, 1, slots)
+        tries += newcomer.slot(f, 1) is not None
+    assert 0 < tries < 12
+
+
+def test_contention_carries_no_data_and_known_polled_amss_stay_out():
+    """Data in a contention slot could collide and be lost unheard: a known AMS sends its
+    queue report only there, and not at all while its owner polls it."""
+    from phy.zone import Grant
+    from relaysec.linkadapt import ROBUST_MCS
+    from relaysec.zonemac import BROADCAST
+    from stack.roles.base import Backlog
+
+    slot = Grant(BROADCAST, 17, 6, ROBUST_MCS)
+    ams = _mac(_Role({1: Backlog(400, 200, False)}), sid=9, backoff_max=1)
+    ams._backoff[1] = (1, None)
+    ams._granted[1] = 100                    # granted 4 frames ago: it will be polled
+    ams.note_grants(104, 1, [slot])
+    assert ams.slot(104, 1) is None
+    ams._granted[1] = 80                     # not lately: a bandwidth request, no data
+    ams.note_grants(104, 1, [slot])
+    assert ams.slot(104, 1) == slot and ams.request_only
+    ams.role.waiting = {1: Backlog(31, 31, True)}
+    del ams._granted[1]                      # an owner that never granted us: ranging
+    ams.note_grants(104, 1, [slot])
+    assert ams.slot(104, 1) == slot and not ams.request_only
+
+
+def test_a_grant_too_small_for_the_next_mpdu_is_followed_by_a_larger_one():
+    """An AMS answers a grant its head MPDU does not fit with its queue report only; the owner
+    then asks the scheduler for at least twice that grant, never more than one slot holds."""
+    owner = _mac(_Role(), sid=1, contention_every=1000)
+    owner.heard(0, 7, 180, subscriber=True, data=True, largest=60)
+    assert owner.subscribers[7].unit == 60
+
+    def grant_to_7(frame):
+        owner.heard(frame - 1, 8, 0xFFFF * 16, subscriber=True)   # a busy neighbour
+        return next((g for g in owner.ul_grants(frame, 14) if g.dst == 7), None)
+
+    f, first = next((k, x) for k in range(1, 9) if (x := grant_to_7(k)) is not None)
+    small = owner.subscribers[7].granted_bytes
+    assert 0 < small < 180
+    owner.heard(f, 7, 180, subscriber=True, data=False)      # nothing fitted: report only
+    assert owner.subscribers[7].unit == 2 * small
+    f2, bigger = next((k, y) for k in range(f + 1, f + 9) if (y := grant_to_7(k)) is not None)
+    assert bigger.length > first.length
+    assert owner.subscribers[7].granted_bytes >= min(180, 2 * small)
+    owner.heard(f2, 7, 0xFFFF * 16, subscriber=True, data=True, largest=10**6)   # a liar
+    for k in range(f2 + 1, f2 + 5):
+        assert all(x.start + x.length <= 14 for x in owner.ul_grants(k, 14))   # the zone
