@@ -531,7 +531,7 @@ class LoopbackRadio(ClosingContext):
     :class:`hw.radio.Radio` with both optional capabilities (timed ``transmit(iq, at=...)``,
     ``skip(n)`` without rendering); extra: ``time``, ``tune(tx_lo_hz=..., rx_lo_hz=...)``."""
 
-    caps = RadioCaps(timed_tx=True, skip=True)
+    caps = RadioCaps(timed_tx=True, skip=True, retime=True)
 
     def __init__(
         self,
@@ -679,6 +679,18 @@ class LoopbackRadio(ClosingContext):
             with m._lock:
                 self.stats.clipped += clipped
         return y
+
+    def retime(self, delta: float) -> None:
+        """Move this radio's timing by *delta* medium samples (later when positive): every
+        later local sample happens that much later on the medium. A simulated station keeps its
+        frame aligned to its serving station's with it, as a receiver re-timing its frame from
+        the preamble drops or repeats a few samples of its stream; ``|delta|`` is at most 64."""
+        d = _finite(delta, "delta")
+        if abs(d) > 64:
+            raise RadioConfigError("retime: at most 64 samples at a time")
+        with self.medium._lock:
+            self._check_open()
+            self.start_delay += d
 
     def skip(self, n: int) -> None:
         """Advance the receive cursor by ``n`` samples without rendering them."""

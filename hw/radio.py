@@ -61,10 +61,14 @@ class RadioCaps:
     loopback medium); without it a burst leaves "now" (a Pluto: after USB and kernel-buffer
     latency) and ``at`` must be None. ``skip``: ``skip(n)`` advances the receive cursor without
     rendering samples (a simulation shortcut; elsewhere it receives and discards).
+    ``retime``: ``retime(d)`` moves the radio's frame timing by ``d`` samples (the loopback
+    medium: a simulated station keeping its frame aligned to its serving station's, as a 16m
+    AMS does from the DL preamble; a real radio's stream is re-timed by the runtime instead).
     """
 
     timed_tx: bool = False
     skip: bool = False
+    retime: bool = False
 
 
 @runtime_checkable

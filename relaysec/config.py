@@ -434,6 +434,7 @@ def specs() -> dict[str, Spec]:
         "traffic.per_frame": Spec("int", 1, 1000),
         "traffic.min_delivery": Spec("num", 0.0, 1.0),
         "traffic.drain_frames": Spec("int", 1, 100_000),
+        "traffic.send_buffer": Spec("int", 512, 1 << 24),
         "timeouts.entry_s": Spec("num", hi=3600.0, unit="s", **pos),
         "timeouts.traffic_s": Spec("num", hi=3600.0, unit="s", **pos),
         "timeouts.tek_refresh_s": Spec("num", hi=3600.0, unit="s", **pos),

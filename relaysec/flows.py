@@ -46,13 +46,15 @@ class FlowEntry:
 @dataclass
 class TrafficPlan:
     """What a phase offers: ``quota[flow_id]`` packets left (None = unlimited), at most
-    ``per_frame`` per flow and frame; ``window`` (saturating traffic) caps the packets of a flow
+    ``per_frame`` per flow and frame (in one frame of ``every``); ``window`` (saturating traffic) caps the packets of a flow
     in flight (sent, not yet delivered), so a full buffer never grows without bound."""
 
     flows: list[FlowEntry] = field(default_factory=list)
     quota: dict[int, int | None] = field(default_factory=dict)
     per_frame: int = 1
     window: int | None = None
+    turn: int = 0         # offers so far (the flow offered first rotates)
+    every: int = 1        # a flow offers in one frame of `every` (a probe's rate)
 
     def stop(self) -> None:
         """Offer nothing more (what is queued still drains)."""
@@ -106,7 +108,14 @@ class FlowBook:
         """Offer this frame's packets of *plan*; ``send(src, dst, packet)`` returns False when
         the stack cannot take it yet (no keys: entry or handover), and the flow waits. A
         window counts packets in flight for less than *expire_s* (older ones are lost)."""
-        for e in plan.flows:
+        # flows offer every `every`-th frame (a flow and its reverse in the same one, the
+        # AMSs staggered), and a different flow goes first every frame: flows sharing a send
+        # buffer share it fairly
+        turn = plan.turn
+        plan.turn += 1
+        due = [e for j, e in enumerate(plan.flows) if (turn + j // 2) % plan.every == 0]
+        k = turn % len(due) if due else 0
+        for e in due[k:] + due[:k]:
             f = e.flow
             left = plan.quota.get(f.flow_id)
             n = plan.per_frame if left is None else min(plan.per_frame, left)

@@ -195,6 +195,10 @@ def handover(t: Trial) -> bool:
     # from being flooded (probes queued ahead of the next phase's traffic) without throttling a
     # working one
     probe.window = min(8, int(t.cfg["traffic"]["drain_frames"]))
+    # a large group probes less often (each mover every few frames, staggered): a probe per
+    # mover and frame would offer more than the cell carries, and the interruption would
+    # measure the backlog instead of the handover
+    probe.every = max(1, -(-len(movers) // 4))
     notes = []
     wanted = [n for n in movers if predist[n]]
     if wanted:
@@ -262,9 +266,11 @@ def handover(t: Trial) -> bool:
         t.handover["interruption_s"] = worst
         t.handover["interruption_mean_s"] = (sum(v["interruption_s"] for v in
                                                  interruptions.values()) / len(movers))
-    # stop probing; let queued probes drain (those stranded on the old path are lost)
+    # stop probing; let queued probes drain (those stranded on the old path are lost) -- in a
+    # large group that takes a while, and the next phase's packets would queue behind them
     probe.stop()
-    t.run_until(lambda: t.plan_done(probe), 0.1 * t.stretch, probe)
+    left = timeout - (t.now - (ph.t_start or t_ho))
+    t.run_until(lambda: t.plan_done(probe), max(0.1 * t.stretch, left), probe)
     lost = sum(e.flow.outstanding() for e in probe.flows)
     distributed = [n for n in movers if t.distributed_via(source[n])]
 

@@ -120,7 +120,19 @@ class SimNetwork:
                 node.skip_samples(n)
                 continue
             rx = node.receive_samples(n)
-            node.handle_samples(rx, t_end, frame=self.frame, expect_src=zone.tx)
+            bursts = node.handle_samples(rx, t_end, frame=self.frame, expect_src=zone.tx)
+            if zone.shared or node.station_id == node.abs_id or zone.tx != self._reference(node):
+                continue
+            # keep this station's frame on its reference's (a 16m AMS tracks its station's
+            # preamble, an RS the ABS's): the reference's zone burst starts half a guard into
+            # the zone; where it starts in our window says how far our clock has drifted
+            # (crystals differ by ppm: over seconds, bursts would drift out of the UL slots)
+            ref = self.nodes[zone.tx].addr
+            starts = [int(b.start) for b in bursts if b.src == ref]
+            if starts and node.radio.caps.retime:
+                err = starts[0] - zone.guard // 2
+                if abs(err) >= 2:
+                    node.radio.retime(max(-64.0, min(64.0, err / 2)))
 
     def _run_zone(self, zone: Zone, t_start: float, t_end: float, ul: Zone | None) -> None:
         tx = self.nodes[zone.tx]
@@ -141,6 +153,15 @@ class SimNetwork:
                           if n.is_ams and n.wants(tx.station_id)}
         receivers.discard(tx.name)
         self._listen(zone, t_end, receivers)
+
+    def _reference(self, node: Node) -> str | None:
+        """The station whose frame timing *node* follows: an AMS its serving station (the
+        owner that granted it last), an ARS the ABS."""
+        if not node.is_ams:
+            return next((n.name for n in self.nodes.values() if n.station_id == node.abs_id),
+                        None)
+        owner = node.mac.current_owner()
+        return None if owner is None or owner not in self._by_id else self._by_id[owner].name
 
     def _run_ul_access(self, zone: Zone, t_start: float, t_end: float) -> None:
         owner = self.nodes[zone.tx]

@@ -110,6 +110,7 @@ class Trial:
         self.per_ams_extra: dict[str, dict[str, Any]] = {}
         # saturating phases: the interval goodput and efficiency are measured over
         self.windows: dict[str, tuple[float, float]] = {}
+        self.send_buffer = int(cfg["traffic"]["send_buffer"])
         self.flows = FlowBook(int(cfg["traffic"]["payload_bytes"]), self.seed, self.id_of,
                               self.name_of)
 
@@ -168,8 +169,18 @@ class Trial:
         return float(self.cfg["timeouts"][key]) * self.stretch
 
     def _send(self, src: str, dst: str, packet: bytes) -> bool:
+        """Offer one application packet; False when the stack cannot take it now: no keys for
+        the path yet (entry, handover) or the sender's queue to its next hop already holds
+        ``traffic.send_buffer`` bytes (a host's full interface queue: the application waits
+        instead of queueing without bound behind a slow or broken link)."""
         from stack.errors import SecurityError
 
+        hop = self.serving.get(src) or self.serving.get(dst, dst)   # an AMS's, or the ABS's
+        if hop == src:
+            hop = dst     # the ABS to an AMS it serves itself
+        waiting = self.roles[src].backlog().get(self.id_of[hop])
+        if waiting is not None and waiting.nbytes >= self.send_buffer:
+            return False
         try:
             self.roles[src].send_data(self.id_of[dst], packet, self.now)
         except SecurityError:

@@ -377,6 +377,10 @@ class ZoneMac:
         self._backoff[owner] = (window, frame)
         return c
 
+    def current_owner(self) -> int | None:
+        """The station whose UL-access zone granted us last (our serving station)."""
+        return max(self._granted, key=self._granted.__getitem__, default=None)
+
     def note_grants(self, frame: int, owner: int, grants: Iterable[Grant]) -> None:
         """Grants a DL burst of *owner* announced to us (for the UL zone of *frame*)."""
         for g in grants:

@@ -364,3 +364,27 @@ def test_wall_clock_threads():
     assert m.now() >= b._global(20000)
     y = out[0]
     assert np.sum(np.abs(y) > 0.1) >= 1900
+
+
+def test_retime_moves_a_radios_frame_timing_both_ways():
+    """retime(d) makes every later local sample happen d medium samples later: a burst then
+    shows up d samples earlier in the receiver's window (a negative d, later); the medium
+    refuses steps over 64 samples."""
+    m, a, b = two_radios(snr_db=60.0)
+    assert b.caps.retime
+    burst = np.zeros(64, np.complex64)
+    burst[0] = 0.5
+
+    def peak_after(step: float) -> int:
+        b.retime(step)
+        a.transmit(np.concatenate([np.zeros(200, np.complex64), burst]))
+        y = b.receive(600)
+        a.skip(600)
+        return int(np.argmax(np.abs(y)))
+
+    base = peak_after(0.0)
+    assert base == 200
+    assert peak_after(12.0) == base - 12
+    assert peak_after(-20.0) == base - 12 + 20
+    with pytest.raises(RadioConfigError):
+        b.retime(65.0)

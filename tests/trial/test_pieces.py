@@ -226,3 +226,45 @@ def test_bursts_carry_their_equalised_symbols_for_the_constellation_plots():
     assert set(levels.tolist()) <= {-3.0, -1.0, 1.0, 3.0}
     assert "symbols" not in repr(burst)
     assert burst == phy.Burst(**{**burst.__dict__, "symbols": None})   # not compared
+
+
+def test_a_full_send_buffer_makes_the_application_wait_and_offers_rotate():
+    """A sender whose queue to its next hop holds traffic.send_buffer bytes refuses more (the
+    application waits, as at a full interface queue) instead of queueing without bound; flows
+    offered together take turns going first, and a probe plan offers every `every` frames."""
+    from relaysec import phases
+    from relaysec.config import load_config
+    from relaysec.flows import FlowBook
+    from relaysec.trial import Trial
+    from tests.trial.helpers import FAST
+
+    t = Trial(load_config(overrides=[*FAST, ("traffic.send_buffer", 2048)]))
+    t.build()
+    assert phases.ars_entry(t) and phases.ams_entry(t)
+    taken = 0
+    while t._send("ABS", "AMS", bytes(160)) and taken < 1000:
+        taken += 1
+    queued = t.roles["ABS"].backlog()[t.id_of["ARS-1"]].nbytes
+    assert 2048 <= queued < 2048 + 400 and 8 <= taken < 20
+    t.close()
+
+    book = FlowBook(160, 1, {"S": 1, "A": 2, "B": 3}, str)
+    plan = book.plan("p", [("S", "A", "A"), ("S", "B", "B")], quota=None, per_frame=1)
+    firsts = []
+
+    def send(src, dst, packet):       # room for one packet per frame
+        firsts.append(dst)
+        return len(firsts) % 2 == 1
+
+    for frame in range(6):
+        book.offer(plan, send, frame * 0.005)
+    took = firsts[::2]
+    assert took.count("A") == took.count("B") == 3
+    probe = book.plan("q", [("S", "A", "A"), ("A", "S", "A"), ("S", "B", "B"),
+                            ("B", "S", "B")], quota=None, per_frame=1)
+    probe.every = 2
+    sent = []
+    for frame in range(4):
+        book.offer(probe, lambda s, d, p: sent.append((frame, s, d)) or True, frame * 0.005)
+    assert len(sent) == 8 and {(f % 2, s + d) for f, s, d in sent} == {
+        (0, "SA"), (0, "AS"), (1, "SB"), (1, "BS")}
