@@ -46,8 +46,9 @@ class FlowEntry:
 @dataclass
 class TrafficPlan:
     """What a phase offers: ``quota[flow_id]`` packets left (None = unlimited), at most
-    ``per_frame`` per flow and frame (in one frame of ``every``); ``window`` (saturating traffic) caps the packets of a flow
-    in flight (sent, not yet delivered), so a full buffer never grows without bound."""
+    ``per_frame`` per flow and frame (in one frame of ``every``); ``window`` (saturating
+    traffic) caps the packets of a flow in flight (sent, not yet delivered), so a full buffer
+    never grows without bound."""
 
     flows: list[FlowEntry] = field(default_factory=list)
     quota: dict[int, int | None] = field(default_factory=dict)

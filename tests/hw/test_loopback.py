@@ -370,7 +370,7 @@ def test_retime_moves_a_radios_frame_timing_both_ways():
     """retime(d) makes every later local sample happen d medium samples later: a burst then
     shows up d samples earlier in the receiver's window (a negative d, later); the medium
     refuses steps over 64 samples."""
-    m, a, b = two_radios(snr_db=60.0)
+    _, a, b = two_radios(snr_db=60.0)
     assert b.caps.retime
     burst = np.zeros(64, np.complex64)
     burst[0] = 0.5
