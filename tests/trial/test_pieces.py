@@ -265,6 +265,6 @@ def test_a_full_send_buffer_makes_the_application_wait_and_offers_rotate():
     probe.every = 2
     sent = []
     for frame in range(4):
-        book.offer(probe, lambda s, d, p: sent.append((frame, s, d)) or True, frame * 0.005)
+        book.offer(probe, lambda s, d, p, f=frame: sent.append((f, s, d)) or True, frame * 0.005)
     assert len(sent) == 8 and {(f % 2, s + d) for f, s, d in sent} == {
         (0, "SA"), (0, "AS"), (1, "SB"), (1, "BS")}
