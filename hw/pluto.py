@@ -57,6 +57,10 @@ LO_RANGE_EXTENDED = (70e6, 6.0e9)  # with the AD9364 firmware setting, not guara
 RATE_RANGE = (521e3, 61.44e6)  # pyadi refuses < 521e3; FIR below 2.083 MS/s is loaded by pyadi
 BW_RANGE = (200e3, 40e6)  # TX side limit (RX allows 56 MHz); one value sets both
 RX_GAIN_RANGE = (-3.0, 71.0)  # the driver's hardwaregain_available at 2.4 GHz
+#: The AD9363A's RF bandwidth: the driver clamps to this silently (``*_available`` says more).
+AD9363A_BW_CLAMP = (200e3, 20e6)
+#: RX gain table of the AD9361 driver by LO band: (highest LO in the band, min dB, max dB).
+RX_GAIN_BANDS = ((1.3e9, -1.0, 73.0), (4.0e9, -3.0, 71.0), (6.0e9, -10.0, 62.0))
 TX_GAIN_RANGE = (-89.75, 0.0)
 
 PLUTO_INSTALL_HINT = (
@@ -100,7 +104,17 @@ class PlutoConfig(RadioConfig):
             _in_range(name.replace("effective_", ""), getattr(self, name), lo_range, "Hz", hint)
         _in_range("rf_bandwidth_hz", self.effective_rf_bandwidth_hz, BW_RANGE, "Hz")
         if self.gain_mode == "manual":
-            _in_range("rx_gain_db", self.rx_gain_db, RX_GAIN_RANGE, "dB")
+            gain_lo, gain_hi = rx_gain_range(self.effective_rx_lo_hz)
+            floor = min(RX_GAIN_RANGE[0], gain_lo)  # below the table the driver clamps
+            if not floor <= self.rx_gain_db <= gain_hi:
+                raise RadioConfigError(
+                    f"rx_gain_db = {self.rx_gain_db:g} dB is above the {gain_hi:g} dB the "
+                    f"driver's gain table allows at RX LO {self.effective_rx_lo_hz / 1e6:g} MHz "
+                    f"(range {gain_lo:g}..{gain_hi:g} dB)"
+                    if self.rx_gain_db > gain_hi else
+                    f"rx_gain_db = {self.rx_gain_db:g} dB is outside [{floor:g}, "
+                    f"{gain_hi:g}] dB"
+                )
         _in_range("tx_gain_db", self.tx_gain_db, TX_GAIN_RANGE, "dB")
         for name, lo, hi in (
             ("rx_buffer_size", 64, 1 << 24),
@@ -130,6 +144,16 @@ class PlutoConfig(RadioConfig):
                 f"accepted: {', '.join(sorted(names))}"
             )
         return cls(**dict(data))
+
+
+def rx_gain_range(lo_hz: float) -> tuple[float, float]:
+    """The driver's manual RX gain range at ``lo_hz`` (its gain table depends on the LO band:
+    <= 1.3 GHz -1..73 dB, <= 4 GHz -3..71 dB, above -10..62 dB). Below the minimum the driver
+    clamps silently; above the maximum it refuses (EINVAL)."""
+    for top, lo, hi in RX_GAIN_BANDS:
+        if lo_hz <= top:
+            return lo, hi
+    return RX_GAIN_BANDS[-1][1], RX_GAIN_BANDS[-1][2]
 
 
 def _in_range(
@@ -167,7 +191,9 @@ def _open_pyadi(uri: str) -> Any:
     if py_major != lib_major:
         raise RadioUnavailableError(
             f"pylibiio {py_major}.x does not work with the libiio {lib_major}.x C library; "
-            "pip install 'pylibiio==0.25' (or install a libiio 1.x C library)",
+            + ("pip install 'pylibiio==0.25' (a bare `pip install pyadi-iio` pulls pylibiio 1.0, "
+               "which needs a libiio 1.x C library that Debian/Ubuntu do not ship)"
+               if lib_major == 0 else "pip install 'pylibiio>=1,<2'"),
             reason="libiio_mismatch",
         )
     try:

@@ -207,3 +207,16 @@ def test_hw_does_not_import_upper_layers():
     for path in root.glob("*.py"):
         text = path.read_text()
         assert not re.search(r"^\s*(from|import)\s+(stack|phy|relaysec)\b", text, re.M), path
+
+
+def test_rx_gain_limit_follows_the_lo_band():
+    from hw.pluto import PlutoConfig, rx_gain_range
+
+    assert rx_gain_range(915e6) == (-1.0, 73.0)
+    assert rx_gain_range(2.4e9) == (-3.0, 71.0)
+    assert rx_gain_range(5.8e9) == (-10.0, 62.0)
+    PlutoConfig(lo_hz=915e6, rx_gain_db=73)  # allowed below 1.3 GHz
+    with pytest.raises(RadioConfigError, match="above the 71 dB"):
+        PlutoConfig(lo_hz=2.4e9, rx_gain_db=73)
+    with pytest.raises(RadioConfigError, match="above the 62 dB"):
+        PlutoConfig(lo_hz=5.8e9, rx_gain_db=65, extended_range=True)
