@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -62,6 +63,23 @@ AD9363A_BW_CLAMP = (200e3, 20e6)
 #: RX gain table of the AD9361 driver by LO band: (highest LO in the band, min dB, max dB).
 RX_GAIN_BANDS = ((1.3e9, -1.0, 73.0), (4.0e9, -3.0, 71.0), (6.0e9, -10.0, 62.0))
 TX_GAIN_RANGE = (-89.75, 0.0)
+
+#: Status register of the ADI HDL cores (``iio_device_reg_read`` through ``direct_reg_access``):
+#: sticky flags, write one to clear. 0x80000000 selects the FPGA core, not the AD9361's SPI.
+XFLOW_REG = 0x80000088
+#: RX overflow flag of :data:`XFLOW_REG` on the ADC core (``cf-ad9361-lpc``).
+RX_OVERFLOW_BIT = 1 << 2
+#: TX underflow flag of :data:`XFLOW_REG` on the DAC core (``cf-ad9361-dds-core-lpc``).
+TX_UNDERFLOW_BIT = 1 << 0
+#: Shortest RX buffer, in seconds of samples, that Python reads continuously without drops: at
+#: most ~100 transfers a second through USB, iiod and pyadi (32 k samples at 2.8 MS/s is 11.7 ms;
+#: users lose samples with ~5 k at 1.92 MS/s, pluto-iio.md "Bench realities").
+MIN_RX_BUFFER_S = 0.010
+#: Longest a close or a buffer re-creation waits for a burst still playing (seconds).
+MAX_PLAYOUT_WAIT_S = 2.0
+#: Samples of the timed start-up push that measures the first TX latency (a zone-sized push:
+#: ~98 k samples take ~20 ms at the 17-20 MB/s host->Pluto rate of plutosdr-fw #61).
+LATENCY_PROBE_S = 0.035
 
 PLUTO_INSTALL_HINT = (
     "install the libiio C library (Debian/Ubuntu: sudo apt install libiio0 libiio-utils) and "
@@ -124,6 +142,13 @@ class PlutoConfig(RadioConfig):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
                 raise RadioConfigError(f"{name} must be an integer in [{lo}, {hi}], got {v!r}")
+        if self.rx_buffer_size < self.sample_rate * MIN_RX_BUFFER_S:
+            log.warning(
+                "rx_buffer_size %d holds %.1f ms at %.3g S/s: below ~%.0f ms per transfer Python "
+                "drops samples; use %d (safe_rx_buffer_size)",
+                self.rx_buffer_size, self.rx_buffer_size / self.sample_rate * 1e3,
+                self.sample_rate, MIN_RX_BUFFER_S * 1e3, safe_rx_buffer_size(self.sample_rate),
+            )
         if self.sample_rate > USB2_SAFE_RATE:
             log.warning(
                 "sample_rate %.3g S/s is above what USB 2.0 streams without loss (~%.0f MS/s); "
@@ -144,6 +169,13 @@ class PlutoConfig(RadioConfig):
                 f"accepted: {', '.join(sorted(names))}"
             )
         return cls(**dict(data))
+
+
+def safe_rx_buffer_size(sample_rate: float) -> int:
+    """The RX buffer (samples) to use at ``sample_rate``: the power of two holding at least
+    :data:`MIN_RX_BUFFER_S` of samples, at least 32 k (the range known to work from Python)."""
+    need = max(32768, int(np.ceil(sample_rate * MIN_RX_BUFFER_S)))
+    return 1 << (need - 1).bit_length()
 
 
 def rx_gain_range(lo_hz: float) -> tuple[float, float]:
@@ -243,9 +275,20 @@ class PlutoRadio(ClosingContext):
         self.closed = False
         self._pending = np.zeros(0, np.complex64)
         self._tx_len: int | None = None
+        self._tx_busy_until = 0.0  # monotonic time when the last pushed burst has played out
+        #: The hardware overflow/underflow flags are readable (else only failed transfers count).
+        self.xflow_flags = True
+        #: Settings as the device reports them after the last configure: name -> value.
+        self.readback: dict[str, float | str] = {}
+        #: Settings the device holds at another value than asked: name -> (asked, actual).
+        self.clamped: dict[str, tuple[float, float]] = {}
+        #: First-push TX latency (seconds) measured by :meth:`measure_tx_latency`, or None.
+        self.tx_latency_s: float | None = None
         self.device: Any = (factory or _open_pyadi)(config.uri)
         try:
             self._configure(config, first=True)
+            self._read_back(config)
+            self._clear_flags()
         except BaseException:
             self._release()
             raise
@@ -262,10 +305,15 @@ class PlutoRadio(ClosingContext):
     def _configure(self, cfg: PlutoConfig, *, first: bool, old: PlutoConfig | None = None) -> None:
         dev = self.device
         if first:
-            try:
-                dev._rxadc.set_kernel_buffers_count(cfg.kernel_buffers)
-            except Exception as exc:
-                raise RadioIOError(f"could not set the kernel buffer count ({exc})") from exc
+            setter = getattr(dev._rxadc, "set_kernel_buffers_count", None)
+            if setter is None:  # pylibiio 1.x: the block count is not settable from Python
+                log.warning("%s: pylibiio 1.x cannot set the kernel block count; libiio's default "
+                            "applies (kernel_buffers=%d ignored)", cfg.uri, cfg.kernel_buffers)
+            else:
+                try:
+                    setter(cfg.kernel_buffers)
+                except Exception as exc:
+                    raise RadioIOError(f"could not set the kernel buffer count ({exc})") from exc
             ctx = getattr(dev, "ctx", None)
             if ctx is not None and hasattr(ctx, "set_timeout"):
                 try:
@@ -298,6 +346,100 @@ class PlutoRadio(ClosingContext):
         if changed("rx_buffer_size"):
             self._set("rx_buffer_size", int(cfg.rx_buffer_size))
 
+    #: (readback name, pyadi attribute, config property, tolerance): what is read back.
+    _READBACK = (
+        ("sample_rate", "sample_rate", "sample_rate", 1.0),
+        ("rx_lo_hz", "rx_lo", "effective_rx_lo_hz", 1.0),
+        ("tx_lo_hz", "tx_lo", "effective_tx_lo_hz", 1.0),
+        ("rx_rf_bandwidth_hz", "rx_rf_bandwidth", "effective_rf_bandwidth_hz", 1.0),
+        ("tx_rf_bandwidth_hz", "tx_rf_bandwidth", "effective_rf_bandwidth_hz", 1.0),
+        ("tx_gain_db", "tx_hardwaregain_chan0", "tx_gain_db", 0.25),
+    )
+
+    def _read_back(self, cfg: PlutoConfig) -> None:
+        """Read every setting back; a value the device holds differently from what was asked
+        (the AD9363A clamps the RF bandwidth silently, RX gain clamps below its table) is kept
+        in :attr:`clamped` and logged. Unreadable values are skipped."""
+        dev = self.device
+        got: dict[str, float | str] = {}
+        clamped: dict[str, tuple[float, float]] = {}
+        rows = list(self._READBACK)
+        if cfg.gain_mode == "manual":
+            rows.append(("rx_gain_db", "rx_hardwaregain_chan0", "rx_gain_db", 0.5))
+        for name, attr, prop, tol in rows:
+            try:
+                actual = float(getattr(dev, attr))
+            except Exception as exc:
+                log.debug("%s: could not read back %s: %s", cfg.uri, attr, exc)
+                continue
+            got[name] = actual
+            asked = float(getattr(cfg, prop))
+            if abs(actual - asked) > tol:
+                clamped[name] = (asked, actual)
+                log.warning("%s: asked %s = %g, the device holds %g", cfg.uri, name, asked,
+                            actual)
+        with contextlib.suppress(Exception):
+            got["gain_mode"] = str(dev.gain_control_mode_chan0)
+        self.readback, self.clamped = got, clamped
+
+    def _clear_flags(self) -> None:
+        """Clear both cores' sticky flags, so only what happens from now on is counted."""
+        for core, bit in self._flag_cores():
+            if not self.xflow_flags:
+                return
+            try:
+                core.reg_write(XFLOW_REG, bit)
+            except Exception as exc:
+                self._flags_unreadable(exc)
+
+    def _flag_cores(self) -> list[tuple[Any, int]]:
+        dev = self.device
+        return [(dev._rxadc, RX_OVERFLOW_BIT), (dev._txdac, TX_UNDERFLOW_BIT)]
+
+    def _flags_unreadable(self, exc: Exception) -> None:
+        self.xflow_flags = False
+        log.warning("%s: the overflow/underflow register (0x%08X, direct_reg_access) is not "
+                    "readable (%s); only failed transfers are counted", self.config.uri,
+                    XFLOW_REG, exc)
+
+    def _flag_raised(self, core: Any, bit: int) -> bool:
+        """Read :data:`XFLOW_REG` of ``core``; when ``bit`` is set, clear it and return True."""
+        if not self.xflow_flags:
+            return False
+        try:
+            value = int(core.reg_read(XFLOW_REG))
+            if value & bit:
+                core.reg_write(XFLOW_REG, bit)
+                return True
+        except Exception as exc:
+            self._flags_unreadable(exc)
+        return False
+
+    def measure_tx_latency(self, n: int | None = None) -> float:
+        """Time one push of ``n`` zero samples (default: :data:`LATENCY_PROBE_S` of them) and
+        return it in seconds: a TX block starts only once it has fully crossed USB, so this is
+        the first burst's latency from ``transmit`` to the air (zeros radiate nothing).
+        Stored in :attr:`tx_latency_s`."""
+        self._check_open()
+        n = check_count(round(LATENCY_PROBE_S * self.sample_rate) if n is None else n)
+        if n == 0:
+            raise RadioConfigError("the latency probe needs at least one sample")
+        t0 = time.monotonic()
+        self.transmit(np.zeros(n, np.complex64))
+        self.tx_latency_s = time.monotonic() - t0
+        self.stats.tx_bursts -= 1  # the probe is not traffic
+        self.stats.tx_samples -= n
+        log.info("%s: first TX push of %d samples took %.1f ms", self.config.uri, n,
+                 self.tx_latency_s * 1e3)
+        return self.tx_latency_s
+
+    def _wait_playout(self) -> None:
+        """Wait until the last pushed burst has left the DAC: destroying a TX buffer aborts the
+        DMA and cuts a burst still playing. Bounded by :data:`MAX_PLAYOUT_WAIT_S`."""
+        wait = min(self._tx_busy_until - time.monotonic(), MAX_PLAYOUT_WAIT_S)
+        if wait > 0:
+            _sleep(wait)
+
     # -- Radio API -------------------------------------------------------------------------
 
     def _check_open(self) -> None:
@@ -320,9 +462,14 @@ class PlutoRadio(ClosingContext):
             self.stats.clipped += int(np.count_nonzero(over))
             comp = np.clip(comp, -1.0, 1.0)
         codes = np.rint(comp.astype(np.float64) * TX_SCALE).view(np.complex128)
+        if self._tx_len is not None and codes.size < self._tx_len:
+            # a shorter burst is padded with zeros (what the DAC sends when idle anyway)
+            # instead of re-creating the buffer, which would cut the burst still playing
+            codes = np.concatenate([codes, np.zeros(self._tx_len - codes.size, np.complex128)])
         dev = self.device
         try:
             if self._tx_len is not None and self._tx_len != codes.size:
+                self._wait_playout()
                 dev.tx_destroy_buffer()
                 self._tx_len = None
             dev.tx(codes)
@@ -333,6 +480,10 @@ class PlutoRadio(ClosingContext):
                 dev.tx_destroy_buffer()
             self._tx_len = None
             raise RadioIOError(f"TX transfer to {self.config.uri!r} failed ({exc})") from exc
+        now = time.monotonic()
+        self._tx_busy_until = max(now, self._tx_busy_until) + codes.size / self.sample_rate
+        if self._flag_raised(dev._txdac, TX_UNDERFLOW_BIT):
+            self.stats.underflows += 1
         self.stats.tx_bursts += 1
         self.stats.tx_samples += codes.size
 
@@ -359,6 +510,8 @@ class PlutoRadio(ClosingContext):
                     f"RX transfer from {self.config.uri!r} failed ({exc}); the RX buffer was "
                     "recreated and pending samples dropped"
                 ) from exc
+            if self._flag_raised(self.device._rxadc, RX_OVERFLOW_BIT):
+                self.stats.overflows += 1
             raw = np.asarray(raw)
             if raw.ndim != 1 or raw.size == 0:
                 raise RadioIOError(
@@ -428,6 +581,7 @@ class PlutoRadio(ClosingContext):
                 self.device.rx_destroy_buffer()
         old = self.config
         self._configure(new, first=False, old=old)
+        self._read_back(new)
         self.config = new
         self.sample_rate = float(new.sample_rate)
         self.flush()
@@ -442,6 +596,7 @@ class PlutoRadio(ClosingContext):
     def _release(self) -> None:
         dev = self.device
         steps: list[tuple[str, Callable[[], Any]]] = [
+            ("wait for the last burst", self._wait_playout),
             ("tx_destroy_buffer", lambda: dev.tx_destroy_buffer()),
             ("disable_dds", lambda: dev.disable_dds()),
             ("tx attenuation", lambda: setattr(dev, "tx_hardwaregain_chan0", TX_GAIN_RANGE[0])),
@@ -465,6 +620,11 @@ class PlutoRadio(ClosingContext):
         )
 
 
+def _sleep(seconds: float) -> None:
+    """``time.sleep`` (tests replace it to watch the waits)."""
+    time.sleep(seconds)
+
+
 __all__ = [
     "DEFAULT_SAMPLE_RATE",
     "PLUTO_INSTALL_HINT",
@@ -472,4 +632,6 @@ __all__ = [
     "TX_SCALE",
     "PlutoConfig",
     "PlutoRadio",
+    "rx_gain_range",
+    "safe_rx_buffer_size",
 ]

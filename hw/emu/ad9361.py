@@ -48,6 +48,7 @@ from hw.emu.context import (
 )
 from hw.emu.errors import IioError, einval
 from hw.emu.pluto_model import pluto_builder
+from hw.emu.registers import CoreRegisters
 
 PHY = "ad9361-phy"
 RX_DEV = "cf-ad9361-lpc"
@@ -240,6 +241,8 @@ class PlutoContext(IioContext):
         self.tx_fir_en = False
         self.governor = "nominal"
         self.buffers_count = 4
+        #: The data devices' HDL core registers (``direct_reg_access``), by device name.
+        self.registers = {RX_DEV: CoreRegisters(), TX_DEV: CoreRegisters()}
         self.listeners: list[Callable[[Settings], None]] = []
         self._rate = int(self.get(PHY, "sampling_frequency", chan="voltage0"))
         self._apply_rate(self._rate, self._decimation(self.rx_fir_en, self.tx_fir_en, self.fir))
@@ -385,9 +388,18 @@ class PlutoContext(IioContext):
                 listener(after)
         return None
 
+    def render(self, dev: Device, kind: str, attr: Attribute, chan: Channel | None,
+               stored: str) -> str:
+        if kind == KIND_DEBUG and attr.name == "direct_reg_access" and dev.name in self.registers:
+            return self.registers[dev.name].read()
+        return stored
+
     def _check(self, dev: Device, kind: str, attr: Attribute, chan: Channel | None,
                value: str) -> str | None:
         name = attr.name
+        if kind == KIND_DEBUG and name == "direct_reg_access" and dev.name in self.registers:
+            self.registers[dev.name].write(value)
+            return None
         if dev.name == PHY:
             if kind == KIND_DEBUG and name == "loopback":
                 if value not in ("0", "1", "2"):

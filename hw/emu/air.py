@@ -43,6 +43,7 @@ import numpy as np
 
 from hw.emu.ad9361 import Settings
 from hw.emu.errors import IioError
+from hw.emu.registers import RX_OVERFLOW, TX_UNDERFLOW, CoreRegisters
 from hw.loopback import LoopbackRadio, Medium
 from hw.sigmf import SigMFRecorder
 
@@ -153,6 +154,12 @@ class MediumPath:
     def set_kernel_buffers(self, count: int) -> None:
         self.buffers_count = max(1, int(count))
 
+    def attach_registers(self, rx: CoreRegisters, tx: CoreRegisters) -> None:
+        self._rx_regs, self._tx_regs = rx, tx
+
+    _rx_regs: CoreRegisters | None = None
+    _tx_regs: CoreRegisters | None = None
+
     def _check_rate(self) -> None:
         if not self._rate_ok:
             self._warn_once("rate", "%s: sample rate %d S/s differs from the emulated air's "
@@ -217,6 +224,8 @@ class MediumPath:
                 self._resume = now_l
                 self.radio.stats.overflows += 1
                 self.radio.stats.dropped += now_l - self._gap_start
+                if self._rx_regs is not None:
+                    self._rx_regs.raise_flags(RX_OVERFLOW)
         if self._resume is not None and t >= self._gap_start:
             self.radio.skip(max(0, self._resume - t))
             self._resume = None
@@ -238,6 +247,9 @@ class MediumPath:
                 self._cyclic_next = max(now_local, self._cyclic_next)
             self._extend_cyclic(self._now() + CYCLIC_LOOKAHEAD_S * self.medium.sample_rate)
             return
+        if self._tx_regs is not None and self._tx_end_local != -math.inf \
+                and self._local(self._now()) > self._tx_end_local:
+            self._tx_regs.raise_flags(TX_UNDERFLOW)  # the DAC ran dry since the last block
         if self.medium.wall and self.medium.clock is not None:
             # Back-pressure: at most `buffers_count` blocks queued ahead of now (kernel queue).
             fs = self.medium.sample_rate

@@ -29,6 +29,7 @@ import numpy as np
 
 from hw.emu.ad9361 import Settings
 from hw.emu.errors import IioError
+from hw.emu.registers import CoreRegisters
 
 LSB = 1.0 / 2048.0
 #: Most TX samples a :class:`LocalLoop` queues for its RX (128 MB of complex64): a client that
@@ -56,6 +57,9 @@ class DataPath(Protocol):
 
     def set_kernel_buffers(self, count: int) -> None:
         """Number of kernel blocks the driver queues (overflow/back-pressure depth)."""
+
+    def attach_registers(self, rx: CoreRegisters, tx: CoreRegisters) -> None:
+        """The RX and TX cores' registers: the path raises their overflow/underflow flags."""
 
     def close(self) -> None:
         """Release resources."""
@@ -94,6 +98,9 @@ class LocalLoop:
 
     def set_kernel_buffers(self, count: int) -> None:
         return None
+
+    def attach_registers(self, rx: CoreRegisters, tx: CoreRegisters) -> None:
+        return None  # no timing: nothing ever overflows or runs dry
 
     def start_rx(self) -> None:
         return None

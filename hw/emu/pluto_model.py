@@ -10,7 +10,8 @@ The set is what pyadi-iio's ``adi.Pluto``, libiio's ``iio_info``/``iio_attr``/``
 ``iio_writedev`` and the project's radio backend use, plus the neighbouring attributes a user of
 those tools expects to see (RF port selection, tracking loops, ENSM mode, calibration mode, the DDS
 tone controls, a few XADC sensors). It is not a full copy of a board: there is no gain table, no
-fast-lock profile store, no register map and only three debug attributes.
+fast-lock profile store, and of the register maps only the HDL cores' status register
+(``direct_reg_access`` of the two data devices, :mod:`hw.emu.registers`).
 
 The path-rate strings and the FIR read-back start empty here: :class:`~hw.emu.ad9361.PlutoContext`
 renders them from the clock chain it solves for :data:`SAMPLE_RATE` and from the loaded FIR.
@@ -173,6 +174,7 @@ def pluto_builder(description: str = "relaysec emulated ADALM-Pluto") -> Context
             Attr("scale", "0.250000"), Attr("phase", phase),
             Attr("sampling_frequency", str(SAMPLE_RATE), BY_TYPE)])
     tx.buffer_attrs(data_available="0", length_align_bytes="8", watermark="2048")
+    tx.debug_attrs(direct_reg_access="0x0")  # the core's registers (hw.emu.registers)
 
     # -- iio:device3, the RX DMA core ----------------------------------------------------------
     rx = b.device(RX_ID, "cf-ad9361-lpc")
@@ -183,4 +185,5 @@ def pluto_builder(description: str = "relaysec emulated ADALM-Pluto") -> Context
             Attr("sampling_frequency", str(SAMPLE_RATE), BY_TYPE),
             Attr("sampling_frequency_available", _DEC8_RATES, BY_TYPE)])
     rx.buffer_attrs(data_available="0", length_align_bytes="8", watermark="2048")
+    rx.debug_attrs(direct_reg_access="0x0")
     return b

@@ -43,7 +43,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from hw.emu.ad9361 import PlutoContext, Settings
+from hw.emu.ad9361 import RX_DEV, TX_DEV, PlutoContext, Settings
 from hw.emu.context import KIND_ATTR, KIND_BUFFER, KIND_DEBUG, VERSION_GIT, Channel, Device
 from hw.emu.datapath import DataPath, LocalLoop
 from hw.emu.errors import EmulatorConfigError, IioError, einval
@@ -186,6 +186,7 @@ class PlutoServer(socketserver.ThreadingTCPServer):
         self.context.description = (f"relaysec emulated ADALM-Pluto {name} "
                                     f"(libiio network protocol, {VERSION_GIT})")
         self.data.configure(self.context.settings())
+        self.data.attach_registers(self.context.registers[RX_DEV], self.context.registers[TX_DEV])
         self.context.listeners.append(self._on_settings)
         super().__init__((host, port), _Handler)
 

@@ -7,7 +7,10 @@ It mirrors the behaviour the backend depends on (pluto-iio.md sections 4, 7, 10)
   the TX buffer on first use, refuses a different length, refuses a second push when cyclic;
 - ``rx()`` returns ``rx_buffer_size`` raw 12-bit codes (complex128); the RX buffer is created on
   the first ``rx()`` and keeps ``kernel_buffers`` blocks captured at creation time (stale data);
-- the AD9361 digital loopback: RX = TX codes / 16, clipped to 12 bits.
+- the AD9361 digital loopback: RX = TX codes / 16, clipped to 12 bits;
+- the HDL cores' status register 0x80000088 (``reg_read``/``reg_write``, write one to clear):
+  tests set ``overflow_on_rx``/``underflow_on_tx`` to raise the flags during transfers;
+- an AD9363A's silent RF-bandwidth clamp to 200 kHz-20 MHz (no error, reads back clamped).
 """
 
 from __future__ import annotations
@@ -16,9 +19,38 @@ from collections import deque
 
 import numpy as np
 
+XFLOW_REG = 0x80000088
 
-class _RxAdc:
+
+class _Core:
+    """An HDL core's register file: sticky status flags at 0x80000088, write one to clear."""
+
+    def __init__(self) -> None:
+        self.regs: dict[int, int] = {}
+        self.unreadable = False  # no direct_reg_access (e.g. a non-ADI context)
+        self.reads = 0
+
+    def reg_read(self, reg: int) -> int:
+        if self.unreadable:
+            raise OSError(2, "No such file or directory")
+        self.reads += 1
+        return self.regs.get(reg, 0)
+
+    def reg_write(self, reg: int, value: int) -> None:
+        if self.unreadable:
+            raise OSError(2, "No such file or directory")
+        if reg == XFLOW_REG:
+            self.regs[reg] = self.regs.get(reg, 0) & ~value
+        else:
+            self.regs[reg] = value
+
+    def raise_flags(self, bits: int) -> None:
+        self.regs[XFLOW_REG] = self.regs.get(XFLOW_REG, 0) | bits
+
+
+class _RxAdc(_Core):
     def __init__(self, owner: FakePluto) -> None:
+        super().__init__()
         self.owner = owner
 
     def set_kernel_buffers_count(self, n: int) -> None:
@@ -46,6 +78,11 @@ class FakePluto:
         self.uri = uri
         self.calls: list[tuple] = []
         self._rxadc = _RxAdc(self)
+        self._txdac = _Core()
+        self.overflow_on_rx: set[int] = set()  # rx() call numbers (from 1) that overflow
+        self.underflow_on_tx: set[int] = set()  # tx() call numbers (from 1) that underflow
+        self.rx_count = 0
+        self.tx_count = 0
         self.ctx = _Ctx(self)
         self.kernel_buffers = 4
         self._sample_rate = 30720000
@@ -84,8 +121,8 @@ class FakePluto:
     sample_rate = _setter("sample_rate", 521e3, 61.44e6)
     rx_lo = _setter("rx_lo", 325e6, 3.8e9)
     tx_lo = _setter("tx_lo", 325e6, 3.8e9)
-    rx_rf_bandwidth = _setter("rx_bw", 200e3, 56e6)
-    tx_rf_bandwidth = _setter("tx_bw", 200e3, 40e6)
+    rx_rf_bandwidth = _setter("rx_bw", 200e3, 56e6, lambda v: int(min(float(v), 20e6)))
+    tx_rf_bandwidth = _setter("tx_bw", 200e3, 40e6, lambda v: int(min(float(v), 20e6)))
     tx_hardwaregain_chan0 = _setter("tx_gain", -89.75, 0.0, float)
 
     @property
@@ -128,6 +165,9 @@ class FakePluto:
                 "Buffer length different than data length. Cannot change buffer length on the fly"
             )
         codes = i.astype(np.float64) + 1j * q.astype(np.float64)
+        self.tx_count += 1
+        if self.tx_count in self.underflow_on_tx:
+            self._txdac.raise_flags(1)
         self.tx_log.append(codes)
         self.air.append(codes)
 
@@ -157,6 +197,9 @@ class FakePluto:
         if self.rx_fail:
             self.rx_fail -= 1
             raise BrokenPipeError(32, "Broken pipe")
+        self.rx_count += 1
+        if self.rx_count in self.overflow_on_rx:
+            self._rxadc.raise_flags(4)
         if self._rxbuf is None:
             # buffer creation: kernel blocks fill with samples tagged by the current LO
             self._rxbuf = deque()

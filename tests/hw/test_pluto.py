@@ -71,13 +71,36 @@ def test_rx_full_scale_is_one():
     assert r.stats.clipped == 128
 
 
-def test_burst_length_change_recreates_tx_buffer():
-    r, dev = make()
-    r.transmit(np.zeros(100, np.complex64))
-    r.transmit(np.zeros(100, np.complex64))
-    assert dev.destroyed["tx"] == 0
-    r.transmit(np.zeros(50, np.complex64))  # pyadi would raise without the destroy
-    assert dev.destroyed["tx"] == 1 and len(dev.tx_log) == 3
+def test_tx_buffer_is_never_destroyed_while_a_burst_plays(monkeypatch):
+    # destroying a TX buffer aborts the DMA (dmaengine_terminate_sync): a burst still playing
+    # would be cut. Shorter bursts are padded; a longer one waits for the playout first.
+    clock = [100.0]
+    events: list[tuple] = []
+    monkeypatch.setattr(pluto.time, "monotonic", lambda: clock[0])
+
+    def sleep(s: float) -> None:
+        events.append(("sleep", round(s, 6)))
+        clock[0] += s
+
+    monkeypatch.setattr(pluto, "_sleep", sleep)
+    r, dev = make(sample_rate=1e6)
+    orig = dev.tx_destroy_buffer
+
+    def destroy() -> None:
+        events.append(("destroy", round(clock[0], 6)))
+        orig()
+
+    monkeypatch.setattr(dev, "tx_destroy_buffer", destroy)
+    r.transmit(np.full(1000, 0.5, np.complex64))  # plays for 1 ms from t=100
+    r.transmit(np.full(500, 0.5, np.complex64))  # queued behind it, padded to 1000
+    assert dev.destroyed["tx"] == 0 and [x.size for x in dev.tx_log] == [1000, 1000]
+    assert np.all(dev.tx_log[1][500:] == 0) and np.all(dev.tx_log[1][:500] != 0)
+    r.transmit(np.full(3000, 0.5, np.complex64))  # longer: new buffer after both have played
+    assert events == [("sleep", 0.002), ("destroy", 100.002)]
+    assert dev.destroyed["tx"] == 1 and dev.tx_log[-1].size == 3000
+    clock[0] += 0.001  # 1 ms of the 3 ms burst has played when the radio closes
+    r.close()
+    assert events[-2:] == [("sleep", 0.002), ("destroy", 100.005)]
 
 
 def test_retune_flushes_stale_rx():
@@ -220,3 +243,113 @@ def test_rx_gain_limit_follows_the_lo_band():
         PlutoConfig(lo_hz=2.4e9, rx_gain_db=73)
     with pytest.raises(RadioConfigError, match="above the 62 dB"):
         PlutoConfig(lo_hz=5.8e9, rx_gain_db=65, extended_range=True)
+
+
+def test_hardware_overflow_and_underflow_flags_are_counted_and_cleared():
+    r, dev = make(rx_buffer_size=256)
+    assert r.xflow_flags
+    dev.overflow_on_rx = {2, 3}  # the ADC core raises bit 2 during these transfers
+    dev.underflow_on_tx = {1}  # the DAC core raises bit 0 during the first push
+    r.receive(256 * 4)
+    assert r.stats.overflows == 2 and dev._rxadc.regs[pluto.XFLOW_REG] == 0  # cleared (W1C)
+    r.transmit(np.zeros(100, np.complex64))
+    r.transmit(np.zeros(100, np.complex64))
+    assert r.stats.underflows == 1 and dev._txdac.regs[pluto.XFLOW_REG] == 0
+    assert r.stats.overflows == 2 and r.stats.dropped == 0  # flags alone lose no known count
+    # a flag raised by the other core's bit is not mistaken for ours
+    dev._rxadc.raise_flags(pluto.TX_UNDERFLOW_BIT)
+    r.receive(256)
+    assert r.stats.overflows == 2
+
+
+def test_stale_flags_from_before_open_are_not_counted():
+    devs = []
+
+    def factory(uri):
+        d = FakePluto(uri)
+        d._rxadc.raise_flags(4)
+        d._txdac.raise_flags(1)
+        devs.append(d)
+        return d
+
+    r = PlutoRadio("ip:192.168.2.1", factory=factory, rx_buffer_size=256)
+    r.receive(256)
+    r.transmit(np.zeros(10, np.complex64))
+    assert r.stats.overflows == 0 and r.stats.underflows == 0
+
+
+def test_unreadable_flag_register_degrades_to_transfer_failures(caplog):
+    devs = []
+
+    def factory(uri):
+        d = FakePluto(uri)
+        d._rxadc.unreadable = True
+        devs.append(d)
+        return d
+
+    with caplog.at_level("WARNING", logger="hw.pluto"):
+        r = PlutoRadio("ip:192.168.2.1", factory=factory, rx_buffer_size=256)
+    assert not r.xflow_flags and "0x80000088" in caplog.text
+    r.receive(512)
+    r.transmit(np.zeros(10, np.complex64))
+    assert devs[0]._txdac.reads == 0  # given up after the first failure: no wasted round trips
+    assert r.stats.overflows == 0
+
+
+def test_clamped_settings_are_read_back_and_reported(caplog):
+    with caplog.at_level("WARNING", logger="hw.pluto"):
+        r, _dev = make(sample_rate=30e6, rf_bandwidth_hz=30e6)  # an AD9363A clamps to 20 MHz
+    assert r.readback["rx_rf_bandwidth_hz"] == 20e6
+    assert r.clamped["rx_rf_bandwidth_hz"] == (30e6, 20e6)
+    assert r.clamped["tx_rf_bandwidth_hz"] == (30e6, 20e6)
+    assert "rx_rf_bandwidth_hz" in caplog.text
+    assert r.readback["sample_rate"] == 30e6 and r.readback["gain_mode"] == "manual"
+    r.tune(rf_bandwidth_hz=10e6)
+    assert r.clamped == {} and r.readback["tx_rf_bandwidth_hz"] == 10e6
+
+
+def test_first_tx_latency_is_measured_by_a_timed_push(monkeypatch):
+    clock = [5.0]
+    monkeypatch.setattr(pluto.time, "monotonic", lambda: clock[0])
+    r, dev = make()
+    real_tx = dev.tx
+
+    def slow_tx(data):  # the push crosses USB at ~18 MB/s (4 bytes a sample)
+        clock[0] += np.asarray(data).size * 4 / 18e6
+        real_tx(data)
+
+    monkeypatch.setattr(dev, "tx", slow_tx)
+    lat = r.measure_tx_latency()
+    n = round(pluto.LATENCY_PROBE_S * 2.8e6)
+    assert dev.tx_log[-1].size == n and not dev.tx_log[-1].any()  # zeros: nothing radiated
+    assert lat == pytest.approx(n * 4 / 18e6) and lat > 0.015  # far above the old 5 ms guess
+    assert r.tx_latency_s == lat and r.stats.tx_bursts == 0 and r.stats.tx_samples == 0
+
+
+def test_small_rx_buffer_for_the_rate_is_warned(caplog):
+    from hw.pluto import safe_rx_buffer_size
+
+    assert safe_rx_buffer_size(2.8e6) == 32768 and safe_rx_buffer_size(5.6e6) == 65536
+    with caplog.at_level("WARNING", logger="hw.pluto"):
+        PlutoConfig(sample_rate=2.8e6, rx_buffer_size=8192)
+    assert "rx_buffer_size 8192" in caplog.text and "32768" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="hw.pluto"):
+        PlutoConfig(sample_rate=2.8e6, rx_buffer_size=32768)
+    assert "rx_buffer_size" not in caplog.text
+
+
+def test_pylibiio_1x_without_kernel_block_setter_still_opens(caplog):
+    class Lib1Adc:  # the 1.x bindings have no set_kernel_buffers_count
+        def __init__(self, core):
+            self.reg_read, self.reg_write = core.reg_read, core.reg_write
+
+    def factory(uri):
+        d = FakePluto(uri)
+        d._rxadc = Lib1Adc(d._rxadc)
+        return d
+
+    with caplog.at_level("WARNING", logger="hw.pluto"):
+        r = PlutoRadio("ip:192.168.2.1", factory=factory, kernel_buffers=16)
+    assert "kernel_buffers=16 ignored" in caplog.text
+    assert r.receive(10).size == 10
