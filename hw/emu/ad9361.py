@@ -24,6 +24,9 @@ pyadi-iio as ``OSError(EINVAL)`` exactly as with hardware:
 - read-only attributes (``*_available``, ``rssi``, path rates, sensors) answer writes with
   ``EACCES`` like a read-only sysfs file.
 
+- an AD9363A (``ad9361-phy,model``) clamps the RF bandwidth to 200 kHz-20 MHz silently, although
+  ``rf_bandwidth_available`` reports 56/40 MHz (the driver's ``ad9361_validate_rf_bw``);
+
 Simplifications (documented in docs/emulator.md): the clock-chain search is a model of the driver's,
 not a copy (it gives the usual 30.72 MS/s chain and the published floors); AGC modes do not change
 the reported gain; the RX gain range is not LO dependent.
@@ -68,6 +71,9 @@ _HB = {t[0]: t for t in HB_DIVIDERS}
 #: DAC 122.88 -> T2 122.88 -> T1 61.44 -> TF 30.72 MHz, i.e. (1, 2, 2) for a total of 4.
 _HB_TX = {1: (1, 1, 1), 2: (1, 1, 2), 3: (3, 1, 1), 4: (1, 2, 2), 6: (3, 1, 2), 8: (2, 2, 2),
           12: (3, 2, 2)}
+
+#: RF bandwidth an AD9363A really has: the driver clamps to it without an error.
+AD9363A_BW = (200_000, 20_000_000)
 
 _READ_ONLY_NAMES = {"rssi", "rx_path_rates", "tx_path_rates", "input", "data_available",
                     "length_align_bytes", "rssi_gain_step_error", "samples_pps", "offset"}
@@ -240,7 +246,8 @@ class PlutoContext(IioContext):
         self.rx_fir_en = False
         self.tx_fir_en = False
         self.governor = "nominal"
-        self.buffers_count = 4
+        self.buffers_count = 4  #: RX device's kernel blocks
+        self.tx_buffers_count = 4  #: TX device's kernel blocks
         #: The data devices' HDL core registers (``direct_reg_access``), by device name.
         self.registers = {RX_DEV: CoreRegisters(), TX_DEV: CoreRegisters()}
         self.listeners: list[Callable[[Settings], None]] = []
@@ -252,6 +259,11 @@ class PlutoContext(IioContext):
         """A fresh emulated Pluto (power-on state of :mod:`hw.emu.pluto_model`)."""
         builder = pluto_builder() if description is None else pluto_builder(description)
         return builder.build(cls)
+
+    @property
+    def chip(self) -> str:
+        """The transceiver the context reports (``ad9361-phy,model``: ``ad9363a``, ``ad9364``)."""
+        return dict(self.context_attrs).get("ad9361-phy,model", "")
 
     # ------------------------------------------------------------------ settings
     def settings(self) -> Settings:
@@ -424,6 +436,10 @@ class PlutoContext(IioContext):
                 return None
             if chan is not None and name == "hardwaregain":
                 return self._gain(chan, value)
+            if chan is not None and name == "rf_bandwidth" and self.chip == "ad9363a":
+                # the driver clamps an AD9363A's bandwidth silently (its *_available says more)
+                bw = int(_number(value, True))
+                return str(min(max(bw, AD9363A_BW[0]), AD9363A_BW[1]))
             if chan is None and name == "trx_rate_governor":
                 self._check_generic(dev, chan, attr, value)
                 old = self.governor

@@ -14,12 +14,12 @@ a :class:`MediumPath` (the :class:`~hw.emu.datapath.DataPath` of its :class:`Plu
   completed with receiver noise (counted in :attr:`MediumPath.late_samples`, logged) instead
   of stalling libiio into ``EPIPE``.
 - ``WRITEBUF`` is ``radio.transmit(iq)``: on the air at the clock's *now*, or right after the
-  previous block if that one is still playing (a DAC FIFO). When more than ``buffers_count`` blocks
-  are queued ahead of now, the push waits (bounded) like the kernel's buffer queue does; if the
-  queue still holds more than twice that after the wait the client's timeout allows, the push
-  fails with ``ETIMEDOUT`` (hardware would block past the timeout) instead of piling air up.
-  On the sim clock, where only readers drain it, more than :data:`TX_QUEUE_MAX_SAMPLES` queued
-  is ``ENOBUFS``.
+  previous block if that one is still playing (a DAC FIFO). When more than ``tx_buffers_count``
+  blocks (the TX device's own count) are queued ahead of now, the push waits (bounded) like the
+  kernel's buffer queue does; if the queue still holds more than twice that after the wait the
+  client's timeout allows, the push fails with ``ETIMEDOUT`` (hardware would block past the
+  timeout) instead of piling air up. On the sim clock, where only readers drain it, more than
+  :data:`TX_QUEUE_MAX_SAMPLES` queued is ``ENOBUFS``.
 - A **cyclic** buffer is repeated on the air until the buffer is closed: before any radio on the
   medium renders a window, :class:`Air` schedules every cyclic transmitter through that window's
   end (plus a short look-ahead, so a cyclic tone may outlive ``CLOSE`` by that much). Air more
@@ -107,7 +107,8 @@ class MediumPath:
         self.rx_gain_ref_db = float(rx_gain_ref_db)
         self.tx_gain_ref_db = float(tx_gain_ref_db)
         self.apply_gains = apply_gains
-        self.buffers_count = 4
+        self.buffers_count = 4  #: RX kernel blocks (what pyadi's set_kernel_buffers_count sets)
+        self.tx_buffers_count = 4  #: TX kernel blocks (libiio's default unless set on the TX)
         self.late_samples = 0  #: RX samples answered with noise because the wait was too long
         self._rng = np.random.default_rng([seed, 0x5EED])
         self._lock = threading.Lock()
@@ -151,8 +152,11 @@ class MediumPath:
             kwargs["tx_gain_db"] = min(0.0, settings.tx_gain_db - self.tx_gain_ref_db)
         self.radio.tune(**kwargs)
 
-    def set_kernel_buffers(self, count: int) -> None:
-        self.buffers_count = max(1, int(count))
+    def set_kernel_buffers(self, count: int, *, output: bool = False) -> None:
+        if output:
+            self.tx_buffers_count = max(1, int(count))
+        else:
+            self.buffers_count = max(1, int(count))
 
     def attach_registers(self, rx: CoreRegisters, tx: CoreRegisters) -> None:
         self._rx_regs, self._tx_regs = rx, tx
@@ -251,10 +255,10 @@ class MediumPath:
                 and self._local(self._now()) > self._tx_end_local:
             self._tx_regs.raise_flags(TX_UNDERFLOW)  # the DAC ran dry since the last block
         if self.medium.wall and self.medium.clock is not None:
-            # Back-pressure: at most `buffers_count` blocks queued ahead of now (kernel queue).
+            # Back-pressure: at most `tx_buffers_count` blocks queued ahead of now (kernel queue).
             fs = self.medium.sample_rate
             ahead = self._tx_end_local - self._local(self._now())
-            limit = max(iq.size, min(self.buffers_count * iq.size, TX_QUEUE_MAX_SAMPLES))
+            limit = max(iq.size, min(self.tx_buffers_count * iq.size, TX_QUEUE_MAX_SAMPLES))
             if ahead > limit:
                 wait_until = self._global(self._tx_end_local - limit)
                 deadline = self._now() + max_wait_s * fs
@@ -266,7 +270,7 @@ class MediumPath:
                     # a tiny TIMEOUT pile up unbounded air (memory) ahead of everyone.
                     raise IioError(errno.ETIMEDOUT, f"{self.radio.name}: TX queue full: "
                                    f"{ahead / fs:.3f} s of air queued ahead, more than twice "
-                                   f"{self.buffers_count} kernel buffers, after waiting the "
+                                   f"{self.tx_buffers_count} kernel buffers, after waiting the "
                                    f"{max_wait_s:.3f} s the client's timeout allows")
             start = self.radio.transmit(iq)
         else:

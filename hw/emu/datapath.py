@@ -55,8 +55,9 @@ class DataPath(Protocol):
     def stop_tx(self) -> None:
         """Destroying the TX buffer: a cyclic transmission ends."""
 
-    def set_kernel_buffers(self, count: int) -> None:
-        """Number of kernel blocks the driver queues (overflow/back-pressure depth)."""
+    def set_kernel_buffers(self, count: int, *, output: bool = False) -> None:
+        """Number of kernel blocks the driver queues on the RX (overflow depth) or, with
+        ``output``, the TX device (back-pressure depth); each device has its own."""
 
     def attach_registers(self, rx: CoreRegisters, tx: CoreRegisters) -> None:
         """The RX and TX cores' registers: the path raises their overflow/underflow flags."""
@@ -96,7 +97,7 @@ class LocalLoop:
         with self._lock:
             self._settings = settings
 
-    def set_kernel_buffers(self, count: int) -> None:
+    def set_kernel_buffers(self, count: int, *, output: bool = False) -> None:
         return None
 
     def attach_registers(self, rx: CoreRegisters, tx: CoreRegisters) -> None:

@@ -565,8 +565,13 @@ class _Handler(socketserver.StreamRequestHandler):
             raise einval(f"BUFFERS_COUNT {count} outside [1, {MAX_BUFFERS_COUNT}]")
         if self.server.busy(dev):
             raise IioError(errno.EBUSY, f"{dev.id}: buffer active")
-        self.server.context.buffers_count = count
-        self.server.data.set_kernel_buffers(count)
+        scan = dev.scan_channels()
+        output = bool(scan) and scan[0].output
+        if output:  # the count belongs to the device it was set on (pyadi sets the RX one)
+            self.server.context.tx_buffers_count = count
+        else:
+            self.server.context.buffers_count = count
+        self.server.data.set_kernel_buffers(count, output=output)
         self._reply(0)
 
     def _open(self, args: list[str]) -> None:

@@ -53,8 +53,6 @@ def test_low_rate_loads_and_enables_the_fir(pluto) -> None:
     ("sample_rate", 100_000_000),
     ("rx_lo", 10_000_000_000),
     ("tx_lo", 100_000_000),
-    ("rx_rf_bandwidth", 80_000_000),
-    ("tx_rf_bandwidth", 50_000_000),
     ("tx_hardwaregain_chan0", 5),
     ("gain_control_mode_chan0", "turbo"),
 ])
@@ -62,6 +60,19 @@ def test_out_of_range_is_einval(pluto, attr: str, value: object) -> None:
     with pytest.raises(OSError) as info:
         setattr(pluto, attr, value)
     assert info.value.errno == 22
+
+
+def test_ad9363a_clamps_the_rf_bandwidth_silently(pluto) -> None:
+    pluto.rx_rf_bandwidth = 80_000_000
+    pluto.tx_rf_bandwidth = 50_000
+    assert (pluto.rx_rf_bandwidth, pluto.tx_rf_bandwidth) == (20_000_000, 200_000)
+
+
+def test_kernel_block_count_belongs_to_the_device_it_is_set_on(pluto, emulator) -> None:
+    pluto._rxadc.set_kernel_buffers_count(16)  # what pyadi users (and hw.pluto) do: RX only
+    assert emulator.context.buffers_count == 16 and emulator.context.tx_buffers_count == 4
+    pluto._txdac.set_kernel_buffers_count(8)
+    assert emulator.context.buffers_count == 16 and emulator.context.tx_buffers_count == 8
 
 
 def test_rx_gain_needs_manual_mode_on_the_device(pluto) -> None:
