@@ -192,8 +192,11 @@ class ZonePlanner:
         want = {i: min(self.max_len, max(self.min_len, self.need(i, demand[i][0])))
                 for i in busy}
         floor = {i: min(want[i], max(self.min_len, self.need(i, demand[i][1]))) for i in busy}
-        # the frame reference is always there, at least short; it grows when its turn comes
-        take(0, self.min_len)
+        # the frame reference is always there, at least short; it grows when its turn comes.
+        # Short is a bare zone burst (preamble, header, a small MAP) unless it carries the
+        # grants of a busy UL-access zone: a min_len zone too short for an MPDU is dead air
+        grants_here = any(self._grants_from.get(i) == 0 for i in busy)
+        take(0, self.min_len if grants_here else min(self.min_len, self.need(0, 0)))
 
         def grow(i: int, length: int) -> bool:
             nonlocal room
@@ -209,7 +212,13 @@ class ZonePlanner:
                 return take(i, length)
             first = want.get(j, self.min_len)
             if length + first + 2 * guard > room:
-                first = floor.get(j, self.min_len)
+                # both do not fit whole: share the room in proportion to what each wants
+                # (the DL zone carrying the grants is often the busier one), each at least
+                # its floor -- rather than squeezing the DL zone to one MPDU
+                total = room - 2 * guard
+                lo_j, lo_i = floor.get(j, self.min_len), floor.get(i, self.min_len)
+                first = max(lo_j, min(first, total * first // (first + length)))
+                length = max(lo_i, min(length, total - first))
             if length + first + 2 * guard > room:
                 return False
             return take(j, first) and take(i, length)
