@@ -61,6 +61,12 @@ CYCLIC_LOOKAHEAD_S = 0.02
 #: air no reader asked for before that is skipped (phase kept), so a cyclic buffer left running
 #: while nobody reads never makes the next reader render the whole pause at once.
 CYCLIC_LOOKBACK_S = 1.0
+#: Bytes one complex sample takes over USB (int16 I and Q).
+USB_BYTES_PER_SAMPLE = 4
+#: Host<->Pluto USB 2.0 throughput (bytes/s): 17-20 MB/s measured host->Pluto (plutosdr-fw #61),
+#: consistent with the ~5 MS/s (20 MB/s) people sustain (PySDR's Pluto chapter).
+USB_BYTES_PER_S = 18e6
+
 #: Most samples a radio's TX queue may hold ahead of the air (its DAC FIFO, 128 MB of
 #: complex64): beyond it a push waits on the wall clock, and on the sim clock (where nothing
 #: drains the queue but readers) it is refused with ENOBUFS.
@@ -98,8 +104,14 @@ class MediumPath:
 
     def __init__(self, radio: LoopbackRadio, air: Air, *, seed: int = 0,
                  rx_gain_ref_db: float = 30.0, tx_gain_ref_db: float = -10.0,
-                 apply_gains: bool = True, recorder: SigMFRecorder | None = None) -> None:
+                 apply_gains: bool = True, recorder: SigMFRecorder | None = None,
+                 usb_bytes_per_s: float = 0.0, usb_overhead_s: float = 0.0) -> None:
         self.radio = radio
+        #: USB model (wall clock only; 0 = instant): a buffer of n samples takes
+        #: ``n * 4 / usb_bytes_per_s + usb_overhead_s`` to cross; a TX block reaches the air
+        #: only once it has fully crossed, and an RX reply is never faster than that.
+        self.usb_bytes_per_s = float(usb_bytes_per_s)
+        self.usb_overhead_s = float(usb_overhead_s)
         #: Optional SigMF recorder of every sample this radio's clients received.
         self.recorder = recorder
         self.air = air
@@ -178,8 +190,20 @@ class MediumPath:
         if lag > 0:
             self.radio.skip(lag)
 
+    def _usb(self, n: int, since: float, max_wait_s: float) -> None:
+        """Hold until a transfer of ``n`` samples started at medium time ``since`` has crossed
+        USB (bounded by the client's timeout); nothing on the sim clock or without a model."""
+        clock = self.medium.clock
+        if not self.medium.wall or clock is None or self.usb_bytes_per_s <= 0:
+            return
+        fs = self.medium.sample_rate
+        took = n * USB_BYTES_PER_SAMPLE / self.usb_bytes_per_s + self.usb_overhead_s
+        clock.sleep_until(min(since + took * fs, self._now() + max_wait_s * fs))
+
     def rx(self, n: int, *, max_wait_s: float) -> np.ndarray:
+        since = self._now()
         out = self._rx(n, max_wait_s=max_wait_s)
+        self._usb(n, since, max_wait_s)
         if self.recorder is not None:
             self.recorder.write(out)
         return out
@@ -243,6 +267,7 @@ class MediumPath:
     def tx(self, iq: np.ndarray, *, cyclic: bool, max_wait_s: float) -> None:
         self._check_rate()
         iq = np.asarray(iq, np.complex64)
+        self._usb(iq.size, self._now(), max_wait_s)  # the block must cross USB first
         if cyclic:
             with self._lock:
                 now_local = self._local(self._now())

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from hw.emu.ad9361 import MAX_RATE, PlutoContext, rate_floor, solve_clock_chain
-from hw.emu.air import Air, MediumPath
+from hw.emu.air import USB_BYTES_PER_S, Air, MediumPath
 from hw.emu.errors import EmulatorConfigError, IioError
 from hw.emu.server import (
     DEFAULT_MAX_BUFFER_SAMPLES,
@@ -63,6 +63,9 @@ class EmulatorConfig:
     (CFO and SFO), one value per radio or a single value for all. ``base_port``: first TCP port
     (``0`` = any free ports). ``names``: radio names (default ``pluto0..``). ``record_dir``:
     record what each radio's clients received as SigMF (``DIR/NAME.sigmf-*``, no annotations).
+    ``usb_mb_per_s``/``usb_overhead_ms``: the USB 2.0 model on the wall clock (MB/s each way,
+    0 = instant; a fixed cost per transfer), by default the 18 MB/s measured host->Pluto
+    (plutosdr-fw #61): a zone-sized push of 98 k samples takes ~22 ms to reach the air.
     """
 
     sample_rate: float = 2_800_000
@@ -83,6 +86,8 @@ class EmulatorConfig:
     record_dir: str | None = None
     max_clients: int = DEFAULT_MAX_CLIENTS
     max_buffer_samples: int = DEFAULT_MAX_BUFFER_SAMPLES
+    usb_mb_per_s: float = USB_BYTES_PER_S / 1e6
+    usb_overhead_ms: float = 0.0
 
     def as_dict(self) -> dict[str, object]:
         """Plain dict (for SigMF metadata and reports)."""
@@ -152,6 +157,14 @@ class EmulatorConfig:
                                           f"{self.record_dir!r}")
         check_max_clients(self.max_clients)
         check_max_buffer_samples(self.max_buffer_samples)
+        usb = _finite("usb_mb_per_s", self.usb_mb_per_s)
+        if not 0 <= usb <= 1000:
+            raise EmulatorConfigError("usb_mb_per_s", f"must be in [0, 1000] MB/s (0 = no USB "
+                                      f"model), got {self.usb_mb_per_s!r}")
+        overhead = _finite("usb_overhead_ms", self.usb_overhead_ms)
+        if not 0 <= overhead <= 1000:
+            raise EmulatorConfigError("usb_overhead_ms", f"must be in [0, 1000] ms, got "
+                                      f"{self.usb_overhead_ms!r}")
 
 
 def _finite(name: str, value: object) -> float:
@@ -243,7 +256,9 @@ def create_emulators(n: int, config: EmulatorConfig | None = None) -> EmulatorCl
                     hw="relaysec emulated ADALM-Pluto (hw.emu)",
                     description=f"what the clients of emulated radio {name} received")
             path = MediumPath(radio, air, seed=cfg.seed + i, rx_gain_ref_db=cfg.rx_gain_ref_db,
-                              tx_gain_ref_db=cfg.tx_gain_ref_db, recorder=recorder)
+                              tx_gain_ref_db=cfg.tx_gain_ref_db, recorder=recorder,
+                              usb_bytes_per_s=cfg.usb_mb_per_s * 1e6,
+                              usb_overhead_s=cfg.usb_overhead_ms * 1e-3)
             port = cfg.base_port + i if cfg.base_port else 0
             srv = PlutoServer(ctx, path, host=cfg.host, port=port, name=name,
                               max_clients=cfg.max_clients,
