@@ -8,6 +8,7 @@ assemble cells the same way.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -19,8 +20,11 @@ from relaysec.config import Config, ConfigError, check_air_speed, link_params, r
 
 if TYPE_CHECKING:
     from hw.loopback import Medium
+    from hw.pluto import PlutoRadio
     from hw.radio import Radio
     from hw.sigmf import RecordingRadio
+
+log = logging.getLogger(__name__)
 
 Station = Mapping[str, Any]
 #: ``factory(cfg, local_stations, sample_rate) -> {name: radio}``
@@ -78,7 +82,12 @@ class Loopback:
 
 
 def plutos(cfg: Config, local: Sequence[Station], fs: float) -> dict[str, Radio]:
-    """One ADALM-Pluto per station, at the station's ``uri`` (hw.pluto, pyadi-iio)."""
+    """One ADALM-Pluto per station, at the station's ``uri`` (hw.pluto, pyadi-iio).
+
+    Each radio's first TX latency is measured by a timed push of zeros when it opens; the
+    configured ``schedule.ota_tx_latency_ms`` is a floor that the slowest measurement raises
+    (in *cfg*, which the runtime reads next), so the first bursts do not miss their guards
+    while the learned latency converges."""
     try:
         from hw.pluto import PlutoRadio
     except ImportError as exc:
@@ -88,7 +97,7 @@ def plutos(cfg: Config, local: Sequence[Station], fs: float) -> dict[str, Radio]
     except ConfigError as exc:
         raise RadioSetupError(str(exc)) from None
     p = cfg["pluto"]
-    radios: dict[str, Radio] = {}
+    radios: dict[str, PlutoRadio] = {}
     for s in local:
         if not s.get("uri"):
             raise RadioSetupError(
@@ -105,7 +114,29 @@ def plutos(cfg: Config, local: Sequence[Station], fs: float) -> dict[str, Radio]
             for r in radios.values():
                 r.close()
             raise RadioSetupError(f"{s['name']} ({s['uri']}): {exc}") from exc
-    return radios
+    _measured_latency_floor(cfg, radios)
+    return dict(radios)
+
+
+def _measured_latency_floor(cfg: Config, radios: Mapping[str, PlutoRadio]) -> None:
+    """Time one zero push per Pluto; raise ``schedule.ota_tx_latency_ms`` to the slowest."""
+    sched = cfg["schedule"]
+    configured = float(sched["ota_tx_latency_ms"])
+    speed = float(sched["ota_speed"])  # a slowed rehearsal: wall ms are fewer air ms
+    worst = configured
+    for name, radio in radios.items():
+        try:
+            ms = radio.measure_tx_latency() * 1e3 * speed
+        except Exception as exc:
+            for r in radios.values():
+                r.close()
+            raise RadioSetupError(f"{name}: the start-up TX push failed: {exc}") from exc
+        log.info("%s: first TX push took %.1f ms", name, ms)
+        worst = max(worst, ms)
+    if worst > configured:
+        log.warning("first TX latency measured %.1f ms, above schedule.ota_tx_latency_ms = %.1f: "
+                    "using %.1f ms", worst, configured, worst)
+        sched["ota_tx_latency_ms"] = round(worst, 3)
 
 
 def given(radios: Mapping[str, Radio]) -> RadioFactory:

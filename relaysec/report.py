@@ -208,6 +208,7 @@ def summary_text(report: Mapping[str, Any]) -> str:
     if tx_only:
         lines.append("  sent only (PER is measured at the receiver): " + ", ".join(
             f"{k} {v.get('bursts_tx', 0)} bursts" for k, v in tx_only.items()))
+    lines += _radio_lines(report)
     sec = report["security"]
     rej = sec.get("rejections", {})
     lines.append("")
@@ -242,6 +243,19 @@ def summary_text(report: Mapping[str, Any]) -> str:
             f"interruption {txt}" + ("" if ho.get("movers", 1) == 1 else " (worst)")
         )
     return "\n".join(lines)
+
+
+def _radio_lines(report: Mapping[str, Any]) -> list[str]:
+    """Per radio: overflows (RX samples lost), underflows (TX ran dry), dropped and clipped
+    samples. Shown over Plutos, or whenever a radio lost samples."""
+    radios = report.get("radios") or {}
+    lossy = any(r.get("overflows") or r.get("underflows") for r in radios.values())
+    if not radios or (report.get("backend") != "pluto" and not lossy):
+        return []
+    return ["", "Radios   " + "; ".join(
+        f"{name}: overflows {r.get('overflows', 0)}, underflows {r.get('underflows', 0)}, "
+        f"dropped {r.get('dropped', 0)}, clipped {r.get('clipped', 0)}"
+        for name, r in radios.items())]
 
 
 def _per_ams_lines(report: Mapping[str, Any], limit: int = 16) -> list[str]:

@@ -197,6 +197,13 @@ def key_lines(t: Trial) -> list[str]:
     return lines
 
 
+def radio_stats(t: Trial) -> dict[str, dict[str, int]]:
+    """Each local station's radio counters (``hw.radio.RadioStats``), by station name."""
+    if t.cell is None:
+        return {}
+    return {name: node.radio.stats.as_dict() for name, node in t.cell.nodes.items()}
+
+
 def build_report(t: Trial, reason: str | None) -> dict[str, Any]:
     """The JSON-ready report of trial *t* (verdict first)."""
     flows = {}
@@ -259,6 +266,8 @@ def build_report(t: Trial, reason: str | None) -> dict[str, Any]:
         "msc": [{"t": e.t, "src": e.src, "dst": e.dst, "label": e.label, "note": e.note}
                 for e in msc],
         "stations": [s["name"] for s in t.cfg["stations"]],
+        # per local radio: hardware overflow/underflow flags (Plutos), drops, clipping, traffic
+        "radios": radio_stats(t),
         "events": [f"{ne.t * 1e3:.1f} ms {ne.station}: {type(ne.event).__name__} "
                    f"{event_fields(ne.event)}" for ne in t.log
                    if type(ne.event).__name__ not in ("DataReceived", "ControlSent")],

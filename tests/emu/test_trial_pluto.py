@@ -79,6 +79,13 @@ def _trial_passes_with_its_report(emulated_plutos: list[str], tmp_path: Path,
     # only links something was received on, never a station's own (report artefacts)
     assert all(a != b and (lk["bursts_rx"] or lk["crc_fail"])
                for name, lk in report["links"].items() for a, b in [name.split("->")])
+    # per radio, from the cores' flags: no RX overflow at this sustainable rate (32 k buffers);
+    # the DAC runs dry between bursts (bursty TX), at most once per burst
+    assert set(report["radios"]) == {"ABS", "ARS-1", "AMS"}
+    for name, r in report["radios"].items():
+        assert r["overflows"] == 0, (name, r)
+        assert 0 < r["underflows"] <= r["tx_bursts"], (name, r)
+    assert "Radios   ABS: overflows 0, underflows" in text
     # the air took wall time: 100 ms frames of air, at half real time
     t = report["timing"]
     assert t["sim_s"] == pytest.approx(t["frames"] * 0.100, rel=0.05)  # air seconds

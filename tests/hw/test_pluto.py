@@ -353,3 +353,24 @@ def test_pylibiio_1x_without_kernel_block_setter_still_opens(caplog):
         r = PlutoRadio("ip:192.168.2.1", factory=factory, kernel_buffers=16)
     assert "kernel_buffers=16 ignored" in caplog.text
     assert r.receive(10).size == 10
+
+
+def test_pluto_factory_raises_the_latency_floor_to_the_measured_push(monkeypatch):
+    from relaysec.config import load_config
+    from relaysec.radios import plutos
+    from tests.emu.conftest import LAB
+
+    monkeypatch.setattr(pluto, "_open_pyadi", FakePluto)
+    measured = iter([0.012, 0.031, 0.004])  # seconds, per radio in config order
+    monkeypatch.setattr(PlutoRadio, "measure_tx_latency", lambda self: next(measured))
+    cfg = load_config(LAB)
+    assert cfg["schedule"]["ota_tx_latency_ms"] == 5.0
+    radios = plutos(cfg, cfg["stations"], 2.8e6)
+    try:
+        assert len(radios) == 3
+        assert cfg["schedule"]["ota_tx_latency_ms"] == pytest.approx(31.0)  # the slowest
+        assert all(r.config.rx_buffer_size == 32768 for r in radios.values())
+        assert not any(r.config.uri.startswith("usb:") for r in radios.values())
+    finally:
+        for r in radios.values():
+            r.close()
