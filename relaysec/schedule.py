@@ -229,10 +229,10 @@ class ZonePlanner:
         urgent = set(urgent)   # a control message waits at the head: never batched
         ready = [i for i in busy if i in urgent
                  or want[i] >= self.max_len or frame - self._last[i] >= self.batch]
+        turn0 = False   # the frame reference had its turn (not only its bare minimum)
         for i in sorted(ready or busy, key=lambda i: (self._last[i], i)):
             if i == 0:
-                if not grow(0, want[0]):
-                    grow(0, floor[0])
+                turn0 = grow(0, want[0]) or grow(0, floor[0])
                 continue
             if i in lengths:
                 continue
@@ -244,7 +244,8 @@ class ZonePlanner:
                 take(i, self.min_len)
         served = sorted(lengths)
         for i in served:
-            self._last[i] = frame
+            if i or turn0:   # the reference is always there: it waits like the others
+                self._last[i] = frame
         # the rest to the busy zones served, up to what they want, then evenly
         takers = [i for i in served if i in busy] or [0]
         for i in takers:
