@@ -19,6 +19,8 @@ pyadi-iio as ``OSError(EINVAL)`` exactly as with hardware:
 - ``filter_fir_config`` is parsed (``RX n GAIN g DEC d`` / ``TX n GAIN g INT i`` and ``a,b`` tap
   lines; taps a multiple of 16, at most 128) and reads back as ``FIR Rx: n,d Tx: n,i``; enabling a
   FIR without a loaded one, or with RX decimation != TX interpolation, is ``EINVAL``;
+- the RX gain table follows the RX LO's band (``hw.pluto.rx_gain_range``: <= 1.3 GHz -1..73 dB,
+  <= 4 GHz -3..71, above -10..62): below it a write clamps silently, above it is ``EINVAL``;
 - ``hardwaregain`` reads as ``%f dB``; RX gain (1 dB steps) is writable only in ``manual`` gain
   control mode (``EINVAL`` otherwise, pyadi never tries); TX attenuation is rounded to 0.25 dB;
 - read-only attributes (``*_available``, ``rssi``, path rates, sensors) answer writes with
@@ -29,7 +31,7 @@ pyadi-iio as ``OSError(EINVAL)`` exactly as with hardware:
 
 Simplifications (documented in docs/emulator.md): the clock-chain search is a model of the driver's,
 not a copy (it gives the usual 30.72 MS/s chain and the published floors); AGC modes do not change
-the reported gain; the RX gain range is not LO dependent.
+the reported gain.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ from hw.emu.context import (
 from hw.emu.errors import IioError, einval
 from hw.emu.pluto_model import pluto_builder
 from hw.emu.registers import CoreRegisters
+from hw.pluto import rx_gain_range
 
 PHY = "ad9361-phy"
 RX_DEV = "cf-ad9361-lpc"
@@ -299,6 +302,7 @@ class PlutoContext(IioContext):
                     ch = dev.channel(chan, True)
                     self.values[ch.attrs["frequency"].key] = str(
                         int(self._check_generic(dev, ch, ch.attrs["frequency"], str(int(lo_hz)))))
+                self._rx_gain_table()
             after = self.settings()
         if after != before:
             for listener in list(self.listeners):
@@ -394,6 +398,9 @@ class PlutoContext(IioContext):
         stored = self._check(dev, kind, attr, chan, value)
         if stored is not None:
             self.values[attr.key] = stored
+        if dev.name == PHY and chan is not None and chan.id == "altvoltage0" \
+                and name == "frequency":
+            self._rx_gain_table()
         after = self.settings()
         if after != before:
             for listener in list(self.listeners):
@@ -453,10 +460,22 @@ class PlutoContext(IioContext):
                 return value
         return self._check_generic(dev, chan, attr, value)
 
+    def _rx_gain_table(self) -> None:
+        """The RX gain table follows the RX LO's band (``hardwaregain_available`` changes; a
+        gain now above the table's top is lowered to it, as the driver re-applies the table)."""
+        lo_hz = float(self.get(PHY, "frequency", chan="altvoltage0", output=True))
+        low, high = rx_gain_range(lo_hz)
+        self.set(PHY, "hardwaregain_available", f"[{low:g} 1 {high:g}]", chan="voltage0")
+        gain = _number(self.get(PHY, "hardwaregain", chan="voltage0"), False)
+        if not low <= gain <= high:
+            self.set(PHY, "hardwaregain", f"{min(max(gain, low), high):.6f} dB", chan="voltage0")
+
     def _gain(self, chan: Channel, value: str) -> str:
         avail = self.values[chan.attrs["hardwaregain_available"].key]
         lo, step, hi = (float(x) for x in _RANGE_RE.match(avail).groups())  # type: ignore[union-attr]
         gain = _number(value, False)
+        if not chan.output and math.isfinite(gain) and gain < lo:
+            gain = lo  # below the gain table the driver clamps silently; above it refuses
         if not math.isfinite(gain) or not lo - 1e-9 <= gain <= hi + 1e-9:
             raise einval(f"hardwaregain {gain} outside [{lo}, {hi}]")
         if not chan.output:

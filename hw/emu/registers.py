@@ -17,13 +17,11 @@ from __future__ import annotations
 import threading
 
 from hw.emu.errors import einval
+from hw.pluto import RX_OVERFLOW_BIT as RX_OVERFLOW
+from hw.pluto import TX_UNDERFLOW_BIT as TX_UNDERFLOW
+from hw.pluto import XFLOW_REG
 
-#: Status register of the ADI ADC/DAC cores (0x80000000 selects the core, not the AD9361's SPI).
-XFLOW_REG = 0x80000088
-#: RX overflow flag of :data:`XFLOW_REG` (ADC core).
-RX_OVERFLOW = 1 << 2
-#: TX underflow flag of :data:`XFLOW_REG` (DAC core).
-TX_UNDERFLOW = 1 << 0
+__all__ = ["RX_OVERFLOW", "TX_UNDERFLOW", "XFLOW_REG", "CoreRegisters"]
 #: Largest register address / value (32-bit bus).
 _MAX = 0xFFFFFFFF
 

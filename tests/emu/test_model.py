@@ -174,3 +174,17 @@ def test_xml_is_valid_against_its_dtd_shape() -> None:
     rx = next(d for d in root.iter("device") if d.get("name") == RX_DEV)
     scans = [(c.get("id"), c.find("scan-element").get("format")) for c in rx.iter("channel")]
     assert scans == [("voltage0", "le:S12/16>>0"), ("voltage1", "le:S12/16>>0")]
+
+
+def test_rx_gain_table_follows_the_lo_band() -> None:
+    ctx = PlutoContext.default()
+    _write(ctx, "gain_control_mode", "manual", "voltage0")
+    _write(ctx, "frequency", "915000000", "altvoltage0", True)
+    assert ctx.get(PHY, "hardwaregain_available", chan="voltage0") == "[-1 1 73]"
+    _write(ctx, "hardwaregain", "73", "voltage0")  # allowed below 1.3 GHz
+    _write(ctx, "frequency", "2400000000", "altvoltage0", True)
+    assert ctx.get(PHY, "hardwaregain_available", chan="voltage0") == "[-3 1 71]"
+    assert ctx.get(PHY, "hardwaregain", chan="voltage0") == "71.000000 dB"  # lowered with it
+    assert _errno(_write, ctx, "hardwaregain", "72", "voltage0") == 22  # above: refused
+    _write(ctx, "hardwaregain", "-10", "voltage0")  # below: clamped silently
+    assert ctx.get(PHY, "hardwaregain", chan="voltage0") == "-3.000000 dB"

@@ -34,3 +34,15 @@ def test_round_trip_scaling_and_retune(server):
         with pytest.raises(Exception, match="outside"):
             r.tune(lo_hz=9e9)
     assert r.closed
+
+
+def test_device_clamps_are_read_back(server):
+    # an AD9363A clamps the RF bandwidth to 20 MHz and an RX gain below its LO band's table
+    with PlutoRadio(server.uri, lo_hz=915e6, rx_gain_db=-3, sample_rate=30e6,
+                    rf_bandwidth_hz=30e6) as r:
+        assert r.clamped["rx_rf_bandwidth_hz"] == (30e6, 20e6)
+        assert r.clamped["tx_rf_bandwidth_hz"] == (30e6, 20e6)
+        assert r.clamped["rx_gain_db"] == (-3.0, -1.0)
+        assert r.readback["rx_lo_hz"] == 915e6 and "sample_rate" not in r.clamped
+        r.tune(rf_bandwidth_hz=10e6, rx_gain_db=10)
+        assert r.clamped == {}
