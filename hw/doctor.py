@@ -51,7 +51,7 @@ FIX_AVAHI = (
 )
 FIX_USB_URI = (
     "use the Pluto's network URI (ip:192.168.2.1; give each Pluto its own address in its "
-    "config.txt), or pick it by serial from `iio_info -S usb` each time it is plugged in"
+    "config.txt), or name it by serial: serial:<last digits from `iio_info -S usb`>"
 )
 FIX_LIBIIO1 = (
     "pin the 0.x line: pip install 'pylibiio==0.25' (a bare `pip install pyadi-iio` pulls "
@@ -328,19 +328,21 @@ def diagnose(uri: str | None = None, *, scan: bool = True) -> list[Finding]:
             out.append(Finding("uri", WARN, f"{uri} names a USB bus and device number, which "
                                "change when the Pluto is re-plugged or rebooted", FIX_USB_URI))
         try:
-            info = probe_context(uri)
+            target = _resolve(uri)
+            info = probe_context(target)
         except Exception as exc:
             out.append(
                 Finding(
                     "device",
                     FAIL,
                     f"nothing answered at {uri} ({exc})",
-                    f"check the address and cable; try `iio_info -u {uri}`",
+                    f"check the address and cable; try `iio_info -u {uri}`"
+                    if not uri.startswith("serial:") else "check the cable; `iio_info -S usb`",
                 )
             )
         else:
             uri_ok = True
-            out.extend(device_findings(uri, info))
+            out.extend(device_findings(uri if target == uri else f"{uri} ({target})", info))
     if not scan:
         if uri is None:
             out.append(Finding("device", SKIP, "device scan disabled (--no-scan)"))
@@ -413,6 +415,13 @@ def diagnose(uri: str | None = None, *, scan: bool = True) -> list[Finding]:
             detail += f" (libiio scan failed: {scan_error})"
         out.append(Finding("scan", FAIL, detail, FIX_NO_DEVICE))
     return out
+
+
+def _resolve(uri: str) -> str:
+    """A ``serial:`` URI as the USB address the Pluto has now (others unchanged)."""
+    from hw.pluto import resolve_serial_uri
+
+    return resolve_serial_uri(uri, lambda: probe_scan("usb"))
 
 
 def _scan() -> tuple[dict[str, str], str, bool]:

@@ -52,6 +52,9 @@ DEFAULT_SAMPLE_RATE = 2.8e6
 #: Above this rate continuous streaming over USB 2.0 drops samples (pluto-iio.md section 11).
 USB2_SAFE_RATE = 6.0e6
 DEFAULT_URI = "ip:192.168.2.1"
+#: ``serial:S`` names a USB Pluto by its serial (or the serial's last digits): unlike
+#: ``usb:B.D.I`` it survives re-plugging; resolved by a USB scan each time the radio opens.
+SERIAL_PREFIX = "serial:"
 
 LO_RANGE = (325e6, 3.8e9)  # AD9363, guaranteed
 LO_RANGE_EXTENDED = (70e6, 6.0e9)  # with the AD9364 firmware setting, not guaranteed
@@ -107,10 +110,16 @@ class PlutoConfig(RadioConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not isinstance(self.uri, str) or not self.uri.startswith(("ip:", "usb:", "local:")):
+        if not isinstance(self.uri, str) or not self.uri.startswith(
+            ("ip:", "usb:", "local:", SERIAL_PREFIX)
+        ):
             raise RadioConfigError(
-                f"uri must look like 'ip:192.168.2.1' or 'usb:1.2.5', got {self.uri!r}"
+                f"uri must look like 'ip:192.168.2.1', 'usb:1.2.5' or 'serial:<serial or its "
+                f"last digits>', got {self.uri!r}"
             )
+        if self.uri.startswith(SERIAL_PREFIX) and not self.uri[len(SERIAL_PREFIX):].isalnum():
+            raise RadioConfigError(f"{self.uri!r}: give the Pluto's serial (hex digits) after "
+                                   "'serial:'")
         if self.uri.startswith("ip:localhost"):
             raise RadioConfigError(
                 "use 'ip:127.0.0.1', not 'ip:localhost': libiio only tries the first address"
@@ -198,6 +207,41 @@ def _in_range(
         )
 
 
+def resolve_serial_uri(uri: str, scan: Callable[[], Mapping[str, str]] | None = None) -> str:
+    """``serial:S`` -> the ``usb:B.D.I`` URI of the one Pluto on USB whose serial is ``S`` or ends
+    with it (libiio lists ``serial=...`` in each USB context's description); any other URI is
+    returned unchanged. ``scan`` defaults to libiio's USB-only scan (works without avahi)."""
+    if not uri.startswith(SERIAL_PREFIX):
+        return uri
+    want = uri[len(SERIAL_PREFIX):].lower()
+    if scan is None:
+        from hw.doctor import probe_scan
+
+        def scan() -> Mapping[str, str]:
+            return probe_scan("usb")
+
+    try:
+        found = dict(scan())
+    except Exception as exc:
+        raise RadioUnavailableError(f"could not scan USB for the Pluto {uri!r} ({exc}); "
+                                    "run `relaysec doctor`", reason="no_device") from exc
+    serials = {}
+    for usb_uri, desc in found.items():
+        for word in desc.replace(",", " ").split():
+            if word.startswith("serial="):
+                serials[usb_uri] = word[len("serial="):].strip(")").lower()
+    hits = sorted(u for u, ser in serials.items() if ser.endswith(want))
+    if len(hits) > 1:
+        raise RadioConfigError(f"{uri!r} matches {len(hits)} Plutos ({', '.join(hits)}): give "
+                               "more digits of the serial")
+    if not hits:
+        listed = ", ".join(sorted(serials.values())) or "none"
+        raise RadioUnavailableError(f"no Pluto with serial ending {want!r} on USB (serials "
+                                    f"found: {listed}); check the cable, `iio_info -S usb`",
+                                    reason="no_device")
+    return hits[0]
+
+
 def _open_pyadi(uri: str) -> Any:
     """Import the libiio stack and connect to the Pluto at ``uri``.
 
@@ -235,6 +279,7 @@ def _open_pyadi(uri: str) -> Any:
             f"pyadi-iio is not installed ({exc}); pip install pyadi-iio 'pylibiio==0.25'",
             reason="no_pyadi",
         ) from exc
+    uri = resolve_serial_uri(uri)
     try:
         return adi.Pluto(uri)
     except Exception as exc:
@@ -632,6 +677,7 @@ __all__ = [
     "TX_SCALE",
     "PlutoConfig",
     "PlutoRadio",
+    "resolve_serial_uri",
     "rx_gain_range",
     "safe_rx_buffer_size",
 ]

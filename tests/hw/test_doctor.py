@@ -284,3 +284,20 @@ def test_real_scan_without_avahi_names_the_cause():
     f = by_check(doctor.diagnose())
     assert f["dns-sd"].status == doctor.WARN and "start avahi-daemon" in f["dns-sd"].fix
     assert "udev" not in f["scan"].fix
+
+
+def test_serial_uri_is_resolved_over_a_usb_scan(healthy, monkeypatch):
+    opened = []
+
+    def ctx(uri):
+        opened.append(uri)
+        return PLUTO_INFO
+
+    monkeypatch.setattr(doctor, "probe_context", ctx)
+    listing = {"usb:1.5.5": "0456:b673 (PlutoSDR), serial=104473dc59930010fbff2b00f0d71a8e1a"}
+    monkeypatch.setattr(doctor, "probe_scan", lambda backend=None: listing)
+    f = by_check(doctor.diagnose("serial:71a8e1a", scan=False))
+    assert opened == ["usb:1.5.5"] and "uri" not in f
+    assert f["device"].detail.startswith("serial:71a8e1a (usb:1.5.5): ")
+    f = by_check(doctor.diagnose("serial:0000", scan=False))
+    assert f["device"].failed and "no Pluto with serial ending '0000'" in f["device"].detail

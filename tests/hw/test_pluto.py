@@ -374,3 +374,25 @@ def test_pluto_factory_raises_the_latency_floor_to_the_measured_push(monkeypatch
     finally:
         for r in radios.values():
             r.close()
+
+
+SCAN = {
+    "usb:1.5.5": "0456:b673 (Analog Devices Inc. PlutoSDR (ADALM-PLUTO)), serial=104473dc5993aa",
+    "usb:1.7.5": "0456:b673 (Analog Devices Inc. PlutoSDR (ADALM-PLUTO)), serial=10447354119bbb",
+}
+
+
+def test_serial_uri_resolves_to_the_current_usb_address():
+    from hw.errors import RadioUnavailableError
+    from hw.pluto import resolve_serial_uri
+
+    assert resolve_serial_uri("serial:9bbb", lambda: SCAN) == "usb:1.7.5"
+    assert resolve_serial_uri("serial:104473DC5993AA", lambda: SCAN) == "usb:1.5.5"
+    assert resolve_serial_uri("ip:192.168.2.1", lambda: SCAN) == "ip:192.168.2.1"
+    with pytest.raises(RadioConfigError, match="matches 2 Plutos"):
+        resolve_serial_uri("serial:a", lambda: {**SCAN, "usb:1.9.5": "x, serial=ffa"})
+    with pytest.raises(RadioUnavailableError, match="no Pluto with serial ending 'cccc'"):
+        resolve_serial_uri("serial:cccc", lambda: SCAN)
+    PlutoConfig(uri="serial:9bbb")
+    with pytest.raises(RadioConfigError, match="serial"):
+        PlutoConfig(uri="serial:")
