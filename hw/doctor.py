@@ -445,14 +445,9 @@ def _mhz(text: str) -> str:
 
 
 def _bounds(available: str) -> tuple[float, float] | None:
-    """``[min step max]`` -> (min, max); None for anything else."""
-    parts = available.strip().strip("[]").split()
-    if len(parts) != 3 or not available.strip().startswith("["):
-        return None
-    try:
-        return float(parts[0]), float(parts[2])
-    except ValueError:
-        return None
+    from hw.pluto import available_bounds
+
+    return available_bounds(available)
 
 
 def firmware_version(text: str) -> tuple[int, int] | None:

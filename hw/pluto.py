@@ -187,6 +187,19 @@ def safe_rx_buffer_size(sample_rate: float) -> int:
     return 1 << (need - 1).bit_length()
 
 
+def available_bounds(text: str) -> tuple[float, float] | None:
+    """An IIO ``*_available`` range ``"[min step max]"`` as (min, max); None for anything else
+    (a list of choices, empty text)."""
+    t = text.strip()
+    parts = t.strip("[]").split()
+    if not t.startswith("[") or len(parts) != 3:
+        return None
+    try:
+        return float(parts[0]), float(parts[2])
+    except ValueError:
+        return None
+
+
 def rx_gain_range(lo_hz: float) -> tuple[float, float]:
     """The driver's manual RX gain range at ``lo_hz`` (its gain table depends on the LO band:
     <= 1.3 GHz -1..73 dB, <= 4 GHz -3..71 dB, above -10..62 dB). Below the minimum the driver
@@ -327,10 +340,15 @@ class PlutoRadio(ClosingContext):
         self.readback: dict[str, float | str] = {}
         #: Settings the device holds at another value than asked: name -> (asked, actual).
         self.clamped: dict[str, tuple[float, float]] = {}
+        #: What the device reports: ``lo``/``tx_gain`` (min, max) from its ``*_available``,
+        #: ``chip`` from ``ad9361-phy,model`` (read at open).
+        self.ranges: dict[str, Any] = {}
         #: First-push TX latency (seconds) measured by :meth:`measure_tx_latency`, or None.
         self.tx_latency_s: float | None = None
         self.device: Any = (factory or _open_pyadi)(config.uri)
         try:
+            self._read_ranges()
+            self._check_device_ranges(config)
             self._configure(config, first=True)
             self._read_back(config)
             self._clear_flags()
@@ -426,6 +444,42 @@ class PlutoRadio(ClosingContext):
         with contextlib.suppress(Exception):
             got["gain_mode"] = str(dev.gain_control_mode_chan0)
         self.readback, self.clamped = got, clamped
+
+    def _read_ranges(self) -> None:
+        """Read the LO and TX attenuation ranges and the chip the device reports."""
+        dev = self.device
+        ranges: dict[str, Any] = {}
+        for key, chan, attr in (("lo", "altvoltage0", "frequency_available"),
+                                ("tx_gain", "voltage0", "hardwaregain_available")):
+            try:
+                bounds = available_bounds(str(dev._get_iio_attr_str(chan, attr, True)))
+            except Exception as exc:
+                log.debug("%s: cannot read %s %s: %s", self.config.uri, chan, attr, exc)
+                continue
+            if bounds is not None:
+                ranges[key] = bounds
+        with contextlib.suppress(Exception):
+            ranges["chip"] = str(dev.ctx.attrs.get("ad9361-phy,model", ""))
+        self.ranges = ranges
+
+    def _check_device_ranges(self, cfg: PlutoConfig) -> None:
+        """Refuse LOs outside what this device reports (an AD9363A without the extended-range
+        firmware setting reports 325-3800 MHz) with the reason, before writing anything."""
+        lo = self.ranges.get("lo")
+        if lo is None:
+            return
+        for name in ("rx_lo_hz", "tx_lo_hz"):
+            value = getattr(cfg, "effective_" + name)
+            if not lo[0] <= value <= lo[1]:
+                chip = self.ranges.get("chip") or "unknown"
+                hint = ("; the extended range needs the AD9364 firmware setting (`relaysec "
+                        "doctor` prints the command for this firmware)" if chip == "ad9363a"
+                        else "")
+                raise RadioConfigError(
+                    f"{name} = {value / 1e6:g} MHz is outside the {lo[0] / 1e6:g}-"
+                    f"{lo[1] / 1e6:g} MHz this Pluto reports (frequency_available, chip "
+                    f"{chip}){hint}"
+                )
 
     def _clear_flags(self) -> None:
         """Clear both cores' sticky flags, so only what happens from now on is counted."""
@@ -625,6 +679,7 @@ class PlutoRadio(ClosingContext):
             with contextlib.suppress(Exception):
                 self.device.rx_destroy_buffer()
         old = self.config
+        self._check_device_ranges(new)
         self._configure(new, first=False, old=old)
         self._read_back(new)
         self.config = new
@@ -677,6 +732,7 @@ __all__ = [
     "TX_SCALE",
     "PlutoConfig",
     "PlutoRadio",
+    "available_bounds",
     "resolve_serial_uri",
     "rx_gain_range",
     "safe_rx_buffer_size",

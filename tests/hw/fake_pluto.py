@@ -16,6 +16,7 @@ It mirrors the behaviour the backend depends on (pluto-iio.md sections 4, 7, 10)
 from __future__ import annotations
 
 from collections import deque
+from typing import ClassVar
 
 import numpy as np
 
@@ -63,6 +64,7 @@ class _RxAdc(_Core):
 class _Ctx:
     def __init__(self, owner: FakePluto) -> None:
         self.owner = owner
+        self.attrs = {"ad9361-phy,model": "ad9363a", "fw_version": "v0.38"}
 
     def set_timeout(self, ms: int) -> None:
         self.owner.calls.append(("timeout", ms))
@@ -145,6 +147,18 @@ class FakePluto:
             _check(-3 <= value <= 71)
             self._rx_gain = float(value)
             self.calls.append(("rx_gain", float(value)))
+
+    #: the phy's *_available strings by (channel, attribute, output), as an AD9363A reports
+    available: ClassVar[dict[tuple[str, str, bool], str]] = {
+        ("altvoltage0", "frequency_available", True): "[325000000 1 3800000000]",
+        ("voltage0", "hardwaregain_available", True): "[-89.750000 0.250000 0.000000]",
+    }
+
+    def _get_iio_attr_str(self, chan: str, attr: str, output: bool) -> str:
+        try:
+            return self.available[(chan, attr, output)]
+        except KeyError:
+            raise OSError(2, "No such file or directory") from None
 
     # data path ------------------------------------------------------------------------
     def disable_dds(self) -> None:

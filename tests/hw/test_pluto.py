@@ -396,3 +396,30 @@ def test_serial_uri_resolves_to_the_current_usb_address():
     PlutoConfig(uri="serial:9bbb")
     with pytest.raises(RadioConfigError, match="serial"):
         PlutoConfig(uri="serial:")
+
+
+def test_lo_outside_what_the_device_reports_is_refused_with_the_reason():
+    devs = []
+
+    def factory(uri):
+        devs.append(FakePluto(uri))
+        return devs[-1]
+
+    # the config allows 5.8 GHz with extended_range, but this AD9363A still reports 325-3800 MHz
+    with pytest.raises(RadioConfigError, match=r"5800 MHz is outside the 325-3800 MHz this Pluto "
+                       r"reports \(frequency_available, chip ad9363a\); the extended range"):
+        PlutoRadio("ip:192.168.2.1", factory=factory, lo_hz=5.8e9, extended_range=True)
+    assert not [c for c in devs[0].calls if c[0] in ("rx_lo", "tx_lo")]  # nothing written
+    r = PlutoRadio("ip:192.168.2.1", factory=factory, lo_hz=2.4e9, extended_range=True)
+    assert r.ranges["lo"] == (325e6, 3.8e9) and r.ranges["chip"] == "ad9363a"
+    with pytest.raises(RadioConfigError, match="outside the 325-3800 MHz"):
+        r.tune(lo_hz=100e6)
+    assert r.config.lo_hz == 2.4e9
+    # with the AD9364 setting the device reports the wide range and the LO is accepted
+    wide = FakePluto()
+    wide.available = {**FakePluto.available, ("altvoltage0", "frequency_available", True):
+                      "[70000000 1 6000000000]"}
+    wide.ctx.attrs["ad9361-phy,model"] = "ad9364"
+    wide.rx_lo = wide.tx_lo = 2.4e9  # (the fake's own setter range is the AD9363's)
+    assert PlutoRadio("ip:192.168.2.1", factory=lambda u: wide, lo_hz=2.4e9,
+                      extended_range=True).ranges["lo"] == (70e6, 6e9)

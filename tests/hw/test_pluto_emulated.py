@@ -46,3 +46,10 @@ def test_device_clamps_are_read_back(server):
         assert r.readback["rx_lo_hz"] == 915e6 and "sample_rate" not in r.clamped
         r.tune(rf_bandwidth_hz=10e6, rx_gain_db=10)
         assert r.clamped == {}
+
+
+def test_lo_beyond_the_reported_range_is_a_config_error(server):
+    from hw.errors import RadioConfigError
+
+    with pytest.raises(RadioConfigError, match="this Pluto reports"):
+        PlutoRadio(server.uri, lo_hz=5e9, extended_range=True)
