@@ -524,10 +524,17 @@ class PlutoRadio(ClosingContext):
         if n == 0:
             raise RadioConfigError("the latency probe needs at least one sample")
         t0 = time.monotonic()
-        self.transmit(np.zeros(n, np.complex64))
+        self._push(np.zeros(n, np.complex128))
         self.tx_latency_s = time.monotonic() - t0
-        self.stats.tx_bursts -= 1  # the probe is not traffic
-        self.stats.tx_samples -= n
+        # Drop the probe's buffer (cutting only zeros), so that the first burst gets a buffer of
+        # its own length instead of being padded to the probe's; and the flag it may leave.
+        try:
+            self.device.tx_destroy_buffer()
+        except Exception as exc:
+            raise RadioIOError(f"could not destroy the probe's TX buffer ({exc})") from exc
+        self._tx_len = None
+        self._tx_busy_until = time.monotonic()
+        self._clear_flags()
         log.info("%s: first TX push of %d samples took %.1f ms", self.config.uri, n,
                  self.tx_latency_s * 1e3)
         return self.tx_latency_s
@@ -561,9 +568,17 @@ class PlutoRadio(ClosingContext):
             self.stats.clipped += int(np.count_nonzero(over))
             comp = np.clip(comp, -1.0, 1.0)
         codes = np.rint(comp.astype(np.float64) * TX_SCALE).view(np.complex128)
+        pushed = self._push(codes)
+        self.stats.tx_bursts += 1
+        self.stats.tx_samples += pushed
+
+    def _push(self, codes: np.ndarray) -> int:
+        """Hand DAC codes to pyadi; returns the samples pushed (padding included).
+
+        A shorter burst is padded with zeros (what the DAC sends when idle anyway) instead of
+        re-creating the buffer; a longer one waits for the playout first: destroying a TX buffer
+        aborts the DMA and would cut the burst still playing."""
         if self._tx_len is not None and codes.size < self._tx_len:
-            # a shorter burst is padded with zeros (what the DAC sends when idle anyway)
-            # instead of re-creating the buffer, which would cut the burst still playing
             codes = np.concatenate([codes, np.zeros(self._tx_len - codes.size, np.complex128)])
         dev = self.device
         try:
@@ -583,8 +598,7 @@ class PlutoRadio(ClosingContext):
         self._tx_busy_until = max(now, self._tx_busy_until) + codes.size / self.sample_rate
         if self._flag_raised(dev._txdac, TX_UNDERFLOW_BIT):
             self.stats.underflows += 1
-        self.stats.tx_bursts += 1
-        self.stats.tx_samples += codes.size
+        return int(codes.size)
 
     def skip(self, n: int) -> None:
         """Let ``n`` samples pass: received and discarded (the stream must be read anyway)."""

@@ -324,6 +324,10 @@ def test_first_tx_latency_is_measured_by_a_timed_push(monkeypatch):
     assert dev.tx_log[-1].size == n and not dev.tx_log[-1].any()  # zeros: nothing radiated
     assert lat == pytest.approx(n * 4 / 18e6) and lat > 0.015  # far above the old 5 ms guess
     assert r.tx_latency_s == lat and r.stats.tx_bursts == 0 and r.stats.tx_samples == 0
+    # the probe's buffer is gone: the first burst is not padded to the probe's length
+    assert dev.destroyed["tx"] == 1
+    r.transmit(np.full(1000, 0.5, np.complex64))
+    assert dev.tx_log[-1].size == 1000 and r.stats.tx_samples == 1000
 
 
 def test_small_rx_buffer_for_the_rate_is_warned(caplog):
