@@ -110,13 +110,13 @@ class FlowBook:
         the stack cannot take it yet (no keys: entry or handover), and the flow waits. A
         window counts packets in flight for less than *expire_s* (older ones are lost)."""
         # flows offer every `every`-th frame (a flow and its reverse in the same one, the
-        # AMSs staggered), and a different flow goes first every frame: flows sharing a send
-        # buffer share it fairly
+        # AMSs staggered), the one that sent least recently first: flows sharing a send buffer
+        # share it fairly
         turn = plan.turn
         plan.turn += 1
         due = [e for j, e in enumerate(plan.flows) if (turn + j // 2) % plan.every == 0]
-        k = turn % len(due) if due else 0
-        for e in due[k:] + due[:k]:
+        due.sort(key=lambda e: e.sent_at[-1] if e.sent_at else float("-inf"))
+        for e in due:
             f = e.flow
             left = plan.quota.get(f.flow_id)
             n = plan.per_frame if left is None else min(plan.per_frame, left)

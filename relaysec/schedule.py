@@ -167,6 +167,7 @@ class ZonePlanner:
         owners = list(dict.fromkeys(z.tx for z in base.zones))
         self._turn = [owners.index(z.tx) for z in base.zones]
         self._last = [0] * len(base.zones)
+        self._station_turns = [0] * len(owners)   # zone turns each station had so far
         # a UL-access zone only works in a frame that also has its owner's DL zone (the grants)
         self._grants_from = {
             i: next(j for j, d in enumerate(base.zones)
@@ -230,7 +231,15 @@ class ZonePlanner:
         ready = [i for i in busy if i in urgent
                  or want[i] >= self.max_len or frame - self._last[i] >= self.batch]
         turn0 = False   # the frame reference had its turn (not only its bare minimum)
-        for i in sorted(ready or busy, key=lambda i: (self._last[i], i)):
+        # ties (zones last served in the same frame): the ABS's first, then the station whose
+        # zones were served fewer times so far, then frame order -- a fixed or frame-rotated
+        # order aliases with batching, and one relay's zones won most ties (half the downlink
+        # of the other's AMSs)
+        def key(i: int) -> tuple[int, bool, int, int]:
+            st = self._turn[i]
+            return (self._last[i], st > 0, self._station_turns[st], i)
+
+        for i in sorted(ready or busy, key=key):
             if i == 0:
                 turn0 = grow(0, want[0]) or grow(0, floor[0])
                 continue
@@ -246,6 +255,7 @@ class ZonePlanner:
         for i in served:
             if i or turn0:   # the reference is always there: it waits like the others
                 self._last[i] = frame
+                self._station_turns[self._turn[i]] += 1
         # the rest to the busy zones served, up to what they want, then evenly
         takers = [i for i in served if i in busy] or [0]
         for i in takers:
