@@ -125,7 +125,7 @@ def mac_config(cfg: Config, *, wall: bool) -> MacConfig:
                      contention_every=int(m["contention_every"]),
                      contention_symbols=int(m["contention_symbols"]),
                      contention_slots=int(m["contention_slots"]),
-                     grant_delay=1 if wall else 0)
+                     grant_delay=1 if wall else 0, contention_data=wall)
 
 
 def station_psk(cfg: Config, st: Mapping[str, Any]) -> bytes:

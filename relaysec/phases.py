@@ -266,11 +266,13 @@ def handover(t: Trial) -> bool:
         t.handover["interruption_s"] = worst
         t.handover["interruption_mean_s"] = (sum(v["interruption_s"] for v in
                                                  interruptions.values()) / len(movers))
-    # stop probing; let queued probes drain (those stranded on the old path are lost) -- in a
-    # large group that takes a while, and the next phase's packets would queue behind them
+    # stop probing; let queued probes drain (those stranded on the old path are lost) -- a
+    # large group's take a while (the next phase's packets would queue behind them), a small
+    # group's a few frames
     probe.stop()
     left = timeout - (t.now - (ph.t_start or t_ho))
-    t.run_until(lambda: t.plan_done(probe), max(0.1 * t.stretch, left), probe)
+    t.run_until(lambda: t.plan_done(probe),
+                max(0.1 * t.stretch, left) if probe.every > 1 else 0.1 * t.stretch, probe)
     lost = sum(e.flow.outstanding() for e in probe.flows)
     distributed = [n for n in movers if t.distributed_via(source[n])]
 

@@ -56,6 +56,7 @@ class MacConfig:
     forget_after: int = 400            # frames after which a silent AMS is no longer polled
     grant_delay: int = 0               # frames between a grant and the UL zone it is for
     block_bytes: int = 600             # largest allocation (16m's largest FEC block: 4800 bits)
+    contention_data: bool = False      # a known AMS may send data in a contention slot
 
     def __post_init__(self) -> None:
         if self.policy not in ("rr", "pf"):
@@ -353,9 +354,16 @@ class ZoneMac:
             return g
         waiting = self.role.backlog().get(owner)
         since_grant = frame - self._granted.get(owner, -(10**9))
-        if c is None or waiting is None or since_grant <= self.config.poll_every:
-            # nothing to send, or the owner polls us anyway: leave the slots to newcomers
+        if c is None or waiting is None:
             return None
+        if self.config.contention_data:
+            # over the air (frames of 100s of ms, a few AMSs): waiting for the next poll costs
+            # more than a rare collision, so data may go in a contention slot too
+            if c.backoff and owner in self._granted:
+                return None
+            return self._contend(frame, owner, c)
+        if since_grant <= self.config.poll_every:
+            return None   # the owner polls us anyway: leave the slots to newcomers
         # contention carries data never (a collision would lose it unheard: data has no
         # retransmission) and control only to an owner that does not know us yet (ranging at
         # entry or handover); otherwise it carries a bandwidth request, our queue report in a
@@ -363,6 +371,10 @@ class ZoneMac:
         self.request_only = not waiting.control or since_grant <= 2 * self.config.poll_every
         if c.backoff and owner in self._granted:
             return None   # the owner reserved its slots for AMSs about to arrive: not us
+        return self._contend(frame, owner, c)
+
+    def _contend(self, frame: int, owner: int, c: Grant) -> Grant | None:
+        """Whether we send in contention slot *c* of *owner*'s zone (random backoff)."""
         # a first window of 2: AMSs that start together (a group entry or handover) do not all
         # collide on their first try
         window, since = self._backoff.get(owner, (2, None))

@@ -211,3 +211,26 @@ def test_a_grant_too_small_for_the_next_mpdu_is_followed_by_a_larger_one():
     owner.heard(f2, 7, 0xFFFF * 16, subscriber=True, data=True, largest=10**6)   # a liar
     for k in range(f2 + 1, f2 + 5):
         assert all(x.start + x.length <= 14 for x in owner.ul_grants(k, 14))   # the zone
+
+
+def test_over_the_air_a_known_ams_may_send_data_in_contention():
+    """Over the air (frames of 100s of ms) waiting for the next poll costs more than a rare
+    collision: with mac contention_data (set for wall-clock runs) a known AMS sends its data in
+    a contention slot; in simulation it would wait for its poll."""
+    from phy.zone import Grant
+    from relaysec.cell import mac_config
+    from relaysec.config import load_config
+    from relaysec.linkadapt import ROBUST_MCS
+    from relaysec.zonemac import BROADCAST
+    from stack.roles.base import Backlog
+
+    assert mac_config(load_config(), wall=True).contention_data
+    assert not mac_config(load_config(), wall=False).contention_data
+    slot = Grant(BROADCAST, 17, 6, ROBUST_MCS)
+    for air, expect in ((True, slot), (False, None)):
+        ams = _mac(_Role({1: Backlog(400, 200, False)}), sid=9, backoff_max=1,
+                   contention_data=air)
+        ams._backoff[1] = (1, None)
+        ams._granted[1] = 100
+        ams.note_grants(104, 1, [slot])
+        assert ams.slot(104, 1) == expect and not ams.request_only
