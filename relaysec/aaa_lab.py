@@ -49,13 +49,15 @@ def _program(name: str) -> str:
     return path
 
 
-def _free_port() -> int:
+def free_udp_port() -> int:
+    """A UDP port on 127.0.0.1 nobody listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-def _bound(port: int) -> bool:
+def udp_bound(port: int) -> bool:
+    """Whether something listens on UDP *port* (read from /proc/net/udp*)."""
     for table in ("/proc/net/udp", "/proc/net/udp6"):
         try:
             rows = Path(table).read_text().splitlines()[1:]
@@ -102,7 +104,7 @@ def private_server(cfg: Config, server: str, *, timeout: float = 30.0,
     _program(server)
     with tempfile.TemporaryDirectory(prefix="relaysec-aaa-") as tmp:
         d = Path(tmp)
-        port = _free_port()
+        port = free_udp_port()
         run_cfg, pki = lab_config(cfg, server, d, port)
         if server == "freeradius":
             files = write_freeradius(run_cfg, d, pki, tls_max=tls_max)
@@ -115,7 +117,7 @@ def private_server(cfg: Config, server: str, *, timeout: float = 30.0,
             try:
                 end = time.monotonic() + timeout
                 ready = _READY[server]
-                while not (_bound(port) and (ready is None or ready in
+                while not (udp_bound(port) and (ready is None or ready in
                                              log_path.read_text(errors="replace"))):
                     if proc.poll() is not None or time.monotonic() > end:
                         tail = log_path.read_text(errors="replace")[-600:]

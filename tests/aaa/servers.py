@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -19,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from relaysec.aaa_lab import free_udp_port, udp_bound  # noqa: F401  (free_udp_port: for the tests)
 
 REQUIRE_AAA_ENV = "RELAYSEC_REQUIRE_AAA"
 
@@ -36,26 +37,6 @@ def need(program: str, package: str) -> str:
     pytest.skip(why)
 
 
-def free_udp_port() -> int:
-    """A UDP port on 127.0.0.1 nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _udp_bound(port: int) -> bool:
-    for table in ("/proc/net/udp", "/proc/net/udp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            local = line.split()[1]
-            if int(local.rsplit(":", 1)[1], 16) == port:
-                return True
-    return False
-
-
 @contextmanager
 def running(command: list[str], port: int, cwd: Path, *, timeout: float = 10.0,
             ready_line: str | None = None) -> Iterator[subprocess.Popen[bytes]]:
@@ -71,7 +52,7 @@ def running(command: list[str], port: int, cwd: Path, *, timeout: float = 10.0,
                 if proc.poll() is not None:
                     raise RuntimeError(f"{command[0]} exited with {proc.returncode}:\n"
                                        + log_path.read_text(errors="replace")[-2000:])
-                up = _udp_bound(port) and (ready_line is None or ready_line in
+                up = udp_bound(port) and (ready_line is None or ready_line in
                                            log_path.read_text(errors="replace"))
                 if up:
                     break
