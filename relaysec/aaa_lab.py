@@ -94,6 +94,36 @@ def lab_config(cfg: Config, server: str, directory: Path, port: int) -> tuple[Co
 
 
 @contextmanager
+def running(command: list[str], port: int, cwd: Path, *, timeout: float = 10.0,
+            ready_line: str | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a server's ``command`` until the block ends; ready once UDP ``port`` is bound (and,
+    with ``ready_line``, that text was printed). Output goes to ``cwd/server.log``, whose tail
+    an :class:`AaaLabError` quotes when the server exits or is not ready within ``timeout``."""
+    log_path = cwd / "server.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+        try:
+            end = time.monotonic() + timeout
+            while not (udp_bound(port) and (ready_line is None or ready_line in
+                                             log_path.read_text(errors="replace"))):
+                if proc.poll() is not None or time.monotonic() > end:
+                    why = (f"exited with {proc.returncode}" if proc.poll() is not None
+                           else f"not ready on port {port} after {timeout} s")
+                    raise AaaLabError(f"{Path(command[0]).name} {why}:\n"
+                                      + log_path.read_text(errors="replace")[-2000:])
+                time.sleep(0.05)
+            yield proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@contextmanager
 def private_server(cfg: Config, server: str, *, timeout: float = 30.0,
                    tls_max: str = "1.3") -> Iterator[Config]:
     """Run ``server`` ("freeradius" or "hostapd") for the stations of ``cfg`` while the block
@@ -110,25 +140,5 @@ def private_server(cfg: Config, server: str, *, timeout: float = 30.0,
             files = write_freeradius(run_cfg, d, pki, tls_max=tls_max)
         else:
             files = write_hostapd(run_cfg, d)
-        log_path = d / "server.log"
-        with log_path.open("wb") as log:
-            proc = subprocess.Popen(files.command, cwd=d, stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL)
-            try:
-                end = time.monotonic() + timeout
-                ready = _READY[server]
-                while not (udp_bound(port) and (ready is None or ready in
-                                             log_path.read_text(errors="replace"))):
-                    if proc.poll() is not None or time.monotonic() > end:
-                        tail = log_path.read_text(errors="replace")[-600:]
-                        raise AaaLabError(f"{server} did not start (exit {proc.returncode}):"
-                                          f"\n{tail}")
-                    time.sleep(0.05)
-                yield run_cfg
-            finally:
-                proc.terminate()
-                try:
-                    proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+        with running(files.command, port, d, timeout=timeout, ready_line=_READY[server]):
+            yield run_cfg

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from relaysec.aaa_lab import free_udp_port, udp_bound  # noqa: F401  (free_udp_port: for the tests)
+from relaysec.aaa_lab import free_udp_port, running  # noqa: F401  (free_udp_port: for the tests)
 
 REQUIRE_AAA_ENV = "RELAYSEC_REQUIRE_AAA"
 
@@ -35,40 +34,6 @@ def need(program: str, package: str) -> str:
         pytest.fail(f"{why}, but {REQUIRE_AAA_ENV}=1 requires it (./bootstrap --test as root "
                     "installs it)", pytrace=False)
     pytest.skip(why)
-
-
-@contextmanager
-def running(command: list[str], port: int, cwd: Path, *, timeout: float = 10.0,
-            ready_line: str | None = None) -> Iterator[subprocess.Popen[bytes]]:
-    """Run ``command`` until the block ends; ready when UDP ``port`` is bound (and, with
-    ``ready_line``, that text was printed). Its output goes to ``cwd/server.log``."""
-    log_path = cwd / "server.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
-        try:
-            end = time.monotonic() + timeout
-            while True:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"{command[0]} exited with {proc.returncode}:\n"
-                                       + log_path.read_text(errors="replace")[-2000:])
-                up = udp_bound(port) and (ready_line is None or ready_line in
-                                           log_path.read_text(errors="replace"))
-                if up:
-                    break
-                if time.monotonic() > end:
-                    raise RuntimeError(f"{command[0]} not ready on port {port} after "
-                                       f"{timeout} s:\n"
-                                       + log_path.read_text(errors="replace")[-2000:])
-                time.sleep(0.05)
-            yield proc
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 @contextmanager
