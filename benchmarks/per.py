@@ -1,17 +1,28 @@
-"""PHY packet error rate vs SNR for every MCS in AWGN and ITU Ped-B.
+"""PHY packet error rate vs SNR: the real receiver beside an ideal-sync, ideal-CSI reference.
 
-    python -m benchmarks.per [--json PATH] [--seed N] [--profile P] [--payload BYTES]
-                             [--bursts N] [--step DB] [--channels awgn pedB] [--mcs M ...]
+    python -m benchmarks.per [--quick] [--json PATH] [--seed N] [--profile P] [--payload BYTES]
+                             [--bursts N] [--channels C ...] [--mcs M ...] [--target PER]
 
-Each point sends ``--bursts`` bursts of ``--payload`` random bytes through the channel (random
-start offset in the buffer; Ped-B: a new Rayleigh block-fading realisation per burst, taps from
-digest §5.4) plus AWGN at Es/N0 = SNR per used subcarrier, and counts a packet error when the
-burst is not found or its CRC fails (a CRC pass with a wrong payload would be counted separately
-as ``false_pass`` — it must stay 0). The SNR sweep per MCS starts a few dB below the expected
-threshold, skips ahead while PER = 1 and stops after two points with PER = 0.
+Every burst (``--payload`` random bytes, random start offset in silence) goes through the
+channel and AWGN at Es/N0 = SNR per used subcarrier, and is then decoded twice from the same
+samples: by :class:`phy.BurstModem` (detection, timing, CFO, channel and noise estimation, pilot
+tracking, header -- everything from the samples) and by :class:`phy.reference.ReferenceReceiver`
+(told the start, MCS, length, the true channel response, the true noise variance and, under
+phase noise, each symbol's true common phase; the same equaliser, demapper and Viterbi). A
+packet error is a burst not found or not passing its CRC with the sent payload; a CRC pass with
+another payload counts as ``false_pass`` (must stay 0); ``missed`` counts bursts the real
+receiver did not find at all (detection or header lost).
 
-Printed: one table per channel (PER per SNR) and the SNR needed for PER 10 % (log-interpolated)
-per MCS; the AWGN column is the in-run baseline for the Ped-B fading loss.
+Channels (``--channels``): ``awgn``; ``twopath`` (static echo 2 us at -3 dB, echo phase random
+per burst, powers normalised); ``pedA``, ``pedB``, ``vehA`` (ITU-R M.1225 tap-delay lines from
+``hw.channels``, a new Rayleigh block-fading draw per burst; SNR is the average); ``pn70`` and
+``pn65`` (AWGN plus a free-running oscillator's phase noise of -70 / -65 dBc/Hz at 10 kHz,
+``hw.channels.phase_noise``). Per channel and MCS the SNR sweep starts below the expected
+threshold, skips ahead while both receivers lose every burst, and stops once both are below
+``--target`` / 4. Printed per curve: PER of both receivers per SNR; then the SNR of PER
+``--target`` (log-interpolated) for each and the gap in dB (real minus reference). The default
+run (``--quick`` off) is the one ``docs/phy.md`` quotes; ``--quick`` uses fewer bursts and
+coarser steps to check a change in a few minutes.
 """
 
 from __future__ import annotations
@@ -26,119 +37,203 @@ from typing import Any
 import numpy as np
 
 import phy
-from benchmarks._machine import format_machine, machine_info
+from benchmarks._machine import format_machine, load_warning, machine_info
+from hw import channels as hwch
 from phy import channel as ch
+from phy.reference import ReferenceReceiver, common_phases, window_response
 
-START_DB = {"QPSK-1/2": -1, "QPSK-3/4": 1, "16QAM-1/2": 5, "16QAM-3/4": 8, "64QAM-1/2": 10,
-            "64QAM-2/3": 13, "64QAM-3/4": 14, "64QAM-5/6": 15}
-MAX_DB = 44.0
+DEFAULT_MCS = ["QPSK-1/2", "16QAM-3/4", "64QAM-5/6"]
+DEFAULT_CHANNELS = ["awgn", "twopath", "pedA", "pedB", "vehA", "pn70"]
+# first SNR of a sweep (dB) per MCS for AWGN-like channels; fading channels start 3 dB higher
+START_DB = {"QPSK-1/2": 1.0, "QPSK-3/4": 4.0, "16QAM-1/2": 7.0, "16QAM-3/4": 10.5,
+            "64QAM-1/2": 12.0, "64QAM-2/3": 15.0, "64QAM-3/4": 16.5, "64QAM-5/6": 17.5}
+FADING = {"pedA", "pedB", "vehA"}
+PHASE_NOISE_DBC = {"pn70": -70.0, "pn65": -65.0}
+MAX_DB = 50.0
+TWO_PATH = ((0.0, 2e-6), (0.0, -3.0))  # delays s, powers dB
 
 
-def per_point(modem: phy.BurstModem, channel: str, snr_db: float, payload: int, bursts: int,
-              rng: np.random.Generator) -> dict[str, Any]:
-    errors = false_pass = 0
+def _taps(channel: str, fs: float, rng: np.random.Generator
+          ) -> tuple[np.ndarray, np.ndarray] | None:
+    """(delays in samples, complex gains) of one channel draw; None for a flat channel."""
+    if channel in FADING:
+        prof = hwch.channel_profile(channel)
+        return prof.delays_samples(fs), prof.draw(rng)
+    if channel == "twopath":
+        p = 10 ** (np.asarray(TWO_PATH[1]) / 10)
+        p /= p.sum()
+        g = np.sqrt(p).astype(np.complex128)
+        g[1] *= np.exp(2j * np.pi * rng.random())
+        return np.asarray(TWO_PATH[0]) * fs, g
+    return None
+
+
+def per_point(modem: phy.BurstModem, ref: ReferenceReceiver, channel: str, snr_db: float,
+              payload: int, bursts: int, rng: np.random.Generator) -> dict[str, Any]:
+    """One SNR point: ``bursts`` bursts through ``channel``, decoded by both receivers."""
+    errors = ref_errors = false_pass = missed = 0
     snr_est = []
+    nv = ch.noise_variance_for(snr_db, modem.scale)
+    fs = modem.sample_rate
+    mcs = modem.mcs.name
     for _ in range(bursts):
         data = rng.bytes(payload)
         x = modem.modulate(data, src=1, dst=2)
         off = int(rng.integers(50, 1500))
         buf = np.concatenate([np.zeros(off, np.complex64), x, np.zeros(800, np.complex64)])
-        if channel != "awgn":
-            buf = ch.multipath(buf, ch.tdl_impulse_response(channel, modem.sample_rate, rng))
-        buf = ch.awgn(buf, ch.noise_variance_for(snr_db, modem.scale), rng)
+        taps = _taps(channel, fs, rng)
+        if taps is None:
+            H = window_response(modem, np.zeros(1), np.ones(1))
+        else:
+            buf = hwch.apply_taps(buf, *taps)
+            H = window_response(modem, *taps)
+        cpe = None
+        if channel in PHASE_NOISE_DBC:
+            phase = hwch.phase_noise(buf.size, fs, PHASE_NOISE_DBC[channel], rng)
+            buf = (buf * np.exp(1j * phase)).astype(np.complex64)
+            cpe = common_phases(phase, modem, off, modem.data_symbols(payload) + 1)
+        buf = ch.awgn(buf, nv, rng)
         got = modem.demodulate(buf)
         good = [b for b in got if b.crc_ok]
         if any(b.payload != data for b in good):
             false_pass += 1
         if not any(b.payload == data for b in good):
             errors += 1
+        if not any(abs(b.start - off) <= modem.grid.cp for b in got):
+            missed += 1
         if got:
             snr_est.append(got[0].snr_db)
-    return {"snr_db": snr_db, "per": errors / bursts, "errors": errors, "bursts": bursts,
+        rp, rok = ref.decode(buf, off, mcs=mcs, length=payload, src=1, dst=2, H=H, sigma2=nv,
+                             cpe=cpe)
+        if not (rok and rp == data):
+            ref_errors += 1
+            false_pass += int(rok)
+    return {"snr_db": snr_db, "per": errors / bursts, "ref_per": ref_errors / bursts,
+            "errors": errors, "ref_errors": ref_errors, "missed": missed, "bursts": bursts,
             "false_pass": false_pass,
             "snr_est_db": float(np.mean(snr_est)) if snr_est else None}
 
 
-def snr_at_per(points: list[dict[str, Any]], target: float = 0.1) -> float | None:
-    """Log-PER interpolation of the first crossing of ``target``."""
+def snr_at_per(points: list[dict[str, Any]], target: float, key: str = "per") -> float | None:
+    """Log-PER interpolation of the last downward crossing of ``target`` (PER of 0 counts as
+    half an error in the point's bursts)."""
     pts = sorted(points, key=lambda p: p["snr_db"])
+    out = None
     for a, b in itertools.pairwise(pts):
-        if a["per"] >= target > b["per"]:
-            la = math.log10(max(a["per"], 1e-4))
-            lb = math.log10(max(b["per"], 1e-4))
+        if a[key] >= target > b[key]:
+            la = math.log10(max(a[key], 0.5 / a["bursts"]))
+            lb = math.log10(max(b[key], 0.5 / b["bursts"]))
             lt = math.log10(target)
-            return a["snr_db"] + (la - lt) / (la - lb) * (b["snr_db"] - a["snr_db"])
-    return None
+            out = a["snr_db"] + (la - lt) / (la - lb) * (b["snr_db"] - a["snr_db"])
+    return out
 
 
-def sweep(modem_profile: str, mcs: str, channel: str, payload: int, bursts: int, step: float,
-          rng: np.random.Generator) -> list[dict[str, Any]]:
-    modem = phy.BurstModem(modem_profile, mcs)
-    snr = float(START_DB[mcs])
+def sweep(profile: str, mcs: str, channel: str, payload: int, bursts: int, step: float,
+          target: float, rng: np.random.Generator) -> list[dict[str, Any]]:
+    """PER points of both receivers from a start below threshold until both are well below
+    ``target``."""
+    modem = phy.BurstModem(profile, mcs)
+    ref = ReferenceReceiver(modem)
+    snr = START_DB[mcs] + (3.0 if channel in FADING else 0.0)
     pts: list[dict[str, Any]] = []
-    zeros = 0
-    while snr <= MAX_DB and zeros < 2:
-        p = per_point(modem, channel, snr, payload, bursts, rng)
-        if p["per"] == 1.0 and not pts:
-            snr += step  # still below threshold: skip ahead, keep only the last all-fail point
-            last_fail = p
+    last_fail: dict[str, Any] | None = None
+    while snr <= MAX_DB:
+        p = per_point(modem, ref, channel, snr, payload, bursts, rng)
+        if p["per"] == 1.0 and p["ref_per"] == 1.0:
+            last_fail = p  # below both thresholds: skip ahead, keep the last all-fail point
+            snr = round(snr + 2 * step, 3)
             continue
-        if not pts and snr > START_DB[mcs]:
+        if not pts and last_fail is not None:
             pts.append(last_fail)
         pts.append(p)
-        zeros = zeros + 1 if p["per"] == 0.0 else 0
-        snr += step
+        if p["per"] <= target / 4 and p["ref_per"] <= target / 4:
+            break
+        snr = round(snr + step, 3)
     return pts
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--json")
+    ap.add_argument("--quick", action="store_true",
+                    help="200 bursts per point, coarser steps (a few minutes)")
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--profile", default="5MHz")
-    ap.add_argument("--payload", type=int, default=1000)
-    ap.add_argument("--bursts", type=int, default=100)
-    ap.add_argument("--step", type=float, default=2.0)
-    ap.add_argument("--channels", nargs="+", default=["awgn", "pedB"])
-    ap.add_argument("--mcs", nargs="+", default=phy.mcs_table())
+    ap.add_argument("--payload", type=int, default=200)
+    ap.add_argument("--bursts", type=int, help="bursts per point (default 1000, quick 200)")
+    ap.add_argument("--step", type=float, help="dB between AWGN-like points (default 0.25, "
+                    "quick 0.5; fading channels and two-path use 4x / 2x)")
+    ap.add_argument("--target", type=float, default=0.01, help="PER at which gaps are stated")
+    ap.add_argument("--channels", nargs="+", default=DEFAULT_CHANNELS,
+                    choices=["awgn", "twopath", *sorted(FADING), *PHASE_NOISE_DBC])
+    ap.add_argument("--mcs", nargs="+", default=DEFAULT_MCS)
     args = ap.parse_args(argv)
-    rng = np.random.default_rng(args.seed)
+    bursts = args.bursts or (200 if args.quick else 1000)
+    step = args.step or (0.5 if args.quick else 0.25)
     info = machine_info()
     print(format_machine(info))
-    print(f"profile {args.profile}, payload {args.payload} B, {args.bursts} bursts per point, "
-          f"seed {args.seed}; SNR = Es/N0 per used subcarrier")
+    warn = load_warning()
+    if warn:
+        print(warn)
+    print(f"profile {args.profile}, payload {args.payload} B, {bursts} bursts per point, "
+          f"seed {args.seed}; SNR = Es/N0 per used subcarrier; PER real / reference")
     t0 = time.perf_counter()
     res: dict[str, Any] = {"benchmark": "per", "seed": args.seed, "machine": info,
-                           "profile": args.profile, "payload": args.payload,
-                           "bursts": args.bursts, "curves": {}}
-    for channel in args.channels:
+                           "profile": args.profile, "payload": args.payload, "bursts": bursts,
+                           "target": args.target, "quick": args.quick, "curves": {}}
+    for ci, channel in enumerate(args.channels):
         res["curves"][channel] = {}
-        print(f"\n== {channel} ==  PER at SNR (dB)")
-        for mcs in args.mcs:
-            pts = sweep(args.profile, mcs, channel, args.payload, args.bursts, args.step, rng)
-            s10 = snr_at_per(pts)
-            res["curves"][channel][mcs] = {"points": pts, "snr_at_per10_db": s10}
-            cells = "  ".join(f"{p['snr_db']:>4.0f}:{p['per']:.3f}" for p in pts)
+        cstep = step * (4 if channel in FADING else 2 if channel == "twopath" else 1)
+        print(f"\n== {channel} ==  SNR: PER real/ref")
+        for mi, mcs in enumerate(args.mcs):
+            rng = np.random.default_rng([args.seed, ci, mi])
+            pts = sweep(args.profile, mcs, channel, args.payload, bursts, cstep, args.target,
+                        rng)
+            real = snr_at_per(pts, args.target)
+            ref = snr_at_per(pts, args.target, "ref_per")
+            res["curves"][channel][mcs] = {
+                "points": pts, "snr_at_target_db": real, "ref_snr_at_target_db": ref,
+                "gap_db": None if real is None or ref is None else real - ref,
+                "snr_at_per10_db": snr_at_per(pts, 0.1),
+                "ref_snr_at_per10_db": snr_at_per(pts, 0.1, "ref_per")}
+            cells = "  ".join(f"{p['snr_db']:g}:{p['per']:.3f}/{p['ref_per']:.3f}" for p in pts)
             fp = sum(p["false_pass"] for p in pts)
-            print(f"{mcs:<10} {cells}" + (f"  FALSE CRC PASSES: {fp}" if fp else ""))
-    print("\nSNR for PER 10 % (dB):")
-    print(f"{'MCS':<10} " + " ".join(f"{c:>8}" for c in args.channels)
-          + ("   Ped-B loss" if {"awgn", "pedB"} <= set(args.channels) else ""))
+            ms = sum(p["missed"] for p in pts)
+            print(f"{mcs:<10} {cells}" + (f"  missed {ms}" if ms else "")
+                  + (f"  FALSE CRC PASSES: {fp}" if fp else ""), flush=True)
+    print(f"\nSNR (dB) for PER {args.target:g}: real / reference / gap")
+    print(f"{'MCS':<10} " + " ".join(f"{c:>22}" for c in args.channels))
     for mcs in args.mcs:
-        vals = [res["curves"][c][mcs]["snr_at_per10_db"] for c in args.channels]
-        row = " ".join(f"{v:>8.1f}" if v is not None else f"{'n/a':>8}" for v in vals)
-        if {"awgn", "pedB"} <= set(args.channels):
-            a = res["curves"]["awgn"][mcs]["snr_at_per10_db"]
-            b = res["curves"]["pedB"][mcs]["snr_at_per10_db"]
-            row += f"   {b - a:>+6.1f} dB" if a is not None and b is not None else "      n/a"
-        print(f"{mcs:<10} {row}")
+        row = []
+        for c in args.channels:
+            cur = res["curves"][c][mcs]
+            a, b = cur["snr_at_target_db"], cur["ref_snr_at_target_db"]
+            row.append(f"{_f(a)} / {_f(b)} / {_f(cur['gap_db'], '+')}".rjust(22))
+        print(f"{mcs:<10} " + " ".join(row))
+    fp = sum(p["false_pass"] for c in res["curves"].values() for cur in c.values()
+             for p in cur["points"])
+    n = sum(p["bursts"] for c in res["curves"].values() for cur in c.values()
+            for p in cur["points"])
+    res["false_pass"] = fp
+    res["total_bursts"] = n
+    print(f"\nfalse CRC passes: {fp} in {n} bursts (each decoded by both receivers)")
+    if "twopath" in res["curves"]:
+        for mcs, cur in res["curves"]["twopath"].items():
+            at17 = [p for p in cur["points"] if abs(p["snr_db"] - 17.0) < 1e-6]
+            if at17:
+                print(f"twopath {mcs} at 17 dB: PER {at17[0]['per']:.4f} "
+                      f"(reference {at17[0]['ref_per']:.4f}, {at17[0]['bursts']} bursts)")
     res["elapsed_s"] = time.perf_counter() - t0
-    print(f"\nelapsed {res['elapsed_s']:.0f} s")
+    print(f"elapsed {res['elapsed_s']:.0f} s")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(res, f, indent=2)
         print(f"wrote {args.json}")
     return 0
+
+
+def _f(v: float | None, sign: str = "") -> str:
+    return "n/a" if v is None else f"{v:{sign}.2f}"
 
 
 if __name__ == "__main__":

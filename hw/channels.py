@@ -1,6 +1,8 @@
 """Channel models for the loopback medium: ITU-R M.1225 tap-delay lines and fractional delays.
 
-The tap tables live in ``hw/data/itu_m1225.json`` (source named in the file). Tap powers are
+The tap tables live in ``hw/data/itu_m1225.json`` (source named in the file). Also: a
+same-length tap-delay-line filter (:func:`apply_taps`) and an oscillator phase-noise model
+(:func:`phase_noise`) for the PHY's PER benchmark. Tap powers are
 normalised so that their average powers sum to 1: a faded channel keeps the mean received power.
 
 Fractional delays (multipath taps, start offsets, sampling-clock drift) all use one windowed-sinc
@@ -17,6 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+from scipy.signal import lfilter
 
 from hw.errors import RadioConfigError
 
@@ -209,13 +212,55 @@ def sample_at(
     return out
 
 
+def apply_taps(x: np.ndarray, delays: np.ndarray, gains: np.ndarray) -> np.ndarray:
+    """``y[n] = sum_l gains[l] * x(n - delays[l])`` (delays in samples, fractional allowed) for
+    ``n`` over the input's samples: same length as ``x``, complex64. Precursors of the
+    interpolator before sample 0 and the channel tail after the last sample are cut, so pad the
+    input with silence on both sides when they matter."""
+    h, first = fractional_fir(np.asarray(delays, np.float64), np.asarray(gains, np.complex128))
+    x = np.asarray(x, np.complex64)
+    full = np.convolve(x, h.astype(np.complex64))
+    out = np.zeros(x.size, np.complex64)
+    # y[n] = full[n - first]
+    lo = max(0, first)
+    src0 = lo - first
+    n = min(x.size - lo, full.size - src0)
+    if n > 0:
+        out[lo: lo + n] = full[src0: src0 + n]
+    return out
+
+
+def phase_noise(n: int, sample_rate: float, dbc_hz: float, rng: np.random.Generator, *,
+                offset_hz: float = 10e3, corner_hz: float = 0.0) -> np.ndarray:
+    """A local oscillator's phase (radians, float64, ``n`` samples) whose single-sideband phase
+    noise is ``dbc_hz`` dBc/Hz at ``offset_hz`` and falls 20 dB per decade above ``corner_hz``.
+
+    ``corner_hz = 0`` is a free-running oscillator (Wiener phase: increments of variance
+    ``4 pi^2 f_off^2 L(f_off) / fs`` per sample, so ``L(f) = L(f_off) (f_off / f)^2``); a corner
+    models a PLL that holds the phase below its loop bandwidth (first-order, Ornstein-Uhlenbeck:
+    flat below the corner). Multiply a signal by ``exp(1j * phase)`` to apply it."""
+    if n <= 0:
+        return np.zeros(0)
+    fs = float(sample_rate)
+    q = 4 * np.pi**2 * offset_hz**2 * 10 ** (dbc_hz / 10) / fs
+    if corner_hz > 0:
+        q *= 1 + (corner_hz / offset_hz) ** 2  # keep L(offset) for the first-order roll-off
+    e = rng.standard_normal(n) * np.sqrt(q)
+    if corner_hz <= 0:
+        return np.cumsum(e) + rng.uniform(0, 2 * np.pi)
+    a = float(np.exp(-2 * np.pi * corner_hz / fs))
+    return lfilter([1.0], [1.0, -a], e)
+
+
 __all__ = [
     "INTERP_HALF",
     "TapProfile",
+    "apply_taps",
     "available_channels",
     "channel_profile",
     "fractional_fir",
     "interp_kernel",
     "make_profile",
+    "phase_noise",
     "sample_at",
 ]
