@@ -391,10 +391,14 @@ class Node:
             out = np.concatenate([np.zeros(lead, np.complex64), out])
         return out
 
-    def transmit(self, iq: np.ndarray, **kw: Any) -> None:
+    def transmit(self, iq: np.ndarray, **kw: Any) -> object:
+        """Hand a burst to the radio; returns what the radio returned (a streaming radio:
+        whether the burst was placed)."""
         t0 = time.perf_counter()
-        self.radio.transmit(iq, **kw)
-        self.cpu["radio"] += time.perf_counter() - t0
+        try:
+            return self.radio.transmit(iq, **kw)
+        finally:
+            self.cpu["radio"] += time.perf_counter() - t0
 
     # ------------------------------------------------------------------ receive
 
