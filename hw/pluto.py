@@ -40,6 +40,7 @@ from hw.errors import (
     RadioUnavailableError,
 )
 from hw.radio import ClosingContext, RadioCaps, RadioConfig, RadioStats, as_iq, check_count
+from hw.timeline import StreamTimeline
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,10 @@ class PlutoConfig(RadioConfig):
     ``uri``: ``ip:HOST`` or ``usb:BUS.DEV.IF``. ``rx_buffer_size``: samples per RX transfer.
     ``kernel_buffers``: libiio kernel blocks (more survives USB hiccups but holds older data).
     ``timeout_ms``: libiio I/O timeout (set before buffers exist). ``extended_range``: allow the
-    AD9364 LO range (70 MHz-6 GHz, not guaranteed on an AD9363).
+    AD9364 LO range (70 MHz-6 GHz, not guaranteed on an AD9363). ``tx_block_size`` and
+    ``tx_kernel_buffers``: the streaming timeline's TX push size (samples) and the TX device's
+    kernel block count (:meth:`PlutoRadio.start_stream`); together they set how far ahead of the
+    air a burst must be handed over (about ``(tx_kernel_buffers + 1) * tx_block_size``).
     """
 
     uri: str = DEFAULT_URI
@@ -107,6 +111,8 @@ class PlutoConfig(RadioConfig):
     kernel_buffers: int = 4
     timeout_ms: int = 5000
     extended_range: bool = False
+    tx_block_size: int = 11200
+    tx_kernel_buffers: int = 3
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -147,6 +153,8 @@ class PlutoConfig(RadioConfig):
             ("rx_buffer_size", 64, 1 << 24),
             ("kernel_buffers", 1, 64),
             ("timeout_ms", 0, 3_600_000),
+            ("tx_block_size", 256, 1 << 22),
+            ("tx_kernel_buffers", 1, 64),
         ):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
@@ -309,8 +317,6 @@ class PlutoRadio(ClosingContext):
     the pyadi-like device (default: ``adi.Pluto``; tests pass a fake). A burst leaves when the
     USB transfer and kernel buffers let it (no timed TX); ``skip`` receives and discards."""
 
-    caps = RadioCaps(timed_tx=False, skip=False)
-
     def __init__(
         self,
         uri: str | None = None,
@@ -345,6 +351,11 @@ class PlutoRadio(ClosingContext):
         self.ranges: dict[str, Any] = {}
         #: First-push TX latency (seconds) measured by :meth:`measure_tx_latency`, or None.
         self.tx_latency_s: float | None = None
+        #: The streaming timeline once :meth:`start_stream` ran (else None: burst mode).
+        self.timeline: StreamTimeline | None = None
+        self.caps = RadioCaps(timed_tx=False, skip=False)
+        self._rx_abs = 0       # samples taken from the device's RX stream so far
+        self._rx_base = 0      # absolute RX index of public index 0 (set by start_stream)
         self.device: Any = (factory or _open_pyadi)(config.uri)
         try:
             self._read_ranges()
@@ -552,16 +563,33 @@ class PlutoRadio(ClosingContext):
         if self.closed:
             raise RadioClosedError(f"Pluto radio {self.config.uri!r} is closed")
 
-    def transmit(self, iq: np.ndarray, *, at: float | None = None) -> None:
-        """Send one burst (non-cyclic). Components beyond full scale are clipped and counted.
-        ``at`` must be None: a Pluto cannot place a burst at a sample (``caps.timed_tx``)."""
+    def transmit(self, iq: np.ndarray, *, at: float | None = None) -> bool:
+        """Send one burst. Components beyond full scale are clipped and counted.
+
+        Streaming (:meth:`start_stream`): the burst starts at RX-axis index ``at`` exactly;
+        returns False (and sends nothing) when that sample has already been pushed or the
+        offset is being measured. Burst mode: ``at`` must be None, the burst is pushed now
+        (non-cyclic) and reaches the air after USB and kernel latency; returns True."""
         self._check_open()
-        if at is not None:
-            raise RadioConfigError("a Pluto transmits as soon as it can: timed TX (at=) is not "
-                                   "supported (RadioCaps.timed_tx is False)")
         x = as_iq(iq)
+        if self.timeline is not None:
+            if at is None:
+                raise RadioConfigError("a streaming Pluto places bursts at a sample: give at=")
+            comp = x.view(np.float32)
+            over = np.abs(comp) > 1.0
+            if over.any():
+                self.stats.clipped += int(np.count_nonzero(over))
+                x = np.clip(comp, -1.0, 1.0).view(np.complex64)
+            placed = self.timeline.place(x, round(at) + self._rx_base)
+            if placed:
+                self.stats.tx_bursts += 1
+                self.stats.tx_samples += x.size
+            return placed
+        if at is not None:
+            raise RadioConfigError("a Pluto in burst mode transmits as soon as it can: timed TX "
+                                   "(at=) needs start_stream() (RadioCaps.timed_tx is False)")
         if x.size == 0:
-            return
+            return True
         comp = x.view(np.float32)
         over = np.abs(comp) > 1.0
         if over.any():
@@ -571,6 +599,98 @@ class PlutoRadio(ClosingContext):
         pushed = self._push(codes)
         self.stats.tx_bursts += 1
         self.stats.tx_samples += pushed
+        return True
+
+    # -- streaming timeline ----------------------------------------------------------------
+
+    def start_stream(self, *, calibrate_s: float = 2.0) -> StreamTimeline:
+        """Switch to the streaming timeline (:mod:`hw.timeline`): a thread pushes
+        ``tx_block_size``-sample blocks back to back (zeros between bursts) into
+        ``tx_kernel_buffers`` kernel blocks, so TX sample ``u`` reaches the air a constant
+        time after the stream starts; a probe heard in the own RX stream measures the TX->RX
+        offset. Reads RX until the offset is known (at most *calibrate_s* seconds; raises
+        :class:`RadioIOError` if the probe is never heard: no TX->RX leakage, or gain too low).
+        From then on RX index 0 is the first sample :meth:`receive` returns."""
+        self._check_open()
+        if self.timeline is not None:
+            return self.timeline
+        cfg = self.config
+        dev = self.device
+        if self._tx_len is not None:
+            self._wait_playout()
+            with contextlib.suppress(Exception):
+                dev.tx_destroy_buffer()
+            self._tx_len = None
+        setter = getattr(dev._txdac, "set_kernel_buffers_count", None)
+        if setter is not None:
+            try:
+                setter(cfg.tx_kernel_buffers)
+            except Exception as exc:
+                log.warning("%s: could not set the TX kernel block count (%s); libiio's default "
+                            "(4) applies", cfg.uri, exc)
+        zero_codes = np.zeros(cfg.tx_block_size, np.complex128)
+
+        def push(block: np.ndarray) -> None:
+            if not block.any():
+                codes = zero_codes
+            else:
+                comp = block.view(np.float32).astype(np.float64)
+                codes = np.rint(comp * TX_SCALE).view(np.complex128)
+            try:
+                dev.tx(codes)
+            except Exception as exc:
+                self.stats.underflows += 1
+                raise RadioIOError(f"TX stream push to {cfg.uri!r} failed ({exc})") from exc
+
+        def underflowed() -> bool:
+            # the DAC idled before the first block: that flag is not an underflow of the stream
+            if self._flag_raised(dev._txdac, TX_UNDERFLOW_BIT) and tl.stats.blocks > 1:
+                self.stats.underflows += 1
+                return True
+            return False
+
+        tl = StreamTimeline(push, sample_rate=self.sample_rate, block=cfg.tx_block_size,
+                            underflowed=underflowed)
+        self._clear_flags()
+        self.timeline = tl
+        self.caps = RadioCaps(timed_tx=True, skip=False, stream=True)
+        tl.start()
+        deadline = time.monotonic() + calibrate_s
+        while not tl.ready:
+            if tl.error is not None:
+                raise RadioIOError(f"{cfg.uri}: the TX stream stopped: {tl.error}")
+            if time.monotonic() > deadline:
+                raise RadioIOError(
+                    f"{cfg.uri}: the radio did not hear its own probe within {calibrate_s:g} s: "
+                    "raise tx_gain_db or rx_gain_db, check that an antenna (or a cable and "
+                    "attenuator) is on each port, or run `relaysec doctor --latency`")
+            self.receive(self.config.rx_buffer_size)
+        self._rx_base = self._rx_abs - self._pending.size
+        log.info("%s: streaming; TX->RX offset %d samples (%.2f ms)", cfg.uri, tl.offset,
+                 (tl.offset or 0) / self.sample_rate * 1e3)
+        return tl
+
+    def tx_horizon(self) -> int | None:
+        """Earliest RX index (public axis) a burst can still be placed at; None while the
+        offset is measured or in burst mode."""
+        if self.timeline is None:
+            return None
+        h = self.timeline.horizon()
+        return None if h is None else h - self._rx_base
+
+    def track(self, placed: int, heard: int) -> None:
+        """An own burst placed at RX index *placed* was heard back at *heard* (public axis)."""
+        if self.timeline is not None:
+            self.timeline.track(placed, heard)
+
+    def take_rx_slip(self) -> int | None:
+        """RX samples lost since the last call (:meth:`hw.timeline.StreamTimeline.take_rx_slip`);
+        0 in burst mode."""
+        return 0 if self.timeline is None else self.timeline.take_rx_slip()
+
+    def timeline_report(self) -> dict[str, float | int | None]:
+        """The streaming timeline's offset and counters ({} in burst mode)."""
+        return {} if self.timeline is None else self.timeline.report()
 
     def _push(self, codes: np.ndarray) -> int:
         """Hand DAC codes to pyadi; returns the samples pushed (padding included).
@@ -617,13 +737,16 @@ class PlutoRadio(ClosingContext):
                 self.stats.overflows += 1
                 self.stats.dropped += have
                 self._pending = np.zeros(0, np.complex64)
+                if self.timeline is not None:
+                    self.timeline.rx_broken()
                 with contextlib.suppress(Exception):
                     self.device.rx_destroy_buffer()
                 raise RadioIOError(
                     f"RX transfer from {self.config.uri!r} failed ({exc}); the RX buffer was "
                     "recreated and pending samples dropped"
                 ) from exc
-            if self._flag_raised(self.device._rxadc, RX_OVERFLOW_BIT):
+            overflow = self._flag_raised(self.device._rxadc, RX_OVERFLOW_BIT)
+            if overflow:
                 self.stats.overflows += 1
             raw = np.asarray(raw)
             if raw.ndim != 1 or raw.size == 0:
@@ -631,6 +754,11 @@ class PlutoRadio(ClosingContext):
                     f"the Pluto returned an unexpected RX block of shape {raw.shape}"
                 )
             block = (raw / RX_SCALE).astype(np.complex64)
+            if self.timeline is not None:
+                if overflow:
+                    self.timeline.rx_broken()
+                self.timeline.on_rx(block, self._rx_abs)
+            self._rx_abs += block.size
             comp = block.view(np.float32)
             self.stats.clipped += int(np.count_nonzero((comp >= 2047 / RX_SCALE) | (comp <= -1.0)))
             parts.append(block)
@@ -646,6 +774,8 @@ class PlutoRadio(ClosingContext):
         self._check_open()
         self.stats.dropped += self._pending.size
         self._pending = np.zeros(0, np.complex64)
+        if self.timeline is not None:
+            self.timeline.rx_broken()   # a new RX buffer: the RX count restarts elsewhere
         try:
             self.device.rx_destroy_buffer()
         except Exception as exc:
@@ -705,6 +835,8 @@ class PlutoRadio(ClosingContext):
         if self.closed:
             return
         self.closed = True
+        if self.timeline is not None:
+            self.timeline.stop()
         self._release()
 
     def _release(self) -> None:

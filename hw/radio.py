@@ -64,11 +64,15 @@ class RadioCaps:
     ``retime``: ``retime(d)`` moves the radio's frame timing by ``d`` samples (the loopback
     medium: a simulated station keeping its frame aligned to its serving station's, as a 16m
     AMS does from the DL preamble; a real radio's stream is re-timed by the runtime instead).
+    ``stream``: the radio is a :class:`StreamingRadio` (continuous TX and RX with a measured
+    TX->RX offset, :mod:`hw.timeline`): ``transmit(iq, at=k)`` returns whether the burst was
+    placed, :meth:`StreamingRadio.tx_horizon` says how early a burst must be handed over.
     """
 
     timed_tx: bool = False
     skip: bool = False
     retime: bool = False
+    stream: bool = False
 
 
 @runtime_checkable
@@ -112,6 +116,31 @@ class Radio(Protocol):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None: ...
+
+
+@runtime_checkable
+class StreamingRadio(Radio, Protocol):
+    """A :class:`Radio` whose ``caps.stream`` is set: TX and RX stream continuously and bursts
+    are placed at RX-axis sample indexes (``transmit(iq, at=k)`` returns False when ``k`` is
+    already past or the offset is being measured). Only the Pluto backend streams; the loopback
+    medium places bursts directly (``caps.timed_tx``) and needs none of this."""
+
+    def tx_horizon(self) -> int | None:
+        """Earliest RX index a burst can still be placed at; None while the offset is measured."""
+        ...
+
+    def track(self, placed: int, heard: int) -> None:
+        """An own burst placed at RX index *placed* was heard back at *heard*."""
+        ...
+
+    def take_rx_slip(self) -> int | None:
+        """RX samples lost to overflows since the last call (0: none; None: not measurable),
+        so the runtime can move positions it computed on the RX axis before the loss."""
+        ...
+
+    def timeline_report(self) -> dict[str, float | int | None]:
+        """The timeline's offset and counters (reports)."""
+        ...
 
 
 class ClosingContext:
@@ -249,6 +278,7 @@ __all__ = [
     "Radio",
     "RadioConfig",
     "RadioStats",
+    "StreamingRadio",
     "as_iq",
     "check_count",
     "quantise_12bit",

@@ -301,7 +301,8 @@ class RecordingRadio:
         self.radio = radio
         self.recorder = recorder
         # every sample must reach the recording: never skip unrendered
-        self.caps = RadioCaps(timed_tx=radio.caps.timed_tx, skip=False)
+        self.caps = RadioCaps(timed_tx=radio.caps.timed_tx, skip=False,
+                              stream=radio.caps.stream)
 
     @property
     def sample_rate(self) -> float:
@@ -323,6 +324,19 @@ class RecordingRadio:
         iq = self.radio.receive(n)
         self.recorder.write(iq)
         return iq
+
+    # the streaming timeline (only when ``caps.stream``: see hw.radio.StreamingRadio)
+    def tx_horizon(self) -> int | None:
+        return self.radio.tx_horizon()  # type: ignore[no-any-return]
+
+    def track(self, placed: int, heard: int) -> None:
+        self.radio.track(placed, heard)
+
+    def take_rx_slip(self) -> int | None:
+        return self.radio.take_rx_slip()  # type: ignore[no-any-return]
+
+    def timeline_report(self) -> dict[str, float | int | None]:
+        return self.radio.timeline_report()  # type: ignore[no-any-return]
 
     def skip(self, n: int) -> None:
         """Receive and record ``n`` samples (a recording keeps every sample)."""

@@ -125,7 +125,8 @@ def mac_config(cfg: Config, *, wall: bool) -> MacConfig:
                      contention_every=int(m["contention_every"]),
                      contention_symbols=int(m["contention_symbols"]),
                      contention_slots=int(m["contention_slots"]),
-                     grant_delay=1 if wall else 0, contention_data=wall)
+                     grant_delay=int(cfg["schedule"]["ota_grant_delay"]) if wall else 0,
+                     contention_data=wall)
 
 
 def station_psk(cfg: Config, st: Mapping[str, Any]) -> bytes:
@@ -379,6 +380,7 @@ def build_cell(
             abs_addr=addressing.addr_of(int(abs_st["station_id"])),
             max_burst_bytes=int(cfg["schedule"]["ota_max_burst_bytes"]),
             tx_latency_s=float(cfg["schedule"]["ota_tx_latency_ms"]) * 1e-3,
+            build_ahead_s=float(cfg["schedule"]["ota_build_ahead_ms"]) * 1e-3,
             clock=air_clock(cfg))
     else:
         planner = None

@@ -18,6 +18,7 @@ import threading
 from pathlib import Path
 
 from hw.emu import EmulatorConfig, create_emulators
+from hw.emu.air import USB_BYTES_PER_S, USB_JITTER_MS, USB_OVERHEAD_MS
 from hw.emu.errors import EmulatorConfigError
 from hw.emu.server import DEFAULT_MAX_BUFFER_SAMPLES, DEFAULT_MAX_CLIENTS
 
@@ -28,6 +29,8 @@ FLAGS = {
     "self_snr_db": "--self-snr", "channel": "--channel", "ppm": "--ppm", "lo_hz": "--lo",
     "host": "--host", "base_port": "--base-port", "record_dir": "--record",
     "max_clients": "--max-clients", "max_buffer_samples": "--max-buffer-samples",
+    "usb_mb_per_s": "--usb-mb-per-s", "usb_overhead_ms": "--usb-overhead-ms",
+    "usb_jitter_ms": "--usb-jitter-ms",
 }
 
 
@@ -65,6 +68,9 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         base_port=args.base_port,
         max_clients=args.max_clients,
         max_buffer_samples=args.max_buffer_samples,
+        usb_mb_per_s=args.usb_mb_per_s,
+        usb_overhead_ms=args.usb_overhead_ms,
+        usb_jitter_ms=args.usb_jitter_ms,
     )
     cfg.check(args.radios)
     if args.record is None:
@@ -159,5 +165,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-buffer-samples", type=int, default=DEFAULT_MAX_BUFFER_SAMPLES,
                    metavar="N", help="largest buffer a client may open, in samples; larger "
                    f"ones get ENOMEM (default {DEFAULT_MAX_BUFFER_SAMPLES})")
+    p.add_argument("--usb-mb-per-s", type=float, default=USB_BYTES_PER_S / 1e6, metavar="MB",
+                   help="USB 2.0 model: MB/s each way (default %(default)g, measured host->Pluto "
+                        "in plutosdr-fw #61; 0 = no USB model)")
+    p.add_argument("--usb-overhead-ms", type=float, default=USB_OVERHEAD_MS, metavar="MS",
+                   help="USB model: fixed cost per transfer (default %(default)g ms)")
+    p.add_argument("--usb-jitter-ms", type=float, default=USB_JITTER_MS, metavar="MS",
+                   help="USB model: mean random extra delay per transfer (default %(default)g "
+                        "ms; docs/emulator.md, timing model)")
     p.add_argument("-v", "--verbose", action="store_true", help="log connections and settings")
     p.set_defaults(func=run)

@@ -401,6 +401,8 @@ def specs() -> dict[str, Spec]:
         "schedule.ota_guard_ms": Spec("num", 0.1, 1000.0, unit="ms"),
         "schedule.ota_max_burst_bytes": Spec("int", 32, 65535, unit="bytes"),
         "schedule.ota_tx_latency_ms": Spec("num", 0.0, 1000.0, unit="ms"),
+        "schedule.ota_grant_delay": Spec("int", 1, 16, unit="frames"),
+        "schedule.ota_build_ahead_ms": Spec("num", 0.5, 1000.0, unit="ms"),
         "schedule.ota_speed": Spec("num", 0.01, 1.0),
         "schedule.emulated": Spec("bool"),
         "security.mode": Spec("str", choices=SECURITY_MODES),
@@ -447,6 +449,8 @@ def specs() -> dict[str, Spec]:
         "pluto.tx_gain_db": Spec("num", *tx_gain, unit="dB"),
         "pluto.rx_buffer_size": Spec("int", 64, 1 << 24, unit="samples"),
         "pluto.kernel_buffers": Spec("int", 1, 64),
+        "pluto.tx_block_size": Spec("int", 256, 1 << 22, unit="samples"),
+        "pluto.tx_kernel_buffers": Spec("int", 1, 64),
     }
 
 

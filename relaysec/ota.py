@@ -36,10 +36,11 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
+from hw.radio import StreamingRadio
 from relaysec.node import Node, NodeEvent
 from relaysec.schedule import FrameSchedule, OtaTiming
 
@@ -64,6 +65,9 @@ class _NodeState:
     push_len: int = 0
     queue: queue.Queue = field(default_factory=queue.Queue)
     missed: int = 0                       # TX zones skipped because we were late
+    placed: list[int] = field(default_factory=list)   # RX index of recent own bursts (stream)
+    first_lock: int | None = None         # RX index of the first beacon heard (non-master)
+    relocks: int = 0                      # timing re-anchored after RX samples were lost
 
 
 class OtaNetwork:
@@ -79,6 +83,7 @@ class OtaNetwork:
         max_burst_bytes: int = 1200,
         chunk_s: float = 3e-3,
         tx_latency_s: float = 0.005,
+        build_ahead_s: float = 0.010,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.schedule = schedule
@@ -90,6 +95,9 @@ class OtaNetwork:
         # the main loop then has a window of early + guard/2 per zone instead of slack + guard/2,
         # which a busy host (demodulation, GIL, other processes) needs.
         self.early = max(schedule.zones[0].guard, 2 * self.chunk)
+        # A streaming radio: how far beyond its TX horizon zone bursts are built (the main loop
+        # must come round to every node within this, demodulation of a chunk included).
+        self.build_ahead = round(build_ahead_s * schedule.sample_rate)
         self.clock = clock
         self.t0 = clock()
         self.frame = 0
@@ -167,6 +175,8 @@ class OtaNetwork:
 
     def _service(self, st: _NodeState) -> bool:
         node = st.node
+        if node.radio.caps.stream:
+            self._follow_slips(st)
         self._maybe_transmit(st)
         try:
             iq = st.queue.get_nowait()
@@ -188,12 +198,49 @@ class OtaNetwork:
         self._maybe_transmit(st)
         for b in bursts:
             if b.src == node.addr:
-                self._learn_latency(st, start_index + b.start)
+                if node.radio.caps.stream:
+                    self._track(st, start_index + b.start)
+                else:
+                    self._learn_latency(st, start_index + b.start)
             if b.src == self.abs_addr:
                 st.beacons += 1
                 if not st.is_master:
+                    if st.first_lock is None:
+                        st.first_lock = start_index + b.start
                     st.timing.on_abs_burst(start_index + b.start)
         return True
+
+    def _follow_slips(self, st: _NodeState) -> None:
+        """The radio lost RX samples (an overflow): positions on the RX axis computed before
+        move by the measured loss; when it could not be measured, a non-master re-anchors on
+        the next beacon (the master keeps its grid; the others follow it)."""
+        radio = cast(StreamingRadio, st.node.radio)
+        slip = radio.take_rx_slip()
+        if slip == 0:
+            return
+        st.relocks += 1
+        if slip is None:
+            if not st.is_master:
+                st.timing.frame_start = None
+                st.timing.last_heard = None
+            return
+        if st.timing.frame_start is not None:
+            st.timing.frame_start -= slip
+        if st.timing.last_heard is not None:
+            st.timing.last_heard -= slip
+        st.seen_starts = [s - slip for s in st.seen_starts]
+        st.placed = [p - slip for p in st.placed]
+
+    def _track(self, st: _NodeState, heard: int) -> None:
+        """An own burst heard back: compare with where it was placed (the radio keeps its
+        TX->RX offset, or measures it again when they disagree by more than a few samples)."""
+        if not st.placed:
+            return
+        placed = min(st.placed, key=lambda p: abs(heard - p))
+        if abs(heard - placed) >= self.schedule.frame_len // 2:
+            return
+        st.placed.remove(placed)
+        cast(StreamingRadio, st.node.radio).track(placed, heard)
 
     def _frame_at(self, st: _NodeState, abs_start: int) -> int | None:
         """The frame number a burst starting at *abs_start* belongs to (this node's timing)."""
@@ -234,7 +281,14 @@ class OtaNetwork:
             return
         timed = node.radio.caps.timed_tx
         air_now = int((self.clock() - self.t0) * self.schedule.sample_rate - st.d0)
-        if timed:
+        if node.radio.caps.stream:
+            # A streaming radio says exactly how early a burst must be handed over: build each
+            # zone burst once its start comes within `build_ahead` of that horizon.
+            h = cast(StreamingRadio, node.radio).tx_horizon()
+            if h is None:
+                return            # measuring its TX->RX offset: stay silent meanwhile
+            horizon, late = h + self.build_ahead, h
+        elif timed:
             # The radio places a burst at a sample (loopback): give it the zone a few chunks
             # ahead, never a zone already in the past.
             horizon, late = air_now + 3 * self.chunk, air_now + self.chunk
@@ -274,6 +328,15 @@ class OtaNetwork:
                 iq, _ = node.build_zone(now, zone.length, frame=k, kind=zone.name, lead=lead,
                                         ul_symbols=ul_symbols, force=st.is_master)
             if iq is None:
+                continue
+            if node.radio.caps.stream:
+                if node.transmit(iq, at=zone_start) is False:
+                    st.missed += 1        # the horizon passed while the burst was built
+                    continue
+                first = np.flatnonzero(iq)
+                if first.size:
+                    st.placed.append(zone_start + int(first[0]))
+                    del st.placed[:-16]
                 continue
             if timed:
                 node.transmit(iq, at=zone_start)
@@ -330,12 +393,21 @@ class OtaNetwork:
         """Per node: locked to the ABS, beacons heard, radio counters."""
         out = {}
         for name, st in self.states.items():
-            stats = st.node.radio.stats
-            out[name] = {
+            radio = st.node.radio
+            entry: dict[str, Any] = {
                 "master": st.is_master,
                 "locked": st.is_master or st.timing.locked(st.rx_index),
                 "beacons": st.beacons,
                 "missed_zones": st.missed,
-                "radio": stats.as_dict(),
+                "radio": radio.stats.as_dict(),
             }
+            if not st.is_master and st.first_lock is not None:
+                # the ABS opens every frame with a beacon: those due since the first one heard
+                expected = (st.rx_index - st.first_lock) // self.schedule.frame_len + 1
+                entry["beacons_expected"] = expected
+                entry["beacons_lost"] = max(0, expected - st.beacons)
+            if radio.caps.stream:
+                entry["timeline"] = cast(StreamingRadio, radio).timeline_report()
+                entry["relocks"] = st.relocks
+            out[name] = entry
         return out

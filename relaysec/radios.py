@@ -82,12 +82,10 @@ class Loopback:
 
 
 def plutos(cfg: Config, local: Sequence[Station], fs: float) -> dict[str, Radio]:
-    """One ADALM-Pluto per station, at the station's ``uri`` (hw.pluto, pyadi-iio).
-
-    Each radio's first TX latency is measured by a timed push of zeros when it opens; the
-    configured ``schedule.ota_tx_latency_ms`` is a floor that the slowest measurement raises
-    (in *cfg*, which the runtime reads next), so the first bursts do not miss their guards
-    while the learned latency converges."""
+    """One ADALM-Pluto per station, at the station's ``uri`` (hw.pluto, pyadi-iio), each on its
+    streaming timeline (:meth:`hw.pluto.PlutoRadio.start_stream`): TX and RX stream from here
+    on and every radio has measured its TX->RX offset by hearing its own probe, so bursts are
+    placed at exact samples."""
     try:
         from hw.pluto import PlutoRadio
     except ImportError as exc:
@@ -98,8 +96,14 @@ def plutos(cfg: Config, local: Sequence[Station], fs: float) -> dict[str, Radio]
         raise RadioSetupError(str(exc)) from None
     p = cfg["pluto"]
     radios: dict[str, PlutoRadio] = {}
+
+    def close_all() -> None:
+        for r in radios.values():
+            r.close()
+
     for s in local:
         if not s.get("uri"):
+            close_all()
             raise RadioSetupError(
                 f"station {s['name']} has no uri: set stations[].uri in the config or pass "
                 "--uris (one per station, in config order)")
@@ -109,34 +113,20 @@ def plutos(cfg: Config, local: Sequence[Station], fs: float) -> dict[str, Radio]
                 rf_bandwidth_hz=float(p["rf_bandwidth_hz"]), gain_mode=p["gain_mode"],
                 rx_gain_db=float(p["rx_gain_db"]), tx_gain_db=float(p["tx_gain_db"]),
                 rx_buffer_size=int(p["rx_buffer_size"]),
-                kernel_buffers=int(p["kernel_buffers"]))
+                kernel_buffers=int(p["kernel_buffers"]),
+                tx_block_size=int(p["tx_block_size"]),
+                tx_kernel_buffers=int(p["tx_kernel_buffers"]))
         except Exception as exc:
-            for r in radios.values():
-                r.close()
+            close_all()
             raise RadioSetupError(f"{s['name']} ({s['uri']}): {exc}") from exc
-    _measured_latency_floor(cfg, radios)
-    return dict(radios)
-
-
-def _measured_latency_floor(cfg: Config, radios: Mapping[str, PlutoRadio]) -> None:
-    """Time one zero push per Pluto; raise ``schedule.ota_tx_latency_ms`` to the slowest."""
-    sched = cfg["schedule"]
-    configured = float(sched["ota_tx_latency_ms"])
-    speed = float(sched["ota_speed"])  # a slowed rehearsal: wall ms are fewer air ms
-    worst = configured
     for name, radio in radios.items():
         try:
-            ms = radio.measure_tx_latency() * 1e3 * speed
+            tl = radio.start_stream()
         except Exception as exc:
-            for r in radios.values():
-                r.close()
-            raise RadioSetupError(f"{name}: the start-up TX push failed: {exc}") from exc
-        log.info("%s: first TX push took %.1f ms", name, ms)
-        worst = max(worst, ms)
-    if worst > configured:
-        log.warning("first TX latency measured %.1f ms, above schedule.ota_tx_latency_ms = %.1f: "
-                    "using %.1f ms", worst, configured, worst)
-        sched["ota_tx_latency_ms"] = round(worst, 3)
+            close_all()
+            raise RadioSetupError(f"{name}: the streaming timeline did not start: {exc}") from exc
+        log.info("%s: streaming, TX->RX offset %s samples", name, tl.offset)
+    return dict(radios)
 
 
 def given(radios: Mapping[str, Radio]) -> RadioFactory:

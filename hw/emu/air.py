@@ -66,6 +66,14 @@ USB_BYTES_PER_SAMPLE = 4
 #: Host<->Pluto USB 2.0 throughput (bytes/s): 17-20 MB/s measured host->Pluto (plutosdr-fw #61),
 #: consistent with the ~5 MS/s (20 MB/s) people sustain (PySDR's Pluto chapter).
 USB_BYTES_PER_S = 18e6
+#: Fixed cost of one USB transfer (ms): a transfer waits for the next 125 us USB 2.0
+#: microframe and an iiod round trip; a quarter millisecond is the project's estimate.
+USB_OVERHEAD_MS = 0.25
+#: Mean extra delay per transfer (ms, exponential): host scheduling. Users stream 1.92 MS/s
+#: with buffers of 5000 samples (2.6 ms) and no loss (srsran/zynq_timestamping #35), so the
+#: host-side delay a transfer sees rarely exceeds a couple of ms; a mean of 0.3 ms puts 1 in
+#: 1000 transfers beyond 2 ms.
+USB_JITTER_MS = 0.3
 
 #: Most samples a radio's TX queue may hold ahead of the air (its DAC FIFO, 128 MB of
 #: complex64): beyond it a push waits on the wall clock, and on the sim clock (where nothing
@@ -105,13 +113,16 @@ class MediumPath:
     def __init__(self, radio: LoopbackRadio, air: Air, *, seed: int = 0,
                  rx_gain_ref_db: float = 30.0, tx_gain_ref_db: float = -10.0,
                  apply_gains: bool = True, recorder: SigMFRecorder | None = None,
-                 usb_bytes_per_s: float = 0.0, usb_overhead_s: float = 0.0) -> None:
+                 usb_bytes_per_s: float = 0.0, usb_overhead_s: float = 0.0,
+                 usb_jitter_s: float = 0.0) -> None:
         self.radio = radio
         #: USB model (wall clock only; 0 = instant): a buffer of n samples takes
-        #: ``n * 4 / usb_bytes_per_s + usb_overhead_s`` to cross; a TX block reaches the air
-        #: only once it has fully crossed, and an RX reply is never faster than that.
+        #: ``n * 4 / usb_bytes_per_s + usb_overhead_s`` plus a random extra delay (exponential,
+        #: mean ``usb_jitter_s``: host scheduling and USB frame timing) to cross; a TX block
+        #: reaches the air only once it has fully crossed, and an RX reply is never faster.
         self.usb_bytes_per_s = float(usb_bytes_per_s)
         self.usb_overhead_s = float(usb_overhead_s)
+        self.usb_jitter_s = float(usb_jitter_s)
         #: Optional SigMF recorder of every sample this radio's clients received.
         self.recorder = recorder
         self.air = air
@@ -198,6 +209,8 @@ class MediumPath:
             return
         fs = self.medium.sample_rate
         took = n * USB_BYTES_PER_SAMPLE / self.usb_bytes_per_s + self.usb_overhead_s
+        if self.usb_jitter_s > 0:
+            took += float(self._rng.exponential(self.usb_jitter_s))
         clock.sleep_until(min(since + took * fs, self._now() + max_wait_s * fs))
 
     def rx(self, n: int, *, max_wait_s: float) -> np.ndarray:
@@ -297,7 +310,7 @@ class MediumPath:
                                    f"{ahead / fs:.3f} s of air queued ahead, more than twice "
                                    f"{self.tx_buffers_count} kernel buffers, after waiting the "
                                    f"{max_wait_s:.3f} s the client's timeout allows")
-            start = self.radio.transmit(iq)
+            start = self._place(iq)
         else:
             # Sim clock: "now" is the furthest any radio has read (Medium.now()), so every
             # radio that has not yet read past it hears the block (a DAC FIFO after that).
@@ -310,6 +323,18 @@ class MediumPath:
         self._tx_end_local = start + iq.size
 
     _tx_end_local = -math.inf
+
+    def _place(self, iq: np.ndarray) -> float:
+        """Put one DMA block on the wall-clock air: right after the previous block while the
+        queue has one (back to back, as the DMA plays them), else now (the DAC idled at zero
+        meanwhile). Only the span between the first and last non-zero sample is handed to the
+        medium: zeros radiate nothing, and a streaming client pushes mostly zeros."""
+        start = max(self._local(self._now()), self._tx_end_local)
+        nz = np.flatnonzero(iq.view(np.float32))
+        if nz.size:
+            a, b = int(nz[0]) // 2, int(nz[-1]) // 2 + 1
+            self.radio.transmit(iq[a:b], at=start + a)
+        return start
 
     def _extend_cyclic(self, until: float, since: float | None = None) -> None:
         """Schedule this radio's cyclic buffer through medium time ``until``, skipping air

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from hw.emu.ad9361 import MAX_RATE, PlutoContext, rate_floor, solve_clock_chain
-from hw.emu.air import USB_BYTES_PER_S, Air, MediumPath
+from hw.emu.air import USB_BYTES_PER_S, USB_JITTER_MS, USB_OVERHEAD_MS, Air, MediumPath
 from hw.emu.errors import EmulatorConfigError, IioError
 from hw.emu.server import (
     DEFAULT_MAX_BUFFER_SAMPLES,
@@ -65,7 +65,9 @@ class EmulatorConfig:
     record what each radio's clients received as SigMF (``DIR/NAME.sigmf-*``, no annotations).
     ``usb_mb_per_s``/``usb_overhead_ms``: the USB 2.0 model on the wall clock (MB/s each way,
     0 = instant; a fixed cost per transfer), by default the 18 MB/s measured host->Pluto
-    (plutosdr-fw #61): a zone-sized push of 98 k samples takes ~22 ms to reach the air.
+    (plutosdr-fw #61): a zone-sized push of 98 k samples takes ~22 ms to reach the air;
+    ``usb_jitter_ms``: mean of an exponential extra delay per transfer (host scheduling, USB
+    frame timing; docs/emulator.md "Timing model" gives the sources and why these defaults).
     """
 
     sample_rate: float = 2_800_000
@@ -87,7 +89,8 @@ class EmulatorConfig:
     max_clients: int = DEFAULT_MAX_CLIENTS
     max_buffer_samples: int = DEFAULT_MAX_BUFFER_SAMPLES
     usb_mb_per_s: float = USB_BYTES_PER_S / 1e6
-    usb_overhead_ms: float = 0.0
+    usb_overhead_ms: float = USB_OVERHEAD_MS
+    usb_jitter_ms: float = USB_JITTER_MS
 
     def as_dict(self) -> dict[str, object]:
         """Plain dict (for SigMF metadata and reports)."""
@@ -165,6 +168,10 @@ class EmulatorConfig:
         if not 0 <= overhead <= 1000:
             raise EmulatorConfigError("usb_overhead_ms", f"must be in [0, 1000] ms, got "
                                       f"{self.usb_overhead_ms!r}")
+        jitter = _finite("usb_jitter_ms", self.usb_jitter_ms)
+        if not 0 <= jitter <= 1000:
+            raise EmulatorConfigError("usb_jitter_ms", f"must be in [0, 1000] ms, got "
+                                      f"{self.usb_jitter_ms!r}")
 
 
 def _finite(name: str, value: object) -> float:
@@ -258,7 +265,8 @@ def create_emulators(n: int, config: EmulatorConfig | None = None) -> EmulatorCl
             path = MediumPath(radio, air, seed=cfg.seed + i, rx_gain_ref_db=cfg.rx_gain_ref_db,
                               tx_gain_ref_db=cfg.tx_gain_ref_db, recorder=recorder,
                               usb_bytes_per_s=cfg.usb_mb_per_s * 1e6,
-                              usb_overhead_s=cfg.usb_overhead_ms * 1e-3)
+                              usb_overhead_s=cfg.usb_overhead_ms * 1e-3,
+                              usb_jitter_s=cfg.usb_jitter_ms * 1e-3)
             port = cfg.base_port + i if cfg.base_port else 0
             srv = PlutoServer(ctx, path, host=cfg.host, port=port, name=name,
                               max_clients=cfg.max_clients,

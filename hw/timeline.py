@@ -1,0 +1,345 @@
+"""A streaming radio timeline: TX and RX run continuously, bursts sit at exact stream samples.
+
+Why: a radio that pushes each burst on its own (a Pluto through pyadi-iio) puts it on the air
+"now + USB and kernel latency", a latency that varies by milliseconds, so a TDD frame needs
+guards of that size. A DMA stream that never stops is different: the kernel queues TX blocks and
+the DAC plays them back to back (``industrialio-buffer-dma``: blocks move from the incoming queue
+to the DMA and back), so TX sample ``u`` of the stream reaches the antenna a *constant* time after
+TX sample 0, and RX sample ``j`` was captured a constant time after RX sample 0. Hence
+``rx = u + offset`` for one constant that the radio measures once by hearing itself (a probe
+sequence sent at a known ``u`` and found in its own RX stream at ``j``), then tracks from its own
+bursts heard back. Bursts are then placed at RX-axis sample indexes, exactly.
+
+What breaks the constant, and what this does about it (docs/radios.md, "Streaming timeline"):
+
+* a TX refill missed (the host did not push in time): the DAC ran dry (the HDL outputs zeros) and
+  the next block starts whenever it arrives, so every later TX sample moves; the core's
+  underflow flag says so. The timeline drops what it had queued, counts the underflow and
+  measures the offset again;
+* an RX overflow (the host did not read in time): samples were lost, the RX count no longer
+  tracks air time; same remedy (the caller reports it with :meth:`StreamTimeline.rx_broken`).
+
+The class is device-agnostic: *push* hands one block (complex64, full scale 1.0) to the device
+and blocks while the device queue is full (``iio_buffer_push`` in blocking mode does); a thread
+keeps pushing, zeros between bursts. Tests drive it with a fake device.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+#: Length of the self-hearing probe (samples): 511 QPSK chips, 0.18 ms at 2.8 MS/s; its
+#: normalised correlation with noise or an OFDM burst stays near 1/sqrt(511) ~ 0.04.
+PROBE_LEN = 511
+#: Probe amplitude (full scale 1.0 per component is the DAC's limit).
+PROBE_AMPLITUDE = 0.35
+#: Normalised correlation above which the probe counts as heard.
+PROBE_THRESHOLD = 0.5
+#: A probe not heard within this many seconds of air is sent again.
+PROBE_TIMEOUT_S = 0.5
+#: An own burst heard further than this from where it was placed means the timeline broke
+#: (samples lost somewhere): measure again instead of nudging the offset.
+TRACK_BREAK_S = 0.5e-3
+
+
+def probe_sequence(seed: int = 0x16) -> np.ndarray:
+    """The probe: a fixed QPSK pseudo-noise sequence (complex64, constant envelope)."""
+    rng = np.random.default_rng(seed)
+    chips = rng.integers(0, 4, PROBE_LEN)
+    return (PROBE_AMPLITUDE * np.exp(1j * (np.pi / 2 * chips + np.pi / 4))).astype(np.complex64)
+
+
+@dataclass
+class TimelineStats:
+    """What the timeline did (JSON-ready through :meth:`as_dict`)."""
+
+    blocks: int = 0            # blocks pushed
+    bursts: int = 0            # bursts placed
+    late: int = 0              # bursts refused: their sample had already been pushed
+    underflows: int = 0        # TX refills missed (DAC ran dry): offset measured again
+    rx_breaks: int = 0         # RX overflows reported by the caller: offset measured again
+    probes: int = 0            # probes sent
+    calibrations: int = 0      # offsets measured from a probe
+    track_samples: int = 0     # own bursts heard back and compared with their placement
+    track_max_err: int = 0     # largest |heard - placed| among them (samples)
+    push_max_s: float = 0.0    # longest single push call (seconds): the host's worst stall
+
+    def as_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+class StreamTimeline:
+    """Continuous TX stream of *block*-sample pushes plus the TX->RX offset (see module doc).
+
+    *push(block)* sends one block and blocks while the device queue is full; *underflowed()*
+    reads (and clears) the device's underflow flag after a push. RX indexes are counted by the
+    caller, who passes every received block to :meth:`on_rx` with its absolute index.
+    """
+
+    def __init__(self, push: Callable[[np.ndarray], None], *, sample_rate: float, block: int,
+                 underflowed: Callable[[], bool] = lambda: False,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if block < 64:
+            raise ValueError(f"a TX block of {block} samples is too short to stream")
+        self._push = push
+        self._underflowed = underflowed
+        self.sample_rate = float(sample_rate)
+        self.block = int(block)
+        self.clock = clock
+        self.stats = TimelineStats()
+        self.probe = probe_sequence()
+        self._probe_energy = float(np.sum(np.abs(self.probe) ** 2))
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._pending: list[tuple[int, np.ndarray]] = []  # (tx index, samples), sorted
+        self._next_u = 0            # first TX sample of the next block to build
+        self._offset: int | None = None  # rx index = tx index + offset
+        self._probe_u: int | None = None  # where the outstanding probe was placed
+        self._probe_pushed = False
+        self._probe_sent_at = 0.0
+        self._rx_tail = np.zeros(0, np.complex64)
+        self._rx_tail_index = 0
+        # RX slip bookkeeping: an RX overflow loses L samples, so the offset drops by L; when
+        # only RX broke (the TX stream stayed continuous) the new offset tells L exactly
+        self._slip_from: int | None = None   # offset before an RX break, while re-measuring
+        self._slip_mixed = False             # TX also broke meanwhile: L cannot be known
+        self._slip = 0                       # samples lost on RX, not yet taken
+        self._slip_unknown = False
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        self._zeros = np.zeros(self.block, np.complex64)
+
+    # ------------------------------------------------------------------ TX thread
+    def start(self) -> None:
+        """Start pushing (zeros, and a probe to measure the offset)."""
+        if self._thread is not None:
+            return
+        self.request_probe()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="tx-stream")
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the TX thread (the device's queue then plays out and the DAC idles at zero)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+            self._thread = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def error(self) -> BaseException | None:
+        """The exception that stopped the TX thread, if one did."""
+        return self._error
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                block = self._build()
+                t0 = self.clock()
+                self._push(block)
+                took = self.clock() - t0
+                with self._lock:
+                    self.stats.blocks += 1
+                    self.stats.push_max_s = max(self.stats.push_max_s, took)
+                if self._underflowed():
+                    self._broken("underflow")
+        except BaseException as exc:  # handed to the caller, who raises it
+            self._error = exc
+            log.error("TX stream stopped: %s", exc)
+
+    def _build(self) -> np.ndarray:
+        """The next block: zeros with every pending burst (or part of one) that falls in it."""
+        with self._lock:
+            u0 = self._next_u
+            u1 = u0 + self.block
+            self._next_u = u1
+            if self._probe_u is not None and self._probe_u < u1:
+                self._probe_pushed = True
+            if not self._pending or self._pending[0][0] >= u1:
+                return self._zeros
+            out = np.zeros(self.block, np.complex64)
+            keep: list[tuple[int, np.ndarray]] = []
+            for u, iq in self._pending:
+                if u >= u1:
+                    keep.append((u, iq))
+                    continue
+                a, b = max(u, u0), min(u + iq.size, u1)
+                if b > a:
+                    out[a - u0:b - u0] += iq[a - u:b - u]
+                if u + iq.size > u1:
+                    keep.append((u, iq))
+            self._pending = keep
+            return out
+
+    # ------------------------------------------------------------------ placing bursts
+    @property
+    def ready(self) -> bool:
+        """The offset is known: bursts can be placed."""
+        return self._offset is not None and self._error is None
+
+    @property
+    def offset(self) -> int | None:
+        """RX index minus TX index of the same air instant (None while measuring)."""
+        return self._offset
+
+    def horizon(self) -> int | None:
+        """The earliest RX-axis index a burst can still be placed at (None while measuring)."""
+        with self._lock:
+            if self._offset is None:
+                return None
+            return self._next_u + self._offset
+
+    def place(self, iq: np.ndarray, at: int) -> bool:
+        """Queue *iq* to start at RX-axis index *at*; False (counted ``late``) when that sample
+        has already been pushed or the offset is being measured."""
+        if self._error is not None:
+            raise self._error
+        with self._lock:
+            if self._offset is None:
+                self.stats.late += 1
+                return False
+            u = int(at) - self._offset
+            if u < self._next_u:
+                self.stats.late += 1
+                return False
+            if self._probe_u is not None and u < self._probe_u + self.probe.size \
+                    and u + iq.size > self._probe_u:
+                self.stats.late += 1     # never over the probe
+                return False
+            self._insert(u, iq)
+            self.stats.bursts += 1
+            return True
+
+    def _insert(self, u: int, iq: np.ndarray) -> None:
+        self._pending.append((u, np.asarray(iq, np.complex64)))
+        self._pending.sort(key=lambda p: p[0])
+
+    # ------------------------------------------------------------------ measuring the offset
+    def request_probe(self) -> None:
+        """Forget the offset and send a probe in the next block to measure it again."""
+        with self._lock:
+            self._offset = None
+            self._pending.clear()
+            self._probe_u = self._next_u + self.block // 4
+            self._probe_pushed = False
+            self._probe_sent_at = self.clock()
+            self._insert(self._probe_u, self.probe)
+            self.stats.probes += 1
+
+    def _broken(self, why: str) -> None:
+        with self._lock:
+            if why == "underflow":
+                self.stats.underflows += 1
+                if self._slip_from is not None or self._offset is None:
+                    self._slip_mixed = True
+            else:
+                self.stats.rx_breaks += 1
+                if self._offset is not None and self._slip_from is None:
+                    self._slip_from = self._offset
+                else:
+                    self._slip_mixed = True
+        log.info("stream timeline broken (%s): measuring the TX->RX offset again", why)
+        self.request_probe()
+
+    def rx_broken(self) -> None:
+        """The caller lost RX samples (overflow): the offset no longer holds."""
+        self._broken("overflow")
+
+    def on_rx(self, iq: np.ndarray, index: int) -> None:
+        """Every received block, at its absolute RX index: looks for an outstanding probe."""
+        with self._lock:
+            probe_u, pushed = self._probe_u, self._probe_pushed
+        if probe_u is None:
+            return
+        if not pushed:
+            self._rx_tail = np.zeros(0, np.complex64)
+            return
+        if self._rx_tail.size and self._rx_tail_index + self._rx_tail.size == index:
+            buf = np.concatenate([self._rx_tail, iq])
+            start = self._rx_tail_index
+        else:
+            buf, start = np.asarray(iq, np.complex64), index
+        keep = min(buf.size, self.probe.size - 1)
+        self._rx_tail, self._rx_tail_index = buf[buf.size - keep:].copy(), start + buf.size - keep
+        found = self._find_probe(buf)
+        if found is None:
+            if self.clock() - self._probe_sent_at > PROBE_TIMEOUT_S:
+                log.info("probe not heard within %.1f s: sending another", PROBE_TIMEOUT_S)
+                self.request_probe()
+            return
+        j = start + found
+        with self._lock:
+            if self._probe_u != probe_u:
+                return
+            self._offset = j - probe_u
+            self._probe_u = None
+            self.stats.calibrations += 1
+            if self._slip_from is not None:
+                if self._slip_mixed:
+                    self._slip_unknown = True
+                else:
+                    self._slip += self._slip_from - self._offset
+            self._slip_from, self._slip_mixed = None, False
+        log.info("TX->RX offset measured: %d samples (%.3f ms)", j - probe_u,
+                 (j - probe_u) / self.sample_rate * 1e3)
+
+    def _find_probe(self, buf: np.ndarray) -> int | None:
+        """Start of the probe in *buf* (normalised correlation above the threshold), or None."""
+        n = self.probe.size
+        if buf.size < n:
+            return None
+        size = 1 << int(np.ceil(np.log2(buf.size + n)))
+        spec = np.fft.fft(buf, size) * np.conj(np.fft.fft(self.probe, size))
+        corr = np.abs(np.fft.ifft(spec)[: buf.size - n + 1])
+        power = np.abs(buf) ** 2
+        window = np.convolve(power, np.ones(n), mode="valid")
+        norm = corr / np.sqrt(np.maximum(window, 1e-20) * self._probe_energy)
+        k = int(np.argmax(norm))
+        return k if norm[k] > PROBE_THRESHOLD else None
+
+    def take_rx_slip(self) -> int | None:
+        """RX samples lost (overflows) since the last call, measured by the re-calibration: 0
+        when none, None when the loss could not be measured (TX broke at the same time). An
+        RX-axis position computed before the loss moves by minus this amount."""
+        with self._lock:
+            if self._slip_unknown:
+                self._slip_unknown, self._slip = False, 0
+                return None
+            slip, self._slip = self._slip, 0
+            return slip
+
+    # ------------------------------------------------------------------ tracking
+    def track(self, placed: int, heard: int) -> None:
+        """An own burst placed at RX index *placed* was heard at *heard*: keep the offset (a
+        difference of a few samples is the detector's; more than :data:`TRACK_BREAK_S` means
+        samples were lost, so measure again)."""
+        err = int(heard) - int(placed)
+        with self._lock:
+            if self._offset is None:
+                return
+            self.stats.track_samples += 1
+            self.stats.track_max_err = max(self.stats.track_max_err, abs(err))
+        if abs(err) > TRACK_BREAK_S * self.sample_rate:
+            self._broken("overflow")
+
+    def report(self) -> dict[str, float | int | None]:
+        """Offset, lead and counters, for reports."""
+        out: dict[str, float | int | None] = dict(self.stats.as_dict())
+        out["offset"] = self._offset
+        out["block"] = self.block
+        return out
+
+
+__all__ = ["PROBE_LEN", "StreamTimeline", "TimelineStats", "probe_sequence"]
