@@ -79,6 +79,9 @@ TX_UNDERFLOW_BIT = 1 << 0
 #: most ~100 transfers a second through USB, iiod and pyadi (32 k samples at 2.8 MS/s is 11.7 ms;
 #: users lose samples with ~5 k at 1.92 MS/s, pluto-iio.md "Bench realities").
 MIN_RX_BUFFER_S = 0.010
+#: Streaming: the cores' sticky overflow/underflow flags are read every this many seconds by
+#: one monitor thread (a flag raised in between is still seen, a little later).
+STREAM_FLAG_PERIOD_S = 0.05
 #: Longest a close or a buffer re-creation waits for a burst still playing (seconds).
 MAX_PLAYOUT_WAIT_S = 2.0
 #: Samples of the timed start-up push that measures the first TX latency (a zone-sized push:
@@ -355,6 +358,7 @@ class PlutoRadio(ClosingContext):
         self.timeline: StreamTimeline | None = None
         self.caps = RadioCaps(timed_tx=False, skip=False)
         self._rx_abs = 0       # samples taken from the device's RX stream so far
+        self._flags_seen = False
         self._rx_base = 0      # absolute RX index of public index 0 (set by start_stream)
         self.device: Any = (factory or _open_pyadi)(config.uri)
         try:
@@ -642,15 +646,17 @@ class PlutoRadio(ClosingContext):
                 self.stats.underflows += 1
                 raise RadioIOError(f"TX stream push to {cfg.uri!r} failed ({exc})") from exc
 
-        def underflowed() -> bool:
-            # the DAC idled before the first block: that flag is not an underflow of the stream
-            if self._flag_raised(dev._txdac, TX_UNDERFLOW_BIT) and tl.stats.blocks > 1:
-                self.stats.underflows += 1
-                return True
-            return False
+        def flags() -> tuple[bool, bool]:
+            under = self._flag_raised(dev._txdac, TX_UNDERFLOW_BIT)
+            over = self._flag_raised(dev._rxadc, RX_OVERFLOW_BIT)
+            self.stats.underflows += under and tl.stats.blocks > 1 and self._flags_seen
+            self.stats.overflows += over
+            self._flags_seen = True
+            return under, over
 
         tl = StreamTimeline(push, sample_rate=self.sample_rate, block=cfg.tx_block_size,
-                            underflowed=underflowed)
+                            flags=flags if self.xflow_flags else None,
+                            flag_period_s=STREAM_FLAG_PERIOD_S)
         self._clear_flags()
         self.timeline = tl
         self.caps = RadioCaps(timed_tx=True, skip=False, stream=True)
@@ -745,7 +751,10 @@ class PlutoRadio(ClosingContext):
                     f"RX transfer from {self.config.uri!r} failed ({exc}); the RX buffer was "
                     "recreated and pending samples dropped"
                 ) from exc
-            overflow = self._flag_raised(self.device._rxadc, RX_OVERFLOW_BIT)
+            # streaming: the TX thread reads both cores' flags (one thread on the control
+            # connection), and reports an RX overflow to the timeline itself
+            overflow = self.timeline is None \
+                and self._flag_raised(self.device._rxadc, RX_OVERFLOW_BIT)
             if overflow:
                 self.stats.overflows += 1
             raw = np.asarray(raw)

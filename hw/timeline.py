@@ -79,18 +79,24 @@ class TimelineStats:
 class StreamTimeline:
     """Continuous TX stream of *block*-sample pushes plus the TX->RX offset (see module doc).
 
-    *push(block)* sends one block and blocks while the device queue is full; *underflowed()*
-    reads (and clears) the device's underflow flag after a push. RX indexes are counted by the
-    caller, who passes every received block to :meth:`on_rx` with its absolute index.
+    *push(block)* sends one block and blocks while the device queue is full; *flags()* reads
+    (and clears) the device's sticky flags and returns ``(tx_underflow, rx_overflow)``; a
+    monitor thread calls it every *flag_period_s* (the only thread on the control connection,
+    and off the TX thread: each read is a round trip, which a loaded host pays in scheduler
+    latency, and a TX thread waiting on round trips lets the DAC run dry). RX indexes are
+    counted by the caller, who passes every received block to :meth:`on_rx` with its index.
     """
 
     def __init__(self, push: Callable[[np.ndarray], None], *, sample_rate: float, block: int,
-                 underflowed: Callable[[], bool] = lambda: False,
+                 flags: Callable[[], tuple[bool, bool]] | None = None,
+                 flag_period_s: float = 0.05,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if block < 64:
             raise ValueError(f"a TX block of {block} samples is too short to stream")
         self._push = push
-        self._underflowed = underflowed
+        self._flags = flags
+        self.flag_period_s = float(flag_period_s)
+        self._monitor: threading.Thread | None = None
         self.sample_rate = float(sample_rate)
         self.block = int(block)
         self.clock = clock
@@ -126,13 +132,18 @@ class StreamTimeline:
         self.request_probe()
         self._thread = threading.Thread(target=self._run, daemon=True, name="tx-stream")
         self._thread.start()
+        if self._flags is not None:
+            self._monitor = threading.Thread(target=self._watch, daemon=True,
+                                             name="stream-flags")
+            self._monitor.start()
 
     def stop(self) -> None:
         """Stop the TX thread (the device's queue then plays out and the DAC idles at zero)."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5.0)
-            self._thread = None
+        for t in (self._thread, self._monitor):
+            if t is not None:
+                t.join(timeout=5.0)
+        self._thread = self._monitor = None
 
     @property
     def running(self) -> bool:
@@ -153,11 +164,27 @@ class StreamTimeline:
                 with self._lock:
                     self.stats.blocks += 1
                     self.stats.push_max_s = max(self.stats.push_max_s, took)
-                if self._underflowed():
-                    self._broken("underflow")
         except BaseException as exc:  # handed to the caller, who raises it
             self._error = exc
             log.error("TX stream stopped: %s", exc)
+
+    def _watch(self) -> None:
+        """Read the device's sticky flags every :attr:`flag_period_s` (monitor thread)."""
+        assert self._flags is not None
+        first = True
+        while not self._stop.wait(self.flag_period_s):
+            try:
+                under, over = self._flags()
+            except Exception as exc:
+                log.warning("stream flags unreadable, monitor stops: %s", exc)
+                return
+            if first:
+                # the DAC idled before the first block arrived: not an underflow of the stream
+                first, under = False, False
+            if under:
+                self._broken("underflow")
+            if over:
+                self._broken("overflow")
 
     def _build(self) -> np.ndarray:
         """The next block: zeros with every pending burst (or part of one) that falls in it."""
@@ -303,8 +330,8 @@ class StreamTimeline:
         size = 1 << int(np.ceil(np.log2(buf.size + n)))
         spec = np.fft.fft(buf, size) * np.conj(np.fft.fft(self.probe, size))
         corr = np.abs(np.fft.ifft(spec)[: buf.size - n + 1])
-        power = np.abs(buf) ** 2
-        window = np.convolve(power, np.ones(n), mode="valid")
+        power = np.concatenate([[0.0], np.cumsum(np.abs(buf).astype(np.float64) ** 2)])
+        window = power[n:] - power[:-n]          # energy of every n-sample window
         norm = corr / np.sqrt(np.maximum(window, 1e-20) * self._probe_energy)
         k = int(np.argmax(norm))
         return k if norm[k] > PROBE_THRESHOLD else None
