@@ -1,21 +1,115 @@
 """Channel estimation, noise estimation, pilot tracking and equalisation (digest §2.3, §3.2).
 
-* LS on the long symbol, smoothed along frequency by a 7-bin moving average after removing the
-  mean phase slope (the timing back-off and delay spread), edges normalised;
+* channel: LS on the long symbol, then LMMSE smoothing along frequency sized to the delay
+  spread (:func:`lmmse_channel`): the delay window the channel occupies is measured from the LS
+  estimate's power-delay profile, and the LS estimate is projected onto the discrete prolate
+  spheroidal (Slepian) basis of a uniform delay profile over that window, each basis
+  coefficient shrunk by its Wiener factor ``lambda P / (lambda P + sigma^2)``. In AWGN the
+  window is a few samples wide and the estimate averages over the whole band; under Ped-B it
+  widens to the channel's ~4 us and the estimate follows the channel's frequency selectivity
+  without the bias of a fixed moving average;
 * noise variance from the S&C symbol's null (odd) subcarriers;
 * per data symbol: the pilot phase slope (timing drift from the sampling-clock offset) and
   the common phase error; slopes are fitted to the drift model ``b_l = c * (l + 1)`` (time
-  since the long symbol, one parameter over the whole burst), the CPE is taken per symbol;
+  since the long symbol, one parameter over the whole burst) by MMSE under a prior of a
+  +-50 ppm clock offset, so a short burst, whose pilots cannot measure the drift, does not
+  rotate its band edges by noise; the CPE is taken per symbol;
 * one-tap zero-forcing equalisation with per-subcarrier LLR weights ``|H|^2 / sigma^2``.
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
+from scipy.signal.windows import dpss
 
 from phy import kernels
 
 SMOOTH_WIDTH = 7
+SFO_PRIOR_PPM = 50.0
+"""Sampling-clock offset the pilot tracking expects at most (two +-25 ppm clocks)."""
+PDP_REL_DB = 30.0
+"""Delay taps more than this below the strongest are not part of the channel's window."""
+PDP_NOISE_DB = 10.0
+"""...nor are taps less than this above the noise floor of the delay profile."""
+PDP_MARGIN = 1.0
+"""Samples added on each side of the detected delay window."""
+
+
+def delay_window(H_ls: np.ndarray, freq_index: np.ndarray, nfft: int, sigma2: float,
+                 lo: int, hi: int) -> tuple[float, float]:
+    """The delay window ``(t0, t1)`` (samples) the channel occupies, from the power-delay profile
+    of the LS estimate ``H_ls`` (Hann-tapered along the band against leakage) searched over
+    delays ``lo .. hi``: taps above both ``PDP_REL_DB`` below the peak and ``PDP_NOISE_DB`` above
+    the noise floor, widened by the taper's main lobe and ``PDP_MARGIN``."""
+    n = H_ls.size
+    w = np.hanning(n + 2)[1:-1]
+    full = np.zeros(nfft, np.complex128)
+    full[np.mod(freq_index, nfft)] = H_ls * w
+    h = np.fft.ifft(full)
+    d = np.arange(lo, hi + 1)
+    p = np.abs(h[np.mod(d, nfft)]) ** 2
+    floor = sigma2 * float(np.sum(w * w)) / nfft**2
+    thr = max(float(p.max()) * 10 ** (-PDP_REL_DB / 10), floor * 10 ** (PDP_NOISE_DB / 10))
+    sig = d[p > thr]
+    if sig.size == 0:
+        sig = d[[int(np.argmax(p))]]
+    lobe = 2.0 * nfft / n  # half-width of the Hann main lobe in delay
+    return (float(sig[0]) - lobe / 2 - PDP_MARGIN, float(sig[-1]) + lobe / 2 + PDP_MARGIN)
+
+
+def _span_bucket(span: float) -> int:
+    """Round a window width up to a coarse grid (so only a few bases are ever computed)."""
+    s = max(4, int(np.ceil(span)))
+    q = max(1, 1 << max(0, int(s).bit_length() - 3))
+    return -(-s // q) * q
+
+
+@lru_cache(maxsize=64)
+def _slepian_basis(m: int, nfft: int, span: int) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvectors (r, m) and eigenvalues (r,) of the correlation ``sinc(dk span / nfft)`` of
+    ``m`` adjacent subcarriers under a uniform delay profile ``span`` samples wide (unit
+    diagonal): the DPSS of half-bandwidth ``span / (2 nfft)``, eigenvalues ``ratio nfft /
+    span``; kept while the eigenvalue exceeds 1e-6 of the largest."""
+    w = span / (2.0 * nfft)
+    r = min(m, int(np.ceil(2 * m * w)) + 12)
+    vecs, ratios = dpss(m, m * w, Kmax=r, sym=True, norm=2, return_ratios=True)
+    lam = np.asarray(ratios, np.float64) / (2 * w)
+    keep = lam > 1e-6 * lam.max()
+    vecs = np.ascontiguousarray(vecs[keep]).astype(np.float64)
+    lam = lam[keep]
+    vecs.setflags(write=False)
+    lam.setflags(write=False)
+    return vecs, lam
+
+
+def lmmse_channel(H_ls: np.ndarray, freq_index: np.ndarray, nfft: int, sigma2: float,
+                  lo: int, hi: int) -> np.ndarray:
+    """LMMSE estimate (n_used,) complex64 of the channel from its LS estimate ``H_ls`` (noise
+    ``sigma2`` per subcarrier) under a uniform delay profile over the window
+    :func:`delay_window` finds in ``lo .. hi`` (see the module doc). The DC gap in
+    ``freq_index`` is filled by its neighbours' mean for the projection and dropped after."""
+    H_ls = np.asarray(H_ls, np.complex128)
+    t0, t1 = delay_window(H_ls, freq_index, nfft, sigma2, lo, hi)
+    span = _span_bucket(t1 - t0)
+    centre = 0.5 * (t0 + t1)
+    k0 = int(freq_index[0])
+    m = int(freq_index[-1]) - k0 + 1
+    pos = np.asarray(freq_index, np.int64) - k0
+    full = np.empty(m, np.complex128)
+    full[pos] = H_ls
+    if m > H_ls.size:  # the DC hole (or holes): mean of the neighbours
+        mask = np.ones(m, bool)
+        mask[pos] = False
+        for i in np.flatnonzero(mask):
+            full[i] = 0.5 * (full[max(i - 1, 0)] + full[min(i + 1, m - 1)])
+    ramp = np.exp(-2j * np.pi * (np.arange(m) + k0) * centre / nfft)
+    U, lam = _slepian_basis(m, nfft, span)
+    a = U @ (full * np.conj(ramp))
+    power = max(float(np.mean(np.abs(H_ls) ** 2)) - sigma2, 1e-3 * sigma2)
+    a *= lam * power / (lam * power + sigma2)
+    return ((a @ U)[pos] * ramp[pos]).astype(np.complex64)
 
 
 def smooth_channel(H: np.ndarray, freq_index: np.ndarray, width: int = SMOOTH_WIDTH) -> np.ndarray:
@@ -39,6 +133,29 @@ def track_phase(Y: np.ndarray, H: np.ndarray, ls: np.ndarray, pil_pos: np.ndarra
         np.ascontiguousarray(Y, np.complex64), np.ascontiguousarray(H, np.complex64),
         np.ascontiguousarray(ls, np.int64), np.ascontiguousarray(pil_pos, np.int64),
         np.ascontiguousarray(pil_val, np.float32), np.ascontiguousarray(freq_index, np.float64))
+    return cpe, bl, float(c)
+
+
+def sfo_prior_var(nfft: int, symbol_samples: int, ppm: float = SFO_PRIOR_PPM) -> float:
+    """Prior variance of the drift ``c`` (rad per subcarrier per symbol) for a clock offset
+    uniform in +-``ppm``: ``c_max^2 / 3`` with ``c_max = 2 pi Ns ppm 1e-6 / NFFT``."""
+    c_max = 2 * np.pi * symbol_samples * ppm * 1e-6 / nfft
+    return c_max * c_max / 3
+
+
+def track_phase_mmse(Y: np.ndarray, H: np.ndarray, ls: np.ndarray, pil_pos: np.ndarray,
+                     pil_val: np.ndarray, freq_index: np.ndarray, sigma2: float,
+                     c_var: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """The pilot phase model with the drift ``c`` fitted by weighted least squares on the pilot
+    phases (weights ``|H|^2 / sigma2``: a pilot in a fade counts for little) under a zero-mean
+    prior of variance ``c_var`` (:func:`sfo_prior_var`), i.e. the MMSE drift: unbiased where the
+    burst is long enough to measure it, no slope where the pilots cannot tell one from noise
+    (:func:`phy.kernels.track_phase_wls`). Returns ``(cpe, slope, c)`` as :func:`track_phase`."""
+    cpe, bl, c = kernels.track_phase_wls(
+        np.ascontiguousarray(Y, np.complex64), np.ascontiguousarray(H, np.complex64),
+        np.ascontiguousarray(ls, np.int64), np.ascontiguousarray(pil_pos, np.int64),
+        np.ascontiguousarray(pil_val, np.float32), np.ascontiguousarray(freq_index, np.float64),
+        float(sigma2), float(c_var))
     return cpe, bl, float(c)
 
 

@@ -36,7 +36,7 @@ import scipy.fft as sp_fft
 from phy import qam
 from phy.crc import crc16, crc32
 from phy.errors import PayloadTooLongError, PhyInputError, UnknownMcsError
-from phy.estimation import noise_variance, smooth_channel, track_phase
+from phy.estimation import lmmse_channel, noise_variance, sfo_prior_var, track_phase_mmse
 from phy.fec import FEC, ConvCode
 from phy.grid import ResourceGrid
 from phy.interleaver import deinterleave, interleave, permutation
@@ -179,6 +179,11 @@ class _BurstCore:
         self._sym_len = self.grid.symbol_samples
         self._fidx = self.grid.freq_index.astype(np.float64)
         self._pre_time = self.grid.ofdm_modulate(np.stack([self.pre.sc, self.pre.long]))
+        ng = self.grid.cp
+        # delays (samples, in the FFT window) where the channel's taps may lie: fine timing puts
+        # the first path at the back-off; earlier weak paths and the CP-long tail around it
+        self._delay_search = (self.backoff - ng // 2, self.backoff + ng + ng // 8)
+        self._c_var = sfo_prior_var(self.grid.nfft, self._sym_len)
 
     @property
     def sample_rate(self) -> float:
@@ -282,23 +287,29 @@ class _BurstCore:
         if start < 0 or start + 3 * ns > r.size:
             return None
         Y = self._windows(r, start, 3, cfo)
-        H = smooth_channel(Y[1] / self.pre.long, g.freq_index)
-        sig = float(np.mean(np.abs(H) ** 2))
-        if not np.isfinite(sig) or sig <= 0.0:
+        H_ls = Y[1] / self.pre.long
+        total = float(np.mean(H_ls.real**2 + H_ls.imag**2))
+        if not np.isfinite(total) or total <= 0.0:
             return None
-        sigma2 = noise_variance(Y[0], self.pre.even, sig * 10 ** (-_MAX_SNR_DB / 10))
-        if not (np.isfinite(sigma2) and sigma2 > 0.0) or not sig / sigma2 > 0.0:
+        sigma2 = noise_variance(Y[0], self.pre.even, total * 10 ** (-_MAX_SNR_DB / 10))
+        if not (np.isfinite(sigma2) and sigma2 > 0.0):
             return None  # extreme sample values (overflow to inf): no burst to decode here
+        H = lmmse_channel(H_ls, g.freq_index, n, sigma2, *self._delay_search)
+        sig = float(np.mean(np.abs(H) ** 2))
+        if not (np.isfinite(sig) and sig > 0.0):
+            return None
         return _Sync(int(start), float(cfo), H, sigma2, 10 * math.log10(sig / sigma2), Y)
 
-    def _track(self, Y: np.ndarray, H: np.ndarray, ls: np.ndarray
+    def _track(self, Y: np.ndarray, H: np.ndarray, ls: np.ndarray, sigma2: float
                ) -> tuple[np.ndarray, np.ndarray, float]:
-        """Pilot phase model (CPE, slope per symbol, fitted drift) of symbols ``ls`` (any
-        increasing subset of the burst: the drift model counts time by ``l``)."""
+        """Pilot phase model (CPE, slope per symbol, drift) of symbols ``ls`` (any increasing
+        subset of the burst: the drift model counts time by ``l``); the drift is the MMSE
+        estimate under the clock-offset prior given the noise variance ``sigma2``
+        (:func:`phy.estimation.track_phase_mmse`)."""
         g = self.grid
         pos = g.sym_pilot_pos[ls % 3]
         val = g.pilot_values(int(ls[-1]) + 1)[ls]
-        return track_phase(Y, H, ls, pos, val, g.freq_index)
+        return track_phase_mmse(Y, H, ls, pos, val, self._fidx, sigma2, self._c_var)
 
     def _equalise(self, Y: np.ndarray, H: np.ndarray, sigma2: float, ls: np.ndarray,
                   cpe: np.ndarray, slope: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -329,7 +340,7 @@ class _BurstCore:
         per-symbol CPE and slope), equalise all but the first ``skip`` of them and decode them
         as one :meth:`_robust_symbols` block. Returns (info bits, squared error per symbol,
         LLR weight per symbol) -- the last two give the EVM."""
-        cpe, bl = self._track(Y, H, ls)[:2] if phase is None else phase
+        cpe, bl = self._track(Y, H, ls, sigma2)[:2] if phase is None else phase
         z, wgt = self._equalise(Y[skip:], H, sigma2, ls[skip:], cpe[skip:], bl[skip:])
         bits, err = self._robust_bits(z, wgt, n_bits)
         return bits, err, wgt
@@ -441,7 +452,7 @@ class BurstModem(_BurstCore):
         Yd = self._windows(r, start + 3 * ns, n_sym, cfo)
         Yall = np.concatenate([s.Y[2:3], Yd])
         ls = np.arange(n_sym + 1)
-        cpe, bl, slope = self._track(Yall, s.H, ls)
+        cpe, bl, slope = self._track(Yall, s.H, ls, s.sigma2)
         if n_sym >= 2:  # residual CFO from the CPE trend refines the reported estimate
             cfo = self._refine_cfo(cfo, cpe, ls)
         z, wgt = self._equalise(Yd, s.H, s.sigma2, ls[1:], cpe[1:], bl[1:])

@@ -43,7 +43,7 @@ def common_phases(phase: np.ndarray, modem: BurstModem, start: int, n_sym: int) 
     ns = g.symbol_samples
     out = np.empty(n_sym)
     for l in range(n_sym):
-        s0 = start + (3 + l) * ns + g.cp - modem.backoff
+        s0 = start + (2 + l) * ns + g.cp - modem.backoff
         out[l] = np.angle(np.mean(np.exp(1j * phase[s0: s0 + g.nfft])))
     return out
 

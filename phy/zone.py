@@ -55,9 +55,7 @@ import numpy as np
 from phy import qam
 from phy.crc import crc16
 from phy.errors import PayloadTooLongError, PhyInputError
-from phy.grid import PILOT_BOOST
 from phy.interleaver import DEPTH, interleave, permutation
-from phy.kernels import track_phase_prior
 from phy.modem import (
     DEFAULT_MAX_PAYLOAD,
     DEFAULT_TX_RMS,
@@ -91,8 +89,6 @@ QUEUE_UNIT = 16
 """The queue report counts bytes in units of 16 (rounded up), saturating at 0xFFFF units."""
 _KIND_DL = 0
 _KIND_UL = 1
-SFO_PRIOR_PPM = 50.0
-"""Sampling-clock offset the header and MAP tracking expect at most (two +-25 ppm clocks)."""
 
 
 @dataclass(frozen=True)
@@ -348,28 +344,11 @@ class ZoneModem(_BurstCore):
         mine = _addresses(me)
         return self._scan(iq, lambda r, coarse: self._decode_at(r, coarse, mine))
 
-    def _track_early(self, Y: np.ndarray, H: np.ndarray, ls: np.ndarray, snr_db: float
-                     ) -> tuple[np.ndarray, np.ndarray]:
-        """Pilot phase model (CPE and slope per symbol) of the header and MAP symbols ``ls``.
-
-        Same model as :func:`phy.estimation.track_phase`, but the drift ``c`` is the MMSE
-        estimate under a prior of +-:data:`SFO_PRIOR_PPM` (:func:`phy.kernels.track_phase_prior`):
-        over the first few symbols the true drift is tiny while a slope fitted to their pilots
-        at low SNR rotates the band edges by up to a radian (it cost the MAP 15-20 % CRC
-        failures at 4 dB; with the prior, none)."""
-        g = self.grid
-        c_max = 2 * np.pi * self._sym_len * SFO_PRIOR_PPM * 1e-6 / g.nfft
-        cpe, bl, _ = track_phase_prior(
-            np.ascontiguousarray(Y, np.complex64), H, np.ascontiguousarray(ls, np.int64),
-            g.sym_pilot_pos[ls % 3], g.pilot_values(int(ls[-1]) + 1)[ls], self._fidx,
-            10 ** (snr_db / 10) * PILOT_BOOST**2, c_max * c_max / 3)
-        return cpe, bl
-
     def _decode_header(self, s: _Sync) -> tuple[tuple[int, int, int, int, int], float, float
                                                  ] | None:
         ls = np.zeros(1, np.int64)
         bits, err, wgt = self._robust_block(s.Y[2:3], s.H, s.sigma2, ls, ZONE_HEADER_BYTES * 8,
-                                            phase=self._track_early(s.Y[2:3], s.H, ls, s.snr_db))
+                                            phase=self._track(s.Y[2:3], s.H, ls, s.sigma2)[:2])
         raw = np.packbits(bits).tobytes()
         if crc16(raw[:8]) != struct.unpack(">H", raw[8:10])[0]:
             return None
@@ -404,7 +383,7 @@ class ZoneModem(_BurstCore):
         if n_map:
             Yh = np.concatenate([Yh, self._windows(r, s.start + 3 * ns, n_map, cfo)])
             n_bits = 8 * (ENTRY_BYTES * n_entries + MAP_CRC_BYTES)
-            phase = self._track_early(Yh, s.H, ls_h, s.snr_db)
+            phase = self._track(Yh, s.H, ls_h, s.sigma2)[:2]
             bits, err, wgt = self._robust_block(Yh, s.H, s.sigma2, ls_h, n_bits, skip=1,
                                                 phase=phase)
             if ls_h.size >= 3:  # the CPE trend refines the carrier offset
@@ -466,7 +445,7 @@ class ZoneModem(_BurstCore):
                              for run in runs])
         nh = 1 + n_map
         ls = np.concatenate([np.arange(nh), nh + syms])
-        cpe, bl, slope = self._track(np.concatenate([Yh, Yd]), s.H, ls)
+        cpe, bl, slope = self._track(np.concatenate([Yh, Yd]), s.H, ls, s.sigma2)
         cfo = self._refine_cfo(s.cfo, cpe, ls) if ls.size >= 3 else s.cfo
         sfo_ppm = self._sfo_ppm(slope) if ls[-1] >= 8 else 0.0
         z, wgt = self._equalise(Yd, s.H, s.sigma2, ls[nh:], cpe[nh:], bl[nh:])
