@@ -71,6 +71,7 @@ class TimelineStats:
     track_samples: int = 0     # own bursts heard back and compared with their placement
     track_max_err: int = 0     # largest |heard - placed| among them (samples)
     push_max_s: float = 0.0    # longest single push call (seconds): the host's worst stall
+    flag_reads: int = 0        # reads of the device's sticky flags (monitor thread)
 
     def as_dict(self) -> dict[str, float | int]:
         return asdict(self)
@@ -171,16 +172,19 @@ class StreamTimeline:
     def _watch(self) -> None:
         """Read the device's sticky flags every :attr:`flag_period_s` (monitor thread)."""
         assert self._flags is not None
-        first = True
+        started = False
         while not self._stop.wait(self.flag_period_s):
+            blocks = self.stats.blocks
             try:
                 under, over = self._flags()
             except Exception as exc:
                 log.warning("stream flags unreadable, monitor stops: %s", exc)
                 return
-            if first:
-                # the DAC idled before the first block arrived: not an underflow of the stream
-                first, under = False, False
+            self.stats.flag_reads += 1
+            if not started:
+                # the DAC idled before the first block arrived: that flag (read before or just
+                # after the first push) is not an underflow of the stream
+                started, under = blocks >= 1, False
             if under:
                 self._broken("underflow")
             if over:
