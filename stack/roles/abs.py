@@ -22,7 +22,7 @@ it)``; a message outside the table, or from a sender the table does not allow, i
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from stack.errors import MalformedError, ProtocolError, SecurityError, UnknownKeyError
@@ -52,7 +52,7 @@ from stack.roles.framing import (
     plain_payload,
 )
 from stack.roles.ids import fmt_station, station_bytes, station_from_bytes
-from stack.roles.link import KeyInfo, Link
+from stack.roles.link import KeyInfo, Link, PendingMpdu
 from stack.roles.subscriber import SECURITY_PARAMS, _check_data
 
 log = logging.getLogger("stack.roles")
@@ -72,6 +72,7 @@ class AbsRole(KeyDistribution, RoleBase):
         super().__init__(config.station_id, config.timers, rng)  # type: ignore[arg-type]
         self.config = config
         self.life = config.lifetimes
+        self._arq_params = config.arq  # ARQ connections by (station, FID), end to end
         self.auth = authenticator
         self._contexts: dict[int, Context] = {}
         self._entries: dict[int, Entry] = {}            # by serial, oldest first
@@ -108,11 +109,46 @@ class AbsRole(KeyDistribution, RoleBase):
         c = self._contexts.get(dst)
         if c is None:
             raise UnknownKeyError("no keys for that station", reason="no_keys")
+        if self._arq_params is not None:
+            self._arq_offer((dst, fid), payload, now)
+            return
         if c.via == self.station_id:
             self._queue(dst, self._seal(c.link, fid, payload, now))
             return
         inner = plain_mpdu(fid, payload) if self.distributed else c.link.seal(fid, payload, now)
         self._relay(c.via, c.stid, inner, now)
+
+    def _arq_transmit(self, key: Hashable, pdu: bytes, now: float
+                      ) -> tuple[int, bytes | PendingMpdu] | None:
+        station, fid = key  # type: ignore[misc]
+        c = self._contexts.get(station)
+        if c is None:
+            return None
+        if c.via == self.station_id:
+            obj = self._seal(c.link, fid, pdu, now)
+            self._queue(station, obj)
+            return station, obj
+        inner = plain_mpdu(fid, pdu) if self.distributed else c.link.seal(fid, pdu, now)
+        relayed = self._relay(c.via, c.stid, inner, now)
+        return None if relayed is None else (c.via, relayed)
+
+    def _arq_deliver(self, key: Hashable, sdus: list[bytes], now: float) -> None:
+        station, fid = key  # type: ignore[misc]
+        c = self._contexts.get(station)
+        via = station if c is None or c.via == self.station_id else c.via
+        for sdu in sdus:
+            self._emit(DataReceived(src=station, payload=sdu, fid=fid, via=via))
+
+    def _arq_moved(self, station: int, old_via: int, now: float) -> None:
+        """``station`` handed over: its blocks still queued for the old path are taken back
+        and every unacknowledged block goes out again on the new one (nothing waits for its
+        timer, nothing is lost with the old path)."""
+        if self._arq_params is None:
+            return
+        if old_via != station:
+            self._arq_unqueue(old_via, lambda k: not (isinstance(k, tuple) and k[0] == station))
+        for key in [k for k in self._arq if isinstance(k, tuple) and k[0] == station]:
+            self._arq_resend(key, now)
 
     def key_info(self, peer: int) -> KeyInfo | None:
         c = self._contexts.get(peer)
@@ -142,13 +178,15 @@ class AbsRole(KeyDistribution, RoleBase):
 
     # -- output helpers ---------------------------------------------------------------------
     def _relay(self, via: int, stid: int, inner: bytes, now: float,
-               title: str | None = None) -> None:
+               title: str | None = None) -> bytes | PendingMpdu | None:
         ars = self._contexts.get(via)
         if ars is None:
             self.tx_dropped["no_relay_keys"] += 1
-            return
+            return None
         relay = encapsulate_relay([(stid, inner)])
-        self._queue(via, self._seal(ars.link, FID_RELAY, relay, now), title)
+        obj = self._seal(ars.link, FID_RELAY, relay, now)
+        self._queue(via, obj, title)
+        return obj
 
     def _to(self, station: int, via: int, stid: int, body: bytes, title: str,
             now: float) -> None:
@@ -190,6 +228,9 @@ class AbsRole(KeyDistribution, RoleBase):
 
     def _on_opened(self, src: int, link: Link, fid: int, payload: bytes, now: float) -> None:
         if FIRST_DATA_FID <= fid <= LAST_DATA_FID:
+            if self._arq_params is not None:
+                self._arq_deliver((src, fid), self._arq_input((src, fid), payload, now), now)
+                return
             self._emit(DataReceived(src=src, payload=payload, fid=fid, via=src))
         elif fid == FID_RELAY:
             if not self._is_relay(src):
@@ -225,6 +266,10 @@ class AbsRole(KeyDistribution, RoleBase):
             fid, payload = fid, plain_payload(inner)
         else:
             fid, _eks, payload = self._open(c.link, inner, now)
+        if self._arq_params is not None:
+            self._arq_deliver((c.station, fid), self._arq_input((c.station, fid), payload, now),
+                              now)
+            return
         self._emit(DataReceived(src=c.station, payload=payload, fid=fid, via=ars))
 
     def _on_control(self, sender: _Sender, cls: type[m.Message], data: bytes,
@@ -595,6 +640,8 @@ class AbsRole(KeyDistribution, RoleBase):
         self._keys_event(link, cause)
         if cause == "entry":
             self._emit(Attached(station=c.station, via=c.via, stid=c.stid))
+            for key in [k for k in self._arq if isinstance(k, tuple) and k[0] == c.station]:
+                self._arq_reset(key, now)  # the station entered anew: its ARQ state is gone
 
     def _on_reauth_request(self, c: Context, msg: m.ReauthRequest, now: float) -> None:
         if any(e.reauth for e in self._entries_of.get(c.station, {}).values()):

@@ -52,7 +52,8 @@ class KeyDistribution:
     _is_relay: Callable[[int], bool]
     _serve_tek: Callable[..., bytes]
     _send_tek_invalid: Callable[..., bytes | None]
-    _relay: Callable[..., None]
+    _relay: Callable[..., Any]
+    _arq_moved: Callable[..., None]
     _seal: Callable[..., Any]
     _queue: Callable[..., None]
     _to_ctx: Callable[..., None]
@@ -258,6 +259,7 @@ class KeyDistribution:
         self._to_ctx(c, c.ho_rsp, rsp.TITLE, now)
         self._emit(HandoverComplete(ams=c.station, source=old_via, target=target,
                                     akid=link.ctx.akid.hex(), cmac_key_count=count))
+        self._arq_moved(c.station, old_via, now)
         if old_via != target and old_via != self.station_id and self._is_relay(old_via):
             # Tell the old access RS to drop the AMS (keys in distributed mode, forwarding entry
             # in centralized mode). The AKID names the context so a late release never hits a

@@ -16,6 +16,15 @@ from typing import NamedTuple
 
 import numpy as np
 
+from stack.arq import (
+    ArqConnection,
+    ArqData,
+    ArqDiscard,
+    ArqFeedback,
+    ArqParams,
+    TxBlock,
+    decode_arq,
+)
 from stack.errors import MalformedError, SecurityError, UnknownKeyError
 from stack.mac import build_burst
 from stack.mpdu import protect as protect_mpdu
@@ -46,6 +55,21 @@ class Backlog(NamedTuple):
     nbytes: int
     head: int
     control: bool
+
+
+@dataclass(eq=False, slots=True)
+class _ArqTag:
+    """Marks a queued MPDU that carries an ARQ PDU of connection ``key`` (``block`` None: a
+    feedback), so the output path can tell the ARQ sender when it went on the air."""
+
+    key: Hashable
+    block: TxBlock | None
+    queued: bool = True
+
+    def on_air(self, now: float) -> None:
+        self.queued = False
+        if self.block is not None:
+            self.block.on_air(now)
 
 
 @dataclass
@@ -105,6 +129,12 @@ class RoleBase:
         self.rejections_by_link: Counter[tuple[int, str]] = Counter()
         self.air_messages: Counter[str] = Counter()  # control messages sent, by message title
         self.tx_dropped: Counter[str] = Counter()     # queued MPDUs that could not be sealed
+        # ARQ (docs/roles.md §11): None = off; connections by key (the subclass names them)
+        self._arq_params: ArqParams | None = None
+        self._arq: dict[Hashable, ArqConnection] = {}
+        self._arq_fb_due: dict[Hashable, None] = {}
+        self._arq_fb_queued: dict[Hashable, tuple[int, PendingMpdu]] = {}
+        self.arq_stats: Counter[str] = Counter()     # ARQ connections that were reset, closed
 
     # -- public API -----------------------------------------------------------------------------
     strict: bool = os.environ.get("RELAYSEC_STRICT_ROLES") == "1"
@@ -118,6 +148,8 @@ class RoleBase:
         (docs/threat-model.md: every rejection is counted under a named reason)."""
         try:
             self._receive(src, frame, now)
+            if self._arq_fb_due:
+                self._arq_flush(now)
         except Exception as exc:  # the last line of defence, see ``strict``
             self._internal_error("receive", src, exc)
 
@@ -199,7 +231,10 @@ class RoleBase:
             if kind == "d":
                 if self._deadlines.get(key) == when:
                     del self._deadlines[key]
-                    self._on_deadline(key, now)
+                    if isinstance(key, tuple) and key[0] == "arq":
+                        self._arq_timer(key[1], now)
+                    else:
+                        self._on_deadline(key, now)
                 continue
             if p is None or self._pending.get(key) is not p or p.deadline != when:
                 continue
@@ -215,6 +250,8 @@ class RoleBase:
             p.deadline = now + self.timers.interval(p.attempt)
             self._arm(p.deadline, "p", key, p)
             self._send_request(key, p.send)
+        if self._arq_fb_due:
+            self._arq_flush(now)
 
     def next_deadline(self) -> float | None:
         """Earliest time at which :meth:`timer` has work, or None (O(1) amortised: a heap of
@@ -271,7 +308,10 @@ class RoleBase:
         only = dst
         out: list[tuple[int, bytes]] = []
         for dst in (list(self._out) if only is None else [only] if only in self._out else []):
-            segs = self._seal_queued(self._out.pop(dst), now, max_bytes)
+            items = self._out.pop(dst)
+            if self._arq:
+                self._arq_on_air(items, now)
+            segs = self._seal_queued(items, now, max_bytes)
             size = 0
             cut = len(segs)
             for i, (_src, a, b) in enumerate(segs):
@@ -364,6 +404,167 @@ class RoleBase:
     def key_info(self, peer: int) -> KeyInfo | None:  # overridden
         """Identifiers/check values of the link with ``peer`` (None when no keys)."""
         return None
+
+    # -- ARQ (docs/roles.md §11) ------------------------------------------------------------
+    @property
+    def arq_enabled(self) -> bool:
+        """True when this role runs ARQ on its data connections."""
+        return self._arq_params is not None
+
+    def arq_connections(self) -> dict[Hashable, ArqConnection]:
+        """The ARQ connections this role holds, by key (read-only use: tests, reports)."""
+        return self._arq
+
+    def _arq_conn(self, key: Hashable) -> ArqConnection:
+        conn = self._arq.get(key)
+        if conn is None:
+            assert self._arq_params is not None
+            conn = self._arq[key] = ArqConnection(self._arq_params)
+        return conn
+
+    def _arq_offer(self, key: Hashable, sdu: bytes, now: float) -> None:
+        """Send ``sdu`` on ARQ connection ``key`` (numbered, kept until acknowledged)."""
+        conn = self._arq_conn(key)
+        for pdu, block in conn.tx.offer(sdu, now):
+            self._arq_emit(key, pdu, block, now)
+        self._arq_arm(key)
+
+    def _arq_emit(self, key: Hashable, pdu: bytes, block: TxBlock | None, now: float) -> None:
+        sent = self._arq_transmit(key, pdu, now)
+        obj = None if sent is None else sent[1]
+        if isinstance(obj, PendingMpdu):
+            obj.tag = _ArqTag(key, block)   # its timer starts when it goes on the air
+        elif block is not None:
+            block.on_air(now)  # sealed at once, or no path now: the timer retries it
+
+    def _arq_input(self, key: Hashable, payload: bytes, now: float) -> list[bytes]:
+        """An ARQ PDU received on connection ``key`` (authenticated already): returns the SDUs
+        now deliverable in order; acknowledgements release and may trigger retransmissions."""
+        pdu = decode_arq(payload)
+        conn = self._arq_conn(key)
+        out: list[bytes] = []
+        if isinstance(pdu, ArqData):
+            out = conn.rx.on_data(pdu, now)
+            self._arq_fb_due[key] = None
+        elif isinstance(pdu, ArqDiscard):
+            out = conn.rx.on_discard(pdu, now)
+            self._arq_fb_due[key] = None
+        elif isinstance(pdu, ArqFeedback):
+            for data, block in conn.tx.on_feedback(pdu, now):
+                self._arq_emit(key, data, block, now)
+        self._arq_arm(key)
+        return out
+
+    def _arq_flush(self, now: float) -> None:
+        """One feedback per connection that received blocks since the last one; a feedback of
+        the same connection still waiting in the queue is replaced (it would be stale)."""
+        due, self._arq_fb_due = self._arq_fb_due, {}
+        for key in due:
+            conn = self._arq.get(key)
+            if conn is None:
+                continue
+            old = self._arq_fb_queued.pop(key, None)
+            if old is not None and isinstance(old[1].tag, _ArqTag) and old[1].tag.queued:
+                q = self._out.get(old[0], [])
+                for i, x in enumerate(q):
+                    if x is old[1]:
+                        del q[i]
+                        break
+            sent = self._arq_transmit(key, conn.rx.feedback().encode(), now)
+            if sent is not None and isinstance(sent[1], PendingMpdu):
+                sent[1].tag = _ArqTag(key, None)
+                self._arq_fb_queued[key] = (sent[0], sent[1])
+
+    def _arq_timer(self, key: Hashable, now: float) -> None:
+        conn = self._arq.get(key)
+        if conn is None:
+            return
+        for pdu, block in conn.tx.on_timer(now):
+            self._arq_emit(key, pdu, block, now)
+        sdus = conn.rx.on_timer(now)
+        if sdus:
+            self._arq_fb_due[key] = None
+            self._arq_deliver(key, sdus, now)
+        self._arq_arm(key)
+
+    def _arq_arm(self, key: Hashable) -> None:
+        conn = self._arq.get(key)
+        self._set_deadline(("arq", key), None if conn is None else conn.next_deadline())
+
+    def _arq_on_air(self, items: list[bytes | PendingMpdu], now: float) -> None:
+        """The queue entries of a frame leave the queue: their ARQ timers start now."""
+        keys = {}
+        for x in items:
+            if isinstance(x, PendingMpdu) and x.tag is not None:
+                x.tag.on_air(now)
+                keys[x.tag.key] = None
+        for key in keys:
+            self._arq_arm(key)
+
+    def _arq_resend(self, key: Hashable, now: float) -> None:
+        """The path of connection ``key`` changed (handover): every unacknowledged block goes
+        out again now on the new path (the receiver drops the copies it already has)."""
+        conn = self._arq.get(key)
+        if conn is None:
+            return
+        for pdu, block in conn.tx.resend_all(now):
+            self._arq_emit(key, pdu, block, now)
+        self._arq_arm(key)
+
+    def _arq_unqueue(self, dst: int, keep: Callable[[Hashable], bool]) -> None:
+        """Drop from the queue to ``dst`` the (unsealed) ARQ MPDUs of the connections ``keep``
+        rejects; their blocks go out again by :meth:`_arq_resend` or their timer."""
+        q = self._out.get(dst)
+        if not q:
+            return
+        rest: list[bytes | PendingMpdu] = []
+        for x in q:
+            tag = x.tag if isinstance(x, PendingMpdu) else None
+            if tag is not None and not keep(tag.key):
+                if tag.block is not None:
+                    tag.block.lost()
+                tag.queued = False
+                self.arq_stats["unqueued"] += 1
+                continue
+            rest.append(x)
+        self._out[dst] = rest
+
+    def _arq_reset(self, key: Hashable, now: float) -> None:
+        """Start connection ``key`` afresh (the peer entered anew: its ARQ state is gone); the
+        SDUs not yet acknowledged are offered again on the new connection, nothing dropped."""
+        conn = self._arq.pop(key, None)
+        self._arq_fb_due.pop(key, None)
+        self._arq_fb_queued.pop(key, None)
+        if conn is None:
+            return
+        self.arq_stats["reset"] += 1
+        pending = [b.sdu for b in sorted(conn.tx.blocks.values(), key=lambda b: b.sn)]
+        pending += list(conn.tx.waiting)
+        for b in conn.tx.blocks.values():
+            b.queued = False  # a copy still queued belongs to the old connection
+        for sdu in pending:
+            self._arq_offer(key, sdu, now)
+        self._arq_arm(key)
+
+    def _arq_close(self, key: Hashable) -> None:
+        """Forget connection ``key`` (its peer is gone for good); what it held is counted."""
+        conn = self._arq.pop(key, None)
+        self._arq_fb_due.pop(key, None)
+        self._arq_fb_queued.pop(key, None)
+        self._set_deadline(("arq", key), None)
+        if conn is not None:
+            self.arq_stats["closed"] += 1
+            self.arq_stats["closed_unacked"] += conn.tx.unacked()
+
+    def _arq_transmit(self, key: Hashable, pdu: bytes, now: float
+                      ) -> tuple[int, bytes | PendingMpdu] | None:
+        """Queue one ARQ PDU as a protected data MPDU of connection ``key``; returns the
+        neighbour and the queued object, or None when there is no path now."""
+        raise NotImplementedError
+
+    def _arq_deliver(self, key: Hashable, sdus: list[bytes], now: float) -> None:
+        """SDUs released by a receiver outside a frame (a purged gap)."""
+        raise NotImplementedError
 
     # -- helpers for subclasses -----------------------------------------------------------------
     def _on_mpdu(self, src: int, mpdu: bytes, now: float) -> None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from stack.arq import ArqParams
 from stack.errors import KeyLengthError, MalformedError
 from stack.roles.ids import check_station_id
 
@@ -106,6 +107,9 @@ class AbsConfig:
     entry_timeout: float | None = None
     """Seconds after which an unfinished entry attempt is dropped (None: three times the
     retransmission span, ``Timers.give_up_after``)."""
+    arq: ArqParams | None = None
+    """ARQ on the data connections with every AMS/ARS, end to end (docs/roles.md §11); None:
+    off. Every station of the cell must agree."""
 
     def __post_init__(self) -> None:
         check_station_id(self.station_id)
@@ -137,6 +141,8 @@ class SubscriberConfig:
     eap_peer: Callable[[], Any] | None = field(default=None, repr=False, compare=False)
     """Factory of the EAP peer for each entry (e.g. an EAP-TLS peer); None: EAP-PSK with
     ``psk`` and ``identity``."""
+    arq: ArqParams | None = None
+    """ARQ on this station's data connections with the ABS (docs/roles.md §11); None: off."""
 
     def __post_init__(self) -> None:
         check_station_id(self.station_id)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -35,6 +36,8 @@ class PendingMpdu(TxMpdu):
 
     stid: int = 0
     uplink: bool = False
+    tag: Any = None
+    """Who wants to know when this MPDU goes on the air (an ARQ block, ``RoleBase``)."""
 
     def __len__(self) -> int:
         """Length of the MPDU once sealed (AGMH, EKS/PN and ICV included)."""

@@ -29,7 +29,7 @@ from stack.roles.framing import (
     mpdu_fid,
 )
 from stack.roles.ids import fmt_station, station_bytes
-from stack.roles.link import KeyInfo, Link
+from stack.roles.link import KeyInfo, Link, PendingMpdu
 
 
 class Phase(str, Enum):
@@ -77,6 +77,7 @@ class SubscriberRole(RoleBase):
         self.link: Link | None = None
         self._ho: tuple[int, Link] | None = None
         self._sent_tails: deque[bytes] = deque(maxlen=32)  # see frames_to_send
+        self._arq_params = config.arq  # ARQ connections by FID, with the ABS (end to end)
 
     # -- commands ---------------------------------------------------------------------------
     def _new_peer(self) -> Any:
@@ -159,8 +160,26 @@ class SubscriberRole(RoleBase):
         if self.link is None or self.serving is None:
             raise UnknownKeyError("no keys installed yet", reason="no_keys")
         _check_data(payload, fid)
-        self._queue(self.serving, self._seal(self.link, fid, payload, now))
+        if self._arq_params is not None:
+            self._arq_offer(fid, payload, now)
+        else:
+            self._queue(self.serving, self._seal(self.link, fid, payload, now))
         self._maybe_refresh(now)
+
+    def _arq_transmit(self, key: Hashable, pdu: bytes, now: float
+                      ) -> tuple[int, bytes | PendingMpdu] | None:
+        if self.link is None or self.serving is None:
+            return None
+        assert isinstance(key, int)
+        obj = self._seal(self.link, key, pdu, now)
+        self._queue(self.serving, obj)
+        return self.serving, obj
+
+    def _arq_deliver(self, key: Hashable, sdus: list[bytes], now: float) -> None:
+        assert isinstance(key, int)
+        src = self.serving or 0
+        for sdu in sdus:
+            self._emit(DataReceived(src=self.config.abs_id or src, payload=sdu, fid=key, via=src))
 
     def key_info(self, peer: int | None = None) -> KeyInfo | None:
         """Identifiers/check values of this station's link to its serving station."""
@@ -189,7 +208,13 @@ class SubscriberRole(RoleBase):
         return self.link, DATA_FIDS
 
     def _on_opened(self, src: int, link: Link, fid: int, payload: bytes, now: float) -> None:
-        self._emit(DataReceived(src=self.config.abs_id or src, payload=payload, fid=fid, via=src))
+        if self._arq_params is not None:
+            for sdu in self._arq_input(fid, payload, now):
+                self._emit(DataReceived(src=self.config.abs_id or src, payload=sdu, fid=fid,
+                                        via=src))
+        else:
+            self._emit(DataReceived(src=self.config.abs_id or src, payload=payload, fid=fid,
+                                    via=src))
         self._maybe_refresh(now)
 
     def _on_unknown_eks(self, link: Link, now: float) -> None:
@@ -291,6 +316,11 @@ class SubscriberRole(RoleBase):
             stale = self._out.pop(source, []) if source is not None else []
             if stale:
                 self.tx_dropped["left_station"] += len(stale)
+            for x in stale:  # ARQ blocks among them go out again below, on the new link
+                if isinstance(x, PendingMpdu) and x.tag is not None and x.tag.block is not None:
+                    x.tag.block.lost()
+            for key in list(self._arq):  # unacknowledged UL blocks: sent again after re-entry
+                self._arq_resend(key, now)
             self._keys_event(link, "handover", peer=target)
             self._emit(HandoverComplete(ams=self.station_id, source=source, target=target,
                                         akid=link.ctx.akid.hex(),
@@ -446,6 +476,8 @@ class SubscriberRole(RoleBase):
         self._keys_event(link, "reauth" if reauth else "entry", peer=src)
         if not reauth:
             self._emit(Attached(station=self.station_id, via=src, stid=link.stid))
+            for key in list(self._arq):  # a new entry: the network starts ARQ afresh too
+                self._arq_reset(key, now)
         self._schedule(now)
 
     # -- TEK refresh / re-authentication -----------------------------------------------------

@@ -13,8 +13,9 @@ ABS, ARS1, ARS2, AMS = 0x0000BB000001, 0x0002AA000001, 0x0002AA000002, 0x001B11C
 PSK = {ARS1: b"\x11" * 16, ARS2: b"\x12" * 16, AMS: b"\x22" * 16}
 
 
-def build(mode=None, timers=None, lifetimes=None, encrypt_relay_control=False):
-    """ABS, ARS-1, ARS-2 and AMS roles with fixed seeds (``mode`` default: distributed)."""
+def build(mode=None, timers=None, lifetimes=None, encrypt_relay_control=False, arq=None):
+    """ABS, ARS-1, ARS-2 and AMS roles with fixed seeds (``mode`` default: distributed;
+    ``arq``: ``stack.arq.ArqParams`` for every station, None = off)."""
     from stack.pkm.authenticator import BuiltinAuthenticator
     from stack.roles import (
         AbsConfig,
@@ -35,21 +36,21 @@ def build(mode=None, timers=None, lifetimes=None, encrypt_relay_control=False):
     auth = BuiltinAuthenticator({station_bytes(k): v for k, v in PSK.items()})
     enc = encrypt_relay_control
     abs_ = AbsRole(AbsConfig(station_id=ABS, mode=mode, timers=timers, lifetimes=life,
-                             encrypt_relay_control=enc, relays=frozenset({ARS1, ARS2})),
+                             encrypt_relay_control=enc, relays=frozenset({ARS1, ARS2}), arq=arq),
                    authenticator=auth, rng=1)
     ars1 = ArsRole(ArsConfig(station_id=ARS1, psk=PSK[ARS1], mode=mode, timers=timers,
-                             lifetimes=life, encrypt_relay_control=enc), rng=2)
+                             lifetimes=life, encrypt_relay_control=enc, arq=arq), rng=2)
     ars2 = ArsRole(ArsConfig(station_id=ARS2, psk=PSK[ARS2], mode=mode, timers=timers,
-                             lifetimes=life, encrypt_relay_control=enc), rng=3)
+                             lifetimes=life, encrypt_relay_control=enc, arq=arq), rng=3)
     ams = AmsRole(AmsConfig(station_id=AMS, psk=PSK[AMS], timers=timers, lifetimes=life,
-                            abs_id=ABS), rng=4)
+                            abs_id=ABS, arq=arq), rng=4)
     return abs_, ars1, ars2, ams
 
 
 def enter_all(mode=None, loss=0.0, seed=0, timers=None, lifetimes=None, via=ARS1,
-              encrypt_relay_control=False):
+              encrypt_relay_control=False, arq=None):
     """Both ARSs enter, then the AMS enters at ``via``; returns (net, abs, ars1, ars2, ams)."""
-    abs_, ars1, ars2, ams = build(mode, timers, lifetimes, encrypt_relay_control)
+    abs_, ars1, ars2, ams = build(mode, timers, lifetimes, encrypt_relay_control, arq)
     net = Net({ABS: abs_, ARS1: ars1, ARS2: ars2, AMS: ams}, loss=loss, seed=seed)
     ars1.attach(ABS, 0.0)
     ars2.attach(ABS, 0.0)

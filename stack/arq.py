@@ -1,0 +1,407 @@
+"""ARQ, 802.16m style: numbered blocks, selective ACK bitmaps, retransmission timers, a window,
+a block lifetime and in-order delivery with duplicates removed (docs/roles.md §11).
+
+Sans-I/O like the roles: :class:`ArqSender` and :class:`ArqReceiver` take SDUs, PDUs and a time
+and return PDUs to send and SDUs to deliver; deadlines are polled. A connection is one
+direction of one FID between two ends; each end holds a sender for what it sends and a
+receiver for what it gets.
+
+**Where ARQ sits** [D]: an ARQ PDU is the *plaintext* of a protected data MPDU of its
+connection. Every transmission -- a first one, a retransmission, a feedback -- is therefore a
+new MPDU sealed when it goes on the air, with its own PN under the TEK then in use, and the
+feedback is authenticated and replay-protected exactly like the data it acknowledges. (16m
+carries the BSN in a clear extended header and the feedback in its own header or message; here
+both are inside the CCM envelope, so a stranger can neither forge an ACK nor read the BSNs.)
+
+Wire format (every field big-endian; ``stack.errors.MalformedError`` with reason ``bad_arq`` on
+anything else):
+
+=========  ======================================================================
+DATA       ``0x01 | 000000 BSN(10) | SDU (1 byte or more)``
+FEEDBACK   ``0x02 | 000000 ACK_BSN(10) | N(1, 0..64) | bitmap (N bytes)``: every block before
+           ACK_BSN was received; bit *i* of the bitmap (MSB first) = block ACK_BSN+1+i received
+DISCARD    ``0x03 | 000000 BSN(10)``: the sender gave up every block before BSN (lifetime)
+=========  ======================================================================
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from dataclasses import dataclass, field
+
+from stack.errors import MalformedError
+
+BSN_BITS = 10
+BSN_MODULUS = 1 << BSN_BITS
+"""Block sequence numbers are 10 bits (16m ARQ_BSN_MODULUS 1024 [R]); the window is at most
+half of it so that an old block can never be mistaken for a new one."""
+MAX_WINDOW = BSN_MODULUS // 2
+MAX_BITMAP_BYTES = 64
+"""Selective-ACK bitmap: at most 512 blocks after ACK_BSN (one window)."""
+
+DATA = 0x01
+FEEDBACK = 0x02
+DISCARD = 0x03
+DATA_OVERHEAD = 3
+"""Bytes an ARQ DATA header adds to an SDU."""
+
+_REASON = "bad_arq"
+
+
+@dataclass(frozen=True)
+class ArqParams:
+    """ARQ settings of a connection (both ends must agree on ``window``).
+
+    ``rto_initial``: retransmission timeout before any round trip was measured; afterwards
+    ``srtt + 4 * rttvar`` (RFC 6298 style, Karn's rule), kept within ``rto_min``..``rto_max``
+    and doubled per retransmission of the same block. ``lifetime``: a block not acknowledged
+    this long after its first transmission is discarded (and counted). ``purge``: a receiver
+    holding blocks behind a gap for this long delivers them and skips the gap (a lost DISCARD).
+    """
+
+    window: int = 256
+    rto_initial: float = 0.5
+    rto_min: float = 0.03
+    rto_max: float = 2.0
+    lifetime: float = 10.0
+    purge: float = 12.0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.window <= MAX_WINDOW:
+            raise MalformedError(f"ARQ window must lie in 1..{MAX_WINDOW}, got {self.window}")
+        if not 0 < self.rto_min <= self.rto_initial <= self.rto_max:
+            raise MalformedError("ARQ timeouts need 0 < rto_min <= rto_initial <= rto_max")
+        if not self.lifetime > 0 or not self.purge > 0:
+            raise MalformedError("ARQ lifetime and purge must be > 0")
+
+
+# -- wire format ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ArqData:
+    """One block: BSN and the SDU it carries."""
+
+    bsn: int
+    sdu: bytes = field(repr=False)
+
+    def encode(self) -> bytes:
+        return bytes([DATA]) + _bsn(self.bsn) + self.sdu
+
+
+@dataclass(frozen=True)
+class ArqFeedback:
+    """Cumulative ACK (every block before ``ack_bsn``) plus a selective bitmap after it."""
+
+    ack_bsn: int
+    bitmap: bytes = b""
+
+    def encode(self) -> bytes:
+        if len(self.bitmap) > MAX_BITMAP_BYTES:
+            raise MalformedError("ARQ bitmap too long", reason=_REASON)
+        return bytes([FEEDBACK]) + _bsn(self.ack_bsn) + bytes([len(self.bitmap)]) + self.bitmap
+
+    def acked(self) -> list[int]:
+        """Offsets after ``ack_bsn`` (1-based) the bitmap marks as received."""
+        return [8 * i + b + 1 for i, byte in enumerate(self.bitmap) for b in range(8)
+                if byte & (0x80 >> b)]
+
+
+@dataclass(frozen=True)
+class ArqDiscard:
+    """The sender gave up every block before ``bsn``."""
+
+    bsn: int
+
+    def encode(self) -> bytes:
+        return bytes([DISCARD]) + _bsn(self.bsn)
+
+
+ArqPdu = ArqData | ArqFeedback | ArqDiscard
+
+
+def _bsn(v: int) -> bytes:
+    if not 0 <= v < BSN_MODULUS:
+        raise MalformedError(f"BSN {v} outside 0..{BSN_MODULUS - 1}", reason=_REASON)
+    return v.to_bytes(2, "big")
+
+
+def _read_bsn(data: bytes) -> int:
+    v = int.from_bytes(data[1:3], "big")
+    if v >= BSN_MODULUS:
+        raise MalformedError("ARQ BSN with reserved bits set", reason=_REASON)
+    return v
+
+
+def decode_arq(data: bytes) -> ArqPdu:
+    """Parse one ARQ PDU (strict: unknown type, reserved bits, short or trailing bytes raise
+    :class:`MalformedError` with reason ``bad_arq``)."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise MalformedError("ARQ PDU must be bytes", reason=_REASON)
+    data = bytes(data)
+    if len(data) < 3:
+        raise MalformedError(f"ARQ PDU of {len(data)} bytes", reason=_REASON)
+    kind, bsn = data[0], _read_bsn(data)
+    if kind == DATA:
+        if len(data) == 3:
+            raise MalformedError("ARQ DATA without an SDU", reason=_REASON)
+        return ArqData(bsn, data[3:])
+    if kind == FEEDBACK:
+        if len(data) < 4 or data[3] > MAX_BITMAP_BYTES or len(data) != 4 + data[3]:
+            raise MalformedError("ARQ FEEDBACK length does not match its bitmap",
+                                 reason=_REASON)
+        return ArqFeedback(bsn, data[4:])
+    if kind == DISCARD:
+        if len(data) != 3:
+            raise MalformedError("ARQ DISCARD with trailing bytes", reason=_REASON)
+        return ArqDiscard(bsn)
+    raise MalformedError(f"unknown ARQ PDU type {kind:#04x}", reason=_REASON)
+
+
+# -- sender -----------------------------------------------------------------------------------
+@dataclass(eq=False)
+class TxBlock:
+    """A block held by the sender until acknowledged or discarded. ``queued``: a copy waits in
+    the station's output queue (not on the air yet), so its timer does not run."""
+
+    sn: int                      # absolute sequence number (BSN = sn mod 1024)
+    sdu: bytes = field(repr=False)
+    first_tx: float | None = None
+    last_tx: float | None = None
+    sends: int = 0
+    queued: bool = False
+
+    def on_air(self, now: float) -> None:
+        """The queued copy went out (called by the station's output path)."""
+        self.queued = False
+        self.last_tx = now
+        if self.first_tx is None:
+            self.first_tx = now
+
+    def lost(self) -> None:
+        """The queued copy was dropped before going out (e.g. a link that ended)."""
+        self.queued = False
+        self.last_tx = None
+
+
+class ArqSender:
+    """Send side of one ARQ connection. :meth:`offer`, :meth:`on_feedback` and :meth:`on_timer`
+    return the PDUs to transmit now as ``(pdu, block)`` (block None for a DISCARD)."""
+
+    def __init__(self, params: ArqParams) -> None:
+        self.p = params
+        self.base = 0            # lowest SN neither acknowledged nor discarded
+        self.next_sn = 0
+        self.blocks: dict[int, TxBlock] = {}
+        self.waiting: deque[bytes] = deque()   # SDUs beyond the window
+        self.srtt: float | None = None
+        self.rttvar = 0.0
+        self.rto = params.rto_initial
+        self.discard_to: int | None = None     # DISCARD announced, not yet confirmed
+        self._discard_at: float | None = None
+        self.stats: Counter[str] = Counter()
+
+    # what the station asks
+    def offer(self, sdu: bytes, now: float) -> list[tuple[bytes, TxBlock | None]]:
+        """Queue one SDU; a block goes out at once when the window allows."""
+        self.waiting.append(bytes(sdu))
+        self.stats["sdus"] += 1
+        return self._fill(now)
+
+    def unacked(self) -> int:
+        """Blocks sent and not yet acknowledged, plus SDUs waiting for the window."""
+        return len(self.blocks) + len(self.waiting)
+
+    def _fill(self, now: float) -> list[tuple[bytes, TxBlock | None]]:
+        out = []
+        while self.waiting and self.next_sn - self.base < self.p.window:
+            b = TxBlock(self.next_sn, self.waiting.popleft())
+            self.blocks[b.sn] = b
+            self.next_sn += 1
+            out.append(self._send(b))
+        return out
+
+    def _send(self, b: TxBlock) -> tuple[bytes, TxBlock]:
+        b.sends += 1
+        b.queued = True
+        if b.sends > 1:
+            self.stats["retransmissions"] += 1
+        self.stats["blocks_sent"] += 1
+        return ArqData(b.sn % BSN_MODULUS, b.sdu).encode(), b
+
+    def on_feedback(self, fb: ArqFeedback, now: float) -> list[tuple[bytes, TxBlock | None]]:
+        """Acknowledged blocks are released; holes below the highest selectively acknowledged
+        block that have been on the air for a round trip are sent again at once."""
+        d = (fb.ack_bsn - self.base) % BSN_MODULUS
+        if d > self.next_sn - self.base:
+            self.stats["stale_feedback"] += 1
+            return []
+        ack = self.base + d
+        acked = [sn for sn in range(self.base, ack)]
+        acked += [ack + off for off in fb.acked() if ack + off < self.next_sn]
+        for sn in acked:
+            b = self.blocks.pop(sn, None)
+            if b is None:
+                continue
+            self.stats["blocks_acked"] += 1
+            if b.sends == 1 and b.last_tx is not None:  # Karn: only unambiguous samples
+                self._rtt(now - b.last_tx)
+        if self.discard_to is not None and ack >= self.discard_to:
+            self.discard_to = None
+        self.base = max(self.base, ack)
+        while self.base < self.next_sn and self.base not in self.blocks:
+            self.base += 1
+        out = []
+        top = max(acked, default=-1)
+        holdoff = self.srtt if self.srtt is not None else self.rto
+        for sn in range(ack, top):
+            b = self.blocks.get(sn)
+            if b is not None and not b.queued and b.last_tx is not None \
+                    and now >= b.last_tx + holdoff:
+                self.stats["fast_retransmissions"] += 1
+                out.append(self._send(b))
+        return out + self._fill(now)
+
+    def _rtt(self, r: float) -> None:
+        if self.srtt is None:
+            self.srtt, self.rttvar = r, r / 2
+        else:
+            self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - r)
+            self.srtt = 0.875 * self.srtt + 0.125 * r
+        self.rto = min(self.p.rto_max, max(self.p.rto_min, self.srtt + 4 * self.rttvar))
+
+    def _timeout(self, b: TxBlock) -> float:
+        return min(self.p.rto_max, self.rto * (1 << min(b.sends - 1, 6)))
+
+    def on_timer(self, now: float) -> list[tuple[bytes, TxBlock | None]]:
+        """Retransmit blocks whose timer ran out; discard blocks past their lifetime."""
+        out: list[tuple[bytes, TxBlock | None]] = []
+        expired = [b for b in self.blocks.values()
+                   if b.first_tx is not None and now >= b.first_tx + self.p.lifetime]
+        for b in expired:
+            del self.blocks[b.sn]
+            self.stats["discarded"] += 1
+            self.stats["discarded_bytes"] += len(b.sdu)
+        if expired:
+            top = max(b.sn for b in expired) + 1
+            self.discard_to = max(self.discard_to or 0, top)
+            self.base = max(self.base, top)
+            while self.base < self.next_sn and self.base not in self.blocks:
+                self.base += 1
+            self._discard_at = None
+        if self.discard_to is not None and (
+                self._discard_at is None or now >= self._discard_at + self.rto):
+            # repeated until a feedback confirms it (ACK_BSN at or past it)
+            self._discard_at = now
+            out.append((ArqDiscard(self.discard_to % BSN_MODULUS).encode(), None))
+        for b in sorted(self.blocks.values(), key=lambda x: x.sn):
+            if b.queued:
+                continue
+            if b.last_tx is None or now >= b.last_tx + self._timeout(b):
+                out.append(self._send(b))
+        return out + self._fill(now)
+
+    def next_deadline(self) -> float | None:
+        """Earliest time :meth:`on_timer` has work (None: nothing on the air)."""
+        when: list[float] = []
+        for b in self.blocks.values():
+            if b.first_tx is not None:
+                when.append(b.first_tx + self.p.lifetime)
+            if not b.queued:
+                when.append(b.last_tx + self._timeout(b) if b.last_tx is not None else 0.0)
+        if self.discard_to is not None:
+            when.append((self._discard_at or 0.0) + self.rto)
+        return min(when, default=None)
+
+    def resend_all(self, now: float) -> list[tuple[bytes, TxBlock | None]]:
+        """Send every unacknowledged block again now (after a handover: the path changed)."""
+        out = []
+        for b in sorted(self.blocks.values(), key=lambda x: x.sn):
+            if not b.queued:
+                out.append(self._send(b))
+        return out
+
+
+# -- receiver ---------------------------------------------------------------------------------
+class ArqReceiver:
+    """Receive side of one ARQ connection: in-order delivery, duplicates dropped and counted."""
+
+    def __init__(self, params: ArqParams) -> None:
+        self.p = params
+        self.start = 0                     # lowest SN not delivered (absolute)
+        self.buf: dict[int, bytes] = {}    # out-of-order blocks held
+        self.gap_since: float | None = None
+        self.feedback_due = False
+        self.stats: Counter[str] = Counter()
+
+    def _abs(self, bsn: int) -> int:
+        d = (bsn - self.start) % BSN_MODULUS
+        return self.start + d if d < self.p.window else self.start + d - BSN_MODULUS
+
+    def on_data(self, pdu: ArqData, now: float) -> list[bytes]:
+        """A received block; returns the SDUs now deliverable in order."""
+        self.feedback_due = True
+        sn = self._abs(pdu.bsn)
+        if sn < self.start or sn in self.buf:
+            self.stats["duplicates"] += 1
+            return []
+        self.stats["blocks"] += 1
+        self.buf[sn] = pdu.sdu
+        return self._deliver(now)
+
+    def on_discard(self, pdu: ArqDiscard, now: float) -> list[bytes]:
+        """The sender gave up blocks before BSN: deliver what we hold of them, skip the rest."""
+        self.feedback_due = True
+        d = (pdu.bsn - self.start) % BSN_MODULUS
+        if d == 0 or d > self.p.window:
+            return []  # old or already applied
+        to = self.start + d
+        out = [self.buf.pop(sn) for sn in sorted(s for s in self.buf if s < to)]
+        self.stats["skipped"] += to - self.start - len(out)
+        self.start = to
+        return out + self._deliver(now)
+
+    def _deliver(self, now: float) -> list[bytes]:
+        out = []
+        while self.start in self.buf:
+            out.append(self.buf.pop(self.start))
+            self.start += 1
+        self.stats["delivered"] += len(out)
+        self.gap_since = (self.gap_since or now) if self.buf else None
+        return out
+
+    def on_timer(self, now: float) -> list[bytes]:
+        """Skip a gap held longer than ``purge`` (the sender's DISCARD was lost)."""
+        if not self.buf or self.gap_since is None or now < self.gap_since + self.p.purge:
+            return []
+        first = min(self.buf)
+        self.stats["skipped"] += first - self.start
+        self.start = first
+        self.gap_since = None
+        return self._deliver(now)
+
+    def next_deadline(self) -> float | None:
+        return None if self.gap_since is None else self.gap_since + self.p.purge
+
+    def feedback(self) -> ArqFeedback:
+        """Cumulative ACK plus bitmap of the blocks held after the first gap."""
+        self.feedback_due = False
+        bits = bytearray()
+        if self.buf:
+            top = min(max(self.buf) - self.start, 8 * MAX_BITMAP_BYTES)
+            bits = bytearray((top + 7) // 8)
+            for sn in self.buf:
+                off = sn - self.start - 1
+                if 0 <= off < 8 * len(bits):
+                    bits[off // 8] |= 0x80 >> (off % 8)
+        return ArqFeedback(self.start % BSN_MODULUS, bytes(bits))
+
+
+class ArqConnection:
+    """Both directions of one ARQ connection at one end: a sender and a receiver."""
+
+    def __init__(self, params: ArqParams) -> None:
+        self.tx = ArqSender(params)
+        self.rx = ArqReceiver(params)
+
+    def next_deadline(self) -> float | None:
+        a, b = self.tx.next_deadline(), self.rx.next_deadline()
+        return a if b is None else b if a is None else min(a, b)
