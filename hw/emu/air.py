@@ -189,9 +189,10 @@ class MediumPath:
 
     def _check_rate(self) -> None:
         if not self._rate_ok:
-            self._warn_once("rate", "%s: sample rate %d S/s differs from the emulated air's "
-                            "%g S/s; buffers refused (EINVAL)", self.radio.name, self._rate,
-                            self.medium.sample_rate)
+            self._warn_once("rate", "%s: a client set the sample rate to %d S/s but the "
+                            "emulated air runs at %g S/s, so its buffers are refused (EINVAL); "
+                            "start `relaysec emulate --sample-rate %d` for clients at that rate",
+                            self.radio.name, self._rate, self.medium.sample_rate, self._rate)
             raise IioError(errno.EINVAL, f"{self.radio.name}: sample rate {self._rate} differs "
                            f"from the emulated air's {self.medium.sample_rate:g} S/s")
 

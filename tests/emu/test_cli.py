@@ -114,3 +114,50 @@ def test_replay_reports_unreadable_captures(tmp_path: Path,
         rec.write(np.zeros(10, np.complex64))
     assert main(["replay", str(tmp_path / "odd.sigmf-meta")]) == 1
     assert "pass --profile" in capsys.readouterr().err
+
+
+def test_emulate_usb_model_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    """--usb-mb-per-s/--usb-overhead-ms/--usb-jitter-ms reach the emulator's configuration;
+    a bad value is refused naming the flag."""
+    import argparse
+
+    from relaysec.cmd_emulate import config_from_args, register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["emulate", "--usb-mb-per-s", "30", "--usb-overhead-ms", "0.5",
+                              "--usb-jitter-ms", "1.5"])
+    cfg = config_from_args(args)
+    assert (cfg.usb_mb_per_s, cfg.usb_overhead_ms, cfg.usb_jitter_ms) == (30.0, 0.5, 1.5)
+    assert main(["emulate", "--usb-jitter-ms", "-1"]) == 2
+    assert "--usb-jitter-ms must be in [0, 1000] ms" in capsys.readouterr().err
+
+
+@pytest.mark.libiio
+def test_emulate_prints_why_a_client_at_another_rate_is_refused() -> None:
+    """A pyadi-iio client that sets 2 MS/s on a default (2.8 MS/s) air gets EINVAL on tx(), and
+    ``relaysec emulate`` prints why and what to run, without -v (issue 14, item 5)."""
+    import adi
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "relaysec", "emulate", "--radios", "1"], cwd=ROOT, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        uri = proc.stdout.readline().decode().strip()
+        sdr = adi.Pluto(uri)
+        sdr.sample_rate = 2_000_000
+        with pytest.raises(OSError) as err:
+            sdr.tx(np.zeros(1024, complex))
+        assert err.value.errno == 22
+        sdr.tx_destroy_buffer()
+        del sdr
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=20)
+        text = stderr.decode()
+        assert "2000000 S/s" in text and "relaysec emulate --sample-rate 2000000" in text, text
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
