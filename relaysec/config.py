@@ -88,6 +88,21 @@ def _defaults() -> Config:
     return tomllib.loads(text)
 
 
+def arq_params(cfg: Config, stretch: float = 1.0) -> Any:
+    """The ``stack.arq.ArqParams`` of ``[arq]`` (times stretched like the other protocol
+    timers over the air), or None when ARQ is off."""
+    from stack.arq import ArqParams
+
+    a = cfg["arq"]
+    if not a["enabled"]:
+        return None
+    return ArqParams(window=int(a["window"]), rto_initial=float(a["rto_initial_s"]) * stretch,
+                     rto_min=float(a["rto_min_s"]) * stretch,
+                     rto_max=float(a["rto_max_s"]) * stretch,
+                     lifetime=float(a["lifetime_s"]) * stretch,
+                     purge=float(a["purge_s"]) * stretch)
+
+
 def load_toml(path: str | Path) -> Config:
     """Parse a TOML file; every failure (missing, a directory, unreadable, too large, not UTF-8,
     not TOML) is a :class:`ConfigError` naming the file."""
@@ -437,6 +452,13 @@ def specs() -> dict[str, Spec]:
         "traffic.min_delivery": Spec("num", 0.0, 1.0),
         "traffic.drain_frames": Spec("int", 1, 100_000),
         "traffic.send_buffer": Spec("int", 512, 1 << 24),
+        "arq.enabled": Spec("bool"),
+        "arq.window": Spec("int", 1, 512, unit="blocks"),
+        "arq.rto_initial_s": Spec("num", 0.001, 60.0, unit="s"),
+        "arq.rto_min_s": Spec("num", 0.001, 60.0, unit="s"),
+        "arq.rto_max_s": Spec("num", 0.001, 600.0, unit="s"),
+        "arq.lifetime_s": Spec("num", 0.01, 86400.0, unit="s"),
+        "arq.purge_s": Spec("num", 0.01, 86400.0, unit="s"),
         "timeouts.entry_s": Spec("num", hi=3600.0, unit="s", **pos),
         "timeouts.traffic_s": Spec("num", hi=3600.0, unit="s", **pos),
         "timeouts.tek_refresh_s": Spec("num", hi=3600.0, unit="s", **pos),
@@ -529,6 +551,10 @@ def validate(cfg: Config) -> None:
                           "security.ak_lifetime_s (a TEK never outlives its AK)")
     if cfg["traffic"]["payload_bytes"] < 24:
         raise ConfigError("traffic.payload_bytes must be at least 24 (header + digest)")
+    arq = cfg["arq"]
+    if not arq["rto_min_s"] <= arq["rto_initial_s"] <= arq["rto_max_s"]:
+        raise ConfigError("config keys arq.rto_min_s <= arq.rto_initial_s <= arq.rto_max_s "
+                          "must hold")
     _validate_stations(cfg)
     _validate_links(cfg)
     _validate_aaa(cfg["aaa"])
