@@ -21,7 +21,7 @@ from typing import Any
 from relaysec import phases as phase_fns
 from relaysec.cell import MPDU_HEADROOM, Cell, SetupError, build_cell, check_fits, station_psk
 from relaysec.chart import describe_frame, short_title
-from relaysec.config import Config, deterministic_keys, stations_by_role
+from relaysec.config import Config, arq_params, deterministic_keys, stations_by_role
 from relaysec.eventlog import EventLog
 from relaysec.flows import FlowBook, TrafficPlan
 from relaysec.node import FrameTap
@@ -123,6 +123,9 @@ class Trial:
                           radios_real=self.radios, tap=self.tap, record_dir=self.record_dir)
         self.cell = cell
         self.roles, self.nodes, self.net = cell.roles, cell.nodes, cell.net
+        arq = arq_params(self.cfg, self.stretch)
+        for role in self.roles.values():   # ARQ end to end on every data connection
+            role.configure_arq(arq)
         self.links, self.trace, self.msc = cell.links, cell.trace, cell.msc
         self.directory = cell.directory
         self.schedule = cell.schedule
@@ -209,9 +212,16 @@ class Trial:
         """Traffic phases run full buffer (``traffic.mode = "saturate"``)."""
         return self.cfg["traffic"]["mode"] == "saturate"
 
+    @property
+    def expire_s(self) -> float:
+        """How long a packet counts as in flight before it is taken as lost: the drain time,
+        and with ARQ the block lifetime on top (until then a retransmission may bring it)."""
+        drain = float(self.cfg["traffic"]["drain_frames"]) * self.frame_s
+        arq = self.cfg["arq"]
+        return drain + (float(arq["lifetime_s"]) * self.stretch if arq["enabled"] else 0.0)
+
     def plan_done(self, plan: TrafficPlan) -> bool:
-        return self.flows.plan_done(plan, self.now,
-                                    float(self.cfg["traffic"]["drain_frames"]) * self.frame_s)
+        return self.flows.plan_done(plan, self.now, self.expire_s)
 
     def plan_ok(self, plan: TrafficPlan) -> bool:
         return self.flows.plan_ok(plan, float(self.cfg["traffic"]["min_delivery"]))
@@ -238,8 +248,7 @@ class Trial:
     def step(self, plan: TrafficPlan | None = None) -> None:
         """Offer *plan*'s packets of this frame, run one frame, take the events."""
         if plan is not None:
-            self.flows.offer(plan, self._send, self.now, expire_s=float(
-                self.cfg["traffic"]["drain_frames"]) * self.frame_s)
+            self.flows.offer(plan, self._send, self.now, expire_s=self.expire_s)
         self.net.step_frame()
         self._process_events()
         if self.net.frame % 20 == 0:

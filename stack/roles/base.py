@@ -406,6 +406,13 @@ class RoleBase:
         return None
 
     # -- ARQ (docs/roles.md §11) ------------------------------------------------------------
+    def configure_arq(self, params: ArqParams | None) -> None:
+        """Turn ARQ on (``params``) or off before any data flowed (the runtime's way to set
+        what the role's config did not; every station of a cell must agree)."""
+        if self._arq:
+            raise MalformedError("ARQ cannot be reconfigured once connections exist")
+        self._arq_params = params
+
     @property
     def arq_enabled(self) -> bool:
         """True when this role runs ARQ on its data connections."""
