@@ -359,25 +359,48 @@ def test_pylibiio_1x_without_kernel_block_setter_still_opens(caplog):
     assert r.receive(10).size == 10
 
 
-def test_pluto_factory_raises_the_latency_floor_to_the_measured_push(monkeypatch):
+def test_pluto_factory_starts_every_radio_streaming_and_leaves_the_config_alone(monkeypatch):
+    """relaysec.radios.plutos opens each station's Pluto with the [pluto] keys (the streaming
+    timeline's TX block and kernel blocks included) and starts its stream; the measurement stays
+    in the radio (nothing is written into the config any more)."""
+    import copy
+    from types import SimpleNamespace
+
     from relaysec.config import load_config
-    from relaysec.radios import plutos
+    from relaysec.radios import RadioSetupError, plutos
     from tests.emu.conftest import LAB
 
     monkeypatch.setattr(pluto, "_open_pyadi", FakePluto)
-    measured = iter([0.012, 0.031, 0.004])  # seconds, per radio in config order
-    monkeypatch.setattr(PlutoRadio, "measure_tx_latency", lambda self: next(measured))
+    started: list[str] = []
+    monkeypatch.setattr(PlutoRadio, "start_stream", lambda self, **kw: started.append(
+        self.config.uri) or SimpleNamespace(offset=1234))
     cfg = load_config(LAB)
-    assert cfg["schedule"]["ota_tx_latency_ms"] == 5.0
+    before = copy.deepcopy(cfg)
     radios = plutos(cfg, cfg["stations"], 2.8e6)
     try:
         assert len(radios) == 3
-        assert cfg["schedule"]["ota_tx_latency_ms"] == pytest.approx(31.0)  # the slowest
-        assert all(r.config.rx_buffer_size == 32768 for r in radios.values())
+        assert started == [s["uri"] for s in cfg["stations"]]
+        assert cfg == before
+        p = cfg["pluto"]
+        assert all(r.config.tx_block_size == p["tx_block_size"]
+                   and r.config.tx_kernel_buffers == p["tx_kernel_buffers"]
+                   and r.config.rx_buffer_size == p["rx_buffer_size"] for r in radios.values())
         assert not any(r.config.uri.startswith("usb:") for r in radios.values())
     finally:
         for r in radios.values():
             r.close()
+
+    closed: list[str] = []
+    monkeypatch.setattr(PlutoRadio, "close", lambda self: closed.append(self.config.uri))
+
+    def deaf(self, **kw):
+        raise pluto.RadioIOError("did not hear its own probe")
+
+    monkeypatch.setattr(PlutoRadio, "start_stream", deaf)
+    with pytest.raises(RadioSetupError, match="ABS: the streaming timeline did not start: did "
+                       "not hear its own probe"):
+        plutos(cfg, cfg["stations"], 2.8e6)
+    assert sorted(closed) == sorted(s["uri"] for s in cfg["stations"])   # every radio closed
 
 
 SCAN = {
