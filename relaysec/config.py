@@ -557,6 +557,12 @@ def validate(cfg: Config) -> None:
                           "must hold")
     _validate_stations(cfg)
     _validate_links(cfg)
+    from relaysec.faults import FaultConfigError, validate_faults
+
+    try:
+        validate_faults(cfg["faults"], cfg["stations"])
+    except FaultConfigError as exc:
+        raise ConfigError(str(exc)) from None
     _validate_aaa(cfg["aaa"])
     # the guards must leave room for the zones, in simulation and over the air
     n_zones = len(zone_plan(cfg))
