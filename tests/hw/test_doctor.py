@@ -301,3 +301,100 @@ def test_serial_uri_is_resolved_over_a_usb_scan(healthy, monkeypatch):
     assert f["device"].detail.startswith("serial:71a8e1a (usb:1.5.5): ")
     f = by_check(doctor.diagnose("serial:0000", scan=False))
     assert f["device"].failed and "no Pluto with serial ending '0000'" in f["device"].detail
+
+
+# ---------------------------------------------------------------- relaysec doctor --latency
+
+
+class _StreamRadio:
+    """A streaming radio over the fake DMA of tests/emu/test_timeline.py: the real
+    StreamTimeline, a device whose TX->RX offset is ``delay`` samples."""
+
+    def __init__(self, *, delay: int = 555, underflow_after: int | None = None) -> None:
+        from types import SimpleNamespace
+
+        from tests.emu.test_timeline import FakeDma
+
+        self.dev = FakeDma(block=1000, delay=delay)
+        self.config = SimpleNamespace(rx_buffer_size=2000)
+        self.tl = None
+        self.reads = 0
+        self.base = 0
+        self.underflow_after = underflow_after
+
+    def start_stream(self):
+        from hw.timeline import StreamTimeline
+
+        self.tl = StreamTimeline(self.dev.push, sample_rate=1e6, block=1000,
+                                 flags=self.dev.flags, flag_period_s=0.002)
+        self.tl.start()
+        while not self.tl.ready:
+            self.receive(2000)
+        self.base = self.dev.delivered      # RX index 0 is the first sample read from now on
+        return self.tl
+
+    def receive(self, n):
+        import time
+
+        self.reads += 1
+        if self.underflow_after is not None and self.reads == self.underflow_after:
+            self.dev.play(dry=100)          # the DAC runs dry once
+            self.dev.flag_under = True
+        iq, start = self.dev.rx(n)
+        self.tl.on_rx(iq, start)
+        time.sleep(0.0002)
+        return iq
+
+    def tx_horizon(self):
+        h = self.tl.horizon()
+        return None if h is None else h - self.base
+
+    def transmit(self, iq, *, at):
+        return self.tl.place(iq, at + self.base)
+
+    def close(self):
+        self.dev.close()
+        if self.tl is not None:
+            self.tl.stop()
+
+
+def test_latency_check_reports_offset_and_zero_jitter_on_a_continuous_stream():
+    from hw.latency import format_latency, measure_latency
+
+    rep = measure_latency("fake:", seconds=0.4, sample_rate=1e6, every_s=0.01,
+                          radio_factory=lambda uri, sample_rate: _StreamRadio(delay=555))
+    assert rep.problem is None and rep.offset == 555
+    assert rep.heard >= 5 and rep.heard <= rep.placed
+    assert rep.errors and all(e == 0 for e in rep.errors)
+    assert rep.ok
+    s = rep.suggestion()
+    assert s["ota_guard_ms"] == 0.1 and s["ota_frame_ms"] == 20 and s["ota_grant_delay"] >= 1
+    text = format_latency(rep)
+    assert "TX->RX offset   555 samples" in text and text.endswith("latency check: ok")
+
+
+def test_latency_check_fails_with_the_fix_when_the_stream_breaks():
+    from hw.latency import format_latency, measure_latency
+
+    rep = measure_latency("fake:", seconds=0.4, sample_rate=1e6, every_s=0.01,
+                          radio_factory=lambda uri, sample_rate: _StreamRadio(
+                              underflow_after=40))
+    assert rep.underflows >= 1 and not rep.ok
+    text = format_latency(rep)
+    assert "latency check: FAILED" in text and "the stream broke" in text
+
+
+def test_latency_check_of_a_radio_that_cannot_hear_itself(monkeypatch, capsys):
+    from hw import latency
+
+    class Deaf(_StreamRadio):
+        def start_stream(self):
+            raise OSError("did not hear its own probe within 2 s")
+
+    rep = latency.measure_latency("fake:", seconds=0.1,
+                                  radio_factory=lambda uri, sample_rate: Deaf())
+    assert not rep.ok and "did not hear its own probe" in rep.problem
+    monkeypatch.setattr(latency, "measure_latency", lambda uri, seconds: rep)
+    assert cli.main(["doctor", "--latency", "ip:127.0.0.1:1"]) == 1
+    out = capsys.readouterr().out
+    assert "[FAIL] did not hear its own probe" in out and "fix:" in out
