@@ -1,7 +1,7 @@
 """Pluto emulator throughput and real-time cost.
 
     python -m benchmarks.emulator [--json PATH] [--seed N] [--seconds S] [--radios N]
-                                  [--rate SPS]
+                                  [--rate SPS] [--trial [--speeds 1 0.25]]
 
 1. **Unpaced streaming** (``LocalLoop``): ``rx()`` throughput in MS/s for 64 k and 1 M sample
    buffers, through the full client stack (pyadi-iio -> pylibiio -> libiio C -> TCP -> emulator),
@@ -11,6 +11,12 @@
    each read continuously by its own thread through pyadi-iio for ``--seconds``: delivered rate
    per radio (should equal ``--rate``), overflows, and the CPU cores the whole process used
    (server + medium + clients); the baseline is the sample rate itself (real time).
+3. **The default trial over emulated Plutos** (``--trial``, issue 16): ``relaysec emulate
+   --radios 4 --speed S`` in its own process and the default trial with ``--backend pluto``
+   over it (streaming timeline, ``ota_frame_ms`` 20), once per ``--speeds`` value: verdict,
+   goodput per direction in each traffic phase, handover interruption, beacons lost, stream
+   breaks, and the load average around the run; the slowest speed is the baseline (the same
+   design with the host given more slack).
 
 Needs libiio (Debian libiio0) and pyadi-iio; the raw-socket baseline runs without them.
 """
@@ -20,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import socket
 import threading
 import time
@@ -126,6 +133,79 @@ def realtime(radios: int, rate: int, seconds: float, seed: int) -> dict[str, Any
     return result
 
 
+_RATE = re.compile(r"(\S+->\S+) (\d+)/(\d+) \(([\d.]+) kb/s\)")
+
+
+def trial_run(speed: float, *, sets: list[str]) -> dict[str, Any]:
+    """The default trial over 4 emulated Plutos (``relaysec emulate`` in a subprocess) at air
+    *speed*; returns the Done-when figures of issue 16 and what the host was doing."""
+    import subprocess
+    import sys
+
+    from relaysec.config import _set_dotted, default_config, parse_override
+    from relaysec.trial import Trial
+
+    proc = subprocess.Popen([sys.executable, "-m", "relaysec", "emulate", "--radios", "4",
+                             "--speed", repr(speed)], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None
+        uris = [proc.stdout.readline().strip() for _ in range(4)]
+        cfg = default_config()
+        cfg["backend"] = "pluto"
+        cfg["schedule"]["ota_speed"] = speed
+        cfg["schedule"]["emulated"] = True
+        for st, uri in zip(cfg["stations"], uris, strict=True):
+            st["uri"] = uri
+        for item in sets:
+            _set_dotted(cfg, *parse_override(item))
+        load0 = os.getloadavg()
+        c0, t0 = os.times(), time.monotonic()
+        trial = Trial(cfg)
+        report, _ = trial.run()
+        c1, wall = os.times(), time.monotonic() - t0
+        sync = trial.cell.net.sync_status() if trial.cell is not None else {}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    phases = {}
+    for ph in report["phases"]:
+        rates = {m[1]: float(m[4]) for m in _RATE.finditer(ph.get("detail") or "")}
+        phases[ph["name"]] = {"ok": ph["ok"], "kbps": rates}
+    lost = [e.get("beacons_lost", 0) for e in sync.values() if not e.get("master")]
+    due = [e.get("beacons_expected", 0) for e in sync.values() if not e.get("master")]
+    breaks = {n: {k: (e.get("timeline") or {}).get(k) for k in ("underflows", "rx_breaks",
+                                                                 "late", "calibrations")}
+              for n, e in sync.items()}
+    return {"speed": speed, "ok": report["ok"], "reason": report["reason"],
+            "ota_frame_ms": cfg["schedule"]["ota_frame_ms"], "phases": phases,
+            "handover_interruption_s": (report.get("handover") or {}).get("interruption_s"),
+            "beacons_lost": sum(lost), "beacons_due": sum(due),
+            "beacons_lost_pct": 100.0 * sum(lost) / max(1, sum(due)), "timeline": breaks,
+            "wall_s": wall, "cpu_cores_trial": (c1.user + c1.system - c0.user - c0.system) / wall,
+            "loadavg_before": load0, "loadavg_after": os.getloadavg()}
+
+
+def print_trial(r: dict[str, Any]) -> None:
+    """One speed's figures as a table."""
+    print(f"\ndefault trial, 4 emulated Plutos, air speed {r['speed']:g}, ota_frame_ms "
+          f"{r['ota_frame_ms']:g}: {'PASS' if r['ok'] else 'FAIL'}"
+          + ("" if r["ok"] else f" ({r['reason']})"))
+    for name, ph in r["phases"].items():
+        if ph["kbps"]:
+            rates = ", ".join(f"{k} {v:.0f} kb/s" for k, v in ph["kbps"].items())
+            print(f"  {name:<12} {'ok' if ph['ok'] else 'FAIL':<5} {rates}")
+    ho = r["handover_interruption_s"]
+    print(f"  handover interruption {'n/a' if ho is None else f'{ho * 1e3:.0f} ms'}; beacons "
+          f"lost {r['beacons_lost']}/{r['beacons_due']} ({r['beacons_lost_pct']:.1f} %)")
+    print("  stream breaks: " + "; ".join(
+        f"{n} {t['underflows']} underflows, {t['rx_breaks']} rx, {t['late']} late"
+        for n, t in r["timeline"].items()))
+    la, lb = r["loadavg_before"], r["loadavg_after"]
+    print(f"  trial process {r['cpu_cores_trial']:.2f} cores; load average {la[0]:.1f} before, "
+          f"{lb[0]:.1f} after; {r['wall_s']:.0f} s")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -134,9 +214,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=2.0, help="per measurement")
     ap.add_argument("--radios", type=int, default=3)
     ap.add_argument("--rate", type=int, default=2_800_000)
+    ap.add_argument("--trial", action="store_true",
+                    help="run the default trial over 4 emulated Plutos instead (issue 16)")
+    ap.add_argument("--speeds", type=float, nargs="+", default=[1.0, 0.25],
+                    help="air speeds for --trial (the slowest is the baseline)")
+    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                    help="--trial: config overrides, e.g. pluto.tx_kernel_buffers=6")
     args = ap.parse_args(argv)
     info = machine_info()
     print(format_machine(info))
+    if args.trial:
+        runs = [trial_run(s, sets=args.sets) for s in args.speeds]
+        for r in runs:
+            print_trial(r)
+        if args.json:
+            with open(args.json, "w", encoding="utf-8") as f:
+                json.dump({"machine": info, "trial": runs, "sets": args.sets}, f, indent=2,
+                          default=str)
+        return 0
     rows = unpaced(args.seconds)
     print(f"\nunpaced rx(), LocalLoop        {'raw socket':>12} {'pyadi-iio':>12}")
     for r in rows:
