@@ -135,6 +135,9 @@ def load_toml(path: str | Path) -> Config:
 def _merge(base: Config, over: Mapping[str, Any], where: str) -> Config:
     for key, value in over.items():
         path = f"{where}.{key}" if where else key
+        if key not in base and not where and key in OPTIONAL_ARRAYS:
+            base[key] = copy.deepcopy(value)
+            continue
         if key not in base:
             raise ConfigError(f"unknown config key {path!r}")
         if isinstance(base[key], dict):
@@ -178,9 +181,9 @@ def _set_dotted(cfg: Config, key: str, value: Any) -> None:
             raise ConfigError(f"config key {here!r} has no keys to set ({key!r}); set it whole "
                               f"(--set '{here}=…') or in the config file")
         node = node[part]
-    if parts[-1] not in node:
+    if parts[-1] not in node and not (len(parts) == 1 and key in OPTIONAL_ARRAYS):
         raise ConfigError(f"unknown config key {key!r}")
-    if isinstance(node[parts[-1]], dict):
+    if isinstance(node.get(parts[-1]), dict):
         # a whole table (``--set 'phy={mcs="QPSK-1/2"}'``) merges key by key, as a file does
         if not isinstance(value, Mapping):
             raise ConfigError(f"config key {key!r} must be a table")
@@ -490,6 +493,10 @@ def _check_type(key: str, value: Any, types: tuple[type, ...]) -> None:
         raise ConfigError(f"config key {key!r} must be {names}, got {type(value).__name__}")
 
 
+#: Top-level arrays of tables absent from the defaults (none unless configured).
+OPTIONAL_ARRAYS = ("faults",)
+
+
 def _check_tables(cfg: Config, ref: Config, where: str) -> None:
     """Every table of the defaults is still a table (an override cannot replace one by a
     scalar) and every key of it is present."""
@@ -502,7 +509,7 @@ def _check_tables(cfg: Config, ref: Config, where: str) -> None:
         if isinstance(ref_value, dict):
             _check_tables(cfg[key], ref_value, path)
     for key in cfg:
-        if key not in ref:
+        if key not in ref and not (where == "" and key in OPTIONAL_ARRAYS):
             raise ConfigError(f"unknown config key {(f'{where}.{key}' if where else key)!r}")
 
 
@@ -560,7 +567,7 @@ def validate(cfg: Config) -> None:
     from relaysec.faults import FaultConfigError, validate_faults
 
     try:
-        validate_faults(cfg["faults"], cfg["stations"])
+        validate_faults(cfg.get("faults", []), cfg["stations"])
     except FaultConfigError as exc:
         raise ConfigError(str(exc)) from None
     _validate_aaa(cfg["aaa"])
