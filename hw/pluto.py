@@ -115,7 +115,7 @@ class PlutoConfig(RadioConfig):
     timeout_ms: int = 5000
     extended_range: bool = False
     tx_block_size: int = 11200
-    tx_kernel_buffers: int = 3
+    tx_kernel_buffers: int = 4
 
     def __post_init__(self) -> None:
         super().__post_init__()
