@@ -29,7 +29,7 @@ from phy import kernels
 SMOOTH_WIDTH = 7
 SFO_PRIOR_PPM = 50.0
 """Sampling-clock offset the pilot tracking expects at most (two +-25 ppm clocks)."""
-PDP_REL_DB = 30.0
+PDP_REL_DB = 45.0
 """Delay taps more than this below the strongest are not part of the channel's window."""
 PDP_NOISE_DB = 10.0
 """...nor are taps less than this above the noise floor of the delay profile."""
@@ -106,10 +106,9 @@ def lmmse_channel(H_ls: np.ndarray, freq_index: np.ndarray, nfft: int, sigma2: f
             full[i] = 0.5 * (full[max(i - 1, 0)] + full[min(i + 1, m - 1)])
     ramp = np.exp(-2j * np.pi * (np.arange(m) + k0) * centre / nfft)
     U, lam = _slepian_basis(m, nfft, span)
-    a = U @ (full * np.conj(ramp))
     power = max(float(np.mean(np.abs(H_ls) ** 2)) - sigma2, 1e-3 * sigma2)
-    a *= lam * power / (lam * power + sigma2)
-    return ((a @ U)[pos] * ramp[pos]).astype(np.complex64)
+    est = kernels.shrink_project(U, full * np.conj(ramp), lam * power / (lam * power + sigma2))
+    return (est[pos] * ramp[pos]).astype(np.complex64)
 
 
 def smooth_channel(H: np.ndarray, freq_index: np.ndarray, width: int = SMOOTH_WIDTH) -> np.ndarray:

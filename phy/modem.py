@@ -14,7 +14,9 @@ Burst format (all symbols with normal CP, ``Ns = NFFT + Ng`` samples each)::
   subcarriers; one boosted BPSK pilot per PRU per symbol.
 
 Output scaling: subcarriers carry unit average power (pilots 4/3 amplitude), ``x = sqrt(NFFT)
-ifft(X)``; the burst is then scaled so that a data symbol has RMS ``tx_rms`` (default 0.25 of full
+ifft(X)``; the burst is shaped (raised-cosine ramps inside the CP and a length-keeping low-pass,
+:mod:`phy.shaping`: no sample moves, the PSD at the Nyquist edge is >= 40 dB below the band) and
+then scaled so that a data symbol has RMS ``tx_rms`` (default 0.25 of full
 scale 1.0, i.e. -12 dBFS; OFDM peaks ~10-11 dB above RMS stay below the 12-bit DAC's clipping) and
 any sample with ``|x| > 1`` is hard-limited to 1 (rare at the default). ``tx_rms=None`` returns
 the unscaled unit-subcarrier-power signal (time-domain power ``n_used/NFFT``).
@@ -43,6 +45,7 @@ from phy.interleaver import deinterleave, interleave, permutation
 from phy.kernels import equalize, gather_windows, prbs
 from phy.numerology import Profile, get_profile
 from phy.randomizer import randomize
+from phy.shaping import TxShaper
 from phy.sync import Preamble, detect, fine_timing, fractional_cfo, integer_cfo_bins
 
 log = logging.getLogger(__name__)
@@ -164,7 +167,7 @@ class _BurstCore:
     Symbol numbers ``l`` count from the first symbol after the preamble (``l = 0``)."""
 
     def __init__(self, profile: str | Profile, *, tx_rms: float | None,
-                 max_payload: int) -> None:
+                 max_payload: int, shaping: bool = True) -> None:
         self.profile = get_profile(profile)
         if tx_rms is not None and not (0.0 < float(tx_rms) <= 1.0):
             raise PhyInputError(f"tx_rms must be in (0, 1], got {tx_rms!r}")
@@ -184,6 +187,7 @@ class _BurstCore:
         # the first path at the back-off; earlier weak paths and the CP-long tail around it
         self._delay_search = (self.backoff - ng // 2, self.backoff + ng + ng // 8)
         self._c_var = sfo_prior_var(self.grid.nfft, self._sym_len)
+        self.shaper = TxShaper(self.grid, self.backoff) if shaping else None
 
     @property
     def sample_rate(self) -> float:
@@ -218,6 +222,8 @@ class _BurstCore:
     def _to_air(self, X: np.ndarray) -> np.ndarray:
         """(n_sym, n_used) symbols after the preamble -> the scaled, limited complex64 burst."""
         x = np.concatenate([self._pre_time, self.grid.ofdm_modulate(X)])
+        if self.shaper is not None:
+            x = self.shaper.apply(x)
         if self.tx_rms is not None:
             x *= np.float32(self.scale)
             mag = np.abs(x)
@@ -364,16 +370,18 @@ class BurstModem(_BurstCore):
         profile: profile name or alias (``phy.profiles()``), default ``"5MHz"`` (digest P5).
         mcs: MCS name for ``modulate`` (``phy.mcs_table()``).
         tx_rms: RMS of a data symbol at the output (full scale 1.0), or None for no scaling.
+        shaping: window and low-pass the output (:mod:`phy.shaping`); False gives the bare
+            OFDM symbols (structure tests, measuring what shaping costs).
         max_payload: largest payload in bytes (default 8192: keeps the SFO timing drift of a
             25 ppm offset under ~2.5 samples, inside the FFT-window back-off).
     """
 
     def __init__(self, profile: str | Profile = "5MHz", mcs: str = "QPSK-1/2", *,
                  tx_rms: float | None = DEFAULT_TX_RMS,
-                 max_payload: int = DEFAULT_MAX_PAYLOAD) -> None:
+                 max_payload: int = DEFAULT_MAX_PAYLOAD, shaping: bool = True) -> None:
         prof = get_profile(profile)
         self.mcs = get_mcs(mcs)
-        super().__init__(prof, tx_rms=tx_rms, max_payload=max_payload)
+        super().__init__(prof, tx_rms=tx_rms, max_payload=max_payload, shaping=shaping)
 
     def __repr__(self) -> str:
         return f"BurstModem(profile={self.profile.name!r}, mcs={self.mcs.name!r})"

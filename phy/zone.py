@@ -165,6 +165,7 @@ class ZoneModem(_BurstCore):
     Args:
         profile: profile name or alias (``phy.profiles()``).
         tx_rms: RMS of a data symbol at the output (full scale 1.0), or None for no scaling.
+        shaping: window and low-pass the output (:mod:`phy.shaping`), as BurstModem.
         max_payload: largest payload of one allocation in bytes.
 
     A zone burst holds at most ``max_data_symbols`` data symbols: those of a BurstModem burst of
@@ -174,8 +175,8 @@ class ZoneModem(_BurstCore):
 
     def __init__(self, profile: str | Profile = "5MHz", *,
                  tx_rms: float | None = DEFAULT_TX_RMS,
-                 max_payload: int = DEFAULT_MAX_PAYLOAD) -> None:
-        super().__init__(profile, tx_rms=tx_rms, max_payload=max_payload)
+                 max_payload: int = DEFAULT_MAX_PAYLOAD, shaping: bool = True) -> None:
+        super().__init__(profile, tx_rms=tx_rms, max_payload=max_payload, shaping=shaping)
         g = self.grid
         self.ru_per_symbol = g.n_pru
         self.ru_subcarriers = g.n_data // g.n_pru

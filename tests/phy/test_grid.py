@@ -27,7 +27,7 @@ def test_index_counts_match_digest(profile: str) -> None:
 
 @pytest.mark.parametrize("profile", ["5MHz", "10MHz-cp16", "P2.5"])
 def test_cp_equals_symbol_tail_and_pilots_in_burst(profile: str) -> None:
-    modem = phy.BurstModem(profile, "16QAM-1/2", tx_rms=None)
+    modem = phy.BurstModem(profile, "16QAM-1/2", tx_rms=None, shaping=False)
     g = modem.grid
     x = modem.modulate(bytes(range(256)) * 4, src=1, dst=2)
     ns, ng, n = g.symbol_samples, g.cp, g.nfft
