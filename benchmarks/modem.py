@@ -51,7 +51,7 @@ import numpy as np
 import phy
 from benchmarks._machine import format_machine, load_warning, machine_info
 from phy import channel as ch
-from phy import qam
+from phy import qam, spectrum
 from phy.kernels import BFLY_SX, BFLY_SY, viterbi_k7
 
 DEFAULT_PROFILES = ["P2.5", "5MHz", "10MHz", "20MHz"]
@@ -222,6 +222,60 @@ def bench_kernels(rng: np.random.Generator) -> dict[str, Any]:
     return out
 
 
+PAPR_LEVELS_DB = (9.0, 10.0, 11.0, 12.0)
+SPECTRUM_MCS = ("QPSK-1/2", "16QAM-3/4", "64QAM-5/6")
+
+
+def bench_spectrum(profile: str, bursts: int, payload: int, rng: np.random.Generator
+                   ) -> dict[str, Any]:
+    """Transmit spectrum of ``bursts`` bursts (MCS cycling over SPECTRUM_MCS), shaped as sent
+    and, as the in-run baseline, unshaped: PSD at the Nyquist edge, transmit EVM of the shaping,
+    per-symbol PAPR CCDF and the fraction of samples the limiter clips at the default TX level
+    (full scale 1.0, data RMS ``DEFAULT_TX_RMS``)."""
+    shaped = {m: phy.BurstModem(profile, m, tx_rms=None) for m in SPECTRUM_MCS}
+    bare = {m: phy.BurstModem(profile, m, tx_rms=None, shaping=False) for m in SPECTRUM_MCS}
+    scale = phy.BurstModem(profile).scale
+    g = shaped[SPECTRUM_MCS[0]].grid
+    xs, ys, evm, papr = [], [], [], []
+    for i in range(bursts):
+        mcs = SPECTRUM_MCS[i % len(SPECTRUM_MCS)]
+        d = rng.bytes(payload)
+        a, b = shaped[mcs].modulate(d), bare[mcs].modulate(d)
+        xs.append(a)
+        ys.append(b)
+        evm.append(10 ** (spectrum.tx_evm_db(a, b, g, shaped[mcs].backoff) / 10))
+        papr.append(spectrum.symbol_papr_db(a, g))
+    x, y, pp = np.concatenate(xs), np.concatenate(ys), np.concatenate(papr)
+    tail = spectrum.ccdf(pp, np.asarray(PAPR_LEVELS_DB))
+    return {"profile": profile, "bursts": bursts, "payload": payload, "symbols": int(pp.size),
+            "edge_db": spectrum.psd_edge_db(x, g), "edge_db_unshaped": spectrum.psd_edge_db(y, g),
+            "tx_evm_db": 10 * float(np.log10(np.mean(evm))),
+            "papr_ccdf": {f"{lv:g}": float(c) for lv, c in zip(PAPR_LEVELS_DB, tail,
+                                                                 strict=True)},
+            "papr_max_db": float(pp.max()), "papr_max_db_unshaped":
+                float(np.concatenate([spectrum.symbol_papr_db(v, g) for v in ys]).max()),
+            "clip_level_db": 20 * float(np.log10(1.0 / phy.modem.DEFAULT_TX_RMS)),
+            "clipped_per_million": 1e6 * spectrum.clip_fraction(x * np.float32(scale)),
+            "samples": int(x.size)}
+
+
+def print_spectrum(rows: list[dict[str, Any]]) -> None:
+    """Rows of :func:`bench_spectrum` as a table."""
+    lv = " ".join(f"{'>' + format(v, 'g') + ' dB':>8}" for v in PAPR_LEVELS_DB)
+    hdr = (f"{'profile':<11} {'edge dB':>8} {'unshaped':>8} {'TX EVM':>7} {'PAPR max':>8} "
+           f"{'unshaped':>8} {lv} {'clip/1e6':>8}")
+    print("transmit spectrum (PSD at the Nyquist edge vs the used band), shaping EVM, per-symbol "
+          "PAPR CCDF, samples the limiter clips (full scale = data RMS + "
+          f"{rows[0]['clip_level_db']:.2f} dB)" if rows else "")
+    print(hdr)
+    print("-" * len(hdr))
+    for r in rows:
+        cc = " ".join(f"{r['papr_ccdf'][format(v, 'g')]:>8.1e}" for v in PAPR_LEVELS_DB)
+        print(f"{r['profile']:<11} {r['edge_db']:>8.1f} {r['edge_db_unshaped']:>8.1f} "
+              f"{r['tx_evm_db']:>7.1f} {r['papr_max_db']:>8.2f} {r['papr_max_db_unshaped']:>8.2f} "
+              f"{cc} {r['clipped_per_million']:>8.2f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--json", help="write results to this path")
@@ -242,6 +296,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--zone-n", nargs="+", type=int, default=[1, 4, 16],
                     help="receivers sharing the zone")
     ap.add_argument("--zone-repeats", type=int, default=7)
+    ap.add_argument("--spectrum", action="store_true",
+                    help="also measure the transmit spectrum, shaping EVM, PAPR and clipping")
+    ap.add_argument("--spectrum-only", action="store_true", help="only that measurement")
+    ap.add_argument("--spectrum-profiles", nargs="+", default=phy.profiles())
+    ap.add_argument("--spectrum-bursts", type=int, default=300)
+    ap.add_argument("--spectrum-payload", type=int, default=1000)
     args = ap.parse_args(argv)
     rng = np.random.default_rng(args.seed)
     info = machine_info()
@@ -252,14 +312,16 @@ def main(argv: list[str] | None = None) -> int:
     res: dict[str, Any] = {"benchmark": "modem", "seed": args.seed, "machine": info,
                            "payload": args.payload, "bursts": args.bursts,
                            "repeats": args.repeats, "rows": []}
-    if args.zone_only:
+    if args.zone_only or args.spectrum_only:
         args.no_cold, args.profiles = True, []
+    if args.spectrum_only:
+        args.no_zone, args.spectrum = True, True
     if not args.no_cold:
         res["cold"] = cold_start()
         print(f"numba cold start (import + first modulate/demodulate): "
               f"compile {res['cold']['compile_s']:.2f} s, "
               f"cache-load {res['cold']['cache_load_s']:.2f} s")
-    if not args.zone_only:
+    if not (args.zone_only or args.spectrum_only):
         k = bench_kernels(rng)
         res["kernels"] = k
         print(f"Viterbi K=7: numba {k['viterbi_numba_mbit_s']:.1f} Mbit/s vs naive "
@@ -303,6 +365,11 @@ def main(argv: list[str] | None = None) -> int:
                         r = bench_zone(p, mcs, n_bytes, n, args.zone_repeats, rng)
                         res["zone"]["rows"].append(r)
                         print_zone([r], header=False)
+    if args.spectrum:
+        res["spectrum"] = [bench_spectrum(p, args.spectrum_bursts, args.spectrum_payload, rng)
+                           for p in args.spectrum_profiles]
+        print()
+        print_spectrum(res["spectrum"])
     res["load_after"] = os.getloadavg()
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:

@@ -148,7 +148,8 @@ def sweep(profile: str, mcs: str, channel: str, payload: int, bursts: int, step:
         pts.append(p)
         if p["per"] <= target / 4 and p["ref_per"] <= target / 4:
             break
-        snr = round(snr + step, 3)
+        # far above the target PER both: a coarse step; then the fine one
+        snr = round(snr + (2 * step if min(p["per"], p["ref_per"]) > 0.5 else step), 3)
     return pts
 
 

@@ -30,7 +30,7 @@ def window_response(modem: BurstModem, delays: np.ndarray, gains: np.ndarray) ->
     g = modem.grid
     d = np.asarray(delays, np.float64) + modem.backoff
     ph = np.exp(-2j * np.pi * np.outer(g.freq_index, d) / g.nfft)
-    h = ph @ np.asarray(gains, np.complex128)
+    h = (ph * np.asarray(gains, np.complex128)[None, :]).sum(axis=1)  # no BLAS for 6 taps
     return (h * modem.scale).astype(np.complex64)
 
 
