@@ -271,8 +271,10 @@ def handover(t: Trial) -> bool:
     # group's a few frames
     probe.stop()
     left = timeout - (t.now - (ph.t_start or t_ho))
+    # with ARQ a probe lost on the air is only late: wait for it as long as the phase allows
+    long_drain = probe.every > 1 or bool(t.cfg["arq"]["enabled"])
     t.run_until(lambda: t.plan_done(probe),
-                max(0.1 * t.stretch, left) if probe.every > 1 else 0.1 * t.stretch, probe)
+                max(0.1 * t.stretch, left) if long_drain else 0.1 * t.stretch, probe)
     lost = sum(e.flow.outstanding() for e in probe.flows)
     distributed = [n for n in movers if t.distributed_via(source[n])]
 
@@ -304,8 +306,9 @@ def handover(t: Trial) -> bool:
     def all_match() -> bool:
         return all(t.keys_match(n, t.key_holder(target[n]))[0] for n in movers)
 
-    if not all_match():   # a TEK refresh may be half way (request served, reply in flight)
-        t.run_until(all_match, 20 * t.frame_s)
+    if not all_match():   # a TEK refresh may be half way (request served, reply in flight;
+        # on a lossy link its retries take a few retransmission timeouts)
+        t.run_until(all_match, max(20 * t.frame_s, t.timeout("tek_refresh_s")))
     for n in movers:
         match, note = t.keys_match(n, t.key_holder(target[n]))
         if not match:

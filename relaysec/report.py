@@ -154,6 +154,31 @@ def _fmt(x: float | None, spec: str) -> str:
     return format(x, spec)
 
 
+def _arq_fault_lines(report: Mapping[str, Any]) -> list[str]:
+    """The ARQ line (what recovering losses cost) and one line per configured fault."""
+    lines = []
+    arq = report.get("arq")
+    if arq:
+        lines.append(
+            f"ARQ      {arq['sdus']} SDUs in {arq['blocks_sent']} blocks: {arq['retransmissions']} "
+            f"retransmitted ({arq['retransmitted_bytes']} B, "
+            f"{100 * arq['retransmitted_share']:.1f} % of the bytes sent), "
+            f"{arq['duplicates_dropped']} duplicates dropped, {arq['discarded']} discarded "
+            f"at their lifetime")
+    for f in report.get("faults") or []:
+        what = {"burst_loss": f"burst_loss {f.get('link')} p={f.get('p')}",
+                "outage": f"outage {f.get('link')} at {f.get('at_s')} s for {f.get('for_s')} s",
+                "restart": f"restart {f.get('station')} at {f.get('at_s')} s"}[f["kind"]]
+        cost = (f"{f['dropped_bursts']}/{f['bursts_seen']} bursts dropped "
+                f"({f['dropped_bytes']} B)" if "dropped_bursts" in f else "all state lost")
+        rec = f.get("recovery_s")
+        when = ("" if f["kind"] == "burst_loss" else
+                f"; recovered {rec * 1e3:.0f} ms after it" if rec is not None else
+                "; NOT recovered" if f.get("fired_at_s") is not None else "; never fired")
+        lines.append(f"Fault    {what}: {cost}{when}")
+    return lines
+
+
 def summary_text(report: Mapping[str, Any]) -> str:
     """The summary a person reads in ten seconds: verdict, phases, bytes, links, security."""
     lines = []
@@ -192,6 +217,7 @@ def summary_text(report: Mapping[str, Any]) -> str:
         f"corrupted {b['corrupted']} B"
         + (f", duplicates {b['duplicates']}" if b.get("duplicates") else "")
     )
+    lines += _arq_fault_lines(report)
     lines += _per_ams_lines(report)
     links = report["links"]
     if links:

@@ -13,16 +13,20 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from relaysec import phases as phase_fns
 from relaysec.cell import MPDU_HEADROOM, Cell, SetupError, build_cell, check_fits, station_psk
 from relaysec.chart import describe_frame, short_title
 from relaysec.config import Config, arq_params, deterministic_keys, stations_by_role
 from relaysec.eventlog import EventLog
+from relaysec.faults import FaultPlan
 from relaysec.flows import FlowBook, TrafficPlan
 from relaysec.node import FrameTap
 from relaysec.phases import PHASES
@@ -113,6 +117,15 @@ class Trial:
         self.send_buffer = int(cfg["traffic"]["send_buffer"])
         self.flows = FlowBook(int(cfg["traffic"]["payload_bytes"]), self.seed, self.id_of,
                               self.name_of)
+        # faults on purpose ([[faults]], relaysec.faults): lost bursts through the frame tap,
+        # restarts fired frame by frame in step()
+        self.fault_plan = FaultPlan.from_config(
+            cfg, lambda: float(self.net.now) if self.net is not None else 0.0,
+            stretch=self.stretch, inner=tap)
+        if self.fault_plan:
+            self.tap = self.fault_plan.tap
+        self.restarts: dict[str, int] = {}
+        self.retired_roles: list[Any] = []   # roles replaced by a restart (their ARQ counts)
 
     # ------------------------------------------------------------------ construction
 
@@ -237,16 +250,71 @@ class Trial:
         return (f"delivered less than traffic.min_delivery = {need:g} of the packets (the data "
                 f"path has no ARQ: lost bursts lose their packets): {self.plan_detail(plan)}")
 
+    def restart_station(self, name: str) -> None:
+        """*name* crashes and restarts (a ``restart`` fault): its role is replaced by a new one
+        that knows nothing -- no keys, no contexts, no ARQ state, new randoms -- and enters the
+        network again by itself; its peers find out from the traffic (docs/trial.md)."""
+        from relaysec.cell import make_roles
+
+        n = self.restarts[name] = self.restarts.get(name, 0) + 1
+        cfg = dict(self.cfg)
+        cfg["seed"] = int(np.random.default_rng([self.seed, self.id_of[name] & 0xFFFFFFFF, n])
+                          .integers(2**62))
+        role = make_roles(cfg, [self.by_name[name]], seeded_keys=self.seeded_keys,
+                          stretch=self.stretch)[name]
+        role.configure_arq(arq_params(self.cfg, self.stretch))
+        node = self.nodes[name]
+        self.retired_roles.append(self.roles[name])
+        self.roles[name] = node.role = node.mac.role = role
+        node._seen_rejections.clear()  # the new role counts its rejections from zero
+        self._reenter(name)
+        self.progress(f"  fault: {name} restarted at {self.now * 1e3:.0f} ms")
+
+    def _reenter(self, name: str) -> None:
+        st = self.by_name[name]
+        via = st.get("parent", self.abs_name) if st["role"] == "ars" else self.serving[name]
+        self.roles[name].attach(self.id_of[via], self.now)
+
     def _process_events(self) -> None:
         for ne in self.net.events():
             self.log.append(ne)
+            if self.fault_plan:
+                self._fault_progress(ne)
             if type(ne.event).__name__ == "DataReceived":
                 self.flows.deliver(ne.station, ne.t, ne.event)
                 self.links.get(self.name_of(ne.event.via), ne.station).app_bytes += \
                     len(ne.event.payload)
 
+    def _fault_progress(self, ne: Any) -> None:
+        """A restarted station whose new entry failed starts over; a fault is recovered at the
+        first data delivered across what it broke once it is over."""
+        kind = type(ne.event).__name__
+        if kind == "EntryFailed" and ne.station in self.restarts and \
+                self.roles[ne.station].phase == "failed":
+            self._reenter(ne.station)
+        if kind != "DataReceived":
+            return
+        via = self.name_of(ne.event.via)
+        for f in self.fault_plan.faults:
+            if f.recovered_at is not None or f.kind == "burst_loss":
+                continue
+            if f.kind == "restart":
+                if f.fired_at is None or ne.t < f.fired_at:
+                    continue
+                who = f.spec["station"]
+                if who in (via, ne.station) or self.name_of(ne.event.src) == who:
+                    f.recovered_at = ne.t
+            else:
+                if ne.t < self.fault_plan.outage_end(f):
+                    continue
+                if f.link is None or {via, ne.station} & {f.link[0], f.link[1]}:
+                    f.recovered_at = ne.t
+
     def step(self, plan: TrafficPlan | None = None) -> None:
         """Offer *plan*'s packets of this frame, run one frame, take the events."""
+        if self.fault_plan:
+            for f in self.fault_plan.due_restarts(self.now):
+                self.restart_station(f.spec["station"])
         if plan is not None:
             self.flows.offer(plan, self._send, self.now, expire_s=self.expire_s)
         self.net.step_frame()
@@ -411,6 +479,27 @@ class Trial:
         if self.cell is None:
             return {}, {}
         return split_links(self.links.summary(duration_s), self.nodes.keys())
+
+    def arq_summary(self) -> dict[str, Any] | None:
+        """ARQ counts over every connection of every role (restarted ones included): SDUs,
+        blocks sent, retransmissions and their bytes -- the goodput cost of recovering losses
+        -- duplicates dropped by receivers, blocks discarded at their lifetime."""
+        if not self.cfg["arq"]["enabled"]:
+            return None
+        tx: Counter[str] = Counter()
+        rx: Counter[str] = Counter()
+        for role in [*self.roles.values(), *self.retired_roles]:
+            for conn in role.arq_connections().values():
+                tx.update(conn.tx.stats)
+                rx.update(conn.rx.stats)
+        sent = tx["bytes_sent"]
+        return {"sdus": tx["sdus"], "blocks_sent": tx["blocks_sent"],
+                "retransmissions": tx["retransmissions"],
+                "retransmitted_bytes": tx["retransmitted_bytes"],
+                "retransmitted_share": tx["retransmitted_bytes"] / sent if sent else 0.0,
+                "fast_retransmissions": tx["fast_retransmissions"],
+                "discarded": tx["discarded"], "discarded_bytes": tx["discarded_bytes"],
+                "duplicates_dropped": rx["duplicates"], "skipped": rx["skipped"]}
 
     def key_lines(self) -> list[str]:
         """Key identifiers of the links in use at the end (never key values)."""

@@ -204,6 +204,20 @@ def radio_stats(t: Trial) -> dict[str, dict[str, int]]:
     return {name: node.radio.stats.as_dict() for name, node in t.cell.nodes.items()}
 
 
+def faults_report(t: Trial) -> list[dict[str, Any]]:
+    """Each configured fault: what it did, when the cell recovered (first data across what it
+    broke, after it was over), and for a restart the bytes the restarted station lost with
+    its state (ARQ blocks it held unacknowledged)."""
+    out = t.fault_plan.report()
+    for f, d in zip(t.fault_plan.faults, out, strict=True):
+        if f.kind == "restart":
+            lost = sum(sum(len(b.sdu) for b in c.tx.blocks.values()) + sum(map(len, c.tx.waiting))
+                       for r in t.retired_roles if r.station_id == t.id_of[f.spec["station"]]
+                       for c in r.arq_connections().values())
+            d["held_unacked_bytes_lost"] = lost
+    return out
+
+
 def build_report(t: Trial, reason: str | None) -> dict[str, Any]:
     """The JSON-ready report of trial *t* (verdict first)."""
     flows = {}
@@ -257,6 +271,8 @@ def build_report(t: Trial, reason: str | None) -> dict[str, Any]:
             "nonces": t.nonce_summary(),
         },
         "handover": t.handover,
+        "arq": t.arq_summary(),
+        "faults": faults_report(t),
         # control messages each station put on the air, by title (retransmissions included)
         "control_messages": {name: dict(getattr(role, "air_messages", {}))
                              for name, role in t.roles.items()},

@@ -54,9 +54,10 @@ class ArqParams:
 
     ``rto_initial``: retransmission timeout before any round trip was measured; afterwards
     ``srtt + 4 * rttvar`` (RFC 6298 style, Karn's rule), kept within ``rto_min``..``rto_max``
-    and doubled per retransmission of the same block. ``lifetime``: a block not acknowledged
-    this long after its first transmission is discarded (and counted). ``purge``: a receiver
-    holding blocks behind a gap for this long delivers them and skips the gap (a lost DISCARD).
+    and doubled for the second and later retransmissions of a block. ``lifetime``: a block not
+    acknowledged this long after its first transmission is discarded (and counted).
+    ``purge``: a receiver holding blocks behind a gap for this long delivers them and skips
+    the gap (a lost DISCARD).
     """
 
     window: int = 256
@@ -224,7 +225,9 @@ class ArqSender:
         b.queued = True
         if b.sends > 1:
             self.stats["retransmissions"] += 1
+            self.stats["retransmitted_bytes"] += len(b.sdu)
         self.stats["blocks_sent"] += 1
+        self.stats["bytes_sent"] += len(b.sdu)
         return ArqData(b.sn % BSN_MODULUS, b.sdu).encode(), b
 
     def on_feedback(self, fb: ArqFeedback, now: float) -> list[tuple[bytes, TxBlock | None]]:
@@ -269,7 +272,9 @@ class ArqSender:
         self.rto = min(self.p.rto_max, max(self.p.rto_min, self.srtt + 4 * self.rttvar))
 
     def _timeout(self, b: TxBlock) -> float:
-        return min(self.p.rto_max, self.rto * (1 << min(b.sends - 1, 6)))
+        # backoff doubles once only: on a radio link a lost block is mostly a lost burst, not
+        # congestion, and a long backoff stalls in-order delivery behind one block
+        return min(self.p.rto_max, self.rto * (1 << min(b.sends - 1, 1)))
 
     def on_timer(self, now: float) -> list[tuple[bytes, TxBlock | None]]:
         """Retransmit blocks whose timer ran out; discard blocks past their lifetime."""
