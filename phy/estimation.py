@@ -1,6 +1,7 @@
 """Channel estimation, noise estimation, pilot tracking and equalisation (digest §2.3, §3.2).
 
-* channel: LS on the long symbol, then LMMSE smoothing along frequency sized to the delay
+* channel: LS on the long symbol and the S&C symbol's even subcarriers (:func:`preamble_ls`),
+  then LMMSE smoothing along frequency sized to the delay
   spread (:func:`lmmse_channel`): the delay window the channel occupies is measured from the LS
   estimate's power-delay profile, and the LS estimate is projected onto the discrete prolate
   spheroidal (Slepian) basis of a uniform delay profile over that window, each basis
@@ -29,7 +30,7 @@ from phy import kernels
 SMOOTH_WIDTH = 7
 SFO_PRIOR_PPM = 50.0
 """Sampling-clock offset the pilot tracking expects at most (two +-25 ppm clocks)."""
-PDP_REL_DB = 45.0
+PDP_REL_DB = 30.0
 """Delay taps more than this below the strongest are not part of the channel's window."""
 PDP_NOISE_DB = 10.0
 """...nor are taps less than this above the noise floor of the delay profile."""
@@ -156,6 +157,28 @@ def track_phase_mmse(Y: np.ndarray, H: np.ndarray, ls: np.ndarray, pil_pos: np.n
         np.ascontiguousarray(pil_val, np.float32), np.ascontiguousarray(freq_index, np.float64),
         float(sigma2), float(c_var))
     return cpe, bl, float(c)
+
+
+def preamble_ls(Y_sc: np.ndarray, Y_long: np.ndarray, sc: np.ndarray, long: np.ndarray,
+                even: np.ndarray) -> tuple[np.ndarray, float]:
+    """LS channel estimate from both preamble symbols and its mean noise factor.
+
+    The long symbol gives ``Y/X`` on every used subcarrier (noise ``sigma2``); the S&C symbol
+    adds its even subcarriers at twice the power, so there ``(Y_l X_l* + Y_s X_s*) / 3`` has
+    noise ``sigma2 / 3``. The S&C symbol is first rotated by the common phase between the two
+    symbols' estimates (residual carrier offset over one symbol, phase noise). Returns the
+    estimate (n_used,) complex128 and the mean noise variance per subcarrier in units of
+    ``sigma2`` (2/3 when half the subcarriers are combined)."""
+    yl = np.asarray(Y_long, np.complex128)
+    ys = np.asarray(Y_sc, np.complex128)
+    h = yl / long
+    he = ys[even] / sc[even]
+    rot = np.sum(he * np.conj(h[even]))
+    if abs(rot) > 0:
+        he *= np.conj(rot) / abs(rot)
+    h[even] = (h[even] + 2.0 * he) / 3.0
+    n_even = int(np.count_nonzero(even))
+    return h, (n_even / 3.0 + (h.size - n_even)) / h.size
 
 
 def noise_variance(Y_sc: np.ndarray, even: np.ndarray, floor: float) -> float:

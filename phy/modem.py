@@ -38,7 +38,13 @@ import scipy.fft as sp_fft
 from phy import qam
 from phy.crc import crc16, crc32
 from phy.errors import PayloadTooLongError, PhyInputError, UnknownMcsError
-from phy.estimation import lmmse_channel, noise_variance, sfo_prior_var, track_phase_mmse
+from phy.estimation import (
+    lmmse_channel,
+    noise_variance,
+    preamble_ls,
+    sfo_prior_var,
+    track_phase_mmse,
+)
 from phy.fec import FEC, ConvCode
 from phy.grid import ResourceGrid
 from phy.interleaver import deinterleave, interleave, permutation
@@ -293,14 +299,15 @@ class _BurstCore:
         if start < 0 or start + 3 * ns > r.size:
             return None
         Y = self._windows(r, start, 3, cfo)
-        H_ls = Y[1] / self.pre.long
+        pre = self.pre
+        H_ls, noise_factor = preamble_ls(Y[0], Y[1], pre.sc, pre.long, pre.even)
         total = float(np.mean(H_ls.real**2 + H_ls.imag**2))
         if not np.isfinite(total) or total <= 0.0:
             return None
-        sigma2 = noise_variance(Y[0], self.pre.even, total * 10 ** (-_MAX_SNR_DB / 10))
+        sigma2 = noise_variance(Y[0], pre.even, total * 10 ** (-_MAX_SNR_DB / 10))
         if not (np.isfinite(sigma2) and sigma2 > 0.0):
             return None  # extreme sample values (overflow to inf): no burst to decode here
-        H = lmmse_channel(H_ls, g.freq_index, n, sigma2, *self._delay_search)
+        H = lmmse_channel(H_ls, g.freq_index, n, sigma2 * noise_factor, *self._delay_search)
         sig = float(np.mean(np.abs(H) ** 2))
         if not (np.isfinite(sig) and sig > 0.0):
             return None
