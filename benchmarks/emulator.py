@@ -174,8 +174,8 @@ def trial_run(speed: float, *, sets: list[str]) -> dict[str, Any]:
         phases[ph["name"]] = {"ok": ph["ok"], "kbps": rates}
     lost = [e.get("beacons_lost", 0) for e in sync.values() if not e.get("master")]
     due = [e.get("beacons_expected", 0) for e in sync.values() if not e.get("master")]
-    breaks = {n: {k: (e.get("timeline") or {}).get(k) for k in ("underflows", "rx_breaks",
-                                                                 "late", "calibrations")}
+    breaks = {n: {k: (e.get("timeline") or {}).get(k) for k in (
+        "underflows", "rx_breaks", "late", "calibrations", "gap_max_s", "push_max_s")}
               for n, e in sync.items()}
     return {"speed": speed, "ok": report["ok"], "reason": report["reason"],
             "ota_frame_ms": cfg["schedule"]["ota_frame_ms"], "phases": phases,
@@ -199,7 +199,8 @@ def print_trial(r: dict[str, Any]) -> None:
     print(f"  handover interruption {'n/a' if ho is None else f'{ho * 1e3:.0f} ms'}; beacons "
           f"lost {r['beacons_lost']}/{r['beacons_due']} ({r['beacons_lost_pct']:.1f} %)")
     print("  stream breaks: " + "; ".join(
-        f"{n} {t['underflows']} underflows, {t['rx_breaks']} rx, {t['late']} late"
+        f"{n} {t['underflows']} underflows, {t['rx_breaks']} rx, {t['late']} late, longest "
+        f"host gap {1e3 * (t['gap_max_s'] or 0):.0f} ms"
         for n, t in r["timeline"].items()))
     la, lb = r["loadavg_before"], r["loadavg_after"]
     print(f"  trial process {r['cpu_cores_trial']:.2f} cores; load average {la[0]:.1f} before, "

@@ -43,6 +43,11 @@ PROBE_LEN = 511
 PROBE_AMPLITUDE = 0.35
 #: Normalised correlation above which the probe counts as heard.
 PROBE_THRESHOLD = 0.5
+#: A block is correlated only if some probe-long window holds this many times the energy of
+#: its quietest tenth (a probe heard 10 dB over the noise does; noise alone does not).
+PROBE_GATE = 4.0
+#: FFT size of the overlap-save correlation.
+_CORR_FFT = 4096
 #: A probe not heard within this many seconds of air is sent again.
 PROBE_TIMEOUT_S = 0.5
 #: An own burst heard further than this from where it was placed means the timeline broke
@@ -70,7 +75,9 @@ class TimelineStats:
     calibrations: int = 0      # offsets measured from a probe
     track_samples: int = 0     # own bursts heard back and compared with their placement
     track_max_err: int = 0     # largest |heard - placed| among them (samples)
-    push_max_s: float = 0.0    # longest single push call (seconds): the host's worst stall
+    push_max_s: float = 0.0    # longest single push call (seconds, the device's back-pressure)
+    gap_max_s: float = 0.0     # longest time between a push returning and the next push (the
+                               # host's own stall: above the queue depth the DAC runs dry)
     flag_reads: int = 0        # reads of the device's sticky flags (monitor thread)
 
     def as_dict(self) -> dict[str, float | int]:
@@ -104,6 +111,7 @@ class StreamTimeline:
         self.stats = TimelineStats()
         self.probe = probe_sequence()
         self._probe_energy = float(np.sum(np.abs(self.probe) ** 2))
+        self._probe_spec: np.ndarray | None = None
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._pending: list[tuple[int, np.ndarray]] = []  # (tx index, samples), sorted
@@ -157,14 +165,17 @@ class StreamTimeline:
 
     def _run(self) -> None:
         try:
+            done = None
             while not self._stop.is_set():
                 block = self._build()
                 t0 = self.clock()
+                if done is not None:   # the host's own delay between two pushes
+                    self.stats.gap_max_s = max(self.stats.gap_max_s, t0 - done)
                 self._push(block)
-                took = self.clock() - t0
+                done = self.clock()
                 with self._lock:
                     self.stats.blocks += 1
-                    self.stats.push_max_s = max(self.stats.push_max_s, took)
+                    self.stats.push_max_s = max(self.stats.push_max_s, done - t0)
         except BaseException as exc:  # handed to the caller, who raises it
             self._error = exc
             log.error("TX stream stopped: %s", exc)
@@ -327,18 +338,39 @@ class StreamTimeline:
                  (j - probe_u) / self.sample_rate * 1e3)
 
     def _find_probe(self, buf: np.ndarray) -> int | None:
-        """Start of the probe in *buf* (normalised correlation above the threshold), or None."""
+        """Start of the probe in *buf* (normalised correlation above the threshold), or None.
+
+        Cheap on the common case: a block with no window well above its quietest tenth (noise
+        only) cannot hold a probe heard at 10 dB SNR or more, so it is not correlated;
+        otherwise overlap-save correlation in single precision."""
         n = self.probe.size
         if buf.size < n:
             return None
-        size = 1 << int(np.ceil(np.log2(buf.size + n)))
-        spec = np.fft.fft(buf, size) * np.conj(np.fft.fft(self.probe, size))
-        corr = np.abs(np.fft.ifft(spec)[: buf.size - n + 1])
-        power = np.concatenate([[0.0], np.cumsum(np.abs(buf).astype(np.float64) ** 2)])
+        x = np.ascontiguousarray(buf, np.complex64)
+        power = np.concatenate([[0.0], np.cumsum(x.real.astype(np.float64) ** 2
+                                                 + x.imag.astype(np.float64) ** 2)])
         window = power[n:] - power[:-n]          # energy of every n-sample window
+        floor = float(np.partition(window, window.size // 10)[window.size // 10])
+        if window.max() < PROBE_GATE * max(floor, 1e-20):
+            return None
+        corr = self._correlate(x)
         norm = corr / np.sqrt(np.maximum(window, 1e-20) * self._probe_energy)
         k = int(np.argmax(norm))
         return k if norm[k] > PROBE_THRESHOLD else None
+
+    def _correlate(self, x: np.ndarray) -> np.ndarray:
+        """|sum_i x[k+i] conj(probe[i])| for every k of *x* (overlap-save, FFT of 4096)."""
+        n, size = self.probe.size, _CORR_FFT
+        if self._probe_spec is None:
+            self._probe_spec = np.conj(np.fft.fft(self.probe, size)).astype(np.complex64)
+        step = size - n + 1
+        out = np.empty(x.size - n + 1, np.float32)
+        for start in range(0, out.size, step):
+            seg = x[start:start + size]
+            full = np.abs(np.fft.ifft(np.fft.fft(seg, size) * self._probe_spec))
+            m = min(step, out.size - start)
+            out[start:start + m] = full[:m]
+        return out
 
     def take_rx_slip(self) -> int | None:
         """RX samples lost (overflows) since the last call, measured by the re-calibration: 0
