@@ -116,6 +116,9 @@ HARNESSES: dict[str, Spec] = {s.name: s for s in (
     _spec("config", ("relaysec", "tomllib"), 2048,
           "TOML config: load_config / validate / overrides / to_toml round trip (tomllib is "
           "instrumented too, to steer towards valid TOML)"),
+    _spec("arq", ("stack",), 1024,
+          "ARQ: decode_arq (canonical) and a sender/receiver pair under loss, duplication, "
+          "reordering and timers (in order, at most once, nothing lost on a clean link)"),
     _spec("roles", ("stack",), 4096,
           "stateful cell (ABS, 2 ARS, AMS; both modes): inject/mutate/replay/drop frames",
           decoder=False),

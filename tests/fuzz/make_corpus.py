@@ -587,12 +587,31 @@ def seeds_eap_tls() -> Seeds:
     yield "too-long", bytes([FLAG_L, 0x7F, 0, 0, 0]) + b"x"
 
 
+def seeds_arq() -> Seeds:
+    """ARQ PDUs from the encoders, and programs of offers, losses and ticks."""
+    from stack.arq import ArqData, ArqDiscard, ArqFeedback
+
+    for name, pdu in (("data", ArqData(5, b"sdu").encode()),
+                      ("feedback", ArqFeedback(1023, b"\x80\x01").encode()),
+                      ("discard", ArqDiscard(7).encode()), ("reserved", b"\x01\xfc\x00x")):
+        yield f"codec-{name}", Writer().u8(1).blob(pdu).bytes()
+    w = Writer().u8(0)
+    for _ in range(12):
+        w.u8(0)                       # offer
+    # deliver, lose, duplicate+reorder (rotate 1), feedback back (flag 1), tick (+0.2 s), ...
+    for op in ((1,), (2,), (1,), (3, 1), (1,), (1,), (4, 1), (5, 20), (1,), (4, 0), (7,),
+               (4, 1), (1,), (1,), (5, 30), (1,), (4, 1)):
+        for b in op:
+            w.u8(b)
+    yield "lossy", w.bytes()
+
+
 GENERATORS: dict[str, Callable[[], Seeds]] = {
     "pkm": seeds_pkm, "eap": seeds_eap, "eap_psk": seeds_eap_psk, "mpdu": seeds_mpdu,
     "burst": seeds_burst, "relay": seeds_relay, "frames": seeds_frames, "cmac": seeds_cmac,
     "phy": seeds_phy, "zone": seeds_zone, "iiod": seeds_iiod, "sigmf": seeds_sigmf,
     "config": seeds_config, "roles": seeds_roles, "radius": seeds_radius,
-    "eap_tls": seeds_eap_tls,
+    "eap_tls": seeds_eap_tls, "arq": seeds_arq,
 }
 
 

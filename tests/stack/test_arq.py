@@ -1,0 +1,180 @@
+"""stack.arq: the PDU encodings (strict decoding, byte-level fixtures, round trip) and the
+sender/receiver state machines (window, selective ACK, timers, lifetime, in-order delivery,
+duplicates, BSN wrap-around)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from stack.arq import (
+    BSN_MODULUS,
+    ArqData,
+    ArqDiscard,
+    ArqFeedback,
+    ArqParams,
+    ArqReceiver,
+    ArqSender,
+    decode_arq,
+)
+from stack.errors import MalformedError
+
+P = ArqParams(window=8, rto_initial=0.1, rto_min=0.01, rto_max=1.0, lifetime=2.0, purge=3.0)
+
+
+# -- encodings ----------------------------------------------------------------------------------
+def test_fixtures_byte_by_byte():
+    #                       type  BSN (6 zero bits | 10 bits)  SDU
+    assert ArqData(0x2A5, b"hi").encode() == bytes.fromhex("01" "02a5" "6869")
+    #                           type  ACK_BSN  N   bitmap (blocks ACK+1 and ACK+9 received)
+    assert ArqFeedback(3, b"\x80\x80").encode() == bytes.fromhex("02" "0003" "02" "8080")
+    assert ArqFeedback(3, b"\x80\x80").acked() == [1, 9]
+    assert ArqDiscard(1023).encode() == bytes.fromhex("03" "03ff")
+
+
+@given(st.one_of(
+    st.builds(ArqData, st.integers(0, BSN_MODULUS - 1), st.binary(min_size=1, max_size=64)),
+    st.builds(ArqFeedback, st.integers(0, BSN_MODULUS - 1), st.binary(max_size=64)),
+    st.builds(ArqDiscard, st.integers(0, BSN_MODULUS - 1))))
+def test_round_trip(pdu):
+    assert decode_arq(pdu.encode()) == pdu
+
+
+@pytest.mark.parametrize("raw, why", [
+    (b"", "empty"),
+    (b"\x01\x00", "short"),
+    (b"\x01\x00\x05", "DATA without SDU"),
+    (b"\x01\x04\x00x", "reserved BSN bits"),
+    (b"\x02\x00\x01", "FEEDBACK without N"),
+    (b"\x02\x00\x01\x02\x80", "bitmap shorter than N"),
+    (b"\x02\x00\x01\x01\x80\x00", "trailing byte"),
+    (b"\x02\x00\x01\x41" + bytes(65), "bitmap over 64 bytes"),
+    (b"\x03\x00\x01\x00", "DISCARD with trailing byte"),
+    (b"\x00\x00\x01x", "unknown type"),
+    (b"\x04\x00\x01x", "unknown type"),
+])
+def test_malformed_is_refused_with_the_projects_error(raw, why):
+    with pytest.raises(MalformedError) as exc:
+        decode_arq(raw)
+    assert exc.value.reason == "bad_arq", why
+
+
+def test_encoder_refuses_out_of_range_fields():
+    with pytest.raises(MalformedError):
+        ArqData(BSN_MODULUS, b"x").encode()
+    with pytest.raises(MalformedError):
+        ArqFeedback(0, bytes(65)).encode()
+    with pytest.raises(MalformedError):
+        ArqParams(window=BSN_MODULUS // 2 + 1)
+
+
+# -- state machines -------------------------------------------------------------------------
+def _sent(outs, now):
+    for _pdu, block in outs:
+        if block is not None:
+            block.on_air(now)
+    return [decode_arq(pdu) for pdu, _ in outs]
+
+
+def test_window_holds_back_sdus_until_acknowledged():
+    tx = ArqSender(P)
+    pdus = [p for i in range(12) for p in _sent(tx.offer(bytes([i]), 0.0), 0.0)]
+    assert [p.bsn for p in pdus] == list(range(8)) and len(tx.waiting) == 4
+    more = _sent(tx.on_feedback(ArqFeedback(3), 0.05), 0.05)   # blocks 0..2 received
+    assert [p.bsn for p in more] == [8, 9, 10] and tx.base == 3
+
+
+def test_selective_ack_retransmits_only_the_holes():
+    tx, rx = ArqSender(P), ArqReceiver(P)
+    pdus = [p for i in range(5) for p in _sent(tx.offer(bytes([i]), 0.0), 0.0)]
+    got = []
+    for p in pdus:
+        if p.bsn != 1:                      # block 1 lost on the air
+            got += rx.on_data(p, 0.01)
+    assert got == [b"\x00"]                 # 2..4 held: in order only
+    fb = rx.feedback()
+    assert fb.ack_bsn == 1 and fb.acked() == [1, 2, 3]
+    again = _sent(tx.on_feedback(fb, 0.2), 0.2)   # a round trip later: the hole goes again
+    assert [p.bsn for p in again] == [1] and tx.stats["fast_retransmissions"] == 1
+    assert rx.on_data(again[0], 0.21) == [b"\x01", b"\x02", b"\x03", b"\x04"]
+    assert rx.on_data(again[0], 0.22) == [] and rx.stats["duplicates"] == 1
+
+
+def test_timer_retransmits_and_backs_off_once():
+    tx = ArqSender(P)
+    _sent(tx.offer(b"a", 0.0), 0.0)
+    assert tx.next_deadline() == pytest.approx(0.1)
+    assert _sent(tx.on_timer(0.05), 0.05) == []
+    first = _sent(tx.on_timer(0.1), 0.1)
+    assert [p.bsn for p in first] == [0]
+    t = tx.next_deadline()
+    assert t == pytest.approx(0.1 + 0.2)                       # doubled once ...
+    assert len(_sent(tx.on_timer(t), t)) == 1
+    assert tx.next_deadline() == pytest.approx(t + 0.2)        # ... and not again
+
+
+def test_a_queued_copy_stops_the_timer():
+    tx = ArqSender(P)
+    outs = tx.offer(b"a", 0.0)                # queued, not on the air yet
+    assert tx.next_deadline() is None
+    outs[0][1].on_air(0.5)
+    assert tx.next_deadline() == pytest.approx(0.6)
+
+
+def test_rtt_sets_the_timeout_karn():
+    tx = ArqSender(P)
+    _sent(tx.offer(b"a", 0.0), 0.0)
+    tx.on_feedback(ArqFeedback(1), 0.04)
+    assert tx.srtt == pytest.approx(0.04) and tx.rto == pytest.approx(0.04 + 4 * 0.02)
+    _sent(tx.offer(b"b", 1.0), 1.0)
+    _sent(tx.on_timer(2.0), 2.0)              # retransmitted: its ACK gives no sample
+    tx.on_feedback(ArqFeedback(2), 2.01)
+    assert tx.srtt == pytest.approx(0.04)
+
+
+def test_lifetime_discards_and_the_receiver_skips():
+    tx, rx = ArqSender(P), ArqReceiver(P)
+    a = _sent(tx.offer(b"a", 0.0), 0.0)[0]     # lost for good
+    b = _sent(tx.offer(b"b", 0.0), 0.0)[0]
+    assert rx.on_data(b, 0.01) == []
+    outs = _sent(tx.on_timer(2.0), 2.0)          # both past their lifetime
+    assert tx.stats["discarded"] == 2 and not tx.blocks
+    disc = [p for p in outs if isinstance(p, ArqDiscard)]
+    assert disc == [ArqDiscard(2)]
+    assert rx.on_discard(disc[0], 2.01) == [b"b"]   # what it held is delivered, a skipped
+    assert rx.stats["skipped"] == 1 and a.bsn == 0
+    assert tx.discard_to == 2
+    tx.on_feedback(rx.feedback(), 2.02)
+    assert tx.discard_to is None                   # confirmed: no more DISCARDs
+
+
+def test_purge_skips_a_gap_when_the_discard_is_lost():
+    rx = ArqReceiver(P)
+    assert rx.on_data(ArqData(1, b"b"), 0.0) == []
+    assert rx.next_deadline() == pytest.approx(3.0)
+    assert rx.on_timer(2.9) == []
+    assert rx.on_timer(3.0) == [b"b"] and rx.stats["skipped"] == 1
+
+
+def test_bsn_wraps_around_and_old_blocks_stay_duplicates():
+    tx, rx = ArqSender(P), ArqReceiver(P)
+    got = []
+    for i in range(3 * BSN_MODULUS + 5):
+        (p,) = _sent(tx.offer(i.to_bytes(2, "big"), i * 1e-3), i * 1e-3)
+        got += rx.on_data(p, i * 1e-3)
+        tx.on_feedback(rx.feedback(), i * 1e-3)
+    assert [int.from_bytes(g, "big") for g in got] == list(range(3 * BSN_MODULUS + 5))
+    # a block from one modulus ago carries a BSN inside the window's past: a duplicate
+    assert rx.on_data(ArqData((rx.start - 3) % BSN_MODULUS, b"old"), 9.0) == []
+    assert rx.stats["duplicates"] == 1
+
+
+def test_stale_feedback_is_ignored():
+    tx = ArqSender(P)
+    for i in range(3):
+        _sent(tx.offer(bytes([i]), 0.0), 0.0)
+    tx.on_feedback(ArqFeedback(3), 0.1)
+    assert tx.base == 3
+    assert tx.on_feedback(ArqFeedback(1), 0.2) == [] and tx.stats["stale_feedback"] == 1
+    assert tx.base == 3
