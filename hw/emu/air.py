@@ -202,17 +202,21 @@ class MediumPath:
         if lag > 0:
             self.radio.skip(lag)
 
-    def _usb(self, n: int, since: float, max_wait_s: float) -> None:
+    def _usb(self, n: int, since: float, max_wait_s: float) -> float | None:
         """Hold until a transfer of ``n`` samples started at medium time ``since`` has crossed
-        USB (bounded by the client's timeout); nothing on the sim clock or without a model."""
+        USB (bounded by the client's timeout); nothing on the sim clock or without a model.
+        Returns the medium time the transfer ended in the model (None without one): the
+        emulator's own thread may wake later than that, which is not the client's doing."""
         clock = self.medium.clock
         if not self.medium.wall or clock is None or self.usb_bytes_per_s <= 0:
-            return
+            return None
         fs = self.medium.sample_rate
         took = n * USB_BYTES_PER_SAMPLE / self.usb_bytes_per_s + self.usb_overhead_s
         if self.usb_jitter_s > 0:
             took += float(self._rng.exponential(self.usb_jitter_s))
-        clock.sleep_until(min(since + took * fs, self._now() + max_wait_s * fs))
+        end = min(since + took * fs, self._now() + max_wait_s * fs)
+        clock.sleep_until(end)
+        return end
 
     def rx(self, n: int, *, max_wait_s: float) -> np.ndarray:
         since = self._now()
@@ -281,7 +285,10 @@ class MediumPath:
     def tx(self, iq: np.ndarray, *, cyclic: bool, max_wait_s: float) -> None:
         self._check_rate()
         iq = np.asarray(iq, np.complex64)
-        self._usb(iq.size, self._now(), max_wait_s)  # the block must cross USB first
+        arrived = self._usb(iq.size, self._now(), max_wait_s)  # the block must cross USB first
+        # the block reached the device when its transfer ended, not when this thread woke up
+        arrived_local = self._local(min(self._now(), arrived if arrived is not None
+                                        else self._now()))
         if cyclic:
             with self._lock:
                 now_local = self._local(self._now())
@@ -291,7 +298,7 @@ class MediumPath:
             self._extend_cyclic(self._now() + CYCLIC_LOOKAHEAD_S * self.medium.sample_rate)
             return
         if self._tx_regs is not None and self._tx_end_local != -math.inf \
-                and self._local(self._now()) > self._tx_end_local:
+                and arrived_local > self._tx_end_local:
             self._tx_regs.raise_flags(TX_UNDERFLOW)  # the DAC ran dry since the last block
         if self.medium.wall and self.medium.clock is not None:
             # Back-pressure: at most `tx_buffers_count` blocks queued ahead of now (kernel queue).
@@ -311,7 +318,7 @@ class MediumPath:
                                    f"{ahead / fs:.3f} s of air queued ahead, more than twice "
                                    f"{self.tx_buffers_count} kernel buffers, after waiting the "
                                    f"{max_wait_s:.3f} s the client's timeout allows")
-            start = self._place(iq)
+            start = self._place(iq, arrived_local)
         else:
             # Sim clock: "now" is the furthest any radio has read (Medium.now()), so every
             # radio that has not yet read past it hears the block (a DAC FIFO after that).
@@ -325,12 +332,13 @@ class MediumPath:
 
     _tx_end_local = -math.inf
 
-    def _place(self, iq: np.ndarray) -> float:
+    def _place(self, iq: np.ndarray, arrived_local: float) -> float:
         """Put one DMA block on the wall-clock air: right after the previous block while the
-        queue has one (back to back, as the DMA plays them), else now (the DAC idled at zero
-        meanwhile). Only the span between the first and last non-zero sample is handed to the
-        medium: zeros radiate nothing, and a streaming client pushes mostly zeros."""
-        start = max(self._local(self._now()), self._tx_end_local)
+        queue has one (back to back, as the DMA plays them), else when it arrived (the DAC
+        idled at zero meanwhile). Only the span between the first and last non-zero sample is
+        handed to the medium: zeros radiate nothing, and a streaming client pushes mostly
+        zeros. A block placed in the past is still heard by readers that have not read it."""
+        start = max(arrived_local, self._tx_end_local)
         nz = np.flatnonzero(iq.view(np.float32))
         if nz.size:
             a, b = int(nz[0]) // 2, int(nz[-1]) // 2 + 1
