@@ -364,6 +364,13 @@ class _BurstCore:
         trend = float(np.dot(lc, _unwrap(cpe)) / np.dot(lc, lc))  # LS slope, rad/symbol
         return cfo + trend * self.profile.sample_rate / (2 * np.pi * self._sym_len)
 
+    def _ici_matters(self, dcfo: float, snr_db: float) -> bool:
+        """Whether a carrier-offset error ``dcfo`` (Hz) costs more than 0.2 dB: its
+        inter-carrier interference ``(pi dcfo / df)^2 / 3`` (of the signal) above 5 % of the
+        noise at ``snr_db``."""
+        eps = math.pi * dcfo / self.profile.subcarrier_spacing
+        return eps * eps / 3.0 * 10 ** (min(snr_db, _MAX_SNR_DB) / 10) > 0.05
+
     def _sfo_ppm(self, slope: float) -> float:
         """Sampling-clock offset from the fitted pilot slope drift (rad/subcarrier/symbol):
         ``c = -2 pi (drift samples per symbol) / NFFT``."""
@@ -469,7 +476,16 @@ class BurstModem(_BurstCore):
         ls = np.arange(n_sym + 1)
         cpe, bl, slope = self._track(Yall, s.H, ls, s.sigma2)
         if n_sym >= 2:  # residual CFO from the CPE trend refines the reported estimate
-            cfo = self._refine_cfo(cfo, cpe, ls)
+            fine = self._refine_cfo(cfo, cpe, ls)
+            if self._ici_matters(fine - cfo, s.snr_db):
+                # the preamble's estimate was off by enough to matter (phase noise moves the
+                # S&C halves' phase): take the windows again with the refined offset
+                cfo = fine
+                Yall = self._windows(r, start + 2 * ns, n_sym + 1, cfo)
+                Yd = Yall[1:]
+                cpe, bl, slope = self._track(Yall, s.H, ls, s.sigma2)
+                fine = self._refine_cfo(cfo, cpe, ls)
+            cfo = fine
         z, wgt = self._equalise(Yd, s.H, s.sigma2, ls[1:], cpe[1:], bl[1:])
         dest = _rx_scatter_map(self._ncbps(mcs), mcs.bits_per_symbol, mcs.code_rate,
                                _n_info(length))

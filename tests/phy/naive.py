@@ -144,6 +144,46 @@ def track_phase(Y: np.ndarray, H: np.ndarray, ls: np.ndarray, pil_pos: np.ndarra
     return a, bl, c
 
 
+def track_phase_wls(Y: np.ndarray, H: np.ndarray, ls: np.ndarray, pil_pos: np.ndarray,
+                    pil_val: np.ndarray, freq_index: np.ndarray, sigma2: float, c_var: float
+                    ) -> tuple[np.ndarray, np.ndarray, float]:
+    """The recursive weighted least-squares drift of phy.kernels.track_phase_wls, one symbol
+    at a time in numpy: residual phases against the model so far, weights 2|H|^2 p^2/sigma2."""
+    k_all = freq_index.astype(np.float64)
+    num, den, c = 0.0, 1.0 / c_var, 0.0
+    zs = []
+    for l in range(Y.shape[0]):
+        pos = pil_pos[l]
+        z = Y[l, pos].astype(np.complex128) * np.conj(H[pos]) * pil_val[l]
+        zs.append(z)
+        k = k_all[pos]
+        x = float(ls[l]) + 1.0
+        zr = z * np.exp(-1j * c * x * k)
+        a = np.angle(np.sum(zr))
+        w = 2.0 * np.abs(H[pos].astype(np.complex128)) ** 2 * pil_val[l].astype(np.float64) ** 2 \
+            / sigma2
+        dk = k - np.sum(w * k) / np.sum(w)
+        psi = np.angle(zr * np.exp(-1j * a))
+        num += float(np.sum(w * x * dk * (psi + c * x * dk)))
+        den += float(np.sum(w * x * x * dk * dk))
+        c = num / den
+    bl = c * (ls.astype(np.float64) + 1.0)
+    cpe = np.array([np.angle(np.sum(z * np.exp(-1j * b * k_all[pil_pos[l]])))
+                    for l, (z, b) in enumerate(zip(zs, bl, strict=True))])
+    return cpe, bl, c
+
+
+def shrink_project(U: np.ndarray, v: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """U^T diag(g) U v with numpy matrix products."""
+    return U.T @ (g * (U @ v))
+
+
+def fir_same(x: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """np.convolve in full, then the centred slice of the input's length."""
+    c = h.size // 2
+    return np.convolve(x, h)[c: c + x.size]
+
+
 def diff_corr(Yfull: np.ndarray, bins: np.ndarray, c: np.ndarray, shifts: np.ndarray) -> np.ndarray:
     """Gather all shifted bin sets at once and correlate adjacent pairs (numpy)."""
     Yg = Yfull[np.mod(bins[None, :] + shifts[:, None], Yfull.size)].astype(np.complex128)

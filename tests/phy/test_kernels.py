@@ -218,6 +218,49 @@ def test_track_phase_equals_naive() -> None:
     assert c == pytest.approx(0.002, abs=2e-4)  # the drift model recovers the injected slope
 
 
+def test_track_phase_wls_equals_naive_and_finds_the_drift() -> None:
+    rng = np.random.default_rng(27)
+    from phy.grid import ResourceGrid
+
+    g = ResourceGrid("5MHz")
+    n_sym = 40
+    fidx = g.freq_index.astype(np.float64)
+    ls = np.arange(n_sym, dtype=np.int64)
+    pos = g.sym_pilot_pos[ls % 3]
+    val = g.pilot_values(n_sym)
+    H = (rng.normal(size=g.n_used) + 1j * rng.normal(size=g.n_used)).astype(np.complex64)
+    c_true = 0.0006  # edge phase 0.0006 * 40 * 216 = 5.2 rad by the last symbol: must not wrap
+    ph = 0.3 * ls[:, None] + c_true * (ls[:, None] + 1) * fidx[None, :]
+    X = np.zeros((n_sym, g.n_used), np.complex64)
+    X[np.arange(n_sym)[:, None], pos] = val
+    Y = (X * H * np.exp(1j * ph) + 0.05 * (rng.normal(size=X.shape)
+                                            + 1j * rng.normal(size=X.shape))).astype(np.complex64)
+    args = (Y, H, ls, pos, val, fidx, 0.005)
+    cpe, bl, c = kernels.track_phase_wls(*args, 1.0)
+    cpe_r, bl_r, c_r = naive.track_phase_wls(*args, 1.0)
+    np.testing.assert_allclose(cpe, cpe_r, atol=1e-5)
+    np.testing.assert_allclose(bl, bl_r, atol=1e-7)
+    assert c == pytest.approx(c_r, rel=1e-6)
+    assert c == pytest.approx(c_true, rel=1e-3)
+    # a strong prior (a clock offset of ~0 expected) pins the drift to 0
+    assert abs(kernels.track_phase_wls(*args, 1e-16)[2]) < 1e-3 * c_true
+
+
+def test_shrink_project_and_fir_same_equal_naive() -> None:
+    rng = np.random.default_rng(28)
+    q, _ = np.linalg.qr(rng.normal(size=(50, 7)))
+    U = np.ascontiguousarray(q.T)
+    v = rng.normal(size=50) + 1j * rng.normal(size=50)
+    g = rng.random(7)
+    np.testing.assert_allclose(kernels.shrink_project(U, v, g), naive.shrink_project(U, v, g),
+                               atol=1e-12)
+    from phy.shaping import fir_same, lowpass
+
+    h = lowpass(512, 216)
+    x = (rng.normal(size=3000) + 1j * rng.normal(size=3000)).astype(np.complex64)
+    np.testing.assert_allclose(fir_same(x, h), naive.fir_same(x, h), atol=1e-5)
+
+
 def test_diff_corr_equals_naive() -> None:
     rng = np.random.default_rng(18)
     from phy.grid import ResourceGrid
