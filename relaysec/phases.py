@@ -318,6 +318,96 @@ def handover(t: Trial) -> bool:
     return t.end(ph, True, "; ".join(notes))
 
 
+#: Soak settings (simulated seconds, stretched over the air): handovers back and forth every
+#: SOAK_HO_EVERY_S; a random fault (outage of a link or restart of an ARS) on average every
+#: SOAK_FAULT_EVERY_S; role state and process memory sampled every SOAK_SAMPLE_S; a packet
+#: each way per AMS every SOAK_EVERY frames; bursts lost at SOAK_BURST_LOSS on every link.
+SOAK_HO_EVERY_S = 5.0
+SOAK_FAULT_EVERY_S = 20.0
+SOAK_SAMPLE_S = 1.0
+SOAK_EVERY = 2
+SOAK_BURST_LOSS = 0.02
+
+
+def soak(t: Trial, seconds: float) -> bool:
+    """A long run (``relaysec trial --soak SECONDS``): traffic both ways for every AMS, TEK
+    refreshes (short TEK life), re-authentications (short AK life), handovers back and forth,
+    random faults from the seed; role state and process memory sampled. Passes when every
+    handover completed, the cell recovered from every fault and nothing was left behind
+    (integrity and nonce checks are the trial's own, over the whole run)."""
+    import numpy as np
+
+    from stack.errors import SecurityError
+
+    ph = t.begin("soak")
+    rng = np.random.default_rng([t.seed, 0x50A4])
+    s = t.stretch
+    start = t.now
+    end = start + seconds * s
+    plan = t.traffic_plan("soak", quota=None, per_frame=1)
+    plan.every = SOAK_EVERY
+    t.add_fault({"kind": "burst_loss", "link": "*", "p": SOAK_BURST_LOSS})
+    movers = [n for n in t.names("ams") if t.by_name[n].get("handover_target")]
+    ends = {n: (t.by_name[n]["serving"], t.by_name[n]["handover_target"]) for n in movers}
+    links = sorted({f"{t.by_name[n]['serving']}<->{n}" for n in t.names("ams")}
+                   | {f"{ends[m][1]}<->{m}" for m in movers}
+                   | {f"{t.abs_name}<->{a}" for a in t.names("ars")})
+    arss = t.names("ars")
+    pending: dict[str, tuple[float, str]] = {}
+    stats = {"handovers": 0, "handovers_failed": 0}
+    next_ho, next_sample = start + SOAK_HO_EVERY_S * s, start
+    next_fault = start + float(rng.exponential(SOAK_FAULT_EVERY_S)) * s
+    while t.now < end:
+        t.step(plan)
+        now = t.now
+        if now >= next_sample:
+            t.soak_sample()
+            next_sample += SOAK_SAMPLE_S * s
+        for n, (t_ho, target) in list(pending.items()):
+            if t.events_of("HandoverComplete", n, since=t_ho, target=t.id_of[target]):
+                t.serving[n] = target
+                stats["handovers"] += 1
+                del pending[n]
+            elif now - t_ho > t.timeout("handover_s"):
+                stats["handovers_failed"] += 1
+                del pending[n]
+        if now >= next_ho:
+            next_ho += SOAK_HO_EVERY_S * s
+            for n in movers:
+                role = t.roles[n]
+                if n in pending or role.phase != "operational":
+                    continue   # still moving, or re-entering after a fault
+                home, away = ends[n]
+                target = away if t.serving[n] == home else home
+                try:
+                    t.roles[t.abs_name].prepare_handover(t.id_of[n], [t.id_of[target]], now)
+                    role.handover(t.id_of[target], now)
+                except SecurityError:
+                    continue   # e.g. a re-authentication's key agreement in progress
+                pending[n] = (now, target)
+        if now >= next_fault and now < end - 2.0 * s:   # each fault has time to recover
+            next_fault += float(rng.exponential(SOAK_FAULT_EVERY_S)) * s
+            if arss and rng.random() < 0.3:
+                t.add_fault({"kind": "restart", "station": str(rng.choice(arss)),
+                             "at_s": now / s})
+            else:
+                t.add_fault({"kind": "outage", "link": str(rng.choice(links)), "at_s": now / s,
+                             "for_s": float(rng.uniform(0.05, 0.3))})
+    plan.stop()
+    t.run_until(lambda: t.plan_done(plan), t.expire_s + t.timeout("traffic_s"), plan)
+    t.soak_sample()
+    t.soak_stats = stats
+    notes = [f"{seconds:g} s", f"{stats['handovers']} handovers"
+             + (f" ({stats['handovers_failed']} failed)" if stats["handovers_failed"] else ""),
+             f"{len(t.fault_plan.faults) - 1} faults", t.plan_detail(plan)]
+    unrecovered = [f for f in t.fault_plan.faults
+                   if f.kind != "burst_loss" and f.recovered_at is None]
+    ok = not stats["handovers_failed"] and not unrecovered and t.plan_ok(plan)
+    if unrecovered:
+        notes.append(f"{len(unrecovered)} faults not recovered")
+    return t.end(ph, ok, "; ".join(notes))
+
+
 #: The phase functions in order (``traffic`` twice).
 STEPS: tuple[Callable[[Any], bool], ...] = (
     ars_entry, ams_entry, lambda t: traffic(t, "traffic_1"), tek_refresh, handover,

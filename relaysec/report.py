@@ -165,7 +165,29 @@ def _arq_fault_lines(report: Mapping[str, Any]) -> list[str]:
             f"{100 * arq['retransmitted_share']:.1f} % of the bytes sent), "
             f"{arq['duplicates_dropped']} duplicates dropped, {arq['discarded']} discarded "
             f"at their lifetime")
-    for f in report.get("faults") or []:
+    soak = report.get("soak")
+    if soak:
+        grew = {f"{n}.{k}": v for n, r in soak["roles"].items() for k, v in r.items()
+                if v["last"] > max(v["mid"], 8)}
+        lines.append(
+            f"Soak     {soak['seconds']:g} s: {soak.get('handovers', 0)} handovers, "
+            f"{soak['keys_installed'].get('tek_refresh', 0)} TEK installs by refresh, "
+            f"{soak['keys_installed'].get('reauth', 0)} re-authentications, {soak['faults']} "
+            f"faults; memory {soak['rss_kb']['first'] // 1024}->{soak['rss_kb']['mid'] // 1024}"
+            f"->{soak['rss_kb']['last'] // 1024} MiB (start/mid/end); role tables "
+            + ("flat" if not grew else "grew: " + ", ".join(
+                f"{k} {v['mid']}->{v['last']}" for k, v in list(grew.items())[:4])))
+    faults = report.get("faults") or []
+    if len(faults) > 12:
+        kinds: dict[str, int] = {}
+        for f in faults:
+            kinds[f["kind"]] = kinds.get(f["kind"], 0) + 1
+        stuck = sum(1 for f in faults if f["kind"] != "burst_loss"
+                    and f.get("fired_at_s") is not None and f.get("recovery_s") is None)
+        lines.append("Faults   " + ", ".join(f"{k} {v}" for k, v in kinds.items())
+                     + f"; not recovered: {stuck}")
+        faults = []
+    for f in faults:
         what = {"burst_loss": f"burst_loss {f.get('link')} p={f.get('p')}",
                 "outage": f"outage {f.get('link')} at {f.get('at_s')} s for {f.get('for_s')} s",
                 "restart": f"restart {f.get('station')} at {f.get('at_s')} s"}[f["kind"]]

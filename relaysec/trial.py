@@ -79,8 +79,10 @@ class Trial:
         radios: bool | None = None,
         radio_factory: RadioFactory | None = None,
         wall: bool | None = None,
+        soak_s: float | None = None,
     ) -> None:
         self.cfg = cfg
+        self.soak_s = soak_s   # relaysec trial --soak: a soak phase after the others
         self.progress = progress or (lambda s: None)
         self.tap = tap
         self.record_dir = record_dir
@@ -122,8 +124,11 @@ class Trial:
         self.fault_plan = FaultPlan.from_config(
             cfg, lambda: float(self.net.now) if self.net is not None else 0.0,
             stretch=self.stretch, inner=tap)
-        if self.fault_plan:
+        if self.fault_plan or soak_s:
             self.tap = self.fault_plan.tap
+        self.soaking = False
+        self.soak_samples: list[dict[str, Any]] = []
+        self.soak_stats: dict[str, Any] = {}
         self.restarts: dict[str, int] = {}
         self.retired_roles: list[Any] = []   # roles replaced by a restart (their ARQ counts)
 
@@ -250,6 +255,27 @@ class Trial:
         return (f"delivered less than traffic.min_delivery = {need:g} of the packets (the data "
                 f"path has no ARQ: lost bursts lose their packets): {self.plan_detail(plan)}")
 
+    def add_fault(self, spec: dict[str, Any]) -> None:
+        """Inject one more fault during the run (the soak draws them from the seed)."""
+        from relaysec.faults import Fault, parse_link, validate_faults
+
+        validate_faults([spec], self.cfg["stations"])
+        link = parse_link(spec["link"], list(self.by_name)) if "link" in spec else None
+        self.fault_plan.faults.append(Fault(len(self.fault_plan.faults), spec["kind"],
+                                            dict(spec), link))
+
+    def soak_sample(self) -> None:
+        """One sample of the soak: every role's table sizes, the process's resident memory,
+        the trial's own records (what grows by design: one entry per packet and event)."""
+        roles = {n: r.state_counts() for n, r in self.roles.items()}
+        self.soak_samples.append({
+            "t": self.now, "rss_kb": _rss_kb(), "roles": roles,
+            "events_logged": len(self.log),
+            "packets_recorded": sum(len(e.sent_at) for e in self.flows.flows.values()),
+            "nonce_streams": self.nonces.streams})
+        for series in self.trace.bursts.values():   # the plots' series: keep the last 10 k
+            del series[:-10_000]
+
     def restart_station(self, name: str) -> None:
         """*name* crashes and restarts (a ``restart`` fault): its role is replaced by a new one
         that knows nothing -- no keys, no contexts, no ARQ state, new randoms -- and enters the
@@ -277,7 +303,8 @@ class Trial:
 
     def _process_events(self) -> None:
         for ne in self.net.events():
-            self.log.append(ne)
+            if not (self.soaking and type(ne.event).__name__ == "DataReceived"):
+                self.log.append(ne)   # a soak accounts its packets in the flows only
             if self.fault_plan:
                 self._fault_progress(ne)
             if type(ne.event).__name__ == "DataReceived":
@@ -292,6 +319,13 @@ class Trial:
         if kind == "EntryFailed" and ne.station in self.restarts and \
                 self.roles[ne.station].phase == "failed":
             self._reenter(ne.station)
+        if kind == "Attached" and ne.station in self.restarts:
+            # a restarted station that serves no AMS has recovered once it is back in
+            for f in self.fault_plan.faults:
+                if f.kind == "restart" and f.spec["station"] == ne.station and \
+                        f.fired_at is not None and f.recovered_at is None and \
+                        ne.station not in self.serving.values():
+                    f.recovered_at = ne.t
         if kind != "DataReceived":
             return
         via = self.name_of(ne.event.via)
@@ -433,6 +467,11 @@ class Trial:
                         reason = f"phase {self.phases[-1].name} failed: {self.phases[-1].detail}"
                         break
                 else:
+                    if self.soak_s:
+                        self.soaking = True
+                        if not phase_fns.soak(self, self.soak_s):
+                            reason = f"phase soak failed: {self.phases[-1].detail}"
+                        self.soaking = False
                     for _ in range(3):   # let in-flight frames settle before counting
                         self.step(None)
             except Exception as exc:
@@ -504,6 +543,18 @@ class Trial:
     def key_lines(self) -> list[str]:
         """Key identifiers of the links in use at the end (never key values)."""
         return key_lines(self)
+
+
+def _rss_kb() -> int:
+    """Resident memory of this process in KiB (Linux ``/proc``; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as f:
+            pages = int(f.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+    import os
+
+    return pages * os.sysconf("SC_PAGE_SIZE") // 1024
 
 
 def name_ok(ok: bool) -> str:

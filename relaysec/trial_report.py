@@ -218,6 +218,37 @@ def faults_report(t: Trial) -> list[dict[str, Any]]:
     return out
 
 
+def soak_report(t: Trial) -> dict[str, Any] | None:
+    """The soak's figures: handovers, TEK refreshes, re-authentications and faults over the
+    run, and per sampled quantity its first, last and largest value -- the growth a reader
+    checks (role tables must stay flat; the trial's own per-packet records grow by design)."""
+    if not t.soak_samples:
+        return None
+    samples = t.soak_samples
+    mid = samples[len(samples) // 2]
+
+    def series(get: Any) -> dict[str, Any]:
+        vals = [get(x) for x in samples]
+        return {"first": vals[0], "mid": get(mid), "last": vals[-1], "max": max(vals)}
+
+    roles: dict[str, dict[str, Any]] = {}
+    for name in samples[-1]["roles"]:
+        keys = set().union(*(x["roles"].get(name, {}).keys() for x in samples))
+        roles[name] = {k: series(lambda x, n=name, k=k: x["roles"].get(n, {}).get(k, 0))
+                       for k in sorted(keys)}
+    causes: dict[str, int] = {}
+    for ne in t.log.kinds("KeysInstalled"):
+        causes[ne.event.cause] = causes.get(ne.event.cause, 0) + 1
+    return {"seconds": t.soak_s, "samples": len(samples), **t.soak_stats,
+            "keys_installed": causes,
+            "faults": sum(1 for f in t.fault_plan.faults if f.fired_at is not None),
+            "rss_kb": series(lambda x: x["rss_kb"]),
+            "events_logged": series(lambda x: x["events_logged"]),
+            "packets_recorded": series(lambda x: x["packets_recorded"]),
+            "nonce_streams": series(lambda x: x["nonce_streams"]),
+            "roles": roles}
+
+
 def build_report(t: Trial, reason: str | None) -> dict[str, Any]:
     """The JSON-ready report of trial *t* (verdict first)."""
     flows = {}
@@ -273,6 +304,7 @@ def build_report(t: Trial, reason: str | None) -> dict[str, Any]:
         "handover": t.handover,
         "arq": t.arq_summary(),
         "faults": faults_report(t),
+        "soak": soak_report(t),
         # control messages each station put on the air, by title (retransmissions included)
         "control_messages": {name: dict(getattr(role, "air_messages", {}))
                              for name, role in t.roles.items()},

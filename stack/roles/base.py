@@ -406,6 +406,23 @@ class RoleBase:
         return None
 
     # -- ARQ (docs/roles.md §11) ------------------------------------------------------------
+    def state_counts(self) -> dict[str, int]:
+        """Sizes of the role's tables (a soak samples them: none may grow without bound):
+        outstanding requests, deadlines, timer heap, queued MPDUs, ARQ connections, blocks held
+        unacknowledged or waiting, blocks held out of order; plus ``state_size()`` where the
+        role has one (ABS, ARS)."""
+        out = {"pending": len(self._pending), "deadlines": len(self._deadlines),
+               "heap": len(self._heap), "queued": sum(map(len, self._out.values())),
+               "arq_connections": len(self._arq),
+               "arq_tx_held": sum(c.tx.unacked() for c in self._arq.values()),
+               "arq_rx_held": sum(len(c.rx.buf) for c in self._arq.values())}
+        out.update({f"table_{k}": v for k, v in self.state_size().items()})
+        return out
+
+    def state_size(self) -> dict[str, int]:
+        """Sizes of the tables a stranger could try to grow (the ABS and ARS have some)."""
+        return {}
+
     def configure_arq(self, params: ArqParams | None) -> None:
         """Turn ARQ on (``params``) or off before any data flowed (the runtime's way to set
         what the role's config did not; every station of a cell must agree)."""
