@@ -23,6 +23,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
+import scipy.fft as sp_fft
 from scipy.signal.windows import dpss
 
 from phy import kernels
@@ -38,20 +39,46 @@ PDP_MARGIN = 1.0
 """Samples added on each side of the detected delay window."""
 
 
+@lru_cache(maxsize=32)
+def _geometry(nfft: int, k_first: int, k_last: int, n: int
+              ) -> tuple[np.ndarray, np.ndarray, float, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-grid constants of the estimator (read-only): the FFT bins of the used subcarriers,
+    the Hann taper and its energy, the used subcarriers' positions in the contiguous band
+    ``k_first .. k_last``, the holes of that band (DC) and its frequency indices."""
+    k = np.arange(k_first, k_last + 1)
+    used = np.ones(k.size, bool)
+    used[k == 0] = False
+    if int(used.sum()) != n:
+        raise ValueError("freq_index must be a contiguous band with at most the DC hole")
+    pos = np.flatnonzero(used)
+    bins = np.mod(k[pos], nfft)
+    w = np.hanning(n + 2)[1:-1].astype(np.float32)
+    out = (bins, w, float(np.sum(w.astype(np.float64) ** 2)), pos, np.flatnonzero(~used),
+           k.astype(np.float64))
+    for a in out:
+        if isinstance(a, np.ndarray):
+            a.setflags(write=False)
+    return out
+
+
+def _geometry_of(freq_index: np.ndarray, nfft: int) -> tuple:
+    return _geometry(int(nfft), int(freq_index[0]), int(freq_index[-1]), int(freq_index.size))
+
+
 def delay_window(H_ls: np.ndarray, freq_index: np.ndarray, nfft: int, sigma2: float,
                  lo: int, hi: int) -> tuple[float, float]:
     """The delay window ``(t0, t1)`` (samples) the channel occupies, from the power-delay profile
     of the LS estimate ``H_ls`` (Hann-tapered along the band against leakage) searched over
     delays ``lo .. hi``: taps above both ``PDP_REL_DB`` below the peak and ``PDP_NOISE_DB`` above
     the noise floor, widened by the taper's main lobe and ``PDP_MARGIN``."""
+    bins, w, ww, _, _, _ = _geometry_of(freq_index, nfft)
     n = H_ls.size
-    w = np.hanning(n + 2)[1:-1]
-    full = np.zeros(nfft, np.complex128)
-    full[np.mod(freq_index, nfft)] = H_ls * w
-    h = np.fft.ifft(full)
+    full = np.zeros(nfft, np.complex64)
+    full[bins] = H_ls * w
+    h = sp_fft.ifft(full)
     d = np.arange(lo, hi + 1)
     p = np.abs(h[np.mod(d, nfft)]) ** 2
-    floor = sigma2 * float(np.sum(w * w)) / nfft**2
+    floor = sigma2 * ww / nfft**2
     thr = max(float(p.max()) * 10 ** (-PDP_REL_DB / 10), floor * 10 ** (PDP_NOISE_DB / 10))
     sig = d[p > thr]
     if sig.size == 0:
@@ -95,21 +122,17 @@ def lmmse_channel(H_ls: np.ndarray, freq_index: np.ndarray, nfft: int, sigma2: f
     t0, t1 = delay_window(H_ls, freq_index, nfft, sigma2, lo, hi)
     span = _span_bucket(t1 - t0)
     centre = 0.5 * (t0 + t1)
-    k0 = int(freq_index[0])
-    m = int(freq_index[-1]) - k0 + 1
-    pos = np.asarray(freq_index, np.int64) - k0
+    _, _, _, pos, holes, k = _geometry_of(freq_index, nfft)
+    m = k.size
     full = np.empty(m, np.complex128)
     full[pos] = H_ls
-    if m > H_ls.size:  # the DC hole (or holes): mean of the neighbours
-        mask = np.ones(m, bool)
-        mask[pos] = False
-        for i in np.flatnonzero(mask):
-            full[i] = 0.5 * (full[max(i - 1, 0)] + full[min(i + 1, m - 1)])
-    ramp = np.exp(-2j * np.pi * (np.arange(m) + k0) * centre / nfft)
+    for i in holes:  # the DC hole: mean of the neighbours
+        full[i] = 0.5 * (full[max(i - 1, 0)] + full[min(i + 1, m - 1)])
     U, lam = _slepian_basis(m, nfft, span)
-    power = max(float(np.mean(np.abs(H_ls) ** 2)) - sigma2, 1e-3 * sigma2)
-    est = kernels.shrink_project(U, full * np.conj(ramp), lam * power / (lam * power + sigma2))
-    return (est[pos] * ramp[pos]).astype(np.complex64)
+    power = max(float(np.mean(H_ls.real**2 + H_ls.imag**2)) - sigma2, 1e-3 * sigma2)
+    est = kernels.shrink_project_ramp(U, full, lam * power / (lam * power + sigma2), k[0],
+                                      2 * np.pi * centre / nfft)
+    return est[pos].astype(np.complex64)
 
 
 def smooth_channel(H: np.ndarray, freq_index: np.ndarray, width: int = SMOOTH_WIDTH) -> np.ndarray:

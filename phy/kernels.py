@@ -470,6 +470,68 @@ def track_phase_wls(Y: np.ndarray, H: np.ndarray, ls: np.ndarray, pil_pos: np.nd
 
 
 @njit(cache=True, nogil=True)
+def shrink_project(U: np.ndarray, v: np.ndarray, g: np.ndarray) -> np.ndarray:  # pragma: no cover
+    """``U^T (g * (U v))``: project ``v`` (m,) complex128 onto the orthonormal rows of ``U``
+    (r, m) float64, scale coefficient ``i`` by ``g[i]`` and map back (LMMSE in an eigenbasis).
+    A plain loop: at these sizes a BLAS call costs more in thread start-up than in arithmetic
+    (and on a loaded machine its threads wait for cores)."""
+    r, m = U.shape
+    out = np.zeros(m, dtype=np.complex128)
+    for i in range(r):
+        ar = 0.0
+        ai = 0.0
+        for j in range(m):
+            u = U[i, j]
+            ar += u * v[j].real
+            ai += u * v[j].imag
+        ar *= g[i]
+        ai *= g[i]
+        for j in range(m):
+            u = U[i, j]
+            out[j] += complex(u * ar, u * ai)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def shrink_project_ramp(U: np.ndarray, v: np.ndarray, g: np.ndarray, k0: float,
+                        dphi: float) -> np.ndarray:  # pragma: no cover - numba
+    """``R U^T (g * (U R^* v))`` with ``R = diag(exp(-j dphi (k0 + j)))``: :func:`shrink_project`
+    in the frame of a delay ``dphi nfft / 2 pi`` (the centre of the channel's delay window), the
+    phase ramp computed by recurrence (one sin/cos pair per call, not per subcarrier)."""
+    r, m = U.shape
+    vr = np.empty(m)
+    vi = np.empty(m)
+    cr = np.empty(m)
+    ci = np.empty(m)
+    sr, si = np.cos(dphi), -np.sin(dphi)
+    ar, ai = np.cos(dphi * k0), -np.sin(dphi * k0)
+    for j in range(m):
+        cr[j] = ar
+        ci[j] = ai
+        x = v[j]
+        vr[j] = x.real * ar + x.imag * ai  # v * conj(ramp)
+        vi[j] = x.imag * ar - x.real * ai
+        ar, ai = ar * sr - ai * si, ar * si + ai * sr
+    outr = np.zeros(m)
+    outi = np.zeros(m)
+    for i in range(r):
+        pr = 0.0
+        pi_ = 0.0
+        for j in range(m):
+            pr += U[i, j] * vr[j]
+            pi_ += U[i, j] * vi[j]
+        pr *= g[i]
+        pi_ *= g[i]
+        for j in range(m):
+            outr[j] += U[i, j] * pr
+            outi[j] += U[i, j] * pi_
+    out = np.empty(m, dtype=np.complex128)
+    for j in range(m):
+        out[j] = complex(outr[j] * cr[j] - outi[j] * ci[j], outr[j] * ci[j] + outi[j] * cr[j])
+    return out
+
+
+@njit(cache=True, nogil=True)
 def diff_corr(Yfull: np.ndarray, bins: np.ndarray, c: np.ndarray,
               shifts: np.ndarray) -> np.ndarray:  # pragma: no cover - numba
     """Differential correlation metric for the integer-CFO search.

@@ -28,7 +28,6 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-from numba import njit
 from scipy.signal import remez
 
 from phy.grid import ResourceGrid
@@ -68,33 +67,23 @@ def lowpass(nfft: int, max_freq_index: int) -> np.ndarray:
     return h
 
 
-@njit(cache=True, nogil=True)
-def fir_same(x: np.ndarray, h: np.ndarray) -> np.ndarray:  # pragma: no cover - numba
+def fir_same(x: np.ndarray, h: np.ndarray) -> np.ndarray:
     """``y[n] = sum_m h[m] x[n + c - m]`` with ``c = len(h) // 2`` (centred, same length as
-    ``x``, zero outside it) for a symmetric real ``h`` of odd length: complex64 in and out,
-    the symmetric taps folded (half the multiplications)."""
-    n = x.size
-    L = h.size
-    c = L // 2
-    y = np.empty(n, dtype=np.complex64)
-    for i in range(n):
-        ar = h[c] * x[i].real
-        ai = h[c] * x[i].imag
-        for m in range(1, c + 1):
-            lo = i - m
-            hi = i + m
-            sr = 0.0
-            si = 0.0
-            if lo >= 0:
-                sr += x[lo].real
-                si += x[lo].imag
-            if hi < n:
-                sr += x[hi].real
-                si += x[hi].imag
-            ar += h[c + m] * sr
-            ai += h[c + m] * si
-        y[i] = complex(ar, ai)
-    return y
+    ``x``, zero outside it) for a symmetric real ``h`` of odd length: complex64 in and out.
+    Works on the interleaved float32 view (the taps dilated by 2), one vector pass per pair of
+    symmetric taps -- ~17 passes over the burst instead of a per-sample loop."""
+    c = h.size // 2
+    n2 = 2 * np.asarray(x).size
+    xf = np.zeros(n2 + 4 * c, np.float32)
+    xf[2 * c: 2 * c + n2] = np.ascontiguousarray(x, np.complex64).view(np.float32)
+    y = xf[2 * c: 2 * c + n2] * np.float32(h[c])
+    tmp = np.empty(n2, np.float32)
+    for m in range(1, c + 1):
+        np.add(xf[2 * c - 2 * m: 2 * c - 2 * m + n2], xf[2 * c + 2 * m: 2 * c + 2 * m + n2],
+               out=tmp)
+        tmp *= np.float32(h[c + m])
+        y += tmp
+    return y.view(np.complex64)
 
 
 class TxShaper:

@@ -254,6 +254,9 @@ def test_shrink_project_and_fir_same_equal_naive() -> None:
     g = rng.random(7)
     np.testing.assert_allclose(kernels.shrink_project(U, v, g), naive.shrink_project(U, v, g),
                                atol=1e-12)
+    ramp = np.exp(-1j * 0.07 * (np.arange(50) - 20.0))
+    np.testing.assert_allclose(kernels.shrink_project_ramp(U, v, g, -20.0, 0.07),
+                               ramp * naive.shrink_project(U, v * np.conj(ramp), g), atol=1e-9)
     from phy.shaping import fir_same, lowpass
 
     h = lowpass(512, 216)
