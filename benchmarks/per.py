@@ -39,6 +39,7 @@ import numpy as np
 
 import phy
 from benchmarks._machine import format_machine, load_warning, machine_info
+from benchmarks.mcs_thresholds import fit_threshold
 from hw import channels as hwch
 from phy import channel as ch
 from phy.reference import ReferenceReceiver, common_phases, window_response
@@ -131,6 +132,53 @@ def snr_at_per(points: list[dict[str, Any]], target: float, key: str = "per") ->
     return out
 
 
+def fitted(points: list[dict[str, Any]], target: float, ref: bool = False
+           ) -> dict[str, float] | None:
+    """Binomial ML fit of log-PER vs SNR through the points with PER <= 15 %
+    (:func:`benchmarks.mcs_thresholds.fit_threshold`) for the real receiver or the reference:
+    the SNR at ``target`` and its 95 % half-width; None when the points do not bracket it."""
+    key, err = ("ref_per", "ref_errors") if ref else ("per", "errors")
+    pts = [{"snr_db": p["snr_db"], "per": p[key], "bursts": p["bursts"], "errors": p[err]}
+           for p in points]
+    try:
+        return fit_threshold(pts, target)
+    except (RuntimeError, np.linalg.LinAlgError, ValueError):
+        return None
+
+
+def summarise(res: dict[str, Any]) -> None:
+    """Print the per-curve fits and gaps (and store them in ``res``)."""
+    target = res["target"]
+    channels = list(res["curves"])
+    mcss = list(next(iter(res["curves"].values()))) if channels else []
+    print(f"\nSNR (dB) for PER {target:g}, binomial fit +- 95 %: real / reference / gap")
+    print(f"{'channel':<8} " + " ".join(f"{m:>30}" for m in mcss))
+    for c in channels:
+        row = []
+        for mcs in mcss:
+            cur = res["curves"][c][mcs]
+            a, b = fitted(cur["points"], target), fitted(cur["points"], target, ref=True)
+            cur["fit"], cur["ref_fit"] = a, b
+            cur["gap_fit_db"] = None if a is None or b is None else a["esn0_db"] - b["esn0_db"]
+            txt = (f"{_f(a and a['esn0_db'])}+-{_f(a and a['ci95_db'], '', 1)} / "
+                   f"{_f(b and b['esn0_db'])}+-{_f(b and b['ci95_db'], '', 1)} / "
+                   f"{_f(cur['gap_fit_db'], '+')}")
+            row.append(txt.rjust(30))
+        print(f"{c:<8} " + " ".join(row))
+    fp = sum(p["false_pass"] for cc in res["curves"].values() for cur in cc.values()
+             for p in cur["points"])
+    n = sum(p["bursts"] for cc in res["curves"].values() for cur in cc.values()
+            for p in cur["points"])
+    res["false_pass"] = fp
+    res["total_bursts"] = n
+    print(f"\nfalse CRC passes: {fp} in {n} bursts (each decoded by both receivers)")
+    for mcs, cur in res["curves"].get("twopath", {}).items():
+        at17 = [p for p in cur["points"] if abs(p["snr_db"] - 17.0) < 1e-6]
+        if at17:
+            print(f"twopath {mcs} at 17 dB: PER {at17[0]['per']:.4f} "
+                  f"(reference {at17[0]['ref_per']:.4f}, {at17[0]['bursts']} bursts)")
+
+
 def sweep(profile: str, mcs: str, channel: str, payload: int, bursts: int, step: float,
           target: float, rng: np.random.Generator) -> list[dict[str, Any]]:
     """PER points of both receivers from a start below threshold until both are well below
@@ -172,7 +220,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--channels", nargs="+", default=DEFAULT_CHANNELS,
                     choices=["awgn", "twopath", *sorted(FADING), *PHASE_NOISE_DBC])
     ap.add_argument("--mcs", nargs="+", default=DEFAULT_MCS)
+    ap.add_argument("--from-json", help="print the summary of a saved run instead of running")
     args = ap.parse_args(argv)
+    if args.from_json:
+        with open(args.from_json, encoding="utf-8") as f:
+            saved = json.load(f)
+        print(format_machine(saved["machine"]))
+        print(f"saved run: profile {saved['profile']}, payload {saved['payload']} B, "
+              f"{saved['bursts']} bursts per point, seed {saved['seed']}")
+        summarise(saved)
+        return 0
     bursts = args.bursts or (200 if args.quick else 1000)
     step = args.step or (0.5 if args.quick else 0.25)
     info = machine_info()
@@ -206,28 +263,7 @@ def main(argv: list[str] | None = None) -> int:
             ms = sum(p["missed"] for p in pts)
             print(f"{mcs:<10} {cells}" + (f"  missed {ms}" if ms else "")
                   + (f"  FALSE CRC PASSES: {fp}" if fp else ""), flush=True)
-    print(f"\nSNR (dB) for PER {args.target:g}: real / reference / gap")
-    print(f"{'MCS':<10} " + " ".join(f"{c:>22}" for c in args.channels))
-    for mcs in args.mcs:
-        row = []
-        for c in args.channels:
-            cur = res["curves"][c][mcs]
-            a, b = cur["snr_at_target_db"], cur["ref_snr_at_target_db"]
-            row.append(f"{_f(a)} / {_f(b)} / {_f(cur['gap_db'], '+')}".rjust(22))
-        print(f"{mcs:<10} " + " ".join(row))
-    fp = sum(p["false_pass"] for c in res["curves"].values() for cur in c.values()
-             for p in cur["points"])
-    n = sum(p["bursts"] for c in res["curves"].values() for cur in c.values()
-            for p in cur["points"])
-    res["false_pass"] = fp
-    res["total_bursts"] = n
-    print(f"\nfalse CRC passes: {fp} in {n} bursts (each decoded by both receivers)")
-    if "twopath" in res["curves"]:
-        for mcs, cur in res["curves"]["twopath"].items():
-            at17 = [p for p in cur["points"] if abs(p["snr_db"] - 17.0) < 1e-6]
-            if at17:
-                print(f"twopath {mcs} at 17 dB: PER {at17[0]['per']:.4f} "
-                      f"(reference {at17[0]['ref_per']:.4f}, {at17[0]['bursts']} bursts)")
+    summarise(res)
     res["elapsed_s"] = time.perf_counter() - t0
     print(f"elapsed {res['elapsed_s']:.0f} s")
     if args.json:
@@ -237,8 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _f(v: float | None, sign: str = "") -> str:
-    return "n/a" if v is None else f"{v:{sign}.2f}"
+def _f(v: float | None, sign: str = "", digits: int = 2) -> str:
+    return "n/a" if v is None else f"{v:{sign}.{digits}f}"
 
 
 if __name__ == "__main__":
