@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import time
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,7 @@ from relaysec.config import (
 from relaysec.node import Addressing, FrameTap, LinkTable, Node
 from relaysec.radios import RadioFactory, RadioSetupError, air_clock, for_config, recording
 from relaysec.report import MscEntry, Trace
-from relaysec.schedule import FrameSchedule, ZonePlanner, build_schedule
+from relaysec.schedule import DL, DL_ACCESS, FrameSchedule, ZonePlanner, build_schedule
 from relaysec.simnet import SimNetwork
 from relaysec.zonemac import MacConfig
 
@@ -403,14 +404,40 @@ def _planner(cfg: Config, schedule: FrameSchedule, zm: Any) -> ZonePlanner:
     contention = int(cfg["mac"]["contention_symbols"])
     per_symbol = max(1, zm.ru_capacity(zm.ru_per_symbol, mcs))
 
+    min_len = (contention + 1) * sym + lead
     shared = {i for i, z in enumerate(schedule.zones) if z.shared}
+    # the zones whose MAP also carries UL grants (a slot and a contention slot)
+    owners = {z.tx for z in schedule.zones if z.shared}
+    granting = {i for i, z in enumerate(schedule.zones)
+                if z.tx in owners and z.name in (DL, DL_ACCESS)}
+    block = MacConfig.block_bytes
+    ru = zm.ru_per_symbol
 
     def need(i: int, nbytes: int) -> int:
         # a UL-access zone also keeps room for its contention slot
         extra = contention if i in shared else 0
         return (zm.overhead_symbols(2) + -(-nbytes // per_symbol) + extra) * sym + lead
 
-    return ZonePlanner(schedule, min_len=(contention + 1) * sym + lead, need=need,
+    def units(i: int, k: int, head: int) -> int:
+        # k whole MPDUs of *head* bytes: one allocation block each when two do not share a
+        # block (16m's FEC blocks), else as many per block as fit; the MAP grows with them
+        head = min(head, zm.max_payload)
+        per = max(1, block // head) if 2 * head <= block else 1
+        full, rest = divmod(k, per)
+        rus = full * zm.rus_for(per * head, mcs) + (zm.rus_for(rest * head, mcs) if rest else 0)
+        data = -(-rus // ru)
+        if i in shared:   # one granted slot (MAP of one entry, a gap symbol), contention slot
+            return max((zm.overhead_symbols(1) + data + 1 + contention) * sym + lead,
+                       min_len)
+        entries = min(full + (1 if rest else 0) + (2 if i in granting else 0), zm.max_entries)
+        return (zm.overhead_symbols(entries) + data) * sym + lead
+
+    # zones share the air by the mobiles whose traffic they carry: the ABS's DL zone every
+    # AMS's downlink (relayed or not), a station's access zones and UL-relay zone its own AMSs'
+    served = Counter(s["serving"] for s in cfg["stations"] if s["role"] == "ams")
+    weights = [float(max(1, sum(served.values()) if z.name == DL else served[z.tx]))
+               for z in schedule.zones]
+    return ZonePlanner(schedule, min_len=min_len, need=need, units=units, weights=weights,
                        idle_every=int(cfg["schedule"]["idle_zone_every"]),
                        max_len=int(cfg["schedule"]["max_zone_symbols"]) * sym + lead,
                        batch=int(cfg["schedule"]["batch_frames"]))

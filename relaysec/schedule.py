@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 #: Zone kinds.
 DL, DL_ACCESS, UL_ACCESS, UL_RELAY = "DL", "DL-access", "UL-access", "UL-relay"
@@ -143,21 +144,40 @@ class ZonePlanner:
     """Re-divides the frame among the zones of a static schedule by demand, frame by frame.
 
     ``plan(demand, frame)``: *demand* maps a zone index to ``(bytes waiting, largest first
-    MPDU)`` (queue reports). Zones with demand are served longest-waiting first, each as long as
-    its bytes need (``need(index, bytes) -> samples``) but at most ``max_len`` and at least what
-    its first MPDU needs, while the frame has room: a saturated cell thus runs a few long zones
-    per frame in turn rather than every zone short every frame, since each zone pays its
-    preamble, header and MAP once. A zone without demand gets ``min_len`` only one frame in
+    MPDU)`` (queue reports). Zones with demand share the air by *weights* (deficit round
+    robin: each busy zone is owed its weighted share of every frame and pays for the air it
+    gets; the weight of a zone is e.g. the number of mobiles whose traffic it carries) and are
+    served most-owed first, each as long as its bytes need (``need(index, bytes) -> samples``)
+    but at most ``max_len`` and at least what its first MPDU needs, while the frame has room: a
+    saturated cell thus runs a few long zones per frame in turn rather than every zone short
+    every frame, since each zone pays its preamble, header and MAP once. A zone whose relay
+    holds more for the next hop than the zone itself holds waits (backpressure). A zone
+    without demand gets ``min_len`` only one frame in
     ``idle_every`` (a station's zones all together, so its owner can still send control
     messages, be heard and offer a contention slot), if room is left. The first zone (the ABS's
-    DL zone, the frame reference) is always present. Room left over goes to the zones served.
+    DL zone, the frame reference) is always present.
+
+    MPDUs are not fragmented, so a zone carries whole MPDUs: with *units* (``units(i, k, head)``
+    -> samples a zone needs for *k* MPDUs of *head* bytes), a served zone is cut to the whole
+    MPDUs its length holds, the room that frees admits waiting zones, and what is left grows the
+    served zones an MPDU at a time, in turn; air that no whole MPDU fits is left idle rather than
+    given to a zone that could not use it. Without *units*, room left over goes to the zones
+    served evenly.
     """
 
     def __init__(self, base: FrameSchedule, *, min_len: int,
                  need: Callable[[int, int], int], idle_every: int = 4,
-                 max_len: int | None = None, batch: int = 1) -> None:
+                 max_len: int | None = None, batch: int = 1,
+                 units: Callable[[int, int, int], int] | None = None,
+                 weights: Sequence[float] | None = None) -> None:
         self.base = base
+        n = len(base.zones)
+        self.weights = [1.0] * n if weights is None else [max(1e-3, float(w)) for w in weights]
+        if len(self.weights) != n:
+            raise ValueError(f"{len(self.weights)} zone weights for {n} zones")
+        self._owed = [0.0] * n   # air (samples) each busy zone is owed
         self.batch = batch
+        self.units = units
         self.min_len = min_len
         self.need = need
         self.idle_every = max(1, idle_every)
@@ -173,6 +193,13 @@ class ZonePlanner:
             i: next(j for j, d in enumerate(base.zones)
                     if d.tx == z.tx and d.name in (DL, DL_ACCESS))
             for i, z in enumerate(base.zones) if z.shared}
+        # the zones each zone feeds at a relay (backpressure): an ARS's UL-access zone its
+        # UL-relay zone, the ABS's DL zone the ARSs' DL-access zones
+        relay_ul = {z.tx: j for j, z in enumerate(base.zones) if z.name == UL_RELAY}
+        self._feeds = {i: ([relay_ul[z.tx]] if z.shared and z.tx in relay_ul else
+                           [j for j, d in enumerate(base.zones) if d.name == DL_ACCESS]
+                           if z.name == DL else [])
+                       for i, z in enumerate(base.zones)}
 
     def plan(self, demand: Mapping[int, tuple[int, int]], frame: int,
              urgent: Iterable[int] = ()) -> FrameSchedule:
@@ -228,16 +255,31 @@ class ZonePlanner:
         # batching: a zone that cannot fill max_len yet waits up to `batch` frames, so that a
         # saturated cell runs few long zones (their preamble and MAP amortised over more data)
         urgent = set(urgent)   # a control message waits at the head: never batched
-        ready = [i for i in busy if i in urgent
-                 or want[i] >= self.max_len or frame - self._last[i] >= self.batch]
+        # backpressure: a zone whose relay holds more for the next hop than it holds itself
+        # waits (no queue then grows without bound at a relay; control is never held)
+        def held(i: int) -> bool:
+            ahead = sum(demand.get(j, (0, 0))[0] for j in self._feeds[i])
+            return i > 0 and i not in urgent and ahead > demand[i][0]
+
+        ready = [i for i in busy if i in urgent or (not held(i) and (
+                 want[i] >= self.max_len or frame - self._last[i] >= self.batch))]
+        # deficit round robin: every busy zone not held is owed its weighted share of the frame
+        # (at most two frames' worth: a zone back from idle does not take over)
+        sharing = [i for i in busy if not held(i)]
+        total_w = sum(self.weights[i] for i in sharing)
+        for i in range(len(zones)):
+            if i not in busy:
+                self._owed[i] = 0.0
+            elif i in sharing:
+                self._owed[i] = min(self._owed[i] + self.base.frame_len * self.weights[i]
+                                    / total_w, 2.0 * self.base.frame_len)
         turn0 = False   # the frame reference had its turn (not only its bare minimum)
-        # ties (zones last served in the same frame): the ABS's first, then the station whose
-        # zones were served fewer times so far, then frame order -- a fixed or frame-rotated
-        # order aliases with batching, and one relay's zones won most ties (half the downlink
-        # of the other's AMSs)
-        def key(i: int) -> tuple[int, bool, int, int]:
+        # most owed first; ties: the ABS's first, then the station whose zones were served fewer
+        # times so far, then frame order -- a fixed or frame-rotated order aliases with
+        # batching, and one relay's zones won most ties
+        def key(i: int) -> tuple[float, bool, int, int]:
             st = self._turn[i]
-            return (self._last[i], st > 0, self._station_turns[st], i)
+            return (-self._owed[i], st > 0, self._station_turns[st], i)
 
         for i in sorted(ready or busy, key=key):
             if i == 0:
@@ -256,20 +298,86 @@ class ZonePlanner:
             if i or turn0:   # the reference is always there: it waits like the others
                 self._last[i] = frame
                 self._station_turns[self._turn[i]] += 1
-        # the rest to the busy zones served, up to what they want, then evenly
         takers = [i for i in served if i in busy] or [0]
-        for i in takers:
-            add = min(room, max(0, want.get(i, 0) - lengths[i]))
-            lengths[i] += add
-            room -= add
-        if room > 0:
-            for k, i in enumerate(takers):
-                lengths[i] += room // len(takers) + (1 if k < room % len(takers) else 0)
+        if self.units is not None:
+            def trim(i: int) -> None:
+                nonlocal room
+                nbytes, head = demand.get(i, (0, 0))
+                if nbytes > 0 and head > 0:
+                    k, need = self._fit(i, lengths[i], head, nbytes)
+                    if k and need < lengths[i]:
+                        room += lengths[i] - need
+                        lengths[i] = need
+
+            # whole MPDUs only: cut the zones served, admit waiting ones with the room freed
+            for i in list(lengths):
+                trim(i)
+            for i in sorted(ready or busy, key=key):
+                if i in lengths:
+                    continue
+                before = set(lengths)
+                if take_with_grants(i, floor[i]):
+                    for j in sorted(set(lengths) - before):
+                        self._last[j] = frame
+                        self._station_turns[self._turn[j]] += 1
+                        trim(j)
+            # then grow the busy zones an MPDU at a time, in turn: up to max_len, then beyond
+            # (air no zone takes is idle)
+            for cap in (self.max_len, self.base.frame_len):
+                grown = True
+                while grown:
+                    grown = self._grow_one(lengths, demand, room, cap, key)
+                    room -= grown
+        else:
+            # the rest to the busy zones served, up to what they want, then evenly
+            for i in takers:
+                add = min(room, max(0, want.get(i, 0) - lengths[i]))
+                lengths[i] += add
+                room -= add
+            if room > 0:
+                for k, i in enumerate(takers):
+                    lengths[i] += room // len(takers) + (1 if k < room % len(takers) else 0)
+        served = sorted(lengths)
+        for i in served:
+            if i in busy:
+                self._owed[i] -= lengths[i] + guard
         out, t = [], 0
         for i in served:
             out.append(replace(zones[i], start=t, length=lengths[i]))
             t += lengths[i] + guard
         return FrameSchedule(self.base.sample_rate, self.base.frame_len, tuple(out))
+
+    def _grow_one(self, lengths: dict[int, int], demand: Mapping[int, tuple[int, int]],
+                  room: int, cap: int, key: Callable[[int], Any]) -> int:
+        """Give one more whole MPDU to each busy zone in *lengths* that has one waiting and
+        fits (at most *cap* samples, within *room*), in *key* order; the samples taken."""
+        assert self.units is not None
+        taken = 0
+        for i in sorted(lengths, key=key):
+            nbytes, head = demand.get(i, (0, 0))
+            if nbytes <= 0 or head <= 0:
+                continue
+            k, _ = self._fit(i, lengths[i], head, nbytes)
+            if k >= -(-nbytes // head):
+                continue
+            nxt = self.units(i, k + 1, head)
+            if lengths[i] < nxt <= cap and nxt - lengths[i] <= room - taken:
+                taken += nxt - lengths[i]
+                lengths[i] = nxt
+        return taken
+
+    def _fit(self, i: int, length: int, head: int, nbytes: int) -> tuple[int, int]:
+        """``(k, samples)``: the most whole MPDUs of *head* bytes (at most what *nbytes* holds)
+        a zone of *length* samples carries, and the length they need."""
+        assert self.units is not None
+        most = max(1, -(-nbytes // head))
+        k, need = 0, self.units(i, 0, head)
+        while k < most:
+            nxt = self.units(i, k + 1, head)
+            if nxt > length:
+                break
+            k, need = k + 1, nxt
+        return k, need
 
 
 def zone_capacity(burst_samples: Callable[[int], int], max_payload: int, samples: int) -> int:

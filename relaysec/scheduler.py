@@ -71,15 +71,19 @@ class Demand:
         bytes_per_ru: payload bytes one RU carries at its MCS (> 0).
         min_bytes: smallest useful allocation (e.g. the head-of-line MPDU); an allocation that
             carries less is not made. Capped at ``queued_bytes``.
+        unit_ru: 0, or the RUs of one whole queued item (an MPDU that is not fragmented): the
+            allocation is then a whole number of units, at least one (the unit replaces
+            ``min_bytes``), since RUs beyond the last whole unit would carry nothing.
     """
 
     dst: int
     queued_bytes: int
     bytes_per_ru: float
     min_bytes: int = 0
+    unit_ru: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("dst", "queued_bytes", "min_bytes"):  # numpy ints become plain ints
+        for name in ("dst", "queued_bytes", "min_bytes", "unit_ru"):  # numpy ints: plain ints
             object.__setattr__(self, name, _int(name, getattr(self, name)))
         if not _finite(self.bytes_per_ru) or self.bytes_per_ru <= 0:
             raise ValueError(f"bytes_per_ru: must be a finite number > 0, "
@@ -97,6 +101,25 @@ class Demand:
         if self.queued_bytes == 0:
             return 0
         return max(1, _ceil_div(min(self.min_bytes, self.queued_bytes), self.bytes_per_ru))
+
+    @property
+    def step_ru(self) -> int:
+        """Granularity of an allocation: ``unit_ru``, or one RU."""
+        return self.unit_ru or 1
+
+    @property
+    def first_ru(self) -> int:
+        """The smallest allocation made: one unit (the head item), else ``min_ru``."""
+        return self.unit_ru if self.unit_ru and self.queued_bytes else self.min_ru
+
+    def fit(self, n_ru: int) -> int:
+        """The largest allocation of at most *n_ru* RUs this destination can use: a whole
+        number of units, at least the minimum and at most the need (0 when none fits)."""
+        q = self.step_ru
+        lo = self.first_ru
+        hi = _ceil_div(self.need_ru, q) * q
+        n = min(n_ru, hi) // q * q
+        return n if n >= lo and n > 0 else 0
 
 
 def jain(xs: Sequence[float]) -> float:
@@ -154,9 +177,12 @@ class Scheduler:
 
     # ---- per frame -----------------------------------------------------------------------
     def allocate(self, demands: Iterable[Demand], n_ru: int, *, alloc_overhead_ru: float = 0.0,
-                 max_allocs: int | None = None) -> dict[int, int]:
+                 max_allocs: int | None = None, pack: bool = False) -> dict[int, int]:
         """RUs per destination for this frame, ``{dst: n}`` with ``n >= 1`` for served ones
-        only (see the module doc for the guarantees)."""
+        only (see the module doc for the guarantees). *pack*: serve only as many destinations
+        (up to *max_allocs*) as carry the most RUs -- where each allocation costs much
+        (``alloc_overhead_ru``) and fills in whole units, fewer, fuller allocations often carry
+        more; the policy's order still decides who is served."""
         dem = list(demands)
         n_ru = _int("n_ru", n_ru)
         if not _finite(alloc_overhead_ru) or alloc_overhead_ru < 0:
@@ -174,7 +200,16 @@ class Scheduler:
         backlogged = [d for d in dem if d.queued_bytes > 0]
         if not backlogged or cap == 0:
             return {}
-        return self._policy[self.policy](backlogged, n_ru, float(alloc_overhead_ru), cap)
+        policy = self._policy[self.policy]
+        if pack and cap > 1:
+            best, state = None, self._rr_last
+            for c in range(1, min(cap, len(backlogged)) + 1):
+                carried = sum(policy(backlogged, n_ru, float(alloc_overhead_ru), c).values())
+                self._rr_last = state    # a trial: the rotation moves on the real call only
+                if best is None or carried > best[0]:
+                    best = (carried, c)
+            cap = best[1] if best else cap
+        return policy(backlogged, n_ru, float(alloc_overhead_ru), cap)
 
     def served(self, dst: int, n_bytes: int) -> None:
         """Bytes actually sent to ``dst`` this frame (may be called several times)."""
@@ -226,10 +261,11 @@ class Scheduler:
         reserved = 0
         first_out: int | None = None
         for i, d in enumerate(order):
-            if len(admitted) < cap and \
-                    self._room(n_ru, reserved + d.min_ru, len(admitted) + 1, overhead) >= 0:
+            first = d.fit(d.first_ru)
+            if len(admitted) < cap and first and \
+                    self._room(n_ru, reserved + first, len(admitted) + 1, overhead) >= 0:
                 admitted.append(d)
-                reserved += d.min_ru
+                reserved += first
             elif first_out is None:
                 first_out = i
         # next frame starts after this frame's first one, or at the first one left out
@@ -238,21 +274,28 @@ class Scheduler:
             return {}
         budget = self._room(n_ru, 0, len(admitted), overhead)
 
-        def total(level: int) -> int:
-            return sum(min(d.need_ru, max(d.min_ru, level)) for d in admitted)
+        def share(d: Demand, level: int) -> int:
+            # equal RUs up to *level*, in whole units, within the minimum and the need
+            q = d.step_ru
+            lo = d.first_ru
+            return max(lo, min(_ceil_div(d.need_ru, q) * q, level // q * q))
 
-        lo, hi = 0, max(d.need_ru for d in admitted)
+        def total(level: int) -> int:
+            return sum(share(d, level) for d in admitted)
+
+        lo, hi = 0, max(_ceil_div(d.need_ru, d.step_ru) * d.step_ru for d in admitted)
         while lo < hi:  # largest level whose equal shares fit the budget
             mid = (lo + hi + 1) // 2
             lo, hi = (mid, hi) if total(mid) <= budget else (lo, mid - 1)
-        alloc = {d.dst: min(d.need_ru, max(d.min_ru, lo)) for d in admitted}
+        alloc = {d.dst: share(d, lo) for d in admitted}
         left = budget - sum(alloc.values())
-        for d in admitted:  # the indivisible remainder, in this frame's order
-            if left <= 0:
-                break
-            if d.min_ru <= lo < d.need_ru:
-                alloc[d.dst] += 1
-                left -= 1
+        for d in admitted:  # the indivisible remainder, in this frame's order, a unit each
+            if d.first_ru > lo:
+                continue    # held at its minimum, above the level: no share on top
+            grown = d.fit(alloc[d.dst] + min(left, d.step_ru))
+            if grown > alloc[d.dst]:
+                left -= grown - alloc[d.dst]
+                alloc[d.dst] = grown
         return alloc
 
     def _pf(self, dem: list[Demand], n_ru: int, overhead: float, cap: int) -> dict[int, int]:
@@ -275,9 +318,10 @@ class Scheduler:
             if first and n_allocs == cap:
                 continue
             room = self._room(n_ru, used, n_allocs + first, overhead)
-            want = max(d.min_ru, self.chunk_ru) if first else self.chunk_ru
-            grant = min(want, d.need_ru - alloc[d.dst], room)
-            if grant < (d.min_ru if first else 1):
+            want = max(d.first_ru, self.chunk_ru) if first else self.chunk_ru
+            total = d.fit(alloc[d.dst] + min(max(want, d.step_ru), room))
+            grant = total - alloc[d.dst]
+            if grant <= 0:
                 continue  # does not fit any more; room only shrinks
             alloc[d.dst] += grant
             used += grant

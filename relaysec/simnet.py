@@ -71,15 +71,19 @@ class SimNetwork:
 
         for node in self.nodes.values():
             for dst, b in node.role.backlog().items():
+                # in the air the top MCS would need (a slower link, control at the most
+                # robust MCS): the planner sizes zones at the top MCS
+                n = node.mac.airtime_bytes(dst, b.nbytes, control=b.control)
+                head = node.mac.airtime_bytes(dst, b.head, control=b.control)
                 if node.station_id == node.abs_id:
-                    add(DL, node.name, b.nbytes, b.head, b.control)
+                    add(DL, node.name, n, head, b.control)
                 elif not node.is_ams:
-                    add(UL_RELAY if dst == node.abs_id else DL_ACCESS, node.name, b.nbytes,
-                        b.head, b.control)
+                    add(UL_RELAY if dst == node.abs_id else DL_ACCESS, node.name, n, head,
+                        b.control)
                 else:
                     owner = self._by_id.get(dst)
                     if owner is not None:
-                        add(UL_ACCESS, owner.name, b.nbytes, b.head, b.control)
+                        add(UL_ACCESS, owner.name, n, head, b.control)
         # a UL-access zone in use needs its owner's DL zone in the same frame (the grants)
         for (kind, tx), i in self._index.items():
             if kind == UL_ACCESS and i in out:

@@ -159,6 +159,25 @@ class ZoneMac:
             return ROBUST_MCS
         return self.mcs_for(peer)
 
+    def airtime_bytes(self, peer: int, nbytes: int, *, control: bool = False) -> int:
+        """*nbytes* for *peer* as the bytes the configured top MCS would carry in the same air
+        (control goes at the most robust MCS): a frame planner that sizes zones at the top MCS
+        counts a slower link's bytes this way."""
+        if not control and (peer not in self.la or not self.config.link_adaptation):
+            return nbytes    # a link not measured yet: no better guess than the top MCS
+        mcs = ROBUST_MCS if control else self.mcs_for(peer)
+        if mcs == self.config.max_mcs:
+            return nbytes
+        return -(-nbytes * int(1000 * self._bpr(self.config.max_mcs))
+                 // max(1, int(1000 * self._bpr(mcs))))
+
+    def _unit_ru(self, mpdu: int, mcs: str) -> int:
+        """RUs of one whole MPDU of *mpdu* bytes when an allocation block holds only one (MPDUs
+        are not fragmented: RUs beyond the last whole MPDU carry nothing); else 0."""
+        if mpdu <= 0 or 2 * mpdu <= self.config.block_bytes or mpdu > self.modem.max_payload:
+            return 0
+        return self.modem.rus_for(mpdu, mcs)
+
     def _bpr(self, mcs: str) -> float:
         if mcs not in self._bytes_per_ru:
             n = 4 * self.modem.ru_per_symbol
@@ -190,7 +209,8 @@ class ZoneMac:
         n_ru = data_syms * zm.ru_per_symbol
         slots = entries - len(grants)    # allocations the MAP can still announce
         mcs = {d: self._mcs(d, b.control, b.head, n_ru) for d, b in backlog.items()}
-        demands = [Demand(d, b.nbytes, self._bpr(mcs[d]), min_bytes=b.head)
+        demands = [Demand(d, b.nbytes, self._bpr(mcs[d]), min_bytes=b.head,
+                          unit_ru=self._unit_ru(b.head, mcs[d]))
                    for d, b in backlog.items()]
         # a MAP entry costs 72 coded bits at QPSK-1/2: about 4 RUs of 17 QPSK subcarriers
         # admit only as many destinations as the MAP can announce (the round robin then rotates
@@ -284,10 +304,13 @@ class ZoneMac:
                 # a grant too small for the AMS's next MPDU is wasted (it answers with its
                 # queue report only): ask for at least its MPDU size, as far as one slot holds
                 # (UL slots are whole symbols: the scheduler shares symbols here)
-                per_symbol = self._bpr(self.mcs_for(sid)) * self.modem.ru_per_symbol
+                mcs = self.mcs_for(sid)
+                per_symbol = self._bpr(mcs) * self.modem.ru_per_symbol
                 most = int((zone_symbols - slot_min) * per_symbol)
+                unit = -(-self._unit_ru(sub.unit, mcs) // self.modem.ru_per_symbol)
                 demands.append(Demand(sid, want, per_symbol,
-                                      min_bytes=max(1, min(want, sub.unit, most))))
+                                      min_bytes=max(1, min(want, sub.unit, most)),
+                                      unit_ru=unit if want > 1 else 0))
         busy = bool(demands)
         self._ul_turns += 1
         # contention: whenever no known AMS waits, else every contention_every-th zone (so a
@@ -325,7 +348,7 @@ class ZoneMac:
         # (AMSs' clocks differ by tens of us, as unsynchronised radios' do, and back-to-back
         # slots would overlap): the scheduler counts both as the overhead of each grant
         share = self.ul_scheduler.allocate(demands, room, alloc_overhead_ru=over + 1,
-                                           max_allocs=n_slots)
+                                           max_allocs=n_slots, pack=True)
         start = 0
         for sid, k in sorted(share.items()):
             length = over + k + 1

@@ -193,7 +193,7 @@ def test_a_grant_too_small_for_the_next_mpdu_is_followed_by_a_larger_one():
     """An AMS answers a grant its head MPDU does not fit with its queue report only; the owner
     then asks the scheduler for at least twice that grant, never more than one slot holds."""
     owner = _mac(_Role(), sid=1, contention_every=1000)
-    owner.heard(0, 7, 180, subscriber=True, data=True, largest=60)
+    owner.heard(0, 7, 60, subscriber=True, data=True, largest=60)   # reports 60 bytes
     assert owner.subscribers[7].unit == 60
 
     def grant_to_7(frame):
@@ -202,7 +202,7 @@ def test_a_grant_too_small_for_the_next_mpdu_is_followed_by_a_larger_one():
 
     f, first = next((k, x) for k in range(1, 9) if (x := grant_to_7(k)) is not None)
     small = owner.subscribers[7].granted_bytes
-    assert 0 < small < 180
+    assert 0 < small < 180                                   # its next MPDU: 180 bytes
     owner.heard(f, 7, 180, subscriber=True, data=False)      # nothing fitted: report only
     assert owner.subscribers[7].unit == 2 * small
     f2, bigger = next((k, y) for k in range(f + 1, f + 9) if (y := grant_to_7(k)) is not None)
