@@ -247,6 +247,7 @@ class ZonePlanner:
                 lo_j, lo_i = floor.get(j, self.min_len), floor.get(i, self.min_len)
                 first = max(lo_j, min(first, total * first // (first + length)))
                 length = max(lo_i, min(length, total - first))
+                first = max(lo_j, min(first, total - length))   # the floors first
             if length + first + 2 * guard > room:
                 return False
             return take(j, first) and take(i, length)
