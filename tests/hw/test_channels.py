@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hw.channels import INTERP_HALF, fractional_fir, interp_kernel, sample_at
+from hw.channels import (
+    INTERP_HALF,
+    apply_taps,
+    fractional_fir,
+    interp_kernel,
+    phase_noise,
+    sample_at,
+)
 from hw.loopback import Medium
 
 
@@ -76,3 +84,36 @@ def test_fractional_fir_matches_the_exact_kernel(delays, seed):
     exact = (interp_kernel(m[None, :] - np.asarray(delays)[:, None]) * gains[:, None]).sum(0)
     padded = np.r_[np.zeros(3), h, np.zeros(3)]
     assert np.max(np.abs(padded - exact)) < 1e-5 * max(1.0, np.abs(gains).sum())
+
+
+def test_apply_taps_is_the_fractional_fir_with_the_input_length():
+    rng = np.random.default_rng(3)
+    x = (rng.normal(size=3000) + 1j * rng.normal(size=3000)).astype(np.complex64)
+    x[:200] = 0
+    x[-200:] = 0
+    d = np.array([0.0, 7.3, 19.0])
+    g = np.array([1.0, 0.5j, -0.2])
+    y = apply_taps(x, d, g)
+    h, first = fractional_fir(d, g)
+    full = np.convolve(x, h)
+    assert y.size == x.size
+    np.testing.assert_allclose(y[200:2800], full[200 - first: 2800 - first], atol=1e-5)
+    # a pure integer delay is an exact shift
+    np.testing.assert_allclose(apply_taps(x, np.array([5.0]), np.ones(1))[5:], x[:-5], atol=1e-6)
+
+
+def test_phase_noise_has_the_stated_level():
+    """Wiener phase: the increment over m samples has variance m * 4 pi^2 f^2 L(f) / fs, i.e.
+    the single-sideband level at 10 kHz is the one asked for (within 10 %, 200 k samples); a PLL
+    corner bounds the phase's variance."""
+    fs = 5.6e6
+    rng = np.random.default_rng(4)
+    ph = phase_noise(200_000, fs, -70.0, rng)
+    q = 4 * np.pi**2 * 1e8 * 1e-7 / fs
+    for m in (1, 64, 576):
+        inc = ph[m:] - ph[:-m]
+        assert np.var(inc) == pytest.approx(m * q, rel=0.1)
+    held = phase_noise(400_000, fs, -70.0, rng, corner_hz=1e3)
+    free = phase_noise(400_000, fs, -70.0, rng)
+    assert np.var(held) < 0.1 * np.var(free - free.mean())
+    assert phase_noise(0, fs, -70.0, rng).size == 0
