@@ -448,6 +448,12 @@ class ZoneModem(_BurstCore):
         ls = np.concatenate([np.arange(nh), nh + syms])
         cpe, bl, slope = self._track(np.concatenate([Yh, Yd]), s.H, ls, s.sigma2)
         cfo = self._refine_cfo(s.cfo, cpe, ls) if ls.size >= 3 else s.cfo
+        if ls.size >= 3 and self._ici_matters(cfo - s.cfo, s.snr_db):
+            # as BurstModem: the data windows again at the refined carrier offset (the header
+            # and MAP keep theirs; each symbol's CPE absorbs the phase step between the two)
+            Yd = np.concatenate([self._windows(r, base + int(run[0]) * ns, run.size, cfo)
+                                 for run in runs])
+            cpe, bl, slope = self._track(np.concatenate([Yh, Yd]), s.H, ls, s.sigma2)
         sfo_ppm = self._sfo_ppm(slope) if ls[-1] >= 8 else 0.0
         z, wgt = self._equalise(Yd, s.H, s.sigma2, ls[nh:], cpe[nh:], bl[nh:])
         row = {int(sym): i for i, sym in enumerate(need)}
