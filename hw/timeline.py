@@ -113,7 +113,6 @@ class StreamTimeline:
         self._probe_energy = float(np.sum(np.abs(self.probe) ** 2))
         self._probe_spec: np.ndarray | None = None
         self._lock = threading.Lock()
-        self._cond = threading.Condition(self._lock)
         self._pending: list[tuple[int, np.ndarray]] = []  # (tx index, samples), sorted
         self._next_u = 0            # first TX sample of the next block to build
         self._offset: int | None = None  # rx index = tx index + offset
@@ -156,6 +155,7 @@ class StreamTimeline:
 
     @property
     def running(self) -> bool:
+        """The TX thread is pushing."""
         return self._thread is not None and self._thread.is_alive()
 
     @property
