@@ -171,8 +171,13 @@ def format_latency(rep: LatencyReport) -> str:
                      f"RX buffer {rep.rx_buffer_ms:.1f} ms")
     lines.append(f"  stream          {rep.underflows} TX underflows, {rep.rx_breaks} RX "
                  f"overflows, {rep.late} late, longest push {rep.push_max_ms:.1f} ms")
-    s = rep.suggestion()
-    lines.append("  suggest         " + " ".join(f"--set schedule.{k}={v}" for k, v in s.items()))
+    if rep.ok:
+        s = rep.suggestion()
+        lines.append("  suggest         " + " ".join(f"--set schedule.{k}={v}"
+                                                     for k, v in s.items()))
+    else:
+        lines.append("  suggest         nothing until the stream holds (the figures above "
+                     "include its breaks)")
     if rep.ok:
         lines.append("latency check: ok")
     else:

@@ -371,6 +371,7 @@ def test_latency_check_reports_offset_and_zero_jitter_on_a_continuous_stream():
     assert s["ota_guard_ms"] == 0.1 and s["ota_frame_ms"] == 20 and s["ota_grant_delay"] >= 1
     text = format_latency(rep)
     assert "TX->RX offset   555 samples" in text and text.endswith("latency check: ok")
+    assert "--set schedule.ota_frame_ms=20 " in text
 
 
 def test_latency_check_fails_with_the_fix_when_the_stream_breaks():
@@ -382,6 +383,7 @@ def test_latency_check_fails_with_the_fix_when_the_stream_breaks():
     assert rep.underflows >= 1 and not rep.ok
     text = format_latency(rep)
     assert "latency check: FAILED" in text and "the stream broke" in text
+    assert "suggest         nothing until the stream holds" in text
 
 
 def test_latency_check_of_a_radio_that_cannot_hear_itself(monkeypatch, capsys):
