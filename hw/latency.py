@@ -68,7 +68,7 @@ class LatencyReport:
         and the grant delay covering RX buffering, the TX lead and 8 ms of processing."""
         jitter_ms = self.jitter_samples / self.sample_rate * 1e3
         guard = max(MIN_GUARD_MS, round(2 * jitter_ms + 0.05, 2))
-        frame = max(MIN_FRAME_MS, math.ceil(zones * guard * 4))
+        frame = max(math.ceil(MIN_FRAME_MS), math.ceil(zones * guard * 4))
         lead = float(np.percentile(self.lead_ms, 99)) if self.lead_ms else 0.0
         loop = self.rx_buffer_ms + lead + 8.0
         return {"ota_guard_ms": guard, "ota_frame_ms": frame,
