@@ -400,8 +400,9 @@ def soak(t: Trial, seconds: float) -> bool:
     notes = [f"{seconds:g} s", f"{stats['handovers']} handovers"
              + (f" ({stats['handovers_failed']} failed)" if stats["handovers_failed"] else ""),
              f"{len(t.fault_plan.faults) - 1} faults", t.plan_detail(plan)]
-    unrecovered = [f for f in t.fault_plan.faults
-                   if f.kind != "burst_loss" and f.recovered_at is None]
+    unrecovered = [f for f in t.fault_plan.faults   # an outage nothing crossed did nothing
+                   if f.kind != "burst_loss" and f.fired_at is not None
+                   and f.recovered_at is None]
     ok = not stats["handovers_failed"] and not unrecovered and t.plan_ok(plan)
     if unrecovered:
         notes.append(f"{len(unrecovered)} faults not recovered")
