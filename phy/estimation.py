@@ -70,9 +70,9 @@ def delay_window(H_ls: np.ndarray, freq_index: np.ndarray, nfft: int, sigma2: fl
     """The delay window ``(t0, t1)`` (samples) the channel occupies, from the power-delay profile
     of the LS estimate ``H_ls`` (Hann-tapered along the band against leakage) searched over
     delays ``lo .. hi``: taps above both ``PDP_REL_DB`` below the peak and ``PDP_NOISE_DB`` above
-    the noise floor, widened by the taper's main lobe and ``PDP_MARGIN``."""
+    the noise floor (the taper's main lobe widens each path by about 2 NFFT/n samples on each side),
+    widened by ``PDP_MARGIN``."""
     bins, w, ww, _, _, _ = _geometry_of(freq_index, nfft)
-    n = H_ls.size
     full = np.zeros(nfft, np.complex64)
     full[bins] = H_ls * w
     h = sp_fft.ifft(full)
@@ -83,8 +83,8 @@ def delay_window(H_ls: np.ndarray, freq_index: np.ndarray, nfft: int, sigma2: fl
     sig = d[p > thr]
     if sig.size == 0:
         sig = d[[int(np.argmax(p))]]
-    lobe = 2.0 * nfft / n  # half-width of the Hann main lobe in delay
-    return (float(sig[0]) - lobe / 2 - PDP_MARGIN, float(sig[-1]) + lobe / 2 + PDP_MARGIN)
+    # the taper's main lobe (+-2 NFFT/n samples) already widens the taps found
+    return float(sig[0]) - PDP_MARGIN, float(sig[-1]) + PDP_MARGIN
 
 
 def _span_bucket(span: float) -> int:
