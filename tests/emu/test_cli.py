@@ -136,23 +136,30 @@ def test_emulate_usb_model_flags(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.mark.libiio
 def test_emulate_prints_why_a_client_at_another_rate_is_refused() -> None:
     """A pyadi-iio client that sets 2 MS/s on a default (2.8 MS/s) air gets EINVAL on tx(), and
-    ``relaysec emulate`` prints why and what to run, without -v (issue 14, item 5)."""
-    import adi
-
+    ``relaysec emulate`` prints why and what to run, without -v (issue 14, item 5). The client
+    runs in its own process: a pyadi object dropped after a failed push may be garbage-collected
+    after its context, which crashes libiio 0.2x (pluto-iio.md, pitfall 9)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "relaysec", "emulate", "--radios", "1"], cwd=ROOT, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    client = (
+        "import sys, numpy as np, adi\n"
+        "sdr = adi.Pluto(sys.argv[1])\n"
+        "sdr.sample_rate = 2_000_000\n"
+        "try:\n"
+        "    sdr.tx(np.zeros(1024, complex))\n"
+        "    print('sent')\n"
+        "except OSError as exc:\n"
+        "    print('errno', exc.errno)\n"
+        "sys.stdout.flush()\n"
+        "import os; os._exit(0)\n")
     try:
         assert proc.stdout is not None
         uri = proc.stdout.readline().decode().strip()
-        sdr = adi.Pluto(uri)
-        sdr.sample_rate = 2_000_000
-        with pytest.raises(OSError) as err:
-            sdr.tx(np.zeros(1024, complex))
-        assert err.value.errno == 22
-        sdr.tx_destroy_buffer()
-        del sdr
+        out = subprocess.run([sys.executable, "-c", client, uri], cwd=ROOT, env=env,
+                             capture_output=True, timeout=60, text=True)
+        assert out.stdout.strip() == "errno 22", out
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=20)
         text = stderr.decode()
