@@ -136,7 +136,7 @@ def realtime(radios: int, rate: int, seconds: float, seed: int) -> dict[str, Any
 _RATE = re.compile(r"(\S+->\S+) (\d+)/(\d+) \(([\d.]+) kb/s\)")
 
 
-def trial_run(speed: float, *, sets: list[str]) -> dict[str, Any]:
+def trial_run(speed: float, *, sets: list[str], emulate: list[str] | None = None) -> dict[str, Any]:
     """The default trial over 4 emulated Plutos (``relaysec emulate`` in a subprocess) at air
     *speed*; returns the Done-when figures of issue 16 and what the host was doing."""
     import subprocess
@@ -146,7 +146,7 @@ def trial_run(speed: float, *, sets: list[str]) -> dict[str, Any]:
     from relaysec.trial import Trial
 
     proc = subprocess.Popen([sys.executable, "-m", "relaysec", "emulate", "--radios", "4",
-                             "--speed", repr(speed)], stdout=subprocess.PIPE,
+                             "--speed", repr(speed), *(emulate or [])], stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True)
     try:
         assert proc.stdout is not None
@@ -177,7 +177,8 @@ def trial_run(speed: float, *, sets: list[str]) -> dict[str, Any]:
     breaks = {n: {k: (e.get("timeline") or {}).get(k) for k in (
         "underflows", "rx_breaks", "late", "calibrations", "gap_max_s", "push_max_s")}
               for n, e in sync.items()}
-    return {"speed": speed, "ok": report["ok"], "reason": report["reason"],
+    return {"speed": speed, "emulate": emulate or [], "ok": report["ok"],
+            "reason": report["reason"],
             "ota_frame_ms": cfg["schedule"]["ota_frame_ms"], "phases": phases,
             "handover_interruption_s": (report.get("handover") or {}).get("interruption_s"),
             "beacons_lost": sum(lost), "beacons_due": sum(due),
@@ -188,7 +189,8 @@ def trial_run(speed: float, *, sets: list[str]) -> dict[str, Any]:
 
 def print_trial(r: dict[str, Any]) -> None:
     """One speed's figures as a table."""
-    print(f"\ndefault trial, 4 emulated Plutos, air speed {r['speed']:g}, ota_frame_ms "
+    extra = f" (relaysec emulate {' '.join(r['emulate'])})" if r["emulate"] else ""
+    print(f"\ndefault trial, 4 emulated Plutos{extra}, air speed {r['speed']:g}, ota_frame_ms "
           f"{r['ota_frame_ms']:g}: {'PASS' if r['ok'] else 'FAIL'}"
           + ("" if r["ok"] else f" ({r['reason']})"))
     for name, ph in r["phases"].items():
@@ -221,11 +223,14 @@ def main(argv: list[str] | None = None) -> int:
                     help="air speeds for --trial (the slowest is the baseline)")
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                     help="--trial: config overrides, e.g. pluto.tx_kernel_buffers=6")
+    ap.add_argument("--emulate", default="", metavar="ARGS",
+                    help="--trial: extra `relaysec emulate` flags, e.g. '--usb-mb-per-s 0'")
     args = ap.parse_args(argv)
     info = machine_info()
     print(format_machine(info))
     if args.trial:
-        runs = [trial_run(s, sets=args.sets) for s in args.speeds]
+        runs = [trial_run(s, sets=args.sets, emulate=args.emulate.split())
+                for s in args.speeds]
         for r in runs:
             print_trial(r)
         if args.json:
