@@ -9,7 +9,11 @@ range.
 - **RX:** pyadi returns raw 12-bit codes (+-2048), so ``y = code / 2048``. Through the AD9361
   digital loopback (TX / 16), ``x`` comes back as ``x``.
 
-Burst semantics:
+Streaming (:meth:`PlutoRadio.start_stream`, :mod:`hw.timeline`; what the OTA runtime uses):
+TX and RX stream continuously, zeros between bursts, and ``transmit(iq, at=k)`` places a burst
+at RX-axis sample ``k`` exactly (docs/radios.md, "Streaming timeline").
+
+Burst mode (before ``start_stream``):
 
 - The TX buffer is non-cyclic. A burst of a new length recreates it, because pyadi cannot change a
   buffer's length.

@@ -1,22 +1,31 @@
 """Over-the-air operation: nodes on real (or emulated) Plutos, driven by the wall clock.
 
-There is no shared clock between Plutos, and a burst handed to pyadi-iio leaves the antenna only
-after USB and kernel-buffer latency (milliseconds, variable). So over the air the TDD frame is
-long (``schedule.ota_frame_ms``, 250 ms by default) with wide guards (``schedule.ota_guard_ms``),
-and the timing is **ABS-master**:
+There is no shared clock between Plutos, so the timing is **ABS-master**:
 
-* the ABS counts samples of its own RX stream; frame ``k`` starts at sample ``k * frame_len``.
-  It opens every frame with its DL zone burst (sent even when empty: the *beacon*);
+* the ABS counts samples of its own RX stream; frame ``k`` starts at sample ``k * frame_len``
+  (``schedule.ota_frame_ms``, 20 ms by default). It opens every frame with its DL zone burst
+  (sent even when empty: the *beacon*);
 * every other node demodulates its RX stream continuously; a zone burst from the ABS found at RX
   sample ``s`` tells it the frame started at ``s - lead`` in its own sample count
   (:class:`relaysec.schedule.OtaTiming`), and it transmits in its own zones of that frame (an
-  AMS: in the slot of its serving station's UL-access zone that station granted it one frame
-  before: grants apply to the next frame over the air, since a grant heard late in a frame
-  could not reach the antenna in time). A node that has not heard the ABS for a few frames
-  stays silent;
-* every radio is read continuously by its own thread (a radio not read in time loses samples);
-  transmission timing uses an estimate of "now" on the RX sample axis (see ``_maybe_transmit``);
-  the guards absorb the USB latency and the RX chunking (3 ms chunks).
+  AMS: in the slot of its serving station's UL-access zone that station granted it
+  ``schedule.ota_grant_delay`` frames before). A node that has not heard the ABS for a few
+  frames stays silent;
+* every radio is read continuously by its own thread (a radio not read in time loses samples).
+
+How a burst reaches its zone depends on the radio (``radio.caps``):
+
+* **streaming** (a Pluto, ``caps.stream``; :mod:`hw.timeline`): TX and RX stream continuously
+  and the radio knows its TX->RX offset, so a burst is placed at the zone's exact RX-axis
+  sample. Each zone burst is built once its start is within ``build_ahead`` of the radio's TX
+  horizon (the earliest sample still placeable), as late as possible so it carries the latest
+  grants and data. Own bursts heard back are compared with their placement (the radio
+  re-measures its offset when they disagree); RX samples a radio lost are taken out of the
+  frame grid (``take_rx_slip``). Guards (``schedule.ota_guard_ms``, 0.2 ms) only cover burst
+  detection, multipath and clock drift;
+* **timed** (the wall-clock loopback medium, ``caps.timed_tx``): placed at a sample directly;
+* otherwise (a radio that transmits "now"): handed over early, led by zeros, using a latency
+  learnt from hearing its own bursts (``schedule.ota_tx_latency_ms`` is the first guess).
 
 RX is processed in chunks with an overlap of one maximum burst, so a burst that straddles a chunk
 boundary is decoded once (bursts are de-duplicated by their absolute start sample).
