@@ -57,10 +57,13 @@ class ArqParams:
     and doubled for the second and later retransmissions of a block. ``lifetime``: a block not
     acknowledged this long after its first transmission is discarded (and counted).
     ``purge``: a receiver holding blocks behind a gap for this long delivers them and skips
-    the gap (a lost DISCARD).
+    the gap (a lost DISCARD). ``ack_delay``: an in-order block is acknowledged at the latest
+    this long after it arrived, or with the next block (every second one at once, as TCP's
+    delayed ACK); a gap, a duplicate or a DISCARD is acknowledged at once (0: every frame).
     """
 
     window: int = 256
+    ack_delay: float = 0.0
     rto_initial: float = 0.5
     rto_min: float = 0.03
     rto_max: float = 2.0
@@ -72,6 +75,8 @@ class ArqParams:
             raise MalformedError(f"ARQ window must lie in 1..{MAX_WINDOW}, got {self.window}")
         if not 0 < self.rto_min <= self.rto_initial <= self.rto_max:
             raise MalformedError("ARQ timeouts need 0 < rto_min <= rto_initial <= rto_max")
+        if not self.ack_delay >= 0:
+            raise MalformedError("ARQ ack_delay must be >= 0")
         if not self.lifetime > 0 or not self.purge > 0:
             raise MalformedError("ARQ lifetime and purge must be > 0")
 
@@ -335,6 +340,8 @@ class ArqReceiver:
         self.buf: dict[int, bytes] = {}    # out-of-order blocks held
         self.gap_since: float | None = None
         self.feedback_due = False
+        self.ack_at: float | None = None   # a delayed acknowledgement is due then
+        self._fresh = 0                    # in-order blocks since the last feedback
         self.stats: Counter[str] = Counter()
 
     def _abs(self, bsn: int) -> int:
@@ -342,15 +349,22 @@ class ArqReceiver:
         return self.start + d if d < self.p.window else self.start + d - BSN_MODULUS
 
     def on_data(self, pdu: ArqData, now: float) -> list[bytes]:
-        """A received block; returns the SDUs now deliverable in order."""
-        self.feedback_due = True
+        """A received block; returns the SDUs now deliverable in order. Sets
+        :attr:`feedback_due` when the acknowledgement should go now (see ``ack_delay``)."""
         sn = self._abs(pdu.bsn)
         if sn < self.start or sn in self.buf:
             self.stats["duplicates"] += 1
+            self.feedback_due = True   # the sender is retransmitting: tell it at once
             return []
         self.stats["blocks"] += 1
         self.buf[sn] = pdu.sdu
-        return self._deliver(now)
+        out = self._deliver(now)
+        self._fresh += 1
+        if self.buf or self._fresh >= 2 or self.p.ack_delay <= 0:
+            self.feedback_due = True   # a gap, or every second block: at once
+        elif self.ack_at is None:
+            self.ack_at = now + self.p.ack_delay
+        return out
 
     def on_discard(self, pdu: ArqDiscard, now: float) -> list[bytes]:
         """The sender gave up blocks before BSN: deliver what we hold of them, skip the rest."""
@@ -374,7 +388,10 @@ class ArqReceiver:
         return out
 
     def on_timer(self, now: float) -> list[bytes]:
-        """Skip a gap held longer than ``purge`` (the sender's DISCARD was lost)."""
+        """Skip a gap held longer than ``purge`` (the sender's DISCARD was lost); a delayed
+        acknowledgement whose time came becomes due."""
+        if self.ack_at is not None and now >= self.ack_at:
+            self.feedback_due = True
         if not self.buf or self.gap_since is None or now < self.gap_since + self.p.purge:
             return []
         first = min(self.buf)
@@ -384,11 +401,15 @@ class ArqReceiver:
         return self._deliver(now)
 
     def next_deadline(self) -> float | None:
-        return None if self.gap_since is None else self.gap_since + self.p.purge
+        when = [w for w in (self.ack_at, None if self.gap_since is None
+                            else self.gap_since + self.p.purge) if w is not None]
+        return min(when, default=None)
 
     def feedback(self) -> ArqFeedback:
         """Cumulative ACK plus bitmap of the blocks held after the first gap."""
         self.feedback_due = False
+        self.ack_at = None
+        self._fresh = 0
         bits = bytearray()
         if self.buf:
             top = min(max(self.buf) - self.start, 8 * MAX_BITMAP_BYTES)

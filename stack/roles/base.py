@@ -469,7 +469,8 @@ class RoleBase:
         out: list[bytes] = []
         if isinstance(pdu, ArqData):
             out = conn.rx.on_data(pdu, now)
-            self._arq_fb_due[key] = None
+            if conn.rx.feedback_due:
+                self._arq_fb_due[key] = None
         elif isinstance(pdu, ArqDiscard):
             out = conn.rx.on_discard(pdu, now)
             self._arq_fb_due[key] = None
@@ -506,8 +507,9 @@ class RoleBase:
         for pdu, block in conn.tx.on_timer(now):
             self._arq_emit(key, pdu, block, now)
         sdus = conn.rx.on_timer(now)
-        if sdus:
+        if sdus or conn.rx.feedback_due:
             self._arq_fb_due[key] = None
+        if sdus:
             self._arq_deliver(key, sdus, now)
         self._arq_arm(key)
 
