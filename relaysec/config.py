@@ -96,7 +96,8 @@ def arq_params(cfg: Config, stretch: float = 1.0) -> Any:
     a = cfg["arq"]
     if not a["enabled"]:
         return None
-    return ArqParams(window=int(a["window"]), rto_initial=float(a["rto_initial_s"]) * stretch,
+    return ArqParams(window=int(a["window"]), ack_delay=float(a["ack_delay_s"]) * stretch,
+                     rto_initial=float(a["rto_initial_s"]) * stretch,
                      rto_min=float(a["rto_min_s"]) * stretch,
                      rto_max=float(a["rto_max_s"]) * stretch,
                      lifetime=float(a["lifetime_s"]) * stretch,
@@ -457,6 +458,7 @@ def specs() -> dict[str, Spec]:
         "traffic.send_buffer": Spec("int", 512, 1 << 24),
         "arq.enabled": Spec("bool"),
         "arq.window": Spec("int", 1, 512, unit="blocks"),
+        "arq.ack_delay_s": Spec("num", 0.0, 60.0, unit="s"),
         "arq.rto_initial_s": Spec("num", 0.001, 60.0, unit="s"),
         "arq.rto_min_s": Spec("num", 0.001, 60.0, unit="s"),
         "arq.rto_max_s": Spec("num", 0.001, 600.0, unit="s"),
