@@ -178,3 +178,21 @@ def test_stale_feedback_is_ignored():
     assert tx.base == 3
     assert tx.on_feedback(ArqFeedback(1), 0.2) == [] and tx.stats["stale_feedback"] == 1
     assert tx.base == 3
+
+
+def test_delayed_ack_waits_for_a_second_block_or_the_delay_but_not_for_a_gap():
+    p = ArqParams(window=8, ack_delay=0.02, rto_initial=0.1, rto_min=0.01, rto_max=1.0)
+    rx = ArqReceiver(p)
+    rx.on_data(ArqData(0, b"a"), 0.0)
+    assert not rx.feedback_due and rx.next_deadline() == pytest.approx(0.02)
+    rx.on_timer(0.02)
+    assert rx.feedback_due                      # the delay ran out
+    rx.feedback()
+    rx.on_data(ArqData(1, b"b"), 0.1)
+    rx.on_data(ArqData(2, b"c"), 0.1)
+    assert rx.feedback_due                      # every second block at once
+    rx.feedback()
+    rx.on_data(ArqData(4, b"e"), 0.2)           # block 3 missing: a gap is reported at once
+    assert rx.feedback_due and rx.feedback().acked() == [1]
+    rx.on_data(ArqData(4, b"e"), 0.3)           # a duplicate: the sender retransmits, at once
+    assert rx.feedback_due
