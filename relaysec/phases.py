@@ -219,6 +219,7 @@ def handover(t: Trial) -> bool:
             notes.append(f"AK' pre-distributed in {(t.now - t0) * 1e3:.0f} ms")
     t_ho = t.now
     t.handover["t_start"] = t_ho
+    resent0 = {n: t.roles[n].arq_stats["resent_after_move"] for n in (*movers, t.abs_name)}
     for n in movers:
         t.roles[n].handover(t.id_of[target[n]], t_ho)
 
@@ -293,6 +294,13 @@ def handover(t: Trial) -> bool:
                      f"{t.handover['interruption_mean_s'] * 1e3:.0f} ms mean, "
                      f"{worst * 1e3:.0f} ms worst")
     notes.append(f"{lost} probe packets lost in flight")
+    if t.cfg["arq"]["enabled"]:
+        # what the old path still held: the ABS's unacknowledged DL blocks and the movers'
+        # unacknowledged UL blocks, sent again through the target (retention, docs/roles.md §11)
+        dl = t.roles[t.abs_name].arq_stats["resent_after_move"] - resent0[t.abs_name]
+        ul = sum(t.roles[n].arq_stats["resent_after_move"] - resent0[n] for n in movers)
+        t.handover.update(resent_dl_blocks=dl, resent_ul_blocks=ul)
+        notes.append(f"{dl} DL + {ul} UL blocks re-sent via the target")
     if len(movers) == 1 and distributed:
         notes.append(f"{source[movers[0]]} context "
                      f"{'released' if not not_released else 'NOT released'}")

@@ -533,7 +533,11 @@ class RoleBase:
         conn = self._arq.get(key)
         if conn is None:
             return
-        for pdu, block in conn.tx.resend_all(now):
+        out = conn.tx.resend_all(now)
+        self.arq_stats["resent_after_move"] += len(out)
+        self.arq_stats["resent_bytes_after_move"] += sum(len(b.sdu) for _p, b in out
+                                                         if b is not None)
+        for pdu, block in out:
             self._arq_emit(key, pdu, block, now)
         self._arq_arm(key)
 
