@@ -99,14 +99,15 @@ def _slepian_basis(m: int, nfft: int, span: int) -> tuple[np.ndarray, np.ndarray
     """Eigenvectors (r, m) and eigenvalues (r,) of the correlation ``sinc(dk span / nfft)`` of
     ``m`` adjacent subcarriers under a uniform delay profile ``span`` samples wide (unit
     diagonal): the DPSS of half-bandwidth ``span / (2 nfft)``, eigenvalues ``ratio nfft /
-    span``; kept while the eigenvalue exceeds 1e-6 of the largest."""
+    span``, largest first; kept while the eigenvalue exceeds 1e-6 of the largest."""
     w = span / (2.0 * nfft)
     r = min(m, int(np.ceil(2 * m * w)) + 12)
     vecs, ratios = dpss(m, m * w, Kmax=r, sym=True, norm=2, return_ratios=True)
     lam = np.asarray(ratios, np.float64) / (2 * w)
-    keep = lam > 1e-6 * lam.max()
-    vecs = np.ascontiguousarray(vecs[keep]).astype(np.float64)
-    lam = lam[keep]
+    order = np.argsort(-lam, kind="stable")  # largest first (the tail can come out of order)
+    order = order[lam[order] > 1e-6 * lam.max()]
+    vecs = np.ascontiguousarray(vecs[order]).astype(np.float64)
+    lam = lam[order]
     vecs.setflags(write=False)
     lam.setflags(write=False)
     return vecs, lam
@@ -130,8 +131,9 @@ def lmmse_channel(H_ls: np.ndarray, freq_index: np.ndarray, nfft: int, sigma2: f
         full[i] = 0.5 * (full[max(i - 1, 0)] + full[min(i + 1, m - 1)])
     U, lam = _slepian_basis(m, nfft, span)
     power = max(float(np.mean(H_ls.real**2 + H_ls.imag**2)) - sigma2, 1e-3 * sigma2)
-    est = kernels.shrink_project_ramp(U, full, lam * power / (lam * power + sigma2), k[0],
-                                      2 * np.pi * centre / nfft)
+    g = lam * power / (lam * power + sigma2)
+    r = int(np.count_nonzero(g >= 1e-4))  # eigenvalues fall: the rest is a suffix of ~0 gains
+    est = kernels.shrink_project_ramp(U[:r], full, g[:r], k[0], 2 * np.pi * centre / nfft)
     return est[pos].astype(np.complex64)
 
 
@@ -182,29 +184,29 @@ def track_phase_mmse(Y: np.ndarray, H: np.ndarray, ls: np.ndarray, pil_pos: np.n
     return cpe, bl, float(c)
 
 
-def preamble_ls(Y_sc: np.ndarray, Y_long: np.ndarray, sc: np.ndarray, long: np.ndarray,
-                even: np.ndarray) -> tuple[np.ndarray, float]:
+def preamble_ls(Y_sc: np.ndarray, Y_long: np.ndarray, long_inv: np.ndarray,
+                sc_inv: np.ndarray, even: np.ndarray) -> tuple[np.ndarray, float]:
     """LS channel estimate from both preamble symbols and its mean noise factor.
 
     The long symbol gives ``Y/X`` on every used subcarrier (noise ``sigma2``); the S&C symbol
     adds its even subcarriers at twice the power, so there ``(Y_l X_l* + Y_s X_s*) / 3`` has
     noise ``sigma2 / 3``. The S&C symbol is first rotated by the common phase between the two
-    symbols' estimates (residual carrier offset over one symbol, phase noise). Returns the
-    estimate (n_used,) complex128 and the mean noise variance per subcarrier in units of
-    ``sigma2`` (2/3 when half the subcarriers are combined)."""
-    yl = np.asarray(Y_long, np.complex128)
-    ys = np.asarray(Y_sc, np.complex128)
-    h = yl / long
-    he = ys[even] / sc[even]
-    rot = np.sum(he * np.conj(h[even]))
+    symbols' estimates (residual carrier offset over one symbol, phase noise). ``long_inv``:
+    ``1 / X_long`` (n_used,); ``sc_inv``: ``1 / X_sc`` on the S&C's subcarriers ``even`` (their
+    positions). Returns the estimate (n_used,) complex64 and the mean noise variance per
+    subcarrier in units of ``sigma2`` (2/3 when half the subcarriers are combined)."""
+    h = np.asarray(Y_long, np.complex64) * long_inv
+    he = np.asarray(Y_sc, np.complex64)[even] * sc_inv
+    hl = h[even]
+    rot = complex(np.vdot(hl, he))  # sum conj(h_long) h_sc
     if abs(rot) > 0:
-        he *= np.conj(rot) / abs(rot)
-    h[even] = (h[even] + 2.0 * he) / 3.0
-    n_even = int(np.count_nonzero(even))
-    return h, (n_even / 3.0 + (h.size - n_even)) / h.size
+        he *= np.complex64(np.conj(rot) / abs(rot))
+    h[even] = (hl + np.float32(2.0) * he) * np.float32(1.0 / 3.0)
+    return h, (even.size / 3.0 + (h.size - even.size)) / h.size
 
 
-def noise_variance(Y_sc: np.ndarray, even: np.ndarray, floor: float) -> float:
-    """Complex noise variance per subcarrier from the S&C symbol's null subcarriers."""
-    odd = Y_sc[~even]
-    return max(float(np.mean(odd.real**2 + odd.imag**2)), floor)
+def noise_variance(Y_sc: np.ndarray, odd: np.ndarray, floor: float) -> float:
+    """Complex noise variance per subcarrier from the S&C symbol's null subcarriers (positions
+    ``odd``)."""
+    v = Y_sc[odd]
+    return max(float(np.mean(v.real**2 + v.imag**2, dtype=np.float64)), floor)

@@ -441,7 +441,7 @@ def track_phase_wls(Y: np.ndarray, H: np.ndarray, ls: np.ndarray, pil_pos: np.nd
             k = pil_pos[l, i]
             h = H[k]
             z[l, i] = Y[l, k] * np.conj(h) * pil_val[l, i]
-            zr[i] = z[l, i] * np.exp(-1j * c * x * fidx[k])
+            zr[i] = z[l, i] * np.exp(-1j * c * x * fidx[k]) if c != 0.0 else z[l, i]
             acc += zr[i]
             w[i] = 2.0 * (h.real * h.real + h.imag * h.imag) * pil_val[l, i] * pil_val[l, i] \
                 / sigma2

@@ -193,6 +193,10 @@ class _BurstCore:
         # the first path at the back-off; earlier weak paths and the CP-long tail around it
         self._delay_search = (self.backoff - ng // 2, self.backoff + ng + ng // 8)
         self._c_var = sfo_prior_var(self.grid.nfft, self._sym_len)
+        even = np.flatnonzero(self.pre.even)
+        self._even, self._odd = even, np.flatnonzero(~self.pre.even)
+        self._long_inv = (1.0 / self.pre.long).astype(np.complex64)
+        self._sc_inv = (1.0 / self.pre.sc[even]).astype(np.complex64)
         self.shaper = TxShaper(self.grid, self.backoff) if shaping else None
 
     @property
@@ -299,12 +303,11 @@ class _BurstCore:
         if start < 0 or start + 3 * ns > r.size:
             return None
         Y = self._windows(r, start, 3, cfo)
-        pre = self.pre
-        H_ls, noise_factor = preamble_ls(Y[0], Y[1], pre.sc, pre.long, pre.even)
-        total = float(np.mean(H_ls.real**2 + H_ls.imag**2))
+        H_ls, noise_factor = preamble_ls(Y[0], Y[1], self._long_inv, self._sc_inv, self._even)
+        total = float(np.mean(H_ls.real**2 + H_ls.imag**2, dtype=np.float64))
         if not np.isfinite(total) or total <= 0.0:
             return None
-        sigma2 = noise_variance(Y[0], pre.even, total * 10 ** (-_MAX_SNR_DB / 10))
+        sigma2 = noise_variance(Y[0], self._odd, total * 10 ** (-_MAX_SNR_DB / 10))
         if not (np.isfinite(sigma2) and sigma2 > 0.0):
             return None  # extreme sample values (overflow to inf): no burst to decode here
         H = lmmse_channel(H_ls, g.freq_index, n, sigma2 * noise_factor, *self._delay_search)
