@@ -173,6 +173,18 @@ def summarise(res: dict[str, Any]) -> None:
     res["false_pass"] = fp
     res["total_bursts"] = n
     print(f"\nfalse CRC passes: {fp} in {n} bursts (each decoded by both receivers)")
+    print("bursts the real receiver did not find at all (detection or header lost), per curve: "
+          "the highest SNR with a miss, misses there / that point's real-receiver errors")
+    for c in channels:
+        cells = []
+        for mcs in mcss:
+            pts = [p for p in res["curves"][c][mcs]["points"] if p["missed"]]
+            if pts:
+                p = max(pts, key=lambda q: q["snr_db"])
+                cells.append(f"{mcs} {p['snr_db']:g} dB: {p['missed']}/{p['errors']}")
+            else:
+                cells.append(f"{mcs} none")
+        print(f"  {c:<8} " + "; ".join(cells))
     for mcs, cur in res["curves"].get("twopath", {}).items():
         at17 = [p for p in cur["points"] if abs(p["snr_db"] - 17.0) < 1e-6]
         if at17:
