@@ -104,15 +104,20 @@ class TxShaper:
         self.fir = lowpass(grid.nfft, int(grid.freq_index.max()))
 
     def apply(self, x: np.ndarray) -> np.ndarray:
-        """Shape a burst of whole symbols (1-D complex64, ``n * (NFFT + Ng)`` samples):
-        returns a new complex64 array of the same length."""
+        """Shape a burst of whole symbols (1-D complex64, ``n * (NFFT + Ng)`` samples; windowed
+        in place, so pass a buffer you own): returns a new complex64 array of the same
+        length."""
         g = self.grid
         ns, ng, w = g.symbol_samples, g.cp, self.w
-        y = np.asarray(x, np.complex64).reshape(-1, ns).copy()
+        if x.dtype != np.complex64 or not x.flags.c_contiguous:
+            raise ValueError("apply() shapes a contiguous complex64 buffer in place")
+        y = x.reshape(-1, ns)
         up = _ramp(w)
+        # the cyclic continuation of each body (its first w samples, untouched by the ramps
+        # since w <= Ng), falling, onto the next symbol's rising CP start
+        tail = y[:-1, ng: ng + w] * up[::-1]
         y[:, :w] *= up
-        # the cyclic continuation of each body (its first w samples), falling, onto the next CP
-        y[1:, :w] += np.asarray(x, np.complex64).reshape(-1, ns)[:-1, ng: ng + w] * up[::-1]
+        y[1:, :w] += tail
         b = self.backoff
         y[-1, ns - b:] *= _ramp(b)[::-1]
-        return fir_same(y.ravel(), self.fir)
+        return fir_same(x, self.fir)
