@@ -1,20 +1,20 @@
 """Channel estimation, noise estimation, pilot tracking and equalisation (digest §2.3, §3.2).
 
 * channel: LS on the long symbol and the S&C symbol's even subcarriers (:func:`preamble_ls`),
-  then LMMSE smoothing along frequency sized to the delay
-  spread (:func:`lmmse_channel`): the delay window the channel occupies is measured from the LS
-  estimate's power-delay profile, and the LS estimate is projected onto the discrete prolate
-  spheroidal (Slepian) basis of a uniform delay profile over that window, each basis
-  coefficient shrunk by its Wiener factor ``lambda P / (lambda P + sigma^2)``. In AWGN the
-  window is a few samples wide and the estimate averages over the whole band; under Ped-B it
-  widens to the channel's ~4 us and the estimate follows the channel's frequency selectivity
-  without the bias of a fixed moving average;
+  then LMMSE smoothing along frequency sized to the delay spread (:func:`lmmse_channel`): the
+  delay window the channel occupies is measured from the LS estimate's power-delay profile, and
+  the LS estimate is projected onto the discrete prolate spheroidal (Slepian) basis of a uniform
+  delay profile over that window, each basis coefficient shrunk by its Wiener factor
+  ``lambda P / (lambda P + sigma^2)``. In AWGN the window is a few samples wide and the estimate
+  averages over the whole band; under Ped-B it widens to the channel's ~4 us and the estimate
+  follows the channel's frequency selectivity without the bias of a fixed moving average;
 * noise variance from the S&C symbol's null (odd) subcarriers;
 * per data symbol: the pilot phase slope (timing drift from the sampling-clock offset) and
   the common phase error; slopes are fitted to the drift model ``b_l = c * (l + 1)`` (time
-  since the long symbol, one parameter over the whole burst) by MMSE under a prior of a
-  +-50 ppm clock offset, so a short burst, whose pilots cannot measure the drift, does not
-  rotate its band edges by noise; the CPE is taken per symbol;
+  since the long symbol, one parameter over the whole burst) by weighted least squares on the
+  pilot phases (weights ``|H|^2 / sigma^2``) under a prior of a +-50 ppm clock offset, so a
+  short burst, whose pilots cannot measure the drift, does not rotate its band edges by noise;
+  the CPE is taken per symbol;
 * one-tap zero-forcing equalisation with per-subcarrier LLR weights ``|H|^2 / sigma^2``.
 """
 
