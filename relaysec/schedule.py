@@ -264,16 +264,12 @@ class ZonePlanner:
 
         ready = [i for i in busy if i in urgent or (not held(i) and (
                  want[i] >= self.max_len or frame - self._last[i] >= self.batch))]
-        # deficit round robin: every busy zone not held is owed its weighted share of the frame
-        # (at most two frames' worth: a zone back from idle does not take over)
+        # deficit round robin: every busy zone not held is owed its weighted share of the air
+        # the busy zones get (charged below); an idle zone is owed nothing
         sharing = [i for i in busy if not held(i)]
-        total_w = sum(self.weights[i] for i in sharing)
         for i in range(len(zones)):
             if i not in busy:
                 self._owed[i] = 0.0
-            elif i in sharing:
-                self._owed[i] = min(self._owed[i] + self.base.frame_len * self.weights[i]
-                                    / total_w, 2.0 * self.base.frame_len)
         turn0 = False   # the frame reference had its turn (not only its bare minimum)
         # most owed first; ties: the ABS's first, then the station whose zones were served fewer
         # times so far, then frame order -- a fixed or frame-rotated order aliases with
@@ -339,9 +335,15 @@ class ZonePlanner:
                 for k, i in enumerate(takers):
                     lengths[i] += room // len(takers) + (1 if k < room % len(takers) else 0)
         served = sorted(lengths)
+        charged = sum(lengths[i] + guard for i in served if i in busy)
         for i in served:
             if i in busy:
                 self._owed[i] -= lengths[i] + guard
+        total_w = sum(self.weights[i] for i in sharing)
+        for i in sharing:   # what was charged is shared out by weight (at most two frames' worth
+            # owed: a zone back from a long wait does not take over)
+            self._owed[i] = min(self._owed[i] + charged * self.weights[i] / total_w,
+                                2.0 * self.base.frame_len)
         out, t = [], 0
         for i in served:
             out.append(replace(zones[i], start=t, length=lengths[i]))

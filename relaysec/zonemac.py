@@ -198,8 +198,13 @@ class ZoneMac:
         zm = self.modem
         # MAP entries: the grants, and an allocation per block (a destination may get several)
         rough = (n_symbols - zm.overhead_symbols(0)) * zm.ru_per_symbol
-        blocks = -(-int(rough * self._bpr(self.config.max_mcs)) // self.config.block_bytes)
-        entries = min(len(grants) + max(cap, blocks), zm.max_entries)
+        room = int(rough * self._bpr(self.config.max_mcs))
+        blocks = -(-room // self.config.block_bytes)
+        # no more entries than allocations the zone can hold: a MAP symbol reserved for
+        # destinations that cannot be served in this zone is a data symbol lost
+        smallest = max(1, min(self.config.block_bytes, min(b.head for b in backlog.values())))
+        entries = min(len(grants) + min(max(cap, blocks), max(1, room // smallest)),
+                      zm.max_entries)
         reserve = zm.overhead_symbols(entries)
         while entries < zm.max_entries and zm.overhead_symbols(entries + 1) == reserve:
             entries += 1        # what the reserved MAP symbols hold anyway
