@@ -57,6 +57,14 @@ class Backlog(NamedTuple):
     control: bool
 
 
+class SealedMpdu(bytes):
+    """A queued MPDU already sealed (its PN taken: it did not fit the last frame) that still
+    carries its ARQ tag, so the ARQ sender knows a copy waits in the queue and never queues a
+    second one of the same block."""
+
+    tag: _ArqTag | None = None
+
+
 @dataclass(eq=False, slots=True)
 class _ArqTag:
     """Marks a queued MPDU that carries an ARQ PDU of connection ``key`` (``block`` None: a
@@ -309,12 +317,10 @@ class RoleBase:
         out: list[tuple[int, bytes]] = []
         for dst in (list(self._out) if only is None else [only] if only in self._out else []):
             items = self._out.pop(dst)
-            if self._arq:
-                self._arq_on_air(items, now)
             segs = self._seal_queued(items, now, max_bytes)
             size = 0
             cut = len(segs)
-            for i, (_src, a, b) in enumerate(segs):
+            for i, (_src, a, b, _k) in enumerate(segs):
                 if max_bytes is not None and size + (b - a) > max_bytes:
                     if i == 0:
                         raise MalformedError(
@@ -323,22 +329,24 @@ class RoleBase:
                     cut = i
                     break
                 size += b - a
+            if self._arq:  # what goes out now starts its ARQ timer; the rest stays queued
+                self._arq_on_air([items[k] for *_r, k in segs[:cut]], now)
             if cut:
-                out.append((dst, _join(segs[:cut])))
+                out.append((dst, _join([(src, a, b) for src, a, b, _k in segs[:cut]])))
             if cut < len(segs):  # overflow: the rest keeps its PNs, queued as sealed MPDUs
-                self._out[dst] = [bytes(src[a:b]) for src, a, b in segs[cut:]]
+                self._out[dst] = [_leftover(src[a:b], items[k]) for src, a, b, k in segs[cut:]]
         return out
 
     def _seal_queued(
         self, items: list[bytes | PendingMpdu], now: float, max_bytes: int | None = None
-    ) -> list[tuple[bytes | np.ndarray, int, int]]:
+    ) -> list[tuple[bytes | np.ndarray, int, int, int]]:
         """Seal the pending MPDUs of one frame: one ``build_burst`` per (STID, direction) --
         in practice one per frame, since a frame to a neighbour belongs to one link.
 
-        Returns each MPDU that goes out, in queue order, as ``(source, start, end)``: a control
-        MPDU is ``(its bytes, 0, len)``; a sealed one is its range in the burst buffer (no copy).
-        A frame of data MPDUs only that fits ``max_bytes`` comes back as one range, the whole
-        buffer. MPDUs that could not be sealed are dropped and counted in ``tx_dropped``.
+        Returns each MPDU that goes out, in queue order, as ``(source, start, end, index in
+        items)``: a control MPDU is ``(its bytes, 0, len, i)``; a sealed one is its range in the
+        burst buffer (no copy; adjacent ranges are joined again by :func:`_join`). MPDUs that
+        could not be sealed are dropped and counted in ``tx_dropped``.
         """
         groups: dict[tuple[int, bool], list[int]] = {}
         for i, x in enumerate(items):
@@ -351,12 +359,13 @@ class RoleBase:
             if buf is None:
                 return []
             if max_bytes is None or buf.shape[0] <= max_bytes:
-                return [(buf, 0, int(buf.shape[0]))]
+                return [(buf, 0, int(buf.shape[0]), 0)] if len(items) == 1 else \
+                    _spans(buf, items)
             bufs = {(stid, uplink): buf}
         else:
             bufs = {}
-        out: list[tuple[bytes | np.ndarray, int, int] | None] = [
-            None if isinstance(x, PendingMpdu) else (x, 0, len(x)) for x in items
+        out: list[tuple[bytes | np.ndarray, int, int, int] | None] = [
+            None if isinstance(x, PendingMpdu) else (x, 0, len(x), i) for i, x in enumerate(items)
         ]
         for key, idx in groups.items():
             pend: list[PendingMpdu] = [items[i] for i in idx]  # type: ignore[misc]
@@ -366,7 +375,7 @@ class RoleBase:
             pos = 0
             for i, p in zip(idx, pend, strict=True):
                 n = len(p)
-                out[i] = (buf, pos, pos + n)
+                out[i] = (buf, pos, pos + n, i)
                 pos += n
         return [x for x in out if x is not None]
 
@@ -489,7 +498,8 @@ class RoleBase:
             if conn is None:
                 continue
             old = self._arq_fb_queued.pop(key, None)
-            if old is not None and isinstance(old[1].tag, _ArqTag) and old[1].tag.queued:
+            if old is not None and isinstance(old[1], PendingMpdu) and \
+                    isinstance(old[1].tag, _ArqTag) and old[1].tag.queued:
                 q = self._out.get(old[0], [])
                 for i, x in enumerate(q):
                     if x is old[1]:
@@ -521,9 +531,10 @@ class RoleBase:
         """The queue entries of a frame leave the queue: their ARQ timers start now."""
         keys = {}
         for x in items:
-            if isinstance(x, PendingMpdu) and x.tag is not None:
-                x.tag.on_air(now)
-                keys[x.tag.key] = None
+            tag = x.tag if isinstance(x, (PendingMpdu, SealedMpdu)) else None
+            if tag is not None:
+                tag.on_air(now)
+                keys[tag.key] = None
         for key in keys:
             self._arq_arm(key)
 
@@ -549,7 +560,7 @@ class RoleBase:
             return
         rest: list[bytes | PendingMpdu] = []
         for x in q:
-            tag = x.tag if isinstance(x, PendingMpdu) else None
+            tag = x.tag if isinstance(x, (PendingMpdu, SealedMpdu)) else None
             if tag is not None and not keep(tag.key):
                 if tag.block is not None:
                     tag.block.lost()
@@ -773,6 +784,28 @@ def _control_title(mpdu: bytes) -> str:
         return message_class(mpdu[2]).TITLE
     except Exception:
         return "control message"
+
+
+def _spans(buf: np.ndarray, items: list[bytes | PendingMpdu]
+           ) -> list[tuple[bytes | np.ndarray, int, int, int]]:
+    """The range of each item in a burst buffer laid out in queue order."""
+    out: list[tuple[bytes | np.ndarray, int, int, int]] = []
+    pos = 0
+    for i, x in enumerate(items):
+        out.append((buf, pos, pos + len(x), i))
+        pos += len(x)
+    return out
+
+
+def _leftover(data: bytes | np.ndarray, item: bytes | PendingMpdu) -> bytes:
+    """A sealed MPDU that stays queued; it keeps the ARQ tag of its queue entry."""
+    raw = data.tobytes() if isinstance(data, np.ndarray) else bytes(data)
+    tag = item.tag if isinstance(item, (PendingMpdu, SealedMpdu)) else None
+    if tag is None:
+        return raw
+    kept = SealedMpdu(raw)
+    kept.tag = tag
+    return kept
 
 
 def _join(segs: list[tuple[bytes | np.ndarray, int, int]]) -> bytes:

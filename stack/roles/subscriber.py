@@ -14,7 +14,7 @@ from stack.keys import AkContext, derive_amsid_star, derive_pmk
 from stack.pkm import messages as m
 from stack.pkm.eap import EapCode
 from stack.pkm.eap_psk import EapPskPeer
-from stack.roles.base import MAX_PAYLOAD, RoleBase, log
+from stack.roles.base import MAX_PAYLOAD, RoleBase, SealedMpdu, log
 from stack.roles.config import SubscriberConfig
 from stack.roles.events import Attached, DataReceived, EntryFailed, HandoverComplete, PeerLost
 from stack.roles.framing import (
@@ -317,8 +317,9 @@ class SubscriberRole(RoleBase):
             if stale:
                 self.tx_dropped["left_station"] += len(stale)
             for x in stale:  # ARQ blocks among them go out again below, on the new link
-                if isinstance(x, PendingMpdu) and x.tag is not None and x.tag.block is not None:
-                    x.tag.block.lost()
+                tag = x.tag if isinstance(x, (PendingMpdu, SealedMpdu)) else None
+                if tag is not None and tag.block is not None:
+                    tag.block.lost()
             for key in list(self._arq):  # unacknowledged UL blocks: sent again after re-entry
                 self._arq_resend(key, now)
             self._keys_event(link, "handover", peer=target)

@@ -163,3 +163,21 @@ def test_feedback_is_a_protected_mpdu_of_its_connection(mode):
     judge.receive(ARS1 if judge is abs_ else AMS, forged, net.now)
     assert sum(judge.rejections.values()) == n + 1
     assert conn.tx.blocks and conn.tx.stats["blocks_acked"] == before["blocks_acked"]
+
+
+def test_a_block_waiting_sealed_in_the_queue_is_never_queued_twice():
+    # a starved link: only one MPDU fits each frame, the rest waits already sealed (PN taken);
+    # the ARQ timer must not add copies of blocks that are still waiting
+    _net, _abs, _a1, _a2, ams = enter_all(arq=ARQ)
+    now = 100.0
+    for i in range(5):
+        ams.send_data(ABS, b"U%d" % i, now)
+    one = ams.backlog()[ARS1].head
+    sent = ams.frames_to_send(now, max_bytes=one, dst=ARS1)     # one goes out (and is lost)
+    assert len(sent) == 1 and len(ams._out[ARS1]) == 4
+    for k in range(1, 40):                                       # long past every timeout
+        ams.timer(now + 0.05 * k)
+    conn = ams.arq_connections()[2]
+    assert conn.tx.blocks[0].sends > 1                           # the lost one went again
+    assert all(b.sends == 1 for sn, b in conn.tx.blocks.items() if sn)   # the waiting ones not
+    assert len(ams._out[ARS1]) == 5                              # 4 waiting + 1 retransmission
