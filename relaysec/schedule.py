@@ -352,11 +352,12 @@ class ZonePlanner:
 
     def _grow_one(self, lengths: dict[int, int], demand: Mapping[int, tuple[int, int]],
                   room: int, cap: int, key: Callable[[int], Any]) -> int:
-        """Give one more whole MPDU to each busy zone in *lengths* that has one waiting and
-        fits (at most *cap* samples, within *room*), in *key* order; the samples taken."""
+        """Give one more whole MPDU to the busy zone in *lengths* still owed the most air after
+        what it got this frame (*key* breaks ties), among those with one waiting that fits (at
+        most *cap* samples, within *room*); the samples taken (0: none could grow)."""
         assert self.units is not None
-        taken = 0
-        for i in sorted(lengths, key=key):
+        best: tuple[tuple[float, Any], int, int] | None = None
+        for i in lengths:
             nbytes, head = demand.get(i, (0, 0))
             if nbytes <= 0 or head <= 0:
                 continue
@@ -364,9 +365,15 @@ class ZonePlanner:
             if k >= -(-nbytes // head):
                 continue
             nxt = self.units(i, k + 1, head)
-            if lengths[i] < nxt <= cap and nxt - lengths[i] <= room - taken:
-                taken += nxt - lengths[i]
-                lengths[i] = nxt
+            if lengths[i] < nxt <= cap and nxt - lengths[i] <= room:
+                rank = (lengths[i] - self._owed[i], key(i))
+                if best is None or rank < best[0]:
+                    best = (rank, i, nxt)
+        if best is None:
+            return 0
+        _, i, nxt = best
+        taken = nxt - lengths[i]
+        lengths[i] = nxt
         return taken
 
     def _fit(self, i: int, length: int, head: int, nbytes: int) -> tuple[int, int]:

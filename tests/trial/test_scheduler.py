@@ -254,3 +254,45 @@ def test_invariants_hold_for_any_demands(frames, n_ru, overhead, max_allocs, pol
         for dst, n in alloc.items():
             s.served(dst, min(int(n * by[dst].bytes_per_ru), by[dst].queued_bytes))
         s.end_frame()
+
+
+# ---- whole units (MPDUs that are not fragmented) and packing -------------------------------
+
+@pytest.mark.parametrize("policy", ["rr", "pf"])
+def test_allocations_are_whole_units(policy: str) -> None:
+    # MPDUs of 7 RUs: 30 RUs hold 4 whole ones, never 4 and a fraction
+    dem = [Demand(1, 10**6, 10.0, min_bytes=70, unit_ru=7),
+           Demand(2, 10**6, 10.0, min_bytes=70, unit_ru=7)]
+    for _ in range(6):
+        alloc = Scheduler(policy).allocate(dem, 30)
+        assert alloc and all(n % 7 == 0 for n in alloc.values())
+        assert sum(alloc.values()) == 28
+    # a unit larger than what is left is not made; a queue shorter than a unit gets one unit
+    assert Scheduler(policy).allocate([Demand(1, 10**6, 10.0, unit_ru=40)], 30) == {}
+    assert Scheduler(policy).allocate([Demand(1, 30, 10.0, unit_ru=7)], 30) == {1: 7}
+
+
+def test_rr_units_rotate_between_destinations() -> None:
+    s = Scheduler("rr")
+    dem = [Demand(d, 10**6, 10.0, unit_ru=7) for d in range(5)]
+    got: dict[int, int] = {}
+    for _ in range(50):   # 2 units per frame among 5 destinations
+        for dst, n in s.allocate(dem, 15).items():
+            got[dst] = got.get(dst, 0) + n
+        s.end_frame()
+    assert sum(got.values()) == 50 * 14 and jain(list(got.values())) > 0.99
+
+
+def test_pack_prefers_fewer_fuller_allocations_when_each_costs_much() -> None:
+    # a UL zone of 23 symbols, slots costing 5 symbols each, MPDUs of 6 symbols: two slots carry
+    # one MPDU each (2 x 11 = 22), one slot carries three (5 + 18 = 23)
+    dem = [Demand(d, 10**6, 70.0, min_bytes=400, unit_ru=6) for d in range(4)]
+    spread = Scheduler("rr").allocate(dem, 23, alloc_overhead_ru=5, max_allocs=2)
+    packed = Scheduler("rr").allocate(dem, 23, alloc_overhead_ru=5, max_allocs=2, pack=True)
+    assert sum(spread.values()) == 12 and len(spread) == 2
+    assert sum(packed.values()) == 18 and len(packed) == 1
+    # who is served still rotates
+    s = Scheduler("rr")
+    first = [next(iter(s.allocate(dem, 23, alloc_overhead_ru=5, max_allocs=2, pack=True)))
+             for _ in range(4)]
+    assert sorted(first) == [0, 1, 2, 3]

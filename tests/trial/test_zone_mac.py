@@ -234,3 +234,55 @@ def test_over_the_air_a_known_ams_may_send_data_in_contention():
         ams._granted[1] = 100
         ams.note_grants(104, 1, [slot])
         assert ams.slot(104, 1) == expect and not ams.request_only
+
+
+def _units(i, k, head):
+    # k MPDUs of *head* bytes at 76 bytes per symbol after 4 symbols of preamble, header, MAP
+    return (4 + k * -(-head // 76)) * SYM
+
+
+def test_zones_carry_whole_mpdus_and_the_room_freed_goes_to_others():
+    base, p = _planner(idle_every=4, batch=1, units=_units)
+    busy = {i: (100_000, 400) for i in range(len(base.zones))}
+    for f in range(20):
+        plan = p.plan(busy, f)
+        assert plan.zones[-1].end <= base.frame_len
+        for z in plan.zones:
+            i = next(j for j, b in enumerate(base.zones) if (b.name, b.tx) == (z.name, z.tx))
+            if i:   # every busy zone is exactly k whole MPDUs long (no dead air inside)
+                assert any(z.length == _units(i, k, 400) for k in range(1, 10)), z
+        # what no whole MPDU fits stays idle: less than one more MPDU (6 symbols) + a guard
+        assert base.frame_len - plan.zones[-1].end < 6 * SYM + plan.zones[0].guard
+
+
+def test_busy_zones_share_the_air_by_weight():
+    def share(weights):
+        # zones that each could fill the frame (work conservation alone would split it evenly)
+        base = build_schedule(STATIONS, sample_rate=2.8e6, frame_s=5e-3, guard_s=60e-6,
+                              access_owners=["ARS-1", "ARS-2"])
+        p = ZonePlanner(base, min_len=8 * SYM, need=lambda i, n: (4 + n // 76) * SYM,
+                        max_len=base.frame_len, idle_every=1000, units=_units, weights=weights)
+        air = {5: 0, 6: 0}   # the two UL-relay zones, saturated
+        for f in range(300):
+            for z in p.plan({5: (10**6, 400), 6: (10**6, 400)}, f).zones:
+                if z.name == "UL-relay":
+                    air[5 if z.tx == "ARS-1" else 6] += z.length + z.guard
+        return air[5] / air[6]
+
+    assert share([1.0] * 7) == pytest.approx(1.0, rel=0.1)
+    assert share([1.0, 1, 1, 1, 1, 3, 1]) == pytest.approx(3.0, rel=0.15)
+
+
+def test_backpressure_holds_a_zone_whose_relay_queue_is_longer():
+    # ARS-1's UL-access zone (3) feeds its UL-relay zone (5): while ARS-1 holds more for the ABS
+    # than its AMSs hold for it, the access zone waits and the relay zone drains
+    base, p = _planner(idle_every=1000, batch=1, units=_units)
+    names = [(z.name, z.tx) for z in base.zones]
+    assert names[3] == ("UL-access", "ARS-1") and names[5] == ("UL-relay", "ARS-1")
+    for f in range(10):
+        plan = _names(p.plan({3: (20_000, 400), 5: (80_000, 400)}, f))
+        assert ("UL-access", "ARS-1") not in plan and ("UL-relay", "ARS-1") in plan
+    served = set()
+    for f in range(10, 20):
+        served |= set(_names(p.plan({3: (80_000, 400), 5: (20_000, 400)}, f)))
+    assert ("UL-access", "ARS-1") in served
