@@ -39,6 +39,9 @@ MAX_WINDOW = BSN_MODULUS // 2
 MAX_BITMAP_BYTES = 64
 """Selective-ACK bitmap: at most 512 blocks after ACK_BSN (one window)."""
 
+MAX_BACKOFF_DOUBLINGS = 1
+"""How often the timeout of one block doubles (then ``rto_max`` caps it)."""
+
 DATA = 0x01
 FEEDBACK = 0x02
 DISCARD = 0x03
@@ -279,7 +282,7 @@ class ArqSender:
     def _timeout(self, b: TxBlock) -> float:
         # backoff doubles once only: on a radio link a lost block is mostly a lost burst, not
         # congestion, and a long backoff stalls in-order delivery behind one block
-        return min(self.p.rto_max, self.rto * (1 << min(b.sends - 1, 1)))
+        return min(self.p.rto_max, self.rto * (1 << min(b.sends - 1, MAX_BACKOFF_DOUBLINGS)))
 
     def on_timer(self, now: float) -> list[tuple[bytes, TxBlock | None]]:
         """Retransmit blocks whose timer ran out; discard blocks past their lifetime."""
