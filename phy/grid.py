@@ -114,8 +114,8 @@ class ResourceGrid:
 
     def ofdm_demodulate(self, windows: np.ndarray) -> np.ndarray:
         """(n_sym, NFFT) time windows (CP removed) -> (n_sym, n_used) frequency values."""
-        F = sp_fft.fft(np.asarray(windows, np.complex64), axis=1)
-        return F[:, self.used_bins] * np.float32(1.0 / np.sqrt(self.nfft))
+        F = sp_fft.fft(np.asarray(windows, np.complex64), axis=1, norm="ortho")
+        return F[:, self.used_bins]
 
     @cached_property
     def data_power(self) -> float:

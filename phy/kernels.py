@@ -254,6 +254,18 @@ def equalize(Y: np.ndarray, H: np.ndarray, dpos: np.ndarray, cpe: np.ndarray, sl
     w = np.empty(n_sym * n_data, dtype=np.float32)
     rc = np.empty(n_used, dtype=np.float64)
     rs = np.empty(n_used, dtype=np.float64)
+    # per subcarrier once per block: conj(h) / |h|^2 and the LLR weight |h|^2 / sigma^2
+    gr = np.empty(n_used, dtype=np.float64)
+    gi = np.empty(n_used, dtype=np.float64)
+    wk = np.empty(n_used, dtype=np.float32)
+    for k in range(n_used):
+        h = H[k]
+        h2 = h.real * h.real + h.imag * h.imag
+        if h2 < 1e-30:
+            h2 = 1e-30
+        gr[k] = h.real / h2
+        gi[k] = -h.imag / h2
+        wk[k] = h2 * inv_sigma2
     for l in range(n_sym):
         # exp(-j ph_k) along the used band by recurrence (one cos/sin per symbol, not per bin)
         ph0 = cpe[l] + slope[l] * fidx[0]
@@ -267,10 +279,6 @@ def equalize(Y: np.ndarray, H: np.ndarray, dpos: np.ndarray, cpe: np.ndarray, sl
             rc[k], rs[k] = cr, ci
         for j in range(n_data):
             k = dpos[l, j]
-            h = H[k]
-            h2 = h.real * h.real + h.imag * h.imag
-            if h2 < 1e-30:
-                h2 = 1e-30
             y = Y[l, k]
             c = rc[k]
             s = rs[k]
@@ -278,8 +286,8 @@ def equalize(Y: np.ndarray, H: np.ndarray, dpos: np.ndarray, cpe: np.ndarray, sl
             yr = y.real * c + y.imag * s
             yi = y.imag * c - y.real * s
             idx = l * n_data + j
-            z[idx] = complex((yr * h.real + yi * h.imag) / h2, (yi * h.real - yr * h.imag) / h2)
-            w[idx] = h2 * inv_sigma2
+            z[idx] = complex(yr * gr[k] - yi * gi[k], yr * gi[k] + yi * gr[k])
+            w[idx] = wk[k]
     return z, w
 
 

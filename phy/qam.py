@@ -106,9 +106,28 @@ def demodulate_into(z: np.ndarray, w: np.ndarray, bps: int, dest: np.ndarray,
         raise PhyInputError("dest must be int64 of length len(z) * bps")
     if out.dtype != np.float32 or out.ndim != 1 or not out.flags.c_contiguous:
         raise PhyInputError("out must be a contiguous 1-D float32 array")
-    if dest.size and int(dest.max()) >= out.size:
+    if dest.size and _max_index(dest) >= out.size:
         raise PhyInputError("dest points past the end of out")
     return demap_maxlog(zz, ww, alpha, beta, nearest, inv_cell, dest, out)
+
+
+_MAX_CACHE: dict[int, tuple[np.ndarray, int]] = {}
+
+
+def _max_index(dest: np.ndarray) -> int:
+    """``dest.max()``, remembered for read-only maps (the modem's cached scatter maps: a pass
+    over ~50 k indices per burst otherwise). The cache holds a reference, so an id is never
+    reused while its entry lives."""
+    if dest.flags.writeable:
+        return int(dest.max())
+    hit = _MAX_CACHE.get(id(dest))
+    if hit is not None and hit[0] is dest:
+        return hit[1]
+    if len(_MAX_CACHE) >= 64:  # bounded: each entry keeps its map alive
+        _MAX_CACHE.clear()
+    m = int(dest.max())
+    _MAX_CACHE[id(dest)] = (dest, m)
+    return m
 
 
 def demodulate(z: np.ndarray, w: np.ndarray, bps: int) -> np.ndarray:
