@@ -39,7 +39,7 @@ MAX_WINDOW = BSN_MODULUS // 2
 MAX_BITMAP_BYTES = 64
 """Selective-ACK bitmap: at most 512 blocks after ACK_BSN (one window)."""
 
-MAX_BACKOFF_DOUBLINGS = 1
+MAX_BACKOFF_DOUBLINGS = 3
 """How often the timeout of one block doubles (then ``rto_max`` caps it)."""
 
 DATA = 0x01
@@ -57,8 +57,9 @@ class ArqParams:
 
     ``rto_initial``: retransmission timeout before any round trip was measured; afterwards
     ``srtt + 4 * rttvar`` (RFC 6298 style, Karn's rule), kept within ``rto_min``..``rto_max``
-    and doubled for the second and later retransmissions of a block. ``lifetime``: a block not
-    acknowledged this long after its first transmission is discarded (and counted).
+    and doubled per retransmission of a block, at most ``MAX_BACKOFF_DOUBLINGS`` times.
+    ``lifetime``: a block not acknowledged this long after its first transmission is
+    discarded (and counted).
     ``purge``: a receiver holding blocks behind a gap for this long delivers them and skips
     the gap (a lost DISCARD). ``ack_delay``: an in-order block is acknowledged at the latest
     this long after it arrived, or with the next block (every second one at once, as TCP's
@@ -280,8 +281,9 @@ class ArqSender:
         self.rto = min(self.p.rto_max, max(self.p.rto_min, self.srtt + 4 * self.rttvar))
 
     def _timeout(self, b: TxBlock) -> float:
-        # backoff doubles once only: on a radio link a lost block is mostly a lost burst, not
-        # congestion, and a long backoff stalls in-order delivery behind one block
+        # a short backoff (x8 at most, then rto_max): a lost burst is not congestion and a long
+        # backoff stalls in-order delivery behind one block; but a block still queued at a busy
+        # relay (end-to-end ARQ cannot see that queue) must not be resent every rto
         return min(self.p.rto_max, self.rto * (1 << min(b.sends - 1, MAX_BACKOFF_DOUBLINGS)))
 
     def on_timer(self, now: float) -> list[tuple[bytes, TxBlock | None]]:

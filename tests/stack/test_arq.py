@@ -101,17 +101,20 @@ def test_selective_ack_retransmits_only_the_holes():
     assert rx.on_data(again[0], 0.22) == [] and rx.stats["duplicates"] == 1
 
 
-def test_timer_retransmits_and_backs_off_once():
-    tx = ArqSender(P)
+def test_timer_retransmits_with_a_short_capped_backoff():
+    tx = ArqSender(ArqParams(window=8, rto_initial=0.1, rto_min=0.01, rto_max=1.0,
+                             lifetime=60.0, purge=70.0))
     _sent(tx.offer(b"a", 0.0), 0.0)
     assert tx.next_deadline() == pytest.approx(0.1)
     assert _sent(tx.on_timer(0.05), 0.05) == []
-    first = _sent(tx.on_timer(0.1), 0.1)
-    assert [p.bsn for p in first] == [0]
+    waits = []
     t = tx.next_deadline()
-    assert t == pytest.approx(0.1 + 0.2)                       # doubled once ...
-    assert len(_sent(tx.on_timer(t), t)) == 1
-    assert tx.next_deadline() == pytest.approx(t + 0.2)        # ... and not again
+    for _ in range(5):
+        assert len(_sent(tx.on_timer(t), t)) == 1     # one retransmission per expiry
+        waits.append(tx.next_deadline() - t)
+        t = tx.next_deadline()
+    # doubled per retransmission, MAX_BACKOFF_DOUBLINGS (3) times, then flat (below rto_max)
+    assert waits == pytest.approx([0.2, 0.4, 0.8, 0.8, 0.8])
 
 
 def test_a_queued_copy_stops_the_timer():
