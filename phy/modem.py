@@ -474,8 +474,8 @@ class BurstModem(_BurstCore):
         if start + total > r.size:
             log.debug("burst at %d truncated (%d of %d samples)", start, r.size - start, total)
             return None
-        Yd = self._windows(r, start + 3 * ns, n_sym, cfo)
-        Yall = np.concatenate([s.Y[2:3], Yd])
+        Yall = self._windows(r, start + 2 * ns, n_sym + 1, cfo)  # header (again) and data
+        Yd = Yall[1:]
         ls = np.arange(n_sym + 1)
         cpe, bl, slope = self._track(Yall, s.H, ls, s.sigma2)
         if n_sym >= 2:  # residual CFO from the CPE trend refines the reported estimate
