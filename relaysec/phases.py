@@ -156,8 +156,9 @@ def tek_refresh(t: Trial) -> bool:
 
     if not all_match():
         # a later refresh may be in flight (served by the key holder, reply not yet at the
-        # AMS: long phases outlive a TEK): give it a few frames to land before judging
-        t.run_until(all_match, 20 * t.frame_s)
+        # AMS: long phases outlive a TEK): give it time to land before judging (on a lossy
+        # link its retries take a few retransmission timeouts)
+        t.run_until(all_match, max(20 * t.frame_s, t.timeout("tek_refresh_s")))
     for n in amss:
         match, note = t.keys_match(n, t.key_holder(t.serving[n]))
         if not match:
