@@ -185,7 +185,7 @@ def track_phase_mmse(Y: np.ndarray, H: np.ndarray, ls: np.ndarray, pil_pos: np.n
 
 
 def preamble_ls(Y_sc: np.ndarray, Y_long: np.ndarray, long_inv: np.ndarray,
-                sc_inv: np.ndarray, even: np.ndarray) -> tuple[np.ndarray, float]:
+                sc_inv: np.ndarray, even: np.ndarray) -> tuple[np.ndarray, float, float]:
     """LS channel estimate from both preamble symbols and its mean noise factor.
 
     The long symbol gives ``Y/X`` on every used subcarrier (noise ``sigma2``); the S&C symbol
@@ -193,8 +193,10 @@ def preamble_ls(Y_sc: np.ndarray, Y_long: np.ndarray, long_inv: np.ndarray,
     noise ``sigma2 / 3``. The S&C symbol is first rotated by the common phase between the two
     symbols' estimates (residual carrier offset over one symbol, phase noise). ``long_inv``:
     ``1 / X_long`` (n_used,); ``sc_inv``: ``1 / X_sc`` on the S&C's subcarriers ``even`` (their
-    positions). Returns the estimate (n_used,) complex64 and the mean noise variance per
-    subcarrier in units of ``sigma2`` (2/3 when half the subcarriers are combined)."""
+    positions). Returns the estimate (n_used,) complex64, the mean noise variance per
+    subcarrier in units of ``sigma2`` (2/3 when half the subcarriers are combined) and the S&C
+    symbol's common phase relative to the long symbol (radians; one more point of the burst's
+    phase trend, a symbol before the long one)."""
     h = np.asarray(Y_long, np.complex64) * long_inv
     he = np.asarray(Y_sc, np.complex64)[even] * sc_inv
     hl = h[even]
@@ -202,7 +204,8 @@ def preamble_ls(Y_sc: np.ndarray, Y_long: np.ndarray, long_inv: np.ndarray,
     if abs(rot) > 0:
         he *= np.complex64(np.conj(rot) / abs(rot))
     h[even] = (hl + np.float32(2.0) * he) * np.float32(1.0 / 3.0)
-    return h, (even.size / 3.0 + (h.size - even.size)) / h.size
+    phase = float(np.angle(rot)) if np.isfinite(rot) else 0.0
+    return h, (even.size / 3.0 + (h.size - even.size)) / h.size, phase
 
 
 def noise_variance(Y_sc: np.ndarray, odd: np.ndarray, floor: float) -> float:

@@ -155,7 +155,8 @@ class _Sync:
     """What the preamble tells about one burst: where it starts (sample of the S&C symbol's CP),
     the carrier offset (Hz), the channel ``H`` (n_used,), the noise variance, the SNR, and the
     FFT windows ``Y`` (3, n_used) of the S&C symbol, the long symbol and the first symbol after
-    the preamble (``l = 0``)."""
+    the preamble (``l = 0``); ``sc_phase``: the S&C symbol's common phase relative to the long
+    symbol's (the phase trend's point at ``l = -2``; the long symbol is ``l = -1``, phase 0)."""
 
     start: int
     cfo: float
@@ -163,6 +164,7 @@ class _Sync:
     sigma2: float
     snr_db: float
     Y: np.ndarray
+    sc_phase: float = 0.0
 
 
 class _BurstCore:
@@ -303,7 +305,8 @@ class _BurstCore:
         if start < 0 or start + 3 * ns > r.size:
             return None
         Y = self._windows(r, start, 3, cfo)
-        H_ls, noise_factor = preamble_ls(Y[0], Y[1], self._long_inv, self._sc_inv, self._even)
+        H_ls, noise_factor, sc_phase = preamble_ls(Y[0], Y[1], self._long_inv, self._sc_inv,
+                                                   self._even)
         total = float(np.mean(H_ls.real**2 + H_ls.imag**2, dtype=np.float64))
         if not np.isfinite(total) or total <= 0.0:
             return None
@@ -314,7 +317,8 @@ class _BurstCore:
         sig = float(np.mean(np.abs(H) ** 2))
         if not (np.isfinite(sig) and sig > 0.0):
             return None
-        return _Sync(int(start), float(cfo), H, sigma2, 10 * math.log10(sig / sigma2), Y)
+        return _Sync(int(start), float(cfo), H, sigma2, 10 * math.log10(sig / sigma2), Y,
+                     sc_phase)
 
     def _track(self, Y: np.ndarray, H: np.ndarray, ls: np.ndarray, sigma2: float
                ) -> tuple[np.ndarray, np.ndarray, float]:
@@ -478,17 +482,17 @@ class BurstModem(_BurstCore):
         Yd = Yall[1:]
         ls = np.arange(n_sym + 1)
         cpe, bl, slope = self._track(Yall, s.H, ls, s.sigma2)
-        if n_sym >= 2:  # residual CFO from the CPE trend refines the reported estimate
-            fine = self._refine_cfo(cfo, cpe, ls)
-            if self._ici_matters(fine - cfo, s.snr_db):
-                # the preamble's estimate was off by enough to matter (phase noise moves the
-                # S&C halves' phase): take the windows again with the refined offset
-                cfo = fine
-                Yall = self._windows(r, start + 2 * ns, n_sym + 1, cfo)
-                Yd = Yall[1:]
-                cpe, bl, slope = self._track(Yall, s.H, ls, s.sigma2)
-                fine = self._refine_cfo(cfo, cpe, ls)
-            cfo = fine
+        # residual CFO from the phase trend over the whole burst: the S&C symbol (l = -2), the
+        # long symbol (l = -1, the reference: phase 0), header and data
+        fine = self._refine_cfo(cfo, np.concatenate([[s.sc_phase, 0.0], cpe]),
+                                np.concatenate([[-2, -1], ls]))
+        if self._ici_matters(fine - cfo, s.snr_db):
+            # the preamble's estimate was off by enough to matter (phase noise moves the S&C
+            # halves' phase): take the header and data windows again at the refined offset
+            Yall = self._windows(r, start + 2 * ns, n_sym + 1, fine)
+            Yd = Yall[1:]
+            cpe, bl, slope = self._track(Yall, s.H, ls, s.sigma2)
+        cfo = fine
         z, wgt = self._equalise(Yd, s.H, s.sigma2, ls[1:], cpe[1:], bl[1:])
         dest = _rx_scatter_map(self._ncbps(mcs), mcs.bits_per_symbol, mcs.code_rate,
                                _n_info(length))
