@@ -540,6 +540,28 @@ def shrink_project_ramp(U: np.ndarray, v: np.ndarray, g: np.ndarray, k0: float,
 
 
 @njit(cache=True, nogil=True)
+def phase_trend(ph: np.ndarray, x: np.ndarray) -> float:  # pragma: no cover - numba
+    """Least-squares slope of the unwrapped phases ``ph`` (radians) against ``x``: the
+    per-symbol common phases' trend (residual carrier offset, radians per symbol). Each step is
+    unwrapped to (-pi, pi]."""
+    n = ph.size
+    xm = 0.0
+    for i in range(n):
+        xm += x[i]
+    xm /= n
+    u = ph[0]
+    num = (x[0] - xm) * u
+    den = (x[0] - xm) * (x[0] - xm)
+    for i in range(1, n):
+        d = ph[i] - ph[i - 1]
+        d -= 2 * np.pi * np.floor(d / (2 * np.pi) + 0.5)
+        u += d
+        num += (x[i] - xm) * u
+        den += (x[i] - xm) * (x[i] - xm)
+    return num / den if den > 0 else 0.0
+
+
+@njit(cache=True, nogil=True)
 def diff_corr(Yfull: np.ndarray, bins: np.ndarray, c: np.ndarray,
               shifts: np.ndarray) -> np.ndarray:  # pragma: no cover - numba
     """Differential correlation metric for the integer-CFO search.

@@ -48,7 +48,7 @@ from phy.estimation import (
 from phy.fec import FEC, ConvCode
 from phy.grid import ResourceGrid
 from phy.interleaver import deinterleave, interleave, permutation
-from phy.kernels import equalize, gather_windows, prbs
+from phy.kernels import equalize, gather_windows, phase_trend, prbs
 from phy.numerology import Profile, get_profile
 from phy.randomizer import randomize
 from phy.shaping import TxShaper
@@ -367,8 +367,8 @@ class _BurstCore:
 
     def _refine_cfo(self, cfo: float, cpe: np.ndarray, ls: np.ndarray) -> float:
         """The carrier offset refined by the trend of the per-symbol CPE over symbols ``ls``."""
-        lc = ls - ls.mean()
-        trend = float(np.dot(lc, _unwrap(cpe)) / np.dot(lc, lc))  # LS slope, rad/symbol
+        trend = phase_trend(np.ascontiguousarray(cpe, np.float64),
+                            np.ascontiguousarray(ls, np.float64))  # LS slope, rad/symbol
         return cfo + trend * self.profile.sample_rate / (2 * np.pi * self._sym_len)
 
     def _ici_matters(self, dcfo: float, snr_db: float) -> bool:
@@ -591,18 +591,6 @@ def _rx_scatter_map(ncbps: int, bps: int, rate: str, n_info: int) -> np.ndarray:
 @lru_cache(maxsize=4)
 def _pad_source() -> np.ndarray:
     return prbs(np.array([1, 0, 0, 1, 0, 1, 1, 0, 1, 0, 1, 1, 1, 0, 1], np.uint8), 14, 1 << 16)
-
-
-def _unwrap(ph: np.ndarray) -> np.ndarray:
-    """Phase unwrapping along a 1-D array (same result as ``np.unwrap`` for the per-symbol CPE,
-    without its generic-axis overhead, which cost ~0.1 ms per burst)."""
-    d = np.diff(ph)
-    d -= 2 * np.pi * np.round(d / (2 * np.pi))
-    out = np.empty_like(ph)
-    out[0] = ph[0]
-    np.cumsum(d, out=out[1:])
-    out[1:] += ph[0]
-    return out
 
 
 def _pad_bits(n: int) -> np.ndarray:

@@ -264,6 +264,15 @@ def test_shrink_project_and_fir_same_equal_naive() -> None:
     np.testing.assert_allclose(fir_same(x, h), naive.fir_same(x, h), atol=1e-5)
 
 
+def test_phase_trend_equals_unwrap_and_least_squares() -> None:
+    rng = np.random.default_rng(29)
+    for n in (2, 3, 7, 40):
+        x = np.arange(n, dtype=np.float64) - 2.0
+        ph = np.angle(np.exp(1j * (0.9 * x + 0.3 * rng.normal(size=n))))  # wraps on the way
+        want = np.polyfit(x, np.unwrap(ph), 1)[0]
+        assert kernels.phase_trend(ph, x) == pytest.approx(want, abs=1e-9)
+
+
 def test_diff_corr_equals_naive() -> None:
     rng = np.random.default_rng(18)
     from phy.grid import ResourceGrid
