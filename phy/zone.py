@@ -447,8 +447,10 @@ class ZoneModem(_BurstCore):
         nh = 1 + n_map
         ls = np.concatenate([np.arange(nh), nh + syms])
         cpe, bl, slope = self._track(np.concatenate([Yh, Yd]), s.H, ls, s.sigma2)
-        cfo = self._refine_cfo(s.cfo, cpe, ls) if ls.size >= 3 else s.cfo
-        if ls.size >= 3 and self._ici_matters(cfo - s.cfo, s.snr_db):
+        # the phase trend from the S&C symbol (l = -2) and the long one (l = -1, phase 0) on
+        cfo = self._refine_cfo(s.cfo, np.concatenate([[s.sc_phase, 0.0], cpe]),
+                               np.concatenate([[-2, -1], ls]))
+        if self._ici_matters(cfo - s.cfo, s.snr_db):
             # as BurstModem: the data windows again at the refined carrier offset (the header
             # and MAP keep theirs; each symbol's CPE absorbs the phase step between the two)
             Yd = np.concatenate([self._windows(r, base + int(run[0]) * ns, run.size, cfo)
