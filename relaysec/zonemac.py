@@ -387,7 +387,7 @@ class ZoneMac:
         if self.config.contention_data:
             # over the air (frames of 100s of ms, a few AMSs): waiting for the next poll costs
             # more than a rare collision, so data may go in a contention slot too
-            if c.backoff and owner in self._granted:
+            if c.backoff and owner == self.current_owner():
                 return None
             return self._contend(frame, owner, c)
         if since_grant <= self.config.poll_every:
@@ -397,8 +397,10 @@ class ZoneMac:
         # entry or handover); otherwise it carries a bandwidth request, our queue report in a
         # header-only burst, and the owner grants the rest
         self.request_only = not waiting.control or since_grant <= 2 * self.config.poll_every
-        if c.backoff and owner in self._granted:
-            return None   # the owner reserved its slots for AMSs about to arrive: not us
+        if c.backoff and owner == self.current_owner():
+            # the owner reserved its slots for AMSs about to arrive: not for us, whom it serves
+            # (a station that served us before, before we moved away, is one we arrive at)
+            return None
         return self._contend(frame, owner, c)
 
     def _contend(self, frame: int, owner: int, c: Grant) -> Grant | None:

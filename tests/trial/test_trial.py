@@ -86,12 +86,13 @@ def test_handover_without_predistribution_takes_longer():
 @pytest.mark.nonce_reuse_expected
 def test_lossy_channel_pkm_retransmissions_carry_entry_through():
     # The access link is noisy: many bursts fail their CRC; PKM timers resend until entry works.
-    # The data path has no ARQ, so lost bursts lose packets for good: the phases only require
-    # a fifth of them (what is asserted is that every key exchange completes).
+    # ARQ resends lost data too, but the phases only require a fifth of the packets (what is
+    # asserted is that every key exchange completes).
     cfg = fast_config(("phy.mcs", "QPSK-1/2"), ("phy.frame_ms", 10.0),
                       ("traffic.min_delivery", 0.2), ("timeouts.entry_s", 8.0),
                       ("timeouts.handover_s", 8.0), ("timeouts.tek_refresh_s", 6.0))
-    # (2.75 dB: PER about 40 %, so that control bursts are lost too, not only data bursts)
+    # (2.75 dB: PER above 10 %, so that control bursts are lost too, not only data bursts;
+    # at 2.5 dB ARQ's retransmissions no longer fit the phase timeouts)
     cfg["links"] = [{"a": "AMS", "b": "ARS-1", "snr_db": 2.75},
                     {"a": "AMS", "b": "ARS-2", "snr_db": 2.75}]
     report, _ = run_trial(cfg)

@@ -164,6 +164,16 @@ def test_an_owner_expecting_arrivals_reserves_its_contention_slots_for_them():
         newcomer.note_grants(f, 1, slots)
         tries += newcomer.slot(f, 1) is not None
     assert 0 < tries < 12
+    # ... and an AMS handing back to a station that served it before it moved away is one of
+    # the arrivals (it was granted by another owner since): it uses the reserved slots too
+    back = 0
+    for f in range(10, 400, 10):
+        mover = _mac(_Role({1: Backlog(31, 31, True)}), sid=2000 + f)
+        mover._granted[1] = f - 300      # served by 1 long ago ...
+        mover._granted[2] = f - 20       # ... then by 2, its current owner
+        mover.note_grants(f, 1, slots)
+        back += mover.slot(f, 1) is not None
+    assert 0 < back < 12
 
 
 def test_contention_carries_no_data_and_known_polled_amss_stay_out():
