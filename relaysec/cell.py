@@ -418,11 +418,17 @@ def _planner(cfg: Config, schedule: FrameSchedule, zm: Any) -> ZonePlanner:
         extra = contention if i in shared else 0
         return (zm.overhead_symbols(2) + -(-nbytes // per_symbol) + extra) * sym + lead
 
+    # room in each block for a small MPDU queued between two large ones (an ARQ feedback of
+    # 21 bytes): without it the last MPDU of a zone sized to the byte misses its room
+    small = 24 if cfg["arq"]["enabled"] else 0
+
     def units(i: int, k: int, head: int) -> int:
         # k whole MPDUs of *head* bytes: one allocation block each when two do not share a
         # block (16m's FEC blocks), else as many per block as fit; the MAP grows with them
         head = min(head, zm.max_payload)
         per = max(1, block // head) if 2 * head <= block else 1
+        if per == 1:   # a block also carries the small MPDUs queued between (ARQ feedback)
+            head = min(block, head + small)
         full, rest = divmod(k, per)
         rus = full * zm.rus_for(per * head, mcs) + (zm.rus_for(rest * head, mcs) if rest else 0)
         data = -(-rus // ru)
