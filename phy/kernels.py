@@ -328,6 +328,23 @@ def smooth_channel(H: np.ndarray, fidx: np.ndarray, width: int) -> np.ndarray:  
 
 
 @njit(cache=True, nogil=True)
+def _cpe_given_slope(z: np.ndarray, ls: np.ndarray, pil_pos: np.ndarray, fidx: np.ndarray,
+                     c: float):  # pragma: no cover - numba
+    """Per symbol, the phase slope ``c * (l + 1)`` and the common phase of the pilots ``z``
+    once that slope is removed: the last step of every drift tracker below."""
+    n_sym, n_p = z.shape
+    cpe = np.empty(n_sym)
+    bl = np.empty(n_sym)
+    for l in range(n_sym):
+        bl[l] = c * (ls[l] + 1.0)
+        acc = 0j
+        for i in range(n_p):
+            acc += z[l, i] * np.exp(-1j * bl[l] * fidx[pil_pos[l, i]])
+        cpe[l] = np.arctan2(acc.imag, acc.real)
+    return cpe, bl
+
+
+@njit(cache=True, nogil=True)
 def track_phase(Y: np.ndarray, H: np.ndarray, ls: np.ndarray, pil_pos: np.ndarray,
                 pil_val: np.ndarray, fidx: np.ndarray):  # pragma: no cover - numba
     """Per-symbol pilot phase model ``phase_l(k) = cpe_l + slope_l * k``.
@@ -360,14 +377,7 @@ def track_phase(Y: np.ndarray, H: np.ndarray, ls: np.ndarray, pil_pos: np.ndarra
         num += wgt[l] * b[l] * x
         den += wgt[l] * x * x
     c = num / den if den > 0 else 0.0
-    cpe = np.empty(n_sym)
-    bl = np.empty(n_sym)
-    for l in range(n_sym):
-        bl[l] = c * (ls[l] + 1.0)
-        acc = 0j
-        for i in range(n_p):
-            acc += z[l, i] * np.exp(-1j * bl[l] * fidx[pil_pos[l, i]])
-        cpe[l] = np.arctan2(acc.imag, acc.real)
+    cpe, bl = _cpe_given_slope(z, ls, pil_pos, fidx, c)
     return cpe, bl, c
 
 
@@ -403,14 +413,7 @@ def track_phase_prior(Y: np.ndarray, H: np.ndarray, ls: np.ndarray, pil_pos: np.
         num += w * b * x
         den += w * x * x
     c = num / den
-    cpe = np.empty(n_sym)
-    bl = np.empty(n_sym)
-    for l in range(n_sym):
-        bl[l] = c * (ls[l] + 1.0)
-        acc = 0j
-        for i in range(n_p):
-            acc += z[l, i] * np.exp(-1j * bl[l] * fidx[pil_pos[l, i]])
-        cpe[l] = np.arctan2(acc.imag, acc.real)
+    cpe, bl = _cpe_given_slope(z, ls, pil_pos, fidx, c)
     return cpe, bl, c
 
 
@@ -466,14 +469,7 @@ def track_phase_wls(Y: np.ndarray, H: np.ndarray, ls: np.ndarray, pil_pos: np.nd
             num += w[i] * x * dk * (psi + c * x * dk)
             den += w[i] * x * x * dk * dk
         c = num / den
-    cpe = np.empty(n_sym)
-    bl = np.empty(n_sym)
-    for l in range(n_sym):
-        bl[l] = c * (ls[l] + 1.0)
-        acc = 0j
-        for i in range(n_p):
-            acc += z[l, i] * np.exp(-1j * bl[l] * fidx[pil_pos[l, i]])
-        cpe[l] = np.arctan2(acc.imag, acc.real)
+    cpe, bl = _cpe_given_slope(z, ls, pil_pos, fidx, c)
     return cpe, bl, c
 
 
