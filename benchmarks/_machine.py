@@ -107,3 +107,14 @@ def format_machine(info: dict[str, object]) -> str:
         f"python {info['python']}, numpy {info['numpy']}, numba {info['numba']}, "
         f"llvmlite {info['llvmlite']}, cryptography {info['cryptography']}"
     )
+
+
+def announce() -> dict[str, object]:
+    """Print the machine line (and the load warning, if any) every benchmark starts with, and
+    return :func:`machine_info` for its JSON."""
+    info = machine_info()
+    print(format_machine(info))
+    warn = load_warning()
+    if warn:
+        print(warn)
+    return info

@@ -31,7 +31,7 @@ import time
 from contextlib import nullcontext
 from typing import Any
 
-from benchmarks._machine import format_machine, load_warning, machine_info
+from benchmarks._machine import announce
 from benchmarks.e2e import _timed_crypto
 from relaysec import phases
 from relaysec.config import load_config
@@ -136,11 +136,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="override a config key for every run (e.g. mac.policy=pf)")
     p.add_argument("--json", metavar="PATH")
     args = p.parse_args(argv)
-    machine = machine_info()
-    print(format_machine(machine))
-    warn = load_warning()
-    if warn:
-        print(warn)
+    machine = announce()
     rows = []
     head = (f"{'AMSs':>5} {'mode':<12} {'ok':<4} {'goodput':>10} {'min/AMS':>9} {'max/AMS':>9} "
             f"{'Jain':>6} {'eff.':>6} {'entry s':>8} {'CPU s/s':>8}")

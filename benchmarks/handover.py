@@ -42,7 +42,7 @@ from collections import Counter
 from itertools import pairwise
 from typing import Any
 
-from benchmarks._machine import format_machine, load_warning, machine_info
+from benchmarks._machine import announce
 from stack import mpdu as mpdu_codec
 from stack.mac import decapsulate_relay
 from stack.pkm import messages as m
@@ -227,11 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--loss", type=float, default=0.0, help="also run with this frame loss")
     ap.add_argument("--seeds", type=int, default=5, help="seeds for the lossy runs")
     args = ap.parse_args(argv)
-    info = machine_info()
-    print(format_machine(info))
-    warn = load_warning()
-    if warn:
-        print(warn)
+    info = announce()
     res = run(args.loss, args.seeds if args.loss > 0 else 0)
     print()
     print(_table(res))

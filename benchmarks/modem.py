@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 
 import phy
-from benchmarks._machine import format_machine, load_warning, machine_info
+from benchmarks._machine import announce
 from phy import channel as ch
 from phy import qam, spectrum
 from phy.kernels import BFLY_SX, BFLY_SY, viterbi_k7
@@ -304,11 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--spectrum-payload", type=int, default=1000)
     args = ap.parse_args(argv)
     rng = np.random.default_rng(args.seed)
-    info = machine_info()
-    print(format_machine(info))
-    warn = load_warning()
-    if warn:
-        print(warn)
+    info = announce()
     res: dict[str, Any] = {"benchmark": "modem", "seed": args.seed, "machine": info,
                            "payload": args.payload, "bursts": args.bursts,
                            "repeats": args.repeats, "rows": []}

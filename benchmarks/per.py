@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 import phy
-from benchmarks._machine import format_machine, load_warning, machine_info
+from benchmarks._machine import announce, format_machine
 from benchmarks.mcs_thresholds import fit_threshold
 from hw import channels as hwch
 from phy import channel as ch
@@ -247,11 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     bursts = args.bursts or (200 if args.quick else 1000)
     step = args.step or (0.5 if args.quick else 0.25)
-    info = machine_info()
-    print(format_machine(info))
-    warn = load_warning()
-    if warn:
-        print(warn)
+    info = announce()
     print(f"profile {args.profile}, payload {args.payload} B, {bursts} bursts per point, "
           f"seed {args.seed}; SNR = Es/N0 per used subcarrier; PER real / reference")
     t0 = time.perf_counter()

@@ -57,7 +57,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._machine import format_machine, load_warning, machine_info
+from benchmarks._machine import announce
 from stack.pkm import messages as m
 from stack.pkm.authenticator import BuiltinAuthenticator
 from stack.roles import (
@@ -737,11 +737,7 @@ def main(argv: list[str] | None = None) -> int:
     p = Params(ams=args.ams, ars=args.ars, loss=args.loss, seed=args.seed,
                mode=SecurityMode(args.mode), wave=args.wave, flood=args.flood,
                flood_rate=args.flood_rate, mem_ams=args.mem_ams)
-    info = machine_info()
-    print(format_machine(info))
-    warn = load_warning()
-    if warn:
-        print(warn)
+    info = announce()
     wall0 = time.perf_counter()
     res = run(p)
     res["wall_s"] = time.perf_counter() - wall0

@@ -24,7 +24,7 @@ import sys
 import time
 from typing import Any
 
-from benchmarks._machine import format_machine, load_warning, machine_info
+from benchmarks._machine import announce
 
 
 def run(seconds: float, seed: int, mode: str) -> dict[str, Any]:
@@ -90,11 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mode", choices=("distributed", "centralized"), default="distributed")
     ap.add_argument("--json", metavar="PATH", help="write results as JSON here")
     args = ap.parse_args(argv)
-    info = machine_info()
-    print(format_machine(info))
-    warn = load_warning()
-    if warn:
-        print(warn)
+    info = announce()
     res = run(args.seconds, args.seed, args.mode)
     soak = res["soak"]
     print()
