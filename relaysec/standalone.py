@@ -289,7 +289,18 @@ class NodeRunner:
         # done when DL flow 2 has arrived too (all of it, or nothing new for drain_frames):
         # over the air the UL flow may well finish first
         return (self._drained(f.ul2) and self._flow(f.dl2).stats.delivered_packets > 0
-                and self._settled(f.dl2, f.ul2))
+                and self._settled(f.dl2, f.ul2) and self._uplink_acked(f.ul2))
+
+    def _uplink_acked(self, ul: int) -> bool:
+        """Every ARQ block this node sent is acknowledged, or a block lifetime has passed since
+        UL flow *ul* was all sent: a node that stops earlier strands its unacknowledged blocks,
+        which the far end then counts as lost (seen over loaded emulated Plutos)."""
+        params = self.role.arq_params
+        if params is None:
+            return True
+        if not any(c.tx.unacked() for c in self.role.arq_connections().values()):
+            return True
+        return self.net.now - self.milestones[f"flow{ul}_sent"] >= params.lifetime
 
     def _predistributes(self, f: AmsFlows) -> bool:
         return bool(f.target and self.cfg["security"]["ak_predistribution"]

@@ -444,6 +444,11 @@ class RoleBase:
         """True when this role runs ARQ on its data connections."""
         return self._arq_params is not None
 
+    @property
+    def arq_params(self) -> ArqParams | None:
+        """The ARQ settings of this role's data connections (None: ARQ off)."""
+        return self._arq_params
+
     def arq_connections(self) -> dict[Hashable, ArqConnection]:
         """The ARQ connections this role holds, by key (read-only use: tests, reports)."""
         return self._arq
