@@ -22,10 +22,12 @@ from functools import cached_property
 import numpy as np
 import scipy.fft as sp_fft
 
-from phy.kernels import prbs
+from phy.kernels import prbs, tx_burst
 from phy.numerology import PRU_SUBCARRIERS, Profile, get_profile
 
 PILOT_BOOST = 4.0 / 3.0
+_NO_RAMP = np.zeros(0, np.float32)
+_NO_FIR = np.ones(1, np.float32)
 _PILOT_SEED = np.array([1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1], dtype=np.uint8)
 
 
@@ -105,12 +107,25 @@ class ResourceGrid:
     # ---- OFDM ----------------------------------------------------------------------------
     def ofdm_modulate(self, X: np.ndarray) -> np.ndarray:
         """(n_sym, n_used) frequency symbols -> 1-D time samples with CP (complex64)."""
-        X = np.atleast_2d(X)
-        full = np.zeros((X.shape[0], self.nfft), dtype=np.complex64)
-        full[:, self.used_bins] = X
-        t = np.fft.ifft(full, axis=1) * np.sqrt(self.nfft)
-        out = np.concatenate([t[:, -self.cp:], t], axis=1) if self.cp else t
-        return out.astype(np.complex64).ravel()
+        return self.add_cp(self.ofdm_bodies(np.atleast_2d(X)))
+
+    def ofdm_bodies(self, X: np.ndarray, head: np.ndarray | None = None) -> np.ndarray:
+        """(n_sym, n_used) frequency symbols -> (n_sym, NFFT) complex64 time symbols without
+        CP (``sqrt(NFFT) ifft``, single precision); ``head`` (n_head, NFFT) full-band rows (e.g.
+        the preamble's) go first."""
+        n_head = 0 if head is None else head.shape[0]
+        full = np.zeros((n_head + X.shape[0], self.nfft), dtype=np.complex64)
+        if n_head:
+            full[:n_head] = head
+        full[n_head:, self.used_bins] = X
+        return sp_fft.ifft(full, axis=1, norm="ortho", overwrite_x=True)
+
+    def add_cp(self, bodies: np.ndarray, scale: float = 1.0, limit: bool = False
+               ) -> np.ndarray:
+        """(n_sym, NFFT) time symbols -> 1-D burst, CP before every body, times ``scale`` and,
+        with ``limit``, every sample held to magnitude <= 1 (complex64)."""
+        return tx_burst(np.ascontiguousarray(bodies, np.complex64), self.cp, _NO_RAMP,
+                        _NO_RAMP, _NO_FIR, float(scale), bool(limit))
 
     def ofdm_demodulate(self, windows: np.ndarray) -> np.ndarray:
         """(n_sym, NFFT) time windows (CP removed) -> (n_sym, n_used) frequency values."""

@@ -16,6 +16,9 @@ straightforward twin in ``tests/phy/naive.py`` that the tests compare it with.
 * :func:`gather_windows` — CFO-derotated FFT windows of a burst.
 * :func:`sc_blocks` — block sums of the Schmidl-Cox products and energies over a stream.
 * :func:`sc_metric` — the Schmidl-Cox detection metric on the block grid.
+* :func:`tx_burst` — the transmit burst from the IFFT outputs: CP, window ramps, low-pass,
+  scaling and limiter in two passes.
+* :func:`sum_iq` — the float64 sum of a complex64 buffer (DC estimate and finiteness check).
 """
 
 from __future__ import annotations
@@ -679,3 +682,99 @@ def sc_metric(r: np.ndarray, lag: int, block: int) -> np.ndarray:  # pragma: no 
         else:
             M[i] = 0.0
     return M
+
+
+@njit(cache=True, nogil=True)
+def tx_burst(bodies: np.ndarray, cp: int, up: np.ndarray, down: np.ndarray, h: np.ndarray,
+             scale: float, limit: bool) -> np.ndarray:  # pragma: no cover - numba
+    """The transmit burst from the symbols' IFFT outputs ``bodies`` (n_sym, NFFT) complex64.
+
+    Each symbol is its CP (the body's last ``cp`` samples) and its body. With ramps (``w =
+    len(up)`` > 0) its first ``w`` samples are multiplied by the rising ramp ``up`` and, from the
+    second symbol on, the previous body's first ``w`` samples times the falling ramp
+    ``up[w-1-i]`` are added there (windowed overlap-add); the burst's last ``len(down)`` samples
+    are multiplied by ``down`` (falling). Then the symmetric odd-length real FIR ``h`` is applied
+    centred (same length, zero outside), every value is multiplied by ``scale``, and with
+    ``limit`` a sample whose magnitude exceeds 1 is scaled back to magnitude 1. All arithmetic
+    in float32 on the interleaved (re, im) values in the order ``phy.shaping``'s numpy
+    description gives, so the result equals it; the FIR runs over blocks that stay in cache.
+    Returns complex64 (n_sym * (NFFT + cp),)."""
+    n_sym, nfft = bodies.shape
+    ns = nfft + cp
+    n = n_sym * ns
+    c = h.size // 2
+    w = up.size
+    b = down.size
+    src = bodies.reshape(-1).view(np.float32)  # interleaved re, im
+    # pass 1: the windowed burst, interleaved, with 2c zero values on each side for the FIR
+    # (slices everywhere: an index that is a sum of variables gets a negative-index check per
+    # element, which keeps LLVM from vectorising the loop)
+    xp = np.zeros(2 * n + 4 * c, dtype=np.float32)
+    for l in range(n_sym):
+        body = src[2 * l * nfft: 2 * (l + 1) * nfft]
+        sym = xp[2 * c + 2 * l * ns: 2 * c + 2 * (l + 1) * ns]
+        sym[: 2 * cp] = body[2 * (nfft - cp):]
+        sym[2 * cp:] = body
+        if w > 0:
+            for i in range(w):
+                u = up[i]
+                sym[2 * i] *= u
+                sym[2 * i + 1] *= u
+            if l > 0:
+                prev = src[2 * (l - 1) * nfft: 2 * (l - 1) * nfft + 2 * w]
+                for i in range(w):
+                    v = up[w - 1 - i]
+                    sym[2 * i] += prev[2 * i] * v
+                    sym[2 * i + 1] += prev[2 * i + 1] * v
+    last = xp[2 * c + 2 * (n - b): 2 * c + 2 * n]
+    for i in range(b):
+        last[2 * i] *= down[i]
+        last[2 * i + 1] *= down[i]
+    # pass 2: FIR (pairs of symmetric taps), scale -- block by block, the block in cache
+    out = np.empty(n, dtype=np.complex64)
+    of = out.view(np.float32)
+    blk = 2048
+    acc = np.empty(blk, dtype=np.float32)
+    hc = h[c]
+    sc = np.float32(scale)
+    for b0 in range(0, 2 * n, blk):
+        nb = min(blk, 2 * n - b0)
+        mid = xp[b0 + 2 * c: b0 + 2 * c + nb]
+        for i in range(nb):
+            acc[i] = mid[i] * hc
+        for m in range(1, c + 1):
+            hm = h[c + m]
+            lo = xp[b0 + 2 * c - 2 * m: b0 + 2 * c - 2 * m + nb]
+            hi = xp[b0 + 2 * c + 2 * m: b0 + 2 * c + 2 * m + nb]
+            for i in range(nb):
+                acc[i] += (lo[i] + hi[i]) * hm
+        dst = of[b0: b0 + nb]
+        for i in range(nb):
+            dst[i] = acc[i] * sc
+        if limit:
+            over = 0
+            for i in range(nb // 2):
+                p = dst[2 * i] * dst[2 * i] + dst[2 * i + 1] * dst[2 * i + 1]
+                over += p > 1.0
+            if over:
+                for i in range(nb // 2):
+                    re = np.float64(dst[2 * i])
+                    im = np.float64(dst[2 * i + 1])
+                    mag = np.sqrt(re * re + im * im)
+                    if mag > 1.0:
+                        dst[2 * i] = np.float32(re / mag)
+                        dst[2 * i + 1] = np.float32(im / mag)
+    return out
+
+
+@njit(cache=True, nogil=True, fastmath={"reassoc"})
+def sum_iq(r: np.ndarray) -> complex:  # pragma: no cover - numba
+    """Sum of the complex64 samples ``r`` in float64 (reassociated: vector lanes). Not finite
+    exactly when some sample is not (a float64 sum of float32 values cannot overflow)."""
+    f = r.view(np.float32)
+    sr = 0.0
+    si = 0.0
+    for i in range(r.size):
+        sr += np.float64(f[2 * i])
+        si += np.float64(f[2 * i + 1])
+    return complex(sr, si)

@@ -189,7 +189,11 @@ class _BurstCore:
         self.backoff = max(2, self.grid.cp // 8)
         self._sym_len = self.grid.symbol_samples
         self._fidx = self.grid.freq_index.astype(np.float64)
-        self._pre_time = self.grid.ofdm_modulate(np.stack([self.pre.sc, self.pre.long]))
+        self._pre_bins = np.zeros((2, self.grid.nfft), np.complex64)
+        self._pre_bins[:, self.grid.used_bins] = np.stack([self.pre.sc, self.pre.long])
+        # FFT bins of the data and pilot subcarriers of symbols l = 0, 1, 2 (mod 3)
+        self._data_bins = [self.grid.used_bins[self.grid.data_positions(l)] for l in range(3)]
+        self._pilot_bins = [self.grid.used_bins[self.grid.pilot_positions(l)] for l in range(3)]
         ng = self.grid.cp
         # delays (samples, in the FFT window) where the channel's taps may lie: fine timing puts
         # the first path at the back-off; earlier weak paths and the CP-long tail around it
@@ -206,21 +210,6 @@ class _BurstCore:
         return self.profile.sample_rate
 
     # ---- TX ------------------------------------------------------------------------------
-    def _symbols_to_grid(self, qsyms: np.ndarray, l0: int) -> np.ndarray:
-        """(n_sym, n_data) data symbols -> (n_sym, n_used) with pilots for l = l0.."""
-        g = self.grid
-        n_sym = qsyms.shape[0]
-        X = np.zeros((n_sym, g.n_used), np.complex64)
-        pv = g.pilot_values(l0 + n_sym)[l0:]
-        for r in range(3):
-            rows = np.arange(r, n_sym, 3)
-            if rows.size == 0:
-                continue
-            l = l0 + r
-            X[np.ix_(rows, g.data_positions(l))] = qsyms[rows]
-            X[np.ix_(rows, g.pilot_positions(l))] = pv[rows]
-        return X
-
     def _robust_symbols(self, bits: np.ndarray, n_sym: int) -> np.ndarray:
         """A strongly coded block (header, A-MAP): ``bits`` K=7 rate-1/2 coded, the code word
         repeated cyclically over ``n_sym`` QPSK symbols, XORed with a PRBS (repetition alone
@@ -231,18 +220,25 @@ class _BurstCore:
         scrambled = np.resize(coded, n_sym * ncb) ^ _pad_bits(n_sym * ncb)
         return qam.modulate(interleave(scrambled, ncb, 2), 2).reshape(n_sym, self.grid.n_data)
 
-    def _to_air(self, X: np.ndarray) -> np.ndarray:
-        """(n_sym, n_used) symbols after the preamble -> the scaled, limited complex64 burst."""
-        x = np.concatenate([self._pre_time, self.grid.ofdm_modulate(X)])
-        if self.shaper is not None:
-            x = self.shaper.apply(x)
-        if self.tx_rms is not None:
-            x *= np.float32(self.scale)
-            mag = np.abs(x)
-            over = mag > 1.0
-            if over.any():
-                x[over] /= mag[over]
-        return x.astype(np.complex64, copy=False)
+    def _to_air(self, qsyms: np.ndarray) -> np.ndarray:
+        """(n_sym, n_data) data-subcarrier symbols of ``l = 0 ..`` -> the scaled, limited
+        complex64 burst: preamble, then each symbol with its pilots, placed straight into the
+        FFT bins, one inverse FFT of all symbols, then CP, shaping, scale and limiter in one
+        kernel (:meth:`phy.shaping.TxShaper.burst`)."""
+        g = self.grid
+        n_sym = qsyms.shape[0]
+        full = np.zeros((PREAMBLE_SYMBOLS + n_sym, g.nfft), np.complex64)
+        full[:PREAMBLE_SYMBOLS] = self._pre_bins
+        pv = g.pilot_values(n_sym)
+        for r in range(3):
+            rows = slice(PREAMBLE_SYMBOLS + r, None, 3)
+            full[rows, self._data_bins[r]] = qsyms[r::3]
+            full[rows, self._pilot_bins[r]] = pv[r::3]
+        bodies = sp_fft.ifft(full, axis=1, norm="ortho", overwrite_x=True)
+        scale, limit = (1.0, False) if self.tx_rms is None else (self.scale, True)
+        if self.shaper is None:
+            return g.add_cp(bodies, scale, limit)
+        return self.shaper.burst(bodies, scale, limit)
 
     # ---- RX ------------------------------------------------------------------------------
     def _scan(self, iq: np.ndarray,
@@ -452,7 +448,7 @@ class BurstModem(_BurstCore):
             coded = np.concatenate([coded, _pad_bits(pad)])
         bits = interleave(coded, ncbps, mcs.bits_per_symbol)
         dsym = qam.modulate(bits, mcs.bits_per_symbol).reshape(n_sym, g.n_data)
-        return self._to_air(self._symbols_to_grid(np.concatenate([hsym, dsym]), 0))
+        return self._to_air(np.concatenate([hsym, dsym]))
 
     # ---- RX ------------------------------------------------------------------------------
     def demodulate(self, iq: np.ndarray) -> list[Burst]:

@@ -47,9 +47,15 @@ def constellation(bps: int) -> np.ndarray:
 
 def modulate(bits: np.ndarray, bps: int) -> np.ndarray:
     """uint8 bits (length multiple of bps) -> complex64 unit-energy symbols."""
-    b = bits.reshape(-1, bps).astype(np.int64)
-    weights = 1 << np.arange(bps - 1, -1, -1)
-    return constellation(bps)[b @ weights]
+    return constellation(bps)[np.asarray(bits, np.uint8).reshape(-1, bps) @ _label_weights(bps)]
+
+
+@lru_cache(maxsize=8)
+def _label_weights(bps: int) -> np.ndarray:
+    """uint8 weights ``2^(bps-1) .. 1``: bits @ weights is the label (< 64, no overflow)."""
+    out = (1 << np.arange(bps - 1, -1, -1)).astype(np.uint8)
+    out.setflags(write=False)
+    return out
 
 
 @lru_cache(maxsize=8)

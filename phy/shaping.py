@@ -31,6 +31,7 @@ import numpy as np
 from scipy.signal import remez
 
 from phy.grid import ResourceGrid
+from phy.kernels import tx_burst
 
 FIR_TAPS = 33
 FIR_STOP = 0.49
@@ -67,25 +68,6 @@ def lowpass(nfft: int, max_freq_index: int) -> np.ndarray:
     return h
 
 
-def fir_same(x: np.ndarray, h: np.ndarray) -> np.ndarray:
-    """``y[n] = sum_m h[m] x[n + c - m]`` with ``c = len(h) // 2`` (centred, same length as
-    ``x``, zero outside it) for a symmetric real ``h`` of odd length: complex64 in and out.
-    Works on the interleaved float32 view (the taps dilated by 2), one vector pass per pair of
-    symmetric taps -- ~17 passes over the burst instead of a per-sample loop."""
-    c = h.size // 2
-    n2 = 2 * np.asarray(x).size
-    xf = np.zeros(n2 + 4 * c, np.float32)
-    xf[2 * c: 2 * c + n2] = np.ascontiguousarray(x, np.complex64).view(np.float32)
-    y = xf[2 * c: 2 * c + n2] * np.float32(h[c])
-    tmp = np.empty(n2, np.float32)
-    for m in range(1, c + 1):
-        np.add(xf[2 * c - 2 * m: 2 * c - 2 * m + n2], xf[2 * c + 2 * m: 2 * c + 2 * m + n2],
-               out=tmp)
-        tmp *= np.float32(h[c + m])
-        y += tmp
-    return y.view(np.complex64)
-
-
 class TxShaper:
     """Windowing + low-pass for the bursts of one grid (see the module doc).
 
@@ -102,22 +84,12 @@ class TxShaper:
         if not self.w <= grid.cp - self.backoff:
             raise ValueError("the window ramp must leave the FFT window alone")
         self.fir = lowpass(grid.nfft, int(grid.freq_index.max()))
+        self.up = _ramp(self.w)
+        self.down = np.ascontiguousarray(_ramp(self.backoff)[::-1])
 
-    def apply(self, x: np.ndarray) -> np.ndarray:
-        """Shape a burst of whole symbols (1-D complex64, ``n * (NFFT + Ng)`` samples; windowed
-        in place, so pass a buffer you own): returns a new complex64 array of the same
-        length."""
-        g = self.grid
-        ns, ng, w = g.symbol_samples, g.cp, self.w
-        if x.dtype != np.complex64 or not x.flags.c_contiguous:
-            raise ValueError("apply() shapes a contiguous complex64 buffer in place")
-        y = x.reshape(-1, ns)
-        up = _ramp(w)
-        # the cyclic continuation of each body (its first w samples, untouched by the ramps
-        # since w <= Ng), falling, onto the next symbol's rising CP start
-        tail = y[:-1, ng: ng + w] * up[::-1]
-        y[:, :w] *= up
-        y[1:, :w] += tail
-        b = self.backoff
-        y[-1, ns - b:] *= _ramp(b)[::-1]
-        return fir_same(x, self.fir)
+    def burst(self, bodies: np.ndarray, scale: float, limit: bool) -> np.ndarray:
+        """The shaped burst from the symbols' IFFT outputs ``bodies`` (n_sym, NFFT) complex64:
+        CP, ramps, low-pass, then times ``scale`` and, with ``limit``, every sample held to
+        magnitude <= 1 (:func:`phy.kernels.tx_burst`). complex64 (n_sym * (NFFT + Ng),)."""
+        return tx_burst(bodies, self.grid.cp, self.up, self.down, self.fir, scale, limit)
+

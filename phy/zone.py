@@ -305,7 +305,7 @@ class ZoneModem(_BurstCore):
                 k = first * self.ru_subcarriers
                 flat[k: k + n * self.ru_subcarriers] = qam.modulate(bits, m.bits_per_symbol)
             blocks.append(flat.reshape(n_data, g.n_data))
-        return self._to_air(self._symbols_to_grid(np.concatenate(blocks), 0))
+        return self._to_air(np.concatenate(blocks))
 
     def _place(self, allocs: list[Allocation]) -> list[tuple[Allocation, Mcs, int, int]]:
         """Validate the allocations and give each its RU range ``(first, n)``."""

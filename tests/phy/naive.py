@@ -184,6 +184,26 @@ def fir_same(x: np.ndarray, h: np.ndarray) -> np.ndarray:
     return np.convolve(x, h)[c: c + x.size]
 
 
+def tx_burst(bodies: np.ndarray, cp: int, up: np.ndarray, down: np.ndarray, h: np.ndarray,
+             scale: float, limit: bool) -> np.ndarray:
+    """CP by concatenation, ramps and overlap-add by slicing, np.convolve, then scale/limit."""
+    b = np.asarray(bodies, np.complex128)
+    y = np.concatenate([b[:, b.shape[1] - cp:], b], axis=1)
+    w = up.size
+    if w:
+        tail = y[:-1, cp: cp + w] * up[::-1]
+        y[:, :w] *= up
+        y[1:, :w] += tail
+    x = y.ravel()
+    if down.size:
+        x[x.size - down.size:] *= down
+    x = fir_same(x, np.asarray(h, np.float64)) * scale
+    if limit:
+        mag = np.abs(x)
+        x[mag > 1] /= mag[mag > 1]
+    return x.astype(np.complex64)
+
+
 def diff_corr(Yfull: np.ndarray, bins: np.ndarray, c: np.ndarray, shifts: np.ndarray) -> np.ndarray:
     """Gather all shifted bin sets at once and correlate adjacent pairs (numpy)."""
     Yg = Yfull[np.mod(bins[None, :] + shifts[:, None], Yfull.size)].astype(np.complex128)

@@ -246,7 +246,7 @@ def test_track_phase_wls_equals_naive_and_finds_the_drift() -> None:
     assert abs(kernels.track_phase_wls(*args, 1e-16)[2]) < 1e-3 * c_true
 
 
-def test_shrink_project_and_fir_same_equal_naive() -> None:
+def test_shrink_project_equals_naive() -> None:
     rng = np.random.default_rng(28)
     q, _ = np.linalg.qr(rng.normal(size=(50, 7)))
     U = np.ascontiguousarray(q.T)
@@ -257,11 +257,46 @@ def test_shrink_project_and_fir_same_equal_naive() -> None:
     ramp = np.exp(-1j * 0.07 * (np.arange(50) - 20.0))
     np.testing.assert_allclose(kernels.shrink_project_ramp(U, v, g, -20.0, 0.07),
                                ramp * naive.shrink_project(U, v * np.conj(ramp), g), atol=1e-9)
-    from phy.shaping import fir_same, lowpass
 
-    h = lowpass(512, 216)
-    x = (rng.normal(size=3000) + 1j * rng.normal(size=3000)).astype(np.complex64)
-    np.testing.assert_allclose(fir_same(x, h), naive.fir_same(x, h), atol=1e-5)
+
+@pytest.mark.parametrize("profile", ["5MHz", "P2.5", "10MHz-cp16"])
+def test_tx_burst_equals_naive(profile: str) -> None:
+    """CP, window ramps with overlap-add, tail ramp, the 33-tap low-pass, scale and limiter
+    against concatenation + np.convolve; also bare (no ramps, one unit tap), and a level hot
+    enough that the limiter acts on some samples."""
+    from phy.grid import ResourceGrid
+    from phy.shaping import TxShaper
+
+    rng = np.random.default_rng(30)
+    g = ResourceGrid(profile)
+    sh = TxShaper(g, max(2, g.cp // 8))
+    bodies = ((rng.normal(size=(7, g.nfft)) + 1j * rng.normal(size=(7, g.nfft))) * 0.3
+              ).astype(np.complex64)
+    for up, down, h, scale, limit in [(sh.up, sh.down, sh.fir, 1.0, False),
+                                      (sh.up, sh.down, sh.fir, 2.5, True),
+                                      (sh.up[:0], sh.up[:0], np.ones(1, np.float32), 0.7, True)]:
+        got = kernels.tx_burst(bodies, g.cp, up, down, h, scale, limit)
+        want = naive.tx_burst(bodies, g.cp, up, down, h, scale, limit)
+        assert got.dtype == np.complex64 and got.size == 7 * g.symbol_samples
+        np.testing.assert_allclose(got, want, atol=2e-6)
+        if limit:
+            assert np.max(np.abs(got)) <= 1.0 + 1e-6
+    assert np.count_nonzero(np.abs(kernels.tx_burst(bodies, g.cp, sh.up, sh.down, sh.fir, 2.5,
+                                                    True)) > 0.9999) > 10
+    # the bare burst is CP + body, exactly
+    bare = g.add_cp(bodies).reshape(7, -1)
+    assert np.array_equal(bare[:, g.cp:], bodies)
+    assert np.array_equal(bare[:, :g.cp], bodies[:, -g.cp:])
+
+
+def test_sum_iq_is_the_float64_sum_and_flags_non_finite() -> None:
+    rng = np.random.default_rng(31)
+    r = (rng.normal(size=100_003) + 1j * rng.normal(size=100_003) + 0.01).astype(np.complex64)
+    assert kernels.sum_iq(r) == pytest.approx(np.sum(r.astype(np.complex128)), rel=1e-12)
+    for bad in (np.nan, np.inf, -np.inf):
+        s = r.copy()
+        s[77_777] = complex(0.0, bad)
+        assert not np.isfinite(kernels.sum_iq(s))
 
 
 def test_phase_trend_equals_unwrap_and_least_squares() -> None:
