@@ -21,6 +21,14 @@ Timings are the best (and median) of ``--repeats`` warm runs; everything is sing
 subprocesses: ``compile`` (empty cache dir: JIT compile of every kernel) and ``cache-load``
 (second process on that cache; what a user sees after the first run).
 
+Before/after (``--against TREE``): the same TX and RX timing, run by one self-contained snippet
+in subprocesses that import ``phy`` from ``TREE`` (a checkout of an older commit, e.g. ``git
+worktree add /tmp/old <commit>``) and from this tree, alternately (``--rounds`` rounds, the order
+swapped every round so that a load drift hits both), on identical payloads and noise; best thread
+CPU time of each side per row, and the change of this tree against ``TREE``. This is the
+measurement a speed claim rests on: numbers from separate runs on this shared machine differ by
+more than the changes measured.
+
 Baseline in the same run: the kernels against their naive twins from ``tests/phy/naive.py``
 (pure Python/numpy) on the same inputs: Viterbi Mbit/s and demapper Msym/s.
 
@@ -66,6 +74,121 @@ b = m.demodulate(np.concatenate([np.zeros(500, np.complex64), x]))
 assert b and b[0].crc_ok
 print(time.perf_counter() - t)
 """
+
+
+# Self-contained (it runs against an older tree's phy too, which has only the public API):
+# argv = tree, JSON list of [profile, mcs], payload, bursts, repeats, seed; prints JSON rows.
+_AB_SNIPPET = """
+import json, sys, time
+import numpy as np
+tree, rows, payload, bursts, repeats, seed = (sys.argv[1], json.loads(sys.argv[2]),
+    int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]))
+sys.path.insert(0, tree)
+import phy
+assert phy.__file__.startswith(tree), phy.__file__
+def best_cpu(fn):
+    out = []
+    for _ in range(repeats):
+        c = time.thread_time()
+        fn()
+        out.append(time.thread_time() - c)
+    return min(out)
+res = []
+for i, (profile, mcs) in enumerate(rows):
+    rng = np.random.default_rng([seed, i])
+    m = phy.BurstModem(profile, mcs)
+    data = [rng.bytes(payload) for _ in range(bursts)]
+    sig = [m.modulate(d, src=1, dst=2) for d in data]
+    gap = max(200, sig[0].size // 10)
+    parts = []
+    for s in sig:
+        parts += [np.zeros(gap, np.complex64), s]
+    parts.append(np.zeros(gap, np.complex64))
+    x = np.concatenate(parts)
+    nv = m.scale ** 2 * 10 ** (-35.0 / 10)
+    noise = rng.standard_normal(x.size) + 1j * rng.standard_normal(x.size)
+    buf = (x + np.sqrt(nv / 2) * noise).astype(np.complex64)
+    got = m.demodulate(buf)
+    ok = [b.payload for b in got if b.crc_ok] == data
+    tx = best_cpu(lambda: [m.modulate(d, src=1, dst=2) for d in data])
+    rx = best_cpu(lambda: m.demodulate(buf))
+    res.append({"profile": profile, "mcs": mcs, "ok": ok, "tx_cpu_s": tx, "rx_cpu_s": rx,
+                "airtime_s": sum(v.size for v in sig) / m.sample_rate,
+                "buffer_s": buf.size / m.sample_rate})
+print(json.dumps(res))
+"""
+
+
+def _ab_run(tree: str, rows: list[list[str]], payload: int, bursts: int, repeats: int,
+            seed: int) -> list[dict[str, Any]]:
+    out = subprocess.run([sys.executable, "-c", _AB_SNIPPET, os.path.abspath(tree),
+                          json.dumps(rows), str(payload), str(bursts), str(repeats), str(seed)],
+                         capture_output=True, text=True, check=True, cwd=tempfile.gettempdir())
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def before_after(against: str, rows: list[list[str]], payload: int, bursts: int, repeats: int,
+                 rounds: int, seed: int) -> dict[str, Any]:
+    """TX and RX thread-CPU time of the same rows with ``phy`` from the tree ``against`` and
+    from this tree, run alternately ``rounds`` times (order swapped every round); best per row
+    and side. Real-time factors and the change of this tree against the other."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    runs: dict[str, list[list[dict[str, Any]]]] = {"before": [], "after": []}
+    for k in range(rounds):
+        order = [("before", against), ("after", here)]
+        for side, tree in (order if k % 2 == 0 else order[::-1]):
+            runs[side].append(_ab_run(tree, rows, payload, bursts, repeats, seed))
+    table = []
+    for i, (profile, mcs) in enumerate(rows):
+        row: dict[str, Any] = {"profile": profile, "mcs": mcs}
+        for side in ("before", "after"):
+            rr = [run[i] for run in runs[side]]
+            row[f"{side}_ok"] = all(r["ok"] for r in rr)
+            row[f"{side}_tx_rtf"] = rr[0]["airtime_s"] / min(r["tx_cpu_s"] for r in rr)
+            row[f"{side}_rx_rtf"] = rr[0]["buffer_s"] / min(r["rx_cpu_s"] for r in rr)
+        for what in ("tx", "rx"):
+            row[f"{what}_change"] = row[f"after_{what}_rtf"] / row[f"before_{what}_rtf"] - 1.0
+        table.append(row)
+    return {"against": os.path.abspath(against), "against_commit": _git_head(against),
+            "this_commit": _git_head(here), "rounds": rounds, "repeats": repeats,
+            "payload": payload, "bursts": bursts, "rows": table, "runs": runs,
+            "median_tx_change": statistics.median(r["tx_change"] for r in table),
+            "median_rx_change": statistics.median(r["rx_change"] for r in table),
+            "min_tx_change": min(r["tx_change"] for r in table),
+            "min_rx_change": min(r["rx_change"] for r in table)}
+
+
+def _git_head(tree: str) -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tree,
+                             capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                "phy"], cwd=tree, capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out.stdout.strip() + ("+dirty phy" if dirty.stdout.strip() else "")
+
+
+def print_before_after(ab: dict[str, Any]) -> None:
+    """The table of :func:`before_after`."""
+    print(f"before/after in one run: {ab['against']} ({ab['against_commit']}) -> this tree "
+          f"({ab['this_commit']}); {ab['rounds']} alternating rounds, best thread CPU time "
+          f"of {ab['repeats']} x {ab['rounds']} per side; {ab['bursts']} bursts of "
+          f"{ab['payload']} B per row")
+    hdr = (f"{'profile':<8} {'MCS':<10} {'TX before':>9} {'TX after':>9} {'TX':>6} "
+           f"{'RX before':>9} {'RX after':>9} {'RX':>6}  ok")
+    print(hdr)
+    print("-" * len(hdr))
+    for r in ab["rows"]:
+        print(f"{r['profile']:<8} {r['mcs']:<10} {r['before_tx_rtf']:>9.2f} "
+              f"{r['after_tx_rtf']:>9.2f} {100 * r['tx_change']:>+5.0f}% "
+              f"{r['before_rx_rtf']:>9.2f} {r['after_rx_rtf']:>9.2f} "
+              f"{100 * r['rx_change']:>+5.0f}%  "
+              f"{'yes' if r['before_ok'] and r['after_ok'] else 'NO'}")
+    print(f"real-time factors in CPU time; change of this tree: TX median "
+          f"{100 * ab['median_tx_change']:+.1f} % (worst {100 * ab['min_tx_change']:+.1f} %), "
+          f"RX median {100 * ab['median_rx_change']:+.1f} % "
+          f"(worst {100 * ab['min_rx_change']:+.1f} %)")
 
 
 def _cold(cache_dir: str) -> float:
@@ -302,12 +425,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--spectrum-profiles", nargs="+", default=phy.profiles())
     ap.add_argument("--spectrum-bursts", type=int, default=300)
     ap.add_argument("--spectrum-payload", type=int, default=1000)
+    ap.add_argument("--against", metavar="TREE",
+                    help="also time --profiles x --mcs with phy from this other checkout and "
+                         "from this tree, alternately (before/after in one run)")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds for --against")
+    ap.add_argument("--against-only", action="store_true",
+                    help="only the before/after comparison")
     args = ap.parse_args(argv)
     rng = np.random.default_rng(args.seed)
     info = announce()
     res: dict[str, Any] = {"benchmark": "modem", "seed": args.seed, "machine": info,
                            "payload": args.payload, "bursts": args.bursts,
                            "repeats": args.repeats, "rows": []}
+    ab_profiles = args.profiles
+    if args.against_only:
+        if not args.against:
+            ap.error("--against-only needs --against TREE")
+        args.no_zone, args.zone_only = True, True
     if args.zone_only or args.spectrum_only:
         args.no_cold, args.profiles = True, []
     if args.spectrum_only:
@@ -317,6 +451,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"numba cold start (import + first modulate/demodulate): "
               f"compile {res['cold']['compile_s']:.2f} s, "
               f"cache-load {res['cold']['cache_load_s']:.2f} s")
+    if args.against:
+        ab_rows = [[p, m] for p in ab_profiles for m in args.mcs]
+        res["before_after"] = before_after(args.against, ab_rows, args.payload, args.bursts,
+                                           args.repeats, args.rounds, args.seed)
+        print_before_after(res["before_after"])
+        print()
     if not (args.zone_only or args.spectrum_only):
         k = bench_kernels(rng)
         res["kernels"] = k

@@ -71,20 +71,15 @@ def delay_window(H_ls: np.ndarray, freq_index: np.ndarray, nfft: int, sigma2: fl
     of the LS estimate ``H_ls`` (Hann-tapered along the band against leakage) searched over
     delays ``lo .. hi``: taps above both ``PDP_REL_DB`` below the peak and ``PDP_NOISE_DB`` above
     the noise floor (the taper's main lobe widens each path by about 2 NFFT/n samples on each side),
-    widened by ``PDP_MARGIN``."""
+    widened by ``PDP_MARGIN`` (:func:`phy.kernels.pdp_window` on the profile)."""
     bins, w, ww, _, _, _ = _geometry_of(freq_index, nfft)
     full = np.zeros(nfft, np.complex64)
-    full[bins] = H_ls * w
-    h = sp_fft.ifft(full)
-    d = np.arange(lo, hi + 1)
-    p = np.abs(h[np.mod(d, nfft)]) ** 2
-    floor = sigma2 * ww / nfft**2
-    thr = max(float(p.max()) * 10 ** (-PDP_REL_DB / 10), floor * 10 ** (PDP_NOISE_DB / 10))
-    sig = d[p > thr]
-    if sig.size == 0:
-        sig = d[[int(np.argmax(p))]]
+    full[bins] = np.asarray(H_ls, np.complex64) * w
+    h = sp_fft.ifft(full, overwrite_x=True)
+    first, last = kernels.pdp_window(h, int(lo), int(hi), 10 ** (-PDP_REL_DB / 10),
+                                     sigma2 * ww / nfft**2 * 10 ** (PDP_NOISE_DB / 10))
     # the taper's main lobe (+-2 NFFT/n samples) already widens the taps found
-    return float(sig[0]) - PDP_MARGIN, float(sig[-1]) + PDP_MARGIN
+    return float(first) - PDP_MARGIN, float(last) + PDP_MARGIN
 
 
 def _span_bucket(span: float) -> int:
@@ -118,23 +113,17 @@ def lmmse_channel(H_ls: np.ndarray, freq_index: np.ndarray, nfft: int, sigma2: f
     """LMMSE estimate (n_used,) complex64 of the channel from its LS estimate ``H_ls`` (noise
     ``sigma2`` per subcarrier) under a uniform delay profile over the window
     :func:`delay_window` finds in ``lo .. hi`` (see the module doc). The DC gap in
-    ``freq_index`` is filled by its neighbours' mean for the projection and dropped after."""
-    H_ls = np.asarray(H_ls, np.complex128)
+    ``freq_index`` is filled by its neighbours' mean for the projection and dropped after
+    (:func:`phy.kernels.lmmse_band`)."""
+    H_ls = np.asarray(H_ls, np.complex64)
     t0, t1 = delay_window(H_ls, freq_index, nfft, sigma2, lo, hi)
-    span = _span_bucket(t1 - t0)
-    centre = 0.5 * (t0 + t1)
     _, _, _, pos, holes, k = _geometry_of(freq_index, nfft)
-    m = k.size
-    full = np.empty(m, np.complex128)
-    full[pos] = H_ls
-    for i in holes:  # the DC hole: mean of the neighbours
-        full[i] = 0.5 * (full[max(i - 1, 0)] + full[min(i + 1, m - 1)])
-    U, lam = _slepian_basis(m, nfft, span)
-    power = max(float(np.mean(H_ls.real**2 + H_ls.imag**2)) - sigma2, 1e-3 * sigma2)
+    U, lam = _slepian_basis(k.size, nfft, _span_bucket(t1 - t0))
+    power = max(float(np.vdot(H_ls, H_ls).real) / H_ls.size - sigma2, 1e-3 * sigma2)
     g = lam * power / (lam * power + sigma2)
     r = int(np.count_nonzero(g >= 1e-4))  # eigenvalues fall: the rest is a suffix of ~0 gains
-    est = kernels.shrink_project_ramp(U[:r], full, g[:r], k[0], 2 * np.pi * centre / nfft)
-    return est[pos].astype(np.complex64)
+    return kernels.lmmse_band(U[:r], H_ls, pos, holes, g[:r], k[0],
+                              np.pi * (t0 + t1) / nfft)
 
 
 def smooth_channel(H: np.ndarray, freq_index: np.ndarray, width: int = SMOOTH_WIDTH) -> np.ndarray:

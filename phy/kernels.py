@@ -18,6 +18,8 @@ straightforward twin in ``tests/phy/naive.py`` that the tests compare it with.
 * :func:`sc_metric` — the Schmidl-Cox detection metric on the block grid.
 * :func:`tx_burst` — the transmit burst from the IFFT outputs: CP, window ramps, low-pass,
   scaling and limiter in two passes.
+* :func:`pdp_window` — the delay window a power-delay profile shows above its thresholds.
+* :func:`lmmse_band` — the LMMSE channel projection over the used band (DC hole filled).
 * :func:`sum_iq` — the float64 sum of a complex64 buffer (DC estimate and finiteness check).
 """
 
@@ -220,6 +222,24 @@ def demap_maxlog(z: np.ndarray, w: np.ndarray, alpha: np.ndarray, beta: np.ndarr
     m = alpha.shape[1]
     half = nc // 2
     err = np.empty(n, dtype=np.float32)
+    if m == 1:
+        # QPSK: one bit per axis, the same (alpha, beta) in both cells, nearest = sign * A
+        a0 = alpha[0, 0]
+        b0 = beta[0, 0]
+        for i in range(n):
+            wi = w[i]
+            u = z[i].real
+            v = z[i].imag
+            d = dest[2 * i]
+            if d >= 0:
+                out[d] = wi * (a0 * u + b0)
+            d = dest[2 * i + 1]
+            if d >= 0:
+                out[d] = wi * (a0 * v + b0)
+            du = u - (nearest[1] if u >= 0 else nearest[0])
+            dv = v - (nearest[1] if v >= 0 else nearest[0])
+            err[i] = du * du + dv * dv
+        return err
     for i in range(n):
         wi = w[i]
         e = np.float32(0.0)
@@ -499,7 +519,7 @@ def shrink_project(U: np.ndarray, v: np.ndarray, g: np.ndarray) -> np.ndarray:  
     return out
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath={"reassoc"})
 def shrink_project_ramp(U: np.ndarray, v: np.ndarray, g: np.ndarray, k0: float,
                         dphi: float) -> np.ndarray:  # pragma: no cover - numba
     """``R U^T (g * (U R^* v))`` with ``R = diag(exp(-j dphi (k0 + j)))``: :func:`shrink_project`
@@ -778,3 +798,51 @@ def sum_iq(r: np.ndarray) -> complex:  # pragma: no cover - numba
         sr += np.float64(f[2 * i])
         si += np.float64(f[2 * i + 1])
     return complex(sr, si)
+
+
+@njit(cache=True, nogil=True)
+def pdp_window(h: np.ndarray, lo: int, hi: int, rel: float,
+               floor: float) -> tuple[int, int]:  # pragma: no cover - numba
+    """First and last delay ``d`` in ``lo .. hi`` whose tap power ``|h[d mod len(h)]|^2``
+    exceeds both ``rel`` times the window's peak power and ``floor``; the peak's delay for both
+    when none does. ``h`` complex64 (the channel's delay profile)."""
+    n = h.size
+    nd = hi - lo + 1
+    p = np.empty(nd)
+    best = 0
+    for i in range(nd):
+        x = h[(lo + i) % n]
+        p[i] = np.float64(x.real) ** 2 + np.float64(x.imag) ** 2
+        if p[i] > p[best]:
+            best = i
+    thr = max(p[best] * rel, floor)
+    first = -1
+    last = -1
+    for i in range(nd):
+        if p[i] > thr:
+            if first < 0:
+                first = i
+            last = i
+    if first < 0:
+        first = best
+        last = best
+    return lo + first, lo + last
+
+
+@njit(cache=True, nogil=True)
+def lmmse_band(U: np.ndarray, H: np.ndarray, pos: np.ndarray, holes: np.ndarray, g: np.ndarray,
+               k0: float, dphi: float) -> np.ndarray:  # pragma: no cover - numba
+    """The LS estimate ``H`` (n,) complex64 placed at ``pos`` in a contiguous band of ``m =
+    U.shape[1]`` subcarriers, each hole (``holes``: DC) filled with the mean of its neighbours,
+    projected by :func:`shrink_project_ramp` and read back at ``pos``: complex64 (n,)."""
+    m = U.shape[1]
+    v = np.empty(m, dtype=np.complex128)
+    for j in range(pos.size):
+        v[pos[j]] = H[j]
+    for i in holes:
+        v[i] = 0.5 * (v[max(i - 1, 0)] + v[min(i + 1, m - 1)])
+    est = shrink_project_ramp(U, v, g, k0, dphi)
+    out = np.empty(pos.size, dtype=np.complex64)
+    for j in range(pos.size):
+        out[j] = est[pos[j]]
+    return out

@@ -48,7 +48,7 @@ from phy.estimation import (
 from phy.fec import FEC, ConvCode
 from phy.grid import ResourceGrid
 from phy.interleaver import deinterleave, interleave, permutation
-from phy.kernels import equalize, gather_windows, phase_trend, prbs
+from phy.kernels import equalize, gather_windows, phase_trend, prbs, sum_iq
 from phy.numerology import Profile, get_profile
 from phy.randomizer import randomize
 from phy.shaping import TxShaper
@@ -245,13 +245,13 @@ class _BurstCore:
               decode_at: Callable[[np.ndarray, int], _Found | None]) -> list[_Found]:
         """Validate ``iq``, remove its mean (receiver DC offset) and call ``decode_at(r, coarse)``
         for every preamble candidate not inside a burst already found, in buffer order."""
-        r = _validate_iq(iq)
+        r, total = _validate_iq(iq)
         if r.size < 3 * self._sym_len:
             return []
         # Receiver DC offset (LO leakage): the bursts carry nothing at DC, so the buffer mean is
         # the offset. Left in, a DC term is perfectly periodic (it fools the S&C detector) and
         # after CFO removal it becomes a tone between bins that leaks into every subcarrier.
-        dc = np.mean(r, dtype=np.complex128)
+        dc = total / r.size
         if abs(dc) > 0.0:
             r = r - np.complex64(dc)
         out: list[_Found] = []
@@ -601,7 +601,9 @@ def _robust_sign(n: int) -> np.ndarray:
     return out
 
 
-def _validate_iq(iq: object) -> np.ndarray:
+def _validate_iq(iq: object) -> tuple[np.ndarray, complex]:
+    """``iq`` as a contiguous complex64 array and the float64 sum of its samples (one pass that
+    also proves every sample finite), else :class:`PhyInputError`."""
     if not isinstance(iq, np.ndarray):
         raise PhyInputError(f"iq must be a numpy array, got {type(iq).__name__}")
     if iq.ndim != 1:
@@ -609,9 +611,9 @@ def _validate_iq(iq: object) -> np.ndarray:
     if not np.issubdtype(iq.dtype, np.complexfloating):
         raise PhyInputError(f"iq must be complex64/complex128 samples, got dtype {iq.dtype}")
     r = np.ascontiguousarray(iq, dtype=np.complex64)
-    # one cheap reduction first; the element-wise check only when it is not finite
-    if r.size and not np.isfinite(np.sum(r.view(np.float32), dtype=np.float64)) \
-            and not np.isfinite(r.view(np.float32)).all():
+    total = sum_iq(r)
+    # a float64 sum of float32 values is finite exactly when every value is
+    if not (math.isfinite(total.real) and math.isfinite(total.imag)):
         bad = int(np.count_nonzero(~np.isfinite(r.view(np.float32)).reshape(-1, 2).all(axis=1)))
         raise PhyInputError(f"iq contains {bad} non-finite (NaN/inf) samples")
-    return r
+    return r, total

@@ -178,6 +178,28 @@ def shrink_project(U: np.ndarray, v: np.ndarray, g: np.ndarray) -> np.ndarray:
     return U.T @ (g * (U @ v))
 
 
+def pdp_window(h: np.ndarray, lo: int, hi: int, rel: float, floor: float) -> tuple[int, int]:
+    """Boolean mask over the gathered profile, first and last True (argmax if none)."""
+    d = np.arange(lo, hi + 1)
+    p = np.abs(h[np.mod(d, h.size)].astype(np.complex128)) ** 2
+    sig = d[p > max(p.max() * rel, floor)]
+    if sig.size == 0:
+        sig = d[[int(np.argmax(p))]]
+    return int(sig[0]), int(sig[-1])
+
+
+def lmmse_band(U: np.ndarray, H: np.ndarray, pos: np.ndarray, holes: np.ndarray, g: np.ndarray,
+               k0: float, dphi: float) -> np.ndarray:
+    """Scatter, fill holes, rotate by the ramp, matrix products, rotate back, gather."""
+    m = U.shape[1]
+    v = np.zeros(m, np.complex128)
+    v[pos] = H
+    for i in holes:
+        v[i] = 0.5 * (v[max(i - 1, 0)] + v[min(i + 1, m - 1)])
+    ramp = np.exp(-1j * dphi * (k0 + np.arange(m)))
+    return (ramp * shrink_project(U, v * np.conj(ramp), g))[pos].astype(np.complex64)
+
+
 def fir_same(x: np.ndarray, h: np.ndarray) -> np.ndarray:
     """np.convolve in full, then the centred slice of the input's length."""
     c = h.size // 2

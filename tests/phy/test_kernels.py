@@ -259,6 +259,26 @@ def test_shrink_project_equals_naive() -> None:
                                ramp * naive.shrink_project(U, v * np.conj(ramp), g), atol=1e-9)
 
 
+def test_pdp_window_and_lmmse_band_equal_naive() -> None:
+    rng = np.random.default_rng(32)
+    h = ((rng.normal(size=512) + 1j * rng.normal(size=512)) * 0.01).astype(np.complex64)
+    h[3] = 1.0
+    h[510] = 0.2  # delay -2, inside the search range
+    h[40] = 0.05  # outside it
+    for rel, floor in ((1e-3, 1e-6), (0.1, 1e-6), (1e-3, 10.0)):  # the last: nothing passes
+        assert kernels.pdp_window(h, -8, 20, rel, floor) == naive.pdp_window(h, -8, 20, rel,
+                                                                               floor)
+    assert kernels.pdp_window(h, -8, 20, 1e-3, 1e-6) == (-2, 3)
+    q, _ = np.linalg.qr(rng.normal(size=(60, 9)))
+    U = np.ascontiguousarray(q.T)
+    pos = np.delete(np.arange(60), 25)
+    H = (rng.normal(size=59) + 1j * rng.normal(size=59)).astype(np.complex64)
+    holes = np.array([25])
+    g = rng.random(9)
+    np.testing.assert_allclose(kernels.lmmse_band(U, H, pos, holes, g, -25.0, 0.05),
+                               naive.lmmse_band(U, H, pos, holes, g, -25.0, 0.05), atol=1e-5)
+
+
 @pytest.mark.parametrize("profile", ["5MHz", "P2.5", "10MHz-cp16"])
 def test_tx_burst_equals_naive(profile: str) -> None:
     """CP, window ramps with overlap-add, tail ramp, the 33-tap low-pass, scale and limiter
@@ -346,3 +366,21 @@ def test_viterbi_long_block_with_large_llrs_keeps_metrics_bounded() -> None:
     coded = code.encode(bits)
     llr = ((1.0 - 2.0 * coded) * 5e4 + rng.normal(0, 2e4, coded.size)).astype(np.float32)
     assert np.array_equal(code.decode(llr, bits.size), bits)
+
+
+def test_randomizer_table_equals_the_lfsr() -> None:
+    """Every seed's PRBS is a slice of one m-sequence table: equal to the LFSR kernel for
+    random stations and lengths, at the table's length limit and past it; every non-zero
+    register state is in the table exactly once."""
+    from phy import randomizer
+
+    rng = np.random.default_rng(33)
+    _, state = randomizer._msequence()
+    assert state[0] == -1 and np.unique(state[1:]).size == (1 << 15) - 1
+    for n in (0, 1, 157, 65_568, randomizer._SPAN, randomizer._SPAN + 1, 100_000):
+        src, dst = (int(v) for v in rng.integers(0, 1 << 16, 2))
+        seed = randomizer.seed_for(src, dst)
+        assert np.array_equal(randomizer.sequence(seed, n), kernels.prbs(seed, 14, n))
+    bits = rng.integers(0, 2, 5000).astype(np.uint8)
+    assert np.array_equal(randomizer.randomize(randomizer.randomize(bits, 7, 9), 7, 9), bits)
+    assert not np.array_equal(randomizer.randomize(bits, 7, 9), randomizer.randomize(bits, 9, 7))
