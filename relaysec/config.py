@@ -88,6 +88,13 @@ def _defaults() -> Config:
     return tomllib.loads(text)
 
 
+def arq_per_hop(cfg: Config) -> bool:
+    """Whether the hops through an ARS run their own ARQ under the end-to-end one
+    (``arq.per_hop``, distributed mode only: in centralized mode the ARS only forwards)."""
+    return bool(cfg["arq"]["enabled"] and cfg["arq"]["per_hop"]
+                and cfg["security"]["mode"] == "distributed")
+
+
 def arq_params(cfg: Config, stretch: float = 1.0) -> Any:
     """The ``stack.arq.ArqParams`` of ``[arq]`` (times stretched like the other protocol
     timers over the air), or None when ARQ is off."""
@@ -457,6 +464,7 @@ def specs() -> dict[str, Spec]:
         "traffic.drain_frames": Spec("int", 1, 100_000),
         "traffic.send_buffer": Spec("int", 512, 1 << 24),
         "arq.enabled": Spec("bool"),
+        "arq.per_hop": Spec("bool"),
         "arq.window": Spec("int", 1, 512, unit="blocks"),
         "arq.ack_delay_s": Spec("num", 0.0, 60.0, unit="s"),
         "arq.rto_initial_s": Spec("num", 0.001, 60.0, unit="s"),

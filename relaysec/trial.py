@@ -24,7 +24,13 @@ import numpy as np
 from relaysec import phases as phase_fns
 from relaysec.cell import MPDU_HEADROOM, Cell, SetupError, build_cell, check_fits, station_psk
 from relaysec.chart import describe_frame, short_title
-from relaysec.config import Config, arq_params, deterministic_keys, stations_by_role
+from relaysec.config import (
+    Config,
+    arq_params,
+    arq_per_hop,
+    deterministic_keys,
+    stations_by_role,
+)
 from relaysec.eventlog import EventLog
 from relaysec.faults import FaultPlan
 from relaysec.flows import FlowBook, TrafficPlan
@@ -142,8 +148,8 @@ class Trial:
         self.cell = cell
         self.roles, self.nodes, self.net = cell.roles, cell.nodes, cell.net
         arq = arq_params(self.cfg, self.stretch)
-        for role in self.roles.values():   # ARQ end to end on every data connection
-            role.configure_arq(arq)
+        for role in self.roles.values():   # ARQ end to end on every data connection, and per
+            role.configure_arq(arq, per_hop=arq_per_hop(self.cfg))   # hop in distributed mode
         self.links, self.trace, self.msc = cell.links, cell.trace, cell.msc
         self.directory = cell.directory
         self.schedule = cell.schedule
@@ -288,7 +294,7 @@ class Trial:
                           .integers(2**62))
         role = make_roles(cfg, [self.by_name[name]], seeded_keys=self.seeded_keys,
                           stretch=self.stretch)[name]
-        role.configure_arq(arq_params(self.cfg, self.stretch))
+        role.configure_arq(arq_params(self.cfg, self.stretch), per_hop=arq_per_hop(self.cfg))
         node = self.nodes[name]
         self.retired_roles.append(self.roles[name])
         self.roles[name] = node.role = node.mac.role = role
@@ -531,6 +537,8 @@ class Trial:
             for conn in role.arq_connections().values():
                 tx.update(conn.tx.stats)
                 rx.update(conn.rx.stats)
+            tx.update(role.arq_retired["tx"])
+            rx.update(role.arq_retired["rx"])
         sent = tx["bytes_sent"]
         return {"sdus": tx["sdus"], "blocks_sent": tx["blocks_sent"],
                 "retransmissions": tx["retransmissions"],

@@ -27,7 +27,7 @@ DISCARD    ``0x03 | 000000 BSN(10)``: the sender gave up every block before BSN 
 from __future__ import annotations
 
 from collections import Counter, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from stack.errors import MalformedError
 
@@ -62,8 +62,9 @@ class ArqParams:
     discarded (and counted).
     ``purge``: a receiver holding blocks behind a gap for this long delivers them and skips
     the gap (a lost DISCARD). ``ack_delay``: an in-order block is acknowledged at the latest
-    this long after it arrived, or with the next block (every second one at once, as TCP's
-    delayed ACK); a gap, a duplicate or a DISCARD is acknowledged at once (0: every frame).
+    this long after it arrived, or when ``ack_every`` in-order blocks arrived since the last
+    acknowledgement (2: every second one at once, as TCP's delayed ACK); a gap, a duplicate or
+    a DISCARD is acknowledged at once (``ack_delay`` 0: every frame).
     """
 
     window: int = 256
@@ -73,6 +74,7 @@ class ArqParams:
     rto_max: float = 2.0
     lifetime: float = 10.0
     purge: float = 12.0
+    ack_every: int = 2
 
     def __post_init__(self) -> None:
         if not 1 <= self.window <= MAX_WINDOW:
@@ -83,6 +85,20 @@ class ArqParams:
             raise MalformedError("ARQ ack_delay must be >= 0")
         if not self.lifetime > 0 or not self.purge > 0:
             raise MalformedError("ARQ lifetime and purge must be > 0")
+        if not 1 <= self.ack_every <= self.window:
+            raise MalformedError("ARQ ack_every must lie in 1..window")
+
+
+def over_hops(p: ArqParams) -> ArqParams:
+    """The end-to-end settings of a connection whose hops each run their own ARQ (distributed
+    mode through an ARS, docs/roles.md §11): each hop recovers its own air losses within its
+    round trip, so the end-to-end layer only keeps blocks for a path that ends (handover,
+    restart) or a block a hop gave up. Its timer waits ``rto_max`` (a block sitting in a busy
+    relay's queue is not lost), and it acknowledges every 16th block or after a few hop
+    timeouts (its feedback only releases what the sender retains)."""
+    return replace(p, rto_initial=p.rto_max, rto_min=p.rto_max, rto_max=2 * p.rto_max,
+                   ack_delay=max(p.ack_delay, 2.5 * p.rto_min),
+                   ack_every=min(16, p.window))
 
 
 # -- wire format ------------------------------------------------------------------------------
@@ -365,7 +381,7 @@ class ArqReceiver:
         self.buf[sn] = pdu.sdu
         out = self._deliver(now)
         self._fresh += 1
-        if self.buf or self._fresh >= 2 or self.p.ack_delay <= 0:
+        if self.buf or self._fresh >= self.p.ack_every or self.p.ack_delay <= 0:
             self.feedback_due = True   # a gap, or every second block: at once
         elif self.ack_at is None:
             self.ack_at = now + self.p.ack_delay
@@ -432,6 +448,14 @@ class ArqConnection:
     def __init__(self, params: ArqParams) -> None:
         self.tx = ArqSender(params)
         self.rx = ArqReceiver(params)
+
+    def retune(self, params: ArqParams) -> None:
+        """New timer and acknowledgement settings (the path changed: relayed per hop or
+        direct); blocks, sequence numbers and the window stay."""
+        if params.window != self.tx.p.window:
+            raise MalformedError("ARQ window cannot change on a live connection")
+        self.tx.p = self.rx.p = params
+        self.tx.rto = min(params.rto_max, max(params.rto_min, self.tx.rto))
 
     def next_deadline(self) -> float | None:
         a, b = self.tx.next_deadline(), self.rx.next_deadline()

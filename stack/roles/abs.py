@@ -31,7 +31,7 @@ from stack.mac import decapsulate_relay, encapsulate_relay
 from stack.pkm import messages as m
 from stack.roles.abs_keys import KeyDistribution
 from stack.roles.abs_state import Context, Entry, EntryPhase, _AkTx, _Sender, _victim
-from stack.roles.base import RoleBase
+from stack.roles.base import HOP, RoleBase, arq_of
 from stack.roles.config import AbsConfig, SecurityMode
 from stack.roles.events import (
     Attached,
@@ -102,6 +102,9 @@ class AbsRole(KeyDistribution, RoleBase):
     def distributed(self) -> bool:
         return self.config.mode == SecurityMode.DISTRIBUTED
 
+    def _may_run_hops(self) -> bool:
+        return self.distributed
+
     # -- public -----------------------------------------------------------------------------
     def send_data(self, dst: int, payload: bytes, now: float, *, fid: int = FIRST_DATA_FID) -> None:
         """Queue data to AMS/ARS ``dst`` (through its access RS when it has one)."""
@@ -118,11 +121,29 @@ class AbsRole(KeyDistribution, RoleBase):
         inner = plain_mpdu(fid, payload) if self.distributed else c.link.seal(fid, payload, now)
         self._relay(c.via, c.stid, inner, now)
 
+    def _arq_over_hops(self, key: Hashable) -> bool:
+        """End-to-end connection ``key`` = (station, FID) runs over per-hop ARQ now: the
+        station is served by an ARS in distributed mode (docs/roles.md §11)."""
+        if not self._arq_per_hop or not isinstance(key, tuple) or len(key) != 2:
+            return False
+        c = self._contexts.get(key[0])
+        return c is not None and c.via != self.station_id
+
     def _arq_transmit(self, key: Hashable, pdu: bytes, now: float
                       ) -> tuple[int, bytes | PendingMpdu] | None:
+        if isinstance(key, tuple) and key[0] == HOP:   # the relay hop to an ARS
+            _h, ars, station, fid = key
+            c = self._contexts.get(station)
+            if c is None or c.via != ars:
+                return None   # the path ended: the connection is closed with it
+            relayed = self._relay(ars, c.stid, plain_mpdu(fid, pdu), now)
+            return None if relayed is None else (ars, relayed)
         station, fid = key  # type: ignore[misc]
         c = self._contexts.get(station)
         if c is None:
+            return None
+        if self._arq_over_hops(key):   # end to end, carried by the relay hop's ARQ
+            self._arq_offer((HOP, c.via, station, fid), pdu, now)
             return None
         if c.via == self.station_id:
             obj = self._seal(c.link, fid, pdu, now)
@@ -133,6 +154,11 @@ class AbsRole(KeyDistribution, RoleBase):
         return None if relayed is None else (c.via, relayed)
 
     def _arq_deliver(self, key: Hashable, sdus: list[bytes], now: float) -> None:
+        if isinstance(key, tuple) and key[0] == HOP:   # hop SDUs are end-to-end ARQ PDUs
+            e2e = (key[2], key[3])
+            for sdu in sdus:
+                self._arq_deliver(e2e, self._arq_input(e2e, sdu, now), now)
+            return
         station, fid = key  # type: ignore[misc]
         c = self._contexts.get(station)
         via = station if c is None or c.via == self.station_id else c.via
@@ -145,10 +171,22 @@ class AbsRole(KeyDistribution, RoleBase):
         timer, nothing is lost with the old path)."""
         if self._arq_params is None:
             return
+        self._arq_close_hops(station, old_via)
         if old_via != station:
-            self._arq_unqueue(old_via, lambda k: not (isinstance(k, tuple) and k[0] == station))
+            self._arq_unqueue(old_via, lambda k: not arq_of(k, station))
         for key in [k for k in self._arq if isinstance(k, tuple) and k[0] == station]:
+            self._arq_retune(key)   # relayed per hop, or direct: its own timers
             self._arq_resend(key, now)
+
+    def _arq_close_hops(self, station: int, via: int | None = None) -> None:
+        """Close the relay-hop ARQ connections of ``station`` (through ``via``, or any): the
+        path ended; what they held is still held end to end and goes out on the new path."""
+        gone = [k for k in self._arq if isinstance(k, tuple) and k[0] == HOP
+                and k[2] == station and (via is None or k[1] == via)]
+        for key in gone:
+            self._arq_close(key)
+        for ars in {k[1] for k in gone}:   # and their copies still queued for the ARS
+            self._arq_unqueue(ars, lambda k: k not in gone)
 
     def key_info(self, peer: int) -> KeyInfo | None:
         c = self._contexts.get(peer)
@@ -266,6 +304,10 @@ class AbsRole(KeyDistribution, RoleBase):
             fid, payload = fid, plain_payload(inner)
         else:
             fid, _eks, payload = self._open(c.link, inner, now)
+        if self._arq_per_hop:
+            hop = (HOP, ars, c.station, fid)
+            self._arq_deliver(hop, self._arq_input(hop, payload, now), now)
+            return
         if self._arq_params is not None:
             self._arq_deliver((c.station, fid), self._arq_input((c.station, fid), payload, now),
                               now)
@@ -640,6 +682,7 @@ class AbsRole(KeyDistribution, RoleBase):
         self._keys_event(link, cause)
         if cause == "entry":
             self._emit(Attached(station=c.station, via=c.via, stid=c.stid))
+            self._arq_close_hops(c.station)
             for key in [k for k in self._arq if isinstance(k, tuple) and k[0] == c.station]:
                 self._arq_reset(key, now)  # the station entered anew: its ARQ state is gone
 

@@ -54,6 +54,7 @@ class KeyDistribution:
     _send_tek_invalid: Callable[..., bytes | None]
     _relay: Callable[..., Any]
     _arq_moved: Callable[..., None]
+    _arq_close_hops: Callable[..., None]
     _seal: Callable[..., Any]
     _queue: Callable[..., None]
     _to_ctx: Callable[..., None]
@@ -84,6 +85,7 @@ class KeyDistribution:
         log.info("%s: AK of %s expired; context dropped", fmt_station(self.station_id),
                  fmt_station(c.station))
         del self._contexts[c.station]
+        self._arq_close_hops(c.station)
         if c.via != self.station_id and self._is_relay(c.via):  # keys / forwarding entry
             self._release(c.station, c.stid, c.via, c.link.ctx.akid, now)
         self._emit(ContextReleased(ams=c.station, station=self.station_id))

@@ -11,7 +11,7 @@ entry) justifies it, and never replaces a live context before that.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import ItemsView
+from collections.abc import Hashable, ItemsView
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +26,7 @@ from stack.errors import (
 from stack.keys import AkContext, derive_amsid_star
 from stack.mac import decapsulate_relay, encapsulate_relay
 from stack.pkm import messages as m
-from stack.roles.base import RELAYED
+from stack.roles.base import ACCESS, RELAY, RELAYED
 from stack.roles.config import ArsConfig, SecurityMode
 from stack.roles.events import (
     AkTransferred,
@@ -49,7 +49,7 @@ from stack.roles.framing import (
     signed_body,
 )
 from stack.roles.ids import station_bytes, station_from_bytes
-from stack.roles.link import KeyInfo, Link
+from stack.roles.link import KeyInfo, Link, PendingMpdu
 from stack.roles.subscriber import SubscriberRole
 
 ARS_CMAC_PN_START = 0x800000
@@ -150,6 +150,58 @@ class ArsRole(SubscriberRole):
     def distributed(self) -> bool:
         return self.mode == SecurityMode.DISTRIBUTED
 
+    def _may_run_hops(self) -> bool:
+        return self.distributed
+
+    # -- per-hop ARQ (distributed mode, docs/roles.md §11) ------------------------------------
+    # (ACCESS, ams, fid) with the AMS over its access link, (RELAY, ams, fid) with the ABS over
+    # our relay SA. An SDU of one hop (an end-to-end ARQ PDU, opaque here) is offered to the
+    # other once its hop delivered it in order.
+    def _arq_transmit(self, key: Hashable, pdu: bytes, now: float
+                      ) -> tuple[int, bytes | PendingMpdu] | None:
+        if not isinstance(key, tuple):
+            return super()._arq_transmit(key, pdu, now)   # our own data with the ABS
+        hop, station, fid = key
+        stid = self._stid_of(station)
+        if hop == ACCESS:
+            link = self._ams_links.get(stid)
+            if link is None:
+                return None
+            obj = self._seal(link, fid, pdu, now)
+            self._queue(station, obj)
+            return station, obj
+        if not stid or self.link is None or self.serving is None:
+            return None
+        obj = self._seal(self.link, FID_RELAY, encapsulate_relay([(stid, plain_mpdu(fid, pdu))]),
+                         now)
+        self._queue(self.serving, obj)
+        self._maybe_refresh(now)
+        return self.serving, obj
+
+    def _arq_deliver(self, key: Hashable, sdus: list[bytes], now: float) -> None:
+        if not isinstance(key, tuple):
+            super()._arq_deliver(key, sdus, now)
+            return
+        hop, station, fid = key
+        onward = (RELAY if hop == ACCESS else ACCESS, station, fid)
+        for sdu in sdus:
+            self._arq_offer(onward, sdu, now)
+
+    def _hop_input(self, hop: str, station: int, fid: int, payload: bytes, now: float) -> None:
+        key = (hop, station, fid)
+        self._arq_deliver(key, self._arq_input(key, payload, now), now)
+
+    def _hops_end(self, station: int) -> None:
+        """Close both hops of ``station`` (its keys here were released or replaced): what they
+        held is still held end to end by the AMS and the ABS, and resent on the new path."""
+        gone = [k for k in self._arq if isinstance(k, tuple) and k[1] == station]
+        for key in gone:
+            self._arq_close(key)
+        if gone:
+            for dst in (station, self.serving):
+                if dst is not None:
+                    self._arq_unqueue(dst, lambda k: k not in gone)
+
     def key_info(self, peer: int | None = None) -> KeyInfo | None:
         """``peer`` None/ABS: own relay link; an AMS id: that AMS's access link (distributed)."""
         if peer is None or peer == self.serving:
@@ -200,6 +252,9 @@ class ArsRole(SubscriberRole):
 
     def _on_opened(self, src: int, link: Link, fid: int, payload: bytes, now: float) -> None:
         if link is not self.link:  # an AMS's access link: re-protect per hop towards the ABS
+            if self._arq_per_hop:
+                self._hop_input(ACCESS, src, fid, payload, now)
+                return
             self._up(link.stid, plain_mpdu(fid, payload), now)
         elif fid == FID_RELAY:
             self._maybe_refresh(now)
@@ -248,6 +303,9 @@ class ArsRole(SubscriberRole):
             link = self._ams_links.get(stid)
             if link is None:
                 raise UnknownKeyError("no AMS keys", reason="no_keys")
+            if self._arq_per_hop:
+                self._hop_input(RELAY, station, fid, plain_payload(inner), now)
+                return
             self._queue(station, self._seal(link, fid, plain_payload(inner), now))
         else:
             self._queue(station, inner)
@@ -509,6 +567,7 @@ class ArsRole(SubscriberRole):
         for key in [k for k in self._ho_aks if k[0] == stid and k[1] <= count]:
             del self._ho_aks[key]
             self._set_deadline(("ho_ak", *key), None)
+        self._hops_end(src)   # arriving by handover: both hops start afresh (so does the ABS)
         self._ams_links[stid] = link
         self._stid_station.bind(stid, src)
         link.subject = src
@@ -552,6 +611,7 @@ class ArsRole(SubscriberRole):
         if link is not None and link.ctx.akid == msg.akid:
             del self._ams_links[stid]
             self._stid_station.unbind(stid)
+            self._hops_end(link.subject)
             self._emit(ContextReleased(ams=link.subject, station=self.station_id))
         elif not self.distributed and station is not None:
             self._stid_station.unbind(stid)  # centralized: only a forwarding entry to drop
@@ -609,6 +669,9 @@ class ArsRole(SubscriberRole):
         self._emit(AkTransferred(ams=station or 0, ars=self.station_id, akid=ctx.akid.hex(),
                                  cmac_key_count=ctx.cmac_key_count))
         if msg.cmac_key_count == 0:  # entry or re-authentication through us (ABS-verified)
+            if current is None or current.ctx.amsid_star != ctx.amsid_star:
+                self._hops_end(station or 0)   # a new entry (not a re-authentication): ARQ
+                #                                starts afresh with it, as at the ABS
             self._ams_links[msg.ams_stid] = link
             self._keys_event(link, "ak_transfer")
             return

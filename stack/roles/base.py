@@ -24,6 +24,7 @@ from stack.arq import (
     ArqParams,
     TxBlock,
     decode_arq,
+    over_hops,
 )
 from stack.errors import MalformedError, SecurityError, UnknownKeyError
 from stack.mac import build_burst
@@ -92,6 +93,19 @@ class _Pending:
     on_fail: Callable[[float], None] | None = field(default=None, repr=False)
 
 
+HOP = "hop"
+"""First item of the key of a per-hop ARQ connection (distributed mode, docs/roles.md §11): at
+the ABS ``(HOP, ars, ams, fid)``, at an AMS ``(HOP, fid)``; an ARS names its two hops
+``(ACCESS, ams, fid)`` and ``(RELAY, ams, fid)``."""
+ACCESS = "access"
+RELAY = "relay"
+
+
+def arq_of(key: Hashable, station: int) -> bool:
+    """ARQ connection ``key`` of the ABS concerns ``station`` (end to end or its relay hop)."""
+    return isinstance(key, tuple) and (key[0] == station or (key[0] == HOP and key[2] == station))
+
+
 class RoleBase:
     """Queues, events, counters and the retransmission engine shared by ABS, ARS and AMS.
 
@@ -139,7 +153,10 @@ class RoleBase:
         self.tx_dropped: Counter[str] = Counter()     # queued MPDUs that could not be sealed
         # ARQ (docs/roles.md §11): None = off; connections by key (the subclass names them)
         self._arq_params: ArqParams | None = None
+        self._arq_per_hop = False
         self._arq: dict[Hashable, ArqConnection] = {}
+        # counts of the connections closed or reset (a hop ends with every handover)
+        self.arq_retired: dict[str, Counter[str]] = {"tx": Counter(), "rx": Counter()}
         self._arq_fb_due: dict[Hashable, None] = {}
         self._arq_fb_queued: dict[Hashable, tuple[int, PendingMpdu]] = {}
         self.arq_stats: Counter[str] = Counter()     # ARQ connections that were reset, closed
@@ -432,12 +449,24 @@ class RoleBase:
         """Sizes of the tables a stranger could try to grow (the ABS and ARS have some)."""
         return {}
 
-    def configure_arq(self, params: ArqParams | None) -> None:
+    def configure_arq(self, params: ArqParams | None, *, per_hop: bool = False) -> None:
         """Turn ARQ on (``params``) or off before any data flowed (the runtime's way to set
-        what the role's config did not; every station of a cell must agree)."""
+        what the role's config did not; every station of a cell must agree). ``per_hop``: in
+        distributed mode each hop through an ARS runs its own ARQ under the end-to-end one
+        (docs/roles.md §11); the ABS and an ARS take it from their security mode."""
         if self._arq:
             raise MalformedError("ARQ cannot be reconfigured once connections exist")
         self._arq_params = params
+        self._arq_per_hop = params is not None and per_hop and self._may_run_hops()
+
+    def _may_run_hops(self) -> bool:
+        """Whether per-hop ARQ applies to this role (distributed mode; the AMS is told)."""
+        return True
+
+    @property
+    def arq_per_hop(self) -> bool:
+        """True when the hops through an ARS run their own ARQ (distributed mode)."""
+        return self._arq_per_hop
 
     @property
     def arq_enabled(self) -> bool:
@@ -456,9 +485,27 @@ class RoleBase:
     def _arq_conn(self, key: Hashable) -> ArqConnection:
         conn = self._arq.get(key)
         if conn is None:
-            assert self._arq_params is not None
-            conn = self._arq[key] = ArqConnection(self._arq_params)
+            conn = self._arq[key] = ArqConnection(self._arq_params_for(key))
         return conn
+
+    def _arq_over_hops(self, key: Hashable) -> bool:
+        """End-to-end connection ``key`` runs over hops that each run ARQ (the roles that
+        can say so override this)."""
+        return False
+
+    def _arq_params_for(self, key: Hashable) -> ArqParams:
+        assert self._arq_params is not None
+        return over_hops(self._arq_params) if self._arq_over_hops(key) else self._arq_params
+
+    def _arq_retune(self, key: Hashable) -> None:
+        """The path of connection ``key`` changed: its timers follow (per hop or direct)."""
+        conn = self._arq.get(key)
+        if conn is not None:
+            conn.retune(self._arq_params_for(key))
+
+    def _arq_retire(self, conn: ArqConnection) -> None:
+        self.arq_retired["tx"].update(conn.tx.stats)
+        self.arq_retired["rx"].update(conn.rx.stats)
 
     def _arq_offer(self, key: Hashable, sdu: bytes, now: float) -> None:
         """Send ``sdu`` on ARQ connection ``key`` (numbered, kept until acknowledged)."""
@@ -583,6 +630,7 @@ class RoleBase:
         self._arq_fb_queued.pop(key, None)
         if conn is None:
             return
+        self._arq_retire(conn)
         self.arq_stats["reset"] += 1
         pending = [b.sdu for b in sorted(conn.tx.blocks.values(), key=lambda b: b.sn)]
         pending += list(conn.tx.waiting)
@@ -599,6 +647,7 @@ class RoleBase:
         self._arq_fb_queued.pop(key, None)
         self._set_deadline(("arq", key), None)
         if conn is not None:
+            self._arq_retire(conn)
             self.arq_stats["closed"] += 1
             self.arq_stats["closed_unacked"] += conn.tx.unacked()
 

@@ -14,7 +14,7 @@ from stack.keys import AkContext, derive_amsid_star, derive_pmk
 from stack.pkm import messages as m
 from stack.pkm.eap import EapCode
 from stack.pkm.eap_psk import EapPskPeer
-from stack.roles.base import MAX_PAYLOAD, RoleBase, SealedMpdu, log
+from stack.roles.base import HOP, MAX_PAYLOAD, RoleBase, SealedMpdu, log
 from stack.roles.config import SubscriberConfig
 from stack.roles.events import Attached, DataReceived, EntryFailed, HandoverComplete, PeerLost
 from stack.roles.framing import (
@@ -166,16 +166,39 @@ class SubscriberRole(RoleBase):
             self._queue(self.serving, self._seal(self.link, fid, payload, now))
         self._maybe_refresh(now)
 
+    def _may_run_hops(self) -> bool:
+        if self.config.abs_id is None:  # which serving station is a relay cannot be told
+            raise MalformedError("per-hop ARQ needs SubscriberConfig.abs_id")
+        return True
+
+    def _arq_over_hops(self, key: Hashable) -> bool:
+        """Our end-to-end connection ``key`` (a FID) runs over per-hop ARQ: we are served by
+        an ARS in distributed mode (docs/roles.md §11)."""
+        return (self._arq_per_hop and isinstance(key, int) and self.serving is not None
+                and self.serving != self.config.abs_id)
+
     def _arq_transmit(self, key: Hashable, pdu: bytes, now: float
                       ) -> tuple[int, bytes | PendingMpdu] | None:
         if self.link is None or self.serving is None:
             return None
-        assert isinstance(key, int)
-        obj = self._seal(self.link, key, pdu, now)
+        if isinstance(key, tuple):   # (HOP, fid): the access hop to our ARS
+            fid = key[1]
+        else:
+            assert isinstance(key, int)
+            if self._arq_over_hops(key):   # end to end, carried by the access hop's ARQ
+                self._arq_offer((HOP, key), pdu, now)
+                return None
+            fid = key
+        obj = self._seal(self.link, fid, pdu, now)
         self._queue(self.serving, obj)
         return self.serving, obj
 
     def _arq_deliver(self, key: Hashable, sdus: list[bytes], now: float) -> None:
+        if isinstance(key, tuple):   # access-hop SDUs are end-to-end ARQ PDUs
+            fid = key[1]
+            for sdu in sdus:
+                self._arq_deliver(fid, self._arq_input(fid, sdu, now), now)
+            return
         assert isinstance(key, int)
         src = self.serving or 0
         for sdu in sdus:
@@ -208,7 +231,9 @@ class SubscriberRole(RoleBase):
         return self.link, DATA_FIDS
 
     def _on_opened(self, src: int, link: Link, fid: int, payload: bytes, now: float) -> None:
-        if self._arq_params is not None:
+        if self._arq_over_hops(fid):
+            self._arq_deliver((HOP, fid), self._arq_input((HOP, fid), payload, now), now)
+        elif self._arq_params is not None:
             for sdu in self._arq_input(fid, payload, now):
                 self._emit(DataReceived(src=self.config.abs_id or src, payload=sdu, fid=fid,
                                         via=src))
@@ -320,7 +345,10 @@ class SubscriberRole(RoleBase):
                 tag = x.tag if isinstance(x, (PendingMpdu, SealedMpdu)) else None
                 if tag is not None and tag.block is not None:
                     tag.block.lost()
+            for key in [k for k in self._arq if isinstance(k, tuple)]:
+                self._arq_close(key)  # the access hop to the old station ended with it
             for key in list(self._arq):  # unacknowledged UL blocks: sent again after re-entry
+                self._arq_retune(key)     # over the new path's hops, or direct
                 self._arq_resend(key, now)
             self._keys_event(link, "handover", peer=target)
             self._emit(HandoverComplete(ams=self.station_id, source=source, target=target,
@@ -477,6 +505,8 @@ class SubscriberRole(RoleBase):
         self._keys_event(link, "reauth" if reauth else "entry", peer=src)
         if not reauth:
             self._emit(Attached(station=self.station_id, via=src, stid=link.stid))
+            for key in [k for k in self._arq if isinstance(k, tuple)]:
+                self._arq_close(key)  # hops (ours, or an ARS's towards its AMSs) end with it
             for key in list(self._arq):  # a new entry: the network starts ARQ afresh too
                 self._arq_reset(key, now)
         self._schedule(now)
