@@ -115,6 +115,13 @@ def lmmse_channel(H_ls: np.ndarray, freq_index: np.ndarray, nfft: int, sigma2: f
     :func:`delay_window` finds in ``lo .. hi`` (see the module doc). The DC gap in
     ``freq_index`` is filled by its neighbours' mean for the projection and dropped after
     (:func:`phy.kernels.lmmse_band`)."""
+    return lmmse_estimate(H_ls, freq_index, nfft, sigma2, lo, hi)[0]
+
+
+def lmmse_estimate(H_ls: np.ndarray, freq_index: np.ndarray, nfft: int, sigma2: float,
+                   lo: int, hi: int) -> tuple[np.ndarray, tuple[float, float]]:
+    """:func:`lmmse_channel` and the delay window ``(t0, t1)`` it assumed (samples in the FFT
+    window), which also tells how much of a symbol's CP the channel's echoes reach."""
     H_ls = np.asarray(H_ls, np.complex64)
     t0, t1 = delay_window(H_ls, freq_index, nfft, sigma2, lo, hi)
     _, _, _, pos, holes, k = _geometry_of(freq_index, nfft)
@@ -122,8 +129,8 @@ def lmmse_channel(H_ls: np.ndarray, freq_index: np.ndarray, nfft: int, sigma2: f
     power = max(float(np.vdot(H_ls, H_ls).real) / H_ls.size - sigma2, 1e-3 * sigma2)
     g = lam * power / (lam * power + sigma2)
     r = int(np.count_nonzero(g >= 1e-4))  # eigenvalues fall: the rest is a suffix of ~0 gains
-    return kernels.lmmse_band(U[:r], H_ls, pos, holes, g[:r], k[0],
-                              np.pi * (t0 + t1) / nfft)
+    est = kernels.lmmse_band(U[:r], H_ls, pos, holes, g[:r], k[0], np.pi * (t0 + t1) / nfft)
+    return est, (t0, t1)
 
 
 def smooth_channel(H: np.ndarray, freq_index: np.ndarray, width: int = SMOOTH_WIDTH) -> np.ndarray:

@@ -20,6 +20,9 @@ straightforward twin in ``tests/phy/naive.py`` that the tests compare it with.
   scaling and limiter in two passes.
 * :func:`pdp_window` — the delay window a power-delay profile shows above its thresholds.
 * :func:`lmmse_band` — the LMMSE channel projection over the used band (DC hole filled).
+* :func:`cp_corr` — per symbol, the CP samples correlated with the body's tail (the phase
+  advance over one FFT length inside each symbol: phase noise).
+* :func:`gather_windows_ramp` — :func:`gather_windows` with an extra phase ramp per window.
 * :func:`sum_iq` — the float64 sum of a complex64 buffer (DC estimate and finiteness check).
 """
 
@@ -845,4 +848,46 @@ def lmmse_band(U: np.ndarray, H: np.ndarray, pos: np.ndarray, holes: np.ndarray,
     out = np.empty(pos.size, dtype=np.complex64)
     for j in range(pos.size):
         out[j] = est[pos[j]]
+    return out
+
+
+@njit(cache=True, nogil=True)
+def cp_corr(r: np.ndarray, first: int, n_sym: int, stride: int, nfft: int, a: int,
+            b: int) -> np.ndarray:  # pragma: no cover - numba
+    """``sum_{n=a}^{b-1} conj(r[p + n]) r[p + n + nfft]`` with ``p = first + l * stride`` for
+    each of ``n_sym`` symbols: a symbol's CP samples ``a .. b-1`` against the body samples they
+    copy, whose phase is the carrier's advance over ``nfft`` samples there. complex128 out."""
+    out = np.empty(n_sym, dtype=np.complex128)
+    for l in range(n_sym):
+        p = first + l * stride
+        x = r[p + a: p + b]
+        y = r[p + a + nfft: p + b + nfft]
+        acr = 0.0
+        aci = 0.0
+        for i in range(b - a):
+            acr += np.float64(x[i].real) * y[i].real + np.float64(x[i].imag) * y[i].imag
+            aci += np.float64(x[i].real) * y[i].imag - np.float64(x[i].imag) * y[i].real
+        out[l] = complex(acr, aci)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def gather_windows_ramp(r: np.ndarray, s0: int, n_sym: int, stride: int, nfft: int,
+                        w_step: float, dw: np.ndarray):  # pragma: no cover - numba
+    """:func:`gather_windows` with window ``l``'s samples further rotated by ``exp(-j dw[l]
+    (n - (nfft - 1) / 2))``: a phase ramp of slope ``dw[l]`` rad/sample, zero at the window's
+    centre (a symbol's phase-noise drift removed without moving its common phase)."""
+    out = np.empty((n_sym, nfft), dtype=np.complex64)
+    half = 0.5 * (nfft - 1)
+    for l in range(n_sym):
+        base = s0 + l * stride
+        step = w_step + dw[l]
+        ph = -w_step * base + dw[l] * half
+        sr, si = np.cos(step), -np.sin(step)
+        cr, ci = np.cos(ph), np.sin(ph)
+        row = r[base: base + nfft]
+        for n in range(nfft):
+            x = row[n]
+            out[l, n] = complex(x.real * cr - x.imag * ci, x.real * ci + x.imag * cr)
+            cr, ci = cr * sr - ci * si, cr * si + ci * sr
     return out

@@ -112,6 +112,20 @@ def gather_windows(r: np.ndarray, s0: int, n_sym: int, stride: int, nfft: int,
     return r[idx] * np.exp(-1j * w_step * idx)
 
 
+def gather_windows_ramp(r: np.ndarray, s0: int, n_sym: int, stride: int, nfft: int,
+                        w_step: float, dw: np.ndarray) -> np.ndarray:
+    """gather_windows times exp(-j dw_l (n - (nfft - 1) / 2)) per window."""
+    n = np.arange(nfft)[None, :] - 0.5 * (nfft - 1)
+    return gather_windows(r, s0, n_sym, stride, nfft, w_step) * np.exp(-1j * dw[:, None] * n)
+
+
+def cp_corr(r: np.ndarray, first: int, n_sym: int, stride: int, nfft: int, a: int,
+            b: int) -> np.ndarray:
+    """np.vdot of each symbol's CP slice with the slice NFFT later."""
+    return np.array([np.vdot(r[p + a: p + b].astype(np.complex128), r[p + a + nfft: p + b + nfft])
+                     for p in first + stride * np.arange(n_sym)])
+
+
 
 def smooth_channel(H: np.ndarray, freq_index: np.ndarray, width: int = 7) -> np.ndarray:
     """Remove the mean phase slope, 'same' moving average with edge normalisation, restore."""

@@ -384,3 +384,18 @@ def test_randomizer_table_equals_the_lfsr() -> None:
     bits = rng.integers(0, 2, 5000).astype(np.uint8)
     assert np.array_equal(randomizer.randomize(randomizer.randomize(bits, 7, 9), 7, 9), bits)
     assert not np.array_equal(randomizer.randomize(bits, 7, 9), randomizer.randomize(bits, 9, 7))
+
+
+def test_cp_corr_and_gather_windows_ramp_equal_naive() -> None:
+    rng = np.random.default_rng(34)
+    r = (rng.normal(size=6000) + 1j * rng.normal(size=6000)).astype(np.complex64)
+    np.testing.assert_allclose(kernels.cp_corr(r, 37, 8, 576, 512, 20, 64),
+                               naive.cp_corr(r, 37, 8, 576, 512, 20, 64), rtol=1e-9)
+    dw = rng.normal(size=8) * 1e-3
+    got = kernels.gather_windows_ramp(r, 91, 8, 576, 512, 0.013, dw)
+    np.testing.assert_allclose(got, naive.gather_windows_ramp(r, 91, 8, 576, 512, 0.013, dw),
+                               atol=2e-5)
+    # no ramp: exactly the plain gather
+    np.testing.assert_allclose(kernels.gather_windows_ramp(r, 91, 8, 576, 512, 0.013,
+                                                           np.zeros(8)),
+                               kernels.gather_windows(r, 91, 8, 576, 512, 0.013), atol=1e-6)
