@@ -47,7 +47,7 @@ from phy.estimation import (
 )
 from phy.fec import FEC, ConvCode
 from phy.grid import ResourceGrid
-from phy.interleaver import deinterleave, interleave, permutation
+from phy.interleaver import interleave, permutation
 from phy.kernels import (
     cp_corr,
     equalize,
@@ -365,10 +365,9 @@ class _BurstCore:
         of each symbol to its nearest QPSK point)."""
         ncb = self.grid.n_data * 2
         llr, err = qam.demodulate_with_error(z, wgt, 2)
-        llr = deinterleave(llr, ncb, 2) * _robust_sign(llr.size)
         nco = _fec("1/2").coded_length(n_bits)
-        comb = np.bincount(np.arange(llr.size) % nco, weights=llr,
-                           minlength=nco).astype(np.float32)
+        dest, sign = _robust_map(ncb, llr.size, nco)
+        comb = np.bincount(dest, weights=llr * sign, minlength=nco).astype(np.float32)
         return _fec("1/2").decode(comb, n_bits), err
 
     def _robust_block(self, Y: np.ndarray, H: np.ndarray, sigma2: float, ls: np.ndarray,
@@ -651,6 +650,22 @@ def _pad_source() -> np.ndarray:
 
 def _pad_bits(n: int) -> np.ndarray:
     return np.resize(_pad_source(), n)
+
+
+@lru_cache(maxsize=64)
+def _robust_map(ncb: int, n_llr: int, nco: int) -> tuple[np.ndarray, np.ndarray]:
+    """For the ``n_llr`` demapped LLRs of a robust block (whole symbols of ``ncb`` bits): the
+    place in the ``nco``-bit code word each one adds to (its position after the per-symbol
+    deinterleaver, modulo ``nco``: the repetitions) and the +-1 that undoes the scrambling
+    there. One ``bincount`` then combines the repetitions (no deinterleaving pass). Read-only."""
+    inv = np.empty(ncb, np.int64)
+    inv[permutation(ncb, 2)] = np.arange(ncb)
+    pos = (np.arange(n_llr // ncb, dtype=np.int64)[:, None] * ncb + inv[None, :]).ravel()
+    dest = pos % nco
+    sign = _robust_sign(n_llr)[pos]
+    dest.setflags(write=False)
+    sign.setflags(write=False)
+    return dest, sign
 
 
 @lru_cache(maxsize=64)

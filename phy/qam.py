@@ -93,8 +93,16 @@ def demodulate_with_error(z: np.ndarray, w: np.ndarray, bps: int
     distance of each symbol to its nearest constellation point."""
     zz = np.ascontiguousarray(z, dtype=np.complex64).ravel()
     llr = np.empty(zz.size * bps, dtype=np.float32)
-    err = demodulate_into(zz, w, bps, np.arange(llr.size, dtype=np.int64), llr)
+    err = demodulate_into(zz, w, bps, _identity(llr.size), llr)
     return llr, err
+
+
+@lru_cache(maxsize=32)
+def _identity(n: int) -> np.ndarray:
+    """``arange(n)`` as a read-only int64 map (plain demapping; its bound is checked once)."""
+    out = np.arange(n, dtype=np.int64)
+    out.setflags(write=False)
+    return out
 
 
 def demodulate_into(z: np.ndarray, w: np.ndarray, bps: int, dest: np.ndarray,
