@@ -25,6 +25,13 @@ Printed per curve: PER of both receivers per SNR; then the SNR of PER ``--target
 run (``--quick`` off) is the one ``docs/phy.md`` quotes; ``--quick`` uses fewer bursts and
 coarser steps to check a change in a few minutes. ``--spot SNR ...`` measures only the given
 points (e.g. ``--channels twopath --mcs 16QAM-3/4 --spot 17``).
+
+``--zone-vs-burst`` instead compares a :class:`phy.ZoneModem` allocation with a
+:class:`phy.BurstModem` burst of the same payload (AWGN, 1000 bytes by default, random start
+offset): the allocation is the second of four in its zone (the three others ``--payload`` bytes
+at QPSK-1/2) and its receiver decodes only its own; per MCS (default QPSK-1/2, 16QAM-1/2,
+64QAM-3/4) 0.5 dB steps from below the threshold until both PERs are under 5 %, and the SNR of
+PER 10 % of each (log-interpolated).
 """
 
 from __future__ import annotations
@@ -117,6 +124,70 @@ def per_point(modem: phy.BurstModem, ref: ReferenceReceiver, channel: str, snr_d
             "errors": errors, "ref_errors": ref_errors, "missed": missed, "bursts": bursts,
             "false_pass": false_pass,
             "snr_est_db": float(np.mean(snr_est)) if snr_est else None}
+
+
+ZONE_MCS = ["QPSK-1/2", "16QAM-1/2", "64QAM-3/4"]
+ZONE_START_DB = {"QPSK-1/2": 2.5, "16QAM-1/2": 8.0, "64QAM-3/4": 16.5}
+ZONE_ME, ZONE_OTHERS = 0x0123, (0x0200, 0x0201, 0x0202)
+
+
+def zone_vs_burst_point(profile: str, mcs: str, snr_db: float, payload: int, bursts: int,
+                        rng: np.random.Generator) -> dict[str, Any]:
+    """``bursts`` payloads, each sent as a BurstModem burst and as the second of four
+    allocations of a zone burst, at Es/N0 ``snr_db`` in AWGN; errors of both receivers."""
+    bm, zm = phy.BurstModem(profile, mcs), phy.ZoneModem(profile)
+    nv = ch.noise_variance_for(snr_db, bm.scale)
+    err_b = err_z = false_pass = 0
+
+    def air(x: np.ndarray) -> np.ndarray:
+        off = int(rng.integers(50, 1500))
+        pad = np.zeros(off, np.complex64)
+        return ch.awgn(np.concatenate([pad, x, np.zeros(800, np.complex64)]), nv, rng)
+
+    for _ in range(bursts):
+        data = rng.bytes(payload)
+        got = [b for b in bm.demodulate(air(bm.modulate(data, src=1, dst=ZONE_ME))) if b.crc_ok]
+        err_b += not any(b.payload == data for b in got)
+        false_pass += sum(b.payload != data for b in got)
+        allocs = [phy.Allocation(ZONE_OTHERS[0], rng.bytes(payload), "QPSK-1/2"),
+                  phy.Allocation(ZONE_ME, data, mcs),
+                  *(phy.Allocation(d, rng.bytes(payload), "QPSK-1/2") for d in ZONE_OTHERS[1:])]
+        rx = zm.demodulate(air(zm.modulate(allocs, src=1)), me={ZONE_ME})
+        mine = [b for z in rx for b in z.allocations if b.crc_ok and b.dst == ZONE_ME]
+        err_z += not any(b.payload == data for b in mine)
+        false_pass += sum(b.payload != data for b in mine)
+    return {"snr_db": snr_db, "bursts": bursts, "per_burst": err_b / bursts,
+            "per_zone": err_z / bursts, "false_pass": false_pass}
+
+
+def zone_vs_burst(profile: str, mcss: list[str], payload: int, bursts: int, step: float,
+                  seed: int) -> dict[str, Any]:
+    """Per MCS: points from ``ZONE_START_DB`` up until both PERs are below 5 %; the SNR of
+    PER 10 % of each."""
+    out: dict[str, Any] = {}
+    print(f"zone allocation (2nd of 4) vs BurstModem burst, {profile}, {payload} B, AWGN, "
+          f"{bursts} of each per point: SNR: PER burst / zone")
+    for mi, mcs in enumerate(mcss):
+        rng = np.random.default_rng([seed, mi, 23])
+        snr = ZONE_START_DB.get(mcs, START_DB[mcs])
+        pts = []
+        while snr <= ZONE_START_DB.get(mcs, START_DB[mcs]) + SPAN_DB:
+            p = zone_vs_burst_point(profile, mcs, snr, payload, bursts, rng)
+            pts.append(p)
+            if p["per_burst"] < 0.05 and p["per_zone"] < 0.05:
+                break
+            snr = round(snr + step, 3)
+        conv = [{"snr_db": p["snr_db"], "bursts": p["bursts"], "per": p["per_burst"],
+                 "ref_per": p["per_zone"]} for p in pts]
+        b10, z10 = snr_at_per(conv, 0.1), snr_at_per(conv, 0.1, "ref_per")
+        out[mcs] = {"points": pts, "burst_per10_db": b10, "zone_per10_db": z10}
+        cells = "  ".join(f"{p['snr_db']:g}:{p['per_burst']:.3f}/{p['per_zone']:.3f}"
+                          for p in pts)
+        fp = sum(p["false_pass"] for p in pts)
+        print(f"{mcs:<10} {cells}  PER 10 %: burst {_f(b10)} dB, zone {_f(z10)} dB, "
+              f"difference {_f(None if b10 is None or z10 is None else z10 - b10, '+')} dB"
+              + (f"  FALSE CRC PASSES: {fp}" if fp else ""), flush=True)
+    return out
 
 
 def snr_at_per(points: list[dict[str, Any]], target: float, key: str = "per") -> float | None:
@@ -236,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--from-json", help="print the summary of a saved run instead of running")
     ap.add_argument("--spot", type=float, nargs="+",
                     help="instead of sweeps: PER of both receivers at these SNRs (dB) only")
+    ap.add_argument("--zone-vs-burst", action="store_true",
+                    help="instead: a zone allocation against a BurstModem burst (see above)")
     args = ap.parse_args(argv)
     if args.from_json:
         with open(args.from_json, encoding="utf-8") as f:
@@ -248,6 +321,22 @@ def main(argv: list[str] | None = None) -> int:
     bursts = args.bursts or (200 if args.quick else 1000)
     step = args.step or (0.5 if args.quick else 0.25)
     info = announce()
+    t0 = time.perf_counter()
+    if args.zone_vs_burst:
+        payload = 1000 if args.payload == ap.get_default("payload") else args.payload
+        zb_bursts = args.bursts or (100 if args.quick else 300)
+        mcss = ZONE_MCS if args.mcs == ap.get_default("mcs") else args.mcs
+        zres = {"benchmark": "per-zone-vs-burst", "seed": args.seed, "machine": info,
+                "profile": args.profile, "payload": payload, "bursts": zb_bursts,
+                "curves": zone_vs_burst(args.profile, mcss, payload, zb_bursts,
+                                        args.step or 0.5, args.seed),
+                "elapsed_s": time.perf_counter() - t0}
+        print(f"elapsed {zres['elapsed_s']:.0f} s")
+        if args.json:
+            with open(args.json, "w", encoding="utf-8") as f:
+                json.dump(zres, f, indent=2)
+            print(f"wrote {args.json}")
+        return 0
     print(f"profile {args.profile}, payload {args.payload} B, {bursts} bursts per point, "
           f"seed {args.seed}; SNR = Es/N0 per used subcarrier; PER real / reference")
     t0 = time.perf_counter()
