@@ -147,18 +147,21 @@ def emit_run_full(
     ptrs: dict[str, ir.Value],
     nsteps: ir.Value,
     dec: ir.Value,
+    finish: ir.Value,
     w: int,
     nlanes: int,
 ) -> None:
     """The fused whole-block loop of :func:`stack.crypto.ccm._aesni._run_full`. ``ptrs``:
-    pointers ``buf, lane_p, out, lane_q, lane_live, min, cin, lrk`` (meaning as there);
-    ``dec`` an ``i1``. Emitted twice, for long and for short runs (:data:`LONG_RUN`)."""
+    pointers ``buf, lane_p, out, lane_q, lane_live, min, cin, lrk, mout, cout`` (meaning as
+    there); ``dec`` and ``finish`` ``i1``. Emitted twice, for long and for short runs
+    (:data:`LONG_RUN`). ``finish`` (used for ``w == 4`` only, see :func:`_emit_finish`) ends
+    every lane's item after the loop."""
     long_run = builder.icmp_signed(">=", nsteps, _c64(LONG_RUN))
     with builder.if_else(long_run) as (then, otherwise):
         with then:
-            _emit_loop(builder, ptrs, nsteps, dec, w, nlanes, private=True)
+            _emit_loop(builder, ptrs, nsteps, dec, finish, w, nlanes, private=True)
         with otherwise:
-            _emit_loop(builder, ptrs, nsteps, dec, w, nlanes, private=False)
+            _emit_loop(builder, ptrs, nsteps, dec, finish, w, nlanes, private=False)
 
 
 def _emit_loop(
@@ -166,6 +169,7 @@ def _emit_loop(
     ptrs: dict[str, ir.Value],
     nsteps: ir.Value,
     dec: ir.Value,
+    finish: ir.Value,
     w: int,
     nlanes: int,
     *,
@@ -224,6 +228,81 @@ def _emit_loop(
             builder.store(builder.xor(m[g], plain), mst[g])
             nxt = builder.add(builder.call(bswap, [cnt[g]]), inc)
             builder.store(builder.call(bswap, [nxt]), cst[g])
+    if w != 4:  # the finishing epilogue needs AVX-512BW byte masks (see _emit_finish)
+        for g in groups:
+            _store(builder, builder.load(mst[g]), mi, _c64(16 * w * g))
+            _store(builder, builder.load(cst[g]), ci, _c64(16 * w * g))
+        return
+    with builder.if_else(finish) as (then, otherwise):
+        with then:
+            _emit_finish(builder, ptrs, rounds, mst, cst, pbase, qbase, masks,
+                         builder.shl(nsteps, _c64(4)), dec, w, nlanes)
+        with otherwise:
+            for g in groups:
+                _store(builder, builder.load(mst[g]), mi, _c64(16 * w * g))
+                _store(builder, builder.load(cst[g]), ci, _c64(16 * w * g))
+
+
+def _emit_finish(
+    builder: ir.IRBuilder,
+    ptrs: dict[str, ir.Value],
+    rounds: _Rounds,
+    mst: list[ir.Value],
+    cst: list[ir.Value],
+    pbase: list[ir.Value],
+    qbase: list[ir.Value],
+    masks: list[ir.Value],
+    off: ir.Value,
+    dec: ir.Value,
+    w: int,
+    nlanes: int,
+) -> None:
+    """The last two steps of every lane, after the whole-block loop: its last payload block of
+    ``r = lane_live[j]`` bytes (1..16; 0 for an idle lane) at byte ``off`` of the lane, then
+    ``T = E(X)`` and ``S_0 = E(A_0)``, stored to ``mout``/``cout`` for the tag.
+
+    The last block is read and written with byte-masked vector loads and stores (AVX-512BW
+    ``vmovdqu8`` with a mask of ``r`` bytes: nothing outside the item is touched, a masked-off
+    byte never faults); the MAC takes the block padded with zeros. Without this, a last block
+    shorter than 16 bytes cost a separate scalar step per group of lanes (and the tag another).
+    """
+    b = builder
+    groups = range(nlanes // w)
+    vw = ir.VectorType(_I64, 2 * w)
+    v16 = ir.VectorType(_I8, 16)
+    m16 = ir.VectorType(ir.IntType(1), 16)
+    i16 = ir.IntType(16)
+    ptr16 = v16.as_pointer()
+    mload = cgutils.get_or_insert_function(
+        b.module, ir.FunctionType(v16, [ptr16, _I32, m16, v16]), "llvm.masked.load.v16i8.p0")
+    mstore = cgutils.get_or_insert_function(
+        b.module, ir.FunctionType(ir.VoidType(), [v16, ptr16, _I32, m16]),
+        "llvm.masked.store.v16i8.p0")
+    livep = ptrs["lane_live"]
+    zero16 = ir.Constant(v16, None)
+    cnt = [b.load(x) for x in cst]
+    m, c = rounds([b.load(x) for x in mst], list(cnt))
+    nxt_m = []
     for g in groups:
-        _store(builder, builder.load(mst[g]), mi, _c64(16 * w * g))
-        _store(builder, builder.load(cst[g]), ci, _c64(16 * w * g))
+        ins = []
+        for i in range(w):
+            j = g * w + i
+            r = b.load(b.gep(livep, [_c64(j)]))
+            bits = b.trunc(b.sub(b.shl(_c64(1), r), _c64(1)), i16)  # r = 16: 0xFFFF
+            mask = b.bitcast(bits, m16)
+            o = b.and_(off, masks[j])
+            p = b.bitcast(b.gep(pbase[j], [o]), ptr16)
+            q = b.bitcast(b.gep(qbase[j], [o]), ptr16)
+            x = b.call(mload, [p, ir.Constant(_I32, 1), mask, zero16])
+            s = b.bitcast(block(b, c[g], i), v16)
+            res = b.xor(x, s)
+            b.call(mstore, [res, q, ir.Constant(_I32, 1), mask])
+            plain = b.select(dec, b.select(mask, res, zero16), x)
+            ins.append(b.bitcast(plain, _V2))
+        nxt_m.append(b.xor(m[g], concat(b, ins)))
+    # A_0: the counter field (bytes 14-15 of each block, the top 16 bits of its high word) = 0
+    a0 = ir.Constant(vw, [-1, 0x0000FFFFFFFFFFFF] * w)
+    t, s0 = rounds(nxt_m, [b.and_(x, a0) for x in cnt])
+    for g in groups:
+        _store(b, t[g], ptrs["mout"], _c64(16 * w * g))
+        _store(b, s0[g], ptrs["cout"], _c64(16 * w * g))

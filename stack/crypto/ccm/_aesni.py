@@ -36,12 +36,16 @@ from stack.crypto.ccm import _aes_ir
 from stack.crypto.ccm._pyobj import u8ptr
 from stack.crypto.ccm._split import on_threads, split_by_bytes
 
-AES_IR_SHA256 = "cefe9d4a78083a6071f36a6c6547a99da260ffe0b5bdc986dc9f93ec4110a68f"
+AES_IR_SHA256 = "0e0437d0f777de1f21df71767bd29afe6639946f853c19d6902dd7cc343553ff"
 """SHA-256 of ``_aes_ir.py``, the IR this module's kernels are compiled from. numba's cache keys
 on the hash of *this* file only, so an edit there alone would leave stale machine code in the
 cache; ``tests/crypto/test_ccm_vaes.py`` fails until this pin is updated (which changes this
 file, and so the cache key)."""
 
+FINISH_WIDTH = 4
+"""Layout item size (AES blocks per instruction) whose fused loop also runs the lanes' last
+block and tag step (:func:`_run_full` ``finish``): VAES-512, where AVX-512BW byte masks make the
+partial last block a single masked load and store."""
 NLANES = 8
 """Items in lockstep, for every layout (8 lanes x (MAC, CTR) = 16 AES blocks per step)."""
 LAYOUTS = {
@@ -210,7 +214,7 @@ def _full_block(typingctx, buf, p, out, q, mout, cout, min_, j16, decrypt):
 
 @intrinsic
 def _run_full(typingctx, buf, lane_p, out, lane_q, lane_live, nsteps, min_, cin, lrk, decrypt,
-              layout):
+              finish, mout, cout, layout):
     """The hot loop: ``nsteps`` lockstep steps in which every lane handles a whole payload block.
 
     Equivalent to ``nsteps`` times (:func:`_aes_lanes`, then :func:`_full_block` on each lane and
@@ -220,17 +224,25 @@ def _run_full(typingctx, buf, lane_p, out, lane_q, lane_live, nsteps, min_, cin,
     A lane with ``lane_live[j] == 0`` holds no item: it still runs its AES (in lockstep it costs
     nothing extra) but reads and writes a 16-byte stack slot instead of the buffers. On return
     ``min_``/``cin`` hold the MAC and counter inputs of the next step.
+
+    With ``finish`` (VAES-512 layout only: :data:`FINISH_WIDTH`) the loop is followed by every
+    lane's last payload block, of ``lane_live[j]`` = 1..16 bytes, and the tag step: on return
+    ``mout``/``cout`` hold ``T`` and ``S_0`` of every lane (``min_``/``cin`` are not updated).
     """
-    sig = types.void(buf, lane_p, out, lane_q, lane_live, nsteps, min_, cin, lrk, decrypt, layout)
+    sig = types.void(buf, lane_p, out, lane_q, lane_live, nsteps, min_, cin, lrk, decrypt,
+                     finish, mout, cout, layout)
 
     def codegen(context, builder, signature, args):
         a = signature.args
-        names = ("buf", "lane_p", "out", "lane_q", "lane_live", None, "min", "cin", "lrk")
+        names = ("buf", "lane_p", "out", "lane_q", "lane_live", None, "min", "cin", "lrk", None,
+                 None, "mout", "cout")
         ptrs = {k: _ptr(context, builder, a[i], args[i]) for i, k in enumerate(names) if k}
-        dec = args[9]
-        if dec.type != ir.IntType(1):
-            dec = builder.icmp_unsigned("!=", dec, ir.Constant(dec.type, 0))
-        _aes_ir.emit_run_full(builder, ptrs, args[5], dec, _width(a[10]), NLANES)
+        flags = []
+        for v in (args[9], args[10]):
+            if v.type != ir.IntType(1):
+                v = builder.icmp_unsigned("!=", v, ir.Constant(v.type, 0))
+            flags.append(v)
+        _aes_ir.emit_run_full(builder, ptrs, args[5], flags[0], flags[1], _width(a[13]), NLANES)
         return context.get_dummy_value()
 
     return sig, codegen
@@ -332,6 +344,9 @@ def _ccm_range(rk, rk_of, kidx, nonces, buf, offs, lens, out, oofs, tag_len, dec
                 else:
                     lane_item[j] = -1
         # Fast path: every live lane has m >= 1 whole blocks ahead of it -> m fused steps.
+        # On VAES-512, when after those every live lane has exactly one block (1..16 bytes)
+        # left, the same call also runs that block and the tag step (``finish``); the lanes
+        # then only need their tags (the per-lane loop below, with k = nb).
         m = 1 << 30
         for j in range(nl):
             it = lane_item[j]
@@ -346,8 +361,28 @@ def _ccm_range(rk, rk_of, kidx, nonces, buf, offs, lens, out, oofs, tag_len, dec
             m = min(m, f)
             lane_p[j] = offs[it] + 16 * k
             lane_q[j] = oofs[it] + 16 * k
-        if m > 0:
-            _run_full(buf, lane_p, out, lane_q, lane_live, m, min_, cin, lrk, decrypt, layout)
+        finish = layout.itemsize == FINISH_WIDTH
+        if finish:
+            for j in range(nl):
+                it = lane_item[j]
+                if it >= 0:
+                    last = lens[it] - 16 * (lane_step[j] + m)
+                    if last < 1 or last > 16:
+                        finish = False
+                        break
+                    lane_live[j] = last
+        if finish:
+            _run_full(buf, lane_p, out, lane_q, lane_live, m, min_, cin, lrk, decrypt, True,
+                      mout, cout, layout)
+            for j in range(nl):
+                it = lane_item[j]
+                if it >= 0:
+                    lane_step[j] = (lens[it] + 15) >> 4
+        elif m > 0:
+            for j in range(nl):
+                lane_live[j] = min(lane_live[j], 1)
+            _run_full(buf, lane_p, out, lane_q, lane_live, m, min_, cin, lrk, decrypt, False,
+                      mout, cout, layout)
             for j in range(nl):
                 it = lane_item[j]
                 if it < 0:
@@ -358,7 +393,8 @@ def _ccm_range(rk, rk_of, kidx, nonces, buf, offs, lens, out, oofs, tag_len, dec
                 cin[16 * j + 14] = (ctr >> 8) & 0xFF
                 cin[16 * j + 15] = ctr & 0xFF
             continue
-        _aes_lanes(min_, cin, mout, cout, lrk, layout)
+        else:
+            _aes_lanes(min_, cin, mout, cout, lrk, layout)
         for j in range(nl):
             it = lane_item[j]
             if it < 0:
