@@ -169,7 +169,12 @@ class Scheduler:
         self._served: dict[int, int] = {}
         self._last_seen: dict[int, int] = {}
         self._frame = 0
-        self._rr_last: int | None = None
+        # round robin: the allocate call that last admitted each destination (least recently
+        # admitted first). Per destination, not one pointer: a transmitter's zones to other
+        # peer sets (an ARS's UL relay burst to the ABS between its DL-access bursts) must not
+        # move another zone's rotation back to its first destination.
+        self._rr_turn: dict[int, int] = {}
+        self._rr_calls = 0
 
     def __repr__(self) -> str:
         return (f"Scheduler({self.policy!r}, window_frames={self.window_frames:g}, "
@@ -202,10 +207,11 @@ class Scheduler:
             return {}
         policy = self._policy[self.policy]
         if pack and cap > 1:
-            best, state = None, self._rr_last
+            best, state = None, (dict(self._rr_turn), self._rr_calls)
             for c in range(1, min(cap, len(backlogged)) + 1):
                 carried = sum(policy(backlogged, n_ru, float(alloc_overhead_ru), c).values())
-                self._rr_last = state    # a trial: the rotation moves on the real call only
+                # a trial: the rotation moves on the real call only
+                self._rr_turn, self._rr_calls = dict(state[0]), state[1]
                 if best is None or carried > best[0]:
                     best = (carried, c)
             cap = best[1] if best else cap
@@ -235,6 +241,7 @@ class Scheduler:
         self._avg.pop(dst, None)
         self._served.pop(dst, None)
         self._last_seen.pop(dst, None)
+        self._rr_turn.pop(dst, None)
 
     def average(self, dst: int) -> float:
         """EWMA of bytes served to ``dst`` per frame (0 for an unknown destination)."""
@@ -252,10 +259,7 @@ class Scheduler:
         return math.floor(n_ru - used_ru - n_allocs * overhead + _EPS)
 
     def _rr(self, dem: list[Demand], n_ru: int, overhead: float, cap: int) -> dict[int, int]:
-        order = sorted(dem, key=lambda d: d.dst)
-        if self._rr_last is not None:
-            k = next((i for i, d in enumerate(order) if d.dst > self._rr_last), 0)
-            order = order[k:] + order[:k]
+        order = sorted(dem, key=lambda d: (self._rr_turn.get(d.dst, -1), d.dst))
         # admission in rotating order: as many as fit with their minimum and overhead
         admitted: list[Demand] = []
         reserved = 0
@@ -268,8 +272,12 @@ class Scheduler:
                 reserved += first
             elif first_out is None:
                 first_out = i
-        # next frame starts after this frame's first one, or at the first one left out
-        self._rr_last = order[0 if first_out is None else max(first_out - 1, 0)].dst
+        # next time: those left out first (least recently admitted), then the admitted ones in
+        # this frame's order -- or, when none was left out, this frame's first one last (so the
+        # indivisible remainder rotates too)
+        for d in admitted if first_out is not None else [*admitted[1:], *admitted[:1]]:
+            self._rr_calls += 1
+            self._rr_turn[d.dst] = self._rr_calls
         if not admitted:
             return {}
         budget = self._room(n_ru, 0, len(admitted), overhead)

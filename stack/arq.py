@@ -91,12 +91,15 @@ class ArqParams:
 
 def over_hops(p: ArqParams) -> ArqParams:
     """The end-to-end settings of a connection whose hops each run their own ARQ (distributed
-    mode through an ARS, docs/roles.md §11): each hop recovers its own air losses within its
-    round trip, so the end-to-end layer only keeps blocks for a path that ends (handover,
-    restart) or a block a hop gave up. Its timer waits ``rto_max`` (a block sitting in a busy
-    relay's queue is not lost), and it acknowledges every 16th block or after a few hop
-    timeouts (its feedback only releases what the sender retains)."""
-    return replace(p, rto_initial=p.rto_max, rto_min=p.rto_max, rto_max=2 * p.rto_max,
+    mode through an ARS, docs/roles.md §11). Each hop recovers its own air losses within its
+    round trip, so the end-to-end layer keeps blocks only for a path that ends (handover,
+    restart: sent again at once on the new path) or a block a hop gave up (a gap in the
+    end-to-end feedback: sent again at once). Its timer waits half a block lifetime, for a lost
+    tail only -- a block waiting in a busy relay's queue or behind a UL grant is not lost (as
+    LTE's PDCP over RLC) -- and it acknowledges every 16th block or after a few hop timeouts
+    (its feedback only releases what the sender retains)."""
+    rto = max(p.rto_max, p.lifetime / 2)
+    return replace(p, rto_initial=rto, rto_min=rto, rto_max=max(rto, p.lifetime),
                    ack_delay=max(p.ack_delay, 2.5 * p.rto_min),
                    ack_every=min(16, p.window))
 
@@ -192,12 +195,15 @@ class TxBlock:
     sdu: bytes = field(repr=False)
     first_tx: float | None = None
     last_tx: float | None = None
+    prev_tx: float | None = None   # when the copy before the last one went out
     sends: int = 0
     queued: bool = False
 
     def on_air(self, now: float) -> None:
         """The queued copy went out (called by the station's output path)."""
         self.queued = False
+        if self.last_tx is not None:
+            self.prev_tx = self.last_tx
         self.last_tx = now
         if self.first_tx is None:
             self.first_tx = now
@@ -220,6 +226,7 @@ class ArqSender:
         self.waiting: deque[bytes] = deque()   # SDUs beyond the window
         self.srtt: float | None = None
         self.rttvar = 0.0
+        self.min_rtt: float | None = None
         self.rto = params.rto_initial
         self.discard_to: int | None = None     # DISCARD announced, not yet confirmed
         self._discard_at: float | None = None
@@ -270,8 +277,19 @@ class ArqSender:
             if b is None:
                 continue
             self.stats["blocks_acked"] += 1
-            if b.sends == 1 and b.last_tx is not None:  # Karn: only unambiguous samples
+            if b.last_tx is None:
+                continue
+            if b.sends == 1:  # Karn: only unambiguous samples ...
                 self._rtt(now - b.last_tx)
+            elif b.queued or (b.prev_tx is not None and self.min_rtt is not None
+                              and now - b.last_tx < self.min_rtt):
+                # ... or one that can only be for the earlier copy: acknowledged before the
+                # retransmission went out, or sooner after it than any round trip ever took.
+                # The retransmission was spurious (a late ACK -- a busy relay, a UL grant
+                # some frames away -- not a loss: Eifel's idea, RFC 3522, by timing); the
+                # sample teaches the timer how long this path's acknowledgements take
+                self.stats["spurious_retransmissions"] += 1
+                self._rtt(now - (b.last_tx if b.queued else b.prev_tx))  # type: ignore[operator]
         if self.discard_to is not None and ack >= self.discard_to:
             self.discard_to = None
         self.base = max(self.base, ack)
@@ -289,6 +307,7 @@ class ArqSender:
         return out + self._fill(now)
 
     def _rtt(self, r: float) -> None:
+        self.min_rtt = r if self.min_rtt is None else min(self.min_rtt, r)
         if self.srtt is None:
             self.srtt, self.rttvar = r, r / 2
         else:

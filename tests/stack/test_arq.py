@@ -132,8 +132,31 @@ def test_rtt_sets_the_timeout_karn():
     assert tx.srtt == pytest.approx(0.04) and tx.rto == pytest.approx(0.04 + 4 * 0.02)
     _sent(tx.offer(b"b", 1.0), 1.0)
     _sent(tx.on_timer(2.0), 2.0)              # retransmitted: its ACK gives no sample
-    tx.on_feedback(ArqFeedback(2), 2.01)
+    tx.on_feedback(ArqFeedback(2), 2.05)      # (it may be for either copy)
     assert tx.srtt == pytest.approx(0.04)
+    assert tx.stats["spurious_retransmissions"] == 0
+
+
+def test_an_ack_sooner_than_any_round_trip_marks_the_retransmission_spurious():
+    """An ACK 10 ms after a retransmission on a path whose fastest round trip took 40 ms is
+    for the first copy: the retransmission was spurious (a late ACK, not a loss), and the
+    first copy's round trip is a true sample that raises the timer."""
+    tx = ArqSender(P)
+    _sent(tx.offer(b"a", 0.0), 0.0)
+    tx.on_feedback(ArqFeedback(1), 0.04)
+    _sent(tx.offer(b"b", 1.0), 1.0)
+    _sent(tx.on_timer(1.5), 1.5)
+    tx.on_feedback(ArqFeedback(2), 1.51)
+    assert tx.stats["spurious_retransmissions"] == 1
+    assert tx.srtt == pytest.approx(0.875 * 0.04 + 0.125 * 0.51)
+    # acknowledged while the retransmission still waits in the queue: spurious too
+    tx.offer(b"c", 2.0)[0][1].on_air(2.0)
+    out = tx.on_timer(3.0)                    # queued again, not on the air yet
+    assert out and out[0][1] is not None and out[0][1].queued
+    srtt = tx.srtt
+    tx.on_feedback(ArqFeedback(3), 3.2)
+    assert tx.stats["spurious_retransmissions"] == 2
+    assert tx.srtt == pytest.approx(0.875 * srtt + 0.125 * 1.2)
 
 
 def test_lifetime_discards_and_the_receiver_skips():

@@ -283,6 +283,21 @@ def test_rr_units_rotate_between_destinations() -> None:
     assert sum(got.values()) == 50 * 14 and jain(list(got.values())) > 0.99
 
 
+def test_rr_rotation_survives_a_zone_to_another_peer_in_between() -> None:
+    """An ARS's scheduler serves its DL-access zone (its AMSs) and its UL relay burst (the ABS,
+    a larger id) in turn: the relay burst must not send the access rotation back to the first
+    AMS (it did: the two lowest AMS ids got the whole zone, the others nothing)."""
+    s = Scheduler("rr")
+    amss = [Demand(d, 10**6, 10.0, unit_ru=7) for d in range(8)]
+    got = dict.fromkeys(range(8), 0)
+    for _ in range(40):   # 2 of 8 AMSs per frame, then the burst to the ABS
+        for dst, n in s.allocate(amss, 15).items():
+            got[dst] += n
+        assert s.allocate([Demand(10**6, 500, 10.0)], 60) == {10**6: 50}
+        s.end_frame()
+    assert set(got.values()) == {70}
+
+
 def test_pack_prefers_fewer_fuller_allocations_when_each_costs_much() -> None:
     # a UL zone of 23 symbols, slots costing 5 symbols each, MPDUs of 6 symbols: two slots carry
     # one MPDU each (2 x 11 = 22), one slot carries three (5 + 18 = 23)
