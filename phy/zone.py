@@ -56,6 +56,7 @@ from phy import qam
 from phy.crc import crc16
 from phy.errors import PayloadTooLongError, PhyInputError
 from phy.interleaver import DEPTH, interleave, permutation
+from phy.kernels import gather_windows_ramp
 from phy.modem import (
     DEFAULT_MAX_PAYLOAD,
     DEFAULT_TX_RMS,
@@ -450,11 +451,23 @@ class ZoneModem(_BurstCore):
         # the phase trend from the S&C symbol (l = -2) and the long one (l = -1, phase 0) on
         cfo = self._refine_cfo(s.cfo, np.concatenate([[s.sc_phase, 0.0], cpe]),
                                np.concatenate([[-2, -1], ls]))
+        win_cfo = s.cfo
         if self._ici_matters(cfo - s.cfo, s.snr_db):
             # as BurstModem: the data windows again at the refined carrier offset (the header
             # and MAP keep theirs; each symbol's CPE absorbs the phase step between the two)
+            win_cfo = cfo
             Yd = np.concatenate([self._windows(r, base + int(run[0]) * ns, run.size, cfo)
                                  for run in runs])
+            cpe, bl, slope = self._track(np.concatenate([Yh, Yd]), s.H, ls, s.sigma2)
+        drift = [self._phase_drift(r, base + int(run[0]) * ns, run.size, win_cfo, s.snr_db,
+                                   s.echo) for run in runs]
+        if any(d is not None for d in drift):
+            # as BurstModem: phase noise drifting inside the symbols, each one's ramp removed
+            fs = self.profile.sample_rate
+            Yd = np.concatenate([g.ofdm_demodulate(gather_windows_ramp(
+                r, base + int(run[0]) * ns + g.cp - self.backoff, run.size, ns, g.nfft,
+                2 * np.pi * win_cfo / fs, np.zeros(run.size) if d is None else d))
+                for run, d in zip(runs, drift, strict=True)])
             cpe, bl, slope = self._track(np.concatenate([Yh, Yd]), s.H, ls, s.sigma2)
         sfo_ppm = self._sfo_ppm(slope) if ls[-1] >= 8 else 0.0
         z, wgt = self._equalise(Yd, s.H, s.sigma2, ls[nh:], cpe[nh:], bl[nh:])
