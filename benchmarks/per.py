@@ -31,7 +31,8 @@ points (e.g. ``--channels twopath --mcs 16QAM-3/4 --spot 17``).
 offset): the allocation is the second of four in its zone (the three others ``--payload`` bytes
 at QPSK-1/2) and its receiver decodes only its own; per MCS (default QPSK-1/2, 16QAM-1/2,
 64QAM-3/4) 0.5 dB steps from below the threshold until both PERs are under 5 %, and the SNR of
-PER 10 % of each (log-interpolated).
+PER 10 % of each (log-interpolated). With ``--channels pedB`` (the first channel given) every
+transmission gets its own fading draw.
 """
 
 from __future__ import annotations
@@ -132,17 +133,21 @@ ZONE_ME, ZONE_OTHERS = 0x0123, (0x0200, 0x0201, 0x0202)
 
 
 def zone_vs_burst_point(profile: str, mcs: str, snr_db: float, payload: int, bursts: int,
-                        rng: np.random.Generator) -> dict[str, Any]:
+                        rng: np.random.Generator, channel: str = "awgn") -> dict[str, Any]:
     """``bursts`` payloads, each sent as a BurstModem burst and as the second of four
-    allocations of a zone burst, at Es/N0 ``snr_db`` in AWGN; errors of both receivers."""
+    allocations of a zone burst, through ``channel`` (a new fading draw for every
+    transmission) at Es/N0 ``snr_db``; errors of both receivers."""
     bm, zm = phy.BurstModem(profile, mcs), phy.ZoneModem(profile)
     nv = ch.noise_variance_for(snr_db, bm.scale)
     err_b = err_z = false_pass = 0
 
     def air(x: np.ndarray) -> np.ndarray:
         off = int(rng.integers(50, 1500))
-        pad = np.zeros(off, np.complex64)
-        return ch.awgn(np.concatenate([pad, x, np.zeros(800, np.complex64)]), nv, rng)
+        buf = np.concatenate([np.zeros(off, np.complex64), x, np.zeros(800, np.complex64)])
+        taps = _taps(channel, bm.sample_rate, rng)
+        if taps is not None:
+            buf = hwch.apply_taps(buf, *taps)
+        return ch.awgn(buf, nv, rng)
 
     for _ in range(bursts):
         data = rng.bytes(payload)
@@ -161,22 +166,24 @@ def zone_vs_burst_point(profile: str, mcs: str, snr_db: float, payload: int, bur
 
 
 def zone_vs_burst(profile: str, mcss: list[str], payload: int, bursts: int, step: float,
-                  seed: int) -> dict[str, Any]:
-    """Per MCS: points from ``ZONE_START_DB`` up until both PERs are below 5 %; the SNR of
-    PER 10 % of each."""
+                  seed: int, channel: str = "awgn") -> dict[str, Any]:
+    """Per MCS: points from ``ZONE_START_DB`` (3 dB higher and 4x the step on fading channels)
+    up until both PERs are below 5 %; the SNR of PER 10 % of each."""
     out: dict[str, Any] = {}
-    print(f"zone allocation (2nd of 4) vs BurstModem burst, {profile}, {payload} B, AWGN, "
+    print(f"zone allocation (2nd of 4) vs BurstModem burst, {profile}, {payload} B, {channel}, "
           f"{bursts} of each per point: SNR: PER burst / zone")
+    fading = channel in FADING
     for mi, mcs in enumerate(mcss):
         rng = np.random.default_rng([seed, mi, 23])
-        snr = ZONE_START_DB.get(mcs, START_DB[mcs])
+        first = ZONE_START_DB.get(mcs, START_DB[mcs]) + (3.0 if fading else 0.0)
+        snr = first
         pts = []
-        while snr <= ZONE_START_DB.get(mcs, START_DB[mcs]) + SPAN_DB:
-            p = zone_vs_burst_point(profile, mcs, snr, payload, bursts, rng)
+        while snr <= first + (SPAN_FADING_DB if fading else SPAN_DB):
+            p = zone_vs_burst_point(profile, mcs, snr, payload, bursts, rng, channel)
             pts.append(p)
             if p["per_burst"] < 0.05 and p["per_zone"] < 0.05:
                 break
-            snr = round(snr + step, 3)
+            snr = round(snr + step * (4 if fading else 1), 3)
         conv = [{"snr_db": p["snr_db"], "bursts": p["bursts"], "per": p["per_burst"],
                  "ref_per": p["per_zone"]} for p in pts]
         b10, z10 = snr_at_per(conv, 0.1), snr_at_per(conv, 0.1, "ref_per")
@@ -328,8 +335,9 @@ def main(argv: list[str] | None = None) -> int:
         mcss = ZONE_MCS if args.mcs == ap.get_default("mcs") else args.mcs
         zres = {"benchmark": "per-zone-vs-burst", "seed": args.seed, "machine": info,
                 "profile": args.profile, "payload": payload, "bursts": zb_bursts,
+                "channel": args.channels[0],
                 "curves": zone_vs_burst(args.profile, mcss, payload, zb_bursts,
-                                        args.step or 0.5, args.seed),
+                                        args.step or 0.5, args.seed, args.channels[0]),
                 "elapsed_s": time.perf_counter() - t0}
         print(f"elapsed {zres['elapsed_s']:.0f} s")
         if args.json:
