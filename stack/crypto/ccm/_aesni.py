@@ -361,16 +361,28 @@ def _ccm_range(rk, rk_of, kidx, nonces, buf, offs, lens, out, oofs, tag_len, dec
             m = min(m, f)
             lane_p[j] = offs[it] + 16 * k
             lane_q[j] = oofs[it] + 16 * k
-        finish = layout.itemsize == FINISH_WIDTH
+        finish = layout.itemsize == FINISH_WIDTH and m < (1 << 30)
         if finish:
+            # Bytes left per lane after m steps: all in 1..16 -> finish after m steps; all 0
+            # (whole blocks, ended together) -> after m - 1 steps, the last block a whole one.
+            ended = 0
             for j in range(nl):
                 it = lane_item[j]
                 if it >= 0:
                     last = lens[it] - 16 * (lane_step[j] + m)
-                    if last < 1 or last > 16:
+                    if last < 0 or last > 16:
                         finish = False
                         break
+                    ended += last == 0
                     lane_live[j] = last
+            if finish and ended:
+                if ended < active or m == 0:
+                    finish = False
+                else:
+                    m -= 1
+                    for j in range(nl):
+                        if lane_item[j] >= 0:
+                            lane_live[j] = 16
         if finish:
             _run_full(buf, lane_p, out, lane_q, lane_live, m, min_, cin, lrk, decrypt, True,
                       mout, cout, layout)
@@ -380,7 +392,7 @@ def _ccm_range(rk, rk_of, kidx, nonces, buf, offs, lens, out, oofs, tag_len, dec
                     lane_step[j] = (lens[it] + 15) >> 4
         elif m > 0:
             for j in range(nl):
-                lane_live[j] = min(lane_live[j], 1)
+                lane_live[j] = 1 if lane_item[j] >= 0 else 0
             _run_full(buf, lane_p, out, lane_q, lane_live, m, min_, cin, lrk, decrypt, False,
                       mout, cout, layout)
             for j in range(nl):
