@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import cmath
 from functools import lru_cache
 
 import numpy as np
@@ -200,7 +201,7 @@ def preamble_ls(Y_sc: np.ndarray, Y_long: np.ndarray, long_inv: np.ndarray,
     if abs(rot) > 0:
         he *= np.complex64(np.conj(rot) / abs(rot))
     h[even] = (hl + np.float32(2.0) * he) * np.float32(1.0 / 3.0)
-    phase = float(np.angle(rot)) if np.isfinite(rot) else 0.0
+    phase = cmath.phase(rot) if cmath.isfinite(rot) else 0.0
     return h, (even.size / 3.0 + (h.size - even.size)) / h.size, phase
 
 
@@ -208,4 +209,4 @@ def noise_variance(Y_sc: np.ndarray, odd: np.ndarray, floor: float) -> float:
     """Complex noise variance per subcarrier from the S&C symbol's null subcarriers (positions
     ``odd``)."""
     v = Y_sc[odd]
-    return max(float(np.mean(v.real**2 + v.imag**2, dtype=np.float64)), floor)
+    return max(float(np.vdot(v, v).real) / max(v.size, 1), floor)

@@ -325,7 +325,7 @@ class _BurstCore:
         Y = self._windows(r, start, 3, cfo)
         H_ls, noise_factor, sc_phase = preamble_ls(Y[0], Y[1], self._long_inv, self._sc_inv,
                                                    self._even)
-        total = float(np.mean(H_ls.real**2 + H_ls.imag**2, dtype=np.float64))
+        total = _mean_power(H_ls)
         if not np.isfinite(total) or total <= 0.0:
             return None
         sigma2 = noise_variance(Y[0], self._odd, total * 10 ** (-_MAX_SNR_DB / 10))
@@ -333,7 +333,7 @@ class _BurstCore:
             return None  # extreme sample values (overflow to inf): no burst to decode here
         H, (_, t1) = lmmse_estimate(H_ls, g.freq_index, n, sigma2 * noise_factor,
                                     *self._delay_search)
-        sig = float(np.mean(np.abs(H) ** 2))
+        sig = _mean_power(H)
         if not (np.isfinite(sig) and sig > 0.0):
             return None
         return _Sync(int(start), float(cfo), H, sigma2, 10 * math.log10(sig / sigma2), Y,
@@ -417,7 +417,7 @@ class _BurstCore:
         snr = 10 ** (min(snr_db, _DRIFT_MAX_SNR_DB) / 10)
         rho = snr * g.n_used / g.nfft  # per-sample SNR
         noise = (1.0 / rho + 0.5 / rho**2) / (g.cp - a)  # variance of each measured angle
-        ici = max(float(np.mean(d * d)) - noise, 0.0) / 12.0
+        ici = max(float(np.dot(d, d)) / d.size - noise, 0.0) / 12.0
         if ici * snr <= 0.05 or ici <= _DRIFT_MIN_ICI:
             return None
         return d / g.nfft
@@ -606,6 +606,11 @@ def _decode_payload(z: np.ndarray, wgt: np.ndarray, mcs: Mcs, length: int, src: 
     payload, tail = data[:length], data[length:]
     ok = struct.unpack(">I", tail)[0] == crc32(payload)
     return payload, ok, evm_db
+
+
+def _mean_power(x: np.ndarray) -> float:
+    """Mean ``|x|^2`` of a complex vector (one BLAS dot product, no temporaries)."""
+    return float(np.vdot(x, x).real) / max(x.size, 1)
 
 
 def _check_payload(payload: object) -> bytes:
