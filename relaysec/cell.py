@@ -31,7 +31,7 @@ from relaysec.radios import RadioFactory, RadioSetupError, air_clock, for_config
 from relaysec.report import MscEntry, Trace
 from relaysec.schedule import DL, DL_ACCESS, FrameSchedule, ZonePlanner, build_schedule
 from relaysec.simnet import SimNetwork
-from relaysec.zonemac import MacConfig
+from relaysec.zonemac import ARQ_FEEDBACK_SLACK, MacConfig
 
 if TYPE_CHECKING:
     from hw.radio import Radio
@@ -127,7 +127,8 @@ def mac_config(cfg: Config, *, wall: bool) -> MacConfig:
                      contention_symbols=int(m["contention_symbols"]),
                      contention_slots=int(m["contention_slots"]),
                      grant_delay=int(cfg["schedule"]["ota_grant_delay"]) if wall else 0,
-                     contention_data=wall)
+                     contention_data=wall,
+                     unit_slack=ARQ_FEEDBACK_SLACK if cfg["arq"]["enabled"] else 0)
 
 
 def station_psk(cfg: Config, st: Mapping[str, Any]) -> bytes:
@@ -420,7 +421,7 @@ def _planner(cfg: Config, schedule: FrameSchedule, zm: Any) -> ZonePlanner:
 
     # room in each block for a small MPDU queued between two large ones (an ARQ feedback of
     # 21 bytes): without it the last MPDU of a zone sized to the byte misses its room
-    small = 24 if cfg["arq"]["enabled"] else 0
+    small = ARQ_FEEDBACK_SLACK if cfg["arq"]["enabled"] else 0
 
     def units(i: int, k: int, head: int) -> int:
         # k whole MPDUs of *head* bytes: one allocation block each when two do not share a

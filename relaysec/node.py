@@ -30,6 +30,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -38,6 +39,8 @@ from relaysec.chart import chart_entry, describe_frame
 from relaysec.report import MscEntry, Trace
 from relaysec.schedule import DL_ACCESS, UL_RELAY
 from relaysec.zonemac import BROADCAST, MacConfig, ZoneMac
+from stack.errors import SecurityError
+from stack.roles.framing import frame_bounds
 
 if TYPE_CHECKING:
     from hw.radio import Radio
@@ -49,6 +52,17 @@ log = logging.getLogger(__name__)
 
 #: ``tap(tx_name, dst_name, frame) -> frames actually transmitted`` (fault injection in tests).
 FrameTap = Callable[[str, str, bytes], list[bytes]]
+
+
+def _largest_mpdu(payload: bytes) -> int:
+    """The largest MPDU of an allocation (its own length if it does not parse as MPDUs): the
+    unit a granting station sizes UL slots in -- not the allocation, which may also carry a
+    small MPDU beside it (an ARQ feedback) and so overstate the unit by that much."""
+    try:
+        bounds = frame_bounds(bytes(payload))
+    except SecurityError:
+        return len(payload)
+    return max((b - a for a, b in pairwise(bounds)), default=0)
 
 
 @dataclass
@@ -451,7 +465,7 @@ class Node:
             if k is not None and zb.grants:
                 self.mac.note_grants(k, src_id, zb.grants)
             if k is not None and zb.allocations and src_id not in self.infrastructure:
-                sizes = [len(a.payload) for a in zb.allocations if a.crc_ok]
+                sizes = [_largest_mpdu(a.payload) for a in zb.allocations if a.crc_ok]
                 self.mac.heard(k, src_id, int(zb.queue_report), subscriber=True,
                                data=any(sizes), largest=max(sizes, default=0))
             self._deliver(zb, src_id, now)

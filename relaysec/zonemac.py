@@ -39,6 +39,11 @@ if TYPE_CHECKING:
 BROADCAST = 0xFFFF
 
 
+ARQ_FEEDBACK_SLACK = 24
+"""Bytes of an ARQ feedback MPDU, rounded up (a 21-byte MPDU: header, PN, bitmap, ICV): the room
+a zone or a UL slot sized in whole MPDUs keeps for one queued between them."""
+
+
 @dataclass(frozen=True)
 class MacConfig:
     """Tuning of :class:`ZoneMac` (``[mac]`` in the trial config)."""
@@ -57,6 +62,8 @@ class MacConfig:
     grant_delay: int = 0               # frames between a grant and the UL zone it is for
     block_bytes: int = 600             # largest allocation (16m's largest FEC block: 4800 bits)
     contention_data: bool = False      # a known AMS may send data in a contention slot
+    unit_slack: int = 0                # bytes a unit keeps beside its MPDU for a small one
+    #                                    queued between (ARQ feedback: ARQ_FEEDBACK_SLACK)
 
     def __post_init__(self) -> None:
         if self.policy not in ("rr", "pf"):
@@ -173,10 +180,13 @@ class ZoneMac:
 
     def _unit_ru(self, mpdu: int, mcs: str) -> int:
         """RUs of one whole MPDU of *mpdu* bytes when an allocation block holds only one (MPDUs
-        are not fragmented: RUs beyond the last whole MPDU carry nothing); else 0."""
+        are not fragmented: RUs beyond the last whole MPDU carry nothing); else 0. With ARQ a
+        unit keeps ``unit_slack`` bytes for a feedback queued between two MPDUs: a UL slot of
+        exactly three MPDUs carried a feedback and two, a third of the uplink lost."""
         if mpdu <= 0 or 2 * mpdu <= self.config.block_bytes or mpdu > self.modem.max_payload:
             return 0
-        return self.modem.rus_for(mpdu, mcs)
+        return self.modem.rus_for(min(mpdu + self.config.unit_slack, self.config.block_bytes,
+                                      self.modem.max_payload), mcs)
 
     def _bpr(self, mcs: str) -> float:
         if mcs not in self._bytes_per_ru:

@@ -296,3 +296,30 @@ def test_backpressure_holds_a_zone_whose_relay_queue_is_longer():
     for f in range(10, 20):
         served |= set(_names(p.plan({3: (80_000, 400), 5: (20_000, 400)}, f)))
     assert ("UL-access", "ARS-1") in served
+
+
+def test_a_unit_keeps_room_for_an_arq_feedback_between_two_mpdus():
+    """With ARQ a UL slot sized in whole MPDUs also carries the small feedback queued between
+    them: a slot of exactly three 419-byte MPDUs carried a feedback and two (a third of the
+    uplink lost at saturation, issue 12)."""
+    from relaysec.zonemac import ARQ_FEEDBACK_SLACK
+
+    plain = _mac(_Role())
+    arq = _mac(_Role(), unit_slack=ARQ_FEEDBACK_SLACK)
+    mcs = "16QAM-3/4"
+    unit = arq._unit_ru(419, mcs)
+    assert unit == arq.modem.rus_for(419 + ARQ_FEEDBACK_SLACK, mcs) > plain._unit_ru(419, mcs)
+    assert arq.modem.ru_capacity(3 * unit, mcs) >= 3 * 419 + 21
+    assert arq._unit_ru(200, mcs) == 0          # two per block: not a unit
+
+
+def test_the_unit_a_station_grants_in_is_the_largest_mpdu_not_the_allocation():
+    """An allocation of a 419-byte MPDU and a 21-byte feedback names a 419-byte unit; bytes
+    that do not parse as MPDUs count whole."""
+    from relaysec.node import _largest_mpdu
+    from stack.roles.framing import control_mpdu
+
+    big, small = control_mpdu(b"\x05" * 410), control_mpdu(b"\x06" * 12)
+    assert _largest_mpdu(big + small) == len(big) < len(big + small)
+    assert _largest_mpdu(small) == len(small)
+    assert _largest_mpdu(b"\xff" * 7) == 7
