@@ -156,7 +156,9 @@ def emit_run_full(
     there); ``dec`` and ``finish`` ``i1``. Emitted twice, for long and for short runs
     (:data:`LONG_RUN`). ``finish`` (used for ``w == 4`` only, see :func:`_emit_finish`) ends
     every lane's item after the loop."""
-    long_run = builder.icmp_signed(">=", nsteps, _c64(LONG_RUN))
+    # the finishing steps (two more AES steps) count too: 256 B items finish after 15 steps
+    total = builder.add(nsteps, builder.select(finish, _c64(2), _c64(0)))
+    long_run = builder.icmp_signed(">=", total, _c64(LONG_RUN))
     with builder.if_else(long_run) as (then, otherwise):
         with then:
             _emit_loop(builder, ptrs, nsteps, dec, finish, w, nlanes, private=True)

@@ -36,7 +36,7 @@ from stack.crypto.ccm import _aes_ir
 from stack.crypto.ccm._pyobj import u8ptr
 from stack.crypto.ccm._split import on_threads, split_by_bytes
 
-AES_IR_SHA256 = "0e0437d0f777de1f21df71767bd29afe6639946f853c19d6902dd7cc343553ff"
+AES_IR_SHA256 = "56a7c3a0939a25ad3c998fab5da255ec99c5dc309443d8cad73aec5b8cf4495d"
 """SHA-256 of ``_aes_ir.py``, the IR this module's kernels are compiled from. numba's cache keys
 on the hash of *this* file only, so an edit there alone would leave stale machine code in the
 cache; ``tests/crypto/test_ccm_vaes.py`` fails until this pin is updated (which changes this
