@@ -96,12 +96,13 @@ def over_hops(p: ArqParams) -> ArqParams:
     restart: sent again at once on the new path) or a block a hop gave up (a gap in the
     end-to-end feedback: sent again at once). Its timer waits half a block lifetime, for a lost
     tail only -- a block waiting in a busy relay's queue or behind a UL grant is not lost (as
-    LTE's PDCP over RLC) -- and it acknowledges every 16th block or after a few hop timeouts
-    (its feedback only releases what the sender retains)."""
+    LTE's PDCP over RLC) -- and it acknowledges every quarter window or after a quarter of the
+    hop's longest timeout (its feedback only releases what the sender retains: every one is a
+    hop block of its own, acknowledged in turn)."""
     rto = max(p.rto_max, p.lifetime / 2)
     return replace(p, rto_initial=rto, rto_min=rto, rto_max=max(rto, p.lifetime),
-                   ack_delay=max(p.ack_delay, 2.5 * p.rto_min),
-                   ack_every=min(16, p.window))
+                   ack_delay=max(p.ack_delay, p.rto_max / 4),
+                   ack_every=max(1, p.window // 4))
 
 
 # -- wire format ------------------------------------------------------------------------------
