@@ -165,6 +165,12 @@ def _arq_fault_lines(report: Mapping[str, Any]) -> list[str]:
             f"{100 * arq['retransmitted_share']:.1f} % of the bytes sent), "
             f"{arq['duplicates_dropped']} duplicates dropped, {arq['discarded']} discarded "
             f"at their lifetime")
+        if arq.get("per_hop"):
+            hop, e2e = arq["layers"]["hop"], arq["layers"]["e2e"]
+            lines.append(
+                f"         per hop (distributed mode): {hop['retransmissions']} of "
+                f"{hop['blocks_sent']} hop blocks retransmitted, {e2e['retransmissions']} of "
+                f"{e2e['blocks_sent']} end to end")
     soak = report.get("soak")
     if soak:
         grew = {f"{n}.{k}": v for n, r in soak["roles"].items() for k, v in r.items()

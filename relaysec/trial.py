@@ -528,25 +528,37 @@ class Trial:
     def arq_summary(self) -> dict[str, Any] | None:
         """ARQ counts over every connection of every role (restarted ones included): SDUs,
         blocks sent, retransmissions and their bytes -- the goodput cost of recovering losses
-        -- duplicates dropped by receivers, blocks discarded at their lifetime."""
+        -- duplicates dropped by receivers, blocks discarded at their lifetime; with per-hop
+        ARQ, the retransmissions of each layer (``hop``, ``e2e``)."""
         if not self.cfg["arq"]["enabled"]:
             return None
+        from stack.roles.base import arq_layer
+
         tx: Counter[str] = Counter()
         rx: Counter[str] = Counter()
+        layers: dict[str, Counter[str]] = {"hop": Counter(), "e2e": Counter()}
         for role in [*self.roles.values(), *self.retired_roles]:
-            for conn in role.arq_connections().values():
+            for key, conn in role.arq_connections().items():
                 tx.update(conn.tx.stats)
                 rx.update(conn.rx.stats)
-            tx.update(role.arq_retired["tx"])
-            rx.update(role.arq_retired["rx"])
+                layers[arq_layer(key)].update(conn.tx.stats)
+            for (layer, side), counts in role.arq_retired.items():
+                (tx if side == "tx" else rx).update(counts)
+                if side == "tx":
+                    layers[layer].update(counts)
         sent = tx["bytes_sent"]
         return {"sdus": tx["sdus"], "blocks_sent": tx["blocks_sent"],
                 "retransmissions": tx["retransmissions"],
                 "retransmitted_bytes": tx["retransmitted_bytes"],
                 "retransmitted_share": tx["retransmitted_bytes"] / sent if sent else 0.0,
                 "fast_retransmissions": tx["fast_retransmissions"],
+                "spurious_retransmissions": tx["spurious_retransmissions"],
                 "discarded": tx["discarded"], "discarded_bytes": tx["discarded_bytes"],
-                "duplicates_dropped": rx["duplicates"], "skipped": rx["skipped"]}
+                "duplicates_dropped": rx["duplicates"], "skipped": rx["skipped"],
+                "per_hop": arq_per_hop(self.cfg),
+                "layers": {k: {"blocks_sent": v["blocks_sent"],
+                               "retransmissions": v["retransmissions"]}
+                           for k, v in layers.items()}}
 
     def key_lines(self) -> list[str]:
         """Key identifiers of the links in use at the end (never key values)."""

@@ -101,6 +101,12 @@ ACCESS = "access"
 RELAY = "relay"
 
 
+def arq_layer(key: Hashable) -> str:
+    """``"hop"`` for a per-hop ARQ connection's key, ``"e2e"`` for an end-to-end one (for
+    reports: where retransmissions happened)."""
+    return "hop" if isinstance(key, tuple) and isinstance(key[0], str) else "e2e"
+
+
 def arq_of(key: Hashable, station: int) -> bool:
     """ARQ connection ``key`` of the ABS concerns ``station`` (end to end or its relay hop)."""
     return isinstance(key, tuple) and (key[0] == station or (key[0] == HOP and key[2] == station))
@@ -155,8 +161,10 @@ class RoleBase:
         self._arq_params: ArqParams | None = None
         self._arq_per_hop = False
         self._arq: dict[Hashable, ArqConnection] = {}
-        # counts of the connections closed or reset (a hop ends with every handover)
-        self.arq_retired: dict[str, Counter[str]] = {"tx": Counter(), "rx": Counter()}
+        # counts of the connections closed or reset (a hop ends with every handover), by
+        # (layer, side): ("hop" | "e2e", "tx" | "rx")
+        self.arq_retired: dict[tuple[str, str], Counter[str]] = {
+            (layer, side): Counter() for layer in ("hop", "e2e") for side in ("tx", "rx")}
         self._arq_fb_due: dict[Hashable, None] = {}
         self._arq_fb_queued: dict[Hashable, tuple[int, PendingMpdu]] = {}
         self.arq_stats: Counter[str] = Counter()     # ARQ connections that were reset, closed
@@ -503,9 +511,10 @@ class RoleBase:
         if conn is not None:
             conn.retune(self._arq_params_for(key))
 
-    def _arq_retire(self, conn: ArqConnection) -> None:
-        self.arq_retired["tx"].update(conn.tx.stats)
-        self.arq_retired["rx"].update(conn.rx.stats)
+    def _arq_retire(self, key: Hashable, conn: ArqConnection) -> None:
+        layer = arq_layer(key)
+        self.arq_retired[(layer, "tx")].update(conn.tx.stats)
+        self.arq_retired[(layer, "rx")].update(conn.rx.stats)
 
     def _arq_offer(self, key: Hashable, sdu: bytes, now: float) -> None:
         """Send ``sdu`` on ARQ connection ``key`` (numbered, kept until acknowledged)."""
@@ -630,7 +639,7 @@ class RoleBase:
         self._arq_fb_queued.pop(key, None)
         if conn is None:
             return
-        self._arq_retire(conn)
+        self._arq_retire(key, conn)
         self.arq_stats["reset"] += 1
         pending = [b.sdu for b in sorted(conn.tx.blocks.values(), key=lambda b: b.sn)]
         pending += list(conn.tx.waiting)
@@ -647,7 +656,7 @@ class RoleBase:
         self._arq_fb_queued.pop(key, None)
         self._set_deadline(("arq", key), None)
         if conn is not None:
-            self._arq_retire(conn)
+            self._arq_retire(key, conn)
             self.arq_stats["closed"] += 1
             self.arq_stats["closed_unacked"] += conn.tx.unacked()
 
