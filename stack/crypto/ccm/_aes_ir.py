@@ -19,6 +19,10 @@ for all lanes of a group at once: ``A = bswap(bswap(A) + [0, 1, 0, 1, ...])`` ad
 big-endian counter in bytes 14-15 of each block (at most 4097 for L = 2: never a carry into the
 nonce).
 
+For ``w`` = 4 the loop can end with the lanes' last blocks and the tag step (``finish``,
+:func:`_emit_finish`): the last block of 1..16 bytes is read and written with byte-masked
+vector loads and stores (AVX-512BW), so nothing outside an item is touched.
+
 Compiling ``w`` = 2 for a CPU without VAES, or 4 without AVX-512F, makes LLVM abort the
 interpreter: :mod:`.engines` checks the CPU first. After editing this file, update
 ``AES_IR_SHA256`` in :mod:`._aesni` (numba's cache only hashes that file; a test checks the pin).

@@ -20,7 +20,9 @@ Schedule of one lane holding an item with ``nb = ceil(l/16)`` payload blocks (RF
 
 When all lanes are idle the next 8 items, in order of length, are loaded. The VAES layouts
 run the same schedule; only the fused whole-block loop packs 2 or 4 lanes into each AES
-instruction (:mod:`._vaes`).
+instruction (:mod:`._aes_ir`). On VAES-512 the fused call also runs the lanes' last block (1..16
+bytes, byte-masked) and the tag step when every lane of the group has exactly one block left
+(:data:`FINISH_WIDTH`); elsewhere those two steps run through the scratch arrays below.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from stack.crypto.ccm import _aes_ir
 from stack.crypto.ccm._pyobj import u8ptr
 from stack.crypto.ccm._split import on_threads, split_by_bytes
 
-AES_IR_SHA256 = "56a7c3a0939a25ad3c998fab5da255ec99c5dc309443d8cad73aec5b8cf4495d"
+AES_IR_SHA256 = "225b9cd48ccb4d487446c8f1448c3c73ade5ba482844c5f838453983a819554c"
 """SHA-256 of ``_aes_ir.py``, the IR this module's kernels are compiled from. numba's cache keys
 on the hash of *this* file only, so an edit there alone would leave stale machine code in the
 cache; ``tests/crypto/test_ccm_vaes.py`` fails until this pin is updated (which changes this
