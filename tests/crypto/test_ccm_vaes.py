@@ -152,10 +152,12 @@ def test_long_and_short_runs_of_whole_blocks(engine: str) -> None:
 def test_last_block_of_every_size_ends_the_fused_run(engine: str, seed: int, blocks: int, n: int,
                                                      mixed_classes: bool) -> None:
     """Groups whose items end with a last block of 1..16 bytes, or all end on a whole block (the
-    VAES-512 fused loop runs that block and the tag step itself, with byte-masked loads and
-    stores), mixed with groups where it cannot (block counts differ, or some items end a block
-    earlier): byte-exact against ``cryptography`` out of place and in place, guard bytes around
-    every item untouched in both buffers, a tampered item zeroed."""
+    fused loop runs that block and the tag step itself: with byte-masked loads and stores on
+    VAES-512, through a 16-byte window ending at the item's end on VAES-256, whose low bytes
+    must be the previous block's *output*), mixed with groups where it cannot (block counts
+    differ, some items end a block earlier, items under 16 bytes without byte masks):
+    byte-exact against ``cryptography`` out of place and in place, guard bytes around every item
+    untouched in both buffers, a tampered item zeroed."""
     rng = np.random.default_rng(seed)
     lens = (16 * blocks + rng.integers(0, 17, n)).astype(np.int64)
     if seed % 3 == 0:  # every item ends on a whole block

@@ -19,9 +19,10 @@ for all lanes of a group at once: ``A = bswap(bswap(A) + [0, 1, 0, 1, ...])`` ad
 big-endian counter in bytes 14-15 of each block (at most 4097 for L = 2: never a carry into the
 nonce).
 
-For ``w`` = 4 the loop can end with the lanes' last blocks and the tag step (``finish``,
-:func:`_emit_finish`): the last block of 1..16 bytes is read and written with byte-masked
-vector loads and stores (AVX-512BW), so nothing outside an item is touched.
+The loop can end with the lanes' last blocks and the tag step (``finish``,
+:func:`_emit_finish`): for ``w`` = 4 the last block of 1..16 bytes is read and written with
+byte-masked vector loads and stores (AVX-512BW), for ``w`` < 4 through a 16-byte window ending
+at the item's end; nothing outside an item is touched either way.
 
 Compiling ``w`` = 2 for a CPU without VAES, or 4 without AVX-512F, makes LLVM abort the
 interpreter: :mod:`.engines` checks the CPU first. After editing this file, update
@@ -158,8 +159,8 @@ def emit_run_full(
     """The fused whole-block loop of :func:`stack.crypto.ccm._aesni._run_full`. ``ptrs``:
     pointers ``buf, lane_p, out, lane_q, lane_live, min, cin, lrk, mout, cout`` (meaning as
     there); ``dec`` and ``finish`` ``i1``. Emitted twice, for long and for short runs
-    (:data:`LONG_RUN`). ``finish`` (used for ``w == 4`` only, see :func:`_emit_finish`) ends
-    every lane's item after the loop."""
+    (:data:`LONG_RUN`). ``finish`` (see :func:`_emit_finish`) ends every lane's item after the
+    loop."""
     # the finishing steps (two more AES steps) count too: 256 B items finish after 15 steps
     total = builder.add(nsteps, builder.select(finish, _c64(2), _c64(0)))
     long_run = builder.icmp_signed(">=", total, _c64(LONG_RUN))
@@ -234,11 +235,6 @@ def _emit_loop(
             builder.store(builder.xor(m[g], plain), mst[g])
             nxt = builder.add(builder.call(bswap, [cnt[g]]), inc)
             builder.store(builder.call(bswap, [nxt]), cst[g])
-    if w != 4:  # the finishing epilogue needs AVX-512BW byte masks (see _emit_finish)
-        for g in groups:
-            _store(builder, builder.load(mst[g]), mi, _c64(16 * w * g))
-            _store(builder, builder.load(cst[g]), ci, _c64(16 * w * g))
-        return
     with builder.if_else(finish) as (then, otherwise):
         with then:
             _emit_finish(builder, ptrs, rounds, mst, cst, pbase, qbase, masks,
@@ -247,6 +243,53 @@ def _emit_loop(
             for g in groups:
                 _store(builder, builder.load(mst[g]), mi, _c64(16 * w * g))
                 _store(builder, builder.load(cst[g]), ci, _c64(16 * w * g))
+
+
+def _last_masked(b: ir.IRBuilder, p: ir.Value, q: ir.Value, r: ir.Value, ks: ir.Value,
+                 dec: ir.Value) -> ir.Value:
+    """A lane's last block of ``r`` bytes (0..16) at ``p`` -> ``q`` with byte-masked loads and
+    stores (AVX-512BW ``vmovdqu8``: nothing outside the ``r`` bytes is touched, a masked-off
+    byte never faults); returns the plaintext block padded with zeros, for the MAC."""
+    v16 = ir.VectorType(_I8, 16)
+    m16 = ir.VectorType(ir.IntType(1), 16)
+    ptr16 = v16.as_pointer()
+    mload = cgutils.get_or_insert_function(
+        b.module, ir.FunctionType(v16, [ptr16, _I32, m16, v16]), "llvm.masked.load.v16i8.p0")
+    mstore = cgutils.get_or_insert_function(
+        b.module, ir.FunctionType(ir.VoidType(), [v16, ptr16, _I32, m16]),
+        "llvm.masked.store.v16i8.p0")
+    zero16 = ir.Constant(v16, None)
+    bits = b.trunc(b.sub(b.shl(_c64(1), r), _c64(1)), ir.IntType(16))  # r = 16: 0xFFFF
+    mask = b.bitcast(bits, m16)
+    x = b.call(mload, [b.bitcast(p, ptr16), ir.Constant(_I32, 1), mask, zero16])
+    res = b.xor(x, b.bitcast(ks, v16))
+    b.call(mstore, [res, b.bitcast(q, ptr16), ir.Constant(_I32, 1), mask])
+    return b.bitcast(b.select(dec, b.select(mask, res, zero16), x), _V2)
+
+
+def _last_window(b: ir.IRBuilder, p: ir.Value, q: ir.Value, r: ir.Value, ks: ir.Value,
+                 dec: ir.Value) -> ir.Value:
+    """A lane's last block of ``r`` bytes (1..16; 0 = an idle lane, taken as 16 on its stack
+    slot) at ``p`` -> ``q`` without byte masks (AES-NI, AVX2): the 16 bytes *ending* at the
+    item's end are loaded from the input and from the output, whose first ``16 - r`` bytes are
+    the previous block's output, already written; the keystream, shifted up by ``16 - r``
+    bytes, is XORed into the input's window and the output's first ``16 - r`` bytes are stored
+    back unchanged. Needs items of at least 16 bytes (the caller checks); the window never leaves
+    the item. Shifts and masks are ``i128`` operations (no SSSE3 byte shuffles). Returns the
+    plaintext block padded with zeros, for the MAC."""
+    i128 = ir.IntType(128)
+    r = b.select(b.icmp_unsigned("==", r, _c64(0)), _c64(16), r)
+    back = b.sub(r, _c64(16))  # -(16 - r): the window starts 16 - r bytes before the block
+    sh = b.zext(b.shl(b.sub(_c64(16), r), _c64(3)), i128)  # 8 * (16 - r) bits
+    pv = b.bitcast(b.gep(p, [back]), _V2.as_pointer())
+    qv = b.bitcast(b.gep(q, [back]), _V2.as_pointer())
+    x = b.bitcast(b.load(pv, align=1), i128)
+    y = b.bitcast(b.load(qv, align=1), i128)
+    keep = b.shl(ir.Constant(i128, (1 << 128) - 1), sh)  # the window's last r bytes
+    res = b.xor(x, b.shl(b.bitcast(ks, i128), sh))
+    out = b.or_(b.and_(y, b.not_(keep)), b.and_(res, keep))
+    b.store(b.bitcast(out, _V2), qv, align=1)
+    return b.bitcast(b.lshr(b.select(dec, res, x), sh), _V2)
 
 
 def _emit_finish(
@@ -267,44 +310,28 @@ def _emit_finish(
     ``r = lane_live[j]`` bytes (1..16; 0 for an idle lane) at byte ``off`` of the lane, then
     ``T = E(X)`` and ``S_0 = E(A_0)``, stored to ``mout``/``cout`` for the tag.
 
-    The last block is read and written with byte-masked vector loads and stores (AVX-512BW
-    ``vmovdqu8`` with a mask of ``r`` bytes: nothing outside the item is touched, a masked-off
-    byte never faults); the MAC takes the block padded with zeros. Without this, a last block
-    shorter than 16 bytes cost a separate scalar step per group of lanes (and the tag another).
+    The last block is read and written with byte-masked loads and stores on VAES-512
+    (:func:`_last_masked`), through a 16-byte window ending at the item's end elsewhere
+    (:func:`_last_window`, items of at least 16 bytes); the MAC takes the block padded with
+    zeros. Without this, a last block shorter than 16 bytes cost a separate scalar step per group
+    of lanes (and the tag another).
     """
     b = builder
     groups = range(nlanes // w)
     vw = ir.VectorType(_I64, 2 * w)
-    v16 = ir.VectorType(_I8, 16)
-    m16 = ir.VectorType(ir.IntType(1), 16)
-    i16 = ir.IntType(16)
-    ptr16 = v16.as_pointer()
-    mload = cgutils.get_or_insert_function(
-        b.module, ir.FunctionType(v16, [ptr16, _I32, m16, v16]), "llvm.masked.load.v16i8.p0")
-    mstore = cgutils.get_or_insert_function(
-        b.module, ir.FunctionType(ir.VoidType(), [v16, ptr16, _I32, m16]),
-        "llvm.masked.store.v16i8.p0")
     livep = ptrs["lane_live"]
-    zero16 = ir.Constant(v16, None)
     cnt = [b.load(x) for x in cst]
     m, c = rounds([b.load(x) for x in mst], list(cnt))
+    last = _last_masked if w == 4 else _last_window
     nxt_m = []
     for g in groups:
         ins = []
         for i in range(w):
             j = g * w + i
             r = b.load(b.gep(livep, [_c64(j)]))
-            bits = b.trunc(b.sub(b.shl(_c64(1), r), _c64(1)), i16)  # r = 16: 0xFFFF
-            mask = b.bitcast(bits, m16)
             o = b.and_(off, masks[j])
-            p = b.bitcast(b.gep(pbase[j], [o]), ptr16)
-            q = b.bitcast(b.gep(qbase[j], [o]), ptr16)
-            x = b.call(mload, [p, ir.Constant(_I32, 1), mask, zero16])
-            s = b.bitcast(block(b, c[g], i), v16)
-            res = b.xor(x, s)
-            b.call(mstore, [res, q, ir.Constant(_I32, 1), mask])
-            plain = b.select(dec, b.select(mask, res, zero16), x)
-            ins.append(b.bitcast(plain, _V2))
+            ins.append(last(b, b.gep(pbase[j], [o]), b.gep(qbase[j], [o]), r,
+                            block(b, c[g], i), dec))
         nxt_m.append(b.xor(m[g], concat(b, ins)))
     # A_0: the counter field (bytes 14-15 of each block, the top 16 bits of its high word) = 0
     a0 = ir.Constant(vw, [-1, 0x0000FFFFFFFFFFFF] * w)

@@ -20,9 +20,10 @@ Schedule of one lane holding an item with ``nb = ceil(l/16)`` payload blocks (RF
 
 When all lanes are idle the next 8 items, in order of length, are loaded. The VAES layouts
 run the same schedule; only the fused whole-block loop packs 2 or 4 lanes into each AES
-instruction (:mod:`._aes_ir`). On VAES-512 the fused call also runs the lanes' last block (1..16
-bytes, byte-masked) and the tag step when every lane of the group has exactly one block left
-(:data:`FINISH_WIDTH`); elsewhere those two steps run through the scratch arrays below.
+instruction (:mod:`._aes_ir`). The fused call also runs the lanes' last block (1..16 bytes:
+byte-masked on VAES-512, a window ending at the item's end elsewhere) and the tag step when
+every lane of the group has exactly one block left (:data:`FINISH_WIDTH`); otherwise those two
+steps run through the scratch arrays below.
 """
 
 from __future__ import annotations
@@ -38,16 +39,17 @@ from stack.crypto.ccm import _aes_ir
 from stack.crypto.ccm._pyobj import u8ptr
 from stack.crypto.ccm._split import on_threads, split_by_bytes
 
-AES_IR_SHA256 = "225b9cd48ccb4d487446c8f1448c3c73ade5ba482844c5f838453983a819554c"
+AES_IR_SHA256 = "68eceeb4e598332d1b6678fe3f5fe5cb3a25aacdb9a3b808710ed59118e5e4a6"
 """SHA-256 of ``_aes_ir.py``, the IR this module's kernels are compiled from. numba's cache keys
 on the hash of *this* file only, so an edit there alone would leave stale machine code in the
 cache; ``tests/crypto/test_ccm_vaes.py`` fails until this pin is updated (which changes this
 file, and so the cache key)."""
 
 FINISH_WIDTH = 4
-"""Layout item size (AES blocks per instruction) whose fused loop also runs the lanes' last
-block and tag step (:func:`_run_full` ``finish``): VAES-512, where AVX-512BW byte masks make the
-partial last block a single masked load and store."""
+"""Layout item size (AES blocks per instruction) whose finishing step (:func:`_run_full`
+``finish``) reads and writes the lanes' last blocks with AVX-512BW byte masks, so items of any
+length finish there: VAES-512. The other layouts use a 16-byte window ending at the item's end
+and finish only groups of items of at least 16 bytes."""
 NLANES = 8
 """Items in lockstep, for every layout (8 lanes x (MAC, CTR) = 16 AES blocks per step)."""
 LAYOUTS = {
@@ -227,9 +229,10 @@ def _run_full(typingctx, buf, lane_p, out, lane_q, lane_live, nsteps, min_, cin,
     nothing extra) but reads and writes a 16-byte stack slot instead of the buffers. On return
     ``min_``/``cin`` hold the MAC and counter inputs of the next step.
 
-    With ``finish`` (VAES-512 layout only: :data:`FINISH_WIDTH`) the loop is followed by every
-    lane's last payload block, of ``lane_live[j]`` = 1..16 bytes, and the tag step: on return
-    ``mout``/``cout`` hold ``T`` and ``S_0`` of every lane (``min_``/``cin`` are not updated).
+    With ``finish`` the loop is followed by every lane's last payload block, of
+    ``lane_live[j]`` = 1..16 bytes, and the tag step: on return ``mout``/``cout`` hold ``T`` and
+    ``S_0`` of every lane (``min_``/``cin`` are not updated). Outside VAES-512
+    (:data:`FINISH_WIDTH`) every item must then be at least 16 bytes long.
     """
     sig = types.void(buf, lane_p, out, lane_q, lane_live, nsteps, min_, cin, lrk, decrypt,
                      finish, mout, cout, layout)
@@ -346,9 +349,9 @@ def _ccm_range(rk, rk_of, kidx, nonces, buf, offs, lens, out, oofs, tag_len, dec
                 else:
                     lane_item[j] = -1
         # Fast path: every live lane has m >= 1 whole blocks ahead of it -> m fused steps.
-        # On VAES-512, when after those every live lane has exactly one block (1..16 bytes)
-        # left, the same call also runs that block and the tag step (``finish``); the lanes
-        # then only need their tags (the per-lane loop below, with k = nb).
+        # When after those every live lane has exactly one block (1..16 bytes) left, the same
+        # call also runs that block and the tag step (``finish``); the lanes then only need
+        # their tags (the per-lane loop below, with k = nb).
         m = 1 << 30
         for j in range(nl):
             it = lane_item[j]
@@ -363,22 +366,26 @@ def _ccm_range(rk, rk_of, kidx, nonces, buf, offs, lens, out, oofs, tag_len, dec
             m = min(m, f)
             lane_p[j] = offs[it] + 16 * k
             lane_q[j] = oofs[it] + 16 * k
-        finish = layout.itemsize == FINISH_WIDTH and m < (1 << 30)
+        finish = m < (1 << 30)
+        masked = layout.itemsize == FINISH_WIDTH
         if finish:
             # Bytes left per lane after m steps: all in 1..16 -> finish after m steps; all 0
             # (whole blocks, ended together) -> after m - 1 steps, the last block a whole one.
+            # Without byte masks the last block is done through a 16-byte window ending at the
+            # item's end: items of at least 16 bytes only.
             ended = 0
             for j in range(nl):
                 it = lane_item[j]
                 if it >= 0:
                     last = lens[it] - 16 * (lane_step[j] + m)
-                    if last < 0 or last > 16:
+                    if last < 0 or last > 16 or (lens[it] < 16 and not masked):
                         finish = False
                         break
                     ended += last == 0
                     lane_live[j] = last
             if finish and ended:
-                if ended < active or m == 0:
+                # (without byte masks, whole last blocks measured no faster than the old steps)
+                if ended < active or m == 0 or not masked:
                     finish = False
                 else:
                     m -= 1
