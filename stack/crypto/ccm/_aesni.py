@@ -378,14 +378,13 @@ def _ccm_range(rk, rk_of, kidx, nonces, buf, offs, lens, out, oofs, tag_len, dec
                 it = lane_item[j]
                 if it >= 0:
                     last = lens[it] - 16 * (lane_step[j] + m)
-                    if last < 0 or last > 16 or (lens[it] < 16 and not masked):
+                    if last < 0 or last > 16 or (not masked and (last == 0 or lens[it] < 16)):
                         finish = False
                         break
                     ended += last == 0
                     lane_live[j] = last
-            if finish and ended:
-                # (without byte masks, whole last blocks measured no faster than the old steps)
-                if ended < active or m == 0 or not masked:
+            if finish and ended:  # (byte masks only: without, measured no faster than before)
+                if ended < active or m == 0:
                     finish = False
                 else:
                     m -= 1
