@@ -4,6 +4,10 @@
 convolutional code, zero-terminated (6 tail bits; the digest's tail-biting is a permitted
 simplification — a burst is long enough that 6 bits cost < 1 %), punctured to 2/3, 3/4 or 5/6 with
 the 16e/802.11 patterns. A CTC can later implement the same interface without touching the modem.
+
+Decoding uses the int16 SIMD Viterbi (:mod:`phy.viterbi`) where the CPU has AVX2/AVX-512BW and
+the float32 decoder (:func:`phy.kernels.viterbi_k7`) otherwise; ``ConvCode(rate, decoder=...)``
+or ``RELAYSEC_VITERBI=float|int16`` chooses explicitly.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import numpy as np
 
 from phy.errors import PhyInputError
 from phy.kernels import BFLY_SX, BFLY_SY, viterbi_k7
+from phy.viterbi import default_decoder, viterbi_k7_simd
 
 K = 7
 TAIL = K - 1
@@ -78,11 +83,18 @@ def conv_encode(bits: np.ndarray) -> np.ndarray:
 
 
 class ConvCode:
-    """K=7 (171,133) convolutional code, zero-terminated, punctured to ``rate``."""
+    """K=7 (171,133) convolutional code, zero-terminated, punctured to ``rate``.
 
-    def __init__(self, rate: str = "1/2") -> None:
+    ``decoder``: ``"int16"`` (SIMD, quantised LLRs), ``"float"`` (float32 metrics) or
+    ``None`` for :func:`phy.viterbi.default_decoder` (the CPU's features, or the
+    ``RELAYSEC_VITERBI`` override), read when the code is built."""
+
+    def __init__(self, rate: str = "1/2", decoder: str | None = None) -> None:
         if rate not in PUNCTURE:
             raise PhyInputError(f"unsupported convolutional code rate {rate!r}")
+        if decoder not in (None, "int16", "float"):
+            raise PhyInputError(f"unknown Viterbi decoder {decoder!r} (int16 or float)")
+        self.decoder = decoder or default_decoder()
         self.rate = Fraction(rate)
         self.name = f"CC-K7-{rate}"
         self._mask = PUNCTURE[rate]
@@ -128,4 +140,6 @@ class ConvCode:
         """Decode a depunctured mother stream (float32, zeros at punctured positions)."""
         if buf.dtype != np.float32 or buf.shape != (self.input_size(n_info),):
             raise PhyInputError("buffer must be float32 of length input_size(n_info)")
+        if self.decoder == "int16":
+            return viterbi_k7_simd(buf)[:n_info]
         return viterbi_k7(buf, BFLY_SX, BFLY_SY)[:n_info]

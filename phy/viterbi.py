@@ -66,195 +66,324 @@ def _bfly_index() -> np.ndarray:
 _BIDX = _bfly_index()
 
 
-@intrinsic
-def _acs_i16(typingctx, llr, scale, lim, pm, dec, n):  # pragma: no cover - numba
-    """The add-compare-select recursion on ``<32 x i16>`` vectors (even and odd states).
+def _make_acs(k: int) -> object:
+    """The add-compare-select recursion for ``k`` independent chains interleaved in one loop.
 
-    ``llr`` float32 [2n] (X0 Y0 X1 Y1 ...), quantised in the loop (off the metric chain):
-    ``lx = rint(clip(llr * scale, -lim, lim))`` (NaN -> 0), then the step's four branch
-    metrics (s, d, -s, -d), s = lx + ly, d = lx - ly, spread to the 32 butterflies by one
-    permute; ``pm`` int16 [64] initial metrics in state order; ``dec`` uint64
-    [n] out (bit s = the decision of new state s: 1 = the odd predecessor). Butterfly j: old
-    states 2j (even lane j) and 2j+1 (odd lane j) -> new states j (low half) and j+32 (high
-    half). The comparison ``m_odd > m_even`` and the kept maximum are those of the float
-    kernel, so ties break the same way. Four steps per iteration; the fourth subtracts state
-    0's metric at the start of the iteration (renormalisation, folded into the branches).
+    ``_acs(tab, dec, pm, starts, nsteps)``: ``tab`` int16 [4n], per step (s, d, -s, -d) with
+    s = lx + ly, d = lx - ly (:func:`branch_table`); ``dec`` uint64 [n] out (bit s = the
+    decision of new state s: 1 = the odd predecessor); ``pm`` int16 [64 k] in/out, chain c's
+    metrics in state order at ``pm[64c:64c+64]``; chain c runs steps ``starts[c] ..
+    starts[c] + nsteps - 1``. Per chain the 64 metrics are two ``<32 x i16>`` values (even
+    and odd states) carried across steps; butterfly j: old states 2j (even lane j) and 2j+1
+    (odd lane j) -> new states j and j+32, then two permutes reorder the new metrics into
+    even/odd. ``m_odd > m_even`` picks the survivor, as in the float kernel (same ties).
+    Four steps per iteration; the fourth subtracts state 0's metric of the iteration's start
+    (renormalisation, folded into the branch metrics so it is off the metric chain). One
+    chain is bound by the latency of that chain (add, max, permute); two chains fill the
+    idle issue slots, which is why :func:`_forward` splits a block in two.
     """
-    if not (isinstance(llr, types.Array) and llr.dtype == types.float32 and llr.layout == "C"
-            and isinstance(pm, types.Array) and pm.dtype == types.int16 and pm.layout == "C"
-            and isinstance(dec, types.Array) and dec.dtype == types.uint64
-            and scale == types.float32 and lim == types.float32):
-        return None
-    sig = types.void(llr, scale, lim, pm, dec, n)
 
-    def codegen(context, builder, signature, args):
-        a = signature.args
-        mod = builder.module
+    @intrinsic
+    def _acs(typingctx, tab, dec, pm, starts, nsteps):  # pragma: no cover - numba
+        ok = (isinstance(tab, types.Array) and tab.dtype == types.int16 and tab.layout == "C"
+              and isinstance(dec, types.Array) and dec.dtype == types.uint64
+              and dec.layout == "C" and isinstance(pm, types.Array)
+              and pm.dtype == types.int16 and pm.layout == "C"
+              and isinstance(starts, types.Array) and starts.dtype == types.int64
+              and starts.layout == "C")
+        if not ok:
+            return None
+        sig = types.void(tab, dec, pm, starts, nsteps)
 
-        def data(i: int) -> ir.Value:
-            return context.make_array(a[i])(context, builder, args[i]).data
+        def codegen(context, builder, signature, args):
+            a = signature.args
+            mod = builder.module
 
-        def fn(name: str) -> ir.Function:
-            fty = ir.FunctionType(_W, [_W, _W])
-            return mod.globals.get(name) or ir.Function(mod, fty, name)
+            def data(i: int) -> ir.Value:
+                return context.make_array(a[i])(context, builder, args[i]).data
 
-        sadd, ssub = fn("llvm.sadd.sat.v32i16"), fn("llvm.ssub.sat.v32i16")
-        llrp, decp, n_ = data(0), data(4), args[5]
-        f2 = ir.VectorType(ir.FloatType(), 2)
-        v2 = ir.VectorType(_I16, 2)
-        v4 = ir.VectorType(_I16, 4)
-        rint = mod.globals.get("llvm.rint.v2f32") or ir.Function(
-            mod, ir.FunctionType(f2, [f2]), "llvm.rint.v2f32")
-        undef = ir.Constant(_W, ir.Undefined)
-        one, two, four = ir.Constant(_I64, 1), ir.Constant(_I64, 2), ir.Constant(_I64, 4)
-        bidx = _lanes([int(x) for x in _BIDX])
-        undef2 = ir.Constant(f2, ir.Undefined)
+            def fn(name: str) -> ir.Function:
+                fty = ir.FunctionType(_W, [_W, _W])
+                return mod.globals.get(name) or ir.Function(mod, fty, name)
 
-        def splat2(x: ir.Value) -> ir.Value:
-            v = builder.insert_element(undef2, x, ir.Constant(_I32, 0))
-            return builder.shuffle_vector(v, undef2, _lanes([0, 0]))
+            sadd, ssub = fn("llvm.sadd.sat.v32i16"), fn("llvm.ssub.sat.v32i16")
+            tabp, decp, pmp, stp = data(0), data(1), data(2), data(3)
+            n_ = args[4]
+            v4 = ir.VectorType(_I16, 4)
+            w64 = ir.VectorType(_I16, 64)
+            undef = ir.Constant(_W, ir.Undefined)
+            one, four = ir.Constant(_I64, 1), ir.Constant(_I64, 4)
+            bidx = _lanes([int(x) for x in _BIDX])
+            base = [builder.load(builder.gep(stp, [ir.Constant(_I64, c)])) for c in range(k)]
 
-        sc, hi_, lo_ = splat2(args[1]), splat2(args[2]), splat2(builder.fneg(args[2]))
-        fzero = ir.Constant(f2, [0.0, 0.0])
+            def branch(t: ir.Value) -> ir.Value:
+                ptr = builder.bitcast(builder.gep(tabp, [builder.mul(t, four)]), v4.as_pointer())
+                quad = builder.load(ptr, align=2)
+                return builder.shuffle_vector(quad, ir.Constant(v4, ir.Undefined), bidx)
 
-        def branch(t: ir.Value) -> ir.Value:
-            ptr = builder.bitcast(builder.gep(llrp, [builder.mul(t, two)]), f2.as_pointer())
-            x = builder.fmul(builder.load(ptr, align=4), sc)
-            x = builder.select(builder.fcmp_ordered("==", x, x), x, fzero)  # NaN -> 0
-            x = builder.select(builder.fcmp_ordered(">", x, hi_), hi_, x)
-            x = builder.select(builder.fcmp_ordered("<", x, lo_), lo_, x)
-            q = builder.trunc(builder.fptosi(builder.call(rint, [x]), ir.VectorType(_I32, 2)), v2)
-            nq = builder.sub(ir.Constant(v2, [0, 0]), q)
-            # (x, y, -x, -y) -> a = (x, x, -x, -x), b = (y, -y, -y, y): a + b = (s, d, -s, -d)
-            aa = builder.shuffle_vector(q, nq, _lanes([0, 0, 2, 2]))
-            bb = builder.shuffle_vector(q, nq, _lanes([1, 3, 3, 1]))
-            quad = builder.add(aa, bb)
-            return builder.shuffle_vector(quad, ir.Constant(v4, ir.Undefined), bidx)
+            def step(ev: ir.Value, od: ir.Value, t: ir.Value,
+                     r: ir.Value | None) -> tuple[ir.Value, ir.Value]:
+                b = branch(t)
+                p, q = b, b
+                if r is not None:  # renormalise: subtract r from every metric, via the branches
+                    p, q = builder.sub(b, r), builder.add(b, r)
+                m00, m11 = builder.call(sadd, [ev, p]), builder.call(sadd, [od, p])
+                m10, m01 = builder.call(ssub, [ev, q]), builder.call(ssub, [od, q])
+                c0 = builder.icmp_signed(">", m01, m00)
+                c1 = builder.icmp_signed(">", m11, m10)
+                lo, hi = builder.select(c0, m01, m00), builder.select(c1, m11, m10)
+                word = builder.or_(
+                    builder.zext(builder.bitcast(c0, _I32), _I64),
+                    builder.shl(builder.zext(builder.bitcast(c1, _I32), _I64),
+                                ir.Constant(_I64, 32)),
+                )
+                builder.store(word, builder.gep(decp, [t]))
+                return (builder.shuffle_vector(lo, hi, _lanes(range(0, 64, 2))),
+                        builder.shuffle_vector(lo, hi, _lanes(range(1, 64, 2))))
 
-        def step(ev: ir.Value, od: ir.Value, t: ir.Value,
-                 r: ir.Value | None) -> tuple[ir.Value, ir.Value]:
-            b = branch(t)
-            p, q = b, b
-            if r is not None:  # renormalise: subtract r from every metric, via the branches
-                p, q = builder.sub(b, r), builder.add(b, r)
-            m00, m11 = builder.call(sadd, [ev, p]), builder.call(sadd, [od, p])
-            m10, m01 = builder.call(ssub, [ev, q]), builder.call(ssub, [od, q])
-            c0 = builder.icmp_signed(">", m01, m00)
-            c1 = builder.icmp_signed(">", m11, m10)
-            lo, hi = builder.select(c0, m01, m00), builder.select(c1, m11, m10)
-            word = builder.or_(
-                builder.zext(builder.bitcast(c0, _I32), _I64),
-                builder.shl(builder.zext(builder.bitcast(c1, _I32), _I64), ir.Constant(_I64, 32)),
-            )
-            builder.store(word, builder.gep(decp, [t]))
-            return (builder.shuffle_vector(lo, hi, _lanes(range(0, 64, 2))),
-                    builder.shuffle_vector(lo, hi, _lanes(range(1, 64, 2))))
+            def pm_ptr(c: int) -> ir.Value:
+                return builder.bitcast(builder.gep(pmp, [ir.Constant(_I64, 64 * c)]),
+                                       w64.as_pointer())
 
-        pmw = builder.load(builder.bitcast(data(3), ir.VectorType(_I16, 64).as_pointer()), align=2)
-        ev0 = builder.shuffle_vector(pmw, pmw, _lanes(range(0, 64, 2)))
-        od0 = builder.shuffle_vector(pmw, pmw, _lanes(range(1, 64, 2)))
-        entry = builder.basic_block
-        head = builder.append_basic_block("vit16.head")
-        body = builder.append_basic_block("vit16.body")
-        tail = builder.append_basic_block("vit16.tail")
-        last = builder.append_basic_block("vit16.last")
-        done = builder.append_basic_block("vit16.done")
-        builder.branch(head)
-        builder.position_at_end(head)
-        t = builder.phi(_I64)
-        ev = builder.phi(_W)
-        od = builder.phi(_W)
-        t.add_incoming(ir.Constant(_I64, 0), entry)
-        ev.add_incoming(ev0, entry)
-        od.add_incoming(od0, entry)
-        builder.cbranch(builder.icmp_signed("<", builder.add(t, ir.Constant(_I64, 3)), n_),
-                        body, tail)
-        builder.position_at_end(body)
-        v = builder.insert_element(undef, builder.extract_element(ev, ir.Constant(_I32, 0)),
-                                   ir.Constant(_I32, 0))
-        ref = builder.shuffle_vector(v, undef, _lanes([0] * 32))  # state 0, four steps back
-        e, o = ev, od
-        for k in range(4):
-            e, o = step(e, o, builder.add(t, ir.Constant(_I64, k)), ref if k == 3 else None)
-        t.add_incoming(builder.add(t, four), builder.basic_block)
-        ev.add_incoming(e, builder.basic_block)
-        od.add_incoming(o, builder.basic_block)
-        builder.branch(head)
-        # the last n % 4 steps, one per pass (at most 3 steps: no renormalisation needed)
-        builder.position_at_end(tail)
-        t2 = builder.phi(_I64)
-        e2 = builder.phi(_W)
-        o2 = builder.phi(_W)
-        t2.add_incoming(t, head)
-        e2.add_incoming(ev, head)
-        o2.add_incoming(od, head)
-        builder.cbranch(builder.icmp_signed("<", t2, n_), last, done)
-        builder.position_at_end(last)
-        e3, o3 = step(e2, o2, t2, None)
-        t2.add_incoming(builder.add(t2, one), last)
-        e2.add_incoming(e3, last)
-        o2.add_incoming(o3, last)
-        builder.branch(tail)
-        builder.position_at_end(done)
-        return context.get_dummy_value()
+            init = []
+            for c in range(k):
+                w = builder.load(pm_ptr(c), align=2)
+                init.append((builder.shuffle_vector(w, w, _lanes(range(0, 64, 2))),
+                             builder.shuffle_vector(w, w, _lanes(range(1, 64, 2)))))
+            entry = builder.basic_block
+            head = builder.append_basic_block("vit16.head")
+            body = builder.append_basic_block("vit16.body")
+            tail = builder.append_basic_block("vit16.tail")
+            last = builder.append_basic_block("vit16.last")
+            done = builder.append_basic_block("vit16.done")
+            builder.branch(head)
+            builder.position_at_end(head)
+            t = builder.phi(_I64)
+            t.add_incoming(ir.Constant(_I64, 0), entry)
+            st = []
+            for c in range(k):
+                e, o = builder.phi(_W), builder.phi(_W)
+                e.add_incoming(init[c][0], entry)
+                o.add_incoming(init[c][1], entry)
+                st.append((e, o))
+            builder.cbranch(builder.icmp_signed("<", builder.add(t, ir.Constant(_I64, 3)), n_),
+                            body, tail)
+            builder.position_at_end(body)
+            refs = []
+            for c in range(k):
+                v = builder.insert_element(undef, builder.extract_element(st[c][0],
+                                           ir.Constant(_I32, 0)), ir.Constant(_I32, 0))
+                refs.append(builder.shuffle_vector(v, undef, _lanes([0] * 32)))
+            cur = list(st)
+            for j in range(4):  # the chains' steps interleaved, step by step
+                for c in range(k):
+                    tc = builder.add(builder.add(base[c], t), ir.Constant(_I64, j))
+                    cur[c] = step(cur[c][0], cur[c][1], tc, refs[c] if j == 3 else None)
+            t.add_incoming(builder.add(t, four), builder.basic_block)
+            for c in range(k):
+                st[c][0].add_incoming(cur[c][0], builder.basic_block)
+                st[c][1].add_incoming(cur[c][1], builder.basic_block)
+            builder.branch(head)
+            # the last nsteps % 4 steps, one per pass (at most 3: no renormalisation needed)
+            builder.position_at_end(tail)
+            t2 = builder.phi(_I64)
+            t2.add_incoming(t, head)
+            st2 = []
+            for c in range(k):
+                e, o = builder.phi(_W), builder.phi(_W)
+                e.add_incoming(st[c][0], head)
+                o.add_incoming(st[c][1], head)
+                st2.append((e, o))
+            builder.cbranch(builder.icmp_signed("<", t2, n_), last, done)
+            builder.position_at_end(last)
+            for c in range(k):
+                e, o = step(st2[c][0], st2[c][1], builder.add(base[c], t2), None)
+                st2[c][0].add_incoming(e, last)
+                st2[c][1].add_incoming(o, last)
+            t2.add_incoming(builder.add(t2, one), last)
+            builder.branch(tail)
+            builder.position_at_end(done)
+            for c in range(k):  # metrics back in state order
+                w = builder.shuffle_vector(st2[c][0], st2[c][1],
+                                           _lanes([i // 2 + 32 * (i % 2) for i in range(64)]))
+                builder.store(w, pm_ptr(c), align=2)
+            return context.get_dummy_value()
 
-    return sig, codegen
+        return sig, codegen
+
+    return _acs
+
+
+_acs1 = _make_acs(1)
+_acs2 = _make_acs(2)
+
+SPLIT_MIN = 512  # blocks shorter than this run as one chain
+_CHUNK = 16  # steps between checks of the second half's convergence
+_SNAPS = 64  # checks before the first half simply decodes the rest (1024 steps)
 
 
 @njit(cache=True, nogil=True)
-def _traceback(dec: np.ndarray) -> np.ndarray:  # pragma: no cover - numba
-    """Bits from packed survivor decisions, ending (and starting) in state 0."""
+def _traceback(dec: np.ndarray, split_min: int = 256) -> np.ndarray:  # pragma: no cover
+    """Bits from packed survivor decisions, ending (and starting) in state 0.
+
+    Blocks of at least ``split_min`` steps run two traceback chains interleaved: the exact
+    one from the end down to the middle h, and one from h down to 0 starting from a guessed
+    state (0). When the exact
+    chain reaches h with a different state, the first half is traced again from h with the
+    exact state until it meets the guessed path (same state at the same step: from there on
+    the paths are one), so the output is exactly that of one chain."""
     n = dec.size
     out = np.empty(n, dtype=np.uint8)
-    s = 0
-    for t in range(n - 1, -1, -1):
+    h = n // 2 if n >= max(split_min, 2) else 0
+    s = 0  # exact chain: state after step t
+    g = 0  # guessed chain, from step h - 1
+    t = n - 1
+    for t2 in range(h - 1, -1, -1):
+        out[t] = s >> 5
+        s = 2 * (s & 31) + int((dec[t] >> np.uint64(s)) & np.uint64(1))
+        out[t2] = g >> 5
+        g = 2 * (g & 31) + int((dec[t2] >> np.uint64(g)) & np.uint64(1))
+        t -= 1
+    while t >= h:
+        out[t] = s >> 5
+        s = 2 * (s & 31) + int((dec[t] >> np.uint64(s)) & np.uint64(1))
+        t -= 1
+    if h == 0 or s == 0:
+        return out
+    for t in range(h - 1, -1, -1):  # s: the exact state after step t
+        if t >= 5:
+            spec = 0  # the guessed path's state after step t, from its bits
+            for k in range(6):
+                spec |= int(out[t - k]) << (5 - k)
+            if spec == s:
+                break
         out[t] = s >> 5
         s = 2 * (s & 31) + int((dec[t] >> np.uint64(s)) & np.uint64(1))
     return out
 
 
 @njit(cache=True, nogil=True)
-def acs_i16(llr: np.ndarray, scale: float, lim: float) -> np.ndarray:  # pragma: no cover
-    """Forward recursion only: float32 LLRs [2n], quantised as
-    ``rint(clip(llr * scale, -lim, lim))``, -> the n packed decision words (uint64).
+def _same_relative(a: np.ndarray, b: np.ndarray) -> bool:  # pragma: no cover - numba
+    """Whether two metric vectors differ by one constant (then every later decision agrees)."""
+    d = np.int32(a[0]) - np.int32(b[0])
+    for i in range(1, 64):  # noqa: SIM110 - a loop numba compiles
+        if np.int32(a[i]) - np.int32(b[i]) != d:
+            return False
+    return True
 
-    Exposed so tests can compare decisions word for word with the float recursion."""
-    n = llr.size // 2
-    pm = np.full(64, NEG, dtype=np.int16)
-    pm[0] = 0
+
+@njit(cache=True, nogil=True)
+def _forward(tab: np.ndarray, split_min: int = SPLIT_MIN) -> np.ndarray:  # pragma: no cover
+    """Packed decisions of the whole block, identical to one chain from state 0.
+
+    Split (blocks of at least ``split_min`` steps; 0 = never): chain A decodes steps [0, h)
+    from state 0 while chain B decodes [h, 2h) from all-equal metrics, interleaved (two
+    chains in flight).
+    Then A continues from h over B's steps, ``_CHUNK`` at a time, until its metrics differ
+    from B's at the same step by one constant: from there on every comparison, hence every
+    decision, is the same in both, so B's remaining decisions are A's. A rewrites the
+    decisions of the steps before that point. (Without that within ``_SNAPS`` checks, A
+    decodes the rest itself: slower, never different.)
+    """
+    n = tab.size // 4
     dec = np.empty(n, dtype=np.uint64)
-    _acs_i16(np.ascontiguousarray(llr), np.float32(scale), np.float32(lim), pm, dec, n)
+    pm = np.full(128, NEG, dtype=np.int16)
+    pm[0] = 0
+    if split_min <= 0 or n < max(split_min, 2):
+        _acs1(tab, dec, pm, np.zeros(1, np.int64), n)
+        return dec
+    h = n // 2
+    pm[64:] = 0
+    starts = np.array([0, h], dtype=np.int64)
+    nsnap = min(_SNAPS, h // _CHUNK)
+    snaps = np.empty((nsnap, 64), dtype=np.int16)
+    done = 0
+    for j in range(nsnap):
+        _acs2(tab, dec, pm, starts, _CHUNK)
+        snaps[j] = pm[64:]
+        starts += _CHUNK
+        done += _CHUNK
+    if h > done:
+        _acs2(tab, dec, pm, starts, h - done)
+    pb = pm[64:].copy()
+    if n > 2 * h:  # the odd step: chain B alone
+        _acs1(tab, dec, pb, np.array([2 * h], np.int64), n - 2 * h)
+    pa = pm[:64].copy()
+    t = h
+    one = np.zeros(1, np.int64)
+    for j in range(nsnap):
+        one[0] = t
+        _acs1(tab, dec, pa, one, _CHUNK)
+        t += _CHUNK
+        if _same_relative(pa, snaps[j]):
+            return dec
+    one[0] = t
+    _acs1(tab, dec, pa, one, n - t)
     return dec
 
 
 @njit(cache=True, nogil=True)
-def viterbi_k7_i16(llr: np.ndarray, scale: float = 1.0) -> np.ndarray:  # pragma: no cover
+def branch_table(llr: np.ndarray, scale: float, lim: float) -> np.ndarray:  # pragma: no cover
+    """LLRs [2n] -> the decoder's per-step table [4n]: (s, d, -s, -d), s = lx + ly,
+    d = lx - ly, with ``lx = rint(clip(llr * scale, -lim, lim))`` (NaN -> 0)."""
+    n = llr.size // 2
+    tab = np.empty(4 * n, dtype=np.int16)
+    sc = np.float32(scale)
+    hi = np.float32(lim)
+    lo = np.float32(-lim)
+    for t in range(n):
+        x = llr[2 * t] * sc
+        y = llr[2 * t + 1] * sc
+        x = x if x == x else np.float32(0.0)  # NaN -> 0
+        y = y if y == y else np.float32(0.0)
+        lx = np.int32(np.rint(min(max(x, lo), hi)))
+        ly = np.int32(np.rint(min(max(y, lo), hi)))
+        tab[4 * t] = lx + ly
+        tab[4 * t + 1] = lx - ly
+        tab[4 * t + 2] = -(lx + ly)
+        tab[4 * t + 3] = ly - lx
+    return tab
+
+
+@njit(cache=True, nogil=True)
+def acs_i16(llr: np.ndarray, scale: float = 1.0,
+            split_min: int = SPLIT_MIN) -> np.ndarray:  # pragma: no cover - numba
+    """Forward recursion only: LLRs [2n], quantised as ``rint(clip(llr * scale, -Q_MAX,
+    Q_MAX))``, -> the n packed decision words (uint64). Exposed so tests can compare
+    decisions word for word with the float recursion, and the split (``split_min``, see
+    :func:`_forward`) with one chain."""
+    return _forward(branch_table(llr, scale, Q_MAX), split_min)
+
+
+@njit(cache=True, nogil=True)
+def viterbi_k7_i16(llr: np.ndarray, scale: float = 1.0,
+                   split_min: int = SPLIT_MIN) -> np.ndarray:  # pragma: no cover - numba
     """Soft Viterbi with int16 metrics on ``rint(clip(llr * scale, -Q_MAX, Q_MAX))``: n uint8
     bits, with the trellis, tail and output convention of :func:`phy.kernels.viterbi_k7`.
-    On integer LLRs with |llr| <= Q_MAX and scale 1 no metric saturates."""
-    return _traceback(acs_i16(llr, scale, Q_MAX))
+    On integer LLRs with |llr| <= Q_MAX and scale 1 no metric saturates. ``split_min``:
+    the block length from which the forward and traceback passes run two chains."""
+    return _traceback(acs_i16(llr, scale, split_min), split_min)
 
 
-@njit(cache=True, nogil=True, fastmath=True)
-def _abs_stats(llr: np.ndarray) -> tuple[float, float, int]:  # pragma: no cover - numba
-    """max |llr|, sum |llr| and the count of non-zero LLRs (vectorised: fastmath)."""
-    mx = np.float32(0.0)
-    sm = np.float32(0.0)
-    nz = 0
-    for i in range(llr.size):
-        v = abs(llr[i])
-        mx = max(mx, v)
-        sm += v
-        nz += v > 0
-    return float(mx), float(sm), nz
+_STRIDE = 7  # LLRs sampled for the scale: coprime with the interleave (2) and puncturing (10)
 
 
 @njit(cache=True, nogil=True)
 def llr_scale(llr: np.ndarray, q_max: float, q_mean: float) -> float:  # pragma: no cover
-    """The quantisation scale max(q_max / max|llr|, q_mean / mean|llr|) over the non-zero
-    LLRs (1.0 for an all-zero or non-finite input)."""
-    mx, sm, nz = _abs_stats(llr)
-    if nz == 0 or not (np.isfinite(mx) and np.isfinite(sm)) or not mx > 0.0:
+    """The quantisation scale max(q_max / max|llr|, q_mean / mean|llr|) over the non-zero,
+    finite LLRs of every ``_STRIDE``-th position (a sample: a full pass cost as much as a
+    third of the decoder; an LLR the sample missed above q_max is clipped, like outliers);
+    1.0 when the sample has none."""
+    mx = 0.0
+    sm = 0.0
+    nz = 0
+    for i in range(0, llr.size, _STRIDE):
+        v = abs(np.float64(llr[i]))
+        if v > 0.0 and v < np.inf:
+            mx = max(mx, v)
+            sm += v
+            nz += 1
+    if nz == 0:
         return 1.0
     return max(q_max / mx, q_mean * nz / sm)
 
@@ -262,7 +391,7 @@ def llr_scale(llr: np.ndarray, q_max: float, q_mean: float) -> float:  # pragma:
 @njit(cache=True, nogil=True)
 def viterbi_k7_simd(llr: np.ndarray) -> np.ndarray:  # pragma: no cover - numba
     """Drop-in for :func:`phy.kernels.viterbi_k7` on float32 LLRs: int16 decode at the scale
-    :func:`llr_scale` picks."""
+    :func:`llr_scale` picks (NaN LLRs count as 0, +-inf as +-Q_MAX)."""
     return viterbi_k7_i16(llr, llr_scale(llr, Q_MAX, Q_MEAN))
 
 
