@@ -1,0 +1,191 @@
+"""The int16 SIMD Viterbi (phy/viterbi.py) against the float32 decoder and the naive twin.
+
+* identical decisions (packed words, every step from 6 on, and the decoded bits) to the float
+  kernel on integer LLRs up to Q_MAX, i.e. without saturation -- including the split
+  forward/traceback passes;
+* hypothesis: bits equal to tests/phy/naive.py, split forced on short blocks;
+* the same BER as the float decoder on the same noisy samples (stated tolerance), with a
+  coarse-quantisation control showing the comparison can fail;
+* the decoder choice: CPU features, the environment override, the forced float fallback.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from numba import njit
+
+from phy import kernels, viterbi
+from phy.errors import PhyInputError
+from phy.fec import PUNCTURE, ConvCode, conv_encode
+
+from . import naive
+
+
+@njit(cache=False)
+def _float_words(llr: np.ndarray) -> np.ndarray:
+    """The float32 kernel's packed decision words (its forward pass alone)."""
+    n = llr.size // 2
+    pm = np.full(64, -1.0e9, dtype=np.float32)
+    pm[0] = 0.0
+    dec = np.empty(n, dtype=np.uint64)
+    kernels._viterbi_forward(llr, kernels.BFLY_SX, kernels.BFLY_SY, pm, dec, n)
+    return dec
+
+
+def _int_llrs(rng: np.random.Generator, n: int, sd: float, zeros: float = 0.0) -> np.ndarray:
+    llr = np.clip(np.round(rng.normal(0, sd, 2 * n)), -viterbi.Q_MAX, viterbi.Q_MAX)
+    llr[rng.random(2 * n) < zeros] = 0.0
+    return llr.astype(np.float32)
+
+
+@pytest.mark.parametrize("split_min", [0, 16, viterbi.SPLIT_MIN])
+def test_identical_decisions_to_float_decoder_unsaturated(split_min: int) -> None:
+    """Integer LLRs: float32 and int16 sums are exact, so every comparison agrees while no
+    metric saturates; |llr| = Q_MAX everywhere is the worst case for the metric range."""
+    rng = np.random.default_rng(51)
+    cases = [_int_llrs(rng, n, sd, z) for n, sd, z in
+             ((7, 3.0, 0.0), (200, 2.0, 0.4), (2501, 300.0, 0.0), (3000, 5.0, 0.3),
+              (20_001, 120.0, 0.2))]
+    cases.append(np.where(rng.random(2 * 4000) < 0.5, -1, 1).astype(np.float32) * viterbi.Q_MAX)
+    for llr in cases:
+        want = _float_words(llr)
+        got = viterbi.acs_i16(llr, 1.0, split_min)
+        assert np.array_equal(got[6:], want[6:]), llr.size
+        assert np.array_equal(viterbi.viterbi_k7_i16(llr, 1.0, split_min),
+                              kernels.viterbi_k7(llr, kernels.BFLY_SX, kernels.BFLY_SY))
+
+
+def test_split_equals_one_chain_on_noisy_code_words() -> None:
+    """The split forward pass and traceback are exact on real code words at low SNR (long
+    survivor merges), where the second half's start guess is usually wrong."""
+    rng = np.random.default_rng(52)
+    bits = rng.integers(0, 2, 6000).astype(np.uint8)
+    c = conv_encode(bits)
+    for sigma in (1.2, 0.8, 0.5):
+        y = (1.0 - 2.0 * c) + rng.normal(0, sigma, c.size)
+        llr = np.clip(np.round(y * 60), -800, 800).astype(np.float32)
+        one = viterbi.acs_i16(llr, 1.0, 0)
+        assert np.array_equal(viterbi.acs_i16(llr, 1.0, 64), one), sigma
+        out = viterbi._traceback(one, 0)
+        assert np.array_equal(viterbi._traceback(one, 64), out), sigma
+        assert np.array_equal(out, kernels.viterbi_k7(llr, kernels.BFLY_SX, kernels.BFLY_SY))
+
+
+@given(st.lists(st.integers(-40, 40), min_size=2, max_size=160), st.integers(0, 3))
+@settings(max_examples=40, deadline=None)
+def test_equals_naive_twin(vals: list[int], split: int) -> None:
+    llr = np.array(vals[: len(vals) // 2 * 2], np.float32)
+    got = viterbi.viterbi_k7_i16(llr, 1.0, [0, 2, 16, 40][split])
+    assert np.array_equal(got, naive.viterbi(llr))
+
+
+def _ber(decode: object, rate: str, ebn0_db: float, n_bits: int, seed: int,
+         fading: bool = False) -> tuple[int, int]:
+    """(bit errors of ``decode``, of the float decoder) on the same noisy BPSK samples."""
+    rng = np.random.default_rng(seed)
+    code = ConvCode(rate, decoder="float")
+    bits = rng.integers(0, 2, n_bits).astype(np.uint8)
+    tx = 1.0 - 2.0 * code.encode(bits)
+    r = float(code.rate)
+    sigma = np.sqrt(1.0 / (2 * r * 10 ** (ebn0_db / 10)))
+    gain = rng.rayleigh(np.sqrt(0.5), tx.size) if fading else np.ones(tx.size)
+    y = gain * tx + rng.normal(0, sigma, tx.size)
+    llr = (2 * gain * y / sigma**2).astype(np.float32)
+    buf = np.zeros(code.input_size(n_bits), np.float32)
+    buf[code.input_positions(n_bits)] = llr
+    ref = kernels.viterbi_k7(buf, kernels.BFLY_SX, kernels.BFLY_SY)[:n_bits]
+    got = decode(buf)[:n_bits]  # type: ignore[operator]
+    return int(np.sum(got != bits)), int(np.sum(ref != bits))
+
+
+@pytest.mark.parametrize(("rate", "ebn0", "fading"),
+                         [("1/2", 2.0, False), ("1/2", 3.0, False), ("5/6", 4.5, False),
+                          ("3/4", 7.0, True)])
+def test_same_ber_as_float_decoder(rate: str, ebn0: float, fading: bool) -> None:
+    """BER on the same noisy samples (4 x 60 000 bits): the int16 decoder's errors within
+    5 % + 5 of the float decoder's, either way. The points give ~150-2200 float errors; the
+    fading case spreads LLR magnitudes over > 30 dB (the scale's outlier rule), and its
+    errors come in long bursts, so one 60 000-bit run alone differs by up to 10 % (measured
+    both ways over 6 seeds: 3273 vs 3245 errors in total)."""
+    e16, ef = np.sum([_ber(viterbi.viterbi_k7_simd, rate, ebn0, 60_000, seed, fading)
+                      for seed in range(53, 57)], axis=0)
+    assert ef >= 100, ef  # a point with errors to compare
+    assert abs(e16 - ef) <= 0.05 * ef + 5, (e16, ef)
+
+
+def test_ber_comparison_detects_coarse_quantisation() -> None:
+    """Control: the same comparison with a scale that leaves the mean LLR at 1.5 levels
+    (about 2-bit soft decisions) fails the tolerance above."""
+    def coarse(buf: np.ndarray) -> np.ndarray:
+        nz = buf[buf != 0]
+        return viterbi.viterbi_k7_i16(buf, 1.5 / float(np.mean(np.abs(nz))))
+
+    e_coarse, ef = np.sum([_ber(coarse, "1/2", 3.0, 60_000, seed) for seed in range(53, 57)],
+                          axis=0)
+    assert e_coarse > ef + 0.05 * ef + 5, (e_coarse, ef)
+
+
+def test_scale_rule_and_non_finite_llrs() -> None:
+    llr = np.array([0.0, 2.0, -4.0, 1.0] * 50, np.float32)  # mean 7/3, max 4
+    assert viterbi.llr_scale(llr, 800.0, 50.0) == pytest.approx(200.0)  # max rule wins
+    spiky = llr.copy()
+    spiky[::7] *= 1000.0  # every sampled LLR is an outlier: the sample's own rule
+    s = viterbi.llr_scale(spiky, 800.0, 50.0)
+    assert s == pytest.approx(max(800.0 / 4000.0, 50.0 / np.mean(np.abs(spiky[::7][spiky[::7]
+                                                                                   != 0]))))
+    assert viterbi.llr_scale(np.zeros(10, np.float32), 800.0, 50.0) == 1.0
+    tab = viterbi.branch_table(np.array([np.nan, 3.0, np.inf, -np.inf], np.float32), 1.0, 800.0)
+    assert tab.tolist() == [3, -3, -3, 3, 0, 1600, 0, -1600]
+    rng = np.random.default_rng(54)
+    bits = rng.integers(0, 2, 300).astype(np.uint8)
+    code = ConvCode("1/2", decoder="int16")
+    llr = (1.0 - 2.0 * code.encode(bits)).astype(np.float32) * 4.0
+    llr[5] = np.nan
+    llr[9] = np.inf
+    assert np.array_equal(code.decode(llr, bits.size), bits)
+
+
+def test_decoder_choice_and_forced_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """int16 where the CPU has AVX2/AVX-512BW, float otherwise; the environment overrides;
+    a forced float ConvCode really takes the float kernel and decodes the same bits."""
+    monkeypatch.delenv("RELAYSEC_VITERBI", raising=False)
+    monkeypatch.setattr(viterbi, "cpu_has_simd16", lambda: False)
+    assert viterbi.default_decoder() == "float"
+    assert ConvCode("1/2").decoder == "float"
+    monkeypatch.setattr(viterbi, "cpu_has_simd16", lambda: True)
+    assert viterbi.default_decoder() == "int16"
+    monkeypatch.setenv("RELAYSEC_VITERBI", "float")
+    assert ConvCode("3/4").decoder == "float"
+    monkeypatch.setenv("RELAYSEC_VITERBI", "int16")
+    monkeypatch.setattr(viterbi, "cpu_has_simd16", lambda: False)
+    assert ConvCode("3/4").decoder == "int16"
+    with pytest.raises(PhyInputError, match="unknown Viterbi decoder"):
+        ConvCode("1/2", decoder="int8")
+
+    calls: list[str] = []
+    import phy.fec as fec
+
+    real_f, real_i = fec.viterbi_k7, fec.viterbi_k7_simd
+    monkeypatch.setattr(fec, "viterbi_k7", lambda *a: calls.append("float") or real_f(*a))
+    monkeypatch.setattr(fec, "viterbi_k7_simd", lambda *a: calls.append("int16") or real_i(*a))
+    rng = np.random.default_rng(55)
+    for rate in PUNCTURE:
+        bits = rng.integers(0, 2, 700).astype(np.uint8)
+        outs = []
+        for dec in ("float", "int16"):
+            code = ConvCode(rate, decoder=dec)
+            llr = (1.0 - 2.0 * code.encode(bits)).astype(np.float32)
+            llr += rng.normal(0, 0.3, llr.size).astype(np.float32)
+            outs.append(code.decode(llr, bits.size))
+        assert np.array_equal(outs[0], bits) and np.array_equal(outs[1], bits), rate
+    assert calls == ["float", "int16"] * len(PUNCTURE)
+
+
+def test_cpu_feature_query_matches_llvm() -> None:
+    import llvmlite.binding as ll
+
+    f = ll.get_host_cpu_features()
+    assert viterbi.cpu_has_simd16() == bool(f.get("avx2", False) or f.get("avx512bw", False))
