@@ -223,20 +223,13 @@ _SNAPS = 64  # checks before the first half simply decodes the rest (1024 steps)
 
 
 @njit(cache=True, nogil=True)
-def _traceback(dec: np.ndarray, split_min: int = 256) -> np.ndarray:  # pragma: no cover
-    """Bits from packed survivor decisions, ending (and starting) in state 0.
-
-    Blocks of at least ``split_min`` steps run two traceback chains interleaved: the exact
-    one from the end down to the middle h, and one from h down to 0 starting from a guessed
-    state (0). When the exact
-    chain reaches h with a different state, the first half is traced again from h with the
-    exact state until it meets the guessed path (same state at the same step: from there on
-    the paths are one), so the output is exactly that of one chain."""
+def _trace_two(dec: np.ndarray, out: np.ndarray, h: int) -> int:  # pragma: no cover - numba
+    """Both traceback chains of :func:`_traceback` for the first h steps of each (one loop,
+    two independent dependency chains); returns the exact chain's state after step
+    ``n - 1 - h``."""
     n = dec.size
-    out = np.empty(n, dtype=np.uint8)
-    h = n // 2 if n >= max(split_min, 2) else 0
-    s = 0  # exact chain: state after step t
-    g = 0  # guessed chain, from step h - 1
+    s = 0
+    g = 0
     t = n - 1
     for t2 in range(h - 1, -1, -1):
         out[t] = s >> 5
@@ -244,6 +237,24 @@ def _traceback(dec: np.ndarray, split_min: int = 256) -> np.ndarray:  # pragma: 
         out[t2] = g >> 5
         g = 2 * (g & 31) + int((dec[t2] >> np.uint64(g)) & np.uint64(1))
         t -= 1
+    return np.int64(s)
+
+
+@njit(cache=True, nogil=True)
+def _traceback(dec: np.ndarray, split_min: int = 256) -> np.ndarray:  # pragma: no cover
+    """Bits from packed survivor decisions, ending (and starting) in state 0.
+
+    Blocks of at least ``split_min`` steps (0 = never) run two traceback chains
+    interleaved: the exact one from the end down to the middle h, and one from h down to 0
+    starting from a guessed state (0). When the exact chain reaches h with a different
+    state, the first half is traced again from h with the exact state until it meets the
+    guessed path (same state at the same step: from there on the paths are one), so the
+    output is exactly that of one chain."""
+    n = dec.size
+    out = np.empty(n, dtype=np.uint8)
+    h = n // 2 if split_min > 0 and n >= max(split_min, 2) else 0
+    s = _trace_two(dec, out, h) if h > 0 else np.int64(0)
+    t = n - 1 - h
     while t >= h:
         out[t] = s >> 5
         s = 2 * (s & 31) + int((dec[t] >> np.uint64(s)) & np.uint64(1))
