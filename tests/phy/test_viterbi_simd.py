@@ -106,7 +106,7 @@ def _ber(decode: object, rate: str, ebn0_db: float, n_bits: int, seed: int,
                           ("3/4", 7.0, True)])
 def test_same_ber_as_float_decoder(rate: str, ebn0: float, fading: bool) -> None:
     """BER on the same noisy samples (4 x 60 000 bits): the int16 decoder's errors within
-    5 % + 5 of the float decoder's, either way. The points give ~150-2200 float errors; the
+    5 % + 5 of the float decoder's, either way. The points give ~120-2200 float errors; the
     fading case spreads LLR magnitudes over > 30 dB (the scale's outlier rule), and its
     errors come in long bursts, so one 60 000-bit run alone differs by up to 10 % (measured
     both ways over 6 seeds: 3273 vs 3245 errors in total)."""
@@ -131,11 +131,13 @@ def test_ber_comparison_detects_coarse_quantisation() -> None:
 def test_scale_rule_and_non_finite_llrs() -> None:
     llr = np.array([0.0, 2.0, -4.0, 1.0] * 50, np.float32)  # mean 7/3, max 4
     assert viterbi.llr_scale(llr, 800.0, 50.0) == pytest.approx(200.0)  # max rule wins
-    spiky = llr.copy()
-    spiky[::7] *= 1000.0  # every sampled LLR is an outlier: the sample's own rule
-    s = viterbi.llr_scale(spiky, 800.0, 50.0)
-    assert s == pytest.approx(max(800.0 / 4000.0, 50.0 / np.mean(np.abs(spiky[::7][spiky[::7]
-                                                                                   != 0]))))
+    spiky = np.tile(llr, 10)
+    spiky[viterbi._STRIDE] *= 1e5  # one sampled outlier: the mean rule wins, the rest clip
+    smp = np.abs(spiky[:: viterbi._STRIDE])
+    smp = smp[smp > 0]
+    want = max(800.0 / smp.max(), 50.0 / smp.mean())
+    assert want == pytest.approx(50.0 / smp.mean())
+    assert viterbi.llr_scale(spiky, 800.0, 50.0) == pytest.approx(want)
     assert viterbi.llr_scale(np.zeros(10, np.float32), 800.0, 50.0) == 1.0
     tab = viterbi.branch_table(np.array([np.nan, 3.0, np.inf, -np.inf], np.float32), 1.0, 800.0)
     assert tab.tolist() == [3, -3, -3, 3, 0, 1600, 0, -1600]
