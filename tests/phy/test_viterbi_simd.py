@@ -191,3 +191,32 @@ def test_cpu_feature_query_matches_llvm() -> None:
 
     f = ll.get_host_cpu_features()
     assert viterbi.cpu_has_simd16() == bool(f.get("avx2", False) or f.get("avx512bw", False))
+
+
+def test_kernel_compiles_for_a_cpu_without_avx(tmp_path: object) -> None:
+    """The int16 kernel is plain LLVM vector IR: compiled for baseline x86-64 (SSE2 only, as
+    numba would on a CPU without AVX) in a subprocess with its own cache, it uses no 256- or
+    512-bit register and decodes exactly like the float decoder (~7 s: a cold compile)."""
+    import os
+    import platform
+    import subprocess
+    import sys
+
+    if platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip("x86-64 target names")
+    code = (
+        "import re, numpy as np\n"
+        "from phy import viterbi as V, kernels as K\n"
+        "rng = np.random.default_rng(3)\n"
+        "llr = np.clip(np.round(rng.normal(0, 100, 2 * 5000)), -800, 800).astype(np.float32)\n"
+        "ok = np.array_equal(V.viterbi_k7_i16(llr), K.viterbi_k7(llr, K.BFLY_SX, K.BFLY_SY))\n"
+        "asm = ''.join(V._forward.inspect_asm().values())\n"
+        "print(ok, len(re.findall('%[yz]mm', asm)), len(re.findall('paddsw', asm)))\n"
+    )
+    env = dict(os.environ, NUMBA_CPU_NAME="x86-64", NUMBA_CPU_FEATURES="",
+               NUMBA_CACHE_DIR=str(tmp_path), NUMBA_DISABLE_CACHE="1")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    r = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True,
+                       text=True, timeout=300, check=True)
+    ok, wide, paddsw = r.stdout.split()
+    assert ok == "True" and wide == "0" and int(paddsw) > 0, r.stdout
