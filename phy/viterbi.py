@@ -227,17 +227,23 @@ _SNAPS = 12  # checks before a continuation decodes the whole segment itself (19
 def _trace_two(dec: np.ndarray, out: np.ndarray, h: int) -> int:  # pragma: no cover - numba
     """Both traceback chains of :func:`_traceback` for the first h steps of each (one loop,
     two independent dependency chains); returns the exact chain's state after step
-    ``n - 1 - h``."""
-    n = dec.size
-    s = 0
-    g = 0
-    t = n - 1
-    for t2 in range(h - 1, -1, -1):
-        out[t] = s >> 5
-        s = 2 * (s & 31) + int((dec[t] >> np.uint64(s)) & np.uint64(1))
-        out[t2] = g >> 5
-        g = 2 * (g & 31) + int((dec[t2] >> np.uint64(g)) & np.uint64(1))
-        t -= 1
+    ``n - 1 - h``. Unsigned indices and state: no negative-index wraparound code in the
+    loop (with it the two chains ran no faster than one: the loop is bound by its
+    instruction count, not by the chain's latency)."""
+    one = np.uint64(1)
+    low = np.uint64(31)
+    five = np.uint64(5)
+    s = np.uint64(0)
+    g = np.uint64(0)
+    t = np.uint64(dec.size)
+    t2 = np.uint64(h)
+    while t2 > 0:
+        t -= one
+        t2 -= one
+        out[t] = np.uint8(s >> five)
+        s = ((s & low) << one) | ((dec[t] >> s) & one)
+        out[t2] = np.uint8(g >> five)
+        g = ((g & low) << one) | ((dec[t2] >> g) & one)
     return np.int64(s)
 
 
