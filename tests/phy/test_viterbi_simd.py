@@ -220,3 +220,25 @@ def test_kernel_compiles_for_a_cpu_without_avx(tmp_path: object) -> None:
                        text=True, timeout=300, check=True)
     ok, wide, paddsw = r.stdout.split()
     assert ok == "True" and wide == "0" and int(paddsw) > 0, r.stdout
+
+
+def test_benchmark_runs_and_reports_both_decoders(tmp_path: object) -> None:
+    """benchmarks/viterbi.py at a tiny size: both decoders timed in one run, the same bit
+    errors on the same samples, JSON with the machine and LLVM features."""
+    import json
+    import os
+
+    from benchmarks import viterbi as bench
+
+    out = os.path.join(str(tmp_path), "v.json")
+    res = bench.main(["--sizes", "300", "1100", "--rounds", "2", "--repeats", "1", "--json", out])
+    with open(out, encoding="utf-8") as fh:
+        saved = json.load(fh)
+    assert saved["sizes"] == json.loads(json.dumps(res["sizes"]))
+    assert "cpu_model" in saved["machine"] and isinstance(saved["llvm_features"], list)
+    for row in saved["sizes"]:
+        assert set(row["mbit_s"]) == {"float", "int16", "int16-1"}
+        assert all(v > 0 for v in row["mbit_s"].values())
+        assert len(row["ratio_rounds"]) == 2
+        e = row["errors"]
+        assert e["float"] == e["int16"] == e["int16-1"], e
