@@ -69,8 +69,8 @@ def test_split_equals_one_chain_on_noisy_code_words() -> None:
         llr = np.clip(np.round(y * 60), -800, 800).astype(np.float32)
         one = viterbi.acs_i16(llr, 1.0, 0)
         assert np.array_equal(viterbi.acs_i16(llr, 1.0, 64), one), sigma
-        out = viterbi._traceback(one, 0)
-        assert np.array_equal(viterbi._traceback(one, 64), out), sigma
+        out = kernels.v16_traceback(one, 0)
+        assert np.array_equal(kernels.v16_traceback(one, 64), out), sigma
         assert np.array_equal(out, kernels.viterbi_k7(llr, kernels.BFLY_SX, kernels.BFLY_SY))
 
 
@@ -132,8 +132,8 @@ def test_scale_rule_and_non_finite_llrs() -> None:
     llr = np.array([0.0, 2.0, -4.0, 1.0] * 50, np.float32)  # mean 7/3, max 4
     assert viterbi.llr_scale(llr, 800.0, 50.0) == pytest.approx(200.0)  # max rule wins
     spiky = np.tile(llr, 10)
-    spiky[viterbi._STRIDE] *= 1e5  # one sampled outlier: the mean rule wins, the rest clip
-    smp = np.abs(spiky[:: viterbi._STRIDE])
+    spiky[kernels._V16_STRIDE] *= 1e5  # one sampled outlier: the mean rule wins, the rest clip
+    smp = np.abs(spiky[:: kernels._V16_STRIDE])
     smp = smp[smp > 0]
     want = max(800.0 / smp.max(), 50.0 / smp.mean())
     assert want == pytest.approx(50.0 / smp.mean())
@@ -210,7 +210,7 @@ def test_kernel_compiles_for_a_cpu_without_avx(tmp_path: object) -> None:
         "rng = np.random.default_rng(3)\n"
         "llr = np.clip(np.round(rng.normal(0, 100, 2 * 5000)), -800, 800).astype(np.float32)\n"
         "ok = np.array_equal(V.viterbi_k7_i16(llr), K.viterbi_k7(llr, K.BFLY_SX, K.BFLY_SY))\n"
-        "asm = ''.join(V._forward.inspect_asm().values())\n"
+        "asm = ''.join(K.v16_forward.inspect_asm().values())\n"
         "print(ok, len(re.findall('%[yz]mm', asm)), len(re.findall('paddsw', asm)))\n"
     )
     env = dict(os.environ, NUMBA_CPU_NAME="x86-64", NUMBA_CPU_FEATURES="",
