@@ -60,10 +60,11 @@ def run(seconds: float, seed: int, mode: str) -> dict[str, Any]:
 
 
 def _grew(soak: dict[str, Any]) -> dict[str, Any]:
-    """Role quantities whose last sample exceeds both the mid-run one and a small floor (a
-    queue or table that keeps growing, not one that moves with the traffic)."""
+    """Role quantities whose last sample exceeds the first, the mid-run one and a small floor
+    (a queue or table that keeps growing, not one that moves with the traffic: the ARQ blocks
+    held go up and down with what is in flight, 59 / 15 / 23 in a 600 s run)."""
     return {f"{n}.{k}": v for n, r in soak.get("roles", {}).items() for k, v in r.items()
-            if k != "heap" and v["last"] > max(v["mid"], 8)}   # the heap is pruned lazily
+            if k != "heap" and v["last"] > max(v["first"], v["mid"], 8)}   # heap: pruned lazily
 
 
 def _table(res: dict[str, Any]) -> str:

@@ -174,7 +174,7 @@ def _arq_fault_lines(report: Mapping[str, Any]) -> list[str]:
     soak = report.get("soak")
     if soak:
         grew = {f"{n}.{k}": v for n, r in soak["roles"].items() for k, v in r.items()
-                if k != "heap" and v["last"] > max(v["mid"], 8)}
+                if k != "heap" and v["last"] > max(v["first"], v["mid"], 8)}
         lines.append(
             f"Soak     {soak['seconds']:g} s: {soak.get('handovers', 0)} handovers, "
             f"{soak['keys_installed'].get('tek_refresh', 0)} TEK installs by refresh, "

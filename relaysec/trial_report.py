@@ -117,11 +117,10 @@ def efficiency(t: Trial) -> float | None:
     the information bits the OFDM symbols of every zone that carried data could hold at the MCS
     of that data (preamble, zone header and MAP symbols count as zone time; guards do not).
     None for counted traffic or over the air."""
-    usage = getattr(t.net, "usage", None)
-    if not t.windows or usage is None:
+    capacity = getattr(t.net, "capacity_bits", None)
+    if not t.windows or capacity is None:
         return None
-    cap = sum(bits for ts, _, _, bits in usage
-              if any(a <= ts <= b for a, b in t.windows.values()))
+    cap = sum(capacity(a, b) for a, b in t.windows.values())
     if cap <= 0:
         return None
     app = 0
