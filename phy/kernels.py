@@ -1282,4 +1282,6 @@ def v16_llr_scale(llr: np.ndarray, q_max: float, q_mean: float) -> float:  # pra
 def viterbi_k7_simd(llr: np.ndarray) -> np.ndarray:  # pragma: no cover - numba
     """Drop-in for :func:`phy.kernels.viterbi_k7` on float32 LLRs: int16 decode at the scale
     :func:`v16_llr_scale` picks (NaN LLRs count as 0, +-inf as +-V16_Q_MAX)."""
-    return viterbi_k7_i16(llr, v16_llr_scale(llr, V16_Q_MAX, V16_Q_MEAN))
+    # every argument explicit: an omitted default is a distinct numba type, and passing it on
+    # compiled the whole call tree a second time (3 s on an empty cache)
+    return viterbi_k7_i16(llr, v16_llr_scale(llr, V16_Q_MAX, V16_Q_MEAN), V16_SPLIT_MIN)
