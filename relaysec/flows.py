@@ -10,6 +10,7 @@ limit), or *saturating* flows that keep a window of packets in flight (full buff
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +30,7 @@ class FlowEntry:
     dst: str
     ams: str
     label: str
-    sent_at: list[float] = field(default_factory=list)   # send time of each sequence number
+    sent_at: array[float] = field(default_factory=lambda: array("d"))  # send time of each seq
     low: int = 0          # every sequence number below is delivered or given up
 
     def in_flight(self, now: float, expire_s: float) -> int:

@@ -268,3 +268,20 @@ def test_a_full_send_buffer_makes_the_application_wait_and_offers_rotate():
         book.offer(probe, lambda s, d, p, f=frame: sent.append((f, s, d)) or True, frame * 0.005)
     assert len(sent) == 8 and {(f % 2, s + d) for f, s, d in sent} == {
         (0, "SA"), (0, "AS"), (1, "SB"), (1, "BS")}
+
+
+def test_seq_set_keeps_a_watermark_not_every_number():
+    """Delivered sequence numbers of a flow: everything below a watermark plus the few above
+    it, so a soak of 100 000s of packets keeps a handful of ints, with set semantics."""
+    from relaysec.appdata import SeqSet
+
+    s = SeqSet()
+    for q in (0, 1, 2, 5, 3, 7):
+        s.add(q)
+    assert s.low == 4 and len(s) == 6
+    assert all(q in s for q in (0, 1, 2, 3, 5, 7)) and not any(q in s for q in (4, 6, 8, -1))
+    s.add(4)
+    s.add(6)
+    assert s.low == 8 and len(s) == 8 and s._above == set()
+    s.add(2)   # again: nothing changes
+    assert len(s) == 8 and "2" not in s
