@@ -153,6 +153,9 @@ class ArsRole(SubscriberRole):
     def _may_run_hops(self) -> bool:
         return self.distributed
 
+    def _arq_over_hops(self, key: Hashable) -> bool:
+        return False   # our own traffic goes straight to the ABS: one hop, one ARQ layer
+
     # -- per-hop ARQ (distributed mode, docs/roles.md §11) ------------------------------------
     # (ACCESS, ams, fid) with the AMS over its access link, (RELAY, ams, fid) with the ABS over
     # our relay SA. An SDU of one hop (an end-to-end ARQ PDU, opaque here) is offered to the

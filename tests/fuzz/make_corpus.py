@@ -463,8 +463,9 @@ def seeds_roles() -> Seeds:
     cmd = {name: i for i, name in enumerate(R.COMMANDS)}
     fate = {name: i for i, name in enumerate(R.FATES)}
 
-    def head(mode_i: int, phase: str, erc: bool = False) -> Writer:
-        return Writer().u8(mode_i | (R.PHASES.index(phase) << 1) | (8 if erc else 0))
+    def head(mode_i: int, phase: str, erc: bool = False, arq: bool = False) -> Writer:
+        return Writer().u8(mode_i | (R.PHASES.index(phase) << 1) | (8 if erc else 0)
+                           | (16 if arq else 0))
 
     def settle(w: Writer, n: int = 32) -> Writer:
         return w.u8(op["settle"]).u8(n)
@@ -496,6 +497,20 @@ def seeds_roles() -> Seeds:
         w.u8(op["jump"]).u8(0).u8(30)  # many seconds: TEK lifetimes
         settle(w)
         yield f"{m}-data-tek", w.bytes()
+        # ARQ on (per hop in distributed mode): data both ways under loss, a handover, more data
+        w = head(mode_i, "ak_predistributed", arq=True)
+        for i in range(8):
+            command(w, "ams_data", payload=b"up-%d" % i)
+            command(w, "abs_data", 0, payload=b"down-%d" % i)
+            w.u8(op["deliver_next"]).u8(fate["drop" if i % 3 == 0 else "deliver"]).u8(1).u8(3)
+            w.u8(0x20)
+            w.u8(op["step"])
+        command(w, "handover", 0)
+        for i in range(4):
+            command(w, "ams_data", payload=b"moved-%d" % i)
+            command(w, "abs_data", 0, payload=b"back-%d" % i)
+        settle(w, 64)
+        yield f"{m}-arq-handover", w.bytes()
         # handover with AK pre-distributed, then traffic
         w = head(mode_i, "ak_predistributed")
         command(w, "handover", 0)

@@ -129,3 +129,15 @@ def test_per_hop_needs_to_know_which_station_is_the_abs():
         ams.configure_arq(ARQ, per_hop=True)
     ams.configure_arq(ARQ)   # end to end only: no need
     assert ams.arq_enabled and not ams.arq_per_hop
+
+
+def test_a_relays_own_traffic_is_one_hop_with_one_arq_layer():
+    """An ARS's own data to the ABS runs plain ARQ (it *is* the hop), even in a cell running
+    per-hop ARQ and with no ``abs_id`` in the ARS's config (the roles fuzzer found the ARS
+    treating its own connection as one over hops)."""
+    net, _abs, ars1, _a2, _ams = _cell()
+    ars1.send_data(ABS, b"own traffic", net.now)
+    net.settle(1.0)
+    got = [e for e in net.of(ABS, DataReceived) if e.src == ARS1]
+    assert [e.payload for e in got] == [b"own traffic"]
+    assert 2 in ars1.arq_connections() and ars1.arq_connections()[2].tx.p == ARQ

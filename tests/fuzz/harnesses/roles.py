@@ -1,7 +1,8 @@
 """Stateful harness of the sans-I/O roles: a whole cell in memory, with the fuzzer on the air.
 
 A cell of an ABS, two ARSs and an AMS (security mode DISTRIBUTED or CENTRALIZED, relay control
-plain or inside the relay SA) starts from a snapshot: nobody attached, both ARSs attached, the AMS
+plain or inside the relay SA, ARQ off or on -- end to end, and per hop in distributed mode, as the
+trial runs it) starts from a snapshot: nobody attached, both ARSs attached, the AMS
 attached through ARS-1, or that plus its AK pre-distributed to ARS-2 for a handover. The input is a
 program of up to :data:`MAX_OPS` operations on that cell:
 
@@ -33,6 +34,7 @@ from collections import Counter, deque
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
+from stack.arq import ArqParams
 from stack.errors import SecurityError
 from stack.pkm.authenticator import BuiltinAuthenticator
 from stack.roles import Lifetimes, SecurityMode, Timers
@@ -70,7 +72,11 @@ COMMANDS = ("ams_data", "abs_data", "ams_attach", "ars_attach", "handover", "pre
 INJECTIONS = ("raw", "mpdu", "altered_mpdu")
 INJECT_FIDS = (0, 0, 0, 2, 3, 15, 1, 14)
 
-_snapshots: dict[tuple[int, int, bool], bytes] = {}
+ARQ = ArqParams(window=16, rto_initial=0.1, rto_min=0.02, rto_max=0.5, lifetime=3.0, purge=4.0,
+                ack_delay=0.01)
+"""ARQ of the cells with the ARQ bit set: a small window, so that a program reaches its edge."""
+
+_snapshots: dict[tuple[int, int, bool, bool], bytes] = {}
 
 
 def _cell(mode: SecurityMode, erc: bool) -> dict[int, Any]:
@@ -84,11 +90,15 @@ def _cell(mode: SecurityMode, erc: bool) -> dict[int, Any]:
     return {ABS: abs_, ARS1: ars1, ARS2: ars2, AMS: ams}
 
 
-def _snapshot(mode_i: int, phase: int, erc: bool) -> bytes:
+def _snapshot(mode_i: int, phase: int, erc: bool, arq: bool = False) -> bytes:
     """The pickled cell after ``PHASES[phase]`` (built once per process)."""
-    key = (mode_i, phase, erc)
+    key = (mode_i, phase, erc, arq)
     if key not in _snapshots:
         roles = _cell(MODES[mode_i], erc)
+        if arq:   # the ABS and the ARSs take per-hop from their mode; the AMS is told
+            distributed = MODES[mode_i] == SecurityMode.DISTRIBUTED
+            for sid, role in roles.items():
+                role.configure_arq(ARQ, per_hop=sid != AMS or distributed)
         net = Net(roles)
         if phase >= 1:
             roles[ARS1].attach(ABS, 0.0)
@@ -112,7 +122,8 @@ def setup() -> None:
     for mode_i in range(len(MODES)):
         for phase in range(len(PHASES)):
             for erc in (False, True):
-                _snapshot(mode_i, phase, erc)
+                for arq in (False, True):
+                    _snapshot(mode_i, phase, erc, arq)
 
 
 def _monitor() -> AbstractContextManager[Any]:
@@ -365,8 +376,8 @@ def one_input(data: bytes) -> None:
     """Restore the snapshot the input names and run its program."""
     r = Reader(data)
     head = r.u8()
-    mode_i, phase, erc = head & 1, (head >> 1) % len(PHASES), bool(head & 8)
-    roles, now = pickle.loads(_snapshot(mode_i, phase, erc))
+    mode_i, phase, erc, arq = head & 1, (head >> 1) % len(PHASES), bool(head & 8), bool(head & 16)
+    roles, now = pickle.loads(_snapshot(mode_i, phase, erc, arq))
     w = _World(roles, now)
     with _monitor() as mon:
         _run(w, r)
