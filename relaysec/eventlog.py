@@ -7,6 +7,7 @@ by ``(kind, station)`` on arrival, in time order.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,10 +20,32 @@ class EventLog:
     def __init__(self) -> None:
         self._all: list[NodeEvent] = []
         self._by: dict[tuple[str, str], list[NodeEvent]] = {}
+        self.tally: Counter[tuple[str, str]] = Counter()
+        """Every event ever appended, by (kind, its ``cause`` or ""): kept when old events are
+        forgotten (:meth:`forget`), so a long run still counts what happened."""
+        self.forgotten = 0
 
     def append(self, ne: NodeEvent) -> None:
+        kind = type(ne.event).__name__
         self._all.append(ne)
-        self._by.setdefault((type(ne.event).__name__, ne.station), []).append(ne)
+        self._by.setdefault((kind, ne.station), []).append(ne)
+        self.tally[(kind, str(getattr(ne.event, "cause", "")))] += 1
+
+    def forget(self, start: float, end: float) -> None:
+        """Drop the events stamped in [*start*, *end*) (a soak keeps its last minute only; the
+        phases before it and :attr:`tally` stay whole)."""
+        def keep(ne: NodeEvent) -> bool:
+            return not start <= ne.t < end
+
+        n = len(self._all)
+        self._all = [ne for ne in self._all if keep(ne)]
+        self.forgotten += n - len(self._all)
+        for key, events in list(self._by.items()):
+            kept = [ne for ne in events if keep(ne)]
+            if kept:
+                self._by[key] = kept
+            else:
+                del self._by[key]
 
     def __iter__(self) -> Iterator[NodeEvent]:
         return iter(self._all)

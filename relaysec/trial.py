@@ -281,6 +281,16 @@ class Trial:
             "nonce_streams": self.nonces.streams})
         for series in self.trace.bursts.values():   # the plots' series: keep the last 10 k
             del series[:-10_000]
+        # the soak's events and chart entries: the last minute (phases query recent events
+        # only; the event log's tally keeps counting everything), and the chart's first 500
+        t0 = self.soak_samples[0]["t"]
+        if self.now - t0 > 2 * SOAK_KEEP_S:
+            self.log.forget(t0, self.now - SOAK_KEEP_S)
+        if self.cell is not None:
+            soak_msc = [i for i, e in enumerate(self.cell.msc) if e.t >= t0]
+            if len(soak_msc) > 500:
+                del self.cell.msc[soak_msc[500]:]
+                self.msc_dropped = getattr(self, "msc_dropped", 0) + len(soak_msc) - 500
 
     def restart_station(self, name: str) -> None:
         """*name* crashes and restarts (a ``restart`` fault): its role is replaced by a new one
@@ -563,6 +573,10 @@ class Trial:
     def key_lines(self) -> list[str]:
         """Key identifiers of the links in use at the end (never key values)."""
         return key_lines(self)
+
+
+SOAK_KEEP_S = 60.0
+"""Simulated seconds of soak events the event log keeps (older ones are tallied only)."""
 
 
 def _rss_kb() -> int:

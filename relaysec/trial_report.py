@@ -235,9 +235,7 @@ def soak_report(t: Trial) -> dict[str, Any] | None:
         keys = set().union(*(x["roles"].get(name, {}).keys() for x in samples))
         roles[name] = {k: series(lambda x, n=name, k=k: x["roles"].get(n, {}).get(k, 0))
                        for k in sorted(keys)}
-    causes: dict[str, int] = {}
-    for ne in t.log.kinds("KeysInstalled"):
-        causes[ne.event.cause] = causes.get(ne.event.cause, 0) + 1
+    causes = {cause: n for (kind, cause), n in t.log.tally.items() if kind == "KeysInstalled"}
     return {"seconds": t.soak_s, "samples": len(samples), **t.soak_stats,
             "keys_installed": causes,
             "faults": sum(1 for f in t.fault_plan.faults if f.fired_at is not None),
