@@ -285,3 +285,22 @@ def test_seq_set_keeps_a_watermark_not_every_number():
     assert s.low == 8 and len(s) == 8 and s._above == set()
     s.add(2)   # again: nothing changes
     assert len(s) == 8 and "2" not in s
+
+
+def test_event_log_forgets_a_window_but_keeps_counting():
+    """A soak keeps only its last minute of events; the tally still counts every one (by kind
+    and cause), and the events outside the window stay queryable."""
+    from relaysec.eventlog import EventLog
+    from relaysec.node import NodeEvent
+    from stack.roles.events import KeysInstalled
+
+    log = EventLog()
+    for i in range(10):
+        log.append(NodeEvent(float(i), "AMS", KeysInstalled(
+            subject=1, peer=2, stid=3, akid="00", cmac_key_count=0, said=1,
+            counter_teks=(0, 1), tx_eks=0, cause="tek_refresh" if i % 2 else "entry")))
+    log.forget(2.0, 8.0)
+    assert [ne.t for ne in log] == [0.0, 1.0, 8.0, 9.0] and log.forgotten == 6
+    assert len(log.of("KeysInstalled", "AMS", since=5.0)) == 2
+    assert log.tally[("KeysInstalled", "tek_refresh")] == 5
+    assert log.tally[("KeysInstalled", "entry")] == 5
