@@ -134,6 +134,7 @@ class Trial:
             self.tap = self.fault_plan.tap
         self.soaking = False
         self.soak_samples: list[dict[str, Any]] = []
+        self.msc_dropped = 0   # soak chart entries beyond the first 500 (not kept)
         self.soak_stats: dict[str, Any] = {}
         self.restarts: dict[str, int] = {}
         self.retired_roles: list[Any] = []   # roles replaced by a restart (their ARQ counts)
@@ -290,7 +291,7 @@ class Trial:
             soak_msc = [i for i, e in enumerate(self.cell.msc) if e.t >= t0]
             if len(soak_msc) > 500:
                 del self.cell.msc[soak_msc[500]:]
-                self.msc_dropped = getattr(self, "msc_dropped", 0) + len(soak_msc) - 500
+                self.msc_dropped += len(soak_msc) - 500
 
     def restart_station(self, name: str) -> None:
         """*name* crashes and restarts (a ``restart`` fault): its role is replaced by a new one

@@ -173,13 +173,7 @@ class ArsRole(SubscriberRole):
             obj = self._seal(link, fid, pdu, now)
             self._queue(station, obj)
             return station, obj
-        if not stid or self.link is None or self.serving is None:
-            return None
-        obj = self._seal(self.link, FID_RELAY, encapsulate_relay([(stid, plain_mpdu(fid, pdu))]),
-                         now)
-        self._queue(self.serving, obj)
-        self._maybe_refresh(now)
-        return self.serving, obj
+        return self._up(stid, plain_mpdu(fid, pdu), now) if stid else None
 
     def _arq_deliver(self, key: Hashable, sdus: list[bytes], now: float) -> None:
         if not isinstance(key, tuple):
@@ -344,14 +338,17 @@ class ArsRole(SubscriberRole):
         self._queue(src, inner, RELAYED)
         return True
 
-    def _up(self, stid: int, inner: bytes, now: float, title: str | None = None) -> None:
+    def _up(self, stid: int, inner: bytes, now: float, title: str | None = None
+            ) -> tuple[int, bytes | PendingMpdu] | None:
+        """One relay item to the ABS in our relay SA; returns the ABS and the queued MPDU
+        (None: we hold no relay keys)."""
         if self.link is None or self.serving is None:
             self.tx_dropped["no_relay_keys"] += 1
-            return
-        self._queue(self.serving,
-                    self._seal(self.link, FID_RELAY, encapsulate_relay([(stid, inner)]), now),
-                    title, inner=inner)
+            return None
+        obj = self._seal(self.link, FID_RELAY, encapsulate_relay([(stid, inner)]), now)
+        self._queue(self.serving, obj, title, inner=inner)
         self._maybe_refresh(now)
+        return self.serving, obj
 
     def _to_abs(self, body: bytes, title: str, now: float) -> None:
         """Relay management to the ABS: plain FID 0, or inside our relay SA when
