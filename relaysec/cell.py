@@ -27,7 +27,7 @@ from relaysec.config import (
     deterministic_keys,
     stations_by_role,
 )
-from relaysec.node import Addressing, FrameTap, LinkTable, Node
+from relaysec.node import Addressing, FrameTap, LinkTable, Node, memoize_sizes
 from relaysec.radios import RadioFactory, RadioSetupError, air_clock, for_config, recording
 from relaysec.report import MscEntry, Trace
 from relaysec.schedule import DL, DL_ACCESS, FrameSchedule, ZonePlanner, build_schedule
@@ -51,7 +51,7 @@ class SetupError(RuntimeError):
 def _zone_modem(profile: str) -> Any:
     import phy
 
-    return phy.ZoneModem(profile)
+    return memoize_sizes(phy.ZoneModem(profile))
 
 
 def frame_timing(cfg: Config, *, wall: bool) -> tuple[float, float]:
@@ -367,7 +367,8 @@ def build_cell(
     timing: dict[str, float] = {}
     t0 = time.perf_counter()
     tx_rms = 10 ** (float(cfg["phy"]["tx_dbfs"]) / 20)
-    modems = {s["name"]: phy.ZoneModem(cfg["phy"]["profile"], tx_rms=tx_rms) for s in local}
+    modems = {s["name"]: memoize_sizes(phy.ZoneModem(cfg["phy"]["profile"], tx_rms=tx_rms))
+              for s in local}
     fs = float(next(iter(modems.values())).profile.sample_rate)
     timing["warmup_s"] = warm_up(next(iter(modems.values())))
     timing["setup_modem_s"] = time.perf_counter() - t0
