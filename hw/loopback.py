@@ -8,11 +8,16 @@ medium time ``d_q + k / (1 + sfo_q)``, where ``d_q`` is the radio's random start
 window, each passed through its link (gain, tap-delay line with fractional delays, carrier offset),
 plus receiver noise, then the receiver's gain, IQ imbalance, DC offset and 12-bit ADC.
 
-Determinism: everything random is drawn from counter-based Philox streams keyed by
-``(seed, purpose, names...)``: receiver noise by (receiver, block of local samples), fading by
-(link, per-transmitter burst number), start delays and link phases by name. So the same seed and
-the same calls give the same samples, noise does not depend on how a window is split into
-``receive`` calls, and adding a radio or a link leaves every other link's samples unchanged.
+Determinism: everything random is drawn from counter-based streams keyed by
+``(seed, purpose, names...)``: receiver noise by (receiver, local sample index) -- SplitMix64 and
+Box-Muller in a compiled kernel, :mod:`hw._medium` --, fading by (link, per-transmitter burst
+number), start delays and link phases by name (Philox). So the same seed and the same calls give
+the same samples, noise does not depend on how a window is split into ``receive`` calls, and
+adding a radio or a link leaves every other link's samples unchanged.
+
+Speed: a receiver renders only the windows it is asked for (``skip`` costs nothing), and in each
+window only the span a burst reaches; the resampling between two radios' clocks, the carrier
+rotation and the receiver noise run in compiled kernels (:mod:`hw._medium`), one pass each.
 
 Clock modes (see docs/radios.md): ``clock="sim"`` (default) — each radio's clock advances only by
 ``receive``/``skip``; the caller steps radios in lockstep, transmitters before receivers in each
@@ -31,12 +36,18 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import scipy.signal
 
-from hw.channels import INTERP_HALF, TapProfile, channel_profile, fractional_fir, sample_at
+from hw.channels import (
+    INTERP_HALF,
+    TapProfile,
+    _kernel_table,
+    channel_profile,
+    fractional_fir,
+)
 from hw.errors import RadioClosedError, RadioConfigError
 from hw.radio import ClosingContext, RadioCaps, RadioStats, as_iq, check_count, quantise_12bit
 
@@ -45,7 +56,6 @@ log = logging.getLogger(__name__)
 #: Burst-tap callback: ``tap(source_name, start, iq) -> replacement iq or None`` (keep).
 Tap = Callable[[str, float, np.ndarray], "np.ndarray | None"]
 
-_NOISE_BLOCK = 8192
 _FADING = ("block", "static", "none")
 
 
@@ -215,6 +225,13 @@ def _filtered(x: np.ndarray, h: np.ndarray, first: int, lo: int, hi: int) -> np.
     else:
         c = np.convolve(xs, h.astype(np.complex64))
     return c[h.size - 1 : h.size - 1 + (hi - lo)].astype(np.complex64)
+
+
+def _kernels() -> Any:
+    """:mod:`hw._medium` (numba), imported on first use: importing ``hw`` stays light."""
+    from hw import _medium
+
+    return _medium
 
 
 # --------------------------------------------------------------------------------------------
@@ -578,8 +595,7 @@ class LoopbackRadio(ClosingContext):
         self._t = 0  # local receive cursor (samples)
         self._tx_end = -math.inf  # medium time just after the last queued TX sample
         self._tx_count = 0
-        self._noise_key = _key(medium.seed, "noise", name)
-        self._noise_cache: tuple[int, np.ndarray] | None = None
+        self._noise_key = np.uint64(_key(medium.seed, "noise", name) & (2**64 - 1))
         self.closed = False
 
     # -- clock helpers ---------------------------------------------------------------------
@@ -796,18 +812,26 @@ class LoopbackRadio(ClosingContext):
             j_hi = min(n, math.floor((hi_u - u0) / ratio) + 1)
             if j_lo >= j_hi:
                 continue
-            if b.rate == rq:
-                i0 = math.floor(u0)
-                frac = u0 - i0
-                h, first = fractional_fir(delays - frac, taps)
-                seg = _filtered(b.iq, h, first, i0 + j_lo, i0 + j_hi)
-            else:
+            if b.rate != rq:
+                # the clocks differ: evaluate the channel's output at our sample instants
+                # and turn it by the carrier offset, in one compiled pass into y
                 h, first = fractional_fir(delays, taps)
-                u = u0 + np.arange(j_lo, j_hi, dtype=np.float64) * ratio
-                z_lo = math.floor(u[0]) - INTERP_HALF - 1
-                z_hi = math.ceil(u[-1]) + INTERP_HALF + 2
-                z = _filtered(b.iq, h, first, z_lo, z_hi)
-                seg = sample_at(z, u - z_lo)
+                th0 = 2 * math.pi * (dfreq / fs) * self._global(k0)
+                dth = 2 * math.pi * (dfreq / fs) / rq
+                if h.size == 1:     # one tap: the burst itself, scaled
+                    z, p0, gain = b.iq, u0 - first, complex(h[0])
+                else:
+                    u_a, u_b = u0 + j_lo * ratio, u0 + (j_hi - 1) * ratio
+                    z_lo = math.floor(u_a) - INTERP_HALF - 1
+                    z_hi = math.ceil(u_b) + INTERP_HALF + 2
+                    z, p0, gain = _filtered(b.iq, h, first, z_lo, z_hi), u0 - z_lo, 1 + 0j
+                _kernels().resample_rotate_add(y, z, p0, ratio, j_lo, j_hi,
+                                               _kernel_table(INTERP_HALF), gain, th0, dth)
+                continue
+            i0 = math.floor(u0)
+            frac = u0 - i0
+            h, first = fractional_fir(delays - frac, taps)
+            seg = _filtered(b.iq, h, first, i0 + j_lo, i0 + j_hi)
             if dfreq != 0.0:
                 tg = self._global(k0 + np.arange(j_lo, j_hi, dtype=np.float64))
                 seg = seg * np.exp(2j * np.pi * (dfreq / fs) * tg).astype(np.complex64)
@@ -822,24 +846,11 @@ class LoopbackRadio(ClosingContext):
         return y.astype(np.complex64, copy=False), 0
 
     def _noise(self, k0: int, n: int, sigma: float) -> np.ndarray:
-        """Receiver noise for local samples [k0, k0+n), independent of how windows are split."""
+        """Receiver noise for local samples [k0, k0+n), independent of how windows are split
+        (sample k is a function of this radio's noise key and k only: :mod:`hw._medium`)."""
         out = np.empty(n, dtype=np.complex64)
-        if n == 0:
-            return out
-        b0 = k0 // _NOISE_BLOCK
-        b1 = (k0 + n - 1) // _NOISE_BLOCK
-        for blk in range(b0, b1 + 1):
-            cache = self._noise_cache
-            if cache is not None and cache[0] == blk:
-                block = cache[1]
-            else:
-                g = _stream(self._noise_key, blk)
-                block = g.standard_normal(2 * _NOISE_BLOCK, dtype=np.float32).view(np.complex64)
-                self._noise_cache = (blk, block)
-            s = max(k0, blk * _NOISE_BLOCK)
-            e = min(k0 + n, (blk + 1) * _NOISE_BLOCK)
-            out[s - k0 : e - k0] = block[s - blk * _NOISE_BLOCK : e - blk * _NOISE_BLOCK]
-        out *= np.float32(sigma / math.sqrt(2.0))
+        if n:
+            _kernels().gaussian_noise(out, self._noise_key, k0, sigma / math.sqrt(2.0))
         return out
 
 
