@@ -168,22 +168,37 @@ def warm_up(modem: Any) -> float:
     return time.perf_counter() - t0
 
 
+def _compiled(pkg: Path, names: Iterable[str]) -> bool:
+    """Whether numba has cached kernels of the modules *names* of package directory *pkg*:
+    beside the source, or under ``NUMBA_CACHE_DIR`` (``<dir>/<package>_<hash>/``) when set."""
+    import os
+
+    where = os.environ.get("NUMBA_CACHE_DIR")
+    dirs = list(Path(where).glob(f"{pkg.name}_*")) if where else [pkg / "__pycache__"]
+    return any(any(d.glob(f"{n}.*.nbi")) for d in dirs if d.is_dir() for n in names)
+
+
 def _warm_stack_elsewhere() -> subprocess.Popen[bytes] | None:
-    """Start ``stack.mac.warm_up`` in a child process when the security kernels have never
-    been compiled from this source tree (no numba cache index beside them); else None."""
+    """Start ``stack.mac.warm_up`` and the loopback medium's kernels (``hw._medium``) in a
+    child process when either has never been compiled from this source tree (no numba cache
+    index for it, beside the source or under ``NUMBA_CACHE_DIR``); else None."""
     import os
     import sys
 
+    import hw
     import stack
 
     root = Path(stack.__file__).resolve().parent
-    caches = [root / "__pycache__", root / "crypto" / "ccm" / "__pycache__"]
-    if any(any(c.glob("*.nbi")) for c in caches if c.is_dir()) or (os.cpu_count() or 1) < 2:
+    hw_root = Path(hw.__file__).resolve().parent
+    stack_done = _compiled(root, ["*"]) or _compiled(root / "crypto" / "ccm", ["*"])
+    if (stack_done and _compiled(hw_root, ["_medium"])) or (os.cpu_count() or 1) < 2:
         return None
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(root.parent), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    code = ("from stack.mac import warm_up; warm_up(); "
+            "from hw._medium import warm_up as medium; medium()")
     try:
-        return subprocess.Popen([sys.executable, "-c", "from stack.mac import warm_up; warm_up()"],
+        return subprocess.Popen([sys.executable, "-c", code],
                                 cwd=root.parent, env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
     except OSError:
