@@ -64,6 +64,11 @@ class PhaseResult:
                 "t_start": self.t_start, "t_end": self.t_end}
 
 
+MIN_SATURATE_WINDOW = 4
+"""Packets in flight per AMS and direction at the least when saturating (``traffic.window``
+is shared by the AMSs): enough to keep an AMS's UL queue from running dry between its grants
+in a 16-AMS cell (2 each left a third of the granted UL slots of such a cell empty)."""
+
 class Trial:
     """One run of the scenario in *cfg*. ``run()`` returns ``(report_dict, trace)``.
 
@@ -225,8 +230,10 @@ class Trial:
             pairs += [(self.abs_name, ams, ams), (ams, self.abs_name, ams)]
         if quota == "cfg" and self.saturate:
             # full buffer: `window` packets in flight per direction, shared by the AMSs (a
-            # cell's queues stay as deep as a single mobile's, and drain in a phase)
-            w = max(2, -(-int(tr["window"]) // max(1, len(pairs) // 2)))
+            # cell's queues stay as deep as a single mobile's, and drain in a phase), at least
+            # MIN_SATURATE_WINDOW each: with 2, an AMS among 16 sent its two and then had
+            # nothing to report until they arrived, and its granted UL slots went empty
+            w = max(MIN_SATURATE_WINDOW, -(-int(tr["window"]) // max(1, len(pairs) // 2)))
             return self.flows.plan(label, pairs, quota=None, per_frame=w, window=w)
         q = int(tr["packets_per_direction"]) if quota == "cfg" else quota
         return self.flows.plan(label, pairs, quota=q,  # type: ignore[arg-type]
