@@ -165,6 +165,10 @@ def _arq_fault_lines(report: Mapping[str, Any]) -> list[str]:
             f"{100 * arq['retransmitted_share']:.1f} % of the bytes sent), "
             f"{arq['duplicates_dropped']} duplicates dropped, {arq['discarded']} discarded "
             f"at their lifetime")
+        fb = arq.get("feedback")
+        if fb:
+            lines.append(f"         feedback: {fb['piggybacked']} piggybacked on data blocks, "
+                         f"{fb['mpdus']} in MPDUs of their own")
         if arq.get("per_hop"):
             hop, e2e = arq["layers"]["hop"], arq["layers"]["e2e"]
             lines.append(

@@ -566,7 +566,8 @@ class Trial:
         tx: Counter[str] = Counter()
         rx: Counter[str] = Counter()
         layers: dict[str, Counter[str]] = {"hop": Counter(), "e2e": Counter()}
-        for role in [*self.roles.values(), *self.retired_roles]:
+        roles = [*self.roles.values(), *self.retired_roles]
+        for role in roles:
             for key, conn in role.arq_connections().items():
                 tx.update(conn.tx.stats)
                 rx.update(conn.rx.stats)
@@ -585,6 +586,9 @@ class Trial:
                 "discarded": tx["discarded"], "discarded_bytes": tx["discarded_bytes"],
                 "duplicates_dropped": rx["duplicates"], "skipped": rx["skipped"],
                 "per_hop": arq_per_hop(self.cfg),
+                # feedbacks that rode on a data block (DATA+ACK) / went in an MPDU of their own
+                "feedback": {k: sum(r.arq_stats[f"feedback_{k}"] for r in roles)
+                             for k in ("piggybacked", "mpdus")},
                 "layers": {k: {"blocks_sent": v["blocks_sent"],
                                "retransmissions": v["retransmissions"]}
                            for k, v in layers.items()}}
