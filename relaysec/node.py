@@ -69,6 +69,7 @@ def _largest_mpdu(payload: bytes) -> int:
 #: Size arithmetic of :class:`phy.ZoneModem` that the MAC, the zone planner and the simulator
 #: ask thousands of times a second with a few hundred distinct arguments.
 _SIZE_METHODS = ("ru_capacity", "rus_for", "overhead_symbols", "data_symbols", "zone_samples")
+_SIZE_MEMOS: dict[tuple[Any, ...], dict[str, Any]] = {}
 
 
 def memoize_sizes(modem: ZoneModem) -> ZoneModem:
@@ -78,11 +79,18 @@ def memoize_sizes(modem: ZoneModem) -> ZoneModem:
     Why: each answer walks the punctured code's length (``phy.fec``), and the MAC and planner
     ask per zone and per candidate size (16 000 calls in the default trial, a fifth of its
     run time). The functions depend only on their integer/MCS arguments and the modem's fixed
-    numerology, so the memo changes no result; errors are not cached (they raise every time)."""
+    numerology, so the memo changes no result; errors are not cached (they raise every time).
+    Modems of the same numerology (every station of a cell) share one memo."""
+    sig = (type(modem), modem.profile.name, modem.max_payload, modem.max_data_symbols,
+           modem.max_entries, modem.ru_per_symbol)
+    shared = _SIZE_MEMOS.setdefault(sig, {})
     for name in _SIZE_METHODS:
         fn = getattr(modem, name, None)
-        if fn is not None and not hasattr(fn, "cache_info"):
-            setattr(modem, name, functools.lru_cache(maxsize=8192)(fn))
+        if fn is None or hasattr(fn, "cache_info"):
+            continue
+        if name not in shared:
+            shared[name] = functools.lru_cache(maxsize=8192)(fn)
+        setattr(modem, name, shared[name])
     return modem
 
 
