@@ -38,6 +38,7 @@ import errno
 import logging
 import math
 import threading
+import time
 
 import numpy as np
 
@@ -81,17 +82,43 @@ USB_JITTER_MS = 0.3
 TX_QUEUE_MAX_SAMPLES = 1 << 24
 
 
+#: Least air (seconds) the wall-clock medium keeps behind *now* for late readers, whatever the
+#: kernel queues: it bounds how far a reader may lag before the medium's own guard drops samples.
+MIN_BACKLOG_S = 0.5
+
+
 class Air:
-    """Coordinates the emulated radios of one medium (cyclic transmitters)."""
+    """Coordinates the emulated radios of one medium (cyclic transmitters, how much past air
+    the medium keeps)."""
 
     def __init__(self, medium: Medium) -> None:
         self.medium = medium
         self.paths: list[MediumPath] = []
         self._lock = threading.Lock()
+        self.update_backlog()
+
+    def update_backlog(self) -> None:
+        """Keep on a wall-clock medium only the past air a reader can still ask for.
+
+        A reader lags at most its kernel queue (``buffers_count`` blocks of its buffer, see
+        :meth:`MediumPath._kernel_queue`) plus the block it is reading; the medium's own overflow
+        guard (``rx_backlog``) is set to twice the deepest queue of any radio (at least
+        :data:`MIN_BACKLOG_S`), so it never pre-empts the kernel-queue model, and the medium
+        forgets bursts older than that. Every read scans the medium's bursts (under its lock),
+        so seconds of streamed air kept for nobody made every read slower.
+        """
+        m = self.medium
+        if not m.wall:
+            return
+        with self._lock:
+            deepest = max(((p.buffers_count + 1) * p.rx_block for p in self.paths), default=0)
+        m.rx_backlog = max(2.0 * deepest, MIN_BACKLOG_S * m.sample_rate)
+        m.retention = 0.0
 
     def attach(self, path: MediumPath) -> None:
         with self._lock:
             self.paths.append(path)
+        self.update_backlog()
 
     def detach(self, path: MediumPath) -> None:
         with self._lock:
@@ -143,6 +170,9 @@ class MediumPath:
         self._resume: int | None = None  # local index where the stream resumes after a gap
         self._rate = self.medium.sample_rate
         self._warned: set[str] = set()
+        #: Samples of the last RX request (the kernel blocks' size; sets how much past air the
+        #: medium keeps, :meth:`Air.update_backlog`).
+        self.rx_block = 0
         air.attach(self)
 
     # ------------------------------------------------------------------ clock helpers
@@ -154,6 +184,17 @@ class MediumPath:
 
     def _now(self) -> float:
         return float(self.medium.now())
+
+    def _since(self, started: float | None) -> float:
+        """Medium time of the wall-clock instant ``started`` (``time.monotonic()``: when the
+        request's command line arrived), or now. The modelled USB transfer starts there, so the
+        time the emulator itself spends reading and converting the payload is part of the
+        transfer's modelled duration instead of being added to it."""
+        now = self._now()
+        rate = getattr(self.medium.clock, "rate", None)
+        if started is None or not self.medium.wall or not rate:
+            return now
+        return now - max(0.0, time.monotonic() - started) * float(rate)
 
     def _warn_once(self, key: str, message: str, *args: object) -> None:
         if key not in self._warned:
@@ -180,6 +221,7 @@ class MediumPath:
             self.tx_buffers_count = max(1, int(count))
         else:
             self.buffers_count = max(1, int(count))
+            self.air.update_backlog()
 
     def attach_registers(self, rx: CoreRegisters, tx: CoreRegisters) -> None:
         self._rx_regs, self._tx_regs = rx, tx
@@ -218,8 +260,8 @@ class MediumPath:
         clock.sleep_until(end)
         return end
 
-    def rx(self, n: int, *, max_wait_s: float) -> np.ndarray:
-        since = self._now()
+    def rx(self, n: int, *, max_wait_s: float, started: float | None = None) -> np.ndarray:
+        since = self._since(started)
         out = self._rx(n, max_wait_s=max_wait_s)
         self._usb(n, since, max_wait_s)
         if self.recorder is not None:
@@ -228,6 +270,9 @@ class MediumPath:
 
     def _rx(self, n: int, *, max_wait_s: float) -> np.ndarray:
         self._check_rate()
+        if n > self.rx_block:  # a larger block: the medium keeps more past air for it
+            self.rx_block = n
+            self.air.update_backlog()
         fs = self.medium.sample_rate
         if self.medium.wall:
             self._kernel_queue(n)
@@ -282,10 +327,12 @@ class MediumPath:
         codes = np.clip(np.rint(x * 2048.0), -2048, 2047) / np.float32(2048.0)
         return codes.astype(np.float32).view(np.complex64)
 
-    def tx(self, iq: np.ndarray, *, cyclic: bool, max_wait_s: float) -> None:
+    def tx(self, iq: np.ndarray, *, cyclic: bool, max_wait_s: float,
+           started: float | None = None) -> None:
         self._check_rate()
         iq = np.asarray(iq, np.complex64)
-        arrived = self._usb(iq.size, self._now(), max_wait_s)  # the block must cross USB first
+        # the block must cross USB first; the crossing began when the WRITEBUF line arrived
+        arrived = self._usb(iq.size, self._since(started), max_wait_s)
         # the block reached the device when its transfer ended, not when this thread woke up
         arrived_local = self._local(min(self._now(), arrived if arrived is not None
                                         else self._now()))

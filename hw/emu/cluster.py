@@ -230,6 +230,17 @@ def _serial(name: str, seed: int) -> str:
     return hashlib.sha256(f"relaysec-emu/{seed}/{name}".encode()).hexdigest()[:34]
 
 
+def _warm_medium() -> None:
+    """Load the medium's compiled kernels now: on the wall clock the first READBUF would
+    otherwise pay it (~0.5 s from numba's cache) while the air runs on, and the radio's
+    first reads would overflow its kernel queue."""
+    try:
+        from hw import _medium
+    except ImportError:  # an older medium without compiled kernels: nothing to load
+        return
+    _medium.warm_up()
+
+
 def create_emulators(n: int, config: EmulatorConfig | None = None) -> EmulatorCluster:
     """Start ``n`` emulated Plutos on one medium (caller closes the cluster)."""
     cfg = config or EmulatorConfig()
@@ -238,7 +249,10 @@ def create_emulators(n: int, config: EmulatorConfig | None = None) -> EmulatorCl
     names = list(cfg.names) or [f"pluto{i}" for i in range(n)]
     ppms = list(cfg.ppm) if isinstance(cfg.ppm, tuple) else [cfg.ppm] * n
     clock: object = WallClock(rate, speed=cfg.speed) if cfg.clock == "wall" else "sim"
-    # rx_backlog: the medium's own overflow guard must not pre-empt the kernel-queue model
+    if cfg.clock == "wall":
+        _warm_medium()
+    # rx_backlog: the medium's own overflow guard must not pre-empt the kernel-queue model;
+    # on the wall clock Air.update_backlog sizes it (and what the medium keeps) from the queues
     medium = Medium(rate, seed=cfg.seed, clock=clock,  # type: ignore[arg-type]
                     rx_backlog=3.0 * rate)
     air = Air(medium)

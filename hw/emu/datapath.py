@@ -46,11 +46,14 @@ class DataPath(Protocol):
     def start_rx(self) -> None:
         """An RX buffer was opened: capture starts now (hardware starts its DMA here)."""
 
-    def rx(self, n: int, *, max_wait_s: float) -> np.ndarray:
-        """Next ``n`` received samples, complex64 full scale, on the 12-bit grid."""
+    def rx(self, n: int, *, max_wait_s: float, started: float | None = None) -> np.ndarray:
+        """Next ``n`` received samples, complex64 full scale, on the 12-bit grid. ``started``:
+        ``time.monotonic()`` when the request arrived (a timing model counts from there)."""
 
-    def tx(self, iq: np.ndarray, *, cyclic: bool, max_wait_s: float) -> None:
-        """Send one buffer (complex64 full scale); ``cyclic`` repeats it until :meth:`stop_tx`."""
+    def tx(self, iq: np.ndarray, *, cyclic: bool, max_wait_s: float,
+           started: float | None = None) -> None:
+        """Send one buffer (complex64 full scale); ``cyclic`` repeats it until :meth:`stop_tx`.
+        ``started``: ``time.monotonic()`` when the request arrived."""
 
     def stop_tx(self) -> None:
         """Destroying the TX buffer: a cyclic transmission ends."""
@@ -106,7 +109,8 @@ class LocalLoop:
     def start_rx(self) -> None:
         return None
 
-    def tx(self, iq: np.ndarray, *, cyclic: bool, max_wait_s: float) -> None:
+    def tx(self, iq: np.ndarray, *, cyclic: bool, max_wait_s: float,
+           started: float | None = None) -> None:
         iq = np.asarray(iq, dtype=np.complex64).copy()
         with self._lock:
             if cyclic:
@@ -142,8 +146,8 @@ class LocalLoop:
             self._cyclic_pos = int((self._cyclic_pos + n - pos) % c.size)
         return out
 
-    def rx(self, n: int, *, max_wait_s: float) -> np.ndarray:
-        t0 = time.monotonic()
+    def rx(self, n: int, *, max_wait_s: float, started: float | None = None) -> np.ndarray:
+        t0 = time.monotonic() if started is None else started
         with self._lock:
             s = self._settings
             sig = self._take(n)

@@ -37,6 +37,7 @@ import socketserver
 import struct
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -351,6 +352,7 @@ class _Handler(socketserver.StreamRequestHandler):
 
     server: PlutoServer
     rfile: BinaryIO
+    _started: float | None = None
 
     def setup(self) -> None:
         with self.server._buf_lock:
@@ -415,6 +417,7 @@ class _Handler(socketserver.StreamRequestHandler):
                 return
             if not line:
                 return
+            self._started = time.monotonic()  # a data transfer's timing model counts from here
             if not line.endswith(b"\n"):
                 if len(line) >= MAX_LINE:
                     self._refuse_long_line()
@@ -533,6 +536,32 @@ class _Handler(socketserver.StreamRequestHandler):
         self.server.context.write_attr(dev, kind, attr, value, chan)
         self._reply(length)
 
+    def _words(self, count: int) -> np.ndarray:
+        """This connection's reusable int16 receive buffer, at least ``count`` words (a
+        streaming client pushes the same size again and again: no allocation per push)."""
+        buf = getattr(self, "_wordbuf", None)
+        if buf is None or buf.size < count:
+            buf = self._wordbuf = np.empty(count, "<i2")
+        return buf
+
+    def _read_into(self, out: np.ndarray) -> None:
+        """Fill ``out`` from the payload (``readinto``: no intermediate bytes object); a client
+        that closes or stalls mid-payload is dropped, as in :meth:`_read_exact`."""
+        view = memoryview(out).cast("B")
+        got = 0
+        with self._receiving():
+            while got < len(view):
+                k = self.rfile.readinto(view[got:])
+                if not k:
+                    break
+                got += k
+        if got != len(view):
+            self.server._warn("stalled_clients", "%s: client %s sent %d of %d payload bytes, then "
+                              "closed or stalled for %g s; dropped it and released its buffers",
+                              self.server.name, self.client_address[0], got, len(view),
+                              self.server.stall_timeout_s)
+            raise _StalledError(f"payload ended after {got}/{len(view)} bytes")
+
     def _read_exact(self, n: int) -> bytes:
         with self._receiving():
             data = self.rfile.read(n)
@@ -639,7 +668,8 @@ class _Handler(socketserver.StreamRequestHandler):
     def _readbuf(self, args: list[str]) -> None:
         buf, nbytes = self._buffer(args, output=False)
         n = nbytes // buf.sample_size
-        iq = np.asarray(self.server.data.rx(n, max_wait_s=self._max_wait_s), np.complex64)
+        iq = np.asarray(self.server.data.rx(n, max_wait_s=self._max_wait_s,
+                                            started=self._started), np.complex64)
         if iq.shape != (n,):
             raise IioError(errno.EIO, f"data path returned {iq.shape} samples, not {n}")
         cols = [0 if c.scan_index == 0 else 1 for c in buf.channels]
@@ -662,13 +692,21 @@ class _Handler(socketserver.StreamRequestHandler):
         n = nbytes // buf.sample_size
         k = len(buf.channels)
         iq = np.zeros(n, np.complex64)
+        comp = iq.view(np.float32).reshape(n, 2)
+        cols = [0 if ch.scan_index == 0 else 1 for ch in buf.channels]
+        words = self._words(min(n, _CHUNK) * k)
         for start in range(0, n, _CHUNK):  # the payload is read and converted chunk by chunk
             m = min(_CHUNK, n - start)
-            words = np.frombuffer(self._read_exact(m * buf.sample_size), "<i2").reshape(m, k)
-            for i, ch in enumerate(buf.channels):
-                part = iq.real if ch.scan_index == 0 else iq.imag
-                part[start:start + m] = words[:, i].astype(np.float32) / np.float32(32768.0)
-        self.server.data.tx(iq, cyclic=buf.cyclic, max_wait_s=self._max_wait_s)
+            chunk = words[:m * k]
+            self._read_into(chunk)
+            if cols == [0, 1]:  # I and Q: one pass, straight into the complex samples
+                np.multiply(chunk.reshape(m, 2), np.float32(1.0 / 32768.0),
+                            out=comp[start:start + m], dtype=np.float32)
+            else:
+                for i, c in enumerate(cols):
+                    comp[start:start + m, c] = chunk[i::k] * np.float32(1.0 / 32768.0)
+        self.server.data.tx(iq, cyclic=buf.cyclic, max_wait_s=self._max_wait_s,
+                            started=self._started)
         buf.pushed = True
         self._reply(nbytes)
 

@@ -163,3 +163,69 @@ def test_many_concurrent_connections(emulator: PlutoServer) -> None:
     for t in threads:
         t.join(10)
     assert results == [b"18000000\0\n"] * 160
+
+
+class _SpyPath:
+    """A data path that records what WRITEBUF handed it (and when the request arrived)."""
+
+    def __init__(self) -> None:
+        self.pushed: list[tuple[np.ndarray, float | None]] = []
+
+    def configure(self, settings: object) -> None:
+        return None
+
+    def attach_registers(self, rx: object, tx: object) -> None:
+        return None
+
+    def set_kernel_buffers(self, count: int, *, output: bool = False) -> None:
+        return None
+
+    def start_rx(self) -> None:
+        return None
+
+    def rx(self, n: int, *, max_wait_s: float, started: float | None = None) -> np.ndarray:
+        return np.zeros(n, np.complex64)
+
+    def tx(self, iq: np.ndarray, *, cyclic: bool, max_wait_s: float,
+           started: float | None = None) -> None:
+        self.pushed.append((iq.copy(), started))
+
+    def stop_tx(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+@pytest.mark.parametrize("mask,cols", [("00000003", (0, 1)), ("00000001", (0,)),
+                                       ("00000002", (1,))])
+def test_writebuf_payload_is_converted_exactly_and_stamped(mask: str, cols: tuple[int, ...]
+                                                           ) -> None:
+    """The payload is read into a reused buffer and converted in place (int16 / 32768), in
+    chunks for large pushes, for I+Q, I only and Q only; the path gets the monotonic time the
+    WRITEBUF line arrived, which its USB model counts from."""
+    import time
+
+    spy = _SpyPath()
+    with PlutoServer(data=spy) as srv:  # type: ignore[arg-type]
+        c = Client(srv)
+        try:
+            n = 70_000  # more than one 64 k-sample conversion chunk
+            rng = np.random.default_rng(3)
+            words = rng.integers(-32768, 32767, (n, len(cols)), endpoint=True).astype("<i2")
+            assert c.cmd(f"OPEN iio:device2 {n} {mask}") == 0
+            for _ in range(2):  # the second push reuses the connection's receive buffer
+                before = time.monotonic()
+                assert c.cmd(f"WRITEBUF iio:device2 {words.nbytes}") == 0
+                c.send(words.tobytes())
+                assert c.integer() == words.nbytes
+                iq, started = spy.pushed[-1]
+                assert started is not None and before <= started <= time.monotonic()
+                comp = iq.view(np.float32).reshape(n, 2)
+                for i, col in enumerate(cols):
+                    np.testing.assert_array_equal(comp[:, col], words[:, i] / np.float32(32768))
+                for col in {0, 1} - set(cols):
+                    assert not comp[:, col].any()
+                words = words[::-1].copy()
+        finally:
+            c.close()
