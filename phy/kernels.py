@@ -202,17 +202,43 @@ def viterbi_k7(llr: np.ndarray, sx: np.ndarray, sy: np.ndarray) -> np.ndarray:  
     return out
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath={"contract"}, inline="always")
+def _llr_pam8(x: float, wi: float, l1: float, l3: float, l5: float,
+              l7: float) -> tuple[float, float, float, float]:  # pragma: no cover - numba
+    """Max-log LLRs of the three bits of one 64QAM axis value ``x`` (Gray labels: sign,
+    then magnitude 00 -> 7, 01 -> 5, 11 -> 3, 10 -> 1; levels ``l1 .. l7`` > 0) times ``wi``,
+    and the squared distance to the nearest level. Each LLR is the difference of the two
+    subsets' smallest squared distances, taken on ``|x|`` (the subsets are symmetric, and the
+    nearest level of the other sign is ``-l1``)."""
+    a = abs(x)
+    d1 = (a - l1) * (a - l1)
+    d3 = (a - l3) * (a - l3)
+    d5 = (a - l5) * (a - l5)
+    d7 = (a - l7) * (a - l7)
+    m13 = min(d1, d3)
+    m57 = min(d5, d7)
+    near = min(m13, m57)
+    s0 = wi * ((a + l1) * (a + l1) - near)
+    return (s0 if x >= 0 else -s0), wi * (m13 - m57), wi * (min(d3, d5) - min(d1, d7)), near
+
+
+@njit(cache=True, nogil=True, fastmath={"contract"}, inline="always")
+def _llr_pam4(x: float, wi: float, l1: float,
+              l3: float) -> tuple[float, float, float]:  # pragma: no cover - numba
+    """:func:`_llr_pam8` for a 16QAM axis (sign, then magnitude 0 -> 3, 1 -> 1)."""
+    a = abs(x)
+    d1 = (a - l1) * (a - l1)
+    d3 = (a - l3) * (a - l3)
+    near = min(d1, d3)
+    s0 = wi * ((a + l1) * (a + l1) - near)
+    return (s0 if x >= 0 else -s0), wi * (d1 - d3), near
+
+
+@njit(cache=True, nogil=True, fastmath={"contract"})
 def demap_maxlog(z: np.ndarray, w: np.ndarray, alpha: np.ndarray, beta: np.ndarray,
                  nearest: np.ndarray, inv_cell: float, dest: np.ndarray,
                  out: np.ndarray) -> np.ndarray:  # pragma: no cover - numba
-    """Exact max-log LLRs for Gray square QAM by cell lookup, scattered to ``out[dest[p]]``.
-
-    Per axis value ``u`` the cell ``clip(floor(u * inv_cell) + nc/2, 0, nc-1)`` (cells are 2A
-    wide, bounded by the midpoints of the PAM levels) fixes, for every bit, the nearest level
-    with the bit 0 (``L0``) and with the bit 1 (``L1``), so
-    ``LLR = w ((u-L1)^2 - (u-L0)^2) = w (alpha u + beta)`` with ``alpha = 2 (L0 - L1)`` and
-    ``beta = L1^2 - L0^2`` tabulated per (cell, bit); ``nearest`` gives the hard decision.
+    """Exact max-log LLRs for Gray square QAM, scattered to ``out[dest[p]]``.
 
     ``z`` complex64, ``w`` float32 (1/s2 per symbol); tables from ``phy.qam.demap_tables``.
     The first m bits of a symbol ride on I, the next m on Q; positive LLR means bit 0.
@@ -221,6 +247,15 @@ def demap_maxlog(z: np.ndarray, w: np.ndarray, alpha: np.ndarray, beta: np.ndarr
     demapping; the modem passes a map that folds the deinterleaver and the depuncturer into
     this one pass, so the LLRs land directly in the decoder's input buffer.
     Returns ``err`` float32 [len(z)], the squared distance to the nearest point (for EVM).
+
+    16QAM and 64QAM (the ladder's): per axis the smallest squared distance to each bit's
+    level subsets (:func:`_llr_pam8`, :func:`_llr_pam4`; the levels are ``nearest``'s
+    positive half), branch-free, so the loop runs in vector registers; then the scatter.
+    Other sizes: per axis value the cell ``clip(floor(u * inv_cell) + nc/2, 0, nc-1)``
+    (cells are 2A wide, bounded by the midpoints of the PAM levels) fixes, for every bit, the
+    nearest level with the bit 0 (``L0``) and with the bit 1 (``L1``), so ``LLR = w ((u-L1)^2
+    - (u-L0)^2) = w (alpha u + beta)`` with ``alpha = 2 (L0 - L1)`` and ``beta = L1^2 - L0^2``
+    tabulated per (cell, bit). QPSK: one bit per axis, ``w (alpha u + beta)``.
     """
     n = z.size
     nc = alpha.shape[0]
@@ -245,6 +280,37 @@ def demap_maxlog(z: np.ndarray, w: np.ndarray, alpha: np.ndarray, beta: np.ndarr
             dv = v - (nearest[1] if v >= 0 else nearest[0])
             err[i] = du * du + dv * dv
         return err
+    if m == 2 or m == 3:
+        t = np.empty(n * 2 * m, dtype=np.float32)
+        if m == 3:
+            l1, l3, l5, l7 = nearest[half], nearest[half + 1], nearest[half + 2], nearest[half + 3]
+            for i in range(n):
+                wi = w[i]
+                a0, a1, a2, eu = _llr_pam8(z[i].real, wi, l1, l3, l5, l7)
+                b0, b1, b2, ev = _llr_pam8(z[i].imag, wi, l1, l3, l5, l7)
+                t[6 * i] = a0
+                t[6 * i + 1] = a1
+                t[6 * i + 2] = a2
+                t[6 * i + 3] = b0
+                t[6 * i + 4] = b1
+                t[6 * i + 5] = b2
+                err[i] = eu + ev
+        else:
+            l1, l3 = nearest[half], nearest[half + 1]
+            for i in range(n):
+                wi = w[i]
+                a0, a1, eu = _llr_pam4(z[i].real, wi, l1, l3)
+                b0, b1, ev = _llr_pam4(z[i].imag, wi, l1, l3)
+                t[4 * i] = a0
+                t[4 * i + 1] = a1
+                t[4 * i + 2] = b0
+                t[4 * i + 3] = b1
+                err[i] = eu + ev
+        for p in range(t.size):
+            d = dest[p]
+            if d >= 0:
+                out[d] = t[p]
+        return err
     for i in range(n):
         wi = w[i]
         e = np.float32(0.0)
@@ -266,7 +332,27 @@ def demap_maxlog(z: np.ndarray, w: np.ndarray, alpha: np.ndarray, beta: np.ndarr
     return err
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath={"contract"})
+def _phasors(n: int, ph0: float, step: float, pr: np.ndarray,
+             pi: np.ndarray) -> None:  # pragma: no cover - numba
+    """``exp(j (ph0 + step m))`` for ``m < n`` into ``pr`` (real) and ``pi`` (imaginary),
+    float64: the first 8 exactly, then 8 interleaved recurrences ``p[m] = p[m-8] exp(j 8
+    step)``. Each block of 8 is independent of the others in it, so the loop runs in vector
+    registers (one recurrence through every sample was a latency-bound chain: 2.5 ns per
+    sample against ~0.5 for the whole window now)."""
+    for m in range(min(8, n)):
+        pr[m] = np.cos(ph0 + step * m)
+        pi[m] = np.sin(ph0 + step * m)
+    s8r, s8i = np.cos(8 * step), np.sin(8 * step)
+    for b in range(8, n, 8):
+        for t in range(min(8, n - b)):
+            a = pr[b + t - 8]
+            c = pi[b + t - 8]
+            pr[b + t] = a * s8r - c * s8i
+            pi[b + t] = a * s8i + c * s8r
+
+
+@njit(cache=True, nogil=True, fastmath={"contract"})
 def equalize(Y: np.ndarray, H: np.ndarray, dpos: np.ndarray, cpe: np.ndarray, slope: np.ndarray,
              fidx: np.ndarray, inv_sigma2: float):  # pragma: no cover - numba
     """Phase-correct and zero-force the data subcarriers of a block of symbols.
@@ -275,6 +361,10 @@ def equalize(Y: np.ndarray, H: np.ndarray, dpos: np.ndarray, cpe: np.ndarray, sl
     data positions; ``cpe``, ``slope`` (n_sym,) float64 phase model ``cpe + slope * fidx``;
     ``fidx`` (n_used,) float64 subcarrier frequency index. Returns ``z`` complex64 and LLR
     weights ``w = |H|^2 / sigma^2`` float32, both flattened (n_sym * n_data) in symbol order.
+
+    Per symbol: ``exp(-j ph_k)`` along each run of adjacent subcarriers (below and above DC)
+    as one :func:`_phasors` table, every used subcarrier corrected in one pass (vector
+    registers), then the data positions gathered.
     """
     n_sym, n_data = dpos.shape
     n_used = fidx.size
@@ -294,28 +384,35 @@ def equalize(Y: np.ndarray, H: np.ndarray, dpos: np.ndarray, cpe: np.ndarray, sl
         gr[k] = h.real / h2
         gi[k] = -h.imag / h2
         wk[k] = h2 * inv_sigma2
+    # runs of adjacent frequencies: starts[q] .. starts[q+1]-1
+    starts = np.empty(n_used + 1, np.int64)
+    nr = 1
+    starts[0] = 0
+    for k in range(1, n_used):
+        if fidx[k] != fidx[k - 1] + 1.0:
+            starts[nr] = k
+            nr += 1
+    starts[nr] = n_used
+    zr = np.empty(n_used, dtype=np.complex64)
     for l in range(n_sym):
-        # exp(-j ph_k) along the used band by recurrence (one cos/sin per symbol, not per bin)
-        ph0 = cpe[l] + slope[l] * fidx[0]
-        cr, ci = np.cos(ph0), np.sin(ph0)
-        sr, si = np.cos(slope[l]), np.sin(slope[l])
-        rc[0], rs[0] = cr, ci
-        for k in range(1, n_used):
-            steps = int(fidx[k] - fidx[k - 1])
-            for _ in range(steps):
-                cr, ci = cr * sr - ci * si, cr * si + ci * sr
-            rc[k], rs[k] = cr, ci
-        for j in range(n_data):
-            k = dpos[l, j]
-            y = Y[l, k]
-            c = rc[k]
-            s = rs[k]
+        for q in range(nr):
+            k0, k1 = starts[q], starts[q + 1]
+            _phasors(k1 - k0, -(cpe[l] + slope[l] * fidx[k0]), -slope[l], rc[k0:k1],
+                     rs[k0:k1])
+        yrow = Y[l]
+        for k in range(n_used):
             # y * exp(-j ph) * conj(h) / |h|^2
+            y = yrow[k]
+            c = rc[k]
+            s = -rs[k]
             yr = y.real * c + y.imag * s
             yi = y.imag * c - y.real * s
-            idx = l * n_data + j
-            z[idx] = complex(yr * gr[k] - yi * gi[k], yr * gi[k] + yi * gr[k])
-            w[idx] = wk[k]
+            zr[k] = complex(yr * gr[k] - yi * gi[k], yr * gi[k] + yi * gr[k])
+        o = l * n_data
+        for j in range(n_data):
+            k = dpos[l, j]
+            z[o + j] = zr[k]
+            w[o + j] = wk[k]
     return z, w
 
 
@@ -585,62 +682,135 @@ def phase_trend(ph: np.ndarray, x: np.ndarray) -> float:  # pragma: no cover - n
     return num / den if den > 0 else 0.0
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath={"reassoc", "contract"}, inline="always")
+def _cdot(ar: np.ndarray, ai: np.ndarray, br: np.ndarray,
+          bi: np.ndarray) -> tuple[float, float]:  # pragma: no cover - numba
+    """``sum a b`` of two complex vectors given as real and imaginary parts (float64;
+    reassociated, so it runs in vector registers)."""
+    sr = 0.0
+    si = 0.0
+    for j in range(ar.size):
+        sr += ar[j] * br[j] - ai[j] * bi[j]
+        si += ar[j] * bi[j] + ai[j] * br[j]
+    return sr, si
+
+
+@njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
 def diff_corr(Yfull: np.ndarray, bins: np.ndarray, c: np.ndarray,
               shifts: np.ndarray) -> np.ndarray:  # pragma: no cover - numba
     """Differential correlation metric for the integer-CFO search.
 
     ``metric[g] = |sum_k Y[b_k + s_g] conj(Y[b_{k+1} + s_g]) c_k|`` (bins modulo NFFT) with
     ``Yfull`` complex64 (NFFT,), ``bins`` int64 used bins, ``c`` complex64 (len(bins)-1,)
-    = ``conj(X_k) X_{k+1}``, ``shifts`` int64. Returns float64 (len(shifts),).
+    = ``conj(X_k) X_{k+1}``, ``shifts`` int64 (|shift| < NFFT). Returns float64
+    (len(shifts),).
+
+    The adjacent-bin products ``R[f] = Y[f] conj(Y[f+1])`` are formed once over the spectrum
+    laid out by frequency (twice over, so a shifted index never wraps); a shift is then one
+    reassociated dot product of a slice of ``R`` with ``c`` per run of frequency-adjacent
+    used bins (two: below and above DC) plus the product across each gap (the DC hole). Was
+    one triple product per pair and shift, latency-bound on the complex accumulator.
     """
     nfft = Yfull.size
     n = bins.size
+    half = nfft // 2
+    m = 2 * nfft + 1
+    er = np.empty(m)
+    ei = np.empty(m)
+    b = half
+    for i in range(m):  # er[i] + j ei[i] = Y at frequency i - half (mod nfft; nfft is even)
+        er[i] = Yfull[b].real
+        ei[i] = Yfull[b].imag
+        b += 1
+        if b == nfft:
+            b = 0
+    rr = np.empty(m - 1)
+    ri = np.empty(m - 1)
+    for i in range(m - 1):
+        rr[i] = er[i] * er[i + 1] + ei[i] * ei[i + 1]
+        ri[i] = ei[i] * er[i + 1] - er[i] * ei[i + 1]
+    cr = np.empty(max(n - 1, 0))
+    ci = np.empty(max(n - 1, 0))
+    for k in range(n - 1):
+        cr[k] = c[k].real
+        ci[k] = c[k].imag
+    f = np.empty(n, np.int64)  # index of each used bin in er/ei (first copy)
+    for k in range(n):
+        v = bins[k] + half
+        f[k] = v - nfft if v >= nfft else v
+    # runs of pairs whose bins are adjacent: pairs rs[q] .. re[q]-1, then the gap pair re[q]
+    rs = np.empty(n + 1, np.int64)
+    re = np.empty(n + 1, np.int64)
+    nr = 0
+    k = 0
+    while k < n - 1:
+        e = k
+        while e < n - 1 and f[e + 1] == f[e] + 1:
+            e += 1
+        rs[nr] = k
+        re[nr] = e
+        nr += 1
+        k = e + 1 if e < n - 1 else e
     out = np.empty(shifts.size)
     for g in range(shifts.size):
-        # bins are wrapped once per shift, outside the product loop (a Python-semantics modulo
-        # per element was most of this kernel's time)
-        sh = shifts[g] % nfft
-        acc = 0j
-        b = bins[0] + sh
-        prev = Yfull[b - nfft if b >= nfft else b]
-        for k in range(n - 1):
-            b = bins[k + 1] + sh
-            cur = Yfull[b - nfft if b >= nfft else b]
-            acc += prev * np.conj(cur) * c[k]
-            prev = cur
-        out[g] = abs(acc)
+        s = shifts[g]
+        if s < 0:
+            s += nfft
+        accr = 0.0
+        acci = 0.0
+        for q in range(nr):
+            k = rs[q]
+            e = re[q]
+            o = f[k] + s
+            sr, si = _cdot(rr[o: o + e - k], ri[o: o + e - k], cr[k: e], ci[k: e])
+            accr += sr
+            acci += si
+            if e < n - 1:
+                p0 = f[e] + s
+                p1 = f[e + 1] + s
+                pr = er[p0] * er[p1] + ei[p0] * ei[p1]
+                pim = ei[p0] * er[p1] - er[p0] * ei[p1]
+                accr += pr * cr[e] - pim * ci[e]
+                acci += pr * ci[e] + pim * cr[e]
+        out[g] = np.sqrt(accr * accr + acci * acci)
     return out
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath={"contract"})
 def gather_windows(r: np.ndarray, s0: int, n_sym: int, stride: int, nfft: int,
                    w_step: float):  # pragma: no cover - numba
     """FFT windows ``r[s0 + l*stride + n]`` (n < nfft) of n_sym symbols, each sample rotated by
     ``exp(-j w_step (s0 + l*stride + n))`` (CFO removal; phase referenced to sample 0 of the
-    buffer). ``r`` complex64; returns (n_sym, nfft) complex64. The phase is computed exactly at
-    the start of every window and advanced by recurrence inside it."""
+    buffer). ``r`` complex64; returns (n_sym, nfft) complex64. The phase is exact at the start
+    of every window; inside it a table of ``exp(-j w_step n)`` (:func:`_phasors`, once per
+    call) times the window's start phasor, in float64."""
     out = np.empty((n_sym, nfft), dtype=np.complex64)
-    sr, si = np.cos(w_step), -np.sin(w_step)
+    tr = np.empty(nfft)
+    ti = np.empty(nfft)
+    _phasors(nfft, 0.0, -w_step, tr, ti)
     for l in range(n_sym):
         base = s0 + l * stride
         ph = -w_step * base
         cr, ci = np.cos(ph), np.sin(ph)
+        row = r[base: base + nfft]
+        orow = out[l]
         for n in range(nfft):
-            x = r[base + n]
-            out[l, n] = complex(x.real * cr - x.imag * ci, x.real * ci + x.imag * cr)
-            cr, ci = cr * sr - ci * si, cr * si + ci * sr
+            pr = cr * tr[n] - ci * ti[n]
+            pi = cr * ti[n] + ci * tr[n]
+            x = row[n]
+            orow[n] = complex(x.real * pr - x.imag * pi, x.real * pi + x.imag * pr)
     return out
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
 def sc_blocks(r: np.ndarray, lag: int,
               block: int) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - numba
     """Block sums over a complex64 stream for the Schmidl-Cox metric.
 
     Returns ``(p, e)``: ``p[i] = sum_{m in [iB, iB+B)} conj(r[m]) r[m+lag]`` for the
     ``(len(r) - lag) // B`` complete blocks and ``e[i] = sum_{m in [iB, iB+B)} |r[m]|^2`` for the
-    ``len(r) // B`` complete blocks (complex128 / float64 accumulators).
+    ``len(r) // B`` complete blocks (complex128 / float64 accumulators, reassociated within a
+    block so the sums run in vector registers).
     """
     n = r.size
     nbp = (n - lag) // block if n > lag else 0
@@ -652,16 +822,22 @@ def sc_blocks(r: np.ndarray, lag: int,
         acc_pr = 0.0
         acc_pi = 0.0
         base = i * block
-        for m in range(base, base + block):
-            x = r[m]
-            acc_e += x.real * x.real + x.imag * x.imag
-            if i < nbp:
-                y = r[m + lag]
-                acc_pr += x.real * y.real + x.imag * y.imag
-                acc_pi += x.real * y.imag - x.imag * y.real
-        e[i] = acc_e
+        x = r[base: base + block]
         if i < nbp:
+            y = r[base + lag: base + lag + block]
+            for m in range(block):
+                xr = np.float64(x[m].real)
+                xi = np.float64(x[m].imag)
+                acc_e += xr * xr + xi * xi
+                acc_pr += xr * y[m].real + xi * y[m].imag
+                acc_pi += xr * y[m].imag - xi * y[m].real
             p[i] = complex(acc_pr, acc_pi)
+        else:
+            for m in range(block):
+                xr = np.float64(x[m].real)
+                xi = np.float64(x[m].imag)
+                acc_e += xr * xr + xi * xi
+        e[i] = acc_e
     return p, e
 
 
@@ -873,25 +1049,25 @@ def cp_corr(r: np.ndarray, first: int, n_sym: int, stride: int, nfft: int, a: in
     return out
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath={"contract"})
 def gather_windows_ramp(r: np.ndarray, s0: int, n_sym: int, stride: int, nfft: int,
                         w_step: float, dw: np.ndarray):  # pragma: no cover - numba
     """:func:`gather_windows` with window ``l``'s samples further rotated by ``exp(-j dw[l]
     (n - (nfft - 1) / 2))``: a phase ramp of slope ``dw[l]`` rad/sample, zero at the window's
-    centre (a symbol's phase-noise drift removed without moving its common phase)."""
+    centre (a symbol's phase-noise drift removed without moving its common phase). The
+    rotation of each window is one :func:`_phasors` table."""
     out = np.empty((n_sym, nfft), dtype=np.complex64)
     half = 0.5 * (nfft - 1)
+    pr = np.empty(nfft)
+    pi = np.empty(nfft)
     for l in range(n_sym):
         base = s0 + l * stride
-        step = w_step + dw[l]
-        ph = -w_step * base + dw[l] * half
-        sr, si = np.cos(step), -np.sin(step)
-        cr, ci = np.cos(ph), np.sin(ph)
+        _phasors(nfft, -w_step * base + dw[l] * half, -(w_step + dw[l]), pr, pi)
         row = r[base: base + nfft]
+        orow = out[l]
         for n in range(nfft):
             x = row[n]
-            out[l, n] = complex(x.real * cr - x.imag * ci, x.real * ci + x.imag * cr)
-            cr, ci = cr * sr - ci * si, cr * si + ci * sr
+            orow[n] = complex(x.real * pr[n] - x.imag * pi[n], x.real * pi[n] + x.imag * pr[n])
     return out
 
 

@@ -60,7 +60,13 @@ from phy.kernels import (
 from phy.numerology import Profile, get_profile
 from phy.randomizer import randomize
 from phy.shaping import TxShaper, window_length
-from phy.sync import Preamble, detect, fine_timing, fractional_cfo, integer_cfo_bins
+from phy.sync import (
+    Preamble,
+    detect,
+    fine_timing_spectrum,
+    fractional_cfo,
+    integer_cfo_bins,
+)
 
 log = logging.getLogger(__name__)
 
@@ -220,6 +226,9 @@ class _BurstCore:
         # delays (samples, in the FFT window) where the channel's taps may lie: fine timing puts
         # the first path at the back-off; earlier weak paths and the CP-long tail around it
         self._delay_search = (self.backoff - ng // 2, self.backoff + ng + ng // 8)
+        # delays of the long symbol's start from the integer-CFO window (a quarter CP early):
+        # +-Ng around the coarse position
+        self._timing_search = (-(ng - ng // 4), ng + ng // 4)
         self._c_var = sfo_prior_var(self.grid.nfft, self._sym_len)
         even = np.flatnonzero(self.pre.even)
         self._even, self._odd = even, np.flatnonzero(~self.pre.even)
@@ -309,16 +318,13 @@ class _BurstCore:
         frac = fractional_cfo(r, coarse + ng // 2, g)
         # integer CFO on the long symbol (coarse window, a quarter-CP early)
         t0 = coarse + ns + ng - ng // 4
-        seg = gather_windows(r, t0, 1, 0, n, 2 * np.pi * frac / fs)[0]
-        ib = integer_cfo_bins(sp_fft.fft(seg), g, self.pre)
+        Yl = sp_fft.fft(gather_windows(r, t0, 1, 0, n, 2 * np.pi * frac / fs)[0],
+                        overwrite_x=True)
+        ib = integer_cfo_bins(Yl, g, self.pre)
         cfo = frac + ib * g.profile.subcarrier_spacing
-        # fine timing: matched filter around the coarse long-symbol position
-        w = ng
-        a = coarse + ns + ng - w
-        if a < 0 or a + n + 2 * w > r.size:
-            return None
-        seg = gather_windows(r, a, 1, 0, n + 2 * w, 2 * np.pi * cfo / fs)[0]
-        t_long = a + fine_timing(seg, self.pre)
+        # fine timing: matched filter around the coarse long-symbol position (+-Ng), circular,
+        # on the same window's spectrum
+        t_long = t0 + fine_timing_spectrum(Yl, ib, g, self.pre, *self._timing_search)
         start = t_long - ns - ng
         if start < 0 or start + 3 * ns > r.size:
             return None
@@ -522,7 +528,8 @@ class BurstModem(_BurstCore):
         if start + total > r.size:
             log.debug("burst at %d truncated (%d of %d samples)", start, r.size - start, total)
             return None
-        Yall = self._windows(r, start + 2 * ns, n_sym + 1, cfo)  # header (again) and data
+        # header (the preamble's window of it: same start, same offset) and data
+        Yall = np.concatenate([s.Y[2:3], self._windows(r, start + 3 * ns, n_sym, cfo)])
         Yd = Yall[1:]
         ls = np.arange(n_sym + 1)
         cpe, bl, slope = self._track(Yall, s.H, ls, s.sigma2)

@@ -27,7 +27,7 @@ import numpy as np
 import scipy.fft as sp_fft
 
 from phy.grid import ResourceGrid
-from phy.kernels import diff_corr, prbs, sc_metric
+from phy.kernels import cp_corr, diff_corr, prbs, sc_metric
 
 DETECT_THRESHOLD = 0.3
 INT_CFO_MAX_BINS = 12
@@ -103,8 +103,7 @@ def detect(r: np.ndarray, grid: ResourceGrid, threshold: float = DETECT_THRESHOL
 def fractional_cfo(r: np.ndarray, d: int, grid: ResourceGrid) -> float:
     """Fractional CFO in Hz from the S&C halves at window start ``d`` (range +-df)."""
     lag = grid.nfft // 2
-    seg = r[d: d + 2 * lag].astype(np.complex128)
-    P = np.vdot(seg[:lag], seg[lag:])
+    P = cp_corr(r, d, 1, 0, lag, 0, lag)[0]  # sum conj(r[d+m]) r[d+m+lag], float64
     return float(np.angle(P)) * grid.profile.sample_rate / (2 * np.pi * lag)
 
 
@@ -114,10 +113,26 @@ def integer_cfo_bins(Yfull: np.ndarray, grid: ResourceGrid, pre: Preamble,
 
     Differential correlation ``|sum_k Y(k+g) Y*(k+1+g) X*(k) X(k+1)|`` over the used pairs,
     insensitive to the linear phase ramp of a timing error."""
-    shifts = np.arange(-(max_bins // 2), max_bins // 2 + 1, dtype=np.int64) * 2
-    c = (np.conj(pre.long[:-1]) * pre.long[1:]).astype(np.complex64)
+    shifts, c = _int_cfo_tables(pre.long, max_bins)
     metric = diff_corr(np.ascontiguousarray(Yfull, np.complex64), grid.used_bins, c, shifts)
     return int(shifts[int(np.argmax(metric))])
+
+
+_INT_CFO_CACHE: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+
+def _int_cfo_tables(long: np.ndarray, max_bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """The candidate shifts and ``conj(X_k) X_{k+1}`` of a long preamble, made once per
+    preamble (the cache keeps the preamble array, so its id is not reused while cached)."""
+    key = (id(long), max_bins)
+    hit = _INT_CFO_CACHE.get(key)
+    if hit is None or hit[0] is not long:
+        shifts = np.arange(-(max_bins // 2), max_bins // 2 + 1, dtype=np.int64) * 2
+        c = (np.conj(long[:-1]) * long[1:]).astype(np.complex64)
+        if len(_INT_CFO_CACHE) >= 32:
+            _INT_CFO_CACHE.clear()
+        hit = _INT_CFO_CACHE[key] = (long, shifts, c)
+    return hit[1], hit[2]
 
 
 _REF_CACHE: dict[tuple[int, int], np.ndarray] = {}
@@ -149,3 +164,55 @@ def fine_timing(seg: np.ndarray, pre: Preamble, first_path_db: float = -10.0) ->
     lo = max(0, pk - n // 16)
     cand = np.flatnonzero(pw[lo: pk + 1] >= pw[pk] * 10 ** (first_path_db / 10))
     return lo + int(cand[0])
+
+
+_TIMING_CACHE: dict[tuple[int, int, int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+
+def _timing_tables(pre: Preamble, nfft: int, d_lo: int, d_hi: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """``conj(X_long)`` (complex64) and the FFT-output index of each delay ``d_lo .. d_hi``
+    (``d mod nfft``), made once per preamble and search range (the cache keeps the preamble
+    array, so its id is not reused while cached)."""
+    key = (id(pre.long), nfft, d_lo, d_hi)
+    hit = _TIMING_CACHE.get(key)
+    if hit is None or hit[0] is not pre.long:
+        conj_x = np.conj(pre.long).astype(np.complex64)
+        taps = np.arange(d_lo, d_hi + 1, dtype=np.int64) % nfft
+        for a in (conj_x, taps):
+            a.setflags(write=False)
+        if len(_TIMING_CACHE) >= 32:
+            _TIMING_CACHE.clear()
+        hit = _TIMING_CACHE[key] = (pre.long, conj_x, taps)
+    return hit[1], hit[2]
+
+
+def fine_timing_spectrum(Yfull: np.ndarray, shift: int, grid: ResourceGrid, pre: Preamble,
+                         d_lo: int, d_hi: int, first_path_db: float = -10.0) -> int:
+    """Where the long symbol's useful part starts, relative to the start of the FFT window
+    whose spectrum is ``Yfull`` (NFFT bins, fractional CFO removed, the long symbol's integer
+    CFO ``shift`` bins still in it): the earliest significant path of the circular
+    cross-correlation with the long symbol, searched over delays ``d_lo .. d_hi`` samples.
+
+    ``IFFT(Y(k + shift) conj(X(k)))`` over the used bins is the matched filter of
+    :func:`fine_timing` evaluated circularly, from the spectrum the integer-CFO search has
+    already taken (one inverse FFT instead of a forward and an inverse one of NFFT + 2 Ng
+    samples). Where the window starts inside the long symbol's CP (``0 <= d <= Ng``), the
+    window is a cyclic shift of the symbol and the two are the same correlation; a delay
+    ``d < 0`` (window late) shows at ``NFFT + d``. First path as in :func:`fine_timing`: the
+    earliest delay within NFFT/16 before the peak whose power is above ``first_path_db`` of
+    the peak."""
+    n = Yfull.size
+    conj_x, taps = _timing_tables(pre, n, d_lo, d_hi)
+    bins = grid.used_bins
+    full = np.zeros(n, np.complex64)
+    src = bins + shift
+    src[src >= n] -= n
+    src[src < 0] += n
+    full[bins] = Yfull[src] * conj_x
+    c = sp_fft.ifft(full, overwrite_x=True)[taps]
+    pw = c.real**2 + c.imag**2
+    pk = int(np.argmax(pw))
+    lo = max(0, pk - n // 16)
+    cand = np.flatnonzero(pw[lo: pk + 1] >= pw[pk] * 10 ** (first_path_db / 10))
+    return d_lo + lo + int(cand[0])
