@@ -288,6 +288,7 @@ class Medium:
         self.retention = float(retention) if retention is not None else 4.0 * self.sample_rate
         self.radios: dict[str, LoopbackRadio] = {}
         self._links: dict[tuple[str, str], LinkConfig] = {}
+        self._max_delay: float | None = None   # _max_delay_samples() until a link changes
         self._bursts: list[Burst] = []
         self._taps: list[Tap] = []
         self._lock = threading.RLock()
@@ -405,6 +406,7 @@ class Medium:
             for tx, rx in pairs:
                 key = _key(self.seed, "link", tx, rx)
                 phase = float(_stream(key, 1 << 62).random() * 2 * math.pi)
+                self._max_delay = None
                 self._links[(tx, rx)] = LinkConfig(
                     tx, rx, profile, snr, loss, fading, delay, phase, key
                 )
@@ -412,6 +414,7 @@ class Medium:
     def remove_link(self, a: str, b: str, *, both_ways: bool = True) -> None:
         """Stop ``b`` hearing ``a`` (and the reverse when ``both_ways``)."""
         with self._lock:
+            self._max_delay = None
             self._links.pop((a, b), None)
             if both_ways:
                 self._links.pop((b, a), None)
@@ -515,10 +518,14 @@ class Medium:
         self._bursts = [b for b in self._bursts if b.end + margin >= horizon]
 
     def _max_delay_samples(self) -> float:
-        m = 0.0
-        for link in self._links.values():
-            m = max(m, (link.delay_s + link.profile.max_delay_s) * self.sample_rate)
-        return m
+        """Longest reach of any link (propagation delay + last tap) in samples; cached until a
+        link changes (every receive asks: a 19-radio cell has 342 links)."""
+        if self._max_delay is None:
+            m = 0.0
+            for link in self._links.values():
+                m = max(m, (link.delay_s + link.profile.max_delay_s) * self.sample_rate)
+            self._max_delay = m
+        return self._max_delay
 
     def _link_amplitude(self, link: LinkConfig, rx: LoopbackRadio) -> float:
         if link.snr_db is not None:
@@ -759,6 +766,7 @@ class LoopbackRadio(ClosingContext):
             m.radios.pop(self.name, None)
             for key in [k for k in m._links if self.name in k]:
                 del m._links[key]
+            m._max_delay = None
 
     def __repr__(self) -> str:
         return (
