@@ -21,7 +21,17 @@ DATA       ``0x01 | 000000 BSN(10) | SDU (1 byte or more)``
 FEEDBACK   ``0x02 | 000000 ACK_BSN(10) | N(1, 0..64) | bitmap (N bytes)``: every block before
            ACK_BSN was received; bit *i* of the bitmap (MSB first) = block ACK_BSN+1+i received
 DISCARD    ``0x03 | 000000 BSN(10)``: the sender gave up every block before BSN (lifetime)
+DATA+ACK   ``0x04 | 000000 BSN(10) | 000000 ACK_BSN(10) | N(1, 0..64) | bitmap (N bytes) |
+           SDU (1 byte or more)``: a block with the FEEDBACK of the reverse direction of its
+           connection piggybacked (16m carries ARQ feedback in an extended header of a data
+           MPDU [R]; here inside the envelope, like the rest)
 =========  ======================================================================
+
+**Piggybacking** [D]: a station owing a FEEDBACK on a connection rides it on the first data
+MPDU of the same connection still waiting (unsealed) in its queue, rewriting that block as
+DATA+ACK, and sends a FEEDBACK MPDU of its own only when no such block waits. With traffic both
+ways a feedback then costs 3 + N bytes instead of an MPDU (header, PN, ICV) and, on the uplink,
+a granted slot of its own. A retransmission of the block goes out as plain DATA.
 """
 
 from __future__ import annotations
@@ -45,6 +55,7 @@ MAX_BACKOFF_DOUBLINGS = 3
 DATA = 0x01
 FEEDBACK = 0x02
 DISCARD = 0x03
+DATA_ACK = 0x04
 DATA_OVERHEAD = 3
 """Bytes an ARQ DATA header adds to an SDU."""
 
@@ -145,7 +156,22 @@ class ArqDiscard:
         return bytes([DISCARD]) + _bsn(self.bsn)
 
 
-ArqPdu = ArqData | ArqFeedback | ArqDiscard
+@dataclass(frozen=True)
+class ArqDataAck:
+    """A block with the reverse direction's feedback piggybacked (DATA+ACK)."""
+
+    data: ArqData
+    feedback: ArqFeedback
+
+    def encode(self) -> bytes:
+        fb = self.feedback
+        if len(fb.bitmap) > MAX_BITMAP_BYTES:
+            raise MalformedError("ARQ bitmap too long", reason=_REASON)
+        return b"".join((bytes([DATA_ACK]), _bsn(self.data.bsn), _bsn(fb.ack_bsn),
+                         bytes([len(fb.bitmap)]), fb.bitmap, self.data.sdu))
+
+
+ArqPdu = ArqData | ArqFeedback | ArqDiscard | ArqDataAck
 
 
 def _bsn(v: int) -> bytes:
@@ -183,6 +209,13 @@ def decode_arq(data: bytes) -> ArqPdu:
         if len(data) != 3:
             raise MalformedError("ARQ DISCARD with trailing bytes", reason=_REASON)
         return ArqDiscard(bsn)
+    if kind == DATA_ACK:
+        if len(data) < 6 or data[5] > MAX_BITMAP_BYTES or len(data) <= 6 + data[5]:
+            raise MalformedError("ARQ DATA+ACK shorter than its bitmap and one SDU byte",
+                                 reason=_REASON)
+        ack = _read_bsn(data[2:])
+        end = 6 + data[5]
+        return ArqDataAck(ArqData(bsn, data[end:]), ArqFeedback(ack, data[6:end]))
     raise MalformedError(f"unknown ARQ PDU type {kind:#04x}", reason=_REASON)
 
 

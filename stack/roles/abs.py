@@ -153,6 +153,21 @@ class AbsRole(KeyDistribution, RoleBase):
         relayed = self._relay(c.via, c.stid, inner, now)
         return None if relayed is None else (c.via, relayed)
 
+    def _arq_wrap(self, key: Hashable, pdu: bytes) -> bytes | None:
+        if isinstance(key, tuple) and key[0] == HOP:   # as _relay encapsulates it
+            c = self._contexts.get(key[2])
+            return None if c is None or c.via != key[1] else \
+                encapsulate_relay([(c.stid, plain_mpdu(key[3], pdu))])
+        c = self._contexts.get(key[0]) if isinstance(key, tuple) else None
+        if c is None:
+            return None
+        if c.via == self.station_id:
+            return pdu
+        # relayed end to end: in the clear inside our relay SA in distributed mode; sealed
+        # in the AMS's own SA (its PN taken) in centralized mode, so not rewritable
+        return encapsulate_relay([(c.stid, plain_mpdu(key[1], pdu))]) if self.distributed \
+            else None
+
     def _arq_deliver(self, key: Hashable, sdus: list[bytes], now: float) -> None:
         if isinstance(key, tuple) and key[0] == HOP:   # hop SDUs are end-to-end ARQ PDUs
             e2e = (key[2], key[3])

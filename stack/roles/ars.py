@@ -175,6 +175,15 @@ class ArsRole(SubscriberRole):
             return station, obj
         return self._up(stid, plain_mpdu(fid, pdu), now) if stid else None
 
+    def _arq_wrap(self, key: Hashable, pdu: bytes) -> bytes | None:
+        if not isinstance(key, tuple):
+            return super()._arq_wrap(key, pdu)
+        hop, station, fid = key
+        if hop == ACCESS:
+            return pdu
+        stid = self._stid_of(station)   # as _up encapsulates it
+        return encapsulate_relay([(stid, plain_mpdu(fid, pdu))]) if stid else None
+
     def _arq_deliver(self, key: Hashable, sdus: list[bytes], now: float) -> None:
         if not isinstance(key, tuple):
             super()._arq_deliver(key, sdus, now)

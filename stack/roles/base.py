@@ -17,8 +17,10 @@ from typing import NamedTuple
 import numpy as np
 
 from stack.arq import (
+    BSN_MODULUS,
     ArqConnection,
     ArqData,
+    ArqDataAck,
     ArqDiscard,
     ArqFeedback,
     ArqParams,
@@ -28,6 +30,7 @@ from stack.arq import (
 )
 from stack.errors import MalformedError, SecurityError, UnknownKeyError
 from stack.mac import build_burst
+from stack.mpdu import MAX_PROTECTED_PAYLOAD, PROTECTED_OVERHEAD
 from stack.mpdu import protect as protect_mpdu
 from stack.pkm.messages import TekReply, message_class
 from stack.roles.config import Lifetimes, Timers
@@ -58,14 +61,6 @@ class Backlog(NamedTuple):
     control: bool
 
 
-class SealedMpdu(bytes):
-    """A queued MPDU already sealed (its PN taken: it did not fit the last frame) that still
-    carries its ARQ tag, so the ARQ sender knows a copy waits in the queue and never queues a
-    second one of the same block."""
-
-    tag: _ArqTag | None = None
-
-
 @dataclass(eq=False, slots=True)
 class _ArqTag:
     """Marks a queued MPDU that carries an ARQ PDU of connection ``key`` (``block`` None: a
@@ -74,9 +69,11 @@ class _ArqTag:
     key: Hashable
     block: TxBlock | None
     queued: bool = True
+    plain: bool = True   # still unsealed in the queue: its payload may be rewritten
 
     def on_air(self, now: float) -> None:
         self.queued = False
+        self.plain = False
         if self.block is not None:
             self.block.on_air(now)
 
@@ -167,6 +164,12 @@ class RoleBase:
             (layer, side): Counter() for layer in ("hop", "e2e") for side in ("tx", "rx")}
         self._arq_fb_due: dict[Hashable, None] = {}
         self._arq_fb_queued: dict[Hashable, tuple[int, PendingMpdu]] = {}
+        # per connection, its data MPDUs queued unsealed, oldest first: hosts a feedback can
+        # ride on (``_arq_piggyback``); pruned of what left the queue whenever one is added
+        self._arq_hosts: dict[Hashable, deque[tuple[int, PendingMpdu]]] = {}
+        self.mpdu_limit: int | None = None
+        """Largest MPDU the MAC below can carry (None: no limit): a piggybacked feedback never
+        grows a queued MPDU past it."""
         self.arq_stats: Counter[str] = Counter()     # ARQ connections that were reset, closed
 
     # -- public API -----------------------------------------------------------------------------
@@ -333,37 +336,42 @@ class RoleBase:
         """Drain queued MPDUs as ``(neighbour, frame)`` (*dst*: only that neighbour's); frames
         never exceed ``max_bytes``.
 
-        The pending data MPDUs of a neighbour are sealed in place in one burst buffer
+        The MPDUs that fit ``max_bytes`` are taken from the head of the queue (every queue
+        entry knows its sealed length) and only those are sealed, in place in one burst buffer
         (:meth:`_seal_queued`); the frame is that buffer copied once into ``bytes`` (with any
-        control MPDUs spliced in between, still one join), never per-MPDU copies. MPDUs that do
-        not fit ``max_bytes`` stay queued, already sealed, for the next frame.
+        control MPDUs spliced in between, still one join), never per-MPDU copies. The rest stay
+        queued unsealed -- no PN taken before an MPDU goes on the air, and an ARQ feedback can
+        still ride on a queued block (``_arq_piggyback``).
         """
         only = dst
         out: list[tuple[int, bytes]] = []
         for dst in (list(self._out) if only is None else [only] if only in self._out else []):
             items = self._out.pop(dst)
-            segs = self._seal_queued(items, now, max_bytes)
-            size = 0
-            cut = len(segs)
-            for i, (_src, a, b, _k) in enumerate(segs):
-                if max_bytes is not None and size + (b - a) > max_bytes:
-                    if i == 0:
-                        raise MalformedError(
-                            f"an MPDU of {b - a} bytes does not fit max_bytes={max_bytes}"
-                        )
-                    cut = i
-                    break
-                size += b - a
+            cut = len(items)
+            if max_bytes is not None:
+                size = 0
+                for i, x in enumerate(items):
+                    n = len(x)
+                    if size + n > max_bytes:
+                        if i == 0:
+                            self._out[dst] = items
+                            raise MalformedError(
+                                f"an MPDU of {n} bytes does not fit max_bytes={max_bytes}")
+                        cut = i
+                        break
+                    size += n
+            if cut < len(items):
+                self._out[dst] = items[cut:]
+                items = items[:cut]
+            segs = self._seal_queued(items, now)
             if self._arq:  # what goes out now starts its ARQ timer; the rest stays queued
-                self._arq_on_air([items[k] for *_r, k in segs[:cut]], now)
-            if cut:
-                out.append((dst, _join([(src, a, b) for src, a, b, _k in segs[:cut]])))
-            if cut < len(segs):  # overflow: the rest keeps its PNs, queued as sealed MPDUs
-                self._out[dst] = [_leftover(src[a:b], items[k]) for src, a, b, k in segs[cut:]]
+                self._arq_on_air([items[k] for *_r, k in segs], now)
+            if segs:
+                out.append((dst, _join([(src, a, b) for src, a, b, _k in segs])))
         return out
 
     def _seal_queued(
-        self, items: list[bytes | PendingMpdu], now: float, max_bytes: int | None = None
+        self, items: list[bytes | PendingMpdu], now: float
     ) -> list[tuple[bytes | np.ndarray, int, int, int]]:
         """Seal the pending MPDUs of one frame: one ``build_burst`` per (STID, direction) --
         in practice one per frame, since a frame to a neighbour belongs to one link.
@@ -383,18 +391,13 @@ class RoleBase:
             buf = self._build(stid, uplink, items, now)  # type: ignore[arg-type]
             if buf is None:
                 return []
-            if max_bytes is None or buf.shape[0] <= max_bytes:
-                return [(buf, 0, int(buf.shape[0]), 0)] if len(items) == 1 else \
-                    _spans(buf, items)
-            bufs = {(stid, uplink): buf}
-        else:
-            bufs = {}
+            return [(buf, 0, int(buf.shape[0]), 0)] if len(items) == 1 else _spans(buf, items)
         out: list[tuple[bytes | np.ndarray, int, int, int] | None] = [
             None if isinstance(x, PendingMpdu) else (x, 0, len(x), i) for i, x in enumerate(items)
         ]
         for key, idx in groups.items():
             pend: list[PendingMpdu] = [items[i] for i in idx]  # type: ignore[misc]
-            buf = bufs[key] if key in bufs else self._build(*key, pend, now)
+            buf = self._build(*key, pend, now)
             if buf is None:
                 continue
             pos = 0
@@ -528,6 +531,13 @@ class RoleBase:
         obj = None if sent is None else sent[1]
         if isinstance(obj, PendingMpdu):
             obj.tag = _ArqTag(key, block)   # its timer starts when it goes on the air
+            if block is not None and sent is not None:
+                hosts = self._arq_hosts.get(key)
+                if hosts is None:
+                    hosts = self._arq_hosts[key] = deque()
+                while hosts and not hosts[0][1].tag.plain:
+                    hosts.popleft()
+                hosts.append((sent[0], obj))
         elif block is not None:
             block.on_air(now)  # sealed at once, or no path now: the timer retries it
 
@@ -537,6 +547,10 @@ class RoleBase:
         pdu = decode_arq(payload)
         conn = self._arq_conn(key)
         out: list[bytes] = []
+        if isinstance(pdu, ArqDataAck):   # the feedback first: it may open the window
+            for data, block in conn.tx.on_feedback(pdu.feedback, now):
+                self._arq_emit(key, data, block, now)
+            pdu = pdu.data
         if isinstance(pdu, ArqData):
             out = conn.rx.on_data(pdu, now)
             if conn.rx.feedback_due:
@@ -551,25 +565,59 @@ class RoleBase:
         return out
 
     def _arq_flush(self, now: float) -> None:
-        """One feedback per connection that received blocks since the last one; a feedback of
-        the same connection still waiting in the queue is replaced (it would be stale)."""
+        """One feedback per connection that received blocks since the last one: piggybacked
+        on a data block of the connection waiting in the queue where one is, else an MPDU of
+        its own. A feedback of the same connection still waiting in the queue is replaced
+        (it would be stale)."""
         due, self._arq_fb_due = self._arq_fb_due, {}
         for key in due:
             conn = self._arq.get(key)
             if conn is None:
                 continue
             old = self._arq_fb_queued.pop(key, None)
-            if old is not None and isinstance(old[1], PendingMpdu) and \
-                    isinstance(old[1].tag, _ArqTag) and old[1].tag.queued:
+            if old is not None and old[1].tag.plain and old[1].tag.block is None:
                 q = self._out.get(old[0], [])
                 for i, x in enumerate(q):
                     if x is old[1]:
                         del q[i]
                         break
-            sent = self._arq_transmit(key, conn.rx.feedback().encode(), now)
+            fb = conn.rx.feedback()
+            host = self._arq_piggyback(key, fb)
+            if host is not None:
+                self._arq_fb_queued[key] = host
+                continue
+            sent = self._arq_transmit(key, fb.encode(), now)
+            self.arq_stats["feedback_mpdus"] += 1
             if sent is not None and isinstance(sent[1], PendingMpdu):
                 sent[1].tag = _ArqTag(key, None)
                 self._arq_fb_queued[key] = (sent[0], sent[1])
+
+    def _arq_piggyback(self, key: Hashable, fb: ArqFeedback) -> tuple[int, PendingMpdu] | None:
+        """Ride ``fb`` on the oldest data block of ``key`` still unsealed in the queue (a
+        feedback it carried already is replaced); None when none waits or the MPDU would
+        outgrow :attr:`mpdu_limit`."""
+        hosts = self._arq_hosts.get(key)
+        while hosts and not hosts[0][1].tag.plain:
+            hosts.popleft()
+        if not hosts:
+            return None
+        dst, obj = hosts[0]
+        block = obj.tag.block
+        payload = self._arq_wrap(key, ArqDataAck(ArqData(block.sn % BSN_MODULUS, block.sdu),
+                                                 fb).encode())
+        limit = min(self.mpdu_limit or MAX_PROTECTED_PAYLOAD + PROTECTED_OVERHEAD,
+                    MAX_PROTECTED_PAYLOAD + PROTECTED_OVERHEAD)
+        if payload is None or len(payload) + PROTECTED_OVERHEAD > limit:
+            return None
+        obj.payload = payload
+        self.arq_stats["feedback_piggybacked"] += 1
+        return dst, obj
+
+    def _arq_wrap(self, key: Hashable, pdu: bytes) -> bytes | None:
+        """The payload of a data MPDU of connection ``key`` that carries ARQ PDU ``pdu``, as
+        :meth:`_arq_transmit` queues it (its relay encapsulation included); None where it
+        cannot be rewritten (e.g. sealed end to end inside a relay MPDU)."""
+        return None
 
     def _arq_timer(self, key: Hashable, now: float) -> None:
         conn = self._arq.get(key)
@@ -592,7 +640,7 @@ class RoleBase:
         """The queue entries of a frame leave the queue: their ARQ timers start now."""
         keys = {}
         for x in items:
-            tag = x.tag if isinstance(x, (PendingMpdu, SealedMpdu)) else None
+            tag = x.tag if isinstance(x, PendingMpdu) else None
             if tag is not None:
                 tag.on_air(now)
                 keys[tag.key] = None
@@ -621,11 +669,11 @@ class RoleBase:
             return
         rest: list[bytes | PendingMpdu] = []
         for x in q:
-            tag = x.tag if isinstance(x, (PendingMpdu, SealedMpdu)) else None
+            tag = x.tag if isinstance(x, PendingMpdu) else None
             if tag is not None and not keep(tag.key):
                 if tag.block is not None:
                     tag.block.lost()
-                tag.queued = False
+                tag.queued = tag.plain = False
                 self.arq_stats["unqueued"] += 1
                 continue
             rest.append(x)
@@ -637,6 +685,7 @@ class RoleBase:
         conn = self._arq.pop(key, None)
         self._arq_fb_due.pop(key, None)
         self._arq_fb_queued.pop(key, None)
+        self._arq_hosts.pop(key, None)
         if conn is None:
             return
         self._arq_retire(key, conn)
@@ -654,6 +703,7 @@ class RoleBase:
         conn = self._arq.pop(key, None)
         self._arq_fb_due.pop(key, None)
         self._arq_fb_queued.pop(key, None)
+        self._arq_hosts.pop(key, None)
         self._set_deadline(("arq", key), None)
         if conn is not None:
             self._arq_retire(key, conn)
@@ -858,17 +908,6 @@ def _spans(buf: np.ndarray, items: list[bytes | PendingMpdu]
         out.append((buf, pos, pos + len(x), i))
         pos += len(x)
     return out
-
-
-def _leftover(data: bytes | np.ndarray, item: bytes | PendingMpdu) -> bytes:
-    """A sealed MPDU that stays queued; it keeps the ARQ tag of its queue entry."""
-    raw = data.tobytes() if isinstance(data, np.ndarray) else bytes(data)
-    tag = item.tag if isinstance(item, (PendingMpdu, SealedMpdu)) else None
-    if tag is None:
-        return raw
-    kept = SealedMpdu(raw)
-    kept.tag = tag
-    return kept
 
 
 def _join(segs: list[tuple[bytes | np.ndarray, int, int]]) -> bytes:

@@ -14,7 +14,7 @@ from stack.keys import AkContext, derive_amsid_star, derive_pmk
 from stack.pkm import messages as m
 from stack.pkm.eap import EapCode
 from stack.pkm.eap_psk import EapPskPeer
-from stack.roles.base import HOP, MAX_PAYLOAD, RoleBase, SealedMpdu, log
+from stack.roles.base import HOP, MAX_PAYLOAD, RoleBase, log
 from stack.roles.config import SubscriberConfig
 from stack.roles.events import Attached, DataReceived, EntryFailed, HandoverComplete, PeerLost
 from stack.roles.framing import (
@@ -193,6 +193,9 @@ class SubscriberRole(RoleBase):
         self._queue(self.serving, obj)
         return self.serving, obj
 
+    def _arq_wrap(self, key: Hashable, pdu: bytes) -> bytes | None:
+        return pdu   # our data MPDUs carry the ARQ PDU as it is, on either layer
+
     def _arq_deliver(self, key: Hashable, sdus: list[bytes], now: float) -> None:
         if isinstance(key, tuple):   # access-hop SDUs are end-to-end ARQ PDUs
             fid = key[1]
@@ -342,9 +345,11 @@ class SubscriberRole(RoleBase):
             if stale:
                 self.tx_dropped["left_station"] += len(stale)
             for x in stale:  # ARQ blocks among them go out again below, on the new link
-                tag = x.tag if isinstance(x, (PendingMpdu, SealedMpdu)) else None
-                if tag is not None and tag.block is not None:
-                    tag.block.lost()
+                tag = x.tag if isinstance(x, PendingMpdu) else None
+                if tag is not None:
+                    tag.queued = tag.plain = False
+                    if tag.block is not None:
+                        tag.block.lost()
             for key in [k for k in self._arq if isinstance(k, tuple)]:
                 self._arq_close(key)  # the access hop to the old station ended with it
             for key in list(self._arq):  # unacknowledged UL blocks: sent again after re-entry

@@ -604,10 +604,12 @@ def seeds_eap_tls() -> Seeds:
 
 def seeds_arq() -> Seeds:
     """ARQ PDUs from the encoders, and programs of offers, losses and ticks."""
-    from stack.arq import ArqData, ArqDiscard, ArqFeedback
+    from stack.arq import ArqData, ArqDataAck, ArqDiscard, ArqFeedback
 
     for name, pdu in (("data", ArqData(5, b"sdu").encode()),
                       ("feedback", ArqFeedback(1023, b"\x80\x01").encode()),
+                      ("data-ack", ArqDataAck(ArqData(6, b"sdu"),
+                                              ArqFeedback(2, b"\x40")).encode()),
                       ("discard", ArqDiscard(7).encode()), ("reserved", b"\x01\xfc\x00x")):
         yield f"codec-{name}", Writer().u8(1).blob(pdu).bytes()
     w = Writer().u8(0)

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from stack.arq import (
     BSN_MODULUS,
     ArqData,
+    ArqDataAck,
     ArqDiscard,
     ArqFeedback,
     ArqParams,
@@ -31,12 +32,19 @@ def test_fixtures_byte_by_byte():
     assert ArqFeedback(3, b"\x80\x80").encode() == bytes.fromhex("02" "0003" "02" "8080")
     assert ArqFeedback(3, b"\x80\x80").acked() == [1, 9]
     assert ArqDiscard(1023).encode() == bytes.fromhex("03" "03ff")
+    #        type  BSN   ACK_BSN N  bitmap  SDU
+    assert ArqDataAck(ArqData(0x2A5, b"hi"), ArqFeedback(3, b"\x80")).encode() == \
+        bytes.fromhex("04" "02a5" "0003" "01" "80" "6869")
 
 
 @given(st.one_of(
     st.builds(ArqData, st.integers(0, BSN_MODULUS - 1), st.binary(min_size=1, max_size=64)),
     st.builds(ArqFeedback, st.integers(0, BSN_MODULUS - 1), st.binary(max_size=64)),
-    st.builds(ArqDiscard, st.integers(0, BSN_MODULUS - 1))))
+    st.builds(ArqDiscard, st.integers(0, BSN_MODULUS - 1)),
+    st.builds(ArqDataAck,
+              st.builds(ArqData, st.integers(0, BSN_MODULUS - 1),
+                        st.binary(min_size=1, max_size=64)),
+              st.builds(ArqFeedback, st.integers(0, BSN_MODULUS - 1), st.binary(max_size=64)))))
 def test_round_trip(pdu):
     assert decode_arq(pdu.encode()) == pdu
 
@@ -52,7 +60,12 @@ def test_round_trip(pdu):
     (b"\x02\x00\x01\x41" + bytes(65), "bitmap over 64 bytes"),
     (b"\x03\x00\x01\x00", "DISCARD with trailing byte"),
     (b"\x00\x00\x01x", "unknown type"),
-    (b"\x04\x00\x01x", "unknown type"),
+    (b"\x05\x00\x01x", "unknown type"),
+    (b"\x04\x00\x01\x00\x02\x00", "DATA+ACK without SDU"),
+    (b"\x04\x00\x01\x00\x02\x01\x80", "DATA+ACK: bitmap, no SDU"),
+    (b"\x04\x00\x01\x00\x02\x02\x80", "DATA+ACK: bitmap shorter than N"),
+    (b"\x04\x00\x01\x04\x02\x00x", "DATA+ACK: reserved ACK_BSN bits"),
+    (b"\x04\x00\x01\x00\x02\x41" + bytes(66), "DATA+ACK: bitmap over 64 bytes"),
 ])
 def test_malformed_is_refused_with_the_projects_error(raw, why):
     with pytest.raises(MalformedError) as exc:

@@ -1,0 +1,131 @@
+"""ARQ feedback piggybacked on data (stack.arq DATA+ACK, docs/roles.md §11): a station owing a
+feedback rides it on the oldest block of the same connection still unsealed in its queue, and
+sends a FEEDBACK MPDU of its own only when none waits; a frame cut by ``max_bytes`` seals only
+what goes out, so the rest stays rewritable and takes its PN when it is sent."""
+
+from __future__ import annotations
+
+import pytest
+
+from stack.arq import DATA, DATA_ACK, FEEDBACK, ArqParams
+from stack.nonces import NonceMonitor, monitoring
+from stack.roles import SecurityMode
+from stack.roles.events import DataReceived
+from stack.roles.framing import split_frame
+from stack.roles.link import PendingMpdu
+
+from .harness import ABS, AMS, ARS1, enter_all
+
+ARQ = ArqParams(window=64, rto_initial=0.05, rto_min=0.01, rto_max=0.5, lifetime=30.0, purge=40.0)
+
+
+def _cell(mode=SecurityMode.DISTRIBUTED):
+    net, abs_, ars1, ars2, ams = enter_all(mode=mode)
+    for role in (abs_, ars1, ars2):
+        role.configure_arq(ARQ, per_hop=True)
+    ams.configure_arq(ARQ, per_hop=mode == SecurityMode.DISTRIBUTED)
+    net.start_recording()
+    return net, abs_, ars1, ams
+
+
+def _held_downlink(net, abs_, payload):
+    """One DL block sent by the ABS, its last hop to the AMS held back: the frame(s) the AMS
+    would have received."""
+    held = []
+
+    def hold(src, dst, frame):
+        if dst == AMS:
+            held.append((src, frame))
+            return None
+        return frame
+
+    net.tamper = hold
+    abs_.send_data(AMS, payload, net.now)
+    for _ in range(20):
+        if held:
+            break
+        net.step()
+        net.now += 0.001
+    net.tamper = None
+    assert held
+    return held
+
+
+def _queued(role, dst):
+    return [x for x in role._out.get(dst, []) if isinstance(x, PendingMpdu)]
+
+
+@pytest.mark.parametrize("mode", [SecurityMode.DISTRIBUTED, SecurityMode.CENTRALIZED])
+def test_the_feedback_rides_on_a_queued_block_and_both_arrive(mode):
+    net, abs_, ars1, ams = _cell(mode)
+    held = _held_downlink(net, abs_, b"D0")
+    ams.send_data(ABS, b"U0", net.now)                 # one UL block waits, unsealed
+    (ul,) = _queued(ams, ARS1)
+    assert ul.payload[0] == DATA
+    for src, frame in held:
+        ams.receive(src, frame, net.now)                # the DL block arrives: feedback owed
+    assert [e.payload for e in net.of(AMS, DataReceived)] == [b"D0"]
+    assert ams.arq_stats["feedback_piggybacked"] == 1
+    (ul2,) = _queued(ams, ARS1)                         # no MPDU of its own for the feedback
+    assert ul2 is ul and ul.payload[0] == DATA_ACK
+    net.settle(0.02)
+    assert [e.payload for e in net.of(ABS, DataReceived)] == [b"U0"]
+    # the DL sender of that hop got its acknowledgement from the piggybacked feedback, before
+    # any timer ran: nothing retransmitted, nothing left unacknowledged
+    dl_sender = ars1 if mode == SecurityMode.DISTRIBUTED else abs_
+    assert all(c.tx.unacked() == 0 for c in dl_sender.arq_connections().values())
+    assert sum(c.tx.stats["retransmissions"] for c in dl_sender.arq_connections().values()) == 0
+
+
+def test_without_a_queued_block_the_feedback_goes_on_its_own():
+    net, abs_, _ars1, ams = _cell()
+    held = _held_downlink(net, abs_, b"D0")
+    for src, frame in held:
+        ams.receive(src, frame, net.now)
+    (fb,) = _queued(ams, ARS1)
+    assert fb.payload[0] == FEEDBACK and ams.arq_stats["feedback_piggybacked"] == 0
+
+
+def test_a_piggybacked_feedback_never_grows_an_mpdu_past_the_mac_limit():
+    net, abs_, _ars1, ams = _cell()
+    held = _held_downlink(net, abs_, b"D0")
+    ams.send_data(ABS, b"U" * 40, net.now)
+    (ul,) = _queued(ams, ARS1)
+    ams.mpdu_limit = len(ul)                            # the block fills the largest MPDU
+    for src, frame in held:
+        ams.receive(src, frame, net.now)
+    data, fb = _queued(ams, ARS1)
+    assert data is ul and ul.payload[0] == DATA and fb.payload[0] == FEEDBACK
+    assert ams.arq_stats["feedback_piggybacked"] == 0
+
+
+def test_a_newer_feedback_replaces_the_one_a_queued_block_carries():
+    net, abs_, _ars1, ams = _cell()
+    first = _held_downlink(net, abs_, b"D0")
+    second = _held_downlink(net, abs_, b"D1")
+    ams.send_data(ABS, b"U0", net.now)
+    for src, frame in first:
+        ams.receive(src, frame, net.now)
+    (ul,) = _queued(ams, ARS1)
+    before = bytes(ul.payload)
+    for src, frame in second:
+        ams.receive(src, frame, net.now)
+    (ul2,) = _queued(ams, ARS1)                         # still one MPDU, its feedback newer
+    assert ul2 is ul and ul.payload[0] == DATA_ACK and bytes(ul.payload) != before
+    assert ams.arq_stats["feedback_piggybacked"] == 2
+
+
+def test_a_cut_frame_seals_only_what_goes_out():
+    net, _abs, _ars1, ams = _cell()
+    for i in range(3):
+        ams.send_data(ABS, b"U%d" % i, net.now)
+    first = _queued(ams, ARS1)
+    assert len(first) == 3
+    with monitoring(NonceMonitor()) as mon:
+        (_dst, frame), = ams.frames_to_send(net.now, len(first[0]) + 1, dst=ARS1)
+        assert len(split_frame(frame)) == 1
+        rest = _queued(ams, ARS1)
+        assert rest == first[1:]                        # still unsealed: no PN taken yet
+        assert mon.seen == 1
+        frames = ams.frames_to_send(net.now, dst=ARS1)
+        assert len(split_frame(frames[0][1])) == 2 and mon.seen == 3 and mon.reused == 0
