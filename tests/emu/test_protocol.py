@@ -170,6 +170,7 @@ class _SpyPath:
 
     def __init__(self) -> None:
         self.pushed: list[tuple[np.ndarray, float | None]] = []
+        self.rx_data = np.zeros(0, np.complex64)
 
     def configure(self, settings: object) -> None:
         return None
@@ -184,7 +185,7 @@ class _SpyPath:
         return None
 
     def rx(self, n: int, *, max_wait_s: float, started: float | None = None) -> np.ndarray:
-        return np.zeros(n, np.complex64)
+        return self.rx_data[:n]
 
     def tx(self, iq: np.ndarray, *, cyclic: bool, max_wait_s: float,
            started: float | None = None) -> None:
@@ -227,5 +228,30 @@ def test_writebuf_payload_is_converted_exactly_and_stamped(mask: str, cols: tupl
                 for col in {0, 1} - set(cols):
                     assert not comp[:, col].any()
                 words = words[::-1].copy()
+        finally:
+            c.close()
+
+
+@pytest.mark.parametrize("mask,cols", [("00000003", [0, 1]), ("00000001", [0]),
+                                       ("00000002", [1])])
+def test_readbuf_codes_are_rounded_and_clipped_exactly(mask: str, cols: list[int]) -> None:
+    """READBUF sends round(x * 2048) clipped to the 12-bit range, converted in place in
+    reused buffers over several chunks, for I+Q, I only and Q only."""
+    spy = _SpyPath()
+    n = 70_000
+    rng = np.random.default_rng(5)
+    spy.rx_data = (rng.uniform(-1.3, 1.3, n) + 1j * rng.uniform(-1.3, 1.3, n)).astype(np.complex64)
+    expect = np.clip(np.rint(spy.rx_data.view(np.float32).reshape(n, 2) * np.float32(2048)),
+                     -2048, 2047).astype("<i2")[:, cols]
+    with PlutoServer(data=spy) as srv:  # type: ignore[arg-type]
+        c = Client(srv)
+        try:
+            assert c.cmd(f"OPEN iio:device3 {n} {mask}") == 0
+            for _ in range(2):
+                nbytes = 2 * len(cols) * n
+                assert c.cmd(f"READBUF iio:device3 {nbytes}") == nbytes
+                assert c.f.readline() == mask.encode() + b"\n"
+                got = np.frombuffer(c.exact(nbytes), "<i2").reshape(n, len(cols))
+                np.testing.assert_array_equal(got, expect)
         finally:
             c.close()
