@@ -132,6 +132,9 @@ class ZoneMac:
         self._bytes_per_ru: dict[str, float] = {}
         sym = self.modem.grid.symbol_samples
         self.sym = sym
+        if hasattr(self.role, "mpdu_limit"):   # an MPDU must fit one allocation block: a
+            # feedback piggybacked on a queued block never grows it past that (stack.roles)
+            self.role.mpdu_limit = min(self.config.block_bytes, self.modem.max_payload)
 
     # ------------------------------------------------------------------ link adaptation
 
