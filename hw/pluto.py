@@ -31,6 +31,7 @@ import contextlib
 import dataclasses
 import logging
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -91,6 +92,103 @@ MAX_PLAYOUT_WAIT_S = 2.0
 #: Samples of the timed start-up push that measures the first TX latency (a zone-sized push:
 #: ~98 k samples take ~20 ms at the 17-20 MB/s host->Pluto rate of plutosdr-fw #61).
 LATENCY_PROBE_S = 0.035
+
+#: Sample layout the direct libiio path handles: two int16 channels (I, Q) interleaved.
+_LEAN_STEP = 4
+
+
+class _DirectBuffer:
+    """A pyadi-created ``iio.Buffer`` driven straight through libiio's C calls.
+
+    Why: pyadi converts every transfer in Python (per-channel demux into new bytearrays, a
+    complex128 array, then ours to complex64: ~6 passes and allocations per block) and takes
+    the GIL around each step, which a node demodulating four radios in one process holds
+    most of the time. Here a transfer is one ``iio_buffer_refill``/``iio_buffer_push_partial``
+    call (ctypes releases the GIL for it) plus one numpy pass between the buffer's memory
+    and complex64, so a radio's streaming threads need the GIL only briefly per block.
+    Same libiio, same buffer, same bytes: pyadi still creates, sizes and destroys it.
+    Used only for the Pluto's layout (2 interleaved int16 channels); anything else keeps
+    pyadi's path (:meth:`wrap` returns None).
+    """
+
+    def __init__(self, iio: Any, buf: Any, samples: int, rx_bits: int | None) -> None:
+        self._iio = iio
+        # weak: pyadi destroys a buffer by dropping it (rx/tx_destroy_buffer), and libiio
+        # closes it on the device only when the object goes; a strong reference here would
+        # keep the device's buffer open (the next one: EBUSY)
+        self._ref = weakref.ref(buf)
+        self.samples = samples
+        self._rx_bits = rx_bits  # RX: sign-extend from this many bits (le:S12/16>>0 -> 12)
+
+    @classmethod
+    def wrap(cls, buf: Any, device: Any, *, output: bool) -> _DirectBuffer | None:
+        """The direct path for pyadi's buffer *buf* of *device*, or None when its layout
+        is not two little-endian int16 channels (or it is not a libiio buffer at all)."""
+        try:
+            import iio
+
+            ptr = buf._buffer
+            if not isinstance(buf, iio.Buffer) or not ptr \
+                    or int(iio._buffer_step(ptr)) != _LEAN_STEP:
+                return None
+            chans = [c for c in device.channels if c.enabled and c.output == output]
+            if len(chans) != 2:
+                return None
+            bits = []
+            for c in chans:
+                f = c.data_format
+                if f.length != 16 or f.is_be or not f.is_signed or f.shift != 0 \
+                        or f.repeat > 1:
+                    return None
+                bits.append(int(f.bits))
+            samples = int(buf._samples_count)
+        except Exception:  # a fake device, another binding: pyadi's path
+            return None
+        rx_bits = None if output else max(bits)
+        return cls(iio, buf, samples, rx_bits)
+
+    @property
+    def buf(self) -> Any:
+        """The pyadi buffer this drives (None once pyadi dropped it)."""
+        return self._ref()
+
+    def _words(self) -> np.ndarray:
+        """The buffer's memory as int16 (I, Q interleaved); re-read after every transfer:
+        with the local backend libiio hands out a different DMA block each time."""
+        import ctypes
+
+        buf = self.buf
+        if buf is None:
+            raise RadioIOError("the buffer was destroyed")
+        start = int(self._iio._buffer_start(buf._buffer))
+        n = 2 * self.samples
+        return np.ctypeslib.as_array((ctypes.c_int16 * n).from_address(start))
+
+    def read(self) -> np.ndarray:
+        """Refill (blocks in C, without the GIL) and return the block as ADC codes / 2048
+        (complex64), sign-extended like ``iio_channel_convert``."""
+        buf = self.buf
+        if buf is None:
+            raise RadioIOError("the RX buffer was destroyed")
+        self._iio._buffer_refill(buf._buffer)
+        words = self._words()
+        if self._rx_bits is not None and self._rx_bits < 16:
+            drop = 16 - self._rx_bits
+            words = np.right_shift(np.left_shift(words, drop), drop)
+        out = np.empty(self.samples, np.complex64)
+        np.multiply(words, np.float32(1.0 / RX_SCALE), out=out.view(np.float32))
+        return out
+
+    def push(self, codes: np.ndarray | None) -> None:
+        """Write DAC codes (float64 I, Q pairs already rounded, or None for zeros) into the
+        buffer and push it (blocks in C, without the GIL, while the kernel queue is full)."""
+        words = self._words()
+        if codes is None:
+            words.fill(0)
+        else:
+            words[...] = codes
+        self._iio._buffer_push_partial(self.buf._buffer, self.samples)  # checked in _words
+
 
 PLUTO_INSTALL_HINT = (
     "install the libiio C library (Debian/Ubuntu: sudo apt install libiio0 libiio-utils) and "
@@ -364,6 +462,8 @@ class PlutoRadio(ClosingContext):
         self._rx_abs = 0       # samples taken from the device's RX stream so far
         self._flags_seen = False
         self._rx_base = 0      # absolute RX index of public index 0 (set by start_stream)
+        self._rx_direct: _DirectBuffer | None = None  # libiio path for pyadi's RX buffer
+        self._rx_plain: int | None = None  # id of an RX buffer the direct path cannot drive
         self.device: Any = (factory or _open_pyadi)(config.uri)
         try:
             self._read_ranges()
@@ -637,15 +737,19 @@ class PlutoRadio(ClosingContext):
                 log.warning("%s: could not set the TX kernel block count (%s); libiio's default "
                             "(4) applies", cfg.uri, exc)
         zero_codes = np.zeros(cfg.tx_block_size, np.complex128)
+        direct: list[_DirectBuffer | None] = []  # found after pyadi created the buffer
 
         def push(block: np.ndarray) -> None:
-            if not block.any():
-                codes = zero_codes
-            else:
-                comp = block.view(np.float32).astype(np.float64)
-                codes = np.rint(comp * TX_SCALE).view(np.complex128)
+            zero = not block.any()
+            comp = None if zero else np.rint(block.view(np.float32).astype(np.float64)
+                                             * TX_SCALE)
             try:
-                dev.tx(codes)
+                if direct and direct[0] is not None and dev._txbuf is direct[0].buf:
+                    direct[0].push(comp)  # one C call, the GIL released while it blocks
+                    return
+                dev.tx(zero_codes if comp is None else comp.view(np.complex128))
+                if not direct:
+                    direct.append(_DirectBuffer.wrap(dev._txbuf, dev._txdac, output=True))
             except Exception as exc:
                 self.stats.underflows += 1
                 raise RadioIOError(f"TX stream push to {cfg.uri!r} failed ({exc})") from exc
@@ -742,7 +846,7 @@ class PlutoRadio(ClosingContext):
         have = self._pending.size
         while have < n:
             try:
-                raw = self.device.rx()
+                block = self._rx_block()
             except Exception as exc:
                 self.stats.overflows += 1
                 self.stats.dropped += have
@@ -761,12 +865,6 @@ class PlutoRadio(ClosingContext):
                 and self._flag_raised(self.device._rxadc, RX_OVERFLOW_BIT)
             if overflow:
                 self.stats.overflows += 1
-            raw = np.asarray(raw)
-            if raw.ndim != 1 or raw.size == 0:
-                raise RadioIOError(
-                    f"the Pluto returned an unexpected RX block of shape {raw.shape}"
-                )
-            block = (raw / RX_SCALE).astype(np.complex64)
             if self.timeline is not None:
                 if overflow:
                     self.timeline.rx_broken()
@@ -781,6 +879,34 @@ class PlutoRadio(ClosingContext):
         self.stats.rx_calls += 1
         self.stats.rx_samples += n
         return out
+
+    def _rx_block(self) -> np.ndarray:
+        """One RX buffer from the device, scaled to full scale 1.0 (complex64): through
+        libiio's C calls directly once pyadi has created the buffer (:class:`_DirectBuffer`),
+        else through pyadi's ``rx()``."""
+        dev = self.device
+        buf = getattr(dev, "_rxbuf", None)
+        if buf is None:  # destroyed (flush, retune): pyadi creates the next one
+            self._rx_direct = self._rx_plain = None
+        direct = self._rx_direct
+        if buf is not None and (direct is None or direct.buf is not buf) \
+                and id(buf) != self._rx_plain:
+            direct = self._rx_direct = _DirectBuffer.wrap(buf, dev._rxadc, output=False)
+            if direct is None:
+                self._rx_plain = id(buf)  # not a layout the direct path handles: pyadi's
+        if buf is not None and direct is not None and direct.buf is buf:
+            try:
+                return direct.read()
+            except Exception:
+                # as pyadi does on a failed refill: drop the buffer now, while its device
+                # lives (a libiio 0.x buffer destroyed at gc time after its context crashes)
+                dev._rxbuf = None
+                self._rx_direct = None
+                raise
+        raw = np.asarray(dev.rx())
+        if raw.ndim != 1 or raw.size == 0:
+            raise RadioIOError(f"the Pluto returned an unexpected RX block of shape {raw.shape}")
+        return (raw / RX_SCALE).astype(np.complex64)
 
     def flush(self) -> None:
         """Drop pending RX samples and destroy the RX buffer (the next receive starts fresh)."""
@@ -868,6 +994,7 @@ class PlutoRadio(ClosingContext):
                 log.warning("closing Pluto %s: %s failed: %s", self.config.uri, what, exc)
         self._pending = np.zeros(0, np.complex64)
         self._tx_len = None
+        self._rx_direct = self._rx_plain = None
         self.device = None
 
     def __repr__(self) -> str:
