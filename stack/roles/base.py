@@ -567,21 +567,22 @@ class RoleBase:
     def _arq_flush(self, now: float) -> None:
         """One feedback per connection that received blocks since the last one: piggybacked
         on a data block of the connection waiting in the queue where one is, else an MPDU of
-        its own. A feedback of the same connection still waiting in the queue is replaced
-        (it would be stale)."""
+        its own. A feedback still waiting unsealed in the queue is rewritten in its place
+        with the newer one (one that cannot be rewritten -- sealed end to end inside a relay
+        MPDU -- stays, and the newer one queues behind)."""
         due, self._arq_fb_due = self._arq_fb_due, {}
         for key in due:
             conn = self._arq.get(key)
             if conn is None:
                 continue
             old = self._arq_fb_queued.pop(key, None)
-            if old is not None and old[1].tag.plain and old[1].tag.block is None:
-                q = self._out.get(old[0], [])
-                for i, x in enumerate(q):
-                    if x is old[1]:
-                        del q[i]
-                        break
             fb = conn.rx.feedback()
+            if old is not None and old[1].tag.plain and old[1].tag.block is None:
+                payload = self._arq_wrap(key, fb.encode())
+                if payload is not None:   # rewritten where it waits: moved to the back of a
+                    old[1].payload = payload   # busy queue each time, it would starve
+                    self._arq_fb_queued[key] = old
+                    continue
             host = self._arq_piggyback(key, fb)
             if host is not None:
                 self._arq_fb_queued[key] = host

@@ -129,3 +129,23 @@ def test_a_cut_frame_seals_only_what_goes_out():
         assert mon.seen == 1
         frames = ams.frames_to_send(net.now, dst=ARS1)
         assert len(split_frame(frames[0][1])) == 2 and mon.seen == 3 and mon.reused == 0
+
+
+def test_a_queued_feedback_mpdu_is_rewritten_where_it_waits():
+    # moved to the back of a busy queue at every new feedback, it never went out (found in
+    # centralized mode, where the ABS's queue to the relay is always deep)
+    net, abs_, _ars1, ams = _cell()
+    first = _held_downlink(net, abs_, b"D0")
+    second = _held_downlink(net, abs_, b"D1")
+    for src, frame in first:
+        ams.receive(src, frame, net.now)
+    (fb,) = _queued(ams, ARS1)
+    before = bytes(fb.payload)
+    ams.send_data(ABS, b"U0", net.now)                 # queued behind the feedback
+    for src, frame in second:
+        ams.receive(src, frame, net.now)
+    fb2, data = _queued(ams, ARS1)
+    assert fb2 is fb and fb.payload[0] == FEEDBACK and bytes(fb.payload) != before
+    assert data.payload[0] == DATA
+    net.settle(0.05)
+    assert [e.payload for e in net.of(ABS, DataReceived)] == [b"U0"]
