@@ -388,3 +388,24 @@ def test_retime_moves_a_radios_frame_timing_both_ways():
     assert peak_after(-20.0) == base - 12 + 20
     with pytest.raises(RadioConfigError):
         b.retime(65.0)
+
+
+def test_receiver_noise_is_white_complex_gaussian_at_the_set_floor():
+    """The counter-based noise (hw._medium: a ziggurat on SplitMix64) has the configured power,
+    a Gaussian shape out to the tails, independent I and Q and no correlation between samples;
+    every radio draws its own."""
+    from scipy import stats
+
+    m = Medium(FS, seed=4, start_delay_max=0.0, noise_dbfs=-30.0)
+    a = m.add_radio("a", quantise=False)
+    b = m.add_radio("b", quantise=False)
+    y = a.receive(200_000).astype(np.complex128)
+    assert abs(power_db(y) - (-30.0)) < 0.05
+    parts = np.concatenate([y.real, y.imag]) / np.sqrt(0.5e-3)   # unit variance per part
+    assert stats.kstest(parts, "norm").pvalue > 1e-3
+    assert abs(stats.kurtosis(parts)) < 0.05 and abs(stats.skew(parts)) < 0.02
+    tail = np.mean(np.abs(parts) > 3.5)                          # 4.65e-4 for a normal
+    assert 3.5e-4 < tail < 6e-4
+    assert abs(np.corrcoef(y.real, y.imag)[0, 1]) < 0.01
+    assert abs(np.vdot(y[1:], y[:-1])) / np.vdot(y, y).real < 0.01
+    assert abs(np.vdot(b.receive(200_000), y.astype(np.complex64))) / np.vdot(y, y).real < 0.01

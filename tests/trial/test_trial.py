@@ -107,11 +107,12 @@ def test_lossy_channel_pkm_retransmissions_carry_entry_through():
     cfg = fast_config(("phy.mcs", "QPSK-1/2"), ("phy.frame_ms", 10.0),
                       ("traffic.min_delivery", 0.2), ("timeouts.entry_s", 8.0),
                       ("timeouts.handover_s", 8.0), ("timeouts.tek_refresh_s", 6.0))
-    # (2.75 dB: a few per cent of the bursts fail, control bursts among them; at 2.5 dB the
-    # AMS's UL grants, announced in lossy DL MAPs, no longer carry its data in the phase
-    # timeouts -- end-to-end ARQ failed there already in traffic_1, per-hop ARQ in traffic_2)
-    cfg["links"] = [{"a": "AMS", "b": "ARS-1", "snr_db": 2.75},
-                    {"a": "AMS", "b": "ARS-2", "snr_db": 2.75}]
+    # (2.5 dB: 5-25 % of the access bursts fail, control bursts among them. This is near the
+    # edge: a little lower, the AMS's UL grants, announced in lossy DL MAPs, no longer carry
+    # its data in the phase timeouts for some noise draws. With the ziggurat receiver noise
+    # (hw._medium) seeds 1-6 pass here; at 2.75 dB seed 1 lost a single access burst)
+    cfg["links"] = [{"a": "AMS", "b": "ARS-1", "snr_db": 2.5},
+                    {"a": "AMS", "b": "ARS-2", "snr_db": 2.5}]
     report, _ = run_trial(cfg)
     assert report["ok"], report["reason"]
     _assert_clean(report)
