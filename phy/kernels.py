@@ -906,23 +906,31 @@ def tx_burst(bodies: np.ndarray, cp: int, up: np.ndarray, down: np.ndarray, h: n
     c = h.size // 2
     w = up.size
     b = down.size
-    src = bodies.reshape(-1).view(np.float32)  # interleaved re, im
+    # interleaved re, im per symbol (a view; no reshape, whose error path alone took ~2 s
+    # of the cold compile)
+    src = bodies.view(np.float32)
     # pass 1: the windowed burst, interleaved, with 2c zero values on each side for the FIR
     # (slices everywhere: an index that is a sum of variables gets a negative-index check per
     # element, which keeps LLVM from vectorising the loop)
     xp = np.zeros(2 * n + 4 * c, dtype=np.float32)
     for l in range(n_sym):
-        body = src[2 * l * nfft: 2 * (l + 1) * nfft]
+        body = src[l]
         sym = xp[2 * c + 2 * l * ns: 2 * c + 2 * (l + 1) * ns]
-        sym[: 2 * cp] = body[2 * (nfft - cp):]
-        sym[2 * cp:] = body
+        # element loops, not slice assignments: an array-to-slice assignment compiles numba's
+        # shape-mismatch error formatting (~2 s of the cold start)
+        tail = body[2 * (nfft - cp):]
+        for i in range(2 * cp):
+            sym[i] = tail[i]
+        dst = sym[2 * cp:]
+        for i in range(2 * nfft):
+            dst[i] = body[i]
         if w > 0:
             for i in range(w):
                 u = up[i]
                 sym[2 * i] *= u
                 sym[2 * i + 1] *= u
             if l > 0:
-                prev = src[2 * (l - 1) * nfft: 2 * (l - 1) * nfft + 2 * w]
+                prev = src[l - 1, : 2 * w]
                 for i in range(w):
                     v = up[w - 1 - i]
                     sym[2 * i] += prev[2 * i] * v
@@ -1354,7 +1362,10 @@ def v16_forward(tab: np.ndarray, split_min: int = V16_SPLIT_MIN) -> np.ndarray: 
         else:
             _v16_acs2(tab, dec, pm, starts, _V16_CHUNK)
         for c in range(k):
-            snaps[c, j] = pm[64 * c:64 * c + 64]
+            # element loops, not array-to-slice assignments: those compile numba's
+            # shape-mismatch error formatting (~2 s of a cold start)
+            for i in range(64):
+                snaps[c, j, i] = pm[64 * c + i]
         starts += _V16_CHUNK
     rest = seg - nsnap * _V16_CHUNK
     if rest > 0:
@@ -1367,7 +1378,8 @@ def v16_forward(tab: np.ndarray, split_min: int = V16_SPLIT_MIN) -> np.ndarray: 
         last = pm[64 * (k - 1):].copy()
         one[0] = k * seg
         _v16_acs1(tab, dec, last, one, n - k * seg)
-        pm[64 * (k - 1):] = last
+        for i in range(64):
+            pm[64 * (k - 1) + i] = last[i]
     incoming = pm[:64].copy()  # exact metrics (up to a constant) at the end of segment 0
     for c in range(1, k):
         end = n if c == k - 1 else (c + 1) * seg
