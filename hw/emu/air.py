@@ -76,6 +76,11 @@ USB_OVERHEAD_MS = 0.25
 #: 1000 transfers beyond 2 ms.
 USB_JITTER_MS = 0.3
 
+#: A push whose WRITEBUF line arrives within this many seconds of the previous reply is taken
+#: as waiting on it (a streaming client), and the emulator's own delay of that reply is given
+#: back to it (:meth:`MediumPath._tx_start`).
+TX_CREDIT_WINDOW_S = 0.02
+
 #: Most samples a radio's TX queue may hold ahead of the air (its DAC FIFO, 128 MB of
 #: complex64): beyond it a push waits on the wall clock, and on the sim clock (where nothing
 #: drains the queue but readers) it is refused with ENOBUFS.
@@ -332,7 +337,7 @@ class MediumPath:
         self._check_rate()
         iq = np.asarray(iq, np.complex64)
         # the block must cross USB first; the crossing began when the WRITEBUF line arrived
-        arrived = self._usb(iq.size, self._since(started), max_wait_s)
+        arrived = self._usb(iq.size, self._tx_start(self._since(started)), max_wait_s)
         # the block reached the device when its transfer ended, not when this thread woke up
         arrived_local = self._local(min(self._now(), arrived if arrived is not None
                                         else self._now()))
@@ -352,9 +357,12 @@ class MediumPath:
             fs = self.medium.sample_rate
             ahead = self._tx_end_local - self._local(self._now())
             limit = max(iq.size, min(self.tx_buffers_count * iq.size, TX_QUEUE_MAX_SAMPLES))
+            due = arrived if arrived is not None else self._now()
             if ahead > limit:
                 wait_until = self._global(self._tx_end_local - limit)
                 deadline = self._now() + max_wait_s * fs
+                # held by a full queue until a block played out: the reply is due then
+                due = max(due, min(wait_until, deadline))
                 self.medium.clock.sleep_until(min(wait_until, deadline))
                 ahead = self._tx_end_local - self._local(self._now())
                 if ahead > 2 * limit:
@@ -366,6 +374,9 @@ class MediumPath:
                                    f"{self.tx_buffers_count} kernel buffers, after waiting the "
                                    f"{max_wait_s:.3f} s the client's timeout allows")
             start = self._place(iq, arrived_local)
+            now = self._now()
+            # the reply is due now in the model; what this thread overslept is the emulator's
+            self._tx_due, self._tx_late, self._tx_replied = due, max(0.0, now - due), now
         else:
             # Sim clock: "now" is the furthest any radio has read (Medium.now()), so every
             # radio that has not yet read past it hears the block (a DAC FIFO after that).
@@ -378,6 +389,23 @@ class MediumPath:
         self._tx_end_local = start + iq.size
 
     _tx_end_local = -math.inf
+    _tx_due: float | None = None  # medium time the last push's reply was due in the model
+    _tx_late = 0.0                # how much later than due it went out (the emulator's delay)
+    _tx_replied = 0.0             # medium time it went out
+
+    def _tx_start(self, since: float) -> float:
+        """When this push's transfer starts in the model: when its WRITEBUF line arrived,
+        minus the delay the emulator itself added to the previous reply, if the client was
+        waiting on that reply (a streaming client pushes again as soon as it is answered).
+        On a Pluto the reply leaves when the block has crossed USB; an emulator thread that
+        wakes late (a loaded host, the GIL) delays it, the client's next push follows later,
+        and that block would arrive late for a reason a Pluto does not have. Never before the
+        previous reply was due: transfers stay one after the other at the USB rate."""
+        due = self._tx_due
+        if due is None or not self.medium.wall \
+                or since - self._tx_replied > TX_CREDIT_WINDOW_S * self.medium.sample_rate:
+            return since
+        return max(due, since - self._tx_late)
 
     def _place(self, iq: np.ndarray, arrived_local: float) -> float:
         """Put one DMA block on the wall-clock air: right after the previous block while the

@@ -88,3 +88,33 @@ def test_medium_keeps_only_the_past_air_a_kernel_queue_can_ask_for():
     clock.set(42_768 + 2 * 17 * 32768 + 100_000)    # now older than any queue: forgotten
     path.rx(32768, max_wait_s=1)
     assert not [b for b in m.bursts() if b.source == "r"]
+
+
+def test_the_emulators_own_late_reply_is_not_the_clients_underflow():
+    """A streaming client pushes again as soon as its push is answered. When the emulator's
+    thread wakes late to answer (a loaded host), the next push follows that much later; the
+    emulator gives that delay back, so the block still plays right after the previous one,
+    as on a Pluto. A client that was not waiting on the reply gets no credit."""
+    import time
+
+    import numpy as np
+
+    from hw.emu.registers import TX_UNDERFLOW, CoreRegisters
+
+    block = np.full(10_000, 0.1 + 0.1j, np.complex64)   # 10 ms of air, 10 ms over USB
+
+    def run(oversleep: float, gap: float) -> int:
+        clock, _m, path = _usb_path(4e6)
+        clock.sleep_until = lambda t: clock.set(max(clock.now(), t + oversleep))  # type: ignore
+        regs = CoreRegisters()
+        path.attach_registers(CoreRegisters(), regs)
+        clock.set(100_000)
+        path.tx(block, cyclic=False, max_wait_s=1, started=time.monotonic())  # 110 000-120 000
+        clock.set(clock.now() + gap)
+        path.tx(block, cyclic=False, max_wait_s=1, started=time.monotonic())
+        return regs.flags() & TX_UNDERFLOW
+
+    assert not run(0, 0)            # answered on time, pushed at once: back to back
+    assert not run(3_000, 0)        # answered 3 ms late: the block still follows on time
+    assert run(0, 3_000)            # the client itself 3 ms late: the DAC ran dry
+    assert run(3_000, 30_000)       # pushed 30 ms after a late answer: not waiting on it
