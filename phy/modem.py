@@ -235,6 +235,7 @@ class _BurstCore:
         self._long_inv = (1.0 / self.pre.long).astype(np.complex64)
         self._sc_inv = (1.0 / self.pre.sc[even]).astype(np.complex64)
         self.shaper = TxShaper(self.grid, self.backoff) if shaping else None
+        self._tables: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     @property
     def sample_rate(self) -> float:
@@ -351,15 +352,32 @@ class _BurstCore:
         subset of the burst: the drift model counts time by ``l``); the drift is the MMSE
         estimate under the clock-offset prior given the noise variance ``sigma2``
         (:func:`phy.estimation.track_phase_mmse`)."""
-        g = self.grid
-        pos = g.sym_pilot_pos[ls % 3]
-        val = g.pilot_values(int(ls[-1]) + 1)[ls]
+        pos, val, _ = self._sym_tables(ls)
         return track_phase_mmse(Y, H, ls, pos, val, self._fidx, sigma2, self._c_var)
+
+    def _sym_tables(self, ls: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Pilot positions, pilot values and data positions of symbols ``ls`` (rows per
+        symbol, int64 / float32 / int64), kept for the runs of consecutive symbols a burst
+        has (header, header + data, data): a gather of every row per burst otherwise."""
+        l0, n = int(ls[0]), int(ls.size)
+        key = (l0, n) if int(ls[-1]) - l0 == n - 1 else None
+        hit = self._tables.get(key) if key is not None else None
+        if hit is None:
+            g = self.grid
+            hit = (g.sym_pilot_pos[ls % 3], g.pilot_values(int(ls[-1]) + 1)[ls],
+                   g.sym_data_pos[ls % 3])
+            if key is not None:
+                if len(self._tables) >= 256:
+                    self._tables.clear()
+                for a in hit:
+                    a.setflags(write=False)
+                self._tables[key] = hit
+        return hit
 
     def _equalise(self, Y: np.ndarray, H: np.ndarray, sigma2: float, ls: np.ndarray,
                   cpe: np.ndarray, slope: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Data subcarriers of symbols ``ls`` -> (z, w) flattened in transmit order."""
-        dpos = self.grid.sym_data_pos[ls % 3]
+        dpos = self._sym_tables(ls)[2]
         return equalize(np.ascontiguousarray(Y, np.complex64), H, dpos,
                         np.ascontiguousarray(cpe, np.float64),
                         np.ascontiguousarray(slope, np.float64), self._fidx, 1.0 / sigma2)

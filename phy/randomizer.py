@@ -25,7 +25,21 @@ def seed_for(src: int, dst: int) -> np.ndarray:
 
 def randomize(bits: np.ndarray, src: int, dst: int) -> np.ndarray:
     """XOR the PRBS onto ``bits`` (uint8 0/1); applying it twice is the identity."""
+    if bits.size <= _SPAN:
+        t = _offset(int(src), int(dst))
+        if t >= 0:
+            seq = _msequence()[0]
+            return bits ^ seq[t + 15: t + 15 + bits.size]
     return bits ^ sequence(seed_for(src, dst), bits.size)
+
+
+@lru_cache(maxsize=1024)
+def _offset(src: int, dst: int) -> int:
+    """Where the sequence of ``seed_for(src, dst)`` starts in the m-sequence table (-1: the
+    all-zero register), once per station pair rather than per burst."""
+    seed = seed_for(src, dst)
+    return int(_msequence()[1][int(np.dot(seed.astype(np.int64),
+                                          1 << np.arange(15, dtype=np.int64)))])
 
 
 _PERIOD = (1 << 15) - 1

@@ -169,16 +169,18 @@ def fine_timing(seg: np.ndarray, pre: Preamble, first_path_db: float = -10.0) ->
 _TIMING_CACHE: dict[tuple[int, int, int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
 
-def _timing_tables(pre: Preamble, nfft: int, d_lo: int, d_hi: int
+def _timing_tables(pre: Preamble, grid: ResourceGrid, d_lo: int, d_hi: int
                    ) -> tuple[np.ndarray, np.ndarray]:
-    """``conj(X_long)`` (complex64) and the FFT-output index of each delay ``d_lo .. d_hi``
-    (``d mod nfft``), made once per preamble and search range (the cache keeps the preamble
-    array, so its id is not reused while cached)."""
-    key = (id(pre.long), nfft, d_lo, d_hi)
+    """``conj(X_long)`` on the full FFT grid (zero off the used bins, complex64) and the
+    FFT-output index of each delay ``d_lo .. d_hi`` (``d mod NFFT``), made once per preamble
+    and search range (the cache keeps the preamble array, so its id is not reused)."""
+    n = grid.nfft
+    key = (id(pre.long), n, d_lo, d_hi)
     hit = _TIMING_CACHE.get(key)
     if hit is None or hit[0] is not pre.long:
-        conj_x = np.conj(pre.long).astype(np.complex64)
-        taps = np.arange(d_lo, d_hi + 1, dtype=np.int64) % nfft
+        conj_x = np.zeros(n, np.complex64)
+        conj_x[grid.used_bins] = np.conj(pre.long)
+        taps = np.arange(d_lo, d_hi + 1, dtype=np.int64) % n
         for a in (conj_x, taps):
             a.setflags(write=False)
         if len(_TIMING_CACHE) >= 32:
@@ -203,14 +205,8 @@ def fine_timing_spectrum(Yfull: np.ndarray, shift: int, grid: ResourceGrid, pre:
     earliest delay within NFFT/16 before the peak whose power is above ``first_path_db`` of
     the peak."""
     n = Yfull.size
-    conj_x, taps = _timing_tables(pre, n, d_lo, d_hi)
-    bins = grid.used_bins
-    full = np.zeros(n, np.complex64)
-    src = bins + shift
-    src[src >= n] -= n
-    src[src < 0] += n
-    full[bins] = Yfull[src] * conj_x
-    c = sp_fft.ifft(full, overwrite_x=True)[taps]
+    conj_x, taps = _timing_tables(pre, grid, d_lo, d_hi)
+    c = sp_fft.ifft(np.roll(Yfull, -shift) * conj_x, overwrite_x=True)[taps]
     pw = c.real**2 + c.imag**2
     pk = int(np.argmax(pw))
     lo = max(0, pk - n // 16)
