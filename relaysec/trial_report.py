@@ -305,7 +305,8 @@ def build_report(t: Trial, reason: str | None) -> dict[str, Any]:
         # control messages each station put on the air, by title (retransmissions included)
         "control_messages": {name: dict(getattr(role, "air_messages", {}))
                              for name, role in t.roles.items()},
-        "timing": {**t.timing, "sim_s": sim_s, "frames": t.net.frame if t.net is not None else 0},
+        "timing": {**t.timing, "sim_s": sim_s, "frames": t.net.frame if t.net is not None else 0,
+                   "simulated_clock": not t.wall},
         "cpu_share": {k: v / total_cpu for k, v in cpu.items()},
         "cpu_s": dict(cpu),
         "msc": [{"t": e.t, "src": e.src, "dst": e.dst, "label": e.label, "note": e.note}
