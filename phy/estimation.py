@@ -75,10 +75,12 @@ def delay_window(H_ls: np.ndarray, freq_index: np.ndarray, nfft: int, sigma2: fl
     widened by ``PDP_MARGIN`` (:func:`phy.kernels.pdp_window` on the profile)."""
     bins, w, ww, _, _, _ = _geometry_of(freq_index, nfft)
     full = np.zeros(nfft, np.complex64)
-    full[bins] = np.asarray(H_ls, np.complex64) * w
-    h = sp_fft.ifft(full, overwrite_x=True)
+    full[bins] = np.conj(np.asarray(H_ls, np.complex64)) * w
+    # |IFFT(v)| = |FFT(conj v)| / nfft, and only tap powers matter: the forward transform
+    # (pocketfft's backward one took half as long again), the noise floor scaled to match
+    h = sp_fft.fft(full, overwrite_x=True)
     first, last = kernels.pdp_window(h, int(lo), int(hi), 10 ** (-PDP_REL_DB / 10),
-                                     sigma2 * ww / nfft**2 * 10 ** (PDP_NOISE_DB / 10))
+                                     sigma2 * ww * 10 ** (PDP_NOISE_DB / 10))
     # the taper's main lobe (+-2 NFFT/n samples) already widens the taps found
     return float(first) - PDP_MARGIN, float(last) + PDP_MARGIN
 

@@ -26,6 +26,8 @@ straightforward twin in ``tests/phy/naive.py`` that the tests compare it with.
   advance over one FFT length inside each symbol: phase noise).
 * :func:`gather_windows_ramp` — :func:`gather_windows` with an extra phase ramp per window.
 * :func:`sum_iq` — the float64 sum of a complex64 buffer (DC estimate and finiteness check).
+* :func:`preamble_estimate` — the LS channel estimate, the S&C symbol's common phase, the mean
+  channel power and the noise variance from the two preamble symbols, in one pass.
 """
 
 from __future__ import annotations
@@ -987,6 +989,53 @@ def sum_iq(r: np.ndarray) -> complex:  # pragma: no cover - numba
         sr += np.float64(f[2 * i])
         si += np.float64(f[2 * i + 1])
     return complex(sr, si)
+
+
+@njit(cache=True, nogil=True)
+def preamble_estimate(y_sc: np.ndarray, y_long: np.ndarray, long_inv: np.ndarray,
+                      sc_inv: np.ndarray, even: np.ndarray,
+                      odd: np.ndarray):  # pragma: no cover - numba
+    """:func:`phy.estimation.preamble_ls` and :func:`phy.estimation.noise_variance` in one
+    pass (complex64 in, float64 sums): the LS channel estimate ``h`` (n_used,) complex64 from
+    the long symbol ``y_long`` and the S&C symbol ``y_sc`` (its subcarriers ``even``, rotated
+    by the common phase between the two symbols' estimates, combined with weights 1 : 2),
+    that common phase as ``rot = sum conj(h_long) h_sc`` (complex128), the mean ``|h|^2``
+    and the mean ``|y_sc|^2`` over the null subcarriers ``odd`` (the noise variance before
+    its floor). ``long_inv``: ``1 / X_long``; ``sc_inv``: ``1 / X_sc`` on ``even``."""
+    n = y_long.size
+    h = np.empty(n, dtype=np.complex64)
+    for k in range(n):
+        h[k] = y_long[k] * long_inv[k]
+    rr = 0.0
+    ri = 0.0
+    for i in range(even.size):
+        k = even[i]
+        he = y_sc[k] * sc_inv[i]
+        hl = h[k]
+        rr += np.float64(hl.real) * he.real + np.float64(hl.imag) * he.imag
+        ri += np.float64(hl.real) * he.imag - np.float64(hl.imag) * he.real
+    mag = np.sqrt(rr * rr + ri * ri)
+    if mag > 0.0:
+        cr = np.float32(rr / mag)
+        ci = np.float32(-ri / mag)
+    else:
+        cr = np.float32(1.0)
+        ci = np.float32(0.0)
+    c = complex(cr, ci)
+    third = np.float32(1.0 / 3.0)
+    two = np.float32(2.0)
+    for i in range(even.size):
+        k = even[i]
+        he = y_sc[k] * sc_inv[i] * np.complex64(c)
+        h[k] = (h[k] + two * he) * third
+    total = 0.0
+    for k in range(n):
+        total += np.float64(h[k].real) ** 2 + np.float64(h[k].imag) ** 2
+    noise = 0.0
+    for i in range(odd.size):
+        v = y_sc[odd[i]]
+        noise += np.float64(v.real) ** 2 + np.float64(v.imag) ** 2
+    return h, complex(rr, ri), total / max(n, 1), noise / max(odd.size, 1)
 
 
 @njit(cache=True, nogil=True)

@@ -24,6 +24,7 @@ the unscaled unit-subcarrier-power signal (time-domain power ``n_used/NFFT``).
 
 from __future__ import annotations
 
+import cmath
 import logging
 import math
 import struct
@@ -38,13 +39,7 @@ import scipy.fft as sp_fft
 from phy import qam
 from phy.crc import crc16, crc32
 from phy.errors import PayloadTooLongError, PhyInputError, UnknownMcsError
-from phy.estimation import (
-    lmmse_estimate,
-    noise_variance,
-    preamble_ls,
-    sfo_prior_var,
-    track_phase_mmse,
-)
+from phy.estimation import lmmse_estimate, sfo_prior_var, track_phase_mmse
 from phy.fec import FEC, ConvCode
 from phy.grid import ResourceGrid
 from phy.interleaver import interleave, permutation
@@ -55,6 +50,7 @@ from phy.kernels import (
     gather_windows_ramp,
     phase_trend,
     prbs,
+    preamble_estimate,
     sum_iq,
 )
 from phy.numerology import Profile, get_profile
@@ -234,6 +230,10 @@ class _BurstCore:
         self._even, self._odd = even, np.flatnonzero(~self.pre.even)
         self._long_inv = (1.0 / self.pre.long).astype(np.complex64)
         self._sc_inv = (1.0 / self.pre.sc[even]).astype(np.complex64)
+        # mean noise variance of the LS estimate per subcarrier in units of sigma2 (the S&C
+        # symbol's subcarriers averaged in: 1/3 there), as estimation.preamble_ls gives it
+        n_u = self.grid.n_used
+        self._ls_noise_factor = (even.size / 3.0 + (n_u - even.size)) / n_u
         self.shaper = TxShaper(self.grid, self.backoff) if shaping else None
         self._tables: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
@@ -330,14 +330,17 @@ class _BurstCore:
         if start < 0 or start + 3 * ns > r.size:
             return None
         Y = self._windows(r, start, 3, cfo)
-        H_ls, noise_factor, sc_phase = preamble_ls(Y[0], Y[1], self._long_inv, self._sc_inv,
-                                                   self._even)
-        total = _mean_power(H_ls)
-        if not np.isfinite(total) or total <= 0.0:
+        # LS estimate, common phase of the S&C symbol, channel power, noise (one kernel:
+        # estimation.preamble_ls and estimation.noise_variance as a single pass)
+        H_ls, rot, total, noise = preamble_estimate(Y[0], Y[1], self._long_inv, self._sc_inv,
+                                                    self._even, self._odd)
+        if not math.isfinite(total) or total <= 0.0:
             return None
-        sigma2 = noise_variance(Y[0], self._odd, total * 10 ** (-_MAX_SNR_DB / 10))
-        if not (np.isfinite(sigma2) and sigma2 > 0.0):
+        sigma2 = max(noise, total * 10 ** (-_MAX_SNR_DB / 10))
+        if not (math.isfinite(sigma2) and sigma2 > 0.0):
             return None  # extreme sample values (overflow to inf): no burst to decode here
+        noise_factor = self._ls_noise_factor
+        sc_phase = cmath.phase(rot) if cmath.isfinite(rot) else 0.0
         H, (_, t1) = lmmse_estimate(H_ls, g.freq_index, n, sigma2 * noise_factor,
                                     *self._delay_search)
         sig = _mean_power(H)

@@ -171,21 +171,21 @@ _TIMING_CACHE: dict[tuple[int, int, int, int], tuple[np.ndarray, np.ndarray, np.
 
 def _timing_tables(pre: Preamble, grid: ResourceGrid, d_lo: int, d_hi: int
                    ) -> tuple[np.ndarray, np.ndarray]:
-    """``conj(X_long)`` on the full FFT grid (zero off the used bins, complex64) and the
+    """``X_long`` on the full FFT grid (zero off the used bins, complex64) and the
     FFT-output index of each delay ``d_lo .. d_hi`` (``d mod NFFT``), made once per preamble
     and search range (the cache keeps the preamble array, so its id is not reused)."""
     n = grid.nfft
     key = (id(pre.long), n, d_lo, d_hi)
     hit = _TIMING_CACHE.get(key)
     if hit is None or hit[0] is not pre.long:
-        conj_x = np.zeros(n, np.complex64)
-        conj_x[grid.used_bins] = np.conj(pre.long)
+        x_full = np.zeros(n, np.complex64)
+        x_full[grid.used_bins] = pre.long
         taps = np.arange(d_lo, d_hi + 1, dtype=np.int64) % n
-        for a in (conj_x, taps):
+        for a in (x_full, taps):
             a.setflags(write=False)
         if len(_TIMING_CACHE) >= 32:
             _TIMING_CACHE.clear()
-        hit = _TIMING_CACHE[key] = (pre.long, conj_x, taps)
+        hit = _TIMING_CACHE[key] = (pre.long, x_full, taps)
     return hit[1], hit[2]
 
 
@@ -205,8 +205,13 @@ def fine_timing_spectrum(Yfull: np.ndarray, shift: int, grid: ResourceGrid, pre:
     earliest delay within NFFT/16 before the peak whose power is above ``first_path_db`` of
     the peak."""
     n = Yfull.size
-    conj_x, taps = _timing_tables(pre, grid, d_lo, d_hi)
-    c = sp_fft.ifft(np.roll(Yfull, -shift) * conj_x, overwrite_x=True)[taps]
+    x_full, taps = _timing_tables(pre, grid, d_lo, d_hi)
+    # |IFFT(Y conj X)| = |FFT(conj(Y) X)| / NFFT, and only powers are compared: the forward
+    # transform (pocketfft's backward one took half as long again)
+    v = np.roll(Yfull, -shift)
+    np.conjugate(v, out=v)
+    v *= x_full
+    c = sp_fft.fft(v, overwrite_x=True)[taps]
     pw = c.real**2 + c.imag**2
     pk = int(np.argmax(pw))
     lo = max(0, pk - n // 16)
