@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 import time
 import weakref
 from collections.abc import Callable, Mapping
@@ -190,6 +191,164 @@ class _DirectBuffer:
         self._iio._buffer_push_partial(self.buf._buffer, self.samples)  # checked in _words
 
 
+#: Seconds of samples the RX worker's host ring holds (:class:`_RxWorker`): how long the node
+#: process may fall behind (GIL, a loaded host) before samples are lost on the host.
+RX_RING_S = 1.0
+#: The directory holding the ``hw`` package (the RX worker's interpreter imports it from here).
+_PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: Header words of the RX ring file: samples written, error errno, running, stop request.
+_HDR = 4
+
+
+def _rx_worker_main(uri: str, samples: int, kernel_buffers: int, timeout_ms: int,
+                    path: str, ring: int, parent: int) -> None:  # pragma: no cover - child
+    """The RX worker process: its own libiio context and RX buffer, refilled back to back;
+    every block converted to complex64 full scale and written into the ring file *path*
+    (a header of :data:`_HDR` int64 words, then *ring* complex64 samples). Ends when asked,
+    or when its parent process *parent* is gone."""
+    import errno as _errno
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops it (a Ctrl-C is for it)
+    hdr = np.memmap(path, np.int64, "r+", shape=(_HDR,))
+    data = np.memmap(path, np.complex64, "r+", offset=_HDR * 8, shape=(ring,))
+    try:
+        import iio
+
+        ctx = iio.Context(uri)
+        ctx.set_timeout(timeout_ms)
+        dev = ctx.find_device("cf-ad9361-lpc")
+        if dev is None:
+            raise OSError(_errno.ENODEV, "no cf-ad9361-lpc device")
+        for name in ("voltage0", "voltage1"):
+            dev.find_channel(name, False).enabled = True
+        dev.set_kernel_buffers_count(kernel_buffers)
+        buf = iio.Buffer(dev, samples)
+        direct = _DirectBuffer.wrap(buf, dev, output=False)
+        if direct is None:
+            raise OSError(_errno.EINVAL, "unexpected RX sample layout")
+        hdr[2] = 1
+        written = 0
+        while not hdr[3] and os.getppid() == parent:
+            block = direct.read()
+            k = written % ring
+            first = min(samples, ring - k)
+            data[k:k + first] = block[:first]
+            if first < samples:
+                data[:samples - first] = block[first:]
+            written += samples
+            hdr[0] = written  # after the samples: x86 stores are seen in order
+    except BaseException as exc:
+        hdr[1] = getattr(exc, "errno", None) or _errno.EIO
+    finally:
+        hdr[2] = 0
+
+
+class _RxWorker:
+    """A radio's RX stream read by a process of its own (:func:`_rx_worker_main`).
+
+    Why: the node process demodulates every radio while holding the GIL most of the time
+    (two thirds of it in a 4-radio trial); a reader thread there gets the GIL late, the
+    device's kernel queue (``kernel_buffers`` blocks, ~94 ms) fills and the ADC overflows,
+    which breaks the streaming timeline. The worker refills the device's RX buffer with the
+    node's GIL out of the way and keeps :data:`RX_RING_S` of samples in a shared ring, so
+    the node may fall that far behind without losing a sample. A worker that cannot keep
+    up with the device still overflows it (the ADC flag says so, as before).
+    """
+
+    def __init__(self, uri: str, samples: int, kernel_buffers: int, timeout_ms: int,
+                 sample_rate: float) -> None:
+        import json
+        import subprocess
+        import sys
+        import tempfile
+
+        self.samples = samples
+        self.ring = max(4 * samples, int(RX_RING_S * sample_rate) // samples * samples)
+        folder = "/dev/shm" if os.path.isdir("/dev/shm") else None
+        fd, self.path = tempfile.mkstemp(prefix="relaysec-rx-", dir=folder)
+        os.close(fd)
+        self._hdr = np.memmap(self.path, np.int64, "w+", shape=(_HDR,))
+        self._data = np.memmap(self.path, np.complex64, "r+", offset=_HDR * 8,
+                               shape=(self.ring,))
+        self.pos = 0      # samples taken from the ring
+        self.lost = 0     # samples the node fell too far behind for (host-side loss)
+        self._rate = float(sample_rate)
+        # a fresh interpreter (no fork of a threaded libiio client, and unlike
+        # multiprocessing's spawn it does not re-run the parent's __main__)
+        args = json.dumps([uri, samples, kernel_buffers, timeout_ms, self.path, self.ring,
+                           os.getpid()])
+        code = "import json, sys; from hw.pluto import _rx_worker_main; " \
+               "_rx_worker_main(*json.loads(sys.argv[1]))"
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            p for p in [_PROJECT_ROOT, os.environ.get("PYTHONPATH", "")] if p))
+        self.proc = subprocess.Popen([sys.executable, "-c", code, args], env=env,
+                                     stdin=subprocess.DEVNULL)
+
+    def wait_running(self, timeout_s: float) -> None:
+        """Until the worker's RX buffer streams (raises :class:`RadioIOError` if it fails)."""
+        deadline = time.monotonic() + timeout_s
+        while not self._hdr[2]:
+            self._check()
+            if time.monotonic() > deadline:
+                raise RadioIOError(f"the RX worker did not start within {timeout_s:g} s")
+            time.sleep(0.005)
+        with contextlib.suppress(OSError):  # both have it mapped: nothing left behind on exit
+            os.unlink(self.path)
+
+    def _check(self) -> None:
+        err = int(self._hdr[1])
+        if err:
+            raise RadioIOError(f"the RX worker stopped: {os.strerror(err)} (errno {err})")
+        if self.proc.poll() is not None and not self._hdr[2]:
+            raise RadioIOError(f"the RX worker exited (code {self.proc.returncode})")
+
+    def read(self) -> tuple[np.ndarray, int]:
+        """The next block (complex64) and the samples lost before it on the host (the node
+        fell more than the ring behind: the oldest were overwritten)."""
+        lost = 0
+        safe = self.ring - 2 * self.samples  # the writer may be filling the block after hdr[0]
+        while True:
+            written = int(self._hdr[0])
+            if written - self.pos < self.samples:
+                self._check()
+                # sleep until the next block is due (at least 0.5 ms): no busy polling
+                time.sleep(max(0.0005, (self.pos + self.samples - written) / self._rate))
+                continue
+            if written - self.pos > safe:  # overwritten, or about to be
+                skip_to = written - self.ring // 2
+                lost += skip_to - self.pos
+                self.pos = skip_to
+            k = self.pos % self.ring
+            first = min(self.samples, self.ring - k)
+            out = np.empty(self.samples, np.complex64)
+            out[:first] = self._data[k:k + first]
+            if first < self.samples:
+                out[first:] = self._data[:self.samples - first]
+            self.pos += self.samples
+            if int(self._hdr[0]) - (self.pos - self.samples) > safe:  # overrun while copying
+                lost += self.samples
+                continue
+            self.lost += lost
+            return out, lost
+
+    def drop(self) -> None:
+        """Skip every sample the ring holds (the next read waits for a fresh block)."""
+        self.pos = int(self._hdr[0])
+
+    def stop(self) -> None:
+        """Ask the worker to stop, wait for it (its buffer closes with its context)."""
+        self._hdr[3] = 1
+        try:
+            self.proc.wait(timeout=3.0)
+        except Exception:
+            self.proc.terminate()
+            with contextlib.suppress(Exception):
+                self.proc.wait(timeout=2.0)
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+
+
 PLUTO_INSTALL_HINT = (
     "install the libiio C library (Debian/Ubuntu: sudo apt install libiio0 libiio-utils) and "
     "the Python bindings on the same 0.x line (pip install 'pylibiio==0.25' pyadi-iio); "
@@ -208,6 +367,8 @@ class PlutoConfig(RadioConfig):
     ``tx_kernel_buffers``: the streaming timeline's TX push size (samples) and the TX device's
     kernel block count (:meth:`PlutoRadio.start_stream`); together they set how far ahead of the
     air a burst must be handed over (about ``(tx_kernel_buffers + 1) * tx_block_size``).
+    ``rx_worker``: while streaming, read RX in a process of its own (:class:`_RxWorker`; only
+    for ``ip:`` URIs, which several processes can open at once).
     """
 
     uri: str = DEFAULT_URI
@@ -218,6 +379,7 @@ class PlutoConfig(RadioConfig):
     extended_range: bool = False
     tx_block_size: int = 11200
     tx_kernel_buffers: int = 4
+    rx_worker: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -264,6 +426,8 @@ class PlutoConfig(RadioConfig):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
                 raise RadioConfigError(f"{name} must be an integer in [{lo}, {hi}], got {v!r}")
+        if not isinstance(self.rx_worker, bool):
+            raise RadioConfigError(f"rx_worker must be true or false, got {self.rx_worker!r}")
         if self.rx_buffer_size < self.sample_rate * MIN_RX_BUFFER_S:
             log.warning(
                 "rx_buffer_size %d holds %.1f ms at %.3g S/s: below ~%.0f ms per transfer Python "
@@ -464,6 +628,7 @@ class PlutoRadio(ClosingContext):
         self._rx_base = 0      # absolute RX index of public index 0 (set by start_stream)
         self._rx_direct: _DirectBuffer | None = None  # libiio path for pyadi's RX buffer
         self._rx_plain: int | None = None  # id of an RX buffer the direct path cannot drive
+        self._rx_worker: _RxWorker | None = None  # streaming RX in a process of its own
         self.device: Any = (factory or _open_pyadi)(config.uri)
         try:
             self._read_ranges()
@@ -766,6 +931,7 @@ class PlutoRadio(ClosingContext):
                             flags=flags if self.xflow_flags else None,
                             flag_period_s=STREAM_FLAG_PERIOD_S)
         self._clear_flags()
+        self._start_rx_worker()
         self.timeline = tl
         self.caps = RadioCaps(timed_tx=True, skip=False, stream=True)
         tl.start()
@@ -783,6 +949,37 @@ class PlutoRadio(ClosingContext):
         log.info("%s: streaming; TX->RX offset %d samples (%.2f ms)", cfg.uri, tl.offset,
                  (tl.offset or 0) / self.sample_rate * 1e3)
         return tl
+
+    def _start_rx_worker(self) -> None:
+        """Hand the RX stream to a process of its own (:class:`_RxWorker`) when the config
+        asks for it and the device allows it: a pyadi Pluto on an ``ip:`` URI (libiio's
+        network backend serves several contexts; a USB Pluto is claimed by one process)."""
+        cfg, dev = self.config, self.device
+        uri = str(getattr(dev, "uri", "") or cfg.uri)
+        if not cfg.rx_worker or not uri.startswith("ip:"):
+            return
+        try:
+            import iio
+
+            if not isinstance(getattr(dev, "_rxadc", None), iio.Device):
+                return
+        except Exception:
+            return
+        with contextlib.suppress(Exception):
+            dev.rx_destroy_buffer()  # the worker opens the RX buffer on its own context
+        self._rx_direct = self._rx_plain = None
+        self.stats.dropped += self._pending.size
+        self._pending = np.zeros(0, np.complex64)
+        worker = _RxWorker(uri, cfg.rx_buffer_size, cfg.kernel_buffers, cfg.timeout_ms,
+                           self.sample_rate)
+        try:
+            worker.wait_running(max(10.0, cfg.timeout_ms / 1000))
+        except BaseException:
+            worker.stop()
+            raise
+        self._rx_worker = worker
+        log.info("%s: RX streams in worker process %d (%.1f s host ring)", cfg.uri,
+                 worker.proc.pid, worker.ring / self.sample_rate)
 
     def tx_horizon(self) -> int | None:
         """Earliest RX index (public axis) a burst can still be placed at; None while the
@@ -884,6 +1081,16 @@ class PlutoRadio(ClosingContext):
         """One RX buffer from the device, scaled to full scale 1.0 (complex64): through
         libiio's C calls directly once pyadi has created the buffer (:class:`_DirectBuffer`),
         else through pyadi's ``rx()``."""
+        if self._rx_worker is not None:
+            block, lost = self._rx_worker.read()
+            if lost:  # the node fell more than the host ring behind: samples gone, exactly
+                self.stats.overflows += 1
+                self.stats.dropped += lost
+                if self.timeline is not None:
+                    self.timeline.rx_lost(lost)
+                log.warning("%s: the node fell %.2f s behind its RX worker; %d samples lost",
+                            self.config.uri, self._rx_worker.ring / self.sample_rate, lost)
+            return block
         dev = self.device
         buf = getattr(dev, "_rxbuf", None)
         if buf is None:  # destroyed (flush, retune): pyadi creates the next one
@@ -915,6 +1122,9 @@ class PlutoRadio(ClosingContext):
         self._pending = np.zeros(0, np.complex64)
         if self.timeline is not None:
             self.timeline.rx_broken()   # a new RX buffer: the RX count restarts elsewhere
+        if self._rx_worker is not None:
+            self._rx_worker.drop()      # the worker's stream goes on: skip what it holds
+            return
         try:
             self.device.rx_destroy_buffer()
         except Exception as exc:
@@ -976,6 +1186,9 @@ class PlutoRadio(ClosingContext):
         self.closed = True
         if self.timeline is not None:
             self.timeline.stop()
+        if self._rx_worker is not None:
+            self._rx_worker.stop()
+            self._rx_worker = None
         self._release()
 
     def _release(self) -> None:

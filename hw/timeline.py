@@ -299,6 +299,22 @@ class StreamTimeline:
         """The caller lost RX samples (overflow): the offset no longer holds."""
         self._broken("overflow")
 
+    def rx_lost(self, n: int) -> None:
+        """The caller knows exactly how many RX samples it lost (*n*, dropped on the host
+        while the device's stream went on): the offset moves by -*n* and the loss is a
+        measured slip (:meth:`take_rx_slip`), no re-measurement. While the offset is being
+        measured the loss cannot be placed, so that counts as a break."""
+        if n <= 0:
+            return
+        with self._lock:
+            if self._offset is not None and self._probe_u is None:
+                self._offset -= int(n)
+                self._slip += int(n)
+                self.stats.rx_breaks += 1
+                self._rx_tail = np.zeros(0, np.complex64)  # not contiguous across the loss
+                return
+        self._broken("overflow")
+
     def on_rx(self, iq: np.ndarray, index: int) -> None:
         """Every received block, at its absolute RX index: looks for an outstanding probe."""
         with self._lock:

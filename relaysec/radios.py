@@ -115,7 +115,8 @@ def plutos(cfg: Config, local: Sequence[Station], fs: float) -> dict[str, Radio]
                 rx_buffer_size=int(p["rx_buffer_size"]),
                 kernel_buffers=int(p["kernel_buffers"]),
                 tx_block_size=int(p["tx_block_size"]),
-                tx_kernel_buffers=int(p["tx_kernel_buffers"]))
+                tx_kernel_buffers=int(p["tx_kernel_buffers"]),
+                rx_worker=bool(p.get("rx_worker", True)))
         except Exception as exc:
             close_all()
             raise RadioSetupError(f"{s['name']} ({s['uri']}): {exc}") from exc

@@ -191,3 +191,14 @@ def test_pluto_streams_on_the_emulator_and_places_bursts_exactly() -> None:
             assert errors and abs(errors[0]) <= 2, errors
         finally:
             r.close()
+
+
+def test_an_exactly_counted_rx_loss_moves_the_offset_without_measuring_again(stream) -> None:
+    """A loss the caller counted exactly (the RX worker's host ring overran) shifts the
+    offset by minus that many samples and is reported as a slip; no probe is sent."""
+    tl, dev = stream
+    _run_until(tl, dev, lambda: tl.ready)
+    before, probes = tl.offset, tl.stats.probes
+    tl.rx_lost(5000)
+    assert tl.ready and tl.offset == before - 5000 and tl.stats.probes == probes
+    assert tl.take_rx_slip() == 5000 and tl.take_rx_slip() == 0

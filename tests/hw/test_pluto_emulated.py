@@ -85,3 +85,78 @@ def test_direct_libiio_path_is_bit_exact_with_pyadis():
         assert not r.receive(n).any()
         r.flush()                           # pyadi drops the buffer: so does the direct path
         assert r.receive(n).size == n       # a new RX buffer opens (no EBUSY)
+
+
+def test_rx_worker_ring_counts_what_the_node_fell_behind():
+    """The RX worker's host ring (hw.pluto._RxWorker.read): blocks come out in order; when the
+    node falls more than the ring behind, the overwritten samples are reported as lost,
+    exactly, and reading resumes on whole blocks."""
+    import os
+    import tempfile
+
+    from hw.pluto import _HDR, _RxWorker
+
+    class Proc:
+        def poll(self):
+            return None
+
+    w = _RxWorker.__new__(_RxWorker)
+    w.samples, w.ring, w.pos, w.lost, w._rate = 4, 16, 0, 0, 1e6
+    fd, w.path = tempfile.mkstemp()
+    os.close(fd)
+    try:
+        w._hdr = np.memmap(w.path, np.int64, "w+", shape=(_HDR,))
+        w._data = np.memmap(w.path, np.complex64, "r+", offset=_HDR * 8, shape=(16,))
+        w.proc = Proc()
+        w._data[:] = np.arange(16)
+        w._hdr[0] = 8                       # two blocks written
+        block, lost = w.read()
+        assert lost == 0 and list(block.real) == [0, 1, 2, 3]
+        w._hdr[0] = 40                      # the writer went 2.5 rings further
+        block, lost = w.read()
+        assert lost == 40 - 16 // 2 - 4     # skipped to half a ring behind the writer
+        assert w.pos == 40 - 16 // 2 + 4 and w.lost == lost
+        assert list(block.real) == [float(k % 16) for k in range(32, 36)]
+        w._hdr[1] = 5                       # the worker reports an I/O error
+        w._hdr[0] = w.pos
+        with pytest.raises(Exception, match="RX worker stopped"):
+            w.read()
+    finally:
+        os.unlink(w.path)
+
+
+def test_streaming_rx_runs_in_a_worker_process_and_stops_with_the_radio():
+    """start_stream hands RX to a process of its own on an ip: URI: the probe placed at RX
+    index k is still heard at k (the worker's samples are the device's stream), and close()
+    ends the worker and removes its ring."""
+    import os
+
+    from hw.emu import EmulatorConfig, start_emulators
+    from tests.emu.realtime import realtime_slot
+
+    with realtime_slot(), start_emulators(1, EmulatorConfig(speed=0.25)) as cluster:
+        r = PlutoRadio(cluster.uris[0], rx_buffer_size=16384, kernel_buffers=8,
+                       tx_block_size=11200, tx_kernel_buffers=6)
+        try:
+            tl = r.start_stream(calibrate_s=10.0)
+            worker = r._rx_worker
+            assert worker is not None and worker.proc.poll() is None
+            assert r.device._rxbuf is None       # the node holds no RX buffer of its own
+            index, placed, errors = 0, None, []
+            for _ in range(120):
+                iq = r.receive(16384)
+                h = r.tx_horizon()
+                if placed is None and h is not None:
+                    placed = h + 3000
+                    assert r.transmit(tl.probe, at=placed)
+                k = tl._find_probe(iq)
+                if k is not None and placed is not None:
+                    errors.append(index + k - placed)
+                    break
+                index += iq.size
+            if tl.stats.underflows or tl.stats.rx_breaks:
+                pytest.skip("the host starved the stream during the test (load)")
+            assert errors and abs(errors[0]) <= 2, errors
+        finally:
+            r.close()
+        assert worker.proc.poll() is not None and not os.path.exists(worker.path)
