@@ -346,12 +346,19 @@ def _phasors(n: int, ph0: float, step: float, pr: np.ndarray,
         pr[m] = np.cos(ph0 + step * m)
         pi[m] = np.sin(ph0 + step * m)
     s8r, s8i = np.cos(8 * step), np.sin(8 * step)
-    for b in range(8, n, 8):
-        for t in range(min(8, n - b)):
-            a = pr[b + t - 8]
-            c = pi[b + t - 8]
-            pr[b + t] = a * s8r - c * s8i
-            pi[b + t] = a * s8i + c * s8r
+    nb = n // 8
+    for b in range(1, nb):  # whole blocks: a fixed 8-lane body
+        o = 8 * b
+        for t in range(8):
+            a = pr[o + t - 8]
+            c = pi[o + t - 8]
+            pr[o + t] = a * s8r - c * s8i
+            pi[o + t] = a * s8i + c * s8r
+    for m in range(max(8, 8 * nb), n):
+        a = pr[m - 8]
+        c = pi[m - 8]
+        pr[m] = a * s8r - c * s8i
+        pi[m] = a * s8i + c * s8r
 
 
 @njit(cache=True, nogil=True, fastmath={"contract"})
@@ -380,9 +387,7 @@ def equalize(Y: np.ndarray, H: np.ndarray, dpos: np.ndarray, cpe: np.ndarray, sl
     wk = np.empty(n_used, dtype=np.float32)
     for k in range(n_used):
         h = H[k]
-        h2 = h.real * h.real + h.imag * h.imag
-        if h2 < 1e-30:
-            h2 = 1e-30
+        h2 = max(h.real * h.real + h.imag * h.imag, 1e-30)
         gr[k] = h.real / h2
         gi[k] = -h.imag / h2
         wk[k] = h2 * inv_sigma2
