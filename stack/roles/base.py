@@ -346,20 +346,11 @@ class RoleBase:
         only = dst
         out: list[tuple[int, bytes]] = []
         for dst in (list(self._out) if only is None else [only] if only in self._out else []):
-            items = self._out.pop(dst)
-            cut = len(items)
-            if max_bytes is not None:
-                size = 0
-                for i, x in enumerate(items):
-                    n = len(x)
-                    if size + n > max_bytes:
-                        if i == 0:
-                            self._out[dst] = items
-                            raise MalformedError(
-                                f"an MPDU of {n} bytes does not fit max_bytes={max_bytes}")
-                        cut = i
-                        break
-                    size += n
+            items = self._out[dst]
+            cut = _fit(items, max_bytes)
+            if self._arq_fb_queued and self._arq_fold(dst, items, cut):
+                cut = _fit(items, max_bytes)   # the frame shrank: more may fit
+            del self._out[dst]
             if cut < len(items):
                 self._out[dst] = items[cut:]
                 items = items[:cut]
@@ -538,6 +529,7 @@ class RoleBase:
                 while hosts and not hosts[0][1].tag.plain:
                     hosts.popleft()
                 hosts.append((sent[0], obj))
+                self._arq_fold_tail(key, sent[0], obj)
         elif block is not None:
             block.on_air(now)  # sealed at once, or no path now: the timer retries it
 
@@ -592,6 +584,52 @@ class RoleBase:
             if sent is not None and isinstance(sent[1], PendingMpdu):
                 sent[1].tag = _ArqTag(key, None)
                 self._arq_fb_queued[key] = (sent[0], sent[1])
+
+    def _arq_fold_tail(self, key: Hashable, dst: int, obj: PendingMpdu) -> None:
+        """A block of ``key`` was just queued right behind a FEEDBACK MPDU of the same
+        connection: the feedback rides on the block instead (adjacent, it goes out no later)
+        and its MPDU leaves the queue, so what this station reports queued and asks room for
+        is what it will send."""
+        old = self._arq_fb_queued.get(key)
+        q = self._out.get(dst)
+        if old is None or old[0] != dst or not q or len(q) < 2 or q[-1] is not obj \
+                or q[-2] is not old[1] or not old[1].tag.plain or old[1].tag.block is not None:
+            return   # (a block carrying the feedback already is no FEEDBACK MPDU to fold)
+        conn = self._arq.get(key)
+        host = None if conn is None else self._arq_piggyback(key, conn.rx.feedback())
+        if host is not None:
+            del q[-2]
+            old[1].tag.plain = old[1].tag.queued = False
+            self._arq_fb_queued[key] = host
+            self.arq_stats["feedback_mpdus"] -= 1
+
+    def _arq_fold(self, dst: int, items: list[bytes | PendingMpdu], cut: int) -> bool:
+        """FEEDBACK MPDUs among the first ``cut`` queue entries to ``dst`` (what goes out in
+        this frame) whose connection also has a block among them ride on that block instead,
+        and leave the queue: the feedback goes out no later and the frame only shrinks. (It
+        went alone because the block was queued after it: an AMS's UL slot then lost the room
+        of a whole block to it.) Returns True when a feedback was folded."""
+        head = {id(x) for x in items[:cut]}
+        gone = set()
+        for key, (d, f) in list(self._arq_fb_queued.items()):
+            if d != dst or f.tag.block is not None or not f.tag.plain or id(f) not in head:
+                continue
+            hosts = self._arq_hosts.get(key)
+            while hosts and not hosts[0][1].tag.plain:
+                hosts.popleft()
+            conn = self._arq.get(key)
+            if not hosts or conn is None or id(hosts[0][1]) not in head:
+                continue
+            host = self._arq_piggyback(key, conn.rx.feedback())
+            if host is None:
+                continue
+            f.tag.plain = f.tag.queued = False
+            self._arq_fb_queued[key] = host
+            self.arq_stats["feedback_mpdus"] -= 1
+            gone.add(id(f))
+        if gone:
+            items[:] = [x for x in items if id(x) not in gone]
+        return bool(gone)
 
     def _arq_piggyback(self, key: Hashable, fb: ArqFeedback) -> tuple[int, PendingMpdu] | None:
         """Ride ``fb`` on the oldest data block of ``key`` still unsealed in the queue (a
@@ -909,6 +947,22 @@ def _spans(buf: np.ndarray, items: list[bytes | PendingMpdu]
         out.append((buf, pos, pos + len(x), i))
         pos += len(x)
     return out
+
+
+def _fit(items: list[bytes | PendingMpdu], max_bytes: int | None) -> int:
+    """How many queue entries from the head fit ``max_bytes`` (each knows its sealed length);
+    :class:`MalformedError` when not even the first does."""
+    if max_bytes is None:
+        return len(items)
+    size = 0
+    for i, x in enumerate(items):
+        size += len(x)
+        if size > max_bytes:
+            if i == 0:
+                raise MalformedError(f"an MPDU of {len(x)} bytes does not fit "
+                                     f"max_bytes={max_bytes}")
+            return i
+    return len(items)
 
 
 def _join(segs: list[tuple[bytes | np.ndarray, int, int]]) -> bytes:

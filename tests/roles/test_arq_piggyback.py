@@ -141,11 +141,84 @@ def test_a_queued_feedback_mpdu_is_rewritten_where_it_waits():
         ams.receive(src, frame, net.now)
     (fb,) = _queued(ams, ARS1)
     before = bytes(fb.payload)
-    ams.send_data(ABS, b"U0", net.now)                 # queued behind the feedback
+    ams.send_data(ABS, b"X0", net.now, fid=3)          # another connection's block, then ours
+    ams.send_data(ABS, b"U0", net.now)
     for src, frame in second:
         ams.receive(src, frame, net.now)
-    fb2, data = _queued(ams, ARS1)
+    fb2, other, data = _queued(ams, ARS1)
     assert fb2 is fb and fb.payload[0] == FEEDBACK and bytes(fb.payload) != before
-    assert data.payload[0] == DATA
+    assert other.payload[0] == DATA and data.payload[0] == DATA
     net.settle(0.05)
-    assert [e.payload for e in net.of(ABS, DataReceived)] == [b"U0"]
+    assert sorted(e.payload for e in net.of(ABS, DataReceived)) == [b"U0", b"X0"]
+
+
+def test_a_feedback_mpdu_goes_as_queued_when_its_connection_has_no_block_in_the_frame():
+    net, abs_, _ars1, ams = _cell()
+    held = _held_downlink(net, abs_, b"D0")
+    for src, frame in held:
+        ams.receive(src, frame, net.now)
+    ams.send_data(ABS, b"X0", net.now, fid=3)          # another connection's block
+    ams.send_data(ABS, b"U0", net.now)                 # queued after it, not adjacent
+    fb, other, data = _queued(ams, ARS1)
+    assert fb.payload[0] == FEEDBACK and ams.arq_stats["feedback_mpdus"] == 1
+    # a frame with room for the feedback and X0 only: nothing to fold into, all as queued
+    (_d, frame), = ams.frames_to_send(net.now, len(fb) + len(other), dst=ARS1)
+    assert len(split_frame(frame)) == 2 and _queued(ams, ARS1) == [data]
+    assert data.payload[0] == DATA
+
+
+def test_a_feedback_mpdu_rides_on_its_connections_block_of_the_same_frame():
+    # (a block queued right behind it takes it at once: tested below with bulk traffic)
+    net, abs_, ars1, ams = _cell()
+    held = _held_downlink(net, abs_, b"D0")
+    for src, frame in held:
+        ams.receive(src, frame, net.now)
+    ams.send_data(ABS, b"X0", net.now, fid=3)          # another connection's block, then
+    ams.send_data(ABS, b"U0", net.now)                 # ours: not adjacent, so still apart
+    fb, other, data = _queued(ams, ARS1)
+    assert fb.payload[0] == FEEDBACK and data.payload[0] == DATA
+    room = len(fb) + len(other) + len(data)
+    (_d, frame), = ams.frames_to_send(net.now, room, dst=ARS1)
+    assert len(split_frame(frame)) == 2                 # X0, and U0 with the feedback on it
+    assert len(frame) < room and data.payload[0] == DATA_ACK
+    assert ams.arq_stats["feedback_mpdus"] == 0 and ams.arq_stats["feedback_piggybacked"] == 1
+    ars1.receive(AMS, frame, net.now)
+    net.settle(0.05)
+    assert sorted(e.payload for e in net.of(ABS, DataReceived)) == [b"U0", b"X0"]
+    assert all(c.tx.unacked() == 0 for c in ars1.arq_connections().values())
+
+
+@pytest.mark.parametrize("loss", [0.0, 0.2])
+@pytest.mark.parametrize("mode", [SecurityMode.DISTRIBUTED, SecurityMode.CENTRALIZED])
+def test_bulk_both_ways_arrives_once_in_order_with_feedback_mostly_piggybacked(mode, loss):
+    net, abs_, ars1, ams = _cell(mode)
+    net.loss = loss
+    n = 100
+    with monitoring(NonceMonitor()) as mon:
+        for i in range(n):
+            abs_.send_data(AMS, b"D%03d" % i, net.now)
+            ams.send_data(ABS, b"U%03d" % i, net.now)
+            if i % 3 == 0:   # frames leave while more is queued: feedback finds blocks waiting
+                net.step()
+                net.now += 0.001
+        net.settle(20.0)
+    assert [e.payload for e in net.of(AMS, DataReceived)] == [b"D%03d" % i for i in range(n)]
+    assert [e.payload for e in net.of(ABS, DataReceived)] == [b"U%03d" % i for i in range(n)]
+    assert mon.reused == 0
+    rode = {r: r.arq_stats["feedback_piggybacked"] for r in (abs_, ars1, ams)}
+    if mode == SecurityMode.DISTRIBUTED:
+        assert all(rode.values())
+    else:   # the ABS's blocks to a relayed AMS are sealed end to end inside relay MPDUs:
+        assert rode[ams] and not rode[abs_] and not rode[ars1]   # it cannot rewrite them
+
+
+def test_a_block_queued_right_behind_a_feedback_mpdu_takes_the_feedback_at_once():
+    net, abs_, _ars1, ams = _cell()
+    held = _held_downlink(net, abs_, b"D0")
+    for src, frame in held:
+        ams.receive(src, frame, net.now)
+    (fb,) = _queued(ams, ARS1)
+    ams.send_data(ABS, b"U0", net.now)
+    (data,) = _queued(ams, ARS1)          # what the AMS reports queued is what it will send
+    assert data.payload[0] == DATA_ACK and not fb.tag.queued
+    assert ams.arq_stats["feedback_mpdus"] == 0 and ams.arq_stats["feedback_piggybacked"] == 1
