@@ -132,6 +132,8 @@ class ConvCode:
         sent = self._sent(n_info)
         if llr.size != sent.size:
             raise PhyInputError("LLR length does not match the coded length")
+        if sent.size == self.input_size(n_info):  # rate 1/2: nothing punctured
+            return self.decode_buffer(np.ascontiguousarray(llr, dtype=np.float32), n_info)
         mother = np.zeros(self.input_size(n_info), dtype=np.float32)
         mother[sent] = llr
         return self.decode_buffer(mother, n_info)

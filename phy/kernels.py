@@ -471,7 +471,9 @@ def _cpe_given_slope(z: np.ndarray, ls: np.ndarray, pil_pos: np.ndarray, fidx: n
         bl[l] = c * (ls[l] + 1.0)
         acc = 0j
         for i in range(n_p):
-            acc += z[l, i] * np.exp(-1j * bl[l] * fidx[pil_pos[l, i]])
+            # exp(-j t) as (cos t, -sin t): the same values without the complex exp's exp(0)
+            t = bl[l] * fidx[pil_pos[l, i]]
+            acc += z[l, i] * complex(np.cos(t), -np.sin(t))
         cpe[l] = np.arctan2(acc.imag, acc.real)
     return cpe, bl
 
@@ -584,7 +586,8 @@ def track_phase_wls(Y: np.ndarray, H: np.ndarray, ls: np.ndarray, pil_pos: np.nd
             k = pil_pos[l, i]
             h = H[k]
             z[l, i] = Y[l, k] * np.conj(h) * pil_val[l, i]
-            zr[i] = z[l, i] * np.exp(-1j * c * x * fidx[k]) if c != 0.0 else z[l, i]
+            t = c * x * fidx[k]
+            zr[i] = z[l, i] * complex(np.cos(t), -np.sin(t)) if c != 0.0 else z[l, i]
             acc += zr[i]
             w[i] = 2.0 * (h.real * h.real + h.imag * h.imag) * pil_val[l, i] * pil_val[l, i] \
                 / sigma2

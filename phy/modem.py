@@ -236,6 +236,7 @@ class _BurstCore:
         self._ls_noise_factor = (even.size / 3.0 + (n_u - even.size)) / n_u
         self.shaper = TxShaper(self.grid, self.backoff) if shaping else None
         self._tables: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._trend_xs: dict[int, np.ndarray] = {}
 
     @property
     def sample_rate(self) -> float:
@@ -381,9 +382,8 @@ class _BurstCore:
                   cpe: np.ndarray, slope: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Data subcarriers of symbols ``ls`` -> (z, w) flattened in transmit order."""
         dpos = self._sym_tables(ls)[2]
-        return equalize(np.ascontiguousarray(Y, np.complex64), H, dpos,
-                        np.ascontiguousarray(cpe, np.float64),
-                        np.ascontiguousarray(slope, np.float64), self._fidx, 1.0 / sigma2)
+        return equalize(_c(Y, np.complex64), H, dpos, _c(cpe, np.float64),
+                        _c(slope, np.float64), self._fidx, 1.0 / sigma2)
 
     def _robust_bits(self, z: np.ndarray, wgt: np.ndarray, n_bits: int
                      ) -> tuple[np.ndarray, np.ndarray]:
@@ -409,6 +409,18 @@ class _BurstCore:
         z, wgt = self._equalise(Y[skip:], H, sigma2, ls[skip:], cpe[skip:], bl[skip:])
         bits, err = self._robust_bits(z, wgt, n_bits)
         return bits, err, wgt
+
+    def _trend_x(self, n: int) -> np.ndarray:
+        """``[-2, -1, 0, 1, .., n-1]`` as float64 (read-only): the symbol numbers of the S&C
+        symbol, the long symbol and ``n`` symbols from the header on, for :meth:`_refine_cfo`."""
+        x = self._trend_xs.get(n)
+        if x is None:
+            x = np.arange(-2, n, dtype=np.float64)
+            x.setflags(write=False)
+            if len(self._trend_xs) >= 256:
+                self._trend_xs.clear()
+            self._trend_xs[n] = x
+        return x
 
     def _refine_cfo(self, cfo: float, cpe: np.ndarray, ls: np.ndarray) -> float:
         """The carrier offset refined by the trend of the per-symbol CPE over symbols ``ls``."""
@@ -557,7 +569,7 @@ class BurstModem(_BurstCore):
         # residual CFO from the phase trend over the whole burst: the S&C symbol (l = -2), the
         # long symbol (l = -1, the reference: phase 0), header and data
         fine = self._refine_cfo(cfo, np.concatenate([[s.sc_phase, 0.0], cpe]),
-                                np.concatenate([[-2, -1], ls]))
+                                self._trend_x(n_sym + 1))
         if self._ici_matters(fine - cfo, s.snr_db):
             # the preamble's estimate was off by enough to matter (phase noise moves the S&C
             # halves' phase): take the header and data windows again at the refined offset
@@ -627,13 +639,21 @@ def _decode_payload(z: np.ndarray, wgt: np.ndarray, mcs: Mcs, length: int, src: 
     buf = np.zeros(fec.input_size(n_info), dtype=np.float32)
     err = qam.demodulate_into(z, wgt, bps, dest, buf)
     # EVM against the nearest points, weighted by |H|^2 (unit-energy constellations)
-    evm = float(np.dot(err, wgt) / max(float(np.sum(wgt)), 1e-30))
+    evm = float(np.einsum("i,i->", err, wgt)) / max(float(np.sum(wgt)), 1e-30)
     evm_db = 10 * math.log10(max(evm, 1e-12))
     bits = fec.decode_buffer(buf, n_info)
     data = np.packbits(randomize(bits, src, dst)).tobytes()
     payload, tail = data[:length], data[length:]
     ok = struct.unpack(">I", tail)[0] == crc32(payload)
     return payload, ok, evm_db
+
+
+def _c(x: np.ndarray, dtype: type) -> np.ndarray:
+    """``x`` as a C-contiguous array of ``dtype``, converted only when it is not one already
+    (np.ascontiguousarray costs a call even then)."""
+    if x.dtype == dtype and x.flags.c_contiguous:
+        return x
+    return np.ascontiguousarray(x, dtype)
 
 
 def _mean_power(x: np.ndarray) -> float:

@@ -166,24 +166,26 @@ def fine_timing(seg: np.ndarray, pre: Preamble, first_path_db: float = -10.0) ->
     return lo + int(cand[0])
 
 
-_TIMING_CACHE: dict[tuple[int, int, int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+_TIMING_CACHE: dict[tuple[int, int, int, int, int],
+                    tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
 
-def _timing_tables(pre: Preamble, grid: ResourceGrid, d_lo: int, d_hi: int
+def _timing_tables(pre: Preamble, grid: ResourceGrid, d_lo: int, d_hi: int, shift: int
                    ) -> tuple[np.ndarray, np.ndarray]:
-    """``X_long`` on the full FFT grid (zero off the used bins, complex64) and the
-    FFT-output index of each delay ``d_lo .. d_hi`` (``d mod NFFT``), made once per preamble
-    and search range (the cache keeps the preamble array, so its id is not reused)."""
+    """``X_long`` on the full FFT grid (zero off the used bins, complex64) moved up by
+    ``shift`` bins (circularly), and the FFT-output index of each delay ``d_lo .. d_hi``
+    (``d mod NFFT``); made once per preamble, search range and shift (the cache keeps the
+    preamble array, so its id is not reused while cached)."""
     n = grid.nfft
-    key = (id(pre.long), n, d_lo, d_hi)
+    key = (id(pre.long), n, d_lo, d_hi, shift)
     hit = _TIMING_CACHE.get(key)
     if hit is None or hit[0] is not pre.long:
         x_full = np.zeros(n, np.complex64)
-        x_full[grid.used_bins] = pre.long
+        x_full[(grid.used_bins + shift) % n] = pre.long
         taps = np.arange(d_lo, d_hi + 1, dtype=np.int64) % n
         for a in (x_full, taps):
             a.setflags(write=False)
-        if len(_TIMING_CACHE) >= 32:
+        if len(_TIMING_CACHE) >= 256:
             _TIMING_CACHE.clear()
         hit = _TIMING_CACHE[key] = (pre.long, x_full, taps)
     return hit[1], hit[2]
@@ -205,12 +207,13 @@ def fine_timing_spectrum(Yfull: np.ndarray, shift: int, grid: ResourceGrid, pre:
     earliest delay within NFFT/16 before the peak whose power is above ``first_path_db`` of
     the peak."""
     n = Yfull.size
-    x_full, taps = _timing_tables(pre, grid, d_lo, d_hi)
-    # |IFFT(Y conj X)| = |FFT(conj(Y) X)| / NFFT, and only powers are compared: the forward
-    # transform (pocketfft's backward one took half as long again)
-    v = np.roll(Yfull, -shift)
-    np.conjugate(v, out=v)
-    v *= x_full
+    x_shifted, taps = _timing_tables(pre, grid, d_lo, d_hi, shift)
+    # |IFFT(Y(k + s) conj X(k))| = |FFT(conj(Y(k)) X(k - s))| / NFFT (a circular shift of the
+    # product only turns the output's phase), and only powers are compared: the forward
+    # transform of conj(Y) times the shifted X (pocketfft's backward transform took half as
+    # long again, and np.roll of Y a third of the rest)
+    v = np.conjugate(Yfull)
+    v *= x_shifted
     c = sp_fft.fft(v, overwrite_x=True)[taps]
     pw = c.real**2 + c.imag**2
     pk = int(np.argmax(pw))
