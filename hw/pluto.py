@@ -191,57 +191,170 @@ class _DirectBuffer:
         self._iio._buffer_push_partial(self.buf._buffer, self.samples)  # checked in _words
 
 
+#: Seconds of TX samples the stream worker's TX ring holds (bursts are placed at most this far
+#: ahead of what the worker has pushed).
+TX_RING_S = 0.5
 #: Seconds of samples the RX worker's host ring holds (:class:`_RxWorker`): how long the node
 #: process may fall behind (GIL, a loaded host) before samples are lost on the host.
 RX_RING_S = 1.0
 #: The directory holding the ``hw`` package (the RX worker's interpreter imports it from here).
 _PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-#: Header words of the RX ring file: samples written, error errno, running, stop request.
-_HDR = 4
+#: Header of the stream worker's shared file (int64 words; then the RX ring, then the TX ring).
+_HDR = 16
+_H_RX_WRITTEN, _H_ERR, _H_RUNNING, _H_STOP = 0, 1, 2, 3
+_H_TX_CLAIM, _H_TX_BLOCKS, _H_PUSH_MAX_NS, _H_GAP_MAX_NS = 4, 5, 6, 7
 
 
 def _rx_worker_main(uri: str, samples: int, kernel_buffers: int, timeout_ms: int,
-                    path: str, ring: int, parent: int) -> None:  # pragma: no cover - child
-    """The RX worker process: its own libiio context and RX buffer, refilled back to back;
-    every block converted to complex64 full scale and written into the ring file *path*
-    (a header of :data:`_HDR` int64 words, then *ring* complex64 samples). Ends when asked,
-    or when its parent process *parent* is gone."""
+                    path: str, ring: int, parent: int, tx_block: int = 0,
+                    tx_kernel_buffers: int = 4,
+                    tx_ring: int = 0) -> None:  # pragma: no cover - runs in a child
+    """The stream worker process: its own libiio context; an RX buffer refilled back to back
+    (every block converted to complex64 full scale into the RX ring) and, with *tx_block*, a
+    TX buffer pushed back to back from the TX ring (blocks of *tx_block* samples taken at
+    the claim counter, zeros where nothing was written). Shared file *path*: :data:`_HDR`
+    int64 words, *ring* RX samples, *tx_ring* TX samples (complex64). Ends when asked, or
+    when its parent process *parent* is gone."""
     import errno as _errno
     import signal
+    import sys
+    import threading
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops it (a Ctrl-C is for it)
+    with contextlib.suppress(ValueError):  # (not the main thread: a test drives it)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops it, not a Ctrl-C
     hdr = np.memmap(path, np.int64, "r+", shape=(_HDR,))
     data = np.memmap(path, np.complex64, "r+", offset=_HDR * 8, shape=(ring,))
+    txr = np.memmap(path, np.complex64, "r+", offset=_HDR * 8 + ring * 8,
+                    shape=(tx_ring,)) if tx_block else None
+
+    def alive() -> bool:
+        return not hdr[_H_STOP] and os.getppid() == parent and not hdr[_H_ERR]
+
+    def fail(exc: BaseException) -> None:
+        if not hdr[_H_STOP]:
+            print(f"relaysec stream worker ({uri}): {type(exc).__name__}: {exc}",
+                  file=sys.stderr, flush=True)
+        hdr[_H_ERR] = getattr(exc, "errno", None) or _errno.EIO
+
+    def rx_loop(direct: _DirectBuffer) -> None:
+        try:
+            written = 0
+            while alive():
+                block = direct.read()
+                k = written % ring
+                first = min(samples, ring - k)
+                data[k:k + first] = block[:first]
+                if first < samples:
+                    data[:samples - first] = block[first:]
+                written += samples
+                hdr[_H_RX_WRITTEN] = written  # after the samples: x86 stores stay in order
+        except BaseException as exc:
+            fail(exc)
+
     try:
         import iio
 
         ctx = iio.Context(uri)
         ctx.set_timeout(timeout_ms)
-        dev = ctx.find_device("cf-ad9361-lpc")
-        if dev is None:
-            raise OSError(_errno.ENODEV, "no cf-ad9361-lpc device")
+        rx_dev = ctx.find_device("cf-ad9361-lpc")
+        tx_dev = ctx.find_device("cf-ad9361-dds-core-lpc")
+        if rx_dev is None or tx_dev is None:
+            raise OSError(_errno.ENODEV, "no cf-ad9361-lpc / cf-ad9361-dds-core-lpc device")
         for name in ("voltage0", "voltage1"):
-            dev.find_channel(name, False).enabled = True
-        dev.set_kernel_buffers_count(kernel_buffers)
-        buf = iio.Buffer(dev, samples)
-        direct = _DirectBuffer.wrap(buf, dev, output=False)
-        if direct is None:
-            raise OSError(_errno.EINVAL, "unexpected RX sample layout")
-        hdr[2] = 1
-        written = 0
-        while not hdr[3] and os.getppid() == parent:
-            block = direct.read()
-            k = written % ring
-            first = min(samples, ring - k)
-            data[k:k + first] = block[:first]
-            if first < samples:
-                data[:samples - first] = block[first:]
-            written += samples
-            hdr[0] = written  # after the samples: x86 stores are seen in order
+            rx_dev.find_channel(name, False).enabled = True
+        rx_dev.set_kernel_buffers_count(kernel_buffers)
+        rx_buf = iio.Buffer(rx_dev, samples)  # held here: the direct path holds it weakly
+        rx = _DirectBuffer.wrap(rx_buf, rx_dev, output=False)
+        tx = None
+        if tx_block:
+            for name in ("voltage0", "voltage1"):
+                tx_dev.find_channel(name, True).enabled = True
+            tx_dev.set_kernel_buffers_count(tx_kernel_buffers)
+            tx_buf = iio.Buffer(tx_dev, tx_block, False)
+            tx = _DirectBuffer.wrap(tx_buf, tx_dev, output=True)
+        if rx is None or (tx_block and tx is None):
+            raise OSError(_errno.EINVAL, "unexpected sample layout")
+        reader = threading.Thread(target=rx_loop, args=(rx,), daemon=True)
+        reader.start()
+        hdr[_H_RUNNING] = 1
+        if tx is not None and txr is not None:
+            done = None
+            while alive():
+                u0 = int(hdr[_H_TX_CLAIM])
+                hdr[_H_TX_CLAIM] = u0 + tx_block  # claimed before read: writers stay clear
+                k = u0 % tx_ring
+                block = np.empty(tx_block, np.complex64)
+                first = min(tx_block, tx_ring - k)
+                block[:first] = txr[k:k + first]
+                txr[k:k + first] = 0
+                if first < tx_block:
+                    block[first:] = txr[:tx_block - first]
+                    txr[:tx_block - first] = 0
+                codes = None
+                if block.any():
+                    codes = np.rint(block.view(np.float32).astype(np.float64) * TX_SCALE)
+                t0 = time.monotonic_ns()
+                if done is not None:
+                    hdr[_H_GAP_MAX_NS] = max(int(hdr[_H_GAP_MAX_NS]), t0 - done)
+                tx.push(codes)
+                done = time.monotonic_ns()
+                hdr[_H_PUSH_MAX_NS] = max(int(hdr[_H_PUSH_MAX_NS]), done - t0)
+                hdr[_H_TX_BLOCKS] += 1
+        reader.join()
+        del rx_buf
     except BaseException as exc:
-        hdr[1] = getattr(exc, "errno", None) or _errno.EIO
+        fail(exc)
     finally:
-        hdr[2] = 0
+        hdr[_H_RUNNING] = 0
+
+
+class _SharedTxRing:
+    """The node's side of the stream worker's TX ring (:class:`hw.timeline.TxRing`): bursts
+    are added at their TX sample; the worker claims a block, then reads and zeroes it."""
+
+    def __init__(self, hdr: np.ndarray, data: np.ndarray, block: int) -> None:
+        self._hdr, self._data, self.block = hdr, data, block
+        self.size = data.size
+
+    def claimed(self) -> int:
+        """First TX sample the worker has not taken."""
+        return int(self._hdr[_H_TX_CLAIM])
+
+    def write(self, u: int, iq: np.ndarray) -> bool:
+        """Add *iq* at TX sample *u*; False if the worker took any of it meanwhile (what it
+        took goes out as it was: a partial burst, like one cut by a late host) or it lies
+        beyond the ring."""
+        n = iq.size
+        if u + n > self.claimed() + self.size - self.block:
+            return False
+        k = u % self.size
+        first = min(n, self.size - k)
+        self._data[k:k + first] += iq[:first]
+        if first < n:
+            self._data[:n - first] += iq[first:]
+        return self.claimed() <= u
+
+    def clear(self) -> None:
+        """Zero everything the worker has not claimed (it may be claiming the first block of
+        it: that block then goes out partly zeroed, which is what clearing asks for)."""
+        start = self.claimed()
+        k = start % self.size
+        n = self.size - self.block
+        first = min(n, self.size - k)
+        self._data[k:k + first] = 0
+        if first < n:
+            self._data[:n - first] = 0
+
+    def sync(self, stats: Any) -> None:
+        """The worker's TX counters into the timeline's *stats*."""
+        stats.blocks = int(self._hdr[_H_TX_BLOCKS])
+        stats.push_max_s = int(self._hdr[_H_PUSH_MAX_NS]) * 1e-9
+        stats.gap_max_s = int(self._hdr[_H_GAP_MAX_NS]) * 1e-9
+
+    def error(self) -> str | None:
+        """Why the worker stopped (errno text), if it did."""
+        err = int(self._hdr[_H_ERR])
+        return None if not err else f"{os.strerror(err)} (errno {err})"
 
 
 class _RxWorker:
@@ -257,7 +370,7 @@ class _RxWorker:
     """
 
     def __init__(self, uri: str, samples: int, kernel_buffers: int, timeout_ms: int,
-                 sample_rate: float) -> None:
+                 sample_rate: float, *, tx_block: int = 0, tx_kernel_buffers: int = 4) -> None:
         import json
         import subprocess
         import sys
@@ -268,16 +381,27 @@ class _RxWorker:
         folder = "/dev/shm" if os.path.isdir("/dev/shm") else None
         fd, self.path = tempfile.mkstemp(prefix="relaysec-rx-", dir=folder)
         os.close(fd)
-        self._hdr = np.memmap(self.path, np.int64, "w+", shape=(_HDR,))
+        self.tx_size = 0 if not tx_block else \
+            max(8 * tx_block, int(TX_RING_S * sample_rate) // tx_block * tx_block)
+        size = _HDR * 8 + (self.ring + self.tx_size) * 8
+        with open(self.path, "r+b") as f:
+            f.truncate(size)
+        self._hdr = np.memmap(self.path, np.int64, "r+", shape=(_HDR,))
         self._data = np.memmap(self.path, np.complex64, "r+", offset=_HDR * 8,
                                shape=(self.ring,))
+        #: The TX ring the timeline writes bursts into (None: TX stays in the node process).
+        self.tx: _SharedTxRing | None = None
+        if tx_block:
+            self.tx = _SharedTxRing(self._hdr, np.memmap(
+                self.path, np.complex64, "r+", offset=_HDR * 8 + self.ring * 8,
+                shape=(self.tx_size,)), tx_block)
         self.pos = 0      # samples taken from the ring
         self.lost = 0     # samples the node fell too far behind for (host-side loss)
         self._rate = float(sample_rate)
         # a fresh interpreter (no fork of a threaded libiio client, and unlike
         # multiprocessing's spawn it does not re-run the parent's __main__)
         args = json.dumps([uri, samples, kernel_buffers, timeout_ms, self.path, self.ring,
-                           os.getpid()])
+                           os.getpid(), tx_block, tx_kernel_buffers, self.tx_size])
         code = "import json, sys; from hw.pluto import _rx_worker_main; " \
                "_rx_worker_main(*json.loads(sys.argv[1]))"
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(
@@ -288,7 +412,7 @@ class _RxWorker:
     def wait_running(self, timeout_s: float) -> None:
         """Until the worker's RX buffer streams (raises :class:`RadioIOError` if it fails)."""
         deadline = time.monotonic() + timeout_s
-        while not self._hdr[2]:
+        while not self._hdr[_H_RUNNING]:
             self._check()
             if time.monotonic() > deadline:
                 raise RadioIOError(f"the RX worker did not start within {timeout_s:g} s")
@@ -297,10 +421,10 @@ class _RxWorker:
             os.unlink(self.path)
 
     def _check(self) -> None:
-        err = int(self._hdr[1])
+        err = int(self._hdr[_H_ERR])
         if err:
             raise RadioIOError(f"the RX worker stopped: {os.strerror(err)} (errno {err})")
-        if self.proc.poll() is not None and not self._hdr[2]:
+        if self.proc.poll() is not None and not self._hdr[_H_RUNNING]:
             raise RadioIOError(f"the RX worker exited (code {self.proc.returncode})")
 
     def read(self) -> tuple[np.ndarray, int]:
@@ -309,7 +433,7 @@ class _RxWorker:
         lost = 0
         safe = self.ring - 2 * self.samples  # the writer may be filling the block after hdr[0]
         while True:
-            written = int(self._hdr[0])
+            written = int(self._hdr[_H_RX_WRITTEN])
             if written - self.pos < self.samples:
                 self._check()
                 # sleep until the next block is due (at least 0.5 ms): no busy polling
@@ -326,7 +450,8 @@ class _RxWorker:
             if first < self.samples:
                 out[first:] = self._data[:self.samples - first]
             self.pos += self.samples
-            if int(self._hdr[0]) - (self.pos - self.samples) > safe:  # overrun while copying
+            if int(self._hdr[_H_RX_WRITTEN]) - (self.pos - self.samples) > safe:
+                # overwritten while it was being copied
                 lost += self.samples
                 continue
             self.lost += lost
@@ -334,11 +459,11 @@ class _RxWorker:
 
     def drop(self) -> None:
         """Skip every sample the ring holds (the next read waits for a fresh block)."""
-        self.pos = int(self._hdr[0])
+        self.pos = int(self._hdr[_H_RX_WRITTEN])
 
     def stop(self) -> None:
         """Ask the worker to stop, wait for it (its buffer closes with its context)."""
-        self._hdr[3] = 1
+        self._hdr[_H_STOP] = 1
         try:
             self.proc.wait(timeout=3.0)
         except Exception:
@@ -927,11 +1052,13 @@ class PlutoRadio(ClosingContext):
             self._flags_seen = True
             return under, over
 
-        tl = StreamTimeline(push, sample_rate=self.sample_rate, block=cfg.tx_block_size,
+        worker = self._start_worker()
+        tl = StreamTimeline(None if worker is not None else push, sample_rate=self.sample_rate,
+                            block=cfg.tx_block_size,
                             flags=flags if self.xflow_flags else None,
-                            flag_period_s=STREAM_FLAG_PERIOD_S)
+                            flag_period_s=STREAM_FLAG_PERIOD_S,
+                            ring=worker.tx if worker is not None else None)
         self._clear_flags()
-        self._start_rx_worker()
         self.timeline = tl
         self.caps = RadioCaps(timed_tx=True, skip=False, stream=True)
         tl.start()
@@ -950,36 +1077,42 @@ class PlutoRadio(ClosingContext):
                  (tl.offset or 0) / self.sample_rate * 1e3)
         return tl
 
-    def _start_rx_worker(self) -> None:
-        """Hand the RX stream to a process of its own (:class:`_RxWorker`) when the config
-        asks for it and the device allows it: a pyadi Pluto on an ``ip:`` URI (libiio's
-        network backend serves several contexts; a USB Pluto is claimed by one process)."""
+    def _start_worker(self) -> _RxWorker | None:
+        """Hand the TX and RX streams to a process of its own (:class:`_RxWorker`) when the
+        config asks for it (``rx_worker``) and the device allows it: a pyadi Pluto on an
+        ``ip:`` URI (libiio's network backend serves several contexts at once; a USB Pluto is
+        claimed by one process). Returns the worker, or None (the streams stay here)."""
         cfg, dev = self.config, self.device
         uri = str(getattr(dev, "uri", "") or cfg.uri)
         if not cfg.rx_worker or not uri.startswith("ip:"):
-            return
+            return None
         try:
             import iio
 
             if not isinstance(getattr(dev, "_rxadc", None), iio.Device):
-                return
+                return None
         except Exception:
-            return
+            return None
         with contextlib.suppress(Exception):
-            dev.rx_destroy_buffer()  # the worker opens the RX buffer on its own context
+            dev.rx_destroy_buffer()  # the worker opens both buffers on its own context
+        with contextlib.suppress(Exception):
+            dev.disable_dds()        # what pyadi does before its first TX buffer
         self._rx_direct = self._rx_plain = None
         self.stats.dropped += self._pending.size
         self._pending = np.zeros(0, np.complex64)
         worker = _RxWorker(uri, cfg.rx_buffer_size, cfg.kernel_buffers, cfg.timeout_ms,
-                           self.sample_rate)
+                           self.sample_rate, tx_block=cfg.tx_block_size,
+                           tx_kernel_buffers=cfg.tx_kernel_buffers)
         try:
             worker.wait_running(max(10.0, cfg.timeout_ms / 1000))
         except BaseException:
             worker.stop()
             raise
         self._rx_worker = worker
-        log.info("%s: RX streams in worker process %d (%.1f s host ring)", cfg.uri,
-                 worker.proc.pid, worker.ring / self.sample_rate)
+        log.info("%s: TX and RX stream in worker process %d (%.1f s RX ring, %.1f s TX "
+                 "ring)", cfg.uri, worker.proc.pid, worker.ring / self.sample_rate,
+                 worker.tx_size / self.sample_rate)
+        return worker
 
     def tx_horizon(self) -> int | None:
         """Earliest RX index (public axis) a burst can still be placed at; None while the

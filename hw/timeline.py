@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -84,6 +85,27 @@ class TimelineStats:
         return asdict(self)
 
 
+class TxRing(Protocol):
+    """A TX stream pushed by another process (``hw.pluto``'s stream worker) from a shared ring
+    indexed by TX sample: the timeline writes bursts into it instead of building blocks."""
+
+    def claimed(self) -> int:
+        """First TX sample the pusher has not taken yet (it takes a block at a time)."""
+
+    def write(self, u: int, iq: np.ndarray) -> bool:
+        """Add *iq* at TX sample *u*; False when the pusher took any of it meanwhile or it
+        lies beyond the ring."""
+
+    def clear(self) -> None:
+        """Forget every sample written and not yet taken (the offset changed)."""
+
+    def sync(self, stats: TimelineStats) -> None:
+        """Copy the pusher's counters (blocks, push_max_s, gap_max_s) into *stats*."""
+
+    def error(self) -> str | None:
+        """Why the pusher stopped, if it did."""
+
+
 class StreamTimeline:
     """Continuous TX stream of *block*-sample pushes plus the TX->RX offset (see module doc).
 
@@ -95,13 +117,19 @@ class StreamTimeline:
     counted by the caller, who passes every received block to :meth:`on_rx` with its index.
     """
 
-    def __init__(self, push: Callable[[np.ndarray], None], *, sample_rate: float, block: int,
-                 flags: Callable[[], tuple[bool, bool]] | None = None,
+    def __init__(self, push: Callable[[np.ndarray], None] | None, *, sample_rate: float,
+                 block: int, flags: Callable[[], tuple[bool, bool]] | None = None,
                  flag_period_s: float = 0.05,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 ring: TxRing | None = None) -> None:
         if block < 64:
             raise ValueError(f"a TX block of {block} samples is too short to stream")
+        if (push is None) == (ring is None):
+            raise ValueError("give either push (a TX thread here) or ring (pushed elsewhere)")
         self._push = push
+        #: With a ring another process pushes (no TX thread here): bursts go into the ring,
+        #: and one block of margin beyond what it took keeps a write off the block it reads.
+        self._ring = ring
         self._flags = flags
         self.flag_period_s = float(flag_period_s)
         self._monitor: threading.Thread | None = None
@@ -138,8 +166,9 @@ class StreamTimeline:
         if self._thread is not None:
             return
         self.request_probe()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="tx-stream")
-        self._thread.start()
+        if self._ring is None:
+            self._thread = threading.Thread(target=self._run, daemon=True, name="tx-stream")
+            self._thread.start()
         if self._flags is not None:
             self._monitor = threading.Thread(target=self._watch, daemon=True,
                                              name="stream-flags")
@@ -155,13 +184,25 @@ class StreamTimeline:
 
     @property
     def running(self) -> bool:
-        """The TX thread is pushing."""
+        """The TX thread (or the ring's pusher) is pushing."""
+        if self._ring is not None:
+            return self.error is None
         return self._thread is not None and self._thread.is_alive()
 
     @property
     def error(self) -> BaseException | None:
-        """The exception that stopped the TX thread, if one did."""
+        """The exception that stopped the TX thread (or the ring's pusher), if one did."""
+        if self._error is None and self._ring is not None:
+            why = self._ring.error()
+            if why is not None:
+                self._error = RuntimeError(f"the TX stream stopped: {why}")
         return self._error
+
+    def _tx_next(self) -> int:
+        """First TX sample a burst may still be written at (lock held)."""
+        if self._ring is None:
+            return self._next_u
+        return self._ring.claimed() + self.block
 
     def _run(self) -> None:
         try:
@@ -185,6 +226,8 @@ class StreamTimeline:
         assert self._flags is not None
         started = False
         while not self._stop.wait(self.flag_period_s):
+            if self._ring is not None:
+                self._ring.sync(self.stats)
             blocks = self.stats.blocks
             try:
                 under, over = self._flags()
@@ -229,7 +272,7 @@ class StreamTimeline:
     @property
     def ready(self) -> bool:
         """The offset is known: bursts can be placed."""
-        return self._offset is not None and self._error is None
+        return self._offset is not None and self.error is None
 
     @property
     def offset(self) -> int | None:
@@ -241,26 +284,31 @@ class StreamTimeline:
         with self._lock:
             if self._offset is None:
                 return None
-            return self._next_u + self._offset
+            return self._tx_next() + self._offset
 
     def place(self, iq: np.ndarray, at: int) -> bool:
         """Queue *iq* to start at RX-axis index *at*; False (counted ``late``) when that sample
         has already been pushed or the offset is being measured."""
-        if self._error is not None:
-            raise self._error
+        if self.error is not None:
+            raise self.error
         with self._lock:
             if self._offset is None:
                 self.stats.late += 1
                 return False
             u = int(at) - self._offset
-            if u < self._next_u:
+            if u < self._tx_next():
                 self.stats.late += 1
                 return False
             if self._probe_u is not None and u < self._probe_u + self.probe.size \
                     and u + iq.size > self._probe_u:
                 self.stats.late += 1     # never over the probe
                 return False
-            self._insert(u, iq)
+            if self._ring is not None:
+                if not self._ring.write(u, np.asarray(iq, np.complex64)):
+                    self.stats.late += 1  # taken while being written, or beyond the ring
+                    return False
+            else:
+                self._insert(u, iq)
             self.stats.bursts += 1
             return True
 
@@ -274,10 +322,14 @@ class StreamTimeline:
         with self._lock:
             self._offset = None
             self._pending.clear()
-            self._probe_u = self._next_u + self.block // 4
+            self._probe_u = self._tx_next() + self.block // 4
             self._probe_pushed = False
             self._probe_sent_at = self.clock()
-            self._insert(self._probe_u, self.probe)
+            if self._ring is not None:
+                self._ring.clear()   # bursts placed for the old offset must not go out
+                self._ring.write(self._probe_u, self.probe)  # a miss: re-sent on timeout
+            else:
+                self._insert(self._probe_u, self.probe)
             self.stats.probes += 1
 
     def _broken(self, why: str) -> None:
@@ -319,6 +371,9 @@ class StreamTimeline:
         """Every received block, at its absolute RX index: looks for an outstanding probe."""
         with self._lock:
             probe_u, pushed = self._probe_u, self._probe_pushed
+            if not pushed and probe_u is not None and self._ring is not None \
+                    and self._ring.claimed() > probe_u:
+                pushed = self._probe_pushed = True
         if probe_u is None:
             return
         if not pushed:
@@ -415,10 +470,12 @@ class StreamTimeline:
 
     def report(self) -> dict[str, float | int | None]:
         """Offset, lead and counters, for reports."""
+        if self._ring is not None:
+            self._ring.sync(self.stats)
         out: dict[str, float | int | None] = dict(self.stats.as_dict())
         out["offset"] = self._offset
         out["block"] = self.block
         return out
 
 
-__all__ = ["PROBE_LEN", "StreamTimeline", "TimelineStats", "probe_sequence"]
+__all__ = ["PROBE_LEN", "StreamTimeline", "TimelineStats", "TxRing", "probe_sequence"]
