@@ -132,12 +132,22 @@ class ResourceGrid:
         return tx_burst(np.ascontiguousarray(bodies, np.complex64), self.cp, _NO_RAMP,
                         _NO_RAMP, _NO_FIR, float(scale), bool(limit))
 
-    def ofdm_demodulate(self, windows: np.ndarray) -> np.ndarray:
-        """(n_sym, NFFT) time windows (CP removed) -> (n_sym, n_used) frequency values."""
+    def ofdm_demodulate(self, windows: np.ndarray, head: np.ndarray | None = None
+                        ) -> np.ndarray:
+        """(n_sym, NFFT) time windows (CP removed) -> (n_sym, n_used) frequency values;
+        ``head`` (n_head, n_used) rows already in the frequency domain go first (one output
+        array instead of a concatenation after)."""
         F = sp_fft.fft(np.asarray(windows, np.complex64), axis=1, norm="ortho")
+        n_head = 0 if head is None else head.shape[0]
+        out = np.empty((n_head + F.shape[0], self.n_used), np.complex64)
+        if n_head:
+            out[:n_head] = head
         # the used bins are two contiguous runs (negative frequencies, then positive ones):
         # two slice copies cost a tenth of a fancy-index gather
-        return np.concatenate([F[:, self._neg_bins], F[:, self._pos_bins]], axis=1)
+        k = self._neg_bins.stop - self._neg_bins.start
+        out[n_head:, :k] = F[:, self._neg_bins]
+        out[n_head:, k:] = F[:, self._pos_bins]
+        return out
 
     @cached_property
     def data_power(self) -> float:

@@ -298,14 +298,16 @@ class _BurstCore:
                 consumed = b.start + b.n_samples - self.grid.cp
         return out
 
-    def _windows(self, r: np.ndarray, first: int, n_sym: int, cfo: float) -> np.ndarray:
+    def _windows(self, r: np.ndarray, first: int, n_sym: int, cfo: float,
+                 head: np.ndarray | None = None) -> np.ndarray:
         """FFT windows (CP skipped, back-off applied) of n_sym symbols starting at sample
-        ``first`` (burst-symbol CP start), CFO-derotated, -> (n_sym, n_used)."""
+        ``first`` (burst-symbol CP start), CFO-derotated, -> (n_sym, n_used); ``head`` rows
+        (frequency domain) go first."""
         g = self.grid
         fs = self.profile.sample_rate
         s0 = first + g.cp - self.backoff
         w = gather_windows(r, s0, n_sym, self._sym_len, g.nfft, 2 * np.pi * cfo / fs)
-        return g.ofdm_demodulate(w)
+        return g.ofdm_demodulate(w, head)
 
     def _sync(self, r: np.ndarray, coarse: int) -> _Sync | None:
         """Timing, CFO, channel and noise from the preamble at candidate ``coarse``; None when
@@ -562,7 +564,7 @@ class BurstModem(_BurstCore):
             log.debug("burst at %d truncated (%d of %d samples)", start, r.size - start, total)
             return None
         # header (the preamble's window of it: same start, same offset) and data
-        Yall = np.concatenate([s.Y[2:3], self._windows(r, start + 3 * ns, n_sym, cfo)])
+        Yall = self._windows(r, start + 3 * ns, n_sym, cfo, head=s.Y[2:3])
         Yd = Yall[1:]
         ls = np.arange(n_sym + 1)
         cpe, bl, slope = self._track(Yall, s.H, ls, s.sigma2)

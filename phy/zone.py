@@ -383,7 +383,7 @@ class ZoneModem(_BurstCore):
         grants: list[Grant] = []
         map_ok = True
         if n_map:
-            Yh = np.concatenate([Yh, self._windows(r, s.start + 3 * ns, n_map, cfo)])
+            Yh = self._windows(r, s.start + 3 * ns, n_map, cfo, head=Yh)
             n_bits = 8 * (ENTRY_BYTES * n_entries + MAP_CRC_BYTES)
             phase = self._track(Yh, s.H, ls_h, s.sigma2)[:2]
             bits, err, wgt = self._robust_block(Yh, s.H, s.sigma2, ls_h, n_bits, skip=1,

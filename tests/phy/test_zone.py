@@ -236,9 +236,10 @@ def test_receiver_demodulates_only_its_own_allocations_symbols(zm5: ZoneModem,
     seen: list[tuple[int, int]] = []
     windows = ZoneModem._windows
 
-    def spy(self: ZoneModem, r: np.ndarray, first: int, n_sym: int, cfo: float) -> np.ndarray:
+    def spy(self: ZoneModem, r: np.ndarray, first: int, n_sym: int, cfo: float,
+            head: np.ndarray | None = None) -> np.ndarray:
         seen.append(((first - 400) // ns, n_sym))
-        return windows(self, r, first, n_sym, cfo)
+        return windows(self, r, first, n_sym, cfo, head)
 
     monkeypatch.setattr(ZoneModem, "_windows", spy)
     (rx,) = m.demodulate(_buf(x), me={0x105})
