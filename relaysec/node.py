@@ -279,6 +279,7 @@ class Node:
         self._seen_rejections: Counter[tuple[int, str]] = Counter()
         self._window_start: int | None = None
         self._last_rx_len = 0
+        self._empty_bursts: dict[int, np.ndarray] = {}   # queue report -> empty zone burst
 
     # ------------------------------------------------------------------ helpers
 
@@ -407,9 +408,19 @@ class Node:
         """One zone burst; *queue_report*: bytes left for the receiver of a UL slot (default:
         everything this station still has queued)."""
         t0 = time.perf_counter()
-        report = self.mac.queue_report() if queue_report is None else queue_report
-        iq = self.modem.modulate(allocations, src=self.addr, grants=grants,
-                                 queue_report=min(report, 0xFFFF * 16))
+        report = min(self.mac.queue_report() if queue_report is None else queue_report,
+                     0xFFFF * 16)
+        if allocations or grants:
+            iq = self.modem.modulate(allocations, src=self.addr, grants=grants,
+                                     queue_report=report)
+        else:
+            # a zone burst with an empty MAP (the ABS's frame reference when it has nothing to
+            # send): the same samples every time for the same queue report -- modulate once
+            iq = self._empty_bursts.get(report)
+            if iq is None:
+                iq = self.modem.modulate([], src=self.addr, grants=[], queue_report=report)
+                if len(self._empty_bursts) < 64:
+                    self._empty_bursts[report] = iq
         self.cpu["modem"] += time.perf_counter() - t0
         n_sym = len(iq) // self.sym
         self.last_data_mcs = next((m for _, f, m in sent
