@@ -561,7 +561,7 @@ class Trial:
         ARQ, the retransmissions of each layer (``hop``, ``e2e``)."""
         if not self.cfg["arq"]["enabled"]:
             return None
-        from stack.roles.base import arq_layer
+        from stack.roles.arq_plumbing import arq_layer
 
         tx: Counter[str] = Counter()
         rx: Counter[str] = Counter()

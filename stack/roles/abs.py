@@ -31,7 +31,8 @@ from stack.mac import decapsulate_relay, encapsulate_relay
 from stack.pkm import messages as m
 from stack.roles.abs_keys import KeyDistribution
 from stack.roles.abs_state import Context, Entry, EntryPhase, _AkTx, _Sender, _victim
-from stack.roles.base import HOP, RoleBase, arq_of
+from stack.roles.arq_plumbing import HOP, arq_of
+from stack.roles.base import RoleBase
 from stack.roles.config import AbsConfig, SecurityMode
 from stack.roles.events import (
     Attached,

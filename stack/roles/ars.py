@@ -26,7 +26,8 @@ from stack.errors import (
 from stack.keys import AkContext, derive_amsid_star
 from stack.mac import decapsulate_relay, encapsulate_relay
 from stack.pkm import messages as m
-from stack.roles.base import ACCESS, RELAY, RELAYED
+from stack.roles.arq_plumbing import ACCESS, RELAY
+from stack.roles.base import RELAYED
 from stack.roles.config import ArsConfig, SecurityMode
 from stack.roles.events import (
     AkTransferred,

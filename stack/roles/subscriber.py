@@ -14,7 +14,8 @@ from stack.keys import AkContext, derive_amsid_star, derive_pmk
 from stack.pkm import messages as m
 from stack.pkm.eap import EapCode
 from stack.pkm.eap_psk import EapPskPeer
-from stack.roles.base import HOP, MAX_PAYLOAD, RoleBase, log
+from stack.roles.arq_plumbing import HOP
+from stack.roles.base import MAX_PAYLOAD, RoleBase, log
 from stack.roles.config import SubscriberConfig
 from stack.roles.events import Attached, DataReceived, EntryFailed, HandoverComplete, PeerLost
 from stack.roles.framing import (

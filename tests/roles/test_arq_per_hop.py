@@ -12,7 +12,7 @@ from stack.arq import ArqParams, over_hops
 from stack.errors import MalformedError
 from stack.nonces import NonceMonitor, monitoring
 from stack.roles import AmsConfig, AmsRole, SecurityMode
-from stack.roles.base import ACCESS, HOP, RELAY
+from stack.roles.arq_plumbing import ACCESS, HOP, RELAY
 from stack.roles.events import DataReceived
 
 from .harness import ABS, AMS, ARS1, ARS2, PSK, enter_all
