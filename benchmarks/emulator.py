@@ -18,6 +18,14 @@
    breaks, and the load average around the run; the slowest speed is the baseline (the same
    design with the host given more slack).
 
+4. **Streaming I/O alone** (``--stream``, issue 16): ``relaysec emulate --radios 4`` in its own
+   process and 4 ``hw.pluto.PlutoRadio`` streaming both ways (``start_stream``: TX blocks back to
+   back, RX read continuously, no demodulation) for ``--seconds``, once with the streams in
+   threads of the node process (the baseline) and once with each radio's streams in a worker
+   process of its own (``rx_worker``): TX pushes a second (real time: ``sample_rate /
+   tx_block_size``), RX MS/s per radio, underflows and RX breaks, and the CPU cores of the node
+   process, the workers and the emulator, with the load average.
+
 Needs libiio (Debian libiio0) and pyadi-iio; the raw-socket baseline runs without them.
 """
 
@@ -133,10 +141,112 @@ def realtime(radios: int, rate: int, seconds: float, seed: int) -> dict[str, Any
     return result
 
 
+def _proc_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far (Linux /proc), 0 if gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def stream_run(seconds: float, *, worker: bool, radios: int = 4, tx_block: int = 11200,
+               tx_kernel_buffers: int = 4) -> dict[str, Any]:
+    """*radios* PlutoRadios streaming both ways on emulated Plutos (no demodulation): the
+    streaming I/O's own cost and whether it keeps up with the air."""
+    import subprocess
+    import sys
+
+    from hw.pluto import PlutoRadio
+
+    proc = subprocess.Popen([sys.executable, "-m", "relaysec", "emulate", "--radios",
+                             str(radios)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True)
+    rs: list[PlutoRadio] = []
+    try:
+        assert proc.stdout is not None
+        uris = [proc.stdout.readline().strip() for _ in range(radios)]
+        for u in uris:
+            rs.append(PlutoRadio(u, rx_buffer_size=32768, kernel_buffers=8,
+                                 tx_block_size=tx_block, tx_kernel_buffers=tx_kernel_buffers,
+                                 rx_worker=worker))
+        for r in rs:
+            r.start_stream()
+        for r in rs:  # drain what queued up while the others started
+            r.receive(int(0.2 * r.sample_rate))
+        counts = [0] * radios
+        stop = time.monotonic() + seconds
+
+        def read(i: int) -> None:
+            while time.monotonic() < stop:
+                counts[i] += rs[i].receive(8400).size
+
+        def tl(r: PlutoRadio) -> dict[str, Any]:
+            return r.timeline_report()
+
+        workers = [r._rx_worker.proc.pid for r in rs if r._rx_worker is not None]
+        before = [tl(r) for r in rs]
+        load0 = os.getloadavg()
+        c0, t0 = os.times(), time.monotonic()
+        w0 = sum(_proc_cpu_s(p) for p in workers)
+        e0 = _proc_cpu_s(proc.pid)
+        threads = [threading.Thread(target=read, args=(i,)) for i in range(radios)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        c1, el = os.times(), time.monotonic() - t0
+        w1 = sum(_proc_cpu_s(p) for p in workers)
+        e1 = _proc_cpu_s(proc.pid)
+        after = [tl(r) for r in rs]
+        fs = rs[0].sample_rate
+        return {
+            "worker": worker, "radios": radios, "seconds": el, "sample_rate": fs,
+            "tx_block_size": tx_block, "tx_kernel_buffers": tx_kernel_buffers,
+            "pushes_needed_per_s": fs / tx_block,
+            "pushes_per_s": [(int(a["blocks"] or 0) - int(b["blocks"] or 0)) / el
+                             for a, b in zip(after, before, strict=True)],
+            "rx_msps": [c / el / 1e6 for c in counts],
+            "underflows": [int(a["underflows"] or 0) - int(b["underflows"] or 0)
+                           for a, b in zip(after, before, strict=True)],
+            "rx_breaks": [int(a["rx_breaks"] or 0) - int(b["rx_breaks"] or 0)
+                          for a, b in zip(after, before, strict=True)],
+            "node_cores": (c1.user + c1.system - c0.user - c0.system) / el,
+            "worker_cores": (w1 - w0) / el, "emulator_cores": (e1 - e0) / el,
+            "loadavg_before": load0, "loadavg_after": os.getloadavg(),
+        }
+    finally:
+        for r in rs:
+            r.close()
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def print_stream(rows: list[dict[str, Any]]) -> None:
+    """The streaming runs as a table (the in-process threads first: the baseline)."""
+    r0 = rows[0]
+    print(f"\nstreaming I/O, {r0['radios']} emulated Plutos both ways at "
+          f"{r0['sample_rate'] / 1e6:g} MS/s, {r0['tx_block_size']}-sample TX blocks x "
+          f"{r0['tx_kernel_buffers']} (needs {r0['pushes_needed_per_s']:.0f} pushes/s), "
+          f"{r0['seconds']:.0f} s each")
+    print(f"  {'streams in':<22} {'pushes/s':>17} {'RX MS/s':>19} {'underflows':>12} "
+          f"{'RX breaks':>10} {'node':>6} {'workers':>8} {'emulator':>9}  load")
+    for r in rows:
+        where = "a process per radio" if r["worker"] else "node threads (base)"
+        push = "/".join(f"{x:.0f}" for x in r["pushes_per_s"])
+        rx = "/".join(f"{x:.2f}" for x in r["rx_msps"])
+        print(f"  {where:<22} {push:>17} {rx:>19} {sum(r['underflows']):>12} "
+              f"{sum(r['rx_breaks']):>10} {r['node_cores']:>6.2f} {r['worker_cores']:>8.2f} "
+              f"{r['emulator_cores']:>9.2f}  {r['loadavg_before'][0]:.1f}->"
+              f"{r['loadavg_after'][0]:.1f}")
+
+
 _RATE = re.compile(r"(\S+->\S+) (\d+)/(\d+) \(([\d.]+) kb/s\)")
 
 
-def trial_run(speed: float, *, sets: list[str], emulate: list[str] | None = None) -> dict[str, Any]:
+def trial_run(speed: float, *, sets: list[str], emulate: list[str] | None = None,
+              worker: bool = True) -> dict[str, Any]:
     """The default trial over 4 emulated Plutos (``relaysec emulate`` in a subprocess) at air
     *speed*; returns the Done-when figures of issue 16 and what the host was doing."""
     import subprocess
@@ -159,10 +269,27 @@ def trial_run(speed: float, *, sets: list[str], emulate: list[str] | None = None
             st["uri"] = uri
         for item in sets:
             _set_dotted(cfg, *parse_override(item))
+        cfg["pluto"]["rx_worker"] = worker
         load0 = os.getloadavg()
         c0, t0 = os.times(), time.monotonic()
         trial = Trial(cfg)
-        report, _ = trial.run()
+        backlog: dict[str, float] = {}
+        done = threading.Event()
+
+        def watch() -> None:  # how far the node's processing falls behind its radios
+            while not done.wait(0.5):
+                net = getattr(trial.cell, "net", None)
+                for name, st in (getattr(net, "states", None) or {}).items():
+                    behind = st.queue.qsize() * net.chunk / net.schedule.sample_rate
+                    backlog[name] = max(backlog.get(name, 0.0), behind)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        try:
+            report, _ = trial.run()
+        finally:
+            done.set()
+            watcher.join()
         c1, wall = os.times(), time.monotonic() - t0
         sync = trial.cell.net.sync_status() if trial.cell is not None else {}
     finally:
@@ -183,6 +310,7 @@ def trial_run(speed: float, *, sets: list[str], emulate: list[str] | None = None
             "handover_interruption_s": (report.get("handover") or {}).get("interruption_s"),
             "beacons_lost": sum(lost), "beacons_due": sum(due),
             "beacons_lost_pct": 100.0 * sum(lost) / max(1, sum(due)), "timeline": breaks,
+            "node_backlog_max_s": backlog, "rx_worker": worker,
             "wall_s": wall, "cpu_cores_trial": (c1.user + c1.system - c0.user - c0.system) / wall,
             "loadavg_before": load0, "loadavg_after": os.getloadavg()}
 
@@ -204,9 +332,13 @@ def print_trial(r: dict[str, Any]) -> None:
         f"{n} {t['underflows']} underflows, {t['rx_breaks']} rx, {t['late']} late, longest "
         f"host gap {1e3 * (t['gap_max_s'] or 0):.0f} ms"
         for n, t in r["timeline"].items()))
+    if r.get("node_backlog_max_s"):
+        print("  node processing behind its radios, at most: " + ", ".join(
+            f"{n} {v:.2f} s" for n, v in r["node_backlog_max_s"].items()))
     la, lb = r["loadavg_before"], r["loadavg_after"]
-    print(f"  trial process {r['cpu_cores_trial']:.2f} cores; load average {la[0]:.1f} before, "
-          f"{lb[0]:.1f} after; {r['wall_s']:.0f} s")
+    print(f"  trial process {r['cpu_cores_trial']:.2f} cores (streams in "
+          f"{'a process per radio' if r.get('rx_worker', True) else 'node threads'}); load "
+          f"average {la[0]:.1f} before, {lb[0]:.1f} after; {r['wall_s']:.0f} s")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -225,12 +357,29 @@ def main(argv: list[str] | None = None) -> int:
                     help="--trial: config overrides, e.g. pluto.tx_kernel_buffers=6")
     ap.add_argument("--emulate", default="", metavar="ARGS",
                     help="--trial: extra `relaysec emulate` flags, e.g. '--usb-mb-per-s 0'")
+    ap.add_argument("--no-worker", action="store_true",
+                    help="--trial: each radio's streams in threads of the node process "
+                         "(pluto.rx_worker = false) instead of a process per radio")
+    ap.add_argument("--stream", action="store_true",
+                    help="measure the streaming I/O alone (4 radios, no demodulation), "
+                         "threads vs a process per radio")
+    ap.add_argument("--tx-block", type=int, default=11200, help="--stream: TX block samples")
+    ap.add_argument("--tx-kernel-buffers", type=int, default=4,
+                    help="--stream: TX kernel blocks")
     args = ap.parse_args(argv)
     info = machine_info()
     print(format_machine(info))
+    if args.stream:
+        rows = [stream_run(args.seconds, worker=w, tx_block=args.tx_block,
+                           tx_kernel_buffers=args.tx_kernel_buffers) for w in (False, True)]
+        print_stream(rows)
+        if args.json:
+            with open(args.json, "w", encoding="utf-8") as f:
+                json.dump({"machine": info, "stream": rows}, f, indent=2, default=str)
+        return 0
     if args.trial:
-        runs = [trial_run(s, sets=args.sets, emulate=args.emulate.split())
-                for s in args.speeds]
+        runs = [trial_run(s, sets=args.sets, emulate=args.emulate.split(),
+                          worker=not args.no_worker) for s in args.speeds]
         for r in runs:
             print_trial(r)
         if args.json:
