@@ -158,6 +158,27 @@ def gaussian_noise(out: np.ndarray, key: np.uint64, k0: int, scale: float
         out[j] = complex(scale * _normal(key, c), scale * _normal(key, c + np.uint64(1)))
 
 
+@numba.njit(cache=True, nogil=True)
+def quantise_12bit_inplace(y: np.ndarray) -> int:  # pragma: no cover - compiled
+    """:func:`hw.radio.quantise_12bit` in place on complex64 *y* (one pass instead of numpy's
+    five): each component rounded half-to-even to the grid ``k / 2048``, ``k`` clipped to
+    [-2048, 2047]; returns the number of components that were beyond full scale."""
+    f = y.view(np.float32)
+    clipped = 0
+    scale = np.float32(2048.0)
+    lsb = np.float32(1.0 / 2048.0)
+    for i in range(f.shape[0]):
+        c = np.rint(f[i] * scale)
+        if c > np.float32(2047.0):
+            c = np.float32(2047.0)
+            clipped += 1
+        elif c < np.float32(-2048.0):
+            c = np.float32(-2048.0)
+            clipped += 1
+        f[i] = c * lsb
+    return clipped
+
+
 def warm_up() -> None:
     """Compile (or load from numba's cache) the kernels with the argument types the medium
     uses."""
@@ -165,6 +186,8 @@ def warm_up() -> None:
     y = np.zeros(4, np.complex64)
     resample_rotate_add(y, np.ones(4, np.complex64), 0.5, 1.0, 0, 4, table, 1 + 0j, 0.0, 0.0)
     gaussian_noise(y, np.uint64(1), 0, 1.0)
+    quantise_12bit_inplace(y)
 
 
-__all__ = ["ANCHOR", "gaussian_noise", "resample_rotate_add", "warm_up"]
+__all__ = ["ANCHOR", "gaussian_noise", "quantise_12bit_inplace", "resample_rotate_add",
+           "warm_up"]

@@ -49,7 +49,7 @@ from hw.channels import (
     fractional_fir,
 )
 from hw.errors import RadioClosedError, RadioConfigError
-from hw.radio import ClosingContext, RadioCaps, RadioStats, as_iq, check_count, quantise_12bit
+from hw.radio import ClosingContext, RadioCaps, RadioStats, as_iq, check_count
 
 log = logging.getLogger(__name__)
 
@@ -488,8 +488,9 @@ class Medium:
         y = _apply_iq(y, radio.tx_iq)
         if radio.tx_dc:
             y = (y + np.complex64(radio.tx_dc)).astype(np.complex64)
-        if radio.quantise:
-            y, clipped = quantise_12bit(y)
+        if radio.quantise:   # quantise_12bit's grid, in one compiled pass over a copy
+            y = np.array(y, dtype=np.complex64, copy=True)
+            clipped = int(_kernels().quantise_12bit_inplace(y))
         else:
             y = y.astype(np.complex64, copy=True)
             clipped = 0
@@ -850,7 +851,8 @@ class LoopbackRadio(ClosingContext):
         if rx_dc:
             y += np.complex64(rx_dc)
         if self.quantise:
-            return quantise_12bit(y)
+            y = np.ascontiguousarray(y, dtype=np.complex64)
+            return y, int(_kernels().quantise_12bit_inplace(y))
         return y.astype(np.complex64, copy=False), 0
 
     def _noise(self, k0: int, n: int, sigma: float) -> np.ndarray:

@@ -409,3 +409,20 @@ def test_receiver_noise_is_white_complex_gaussian_at_the_set_floor():
     assert abs(np.corrcoef(y.real, y.imag)[0, 1]) < 0.01
     assert abs(np.vdot(y[1:], y[:-1])) / np.vdot(y, y).real < 0.01
     assert abs(np.vdot(b.receive(200_000), y.astype(np.complex64))) / np.vdot(y, y).real < 0.01
+
+
+def test_compiled_quantiser_is_the_12bit_adc_bit_for_bit():
+    """The medium quantises in one compiled pass (hw._medium); it must be quantise_12bit exactly:
+    half-way values rounded to even, clipping counted per component."""
+    from hw import _medium
+
+    rng = np.random.default_rng(1)
+    x = (0.6 * rng.standard_normal(20_000) + 0.6j * rng.standard_normal(20_000)).astype(
+        np.complex64)
+    x[:1000] = (np.arange(1000) - 500) / 4096 + 0.5j / 2048 * np.arange(1000)   # k + 1/2 codes
+    x[1000:1008] = [1.0, -1.0, 1.2j, -1.3j, 2047.5 / 2048, -2048.5 / 2048, 1e9, 0]
+    ref, n_ref = quantise_12bit(x)
+    y = x.copy()
+    n = _medium.quantise_12bit_inplace(y)
+    assert n == n_ref > 0
+    assert np.array_equal(ref.view(np.uint32), y.view(np.uint32))
