@@ -1528,5 +1528,9 @@ def viterbi_k7_simd(llr: np.ndarray) -> np.ndarray:  # pragma: no cover - numba
     """Drop-in for :func:`phy.kernels.viterbi_k7` on float32 LLRs: int16 decode at the scale
     :func:`v16_llr_scale` picks (NaN LLRs count as 0, +-inf as +-V16_Q_MAX)."""
     # every argument explicit: an omitted default is a distinct numba type, and passing it on
-    # compiled the whole call tree a second time (3 s on an empty cache)
-    return viterbi_k7_i16(llr, v16_llr_scale(llr, V16_Q_MAX, V16_Q_MEAN), V16_SPLIT_MIN)
+    # compiled the whole call tree a second time (3 s on an empty cache). The leaves are
+    # called directly (what viterbi_k7_i16 -> acs_i16 do): each njit level links its
+    # callees' code in and optimises it again, so the two wrappers cost ~3 s of a cold start
+    scale = v16_llr_scale(llr, V16_Q_MAX, V16_Q_MEAN)
+    dec = v16_forward(v16_branch_table(llr, scale, V16_Q_MAX), V16_SPLIT_MIN)
+    return v16_traceback(dec, V16_SPLIT_MIN)
