@@ -26,6 +26,8 @@ straightforward twin in ``tests/phy/naive.py`` that the tests compare it with.
   advance over one FFT length inside each symbol: phase noise).
 * :func:`gather_windows_ramp` — :func:`gather_windows` with an extra phase ramp per window.
 * :func:`sum_iq` — the float64 sum of a complex64 buffer (DC estimate and finiteness check).
+* :func:`robust_combine` — QPSK LLRs of a repeated code word, descrambled and summed per
+  code-word position (header, A-MAP).
 * :func:`preamble_estimate` — the LS channel estimate, the S&C symbol's common phase, the mean
   channel power and the noise variance from the two preamble symbols, in one pass.
 """
@@ -1044,6 +1046,38 @@ def preamble_estimate(y_sc: np.ndarray, y_long: np.ndarray, long_inv: np.ndarray
         v = y_sc[odd[i]]
         noise += np.float64(v.real) ** 2 + np.float64(v.imag) ** 2
     return h, complex(rr, ri), total / max(n, 1), noise / max(odd.size, 1)
+
+
+@njit(cache=True, nogil=True, fastmath={"contract"})
+def robust_combine(z: np.ndarray, w: np.ndarray, dest: np.ndarray, sign: np.ndarray, nco: int,
+                   alpha: np.ndarray, beta: np.ndarray,
+                   nearest: np.ndarray):  # pragma: no cover - numba
+    """A repeated QPSK code word's LLRs combined: the max-log LLR of each demapped bit ``p``
+    (``z`` complex64 symbols, ``w`` float32 weights; the QPSK row of ``phy.qam.demap_tables``,
+    the same float32 arithmetic as :func:`demap_maxlog`) times ``sign[p]`` (float32, +-1:
+    undoes the scrambling) summed into code-word position ``dest[p]`` of ``nco``, in float64
+    and in order of ``p`` (as ``np.bincount`` with weights), returned as float32; and each
+    symbol's squared distance to the nearest QPSK point (float32), for the EVM."""
+    n = z.size
+    acc = np.zeros(nco)
+    err = np.empty(n, dtype=np.float32)
+    a0 = alpha[0, 0]
+    b0 = beta[0, 0]
+    for i in range(n):
+        wi = w[i]
+        u = z[i].real
+        v = z[i].imag
+        lu = wi * (a0 * u + b0)
+        lv = wi * (a0 * v + b0)
+        acc[dest[2 * i]] += np.float64(lu * sign[2 * i])
+        acc[dest[2 * i + 1]] += np.float64(lv * sign[2 * i + 1])
+        du = u - (nearest[1] if u >= 0 else nearest[0])
+        dv = v - (nearest[1] if v >= 0 else nearest[0])
+        err[i] = du * du + dv * dv
+    out = np.empty(nco, dtype=np.float32)
+    for j in range(nco):
+        out[j] = acc[j]
+    return out, err
 
 
 @njit(cache=True, nogil=True)

@@ -39,7 +39,7 @@ import scipy.fft as sp_fft
 from phy import qam
 from phy.crc import crc16, crc32
 from phy.errors import PayloadTooLongError, PhyInputError, UnknownMcsError
-from phy.estimation import lmmse_estimate, sfo_prior_var, track_phase_mmse
+from phy.estimation import lmmse_estimate, sfo_prior_var
 from phy.fec import FEC, ConvCode
 from phy.grid import ResourceGrid
 from phy.interleaver import interleave, permutation
@@ -51,7 +51,9 @@ from phy.kernels import (
     phase_trend,
     prbs,
     preamble_estimate,
+    robust_combine,
     sum_iq,
+    track_phase_wls,
 )
 from phy.numerology import Profile, get_profile
 from phy.randomizer import randomize
@@ -357,9 +359,12 @@ class _BurstCore:
         """Pilot phase model (CPE, slope per symbol, drift) of symbols ``ls`` (any increasing
         subset of the burst: the drift model counts time by ``l``); the drift is the MMSE
         estimate under the clock-offset prior given the noise variance ``sigma2``
-        (:func:`phy.estimation.track_phase_mmse`)."""
+        (:func:`phy.estimation.track_phase_mmse`, whose kernel is called directly)."""
         pos, val, _ = self._sym_tables(ls)
-        return track_phase_mmse(Y, H, ls, pos, val, self._fidx, sigma2, self._c_var)
+        cpe, bl, c = track_phase_wls(_c(Y, np.complex64), _c(H, np.complex64),
+                                     _c(ls, np.int64), pos, val, self._fidx, float(sigma2),
+                                     self._c_var)
+        return cpe, bl, float(c)
 
     def _sym_tables(self, ls: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Pilot positions, pilot values and data positions of symbols ``ls`` (rows per
@@ -393,10 +398,18 @@ class _BurstCore:
         code word's LLRs are combined, then Viterbi. Returns (n_bits info bits, squared error
         of each symbol to its nearest QPSK point)."""
         ncb = self.grid.n_data * 2
-        llr, err = qam.demodulate_with_error(z, wgt, 2)
+        zz = _c(z.ravel(), np.complex64)
+        ww = _c(wgt.ravel(), np.float32)
+        if ww.size != zz.size:
+            raise PhyInputError(f"w has {ww.size} weights for {zz.size} symbols")
         nco = _fec("1/2").coded_length(n_bits)
-        dest, sign = _robust_map(ncb, llr.size, nco)
-        comb = np.bincount(dest, weights=llr * sign, minlength=nco).astype(np.float32)
+        dest, sign = _robust_map(ncb, 2 * zz.size, nco)
+        if dest.size != 2 * zz.size:  # the kernel does not bounds-check: whole symbols only
+            raise PhyInputError(f"{zz.size} symbols are not whole robust-block symbols")
+        alpha, beta, nearest, _ = qam.demap_tables(1)
+        # demap, descramble and combine the repetitions in one pass (was the demapper, a
+        # product and np.bincount with weights: the same sums in the same order)
+        comb, err = robust_combine(zz, ww, dest, sign, nco, alpha, beta, nearest)
         return _fec("1/2").decode(comb, n_bits), err
 
     def _robust_block(self, Y: np.ndarray, H: np.ndarray, sigma2: float, ls: np.ndarray,
