@@ -7,12 +7,12 @@ Questions answered, all in the same run on the same machine:
    identical scenario with the CCM batch engine replaced by a null transform (same MPDU format, no
    cryptography), so the difference is exactly the cost of protecting and verifying the data path.
    Two goodputs are reported: *processing goodput* (application bytes delivered per second of
-   CPU time of the traffic phases — what limits a CPU-bound SDR node; target ≥ 97 %, issue 15
-   of security off) and *air goodput* (application bytes per second of simulated air; identical by
-   construction, so the airtime cost of the security fields is given as a projection: the 12
-   bytes of EKS/PN + ICV per protected MPDU on each hop, i.e. payload / (payload + 24) — an upper
-   bound on the cost: with fixed TDD zones holding one packet each, as here, the same packets go
-   per frame either way and the measured air goodput is equal).
+   CPU time of the traffic phases — what limits a CPU-bound SDR node; target ≥ 97 % of
+   security off, issue 15) and *air goodput* (application bytes per second of simulated air;
+   identical by construction, so the airtime cost of the security fields is given as a
+   projection: the 12 bytes of EKS/PN + ICV per protected MPDU on each hop, i.e. payload /
+   (payload + 24) — an upper bound on the cost: with fixed TDD zones holding one packet each,
+   as here, the same packets go per frame either way and the measured air goodput is equal).
    The comparison is fair for the data path: both runs do the same framing, sealing bookkeeping
    (PN, nonces, burst layout) and key management; only the AES-CCM transform is replaced.
 2. **Per-layer CPU share**: security (CCM seal/open batches), rest of the stack (roles, MAC,
