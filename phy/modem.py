@@ -466,7 +466,7 @@ class _BurstCore:
         if g.cp - a < _CP_MIN:
             return None
         c = cp_corr(r, first, n_sym, self._sym_len, g.nfft, a, g.cp)
-        d = np.angle(c) - 2 * np.pi * cfo * g.nfft / self.profile.sample_rate
+        d = np.arctan2(c.imag, c.real) - 2 * np.pi * cfo * g.nfft / self.profile.sample_rate
         d = (d + np.pi) % (2 * np.pi) - np.pi
         snr = 10 ** (min(snr_db, _DRIFT_MAX_SNR_DB) / 10)
         rho = snr * g.n_used / g.nfft  # per-sample SNR

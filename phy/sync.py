@@ -20,6 +20,7 @@ normalisation keeps burst edges from looking like preambles). It is evaluated on
 
 from __future__ import annotations
 
+import cmath
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -103,8 +104,8 @@ def detect(r: np.ndarray, grid: ResourceGrid, threshold: float = DETECT_THRESHOL
 def fractional_cfo(r: np.ndarray, d: int, grid: ResourceGrid) -> float:
     """Fractional CFO in Hz from the S&C halves at window start ``d`` (range +-df)."""
     lag = grid.nfft // 2
-    P = cp_corr(r, d, 1, 0, lag, 0, lag)[0]  # sum conj(r[d+m]) r[d+m+lag], float64
-    return float(np.angle(P)) * grid.profile.sample_rate / (2 * np.pi * lag)
+    P = complex(cp_corr(r, d, 1, 0, lag, 0, lag)[0])  # sum conj(r[d+m]) r[d+m+lag], float64
+    return cmath.phase(P) * grid.profile.sample_rate / (2 * np.pi * lag)
 
 
 def integer_cfo_bins(Yfull: np.ndarray, grid: ResourceGrid, pre: Preamble,
