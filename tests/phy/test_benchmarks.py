@@ -33,3 +33,11 @@ def test_zone_vs_burst_point_counts_errors_of_both_receivers() -> None:
     assert clean["per_burst"] == clean["per_zone"] == 0.0 and clean["false_pass"] == 0
     lost = bper.zone_vs_burst_point("P2.5", "64QAM-3/4", 5.0, 100, 6, rng, channel="pedB")
     assert lost["per_burst"] == lost["per_zone"] == 1.0 and lost["false_pass"] == 0
+
+
+def test_issue15_targets_pick_the_rows_and_judge_them() -> None:
+    rows = [{"profile": "20MHz", "mcs": "64QAM-5/6", "rx_rtf_cpu": 1.49},
+            {"profile": "10MHz", "mcs": "64QAM-5/6", "rx_rtf_cpu": 2.5},
+            {"profile": "10MHz", "mcs": "QPSK-1/2", "rx_rtf_cpu": 9.0}]
+    got = {(t["profile"], t["met"], t["target"]) for t in bmodem.issue15_targets(rows)}
+    assert got == {("20MHz", False, 1.5), ("10MHz", True, 2.5)}
