@@ -74,8 +74,7 @@ def delay_window(H_ls: np.ndarray, freq_index: np.ndarray, nfft: int, sigma2: fl
     the noise floor (the taper's main lobe widens each path by about 2 NFFT/n samples on each side),
     widened by ``PDP_MARGIN`` (:func:`phy.kernels.pdp_window` on the profile)."""
     bins, w, ww, _, _, _ = _geometry_of(freq_index, nfft)
-    full = np.zeros(nfft, np.complex64)
-    full[bins] = np.conj(np.asarray(H_ls, np.complex64)) * w
+    full = kernels.place_conj(np.ascontiguousarray(H_ls, np.complex64), bins, w, int(nfft))
     # |IFFT(v)| = |FFT(conj v)| / nfft, and only tap powers matter: the forward transform
     # (pocketfft's backward one took half as long again), the noise floor scaled to match
     h = sp_fft.fft(full, overwrite_x=True)

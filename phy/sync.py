@@ -28,7 +28,7 @@ import numpy as np
 import scipy.fft as sp_fft
 
 from phy.grid import ResourceGrid
-from phy.kernels import cp_corr, diff_corr, prbs, sc_metric
+from phy.kernels import cp_corr, diff_corr, first_path, prbs, sc_metric
 
 DETECT_THRESHOLD = 0.3
 INT_CFO_MAX_BINS = 12
@@ -215,9 +215,5 @@ def fine_timing_spectrum(Yfull: np.ndarray, shift: int, grid: ResourceGrid, pre:
     # long again, and np.roll of Y a third of the rest)
     v = np.conjugate(Yfull)
     v *= x_shifted
-    c = sp_fft.fft(v, overwrite_x=True)[taps]
-    pw = c.real**2 + c.imag**2
-    pk = int(np.argmax(pw))
-    lo = max(0, pk - n // 16)
-    cand = np.flatnonzero(pw[lo: pk + 1] >= pw[pk] * 10 ** (first_path_db / 10))
-    return d_lo + lo + int(cand[0])
+    c = sp_fft.fft(v, overwrite_x=True)
+    return d_lo + first_path(c, taps, n // 16, 10 ** (first_path_db / 10))
