@@ -640,21 +640,18 @@ def shrink_project_ramp(U: np.ndarray, v: np.ndarray, g: np.ndarray, k0: float,
                         dphi: float) -> np.ndarray:  # pragma: no cover - numba
     """``R U^T (g * (U R^* v))`` with ``R = diag(exp(-j dphi (k0 + j)))``: :func:`shrink_project`
     in the frame of a delay ``dphi nfft / 2 pi`` (the centre of the channel's delay window), the
-    phase ramp computed by recurrence (one sin/cos pair per call, not per subcarrier)."""
+    phase ramp one :func:`_phasors` table (8 interleaved recurrences: a few sin/cos pairs per
+    call, not per subcarrier, and no serial chain through the band)."""
     r, m = U.shape
     vr = np.empty(m)
     vi = np.empty(m)
     cr = np.empty(m)
     ci = np.empty(m)
-    sr, si = np.cos(dphi), -np.sin(dphi)
-    ar, ai = np.cos(dphi * k0), -np.sin(dphi * k0)
+    _phasors(m, -dphi * k0, -dphi, cr, ci)
     for j in range(m):
-        cr[j] = ar
-        ci[j] = ai
         x = v[j]
-        vr[j] = x.real * ar + x.imag * ai  # v * conj(ramp)
-        vi[j] = x.imag * ar - x.real * ai
-        ar, ai = ar * sr - ai * si, ar * si + ai * sr
+        vr[j] = x.real * cr[j] + x.imag * ci[j]  # v * conj(ramp)
+        vi[j] = x.imag * cr[j] - x.real * ci[j]
     outr = np.zeros(m)
     outi = np.zeros(m)
     for i in range(r):
