@@ -179,8 +179,7 @@ class ArqMixin:
         conn = self._arq_conn(key)
         out: list[bytes] = []
         if isinstance(pdu, ArqDataAck):   # the feedback first: it may open the window
-            for data, block in conn.tx.on_feedback(pdu.feedback, now):
-                self._arq_emit(key, data, block, now)
+            self._arq_acked(key, conn, pdu.feedback, now)
             pdu = pdu.data
         if isinstance(pdu, ArqData):
             out = conn.rx.on_data(pdu, now)
@@ -190,10 +189,39 @@ class ArqMixin:
             out = conn.rx.on_discard(pdu, now)
             self._arq_fb_due[key] = None
         elif isinstance(pdu, ArqFeedback):
-            for data, block in conn.tx.on_feedback(pdu, now):
-                self._arq_emit(key, data, block, now)
+            self._arq_acked(key, conn, pdu, now)
         self._arq_arm(key)
         return out
+
+    def _arq_acked(self, key: Hashable, conn: ArqConnection, fb: ArqFeedback,
+                   now: float) -> None:
+        """Apply a feedback to our sender on ``key``. A block it acknowledges whose
+        retransmission still waits unsealed in the queue (the timer fired a little before a
+        late acknowledgement: a UL grant a frame later) is taken out of the queue again, so a
+        spurious retransmission costs no air; a feedback that rode on it is owed again."""
+        held = len(conn.tx.blocks)
+        for data, block in conn.tx.on_feedback(fb, now):
+            self._arq_emit(key, data, block, now)
+        hosts = self._arq_hosts.get(key)
+        if not hosts or len(conn.tx.blocks) >= held:
+            return
+        gone = [(d, x) for d, x in hosts if x.tag.plain and x.tag.block is not None
+                and conn.tx.blocks.get(x.tag.block.sn) is not x.tag.block]
+        for dst, obj in gone:
+            q = self._out.get(dst, [])
+            for i, x in enumerate(q):
+                if x is obj:
+                    del q[i]
+                    break
+            obj.tag.plain = obj.tag.queued = False
+            obj.tag.block.queued = False
+            self.arq_stats["retransmissions_unqueued"] += 1
+            fbq = self._arq_fb_queued.get(key)
+            if fbq is not None and fbq[1] is obj:
+                del self._arq_fb_queued[key]
+                self._arq_fb_due[key] = None
+        if gone:
+            self._arq_hosts[key] = deque(h for h in hosts if h[1].tag.plain)
 
     def _arq_flush(self, now: float) -> None:
         """One feedback per connection that received blocks since the last one: piggybacked

@@ -10,8 +10,9 @@ import pytest
 from stack.arq import DATA, DATA_ACK, FEEDBACK, ArqParams
 from stack.nonces import NonceMonitor, monitoring
 from stack.roles import SecurityMode
+from stack.roles.arq_plumbing import HOP
 from stack.roles.events import DataReceived
-from stack.roles.framing import split_frame
+from stack.roles.framing import FIRST_DATA_FID, split_frame
 from stack.roles.link import PendingMpdu
 
 from .harness import ABS, AMS, ARS1, enter_all
@@ -222,3 +223,20 @@ def test_a_block_queued_right_behind_a_feedback_mpdu_takes_the_feedback_at_once(
     (data,) = _queued(ams, ARS1)          # what the AMS reports queued is what it will send
     assert data.payload[0] == DATA_ACK and not fb.tag.queued
     assert ams.arq_stats["feedback_mpdus"] == 0 and ams.arq_stats["feedback_piggybacked"] == 1
+
+
+def test_a_retransmission_still_queued_when_its_block_is_acknowledged_never_goes_out():
+    net, _abs, ars1, ams = _cell()
+    ams.send_data(ABS, b"U0", net.now)
+    (_d, first), = ams.frames_to_send(net.now, dst=ARS1)      # on the air, its ACK late
+    net.now += 0.6                                            # past the first timeout
+    ams.timer(net.now)
+    (copy,) = _queued(ams, ARS1)                              # the retransmission waits
+    assert copy.payload[0] == DATA
+    ars1.receive(AMS, first, net.now)                         # the first copy arrives ...
+    ars1.timer(net.now + 0.02)                                # ... acknowledged (delayed ACK)
+    for dst, frame in ars1.frames_to_send(net.now + 0.02):
+        if dst == AMS:
+            ams.receive(ARS1, frame, net.now + 0.02)          # ... and the ACK comes back
+    assert _queued(ams, ARS1) == [] and ams.arq_stats["retransmissions_unqueued"] == 1
+    assert ams.arq_connections()[(HOP, FIRST_DATA_FID)].tx.unacked() == 0   # the access hop
