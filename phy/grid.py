@@ -132,12 +132,15 @@ class ResourceGrid:
         return tx_burst(np.ascontiguousarray(bodies, np.complex64), self.cp, _NO_RAMP,
                         _NO_RAMP, _NO_FIR, float(scale), bool(limit))
 
-    def ofdm_demodulate(self, windows: np.ndarray, head: np.ndarray | None = None
-                        ) -> np.ndarray:
+    def ofdm_demodulate(self, windows: np.ndarray, head: np.ndarray | None = None,
+                        rows: int | None = None) -> np.ndarray:
         """(n_sym, NFFT) time windows (CP removed) -> (n_sym, n_used) frequency values;
         ``head`` (n_head, n_used) rows already in the frequency domain go first (one output
-        array instead of a concatenation after)."""
+        array instead of a concatenation after); ``rows``: only the first ``rows`` windows
+        are returned (the rest are padding, see :func:`fft_rows_padded`)."""
         F = sp_fft.fft(np.asarray(windows, np.complex64), axis=1, norm="ortho")
+        if rows is not None:
+            F = F[:rows]
         n_head = 0 if head is None else head.shape[0]
         out = np.empty((n_head + F.shape[0], self.n_used), np.complex64)
         if n_head:
@@ -153,3 +156,11 @@ class ResourceGrid:
     def data_power(self) -> float:
         """Mean time-domain power of a data symbol before TX scaling."""
         return (self.n_data + self.n_pilot * PILOT_BOOST**2) / self.nfft
+
+
+def fft_rows_padded(n: int) -> int:
+    """Rows to transform for ``n`` windows: pocketfft (scipy.fft) runs 4 rows at a time in
+    vector registers and the 1-3 left over one by one at about twice the cost per row, so 2 or
+    3 left over are cheaper padded to 4 (2048 points, one thread: 3 rows 37 us, 4 rows 27 us;
+    7 rows 61 us, 8 rows 46 us); 1 left over is not (5 rows 38 us, 8 rows 46 us)."""
+    return n + (4 - n % 4) % 4 if n % 4 >= 2 else n

@@ -41,7 +41,7 @@ from phy.crc import crc16, crc32
 from phy.errors import PayloadTooLongError, PhyInputError, UnknownMcsError
 from phy.estimation import lmmse_estimate, sfo_prior_var
 from phy.fec import FEC, ConvCode
-from phy.grid import ResourceGrid
+from phy.grid import ResourceGrid, fft_rows_padded
 from phy.interleaver import interleave, permutation
 from phy.kernels import (
     cp_corr,
@@ -308,8 +308,14 @@ class _BurstCore:
         g = self.grid
         fs = self.profile.sample_rate
         s0 = first + g.cp - self.backoff
-        w = gather_windows(r, s0, n_sym, self._sym_len, g.nfft, 2 * np.pi * cfo / fs)
-        return g.ofdm_demodulate(w, head)
+        ns = self._sym_len
+        # a few more windows when that makes a cheaper transform (fft_rows_padded), if the
+        # buffer holds them (their values are dropped)
+        n_fft = fft_rows_padded(n_sym)
+        if s0 + (n_fft - 1) * ns + g.nfft > r.size:
+            n_fft = n_sym
+        w = gather_windows(r, s0, n_fft, ns, g.nfft, 2 * np.pi * cfo / fs)
+        return g.ofdm_demodulate(w, head, n_sym)
 
     def _sync(self, r: np.ndarray, coarse: int) -> _Sync | None:
         """Timing, CFO, channel and noise from the preamble at candidate ``coarse``; None when
