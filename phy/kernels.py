@@ -254,14 +254,13 @@ def demap_maxlog(z: np.ndarray, w: np.ndarray, alpha: np.ndarray, beta: np.ndarr
     this one pass, so the LLRs land directly in the decoder's input buffer.
     Returns ``err`` float32 [len(z)], the squared distance to the nearest point (for EVM).
 
-    16QAM and 64QAM (the ladder's): per axis the smallest squared distance to each bit's
-    level subsets (:func:`_llr_pam8`, :func:`_llr_pam4`; the levels are ``nearest``'s
-    positive half), branch-free, so the loop runs in vector registers; then the scatter.
-    Other sizes: per axis value the cell ``clip(floor(u * inv_cell) + nc/2, 0, nc-1)``
-    (cells are 2A wide, bounded by the midpoints of the PAM levels) fixes, for every bit, the
-    nearest level with the bit 0 (``L0``) and with the bit 1 (``L1``), so ``LLR = w ((u-L1)^2
-    - (u-L0)^2) = w (alpha u + beta)`` with ``alpha = 2 (L0 - L1)`` and ``beta = L1^2 - L0^2``
-    tabulated per (cell, bit). QPSK: one bit per axis, ``w (alpha u + beta)``.
+    16QAM and 64QAM: per axis the smallest squared distance to each bit's level subsets
+    (:func:`_llr_pam8`, :func:`_llr_pam4`; the levels are ``nearest``'s positive half),
+    branch-free, so the loop runs in vector registers; then the scatter. This equals the
+    cell tables (per axis value the cell ``clip(floor(u * inv_cell) + nc/2, 0, nc-1)`` fixes
+    each bit's nearest 0- and 1-level, ``LLR = w (alpha u + beta)``; the kernel's former
+    path, now the tests' reference) within float32 rounding. QPSK: one bit per axis,
+    ``w (alpha u + beta)`` from the tables. Other sizes raise ValueError.
     """
     n = z.size
     nc = alpha.shape[0]
@@ -317,25 +316,8 @@ def demap_maxlog(z: np.ndarray, w: np.ndarray, alpha: np.ndarray, beta: np.ndarr
             if d >= 0:
                 out[d] = t[p]
         return err
-    for i in range(n):
-        wi = w[i]
-        e = np.float32(0.0)
-        for ax in range(2):
-            u = z[i].real if ax == 0 else z[i].imag
-            c = int(np.floor(u * inv_cell)) + half
-            if c < 0:
-                c = 0
-            elif c >= nc:
-                c = nc - 1
-            base = i * 2 * m + ax * m
-            for b in range(m):
-                d = dest[base + b]
-                if d >= 0:
-                    out[d] = wi * (alpha[c, b] * u + beta[c, b])
-            d = u - nearest[c]
-            e += d * d
-        err[i] = e
-    return err
+    # the ladder has 1, 2 and 3 bits per axis (QPSK, 16QAM, 64QAM); no generic path to compile
+    raise ValueError("demap_maxlog: 1, 2 or 3 bits per axis")
 
 
 @njit(cache=True, nogil=True, fastmath={"contract"})
