@@ -27,7 +27,8 @@ How a burst reaches its zone depends on the radio (``radio.caps``):
 * otherwise (a radio that transmits "now"): handed over early, led by zeros, using a latency
   learnt from hearing its own bursts (``schedule.ota_tx_latency_ms`` is the first guess).
 
-RX is processed in chunks with an overlap of one maximum burst, so a burst that straddles a chunk
+RX is processed in chunks (6 ms; several at once when a node has fallen behind) with an overlap
+of one maximum burst, so a burst that straddles a chunk
 boundary is decoded once (bursts are de-duplicated by their absolute start sample).
 
 :class:`OtaNetwork` has the same stepping interface as :class:`relaysec.node.SimNetwork`
@@ -56,7 +57,7 @@ from relaysec.schedule import FrameSchedule, OtaTiming
 log = logging.getLogger(__name__)
 
 #: Most RX chunks a node demodulates in one pass when it has fallen behind (see
-#: :meth:`OtaNetwork._batch`).
+#: :meth:`OtaNetwork._batch`): 24 ms of air at the default 6 ms chunk.
 MAX_BATCH_CHUNKS = 4
 
 
@@ -94,7 +95,7 @@ class OtaNetwork:
         master: str | None,
         abs_addr: int,
         max_burst_bytes: int = 1200,
-        chunk_s: float = 3e-3,
+        chunk_s: float = 6e-3,
         tx_latency_s: float = 0.005,
         build_ahead_s: float = 0.010,
         clock: Callable[[], float] = time.monotonic,
@@ -235,10 +236,11 @@ class OtaNetwork:
 
         Every demodulation pass scans the previous pass's last ``overlap`` samples again (a
         burst straddling two passes is found whole), and the overlap (one longest burst,
-        5.6 ms at P2.5) is longer than a chunk (3 ms): a node that keeps up scans each sample
-        ~2.9 times. A node that has fallen behind takes what has queued in one pass, so the
-        overlap is paid once per batch (4 chunks: ~1.5 times) and it catches up instead of
-        falling further behind; one that keeps up finds one chunk queued and reacts as soon."""
+        5.6 ms at P2.5) is about a chunk (6 ms): a node that keeps up scans each sample
+        ~1.9 times (2.9 with the 3 ms chunks of before). A node that has fallen behind takes
+        what has queued in one pass, so the overlap is paid once per batch (4 chunks: ~1.2
+        times) and it catches up instead of falling further behind; one that keeps up finds
+        one chunk queued and reacts as soon."""
         parts = [first]
         while len(parts) < MAX_BATCH_CHUNKS:
             try:
