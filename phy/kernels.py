@@ -453,15 +453,45 @@ def _cpe_given_slope(z: np.ndarray, ls: np.ndarray, pil_pos: np.ndarray, fidx: n
     n_sym, n_p = z.shape
     cpe = np.empty(n_sym)
     bl = np.empty(n_sym)
+    rr = np.empty(n_p)
+    ri = np.empty(n_p)
     for l in range(n_sym):
         bl[l] = c * (ls[l] + 1.0)
+        _cis_ramp(fidx, pil_pos[l], bl[l], rr, ri)
         acc = 0j
         for i in range(n_p):
-            # exp(-j t) as (cos t, -sin t): the same values without the complex exp's exp(0)
-            t = bl[l] * fidx[pil_pos[l, i]]
-            acc += z[l, i] * complex(np.cos(t), -np.sin(t))
+            acc += z[l, i] * complex(rr[i], ri[i])
         cpe[l] = np.arctan2(acc.imag, acc.real)
     return cpe, bl
+
+
+@njit(cache=True, nogil=True)
+def _cis_ramp(fidx: np.ndarray, pos: np.ndarray, a: float, rr: np.ndarray,
+              ri: np.ndarray) -> None:  # pragma: no cover - numba
+    """``exp(-j a fidx[pos[i]])`` into ``rr``, ``ri`` for increasing positions ``pos``: exact
+    at the first, then each from the previous times ``exp(-j a step)``, the factor computed
+    once per distinct step (pilots are evenly spaced but across DC: two or three sin/cos
+    pairs per symbol instead of one per pilot)."""
+    n = pos.size
+    if n == 0:
+        return
+    f0 = fidx[pos[0]]
+    pr, pi = np.cos(a * f0), -np.sin(a * f0)
+    rr[0] = pr
+    ri[0] = pi
+    last = np.nan
+    sr = 1.0
+    si = 0.0
+    for i in range(1, n):
+        f1 = fidx[pos[i]]
+        step = f1 - f0
+        if step != last:
+            sr, si = np.cos(a * step), -np.sin(a * step)
+            last = step
+        pr, pi = pr * sr - pi * si, pr * si + pi * sr
+        rr[i] = pr
+        ri[i] = pi
+        f0 = f1
 
 
 @njit(cache=True, nogil=True)
@@ -563,17 +593,20 @@ def track_phase_wls(Y: np.ndarray, H: np.ndarray, ls: np.ndarray, pil_pos: np.nd
     num = 0.0
     den = 1.0 / c_var
     c = 0.0
+    rr = np.empty(n_p)
+    ri = np.empty(n_p)
     for l in range(n_sym):
         x = ls[l] + 1.0
         acc = 0j
         sw = 0.0
         swk = 0.0
+        if c != 0.0:
+            _cis_ramp(fidx, pil_pos[l], c * x, rr, ri)
         for i in range(n_p):
             k = pil_pos[l, i]
             h = H[k]
             z[l, i] = Y[l, k] * np.conj(h) * pil_val[l, i]
-            t = c * x * fidx[k]
-            zr[i] = z[l, i] * complex(np.cos(t), -np.sin(t)) if c != 0.0 else z[l, i]
+            zr[i] = z[l, i] * complex(rr[i], ri[i]) if c != 0.0 else z[l, i]
             acc += zr[i]
             w[i] = 2.0 * (h.real * h.real + h.imag * h.imag) * pil_val[l, i] * pil_val[l, i] \
                 / sigma2
