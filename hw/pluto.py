@@ -358,15 +358,16 @@ class _SharedTxRing:
 
 
 class _RxWorker:
-    """A radio's RX stream read by a process of its own (:func:`_rx_worker_main`).
+    """A radio's streams in a process of its own (:func:`_rx_worker_main`): RX always, TX
+    with ``tx_block`` (its ring is :attr:`tx`, which the timeline writes bursts into).
 
     Why: the node process demodulates every radio while holding the GIL most of the time
-    (two thirds of it in a 4-radio trial); a reader thread there gets the GIL late, the
-    device's kernel queue (``kernel_buffers`` blocks, ~94 ms) fills and the ADC overflows,
-    which breaks the streaming timeline. The worker refills the device's RX buffer with the
-    node's GIL out of the way and keeps :data:`RX_RING_S` of samples in a shared ring, so
-    the node may fall that far behind without losing a sample. A worker that cannot keep
-    up with the device still overflows it (the ADC flag says so, as before).
+    (two thirds of it in a 4-radio trial); reader and pusher threads there get the GIL late,
+    the device's RX queue (``kernel_buffers`` blocks, ~94 ms) overflows and its TX queue runs
+    dry, which breaks the streaming timeline. The worker refills and pushes with the node's
+    GIL out of the way and keeps :data:`RX_RING_S` of RX samples in a shared ring, so the
+    node may fall that far behind without losing a sample. A worker that cannot keep up with
+    the device still overflows or starves it (the cores' flags say so, as before).
     """
 
     def __init__(self, uri: str, samples: int, kernel_buffers: int, timeout_ms: int,
