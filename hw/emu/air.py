@@ -268,6 +268,11 @@ class MediumPath:
     def rx(self, n: int, *, max_wait_s: float, started: float | None = None) -> np.ndarray:
         since = self._since(started)
         out = self._rx(n, max_wait_s=max_wait_s)
+        if self.medium.wall:
+            # the block crosses USB once it is complete on the device and the host has asked
+            # for it: a reader that keeps up gets it one transfer after its window ends, as
+            # from a Pluto (before, right at the window's end: 7.8 ms early for 32 k samples)
+            since = max(since, min(self._global(self.radio.time), self._now()))
         self._usb(n, since, max_wait_s)
         if self.recorder is not None:
             self.recorder.write(out)

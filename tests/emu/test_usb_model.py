@@ -118,3 +118,20 @@ def test_the_emulators_own_late_reply_is_not_the_clients_underflow():
     assert not run(3_000, 0)        # answered 3 ms late: the block still follows on time
     assert run(0, 3_000)            # the client itself 3 ms late: the DAC ran dry
     assert run(3_000, 30_000)       # pushed 30 ms after a late answer: not waiting on it
+
+
+def test_a_reader_that_keeps_up_gets_its_block_one_transfer_after_the_window():
+    """RX: a block crosses USB once it is complete on the device and the host asked for it.
+    A reader waiting for the air gets it one transfer after its window ends (10 000 samples at
+    4 MB/s: 10 ms), as from a Pluto; a reader behind (the block is long complete) gets it one
+    transfer after it asked."""
+    import time
+
+    clock, _m, path = _usb_path(4e6)
+    path.start_rx()                                   # capture starts at 0
+    path.rx(10_000, max_wait_s=1, started=time.monotonic())
+    assert abs(clock.now() - (10_000 + 10_000)) < 50  # window end + transfer
+    clock.set(200_000)                                # the reader fell behind (queue: 4 blocks)
+    asked = clock.now()
+    path.rx(10_000, max_wait_s=1, started=time.monotonic())
+    assert abs(clock.now() - (asked + 10_000)) < 50   # asked + transfer
