@@ -217,3 +217,19 @@ def fine_timing_spectrum(Yfull: np.ndarray, shift: int, grid: ResourceGrid, pre:
     v *= x_shifted
     c = sp_fft.fft(v, overwrite_x=True)
     return d_lo + first_path(c, taps, n // 16, 10 ** (first_path_db / 10))
+
+
+def fine_timing_spectra(Ys: np.ndarray, shifts: list[int], grid: ResourceGrid, pre: Preamble,
+                        d_lo: int, d_hi: int, first_path_db: float = -10.0) -> list[int]:
+    """:func:`fine_timing_spectrum` of several windows' spectra ``Ys`` (rows) at once, row
+    ``i`` with integer CFO ``shifts[i]``: one FFT call for all of them (pocketfft transforms
+    rows 4 at a time in vector registers; one row alone costs ~2.5x a row of a batch)."""
+    n = grid.nfft
+    V = np.conjugate(Ys)
+    taps = None
+    for i, sh in enumerate(shifts):
+        x_shifted, taps = _timing_tables(pre, grid, d_lo, d_hi, int(sh))
+        V[i] *= x_shifted
+    C = sp_fft.fft(V, axis=1, overwrite_x=True)
+    rel = 10 ** (first_path_db / 10)
+    return [d_lo + first_path(C[i], taps, n // 16, rel) for i in range(len(shifts))]

@@ -344,7 +344,7 @@ class ZoneModem(_BurstCore):
         header fails its CRC, is skipped; a MAP that fails its CRC gives ``map_ok=False``.
         Raises :class:`PhyInputError` for a malformed array or ``me``."""
         mine = _addresses(me)
-        return self._scan(iq, lambda r, coarse: self._decode_at(r, coarse, mine))
+        return self._scan(iq, lambda r, coarse, timing: self._decode_at(r, coarse, mine, timing))
 
     def _decode_header(self, s: _Sync) -> tuple[tuple[int, int, int, int, int], float, float
                                                  ] | None:
@@ -362,9 +362,10 @@ class ZoneModem(_BurstCore):
             return None
         return (src, n_map, n_data, n_entries, queue), float(np.dot(err, wgt)), float(wgt.sum())
 
-    def _decode_at(self, r: np.ndarray, coarse: int, mine: frozenset[int]) -> ZoneRx | None:
+    def _decode_at(self, r: np.ndarray, coarse: int, mine: frozenset[int],
+                   timing: tuple[float, int, int] | None = None) -> ZoneRx | None:
         ns = self._sym_len
-        s = self._sync(r, coarse)
+        s = self._sync(r, coarse, timing)
         if s is None:
             return None
         hdr = self._decode_header(s)
