@@ -193,6 +193,17 @@ class _Sync(NamedTuple):
     echo: float = 0.0
 
 
+class _Timing(NamedTuple):
+    """What :meth:`_BurstCore._presync` finds for a candidate: the fractional CFO (Hz), the
+    integer CFO (bins), the sample where the long symbol's useful part starts, and the
+    preamble's three FFT windows (S&C, long, header; None when not taken)."""
+
+    frac: float
+    ib: int
+    t_long: int
+    Y: np.ndarray | None
+
+
 class _BurstCore:
     """What every burst format of this PHY shares (private; :class:`BurstModem` and
     :class:`phy.zone.ZoneModem` build on it): the preamble, the strongly coded QPSK blocks
@@ -277,7 +288,7 @@ class _BurstCore:
 
     # ---- RX ------------------------------------------------------------------------------
     def _scan(self, iq: np.ndarray,
-              decode_at: Callable[[np.ndarray, int, tuple[float, int, int] | None],
+              decode_at: Callable[[np.ndarray, int, _Timing | None],
                                   _Found | None]) -> list[_Found]:
         """Validate ``iq``, remove its mean (receiver DC offset) and call ``decode_at(r, coarse,
         timing)`` for every preamble candidate not inside a burst already found, in buffer
@@ -321,7 +332,7 @@ class _BurstCore:
         w = gather_windows(r, s0, n_fft, ns, g.nfft, 2 * np.pi * cfo / fs)
         return g.ofdm_demodulate(w, head, n_sym)
 
-    def _presync(self, r: np.ndarray, cands: list[int]) -> dict[int, tuple[float, int, int]]:
+    def _presync(self, r: np.ndarray, cands: list[int]) -> dict[int, _Timing]:
         """Fractional CFO, integer CFO (bins) and the long symbol's start for every candidate
         (what :meth:`_sync` begins with), with the candidates' integer-CFO windows and their
         fine-timing correlations transformed in one FFT call each: single-row transforms
@@ -348,11 +359,28 @@ class _BurstCore:
         # fine timing: matched filter around the coarse long-symbol position (+-Ng), circular,
         # on the same windows' spectra
         ds = fine_timing_spectra(Yl, ibs, g, self.pre, *self._timing_search)
-        return {cand: (frac, ib, t0 + d)
-                for (cand, t0, frac), ib, d in zip(items, ibs, ds, strict=True)}
+        out = {cand: _Timing(frac, ib, t0 + d, None)
+               for (cand, t0, frac), ib, d in zip(items, ibs, ds, strict=True)}
+        # the preamble's windows (S&C, long, header) of every candidate that has them in the
+        # buffer, all in one transform
+        df = g.profile.subcarrier_spacing
+        ok = [c for c, t in out.items()
+              if t.t_long - ns - ng >= 0 and t.t_long + 2 * ns - ng <= r.size]
+        if ok:
+            W = np.empty((3 * len(ok), n), np.complex64)
+            for i, c in enumerate(ok):
+                t = out[c]
+                # as _windows(r, start, 3, cfo): start = t_long - ns - ng, back-off in the CP
+                W[3 * i: 3 * i + 3] = gather_windows(
+                    r, t.t_long - ns - self.backoff, 3, ns, n,
+                    2 * np.pi * (t.frac + t.ib * df) / fs)
+            Y = g.ofdm_demodulate(W)
+            for i, c in enumerate(ok):
+                out[c] = out[c]._replace(Y=Y[3 * i: 3 * i + 3])
+        return out
 
     def _sync(self, r: np.ndarray, coarse: int,
-              timing: tuple[float, int, int] | None = None) -> _Sync | None:
+              timing: _Timing | None = None) -> _Sync | None:
         """Timing, CFO, channel and noise from the preamble at candidate ``coarse``; None when
         there is no usable preamble there (or the burst's first 3 symbols leave the buffer).
         ``timing``: the candidate's :meth:`_presync` result, else computed here."""
@@ -365,12 +393,13 @@ class _BurstCore:
             timing = self._presync(r, [coarse]).get(coarse)
             if timing is None:
                 return None
-        frac, ib, t_long = timing
+        frac, ib, t_long, Y = timing
         cfo = frac + ib * g.profile.subcarrier_spacing
         start = t_long - ns - ng
         if start < 0 or start + 3 * ns > r.size:
             return None
-        Y = self._windows(r, start, 3, cfo)
+        if Y is None:
+            Y = self._windows(r, start, 3, cfo)
         # LS estimate, common phase of the S&C symbol, channel power, noise (one kernel:
         # estimation.preamble_ls and estimation.noise_variance as a single pass)
         H_ls, rot, total, noise = preamble_estimate(Y[0], Y[1], self._long_inv, self._sc_inv,
@@ -598,7 +627,7 @@ class BurstModem(_BurstCore):
         return self._scan(iq, self._decode_at)
 
     def _decode_at(self, r: np.ndarray, coarse: int,
-                   timing: tuple[float, int, int] | None = None) -> Burst | None:
+                   timing: _Timing | None = None) -> Burst | None:
         ns = self._sym_len
         s = self._sync(r, coarse, timing)
         if s is None:

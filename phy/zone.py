@@ -73,6 +73,7 @@ from phy.modem import (
     _n_info,
     _pad_bits,
     _Sync,
+    _Timing,
     get_mcs,
 )
 from phy.numerology import Profile
@@ -363,7 +364,7 @@ class ZoneModem(_BurstCore):
         return (src, n_map, n_data, n_entries, queue), float(np.dot(err, wgt)), float(wgt.sum())
 
     def _decode_at(self, r: np.ndarray, coarse: int, mine: frozenset[int],
-                   timing: tuple[float, int, int] | None = None) -> ZoneRx | None:
+                   timing: _Timing | None = None) -> ZoneRx | None:
         ns = self._sym_len
         s = self._sync(r, coarse, timing)
         if s is None:
