@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 #: Length of the self-hearing probe (samples): 511 QPSK chips, 0.18 ms at 2.8 MS/s; its
 #: normalised correlation with noise or an OFDM burst stays near 1/sqrt(511) ~ 0.04.
 PROBE_LEN = 511
+#: Seeds of the probe sequences, used in turn by successive offset measurements.
+PROBE_SEEDS = (0x16, 0x17, 0x18, 0x19)
 #: Probe amplitude (full scale 1.0 per component is the DAC's limit).
 PROBE_AMPLITUDE = 0.35
 #: Normalised correlation above which the probe counts as heard.
@@ -138,7 +140,8 @@ class StreamTimeline:
         self.clock = clock
         self.stats = TimelineStats()
         self.probe = probe_sequence()
-        self._probe_energy = float(np.sum(np.abs(self.probe) ** 2))
+        self._probe_k = 0  # which of PROBE_SEEDS the outstanding probe is
+        self._probe_energy = float(np.sum(np.abs(self.probe) ** 2))  # the same for every seed
         self._probe_spec: np.ndarray | None = None
         self._lock = threading.Lock()
         self._pending: list[tuple[int, np.ndarray]] = []  # (tx index, samples), sorted
@@ -318,10 +321,19 @@ class StreamTimeline:
 
     # ------------------------------------------------------------------ measuring the offset
     def request_probe(self) -> None:
-        """Forget the offset and send a probe in the next block to measure it again."""
+        """Forget the offset and send a probe in the next block to measure it again.
+
+        Each request sends the next of :data:`PROBE_SEEDS`' sequences (their cross-correlation
+        is noise-like, ~0.04): a probe of an earlier request may still be queued or in flight
+        (a timeout re-sends before the first was heard; the device queue cannot be recalled),
+        and heard now it would be taken for this one, giving an offset wrong by the distance
+        between the two (seen at full speed: a constant 4 blocks off, never re-measured)."""
         with self._lock:
             self._offset = None
             self._pending.clear()
+            self._probe_k = (self._probe_k + 1) % len(PROBE_SEEDS)
+            self.probe = probe_sequence(PROBE_SEEDS[self._probe_k])
+            self._probe_spec = None
             self._probe_u = self._tx_next() + self.block // 4
             self._probe_pushed = False
             self._probe_sent_at = self.clock()
@@ -432,13 +444,14 @@ class StreamTimeline:
     def _correlate(self, x: np.ndarray) -> np.ndarray:
         """|sum_i x[k+i] conj(probe[i])| for every k of *x* (overlap-save, FFT of 4096)."""
         n, size = self.probe.size, _CORR_FFT
-        if self._probe_spec is None:
-            self._probe_spec = np.conj(np.fft.fft(self.probe, size)).astype(np.complex64)
+        spec = self._probe_spec  # (a new request may swap the probe meanwhile)
+        if spec is None:
+            spec = self._probe_spec = np.conj(np.fft.fft(self.probe, size)).astype(np.complex64)
         step = size - n + 1
         out = np.empty(x.size - n + 1, np.float32)
         for start in range(0, out.size, step):
             seg = x[start:start + size]
-            full = np.abs(np.fft.ifft(np.fft.fft(seg, size) * self._probe_spec))
+            full = np.abs(np.fft.ifft(np.fft.fft(seg, size) * spec))
             m = min(step, out.size - start)
             out[start:start + m] = full[:m]
         return out
@@ -478,4 +491,5 @@ class StreamTimeline:
         return out
 
 
-__all__ = ["PROBE_LEN", "StreamTimeline", "TimelineStats", "TxRing", "probe_sequence"]
+__all__ = ["PROBE_LEN", "PROBE_SEEDS", "StreamTimeline", "TimelineStats", "TxRing",
+           "probe_sequence"]

@@ -202,3 +202,20 @@ def test_an_exactly_counted_rx_loss_moves_the_offset_without_measuring_again(str
     tl.rx_lost(5000)
     assert tl.ready and tl.offset == before - 5000 and tl.stats.probes == probes
     assert tl.take_rx_slip() == 5000 and tl.take_rx_slip() == 0
+
+
+def test_a_stale_probe_is_not_taken_for_the_new_one() -> None:
+    """Each measurement sends another probe sequence: the probe of an earlier request, still
+    queued on the device and heard late, is not found by the new measurement (it would give an
+    offset wrong by the distance between the two), the new one is."""
+    tl = StreamTimeline(lambda block: None, sample_rate=1e6, block=1000)
+    tl.request_probe()
+    old = tl.probe.copy()
+    tl.request_probe()                      # e.g. the first timed out
+    assert not np.array_equal(old, tl.probe)
+    rng = np.random.default_rng(9)
+    air = (rng.standard_normal(8000) + 1j * rng.standard_normal(8000)).astype(np.complex64) * 0.01
+    air[1000:1000 + old.size] += old        # the stale probe, heard at 1000
+    assert tl._find_probe(air) is None
+    air[5000:5000 + tl.probe.size] += tl.probe
+    assert tl._find_probe(air) == 5000
