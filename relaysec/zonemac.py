@@ -433,7 +433,14 @@ class ZoneMac:
         return c
 
     def current_owner(self) -> int | None:
-        """The station whose UL-access zone granted us last (our serving station)."""
+        """Our serving station: the role's, once it has one (an AMS that moved keeps being
+        polled by its old station for a while, and the last grant would name that one --
+        then the movers that had arrived took the target's reserved contention slots for
+        their bandwidth requests and the last few movers' ranging never got through); before
+        that, the station whose UL-access zone granted us last."""
+        serving = getattr(self.role, "serving", None)
+        if isinstance(serving, int):
+            return serving
         return max(self._granted, key=self._granted.__getitem__, default=None)
 
     def note_grants(self, frame: int, owner: int, grants: Iterable[Grant]) -> None:

@@ -176,6 +176,30 @@ def test_an_owner_expecting_arrivals_reserves_its_contention_slots_for_them():
     assert 0 < back < 12
 
 
+def test_an_ams_that_arrived_keeps_out_of_the_slots_reserved_for_the_rest():
+    """After a group handover the movers that arrived are served by the target, while their
+    old station still polls them for a while: they must keep out of the target's reserved
+    contention slots all the same (in the 64-AMS cell 19 arrived movers sent their bandwidth
+    requests there, ~230 each, and the last two movers' ranging never got through)."""
+    from relaysec.zonemac import BROADCAST
+    from stack.roles.base import Backlog
+
+    owner = _mac(_Role(arrivals=2), sid=1)
+    owner.heard(0, 7, 0, subscriber=True)
+    slots = [g for g in owner.ul_grants(1, 24) if g.dst == BROADCAST]
+    assert slots and all(g.backoff for g in slots)
+    tries = 0
+    for f in range(10, 400, 10):
+        arrived = _mac(_Role({1: Backlog(200, 200, False)}), sid=3000 + f)
+        arrived.role.serving = 1          # handed over to 1 ...
+        arrived._granted[1] = f - 100     # ... which has not granted it lately
+        arrived._granted[2] = f - 2       # while its old station still polls it
+        arrived.note_grants(f, 1, slots)
+        tries += arrived.slot(f, 1) is not None
+    assert tries == 0
+    assert arrived.current_owner() == 1
+
+
 def test_contention_carries_no_data_and_known_polled_amss_stay_out():
     """Data in a contention slot could collide and be lost unheard: a known AMS sends its
     queue report only there, and not at all while its owner polls it."""
