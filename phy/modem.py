@@ -445,8 +445,8 @@ class _BurstCore:
             if key is not None:
                 if len(self._tables) >= 256:
                     self._tables.clear()
-                for a in hit:
-                    a.setflags(write=False)
+                # left writable (and not written): a read-only array is another numba type,
+                # and the uncached tables of other symbol sets would compile every kernel again
                 self._tables[key] = hit
         return hit
 
@@ -491,12 +491,11 @@ class _BurstCore:
         return bits, err, wgt
 
     def _trend_x(self, n: int) -> np.ndarray:
-        """``[-2, -1, 0, 1, .., n-1]`` as float64 (read-only): the symbol numbers of the S&C
+        """``[-2, -1, 0, 1, .., n-1]`` as float64 (not to be written): the symbol numbers of the S&C
         symbol, the long symbol and ``n`` symbols from the header on, for :meth:`_refine_cfo`."""
         x = self._trend_xs.get(n)
         if x is None:
-            x = np.arange(-2, n, dtype=np.float64)
-            x.setflags(write=False)
+            x = np.arange(-2, n, dtype=np.float64)  # writable, as other callers' (numba type)
             if len(self._trend_xs) >= 256:
                 self._trend_xs.clear()
             self._trend_xs[n] = x
