@@ -73,11 +73,24 @@ def delay_window(H_ls: np.ndarray, freq_index: np.ndarray, nfft: int, sigma2: fl
     delays ``lo .. hi``: taps above both ``PDP_REL_DB`` below the peak and ``PDP_NOISE_DB`` above
     the noise floor (the taper's main lobe widens each path by about 2 NFFT/n samples on each side),
     widened by ``PDP_MARGIN`` (:func:`phy.kernels.pdp_window` on the profile)."""
-    bins, w, ww, _, _, _ = _geometry_of(freq_index, nfft)
-    full = kernels.place_conj(np.ascontiguousarray(H_ls, np.complex64), bins, w, int(nfft))
     # |IFFT(v)| = |FFT(conj v)| / nfft, and only tap powers matter: the forward transform
     # (pocketfft's backward one took half as long again), the noise floor scaled to match
-    h = sp_fft.fft(full, overwrite_x=True)
+    h = sp_fft.fft(delay_profile_input(H_ls, freq_index, nfft), overwrite_x=True)
+    return delay_window_of(h, freq_index, nfft, sigma2, lo, hi)
+
+
+def delay_profile_input(H_ls: np.ndarray, freq_index: np.ndarray, nfft: int) -> np.ndarray:
+    """The NFFT-point spectrum whose forward FFT is :func:`delay_window`'s delay profile: the
+    Hann-tapered, conjugated LS estimate at its bins (complex64). Several estimates' rows can
+    be transformed in one call (pocketfft's batches are cheaper per row)."""
+    bins, w, _, _, _, _ = _geometry_of(freq_index, nfft)
+    return kernels.place_conj(np.ascontiguousarray(H_ls, np.complex64), bins, w, int(nfft))
+
+
+def delay_window_of(h: np.ndarray, freq_index: np.ndarray, nfft: int, sigma2: float,
+                    lo: int, hi: int) -> tuple[float, float]:
+    """:func:`delay_window` from the forward FFT ``h`` of :func:`delay_profile_input`."""
+    ww = _geometry_of(freq_index, nfft)[2]
     first, last = kernels.pdp_window(h, int(lo), int(hi), 10 ** (-PDP_REL_DB / 10),
                                      sigma2 * ww * 10 ** (PDP_NOISE_DB / 10))
     # the taper's main lobe (+-2 NFFT/n samples) already widens the taps found
@@ -121,11 +134,14 @@ def lmmse_channel(H_ls: np.ndarray, freq_index: np.ndarray, nfft: int, sigma2: f
 
 
 def lmmse_estimate(H_ls: np.ndarray, freq_index: np.ndarray, nfft: int, sigma2: float,
-                   lo: int, hi: int) -> tuple[np.ndarray, tuple[float, float]]:
+                   lo: int, hi: int, window: tuple[float, float] | None = None
+                   ) -> tuple[np.ndarray, tuple[float, float]]:
     """:func:`lmmse_channel` and the delay window ``(t0, t1)`` it assumed (samples in the FFT
-    window), which also tells how much of a symbol's CP the channel's echoes reach."""
+    window), which also tells how much of a symbol's CP the channel's echoes reach.
+    ``window``: that window when already found (:func:`delay_window_of`), else found here."""
     H_ls = np.asarray(H_ls, np.complex64)
-    t0, t1 = delay_window(H_ls, freq_index, nfft, sigma2, lo, hi)
+    t0, t1 = (delay_window(H_ls, freq_index, nfft, sigma2, lo, hi) if window is None
+              else window)
     _, _, _, pos, holes, k = _geometry_of(freq_index, nfft)
     U, lam = _slepian_basis(k.size, nfft, _span_bucket(t1 - t0))
     power = max(float(np.vdot(H_ls, H_ls).real) / H_ls.size - sigma2, 1e-3 * sigma2)

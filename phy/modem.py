@@ -39,7 +39,12 @@ import scipy.fft as sp_fft
 from phy import qam
 from phy.crc import crc16, crc32
 from phy.errors import PayloadTooLongError, PhyInputError, UnknownMcsError
-from phy.estimation import lmmse_estimate, sfo_prior_var
+from phy.estimation import (
+    delay_profile_input,
+    delay_window_of,
+    lmmse_estimate,
+    sfo_prior_var,
+)
 from phy.fec import FEC, ConvCode
 from phy.grid import ResourceGrid, fft_rows_padded
 from phy.interleaver import interleave, permutation
@@ -202,6 +207,8 @@ class _Timing(NamedTuple):
     ib: int
     t_long: int
     Y: np.ndarray | None
+    est: tuple | None = None
+    """(LS estimate, S&C phase sum, channel power, noise variance, delay window) or None."""
 
 
 class _BurstCore:
@@ -375,9 +382,37 @@ class _BurstCore:
                     r, t.t_long - ns - self.backoff, 3, ns, n,
                     2 * np.pi * (t.frac + t.ib * df) / fs)
             Y = g.ofdm_demodulate(W)
+            # each candidate's preamble estimate, and all their delay profiles in one transform
+            est, rows = {}, []
             for i, c in enumerate(ok):
-                out[c] = out[c]._replace(Y=Y[3 * i: 3 * i + 3])
+                Yc = Y[3 * i: 3 * i + 3]
+                out[c] = out[c]._replace(Y=Yc)
+                e = self._preamble_estimate(Yc)
+                if e is not None:
+                    est[c] = e
+                    rows.append(delay_profile_input(e[0], g.freq_index, n))
+            if rows:
+                F = sp_fft.fft(np.stack(rows), axis=1, overwrite_x=True)
+                for j, (c, e) in enumerate(est.items()):
+                    win = delay_window_of(F[j], g.freq_index, n, e[3] * self._ls_noise_factor,
+                                          *self._delay_search)
+                    out[c] = out[c]._replace(est=(*e, win))
         return out
+
+    def _preamble_estimate(self, Y: np.ndarray
+                           ) -> tuple[np.ndarray, complex, float, float] | None:
+        """From the preamble's windows ``Y`` (S&C, long, ...): the LS estimate, the S&C
+        symbol's common phase (as a complex sum), the mean channel power and the noise
+        variance (floored 60 dB below the power); None when those are not finite and positive
+        (extreme sample values: no burst to decode)."""
+        H_ls, rot, total, noise = preamble_estimate(Y[0], Y[1], self._long_inv, self._sc_inv,
+                                                    self._even, self._odd)
+        if not math.isfinite(total) or total <= 0.0:
+            return None
+        sigma2 = max(noise, total * 10 ** (-_MAX_SNR_DB / 10))
+        if not (math.isfinite(sigma2) and sigma2 > 0.0):
+            return None
+        return H_ls, complex(rot), total, sigma2
 
     def _sync(self, r: np.ndarray, coarse: int,
               timing: _Timing | None = None) -> _Sync | None:
@@ -393,7 +428,7 @@ class _BurstCore:
             timing = self._presync(r, [coarse]).get(coarse)
             if timing is None:
                 return None
-        frac, ib, t_long, Y = timing
+        frac, ib, t_long, Y, _ = timing
         cfo = frac + ib * g.profile.subcarrier_spacing
         start = t_long - ns - ng
         if start < 0 or start + 3 * ns > r.size:
@@ -401,18 +436,20 @@ class _BurstCore:
         if Y is None:
             Y = self._windows(r, start, 3, cfo)
         # LS estimate, common phase of the S&C symbol, channel power, noise (one kernel:
-        # estimation.preamble_ls and estimation.noise_variance as a single pass)
-        H_ls, rot, total, noise = preamble_estimate(Y[0], Y[1], self._long_inv, self._sc_inv,
-                                                    self._even, self._odd)
-        if not math.isfinite(total) or total <= 0.0:
-            return None
-        sigma2 = max(noise, total * 10 ** (-_MAX_SNR_DB / 10))
-        if not (math.isfinite(sigma2) and sigma2 > 0.0):
-            return None  # extreme sample values (overflow to inf): no burst to decode here
+        # estimation.preamble_ls and estimation.noise_variance as a single pass), and the
+        # channel's delay window when _presync found them
+        if timing.est is not None:
+            H_ls, rot, _, sigma2, win = timing.est
+        else:
+            e = self._preamble_estimate(Y)
+            if e is None:
+                return None  # extreme sample values (overflow to inf): no burst to decode here
+            H_ls, rot, _, sigma2 = e
+            win = None
         noise_factor = self._ls_noise_factor
         sc_phase = cmath.phase(rot) if cmath.isfinite(rot) else 0.0
         H, (_, t1) = lmmse_estimate(H_ls, g.freq_index, n, sigma2 * noise_factor,
-                                    *self._delay_search)
+                                    *self._delay_search, window=win)
         sig = _mean_power(H)
         if not (np.isfinite(sig) and sig > 0.0):
             return None

@@ -237,8 +237,9 @@ def test_robust_combine_equals_demap_then_bincount(seed: int, profile: str, n_sy
 @pytest.mark.parametrize("profile", ["P2.5", "5MHz", "20MHz"])
 def test_batched_presync_equals_one_candidate_at_a_time(profile: str) -> None:
     """The buffer-wide pre-synchronisation (all candidates' integer-CFO windows, fine-timing
-    correlations and preamble windows each in one transform) gives every candidate the same
-    synchronisation as computing it alone, and the bursts decode."""
+    correlations, preamble windows and delay profiles each in one transform) gives every
+    candidate the same synchronisation (timing, CFO, noise, channel, echo) as computing it
+    alone, and the bursts decode."""
     from phy.sync import detect
 
     rng = np.random.default_rng(7)
@@ -261,5 +262,6 @@ def test_batched_presync_equals_one_candidate_at_a_time(profile: str) -> None:
         a, b = m._sync(x, cand, t), m._sync(x, cand)
         assert (a is None) == (b is None)
         if a is not None:
-            assert (a.start, a.cfo, a.sigma2) == (b.start, b.cfo, b.sigma2)
+            assert (a.start, a.cfo, a.sigma2, a.echo) == (b.start, b.cfo, b.sigma2, b.echo)
+            np.testing.assert_allclose(a.H, b.H, rtol=1e-5, atol=1e-6)
     assert sum(b.crc_ok for b in m.demodulate(x)) == 5
