@@ -486,6 +486,7 @@ def specs() -> dict[str, Spec]:
         "pluto.kernel_buffers": Spec("int", 1, 64),
         "pluto.tx_block_size": Spec("int", 256, 1 << 22, unit="samples"),
         "pluto.tx_kernel_buffers": Spec("int", 1, 64),
+        "pluto.rx_worker": Spec("bool"),
     }
 
 
