@@ -82,6 +82,10 @@ def conv_encode(bits: np.ndarray) -> np.ndarray:
     return out
 
 
+MASK_CACHE = 512
+"""Block sizes whose puncturing indices a code keeps (a few KiB each at most)."""
+
+
 class ConvCode:
     """K=7 (171,133) convolutional code, zero-terminated, punctured to ``rate``.
 
@@ -99,21 +103,27 @@ class ConvCode:
         self.name = f"CC-K7-{rate}"
         self._mask = PUNCTURE[rate]
         self._mask_cache: dict[int, np.ndarray] = {}
+        # sent bits per whole puncturing period, and within its first k positions
+        self._ones = np.concatenate(([0], np.cumsum(np.asarray(self._mask, dtype=bool))))
 
     def _sent(self, n_info: int) -> np.ndarray:
-        """Indices of the transmitted bits in the mother stream of an n_info-bit block."""
+        """Indices of the transmitted bits in the mother stream of an n_info-bit block
+        (cached: the oldest of MASK_CACHE sizes is dropped when a new one comes -- clearing
+        them all thrashed when a cell used more sizes than that)."""
         m = self._mask_cache.get(n_info)
         if m is None:
             n = 2 * (n_info + TAIL)
             m = np.flatnonzero(np.resize(self._mask, n))
             m.setflags(write=False)
-            if len(self._mask_cache) > 64:
-                self._mask_cache.clear()
+            if len(self._mask_cache) >= MASK_CACHE:
+                del self._mask_cache[next(iter(self._mask_cache))]
             self._mask_cache[n_info] = m
         return m
 
     def coded_length(self, n_info: int) -> int:
-        return int(self._sent(n_info).size)
+        """Coded bits of an n_info-bit block, by arithmetic (the sizes a MAC asks about)."""
+        full, rest = divmod(2 * (n_info + TAIL), len(self._mask))
+        return int(full * self._ones[-1] + self._ones[rest])
 
     def encode(self, bits: np.ndarray) -> np.ndarray:
         mother = conv_encode(bits)

@@ -64,6 +64,27 @@ def test_viterbi_long_bursts_and_argument_checks() -> None:
                           naive.viterbi(np.ascontiguousarray(strided)))
 
 
+@given(st.sampled_from(list(PUNCTURE)), st.integers(0, 40_000))
+@settings(max_examples=200, deadline=None)
+def test_coded_length_by_arithmetic_equals_the_punctured_stream(rate: str, n_info: int) -> None:
+    code = ConvCode(rate)
+    assert code.coded_length(n_info) == code.encode(np.zeros(n_info, np.uint8)).size
+
+
+def test_the_puncturing_cache_keeps_recent_sizes_and_stays_bounded() -> None:
+    from phy.fec import MASK_CACHE
+
+    code = ConvCode("3/4")
+    first = code.input_positions(100)
+    for n in range(1000, 1000 + MASK_CACHE + 10):
+        code.input_positions(n)
+    assert len(code._mask_cache) == MASK_CACHE
+    assert 100 not in code._mask_cache                   # the oldest went first ...
+    assert code.input_positions(1000 + MASK_CACHE + 9) is code.input_positions(
+        1000 + MASK_CACHE + 9)                            # ... recent ones stay
+    assert np.array_equal(code.input_positions(100), first)
+
+
 @pytest.mark.parametrize("rate", list(PUNCTURE))
 def test_punctured_code_decodes_noiseless(rate: str) -> None:
     rng = np.random.default_rng(11)
