@@ -235,3 +235,41 @@ def test_delayed_ack_waits_for_a_second_block_or_the_delay_but_not_for_a_gap():
     assert rx.feedback_due and rx.feedback().acked() == [1]
     rx.on_data(ArqData(4, b"e"), 0.3)           # a duplicate: the sender retransmits, at once
     assert rx.feedback_due
+
+
+def _deadline_by_definition(tx: ArqSender) -> float | None:
+    """What ``next_deadline`` must return, written out plainly (lifetime ends, retransmission
+    times of blocks on the air, a DISCARD to repeat)."""
+    when = []
+    for b in tx.blocks.values():
+        if b.first_tx is not None:
+            when.append(b.first_tx + tx.p.lifetime)
+        if not b.queued:
+            when.append(b.last_tx + tx._timeout(b) if b.last_tx is not None else 0.0)
+    if tx.discard_to is not None:
+        when.append((tx._discard_at or 0.0) + tx.rto)
+    return min(when, default=None)
+
+
+@given(st.lists(st.tuples(st.sampled_from(["offer", "air", "tick", "ack"]),
+                          st.integers(0, 7), st.floats(0.0, 0.3)), max_size=60))
+def test_next_deadline_is_the_earliest_of_its_definition(program):
+    tx = ArqSender(P)
+    now = 0.0
+    for op, k, dt in program:
+        now += dt
+        if op == "offer":
+            for _pdu, b in tx.offer(b"s%d" % k, now):
+                if b is not None and k % 2:
+                    b.on_air(now)                  # some go out at once, some stay queued
+        elif op == "air":
+            for b in list(tx.blocks.values())[: k + 1]:
+                if b.queued:
+                    b.on_air(now)
+        elif op == "tick":
+            for _pdu, b in tx.on_timer(now):
+                if b is not None:
+                    b.on_air(now)
+        else:
+            tx.on_feedback(ArqFeedback((tx.base + k % 3) % BSN_MODULUS), now)
+        assert tx.next_deadline() == _deadline_by_definition(tx)
