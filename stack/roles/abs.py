@@ -183,8 +183,8 @@ class AbsRole(KeyDistribution, RoleBase):
 
     def _arq_moved(self, station: int, old_via: int, now: float) -> None:
         """``station`` handed over: its blocks still queued for the old path are taken back
-        and every unacknowledged block goes out again on the new one (nothing waits for its
-        timer, nothing is lost with the old path)."""
+        and every block it has not received goes out again on the new one once its status
+        report is in (nothing waits for its timer, nothing is lost with the old path)."""
         if self._arq_params is None:
             return
         self._arq_close_hops(station, old_via)
@@ -192,7 +192,7 @@ class AbsRole(KeyDistribution, RoleBase):
             self._arq_unqueue(old_via, lambda k: not arq_of(k, station))
         for key in [k for k in self._arq if isinstance(k, tuple) and k[0] == station]:
             self._arq_retune(key)   # relayed per hop, or direct: its own timers
-            self._arq_resend(key, now)
+            self._arq_path_changed(key, now)   # status reports both ways, then resend
 
     def _arq_close_hops(self, station: int, via: int | None = None) -> None:
         """Close the relay-hop ARQ connections of ``station`` (through ``via``, or any): the

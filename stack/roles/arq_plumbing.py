@@ -85,6 +85,8 @@ class ArqMixin:
         # per connection, its data MPDUs queued unsealed, oldest first: hosts a feedback can
         # ride on (``_arq_piggyback``); pruned of what left the queue whenever one is added
         self._arq_hosts: dict[Hashable, deque[tuple[int, PendingMpdu]]] = {}
+        # connections whose path changed: resent once the far end's status report is in
+        self._arq_await: dict[Hashable, None] = {}
         self.mpdu_limit: int | None = None
         """Largest MPDU the MAC below can carry (None: no limit): a piggybacked feedback never
         grows a queued MPDU past it."""
@@ -202,6 +204,10 @@ class ArqMixin:
         held = len(conn.tx.blocks)
         for data, block in conn.tx.on_feedback(fb, now):
             self._arq_emit(key, data, block, now)
+        if key in self._arq_await:   # the far end's status report after a path change
+            del self._arq_await[key]
+            self._set_deadline(("arqs", key), None)
+            self._arq_resend(key, now)
         hosts = self._arq_hosts.get(key)
         if not hosts or len(conn.tx.blocks) >= held:
             return
@@ -353,6 +359,30 @@ class ArqMixin:
         for key in keys:
             self._arq_arm(key)
 
+    def _arq_path_changed(self, key: Hashable, now: float) -> None:
+        """The path of connection ``key`` changed (a handover), as LTE's PDCP status report
+        does it: our receiver's feedback goes out at once on the new path, and what our
+        sender holds unacknowledged goes again only once the far end's own report is in
+        (:meth:`_arq_acked`), or after a quarter of ``rto_max`` without one. Resending all
+        at once put every block the far end already had -- up to a quarter window, its
+        acknowledgements being that coarse over hops -- on the new path ahead of new data
+        (239 ms of interruption with 10 ms frames and 500-byte packets)."""
+        conn = self._arq.get(key)
+        if conn is None:
+            return
+        self._arq_fb_due[key] = None
+        if not conn.tx.blocks:
+            return
+        assert self._arq_params is not None
+        self._arq_await[key] = None
+        self._set_deadline(("arqs", key), now + self._arq_params.rto_max / 4)
+
+    def _arq_status_late(self, key: Hashable, now: float) -> None:
+        """No status report came after a path change: send again what is unacknowledged."""
+        if key in self._arq_await:
+            del self._arq_await[key]
+            self._arq_resend(key, now)
+
     def _arq_resend(self, key: Hashable, now: float) -> None:
         """The path of connection ``key`` changed (handover): every unacknowledged block goes
         out again now on the new path (the receiver drops the copies it already has)."""
@@ -392,6 +422,8 @@ class ArqMixin:
         self._arq_fb_due.pop(key, None)
         self._arq_fb_queued.pop(key, None)
         self._arq_hosts.pop(key, None)
+        self._arq_await.pop(key, None)
+        self._set_deadline(("arqs", key), None)
         if conn is None:
             return
         self._arq_retire(key, conn)
@@ -410,7 +442,9 @@ class ArqMixin:
         self._arq_fb_due.pop(key, None)
         self._arq_fb_queued.pop(key, None)
         self._arq_hosts.pop(key, None)
+        self._arq_await.pop(key, None)
         self._set_deadline(("arq", key), None)
+        self._set_deadline(("arqs", key), None)
         if conn is not None:
             self._arq_retire(key, conn)
             self.arq_stats["closed"] += 1

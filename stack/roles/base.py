@@ -205,6 +205,8 @@ class RoleBase(ArqMixin):
                     del self._deadlines[key]
                     if isinstance(key, tuple) and key[0] == "arq":
                         self._arq_timer(key[1], now)
+                    elif isinstance(key, tuple) and key[0] == "arqs":
+                        self._arq_status_late(key[1], now)
                     else:
                         self._on_deadline(key, now)
                 continue

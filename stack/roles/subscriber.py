@@ -355,7 +355,7 @@ class SubscriberRole(RoleBase):
                 self._arq_close(key)  # the access hop to the old station ended with it
             for key in list(self._arq):  # unacknowledged UL blocks: sent again after re-entry
                 self._arq_retune(key)     # over the new path's hops, or direct
-                self._arq_resend(key, now)
+                self._arq_path_changed(key, now)   # (what the ABS lacks, by its report)
             self._keys_event(link, "handover", peer=target)
             self._emit(HandoverComplete(ams=self.station_id, source=source, target=target,
                                         akid=link.ctx.akid.hex(),

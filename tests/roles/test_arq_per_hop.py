@@ -14,6 +14,7 @@ from stack.nonces import NonceMonitor, monitoring
 from stack.roles import AmsConfig, AmsRole, SecurityMode
 from stack.roles.arq_plumbing import ACCESS, HOP, RELAY
 from stack.roles.events import DataReceived
+from stack.roles.framing import FIRST_DATA_FID as FIRST_FID
 
 from .harness import ABS, AMS, ARS1, ARS2, PSK, enter_all
 
@@ -141,3 +142,46 @@ def test_a_relays_own_traffic_is_one_hop_with_one_arq_layer():
     got = [e for e in net.of(ABS, DataReceived) if e.src == ARS1]
     assert [e.payload for e in got] == [b"own traffic"]
     assert 2 in ars1.arq_connections() and ars1.arq_connections()[2].tx.p == ARQ
+
+
+def test_after_a_handover_only_what_the_far_end_lacks_goes_again():
+    """Status reports (as LTE's PDCP): both ends send their receiver's feedback on the new path
+    and resend only what the other's report leaves unacknowledged -- end-to-end feedback over
+    hops is coarse (every quarter window), so at the move most held blocks had in fact arrived."""
+    net, abs_, _a1, _a2, ams = _cell()
+    _exchange(net, abs_, ams, 30)
+    net.settle(1.0)
+    for i in range(12):              # a burst each way that arrives within 20 ms, while
+        abs_.send_data(AMS, b"cD%03d" % i, net.now)      # the end-to-end acknowledgement
+        ams.send_data(ABS, b"cU%03d" % i, net.now)       # (a quarter window, or 125 ms)
+    net.settle(0.02)                                     # is still due
+    held_dl = sum(c.tx.unacked() for k, c in abs_.arq_connections().items()
+                  if isinstance(k, tuple) and k[0] == AMS)
+    held_ul = sum(c.tx.unacked() for k, c in ams.arq_connections().items() if isinstance(k, int))
+    assert held_dl > 5 and held_ul > 5   # held for a coarse end-to-end acknowledgement
+    abs_.prepare_handover(AMS, [ARS2], net.now)
+    net.settle(0.01)
+    ams.handover(ARS2, net.now)
+    _exchange(net, abs_, ams, 10, b"b")
+    net.settle(10.0)
+    assert _payloads(net, AMS)[-10:] == [b"bD%03d" % i for i in range(10)]
+    assert _payloads(net, ABS)[-10:] == [b"bU%03d" % i for i in range(10)]
+    assert len(_payloads(net, AMS)) == 52 and len(_payloads(net, ABS)) == 52
+    # nothing the far end had went again: not the blocks held at the move
+    assert abs_.arq_stats["resent_after_move"] < held_dl
+    assert ams.arq_stats["resent_after_move"] < held_ul
+
+
+def test_without_a_status_report_the_held_blocks_go_again_after_a_while():
+    net, abs_, _a1, _a2, ams = _cell()
+    for i in range(6):
+        ams.send_data(ABS, b"U%03d" % i, net.now)
+    net.settle(0.02)
+    key = FIRST_FID
+    conn = ams.arq_connections()[key]
+    held = conn.tx.unacked()
+    assert held
+    ams._arq_path_changed(key, net.now)          # the report from the far end never comes
+    assert ams.arq_stats["resent_after_move"] == 0
+    ams.timer(net.now + ARQ.rto_max / 4)
+    assert ams.arq_stats["resent_after_move"] == held
