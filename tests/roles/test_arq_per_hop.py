@@ -173,7 +173,7 @@ def test_after_a_handover_only_what_the_far_end_lacks_goes_again():
 
 
 def test_without_a_status_report_the_held_blocks_go_again_after_a_while():
-    net, abs_, _a1, _a2, ams = _cell()
+    net, _abs, _a1, _a2, ams = _cell()
     for i in range(6):
         ams.send_data(ABS, b"U%03d" % i, net.now)
     net.settle(0.02)
