@@ -415,15 +415,18 @@ class ArqMixin:
             rest.append(x)
         self._out[dst] = rest
 
+    def _arq_forget(self, key: Hashable) -> ArqConnection | None:
+        """Drop connection ``key`` and every table entry about it (feedback owed or queued,
+        piggyback hosts, a status report awaited); returns the connection."""
+        for table in (self._arq_fb_due, self._arq_fb_queued, self._arq_hosts, self._arq_await):
+            table.pop(key, None)
+        self._set_deadline(("arqs", key), None)
+        return self._arq.pop(key, None)
+
     def _arq_reset(self, key: Hashable, now: float) -> None:
         """Start connection ``key`` afresh (the peer entered anew: its ARQ state is gone); the
         SDUs not yet acknowledged are offered again on the new connection, nothing dropped."""
-        conn = self._arq.pop(key, None)
-        self._arq_fb_due.pop(key, None)
-        self._arq_fb_queued.pop(key, None)
-        self._arq_hosts.pop(key, None)
-        self._arq_await.pop(key, None)
-        self._set_deadline(("arqs", key), None)
+        conn = self._arq_forget(key)
         if conn is None:
             return
         self._arq_retire(key, conn)
@@ -438,13 +441,8 @@ class ArqMixin:
 
     def _arq_close(self, key: Hashable) -> None:
         """Forget connection ``key`` (its peer is gone for good); what it held is counted."""
-        conn = self._arq.pop(key, None)
-        self._arq_fb_due.pop(key, None)
-        self._arq_fb_queued.pop(key, None)
-        self._arq_hosts.pop(key, None)
-        self._arq_await.pop(key, None)
+        conn = self._arq_forget(key)
         self._set_deadline(("arq", key), None)
-        self._set_deadline(("arqs", key), None)
         if conn is not None:
             self._arq_retire(key, conn)
             self.arq_stats["closed"] += 1
