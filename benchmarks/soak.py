@@ -55,6 +55,7 @@ def run(seconds: float, seed: int, mode: str) -> dict[str, Any]:
     return {"seconds": seconds, "seed": seed, "mode": mode, "wall_s": wall,
             "ok": report["ok"], "reason": report["reason"], "checks": checks,
             "bytes": b, "pns_sent": nonces["sent"], "tek_streams": nonces["streams"],
+            "rejections": dict(sorted(report["security"].get("rejections", {}).items())),
             "arq": report["arq"], "faults": len(faults), "unrecovered": unrecovered[:5],
             "soak": soak}
 
@@ -101,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
           f"keys installed {soak.get('keys_installed', {})}, {res['faults']} faults, "
           f"{res['pns_sent']} PNs in {res['tek_streams']} (TEK, direction) streams")
     print(f"bytes {res['bytes']}; ARQ {res['arq']}")
+    print(f"security rejections by reason (no attacker runs here; burst loss is caught by the "
+          f"PHY's CRC): {res['rejections'] or 'none'}")
     for name, ok in res["checks"].items():
         print(f"  [{'ok' if ok else 'FAIL':<4}] {name}")
     print(f"verdict: {'PASS' if res['ok'] and all(res['checks'].values()) else 'FAIL'}"

@@ -681,6 +681,8 @@ class AbsRole(KeyDistribution, RoleBase):
                     pmk=e.pmk, pmk_sn=e.pmk_sn, count=0, link=link, relay=relay,
                     ka=(e.nonce_abs or b"", e.nonce_ams or b"", msg3),
                     expires=now + self.life.ak)
+        if old is not None and e.reauth:  # in flight under the old AK: still received
+            link.accept_also(old.link, now + self._grace)
         self._contexts[e.station] = c
         self._set_deadline(("ak_expiry", e.station), c.expires)
         e.transferred_to = None  # now the context's: no release when the entry ends below

@@ -129,18 +129,23 @@ class KeyDistribution:
             #         pre-distribute): its own retransmissions deliver it, one transfer per AK
         if txid is None or (ars, txid) in self._akt:
             txid = self._new_txid(ars)
-        msg = m.AkTransfer(
-            transaction_id=txid, ams_stid=stid, amsid_star=ctx.amsid_star, akid=ctx.akid,
-            ak_sn=pmk_sn, ak_lifetime=int(self.life.ak), cmac_key_count=ctx.cmac_key_count,
-            sa_context=(m.SaContext(said=self.config.said, counter_tek=0, eks=0,
-                                    tek_lifetime=int(self.life.tek)),),
-            wrapped_ak=wrap_key_padded(ars_c.link.ctx.kek, ctx.ak))
-        ars_link = ars_c.link
         self._akt[(ars, txid)] = _AkTx(station=station, stid=stid, ctx=ctx, then=then,
                                         serial=serial)
 
         def send() -> None:
-            self._to_ars(ars_c, ars_link.sign(msg), msg.TITLE, now)
+            # Each (re)transmission goes under the RS's keys of *now*: when the RS
+            # re-authenticates while a transfer is outstanding, a resend under its old
+            # AK/KEK could only be refused there (bad ICV) until the transfer gave up.
+            cur = self._contexts.get(ars)
+            if cur is None:
+                return
+            msg = m.AkTransfer(
+                transaction_id=txid, ams_stid=stid, amsid_star=ctx.amsid_star, akid=ctx.akid,
+                ak_sn=pmk_sn, ak_lifetime=int(self.life.ak), cmac_key_count=ctx.cmac_key_count,
+                sa_context=(m.SaContext(said=self.config.said, counter_tek=0, eks=0,
+                                        tek_lifetime=int(self.life.tek)),),
+                wrapped_ak=wrap_key_padded(cur.link.ctx.kek, ctx.ak))
+            self._to_ars(cur, cur.link.sign(msg), msg.TITLE, now)
 
         def fail(now2: float) -> None:
             self._akt.pop((ars, txid), None)
@@ -277,11 +282,12 @@ class KeyDistribution:
         txid = self._new_txid(ars)
         msg = m.ContextRelease(transaction_id=txid, ams_stid=stid, akid=akid,
                                reason=m.ReleaseReason.HANDOVER_COMPLETE)
-        link = ars_c.link
         self._rel[(ars, txid)] = station
 
         def send() -> None:
-            self._to_ars(ars_c, link.sign(msg), msg.TITLE, now)
+            cur = self._contexts.get(ars)  # the RS's keys of now (see _ak_transfer)
+            if cur is not None:
+                self._to_ars(cur, cur.link.sign(msg), msg.TITLE, now)
 
         def fail(now2: float) -> None:
             self._rel.pop((ars, txid), None)

@@ -682,6 +682,8 @@ class ArsRole(SubscriberRole):
             if current is None or current.ctx.amsid_star != ctx.amsid_star:
                 self._hops_end(station or 0)   # a new entry (not a re-authentication): ARQ
                 #                                starts afresh with it, as at the ABS
+            else:  # re-authentication: the AMS sends under the old AK until its MSG#3
+                link.accept_also(current, now + self._grace)
             self._ams_links[msg.ams_stid] = link
             self._keys_event(link, "ak_transfer")
             return

@@ -44,6 +44,21 @@ class PendingMpdu(TxMpdu):
         return len(self.payload) + mpdu.PROTECTED_OVERHEAD
 
 
+_ALT_REASONS = ("bad_icv", "unknown_eks", "pn_replay", "pn_window")
+"""What an MPDU sealed under the other key set of :meth:`Link.accept_also` fails with here."""
+
+
+def _less(rejected: Counter[str], n: int) -> Counter[str]:
+    """``rejected`` with ``n`` refusals taken back (MPDUs the alternate keys then accepted:
+    each was refused here under one of ``_ALT_REASONS``)."""
+    out = Counter(rejected)
+    for r in _ALT_REASONS:
+        k = min(n, out[r])
+        out[r] -= k
+        n -= k
+    return +out
+
+
 def kcv(key: bytes) -> str:
     """Key check value: first 3 bytes of AES-CMAC(key, "relaysec-kcv"), hex. One-way, for tests."""
     return aes_cmac(key, KCV_LABEL)[:3].hex()
@@ -101,6 +116,31 @@ class Link:
         self.tek_installed_at = now
         self._served_at: float | None = None  # when this end last served a TEK update
         self._invalid_sent_at: float | None = None  # when this end last sent TEK-Invalid
+        self._alt: Link | None = None  # the keys this link replaced or is about to be replaced by
+        self._alt_until = 0.0
+
+    def accept_also(self, other: Link | None, until: float = 0.0) -> None:
+        """Until ``until``, data MPDUs this link refuses (bad ICV, unknown EKS) are tried under
+        ``other`` as well; None ends it.
+
+        Re-authentication replaces a link's AK, and the two ends switch a few frames apart: MPDUs
+        sealed under the old keys are still in flight after one end switched (the ABS at MSG#3,
+        an access RS at the AK Transfer), and the RS seals under the new keys before its AMS
+        holds MSG#3. Without this they were refused as forgeries (bad ICV, one burst's worth
+        per re-authentication) and left to ARQ. Only data: control messages are verified under
+        the current keys alone and retransmitted by their procedures. An MPDU accepted under
+        ``other`` changes only ``other``'s replay state; the grace is short (``RoleBase._grace``)
+        and during it a forged MPDU costs two ICV checks instead of one
+        (docs/threat-model.md §3)."""
+        if other is not None:
+            other._alt = None  # no chains: at most two key sets per link end
+        self._alt, self._alt_until = other, until
+
+    def _alternate(self, now: float | None) -> Link | None:
+        alt = self._alt
+        if alt is not None and (now is None or now >= self._alt_until):
+            self._alt = alt = None
+        return alt
 
     # -- control --------------------------------------------------------------------------------
     def sign(self, msg: Message) -> bytes:
@@ -135,9 +175,18 @@ class Link:
         until the grace time given to :meth:`install` ends (``stack.sa`` ``rx_grace``), so frames
         in flight across a TEK update are not lost.
         """
-        fid, eks, _pn, payload = mpdu.unprotect(
-            self.sa, stid=self.stid, uplink=not self.subordinate, mpdu=data, now=now
-        )
+        try:
+            fid, eks, _pn, payload = mpdu.unprotect(
+                self.sa, stid=self.stid, uplink=not self.subordinate, mpdu=data, now=now
+            )
+        except SecurityError as exc:
+            alt = self._alternate(now) if exc.reason in _ALT_REASONS else None
+            if alt is None:
+                raise
+            try:
+                return alt.open(data, now)
+            except SecurityError:
+                raise exc from None
         self.note_rx_eks(eks)
         return fid, eks, payload
 
@@ -153,17 +202,34 @@ class Link:
         Same checks and the same outcome per MPDU as :meth:`open` one at a time (TEK by EKS,
         retired-TEK grace, replay window, ICV; PNs recorded only after the ICV verified).
         Returns the accepted ``(FID, EKS, payload)`` in burst order and the rejections counted by
-        reason; rejected MPDUs change no state and none of their bytes are returned.
+        reason; rejected MPDUs change no state and none of their bytes are returned. While
+        :meth:`accept_also` holds, the MPDUs refused are tried under the other keys in a second
+        ``open_burst`` (then the run is copied once before the first).
         """
         burst = b"".join(mpdus) if isinstance(mpdus, list) else mpdus
+        alt = self._alternate(now)
+        spare = None if alt is None else bytes(burst)  # opened in place: keep the ciphertexts
+        opened, rejected = self._open_burst(burst, now)
+        if alt is not None and spare is not None and any(rejected[r] for r in _ALT_REASONS):
+            more, _ = alt._open_burst(spare, now)  # what our keys refused, under the others
+            if more:
+                rejected = _less(rejected, len(more))
+                opened = sorted(opened + more)  # burst order (offsets are distinct)
+        return [x[1:] for x in opened], rejected
+
+    def _open_burst(self, burst: Any, now: float | None
+                    ) -> tuple[list[tuple[int, int, int, bytes]], Counter[str]]:
+        """One ``open_burst`` under this link's SA: accepted ``(offset, FID, EKS, payload)``
+        in burst order, and the rejections by reason."""
         rx = open_burst(self.stid, burst, uplink=not self.subordinate,
                         lookup=lambda _stid, _fid: self.sa, now=now, plain_fids=())
         eks = rx.eks.tolist()
         for e in set(eks):  # the confirmation depends only on which EKSs arrived
             self.note_rx_eks(e)
         data = rx.buf.tobytes()  # one copy; each payload is then a slice of it
-        opened = [(fid, e, data[o : o + n]) for fid, e, o, n in zip(
-            rx.fid.tolist(), eks, rx.offset.tolist(), rx.length.tolist(), strict=True)]
+        offsets = rx.offset.tolist()
+        opened = [(o, fid, e, data[o : o + n]) for fid, e, o, n in zip(
+            rx.fid.tolist(), eks, offsets, rx.length.tolist(), strict=True)]
         return opened, rx.rejected
 
     def tek_invalid(self, now: float, min_interval: float) -> bytes | None:

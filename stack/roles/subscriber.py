@@ -478,6 +478,10 @@ class SubscriberRole(RoleBase):
         msg = m.KeyAgreementMsg1.decode(link.verify(data))
         if msg.akid != link.ctx.akid:
             raise ProtocolError("MSG#1 AKID does not match our AK", reason="bad_akid")
+        if self.link is not None and self.link is not link:
+            # re-authentication: an access RS seals under the new AK from its AK Transfer on,
+            # a few frames before our MSG#3 arrives (Link.accept_also)
+            self.link.accept_also(link, now + self.timers.give_up_after)
         if self._ka is None or self._ka[0] != msg.nonce_abs:
             self._ka = (msg.nonce_abs, self._random(8))
         self._ak_lifetime = float(msg.key_lifetime)
@@ -506,6 +510,8 @@ class SubscriberRole(RoleBase):
         self.cmac_key_count = 0
         self._pmk, self._pmk_sn = self._pmk_pending, link.ctx.pmk_sn
         self._pmk_pending, self._new_link, self._ka = None, None, None
+        if reauth and self.link is not None:  # in flight under the old AK: still received
+            link.accept_also(self.link, now + self._grace)
         self.link, self.phase = link, Phase.OPERATIONAL
         self._ak_expiry = now + self._ak_lifetime
         self._keys_event(link, "reauth" if reauth else "entry", peer=src)
@@ -519,6 +525,13 @@ class SubscriberRole(RoleBase):
 
     # -- TEK refresh / re-authentication -----------------------------------------------------
     def _schedule(self, now: float) -> None:
+        """New keys are in place (entry, re-authentication, handover): their TEK refresh and
+        re-authentication are timed from now. A TEK-Request still outstanding asked about the
+        old link's SA; its answer could only be refused, and left pending it would hold off
+        every refresh of the new SA until it gave up (a relay SA ran 27 s unrefreshed that
+        way in a 600 s soak), so it ends here."""
+        self._answered("tek")
+        self._tek_synced = True
         self._set_deadline("tek", now + self.life.tek * (1 - self.life.tek_refresh_margin))
         self._set_deadline("reauth", self._ak_expiry - self.life.reauth_margin * self._ak_lifetime)
         self._set_deadline("ak_expiry", self._ak_expiry)

@@ -24,7 +24,7 @@ from stack.roles import (
     SecurityMode,
     Timers,
 )
-from stack.roles.framing import FID_CONTROL, mpdu_fid, split_frame
+from stack.roles.framing import FID_CONTROL, FIRST_DATA_FID, mpdu_fid, split_frame
 from tests.roles.harness import ABS, AMS, ARS1, ARS2, enter_all, same_keys
 
 D, C = SecurityMode.DISTRIBUTED, SecurityMode.CENTRALIZED
@@ -187,6 +187,151 @@ def test_reauthentication_after_handover():
     assert new.pmk_sn == old.pmk_sn + 1 and new.cmac_key_count == 0 and new.akid != old.akid
     assert same_keys(new, ars2.key_info(AMS))
     assert net.of(ARS2, AkTransferred, akid=new.akid)
+
+
+@pytest.mark.parametrize("mode", [D, C])
+@pytest.mark.parametrize("who", ["ams", "relay"])
+def test_data_sealed_under_the_old_ak_arriving_after_reauthentication_is_received(mode, who):
+    """The two ends of a link switch AKs a few frames apart (the ABS at MSG#3, an access RS at
+    the AK Transfer, the subject when MSG#3 arrives): an MPDU sealed under the old AK that
+    arrives after its receiver switched is received, not counted as a forgery (no ARQ here:
+    it would be missing)."""
+    net, abs_, ars1, _ars2, ams = enter_all(mode)
+    net.start_recording()
+    subject, sid = (ams, AMS) if who == "ams" else (ars1, ARS1)
+    peer = subject.serving
+    held = []
+
+    def hold_data(src, dst, frame):
+        if {src, dst} == {sid, peer} and mpdu_fid(frame) == FIRST_DATA_FID:
+            held.append((src, dst, frame))
+            return None
+        return frame
+
+    net.tamper = hold_data
+    subject.send_data(ABS, b"up, old AK", net.now)
+    abs_.send_data(sid, b"down, old AK", net.now)
+    net.settle(0.05)
+    assert len(held) == 2
+    net.tamper = None
+    old = subject.key_info()
+    subject.reauthenticate(net.now)
+    net.settle(0.5)
+    assert subject.key_info().akid != old.akid and net.of(sid, KeysInstalled, cause="reauth")
+    for src, dst, frame in held:  # late, after both ends switched
+        net.roles[dst].receive(src, frame, net.now)
+    net.settle(0.1)
+    assert payloads(net, ABS, sid) == [b"up, old AK"]
+    assert payloads(net, sid, ABS) == [b"down, old AK"]
+    for st in (ABS, ARS1, AMS):
+        assert not net.of(st, Rejected), st
+
+
+def test_data_under_the_new_ak_before_msg3_arrives_is_received():
+    """Distributed re-authentication: the access RS holds the new AK from its AK Transfer on
+    and seals the AMS's downlink under it; an AMS whose MSG#3 is late already accepts it."""
+    net, abs_, ars1, _ars2, ams = enter_all(D)
+    net.start_recording()
+    dropped = []
+
+    def drop_first_msg3(src, dst, frame):
+        if src == ARS1 and dst == AMS and frame[2] == m.KeyAgreementMsg3.CODE and not dropped:
+            dropped.append(frame)
+            return None
+        return frame
+
+    net.tamper = drop_first_msg3
+    old = ams.key_info()
+    ams.reauthenticate(net.now)
+    while not dropped:
+        net.settle(0.002)
+    assert ams.key_info().akid == old.akid  # the AMS has not switched
+    assert ars1.key_info(AMS).akid != old.akid  # its RS has
+    abs_.send_data(AMS, b"down, new AK", net.now)
+    net.settle(0.01)
+    assert payloads(net, AMS, ABS) == [b"down, new AK"]
+    net.settle(2.0)  # MSG#2 is resent, MSG#3 then arrives
+    assert ams.key_info().akid == ars1.key_info(AMS).akid
+    assert not net.of(AMS, Rejected) and not net.of(ARS1, Rejected)
+
+
+def test_old_keys_are_accepted_for_the_grace_only():
+    """The other key set of a re-authenticated link is accepted for a short grace only: an
+    MPDU sealed under the old AK within it is delivered, one after it is refused (bad ICV)."""
+    net, abs_, ars1, _ars2, ams = enter_all(D)
+    old_link = ams.link
+    ams.reauthenticate(net.now)
+    net.settle(0.3)
+    assert ams.link is not old_link
+    net.start_recording()
+    ars1.receive(AMS, old_link.seal(FIRST_DATA_FID, b"within the grace"), net.now)
+    late = old_link.seal(FIRST_DATA_FID, b"after the grace")
+    net.settle(ars1._grace)
+    ars1.receive(AMS, late, net.now)
+    net.settle(0.1)
+    assert payloads(net, ABS, AMS) == [b"within the grace"]
+    assert [e.reason for e in net.of(ARS1, Rejected)] == ["bad_icv"]
+
+
+def test_tek_request_outstanding_across_reauthentication_does_not_stall_the_new_sa():
+    """A 600 s soak: the relay link re-authenticated while the ARS's TEK-Request waited for its
+    reply; the old request held off every refresh of the new SA (27 s unrefreshed, and nothing
+    rescheduled when it finally gave up). New keys end it; the new SA is refreshed on time."""
+    life = Lifetimes(tek=2.0, tek_refresh_margin=0.5)  # a refresh 1 s after new keys
+    net, abs_, ars1, _ars2, _ams = enter_all(D, lifetimes=life)
+    net.start_recording()
+    drop = [True]
+
+    def no_tek_reply(src, dst, frame):
+        if drop[0] and src == ABS and dst == ARS1 and frame[2] == m.TekReply.CODE:
+            return None
+        return frame
+
+    net.tamper = no_tek_reply
+    t0 = net.now
+    while not any(t > t0 and src == ARS1 and f[2] == m.TekRequest.CODE
+                  for t, src, _d, f in net.log):
+        net.settle(0.05)
+    assert "tek" in ars1._pending  # the old SA's request is outstanding
+    ars1.reauthenticate(net.now)
+    net.settle(0.5)
+    [re] = net.of(ARS1, KeysInstalled, cause="reauth")
+    drop[0] = False
+    t_re = net.now
+    net.settle(2.5)
+    refreshed = net.of(ARS1, KeysInstalled, cause="tek_refresh", akid=re.akid)
+    assert refreshed and ars1.key_info().counter_teks[0] >= 1
+    assert same_keys(ars1.key_info(), abs_.key_info(ARS1))
+    assert not net.of(ARS1, PeerLost)
+    assert net.now - t_re < 3.0
+
+
+def test_ak_transfer_outstanding_across_the_relays_reauthentication_is_delivered():
+    """A 600 s soak: an AK Transfer was outstanding when its ARS re-authenticated; every resend
+    went under the ARS's old keys, was refused there, and the handover failed. Resends use
+    the ARS's keys of the moment."""
+    net, abs_, _ars1, ars2, _ams = enter_all(D)
+    net.start_recording()
+    drop = [True]
+
+    def no_ak_transfer(src, dst, frame):
+        if drop[0] and src == ABS and dst == ARS2 and frame[2] == m.AkTransfer.CODE:
+            return None
+        return frame
+
+    net.tamper = no_ak_transfer
+    abs_.prepare_handover(AMS, [ARS2], net.now)
+    net.settle(0.05)
+    assert abs_._akt  # outstanding
+    ars2.reauthenticate(net.now)
+    net.settle(0.5)
+    [re] = net.of(ARS2, KeysInstalled, cause="reauth")
+    assert abs_.key_info(ARS2).akid == re.akid and abs_._akt  # still outstanding
+    drop[0] = False
+    net.settle(3.0)
+    assert net.of(ABS, AkTransferred, ars=ARS2)
+    assert not net.of(ABS, PeerLost) and not abs_._akt
+    assert not net.of(ARS2, Rejected)
 
 
 # -- handover to the ABS itself, and in centralized mode ------------------------------------------
