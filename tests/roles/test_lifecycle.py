@@ -258,7 +258,7 @@ def test_data_under_the_new_ak_before_msg3_arrives_is_received():
 def test_old_keys_are_accepted_for_the_grace_only():
     """The other key set of a re-authenticated link is accepted for a short grace only: an
     MPDU sealed under the old AK within it is delivered, one after it is refused (bad ICV)."""
-    net, abs_, ars1, _ars2, ams = enter_all(D)
+    net, _abs, ars1, _ars2, ams = enter_all(D)
     old_link = ams.link
     ams.reauthenticate(net.now)
     net.settle(0.3)
