@@ -1241,19 +1241,42 @@ def _v16_bfly_index() -> np.ndarray:
 
 
 _V16_BIDX = _v16_bfly_index()
+# The lane layout of the add-compare-select: lane L carries butterfly _V16_PI[L]. Butterfly j's
+# branch is +-s where j0 == j4 and +-d where they differ (the generators' difference 171o ^ 133o
+# taps D^1 and D^5), so with j = L ^ L4 every even lane carries +-s and every odd lane +-d: one
+# broadcast (s, d) word gives all 32 branches up to sign. Where the sign is negative
+# (_V16_FLIP), the lane's two outputs simply trade places (its "lo" output is state j + 32).
+_V16_PI = [L ^ ((L >> 4) & 1) for L in range(32)]
+_V16_FLIP = [bool(_V16_BIDX[_V16_PI[L]] >= 2) for L in range(32)]
+# decision-word repair, in general registers: bit L of the low half belongs to state
+# _V16_PI[L] (+32 where flipped), so swap the flipped lanes' bits between the halves, then
+# the adjacent bit pairs of each half's upper 16 lanes (_V16_PI swaps those butterflies)
+_V16_MFLIP = sum(1 << L for L in range(32) if _V16_FLIP[L])
+_V16_MPAIR = 0x5555_0000_5555_0000
+
+
+def _v16_state_lane(n: int) -> int:
+    """Where new state n lands in the step's outputs: lane (0..31) of "lo", or 32 + lane of
+    "hi" (the two-source shuffle index)."""
+    j = n & 31
+    lane = _V16_PI[j]  # (_V16_PI is its own inverse)
+    return lane if (n < 32) != _V16_FLIP[lane] else 32 + lane
 
 
 def _v16_make_acs(k: int) -> object:
     """The add-compare-select recursion for ``k`` independent chains interleaved in one loop.
 
-    ``_acs(tab, dec, pm, starts, nsteps)``: ``tab`` int16 [4n], per step (s, d, -s, -d) with
+    ``_acs(tab, dec, pm, starts, nsteps)``: ``tab`` int16 [2n], per step (s, d) with
     s = lx + ly, d = lx - ly (:func:`v16_branch_table`); ``dec`` uint64 [n] out (bit s = the
     decision of new state s: 1 = the odd predecessor); ``pm`` int16 [64 k] in/out, chain c's
     metrics in state order at ``pm[64c:64c+64]``; chain c runs steps ``starts[c] ..
     starts[c] + nsteps - 1``. Per chain the 64 metrics are two ``<32 x i16>`` values (even
-    and odd states) carried across steps; butterfly j: old states 2j (even lane j) and 2j+1
-    (odd lane j) -> new states j and j+32, then two permutes reorder the new metrics into
-    even/odd. ``m_odd > m_even`` picks the survivor, as in the float kernel (same ties).
+    and odd states) carried across steps; butterfly j = _V16_PI[L]: old states 2j (even lane
+    L) and 2j+1 (odd lane L) -> new states j and j+32, then two permutes reorder the new
+    metrics into even/odd. The step's 32 branch metrics are one broadcast 32-bit (s, d) load
+    (the lane layout puts s-type butterflies on even lanes; a negative sign swaps the lane's
+    outputs, which the permutes and the decision-word repair undo), so no shuffle feeds the
+    branches. ``m_odd > m_even`` picks the survivor, as in the float kernel (same ties).
     Four steps per iteration; the fourth subtracts state 0's metric of the iteration's start
     (renormalisation, folded into the branch metrics so it is off the metric chain). One
     chain is bound by the latency of that chain (add, max, permute); two chains fill the
@@ -1286,17 +1309,32 @@ def _v16_make_acs(k: int) -> object:
             sadd, ssub = fn("llvm.sadd.sat.v32i16"), fn("llvm.ssub.sat.v32i16")
             tabp, decp, pmp, stp = data(0), data(1), data(2), data(3)
             n_ = args[4]
-            v4 = ir.VectorType(_I16, 4)
+            v16i = ir.VectorType(_I32, 16)
             w64 = ir.VectorType(_I16, 64)
             undef = ir.Constant(_W16, ir.Undefined)
             one, four = ir.Constant(_I64, 1), ir.Constant(_I64, 4)
-            bidx = _lanes([int(x) for x in _V16_BIDX])
+            c32 = ir.Constant(_I64, 32)
             base = [builder.load(builder.gep(stp, [ir.Constant(_I64, c)])) for c in range(k)]
+            tab32 = builder.bitcast(tabp, _I32.as_pointer())
+            idx_e = _lanes([_v16_state_lane(2 * _V16_PI[L]) for L in range(32)])
+            idx_o = _lanes([_v16_state_lane(2 * _V16_PI[L] + 1) for L in range(32)])
 
             def branch(t: ir.Value) -> ir.Value:
-                ptr = builder.bitcast(builder.gep(tabp, [builder.mul(t, four)]), v4.as_pointer())
-                quad = builder.load(ptr, align=2)
-                return builder.shuffle_vector(quad, ir.Constant(v4, ir.Undefined), bidx)
+                w = builder.load(builder.gep(tab32, [t]), align=4)
+                v = builder.insert_element(ir.Constant(v16i, ir.Undefined), w,
+                                           ir.Constant(_I32, 0))
+                v = builder.shuffle_vector(v, ir.Constant(v16i, ir.Undefined), _lanes([0] * 16))
+                return builder.bitcast(v, _W16)
+
+            def repair(word: ir.Value) -> ir.Value:
+                # lane bits -> state bits (see _V16_MFLIP); general-register work, off the
+                # vector pipes that bound the loop
+                x = builder.and_(builder.xor(word, builder.lshr(word, c32)),
+                                 ir.Constant(_I64, _V16_MFLIP))
+                word = builder.xor(word, builder.or_(x, builder.shl(x, c32)))
+                x = builder.and_(builder.xor(word, builder.lshr(word, one)),
+                                 ir.Constant(_I64, _V16_MPAIR))
+                return builder.xor(word, builder.or_(x, builder.shl(x, one)))
 
             def step(ev: ir.Value, od: ir.Value, t: ir.Value,
                      r: ir.Value | None) -> tuple[ir.Value, ir.Value]:
@@ -1309,14 +1347,12 @@ def _v16_make_acs(k: int) -> object:
                 c0 = builder.icmp_signed(">", m01, m00)
                 c1 = builder.icmp_signed(">", m11, m10)
                 lo, hi = builder.select(c0, m01, m00), builder.select(c1, m11, m10)
-                word = builder.or_(
-                    builder.zext(builder.bitcast(c0, _I32), _I64),
-                    builder.shl(builder.zext(builder.bitcast(c1, _I32), _I64),
-                                ir.Constant(_I64, 32)),
-                )
-                builder.store(word, builder.gep(decp, [t]))
-                return (builder.shuffle_vector(lo, hi, _lanes(range(0, 64, 2))),
-                        builder.shuffle_vector(lo, hi, _lanes(range(1, 64, 2))))
+                word = builder.or_(builder.zext(builder.bitcast(c0, _I32), _I64),
+                                   builder.shl(builder.zext(builder.bitcast(c1, _I32), _I64),
+                                               c32))
+                builder.store(repair(word), builder.gep(decp, [t]))
+                return (builder.shuffle_vector(lo, hi, idx_e),
+                        builder.shuffle_vector(lo, hi, idx_o))
 
             def pm_ptr(c: int) -> ir.Value:
                 return builder.bitcast(builder.gep(pmp, [ir.Constant(_I64, 64 * c)]),
@@ -1325,8 +1361,8 @@ def _v16_make_acs(k: int) -> object:
             init = []
             for c in range(k):
                 w = builder.load(pm_ptr(c), align=2)
-                init.append((builder.shuffle_vector(w, w, _lanes(range(0, 64, 2))),
-                             builder.shuffle_vector(w, w, _lanes(range(1, 64, 2)))))
+                init.append((builder.shuffle_vector(w, w, _lanes([2 * j for j in _V16_PI])),
+                             builder.shuffle_vector(w, w, _lanes([2 * j + 1 for j in _V16_PI]))))
             entry = builder.basic_block
             head = builder.append_basic_block("vit16.head")
             body = builder.append_basic_block("vit16.body")
@@ -1382,7 +1418,8 @@ def _v16_make_acs(k: int) -> object:
             builder.position_at_end(done)
             for c in range(k):  # metrics back in state order
                 w = builder.shuffle_vector(st2[c][0], st2[c][1],
-                                           _lanes([i // 2 + 32 * (i % 2) for i in range(64)]))
+                                           _lanes([_V16_PI[i // 2] + 32 * (i % 2)
+                                                   for i in range(64)]))
                 builder.store(w, pm_ptr(c), align=2)
             return context.get_dummy_value()
 
@@ -1481,7 +1518,7 @@ def v16_forward(tab: np.ndarray, split_min: int = V16_SPLIT_MIN) -> np.ndarray: 
     before. (Without that within ``_V16_SNAPS`` checks, the continuation decodes the whole
     segment itself: slower, never different.)
     """
-    n = tab.size // 4
+    n = tab.size // 2
     dec = np.empty(n, dtype=np.uint64)
     if split_min <= 0 or n < max(split_min, 2):
         pm = np.full(64, _V16_NEG, dtype=np.int16)
@@ -1542,10 +1579,10 @@ def v16_forward(tab: np.ndarray, split_min: int = V16_SPLIT_MIN) -> np.ndarray: 
 
 @njit(cache=True, nogil=True)
 def v16_branch_table(llr: np.ndarray, scale: float, lim: float) -> np.ndarray:  # pragma: no cover
-    """LLRs [2n] -> the decoder's per-step table [4n]: (s, d, -s, -d), s = lx + ly,
-    d = lx - ly, with ``lx = rint(clip(llr * scale, -lim, lim))`` (NaN -> 0)."""
+    """LLRs [2n] -> the decoder's per-step table [2n]: (s, d), s = lx + ly, d = lx - ly,
+    with ``lx = rint(clip(llr * scale, -lim, lim))`` (NaN -> 0)."""
     n = llr.size // 2
-    tab = np.empty(4 * n, dtype=np.int16)
+    tab = np.empty(2 * n, dtype=np.int16)
     sc = np.float32(scale)
     hi = np.float32(lim)
     lo = np.float32(-lim)
@@ -1556,10 +1593,8 @@ def v16_branch_table(llr: np.ndarray, scale: float, lim: float) -> np.ndarray:  
         y = y if y == y else np.float32(0.0)
         lx = np.int32(np.rint(min(max(x, lo), hi)))
         ly = np.int32(np.rint(min(max(y, lo), hi)))
-        tab[4 * t] = lx + ly
-        tab[4 * t + 1] = lx - ly
-        tab[4 * t + 2] = -(lx + ly)
-        tab[4 * t + 3] = ly - lx
+        tab[2 * t] = lx + ly
+        tab[2 * t + 1] = lx - ly
     return tab
 
 
