@@ -311,6 +311,7 @@ def trial_run(speed: float, *, sets: list[str], emulate: list[str] | None = None
             "beacons_lost": sum(lost), "beacons_due": sum(due),
             "beacons_lost_pct": 100.0 * sum(lost) / max(1, sum(due)), "timeline": breaks,
             "node_backlog_max_s": backlog, "rx_worker": worker,
+            "demodulated": {n: e.get("demodulated") for n, e in sync.items()},
             "wall_s": wall, "cpu_cores_trial": (c1.user + c1.system - c0.user - c0.system) / wall,
             "loadavg_before": load0, "loadavg_after": os.getloadavg()}
 
@@ -335,6 +336,9 @@ def print_trial(r: dict[str, Any]) -> None:
     if r.get("node_backlog_max_s"):
         print("  node processing behind its radios, at most: " + ", ".join(
             f"{n} {v:.2f} s" for n, v in r["node_backlog_max_s"].items()))
+    if r.get("demodulated"):
+        print("  share of each RX stream demodulated (its zones only, once in step): " + ", ".join(
+            f"{n} {v:.2f}" for n, v in r["demodulated"].items() if v is not None))
     la, lb = r["loadavg_before"], r["loadavg_after"]
     print(f"  trial process {r['cpu_cores_trial']:.2f} cores (streams in "
           f"{'a process per radio' if r.get('rx_worker', True) else 'node threads'}); load "

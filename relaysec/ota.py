@@ -44,7 +44,7 @@ import queue
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -55,6 +55,11 @@ from relaysec.node import Node, NodeEvent
 from relaysec.schedule import FrameSchedule, OtaTiming
 
 log = logging.getLogger(__name__)
+
+#: Samples (at least) each side of a zone a node demodulates once it keeps the frame timing
+#: (:meth:`OtaNetwork._ranges`): burst detection needs a little air before a burst, and the
+#: timing follows the ABS's bursts to a few samples. 0.4 ms at 2.8 MS/s.
+WINDOW_MARGIN = 1120
 
 #: Most RX chunks a node demodulates in one pass when it has fallen behind (see
 #: :meth:`OtaNetwork._batch`): 24 ms of air at the default 6 ms chunk.
@@ -82,6 +87,10 @@ class _NodeState:
     placed: list[int] = field(default_factory=list)   # RX index of recent own bursts (stream)
     first_lock: int | None = None         # RX index of the first beacon heard (non-master)
     relocks: int = 0                      # timing re-anchored after RX samples were lost
+    heard: tuple[tuple[int, int], ...] | None = None  # (start, end) in the frame of the zones
+    #                                       it demodulates once locked; None: every sample
+    scanned: int = 0                      # samples demodulated (overlap re-scans included)
+    skipped: int = 0                      # samples of zones it needs nothing from, not scanned
 
 
 class OtaNetwork:
@@ -99,6 +108,7 @@ class OtaNetwork:
         tx_latency_s: float = 0.005,
         build_ahead_s: float = 0.010,
         clock: Callable[[], float] = time.monotonic,
+        roles: Mapping[str, str] | None = None,
     ) -> None:
         self.schedule = schedule
         self.abs_addr = abs_addr
@@ -123,6 +133,9 @@ class OtaNetwork:
                             latency=float(self.tx_advance))
             if master_here:
                 st.timing.frame_start = 0
+            role = (roles or {}).get(n.name)
+            if role is not None:
+                st.heard = self._windows(schedule.heard_by(n.name, role))
             self.states[n.name] = st
         self.nodes = {n: s.node for n, s in self.states.items()}
         # A burst that straddles two chunks is decoded from the overlap: the longest burst.
@@ -133,6 +146,44 @@ class OtaNetwork:
         self.max_burst_bytes = max_burst_bytes
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+
+    def _windows(self, zones: Iterable[int]) -> tuple[tuple[int, int], ...]:
+        """(start, end) within the frame of the zones *zones*, each widened by a margin that
+        covers burst detection and timing error, adjacent ones merged."""
+        sch = self.schedule
+        out: list[list[int]] = []
+        for i in sorted(zones):
+            z = sch.zones[i]
+            margin = max(z.guard, WINDOW_MARGIN)
+            a, b = z.start - margin, z.end + margin
+            if out and a <= out[-1][1]:
+                out[-1][1] = max(out[-1][1], b)
+            else:
+                out.append([a, b])
+        return tuple((a, b) for a, b in out)
+
+    def _ranges(self, st: _NodeState, start: int, n: int) -> list[tuple[int, int]]:
+        """Parts ``[a, b)`` of a buffer of *n* samples starting at RX index *start* to
+        demodulate: all of it until the node keeps the frame timing, afterwards only its
+        zones' windows (:meth:`relaysec.schedule.FrameSchedule.heard_by`)."""
+        fs = st.timing.frame_start
+        if st.heard is None or fs is None or not (st.is_master or st.timing.locked(start + n)):
+            return [(0, n)]
+        flen = self.schedule.frame_len
+        out: list[tuple[int, int]] = []
+        k = (start - fs) // flen - 1
+        while fs + k * flen < start + n:
+            base = fs + k * flen - start
+            for a, b in st.heard:
+                lo, hi = max(0, base + a), min(n, base + b)
+                if hi <= lo:
+                    continue
+                if out and lo <= out[-1][1]:
+                    out[-1] = (out[-1][0], max(out[-1][1], hi))
+                else:
+                    out.append((lo, hi))
+            k += 1
+        return out
 
     @property
     def now(self) -> float:
@@ -212,23 +263,30 @@ class OtaNetwork:
         st.tail = buf[-overlap:].copy() if buf.size > overlap else buf.copy()
         now = self.now
         node.poll(now)
-        bursts = node.handle_samples(
-            buf, now, accept=lambda b: self._new(st, start_index + b.start),
-            frame=lambda k: self._frame_at(st, start_index + k),
-            expect_src=lambda k: self._zone_tx(st, start_index + k))
+        found = []
+        ranges = self._ranges(st, start_index, buf.size)
+        st.skipped += buf.size - sum(b - a for a, b in ranges)
+        for a, b in ranges:
+            base = start_index + a
+            st.scanned += b - a
+            found += [(base, zb) for zb in node.handle_samples(
+                buf[a:b], now, accept=lambda zb, base=base: self._new(st, base + zb.start),
+                frame=lambda k, base=base: self._frame_at(st, base + k),
+                expect_src=lambda k, base=base: self._zone_tx(st, base + k))]
         self._maybe_transmit(st)
-        for b in bursts:
-            if b.src == node.addr:
+        for base, zb in found:
+            at = base + int(zb.start)
+            if zb.src == node.addr:
                 if node.radio.caps.stream:
-                    self._track(st, start_index + b.start)
+                    self._track(st, at)
                 else:
-                    self._learn_latency(st, start_index + b.start)
-            if b.src == self.abs_addr:
+                    self._learn_latency(st, at)
+            if zb.src == self.abs_addr:
                 st.beacons += 1
                 if not st.is_master:
                     if st.first_lock is None:
-                        st.first_lock = start_index + b.start
-                    st.timing.on_abs_burst(start_index + b.start)
+                        st.first_lock = at
+                    st.timing.on_abs_burst(at)
         return True
 
     def _batch(self, st: _NodeState, first: np.ndarray) -> np.ndarray:
@@ -443,6 +501,9 @@ class OtaNetwork:
                 "beacons": st.beacons,
                 "missed_zones": st.missed,
                 "radio": radio.stats.as_dict(),
+                # share of the RX stream demodulated (overlap re-scans count again): the zones
+                # it receives in and its own, once it keeps the frame timing
+                "demodulated": round(st.scanned / max(1, st.scanned + st.skipped), 3),
             }
             if not st.is_master and st.first_lock is not None:
                 # the ABS opens every frame with a beacon: those due since the first one heard

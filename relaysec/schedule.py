@@ -77,6 +77,26 @@ class FrameSchedule:
         """The zones in which *tx* transmits (or, for UL-access, which it owns)."""
         return [z for z in self.zones if z.tx == tx]
 
+    def heard_by(self, name: str, role: str) -> tuple[int, ...]:
+        """Indices of the zones station *name* (role "abs"/"ars"/"ams") needs to receive in:
+        those it receives data in, the ABS's DL zone (the frame reference) and its own
+        transmissions (heard back for TX timing). Over the air a node demodulates only these
+        (:class:`relaysec.ota.OtaNetwork`); the others carry nothing for it: an ARS's access
+        zones and its relay uplink concern its AMSs and the ABS, an AMS never receives an uplink.
+        An AMS keeps every DL-access zone (its handover targets' MAPs and replies) and every
+        UL-access zone (its own bursts, wherever it is served)."""
+        out = []
+        for i, z in enumerate(self.zones):
+            if role == "ams":
+                need = z.name != UL_RELAY
+            elif role == "abs":
+                need = z.tx == name or z.name == UL_RELAY
+            else:   # an ARS: the ABS's DL zone, its own zones, the uplink of its own AMSs
+                need = z.name == DL or z.tx == name
+            if need:
+                out.append(i)
+        return tuple(out)
+
     def describe(self) -> str:
         """One line per zone, for logs and docs."""
         us = 1e6 / self.sample_rate

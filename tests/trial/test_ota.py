@@ -65,3 +65,73 @@ def test_a_node_behind_demodulates_what_has_queued_in_one_pass():
     assert st.queue.get_nowait() is err
     one = OtaNetwork._batch(None, st, chunks[0])    # type: ignore[arg-type]
     assert one is chunks[0]                         # caught up: the chunk as it came
+
+
+def _default_ota_schedule():
+    from relaysec.cell import _zone_modem, access_owners, frame_timing
+    from relaysec.config import load_config
+    from relaysec.schedule import build_schedule
+
+    cfg = load_config()
+    zm = _zone_modem(cfg["phy"]["profile"])
+    frame_s, guard_s = frame_timing(cfg, wall=True)
+    return build_schedule([(s["name"], s["role"]) for s in cfg["stations"]],
+                          sample_rate=zm.sample_rate, frame_s=frame_s, guard_s=guard_s,
+                          access_owners=access_owners(cfg))
+
+
+def test_each_station_demodulates_only_the_zones_it_needs():
+    """FrameSchedule.heard_by: the ABS its own DL zone and the relay uplinks; an ARS the ABS's
+    DL zone (frame reference), its own zones and its AMSs' uplink, nothing of the other ARS;
+    an AMS everything but the relay uplinks."""
+    sch = _default_ota_schedule()
+
+    def zones(name, role):
+        return [(sch.zones[i].name, sch.zones[i].tx) for i in sch.heard_by(name, role)]
+
+    assert zones("ABS", "abs") == [("DL", "ABS"), ("UL-relay", "ARS-1"), ("UL-relay", "ARS-2")]
+    assert zones("ARS-1", "ars") == [("DL", "ABS"), ("DL-access", "ARS-1"),
+                                     ("UL-access", "ARS-1"), ("UL-relay", "ARS-1")]
+    assert zones("AMS", "ams") == [(z.name, z.tx) for z in sch.zones if z.name != "UL-relay"]
+
+
+def test_a_node_in_step_scans_its_zones_windows_only():
+    """OtaNetwork._ranges: every sample until the node keeps the frame timing; then the parts
+    of a buffer inside its zones' windows (a margin each side), across a frame boundary too;
+    a burst in a zone it does not need is never scanned, one in a zone it needs always is."""
+    from types import SimpleNamespace
+
+    from relaysec.ota import WINDOW_MARGIN, OtaNetwork
+    from relaysec.schedule import OtaTiming
+
+    sch = _default_ota_schedule()
+    net = SimpleNamespace(schedule=sch)
+    timing = OtaTiming(sch.frame_len)
+    st = SimpleNamespace(timing=timing, is_master=False,
+                         heard=OtaNetwork._windows(net, sch.heard_by("ARS-1", "ars")))
+    n = 58_000
+    assert OtaNetwork._ranges(net, st, 1000, n) == [(0, n)]      # not in step yet
+    fs = 5_000
+    timing.on_abs_burst(fs)
+    start = fs + sch.frame_len - 10_000   # the end of one frame and most of the next
+    ranges = OtaNetwork._ranges(net, st, start, n)
+    assert ranges and all(0 <= a < b <= n for a, b in ranges)
+    assert sum(b - a for a, b in ranges) < 0.8 * n
+
+    def scanned(frame_pos):   # a sample at this position of the next frame
+        i = fs + sch.frame_len + frame_pos - start
+        assert 0 <= i < n
+        return any(a <= i < b for a, b in ranges)
+
+    by = {(z.name, z.tx): z for z in sch.zones}
+    for key in [("DL", "ABS"), ("DL-access", "ARS-1"), ("UL-access", "ARS-1")]:
+        z = by[key]
+        assert all(scanned(p) for p in range(z.start - WINDOW_MARGIN + 1, z.end, 97)), key
+    for key in [("UL-access", "ARS-2")]:   # wholly skipped, margins aside
+        z = by[key]
+        assert not any(scanned(p) for p in range(z.start + WINDOW_MARGIN,
+                                                  z.end - WINDOW_MARGIN, 97)), key
+    assert scanned(-1)   # the margin before the next frame's DL zone, but not ...
+    assert not scanned(by[("UL-relay", "ARS-2")].start + WINDOW_MARGIN - sch.frame_len)  # ARS-2's
+    timing.last_heard = start - 100 * sch.frame_len   # lost the ABS: everything again
+    assert OtaNetwork._ranges(net, st, start, n) == [(0, n)]
