@@ -1437,61 +1437,143 @@ _V16_CHUNK = 16  # steps between checks of the second half's convergence
 _V16_SNAPS = 12  # checks before a continuation decodes the whole segment itself (192 steps)
 
 
+@intrinsic
+def _v16_store8(typingctx, buf, pos, val):  # pragma: no cover - numba
+    """``buf[pos:pos + 8] = val`` (uint64, little-endian) as one unaligned store; no bounds
+    check: the callers keep ``pos + 8 <= buf.size``."""
+    if not (isinstance(buf, types.Array) and buf.dtype == types.uint8 and buf.layout == "C"):
+        return None
+    sig = types.void(buf, pos, val)
+
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        ptr = builder.bitcast(builder.gep(data, [args[1]]), _I64.as_pointer())
+        builder.store(args[2], ptr, align=1)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+# a byte of history bits -> 8 bytes of 0/1 (bit k -> byte k): copy the byte into all eight,
+# keep bit k of byte k, then move it to the byte's bit 0 (adding 0x7f carries into bit 7
+# exactly when the kept bit is set; no byte overflows)
+_V16_ONES = np.uint64(0x0101_0101_0101_0101)
+_V16_DIAG = np.uint64(0x8040_2010_0804_0201)
+_V16_SEVENS = np.uint64(0x7F7F_7F7F_7F7F_7F7F)
+
+
 @njit(cache=True, nogil=True)
-def _v16_trace_two(dec: np.ndarray, out: np.ndarray, h: int) -> int:  # pragma: no cover - numba
-    """Both traceback chains of :func:`v16_traceback` for the first h steps of each (one loop,
-    two independent dependency chains); returns the exact chain's state after step
-    ``n - 1 - h``. Unsigned indices and state: no negative-index wraparound code in the
-    loop (with it the two chains ran no faster than one: the loop is bound by its
-    instruction count, not by the chain's latency)."""
+def _v16_trace_four(dec: np.ndarray, buf: np.ndarray, q: int) -> np.ndarray:  # pragma: no cover
+    """Four traceback chains interleaved over q steps each (q a multiple of 8): chain c < 3
+    from step (c + 1) q - 1 down to c q starting in state 0 (a guess), chain 3 (exact) from
+    step n - 1 down to n - q. Each chain keeps its history H = 2 H + decision, the state being
+    H's low 6 bits (the shift takes only those), three single-cycle operations a step; every
+    8 steps the 8 new decision bits go to ``buf[t + 2 .. t + 9]`` (t the group's lowest step)
+    as 0/1 bytes in one store. Returns the four H values."""
     one = np.uint64(1)
-    low = np.uint64(31)
-    five = np.uint64(5)
-    s = np.uint64(0)
-    g = np.uint64(0)
-    t = np.uint64(dec.size)
-    t2 = np.uint64(h)
-    while t2 > 0:
+    m = np.uint64(63)
+    ff = np.uint64(255)
+    two = np.uint64(2)
+    a = np.uint64(0)
+    b = np.uint64(0)
+    c = np.uint64(0)
+    d = np.uint64(0)
+    uq = np.uint64(q)
+    ta = np.uint64(dec.size)
+    tb = np.uint64(3) * uq
+    tc = np.uint64(2) * uq
+    td = uq
+    for _ in range(q // 8):
+        for _ in range(8):
+            ta -= one
+            tb -= one
+            tc -= one
+            td -= one
+            a = a + a + ((dec[ta] >> (a & m)) & one)
+            b = b + b + ((dec[tb] >> (b & m)) & one)
+            c = c + c + ((dec[tc] >> (c & m)) & one)
+            d = d + d + ((dec[td] >> (d & m)) & one)
+        for t, h in ((ta, a), (tb, b), (tc, c), (td, d)):
+            y = ((h & ff) * _V16_ONES) & _V16_DIAG
+            _v16_store8(buf, t + two, ((y + _V16_SEVENS) >> np.uint64(7)) & _V16_ONES)
+    out = np.empty(4, dtype=np.uint64)
+    out[0] = d
+    out[1] = c
+    out[2] = b
+    out[3] = a
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _v16_trace_one(dec: np.ndarray, buf: np.ndarray, top: int, bottom: int,
+                   h: np.uint64) -> np.uint64:  # pragma: no cover - numba
+    """One traceback chain (as in :func:`_v16_trace_four`) over steps top - 1 down to
+    bottom, from history h; returns the history after step ``bottom``."""
+    one = np.uint64(1)
+    m = np.uint64(63)
+    t = np.uint64(top)
+    ub = np.uint64(bottom)
+    while t >= ub + np.uint64(8):
+        for _ in range(8):
+            t -= one
+            h = h + h + ((dec[t] >> (h & m)) & one)
+        y = ((h & np.uint64(255)) * _V16_ONES) & _V16_DIAG
+        _v16_store8(buf, t + np.uint64(2), ((y + _V16_SEVENS) >> np.uint64(7)) & _V16_ONES)
+    while t > ub:
         t -= one
-        t2 -= one
-        out[t] = np.uint8(s >> five)
-        s = ((s & low) << one) | ((dec[t] >> s) & one)
-        out[t2] = np.uint8(g >> five)
-        g = ((g & low) << one) | ((dec[t2] >> g) & one)
-    return np.int64(s)
+        bit = (dec[t] >> (h & m)) & one
+        buf[t + np.uint64(2)] = np.uint8(bit)
+        h = h + h + bit
+    return h
 
 
 @njit(cache=True, nogil=True)
 def v16_traceback(dec: np.ndarray, split_min: int = 256) -> np.ndarray:  # pragma: no cover
     """Bits from packed survivor decisions, ending (and starting) in state 0.
 
-    Blocks of at least ``split_min`` steps (0 = never) run two traceback chains
-    interleaved: the exact one from the end down to the middle h, and one from h down to 0
-    starting from a guessed state (0). When the exact chain reaches h with a different
-    state, the first half is traced again from h with the exact state until it meets the
-    guessed path (same state at the same step: from there on the paths are one), so the
-    output is exactly that of one chain."""
+    The decision read at step t is input bit t - 6, so the chains write it straight to
+    ``out[t - 6]`` (``out`` is ``buf[8:8 + n]``; the last 6 outputs are the tail's zeros).
+    Blocks of at least ``split_min`` steps (0 = never; at least 64) run four chains
+    interleaved (:func:`_v16_trace_four`): the exact one from the end, three from a guessed
+    state (0) at the quarter boundaries. Then, boundary by boundary from the top, where the
+    exact state differs from the guess the quarter below is traced again from the exact
+    state until it meets the guessed path (same state at the same step: from there on the
+    paths are one), so the output is exactly that of one chain."""
     n = dec.size
-    out = np.empty(n, dtype=np.uint8)
-    h = n // 2 if split_min > 0 and n >= max(split_min, 2) else 0
-    s = _v16_trace_two(dec, out, h) if h > 0 else np.int64(0)
-    t = n - 1 - h
-    while t >= h:
-        out[t] = s >> 5
-        s = 2 * (s & 31) + int((dec[t] >> np.uint64(s)) & np.uint64(1))
-        t -= 1
-    if h == 0 or s == 0:
-        return out
-    for t in range(h - 1, -1, -1):  # s: the exact state after step t
-        if t >= 5:
-            spec = 0  # the guessed path's state after step t, from its bits
+    buf = np.empty(n + 16, dtype=np.uint8)
+    for i in range(n + 2, n + 16):
+        buf[i] = 0
+    q = (n // 4) & ~7 if split_min > 0 and n >= max(split_min, 64) else 0
+    if q == 0:
+        _v16_trace_one(dec, buf, n, 0, np.uint64(0))
+        return buf[8:8 + n]
+    ends = _v16_trace_four(dec, buf, q)
+    s = np.int64(_v16_trace_one(dec, buf, n - q, 3 * q, ends[3]) & np.uint64(63))
+    for c in range(2, -1, -1):
+        hi = (c + 1) * q  # quarter c: steps c q .. hi - 1, traced from state 0 after hi - 1
+        own = np.int64(ends[c] & np.uint64(63))
+        if s == 0:
+            s = own
+            continue
+        t = hi - 1
+        met = False
+        while t >= c * q:  # s: the exact state after step t
+            if t <= hi - 7:
+                spec = 0  # the guessed path's state after step t, from its bits
+                for k in range(6):
+                    spec |= int(buf[t + 8 - k]) << (5 - k)
+                if spec == s:
+                    met = True
+                    break
+            buf[t + 8] = s >> 5
+            s = 2 * (s & 31) + int((dec[t] >> np.uint64(s)) & np.uint64(1))
+            t -= 1
+        if met:
+            s = own
+        else:  # the bits below the quarter, out[c q - 6 .. c q - 1], are the exact state's
             for k in range(6):
-                spec |= int(out[t - k]) << (5 - k)
-            if spec == s:
-                break
-        out[t] = s >> 5
-        s = 2 * (s & 31) + int((dec[t] >> np.uint64(s)) & np.uint64(1))
-    return out
+                buf[c * q + 7 - k] = (s >> (5 - k)) & 1
+    return buf[8:8 + n]
 
 
 @njit(cache=True, nogil=True)
