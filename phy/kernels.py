@@ -1432,7 +1432,8 @@ _v16_acs1 = _v16_make_acs(1)
 _v16_acs2 = _v16_make_acs(2)
 _v16_acs4 = _v16_make_acs(4)
 
-V16_SPLIT_MIN = 1024  # blocks shorter than this run as one chain (4 chains from 4x this)
+V16_SPLIT_MIN = 640  # forward: shorter blocks run as one chain (4 chains from 4x this)
+V16_TB_SPLIT_MIN = 256  # traceback: shorter blocks run as one chain (else 4)
 _V16_CHUNK = 16  # steps between checks of the second half's convergence
 _V16_SNAPS = 12  # checks before a continuation decodes the whole segment itself (192 steps)
 
@@ -1733,4 +1734,4 @@ def viterbi_k7_simd(llr: np.ndarray) -> np.ndarray:  # pragma: no cover - numba
     # callees' code in and optimises it again, so the two wrappers cost ~3 s of a cold start
     scale = v16_llr_scale(llr, V16_Q_MAX, V16_Q_MEAN)
     dec = v16_forward(v16_branch_table(llr, scale, V16_Q_MAX), V16_SPLIT_MIN)
-    return v16_traceback(dec, V16_SPLIT_MIN)
+    return v16_traceback(dec, V16_TB_SPLIT_MIN)
