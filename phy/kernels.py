@@ -1266,10 +1266,11 @@ def _v16_state_lane(n: int) -> int:
 def _v16_make_acs(k: int) -> object:
     """The add-compare-select recursion for ``k`` independent chains interleaved in one loop.
 
-    ``_acs(tab, dec, pm, starts, nsteps)``: ``tab`` int16 [2n], per step (s, d) with
+    ``_acs(tab, dec, pm, pm_out, starts, nsteps)``: ``tab`` int16 [2n], per step (s, d) with
     s = lx + ly, d = lx - ly (:func:`v16_branch_table`); ``dec`` uint64 [n] out (bit s = the
-    decision of new state s: 1 = the odd predecessor); ``pm`` int16 [64 k] in/out, chain c's
-    metrics in state order at ``pm[64c:64c+64]``; chain c runs steps ``starts[c] ..
+    decision of new state s: 1 = the odd predecessor); ``pm`` int16 [64 k] in, ``pm_out``
+    (may be ``pm``) out, chain c's metrics in state order at ``pm[64c:64c+64]``; chain c runs
+    steps ``starts[c] ..
     starts[c] + nsteps - 1``. Per chain the 64 metrics are two ``<32 x i16>`` values (even
     and odd states) carried across steps; butterfly j = _V16_PI[L]: old states 2j (even lane
     L) and 2j+1 (odd lane L) -> new states j and j+32, then two permutes reorder the new
@@ -1284,16 +1285,16 @@ def _v16_make_acs(k: int) -> object:
     """
 
     @intrinsic
-    def _acs(typingctx, tab, dec, pm, starts, nsteps):  # pragma: no cover - numba
+    def _acs(typingctx, tab, dec, pm, pm_out, starts, nsteps):  # pragma: no cover - numba
         ok = (isinstance(tab, types.Array) and tab.dtype == types.int16 and tab.layout == "C"
               and isinstance(dec, types.Array) and dec.dtype == types.uint64
               and dec.layout == "C" and isinstance(pm, types.Array)
-              and pm.dtype == types.int16 and pm.layout == "C"
+              and pm.dtype == types.int16 and pm.layout == "C" and pm_out == pm
               and isinstance(starts, types.Array) and starts.dtype == types.int64
               and starts.layout == "C")
         if not ok:
             return None
-        sig = types.void(tab, dec, pm, starts, nsteps)
+        sig = types.void(tab, dec, pm, pm_out, starts, nsteps)
 
         def codegen(context, builder, signature, args):
             a = signature.args
@@ -1307,8 +1308,8 @@ def _v16_make_acs(k: int) -> object:
                 return mod.globals.get(name) or ir.Function(mod, fty, name)
 
             sadd, ssub = fn("llvm.sadd.sat.v32i16"), fn("llvm.ssub.sat.v32i16")
-            tabp, decp, pmp, stp = data(0), data(1), data(2), data(3)
-            n_ = args[4]
+            tabp, decp, pmp, outp, stp = data(0), data(1), data(2), data(3), data(4)
+            n_ = args[5]
             v16i = ir.VectorType(_I32, 16)
             w64 = ir.VectorType(_I16, 64)
             undef = ir.Constant(_W16, ir.Undefined)
@@ -1354,8 +1355,8 @@ def _v16_make_acs(k: int) -> object:
                 return (builder.shuffle_vector(lo, hi, idx_e),
                         builder.shuffle_vector(lo, hi, idx_o))
 
-            def pm_ptr(c: int) -> ir.Value:
-                return builder.bitcast(builder.gep(pmp, [ir.Constant(_I64, 64 * c)]),
+            def pm_ptr(c: int, base: ir.Value = pmp) -> ir.Value:
+                return builder.bitcast(builder.gep(base, [ir.Constant(_I64, 64 * c)]),
                                        w64.as_pointer())
 
             init = []
@@ -1420,7 +1421,7 @@ def _v16_make_acs(k: int) -> object:
                 w = builder.shuffle_vector(st2[c][0], st2[c][1],
                                            _lanes([_V16_PI[i // 2] + 32 * (i % 2)
                                                    for i in range(64)]))
-                builder.store(w, pm_ptr(c), align=2)
+                builder.store(w, pm_ptr(c, outp), align=2)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -1606,40 +1607,35 @@ def v16_forward(tab: np.ndarray, split_min: int = V16_SPLIT_MIN) -> np.ndarray: 
     if split_min <= 0 or n < max(split_min, 2):
         pm = np.full(64, _V16_NEG, dtype=np.int16)
         pm[0] = 0
-        _v16_acs1(tab, dec, pm, np.zeros(1, np.int64), n)
+        _v16_acs1(tab, dec, pm, pm, np.zeros(1, np.int64), n)
         return dec
     k = 4 if n >= 4 * split_min else 2
     seg = n // k
-    pm = np.zeros(64 * k, dtype=np.int16)
-    pm[:64] = _V16_NEG
-    pm[0] = 0
-    starts = np.arange(k).astype(np.int64) * seg
     nsnap = min(_V16_SNAPS, seg // _V16_CHUNK)
-    snaps = np.empty((k, nsnap, 64), dtype=np.int16)
+    # snaps[j]: every chain's metrics after j chunks; each chunk's kernel call reads one row
+    # and writes the next (no copies); the last row then runs on to the segments' ends
+    snaps = np.zeros((nsnap + 1, 64 * k), dtype=np.int16)
+    for i in range(1, 64):
+        snaps[0, i] = _V16_NEG
+    starts = np.arange(k).astype(np.int64) * seg
     for j in range(nsnap):
         if k == 4:
-            _v16_acs4(tab, dec, pm, starts, _V16_CHUNK)
+            _v16_acs4(tab, dec, snaps[j], snaps[j + 1], starts, _V16_CHUNK)
         else:
-            _v16_acs2(tab, dec, pm, starts, _V16_CHUNK)
-        for c in range(k):
-            # element loops, not array-to-slice assignments: those compile numba's
-            # shape-mismatch error formatting (~2 s of a cold start)
-            for i in range(64):
-                snaps[c, j, i] = pm[64 * c + i]
+            _v16_acs2(tab, dec, snaps[j], snaps[j + 1], starts, _V16_CHUNK)
         starts += _V16_CHUNK
+    pm = snaps[nsnap]
     rest = seg - nsnap * _V16_CHUNK
     if rest > 0:
         if k == 4:
-            _v16_acs4(tab, dec, pm, starts, rest)
+            _v16_acs4(tab, dec, pm, pm, starts, rest)
         else:
-            _v16_acs2(tab, dec, pm, starts, rest)
+            _v16_acs2(tab, dec, pm, pm, starts, rest)
     one = np.zeros(1, np.int64)
     if n > k * seg:  # the last n % k steps: the last chain alone
-        last = pm[64 * (k - 1):].copy()
+        last = pm[64 * (k - 1):]
         one[0] = k * seg
-        _v16_acs1(tab, dec, last, one, n - k * seg)
-        for i in range(64):
-            pm[64 * (k - 1) + i] = last[i]
+        _v16_acs1(tab, dec, last, last, one, n - k * seg)
     incoming = pm[:64].copy()  # exact metrics (up to a constant) at the end of segment 0
     for c in range(1, k):
         end = n if c == k - 1 else (c + 1) * seg
@@ -1647,16 +1643,16 @@ def v16_forward(tab: np.ndarray, split_min: int = V16_SPLIT_MIN) -> np.ndarray: 
         converged = False
         for j in range(nsnap):
             one[0] = t
-            _v16_acs1(tab, dec, incoming, one, _V16_CHUNK)
+            _v16_acs1(tab, dec, incoming, incoming, one, _V16_CHUNK)
             t += _V16_CHUNK
-            if _v16_same_relative(incoming, snaps[c, j]):
+            if _v16_same_relative(incoming, snaps[j + 1, 64 * c:64 * c + 64]):
                 converged = True
                 break
         if converged:
             incoming = pm[64 * c:64 * c + 64].copy()
         else:
             one[0] = t
-            _v16_acs1(tab, dec, incoming, one, end - t)
+            _v16_acs1(tab, dec, incoming, incoming, one, end - t)
     return dec
 
 
