@@ -95,6 +95,17 @@ def arq_per_hop(cfg: Config) -> bool:
                 and cfg["security"]["mode"] == "distributed")
 
 
+def traffic_counts(cfg: Config, *, wall: bool) -> tuple[int, int]:
+    """``(per_frame, packets_per_direction)`` of a counted traffic phase: as configured in
+    simulation; over the air both multiplied by ``traffic.ota_scale`` (default 4: a 20 ms OTA
+    frame has the air of four simulated 5 ms frames, so a phase offers the same traffic per
+    second of air and lasts about as many frames; 1 takes the counts as written)."""
+    tr = cfg["traffic"]
+    k = float(tr.get("ota_scale", 1.0)) if wall else 1.0
+    return (min(1000, max(1, round(int(tr["per_frame"]) * k))),
+            min(100_000, max(1, round(int(tr["packets_per_direction"]) * k))))
+
+
 def arq_params(cfg: Config, stretch: float = 1.0) -> Any:
     """The ``stack.arq.ArqParams`` of ``[arq]`` (times stretched like the other protocol
     timers over the air), or None when ARQ is off."""
@@ -460,6 +471,7 @@ def specs() -> dict[str, Spec]:
         "traffic.packets_per_direction": Spec("int", 1, 100_000),
         "traffic.payload_bytes": Spec("int", 24, 8192, unit="bytes"),
         "traffic.per_frame": Spec("int", 1, 1000),
+        "traffic.ota_scale": Spec("num", 1.0, 100.0),
         "traffic.min_delivery": Spec("num", 0.0, 1.0),
         "traffic.drain_frames": Spec("int", 1, 100_000),
         "traffic.send_buffer": Spec("int", 512, 1 << 24),

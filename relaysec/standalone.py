@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from relaysec.appdata import Flow, flow_of
-from relaysec.config import Config, ConfigError, station, stations_by_role
+from relaysec.config import Config, ConfigError, station, stations_by_role, traffic_counts
 from relaysec.flows import MAX_FLOWS
 from relaysec.radios import given
 from relaysec.trial import Trial, TrialSetupError, _fields
@@ -150,15 +150,21 @@ class NodeRunner:
             self._mark(key, say=len(self.amss) > 1)
 
     @property
+    def _counts(self) -> tuple[int, int]:
+        """Packets per frame and per phase and direction (``config.traffic_counts``)."""
+        return traffic_counts(self.cfg, wall=self.trial.wall)
+
+    @property
     def _drain_s(self) -> float:
         return float(self.cfg["traffic"]["drain_frames"]) * self.net.schedule.frame_s
 
     def _send(self, fid: int, dst: int) -> None:
         from stack.errors import SecurityError
 
-        left = self.quota.setdefault(fid, int(self.cfg["traffic"]["packets_per_direction"]))
+        per_frame, packets = self._counts
+        left = self.quota.setdefault(fid, packets)
         flow = self._flow(fid)
-        for _ in range(min(left, int(self.cfg["traffic"]["per_frame"]))):
+        for _ in range(min(left, per_frame)):
             try:
                 self.role.send_data(dst, flow.peek(), self.net.now)
             except SecurityError:
@@ -180,7 +186,7 @@ class NodeRunner:
         it or the end of UL flow *ul*: the AMS hands over (or stops) only then, so DL packets in
         flight through the old station are not stranded by it."""
         stats = self._flow(dl).stats
-        if stats.delivered_packets >= int(self.cfg["traffic"]["packets_per_direction"]):
+        if stats.delivered_packets >= self._counts[1]:
             return True
         since = max(stats.last_rx or 0.0, self.milestones[f"flow{ul}_sent"])
         # nothing of it yet: the far end may still be starting it (a loaded host, UL grants
@@ -342,7 +348,7 @@ class NodeRunner:
     def _short(self, fids: Iterable[int]) -> list[str]:
         """Those of *fids* (received here) below ``traffic.min_delivery`` of the packets the far
         end sends, as ``"flowN (AMS UL1) got/n"``."""
-        n = int(self.cfg["traffic"]["packets_per_direction"])
+        n = self._counts[1]
         need = float(self.cfg["traffic"]["min_delivery"]) * n
         out = []
         for fid in fids:

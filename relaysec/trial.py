@@ -31,6 +31,7 @@ from relaysec.config import (
     arq_per_hop,
     deterministic_keys,
     stations_by_role,
+    traffic_counts,
 )
 from relaysec.eventlog import EventLog
 from relaysec.faults import FaultPlan
@@ -237,9 +238,10 @@ class Trial:
             # nothing to report until they arrived, and its granted UL slots went empty
             w = max(MIN_SATURATE_WINDOW, -(-int(tr["window"]) // max(1, len(pairs) // 2)))
             return self.flows.plan(label, pairs, quota=None, per_frame=w, window=w)
-        q = int(tr["packets_per_direction"]) if quota == "cfg" else quota
+        n_frame, n_packets = traffic_counts(self.cfg, wall=self.wall)
+        q = n_packets if quota == "cfg" else quota
         return self.flows.plan(label, pairs, quota=q,  # type: ignore[arg-type]
-                               per_frame=int(tr["per_frame"]) if per_frame is None else per_frame)
+                               per_frame=n_frame if per_frame is None else per_frame)
 
     @property
     def saturate(self) -> bool:

@@ -34,6 +34,7 @@ SPEED = 1 / 3
 #: One packet per burst: the data path has no ARQ, so with two per burst a single lost burst costs
 #: a flow a quarter of its packets. min_delivery is the lab file's.
 SHORT = ["--set", "traffic.packets_per_direction=8", "--set", "traffic.per_frame=1",
+         "--set", "traffic.ota_scale=1",
          "--set", f"schedule.ota_speed={SPEED}",
          "--set", "security.tek_lifetime_s=0.3", "--set", "traffic.drain_frames=8",
          "--set", "security.max_retries=14"]

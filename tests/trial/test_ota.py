@@ -13,7 +13,7 @@ from tests.trial.helpers import fast_config
 # retries and a delivery ratio below 100 % keep them meaningful on a loaded 2-core host.
 WALL = [("schedule.mode", "wall"), ("schedule.ota_frame_ms", 100.0),
         ("schedule.ota_guard_ms", 8.0), ("security.max_retries", 14),
-        ("traffic.min_delivery", 0.75), ("schedule.ota_speed", 0.5)]
+        ("traffic.min_delivery", 0.75), ("schedule.ota_speed", 0.5), ("traffic.ota_scale", 1.0)]
 
 
 @pytest.mark.slow
@@ -135,3 +135,17 @@ def test_a_node_in_step_scans_its_zones_windows_only():
     assert not scanned(by[("UL-relay", "ARS-2")].start + WINDOW_MARGIN - sch.frame_len)  # ARS-2's
     timing.last_heard = start - 100 * sch.frame_len   # lost the ABS: everything again
     assert OtaNetwork._ranges(net, st, start, n) == [(0, n)]
+
+
+def test_over_the_air_a_phase_offers_the_traffic_of_the_air_it_spans():
+    """config.traffic_counts: counts as written in simulation; over the air multiplied by
+    traffic.ota_scale (a 20 ms frame, four simulated frames of air), 1 = as written."""
+    from relaysec.config import load_config, traffic_counts
+
+    cfg = load_config()
+    assert traffic_counts(cfg, wall=False) == (4, 48)
+    assert traffic_counts(cfg, wall=True) == (16, 192)
+    one = load_config(overrides=[("traffic.ota_scale", 1.0), ("traffic.per_frame", 2)])
+    assert traffic_counts(one, wall=True) == (2, 48)
+    big = load_config(overrides=[("traffic.ota_scale", 100.0), ("traffic.per_frame", 100)])
+    assert traffic_counts(big, wall=True)[0] == 1000   # the per_frame bound

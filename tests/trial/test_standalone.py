@@ -19,6 +19,7 @@ from tests.trial.helpers import fast_config
 SPEED = 1 / 4
 NODE_SETTINGS = [("schedule.ota_frame_ms", 100.0), ("schedule.ota_guard_ms", 8.0),
                  ("traffic.packets_per_direction", 6), ("traffic.drain_frames", 30),
+                 ("traffic.ota_scale", 1.0),
                  ("security.max_retries", 14), ("schedule.ota_speed", SPEED),
                  ("traffic.min_delivery", 0.75)]
 
