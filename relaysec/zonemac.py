@@ -75,6 +75,12 @@ class MacConfig:
                 raise ValueError(f"mac.{name} must be >= 1")
 
 
+POLL_SOON_BYTES = 256
+"""Over the air (a grant delay of frames), the slot granted to an AMS right after a control
+message to it carries at least this much: its answer and a data MPDU (a 160-byte packet's
+MPDU is ~210 bytes), rather than a queue report that asks for the real grant."""
+
+
 @dataclass
 class _Subscriber:
     """An AMS this station has heard in its UL-access zone."""
@@ -318,6 +324,11 @@ class ZoneMac:
             if want <= 0 and (sub.poll_soon or active or
                               frame - max(sub.last_granted, sub.last_heard) >= cfg.poll_every):
                 want = 1   # poll: a minimal slot to report in
+                if sub.poll_soon and cfg.grant_delay:
+                    # over the air a poll, its report and then the grant cost two grant delays
+                    # (6 frames at 20 ms): after a control exchange (a handover re-entry, a
+                    # key agreement) the answer and the first data it releases go in one slot
+                    want = max(sub.unit, POLL_SOON_BYTES)
             if want > 0:
                 # a grant too small for the AMS's next MPDU is wasted (it answers with its
                 # queue report only): ask for at least its MPDU size, as far as one slot holds
