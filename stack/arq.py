@@ -409,12 +409,17 @@ class ArqSender:
             best = w if best is None or w < best else best
         return best
 
-    def resend_all(self, now: float) -> list[tuple[bytes, TxBlock | None]]:
-        """Send every unacknowledged block again now (after a handover: the path changed)."""
+    def resend_all(self, now: float, *, sent_before: float | None = None
+                   ) -> list[tuple[bytes, TxBlock | None]]:
+        """Send every unacknowledged block again now (after a handover: the path changed); with
+        ``sent_before``, only those last sent before it (a block never sent counts)."""
         out = []
         for b in sorted(self.blocks.values(), key=lambda x: x.sn):
-            if not b.queued:
-                out.append(self._send(b))
+            if b.queued:
+                continue
+            if sent_before is not None and b.last_tx is not None and b.last_tx >= sent_before:
+                continue
+            out.append(self._send(b))
         return out
 
 

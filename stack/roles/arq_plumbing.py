@@ -86,7 +86,7 @@ class ArqMixin:
         # ride on (``_arq_piggyback``); pruned of what left the queue whenever one is added
         self._arq_hosts: dict[Hashable, deque[tuple[int, PendingMpdu]]] = {}
         # connections whose path changed: resent once the far end's status report is in
-        self._arq_await: dict[Hashable, None] = {}
+        self._arq_await: dict[Hashable, float] = {}   # path changed at, awaiting a report
         self.mpdu_limit: int | None = None
         """Largest MPDU the MAC below can carry (None: no limit): a piggybacked feedback never
         grows a queued MPDU past it."""
@@ -205,9 +205,9 @@ class ArqMixin:
         for data, block in conn.tx.on_feedback(fb, now):
             self._arq_emit(key, data, block, now)
         if key in self._arq_await:   # the far end's status report after a path change
-            del self._arq_await[key]
+            moved = self._arq_await.pop(key)
             self._set_deadline(("arqs", key), None)
-            self._arq_resend(key, now)
+            self._arq_resend(key, now, sent_before=moved)
         hosts = self._arq_hosts.get(key)
         if not hosts or len(conn.tx.blocks) >= held:
             return
@@ -374,22 +374,24 @@ class ArqMixin:
         if not conn.tx.blocks:
             return
         assert self._arq_params is not None
-        self._arq_await[key] = None
+        self._arq_await[key] = now
         self._set_deadline(("arqs", key), now + self._arq_params.rto_max / 4)
 
     def _arq_status_late(self, key: Hashable, now: float) -> None:
         """No status report came after a path change: send again what is unacknowledged."""
         if key in self._arq_await:
-            del self._arq_await[key]
-            self._arq_resend(key, now)
+            self._arq_resend(key, now, sent_before=self._arq_await.pop(key))
 
-    def _arq_resend(self, key: Hashable, now: float) -> None:
-        """The path of connection ``key`` changed (handover): every unacknowledged block goes
-        out again now on the new path (the receiver drops the copies it already has)."""
+    def _arq_resend(self, key: Hashable, now: float, *, sent_before: float | None = None
+                    ) -> None:
+        """The path of connection ``key`` changed (handover): the unacknowledged blocks go out
+        again now on the new path (the receiver drops the copies it already has) -- those last
+        sent before ``sent_before``, the change, when given: a block sent since went on the new
+        path, and its own timer decides about it."""
         conn = self._arq.get(key)
         if conn is None:
             return
-        out = conn.tx.resend_all(now)
+        out = conn.tx.resend_all(now, sent_before=sent_before)
         self.arq_stats["resent_after_move"] += len(out)
         self.arq_stats["resent_bytes_after_move"] += sum(len(b.sdu) for _p, b in out
                                                          if b is not None)

@@ -273,3 +273,19 @@ def test_next_deadline_is_the_earliest_of_its_definition(program):
         else:
             tx.on_feedback(ArqFeedback((tx.base + k % 3) % BSN_MODULUS), now)
         assert tx.next_deadline() == _deadline_by_definition(tx)
+
+
+def test_resend_after_a_path_change_skips_what_already_went_on_the_new_path():
+    """ArqSender.resend_all(sent_before=t): the status report after a handover sends again what
+    went out before the path changed at t; a block sent since went on the new path (its own
+    timer decides about it), a block never on the air counts as old."""
+    tx = ArqSender(P)
+    out = tx.offer(b"a", 0.0) + tx.offer(b"b", 0.0) + tx.offer(b"c", 0.0)
+    for _pdu, b in out[:2]:
+        b.on_air(0.01)          # a, b on the old path; c queued, never on the air
+    out[2][1].queued = False
+    new = tx.offer(b"d", 0.2)   # after the change at 0.1, on the new path
+    new[0][1].on_air(0.2)
+    again = tx.resend_all(0.3, sent_before=0.1)
+    assert [b.sdu for _p, b in again] == [b"a", b"b", b"c"]
+    assert [b.sdu for _p, b in tx.resend_all(0.3)] == [b"d"]  # the rest are queued again
