@@ -1266,27 +1266,28 @@ def _v16_state_lane(n: int) -> int:
 def _v16_make_acs(k: int) -> object:
     """The add-compare-select recursion for ``k`` independent chains interleaved in one loop.
 
-    ``_acs(tab, dec, pm, pm_out, starts, nsteps)``: ``tab`` int16 [2n], per step (s, d) with
-    s = lx + ly, d = lx - ly (:func:`v16_branch_table`); ``dec`` uint64 [n] out (bit s = the
-    decision of new state s: 1 = the odd predecessor); ``pm`` int16 [64 k] in, ``pm_out``
-    (may be ``pm``) out, chain c's metrics in state order at ``pm[64c:64c+64]``; chain c runs
-    steps ``starts[c] ..
-    starts[c] + nsteps - 1``. Per chain the 64 metrics are two ``<32 x i16>`` values (even
-    and odd states) carried across steps; butterfly j = _V16_PI[L]: old states 2j (even lane
-    L) and 2j+1 (odd lane L) -> new states j and j+32, then two permutes reorder the new
-    metrics into even/odd. The step's 32 branch metrics are one broadcast 32-bit (s, d) load
-    (the lane layout puts s-type butterflies on even lanes; a negative sign swaps the lane's
-    outputs, which the permutes and the decision-word repair undo), so no shuffle feeds the
-    branches. ``m_odd > m_even`` picks the survivor, as in the float kernel (same ties).
-    Four steps per iteration; the fourth subtracts state 0's metric of the iteration's start
+    ``_acs(tab, dec, pm, pm_out, starts, nsteps)``: ``tab`` int32 [n], per step the int16
+    pair (s, d), s = lx + ly, d = lx - ly (:func:`v16_branch_table`); ``dec`` uint64 [n]
+    out (bit s = the decision of new state s: 1 = the odd predecessor); ``pm`` int16 [64 k]
+    in, ``pm_out`` (may be ``pm``) out, chain c's metrics in state order at
+    ``pm[64c:64c+64]``; chain c runs steps ``starts[c] .. starts[c] + nsteps - 1``.
+
+    Per chain the 64 metrics are two ``<32 x i16>`` values (even and odd states) carried
+    across steps; lane L holds butterfly j = _V16_PI[L]: old states 2j (even) and 2j+1 (odd)
+    -> new states j and j+32, then two permutes reorder the new metrics into even/odd. The
+    step's 32 branch metrics are one broadcast 32-bit (s, d) load (the lane layout puts the
+    s-type butterflies on even lanes; a negative sign swaps the lane's two outputs, which the
+    permutes and the decision-word repair undo), so no shuffle feeds the branches.
+    ``m_odd > m_even`` picks the survivor, as in the float kernel (same ties). Four steps per
+    iteration; the fourth subtracts state 0's metric of the iteration's start
     (renormalisation, folded into the branch metrics so it is off the metric chain). One
-    chain is bound by the latency of that chain (add, max, permute); two chains fill the
-    idle issue slots, which is why :func:`v16_forward` splits a block in two.
+    chain is bound by the latency of that chain (add, max, permute); more chains fill the
+    idle issue slots, which is why :func:`v16_forward` splits a block.
     """
 
     @intrinsic
     def _acs(typingctx, tab, dec, pm, pm_out, starts, nsteps):  # pragma: no cover - numba
-        ok = (isinstance(tab, types.Array) and tab.dtype == types.int16 and tab.layout == "C"
+        ok = (isinstance(tab, types.Array) and tab.dtype == types.int32 and tab.layout == "C"
               and isinstance(dec, types.Array) and dec.dtype == types.uint64
               and dec.layout == "C" and isinstance(pm, types.Array)
               and pm.dtype == types.int16 and pm.layout == "C" and pm_out == pm
@@ -1316,7 +1317,7 @@ def _v16_make_acs(k: int) -> object:
             one, four = ir.Constant(_I64, 1), ir.Constant(_I64, 4)
             c32 = ir.Constant(_I64, 32)
             base = [builder.load(builder.gep(stp, [ir.Constant(_I64, c)])) for c in range(k)]
-            tab32 = builder.bitcast(tabp, _I32.as_pointer())
+            tab32 = tabp  # i32: one (s, d) pair a step
             idx_e = _lanes([_v16_state_lane(2 * _V16_PI[L]) for L in range(32)])
             idx_o = _lanes([_v16_state_lane(2 * _V16_PI[L] + 1) for L in range(32)])
 
@@ -1466,25 +1467,25 @@ _V16_SEVENS = np.uint64(0x7F7F_7F7F_7F7F_7F7F)
 
 @njit(cache=True, nogil=True)
 def _v16_trace_four(dec: np.ndarray, buf: np.ndarray, q: int) -> np.ndarray:  # pragma: no cover
-    """Four traceback chains interleaved over q steps each (q a multiple of 8): chain c < 3
-    from step (c + 1) q - 1 down to c q starting in state 0 (a guess), chain 3 (exact) from
-    step n - 1 down to n - q. Each chain keeps its history H = 2 H + decision, the state being
-    H's low 6 bits (the shift takes only those), three single-cycle operations a step; every
-    8 steps the 8 new decision bits go to ``buf[t + 2 .. t + 9]`` (t the group's lowest step)
-    as 0/1 bytes in one store. Returns the four H values."""
+    """The four interleaved chains of :func:`v16_traceback`, q steps each (q a multiple of
+    8): chain c < 3 from step (c + 1) q - 1 down to c q starting in state 0 (a guess), chain
+    3 (exact) from step n - 1 down to n - q; every 8 steps a chain stores its 8 new decision
+    bits as 0/1 bytes at ``buf[t + 2 .. t + 9]`` (t the group's lowest step) in one 8-byte
+    store. Returns the histories of chains 0 .. 3. (Its own function: inside the caller the
+    loop ran 10 % slower, short of registers.)"""
     one = np.uint64(1)
     m = np.uint64(63)
     ff = np.uint64(255)
     two = np.uint64(2)
-    a = np.uint64(0)
-    b = np.uint64(0)
-    c = np.uint64(0)
-    d = np.uint64(0)
     uq = np.uint64(q)
     ta = np.uint64(dec.size)
     tb = np.uint64(3) * uq
     tc = np.uint64(2) * uq
     td = uq
+    a = np.uint64(0)
+    b = np.uint64(0)
+    c = np.uint64(0)
+    d = np.uint64(0)
     for _ in range(q // 8):
         for _ in range(8):
             ta -= one
@@ -1495,9 +1496,14 @@ def _v16_trace_four(dec: np.ndarray, buf: np.ndarray, q: int) -> np.ndarray:  # 
             b = b + b + ((dec[tb] >> (b & m)) & one)
             c = c + c + ((dec[tc] >> (c & m)) & one)
             d = d + d + ((dec[td] >> (d & m)) & one)
-        for t, h in ((ta, a), (tb, b), (tc, c), (td, d)):
-            y = ((h & ff) * _V16_ONES) & _V16_DIAG
-            _v16_store8(buf, t + two, ((y + _V16_SEVENS) >> np.uint64(7)) & _V16_ONES)
+        y = ((a & ff) * _V16_ONES) & _V16_DIAG
+        _v16_store8(buf, ta + two, ((y + _V16_SEVENS) >> np.uint64(7)) & _V16_ONES)
+        y = ((b & ff) * _V16_ONES) & _V16_DIAG
+        _v16_store8(buf, tb + two, ((y + _V16_SEVENS) >> np.uint64(7)) & _V16_ONES)
+        y = ((c & ff) * _V16_ONES) & _V16_DIAG
+        _v16_store8(buf, tc + two, ((y + _V16_SEVENS) >> np.uint64(7)) & _V16_ONES)
+        y = ((d & ff) * _V16_ONES) & _V16_DIAG
+        _v16_store8(buf, td + two, ((y + _V16_SEVENS) >> np.uint64(7)) & _V16_ONES)
     out = np.empty(4, dtype=np.uint64)
     out[0] = d
     out[1] = c
@@ -1507,63 +1513,56 @@ def _v16_trace_four(dec: np.ndarray, buf: np.ndarray, q: int) -> np.ndarray:  # 
 
 
 @njit(cache=True, nogil=True)
-def _v16_trace_one(dec: np.ndarray, buf: np.ndarray, top: int, bottom: int,
-                   h: np.uint64) -> np.uint64:  # pragma: no cover - numba
-    """One traceback chain (as in :func:`_v16_trace_four`) over steps top - 1 down to
-    bottom, from history h; returns the history after step ``bottom``."""
-    one = np.uint64(1)
-    m = np.uint64(63)
-    t = np.uint64(top)
-    ub = np.uint64(bottom)
-    while t >= ub + np.uint64(8):
-        for _ in range(8):
-            t -= one
-            h = h + h + ((dec[t] >> (h & m)) & one)
-        y = ((h & np.uint64(255)) * _V16_ONES) & _V16_DIAG
-        _v16_store8(buf, t + np.uint64(2), ((y + _V16_SEVENS) >> np.uint64(7)) & _V16_ONES)
-    while t > ub:
-        t -= one
-        bit = (dec[t] >> (h & m)) & one
-        buf[t + np.uint64(2)] = np.uint8(bit)
-        h = h + h + bit
-    return h
-
-
-@njit(cache=True, nogil=True)
 def v16_traceback(dec: np.ndarray, split_min: int = 256) -> np.ndarray:  # pragma: no cover
     """Bits from packed survivor decisions, ending (and starting) in state 0.
 
-    The decision read at step t is input bit t - 6, so the chains write it straight to
-    ``out[t - 6]`` (``out`` is ``buf[8:8 + n]``; the last 6 outputs are the tail's zeros).
-    Blocks of at least ``split_min`` steps (0 = never; at least 64) run four chains
-    interleaved (:func:`_v16_trace_four`): the exact one from the end, three from a guessed
-    state (0) at the quarter boundaries. Then, boundary by boundary from the top, where the
-    exact state differs from the guess the quarter below is traced again from the exact
-    state until it meets the guessed path (same state at the same step: from there on the
-    paths are one), so the output is exactly that of one chain."""
+    A chain keeps its history H = 2 H + decision, the state being H's low 6 bits (the shift
+    takes only those): three single-cycle operations a step. The decision read at step t is
+    input bit t - 6, so it goes straight to ``out[t - 6]`` (``out`` is ``buf[8:8 + n]``; the
+    last 6 outputs are the tail's zeros). Blocks of at least ``split_min`` steps (0 = never;
+    at least 64) run four chains interleaved over a quarter q (a multiple of 8) each
+    (:func:`_v16_trace_four`): the exact one from the end, three from a guessed state (0).
+    Then, boundary by boundary from the top, where the exact state differs from the guess
+    the quarter below is traced again from the exact state until it meets the guessed path
+    (same state at the same step: from there on the paths are one), so the output is
+    exactly that of one chain."""
     n = dec.size
     buf = np.empty(n + 16, dtype=np.uint8)
     for i in range(n + 2, n + 16):
         buf[i] = 0
     q = (n // 4) & ~7 if split_min > 0 and n >= max(split_min, 64) else 0
+    one = np.uint64(1)
+    m = np.uint64(63)
+    a = np.uint64(0)  # chain 3's history (or the only chain's)
+    ta = np.uint64(n)
+    bottom = np.uint64(0)
+    if q > 0:
+        ends = _v16_trace_four(dec, buf, q)
+        a = ends[3]
+        ta = np.uint64(n - q)
+        bottom = np.uint64(3 * q)
+    # one chain step by step: the whole block, or chain 3's last n - 4q (< 36) steps
+    while ta > bottom:
+        ta -= one
+        bit = (dec[ta] >> (a & m)) & one
+        buf[ta + np.uint64(2)] = np.uint8(bit)
+        a = a + a + bit
     if q == 0:
-        _v16_trace_one(dec, buf, n, 0, np.uint64(0))
         return buf[8:8 + n]
-    ends = _v16_trace_four(dec, buf, q)
-    s = np.int64(_v16_trace_one(dec, buf, n - q, 3 * q, ends[3]) & np.uint64(63))
-    for c in range(2, -1, -1):
-        hi = (c + 1) * q  # quarter c: steps c q .. hi - 1, traced from state 0 after hi - 1
-        own = np.int64(ends[c] & np.uint64(63))
+    s = np.int64(a & m)
+    for w in range(2, -1, -1):
+        hi = (w + 1) * q  # quarter w: steps w q .. hi - 1, traced from state 0 after hi - 1
+        own = np.int64(ends[w] & m)
         if s == 0:
             s = own
             continue
         t = hi - 1
         met = False
-        while t >= c * q:  # s: the exact state after step t
+        while t >= w * q:  # s: the exact state after step t
             if t <= hi - 7:
                 spec = 0  # the guessed path's state after step t, from its bits
-                for k in range(6):
-                    spec |= int(buf[t + 8 - k]) << (5 - k)
+                for i in range(6):
+                    spec |= int(buf[t + 8 - i]) << (5 - i)
                 if spec == s:
                     met = True
                     break
@@ -1572,18 +1571,19 @@ def v16_traceback(dec: np.ndarray, split_min: int = 256) -> np.ndarray:  # pragm
             t -= 1
         if met:
             s = own
-        else:  # the bits below the quarter, out[c q - 6 .. c q - 1], are the exact state's
-            for k in range(6):
-                buf[c * q + 7 - k] = (s >> (5 - k)) & 1
+        else:  # the bits below the quarter, out[w q - 6 .. w q - 1], are the exact state's
+            for i in range(6):
+                buf[w * q + 7 - i] = (s >> (5 - i)) & 1
     return buf[8:8 + n]
 
 
 @njit(cache=True, nogil=True)
-def _v16_same_relative(a: np.ndarray, b: np.ndarray) -> bool:  # pragma: no cover - numba
-    """Whether two metric vectors differ by one constant (then every later decision agrees)."""
-    d = np.int32(a[0]) - np.int32(b[0])
+def _v16_same_relative(a: np.ndarray, b: np.ndarray, off: int) -> bool:  # pragma: no cover
+    """Whether a[:64] and b[off:off + 64] differ by one constant (then every later decision
+    agrees)."""
+    d = np.int32(a[0]) - np.int32(b[off])
     for i in range(1, 64):  # noqa: SIM110 - a loop numba compiles
-        if np.int32(a[i]) - np.int32(b[i]) != d:
+        if np.int32(a[i]) - np.int32(b[off + i]) != d:
             return False
     return True
 
@@ -1602,7 +1602,7 @@ def v16_forward(tab: np.ndarray, split_min: int = V16_SPLIT_MIN) -> np.ndarray: 
     before. (Without that within ``_V16_SNAPS`` checks, the continuation decodes the whole
     segment itself: slower, never different.)
     """
-    n = tab.size // 2
+    n = tab.size
     dec = np.empty(n, dtype=np.uint64)
     if split_min <= 0 or n < max(split_min, 2):
         pm = np.full(64, _V16_NEG, dtype=np.int16)
@@ -1645,7 +1645,7 @@ def v16_forward(tab: np.ndarray, split_min: int = V16_SPLIT_MIN) -> np.ndarray: 
             one[0] = t
             _v16_acs1(tab, dec, incoming, incoming, one, _V16_CHUNK)
             t += _V16_CHUNK
-            if _v16_same_relative(incoming, snaps[j + 1, 64 * c:64 * c + 64]):
+            if _v16_same_relative(incoming, snaps[j + 1], 64 * c):
                 converged = True
                 break
         if converged:
@@ -1658,11 +1658,12 @@ def v16_forward(tab: np.ndarray, split_min: int = V16_SPLIT_MIN) -> np.ndarray: 
 
 @njit(cache=True, nogil=True)
 def v16_branch_table(llr: np.ndarray, scale: float, lim: float) -> np.ndarray:  # pragma: no cover
-    """LLRs [2n] -> the decoder's per-step table [2n]: (s, d), s = lx + ly, d = lx - ly,
-    with ``lx = rint(clip(llr * scale, -lim, lim))`` (NaN -> 0)."""
+    """LLRs [2n] -> the decoder's per-step table: int32 [n], step t's word holding
+    s = lx + ly in its low 16 bits and d = lx - ly in its high 16 bits (both int16), with
+    ``lx = rint(clip(llr * scale, -lim, lim))`` (NaN -> 0)."""
     n = llr.size // 2
-    # one 32-bit store a step (s in the low half on the little-endian hosts numba
-    # targets, d high): 10-15 % faster than two 16-bit stores
+    # one 32-bit word a step (10-15 % faster than two 16-bit stores), which the kernel
+    # broadcasts as it is
     tab = np.empty(n, dtype=np.int32)
     sc = np.float32(scale)
     hi = np.float32(lim)
@@ -1675,7 +1676,7 @@ def v16_branch_table(llr: np.ndarray, scale: float, lim: float) -> np.ndarray:  
         lx = np.int32(np.rint(min(max(x, lo), hi)))
         ly = np.int32(np.rint(min(max(y, lo), hi)))
         tab[t] = ((lx + ly) & 0xFFFF) | ((lx - ly) << 16)
-    return tab.view(np.int16)
+    return tab
 
 
 @njit(cache=True, nogil=True)
