@@ -17,6 +17,9 @@ of the best round and the int16/float ratio of every round (worst and best). Bit
 each decoder are printed beside (same samples: the BER comparison of the tests, here at
 benchmark sizes).
 
+Then the int16 decoder's parts per block (scale, branch table, forward pass, traceback) and
+whether the issue's 3x target holds on the blocks of at least 12 000 bits in every round.
+
 ``--modem``: the receiver's real-time factor (thread CPU time) with each decoder forced, same
 buffers (``benchmarks.modem.bench_modem``: bursts of 1500 B at Es/N0 35 dB), for the issue's
 rows 20 MHz and 10 MHz 64QAM-5/6.
@@ -97,6 +100,31 @@ def bench_sizes(sizes: list[int], rounds: int, repeats: int, seed: int) -> list[
     return rows
 
 
+def bench_parts(sizes: list[int], repeats: int, seed: int) -> list[dict[str, Any]]:
+    """Per block size, the int16 decoder's parts (thread CPU microseconds per block, best of
+    ``repeats``): the LLR scale, the branch table, the forward pass, the traceback -- where
+    the time goes, beside the whole float decode."""
+    rows = []
+    for n in sizes:
+        _, llr = _words(n, seed)
+        sc = kernels.v16_llr_scale(llr, viterbi.Q_MAX, viterbi.Q_MEAN)
+        tab = kernels.v16_branch_table(llr, sc, viterbi.Q_MAX)
+        dec = kernels.v16_forward(tab, kernels.V16_SPLIT_MIN)
+        parts: dict[str, Callable[[], object]] = {
+            "scale": lambda x=llr: kernels.v16_llr_scale(x, viterbi.Q_MAX, viterbi.Q_MEAN),
+            "table": lambda x=llr, c=sc: kernels.v16_branch_table(x, c, viterbi.Q_MAX),
+            "forward": lambda t=tab: kernels.v16_forward(t, kernels.V16_SPLIT_MIN),
+            "traceback": lambda d=dec: kernels.v16_traceback(d, kernels.V16_TB_SPLIT_MIN),
+            "int16": lambda x=llr: viterbi.viterbi_k7_simd(x),
+            "float": lambda x=llr: kernels.viterbi_k7(x, kernels.BFLY_SX, kernels.BFLY_SY),
+        }
+        per_call = max(1, 200_000 // n)
+        us = {k: _cpu_best(lambda f=f, m=per_call: [f() for _ in range(m)], repeats)
+              / per_call * 1e6 for k, f in parts.items()}
+        rows.append({"bits": n, "us": us})
+    return rows
+
+
 def bench_modem_rows(profiles: list[str], mcs: str, repeats: int, seed: int) -> list[dict]:
     """RX real-time factor (CPU time) with each decoder forced, the same buffers."""
     import phy.modem as pm
@@ -153,6 +181,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"{r['bits']:>7} {m['float']:>10.1f} {m['int16']:>10.1f} {m['int16-1']:>8.1f} "
               f"{r['ratio_best']:>6.2f} {r['ratio_min']:>5.2f}-{r['ratio_max']:<5.2f} "
               f"{e['float']:>7}/{e['int16']}/{e['int16-1']}")
+    res["parts"] = bench_parts(args.sizes, max(args.repeats, 5), args.seed)
+    print("int16 decoder by part, us per block (thread CPU time, best of "
+          f"{max(args.repeats, 5)}; Python call overhead in each):")
+    print(f"{'bits':>7} {'scale':>7} {'table':>7} {'forward':>8} {'traceback':>9} "
+          f"{'int16':>8} {'float':>8}")
+    for r in res["parts"]:
+        u = r["us"]
+        print(f"{r['bits']:>7} {u['scale']:>7.2f} {u['table']:>7.2f} {u['forward']:>8.2f} "
+              f"{u['traceback']:>9.2f} {u['int16']:>8.2f} {u['float']:>8.2f}")
+    big = [r for r in res["sizes"] if r["bits"] >= 12_000]
+    if big:
+        worst = min(r["ratio_min"] for r in big)
+        print(f"issue 15 target int16/float >= 3 on blocks >= 12 000 bits: "
+              f"{'met' if worst >= 3 else 'not met'} (worst round {worst:.2f})")
     if args.modem:
         res["modem"] = bench_modem_rows(args.profiles, args.mcs, args.repeats, args.seed)
         print(f"modem RX real-time factor (thread CPU time), {args.mcs}, 8 x 1500 B bursts:")

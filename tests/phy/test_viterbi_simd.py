@@ -252,7 +252,8 @@ def test_kernel_compiles_for_a_cpu_without_avx(tmp_path: object) -> None:
 
 def test_benchmark_runs_and_reports_both_decoders(tmp_path: object) -> None:
     """benchmarks/viterbi.py at a tiny size: both decoders timed in one run, the same bit
-    errors on the same samples, JSON with the machine and LLVM features."""
+    errors on the same samples, the int16 decoder's parts, JSON with the machine and LLVM
+    features."""
     import json
     import os
 
@@ -270,3 +271,7 @@ def test_benchmark_runs_and_reports_both_decoders(tmp_path: object) -> None:
         assert len(row["ratio_rounds"]) == 2
         e = row["errors"]
         assert e["float"] == e["int16"] == e["int16-1"], e
+    assert [r["bits"] for r in saved["parts"]] == [300, 1100]
+    for row in saved["parts"]:
+        assert set(row["us"]) == {"scale", "table", "forward", "traceback", "int16", "float"}
+        assert all(v > 0 for v in row["us"].values())
