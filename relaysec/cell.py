@@ -125,6 +125,7 @@ def mac_config(cfg: Config, *, wall: bool) -> MacConfig:
                      max_mcs=cfg["phy"]["mcs"], max_allocs=int(m["max_allocs"]),
                      ul_slots=int(m["ul_slots"]), poll_every=int(m["poll_every"]),
                      contention_every=int(m["contention_every"]),
+                     quiet_every=int(m["quiet_every"]), quiet_after=int(m["quiet_after"]),
                      contention_symbols=int(m["contention_symbols"]),
                      contention_slots=int(m["contention_slots"]),
                      grant_delay=int(cfg["schedule"]["ota_grant_delay"]) if wall else 0,

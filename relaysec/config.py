@@ -432,6 +432,8 @@ def specs() -> dict[str, Spec]:
         "mac.ul_slots": Spec("int", 1, 16),
         "mac.poll_every": Spec("int", 1, 10_000),
         "mac.contention_every": Spec("int", 1, 10_000),
+        "mac.quiet_every": Spec("int", 1, 10_000),
+        "mac.quiet_after": Spec("int", 1, 1_000_000, unit="frames"),
         "mac.contention_symbols": Spec("int", 5, 64),
         "mac.contention_slots": Spec("int", 1, 8),
         "schedule.ota_frame_ms": Spec("num", 10.0, 5000.0, unit="ms"),

@@ -347,3 +347,24 @@ def test_the_unit_a_station_grants_in_is_the_largest_mpdu_not_the_allocation():
     assert _largest_mpdu(big + small) == len(big) < len(big + small)
     assert _largest_mpdu(small) == len(small)
     assert _largest_mpdu(b"\xff" * 7) == 7
+
+
+def test_a_busy_zone_offers_contention_less_often_once_nobody_new_comes():
+    """Contention every contention_every-th busy UL-access zone while newcomers are heard;
+    every quiet_every-th after quiet_after frames without one; a newcomer restores the rate."""
+    from relaysec.zonemac import BROADCAST
+
+    owner = _mac(_Role(), sid=1, contention_every=4, quiet_every=8, quiet_after=50)
+
+    def contention_zones(first, n):
+        hits = []
+        for k in range(first, first + n):
+            owner.heard(k - 1, 7, 0xFFFF * 16, subscriber=True)   # a known AMS, always busy
+            if any(g.dst == BROADCAST for g in owner.ul_grants(k, 24)):
+                hits.append(k)
+        return hits
+
+    assert len(contention_zones(1, 48)) == 12          # every 4th: AMS 7 came at frame 0
+    assert len(contention_zones(49, 96)) in (12, 13)   # every 8th after frame 50
+    owner.heard(145, 9, 0, subscriber=True)            # a newcomer ...
+    assert len(contention_zones(146, 48)) == 12        # ... every 4th again
