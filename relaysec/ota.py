@@ -61,6 +61,10 @@ log = logging.getLogger(__name__)
 #: timing follows the ABS's bursts to a few samples. 0.4 ms at 2.8 MS/s.
 WINDOW_MARGIN = 1120
 
+#: A node in step hears its own zones back (to keep its TX timing) in one frame of this many;
+#: they carry nothing for it (160 ms at 20 ms frames: the TX->RX offset drifts far slower).
+TRACK_EVERY = 8
+
 #: Most RX chunks a node demodulates in one pass when it has fallen behind (see
 #: :meth:`OtaNetwork._batch`): 24 ms of air at the default 6 ms chunk.
 MAX_BATCH_CHUNKS = 4
@@ -88,7 +92,8 @@ class _NodeState:
     first_lock: int | None = None         # RX index of the first beacon heard (non-master)
     relocks: int = 0                      # timing re-anchored after RX samples were lost
     heard: tuple[tuple[int, int], ...] | None = None  # (start, end) in the frame of the zones
-    #                                       it demodulates once locked; None: every sample
+    #                                       it receives in, once locked; None: every sample
+    own: tuple[tuple[int, int], ...] = ()  # ... of its own zones (every TRACK_EVERY-th frame)
     scanned: int = 0                      # samples demodulated (overlap re-scans included)
     skipped: int = 0                      # samples of zones it needs nothing from, not scanned
 
@@ -136,6 +141,7 @@ class OtaNetwork:
             role = (roles or {}).get(n.name)
             if role is not None:
                 st.heard = self._windows(schedule.heard_by(n.name, role))
+                st.own = self._windows(schedule.sent_by(n.name, role))
             self.states[n.name] = st
         self.nodes = {n: s.node for n, s in self.states.items()}
         # A burst that straddles two chunks is decoded from the overlap: the longest burst.
@@ -164,25 +170,28 @@ class OtaNetwork:
 
     def _ranges(self, st: _NodeState, start: int, n: int) -> list[tuple[int, int]]:
         """Parts ``[a, b)`` of a buffer of *n* samples starting at RX index *start* to
-        demodulate: all of it until the node keeps the frame timing, afterwards only its
-        zones' windows (:meth:`relaysec.schedule.FrameSchedule.heard_by`)."""
+        demodulate: all of it until the node keeps the frame timing, afterwards only the
+        windows of the zones it receives in (:meth:`relaysec.schedule.FrameSchedule.heard_by`),
+        and of its own zones in one frame of :data:`TRACK_EVERY`."""
         fs = st.timing.frame_start
         if st.heard is None or fs is None or not (st.is_master or st.timing.locked(start + n)):
             return [(0, n)]
         flen = self.schedule.frame_len
-        out: list[tuple[int, int]] = []
+        parts: list[tuple[int, int]] = []
         k = (start - fs) // flen - 1
         while fs + k * flen < start + n:
             base = fs + k * flen - start
-            for a, b in st.heard:
+            for a, b in st.heard + (st.own if k % TRACK_EVERY == 0 else ()):
                 lo, hi = max(0, base + a), min(n, base + b)
-                if hi <= lo:
-                    continue
-                if out and lo <= out[-1][1]:
-                    out[-1] = (out[-1][0], max(out[-1][1], hi))
-                else:
-                    out.append((lo, hi))
+                if hi > lo:
+                    parts.append((lo, hi))
             k += 1
+        out: list[tuple[int, int]] = []
+        for lo, hi in sorted(parts):
+            if out and lo <= out[-1][1]:
+                out[-1] = (out[-1][0], max(out[-1][1], hi))
+            else:
+                out.append((lo, hi))
         return out
 
     @property

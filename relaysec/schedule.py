@@ -78,24 +78,31 @@ class FrameSchedule:
         return [z for z in self.zones if z.tx == tx]
 
     def heard_by(self, name: str, role: str) -> tuple[int, ...]:
-        """Indices of the zones station *name* (role "abs"/"ars"/"ams") needs to receive in:
-        those it receives data in, the ABS's DL zone (the frame reference) and its own
-        transmissions (heard back for TX timing). Over the air a node demodulates only these
-        (:class:`relaysec.ota.OtaNetwork`); the others carry nothing for it: an ARS's access
-        zones and its relay uplink concern its AMSs and the ABS, an AMS never receives an uplink.
-        An AMS keeps every DL-access zone (its handover targets' MAPs and replies) and every
-        UL-access zone (its own bursts, wherever it is served)."""
+        """Indices of the zones station *name* (role "abs"/"ars"/"ams") receives in: what it
+        gets data in, and the ABS's DL zone (the frame reference). Over the air a node
+        demodulates only these, and its own zones (:meth:`sent_by`) now and then
+        (:class:`relaysec.ota.OtaNetwork`); the rest carry nothing for it: another ARS's zones
+        concern that ARS's AMSs and the ABS, and an AMS never receives an uplink. An AMS keeps
+        every DL-access zone (its handover targets' MAPs and replies)."""
         out = []
         for i, z in enumerate(self.zones):
             if role == "ams":
-                need = z.name != UL_RELAY
+                need = z.name in (DL, DL_ACCESS)
             elif role == "abs":
-                need = z.tx == name or z.name == UL_RELAY
-            else:   # an ARS: the ABS's DL zone, its own zones, the uplink of its own AMSs
-                need = z.name == DL or z.tx == name
+                need = z.name == UL_RELAY or (z.name == UL_ACCESS and z.tx == name)
+            else:   # an ARS: the ABS's DL zone and the uplink of its own AMSs
+                need = z.name == DL or (z.name == UL_ACCESS and z.tx == name)
             if need:
                 out.append(i)
         return tuple(out)
+
+    def sent_by(self, name: str, role: str) -> tuple[int, ...]:
+        """Indices of the zones station *name* transmits in (an AMS: every UL-access zone, in
+        whichever it is granted a slot); over the air a node hears its own bursts back to keep
+        its TX timing."""
+        if role == "ams":
+            return tuple(i for i, z in enumerate(self.zones) if z.name == UL_ACCESS)
+        return tuple(i for i, z in enumerate(self.zones) if z.tx == name and z.name != UL_ACCESS)
 
     def describe(self) -> str:
         """One line per zone, for logs and docs."""

@@ -81,60 +81,75 @@ def _default_ota_schedule():
 
 
 def test_each_station_demodulates_only_the_zones_it_needs():
-    """FrameSchedule.heard_by: the ABS its own DL zone and the relay uplinks; an ARS the ABS's
-    DL zone (frame reference), its own zones and its AMSs' uplink, nothing of the other ARS;
-    an AMS everything but the relay uplinks."""
+    """FrameSchedule.heard_by: the ABS receives in the relay uplinks; an ARS in the ABS's DL
+    zone (frame reference) and its AMSs' uplink, nothing of the other ARS; an AMS in the DL
+    and every DL-access zone. sent_by: each one's own zones (an AMS: every UL-access zone)."""
     sch = _default_ota_schedule()
 
-    def zones(name, role):
-        return [(sch.zones[i].name, sch.zones[i].tx) for i in sch.heard_by(name, role)]
+    def zones(idx):
+        return [(sch.zones[i].name, sch.zones[i].tx) for i in idx]
 
-    assert zones("ABS", "abs") == [("DL", "ABS"), ("UL-relay", "ARS-1"), ("UL-relay", "ARS-2")]
-    assert zones("ARS-1", "ars") == [("DL", "ABS"), ("DL-access", "ARS-1"),
-                                     ("UL-access", "ARS-1"), ("UL-relay", "ARS-1")]
-    assert zones("AMS", "ams") == [(z.name, z.tx) for z in sch.zones if z.name != "UL-relay"]
+    assert zones(sch.heard_by("ABS", "abs")) == [("UL-relay", "ARS-1"), ("UL-relay", "ARS-2")]
+    assert zones(sch.heard_by("ARS-1", "ars")) == [("DL", "ABS"), ("UL-access", "ARS-1")]
+    assert zones(sch.heard_by("AMS", "ams")) == [("DL", "ABS"), ("DL-access", "ARS-1"),
+                                                 ("DL-access", "ARS-2")]
+    assert zones(sch.sent_by("ABS", "abs")) == [("DL", "ABS")]
+    assert zones(sch.sent_by("ARS-1", "ars")) == [("DL-access", "ARS-1"), ("UL-relay", "ARS-1")]
+    assert zones(sch.sent_by("AMS", "ams")) == [("UL-access", "ARS-1"), ("UL-access", "ARS-2")]
 
 
 def test_a_node_in_step_scans_its_zones_windows_only():
     """OtaNetwork._ranges: every sample until the node keeps the frame timing; then the parts
-    of a buffer inside its zones' windows (a margin each side), across a frame boundary too;
-    a burst in a zone it does not need is never scanned, one in a zone it needs always is."""
+    of a buffer inside the windows (a margin each side) of the zones it receives in, and of
+    its own zones in one frame of TRACK_EVERY, across a frame boundary too; a burst in a zone
+    it does not need is never scanned, one in a zone it receives in always is."""
+    from itertools import pairwise
     from types import SimpleNamespace
 
-    from relaysec.ota import WINDOW_MARGIN, OtaNetwork
+    from relaysec.ota import TRACK_EVERY, WINDOW_MARGIN, OtaNetwork
     from relaysec.schedule import OtaTiming
 
     sch = _default_ota_schedule()
     net = SimpleNamespace(schedule=sch)
     timing = OtaTiming(sch.frame_len)
     st = SimpleNamespace(timing=timing, is_master=False,
-                         heard=OtaNetwork._windows(net, sch.heard_by("ARS-1", "ars")))
+                         heard=OtaNetwork._windows(net, sch.heard_by("ARS-1", "ars")),
+                         own=OtaNetwork._windows(net, sch.sent_by("ARS-1", "ars")))
     n = 58_000
     assert OtaNetwork._ranges(net, st, 1000, n) == [(0, n)]      # not in step yet
     fs = 5_000
     timing.on_abs_burst(fs)
-    start = fs + sch.frame_len - 10_000   # the end of one frame and most of the next
-    ranges = OtaNetwork._ranges(net, st, start, n)
-    assert ranges and all(0 <= a < b <= n for a, b in ranges)
-    assert sum(b - a for a, b in ranges) < 0.8 * n
-
-    def scanned(frame_pos):   # a sample at this position of the next frame
-        i = fs + sch.frame_len + frame_pos - start
-        assert 0 <= i < n
-        return any(a <= i < b for a, b in ranges)
-
     by = {(z.name, z.tx): z for z in sch.zones}
-    for key in [("DL", "ABS"), ("DL-access", "ARS-1"), ("UL-access", "ARS-1")]:
-        z = by[key]
-        assert all(scanned(p) for p in range(z.start - WINDOW_MARGIN + 1, z.end, 97)), key
-    for key in [("UL-access", "ARS-2")]:   # wholly skipped, margins aside
-        z = by[key]
-        assert not any(scanned(p) for p in range(z.start + WINDOW_MARGIN,
-                                                  z.end - WINDOW_MARGIN, 97)), key
-    assert scanned(-1)   # the margin before the next frame's DL zone, but not ...
-    assert not scanned(by[("UL-relay", "ARS-2")].start + WINDOW_MARGIN - sch.frame_len)  # ARS-2's
-    timing.last_heard = start - 100 * sch.frame_len   # lost the ABS: everything again
-    assert OtaNetwork._ranges(net, st, start, n) == [(0, n)]
+
+    def check(k, own):   # a buffer holding the end of frame k - 1 and most of frame k
+        start = fs + k * sch.frame_len - 10_000
+        timing.last_heard = start
+        ranges = OtaNetwork._ranges(net, st, start, n)
+        assert ranges and all(0 <= a < b <= n for a, b in ranges)
+        assert all(b1 < a2 for (_a1, b1), (a2, _b2) in pairwise(ranges))  # merged
+
+        def scanned(pos):   # a sample at this position of frame k
+            i = fs + k * sch.frame_len + pos - start
+            assert 0 <= i < n
+            return any(a <= i < b for a, b in ranges)
+
+        def whole(z):
+            return all(scanned(p) for p in range(z.start - WINDOW_MARGIN + 1, z.end, 97))
+
+        def none(z):
+            return not any(scanned(p) for p in range(z.start + WINDOW_MARGIN,
+                                                      z.end - WINDOW_MARGIN, 97))
+
+        assert whole(by[("DL", "ABS")]) and whole(by[("UL-access", "ARS-1")])  # receives in
+        assert none(by[("DL-access", "ARS-2")]) and none(by[("UL-access", "ARS-2")])
+        assert whole(by[("DL-access", "ARS-1")]) == own                # its own, now and then
+        assert none(by[("DL-access", "ARS-1")]) == (not own)
+        return sum(b - a for a, b in ranges)
+
+    assert check(TRACK_EVERY, own=True) < 0.75 * n
+    assert check(TRACK_EVERY + 1, own=False) < 0.55 * n
+    timing.last_heard = fs - 100 * sch.frame_len   # lost the ABS: everything again
+    assert OtaNetwork._ranges(net, st, fs + sch.frame_len, n) == [(0, n)]
 
 
 def test_over_the_air_a_phase_offers_the_traffic_of_the_air_it_spans():
