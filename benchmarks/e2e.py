@@ -52,9 +52,35 @@ TARGET_RATIO = 0.97  # issue 15: processing goodput secured >= 97 % of security 
 @contextmanager
 def _timed_crypto(acc: dict[str, float], *, null: bool):
     """Time (and optionally replace by a null transform) the AES-CCM calls of the data path:
-    the batch engine used by stack.mac and the single-MPDU calls of stack.mpdu."""
+    the batch engine used by stack.mac and the single-MPDU calls of stack.mpdu (a TEK's
+    ``cipher``, and the functional form the low-level ``seal``/``unseal`` use)."""
     import stack.mac as mac
     import stack.mpdu as mpdu
+    import stack.sa as sa_mod
+
+    real_cipher = sa_mod.Tek.__dict__["cipher"]
+
+    class Timed:
+        """A TEK's cipher, timed (or null)."""
+
+        __slots__ = ("c",)
+
+        def __init__(self, c: Any) -> None:
+            self.c = c
+
+        def encrypt(self, nonce: bytes, data: bytes, aad: Any) -> bytes:
+            t0 = time.perf_counter()
+            try:
+                return bytes(data) + bytes(8) if null else self.c.encrypt(nonce, data, aad)
+            finally:
+                acc["security"] += time.perf_counter() - t0
+
+        def decrypt(self, nonce: bytes, data: bytes, aad: Any) -> bytes:
+            t0 = time.perf_counter()
+            try:
+                return bytes(data[:-8]) if null else self.c.decrypt(nonce, data, aad)
+            finally:
+                acc["security"] += time.perf_counter() - t0
 
     real_batch = mac.run_in_place_trusted
     real_enc, real_dec = mpdu.ccm_encrypt, mpdu.ccm_decrypt
@@ -88,11 +114,13 @@ def _timed_crypto(acc: dict[str, float], *, null: bool):
 
     mac.run_in_place_trusted = batch
     mpdu.ccm_encrypt, mpdu.ccm_decrypt = enc, dec
+    sa_mod.Tek.cipher = property(lambda tek: Timed(real_cipher.__get__(tek, sa_mod.Tek)))
     try:
         yield
     finally:
         mac.run_in_place_trusted = real_batch
         mpdu.ccm_encrypt, mpdu.ccm_decrypt = real_enc, real_dec
+        sa_mod.Tek.cipher = real_cipher
 
 
 def _traffic_stats(report: dict[str, Any]) -> dict[str, float]:

@@ -25,6 +25,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from cryptography.exceptions import InvalidTag
+
 from stack.crypto.ccm import ccm_decrypt, ccm_encrypt
 from stack.errors import (
     IntegrityError,
@@ -179,10 +181,16 @@ def seal(
             f"payload of {len(payload)} bytes exceeds {MAX_PROTECTED_PAYLOAD} (11-bit Length)",
             reason="long_mpdu",
         )
+    return _seal(lambda n, p: ccm_encrypt(tek, n, p), stid, fid, eks, pn, uplink, payload)
+
+
+def _seal(encrypt: Callable[[bytes, bytes], bytes], stid: int, fid: int, eks: int, pn: int,
+          uplink: bool, payload: bytes) -> bytes:
+    """:func:`seal` of checked arguments with ``encrypt(nonce, payload)`` (ciphertext | ICV)."""
     agmh = Agmh(fid=fid, eh=False, length=len(payload) + PROTECTED_OVERHEAD).encode()
     eks_pn = encode_eks_pn(eks, pn)
     n = nonce(agmh, stid=stid, uplink=uplink, eks_pn=eks_pn)
-    return agmh + eks_pn + ccm_encrypt(tek, n, payload)
+    return agmh + eks_pn + encrypt(n, payload)
 
 
 def unseal(tek: bytes, *, stid: int, uplink: bool, mpdu: bytes) -> tuple[int, int, int, bytes]:
@@ -192,19 +200,22 @@ def unseal(tek: bytes, *, stid: int, uplink: bool, mpdu: bytes) -> tuple[int, in
     when the ICV does not verify (wrong TEK, station, direction, or any altered bit).
     Replay is not checked here (that needs SA state: see :func:`unprotect`).
     """
-    return _unseal(_check_tek(tek), require_uint(stid, 12, "STID"), uplink, bytes(mpdu),
-                   parse_protected(mpdu))
+    tek = _check_tek(tek)
+    return _unseal(lambda n, c: ccm_decrypt(tek, n, c), require_uint(stid, 12, "STID"),
+                   uplink, bytes(mpdu), parse_protected(mpdu))
 
 
 def _unseal(
-    tek: bytes, stid: int, uplink: bool, mpdu: bytes, hdr: MpduHeader
+    decrypt: Callable[[bytes, bytes], bytes], stid: int, uplink: bool, mpdu: bytes,
+    hdr: MpduHeader
 ) -> tuple[int, int, int, bytes]:
-    """:func:`unseal` of an MPDU whose header ``hdr`` was already parsed and checked."""
+    """:func:`unseal` of an MPDU whose header ``hdr`` was already parsed and checked, with
+    ``decrypt(nonce, ciphertext | ICV)`` (raising :class:`IntegrityError` or ``InvalidTag``)."""
     eks_pn = mpdu[AGMH_LEN : AGMH_LEN + EKS_PN_LEN]
     n = nonce(mpdu[:AGMH_LEN], stid=stid, uplink=uplink, eks_pn=eks_pn)
     try:
-        payload = ccm_decrypt(tek, n, mpdu[AGMH_LEN + EKS_PN_LEN :])
-    except IntegrityError:
+        payload = decrypt(n, mpdu[AGMH_LEN + EKS_PN_LEN :])
+    except (IntegrityError, InvalidTag):
         raise IntegrityError(
             f"MPDU ICV check failed (STID {stid:#x}, FID {hdr.fid}, EKS {hdr.eks}, PN {hdr.pn})",
             reason="bad_icv",
@@ -231,7 +242,9 @@ def protect(
     stid = require_uint(stid, 12, "STID")
     require_uint(fid, 4, "FID")
     tek, pn = sa.next_pn(uplink, now=now)
-    return seal(tek.key, stid=stid, fid=fid, eks=tek.eks, pn=pn, uplink=uplink, payload=payload)
+    cipher = tek.cipher   # the TEK's AES-CCM, keyed once (arguments checked above)
+    return _seal(lambda n, p: cipher.encrypt(n, p, None), stid, fid, tek.eks, pn, uplink,
+                 payload)
 
 
 def unprotect(
@@ -251,7 +264,9 @@ def unprotect(
     """
     hdr = parse_protected(mpdu)  # once: the decrypt below reuses it
     tek = sa.check_replay(hdr.eks, hdr.pn, uplink, now=now)
-    result = _unseal(tek.key, require_uint(stid, 12, "STID"), uplink, bytes(mpdu), hdr)
+    cipher = tek.cipher
+    result = _unseal(lambda n, c: cipher.decrypt(n, c, None), require_uint(stid, 12, "STID"),
+                     uplink, bytes(mpdu), hdr)
     sa.check_and_record(hdr.eks, hdr.pn, uplink, now=now)
     return result
 

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
 
 import numpy as np
 
@@ -86,6 +88,15 @@ class Tek:
     def eks(self) -> int:
         """Encryption key sequence: COUNTER_TEK mod 4."""
         return self.counter_tek % 4
+
+    @cached_property
+    def cipher(self) -> Any:
+        """This key's AES-CCM with 8-byte ICVs (``cryptography``'s, whose key schedule is
+        done once here rather than per MPDU), for MPDUs sealed or opened one at a time
+        (``stack.mpdu.protect``/``unprotect``). It lives and dies with this TEK."""
+        from cryptography.hazmat.primitives.ciphers.aead import AESCCM
+
+        return AESCCM(self.key, tag_length=8)
 
     @property
     def not_after(self) -> float | None:
