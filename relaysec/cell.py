@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from relaysec import warmstart
 from relaysec.aaa import AaaSetup, make_authenticator, station_identity, tls_peer_factory
 from relaysec.config import (
     Config,
@@ -146,16 +147,24 @@ def station_psk(cfg: Config, st: Mapping[str, Any]) -> bytes:
 def warm_up(modem: Any) -> float:
     """Compile numba kernels once (modem, CCM engine) so phase timings are warm; returns s.
 
-    On a cold cache (a fresh checkout: nothing compiled yet) the security kernels compile in a
-    second process while this one compiles the modem's (8.5 s and 13.5 s on the 2-core EPYC
-    VM), so a first run on two cores takes about the longer of the two rather than their sum;
-    numba's on-disk cache then hands the child's work to this process. A warm cache loads in
-    well under a second either way."""
+    On a cold cache (a fresh checkout: nothing compiled yet) a second process compiles the
+    Viterbi decoder's kernels and then the security ones (3.9 + 6.9 s on the 2-core EPYC VM)
+    while this one compiles the loopback medium's and the rest of the modem's (~11 s), so a
+    first run on two cores takes about the longer of the two rather than their sum; numba's
+    on-disk cache hands the child's work to this process, which waits for the decoder before
+    its first demodulation rather than compile it too. A warm cache loads in well under a
+    second either way."""
     from phy.zone import Allocation
 
     t0 = time.perf_counter()
-    child = _warm_stack_elsewhere()
+    child = warmstart.start_child()   # started already by `relaysec trial`, or now
+    if child is not None:
+        from hw._medium import warm_up as medium_warm_up
+
+        medium_warm_up()
     iq = modem.modulate([Allocation(2, b"\x00" * 32, "QPSK-1/2")], src=1)
+    if child is not None:
+        _await_compiled(child, _decoder_kernel())
     modem.demodulate(np.concatenate([np.zeros(200, np.complex64), np.asarray(iq, np.complex64),
                                      np.zeros(200, np.complex64)]), me=(2,))
     if child is not None:
@@ -169,41 +178,19 @@ def warm_up(modem: Any) -> float:
     return time.perf_counter() - t0
 
 
-def _compiled(pkg: Path, names: Iterable[str]) -> bool:
-    """Whether numba has cached kernels of the modules *names* of package directory *pkg*:
-    beside the source, or under ``NUMBA_CACHE_DIR`` (``<dir>/<package>_<hash>/``) when set."""
-    import os
+def _decoder_kernel() -> str:
+    """The numba cache name of the Viterbi decoder the modem uses on this CPU."""
+    from phy.viterbi import default_decoder
 
-    where = os.environ.get("NUMBA_CACHE_DIR")
-    dirs = list(Path(where).glob(f"{pkg.name}_*")) if where else [pkg / "__pycache__"]
-    return any(any(d.glob(f"{n}.*.nbi")) for d in dirs if d.is_dir() for n in names)
+    return "kernels.viterbi_k7_simd-" if default_decoder() == "int16" else "kernels.viterbi_k7-"
 
 
-def _warm_stack_elsewhere() -> subprocess.Popen[bytes] | None:
-    """Start ``stack.mac.warm_up`` and the loopback medium's kernels (``hw._medium``) in a
-    child process when either has never been compiled from this source tree (no numba cache
-    index for it, beside the source or under ``NUMBA_CACHE_DIR``); else None."""
-    import os
-    import sys
-
-    import hw
-    import stack
-
-    root = Path(stack.__file__).resolve().parent
-    hw_root = Path(hw.__file__).resolve().parent
-    stack_done = _compiled(root, ["*"]) or _compiled(root / "crypto" / "ccm", ["*"])
-    if (stack_done and _compiled(hw_root, ["_medium"])) or (os.cpu_count() or 1) < 2:
-        return None
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(root.parent), *filter(None, [os.environ.get("PYTHONPATH")])])}
-    code = ("from stack.mac import warm_up; warm_up(); "
-            "from hw._medium import warm_up as medium; medium()")
-    try:
-        return subprocess.Popen([sys.executable, "-c", code],
-                                cwd=root.parent, env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
-    except OSError:
-        return None   # this process compiles them itself
+def _await_compiled(child: subprocess.Popen[bytes], name: str, timeout: float = 30.0) -> None:
+    """Wait (at most *timeout*) until the child has cached kernel *name* of ``phy`` or ended."""
+    end = time.monotonic() + timeout
+    while not warmstart.compiled("phy", [name]) and child.poll() is None \
+            and time.monotonic() < end:
+        time.sleep(0.05)
 
 
 def make_roles(cfg: Config, local: Iterable[Mapping[str, Any]], *, seeded_keys: bool,

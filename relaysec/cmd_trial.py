@@ -204,6 +204,9 @@ def run(args: argparse.Namespace) -> int:
         return config_failed("trial", exc)
     if printed_config(args, cfg):
         return 0
+    from relaysec.warmstart import start_child
+
+    start_child()   # a cold checkout: compile half the kernels in a second process from now
     warn_if_insecure("trial", cfg)
     progress = stderr_progress(args)
     try:

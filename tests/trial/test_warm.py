@@ -15,3 +15,23 @@ def test_warm_refuses_an_unknown_profile(capsys):
     assert main(["warm", "--profile", "P99"]) == 2
     err = capsys.readouterr().err
     assert "unknown PHY profile 'P99'" in err and "Traceback" not in err
+
+
+def test_a_cold_cache_is_told_by_the_index_files_and_only_then_a_child_compiles(tmp_path,
+                                                                                monkeypatch):
+    """relaysec.warmstart: cold while the security kernels or the Viterbi decoder have no numba
+    index (here under NUMBA_CACHE_DIR); warm once both have one -- then no child is started."""
+    from relaysec import warmstart
+
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(warmstart, "_child", None)
+    assert warmstart.cold()
+    (tmp_path / "phy_0abc").mkdir()
+    (tmp_path / "phy_0abc" / "kernels.viterbi_k7_simd-1302.py311.nbi").write_bytes(b"")
+    assert warmstart.compiled("phy", ["kernels.viterbi_k7"])
+    assert not warmstart.compiled("phy", ["kernels.v16_forward"])
+    assert warmstart.cold()                       # the security kernels still missing
+    (tmp_path / "ccm_0def").mkdir()
+    (tmp_path / "ccm_0def" / "_aesni._run_serial-518.py311.nbi").write_bytes(b"")
+    assert not warmstart.cold()
+    assert warmstart.start_child() is None        # nothing to compile elsewhere

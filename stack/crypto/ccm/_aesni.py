@@ -339,9 +339,11 @@ def _ccm_range(rk, rk_of, kidx, nonces, buf, offs, lens, out, oofs, tag_len, dec
                     src = rk_of[kidx[it]]
                     if lane_key[j] != src:
                         lane_key[j] = src
-                        for r in range(11):
-                            lrk[16 * (r * nl + j) : 16 * (r * nl + j) + 16] = rk[
-                                src + 16 * r : src + 16 * r + 16]
+                        for r in range(11):   # element loop: a slice assignment compiles
+                            d0 = 16 * (r * nl + j)  # numba's shape-mismatch error path (~2 s)
+                            s0 = src + 16 * r
+                            for b in range(16):
+                                lrk[d0 + b] = rk[s0 + b]
                     lane_item[j] = it
                     lane_step[j] = 0
                     nxt += 1

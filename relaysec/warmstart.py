@@ -1,0 +1,61 @@
+"""Compile the numba kernels of a cold checkout in a second process, started as early as
+possible (``relaysec trial`` does it before building the cell; :func:`relaysec.cell.warm_up`
+otherwise). Light on purpose: nothing here imports numba, ``phy`` or ``stack``.
+
+The child compiles the Viterbi decoder's kernels (one long block: its split paths too) and
+then ``stack.mac.warm_up``'s while the first process compiles the loopback medium's and the
+rest of the modem's; numba's on-disk cache hands the child's work over. On two cores the first
+run then costs about the longer of the two halves instead of their sum.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+_ROOT = Path(__file__).resolve().parent.parent   # the source tree: stack/, phy/, hw/ beside
+_child: subprocess.Popen[bytes] | None = None
+
+
+def compiled(package: str, names: Iterable[str]) -> bool:
+    """Whether numba has cached kernels matching *names* (``module.`` for any of a module,
+    ``module.function``) of *package* (a directory of the source tree, e.g. ``"phy"`` or
+    ``"stack/crypto/ccm"``): beside the source, or under ``NUMBA_CACHE_DIR``
+    (``<dir>/<package>_<hash>/``) when set."""
+    pkg = _ROOT / package
+    where = os.environ.get("NUMBA_CACHE_DIR")
+    dirs = list(Path(where).glob(f"{pkg.name}_*")) if where else [pkg / "__pycache__"]
+    return any(any(d.glob(f"{n}*.nbi")) for d in dirs if d.is_dir() for n in names)
+
+
+def cold() -> bool:
+    """Whether the security kernels or the Viterbi decoder were never compiled from here."""
+    stack_done = compiled("stack", ["*."]) or compiled("stack/crypto/ccm", ["*."])
+    return not (stack_done and compiled("phy", ["kernels.viterbi_k7"]))
+
+
+def start_child() -> subprocess.Popen[bytes] | None:
+    """The compiling child process: started now when the cache is cold and two cores are
+    there (at most once per process), else None."""
+    global _child
+    if _child is not None:
+        return _child
+    if not cold() or (os.cpu_count() or 1) < 2:
+        return None
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    code = ("import numpy as np; from phy import viterbi; "
+            "viterbi.decode(np.zeros(24012, np.float32)); "
+            "from stack.mac import warm_up; warm_up()")
+    try:
+        _child = subprocess.Popen([sys.executable, "-c", code], cwd=_ROOT, env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except OSError:
+        return None   # the first process compiles everything itself
+    return _child
+
+
+__all__ = ["cold", "compiled", "start_child"]
