@@ -98,6 +98,12 @@ class Tek:
 
         return AESCCM(self.key, tag_length=8)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled and copied without :attr:`cipher` (an OpenSSL object), rebuilt on use."""
+        state = dict(self.__dict__)
+        state.pop("cipher", None)
+        return state
+
     @property
     def not_after(self) -> float | None:
         """Time at which the TEK expires (None: no lifetime)."""

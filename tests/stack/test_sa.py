@@ -291,3 +291,18 @@ def test_no_tek_pn_pair_ever_repeats(ops: list[tuple[str, object]]) -> None:
             with contextlib.suppress(ProtocolError):
                 sa.install(max(target, 0))
         assert len({t.eks for t in sa.teks}) == len(sa.teks) <= 2
+
+
+def test_a_tek_with_its_cipher_built_still_pickles_and_copies():
+    """Tek.cipher (cryptography's AES-CCM, built once per TEK) is not picklable; a TEK is
+    pickled and copied without it (the role fuzzer snapshots whole roles) and rebuilds it."""
+    import copy
+    import pickle
+
+    from stack.sa import Tek
+
+    tek = Tek(1, 3, bytes(range(16)))
+    sealed = tek.cipher.encrypt(bytes(13), b"payload", None)
+    for again in (pickle.loads(pickle.dumps(tek)), copy.deepcopy(tek)):
+        assert again == tek and "cipher" not in again.__dict__
+        assert again.cipher.decrypt(bytes(13), sealed, None) == b"payload"
