@@ -50,6 +50,18 @@ def holder_of(mode, abs_, ars):
     return ars if mode == D else abs_
 
 
+def drop_while(net, src, dst, code):
+    """Make the air drop control messages ``code`` from ``src`` to ``dst`` while the returned
+    switch (a one-item list) holds True."""
+    on = [True]
+
+    def tamper(s, d, frame):
+        return None if on[0] and (s, d) == (src, dst) and frame[2] == code else frame
+
+    net.tamper = tamper
+    return on
+
+
 def pump(net, abs_, ams, n, dt=0.01, tag=b""):
     """Send ``n`` packets each way, one per ``dt`` (deadlines run in between)."""
     for i in range(n):
@@ -280,14 +292,7 @@ def test_tek_request_outstanding_across_reauthentication_does_not_stall_the_new_
     life = Lifetimes(tek=2.0, tek_refresh_margin=0.5)  # a refresh 1 s after new keys
     net, abs_, ars1, _ars2, _ams = enter_all(D, lifetimes=life)
     net.start_recording()
-    drop = [True]
-
-    def no_tek_reply(src, dst, frame):
-        if drop[0] and src == ABS and dst == ARS1 and frame[2] == m.TekReply.CODE:
-            return None
-        return frame
-
-    net.tamper = no_tek_reply
+    drop = drop_while(net, ABS, ARS1, m.TekReply.CODE)
     t0 = net.now
     while not any(t > t0 and src == ARS1 and f[2] == m.TekRequest.CODE
                   for t, src, _d, f in net.log):
@@ -312,14 +317,7 @@ def test_ak_transfer_outstanding_across_the_relays_reauthentication_is_delivered
     the ARS's keys of the moment."""
     net, abs_, _ars1, ars2, _ams = enter_all(D)
     net.start_recording()
-    drop = [True]
-
-    def no_ak_transfer(src, dst, frame):
-        if drop[0] and src == ABS and dst == ARS2 and frame[2] == m.AkTransfer.CODE:
-            return None
-        return frame
-
-    net.tamper = no_ak_transfer
+    drop = drop_while(net, ABS, ARS2, m.AkTransfer.CODE)
     abs_.prepare_handover(AMS, [ARS2], net.now)
     net.settle(0.05)
     assert abs_._akt  # outstanding
