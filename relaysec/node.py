@@ -475,8 +475,12 @@ class Node:
     def handle_samples(self, iq: np.ndarray, now: float, *,
                        frame: int | Callable[[int], int | None] | None = None,
                        expect_src: str | Callable[[int], str | None] | None = None,
-                       accept: Callable[[Any], bool] | None = None) -> list[ZoneRx]:
+                       accept: Callable[[Any], bool] | None = None,
+                       behind: int = 0) -> list[ZoneRx]:
         """Demodulate *iq*, account every allocation addressed here, feed good ones to the role.
+
+        *behind*: samples between the end of *iq* and the end of what was received last (a
+        part of a buffer, over the air), so a recording's annotations land where they belong.
 
         *frame*: the frame the samples belong to, or a function of a burst's start sample giving
         it (grants found are for its UL zones; None: not known yet, grants ignored).
@@ -490,7 +494,7 @@ class Node:
         if accept is not None:
             bursts = [b for b in bursts if accept(b)]
         if self.recorder is not None and self._window_start is not None:
-            base = self._window_start - (len(iq) - self._last_rx_len)
+            base = self._window_start - (len(iq) + behind - self._last_rx_len)
             for zb in bursts:
                 self.recorder.annotate(
                     max(0, base + int(zb.start)), int(zb.n_samples), label="zone burst",

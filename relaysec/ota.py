@@ -281,7 +281,8 @@ class OtaNetwork:
             found += [(base, zb) for zb in node.handle_samples(
                 buf[a:b], now, accept=lambda zb, base=base: self._new(st, base + zb.start),
                 frame=lambda k, base=base: self._frame_at(st, base + k),
-                expect_src=lambda k, base=base: self._zone_tx(st, base + k))]
+                expect_src=lambda k, base=base: self._zone_tx(st, base + k),
+                behind=buf.size - b)]
         self._maybe_transmit(st)
         for base, zb in found:
             at = base + int(zb.start)

@@ -164,3 +164,37 @@ def test_over_the_air_a_phase_offers_the_traffic_of_the_air_it_spans():
     assert traffic_counts(one, wall=True) == (2, 48)
     big = load_config(overrides=[("traffic.ota_scale", 100.0), ("traffic.per_frame", 100)])
     assert traffic_counts(big, wall=True)[0] == 1000   # the per_frame bound
+
+
+def test_a_burst_found_in_part_of_a_buffer_is_annotated_where_it_was_recorded():
+    """Node.handle_samples(behind=...): a node demodulating only part of its RX buffer (its
+    zones' windows) annotates a recording at the same sample as when it demodulates all of
+    it."""
+    from collections import Counter
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    import phy
+    from phy.zone import Allocation
+    from relaysec.node import Node
+
+    modem = phy.ZoneModem("P2.5")
+    burst = np.asarray(modem.modulate([Allocation(2, b"x" * 40, "QPSK-1/2")], src=1),
+                       np.complex64)
+    buf = np.zeros(30_000, np.complex64)
+    buf[12_000:12_000 + burst.size] = burst
+    marks = []
+
+    def node():
+        return SimpleNamespace(
+            modem=modem, addr=2, cpu=Counter(), _window_start=100_000, _last_rx_len=6_000,
+            recorder=SimpleNamespace(annotate=lambda at, n, **kw: marks.append(at)),
+            addressing=SimpleNamespace(station_of=lambda a: None), _collect=lambda now: None)
+
+    Node.handle_samples(node(), buf, 0.0)
+    a, b = 10_000, 20_000
+    Node.handle_samples(node(), buf[a:b], 0.0, behind=buf.size - b)
+    assert len(marks) == 2 and marks[0] == marks[1]
+    # the buffer ends where the last read (6000 samples from recording index 100 000) ended
+    assert abs(marks[0] - (100_000 + 6_000 - buf.size + 12_000)) <= 32
