@@ -374,8 +374,20 @@ class SubscriberRole(RoleBase):
         """Our serving station says it holds no context for us (it restarted). Unsigned -- it
         shares no key with us any more -- so it is only a reason to re-enter there with the
         next CMAC_KEY_COUNT (a handover to the same station: fresh AK, the ABS verifies our
-        request), at most once per retry span; our keys stay usable until that completes."""
-        msg = m.RngRsp.decode(data)
+        request), at most once per retry span; our keys stay usable until that completes.
+        A *signed* RNG-RSP here is our serving station's answer to a handover re-entry that
+        is complete already (our request went twice, both answers got through): verified, it
+        is counted as stale, not as malformed."""
+        try:
+            msg = m.RngRsp.decode(data)
+        except MalformedError:
+            assert self.link is not None
+            signed = m.RngRsp.decode(self.link.verify(data))  # bad_cmac/cmac_replay if not
+            if signed.purpose == m.RangingPurpose.HANDOVER_REENTRY and \
+                    signed.status == m.RngStatus.SUCCESS:
+                raise ProtocolError("RNG-RSP for a handover already complete",
+                                    reason="stale_rng_rsp") from None
+            raise
         if msg.purpose != m.RangingPurpose.HANDOVER_REENTRY or \
                 msg.status != m.RngStatus.RERANGE:
             raise ProtocolError("RNG-RSP out of state", reason="unexpected_message")

@@ -552,3 +552,32 @@ def test_tek_invalid_on_the_relay_link():
     # a TEK-Invalid replayed (or for another SAID) is not acted on
     ars1.receive(ABS, inv, net.now)
     assert ars1.rejections["cmac_replay"] == 1
+
+
+def test_a_second_signed_handover_answer_is_counted_stale_not_malformed():
+    """The target answers a resent handover RNG-REQ again; a second signed success arriving
+    after the handover completed is verified and counted ``stale_rng_rsp`` (a 600 s soak
+    counted them ``malformed``), and changes nothing; a replayed one is ``cmac_replay``."""
+    from stack.roles.framing import control_mpdu
+
+    net, _abs, _ars1, ars2, ams = enter_all(D)
+    seen = []
+
+    def keep_rng_rsp(src, dst, frame):
+        if src == ARS2 and dst == AMS and frame[2] == m.RngRsp.CODE:
+            seen.append(frame)
+        return frame
+
+    net.tamper = keep_rng_rsp
+    ams.handover(ARS2, net.now)
+    net.settle(3.0)
+    assert ams.serving == ARS2 and seen
+    before = ams.key_info()
+    link = ars2._ams_links[ams.stid]
+    again = m.RngRsp(purpose=m.RangingPurpose.HANDOVER_REENTRY, status=m.RngStatus.SUCCESS,
+                     stid=ams.stid, amsid=None, request_cmac=bytes(11))
+    ams.receive(ARS2, control_mpdu(link.sign(again)), net.now)
+    ams.receive(ARS2, seen[0], net.now)
+    assert ams.rejections["stale_rng_rsp"] == 1 and ams.rejections["cmac_replay"] == 1
+    assert not ams.rejections["malformed"]
+    assert ams.key_info() == before and ams.serving == ARS2
