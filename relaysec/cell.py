@@ -164,7 +164,7 @@ def warm_up(modem: Any) -> float:
         medium_warm_up()
     iq = modem.modulate([Allocation(2, b"\x00" * 32, "QPSK-1/2")], src=1)
     if child is not None:
-        _await_compiled(child, _decoder_kernel())
+        warmstart.await_decoder(child)
     modem.demodulate(np.concatenate([np.zeros(200, np.complex64), np.asarray(iq, np.complex64),
                                      np.zeros(200, np.complex64)]), me=(2,))
     if child is not None:
@@ -176,21 +176,6 @@ def warm_up(modem: Any) -> float:
 
     mac_warm_up()  # burst kernels and the CCM engine (loaded from the cache the child wrote)
     return time.perf_counter() - t0
-
-
-def _decoder_kernel() -> str:
-    """The numba cache name of the Viterbi decoder the modem uses on this CPU."""
-    from phy.viterbi import default_decoder
-
-    return "kernels.viterbi_k7_simd-" if default_decoder() == "int16" else "kernels.viterbi_k7-"
-
-
-def _await_compiled(child: subprocess.Popen[bytes], name: str, timeout: float = 30.0) -> None:
-    """Wait (at most *timeout*) until the child has cached kernel *name* of ``phy`` or ended."""
-    end = time.monotonic() + timeout
-    while not warmstart.compiled("phy", [name]) and child.poll() is None \
-            and time.monotonic() < end:
-        time.sleep(0.05)
 
 
 def make_roles(cfg: Config, local: Iterable[Mapping[str, Any]], *, seeded_keys: bool,

@@ -155,18 +155,13 @@ class OtaNetwork:
 
     def _windows(self, zones: Iterable[int]) -> tuple[tuple[int, int], ...]:
         """(start, end) within the frame of the zones *zones*, each widened by a margin that
-        covers burst detection and timing error, adjacent ones merged."""
-        sch = self.schedule
-        out: list[list[int]] = []
-        for i in sorted(zones):
-            z = sch.zones[i]
+        covers burst detection and timing error (:meth:`_ranges` merges what overlaps)."""
+        out = []
+        for i in zones:
+            z = self.schedule.zones[i]
             margin = max(z.guard, WINDOW_MARGIN)
-            a, b = z.start - margin, z.end + margin
-            if out and a <= out[-1][1]:
-                out[-1][1] = max(out[-1][1], b)
-            else:
-                out.append([a, b])
-        return tuple((a, b) for a, b in out)
+            out.append((z.start - margin, z.end + margin))
+        return tuple(out)
 
     def _ranges(self, st: _NodeState, start: int, n: int) -> list[tuple[int, int]]:
         """Parts ``[a, b)`` of a buffer of *n* samples starting at RX index *start* to

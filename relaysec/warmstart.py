@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -58,4 +59,15 @@ def start_child() -> subprocess.Popen[bytes] | None:
     return _child
 
 
-__all__ = ["cold", "compiled", "start_child"]
+def await_decoder(child: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    """Wait (at most *timeout*) until *child* has cached the Viterbi decoder the modem uses on
+    this CPU, or ended: the first process then loads it instead of compiling it too."""
+    from phy.viterbi import default_decoder
+
+    name = "kernels.viterbi_k7_simd-" if default_decoder() == "int16" else "kernels.viterbi_k7-"
+    end = time.monotonic() + timeout
+    while not compiled("phy", [name]) and child.poll() is None and time.monotonic() < end:
+        time.sleep(0.05)
+
+
+__all__ = ["await_decoder", "cold", "compiled", "start_child"]
