@@ -83,6 +83,11 @@ POLL_SOON_BYTES = 256
 message to it carries at least this much: its answer and a data MPDU (a 160-byte packet's
 MPDU is ~210 bytes), rather than a queue report that asks for the real grant."""
 
+#: Over the air, what each UL grant carries at least to an AMS that just re-entered by handover
+#: (until it sends data; two grant delays at most): a few MPDUs, the probes and blocks that
+#: waited while it moved.
+ARRIVAL_BYTES = 1024
+
 
 @dataclass
 class _Subscriber:
@@ -95,6 +100,7 @@ class _Subscriber:
     last_data: int = -(10**9)  # frame it last sent us something (not a bare queue report)
     unit: int = 0             # bytes a grant must carry to be useful to it (its MPDU size)
     granted_bytes: int = 0    # what our last grant to it could carry
+    arrived: int = -(10**9)   # frame its handover re-entry here completed
 
 
 @dataclass
@@ -321,9 +327,19 @@ class ZoneMac:
             self.ul_scheduler.forget(sid)
         # first what the known AMSs want -- their queue reports, or a poll to report in -- so
         # that contention slots never crowd them out of a short zone
+        for sid in self.role.take_arrivals():
+            sub = self.subscribers.get(sid)
+            if sub is not None:
+                sub.arrived = frame
         demands = []
         for sid, sub in self.subscribers.items():
             want = sub.report
+            if cfg.grant_delay and sub.last_data <= sub.arrived \
+                    and frame - sub.arrived <= 2 * cfg.grant_delay:
+                # an AMS that just re-entered by handover: its first data (what it could not
+                # send while it moved, and the blocks its old path lost) goes in the first
+                # slot, not a queue report's grant cycle later (5 frames over the air)
+                want = max(want, sub.unit, ARRIVAL_BYTES)
             active = frame - sub.last_data <= cfg.poll_every     # sent data lately: keep asking
             if want <= 0 and (sub.poll_soon or active or
                               frame - max(sub.last_granted, sub.last_heard) >= cfg.poll_every):

@@ -37,6 +37,7 @@ a granted slot of its own. A retransmission of the block goes out as plain DATA.
 from __future__ import annotations
 
 from collections import Counter, deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from stack.errors import MalformedError
@@ -409,6 +410,13 @@ class ArqSender:
             best = w if best is None or w < best else best
         return best
 
+    def resend(self, bsns: Iterable[int], now: float) -> list[tuple[bytes, TxBlock | None]]:
+        """Send again now the unacknowledged blocks numbered *bsns* (BSNs: a path ended with
+        them on it, so they are known not to arrive by it); those already queued stay."""
+        want = {b % BSN_MODULUS for b in bsns}
+        return [self._send(b) for b in sorted(self.blocks.values(), key=lambda x: x.sn)
+                if not b.queued and b.sn % BSN_MODULUS in want]
+
     def resend_all(self, now: float, *, sent_before: float | None = None
                    ) -> list[tuple[bytes, TxBlock | None]]:
         """Send every unacknowledged block again now (after a handover: the path changed); with
@@ -431,6 +439,10 @@ class ArqReceiver:
         self.p = params
         self.start = 0                     # lowest SN not delivered (absolute)
         self.buf: dict[int, bytes] = {}    # out-of-order blocks held
+        self._tags: dict[int, object] = {}  # what the station noted about a held block
+        #: The tags (:meth:`on_data`'s ``tag``, None if none) of the SDUs the last call
+        #: returned, in the same order.
+        self.last_tags: list[object] = []
         self.gap_since: float | None = None
         self.feedback_due = False
         self.ack_at: float | None = None   # a delayed acknowledgement is due then
@@ -441,9 +453,12 @@ class ArqReceiver:
         d = (bsn - self.start) % BSN_MODULUS
         return self.start + d if d < self.p.window else self.start + d - BSN_MODULUS
 
-    def on_data(self, pdu: ArqData, now: float) -> list[bytes]:
+    def on_data(self, pdu: ArqData, now: float, tag: object = None) -> list[bytes]:
         """A received block; returns the SDUs now deliverable in order. Sets
-        :attr:`feedback_due` when the acknowledgement should go now (see ``ack_delay``)."""
+        :attr:`feedback_due` when the acknowledgement should go now (see ``ack_delay``).
+        *tag* (e.g. the path it came by) is handed back in :attr:`last_tags` with the block's
+        SDU when that is delivered."""
+        self.last_tags = []
         sn = self._abs(pdu.bsn)
         if sn < self.start or sn in self.buf:
             self.stats["duplicates"] += 1
@@ -451,6 +466,8 @@ class ArqReceiver:
             return []
         self.stats["blocks"] += 1
         self.buf[sn] = pdu.sdu
+        if tag is not None:
+            self._tags[sn] = tag
         out = self._deliver(now)
         self._fresh += 1
         if self.buf or self._fresh >= self.p.ack_every or self.p.ack_delay <= 0:
@@ -466,15 +483,21 @@ class ArqReceiver:
         if d == 0 or d > self.p.window:
             return []  # old or already applied
         to = self.start + d
-        out = [self.buf.pop(sn) for sn in sorted(s for s in self.buf if s < to)]
+        held = sorted(s for s in self.buf if s < to)
+        out = [self.buf.pop(sn) for sn in held]
+        tags = [self._tags.pop(sn, None) for sn in held]
         self.stats["skipped"] += to - self.start - len(out)
         self.start = to
-        return out + self._deliver(now)
+        out += self._deliver(now)
+        self.last_tags = tags + self.last_tags
+        return out
 
     def _deliver(self, now: float) -> list[bytes]:
         out = []
+        tags = self.last_tags = []
         while self.start in self.buf:
             out.append(self.buf.pop(self.start))
+            tags.append(self._tags.pop(self.start, None) if self._tags else None)
             self.start += 1
         self.stats["delivered"] += len(out)
         self.gap_since = (self.gap_since or now) if self.buf else None
@@ -489,6 +512,8 @@ class ArqReceiver:
             return []
         first = min(self.buf)
         self.stats["skipped"] += first - self.start
+        for sn in [sn for sn in self._tags if sn < first]:
+            del self._tags[sn]
         self.start = first
         self.gap_since = None
         return self._deliver(now)

@@ -81,6 +81,8 @@ class AbsRole(KeyDistribution, RoleBase):
         self._entries_via: dict[int, dict[int, Entry]] = {}  # access station -> serial -> entry
         self._stars: dict[int, dict[bytes, None]] = {}  # AMSID*s seen, stations with state only
         self._stid_of: dict[int, int] = {}
+        # relay hops of AMSs that just moved away, still receiving until then (_arq_hold_hops)
+        self._arq_held: dict[tuple[str, int, int, int], float] = {}
         self._by_stid: dict[int, int] = {}
         self._akt: dict[tuple[int, int], _AkTx] = {}   # (ARS, transaction id) -> transfer
         self._rel: dict[tuple[int, int], int] = {}     # (ARS, transaction id) -> AMS released
@@ -135,7 +137,7 @@ class AbsRole(KeyDistribution, RoleBase):
         if isinstance(key, tuple) and key[0] == HOP:   # the relay hop to an ARS
             _h, ars, station, fid = key
             c = self._contexts.get(station)
-            if c is None or c.via != ars:
+            if c is None or not self._hop_open(c, ars, fid):
                 return None   # the path ended: the connection is closed with it
             relayed = self._relay(ars, c.stid, plain_mpdu(fid, pdu), now)
             return None if relayed is None else (ars, relayed)
@@ -157,7 +159,7 @@ class AbsRole(KeyDistribution, RoleBase):
     def _arq_wrap(self, key: Hashable, pdu: bytes) -> bytes | None:
         if isinstance(key, tuple) and key[0] == HOP:   # as _relay encapsulates it
             c = self._contexts.get(key[2])
-            return None if c is None or c.via != key[1] else \
+            return None if c is None or not self._hop_open(c, key[1], key[3]) else \
                 encapsulate_relay([(c.stid, plain_mpdu(key[3], pdu))])
         c = self._contexts.get(key[0]) if isinstance(key, tuple) else None
         if c is None:
@@ -169,17 +171,24 @@ class AbsRole(KeyDistribution, RoleBase):
         return encapsulate_relay([(c.stid, plain_mpdu(key[1], pdu))]) if self.distributed \
             else None
 
-    def _arq_deliver(self, key: Hashable, sdus: list[bytes], now: float) -> None:
+    def _arq_deliver(self, key: Hashable, sdus: list[bytes], now: float,
+                     vias: list[object] | None = None) -> None:
         if isinstance(key, tuple) and key[0] == HOP:   # hop SDUs are end-to-end ARQ PDUs
             e2e = (key[2], key[3])
             for sdu in sdus:
-                self._arq_deliver(e2e, self._arq_input(e2e, sdu, now), now)
+                # each end-to-end block is reported as come through the RS whose hop brought
+                # it, whenever it is delivered: a held old hop (_arq_hold_hops) that fills a
+                # gap releases blocks of both paths
+                out = self._arq_input(e2e, sdu, now, tag=key[1])
+                self._arq_deliver(e2e, out, now, vias=self._arq[e2e].rx.last_tags)
             return
         station, fid = key  # type: ignore[misc]
         c = self._contexts.get(station)
         via = station if c is None or c.via == self.station_id else c.via
-        for sdu in sdus:
-            self._emit(DataReceived(src=station, payload=sdu, fid=fid, via=via))
+        for i, sdu in enumerate(sdus):
+            tag = vias[i] if vias is not None and i < len(vias) else None
+            self._emit(DataReceived(src=station, payload=sdu, fid=fid,
+                                    via=tag if isinstance(tag, int) else via))
 
     def _arq_moved(self, station: int, old_via: int, now: float) -> None:
         """``station`` handed over: its blocks still queued for the old path are taken back
@@ -187,12 +196,56 @@ class AbsRole(KeyDistribution, RoleBase):
         report is in (nothing waits for its timer, nothing is lost with the old path)."""
         if self._arq_params is None:
             return
-        self._arq_close_hops(station, old_via)
+        c = self._contexts.get(station)
+        for key in [k for k in self._arq_held if k[2] == station
+                    and (c is None or k[1] == c.via)]:
+            # back at an RS whose hop was still held: that RS starts the hop afresh
+            del self._arq_held[key]
+            self._arq_close(key)
+        carried: dict[Hashable, list[bytes]] = {}
+        if self._arq_per_hop and old_via not in (station, self.station_id):
+            carried = self._arq_hold_hops(station, old_via, now)
+        else:
+            self._arq_close_hops(station, old_via)
         if old_via != station:
             self._arq_unqueue(old_via, lambda k: not arq_of(k, station))
         for key in [k for k in self._arq if isinstance(k, tuple) and k[0] == station]:
             self._arq_retune(key)   # relayed per hop, or direct: its own timers
             self._arq_path_changed(key, now)   # status reports both ways, then resend
+        for key, pdus in carried.items():   # what never reached the old RS: at once
+            self._arq_resend_carried(key, pdus, now)
+
+    def _arq_hold_hops(self, station: int, via: int, now: float
+                       ) -> dict[Hashable, list[bytes]]:
+        """The relay hops of ``station`` through its old access RS ``via`` after a handover:
+        what they held to send is dropped, and what of it never went on the air is returned
+        as the end-to-end PDUs it carried, by end-to-end connection (those go out again at
+        once on the new path; a block sent and not yet acknowledged most likely reached the
+        old RS, which delivers it), but they keep receiving for ``_grace``. The old RS
+        forwards what the AMS gave it before it moved (:meth:`ArsRole._hops_end` drains);
+        refused, those blocks were a gap that waited for a status report round trip on the
+        new path (docs/roles.md section 11)."""
+        held = [k for k in self._arq if isinstance(k, tuple) and k[0] == HOP
+                and k[2] == station and k[1] == via]
+        carried: dict[Hashable, list[bytes]] = {}
+        for key in held:
+            conn = self._arq[key]
+            self.arq_stats["closed_unacked"] += conn.tx.unacked()
+            carried.setdefault((station, key[3]), []).extend(
+                [b.sdu for b in conn.tx.blocks.values() if b.queued or b.last_tx is None]
+                + list(conn.tx.waiting))
+            conn.tx.blocks.clear()
+            conn.tx.waiting.clear()
+            self._arq_held[key] = now + self._grace
+            self._set_deadline(("hop_held", key), now + self._grace)
+        self._arq_unqueue(via, lambda k: k not in held)
+        return carried
+
+    def _hop_open(self, c: Context, ars: int, fid: int) -> bool:
+        """Whether relayed data of ``c`` from ``ars`` is taken: its access RS, or the one it
+        just left while that hop is held (:meth:`_arq_hold_hops`)."""
+        key = (HOP, ars, c.station, fid)
+        return c.via == ars or (key in self._arq_held and key in self._arq)
 
     def _arq_close_hops(self, station: int, via: int | None = None) -> None:
         """Close the relay-hop ARQ connections of ``station`` (through ``via``, or any): the
@@ -313,7 +366,7 @@ class AbsRole(KeyDistribution, RoleBase):
         c = self._contexts.get(station) if station is not None else None
         if c is None:
             raise UnknownKeyError("relayed data for an unknown AMS", reason="unknown_ams")
-        if c.via != ars:  # e.g. the AMS's last packet on the old path after a handover
+        if not self._hop_open(c, ars, fid):  # e.g. the old path after a handover's grace
             raise ProtocolError("relayed data from an ARS not serving the AMS",
                                 reason="wrong_link")
         if self.distributed:
@@ -487,7 +540,10 @@ class AbsRole(KeyDistribution, RoleBase):
         super()._timer(now)
 
     def _on_deadline(self, key: Any, now: float) -> None:
-        if isinstance(key, tuple) and key[0] == "expire":
+        if isinstance(key, tuple) and key[0] == "hop_held":
+            if self._arq_held.pop(key[1], None) is not None:
+                self._arq_close(key[1])
+        elif isinstance(key, tuple) and key[0] == "expire":
             e = self._entries.get(key[1])
             if e is not None:
                 self._drop(e, now, "expired")

@@ -9,7 +9,7 @@ carried (``_arq_transmit``, ``_arq_wrap``, ``_arq_deliver``).
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 
 from stack.arq import (
@@ -47,6 +47,9 @@ class _ArqTag:
 
 
 HOP = "hop"
+#: At an AMS, ``(LEFT, fid, station)``: the access hop of a station it just left, receiving
+#: only, for a grace after the handover (:meth:`SubscriberRole._hold_left`).
+LEFT = "left"
 """First item of the key of a per-hop ARQ connection (distributed mode, docs/roles.md §11): at
 the ABS ``(HOP, ars, ams, fid)``, at an AMS ``(HOP, fid)``; an ARS names its two hops
 ``(ACCESS, ams, fid)`` and ``(RELAY, ams, fid)``."""
@@ -174,17 +177,20 @@ class ArqMixin:
         elif block is not None:
             block.on_air(now)  # sealed at once, or no path now: the timer retries it
 
-    def _arq_input(self, key: Hashable, payload: bytes, now: float) -> list[bytes]:
+    def _arq_input(self, key: Hashable, payload: bytes, now: float,
+                   tag: object = None) -> list[bytes]:
         """An ARQ PDU received on connection ``key`` (authenticated already): returns the SDUs
-        now deliverable in order; acknowledgements release and may trigger retransmissions."""
+        now deliverable in order; acknowledgements release and may trigger retransmissions.
+        A data block's *tag* comes back with its SDU in the receiver's ``last_tags``."""
         pdu = decode_arq(payload)
         conn = self._arq_conn(key)
         out: list[bytes] = []
+        conn.rx.last_tags = []
         if isinstance(pdu, ArqDataAck):   # the feedback first: it may open the window
             self._arq_acked(key, conn, pdu.feedback, now)
             pdu = pdu.data
         if isinstance(pdu, ArqData):
-            out = conn.rx.on_data(pdu, now)
+            out = conn.rx.on_data(pdu, now, tag)
             if conn.rx.feedback_due:
                 self._arq_fb_due[key] = None
         elif isinstance(pdu, ArqDiscard):
@@ -381,6 +387,30 @@ class ArqMixin:
         """No status report came after a path change: send again what is unacknowledged."""
         if key in self._arq_await:
             self._arq_resend(key, now, sent_before=self._arq_await.pop(key))
+
+    def _arq_resend_carried(self, key: Hashable, pdus: Iterable[bytes], now: float) -> None:
+        """End-to-end connection ``key``'s blocks that a hop which ended carried (its ARQ
+        PDUs *pdus*, never delivered by it) go out again now on the new path: waiting for
+        the far end's status report to say so costs a UL grant and two hops."""
+        conn = self._arq.get(key)
+        if conn is None:
+            return
+        bsns = []
+        for pdu in pdus:
+            try:
+                d = decode_arq(pdu)
+            except MalformedError:
+                continue
+            d = d.data if isinstance(d, ArqDataAck) else d
+            if isinstance(d, ArqData):
+                bsns.append(d.bsn)
+        out = conn.tx.resend(bsns, now) if bsns else []
+        self.arq_stats["resent_after_move"] += len(out)
+        self.arq_stats["resent_bytes_after_move"] += sum(len(b.sdu) for _p, b in out
+                                                         if b is not None)
+        for pdu, block in out:
+            self._arq_emit(key, pdu, block, now)
+        self._arq_arm(key)
 
     def _arq_resend(self, key: Hashable, now: float, *, sent_before: float | None = None
                     ) -> None:

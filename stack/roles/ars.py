@@ -146,6 +146,8 @@ class ArsRole(SubscriberRole):
         self._ranging_at: float | None = None
         self._ranging_last: OrderedDict[int, tuple[float, float]] = OrderedDict()
         self._hinted: OrderedDict[int, float] = OrderedDict()  # sender -> last RERANGE hint
+        self._draining: dict[int, int] = {}  # released AMS -> STID, its relay hop draining
+        self._arrivals: list[int] = []       # handover re-entries completed (take_arrivals)
 
     @property
     def distributed(self) -> bool:
@@ -198,16 +200,32 @@ class ArsRole(SubscriberRole):
         key = (hop, station, fid)
         self._arq_deliver(key, self._arq_input(key, payload, now), now)
 
-    def _hops_end(self, station: int) -> None:
+    def _hops_end(self, station: int, now: float | None = None, *, drain: int = 0
+                  ) -> None:
         """Close both hops of ``station`` (its keys here were released or replaced): what they
-        held is still held end to end by the AMS and the ABS, and resent on the new path."""
+        held is still held end to end by the AMS and the ABS, and resent on the new path.
+
+        With *drain*, the AMS's STID (a Context Release after a handover; the STID is unbound
+        already), the relay hop keeps sending what it still holds for ``_grace``: UL blocks
+        the AMS gave us before it moved, opened already, so its keys are not needed for them.
+        The ABS keeps that hop's receiver for as long (``AbsRole._arq_hold_hops``); dropped
+        here, they were a gap the AMS filled only once the ABS's status report reached it."""
+        self._draining.pop(station, None)
+        self._set_deadline(("drain", station), None)
         gone = [k for k in self._arq if isinstance(k, tuple) and k[1] == station]
+        keep = [k for k in gone if drain and now is not None and k[0] == RELAY
+                and self._arq[k].tx.unacked()]
         for key in gone:
-            self._arq_close(key)
+            if key not in keep:
+                self._arq_close(key)
+        if keep:
+            assert now is not None
+            self._draining[station] = drain
+            self._set_deadline(("drain", station), now + self._grace)
         if gone:
             for dst in (station, self.serving):
                 if dst is not None:
-                    self._arq_unqueue(dst, lambda k: k not in gone)
+                    self._arq_unqueue(dst, lambda k: k not in gone or k in keep)
 
     def key_info(self, peer: int | None = None) -> KeyInfo | None:
         """``peer`` None/ABS: own relay link; an AMS id: that AMS's access link (distributed)."""
@@ -220,6 +238,10 @@ class ArsRole(SubscriberRole):
         """Handover AKs held for AMSs that have not re-entered here yet (the ABS pre-distributed
         them): the MAC keeps contention slots open for them."""
         return len(self._ho_aks)
+
+    def take_arrivals(self) -> list[int]:
+        out, self._arrivals = self._arrivals, []
+        return out
 
     def serves(self, ams: int) -> bool:
         """True while this ARS holds an AMS key context for ``ams``."""
@@ -282,8 +304,9 @@ class ArsRole(SubscriberRole):
                 self._queue(link.subject, control_mpdu(body), m.TekInvalid.TITLE)
 
     def _stid_of(self, station: int) -> int:
-        """STID of an AMS seen through this ARS (0 when not known)."""
-        return self._stid_station.stid_of(station)
+        """STID of an AMS seen through this ARS (0 when not known; a released AMS whose relay
+        hop still drains keeps its STID for that hop)."""
+        return self._stid_station.stid_of(station) or self._draining.get(station, 0)
 
     def _down(self, stid: int, inner: bytes, now: float) -> None:
         """One relay item from the ABS (authentic: it came in our relay SA)."""
@@ -582,6 +605,7 @@ class ArsRole(SubscriberRole):
         self._stid_station.bind(stid, src)
         link.subject = src
         self._keys_event(link, "handover")
+        self._arrivals = [*self._arrivals[-63:], src]
         self._emit(HandoverComplete(ams=src, source=station_from_bytes(body.serving_id or
                                                                        bytes(6)),
                                     target=self.station_id, akid=link.ctx.akid.hex(),
@@ -621,7 +645,7 @@ class ArsRole(SubscriberRole):
         if link is not None and link.ctx.akid == msg.akid:
             del self._ams_links[stid]
             self._stid_station.unbind(stid)
-            self._hops_end(link.subject)
+            self._hops_end(link.subject, now, drain=stid)
             self._emit(ContextReleased(ams=link.subject, station=self.station_id))
         elif not self.distributed and station is not None:
             self._stid_station.unbind(stid)  # centralized: only a forwarding entry to drop
@@ -707,6 +731,10 @@ class ArsRole(SubscriberRole):
     def _on_deadline(self, key: Any, now: float) -> None:
         if isinstance(key, tuple) and key[0] == "ho_ak":
             self._ho_aks.pop((key[1], key[2]), None)
+            return
+        if isinstance(key, tuple) and key[0] == "drain":
+            if key[1] in self._draining:
+                self._hops_end(key[1])
             return
         super()._on_deadline(key, now)
 

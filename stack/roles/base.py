@@ -256,6 +256,11 @@ class RoleBase(ArqMixin):
         AKs); 0 for other roles."""
         return 0
 
+    def take_arrivals(self) -> list[int]:
+        """Stations whose handover re-entry here completed since the last call (the MAC
+        grants them data at once); none for roles that take no re-entries."""
+        return []
+
     def backlog(self) -> dict[int, Backlog]:
         """What waits per neighbour, for a scheduler: bytes as they will go on the air, the
         first MPDU's size (an allocation smaller than that is useless) and whether that first

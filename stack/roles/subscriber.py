@@ -14,7 +14,7 @@ from stack.keys import AkContext, derive_amsid_star, derive_pmk
 from stack.pkm import messages as m
 from stack.pkm.eap import EapCode
 from stack.pkm.eap_psk import EapPskPeer
-from stack.roles.arq_plumbing import HOP
+from stack.roles.arq_plumbing import HOP, LEFT
 from stack.roles.base import MAX_PAYLOAD, RoleBase, log
 from stack.roles.config import SubscriberConfig
 from stack.roles.events import Attached, DataReceived, EntryFailed, HandoverComplete, PeerLost
@@ -77,6 +77,9 @@ class SubscriberRole(RoleBase):
         self._ak_lifetime = self.life.ak
         self.link: Link | None = None
         self._ho: tuple[int, Link] | None = None
+        # after a handover, the station we left and its link: its data still opens until the
+        # deadline, through the old access hop's receiver, kept as (LEFT, fid, station)
+        self._left: tuple[int, Link, float] | None = None
         self._sent_tails: deque[bytes] = deque(maxlen=32)  # see frames_to_send
         self._arq_params = config.arq  # ARQ connections by FID, with the ABS (end to end)
 
@@ -183,6 +186,8 @@ class SubscriberRole(RoleBase):
         if self.link is None or self.serving is None:
             return None
         if isinstance(key, tuple):   # (HOP, fid): the access hop to our ARS
+            if key[0] == LEFT:
+                return None   # the held hop of a station we left: it hears nothing from us
             fid = key[1]
         else:
             assert isinstance(key, int)
@@ -197,25 +202,89 @@ class SubscriberRole(RoleBase):
     def _arq_wrap(self, key: Hashable, pdu: bytes) -> bytes | None:
         return pdu   # our data MPDUs carry the ARQ PDU as it is, on either layer
 
-    def _arq_deliver(self, key: Hashable, sdus: list[bytes], now: float) -> None:
+    def _arq_deliver(self, key: Hashable, sdus: list[bytes], now: float,
+                     vias: list[object] | None = None) -> None:
         if isinstance(key, tuple):   # access-hop SDUs are end-to-end ARQ PDUs
             fid = key[1]
+            # each end-to-end block is reported as come through the station whose hop
+            # brought it (a held hop of the station we left fills gaps: _hold_left)
+            hop_via = key[2] if key[0] == LEFT else self.serving
             for sdu in sdus:
-                self._arq_deliver(fid, self._arq_input(fid, sdu, now), now)
+                out = self._arq_input(fid, sdu, now, tag=hop_via)
+                self._arq_deliver(fid, out, now, vias=self._arq[fid].rx.last_tags)
             return
         assert isinstance(key, int)
         src = self.serving or 0
-        for sdu in sdus:
-            self._emit(DataReceived(src=self.config.abs_id or src, payload=sdu, fid=key, via=src))
+        for i, sdu in enumerate(sdus):
+            tag = vias[i] if vias is not None and i < len(vias) else None
+            self._emit(DataReceived(src=self.config.abs_id or src, payload=sdu, fid=key,
+                                    via=tag if isinstance(tag, int) else src))
 
     def key_info(self, peer: int | None = None) -> KeyInfo | None:
         """Identifiers/check values of this station's link to its serving station."""
         return None if self.link is None else self.link.info()
 
     # -- receive ----------------------------------------------------------------------------
+    def _hold_left(self, source: int | None, link: Link | None, now: float
+                   ) -> dict[Hashable, list[bytes]]:
+        """We moved away from *source*: its access hop's receiver and link stay for ``_grace``
+        (returned: the end-to-end PDUs its sender had not delivered, by FID).
+        The old station delivers what the ABS gave it before we moved until its context is
+        released; refused, those blocks were a gap the ABS sent again only once our status
+        report had crossed the new path (a UL grant and two hops later)."""
+        self._drop_left()
+        carried: dict[Hashable, list[bytes]] = {}
+        if source is None or link is None or not self._arq_per_hop:
+            return carried
+        for key in [k for k in self._arq if isinstance(k, tuple) and k[0] == HOP
+                    and len(k) == 2]:
+            conn = self._arq_forget(key)
+            if conn is None:
+                continue
+            self.arq_stats["closed_unacked"] += conn.tx.unacked()
+            # what it never sent: the hop blocks still queued for the old station (dropped
+            # with the old link). Those sent and not yet acknowledged most likely arrived:
+            # the old station forwards them (ArsRole._hops_end drains), and the ABS's status
+            # report names any that did not -- resent now, they went ahead of new data
+            carried.setdefault(key[1], []).extend(
+                [b.sdu for b in conn.tx.blocks.values() if b.queued or b.last_tx is None]
+                + list(conn.tx.waiting))
+            conn.tx.blocks.clear()
+            conn.tx.waiting.clear()
+            held = (LEFT, key[1], source)
+            self._arq[held] = conn
+            self._arq_arm(held)
+        self._left = (source, link, now + self._grace)
+        self._set_deadline("left", now + self._grace)
+        return carried
+
+    def _drop_left(self) -> None:
+        """Close the old station's held access hops (the grace ended, or we move again)."""
+        self._left = None
+        self._set_deadline("left", None)
+        for key in [k for k in self._arq if isinstance(k, tuple) and k[0] == LEFT]:
+            self._arq_close(key)
+
+    def _left_open(self, src: int, mpdu: bytes, now: float) -> bool:
+        """A data MPDU from the station we just left, within the grace: opened under its
+        link and fed to the held hop (True), or not ours to take (False)."""
+        left = self._left
+        fid = mpdu_fid(mpdu)
+        if left is None or src != left[0] or now >= left[2] \
+                or not FIRST_DATA_FID <= fid <= LAST_DATA_FID \
+                or (LEFT, fid, src) not in self._arq:
+            return False
+        fid, _eks, payload = self._open(left[1], mpdu, now)
+        key = (LEFT, fid, src)
+        if key in self._arq:
+            self._arq_deliver(key, self._arq_input(key, payload, now), now)
+        return True
+
     def _on_mpdu(self, src: int, mpdu: bytes, now: float) -> None:
         ho_target = self._ho[0] if self._ho else None
         if src not in (self.serving, ho_target):
+            if self._left_open(src, mpdu, now):
+                return
             raise ProtocolError("frame from a station that is not serving us", reason="wrong_link")
         fid = mpdu_fid(mpdu)
         if fid == FID_CONTROL:
@@ -338,6 +407,7 @@ class SubscriberRole(RoleBase):
                                     reason="malformed") from None
             self._answered("ho")
             self._set_deadline("ho_abort", None)
+            left = self.link
             source, self.serving, self.link, self._ho = self.serving, target, link, None
             self._sent_tails.clear()  # a hint must answer something sent on this link
             # what still waits for the old station was sealed for a link that is over: it
@@ -351,11 +421,15 @@ class SubscriberRole(RoleBase):
                     tag.queued = tag.plain = False
                     if tag.block is not None:
                         tag.block.lost()
-            for key in [k for k in self._arq if isinstance(k, tuple)]:
+            carried = self._hold_left(source, left, now)
+            for key in [k for k in self._arq if isinstance(k, tuple) and k[0] != LEFT]:
                 self._arq_close(key)  # the access hop to the old station ended with it
-            for key in list(self._arq):  # unacknowledged UL blocks: sent again after re-entry
+            for key in [k for k in self._arq if not isinstance(k, tuple)]:
+                # unacknowledged UL blocks: sent again after re-entry
                 self._arq_retune(key)     # over the new path's hops, or direct
                 self._arq_path_changed(key, now)   # (what the ABS lacks, by its report)
+            for key, pdus in carried.items():   # what never reached the old station: at once
+                self._arq_resend_carried(key, pdus, now)
             self._keys_event(link, "handover", peer=target)
             self._emit(HandoverComplete(ams=self.station_id, source=source, target=target,
                                         akid=link.ctx.akid.hex(),
@@ -574,6 +648,8 @@ class SubscriberRole(RoleBase):
             self._ho_abort(now)
         elif key == "ak_expiry":
             self._ak_expired(now)
+        elif key == "left":
+            self._drop_left()
 
     def _watch_entry(self, now: float) -> None:
         """(Re)arm the entry watchdog. The authenticator drives EAP (only it retransmits) and

@@ -289,3 +289,36 @@ def test_resend_after_a_path_change_skips_what_already_went_on_the_new_path():
     again = tx.resend_all(0.3, sent_before=0.1)
     assert [b.sdu for _p, b in again] == [b"a", b"b", b"c"]
     assert [b.sdu for _p, b in tx.resend_all(0.3)] == [b"d"]  # the rest are queued again
+
+
+def test_resend_names_blocks_by_bsn_and_leaves_queued_copies():
+    """ArqSender.resend(bsns): what a path that ended carried goes again, by BSN (wrapped
+    numbers included); a block whose copy waits in the queue, or acknowledged, is not sent."""
+    tx = ArqSender(P)
+    out = [o for i in range(4) for o in tx.offer(bytes([i]), 0.0)]
+    for _pdu, b in out:
+        b.on_air(0.01)
+    out[3][1].queued = True                          # a copy of block 3 waits in the queue
+    tx.on_feedback(ArqFeedback(1), 0.02)             # block 0 acknowledged
+    again = tx.resend([0, 2, 3, 2 + BSN_MODULUS], 0.03)
+    assert [b.sn for _p, b in again] == [2]
+    assert [decode_arq(p).bsn for p, _b in again] == [2]
+    assert tx.blocks[2].sends == 2 and tx.stats["retransmissions"] == 1
+
+
+def test_receiver_hands_back_each_blocks_tag_when_it_is_delivered():
+    """ArqReceiver tags (the path a block came by): returned in ``last_tags`` in the order of
+    the SDUs, whichever arrival releases them -- a gap filled by one path releases blocks of
+    another with their own tags -- and through a DISCARD or a purge."""
+    rx = ArqReceiver(P)
+    assert rx.on_data(ArqData(1, b"b"), 0.0, "new") == [] and rx.last_tags == []
+    assert rx.on_data(ArqData(2, b"c"), 0.0, "new") == []
+    assert rx.on_data(ArqData(0, b"a"), 0.0, "old") == [b"a", b"b", b"c"]
+    assert rx.last_tags == ["old", "new", "new"]
+    assert rx.on_data(ArqData(0, b"a"), 0.0, "old") == [] and rx.last_tags == []  # duplicate
+    assert rx.on_data(ArqData(3, b"d"), 0.0) == [b"d"] and rx.last_tags == [None]
+    assert rx.on_data(ArqData(5, b"f"), 0.0, "x") == []
+    assert rx.on_discard(ArqDiscard(5), 0.1) == [b"f"] and rx.last_tags == ["x"]
+    assert rx.on_data(ArqData(7, b"h"), 0.2, "y") == []
+    assert rx.on_timer(3.3) == [b"h"] and rx.last_tags == ["y"]
+    assert not rx._tags

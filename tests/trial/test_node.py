@@ -53,6 +53,9 @@ class ToyRole:
     def expected_arrivals(self):
         return 0
 
+    def take_arrivals(self):
+        return []
+
     def next_deadline(self):
         return None
 

@@ -98,6 +98,9 @@ def test_a_hostile_queue_report_buys_air_time_only_within_the_slot_bound():
         def expected_arrivals(self):
             return 0
 
+        def take_arrivals(self):
+            return []
+
     mac = ZoneMac(1, phy.ZoneModem("P2.5"), Quiet(), MacConfig(), lambda s: s, lambda a: a,
                   abs_id=1, profile="P2.5")
     mac.heard(0, 7, 0xFFFF * 16, subscriber=True)            # the greedy one
@@ -121,12 +124,17 @@ class _Role:
     def __init__(self, backlog=None, arrivals=0):
         self.waiting = backlog or {}
         self.arrivals = arrivals
+        self.arrived: list[int] = []   # handover re-entries completed, for take_arrivals
 
     def backlog(self):
         return self.waiting
 
     def expected_arrivals(self):
         return self.arrivals
+
+    def take_arrivals(self):
+        out, self.arrived = self.arrived, []
+        return out
 
 
 def _mac(role, sid=1, **cfg):
@@ -368,3 +376,41 @@ def test_a_busy_zone_offers_contention_less_often_once_nobody_new_comes():
     assert len(contention_zones(49, 96)) in (12, 13)   # every 8th after frame 50
     owner.heard(145, 9, 0, subscriber=True)            # a newcomer ...
     assert len(contention_zones(146, 48)) == 12        # ... every 4th again
+
+
+def test_an_ams_that_just_arrived_by_handover_gets_a_data_slot_at_once():
+    """Over the air (a grant delay of frames) a poll, the queue report it brings back and the
+    grant that follows cost two grant delays: an AMS whose handover re-entry just completed is
+    granted ARRIVAL_BYTES in its first slots instead, until it has sent data (then its queue
+    reports decide); in simulation (no grant delay) nothing changes."""
+    from relaysec.zonemac import ARRIVAL_BYTES, BROADCAST
+
+    def slot_bytes(mac, frame):
+        own = [g for g in mac.ul_grants(frame, 24) if g.dst != BROADCAST]
+        assert len(own) == 1
+        g = own[0]
+        over = mac.modem.overhead_symbols(1)
+        return mac.modem.ru_capacity((g.length - over) * mac.modem.ru_per_symbol, g.mcs)
+
+    role = _Role()
+    ota = _mac(role, grant_delay=3)
+    ota.heard(0, 7, 0, subscriber=True, data=True, largest=31)   # its ranging burst
+    poll = slot_bytes(ota, 1)
+    assert poll < 200                                  # a known AMS that said nothing: a poll
+    role.arrived = [7]                                 # the re-entry completed
+    # ARRIVAL_BYTES, or as much as one slot of this 24-symbol zone carries at the robust MCS
+    first = slot_bytes(ota, 2)
+    assert first > 3 * poll and 3 * poll < ARRIVAL_BYTES
+    assert slot_bytes(ota, 3) == first                 # every slot until it sends data ...
+    ota.heard(3, 7, 0, subscriber=True, data=True, largest=180)
+    assert slot_bytes(ota, 4) == poll                  # ... then its reports decide
+    role.arrived = [7]
+    ota.heard(5, 7, 0, subscriber=True, data=False)
+    assert slot_bytes(ota, 5) == first
+    ota.heard(11, 7, 50, subscriber=True, data=False)    # still no data, but later than
+    assert slot_bytes(ota, 5 + 2 * 3 + 1) < first      # two grant delays: its report decides
+    sim_role = _Role()
+    sim = _mac(sim_role)                               # no grant delay: simulation
+    sim.heard(0, 7, 0, subscriber=True, data=True, largest=31)
+    sim_role.arrived = [7]
+    assert slot_bytes(sim, 1) < first
