@@ -462,8 +462,11 @@ class ZoneMac:
             # our last contention burst went unanswered: back off more (once per attempt)
             window, since = min(self.config.backoff_max, 2 * window), None
         # the owner's announced window (it knows how many AMSs are about to arrive) overrides
-        # a smaller one of ours
-        if self._rng.randrange(max(window, c.backoff)) != 0:
+        # ours: on a first try it replaces it (one expected arrival: its reserved slot, taken
+        # at once, not one time in two), after an unanswered try it overrides a smaller one
+        span = c.backoff if c.backoff and since is None and owner not in self._backoff \
+            else max(window, c.backoff)
+        if self._rng.randrange(span) != 0:
             self._backoff[owner] = (window, since)
             return None
         self._backoff[owner] = (window, frame)

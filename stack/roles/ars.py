@@ -146,7 +146,8 @@ class ArsRole(SubscriberRole):
         self._ranging_at: float | None = None
         self._ranging_last: OrderedDict[int, tuple[float, float]] = OrderedDict()
         self._hinted: OrderedDict[int, float] = OrderedDict()  # sender -> last RERANGE hint
-        self._draining: dict[int, int] = {}  # released AMS -> STID, its relay hop draining
+        # released AMS -> (STID, its old link): hops still draining (_hops_end)
+        self._draining: dict[int, tuple[int, Link]] = {}
         self._arrivals: list[int] = []       # handover re-entries completed (take_arrivals)
 
     @property
@@ -171,6 +172,8 @@ class ArsRole(SubscriberRole):
         stid = self._stid_of(station)
         if hop == ACCESS:
             link = self._ams_links.get(stid)
+            if link is None and station in self._draining:
+                link = self._draining[station][1]   # released: finishing what it holds
             if link is None:
                 return None
             obj = self._seal(link, fid, pdu, now)
@@ -200,20 +203,23 @@ class ArsRole(SubscriberRole):
         key = (hop, station, fid)
         self._arq_deliver(key, self._arq_input(key, payload, now), now)
 
-    def _hops_end(self, station: int, now: float | None = None, *, drain: int = 0
-                  ) -> None:
+    def _hops_end(self, station: int, now: float | None = None, *,
+                  drain: tuple[int, Link] | None = None) -> None:
         """Close both hops of ``station`` (its keys here were released or replaced): what they
         held is still held end to end by the AMS and the ABS, and resent on the new path.
 
-        With *drain*, the AMS's STID (a Context Release after a handover; the STID is unbound
-        already), the relay hop keeps sending what it still holds for ``_grace``: UL blocks
-        the AMS gave us before it moved, opened already, so its keys are not needed for them.
-        The ABS keeps that hop's receiver for as long (``AbsRole._arq_hold_hops``); dropped
-        here, they were a gap the AMS filled only once the ABS's status report reached it."""
+        With *drain*, the AMS's STID and link (a Context Release after a handover: 16m's
+        resource retain time), both hops keep sending what they still hold for ``_grace``:
+        the UL blocks the AMS gave us before it moved, to the ABS, which keeps that hop's
+        receiver as long (``AbsRole._arq_hold_hops``), and the DL blocks the ABS gave us, to
+        the AMS, which keeps our access hop's receiver and link as long
+        (``SubscriberRole._hold_left``). Nothing new enters them: the ABS routes the AMS
+        elsewhere and we take nothing more from it. Dropped here, they were gaps filled only
+        once a status report had crossed the new path (a UL grant cycle and four hops)."""
         self._draining.pop(station, None)
         self._set_deadline(("drain", station), None)
         gone = [k for k in self._arq if isinstance(k, tuple) and k[1] == station]
-        keep = [k for k in gone if drain and now is not None and k[0] == RELAY
+        keep = [k for k in gone if drain is not None and now is not None
                 and self._arq[k].tx.unacked()]
         for key in gone:
             if key not in keep:
@@ -306,7 +312,8 @@ class ArsRole(SubscriberRole):
     def _stid_of(self, station: int) -> int:
         """STID of an AMS seen through this ARS (0 when not known; a released AMS whose relay
         hop still drains keeps its STID for that hop)."""
-        return self._stid_station.stid_of(station) or self._draining.get(station, 0)
+        held = self._draining.get(station)
+        return self._stid_station.stid_of(station) or (held[0] if held else 0)
 
     def _down(self, stid: int, inner: bytes, now: float) -> None:
         """One relay item from the ABS (authentic: it came in our relay SA)."""
@@ -645,7 +652,7 @@ class ArsRole(SubscriberRole):
         if link is not None and link.ctx.akid == msg.akid:
             del self._ams_links[stid]
             self._stid_station.unbind(stid)
-            self._hops_end(link.subject, now, drain=stid)
+            self._hops_end(link.subject, now, drain=(stid, link))
             self._emit(ContextReleased(ams=link.subject, station=self.station_id))
         elif not self.distributed and station is not None:
             self._stid_station.unbind(stid)  # centralized: only a forwarding entry to drop

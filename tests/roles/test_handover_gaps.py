@@ -12,7 +12,7 @@ refusing them left gaps that only a status report round trip over the new path f
 from __future__ import annotations
 
 from stack.arq import ArqParams
-from stack.roles.arq_plumbing import HOP, LEFT, RELAY
+from stack.roles.arq_plumbing import ACCESS, HOP, LEFT, RELAY
 from stack.roles.events import DataReceived, HandoverComplete, Rejected
 from stack.roles.framing import FIRST_DATA_FID as FID
 
@@ -146,3 +146,31 @@ def test_what_never_left_for_the_old_relay_goes_at_once_on_the_new_path():
     assert [e.payload for e in got] == [b"q%d" % i for i in range(3)]
     assert all(e.via == ARS2 for e in got)
     release()
+
+
+def test_downlink_the_old_ars_still_holds_at_its_release_is_delivered():
+    """ARS-1 has downlink for the AMS that it could not deliver before the move; released, it
+    keeps the AMS's link for the grace only to finish that (16m's resource retain time), and
+    the AMS takes it on the held hop. The ABS's own path to ARS-2 is down meanwhile, so the
+    drain is the only way those blocks arrive."""
+    net, abs_, ars1, _ars2, ams = _cell()
+    blocked = {(ARS1, AMS)}
+    net.tamper = lambda s, d, f: None if (s, d) in blocked else f
+    for i in range(3):
+        abs_.send_data(AMS, b"kept%d" % i, net.now)
+    net.settle(0.01)
+    assert ars1.arq_connections()[(ACCESS, AMS, FID)].tx.unacked()
+    ams.handover(ARS2, net.now)
+    _step_until(net, lambda: net.of(ABS, HandoverComplete))
+    blocked.add((ABS, ARS2))
+    _step_until(net, lambda: not ars1.serves(AMS))
+    assert (ACCESS, AMS, FID) in ars1.arq_connections()
+    blocked.discard((ARS1, AMS))
+    net.settle(0.5)
+    kept = [e for e in net.of(AMS, DataReceived) if e.payload.startswith(b"kept")]
+    assert [e.payload for e in kept] == [b"kept%d" % i for i in range(3)]
+    assert all(e.via == ARS1 for e in kept)
+    net.tamper = None
+    net.settle(2.0)
+    assert not [k for k in ars1.arq_connections() if isinstance(k, tuple) and k[1] == AMS]
+    assert ars1.key_info(AMS) is None                   # and its keys are gone

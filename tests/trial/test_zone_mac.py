@@ -414,3 +414,29 @@ def test_an_ams_that_just_arrived_by_handover_gets_a_data_slot_at_once():
     sim.heard(0, 7, 0, subscriber=True, data=True, largest=31)
     sim_role.arrived = [7]
     assert slot_bytes(sim, 1) < first
+
+
+def test_a_single_expected_arrival_takes_its_reserved_slot_at_once():
+    """The target announces the window that spreads the AMSs it expects over its slots; with
+    one expected arrival that window is 1, and the mover's own first window (2, for AMSs that
+    start together unannounced) no longer makes it skip its reserved slot one time in two.
+    A contender without an announcement keeps its own window."""
+    from relaysec.zonemac import BROADCAST
+    from stack.roles.base import Backlog
+
+    slots = [g for g in _mac(_Role(arrivals=1), sid=1).ul_grants(1, 24) if g.dst == BROADCAST]
+    assert slots and all(g.backoff == 1 for g in slots)
+    first = 0
+    for f in range(10, 410, 10):
+        mover = _mac(_Role({1: Backlog(31, 31, True)}), sid=3000 + f)
+        mover.note_grants(f, 1, slots)
+        first += mover.slot(f, 1) is not None
+    assert first == 40
+    unannounced = [g for g in _mac(_Role(), sid=1).ul_grants(1, 24) if g.dst == BROADCAST]
+    assert unannounced and all(g.backoff == 0 for g in unannounced)
+    tries = 0
+    for f in range(10, 410, 10):
+        newcomer = _mac(_Role({1: Backlog(31, 31, True)}), sid=4000 + f)
+        newcomer.note_grants(f, 1, unannounced)
+        tries += newcomer.slot(f, 1) is not None
+    assert 5 < tries < 35                                 # one in two
