@@ -54,6 +54,7 @@ class KeyDistribution:
     _send_tek_invalid: Callable[..., bytes | None]
     _relay: Callable[..., Any]
     _arq_moved: Callable[..., None]
+    _arrived: Callable[[int], None]
     _arq_close_hops: Callable[..., None]
     _seal: Callable[..., Any]
     _queue: Callable[..., None]
@@ -267,6 +268,8 @@ class KeyDistribution:
         self._emit(HandoverComplete(ams=c.station, source=old_via, target=target,
                                     akid=link.ctx.akid.hex(), cmac_key_count=count))
         self._arq_moved(c.station, old_via, now)
+        if target == self.station_id:
+            self._arrived(c.station)   # re-entered here directly: our MAC grants it at once
         if old_via != target and old_via != self.station_id and self._is_relay(old_via):
             # Tell the old access RS to drop the AMS (keys in distributed mode, forwarding entry
             # in centralized mode). The AKID names the context so a late release never hits a

@@ -148,7 +148,6 @@ class ArsRole(SubscriberRole):
         self._hinted: OrderedDict[int, float] = OrderedDict()  # sender -> last RERANGE hint
         # released AMS -> (STID, its old link): hops still draining (_hops_end)
         self._draining: dict[int, tuple[int, Link]] = {}
-        self._arrivals: list[int] = []       # handover re-entries completed (take_arrivals)
 
     @property
     def distributed(self) -> bool:
@@ -244,10 +243,6 @@ class ArsRole(SubscriberRole):
         """Handover AKs held for AMSs that have not re-entered here yet (the ABS pre-distributed
         them): the MAC keeps contention slots open for them."""
         return len(self._ho_aks)
-
-    def take_arrivals(self) -> list[int]:
-        out, self._arrivals = self._arrivals, []
-        return out
 
     def serves(self, ams: int) -> bool:
         """True while this ARS holds an AMS key context for ``ams``."""
@@ -612,7 +607,7 @@ class ArsRole(SubscriberRole):
         self._stid_station.bind(stid, src)
         link.subject = src
         self._keys_event(link, "handover")
-        self._arrivals = [*self._arrivals[-63:], src]
+        self._arrived(src)
         self._emit(HandoverComplete(ams=src, source=station_from_bytes(body.serving_id or
                                                                        bytes(6)),
                                     target=self.station_id, akid=link.ctx.akid.hex(),

@@ -86,6 +86,7 @@ class RoleBase(ArqMixin):
     def __init__(self, station_id: int, timers: Timers, rng: int | np.random.Generator | None):
         self.station_id = check_station_id(station_id)
         self.timers = timers
+        self._arrivals: list[int] = []   # handover re-entries completed (take_arrivals)
         # None: every key, nonce and protocol random comes from the OS CSPRNG (radios); a seed
         # or Generator makes a simulated run reproducible (docs/threat-model.md, "Randomness").
         self._rng: np.random.Generator | None = (
@@ -258,8 +259,14 @@ class RoleBase(ArqMixin):
 
     def take_arrivals(self) -> list[int]:
         """Stations whose handover re-entry here completed since the last call (the MAC
-        grants them data at once); none for roles that take no re-entries."""
-        return []
+        grants them data at once: ``relaysec.zonemac.ARRIVAL_BYTES``)."""
+        out, self._arrivals = self._arrivals, []
+        return out
+
+    def _arrived(self, station: int) -> None:
+        """``station`` re-entered here by handover (kept for :meth:`take_arrivals`; bounded:
+        a role driven without a MAC never takes them)."""
+        self._arrivals = [*self._arrivals[-63:], station]
 
     def backlog(self) -> dict[int, Backlog]:
         """What waits per neighbour, for a scheduler: bytes as they will go on the air, the

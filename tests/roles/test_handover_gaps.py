@@ -174,3 +174,18 @@ def test_downlink_the_old_ars_still_holds_at_its_release_is_delivered():
     net.settle(2.0)
     assert not [k for k in ars1.arq_connections() if isinstance(k, tuple) and k[1] == AMS]
     assert ars1.key_info(AMS) is None                   # and its keys are gone
+
+
+def test_the_target_reports_each_arrival_to_its_mac_once():
+    """RoleBase.take_arrivals: the ARS (or the ABS, for an AMS moving to it directly) whose
+    handover re-entry completed names the AMS once, for the zone MAC's arrival grants."""
+    net, abs_, _ars1, ars2, ams = _cell()
+    abs_.take_arrivals()
+    ams.handover(ARS2, net.now)
+    net.settle(0.2)
+    assert ars2.take_arrivals() == [AMS] and ars2.take_arrivals() == []
+    assert abs_.take_arrivals() == []                 # the AMS went to ARS-2, not to us
+    ams.handover(ABS, net.now)
+    net.settle(0.5)
+    assert ams.serving == ABS
+    assert abs_.take_arrivals() == [AMS]
