@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from relaysec.config import Config, aaa_server
+from relaysec.config_schema import Config, aaa_server
 from stack.pkm.authenticator import Authenticator, BuiltinAuthenticator
 from stack.pkm.nai import default_nai
 from stack.pkm.radius_client import RadiusAuthenticator, RadiusSettings

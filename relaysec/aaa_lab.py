@@ -26,7 +26,7 @@ from typing import Any
 
 from relaysec.aaa import station_identity
 from relaysec.aaa_servers import write_freeradius, write_hostapd
-from relaysec.config import Config, validate
+from relaysec.config_schema import Config, validate
 from relaysec.pki import init_pki
 
 __all__ = ["SERVERS", "AaaLabError", "private_server"]

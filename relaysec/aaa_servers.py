@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from relaysec.aaa import EAP_FRAGMENT, station_identity
-from relaysec.config import Config, ConfigError, aaa_server
+from relaysec.config_schema import Config, ConfigError, aaa_server
 from relaysec.pki import Pki
 
 __all__ = ["FREERADIUS_CONF", "ServerFiles", "hostapd_users", "write_freeradius", "write_hostapd"]

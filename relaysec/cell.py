@@ -21,13 +21,8 @@ import numpy as np
 
 from relaysec import warmstart
 from relaysec.aaa import AaaSetup, make_authenticator, station_identity, tls_peer_factory
-from relaysec.config import (
-    Config,
-    ConfigError,
-    access_owners,
-    deterministic_keys,
-    stations_by_role,
-)
+from relaysec.config import deterministic_keys, stations_by_role
+from relaysec.config_schema import Config, ConfigError, access_owners
 from relaysec.node import Addressing, FrameTap, LinkTable, Node, memoize_sizes
 from relaysec.radios import RadioFactory, RadioSetupError, air_clock, for_config, recording
 from relaysec.report import MscEntry, Trace

@@ -16,7 +16,8 @@ import sys
 from relaysec.aaa import station_identity
 from relaysec.aaa_servers import describe, write_freeradius, write_hostapd
 from relaysec.cmd_trial import config_failed
-from relaysec.config import ConfigError, load_config, parse_override
+from relaysec.config import load_config, parse_override
+from relaysec.config_schema import ConfigError
 from relaysec.pki import load_pki
 
 

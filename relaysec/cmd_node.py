@@ -31,7 +31,7 @@ from relaysec.cmd_trial import (
     stderr_progress,
     warn_if_insecure,
 )
-from relaysec.config import ConfigError
+from relaysec.config_schema import ConfigError
 from relaysec.paths import make_output_dir, number_in
 from relaysec.report import insecure_line
 

@@ -12,7 +12,8 @@ import sys
 
 from relaysec.aaa import station_identity
 from relaysec.cmd_trial import config_failed
-from relaysec.config import ConfigError, load_config, parse_override
+from relaysec.config import load_config, parse_override
+from relaysec.config_schema import ConfigError
 from relaysec.pki import init_pki
 
 

@@ -19,17 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from relaysec.config import (
-    ConfigError,
-    OptionError,
     check_air_speed,
     check_key_randomness,
-    check_uri,
     deterministic_keys,
     load_config_sources,
     parse_override,
     redacted,
     to_toml,
 )
+from relaysec.config_schema import ConfigError, OptionError, check_uri
 from relaysec.paths import check_output_dir, check_output_file, make_output_dir
 
 

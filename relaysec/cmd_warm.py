@@ -18,7 +18,7 @@ def _warm(args: argparse.Namespace) -> int:
 
     import phy
     from relaysec.cell import warm_up
-    from relaysec.config import default_config
+    from relaysec.config_schema import default_config
 
     profile = args.profile or default_config()["phy"]["profile"]
     try:

@@ -15,7 +15,7 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
-from relaysec.config import OptionError
+from relaysec.config_schema import OptionError
 
 
 def _show(path: Path | str) -> str:

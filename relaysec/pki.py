@@ -111,7 +111,7 @@ def load_pki(directory: str | Path, stations: dict[str, str], *, create: bool = 
              server_name: str = "aaa.relaysec.test") -> Pki:
     """The PKI :func:`init_pki` wrote in ``directory`` (``create``: write one when there is
     none). ConfigError naming the file when one is missing."""
-    from relaysec.config import ConfigError
+    from relaysec.config_schema import ConfigError
 
     d = Path(directory)
     if create and not (d / "ca.pem").exists():

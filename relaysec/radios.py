@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from relaysec.config import Config, ConfigError, check_air_speed, link_params, redacted
+from relaysec.config import check_air_speed, link_params, redacted
+from relaysec.config_schema import Config, ConfigError
 
 if TYPE_CHECKING:
     from hw.loopback import Medium

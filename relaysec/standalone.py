@@ -32,7 +32,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from relaysec.appdata import Flow, flow_of
-from relaysec.config import Config, ConfigError, station, stations_by_role, traffic_counts
+from relaysec.config import station, stations_by_role, traffic_counts
+from relaysec.config_schema import Config, ConfigError
 from relaysec.flows import MAX_FLOWS
 from relaysec.radios import given
 from relaysec.trial import Trial, TrialSetupError, _fields

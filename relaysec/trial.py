@@ -26,13 +26,13 @@ from relaysec import phases as phase_fns
 from relaysec.cell import MPDU_HEADROOM, Cell, SetupError, build_cell, check_fits, station_psk
 from relaysec.chart import describe_frame, short_title
 from relaysec.config import (
-    Config,
     arq_params,
     arq_per_hop,
     deterministic_keys,
     stations_by_role,
     traffic_counts,
 )
+from relaysec.config_schema import Config
 from relaysec.eventlog import EventLog
 from relaysec.faults import FaultPlan
 from relaysec.flows import FlowBook, TrafficPlan

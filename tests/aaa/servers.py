@@ -41,7 +41,7 @@ def hostapd(cfg: dict, directory: Path, *, methods: str = "PSK", tls: Any = None
             fragment_size: int | None = None) -> Iterator[subprocess.Popen[bytes]]:
     """hostapd as the RADIUS server of ``cfg`` (``relaysec.aaa_servers.write_hostapd``)."""
     from relaysec.aaa_servers import write_hostapd
-    from relaysec.config import aaa_server
+    from relaysec.config_schema import aaa_server
 
     need("hostapd", "hostapd")
     files = write_hostapd(cfg, directory, methods=methods, tls=tls, fragment_size=fragment_size)
@@ -54,7 +54,7 @@ def freeradius(cfg: dict, directory: Path, pki: Any, *,
                tls_max: str = "1.3") -> Iterator[subprocess.Popen[bytes]]:
     """A private FreeRADIUS (EAP-TLS) for ``cfg`` (``relaysec.aaa_servers.write_freeradius``)."""
     from relaysec.aaa_servers import write_freeradius
-    from relaysec.config import aaa_server
+    from relaysec.config_schema import aaa_server
 
     need("freeradius", "freeradius")
     files = write_freeradius(cfg, directory, pki, tls_max=tls_max)

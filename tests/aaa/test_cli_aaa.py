@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from relaysec.cli import main
-from relaysec.config import ConfigError, load_config, redacted, to_toml
+from relaysec.config import load_config, redacted, to_toml
+from relaysec.config_schema import ConfigError
 from tests.aaa.servers import free_udp_port, need, running
 from tests.aaa.test_servers import _authenticate
 

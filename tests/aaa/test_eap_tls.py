@@ -214,7 +214,7 @@ def test_trial_with_eap_tls_through_hostapd(tmp_path: Path) -> None:
 
 
 def test_eap_tls_config_is_checked(tmp_path: Path) -> None:
-    from relaysec.config import ConfigError
+    from relaysec.config_schema import ConfigError
 
     stations = [{"name": "ABS", "role": "abs", "station_id": 1},
                 {"name": "A", "role": "ams", "station_id": 2, "serving": "ABS", "eap": "tls"}]

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from relaysec.config import ConfigError, load_config
+from relaysec.config import load_config
+from relaysec.config_schema import ConfigError
 from relaysec.trial import run_trial
 from tests.trial.helpers import FAST
 

@@ -15,7 +15,8 @@ import pytest
 
 import relaysec.trial
 from relaysec.cli import main
-from relaysec.config import ConfigError, default_config, load_config, specs
+from relaysec.config import load_config
+from relaysec.config_schema import ConfigError, default_config, specs
 from relaysec.report import Trace
 
 ROOT = Path(__file__).resolve().parents[2]

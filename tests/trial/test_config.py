@@ -6,15 +6,14 @@ import pytest
 import tomllib
 
 from relaysec.config import (
-    ConfigError,
     check_air_speed,
-    default_config,
     is_emulator_uri,
     link_params,
     load_config,
     parse_override,
     to_toml,
 )
+from relaysec.config_schema import ConfigError, default_config
 
 
 def test_defaults_are_valid_and_complete():

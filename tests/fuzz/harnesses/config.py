@@ -1,9 +1,9 @@
 """TOML configuration: :func:`relaysec.config.load_config` (file and ``--set`` overrides) and
-:func:`~relaysec.config.validate`.
+:func:`~relaysec.config_schema.validate`.
 
 Input: byte 0 picks the mode. Mode 0: the rest is a TOML file given to ``load_config``. Mode 1:
 the rest is up to four ``key.path=value`` override lines (``parse_override``, as ``--set``).
-Invariants: rejections are :class:`relaysec.config.ConfigError`; an accepted configuration
+Invariants: rejections are :class:`relaysec.config_schema.ConfigError`; an accepted configuration
 survives ``to_toml`` (``tomllib`` reads back the same dict, as its docstring promises), and the
 helpers the runtime calls on it (``redacted``, ``stations_by_role``, ``link_params``,
 ``check_air_speed``) work on it.
@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from relaysec import config as c
+from relaysec.config_schema import ROLES, ConfigError
 from tests.fuzz._core import Reader, Violation, check
 
 try:  # Python 3.11+
@@ -24,7 +25,7 @@ try:  # Python 3.11+
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
-ALLOWED = (c.ConfigError,)
+ALLOWED = (ConfigError,)
 
 _dir: Path | None = None
 
@@ -57,7 +58,7 @@ def one_input(data: bytes) -> None:
     check(back == cfg, "to_toml_round_trip", "")
     c.redacted(cfg)
     names = [st["name"] for st in cfg["stations"]]
-    for role in c.ROLES:
+    for role in ROLES:
         c.stations_by_role(cfg, role)
     for a in names[:4]:
         c.station(cfg, a)
