@@ -308,6 +308,8 @@ def trial_run(speed: float, *, sets: list[str], emulate: list[str] | None = None
             "reason": report["reason"],
             "ota_frame_ms": cfg["schedule"]["ota_frame_ms"], "phases": phases,
             "handover_interruption_s": (report.get("handover") or {}).get("interruption_s"),
+            "handover": {k: v for k, v in (report.get("handover") or {}).items()
+                         if k.startswith("interruption")},
             "beacons_lost": sum(lost), "beacons_due": sum(due),
             "beacons_lost_pct": 100.0 * sum(lost) / max(1, sum(due)), "timeline": breaks,
             "node_backlog_max_s": backlog, "rx_worker": worker,
