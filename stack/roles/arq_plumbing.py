@@ -404,13 +404,7 @@ class ArqMixin:
             d = d.data if isinstance(d, ArqDataAck) else d
             if isinstance(d, ArqData):
                 bsns.append(d.bsn)
-        out = conn.tx.resend(bsns, now) if bsns else []
-        self.arq_stats["resent_after_move"] += len(out)
-        self.arq_stats["resent_bytes_after_move"] += sum(len(b.sdu) for _p, b in out
-                                                         if b is not None)
-        for pdu, block in out:
-            self._arq_emit(key, pdu, block, now)
-        self._arq_arm(key)
+        self._arq_resent_after_move(key, conn.tx.resend(bsns, now) if bsns else [], now)
 
     def _arq_resend(self, key: Hashable, now: float, *, sent_before: float | None = None
                     ) -> None:
@@ -421,7 +415,11 @@ class ArqMixin:
         conn = self._arq.get(key)
         if conn is None:
             return
-        out = conn.tx.resend_all(now, sent_before=sent_before)
+        self._arq_resent_after_move(key, conn.tx.resend_all(now, sent_before=sent_before), now)
+
+    def _arq_resent_after_move(self, key: Hashable, out: list[tuple[bytes, TxBlock | None]],
+                               now: float) -> None:
+        """Put what a move made connection ``key`` send again on the air, counted."""
         self.arq_stats["resent_after_move"] += len(out)
         self.arq_stats["resent_bytes_after_move"] += sum(len(b.sdu) for _p, b in out
                                                          if b is not None)

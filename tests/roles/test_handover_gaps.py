@@ -45,6 +45,25 @@ def _step_until(net, done, limit=200):
     raise AssertionError("condition not reached")
 
 
+def _move_with_a_hop_stuck(net, ars1, ams, *, stuck, hop, new_path, send, n):
+    """Send *n* packets while the old RS's link *stuck* is down, so its *hop* holds them; move
+    the AMS to ARS-2; once the ABS has the move, take the new path's *new_path* link down too
+    (only ARS-1's drain can deliver them then), and wait for ARS-1's release, checking the
+    hop is still there. Returns the set of blocked links (the tamper hook reads it)."""
+    blocked = {stuck}
+    net.tamper = lambda s, d, f: None if (s, d) in blocked else f
+    for i in range(n):
+        send(i)
+    net.settle(0.01)
+    assert ars1.arq_connections()[hop].tx.unacked()
+    ams.handover(ARS2, net.now)
+    _step_until(net, lambda: net.of(ABS, HandoverComplete))
+    blocked.add(new_path)
+    _step_until(net, lambda: not ars1.serves(AMS))     # released: the keys are gone ...
+    assert hop in ars1.arq_connections()               # ... the hop still drains
+    return blocked
+
+
 def test_downlink_the_old_ars_delivers_late_is_taken_within_the_grace():
     net, abs_, _ars1, _ars2, ams = _cell()
     in_air: list[bytes] = []
@@ -89,17 +108,9 @@ def test_uplink_the_old_ars_holds_is_forwarded_after_its_release():
     """ARS-1 has the AMS's uplink but its hop to the ABS is down when the move completes; the
     new path's uplink is down too, so only ARS-1's drain can bring the blocks to the ABS."""
     net, abs_, ars1, _ars2, ams = _cell()
-    blocked = {(ARS1, ABS)}
-    net.tamper = lambda s, d, f: None if (s, d) in blocked else f
-    for i in range(4):
-        ams.send_data(ABS, b"held%d" % i, net.now)
-    net.settle(0.01)
-    assert ars1.arq_connections()[(RELAY, AMS, FID)].tx.unacked()
-    ams.handover(ARS2, net.now)
-    _step_until(net, lambda: net.of(ABS, HandoverComplete))
-    blocked.add((AMS, ARS2))                 # nothing from the AMS by the new path
-    _step_until(net, lambda: not ars1.serves(AMS))     # released: the keys are gone ...
-    assert (RELAY, AMS, FID) in ars1.arq_connections()  # ... the relay hop still drains
+    blocked = _move_with_a_hop_stuck(
+        net, ars1, ams, stuck=(ARS1, ABS), hop=(RELAY, AMS, FID), new_path=(AMS, ARS2),
+        send=lambda i: ams.send_data(ABS, b"held%d" % i, net.now), n=4)
     blocked.discard((ARS1, ABS))
     net.settle(0.5)
     held = [e for e in net.of(ABS, DataReceived) if e.payload.startswith(b"held")]
@@ -154,17 +165,9 @@ def test_downlink_the_old_ars_still_holds_at_its_release_is_delivered():
     the AMS takes it on the held hop. The ABS's own path to ARS-2 is down meanwhile, so the
     drain is the only way those blocks arrive."""
     net, abs_, ars1, _ars2, ams = _cell()
-    blocked = {(ARS1, AMS)}
-    net.tamper = lambda s, d, f: None if (s, d) in blocked else f
-    for i in range(3):
-        abs_.send_data(AMS, b"kept%d" % i, net.now)
-    net.settle(0.01)
-    assert ars1.arq_connections()[(ACCESS, AMS, FID)].tx.unacked()
-    ams.handover(ARS2, net.now)
-    _step_until(net, lambda: net.of(ABS, HandoverComplete))
-    blocked.add((ABS, ARS2))
-    _step_until(net, lambda: not ars1.serves(AMS))
-    assert (ACCESS, AMS, FID) in ars1.arq_connections()
+    blocked = _move_with_a_hop_stuck(
+        net, ars1, ams, stuck=(ARS1, AMS), hop=(ACCESS, AMS, FID), new_path=(ABS, ARS2),
+        send=lambda i: abs_.send_data(AMS, b"kept%d" % i, net.now), n=3)
     blocked.discard((ARS1, AMS))
     net.settle(0.5)
     kept = [e for e in net.of(AMS, DataReceived) if e.payload.startswith(b"kept")]

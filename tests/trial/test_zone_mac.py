@@ -424,19 +424,18 @@ def test_a_single_expected_arrival_takes_its_reserved_slot_at_once():
     from relaysec.zonemac import BROADCAST
     from stack.roles.base import Backlog
 
+    def first_tries(slots, sid0):
+        """Of 40 fresh AMSs with a ranging request, how many send in these slots at once."""
+        sent = 0
+        for f in range(10, 410, 10):
+            ams = _mac(_Role({1: Backlog(31, 31, True)}), sid=sid0 + f)
+            ams.note_grants(f, 1, slots)
+            sent += ams.slot(f, 1) is not None
+        return sent
+
     slots = [g for g in _mac(_Role(arrivals=1), sid=1).ul_grants(1, 24) if g.dst == BROADCAST]
     assert slots and all(g.backoff == 1 for g in slots)
-    first = 0
-    for f in range(10, 410, 10):
-        mover = _mac(_Role({1: Backlog(31, 31, True)}), sid=3000 + f)
-        mover.note_grants(f, 1, slots)
-        first += mover.slot(f, 1) is not None
-    assert first == 40
+    assert first_tries(slots, 3000) == 40
     unannounced = [g for g in _mac(_Role(), sid=1).ul_grants(1, 24) if g.dst == BROADCAST]
     assert unannounced and all(g.backoff == 0 for g in unannounced)
-    tries = 0
-    for f in range(10, 410, 10):
-        newcomer = _mac(_Role({1: Backlog(31, 31, True)}), sid=4000 + f)
-        newcomer.note_grants(f, 1, unannounced)
-        tries += newcomer.slot(f, 1) is not None
-    assert 5 < tries < 35                                 # one in two
+    assert 5 < first_tries(unannounced, 4000) < 35        # one in two
