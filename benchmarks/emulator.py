@@ -314,6 +314,10 @@ def trial_run(speed: float, *, sets: list[str], emulate: list[str] | None = None
             "beacons_lost_pct": 100.0 * sum(lost) / max(1, sum(due)), "timeline": breaks,
             "node_backlog_max_s": backlog, "rx_worker": worker,
             "demodulated": {n: e.get("demodulated") for n, e in sync.items()},
+            "sync": {n: {k: e.get(k) for k in ("locked", "beacons", "missed_zones", "relocks",
+                                                "beacons_lost")} for n, e in sync.items()},
+            "links": {n: {k: lk.get(k) for k in ("bursts_tx", "bursts_rx", "per")}
+                      for n, lk in (report.get("links") or {}).items()},
             "wall_s": wall, "cpu_cores_trial": (c1.user + c1.system - c0.user - c0.system) / wall,
             "loadavg_before": load0, "loadavg_after": os.getloadavg()}
 
