@@ -227,11 +227,11 @@ class SubscriberRole(RoleBase):
     # -- receive ----------------------------------------------------------------------------
     def _hold_left(self, source: int | None, link: Link | None, now: float
                    ) -> dict[Hashable, list[bytes]]:
-        """We moved away from *source*: its access hop's receiver and link stay for ``_grace``
-        (returned: the end-to-end PDUs its sender had not delivered, by FID).
-        The old station delivers what the ABS gave it before we moved until its context is
-        released; refused, those blocks were a gap the ABS sent again only once our status
-        report had crossed the new path (a UL grant and two hops later)."""
+        """We moved away from *source*: its access hop's receiver and *link* stay for
+        ``_grace``; returns the end-to-end PDUs that hop never sent, by FID (they go again at
+        once on the new path). The old station still delivers what the ABS gave it before we
+        moved; refused, those blocks were a gap the ABS sent again only once our status report
+        had crossed the new path (a UL grant and two hops later)."""
         self._drop_left()
         carried: dict[Hashable, list[bytes]] = {}
         if source is None or link is None or not self._arq_per_hop:
@@ -276,8 +276,7 @@ class SubscriberRole(RoleBase):
             return False
         fid, _eks, payload = self._open(left[1], mpdu, now)
         key = (LEFT, fid, src)
-        if key in self._arq:
-            self._arq_deliver(key, self._arq_input(key, payload, now), now)
+        self._arq_deliver(key, self._arq_input(key, payload, now), now)
         return True
 
     def _on_mpdu(self, src: int, mpdu: bytes, now: float) -> None:
