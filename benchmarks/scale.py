@@ -13,8 +13,9 @@ sizes up to N; N itself is the main cell, which then runs phases 3-5).
 
 Memory per AMS context: a separate cell (``--mem-ams``, default min(N, 1000)) repeats phases 1-2
 under ``tracemalloc``; every allocation still alive after the entries is attributed to the ABS
-(a frame of ``stack/roles/abs.py`` among the allocation's innermost ``TRACE_FRAMES``), an ARS
-(``ars.py``) or an AMS (``subscriber.py``), and divided by the number of AMS contexts.
+(a frame of one of its modules, ``stack/roles/abs*.py``, among the allocation's innermost
+``TRACE_FRAMES``), an ARS (``ars*.py``) or an AMS (``subscriber*.py``, ``ams.py``), and divided
+by the number of AMS contexts.
 
 At the end every AMS's ``key_info()`` must equal its key holder's (the serving ARS in distributed
 mode, else the ABS), the ABS's AK of the AMS must match too, and every ARS's relay link must
@@ -66,19 +67,23 @@ _EVENTS_LINES = range(_first, _first + len(_src))
 replaces the one it had before tracing started -- no growth, so kept apart."""
 
 
+#: A role's modules under stack/roles/, by file-name prefix: the ABS's (abs.py and its mixins
+#: abs_keys.py, abs_entry.py, ...), an ARS's (ars.py, ars_keys.py), an AMS's (subscriber*.py,
+#: ams.py); checked in this order.
+_ROLE_FILES = (("abs", ("abs",)), ("ars", ("ars",)), ("ams", ("subscriber", "ams")))
+
+
 def _owner(tb: tracemalloc.Traceback) -> str:
-    """Which role kept an allocation: a frame in abs.py -> ABS, in ars.py -> ARS, in
-    subscriber.py/ams.py (and neither) -> AMS; ``other`` is the simulator itself."""
+    """Which role kept an allocation: a frame in one of the ABS's modules -> ABS, else an
+    ARS's -> ARS, else the subscriber's/AMS's -> AMS; ``other`` is the simulator itself."""
     names = [f.filename.replace("\\", "/") for f in tb]
     if any(n.endswith("stack/roles/base.py") and f.lineno in _EVENTS_LINES
            for n, f in zip(names, tb, strict=True)):
         return "event_queues"  # a drained deque's fresh block: one per role, not per context
-    if any(n.endswith("stack/roles/abs.py") for n in names):
-        return "abs"
-    if any(n.endswith("stack/roles/ars.py") for n in names):
-        return "ars"
-    if any(n.endswith(("stack/roles/subscriber.py", "stack/roles/ams.py")) for n in names):
-        return "ams"
+    roles = [n.rsplit("/", 1)[-1] for n in names if "stack/roles/" in n]
+    for who, prefixes in _ROLE_FILES:
+        if any(base.startswith(prefixes) for base in roles):
+            return who
     if any("/stack/" in n for n in names):
         return "unattributed"  # no role frame within TRACE_FRAMES of the allocation
     return "other"
