@@ -1,11 +1,15 @@
-"""The subscriber side shared by the AMS and the ARS: ranging, EAP peer, key agreement, TEK
-refresh, handover re-entry (digest §5.1, §6.5). The ARS enters the network as an AMS does."""
+"""The subscriber side shared by the AMS and the ARS: entering and staying entered -- ranging,
+EAP peer, key agreement, TEK refresh, re-authentication, AK expiry, the receive path and the
+RERANGE hint (digest §5.1, §6.5). The ARS enters the network as an AMS does.
+
+Moving (handover re-entry at a target, and the station left behind) is the mixin
+:class:`stack.roles.subscriber_move.Handover`; the phases are :mod:`stack.roles.subscriber_phase`
+(importable from here too)."""
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Hashable
-from enum import Enum
 from itertools import pairwise
 from typing import Any, ClassVar
 
@@ -17,7 +21,7 @@ from stack.pkm.eap_psk import EapPskPeer
 from stack.roles.arq_plumbing import HOP, LEFT
 from stack.roles.base import MAX_PAYLOAD, RoleBase, log
 from stack.roles.config import SubscriberConfig
-from stack.roles.events import Attached, DataReceived, EntryFailed, HandoverComplete, PeerLost
+from stack.roles.events import Attached, DataReceived, EntryFailed, PeerLost
 from stack.roles.framing import (
     CMAC_TUPLE_LEN,
     DATA_FIDS,
@@ -31,31 +35,15 @@ from stack.roles.framing import (
 )
 from stack.roles.ids import fmt_station, station_bytes
 from stack.roles.link import KeyInfo, Link, PendingMpdu
-
-
-class Phase(str, Enum):
-    """Where a subscriber (AMS, or an ARS towards the ABS) stands. A ``str`` enum: it compares
-    equal to its value (``ams.phase == "operational"``)."""
-
-    IDLE = "idle"
-    RANGING = "ranging"                # initial RNG-REQ out, no RNG-RSP yet
-    EAP = "eap"                        # EAP running (entry, or re-authentication with keys)
-    KEY_AGREEMENT = "key_agreement"    # EAP succeeded (provisionally); MSG#1..#3
-    OPERATIONAL = "operational"
-    FAILED = "failed"                  # entry failed or the AK expired; attach() again
-
-
-ENTERING = frozenset({Phase.RANGING, Phase.EAP, Phase.KEY_AGREEMENT})
-"""The phases in which entry messages (EAP, Key_Agreement-MSG#1/#3) can belong to us."""
-ANY_PHASE = frozenset(Phase)
-
+from stack.roles.subscriber_move import Handover
+from stack.roles.subscriber_phase import ANY_PHASE, ENTERING, Phase
 
 SECURITY_PARAMS = m.SecurityNegotiationParameters(
     pkm_version=3, auth_policy=1, mac_mode=1, pn_window_size=64, max_sas=1
 )
 
 
-class SubscriberRole(RoleBase):
+class SubscriberRole(Handover, RoleBase):
     """AMS-like behaviour towards a serving station (ABS or ARS)."""
 
     def __init__(self, config: SubscriberConfig, rng: object = None) -> None:
@@ -116,48 +104,6 @@ class SubscriberRole(RoleBase):
 
         self._request("rng", via, "ranging", send, now, on_fail=self._entry_failed)
         self._watch_entry(now)
-
-    def handover(self, target: int, now: float) -> None:
-        """Re-enter at ``target`` with CMAC_KEY_COUNT+1 and the AK derived for ``target``."""
-        if self.link is None or self._pmk is None or self.stid is None:
-            raise ProtocolError("handover needs an attached station with keys")
-        if self._ka is not None and not self._attaching:
-            # MSG#2 of a re-authentication is out: the ABS may already have switched to the new
-            # AK, so the agreement must finish (MSG#3) before we move
-            raise ProtocolError("re-authentication key agreement in progress; hand over after it",
-                                reason="busy")
-        if self.phase in ENTERING and not self._attaching:
-            # a re-authentication still in EAP belongs to the old path: abandon it (the keys in
-            # use stay; it is asked for again at the target)
-            self._answered("reauth")
-            self._answered("ka")
-            self._pmk_pending, self._new_link, self._ka, self._peer = None, None, None, None
-            self.phase = Phase.OPERATIONAL
-            self._set_deadline("reauth", now + self.timers.give_up_after)
-        self.cmac_key_count += 1
-        ctx = AkContext.derive(self._pmk, pmk_sn=self._pmk_sn, amsid_star=self._amsid_star,
-                               absid=station_bytes(target), cmac_key_count=self.cmac_key_count)
-        link = Link(ctx, subject=self.station_id, peer=target, stid=self.stid, subordinate=True,
-                    now=now, pn_refresh=self.life.pn_refresh)
-        self._ho = (target, link)
-        req = m.RngReq(purpose=m.RangingPurpose.HANDOVER_REENTRY,
-                       cmac_key_count=self.cmac_key_count, target_id=station_bytes(target),
-                       amsid=None, nonce_ams=None, stid=self.stid,
-                       serving_id=station_bytes(self.serving or target))
-
-        self._ho_sent = ()
-        self._set_deadline("ho_abort", None)
-
-        def send() -> None:
-            signed = link.sign(req)
-            self._ho_sent = (*self._ho_sent[-7:], signed[-CMAC_TUPLE_LEN:])
-            self._queue(target, control_mpdu(signed), req.TITLE)
-
-        def fail(now2: float) -> None:  # target silent: stay with the serving station
-            if self._ho is not None and self._ho[0] == target:
-                self._ho = None
-
-        self._request("ho", target, "handover", send, now, on_fail=fail)
 
     def send_data(self, dst: int, payload: bytes, now: float, *, fid: int = FIRST_DATA_FID) -> None:
         """Queue ``payload`` to the network (sent to the serving station, protected)."""
@@ -225,60 +171,6 @@ class SubscriberRole(RoleBase):
         return None if self.link is None else self.link.info()
 
     # -- receive ----------------------------------------------------------------------------
-    def _hold_left(self, source: int | None, link: Link | None, now: float
-                   ) -> dict[Hashable, list[bytes]]:
-        """We moved away from *source*: its access hop's receiver and *link* stay for
-        ``_grace``; returns the end-to-end PDUs that hop never sent, by FID (they go again at
-        once on the new path). The old station still delivers what the ABS gave it before we
-        moved; refused, those blocks were a gap the ABS sent again only once our status report
-        had crossed the new path (a UL grant and two hops later)."""
-        self._drop_left()
-        carried: dict[Hashable, list[bytes]] = {}
-        if source is None or link is None or not self._arq_per_hop:
-            return carried
-        for key in [k for k in self._arq if isinstance(k, tuple) and k[0] == HOP
-                    and len(k) == 2]:
-            conn = self._arq_forget(key)
-            if conn is None:
-                continue
-            self.arq_stats["closed_unacked"] += conn.tx.unacked()
-            # what it never sent: the hop blocks still queued for the old station (dropped
-            # with the old link). Those sent and not yet acknowledged most likely arrived:
-            # the old station forwards them (ArsRole._hops_end drains), and the ABS's status
-            # report names any that did not -- resent now, they went ahead of new data
-            carried.setdefault(key[1], []).extend(
-                [b.sdu for b in conn.tx.blocks.values() if b.queued or b.last_tx is None]
-                + list(conn.tx.waiting))
-            conn.tx.blocks.clear()
-            conn.tx.waiting.clear()
-            held = (LEFT, key[1], source)
-            self._arq[held] = conn
-            self._arq_arm(held)
-        self._left = (source, link, now + self._grace)
-        self._set_deadline("left", now + self._grace)
-        return carried
-
-    def _drop_left(self) -> None:
-        """Close the old station's held access hops (the grace ended, or we move again)."""
-        self._left = None
-        self._set_deadline("left", None)
-        for key in [k for k in self._arq if isinstance(k, tuple) and k[0] == LEFT]:
-            self._arq_close(key)
-
-    def _left_open(self, src: int, mpdu: bytes, now: float) -> bool:
-        """A data MPDU from the station we just left, within the grace: opened under its
-        link and fed to the held hop (True), or not ours to take (False)."""
-        left = self._left
-        fid = mpdu_fid(mpdu)
-        if left is None or src != left[0] or now >= left[2] \
-                or not FIRST_DATA_FID <= fid <= LAST_DATA_FID \
-                or (LEFT, fid, src) not in self._arq:
-            return False
-        fid, _eks, payload = self._open(left[1], mpdu, now)
-        key = (LEFT, fid, src)
-        self._arq_deliver(key, self._arq_input(key, payload, now), now)
-        return True
-
     def _on_mpdu(self, src: int, mpdu: bytes, now: float) -> None:
         ho_target = self._ho[0] if self._ho else None
         if src not in (self.serving, ho_target):
@@ -389,60 +281,6 @@ class SubscriberRole(RoleBase):
             self.phase = Phase.EAP
         self._watch_entry(now)
 
-    def _on_ho_rsp(self, src: int, data: bytes, now: float) -> None:
-        """RNG-RSP of the handover target. Success is CMAC-signed under the new AK and completes
-        the handover. A refusal carries no CMAC (the target may hold no AK), so anyone can send
-        one: it only stops our retransmissions; the handover is given up after ``rto`` more
-        unless a signed success arrives meanwhile (docs/threat-model.md, spoofed ABORT)."""
-        assert self._ho is not None
-        target, link = self._ho
-        try:
-            msg = m.RngRsp.decode(data)  # refusals carry no CMAC
-        except MalformedError:
-            msg = m.RngRsp.decode(link.verify(data))
-            if msg.status != m.RngStatus.SUCCESS or msg.purpose != \
-                    m.RangingPurpose.HANDOVER_REENTRY:
-                raise ProtocolError("signed RNG-RSP that is not a success",
-                                    reason="malformed") from None
-            self._answered("ho")
-            self._set_deadline("ho_abort", None)
-            left = self.link
-            source, self.serving, self.link, self._ho = self.serving, target, link, None
-            self._sent_tails.clear()  # a hint must answer something sent on this link
-            # what still waits for the old station was sealed for a link that is over: it
-            # could only be refused there (no ARQ forwards it yet), so it is dropped, counted
-            stale = self._out.pop(source, []) if source is not None else []
-            if stale:
-                self.tx_dropped["left_station"] += len(stale)
-            for x in stale:  # ARQ blocks among them go out again below, on the new link
-                tag = x.tag if isinstance(x, PendingMpdu) else None
-                if tag is not None:
-                    tag.queued = tag.plain = False
-                    if tag.block is not None:
-                        tag.block.lost()
-            carried = self._hold_left(source, left, now)
-            for key in [k for k in self._arq if isinstance(k, tuple) and k[0] != LEFT]:
-                self._arq_close(key)  # the access hop to the old station ended with it
-            for key in [k for k in self._arq if not isinstance(k, tuple)]:
-                # unacknowledged UL blocks: sent again after re-entry
-                self._arq_retune(key)     # over the new path's hops, or direct
-                self._arq_path_changed(key, now)   # (what the ABS lacks, by its report)
-            for key, pdus in carried.items():   # what never reached the old station: at once
-                self._arq_resend_carried(key, pdus, now)
-            self._keys_event(link, "handover", peer=target)
-            self._emit(HandoverComplete(ams=self.station_id, source=source, target=target,
-                                        akid=link.ctx.akid.hex(),
-                                        cmac_key_count=link.ctx.cmac_key_count))
-            self._schedule(now)
-            return
-        if msg.status != m.RngStatus.ABORT or msg.purpose != m.RangingPurpose.HANDOVER_REENTRY:
-            raise ProtocolError("unsigned RNG-RSP during a handover", reason="unexpected_message")
-        if msg.request_cmac not in self._ho_sent:
-            raise ProtocolError("RNG-RSP(ABORT) for no request of ours", reason="stale_rng_rsp")
-        self._answered("ho")
-        if "ho_abort" not in self._deadlines:
-            self._set_deadline("ho_abort", now + self.timers.rto)
-
     def _on_rerange(self, src: int, data: bytes, now: float) -> None:
         """Our serving station says it holds no context for us (it restarted). Unsigned -- it
         shares no key with us any more -- so it is only a reason to re-enter there with the
@@ -494,13 +332,6 @@ class SubscriberRole(RoleBase):
                     if b - a >= 2 + CMAC_TUPLE_LEN:
                         self._sent_tails.append(frame[b - CMAC_TUPLE_LEN : b])
         return out
-
-    def _ho_abort(self, now: float) -> None:
-        if self._ho is not None:
-            self._ho = None
-            self._emit(EntryFailed(station=self.station_id, reason="handover_refused"))
-
-    _ho_sent: tuple[bytes, ...] = ()  # CMAC tuples of our current handover request's copies
 
     def _on_eap(self, src: int, msg: m.EapTransfer, now: float) -> None:
         # EAP is unauthenticated: it is accepted only while an EAP conversation can be under
