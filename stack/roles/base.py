@@ -1,4 +1,8 @@
-"""Common machinery of the roles: output queues, events, rejection counters, retransmissions.
+"""Common machinery of the roles: receive path, events, rejection counters, retransmissions.
+
+The send path (output queues, frames) is :class:`stack.roles.sendpath.SendPath` and the ARQ
+plumbing :class:`stack.roles.arq_plumbing.ArqMixin`, both mixed into :class:`RoleBase`;
+``Backlog`` and ``RELAYED`` are defined there and importable from here as before.
 
 Sans-I/O (docs/roles.md §3): nothing here reads a clock or does I/O. Time only enters through the
 ``now`` arguments; retransmissions are deadlines reported by :meth:`RoleBase.next_deadline`.
@@ -12,20 +16,22 @@ import os
 from collections import Counter, deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 import numpy as np
 
 from stack.errors import MalformedError, SecurityError, UnknownKeyError
 from stack.mac import build_burst
 from stack.mpdu import protect as protect_mpdu
-from stack.pkm.messages import TekReply, message_class
+from stack.pkm.messages import TekReply
 from stack.roles.arq_plumbing import ArqMixin
 from stack.roles.config import Lifetimes, Timers
-from stack.roles.events import ControlSent, Event, KeysInstalled, PeerLost, Rejected
-from stack.roles.framing import FID_CONTROL, frame_bounds, mpdu_fid
+from stack.roles.events import Event, KeysInstalled, PeerLost, Rejected
+from stack.roles.framing import frame_bounds
 from stack.roles.ids import check_station_id, fmt_station
 from stack.roles.link import KeyInfo, Link, PendingMpdu
+from stack.roles.sendpath import RELAYED as RELAYED
+from stack.roles.sendpath import Backlog as Backlog
+from stack.roles.sendpath import SendPath
 
 log = logging.getLogger("stack.roles")
 
@@ -34,19 +40,8 @@ MAX_REJECTION_KEYS = 1024
 from neighbours not yet listed are counted under ``OTHER_LINKS``."""
 OTHER_LINKS = -1
 
-RELAYED = "relayed"
-"""Title under which a role counts the control messages it relays on (``air_messages``)."""
-
 MAX_PAYLOAD = 2000
 """Largest application payload accepted by ``send_data`` (fits every encapsulation)."""
-
-
-class Backlog(NamedTuple):
-    """Bytes queued for one neighbour (see :meth:`RoleBase.backlog`)."""
-
-    nbytes: int
-    head: int
-    control: bool
 
 
 @dataclass
@@ -61,7 +56,7 @@ class _Pending:
     on_fail: Callable[[float], None] | None = field(default=None, repr=False)
 
 
-class RoleBase(ArqMixin):
+class RoleBase(ArqMixin, SendPath):
     """Queues, events, counters and the retransmission engine shared by ABS, ARS and AMS.
 
     ``batch_seal`` (default True): data and relay MPDUs are queued unsealed and sealed in
@@ -268,86 +263,8 @@ class RoleBase(ArqMixin):
         a role driven without a MAC never takes them)."""
         self._arrivals = [*self._arrivals[-63:], station]
 
-    def backlog(self) -> dict[int, Backlog]:
-        """What waits per neighbour, for a scheduler: bytes as they will go on the air, the
-        first MPDU's size (an allocation smaller than that is useless) and whether that first
-        MPDU is a control message in the clear (sent at the most robust MCS)."""
-        out = {}
-        for dst, items in self._out.items():
-            if not items:
-                continue
-            head = items[0]
-            control = not isinstance(head, PendingMpdu) and mpdu_fid(head) == FID_CONTROL
-            out[dst] = Backlog(sum(map(len, items)), len(head), control)
-        return out
-
-    def frames_to_send(self, now: float, max_bytes: int | None = None, *,
-                       dst: int | None = None) -> list[tuple[int, bytes]]:
-        """Drain queued MPDUs as ``(neighbour, frame)`` (*dst*: only that neighbour's); frames
-        never exceed ``max_bytes``.
-
-        The MPDUs that fit ``max_bytes`` are taken from the head of the queue (every queue
-        entry knows its sealed length) and only those are sealed, in place in one burst buffer
-        (:meth:`_seal_queued`); the frame is that buffer copied once into ``bytes`` (with any
-        control MPDUs spliced in between, still one join), never per-MPDU copies. The rest stay
-        queued unsealed -- no PN taken before an MPDU goes on the air, and an ARQ feedback can
-        still ride on a queued block (``_arq_piggyback``).
-        """
-        only = dst
-        out: list[tuple[int, bytes]] = []
-        for dst in (list(self._out) if only is None else [only] if only in self._out else []):
-            items = self._out[dst]
-            cut = _fit(items, max_bytes)
-            if self._arq_fb_queued and self._arq_fold(dst, items, cut):
-                cut = _fit(items, max_bytes)   # the frame shrank: more may fit
-            del self._out[dst]
-            if cut < len(items):
-                self._out[dst] = items[cut:]
-                items = items[:cut]
-            segs = self._seal_queued(items, now)
-            if self._arq:  # what goes out now starts its ARQ timer; the rest stays queued
-                self._arq_on_air([items[k] for *_r, k in segs], now)
-            if segs:
-                out.append((dst, _join([(src, a, b) for src, a, b, _k in segs])))
-        return out
-
-    def _seal_queued(
-        self, items: list[bytes | PendingMpdu], now: float
-    ) -> list[tuple[bytes | np.ndarray, int, int, int]]:
-        """Seal the pending MPDUs of one frame: one ``build_burst`` per (STID, direction) --
-        in practice one per frame, since a frame to a neighbour belongs to one link.
-
-        Returns each MPDU that goes out, in queue order, as ``(source, start, end, index in
-        items)``: a control MPDU is ``(its bytes, 0, len, i)``; a sealed one is its range in the
-        burst buffer (no copy; adjacent ranges are joined again by :func:`_join`). MPDUs that
-        could not be sealed are dropped and counted in ``tx_dropped``.
-        """
-        groups: dict[tuple[int, bool], list[int]] = {}
-        for i, x in enumerate(items):
-            if isinstance(x, PendingMpdu):
-                groups.setdefault((x.stid, x.uplink), []).append(i)
-        if len(groups) == 1 and len(next(iter(groups.values()))) == len(items):
-            # the usual frame: only data MPDUs of one link, laid out in queue order
-            (stid, uplink), = groups
-            buf = self._build(stid, uplink, items, now)  # type: ignore[arg-type]
-            if buf is None:
-                return []
-            return [(buf, 0, int(buf.shape[0]), 0)] if len(items) == 1 else _spans(buf, items)
-        out: list[tuple[bytes | np.ndarray, int, int, int] | None] = [
-            None if isinstance(x, PendingMpdu) else (x, 0, len(x), i) for i, x in enumerate(items)
-        ]
-        for key, idx in groups.items():
-            pend: list[PendingMpdu] = [items[i] for i in idx]  # type: ignore[misc]
-            buf = self._build(*key, pend, now)
-            if buf is None:
-                continue
-            pos = 0
-            for i, p in zip(idx, pend, strict=True):
-                n = len(p)
-                out[i] = (buf, pos, pos + n, i)
-                pos += n
-        return [x for x in out if x is not None]
-
+    # the send path (SendPath) seals through here: tests/roles/test_datapath.py counts batch
+    # seals by patching ``stack.roles.base.build_burst``
     def _build(
         self, stid: int, uplink: bool, pend: list[PendingMpdu], now: float
     ) -> np.ndarray | None:
@@ -366,12 +283,6 @@ class RoleBase(ArqMixin):
             log.warning("%s: %d MPDUs not sealed: %s", fmt_station(self.station_id),
                         len(pend), exc.reason)
             return None
-
-    def _seal(self, link: Link, fid: int, payload: bytes, now: float) -> bytes | PendingMpdu:
-        """A protected MPDU for ``link``: deferred to the frame's batch call or sealed now."""
-        if self.batch_seal:
-            return link.defer(fid, payload)
-        return link.seal(fid, payload, now)
 
     def events(self) -> list[Event]:
         """Drain and return the events that happened since the last call."""
@@ -480,33 +391,6 @@ class RoleBase(ArqMixin):
                   reason)
         self._emit(Rejected(reason=reason, link=link, detail=detail))
 
-    def _queue(self, dst: int, mpdu: bytes | PendingMpdu, title: str | None = None, *,
-               inner: bytes | None = None) -> None:
-        """Queue ``mpdu`` to neighbour ``dst``; a control message is counted by ``title`` and
-        reported as :class:`ControlSent` (title :data:`RELAYED`: a message relayed on, named from
-        its clear control MPDU -- ``mpdu`` itself, or ``inner`` when sealed in a relay MPDU)."""
-        if self._resending is not None:
-            self._req_copies.setdefault(self._resending, []).append((dst, mpdu))
-        queue = self._out.setdefault(dst, [])
-        if title is not None and not isinstance(mpdu, PendingMpdu) \
-                and mpdu_fid(mpdu) == FID_CONTROL:
-            # a control message in the clear (no PN: reordering it cannot trip a replay window)
-            # goes ahead of queued data, so a loaded link never starves key management
-            at = next((i for i, x in enumerate(queue)
-                       if isinstance(x, PendingMpdu) or mpdu_fid(x) != FID_CONTROL), len(queue))
-            queue.insert(at, mpdu)
-        else:
-            queue.append(mpdu)
-        if title is None:
-            return
-        self.air_messages[title] += 1
-        sealed = isinstance(mpdu, PendingMpdu) or mpdu_fid(mpdu) != FID_CONTROL
-        relayed = title == RELAYED
-        if relayed:
-            clear = inner if sealed else mpdu
-            title = _control_title(clear) if clear is not None else "message"
-        self._emit(ControlSent(peer=dst, title=title, sealed=sealed, relayed=relayed))
-
     def _request(
         self,
         key: Hashable,
@@ -570,58 +454,3 @@ class RoleBase(ArqMixin):
 
     def _random(self, n: int) -> bytes:
         return os.urandom(n) if self._rng is None else self._rng.bytes(n)
-
-
-def _control_title(mpdu: bytes) -> str:
-    """Title of the control message in a clear control MPDU (its type byte; never its body)."""
-    try:
-        return message_class(mpdu[2]).TITLE
-    except Exception:
-        return "control message"
-
-
-def _spans(buf: np.ndarray, items: list[bytes | PendingMpdu]
-           ) -> list[tuple[bytes | np.ndarray, int, int, int]]:
-    """The range of each item in a burst buffer laid out in queue order."""
-    out: list[tuple[bytes | np.ndarray, int, int, int]] = []
-    pos = 0
-    for i, x in enumerate(items):
-        out.append((buf, pos, pos + len(x), i))
-        pos += len(x)
-    return out
-
-
-def _fit(items: list[bytes | PendingMpdu], max_bytes: int | None) -> int:
-    """How many queue entries from the head fit ``max_bytes`` (each knows its sealed length);
-    :class:`MalformedError` when not even the first does."""
-    if max_bytes is None:
-        return len(items)
-    size = 0
-    for i, x in enumerate(items):
-        size += len(x)
-        if size > max_bytes:
-            if i == 0:
-                raise MalformedError(f"an MPDU of {len(x)} bytes does not fit "
-                                     f"max_bytes={max_bytes}")
-            return i
-    return len(items)
-
-
-def _join(segs: list[tuple[bytes | np.ndarray, int, int]]) -> bytes:
-    """One frame from MPDU ranges: adjacent ranges of one buffer are merged, then one copy."""
-    parts: list[bytes | np.ndarray] = []
-    cur: bytes | np.ndarray | None = None
-    lo = hi = 0
-    for src, a, b in segs:
-        if src is cur and a == hi:
-            hi = b
-            continue
-        if cur is not None:
-            parts.append(cur[lo:hi] if (lo, hi) != (0, len(cur)) else cur)
-        cur, lo, hi = src, a, b
-    if cur is not None:
-        parts.append(cur[lo:hi] if (lo, hi) != (0, len(cur)) else cur)
-    if len(parts) == 1:
-        part = parts[0]
-        return part.tobytes() if isinstance(part, np.ndarray) else bytes(part)
-    return b"".join(parts)
