@@ -1,8 +1,9 @@
 """ARQ plumbing of the roles (docs/roles.md §11): connections by key, what goes out and comes
 in on them, feedback (piggybacked on data where it can be), timers, and what a path change or a
 new entry does to them. :class:`ArqMixin` is half of :class:`stack.roles.base.RoleBase`, kept
-apart so that each file does one job; it uses the base's queues (``_out``, ``_queue``) and
-deadlines (``_set_deadline``), and the roles name their connections and say how an ARQ PDU is
+apart so that each file does one job; it uses the send path's queue (``_out``, ``_queue``:
+:class:`stack.roles.sendpath.SendPath`) and deadlines (``_set_deadline``), and the roles name
+their connections and say how an ARQ PDU is
 carried (``_arq_transmit``, ``_arq_wrap``, ``_arq_deliver``).
 """
 
