@@ -20,8 +20,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from stack.errors import MalformedError, SecurityError, UnknownKeyError
-from stack.mac import build_burst
-from stack.mpdu import protect as protect_mpdu
 from stack.pkm.messages import TekReply
 from stack.roles.arq_plumbing import ArqMixin
 from stack.roles.config import Lifetimes, Timers
@@ -262,27 +260,6 @@ class RoleBase(ArqMixin, SendPath):
         """``station`` re-entered here by handover (kept for :meth:`take_arrivals`; bounded:
         a role driven without a MAC never takes them)."""
         self._arrivals = [*self._arrivals[-63:], station]
-
-    # the send path (SendPath) seals through here: tests/roles/test_datapath.py counts batch
-    # seals by patching ``stack.roles.base.build_burst``
-    def _build(
-        self, stid: int, uplink: bool, pend: list[PendingMpdu], now: float
-    ) -> np.ndarray | None:
-        """One ``build_burst`` over ``pend`` (the queue entries are its ``TxMpdu``s), or for
-        fewer than ``batch_seal_min`` MPDUs one ``stack.mpdu.protect`` each (same bytes); None
-        when the MPDUs cannot be sealed (e.g. no usable TEK left): dropped, counted, not
-        raised."""
-        try:
-            if len(pend) >= self.batch_seal_min:
-                return build_burst(stid, pend, uplink=uplink, now=now)
-            return np.frombuffer(bytearray().join(
-                protect_mpdu(p.sa, stid=stid, fid=p.fid, uplink=uplink, payload=p.payload,
-                             now=now) for p in pend), dtype=np.uint8)
-        except SecurityError as exc:
-            self.tx_dropped[exc.reason] += len(pend)
-            log.warning("%s: %d MPDUs not sealed: %s", fmt_station(self.station_id),
-                        len(pend), exc.reason)
-            return None
 
     def events(self) -> list[Event]:
         """Drain and return the events that happened since the last call."""

@@ -4,13 +4,15 @@
 :class:`stack.roles.arq_plumbing.ArqMixin`, kept apart so that each file does one job: MPDUs are
 queued per neighbour (``_queue``; clear control messages ahead of data), a scheduler reads
 :meth:`SendPath.backlog`, and :meth:`SendPath.frames_to_send` seals what fits a frame in one
-burst buffer (docs/roles.md §3). The base creates the state it uses (``_out``, ``_req_copies``,
-``_resending``, ``air_messages``) and seals through its ``_build``; the ARQ half folds feedback
+burst buffer (docs/roles.md §3), sealing each run in one ``stack.mac.build_burst`` call
+(``_build``). The base creates the state it uses (``_out``, ``_req_copies``, ``_resending``,
+``air_messages``, ``tx_dropped``); the ARQ half folds feedback
 into a frame and starts block timers (``_arq_fold``, ``_arq_on_air``).
 """
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Callable, Hashable
 from typing import NamedTuple
@@ -18,11 +20,16 @@ from typing import NamedTuple
 import numpy as np
 
 from stack.arq import ArqConnection
-from stack.errors import MalformedError
+from stack.errors import MalformedError, SecurityError
+from stack.mac import build_burst
+from stack.mpdu import protect as protect_mpdu
 from stack.pkm.messages import message_class
 from stack.roles.events import ControlSent, Event
 from stack.roles.framing import FID_CONTROL, mpdu_fid
+from stack.roles.ids import fmt_station
 from stack.roles.link import Link, PendingMpdu
+
+log = logging.getLogger("stack.roles")
 
 RELAYED = "relayed"
 """Title under which a role counts the control messages it relays on (``air_messages``)."""
@@ -49,8 +56,29 @@ class SendPath:
     _arq_fb_queued: dict[Hashable, tuple[int, PendingMpdu]]
     _arq_fold: Callable[[int, list[bytes | PendingMpdu], int], bool]
     _arq_on_air: Callable[[list[bytes | PendingMpdu], float], None]
-    _build: Callable[[int, bool, list[PendingMpdu], float], np.ndarray | None]
+    tx_dropped: Counter[str]
+    batch_seal_min: int
+    station_id: int
     _emit: Callable[[Event], None]
+
+    def _build(
+        self, stid: int, uplink: bool, pend: list[PendingMpdu], now: float
+    ) -> np.ndarray | None:
+        """One ``build_burst`` over ``pend`` (the queue entries are its ``TxMpdu``s), or for
+        fewer than ``batch_seal_min`` MPDUs one ``stack.mpdu.protect`` each (same bytes); None
+        when the MPDUs cannot be sealed (e.g. no usable TEK left): dropped, counted, not
+        raised."""
+        try:
+            if len(pend) >= self.batch_seal_min:
+                return build_burst(stid, pend, uplink=uplink, now=now)
+            return np.frombuffer(bytearray().join(
+                protect_mpdu(p.sa, stid=stid, fid=p.fid, uplink=uplink, payload=p.payload,
+                             now=now) for p in pend), dtype=np.uint8)
+        except SecurityError as exc:
+            self.tx_dropped[exc.reason] += len(pend)
+            log.warning("%s: %d MPDUs not sealed: %s", fmt_station(self.station_id),
+                        len(pend), exc.reason)
+            return None
 
     def backlog(self) -> dict[int, Backlog]:
         """What waits per neighbour, for a scheduler: bytes as they will go on the air, the

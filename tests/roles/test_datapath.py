@@ -7,8 +7,8 @@ import pytest
 
 from stack.pkm import messages as m
 from stack.roles import DataReceived, SecurityMode
-from stack.roles import base as base_mod
 from stack.roles import link as link_mod
+from stack.roles import sendpath as sendpath_mod
 from stack.roles.framing import FID_CONTROL, mpdu_fid, split_frame
 from stack.sa import SecurityAssociation
 from tests.roles.harness import ABS, AMS, ARS1, enter_all
@@ -57,13 +57,13 @@ def test_batch_and_per_mpdu_paths_put_identical_bytes_on_the_air(mode):
 
 def test_one_seal_batch_call_per_frame(monkeypatch):
     calls = []
-    orig = base_mod.build_burst
+    orig = sendpath_mod.build_burst
 
     def spy(stid, mpdus, **kw):
         calls.append((stid, len(mpdus), kw["uplink"]))
         return orig(stid, mpdus, **kw)
 
-    monkeypatch.setattr(base_mod, "build_burst", spy)
+    monkeypatch.setattr(sendpath_mod, "build_burst", spy)
     net, abs_, ars1, _ars2, ams = enter_all(D)
     calls.clear()
     for i in range(10):
@@ -194,8 +194,8 @@ def test_short_frames_and_runs_take_the_per_mpdu_path(monkeypatch):
     """Below ``batch_seal_min`` / ``batch_open_min`` the roles seal / open one by one (faster
     there, docs/roles.md §3.1); from those sizes on, one batch call."""
     built, opened = [], []
-    orig_build, orig_open = base_mod.build_burst, link_mod.open_burst
-    monkeypatch.setattr(base_mod, "build_burst",
+    orig_build, orig_open = sendpath_mod.build_burst, link_mod.open_burst
+    monkeypatch.setattr(sendpath_mod, "build_burst",
                         lambda stid, mpdus, **kw: built.append(len(mpdus)) or
                         orig_build(stid, mpdus, **kw))
     monkeypatch.setattr(link_mod, "open_burst",
