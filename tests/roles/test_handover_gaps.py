@@ -64,6 +64,16 @@ def _move_with_a_hop_stuck(net, ars1, ams, *, stuck, hop, new_path, send, n):
     return blocked
 
 
+def _drained_via_ars1(net, blocked, stuck, receiver, tag, n):
+    """Bring the stuck link back: the *n* packets tagged *tag* arrive at *receiver*, in order,
+    each reported as come through ARS-1 (its drain)."""
+    blocked.discard(stuck)
+    net.settle(0.5)
+    got = [e for e in net.of(receiver, DataReceived) if e.payload.startswith(tag)]
+    assert [e.payload for e in got] == [tag + b"%d" % i for i in range(n)]
+    assert all(e.via == ARS1 for e in got)
+
+
 def test_downlink_the_old_ars_delivers_late_is_taken_within_the_grace():
     net, abs_, _ars1, _ars2, ams = _cell()
     in_air: list[bytes] = []
@@ -111,11 +121,7 @@ def test_uplink_the_old_ars_holds_is_forwarded_after_its_release():
     blocked = _move_with_a_hop_stuck(
         net, ars1, ams, stuck=(ARS1, ABS), hop=(RELAY, AMS, FID), new_path=(AMS, ARS2),
         send=lambda i: ams.send_data(ABS, b"held%d" % i, net.now), n=4)
-    blocked.discard((ARS1, ABS))
-    net.settle(0.5)
-    held = [e for e in net.of(ABS, DataReceived) if e.payload.startswith(b"held")]
-    assert [e.payload for e in held] == [b"held%d" % i for i in range(4)]
-    assert all(e.via == ARS1 for e in held)
+    _drained_via_ars1(net, blocked, (ARS1, ABS), ABS, b"held", 4)
     assert not net.of(ABS, Rejected, reason="wrong_link")
     net.tamper = None
     net.settle(2.0)
@@ -168,11 +174,7 @@ def test_downlink_the_old_ars_still_holds_at_its_release_is_delivered():
     blocked = _move_with_a_hop_stuck(
         net, ars1, ams, stuck=(ARS1, AMS), hop=(ACCESS, AMS, FID), new_path=(ABS, ARS2),
         send=lambda i: abs_.send_data(AMS, b"kept%d" % i, net.now), n=3)
-    blocked.discard((ARS1, AMS))
-    net.settle(0.5)
-    kept = [e for e in net.of(AMS, DataReceived) if e.payload.startswith(b"kept")]
-    assert [e.payload for e in kept] == [b"kept%d" % i for i in range(3)]
-    assert all(e.via == ARS1 for e in kept)
+    _drained_via_ars1(net, blocked, (ARS1, AMS), AMS, b"kept", 3)
     net.tamper = None
     net.settle(2.0)
     assert not [k for k in ars1.arq_connections() if isinstance(k, tuple) and k[1] == AMS]
