@@ -309,7 +309,7 @@ def trial_run(speed: float, *, sets: list[str], emulate: list[str] | None = None
             "ota_frame_ms": cfg["schedule"]["ota_frame_ms"], "phases": phases,
             "handover_interruption_s": (report.get("handover") or {}).get("interruption_s"),
             "handover": {k: v for k, v in (report.get("handover") or {}).items()
-                         if k.startswith("interruption")},
+                         if k.startswith(("interruption", "switch", "probe_period"))},
             "beacons_lost": sum(lost), "beacons_due": sum(due),
             "beacons_lost_pct": 100.0 * sum(lost) / max(1, sum(due)), "timeline": breaks,
             "node_backlog_max_s": backlog, "rx_worker": worker,
@@ -332,8 +332,9 @@ def print_trial(r: dict[str, Any]) -> None:
         if ph["kbps"]:
             rates = ", ".join(f"{k} {v:.0f} kb/s" for k, v in ph["kbps"].items())
             print(f"  {name:<12} {'ok' if ph['ok'] else 'FAIL':<5} {rates}")
-    ho = r["handover_interruption_s"]
-    print(f"  handover interruption {'n/a' if ho is None else f'{ho * 1e3:.0f} ms'}; beacons "
+    ho, switch = r["handover_interruption_s"], r["handover"].get("switch_s")
+    print(f"  handover interruption {'n/a' if ho is None else f'{ho * 1e3:.0f} ms'} (switch to "
+          f"the target {'n/a' if switch is None else f'{switch * 1e3:.0f} ms'}); beacons "
           f"lost {r['beacons_lost']}/{r['beacons_due']} ({r['beacons_lost_pct']:.1f} %)")
     print("  stream breaks: " + "; ".join(
         f"{n} {t['underflows']} underflows, {t['rx_breaks']} rx, {t['late']} late, longest "

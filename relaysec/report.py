@@ -304,8 +304,10 @@ def summary_text(report: Mapping[str, Any]) -> str:
                                                " — " + "; ".join(n["first_reuses"][:2])))
     ho = report["handover"]
     if ho.get("mode"):
-        inter = ho.get("interruption_s")
+        inter, switch = ho.get("interruption_s"), ho.get("switch_s")
         txt = "-" if inter is None else f"{inter * 1e3:.0f} ms"
+        if switch is not None:
+            txt += f" (switch to the target {switch * 1e3:.0f} ms)"
         who = (f"{ho.get('source', '?')} -> {ho.get('target', '?')}"
                if ho.get("movers", 1) == 1 else f"{ho['movers']} AMSs moved together")
         lines.append(

@@ -12,6 +12,12 @@ def test_the_baseline_measures_both_directions_by_the_target():
     h = r["handover"]
     assert 0 < h["interruption_dl_s"] < 0.5 and 0 < h["interruption_ul_s"] < 0.5
     assert h["interruption_s"] == max(h["interruption_dl_s"], h["interruption_ul_s"])
+    assert h["switch_s"] == max(h["switch_dl_s"], h["switch_ul_s"])
+    # no gap is longer than the whole switch, and the old path delivered during the move (make
+    # before break): the downlink's longest silence is shorter than its switch
+    assert h["interruption_dl_s"] < h["switch_dl_s"]
+    assert h["interruption_ul_s"] <= h["switch_ul_s"]
+    assert h["probe_period_s"] > 0
 
 
 def test_summary_counts_only_runs_that_completed_the_handover():
@@ -22,3 +28,9 @@ def test_summary_counts_only_runs_that_completed_the_handover():
     assert s["passed"] == 2
     assert round(s["dl_mean_ms"]) == 200 and s["dl_min_ms"] == 100 and s["dl_max_ms"] == 300
     assert round(s["ul_mean_ms"]) == 300 and s["ul_max_ms"] == 400
+
+
+def test_summary_reads_the_switch_time_apart():
+    rows = [{"ok": True, "handover": {"interruption_dl_s": 0.05, "switch_dl_s": 0.2}}]
+    assert ota_handover.summary(rows, "switch")["dl_mean_ms"] == 200
+    assert ota_handover.summary(rows)["dl_mean_ms"] == 50

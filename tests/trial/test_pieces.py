@@ -304,3 +304,16 @@ def test_event_log_forgets_a_window_but_keeps_counting():
     assert len(log.of("KeysInstalled", "AMS", since=5.0)) == 2
     assert log.tally[("KeysInstalled", "tek_refresh")] == 5
     assert log.tally[("KeysInstalled", "entry")] == 5
+
+
+def test_longest_silence_counts_every_delivery_between_the_move_and_the_target():
+    """The handover interruption (ITU-R M.2134): the longest stretch without user data between
+    the move's start and the first data by the target; deliveries by the old path shorten it."""
+    from relaysec.phases import longest_silence
+
+    assert longest_silence([], 1.0, 1.3) == pytest.approx(0.3)     # nothing until the target
+    # the old path delivered at 1.05 and 1.1, then 0.15 s of silence until the target's 1.25
+    assert longest_silence([1.05, 1.1, 1.25], 1.0, 1.25) == pytest.approx(0.15)
+    # deliveries before the move or after the target's first are not the handover's
+    assert longest_silence([0.5, 1.02, 2.0], 1.0, 1.1) == pytest.approx(0.08)
+    assert longest_silence(iter([1.1, 1.05]), 1.0, 1.2) == pytest.approx(0.1)  # any order
