@@ -458,6 +458,14 @@ class _RxWorker:
             self.lost += lost
             return out, lost
 
+    def catch_up(self) -> int:
+        """Skip the whole blocks the ring holds unread; returns how many samples (a multiple of
+        the block size, so later reads stay aligned with the writer's blocks)."""
+        written = int(self._hdr[_H_RX_WRITTEN])
+        n = max(0, (written - self.pos) // self.samples * self.samples)
+        self.pos += n
+        return n
+
     def drop(self) -> None:
         """Skip every sample the ring holds (the next read waits for a fresh block)."""
         self.pos = int(self._hdr[_H_RX_WRITTEN])
@@ -1127,6 +1135,22 @@ class PlutoRadio(ClosingContext):
         """An own burst placed at RX index *placed* was heard back at *heard* (public axis)."""
         if self.timeline is not None:
             self.timeline.track(placed, heard)
+
+    def catch_up(self) -> int:
+        """Skip, unread, the RX samples the stream worker holds: what piled up while this host
+        set up the other radios and the node (each Pluto's stream starts when its own setup
+        ends, seconds before the first is read; past the worker's ring that read as lost
+        samples and an RX break on every radio but the last). Nothing was waiting for them:
+        the timeline's offset moves by the count, no break, no slip to follow. Returns the
+        samples skipped (0 without a worker, or in burst mode)."""
+        if self._rx_worker is None or self.timeline is None:
+            return 0
+        n = self._rx_worker.catch_up()
+        if n:
+            self.timeline.rx_skipped(n)
+            log.info("%s: skipped %d RX samples (%.2f s) that piled up before the node read",
+                     self.config.uri, n, n / self.sample_rate)
+        return n
 
     def take_rx_slip(self) -> int | None:
         """RX samples lost since the last call (:meth:`hw.timeline.StreamTimeline.take_rx_slip`);

@@ -138,6 +138,12 @@ class StreamingRadio(Radio, Protocol):
         so the runtime can move positions it computed on the RX axis before the loss."""
         ...
 
+    def catch_up(self) -> int:
+        """Skip the RX backlog that piled up before the runtime's first read (setup of the
+        other radios and of the node); returns the samples skipped. Not a loss: call it once,
+        before any RX index is used."""
+        ...
+
     def timeline_report(self) -> dict[str, float | int | None]:
         """The timeline's offset and counters (reports)."""
         ...

@@ -74,6 +74,7 @@ class TimelineStats:
     late: int = 0              # bursts refused: their sample had already been pushed
     underflows: int = 0        # TX refills missed (DAC ran dry): offset measured again
     rx_breaks: int = 0         # RX overflows reported by the caller: offset measured again
+    rx_skipped: int = 0        # RX samples skipped unread before first use (rx_skipped)
     probes: int = 0            # probes sent
     calibrations: int = 0      # offsets measured from a probe
     track_samples: int = 0     # own bursts heard back and compared with their placement
@@ -378,6 +379,19 @@ class StreamTimeline:
                 self._rx_tail = np.zeros(0, np.complex64)  # not contiguous across the loss
                 return
         self._broken("overflow")
+
+    def rx_skipped(self, n: int) -> None:
+        """The caller skipped *n* RX samples unread on purpose, before it used any RX index
+        (the backlog a radio piled up while the host set up the others): the offset moves by
+        -*n* as for a loss, but it is neither a break nor a slip the runtime must follow."""
+        if n <= 0:
+            return
+        with self._lock:
+            if self._offset is None or self._probe_u is not None:
+                raise ValueError("rx_skipped while the TX->RX offset is being measured")
+            self._offset -= int(n)
+            self.stats.rx_skipped += int(n)
+            self._rx_tail = np.zeros(0, np.complex64)  # not contiguous across the skip
 
     def on_rx(self, iq: np.ndarray, index: int) -> None:
         """Every received block, at its absolute RX index: looks for an outstanding probe."""

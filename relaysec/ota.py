@@ -216,6 +216,11 @@ class OtaNetwork:
         if self._threads:
             return
         for st in self.states.values():
+            if st.node.radio.caps.stream:
+                # what each stream piled up while the others and the nodes were set up: not
+                # read, not lost (nothing is on the RX axis yet)
+                cast(StreamingRadio, st.node.radio).catch_up()
+        for st in self.states.values():
             t = threading.Thread(target=self._reader, args=(st,), daemon=True,
                                  name=f"rx-{st.node.name}")
             t.start()

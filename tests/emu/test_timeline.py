@@ -204,6 +204,21 @@ def test_an_exactly_counted_rx_loss_moves_the_offset_without_measuring_again(str
     assert tl.take_rx_slip() == 5000 and tl.take_rx_slip() == 0
 
 
+def test_a_backlog_skipped_before_first_use_moves_the_offset_and_is_no_break(stream) -> None:
+    """Skipping the RX samples that piled up before the runtime's first read (rx_skipped) moves
+    the offset like a loss, but it is neither a break nor a slip for the runtime to follow;
+    while the offset is still being measured it cannot be placed, and is refused."""
+    tl, dev = stream
+    with pytest.raises(ValueError, match="being measured"):
+        tl.rx_skipped(100)
+    _run_until(tl, dev, lambda: tl.ready)
+    before = tl.offset
+    tl.rx_skipped(7000)
+    assert tl.ready and tl.offset == before - 7000
+    assert tl.stats.rx_breaks == 0 and tl.stats.rx_skipped == 7000
+    assert tl.take_rx_slip() == 0
+
+
 def test_a_stale_probe_is_not_taken_for_the_new_one() -> None:
     """Each measurement sends another probe sequence: the probe of an earlier request, still
     queued on the device and heard late, is not found by the new measurement (it would give an

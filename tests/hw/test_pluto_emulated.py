@@ -3,6 +3,8 @@ against the project's Pluto emulator (hw.emu, libiio network protocol) on 127.0.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -123,6 +125,82 @@ def test_rx_worker_ring_counts_what_the_node_fell_behind():
             w.read()
     finally:
         os.unlink(w.path)
+
+
+def test_rx_worker_catch_up_skips_whole_blocks_and_reports_no_loss():
+    """_RxWorker.catch_up skips every whole block the ring holds unread (what piled up during
+    setup) and reading goes on from the writer's next block with nothing counted lost."""
+    import os
+    import tempfile
+
+    from hw.pluto import _HDR, _RxWorker
+
+    class Proc:
+        def poll(self):
+            return None
+
+    w = _RxWorker.__new__(_RxWorker)
+    w.samples, w.ring, w.pos, w.lost, w._rate = 4, 16, 4, 0, 1e6
+    fd, w.path = tempfile.mkstemp()
+    os.close(fd)
+    try:
+        w._hdr = np.memmap(w.path, np.int64, "w+", shape=(_HDR,))
+        w._data = np.memmap(w.path, np.complex64, "r+", offset=_HDR * 8, shape=(16,))
+        w.proc = Proc()
+        w._data[:] = np.arange(16)
+        w._hdr[0] = 42                      # the writer went 2.5 rings ahead (mid-block)
+        assert w.catch_up() == 36 and w.pos == 40
+        w._hdr[0] = 44
+        block, lost = w.read()
+        assert lost == 0 and w.lost == 0
+        assert list(block.real) == [float(k % 16) for k in range(40, 44)]
+        assert w.catch_up() == 0
+    finally:
+        os.unlink(w.path)
+
+
+def test_a_radio_read_late_catches_up_without_a_loss_and_still_places_exactly(monkeypatch):
+    """A stream not read for longer than the worker's ring (the node still being set up)
+    catches up: no overflow, nothing dropped, no RX break -- and the offset moved by exactly
+    the samples skipped, so a probe placed at RX index k is still heard at k. Without the
+    catch-up the same wait reads as a loss (the control)."""
+    import hw.pluto as pluto
+    from hw.emu import EmulatorConfig, start_emulators
+    from tests.emu.realtime import realtime_slot
+
+    monkeypatch.setattr(pluto, "RX_RING_S", 0.01)   # the ring: its minimum, 4 blocks
+    with realtime_slot(), start_emulators(2, EmulatorConfig(speed=0.25)) as cluster:
+        radios = [PlutoRadio(uri, rx_buffer_size=16384, kernel_buffers=8,
+                             tx_block_size=11200, tx_kernel_buffers=6) for uri in cluster.uris]
+        try:
+            tls = [r.start_stream(calibrate_s=10.0) for r in radios]
+            time.sleep(1.5)            # 4 blocks of 16384 at 0.7 MS/s are 94 ms: overrun
+            control, r = radios
+            control.receive(16384)
+            assert control.stats.overflows == 1 and control.stats.dropped > 0  # the old way
+            skipped = r.catch_up()
+            assert skipped >= 16384 and skipped % 16384 == 0
+            tl = tls[1]
+            index, placed, errors = 0, None, []
+            for _ in range(120):
+                iq = r.receive(16384)
+                h = r.tx_horizon()
+                if placed is None and h is not None:
+                    placed = h + 3000
+                    assert r.transmit(tl.probe, at=placed)
+                k = tl._find_probe(iq)
+                if k is not None and placed is not None:
+                    errors.append(index + k - placed)
+                    break
+                index += iq.size
+            if tl.stats.underflows or r.stats.overflows:
+                pytest.skip("the host starved the stream during the test (load)")
+            assert r.stats.dropped == 0 and tl.stats.rx_breaks == 0
+            assert tl.stats.rx_skipped == skipped
+            assert errors and abs(errors[0]) <= 2, errors
+        finally:
+            for x in radios:
+                x.close()
 
 
 def test_streaming_rx_runs_in_a_worker_process_and_stops_with_the_radio():
