@@ -19,7 +19,6 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from scipy.signal import lfilter
 
 from hw.errors import RadioConfigError
 
@@ -248,6 +247,8 @@ def phase_noise(n: int, sample_rate: float, dbc_hz: float, rng: np.random.Genera
     e = rng.standard_normal(n) * np.sqrt(q)
     if corner_hz <= 0:
         return np.cumsum(e) + rng.uniform(0, 2 * np.pi)
+    from scipy.signal import lfilter  # scipy.signal costs ~1 s to import: only when needed
+
     a = float(np.exp(-2 * np.pi * corner_hz / fs))
     return lfilter([1.0], [1.0, -a], e)
 

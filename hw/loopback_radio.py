@@ -15,7 +15,6 @@ import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import scipy.signal
 
 from hw.channels import INTERP_HALF, _kernel_table, fractional_fir
 from hw.errors import RadioClosedError, RadioConfigError
@@ -74,6 +73,8 @@ def _filtered(x: np.ndarray, h: np.ndarray, first: int, lo: int, hi: int) -> np.
     if h.size == 1:
         return (xs * np.complex64(h[0])).astype(np.complex64)
     if h.size > 64:
+        import scipy.signal  # ~1 s to import: only for long channels
+
         c = scipy.signal.fftconvolve(xs, h.astype(np.complex64))
     else:
         c = np.convolve(xs, h.astype(np.complex64))

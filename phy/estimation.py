@@ -25,7 +25,6 @@ from functools import lru_cache
 
 import numpy as np
 import scipy.fft as sp_fft
-from scipy.signal.windows import dpss
 
 from phy import kernels
 
@@ -110,6 +109,8 @@ def _slepian_basis(m: int, nfft: int, span: int) -> tuple[np.ndarray, np.ndarray
     ``m`` adjacent subcarriers under a uniform delay profile ``span`` samples wide (unit
     diagonal): the DPSS of half-bandwidth ``span / (2 nfft)``, eigenvalues ``ratio nfft /
     span``, largest first; kept while the eigenvalue exceeds 1e-6 of the largest."""
+    from scipy.signal.windows import dpss  # scipy.signal costs ~1 s to import: when needed
+
     w = span / (2.0 * nfft)
     r = min(m, int(np.ceil(2 * m * w)) + 12)
     vecs, ratios = dpss(m, m * w, Kmax=r, sym=True, norm=2, return_ratios=True)

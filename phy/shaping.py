@@ -28,7 +28,6 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-from scipy.signal import remez
 
 from phy.grid import ResourceGrid
 from phy.kernels import tx_burst
@@ -60,6 +59,8 @@ def _ramp(n: int) -> np.ndarray:
 def lowpass(nfft: int, max_freq_index: int) -> np.ndarray:
     """The 33-tap transmit low-pass (float32, symmetric) for a grid whose highest used
     subcarrier is ``max_freq_index``: pass band to that subcarrier plus half a spacing."""
+    from scipy.signal import remez  # scipy.signal costs ~1 s to import: when needed
+
     edge = (max_freq_index + 0.5) / nfft
     h = remez(FIR_TAPS, [0.0, edge, FIR_STOP, 0.5], [1.0, 0.0], weight=list(_FIR_WEIGHTS),
               fs=1.0)

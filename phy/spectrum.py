@@ -7,7 +7,6 @@ the :class:`phy.ResourceGrid` they follow.
 from __future__ import annotations
 
 import numpy as np
-from scipy.signal import welch
 
 from phy.grid import ResourceGrid
 
@@ -16,6 +15,8 @@ def psd_edge_db(x: np.ndarray, grid: ResourceGrid) -> float:
     """PSD at the Nyquist edge relative to the used band (dB): Welch (Hann, ``4 NFFT`` per
     segment, two-sided); the edge is the mean over the last subcarrier spacing below
     ``fs/2`` on both sides, the band the mean over 95 % of the used band."""
+    from scipy.signal import welch  # scipy.signal costs ~1 s to import: only here
+
     f, p = welch(np.asarray(x, np.complex64), fs=1.0, window="hann", nperseg=4 * grid.nfft,
                  return_onesided=False)
     top = float(np.abs(grid.freq_index).max()) / grid.nfft
