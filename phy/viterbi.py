@@ -42,13 +42,20 @@ import os
 
 import numpy as np
 
-from phy.kernels import _V16_NEG as NEG
-from phy.kernels import BFLY_SX, BFLY_SY, acs_i16, viterbi_k7, viterbi_k7_i16, viterbi_k7_simd
-from phy.kernels import V16_Q_MAX as Q_MAX
-from phy.kernels import V16_Q_MEAN as Q_MEAN
-from phy.kernels import V16_SPLIT_MIN as SPLIT_MIN
-from phy.kernels import v16_branch_table as branch_table
-from phy.kernels import v16_llr_scale as llr_scale
+from phy.viterbi_kernels import _V16_NEG as NEG
+from phy.viterbi_kernels import (
+    BFLY_SX,
+    BFLY_SY,
+    acs_i16,
+    viterbi_k7,
+    viterbi_k7_i16,
+    viterbi_k7_simd,
+)
+from phy.viterbi_kernels import V16_Q_MAX as Q_MAX
+from phy.viterbi_kernels import V16_Q_MEAN as Q_MEAN
+from phy.viterbi_kernels import V16_SPLIT_MIN as SPLIT_MIN
+from phy.viterbi_kernels import v16_branch_table as branch_table
+from phy.viterbi_kernels import v16_llr_scale as llr_scale
 
 __all__ = ["NEG", "Q_MAX", "Q_MEAN", "SPLIT_MIN", "acs_i16", "branch_table", "cpu_has_simd16",
            "decode", "default_decoder", "llr_scale", "viterbi_k7_i16", "viterbi_k7_simd"]

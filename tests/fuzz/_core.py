@@ -38,6 +38,7 @@ every later campaign; CI replays only the seeds (``corpus/``)."""
 
 NUMBA_MODULES = (
     "phy.kernels",
+    "phy.viterbi_kernels",
     "stack._burst",
     "stack.crypto.ccm._aes_table",
     "stack.crypto.ccm._aesni",
