@@ -35,7 +35,7 @@ def compiled(package: str, names: Iterable[str]) -> bool:
 def cold() -> bool:
     """Whether the security kernels or the Viterbi decoder were never compiled from here."""
     stack_done = compiled("stack", ["*."]) or compiled("stack/crypto/ccm", ["*."])
-    return not (stack_done and compiled("phy", ["kernels.viterbi_k7"]))
+    return not (stack_done and compiled("phy", ["viterbi_kernels.viterbi_k7"]))
 
 
 def start_child() -> subprocess.Popen[bytes] | None:
@@ -64,7 +64,8 @@ def await_decoder(child: subprocess.Popen[bytes], timeout: float = 30.0) -> None
     this CPU, or ended: the first process then loads it instead of compiling it too."""
     from phy.viterbi import default_decoder
 
-    name = "kernels.viterbi_k7_simd-" if default_decoder() == "int16" else "kernels.viterbi_k7-"
+    name = ("viterbi_kernels.viterbi_k7_simd-" if default_decoder() == "int16"
+            else "viterbi_kernels.viterbi_k7-")
     end = time.monotonic() + timeout
     while not compiled("phy", [name]) and child.poll() is None and time.monotonic() < end:
         time.sleep(0.05)
