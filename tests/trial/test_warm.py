@@ -27,9 +27,9 @@ def test_a_cold_cache_is_told_by_the_index_files_and_only_then_a_child_compiles(
     monkeypatch.setattr(warmstart, "_child", None)
     assert warmstart.cold()
     (tmp_path / "phy_0abc").mkdir()
-    (tmp_path / "phy_0abc" / "kernels.viterbi_k7_simd-1302.py311.nbi").write_bytes(b"")
-    assert warmstart.compiled("phy", ["kernels.viterbi_k7"])
-    assert not warmstart.compiled("phy", ["kernels.v16_forward"])
+    (tmp_path / "phy_0abc" / "viterbi_kernels.viterbi_k7_simd-1302.py311.nbi").write_bytes(b"")
+    assert warmstart.compiled("phy", ["viterbi_kernels.viterbi_k7"])
+    assert not warmstart.compiled("phy", ["viterbi_kernels.v16_forward"])
     assert warmstart.cold()                       # the security kernels still missing
     (tmp_path / "ccm_0def").mkdir()
     (tmp_path / "ccm_0def" / "_aesni._run_serial-518.py311.nbi").write_bytes(b"")
