@@ -6,8 +6,8 @@ simplification — a burst is long enough that 6 bits cost < 1 %), punctured to 
 the 16e/802.11 patterns. A CTC can later implement the same interface without touching the modem.
 
 Decoding uses the int16 SIMD Viterbi (:mod:`phy.viterbi`) where the CPU has AVX2/AVX-512BW and
-the float32 decoder (:func:`phy.kernels.viterbi_k7`) otherwise; ``ConvCode(rate, decoder=...)``
-or ``RELAYSEC_VITERBI=float|int16`` chooses explicitly.
+the float32 decoder (:func:`phy.viterbi_kernels.viterbi_k7`) otherwise;
+``ConvCode(rate, decoder=...)`` or ``RELAYSEC_VITERBI=float|int16`` chooses explicitly.
 """
 
 from __future__ import annotations

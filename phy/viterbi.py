@@ -1,20 +1,20 @@
 """SIMD Viterbi for the K=7 (171,133) code: 16-bit saturating path metrics, 64 states as lanes.
 
-The float decoder (:func:`phy.kernels.viterbi_k7`) carries its 64 float32 path metrics in four
-512-bit registers. This decoder quantises the LLRs to int16 and keeps a chain's metrics as two
-``<32 x i16>`` vectors (even and odd states), so one step is a handful of single-register
-operations: one broadcast load of the step's (s, d) branch pair (the lane layout puts every
-+-s branch on an even lane and every +-d one on an odd lane), saturating add and subtract
+The float decoder (:func:`phy.viterbi_kernels.viterbi_k7`) carries its 64 float32 path metrics
+in four 512-bit registers. This decoder quantises the LLRs to int16 and keeps a chain's metrics
+as two ``<32 x i16>`` vectors (even and odd states), so one step is a handful of single-register
+operations: one broadcast load of the step's (s, d) branch pair (the lane layout puts every +-s
+branch on an even lane and every +-d one on an odd lane), saturating add and subtract
 (``vpaddsw``/``vpsubsw``), compare and max (``vpcmpgtw``/``vpmaxsw``), and two two-source
-permutes that reorder the new metrics into even/odd states for the next step. Survivor
-decisions are packed 64 per step into one uint64, as in the float decoder. One chain is
-latency-bound, so a block is split into 2 or 4 segments decoded as interleaved chains, made
-exact at each boundary (:func:`phy.kernels.v16_forward`); the traceback runs four chains the
-same way, three operations a step (:func:`phy.kernels.v16_traceback`).
+permutes that reorder the new metrics into even/odd states for the next step. Survivor decisions
+are packed 64 per step into one uint64, as in the float decoder. One chain is latency-bound, so
+a block is split into 2 or 4 segments decoded as interleaved chains, made exact at each boundary
+(:func:`phy.viterbi_kernels.v16_forward`); the traceback runs four chains the same way, three
+operations a step (:func:`phy.viterbi_kernels.v16_traceback`).
 
-The kernels live in :mod:`phy.kernels` (numba compiles them from their bytecode, and the fuzz
-workers leave that module uninstrumented for it); this module re-exports them under the names
-below and chooses the decoder.
+The kernels live in :mod:`phy.viterbi_kernels` (numba compiles them from their bytecode, and
+the fuzz workers leave that module uninstrumented for it: ``tests/fuzz/_core.NUMBA_MODULES``);
+this module re-exports them under the names below and chooses the decoder.
 
 Instruction selection: the kernel is plain LLVM vector IR (``llvm.sadd.sat``/``llvm.ssub.sat``,
 ``icmp``/``select``, ``shufflevector``), compiled by numba for the host CPU, so LLVM picks
