@@ -20,198 +20,51 @@ then scaled so that a data symbol has RMS ``tx_rms`` (default 0.25 of full
 scale 1.0, i.e. -12 dBFS; OFDM peaks ~10-11 dB above RMS stay below the 12-bit DAC's clipping) and
 any sample with ``|x| > 1`` is hard-limited to 1 (rare at the default). ``tx_rms=None`` returns
 the unscaled unit-subcarrier-power signal (time-domain power ``n_used/NFFT``).
+
+The transmit side and the sizes are here; the receive side (burst search, synchronisation,
+estimation, equalisation, decoding) is :mod:`phy.modem_rx`, mixed into the classes below, and
+the MCS ladder, header constants and coding pieces both sides use are :mod:`phy.modem_format`.
+Their public names, and the private ones other modules import, are importable from here too.
 """
 
 from __future__ import annotations
 
-import cmath
 import logging
 import math
 import struct
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from functools import lru_cache
-from typing import NamedTuple, Protocol, TypeVar
 
 import numpy as np
 import scipy.fft as sp_fft
 
 from phy import qam
 from phy.crc import crc16, crc32
-from phy.errors import PayloadTooLongError, PhyInputError, UnknownMcsError
-from phy.estimation import (
-    delay_profile_input,
-    delay_window_of,
-    lmmse_estimate,
-    sfo_prior_var,
-)
-from phy.fec import FEC, ConvCode
-from phy.grid import ResourceGrid, fft_rows_padded
-from phy.interleaver import interleave, permutation
-from phy.kernels import (
-    cp_corr,
-    equalize,
-    gather_windows,
-    gather_windows_ramp,
-    phase_trend,
-    prbs,
-    preamble_estimate,
-    robust_combine,
-    sum_iq,
-    track_phase_wls,
-)
+from phy.errors import PayloadTooLongError, PhyInputError
+from phy.estimation import sfo_prior_var
+from phy.grid import ResourceGrid
+from phy.interleaver import interleave
+from phy.modem_format import HEADER_BYTES as HEADER_BYTES
+from phy.modem_format import HEADER_VERSION, Mcs, _fec, _n_info, _pad_bits, get_mcs
+from phy.modem_format import mcs_table as mcs_table
+from phy.modem_rx import Burst as Burst
+from phy.modem_rx import BurstReceiver, ReceiverCore
+from phy.modem_rx import _decode_payload as _decode_payload
+from phy.modem_rx import _robust_map as _robust_map
+from phy.modem_rx import _rx_scatter_map as _rx_scatter_map
+from phy.modem_rx import _Sync as _Sync
+from phy.modem_rx import _Timing as _Timing
 from phy.numerology import Profile, get_profile
 from phy.randomizer import randomize
-from phy.shaping import TxShaper, window_length
-from phy.sync import (
-    Preamble,
-    detect,
-    fine_timing_spectra,
-    fractional_cfo,
-    integer_cfo_bins,
-)
+from phy.shaping import TxShaper
+from phy.sync import Preamble
 
 log = logging.getLogger(__name__)
 
-HEADER_VERSION = 0xA
-HEADER_BYTES = 9
 PREAMBLE_SYMBOLS = 2
 DEFAULT_MAX_PAYLOAD = 8192
 DEFAULT_TX_RMS = 0.25
-_MAX_SNR_DB = 60.0
-_CP_GUARD = 6
-"""CP samples left out after the echoes and the transmit ramp (the transmit low-pass's taps
-beyond 6 samples are a few per cent)."""
-_CP_MIN = 12
-_DRIFT_MIN_ICI = 1e-3
-"""Drift interference (of the signal power) below which the CP measurement is not trusted: a
-strong echo that reaches into a short CP (2 us on CP 1/16) reads as a ~0.07 rad drift, 4e-4."""
-_DRIFT_MAX_SNR_DB = 40.0
-"""Above this SNR a symbol's phase drift is judged as at this SNR: no MCS needs more, and the
-transmit low-pass leaves the short CPs (P2.5, CP 1/16) a few milliradians short of cyclic."""
-"""Fewest clean CP samples worth measuring a symbol's phase drift on."""
 
 
-@dataclass(frozen=True)
-class Mcs:
-    """One modulation and coding scheme of the 8-entry ladder (digest §4.8)."""
-
-    index: int
-    name: str
-    modulation: str
-    bits_per_symbol: int
-    code_rate: str
-
-
-_MCS_LIST = [
-    Mcs(i, f"{mod}-{rate}", mod, qam.BITS[mod], rate)
-    for i, (mod, rate) in enumerate([
-        ("QPSK", "1/2"), ("QPSK", "3/4"), ("16QAM", "1/2"), ("16QAM", "3/4"),
-        ("64QAM", "1/2"), ("64QAM", "2/3"), ("64QAM", "3/4"), ("64QAM", "5/6"),
-    ])
-]
-_MCS = {m.name: m for m in _MCS_LIST}
-
-
-def mcs_table() -> list[str]:
-    """MCS names in index order: ``"QPSK-1/2"`` ... ``"64QAM-5/6"`` (16e CTC ladder, digest §4.8,
-    here with the K=7 convolutional code)."""
-    return [m.name for m in _MCS_LIST]
-
-
-def get_mcs(name: str | int) -> Mcs:
-    """MCS by name or index."""
-    if isinstance(name, int) and not isinstance(name, bool) and 0 <= name < len(_MCS_LIST):
-        return _MCS_LIST[name]
-    if isinstance(name, str) and name in _MCS:
-        return _MCS[name]
-    raise UnknownMcsError(f"unknown MCS {name!r}; known: {', '.join(_MCS)}")
-
-
-@lru_cache(maxsize=16)
-def _fec(rate: str) -> FEC:
-    return ConvCode(rate)
-
-
-@dataclass(frozen=True)
-class Burst:
-    """One received burst.
-
-    ``payload`` is the decoded payload; trust it only when ``crc_ok`` (it is returned on CRC
-    failure for diagnostics only). ``snr_db``: Es/N0 per used subcarrier from the preamble;
-    ``cfo_hz``: estimated carrier offset (rx - tx); ``evm_db``: decision-directed EVM of the data
-    subcarriers; ``start``: sample index of the burst's first sample in the buffer; ``sfo_ppm``:
-    sampling-clock offset estimated from the pilot slopes (0 when the burst is too short to tell);
-    ``symbols``: the equalised data-subcarrier symbols (complex64, transmit order, unit average
-    power), for constellation plots and diagnostics. The repr leaves the payload and symbols out
-    (the payload can carry key-management messages); equality ignores the symbols.
-    """
-
-    payload: bytes = field(repr=False)  # may carry key-management messages: never in reprs
-    crc_ok: bool
-    snr_db: float
-    cfo_hz: float
-    evm_db: float
-    src: int
-    dst: int
-    start: int
-    mcs: str
-    n_samples: int
-    sfo_ppm: float = 0.0
-    symbols: np.ndarray | None = field(default=None, repr=False, compare=False)
-
-    @property
-    def payload_len(self) -> int:
-        return len(self.payload)
-
-
-class _Located(Protocol):
-    """A burst found in a buffer: where it starts and how long it is (samples)."""
-
-    @property
-    def start(self) -> int: ...
-
-    @property
-    def n_samples(self) -> int: ...
-
-
-_Found = TypeVar("_Found", bound=_Located)
-
-
-class _Sync(NamedTuple):
-    """What the preamble tells about one burst: where it starts (sample of the S&C symbol's
-    CP), the carrier offset (Hz), the channel ``H`` (n_used,), the noise variance, the SNR, and
-    the FFT windows ``Y`` (3, n_used) of the S&C symbol, the long symbol and the first symbol
-    after the preamble (``l = 0``); ``sc_phase``: the S&C symbol's common phase relative to the
-    long symbol's (the phase trend's point at ``l = -2``; the long symbol is ``l = -1``, phase
-    0); ``echo``: samples after the first path that the channel's delay window reaches (how
-    much of each CP is inter-symbol interference). A named tuple: built once per burst, where a
-    frozen dataclass's per-field ``object.__setattr__`` cost microseconds."""
-
-    start: int
-    cfo: float
-    H: np.ndarray
-    sigma2: float
-    snr_db: float
-    Y: np.ndarray
-    sc_phase: float = 0.0
-    echo: float = 0.0
-
-
-class _Timing(NamedTuple):
-    """What :meth:`_BurstCore._presync` finds for a candidate: the fractional CFO (Hz), the
-    integer CFO (bins), the sample where the long symbol's useful part starts, and the
-    preamble's three FFT windows (S&C, long, header; None when not taken)."""
-
-    frac: float
-    ib: int
-    t_long: int
-    Y: np.ndarray | None
-    est: tuple | None = None
-    """(LS estimate, S&C phase sum, channel power, noise variance, delay window) or None."""
-
-
-class _BurstCore:
+class _BurstCore(ReceiverCore):
     """What every burst format of this PHY shares (private; :class:`BurstModem` and
     :class:`phy.zone.ZoneModem` build on it): the preamble, the strongly coded QPSK blocks
     (header, A-MAP), OFDM mapping with pilots, output scaling, and on the receive side the burst
@@ -293,297 +146,8 @@ class _BurstCore:
             return g.add_cp(bodies, scale, limit)
         return self.shaper.burst(bodies, scale, limit)
 
-    # ---- RX ------------------------------------------------------------------------------
-    def _scan(self, iq: np.ndarray,
-              decode_at: Callable[[np.ndarray, int, _Timing | None],
-                                  _Found | None]) -> list[_Found]:
-        """Validate ``iq``, remove its mean (receiver DC offset) and call ``decode_at(r, coarse,
-        timing)`` for every preamble candidate not inside a burst already found, in buffer
-        order; ``timing`` is the candidate's :meth:`_presync` result (None: not computed)."""
-        r, total = _validate_iq(iq)
-        if r.size < 3 * self._sym_len:
-            return []
-        # Receiver DC offset (LO leakage): the bursts carry nothing at DC, so the buffer mean is
-        # the offset. Left in, a DC term is perfectly periodic (it fools the S&C detector) and
-        # after CFO removal it becomes a tone between bins that leaks into every subcarrier.
-        dc = total / r.size
-        if abs(dc) > 0.0:
-            r = r - np.complex64(dc)
-        out: list[_Found] = []
-        consumed = -1
-        cands = detect(r, self.grid)
-        timing = self._presync(r, cands)
-        for cand in cands:
-            if cand < consumed:
-                continue
-            b = decode_at(r, cand, timing.get(cand))
-            if b is not None:
-                out.append(b)
-                consumed = b.start + b.n_samples - self.grid.cp
-        return out
 
-    def _windows(self, r: np.ndarray, first: int, n_sym: int, cfo: float,
-                 head: np.ndarray | None = None) -> np.ndarray:
-        """FFT windows (CP skipped, back-off applied) of n_sym symbols starting at sample
-        ``first`` (burst-symbol CP start), CFO-derotated, -> (n_sym, n_used); ``head`` rows
-        (frequency domain) go first."""
-        g = self.grid
-        fs = self.profile.sample_rate
-        s0 = first + g.cp - self.backoff
-        ns = self._sym_len
-        # a few more windows when that makes a cheaper transform (fft_rows_padded), if the
-        # buffer holds them (their values are dropped)
-        n_fft = fft_rows_padded(n_sym)
-        if s0 + (n_fft - 1) * ns + g.nfft > r.size:
-            n_fft = n_sym
-        w = gather_windows(r, s0, n_fft, ns, g.nfft, 2 * np.pi * cfo / fs)
-        return g.ofdm_demodulate(w, head, n_sym)
-
-    def _presync(self, r: np.ndarray, cands: list[int]) -> dict[int, _Timing]:
-        """Fractional CFO, integer CFO (bins) and the long symbol's start for every candidate
-        (what :meth:`_sync` begins with), with the candidates' integer-CFO windows and their
-        fine-timing correlations transformed in one FFT call each: single-row transforms
-        cost ~2.5x a row of a batch. Candidates too close to the buffer's end are left out."""
-        g = self.grid
-        n, ng, ns = g.nfft, g.cp, self._sym_len
-        fs = self.profile.sample_rate
-        items = []
-        for cand in cands:
-            coarse = max(cand, 0)
-            if coarse + 3 * ns + 2 * ng > r.size:
-                continue
-            # fractional CFO on the S&C halves, in the middle of the plateau
-            items.append((cand, coarse + ns + ng - ng // 4,
-                          fractional_cfo(r, coarse + ng // 2, g)))
-        if not items:
-            return {}
-        # integer CFO on the long symbol (coarse window, a quarter-CP early)
-        W = np.empty((len(items), n), np.complex64)
-        for i, (_, t0, frac) in enumerate(items):
-            W[i] = gather_windows(r, t0, 1, 0, n, 2 * np.pi * frac / fs)[0]
-        Yl = sp_fft.fft(W, axis=1, overwrite_x=True)
-        ibs = [integer_cfo_bins(Yl[i], g, self.pre) for i in range(len(items))]
-        # fine timing: matched filter around the coarse long-symbol position (+-Ng), circular,
-        # on the same windows' spectra
-        ds = fine_timing_spectra(Yl, ibs, g, self.pre, *self._timing_search)
-        out = {cand: _Timing(frac, ib, t0 + d, None)
-               for (cand, t0, frac), ib, d in zip(items, ibs, ds, strict=True)}
-        # the preamble's windows (S&C, long, header) of every candidate that has them in the
-        # buffer, all in one transform
-        df = g.profile.subcarrier_spacing
-        ok = [c for c, t in out.items()
-              if t.t_long - ns - ng >= 0 and t.t_long + 2 * ns - ng <= r.size]
-        if ok:
-            W = np.empty((3 * len(ok), n), np.complex64)
-            for i, c in enumerate(ok):
-                t = out[c]
-                # as _windows(r, start, 3, cfo): start = t_long - ns - ng, back-off in the CP
-                W[3 * i: 3 * i + 3] = gather_windows(
-                    r, t.t_long - ns - self.backoff, 3, ns, n,
-                    2 * np.pi * (t.frac + t.ib * df) / fs)
-            Y = g.ofdm_demodulate(W)
-            # each candidate's preamble estimate, and all their delay profiles in one transform
-            est, rows = {}, []
-            for i, c in enumerate(ok):
-                Yc = Y[3 * i: 3 * i + 3]
-                out[c] = out[c]._replace(Y=Yc)
-                e = self._preamble_estimate(Yc)
-                if e is not None:
-                    est[c] = e
-                    rows.append(delay_profile_input(e[0], g.freq_index, n))
-            if rows:
-                F = sp_fft.fft(np.stack(rows), axis=1, overwrite_x=True)
-                for j, (c, e) in enumerate(est.items()):
-                    win = delay_window_of(F[j], g.freq_index, n, e[3] * self._ls_noise_factor,
-                                          *self._delay_search)
-                    out[c] = out[c]._replace(est=(*e, win))
-        return out
-
-    def _preamble_estimate(self, Y: np.ndarray
-                           ) -> tuple[np.ndarray, complex, float, float] | None:
-        """From the preamble's windows ``Y`` (S&C, long, ...): the LS estimate, the S&C
-        symbol's common phase (as a complex sum), the mean channel power and the noise
-        variance (floored 60 dB below the power); None when those are not finite and positive
-        (extreme sample values: no burst to decode)."""
-        H_ls, rot, total, noise = preamble_estimate(Y[0], Y[1], self._long_inv, self._sc_inv,
-                                                    self._even, self._odd)
-        if not math.isfinite(total) or total <= 0.0:
-            return None
-        sigma2 = max(noise, total * 10 ** (-_MAX_SNR_DB / 10))
-        if not (math.isfinite(sigma2) and sigma2 > 0.0):
-            return None
-        return H_ls, complex(rot), total, sigma2
-
-    def _sync(self, r: np.ndarray, coarse: int,
-              timing: _Timing | None = None) -> _Sync | None:
-        """Timing, CFO, channel and noise from the preamble at candidate ``coarse``; None when
-        there is no usable preamble there (or the burst's first 3 symbols leave the buffer).
-        ``timing``: the candidate's :meth:`_presync` result, else computed here."""
-        g = self.grid
-        n, ng, ns = g.nfft, g.cp, self._sym_len
-        coarse = max(coarse, 0)
-        if coarse + 3 * ns + 2 * ng > r.size:
-            return None
-        if timing is None:
-            timing = self._presync(r, [coarse]).get(coarse)
-            if timing is None:
-                return None
-        frac, ib, t_long, Y, _ = timing
-        cfo = frac + ib * g.profile.subcarrier_spacing
-        start = t_long - ns - ng
-        if start < 0 or start + 3 * ns > r.size:
-            return None
-        if Y is None:
-            Y = self._windows(r, start, 3, cfo)
-        # LS estimate, common phase of the S&C symbol, channel power, noise (one kernel:
-        # estimation.preamble_ls and estimation.noise_variance as a single pass), and the
-        # channel's delay window when _presync found them
-        if timing.est is not None:
-            H_ls, rot, _, sigma2, win = timing.est
-        else:
-            e = self._preamble_estimate(Y)
-            if e is None:
-                return None  # extreme sample values (overflow to inf): no burst to decode here
-            H_ls, rot, _, sigma2 = e
-            win = None
-        noise_factor = self._ls_noise_factor
-        sc_phase = cmath.phase(rot) if cmath.isfinite(rot) else 0.0
-        H, (_, t1) = lmmse_estimate(H_ls, g.freq_index, n, sigma2 * noise_factor,
-                                    *self._delay_search, window=win)
-        sig = _mean_power(H)
-        if not (np.isfinite(sig) and sig > 0.0):
-            return None
-        return _Sync(int(start), float(cfo), H, sigma2, 10 * math.log10(sig / sigma2), Y,
-                     sc_phase, max(0.0, t1 - self.backoff))
-
-    def _track(self, Y: np.ndarray, H: np.ndarray, ls: np.ndarray, sigma2: float
-               ) -> tuple[np.ndarray, np.ndarray, float]:
-        """Pilot phase model (CPE, slope per symbol, drift) of symbols ``ls`` (any increasing
-        subset of the burst: the drift model counts time by ``l``); the drift is the MMSE
-        estimate under the clock-offset prior given the noise variance ``sigma2``
-        (:func:`phy.estimation.track_phase_mmse`, whose kernel is called directly)."""
-        pos, val, _ = self._sym_tables(ls)
-        cpe, bl, c = track_phase_wls(_c(Y, np.complex64), _c(H, np.complex64),
-                                     _c(ls, np.int64), pos, val, self._fidx, float(sigma2),
-                                     self._c_var)
-        return cpe, bl, float(c)
-
-    def _sym_tables(self, ls: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Pilot positions, pilot values and data positions of symbols ``ls`` (rows per
-        symbol, int64 / float32 / int64), kept for the runs of consecutive symbols a burst
-        has (header, header + data, data): a gather of every row per burst otherwise."""
-        l0, n = int(ls[0]), int(ls.size)
-        key = (l0, n) if int(ls[-1]) - l0 == n - 1 else None
-        hit = self._tables.get(key) if key is not None else None
-        if hit is None:
-            g = self.grid
-            hit = (g.sym_pilot_pos[ls % 3], g.pilot_values(int(ls[-1]) + 1)[ls],
-                   g.sym_data_pos[ls % 3])
-            if key is not None:
-                if len(self._tables) >= 256:
-                    self._tables.clear()
-                # left writable (and not written): a read-only array is another numba type,
-                # and the uncached tables of other symbol sets would compile every kernel again
-                self._tables[key] = hit
-        return hit
-
-    def _equalise(self, Y: np.ndarray, H: np.ndarray, sigma2: float, ls: np.ndarray,
-                  cpe: np.ndarray, slope: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Data subcarriers of symbols ``ls`` -> (z, w) flattened in transmit order."""
-        dpos = self._sym_tables(ls)[2]
-        return equalize(_c(Y, np.complex64), H, dpos, _c(cpe, np.float64),
-                        _c(slope, np.float64), self._fidx, 1.0 / sigma2)
-
-    def _robust_bits(self, z: np.ndarray, wgt: np.ndarray, n_bits: int
-                     ) -> tuple[np.ndarray, np.ndarray]:
-        """Decode a :meth:`_robust_symbols` block from its equalised symbols: the repeated
-        code word's LLRs are combined, then Viterbi. Returns (n_bits info bits, squared error
-        of each symbol to its nearest QPSK point)."""
-        ncb = self.grid.n_data * 2
-        zz = _c(z.ravel(), np.complex64)
-        ww = _c(wgt.ravel(), np.float32)
-        if ww.size != zz.size:
-            raise PhyInputError(f"w has {ww.size} weights for {zz.size} symbols")
-        nco = _fec("1/2").coded_length(n_bits)
-        dest, sign = _robust_map(ncb, 2 * zz.size, nco)
-        if dest.size != 2 * zz.size:  # the kernel does not bounds-check: whole symbols only
-            raise PhyInputError(f"{zz.size} symbols are not whole robust-block symbols")
-        alpha, beta, nearest, _ = qam.demap_tables(1)
-        # demap, descramble and combine the repetitions in one pass (was the demapper, a
-        # product and np.bincount with weights: the same sums in the same order)
-        comb, err = robust_combine(zz, ww, dest, sign, nco, alpha, beta, nearest)
-        return _fec("1/2").decode(comb, n_bits), err
-
-    def _robust_block(self, Y: np.ndarray, H: np.ndarray, sigma2: float, ls: np.ndarray,
-                      n_bits: int, skip: int = 0,
-                      phase: tuple[np.ndarray, np.ndarray] | None = None
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Track the pilots of symbols ``ls`` (windows ``Y``; or take their ``phase`` model,
-        per-symbol CPE and slope), equalise all but the first ``skip`` of them and decode them
-        as one :meth:`_robust_symbols` block. Returns (info bits, squared error per symbol,
-        LLR weight per symbol) -- the last two give the EVM."""
-        cpe, bl = self._track(Y, H, ls, sigma2)[:2] if phase is None else phase
-        z, wgt = self._equalise(Y[skip:], H, sigma2, ls[skip:], cpe[skip:], bl[skip:])
-        bits, err = self._robust_bits(z, wgt, n_bits)
-        return bits, err, wgt
-
-    def _trend_x(self, n: int) -> np.ndarray:
-        """``[-2, -1, 0, 1, .., n-1]`` as float64 (not to be written): the symbol numbers of the S&C
-        symbol, the long symbol and ``n`` symbols from the header on, for :meth:`_refine_cfo`."""
-        x = self._trend_xs.get(n)
-        if x is None:
-            x = np.arange(-2, n, dtype=np.float64)  # writable, as other callers' (numba type)
-            if len(self._trend_xs) >= 256:
-                self._trend_xs.clear()
-            self._trend_xs[n] = x
-        return x
-
-    def _refine_cfo(self, cfo: float, cpe: np.ndarray, ls: np.ndarray) -> float:
-        """The carrier offset refined by the trend of the per-symbol CPE over symbols ``ls``."""
-        trend = phase_trend(np.ascontiguousarray(cpe, np.float64),
-                            np.ascontiguousarray(ls, np.float64))  # LS slope, rad/symbol
-        return cfo + trend * self.profile.sample_rate / (2 * np.pi * self._sym_len)
-
-    def _ici_matters(self, dcfo: float, snr_db: float) -> bool:
-        """Whether a carrier-offset error ``dcfo`` (Hz) costs more than 0.2 dB: its
-        inter-carrier interference ``(pi dcfo / df)^2 / 3`` (of the signal) above 5 % of the
-        noise at ``snr_db``."""
-        eps = math.pi * dcfo / self.profile.subcarrier_spacing
-        return eps * eps / 3.0 * 10 ** (min(snr_db, _MAX_SNR_DB) / 10) > 0.05
-
-    def _phase_drift(self, r: np.ndarray, first: int, n_sym: int, cfo: float, snr_db: float,
-                     echo: float) -> np.ndarray | None:
-        """Per symbol (``n_sym`` from the one whose CP starts at ``first``), the slope in
-        rad/sample of the phase noise's drift across its FFT window, measured as the phase
-        between the CP's interference-free samples and the body samples they copy (over NFFT
-        samples, the carrier offset ``cfo`` taken out); None when the drift's inter-carrier
-        interference (a ramp of total phase D leaves ``D^2 / 12`` of the signal power in the
-        other subcarriers) would cost less than 0.2 dB at ``snr_db`` (5 % of the noise, as
-        :meth:`_ici_matters`), or the CP leaves too few clean samples. Removing the ramp
-        leaves about half the interference of a Wiener phase (a bridge between the ends)."""
-        g = self.grid
-        # the CP's first samples carry the previous symbol's echoes and the transmit ramp
-        a = math.ceil(echo) + window_length(g) + _CP_GUARD
-        if g.cp - a < _CP_MIN:
-            return None
-        c = cp_corr(r, first, n_sym, self._sym_len, g.nfft, a, g.cp)
-        d = np.arctan2(c.imag, c.real) - 2 * np.pi * cfo * g.nfft / self.profile.sample_rate
-        d = (d + np.pi) % (2 * np.pi) - np.pi
-        snr = 10 ** (min(snr_db, _DRIFT_MAX_SNR_DB) / 10)
-        rho = snr * g.n_used / g.nfft  # per-sample SNR
-        noise = (1.0 / rho + 0.5 / rho**2) / (g.cp - a)  # variance of each measured angle
-        ici = max(float(np.dot(d, d)) / d.size - noise, 0.0) / 12.0
-        if ici * snr <= 0.05 or ici <= _DRIFT_MIN_ICI:
-            return None
-        return d / g.nfft
-
-    def _sfo_ppm(self, slope: float) -> float:
-        """Sampling-clock offset from the fitted pilot slope drift (rad/subcarrier/symbol):
-        ``c = -2 pi (drift samples per symbol) / NFFT``."""
-        return -slope * self.grid.nfft / (2 * np.pi * self._sym_len) * 1e6
-
-
-class BurstModem(_BurstCore):
+class BurstModem(BurstReceiver, _BurstCore):
     """OFDM burst modulator/demodulator for one profile; TX uses ``mcs``, RX decodes any MCS.
 
     Args:
@@ -653,85 +217,8 @@ class BurstModem(_BurstCore):
         dsym = qam.modulate(bits, mcs.bits_per_symbol).reshape(n_sym, g.n_data)
         return self._to_air(np.concatenate([hsym, dsym]))
 
-    # ---- RX ------------------------------------------------------------------------------
-    def demodulate(self, iq: np.ndarray) -> list[Burst]:
-        """Find and decode every burst in ``iq`` (1-D complex array; bursts may start anywhere,
-        with noise or silence between them). The buffer mean (receiver DC offset) is removed
-        first. A burst that is not wholly inside the buffer, or
-        whose header fails its CRC, is skipped. Raises :class:`PhyInputError` for a non-array,
-        non-complex dtype, wrong shape or non-finite samples."""
-        return self._scan(iq, self._decode_at)
-
-    def _decode_at(self, r: np.ndarray, coarse: int,
-                   timing: _Timing | None = None) -> Burst | None:
-        ns = self._sym_len
-        s = self._sync(r, coarse, timing)
-        if s is None:
-            return None
-        hdr = self._decode_header(s.Y[2:3], s.H, s.sigma2)
-        if hdr is None:
-            return None
-        mcs, length, src, dst = hdr
-        start, cfo = s.start, s.cfo
-        n_sym = self.data_symbols(length, mcs.name)
-        total = (3 + n_sym) * ns
-        if start + total > r.size:
-            log.debug("burst at %d truncated (%d of %d samples)", start, r.size - start, total)
-            return None
-        # header (the preamble's window of it: same start, same offset) and data
-        Yall = self._windows(r, start + 3 * ns, n_sym, cfo, head=s.Y[2:3])
-        Yd = Yall[1:]
-        ls = np.arange(n_sym + 1)
-        cpe, bl, slope = self._track(Yall, s.H, ls, s.sigma2)
-        # residual CFO from the phase trend over the whole burst: the S&C symbol (l = -2), the
-        # long symbol (l = -1, the reference: phase 0), header and data
-        fine = self._refine_cfo(cfo, np.concatenate([[s.sc_phase, 0.0], cpe]),
-                                self._trend_x(n_sym + 1))
-        if self._ici_matters(fine - cfo, s.snr_db):
-            # the preamble's estimate was off by enough to matter (phase noise moves the S&C
-            # halves' phase): take the header and data windows again at the refined offset
-            Yall = self._windows(r, start + 2 * ns, n_sym + 1, fine)
-            Yd = Yall[1:]
-            cpe, bl, slope = self._track(Yall, s.H, ls, s.sigma2)
-        cfo = fine
-        dw = self._phase_drift(r, start + 2 * ns, n_sym + 1, cfo, s.snr_db, s.echo)
-        if dw is not None:
-            # phase noise drifting inside the symbols: take the windows again with each one's
-            # drift removed (inter-carrier interference roughly halved), and track again
-            g = self.grid
-            fs = self.profile.sample_rate
-            Yall = g.ofdm_demodulate(gather_windows_ramp(
-                r, start + 2 * ns + g.cp - self.backoff, n_sym + 1, ns, g.nfft,
-                2 * np.pi * cfo / fs, dw))
-            Yd = Yall[1:]
-            cpe, bl, slope = self._track(Yall, s.H, ls, s.sigma2)
-        z, wgt = self._equalise(Yd, s.H, s.sigma2, ls[1:], cpe[1:], bl[1:])
-        dest = _rx_scatter_map(self._ncbps(mcs), mcs.bits_per_symbol, mcs.code_rate,
-                               _n_info(length))
-        payload, ok, evm_db = _decode_payload(z, wgt, mcs, length, src, dst, dest)
-        sfo_ppm = self._sfo_ppm(slope) if n_sym >= 8 else 0.0
-        return Burst(payload, ok, round(s.snr_db, 2), float(cfo), round(evm_db, 2), src, dst,
-                     int(start), mcs.name, int(total), float(sfo_ppm),
-                     np.asarray(z, dtype=np.complex64))
-
-    def _decode_header(self, Yh: np.ndarray, H: np.ndarray, sigma2: float
-                       ) -> tuple[Mcs, int, int, int] | None:
-        bits, _, _ = self._robust_block(Yh, H, sigma2, np.zeros(1, np.int64), HEADER_BYTES * 8)
-        raw = np.packbits(bits).tobytes()
-        if crc16(raw[:7]) != struct.unpack(">H", raw[7:9])[0]:
-            return None
-        vm, length, src, dst = struct.unpack(">BHHH", raw[:7])
-        if vm >> 4 != HEADER_VERSION or (vm & 15) >= len(_MCS_LIST) or length > self.max_payload:
-            return None
-        return _MCS_LIST[vm & 15], length, src, dst
-
 
 # ---- shared pieces of the data path (BurstModem and phy.zone) ------------------------------
-def _n_info(n_bytes: int) -> int:
-    """Information bits of a payload of ``n_bytes``: the payload and its CRC-32."""
-    return 8 * (n_bytes + 4)
-
-
 def _coded_bits(n_bytes: int, mcs: Mcs) -> int:
     """Coded bits of an ``n_bytes`` payload at ``mcs`` (before padding)."""
     return _fec(mcs.code_rate).coded_length(_n_info(n_bytes))
@@ -742,40 +229,6 @@ def _encode_payload(payload: bytes, mcs: Mcs, src: int, dst: int) -> np.ndarray:
     the MCS rate: the coded bits (uint8), before padding and interleaving."""
     info = np.unpackbits(np.frombuffer(payload + struct.pack(">I", crc32(payload)), np.uint8))
     return _fec(mcs.code_rate).encode(randomize(info, src, dst))
-
-
-def _decode_payload(z: np.ndarray, wgt: np.ndarray, mcs: Mcs, length: int, src: int, dst: int,
-                    dest: np.ndarray) -> tuple[bytes, bool, float]:
-    """Inverse of :func:`_encode_payload` from equalised symbols ``z`` (weights ``wgt``):
-    demap, deinterleave and depuncture in one pass through the scatter map ``dest`` (see
-    :func:`_rx_scatter_map`), Viterbi, derandomize, CRC-32. Returns (payload, crc ok, EVM dB)."""
-    bps = mcs.bits_per_symbol
-    fec = _fec(mcs.code_rate)
-    n_info = _n_info(length)
-    # one pass: demap, deinterleave and depuncture straight into the decoder's input buffer
-    buf = np.zeros(fec.input_size(n_info), dtype=np.float32)
-    err = qam.demodulate_into(z, wgt, bps, dest, buf)
-    # EVM against the nearest points, weighted by |H|^2 (unit-energy constellations)
-    evm = float(np.einsum("i,i->", err, wgt)) / max(float(np.sum(wgt)), 1e-30)
-    evm_db = 10 * math.log10(max(evm, 1e-12))
-    bits = fec.decode_buffer(buf, n_info)
-    data = np.packbits(randomize(bits, src, dst)).tobytes()
-    payload, tail = data[:length], data[length:]
-    ok = struct.unpack(">I", tail)[0] == crc32(payload)
-    return payload, ok, evm_db
-
-
-def _c(x: np.ndarray, dtype: type) -> np.ndarray:
-    """``x`` as a C-contiguous array of ``dtype``, converted only when it is not one already
-    (np.ascontiguousarray costs a call even then)."""
-    if x.dtype == dtype and x.flags.c_contiguous:
-        return x
-    return np.ascontiguousarray(x, dtype)
-
-
-def _mean_power(x: np.ndarray) -> float:
-    """Mean ``|x|^2`` of a complex vector (one BLAS dot product, no temporaries)."""
-    return float(np.vdot(x, x).real) / max(x.size, 1)
 
 
 def _check_payload(payload: object) -> bytes:
@@ -789,76 +242,3 @@ def _check_address(name: str, v: object) -> int:
     if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or not 0 <= v <= 0xFFFF:
         raise PhyInputError(f"{name} must be an int in 0..65535, got {v!r}")
     return int(v)
-
-
-@lru_cache(maxsize=128)
-def _rx_scatter_map(ncbps: int, bps: int, rate: str, n_info: int) -> np.ndarray:
-    """Where each demapped bit of a burst's data symbols goes in the FEC input buffer.
-
-    Demapped bit ``q`` of data symbol ``l`` is coded bit ``l * ncbps + inv[q]`` after the
-    per-symbol deinterleaver (``inv`` the inverse of the interleaver permutation), which the
-    code places at ``input_positions[...]`` (depuncturing); padding bits map to -1 (dropped).
-    Composing the two index maps once per (MCS, length) replaces two full passes over the LLRs
-    per burst. int64, read-only."""
-    fec = _fec(rate)
-    pos = fec.input_positions(n_info)
-    n_sym = -(-pos.size // ncbps)
-    inv = np.empty(ncbps, np.int64)
-    inv[permutation(ncbps, bps)] = np.arange(ncbps)
-    coded = (np.arange(n_sym, dtype=np.int64)[:, None] * ncbps + inv[None, :]).ravel()
-    dest = np.full(coded.size, -1, np.int64)
-    ok = coded < pos.size
-    dest[ok] = pos[coded[ok]]
-    dest.setflags(write=False)
-    return dest
-
-
-@lru_cache(maxsize=4)
-def _pad_source() -> np.ndarray:
-    return prbs(np.array([1, 0, 0, 1, 0, 1, 1, 0, 1, 0, 1, 1, 1, 0, 1], np.uint8), 14, 1 << 16)
-
-
-def _pad_bits(n: int) -> np.ndarray:
-    return np.resize(_pad_source(), n)
-
-
-@lru_cache(maxsize=64)
-def _robust_map(ncb: int, n_llr: int, nco: int) -> tuple[np.ndarray, np.ndarray]:
-    """For the ``n_llr`` demapped LLRs of a robust block (whole symbols of ``ncb`` bits): the
-    place in the ``nco``-bit code word each one adds to (its position after the per-symbol
-    deinterleaver, modulo ``nco``: the repetitions) and the +-1 that undoes the scrambling
-    there. One ``bincount`` then combines the repetitions (no deinterleaving pass). Read-only."""
-    inv = np.empty(ncb, np.int64)
-    inv[permutation(ncb, 2)] = np.arange(ncb)
-    pos = (np.arange(n_llr // ncb, dtype=np.int64)[:, None] * ncb + inv[None, :]).ravel()
-    dest = pos % nco
-    sign = _robust_sign(n_llr)[pos]
-    dest.setflags(write=False)
-    sign.setflags(write=False)
-    return dest, sign
-
-
-@lru_cache(maxsize=64)
-def _robust_sign(n: int) -> np.ndarray:
-    """+-1 (float32) undoing the PRBS scrambling of the first ``n`` bits of a robust block."""
-    out = (1.0 - 2.0 * _pad_bits(n)).astype(np.float32)
-    out.setflags(write=False)
-    return out
-
-
-def _validate_iq(iq: object) -> tuple[np.ndarray, complex]:
-    """``iq`` as a contiguous complex64 array and the float64 sum of its samples (one pass that
-    also proves every sample finite), else :class:`PhyInputError`."""
-    if not isinstance(iq, np.ndarray):
-        raise PhyInputError(f"iq must be a numpy array, got {type(iq).__name__}")
-    if iq.ndim != 1:
-        raise PhyInputError(f"iq must be 1-D, got shape {iq.shape}")
-    if not np.issubdtype(iq.dtype, np.complexfloating):
-        raise PhyInputError(f"iq must be complex64/complex128 samples, got dtype {iq.dtype}")
-    r = np.ascontiguousarray(iq, dtype=np.complex64)
-    total = sum_iq(r)
-    # a float64 sum of float32 values is finite exactly when every value is
-    if not (math.isfinite(total.real) and math.isfinite(total.imag)):
-        bad = int(np.count_nonzero(~np.isfinite(r.view(np.float32)).reshape(-1, 2).all(axis=1)))
-        raise PhyInputError(f"iq contains {bad} non-finite (NaN/inf) samples")
-    return r, total

@@ -61,21 +61,14 @@ from phy.modem import (
     DEFAULT_MAX_PAYLOAD,
     DEFAULT_TX_RMS,
     PREAMBLE_SYMBOLS,
-    Burst,
-    Mcs,
     _BurstCore,
     _check_address,
     _check_payload,
     _coded_bits,
-    _decode_payload,
     _encode_payload,
-    _fec,
-    _n_info,
-    _pad_bits,
-    _Sync,
-    _Timing,
-    get_mcs,
 )
+from phy.modem_format import Mcs, _fec, _n_info, _pad_bits, get_mcs
+from phy.modem_rx import Burst, _decode_payload, _Sync, _Timing
 from phy.numerology import Profile
 
 log = logging.getLogger(__name__)
