@@ -164,11 +164,11 @@ def test_a_radio_read_late_catches_up_without_a_loss_and_still_places_exactly(mo
     catches up: no overflow, nothing dropped, no RX break -- and the offset moved by exactly
     the samples skipped, so a probe placed at RX index k is still heard at k. Without the
     catch-up the same wait reads as a loss (the control)."""
-    import hw.pluto as pluto
+    import hw.pluto_stream as pluto_stream
     from hw.emu import EmulatorConfig, start_emulators
     from tests.emu.realtime import realtime_slot
 
-    monkeypatch.setattr(pluto, "RX_RING_S", 0.01)   # the ring: its minimum, 4 blocks
+    monkeypatch.setattr(pluto_stream, "RX_RING_S", 0.01)   # the ring: its minimum, 4 blocks
     with realtime_slot(), start_emulators(2, EmulatorConfig(speed=0.25)) as cluster:
         radios = [PlutoRadio(uri, rx_buffer_size=16384, kernel_buffers=8,
                              tx_block_size=11200, tx_kernel_buffers=6) for uri in cluster.uris]
