@@ -66,13 +66,13 @@ _CP_GUARD = 6
 """CP samples left out after the echoes and the transmit ramp (the transmit low-pass's taps
 beyond 6 samples are a few per cent)."""
 _CP_MIN = 12
+"""Fewest clean CP samples worth measuring a symbol's phase drift on."""
 _DRIFT_MIN_ICI = 1e-3
 """Drift interference (of the signal power) below which the CP measurement is not trusted: a
 strong echo that reaches into a short CP (2 us on CP 1/16) reads as a ~0.07 rad drift, 4e-4."""
 _DRIFT_MAX_SNR_DB = 40.0
 """Above this SNR a symbol's phase drift is judged as at this SNR: no MCS needs more, and the
 transmit low-pass leaves the short CPs (P2.5, CP 1/16) a few milliradians short of cyclic."""
-"""Fewest clean CP samples worth measuring a symbol's phase drift on."""
 
 
 @dataclass(frozen=True)
@@ -141,7 +141,7 @@ class _Sync(NamedTuple):
 
 
 class _Timing(NamedTuple):
-    """What :meth:`_BurstCore._presync` finds for a candidate: the fractional CFO (Hz), the
+    """What :meth:`ReceiverCore._presync` finds for a candidate: the fractional CFO (Hz), the
     integer CFO (bins), the sample where the long symbol's useful part starts, and the
     preamble's three FFT windows (S&C, long, header; None when not taken)."""
 
