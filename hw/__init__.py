@@ -2,6 +2,7 @@
 
 - :mod:`hw.loopback` — a simulated medium shared by any number of radios (deterministic).
 - :mod:`hw.pluto` — ADALM-Pluto over pyadi-iio (``import adi`` happens only there, lazily).
+- :mod:`hw.pluto_stream` — a Pluto's streaming plumbing: the stream worker process, its rings.
 - :mod:`hw.doctor` — environment checks behind ``relaysec doctor``.
 
 ``hw`` never imports ``stack``, ``phy`` or ``relaysec``.

@@ -89,7 +89,7 @@ class TimelineStats:
 
 
 class TxRing(Protocol):
-    """A TX stream pushed by another process (``hw.pluto``'s stream worker) from a shared ring
+    """A TX stream pushed by another process (:mod:`hw.pluto_stream`'s worker) from a shared ring
     indexed by TX sample: the timeline writes bursts into it instead of building blocks."""
 
     def claimed(self) -> int:

@@ -58,7 +58,7 @@ def test_lo_beyond_the_reported_range_is_a_config_error(server):
 
 
 def test_direct_libiio_path_is_bit_exact_with_pyadis():
-    """Streaming transfers skip pyadi's per-block conversions (hw.pluto._DirectBuffer: one
+    """Streaming transfers skip pyadi's per-block conversions (hw.pluto_stream._DirectBuffer: one
     libiio C call and one numpy pass per block): the samples are the same as pyadi's path
     gives, negative codes sign-extended, both ways."""
     from hw.emu.datapath import LocalLoop
@@ -90,9 +90,9 @@ def test_direct_libiio_path_is_bit_exact_with_pyadis():
 
 
 def test_rx_worker_ring_counts_what_the_node_fell_behind():
-    """The RX worker's host ring (hw.pluto._RxWorker.read): blocks come out in order; when the
-    node falls more than the ring behind, the overwritten samples are reported as lost,
-    exactly, and reading resumes on whole blocks."""
+    """The RX worker's host ring (hw.pluto_stream._RxWorker.read): blocks come out in order;
+    when the node falls more than the ring behind, the overwritten samples are reported as
+    lost, exactly, and reading resumes on whole blocks."""
     import os
     import tempfile
 
