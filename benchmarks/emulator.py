@@ -173,8 +173,8 @@ def stream_run(seconds: float, *, worker: bool, radios: int = 4, tx_block: int =
                                  rx_worker=worker))
         for r in rs:
             r.start_stream()
-        for r in rs:  # drain what queued up while the others started
-            r.receive(int(0.2 * r.sample_rate))
+        for r in rs:  # skip what queued up while the others started (as relaysec.ota does)
+            r.catch_up()
         counts = [0] * radios
         stop = time.monotonic() + seconds
 
