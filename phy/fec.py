@@ -18,6 +18,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from phy.errors import PhyInputError
+from phy.kernels import conv_encode_k7
 from phy.viterbi import default_decoder, viterbi_k7_simd
 from phy.viterbi_kernels import BFLY_SX, BFLY_SY, viterbi_k7
 
@@ -65,21 +66,14 @@ class FEC(Protocol):
     def decode_buffer(self, buf: np.ndarray, n_info: int) -> np.ndarray: ...
 
 
+_MASK1 = sum(1 << d for d in _TAPS1)
+_MASK2 = sum(1 << d for d in _TAPS2)
+
+
 def conv_encode(bits: np.ndarray) -> np.ndarray:
-    """Mother-code encoder: n info bits -> 2(n+6) bits X0 Y0 X1 Y1 ... (zero start and tail)."""
-    b = np.asarray(bits, dtype=np.uint8)
-    n = b.size + TAIL
-    padded = np.concatenate([np.zeros(TAIL, np.uint8), b, np.zeros(TAIL, np.uint8)])
-    x = np.zeros(n, np.uint8)
-    y = np.zeros(n, np.uint8)
-    for d in _TAPS1:
-        x ^= padded[TAIL - d: TAIL - d + n]
-    for d in _TAPS2:
-        y ^= padded[TAIL - d: TAIL - d + n]
-    out = np.empty(2 * n, np.uint8)
-    out[0::2] = x
-    out[1::2] = y
-    return out
+    """Mother-code encoder: n info bits -> 2(n+6) bits X0 Y0 X1 Y1 ... (zero start and tail),
+    in one compiled pass (:func:`phy.kernels.conv_encode_k7`)."""
+    return conv_encode_k7(np.ascontiguousarray(bits, dtype=np.uint8), _MASK1, _MASK2)
 
 
 MASK_CACHE = 512

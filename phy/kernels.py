@@ -104,6 +104,31 @@ def prbs(seed: np.ndarray, a: int, n: int) -> np.ndarray:  # pragma: no cover - 
     return s[m:].copy()
 
 
+@njit(cache=True, nogil=True)
+def conv_encode_k7(bits: np.ndarray, m1: int, m2: int) -> np.ndarray:  # pragma: no cover
+    """Zero-started, zero-tailed rate-1/2 K=7 encoder: n uint8 bits -> 2(n+6) bits X0 Y0 X1
+    Y1 ...; ``m1``/``m2``: the generators as masks over the delays (bit d set: the input d
+    steps back is summed). One pass with a 7-bit history (phy.fec.conv_encode_reference is
+    the numpy twin)."""
+    n = bits.size + 6
+    out = np.empty(2 * n, dtype=np.uint8)
+    h = 0
+    for i in range(n):
+        b = bits[i] & 1 if i < bits.size else 0
+        h = ((h << 1) | b) & 0x7F
+        x = h & m1
+        y = h & m2
+        x ^= x >> 4
+        x ^= x >> 2
+        x ^= x >> 1
+        y ^= y >> 4
+        y ^= y >> 2
+        y ^= y >> 1
+        out[2 * i] = x & 1
+        out[2 * i + 1] = y & 1
+    return out
+
+
 @njit(cache=True, nogil=True, fastmath={"contract"}, inline="always")
 def _llr_pam8(x: float, wi: float, l1: float, l3: float, l5: float,
               l7: float) -> tuple[float, float, float, float]:  # pragma: no cover - numba

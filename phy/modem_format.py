@@ -71,8 +71,13 @@ def _n_info(n_bytes: int) -> int:
 
 @lru_cache(maxsize=4)
 def _pad_source() -> np.ndarray:
-    return prbs(np.array([1, 0, 0, 1, 0, 1, 1, 0, 1, 0, 1, 1, 1, 0, 1], np.uint8), 14, 1 << 16)
+    out = prbs(np.array([1, 0, 0, 1, 0, 1, 1, 0, 1, 0, 1, 1, 1, 0, 1], np.uint8), 14, 1 << 16)
+    out.setflags(write=False)
+    return out
 
 
 def _pad_bits(n: int) -> np.ndarray:
-    return np.resize(_pad_source(), n)
+    """The first ``n`` padding bits (the PRBS, repeated past its length): a read-only view
+    while ``n`` fits in one period (every zone burst pads several times: np.resize copied)."""
+    src = _pad_source()
+    return src[:n] if n <= src.size else np.resize(src, n)

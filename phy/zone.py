@@ -183,6 +183,19 @@ class ZoneModem(_BurstCore):
         while self._map_symbols(n) > MAX_MAP_SYMBOLS:
             n -= 1
         self.max_entries = n
+        self._pad_qpsk: dict[int, np.ndarray] = {}   # n_data -> the data region's padding
+
+    def _padded_data(self, n_data: int) -> np.ndarray:
+        """A fresh (n_data * n_data_subcarriers,) array of the padding QPSK symbols that fill
+        the RUs no allocation uses (the allocations are written over it); the symbols depend
+        on ``n_data`` only, so each length is mapped once."""
+        pad = self._pad_qpsk.get(n_data)
+        if pad is None:
+            pad = qam.modulate(_pad_bits(2 * n_data * self.grid.n_data), 2)
+            pad.setflags(write=False)
+            if len(self._pad_qpsk) < 256:
+                self._pad_qpsk[n_data] = pad
+        return pad.copy()
 
     def __repr__(self) -> str:
         return f"ZoneModem(profile={self.profile.name!r})"
@@ -290,7 +303,7 @@ class ZoneModem(_BurstCore):
         if n_map:
             blocks.append(self._robust_symbols(_bits(self._map_bytes(entries)), n_map))
         if n_data:
-            flat = qam.modulate(_pad_bits(2 * n_data * g.n_data), 2)
+            flat = self._padded_data(n_data)
             for a, m, first, n in placed:
                 coded = _encode_payload(a.payload, m, src, a.dst)
                 cap = n * self.ru_subcarriers * m.bits_per_symbol
