@@ -6,7 +6,9 @@ ARSs and AMSs may be configured (``examples/cell.toml``). The phases are in
 
 The verdict: every phase passed *and* no application byte was delivered corrupted or twice *and*
 no (TEK, PN) was used twice. Anything missing (a layer not importable, a phase timing out) fails
-the trial with the reason. The report is built by :mod:`relaysec.trial_report`.
+the trial with the reason. The report is built by :mod:`relaysec.trial_report`; fault
+injection and the soak's bookkeeping are mixed into :class:`Trial` from
+:mod:`relaysec.trial_faults`.
 """
 
 from __future__ import annotations
@@ -19,8 +21,6 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from relaysec import phases as phase_fns
 from relaysec.cell import MPDU_HEADROOM, Cell, SetupError, build_cell, check_fits, station_psk
@@ -40,6 +40,9 @@ from relaysec.node import FrameTap
 from relaysec.phases import PHASES
 from relaysec.radios import RadioFactory
 from relaysec.report import Trace
+from relaysec.trial_faults import SOAK_KEEP_S as SOAK_KEEP_S
+from relaysec.trial_faults import FaultsAndSoak
+from relaysec.trial_faults import _rss_kb as _rss_kb
 from relaysec.trial_report import INSECURE, build_report, event_fields, key_lines, render
 from stack.nonces import NonceMonitor, monitoring
 
@@ -71,7 +74,7 @@ MIN_SATURATE_WINDOW = 4
 is shared by the AMSs): enough to keep an AMS's UL queue from running dry between its grants
 in a 16-AMS cell (2 each left a third of the granted UL slots of such a cell empty)."""
 
-class Trial:
+class Trial(FaultsAndSoak):
     """One run of the scenario in *cfg*. ``run()`` returns ``(report_dict, trace)``.
 
     *progress*: called with short status lines (the CLI prints them to stderr). *tap*: test-only
@@ -273,62 +276,6 @@ class Trial:
         return (f"delivered less than traffic.min_delivery = {need:g} of the packets (the data "
                 f"path has no ARQ: lost bursts lose their packets): {self.plan_detail(plan)}")
 
-    def add_fault(self, spec: dict[str, Any]) -> None:
-        """Inject one more fault during the run (the soak draws them from the seed)."""
-        from relaysec.faults import Fault, parse_link, validate_faults
-
-        validate_faults([spec], self.cfg["stations"])
-        link = parse_link(spec["link"], list(self.by_name)) if "link" in spec else None
-        self.fault_plan.faults.append(Fault(len(self.fault_plan.faults), spec["kind"],
-                                            dict(spec), link))
-
-    def soak_sample(self) -> None:
-        """One sample of the soak: every role's table sizes, the process's resident memory,
-        the trial's own records (what grows by design: one entry per packet and event)."""
-        roles = {n: r.state_counts() for n, r in self.roles.items()}
-        self.soak_samples.append({
-            "t": self.now, "rss_kb": _rss_kb(), "roles": roles,
-            "events_logged": len(self.log),
-            "packets_recorded": sum(len(e.sent_at) for e in self.flows.flows.values()),
-            "nonce_streams": self.nonces.streams})
-        for series in self.trace.bursts.values():   # the plots' series: keep the last 10 k
-            del series[:-10_000]
-        # the soak's events and chart entries: the last minute (phases query recent events
-        # only; the event log's tally keeps counting everything), and the chart's first 500
-        t0 = self.soak_samples[0]["t"]
-        if self.now - t0 > 2 * SOAK_KEEP_S:
-            self.log.forget(t0, self.now - SOAK_KEEP_S)
-        if self.cell is not None:
-            soak_msc = [i for i, e in enumerate(self.cell.msc) if e.t >= t0]
-            if len(soak_msc) > 500:
-                del self.cell.msc[soak_msc[500]:]
-                self.msc_dropped += len(soak_msc) - 500
-
-    def restart_station(self, name: str) -> None:
-        """*name* crashes and restarts (a ``restart`` fault): its role is replaced by a new one
-        that knows nothing -- no keys, no contexts, no ARQ state, new randoms -- and enters the
-        network again by itself; its peers find out from the traffic (docs/trial.md)."""
-        from relaysec.cell import make_roles
-
-        n = self.restarts[name] = self.restarts.get(name, 0) + 1
-        cfg = dict(self.cfg)
-        cfg["seed"] = int(np.random.default_rng([self.seed, self.id_of[name] & 0xFFFFFFFF, n])
-                          .integers(2**62))
-        role = make_roles(cfg, [self.by_name[name]], seeded_keys=self.seeded_keys,
-                          stretch=self.stretch)[name]
-        role.configure_arq(arq_params(self.cfg, self.stretch), per_hop=arq_per_hop(self.cfg))
-        node = self.nodes[name]
-        self.retired_roles.append(self.roles[name])
-        self.roles[name] = node.role = node.mac.role = role
-        node._seen_rejections.clear()  # the new role counts its rejections from zero
-        self._reenter(name)
-        self.progress(f"  fault: {name} restarted at {self.now * 1e3:.0f} ms")
-
-    def _reenter(self, name: str) -> None:
-        st = self.by_name[name]
-        via = st.get("parent", self.abs_name) if st["role"] == "ars" else self.serving[name]
-        self.roles[name].attach(self.id_of[via], self.now)
-
     def _process_events(self) -> None:
         for ne in self.net.events():
             if not (self.soaking and type(ne.event).__name__ == "DataReceived"):
@@ -339,38 +286,6 @@ class Trial:
                 self.flows.deliver(ne.station, ne.t, ne.event)
                 self.links.get(self.name_of(ne.event.via), ne.station).app_bytes += \
                     len(ne.event.payload)
-
-    def _fault_progress(self, ne: Any) -> None:
-        """A restarted station whose new entry failed starts over; a fault is recovered at the
-        first data delivered across what it broke once it is over."""
-        kind = type(ne.event).__name__
-        if kind == "EntryFailed" and ne.station in self.restarts and \
-                self.roles[ne.station].phase == "failed":
-            self._reenter(ne.station)
-        if kind == "Attached" and ne.station in self.restarts:
-            # a restarted station that serves no AMS has recovered once it is back in
-            for f in self.fault_plan.faults:
-                if f.kind == "restart" and f.spec["station"] == ne.station and \
-                        f.fired_at is not None and f.recovered_at is None and \
-                        ne.station not in self.serving.values():
-                    f.recovered_at = ne.t
-        if kind != "DataReceived":
-            return
-        via = self.name_of(ne.event.via)
-        for f in self.fault_plan.faults:
-            if f.recovered_at is not None or f.kind == "burst_loss":
-                continue
-            if f.kind == "restart":
-                if f.fired_at is None or ne.t < f.fired_at:
-                    continue
-                who = f.spec["station"]
-                if who in (via, ne.station) or self.name_of(ne.event.src) == who:
-                    f.recovered_at = ne.t
-            else:
-                if ne.t < self.fault_plan.outage_end(f):
-                    continue
-                if f.link is None or {via, ne.station} & {f.link[0], f.link[1]}:
-                    f.recovered_at = ne.t
 
     def step(self, plan: TrafficPlan | None = None) -> None:
         """Offer *plan*'s packets of this frame, run one frame, take the events."""
@@ -598,22 +513,6 @@ class Trial:
     def key_lines(self) -> list[str]:
         """Key identifiers of the links in use at the end (never key values)."""
         return key_lines(self)
-
-
-SOAK_KEEP_S = 60.0
-"""Simulated seconds of soak events the event log keeps (older ones are tallied only)."""
-
-
-def _rss_kb() -> int:
-    """Resident memory of this process in KiB (Linux ``/proc``; 0 elsewhere)."""
-    try:
-        with open("/proc/self/statm", encoding="ascii") as f:
-            pages = int(f.read().split()[1])
-    except (OSError, ValueError, IndexError):
-        return 0
-    import os
-
-    return pages * os.sysconf("SC_PAGE_SIZE") // 1024
 
 
 def name_ok(ok: bool) -> str:
