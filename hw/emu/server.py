@@ -22,6 +22,11 @@ for ``stall_timeout_s`` is dropped; ``TIMEOUT`` belongs to the connection that s
 connection that never sends one (libiio's buffer connections) inherits only from its own host's
 open connections. A dropped connection always releases its buffers.
 
+The buffer commands and their sample conversion (``SET … BUFFERS_COUNT``, ``OPEN``,
+``READBUF``, ``WRITEBUF``, ``CLOSE``) are :class:`hw.emu.buffers.BufferCommands`, mixed into the
+connection handler here; this module keeps the server, its connections, the command loop, the wire
+I/O and the other commands.
+
 Wire-format details (exact byte counts) are in ``docs/emulator.md`` and the spec digest
 ``pluto-iio.md``.
 """
@@ -31,7 +36,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
-import re
 import socket
 import socketserver
 import struct
@@ -45,13 +49,20 @@ from typing import BinaryIO
 import numpy as np
 
 from hw.emu.ad9361 import RX_DEV, TX_DEV, PlutoContext, Settings
+from hw.emu.buffers import (  # noqa: F401 - re-exported: they lived here before
+    _CHUNK,
+    _FORMAT_RE,
+    MAX_BUFFERS_COUNT,
+    BufferCommands,
+    _bytes_per_sample,
+    _OpenBuffer,
+)
 from hw.emu.context import KIND_ATTR, KIND_BUFFER, KIND_DEBUG, VERSION_GIT, Channel, Device
 from hw.emu.datapath import DataPath, LocalLoop
 from hw.emu.errors import EmulatorConfigError, IioError, einval
 
 log = logging.getLogger(__name__)
 
-_FORMAT_RE = re.compile(r"^(le|be):([sSuU])(\d+)/(\d+)(?:X(\d+))?>>(\d+)$")
 #: Longest single wait the server allows itself when the client sent no TIMEOUT (ms); libiio's
 #: default client timeout is 5000 ms and it sends ``TIMEOUT 2500`` right after ``PRINT``.
 DEFAULT_TIMEOUT_MS = 2500
@@ -71,36 +82,6 @@ DEFAULT_MAX_BUFFER_SAMPLES = 1 << 22
 MAX_BUFFER_SAMPLES = 1 << 24
 #: A client that makes no progress reading a reply or sending a payload for this long is dropped.
 DEFAULT_STALL_TIMEOUT_S = 30.0
-#: Largest kernel-buffer count (``SET … BUFFERS_COUNT``), as ``hw.pluto`` allows.
-MAX_BUFFERS_COUNT = 64
-#: Samples converted at a time between the data path and the wire.
-_CHUNK = 1 << 16
-
-
-def _bytes_per_sample(chans: list[Channel]) -> int:
-    total = 0
-    for ch in chans:
-        m = _FORMAT_RE.match(ch.format or "")
-        if not m:
-            raise einval(f"channel {ch.id}: unsupported format {ch.format!r}")
-        total += int(m.group(4)) // 8 * int(m.group(5) or 1)
-    return total
-
-
-@dataclass
-class _OpenBuffer:
-    device: Device
-    samples: int
-    mask: int
-    mask_words: int
-    cyclic: bool
-    channels: list[Channel]
-    sample_size: int
-    pushed: bool = False
-
-    def mask_text(self) -> str:
-        words = [(self.mask >> (32 * i)) & 0xFFFFFFFF for i in range(self.mask_words)]
-        return "".join(f"{w:08x}" for w in reversed(words))
 
 
 @dataclass(eq=False)
@@ -347,7 +328,7 @@ class PlutoServer(socketserver.ThreadingTCPServer):
             return dev.id in self._busy
 
 
-class _Handler(socketserver.StreamRequestHandler):
+class _Handler(BufferCommands, socketserver.StreamRequestHandler):
     """One client connection: read command lines, answer them, in order."""
 
     server: PlutoServer
@@ -536,21 +517,6 @@ class _Handler(socketserver.StreamRequestHandler):
         self.server.context.write_attr(dev, kind, attr, value, chan)
         self._reply(length)
 
-    def _words(self, count: int) -> np.ndarray:
-        """This connection's reusable int16 receive buffer, at least ``count`` words (a
-        streaming client pushes the same size again and again: no allocation per push)."""
-        buf = getattr(self, "_wordbuf", None)
-        if buf is None or buf.size < count:
-            buf = self._wordbuf = np.empty(count, "<i2")
-        return buf
-
-    def _scratch(self, count: int) -> np.ndarray:
-        """This connection's reusable float32 conversion buffer, at least ``count`` values."""
-        buf = getattr(self, "_floatbuf", None)
-        if buf is None or buf.size < count:
-            buf = self._floatbuf = np.empty(count, np.float32)
-        return buf
-
     def _read_into(self, out: np.ndarray) -> None:
         """Fill ``out`` from the payload (``readinto``: no intermediate bytes object); a client
         that closes or stalls mid-payload is dropped, as in :meth:`_read_exact`."""
@@ -588,145 +554,6 @@ class _Handler(socketserver.StreamRequestHandler):
     def _settrig(self, args: list[str]) -> None:
         self.server.context.device(args[0] if args else "")
         self._reply(0 if len(args) == 1 else -errno.ENODEV)
-
-    def _set(self, args: list[str]) -> None:
-        if len(args) != 3 or args[1].upper() != "BUFFERS_COUNT":
-            raise einval("only SET <dev> BUFFERS_COUNT <n> is supported")
-        dev = self.server.context.device(args[0])
-        try:
-            count = int(args[2])
-        except ValueError:
-            raise einval("BUFFERS_COUNT is not a number") from None
-        if not 1 <= count <= MAX_BUFFERS_COUNT:
-            raise einval(f"BUFFERS_COUNT {count} outside [1, {MAX_BUFFERS_COUNT}]")
-        if self.server.busy(dev):
-            raise IioError(errno.EBUSY, f"{dev.id}: buffer active")
-        scan = dev.scan_channels()
-        output = bool(scan) and scan[0].output
-        if output:  # the count belongs to the device it was set on (pyadi sets the RX one)
-            self.server.context.tx_buffers_count = count
-        else:
-            self.server.context.buffers_count = count
-        self.server.data.set_kernel_buffers(count, output=output)
-        self._reply(0)
-
-    def _open(self, args: list[str]) -> None:
-        if len(args) not in (3, 4) or (len(args) == 4 and args[3].upper() != "CYCLIC"):
-            raise einval("OPEN <dev> <samples> <mask> [CYCLIC]")
-        dev = self.server.context.device(args[0])
-        if not dev.buffer_capable:
-            raise IioError(errno.ENODEV, f"{dev.id} cannot stream")
-        try:
-            samples = int(args[1])
-            mask = int(args[2], 16)
-        except ValueError:
-            raise einval("bad sample count or mask") from None
-        scan = [c for c in dev.scan_channels() if c.scan_index is not None]
-        if samples <= 0 or mask <= 0 or mask >> len(scan):
-            raise einval(f"OPEN {dev.id}: bad samples {samples} or mask {args[2]}")
-        if samples > self.server.max_buffer_samples:
-            raise self._oversized(IioError(
-                errno.ENOMEM, f"OPEN {dev.id}: {samples} samples is more than this emulator's "
-                f"buffer limit of {self.server.max_buffer_samples} (max_buffer_samples)"))
-        chans = [c for i, c in enumerate(scan) if mask >> i & 1]
-        cyclic = len(args) == 4
-        if cyclic and not chans[0].output:
-            raise einval("CYCLIC is for output buffers")
-        if dev.id in self.conn.buffers:
-            raise IioError(errno.EBUSY, f"{dev.id}: already open on this connection")
-        self.server.acquire(dev, self.conn)
-        self.conn.buffers[dev.id] = _OpenBuffer(
-            dev, samples, mask, max(1, (len(args[2]) + 7) // 8), cyclic, chans,
-            _bytes_per_sample(chans))
-        if not chans[0].output:
-            self.server.data.start_rx()
-        self._reply(0)
-
-    def _close(self, args: list[str]) -> None:
-        dev = self.server.context.device(args[0] if args else "")
-        buf = self.conn.buffers.pop(dev.id, None)
-        if buf is None:
-            raise IioError(errno.EBADF, f"{dev.id}: no buffer open")
-        self.server.release(dev, self.conn, buf)
-        self._reply(0)
-
-    def _buffer(self, args: list[str], output: bool) -> tuple[_OpenBuffer, int]:
-        if len(args) != 2:
-            raise einval("READBUF/WRITEBUF <dev> <bytes>")
-        dev = self.server.context.device(args[0])
-        buf = self.conn.buffers.get(dev.id)
-        if buf is None:
-            raise IioError(errno.EBADF, f"{dev.id}: no buffer open on this connection")
-        if buf.channels[0].output != output:
-            raise IioError(errno.EBADF, f"{dev.id}: wrong direction")
-        try:
-            nbytes = int(args[1])
-        except ValueError:
-            raise einval("byte count is not a number") from None
-        if nbytes <= 0 or nbytes % buf.sample_size:
-            raise einval(f"{nbytes} bytes is not a whole number of samples")
-        limit = buf.samples * buf.sample_size
-        if nbytes > limit:  # refused before anything is allocated
-            raise self._oversized(einval(
-                f"{'WRITEBUF' if output else 'READBUF'} {dev.id} {nbytes}: more than the "
-                f"{buf.samples}-sample buffer opened on this connection holds ({limit} bytes)"))
-        return buf, nbytes
-
-    def _readbuf(self, args: list[str]) -> None:
-        buf, nbytes = self._buffer(args, output=False)
-        n = nbytes // buf.sample_size
-        iq = np.asarray(self.server.data.rx(n, max_wait_s=self._max_wait_s,
-                                            started=self._started), np.complex64)
-        if iq.shape != (n,):
-            raise IioError(errno.EIO, f"data path returned {iq.shape} samples, not {n}")
-        cols = [0 if c.scan_index == 0 else 1 for c in buf.channels]
-        self._send(b"%d\n" % nbytes + buf.mask_text().encode() + b"\n")
-        m0 = min(n, _CHUNK)
-        scratch = self._scratch(2 * m0)
-        codes = self._words(2 * m0)
-        try:  # chunk by chunk: the wire copy never holds more than _CHUNK samples
-            for start in range(0, n, _CHUNK):
-                m = min(_CHUNK, n - start)
-                t = scratch[:2 * m]  # in place in reused buffers: no temporaries per chunk
-                np.multiply(iq[start:start + m].view(np.float32), np.float32(2048.0), out=t)
-                np.rint(t, out=t)
-                np.clip(t, -2048, 2047, out=t)
-                c = codes[:2 * m]
-                c[...] = t
-                if cols == [0, 1]:
-                    self._send(memoryview(c).cast("B"))
-                else:
-                    self._send(c.reshape(m, 2)[:, cols].tobytes())
-        except (OSError, EOFError):
-            raise
-        except Exception as exc:  # the reply is half sent: the connection cannot go on
-            raise ConnectionAbortedError(f"READBUF failed after its header: {exc}") from exc
-
-    def _writebuf(self, args: list[str]) -> None:
-        buf, nbytes = self._buffer(args, output=True)
-        if buf.cyclic and buf.pushed:
-            raise IioError(errno.EBUSY, "cyclic buffer already pushed")
-        self._reply(0)
-        n = nbytes // buf.sample_size
-        k = len(buf.channels)
-        iq = np.zeros(n, np.complex64)
-        comp = iq.view(np.float32).reshape(n, 2)
-        cols = [0 if ch.scan_index == 0 else 1 for ch in buf.channels]
-        words = self._words(min(n, _CHUNK) * k)
-        for start in range(0, n, _CHUNK):  # the payload is read and converted chunk by chunk
-            m = min(_CHUNK, n - start)
-            chunk = words[:m * k]
-            self._read_into(chunk)
-            if cols == [0, 1]:  # I and Q: one pass, straight into the complex samples
-                np.multiply(chunk.reshape(m, 2), np.float32(1.0 / 32768.0),
-                            out=comp[start:start + m], dtype=np.float32)
-            else:
-                for i, c in enumerate(cols):
-                    comp[start:start + m, c] = chunk[i::k] * np.float32(1.0 / 32768.0)
-        self.server.data.tx(iq, cyclic=buf.cyclic, max_wait_s=self._max_wait_s,
-                            started=self._started)
-        buf.pushed = True
-        self._reply(nbytes)
 
 
 def check_max_clients(value: object) -> int:
