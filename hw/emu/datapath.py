@@ -1,9 +1,9 @@
 """Where an emulated Pluto's samples come from and go to.
 
-The protocol server converts between libiio's buffer bytes and complex64 samples in the project's
-full-scale units (``code / 2048`` on RX, ``int16 / 32768`` on TX: the DAC takes the 12 most
-significant bits, so pyadi's customary ``2**14`` amplitude is 0.5 full scale) and hands them to a
-:class:`DataPath`:
+The protocol server (its buffer commands, :mod:`hw.emu.buffers`) converts between libiio's buffer
+bytes and complex64 samples in the project's full-scale units (``code / 2048`` on RX, ``int16 /
+32768`` on TX: the DAC takes the 12 most significant bits, so pyadi's customary ``2**14``
+amplitude is 0.5 full scale) and hands them to a :class:`DataPath`:
 
 - :class:`LocalLoop` — one radio alone, the prototype's semantics: TX blocks are queued (a cyclic
   buffer repeats), RX drains them, passes them through a channel function (frequency shift by
