@@ -7,9 +7,12 @@ Decoders, on the same noisy code words (rate 1/2, Eb/N0 3 dB, float32 LLRs) per 
 
 * ``float``: ``phy.viterbi_kernels.viterbi_k7`` (float32 metrics, one chain; today's decoder and the
   fallback);
-* ``int16``: ``phy.viterbi.viterbi_k7_simd`` (quantisation, split forward pass and traceback:
-  what ``phy.fec`` uses by default on AVX2/AVX-512BW);
-* ``int16-1``: the same with the split off (one chain): what the split buys.
+* ``int16``: ``phy.viterbi.viterbi_k7_simd``, what ``phy.fec`` uses by default on
+  AVX2/AVX-512BW: the layout this CPU gets (``phy.viterbi.simd_layout``);
+* ``wide``: the int16 decoder in the wide layout (``<32 x i16>`` values, two-source word
+  permutes; the forward pass split into interleaved chains), the choice with AVX-512BW;
+* ``lanes``: the int16 decoder in the 128-bit-lane layout (one chain), the choice without;
+* ``wide-1``: the wide layout with the split off (one chain): what the split buys.
 
 Each round times every decoder (best of ``--repeats`` calls, thread CPU time), the order
 rotating between rounds so that a load drift hits all; the table gives Mbit/s of decoded bits
@@ -39,7 +42,7 @@ from benchmarks._machine import announce
 from phy import kernels, viterbi
 from phy.fec import ConvCode
 
-DECODERS = ("float", "int16", "int16-1")
+DECODERS = ("float", "int16", "wide", "lanes", "wide-1")
 
 
 def _decoder(name: str) -> Callable[[np.ndarray], np.ndarray]:
@@ -48,6 +51,10 @@ def _decoder(name: str) -> Callable[[np.ndarray], np.ndarray]:
         return lambda llr: kernels.viterbi_k7(llr, kernels.BFLY_SX, kernels.BFLY_SY)
     if name == "int16":
         return viterbi.viterbi_k7_simd
+    if name == "wide":
+        return viterbi.viterbi_k7_simd_wide
+    if name == "lanes":
+        return viterbi.viterbi_k7_simd_lanes
     return lambda llr: viterbi.viterbi_k7_i16(llr, viterbi.llr_scale(llr, viterbi.Q_MAX,
                                                                       viterbi.Q_MEAN), 0)
 
@@ -85,7 +92,8 @@ def bench_sizes(sizes: list[int], rounds: int, repeats: int, seed: int) -> list[
         per_call = max(1, 200_000 // n)
         times: dict[str, list[float]] = {d: [] for d in DECODERS}
         for r in range(rounds):
-            order = DECODERS[r % 3:] + DECODERS[: r % 3]
+            k = r % len(DECODERS)
+            order = DECODERS[k:] + DECODERS[:k]
             for d in order:
                 f = fns[d]
                 t = _cpu_best(lambda f=f, x=llr, k=per_call: [f(x) for _ in range(k)], repeats)
@@ -113,7 +121,8 @@ def bench_parts(sizes: list[int], repeats: int, seed: int) -> list[dict[str, Any
         parts: dict[str, Callable[[], object]] = {
             "scale": lambda x=llr: kernels.v16_llr_scale(x, viterbi.Q_MAX, viterbi.Q_MEAN),
             "table": lambda x=llr, c=sc: kernels.v16_branch_table(x, c, viterbi.Q_MAX),
-            "forward": lambda t=tab: kernels.v16_forward(t, kernels.V16_SPLIT_MIN),
+            "forward wide": lambda t=tab: kernels.v16_forward(t, kernels.V16_SPLIT_MIN),
+            "forward lanes": lambda t=tab: kernels.v16_forward_lanes(t),
             "traceback": lambda d=dec: kernels.v16_traceback(d, kernels.V16_TB_SPLIT_MIN),
             "int16": lambda x=llr: viterbi.viterbi_k7_simd(x),
             "float": lambda x=llr: kernels.viterbi_k7(x, kernels.BFLY_SX, kernels.BFLY_SY),
@@ -165,31 +174,34 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     feats = ll.get_host_cpu_features()
     res: dict[str, Any] = {
         "machine": announce(), "default_decoder": viterbi.default_decoder(),
+        "simd_layout": viterbi.simd_layout(),
         "cpu_has_simd16": viterbi.cpu_has_simd16(), "llvm_cpu": ll.get_host_cpu_name(),
         "llvm_features": sorted(f for f in ("sse2", "avx2", "avx512bw", "avx512vbmi")
                                 if feats.get(f, False)),
     }
     print(f"LLVM target {res['llvm_cpu']} ({' '.join(res['llvm_features'])}); default "
-          f"decoder here: {res['default_decoder']}")
+          f"decoder here: {res['default_decoder']}, int16 layout {res['simd_layout']}")
     res["sizes"] = bench_sizes(args.sizes, args.rounds, args.repeats, args.seed)
-    hdr = (f"{'bits':>7} {'float Mb/s':>10} {'int16 Mb/s':>10} {'int16-1':>8} "
-           f"{'x best':>6} {'x rounds':>11} {'errors f/i16/i16-1':>19}")
+    hdr = (f"{'bits':>7} {'float Mb/s':>10} {'int16 Mb/s':>10} {'wide':>7} {'lanes':>7} "
+           f"{'wide-1':>7} {'x best':>6} {'x rounds':>11}  errors f/i16/wide/lanes/wide-1")
     print(hdr)
     print("-" * len(hdr))
     for r in res["sizes"]:
         m, e = r["mbit_s"], r["errors"]
-        print(f"{r['bits']:>7} {m['float']:>10.1f} {m['int16']:>10.1f} {m['int16-1']:>8.1f} "
-              f"{r['ratio_best']:>6.2f} {r['ratio_min']:>5.2f}-{r['ratio_max']:<5.2f} "
-              f"{e['float']:>7}/{e['int16']}/{e['int16-1']}")
+        print(f"{r['bits']:>7} {m['float']:>10.1f} {m['int16']:>10.1f} {m['wide']:>7.1f} "
+              f"{m['lanes']:>7.1f} {m['wide-1']:>7.1f} {r['ratio_best']:>6.2f} "
+              f"{r['ratio_min']:>5.2f}-{r['ratio_max']:<5.2f}  "
+              + "/".join(str(e[d]) for d in DECODERS))
     res["parts"] = bench_parts(args.sizes, max(args.repeats, 5), args.seed)
     print("int16 decoder by part, us per block (thread CPU time, best of "
           f"{max(args.repeats, 5)}; Python call overhead in each):")
-    print(f"{'bits':>7} {'scale':>7} {'table':>7} {'forward':>8} {'traceback':>9} "
-          f"{'int16':>8} {'float':>8}")
+    print(f"{'bits':>7} {'scale':>7} {'table':>7} {'fwd wide':>9} {'fwd lanes':>9} "
+          f"{'traceback':>9} {'int16':>8} {'float':>8}")
     for r in res["parts"]:
         u = r["us"]
-        print(f"{r['bits']:>7} {u['scale']:>7.2f} {u['table']:>7.2f} {u['forward']:>8.2f} "
-              f"{u['traceback']:>9.2f} {u['int16']:>8.2f} {u['float']:>8.2f}")
+        print(f"{r['bits']:>7} {u['scale']:>7.2f} {u['table']:>7.2f} {u['forward wide']:>9.2f} "
+              f"{u['forward lanes']:>9.2f} {u['traceback']:>9.2f} {u['int16']:>8.2f} "
+              f"{u['float']:>8.2f}")
     big = [r for r in res["sizes"] if r["bits"] >= 12_000]
     if big:
         worst = min(r["ratio_min"] for r in big)

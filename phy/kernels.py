@@ -68,6 +68,7 @@ from phy.viterbi_kernels import (  # noqa: F401 - re-exported: they lived here b
     V16_Q_MEAN,
     V16_SPLIT_MIN,
     V16_TB_SPLIT_MIN,
+    V16L_SPREAD,
     _lanes,
     _parity,
     _v16_acs1,
@@ -79,15 +80,19 @@ from phy.viterbi_kernels import (  # noqa: F401 - re-exported: they lived here b
     _v16_state_lane,
     _v16_store8,
     _v16_trace_four,
+    _v16l_acs,
     _viterbi_forward,
     acs_i16,
+    acs_i16_lanes,
     v16_branch_table,
     v16_forward,
+    v16_forward_lanes,
     v16_llr_scale,
     v16_traceback,
     viterbi_k7,
     viterbi_k7_i16,
     viterbi_k7_simd,
+    viterbi_k7_simd_lanes,
 )
 
 

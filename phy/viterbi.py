@@ -47,18 +47,21 @@ from phy.viterbi_kernels import (
     BFLY_SX,
     BFLY_SY,
     acs_i16,
+    acs_i16_lanes,
     viterbi_k7,
     viterbi_k7_i16,
-    viterbi_k7_simd,
+    viterbi_k7_simd_lanes,
 )
 from phy.viterbi_kernels import V16_Q_MAX as Q_MAX
 from phy.viterbi_kernels import V16_Q_MEAN as Q_MEAN
 from phy.viterbi_kernels import V16_SPLIT_MIN as SPLIT_MIN
 from phy.viterbi_kernels import v16_branch_table as branch_table
 from phy.viterbi_kernels import v16_llr_scale as llr_scale
+from phy.viterbi_kernels import viterbi_k7_simd as viterbi_k7_simd_wide
 
-__all__ = ["NEG", "Q_MAX", "Q_MEAN", "SPLIT_MIN", "acs_i16", "branch_table", "cpu_has_simd16",
-           "decode", "default_decoder", "llr_scale", "viterbi_k7_i16", "viterbi_k7_simd"]
+__all__ = ["NEG", "Q_MAX", "Q_MEAN", "SPLIT_MIN", "acs_i16", "acs_i16_lanes", "branch_table",
+           "cpu_has_simd16", "decode", "default_decoder", "llr_scale", "simd_layout",
+           "viterbi_k7_i16", "viterbi_k7_simd", "viterbi_k7_simd_lanes", "viterbi_k7_simd_wide"]
 
 
 def cpu_has_simd16() -> bool:
@@ -71,6 +74,28 @@ def cpu_has_simd16() -> bool:
     except Exception:  # no feature query: take the float decoder
         return False
     return bool(feats.get("avx2", False) or feats.get("avx512bw", False))
+
+
+def simd_layout() -> str:
+    """The int16 decoder's lane layout: ``"wide"`` (64 states as two ``<32 x i16>`` values,
+    reordered each step by two-source word permutes: one instruction each with AVX-512BW) where
+    the CPU has AVX-512BW, else ``"lanes"`` (eight 128-bit registers, shuffles that never cross
+    128 bits: 1.7x faster than "wide" on an AVX2-only Zen 1, ``benchmarks/viterbi.py``).
+    ``RELAYSEC_VITERBI_LAYOUT=wide|lanes`` forces either. Both take identical decisions."""
+    forced = os.environ.get("RELAYSEC_VITERBI_LAYOUT", "").strip().lower()
+    if forced in ("wide", "lanes"):
+        return forced
+    try:
+        import llvmlite.binding as ll
+
+        wide = bool(ll.get_host_cpu_features().get("avx512bw", False))
+    except Exception:
+        wide = False
+    return "wide" if wide else "lanes"
+
+
+viterbi_k7_simd = viterbi_k7_simd_wide if simd_layout() == "wide" else viterbi_k7_simd_lanes
+"""The int16 decoder in this CPU's layout (:func:`simd_layout`, chosen at import)."""
 
 
 def default_decoder() -> str:

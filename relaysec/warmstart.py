@@ -62,10 +62,10 @@ def start_child() -> subprocess.Popen[bytes] | None:
 def await_decoder(child: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
     """Wait (at most *timeout*) until *child* has cached the Viterbi decoder the modem uses on
     this CPU, or ended: the first process then loads it instead of compiling it too."""
-    from phy.viterbi import default_decoder
+    from phy.viterbi import default_decoder, viterbi_k7_simd
 
-    name = ("viterbi_kernels.viterbi_k7_simd-" if default_decoder() == "int16"
-            else "viterbi_kernels.viterbi_k7-")
+    name = (f"viterbi_kernels.{viterbi_k7_simd.py_func.__name__}-"
+            if default_decoder() == "int16" else "viterbi_kernels.viterbi_k7-")
     end = time.monotonic() + timeout
     while not compiled("phy", [name]) and child.poll() is None and time.monotonic() < end:
         time.sleep(0.05)

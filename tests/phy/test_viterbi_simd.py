@@ -110,6 +110,81 @@ def test_equals_naive_twin(vals: list[int], split: int) -> None:
     assert np.array_equal(got, naive.viterbi(llr))
 
 
+@given(st.integers(1, 700), st.integers(0, 2**32 - 1), st.sampled_from([3.0, 60.0, 2000.0]),
+       st.sampled_from([800.0, 16000.0]))
+@settings(max_examples=60, deadline=None)
+def test_lanes_layout_takes_the_wide_layouts_decisions(n: int, seed: int, sd: float,
+                                                       lim: float) -> None:
+    """The 128-bit-lane layout (phy.viterbi_kernels.v16_forward_lanes) and the wide one take
+    the same decisions word for word and end on the same metrics -- also where metrics
+    saturate (LLRs up to 16 000: the arithmetic, renormalisation included, is the same), on
+    every length around the four-step groups."""
+    from phy import viterbi_kernels as vk
+
+    rng = np.random.default_rng(seed)
+    tab = vk.v16_branch_table(rng.normal(0, sd, 2 * n).astype(np.float32), 1.0, lim)
+    want = vk.v16_forward(tab, 0)
+    assert np.array_equal(vk.v16_forward_lanes(tab), want)
+    pm_wide = np.full(64, vk._V16_NEG, np.int16)
+    pm_wide[0] = 0
+    pm_lanes = pm_wide.copy()
+    _acs_wide(tab, np.empty(n, np.uint64), pm_wide)
+    _acs_lanes(tab, np.empty(n, np.uint64), pm_lanes)
+    assert np.array_equal(pm_lanes, pm_wide)
+
+
+@njit(cache=False)
+def _acs_wide(tab: np.ndarray, dec: np.ndarray, pm: np.ndarray) -> None:
+    kernels._v16_acs1(tab, dec, pm, pm, np.zeros(1, np.int64), tab.size)
+
+
+@njit(cache=False)
+def _acs_lanes(tab: np.ndarray, dec: np.ndarray, pm: np.ndarray) -> None:
+    kernels._v16l_acs(tab, dec, pm, tab.size, kernels.V16L_SPREAD)
+
+
+def test_lanes_layout_identical_to_float_decoder_and_naive_twin() -> None:
+    """Unsaturated integer LLRs: the lane layout's words equal the float kernel's, and its
+    bits the float decoder's and the naive twin's; the drop-in decodes code words."""
+    rng = np.random.default_rng(58)
+    for n, sd, z in ((7, 3.0, 0.0), (200, 2.0, 0.4), (2501, 300.0, 0.0), (20_001, 120.0, 0.2)):
+        llr = _int_llrs(rng, n, sd, z)
+        words = viterbi.acs_i16_lanes(llr, 1.0)
+        assert np.array_equal(words[6:], _float_words(llr)[6:]), n
+        bits = kernels.v16_traceback(words, 0)
+        assert np.array_equal(bits, kernels.viterbi_k7(llr, kernels.BFLY_SX, kernels.BFLY_SY))
+        if n <= 200:
+            assert np.array_equal(bits, naive.viterbi(llr)), n
+    info = rng.integers(0, 2, 3000).astype(np.uint8)
+    y = (1.0 - 2.0 * conv_encode(info)) + rng.normal(0, 0.7, 2 * 3006)
+    got = viterbi.viterbi_k7_simd_lanes((2 * y / 0.49).astype(np.float32))
+    assert np.array_equal(got, viterbi.viterbi_k7_simd_wide((2 * y / 0.49).astype(np.float32)))
+    assert np.count_nonzero(got[:3000] != info) < 30
+
+
+def test_layout_choice_follows_avx512bw_and_the_override(monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    """"wide" where LLVM reports AVX-512BW (two-source word permutes), "lanes" elsewhere;
+    RELAYSEC_VITERBI_LAYOUT forces either, and the decoder phy.viterbi exports is that
+    layout's."""
+    import llvmlite.binding as ll
+
+    monkeypatch.delenv("RELAYSEC_VITERBI_LAYOUT", raising=False)
+    has = bool(ll.get_host_cpu_features().get("avx512bw", False))
+    assert viterbi.simd_layout() == ("wide" if has else "lanes")
+    want = viterbi.viterbi_k7_simd_wide if has else viterbi.viterbi_k7_simd_lanes
+    assert viterbi.viterbi_k7_simd is want
+    monkeypatch.setattr(ll, "get_host_cpu_features", lambda: {"avx512bw": True, "avx2": True})
+    assert viterbi.simd_layout() == "wide"
+    monkeypatch.setattr(ll, "get_host_cpu_features", lambda: {"avx2": True})
+    assert viterbi.simd_layout() == "lanes"
+    monkeypatch.setenv("RELAYSEC_VITERBI_LAYOUT", "wide")
+    assert viterbi.simd_layout() == "wide"
+    monkeypatch.setenv("RELAYSEC_VITERBI_LAYOUT", "lanes")
+    monkeypatch.setattr(ll, "get_host_cpu_features", lambda: {"avx512bw": True})
+    assert viterbi.simd_layout() == "lanes"
+
+
 def _ber(decode: object, rate: str, ebn0_db: float, n_bits: int, seed: int,
          fading: bool = False) -> tuple[int, int]:
     """(bit errors of ``decode``, of the float decoder) on the same noisy BPSK samples."""
@@ -222,9 +297,10 @@ def test_cpu_feature_query_matches_llvm() -> None:
 
 
 def test_kernel_compiles_for_a_cpu_without_avx(tmp_path: object) -> None:
-    """The int16 kernel is plain LLVM vector IR: compiled for baseline x86-64 (SSE2 only, as
-    numba would on a CPU without AVX) in a subprocess with its own cache, it uses no 256- or
-    512-bit register and decodes exactly like the float decoder (~7 s: a cold compile)."""
+    """The int16 kernels (both layouts) are plain LLVM vector IR: compiled for baseline x86-64
+    (SSE2 only, as numba would on a CPU without AVX) in a subprocess with its own cache, they
+    use no 256- or 512-bit register and decode exactly like the float decoder (~10 s: a cold
+    compile)."""
     import os
     import platform
     import subprocess
@@ -237,8 +313,11 @@ def test_kernel_compiles_for_a_cpu_without_avx(tmp_path: object) -> None:
         "from phy import viterbi as V, kernels as K\n"
         "rng = np.random.default_rng(3)\n"
         "llr = np.clip(np.round(rng.normal(0, 100, 2 * 5000)), -800, 800).astype(np.float32)\n"
-        "ok = np.array_equal(V.viterbi_k7_i16(llr), K.viterbi_k7(llr, K.BFLY_SX, K.BFLY_SY))\n"
+        "ref = K.viterbi_k7(llr, K.BFLY_SX, K.BFLY_SY)\n"
+        "ok = np.array_equal(V.viterbi_k7_i16(llr), ref)\n"
+        "ok = ok and np.array_equal(K.v16_traceback(K.acs_i16_lanes(llr), 0), ref)\n"
         "asm = ''.join(K.v16_forward.inspect_asm().values())\n"
+        "asm += ''.join(K.v16_forward_lanes.inspect_asm().values())\n"
         "print(ok, len(re.findall('%[yz]mm', asm)), len(re.findall('paddsw', asm)))\n"
     )
     env = dict(os.environ, NUMBA_CPU_NAME="x86-64", NUMBA_CPU_FEATURES="",
@@ -266,12 +345,13 @@ def test_benchmark_runs_and_reports_both_decoders(tmp_path: object) -> None:
     assert saved["sizes"] == json.loads(json.dumps(res["sizes"]))
     assert "cpu_model" in saved["machine"] and isinstance(saved["llvm_features"], list)
     for row in saved["sizes"]:
-        assert set(row["mbit_s"]) == {"float", "int16", "int16-1"}
+        assert set(row["mbit_s"]) == {"float", "int16", "wide", "lanes", "wide-1"}
         assert all(v > 0 for v in row["mbit_s"].values())
         assert len(row["ratio_rounds"]) == 2
         e = row["errors"]
-        assert e["float"] == e["int16"] == e["int16-1"], e
+        assert e["float"] == e["int16"] == e["wide"] == e["lanes"] == e["wide-1"], e
     assert [r["bits"] for r in saved["parts"]] == [300, 1100]
     for row in saved["parts"]:
-        assert set(row["us"]) == {"scale", "table", "forward", "traceback", "int16", "float"}
+        assert set(row["us"]) == {"scale", "table", "forward wide", "forward lanes",
+                                  "traceback", "int16", "float"}
         assert all(v > 0 for v in row["us"].values())
