@@ -435,9 +435,13 @@ def _v16l_acs(typingctx, tab, dec, pm, nsteps, spread):  # pragma: no cover - nu
     0 .. nsteps-1 of ``tab`` (:func:`v16_branch_table`) from the metrics ``pm`` (int16 [64],
     state order, updated in place), writing ``dec`` exactly as :func:`_v16_make_acs` does
     (bit s = the decision of state s, 1 = the odd predecessor) through ``spread``
-    (:data:`V16L_SPREAD`). Same arithmetic and renormalisation (state 0's metric of the
+    (:data:`V16L_SPREAD`). Same tie rule and renormalisation (state 0's metric of the
     four-step group's start, folded into the fourth step's branches), so the decisions and
-    final metrics are identical to the other layout's, saturated or not."""
+    final metrics are identical to the other layout's for every table the decoder builds
+    (|LLR| <= V16_Q_MAX). A negative branch is negated here before the saturating add or
+    subtract, where the other layout swaps the lane's outputs instead; the two differ only
+    when a metric reaches the int16 range in the middle of the trellis, which branches up to
+    tens of thousands can do and 2 V16_Q_MAX cannot."""
     ok = (isinstance(tab, types.Array) and tab.dtype == types.int32 and tab.layout == "C"
           and isinstance(dec, types.Array) and dec.dtype == types.uint64 and dec.layout == "C"
           and isinstance(pm, types.Array) and pm.dtype == types.int16 and pm.layout == "C"
