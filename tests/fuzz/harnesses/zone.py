@@ -16,7 +16,7 @@ decodable zone burst gives ``[]``); every zone burst reported lies inside the bu
 most ``max_entries`` entries and a queue report in 16-byte units; a MAP that failed its CRC
 yields nothing; every allocation reported is addressed to ``ME`` or broadcast, names a known
 MCS and carries at most ``max_payload`` bytes from the burst's ``src``; every grant is addressed
-to ``ME``; a genuine zone burst received clean is decoded exactly once with exactly our
+to ``ME`` or broadcast (a contention slot: the MAC reads those as such); a genuine zone burst received clean is decoded exactly once with exactly our
 allocations (CRC good, same payloads) and grants.
 """
 
@@ -89,7 +89,7 @@ def _check_zones(zones: list, n: int) -> None:
             check(b.src == z.src and b.start == z.start, "alloc_mismatch", "")
             repr(b)
         for g in z.grants:
-            check(g.dst in ME, "grant_not_for_me", hex(g.dst))
+            check(g.dst in ME or g.dst == BROADCAST, "grant_not_for_me", hex(g.dst))
             check(g.mcs in _MCS and 0 <= g.start <= 0xFFFF and 0 <= g.length <= 0xFFFF,
                   "bad_grant", repr(g))
         repr(z)
