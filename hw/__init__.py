@@ -3,6 +3,8 @@
 - :mod:`hw.loopback` — a simulated medium shared by any number of radios (deterministic).
 - :mod:`hw.pluto` — ADALM-Pluto over pyadi-iio (``import adi`` happens only there, lazily).
 - :mod:`hw.pluto_stream` — a Pluto's streaming plumbing: the stream worker process, its rings.
+- :mod:`hw.pluto_streaming` — PlutoRadio's streaming-timeline methods (a mixin);
+  :mod:`hw.pluto_flags` — the AD9361 cores' sticky overflow/underflow flag bits.
 - :mod:`hw.doctor` — environment checks behind ``relaysec doctor``.
 
 ``hw`` never imports ``stack``, ``phy`` or ``relaysec``.
