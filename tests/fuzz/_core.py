@@ -37,7 +37,10 @@ every later campaign; CI replays only the seeds (``corpus/``)."""
 """Growing corpora and logs of campaigns (git-ignored): new entries land here, not in corpus/."""
 
 NUMBA_MODULES = (
+    "phy.channel_kernels",
     "phy.kernels",
+    "phy.sync_kernels",
+    "phy.track_kernels",
     "phy.viterbi_kernels",
     "stack._burst",
     "stack.crypto.ccm._aes_table",
