@@ -71,7 +71,7 @@ def delay_window(H_ls: np.ndarray, freq_index: np.ndarray, nfft: int, sigma2: fl
     of the LS estimate ``H_ls`` (Hann-tapered along the band against leakage) searched over
     delays ``lo .. hi``: taps above both ``PDP_REL_DB`` below the peak and ``PDP_NOISE_DB`` above
     the noise floor (the taper's main lobe widens each path by about 2 NFFT/n samples on each side),
-    widened by ``PDP_MARGIN`` (:func:`phy.kernels.pdp_window` on the profile)."""
+    widened by ``PDP_MARGIN`` (:func:`phy.channel_kernels.pdp_window` on the profile)."""
     # |IFFT(v)| = |FFT(conj v)| / nfft, and only tap powers matter: the forward transform
     # (pocketfft's backward one took half as long again), the noise floor scaled to match
     h = sp_fft.fft(delay_profile_input(H_ls, freq_index, nfft), overwrite_x=True)
@@ -130,7 +130,7 @@ def lmmse_channel(H_ls: np.ndarray, freq_index: np.ndarray, nfft: int, sigma2: f
     ``sigma2`` per subcarrier) under a uniform delay profile over the window
     :func:`delay_window` finds in ``lo .. hi`` (see the module doc). The DC gap in
     ``freq_index`` is filled by its neighbours' mean for the projection and dropped after
-    (:func:`phy.kernels.lmmse_band`)."""
+    (:func:`phy.channel_kernels.lmmse_band`)."""
     return lmmse_estimate(H_ls, freq_index, nfft, sigma2, lo, hi)[0]
 
 
@@ -170,7 +170,7 @@ def track_phase(Y: np.ndarray, H: np.ndarray, ls: np.ndarray, pil_pos: np.ndarra
     pil_pos / pil_val: (n_sym, n_pilot) positions and values. Returns ``(cpe, slope, c)``:
     per-symbol CPE (radians; its trend over symbols is the residual CFO), per-symbol slope
     (radians per subcarrier) and the fitted drift ``c`` (slope per symbol). The correction
-    itself is applied by :func:`phy.kernels.equalize`.
+    itself is applied by :func:`phy.channel_kernels.equalize`.
     """
     cpe, bl, c = kernels.track_phase(
         np.ascontiguousarray(Y, np.complex64), np.ascontiguousarray(H, np.complex64),
@@ -193,7 +193,8 @@ def track_phase_mmse(Y: np.ndarray, H: np.ndarray, ls: np.ndarray, pil_pos: np.n
     phases (weights ``|H|^2 / sigma2``: a pilot in a fade counts for little) under a zero-mean
     prior of variance ``c_var`` (:func:`sfo_prior_var`), i.e. the MMSE drift: unbiased where the
     burst is long enough to measure it, no slope where the pilots cannot tell one from noise
-    (:func:`phy.kernels.track_phase_wls`). Returns ``(cpe, slope, c)`` as :func:`track_phase`."""
+    (:func:`phy.track_kernels.track_phase_wls`). Returns ``(cpe, slope, c)`` as
+    :func:`track_phase`."""
     cpe, bl, c = kernels.track_phase_wls(
         np.ascontiguousarray(Y, np.complex64), np.ascontiguousarray(H, np.complex64),
         np.ascontiguousarray(ls, np.int64), np.ascontiguousarray(pil_pos, np.int64),

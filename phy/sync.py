@@ -15,7 +15,8 @@ The preamble is two OFDM symbols with normal CP:
 Detection metric: ``M(d) = |P(d)|^2 / (E1(d) E2(d))`` with ``P`` the lag-L autocorrelation and
 ``E1``, ``E2`` the energies of the two halves (Cauchy-Schwarz bounded by 1; the symmetric
 normalisation keeps burst edges from looking like preambles). It is evaluated on a grid of
-``B = Ng/4`` samples from block sums computed by one numba pass (:func:`phy.kernels.sc_blocks`).
+``B = Ng/4`` samples from block sums computed by one numba pass
+(:func:`phy.sync_kernels.sc_blocks`).
 """
 
 from __future__ import annotations

@@ -143,7 +143,7 @@ def smooth_channel(H: np.ndarray, freq_index: np.ndarray, width: int = 7) -> np.
 def track_phase(Y: np.ndarray, H: np.ndarray, ls: np.ndarray, pil_pos: np.ndarray,
                 pil_val: np.ndarray, freq_index: np.ndarray
                 ) -> tuple[np.ndarray, np.ndarray, float]:
-    """Vectorised numpy statement of the pilot phase model (see phy.kernels.track_phase)."""
+    """Vectorised numpy statement of the pilot phase model (see phy.track_kernels.track_phase)."""
     rows = np.arange(Y.shape[0])[:, None]
     Zp = Y[rows, pil_pos].astype(np.complex128) * np.conj(H[pil_pos]) * pil_val
     k = freq_index[pil_pos].astype(np.float64)
@@ -161,7 +161,7 @@ def track_phase(Y: np.ndarray, H: np.ndarray, ls: np.ndarray, pil_pos: np.ndarra
 def track_phase_wls(Y: np.ndarray, H: np.ndarray, ls: np.ndarray, pil_pos: np.ndarray,
                     pil_val: np.ndarray, freq_index: np.ndarray, sigma2: float, c_var: float
                     ) -> tuple[np.ndarray, np.ndarray, float]:
-    """The recursive weighted least-squares drift of phy.kernels.track_phase_wls, one symbol
+    """The recursive weighted least-squares drift of phy.track_kernels.track_phase_wls, one symbol
     at a time in numpy: residual phases against the model so far, weights 2|H|^2 p^2/sigma2."""
     k_all = freq_index.astype(np.float64)
     num, den, c = 0.0, 1.0 / c_var, 0.0

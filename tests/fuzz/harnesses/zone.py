@@ -12,12 +12,12 @@ a correct or wrong CRC; then impaired as in the ``phy`` harness (truncated, atte
 in frequency, doubled, noisy, scaled up, one extreme sample).
 
 Invariants: rejections are :class:`phy.PhyError` (only for malformed arrays: a buffer without a
-decodable zone burst gives ``[]``); every zone burst reported lies inside the buffer, has at
-most ``max_entries`` entries and a queue report in 16-byte units; a MAP that failed its CRC
-yields nothing; every allocation reported is addressed to ``ME`` or broadcast, names a known
-MCS and carries at most ``max_payload`` bytes from the burst's ``src``; every grant is addressed
-to ``ME`` or broadcast (a contention slot: the MAC reads those as such); a genuine zone burst received clean is decoded exactly once with exactly our
-allocations (CRC good, same payloads) and grants.
+decodable zone burst gives ``[]``); every zone burst reported lies inside the buffer, has at most
+``max_entries`` entries and a queue report in 16-byte units; a MAP that failed its CRC yields
+nothing; every allocation reported is addressed to ``ME`` or broadcast, names a known MCS and
+carries at most ``max_payload`` bytes from the burst's ``src``; every grant is addressed to ``ME``
+or broadcast (a contention slot: the MAC reads those as such); a genuine zone burst received clean
+is decoded exactly once with exactly our allocations (CRC good, same payloads) and grants.
 """
 
 from __future__ import annotations
