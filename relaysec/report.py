@@ -318,17 +318,35 @@ def summary_text(report: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+STREAM_BREAKS_HINT = 10
+"""Stream breaks (underflows + overflows, all radios) from which a failed trial's summary says
+the host did not keep up, and what to do."""
+
+
 def _radio_lines(report: Mapping[str, Any]) -> list[str]:
     """Per radio: overflows (RX samples lost), underflows (TX ran dry), dropped and clipped
-    samples. Shown over Plutos, or whenever a radio lost samples."""
+    samples. Shown over Plutos, or whenever a radio lost samples. A failed trial whose streams
+    broke often gets a hint: the usual cause is a host too busy for the air's pace (four
+    emulated Plutos and their nodes on two cores), not the protocol."""
     radios = report.get("radios") or {}
     lossy = any(r.get("overflows") or r.get("underflows") for r in radios.values())
     if not radios or (report.get("backend") != "pluto" and not lossy):
         return []
-    return ["", "Radios   " + "; ".join(
+    out = ["", "Radios   " + "; ".join(
         f"{name}: overflows {r.get('overflows', 0)}, underflows {r.get('underflows', 0)}, "
         f"dropped {r.get('dropped', 0)}, clipped {r.get('clipped', 0)}"
         for name, r in radios.items())]
+    breaks = sum(int(r.get("overflows") or 0) + int(r.get("underflows") or 0)
+                 for r in radios.values())
+    if not report.get("ok", True) and breaks >= STREAM_BREAKS_HINT:
+        out.append(
+            f"Hint: the radio streams broke {breaks} times (underflow: TX not refilled in time; "
+            "overflow: RX not read in time): this host did not keep up with the air. With "
+            "emulated Plutos, slow the air down on both sides (relaysec emulate --speed 0.5, "
+            "and --set schedule.ota_speed=0.5 here); with real Plutos, give each node a core "
+            "of its own and check it with relaysec doctor --latency URI (docs/radios.md, "
+            "\"Lab guide\").")
+    return out
 
 
 def _per_ams_lines(report: Mapping[str, Any], limit: int = 16) -> list[str]:

@@ -317,3 +317,21 @@ def test_longest_silence_counts_every_delivery_between_the_move_and_the_target()
     # deliveries before the move or after the target's first are not the handover's
     assert longest_silence([0.5, 1.02, 2.0], 1.0, 1.1) == pytest.approx(0.08)
     assert longest_silence(iter([1.1, 1.05]), 1.0, 1.2) == pytest.approx(0.1)  # any order
+
+
+def test_a_failed_trial_whose_streams_broke_says_the_host_did_not_keep_up():
+    """Over radios, a FAIL with stream breaks (here 131 underflows and 10 overflows, as four
+    emulated Plutos at full speed on two cores gave) ends the radio lines with what to do; a
+    PASS with a few breaks, or a FAIL with none, does not (the cause is elsewhere)."""
+    r = _report(ok=False)
+    r["backend"] = "pluto"
+    r["radios"] = {"ABS": {"overflows": 10, "underflows": 131, "dropped": 5, "clipped": 0},
+                   "AMS": {"overflows": 0, "underflows": 0, "dropped": 0, "clipped": 0}}
+    text = summary_text(r)
+    assert "Hint: the radio streams broke 141 times" in text
+    assert "relaysec emulate --speed 0.5" in text and "schedule.ota_speed=0.5" in text
+    r["radios"]["ABS"].update(overflows=0, underflows=3)
+    assert "Hint:" not in summary_text(r)
+    r["radios"]["ABS"]["underflows"] = 131
+    r["ok"] = True
+    assert "Hint:" not in summary_text(r)
