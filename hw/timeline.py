@@ -383,15 +383,19 @@ class StreamTimeline:
     def rx_skipped(self, n: int) -> None:
         """The caller skipped *n* RX samples unread on purpose, before it used any RX index
         (the backlog a radio piled up while the host set up the others): the offset moves by
-        -*n* as for a loss, but it is neither a break nor a slip the runtime must follow."""
+        -*n* as for a loss, but it is neither a break nor a slip the runtime must follow.
+        While the offset is being measured (a TX underflow during the setup broke it) the
+        skip cannot be placed and the probe may have been in it: measure again, a break."""
         if n <= 0:
             return
         with self._lock:
-            if self._offset is None or self._probe_u is not None:
-                raise ValueError("rx_skipped while the TX->RX offset is being measured")
-            self._offset -= int(n)
+            measuring = self._offset is None or self._probe_u is not None
             self.stats.rx_skipped += int(n)
             self._rx_tail = np.zeros(0, np.complex64)  # not contiguous across the skip
+            if not measuring:
+                self._offset -= int(n)
+                return
+        self._broken("overflow")
 
     def on_rx(self, iq: np.ndarray, index: int) -> None:
         """Every received block, at its absolute RX index: looks for an outstanding probe."""

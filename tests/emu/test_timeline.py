@@ -206,17 +206,24 @@ def test_an_exactly_counted_rx_loss_moves_the_offset_without_measuring_again(str
 
 def test_a_backlog_skipped_before_first_use_moves_the_offset_and_is_no_break(stream) -> None:
     """Skipping the RX samples that piled up before the runtime's first read (rx_skipped) moves
-    the offset like a loss, but it is neither a break nor a slip for the runtime to follow;
-    while the offset is still being measured it cannot be placed, and is refused."""
+    the offset like a loss, but it is neither a break nor a slip for the runtime to follow.
+    While the offset is being measured (an underflow during the setup: seen with four emulated
+    Plutos at full speed, where raising here aborted the trial) the skip cannot be placed and
+    may have swallowed the probe: the offset is measured again, and found."""
     tl, dev = stream
-    with pytest.raises(ValueError, match="being measured"):
-        tl.rx_skipped(100)
     _run_until(tl, dev, lambda: tl.ready)
     before = tl.offset
     tl.rx_skipped(7000)
     assert tl.ready and tl.offset == before - 7000
     assert tl.stats.rx_breaks == 0 and tl.stats.rx_skipped == 7000
     assert tl.take_rx_slip() == 0
+    probes = tl.stats.probes
+    tl.rx_broken()                  # an overflow: measuring again
+    assert not tl.ready
+    tl.rx_skipped(500)              # no exception: a break, measured again
+    assert tl.stats.rx_breaks == 2 and tl.stats.rx_skipped == 7500
+    _run_until(tl, dev, lambda: tl.ready)
+    assert tl.offset == dev.delay and tl.stats.probes > probes
 
 
 def test_a_stale_probe_is_not_taken_for_the_new_one() -> None:
