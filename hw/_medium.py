@@ -183,6 +183,7 @@ def warm_up() -> None:
     """Compile (or load from numba's cache) the kernels with the argument types the medium
     uses."""
     table = np.zeros((3, 4), np.float32)
+    table.setflags(write=False)  # as the medium's cached kernel table (readonly is a numba type)
     y = np.zeros(4, np.complex64)
     resample_rotate_add(y, np.ones(4, np.complex64), 0.5, 1.0, 0, 4, table, 1 + 0j, 0.0, 0.0)
     gaussian_noise(y, np.uint64(1), 0, 1.0)
