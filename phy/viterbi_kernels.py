@@ -14,6 +14,8 @@ leave this module uninstrumented too (``tests/fuzz/_core.py``, ``NUMBA_MODULES``
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
@@ -216,6 +218,71 @@ def _v16_state_lane(n: int) -> int:
     return lane if (n < 32) != _V16_FLIP[lane] else 32 + lane
 
 
+def _grouped_loop(builder: ir.IRBuilder, n: ir.Value, init: list[ir.Value],
+                  group: Callable[[list[ir.Value], ir.Value], list[ir.Value]],
+                  single: Callable[[list[ir.Value], ir.Value], list[ir.Value]],
+                  tag: str) -> list[ir.Value]:
+    """Emit the ACS loops' shape: ``state = group(state, t)`` for t = 0, 4, 8, .. while
+    t + 3 < n (four steps, the fourth renormalised), then ``state = single(state, t)`` for the
+    last n % 4 steps; ``state`` is the list of vectors carried from step to step (one phi
+    each), ``init`` its values on entry. Leaves the builder after the loops and returns the
+    final values."""
+    i64 = ir.IntType(64)
+    entry = builder.basic_block
+    head, body, tail, last, done = (builder.append_basic_block(f"{tag}.{name}") for name in
+                                    ("head", "body", "tail", "last", "done"))
+    builder.branch(head)
+    builder.position_at_end(head)
+    t = builder.phi(i64)
+    t.add_incoming(ir.Constant(i64, 0), entry)
+    st = []
+    for v in init:
+        ph = builder.phi(v.type)
+        ph.add_incoming(v, entry)
+        st.append(ph)
+    builder.cbranch(builder.icmp_signed("<", builder.add(t, ir.Constant(i64, 3)), n), body, tail)
+    builder.position_at_end(body)
+    cur = group(list(st), t)
+    t.add_incoming(builder.add(t, ir.Constant(i64, 4)), builder.basic_block)
+    for ph, v in zip(st, cur, strict=True):
+        ph.add_incoming(v, builder.basic_block)
+    builder.branch(head)
+    builder.position_at_end(tail)
+    t2 = builder.phi(i64)
+    t2.add_incoming(t, head)
+    st2 = []
+    for v in st:
+        ph = builder.phi(v.type)
+        ph.add_incoming(v, head)
+        st2.append(ph)
+    builder.cbranch(builder.icmp_signed("<", t2, n), last, done)
+    builder.position_at_end(last)
+    nxt = single(list(st2), t2)
+    for ph, v in zip(st2, nxt, strict=True):
+        ph.add_incoming(v, builder.basic_block)
+    t2.add_incoming(builder.add(t2, ir.Constant(i64, 1)), builder.basic_block)
+    builder.branch(tail)
+    builder.position_at_end(done)
+    return st2
+
+
+def _butterflies(builder: ir.IRBuilder, sadd: ir.Function, ssub: ir.Function, even: ir.Value,
+                 odd: ir.Value, bm: ir.Value, ref: ir.Value | None
+                 ) -> tuple[ir.Value, ir.Value, ir.Value, ir.Value]:
+    """One vector of butterflies, lane for lane: old metrics *even* and *odd* (its two
+    predecessors), branch *bm*; with *ref*, every new metric minus ref (the renormalisation,
+    folded into the branches). Returns the two new metrics (``max(even + b, odd - b)`` and
+    ``max(even - b, odd + b)``, saturating) and their decisions (``odd`` won strictly)."""
+    p = q = bm
+    if ref is not None:
+        p, q = builder.sub(bm, ref), builder.add(bm, ref)
+    m00, m11 = builder.call(sadd, [even, p]), builder.call(sadd, [odd, p])
+    m10, m01 = builder.call(ssub, [even, q]), builder.call(ssub, [odd, q])
+    c0 = builder.icmp_signed(">", m01, m00)
+    c1 = builder.icmp_signed(">", m11, m10)
+    return builder.select(c0, m01, m00), builder.select(c1, m11, m10), c0, c1
+
+
 def _v16_make_acs(k: int) -> object:
     """The add-compare-select recursion for ``k`` independent chains interleaved in one loop.
 
@@ -267,7 +334,7 @@ def _v16_make_acs(k: int) -> object:
             v16i = ir.VectorType(_I32, 16)
             w64 = ir.VectorType(_I16, 64)
             undef = ir.Constant(_W16, ir.Undefined)
-            one, four = ir.Constant(_I64, 1), ir.Constant(_I64, 4)
+            one = ir.Constant(_I64, 1)
             c32 = ir.Constant(_I64, 32)
             base = [builder.load(builder.gep(stp, [ir.Constant(_I64, c)])) for c in range(k)]
             tab32 = tabp  # i32: one (s, d) pair a step
@@ -293,15 +360,7 @@ def _v16_make_acs(k: int) -> object:
 
             def step(ev: ir.Value, od: ir.Value, t: ir.Value,
                      r: ir.Value | None) -> tuple[ir.Value, ir.Value]:
-                b = branch(t)
-                p, q = b, b
-                if r is not None:  # renormalise: subtract r from every metric, via the branches
-                    p, q = builder.sub(b, r), builder.add(b, r)
-                m00, m11 = builder.call(sadd, [ev, p]), builder.call(sadd, [od, p])
-                m10, m01 = builder.call(ssub, [ev, q]), builder.call(ssub, [od, q])
-                c0 = builder.icmp_signed(">", m01, m00)
-                c1 = builder.icmp_signed(">", m11, m10)
-                lo, hi = builder.select(c0, m01, m00), builder.select(c1, m11, m10)
+                lo, hi, c0, c1 = _butterflies(builder, sadd, ssub, ev, od, branch(t), r)
                 word = builder.or_(builder.zext(builder.bitcast(c0, _I32), _I64),
                                    builder.shl(builder.zext(builder.bitcast(c1, _I32), _I64),
                                                c32))
@@ -313,66 +372,35 @@ def _v16_make_acs(k: int) -> object:
                 return builder.bitcast(builder.gep(base, [ir.Constant(_I64, 64 * c)]),
                                        w64.as_pointer())
 
-            init = []
+            init = []   # chain c's even and odd metrics at 2c and 2c + 1
             for c in range(k):
                 w = builder.load(pm_ptr(c), align=2)
-                init.append((builder.shuffle_vector(w, w, _lanes([2 * j for j in _V16_PI])),
-                             builder.shuffle_vector(w, w, _lanes([2 * j + 1 for j in _V16_PI]))))
-            entry = builder.basic_block
-            head = builder.append_basic_block("vit16.head")
-            body = builder.append_basic_block("vit16.body")
-            tail = builder.append_basic_block("vit16.tail")
-            last = builder.append_basic_block("vit16.last")
-            done = builder.append_basic_block("vit16.done")
-            builder.branch(head)
-            builder.position_at_end(head)
-            t = builder.phi(_I64)
-            t.add_incoming(ir.Constant(_I64, 0), entry)
-            st = []
-            for c in range(k):
-                e, o = builder.phi(_W16), builder.phi(_W16)
-                e.add_incoming(init[c][0], entry)
-                o.add_incoming(init[c][1], entry)
-                st.append((e, o))
-            builder.cbranch(builder.icmp_signed("<", builder.add(t, ir.Constant(_I64, 3)), n_),
-                            body, tail)
-            builder.position_at_end(body)
-            refs = []
-            for c in range(k):
-                v = builder.insert_element(undef, builder.extract_element(st[c][0],
-                                           ir.Constant(_I32, 0)), ir.Constant(_I32, 0))
-                refs.append(builder.shuffle_vector(v, undef, _lanes([0] * 32)))
-            cur = list(st)
-            for j in range(4):  # the chains' steps interleaved, step by step
+                init += [builder.shuffle_vector(w, w, _lanes([2 * j for j in _V16_PI])),
+                         builder.shuffle_vector(w, w, _lanes([2 * j + 1 for j in _V16_PI]))]
+
+            def group(st: list[ir.Value], t: ir.Value) -> list[ir.Value]:
+                refs = []
                 for c in range(k):
-                    tc = builder.add(builder.add(base[c], t), ir.Constant(_I64, j))
-                    cur[c] = step(cur[c][0], cur[c][1], tc, refs[c] if j == 3 else None)
-            t.add_incoming(builder.add(t, four), builder.basic_block)
-            for c in range(k):
-                st[c][0].add_incoming(cur[c][0], builder.basic_block)
-                st[c][1].add_incoming(cur[c][1], builder.basic_block)
-            builder.branch(head)
-            # the last nsteps % 4 steps, one per pass (at most 3: no renormalisation needed)
-            builder.position_at_end(tail)
-            t2 = builder.phi(_I64)
-            t2.add_incoming(t, head)
-            st2 = []
-            for c in range(k):
-                e, o = builder.phi(_W16), builder.phi(_W16)
-                e.add_incoming(st[c][0], head)
-                o.add_incoming(st[c][1], head)
-                st2.append((e, o))
-            builder.cbranch(builder.icmp_signed("<", t2, n_), last, done)
-            builder.position_at_end(last)
-            for c in range(k):
-                e, o = step(st2[c][0], st2[c][1], builder.add(base[c], t2), None)
-                st2[c][0].add_incoming(e, last)
-                st2[c][1].add_incoming(o, last)
-            t2.add_incoming(builder.add(t2, one), last)
-            builder.branch(tail)
-            builder.position_at_end(done)
+                    v = builder.insert_element(undef, builder.extract_element(st[2 * c],
+                                               ir.Constant(_I32, 0)), ir.Constant(_I32, 0))
+                    refs.append(builder.shuffle_vector(v, undef, _lanes([0] * 32)))
+                for j in range(4):  # the chains' steps interleaved, step by step
+                    for c in range(k):
+                        tc = builder.add(builder.add(base[c], t), ir.Constant(_I64, j))
+                        st[2 * c], st[2 * c + 1] = step(st[2 * c], st[2 * c + 1], tc,
+                                                        refs[c] if j == 3 else None)
+                return st
+
+            def single(st: list[ir.Value], t: ir.Value) -> list[ir.Value]:
+                # the last nsteps % 4 steps (at most 3: no renormalisation needed)
+                for c in range(k):
+                    st[2 * c], st[2 * c + 1] = step(st[2 * c], st[2 * c + 1],
+                                                    builder.add(base[c], t), None)
+                return st
+
+            st2 = _grouped_loop(builder, n_, init, group, single, "vit16")
             for c in range(k):  # metrics back in state order
-                w = builder.shuffle_vector(st2[c][0], st2[c][1],
+                w = builder.shuffle_vector(st2[2 * c], st2[2 * c + 1],
                                            _lanes([_V16_PI[i // 2] + 32 * (i % 2)
                                                    for i in range(64)]))
                 builder.store(w, pm_ptr(c, outp), align=2)
@@ -494,15 +522,8 @@ def _v16l_acs(typingctx, tab, dec, pm, nsteps, spread):  # pragma: no cover - nu
             new: list[ir.Value] = [undef8] * 8
             acc = ir.Constant(_I64, 0)
             for r in range(4):
-                lo_, hi_, bm = regs[r], regs[r + 4], bms[r]
-                p = q = bm
-                if ref is not None:  # renormalise: every metric minus ref, via the branches
-                    p, q = builder.sub(bm, ref), builder.add(bm, ref)
-                m00, m11 = builder.call(sadd, [lo_, p]), builder.call(sadd, [hi_, p])
-                m10, m01 = builder.call(ssub, [lo_, q]), builder.call(ssub, [hi_, q])
-                d_e = builder.icmp_signed(">", m01, m00)
-                d_o = builder.icmp_signed(">", m11, m10)
-                e, o = builder.select(d_e, m01, m00), builder.select(d_o, m11, m10)
+                e, o, d_e, d_o = _butterflies(builder, sadd, ssub, regs[r], regs[r + 4], bms[r],
+                                              ref)
                 new[2 * r] = builder.shuffle_vector(e, o, _lanes([0, 8, 1, 9, 2, 10, 3, 11]))
                 new[2 * r + 1] = builder.shuffle_vector(e, o,
                                                         _lanes([4, 12, 5, 13, 6, 14, 7, 15]))
@@ -520,49 +541,14 @@ def _v16l_acs(typingctx, tab, dec, pm, nsteps, spread):  # pragma: no cover - nu
         w = builder.load(pm_vec, align=2)
         init = [builder.shuffle_vector(w, w, _lanes([_V16L_REV6[8 * q + i] for i in range(8)]))
                 for q in range(8)]
-        entry = builder.basic_block
-        head = builder.append_basic_block("v16l.head")
-        body = builder.append_basic_block("v16l.body")
-        tail = builder.append_basic_block("v16l.tail")
-        last = builder.append_basic_block("v16l.last")
-        done = builder.append_basic_block("v16l.done")
-        builder.branch(head)
-        builder.position_at_end(head)
-        t = builder.phi(_I64)
-        t.add_incoming(ir.Constant(_I64, 0), entry)
-        st = []
-        for q in range(8):
-            ph = builder.phi(_W8)
-            ph.add_incoming(init[q], entry)
-            st.append(ph)
-        builder.cbranch(builder.icmp_signed("<", builder.add(t, ir.Constant(_I64, 3)), n_),
-                        body, tail)
-        builder.position_at_end(body)
-        ref = builder.shuffle_vector(st[0], undef8, _lanes([0] * 8))  # state 0 (s' = 0)
-        cur: list[ir.Value] = list(st)
-        for j in range(4):
-            cur = step(cur, builder.add(t, ir.Constant(_I64, j)), ref if j == 3 else None)
-        t.add_incoming(builder.add(t, ir.Constant(_I64, 4)), builder.basic_block)
-        for q in range(8):
-            st[q].add_incoming(cur[q], builder.basic_block)
-        builder.branch(head)
-        # the last nsteps % 4 steps, one per pass (no renormalisation, as the other layout)
-        builder.position_at_end(tail)
-        t2 = builder.phi(_I64)
-        t2.add_incoming(t, head)
-        st2 = []
-        for q in range(8):
-            ph = builder.phi(_W8)
-            ph.add_incoming(st[q], head)
-            st2.append(ph)
-        builder.cbranch(builder.icmp_signed("<", t2, n_), last, done)
-        builder.position_at_end(last)
-        nxt = step(st2, t2, None)
-        for q in range(8):
-            st2[q].add_incoming(nxt[q], last)
-        t2.add_incoming(builder.add(t2, ir.Constant(_I64, 1)), last)
-        builder.branch(tail)
-        builder.position_at_end(done)
+        def group(st: list[ir.Value], t: ir.Value) -> list[ir.Value]:
+            ref = builder.shuffle_vector(st[0], undef8, _lanes([0] * 8))  # state 0 (s' = 0)
+            for j in range(4):
+                st = step(st, builder.add(t, ir.Constant(_I64, j)), ref if j == 3 else None)
+            return st
+
+        # the last nsteps % 4 steps: no renormalisation, as the other layout
+        st2 = _grouped_loop(builder, n_, init, group, lambda st, t: step(st, t, None), "v16l")
         v16 = [builder.shuffle_vector(st2[2 * i], st2[2 * i + 1], _lanes(range(16)))
                for i in range(4)]
         v32 = [builder.shuffle_vector(v16[2 * i], v16[2 * i + 1], _lanes(range(32)))

@@ -25,3 +25,23 @@ def realtime_slot() -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def probe_error(radio: object, timeline: object, block: int = 16384, tries: int = 120,
+                ahead: int = 3000) -> int | None:
+    """Place the timeline's probe ``ahead`` samples past the radio's TX horizon, read blocks
+    until it is heard, and return heard minus placed (RX samples; 0 = exactly where placed),
+    or None if it was never heard in ``tries`` blocks. *radio* streams (``PlutoRadio`` after
+    ``start_stream``), *timeline* is its ``StreamTimeline``."""
+    index, placed = 0, None
+    for _ in range(tries):
+        iq = radio.receive(block)  # type: ignore[attr-defined]
+        h = radio.tx_horizon()  # type: ignore[attr-defined]
+        if placed is None and h is not None:
+            placed = h + ahead
+            assert radio.transmit(timeline.probe, at=placed)  # type: ignore[attr-defined]
+        k = timeline._find_probe(iq)  # type: ignore[attr-defined]
+        if k is not None and placed is not None:
+            return index + k - placed
+        index += iq.size
+    return None

@@ -165,7 +165,7 @@ def test_pluto_streams_on_the_emulator_and_places_bursts_exactly() -> None:
     heard at k."""
     from hw.emu import EmulatorConfig, start_emulators
     from hw.pluto import PlutoRadio
-    from tests.emu.realtime import realtime_slot
+    from tests.emu.realtime import probe_error, realtime_slot
 
     with realtime_slot(), start_emulators(1, EmulatorConfig(speed=0.25)) as cluster:
         r = PlutoRadio(cluster.uris[0], rx_buffer_size=16384, kernel_buffers=8,
@@ -173,22 +173,11 @@ def test_pluto_streams_on_the_emulator_and_places_bursts_exactly() -> None:
         try:
             tl = r.start_stream(calibrate_s=10.0)
             assert r.caps.stream and r.caps.timed_tx and tl.offset is not None
-            errors, index, placed = [], 0, None
-            for _ in range(120):
-                iq = r.receive(16384)
-                h = r.tx_horizon()
-                if placed is None and h is not None:
-                    placed = h + 3000
-                    assert r.transmit(tl.probe, at=placed)
-                k = tl._find_probe(iq)
-                if k is not None and placed is not None:
-                    errors.append(index + k - placed)
-                    break
-                index += iq.size
+            err = probe_error(r, tl)
             if tl.stats.underflows or tl.stats.rx_breaks:
                 pytest.skip("the host starved the stream during the test (load); the unit "
                             "tests above cover the logic")
-            assert errors and abs(errors[0]) <= 2, errors
+            assert err is not None and abs(err) <= 2, err
         finally:
             r.close()
 

@@ -3,7 +3,9 @@ against the project's Pluto emulator (hw.emu, libiio network protocol) on 127.0.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -89,10 +91,10 @@ def test_direct_libiio_path_is_bit_exact_with_pyadis():
         assert r.receive(n).size == n       # a new RX buffer opens (no EBUSY)
 
 
-def test_rx_worker_ring_counts_what_the_node_fell_behind():
-    """The RX worker's host ring (hw.pluto_stream._RxWorker.read): blocks come out in order;
-    when the node falls more than the ring behind, the overwritten samples are reported as
-    lost, exactly, and reading resumes on whole blocks."""
+@contextlib.contextmanager
+def _fake_worker(pos: int) -> Iterator[object]:
+    """An _RxWorker over a 16-sample ring of 4-sample blocks in a temporary file (samples
+    0..15), read position *pos*, its process always alive: the ring logic without a device."""
     import os
     import tempfile
 
@@ -103,7 +105,7 @@ def test_rx_worker_ring_counts_what_the_node_fell_behind():
             return None
 
     w = _RxWorker.__new__(_RxWorker)
-    w.samples, w.ring, w.pos, w.lost, w._rate = 4, 16, 0, 0, 1e6
+    w.samples, w.ring, w.pos, w.lost, w._rate = 4, 16, pos, 0, 1e6
     fd, w.path = tempfile.mkstemp()
     os.close(fd)
     try:
@@ -111,6 +113,16 @@ def test_rx_worker_ring_counts_what_the_node_fell_behind():
         w._data = np.memmap(w.path, np.complex64, "r+", offset=_HDR * 8, shape=(16,))
         w.proc = Proc()
         w._data[:] = np.arange(16)
+        yield w
+    finally:
+        os.unlink(w.path)
+
+
+def test_rx_worker_ring_counts_what_the_node_fell_behind():
+    """The RX worker's host ring (hw.pluto_stream._RxWorker.read): blocks come out in order;
+    when the node falls more than the ring behind, the overwritten samples are reported as
+    lost, exactly, and reading resumes on whole blocks."""
+    with _fake_worker(0) as w:
         w._hdr[0] = 8                       # two blocks written
         block, lost = w.read()
         assert lost == 0 and list(block.real) == [0, 1, 2, 3]
@@ -123,31 +135,12 @@ def test_rx_worker_ring_counts_what_the_node_fell_behind():
         w._hdr[0] = w.pos
         with pytest.raises(Exception, match="RX worker stopped"):
             w.read()
-    finally:
-        os.unlink(w.path)
 
 
 def test_rx_worker_catch_up_skips_whole_blocks_and_reports_no_loss():
     """_RxWorker.catch_up skips every whole block the ring holds unread (what piled up during
     setup) and reading goes on from the writer's next block with nothing counted lost."""
-    import os
-    import tempfile
-
-    from hw.pluto import _HDR, _RxWorker
-
-    class Proc:
-        def poll(self):
-            return None
-
-    w = _RxWorker.__new__(_RxWorker)
-    w.samples, w.ring, w.pos, w.lost, w._rate = 4, 16, 4, 0, 1e6
-    fd, w.path = tempfile.mkstemp()
-    os.close(fd)
-    try:
-        w._hdr = np.memmap(w.path, np.int64, "w+", shape=(_HDR,))
-        w._data = np.memmap(w.path, np.complex64, "r+", offset=_HDR * 8, shape=(16,))
-        w.proc = Proc()
-        w._data[:] = np.arange(16)
+    with _fake_worker(4) as w:
         w._hdr[0] = 42                      # the writer went 2.5 rings ahead (mid-block)
         assert w.catch_up() == 36 and w.pos == 40
         w._hdr[0] = 44
@@ -155,8 +148,6 @@ def test_rx_worker_catch_up_skips_whole_blocks_and_reports_no_loss():
         assert lost == 0 and w.lost == 0
         assert list(block.real) == [float(k % 16) for k in range(40, 44)]
         assert w.catch_up() == 0
-    finally:
-        os.unlink(w.path)
 
 
 def test_a_radio_read_late_catches_up_without_a_loss_and_still_places_exactly(monkeypatch):
@@ -166,7 +157,7 @@ def test_a_radio_read_late_catches_up_without_a_loss_and_still_places_exactly(mo
     catch-up the same wait reads as a loss (the control)."""
     import hw.pluto_stream as pluto_stream
     from hw.emu import EmulatorConfig, start_emulators
-    from tests.emu.realtime import realtime_slot
+    from tests.emu.realtime import probe_error, realtime_slot
 
     monkeypatch.setattr(pluto_stream, "RX_RING_S", 0.01)   # the ring: its minimum, 4 blocks
     with realtime_slot(), start_emulators(2, EmulatorConfig(speed=0.25)) as cluster:
@@ -181,23 +172,12 @@ def test_a_radio_read_late_catches_up_without_a_loss_and_still_places_exactly(mo
             skipped = r.catch_up()
             assert skipped >= 16384 and skipped % 16384 == 0
             tl = tls[1]
-            index, placed, errors = 0, None, []
-            for _ in range(120):
-                iq = r.receive(16384)
-                h = r.tx_horizon()
-                if placed is None and h is not None:
-                    placed = h + 3000
-                    assert r.transmit(tl.probe, at=placed)
-                k = tl._find_probe(iq)
-                if k is not None and placed is not None:
-                    errors.append(index + k - placed)
-                    break
-                index += iq.size
+            err = probe_error(r, tl)
             if tl.stats.underflows or r.stats.overflows:
                 pytest.skip("the host starved the stream during the test (load)")
             assert r.stats.dropped == 0 and tl.stats.rx_breaks == 0
             assert tl.stats.rx_skipped == skipped
-            assert errors and abs(errors[0]) <= 2, errors
+            assert err is not None and abs(err) <= 2, err
         finally:
             for x in radios:
                 x.close()
@@ -210,7 +190,7 @@ def test_streaming_rx_runs_in_a_worker_process_and_stops_with_the_radio():
     import os
 
     from hw.emu import EmulatorConfig, start_emulators
-    from tests.emu.realtime import realtime_slot
+    from tests.emu.realtime import probe_error, realtime_slot
 
     with realtime_slot(), start_emulators(1, EmulatorConfig(speed=0.25)) as cluster:
         r = PlutoRadio(cluster.uris[0], rx_buffer_size=16384, kernel_buffers=8,
@@ -220,21 +200,10 @@ def test_streaming_rx_runs_in_a_worker_process_and_stops_with_the_radio():
             worker = r._rx_worker
             assert worker is not None and worker.proc.poll() is None
             assert r.device._rxbuf is None       # the node holds no RX buffer of its own
-            index, placed, errors = 0, None, []
-            for _ in range(120):
-                iq = r.receive(16384)
-                h = r.tx_horizon()
-                if placed is None and h is not None:
-                    placed = h + 3000
-                    assert r.transmit(tl.probe, at=placed)
-                k = tl._find_probe(iq)
-                if k is not None and placed is not None:
-                    errors.append(index + k - placed)
-                    break
-                index += iq.size
+            err = probe_error(r, tl)
             if tl.stats.underflows or tl.stats.rx_breaks:
                 pytest.skip("the host starved the stream during the test (load)")
-            assert errors and abs(errors[0]) <= 2, errors
+            assert err is not None and abs(err) <= 2, err
         finally:
             r.close()
         assert worker.proc.poll() is not None and not os.path.exists(worker.path)
