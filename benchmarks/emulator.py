@@ -50,6 +50,7 @@ except ImportError:  # pragma: no cover
         return ""
 
 from hw.emu import EmulatorConfig, LocalLoop, PlutoServer, start_emulators
+from relaysec.phases import HANDOVER_FIGURES
 
 
 def _raw_readbuf(srv: PlutoServer, n: int, seconds: float) -> float:
@@ -309,7 +310,7 @@ def trial_run(speed: float, *, sets: list[str], emulate: list[str] | None = None
             "ota_frame_ms": cfg["schedule"]["ota_frame_ms"], "phases": phases,
             "handover_interruption_s": (report.get("handover") or {}).get("interruption_s"),
             "handover": {k: v for k, v in (report.get("handover") or {}).items()
-                         if k.startswith(("interruption", "switch", "probe_period"))},
+                         if k.startswith(HANDOVER_FIGURES)},
             "beacons_lost": sum(lost), "beacons_due": sum(due),
             "beacons_lost_pct": 100.0 * sum(lost) / max(1, sum(due)), "timeline": breaks,
             "node_backlog_max_s": backlog, "rx_worker": worker,

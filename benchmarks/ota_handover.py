@@ -28,6 +28,7 @@ import sys
 from typing import Any
 
 from benchmarks._machine import announce
+from relaysec.phases import HANDOVER_FIGURES
 
 
 def _trial(sets: list[str]) -> dict[str, Any]:
@@ -41,7 +42,7 @@ def _trial(sets: list[str]) -> dict[str, Any]:
         report, _ = Trial(cfg).run()
     return {"ok": report["ok"], "reason": report["reason"],
             "handover": {k: v for k, v in (report.get("handover") or {}).items()
-                         if k.startswith(HANDOVER_KEYS)}}
+                         if k.startswith(HANDOVER_FIGURES)}}
 
 
 def run_one(seed: int, *, mode: str, speed: float, sets: list[str]) -> dict[str, Any]:
@@ -55,10 +56,6 @@ def run_one(seed: int, *, mode: str, speed: float, sets: list[str]) -> dict[str,
 
     r = trial_run(speed, sets=base)
     return {"ok": r["ok"], "reason": r["reason"], "handover": r["handover"]}
-
-
-HANDOVER_KEYS = ("interruption", "switch", "probe_period")
-"""The report's handover figures this benchmark keeps (``relaysec.phases.handover``)."""
 
 
 def _ms(x: float | None) -> str:

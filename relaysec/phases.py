@@ -28,6 +28,10 @@ if TYPE_CHECKING:
     from relaysec.flows import TrafficPlan
     from relaysec.trial import Trial
 
+HANDOVER_FIGURES = ("interruption", "switch", "probe_period")
+"""Prefixes of the handover phase's timing keys in ``report["handover"]`` (:func:`handover`):
+``interruption_*``, ``switch_*``, ``probe_period_s``."""
+
 PHASES = ("ars_entry", "ams_entry", "traffic_1", "tek_refresh", "handover", "traffic_2")
 
 
