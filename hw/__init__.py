@@ -1,7 +1,8 @@
 """Radios: the :class:`~hw.radio.Radio` interface and its backends.
 
 - :mod:`hw.loopback` — a simulated medium shared by any number of radios (deterministic).
-- :mod:`hw.pluto` — ADALM-Pluto over pyadi-iio (``import adi`` happens only there, lazily).
+- :mod:`hw.pluto` — ADALM-Pluto over pyadi-iio; :mod:`hw.pluto_config` its configuration and
+  opening (``import adi`` happens only there, lazily).
 - :mod:`hw.pluto_stream` — a Pluto's streaming plumbing: the stream worker process, its rings.
 - :mod:`hw.pluto_streaming` — PlutoRadio's streaming-timeline methods (a mixin);
   :mod:`hw.pluto_flags` — the AD9361 cores' sticky overflow/underflow flag bits.

@@ -66,10 +66,11 @@ class PlutoConfig(RadioConfig):
     ``timeout_ms``: libiio I/O timeout (set before buffers exist). ``extended_range``: allow the
     AD9364 LO range (70 MHz-6 GHz, not guaranteed on an AD9363). ``tx_block_size`` and
     ``tx_kernel_buffers``: the streaming timeline's TX push size (samples) and the TX device's
-    kernel block count (:meth:`PlutoRadio.start_stream`); together they set how far ahead of the
-    air a burst must be handed over (about ``(tx_kernel_buffers + 1) * tx_block_size``).
-    ``rx_worker``: while streaming, read RX in a process of its own (:class:`_RxWorker`; only
-    for ``ip:`` URIs, which several processes can open at once).
+    kernel block count (:meth:`hw.pluto.PlutoRadio.start_stream`); together they set how far
+    ahead of the air a burst must be handed over (about ``(tx_kernel_buffers + 1) *
+    tx_block_size``). ``rx_worker``: while streaming, read RX in a process of its own
+    (:class:`hw.pluto_stream._RxWorker`; only for ``ip:`` URIs, which several processes can open
+    at once).
     """
 
     uri: str = DEFAULT_URI

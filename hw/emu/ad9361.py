@@ -19,8 +19,9 @@ pyadi-iio as ``OSError(EINVAL)`` exactly as with hardware:
 - ``filter_fir_config`` is parsed (``RX n GAIN g DEC d`` / ``TX n GAIN g INT i`` and ``a,b`` tap
   lines; taps a multiple of 16, at most 128) and reads back as ``FIR Rx: n,d Tx: n,i``; enabling a
   FIR without a loaded one, or with RX decimation != TX interpolation, is ``EINVAL``;
-- the RX gain table follows the RX LO's band (``hw.pluto.rx_gain_range``: <= 1.3 GHz -1..73 dB,
-  <= 4 GHz -3..71, above -10..62): below it a write clamps silently, above it is ``EINVAL``;
+- the RX gain table follows the RX LO's band (``hw.pluto_config.rx_gain_range``: <= 1.3 GHz
+  -1..73 dB, <= 4 GHz -3..71, above -10..62): below it a write clamps silently, above it is
+  ``EINVAL``;
 - ``hardwaregain`` reads as ``%f dB``; RX gain (1 dB steps) is writable only in ``manual`` gain
   control mode (``EINVAL`` otherwise, pyadi never tries); TX attenuation is rounded to 0.25 dB;
 - read-only attributes (``*_available``, ``rssi``, path rates, sensors) answer writes with
