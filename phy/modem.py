@@ -42,14 +42,15 @@ from phy.errors import PayloadTooLongError, PhyInputError
 from phy.estimation import sfo_prior_var
 from phy.grid import ResourceGrid
 from phy.interleaver import interleave
+from phy.modem_decode import Burst as Burst
+from phy.modem_decode import BurstReceiver
+from phy.modem_decode import _decode_payload as _decode_payload
+from phy.modem_decode import _rx_scatter_map as _rx_scatter_map
 from phy.modem_format import HEADER_BYTES as HEADER_BYTES
 from phy.modem_format import HEADER_VERSION, Mcs, _fec, _n_info, _pad_bits, get_mcs
 from phy.modem_format import mcs_table as mcs_table
-from phy.modem_rx import Burst as Burst
-from phy.modem_rx import BurstReceiver, ReceiverCore
-from phy.modem_rx import _decode_payload as _decode_payload
+from phy.modem_rx import ReceiverCore
 from phy.modem_rx import _robust_map as _robust_map
-from phy.modem_rx import _rx_scatter_map as _rx_scatter_map
 from phy.modem_rx import _Sync as _Sync
 from phy.modem_rx import _Timing as _Timing
 from phy.numerology import Profile, get_profile

@@ -1,25 +1,21 @@
-"""The burst modem's receive side: burst search, synchronisation, carrier-offset, channel and
-noise estimates, pilot tracking, equalisation, demapping and decoding (the format and the
-transmit side: :mod:`phy.modem`).
+"""The receive steps every burst format of this PHY shares: burst search, synchronisation,
+carrier-offset, channel and noise estimates, pilot tracking, equalisation and the robust (header,
+A-MAP) blocks (the format and the transmit side: :mod:`phy.modem`).
 
-Two mixins, each holding one layer of the receiver, whose classes in :mod:`phy.modem` hold the
-state named below: :class:`ReceiverCore` (mixed into ``phy.modem._BurstCore``, so shared with
-:class:`phy.zone.ZoneModem`) finds bursts and turns a preamble and the symbols after it into
-equalised subcarriers and robust-block bits; :class:`BurstReceiver` (mixed into
-:class:`phy.BurstModem`) decodes a BurstModem burst's header and data into a :class:`Burst`.
-Kept apart from the transmitter because receiving changes for different reasons (estimation,
-speed) than the format and its transmission. :mod:`phy.modem` re-exports the public names and
-the private ones other modules import.
+One mixin, :class:`ReceiverCore` (mixed into ``phy.modem._BurstCore``, which holds the state it
+names, so shared by :class:`phy.BurstModem` and :class:`phy.zone.ZoneModem`): it finds bursts
+and turns a preamble and the symbols after it into equalised subcarriers and robust-block bits.
+The BurstModem's own decoding of a burst's header and data (``BurstReceiver``, ``Burst``) is
+:mod:`phy.modem_decode`, whose names stay importable from here. Kept apart from the transmitter
+because receiving changes for different reasons (estimation, speed) than the format and its
+transmission. :mod:`phy.modem` re-exports the public names and the private ones other modules
+import.
 """
-
 from __future__ import annotations
 
 import cmath
-import logging
 import math
-import struct
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import NamedTuple, Protocol, TypeVar
 
@@ -27,7 +23,6 @@ import numpy as np
 import scipy.fft as sp_fft
 
 from phy import qam
-from phy.crc import crc16, crc32
 from phy.errors import PhyInputError
 from phy.estimation import (
     delay_profile_input,
@@ -40,16 +35,14 @@ from phy.kernels import (
     cp_corr,
     equalize,
     gather_windows,
-    gather_windows_ramp,
     phase_trend,
     preamble_estimate,
     robust_combine,
     sum_iq,
     track_phase_wls,
 )
-from phy.modem_format import _MCS_LIST, HEADER_BYTES, HEADER_VERSION, Mcs, _fec, _n_info, _pad_bits
+from phy.modem_format import _fec, _pad_bits
 from phy.numerology import Profile
-from phy.randomizer import randomize
 from phy.shaping import window_length
 from phy.sync import (
     Preamble,
@@ -58,8 +51,6 @@ from phy.sync import (
     fractional_cfo,
     integer_cfo_bins,
 )
-
-log = logging.getLogger("phy.modem")  # the modem's logger, as before this module split off
 
 _MAX_SNR_DB = 60.0
 _CP_GUARD = 6
@@ -73,38 +64,6 @@ strong echo that reaches into a short CP (2 us on CP 1/16) reads as a ~0.07 rad 
 _DRIFT_MAX_SNR_DB = 40.0
 """Above this SNR a symbol's phase drift is judged as at this SNR: no MCS needs more, and the
 transmit low-pass leaves the short CPs (P2.5, CP 1/16) a few milliradians short of cyclic."""
-
-
-@dataclass(frozen=True)
-class Burst:
-    """One received burst.
-
-    ``payload`` is the decoded payload; trust it only when ``crc_ok`` (it is returned on CRC
-    failure for diagnostics only). ``snr_db``: Es/N0 per used subcarrier from the preamble;
-    ``cfo_hz``: estimated carrier offset (rx - tx); ``evm_db``: decision-directed EVM of the data
-    subcarriers; ``start``: sample index of the burst's first sample in the buffer; ``sfo_ppm``:
-    sampling-clock offset estimated from the pilot slopes (0 when the burst is too short to tell);
-    ``symbols``: the equalised data-subcarrier symbols (complex64, transmit order, unit average
-    power), for constellation plots and diagnostics. The repr leaves the payload and symbols out
-    (the payload can carry key-management messages); equality ignores the symbols.
-    """
-
-    payload: bytes = field(repr=False)  # may carry key-management messages: never in reprs
-    crc_ok: bool
-    snr_db: float
-    cfo_hz: float
-    evm_db: float
-    src: int
-    dst: int
-    start: int
-    mcs: str
-    n_samples: int
-    sfo_ppm: float = 0.0
-    symbols: np.ndarray | None = field(default=None, repr=False, compare=False)
-
-    @property
-    def payload_len(self) -> int:
-        return len(self.payload)
 
 
 class _Located(Protocol):
@@ -467,109 +426,6 @@ class ReceiverCore:
         return -slope * self.grid.nfft / (2 * np.pi * self._sym_len) * 1e6
 
 
-class BurstReceiver(ReceiverCore):
-    """The receive side of :class:`phy.BurstModem` (mixed into it; it holds the state and the
-    sizes named below): find every burst in a buffer, decode its header, then its data."""
-
-    max_payload: int
-    # provided by BurstModem (its sizes)
-    data_symbols: Callable[..., int]
-    _ncbps: Callable[[Mcs], int]
-
-    # ---- RX ------------------------------------------------------------------------------
-    def demodulate(self, iq: np.ndarray) -> list[Burst]:
-        """Find and decode every burst in ``iq`` (1-D complex array; bursts may start anywhere,
-        with noise or silence between them). The buffer mean (receiver DC offset) is removed
-        first. A burst that is not wholly inside the buffer, or
-        whose header fails its CRC, is skipped. Raises :class:`PhyInputError` for a non-array,
-        non-complex dtype, wrong shape or non-finite samples."""
-        return self._scan(iq, self._decode_at)
-
-    def _decode_at(self, r: np.ndarray, coarse: int,
-                   timing: _Timing | None = None) -> Burst | None:
-        ns = self._sym_len
-        s = self._sync(r, coarse, timing)
-        if s is None:
-            return None
-        hdr = self._decode_header(s.Y[2:3], s.H, s.sigma2)
-        if hdr is None:
-            return None
-        mcs, length, src, dst = hdr
-        start, cfo = s.start, s.cfo
-        n_sym = self.data_symbols(length, mcs.name)
-        total = (3 + n_sym) * ns
-        if start + total > r.size:
-            log.debug("burst at %d truncated (%d of %d samples)", start, r.size - start, total)
-            return None
-        # header (the preamble's window of it: same start, same offset) and data
-        Yall = self._windows(r, start + 3 * ns, n_sym, cfo, head=s.Y[2:3])
-        Yd = Yall[1:]
-        ls = np.arange(n_sym + 1)
-        cpe, bl, slope = self._track(Yall, s.H, ls, s.sigma2)
-        # residual CFO from the phase trend over the whole burst: the S&C symbol (l = -2), the
-        # long symbol (l = -1, the reference: phase 0), header and data
-        fine = self._refine_cfo(cfo, np.concatenate([[s.sc_phase, 0.0], cpe]),
-                                self._trend_x(n_sym + 1))
-        if self._ici_matters(fine - cfo, s.snr_db):
-            # the preamble's estimate was off by enough to matter (phase noise moves the S&C
-            # halves' phase): take the header and data windows again at the refined offset
-            Yall = self._windows(r, start + 2 * ns, n_sym + 1, fine)
-            Yd = Yall[1:]
-            cpe, bl, slope = self._track(Yall, s.H, ls, s.sigma2)
-        cfo = fine
-        dw = self._phase_drift(r, start + 2 * ns, n_sym + 1, cfo, s.snr_db, s.echo)
-        if dw is not None:
-            # phase noise drifting inside the symbols: take the windows again with each one's
-            # drift removed (inter-carrier interference roughly halved), and track again
-            g = self.grid
-            fs = self.profile.sample_rate
-            Yall = g.ofdm_demodulate(gather_windows_ramp(
-                r, start + 2 * ns + g.cp - self.backoff, n_sym + 1, ns, g.nfft,
-                2 * np.pi * cfo / fs, dw))
-            Yd = Yall[1:]
-            cpe, bl, slope = self._track(Yall, s.H, ls, s.sigma2)
-        z, wgt = self._equalise(Yd, s.H, s.sigma2, ls[1:], cpe[1:], bl[1:])
-        dest = _rx_scatter_map(self._ncbps(mcs), mcs.bits_per_symbol, mcs.code_rate,
-                               _n_info(length))
-        payload, ok, evm_db = _decode_payload(z, wgt, mcs, length, src, dst, dest)
-        sfo_ppm = self._sfo_ppm(slope) if n_sym >= 8 else 0.0
-        return Burst(payload, ok, round(s.snr_db, 2), float(cfo), round(evm_db, 2), src, dst,
-                     int(start), mcs.name, int(total), float(sfo_ppm),
-                     np.asarray(z, dtype=np.complex64))
-
-    def _decode_header(self, Yh: np.ndarray, H: np.ndarray, sigma2: float
-                       ) -> tuple[Mcs, int, int, int] | None:
-        bits, _, _ = self._robust_block(Yh, H, sigma2, np.zeros(1, np.int64), HEADER_BYTES * 8)
-        raw = np.packbits(bits).tobytes()
-        if crc16(raw[:7]) != struct.unpack(">H", raw[7:9])[0]:
-            return None
-        vm, length, src, dst = struct.unpack(">BHHH", raw[:7])
-        if vm >> 4 != HEADER_VERSION or (vm & 15) >= len(_MCS_LIST) or length > self.max_payload:
-            return None
-        return _MCS_LIST[vm & 15], length, src, dst
-
-
-def _decode_payload(z: np.ndarray, wgt: np.ndarray, mcs: Mcs, length: int, src: int, dst: int,
-                    dest: np.ndarray) -> tuple[bytes, bool, float]:
-    """Inverse of :func:`_encode_payload` from equalised symbols ``z`` (weights ``wgt``):
-    demap, deinterleave and depuncture in one pass through the scatter map ``dest`` (see
-    :func:`_rx_scatter_map`), Viterbi, derandomize, CRC-32. Returns (payload, crc ok, EVM dB)."""
-    bps = mcs.bits_per_symbol
-    fec = _fec(mcs.code_rate)
-    n_info = _n_info(length)
-    # one pass: demap, deinterleave and depuncture straight into the decoder's input buffer
-    buf = np.zeros(fec.input_size(n_info), dtype=np.float32)
-    err = qam.demodulate_into(z, wgt, bps, dest, buf)
-    # EVM against the nearest points, weighted by |H|^2 (unit-energy constellations)
-    evm = float(np.einsum("i,i->", err, wgt)) / max(float(np.sum(wgt)), 1e-30)
-    evm_db = 10 * math.log10(max(evm, 1e-12))
-    bits = fec.decode_buffer(buf, n_info)
-    data = np.packbits(randomize(bits, src, dst)).tobytes()
-    payload, tail = data[:length], data[length:]
-    ok = struct.unpack(">I", tail)[0] == crc32(payload)
-    return payload, ok, evm_db
-
-
 def _c(x: np.ndarray, dtype: type) -> np.ndarray:
     """``x`` as a C-contiguous array of ``dtype``, converted only when it is not one already
     (np.ascontiguousarray costs a call even then)."""
@@ -581,28 +437,6 @@ def _c(x: np.ndarray, dtype: type) -> np.ndarray:
 def _mean_power(x: np.ndarray) -> float:
     """Mean ``|x|^2`` of a complex vector (one BLAS dot product, no temporaries)."""
     return float(np.vdot(x, x).real) / max(x.size, 1)
-
-
-@lru_cache(maxsize=128)
-def _rx_scatter_map(ncbps: int, bps: int, rate: str, n_info: int) -> np.ndarray:
-    """Where each demapped bit of a burst's data symbols goes in the FEC input buffer.
-
-    Demapped bit ``q`` of data symbol ``l`` is coded bit ``l * ncbps + inv[q]`` after the
-    per-symbol deinterleaver (``inv`` the inverse of the interleaver permutation), which the
-    code places at ``input_positions[...]`` (depuncturing); padding bits map to -1 (dropped).
-    Composing the two index maps once per (MCS, length) replaces two full passes over the LLRs
-    per burst. int64, read-only."""
-    fec = _fec(rate)
-    pos = fec.input_positions(n_info)
-    n_sym = -(-pos.size // ncbps)
-    inv = np.empty(ncbps, np.int64)
-    inv[permutation(ncbps, bps)] = np.arange(ncbps)
-    coded = (np.arange(n_sym, dtype=np.int64)[:, None] * ncbps + inv[None, :]).ravel()
-    dest = np.full(coded.size, -1, np.int64)
-    ok = coded < pos.size
-    dest[ok] = pos[coded[ok]]
-    dest.setflags(write=False)
-    return dest
 
 
 @lru_cache(maxsize=64)
@@ -645,3 +479,16 @@ def _validate_iq(iq: object) -> tuple[np.ndarray, complex]:
         bad = int(np.count_nonzero(~np.isfinite(r.view(np.float32)).reshape(-1, 2).all(axis=1)))
         raise PhyInputError(f"iq contains {bad} non-finite (NaN/inf) samples")
     return r, total
+
+
+_MOVED = frozenset({"Burst", "BurstReceiver", "_decode_payload", "_rx_scatter_map", "log"})
+"""Names that moved to :mod:`phy.modem_decode`, still importable from this module."""
+
+
+def __getattr__(name: str) -> object:
+    """The names in :data:`_MOVED`, from :mod:`phy.modem_decode` (imported on first use, not at
+    import time: that module imports this one)."""
+    if name in _MOVED:
+        from phy import modem_decode
+        return getattr(modem_decode, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

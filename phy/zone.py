@@ -67,8 +67,9 @@ from phy.modem import (
     _coded_bits,
     _encode_payload,
 )
+from phy.modem_decode import Burst, _decode_payload
 from phy.modem_format import Mcs, _fec, _n_info, _pad_bits, get_mcs
-from phy.modem_rx import Burst, _decode_payload, _Sync, _Timing
+from phy.modem_rx import _Sync, _Timing
 from phy.numerology import Profile
 
 log = logging.getLogger(__name__)
