@@ -22,7 +22,8 @@ any sample with ``|x| > 1`` is hard-limited to 1 (rare at the default). ``tx_rms
 the unscaled unit-subcarrier-power signal (time-domain power ``n_used/NFFT``).
 
 The transmit side and the sizes are here; the receive side (burst search, synchronisation,
-estimation, equalisation, decoding) is :mod:`phy.modem_rx`, mixed into the classes below, and
+estimation, equalisation) is :mod:`phy.modem_rx` and its decoding :mod:`phy.modem_decode`, mixed
+into the classes below, and
 the MCS ladder, header constants and coding pieces both sides use are :mod:`phy.modem_format`.
 Their public names, and the private ones other modules import, are importable from here too.
 """

@@ -2,9 +2,9 @@
 version nibble and size, the convolutional code of each rate, a payload's information bits and
 the PRBS bits that pad the data symbols and scramble the robust blocks.
 
-Apart from :mod:`phy.modem` (the transmit side) because :mod:`phy.modem_rx` (the receive side,
-which phy.modem's classes inherit) needs them too and cannot import phy.modem; phy.modem
-re-exports the public names.
+Apart from :mod:`phy.modem` (the transmit side) because :mod:`phy.modem_rx` and
+:mod:`phy.modem_decode` (the receive side, which phy.modem's classes inherit) need them too
+and cannot import phy.modem; phy.modem re-exports the public names.
 """
 
 from __future__ import annotations

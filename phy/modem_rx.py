@@ -479,16 +479,3 @@ def _validate_iq(iq: object) -> tuple[np.ndarray, complex]:
         bad = int(np.count_nonzero(~np.isfinite(r.view(np.float32)).reshape(-1, 2).all(axis=1)))
         raise PhyInputError(f"iq contains {bad} non-finite (NaN/inf) samples")
     return r, total
-
-
-_MOVED = frozenset({"Burst", "BurstReceiver", "_decode_payload", "_rx_scatter_map", "log"})
-"""Names that moved to :mod:`phy.modem_decode`, still importable from this module."""
-
-
-def __getattr__(name: str) -> object:
-    """The names in :data:`_MOVED`, from :mod:`phy.modem_decode` (imported on first use, not at
-    import time: that module imports this one)."""
-    if name in _MOVED:
-        from phy import modem_decode
-        return getattr(modem_decode, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

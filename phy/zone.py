@@ -527,7 +527,7 @@ def _ru_permutation(n_bits: int, bps: int) -> np.ndarray:
 @lru_cache(maxsize=256)
 def _ru_scatter_map(n_bits: int, bps: int, rate: str, n_info: int) -> np.ndarray:
     """Where each demapped bit of an allocation goes in the FEC input buffer (the allocation's
-    counterpart of :func:`phy.modem_rx._rx_scatter_map`: deinterleave and depuncture composed;
+    counterpart of :func:`phy.modem_decode._rx_scatter_map`: deinterleave and depuncture composed;
     padding bits map to -1). int64, read-only."""
     pos = _fec(rate).input_positions(n_info)
     inv = np.empty(n_bits, np.int64)
