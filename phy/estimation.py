@@ -103,18 +103,44 @@ def _span_bucket(span: float) -> int:
     return -(-s // q) * q
 
 
+def dpss(m: int, w: float, r: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``r`` discrete prolate spheroidal sequences of length ``m`` and half-bandwidth
+    ``w`` (cycles per sample) most concentrated in the band, as rows (r, m) of unit norm,
+    and their concentration ratios (r,) (energy in ``|f| < w`` over total), largest first.
+
+    The sequences are the eigenvectors of Slepian's tridiagonal matrix that commutes with
+    the band-limiting kernel (diagonal ``((m - 1 - 2n) / 2)^2 cos(2 pi w)``, off-diagonal
+    ``n (m - n) / 2``), a well-conditioned O(m r) problem; each ratio is then the quadratic
+    form of the kernel ``sin(2 pi w (i - j)) / (pi (i - j))`` (``2w`` on the diagonal),
+    evaluated through the sequence's autocorrelation. The same result as
+    ``scipy.signal.windows.dpss(m, m w, r, return_ratios=True)`` up to each sequence's sign
+    (tests/phy/test_estimation.py), without importing scipy.signal (~1 s) into every run.
+    """
+    from scipy.linalg import eigh_tridiagonal  # ~50 ms, and only for a new basis
+
+    n = np.arange(m, dtype=np.float64)
+    diag = ((m - 1 - 2 * n) / 2.0) ** 2 * np.cos(2 * np.pi * w)
+    off = n[1:] * (m - n[1:]) / 2.0
+    _, v = eigh_tridiagonal(diag, off, select="i", select_range=(m - r, m - 1))
+    seqs = np.ascontiguousarray(v[:, ::-1].T)  # largest eigenvalue first
+    nf = 1 << (2 * m - 1).bit_length()
+    spec = np.fft.rfft(seqs, nf, axis=1)
+    acf = np.fft.irfft(spec.real ** 2 + spec.imag ** 2, nf, axis=1)[:, :m]
+    lag = np.arange(1, m, dtype=np.float64)
+    kernel = np.concatenate([[2.0 * w], 2.0 * np.sin(2 * np.pi * w * lag) / (np.pi * lag)])
+    return seqs, acf @ kernel
+
+
 @lru_cache(maxsize=64)
 def _slepian_basis(m: int, nfft: int, span: int) -> tuple[np.ndarray, np.ndarray]:
     """Eigenvectors (r, m) and eigenvalues (r,) of the correlation ``sinc(dk span / nfft)`` of
     ``m`` adjacent subcarriers under a uniform delay profile ``span`` samples wide (unit
     diagonal): the DPSS of half-bandwidth ``span / (2 nfft)``, eigenvalues ``ratio nfft /
     span``, largest first; kept while the eigenvalue exceeds 1e-6 of the largest."""
-    from scipy.signal.windows import dpss  # scipy.signal costs ~1 s to import: when needed
-
     w = span / (2.0 * nfft)
     r = min(m, int(np.ceil(2 * m * w)) + 12)
-    vecs, ratios = dpss(m, m * w, Kmax=r, sym=True, norm=2, return_ratios=True)
-    lam = np.asarray(ratios, np.float64) / (2 * w)
+    vecs, ratios = dpss(m, w, r)
+    lam = ratios / (2 * w)
     order = np.argsort(-lam, kind="stable")  # largest first (the tail can come out of order)
     order = order[lam[order] > 1e-6 * lam.max()]
     vecs = np.ascontiguousarray(vecs[order]).astype(np.float64)

@@ -248,3 +248,25 @@ def test_reference_decoder_knows_the_channel() -> None:
     _, ok = ref.decode(buf, off, mcs="16QAM-3/4", length=300, src=5, dst=6, H=np.conj(H),
                        sigma2=1e-6)
     assert not ok
+
+
+@pytest.mark.parametrize(("m", "nfft", "span"), [(215, 256, 4), (431, 512, 8), (863, 1024, 24),
+                                                 (1727, 2048, 64), (863, 1024, 160)])
+def test_dpss_matches_scipy_up_to_sign(m: int, nfft: int, span: int) -> None:
+    """phy.estimation.dpss (no scipy.signal import) gives scipy.signal.windows.dpss's
+    sequences up to sign and its concentration ratios, for the LMMSE bases the receiver
+    builds on every profile (narrow AWGN windows to Ped-B-wide ones)."""
+    from scipy.signal.windows import dpss as scipy_dpss
+
+    from phy.estimation import dpss
+
+    w = span / (2.0 * nfft)
+    r = min(m, int(np.ceil(2 * m * w)) + 12)
+    ref, ref_ratios = scipy_dpss(m, m * w, Kmax=r, sym=True, norm=2, return_ratios=True)
+    seqs, ratios = dpss(m, w, r)
+    assert seqs.shape == (r, m)
+    np.testing.assert_allclose(ratios, ref_ratios, rtol=0, atol=1e-12)
+    signs = np.sign(np.sum(seqs * ref, axis=1))
+    assert np.all(signs != 0)
+    np.testing.assert_allclose(seqs * signs[:, None], ref, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(np.linalg.norm(seqs, axis=1), 1.0, atol=1e-12)

@@ -64,3 +64,31 @@ def test_papr_ccdf_and_the_limiter() -> None:
     h = np.concatenate(hot)
     assert np.max(np.abs(h)) <= 1.0 + 1e-6
     assert np.count_nonzero(np.abs(h) > 0.999) > 0
+
+
+def test_stored_lowpass_taps_are_the_design_for_every_profile() -> None:
+    """The taps a run uses without scipy.signal (phy._lowpass_taps) equal a fresh
+    Parks-McClellan design for every built-in profile, and the stored module is what
+    ``taps_module`` writes today (so a change of the design parameters fails here)."""
+    from pathlib import Path
+
+    from phy import _lowpass_taps, shaping
+    from phy.grid import ResourceGrid
+
+    keys = {(g.nfft, int(g.freq_index.max())) for g in map(ResourceGrid, phy.profiles())}
+    assert set(_lowpass_taps.TAPS) == keys
+    for key in keys:
+        stored = shaping.lowpass(*key)
+        np.testing.assert_allclose(stored, shaping.design_lowpass(*key), rtol=0, atol=1e-7)
+        assert stored.dtype == np.float32 and abs(float(stored.sum()) - 1.0) < 1e-5
+    source = Path(_lowpass_taps.__file__).read_text()
+    assert source == shaping.taps_module()
+
+
+def test_lowpass_designs_a_grid_it_has_no_taps_for() -> None:
+    """A grid outside the built-in profiles gets a designed filter, not a stored one."""
+    from phy import shaping
+
+    h = shaping.lowpass(384, 160)
+    assert h.shape == (shaping.FIR_TAPS,) and not h.flags.writeable
+    np.testing.assert_array_equal(h, shaping.design_lowpass(384, 160))
