@@ -30,6 +30,7 @@ import scipy.fft as sp_fft
 
 from phy.grid import ResourceGrid
 from phy.kernels import cp_corr, diff_corr, first_path, prbs, sc_metric
+from phy.sync_kernels import sc_plateaus
 
 DETECT_THRESHOLD = 0.3
 INT_CFO_MAX_BINS = 12
@@ -86,20 +87,7 @@ def detect(r: np.ndarray, grid: ResourceGrid, threshold: float = DETECT_THRESHOL
         blk //= 2
     if r.size < 2 * lag + blk:
         return []
-    M = sc_metric(r, lag, blk)
-    above = threshold < M
-    if not above.any():
-        return []
-    edges = np.diff(np.concatenate([[0], above.astype(np.int8), [0]]))
-    starts = np.flatnonzero(edges == 1)
-    ends = np.flatnonzero(edges == -1)
-    out = []
-    for s, t in zip(starts, ends, strict=True):
-        seg = M[s:t]
-        top = np.flatnonzero(seg >= 0.8 * seg.max())
-        centre = (s + (top[0] + top[-1]) / 2.0) * blk
-        out.append(round(centre - ng / 2))
-    return out
+    return sc_plateaus(sc_metric(r, lag, blk), float(threshold), blk, ng).tolist()
 
 
 def fractional_cfo(r: np.ndarray, d: int, grid: ResourceGrid) -> float:

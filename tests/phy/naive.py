@@ -259,3 +259,16 @@ def sc_metric(r: np.ndarray, lag: int, block: int) -> np.ndarray:
     den = (ce[nb:nb + n_i] - ce[:n_i]) * (ce[2 * nb:2 * nb + n_i] - ce[nb:nb + n_i])
     floor = 1e-30 + 1e-12 * float(np.max(den))
     return np.where(den > floor, np.abs(P) ** 2 / np.maximum(den, floor), 0.0)
+
+
+def sc_plateaus(M: np.ndarray, threshold: float, block: int, ng: int) -> list[int]:
+    """Runs above the threshold by edge differences, each run's plateau by numpy (the rule
+    :func:`phy.sync.detect` applied with numpy calls)."""
+    above = threshold < M
+    edges = np.diff(np.concatenate([[0], above.astype(np.int8), [0]]))
+    out = []
+    for s, t in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True):
+        seg = M[s:t]
+        top = np.flatnonzero(seg >= 0.8 * seg.max())
+        out.append(round((s + (top[0] + top[-1]) / 2.0) * block - ng / 2))
+    return out

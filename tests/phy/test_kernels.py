@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import phy
-from phy import kernels, qam
+from phy import kernels, qam, sync_kernels
 from phy.fec import FEC, PUNCTURE, ConvCode, conv_encode
 
 from . import naive
@@ -376,6 +376,19 @@ def test_sc_blocks_equals_naive() -> None:
     silent[700:900] = 1 + 1j
     np.testing.assert_allclose(kernels.sc_metric(silent, 128, 16),
                                naive.sc_metric(silent, 128, 16), atol=1e-9)
+
+
+def test_sc_plateaus_equals_naive() -> None:
+    """Every run above the threshold gives its plateau's middle, rounded as Python rounds
+    (half to even: the plateaus are drawn from a few levels, so ties and .5 centres occur)."""
+    rng = np.random.default_rng(21)
+    for _ in range(300):
+        n = int(rng.integers(0, 120))
+        M = rng.choice([0.0, 0.2, 0.3, 0.31, 0.5, 0.8, 0.9, 1.0], size=n)
+        blk, ng = int(rng.choice([2, 4, 8])), int(rng.choice([8, 9, 32]))
+        want = naive.sc_plateaus(M, 0.3, blk, ng)
+        assert sync_kernels.sc_plateaus(M, 0.3, blk, ng).tolist() == want
+    assert sync_kernels.sc_plateaus(np.array([0.5, 0.5]), 0.3, 1, 2).tolist() == [0]  # 0.5 -> 0
 
 
 def test_viterbi_long_block_with_large_llrs_keeps_metrics_bounded() -> None:
