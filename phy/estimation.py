@@ -24,9 +24,9 @@ import cmath
 from functools import lru_cache
 
 import numpy as np
-import scipy.fft as sp_fft
 
 from phy import kernels
+from phy.sync import fft_rows
 
 SMOOTH_WIDTH = 7
 SFO_PRIOR_PPM = 50.0
@@ -74,7 +74,7 @@ def delay_window(H_ls: np.ndarray, freq_index: np.ndarray, nfft: int, sigma2: fl
     widened by ``PDP_MARGIN`` (:func:`phy.channel_kernels.pdp_window` on the profile)."""
     # |IFFT(v)| = |FFT(conj v)| / nfft, and only tap powers matter: the forward transform
     # (pocketfft's backward one took half as long again), the noise floor scaled to match
-    h = sp_fft.fft(delay_profile_input(H_ls, freq_index, nfft), overwrite_x=True)
+    h = fft_rows(delay_profile_input(H_ls, freq_index, nfft), overwrite=True)
     return delay_window_of(h, freq_index, nfft, sigma2, lo, hi)
 
 

@@ -120,7 +120,7 @@ class BurstReceiver(ReceiverCore):
             # drift removed (inter-carrier interference roughly halved), and track again
             g = self.grid
             fs = self.profile.sample_rate
-            Yall = g.ofdm_demodulate(gather_windows_ramp(
+            Yall = self._demodulate(gather_windows_ramp(
                 r, start + 2 * ns + g.cp - self.backoff, n_sym + 1, ns, g.nfft,
                 2 * np.pi * cfo / fs, dw))
             Yd = Yall[1:]

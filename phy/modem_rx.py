@@ -20,7 +20,6 @@ from functools import lru_cache
 from typing import NamedTuple, Protocol, TypeVar
 
 import numpy as np
-import scipy.fft as sp_fft
 
 from phy import qam
 from phy.errors import PhyInputError
@@ -47,6 +46,7 @@ from phy.shaping import window_length
 from phy.sync import (
     Preamble,
     detect,
+    fft_rows,
     fine_timing_spectra,
     fractional_cfo,
     integer_cfo_bins,
@@ -135,6 +135,7 @@ class ReceiverCore:
     _ls_noise_factor: float
     _tables: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]]
     _trend_xs: dict[int, np.ndarray]
+    _band: tuple[slice, slice]
 
     # ---- RX ------------------------------------------------------------------------------
     def _scan(self, iq: np.ndarray,
@@ -180,7 +181,25 @@ class ReceiverCore:
         if s0 + (n_fft - 1) * ns + g.nfft > r.size:
             n_fft = n_sym
         w = gather_windows(r, s0, n_fft, ns, g.nfft, 2 * np.pi * cfo / fs)
-        return g.ofdm_demodulate(w, head, n_sym)
+        return self._demodulate(w, head, n_sym)
+
+    def _demodulate(self, windows: np.ndarray, head: np.ndarray | None = None,
+                    rows: int | None = None) -> np.ndarray:
+        """:meth:`phy.grid.ResourceGrid.ofdm_demodulate` of complex64 ``windows`` (n_sym, NFFT),
+        the same values, with the transform called through :func:`phy.sync.fft_rows` (no
+        scipy.fft dispatch) and written over ``windows``, which the caller gives up."""
+        F = fft_rows(windows, ortho=True, overwrite=True)
+        if rows is not None:
+            F = F[:rows]
+        n_head = 0 if head is None else head.shape[0]
+        neg, pos = self._band
+        out = np.empty((n_head + F.shape[0], self.grid.n_used), np.complex64)
+        if n_head:
+            out[:n_head] = head
+        k = neg.stop - neg.start
+        out[n_head:, :k] = F[:, neg]
+        out[n_head:, k:] = F[:, pos]
+        return out
 
     def _presync(self, r: np.ndarray, cands: list[int]) -> dict[int, _Timing]:
         """Fractional CFO, integer CFO (bins) and the long symbol's start for every candidate
@@ -204,7 +223,7 @@ class ReceiverCore:
         W = np.empty((len(items), n), np.complex64)
         for i, (_, t0, frac) in enumerate(items):
             W[i] = gather_windows(r, t0, 1, 0, n, 2 * np.pi * frac / fs)[0]
-        Yl = sp_fft.fft(W, axis=1, overwrite_x=True)
+        Yl = fft_rows(W, overwrite=True)
         ibs = [integer_cfo_bins(Yl[i], g, self.pre) for i in range(len(items))]
         # fine timing: matched filter around the coarse long-symbol position (+-Ng), circular,
         # on the same windows' spectra
@@ -224,7 +243,7 @@ class ReceiverCore:
                 W[3 * i: 3 * i + 3] = gather_windows(
                     r, t.t_long - ns - self.backoff, 3, ns, n,
                     2 * np.pi * (t.frac + t.ib * df) / fs)
-            Y = g.ofdm_demodulate(W)
+            Y = self._demodulate(W)
             # each candidate's preamble estimate, and all their delay profiles in one transform
             est, rows = {}, []
             for i, c in enumerate(ok):
@@ -235,7 +254,7 @@ class ReceiverCore:
                     est[c] = e
                     rows.append(delay_profile_input(e[0], g.freq_index, n))
             if rows:
-                F = sp_fft.fft(np.stack(rows), axis=1, overwrite_x=True)
+                F = fft_rows(np.stack(rows), overwrite=True)
                 for j, (c, e) in enumerate(est.items()):
                     win = delay_window_of(F[j], g.freq_index, n, e[3] * self._ls_noise_factor,
                                           *self._delay_search)

@@ -32,6 +32,11 @@ from phy.grid import ResourceGrid
 from phy.kernels import cp_corr, diff_corr, first_path, prbs, sc_metric
 from phy.sync_kernels import sc_plateaus
 
+try:  # the transform scipy.fft runs, without its per-call dispatch (see fft_rows)
+    from scipy.fft._pocketfft.pypocketfft import c2c as _pocketfft_c2c
+except ImportError:  # pragma: no cover - a SciPy that moved it: scipy.fft itself
+    _pocketfft_c2c = None
+
 DETECT_THRESHOLD = 0.3
 INT_CFO_MAX_BINS = 12
 
@@ -52,6 +57,24 @@ def _preamble(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray
     long_t = long_t.astype(np.complex64)
     long_t.setflags(write=False)
     return sc, zc, even, long_t
+
+
+def fft_rows(x: np.ndarray, *, inverse: bool = False, ortho: bool = False,
+             overwrite: bool = False) -> np.ndarray:
+    """``scipy.fft.fft`` (``ifft`` with ``inverse``) of ``x`` along its last axis, ``norm``
+    "ortho" or the default, the same values bit for bit: for a C-contiguous complex64 array
+    the pocketfft transform that scipy.fft runs is called directly, which drops scipy's
+    backend dispatch and argument handling (~9 us of a 12.5 us call for one 256-point row;
+    a burst's receive path makes about six). ``overwrite``: ``x`` may be used for the output.
+    Honours ``scipy.fft.set_workers``."""
+    if (_pocketfft_c2c is None or x.dtype != np.complex64 or not x.flags.c_contiguous
+            or not x.flags.aligned or x.ndim == 0 or x.shape[-1] < 1):
+        fn = sp_fft.ifft if inverse else sp_fft.fft
+        return fn(x, norm="ortho" if ortho else None, overwrite_x=overwrite)
+    # pocketfft's normalisation codes: 0 none, 1 by 1/sqrt(n), 2 by 1/n
+    norm = 1 if ortho else (2 if inverse else 0)
+    return _pocketfft_c2c(x, (x.ndim - 1,), not inverse, norm, x if overwrite else None,
+                          sp_fft.get_workers())
 
 
 def _full(grid: ResourceGrid, x: np.ndarray) -> np.ndarray:
@@ -204,7 +227,7 @@ def fine_timing_spectrum(Yfull: np.ndarray, shift: int, grid: ResourceGrid, pre:
     # long again, and np.roll of Y a third of the rest)
     v = np.conjugate(Yfull)
     v *= x_shifted
-    c = sp_fft.fft(v, overwrite_x=True)
+    c = fft_rows(v, overwrite=True)
     return d_lo + first_path(c, taps, n // 16, 10 ** (first_path_db / 10))
 
 
@@ -219,6 +242,6 @@ def fine_timing_spectra(Ys: np.ndarray, shifts: list[int], grid: ResourceGrid, p
     for i, sh in enumerate(shifts):
         x_shifted, taps = _timing_tables(pre, grid, d_lo, d_hi, int(sh))
         V[i] *= x_shifted
-    C = sp_fft.fft(V, axis=1, overwrite_x=True)
+    C = fft_rows(V, overwrite=True)
     rel = 10 ** (first_path_db / 10)
     return [d_lo + first_path(C[i], taps, n // 16, rel) for i in range(len(shifts))]

@@ -473,7 +473,7 @@ class ZoneModem(_BurstCore):
         if any(d is not None for d in drift):
             # as BurstModem: phase noise drifting inside the symbols, each one's ramp removed
             fs = self.profile.sample_rate
-            Yd = np.concatenate([g.ofdm_demodulate(gather_windows_ramp(
+            Yd = np.concatenate([self._demodulate(gather_windows_ramp(
                 r, base + int(run[0]) * ns + g.cp - self.backoff, run.size, ns, g.nfft,
                 2 * np.pi * win_cfo / fs, np.zeros(run.size) if d is None else d))
                 for run, d in zip(runs, drift, strict=True)])
