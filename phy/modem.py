@@ -110,7 +110,8 @@ class _BurstCore(ReceiverCore):
         n_u = self.grid.n_used
         self._ls_noise_factor = (even.size / 3.0 + (n_u - even.size)) / n_u
         self.shaper = TxShaper(self.grid, self.backoff) if shaping else None
-        self._tables: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._tables: dict[tuple[int, int] | bytes,
+                           tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._trend_xs: dict[int, np.ndarray] = {}
 
     @property

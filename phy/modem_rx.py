@@ -133,7 +133,7 @@ class ReceiverCore:
     _long_inv: np.ndarray
     _sc_inv: np.ndarray
     _ls_noise_factor: float
-    _tables: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]]
+    _tables: dict[tuple[int, int] | bytes, tuple[np.ndarray, np.ndarray, np.ndarray]]
     _trend_xs: dict[int, np.ndarray]
     _band: tuple[slice, slice]
 
@@ -332,21 +332,24 @@ class ReceiverCore:
 
     def _sym_tables(self, ls: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Pilot positions, pilot values and data positions of symbols ``ls`` (rows per
-        symbol, int64 / float32 / int64), kept for the runs of consecutive symbols a burst
-        has (header, header + data, data): a gather of every row per burst otherwise."""
+        symbol, int64 / float32 / int64), kept per symbol set (header, header + data, data;
+        a zone's header, MAP and allocations' symbols): a gather of every row per burst
+        otherwise."""
         l0, n = int(ls[0]), int(ls.size)
-        key = (l0, n) if int(ls[-1]) - l0 == n - 1 else None
-        hit = self._tables.get(key) if key is not None else None
+        # a run of consecutive symbols by its ends; any other set (a zone's data symbols
+        # after a gap) by its numbers as int64 bytes
+        key: tuple[int, int] | bytes = ((l0, n) if int(ls[-1]) - l0 == n - 1
+                                        else ls.astype(np.int64, copy=False).tobytes())
+        hit = self._tables.get(key)
         if hit is None:
             g = self.grid
             hit = (g.sym_pilot_pos[ls % 3], g.pilot_values(int(ls[-1]) + 1)[ls],
                    g.sym_data_pos[ls % 3])
-            if key is not None:
-                if len(self._tables) >= 256:
-                    self._tables.clear()
-                # left writable (and not written): a read-only array is another numba type,
-                # and the uncached tables of other symbol sets would compile every kernel again
-                self._tables[key] = hit
+            if len(self._tables) >= 256:
+                self._tables.clear()
+            # left writable (and not written): a read-only array is another numba type, and
+            # the uncached tables of other symbol sets would compile every kernel again
+            self._tables[key] = hit
         return hit
 
     def _equalise(self, Y: np.ndarray, H: np.ndarray, sigma2: float, ls: np.ndarray,

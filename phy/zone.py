@@ -446,45 +446,40 @@ class ZoneModem(_BurstCore):
         pilots over header, MAP and those symbols, and decode each allocation."""
         g = self.grid
         ns, w_ru = self._sym_len, self.ru_subcarriers
-        need = sorted({sym for e in dl for sym in range(e.first_ru * w_ru // g.n_data,
-                                                         ((e.first_ru + e.n_ru) * w_ru - 1)
-                                                         // g.n_data + 1)})
-        syms = np.asarray(need, np.int64)
+        runs = _symbol_runs([(e.first_ru * w_ru // g.n_data,
+                              ((e.first_ru + e.n_ru) * w_ru - 1) // g.n_data + 1) for e in dl])
         base = s.start + (PREAMBLE_SYMBOLS + 1 + n_map) * ns
-        runs = np.split(syms, np.flatnonzero(np.diff(syms) > 1) + 1)
-        Yd = np.concatenate([self._windows(r, base + int(run[0]) * ns, run.size, s.cfo)
-                             for run in runs])
         nh = 1 + n_map
-        ls = np.concatenate([np.arange(nh), nh + syms])
-        cpe, bl, slope = self._track(np.concatenate([Yh, Yd]), s.H, ls, s.sigma2)
+        ls = _run_symbols(nh, runs)
+        # the header and MAP rows (Yh) first, then each run's windows
+        Yall = self._run_windows(r, base, runs, s.cfo, Yh)
+        cpe, bl, slope = self._track(Yall, s.H, ls, s.sigma2)
         # the phase trend from the S&C symbol (l = -2) and the long one (l = -1, phase 0) on
-        cfo = self._refine_cfo(s.cfo, np.concatenate([[s.sc_phase, 0.0], cpe]),
-                               np.concatenate([[-2, -1], ls]))
+        cfo = self._refine_cfo(s.cfo, _with_preamble(s.sc_phase, cpe), _trend_of(ls, self))
         win_cfo = s.cfo
         if self._ici_matters(cfo - s.cfo, s.snr_db):
             # as BurstModem: the data windows again at the refined carrier offset (the header
             # and MAP keep theirs; each symbol's CPE absorbs the phase step between the two)
             win_cfo = cfo
-            Yd = np.concatenate([self._windows(r, base + int(run[0]) * ns, run.size, cfo)
-                                 for run in runs])
-            cpe, bl, slope = self._track(np.concatenate([Yh, Yd]), s.H, ls, s.sigma2)
-        drift = [self._phase_drift(r, base + int(run[0]) * ns, run.size, win_cfo, s.snr_db,
-                                   s.echo) for run in runs]
+            Yall = self._run_windows(r, base, runs, cfo, Yh)
+            cpe, bl, slope = self._track(Yall, s.H, ls, s.sigma2)
+        drift = [self._phase_drift(r, base + first * ns, n, win_cfo, s.snr_db, s.echo)
+                 for first, n in runs]
         if any(d is not None for d in drift):
             # as BurstModem: phase noise drifting inside the symbols, each one's ramp removed
             fs = self.profile.sample_rate
-            Yd = np.concatenate([self._demodulate(gather_windows_ramp(
-                r, base + int(run[0]) * ns + g.cp - self.backoff, run.size, ns, g.nfft,
-                2 * np.pi * win_cfo / fs, np.zeros(run.size) if d is None else d))
-                for run, d in zip(runs, drift, strict=True)])
-            cpe, bl, slope = self._track(np.concatenate([Yh, Yd]), s.H, ls, s.sigma2)
-        sfo_ppm = self._sfo_ppm(slope) if ls[-1] >= 8 else 0.0
+            Yall = np.concatenate([Yh] + [self._demodulate(gather_windows_ramp(
+                r, base + first * ns + g.cp - self.backoff, n, ns, g.nfft,
+                2 * np.pi * win_cfo / fs, np.zeros(n) if d is None else d))
+                for (first, n), d in zip(runs, drift, strict=True)])
+            cpe, bl, slope = self._track(Yall, s.H, ls, s.sigma2)
+        Yd = Yall[nh:]
+        sfo_ppm = self._sfo_ppm(slope) if int(ls[-1]) >= 8 else 0.0
         z, wgt = self._equalise(Yd, s.H, s.sigma2, ls[nh:], cpe[nh:], bl[nh:])
-        row = {int(sym): i for i, sym in enumerate(need)}
         out = []
         for e in dl:
             first_sym = e.first_ru * w_ru // g.n_data
-            k = row[first_sym] * g.n_data + e.first_ru * w_ru - first_sym * g.n_data
+            k = _row_of(runs, first_sym) * g.n_data + e.first_ru * w_ru - first_sym * g.n_data
             sl = slice(k, k + e.n_ru * w_ru)
             bps = e.mcs.bits_per_symbol
             dest = _ru_scatter_map(e.n_ru * w_ru * bps, bps, e.mcs.code_rate, _n_info(e.length))
@@ -494,6 +489,76 @@ class ZoneModem(_BurstCore):
                              e.dst, s.start, e.mcs.name, int(total), float(sfo_ppm),
                              np.asarray(z[sl], dtype=np.complex64)))
         return out, cfo
+
+
+    def _run_windows(self, r: np.ndarray, base: int, runs: list[tuple[int, int]], cfo: float,
+                     head: np.ndarray) -> np.ndarray:
+        """The rows ``head`` and then the FFT windows of the data symbols ``runs`` (first
+        symbol, count; the data region starts at sample ``base``) at carrier offset ``cfo``."""
+        ns = self._sym_len
+        if len(runs) == 1:
+            first, n = runs[0]
+            return self._windows(r, base + first * ns, n, cfo, head=head)
+        return np.concatenate([head] + [self._windows(r, base + first * ns, n, cfo)
+                                        for first, n in runs])
+
+
+def _symbol_runs(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The data symbols that the symbol ranges ``spans`` (``[a, b)`` each) cover, as runs of
+    consecutive symbols ``(first, count)`` in increasing order (overlapping and adjacent
+    ranges merged)."""
+    runs: list[tuple[int, int]] = []
+    end = -1
+    for a, b in sorted(spans):
+        if runs and a <= end:
+            if b > end:
+                end = b
+                runs[-1] = (runs[-1][0], end - runs[-1][0])
+        else:
+            runs.append((a, b - a))
+            end = b
+    return runs
+
+
+def _run_symbols(nh: int, runs: list[tuple[int, int]]) -> np.ndarray:
+    """Symbol numbers ``l`` (int64) of the ``nh`` header and MAP symbols and then of the data
+    symbols ``runs`` (data symbol ``i`` is ``l = nh + i``)."""
+    if len(runs) == 1 and runs[0][0] == 0:
+        return np.arange(nh + runs[0][1], dtype=np.int64)
+    ls = list(range(nh))
+    for first, n in runs:
+        ls.extend(range(nh + first, nh + first + n))
+    return np.array(ls, dtype=np.int64)
+
+
+def _row_of(runs: list[tuple[int, int]], sym: int) -> int:
+    """Row of data symbol ``sym`` among the windows of ``runs`` (it lies in one of them)."""
+    row = 0
+    for first, n in runs:
+        if first <= sym < first + n:
+            return row + sym - first
+        row += n
+    raise ValueError(f"data symbol {sym} is in no run")
+
+
+def _with_preamble(sc_phase: float, cpe: np.ndarray) -> np.ndarray:
+    """The phase trend's points: the S&C symbol's phase, the long symbol's (0) and ``cpe``."""
+    out = np.empty(cpe.size + 2)
+    out[0] = sc_phase
+    out[1] = 0.0
+    out[2:] = cpe
+    return out
+
+
+def _trend_of(ls: np.ndarray, modem: ZoneModem) -> np.ndarray:
+    """Symbol numbers -2 (S&C), -1 (long) and ``ls`` as float64, the x of the phase trend."""
+    if int(ls[-1]) == ls.size - 1:  # 0 .. n-1: the modem's kept table
+        return modem._trend_x(ls.size)
+    out = np.empty(ls.size + 2)
+    out[0] = -2.0
+    out[1] = -1.0
+    out[2:] = ls
+    return out
 
 
 # ---- entries, interleaver, scatter maps ----------------------------------------------------

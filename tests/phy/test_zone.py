@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -514,3 +516,35 @@ def test_allocations_under_phase_noise_lose_the_ici_floor(monkeypatch: pytest.Mo
     assert lost(7) <= 3
     monkeypatch.setattr(_BurstCore, "_phase_drift", lambda self, *a: None)
     assert lost(7) >= 6
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 40), st.integers(1, 6)), min_size=1, max_size=6))
+def test_symbol_runs_cover_exactly_the_allocations_symbols(spans: list[tuple[int, int]]) -> None:
+    """The runs of data symbols to demodulate are the symbols some allocation spans, in order,
+    split where a symbol is missing; each symbol's row is its place among them."""
+    from phy.zone import _row_of, _run_symbols, _symbol_runs
+
+    ranges = [(a, a + n) for a, n in spans]
+    need = sorted({k for a, b in ranges for k in range(a, b)})
+    runs = _symbol_runs(ranges)
+    assert [k for first, n in runs for k in range(first, first + n)] == need
+    assert all(b[0] > a[0] + a[1] for a, b in pairwise(runs))  # a gap between runs
+    assert [_row_of(runs, k) for k in need] == list(range(len(need)))
+    assert _run_symbols(2, runs).tolist() == [0, 1] + [2 + k for k in need]
+
+
+def test_allocations_over_several_symbol_runs_decode(zm: ZoneModem) -> None:
+    """Allocations with unused data symbols between them (two runs of windows, and a run
+    that starts past data symbol 0) decode with the right payloads."""
+    rng = np.random.default_rng(40)
+    per_sym = zm.ru_per_symbol
+    allocs = [Allocation(A, rng.bytes(40), "QPSK-1/2", first_ru=2 * per_sym),
+              Allocation(B, rng.bytes(30), "16QAM-3/4", first_ru=6 * per_sym),
+              Allocation(C, rng.bytes(20), "QPSK-1/2", first_ru=9 * per_sym)]
+    x = _buf(zm.modulate(allocs, src=7))
+    for a in allocs:
+        (z,) = zm.demodulate(x, me=[a.dst])
+        assert [(b.dst, b.payload, b.crc_ok) for b in z.allocations] == [(a.dst, a.payload, True)]
+    (z,) = zm.demodulate(x, me=[A, C])
+    assert [b.payload for b in z.allocations] == [allocs[0].payload, allocs[2].payload]
