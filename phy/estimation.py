@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import cmath
+import math
 from functools import lru_cache
 
 import numpy as np
@@ -172,10 +173,13 @@ def lmmse_estimate(H_ls: np.ndarray, freq_index: np.ndarray, nfft: int, sigma2: 
     _, _, _, pos, holes, k = _geometry_of(freq_index, nfft)
     U, lam = _slepian_basis(k.size, nfft, _span_bucket(t1 - t0))
     power = max(float(np.vdot(H_ls, H_ls).real) / H_ls.size - sigma2, 1e-3 * sigma2)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        # a window of NaN/inf samples (hostile IQ) gives no finite gain: no basis vector
-        # is kept and the estimate is zero, as before, without a RuntimeWarning
-        g = lam * power / (lam * power + sigma2)
+    if math.isfinite(power) and math.isfinite(sigma2) and sigma2 > 0.0:
+        g = lam * power / (lam * power + sigma2)  # finite, no 0/0: nothing to silence
+    else:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            # a window of NaN/inf samples (hostile IQ) gives no finite gain: no basis vector
+            # is kept and the estimate is zero, as before, without a RuntimeWarning
+            g = lam * power / (lam * power + sigma2)
     r = int(np.count_nonzero(g >= 1e-4))  # eigenvalues fall: the rest is a suffix of ~0 gains
     est = kernels.lmmse_band(U[:r], H_ls, pos, holes, g[:r], k[0], np.pi * (t0 + t1) / nfft)
     return est, (t0, t1)

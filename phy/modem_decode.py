@@ -158,7 +158,7 @@ def _decode_payload(z: np.ndarray, wgt: np.ndarray, mcs: Mcs, length: int, src: 
     buf = np.zeros(fec.input_size(n_info), dtype=np.float32)
     err = qam.demodulate_into(z, wgt, bps, dest, buf)
     # EVM against the nearest points, weighted by |H|^2 (unit-energy constellations)
-    evm = float(np.einsum("i,i->", err, wgt)) / max(float(np.sum(wgt)), 1e-30)
+    evm = float(np.einsum("i,i->", err, wgt)) / max(float(wgt.sum()), 1e-30)
     evm_db = 10 * math.log10(max(evm, 1e-12))
     bits = fec.decode_buffer(buf, n_info)
     data = np.packbits(randomize(bits, src, dst)).tobytes()

@@ -210,7 +210,7 @@ class ReceiverCore:
         n, ng, ns = g.nfft, g.cp, self._sym_len
         fs = self.profile.sample_rate
         items = []
-        for cand in cands:
+        for cand in dict.fromkeys(cands):  # each candidate once
             coarse = max(cand, 0)
             if coarse + 3 * ns + 2 * ng > r.size:
                 continue
@@ -220,46 +220,56 @@ class ReceiverCore:
         if not items:
             return {}
         # integer CFO on the long symbol (coarse window, a quarter-CP early)
-        W = np.empty((len(items), n), np.complex64)
-        for i, (_, t0, frac) in enumerate(items):
-            W[i] = gather_windows(r, t0, 1, 0, n, 2 * np.pi * frac / fs)[0]
+        if len(items) == 1:  # the usual buffer: one burst
+            _, t0, frac = items[0]
+            W = gather_windows(r, t0, 1, 0, n, 2 * np.pi * frac / fs)
+        else:
+            W = np.empty((len(items), n), np.complex64)
+            for i, (_, t0, frac) in enumerate(items):
+                W[i] = gather_windows(r, t0, 1, 0, n, 2 * np.pi * frac / fs)[0]
         Yl = fft_rows(W, overwrite=True)
         ibs = [integer_cfo_bins(Yl[i], g, self.pre) for i in range(len(items))]
         # fine timing: matched filter around the coarse long-symbol position (+-Ng), circular,
         # on the same windows' spectra
         ds = fine_timing_spectra(Yl, ibs, g, self.pre, *self._timing_search)
-        out = {cand: _Timing(frac, ib, t0 + d, None)
-               for (cand, t0, frac), ib, d in zip(items, ibs, ds, strict=True)}
+        found = [(cand, frac, ib, t0 + d)
+                 for (cand, t0, frac), ib, d in zip(items, ibs, ds, strict=True)]
         # the preamble's windows (S&C, long, header) of every candidate that has them in the
         # buffer, all in one transform
         df = g.profile.subcarrier_spacing
-        ok = [c for c, t in out.items()
-              if t.t_long - ns - ng >= 0 and t.t_long + 2 * ns - ng <= r.size]
+        ok = [f for f in found if f[3] - ns - ng >= 0 and f[3] + 2 * ns - ng <= r.size]
+        Ys: dict[int, np.ndarray] = {}
+        ests: dict[int, tuple] = {}
         if ok:
-            W = np.empty((3 * len(ok), n), np.complex64)
-            for i, c in enumerate(ok):
-                t = out[c]
-                # as _windows(r, start, 3, cfo): start = t_long - ns - ng, back-off in the CP
-                W[3 * i: 3 * i + 3] = gather_windows(
-                    r, t.t_long - ns - self.backoff, 3, ns, n,
-                    2 * np.pi * (t.frac + t.ib * df) / fs)
+            # as _windows(r, start, 3, cfo): start = t_long - ns - ng, back-off in the CP
+            if len(ok) == 1:
+                _, frac, ib, t_long = ok[0]
+                W = gather_windows(r, t_long - ns - self.backoff, 3, ns, n,
+                                   2 * np.pi * (frac + ib * df) / fs)
+            else:
+                W = np.empty((3 * len(ok), n), np.complex64)
+                for i, (_, frac, ib, t_long) in enumerate(ok):
+                    W[3 * i: 3 * i + 3] = gather_windows(
+                        r, t_long - ns - self.backoff, 3, ns, n,
+                        2 * np.pi * (frac + ib * df) / fs)
             Y = self._demodulate(W)
             # each candidate's preamble estimate, and all their delay profiles in one transform
             est, rows = {}, []
-            for i, c in enumerate(ok):
-                Yc = Y[3 * i: 3 * i + 3]
-                out[c] = out[c]._replace(Y=Yc)
+            for i, (c, _, _, _) in enumerate(ok):
+                Yc = Ys[c] = Y[3 * i: 3 * i + 3]
                 e = self._preamble_estimate(Yc)
                 if e is not None:
                     est[c] = e
                     rows.append(delay_profile_input(e[0], g.freq_index, n))
             if rows:
-                F = fft_rows(np.stack(rows), overwrite=True)
+                F = fft_rows(rows[0].reshape(1, n) if len(rows) == 1 else np.stack(rows),
+                             overwrite=True)
                 for j, (c, e) in enumerate(est.items()):
                     win = delay_window_of(F[j], g.freq_index, n, e[3] * self._ls_noise_factor,
                                           *self._delay_search)
-                    out[c] = out[c]._replace(est=(*e, win))
-        return out
+                    ests[c] = (*e, win)
+        return {cand: _Timing(frac, ib, t_long, Ys.get(cand), ests.get(cand))
+                for cand, frac, ib, t_long in found}
 
     def _preamble_estimate(self, Y: np.ndarray
                            ) -> tuple[np.ndarray, complex, float, float] | None:
@@ -432,8 +442,13 @@ class ReceiverCore:
         if g.cp - a < _CP_MIN:
             return None
         c = cp_corr(r, first, n_sym, self._sym_len, g.nfft, a, g.cp)
-        d = np.arctan2(c.imag, c.real) - 2 * np.pi * cfo * g.nfft / self.profile.sample_rate
-        d = (d + np.pi) % (2 * np.pi) - np.pi
+        # the angles less the carrier's advance, wrapped to [-pi, pi) (in place: the same
+        # element-wise operations as d = (angle - advance + pi) % 2pi - pi)
+        d = np.arctan2(c.imag, c.real)
+        d -= 2 * np.pi * cfo * g.nfft / self.profile.sample_rate
+        d += np.pi
+        np.remainder(d, 2 * np.pi, out=d)
+        d -= np.pi
         snr = 10 ** (min(snr_db, _DRIFT_MAX_SNR_DB) / 10)
         rho = snr * g.n_used / g.nfft  # per-sample SNR
         noise = (1.0 / rho + 0.5 / rho**2) / (g.cp - a)  # variance of each measured angle
@@ -492,7 +507,7 @@ def _validate_iq(iq: object) -> tuple[np.ndarray, complex]:
         raise PhyInputError(f"iq must be a numpy array, got {type(iq).__name__}")
     if iq.ndim != 1:
         raise PhyInputError(f"iq must be 1-D, got shape {iq.shape}")
-    if not np.issubdtype(iq.dtype, np.complexfloating):
+    if iq.dtype.kind != "c":  # np.issubdtype(dtype, np.complexfloating), a call cheaper
         raise PhyInputError(f"iq must be complex64/complex128 samples, got dtype {iq.dtype}")
     r = np.ascontiguousarray(iq, dtype=np.complex64)
     total = sum_iq(r)

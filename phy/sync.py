@@ -38,6 +38,7 @@ except ImportError:  # pragma: no cover - a SciPy that moved it: scipy.fft itsel
     _pocketfft_c2c = None
 
 DETECT_THRESHOLD = 0.3
+_C64 = np.dtype(np.complex64)
 INT_CFO_MAX_BINS = 12
 
 
@@ -67,8 +68,8 @@ def fft_rows(x: np.ndarray, *, inverse: bool = False, ortho: bool = False,
     backend dispatch and argument handling (~9 us of a 12.5 us call for one 256-point row;
     a burst's receive path makes about six). ``overwrite``: ``x`` may be used for the output.
     Honours ``scipy.fft.set_workers``."""
-    if (_pocketfft_c2c is None or x.dtype != np.complex64 or not x.flags.c_contiguous
-            or not x.flags.aligned or x.ndim == 0 or x.shape[-1] < 1):
+    if (_pocketfft_c2c is None or x.dtype != _C64 or not x.flags.carray or x.ndim == 0
+            or x.shape[-1] < 1):
         fn = sp_fft.ifft if inverse else sp_fft.fft
         return fn(x, norm="ortho" if ortho else None, overwrite_x=overwrite)
     # pocketfft's normalisation codes: 0 none, 1 by 1/sqrt(n), 2 by 1/n
@@ -127,8 +128,10 @@ def integer_cfo_bins(Yfull: np.ndarray, grid: ResourceGrid, pre: Preamble,
     Differential correlation ``|sum_k Y(k+g) Y*(k+1+g) X*(k) X(k+1)|`` over the used pairs,
     insensitive to the linear phase ramp of a timing error."""
     shifts, c = _int_cfo_tables(pre.long, max_bins)
-    metric = diff_corr(np.ascontiguousarray(Yfull, np.complex64), grid.used_bins, c, shifts)
-    return int(shifts[int(np.argmax(metric))])
+    if Yfull.dtype != _C64 or not Yfull.flags.c_contiguous:
+        Yfull = np.ascontiguousarray(Yfull, np.complex64)
+    metric = diff_corr(Yfull, grid.used_bins, c, shifts)
+    return int(shifts[int(metric.argmax())])
 
 
 _INT_CFO_CACHE: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
