@@ -33,6 +33,7 @@ from __future__ import annotations
 import logging
 import math
 import struct
+from functools import lru_cache
 
 import numpy as np
 
@@ -41,7 +42,7 @@ from phy.crc import crc16, crc32
 from phy.errors import PayloadTooLongError, PhyInputError
 from phy.estimation import sfo_prior_var
 from phy.grid import ResourceGrid
-from phy.interleaver import interleave
+from phy.interleaver import interleave, permutation
 from phy.modem_decode import Burst as Burst
 from phy.modem_decode import BurstReceiver
 from phy.modem_decode import _decode_payload as _decode_payload
@@ -113,10 +114,35 @@ class _BurstCore(ReceiverCore):
         self._tables: dict[tuple[int, int] | bytes,
                            tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._trend_xs: dict[int, np.ndarray] = {}
+        self._tx_grid: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def sample_rate(self) -> float:
         return self.profile.sample_rate
+
+    def _tx_grid_for(self, n_sym: int) -> tuple[np.ndarray, np.ndarray]:
+        """The FFT bins of a burst of at least ``n_sym`` symbols after the preamble, with the
+        preamble and every symbol's pilots placed and zeros on the data subcarriers
+        (complex64, rows ``PREAMBLE_SYMBOLS + l``), and the flat index into it of each data
+        subcarrier in transmit order (int64). One table, grown when a longer burst comes:
+        a shorter burst's are its first rows and indices (the pilots are one sequence)."""
+        hit = self._tx_grid
+        if hit is not None and hit[0].shape[0] >= PREAMBLE_SYMBOLS + n_sym:
+            return hit
+        g = self.grid
+        n = max(n_sym, 16, 0 if hit is None else 2 * (hit[0].shape[0] - PREAMBLE_SYMBOLS))
+        full = np.zeros((PREAMBLE_SYMBOLS + n, g.nfft), np.complex64)
+        full[:PREAMBLE_SYMBOLS] = self._pre_bins
+        pv = g.pilot_values(n)
+        for r in range(3):
+            full[PREAMBLE_SYMBOLS + r::3, self._pilot_bins[r]] = pv[r::3]
+        data_bins = np.stack(self._data_bins)[np.arange(n) % 3]  # (n, n_data)
+        idx = ((PREAMBLE_SYMBOLS + np.arange(n, dtype=np.int64))[:, None] * g.nfft
+               + data_bins).ravel()
+        full.setflags(write=False)
+        idx.setflags(write=False)
+        self._tx_grid = (full, idx)
+        return full, idx
 
     # ---- TX ------------------------------------------------------------------------------
     def _robust_symbols(self, bits: np.ndarray, n_sym: int) -> np.ndarray:
@@ -126,8 +152,11 @@ class _BurstCore(ReceiverCore):
         per symbol. Returns (n_sym, n_data) complex64."""
         ncb = self.grid.n_data * 2
         coded = _fec("1/2").encode(bits)
-        scrambled = np.resize(coded, n_sym * ncb) ^ _pad_bits(n_sym * ncb)
-        return qam.modulate(interleave(scrambled, ncb, 2), 2).reshape(n_sym, self.grid.n_data)
+        # repeat, scramble and interleave in one gather (_robust_tx_map)
+        src, pad = _robust_tx_map(ncb, n_sym, coded.size)
+        out = coded[src]
+        out ^= pad
+        return qam.modulate(out, 2).reshape(n_sym, self.grid.n_data)
 
     def _to_air(self, qsyms: np.ndarray) -> np.ndarray:
         """(n_sym, n_data) data-subcarrier symbols of ``l = 0 ..`` -> the scaled, limited
@@ -136,13 +165,9 @@ class _BurstCore(ReceiverCore):
         kernel (:meth:`phy.shaping.TxShaper.burst`)."""
         g = self.grid
         n_sym = qsyms.shape[0]
-        full = np.zeros((PREAMBLE_SYMBOLS + n_sym, g.nfft), np.complex64)
-        full[:PREAMBLE_SYMBOLS] = self._pre_bins
-        pv = g.pilot_values(n_sym)
-        for r in range(3):
-            rows = slice(PREAMBLE_SYMBOLS + r, None, 3)
-            full[rows, self._data_bins[r]] = qsyms[r::3]
-            full[rows, self._pilot_bins[r]] = pv[r::3]
+        template, data_idx = self._tx_grid_for(n_sym)
+        full = template[:PREAMBLE_SYMBOLS + n_sym].copy()
+        full.reshape(-1)[data_idx[:n_sym * g.n_data]] = qsyms.reshape(-1)
         bodies = fft_rows(full, inverse=True, ortho=True, overwrite=True)
         scale, limit = (1.0, False) if self.tx_rms is None else (self.scale, True)
         if self.shaper is None:
@@ -231,6 +256,23 @@ def _band_slices(grid: ResourceGrid) -> tuple[slice, slice]:
     if not np.array_equal(np.concatenate([bins[neg], bins[pos]]), grid.used_bins):
         raise ValueError(f"{grid.profile.name}: the used bins are not two runs around DC")
     return neg, pos
+
+
+@lru_cache(maxsize=64)
+def _robust_tx_map(ncb: int, n_sym: int, nco: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each of the ``n_sym * ncb`` transmitted bits of a robust block (interleaved order):
+    the bit of the ``nco``-bit code word it carries (the code word repeated cyclically) and
+    the PRBS bit that scrambles it there, so that ``code[src] ^ pad`` is
+    ``interleave(resize(code, n_sym * ncb) ^ pad_bits(n_sym * ncb), ncb, 2)`` in one gather
+    (the transmit twin of :func:`phy.modem_rx._robust_map`). Read-only."""
+    inv = np.empty(ncb, np.int64)
+    inv[permutation(ncb, 2)] = np.arange(ncb)
+    pos = (np.arange(n_sym, dtype=np.int64)[:, None] * ncb + inv[None, :]).ravel()
+    src = pos % nco
+    pad = _pad_bits(n_sym * ncb)[pos]
+    src.setflags(write=False)
+    pad.setflags(write=False)
+    return src, pad
 
 
 def _coded_bits(n_bytes: int, mcs: Mcs) -> int:

@@ -126,3 +126,38 @@ def test_roundtrip_property(payload: bytes, src: int, dst: int, mcs: str, off: i
     (b,) = m.demodulate(buf)
     got = (b.payload, b.crc_ok, b.src, b.dst, b.start, b.mcs)
     assert got == (payload, True, src, dst, off, mcs)
+
+
+@pytest.mark.parametrize("profile", ["P2.5", "5MHz"])
+def test_robust_symbols_and_air_mapping_equal_their_definitions(profile: str) -> None:
+    """The one-gather robust block equals its definition (code word repeated over the symbols,
+    scrambled, interleaved per symbol, QPSK), and the burst's FFT bins placed from the grown
+    template equal the direct placement of preamble, data and pilots, for bursts shorter and
+    longer than the table (which then grows)."""
+    import scipy.fft as sp_fft
+
+    from phy import qam
+    from phy.interleaver import interleave
+    from phy.modem_format import _fec, _pad_bits
+
+    rng = np.random.default_rng(50)
+    m = phy.BurstModem(profile, shaping=False, tx_rms=None)
+    g = m.grid
+    ncb = 2 * g.n_data
+    for n_bits, n_sym in [(80, 1), (200, 2), (1000, 3), (72 * 30, 15)]:
+        bits = rng.integers(0, 2, n_bits).astype(np.uint8)
+        coded = _fec("1/2").encode(bits)
+        want = qam.modulate(interleave(np.resize(coded, n_sym * ncb) ^ _pad_bits(n_sym * ncb),
+                                       ncb, 2), 2).reshape(n_sym, g.n_data)
+        assert m._robust_symbols(bits, n_sym).tobytes() == want.tobytes()
+    for n_sym in (1, 5, 40, 3, 90, 17):
+        q = (rng.normal(size=(n_sym, g.n_data)) + 1j * rng.normal(size=(n_sym, g.n_data))
+             ).astype(np.complex64)
+        full = np.zeros((2 + n_sym, g.nfft), np.complex64)
+        full[:2] = m._pre_bins
+        pv = g.pilot_values(n_sym)
+        for l in range(n_sym):
+            full[2 + l, g.used_bins[g.data_positions(l)]] = q[l]
+            full[2 + l, g.used_bins[g.pilot_positions(l)]] = pv[l]
+        want = g.add_cp(sp_fft.ifft(full, axis=1, norm="ortho"))
+        assert m._to_air(q).tobytes() == want.tobytes()
