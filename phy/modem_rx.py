@@ -323,7 +323,7 @@ class ReceiverCore:
         H, (_, t1) = lmmse_estimate(H_ls, g.freq_index, n, sigma2 * noise_factor,
                                     *self._delay_search, window=win)
         sig = _mean_power(H)
-        if not (np.isfinite(sig) and sig > 0.0):
+        if not (math.isfinite(sig) and sig > 0.0):
             return None
         return _Sync(int(start), float(cfo), H, sigma2, 10 * math.log10(sig / sigma2), Y,
                      sc_phase, max(0.0, t1 - self.backoff))
@@ -387,7 +387,9 @@ class ReceiverCore:
         # demap, descramble and combine the repetitions in one pass (was the demapper, a
         # product and np.bincount with weights: the same sums in the same order)
         comb, err = robust_combine(zz, ww, dest, sign, nco, alpha, beta, nearest)
-        return _fec("1/2").decode(comb, n_bits), err
+        # rate 1/2 punctures nothing: the combined LLRs are the decoder's input buffer as they
+        # are (what ConvCode.decode passes on after its checks)
+        return _fec("1/2").decode_buffer(_c(comb, np.float32), n_bits), err
 
     def _robust_block(self, Y: np.ndarray, H: np.ndarray, sigma2: float, ls: np.ndarray,
                       n_bits: int, skip: int = 0,

@@ -33,9 +33,10 @@ from phy.kernels import cp_corr, diff_corr, first_path, prbs, sc_metric
 from phy.sync_kernels import sc_plateaus
 
 try:  # the transform scipy.fft runs, without its per-call dispatch (see fft_rows)
+    from scipy.fft._pocketfft.helper import _workers as _pocketfft_workers
     from scipy.fft._pocketfft.pypocketfft import c2c as _pocketfft_c2c
-except ImportError:  # pragma: no cover - a SciPy that moved it: scipy.fft itself
-    _pocketfft_c2c = None
+except ImportError:  # pragma: no cover - a SciPy that moved them: scipy.fft itself
+    _pocketfft_c2c = _pocketfft_workers = None
 
 DETECT_THRESHOLD = 0.3
 _C64 = np.dtype(np.complex64)
@@ -75,7 +76,7 @@ def fft_rows(x: np.ndarray, *, inverse: bool = False, ortho: bool = False,
     # pocketfft's normalisation codes: 0 none, 1 by 1/sqrt(n), 2 by 1/n
     norm = 1 if ortho else (2 if inverse else 0)
     return _pocketfft_c2c(x, (x.ndim - 1,), not inverse, norm, x if overwrite else None,
-                          sp_fft.get_workers())
+                          _pocketfft_workers(None))  # scipy.fft.set_workers' value
 
 
 def _full(grid: ResourceGrid, x: np.ndarray) -> np.ndarray:

@@ -49,6 +49,7 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import pairwise
+from typing import NamedTuple
 
 import numpy as np
 
@@ -85,6 +86,9 @@ QUEUE_UNIT = 16
 """The queue report counts bytes in units of 16 (rounded up), saturating at 0xFFFF units."""
 _KIND_DL = 0
 _KIND_UL = 1
+_HEADER_LS = np.zeros(1, np.int64)
+"""The zone header's symbol number (l = 0) as the kernels take it; never written (a read-only
+array would be another numba type)."""
 
 
 @dataclass(frozen=True)
@@ -144,9 +148,9 @@ class ZoneRx:
     map_ok: bool = True
 
 
-@dataclass(frozen=True)
-class _DlEntry:
-    """A DL allocation entry as the MAP carries it (and the address it is for)."""
+class _DlEntry(NamedTuple):
+    """A DL allocation entry as the MAP carries it (and the address it is for). A named
+    tuple: built per entry per burst, where a frozen dataclass's construction costs ~3 us."""
 
     dst: int
     mcs: Mcs
@@ -356,7 +360,7 @@ class ZoneModem(_BurstCore):
 
     def _decode_header(self, s: _Sync) -> tuple[tuple[int, int, int, int, int], float, float
                                                  ] | None:
-        ls = np.zeros(1, np.int64)
+        ls = _HEADER_LS
         bits, err, wgt = self._robust_block(s.Y[2:3], s.H, s.sigma2, ls, ZONE_HEADER_BYTES * 8,
                                             phase=self._track(s.Y[2:3], s.H, ls, s.sigma2)[:2])
         raw = np.packbits(bits).tobytes()
