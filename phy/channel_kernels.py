@@ -20,6 +20,8 @@ re-exports every name defined here.
 * :func:`pdp_window` — the delay window a power-delay profile shows above its thresholds.
 * :func:`shrink_project`, :func:`shrink_project_ramp` — LMMSE projection in an eigenbasis.
 * :func:`lmmse_band` — the LMMSE channel projection over the used band (DC hole filled).
+* :func:`lmmse_gain_band` — :func:`lmmse_band` with the shrinkage gains and the basis cut
+  computed in the same call.
 * :func:`equalize` — pilot phase correction + one-tap equalisation + LLR weights.
 """
 
@@ -305,6 +307,24 @@ def lmmse_band(U: np.ndarray, H: np.ndarray, pos: np.ndarray, holes: np.ndarray,
     for j in range(pos.size):
         out[j] = est[pos[j]]
     return out
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def lmmse_gain_band(U: np.ndarray, lam: np.ndarray, power: float, sigma2: float, H: np.ndarray,
+                    pos: np.ndarray, holes: np.ndarray, k0: float,
+                    dphi: float) -> np.ndarray:  # pragma: no cover - numba
+    """:func:`lmmse_band` with the LMMSE gains ``g = lam power / (lam power + sigma2)`` of the
+    eigenvalues ``lam`` (float64) and the basis cut to its first ``r`` vectors, ``r`` the
+    number of gains >= 1e-4 (the eigenvalues fall, so the rest are ~0): the numpy steps of
+    :func:`phy.estimation.lmmse_estimate`, in the same IEEE operations (no contraction;
+    numpy's error model, so a 0/0 of hostile input gives NaN gains, none kept)."""
+    g = np.empty(lam.size)
+    r = 0
+    for i in range(lam.size):
+        g[i] = lam[i] * power / (lam[i] * power + sigma2)
+        if g[i] >= 1e-4:
+            r += 1
+    return lmmse_band(U[:r], H, pos, holes, g[:r], k0, dphi)
 
 
 @njit(cache=True, nogil=True, fastmath={"contract"})

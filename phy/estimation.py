@@ -27,6 +27,7 @@ from functools import lru_cache
 import numpy as np
 
 from phy import kernels
+from phy.channel_kernels import lmmse_gain_band
 from phy.sync import fft_rows
 
 SMOOTH_WIDTH = 7
@@ -99,7 +100,7 @@ def delay_window_of(h: np.ndarray, freq_index: np.ndarray, nfft: int, sigma2: fl
 
 def _span_bucket(span: float) -> int:
     """Round a window width up to a coarse grid (so only a few bases are ever computed)."""
-    s = max(4, int(np.ceil(span)))
+    s = max(4, math.ceil(span))
     q = max(1, 1 << max(0, int(s).bit_length() - 3))
     return -(-s // q) * q
 
@@ -173,15 +174,11 @@ def lmmse_estimate(H_ls: np.ndarray, freq_index: np.ndarray, nfft: int, sigma2: 
     _, _, _, pos, holes, k = _geometry_of(freq_index, nfft)
     U, lam = _slepian_basis(k.size, nfft, _span_bucket(t1 - t0))
     power = max(float(np.vdot(H_ls, H_ls).real) / H_ls.size - sigma2, 1e-3 * sigma2)
-    if math.isfinite(power) and math.isfinite(sigma2) and sigma2 > 0.0:
-        g = lam * power / (lam * power + sigma2)  # finite, no 0/0: nothing to silence
-    else:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            # a window of NaN/inf samples (hostile IQ) gives no finite gain: no basis vector
-            # is kept and the estimate is zero, as before, without a RuntimeWarning
-            g = lam * power / (lam * power + sigma2)
-    r = int(np.count_nonzero(g >= 1e-4))  # eigenvalues fall: the rest is a suffix of ~0 gains
-    est = kernels.lmmse_band(U[:r], H_ls, pos, holes, g[:r], k[0], np.pi * (t0 + t1) / nfft)
+    # the gains, the basis vectors worth keeping and the projection in one kernel; a window
+    # of NaN/inf samples (hostile IQ) gives no finite gain: no basis vector is kept and the
+    # estimate is zero, without a RuntimeWarning
+    est = lmmse_gain_band(U, lam, float(power), float(sigma2), H_ls, pos, holes, float(k[0]),
+                          np.pi * (t0 + t1) / nfft)
     return est, (t0, t1)
 
 

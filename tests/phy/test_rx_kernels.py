@@ -308,3 +308,26 @@ def test_receiver_demodulate_is_the_grids_bit_for_bit(profile: str) -> None:
         want = g.ofdm_demodulate(w, h, rows)
         got = m._demodulate(w.copy(), h, rows)
         assert got.shape == want.shape and got.tobytes() == want.tobytes()
+
+
+def test_lmmse_gain_band_equals_the_numpy_gains_bit_for_bit() -> None:
+    """The fused kernel keeps the same basis vectors and gives the same estimate, bit for bit,
+    as the numpy gains, count and lmmse_band it replaced, also for the powers hostile input
+    makes (zero, NaN, inf: no vector kept, a zero estimate, no warning and no exception)."""
+    from phy.channel_kernels import lmmse_gain_band
+    from phy.estimation import _geometry_of, _slepian_basis
+
+    rng = np.random.default_rng(33)
+    g = ResourceGrid("P2.5")
+    _, _, _, pos, holes, k = _geometry_of(g.freq_index, g.nfft)
+    cases = [(float(rng.uniform(1e-4, 10)), float(rng.uniform(1e-5, 1))) for _ in range(60)]
+    cases += [(0.0, 0.0), (np.nan, 0.1), (np.inf, 0.1), (1.0, np.inf), (1e-3, 1e-30)]
+    for i, (power, sigma2) in enumerate(cases):
+        U, lam = _slepian_basis(k.size, g.nfft, (4, 6, 8, 12, 24)[i % 5])
+        H = (rng.normal(size=g.n_used) + 1j * rng.normal(size=g.n_used)).astype(np.complex64)
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            gains = lam * power / (lam * power + sigma2)
+        r = int(np.count_nonzero(gains >= 1e-4))
+        want = kernels.lmmse_band(U[:r], H, pos, holes, gains[:r], float(k[0]), 0.3)
+        got = lmmse_gain_band(U, lam, power, sigma2, H, pos, holes, float(k[0]), 0.3)
+        assert got.tobytes() == want.tobytes(), (power, sigma2)
