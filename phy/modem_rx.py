@@ -206,6 +206,9 @@ class ReceiverCore:
         (what :meth:`_sync` begins with), with the candidates' integer-CFO windows and their
         fine-timing correlations transformed in one FFT call each: single-row transforms
         cost ~2.5x a row of a batch. Candidates too close to the buffer's end are left out."""
+        if len(cands) == 1:  # the usual buffer: one burst
+            t = self._presync_one(r, cands[0])
+            return {} if t is None else {cands[0]: t}
         g = self.grid
         n, ng, ns = g.nfft, g.cp, self._sym_len
         fs = self.profile.sample_rate
@@ -220,13 +223,9 @@ class ReceiverCore:
         if not items:
             return {}
         # integer CFO on the long symbol (coarse window, a quarter-CP early)
-        if len(items) == 1:  # the usual buffer: one burst
-            _, t0, frac = items[0]
-            W = gather_windows(r, t0, 1, 0, n, 2 * np.pi * frac / fs)
-        else:
-            W = np.empty((len(items), n), np.complex64)
-            for i, (_, t0, frac) in enumerate(items):
-                W[i] = gather_windows(r, t0, 1, 0, n, 2 * np.pi * frac / fs)[0]
+        W = np.empty((len(items), n), np.complex64)
+        for i, (_, t0, frac) in enumerate(items):
+            W[i] = gather_windows(r, t0, 1, 0, n, 2 * np.pi * frac / fs)[0]
         Yl = fft_rows(W, overwrite=True)
         ibs = [integer_cfo_bins(Yl[i], g, self.pre) for i in range(len(items))]
         # fine timing: matched filter around the coarse long-symbol position (+-Ng), circular,
@@ -241,17 +240,11 @@ class ReceiverCore:
         Ys: dict[int, np.ndarray] = {}
         ests: dict[int, tuple] = {}
         if ok:
-            # as _windows(r, start, 3, cfo): start = t_long - ns - ng, back-off in the CP
-            if len(ok) == 1:
-                _, frac, ib, t_long = ok[0]
-                W = gather_windows(r, t_long - ns - self.backoff, 3, ns, n,
-                                   2 * np.pi * (frac + ib * df) / fs)
-            else:
-                W = np.empty((3 * len(ok), n), np.complex64)
-                for i, (_, frac, ib, t_long) in enumerate(ok):
-                    W[3 * i: 3 * i + 3] = gather_windows(
-                        r, t_long - ns - self.backoff, 3, ns, n,
-                        2 * np.pi * (frac + ib * df) / fs)
+            W = np.empty((3 * len(ok), n), np.complex64)
+            for i, (_, frac, ib, t_long) in enumerate(ok):
+                # as _windows(r, start, 3, cfo): start = t_long - ns - ng, back-off in the CP
+                W[3 * i: 3 * i + 3] = gather_windows(
+                    r, t_long - ns - self.backoff, 3, ns, n, 2 * np.pi * (frac + ib * df) / fs)
             Y = self._demodulate(W)
             # each candidate's preamble estimate, and all their delay profiles in one transform
             est, rows = {}, []
@@ -262,14 +255,42 @@ class ReceiverCore:
                     est[c] = e
                     rows.append(delay_profile_input(e[0], g.freq_index, n))
             if rows:
-                F = fft_rows(rows[0].reshape(1, n) if len(rows) == 1 else np.stack(rows),
-                             overwrite=True)
+                F = fft_rows(np.stack(rows), overwrite=True)
                 for j, (c, e) in enumerate(est.items()):
                     win = delay_window_of(F[j], g.freq_index, n, e[3] * self._ls_noise_factor,
                                           *self._delay_search)
                     ests[c] = (*e, win)
         return {cand: _Timing(frac, ib, t_long, Ys.get(cand), ests.get(cand))
                 for cand, frac, ib, t_long in found}
+
+    def _presync_one(self, r: np.ndarray, cand: int) -> _Timing | None:
+        """:meth:`_presync` of a single candidate, step for step the batch path with one row
+        (the same transforms of the same shapes, so the same values), without its lists and
+        dictionaries: the case of nearly every buffer. None when it is too close to the
+        buffer's end."""
+        g = self.grid
+        n, ng, ns = g.nfft, g.cp, self._sym_len
+        fs = self.profile.sample_rate
+        coarse = max(cand, 0)
+        if coarse + 3 * ns + 2 * ng > r.size:
+            return None
+        t0 = coarse + ns + ng - ng // 4
+        frac = fractional_cfo(r, coarse + ng // 2, g)
+        Yl = fft_rows(gather_windows(r, t0, 1, 0, n, 2 * np.pi * frac / fs), overwrite=True)
+        ib = integer_cfo_bins(Yl[0], g, self.pre)
+        t_long = t0 + fine_timing_spectra(Yl, [ib], g, self.pre, *self._timing_search)[0]
+        if not (t_long - ns - ng >= 0 and t_long + 2 * ns - ng <= r.size):
+            return _Timing(frac, ib, t_long, None)
+        df = g.profile.subcarrier_spacing
+        Y = self._demodulate(gather_windows(r, t_long - ns - self.backoff, 3, ns, n,
+                                            2 * np.pi * (frac + ib * df) / fs))
+        e = self._preamble_estimate(Y)
+        if e is None:
+            return _Timing(frac, ib, t_long, Y)
+        F = fft_rows(delay_profile_input(e[0], g.freq_index, n).reshape(1, n), overwrite=True)
+        win = delay_window_of(F[0], g.freq_index, n, e[3] * self._ls_noise_factor,
+                              *self._delay_search)
+        return _Timing(frac, ib, t_long, Y, (*e, win))
 
     def _preamble_estimate(self, Y: np.ndarray
                            ) -> tuple[np.ndarray, complex, float, float] | None:
