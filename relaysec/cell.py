@@ -126,6 +126,7 @@ def mac_config(cfg: Config, *, wall: bool) -> MacConfig:
                      contention_slots=int(m["contention_slots"]),
                      grant_delay=int(cfg["schedule"]["ota_grant_delay"]) if wall else 0,
                      contention_data=wall,
+                     handover_slots=int(m["handover_slots"]) if wall else 0,
                      unit_slack=ARQ_FEEDBACK_SLACK if cfg["arq"]["enabled"] else 0)
 
 

@@ -218,6 +218,7 @@ def specs() -> dict[str, Spec]:
         "mac.quiet_after": Spec("int", 1, 1_000_000, unit="frames"),
         "mac.contention_symbols": Spec("int", 5, 64),
         "mac.contention_slots": Spec("int", 1, 8),
+        "mac.handover_slots": Spec("int", 0, 10_000, unit="frames"),
         "schedule.ota_frame_ms": Spec("num", 10.0, 5000.0, unit="ms"),
         "schedule.ota_guard_ms": Spec("num", 0.1, 1000.0, unit="ms"),
         "schedule.ota_max_burst_bytes": Spec("int", 32, 65535, unit="bytes"),

@@ -39,7 +39,7 @@ import numpy as np
 from relaysec.chart import chart_entry, describe_frame
 from relaysec.report import MscEntry, Trace
 from relaysec.schedule import DL_ACCESS, UL_RELAY
-from relaysec.zonemac import BROADCAST, MacConfig, ZoneMac
+from relaysec.zonemac import BROADCAST, MacConfig, ZoneMac, stid_address
 from stack.errors import SecurityError
 from stack.roles.framing import frame_bounds
 
@@ -184,6 +184,8 @@ class Role(Protocol):
     def backlog(self) -> Mapping[int, Any]: ...
 
     def expected_arrivals(self) -> int: ...
+
+    def expected_stids(self) -> list[int]: ...
 
     def take_arrivals(self) -> list[int]: ...
 
@@ -474,6 +476,14 @@ class Node:
         self.radio.skip(n)
         self.cpu["radio"] += time.perf_counter() - t0
 
+    def _addresses(self) -> tuple[int, ...]:
+        """The burst addresses we accept MAP entries for: ours, broadcast and, for an AMS with
+        an STID, :func:`relaysec.zonemac.stid_address` (a handover target's slots for it)."""
+        stid = getattr(self.role, "stid", None) if self.is_ams else None
+        if isinstance(stid, int) and 0 < stid < 1 << 12:
+            return self.addr, BROADCAST, stid_address(stid)
+        return self.addr, BROADCAST
+
     def handle_samples(self, iq: np.ndarray, now: float, *,
                        frame: int | Callable[[int], int | None] | None = None,
                        expect_src: str | Callable[[int], str | None] | None = None,
@@ -491,7 +501,7 @@ class Node:
         bursts first (over the air: drop ones already seen in the
         overlap of the previous chunk). Returns the accepted zone bursts (timing recovery)."""
         t0 = time.perf_counter()
-        bursts = self.modem.demodulate(iq, me=(self.addr, BROADCAST))
+        bursts = self.modem.demodulate(iq, me=self._addresses())
         self.cpu["modem"] += time.perf_counter() - t0
         if accept is not None:
             bursts = [b for b in bursts if accept(b)]

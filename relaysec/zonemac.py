@@ -64,6 +64,8 @@ class MacConfig:
     grant_delay: int = 0               # frames between a grant and the UL zone it is for
     block_bytes: int = 600             # largest allocation (16m's largest FEC block: 4800 bits)
     contention_data: bool = False      # a known AMS may send data in a contention slot
+    handover_slots: int = 0            # frames an AMS announced by a handover AK gets a UL
+    #                                    slot of its own before it arrives (0: none)
     unit_slack: int = 0                # bytes a unit keeps beside its MPDU for a small one
     #                                    queued between (ARQ feedback: ARQ_FEEDBACK_SLACK)
 
@@ -87,6 +89,24 @@ MPDU is ~210 bytes), rather than a queue report that asks for the real grant."""
 #: (until it sends data; two grant delays at most): a few MPDUs, the probes and blocks that
 #: waited while it moved.
 ARRIVAL_BYTES = 1024
+
+#: Burst addresses ``STID_ADDRESS | stid`` name an AMS by its 12-bit STID (station burst
+#: addresses are 1..256, broadcast 0xFFFF): what a handover target that holds a pre-distributed
+#: AK knows of the AMS it expects.
+STID_ADDRESS = 0xE000
+
+
+def stid_address(stid: int) -> int:
+    """The burst address that names the AMS holding *stid* (1..4095) in a MAP."""
+    if not 0 < stid < 1 << 12:
+        raise ValueError(f"STID must be 1..4095, got {stid}")
+    return STID_ADDRESS | stid
+
+
+#: Over the air, the slot an ARS grants in each UL zone to an AMS it holds a pre-distributed
+#: handover AK for, before the AMS arrives (``MacConfig.handover_slots`` frames at most): its
+#: RNG-REQ, then the first data once our RNG-RSP reached it.
+HANDOVER_SLOT_BYTES = 256
 
 
 @dataclass
@@ -145,6 +165,7 @@ class ZoneMac:
         self.request_only = False    # the last contention slot is for a bandwidth request only
         self._ul_turns = 0
         self._newcomer_at = 0        # frame an AMS was last heard here for the first time
+        self._announced: dict[int, int] = {}   # AMS about to arrive -> frame we learnt of it
         self._bytes_per_ru: dict[str, float] = {}
         sym = self.modem.grid.symbol_samples
         self.sym = sym
@@ -349,6 +370,11 @@ class ZoneMac:
                     # (6 frames at 20 ms): after a control exchange (a handover re-entry, a
                     # key agreement) the answer and the first data it releases go in one slot
                     want = max(sub.unit, POLL_SOON_BYTES)
+                elif active and cfg.grant_delay and sub.unit:
+                    # over the air an AMS sending a stream is polled with room for one MPDU:
+                    # a bare poll only fetched its queue report, and its data went a grant
+                    # delay later, in batches three frames apart
+                    want = sub.unit
             if want > 0:
                 # a grant too small for the AMS's next MPDU is wasted (it answers with its
                 # queue report only): ask for at least its MPDU size, as far as one slot holds
@@ -360,6 +386,11 @@ class ZoneMac:
                 demands.append(Demand(sid, want, per_symbol,
                                       min_bytes=max(1, min(want, sub.unit, most)),
                                       unit_ru=unit if want > 1 else 0))
+        # AMSs about to arrive by handover first: a slot of its own for each (over the air),
+        # at the start of the zone; a ranging contention slot is then reserved only for those
+        # left without one
+        base = self._grant_handover_slots(frame, zone_symbols, slot_min, out)
+        room -= base
         busy = bool(demands)
         self._ul_turns += 1
         # contention: whenever no known AMS waits, else every contention_every-th zone (so a
@@ -370,7 +401,8 @@ class ZoneMac:
         # newcomer heard brings the faster rate back for the others of a crowd entering.
         every = cfg.contention_every if frame - self._newcomer_at <= cfg.quiet_after \
             else cfg.quiet_every
-        arrivals = self.role.expected_arrivals()   # handover re-entries announced
+        # handover re-entries announced, less those granted a slot of their own above
+        arrivals = max(0, self.role.expected_arrivals() - len(out))
         if room >= cfg.contention_symbols and (
                 not busy or arrivals or self._ul_turns % every == 0):
             # slotted ALOHA: up to contention_slots slots (an AMS picks one at random) in an
@@ -392,7 +424,7 @@ class ZoneMac:
             backoff = min(0xFFFF, max(1, -(-arrivals // max(n, 1)))) if arrivals else 0
             for _ in range(n):
                 room -= cfg.contention_symbols
-                out.append(Grant(BROADCAST, room, cfg.contention_symbols - 1, ROBUST_MCS,
+                out.append(Grant(BROADCAST, base + room, cfg.contention_symbols - 1, ROBUST_MCS,
                                  backoff))
         if room < slot_min or not demands:
             return out
@@ -404,20 +436,62 @@ class ZoneMac:
         # slots would overlap): the scheduler counts both as the overhead of each grant
         share = self.ul_scheduler.allocate(demands, room, alloc_overhead_ru=over + 1,
                                            max_allocs=n_slots, pack=True)
-        start = 0
+        start = base
         for sid, k in sorted(share.items()):
             length = over + k + 1
             mcs = self.mcs_for(sid)
             out.append(Grant(self.addr_of(sid), start, length - 1, mcs))  # + a gap symbol
-            self.subscribers[sid].last_granted = frame
-            self.subscribers[sid].poll_soon = False
             carried = self.modem.ru_capacity((length - 1 - over) * ru, mcs)
-            self.subscribers[sid].granted_bytes = carried
-            self.subscribers[sid].report = max(0, self.subscribers[sid].report - carried)
-            self.ul_scheduler.served(sid, self.modem.ru_capacity((length - 1 - over) * ru, mcs))
+            sub = self.subscribers[sid]
+            sub.last_granted = frame
+            sub.poll_soon = False
+            sub.granted_bytes = carried
+            sub.report = max(0, sub.report - carried)
+            self.ul_scheduler.served(sid, carried)
             start += length
         self.ul_scheduler.end_frame()
         return out
+
+    def _grant_handover_slots(self, frame: int, zone_symbols: int, slot_min: int,
+                              out: list[Grant]) -> int:
+        """Grant the AMSs about to arrive by handover (the role holds their pre-distributed
+        AKs: :meth:`stack.roles.ars.ArsRole.expected_stids`), over the air and for
+        ``handover_slots`` frames after we learnt of each, a slot of their own at the start of
+        the zone, appended to *out*; returns the symbols used. Each is granted to the AMS's
+        STID (:func:`stid_address`: we know no more of it yet), at the most robust MCS (we
+        never heard it), :data:`HANDOVER_SLOT_BYTES` long as far as room allows.
+
+        Why: a slot granted only once we heard the AMS's RNG-REQ is a grant delay away by then,
+        so well after our RNG-RSP reached it; with these, its RNG-REQ needs no contention and
+        its first data after the RNG-RSP goes in the next UL zone (a 16m target ABS likewise
+        allocates UL resources to a prepared AMS's STID at the handover's action time). At
+        most ``ul_slots`` a zone, leaving room for one more slot (the AMSs served here stay
+        served); the AMSs left without one contend as before."""
+        from phy.zone import Grant
+
+        cfg = self.config
+        if not (cfg.grant_delay and cfg.handover_slots):
+            return 0
+        expected = set(self.role.expected_stids())
+        for stid in [x for x in self._announced if x not in expected]:
+            del self._announced[stid]
+        over = self.modem.overhead_symbols(1)
+        per_symbol = self._bpr(ROBUST_MCS) * self.modem.ru_per_symbol
+        want = over + -(-HANDOVER_SLOT_BYTES // int(per_symbol)) + 1     # + the gap symbol
+        room = zone_symbols - slot_min
+        start = 0
+        due = [x for x in sorted(expected)
+               if frame - self._announced.setdefault(x, frame) < cfg.handover_slots]
+        if len(due) > cfg.ul_slots:   # more movers than slots: they take turns
+            k = self._ul_turns % len(due)
+            due = (due[k:] + due[:k])[:cfg.ul_slots]
+        for stid in due:
+            length = min(want, room - start)
+            if length < slot_min:
+                break
+            out.append(Grant(stid_address(stid), start, length - 1, ROBUST_MCS))
+            start += length
+        return start
 
     def slot(self, frame: int, owner: int) -> Grant | None:
         """This AMS's slot in *owner*'s UL-access zone of *frame*: its own grant, or the
@@ -426,11 +500,17 @@ class ZoneMac:
         slots = self.contention.pop((frame, owner), None)
         c = self._rng.choice(slots) if slots else None
         self.request_only = False
+        waiting = self.role.backlog().get(owner)
+        if g is not None and waiting is None:
+            current = self.current_owner()
+            if current is not None and owner != current:
+                # nothing for a station that does not serve us: a handover target's slot
+                # before we move, or the old station's polls after -- left empty
+                return None
         if g is not None:
             self._backoff.pop(owner, None)   # the owner knows us: contention is over
             self._granted[owner] = frame
             return g
-        waiting = self.role.backlog().get(owner)
         since_grant = frame - self._granted.get(owner, -(10**9))
         if c is None or waiting is None:
             return None

@@ -114,6 +114,14 @@ class ArsKeys:
         them): the MAC keeps contention slots open for them."""
         return len(self._ho_aks)
 
+    def expected_stids(self) -> list[int]:
+        """STIDs of the AMSs whose handover AKs the ABS pre-distributed to us and that have not
+        re-entered here yet (an AMS keeps its STID across a handover): over the air the MAC
+        grants each, by its STID, a UL slot of its own for a while (``relaysec.zonemac``), so
+        its first data after our RNG-RSP goes in the next UL zone instead of a grant delay
+        after we heard its RNG-REQ."""
+        return sorted({stid for stid, _ in self._ho_aks})
+
     def serves(self, ams: int) -> bool:
         """True while this ARS holds an AMS key context for ``ams``."""
         return self._stid_station.stid_of(ams) in self._ams_links

@@ -250,6 +250,10 @@ class RoleBase(ArqMixin, SendPath):
         AKs); 0 for other roles."""
         return 0
 
+    def expected_stids(self) -> list[int]:
+        """STIDs of the stations counted by :meth:`expected_arrivals` (none here)."""
+        return []
+
     def take_arrivals(self) -> list[int]:
         """Stations whose handover re-entry here completed since the last call (the MAC
         grants them data at once: ``relaysec.zonemac.ARRIVAL_BYTES``)."""

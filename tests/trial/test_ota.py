@@ -188,7 +188,8 @@ def test_a_burst_found_in_part_of_a_buffer_is_annotated_where_it_was_recorded():
 
     def node():
         return SimpleNamespace(
-            modem=modem, addr=2, cpu=Counter(), _window_start=100_000, _last_rx_len=6_000,
+            modem=modem, addr=2, _addresses=lambda: (2, 0xFFFF), cpu=Counter(),
+            _window_start=100_000, _last_rx_len=6_000,
             recorder=SimpleNamespace(annotate=lambda at, n, **kw: marks.append(at)),
             addressing=SimpleNamespace(station_of=lambda a: None), _collect=lambda now: None)
 

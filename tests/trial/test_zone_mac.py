@@ -403,7 +403,9 @@ def test_an_ams_that_just_arrived_by_handover_gets_a_data_slot_at_once():
     assert first > 3 * poll and 3 * poll < ARRIVAL_BYTES
     assert slot_bytes(ota, 3) == first                 # every slot until it sends data ...
     ota.heard(3, 7, 0, subscriber=True, data=True, largest=180)
-    assert slot_bytes(ota, 4) == poll                  # ... then its reports decide
+    # ... then its reports decide: with nothing reported, the poll of an AMS that sends a
+    # stream, room for one MPDU (its largest, 180 bytes)
+    assert 180 <= slot_bytes(ota, 4) < first
     role.arrived = [7]
     ota.heard(5, 7, 0, subscriber=True, data=False)
     assert slot_bytes(ota, 5) == first
@@ -439,3 +441,128 @@ def test_a_single_expected_arrival_takes_its_reserved_slot_at_once():
     unannounced = [g for g in _mac(_Role(), sid=1).ul_grants(1, 24) if g.dst == BROADCAST]
     assert unannounced and all(g.backoff == 0 for g in unannounced)
     assert 5 < first_tries(unannounced, 4000) < 35        # one in two
+
+
+def test_over_the_air_an_ams_sending_a_stream_is_polled_with_room_for_an_mpdu():
+    """Over the air a bare poll of an AMS that sends a stream fetched only its queue report,
+    and its data went a grant delay later (UL deliveries in batches three frames apart): its
+    polls carry one MPDU (its largest) while it is active; a silent one, and every AMS in
+    simulation (no grant delay), gets a bare poll."""
+    from relaysec.zonemac import BROADCAST
+
+    def own(mac, frame):
+        return [g for g in mac.ul_grants(frame, 24) if g.dst != BROADCAST]
+
+    def carries(mac, g):
+        over = mac.modem.overhead_symbols(1)
+        return mac.modem.ru_capacity((g.length - over) * mac.modem.ru_per_symbol, g.mcs)
+
+    ota = _mac(_Role(), grant_delay=3)
+    ota.heard(0, 7, 0, subscriber=True, data=True, largest=180)
+    (g,) = own(ota, 1)
+    assert carries(ota, g) >= 180
+    sim = _mac(_Role())
+    sim.heard(0, 7, 0, subscriber=True, data=True, largest=180)
+    (p,) = own(sim, 1)
+    assert carries(sim, p) < 180 and p.length < g.length
+    quiet = _mac(_Role(), grant_delay=3, poll_every=4)
+    quiet.heard(0, 7, 0, subscriber=True, data=True, largest=180)
+    assert [carries(quiet, x) < 180 for x in own(quiet, 40)] == [True]   # long silent: a poll
+
+
+class _Target(_Role):
+    """A handover target holding pre-distributed AKs for the STIDs in *expected*."""
+
+    def __init__(self, expected=(), **kw):
+        super().__init__(arrivals=len(expected), **kw)
+        self.expected = list(expected)
+
+    def expected_stids(self):
+        return self.expected
+
+
+def test_a_handover_target_grants_the_amss_it_expects_a_slot_of_their_own():
+    """Over the air an ARS holding a pre-distributed AK grants that AMS, by its STID, a slot
+    at the robust MCS for an RNG-REQ and a data MPDU in every UL zone, for
+    mac.handover_slots frames; its reserved contention slots are then for the others only;
+    in simulation (no grant delay) or with handover_slots 0 nothing changes."""
+    from relaysec.linkadapt import ROBUST_MCS
+    from relaysec.zonemac import BROADCAST, HANDOVER_SLOT_BYTES, stid_address
+
+    role = _Target([18])
+    ota = _mac(role, grant_delay=3, handover_slots=5)
+    grants = ota.ul_grants(1, 24)
+    mine = [g for g in grants if g.dst == stid_address(18)]
+    assert len(mine) == 1 and mine[0].mcs == ROBUST_MCS and mine[0].start == 0
+    over = ota.modem.overhead_symbols(1)
+    assert ota.modem.ru_capacity((mine[0].length - over) * ota.modem.ru_per_symbol,
+                                 ROBUST_MCS) >= HANDOVER_SLOT_BYTES
+    assert all(g.backoff == 0 for g in grants if g.dst == BROADCAST)   # none reserved
+    assert all(g.start + g.length <= 24 for g in grants)
+    for f in range(2, 6):
+        assert any(g.dst == stid_address(18) for g in ota.ul_grants(f, 24))
+    assert not any(g.dst == stid_address(18) for g in ota.ul_grants(6, 24))   # time is up
+    role.expected = []                                  # it arrived (or its AK was dropped)
+    role.arrivals = 0
+    assert not any(g.dst >= 0xE000 and g.dst != BROADCAST for g in ota.ul_grants(7, 24))
+    role.expected, role.arrivals = [18], 1              # announced again: a fresh window
+    assert any(g.dst == stid_address(18) for g in ota.ul_grants(8, 24))
+    for sim in (_mac(_Target([18])), _mac(_Target([18]), grant_delay=3)):
+        slots = [g for g in sim.ul_grants(1, 24) if g.dst != BROADCAST]
+        assert slots == []
+        assert any(g.backoff for g in sim.ul_grants(2, 24) if g.dst == BROADCAST)
+
+
+def test_a_group_of_expected_amss_takes_turns_in_the_handover_slots():
+    """More AMSs expected than mac.ul_slots: each zone grants ul_slots of them, in turn, and
+    leaves room for another slot; the others keep their reserved contention slots."""
+    from relaysec.zonemac import BROADCAST, STID_ADDRESS
+
+    ota = _mac(_Target([5, 6, 7, 8, 9]), grant_delay=3, handover_slots=100, ul_slots=2)
+    seen: set[int] = set()
+    for f in range(1, 11):
+        grants = ota.ul_grants(f, 40)
+        stids = [g.dst - STID_ADDRESS for g in grants if STID_ADDRESS < g.dst < BROADCAST]
+        assert 1 <= len(stids) <= 2
+        assert all(g.start + g.length <= 40 for g in grants)
+        assert sum(g.length + 1 for g in grants if g.dst != BROADCAST) <= 40
+        seen.update(stids)
+        if any(g.dst == BROADCAST for g in grants):
+            assert all(g.backoff >= 1 for g in grants if g.dst == BROADCAST)
+    assert seen == {5, 6, 7, 8, 9}
+
+
+def test_an_ams_leaves_a_slot_empty_at_a_station_it_has_nothing_for():
+    """A grant from a station that does not serve us, with nothing for it -- a handover
+    target's slot before we move, the old station's polls after -- is left empty; the same
+    grant carries our RNG-REQ once it waits, and our serving station's polls are answered."""
+    from phy.zone import Grant
+    from relaysec.linkadapt import ROBUST_MCS
+    from stack.roles.base import Backlog
+
+    g = Grant(0xE012, 0, 13, ROBUST_MCS)
+    role = _Role({})
+    role.serving = 1
+    ams = _mac(role, sid=9, grant_delay=3)
+    ams.note_grants(10, 2, [g])
+    assert ams.slot(13, 2) is None                     # the target's, nothing for it yet
+    role.waiting = {2: Backlog(31, 31, True)}          # moving: the RNG-REQ waits
+    ams.note_grants(11, 2, [g])
+    assert ams.slot(14, 2) == g
+    role.waiting = {}
+    ams.note_grants(12, 1, [g])
+    assert ams.slot(15, 1) == g                        # our serving station's poll
+
+
+def test_stid_addresses_are_apart_from_station_addresses_and_broadcast():
+    """The addresses that name an AMS by STID never equal a station's (1..256) or broadcast;
+    an out-of-range STID is refused."""
+    from relaysec.config_schema import MAX_STATIONS
+    from relaysec.zonemac import BROADCAST, stid_address
+
+    addrs = {stid_address(s) for s in range(1, 4096)}
+    assert len(addrs) == 4095 and BROADCAST not in addrs
+    assert min(addrs) > MAX_STATIONS and max(addrs) < BROADCAST
+    for bad in (0, 4096, -1):
+        with pytest.raises(ValueError):
+            stid_address(bad)
