@@ -31,7 +31,6 @@ from phy.estimation import (
 from phy.grid import ResourceGrid, fft_rows_padded
 from phy.interleaver import permutation
 from phy.kernels import (
-    cp_corr,
     equalize,
     gather_windows,
     phase_trend,
@@ -51,6 +50,7 @@ from phy.sync import (
     fractional_cfo,
     integer_cfo_bins,
 )
+from phy.sync_kernels import cp_phase
 
 _MAX_SNR_DB = 60.0
 _CP_GUARD = 6
@@ -464,14 +464,9 @@ class ReceiverCore:
         a = math.ceil(echo) + window_length(g) + _CP_GUARD
         if g.cp - a < _CP_MIN:
             return None
-        c = cp_corr(r, first, n_sym, self._sym_len, g.nfft, a, g.cp)
-        # the angles less the carrier's advance, wrapped to [-pi, pi) (in place: the same
-        # element-wise operations as d = (angle - advance + pi) % 2pi - pi)
-        d = np.arctan2(c.imag, c.real)
-        d -= 2 * np.pi * cfo * g.nfft / self.profile.sample_rate
-        d += np.pi
-        np.remainder(d, 2 * np.pi, out=d)
-        d -= np.pi
+        # the angles less the carrier's advance, wrapped to [-pi, pi)
+        d = cp_phase(r, first, n_sym, self._sym_len, g.nfft, a, g.cp,
+                     2 * np.pi * cfo * g.nfft / self.profile.sample_rate)
         snr = 10 ** (min(snr_db, _DRIFT_MAX_SNR_DB) / 10)
         rho = snr * g.n_used / g.nfft  # per-sample SNR
         noise = (1.0 / rho + 0.5 / rho**2) / (g.cp - a)  # variance of each measured angle

@@ -16,6 +16,7 @@ so the fuzz workers leave this module uninstrumented (``tests/fuzz/_core.py``,
   :func:`phy.sync.detect` returns; imported from here, not re-exported by :mod:`phy.kernels`).
 * :func:`cp_corr` — per symbol, the CP samples correlated with the body's tail (the phase
   advance over one FFT length inside each symbol: fractional CFO, phase noise).
+* :func:`cp_phase` — the phases of :func:`cp_corr`, less an expected advance, wrapped.
 * :func:`diff_corr` — integer-CFO differential correlation over candidate shifts.
 * :func:`first_path` — the earliest significant tap of a correlation (fine timing).
 """
@@ -140,6 +141,22 @@ def cp_corr(r: np.ndarray, first: int, n_sym: int, stride: int, nfft: int, a: in
             aci += np.float64(x[i].real) * y[i].imag - np.float64(x[i].imag) * y[i].real
         out[l] = complex(acr, aci)
     return out
+
+
+@njit(cache=True, nogil=True)
+def cp_phase(r: np.ndarray, first: int, n_sym: int, stride: int, nfft: int, a: int, b: int,
+             advance: float) -> np.ndarray:  # pragma: no cover - numba
+    """The angle of each symbol's :func:`cp_corr` less ``advance`` (the carrier's expected
+    phase advance over ``nfft`` samples), wrapped to [-pi, pi) as numpy's ``(d + pi) % 2pi -
+    pi`` (Python's float modulo, which numba and numpy compute alike): the phase drift inside
+    each symbol, in one call. float64 (n_sym,)."""
+    c = cp_corr(r, first, n_sym, stride, nfft, a, b)
+    d = np.empty(n_sym)
+    for l in range(n_sym):
+        x = np.arctan2(c[l].imag, c[l].real) - advance
+        x += np.pi
+        d[l] = x % (2 * np.pi) - np.pi
+    return d
 
 
 @njit(cache=True, nogil=True, fastmath={"reassoc", "contract"}, inline="always")

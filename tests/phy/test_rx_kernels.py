@@ -331,3 +331,20 @@ def test_lmmse_gain_band_equals_the_numpy_gains_bit_for_bit() -> None:
         want = kernels.lmmse_band(U[:r], H, pos, holes, gains[:r], float(k[0]), 0.3)
         got = lmmse_gain_band(U, lam, power, sigma2, H, pos, holes, float(k[0]), 0.3)
         assert got.tobytes() == want.tobytes(), (power, sigma2)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_cp_phase_equals_the_numpy_angles_bit_for_bit(seed: int) -> None:
+    """The drift phases computed in the kernel are numpy's arctan2, minus the advance, wrapped
+    by numpy's remainder, bit for bit (on random buffers, advances and scales)."""
+    from phy.sync_kernels import cp_phase
+
+    rng = np.random.default_rng(seed)
+    scale = [1e-6, 1.0, 1e3, 1.0][seed]
+    r = (scale * (rng.normal(size=20_000) + 1j * rng.normal(size=20_000))).astype(np.complex64)
+    for _ in range(200):
+        n_sym, first = int(rng.integers(1, 20)), int(rng.integers(0, 500))
+        a, adv = int(rng.integers(0, 20)), float(rng.uniform(-10, 10))
+        c = kernels.cp_corr(r, first, n_sym, 288, 256, a, 32)
+        want = np.remainder(np.arctan2(c.imag, c.real) - adv + np.pi, 2 * np.pi) - np.pi
+        assert cp_phase(r, first, n_sym, 288, 256, a, 32, adv).tobytes() == want.tobytes()
