@@ -548,3 +548,20 @@ def test_allocations_over_several_symbol_runs_decode(zm: ZoneModem) -> None:
         assert [(b.dst, b.payload, b.crc_ok) for b in z.allocations] == [(a.dst, a.payload, True)]
     (z,) = zm.demodulate(x, me=[A, C])
     assert [b.payload for b in z.allocations] == [allocs[0].payload, allocs[2].payload]
+
+
+@pytest.mark.parametrize("bps", [2, 4, 6])
+def test_ru_gather_is_the_allocation_interleaver(bps: int) -> None:
+    """The transmitter's gather equals the 16e interleaver over the allocation's head with
+    the tail in place (the definition the receiver's scatter map inverts)."""
+    from phy.interleaver import interleave
+    from phy.zone import _ru_gather
+
+    rng = np.random.default_rng(bps)
+    for n_ru in (1, 2, 7, 12, 40, 111):
+        cap = n_ru * 17 * bps
+        x = rng.integers(0, 2, cap).astype(np.uint8)
+        head = _ru_block(cap, bps)
+        want = x.copy()
+        want[:head] = interleave(x[:head], head, bps)
+        assert np.array_equal(x[_ru_gather(cap, bps)], want)
