@@ -82,12 +82,14 @@ _Found = TypeVar("_Found", bound=_Located)
 class _Sync(NamedTuple):
     """What the preamble tells about one burst: where it starts (sample of the S&C symbol's
     CP), the carrier offset (Hz), the channel ``H`` (n_used,), the noise variance, the SNR, and
-    the FFT windows ``Y`` (3, n_used) of the S&C symbol, the long symbol and the first symbol
-    after the preamble (``l = 0``); ``sc_phase``: the S&C symbol's common phase relative to the
-    long symbol's (the phase trend's point at ``l = -2``; the long symbol is ``l = -1``, phase
-    0); ``echo``: samples after the first path that the channel's delay window reaches (how
-    much of each CP is inter-symbol interference). A named tuple: built once per burst, where a
-    frozen dataclass's per-field ``object.__setattr__`` cost microseconds."""
+    the FFT windows ``Y`` (3 or 4, n_used) of the S&C symbol, the long symbol, the first symbol
+    after the preamble (``l = 0``) and, when the buffer held it, the next (``l = 1``; see
+    :meth:`ReceiverCore._preamble_rows`); ``sc_phase``: the S&C symbol's common phase
+    relative to the long symbol's (the phase trend's point at ``l = -2``; the long symbol is
+    ``l = -1``, phase 0); ``echo``: samples after the first path that the channel's delay
+    window reaches (how much of each CP is inter-symbol interference). A named tuple: built
+    once per burst, where a frozen dataclass's per-field ``object.__setattr__`` cost
+    microseconds."""
 
     start: int
     cfo: float
@@ -102,7 +104,8 @@ class _Sync(NamedTuple):
 class _Timing(NamedTuple):
     """What :meth:`ReceiverCore._presync` finds for a candidate: the fractional CFO (Hz), the
     integer CFO (bins), the sample where the long symbol's useful part starts, and the
-    preamble's three FFT windows (S&C, long, header; None when not taken)."""
+    preamble's FFT windows (S&C, long, header and, when the buffer holds it, the symbol after
+    the header; None when not taken)."""
 
     frac: float
     ib: int
@@ -240,16 +243,19 @@ class ReceiverCore:
         Ys: dict[int, np.ndarray] = {}
         ests: dict[int, tuple] = {}
         if ok:
-            W = np.empty((3 * len(ok), n), np.complex64)
+            k_rows = [self._preamble_rows(r, f[3]) for f in ok]
+            first = np.cumsum([0, *k_rows])
+            W = np.empty((int(first[-1]), n), np.complex64)
             for i, (_, frac, ib, t_long) in enumerate(ok):
-                # as _windows(r, start, 3, cfo): start = t_long - ns - ng, back-off in the CP
-                W[3 * i: 3 * i + 3] = gather_windows(
-                    r, t_long - ns - self.backoff, 3, ns, n, 2 * np.pi * (frac + ib * df) / fs)
+                # as _windows(r, start, k, cfo): start = t_long - ns - ng, back-off in the CP
+                W[first[i]: first[i + 1]] = gather_windows(
+                    r, t_long - ns - self.backoff, k_rows[i], ns, n,
+                    2 * np.pi * (frac + ib * df) / fs)
             Y = self._demodulate(W)
             # each candidate's preamble estimate, and all their delay profiles in one transform
             est, rows = {}, []
             for i, (c, _, _, _) in enumerate(ok):
-                Yc = Ys[c] = Y[3 * i: 3 * i + 3]
+                Yc = Ys[c] = Y[first[i]: first[i + 1]]
                 e = self._preamble_estimate(Yc)
                 if e is not None:
                     est[c] = e
@@ -262,6 +268,14 @@ class ReceiverCore:
                     ests[c] = (*e, win)
         return {cand: _Timing(frac, ib, t_long, Ys.get(cand), ests.get(cand))
                 for cand, frac, ib, t_long in found}
+
+    def _preamble_rows(self, r: np.ndarray, t_long: int) -> int:
+        """Windows to take from the S&C symbol on for a long symbol starting at ``t_long``:
+        S&C, long and the first symbol after them (``l = 0``), and the next one (``l = 1``: a
+        zone burst's first A-MAP symbol) when the buffer holds it -- four rows transform
+        for less than three (pocketfft's batches of four) and save the A-MAP its own call."""
+        ns = self._sym_len
+        return 4 if t_long + 3 * ns - self.grid.cp - self.backoff <= r.size else 3
 
     def _presync_one(self, r: np.ndarray, cand: int) -> _Timing | None:
         """:meth:`_presync` of a single candidate, step for step the batch path with one row
@@ -282,7 +296,8 @@ class ReceiverCore:
         if not (t_long - ns - ng >= 0 and t_long + 2 * ns - ng <= r.size):
             return _Timing(frac, ib, t_long, None)
         df = g.profile.subcarrier_spacing
-        Y = self._demodulate(gather_windows(r, t_long - ns - self.backoff, 3, ns, n,
+        Y = self._demodulate(gather_windows(r, t_long - ns - self.backoff,
+                                            self._preamble_rows(r, t_long), ns, n,
                                             2 * np.pi * (frac + ib * df) / fs))
         e = self._preamble_estimate(Y)
         if e is None:

@@ -396,7 +396,11 @@ class ZoneModem(_BurstCore):
         grants: list[Grant] = []
         map_ok = True
         if n_map:
-            Yh = self._windows(r, s.start + 3 * ns, n_map, cfo, head=Yh)
+            # the preamble's transform holds the first MAP symbol when the buffer did
+            have = s.Y.shape[0] - 3
+            Yh = (s.Y[2:3 + n_map] if n_map <= have else
+                  self._windows(r, s.start + (3 + have) * ns, n_map - have, cfo,
+                                head=s.Y[2:3 + have]))
             n_bits = 8 * (ENTRY_BYTES * n_entries + MAP_CRC_BYTES)
             phase = self._track(Yh, s.H, ls_h, s.sigma2)[:2]
             bits, err, wgt = self._robust_block(Yh, s.H, s.sigma2, ls_h, n_bits, skip=1,

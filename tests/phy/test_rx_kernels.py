@@ -348,3 +348,17 @@ def test_cp_phase_equals_the_numpy_angles_bit_for_bit(seed: int) -> None:
         c = kernels.cp_corr(r, first, n_sym, 288, 256, a, 32)
         want = np.remainder(np.arctan2(c.imag, c.real) - adv + np.pi, 2 * np.pi) - np.pi
         assert cp_phase(r, first, n_sym, 288, 256, a, 32, adv).tobytes() == want.tobytes()
+
+
+def test_fft_rows_a_row_does_not_depend_on_its_batch() -> None:
+    """A window's transform is the same bit for bit alone and in any batch: the receiver pads
+    batches to fours and takes the preamble's and the first A-MAP symbol's windows in one
+    transform, and relies on this to give the values of separate transforms."""
+    from phy.sync import fft_rows
+
+    rng = np.random.default_rng(34)
+    for n in (256, 512, 1024, 2048):
+        X = (rng.normal(size=(13, n)) + 1j * rng.normal(size=(13, n))).astype(np.complex64)
+        alone = np.stack([fft_rows(X[i: i + 1].copy(), ortho=True)[0] for i in range(13)])
+        for lo, hi in [(0, 13), (0, 4), (1, 4), (2, 9), (5, 13), (3, 4)]:
+            assert fft_rows(X[lo:hi].copy(), ortho=True).tobytes() == alone[lo:hi].tobytes()
