@@ -53,6 +53,9 @@ from phy.sync import (
 from phy.sync_kernels import cp_phase
 
 _MAX_SNR_DB = 60.0
+_PREAMBLE_ROWS = 16
+"""Most FFT windows the preamble's transform takes (S&C, long, then the burst's symbols):
+the trial's zone bursts are 8-12 symbols long."""
 _CP_GUARD = 6
 """CP samples left out after the echoes and the transmit ramp (the transmit low-pass's taps
 beyond 6 samples are a few per cent)."""
@@ -271,11 +274,15 @@ class ReceiverCore:
 
     def _preamble_rows(self, r: np.ndarray, t_long: int) -> int:
         """Windows to take from the S&C symbol on for a long symbol starting at ``t_long``:
-        S&C, long and the first symbol after them (``l = 0``), and the next one (``l = 1``: a
-        zone burst's first A-MAP symbol) when the buffer holds it -- four rows transform
-        for less than three (pocketfft's batches of four) and save the A-MAP its own call."""
+        S&C, long and the first symbol after them (``l = 0``), and as many of the next ones
+        as the buffer holds, up to ``_PREAMBLE_ROWS`` in all. A short burst's header, A-MAP
+        and data windows then come from the preamble's one transform (each later symbol is a
+        row of the same gather at the same carrier offset, and a row's transform does not
+        depend on its batch): the transforms they save cost more than the rows a beacon or
+        the buffer's tail leaves unused (pocketfft transforms rows by fours)."""
         ns = self._sym_len
-        return 4 if t_long + 3 * ns - self.grid.cp - self.backoff <= r.size else 3
+        fit = (r.size - self.grid.nfft - t_long + ns + self.backoff) // ns + 1
+        return max(3, min(_PREAMBLE_ROWS, fit))
 
     def _presync_one(self, r: np.ndarray, cand: int) -> _Timing | None:
         """:meth:`_presync` of a single candidate, step for step the batch path with one row

@@ -460,7 +460,10 @@ class ZoneModem(_BurstCore):
         nh = 1 + n_map
         ls = _run_symbols(nh, runs)
         # the header and MAP rows (Yh) first, then each run's windows
-        Yall = self._run_windows(r, base, runs, s.cfo, Yh)
+        if 2 + nh + runs[-1][0] + runs[-1][1] <= s.Y.shape[0]:
+            Yall = _run_rows(s.Y[2:], nh, runs)  # the preamble's transform reached them
+        else:
+            Yall = self._run_windows(r, base, runs, s.cfo, Yh)
         cpe, bl, slope = self._track(Yall, s.H, ls, s.sigma2)
         # the phase trend from the S&C symbol (l = -2) and the long one (l = -1, phase 0) on
         cfo = self._refine_cfo(s.cfo, _with_preamble(s.sc_phase, cpe), _trend_of(ls, self))
@@ -509,6 +512,15 @@ class ZoneModem(_BurstCore):
             return self._windows(r, base + first * ns, n, cfo, head=head)
         return np.concatenate([head] + [self._windows(r, base + first * ns, n, cfo)
                                         for first, n in runs])
+
+
+def _run_rows(Yall: np.ndarray, nh: int, runs: list[tuple[int, int]]) -> np.ndarray:
+    """The ``nh`` header and MAP rows of ``Yall`` and then the rows of the data symbols
+    ``runs`` (data symbol ``i`` is row ``nh + i``): a view when they are the first rows."""
+    if len(runs) == 1 and runs[0][0] == 0:
+        return Yall[:nh + runs[0][1]]
+    return np.concatenate([Yall[:nh]] + [Yall[nh + first: nh + first + n]
+                                         for first, n in runs])
 
 
 def _symbol_runs(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
