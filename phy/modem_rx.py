@@ -54,8 +54,9 @@ from phy.sync_kernels import cp_phase
 
 _MAX_SNR_DB = 60.0
 _PREAMBLE_ROWS = 16
-"""Most FFT windows the preamble's transform takes (S&C, long, then the burst's symbols):
-the trial's zone bursts are 8-12 symbols long."""
+"""Most FFT windows the preamble's transform takes (S&C, long, then the burst's symbols): a
+zone burst of the default scenario is 8-12 symbols long (longer ones take the rest in a
+transform of their own)."""
 _CP_GUARD = 6
 """CP samples left out after the echoes and the transmit ramp (the transmit low-pass's taps
 beyond 6 samples are a few per cent)."""
@@ -85,9 +86,10 @@ _Found = TypeVar("_Found", bound=_Located)
 class _Sync(NamedTuple):
     """What the preamble tells about one burst: where it starts (sample of the S&C symbol's
     CP), the carrier offset (Hz), the channel ``H`` (n_used,), the noise variance, the SNR, and
-    the FFT windows ``Y`` (3 or 4, n_used) of the S&C symbol, the long symbol, the first symbol
-    after the preamble (``l = 0``) and, when the buffer held it, the next (``l = 1``; see
-    :meth:`ReceiverCore._preamble_rows`); ``sc_phase``: the S&C symbol's common phase
+    the FFT windows ``Y`` (n_rows, n_used) of the S&C symbol, the long symbol, the first
+    symbol after the preamble (``l = 0``) and the symbols after it that the buffer held, up to
+    :data:`_PREAMBLE_ROWS` rows (at least 3; :meth:`ReceiverCore._preamble_rows`): row ``2 +
+    l`` is symbol ``l`` at this carrier offset; ``sc_phase``: the S&C symbol's common phase
     relative to the long symbol's (the phase trend's point at ``l = -2``; the long symbol is
     ``l = -1``, phase 0); ``echo``: samples after the first path that the channel's delay
     window reaches (how much of each CP is inter-symbol interference). A named tuple: built
@@ -107,8 +109,8 @@ class _Sync(NamedTuple):
 class _Timing(NamedTuple):
     """What :meth:`ReceiverCore._presync` finds for a candidate: the fractional CFO (Hz), the
     integer CFO (bins), the sample where the long symbol's useful part starts, and the
-    preamble's FFT windows (S&C, long, header and, when the buffer holds it, the symbol after
-    the header; None when not taken)."""
+    preamble's FFT windows (S&C, long, header and the symbols after it the buffer holds, as
+    ``_Sync.Y``; None when not taken)."""
 
     frac: float
     ib: int
@@ -239,8 +241,8 @@ class ReceiverCore:
         ds = fine_timing_spectra(Yl, ibs, g, self.pre, *self._timing_search)
         found = [(cand, frac, ib, t0 + d)
                  for (cand, t0, frac), ib, d in zip(items, ibs, ds, strict=True)]
-        # the preamble's windows (S&C, long, header) of every candidate that has them in the
-        # buffer, all in one transform
+        # the preamble's windows (S&C, long, header and the symbols after it) of every
+        # candidate that has them in the buffer, all in one transform
         df = g.profile.subcarrier_spacing
         ok = [f for f in found if f[3] - ns - ng >= 0 and f[3] + 2 * ns - ng <= r.size]
         Ys: dict[int, np.ndarray] = {}

@@ -396,7 +396,8 @@ class ZoneModem(_BurstCore):
         grants: list[Grant] = []
         map_ok = True
         if n_map:
-            # the preamble's transform holds the first MAP symbol when the buffer did
+            # the preamble's transform holds the MAP symbols when the buffer did (any it did
+            # not reach: a transform of their own)
             have = s.Y.shape[0] - 3
             Yh = (s.Y[2:3 + n_map] if n_map <= have else
                   self._windows(r, s.start + (3 + have) * ns, n_map - have, cfo,
