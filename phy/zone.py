@@ -467,7 +467,7 @@ class ZoneModem(_BurstCore):
             Yall = self._run_windows(r, base, runs, s.cfo, Yh)
         cpe, bl, slope = self._track(Yall, s.H, ls, s.sigma2)
         # the phase trend from the S&C symbol (l = -2) and the long one (l = -1, phase 0) on
-        cfo = self._refine_cfo(s.cfo, _with_preamble(s.sc_phase, cpe), _trend_of(ls, self))
+        cfo = self._refine_cfo(s.cfo, _with_preamble(s.sc_phase, cpe), self._trend_points(ls))
         win_cfo = s.cfo
         if self._ici_matters(cfo - s.cfo, s.snr_db):
             # as BurstModem: the data windows again at the refined carrier offset (the header
@@ -502,7 +502,6 @@ class ZoneModem(_BurstCore):
                              np.asarray(z[sl], dtype=np.complex64)))
         return out, cfo
 
-
     def _run_windows(self, r: np.ndarray, base: int, runs: list[tuple[int, int]], cfo: float,
                      head: np.ndarray) -> np.ndarray:
         """The rows ``head`` and then the FFT windows of the data symbols ``runs`` (first
@@ -513,6 +512,17 @@ class ZoneModem(_BurstCore):
             return self._windows(r, base + first * ns, n, cfo, head=head)
         return np.concatenate([head] + [self._windows(r, base + first * ns, n, cfo)
                                         for first, n in runs])
+
+    def _trend_points(self, ls: np.ndarray) -> np.ndarray:
+        """Symbol numbers -2 (S&C), -1 (long) and ``ls`` (increasing, from 0) as float64: the
+        x of the phase trend (:meth:`_refine_cfo`); the kept table when ``ls`` is 0 .. n-1."""
+        if int(ls[-1]) == ls.size - 1:
+            return self._trend_x(ls.size)
+        out = np.empty(ls.size + 2)
+        out[0] = -2.0
+        out[1] = -1.0
+        out[2:] = ls
+        return out
 
 
 def _run_rows(Yall: np.ndarray, nh: int, runs: list[tuple[int, int]]) -> np.ndarray:
@@ -571,17 +581,6 @@ def _with_preamble(sc_phase: float, cpe: np.ndarray) -> np.ndarray:
     return out
 
 
-def _trend_of(ls: np.ndarray, modem: ZoneModem) -> np.ndarray:
-    """Symbol numbers -2 (S&C), -1 (long) and ``ls`` as float64, the x of the phase trend."""
-    if int(ls[-1]) == ls.size - 1:  # 0 .. n-1: the modem's kept table
-        return modem._trend_x(ls.size)
-    out = np.empty(ls.size + 2)
-    out[0] = -2.0
-    out[1] = -1.0
-    out[2:] = ls
-    return out
-
-
 # ---- entries, interleaver, scatter maps ----------------------------------------------------
 def _entry(kind: int, mcs: Mcs, fields: bytes, dst: int) -> bytes:
     body = bytes([(kind << 7) | (mcs.index << 4)]) + fields
@@ -627,8 +626,7 @@ def _ru_scatter_map(n_bits: int, bps: int, rate: str, n_info: int) -> np.ndarray
     counterpart of :func:`phy.modem_decode._rx_scatter_map`: deinterleave and depuncture composed;
     padding bits map to -1). int64, read-only."""
     pos = _fec(rate).input_positions(n_info)
-    inv = np.empty(n_bits, np.int64)
-    inv[_ru_permutation(n_bits, bps)] = np.arange(n_bits)
+    inv = _ru_gather(n_bits, bps)
     dest = np.full(n_bits, -1, np.int64)
     ok = inv < pos.size
     dest[ok] = pos[inv[ok]]
