@@ -98,10 +98,12 @@ class BurstReceiver(ReceiverCore):
         if start + total > r.size:
             log.debug("burst at %d truncated (%d of %d samples)", start, r.size - start, total)
             return None
-        # header (the preamble's window of it: same start, same offset) and data, from the
-        # preamble's transform when it reached the last data symbol
-        Yall = (s.Y[2:3 + n_sym] if 3 + n_sym <= s.Y.shape[0] else
-                self._windows(r, start + 3 * ns, n_sym, cfo, head=s.Y[2:3]))
+        # header and data: the preamble's transform holds the header and the first data
+        # symbols (same start, same offset); the rest, if any, in a transform of their own
+        have = min(s.Y.shape[0] - 3, n_sym)
+        Yall = (s.Y[2:3 + n_sym] if have == n_sym else
+                self._windows(r, start + (3 + have) * ns, n_sym - have, cfo,
+                              head=s.Y[2:3 + have]))
         Yd = Yall[1:]
         ls = np.arange(n_sym + 1)
         cpe, bl, slope = self._track(Yall, s.H, ls, s.sigma2)

@@ -460,9 +460,14 @@ class ZoneModem(_BurstCore):
         base = s.start + (PREAMBLE_SYMBOLS + 1 + n_map) * ns
         nh = 1 + n_map
         ls = _run_symbols(nh, runs)
-        # the header and MAP rows (Yh) first, then each run's windows
-        if 2 + nh + runs[-1][0] + runs[-1][1] <= s.Y.shape[0]:
-            Yall = _run_rows(s.Y[2:], nh, runs)  # the preamble's transform reached them
+        # the header and MAP rows (Yh) first, then each run's windows: from the preamble's
+        # transform as far as it reached (it holds data symbols 0 .. have - 1)
+        have = s.Y.shape[0] - 2 - nh
+        if runs[-1][0] + runs[-1][1] <= have:
+            Yall = _run_rows(s.Y[2:], nh, runs)
+        elif len(runs) == 1 and runs[0][0] == 0 and have > 0:
+            Yall = self._windows(r, base + have * ns, runs[0][1] - have, s.cfo,
+                                 head=s.Y[2:2 + nh + have])
         else:
             Yall = self._run_windows(r, base, runs, s.cfo, Yh)
         cpe, bl, slope = self._track(Yall, s.H, ls, s.sigma2)
