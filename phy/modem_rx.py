@@ -49,6 +49,7 @@ from phy.sync import (
     fine_timing_spectra,
     fractional_cfo,
     integer_cfo_bins,
+    long_symbol_timing,
 )
 from phy.sync_kernels import cp_phase
 
@@ -300,8 +301,8 @@ class ReceiverCore:
         t0 = coarse + ns + ng - ng // 4
         frac = fractional_cfo(r, coarse + ng // 2, g)
         Yl = fft_rows(gather_windows(r, t0, 1, 0, n, 2 * np.pi * frac / fs), overwrite=True)
-        ib = integer_cfo_bins(Yl[0], g, self.pre)
-        t_long = t0 + fine_timing_spectra(Yl, [ib], g, self.pre, *self._timing_search)[0]
+        ib, d = long_symbol_timing(Yl, g, self.pre, *self._timing_search)
+        t_long = t0 + d
         if not (t_long - ns - ng >= 0 and t_long + 2 * ns - ng <= r.size):
             return _Timing(frac, ib, t_long, None)
         df = g.profile.subcarrier_spacing

@@ -249,3 +249,19 @@ def fine_timing_spectra(Ys: np.ndarray, shifts: list[int], grid: ResourceGrid, p
     C = fft_rows(V, overwrite=True)
     rel = 10 ** (first_path_db / 10)
     return [d_lo + first_path(C[i], taps, n // 16, rel) for i in range(len(shifts))]
+
+
+def long_symbol_timing(Yl: np.ndarray, grid: ResourceGrid, pre: Preamble, d_lo: int, d_hi: int,
+                       first_path_db: float = -10.0) -> tuple[int, int]:
+    """:func:`integer_cfo_bins` and :func:`fine_timing_spectra` of one window's spectrum ``Yl``
+    (1, NFFT) complex64, the same two numbers (the integer CFO in bins and the long symbol's
+    start relative to the window) by the same operations, in one call: the receiver's path
+    for a buffer with one preamble candidate."""
+    shifts, c = _int_cfo_tables(pre.long, INT_CFO_MAX_BINS)
+    metric = diff_corr(Yl[0], grid.used_bins, c, shifts)
+    ib = int(shifts[int(metric.argmax())])
+    x_shifted, taps = _timing_tables(pre, grid, d_lo, d_hi, ib)
+    V = np.conjugate(Yl)
+    V *= x_shifted
+    C = fft_rows(V, overwrite=True)
+    return ib, d_lo + first_path(C[0], taps, grid.nfft // 16, 10 ** (first_path_db / 10))

@@ -362,3 +362,27 @@ def test_fft_rows_a_row_does_not_depend_on_its_batch() -> None:
         alone = np.stack([fft_rows(X[i: i + 1].copy(), ortho=True)[0] for i in range(13)])
         for lo, hi in [(0, 13), (0, 4), (1, 4), (2, 9), (5, 13), (3, 4)]:
             assert fft_rows(X[lo:hi].copy(), ortho=True).tobytes() == alone[lo:hi].tobytes()
+
+
+@pytest.mark.parametrize("profile", ["P2.5", "5MHz"])
+def test_long_symbol_timing_equals_the_two_steps(profile: str) -> None:
+    """The single-window path gives integer_cfo_bins' shift and fine_timing_spectra's delay
+    for long-symbol windows at integer CFOs and timing offsets, with noise and an echo."""
+    from phy.sync import fine_timing_spectra, integer_cfo_bins, long_symbol_timing
+
+    rng = np.random.default_rng(35)
+    m = phy.BurstModem(profile)
+    g = m.grid
+    lo, hi = m._timing_search
+    for _ in range(40):
+        X = np.zeros(g.nfft, np.complex64)
+        shift = int(rng.integers(-6, 7)) * 2
+        X[(g.used_bins + shift) % g.nfft] = m.pre.long
+        t = np.fft.ifft(X) * np.exp(-2j * np.pi * np.arange(g.nfft) * rng.integers(-20, 30)
+                                    / g.nfft)
+        noise = rng.normal(size=g.nfft) + 1j * rng.normal(size=g.nfft)
+        t = t + 0.3 * np.roll(t, 3) + 0.05 * noise
+        Yl = np.fft.fft(t).astype(np.complex64).reshape(1, g.nfft)
+        ib = integer_cfo_bins(Yl[0], g, m.pre)
+        d = fine_timing_spectra(Yl, [ib], g, m.pre, lo, hi)[0]
+        assert long_symbol_timing(Yl, g, m.pre, lo, hi) == (ib, d)
