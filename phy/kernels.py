@@ -16,7 +16,8 @@ The K=7 Viterbi decoders (:func:`viterbi_k7`, :func:`viterbi_k7_simd` and their 
 in :mod:`phy.viterbi_kernels`; the receiver's other kernels live by job in
 :mod:`phy.sync_kernels` (burst detection, carrier offset, timing), :mod:`phy.channel_kernels`
 (FFT windows, channel estimation, equalisation) and :mod:`phy.track_kernels` (pilot phase
-tracking). Every name defined in those four modules is re-exported here, where they were.
+tracking). The names that lived here before that split are re-exported here; kernels added
+since are imported from their own module.
 """
 
 from __future__ import annotations
