@@ -4,7 +4,7 @@ equalised subcarriers that :class:`phy.modem_rx.ReceiverCore` yields, into a :cl
 :class:`BurstReceiver` (mixed into :class:`phy.BurstModem`, which holds the state and sizes it
 names) decodes the header and the data, through :func:`_rx_scatter_map` (where each demapped bit
 goes in the decoder's input) and :func:`_decode_payload` (demap, deinterleave, depuncture,
-Viterbi, CRC; also used by :mod:`phy.zone`, whose allocations are coded the same way). Apart
+Viterbi, CRC; also used by :mod:`phy.zone_rx`, as zone allocations are coded the same way). Apart
 from :mod:`phy.modem_rx` because that module holds the receive steps every burst format shares
 (search, sync, estimation, tracking, equalisation), while this one changes with the
 BurstModem's burst format only. :mod:`phy.modem` and :mod:`phy.modem_rx` re-export its names.
