@@ -501,11 +501,13 @@ class ZoneMac:
         c = self._rng.choice(slots) if slots else None
         self.request_only = False
         waiting = self.role.backlog().get(owner)
-        if g is not None and waiting is None:
+        if g is not None and waiting is None and STID_ADDRESS <= g.dst < BROADCAST:
             current = self.current_owner()
             if current is not None and owner != current:
-                # nothing for a station that does not serve us: a handover target's slot
-                # before we move, or the old station's polls after -- left empty
+                # a handover target's slot for our STID before we move, with nothing for it
+                # yet: left empty. (A poll to our station address is answered even from a
+                # station we left: the answer carries what the role owes it but has not
+                # queued, such as the ARQ feedback for the blocks it still sends us.)
                 return None
         if g is not None:
             self._backoff.pop(owner, None)   # the owner knows us: contention is over
