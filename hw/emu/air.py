@@ -249,11 +249,13 @@ class MediumPath:
         if lag > 0:
             self.radio.skip(lag)
 
-    def _usb(self, n: int, since: float, max_wait_s: float) -> float | None:
+    def _usb(self, n: int, since: float, max_wait_s: float,
+             latest: float | None = None) -> float | None:
         """Hold until a transfer of ``n`` samples started at medium time ``since`` has crossed
-        USB (bounded by the client's timeout); nothing on the sim clock or without a model.
-        Returns the medium time the transfer ended in the model (None without one): the
-        emulator's own thread may wake later than that, which is not the client's doing."""
+        USB (bounded by the client's timeout, and by medium time ``latest`` when given);
+        nothing on the sim clock or without a model. Returns the medium time the transfer
+        ended in the model (None without one): the emulator's own thread may wake later than
+        that, which is not the client's doing."""
         clock = self.medium.clock
         if not self.medium.wall or clock is None or self.usb_bytes_per_s <= 0:
             return None
@@ -262,18 +264,24 @@ class MediumPath:
         if self.usb_jitter_s > 0:
             took += float(self._rng.exponential(self.usb_jitter_s))
         end = min(since + took * fs, self._now() + max_wait_s * fs)
+        if latest is not None:
+            end = min(end, max(latest, self._now()))
         clock.sleep_until(end)
         return end
 
     def rx(self, n: int, *, max_wait_s: float, started: float | None = None) -> np.ndarray:
         since = self._since(started)
+        # a buffer too long for the client's timeout was completed with noise after waiting
+        # all that allows: its transfer is not modelled on top of that wait (two waits left
+        # the emulator's own work ~80 ms before a 0.4 s timeout: EPIPE on a loaded host)
+        latest = since + max_wait_s * self.medium.sample_rate
         out = self._rx(n, max_wait_s=max_wait_s)
         if self.medium.wall:
             # the block crosses USB once it is complete on the device and the host has asked
             # for it: a reader that keeps up gets it one transfer after its window ends, as
             # from a Pluto (before, right at the window's end: 7.8 ms early for 32 k samples)
             since = max(since, min(self._global(self.radio.time), self._now()))
-        self._usb(n, since, max_wait_s)
+        self._usb(n, since, max_wait_s, latest)
         if self.recorder is not None:
             self.recorder.write(out)
         return out
