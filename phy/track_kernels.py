@@ -75,6 +75,23 @@ def _cis_ramp(fidx: np.ndarray, pos: np.ndarray, a: float, rr: np.ndarray,
         f0 = f1
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _pilot_products(z: np.ndarray, Y: np.ndarray, H: np.ndarray, pil_pos: np.ndarray,
+                    pil_val: np.ndarray, fidx: np.ndarray,
+                    l: int) -> tuple[complex, float]:  # pragma: no cover - numba
+    """Symbol ``l``'s pilots de-rotated by the channel, ``z[l] = Y conj(H) p`` (written in
+    place), the sum of their adjacent products ``sum z[i+1] conj(z[i])`` and the subcarrier
+    span of the pilots: the slope measurement both drift fits start from."""
+    n_p = pil_pos.shape[1]
+    for i in range(n_p):
+        k = pil_pos[l, i]
+        z[l, i] = Y[l, k] * np.conj(H[k]) * pil_val[l, i]
+    s = 0j
+    for i in range(1, n_p):
+        s += z[l, i] * np.conj(z[l, i - 1])
+    return s, fidx[pil_pos[l, n_p - 1]] - fidx[pil_pos[l, 0]]
+
+
 @njit(cache=True, nogil=True)
 def track_phase(Y: np.ndarray, H: np.ndarray, ls: np.ndarray, pil_pos: np.ndarray,
                 pil_val: np.ndarray, fidx: np.ndarray):  # pragma: no cover - numba
@@ -92,13 +109,7 @@ def track_phase(Y: np.ndarray, H: np.ndarray, ls: np.ndarray, pil_pos: np.ndarra
     b = np.empty(n_sym)
     wgt = np.empty(n_sym)
     for l in range(n_sym):
-        for i in range(n_p):
-            k = pil_pos[l, i]
-            z[l, i] = Y[l, k] * np.conj(H[k]) * pil_val[l, i]
-        s = 0j
-        for i in range(1, n_p):
-            s += z[l, i] * np.conj(z[l, i - 1])
-        span = fidx[pil_pos[l, n_p - 1]] - fidx[pil_pos[l, 0]]
+        s, span = _pilot_products(z, Y, H, pil_pos, pil_val, fidx, l)
         b[l] = np.arctan2(s.imag, s.real) / (span / (n_p - 1))
         wgt[l] = abs(s)
     num = 0.0
@@ -131,13 +142,7 @@ def track_phase_prior(Y: np.ndarray, H: np.ndarray, ls: np.ndarray, pil_pos: np.
     num = 0.0
     den = 1.0 / c_var
     for l in range(n_sym):
-        for i in range(n_p):
-            k = pil_pos[l, i]
-            z[l, i] = Y[l, k] * np.conj(H[k]) * pil_val[l, i]
-        s = 0j
-        for i in range(1, n_p):
-            s += z[l, i] * np.conj(z[l, i - 1])
-        span = fidx[pil_pos[l, n_p - 1]] - fidx[pil_pos[l, 0]]
+        s, span = _pilot_products(z, Y, H, pil_pos, pil_val, fidx, l)
         b = np.arctan2(s.imag, s.real) / (span / (n_p - 1))
         w = rho * rho * span * span / (rho + n_p - 1)
         x = ls[l] + 1.0
