@@ -332,9 +332,10 @@ class Medium:
 
     def now(self) -> float:
         """Medium time: the external clock's now, or (sim mode) the latest receive cursor."""
+        clock = self.clock
+        if clock is not None:  # a clock of its own: thread-safe, no lock needed
+            return float(clock.now())
         with self._lock:
-            if self.clock is not None:
-                return float(self.clock.now())
             times = [r._global(r._t) for r in self.radios.values()]
             return max(times, default=0.0)
 

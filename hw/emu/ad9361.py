@@ -223,6 +223,14 @@ def parse_fir_config(text: str) -> Fir:
     return Fir(n, rx["rate"], rx["gain"], n, tx["rate"], tx["gain"])
 
 
+#: The attributes :meth:`PlutoContext.settings` reads: (name, channel, output, kind).
+_SETTINGS_ATTRS = (
+    ("frequency", "altvoltage0", True, KIND_ATTR), ("frequency", "altvoltage1", True, KIND_ATTR),
+    ("rf_bandwidth", "voltage0", False, KIND_ATTR), ("rf_bandwidth", "voltage0", True, KIND_ATTR),
+    ("hardwaregain", "voltage0", False, KIND_ATTR), ("hardwaregain", "voltage0", True, KIND_ATTR),
+    ("gain_control_mode", "voltage0", False, KIND_ATTR), ("loopback", None, False, KIND_DEBUG),
+)
+
 _RANGE_RE = re.compile(r"^\[\s*(\S+)\s+(\S+)\s+(\S+)\s*\]$")
 
 
@@ -255,6 +263,7 @@ class PlutoContext(IioContext):
         #: The data devices' HDL core registers (``direct_reg_access``), by device name.
         self.registers = {RX_DEV: CoreRegisters(), TX_DEV: CoreRegisters()}
         self.listeners: list[Callable[[Settings], None]] = []
+        self._settings_keys: tuple[tuple[str, ...], ...] | None = None
         self._rate = int(self.get(PHY, "sampling_frequency", chan="voltage0"))
         self._apply_rate(self._rate, self._decimation(self.rx_fir_en, self.tx_fir_en, self.fir))
 
@@ -272,18 +281,19 @@ class PlutoContext(IioContext):
     # ------------------------------------------------------------------ settings
     def settings(self) -> Settings:
         """The current RF settings (what the data path needs)."""
+        keys = self._settings_keys
+        if keys is None:  # the attribute table is fixed once built: look the keys up once
+            keys = self._settings_keys = tuple(
+                self.find(self.device(PHY), kind, attr,
+                          self.device(PHY).channel(chan, out) if chan else None).key
+                for attr, chan, out, kind in _SETTINGS_ATTRS)
         with self.lock:
+            v = [self.values[k] for k in keys]
             return Settings(
-                sample_rate=self._rate,
-                rx_lo=int(self.get(PHY, "frequency", chan="altvoltage0", output=True)),
-                tx_lo=int(self.get(PHY, "frequency", chan="altvoltage1", output=True)),
-                rx_bandwidth=int(self.get(PHY, "rf_bandwidth", chan="voltage0")),
-                tx_bandwidth=int(self.get(PHY, "rf_bandwidth", chan="voltage0", output=True)),
-                rx_gain_db=_number(self.get(PHY, "hardwaregain", chan="voltage0"), False),
-                tx_gain_db=_number(self.get(PHY, "hardwaregain", chan="voltage0", output=True),
-                                   False),
-                gain_control_mode=self.get(PHY, "gain_control_mode", chan="voltage0"),
-                loopback=int(self.get(PHY, "loopback", kind=KIND_DEBUG) or 0),
+                sample_rate=self._rate, rx_lo=int(v[0]), tx_lo=int(v[1]),
+                rx_bandwidth=int(v[2]), tx_bandwidth=int(v[3]),
+                rx_gain_db=_number(v[4], False), tx_gain_db=_number(v[5], False),
+                gain_control_mode=v[6], loopback=int(v[7] or 0),
             )
 
     def preset(self, *, sample_rate: int | None = None, lo_hz: int | None = None) -> None:

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import logging
 import socket
 import socketserver
@@ -112,6 +113,11 @@ class ServerStats:
     #: or gone in the middle of a payload)
 
 
+#: SO_RCVTIMEO/SO_SNDTIMEO take a ``struct timeval`` here (Linux only).
+_LINUX = sys.platform.startswith("linux")
+
+
+@functools.lru_cache(maxsize=16)
 def _timeval(seconds: float) -> bytes:
     whole = int(seconds)
     return struct.pack("@ll", whole, int((seconds - whole) * 1e6))
@@ -119,7 +125,7 @@ def _timeval(seconds: float) -> bytes:
 
 def _set_stall_timeout(sock: socket.socket, option: int, seconds: float) -> None:
     """Bound how long one send/recv on ``sock`` may block (0 = forever); Linux only."""
-    if not sys.platform.startswith("linux"):
+    if not _LINUX:
         return
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, option, _timeval(seconds))
