@@ -230,3 +230,29 @@ def test_a_stale_probe_is_not_taken_for_the_new_one() -> None:
     assert tl._find_probe(air) is None
     air[5000:5000 + tl.probe.size] += tl.probe
     assert tl._find_probe(air) == 5000
+
+
+def test_probe_is_found_among_other_stations_bursts_and_correlation_is_exact() -> None:
+    """While a station measures, other stations' bursts fill much of each RX block: only the
+    stretches holding a window above the energy gate are correlated (the cost of a search),
+    and there the single-precision overlap-save correlation equals the direct one."""
+    tl = StreamTimeline(lambda block: None, sample_rate=2.8e6, block=11200)
+    rng = np.random.default_rng(3)
+    n = 32768
+    air = (rng.standard_normal(n) + 1j * rng.standard_normal(n)).astype(np.complex64) * 0.003
+    burst = (rng.standard_normal(12000) + 1j * rng.standard_normal(12000)) * 0.1
+    air[1000:13000] += burst.astype(np.complex64)           # another station's burst
+    air[20000:20000 + tl.probe.size] += tl.probe * 0.5      # our probe, after it
+    assert tl._find_probe(air) == 20000
+    want = np.zeros(n - tl.probe.size + 1, bool)
+    want[[0, 9000, 20000, n - tl.probe.size]] = True
+    got = tl._correlate(air, want)
+    direct = np.abs(np.correlate(air.astype(np.complex128), tl.probe.astype(np.complex128),
+                                 mode="valid"))
+    for k in np.flatnonzero(want):
+        assert got[k] == pytest.approx(direct[k], rel=1e-4, abs=1e-4)
+    assert np.allclose(tl._correlate(air), direct, rtol=1e-4, atol=1e-4)
+    # a block of noise and bursts only: no probe, and nothing correlated where nothing is loud
+    quiet = air.copy()
+    quiet[20000:20000 + tl.probe.size] -= tl.probe * 0.5
+    assert tl._find_probe(quiet) is None
