@@ -61,6 +61,7 @@ DATA_OVERHEAD = 3
 """Bytes an ARQ DATA header adds to an SDU."""
 
 _REASON = "bad_arq"
+_BACKOFF = tuple(1 << k for k in range(MAX_BACKOFF_DOUBLINGS + 1))
 
 
 @dataclass(frozen=True)
@@ -221,32 +222,141 @@ def decode_arq(data: bytes) -> ArqPdu:
 
 
 # -- sender -----------------------------------------------------------------------------------
-@dataclass(eq=False)
+class _Changed:
+    """A flag shared by a sender, its block map and its blocks: set by anything that can move
+    the sender's next deadline, cleared when :meth:`ArqSender.next_deadline` recomputes it."""
+
+    __slots__ = ("flag",)
+
+    def __init__(self) -> None:
+        self.flag = True
+
+
 class TxBlock:
     """A block held by the sender until acknowledged or discarded. ``queued``: a copy waits in
-    the station's output queue (not on the air yet), so its timer does not run."""
+    the station's output queue (not on the air yet), so its timer does not run.
 
-    sn: int                      # absolute sequence number (BSN = sn mod 1024)
-    sdu: bytes = field(repr=False)
-    first_tx: float | None = None
-    last_tx: float | None = None
-    prev_tx: float | None = None   # when the copy before the last one went out
-    sends: int = 0
-    queued: bool = False
+    ``first_tx``, ``last_tx``, ``sends`` and ``queued`` set its sender's deadline: writing one
+    (the station's output path does) tells the sender to recompute it."""
+
+    __slots__ = ("_changed", "_first_tx", "_last_tx", "_queued", "_sends", "prev_tx", "sdu",
+                 "sn")
+
+    def __init__(self, sn: int, sdu: bytes, first_tx: float | None = None,
+                 last_tx: float | None = None, prev_tx: float | None = None, sends: int = 0,
+                 queued: bool = False, *, changed: _Changed | None = None) -> None:
+        self.sn = sn                 # absolute sequence number (BSN = sn mod 1024)
+        self.sdu = sdu
+        self.prev_tx = prev_tx       # when the copy before the last one went out
+        self._first_tx = first_tx
+        self._last_tx = last_tx
+        self._sends = sends
+        self._queued = queued
+        self._changed = changed
+
+    def __repr__(self) -> str:
+        return (f"TxBlock(sn={self.sn!r}, first_tx={self._first_tx!r}, "
+                f"last_tx={self._last_tx!r}, prev_tx={self.prev_tx!r}, sends={self._sends!r}, "
+                f"queued={self._queued!r})")
+
+    def _touch(self) -> None:
+        if self._changed is not None:
+            self._changed.flag = True
+
+    @property
+    def first_tx(self) -> float | None:
+        return self._first_tx
+
+    @first_tx.setter
+    def first_tx(self, v: float | None) -> None:
+        self._first_tx = v
+        self._touch()
+
+    @property
+    def last_tx(self) -> float | None:
+        return self._last_tx
+
+    @last_tx.setter
+    def last_tx(self, v: float | None) -> None:
+        self._last_tx = v
+        self._touch()
+
+    @property
+    def sends(self) -> int:
+        return self._sends
+
+    @sends.setter
+    def sends(self, v: int) -> None:
+        self._sends = v
+        self._touch()
+
+    @property
+    def queued(self) -> bool:
+        return self._queued
+
+    @queued.setter
+    def queued(self, v: bool) -> None:
+        self._queued = v
+        self._touch()
 
     def on_air(self, now: float) -> None:
         """The queued copy went out (called by the station's output path)."""
-        self.queued = False
-        if self.last_tx is not None:
-            self.prev_tx = self.last_tx
-        self.last_tx = now
-        if self.first_tx is None:
-            self.first_tx = now
+        self._queued = False
+        if self._last_tx is not None:
+            self.prev_tx = self._last_tx
+        self._last_tx = now
+        if self._first_tx is None:
+            self._first_tx = now
+        self._touch()
 
     def lost(self) -> None:
         """The queued copy was dropped before going out (e.g. a link that ended)."""
-        self.queued = False
-        self.last_tx = None
+        self._queued = False
+        self._last_tx = None
+        self._touch()
+
+
+class _BlockMap(dict[int, TxBlock]):
+    """The sender's blocks by absolute SN: a dict whose every change (the station clears it
+    after a handover) tells the sender to recompute its deadline."""
+
+    __slots__ = ("_changed",)
+
+    def __init__(self, changed: _Changed) -> None:
+        super().__init__()
+        self._changed = changed
+
+    def __setitem__(self, k: int, v: TxBlock) -> None:
+        super().__setitem__(k, v)
+        self._changed.flag = True
+
+    def __delitem__(self, k: int) -> None:
+        super().__delitem__(k)
+        self._changed.flag = True
+
+    def __ior__(self, other):  # type: ignore[no-untyped-def, override]
+        self._changed.flag = True
+        return super().__ior__(other)
+
+    def pop(self, *a):  # type: ignore[no-untyped-def, override]
+        self._changed.flag = True
+        return super().pop(*a)
+
+    def popitem(self):  # type: ignore[no-untyped-def, override]
+        self._changed.flag = True
+        return super().popitem()
+
+    def clear(self) -> None:
+        self._changed.flag = True
+        super().clear()
+
+    def update(self, *a, **k):  # type: ignore[no-untyped-def, override]
+        self._changed.flag = True
+        super().update(*a, **k)
+
+    def setdefault(self, *a):  # type: ignore[no-untyped-def, override]
+        self._changed.flag = True
+        return super().setdefault(*a)
 
 
 class ArqSender:
@@ -257,7 +367,8 @@ class ArqSender:
         self.p = params
         self.base = 0            # lowest SN neither acknowledged nor discarded
         self.next_sn = 0
-        self.blocks: dict[int, TxBlock] = {}
+        self._changed = _Changed()
+        self.blocks: dict[int, TxBlock] = _BlockMap(self._changed)
         self.waiting: deque[bytes] = deque()   # SDUs beyond the window
         self.srtt: float | None = None
         self.rttvar = 0.0
@@ -266,6 +377,10 @@ class ArqSender:
         self.discard_to: int | None = None     # DISCARD announced, not yet confirmed
         self._discard_at: float | None = None
         self.stats: Counter[str] = Counter()
+        # what the last next_deadline() found, and what it was computed from besides the
+        # blocks (assigned wholesale, so compared by identity)
+        self._deadline: float | None = None
+        self._deadline_of: tuple[object, ...] = ()
 
     # what the station asks
     def offer(self, sdu: bytes, now: float) -> list[tuple[bytes, TxBlock | None]]:
@@ -281,7 +396,7 @@ class ArqSender:
     def _fill(self, now: float) -> list[tuple[bytes, TxBlock | None]]:
         out = []
         while self.waiting and self.next_sn - self.base < self.p.window:
-            b = TxBlock(self.next_sn, self.waiting.popleft())
+            b = TxBlock(self.next_sn, self.waiting.popleft(), changed=self._changed)
             self.blocks[b.sn] = b
             self.next_sn += 1
             out.append(self._send(b))
@@ -386,20 +501,41 @@ class ArqSender:
 
     def next_deadline(self) -> float | None:
         """Earliest time :meth:`on_timer` has work (None: nothing on the air): a block's
-        lifetime end or retransmission time, or a DISCARD to repeat. One pass with the
-        timeout of :meth:`_timeout` inlined: the roles poll this after every frame of every
-        connection (it was a tenth of a simulated trial's CPU)."""
+        lifetime end or retransmission time, or a DISCARD to repeat. The roles poll this after
+        every frame of every connection, so the last answer is kept until a block, the block
+        map, the timeout, the settings or the DISCARD state changes."""
+        c = self._changed
+        of = self._deadline_of
+        if not c.flag and of and of[0] is self.rto and of[1] is self.p \
+                and of[2] is self.discard_to and of[3] is self._discard_at \
+                and of[4] is self.blocks:
+            return self._deadline
+        c.flag = False
+        # a map put in place of ours (not a _BlockMap) reports no change: never trust it
+        tracked = self.blocks if isinstance(self.blocks, _BlockMap) else None
+        self._deadline_of = (self.rto, self.p, self.discard_to, self._discard_at, tracked)
+        self._deadline = self._next_deadline()
+        return self._deadline
+
+    def _next_deadline(self) -> float | None:
+        # one pass with the timeout of _timeout() per backoff step looked up, not recomputed
         best: float | None = None
         first: float | None = None
         rto, cap = self.rto, self.p.rto_max
+        steps = [cap if not (x := rto * m) < cap else x for m in _BACKOFF]  # min(cap, x)
+        top = MAX_BACKOFF_DOUBLINGS
         for b in self.blocks.values():
-            f = b.first_tx
+            f = b._first_tx
             if f is not None and (first is None or f < first):
                 first = f
-            if not b.queued:
-                t = b.last_tx
-                w = 0.0 if t is None else \
-                    t + min(cap, rto * (1 << min(b.sends - 1, MAX_BACKOFF_DOUBLINGS)))
+            if not b._queued:
+                t = b._last_tx
+                if t is None:
+                    w = 0.0
+                else:
+                    k = b._sends - 1
+                    w = t + (steps[k] if 0 <= k <= top else steps[top] if k > top
+                             else min(cap, rto * (1 << k)))  # k < 0 raises as _timeout
                 if best is None or w < best:
                     best = w
         if first is not None:
@@ -519,9 +655,10 @@ class ArqReceiver:
         return self._deliver(now)
 
     def next_deadline(self) -> float | None:
-        when = [w for w in (self.ack_at, None if self.gap_since is None
-                            else self.gap_since + self.p.purge) if w is not None]
-        return min(when, default=None)
+        """The delayed acknowledgement's time or the end of the gap's purge time, the earlier."""
+        a = self.ack_at
+        g = None if self.gap_since is None else self.gap_since + self.p.purge
+        return g if a is None else a if g is None or not g < a else g
 
     def feedback(self) -> ArqFeedback:
         """Cumulative ACK plus bitmap of the blocks held after the first gap."""
@@ -556,4 +693,4 @@ class ArqConnection:
 
     def next_deadline(self) -> float | None:
         a, b = self.tx.next_deadline(), self.rx.next_deadline()
-        return a if b is None else b if a is None else min(a, b)
+        return a if b is None else b if a is None or b < a else a

@@ -1,0 +1,200 @@
+"""stack.arq fast paths: ArqSender.next_deadline keeps its last answer until something it
+depends on changes. Driven through random send/ack/timer/resend/discard/handover sequences, it
+must return exactly what the one-pass walk it replaced returns (kept here as the reference),
+after every step, whoever made the change (the sender, the station's output path writing a
+block, a role clearing the block map, a retune)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stack.arq import (
+    BSN_MODULUS,
+    MAX_BACKOFF_DOUBLINGS,
+    ArqConnection,
+    ArqFeedback,
+    ArqParams,
+    ArqSender,
+    TxBlock,
+)
+
+P = ArqParams(window=8, rto_initial=0.1, rto_min=0.01, rto_max=1.0, lifetime=2.0, purge=3.0)
+Q = ArqParams(window=8, rto_initial=0.2, rto_min=0.05, rto_max=0.4, lifetime=1.0, purge=2.0,
+              ack_delay=0.01)
+SHORT = ArqParams(window=4, rto_initial=0.3, rto_min=0.2, rto_max=0.5, lifetime=0.6, purge=1.0)
+"""Blocks outlive their lifetime within a few steps: DISCARDs are sent and repeated often."""
+
+
+def reference_deadline(tx: ArqSender) -> float | None:
+    """ArqSender.next_deadline as it was before the cache: one walk over every block."""
+    best: float | None = None
+    first: float | None = None
+    rto, cap = tx.rto, tx.p.rto_max
+    for b in tx.blocks.values():
+        f = b.first_tx
+        if f is not None and (first is None or f < first):
+            first = f
+        if not b.queued:
+            t = b.last_tx
+            w = 0.0 if t is None else \
+                t + min(cap, rto * (1 << min(b.sends - 1, MAX_BACKOFF_DOUBLINGS)))
+            if best is None or w < best:
+                best = w
+    if first is not None:
+        w = first + tx.p.lifetime
+        best = w if best is None or w < best else best
+    if tx.discard_to is not None:
+        w = (tx._discard_at or 0.0) + tx.rto
+        best = w if best is None or w < best else best
+    return best
+
+
+OPS = ["offer", "offer", "air", "air", "lost", "unqueue", "tick", "tick", "ack", "ack",
+       "resend", "resend_all", "clear", "retune", "poll_twice"]
+
+
+def _bitmap(k: int) -> bytes:
+    return bytes([(k * 37) & 0xFF]) if k % 3 else b""
+
+
+@settings(max_examples=400)
+@given(st.lists(st.tuples(st.sampled_from(OPS), st.integers(0, 9), st.floats(0.0, 0.4)),
+                max_size=80),
+       st.booleans(), st.sampled_from([P, SHORT]))
+def test_next_deadline_equals_the_one_pass_walk_after_every_step(program, poll_every_step,
+                                                                 params):
+    conn = ArqConnection(params)
+    tx = conn.tx
+    now = 0.0
+    for op, k, dt in program:
+        now += dt
+        out = []
+        if op == "offer":
+            out = tx.offer(b"s%d" % k, now)
+        elif op == "air":            # the output path sends some queued copies
+            for b in list(tx.blocks.values())[k % 4::2]:
+                if b.queued:
+                    b.on_air(now)
+        elif op == "lost":
+            for b in list(tx.blocks.values())[k % 3:k % 3 + 1]:
+                b.lost()
+        elif op == "unqueue":        # a role takes a queued copy out of its queue
+            for b in list(tx.blocks.values())[k % 2::3]:
+                b.queued = False
+        elif op == "tick":
+            out = tx.on_timer(now)
+        elif op == "ack":
+            out = tx.on_feedback(ArqFeedback((tx.base + k % 4) % BSN_MODULUS, _bitmap(k)), now)
+        elif op == "resend":
+            out = tx.resend([tx.base + k % 5, tx.base + (k + 2) % 5], now)
+        elif op == "resend_all":
+            out = tx.resend_all(now, sent_before=now - dt / 2 if k % 2 else None)
+        elif op == "clear":          # a handover hands the blocks over and forgets them
+            if k % 3 == 0:
+                tx.blocks.clear()
+            elif tx.blocks and k % 3 == 1:
+                del tx.blocks[next(iter(tx.blocks))]
+            elif tx.blocks:
+                tx.blocks.pop(next(reversed(tx.blocks)))
+        elif op == "retune":
+            conn.retune(replace(Q, window=params.window) if k % 2 else params)
+        else:
+            assert tx.next_deadline() == reference_deadline(tx)
+        for _pdu, b in out:
+            if b is not None and k % 2:
+                b.on_air(now)        # some go out at once, some stay queued
+        if poll_every_step or k % 3 == 0:
+            assert tx.next_deadline() == reference_deadline(tx)
+    assert tx.next_deadline() == reference_deadline(tx)
+
+
+def test_each_change_moves_the_deadline_after_a_poll():
+    """Every kind of change after a cached answer is seen (the cache never answers stale)."""
+    tx = ArqSender(P)
+    (_pdu, b), = tx.offer(b"a", 0.0)
+    assert tx.next_deadline() is None                            # queued: no timer runs
+    b.lost()
+    assert tx.next_deadline() == 0.0 == reference_deadline(tx)   # dropped: at once
+    b.on_air(0.1)
+    assert tx.next_deadline() == 0.1 + P.rto_initial
+    b.queued = True                                              # a copy waits again
+    assert tx.next_deadline() == 0.1 + P.lifetime
+    b.queued = False
+    b.sends = 3                                                  # two doublings
+    assert tx.next_deadline() == 0.1 + 4 * P.rto_initial
+    b.last_tx = 0.5
+    assert tx.next_deadline() == 0.5 + 4 * P.rto_initial
+    b.first_tx = -1.2
+    assert tx.next_deadline() == -1.2 + P.lifetime
+    tx.rto = 0.01
+    assert tx.next_deadline() == 0.5 + 4 * 0.01
+    tx.p = Q
+    assert tx.next_deadline() == -1.2 + Q.lifetime
+    tx.blocks.clear()
+    assert tx.next_deadline() is None
+    tx.discard_to, tx._discard_at = 3, 1.0
+    assert tx.next_deadline() == 1.0 + 0.01
+    tx.blocks = {}                                               # not a tracked map: never cached
+    tx.blocks[0] = TxBlock(0, b"x", last_tx=2.0, sends=1)
+    assert tx.next_deadline() == reference_deadline(tx) == 1.0 + 0.01
+    tx.blocks[1] = TxBlock(1, b"y")
+    assert tx.next_deadline() == 0.0
+
+
+def test_a_repeated_discard_alone_moves_the_deadline():
+    """A DISCARD repeated by the timer, nothing else changing, moves the deadline by an rto."""
+    tx = ArqSender(SHORT)
+    (_pdu, b), = tx.offer(b"a", 0.0)
+    b.on_air(0.0)
+    (_pdu, b), = tx.on_timer(0.3)                      # retransmitted, lost on the way
+    b.on_air(0.3)
+    assert [p[1] for p in tx.on_timer(0.6)] == [None]  # lifetime over: DISCARD
+    assert tx.next_deadline() == 0.6 + tx.rto == reference_deadline(tx)
+    assert [p[1] for p in tx.on_timer(0.9)] == [None]  # not confirmed: repeated
+    assert tx.next_deadline() == 0.9 + tx.rto == reference_deadline(tx)
+    assert tx.on_feedback(ArqFeedback(1), 1.0) == []   # confirmed (no block acknowledged)
+    assert tx.next_deadline() is None
+
+
+def test_a_block_written_before_it_was_ever_sent_fails_as_before():
+    """``sends`` 0 with a ``last_tx`` (only by hand): the backoff shift raised ValueError."""
+    tx = ArqSender(P)
+    tx.blocks[0] = TxBlock(0, b"x", last_tx=1.0)
+    for f in (tx.next_deadline, lambda: reference_deadline(tx)):
+        try:
+            f()
+        except ValueError:
+            continue
+        raise AssertionError("expected ValueError")
+
+
+@dataclass(eq=False)
+class _OldTxBlock:
+    """TxBlock as it was (a dataclass), for its repr and equality."""
+
+    sn: int
+    sdu: bytes = field(repr=False)
+    first_tx: float | None = None
+    last_tx: float | None = None
+    prev_tx: float | None = None
+    sends: int = 0
+    queued: bool = False
+
+
+def test_txblock_keeps_its_dataclass_face():
+    """Same constructor, repr, identity equality and hashing as the dataclass it was."""
+    args = (5, b"sdu", 1.0, 2.0, 0.5, 3, True)
+    new, old = TxBlock(*args), _OldTxBlock(*args)
+    assert repr(new).replace("TxBlock", "X") == repr(old).replace("_OldTxBlock", "X")
+    assert repr(TxBlock(1, b"")) == repr(_OldTxBlock(1, b"")).replace("_OldTxBlock", "TxBlock")
+    assert new != TxBlock(*args) and new == new and len({new, TxBlock(*args)}) == 2
+    assert (new.sn, new.sdu, new.first_tx, new.last_tx, new.prev_tx, new.sends, new.queued) \
+        == args
+    new.on_air(4.0)
+    old.queued = False
+    assert (new.prev_tx, new.last_tx, new.first_tx, new.queued) == (2.0, 4.0, 1.0, False)
+    new.lost()
+    assert (new.last_tx, new.queued) == (None, False)
