@@ -22,10 +22,22 @@ _HDR = struct.Struct(">2sHIH")
 HEADER_BYTES = _HDR.size
 DIGEST_BYTES = 8
 OVERHEAD = HEADER_BYTES + DIGEST_BYTES
+IN_FLIGHT_KEPT = 1024
+"""Packets a flow keeps after sending them, to check them on arrival without generating them
+again (beyond that, the oldest go; a packet not kept is generated again)."""
 
 
 def _digest(data: bytes) -> bytes:
     return hashlib.blake2b(data, digest_size=DIGEST_BYTES).digest()
+
+
+def body_bytes(seed: int, flow: int, seq: int, n: int) -> bytes:
+    """The *n* body bytes of packet *seq*: the bytes of
+    ``np.random.default_rng([seed, flow, seq]).integers(0, 256, n, dtype=np.uint8)``, taken
+    straight from the PCG64 stream (that draw uses each 64-bit output as 8 bytes, low byte
+    first), which skips the Generator and the bounded-integer path."""
+    raw = np.random.PCG64(np.random.SeedSequence([seed, flow, seq])).random_raw((n + 7) // 8)
+    return raw.astype("<u8", copy=False).tobytes()[:n]
 
 
 def make_packet(flow: int, seq: int, body: bytes) -> bytes:
@@ -111,12 +123,12 @@ class Flow:
         self._seen = SeqSet()
         self._next_seq = 0
         self._pending: bytes | None = None
+        self._in_flight: dict[int, bytes] = {}   # seq -> packet, sent and not yet delivered
 
     def expected(self, seq: int) -> bytes:
         """Packet *seq* of this flow: a function of (seed, flow id, seq) only, so a receiver on
         another host can check what it got without having seen the sender's state."""
-        rng = np.random.default_rng([self._seed, self.flow_id, seq])
-        body = rng.integers(0, 256, self.body_bytes, dtype=np.uint8).tobytes()
+        body = body_bytes(self._seed, self.flow_id, seq, self.body_bytes)
         return make_packet(self.flow_id, seq, body)
 
     def peek(self) -> bytes:
@@ -128,6 +140,10 @@ class Flow:
     def mark_sent(self, now: float) -> None:
         """The packet from :meth:`peek` was accepted by the stack: count it as sent."""
         pkt = self.peek()
+        kept = self._in_flight
+        if len(kept) >= IN_FLIGHT_KEPT:
+            del kept[next(iter(kept))]
+        kept[self._next_seq] = pkt
         self._next_seq += 1
         self._pending = None
         self.stats.sent_packets += 1
@@ -139,7 +155,7 @@ class Flow:
     def deliver(self, data: bytes, now: float) -> str:
         """Check a delivered packet: ``"ok"``, ``"duplicate"`` or ``"corrupted"``."""
         parsed = parse_packet(data)
-        if parsed is None or parsed[0] != self.flow_id or self.expected(parsed[1]) != data:
+        if parsed is None or parsed[0] != self.flow_id or self._sent(parsed[1]) != data:
             self.stats.corrupted_packets += 1
             self.stats.corrupted_bytes += len(data)
             return "corrupted"
@@ -153,6 +169,12 @@ class Flow:
         self.stats.last_rx = now
         self.stats.delivery_times.append(now)
         return "ok"
+
+    def _sent(self, seq: int) -> bytes:
+        # what was sent as *seq*: kept since mark_sent (let go now: a second copy is checked
+        # against a packet generated again), else generated again
+        kept = self._in_flight.pop(seq, None)
+        return self.expected(seq) if kept is None else kept
 
     @property
     def delivered_seqs(self) -> SeqSet:
