@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 #: Bytes a data packet grows by on its way to the modem: AGMH, PN/EKS, ICV, relay item header,
 #: relay MPDU header and ICV (digest §4.2, §6.4), with a margin.
 MPDU_HEADROOM = 48
+UNITS_KEPT = 4096
+"""Zone lengths the demand planner keeps per (zone, MPDU count, head MPDU size)."""
 
 
 class SetupError(RuntimeError):
@@ -442,7 +444,22 @@ def _planner(cfg: Config, schedule: FrameSchedule, zm: Any) -> ZonePlanner:
     # 21 bytes): without it the last MPDU of a zone sized to the byte misses its room
     small = ARQ_FEEDBACK_SLACK if cfg["arq"]["enabled"] else 0
 
+    # units() depends on its arguments only (the modem's sizes and the settings above are
+    # fixed): the planner asks the same (zone, count, head) again every frame, so answers to
+    # plain ints are kept (bounded: a long run with many MPDU sizes starts afresh)
+    known: dict[tuple[int, int, int], int] = {}
+
     def units(i: int, k: int, head: int) -> int:
+        if type(head) is not int or type(k) is not int or type(i) is not int:
+            return _units(i, k, head)
+        n = known.get((i, k, head))
+        if n is None:
+            if len(known) >= UNITS_KEPT:
+                known.clear()
+            n = known[i, k, head] = _units(i, k, head)
+        return n
+
+    def _units(i: int, k: int, head: int) -> int:
         # k whole MPDUs of *head* bytes: one allocation block each when two do not share a
         # block (16m's FEC blocks), else as many per block as fit; the MAP grows with them
         head = min(head, zm.max_payload)

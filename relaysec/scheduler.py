@@ -34,16 +34,20 @@ import numbers
 import operator
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 _EPS = 1e-9
 _TINY = 1e-12
 
 
 def _ceil_div(a: float, b: float) -> int:
-    """``ceil(a / b)`` that does not round 3 / 0.3 up to 11."""
+    """``ceil(a / b)`` that does not round 3 / 0.3 up to 11 (``abs(q - round(q)) <= _EPS *
+    max(1.0, abs(q))`` written out: the scheduler calls it thousands of times a second)."""
     q = a / b
     r = round(q)
-    return int(r) if abs(q - r) <= _EPS * max(1.0, abs(q)) else math.ceil(q)
+    d = q - r
+    m = q if q >= 0 else -q
+    return int(r) if (d if d >= 0 else -d) <= _EPS * (m if m > 1.0 else 1.0) else math.ceil(q)
 
 
 def _int(name: str, value: object, lo: int = 0) -> int:
@@ -90,12 +94,14 @@ class Demand:
                              f"got {self.bytes_per_ru!r}")
         object.__setattr__(self, "bytes_per_ru", float(self.bytes_per_ru))
 
-    @property
+    # the sizes below are functions of the (frozen) fields, asked again and again by the
+    # policies: each is computed once per demand
+    @cached_property
     def need_ru(self) -> int:
         """RUs that carry the whole queue."""
         return _ceil_div(self.queued_bytes, self.bytes_per_ru)
 
-    @property
+    @cached_property
     def min_ru(self) -> int:
         """RUs of the smallest useful allocation (0 when nothing is queued)."""
         if self.queued_bytes == 0:
@@ -107,18 +113,24 @@ class Demand:
         """Granularity of an allocation: ``unit_ru``, or one RU."""
         return self.unit_ru or 1
 
-    @property
+    @cached_property
     def first_ru(self) -> int:
         """The smallest allocation made: one unit (the head item), else ``min_ru``."""
         return self.unit_ru if self.unit_ru and self.queued_bytes else self.min_ru
+
+    @cached_property
+    def top_ru(self) -> int:
+        """The need in whole units: the largest allocation made."""
+        q = self.step_ru
+        return _ceil_div(self.need_ru, q) * q
 
     def fit(self, n_ru: int) -> int:
         """The largest allocation of at most *n_ru* RUs this destination can use: a whole
         number of units, at least the minimum and at most the need (0 when none fits)."""
         q = self.step_ru
         lo = self.first_ru
-        hi = _ceil_div(self.need_ru, q) * q
-        n = min(n_ru, hi) // q * q
+        hi = self.top_ru
+        n = (hi if hi < n_ru else n_ru) // q * q     # min(n_ru, hi)
         return n if n >= lo and n > 0 else 0
 
 
@@ -286,12 +298,12 @@ class Scheduler:
             # equal RUs up to *level*, in whole units, within the minimum and the need
             q = d.step_ru
             lo = d.first_ru
-            return max(lo, min(_ceil_div(d.need_ru, q) * q, level // q * q))
+            return max(lo, min(d.top_ru, level // q * q))
 
         def total(level: int) -> int:
             return sum(share(d, level) for d in admitted)
 
-        lo, hi = 0, max(_ceil_div(d.need_ru, d.step_ru) * d.step_ru for d in admitted)
+        lo, hi = 0, max(d.top_ru for d in admitted)
         while lo < hi:  # largest level whose equal shares fit the budget
             mid = (lo + hi + 1) // 2
             lo, hi = (mid, hi) if total(mid) <= budget else (lo, mid - 1)
