@@ -158,6 +158,45 @@ def gaussian_noise(out: np.ndarray, key: np.uint64, k0: int, scale: float
         out[j] = complex(scale * _normal(key, c), scale * _normal(key, c + np.uint64(1)))
 
 
+#: Pooled noise (:func:`pooled_noise`): a stream is read from the pool in blocks of
+#: ``2**POOL_BLOCK_BITS`` samples, each from its own position and in its own orientation.
+POOL_BLOCK_BITS = 12
+
+
+@numba.njit(cache=True, nogil=True)
+def pooled_noise(out: np.ndarray, pool: np.ndarray, key: np.uint64, k0: int, scale: float
+                 ) -> None:  # pragma: no cover - compiled
+    """``out[j]`` = receiver noise of sample ``k0 + j`` of the stream *key*, read from *pool*
+    (complex Gaussian samples of unit variance per part, a power-of-two count) times *scale*.
+
+    Block ``b = k >> POOL_BLOCK_BITS`` of the stream reads the pool from position ``h mod P`` on,
+    turned by a quarter turn ``0..3`` and conjugated or not (the eight symmetries of a circular
+    complex Gaussian), all three from ``h = SplitMix64(key, b)``. Sample ``k`` still depends
+    only on ``(key, k)`` (window splits do not matter, as for :func:`gaussian_noise`), and a
+    sample costs a load and a multiply instead of two ziggurat draws (~1-2 ns instead of ~12):
+    the emulator renders noise for every sample of four 2.8 MS/s streams."""
+    mask = pool.shape[0] - 1
+    n = out.shape[0]
+    j = 0
+    while j < n:
+        k = k0 + j
+        b = k >> POOL_BLOCK_BITS
+        h = _splitmix(key + np.uint64(b + 1) * _GOLDEN)
+        off = int(h & np.uint64(mask))
+        turn = int((h >> np.uint64(60)) & np.uint64(3))
+        conj = -1.0 if (h >> np.uint64(63)) else 1.0
+        cr = scale if turn == 0 else (-scale if turn == 2 else 0.0)
+        ci = scale if turn == 1 else (-scale if turn == 3 else 0.0)
+        end = min(n, ((b + 1) << POOL_BLOCK_BITS) - k0)
+        base = off + k0 - (b << POOL_BLOCK_BITS)  # pool index of out[i]: base + i
+        for i in range(j, end):
+            v = pool[(base + i) & mask]
+            re = v.real
+            im = v.imag * conj
+            out[i] = complex(re * cr - im * ci, re * ci + im * cr)
+        j = end
+
+
 @numba.njit(cache=True, nogil=True)
 def quantise_12bit_inplace(y: np.ndarray) -> int:  # pragma: no cover - compiled
     """:func:`hw.radio.quantise_12bit` in place on complex64 *y* (one pass instead of numpy's
@@ -187,8 +226,9 @@ def warm_up() -> None:
     y = np.zeros(4, np.complex64)
     resample_rotate_add(y, np.ones(4, np.complex64), 0.5, 1.0, 0, 4, table, 1 + 0j, 0.0, 0.0)
     gaussian_noise(y, np.uint64(1), 0, 1.0)
+    pooled_noise(y, np.ones(8, np.complex64), np.uint64(1), 0, 1.0)
     quantise_12bit_inplace(y)
 
 
-__all__ = ["ANCHOR", "gaussian_noise", "quantise_12bit_inplace", "resample_rotate_add",
-           "warm_up"]
+__all__ = ["ANCHOR", "POOL_BLOCK_BITS", "gaussian_noise", "pooled_noise",
+           "quantise_12bit_inplace", "resample_rotate_add", "warm_up"]

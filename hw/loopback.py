@@ -129,6 +129,15 @@ class Medium:
     holds (-15 dBFS: the PHY's recommended RMS level). ``rx_backlog``: in wall mode, how far (in
     samples) a reader may lag before samples are dropped (default 1 s). ``retention``: bursts
     older than the newest radio time minus this many samples are forgotten (default 4 s).
+    ``sample_aligned``: every radio's local sample 0 falls on a whole medium sample (its start
+    delay is rounded down), so between radios of equal rate (no ``ppm`` between them) a burst
+    placed at a whole sample arrives at a whole sample: added as it is, not interpolated
+    through a 24-tap fractional-delay filter at every receiver (the emulator's choice).
+    ``noise_pool``: 0 (default) draws every receiver-noise sample by the ziggurat (~12 ns);
+    a power of two reads it from a pool of that many Gaussian samples in blocks of 4096, each
+    block from a position and in an orientation of its own (``hw._medium.pooled_noise``,
+    ~2 ns; still a function of the radio's seed and the sample index only): the emulator,
+    which renders noise for every sample of every stream in real time.
     """
 
     def __init__(
@@ -142,6 +151,8 @@ class Medium:
         ref_tx_dbfs: float = -15.0,
         rx_backlog: float | None = None,
         retention: float | None = None,
+        sample_aligned: bool = False,
+        noise_pool: int = 0,
     ) -> None:
         self.sample_rate = _finite(sample_rate, "sample_rate")
         if self.sample_rate <= 0:
@@ -166,6 +177,12 @@ class Medium:
         self.ref_tx_dbfs = _finite(ref_tx_dbfs, "ref_tx_dbfs")
         self.rx_backlog = float(rx_backlog) if rx_backlog is not None else self.sample_rate
         self.retention = float(retention) if retention is not None else 4.0 * self.sample_rate
+        self.sample_aligned = bool(sample_aligned)
+        if isinstance(noise_pool, bool) or not isinstance(noise_pool, int) or noise_pool < 0 \
+                or noise_pool & (noise_pool - 1):
+            raise RadioConfigError(f"noise_pool must be 0 or a power of two, got {noise_pool!r}")
+        self.noise_pool = noise_pool
+        self._pool: np.ndarray | None = None
         self.radios: dict[str, LoopbackRadio] = {}
         self._links: dict[tuple[str, str], LinkConfig] = {}
         self._max_delay: float | None = None   # _max_delay_samples() until a link changes
@@ -222,6 +239,8 @@ class Medium:
                     raise RadioConfigError("start_delay must be >= 0 samples")
             if self.clock is not None:
                 delay += self.clock.now()
+            if self.sample_aligned:
+                delay = float(math.floor(delay))
             radio = LoopbackRadio(
                 self,
                 name,
@@ -329,6 +348,17 @@ class Medium:
         with self._lock:
             radio = self._radio(source)
             self._place(radio, x, float(start))
+
+    def noise_pool_samples(self) -> np.ndarray | None:
+        """The pool receiver noise is read from (unit variance per part), None without one."""
+        if not self.noise_pool:
+            return None
+        if self._pool is None:
+            pool = np.empty(self.noise_pool, np.complex64)
+            key = np.uint64(_key(self.seed, "noise-pool") & (2**64 - 1))
+            _kernels().gaussian_noise(pool, key, 0, 1.0)
+            self._pool = pool
+        return self._pool
 
     def now(self) -> float:
         """Medium time: the external clock's now, or (sim mode) the latest receive cursor."""

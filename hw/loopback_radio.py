@@ -410,7 +410,11 @@ class LoopbackRadio(ClosingContext):
         (sample k is a function of this radio's noise key and k only: :mod:`hw._medium`)."""
         out = np.empty(n, dtype=np.complex64)
         if n:
-            _kernels().gaussian_noise(out, self._noise_key, k0, sigma / math.sqrt(2.0))
+            pool = self.medium.noise_pool_samples()
+            if pool is None:
+                _kernels().gaussian_noise(out, self._noise_key, k0, sigma / math.sqrt(2.0))
+            else:
+                _kernels().pooled_noise(out, pool, self._noise_key, k0, sigma / math.sqrt(2.0))
         return out
 
 

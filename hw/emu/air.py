@@ -426,7 +426,8 @@ class MediumPath:
         idled at zero meanwhile). Only the span between the first and last non-zero sample is
         handed to the medium: zeros radiate nothing, and a streaming client pushes mostly
         zeros. A block placed in the past is still heard by readers that have not read it."""
-        start = max(arrived_local, self._tx_end_local)
+        # the DAC starts a block on an edge of its own sample clock: a whole local sample
+        start = max(float(math.ceil(arrived_local)), self._tx_end_local)
         nz = np.flatnonzero(iq.view(np.float32))
         if nz.size:
             a, b = int(nz[0]) // 2, int(nz[-1]) // 2 + 1
