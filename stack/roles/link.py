@@ -8,6 +8,7 @@ Both ends hold a :class:`Link` built from the same :class:`stack.keys.AkContext`
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ from stack.crypto import aes_cmac
 from stack.errors import MalformedError, SecurityError
 from stack.keys import AkContext
 from stack.mac import TxMpdu, open_burst
+from stack.mpdu import PROTECTED_OVERHEAD
 from stack.pkm.messages import Message, TekErrorCode, TekInvalid
 from stack.sa import SecurityAssociation
 
@@ -41,7 +43,17 @@ class PendingMpdu(TxMpdu):
 
     def __len__(self) -> int:
         """Length of the MPDU once sealed (AGMH, EKS/PN and ICV included)."""
-        return len(self.payload) + mpdu.PROTECTED_OVERHEAD
+        return len(self.payload) + PROTECTED_OVERHEAD
+
+
+def sealed_bytes(items: Iterable[bytes | PendingMpdu]) -> int:
+    """``sum(map(len, items))`` of queue entries (clear MPDUs and pending ones, these at their
+    sealed length) without a Python ``__len__`` call per pending MPDU: the schedulers ask for
+    every queue's bytes several times a frame."""
+    n = 0
+    for x in items:
+        n += len(x.payload) + PROTECTED_OVERHEAD if type(x) is PendingMpdu else len(x)
+    return n
 
 
 _ALT_REASONS = ("bad_icv", "unknown_eks", "pn_replay", "pn_window")

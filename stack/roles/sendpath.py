@@ -27,7 +27,7 @@ from stack.pkm.messages import message_class
 from stack.roles.events import ControlSent, Event
 from stack.roles.framing import FID_CONTROL, mpdu_fid
 from stack.roles.ids import fmt_station
-from stack.roles.link import Link, PendingMpdu
+from stack.roles.link import Link, PendingMpdu, sealed_bytes
 
 log = logging.getLogger("stack.roles")
 
@@ -90,7 +90,7 @@ class SendPath:
                 continue
             head = items[0]
             control = not isinstance(head, PendingMpdu) and mpdu_fid(head) == FID_CONTROL
-            out[dst] = Backlog(sum(map(len, items)), len(head), control)
+            out[dst] = Backlog(sealed_bytes(items), len(head), control)
         return out
 
     def frames_to_send(self, now: float, max_bytes: int | None = None, *,
