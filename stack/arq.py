@@ -226,8 +226,6 @@ class _Changed:
     """A flag shared by a sender, its block map and its blocks: set by anything that can move
     the sender's next deadline, cleared when :meth:`ArqSender.next_deadline` recomputes it."""
 
-    __slots__ = ("flag",)
-
     def __init__(self) -> None:
         self.flag = True
 
@@ -238,9 +236,6 @@ class TxBlock:
 
     ``first_tx``, ``last_tx``, ``sends`` and ``queued`` set its sender's deadline: writing one
     (the station's output path does) tells the sender to recompute it."""
-
-    __slots__ = ("_changed", "_first_tx", "_last_tx", "_queued", "_sends", "prev_tx", "sdu",
-                 "sn")
 
     def __init__(self, sn: int, sdu: bytes, first_tx: float | None = None,
                  last_tx: float | None = None, prev_tx: float | None = None, sends: int = 0,
@@ -326,6 +321,10 @@ class _BlockMap(dict[int, TxBlock]):
         super().__init__()
         self._changed = changed
 
+    def __reduce__(self):  # type: ignore[no-untyped-def, override]
+        # pickle (a role's snapshot) and deepcopy: the flag first, then the blocks
+        return _BlockMap, (self._changed,), None, None, iter(self.items())
+
     def __setitem__(self, k: int, v: TxBlock) -> None:
         super().__setitem__(k, v)
         self._changed.flag = True
@@ -403,9 +402,10 @@ class ArqSender:
         return out
 
     def _send(self, b: TxBlock) -> tuple[bytes, TxBlock]:
-        b.sends += 1
-        b.queued = True
-        if b.sends > 1:
+        b._sends += 1      # the fields behind the properties, and one notice for both
+        b._queued = True
+        b._touch()
+        if b._sends > 1:
             self.stats["retransmissions"] += 1
             self.stats["retransmitted_bytes"] += len(b.sdu)
         self.stats["blocks_sent"] += 1

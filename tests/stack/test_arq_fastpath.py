@@ -6,6 +6,8 @@ block, a role clearing the block map, a retune)."""
 
 from __future__ import annotations
 
+import copy
+import pickle
 from dataclasses import dataclass, field, replace
 
 from hypothesis import given, settings
@@ -198,3 +200,25 @@ def test_txblock_keeps_its_dataclass_face():
     assert (new.prev_tx, new.last_tx, new.first_tx, new.queued) == (2.0, 4.0, 1.0, False)
     new.lost()
     assert (new.last_tx, new.queued) == (None, False)
+
+
+def test_a_pickled_or_copied_sender_keeps_following_its_changes():
+    """A role's snapshot (pickle, any protocol) or deepcopy: the copy's blocks and map tell
+    the copy, not the original, and its deadline stays the walk's."""
+    conn = ArqConnection(P)
+    for i in range(5):
+        for _pdu, b in conn.tx.offer(b"x%d" % i, 0.0):
+            if i % 2:
+                b.on_air(0.1 * i)
+    want = reference_deadline(conn.tx)
+    assert conn.tx.next_deadline() == want
+    copies = [pickle.loads(pickle.dumps(conn, protocol=p))
+              for p in range(pickle.HIGHEST_PROTOCOL + 1)] + [copy.deepcopy(conn)]
+    for c in copies:
+        tx = c.tx
+        assert tx.next_deadline() == want
+        tx.blocks[0].on_air(0.05)                    # the copy changes, the original not
+        assert tx.next_deadline() == reference_deadline(tx) != want
+        tx.blocks.clear()
+        assert tx.next_deadline() is None
+        assert conn.tx.next_deadline() == want == reference_deadline(conn.tx)
