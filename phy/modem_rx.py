@@ -28,7 +28,7 @@ from phy.estimation import (
     delay_window_of,
     lmmse_estimate,
 )
-from phy.grid import ResourceGrid, fft_rows_padded
+from phy.grid import ResourceGrid, fft_rows, fft_rows_padded
 from phy.interleaver import permutation
 from phy.kernels import (
     equalize,
@@ -45,7 +45,6 @@ from phy.shaping import window_length
 from phy.sync import (
     Preamble,
     detect,
-    fft_rows,
     fine_timing_spectra,
     fractional_cfo,
     integer_cfo_bins,
@@ -144,7 +143,6 @@ class ReceiverCore:
     _ls_noise_factor: float
     _tables: dict[tuple[int, int] | bytes, tuple[np.ndarray, np.ndarray, np.ndarray]]
     _trend_xs: dict[int, np.ndarray]
-    _band: tuple[slice, slice]
 
     # ---- RX ------------------------------------------------------------------------------
     def _scan(self, iq: np.ndarray,
@@ -195,20 +193,8 @@ class ReceiverCore:
     def _demodulate(self, windows: np.ndarray, head: np.ndarray | None = None,
                     rows: int | None = None) -> np.ndarray:
         """:meth:`phy.grid.ResourceGrid.ofdm_demodulate` of complex64 ``windows`` (n_sym, NFFT),
-        the same values, with the transform called through :func:`phy.sync.fft_rows` (no
-        scipy.fft dispatch) and written over ``windows``, which the caller gives up."""
-        F = fft_rows(windows, ortho=True, overwrite=True)
-        if rows is not None:
-            F = F[:rows]
-        n_head = 0 if head is None else head.shape[0]
-        neg, pos = self._band
-        out = np.empty((n_head + F.shape[0], self.grid.n_used), np.complex64)
-        if n_head:
-            out[:n_head] = head
-        k = neg.stop - neg.start
-        out[n_head:, :k] = F[:, neg]
-        out[n_head:, k:] = F[:, pos]
-        return out
+        with the transform written over ``windows``, which the caller gives up."""
+        return self.grid.ofdm_demodulate(windows, head, rows, overwrite=True)
 
     def _presync(self, r: np.ndarray, cands: list[int]) -> dict[int, _Timing]:
         """Fractional CFO, integer CFO (bins) and the long symbol's start for every candidate

@@ -28,18 +28,11 @@ from functools import lru_cache
 import numpy as np
 import scipy.fft as sp_fft
 
-from phy.grid import ResourceGrid
+from phy.grid import _C64, ResourceGrid, fft_rows
 from phy.kernels import cp_corr, diff_corr, first_path, prbs, sc_metric
 from phy.sync_kernels import sc_plateaus
 
-try:  # the transform scipy.fft runs, without its per-call dispatch (see fft_rows)
-    from scipy.fft._pocketfft.helper import _workers as _pocketfft_workers
-    from scipy.fft._pocketfft.pypocketfft import c2c as _pocketfft_c2c
-except ImportError:  # pragma: no cover - a SciPy that moved them: scipy.fft itself
-    _pocketfft_c2c = _pocketfft_workers = None
-
 DETECT_THRESHOLD = 0.3
-_C64 = np.dtype(np.complex64)
 INT_CFO_MAX_BINS = 12
 
 
@@ -59,24 +52,6 @@ def _preamble(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray
     long_t = long_t.astype(np.complex64)
     long_t.setflags(write=False)
     return sc, zc, even, long_t
-
-
-def fft_rows(x: np.ndarray, *, inverse: bool = False, ortho: bool = False,
-             overwrite: bool = False) -> np.ndarray:
-    """``scipy.fft.fft`` (``ifft`` with ``inverse``) of ``x`` along its last axis, ``norm``
-    "ortho" or the default, the same values bit for bit: for a C-contiguous complex64 array
-    the pocketfft transform that scipy.fft runs is called directly, which drops scipy's
-    backend dispatch and argument handling (~9 us of a 12.5 us call for one 256-point row;
-    a burst's receive path makes about six). ``overwrite``: ``x`` may be used for the output.
-    Honours ``scipy.fft.set_workers``."""
-    if (_pocketfft_c2c is None or x.dtype != _C64 or not x.flags.carray or x.ndim == 0
-            or x.shape[-1] < 1):
-        fn = sp_fft.ifft if inverse else sp_fft.fft
-        return fn(x, norm="ortho" if ortho else None, overwrite_x=overwrite)
-    # pocketfft's normalisation codes: 0 none, 1 by 1/sqrt(n), 2 by 1/n
-    norm = 1 if ortho else (2 if inverse else 0)
-    return _pocketfft_c2c(x, (x.ndim - 1,), not inverse, norm, x if overwrite else None,
-                          _pocketfft_workers(None))  # scipy.fft.set_workers' value
 
 
 def _full(grid: ResourceGrid, x: np.ndarray) -> np.ndarray:
