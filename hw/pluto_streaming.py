@@ -4,9 +4,10 @@ and what the OTA runtime asks of the timeline after that (the TX horizon, tracki
 the start-up catch-up, RX slips, the report).
 
 A mixin of :class:`hw.pluto.PlutoRadio`, which holds the state named below and does the device
-work: opening, settings and their read-back, device ranges, tuning, gains, closing, the sticky
-overflow/underflow flags and burst-mode transmit and receive. ``transmit``, ``receive``,
-``flush`` and ``close`` stay there: each serves both modes in one body. Kept apart because the
+work with its other mixin :class:`hw.pluto_rx.PlutoReceiver`: opening, closing, the sticky
+overflow/underflow flags and burst-mode transmit there; settings and their read-back, device
+ranges, tuning and receive in the latter. ``transmit``, ``receive``, ``flush`` and ``close``
+stay there: each serves both modes in one body. Kept apart because the
 timeline changes for different reasons than how the radio is configured; the worker process
 and its rings are :mod:`hw.pluto_stream`. This module must not import :mod:`hw.pluto` at run
 time (it is imported by it).

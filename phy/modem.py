@@ -88,7 +88,6 @@ class _BurstCore(ReceiverCore):
         self.backoff = max(2, self.grid.cp // 8)
         self._sym_len = self.grid.symbol_samples
         self._fidx = self.grid.freq_index.astype(np.float64)
-        self._band = _band_slices(self.grid)
         self._pre_bins = np.zeros((2, self.grid.nfft), np.complex64)
         self._pre_bins[:, self.grid.used_bins] = np.stack([self.pre.sc, self.pre.long])
         # FFT bins of the data and pilot subcarriers of symbols l = 0, 1, 2 (mod 3)
@@ -248,17 +247,6 @@ class BurstModem(BurstReceiver, _BurstCore):
 
 
 # ---- shared pieces of the data path (BurstModem and phy.zone) ------------------------------
-def _band_slices(grid: ResourceGrid) -> tuple[slice, slice]:
-    """The FFT bins of the used subcarriers as two slices, the negative frequencies (the top
-    of the FFT) and then the positive ones: two slice copies cost a tenth of a gather."""
-    n_neg = int(np.count_nonzero(grid.freq_index < 0))
-    neg, pos = slice(grid.nfft - n_neg, grid.nfft), slice(1, grid.n_used - n_neg + 1)
-    bins = np.arange(grid.nfft)
-    if not np.array_equal(np.concatenate([bins[neg], bins[pos]]), grid.used_bins):
-        raise ValueError(f"{grid.profile.name}: the used bins are not two runs around DC")
-    return neg, pos
-
-
 @lru_cache(maxsize=64)
 def _inverse_permutation(ncbps: int, ncpc: int) -> np.ndarray:
     """``inv`` with ``out = in[inv]`` the interleaving of one symbol
