@@ -62,6 +62,8 @@ DATA_OVERHEAD = 3
 
 _REASON = "bad_arq"
 _BACKOFF = tuple(1 << k for k in range(MAX_BACKOFF_DOUBLINGS + 1))
+MAX_AIRED = 64
+"""Blocks gone on the air a sender folds into its last deadline; past that it walks them all."""
 
 
 @dataclass(frozen=True)
@@ -223,11 +225,14 @@ def decode_arq(data: bytes) -> ArqPdu:
 
 # -- sender -----------------------------------------------------------------------------------
 class _Changed:
-    """A flag shared by a sender, its block map and its blocks: set by anything that can move
-    the sender's next deadline, cleared when :meth:`ArqSender.next_deadline` recomputes it."""
+    """What moved a sender's next deadline since :meth:`ArqSender.next_deadline` last computed
+    it, shared by the sender, its block map and its blocks: ``flag``, anything (a walk over
+    every block follows), or only the blocks in ``aired``, queued ones that went on the air
+    (a time added, none taken away: the last answer and their times give the new one)."""
 
     def __init__(self) -> None:
         self.flag = True
+        self.aired: list[TxBlock] = []
 
 
 class TxBlock:
@@ -296,13 +301,19 @@ class TxBlock:
 
     def on_air(self, now: float) -> None:
         """The queued copy went out (called by the station's output path)."""
+        queued = self._queued
         self._queued = False
         if self._last_tx is not None:
             self.prev_tx = self._last_tx
         self._last_tx = now
         if self._first_tx is None:
             self._first_tx = now
-        self._touch()
+        c = self._changed
+        if c is not None and not c.flag:
+            if queued and len(c.aired) < MAX_AIRED:
+                c.aired.append(self)
+            else:
+                c.flag = True
 
     def lost(self) -> None:
         """The queued copy was dropped before going out (e.g. a link that ended)."""
@@ -394,17 +405,22 @@ class ArqSender:
 
     def _fill(self, now: float) -> list[tuple[bytes, TxBlock | None]]:
         out = []
+        blocks = self.blocks
         while self.waiting and self.next_sn - self.base < self.p.window:
             b = TxBlock(self.next_sn, self.waiting.popleft(), changed=self._changed)
-            self.blocks[b.sn] = b
+            if b.sn in blocks:
+                blocks[b.sn] = b
+            else:   # a new block, queued and never sent, moves no deadline: nobody is told
+                dict.__setitem__(blocks, b.sn, b)
             self.next_sn += 1
-            out.append(self._send(b))
+            out.append(self._send(b, new=True))
         return out
 
-    def _send(self, b: TxBlock) -> tuple[bytes, TxBlock]:
+    def _send(self, b: TxBlock, *, new: bool = False) -> tuple[bytes, TxBlock]:
         b._sends += 1      # the fields behind the properties, and one notice for both
         b._queued = True
-        b._touch()
+        if not new:
+            b._touch()
         if b._sends > 1:
             self.stats["retransmissions"] += 1
             self.stats["retransmitted_bytes"] += len(b.sdu)
@@ -509,13 +525,41 @@ class ArqSender:
         if not c.flag and of and of[0] is self.rto and of[1] is self.p \
                 and of[2] is self.discard_to and of[3] is self._discard_at \
                 and of[4] is self.blocks:
+            if c.aired:
+                self._deadline = self._fold(c.aired)
+                c.aired.clear()
             return self._deadline
+        best = self._next_deadline()
         c.flag = False
+        c.aired.clear()
         # a map put in place of ours (not a _BlockMap) reports no change: never trust it
         tracked = self.blocks if isinstance(self.blocks, _BlockMap) else None
         self._deadline_of = (self.rto, self.p, self.discard_to, self._discard_at, tracked)
-        self._deadline = self._next_deadline()
-        return self._deadline
+        self._deadline = best
+        return best
+
+    def _fold(self, aired: list[TxBlock]) -> float | None:
+        # the last deadline with the times of blocks that went on the air from the queue since:
+        # each kept its lifetime end (or gained one) and gained a retransmission time, nothing
+        # else changed, so the earliest is the earlier of the last answer and these
+        best = self._deadline
+        rto, cap, life = self.rto, self.p.rto_max, self.p.lifetime
+        blocks = self.blocks
+        for b in aired:
+            if blocks.get(b.sn) is not b:
+                continue     # acknowledged or given up since it went out
+            f = b._first_tx
+            if f is not None:
+                w = f + life
+                if best is None or w < best:
+                    best = w
+            if not b._queued:
+                t = b._last_tx
+                w = 0.0 if t is None else \
+                    t + min(cap, rto * (1 << min(b._sends - 1, MAX_BACKOFF_DOUBLINGS)))
+                if best is None or w < best:
+                    best = w
+        return best
 
     def _next_deadline(self) -> float | None:
         # one pass with the timeout of _timeout() per backoff step looked up, not recomputed
