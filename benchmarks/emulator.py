@@ -273,6 +273,7 @@ def trial_run(speed: float, *, sets: list[str], emulate: list[str] | None = None
         cfg["pluto"]["rx_worker"] = worker
         load0 = os.getloadavg()
         c0, t0 = os.times(), time.monotonic()
+        e0 = _proc_cpu_s(proc.pid)
         trial = Trial(cfg)
         backlog: dict[str, float] = {}
         done = threading.Event()
@@ -292,6 +293,7 @@ def trial_run(speed: float, *, sets: list[str], emulate: list[str] | None = None
             done.set()
             watcher.join()
         c1, wall = os.times(), time.monotonic() - t0
+        e1 = _proc_cpu_s(proc.pid)
         sync = trial.cell.net.sync_status() if trial.cell is not None else {}
     finally:
         proc.terminate()
@@ -320,6 +322,10 @@ def trial_run(speed: float, *, sets: list[str], emulate: list[str] | None = None
             "links": {n: {k: lk.get(k) for k in ("bursts_tx", "bursts_rx", "per")}
                       for n, lk in (report.get("links") or {}).items()},
             "wall_s": wall, "cpu_cores_trial": (c1.user + c1.system - c0.user - c0.system) / wall,
+            # the RX/TX workers are the trial's children, ended and reaped when it closes
+            "cpu_cores_workers": (c1.children_user + c1.children_system - c0.children_user
+                                  - c0.children_system) / wall,
+            "cpu_cores_emulator": (e1 - e0) / wall,
             "loadavg_before": load0, "loadavg_after": os.getloadavg()}
 
 
@@ -351,6 +357,13 @@ def print_trial(r: dict[str, Any]) -> None:
     print(f"  trial process {r['cpu_cores_trial']:.2f} cores (streams in "
           f"{'a process per radio' if r.get('rx_worker', True) else 'node threads'}); load "
           f"average {la[0]:.1f} before, {lb[0]:.1f} after; {r['wall_s']:.0f} s")
+    if "cpu_cores_emulator" in r:
+        parts = {"trial": r["cpu_cores_trial"], "workers": r["cpu_cores_workers"],
+                 "emulator": r["cpu_cores_emulator"]}
+        per_air = {k: v / r["speed"] for k, v in parts.items()}
+        print("  CPU per second of air (cores at full speed): " + ", ".join(
+            f"{k} {v:.2f}" for k, v in per_air.items())
+            + f"; all {sum(per_air.values()):.2f} of the host's {os.cpu_count()}")
 
 
 def main(argv: list[str] | None = None) -> int:
