@@ -22,7 +22,7 @@ _HDR = struct.Struct(">2sHIH")
 HEADER_BYTES = _HDR.size
 DIGEST_BYTES = 8
 OVERHEAD = HEADER_BYTES + DIGEST_BYTES
-IN_FLIGHT_KEPT = 1024
+IN_FLIGHT_KEPT = 256
 """Packets a flow keeps after sending them, to check them on arrival without generating them
 again (beyond that, the oldest go; a packet not kept is generated again)."""
 
