@@ -68,11 +68,6 @@ TRACK_EVERY = 8
 #: Most RX chunks a node demodulates in one pass when it has fallen behind (see
 #: :meth:`OtaNetwork._batch`): 24 ms of air at the default 6 ms chunk.
 MAX_BATCH_CHUNKS = 4
-#: Longest the main loop waits for samples before it looks at the TX horizons again (seconds);
-#: a reader thread wakes it at once when a chunk arrives. Zones are built `build_ahead` (10 ms)
-#: before their horizon, and a chunk is 6 ms, so 2 ms is early enough; it was a 0.5 ms poll,
-#: ~2000 wake-ups a second and a tenth of the trial process at full speed.
-IDLE_WAIT_S = 0.002
 
 
 @dataclass
@@ -156,7 +151,6 @@ class OtaNetwork:
             + node0.modem.overhead_symbols(node0.mac.config.max_allocs) * node0.sym
         self.max_burst_bytes = max_burst_bytes
         self._stop = threading.Event()
-        self._arrived = threading.Event()  # a reader queued samples (or an error)
         self._threads: list[threading.Thread] = []
 
     def _windows(self, zones: Iterable[int]) -> tuple[tuple[int, int], ...]:
@@ -212,13 +206,11 @@ class OtaNetwork:
                 iq = st.node.receive_samples(self.chunk)
             except Exception as exc:  # closed radio or I/O error: hand it to the main loop
                 st.queue.put(exc)
-                self._arrived.set()
                 return
             st.read_index += iq.size
             window.append((self.clock() - self.t0) * fs - st.read_index)
             st.d0 = min(window)
             st.queue.put(iq)
-            self._arrived.set()
 
     def _start(self) -> None:
         if self._threads:
@@ -247,7 +239,6 @@ class OtaNetwork:
         end = self.t0 + (self.frame + 1) * self.schedule.frame_s
         while self.clock() < end:
             busy = False
-            self._arrived.clear()  # before the queues are looked at: a later put sets it again
             for st in self.states.values():
                 if self._service(st):
                     busy = True
@@ -257,7 +248,7 @@ class OtaNetwork:
                         if other is not st:
                             self._maybe_transmit(other)
             if not busy:
-                self._arrived.wait(min(IDLE_WAIT_S, max(0.0, end - self.clock())))
+                time.sleep(0.0005)
         self.frame += 1
         for st in self.states.values():
             st.node.poll(self.now)
