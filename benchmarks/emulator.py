@@ -247,13 +247,13 @@ _RATE = re.compile(r"(\S+->\S+) (\d+)/(\d+) \(([\d.]+) kb/s\)")
 
 
 def trial_run(speed: float, *, sets: list[str], emulate: list[str] | None = None,
-              worker: bool = True) -> dict[str, Any]:
+              worker: bool = True, config: str | None = None) -> dict[str, Any]:
     """The default trial over 4 emulated Plutos (``relaysec emulate`` in a subprocess) at air
     *speed*; returns the Done-when figures of issue 16 and what the host was doing."""
     import subprocess
     import sys
 
-    from relaysec.config import _set_dotted, default_config, parse_override
+    from relaysec.config import _set_dotted, load_config, parse_override
     from relaysec.trial import Trial
 
     proc = subprocess.Popen([sys.executable, "-m", "relaysec", "emulate", "--radios", "4",
@@ -262,7 +262,7 @@ def trial_run(speed: float, *, sets: list[str], emulate: list[str] | None = None
     try:
         assert proc.stdout is not None
         uris = [proc.stdout.readline().strip() for _ in range(4)]
-        cfg = default_config()
+        cfg = load_config(config)  # the defaults, or a scenario file over them
         cfg["backend"] = "pluto"
         cfg["schedule"]["ota_speed"] = speed
         cfg["schedule"]["emulated"] = True
@@ -380,6 +380,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="air speeds for --trial (the slowest is the baseline)")
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                     help="--trial: config overrides, e.g. pluto.tx_kernel_buffers=6")
+    ap.add_argument("--config", metavar="FILE.toml",
+                    help="--trial: a scenario file over the defaults, e.g. "
+                         "examples/shared-host.toml")
     ap.add_argument("--emulate", default="", metavar="ARGS",
                     help="--trial: extra `relaysec emulate` flags, e.g. '--usb-mb-per-s 0'")
     ap.add_argument("--no-worker", action="store_true",
@@ -404,13 +407,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.trial:
         runs = [trial_run(s, sets=args.sets, emulate=args.emulate.split(),
-                          worker=not args.no_worker) for s in args.speeds]
+                          worker=not args.no_worker, config=args.config) for s in args.speeds]
         for r in runs:
             print_trial(r)
         if args.json:
             with open(args.json, "w", encoding="utf-8") as f:
-                json.dump({"machine": info, "trial": runs, "sets": args.sets}, f, indent=2,
-                          default=str)
+                json.dump({"machine": info, "trial": runs, "sets": args.sets,
+                           "config": args.config}, f, indent=2, default=str)
         return 0
     rows = unpaced(args.seconds)
     print(f"\nunpaced rx(), LocalLoop        {'raw socket':>12} {'pyadi-iio':>12}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import tomllib
 
@@ -128,3 +130,13 @@ def test_trial_refuses_slowed_air_on_real_plutos_before_opening_them():
         st["uri"] = "ip:192.168.2.1"
     report, _ = run_trial(cfg)
     assert not report["ok"] and "needs emulated radios" in report["reason"]
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in
+                                        (Path(__file__).parents[2] / "examples").glob("*.toml")))
+def test_every_example_scenario_loads(name):
+    """The scenario files the README and docs point users to are valid configurations."""
+    cfg = load_config(Path(__file__).parents[2] / "examples" / name)
+    if name == "shared-host.toml":  # longer TX pushes, and a lead the grants must cover
+        assert cfg["pluto"]["tx_block_size"] > load_config()["pluto"]["tx_block_size"]
+        assert cfg["schedule"]["ota_grant_delay"] == 4
