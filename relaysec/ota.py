@@ -283,6 +283,10 @@ class OtaNetwork:
                 frame=lambda k, base=base: self._frame_at(st, base + k),
                 expect_src=lambda k, base=base: self._zone_tx(st, base + k),
                 behind=buf.size - b)]
+            # a batch spans several zone windows, each a demodulation of milliseconds: let
+            # every node hand its due zone bursts over between them, or they pass the horizon
+            for other in self.states.values():
+                self._maybe_transmit(other)
         self._maybe_transmit(st)
         for base, zb in found:
             at = base + int(zb.start)
