@@ -13,57 +13,40 @@ feedback is authenticated and replay-protected exactly like the data it acknowle
 carries the BSN in a clear extended header and the feedback in its own header or message; here
 both are inside the CCM envelope, so a stranger can neither forge an ACK nor read the BSNs.)
 
-Wire format (every field big-endian; ``stack.errors.MalformedError`` with reason ``bad_arq`` on
-anything else):
-
-=========  ======================================================================
-DATA       ``0x01 | 000000 BSN(10) | SDU (1 byte or more)``
-FEEDBACK   ``0x02 | 000000 ACK_BSN(10) | N(1, 0..64) | bitmap (N bytes)``: every block before
-           ACK_BSN was received; bit *i* of the bitmap (MSB first) = block ACK_BSN+1+i received
-DISCARD    ``0x03 | 000000 BSN(10)``: the sender gave up every block before BSN (lifetime)
-DATA+ACK   ``0x04 | 000000 BSN(10) | 000000 ACK_BSN(10) | N(1, 0..64) | bitmap (N bytes) |
-           SDU (1 byte or more)``: a block with the FEEDBACK of the reverse direction of its
-           connection piggybacked (16m carries ARQ feedback in an extended header of a data
-           MPDU [R]; here inside the envelope, like the rest)
-=========  ======================================================================
-
-**Piggybacking** [D]: a station owing a FEEDBACK on a connection rides it on the first data
-MPDU of the same connection still waiting (unsealed) in its queue, rewriting that block as
-DATA+ACK, and sends a FEEDBACK MPDU of its own only when no such block waits. With traffic both
-ways a feedback then costs 3 + N bytes instead of an MPDU (header, PN, ICV) and, on the uplink,
-a granted slot of its own. A retransmission of the block goes out as plain DATA.
+The wire format and its codec are :mod:`stack.arq_pdu`; the sender's block records (and
+what tells it to recompute its deadline) are :mod:`stack.arq_blocks`. Both are re-exported here.
 """
 
 from __future__ import annotations
 
 from collections import Counter, deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
+from stack.arq_blocks import MAX_AIRED, TxBlock, _BlockMap, _Changed  # noqa: F401
+from stack.arq_pdu import (  # noqa: F401 - the wire format, re-exported (it lived here)
+    BSN_BITS,
+    BSN_MODULUS,
+    DATA,
+    DATA_ACK,
+    DATA_OVERHEAD,
+    DISCARD,
+    FEEDBACK,
+    MAX_BITMAP_BYTES,
+    MAX_WINDOW,
+    ArqData,
+    ArqDataAck,
+    ArqDiscard,
+    ArqFeedback,
+    ArqPdu,
+    decode_arq,
+)
 from stack.errors import MalformedError
-
-BSN_BITS = 10
-BSN_MODULUS = 1 << BSN_BITS
-"""Block sequence numbers are 10 bits (16m ARQ_BSN_MODULUS 1024 [R]); the window is at most
-half of it so that an old block can never be mistaken for a new one."""
-MAX_WINDOW = BSN_MODULUS // 2
-MAX_BITMAP_BYTES = 64
-"""Selective-ACK bitmap: at most 512 blocks after ACK_BSN (one window)."""
 
 MAX_BACKOFF_DOUBLINGS = 3
 """How often the timeout of one block doubles (then ``rto_max`` caps it)."""
 
-DATA = 0x01
-FEEDBACK = 0x02
-DISCARD = 0x03
-DATA_ACK = 0x04
-DATA_OVERHEAD = 3
-"""Bytes an ARQ DATA header adds to an SDU."""
-
-_REASON = "bad_arq"
 _BACKOFF = tuple(1 << k for k in range(MAX_BACKOFF_DOUBLINGS + 1))
-MAX_AIRED = 64
-"""Blocks gone on the air a sender folds into its last deadline; past that it walks them all."""
 
 
 @dataclass(frozen=True)
@@ -120,255 +103,7 @@ def over_hops(p: ArqParams) -> ArqParams:
                    ack_every=max(1, p.window // 4))
 
 
-# -- wire format ------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ArqData:
-    """One block: BSN and the SDU it carries."""
-
-    bsn: int
-    sdu: bytes = field(repr=False)
-
-    def encode(self) -> bytes:
-        return bytes([DATA]) + _bsn(self.bsn) + self.sdu
-
-
-@dataclass(frozen=True)
-class ArqFeedback:
-    """Cumulative ACK (every block before ``ack_bsn``) plus a selective bitmap after it."""
-
-    ack_bsn: int
-    bitmap: bytes = b""
-
-    def encode(self) -> bytes:
-        if len(self.bitmap) > MAX_BITMAP_BYTES:
-            raise MalformedError("ARQ bitmap too long", reason=_REASON)
-        return bytes([FEEDBACK]) + _bsn(self.ack_bsn) + bytes([len(self.bitmap)]) + self.bitmap
-
-    def acked(self) -> list[int]:
-        """Offsets after ``ack_bsn`` (1-based) the bitmap marks as received."""
-        return [8 * i + b + 1 for i, byte in enumerate(self.bitmap) for b in range(8)
-                if byte & (0x80 >> b)]
-
-
-@dataclass(frozen=True)
-class ArqDiscard:
-    """The sender gave up every block before ``bsn``."""
-
-    bsn: int
-
-    def encode(self) -> bytes:
-        return bytes([DISCARD]) + _bsn(self.bsn)
-
-
-@dataclass(frozen=True)
-class ArqDataAck:
-    """A block with the reverse direction's feedback piggybacked (DATA+ACK)."""
-
-    data: ArqData
-    feedback: ArqFeedback
-
-    def encode(self) -> bytes:
-        fb = self.feedback
-        if len(fb.bitmap) > MAX_BITMAP_BYTES:
-            raise MalformedError("ARQ bitmap too long", reason=_REASON)
-        return b"".join((bytes([DATA_ACK]), _bsn(self.data.bsn), _bsn(fb.ack_bsn),
-                         bytes([len(fb.bitmap)]), fb.bitmap, self.data.sdu))
-
-
-ArqPdu = ArqData | ArqFeedback | ArqDiscard | ArqDataAck
-
-
-def _bsn(v: int) -> bytes:
-    if not 0 <= v < BSN_MODULUS:
-        raise MalformedError(f"BSN {v} outside 0..{BSN_MODULUS - 1}", reason=_REASON)
-    return v.to_bytes(2, "big")
-
-
-def _read_bsn(data: bytes) -> int:
-    v = int.from_bytes(data[1:3], "big")
-    if v >= BSN_MODULUS:
-        raise MalformedError("ARQ BSN with reserved bits set", reason=_REASON)
-    return v
-
-
-def decode_arq(data: bytes) -> ArqPdu:
-    """Parse one ARQ PDU (strict: unknown type, reserved bits, short or trailing bytes raise
-    :class:`MalformedError` with reason ``bad_arq``)."""
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise MalformedError("ARQ PDU must be bytes", reason=_REASON)
-    data = bytes(data)
-    if len(data) < 3:
-        raise MalformedError(f"ARQ PDU of {len(data)} bytes", reason=_REASON)
-    kind, bsn = data[0], _read_bsn(data)
-    if kind == DATA:
-        if len(data) == 3:
-            raise MalformedError("ARQ DATA without an SDU", reason=_REASON)
-        return ArqData(bsn, data[3:])
-    if kind == FEEDBACK:
-        if len(data) < 4 or data[3] > MAX_BITMAP_BYTES or len(data) != 4 + data[3]:
-            raise MalformedError("ARQ FEEDBACK length does not match its bitmap",
-                                 reason=_REASON)
-        return ArqFeedback(bsn, data[4:])
-    if kind == DISCARD:
-        if len(data) != 3:
-            raise MalformedError("ARQ DISCARD with trailing bytes", reason=_REASON)
-        return ArqDiscard(bsn)
-    if kind == DATA_ACK:
-        if len(data) < 6 or data[5] > MAX_BITMAP_BYTES or len(data) <= 6 + data[5]:
-            raise MalformedError("ARQ DATA+ACK shorter than its bitmap and one SDU byte",
-                                 reason=_REASON)
-        ack = _read_bsn(data[2:])
-        end = 6 + data[5]
-        return ArqDataAck(ArqData(bsn, data[end:]), ArqFeedback(ack, data[6:end]))
-    raise MalformedError(f"unknown ARQ PDU type {kind:#04x}", reason=_REASON)
-
-
 # -- sender -----------------------------------------------------------------------------------
-class _Changed:
-    """What moved a sender's next deadline since :meth:`ArqSender.next_deadline` last computed
-    it, shared by the sender, its block map and its blocks: ``flag``, anything (a walk over
-    every block follows), or only the blocks in ``aired``, queued ones that went on the air
-    (a time added, none taken away: the last answer and their times give the new one)."""
-
-    def __init__(self) -> None:
-        self.flag = True
-        self.aired: list[TxBlock] = []
-
-
-class TxBlock:
-    """A block held by the sender until acknowledged or discarded. ``queued``: a copy waits in
-    the station's output queue (not on the air yet), so its timer does not run.
-
-    ``first_tx``, ``last_tx``, ``sends`` and ``queued`` set its sender's deadline: writing one
-    (the station's output path does) tells the sender to recompute it."""
-
-    def __init__(self, sn: int, sdu: bytes, first_tx: float | None = None,
-                 last_tx: float | None = None, prev_tx: float | None = None, sends: int = 0,
-                 queued: bool = False, *, changed: _Changed | None = None) -> None:
-        self.sn = sn                 # absolute sequence number (BSN = sn mod 1024)
-        self.sdu = sdu
-        self.prev_tx = prev_tx       # when the copy before the last one went out
-        self._first_tx = first_tx
-        self._last_tx = last_tx
-        self._sends = sends
-        self._queued = queued
-        self._changed = changed
-
-    def __repr__(self) -> str:
-        return (f"TxBlock(sn={self.sn!r}, first_tx={self._first_tx!r}, "
-                f"last_tx={self._last_tx!r}, prev_tx={self.prev_tx!r}, sends={self._sends!r}, "
-                f"queued={self._queued!r})")
-
-    def _touch(self) -> None:
-        if self._changed is not None:
-            self._changed.flag = True
-
-    @property
-    def first_tx(self) -> float | None:
-        return self._first_tx
-
-    @first_tx.setter
-    def first_tx(self, v: float | None) -> None:
-        self._first_tx = v
-        self._touch()
-
-    @property
-    def last_tx(self) -> float | None:
-        return self._last_tx
-
-    @last_tx.setter
-    def last_tx(self, v: float | None) -> None:
-        self._last_tx = v
-        self._touch()
-
-    @property
-    def sends(self) -> int:
-        return self._sends
-
-    @sends.setter
-    def sends(self, v: int) -> None:
-        self._sends = v
-        self._touch()
-
-    @property
-    def queued(self) -> bool:
-        return self._queued
-
-    @queued.setter
-    def queued(self, v: bool) -> None:
-        self._queued = v
-        self._touch()
-
-    def on_air(self, now: float) -> None:
-        """The queued copy went out (called by the station's output path)."""
-        queued = self._queued
-        self._queued = False
-        if self._last_tx is not None:
-            self.prev_tx = self._last_tx
-        self._last_tx = now
-        if self._first_tx is None:
-            self._first_tx = now
-        c = self._changed
-        if c is not None and not c.flag:
-            if queued and len(c.aired) < MAX_AIRED:
-                c.aired.append(self)
-            else:
-                c.flag = True
-
-    def lost(self) -> None:
-        """The queued copy was dropped before going out (e.g. a link that ended)."""
-        self._queued = False
-        self._last_tx = None
-        self._touch()
-
-
-class _BlockMap(dict[int, TxBlock]):
-    """The sender's blocks by absolute SN: a dict whose every change (the station clears it
-    after a handover) tells the sender to recompute its deadline."""
-
-    __slots__ = ("_changed",)
-
-    def __init__(self, changed: _Changed) -> None:
-        super().__init__()
-        self._changed = changed
-
-    def __reduce__(self):  # type: ignore[no-untyped-def, override]
-        # pickle (a role's snapshot) and deepcopy: the flag first, then the blocks
-        return _BlockMap, (self._changed,), None, None, iter(self.items())
-
-    def __setitem__(self, k: int, v: TxBlock) -> None:
-        super().__setitem__(k, v)
-        self._changed.flag = True
-
-    def __delitem__(self, k: int) -> None:
-        super().__delitem__(k)
-        self._changed.flag = True
-
-    def __ior__(self, other):  # type: ignore[no-untyped-def, override]
-        self._changed.flag = True
-        return super().__ior__(other)
-
-    def pop(self, *a):  # type: ignore[no-untyped-def, override]
-        self._changed.flag = True
-        return super().pop(*a)
-
-    def popitem(self):  # type: ignore[no-untyped-def, override]
-        self._changed.flag = True
-        return super().popitem()
-
-    def clear(self) -> None:
-        self._changed.flag = True
-        super().clear()
-
-    def update(self, *a, **k):  # type: ignore[no-untyped-def, override]
-        self._changed.flag = True
-        super().update(*a, **k)
-
-    def setdefault(self, *a):  # type: ignore[no-untyped-def, override]
-        self._changed.flag = True
-        return super().setdefault(*a)
-
-
 class ArqSender:
     """Send side of one ARQ connection. :meth:`offer`, :meth:`on_feedback` and :meth:`on_timer`
     return the PDUs to transmit now as ``(pdu, block)`` (block None for a DISCARD)."""

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stack import arq
+from stack import arq_blocks
 from stack.arq import (
     BSN_MODULUS,
     MAX_BACKOFF_DOUBLINGS,
@@ -173,7 +173,7 @@ def test_a_repeated_discard_alone_moves_the_deadline():
 def test_many_blocks_on_the_air_between_polls(monkeypatch):
     """Past MAX_AIRED blocks gone on the air since the last poll, the sender walks them all;
     a block acknowledged while its copy waited does not count when that copy goes out."""
-    monkeypatch.setattr(arq, "MAX_AIRED", 2)
+    monkeypatch.setattr(arq_blocks, "MAX_AIRED", 2)
     tx = ArqSender(replace(P, window=16))
     blocks = [b for i in range(6) for _pdu, b in tx.offer(b"%d" % i, 0.0)]
     assert tx.next_deadline() is None
