@@ -336,8 +336,7 @@ class OtaNetwork:
         st.relocks += 1
         if slip is None:
             if not st.is_master:
-                st.timing.frame_start = None
-                st.timing.last_heard = None
+                st.timing.lose_anchor()
             return
         if st.timing.frame_start is not None:
             st.timing.frame_start -= slip

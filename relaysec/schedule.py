@@ -450,12 +450,25 @@ class OtaTiming:
     lost_after: int = 8
     frame_start: int | None = None
     last_heard: int | None = None
+    last_frame: int | None = None     # frame number of the last ABS burst heard
+    stale_start: int | None = None    # the anchor before :meth:`lose_anchor` (an estimate)
 
     def on_abs_burst(self, rx_index: int) -> None:
         """The ABS's DL burst began at *rx_index* (samples of this node's RX stream)."""
         start = rx_index - self.dl_offset
         if self.frame_start is None:
-            self.frame_start = start
+            k = 0
+            if self.last_frame is not None:
+                # re-anchored after a loss of RX samples that could not be measured: the frame
+                # count goes on (the node's zones, grants and peers' state are kept by frame
+                # number; counting from 0 again left a node silent in its zones for as many
+                # frames as it had run). The old anchor, off by the samples lost, estimates
+                # the count; it never goes back.
+                k = self.last_frame + 1
+                if self.stale_start is not None:
+                    k = max(k, round((start - self.stale_start) / self.frame_len))
+            self.frame_start = start - k * self.frame_len
+            self.stale_start = None
         else:
             # Keep the anchor (frame numbers stay absolute); follow slow drift (sampling-clock
             # offset, TX jitter) by moving the phase half way towards each new observation.
@@ -463,6 +476,16 @@ class OtaTiming:
             predicted = self.frame_start + k * self.frame_len
             self.frame_start += (start - predicted) // 2
         self.last_heard = rx_index
+        self.last_frame = k if self.last_frame is None else max(self.last_frame, k)
+
+    def lose_anchor(self) -> None:
+        """This node lost RX samples and could not measure how many: its RX axis no longer
+        maps to the ABS's frames. Stay silent until the next ABS burst re-anchors the timing;
+        frame numbers then continue from where they were (:meth:`on_abs_burst`)."""
+        if self.frame_start is not None:
+            self.stale_start = self.frame_start
+        self.frame_start = None
+        self.last_heard = None
 
     def locked(self, now_index: int) -> bool:
         """Whether this station may transmit: heard the ABS recently enough."""

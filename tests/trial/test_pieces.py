@@ -69,6 +69,31 @@ def test_ota_timing_locks_and_tracks():
     assert not t.locked(6014 + 9000)
 
 
+def test_ota_timing_keeps_counting_frames_after_an_unmeasured_rx_loss():
+    """A node that lost RX samples it could not count re-anchors on the next ABS burst, and
+    its frame numbers go on from where they were: its zones (relaysec.ota transmits in frame k
+    only past the last frame it used), grants and peers' state are kept by frame number, so
+    counting from 0 again left it silent in its zones for as long as it had run (full-speed
+    trials on a loaded host: ARSs and the AMS silent for seconds, PeerLost)."""
+    t = OtaTiming(frame_len=1000, dl_offset=10)
+    t.on_abs_burst(5010)                              # frame 0
+    t.on_abs_burst(8010)                              # frame 3
+    assert t.last_frame == 3
+    t.lose_anchor()
+    assert t.frame_start is None and not t.locked(8500)
+    t.on_abs_burst(12010 - 2500)                      # frame 7, 2500 samples lost unseen
+    assert t.locked(9600) and t.last_frame == 4       # the old anchor's estimate (>= 3 + 1)
+    assert (9500 - t.frame_start) // 1000 == 4
+    t.on_abs_burst(10510)                             # the next frame: 5, on the new anchor
+    assert t.last_frame == 5 and t.frame_start == 5500
+    t.lose_anchor()
+    t.on_abs_burst(5500 + 9 * 1000 + 10)              # nothing lost after all: frame 9 exactly
+    assert t.last_frame == 9 and t.frame_start == 5500
+    t.lose_anchor()
+    t.on_abs_burst(3010)                              # an axis far behind: never counts back
+    assert t.last_frame == 10 and (3000 - t.frame_start) // 1000 == 10
+
+
 def test_packets_roundtrip_and_detect_any_change():
     pkt = make_packet(3, 77, b"hello world" * 3)
     assert parse_packet(pkt) == (3, 77, b"hello world" * 3)
