@@ -253,7 +253,11 @@ def trial_run(speed: float, *, sets: list[str], emulate: list[str] | None = None
     import subprocess
     import sys
 
-    from relaysec.config import _set_dotted, load_config, parse_override
+    from relaysec.config import (
+        load_config_sources,
+        parse_override,
+        shared_host_stream,
+    )
     from relaysec.trial import Trial
 
     proc = subprocess.Popen([sys.executable, "-m", "relaysec", "emulate", "--radios", "4",
@@ -262,14 +266,15 @@ def trial_run(speed: float, *, sets: list[str], emulate: list[str] | None = None
     try:
         assert proc.stdout is not None
         uris = [proc.stdout.readline().strip() for _ in range(4)]
-        cfg = load_config(config)  # the defaults, or a scenario file over them
+        # the defaults, or a scenario file over them, then --set; as `relaysec trial`, the
+        # shared-host TX stream for the keys neither set
+        cfg, given = load_config_sources(config, [parse_override(item) for item in sets])
         cfg["backend"] = "pluto"
         cfg["schedule"]["ota_speed"] = speed
         cfg["schedule"]["emulated"] = True
         for st, uri in zip(cfg["stations"], uris, strict=True):
             st["uri"] = uri
-        for item in sets:
-            _set_dotted(cfg, *parse_override(item))
+        shared_host_stream(cfg, given)
         cfg["pluto"]["rx_worker"] = worker
         load0 = os.getloadavg()
         c0, t0 = os.times(), time.monotonic()

@@ -25,6 +25,7 @@ from relaysec.config import (
     load_config_sources,
     parse_override,
     redacted,
+    shared_host_stream,
     to_toml,
 )
 from relaysec.config_schema import ConfigError, OptionError, check_uri
@@ -54,7 +55,9 @@ def add_common_options(p: argparse.ArgumentParser) -> None:
 
 def merged_config(args: argparse.Namespace, extra: Sequence[tuple[str, Any]] = (), *,
                   node: bool = False) -> dict[str, Any]:
-    """Defaults ← --config file ← --set overrides ← dedicated flags, validated; then the checks
+    """Defaults ← --config file ← --set overrides ← dedicated flags, validated; over radios
+    from this one process (not *node*) the shared-host TX stream for the keys left at their
+    defaults (:func:`relaysec.config.shared_host_stream`); then the checks
     that depend on how the config runs: a seeded run over radios (*node*, or ``backend =
     "pluto"``) needs --insecure-deterministic-keys, and a data packet must fit the TDD zones of
     the schedule in use. Raises :class:`ConfigError`."""
@@ -65,6 +68,14 @@ def merged_config(args: argparse.Namespace, extra: Sequence[tuple[str, Any]] = (
         overrides.append(("security.insecure_deterministic_keys", True))
     overrides.extend(extra)
     cfg, given = load_config_sources(args.config, overrides)
+    if not node:  # one process opens every station's radio
+        stream = shared_host_stream(cfg, given)
+        if stream and not getattr(args, "quiet", False) and not getattr(args, "print_config",
+                                                                         False):
+            print("radios: one process drives all "
+                  f"{len(cfg['stations'])}: the shared-host TX stream "
+                  f"({', '.join(f'{k}={v}' for k, v in stream.items())}; "
+                  "docs/radios.md)", file=sys.stderr)
     check_key_randomness(cfg, radios=runs_over_radios(cfg, node=node),
                          seed_given="seed" in given)
     from relaysec.trial import check_fits

@@ -312,6 +312,39 @@ def check_air_speed(cfg: Config, stations: Iterable[Mapping[str, Any]]) -> None:
             "set schedule.emulated = true for emulators on another host")
 
 
+#: The TX stream of one process that drives several radios (``relaysec trial --backend pluto``
+#: opens one per station), for every key the user left at its default: a host busy with four
+#: radios' demodulation is late by a millisecond now and then, and a 4 ms push spends ~3 ms of
+#: its 4 crossing USB at 2.8 MS/s, so one late push empties the DAC queue and underflows cascade
+#: (docs/radios.md, "Session 13"). 6 ms pushes leave 2.3 ms of margin and a third fewer
+#: transfers; their longer TX lead needs zone bursts built earlier and UL grants a frame later.
+#: ``relaysec node`` (one radio per process, a host each) keeps the defaults: a shorter lead
+#: answers requests, grants and handovers sooner. ``examples/shared-host.toml`` holds the same
+#: values for nodes that share a host.
+SHARED_HOST_STREAM: dict[str, int | float] = {
+    "pluto.tx_block_size": 16800,
+    "pluto.tx_kernel_buffers": 3,
+    "schedule.ota_build_ahead_ms": 10.0,
+    "schedule.ota_grant_delay": 4,
+}
+
+
+def shared_host_stream(cfg: Config, given: set[str]) -> dict[str, int | float]:
+    """Set :data:`SHARED_HOST_STREAM` in *cfg* for the keys not in *given* (those the file or
+    the overrides set, :func:`load_config_sources`) when *cfg* runs over radios (``backend =
+    "pluto"``) from this one process; returns what it set (empty: nothing changed)."""
+    if cfg["backend"] != "pluto" or len(cfg["stations"]) < 2:
+        return {}
+    out: dict[str, int | float] = {}
+    for key, value in SHARED_HOST_STREAM.items():
+        if key not in given:
+            _set_dotted(cfg, key, value)
+            out[key] = value
+    if out:
+        validate(cfg)
+    return out
+
+
 def station(cfg: Config, name: str) -> dict[str, Any]:
     """The station entry called *name*."""
     for st in cfg["stations"]:

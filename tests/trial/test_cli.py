@@ -66,3 +66,35 @@ def test_record_writes_sigmf_per_station(tmp_path, capsys):
     assert metas == ["ABS.sigmf-meta", "AMS.sigmf-meta", "ARS-1.sigmf-meta", "ARS-2.sigmf-meta"]
     rec = read_recording(tmp_path / "AMS.sigmf-meta")
     assert len(rec.annotations) > 0
+
+
+def test_trial_over_radios_takes_the_shared_host_stream_for_keys_left_at_default(capsys):
+    """One `relaysec trial --backend pluto` process drives every station's radio, so its TX
+    stream is the shared-host one (relaysec.config.SHARED_HOST_STREAM); a key the user set
+    keeps the user's value, and the simulator's config is left as it is."""
+    from relaysec.config import SHARED_HOST_STREAM, load_config
+
+    assert main(["trial", "--backend", "pluto", "--set", "schedule.ota_grant_delay=6",
+                 "--print-config"]) == 0
+    data = tomllib.loads(capsys.readouterr().out)
+    assert data["pluto"]["tx_block_size"] == SHARED_HOST_STREAM["pluto.tx_block_size"] == 16800
+    assert data["pluto"]["tx_kernel_buffers"] == 3
+    assert data["schedule"]["ota_build_ahead_ms"] == 10.0
+    assert data["schedule"]["ota_grant_delay"] == 6  # given: kept
+    assert main(["trial", "--print-config"]) == 0  # loopback: the defaults
+    data = tomllib.loads(capsys.readouterr().out)
+    defaults = load_config()
+    assert data["pluto"] == defaults["pluto"] and data["pluto"]["tx_block_size"] == 11200
+    assert data["schedule"]["ota_grant_delay"] == defaults["schedule"]["ota_grant_delay"] == 3
+
+
+def test_node_keeps_the_one_radio_stream():
+    """`relaysec node` opens one radio: the shared-host stream is never applied to it."""
+    import argparse
+
+    from relaysec.cmd_trial import merged_config
+
+    args = argparse.Namespace(overrides=[], seed=None, insecure_deterministic_keys=False,
+                              config=None, quiet=True, print_config=False)
+    cfg = merged_config(args, [("backend", "pluto")], node=True)
+    assert cfg["pluto"]["tx_block_size"] == 11200 and cfg["pluto"]["tx_kernel_buffers"] == 4

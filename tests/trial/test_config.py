@@ -140,3 +140,9 @@ def test_every_example_scenario_loads(name):
     if name == "shared-host.toml":  # longer TX pushes, and a lead the grants must cover
         assert cfg["pluto"]["tx_block_size"] > load_config()["pluto"]["tx_block_size"]
         assert cfg["schedule"]["ota_grant_delay"] == 4
+        # the stream `relaysec trial --backend pluto` takes by itself: the same values
+        from relaysec.config import SHARED_HOST_STREAM
+
+        for key, value in SHARED_HOST_STREAM.items():
+            table, name = key.split(".")
+            assert cfg[table][name] == value, key
