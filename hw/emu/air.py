@@ -275,7 +275,7 @@ class MediumPath:
         # all that allows: its transfer is not modelled on top of that wait (two waits left
         # the emulator's own work ~80 ms before a 0.4 s timeout: EPIPE on a loaded host)
         latest = since + max_wait_s * self.medium.sample_rate
-        out = self._rx(n, max_wait_s=max_wait_s)
+        out = self._rx(n, max_wait_s=max_wait_s, since=since)
         if self.medium.wall:
             # the block crosses USB once it is complete on the device and the host has asked
             # for it: a reader that keeps up gets it one transfer after its window ends, as
@@ -286,14 +286,14 @@ class MediumPath:
             self.recorder.write(out)
         return out
 
-    def _rx(self, n: int, *, max_wait_s: float) -> np.ndarray:
+    def _rx(self, n: int, *, max_wait_s: float, since: float | None = None) -> np.ndarray:
         self._check_rate()
         if n > self.rx_block:  # a larger block: the medium keeps more past air for it
             self.rx_block = n
             self.air.update_backlog()
         fs = self.medium.sample_rate
         if self.medium.wall:
-            self._kernel_queue(n)
+            self._kernel_queue(n, since)
         t = self.radio.time
         if self.medium.wall:
             now = self._now()
@@ -317,17 +317,25 @@ class MediumPath:
                                  self._global(t) - CYCLIC_LOOKBACK_S * fs)
         return self.radio.receive(n)
 
-    def _kernel_queue(self, n: int) -> None:
+    def _kernel_queue(self, n: int, since: float | None = None) -> None:
         """Model the driver's queue of ``buffers_count`` DMA blocks (wall clock only).
 
         While the reader keeps up, blocks are contiguous. When it falls more than
         ``buffers_count`` blocks behind, the queue is full and the DMA stops: the reader still
         gets the queued (old) blocks, then the stream resumes at the moment its first refill freed
         a block; the samples in between are lost (``stats.overflows``/``dropped``).
+
+        The queue is judged at medium time ``since``, when the request arrived (default: now):
+        the kernel hands a block out when the read comes in, and the time this emulator's own
+        thread then spends waiting (for the GIL, for a core on a loaded host) is not the
+        reader's lateness. Judged on waking instead, a busy emulator declared overflows that a
+        Pluto would not have (all four radios at once), and each one makes a streaming node
+        measure its TX->RX offset again, silent meanwhile.
         """
         t = self.radio.time
         if self._resume is None:
-            now_l = math.floor(self._local(self._now()))
+            now = self._now()
+            now_l = math.floor(self._local(now if since is None else min(since, now)))
             if now_l - t > self.buffers_count * n:
                 self._gap_start = t + self.buffers_count * n
                 self._resume = now_l
