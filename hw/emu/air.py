@@ -50,6 +50,21 @@ from hw.sigmf import SigMFRecorder
 
 log = logging.getLogger(__name__)
 
+#: The bits of a complex64 sample other than its two sign bits (silent: all of them 0).
+_MAGNITUDE = np.uint64(0x7FFF_FFFF_7FFF_FFFF)
+
+
+def _sounding(iq: np.ndarray) -> tuple[int, int] | None:
+    """``[a, b)``: from the first to the last sample of complex64 *iq* that is not silent
+    (a component other than +-0), or None when all are. A sample is silent when its 8 bytes,
+    masked of the two sign bits, are zero: one pass and two ``argmax`` (``np.flatnonzero``
+    built an index array of every non-zero component, 58 us a 6 ms push)."""
+    nz = (iq.view(np.uint64) & _MAGNITUDE) != 0
+    a = int(nz.argmax())
+    if not nz[a]:
+        return None
+    return a, iq.size - int(nz[::-1].argmax())
+
 #: Samples the medium renders after a window's end before it may render it (interpolation).
 try:
     from hw.channels import INTERP_HALF as _INTERP_HALF
@@ -436,9 +451,9 @@ class MediumPath:
         zeros. A block placed in the past is still heard by readers that have not read it."""
         # the DAC starts a block on an edge of its own sample clock: a whole local sample
         start = max(float(math.ceil(arrived_local)), self._tx_end_local)
-        nz = np.flatnonzero(iq.view(np.float32))
-        if nz.size:
-            a, b = int(nz[0]) // 2, int(nz[-1]) // 2 + 1
+        span = _sounding(iq)
+        if span is not None:
+            a, b = span
             self.radio.transmit(iq[a:b], at=start + a)
         return start
 

@@ -182,3 +182,21 @@ def test_bounded_wait_completes_with_noise() -> None:
     assert x.size == 3_000_000 and x.dtype == np.complex64
     assert 2_400_000 <= path.late_samples <= 2_500_100
     assert radio.time == 3_000_000
+
+
+def test_sounding_span_is_first_to_last_non_zero_sample() -> None:
+    """hw.emu.air._sounding (what a DMA block hands the medium) against np.flatnonzero on the
+    components: +-0 silent, denormals, NaN and any other value sounding, on random blocks."""
+    from hw.emu.air import _sounding
+
+    rng = np.random.default_rng(7)
+    values = np.array([0.0, -0.0, 1e-40, -3.0, 0.5, np.nan], np.float32)
+    for _ in range(3000):
+        n = int(rng.integers(1, 200))
+        f = np.zeros(2 * n, np.float32)
+        for _ in range(int(rng.integers(0, 4))):
+            f[rng.integers(0, 2 * n)] = rng.choice(values)
+        iq = f.view(np.complex64)
+        nz = np.flatnonzero(f)
+        want = None if not nz.size else (int(nz[0]) // 2, int(nz[-1]) // 2 + 1)
+        assert _sounding(iq) == want

@@ -232,6 +232,34 @@ def test_writebuf_payload_is_converted_exactly_and_stamped(mask: str, cols: tupl
             c.close()
 
 
+def test_writebuf_zero_chunks_are_skipped_and_all_zero_pushes_shared() -> None:
+    """A streaming client pushes mostly zeros: a chunk of zeros is not converted (the block
+    starts at zero) and an all-zero push hands the path one shared read-only block; a push
+    with samples only past its first 64 k-sample chunk converts exactly."""
+    spy = _SpyPath()
+    with PlutoServer(data=spy) as srv:  # type: ignore[arg-type]
+        c = Client(srv)
+        try:
+            n = 70_000
+            words = np.zeros((n, 2), "<i2")
+            words[66_000:66_010] = [[-32768, 32767]] * 10
+            assert c.cmd(f"OPEN iio:device2 {n} 00000003") == 0
+            for w in (np.zeros_like(words), words, np.zeros_like(words)):
+                assert c.cmd(f"WRITEBUF iio:device2 {w.nbytes}") == 0
+                c.send(w.tobytes())
+                assert c.integer() == w.nbytes
+            first, second, third = (iq for iq, _ in spy.pushed)
+            assert first.shape == (n,) and not first.any() and not third.any()
+            comp = second.view(np.float32).reshape(n, 2)
+            np.testing.assert_array_equal(comp, words / np.float32(32768))
+        finally:
+            c.close()
+    from hw.emu.buffers import _zeros
+
+    z = _zeros(n)
+    assert z is _zeros(n) and not z.flags.writeable and not z.any()
+
+
 @pytest.mark.parametrize("mask,cols", [("00000003", [0, 1]), ("00000001", [0]),
                                        ("00000002", [1])])
 def test_readbuf_codes_are_rounded_and_clipped_exactly(mask: str, cols: list[int]) -> None:
@@ -241,6 +269,9 @@ def test_readbuf_codes_are_rounded_and_clipped_exactly(mask: str, cols: list[int
     n = 70_000
     rng = np.random.default_rng(5)
     spy.rx_data = (rng.uniform(-1.3, 1.3, n) + 1j * rng.uniform(-1.3, 1.3, n)).astype(np.complex64)
+    # exact halves of a code (rounded to even), the clip edges and beyond
+    spy.rx_data[:8] = np.array([0.5, 1.5, -0.5, -2.5, 2047.5, -2048.5, 2047.49, -2049.0],
+                               np.float32) / np.float32(2048) * (1 + 1j)
     expect = np.clip(np.rint(spy.rx_data.view(np.float32).reshape(n, 2) * np.float32(2048)),
                      -2048, 2047).astype("<i2")[:, cols]
     with PlutoServer(data=spy) as srv:  # type: ignore[arg-type]
