@@ -28,6 +28,9 @@ from hw.timeline import StreamTimeline
 #: The radio's logger: these lines are the Pluto's own (filtered and configured as ``hw.pluto``).
 log = logging.getLogger("hw.pluto")
 
+#: The largest positive ADC code at full scale 1.0 (a component there or at -1.0 clipped).
+_CLIP_HIGH = np.float32(2047 / RX_SCALE)
+
 
 class PlutoReceiver:
     """Settings, ranges, tuning and receive of a Pluto (mixed into PlutoRadio): the device
@@ -214,11 +217,25 @@ class PlutoReceiver:
                 self.timeline.on_rx(block, self._rx_abs)
             self._rx_abs += block.size
             comp = block.view(np.float32)
-            self.stats.clipped += int(np.count_nonzero((comp >= 2047 / RX_SCALE) | (comp <= -1.0)))
+            # two reductions; the count (three passes and temporaries) only when one clipped
+            if comp.max() >= _CLIP_HIGH or comp.min() <= -1.0:
+                self.stats.clipped += int(np.count_nonzero((comp >= _CLIP_HIGH)
+                                                           | (comp <= -1.0)))
             parts.append(block)
             have += block.size
-        data = np.concatenate(parts) if len(parts) > 1 else parts[0]
-        out, self._pending = data[:n], data[n:]
+        if len(parts) == 1:
+            out, self._pending = parts[0][:n], parts[0][n:]
+        else:
+            # copy the n samples asked for; the rest of the last block stays as it is (a view:
+            # joining whole blocks first copied up to three times as much)
+            out = np.empty(n, np.complex64)
+            pos = 0
+            for part in parts[:-1]:
+                out[pos:pos + part.size] = part
+                pos += part.size
+            last = parts[-1]
+            out[pos:] = last[:n - pos]
+            self._pending = last[n - pos:]
         self.stats.rx_calls += 1
         self.stats.rx_samples += n
         return out

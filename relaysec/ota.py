@@ -96,6 +96,7 @@ class _NodeState:
     own: tuple[tuple[int, int], ...] = ()  # ... of its own zones (every TRACK_EVERY-th frame)
     scanned: int = 0                      # samples demodulated (overlap re-scans included)
     skipped: int = 0                      # samples of zones it needs nothing from, not scanned
+    tx_zones: list[tuple[int, Any]] | None = None  # (index, zone) it may transmit in (kept)
 
 
 class OtaNetwork:
@@ -144,6 +145,8 @@ class OtaNetwork:
                 st.own = self._windows(schedule.sent_by(n.name, role))
             self.states[n.name] = st
         self.nodes = {n: s.node for n, s in self.states.items()}
+        #: Each UL-access zone by its owner (a station sizes its zone bursts' grants by it).
+        self._owned_ul = {z.tx: z for z in schedule.zones if z.shared}
         # A burst that straddles two chunks is decoded from the overlap: the longest burst.
         node0 = next(iter(self.nodes.values()))
         longest = max(z.length for z in schedule.zones)
@@ -412,13 +415,7 @@ class OtaNetwork:
             # over when now + latency reaches the zone start (within one slack period).
             horizon = air_now + int(st.latency) + self.early
             late = air_now + int(st.latency) - self.schedule.zones[0].guard // 2
-        owned_ul = {z.tx: z for z in self.schedule.zones if z.shared}
-        for zi, zone in enumerate(self.schedule.zones):
-            if zone.shared:
-                if not node.is_ams:
-                    continue      # the owner listens; its AMSs send in granted slots
-            elif zone.tx != node.name:
-                continue
+        for zi, zone in self._tx_zones(st):
             k = (horizon - st.timing.frame_start - zone.start) // self.schedule.frame_len
             if k < st.next_frame.get(zi, 0) or k < 0:
                 continue
@@ -437,7 +434,7 @@ class OtaNetwork:
                 iq = None if owner_id is None else node.build_slot(
                     now, frame=k, owner=owner_id, lead=lead)
             else:
-                ul = owned_ul.get(node.name) if zone.name != "UL-relay" else None
+                ul = self._owned_ul.get(node.name) if zone.name != "UL-relay" else None
                 ul_symbols = None if ul is None else (ul.length - ul.guard // 2) // node.sym
                 iq, _ = node.build_zone(now, zone.length, frame=k, kind=zone.name, lead=lead,
                                         ul_symbols=ul_symbols, force=st.is_master)
@@ -469,6 +466,16 @@ class OtaNetwork:
             node.transmit(iq)
             st.pushes.append(air_call + pre + lead)
             del st.pushes[:-8]
+
+    def _tx_zones(self, st: _NodeState) -> list[tuple[int, Any]]:
+        """The zones *st*'s node may transmit in, with their index: its own, and every
+        UL-access zone for an AMS (its slots there are granted); the owner only listens in
+        its UL-access zone. Kept per node (the main loop asks thousands of times a second)."""
+        if st.tx_zones is None:
+            node = st.node
+            st.tx_zones = [(zi, z) for zi, z in enumerate(self.schedule.zones)
+                           if (node.is_ams if z.shared else z.tx == node.name)]
+        return st.tx_zones
 
     def _station_id(self, name: str) -> int | None:
         for st in self.states.values():
