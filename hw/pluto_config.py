@@ -70,7 +70,8 @@ class PlutoConfig(RadioConfig):
     ahead of the air a burst must be handed over (about ``(tx_kernel_buffers + 1) *
     tx_block_size``). ``rx_worker``: while streaming, read RX in a process of its own
     (:class:`hw.pluto_stream._RxWorker`; only for ``ip:`` URIs, which several processes can open
-    at once).
+    at once). ``stream_nice``: the nice value that worker's TX thread asks for (-20..19; below
+    the node's own only where the system allows it, :func:`hw.pluto_stream.raise_priority`).
     """
 
     uri: str = DEFAULT_URI
@@ -82,6 +83,7 @@ class PlutoConfig(RadioConfig):
     tx_block_size: int = 11200
     tx_kernel_buffers: int = 4
     rx_worker: bool = True
+    stream_nice: int = -10
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -124,6 +126,7 @@ class PlutoConfig(RadioConfig):
             ("timeout_ms", 0, 3_600_000),
             ("tx_block_size", 256, 1 << 22),
             ("tx_kernel_buffers", 1, 64),
+            ("stream_nice", -20, 19),
         ):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:

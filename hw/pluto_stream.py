@@ -136,6 +136,26 @@ _PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _HDR = 16
 _H_RX_WRITTEN, _H_ERR, _H_RUNNING, _H_STOP = 0, 1, 2, 3
 _H_TX_CLAIM, _H_TX_BLOCKS, _H_PUSH_MAX_NS, _H_GAP_MAX_NS = 4, 5, 6, 7
+_H_NICE = 8  # the worker's nice value + 100 once it has set it (0: not yet)
+
+
+def raise_priority(nice: int) -> int:
+    """Run the calling thread (Linux: a nice value is per thread; elsewhere the process) at
+    nice value *nice* when that is above its priority (a lower number) and the system allows
+    it (root, CAP_SYS_NICE or an RLIMIT_NICE such as ``@audio - nice -10`` in limits.conf);
+    returns the nice value it runs at.
+
+    Why: the stream worker's TX thread only copies blocks, but when it is not scheduled for
+    the milliseconds its device queue holds (3 pushes of 6 ms on a shared host) the DAC runs
+    dry and the timeline must be measured again. A host busy demodulating four radios (and,
+    with ``relaysec emulate``, playing their air) delays it that long; at a higher priority it
+    is not (docs/radios.md, "Session 14"). SDR drivers do the same for their streaming threads
+    (UHD's ``set_thread_priority_safe``). Threads started afterwards inherit it."""
+    current = os.getpriority(os.PRIO_PROCESS, 0)
+    if nice < current:
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, 0, nice)
+    return os.getpriority(os.PRIO_PROCESS, 0)
 
 
 def _mapped(path: str, dtype: type, offset: int, n: int) -> np.ndarray:
@@ -149,7 +169,7 @@ def _mapped(path: str, dtype: type, offset: int, n: int) -> np.ndarray:
 def _rx_worker_main(uri: str, samples: int, kernel_buffers: int, timeout_ms: int,
                     path: str, ring: int, parent: int, tx_block: int = 0,
                     tx_kernel_buffers: int = 4,
-                    tx_ring: int = 0) -> None:  # pragma: no cover - runs in a child
+                    tx_ring: int = 0, nice: int = 0) -> None:  # pragma: no cover - child
     """The stream worker process: its own libiio context; an RX buffer refilled back to back
     (every block converted to complex64 full scale into the RX ring) and, with *tx_block*, a
     TX buffer pushed back to back from the TX ring (blocks of *tx_block* samples taken at
@@ -216,6 +236,10 @@ def _rx_worker_main(uri: str, samples: int, kernel_buffers: int, timeout_ms: int
             raise OSError(_errno.EINVAL, "unexpected sample layout")
         reader = threading.Thread(target=rx_loop, args=(rx,), daemon=True)
         reader.start()
+        # this thread pushes TX: its queue (3-4 blocks of 4-6 ms) runs dry first when the
+        # host is busy, where RX has ~94 ms of kernel buffers. Linux sets a nice value per
+        # thread, so the reader started above keeps the node's
+        hdr[_H_NICE] = 100 + raise_priority(nice)
         hdr[_H_RUNNING] = 1
         if tx is not None and txr is not None:
             done = None
@@ -311,7 +335,8 @@ class _RxWorker:
     """
 
     def __init__(self, uri: str, samples: int, kernel_buffers: int, timeout_ms: int,
-                 sample_rate: float, *, tx_block: int = 0, tx_kernel_buffers: int = 4) -> None:
+                 sample_rate: float, *, tx_block: int = 0, tx_kernel_buffers: int = 4,
+                 nice: int = 0) -> None:
         import json
         import subprocess
         import sys
@@ -340,13 +365,19 @@ class _RxWorker:
         # a fresh interpreter (no fork of a threaded libiio client, and unlike
         # multiprocessing's spawn it does not re-run the parent's __main__)
         args = json.dumps([uri, samples, kernel_buffers, timeout_ms, self.path, self.ring,
-                           os.getpid(), tx_block, tx_kernel_buffers, self.tx_size])
+                           os.getpid(), tx_block, tx_kernel_buffers, self.tx_size, nice])
         code = "import json, sys; from hw.pluto_stream import _rx_worker_main; " \
                "_rx_worker_main(*json.loads(sys.argv[1]))"
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(
             p for p in [_PROJECT_ROOT, os.environ.get("PYTHONPATH", "")] if p))
         self.proc = subprocess.Popen([sys.executable, "-c", code, args], env=env,
                                      stdin=subprocess.DEVNULL)
+
+    @property
+    def nice(self) -> int | None:
+        """The nice value the worker runs at (None until it has started)."""
+        v = int(self._hdr[_H_NICE])
+        return None if not v else v - 100
 
     def wait_running(self, timeout_s: float) -> None:
         """Until the worker's RX buffer streams (raises :class:`RadioIOError` if it fails)."""
@@ -426,4 +457,5 @@ __all__ = [
     "RX_SCALE",
     "TX_RING_S",
     "TX_SCALE",
+    "raise_priority",
 ]

@@ -167,13 +167,17 @@ class PlutoStreaming:
         self._pending = np.zeros(0, np.complex64)
         worker = _RxWorker(uri, cfg.rx_buffer_size, cfg.kernel_buffers, cfg.timeout_ms,
                            self.sample_rate, tx_block=cfg.tx_block_size,
-                           tx_kernel_buffers=cfg.tx_kernel_buffers)
+                           tx_kernel_buffers=cfg.tx_kernel_buffers, nice=cfg.stream_nice)
         try:
             worker.wait_running(max(10.0, cfg.timeout_ms / 1000))
         except BaseException:
             worker.stop()
             raise
         self._rx_worker = worker
+        if worker.nice is not None and worker.nice > cfg.stream_nice:
+            log.info("%s: the stream worker's TX thread runs at nice %d, not %d (not "
+                     "permitted: root, CAP_SYS_NICE or an RLIMIT_NICE allows it; "
+                     "docs/radios.md)", cfg.uri, worker.nice, cfg.stream_nice)
         log.info("%s: TX and RX stream in worker process %d (%.1f s RX ring, %.1f s TX "
                  "ring)", cfg.uri, worker.proc.pid, worker.ring / self.sample_rate,
                  worker.tx_size / self.sample_rate)
@@ -215,7 +219,12 @@ class PlutoStreaming:
 
     def timeline_report(self) -> dict[str, float | int | None]:
         """The streaming timeline's offset and counters ({} in burst mode)."""
-        return {} if self.timeline is None else self.timeline.report()
+        if self.timeline is None:
+            return {}
+        out = self.timeline.report()
+        if self._rx_worker is not None:
+            out["worker_nice"] = self._rx_worker.nice
+        return out
 
 
 __all__ = ["STREAM_FLAG_PERIOD_S", "PlutoStreaming"]

@@ -284,6 +284,7 @@ def specs() -> dict[str, Spec]:
         "pluto.tx_block_size": Spec("int", 256, 1 << 22, unit="samples"),
         "pluto.tx_kernel_buffers": Spec("int", 1, 64),
         "pluto.rx_worker": Spec("bool"),
+        "pluto.stream_nice": Spec("int", -20, 19),
     }
 
 

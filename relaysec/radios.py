@@ -117,7 +117,8 @@ def plutos(cfg: Config, local: Sequence[Station], fs: float) -> dict[str, Radio]
                 kernel_buffers=int(p["kernel_buffers"]),
                 tx_block_size=int(p["tx_block_size"]),
                 tx_kernel_buffers=int(p["tx_kernel_buffers"]),
-                rx_worker=bool(p.get("rx_worker", True)))
+                rx_worker=bool(p.get("rx_worker", True)),
+                stream_nice=int(p.get("stream_nice", -10)))
         except Exception as exc:
             close_all()
             raise RadioSetupError(f"{s['name']} ({s['uri']}): {exc}") from exc

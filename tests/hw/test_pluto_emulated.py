@@ -194,12 +194,16 @@ def test_streaming_rx_runs_in_a_worker_process_and_stops_with_the_radio():
 
     with realtime_slot(), start_emulators(1, EmulatorConfig(speed=0.25)) as cluster:
         r = PlutoRadio(cluster.uris[0], rx_buffer_size=16384, kernel_buffers=8,
-                       tx_block_size=11200, tx_kernel_buffers=6)
+                       tx_block_size=11200, tx_kernel_buffers=6, stream_nice=-5)
         try:
             tl = r.start_stream(calibrate_s=10.0)
             worker = r._rx_worker
             assert worker is not None and worker.proc.poll() is None
             assert r.device._rxbuf is None       # the node holds no RX buffer of its own
+            # the priority asked for where the system allows it (root), else the node's
+            want = -5 if os.geteuid() == 0 else os.getpriority(os.PRIO_PROCESS, 0)
+            assert worker.nice == want == r.timeline_report()["worker_nice"]
+            assert os.getpriority(os.PRIO_PROCESS, worker.proc.pid) == want
             err = probe_error(r, tl)
             if tl.stats.underflows or tl.stats.rx_breaks:
                 pytest.skip("the host starved the stream during the test (load)")
@@ -207,3 +211,22 @@ def test_streaming_rx_runs_in_a_worker_process_and_stops_with_the_radio():
         finally:
             r.close()
         assert worker.proc.poll() is not None and not os.path.exists(worker.path)
+
+
+def test_raise_priority_asks_only_for_more_and_says_what_it_got():
+    """hw.pluto_stream.raise_priority (stream workers, relaysec emulate), in a child process:
+    a nice value below the process's own is set where the system allows it and left as it
+    was where not; one above it (less priority) is never asked for."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import os; from hw.pluto_stream import raise_priority as r; os.nice(5); "
+            "a = r(10); b = r(2); print(a, b)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=str(Path(__file__).parents[2])).stdout.split()
+    a, b = int(out[0]), int(out[1])
+    assert a == 5            # 10 is less priority than the 5 it runs at: not asked for
+    # root may raise it; another user only as far as its RLIMIT_NICE allows (else unchanged)
+    assert b == 2 if os.geteuid() == 0 else b in (2, 5)
