@@ -317,7 +317,11 @@ def check_air_speed(cfg: Config, stations: Iterable[Mapping[str, Any]]) -> None:
 #: radios' demodulation is late by a millisecond now and then, and a 4 ms push spends ~3 ms of
 #: its 4 crossing USB at 2.8 MS/s, so one late push empties the DAC queue and underflows cascade
 #: (docs/radios.md, "Session 13"). 6 ms pushes leave 2.3 ms of margin and a third fewer
-#: transfers; their longer TX lead needs zone bursts built earlier and UL grants a frame later.
+#: transfers; their longer TX lead needs zone bursts built earlier. UL grants go 6 frames ahead:
+#: one process demodulating four radios decodes a grant 10-130 ms after its burst, and at 4
+#: frames 54-73 % of an AMS's grants came after their slot was due (docs/radios.md, "Session
+#: 14": 66-122 kb/s per direction instead of 28-70, handover interruption 0.24-0.47 s instead
+#: of 0.5-1.0 s).
 #: ``relaysec node`` (one radio per process, a host each) keeps the defaults: a shorter lead
 #: answers requests, grants and handovers sooner. ``examples/shared-host.toml`` holds the same
 #: values for nodes that share a host.
@@ -325,7 +329,7 @@ SHARED_HOST_STREAM: dict[str, int | float] = {
     "pluto.tx_block_size": 16800,
     "pluto.tx_kernel_buffers": 3,
     "schedule.ota_build_ahead_ms": 10.0,
-    "schedule.ota_grant_delay": 4,
+    "schedule.ota_grant_delay": 6,
 }
 
 

@@ -74,13 +74,13 @@ def test_trial_over_radios_takes_the_shared_host_stream_for_keys_left_at_default
     keeps the user's value, and the simulator's config is left as it is."""
     from relaysec.config import SHARED_HOST_STREAM, load_config
 
-    assert main(["trial", "--backend", "pluto", "--set", "schedule.ota_grant_delay=6",
+    assert main(["trial", "--backend", "pluto", "--set", "schedule.ota_grant_delay=7",
                  "--print-config"]) == 0
     data = tomllib.loads(capsys.readouterr().out)
     assert data["pluto"]["tx_block_size"] == SHARED_HOST_STREAM["pluto.tx_block_size"] == 16800
     assert data["pluto"]["tx_kernel_buffers"] == 3
     assert data["schedule"]["ota_build_ahead_ms"] == 10.0
-    assert data["schedule"]["ota_grant_delay"] == 6  # given: kept
+    assert data["schedule"]["ota_grant_delay"] == 7  # given: kept
     assert main(["trial", "--print-config"]) == 0  # loopback: the defaults
     data = tomllib.loads(capsys.readouterr().out)
     defaults = load_config()

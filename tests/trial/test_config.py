@@ -139,7 +139,7 @@ def test_every_example_scenario_loads(name):
     cfg = load_config(Path(__file__).parents[2] / "examples" / name)
     if name == "shared-host.toml":  # longer TX pushes, and a lead the grants must cover
         assert cfg["pluto"]["tx_block_size"] > load_config()["pluto"]["tx_block_size"]
-        assert cfg["schedule"]["ota_grant_delay"] == 4
+        assert cfg["schedule"]["ota_grant_delay"] == 6
         # the stream `relaysec trial --backend pluto` takes by itself: the same values
         from relaysec.config import SHARED_HOST_STREAM
 
