@@ -40,6 +40,7 @@ import numpy as np
 from scipy import optimize
 
 import phy
+from benchmarks._args import mcs_name, profile_name
 from benchmarks._machine import format_machine, machine_info
 from phy import channel as ch
 
@@ -252,14 +253,14 @@ def merge_data(doc: dict[str, Any] | None, res: dict[str, Any], agree_db: float
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--profile", default="P2.5")
+    ap.add_argument("--profile", type=profile_name, default="P2.5")
     ap.add_argument("--payload", type=int, default=500)
     ap.add_argument("--bursts", type=int, default=2000, help="bursts per fine point")
     ap.add_argument("--coarse", type=int, default=200, help="bursts per bisection probe")
     ap.add_argument("--step", type=float, default=0.25, help="dB between fine points")
     ap.add_argument("--target", type=float, default=0.01, help="target PER")
     ap.add_argument("--seed", type=int, default=2026)
-    ap.add_argument("--mcs", nargs="+", default=phy.mcs_table())
+    ap.add_argument("--mcs", nargs="+", type=mcs_name, default=phy.mcs_table())
     ap.add_argument("--spot", nargs="*", default=["5MHz", "10MHz"], help="profiles to spot-check")
     ap.add_argument("--spot-mcs", nargs="*", default=["QPSK-1/2", "64QAM-5/6"])
     ap.add_argument("--agree-db", type=float, default=0.3)

@@ -59,6 +59,7 @@ from typing import Any
 import numpy as np
 
 import phy
+from benchmarks._args import mcs_name, profile_name
 from benchmarks._machine import announce
 from phy import channel as ch
 from phy import qam, spectrum
@@ -421,8 +422,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--json", help="write results to this path")
     ap.add_argument("--seed", type=int, default=2026)
-    ap.add_argument("--profiles", nargs="+", default=DEFAULT_PROFILES)
-    ap.add_argument("--mcs", nargs="+", default=phy.mcs_table())
+    ap.add_argument("--profiles", nargs="+", type=profile_name, default=DEFAULT_PROFILES)
+    ap.add_argument("--mcs", nargs="+", type=mcs_name, default=phy.mcs_table())
     ap.add_argument("--payload", type=int, default=4000, help="bytes per burst")
     ap.add_argument("--bursts", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=3)
@@ -430,8 +431,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--zone-only", action="store_true",
                     help="only the zone-burst comparison (no kernels, no per-MCS table)")
     ap.add_argument("--no-zone", action="store_true", help="skip the zone-burst comparison")
-    ap.add_argument("--zone-profiles", nargs="+", default=["5MHz"])
-    ap.add_argument("--zone-mcs", nargs="+", default=["QPSK-1/2", "16QAM-3/4"])
+    ap.add_argument("--zone-profiles", nargs="+", type=profile_name, default=["5MHz"])
+    ap.add_argument("--zone-mcs", nargs="+", type=mcs_name,
+                    default=["QPSK-1/2", "16QAM-3/4"])
     ap.add_argument("--zone-payload", nargs="+", type=int, default=[100, 400],
                     help="bytes per receiver")
     ap.add_argument("--zone-n", nargs="+", type=int, default=[1, 4, 16],
@@ -440,7 +442,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--spectrum", action="store_true",
                     help="also measure the transmit spectrum, shaping EVM, PAPR and clipping")
     ap.add_argument("--spectrum-only", action="store_true", help="only that measurement")
-    ap.add_argument("--spectrum-profiles", nargs="+", default=phy.profiles())
+    ap.add_argument("--spectrum-profiles", nargs="+", type=profile_name,
+                    default=phy.profiles())
     ap.add_argument("--spectrum-bursts", type=int, default=300)
     ap.add_argument("--spectrum-payload", type=int, default=1000)
     ap.add_argument("--against", metavar="TREE",

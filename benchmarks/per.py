@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 
 import phy
+from benchmarks._args import mcs_name, profile_name
 from benchmarks._machine import announce, format_machine
 from benchmarks.mcs_thresholds import fit_threshold
 from hw import channels as hwch
@@ -302,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true",
                     help="200 bursts per point, coarser steps (a few minutes)")
     ap.add_argument("--seed", type=int, default=2026)
-    ap.add_argument("--profile", default="5MHz")
+    ap.add_argument("--profile", type=profile_name, default="5MHz")
     ap.add_argument("--payload", type=int, default=200)
     ap.add_argument("--bursts", type=int, help="bursts per point (default 1000, quick 200)")
     ap.add_argument("--step", type=float, help="dB between AWGN-like points (default 0.25, "
@@ -310,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--target", type=float, default=0.01, help="PER at which gaps are stated")
     ap.add_argument("--channels", nargs="+", default=DEFAULT_CHANNELS,
                     choices=["awgn", "twopath", *sorted(FADING), *PHASE_NOISE_DBC])
-    ap.add_argument("--mcs", nargs="+", default=DEFAULT_MCS)
+    ap.add_argument("--mcs", nargs="+", type=mcs_name, default=DEFAULT_MCS)
     ap.add_argument("--from-json", help="print the summary of a saved run instead of running")
     ap.add_argument("--spot", type=float, nargs="+",
                     help="instead of sweeps: PER of both receivers at these SNRs (dB) only")

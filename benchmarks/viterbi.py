@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks._args import mcs_name, profile_name
 from benchmarks._machine import announce
 from phy import kernels, viterbi
 from phy.fec import ConvCode
@@ -166,8 +167,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seed", type=int, default=15)
     ap.add_argument("--modem", action="store_true")
-    ap.add_argument("--profiles", nargs="+", default=["20MHz", "10MHz"])
-    ap.add_argument("--mcs", default="64QAM-5/6")
+    ap.add_argument("--profiles", nargs="+", type=profile_name, default=["20MHz", "10MHz"])
+    ap.add_argument("--mcs", type=mcs_name, default="64QAM-5/6")
     args = ap.parse_args(argv)
     import llvmlite.binding as ll
 
