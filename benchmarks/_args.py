@@ -5,23 +5,26 @@ checked when the command line is parsed, so a typo is a usage error naming what 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 import phy
 
 
-def profile_name(text: str) -> str:
-    """A PHY profile name or alias (``phy.get_profile``)."""
-    try:
-        phy.get_profile(text)
-    except phy.UnknownProfileError as exc:
-        raise argparse.ArgumentTypeError(str(exc.args[0] if exc.args else exc)) from None
-    return text
+def _known(lookup: Callable[[str], object], error: type[Exception]) -> Callable[[str], str]:
+    """An argparse type: the text itself when *lookup* accepts it; *lookup*'s *error* (which
+    lists the known names) as a usage error otherwise."""
+
+    def check(text: str) -> str:
+        try:
+            lookup(text)
+        except error as exc:
+            raise argparse.ArgumentTypeError(str(exc.args[0] if exc.args else exc)) from None
+        return text
+
+    return check
 
 
-def mcs_name(text: str) -> str:
-    """An MCS name (``phy.get_mcs``)."""
-    try:
-        phy.get_mcs(text)
-    except phy.UnknownMcsError as exc:
-        raise argparse.ArgumentTypeError(str(exc.args[0] if exc.args else exc)) from None
-    return text
+#: A PHY profile name or alias (``phy.get_profile``).
+profile_name = _known(phy.get_profile, phy.UnknownProfileError)
+#: An MCS name (``phy.get_mcs``).
+mcs_name = _known(phy.get_mcs, phy.UnknownMcsError)
