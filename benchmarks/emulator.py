@@ -322,6 +322,7 @@ def trial_run(speed: float, *, sets: list[str], emulate: list[str] | None = None
             "beacons_lost_pct": 100.0 * sum(lost) / max(1, sum(due)), "timeline": breaks,
             "node_backlog_max_s": backlog, "rx_worker": worker,
             "demodulated": {n: e.get("demodulated") for n, e in sync.items()},
+            "ul_grants": {n: e["ul_grants"] for n, e in sync.items() if e.get("ul_grants")},
             "sync": {n: {k: e.get(k) for k in ("locked", "beacons", "missed_zones", "relocks",
                                                 "beacons_lost")} for n, e in sync.items()},
             "links": {n: {k: lk.get(k) for k in ("bursts_tx", "bursts_rx", "per")}
@@ -352,6 +353,10 @@ def print_trial(r: dict[str, Any]) -> None:
         f"{n} {t['underflows']} underflows, {t['rx_breaks']} rx, {t['late']} late, longest "
         f"host gap {1e3 * (t['gap_max_s'] or 0):.0f} ms"
         for n, t in r["timeline"].items()))
+    if r.get("ul_grants"):
+        print("  UL grants decoded after their slot was due (raise schedule.ota_grant_delay if "
+              "many): " + ", ".join(f"{n} {g['late']} of {g['heard']}"
+                                    for n, g in r["ul_grants"].items()))
     if r.get("node_backlog_max_s"):
         print("  node processing behind its radios, at most: " + ", ".join(
             f"{n} {v:.2f} s" for n, v in r["node_backlog_max_s"].items()))

@@ -83,6 +83,9 @@ class UlAccess:
     _rng: random.Random
     _backoff: dict[int, tuple[int, int | None]]
     _granted: dict[int, int]
+    _slot_frame: dict[int, int]
+    grants_heard: int
+    grants_late: int
     _announced: dict[int, int]
     request_only: bool
     _ul_turns: int
@@ -256,6 +259,8 @@ class UlAccess:
     def slot(self, frame: int, owner: int) -> Grant | None:
         """This AMS's slot in *owner*'s UL-access zone of *frame*: its own grant, or the
         contention slot when it has something for *owner* and its backoff lets it."""
+        if frame > self._slot_frame.get(owner, frame - 1):
+            self._slot_frame[owner] = frame
         g = self.grants.pop((frame, owner), None)
         slots = self.contention.pop((frame, owner), None)
         c = self._rng.choice(slots) if slots else None
@@ -327,12 +332,18 @@ class UlAccess:
 
     def note_grants(self, frame: int, owner: int, grants: Iterable[Grant]) -> None:
         """Grants a DL burst of *owner* announced to us (for the UL zone of *frame*)."""
+        decided = self._slot_frame.get(owner)
         for g in grants:
             key = (frame + self.config.grant_delay, owner)
             if g.dst == BROADCAST:
                 self.contention.setdefault(key, []).append(g)
             else:
                 self.grants[key] = g
+                self.grants_heard += 1
+                if decided is not None and key[0] <= decided:
+                    # heard after we chose what to send in that zone (over the air: a node
+                    # decoding late; schedule.ota_grant_delay must cover it): it goes unused
+                    self.grants_late += 1
         # drop grants for frames long past (a missed UL zone)
         for store in (self.grants, self.contention):
             for key in [k for k in store if k[0] < frame - 4]:

@@ -572,3 +572,41 @@ def test_stid_addresses_are_apart_from_station_addresses_and_broadcast():
     for bad in (0, 4096, -1):
         with pytest.raises(ValueError):
             stid_address(bad)
+
+
+def test_grants_heard_after_their_slot_was_decided_are_counted_late():
+    """Over the air a grant rides in a DL burst ``grant_delay`` frames before its UL-access
+    zone; one decoded after the AMS already chose what to send in that zone goes unused and is
+    counted (benchmarks.emulator prints it: the cue to raise schedule.ota_grant_delay)."""
+    from phy.zone import Grant
+    from relaysec.linkadapt import ROBUST_MCS
+    from stack.roles.base import Backlog
+
+    ams = _mac(_Role({1: Backlog(400, 200, False)}), sid=9, grant_delay=4)
+    mine = Grant(9, 17, 6, ROBUST_MCS)
+    ams.note_grants(10, 1, [mine])             # for frame 14, heard in time
+    assert ams.slot(14, 1) == mine
+    assert (ams.grants_heard, ams.grants_late) == (1, 0)
+    assert ams.slot(15, 1) is None             # frame 15 decided without a grant ...
+    ams.note_grants(11, 1, [mine])             # ... whose grant comes only now
+    assert (ams.grants_heard, ams.grants_late) == (2, 1)
+    ams.note_grants(12, 1, [mine])             # for frame 16: not decided yet
+    assert (ams.grants_heard, ams.grants_late) == (3, 1) and ams.slot(16, 1) == mine
+    ams.note_grants(12, 2, [mine])             # another owner's zones are their own
+    assert ams.grants_late == 1
+
+
+def test_in_the_simulator_no_grant_comes_late():
+    """The simulated cell decides every slot after the DL bursts of its frame: a late grant
+    there would be a scheduling bug."""
+    from relaysec.config import load_config
+    from relaysec.trial import Trial
+
+    cfg = load_config(overrides=[("traffic.packets_per_direction", 8),
+                                 ("report.progress", False)])
+    trial = Trial(cfg)
+    report, _ = trial.run()
+    assert report["ok"]
+    macs = [n.mac for n in trial.cell.net.nodes.values() if n.is_ams]
+    assert macs and sum(m.grants_heard for m in macs) > 0
+    assert sum(m.grants_late for m in macs) == 0
