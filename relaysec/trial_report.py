@@ -314,6 +314,10 @@ def build_report(t: Trial, reason: str | None) -> dict[str, Any]:
         "stations": [s["name"] for s in t.cfg["stations"]],
         # per local radio: hardware overflow/underflow flags (Plutos), drops, clipping, traffic
         "radios": radio_stats(t),
+        # over the air: per node, locked, beacons heard and lost, zones missed, stream breaks,
+        # the stream worker's priority and (an AMS) its UL grants heard late -- what the lab
+        # guide reads (docs/radios.md); absent on the simulated air
+        **({"sync": t.net.sync_status()} if hasattr(t.net, "sync_status") else {}),
         "events": [f"{ne.t * 1e3:.1f} ms {ne.station}: {type(ne.event).__name__} "
                    f"{event_fields(ne.event)}" for ne in t.log
                    if type(ne.event).__name__ not in ("DataReceived", "ControlSent")],

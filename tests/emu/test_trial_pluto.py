@@ -88,6 +88,13 @@ def _trial_passes_with_its_report(emulated_plutos: list[str], tmp_path: Path,
         assert r["tx_bursts"] > 0 and r["rx_samples"] > 0, (name, r)
         assert r["overflows"] >= 0 and r["underflows"] >= 0, (name, r)
     assert "Radios   ABS: overflows " in text
+    # over the air the report carries each node's sync state: locked to the ABS, its stream
+    # timeline, and the AMS's UL grants (heard, and how many came after their slot)
+    sync = report["sync"]
+    assert set(sync) == {"ABS", "ARS-1", "AMS"} and all(e["locked"] for e in sync.values())
+    assert all("underflows" in e["timeline"] for e in sync.values())
+    g = sync["AMS"]["ul_grants"]
+    assert g["heard"] > 0 and 0 <= g["late"] <= g["heard"]
     # the air took wall time: 100 ms frames of air, at half real time
     t = report["timing"]
     assert t["sim_s"] == pytest.approx(t["frames"] * 0.100, rel=0.05)  # air seconds
