@@ -97,6 +97,8 @@ class _NodeState:
     scanned: int = 0                      # samples demodulated (overlap re-scans included)
     skipped: int = 0                      # samples of zones it needs nothing from, not scanned
     tx_zones: list[tuple[int, Any]] | None = None  # (index, zone) it may transmit in (kept)
+    last_scans: list[tuple[int, int]] = field(default_factory=list)  # RX-index spans scanned
+    #                                       in the last pass (the next skips what they hold)
 
 
 class OtaNetwork:
@@ -192,6 +194,15 @@ class OtaNetwork:
                 out.append((lo, hi))
         return out
 
+    @staticmethod
+    def _unscanned(ranges: list[tuple[int, int]], start: int,
+                   scanned: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        """The parts ``[a, b)`` of a buffer starting at RX index *start* that do not lie
+        wholly inside one RX-index span of *scanned* (the last pass's): a window the last pass
+        scanned whole, to the same end, holds no burst it did not find then."""
+        return [(a, b) for a, b in ranges
+                if not any(pa <= start + a and start + b <= pb for pa, pb in scanned)]
+
     @property
     def now(self) -> float:
         """Seconds since the network started (the roles' clock)."""
@@ -277,6 +288,13 @@ class OtaNetwork:
         node.poll(now)
         found = []
         ranges = self._ranges(st, start_index, buf.size)
+        # a window wholly inside one the previous pass scanned (the overlap it keeps so that a
+        # burst straddling two passes is found whole) holds only bursts found then: every one
+        # was decoded in full before the duplicate check dropped it (a node in step re-scanned
+        # up to half of what it demodulated)
+        prev, st.last_scans = st.last_scans, [(start_index + a, start_index + b)
+                                              for a, b in ranges]
+        ranges = self._unscanned(ranges, start_index, prev)
         st.skipped += buf.size - sum(b - a for a, b in ranges)
         for a, b in ranges:
             base = start_index + a

@@ -199,3 +199,19 @@ def test_a_burst_found_in_part_of_a_buffer_is_annotated_where_it_was_recorded():
     assert len(marks) == 2 and marks[0] == marks[1]
     # the buffer ends where the last read (6000 samples from recording index 100 000) ended
     assert abs(marks[0] - (100_000 + 6_000 - buf.size + 12_000)) <= 32
+
+
+def test_a_window_the_last_pass_scanned_whole_is_not_demodulated_again() -> None:
+    """relaysec.ota keeps the last pass's overlap so that a burst straddling two passes is
+    found whole; a zone window lying wholly inside a span the last pass scanned (same end)
+    holds only bursts found then, and is skipped. One that reaches past it is scanned."""
+    from relaysec.ota import OtaNetwork
+
+    last = [(1000, 1500), (4000, 6000)]      # RX-index spans the last pass scanned
+    start = 3000                              # this buffer's first RX index
+    ranges = [(1000, 2000),                   # 4000..5000: inside (4000, 6000): skipped
+              (2500, 3000),                   # 5500..6000: inside, to the same end: skipped
+              (2800, 3500),                   # 5800..6500: reaches past it: scanned
+              (0, 200)]                       # 3000..3200: never scanned: scanned
+    assert OtaNetwork._unscanned(ranges, start, last) == [(2800, 3500), (0, 200)]
+    assert OtaNetwork._unscanned(ranges, start, []) == ranges
