@@ -174,6 +174,7 @@ class PlutoStreaming:
             worker.stop()
             raise
         self._rx_worker = worker
+        self._worker_nice = worker.nice  # kept for the report after the worker has ended
         if worker.nice is not None and worker.nice > cfg.stream_nice:
             log.info("%s: the stream worker's TX thread runs at nice %d, not %d (not "
                      "permitted: root, CAP_SYS_NICE or an RLIMIT_NICE allows it; "
@@ -222,8 +223,9 @@ class PlutoStreaming:
         if self.timeline is None:
             return {}
         out = self.timeline.report()
-        if self._rx_worker is not None:
-            out["worker_nice"] = self._rx_worker.nice
+        nice = getattr(self, "_worker_nice", None)
+        if nice is not None:  # the stream ran in a worker process: its TX thread's priority
+            out["worker_nice"] = nice
         return out
 
 

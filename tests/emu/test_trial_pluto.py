@@ -93,6 +93,9 @@ def _trial_passes_with_its_report(emulated_plutos: list[str], tmp_path: Path,
     sync = report["sync"]
     assert set(sync) == {"ABS", "ARS-1", "AMS"} and all(e["locked"] for e in sync.values())
     assert all("underflows" in e["timeline"] for e in sync.values())
+    # the stream workers' TX threads asked for nice -10: what each got (root: -10), reported
+    # after the radios closed too
+    assert all(isinstance(e["timeline"].get("worker_nice"), int) for e in sync.values())
     g = sync["AMS"]["ul_grants"]
     assert g["heard"] > 0 and 0 <= g["late"] <= g["heard"]
     # the air took wall time: 100 ms frames of air, at half real time
