@@ -336,8 +336,13 @@ SHARED_HOST_STREAM: dict[str, int | float] = {
 def shared_host_stream(cfg: Config, given: set[str]) -> dict[str, int | float]:
     """Set :data:`SHARED_HOST_STREAM` in *cfg* for the keys not in *given* (those the file or
     the overrides set, :func:`load_config_sources`) when *cfg* runs over radios (``backend =
-    "pluto"``) from this one process; returns what it set (empty: nothing changed)."""
-    if cfg["backend"] != "pluto" or len(cfg["stations"]) < 2:
+    "pluto"``) from this one process at full air speed; returns what it set (empty: nothing
+    changed). An emulated air slowed down (``schedule.ota_speed`` < 1) leaves the host the
+    slack the one-radio stream needs, and that stream answers sooner: at half speed on 4
+    emulated Plutos it carried 232-256 kb/s per direction with a 48 ms handover interruption,
+    the shared-host one 219-232 kb/s and 233 ms (docs/radios.md, "Session 14")."""
+    if cfg["backend"] != "pluto" or len(cfg["stations"]) < 2 \
+            or float(cfg["schedule"]["ota_speed"]) < 1.0:
         return {}
     out: dict[str, int | float] = {}
     for key, value in SHARED_HOST_STREAM.items():
