@@ -278,7 +278,7 @@ class ArqSender:
         # each kept its lifetime end (or gained one) and gained a retransmission time, nothing
         # else changed, so the earliest is the earlier of the last answer and these
         best = self._deadline
-        rto, cap, life = self.rto, self.p.rto_max, self.p.lifetime
+        life = self.p.lifetime
         blocks = self.blocks
         for b in aired:
             if blocks.get(b.sn) is not b:
@@ -290,8 +290,7 @@ class ArqSender:
                     best = w
             if not b._queued:
                 t = b._last_tx
-                w = 0.0 if t is None else \
-                    t + min(cap, rto * (1 << min(b._sends - 1, MAX_BACKOFF_DOUBLINGS)))
+                w = 0.0 if t is None else t + self._timeout(b)
                 if best is None or w < best:
                     best = w
         return best
