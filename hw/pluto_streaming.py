@@ -59,6 +59,7 @@ class PlutoStreaming:
     _rx_direct: _DirectBuffer | None
     _rx_plain: int | None
     _rx_worker: _RxWorker | None
+    _worker_nice: int | None = None  # the stream worker's TX thread priority, once it ran
     # provided by PlutoRadio
     _check_open: Callable[[], None]
     _wait_playout: Callable[[], None]
@@ -223,9 +224,8 @@ class PlutoStreaming:
         if self.timeline is None:
             return {}
         out = self.timeline.report()
-        nice = getattr(self, "_worker_nice", None)
-        if nice is not None:  # the stream ran in a worker process: its TX thread's priority
-            out["worker_nice"] = nice
+        if self._worker_nice is not None:  # the stream ran in a worker process
+            out["worker_nice"] = self._worker_nice
         return out
 
 

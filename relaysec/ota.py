@@ -543,9 +543,10 @@ class OtaNetwork:
                 # it receives in and its own, once it keeps the frame timing
                 "demodulated": round(st.scanned / max(1, st.scanned + st.skipped), 3),
             }
-            if node_mac_heard := getattr(st.node.mac, "grants_heard", 0):
-                # UL grants to this AMS decoded after its slot in that zone was decided
-                entry["ul_grants"] = {"heard": node_mac_heard, "late": st.node.mac.grants_late}
+            mac = st.node.mac
+            if mac.grants_heard:
+                # UL grants to this AMS, and those decoded after its slot there was decided
+                entry["ul_grants"] = {"heard": mac.grants_heard, "late": mac.grants_late}
             if not st.is_master and st.first_lock is not None:
                 # the ABS opens every frame with a beacon: those due since the first one heard
                 expected = (st.rx_index - st.first_lock) // self.schedule.frame_len + 1
