@@ -63,7 +63,7 @@ from benchmarks._args import mcs_name, profile_name
 from benchmarks._machine import announce
 from phy import channel as ch
 from phy import qam, spectrum
-from phy.viterbi_kernels import BFLY_SX, BFLY_SY, viterbi_k7
+from phy.viterbi_float import BFLY_SX, BFLY_SY, viterbi_k7
 
 DEFAULT_PROFILES = ["P2.5", "5MHz", "10MHz", "20MHz"]
 

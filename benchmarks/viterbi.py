@@ -5,7 +5,7 @@
 
 Decoders, on the same noisy code words (rate 1/2, Eb/N0 3 dB, float32 LLRs) per block size:
 
-* ``float``: ``phy.viterbi_kernels.viterbi_k7`` (float32 metrics, one chain; today's decoder and the
+* ``float``: ``phy.viterbi_float.viterbi_k7`` (float32 metrics, one chain; today's decoder and the
   fallback);
 * ``int16``: ``phy.viterbi.viterbi_k7_simd``, what ``phy.fec`` uses by default on
   AVX2/AVX-512BW: the layout this CPU gets (``phy.viterbi.simd_layout``);

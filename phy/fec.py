@@ -20,7 +20,7 @@ import numpy as np
 from phy.errors import PhyInputError
 from phy.kernels import conv_encode_k7
 from phy.viterbi import default_decoder, viterbi_k7_simd
-from phy.viterbi_kernels import BFLY_SX, BFLY_SY, viterbi_k7
+from phy.viterbi_float import BFLY_SX, BFLY_SY, viterbi_k7
 
 K = 7
 TAIL = K - 1

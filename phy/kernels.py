@@ -12,8 +12,9 @@ straightforward twin in ``tests/phy/naive.py`` that the tests compare it with.
 * :func:`robust_combine` — QPSK LLRs of a repeated code word, descrambled and summed per
   code-word position (header, A-MAP).
 
-The K=7 Viterbi decoders (:func:`viterbi_k7`, :func:`viterbi_k7_simd` and their helpers) live
-in :mod:`phy.viterbi_kernels`; the receiver's other kernels live by job in
+The K=7 Viterbi decoders live in :mod:`phy.viterbi_float` (:func:`viterbi_k7`, float32
+metrics), :mod:`phy.viterbi_kernels` (:func:`viterbi_k7_simd`, int16) and
+:mod:`phy.viterbi_lanes` (its 128-bit-lane layout); the receiver's other kernels live by job in
 :mod:`phy.sync_kernels` (burst detection, carrier offset, timing), :mod:`phy.channel_kernels`
 (FFT windows, channel estimation, equalisation) and :mod:`phy.track_kernels` (pilot phase
 tracking). The names that lived here before that split are re-exported here; kernels added
@@ -55,12 +56,24 @@ from phy.track_kernels import (  # noqa: F401 - re-exported: they lived here bef
     track_phase_prior,
     track_phase_wls,
 )
-from phy.viterbi_kernels import (  # noqa: F401 - re-exported: they lived here before
+from phy.viterbi_float import (  # noqa: F401 - re-exported: they lived here before
     _F32,
-    _I16,
     _I32,
     _I64,
     _J,
+    _V32,
+    _V64,
+    BFLY_SX,
+    BFLY_SY,
+    G1,
+    G2,
+    _lanes,
+    _parity,
+    _viterbi_forward,
+    viterbi_k7,
+)
+from phy.viterbi_kernels import (  # noqa: F401 - re-exported: they lived here before
+    _I16,
     _V16_BIDX,
     _V16_CHUNK,
     _V16_DIAG,
@@ -73,20 +86,11 @@ from phy.viterbi_kernels import (  # noqa: F401 - re-exported: they lived here b
     _V16_SEVENS,
     _V16_SNAPS,
     _V16_STRIDE,
-    _V32,
-    _V64,
     _W16,
-    BFLY_SX,
-    BFLY_SY,
-    G1,
-    G2,
     V16_Q_MAX,
     V16_Q_MEAN,
     V16_SPLIT_MIN,
     V16_TB_SPLIT_MIN,
-    V16L_SPREAD,
-    _lanes,
-    _parity,
     _v16_acs1,
     _v16_acs2,
     _v16_acs4,
@@ -96,18 +100,19 @@ from phy.viterbi_kernels import (  # noqa: F401 - re-exported: they lived here b
     _v16_state_lane,
     _v16_store8,
     _v16_trace_four,
-    _v16l_acs,
-    _viterbi_forward,
     acs_i16,
-    acs_i16_lanes,
     v16_branch_table,
     v16_forward,
-    v16_forward_lanes,
     v16_llr_scale,
     v16_traceback,
-    viterbi_k7,
     viterbi_k7_i16,
     viterbi_k7_simd,
+)
+from phy.viterbi_lanes import (  # noqa: F401 - re-exported: they lived here before
+    V16L_SPREAD,
+    _v16l_acs,
+    acs_i16_lanes,
+    v16_forward_lanes,
     viterbi_k7_simd_lanes,
 )
 

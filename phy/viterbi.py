@@ -1,6 +1,6 @@
 """SIMD Viterbi for the K=7 (171,133) code: 16-bit saturating path metrics, 64 states as lanes.
 
-The float decoder (:func:`phy.viterbi_kernels.viterbi_k7`) carries its 64 float32 path metrics
+The float decoder (:func:`phy.viterbi_float.viterbi_k7`) carries its 64 float32 path metrics
 in four 512-bit registers. This decoder quantises the LLRs to int16 and keeps a chain's metrics
 as two ``<32 x i16>`` vectors (even and odd states), so one step is a handful of single-register
 operations: one broadcast load of the step's (s, d) branch pair (the lane layout puts every +-s
@@ -12,9 +12,11 @@ a block is split into 2 or 4 segments decoded as interleaved chains, made exact 
 (:func:`phy.viterbi_kernels.v16_forward`); the traceback runs four chains the same way, three
 operations a step (:func:`phy.viterbi_kernels.v16_traceback`).
 
-The kernels live in :mod:`phy.viterbi_kernels` (numba compiles them from their bytecode, and
-the fuzz workers leave that module uninstrumented for it: ``tests/fuzz/_core.NUMBA_MODULES``);
-this module re-exports them under the names below and chooses the decoder.
+The kernels live in :mod:`phy.viterbi_kernels` (the wide layout, branch table, scale and
+traceback), :mod:`phy.viterbi_lanes` (the 128-bit-lane layout) and :mod:`phy.viterbi_float`
+(the float decoder); numba compiles them from their bytecode, and the fuzz workers leave those
+modules uninstrumented for it (``tests/fuzz/_core.NUMBA_MODULES``). This module re-exports them
+under the names below and chooses the decoder.
 
 Instruction selection: the kernel is plain LLVM vector IR (``llvm.sadd.sat``/``llvm.ssub.sat``,
 ``icmp``/``select``, ``shufflevector``), compiled by numba for the host CPU, so LLVM picks
@@ -42,22 +44,16 @@ import os
 
 import numpy as np
 
+from phy.viterbi_float import BFLY_SX, BFLY_SY, viterbi_k7
 from phy.viterbi_kernels import _V16_NEG as NEG
-from phy.viterbi_kernels import (
-    BFLY_SX,
-    BFLY_SY,
-    acs_i16,
-    acs_i16_lanes,
-    viterbi_k7,
-    viterbi_k7_i16,
-    viterbi_k7_simd_lanes,
-)
 from phy.viterbi_kernels import V16_Q_MAX as Q_MAX
 from phy.viterbi_kernels import V16_Q_MEAN as Q_MEAN
 from phy.viterbi_kernels import V16_SPLIT_MIN as SPLIT_MIN
+from phy.viterbi_kernels import acs_i16, viterbi_k7_i16
 from phy.viterbi_kernels import v16_branch_table as branch_table
 from phy.viterbi_kernels import v16_llr_scale as llr_scale
 from phy.viterbi_kernels import viterbi_k7_simd as viterbi_k7_simd_wide
+from phy.viterbi_lanes import acs_i16_lanes, viterbi_k7_simd_lanes
 
 __all__ = ["NEG", "Q_MAX", "Q_MEAN", "SPLIT_MIN", "acs_i16", "acs_i16_lanes", "branch_table",
            "cpu_has_simd16", "decode", "default_decoder", "llr_scale", "simd_layout",

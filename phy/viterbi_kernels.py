@@ -1,15 +1,16 @@
-"""numba kernels of the K=7 (171,133) Viterbi decoder: the float32 one and the int16 SIMD one.
+"""numba kernels of the K=7 (171,133) Viterbi decoder with int16 SIMD path metrics (issue 15).
 
 Apart from :mod:`phy.kernels` (the OFDM receive and transmit kernels) because decoding the
 convolutional code is a job of its own, with its own LLVM intrinsics, lane layouts and
-constants; the two decoders share the butterfly signs and the IR helpers, so they stay together.
-Like :mod:`phy.kernels` these are compiled by numba from their bytecode, so the fuzz workers
-leave this module uninstrumented too (``tests/fuzz/_core.py``, ``NUMBA_MODULES``).
-:mod:`phy.kernels` re-exports every name defined here.
+constants; the float32 reference decoder, the butterfly signs and the IR helpers this one
+builds on are :mod:`phy.viterbi_float` (re-exported here). Like :mod:`phy.kernels` these are
+compiled by numba from their bytecode, so the fuzz workers leave this module uninstrumented too
+(``tests/fuzz/_core.py``, ``NUMBA_MODULES``). :mod:`phy.kernels` re-exports every name defined
+here.
 
-* :func:`viterbi_k7` — soft-decision Viterbi for the K=7 (171,133) rate-1/2 code, zero-terminated.
-* :func:`viterbi_k7_simd` — the same code with int16 SIMD path metrics (see ``phy/viterbi.py``);
-  :func:`viterbi_k7_i16` on pre-scaled LLRs.
+* :func:`viterbi_k7_simd` — the K=7 code with int16 SIMD path metrics (see ``phy/viterbi.py``);
+  :func:`viterbi_k7_i16` on pre-scaled LLRs; :func:`viterbi_k7_simd_lanes` with the forward
+  pass in the 128-bit-lane layout.
 """
 
 from __future__ import annotations
@@ -21,159 +22,22 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
-# Butterfly signs of the K=7 code: for state pair (2j, 2j+1) -> (j, j+32), the branch
-# (s=2j, u=0) emits (x, y) = parity(2j & 171o), parity(2j & 133o); the other three branches
-# emit it or its complement (both generators tap D^0 and D^6).
-_J = np.arange(32)
-
-
-def _parity(v: np.ndarray) -> np.ndarray:
-    v = v.copy()
-    out = np.zeros_like(v)
-    while np.any(v):
-        out ^= v & 1
-        v >>= 1
-    return out
-
-
-G1 = 0o171
-G2 = 0o133
-BFLY_SX = (1.0 - 2.0 * _parity((2 * _J) & G1)).astype(np.float32)
-BFLY_SY = (1.0 - 2.0 * _parity((2 * _J) & G2)).astype(np.float32)
-
-
-_F32 = ir.FloatType()
-_I32 = ir.IntType(32)
-_I64 = ir.IntType(64)
-_V32 = ir.VectorType(_F32, 32)
-_V64 = ir.VectorType(_F32, 64)
-
-
-def _lanes(idx: range | list[int]) -> ir.Constant:
-    """A shufflevector mask."""
-    idx = list(idx)
-    return ir.Constant(ir.VectorType(_I32, len(idx)), idx)
-
-
-@intrinsic
-def _viterbi_forward(typingctx, llr, sx, sy, pm, dec, n):  # pragma: no cover - numba
-    """The add-compare-select recursion of :func:`viterbi_k7` as one loop on LLVM vectors.
-
-    The 64 path metrics live in one ``<64 x float>`` value carried from step to step (a phi),
-    never stored to memory in between: a scalar loop over the 32 butterflies was bound by the
-    latency of storing the metrics and loading them back each step. Step t reads
-    ``llr[2t], llr[2t+1]``; the butterfly of states (2j, 2j+1) -> (j, j+32) splits the metrics
-    into even and odd states with two shuffles; survivor decisions go to ``dec[t]`` (bit s =
-    decision of new state s). Every second step subtracts new state 0's metric first, exactly
-    as the scalar form did, so the float32 arithmetic -- and every decision -- is the same.
-    Plain vector IR (fadd/fsub/fcmp/select/shuffle): legal on every target LLVM supports.
-    ``pm`` (64 float32) holds the initial metrics.
-    """
-    f32 = [x for x in (llr, sx, sy, pm) if isinstance(x, types.Array) and x.dtype == types.float32
-           and x.layout == "C"]
-    if len(f32) != 4 or not (isinstance(dec, types.Array) and dec.dtype == types.uint64):
-        return None  # numba reports "no implementation" for other dtypes/layouts
-    sig = types.void(llr, sx, sy, pm, dec, n)
-
-    def codegen(context, builder, signature, args):
-        a = signature.args
-
-        def data(i: int) -> ir.Value:
-            return context.make_array(a[i])(context, builder, args[i]).data
-
-        llrp, decp, n_ = data(0), data(4), args[5]
-        sxv = builder.load(builder.bitcast(data(1), _V32.as_pointer()), align=4)
-        syv = builder.load(builder.bitcast(data(2), _V32.as_pointer()), align=4)
-        undef32 = ir.Constant(_V32, ir.Undefined)
-        undef64 = ir.Constant(_V64, ir.Undefined)
-        one, two = ir.Constant(_I64, 1), ir.Constant(_I64, 2)
-
-        def splat(x: ir.Value) -> ir.Value:
-            v = builder.insert_element(undef32, x, ir.Constant(_I32, 0))
-            return builder.shuffle_vector(v, undef32, _lanes([0] * 32))
-
-        def step(p: ir.Value, t: ir.Value, ref: ir.Value | None) -> ir.Value:
-            lx = builder.load(builder.gep(llrp, [builder.mul(t, two)]))
-            ly = builder.load(builder.gep(llrp, [builder.add(builder.mul(t, two), one)]))
-            a0 = builder.shuffle_vector(p, undef64, _lanes(range(0, 64, 2)))
-            a1 = builder.shuffle_vector(p, undef64, _lanes(range(1, 64, 2)))
-            if ref is not None:
-                r = splat(ref)
-                a0, a1 = builder.fsub(a0, r), builder.fsub(a1, r)
-            b = builder.fadd(builder.fmul(sxv, splat(lx)), builder.fmul(syv, splat(ly)))
-            m00, m01 = builder.fadd(a0, b), builder.fsub(a1, b)
-            m10, m11 = builder.fsub(a0, b), builder.fadd(a1, b)
-            c0 = builder.fcmp_ordered(">", m01, m00)
-            c1 = builder.fcmp_ordered(">", m11, m10)
-            lo, hi = builder.select(c0, m01, m00), builder.select(c1, m11, m10)
-            word = builder.or_(
-                builder.zext(builder.bitcast(c0, _I32), _I64),
-                builder.shl(builder.zext(builder.bitcast(c1, _I32), _I64), ir.Constant(_I64, 32)),
-            )
-            builder.store(word, builder.gep(decp, [t]))
-            return builder.shuffle_vector(lo, hi, _lanes(range(64)))
-
-        pmp = builder.bitcast(data(3), _V64.as_pointer())
-        pm0 = builder.load(pmp, align=4)
-        entry = builder.basic_block
-        head = builder.append_basic_block("vit.head")
-        body = builder.append_basic_block("vit.body")
-        tail = builder.append_basic_block("vit.tail")
-        last = builder.append_basic_block("vit.last")
-        done = builder.append_basic_block("vit.done")
-        builder.branch(head)
-        builder.position_at_end(head)
-        t = builder.phi(_I64)
-        p = builder.phi(_V64)
-        t.add_incoming(ir.Constant(_I64, 0), entry)
-        p.add_incoming(pm0, entry)
-        builder.cbranch(builder.icmp_signed("<", builder.add(t, one), n_), body, tail)
-        builder.position_at_end(body)
-        nm = step(p, t, None)  # (x - 0.0 == x: the scalar form's first step subtracted 0)
-        p2 = step(nm, builder.add(t, one), builder.extract_element(nm, ir.Constant(_I32, 0)))
-        t.add_incoming(builder.add(t, two), builder.basic_block)
-        p.add_incoming(p2, builder.basic_block)
-        builder.branch(head)
-        builder.position_at_end(tail)
-        builder.cbranch(builder.icmp_signed("<", t, n_), last, done)
-        builder.position_at_end(last)
-        step(p, t, None)
-        builder.branch(done)
-        builder.position_at_end(done)
-        return context.get_dummy_value()
-
-    return sig, codegen
-
-
-@njit(cache=True, nogil=True)
-def viterbi_k7(llr: np.ndarray, sx: np.ndarray, sy: np.ndarray) -> np.ndarray:  # pragma: no cover
-    """Soft Viterbi decoder for the K=7 (171,133) code.
-
-    ``llr``: float32, length 2*n, interleaved (X0, Y0, X1, Y1, ...), positive means bit 0,
-    zero for punctured positions. The trellis starts and ends in state 0 (the last 6 of the n
-    steps are the zero tail). Returns n uint8 decisions (tail included).
-    State = the last 6 input bits, newest in bit 5; next = (u << 5) | (s >> 1).
-
-    Speed: the forward recursion is one loop on LLVM vectors (:func:`_viterbi_forward`, 1.65x
-    the scalar loop it replaced, same decisions); every second step subtracts new state 0's
-    metric to keep the float32 metrics bounded. Survivor decisions are packed 64 per word
-    (8 bytes/step instead of 64: fewer cache misses on long bursts).
-    """
-    if sx.size != 32 or sy.size != 32:
-        raise ValueError("sx and sy must hold the 32 butterfly signs (BFLY_SX, BFLY_SY)")
-    n = llr.size // 2
-    pm = np.full(64, -1.0e9, dtype=np.float32)
-    pm[0] = 0.0
-    dec = np.empty(n, dtype=np.uint64)
-    _viterbi_forward(np.ascontiguousarray(llr), np.ascontiguousarray(sx),
-                     np.ascontiguousarray(sy), pm, dec, n)
-    out = np.empty(n, dtype=np.uint8)
-    s = 0
-    for t in range(n - 1, -1, -1):
-        out[t] = s >> 5
-        s = 2 * (s & 31) + int((dec[t] >> np.uint64(s)) & np.uint64(1))
-    return out
-
+from phy.viterbi_float import (  # noqa: F401 - re-exported: they lived here before
+    _F32,
+    _I32,
+    _I64,
+    _J,
+    _V32,
+    _V64,
+    BFLY_SX,
+    BFLY_SY,
+    G1,
+    G2,
+    _lanes,
+    _parity,
+    _viterbi_forward,
+    viterbi_k7,
+)
 
 # --- int16 SIMD Viterbi (issue 15; design and API notes in phy/viterbi.py, which re-exports
 # these under shorter names).
@@ -414,164 +278,6 @@ def _v16_make_acs(k: int) -> object:
 _v16_acs1 = _v16_make_acs(1)
 _v16_acs2 = _v16_make_acs(2)
 _v16_acs4 = _v16_make_acs(4)
-
-# ---- the 128-bit-lane layout (CPUs without AVX-512BW) ---------------------------------------
-# The layout above needs two-source 16-bit permutes across a whole <32 x i16> value, one
-# instruction with AVX-512BW (vpermt2w) but a dozen byte shuffles and lane crossings with AVX2
-# alone. This one keeps every shuffle inside 128 bits: the states are relabelled s' = rev6(s)
-# (bit-reversed), which turns the trellis into s' -> 2s' + u mod 64, so register q (<8 x i16>)
-# holds states s' = 8q .. 8q+7 in order, registers r and r + 4 hold a butterfly's two old
-# states lane for lane, and the new metrics of butterfly lanes are the interleave of its two
-# outputs (punpcklwd/punpckhwd) -- the new states in order again. One chain is bound by
-# throughput here (32 butterflies a step), not by latency, so the block is never split (two
-# or four chains only spill registers).
-
-
-def _rev(x: int, bits: int) -> int:
-    return int(format(x, f"0{bits}b")[::-1], 2)
-
-
-_W8 = ir.VectorType(_I16, 8)
-_V16L_REV6 = [_rev(s, 6) for s in range(64)]
-# branch of A-register r, lane l: butterfly j = rev5(8r + l), its type _V16_BIDX[j]
-_V16L_BT = [[int(_V16_BIDX[_rev(8 * r + l, 5)]) for l in range(8)] for r in range(4)]
-# whether register r takes its +-s/+-d from the half-swapped word: lane l of the plain word is
-# s for even l; one choice must serve all eight lanes (it does for this code: s where
-# j0 == j4, i.e. l0 == r1)
-_V16L_SWAP = [(_V16L_BT[r][0] in (0, 2)) is False for r in range(4)]
-assert all(((bt in (0, 2)) != (lane % 2 == 0)) == _V16L_SWAP[r]
-           for r in range(4) for lane, bt in enumerate(_V16L_BT[r]))
-
-
-def _v16l_spread() -> np.ndarray:
-    """A byte of decisions of lanes l = 0..7 -> uint64 with bit l at 4 rev3(l): the
-    decision of relabelled state 16r + 2l + u is that of state s = 32u + 4 rev3(l) + rev2(r),
-    so each (r, u) byte is spread with this table and shifted by 32u + rev2(r)."""
-    t = np.zeros(256, np.uint64)
-    for v in range(256):
-        t[v] = sum(1 << (4 * _rev(lane, 3)) for lane in range(8) if (v >> lane) & 1)
-    t.setflags(write=False)
-    return t
-
-
-V16L_SPREAD = _v16l_spread()
-
-
-@intrinsic
-def _v16l_acs(typingctx, tab, dec, pm, nsteps, spread):  # pragma: no cover - numba
-    """The add-compare-select recursion in the 128-bit-lane layout, one chain over steps
-    0 .. nsteps-1 of ``tab`` (:func:`v16_branch_table`) from the metrics ``pm`` (int16 [64],
-    state order, updated in place), writing ``dec`` exactly as :func:`_v16_make_acs` does
-    (bit s = the decision of state s, 1 = the odd predecessor) through ``spread``
-    (:data:`V16L_SPREAD`). Same tie rule and renormalisation (state 0's metric of the
-    four-step group's start, folded into the fourth step's branches), so the decisions and
-    final metrics are identical to the other layout's for every table the decoder builds
-    (|LLR| <= V16_Q_MAX). A negative branch is negated here before the saturating add or
-    subtract, where the other layout swaps the lane's outputs instead; the two differ only
-    when a metric reaches the int16 range in the middle of the trellis, which branches up to
-    tens of thousands can do and 2 V16_Q_MAX cannot."""
-    ok = (isinstance(tab, types.Array) and tab.dtype == types.int32 and tab.layout == "C"
-          and isinstance(dec, types.Array) and dec.dtype == types.uint64 and dec.layout == "C"
-          and isinstance(pm, types.Array) and pm.dtype == types.int16 and pm.layout == "C"
-          and isinstance(spread, types.Array) and spread.dtype == types.uint64
-          and spread.layout == "C")
-    if not ok:
-        return None
-    sig = types.void(tab, dec, pm, nsteps, spread)
-
-    def codegen(context, builder, signature, args):
-        a = signature.args
-
-        def data(i: int) -> ir.Value:
-            return context.make_array(a[i])(context, builder, args[i]).data
-
-        def fn(name: str) -> ir.Function:
-            fty = ir.FunctionType(_W8, [_W8, _W8])
-            return builder.module.globals.get(name) or ir.Function(builder.module, fty, name)
-
-        sadd, ssub = fn("llvm.sadd.sat.v8i16"), fn("llvm.ssub.sat.v8i16")
-        tabp, decp, pmp, spp = data(0), data(1), data(2), data(4)
-        n_ = args[3]
-        v4i = ir.VectorType(_I32, 4)
-        w64 = ir.VectorType(_I16, 64)
-        zero8 = ir.Constant(_W8, [0] * 8)
-        undef8 = ir.Constant(_W8, ir.Undefined)
-        c16, c255 = ir.Constant(_I32, 16), ir.Constant(_I32, 255)
-
-        def branches(t: ir.Value) -> list[ir.Value]:
-            # the step's (s, d) word broadcast ([s, d, s, d, ..]), its half-swap ([d, s, ..]),
-            # and both negated: each register's eight branches are one blend of a pair
-            w = builder.load(builder.gep(tabp, [t]), align=4)
-            sw = builder.or_(builder.lshr(w, c16), builder.shl(w, c16))
-            pairs = []
-            for word in (w, sw):
-                v = builder.insert_element(ir.Constant(v4i, ir.Undefined), word,
-                                           ir.Constant(_I32, 0))
-                v = builder.bitcast(builder.shuffle_vector(v, ir.Constant(v4i, ir.Undefined),
-                                                           _lanes([0] * 4)), _W8)
-                pairs.append((v, builder.sub(zero8, v)))
-            out = []
-            for r in range(4):
-                pos, neg = pairs[1 if _V16L_SWAP[r] else 0]
-                out.append(builder.shuffle_vector(pos, neg, _lanes(
-                    [lane + (8 if bt >= 2 else 0) for lane, bt in enumerate(_V16L_BT[r])])))
-            return out
-
-        def step(regs: list[ir.Value], t: ir.Value, ref: ir.Value | None) -> list[ir.Value]:
-            bms = branches(t)
-            new: list[ir.Value] = [undef8] * 8
-            acc = ir.Constant(_I64, 0)
-            for r in range(4):
-                e, o, d_e, d_o = _butterflies(builder, sadd, ssub, regs[r], regs[r + 4], bms[r],
-                                              ref)
-                new[2 * r] = builder.shuffle_vector(e, o, _lanes([0, 8, 1, 9, 2, 10, 3, 11]))
-                new[2 * r + 1] = builder.shuffle_vector(e, o,
-                                                        _lanes([4, 12, 5, 13, 6, 14, 7, 15]))
-                both = builder.zext(builder.bitcast(builder.shuffle_vector(
-                    d_e, d_o, _lanes(range(16))), _I16), _I32)
-                for u in range(2):  # general-register work, off the vector pipes
-                    byte = builder.and_(builder.lshr(both, ir.Constant(_I32, 8 * u)), c255)
-                    sp = builder.load(builder.gep(spp, [builder.zext(byte, _I64)]))
-                    acc = builder.or_(acc, builder.shl(sp, ir.Constant(_I64,
-                                                                       32 * u + _rev(r, 2))))
-            builder.store(acc, builder.gep(decp, [t]))
-            return new
-
-        pm_vec = builder.bitcast(pmp, w64.as_pointer())
-        w = builder.load(pm_vec, align=2)
-        init = [builder.shuffle_vector(w, w, _lanes([_V16L_REV6[8 * q + i] for i in range(8)]))
-                for q in range(8)]
-        def group(st: list[ir.Value], t: ir.Value) -> list[ir.Value]:
-            ref = builder.shuffle_vector(st[0], undef8, _lanes([0] * 8))  # state 0 (s' = 0)
-            for j in range(4):
-                st = step(st, builder.add(t, ir.Constant(_I64, j)), ref if j == 3 else None)
-            return st
-
-        # the last nsteps % 4 steps: no renormalisation, as the other layout
-        st2 = _grouped_loop(builder, n_, init, group, lambda st, t: step(st, t, None), "v16l")
-        v16 = [builder.shuffle_vector(st2[2 * i], st2[2 * i + 1], _lanes(range(16)))
-               for i in range(4)]
-        v32 = [builder.shuffle_vector(v16[2 * i], v16[2 * i + 1], _lanes(range(32)))
-               for i in range(2)]
-        v64 = builder.shuffle_vector(v32[0], v32[1], _lanes(range(64)))
-        # back to state order: state s sits at relabelled index rev6(s)
-        builder.store(builder.shuffle_vector(v64, v64, _lanes(_V16L_REV6)), pm_vec, align=2)
-        return context.get_dummy_value()
-
-    return sig, codegen
-
-
-@njit(cache=True, nogil=True)
-def v16_forward_lanes(tab: np.ndarray) -> np.ndarray:  # pragma: no cover - numba
-    """Packed decisions of the whole block from state 0 in the 128-bit-lane layout: the same
-    words as :func:`v16_forward`."""
-    n = tab.size
-    dec = np.empty(n, dtype=np.uint64)
-    pm = np.full(64, _V16_NEG, dtype=np.int16)
-    pm[0] = 0
-    _v16l_acs(tab, dec, pm, n, V16L_SPREAD)
-    return dec
-
 
 V16_SPLIT_MIN = 640  # forward: shorter blocks run as one chain (4 chains from 4x this)
 V16_TB_SPLIT_MIN = 256  # traceback: shorter blocks run as one chain (else 4)
@@ -871,19 +577,4 @@ def viterbi_k7_simd(llr: np.ndarray) -> np.ndarray:  # pragma: no cover - numba
     # callees' code in and optimises it again, so the two wrappers cost ~3 s of a cold start
     scale = v16_llr_scale(llr, V16_Q_MAX, V16_Q_MEAN)
     dec = v16_forward(v16_branch_table(llr, scale, V16_Q_MAX), V16_SPLIT_MIN)
-    return v16_traceback(dec, V16_TB_SPLIT_MIN)
-
-
-@njit(cache=True, nogil=True)
-def acs_i16_lanes(llr: np.ndarray, scale: float = 1.0) -> np.ndarray:  # pragma: no cover
-    """:func:`acs_i16` in the 128-bit-lane layout (never split): the same words."""
-    return v16_forward_lanes(v16_branch_table(llr, scale, V16_Q_MAX))
-
-
-@njit(cache=True, nogil=True)
-def viterbi_k7_simd_lanes(llr: np.ndarray) -> np.ndarray:  # pragma: no cover - numba
-    """:func:`viterbi_k7_simd` with the forward pass in the 128-bit-lane layout: the same
-    bits, faster where the CPU lacks AVX-512BW's two-source word permutes."""
-    scale = v16_llr_scale(llr, V16_Q_MAX, V16_Q_MEAN)
-    dec = v16_forward_lanes(v16_branch_table(llr, scale, V16_Q_MAX))
     return v16_traceback(dec, V16_TB_SPLIT_MIN)

@@ -32,10 +32,14 @@ def compiled(package: str, names: Iterable[str]) -> bool:
     return any(any(d.glob(f"{n}*.nbi")) for d in dirs if d.is_dir() for n in names)
 
 
+_DECODERS = ["viterbi_lanes.viterbi_k7", "viterbi_kernels.viterbi_k7", "viterbi_float.viterbi_k7"]
+"""numba cache names of the Viterbi decoders (any one compiled: the modem has run here)."""
+
+
 def cold() -> bool:
     """Whether the security kernels or the Viterbi decoder were never compiled from here."""
     stack_done = compiled("stack", ["*."]) or compiled("stack/crypto/ccm", ["*."])
-    return not (stack_done and compiled("phy", ["viterbi_kernels.viterbi_k7"]))
+    return not (stack_done and compiled("phy", _DECODERS))
 
 
 def start_child() -> subprocess.Popen[bytes] | None:
@@ -59,16 +63,22 @@ def start_child() -> subprocess.Popen[bytes] | None:
     return _child
 
 
+def decoder_cache_name() -> str:
+    """The prefix of the numba cache file of the Viterbi decoder the modem uses on this CPU
+    (numba names it ``<module>.<function>-<line>...``, the module by its last part)."""
+    from phy.viterbi import default_decoder, viterbi_k7, viterbi_k7_simd
+
+    fn = (viterbi_k7_simd if default_decoder() == "int16" else viterbi_k7).py_func
+    return f"{fn.__module__.rpartition('.')[2]}.{fn.__name__}-"
+
+
 def await_decoder(child: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
     """Wait (at most *timeout*) until *child* has cached the Viterbi decoder the modem uses on
     this CPU, or ended: the first process then loads it instead of compiling it too."""
-    from phy.viterbi import default_decoder, viterbi_k7_simd
-
-    name = (f"viterbi_kernels.{viterbi_k7_simd.py_func.__name__}-"
-            if default_decoder() == "int16" else "viterbi_kernels.viterbi_k7-")
+    name = decoder_cache_name()
     end = time.monotonic() + timeout
     while not compiled("phy", [name]) and child.poll() is None and time.monotonic() < end:
         time.sleep(0.05)
 
 
-__all__ = ["await_decoder", "cold", "compiled", "start_child"]
+__all__ = ["await_decoder", "cold", "compiled", "decoder_cache_name", "start_child"]

@@ -115,17 +115,18 @@ def test_equals_naive_twin(vals: list[int], split: int) -> None:
 @settings(max_examples=60, deadline=None)
 def test_lanes_layout_takes_the_wide_layouts_decisions(n: int, seed: int, sd: float,
                                                        lim_frac: float) -> None:
-    """The 128-bit-lane layout (phy.viterbi_kernels.v16_forward_lanes) and the wide one take
+    """The 128-bit-lane layout (phy.viterbi_lanes.v16_forward_lanes) and the wide one take
     the same decisions word for word and end on the same metrics on every table the decoder
     builds (LLRs clipped to Q_MAX; spreads far beyond it: every LLR clipped), from the
     unreachable states' floor at the start, on every length around the four-step groups."""
     from phy import viterbi_kernels as vk
+    from phy import viterbi_lanes
 
     rng = np.random.default_rng(seed)
     lim = viterbi.Q_MAX * lim_frac
     tab = vk.v16_branch_table(rng.normal(0, sd, 2 * n).astype(np.float32), 1.0, lim)
     want = vk.v16_forward(tab, 0)
-    assert np.array_equal(vk.v16_forward_lanes(tab), want)
+    assert np.array_equal(viterbi_lanes.v16_forward_lanes(tab), want)
     pm_wide = np.full(64, vk._V16_NEG, np.int16)
     pm_wide[0] = 0
     pm_lanes = pm_wide.copy()

@@ -3,6 +3,8 @@ unknown profile with a clear message and exit status 2."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from relaysec.cli import main
 
 
@@ -27,11 +29,27 @@ def test_a_cold_cache_is_told_by_the_index_files_and_only_then_a_child_compiles(
     monkeypatch.setattr(warmstart, "_child", None)
     assert warmstart.cold()
     (tmp_path / "phy_0abc").mkdir()
-    (tmp_path / "phy_0abc" / "viterbi_kernels.viterbi_k7_simd-1302.py311.nbi").write_bytes(b"")
-    assert warmstart.compiled("phy", ["viterbi_kernels.viterbi_k7"])
+    (tmp_path / "phy_0abc" / "viterbi_lanes.viterbi_k7_simd_lanes-180.py311.nbi").write_bytes(b"")
+    assert warmstart.compiled("phy", ["viterbi_lanes.viterbi_k7"])
     assert not warmstart.compiled("phy", ["viterbi_kernels.v16_forward"])
     assert warmstart.cold()                       # the security kernels still missing
     (tmp_path / "ccm_0def").mkdir()
     (tmp_path / "ccm_0def" / "_aesni._run_serial-518.py311.nbi").write_bytes(b"")
     assert not warmstart.cold()
     assert warmstart.start_child() is None        # nothing to compile elsewhere
+
+
+def test_the_awaited_decoder_is_named_as_numba_names_its_cache_file(monkeypatch):
+    """warmstart.await_decoder waits for the cache file of the decoder the modem uses: its
+    name is <module>.<function>- of that decoder, whichever module it lives in, and is one of
+    the names cold() accepts."""
+    from phy import viterbi
+    from relaysec import warmstart
+
+    for forced, fn in (("float", viterbi.viterbi_k7), ("int16", viterbi.viterbi_k7_simd)):
+        monkeypatch.setenv("RELAYSEC_VITERBI", forced)
+        name = warmstart.decoder_cache_name()
+        module = fn.py_func.__module__
+        assert name == f"{module.rpartition('.')[2]}.{fn.py_func.__name__}-"
+        assert (Path(warmstart.__file__).parents[1] / (module.replace(".", "/") + ".py")).is_file()
+        assert any(name.startswith(d) for d in warmstart._DECODERS)
