@@ -27,7 +27,7 @@ from stack.arq import (
 )
 from stack.errors import MalformedError
 from stack.mpdu import MAX_PROTECTED_PAYLOAD, PROTECTED_OVERHEAD
-from stack.roles.link import PendingMpdu
+from stack.roles.link import MpduQueue, PendingMpdu
 
 
 @dataclass(eq=False, slots=True)
@@ -72,7 +72,7 @@ def arq_of(key: Hashable, station: int) -> bool:
 class ArqMixin:
     """The ARQ half of :class:`stack.roles.base.RoleBase` (see the module doc)."""
 
-    _out: dict[int, list[bytes | PendingMpdu]]
+    _out: dict[int, MpduQueue]
     _set_deadline: Callable[[Hashable, float | None], None]
 
     def _init_arq(self) -> None:
@@ -252,7 +252,7 @@ class ArqMixin:
             if old is not None and old[1].tag.plain and old[1].tag.block is None:
                 payload = self._arq_wrap(key, fb.encode())
                 if payload is not None:   # rewritten where it waits: moved to the back of a
-                    old[1].payload = payload   # busy queue each time, it would starve
+                    self._rewrite(old[0], old[1], payload)  # busy queue each time, it would starve
                     self._arq_fb_queued[key] = old
                     continue
             host = self._arq_piggyback(key, fb)
@@ -311,6 +311,15 @@ class ArqMixin:
             items[:] = [x for x in items if id(x) not in gone]
         return bool(gone)
 
+    def _rewrite(self, dst: int, obj: PendingMpdu, payload: bytes) -> None:
+        """Give ``obj``, waiting unsealed in the queue to ``dst``, a new payload (the queue
+        counts its new length: :meth:`stack.roles.link.MpduQueue.rewrite`)."""
+        q = self._out.get(dst)
+        if q is None:
+            obj.payload = payload
+        else:
+            q.rewrite(obj, payload)
+
     def _arq_piggyback(self, key: Hashable, fb: ArqFeedback) -> tuple[int, PendingMpdu] | None:
         """Ride ``fb`` on the oldest data block of ``key`` still unsealed in the queue (a
         feedback it carried already is replaced); None when none waits or the MPDU would
@@ -328,7 +337,7 @@ class ArqMixin:
                     MAX_PROTECTED_PAYLOAD + PROTECTED_OVERHEAD)
         if payload is None or len(payload) + PROTECTED_OVERHEAD > limit:
             return None
-        obj.payload = payload
+        self._rewrite(dst, obj, payload)
         self.arq_stats["feedback_piggybacked"] += 1
         return dst, obj
 
@@ -444,7 +453,7 @@ class ArqMixin:
                 self.arq_stats["unqueued"] += 1
                 continue
             rest.append(x)
-        self._out[dst] = rest
+        self._out[dst] = MpduQueue(rest)
 
     def _arq_forget(self, key: Hashable) -> ArqConnection | None:
         """Drop connection ``key`` and every table entry about it (feedback owed or queued,

@@ -26,7 +26,7 @@ from stack.roles.config import Lifetimes, Timers
 from stack.roles.events import Event, KeysInstalled, PeerLost, Rejected
 from stack.roles.framing import frame_bounds
 from stack.roles.ids import check_station_id, fmt_station
-from stack.roles.link import KeyInfo, Link, PendingMpdu
+from stack.roles.link import KeyInfo, Link, MpduQueue, PendingMpdu
 from stack.roles.sendpath import RELAYED as RELAYED
 from stack.roles.sendpath import Backlog as Backlog
 from stack.roles.sendpath import SendPath
@@ -86,7 +86,7 @@ class RoleBase(ArqMixin, SendPath):
             None if rng is None else
             rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng))
         self._events: deque[Event] = deque()
-        self._out: dict[int, list[bytes | PendingMpdu]] = {}
+        self._out: dict[int, MpduQueue] = {}
         # the queued copy of each outstanding request (replaced by a retransmission if unsent)
         self._req_copies: dict[Hashable, list[tuple[int, bytes | PendingMpdu]]] = {}
         self._resending: Hashable | None = None

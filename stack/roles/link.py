@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, SupportsIndex
 
 import numpy as np
 
@@ -54,6 +54,87 @@ def sealed_bytes(items: Iterable[bytes | PendingMpdu]) -> int:
     for x in items:
         n += len(x.payload) + PROTECTED_OVERHEAD if type(x) is PendingMpdu else len(x)
     return n
+
+
+class MpduQueue(list):
+    """One neighbour's output queue (clear MPDUs as bytes, data MPDUs as :class:`PendingMpdu`)
+    that keeps ``nbytes``, what it holds as it will go on the air (:func:`sealed_bytes` of its
+    entries): the schedulers ask for every queue's bytes several times a frame, and summing a
+    queue entry by entry each time cost most of a frame's scheduling once a slow link had piled
+    up hundreds of MPDUs. Every list operation that adds or removes entries keeps the count; a
+    queued MPDU's payload is rewritten only through :meth:`rewrite` (an ARQ feedback riding on a
+    queued block). A slice of it is a plain list; :meth:`tail` is the queue after a cut."""
+
+    __slots__ = ("nbytes",)
+
+    def __init__(self, items: Iterable[bytes | PendingMpdu] = ()) -> None:
+        super().__init__(items)
+        self.nbytes = sealed_bytes(self)
+
+    @classmethod
+    def tail(cls, items: MpduQueue, cut: int) -> MpduQueue:
+        """The entries of ``items`` from ``cut`` on, counted from ``items.nbytes`` less the
+        ``cut`` entries before (the head a frame takes; the tail may be long)."""
+        out = cls()
+        list.extend(out, items[cut:])
+        out.nbytes = items.nbytes - sealed_bytes(items[:cut])
+        return out
+
+    def rewrite(self, obj: PendingMpdu, payload: bytes) -> None:
+        """Give ``obj``, queued here once (as every MPDU is), a new payload, and count its
+        new length."""
+        self.nbytes += len(payload) - len(obj.payload)
+        obj.payload = payload
+
+    def append(self, x: bytes | PendingMpdu) -> None:
+        super().append(x)
+        self.nbytes += sealed_bytes((x,))
+
+    def insert(self, i: SupportsIndex, x: bytes | PendingMpdu) -> None:
+        super().insert(i, x)
+        self.nbytes += sealed_bytes((x,))
+
+    def extend(self, xs: Iterable[bytes | PendingMpdu]) -> None:
+        xs = list(xs)
+        super().extend(xs)
+        self.nbytes += sealed_bytes(xs)
+
+    def __iadd__(self, xs: Iterable[bytes | PendingMpdu]) -> MpduQueue:  # type: ignore[override]
+        self.extend(xs)
+        return self
+
+    def __imul__(self, n: SupportsIndex) -> MpduQueue:
+        super().__imul__(n)
+        self.nbytes = sealed_bytes(self)
+        return self
+
+    def __setitem__(self, i: SupportsIndex | slice, v: Any) -> None:
+        old = self[i]
+        if isinstance(i, slice):
+            v = list(v)
+            super().__setitem__(i, v)
+            self.nbytes += sealed_bytes(v) - sealed_bytes(old)
+        else:
+            super().__setitem__(i, v)
+            self.nbytes += sealed_bytes((v,)) - sealed_bytes((old,))
+
+    def __delitem__(self, i: SupportsIndex | slice) -> None:
+        old = self[i]
+        super().__delitem__(i)
+        self.nbytes -= sealed_bytes(old if isinstance(i, slice) else (old,))
+
+    def pop(self, i: SupportsIndex = -1) -> bytes | PendingMpdu:
+        x = super().pop(i)
+        self.nbytes -= sealed_bytes((x,))
+        return x
+
+    def remove(self, x: bytes | PendingMpdu) -> None:
+        super().remove(x)
+        self.nbytes -= sealed_bytes((x,))
+
+    def clear(self) -> None:
+        super().clear()
+        self.nbytes = 0
 
 
 _ALT_REASONS = ("bad_icv", "unknown_eks", "pn_replay", "pn_window")

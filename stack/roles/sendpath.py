@@ -27,7 +27,7 @@ from stack.pkm.messages import message_class
 from stack.roles.events import ControlSent, Event
 from stack.roles.framing import FID_CONTROL, mpdu_fid
 from stack.roles.ids import fmt_station
-from stack.roles.link import Link, PendingMpdu, sealed_bytes
+from stack.roles.link import Link, MpduQueue, PendingMpdu
 
 log = logging.getLogger("stack.roles")
 
@@ -47,7 +47,7 @@ class SendPath:
     """Output queues of :class:`stack.roles.base.RoleBase`: queue, report, seal and drain
     (see the module doc). Declared below: what it uses from the base and the ARQ half."""
 
-    _out: dict[int, list[bytes | PendingMpdu]]
+    _out: dict[int, MpduQueue]
     _req_copies: dict[Hashable, list[tuple[int, bytes | PendingMpdu]]]
     _resending: Hashable | None
     air_messages: Counter[str]
@@ -90,7 +90,7 @@ class SendPath:
                 continue
             head = items[0]
             control = not isinstance(head, PendingMpdu) and mpdu_fid(head) == FID_CONTROL
-            out[dst] = Backlog(sealed_bytes(items), len(head), control)
+            out[dst] = Backlog(items.nbytes, len(head), control)
         return out
 
     def frames_to_send(self, now: float, max_bytes: int | None = None, *,
@@ -114,7 +114,7 @@ class SendPath:
                 cut = _fit(items, max_bytes)   # the frame shrank: more may fit
             del self._out[dst]
             if cut < len(items):
-                self._out[dst] = items[cut:]
+                self._out[dst] = MpduQueue.tail(items, cut)
                 items = items[:cut]
             segs = self._seal_queued(items, now)
             if self._arq:  # what goes out now starts its ARQ timer; the rest stays queued
@@ -173,7 +173,9 @@ class SendPath:
         its clear control MPDU -- ``mpdu`` itself, or ``inner`` when sealed in a relay MPDU)."""
         if self._resending is not None:
             self._req_copies.setdefault(self._resending, []).append((dst, mpdu))
-        queue = self._out.setdefault(dst, [])
+        queue = self._out.get(dst)
+        if queue is None:
+            queue = self._out[dst] = MpduQueue()
         if title is not None and not isinstance(mpdu, PendingMpdu) \
                 and mpdu_fid(mpdu) == FID_CONTROL:
             # a control message in the clear (no PN: reordering it cannot trip a replay window)

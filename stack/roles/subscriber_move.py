@@ -33,7 +33,7 @@ from stack.roles.framing import (
     mpdu_fid,
 )
 from stack.roles.ids import station_bytes
-from stack.roles.link import Link, PendingMpdu
+from stack.roles.link import Link, MpduQueue, PendingMpdu
 from stack.roles.subscriber_phase import ENTERING, Phase
 
 
@@ -60,7 +60,7 @@ class Handover:
     _ho: tuple[int, Link] | None
     _left: tuple[int, Link, float] | None
     _sent_tails: deque[bytes]
-    _out: dict[int, list[bytes | PendingMpdu]]
+    _out: dict[int, MpduQueue]
     _deadlines: dict[Hashable, float]
     tx_dropped: Any
     arq_stats: Any

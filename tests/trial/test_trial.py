@@ -52,6 +52,26 @@ def test_default_scenario_passes_distributed():
     to_json(report)  # serialisable
 
 
+def test_output_queue_counts_hold_through_a_lossy_trial(monkeypatch):
+    """The roles' output queues keep their byte counts (stack.roles.link.MpduQueue) through a
+    whole trial on a lossy channel -- ARQ retransmissions, feedback riding on queued blocks,
+    requests replaced in the queue, a handover dropping the old link's queue: at every
+    backlog() and frames_to_send() call each count equals its queue's entries counted one by
+    one (tests/roles/queue_check.py)."""
+    from tests.roles.queue_check import checked_queues
+
+    checked_queues(monkeypatch)
+    cfg = fast_config(("phy.mcs", "QPSK-1/2"), ("phy.frame_ms", 10.0),
+                      ("traffic.min_delivery", 0.2), ("timeouts.entry_s", 8.0),
+                      ("timeouts.handover_s", 8.0), ("timeouts.tek_refresh_s", 6.0))
+    cfg["links"] = [{"a": "AMS", "b": "ARS-1", "snr_db": 2.5},
+                    {"a": "AMS", "b": "ARS-2", "snr_db": 2.5}]
+    report, _ = run_trial(cfg)
+    assert report["ok"], report["reason"]
+    arq = report["arq"]   # the paths that edit queues in place were taken
+    assert arq["retransmissions"] > 0 and arq["feedback"]["piggybacked"] > 0
+
+
 def test_relay_control_in_the_clear_when_encryption_is_off():
     report, _ = run_trial(fast_config(("security.encrypt_relay_control", False)))
     assert report["ok"], report["reason"]
