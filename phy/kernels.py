@@ -268,6 +268,21 @@ def demap_maxlog(z: np.ndarray, w: np.ndarray, alpha: np.ndarray, beta: np.ndarr
 
 
 @njit(cache=True, nogil=True)
+def qam_map(bits: np.ndarray, bps: int, points: np.ndarray) -> np.ndarray:  # pragma: no cover
+    """uint8 0/1 ``bits`` (a multiple of ``bps``) -> ``points[label]`` per group of ``bps``
+    bits, the group's first bit the label's MSB: :func:`phy.qam.modulate` in one pass (numpy's
+    integer matrix product for the labels and a gather cost ~2x as much)."""
+    n = bits.size // bps
+    out = np.empty(n, dtype=np.complex64)
+    for i in range(n):
+        lab = 0
+        for b in range(bps):
+            lab = (lab << 1) | (bits[i * bps + b] & 1)
+        out[i] = points[lab]
+    return out
+
+
+@njit(cache=True, nogil=True)
 def tx_burst(bodies: np.ndarray, cp: int, up: np.ndarray, down: np.ndarray, h: np.ndarray,
              scale: float, limit: bool) -> np.ndarray:  # pragma: no cover - numba
     """The transmit burst from the symbols' IFFT outputs ``bodies`` (n_sym, NFFT) complex64.
@@ -321,7 +336,10 @@ def tx_burst(bodies: np.ndarray, cp: int, up: np.ndarray, down: np.ndarray, h: n
     for i in range(b):
         last[2 * i] *= down[i]
         last[2 * i + 1] *= down[i]
-    # pass 2: FIR (pairs of symmetric taps), scale -- block by block, the block in cache
+    # pass 2: FIR (pairs of symmetric taps), scale -- block by block, the block in cache.
+    # Four tap pairs a pass over the block: each value still adds its taps one by one in
+    # order m = 1, 2, .. (the same float32 sums), with a quarter of the accumulator's loads
+    # and stores (load/store-bound: 46 -> 33 us for a 7200-sample burst, 33 taps)
     out = np.empty(n, dtype=np.complex64)
     of = out.view(np.float32)
     blk = 2048
@@ -330,15 +348,36 @@ def tx_burst(bodies: np.ndarray, cp: int, up: np.ndarray, down: np.ndarray, h: n
     sc = np.float32(scale)
     for b0 in range(0, 2 * n, blk):
         nb = min(blk, 2 * n - b0)
-        mid = xp[b0 + 2 * c: b0 + 2 * c + nb]
+        base = b0 + 2 * c
+        mid = xp[base: base + nb]
         for i in range(nb):
             acc[i] = mid[i] * hc
-        for m in range(1, c + 1):
+        m = 1
+        while m + 3 <= c:
+            h1, h2, h3, h4 = h[c + m], h[c + m + 1], h[c + m + 2], h[c + m + 3]
+            l1 = xp[base - 2 * m: base - 2 * m + nb]
+            u1 = xp[base + 2 * m: base + 2 * m + nb]
+            l2 = xp[base - 2 * m - 2: base - 2 * m - 2 + nb]
+            u2 = xp[base + 2 * m + 2: base + 2 * m + 2 + nb]
+            l3 = xp[base - 2 * m - 4: base - 2 * m - 4 + nb]
+            u3 = xp[base + 2 * m + 4: base + 2 * m + 4 + nb]
+            l4 = xp[base - 2 * m - 6: base - 2 * m - 6 + nb]
+            u4 = xp[base + 2 * m + 6: base + 2 * m + 6 + nb]
+            for i in range(nb):
+                a = acc[i]
+                a += (l1[i] + u1[i]) * h1
+                a += (l2[i] + u2[i]) * h2
+                a += (l3[i] + u3[i]) * h3
+                a += (l4[i] + u4[i]) * h4
+                acc[i] = a
+            m += 4
+        while m <= c:
             hm = h[c + m]
-            lo = xp[b0 + 2 * c - 2 * m: b0 + 2 * c - 2 * m + nb]
-            hi = xp[b0 + 2 * c + 2 * m: b0 + 2 * c + 2 * m + nb]
+            lo = xp[base - 2 * m: base - 2 * m + nb]
+            hi = xp[base + 2 * m: base + 2 * m + nb]
             for i in range(nb):
                 acc[i] += (lo[i] + hi[i]) * hm
+            m += 1
         dst = of[b0: b0 + nb]
         for i in range(nb):
             dst[i] = acc[i] * sc

@@ -13,7 +13,7 @@ from functools import lru_cache
 import numpy as np
 
 from phy.errors import PhyInputError
-from phy.kernels import demap_maxlog
+from phy.kernels import demap_maxlog, qam_map
 
 BITS: dict[str, int] = {"QPSK": 2, "16QAM": 4, "64QAM": 6}
 _MAG = {1: [1], 2: [3, 1], 3: [7, 5, 1, 3]}  # magnitude by (Gray) magnitude-label index
@@ -46,16 +46,11 @@ def constellation(bps: int) -> np.ndarray:
 
 
 def modulate(bits: np.ndarray, bps: int) -> np.ndarray:
-    """uint8 bits (length multiple of bps) -> complex64 unit-energy symbols."""
-    return constellation(bps)[np.asarray(bits, np.uint8).reshape(-1, bps) @ _label_weights(bps)]
-
-
-@lru_cache(maxsize=8)
-def _label_weights(bps: int) -> np.ndarray:
-    """uint8 weights ``2^(bps-1) .. 1``: bits @ weights is the label (< 64, no overflow)."""
-    out = (1 << np.arange(bps - 1, -1, -1)).astype(np.uint8)
-    out.setflags(write=False)
-    return out
+    """0/1 bits (length multiple of bps) -> complex64 unit-energy symbols."""
+    b = np.asarray(bits, np.uint8).reshape(-1)
+    if b.size % bps:
+        raise ValueError(f"{b.size} bits are not whole {bps}-bit symbols")
+    return qam_map(np.ascontiguousarray(b), bps, constellation(bps))
 
 
 @lru_cache(maxsize=8)

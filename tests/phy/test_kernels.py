@@ -315,6 +315,12 @@ def test_tx_burst_equals_naive(profile: str) -> None:
               ).astype(np.complex64)
     for up, down, h, scale, limit in [(sh.up, sh.down, sh.fir, 1.0, False),
                                       (sh.up, sh.down, sh.fir, 2.5, True),
+                                      # 11 and 7 taps: the FIR's four-tap passes and the
+                                      # one-tap ones after them
+                                      (sh.up, sh.down, np.ascontiguousarray(sh.fir[11:-11]),
+                                       1.0, False),
+                                      (sh.up, sh.down, np.ascontiguousarray(sh.fir[13:-13]),
+                                       1.0, False),
                                       (sh.up[:0], sh.up[:0], np.ones(1, np.float32), 0.7, True)]:
         got = kernels.tx_burst(bodies, g.cp, up, down, h, scale, limit)
         want = naive.tx_burst(bodies, g.cp, up, down, h, scale, limit)
@@ -433,3 +439,19 @@ def test_cp_corr_and_gather_windows_ramp_equal_naive() -> None:
     np.testing.assert_allclose(kernels.gather_windows_ramp(r, 91, 8, 576, 512, 0.013,
                                                            np.zeros(8)),
                                kernels.gather_windows(r, 91, 8, 576, 512, 0.013), atol=1e-6)
+
+
+@given(st.sampled_from([2, 4, 6]), st.integers(0, 400), st.integers(0, 2**32 - 1))
+def test_qam_modulate_is_the_constellation_at_each_label(bps: int, n_sym: int, seed: int) -> None:
+    """phy.qam.modulate (one compiled pass, kernels.qam_map) gives the constellation point of
+    each group's label, the group's first bit the label's MSB -- as the integer matrix product
+    it replaced computed it."""
+    bits = np.random.default_rng(seed).integers(0, 2, n_sym * bps).astype(np.uint8)
+    labels = bits.reshape(-1, bps) @ (1 << np.arange(bps - 1, -1, -1))
+    want = qam.constellation(bps)[labels]
+    got = qam.modulate(bits, bps)
+    assert got.dtype == np.complex64 and np.array_equal(got, want)
+    assert np.array_equal(qam.modulate(bits.astype(np.int64).tolist(), bps), want)
+    if n_sym:
+        with pytest.raises(ValueError, match="whole"):
+            qam.modulate(bits[:-1], bps)
