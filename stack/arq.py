@@ -104,6 +104,10 @@ def over_hops(p: ArqParams) -> ArqParams:
 
 
 # -- sender -----------------------------------------------------------------------------------
+def _sn(b: TxBlock) -> int:
+    return b.sn
+
+
 class ArqSender:
     """Send side of one ARQ connection. :meth:`offer`, :meth:`on_feedback` and :meth:`on_timer`
     return the PDUs to transmit now as ``(pdu, block)`` (block None for a DISCARD)."""
@@ -223,10 +227,16 @@ class ArqSender:
         return min(self.p.rto_max, self.rto * (1 << min(b.sends - 1, MAX_BACKOFF_DOUBLINGS)))
 
     def on_timer(self, now: float) -> list[tuple[bytes, TxBlock | None]]:
-        """Retransmit blocks whose timer ran out; discard blocks past their lifetime."""
+        """Retransmit blocks whose timer ran out; discard blocks past their lifetime.
+
+        One pass over the blocks reads their fields (not the properties) and looks each
+        timeout up per backoff step (:meth:`_retx_steps`); only the blocks due are sorted,
+        into SN order: a window of hundreds of blocks was sorted whole and walked through
+        properties on every timer (~1 ms a call on a node that had fallen behind)."""
         out: list[tuple[bytes, TxBlock | None]] = []
+        life = self.p.lifetime
         expired = [b for b in self.blocks.values()
-                   if b.first_tx is not None and now >= b.first_tx + self.p.lifetime]
+                   if b._first_tx is not None and now >= b._first_tx + life]
         for b in expired:
             del self.blocks[b.sn]
             self.stats["discarded"] += 1
@@ -243,12 +253,26 @@ class ArqSender:
             # repeated until a feedback confirms it (ACK_BSN at or past it)
             self._discard_at = now
             out.append((ArqDiscard(self.discard_to % BSN_MODULUS).encode(), None))
-        for b in sorted(self.blocks.values(), key=lambda x: x.sn):
-            if b.queued:
-                continue
-            if b.last_tx is None or now >= b.last_tx + self._timeout(b):
-                out.append(self._send(b))
+        steps = self._retx_steps()
+        due = [b for b in self.blocks.values() if not b._queued
+               and (b._last_tx is None or now >= self._retx_at(b, steps))]
+        if len(due) > 1:
+            due.sort(key=_sn)
+        out += [self._send(b) for b in due]
         return out + self._fill(now)
+
+    def _retx_steps(self) -> list[float]:
+        """:meth:`_timeout` per backoff step (``sends - 1`` = 0 .. MAX_BACKOFF_DOUBLINGS)."""
+        rto, cap = self.rto, self.p.rto_max
+        return [cap if not (x := rto * m) < cap else x for m in _BACKOFF]  # min(cap, x)
+
+    def _retx_at(self, b: TxBlock, steps: list[float]) -> float:
+        """When block ``b`` (on the air, ``_last_tx`` set) is due again: its last send plus
+        :meth:`_timeout`, looked up in ``steps`` (:meth:`_retx_steps`)."""
+        k = b._sends - 1
+        top = MAX_BACKOFF_DOUBLINGS
+        return b._last_tx + (steps[k] if 0 <= k <= top else steps[top] if k > top  # type: ignore[operator]
+                             else self._timeout(b))  # k < 0 raises there
 
     def next_deadline(self) -> float | None:
         """Earliest time :meth:`on_timer` has work (None: nothing on the air): a block's
@@ -299,21 +323,14 @@ class ArqSender:
         # one pass with the timeout of _timeout() per backoff step looked up, not recomputed
         best: float | None = None
         first: float | None = None
-        rto, cap = self.rto, self.p.rto_max
-        steps = [cap if not (x := rto * m) < cap else x for m in _BACKOFF]  # min(cap, x)
-        top = MAX_BACKOFF_DOUBLINGS
+        steps = self._retx_steps()
+        retx_at = self._retx_at
         for b in self.blocks.values():
             f = b._first_tx
             if f is not None and (first is None or f < first):
                 first = f
             if not b._queued:
-                t = b._last_tx
-                if t is None:
-                    w = 0.0
-                else:
-                    k = b._sends - 1
-                    w = t + (steps[k] if 0 <= k <= top else steps[top] if k > top
-                             else min(cap, rto * (1 << k)))  # k < 0 raises as _timeout
+                w = 0.0 if b._last_tx is None else retx_at(b, steps)
                 if best is None or w < best:
                     best = w
         if first is not None:

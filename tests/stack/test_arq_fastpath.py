@@ -32,6 +32,9 @@ SHORT = ArqParams(window=4, rto_initial=0.3, rto_min=0.2, rto_max=0.5, lifetime=
 """Blocks outlive their lifetime within a few steps: DISCARDs are sent and repeated often."""
 SLOW = ArqParams(window=8, rto_initial=0.5, rto_min=0.3, rto_max=1.5, lifetime=0.4, purge=1.0)
 """A timeout longer than the lifetime (as end to end over hops): lifetime ends come first."""
+EXACT = ArqParams(window=8, rto_initial=0.25, rto_min=0.125, rto_max=1.0, lifetime=2.0,
+                  purge=3.0)
+"""Binary fractions: with steps of 1/8 s a timer can fall exactly on a block's due time."""
 
 
 def reference_deadline(tx: ArqSender) -> float | None:
@@ -266,3 +269,83 @@ def test_a_pickled_or_copied_sender_keeps_following_its_changes():
         tx.blocks.clear()
         assert tx.next_deadline() is None
         assert conn.tx.next_deadline() == want == reference_deadline(conn.tx)
+
+
+def reference_on_timer(tx: ArqSender, now: float) -> list:
+    """ArqSender.on_timer as it was: every block through its properties, all sorted by SN."""
+    from stack.arq import ArqDiscard
+
+    out: list = []
+    expired = [b for b in tx.blocks.values()
+               if b.first_tx is not None and now >= b.first_tx + tx.p.lifetime]
+    for b in expired:
+        del tx.blocks[b.sn]
+        tx.stats["discarded"] += 1
+        tx.stats["discarded_bytes"] += len(b.sdu)
+    if expired:
+        top = max(b.sn for b in expired) + 1
+        tx.discard_to = max(tx.discard_to or 0, top)
+        tx.base = max(tx.base, top)
+        while tx.base < tx.next_sn and tx.base not in tx.blocks:
+            tx.base += 1
+        tx._discard_at = None
+    if tx.discard_to is not None and (tx._discard_at is None or now >= tx._discard_at + tx.rto):
+        tx._discard_at = now
+        out.append((ArqDiscard(tx.discard_to % BSN_MODULUS).encode(), None))
+    for b in sorted(tx.blocks.values(), key=lambda x: x.sn):
+        if b.queued:
+            continue
+        if b.last_tx is None or now >= b.last_tx + tx._timeout(b):
+            out.append(tx._send(b))
+    return out + tx._fill(now)
+
+
+@settings(max_examples=300)
+@given(st.lists(st.tuples(st.sampled_from(["offer", "offer", "air", "lost", "unqueue", "tick",
+                                           "tick", "ack", "resend_all"]),
+                          st.integers(0, 9),
+                          # binary fractions too: a block due exactly at a timer's time
+                          st.one_of(st.floats(0.0, 0.4), st.sampled_from([0.0, 0.125, 0.25]))),
+                max_size=80),
+       st.sampled_from([P, SHORT, SLOW, EXACT]))
+def test_on_timer_sends_what_the_sorted_walk_through_every_block_sent(program, params):
+    """ArqSender.on_timer (one pass over the block fields, only the due blocks sorted) and the
+    walk it replaced, driven in lockstep through the same random program on two senders, give
+    the same PDUs for the same blocks in the same order, and leave the same state."""
+    a, b = ArqConnection(params).tx, ArqConnection(params).tx
+    now = 0.0
+    for op, k, dt in program:
+        now += dt
+        outs = []
+        for tx, timer in ((a, ArqSender.on_timer), (b, reference_on_timer)):
+            if op == "offer":
+                out = tx.offer(b"s%d" % k, now)
+            elif op == "air":
+                out = []
+                for blk in list(tx.blocks.values())[k % 4::2]:
+                    if blk.queued:
+                        blk.on_air(now)
+            elif op == "lost":
+                out = []
+                for blk in list(tx.blocks.values())[k % 3:k % 3 + 1]:
+                    blk.lost()
+            elif op == "unqueue":
+                out = []
+                for blk in list(tx.blocks.values())[k % 2::3]:
+                    blk.queued = False
+            elif op == "tick":
+                out = timer(tx, now)
+            elif op == "ack":
+                out = tx.on_feedback(ArqFeedback((tx.base + k % 4) % BSN_MODULUS, _bitmap(k)),
+                                     now)
+            else:
+                out = tx.resend_all(now, sent_before=now - dt / 2 if k % 2 else None)
+            for _pdu, blk in out:
+                if blk is not None and k % 2:
+                    blk.on_air(now)
+            outs.append([(pdu, None if blk is None else blk.sn) for pdu, blk in out])
+        assert outs[0] == outs[1]
+        assert a.stats == b.stats and (a.base, a.next_sn, a.discard_to, a._discard_at) == \
+            (b.base, b.next_sn, b.discard_to, b._discard_at)
+        assert [(x.sn, x.sends, x.queued, x.last_tx, x.first_tx) for x in a.blocks.values()] == \
+            [(x.sn, x.sends, x.queued, x.last_tx, x.first_tx) for x in b.blocks.values()]
