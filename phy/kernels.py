@@ -268,6 +268,67 @@ def demap_maxlog(z: np.ndarray, w: np.ndarray, alpha: np.ndarray, beta: np.ndarr
 
 
 @njit(cache=True, nogil=True)
+def tx_encode_map(data: np.ndarray, n_info: int, seq: np.ndarray, m1: int, m2: int,
+                  sent: np.ndarray, pad: np.ndarray, g: np.ndarray, x: np.ndarray, bps: int,
+                  points: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - numba
+    """A coded block from bytes to constellation points, in one pass (the transmit chain of
+    :func:`phy.modem._encode_payload`, the padding, interleaving gather and
+    :func:`phy.qam.modulate`, which took a dozen numpy calls and Python steps a block):
+
+    info bit ``i < n_info`` is bit ``i`` of ``data`` (MSB first) XOR ``seq[i]`` (``seq``
+    empty: nothing XORed); the K=7 mother code (generator masks ``m1``/``m2``, zero start and
+    tail) keeps the bits at ``sent`` (puncturing), then come the ``pad`` bits: the stream
+    ``b``; transmitted bit ``j`` is ``b[g[j]]`` XOR ``x[j]`` (``x`` empty: nothing); each
+    ``bps`` of them, first bit the MSB, pick a point of ``points``, written to ``out``
+    (``g.size // bps`` values). Raises ValueError for an index past its array."""
+    n = n_info + 6
+    if data.size * 8 < n_info or (seq.size and seq.size < n_info) \
+            or (x.size and x.size < g.size) or out.size < g.size // bps:
+        raise ValueError("tx_encode_map: an array is shorter than its count")
+    mother = np.empty(2 * n, dtype=np.uint8)
+    h = 0
+    for i in range(n):
+        b = 0
+        if i < n_info:
+            b = (data[i >> 3] >> (7 - (i & 7))) & 1
+            if seq.size:
+                b ^= seq[i] & 1
+        h = ((h << 1) | b) & 0x7F
+        u = h & m1
+        v = h & m2
+        u ^= u >> 4
+        u ^= u >> 2
+        u ^= u >> 1
+        v ^= v >> 4
+        v ^= v >> 2
+        v ^= v >> 1
+        mother[2 * i] = u & 1
+        mother[2 * i + 1] = v & 1
+    nc = sent.size
+    stream = np.empty(nc + pad.size, dtype=np.uint8)
+    for k in range(nc):
+        j = sent[k]
+        if j < 0 or j >= 2 * n:
+            raise ValueError("tx_encode_map: a puncturing index is past the mother code")
+        stream[k] = mother[j]
+    for k in range(pad.size):
+        stream[nc + k] = pad[k] & 1
+    ns = stream.size
+    for s in range(g.size // bps):
+        lab = 0
+        for q in range(bps):
+            j = s * bps + q
+            k = g[j]
+            if k < 0 or k >= ns:
+                raise ValueError("tx_encode_map: a gather index is past the coded bits")
+            bit = stream[k]
+            if x.size:
+                bit ^= x[j] & 1
+            lab = (lab << 1) | bit
+        out[s] = points[lab]
+
+
+@njit(cache=True, nogil=True)
 def qam_map(bits: np.ndarray, bps: int, points: np.ndarray) -> np.ndarray:  # pragma: no cover
     """uint8 0/1 ``bits`` (a multiple of ``bps``) -> ``points[label]`` per group of ``bps``
     bits, the group's first bit the label's MSB: :func:`phy.qam.modulate` in one pass (numpy's

@@ -41,8 +41,10 @@ from phy import qam
 from phy.crc import crc16, crc32
 from phy.errors import PayloadTooLongError, PhyInputError
 from phy.estimation import sfo_prior_var
+from phy.fec import _MASK1, _MASK2
 from phy.grid import ResourceGrid
 from phy.interleaver import permutation
+from phy.kernels import tx_encode_map
 from phy.modem_decode import Burst as Burst
 from phy.modem_decode import BurstReceiver
 from phy.modem_decode import _decode_payload as _decode_payload
@@ -55,7 +57,7 @@ from phy.modem_rx import _robust_map as _robust_map
 from phy.modem_rx import _Sync as _Sync
 from phy.modem_rx import _Timing as _Timing
 from phy.numerology import Profile, get_profile
-from phy.randomizer import randomize
+from phy.randomizer import randomize, xor_sequence
 from phy.shaping import TxShaper
 from phy.sync import Preamble, fft_rows
 
@@ -150,12 +152,16 @@ class _BurstCore(ReceiverCore):
         gives periodic, high-PAPR symbols that the output limiter would clip) and interleaved
         per symbol. Returns (n_sym, n_data) complex64."""
         ncb = self.grid.n_data * 2
-        coded = _fec("1/2").encode(bits)
-        # repeat, scramble and interleave in one gather (_robust_tx_map)
-        src, pad = _robust_tx_map(ncb, n_sym, coded.size)
-        out = coded[src]
-        out ^= pad
-        return qam.modulate(out, 2).reshape(n_sym, self.grid.n_data)
+        bits = np.asarray(bits, np.uint8)
+        code = _fec("1/2")
+        # encode, repeat, scramble, interleave and map in one kernel (_robust_tx_map: the
+        # code-word bit each transmitted bit carries and the PRBS bit on it)
+        src, pad = _robust_tx_map(ncb, n_sym, code.coded_length(bits.size))
+        out = np.empty(n_sym * self.grid.n_data, np.complex64)
+        tx_encode_map(np.packbits(bits), bits.size, _NONE, _MASK1, _MASK2,
+                      code.input_positions(bits.size), _NONE, src, pad, 2,
+                      qam.constellation(2), out)
+        return out.reshape(n_sym, self.grid.n_data)
 
     def _to_air(self, qsyms: np.ndarray) -> np.ndarray:
         """(n_sym, n_data) data-subcarrier symbols of ``l = 0 ..`` -> the scaled, limited
@@ -231,19 +237,19 @@ class BurstModem(BurstReceiver, _BurstCore):
                 f"payload of {len(payload)} bytes does not fit one burst (max {self.max_payload})")
         mcs = self.mcs
         g = self.grid
-        # header symbol (QPSK, repeated rate-1/2 code)
-        hsym = self._robust_symbols(self._header_bits(mcs, len(payload), int(src), int(dst)), 1)
-        # data symbols
-        coded = _encode_payload(payload, mcs, int(src), int(dst))
         ncbps = self._ncbps(mcs)
-        n_sym = -(-coded.size // ncbps)
-        pad = n_sym * ncbps - coded.size
-        if pad:
-            coded = np.concatenate([coded, _pad_bits(pad)])
-        # the per-symbol interleaver as a gather of every symbol's bits (a fifth of the scatter)
-        bits = coded.reshape(n_sym, ncbps)[:, _inverse_permutation(ncbps, mcs.bits_per_symbol)]
-        dsym = qam.modulate(bits, mcs.bits_per_symbol).reshape(n_sym, g.n_data)
-        return self._to_air(np.concatenate([hsym, dsym]))
+        n_coded = _coded_bits(len(payload), mcs)
+        n_sym = -(-n_coded // ncbps)
+        syms = np.empty((1 + n_sym, g.n_data), np.complex64)
+        # header symbol (QPSK, repeated rate-1/2 code)
+        syms[0] = self._robust_symbols(self._header_bits(mcs, len(payload), int(src), int(dst)),
+                                       1)[0]
+        # data symbols: coded, padded to whole symbols, each symbol's bits interleaved (one
+        # gather of the whole block) and mapped, straight into their rows
+        _encode_into(syms[1:].reshape(-1), payload, mcs, int(src), int(dst),
+                     _burst_gather(n_sym, ncbps, mcs.bits_per_symbol),
+                     _pad_bits(n_sym * ncbps - n_coded))
+        return self._to_air(syms)
 
 
 # ---- shared pieces of the data path (BurstModem and phy.zone) ------------------------------
@@ -277,6 +283,33 @@ def _robust_tx_map(ncb: int, n_sym: int, nco: int) -> tuple[np.ndarray, np.ndarr
 def _coded_bits(n_bytes: int, mcs: Mcs) -> int:
     """Coded bits of an ``n_bytes`` payload at ``mcs`` (before padding)."""
     return _fec(mcs.code_rate).coded_length(_n_info(n_bytes))
+
+
+_NONE = np.zeros(0, np.uint8)
+_NONE.setflags(write=False)
+
+
+@lru_cache(maxsize=256)
+def _burst_gather(n_sym: int, ncbps: int, bps: int) -> np.ndarray:
+    """The per-symbol interleaver of ``n_sym`` data symbols as one gather over the padded
+    coded block (symbol ``l``'s bits ``l * ncbps + inv``). int64, read-only."""
+    g = (np.arange(n_sym, dtype=np.int64)[:, None] * ncbps
+         + _inverse_permutation(ncbps, bps)[None, :]).ravel()
+    g.setflags(write=False)
+    return g
+
+
+def _encode_into(out: np.ndarray, payload: bytes, mcs: Mcs, src: int, dst: int,
+                 gather: np.ndarray, pad: np.ndarray) -> None:
+    """:func:`_encode_payload`, then the ``pad`` bits after the coded ones, the interleaving
+    ``gather`` and the mapping at ``mcs``, into ``out`` (complex64, ``gather.size / bps``
+    points) in one kernel (:func:`phy.kernels.tx_encode_map`)."""
+    data = np.frombuffer(payload + struct.pack(">I", crc32(payload)), np.uint8)
+    n_info = 8 * data.size
+    bps = mcs.bits_per_symbol
+    tx_encode_map(data, n_info, xor_sequence(src, dst, n_info), _MASK1, _MASK2,
+                  _fec(mcs.code_rate).input_positions(n_info), pad, gather, _NONE, bps,
+                  qam.constellation(bps), out)
 
 
 def _encode_payload(payload: bytes, mcs: Mcs, src: int, dst: int) -> np.ndarray:

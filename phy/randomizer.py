@@ -25,12 +25,17 @@ def seed_for(src: int, dst: int) -> np.ndarray:
 
 def randomize(bits: np.ndarray, src: int, dst: int) -> np.ndarray:
     """XOR the PRBS onto ``bits`` (uint8 0/1); applying it twice is the identity."""
-    if bits.size <= _SPAN:
+    return bits ^ xor_sequence(src, dst, bits.size)
+
+
+def xor_sequence(src: int, dst: int, n: int) -> np.ndarray:
+    """The ``n`` PRBS bits :func:`randomize` XORs onto a burst from ``src`` to ``dst`` (uint8;
+    a read-only slice of the m-sequence table when it holds them)."""
+    if n <= _SPAN:
         t = _offset(int(src), int(dst))
         if t >= 0:
-            seq = _msequence()[0]
-            return bits ^ seq[t + 15: t + 15 + bits.size]
-    return bits ^ sequence(seed_for(src, dst), bits.size)
+            return _msequence()[0][t + 15: t + 15 + n]
+    return sequence(seed_for(src, dst), n)
 
 
 @lru_cache(maxsize=1024)

@@ -65,7 +65,7 @@ from phy.modem import (
     _check_address,
     _check_payload,
     _coded_bits,
-    _encode_payload,
+    _encode_into,
 )
 from phy.modem_format import Mcs, _fec, _pad_bits, get_mcs
 from phy.numerology import Profile
@@ -258,13 +258,13 @@ class ZoneModem(ZoneReceiver, _BurstCore):
         if n_data:
             flat = self._padded_data(n_data)
             for a, m, first, n in placed:
-                coded = _encode_payload(a.payload, m, src, a.dst)
                 cap = n * self.ru_subcarriers * m.bits_per_symbol
-                # padded to the capacity, then interleaved as one gather (_ru_gather)
-                bits = np.concatenate([coded, _pad_bits(cap - coded.size)])
-                bits = bits[_ru_gather(cap, m.bits_per_symbol)]
+                # coded, padded to the capacity, interleaved as one gather (_ru_gather) and
+                # mapped straight into the allocation's RUs
                 k = first * self.ru_subcarriers
-                flat[k: k + n * self.ru_subcarriers] = qam.modulate(bits, m.bits_per_symbol)
+                _encode_into(flat[k: k + n * self.ru_subcarriers], a.payload, m, src, a.dst,
+                             _ru_gather(cap, m.bits_per_symbol),
+                             _pad_bits(cap - _coded_bits(len(a.payload), m)))
             blocks.append(flat.reshape(n_data, g.n_data))
         return self._to_air(np.concatenate(blocks))
 

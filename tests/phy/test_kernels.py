@@ -455,3 +455,72 @@ def test_qam_modulate_is_the_constellation_at_each_label(bps: int, n_sym: int, s
     if n_sym:
         with pytest.raises(ValueError, match="whole"):
             qam.modulate(bits[:-1], bps)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(sorted(phy.mcs_table())), st.integers(0, 300), st.integers(0, 0xFFFF),
+       st.integers(0, 0xFFFF), st.integers(0, 2**32 - 1))
+def test_tx_encode_map_is_the_transmit_chain_it_fuses(mcs_name: str, n_bytes: int, src: int,
+                                                      dst: int, seed: int) -> None:
+    """phy.kernels.tx_encode_map (via phy.modem._encode_into) gives exactly what the numpy
+    chain gives: CRC, randomizer, K=7 code punctured to the rate (_encode_payload), the
+    padding bits, an interleaving gather, then qam.modulate -- for an allocation's RU gather
+    and for a BurstModem's per-symbol one; and a robust block equals its definition."""
+    from phy import modem
+    from phy.modem_format import _pad_bits, get_mcs
+    from phy.zone_format import _ru_gather
+
+    rng = np.random.default_rng(seed)
+    m = get_mcs(mcs_name)
+    bps = m.bits_per_symbol
+    payload = rng.bytes(n_bytes)
+    coded = modem._encode_payload(payload, m, src, dst)
+    ru = 18 * bps                                   # an allocation of whole RUs
+    cap = -(-coded.size // ru) * ru
+    ncbps = 48 * bps                                # whole data symbols of a burst
+    n_sym = -(-coded.size // ncbps)
+    for gather in (_ru_gather(cap, bps), modem._burst_gather(n_sym, ncbps, bps)):
+        pad = _pad_bits(gather.size - coded.size)
+        want = qam.modulate(np.concatenate([coded, pad])[gather], bps)
+        out = np.full(gather.size // bps, np.nan, np.complex64)
+        modem._encode_into(out, payload, m, src, dst, gather, pad)
+        assert np.array_equal(out, want)
+    bits = rng.integers(0, 2, 8 * n_bytes + 3).astype(np.uint8)   # any length, not bytes
+    for n_sym in (1, 3):
+        bm = _robust_modem()
+        ncb = 2 * bm.grid.n_data
+        code = modem._fec("1/2").encode(bits)
+        src_idx, scramble = modem._robust_tx_map(ncb, n_sym, code.size)
+        want = qam.modulate(code[src_idx] ^ scramble, 2).reshape(n_sym, -1)
+        assert np.array_equal(bm._robust_symbols(bits, n_sym), want)
+
+
+_ROBUST: list = []
+
+
+def _robust_modem() -> phy.BurstModem:
+    if not _ROBUST:
+        _ROBUST.append(phy.BurstModem("P2.5", shaping=False, tx_rms=None))
+    return _ROBUST[0]
+
+
+def test_tx_encode_map_refuses_indices_past_its_arrays() -> None:
+    """An index past the mother code or the coded bits is a ValueError, never a read outside
+    the arrays (numba does not check bounds)."""
+    from phy.fec import _MASK1, _MASK2
+
+    none = np.zeros(0, np.uint8)
+    data = np.zeros(4, np.uint8)
+    pts = qam.constellation(2)
+    out = np.empty(8, np.complex64)
+    ok = np.arange(16, dtype=np.int64)
+    kernels.tx_encode_map(data, 32, none, _MASK1, _MASK2, np.arange(76, dtype=np.int64), none,
+                          ok, none, 2, pts, out)
+    with pytest.raises(ValueError, match="puncturing"):
+        kernels.tx_encode_map(data, 32, none, _MASK1, _MASK2, np.array([76], np.int64), none,
+                              ok[:2], none, 2, pts, out)
+    with pytest.raises(ValueError, match="gather"):
+        kernels.tx_encode_map(data, 32, none, _MASK1, _MASK2, np.arange(8, dtype=np.int64),
+                              none, ok, none, 2, pts, out)
+    with pytest.raises(ValueError, match="shorter"):
+        kernels.tx_encode_map(data, 40, none, _MASK1, _MASK2, ok, none, ok, none, 2, pts, out)
