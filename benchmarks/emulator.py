@@ -353,6 +353,13 @@ def print_trial(r: dict[str, Any]) -> None:
         f"{n} {t['underflows']} underflows, {t['rx_breaks']} rx, {t['late']} late, longest "
         f"host gap {1e3 * (t['gap_max_s'] or 0):.0f} ms"
         for n, t in r["timeline"].items()))
+    missed = {n: e.get("missed_zones") for n, e in r.get("sync", {}).items()}
+    if any(missed.values()):
+        # the ABS's own zone is every other node's beacon: each one it misses is a beacon
+        # lost at each of them
+        print("  zone bursts not built before their TX horizon (skipped, never sent late; "
+              "raise schedule.ota_build_ahead_ms if many): " + ", ".join(
+                  f"{n} {v}" for n, v in missed.items() if v is not None))
     if r.get("ul_grants"):
         print("  UL grants decoded after their slot was due (raise schedule.ota_grant_delay if "
               "many): " + ", ".join(f"{n} {g['late']} of {g['heard']}"
