@@ -278,12 +278,18 @@ class OtaNetwork:
             return False
         if isinstance(iq, Exception):
             raise iq
-        iq = self._batch(st, iq)
+        parts = self._batch(st, iq)
+        n_new = sum(p.size for p in parts)
         start_index = st.rx_index - st.tail.size
-        buf = np.concatenate([st.tail, iq]) if st.tail.size else iq
-        st.rx_index += iq.size
+        # the kept overlap and every chunk taken in one copy (joining the chunks first, then
+        # the overlap to them, copied the batch twice)
+        if st.tail.size:
+            parts.insert(0, st.tail)
+        buf = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        st.rx_index += n_new
         overlap = self._overlap
-        st.tail = buf[-overlap:].copy() if buf.size > overlap else buf.copy()
+        # a view: nothing writes a received buffer (the demodulator copies what it changes)
+        st.tail = buf[-overlap:] if buf.size > overlap else buf
         now = self.now
         node.poll(now)
         found = []
@@ -324,7 +330,7 @@ class OtaNetwork:
                     st.timing.on_abs_burst(at)
         return True
 
-    def _batch(self, st: _NodeState, first: np.ndarray) -> np.ndarray:
+    def _batch(self, st: _NodeState, first: np.ndarray) -> list[np.ndarray]:
         """*first* and the chunks queued behind it, up to :data:`MAX_BATCH_CHUNKS` in all.
 
         Every demodulation pass scans the previous pass's last ``overlap`` samples again (a
@@ -344,7 +350,7 @@ class OtaNetwork:
                 st.queue.put(nxt)
                 break
             parts.append(nxt)
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+        return parts
 
     def _follow_slips(self, st: _NodeState) -> None:
         """The radio lost RX samples (an overflow): positions on the RX axis computed before

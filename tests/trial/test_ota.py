@@ -42,7 +42,8 @@ def test_pluto_backend_without_uris_fails_cleanly():
 def test_a_node_behind_demodulates_what_has_queued_in_one_pass():
     """OtaNetwork._batch: a node that has fallen behind takes up to MAX_BATCH_CHUNKS queued
     chunks in one demodulation pass (the overlap a pass re-scans, longer than a chunk, is then
-    paid once per batch), in order; a reader's error is handed over after the batch."""
+    paid once per batch), in order, as the chunks themselves (the pass joins them to its kept
+    overlap in one copy); a reader's error is handed over after the batch."""
     import queue as _queue
     from types import SimpleNamespace
 
@@ -55,16 +56,18 @@ def test_a_node_behind_demodulates_what_has_queued_in_one_pass():
     for c in chunks[1:]:
         st.queue.put(c)
     got = OtaNetwork._batch(None, st, chunks[0])  # type: ignore[arg-type]
-    assert list(got.real) == [k for k in range(MAX_BATCH_CHUNKS) for _ in range(3)]
+    assert [p[0].real for p in got] == list(range(MAX_BATCH_CHUNKS))   # in order, as they came
+    assert got[0] is chunks[0] and all(p is c for p, c in zip(got, chunks[:MAX_BATCH_CHUNKS],
+                                                              strict=True))
     assert st.queue.qsize() == 2                    # the rest waits for the next pass
-    assert OtaNetwork._batch(None, st, chunks[0]).size == 9  # type: ignore[arg-type]
+    assert len(OtaNetwork._batch(None, st, chunks[0])) == 3  # type: ignore[arg-type]
     err = OSError("radio gone")
     st.queue.put(np.zeros(3, np.complex64))
     st.queue.put(err)
-    assert OtaNetwork._batch(None, st, chunks[0]).size == 6  # type: ignore[arg-type]
+    assert len(OtaNetwork._batch(None, st, chunks[0])) == 2  # type: ignore[arg-type]
     assert st.queue.get_nowait() is err
     one = OtaNetwork._batch(None, st, chunks[0])    # type: ignore[arg-type]
-    assert one is chunks[0]                         # caught up: the chunk as it came
+    assert len(one) == 1 and one[0] is chunks[0]    # caught up: the chunk as it came
 
 
 def _default_ota_schedule():
