@@ -142,17 +142,18 @@ def conv_encode_k7(bits: np.ndarray, m1: int, m2: int) -> np.ndarray:  # pragma:
     for i in range(n):
         b = bits[i] & 1 if i < bits.size else 0
         h = ((h << 1) | b) & 0x7F
-        x = h & m1
-        y = h & m2
-        x ^= x >> 4
-        x ^= x >> 2
-        x ^= x >> 1
-        y ^= y >> 4
-        y ^= y >> 2
-        y ^= y >> 1
-        out[2 * i] = x & 1
-        out[2 * i + 1] = y & 1
+        out[2 * i] = _parity7(h & m1)
+        out[2 * i + 1] = _parity7(h & m2)
     return out
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _parity7(x: int) -> int:  # pragma: no cover - numba
+    """Parity of the 7-bit history bits a generator mask keeps (the code bit it emits)."""
+    x ^= x >> 4
+    x ^= x >> 2
+    x ^= x >> 1
+    return x & 1
 
 
 @njit(cache=True, nogil=True, fastmath={"contract"}, inline="always")
@@ -294,16 +295,8 @@ def tx_encode_map(data: np.ndarray, n_info: int, seq: np.ndarray, m1: int, m2: i
             if seq.size:
                 b ^= seq[i] & 1
         h = ((h << 1) | b) & 0x7F
-        u = h & m1
-        v = h & m2
-        u ^= u >> 4
-        u ^= u >> 2
-        u ^= u >> 1
-        v ^= v >> 4
-        v ^= v >> 2
-        v ^= v >> 1
-        mother[2 * i] = u & 1
-        mother[2 * i + 1] = v & 1
+        mother[2 * i] = _parity7(h & m1)
+        mother[2 * i + 1] = _parity7(h & m2)
     nc = sent.size
     stream = np.empty(nc + pad.size, dtype=np.uint8)
     for k in range(nc):
