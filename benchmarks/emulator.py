@@ -300,6 +300,7 @@ def trial_run(speed: float, *, sets: list[str], emulate: list[str] | None = None
         c1, wall = os.times(), time.monotonic() - t0
         e1 = _proc_cpu_s(proc.pid)
         sync = trial.cell.net.sync_status() if trial.cell is not None else {}
+        loop = trial.cell.net.loop_status() if trial.cell is not None else {}
     finally:
         proc.terminate()
         proc.wait(timeout=20)
@@ -323,6 +324,7 @@ def trial_run(speed: float, *, sets: list[str], emulate: list[str] | None = None
             "node_backlog_max_s": backlog, "rx_worker": worker,
             "demodulated": {n: e.get("demodulated") for n, e in sync.items()},
             "ul_grants": {n: e["ul_grants"] for n, e in sync.items() if e.get("ul_grants")},
+            "main_loop": loop,
             "sync": {n: {k: e.get(k) for k in ("locked", "beacons", "missed_zones", "relocks",
                                                 "beacons_lost")} for n, e in sync.items()},
             "links": {n: {k: lk.get(k) for k in ("bursts_tx", "bursts_rx", "per")}
@@ -364,6 +366,13 @@ def print_trial(r: dict[str, Any]) -> None:
         print("  UL grants decoded after their slot was due (raise schedule.ota_grant_delay if "
               "many): " + ", ".join(f"{n} {g['late']} of {g['heard']}"
                                     for n, g in r["ul_grants"].items()))
+    loop = r.get("main_loop") or {}
+    if loop.get("busy") is not None:
+        p = loop.get("pass_ms") or {}
+        print(f"  main loop (serves every node) busy {100 * loop['busy']:.0f} % of the time; "
+              f"{loop['passes']} demodulation passes"
+              + (f", median {p['median']:.1f} ms, 90th percentile {p['p90']:.1f} ms, longest "
+                 f"{p['max']:.1f} ms" if p else ""))
     if r.get("node_backlog_max_s"):
         print("  node processing behind its radios, at most: " + ", ".join(
             f"{n} {v:.2f} s" for n, v in r["node_backlog_max_s"].items()))

@@ -69,6 +69,9 @@ TRACK_EVERY = 8
 #: :meth:`OtaNetwork._batch`): 24 ms of air at the default 6 ms chunk.
 MAX_BATCH_CHUNKS = 4
 
+#: Demodulation passes whose durations :meth:`OtaNetwork.loop_status` keeps (the last ones).
+PASS_HISTORY = 4096
+
 
 @dataclass
 class _NodeState:
@@ -155,6 +158,12 @@ class OtaNetwork:
         self._overlap = min(longest, node0.modem.max_data_symbols * node0.sym) + 64 \
             + node0.modem.overhead_symbols(node0.mac.config.max_allocs) * node0.sym
         self.max_burst_bytes = max_burst_bytes
+        # the main loop's own account (host time): wall spent in step_frame, idle in it, and
+        # the durations of the last demodulation passes (loop_status)
+        self._loop_wall = 0.0
+        self._loop_idle = 0.0
+        self._passes: deque[float] = deque(maxlen=PASS_HISTORY)
+        self._pass_count = 0
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -251,10 +260,14 @@ class OtaNetwork:
         """Run for one frame period of wall time, servicing every node's radio in turn."""
         self._start()
         end = self.t0 + (self.frame + 1) * self.schedule.frame_s
+        began = time.perf_counter()
         while self.clock() < end:
             busy = False
             for st in self.states.values():
+                t0 = time.perf_counter()
                 if self._service(st):
+                    self._passes.append(time.perf_counter() - t0)
+                    self._pass_count += 1
                     busy = True
                     # a demodulation pass takes milliseconds: give every other node's zone
                     # bursts their turn before the next one, or they miss their horizon
@@ -262,7 +275,10 @@ class OtaNetwork:
                         if other is not st:
                             self._maybe_transmit(other)
             if not busy:
+                t0 = time.perf_counter()
                 time.sleep(0.0005)
+                self._loop_idle += time.perf_counter() - t0
+        self._loop_wall += time.perf_counter() - began
         self.frame += 1
         for st in self.states.values():
             st.node.poll(self.now)
@@ -533,6 +549,24 @@ class OtaNetwork:
         for st in self.states.values():
             total.update(st.node.cpu)
         return total
+
+    def loop_status(self) -> dict[str, Any]:
+        """The main loop that serves every local node, on the host's clock: the share of its
+        time it was busy (not waiting for samples), its demodulation passes and their
+        durations (median, 90th percentile, longest, over the last :data:`PASS_HISTORY`).
+        Busy near 1 means the host cannot keep up with these nodes at this air speed: their
+        processing falls behind, UL grants come late and zone bursts are skipped."""
+        wall = self._loop_wall
+        out: dict[str, Any] = {
+            "busy": round(1.0 - self._loop_idle / wall, 3) if wall > 0 else None,
+            "passes": self._pass_count,
+        }
+        if self._passes:
+            p = sorted(self._passes)
+            out["pass_ms"] = {"median": round(1e3 * p[len(p) // 2], 2),
+                              "p90": round(1e3 * p[min(len(p) - 1, int(0.9 * len(p)))], 2),
+                              "max": round(1e3 * p[-1], 2)}
+        return out
 
     def sync_status(self) -> dict[str, Any]:
         """Per node: locked to the ABS, beacons heard, radio counters."""

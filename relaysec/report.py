@@ -322,6 +322,10 @@ STREAM_BREAKS_HINT = 10
 """Stream breaks (underflows + overflows, all radios) from which a failed trial's summary says
 the host did not keep up, and what to do."""
 
+LOOP_BUSY_HINT = 0.9
+"""Share of its time the main loop serving the local nodes was busy from which a failed
+trial's summary says this host is the limit for these nodes at this air speed."""
+
 
 def _radio_lines(report: Mapping[str, Any]) -> list[str]:
     """Per radio: overflows (RX samples lost), underflows (TX ran dry), dropped and clipped
@@ -336,6 +340,19 @@ def _radio_lines(report: Mapping[str, Any]) -> list[str]:
         f"{name}: overflows {r.get('overflows', 0)}, underflows {r.get('underflows', 0)}, "
         f"dropped {r.get('dropped', 0)}, clipped {r.get('clipped', 0)}"
         for name, r in radios.items())]
+    loop = report.get("main_loop") or {}
+    if loop.get("busy") is not None:
+        passes = loop.get("pass_ms") or {}
+        out.append(f"Host     main loop busy {100 * loop['busy']:.0f} % of the time"
+                   + (f" (demodulation passes: median {passes['median']:.1f} ms, 90th "
+                      f"percentile {passes['p90']:.1f} ms, longest {passes['max']:.1f} ms)"
+                      if passes else ""))
+        if not report.get("ok", True) and loop["busy"] >= LOOP_BUSY_HINT:
+            out.append(
+                f"Hint: the one loop that serves every node here was busy {100 * loop['busy']:.0f}"
+                " % of the time: this host cannot process these nodes at this air speed (their "
+                "UL grants come late and zone bursts are skipped). Run fewer nodes per host "
+                "(relaysec node, one per host), or slow the air down on both sides.")
     breaks = sum(int(r.get("overflows") or 0) + int(r.get("underflows") or 0)
                  for r in radios.values())
     if not report.get("ok", True) and breaks >= STREAM_BREAKS_HINT:

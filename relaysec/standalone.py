@@ -452,6 +452,7 @@ class NodeRunner:
                          "nonces": {**self.trial.nonce_summary(),
                                     "streams_sent": self.trial.nonces.export()}},
             "sync": self.net.sync_status(),
+            "main_loop": self.net.loop_status(),
             "timing": {"wall_s": wall_s, "air_s": self.net.now, "frames": self.net.frame},
             "events": [f"{ne.t:.3f} s {type(ne.event).__name__} {_fields(ne.event)}"
                        for ne in self.trial.log if type(ne.event).__name__ != "DataReceived"],

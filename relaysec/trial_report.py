@@ -318,6 +318,8 @@ def build_report(t: Trial, reason: str | None) -> dict[str, Any]:
         # the stream worker's priority and (an AMS) its UL grants heard late -- what the lab
         # guide reads (docs/radios.md); absent on the simulated air
         **({"sync": t.net.sync_status()} if hasattr(t.net, "sync_status") else {}),
+        # over the air: the one loop that serves every local node, how busy it was
+        **({"main_loop": t.net.loop_status()} if hasattr(t.net, "loop_status") else {}),
         "events": [f"{ne.t * 1e3:.1f} ms {ne.station}: {type(ne.event).__name__} "
                    f"{event_fields(ne.event)}" for ne in t.log
                    if type(ne.event).__name__ not in ("DataReceived", "ControlSent")],

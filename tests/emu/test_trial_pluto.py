@@ -98,6 +98,11 @@ def _trial_passes_with_its_report(emulated_plutos: list[str], tmp_path: Path,
     assert all(isinstance(e["timeline"].get("worker_nice"), int) for e in sync.values())
     g = sync["AMS"]["ul_grants"]
     assert g["heard"] > 0 and 0 <= g["late"] <= g["heard"]
+    # and how busy the one loop serving the three nodes was (a "Host" line of the summary)
+    loop = report["main_loop"]
+    assert 0.0 < loop["busy"] < 1.0 and loop["passes"] > 0
+    assert loop["pass_ms"]["median"] <= loop["pass_ms"]["p90"] <= loop["pass_ms"]["max"]
+    assert "Host     main loop busy" in text
     # the air took wall time: 100 ms frames of air, at half real time
     t = report["timing"]
     assert t["sim_s"] == pytest.approx(t["frames"] * 0.100, rel=0.05)  # air seconds

@@ -360,3 +360,60 @@ def test_a_failed_trial_whose_streams_broke_says_the_host_did_not_keep_up():
     r["radios"]["ABS"]["underflows"] = 131
     r["ok"] = True
     assert "Hint:" not in summary_text(r)
+
+
+def test_the_summary_says_how_busy_the_main_loop_was_and_when_the_host_is_the_limit():
+    """Over radios the report's main_loop (OtaNetwork.loop_status) is a line of the summary; a
+    FAIL with the loop busy 90 % or more of the time says the host is the limit and what to
+    do; a PASS, or a FAIL with the loop idle enough, does not."""
+    r = _report(ok=False)
+    r["backend"] = "pluto"
+    r["radios"] = {"ABS": {"overflows": 0, "underflows": 0, "dropped": 0, "clipped": 0}}
+    r["main_loop"] = {"busy": 0.93, "passes": 3400,
+                      "pass_ms": {"median": 3.6, "p90": 9.7, "max": 38.7}}
+    text = summary_text(r)
+    assert "main loop busy 93 % of the time (demodulation passes: median 3.6 ms, 90th " \
+           "percentile 9.7 ms, longest 38.7 ms)" in text
+    assert "Hint: the one loop that serves every node here was busy 93 %" in text
+    r["main_loop"]["busy"] = 0.6
+    assert "main loop busy 60 %" in summary_text(r) and "Hint:" not in summary_text(r)
+    r["main_loop"]["busy"], r["ok"] = 0.95, True
+    assert "Hint:" not in summary_text(r)
+    r["main_loop"] = {"busy": None, "passes": 0}       # never ran a frame: no line
+    assert "main loop" not in summary_text(r)
+
+
+def test_the_ota_main_loop_accounts_for_its_busy_time():
+    """OtaNetwork.loop_status: the share of step_frame's wall time not spent idle, and the
+    demodulation passes' durations; before any frame, nothing to report."""
+    import time as _time
+    from types import SimpleNamespace
+
+    from relaysec.ota import OtaNetwork
+
+    net = OtaNetwork.__new__(OtaNetwork)
+    from collections import deque
+    net._loop_wall, net._loop_idle, net._passes, net._pass_count = 0.0, 0.0, deque(), 0
+    assert net.loop_status() == {"busy": None, "passes": 0}
+    calls = []
+
+    def service(st):            # a pass of 2 ms on every other call, else nothing queued
+        calls.append(st)
+        if len(calls) % 2:
+            _time.sleep(0.002)
+            return True
+        return False
+
+    net._start = lambda: None
+    net._service = service
+    net._maybe_transmit = lambda st: None
+    net.states = {"A": SimpleNamespace(node=SimpleNamespace(poll=lambda now: None))}
+    net.clock = _time.monotonic
+    net.t0 = _time.monotonic()
+    net.frame = 0
+    net.schedule = SimpleNamespace(frame_s=0.05)
+    net.step_frame()
+    s = net.loop_status()
+    assert s["passes"] == len(net._passes) >= 5
+    assert 0.1 < s["busy"] < 1.0
+    assert 1.5 <= s["pass_ms"]["median"] <= s["pass_ms"]["p90"] <= s["pass_ms"]["max"]
