@@ -71,6 +71,12 @@ class MpduQueue(list):
         super().__init__(items)
         self.nbytes = sealed_bytes(self)
 
+    def __reduce__(self) -> tuple[type[MpduQueue], tuple[list[bytes | PendingMpdu]]]:
+        # pickle (a role's snapshot) and deepcopy rebuild the queue from its entries, counted
+        # again (by default both put the entries back with append/extend, before or after the
+        # count: unset, or counted twice)
+        return MpduQueue, (list(self),)
+
     @classmethod
     def tail(cls, items: MpduQueue, cut: int) -> MpduQueue:
         """The entries of ``items`` from ``cut`` on, counted from ``items.nbytes`` less the

@@ -160,3 +160,22 @@ def test_the_queue_keeps_its_count_through_every_list_operation(start, ops):
         assert list(q) == ref and all(a is b for a, b in zip(q, ref, strict=True))
         assert q.nbytes == sealed_bytes(ref) == sum(map(len, ref))
     assert type(q) is MpduQueue
+
+
+def test_a_queue_survives_pickle_and_deepcopy_with_its_count():
+    """A role's snapshot (pickle, protocols 2 and up: a PendingMpdu, slotted, needs them) and
+    deepcopy rebuild each queue with its entries and their count (the default list-subclass
+    protocol appended the entries before the count was set, or after it: an error, or every
+    byte counted twice)."""
+    import copy
+    import pickle
+
+    q = MpduQueue([b"\x00" * 7, PendingMpdu(fid=2, payload=bytes(100)), b"\x01" * 3])
+    copies = [pickle.loads(pickle.dumps(q, protocol=p))
+              for p in range(2, pickle.HIGHEST_PROTOCOL + 1)] + [copy.deepcopy(q), copy.copy(q)]
+    for c in [*copies, pickle.loads(pickle.dumps(MpduQueue()))]:
+        assert type(c) is MpduQueue and c.nbytes == sealed_bytes(c)
+    assert all(c.nbytes == q.nbytes == 7 + 100 + PROTECTED_OVERHEAD + 3 for c in copies)
+    c = copies[0]
+    c.append(b"\x02" * 5)          # the copy keeps counting
+    assert c.nbytes == sealed_bytes(c) == q.nbytes + 5
