@@ -227,6 +227,7 @@ def specs() -> dict[str, Spec]:
         "schedule.ota_build_ahead_ms": Spec("num", 0.5, 1000.0, unit="ms"),
         "schedule.ota_speed": Spec("num", 0.01, 1.0),
         "schedule.emulated": Spec("bool"),
+        "schedule.ota_demod_workers": Spec("bool"),
         "security.mode": Spec("str", choices=SECURITY_MODES),
         "security.ak_predistribution": Spec("bool"),
         "security.encrypt_relay_control": Spec("bool"),

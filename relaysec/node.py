@@ -513,6 +513,17 @@ class Node:
                     crc_ok=all(a.crc_ok for a in zb.allocations), snr_db=float(zb.snr_db),
                     cfo_hz=float(zb.cfo_hz), evm_db=float(zb.evm_db), src=int(zb.src),
                     allocations=len(zb.allocations))
+        return self.handle_bursts(bursts, now, frame=frame)
+
+    def handle_bursts(self, bursts: list[ZoneRx], now: float, *,
+                      frame: int | Callable[[int], int | None] | None = None,
+                      accept: Callable[[Any], bool] | None = None) -> list[ZoneRx]:
+        """The zone bursts demodulated elsewhere (:meth:`handle_samples` after its
+        demodulation, or a :class:`relaysec.demod_worker.DemodWorker`): accounted, and the good
+        allocations fed to the role; *frame* and *accept* as :meth:`handle_samples`. Returns
+        the accepted ones."""
+        if accept is not None:
+            bursts = [b for b in bursts if accept(b)]
         for zb in bursts:
             src_id = self.addressing.station_of(zb.src)
             if src_id is None or src_id == self.station_id:

@@ -51,6 +51,7 @@ from typing import Any, cast
 import numpy as np
 
 from hw.radio import StreamingRadio
+from relaysec.demod_worker import DemodWorker
 from relaysec.node import Node, NodeEvent
 from relaysec.schedule import FrameSchedule, OtaTiming
 
@@ -100,6 +101,8 @@ class _NodeState:
     scanned: int = 0                      # samples demodulated (overlap re-scans included)
     skipped: int = 0                      # samples of zones it needs nothing from, not scanned
     tx_zones: list[tuple[int, Any]] | None = None  # (index, zone) it may transmit in (kept)
+    worker: DemodWorker | None = None     # its demodulation process (ota_demod_workers)
+    jobs: deque[tuple[int, int]] = field(default_factory=deque)  # (seq, RX index) sent to it
     last_scans: list[tuple[int, int]] = field(default_factory=list)  # RX-index spans scanned
     #                                       in the last pass (the next skips what they hold)
 
@@ -120,6 +123,7 @@ class OtaNetwork:
         build_ahead_s: float = 0.010,
         clock: Callable[[], float] = time.monotonic,
         roles: Mapping[str, str] | None = None,
+        demod_workers: bool = False,
     ) -> None:
         self.schedule = schedule
         self.abs_addr = abs_addr
@@ -133,6 +137,12 @@ class OtaNetwork:
         # A streaming radio: how far beyond its TX horizon zone bursts are built (the main loop
         # must come round to every node within this, demodulation of a chunk included).
         self.build_ahead = round(build_ahead_s * schedule.sample_rate)
+        nodes = list(nodes)
+        # each node's demodulation process imports the PHY and loads its kernels (seconds,
+        # while the radios already stream): until it says it is ready, the loop demodulates
+        # that node's windows itself
+        workers = {n.name: DemodWorker(n.modem.profile.name) for n in nodes} \
+            if demod_workers else {}
         self.clock = clock
         self.t0 = clock()
         self.frame = 0
@@ -164,6 +174,8 @@ class OtaNetwork:
         self._loop_idle = 0.0
         self._passes: deque[float] = deque(maxlen=PASS_HISTORY)
         self._pass_count = 0
+        for name, w in workers.items():
+            self.states[name].worker = w
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -255,6 +267,9 @@ class OtaNetwork:
         for t in self._threads:
             t.join(timeout=2.0)
         self._threads = []
+        for st in self.states.values():
+            if st.worker is not None:
+                st.worker.close()
 
     def step_frame(self) -> None:
         """Run for one frame period of wall time, servicing every node's radio in turn."""
@@ -264,6 +279,8 @@ class OtaNetwork:
         while self.clock() < end:
             busy = False
             for st in self.states.values():
+                if st.worker is not None and st.jobs and self._apply(st):
+                    busy = True
                 t0 = time.perf_counter()
                 if self._service(st):
                     self._passes.append(time.perf_counter() - t0)
@@ -318,6 +335,18 @@ class OtaNetwork:
                                               for a, b in ranges]
         ranges = self._unscanned(ranges, start_index, prev)
         st.skipped += buf.size - sum(b - a for a, b in ranges)
+        if st.worker is not None and node.recorder is None and st.worker.ready():
+            # its own process demodulates; the results are applied as they come (_apply)
+            st.scanned += sum(b - a for a, b in ranges)
+            if ranges:
+                me = frozenset(node._addresses())
+                seq = st.worker.submit(buf, ranges, me)
+                while seq is None:      # the ring is full: the worker is that far behind
+                    self._apply(st, wait_s=0.05)
+                    seq = st.worker.submit(buf, ranges, me)
+                st.jobs.append((seq, start_index))
+            self._maybe_transmit(st)
+            return True
         for a, b in ranges:
             base = start_index + a
             st.scanned += b - a
@@ -331,6 +360,33 @@ class OtaNetwork:
             for other in self.states.values():
                 self._maybe_transmit(other)
         self._maybe_transmit(st)
+        self._found(st, found)
+        return True
+
+    def _apply(self, st: _NodeState, wait_s: float = 0.0) -> bool:
+        """The answers *st*'s demodulation worker has sent, applied in order as a pass of
+        :meth:`_service` applies its own (duplicates dropped, frame attribution, MAC and role,
+        then the timing); True when there were any."""
+        answers = cast(DemodWorker, st.worker).results(wait_s)
+        node = st.node
+        for seq, outs in answers:
+            want, start_index = st.jobs.popleft()
+            if seq != want:
+                raise RuntimeError(f"{node.name}: demodulation answer {seq}, expected {want}")
+            now = self.now
+            found = []
+            for a, bursts in outs:
+                base = start_index + a
+                found += [(base, zb) for zb in node.handle_bursts(
+                    bursts, now, accept=lambda zb, base=base: self._new(st, base + zb.start),
+                    frame=lambda k, base=base: self._frame_at(st, base + k))]
+            self._found(st, found)
+        return bool(answers)
+
+    def _found(self, st: _NodeState, found: list[tuple[int, Any]]) -> None:
+        """The zone bursts a pass found at RX index base + start: its own (TX timing) and the
+        ABS's (the frame reference)."""
+        node = st.node
         for base, zb in found:
             at = base + int(zb.start)
             if zb.src == node.addr:
@@ -344,7 +400,6 @@ class OtaNetwork:
                     if st.first_lock is None:
                         st.first_lock = at
                     st.timing.on_abs_burst(at)
-        return True
 
     def _batch(self, st: _NodeState, first: np.ndarray) -> list[np.ndarray]:
         """*first* and the chunks queued behind it, up to :data:`MAX_BATCH_CHUNKS` in all.
@@ -553,7 +608,8 @@ class OtaNetwork:
     def loop_status(self) -> dict[str, Any]:
         """The main loop that serves every local node, on the host's clock: the share of its
         time it was busy (not waiting for samples), its demodulation passes and their
-        durations (median, 90th percentile, longest, over the last :data:`PASS_HISTORY`).
+        durations (median, 90th percentile, longest, over the last :data:`PASS_HISTORY`; with
+        demodulation workers a pass only hands its windows over) and the workers' CPU time.
         Busy near 1 means the host cannot keep up with these nodes at this air speed: their
         processing falls behind, UL grants come late and zone bursts are skipped."""
         wall = self._loop_wall
@@ -561,6 +617,10 @@ class OtaNetwork:
             "busy": round(1.0 - self._loop_idle / wall, 3) if wall > 0 else None,
             "passes": self._pass_count,
         }
+        workers = [st.worker for st in self.states.values() if st.worker is not None]
+        if workers:
+            # demodulation ran in the nodes' own processes (ota_demod_workers): their CPU time
+            out["demod_workers_cpu_s"] = round(sum(w.cpu_s for w in workers), 3)
         if self._passes:
             p = sorted(self._passes)
             out["pass_ms"] = {"median": round(1e3 * p[len(p) // 2], 2),

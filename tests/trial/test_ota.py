@@ -32,6 +32,21 @@ def _test_wall_clock_trial_with_abs_master_timing_passes():
     assert t["sim_s"] == pytest.approx(t["frames"] * 0.100, rel=0.05)
 
 
+@pytest.mark.slow
+def test_wall_clock_trial_with_demodulation_workers_passes():
+    """schedule.ota_demod_workers: every node demodulates in a process of its own
+    (relaysec.demod_worker), the loop applies the answers in order -- the trial passes as it
+    does in one process, and the workers did the demodulation (their CPU time)."""
+    with realtime_slot():
+        report, _ = run_trial(fast_config(*WALL, ("schedule.ota_demod_workers", True)))
+    assert report["ok"], report["reason"]
+    assert [p["name"] for p in report["phases"]] == list(PHASES)
+    assert report["bytes"]["corrupted"] == 0
+    loop = report["main_loop"]
+    assert loop["demod_workers_cpu_s"] > 0 and loop["passes"] > 0
+    assert all(e["locked"] for e in report["sync"].values())
+
+
 def test_pluto_backend_without_uris_fails_cleanly():
     cfg = fast_config(("backend", "pluto"))
     report, _ = run_trial(cfg)
@@ -190,11 +205,13 @@ def test_a_burst_found_in_part_of_a_buffer_is_annotated_where_it_was_recorded():
     marks = []
 
     def node():
-        return SimpleNamespace(
+        n = SimpleNamespace(
             modem=modem, addr=2, _addresses=lambda: (2, 0xFFFF), cpu=Counter(),
             _window_start=100_000, _last_rx_len=6_000,
             recorder=SimpleNamespace(annotate=lambda at, n, **kw: marks.append(at)),
             addressing=SimpleNamespace(station_of=lambda a: None), _collect=lambda now: None)
+        n.handle_bursts = lambda bursts, now, **kw: Node.handle_bursts(n, bursts, now, **kw)
+        return n
 
     Node.handle_samples(node(), buf, 0.0)
     a, b = 10_000, 20_000

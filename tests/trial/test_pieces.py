@@ -394,6 +394,8 @@ def test_the_ota_main_loop_accounts_for_its_busy_time():
     net = OtaNetwork.__new__(OtaNetwork)
     from collections import deque
     net._loop_wall, net._loop_idle, net._passes, net._pass_count = 0.0, 0.0, deque(), 0
+    net.states = {"A": SimpleNamespace(node=SimpleNamespace(poll=lambda now: None),
+                                       worker=None, jobs=deque())}
     assert net.loop_status() == {"busy": None, "passes": 0}
     calls = []
 
@@ -407,7 +409,6 @@ def test_the_ota_main_loop_accounts_for_its_busy_time():
     net._start = lambda: None
     net._service = service
     net._maybe_transmit = lambda st: None
-    net.states = {"A": SimpleNamespace(node=SimpleNamespace(poll=lambda now: None))}
     net.clock = _time.monotonic
     net.t0 = _time.monotonic()
     net.frame = 0
