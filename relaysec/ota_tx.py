@@ -1,0 +1,143 @@
+"""The transmit side of :class:`relaysec.ota.OtaNetwork`: when each local node hands its zone
+bursts to its radio, and how a radio without a streaming timeline learns its TX latency.
+
+Kept apart from the receive side (``relaysec/ota.py``: reading, demodulating, following the
+ABS's frame) because it changes for other reasons -- how early a radio must be given a burst,
+which zones a node sends in -- and :class:`OtaNetwork` is the one place both meet. A mixin: the
+network holds the state named below; a node's state (``_NodeState``) is the one of ota.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, cast
+
+import numpy as np
+
+from hw.radio import StreamingRadio
+from relaysec.schedule import FrameSchedule
+
+
+class OtaTransmit:
+    """Zone-burst hand-over of :class:`relaysec.ota.OtaNetwork` (see the module doc)."""
+
+    schedule: FrameSchedule
+    states: dict[str, Any]
+    clock: Callable[[], float]
+    t0: float
+    chunk: int
+    early: int
+    build_ahead: int
+    _owned_ul: dict[str, Any]
+    now: float      # OtaNetwork's property: seconds since the network started
+
+    def _maybe_transmit(self, st: Any) -> None:
+        node = st.node
+        if not st.is_master and not st.timing.locked(st.rx_index):
+            return
+        assert st.timing.frame_start is not None
+        # The samples we are reading are older than "now" by the RX pipeline delay (kernel
+        # buffers, a busy host), so estimate where now is on the RX sample axis: wall clock
+        # minus the smallest recent delay.
+        if st.d0 is None:
+            return
+        timed = node.radio.caps.timed_tx
+        air_now = int((self.clock() - self.t0) * self.schedule.sample_rate - st.d0)
+        if node.radio.caps.stream:
+            # A streaming radio says exactly how early a burst must be handed over: build each
+            # zone burst once its start comes within `build_ahead` of that horizon.
+            h = cast(StreamingRadio, node.radio).tx_horizon()
+            if h is None:
+                return            # measuring its TX->RX offset: stay silent meanwhile
+            horizon, late = h + self.build_ahead, h
+        elif timed:
+            # The radio places a burst at a sample (loopback): give it the zone a few chunks
+            # ahead, never a zone already in the past.
+            horizon, late = air_now + 3 * self.chunk, air_now + self.chunk
+        else:
+            # A Pluto transmits "now" and the burst reaches the air `latency` later (USB, libiio,
+            # iiod); `latency` is learnt from the node hearing its own bursts. Hand the burst
+            # over when now + latency reaches the zone start (within one slack period).
+            horizon = air_now + int(st.latency) + self.early
+            late = air_now + int(st.latency) - self.schedule.zones[0].guard // 2
+        for zi, zone in self._tx_zones(st):
+            k = (horizon - st.timing.frame_start - zone.start) // self.schedule.frame_len
+            if k < st.next_frame.get(zi, 0) or k < 0:
+                continue
+            st.next_frame[zi] = k + 1
+            zone_start = st.timing.frame_start + k * self.schedule.frame_len + zone.start
+            if zone_start < late:
+                st.missed += 1
+                continue  # missed this zone (processing fell behind): never transmit late
+            now = self.now
+            node.poll(now)
+            # the ABS's zone burst always sits `lead` into its zone (the others' frame
+            # reference); other Pluto pushes start with their burst (or their slot's offset)
+            lead = zone.guard // 2 if (timed or st.is_master) else 0
+            if zone.shared:
+                owner_id = self._station_id(zone.tx)
+                iq = None if owner_id is None else node.build_slot(
+                    now, frame=k, owner=owner_id, lead=lead)
+            else:
+                ul = self._owned_ul.get(node.name) if zone.name != "UL-relay" else None
+                ul_symbols = None if ul is None else (ul.length - ul.guard // 2) // node.sym
+                iq, _ = node.build_zone(now, zone.length, frame=k, kind=zone.name, lead=lead,
+                                        ul_symbols=ul_symbols, force=st.is_master)
+            if iq is None:
+                continue
+            if node.radio.caps.stream:
+                if node.transmit(iq, at=zone_start) is False:
+                    st.missed += 1        # the horizon passed while the burst was built
+                    continue
+                first = np.flatnonzero(iq)
+                if first.size:
+                    st.placed.append(zone_start + int(first[0]))
+                    del st.placed[:-16]
+                continue
+            if timed:
+                node.transmit(iq, at=zone_start)
+                continue
+            # Handed over early: lead the burst with zeros up to its zone start (as estimated
+            # from the learnt latency), so it still lands on time.
+            air_call = int((self.clock() - self.t0) * self.schedule.sample_rate - st.d0)
+            pre = min(max(zone_start - (air_call + int(st.latency)), 0), self.early)
+            if pre:
+                iq = np.concatenate([np.zeros(pre, np.complex64), iq])
+            # Pad pushes to a length that only grows: a Pluto (pyadi-iio) re-creates its TX
+            # buffer whenever the length changes, which costs round trips and jitter.
+            st.push_len = max(st.push_len, iq.size)
+            if iq.size < st.push_len:
+                iq = np.concatenate([iq, np.zeros(st.push_len - iq.size, np.complex64)])
+            node.transmit(iq)
+            st.pushes.append(air_call + pre + lead)
+            del st.pushes[:-8]
+
+    def _tx_zones(self, st: Any) -> list[tuple[int, Any]]:
+        """The zones *st*'s node may transmit in, with their index: its own, and every
+        UL-access zone for an AMS (its slots there are granted); the owner only listens in
+        its UL-access zone. Kept per node (the main loop asks thousands of times a second)."""
+        if st.tx_zones is None:
+            node = st.node
+            st.tx_zones = [(zi, z) for zi, z in enumerate(self.schedule.zones)
+                           if (node.is_ams if z.shared else z.tx == node.name)]
+        return st.tx_zones
+
+    def _station_id(self, name: str) -> int | None:
+        for st in self.states.values():
+            for sid, n in st.node.addressing.names.items():
+                if n == name:
+                    return sid
+        return None
+
+    def _learn_latency(self, st: Any, abs_start: int) -> None:
+        """This node heard its own burst starting at *abs_start*: the first burst of a push
+        lands `latency` after the call, so update the estimate (EWMA) from the nearest push."""
+        if not st.pushes:
+            return
+        call = min(st.pushes, key=lambda c: abs(abs_start - c))
+        sample = abs_start - call
+        if not 0 <= sample < self.schedule.frame_len // 2:
+            return
+        st.pushes.remove(call)
+        st.latency = sample if st.latency_n == 0 else 0.7 * st.latency + 0.3 * sample
+        st.latency_n += 1
