@@ -55,7 +55,7 @@ from typing import Any, cast
 import numpy as np
 
 from hw.radio import StreamingRadio
-from relaysec.demod_worker import DemodWorker
+from relaysec.demod_worker import DemodError, DemodWorker
 from relaysec.node import Node, NodeEvent
 from relaysec.ota_tx import OtaTransmit
 from relaysec.schedule import FrameSchedule, OtaTiming
@@ -77,6 +77,10 @@ MAX_BATCH_CHUNKS = 4
 
 #: Demodulation passes whose durations :meth:`OtaNetwork.loop_status` keeps (the last ones).
 PASS_HISTORY = 4096
+
+#: Seconds a node's demodulation worker may leave its full ring unanswered before the run
+#: fails (it is stuck; a loaded host answers within milliseconds).
+DEMOD_STALL_S = 10.0
 
 
 @dataclass
@@ -344,12 +348,7 @@ class OtaNetwork(OtaTransmit):
             # its own process demodulates; the results are applied as they come (_apply)
             st.scanned += sum(b - a for a, b in ranges)
             if ranges:
-                me = frozenset(node._addresses())
-                seq = st.worker.submit(buf, ranges, me)
-                while seq is None:      # the ring is full: the worker is that far behind
-                    self._apply(st, wait_s=0.05)
-                    seq = st.worker.submit(buf, ranges, me)
-                st.jobs.append((seq, start_index))
+                st.jobs.append((self._submit(st, buf, ranges), start_index))
             self._maybe_transmit(st)
             return True
         for a, b in ranges:
@@ -367,6 +366,27 @@ class OtaNetwork(OtaTransmit):
         self._maybe_transmit(st)
         self._found(st, found)
         return True
+
+    def _submit(self, st: _NodeState, buf: np.ndarray, ranges: list[tuple[int, int]],
+                stall_s: float = DEMOD_STALL_S) -> int:
+        """Hand a pass to *st*'s demodulation worker; while its ring is full (the worker is
+        that far behind) apply its answers as they come. A worker that answers nothing for
+        *stall_s* is a :class:`relaysec.demod_worker.DemodError`, not a hang."""
+        worker = cast(DemodWorker, st.worker)
+        me = frozenset(st.node._addresses())
+        seq = worker.submit(buf, ranges, me)
+        waited = 0.0
+        while seq is None:
+            t0 = time.perf_counter()
+            if self._apply(st, wait_s=0.05):
+                waited = 0.0
+            else:
+                waited += time.perf_counter() - t0
+                if waited >= stall_s:
+                    raise DemodError(f"{st.node.name}: the demodulation worker answered "
+                                     f"nothing for {stall_s:g} s with its ring full")
+            seq = worker.submit(buf, ranges, me)
+        return seq
 
     def _apply(self, st: _NodeState, wait_s: float = 0.0) -> bool:
         """The answers *st*'s demodulation worker has sent, applied in order as a pass of

@@ -75,3 +75,34 @@ def test_a_worker_that_cannot_start_says_so():
             w.wait_ready(timeout_s=30.0)
     finally:
         w.close()
+
+
+def test_a_worker_that_stops_answering_fails_the_run_instead_of_hanging_it():
+    """OtaNetwork._submit: while the worker's ring is full it applies the answers that come;
+    when none come for the stall time it raises DemodError (a stuck worker would otherwise
+    hang the trial), and a worker that answers lets the pass through."""
+    from collections import deque
+    from types import SimpleNamespace
+
+    from relaysec.ota import OtaNetwork
+
+    class Full:
+        def __init__(self, answers_after: int | None) -> None:
+            self.tries, self.answers_after = 0, answers_after
+
+        def submit(self, buf, windows, me):
+            self.tries += 1
+            if self.answers_after is not None and self.tries > self.answers_after:
+                return 7
+            return None
+
+        def results(self, wait_s=0.0):
+            return []
+
+    net = OtaNetwork.__new__(OtaNetwork)
+    node = SimpleNamespace(name="AMS", _addresses=lambda: (5,))
+    st = SimpleNamespace(node=node, worker=Full(None), jobs=deque())
+    with pytest.raises(DemodError, match=r"answered nothing for 0\.2 s"):
+        net._submit(st, np.zeros(8, np.complex64), [(0, 8)], stall_s=0.2)
+    st.worker = Full(answers_after=3)                  # room again after a few tries
+    assert net._submit(st, np.zeros(8, np.complex64), [(0, 8)], stall_s=5.0) == 7
