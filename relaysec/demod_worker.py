@@ -106,7 +106,8 @@ class DemodWorker:
         self._conn = Connection(ours.detach())
         self._head = 0
         self._seq = 0
-        self._pending: deque[tuple[int, int, int]] = deque()   # (seq, ring start, end)
+        # (seq, ring start, end, the caller's tag) of each pass not answered yet
+        self._pending: deque[tuple[int, int, int, Any]] = deque()
         self._ready = False
         self.cpu_s = 0.0        # the worker's process CPU time, as last reported
 
@@ -138,16 +139,17 @@ class DemodWorker:
         ring's head, or its start when they do not fit before its end); None: not now."""
         start = self._head if self._head + n <= self.ring else 0
         end = start + n
-        for _seq, a, b in self._pending:
+        for _seq, a, b, _tag in self._pending:
             if a < end and start < b:
                 return None
         return start
 
     def submit(self, buf: np.ndarray, windows: list[tuple[int, int]],
-               me: frozenset[int]) -> int | None:
+               me: frozenset[int], tag: Any = None) -> int | None:
         """Queue the demodulation of ``buf[a:b]`` for each window ``(a, b)`` with the
-        addresses ``me``; returns its sequence number, or None when the ring has no room
-        (the worker is that far behind: collect its results first)."""
+        addresses ``me``; ``tag`` comes back with the answer (:meth:`results`). Returns the
+        pass's sequence number, or None when the ring has no room (the worker is that far
+        behind: collect its results first)."""
         if buf.size > self.ring:
             raise ValueError(f"a pass of {buf.size} samples does not fit the "
                              f"{self.ring}-sample ring")
@@ -157,7 +159,7 @@ class DemodWorker:
         self._buf[start: start + buf.size] = buf
         self._head = start + buf.size
         self._seq += 1
-        self._pending.append((self._seq, start, start + buf.size))
+        self._pending.append((self._seq, start, start + buf.size, tag))
         self._conn.send((self._seq, start, windows, me))
         return self._seq
 
@@ -166,10 +168,10 @@ class DemodWorker:
         """Passes sent and not answered yet."""
         return len(self._pending)
 
-    def results(self, wait_s: float = 0.0) -> list[tuple[int, list[tuple[int, Any]]]]:
-        """The answers that have arrived, in order: ``(seq, [(window start, [ZoneRx])])``;
-        waits up to ``wait_s`` for the first one. Raises :class:`DemodError` for a failed
-        pass or a dead worker."""
+    def results(self, wait_s: float = 0.0) -> list[tuple[Any, list[tuple[int, Any]]]]:
+        """The answers that have arrived, in order: ``(tag, [(window start, [ZoneRx])])``
+        with the tag the pass was submitted with; waits up to ``wait_s`` for the first one.
+        Raises :class:`DemodError` for a failed pass or a dead worker."""
         out = []
         timeout = wait_s
         while self._pending and self._conn.poll(timeout):
@@ -180,11 +182,11 @@ class DemodWorker:
                 raise DemodError("the demodulation worker is gone") from None
             if isinstance(res, Exception):
                 raise res
-            want, _a, _b = self._pending.popleft()
+            want, _a, _b, tag = self._pending.popleft()
             if seq != want:
                 raise DemodError(f"the demodulation worker answered pass {seq}, not {want}")
             self.cpu_s = cpu
-            out.append((seq, res))
+            out.append((tag, res))
         if self._pending and self._proc.poll() is not None:
             raise DemodError(f"the demodulation worker exited (code {self._proc.returncode})")
         return out

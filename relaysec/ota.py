@@ -111,7 +111,6 @@ class _NodeState:
     skipped: int = 0                      # samples of zones it needs nothing from, not scanned
     tx_zones: list[tuple[int, Any]] | None = None  # (index, zone) it may transmit in (kept)
     worker: DemodWorker | None = None     # its demodulation process (ota_demod_workers)
-    jobs: deque[tuple[int, int]] = field(default_factory=deque)  # (seq, RX index) sent to it
     last_scans: list[tuple[int, int]] = field(default_factory=list)  # RX-index spans scanned
     #                                       in the last pass (the next skips what they hold)
 
@@ -288,7 +287,7 @@ class OtaNetwork(OtaTransmit):
         while self.clock() < end:
             busy = False
             for st in self.states.values():
-                if st.worker is not None and st.jobs and self._apply(st):
+                if st.worker is not None and st.worker.pending and self._apply(st):
                     busy = True
                 t0 = time.perf_counter()
                 if self._service(st):
@@ -348,7 +347,7 @@ class OtaNetwork(OtaTransmit):
             # its own process demodulates; the results are applied as they come (_apply)
             st.scanned += sum(b - a for a, b in ranges)
             if ranges:
-                st.jobs.append((self._submit(st, buf, ranges), start_index))
+                self._submit(st, buf, ranges, start_index)
             self._maybe_transmit(st)
             return True
         for a, b in ranges:
@@ -368,13 +367,14 @@ class OtaNetwork(OtaTransmit):
         return True
 
     def _submit(self, st: _NodeState, buf: np.ndarray, ranges: list[tuple[int, int]],
-                stall_s: float = DEMOD_STALL_S) -> int:
-        """Hand a pass to *st*'s demodulation worker; while its ring is full (the worker is
-        that far behind) apply its answers as they come. A worker that answers nothing for
-        *stall_s* is a :class:`relaysec.demod_worker.DemodError`, not a hang."""
+                start_index: int, stall_s: float = DEMOD_STALL_S) -> int:
+        """Hand a pass (*buf* starting at RX index *start_index*) to *st*'s demodulation
+        worker; while its ring is full (the worker is that far behind) apply its answers as
+        they come. A worker that answers nothing for *stall_s* is a
+        :class:`relaysec.demod_worker.DemodError`, not a hang."""
         worker = cast(DemodWorker, st.worker)
         me = frozenset(st.node._addresses())
-        seq = worker.submit(buf, ranges, me)
+        seq = worker.submit(buf, ranges, me, start_index)
         waited = 0.0
         while seq is None:
             t0 = time.perf_counter()
@@ -385,7 +385,7 @@ class OtaNetwork(OtaTransmit):
                 if waited >= stall_s:
                     raise DemodError(f"{st.node.name}: the demodulation worker answered "
                                      f"nothing for {stall_s:g} s with its ring full")
-            seq = worker.submit(buf, ranges, me)
+            seq = worker.submit(buf, ranges, me, start_index)
         return seq
 
     def _apply(self, st: _NodeState, wait_s: float = 0.0) -> bool:
@@ -394,10 +394,7 @@ class OtaNetwork(OtaTransmit):
         then the timing); True when there were any."""
         answers = cast(DemodWorker, st.worker).results(wait_s)
         node = st.node
-        for seq, outs in answers:
-            want, start_index = st.jobs.popleft()
-            if seq != want:
-                raise RuntimeError(f"{node.name}: demodulation answer {seq}, expected {want}")
+        for start_index, outs in answers:   # in order; the tag is the pass's RX index
             now = self.now
             found = []
             for a, bursts in outs:

@@ -29,14 +29,14 @@ def test_the_worker_finds_what_the_node_would_in_order_and_keeps_pending_regions
         w.wait_ready()
         assert w.ready()
         n = zone_buf.size
-        seqs = [w.submit(zone_buf, [(0, n)], frozenset({0x102})) for _ in range(3)]
+        seqs = [w.submit(zone_buf, [(0, n)], frozenset({0x102}), tag) for tag in "abc"]
         assert seqs == [1, 2, 3] and w.pending == 3
         # the ring holds three passes: a fourth would overwrite one not answered yet
         assert w.submit(zone_buf, [(0, n)], frozenset({0x102})) is None
         got = []
         while w.pending:
             got += w.results(wait_s=10.0)
-        assert [s for s, _ in got] == [1, 2, 3]
+        assert [tag for tag, _ in got] == ["a", "b", "c"]          # each pass's own tag
         for _seq, outs in got:
             (start, bursts), = outs
             assert start == 0 and len(bursts) == len(want) == 1
@@ -45,9 +45,9 @@ def test_the_worker_finds_what_the_node_would_in_order_and_keeps_pending_regions
             assert b.allocations[0].payload == a.allocations[0].payload
             assert b.allocations[0].crc_ok
         # answered: the ring takes passes again (from its start), windows in order
-        assert w.submit(zone_buf, [(0, 400), (400, n)], frozenset({0x103})) == 4
-        (seq, outs), = w.results(wait_s=10.0)
-        assert seq == 4 and [a for a, _ in outs] == [0, 400]
+        assert w.submit(zone_buf, [(0, 400), (400, n)], frozenset({0x103}), 1234) == 4
+        (tag, outs), = w.results(wait_s=10.0)
+        assert tag == 1234 and [a for a, _ in outs] == [0, 400]
         assert sum(len(b) for _, b in outs) == 1          # the burst lies in the second window
         assert w.cpu_s > 0
         with pytest.raises(ValueError, match="does not fit"):
@@ -81,7 +81,6 @@ def test_a_worker_that_stops_answering_fails_the_run_instead_of_hanging_it():
     """OtaNetwork._submit: while the worker's ring is full it applies the answers that come;
     when none come for the stall time it raises DemodError (a stuck worker would otherwise
     hang the trial), and a worker that answers lets the pass through."""
-    from collections import deque
     from types import SimpleNamespace
 
     from relaysec.ota import OtaNetwork
@@ -90,7 +89,7 @@ def test_a_worker_that_stops_answering_fails_the_run_instead_of_hanging_it():
         def __init__(self, answers_after: int | None) -> None:
             self.tries, self.answers_after = 0, answers_after
 
-        def submit(self, buf, windows, me):
+        def submit(self, buf, windows, me, tag=None):
             self.tries += 1
             if self.answers_after is not None and self.tries > self.answers_after:
                 return 7
@@ -101,8 +100,8 @@ def test_a_worker_that_stops_answering_fails_the_run_instead_of_hanging_it():
 
     net = OtaNetwork.__new__(OtaNetwork)
     node = SimpleNamespace(name="AMS", _addresses=lambda: (5,))
-    st = SimpleNamespace(node=node, worker=Full(None), jobs=deque())
+    st = SimpleNamespace(node=node, worker=Full(None))
     with pytest.raises(DemodError, match=r"answered nothing for 0\.2 s"):
-        net._submit(st, np.zeros(8, np.complex64), [(0, 8)], stall_s=0.2)
+        net._submit(st, np.zeros(8, np.complex64), [(0, 8)], 0, stall_s=0.2)
     st.worker = Full(answers_after=3)                  # room again after a few tries
-    assert net._submit(st, np.zeros(8, np.complex64), [(0, 8)], stall_s=5.0) == 7
+    assert net._submit(st, np.zeros(8, np.complex64), [(0, 8)], 0, stall_s=5.0) == 7

@@ -395,7 +395,7 @@ def test_the_ota_main_loop_accounts_for_its_busy_time():
     from collections import deque
     net._loop_wall, net._loop_idle, net._passes, net._pass_count = 0.0, 0.0, deque(), 0
     net.states = {"A": SimpleNamespace(node=SimpleNamespace(poll=lambda now: None),
-                                       worker=None, jobs=deque())}
+                                       worker=None)}
     assert net.loop_status() == {"busy": None, "passes": 0}
     calls = []
 
