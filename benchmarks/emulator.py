@@ -369,7 +369,10 @@ def print_trial(r: dict[str, Any]) -> None:
     loop = r.get("main_loop") or {}
     if loop.get("busy") is not None:
         p = loop.get("pass_ms") or {}
-        print(f"  main loop (serves every node) busy {100 * loop['busy']:.0f} % of the time; "
+        cpu = (f" (its thread on a core {100 * loop['cpu']:.0f} %, waiting for one "
+               f"{100 * (loop.get('waited_for_core') or 0):.0f} %)"
+               if loop.get("cpu") is not None else "")
+        print(f"  main loop (serves every node) busy {100 * loop['busy']:.0f} % of the time{cpu}; "
               f"{loop['passes']} demodulation passes"
               + (f", median {p['median']:.1f} ms, 90th percentile {p['p90']:.1f} ms, longest "
                  f"{p['max']:.1f} ms" if p else ""))

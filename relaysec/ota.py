@@ -115,6 +115,16 @@ class _NodeState:
     #                                       in the last pass (the next skips what they hold)
 
 
+def _run_queue_wait_s() -> float | None:
+    """Time the calling thread has spent runnable but waiting for a core (the second field
+    of Linux's ``/proc/thread-self/schedstat``), or None where that is not available."""
+    try:
+        with open("/proc/thread-self/schedstat", "rb") as f:
+            return int(f.read().split()[1]) * 1e-9
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 class OtaNetwork(OtaTransmit):
     """Nodes with their own radios, on the wall clock; *master* names the ABS if it is local."""
 
@@ -180,6 +190,8 @@ class OtaNetwork(OtaTransmit):
         # the durations of the last demodulation passes (loop_status)
         self._loop_wall = 0.0
         self._loop_idle = 0.0
+        self._loop_cpu = 0.0  # the loop thread's own CPU time over _loop_wall
+        self._loop_queued = 0.0  # its time runnable but waiting for a core (Linux schedstat)
         self._passes: deque[float] = deque(maxlen=PASS_HISTORY)
         self._pass_count = 0
         for name, w in workers.items():
@@ -283,7 +295,7 @@ class OtaNetwork(OtaTransmit):
         """Run for one frame period of wall time, servicing every node's radio in turn."""
         self._start()
         end = self.t0 + (self.frame + 1) * self.schedule.frame_s
-        began = time.perf_counter()
+        began, cpu0, queued0 = time.perf_counter(), time.thread_time(), _run_queue_wait_s()
         while self.clock() < end:
             busy = False
             for st in self.states.values():
@@ -304,6 +316,9 @@ class OtaNetwork(OtaTransmit):
                 time.sleep(0.0005)
                 self._loop_idle += time.perf_counter() - t0
         self._loop_wall += time.perf_counter() - began
+        self._loop_cpu += time.thread_time() - cpu0
+        if queued0 is not None:
+            self._loop_queued += (_run_queue_wait_s() or queued0) - queued0
         self.frame += 1
         for st in self.states.values():
             st.node.poll(self.now)
@@ -522,10 +537,15 @@ class OtaNetwork(OtaTransmit):
         durations (median, 90th percentile, longest, over the last :data:`PASS_HISTORY`; with
         demodulation workers a pass only hands its windows over) and the workers' CPU time.
         Busy near 1 means the host cannot keep up with these nodes at this air speed: their
-        processing falls behind, UL grants come late and zone bursts are skipped."""
+        processing falls behind, UL grants come late and zone bursts are skipped. ``cpu`` is
+        the share of the loop's time its thread ran on a core: busy well above cpu means the
+        loop waited rather than worked: ``waited_for_core`` is the share it was ready to run
+        but every core was taken (Linux only), the rest of the difference is the GIL."""
         wall = self._loop_wall
         out: dict[str, Any] = {
             "busy": round(1.0 - self._loop_idle / wall, 3) if wall > 0 else None,
+            "cpu": round(self._loop_cpu / wall, 3) if wall > 0 else None,
+            "waited_for_core": round(self._loop_queued / wall, 3) if wall > 0 else None,
             "passes": self._pass_count,
         }
         workers = [st.worker for st in self.states.values() if st.worker is not None]

@@ -344,6 +344,8 @@ def _radio_lines(report: Mapping[str, Any]) -> list[str]:
     if loop.get("busy") is not None:
         passes = loop.get("pass_ms") or {}
         out.append(f"Host     main loop busy {100 * loop['busy']:.0f} % of the time"
+                   + (f", on a core {100 * loop['cpu']:.0f} %" if loop.get("cpu") is not None
+                      else "")
                    + (f" (demodulation passes: median {passes['median']:.1f} ms, 90th "
                       f"percentile {passes['p90']:.1f} ms, longest {passes['max']:.1f} ms)"
                       if passes else ""))

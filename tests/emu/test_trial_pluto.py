@@ -101,6 +101,8 @@ def _trial_passes_with_its_report(emulated_plutos: list[str], tmp_path: Path,
     # and how busy the one loop serving the three nodes was (a "Host" line of the summary)
     loop = report["main_loop"]
     assert 0.0 < loop["busy"] < 1.0 and loop["passes"] > 0
+    # its thread's own CPU and its wait for a core (Linux schedstat) are parts of its time
+    assert loop["cpu"] > 0.0 and 0.0 <= loop["waited_for_core"] < 1.0
     assert loop["pass_ms"]["median"] <= loop["pass_ms"]["p90"] <= loop["pass_ms"]["max"]
     assert "Host     main loop busy" in text
     # the air took wall time: 100 ms frames of air, at half real time

@@ -369,11 +369,11 @@ def test_the_summary_says_how_busy_the_main_loop_was_and_when_the_host_is_the_li
     r = _report(ok=False)
     r["backend"] = "pluto"
     r["radios"] = {"ABS": {"overflows": 0, "underflows": 0, "dropped": 0, "clipped": 0}}
-    r["main_loop"] = {"busy": 0.93, "passes": 3400,
+    r["main_loop"] = {"busy": 0.93, "cpu": 0.57, "passes": 3400,
                       "pass_ms": {"median": 3.6, "p90": 9.7, "max": 38.7}}
     text = summary_text(r)
-    assert "main loop busy 93 % of the time (demodulation passes: median 3.6 ms, 90th " \
-           "percentile 9.7 ms, longest 38.7 ms)" in text
+    assert "main loop busy 93 % of the time, on a core 57 % (demodulation passes: median " \
+           "3.6 ms, 90th percentile 9.7 ms, longest 38.7 ms)" in text
     assert "Hint: the one loop that serves every node here was busy 93 %" in text
     r["main_loop"]["busy"] = 0.6
     assert "main loop busy 60 %" in summary_text(r) and "Hint:" not in summary_text(r)
@@ -394,12 +394,15 @@ def test_the_ota_main_loop_accounts_for_its_busy_time():
     net = OtaNetwork.__new__(OtaNetwork)
     from collections import deque
     net._loop_wall, net._loop_idle, net._passes, net._pass_count = 0.0, 0.0, deque(), 0
+    net._loop_cpu = net._loop_queued = 0.0
     net.states = {"A": SimpleNamespace(node=SimpleNamespace(poll=lambda now: None),
                                        worker=None)}
-    assert net.loop_status() == {"busy": None, "passes": 0}
+    assert net.loop_status() == {"busy": None, "cpu": None, "waited_for_core": None,
+                                 "passes": 0}
     calls = []
 
     def service(st):            # a pass of 2 ms on every other call, else nothing queued
+        # (asleep: busy on the loop's account but not on a core)
         calls.append(st)
         if len(calls) % 2:
             _time.sleep(0.002)
@@ -417,4 +420,6 @@ def test_the_ota_main_loop_accounts_for_its_busy_time():
     s = net.loop_status()
     assert s["passes"] == len(net._passes) >= 5
     assert 0.1 < s["busy"] < 1.0
+    assert 0.0 <= s["cpu"] < s["busy"] / 2      # the passes slept: the thread was not running
+    assert 0.0 <= s["waited_for_core"] < 1.0    # Linux schedstat (CI and lab hosts)
     assert 1.5 <= s["pass_ms"]["median"] <= s["pass_ms"]["p90"] <= s["pass_ms"]["max"]
