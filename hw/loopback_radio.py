@@ -324,11 +324,15 @@ class LoopbackRadio(ClosingContext):
         t_lo = self._global(k0)
         t_hi = self._global(k0 + n)
         jobs = []
-        for b in m._bursts:
+        reaches: dict[str, float] = {}
+        for b in m._candidates(t_lo, t_hi):
             link = m._links.get((b.source, self.name))
             if link is None:
                 continue
-            reach = (link.delay_s + link.profile.max_delay_s) * m.sample_rate
+            reach = reaches.get(b.source)
+            if reach is None:
+                reach = reaches[b.source] = (link.delay_s + link.profile.max_delay_s) \
+                    * m.sample_rate
             if b.start - INTERP_HALF - 1 > t_hi or b.end + reach + INTERP_HALF + 1 < t_lo:
                 continue
             amp = m._link_amplitude(link, self)
