@@ -53,6 +53,7 @@ class _DirectBuffer:
         self._ref = weakref.ref(buf)
         self.samples = samples
         self._rx_bits = rx_bits  # RX: sign-extend from this many bits (le:S12/16>>0 -> 12)
+        self._shifted: np.ndarray | None = None  # RX: the shifted codes (kept: one per block)
 
     @classmethod
     def wrap(cls, buf: Any, device: Any, *, output: bool) -> _DirectBuffer | None:
@@ -101,17 +102,34 @@ class _DirectBuffer:
     def read(self) -> np.ndarray:
         """Refill (blocks in C, without the GIL) and return the block as ADC codes / 2048
         (complex64), sign-extended like ``iio_channel_convert``."""
+        out = np.empty(self.samples, np.complex64)
+        self.read_into((out,))
+        return out
+
+    def read_into(self, parts: tuple[np.ndarray, ...]) -> None:
+        """:meth:`read` written into *parts* (complex64 arrays whose sizes add up to the
+        block's: the two ends of a ring), without a block in between.
+
+        The sign extension from ``b`` bits is a left shift by ``16 - b`` and a scale of
+        ``2**-(11 + 16 - b)``: the shifted code is the sign-extended one times a power of two,
+        so the float32 values are the same bit for bit, in two passes instead of three and
+        with no temporaries (75 -> 51 us for 32 768 samples, each RX block of a stream)."""
         buf = self.buf
         if buf is None:
             raise RadioIOError("the RX buffer was destroyed")
         self._iio._buffer_refill(buf._buffer)
         words = self._words()
-        if self._rx_bits is not None and self._rx_bits < 16:
-            drop = 16 - self._rx_bits
-            words = np.right_shift(np.left_shift(words, drop), drop)
-        out = np.empty(self.samples, np.complex64)
-        np.multiply(words, np.float32(1.0 / RX_SCALE), out=out.view(np.float32))
-        return out
+        drop = 16 - self._rx_bits if self._rx_bits is not None and self._rx_bits < 16 else 0
+        if drop:
+            if self._shifted is None or self._shifted.size != words.size:
+                self._shifted = np.empty(words.size, np.int16)
+            words = np.left_shift(words, drop, out=self._shifted)
+        scale = np.float32(1.0 / (RX_SCALE * (1 << drop)))
+        at = 0
+        for part in parts:
+            n = 2 * part.size
+            np.multiply(words[at:at + n], scale, out=part.view(np.float32))
+            at += n
 
     def push(self, codes: np.ndarray | None) -> None:
         """Write DAC codes (float64 I, Q pairs already rounded, or None for zeros) into the
@@ -166,6 +184,28 @@ def _mapped(path: str, dtype: type, offset: int, n: int) -> np.ndarray:
     return np.memmap(path, dtype, "r+", offset=offset, shape=(n,)).view(np.ndarray)
 
 
+def _take_tx_block(parts: tuple[np.ndarray, ...], out: np.ndarray) -> np.ndarray | None:
+    """The DAC codes of the claimed TX block *parts* (complex64 views of the ring: its two
+    ends when the block wraps) in *out* (float64, two per sample: ``rint(x * TX_SCALE)``), or
+    None when the block is silent; the parts are zeroed for the next lap of the ring.
+
+    Converted from the ring itself (a copy of the block first, a bool cast to test it and a
+    float64 temporary cost 89 -> 70 us a block, each TX push). A sample with any bit set but
+    the sign (-0.0) counts as sound: it converts to the same zero codes."""
+    codes = None
+    if any(p.view(np.uint64).any() for p in parts):
+        codes = out
+        at = 0
+        for p in parts:
+            n = 2 * p.size
+            np.multiply(p.view(np.float32), np.float64(TX_SCALE), out=codes[at:at + n])
+            at += n
+        np.rint(codes, out=codes)
+    for p in parts:
+        p[:] = 0
+    return codes
+
+
 def _rx_worker_main(uri: str, samples: int, kernel_buffers: int, timeout_ms: int,
                     path: str, ring: int, parent: int, tx_block: int = 0,
                     tx_kernel_buffers: int = 4,
@@ -200,12 +240,11 @@ def _rx_worker_main(uri: str, samples: int, kernel_buffers: int, timeout_ms: int
         try:
             written = 0
             while alive():
-                block = direct.read()
                 k = written % ring
                 first = min(samples, ring - k)
-                data[k:k + first] = block[:first]
-                if first < samples:
-                    data[:samples - first] = block[first:]
+                # converted straight into the ring (its two ends when the block wraps)
+                direct.read_into((data[k:k + first],) if first == samples
+                                 else (data[k:k + first], data[:samples - first]))
                 written += samples
                 hdr[_H_RX_WRITTEN] = written  # after the samples: x86 stores stay in order
         except BaseException as exc:
@@ -243,20 +282,15 @@ def _rx_worker_main(uri: str, samples: int, kernel_buffers: int, timeout_ms: int
         hdr[_H_RUNNING] = 1
         if tx is not None and txr is not None:
             done = None
+            codes64 = np.empty(2 * tx_block, np.float64)
             while alive():
                 u0 = int(hdr[_H_TX_CLAIM])
                 hdr[_H_TX_CLAIM] = u0 + tx_block  # claimed before read: writers stay clear
                 k = u0 % tx_ring
-                block = np.empty(tx_block, np.complex64)
                 first = min(tx_block, tx_ring - k)
-                block[:first] = txr[k:k + first]
-                txr[k:k + first] = 0
-                if first < tx_block:
-                    block[first:] = txr[:tx_block - first]
-                    txr[:tx_block - first] = 0
-                codes = None
-                if block.any():
-                    codes = np.rint(block.view(np.float32).astype(np.float64) * TX_SCALE)
+                parts = (txr[k:k + first],) if first == tx_block \
+                    else (txr[k:k + first], txr[:tx_block - first])
+                codes = _take_tx_block(parts, codes64)
                 t0 = time.monotonic_ns()
                 if done is not None:
                     hdr[_H_GAP_MAX_NS] = max(int(hdr[_H_GAP_MAX_NS]), t0 - done)

@@ -85,6 +85,10 @@ def test_direct_libiio_path_is_bit_exact_with_pyadis():
         assert r._rx_direct is not None and r._rx_direct.buf is r.device._rxbuf
         np.testing.assert_array_equal(second.view(np.float32), expect)
         assert (expect < 0).any()
+        tx.push(dac)                        # read into two parts (a ring's two ends)
+        a, b = np.empty(1000, np.complex64), np.empty(n - 1000, np.complex64)
+        r._rx_direct.read_into((a, b))
+        np.testing.assert_array_equal(np.concatenate([a, b]).view(np.float32), expect)
         tx.push(None)                       # a block of zeros
         assert not r.receive(n).any()
         r.flush()                           # pyadi drops the buffer: so does the direct path
@@ -230,3 +234,28 @@ def test_raise_priority_asks_only_for_more_and_says_what_it_got():
     assert a == 5            # 10 is less priority than the 5 it runs at: not asked for
     # root may raise it; another user only as far as its RLIMIT_NICE allows (else unchanged)
     assert b == 2 if os.geteuid() == 0 else b in (2, 5)
+
+
+def test_a_claimed_tx_block_converts_from_the_ring_as_a_copy_did():
+    """The stream worker's TX block (hw.pluto_stream._take_tx_block) from the ring's two ends:
+    the codes the former copy-then-convert gave (rint of x * TX_SCALE in float64), None for a
+    silent block (-0.0 included in the codes' sense: all zero), the ring zeroed behind it."""
+    from hw.pluto_stream import TX_SCALE, _take_tx_block
+
+    rng = np.random.default_rng(3)
+    out = np.empty(2 * 100, np.float64)
+    for split in (100, 37, 1):
+        ring = (rng.uniform(-1, 1, 200) + 1j * rng.uniform(-1, 1, 200)).astype(np.complex64)
+        ring[150:] = 0
+        block = np.concatenate([ring[100 - split:100], ring[:100 - split]])
+        want = np.rint(block.view(np.float32).astype(np.float64) * TX_SCALE)
+        parts = (ring[100 - split:100], ring[:100 - split]) if split < 100 else (ring[:100],)
+        codes = _take_tx_block(parts, out)
+        assert codes is not None
+        np.testing.assert_array_equal(codes, want)
+        assert not ring[:100].any()
+    silent = np.zeros(100, np.complex64)
+    assert _take_tx_block((silent,), out) is None
+    silent[3] = np.complex64(complex(-0.0, 0.0))
+    codes = _take_tx_block((silent,), out)
+    assert codes is not None and not codes.any()
