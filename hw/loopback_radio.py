@@ -81,11 +81,19 @@ def _filtered(x: np.ndarray, h: np.ndarray, first: int, lo: int, hi: int) -> np.
     return c[h.size - 1 : h.size - 1 + (hi - lo)].astype(np.complex64)
 
 
-def _kernels() -> Any:
-    """:mod:`hw._medium` (numba), imported on first use: importing ``hw`` stays light."""
-    from hw import _medium
+_MEDIUM: Any = None
 
-    return _medium
+
+def _kernels() -> Any:
+    """:mod:`hw._medium` (numba), imported on first use: importing ``hw`` stays light. Kept
+    once imported: an import statement per call cost ~5 us, several times per emulated
+    request."""
+    global _MEDIUM
+    if _MEDIUM is None:
+        from hw import _medium
+
+        _MEDIUM = _medium
+    return _MEDIUM
 
 
 # --------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ import numpy as np
 
 from hw.emu.context import Channel, Device
 from hw.emu.errors import IioError, einval
+from hw.loopback_radio import _kernels
 
 if TYPE_CHECKING:
     from hw.emu.server import PlutoServer, _Connection
@@ -37,9 +38,17 @@ _CHUNK = 1 << 16
 def _to_codes() -> Callable[[np.ndarray, np.ndarray], None]:
     """The compiled float -> 12-bit code conversion (:func:`hw._medium.to_codes_12bit`),
     imported on the first ``READBUF``: the medium has loaded numba by then."""
-    from hw._medium import to_codes_12bit
+    return _kernels().to_codes_12bit  # type: ignore[no-any-return]
 
-    return to_codes_12bit
+
+def _nonzero_span() -> Callable[[np.ndarray, np.integer], tuple[int, int]]:
+    """The compiled scan for a pushed block's first and last non-zero sample
+    (:func:`hw._medium.nonzero_span`); numba is loaded by the time a client pushes."""
+    return _kernels().nonzero_span  # type: ignore[no-any-return]
+
+
+#: Every bit of a wire sample (int16 I and Q read as one uint32 word).
+_ALL_BITS = np.uint32(0xFFFF_FFFF)
 
 
 @functools.lru_cache(maxsize=8)
@@ -219,18 +228,24 @@ class BufferCommands:
         iq: np.ndarray | None = None
         cols = [0 if ch.scan_index == 0 else 1 for ch in buf.channels]
         words = self._words(min(n, _CHUNK) * k)
+        pair = cols == [0, 1]
         for start in range(0, n, _CHUNK):  # the payload is read and converted chunk by chunk
             m = min(_CHUNK, n - start)
             chunk = words[:m * k]
             self._read_into(chunk)
-            if not chunk.any():
+            if pair:  # samples from the first to the last non-zero one (I, Q as one word)
+                a, b = _nonzero_span()(chunk.view(np.uint32), _ALL_BITS)
+                if a == b:
+                    continue
+            elif not chunk.any():
                 continue
             if iq is None:
                 iq = np.zeros(n, np.complex64)
             comp = iq.view(np.float32).reshape(n, 2)
-            if cols == [0, 1]:  # I and Q: one pass, straight into the complex samples
-                np.multiply(chunk.reshape(m, 2), np.float32(1.0 / 32768.0),
-                            out=comp[start:start + m], dtype=np.float32)
+            if pair:  # I and Q: one pass over the span, straight into the complex samples
+                # (zeros around it stay the zeros they would convert to)
+                np.multiply(chunk.reshape(m, 2)[a:b], np.float32(1.0 / 32768.0),
+                            out=comp[start + a:start + b], dtype=np.float32)
             else:
                 for i, c in enumerate(cols):
                     comp[start:start + m, c] = chunk[i::k] * np.float32(1.0 / 32768.0)

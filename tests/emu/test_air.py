@@ -202,3 +202,41 @@ def test_sounding_span_is_first_to_last_non_zero_sample() -> None:
         nz = np.flatnonzero(f)
         want = None if not nz.size else (int(nz[0]) // 2, int(nz[-1]) // 2 + 1)
         assert _sounding(iq) == want
+
+
+def _sounding_numpy(iq: np.ndarray) -> tuple[int, int] | None:
+    """The numpy implementation hw.emu.air._sounding had before its compiled scan (oracle)."""
+    nz = (iq.view(np.uint64) & np.uint64(0x7FFF_FFFF_7FFF_FFFF)) != 0
+    a = int(nz.argmax())
+    if not nz[a]:
+        return None
+    return a, iq.size - int(nz[::-1].argmax())
+
+
+def test_sounding_scan_equals_the_numpy_mask_it_replaced() -> None:
+    """The compiled scan from both ends (hw._medium.nonzero_span) against the old mask + argmax:
+    all zeros, -0.0 components, a single sample at either end, random blocks, read-only
+    blocks (an all-zero push's shared zeros)."""
+    from hw.emu.air import _sounding
+
+    n = 16800
+    cases = [np.zeros(n, np.complex64), np.full(n, complex(-0.0, -0.0), np.complex64),
+             np.zeros(1, np.complex64), np.ones(1, np.complex64)]
+    for at in (0, 1, n - 2, n - 1):
+        for value in (complex(1e-3, 0), complex(0, -1e-3), complex(-0.0, 5), complex(1e-45, 0)):
+            x = np.full(n, complex(-0.0, 0.0), np.complex64)
+            x[at] = value
+            cases.append(x)
+    rng = np.random.default_rng(11)
+    for _ in range(300):
+        x = np.zeros(int(rng.integers(1, 3000)), np.complex64)
+        hits = rng.integers(0, x.size, int(rng.integers(0, 3)))
+        x[hits] = rng.standard_normal(hits.size) + 1j * rng.standard_normal(hits.size)
+        x[rng.integers(0, x.size)] = complex(-0.0, -0.0) if rng.random() < 0.5 else x[0]
+        cases.append(x)
+    frozen = np.zeros(n, np.complex64)
+    frozen[7] = 1
+    frozen.setflags(write=False)
+    cases.append(frozen)
+    for x in cases:
+        assert _sounding(x) == _sounding_numpy(x)

@@ -286,3 +286,37 @@ def test_readbuf_codes_are_rounded_and_clipped_exactly(mask: str, cols: list[int
                 np.testing.assert_array_equal(got, expect)
         finally:
             c.close()
+
+
+def test_writebuf_converts_the_span_between_zeros_exactly() -> None:
+    """An I+Q push is converted only from its first to its last non-zero sample (a streaming
+    client's block is zeros around a burst): the block equals the whole conversion, for
+    bursts at either end, one component only, extreme codes, within and across the 64 k
+    chunks."""
+    spy = _SpyPath()
+    n = 70_000
+    rng = np.random.default_rng(5)
+    blocks = []
+    for a, b in ((0, 1), (n - 1, n), (0, n), (100, 101), (65_000, 66_000), (65_535, 65_537),
+                 (3, 16_000)):
+        w = np.zeros((n, 2), "<i2")
+        w[a:b] = rng.integers(-32768, 32767, (b - a, 2), endpoint=True)
+        w[a, 0] = 0  # the first sample sounds in Q only
+        w[a, 1] = -32768
+        w[b - 1, 1] = 0  # the last in I only
+        w[b - 1, 0] = 1
+        blocks.append(w)
+    with PlutoServer(data=spy) as srv:  # type: ignore[arg-type]
+        c = Client(srv)
+        try:
+            assert c.cmd(f"OPEN iio:device2 {n} 00000003") == 0
+            for w in blocks:
+                assert c.cmd(f"WRITEBUF iio:device2 {w.nbytes}") == 0
+                c.send(w.tobytes())
+                assert c.integer() == w.nbytes
+        finally:
+            c.close()
+    for w, (iq, _) in zip(blocks, spy.pushed, strict=True):
+        want = (w / np.float32(32768)).astype(np.float32)
+        assert np.array_equal(iq.view(np.float32).reshape(n, 2), want)
+        assert np.array_equal(np.signbit(iq.view(np.float32)), np.signbit(want.ravel()))
