@@ -1,0 +1,68 @@
+"""Shortcuts of the loopback medium's rendering against the general computation they skip:
+the one whole-sample tap added in place (``_add_one_tap``) against ``fractional_fir`` +
+``_filtered``, and the per-link taps kept for links whose taps never change."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hw.channels import fractional_fir
+from hw.loopback import Medium
+from hw.loopback_radio import _add_one_tap, _filtered
+
+
+def _general(y: np.ndarray, x: np.ndarray, d: float, gain: complex, lo: int, j_lo: int,
+             j_hi: int) -> None:
+    h, first = fractional_fir(np.array([d]), np.array([gain]))
+    y[j_lo:j_hi] += _filtered(x, h, first, lo, lo + j_hi - j_lo)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_one_tap_in_place_equals_the_filter(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    gains = [complex(0.3, -0.7), complex(-0.2, 0.0), complex(-0.0, -1.5), complex(1.0, -0.0),
+             complex(-0.5, -0.5)]
+    for _ in range(400):
+        x = (rng.standard_normal(int(rng.integers(1, 300)))
+             + 1j * rng.standard_normal(1)).astype(np.complex64)
+        x[rng.integers(0, x.size)] = complex(-0.0, 0.0)
+        n = 400
+        y = (rng.standard_normal(n) + 1j * rng.standard_normal(n)).astype(np.complex64)
+        y[rng.integers(0, n, 40)] = complex(-0.0, -0.0)  # a zero's sign must come out the same
+        d = int(rng.integers(-50, 50))
+        j_lo = int(rng.integers(0, n))
+        j_hi = int(rng.integers(j_lo, n + 1))
+        lo = int(rng.integers(-350, 350))
+        g = gains[int(rng.integers(len(gains)))] if rng.random() < 0.5 else \
+            complex(rng.standard_normal(), rng.standard_normal())
+        want = y.copy()
+        _general(want, x, float(d), g, lo, j_lo, j_hi)
+        got = y.copy()
+        _add_one_tap(got, x, d, g, lo, j_lo, j_hi)
+        assert got.tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize("channel,fading", [("awgn", "block"), ("pedA", "none"),
+                                            ("vehA", "static")])
+def test_fixed_taps_are_kept_per_link_and_follow_set_link(channel: str, fading: str) -> None:
+    m = Medium(1e6, seed=2)
+    m.add_radio("a")
+    m.add_radio("b")
+    m.set_link("a", "b", snr_db=20, channel=channel, fading=fading)
+    link = m.link("a", "b")
+    assert link is not None
+    first = m._taps_for(link, None)  # type: ignore[arg-type]
+    again = m._taps_for(link, None)  # type: ignore[arg-type]
+    assert again is first and not first.flags.writeable
+    prof = link.profile
+    if fading == "static":
+        from hw.loopback import _stream
+
+        want = prof.draw(_stream(link.key, 1 << 61)) * np.exp(1j * link.phase)
+    else:
+        want = np.sqrt(np.asarray(prof.powers)).astype(np.complex128) * np.exp(1j * link.phase)
+    assert first.tobytes() == want.tobytes()
+    m.set_link("a", "b", snr_db=20, channel="pedB", fading="none")  # a new link: new taps
+    new = m.link("a", "b")
+    assert new is not None and m._taps_for(new, None).size == new.profile.n_taps  # type: ignore[arg-type]
