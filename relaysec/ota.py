@@ -113,6 +113,11 @@ class _NodeState:
     worker: DemodWorker | None = None     # its demodulation process (ota_demod_workers)
     last_scans: list[tuple[int, int]] = field(default_factory=list)  # RX-index spans scanned
     #                                       in the last pass (the next skips what they hold)
+    tx_gate: float = 0.0                  # clock before which no zone of its can come due ...
+    tx_gate_fs: int | None = None         # ... while its frame start stays this (_maybe_transmit)
+    tx_last_h: int | None = None          # the TX horizon at the last check, its clock ...
+    tx_last_t: float = 0.0
+    tx_h_step: int = 0                    # ... and the largest step it moved by between two
 
 
 def _run_queue_wait_s() -> float | None:

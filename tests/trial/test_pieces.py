@@ -423,3 +423,67 @@ def test_the_ota_main_loop_accounts_for_its_busy_time():
     assert 0.0 <= s["cpu"] < s["busy"] / 2      # the passes slept: the thread was not running
     assert 0.0 <= s["waited_for_core"] < 1.0    # Linux schedstat (CI and lab hosts)
     assert 1.5 <= s["pass_ms"]["median"] <= s["pass_ms"]["p90"] <= s["pass_ms"]["max"]
+
+
+@pytest.mark.parametrize(("name", "zones", "share"), [("ARS-1", 2, 0.75), ("ABS", 1, 0.75)])
+def test_the_tx_gate_skips_checks_but_never_a_zone(name: str, zones: int, share: float):
+    """OtaTransmit._maybe_transmit skips a node's checks while none of its zones can come due
+    (the horizon moving in whole TX blocks, as a streaming Pluto's): over 30 frames the same
+    zone bursts are built at the same clock instants as with every check made in full, with
+    fewer horizon reads; a new frame start (a beacon) reopens the gate at once."""
+    from types import SimpleNamespace
+
+    from relaysec.ota import _NodeState
+    from relaysec.ota_tx import OtaTransmit
+    from relaysec.schedule import OtaTiming, build_schedule
+
+    fs, block = 2.8e6, 16800
+    sched = build_schedule([("ABS", "abs"), ("ARS-1", "ars"), ("ARS-2", "ars"), ("AMS", "ams")],
+                           sample_rate=fs, frame_s=0.02, guard_s=0.0005)
+
+    def run(gated: bool) -> tuple[list[tuple[float, int, str]], int]:
+        clock = [0.0]
+        reads = [0]
+        built: list[tuple[float, int, str]] = []
+
+        def horizon() -> int:                     # the worker claims a block at a time
+            reads[0] += 1
+            return int(clock[0] * fs) // block * block + 5000
+
+        def build_zone(now, length, *, frame, kind, **kw):
+            built.append((round(clock[0], 6), frame, kind))
+            return None, set()                    # nothing to send: no radio call
+
+        radio = SimpleNamespace(caps=SimpleNamespace(stream=True, timed_tx=False),
+                                tx_horizon=horizon)
+        node = SimpleNamespace(name=name, is_ams=False, radio=radio, poll=lambda now: None,
+                               build_zone=build_zone)
+        timing = OtaTiming(sched.frame_len)
+        timing.frame_start, timing.last_heard = 0, 0
+        st = _NodeState(node=node, is_master=True, timing=timing, d0=0.0)
+        net = OtaTransmit.__new__(OtaTransmit)
+        net.schedule, net.t0, net.build_ahead, net.chunk, net.early = sched, 0.0, 28000, 16800, 0
+        net.clock = lambda: clock[0]
+        net._owned_ul = {}
+        net.states = {name: st}
+        if not gated:
+            net._gate = lambda st, horizon: None
+        while clock[0] < 0.6:
+            net._maybe_transmit(st)
+            if abs(clock[0] - 0.3) < 1e-9:        # a beacon moves the frame start
+                timing.frame_start += 7
+            clock[0] = round(clock[0] + 0.0003, 7)
+        type(net).now = property(lambda self: clock[0])
+        return built, reads[0]
+
+    OtaTransmit.now = property(lambda self: 0.0)
+    try:
+        full, full_reads = run(False)
+        gated, gated_reads = run(True)
+    finally:
+        del OtaTransmit.now
+    assert len(full) >= zones * 29                # its zones, every frame
+    assert gated == full
+    # with 6 ms TX blocks about a third of the checks go (the horizon reaches a zone only at
+    # a block's claim, whose instant the gate cannot know: the last block before it is checked)
+    assert gated_reads < share * full_reads
