@@ -94,7 +94,8 @@ class BufferCommands:
     _started: float | None
     _max_wait_s: float
     # provided by _Handler (its wire I/O and refusal accounting)
-    _send: Callable[[bytes], None]
+    _send: Callable[[bytes | memoryview], None]
+    _send_parts: Callable[[bytes, memoryview], None]
     _reply: Callable[[int], None]
     _read_into: Callable[[np.ndarray], None]
     _oversized: Callable[[IioError], IioError]
@@ -198,7 +199,7 @@ class BufferCommands:
         if iq.shape != (n,):
             raise IioError(errno.EIO, f"data path returned {iq.shape} samples, not {n}")
         cols = [0 if c.scan_index == 0 else 1 for c in buf.channels]
-        self._send(b"%d\n" % nbytes + buf.mask_text().encode() + b"\n")
+        head: bytes | None = b"%d\n" % nbytes + buf.mask_text().encode() + b"\n"
         m0 = min(n, _CHUNK)
         codes = self._words(2 * m0)
         to_codes = _to_codes()
@@ -207,10 +208,13 @@ class BufferCommands:
                 m = min(_CHUNK, n - start)
                 c = codes[:2 * m]  # in a reused buffer: no temporaries per chunk
                 to_codes(iq[start:start + m].view(np.float32), c)
-                if cols == [0, 1]:
-                    self._send(memoryview(c).cast("B"))
+                body = memoryview(c).cast("B") if cols == [0, 1] else \
+                    memoryview(c.reshape(m, 2)[:, cols].tobytes())
+                if head is not None:  # the header goes with the first chunk
+                    self._send_parts(head, body)
+                    head = None
                 else:
-                    self._send(c.reshape(m, 2)[:, cols].tobytes())
+                    self._send(body)
         except (OSError, EOFError):
             raise
         except Exception as exc:  # the reply is half sent: the connection cannot go on
