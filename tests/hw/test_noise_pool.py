@@ -72,3 +72,58 @@ def test_the_emulator_medium_is_sample_aligned_with_pooled_noise() -> None:
         assert all(float(r.start_delay).is_integer() for r in medium.radios.values())
     finally:
         cluster.close()
+
+
+def _pooled_noise_scalar():
+    """The scalar loop hw._medium.pooled_noise had before its vectorised runs (oracle)."""
+    import numba
+
+    from hw._medium import _GOLDEN, POOL_BLOCK_BITS, _splitmix
+
+    @numba.njit
+    def oracle(out, pool, key, k0, scale):  # pragma: no cover - compiled
+        mask = pool.shape[0] - 1
+        n = out.shape[0]
+        j = 0
+        while j < n:
+            k = k0 + j
+            b = k >> POOL_BLOCK_BITS
+            h = _splitmix(key + np.uint64(b + 1) * _GOLDEN)
+            off = int(h & np.uint64(mask))
+            turn = int((h >> np.uint64(60)) & np.uint64(3))
+            conj = -1.0 if (h >> np.uint64(63)) else 1.0
+            cr = scale if turn == 0 else (-scale if turn == 2 else 0.0)
+            ci = scale if turn == 1 else (-scale if turn == 3 else 0.0)
+            end = min(n, ((b + 1) << POOL_BLOCK_BITS) - k0)
+            base = off + k0 - (b << POOL_BLOCK_BITS)
+            for i in range(j, end):
+                v = pool[(base + i) & mask]
+                re = v.real
+                im = v.imag * conj
+                out[i] = complex(re * cr - im * ci, re * ci + im * cr)
+            j = end
+
+    return oracle
+
+
+def test_pooled_noise_equals_the_scalar_loop_bit_for_bit() -> None:
+    """The vectorised runs against the scalar loop they replaced: windows across block edges
+    and the pool's end, every turn and conjugation, pool samples of +-0 (signed zeros), scales
+    that underflow or are large."""
+    oracle = _pooled_noise_scalar()
+    pool = np.empty(1 << 13, np.complex64)
+    _medium.gaussian_noise(pool, np.uint64(5), 0, 1.0)
+    pool[:64:3] = complex(0.0, -0.0)
+    pool[1:64:3] = complex(-0.0, 0.0)
+    pool[-5:] = complex(-0.0, -0.0)
+    rng = np.random.default_rng(4)
+    for _ in range(300):
+        k0 = int(rng.integers(0, 1 << 20))
+        n = int(rng.choice([1, 3, 4095, 4096, 4097, 20000]))
+        scale = float(rng.choice([0.01, 1.0, 3e5, 1e-320, 0.0]))
+        key = np.uint64(int(rng.integers(0, 1 << 62)))
+        want = np.empty(n, np.complex64)
+        got = np.empty(n, np.complex64)
+        oracle(want, pool, key, k0, scale)
+        _medium.pooled_noise(got, pool, key, k0, scale)
+        assert got.tobytes() == want.tobytes()
