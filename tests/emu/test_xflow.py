@@ -27,6 +27,30 @@ def test_register_file_select_read_and_write_one_to_clear():
         regs.write("0x10 0x1 0x2")
 
 
+def test_register_writes_reach_the_core_and_leave_the_settings_alone():
+    """A ``direct_reg_access`` write of a data core goes to its register file (bad words still
+    refused) and notifies no settings listener; a PHY attribute write still does."""
+    from hw.emu.ad9361 import PlutoContext
+    from hw.emu.context import KIND_ATTR, KIND_DEBUG
+    from hw.emu.errors import IioError
+
+    ctx = PlutoContext.default()
+    heard: list[object] = []
+    ctx.listeners.append(heard.append)
+    rx = ctx.device("cf-ad9361-lpc")
+    ctx.registers[rx.name].raise_flags(RX_OVERFLOW)
+    ctx.write_attr(rx, KIND_DEBUG, "direct_reg_access", hex(XFLOW_REG))
+    assert ctx.read_attr(rx, KIND_DEBUG, "direct_reg_access") == f"{RX_OVERFLOW:#x}"
+    ctx.write_attr(rx, KIND_DEBUG, "direct_reg_access", f"{XFLOW_REG:#x} {RX_OVERFLOW:#x}")
+    assert ctx.read_attr(rx, KIND_DEBUG, "direct_reg_access") == "0x0"
+    with pytest.raises(IioError):
+        ctx.write_attr(rx, KIND_DEBUG, "direct_reg_access", "0x10 0x1 0x2")
+    assert heard == []
+    phy = ctx.device("ad9361-phy")
+    ctx.write_attr(phy, KIND_ATTR, "frequency", "915000000", phy.channel("altvoltage0", True))
+    assert len(heard) == 1
+
+
 @pytest.mark.libiio
 def test_flags_zero_at_a_sustainable_rate_and_counted_when_the_host_falls_behind():
     from hw.pluto import PlutoRadio
