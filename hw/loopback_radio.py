@@ -179,6 +179,8 @@ class LoopbackRadio(ClosingContext):
         self._tx_end = -math.inf  # medium time just after the last queued TX sample
         self._tx_count = 0
         self._noise_key = np.uint64(_key(medium.seed, "noise", name) & (2**64 - 1))
+        #: source -> (its link's fixed taps, amplitude, their product), see _snapshot
+        self._scaled_taps: dict[str, tuple[np.ndarray, float, np.ndarray]] = {}
         self.closed = False
 
     # -- clock helpers ---------------------------------------------------------------------
@@ -353,24 +355,41 @@ class LoopbackRadio(ClosingContext):
     # -- rendering -------------------------------------------------------------------------
 
     def _snapshot(self, k0: int, n: int) -> list[tuple[Burst, LinkConfig, float, np.ndarray]]:
-        """Bursts overlapping the window with their link, amplitude and taps (lock held)."""
+        """Bursts overlapping the window with their link, amplitude and taps (lock held).
+
+        A source's link and reach are looked up once per window, and a link's fixed taps
+        (:meth:`Medium._taps_for` hands the same read-only array for every burst) times the
+        amplitude are kept between windows while both stay the same (a numpy multiply per
+        burst and receiver before)."""
         m = self.medium
         t_lo = self._global(k0)
         t_hi = self._global(k0 + n)
         jobs = []
-        reaches: dict[str, float] = {}
+        links: dict[str, tuple[LinkConfig | None, float]] = {}
+        scaled = self._scaled_taps
         for b in m._candidates(t_lo, t_hi):
-            link = m._links.get((b.source, self.name))
+            src = b.source
+            entry = links.get(src)
+            if entry is None:
+                lk = m._links.get((src, self.name))
+                reach = 0.0 if lk is None else \
+                    (lk.delay_s + lk.profile.max_delay_s) * m.sample_rate
+                entry = links[src] = (lk, reach)
+            link, reach = entry
             if link is None:
                 continue
-            reach = reaches.get(b.source)
-            if reach is None:
-                reach = reaches[b.source] = (link.delay_s + link.profile.max_delay_s) \
-                    * m.sample_rate
             if b.start - INTERP_HALF - 1 > t_hi or b.end + reach + INTERP_HALF + 1 < t_lo:
                 continue
             amp = m._link_amplitude(link, self)
-            taps = m._taps_for(link, b) * amp
+            g = m._taps_for(link, b)
+            kept = scaled.get(src)
+            if kept is not None and kept[0] is g and kept[1] == amp:
+                taps = kept[2]
+            else:
+                taps = g * amp
+                if not g.flags.writeable:  # fixed for the link: keep the product too
+                    taps.setflags(write=False)
+                    scaled[src] = (g, amp, taps)
             jobs.append((b, link, amp, taps))
         return jobs
 

@@ -66,3 +66,36 @@ def test_fixed_taps_are_kept_per_link_and_follow_set_link(channel: str, fading: 
     m.set_link("a", "b", snr_db=20, channel="pedB", fading="none")  # a new link: new taps
     new = m.link("a", "b")
     assert new is not None and m._taps_for(new, None).size == new.profile.n_taps  # type: ignore[arg-type]
+
+
+def test_kept_scaled_taps_follow_the_link_and_the_amplitude() -> None:
+    """_snapshot keeps a fixed link's taps times its amplitude between windows: the product is
+    the fresh one after the link changes, after the receiver's noise floor (the amplitude of an
+    SNR link) changes, and a block-fading link's taps are drawn per burst as before."""
+    m = Medium(1e6, seed=3)
+    a, b = m.add_radio("a"), m.add_radio("b")
+    m.set_link("a", "b", snr_db=20)
+    a.transmit(np.full(100, 0.1, np.complex64), at=0.0)
+    a.transmit(np.full(100, 0.1, np.complex64), at=200.0)
+
+    def fresh(burst_index: int) -> np.ndarray:
+        link = m.link("a", "b")
+        assert link is not None
+        burst = m._bursts[burst_index]
+        return m._taps_for(link, burst) * m._link_amplitude(link, b)
+
+    def taps() -> list[np.ndarray]:
+        return [job[3] for job in b._snapshot(0, 400)]
+
+    first = taps()
+    assert len(first) == 2 and first[0] is first[1]  # one product for both bursts
+    assert first[0].tobytes() == fresh(0).tobytes()
+    assert taps()[0] is first[0]  # kept between windows
+    m.set_link("a", "b", snr_db=10)
+    assert taps()[0].tobytes() == fresh(0).tobytes() != first[0].tobytes()
+    b.noise_dbfs -= 6.0
+    assert taps()[0].tobytes() == fresh(0).tobytes()
+    m.set_link("a", "b", snr_db=10, channel="pedA", fading="block")
+    faded = taps()
+    assert [t.tobytes() for t in faded] == [fresh(0).tobytes(), fresh(1).tobytes()]
+    assert faded[0].tobytes() != faded[1].tobytes()
