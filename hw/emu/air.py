@@ -43,6 +43,7 @@ import time
 import numpy as np
 
 from hw.emu.ad9361 import Settings
+from hw.emu.buffers import is_shared_zeros
 from hw.emu.errors import IioError
 from hw.emu.registers import RX_OVERFLOW, TX_UNDERFLOW, CoreRegisters
 from hw.loopback import LoopbackRadio, Medium
@@ -61,6 +62,8 @@ def _sounding(iq: np.ndarray) -> tuple[int, int] | None:
     masked of the two sign bits, are zero; a compiled scan in from both ends
     (:func:`hw._medium.nonzero_span`) stops at the burst (numpy's mask and two ``argmax``
     went over the whole block: ~100 us a 16800-sample push)."""
+    if is_shared_zeros(iq):  # an all-zero push: WRITEBUF found it silent already
+        return None
     a, b = _kernels().nonzero_span(iq.view(np.uint64), _MAGNITUDE)
     return None if a == b else (int(a), int(b))
 

@@ -13,8 +13,8 @@ bounds change for different reasons than the protocol's framing, timeouts and co
 from __future__ import annotations
 
 import errno
-import functools
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -51,12 +51,31 @@ def _nonzero_span() -> Callable[[np.ndarray, np.integer], tuple[int, int]]:
 _ALL_BITS = np.uint32(0xFFFF_FFFF)
 
 
-@functools.lru_cache(maxsize=8)
+#: The shared read-only zero blocks, by size (at most :data:`_ZEROS_KEPT`, oldest dropped).
+_ZEROS: dict[int, np.ndarray] = {}
+_ZEROS_KEPT = 8
+_ZEROS_LOCK = threading.Lock()
+
+
 def _zeros(n: int) -> np.ndarray:
     """A read-only block of *n* complex64 zeros (what an all-zero ``WRITEBUF`` carries)."""
-    z = np.zeros(n, np.complex64)
-    z.setflags(write=False)
+    z = _ZEROS.get(n)
+    if z is None:
+        with _ZEROS_LOCK:  # handler threads may ask at once: one block per size
+            z = _ZEROS.get(n)
+            if z is None:
+                z = np.zeros(n, np.complex64)
+                z.setflags(write=False)
+                while len(_ZEROS) >= _ZEROS_KEPT:
+                    del _ZEROS[next(iter(_ZEROS))]
+                _ZEROS[n] = z
     return z
+
+
+def is_shared_zeros(iq: np.ndarray) -> bool:
+    """Whether *iq* is one of the read-only zero blocks an all-zero ``WRITEBUF`` hands the data
+    path: known silent, so the data path need not scan it again for a burst."""
+    return _ZEROS.get(iq.shape[0] if iq.ndim == 1 else -1) is iq
 
 
 def _bytes_per_sample(chans: list[Channel]) -> int:

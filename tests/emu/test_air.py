@@ -240,3 +240,22 @@ def test_sounding_scan_equals_the_numpy_mask_it_replaced() -> None:
     cases.append(frozen)
     for x in cases:
         assert _sounding(x) == _sounding_numpy(x)
+
+
+def test_shared_zero_blocks_are_known_silent_and_bounded() -> None:
+    """An all-zero WRITEBUF's shared read-only block is recognised without a scan (by identity:
+    an equal array of zeros is scanned as before), one block per size, at most a few sizes."""
+    from hw.emu.air import _sounding
+    from hw.emu.buffers import _ZEROS_KEPT, _zeros, is_shared_zeros
+
+    z = _zeros(16800)
+    assert z is _zeros(16800) and is_shared_zeros(z) and _sounding(z) is None
+    copy = np.zeros(16800, np.complex64)
+    assert not is_shared_zeros(copy) and _sounding(copy) is None
+    copy.setflags(write=False)
+    assert not is_shared_zeros(copy)
+    assert not is_shared_zeros(np.zeros((2, 8400), np.complex64))
+    for n in range(1, 3 * _ZEROS_KEPT):
+        assert is_shared_zeros(_zeros(n))
+    assert not is_shared_zeros(z)  # dropped from the few kept: scanned, still silent
+    assert _sounding(z) is None
