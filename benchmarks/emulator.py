@@ -360,8 +360,8 @@ def print_trial(r: dict[str, Any]) -> None:
         # the ABS's own zone is every other node's beacon: each one it misses is a beacon
         # lost at each of them
         print("  zone bursts not built before their TX horizon (skipped, never sent late; "
-              "raise schedule.ota_build_ahead_ms if many): " + ", ".join(
-                  f"{n} {v}" for n, v in missed.items() if v is not None))
+              "raise schedule.ota_build_ahead_ms, the ABS's ota_abs_build_ahead_ms, if "
+              "many): " + ", ".join(f"{n} {v}" for n, v in missed.items() if v is not None))
     if r.get("ul_grants"):
         print("  UL grants decoded after their slot was due (raise schedule.ota_grant_delay if "
               "many): " + ", ".join(f"{n} {g['late']} of {g['heard']}"

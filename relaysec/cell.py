@@ -404,6 +404,7 @@ def build_cell(
             max_burst_bytes=int(cfg["schedule"]["ota_max_burst_bytes"]),
             tx_latency_s=float(cfg["schedule"]["ota_tx_latency_ms"]) * 1e-3,
             build_ahead_s=float(cfg["schedule"]["ota_build_ahead_ms"]) * 1e-3,
+            abs_build_ahead_s=float(cfg["schedule"]["ota_abs_build_ahead_ms"]) * 1e-3,
             clock=air_clock(cfg), roles={s["name"]: s["role"] for s in local},
             demod_workers=bool(cfg["schedule"]["ota_demod_workers"]))
     else:

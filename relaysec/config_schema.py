@@ -225,6 +225,7 @@ def specs() -> dict[str, Spec]:
         "schedule.ota_tx_latency_ms": Spec("num", 0.0, 1000.0, unit="ms"),
         "schedule.ota_grant_delay": Spec("int", 1, 16, unit="frames"),
         "schedule.ota_build_ahead_ms": Spec("num", 0.5, 1000.0, unit="ms"),
+        "schedule.ota_abs_build_ahead_ms": Spec("num", 0.5, 1000.0, unit="ms"),
         "schedule.ota_speed": Spec("num", 0.01, 1.0),
         "schedule.emulated": Spec("bool"),
         "schedule.ota_demod_workers": Spec("bool"),

@@ -144,6 +144,7 @@ class OtaNetwork(OtaTransmit):
         chunk_s: float = 6e-3,
         tx_latency_s: float = 0.005,
         build_ahead_s: float = 0.010,
+        abs_build_ahead_s: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         roles: Mapping[str, str] | None = None,
         demod_workers: bool = False,
@@ -160,6 +161,10 @@ class OtaNetwork(OtaTransmit):
         # A streaming radio: how far beyond its TX horizon zone bursts are built (the main loop
         # must come round to every node within this, demodulation of a chunk included).
         self.build_ahead = round(build_ahead_s * schedule.sample_rate)
+        # ... and the ABS's (the master's): its zone burst is every other node's frame
+        # reference, so one built too late is a beacon lost at all of them
+        self.abs_build_ahead = self.build_ahead if abs_build_ahead_s is None \
+            else round(abs_build_ahead_s * schedule.sample_rate)
         nodes = list(nodes)
         # each node's demodulation process imports the PHY and loads its kernels (seconds,
         # while the radios already stream): until it says it is ready, the loop demodulates

@@ -32,6 +32,7 @@ class OtaTransmit:
     chunk: int
     early: int
     build_ahead: int
+    abs_build_ahead: int
     _owned_ul: dict[str, Any]
     now: float      # OtaNetwork's property: seconds since the network started
 
@@ -55,11 +56,13 @@ class OtaTransmit:
         air_now = int((self.clock() - self.t0) * self.schedule.sample_rate - st.d0)
         if node.radio.caps.stream:
             # A streaming radio says exactly how early a burst must be handed over: build each
-            # zone burst once its start comes within `build_ahead` of that horizon.
+            # zone burst once its start comes within `build_ahead` of that horizon (the ABS:
+            # `abs_build_ahead`, its burst being every other node's frame reference).
             h = cast(StreamingRadio, node.radio).tx_horizon()
             if h is None:
                 return            # measuring its TX->RX offset: stay silent meanwhile
-            horizon, late = h + self.build_ahead, h
+            horizon = h + (self.abs_build_ahead if st.is_master else self.build_ahead)
+            late = h
         elif timed:
             # The radio places a burst at a sample (loopback): give it the zone a few chunks
             # ahead, never a zone already in the past.

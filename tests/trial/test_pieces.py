@@ -441,7 +441,7 @@ def test_the_tx_gate_skips_checks_but_never_a_zone(name: str, zones: int, share:
     sched = build_schedule([("ABS", "abs"), ("ARS-1", "ars"), ("ARS-2", "ars"), ("AMS", "ams")],
                            sample_rate=fs, frame_s=0.02, guard_s=0.0005)
 
-    def run(gated: bool) -> tuple[list[tuple[float, int, str]], int]:
+    def run(gated: bool, abs_lead: int = 28000) -> tuple[list[tuple[float, int, str]], int]:
         clock = [0.0]
         reads = [0]
         built: list[tuple[float, int, str]] = []
@@ -463,6 +463,7 @@ def test_the_tx_gate_skips_checks_but_never_a_zone(name: str, zones: int, share:
         st = _NodeState(node=node, is_master=True, timing=timing, d0=0.0)
         net = OtaTransmit.__new__(OtaTransmit)
         net.schedule, net.t0, net.build_ahead, net.chunk, net.early = sched, 0.0, 28000, 16800, 0
+        net.abs_build_ahead = abs_lead            # the master's (every node is here)
         net.clock = lambda: clock[0]
         net._owned_ul = {}
         net.states = {name: st}
@@ -473,13 +474,13 @@ def test_the_tx_gate_skips_checks_but_never_a_zone(name: str, zones: int, share:
             if abs(clock[0] - 0.3) < 1e-9:        # a beacon moves the frame start
                 timing.frame_start += 7
             clock[0] = round(clock[0] + 0.0003, 7)
-        type(net).now = property(lambda self: clock[0])
         return built, reads[0]
 
     OtaTransmit.now = property(lambda self: 0.0)
     try:
         full, full_reads = run(False)
         gated, gated_reads = run(True)
+        early, _ = run(True, abs_lead=56000)
     finally:
         del OtaTransmit.now
     assert len(full) >= zones * 29                # its zones, every frame
@@ -487,3 +488,9 @@ def test_the_tx_gate_skips_checks_but_never_a_zone(name: str, zones: int, share:
     # with 6 ms TX blocks about a third of the checks go (the horizon reaches a zone only at
     # a block's claim, whose instant the gate cannot know: the last block before it is checked)
     assert gated_reads < share * full_reads
+    # the ABS (the master) builds its zone burst its own lead earlier than the others': with
+    # 28 000 samples (10 ms) more, each zone is built 10 ms sooner, give or take a TX block
+    n = min(len(early), len(full))
+    assert [(f, k) for _, f, k in early[:n]] == [(f, k) for _, f, k in full[:n]]
+    leads = [a[0] - b[0] for a, b in zip(full, early, strict=False)][1:]
+    assert all(0.004 <= d <= 0.016 for d in leads), leads
