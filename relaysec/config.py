@@ -322,17 +322,19 @@ def check_air_speed(cfg: Config, stations: Iterable[Mapping[str, Any]]) -> None:
 #: frames 54-73 % of an AMS's grants came after their slot was due (docs/radios.md, "Session
 #: 14": 66-122 kb/s per direction instead of 28-70, handover interruption 0.24-0.47 s instead
 #: of 0.5-1.0 s).
-#: The ABS's zone burst is built 20 ms ahead (the others' 10): when that one loop falls behind,
-#: a burst built too late is skipped, and the ABS's is a beacon lost at every other node (ABS
-#: zones skipped 8-20 a run and 1.6-2.4 % of the beacons lost, against none and 0.0 % at 20 ms:
-#: docs/radios.md, "Session 16").
+#: Zone bursts are built 14 ms ahead of the horizon, the ABS's 20: when that one loop falls
+#: behind, a burst built too late is skipped -- the ABS's is a beacon lost at every other node
+#: (ABS zones skipped 8-20 a run and 1.6-2.4 % of the beacons lost at 10 ms, against 0-1 and
+#: 0.0 % at 20 ms), an ARS's is an AMS's downlink or its uplink relay lost for a frame (29-46
+#: zones skipped a run at 10 ms, 3-10 at 14 ms, with the handover interruption 128-284 ms
+#: instead of 186-943 ms and the goodput within the spread: docs/radios.md, "Session 16").
 #: ``relaysec node`` (one radio per process, a host each) keeps the defaults: a shorter lead
 #: answers requests, grants and handovers sooner. ``examples/shared-host.toml`` holds the same
 #: values for nodes that share a host.
 SHARED_HOST_STREAM: dict[str, int | float] = {
     "pluto.tx_block_size": 16800,
     "pluto.tx_kernel_buffers": 3,
-    "schedule.ota_build_ahead_ms": 10.0,
+    "schedule.ota_build_ahead_ms": 14.0,
     "schedule.ota_abs_build_ahead_ms": 20.0,
     "schedule.ota_grant_delay": 6,
 }

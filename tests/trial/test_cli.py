@@ -79,7 +79,7 @@ def test_trial_over_radios_takes_the_shared_host_stream_for_keys_left_at_default
     data = tomllib.loads(capsys.readouterr().out)
     assert data["pluto"]["tx_block_size"] == SHARED_HOST_STREAM["pluto.tx_block_size"] == 16800
     assert data["pluto"]["tx_kernel_buffers"] == 3
-    assert data["schedule"]["ota_build_ahead_ms"] == 10.0
+    assert data["schedule"]["ota_build_ahead_ms"] == 14.0
     assert data["schedule"]["ota_abs_build_ahead_ms"] == 20.0  # the frame reference: earlier
     assert data["schedule"]["ota_grant_delay"] == 7  # given: kept
     # a slowed emulated air leaves the host slack: the one-radio stream answers sooner
