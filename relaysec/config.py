@@ -326,7 +326,7 @@ def check_air_speed(cfg: Config, stations: Iterable[Mapping[str, Any]]) -> None:
 #: behind, a burst built too late is skipped -- the ABS's is a beacon lost at every other node
 #: (ABS zones skipped 8-20 a run and 1.6-2.4 % of the beacons lost at 10 ms, against 0-1 and
 #: 0.0 % at 20 ms), an ARS's is an AMS's downlink or its uplink relay lost for a frame (29-46
-#: zones skipped a run at 10 ms, 3-10 at 14 ms, with the handover interruption 128-284 ms
+#: zones skipped a run at 10 ms, 3-11 at 14 ms, with the handover interruption 128-284 ms
 #: instead of 186-943 ms and the goodput within the spread: docs/radios.md, "Session 16").
 #: ``relaysec node`` (one radio per process, a host each) keeps the defaults: a shorter lead
 #: answers requests, grants and handovers sooner. ``examples/shared-host.toml`` holds the same
