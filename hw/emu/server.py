@@ -24,8 +24,9 @@ open connections. A dropped connection always releases its buffers.
 
 The buffer commands and their sample conversion (``SET … BUFFERS_COUNT``, ``OPEN``,
 ``READBUF``, ``WRITEBUF``, ``CLOSE``) are :class:`hw.emu.buffers.BufferCommands`, mixed into the
-connection handler here; this module keeps the server, its connections, the command loop, the wire
-I/O and the other commands.
+connection handler here with the wire I/O (replies, payloads, stall timeouts:
+:class:`hw.emu.wire.WireIO`); this module keeps the server, its connections, the command loop
+and the other commands.
 
 Wire-format details (exact byte counts) are in ``docs/emulator.md`` and the spec digest
 ``pluto-iio.md``.
@@ -35,19 +36,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import functools
 import logging
 import socket
 import socketserver
-import struct
-import sys
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
-
-import numpy as np
 
 from hw.emu.ad9361 import RX_DEV, TX_DEV, PlutoContext, Settings
 from hw.emu.buffers import (  # noqa: F401 - re-exported: they lived here before
@@ -61,6 +56,7 @@ from hw.emu.buffers import (  # noqa: F401 - re-exported: they lived here before
 from hw.emu.context import KIND_ATTR, KIND_BUFFER, KIND_DEBUG, VERSION_GIT, Channel, Device
 from hw.emu.datapath import DataPath, LocalLoop
 from hw.emu.errors import EmulatorConfigError, IioError, einval
+from hw.emu.wire import WireIO, set_stall_timeout
 
 log = logging.getLogger(__name__)
 
@@ -111,31 +107,6 @@ class ServerStats:
     oversized_requests: int = 0  #: OPEN/READBUF/WRITEBUF beyond the bounds, refused
     stalled_clients: int = 0  #: dropped mid-transfer (no progress for ``stall_timeout_s``,
     #: or gone in the middle of a payload)
-
-
-#: SO_RCVTIMEO/SO_SNDTIMEO take a ``struct timeval`` here (Linux only).
-_LINUX = sys.platform.startswith("linux")
-
-
-@functools.lru_cache(maxsize=16)
-def _timeval(seconds: float) -> bytes:
-    whole = int(seconds)
-    return struct.pack("@ll", whole, int((seconds - whole) * 1e6))
-
-
-_NO_TIMEOUT = _timeval(0)
-
-
-def _set_stall_timeout(sock: socket.socket, option: int, seconds: float) -> None:
-    """Bound how long one send/recv on ``sock`` may block (0 = forever); Linux only."""
-    if not _LINUX:
-        return
-    with contextlib.suppress(OSError):
-        sock.setsockopt(socket.SOL_SOCKET, option, _timeval(seconds))
-
-
-class _StalledError(ConnectionError):
-    """The client stopped sending or receiving mid-transfer."""
 
 
 class PlutoServer(socketserver.ThreadingTCPServer):
@@ -337,7 +308,7 @@ class PlutoServer(socketserver.ThreadingTCPServer):
             return dev.id in self._busy
 
 
-class _Handler(BufferCommands, socketserver.StreamRequestHandler):
+class _Handler(BufferCommands, WireIO, socketserver.StreamRequestHandler):
     """One client connection: read command lines, answer them, in order."""
 
     server: PlutoServer
@@ -354,7 +325,7 @@ class _Handler(BufferCommands, socketserver.StreamRequestHandler):
         with contextlib.suppress(OSError):
             self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         # a reply the client stops reading cannot hold this thread (and its buffers) forever
-        _set_stall_timeout(self.request, socket.SO_SNDTIMEO, self.server.stall_timeout_s)
+        set_stall_timeout(self.request, socket.SO_SNDTIMEO, self.server.stall_timeout_s)
 
     def finish(self) -> None:
         for buf in list(self.conn.buffers.values()):
@@ -365,64 +336,6 @@ class _Handler(BufferCommands, socketserver.StreamRequestHandler):
             self.server._clients.discard(self.request)
         with contextlib.suppress(OSError):
             super().finish()
-
-    @contextlib.contextmanager
-    def _receiving(self) -> Iterator[None]:
-        """While a payload is read: a client that stops sending for the stall timeout is
-        dropped (between commands a connection may idle as long as it likes)."""
-        self._rcv_stall(True)
-        try:
-            yield
-        finally:
-            self._rcv_stall(False)
-
-    def _rcv_stall(self, on: bool) -> None:
-        """Bound a blocking receive by the stall timeout (*on*) or not: :meth:`_receiving`
-        without a generator, and with the timeval built once per server (a payload per
-        WRITEBUF, ~160 a second per radio; the two calls cost ~15 us through the context
-        manager, ``contextlib.suppress`` and the cached timeval before)."""
-        if _LINUX:
-            try:  # noqa: SIM105 - a per-payload path: no context-manager object
-                self.request.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
-                                        _timeval(self.server.stall_timeout_s) if on
-                                        else _NO_TIMEOUT)
-            except OSError:
-                pass
-
-    # ------------------------------------------------------------------ I/O
-    def _send(self, data: bytes | memoryview) -> None:
-        """Send *data* whole (the socket's own ``sendall``: ``wfile.write`` added two Python
-        calls per reply); a client that stops reading for the stall timeout is dropped."""
-        try:
-            self.request.sendall(data)
-        except BlockingIOError:  # SO_SNDTIMEO expired: the client stopped reading
-            self._stalled_reading()
-
-    def _send_parts(self, head: bytes, body: memoryview) -> None:
-        """Send *head* then *body* in one ``sendmsg`` (then ``sendall`` for what it left): a
-        READBUF's header and samples, one system call and one wake-up of the client instead
-        of two."""
-        try:
-            sent = self.request.sendmsg((head, body))
-            if sent < len(head):
-                self.request.sendall(memoryview(head)[sent:])
-                sent = len(head)
-            if sent - len(head) < len(body):
-                self.request.sendall(body[sent - len(head):])
-        except BlockingIOError:  # SO_SNDTIMEO expired: the client stopped reading
-            self._stalled_reading()
-
-    def _stalled_reading(self) -> None:
-        self.server._warn("stalled_clients", "%s: client %s stopped reading a reply for %g s; "
-                          "dropped it and released its buffers", self.server.name,
-                          self.client_address[0], self.server.stall_timeout_s)
-        raise _StalledError("client stopped reading") from None
-
-    def _reply(self, value: int) -> None:
-        self._send(b"%d\n" % value)
-
-    def _payload(self, data: bytes) -> None:
-        self._send(b"%d\n" % len(data) + data + b"\n")
 
     def handle(self) -> None:
         commands = {
@@ -557,39 +470,6 @@ class _Handler(BufferCommands, socketserver.StreamRequestHandler):
         value = data.split(b"\0", 1)[0].decode("utf-8", "replace")
         self.server.context.write_attr(dev, kind, attr, value, chan)
         self._reply(length)
-
-    def _read_into(self, out: np.ndarray) -> None:
-        """Fill ``out`` from the payload (``readinto``: no intermediate bytes object); a client
-        that closes or stalls mid-payload is dropped, as in :meth:`_read_exact`."""
-        view = memoryview(out).cast("B")
-        got = 0
-        self._rcv_stall(True)
-        try:
-            while got < len(view):
-                k = self.rfile.readinto(view[got:])
-                if not k:
-                    break
-                got += k
-        finally:
-            self._rcv_stall(False)
-        if got != len(view):
-            self.server._warn("stalled_clients", "%s: client %s sent %d of %d payload bytes, then "
-                              "closed or stalled for %g s; dropped it and released its buffers",
-                              self.server.name, self.client_address[0], got, len(view),
-                              self.server.stall_timeout_s)
-            raise _StalledError(f"payload ended after {got}/{len(view)} bytes")
-
-    def _read_exact(self, n: int) -> bytes:
-        with self._receiving():
-            data = self.rfile.read(n)
-        if data is None or len(data) != n:
-            got = 0 if data is None else len(data)
-            self.server._warn("stalled_clients", "%s: client %s sent %d of %d payload bytes, then "
-                              "closed or stalled for %g s; dropped it and released its buffers",
-                              self.server.name, self.client_address[0], got, n,
-                              self.server.stall_timeout_s)
-            raise _StalledError(f"payload ended after {got}/{n} bytes")
-        return data
 
     def _gettrig(self, args: list[str]) -> None:
         self.server.context.device(args[0] if args else "")
