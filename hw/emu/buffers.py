@@ -6,8 +6,9 @@ format) and how samples cross the wire: ``READBUF`` turns the data path's comple
 12-bit codes in int16 words, ``WRITEBUF`` turns the client's int16 words back into complex64,
 both :data:`_CHUNK` samples at a time in buffers the connection reuses. :class:`BufferCommands`
 is a mixin of :class:`hw.emu.server._Handler`, which holds the connection, the command loop and
-the other commands (its socket I/O is :class:`hw.emu.wire.WireIO`); kept apart because the sample conversion and the buffer
-bounds change for different reasons than the protocol's framing, timeouts and connection limits.
+the other commands (its socket I/O is :class:`hw.emu.wire.WireIO`); kept apart because the
+sample conversion and the buffer bounds change for different reasons than the protocol's
+framing, timeouts and connection limits.
 """
 
 from __future__ import annotations
