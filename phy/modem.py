@@ -116,6 +116,7 @@ class _BurstCore(ReceiverCore):
                            tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._trend_xs: dict[int, np.ndarray] = {}
         self._tx_grid: tuple[np.ndarray, np.ndarray] | None = None
+        self._front: tuple | None = None  # the receiver's tables (ReceiverCore._front_tables)
 
     @property
     def sample_rate(self) -> float:

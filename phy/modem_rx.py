@@ -23,12 +23,8 @@ import numpy as np
 
 from phy import qam
 from phy.errors import PhyInputError
-from phy.estimation import (
-    delay_profile_input,
-    delay_window_of,
-    lmmse_estimate,
-)
-from phy.grid import ResourceGrid, fft_rows, fft_rows_padded
+from phy.estimation import PDP_NOISE_DB, PDP_REL_DB, _geometry_of, lmmse_estimate
+from phy.grid import ResourceGrid, fft_rows_padded
 from phy.interleaver import permutation
 from phy.kernels import (
     equalize,
@@ -43,20 +39,23 @@ from phy.modem_format import _fec, _pad_bits
 from phy.numerology import Profile
 from phy.shaping import window_length
 from phy.sync import (
+    FIRST_PATH_DB,
+    INT_CFO_MAX_BINS,
     Preamble,
+    _int_cfo_tables,
+    _timing_tables,
     detect,
-    fine_timing_spectra,
-    fractional_cfo,
-    integer_cfo_bins,
-    long_symbol_timing,
 )
 from phy.sync_kernels import cp_phase
 
 _MAX_SNR_DB = 60.0
 _PREAMBLE_ROWS = 16
-"""Most FFT windows the preamble's transform takes (S&C, long, then the burst's symbols): a
-zone burst of the default scenario is 8-12 symbols long (longer ones take the rest in a
-transform of their own)."""
+"""Most FFT windows the preamble's transform takes (S&C, long, then the burst's symbols, as
+many as the buffer holds; at least 3): a zone burst of the default scenario is 8-12 symbols
+long (longer ones take the rest in a transform of their own). A short burst's header, A-MAP
+and data windows then come from the preamble's one transform (each later symbol is a row of
+the same gather at the same carrier offset): the transforms they save cost more than the rows
+a beacon or the buffer's tail leaves unused."""
 _CP_GUARD = 6
 """CP samples left out after the echoes and the transmit ramp (the transmit low-pass's taps
 beyond 6 samples are a few per cent)."""
@@ -88,7 +87,7 @@ class _Sync(NamedTuple):
     CP), the carrier offset (Hz), the channel ``H`` (n_used,), the noise variance, the SNR, and
     the FFT windows ``Y`` (n_rows, n_used) of the S&C symbol, the long symbol, the first
     symbol after the preamble (``l = 0``) and the symbols after it that the buffer held, up to
-    :data:`_PREAMBLE_ROWS` rows (at least 3; :meth:`ReceiverCore._preamble_rows`): row ``2 +
+    :data:`_PREAMBLE_ROWS` rows (at least 3): row ``2 +
     l`` is symbol ``l`` at this carrier offset; ``sc_phase``: the S&C symbol's common phase
     relative to the long symbol's (the phase trend's point at ``l = -2``; the long symbol is
     ``l = -1``, phase 0); ``echo``: samples after the first path that the channel's delay
@@ -142,6 +141,7 @@ class ReceiverCore:
     _sc_inv: np.ndarray
     _ls_noise_factor: float
     _tables: dict[tuple[int, int] | bytes, tuple[np.ndarray, np.ndarray, np.ndarray]]
+    _front: tuple | None
     _trend_xs: dict[int, np.ndarray]
 
     # ---- RX ------------------------------------------------------------------------------
@@ -197,111 +197,54 @@ class ReceiverCore:
         return self.grid.ofdm_demodulate(windows, head, rows, overwrite=True)
 
     def _presync(self, r: np.ndarray, cands: list[int]) -> dict[int, _Timing]:
-        """Fractional CFO, integer CFO (bins) and the long symbol's start for every candidate
-        (what :meth:`_sync` begins with), with the candidates' integer-CFO windows and their
-        fine-timing correlations transformed in one FFT call each: single-row transforms
-        cost ~2.5x a row of a batch. Candidates too close to the buffer's end are left out."""
-        if len(cands) == 1:  # the usual buffer: one burst
-            t = self._presync_one(r, cands[0])
-            return {} if t is None else {cands[0]: t}
-        g = self.grid
-        n, ng, ns = g.nfft, g.cp, self._sym_len
-        fs = self.profile.sample_rate
-        items = []
-        for cand in dict.fromkeys(cands):  # each candidate once
-            coarse = max(cand, 0)
-            if coarse + 3 * ns + 2 * ng > r.size:
-                continue
-            # fractional CFO on the S&C halves, in the middle of the plateau
-            items.append((cand, coarse + ns + ng - ng // 4,
-                          fractional_cfo(r, coarse + ng // 2, g)))
-        if not items:
+        """Fractional CFO, integer CFO (bins), the long symbol's start and, where the buffer
+        holds them, the preamble's windows and estimates (what :meth:`_sync` begins with) of
+        every candidate, in one compiled call (:func:`phy.presync_kernels.presync`: the S&C
+        phase, the integer-CFO search, fine timing, the preamble's windows, the LS estimate,
+        the noise and the delay window, one candidate after the other). Candidates too close
+        to the buffer's end are left out."""
+        from phy.presync_kernels import SKIPPED, WINDOWED, presync
+
+        if not cands:
             return {}
-        # integer CFO on the long symbol (coarse window, a quarter-CP early)
-        W = np.empty((len(items), n), np.complex64)
-        for i, (_, t0, frac) in enumerate(items):
-            W[i] = gather_windows(r, t0, 1, 0, n, 2 * np.pi * frac / fs)[0]
-        Yl = fft_rows(W, overwrite=True)
-        ibs = [integer_cfo_bins(Yl[i], g, self.pre) for i in range(len(items))]
-        # fine timing: matched filter around the coarse long-symbol position (+-Ng), circular,
-        # on the same windows' spectra
-        ds = fine_timing_spectra(Yl, ibs, g, self.pre, *self._timing_search)
-        found = [(cand, frac, ib, t0 + d)
-                 for (cand, t0, frac), ib, d in zip(items, ibs, ds, strict=True)]
-        # the preamble's windows (S&C, long, header and the symbols after it) of every
-        # candidate that has them in the buffer, all in one transform
-        df = g.profile.subcarrier_spacing
-        ok = [f for f in found if f[3] - ns - ng >= 0 and f[3] + 2 * ns - ng <= r.size]
-        Ys: dict[int, np.ndarray] = {}
-        ests: dict[int, tuple] = {}
-        if ok:
-            k_rows = [self._preamble_rows(r, f[3]) for f in ok]
-            first = np.cumsum([0, *k_rows])
-            W = np.empty((int(first[-1]), n), np.complex64)
-            for i, (_, frac, ib, t_long) in enumerate(ok):
-                # as _windows(r, start, k, cfo): start = t_long - ns - ng, back-off in the CP
-                W[first[i]: first[i + 1]] = gather_windows(
-                    r, t_long - ns - self.backoff, k_rows[i], ns, n,
-                    2 * np.pi * (frac + ib * df) / fs)
-            Y = self._demodulate(W)
-            # each candidate's preamble estimate, and all their delay profiles in one transform
-            est, rows = {}, []
-            for i, (c, _, _, _) in enumerate(ok):
-                Yc = Ys[c] = Y[first[i]: first[i + 1]]
-                e = self._preamble_estimate(Yc)
-                if e is not None:
-                    est[c] = e
-                    rows.append(delay_profile_input(e[0], g.freq_index, n))
-            if rows:
-                F = fft_rows(np.stack(rows), overwrite=True)
-                for j, (c, e) in enumerate(est.items()):
-                    win = delay_window_of(F[j], g.freq_index, n, e[3] * self._ls_noise_factor,
-                                          *self._delay_search)
-                    ests[c] = (*e, win)
-        return {cand: _Timing(frac, ib, t_long, Ys.get(cand), ests.get(cand))
-                for cand, frac, ib, t_long in found}
+        cs = np.fromiter(dict.fromkeys(cands), np.int64)  # each candidate once, in order
+        ints, reals, Y, H = presync(r, cs, *self._front_tables())
+        out: dict[int, _Timing] = {}
+        for i, (cand, (st, ib, t_long, first, rows), (frac, rr, ri, power, sigma2, w0, w1)) in \
+                enumerate(zip(cs.tolist(), ints.tolist(), reals.tolist(), strict=True)):
+            if st == SKIPPED:
+                continue
+            y = est = None
+            if st >= WINDOWED:
+                y = Y[first: first + rows]
+                if st > WINDOWED:
+                    est = (H[i], complex(rr, ri), power, sigma2, (w0, w1))
+            out[cand] = _Timing(frac, ib, t_long, y, est)
+        return out
 
-    def _preamble_rows(self, r: np.ndarray, t_long: int) -> int:
-        """Windows to take from the S&C symbol on for a long symbol starting at ``t_long``:
-        S&C, long and the first symbol after them (``l = 0``), and as many of the next ones
-        as the buffer holds, up to ``_PREAMBLE_ROWS`` in all. A short burst's header, A-MAP
-        and data windows then come from the preamble's one transform (each later symbol is a
-        row of the same gather at the same carrier offset, and a row's transform does not
-        depend on its batch): the transforms they save cost more than the rows a beacon or
-        the buffer's tail leaves unused (pocketfft transforms rows by fours)."""
-        ns = self._sym_len
-        fit = (r.size - self.grid.nfft - t_long + ns + self.backoff) // ns + 1
-        return max(3, min(_PREAMBLE_ROWS, fit))
-
-    def _presync_one(self, r: np.ndarray, cand: int) -> _Timing | None:
-        """:meth:`_presync` of a single candidate, step for step the batch path with one row
-        (the same transforms of the same shapes, so the same values), without its lists and
-        dictionaries: the case of nearly every buffer. None when it is too close to the
-        buffer's end."""
-        g = self.grid
-        n, ng, ns = g.nfft, g.cp, self._sym_len
-        fs = self.profile.sample_rate
-        coarse = max(cand, 0)
-        if coarse + 3 * ns + 2 * ng > r.size:
-            return None
-        t0 = coarse + ns + ng - ng // 4
-        frac = fractional_cfo(r, coarse + ng // 2, g)
-        Yl = fft_rows(gather_windows(r, t0, 1, 0, n, 2 * np.pi * frac / fs), overwrite=True)
-        ib, d = long_symbol_timing(Yl, g, self.pre, *self._timing_search)
-        t_long = t0 + d
-        if not (t_long - ns - ng >= 0 and t_long + 2 * ns - ng <= r.size):
-            return _Timing(frac, ib, t_long, None)
-        df = g.profile.subcarrier_spacing
-        Y = self._demodulate(gather_windows(r, t_long - ns - self.backoff,
-                                            self._preamble_rows(r, t_long), ns, n,
-                                            2 * np.pi * (frac + ib * df) / fs))
-        e = self._preamble_estimate(Y)
-        if e is None:
-            return _Timing(frac, ib, t_long, Y)
-        F = fft_rows(delay_profile_input(e[0], g.freq_index, n).reshape(1, n), overwrite=True)
-        win = delay_window_of(F[0], g.freq_index, n, e[3] * self._ls_noise_factor,
-                              *self._delay_search)
-        return _Timing(frac, ib, t_long, Y, (*e, win))
+    def _front_tables(self) -> tuple:
+        """The receiver's constants and tables as :func:`phy.presync_kernels.presync` takes
+        them (after ``r`` and the candidates), made on the first receive."""
+        if self._front is None:
+            g, n = self.grid, self.grid.nfft
+            n_neg = int(np.count_nonzero(g.freq_index < 0))  # the used bins below DC
+            shifts, c = _int_cfo_tables(self.pre.long, INT_CFO_MAX_BINS)
+            x_shifted = np.empty((shifts.size, n), np.complex64)
+            taps = np.zeros(0, np.int64)
+            for i, sh in enumerate(shifts.tolist()):
+                x_shifted[i], taps = _timing_tables(self.pre, g, *self._timing_search, sh)
+            bins, taper, energy = _geometry_of(g.freq_index, n)[:3]
+            geom = np.array([n, g.cp, self._sym_len, self.backoff, _PREAMBLE_ROWS, n_neg,
+                             self._timing_search[0], n // 16, *self._delay_search], np.int64)
+            consts = np.array([self.profile.sample_rate, g.profile.subcarrier_spacing,
+                               10 ** (FIRST_PATH_DB / 10), 10 ** (-_MAX_SNR_DB / 10),
+                               self._ls_noise_factor, 10 ** (-PDP_REL_DB / 10), energy,
+                               10 ** (PDP_NOISE_DB / 10)])
+            # writable copies: a read-only array is another numba type (a second compile)
+            self._front = tuple(np.array(a) for a in (
+                geom, consts, g.used_bins, shifts, c, x_shifted, taps, self._long_inv,
+                self._sc_inv, self._even, self._odd, bins.astype(np.int64), taper))
+        return self._front
 
     def _preamble_estimate(self, Y: np.ndarray
                            ) -> tuple[np.ndarray, complex, float, float] | None:

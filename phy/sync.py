@@ -34,6 +34,8 @@ from phy.sync_kernels import sc_plateaus
 
 DETECT_THRESHOLD = 0.3
 INT_CFO_MAX_BINS = 12
+FIRST_PATH_DB = -10.0
+"""Fine timing takes the earliest path this far (dB) below the correlation's peak, or stronger."""
 
 
 @lru_cache(maxsize=16)
@@ -139,7 +141,7 @@ def _ref_spectrum(pre: Preamble, nf: int) -> np.ndarray:
     return spec
 
 
-def fine_timing(seg: np.ndarray, pre: Preamble, first_path_db: float = -10.0) -> int:
+def fine_timing(seg: np.ndarray, pre: Preamble, first_path_db: float = FIRST_PATH_DB) -> int:
     """Offset in ``seg`` where the long symbol's useful part starts (first path).
 
     ``seg`` must be CFO-corrected and hold ``NFFT + 2W`` samples; the matched filter is evaluated
@@ -184,7 +186,7 @@ def _timing_tables(pre: Preamble, grid: ResourceGrid, d_lo: int, d_hi: int, shif
 
 
 def fine_timing_spectrum(Yfull: np.ndarray, shift: int, grid: ResourceGrid, pre: Preamble,
-                         d_lo: int, d_hi: int, first_path_db: float = -10.0) -> int:
+                         d_lo: int, d_hi: int, first_path_db: float = FIRST_PATH_DB) -> int:
     """Where the long symbol's useful part starts, relative to the start of the FFT window
     whose spectrum is ``Yfull`` (NFFT bins, fractional CFO removed, the long symbol's integer
     CFO ``shift`` bins still in it): the earliest significant path of the circular
@@ -210,28 +212,13 @@ def fine_timing_spectrum(Yfull: np.ndarray, shift: int, grid: ResourceGrid, pre:
     return d_lo + first_path(c, taps, n // 16, 10 ** (first_path_db / 10))
 
 
-def fine_timing_spectra(Ys: np.ndarray, shifts: list[int], grid: ResourceGrid, pre: Preamble,
-                        d_lo: int, d_hi: int, first_path_db: float = -10.0) -> list[int]:
-    """:func:`fine_timing_spectrum` of several windows' spectra ``Ys`` (rows) at once, row
-    ``i`` with integer CFO ``shifts[i]``: one FFT call for all of them (pocketfft transforms
-    rows 4 at a time in vector registers; one row alone costs ~2.5x a row of a batch)."""
-    n = grid.nfft
-    V = np.conjugate(Ys)
-    taps = None
-    for i, sh in enumerate(shifts):
-        x_shifted, taps = _timing_tables(pre, grid, d_lo, d_hi, int(sh))
-        V[i] *= x_shifted
-    C = fft_rows(V, overwrite=True)
-    rel = 10 ** (first_path_db / 10)
-    return [d_lo + first_path(C[i], taps, n // 16, rel) for i in range(len(shifts))]
-
-
 def long_symbol_timing(Yl: np.ndarray, grid: ResourceGrid, pre: Preamble, d_lo: int, d_hi: int,
-                       first_path_db: float = -10.0) -> tuple[int, int]:
-    """:func:`integer_cfo_bins` and :func:`fine_timing_spectra` of one window's spectrum ``Yl``
-    (1, NFFT) complex64, the same two numbers (the integer CFO in bins and the long symbol's
-    start relative to the window) by the same operations, in one call: the receiver's path
-    for a buffer with one preamble candidate."""
+                       first_path_db: float = FIRST_PATH_DB) -> tuple[int, int]:
+    """:func:`integer_cfo_bins` and :func:`fine_timing_spectrum` of one window's spectrum
+    ``Yl`` (1, NFFT) complex64, the same two numbers (the integer CFO in bins and the long
+    symbol's start relative to the window) by the same operations, in one call: the step the
+    receiver's compiled front end (:func:`phy.presync_kernels.presync`) takes per candidate,
+    and what tests check it against."""
     shifts, c = _int_cfo_tables(pre.long, INT_CFO_MAX_BINS)
     metric = diff_corr(Yl[0], grid.used_bins, c, shifts)
     ib = int(shifts[int(metric.argmax())])

@@ -39,6 +39,7 @@ every later campaign; CI replays only the seeds (``corpus/``)."""
 NUMBA_MODULES = (
     "phy.channel_kernels",
     "phy.kernels",
+    "phy.presync_kernels",
     "phy.sync_kernels",
     "phy.track_kernels",
     "phy.viterbi_float",

@@ -366,9 +366,9 @@ def test_fft_rows_a_row_does_not_depend_on_its_batch() -> None:
 
 @pytest.mark.parametrize("profile", ["P2.5", "5MHz"])
 def test_long_symbol_timing_equals_the_two_steps(profile: str) -> None:
-    """The single-window path gives integer_cfo_bins' shift and fine_timing_spectra's delay
+    """The single-window path gives integer_cfo_bins' shift and fine_timing_spectrum's delay
     for long-symbol windows at integer CFOs and timing offsets, with noise and an echo."""
-    from phy.sync import fine_timing_spectra, integer_cfo_bins, long_symbol_timing
+    from phy.sync import fine_timing_spectrum, integer_cfo_bins, long_symbol_timing
 
     rng = np.random.default_rng(35)
     m = phy.BurstModem(profile)
@@ -384,5 +384,5 @@ def test_long_symbol_timing_equals_the_two_steps(profile: str) -> None:
         t = t + 0.3 * np.roll(t, 3) + 0.05 * noise
         Yl = np.fft.fft(t).astype(np.complex64).reshape(1, g.nfft)
         ib = integer_cfo_bins(Yl[0], g, m.pre)
-        d = fine_timing_spectra(Yl, [ib], g, m.pre, lo, hi)[0]
+        d = fine_timing_spectrum(Yl[0].copy(), ib, g, m.pre, lo, hi)
         assert long_symbol_timing(Yl, g, m.pre, lo, hi) == (ib, d)
