@@ -29,6 +29,10 @@ from phy.modem_format import _MCS_LIST, HEADER_BYTES, HEADER_VERSION, Mcs, _fec,
 from phy.modem_rx import ReceiverCore, _Timing
 from phy.randomizer import randomize
 
+_HEADER_LS = np.zeros(1, np.int64)
+"""The header's symbol number (l = 0) as the kernels take it; never written (a read-only array
+would be another numba type)."""
+
 log = logging.getLogger("phy.modem")  # the modem's logger, as before the receiver split off
 
 
@@ -140,7 +144,7 @@ class BurstReceiver(ReceiverCore):
 
     def _decode_header(self, Yh: np.ndarray, H: np.ndarray, sigma2: float
                        ) -> tuple[Mcs, int, int, int] | None:
-        bits, _, _ = self._robust_block(Yh, H, sigma2, np.zeros(1, np.int64), HEADER_BYTES * 8)
+        bits = self._robust_decode(Yh, H, sigma2, _HEADER_LS, HEADER_BYTES * 8)[0]
         raw = np.packbits(bits).tobytes()
         if crc16(raw[:7]) != struct.unpack(">H", raw[7:9])[0]:
             return None

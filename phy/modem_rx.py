@@ -31,7 +31,6 @@ from phy.kernels import (
     gather_windows,
     phase_trend,
     preamble_estimate,
-    robust_combine,
     sum_iq,
     track_phase_wls,
 )
@@ -344,40 +343,27 @@ class ReceiverCore:
         return equalize(_c(Y, np.complex64), H, dpos, _c(cpe, np.float64),
                         _c(slope, np.float64), self._fidx, 1.0 / sigma2)
 
-    def _robust_bits(self, z: np.ndarray, wgt: np.ndarray, n_bits: int
-                     ) -> tuple[np.ndarray, np.ndarray]:
-        """Decode a :meth:`_robust_symbols` block from its equalised symbols: the repeated
-        code word's LLRs are combined, then Viterbi. Returns (n_bits info bits, squared error
-        of each symbol to its nearest QPSK point)."""
-        ncb = self.grid.n_data * 2
-        zz = _c(z.ravel(), np.complex64)
-        ww = _c(wgt.ravel(), np.float32)
-        if ww.size != zz.size:
-            raise PhyInputError(f"w has {ww.size} weights for {zz.size} symbols")
+    def _robust_decode(self, Y: np.ndarray, H: np.ndarray, sigma2: float, ls: np.ndarray,
+                       n_bits: int, skip: int = 0
+                       ) -> tuple[np.ndarray, float, float, np.ndarray]:
+        """Decode the strongly coded QPSK block (header, A-MAP) in the windows ``Y`` of
+        symbols ``ls``: track the pilots of all of them, equalise all but the first ``skip``,
+        combine the repeated code word's LLRs and Viterbi-decode ``n_bits`` bits, in one
+        compiled call (:mod:`phy.robust_kernels`). Returns (bits, the EVM's numerator and
+        denominator: squared error to the nearest QPSK point weighted by the LLR weights, and
+        the weights; the CPE of every symbol of ``ls``)."""
+        pos, val, dpos = self._sym_tables(ls)
+        n_llr = 2 * (ls.size - skip) * dpos.shape[1]
         nco = _fec("1/2").coded_length(n_bits)
-        dest, sign = _robust_map(ncb, 2 * zz.size, nco)
-        if dest.size != 2 * zz.size:  # the kernel does not bounds-check: whole symbols only
-            raise PhyInputError(f"{zz.size} symbols are not whole robust-block symbols")
+        dest, sign = _robust_map(2 * self.grid.n_data, n_llr, nco)
+        if dest.size != n_llr:  # the kernel does not bounds-check: whole symbols only
+            raise PhyInputError(f"{n_llr // 2} symbols are not whole robust-block symbols")
         alpha, beta, nearest, _ = qam.demap_tables(1)
-        # demap, descramble and combine the repetitions in one pass (was the demapper, a
-        # product and np.bincount with weights: the same sums in the same order)
-        comb, err = robust_combine(zz, ww, dest, sign, nco, alpha, beta, nearest)
-        # rate 1/2 punctures nothing: the combined LLRs are the decoder's input buffer as they
-        # are (what ConvCode.decode passes on after its checks)
-        return _fec("1/2").decode_buffer(_c(comb, np.float32), n_bits), err
-
-    def _robust_block(self, Y: np.ndarray, H: np.ndarray, sigma2: float, ls: np.ndarray,
-                      n_bits: int, skip: int = 0,
-                      phase: tuple[np.ndarray, np.ndarray] | None = None
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Track the pilots of symbols ``ls`` (windows ``Y``; or take their ``phase`` model,
-        per-symbol CPE and slope), equalise all but the first ``skip`` of them and decode them
-        as one :meth:`_robust_symbols` block. Returns (info bits, squared error per symbol,
-        LLR weight per symbol) -- the last two give the EVM."""
-        cpe, bl = self._track(Y, H, ls, sigma2)[:2] if phase is None else phase
-        z, wgt = self._equalise(Y[skip:], H, sigma2, ls[skip:], cpe[skip:], bl[skip:])
-        bits, err = self._robust_bits(z, wgt, n_bits)
-        return bits, err, wgt
+        bits, e_num, e_den, cpe, _ = _robust_kernel()(
+            _c(Y, np.complex64), _c(H, np.complex64), _c(ls, np.int64), pos, val, self._fidx,
+            float(sigma2), self._c_var, skip, dpos, dest, sign, nco, alpha, beta, nearest,
+            n_bits)
+        return bits, e_num, e_den, cpe
 
     def _trend_x(self, n: int) -> np.ndarray:
         """``[-2, -1, 0, 1, .., n-1]`` as float64 (not to be written): the symbol numbers of the S&C
@@ -433,6 +419,16 @@ class ReceiverCore:
         """Sampling-clock offset from the fitted pilot slope drift (rad/subcarrier/symbol):
         ``c = -2 pi (drift samples per symbol) / NFFT``."""
         return -slope * self.grid.nfft / (2 * np.pi * self._sym_len) * 1e6
+
+
+@lru_cache(maxsize=1)
+def _robust_kernel() -> Callable[..., tuple]:
+    """The robust-block kernel for the Viterbi decoder the rate-1/2 code uses here (imported
+    on the first receive: compiling only that decoder's kernel)."""
+    from phy.robust_kernels import decoder_kernel
+    from phy.viterbi import simd_layout
+
+    return decoder_kernel(_fec("1/2").decoder, simd_layout())
 
 
 def _c(x: np.ndarray, dtype: type) -> np.ndarray:

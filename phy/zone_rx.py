@@ -112,9 +112,8 @@ class ZoneReceiver(ReceiverCore):
 
     def _decode_header(self, s: _Sync) -> tuple[tuple[int, int, int, int, int], float, float
                                                  ] | None:
-        ls = _HEADER_LS
-        bits, err, wgt = self._robust_block(s.Y[2:3], s.H, s.sigma2, ls, ZONE_HEADER_BYTES * 8,
-                                            phase=self._track(s.Y[2:3], s.H, ls, s.sigma2)[:2])
+        bits, e_num, e_den, _ = self._robust_decode(s.Y[2:3], s.H, s.sigma2, _HEADER_LS,
+                                                    ZONE_HEADER_BYTES * 8)
         raw = np.packbits(bits).tobytes()
         if crc16(raw[:8]) != struct.unpack(">H", raw[8:10])[0]:
             return None
@@ -124,7 +123,7 @@ class ZoneReceiver(ReceiverCore):
                 or n_map != self._map_symbols(n_entries) or n_data > self.max_data_symbols
                 or (n_data and not n_entries)):
             return None
-        return (src, n_map, n_data, n_entries, queue), float(np.dot(err, wgt)), float(wgt.sum())
+        return (src, n_map, n_data, n_entries, queue), e_num, e_den
 
     def _decode_at(self, r: np.ndarray, coarse: int, mine: frozenset[int],
                    timing: _Timing | None = None) -> ZoneRx | None:
@@ -155,13 +154,12 @@ class ZoneReceiver(ReceiverCore):
                   self._windows(r, s.start + (3 + have) * ns, n_map - have, cfo,
                                 head=s.Y[2:3 + have]))
             n_bits = 8 * (ENTRY_BYTES * n_entries + MAP_CRC_BYTES)
-            phase = self._track(Yh, s.H, ls_h, s.sigma2)[:2]
-            bits, err, wgt = self._robust_block(Yh, s.H, s.sigma2, ls_h, n_bits, skip=1,
-                                                phase=phase)
+            # the header is tracked with the MAP (its CPE is a point of the trend) and left out
+            bits, num, den, cpe = self._robust_decode(Yh, s.H, s.sigma2, ls_h, n_bits, skip=1)
             if ls_h.size >= 3:  # the CPE trend refines the carrier offset
-                cfo = self._refine_cfo(cfo, phase[0], ls_h)
-            e_num += float(np.dot(err, wgt))
-            e_den += float(wgt.sum())
+                cfo = self._refine_cfo(cfo, cpe, ls_h)
+            e_num += num
+            e_den += den
             raw = np.packbits(bits).tobytes()
             map_ok = crc16(raw[:-MAP_CRC_BYTES]) == struct.unpack(">H", raw[-MAP_CRC_BYTES:])[0]
             if map_ok:
