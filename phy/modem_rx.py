@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import cmath
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 from typing import NamedTuple, Protocol, TypeVar
 
@@ -145,11 +145,15 @@ class ReceiverCore:
 
     # ---- RX ------------------------------------------------------------------------------
     def _scan(self, iq: np.ndarray,
-              decode_at: Callable[[np.ndarray, int, _Timing | None],
-                                  _Found | None]) -> list[_Found]:
+              decode_at: Callable[[np.ndarray, int, _Timing | None], _Found | None],
+              known: Sequence[tuple[int, int]] = ()) -> list[_Found]:
         """Validate ``iq``, remove its mean (receiver DC offset) and call ``decode_at(r, coarse,
         timing)`` for every preamble candidate not inside a burst already found, in buffer
-        order; ``timing`` is the candidate's :meth:`_presync` result (None: not computed)."""
+        order; ``timing`` is the candidate's :meth:`_presync` result (None: not computed).
+        ``known``: ``(start, end)`` samples of bursts decoded before (a receiver scanning
+        overlapping buffers): a candidate from a CP before one's start to its end is not
+        decoded again (:func:`_known_spans`)."""
+        spans = _known_spans(known)
         r, total = _validate_iq(iq)
         if r.size < 3 * self._sym_len:
             return []
@@ -162,6 +166,9 @@ class ReceiverCore:
         out: list[_Found] = []
         consumed = -1
         cands = detect(r, self.grid)
+        if spans:
+            ng = self.grid.cp
+            cands = [c for c in cands if not any(a - ng <= c < b - ng for a, b in spans)]
         timing = self._presync(r, cands)
         for cand in cands:
             if cand < consumed:
@@ -465,6 +472,22 @@ def _robust_sign(n: int) -> np.ndarray:
     """+-1 (float32) undoing the PRBS scrambling of the first ``n`` bits of a robust block."""
     out = (1.0 - 2.0 * _pad_bits(n)).astype(np.float32)
     out.setflags(write=False)
+    return out
+
+
+def _known_spans(known: object) -> list[tuple[int, int]]:
+    """``known`` as a list of ``(start, end)`` int pairs with ``start < end``, else
+    :class:`PhyInputError`."""
+    if isinstance(known, (str, bytes)) or not isinstance(known, Iterable):
+        raise PhyInputError(f"known must be a sequence of (start, end) pairs, got {known!r}")
+    out = []
+    for span in known:
+        if not (isinstance(span, tuple) and len(span) == 2
+                and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                        for v in span) and span[0] < span[1]):
+            raise PhyInputError(f"known spans are (start, end) ints with start < end, "
+                                f"got {span!r}")
+        out.append((int(span[0]), int(span[1])))
     return out
 
 

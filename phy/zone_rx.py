@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import struct
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import NamedTuple
@@ -101,14 +101,18 @@ class ZoneReceiver(ReceiverCore):
     rus_for: Callable[[int, str], int]
 
     # ---- RX ------------------------------------------------------------------------------
-    def demodulate(self, iq: np.ndarray, *, me: Collection[int]) -> list[ZoneRx]:
+    def demodulate(self, iq: np.ndarray, *, me: Collection[int],
+                   known: Sequence[tuple[int, int]] = ()) -> list[ZoneRx]:
         """Find every zone burst in ``iq`` (1-D complex array, buffer mean removed first) and
         decode its header and MAP; demodulate and decode only the allocations addressed to one
         of the addresses ``me`` or to broadcast. A burst not wholly inside the buffer, or whose
         header fails its CRC, is skipped; a MAP that fails its CRC gives ``map_ok=False``.
-        Raises :class:`PhyInputError` for a malformed array or ``me``."""
+        ``known``: ``(start, end)`` samples (in ``iq``) of bursts the caller decoded already
+        from an overlapping buffer: they are not decoded again, nor returned. Raises
+        :class:`PhyInputError` for a malformed array, ``me`` or ``known``."""
         mine = _addresses(me)
-        return self._scan(iq, lambda r, coarse, timing: self._decode_at(r, coarse, mine, timing))
+        return self._scan(iq, lambda r, coarse, timing: self._decode_at(r, coarse, mine, timing),
+                          known)
 
     def _decode_header(self, s: _Sync) -> tuple[tuple[int, int, int, int, int], float, float
                                                  ] | None:

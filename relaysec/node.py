@@ -29,7 +29,7 @@ import functools
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any, Protocol
@@ -488,7 +488,8 @@ class Node:
                        frame: int | Callable[[int], int | None] | None = None,
                        expect_src: str | Callable[[int], str | None] | None = None,
                        accept: Callable[[Any], bool] | None = None,
-                       behind: int = 0) -> list[ZoneRx]:
+                       behind: int = 0,
+                       known: Sequence[tuple[int, int]] = ()) -> list[ZoneRx]:
         """Demodulate *iq*, account every allocation addressed here, feed good ones to the role.
 
         *behind*: samples between the end of *iq* and the end of what was received last (a
@@ -499,9 +500,11 @@ class Node:
         *expect_src* (the zone's transmitter, or a function of a burst's start sample giving it)
         attributes CRC failures of bursts whose transmitter is unknown. *accept* filters zone
         bursts first (over the air: drop ones already seen in the
-        overlap of the previous chunk). Returns the accepted zone bursts (timing recovery)."""
+        overlap of the previous chunk); *known*: ``(start, end)`` samples of *iq* where bursts
+        were had before, not decoded again (``phy.ZoneModem.demodulate``). Returns the accepted
+        zone bursts (timing recovery)."""
         t0 = time.perf_counter()
-        bursts = self.modem.demodulate(iq, me=self._addresses())
+        bursts = self.modem.demodulate(iq, me=self._addresses(), known=known)
         self.cpu["modem"] += time.perf_counter() - t0
         if accept is not None:
             bursts = [b for b in bursts if accept(b)]

@@ -27,13 +27,15 @@ How a burst reaches its zone depends on the radio (``radio.caps``):
 * otherwise (a radio that transmits "now"): handed over early, led by zeros, using a latency
   learnt from hearing its own bursts (``schedule.ota_tx_latency_ms`` is the first guess).
 
-(That hand-over is :class:`relaysec.ota_tx.OtaTransmit`, in ``relaysec/ota_tx.py``; this module
+(That hand-over is :class:`relaysec.ota_tx.OtaTransmit`, in ``relaysec/ota_tx.py``, and the
+reports :class:`relaysec.ota_status.OtaStatus`, in ``relaysec/ota_status.py``; this module
 reads, demodulates -- in the loop, or with ``schedule.ota_demod_workers`` in each node's
 :class:`relaysec.demod_worker.DemodWorker` -- and follows the ABS's frame.)
 
 RX is processed in chunks (6 ms; several at once when a node has fallen behind) with an overlap
-of one maximum burst, so a burst that straddles a chunk
-boundary is decoded once (bursts are de-duplicated by their absolute start sample).
+of one maximum burst, so a burst that straddles a chunk boundary is decoded whole; a burst had
+from the last pass is not decoded again in the overlap (``known`` spans of
+``phy.ZoneModem.demodulate``), and duplicates are dropped by their absolute start sample.
 
 :class:`OtaNetwork` has the same stepping interface as :class:`relaysec.node.SimNetwork`
 (``step_frame``, ``now``, ``frame``, ``events``, ``cpu``), so the same trial phases run over the
@@ -57,6 +59,7 @@ import numpy as np
 from hw.radio import StreamingRadio
 from relaysec.demod_worker import DemodError, DemodWorker
 from relaysec.node import Node, NodeEvent
+from relaysec.ota_status import OtaStatus
 from relaysec.ota_tx import OtaTransmit
 from relaysec.schedule import FrameSchedule, OtaTiming
 
@@ -90,7 +93,7 @@ class _NodeState:
     timing: OtaTiming
     rx_index: int = 0                     # samples consumed from the radio
     tail: np.ndarray = field(default_factory=lambda: np.zeros(0, np.complex64))
-    seen_starts: list[int] = field(default_factory=list)
+    seen: list[tuple[int, int]] = field(default_factory=list)  # RX-index spans of bursts had
     next_frame: dict[int, int] = field(default_factory=dict)  # zone idx -> next frame number
     beacons: int = 0
     d0: float | None = None               # smallest recent (wall-clock samples - read_index)
@@ -130,7 +133,7 @@ def _run_queue_wait_s() -> float | None:
         return None
 
 
-class OtaNetwork(OtaTransmit):
+class OtaNetwork(OtaTransmit, OtaStatus):
     """Nodes with their own radios, on the wall clock; *master* names the ABS if it is local."""
 
     def __init__(
@@ -379,10 +382,11 @@ class OtaNetwork(OtaTransmit):
             base = start_index + a
             st.scanned += b - a
             found += [(base, zb) for zb in node.handle_samples(
-                buf[a:b], now, accept=lambda zb, base=base: self._new(st, base + zb.start),
+                buf[a:b], now, accept=lambda zb, base=base: self._new(st, base + zb.start,
+                                                                      zb.n_samples),
                 frame=lambda k, base=base: self._frame_at(st, base + k),
                 expect_src=lambda k, base=base: self._zone_tx(st, base + k),
-                behind=buf.size - b)]
+                behind=buf.size - b, known=self._known(st, base, b - a))]
             # a batch spans several zone windows, each a demodulation of milliseconds: let
             # every node hand its due zone bursts over between them, or they pass the horizon
             for other in self.states.values():
@@ -425,7 +429,8 @@ class OtaNetwork(OtaTransmit):
             for a, bursts in outs:
                 base = start_index + a
                 found += [(base, zb) for zb in node.handle_bursts(
-                    bursts, now, accept=lambda zb, base=base: self._new(st, base + zb.start),
+                    bursts, now, accept=lambda zb, base=base: self._new(st, base + zb.start,
+                                                                        zb.n_samples),
                     frame=lambda k, base=base: self._frame_at(st, base + k))]
             self._found(st, found)
         return bool(answers)
@@ -487,7 +492,7 @@ class OtaNetwork(OtaTransmit):
             st.timing.frame_start -= slip
         if st.timing.last_heard is not None:
             st.timing.last_heard -= slip
-        st.seen_starts = [s - slip for s in st.seen_starts]
+        st.seen = [(a - slip, b - slip) for a, b in st.seen]
         st.placed = [p - slip for p in st.placed]
 
     def _track(self, st: _NodeState, heard: int) -> None:
@@ -519,14 +524,21 @@ class OtaNetwork(OtaTransmit):
         return None
 
     @staticmethod
-    def _new(st: _NodeState, abs_start: int) -> bool:
-        for s in st.seen_starts:
+    def _new(st: _NodeState, abs_start: int, n_samples: int) -> bool:
+        """Whether the burst at RX index *abs_start* is new (remembered then)."""
+        for s, _ in st.seen:
             if abs(s - abs_start) < 32:
                 return False
-        st.seen_starts.append(abs_start)
-        if len(st.seen_starts) > 64:
-            del st.seen_starts[:32]
+        st.seen.append((abs_start, abs_start + int(n_samples)))
+        if len(st.seen) > 64:
+            del st.seen[:32]
         return True
+
+    @staticmethod
+    def _known(st: _NodeState, base: int, n: int) -> list[tuple[int, int]]:
+        """Bursts had before in the *n* samples at RX index *base* (not decoded again: 18 %
+        of the decodes at full speed were such repeats of a re-scanned overlap)."""
+        return [(s - base, e - base) for s, e in st.seen if s < base + n and e > base]
 
     def events(self) -> list[NodeEvent]:
         out: list[NodeEvent] = []
@@ -540,61 +552,3 @@ class OtaNetwork(OtaTransmit):
         for st in self.states.values():
             total.update(st.node.cpu)
         return total
-
-    def loop_status(self) -> dict[str, Any]:
-        """The main loop that serves every local node, on the host's clock: the share of its
-        time it was busy (not waiting for samples), its demodulation passes and their
-        durations (median, 90th percentile, longest, over the last :data:`PASS_HISTORY`; with
-        demodulation workers a pass only hands its windows over) and the workers' CPU time.
-        Busy near 1 means the host cannot keep up with these nodes at this air speed: their
-        processing falls behind, UL grants come late and zone bursts are skipped. ``cpu`` is
-        the share of the loop's time its thread ran on a core: busy well above cpu means the
-        loop waited rather than worked: ``waited_for_core`` is the share it was ready to run
-        but every core was taken (Linux only), the rest of the difference is the GIL."""
-        wall = self._loop_wall
-        out: dict[str, Any] = {
-            "busy": round(1.0 - self._loop_idle / wall, 3) if wall > 0 else None,
-            "cpu": round(self._loop_cpu / wall, 3) if wall > 0 else None,
-            "waited_for_core": round(self._loop_queued / wall, 3) if wall > 0 else None,
-            "passes": self._pass_count,
-        }
-        workers = [st.worker for st in self.states.values() if st.worker is not None]
-        if workers:
-            # demodulation ran in the nodes' own processes (ota_demod_workers): their CPU time
-            out["demod_workers_cpu_s"] = round(sum(w.cpu_s for w in workers), 3)
-        if self._passes:
-            p = sorted(self._passes)
-            out["pass_ms"] = {"median": round(1e3 * p[len(p) // 2], 2),
-                              "p90": round(1e3 * p[min(len(p) - 1, int(0.9 * len(p)))], 2),
-                              "max": round(1e3 * p[-1], 2)}
-        return out
-
-    def sync_status(self) -> dict[str, Any]:
-        """Per node: locked to the ABS, beacons heard, radio counters."""
-        out = {}
-        for name, st in self.states.items():
-            radio = st.node.radio
-            entry: dict[str, Any] = {
-                "master": st.is_master,
-                "locked": st.is_master or st.timing.locked(st.rx_index),
-                "beacons": st.beacons,
-                "missed_zones": st.missed,
-                "radio": radio.stats.as_dict(),
-                # share of the RX stream demodulated (overlap re-scans count again): the zones
-                # it receives in and its own, once it keeps the frame timing
-                "demodulated": round(st.scanned / max(1, st.scanned + st.skipped), 3),
-            }
-            mac = st.node.mac
-            if mac.grants_heard:
-                # UL grants to this AMS, and those decoded after its slot there was decided
-                entry["ul_grants"] = {"heard": mac.grants_heard, "late": mac.grants_late}
-            if not st.is_master and st.first_lock is not None:
-                # the ABS opens every frame with a beacon: those due since the first one heard
-                expected = (st.rx_index - st.first_lock) // self.schedule.frame_len + 1
-                entry["beacons_expected"] = expected
-                entry["beacons_lost"] = max(0, expected - st.beacons)
-            if radio.caps.stream:
-                entry["timeline"] = cast(StreamingRadio, radio).timeline_report()
-                entry["relocks"] = st.relocks
-            out[name] = entry
-        return out

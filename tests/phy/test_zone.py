@@ -403,6 +403,14 @@ _OK = Allocation(A, b"x", "QPSK-1/2")
     (lambda m: m.demodulate(np.zeros(100, np.float32), me=[A]), phy.PhyInputError),
     (lambda m: m.demodulate(np.zeros((10, 10), np.complex64), me=[A]), phy.PhyInputError),
     (lambda m: m.demodulate([0j] * 100, me=[A]), phy.PhyInputError),
+    (lambda m: m.demodulate(np.zeros(10, np.complex64), me=[A], known=[(5, 5)]),
+     phy.PhyInputError),
+    (lambda m: m.demodulate(np.zeros(10, np.complex64), me=[A], known=[(1, 2, 3)]),
+     phy.PhyInputError),
+    (lambda m: m.demodulate(np.zeros(10, np.complex64), me=[A], known=[(1.0, 2)]),
+     phy.PhyInputError),
+    (lambda m: m.demodulate(np.zeros(10, np.complex64), me=[A], known="ab"),
+     phy.PhyInputError),
     (lambda m: m.rus_for(-1, "QPSK-1/2"), phy.PhyInputError),
     (lambda m: m.rus_for(97, "QPSK-1/2"), phy.PayloadTooLongError),
     (lambda m: m.rus_for(10, "BPSK"), phy.UnknownMcsError),
@@ -427,6 +435,37 @@ def test_empty_noise_and_truncated_buffers_give_nothing(zm: ZoneModem) -> None:
     x = zm.modulate([Allocation(A, bytes(200), "QPSK-1/2")], src=1)
     for cut in (x.size - 1, x.size - zm.grid.symbol_samples, 4 * zm.grid.symbol_samples, 500):
         assert zm.demodulate(x[:cut], me=[A]) == []
+
+
+def test_known_bursts_are_not_decoded_again(zm: ZoneModem,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A receiver scanning overlapping buffers names the bursts it had: those are neither
+    decoded (no pre-synchronisation, no header) nor returned; the others are, unchanged."""
+    rng = np.random.default_rng(12)
+    x1 = zm.modulate([Allocation(A, rng.bytes(60), "QPSK-1/2")], src=1)
+    x2 = zm.modulate([Allocation(A, rng.bytes(90), "16QAM-1/2")], src=2)
+    buf = np.concatenate([np.zeros(500, np.complex64), x1, np.zeros(700, np.complex64), x2,
+                          np.zeros(400, np.complex64)])
+    both = zm.demodulate(buf, me=[A])
+    assert [z.src for z in both] == [1, 2]
+    first = (both[0].start, both[0].start + both[0].n_samples)
+    decoded = []
+    real = type(zm)._decode_at
+
+    def spy(self, r, coarse, mine, timing=None):  # type: ignore[no-untyped-def]
+        decoded.append(coarse)
+        return real(self, r, coarse, mine, timing)
+
+    monkeypatch.setattr(type(zm), "_decode_at", spy)
+    again = zm.demodulate(buf, me=[A], known=[first])
+    assert [z.src for z in again] == [2]
+    assert again[0].allocations[0].payload == both[1].allocations[0].payload
+    ng = zm.grid.cp
+    assert decoded and not any(first[0] - ng <= c < first[1] - ng for c in decoded)
+    # spans elsewhere (before the buffer, past it, between the bursts) change nothing
+    assert [z.src for z in zm.demodulate(buf, me=[A], known=[(-900, -10), (10**7, 10**7 + 5),
+                                                             (first[1] + 50, first[1] + 60)])
+            ] == [1, 2]
 
 
 def test_output_scaling_follows_burst_modem() -> None:
