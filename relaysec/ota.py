@@ -121,6 +121,7 @@ class _NodeState:
     tx_last_h: int | None = None          # the TX horizon at the last check, its clock ...
     tx_last_t: float = 0.0
     tx_h_step: int = 0                    # ... and the largest step it moved by between two
+    tx_seen: tuple[int, int | None] | None = None  # (horizon, frame start) of the last full check
 
 
 def _run_queue_wait_s() -> float | None:
