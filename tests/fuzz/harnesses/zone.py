@@ -156,8 +156,10 @@ def _crafted(r: Reader) -> None:
             r.take(8).ljust(8, b"\0"), np.float32).tolist()))
         buf = np.nan_to_num(buf, nan=0.0, posinf=3e38, neginf=-3e38)
         clean = False
-    zones = modem.demodulate(buf.astype(np.complex64), me=ME)
+    buf = buf.astype(np.complex64)
+    zones = modem.demodulate(buf, me=ME)
     _check_zones(zones, buf.size)
+    _again(buf, zones)
     if clean:
         mine = ME | {BROADCAST}
         want = [(a.dst, a.payload, a.mcs) for a in allocs if a.dst in mine]
@@ -165,6 +167,22 @@ def _crafted(r: Reader) -> None:
         check(got == [want] and zones[0].src == src, "clean_zone_not_decoded",
               f"{len(zones)} zones, {len(allocs)} allocations, {len(grants)} grants")
         check(zones[0].grants == [g for g in grants if g.dst in ME], "grants_lost", "")
+
+
+def _again(iq: np.ndarray, zones: list) -> None:
+    """The same buffer with the first burst found named as had before (a receiver re-scanning
+    an overlap, ``known=``): every burst found then is another one, and well formed (a
+    candidate lies within a CP of its burst's start, and none from a CP before the known
+    start to a CP before its end is decoded)."""
+    if not zones:
+        return
+    first = zones[0]
+    end = first.start + first.n_samples
+    again = _modem.demodulate(iq, me=ME, known=[(first.start, end)])
+    _check_zones(again, iq.size)
+    ng = _modem.grid.cp
+    check(all(z.start < first.start or z.start >= end - 2 * ng for z in again),
+          "known_burst_decoded_again", f"{len(again)} zones")
 
 
 def one_input(data: bytes) -> None:
