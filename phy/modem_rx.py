@@ -44,6 +44,7 @@ from phy.sync import (
     _int_cfo_tables,
     _timing_tables,
     detect,
+    detect_in,
 )
 from phy.sync_kernels import cp_phase
 
@@ -146,14 +147,17 @@ class ReceiverCore:
     # ---- RX ------------------------------------------------------------------------------
     def _scan(self, iq: np.ndarray,
               decode_at: Callable[[np.ndarray, int, _Timing | None], _Found | None],
-              known: Sequence[tuple[int, int]] = ()) -> list[_Found]:
+              known: Sequence[tuple[int, int]] = (),
+              starts: Sequence[tuple[int, int]] | None = None) -> list[_Found]:
         """Validate ``iq``, remove its mean (receiver DC offset) and call ``decode_at(r, coarse,
         timing)`` for every preamble candidate not inside a burst already found, in buffer
         order; ``timing`` is the candidate's :meth:`_presync` result (None: not computed).
         ``known``: ``(start, end)`` samples of bursts decoded before (a receiver scanning
         overlapping buffers): a candidate from a CP before one's start to its end is not
-        decoded again (:func:`_known_spans`)."""
-        spans = _known_spans(known)
+        decoded again. ``starts``: ``(lo, hi)`` samples where a burst may start (None:
+        anywhere): preambles are searched there only (:func:`phy.sync.detect_in`)."""
+        spans = _spans("known", known, 1)
+        where = None if starts is None else _spans("starts", starts, 0)
         r, total = _validate_iq(iq)
         if r.size < 3 * self._sym_len:
             return []
@@ -165,7 +169,7 @@ class ReceiverCore:
             r = r - np.complex64(dc)
         out: list[_Found] = []
         consumed = -1
-        cands = detect(r, self.grid)
+        cands = detect(r, self.grid) if where is None else detect_in(r, self.grid, where)
         if spans:
             ng = self.grid.cp
             cands = [c for c in cands if not any(a - ng <= c < b - ng for a, b in spans)]
@@ -475,17 +479,17 @@ def _robust_sign(n: int) -> np.ndarray:
     return out
 
 
-def _known_spans(known: object) -> list[tuple[int, int]]:
-    """``known`` as a list of ``(start, end)`` int pairs with ``start < end``, else
-    :class:`PhyInputError`."""
-    if isinstance(known, (str, bytes)) or not isinstance(known, Iterable):
-        raise PhyInputError(f"known must be a sequence of (start, end) pairs, got {known!r}")
+def _spans(name: str, spans: object, min_len: int) -> list[tuple[int, int]]:
+    """``spans`` as a list of ``(a, b)`` int pairs with ``b - a >= min_len``, else
+    :class:`PhyInputError` naming the argument ``name``."""
+    if isinstance(spans, (str, bytes)) or not isinstance(spans, Iterable):
+        raise PhyInputError(f"{name} must be a sequence of (a, b) pairs, got {spans!r}")
     out = []
-    for span in known:
+    for span in spans:
         if not (isinstance(span, tuple) and len(span) == 2
                 and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-                        for v in span) and span[0] < span[1]):
-            raise PhyInputError(f"known spans are (start, end) ints with start < end, "
+                        for v in span) and span[1] - span[0] >= min_len):
+            raise PhyInputError(f"{name} spans are (a, b) ints with b - a >= {min_len}, "
                                 f"got {span!r}")
         out.append((int(span[0]), int(span[1])))
     return out

@@ -22,6 +22,7 @@ normalisation keeps burst edges from looking like preambles). It is evaluated on
 from __future__ import annotations
 
 import cmath
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -76,20 +77,54 @@ class Preamble:
         return cls(*_preamble(grid.profile.name))
 
 
+def _block(grid: ResourceGrid) -> int:
+    """Samples between two points of :func:`detect`'s metric: a quarter CP (at least 4), a
+    divisor of half the FFT length."""
+    lag = grid.nfft // 2
+    blk = max(grid.cp // 4, 4)
+    while lag % blk:
+        blk //= 2
+    return blk
+
+
 def detect(r: np.ndarray, grid: ResourceGrid, threshold: float = DETECT_THRESHOLD) -> list[int]:
     """Coarse burst starts (sample index of the S&C symbol's CP) of every preamble in ``r``.
 
     Evaluates the Schmidl-Cox metric every ``B`` samples, groups runs above ``threshold`` and
     returns, per run, the middle of the plateau (M >= 0.8 max) minus Ng/2.
     """
-    n, ng = grid.nfft, grid.cp
-    lag = n // 2
-    blk = max(ng // 4, 4)
-    while lag % blk:
-        blk //= 2
+    lag, blk = grid.nfft // 2, _block(grid)
     if r.size < 2 * lag + blk:
         return []
-    return sc_plateaus(sc_metric(r, lag, blk), float(threshold), blk, ng).tolist()
+    return sc_plateaus(sc_metric(r, lag, blk), float(threshold), blk, grid.cp).tolist()
+
+
+def detect_in(r: np.ndarray, grid: ResourceGrid, spans: Iterable[tuple[int, int]],
+              threshold: float = DETECT_THRESHOLD) -> list[int]:
+    """:func:`detect` of the preambles whose burst may start in ``spans`` (``(lo, hi)``
+    samples of ``r``, inclusive): the metric only over each span widened by what a preamble's
+    run above the threshold reaches (an FFT length before its start, a CP and two FFT lengths
+    after), on :func:`detect`'s block grid -- so a burst starting in a span gets the candidate
+    :func:`detect` gives it, for a fraction of the work when the spans are a small part of
+    ``r`` (a receiver that knows where its zones' bursts can start). Widened spans that
+    overlap are one; candidates in order, each once."""
+    n, ng = grid.nfft, grid.cp
+    lag, blk = n // 2, _block(grid)
+    parts: list[list[int]] = []
+    for lo, hi in sorted(spans):
+        a = max(0, lo - n)
+        a -= a % blk
+        b = min(r.size, hi + ng + 2 * n)
+        if parts and a <= parts[-1][1]:
+            parts[-1][1] = max(parts[-1][1], b)
+        elif b > a:
+            parts.append([a, b])
+    out: list[int] = []
+    for a, b in parts:
+        if b - a >= 2 * lag + blk:
+            out += [a + c for c in sc_plateaus(sc_metric(r[a:b], lag, blk), float(threshold),
+                                                blk, ng).tolist()]
+    return out
 
 
 def fractional_cfo(r: np.ndarray, d: int, grid: ResourceGrid) -> float:

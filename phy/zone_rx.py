@@ -102,17 +102,21 @@ class ZoneReceiver(ReceiverCore):
 
     # ---- RX ------------------------------------------------------------------------------
     def demodulate(self, iq: np.ndarray, *, me: Collection[int],
-                   known: Sequence[tuple[int, int]] = ()) -> list[ZoneRx]:
+                   known: Sequence[tuple[int, int]] = (),
+                   starts: Sequence[tuple[int, int]] | None = None) -> list[ZoneRx]:
         """Find every zone burst in ``iq`` (1-D complex array, buffer mean removed first) and
         decode its header and MAP; demodulate and decode only the allocations addressed to one
         of the addresses ``me`` or to broadcast. A burst not wholly inside the buffer, or whose
         header fails its CRC, is skipped; a MAP that fails its CRC gives ``map_ok=False``.
         ``known``: ``(start, end)`` samples (in ``iq``) of bursts the caller decoded already
-        from an overlapping buffer: they are not decoded again, nor returned. Raises
-        :class:`PhyInputError` for a malformed array, ``me`` or ``known``."""
+        from an overlapping buffer: they are not decoded again, nor returned. ``starts``:
+        ``(lo, hi)`` samples (inclusive) where a burst may start, when the caller knows (a
+        receiver locked to the frame: its zones' starts, give or take its timing error): the
+        preamble search runs there only; None searches all of ``iq``. Raises
+        :class:`PhyInputError` for a malformed array, ``me``, ``known`` or ``starts``."""
         mine = _addresses(me)
         return self._scan(iq, lambda r, coarse, timing: self._decode_at(r, coarse, mine, timing),
-                          known)
+                          known, starts)
 
     def _decode_header(self, s: _Sync) -> tuple[tuple[int, int, int, int, int], float, float
                                                  ] | None:

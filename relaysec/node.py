@@ -489,7 +489,8 @@ class Node:
                        expect_src: str | Callable[[int], str | None] | None = None,
                        accept: Callable[[Any], bool] | None = None,
                        behind: int = 0,
-                       known: Sequence[tuple[int, int]] = ()) -> list[ZoneRx]:
+                       known: Sequence[tuple[int, int]] = (),
+                       starts: Sequence[tuple[int, int]] | None = None) -> list[ZoneRx]:
         """Demodulate *iq*, account every allocation addressed here, feed good ones to the role.
 
         *behind*: samples between the end of *iq* and the end of what was received last (a
@@ -501,10 +502,11 @@ class Node:
         attributes CRC failures of bursts whose transmitter is unknown. *accept* filters zone
         bursts first (over the air: drop ones already seen in the
         overlap of the previous chunk); *known*: ``(start, end)`` samples of *iq* where bursts
-        were had before, not decoded again (``phy.ZoneModem.demodulate``). Returns the accepted
-        zone bursts (timing recovery)."""
+        were had before, not decoded again; *starts*: ``(lo, hi)`` samples of *iq* where its
+        bursts may start, None: anywhere (both ``phy.ZoneModem.demodulate``). Returns the
+        accepted zone bursts (timing recovery)."""
         t0 = time.perf_counter()
-        bursts = self.modem.demodulate(iq, me=self._addresses(), known=known)
+        bursts = self.modem.demodulate(iq, me=self._addresses(), known=known, starts=starts)
         self.cpu["modem"] += time.perf_counter() - t0
         if accept is not None:
             bursts = [b for b in bursts if accept(b)]

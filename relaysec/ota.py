@@ -107,9 +107,11 @@ class _NodeState:
     placed: list[int] = field(default_factory=list)   # RX index of recent own bursts (stream)
     first_lock: int | None = None         # RX index of the first beacon heard (non-master)
     relocks: int = 0                      # timing re-anchored after RX samples were lost
-    heard: tuple[tuple[int, int], ...] | None = None  # (start, end) in the frame of the zones
-    #                                       it receives in, once locked; None: every sample
-    own: tuple[tuple[int, int], ...] = ()  # ... of its own zones (every TRACK_EVERY-th frame)
+    heard: tuple[tuple[int, int, int, int], ...] | None = None  # (start, end, first start,
+    #                                       last start) in the frame of the zones it receives in
+    #                                       (OtaNetwork._windows), once locked; None: all of it
+    own: tuple[tuple[int, int, int, int], ...] = ()  # ... of its own zones (every
+    #                                       TRACK_EVERY-th frame)
     scanned: int = 0                      # samples demodulated (overlap re-scans included)
     skipped: int = 0                      # samples of zones it needs nothing from, not scanned
     tx_zones: list[tuple[int, Any]] | None = None  # (index, zone) it may transmit in (kept)
@@ -213,33 +215,42 @@ class OtaNetwork(OtaTransmit, OtaStatus):
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
-    def _windows(self, zones: Iterable[int]) -> tuple[tuple[int, int], ...]:
-        """(start, end) within the frame of the zones *zones*, each widened by a margin that
-        covers burst detection and timing error (:meth:`_ranges` merges what overlaps)."""
+    def _windows(self, zones: Iterable[int]) -> tuple[tuple[int, int, int, int], ...]:
+        """Per zone of *zones*, within the frame: its start and end, and the first and last
+        sample its bursts may start at, each widened by a margin that covers burst detection
+        and timing error (:meth:`_ranges` merges what overlaps). A zone's burst starts at its
+        start, or half a guard in (the ABS's, a timed radio's); a UL-access zone's slots start
+        anywhere in it."""
         out = []
         for i in zones:
             z = self.schedule.zones[i]
             margin = max(z.guard, WINDOW_MARGIN)
-            out.append((z.start - margin, z.end + margin))
+            last = z.end if z.shared else z.start + z.guard // 2
+            out.append((z.start - margin, z.end + margin, z.start - margin, last + margin))
         return tuple(out)
 
-    def _ranges(self, st: _NodeState, start: int, n: int) -> list[tuple[int, int]]:
+    def _ranges(self, st: _NodeState, start: int, n: int
+                ) -> tuple[list[tuple[int, int]], list[tuple[int, int]] | None]:
         """Parts ``[a, b)`` of a buffer of *n* samples starting at RX index *start* to
         demodulate: all of it until the node keeps the frame timing, afterwards only the
         windows of the zones it receives in (:meth:`relaysec.schedule.FrameSchedule.heard_by`),
-        and of its own zones in one frame of :data:`TRACK_EVERY`."""
+        and of its own zones in one frame of :data:`TRACK_EVERY`; and where (buffer samples)
+        those zones' bursts may start (None while all of it is scanned)."""
         fs = st.timing.frame_start
         if st.heard is None or fs is None or not (st.is_master or st.timing.locked(start + n)):
-            return [(0, n)]
+            return [(0, n)], None
         flen = self.schedule.frame_len
         parts: list[tuple[int, int]] = []
+        starts: list[tuple[int, int]] = []
         k = (start - fs) // flen - 1
         while fs + k * flen < start + n:
             base = fs + k * flen - start
-            for a, b in st.heard + (st.own if k % TRACK_EVERY == 0 else ()):
+            for a, b, s0, s1 in st.heard + (st.own if k % TRACK_EVERY == 0 else ()):
                 lo, hi = max(0, base + a), min(n, base + b)
                 if hi > lo:
                     parts.append((lo, hi))
+                    if base + s1 >= 0 and base + s0 < n:
+                        starts.append((base + s0, base + s1))
             k += 1
         out: list[tuple[int, int]] = []
         for lo, hi in sorted(parts):
@@ -247,7 +258,7 @@ class OtaNetwork(OtaTransmit, OtaStatus):
                 out[-1] = (out[-1][0], max(out[-1][1], hi))
             else:
                 out.append((lo, hi))
-        return out
+        return out, starts
 
     @staticmethod
     def _unscanned(ranges: list[tuple[int, int]], start: int,
@@ -363,7 +374,7 @@ class OtaNetwork(OtaTransmit, OtaStatus):
         now = self.now
         node.poll(now)
         found = []
-        ranges = self._ranges(st, start_index, buf.size)
+        ranges, starts = self._ranges(st, start_index, buf.size)
         # a window wholly inside one the previous pass scanned (the overlap it keeps so that a
         # burst straddling two passes is found whole) holds only bursts found then: every one
         # was decoded in full before the duplicate check dropped it (a node in step re-scanned
@@ -387,7 +398,9 @@ class OtaNetwork(OtaTransmit, OtaStatus):
                                                                       zb.n_samples),
                 frame=lambda k, base=base: self._frame_at(st, base + k),
                 expect_src=lambda k, base=base: self._zone_tx(st, base + k),
-                behind=buf.size - b, known=self._known(st, base, b - a))]
+                behind=buf.size - b, known=self._known(st, base, b - a),
+                starts=None if starts is None else [
+                    (s0 - a, s1 - a) for s0, s1 in starts if s0 < b and s1 >= a])]
             # a batch spans several zone windows, each a demodulation of milliseconds: let
             # every node hand its due zone bursts over between them, or they pass the horizon
             for other in self.states.values():

@@ -411,6 +411,10 @@ _OK = Allocation(A, b"x", "QPSK-1/2")
      phy.PhyInputError),
     (lambda m: m.demodulate(np.zeros(10, np.complex64), me=[A], known="ab"),
      phy.PhyInputError),
+    (lambda m: m.demodulate(np.zeros(10, np.complex64), me=[A], starts=[(5, 4)]),
+     phy.PhyInputError),
+    (lambda m: m.demodulate(np.zeros(10, np.complex64), me=[A], starts=5),
+     phy.PhyInputError),
     (lambda m: m.rus_for(-1, "QPSK-1/2"), phy.PhyInputError),
     (lambda m: m.rus_for(97, "QPSK-1/2"), phy.PayloadTooLongError),
     (lambda m: m.rus_for(10, "BPSK"), phy.UnknownMcsError),
@@ -466,6 +470,45 @@ def test_known_bursts_are_not_decoded_again(zm: ZoneModem,
     assert [z.src for z in zm.demodulate(buf, me=[A], known=[(-900, -10), (10**7, 10**7 + 5),
                                                              (first[1] + 50, first[1] + 60)])
             ] == [1, 2]
+
+
+@pytest.mark.parametrize("profile", ["P2.5", "5MHz"])
+def test_preambles_searched_where_bursts_can_start(profile: str) -> None:
+    """detect_in over spans around each burst's start gives the candidates detect gives those
+    bursts, the same values; demodulate(starts=...) finds the bursts starting in the spans,
+    as decoded with the whole buffer searched, and none that start elsewhere."""
+    from phy.sync import detect, detect_in
+
+    m = ZoneModem(profile)
+    g = m.grid
+    rng = np.random.default_rng(13)
+    parts, starts = [], []
+    at = 0
+    for i in range(4):
+        gap = int(rng.integers(300, 2500))
+        x = m.modulate([Allocation(A, rng.bytes(int(rng.integers(10, 80))), "QPSK-1/2")],
+                       src=i + 1)
+        parts += [np.zeros(gap, np.complex64), x]
+        starts.append(at + gap)
+        at += gap + x.size
+    buf = np.concatenate([*parts, np.zeros(900, np.complex64)])
+    buf = ch.awgn(buf, ch.noise_variance_for(20.0, m.scale), rng)
+    r = buf - np.complex64(buf.mean())
+    full = detect(r, g)
+    ng = g.cp
+    for s in starts:
+        mine = [c for c in full if abs(c - s) <= ng]
+        assert mine and detect_in(r, g, [(s - 400, s + 250)]) == mine
+    every = [c for c in full if any(abs(c - s) <= ng for s in starts)]
+    got = detect_in(r, g, [(s - 400, s + 250) for s in starts])
+    assert [c for c in got if any(abs(c - s) <= ng for s in starts)] == every
+    whole = m.demodulate(buf, me=[A])
+    assert [z.src for z in whole] == [1, 2, 3, 4]
+    some = m.demodulate(buf, me=[A], starts=[(starts[1] - 300, starts[1] + 300),
+                                             (starts[3] - 300, starts[3] + 300)])
+    assert [(z.src, z.start, z.allocations[0].payload) for z in some] == [
+        (z.src, z.start, z.allocations[0].payload) for z in (whole[1], whole[3])]
+    assert m.demodulate(buf, me=[A], starts=[]) == []
 
 
 def test_output_scaling_follows_burst_modem() -> None:

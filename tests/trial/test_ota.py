@@ -120,7 +120,9 @@ def test_a_node_in_step_scans_its_zones_windows_only():
     """OtaNetwork._ranges: every sample until the node keeps the frame timing; then the parts
     of a buffer inside the windows (a margin each side) of the zones it receives in, and of
     its own zones in one frame of TRACK_EVERY, across a frame boundary too; a burst in a zone
-    it does not need is never scanned, one in a zone it receives in always is."""
+    it does not need is never scanned, one in a zone it receives in always is. Where bursts
+    may start: nowhere said while everything is scanned; then a margin around each scanned
+    zone's start (its whole length for a UL-access zone), inside the parts scanned."""
     from itertools import pairwise
     from types import SimpleNamespace
 
@@ -134,7 +136,7 @@ def test_a_node_in_step_scans_its_zones_windows_only():
                          heard=OtaNetwork._windows(net, sch.heard_by("ARS-1", "ars")),
                          own=OtaNetwork._windows(net, sch.sent_by("ARS-1", "ars")))
     n = 58_000
-    assert OtaNetwork._ranges(net, st, 1000, n) == [(0, n)]      # not in step yet
+    assert OtaNetwork._ranges(net, st, 1000, n) == ([(0, n)], None)   # not in step yet
     fs = 5_000
     timing.on_abs_burst(fs)
     by = {(z.name, z.tx): z for z in sch.zones}
@@ -142,8 +144,19 @@ def test_a_node_in_step_scans_its_zones_windows_only():
     def check(k, own):   # a buffer holding the end of frame k - 1 and most of frame k
         start = fs + k * sch.frame_len - 10_000
         timing.last_heard = start
-        ranges = OtaNetwork._ranges(net, st, start, n)
+        ranges, starts = OtaNetwork._ranges(net, st, start, n)
         assert ranges and all(0 <= a < b <= n for a, b in ranges)
+        assert starts and all(any(a <= s1 and s0 < b for a, b in ranges) for s0, s1 in starts)
+
+        def may_start(pos):   # a burst starting at this position of frame k
+            i = fs + k * sch.frame_len + pos - start
+            return any(s0 <= i <= s1 for s0, s1 in starts)
+
+        dl, ul = by[("DL", "ABS")], by[("UL-access", "ARS-1")]
+        assert may_start(dl.start) and may_start(dl.start + dl.guard // 2)
+        assert may_start(dl.start - WINDOW_MARGIN) and may_start(dl.start + WINDOW_MARGIN)
+        assert not may_start(dl.start + dl.guard + 2 * WINDOW_MARGIN)
+        assert all(may_start(p) for p in range(ul.start, ul.end, 97))   # slots anywhere
         assert all(b1 < a2 for (_a1, b1), (a2, _b2) in pairwise(ranges))  # merged
 
         def scanned(pos):   # a sample at this position of frame k
@@ -167,7 +180,7 @@ def test_a_node_in_step_scans_its_zones_windows_only():
     assert check(TRACK_EVERY, own=True) < 0.75 * n
     assert check(TRACK_EVERY + 1, own=False) < 0.55 * n
     timing.last_heard = fs - 100 * sch.frame_len   # lost the ABS: everything again
-    assert OtaNetwork._ranges(net, st, fs + sch.frame_len, n) == [(0, n)]
+    assert OtaNetwork._ranges(net, st, fs + sch.frame_len, n) == ([(0, n)], None)
 
 
 def test_over_the_air_a_phase_offers_the_traffic_of_the_air_it_spans():
