@@ -173,7 +173,8 @@ def _again(iq: np.ndarray, zones: list) -> None:
     """The same buffer with the first burst found named as had before (a receiver re-scanning
     an overlap, ``known=``): every burst found then is another one, and well formed (a
     candidate lies within a CP of its burst's start, and none from a CP before the known
-    start to a CP before its end is decoded)."""
+    start to a CP before its end is decoded); and searched only around that burst's start
+    (``starts=``): well formed."""
     if not zones:
         return
     first = zones[0]
@@ -183,6 +184,9 @@ def _again(iq: np.ndarray, zones: list) -> None:
     ng = _modem.grid.cp
     check(all(z.start < first.start or z.start >= end - 2 * ng for z in again),
           "known_burst_decoded_again", f"{len(again)} zones")
+    # the search only where the first burst starts (a locked receiver's starts=)
+    _check_zones(_modem.demodulate(iq, me=ME, starts=[(first.start - 64, first.start + 64)]),
+                 iq.size)
 
 
 def one_input(data: bytes) -> None:
