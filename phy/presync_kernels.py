@@ -4,10 +4,10 @@ in one call (:meth:`phy.modem_rx.ReceiverCore._presync`).
 
 That path was some thirty Python-level steps per candidate between a dozen compiled ones (the
 S&C phase, a window's gather and transform, the integer-CFO search, the fine-timing
-correlation, the preamble's windows, the LS estimate, the delay profile): in a trial's zone
-windows it cost ~100 us a candidate, most of it the steps between the kernels. Here the same
-kernels run back to back in compiled code, with the transforms done by rocket-fft, which makes
-``numpy.fft`` callable from numba on the pocketfft that ``scipy.fft`` runs.
+correlation, the preamble's windows, the LS estimate, the delay profile), and the steps between
+cost more than the kernels (docs/phy.md, "Session 17"). Here the same kernels run back to back
+in compiled code, with the transforms done by rocket-fft, which makes ``numpy.fft`` callable
+from numba on the pocketfft that ``scipy.fft`` runs.
 
 The transforms are taken one candidate at a time (a window's single row, the candidate's
 preamble rows, its delay profile): per candidate, never across candidates, so a candidate's

@@ -2,10 +2,10 @@
 repeated across the symbols) from its FFT windows in one call: pilot tracking, equalisation,
 demapping with the repetitions combined, and the Viterbi decoder.
 
-Those were four compiled steps with some twenty Python-level ones between them
-(``ReceiverCore._robust_block``): ~40 us a block, about half of it the steps between, and every
-zone burst a node hears has one or two blocks. The same kernels now run back to back; what
-the Python side still does is the block's tables (kept per size) and reading the bits.
+Those were four compiled steps with some twenty Python-level ones between them, which cost
+about as much as the steps (docs/phy.md, "Session 17"), and every zone burst a node hears has
+one or two blocks. The same kernels now run back to back; what the Python side still does is
+the block's tables (kept per size) and reading the bits.
 
 One kernel per Viterbi decoder (:func:`decoder_kernel` picks the one the rate-1/2 code uses:
 the int16 decoder in this CPU's layout, or the float one), so only the decoder that runs here

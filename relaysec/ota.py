@@ -550,8 +550,8 @@ class OtaNetwork(OtaTransmit, OtaStatus):
 
     @staticmethod
     def _known(st: _NodeState, base: int, n: int) -> list[tuple[int, int]]:
-        """Bursts had before in the *n* samples at RX index *base* (not decoded again: 18 %
-        of the decodes at full speed were such repeats of a re-scanned overlap)."""
+        """Bursts had before in the *n* samples at RX index *base*: not decoded again when a
+        pass re-scans the overlap of the last one (docs/radios.md, "Session 17")."""
         return [(s - base, e - base) for s, e in st.seen if s < base + n and e > base]
 
     def events(self) -> list[NodeEvent]:

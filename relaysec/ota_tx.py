@@ -80,10 +80,9 @@ class OtaTransmit:
                 and t - st.tx_last_t < TX_STEP_WINDOW_S:
             st.tx_h_step = max(st.tx_h_step, horizon - st.tx_last_h)
         st.tx_last_h, st.tx_last_t = horizon, t
-        # a streaming radio's horizon moves only when its worker claims a TX block (every
-        # 4-6 ms): until then a check finds what the last one left (every zone it reached is
-        # built or skipped), so it builds nothing -- two thirds of the checks at full speed
-        # were such repeats inside the last block before a zone, which the gate cannot skip
+        # a streaming radio's horizon moves only when its worker claims a TX block: until then
+        # a check finds what the last one left (every zone it reached is built or skipped), so
+        # it builds nothing -- most checks the gate lets through are such repeats
         seen = (horizon, st.timing.frame_start)
         if seen != st.tx_seen:
             self._hand_over(st, horizon, late, timed)
