@@ -87,8 +87,8 @@ class _Sync(NamedTuple):
     CP), the carrier offset (Hz), the channel ``H`` (n_used,), the noise variance, the SNR, and
     the FFT windows ``Y`` (n_rows, n_used) of the S&C symbol, the long symbol, the first
     symbol after the preamble (``l = 0``) and the symbols after it that the buffer held, up to
-    :data:`_PREAMBLE_ROWS` rows (at least 3): row ``2 +
-    l`` is symbol ``l`` at this carrier offset; ``sc_phase``: the S&C symbol's common phase
+    :data:`_PREAMBLE_ROWS` rows (at least 3): row ``2 + l`` is symbol ``l`` at this carrier
+    offset; ``sc_phase``: the S&C symbol's common phase
     relative to the long symbol's (the phase trend's point at ``l = -2``; the long symbol is
     ``l = -1``, phase 0); ``echo``: samples after the first path that the channel's delay
     window reaches (how much of each CP is inter-symbol interference). A named tuple: built
