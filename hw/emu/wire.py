@@ -45,6 +45,10 @@ def set_stall_timeout(sock: socket.socket, option: int, seconds: float) -> None:
         pass
 
 
+#: SO_RCVTIMEO's "no timeout" (a zero ``struct timeval``).
+_NO_TIMEOUT = struct.pack("@ll", 0, 0)
+
+
 class StalledError(ConnectionError):
     """The client stopped sending or receiving mid-transfer."""
 
@@ -114,18 +118,41 @@ class WireIO:
         that closes or stalls mid-payload is dropped, as in :meth:`_read_exact`. (No
         :meth:`_receiving` here: a generator's context manager per ``WRITEBUF`` chunk.)"""
         view = memoryview(out).cast("B")
-        got = 0
-        set_stall_timeout(self.request, socket.SO_RCVTIMEO, self.server.stall_timeout_s)
+        size = len(view)
+        sock = self.request
+        stall = self._stall_timeval()
+        if stall is not None:
+            try:  # noqa: SIM105 - per payload: no context-manager object
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, stall)
+            except OSError:
+                pass
         try:
-            while got < len(view):
+            got = self.rfile.readinto(view) or 0  # all of it at once, as a rule
+            while got and got < size:
                 k = self.rfile.readinto(view[got:])
                 if not k:
                     break
                 got += k
         finally:
-            set_stall_timeout(self.request, socket.SO_RCVTIMEO, 0)
-        if got != len(view):
-            raise self._short_payload(got, len(view))
+            if stall is not None:
+                try:  # noqa: SIM105
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _NO_TIMEOUT)
+                except OSError:
+                    pass
+        if got != size:
+            raise self._short_payload(got, size)
+
+    _stall_tv: bytes | None = None
+
+    def _stall_timeval(self) -> bytes | None:
+        """The server's stall timeout as the ``struct timeval`` SO_RCVTIMEO takes, packed once
+        per connection (None off Linux): ``_read_into`` runs for every ``WRITEBUF`` payload,
+        ~1000 a second on four streaming radios, and went through :func:`set_stall_timeout`
+        (a call, a platform test and an ``lru_cache`` lookup) twice each."""
+        tv = self._stall_tv
+        if tv is None and _LINUX:
+            tv = self._stall_tv = _timeval(self.server.stall_timeout_s)
+        return tv
 
     def _read_exact(self, n: int) -> bytes:
         with self._receiving():
