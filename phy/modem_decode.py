@@ -27,7 +27,7 @@ from phy.interleaver import permutation
 from phy.kernels import gather_windows_ramp
 from phy.modem_format import _MCS_LIST, HEADER_BYTES, HEADER_VERSION, Mcs, _fec, _n_info
 from phy.modem_rx import ReceiverCore, _Timing
-from phy.randomizer import randomize
+from phy.randomizer import xor_sequence
 
 _HEADER_LS = np.zeros(1, np.int64)
 """The header's symbol number (l = 0) as the kernels take it; never written (a read-only array
@@ -162,17 +162,39 @@ def _decode_payload(z: np.ndarray, wgt: np.ndarray, mcs: Mcs, length: int, src: 
     bps = mcs.bits_per_symbol
     fec = _fec(mcs.code_rate)
     n_info = _n_info(length)
-    # one pass: demap, deinterleave and depuncture straight into the decoder's input buffer
-    buf = np.zeros(fec.input_size(n_info), dtype=np.float32)
-    err = qam.demodulate_into(z, wgt, bps, dest, buf)
+    n_buf = fec.input_size(n_info)
+    zz, ww = qam.checked_scatter(z, wgt, bps, dest, n_buf)
+    alpha, beta, nearest, inv_cell = qam.demap_tables(bps // 2)
+    # demap, deinterleave and depuncture straight into the decoder's input, the EVM sums,
+    # Viterbi and derandomising in one compiled call (phy.payload_kernels)
+    bits, e_num, e_den = _payload_kernel(fec.decoder)(
+        zz, ww, alpha, beta, nearest, inv_cell, dest, n_buf, n_info,
+        _read_only(xor_sequence(src, dst, n_info)))
     # EVM against the nearest points, weighted by |H|^2 (unit-energy constellations)
-    evm = float(np.einsum("i,i->", err, wgt)) / max(float(wgt.sum()), 1e-30)
-    evm_db = 10 * math.log10(max(evm, 1e-12))
-    bits = fec.decode_buffer(buf, n_info)
-    data = np.packbits(randomize(bits, src, dst)).tobytes()
+    evm_db = 10 * math.log10(max(e_num / max(e_den, 1e-30), 1e-12))
+    data = np.packbits(bits).tobytes()
     payload, tail = data[:length], data[length:]
     ok = struct.unpack(">I", tail)[0] == crc32(payload)
     return payload, ok, evm_db
+
+
+@lru_cache(maxsize=2)
+def _payload_kernel(decoder: str) -> Callable[..., tuple]:
+    """The payload kernel for a code's Viterbi ``decoder`` in this CPU's layout (imported on
+    the first payload: compiling only that decoder's kernel)."""
+    from phy.payload_kernels import decoder_kernel
+    from phy.viterbi import simd_layout
+
+    return decoder_kernel(decoder, simd_layout())
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    """``a`` as a read-only view (the randomizer's sequences are slices of its read-only table,
+    or generated for long bursts: one numba type for both)."""
+    if a.flags.writeable:
+        a = a.view()
+        a.setflags(write=False)
+    return a
 
 
 @lru_cache(maxsize=128)

@@ -105,19 +105,27 @@ def demodulate_into(z: np.ndarray, w: np.ndarray, bps: int, dest: np.ndarray,
     """Max-log demapping that writes the LLR of demapped bit ``p`` to ``out[dest[p]]`` (skipped
     where ``dest[p] < 0``); ``dest`` int64 of length ``len(z) * bps``, ``out`` float32.
     Returns the squared distance of each symbol to its nearest point (float32)."""
+    if out.dtype != np.float32 or out.ndim != 1 or not out.flags.c_contiguous:
+        raise PhyInputError("out must be a contiguous 1-D float32 array")
+    zz, ww = checked_scatter(z, w, bps, dest, out.size)
     alpha, beta, nearest, inv_cell = demap_tables(bps // 2)
+    return demap_maxlog(zz, ww, alpha, beta, nearest, inv_cell, dest, out)
+
+
+def checked_scatter(z: np.ndarray, w: np.ndarray, bps: int, dest: np.ndarray,
+                    n_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """``z`` and ``w`` as contiguous complex64 / float32 vectors once the scatter map ``dest``
+    is proved to fit them and an ``n_out``-value output (the demapping kernels do not
+    bounds-check), else :class:`PhyInputError`."""
     zz = np.ascontiguousarray(z, dtype=np.complex64).ravel()
     ww = np.ascontiguousarray(w, dtype=np.float32).ravel()
-    # the kernel does not bounds-check: validate the shapes and the scatter map here
     if ww.size != zz.size:
         raise PhyInputError(f"w has {ww.size} weights for {zz.size} symbols")
     if dest.shape != (zz.size * bps,) or dest.dtype != np.int64:
         raise PhyInputError("dest must be int64 of length len(z) * bps")
-    if out.dtype != np.float32 or out.ndim != 1 or not out.flags.c_contiguous:
-        raise PhyInputError("out must be a contiguous 1-D float32 array")
-    if dest.size and _max_index(dest) >= out.size:
+    if dest.size and _max_index(dest) >= n_out:
         raise PhyInputError("dest points past the end of out")
-    return demap_maxlog(zz, ww, alpha, beta, nearest, inv_cell, dest, out)
+    return zz, ww
 
 
 _MAX_CACHE: dict[int, tuple[np.ndarray, int]] = {}

@@ -40,6 +40,7 @@ NUMBA_MODULES = (
     "phy.channel_kernels",
     "phy.kernels",
     "phy.presync_kernels",
+    "phy.payload_kernels",
     "phy.robust_kernels",
     "phy.sync_kernels",
     "phy.track_kernels",
