@@ -7,29 +7,17 @@ and estimates equal to float32 rounding."""
 
 from __future__ import annotations
 
-import hashlib
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import phy
-from phy import presync_kernels
 from phy.estimation import delay_profile_input, delay_window_of
 from phy.grid import fft_rows
 from phy.kernels import gather_windows
 from phy.modem_rx import _MAX_SNR_DB, _PREAMBLE_ROWS
 from phy.sync import detect, fractional_cfo, long_symbol_timing
-
-
-def test_the_pinned_kernel_files_are_the_ones_linked_in() -> None:
-    """numba keys presync's cache on its own file only: a change to a kernel it links in must
-    come with a new pin (which changes presync_kernels.py, and so the cache key)."""
-    root = Path(presync_kernels.__file__).parent
-    for name, want in presync_kernels.DEPS_SHA256.items():
-        got = hashlib.sha256((root / name).read_bytes()).hexdigest()
-        assert got == want, f"update DEPS_SHA256[{name!r}] to {got}"
 
 
 def _step_by_step(m: phy.BurstModem, r: np.ndarray, cand: int) -> tuple | None:
