@@ -27,6 +27,7 @@ keeps pushing, zeros between bursts. Tests drive it with a fake device.
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -41,8 +42,6 @@ log = logging.getLogger(__name__)
 #: Length of the self-hearing probe (samples): 511 QPSK chips, 0.18 ms at 2.8 MS/s; its
 #: normalised correlation with noise or an OFDM burst stays near 1/sqrt(511) ~ 0.04.
 PROBE_LEN = 511
-#: Seeds of the probe sequences, used in turn by successive offset measurements.
-PROBE_SEEDS = (0x16, 0x17, 0x18, 0x19)
 #: Probe amplitude (full scale 1.0 per component is the DAC's limit).
 PROBE_AMPLITUDE = 0.35
 #: Normalised correlation above which the probe counts as heard.
@@ -59,8 +58,9 @@ PROBE_TIMEOUT_S = 0.5
 TRACK_BREAK_S = 0.5e-3
 
 
-def probe_sequence(seed: int = 0x16) -> np.ndarray:
-    """The probe: a fixed QPSK pseudo-noise sequence (complex64, constant envelope)."""
+def probe_sequence(seed: int | tuple[int, ...] = 0x16) -> np.ndarray:
+    """The probe of *seed* (an int or a tuple of them): a QPSK pseudo-noise sequence
+    (complex64, constant envelope)."""
     rng = np.random.default_rng(seed)
     chips = rng.integers(0, 4, PROBE_LEN)
     return (PROBE_AMPLITUDE * np.exp(1j * (np.pi / 2 * chips + np.pi / 4))).astype(np.complex64)
@@ -125,7 +125,7 @@ class StreamTimeline:
                  block: int, flags: Callable[[], tuple[bool, bool]] | None = None,
                  flag_period_s: float = 0.05,
                  clock: Callable[[], float] = time.monotonic,
-                 ring: TxRing | None = None) -> None:
+                 ring: TxRing | None = None, probe_key: int | None = None) -> None:
         if block < 64:
             raise ValueError(f"a TX block of {block} samples is too short to stream")
         if (push is None) == (ring is None):
@@ -141,8 +141,14 @@ class StreamTimeline:
         self.block = int(block)
         self.clock = clock
         self.stats = TimelineStats()
-        self.probe = probe_sequence()
-        self._probe_k = 0  # which of PROBE_SEEDS the outstanding probe is
+        #: This timeline's own probes are ``probe_sequence((probe_key, k))`` for request k: a
+        #: random key by default, so no other radio on the air sends the same sequence (every
+        #: radio once sent the same few; a node that heard a neighbour's probe before its own
+        #: took the neighbour's start time for its offset and heard nothing for seconds --
+        #: three nodes started together did, on a loaded CI host)
+        self._probe_key = secrets.randbits(63) if probe_key is None else int(probe_key)
+        self._probe_k = 0  # which request the outstanding probe belongs to
+        self.probe = probe_sequence((self._probe_key, self._probe_k))
         self._probe_energy = float(np.sum(np.abs(self.probe) ** 2))  # the same for every seed
         self._probe_spec: np.ndarray | None = None
         self._lock = threading.Lock()
@@ -325,16 +331,17 @@ class StreamTimeline:
     def request_probe(self) -> None:
         """Forget the offset and send a probe in the next block to measure it again.
 
-        Each request sends the next of :data:`PROBE_SEEDS`' sequences (their cross-correlation
-        is noise-like, ~0.04): a probe of an earlier request may still be queued or in flight
+        Each request sends a sequence of its own (``(probe_key, k)``; any two cross-correlate
+        like noise, ~0.04): a probe of an earlier request may still be queued or in flight
         (a timeout re-sends before the first was heard; the device queue cannot be recalled),
         and heard now it would be taken for this one, giving an offset wrong by the distance
-        between the two (seen at full speed: a constant 4 blocks off, never re-measured)."""
+        between the two (seen at full speed: a constant 4 blocks off, never re-measured). The
+        key keeps other radios' probes apart the same way."""
         with self._lock:
             self._offset = None
             self._pending.clear()
-            self._probe_k = (self._probe_k + 1) % len(PROBE_SEEDS)
-            self.probe = probe_sequence(PROBE_SEEDS[self._probe_k])
+            self._probe_k += 1
+            self.probe = probe_sequence((self._probe_key, self._probe_k))
             self._probe_spec = None
             self._probe_u = self._tx_next() + self.block // 4
             self._probe_pushed = False
@@ -532,5 +539,5 @@ class StreamTimeline:
         return out
 
 
-__all__ = ["PROBE_LEN", "PROBE_SEEDS", "StreamTimeline", "TimelineStats", "TxRing",
+__all__ = ["PROBE_LEN", "StreamTimeline", "TimelineStats", "TxRing",
            "probe_sequence"]

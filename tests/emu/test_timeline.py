@@ -232,6 +232,30 @@ def test_a_stale_probe_is_not_taken_for_the_new_one() -> None:
     assert tl._find_probe(air) == 5000
 
 
+def test_another_radios_probe_is_not_taken_for_our_own() -> None:
+    """Three nodes started together measure at the same time: each radio's probes are its own
+    sequences (a random key per timeline), so a neighbour's probe heard first -- here louder,
+    and at the same request count -- is not taken for ours (every radio once sent the same
+    sequence, and a node took a neighbour's start time for its offset: a CI failure)."""
+    ours = StreamTimeline(lambda block: None, sample_rate=1e6, block=1000)
+    theirs = StreamTimeline(lambda block: None, sample_rate=1e6, block=1000)
+    for tl in (ours, theirs):
+        tl.request_probe()                   # what start() sends first
+    assert not np.array_equal(ours.probe, theirs.probe)
+    rng = np.random.default_rng(10)
+    air = (rng.standard_normal(8000) + 1j * rng.standard_normal(8000)).astype(np.complex64) * 0.01
+    air[1000:1000 + theirs.probe.size] += 2 * theirs.probe
+    assert ours._find_probe(air) is None
+    air[5000:5000 + ours.probe.size] += ours.probe
+    assert ours._find_probe(air) == 5000
+    # a given key gives the same sequences (a test or a lab script can pin them)
+    a = StreamTimeline(lambda block: None, sample_rate=1e6, block=1000, probe_key=7)
+    b = StreamTimeline(lambda block: None, sample_rate=1e6, block=1000, probe_key=7)
+    a.request_probe()
+    b.request_probe()
+    assert np.array_equal(a.probe, b.probe)
+
+
 def test_probe_is_found_among_other_stations_bursts_and_correlation_is_exact() -> None:
     """While a station measures, other stations' bursts fill much of each RX block: only the
     stretches holding a window above the energy gate are correlated (the cost of a search),
