@@ -125,6 +125,10 @@ class NodeRunner:
         self.quota: dict[int, int] = {}
         self.milestones: dict[str, float] = {}
         self.attempts = 0
+        self.ho_attempts = 0
+        self._ho_lost = 0   # handover PeerLost events before the current attempt
+        #: why the script stopped before its end (entry or handover attempts ran out), or None
+        self.gave_up: str | None = None
         self._stop = threading.Event()
 
     def stop(self) -> None:
@@ -250,12 +254,27 @@ class NodeRunner:
             return self._script_ams()
         return self._script_abs()
 
-    def _retry_entry(self, via: str) -> None:
-        failed = [ne for ne in self.trial.log if ne.station == self.name
-                  and type(ne.event).__name__ in ("EntryFailed", "PeerLost")
-                  and ne.t >= self.milestones.get("attach", 0.0)]
-        if "attach" not in self.milestones or (
-                failed and self.attempts < int(self.cfg["security"]["entry_attempts"])):
+    def _failures(self, since: float, *, procedure: str | None = None) -> list[Any]:
+        """This station's ``EntryFailed``/``PeerLost`` events from *since* on (only PeerLost
+        of *procedure* if given)."""
+        if procedure is not None:
+            return self.trial.events_of("PeerLost", self.name, since, procedure=procedure)
+        return [ne for ne in self.trial.log if ne.station == self.name
+                and type(ne.event).__name__ in ("EntryFailed", "PeerLost") and ne.t >= since]
+
+    def _retry_entry(self, via: str) -> bool:
+        """Start network entry via *via*, or again after a failed attempt; True once
+        ``security.entry_attempts`` attempts failed (the node then stops, saying why, instead of
+        listening until its duration ends)."""
+        failed = self._failures(self.milestones.get("attach", 0.0))
+        limit = int(self.cfg["security"]["entry_attempts"])
+        if failed and self.attempts >= limit:
+            last = failed[-1].event
+            self.gave_up = (f"network entry via {via} failed {self.attempts} times "
+                            f"(last: {type(last).__name__} {_fields(last)})")
+            self.progress(f"{self.net.now:8.2f} s  {self.name}: {self.gave_up}")
+            return True
+        if "attach" not in self.milestones or failed:
             self.attempts += 1
             self.milestones["attach"] = self.net.now
             self.role.attach(self.id_of[via], self.net.now)
@@ -266,7 +285,7 @@ class NodeRunner:
         me = self.id_of[self.name]
         if not self._seen("KeysInstalled", subject=me):
             if self._locked():
-                self._retry_entry(self.abs_name)
+                return self._retry_entry(self.abs_name)
         else:
             self._mark("entered")
         return False  # an ARS serves until the duration ends
@@ -276,7 +295,7 @@ class NodeRunner:
         f = self.amss[0]
         if not self._seen("KeysInstalled", subject=me):
             if self._locked():
-                self._retry_entry(self.st["serving"])
+                return self._retry_entry(self.st["serving"])
             return False
         self._mark("entered")
         if not self._drained(f.ul1):
@@ -289,7 +308,9 @@ class NodeRunner:
                 if not self._settled(f.dl1, f.ul1):
                     return False
                 self._mark("handover_started")
-                self.role.handover(self.id_of[f.target], self.net.now)
+                return self._start_handover(f.target)
+            if len(self._failures(0.0, procedure="handover")) > self._ho_lost:
+                return self._start_handover(f.target)
             return False
         self._mark("handover_complete")
         self._send(f.ul2, abs_id)
@@ -297,6 +318,23 @@ class NodeRunner:
         # over the air the UL flow may well finish first
         return (self._drained(f.ul2) and self._flow(f.dl2).stats.delivered_packets > 0
                 and self._settled(f.dl2, f.ul2) and self._uplink_acked(f.ul2))
+
+    def _start_handover(self, target: str) -> bool:
+        """Hand over to *target*, or again after the target stayed silent (the role's retries
+        ran out: ``PeerLost`` of ``"handover"``; it then still serves us where we are); True once
+        ``security.entry_attempts`` attempts failed -- a handover is a re-entry at the target."""
+        limit = int(self.cfg["security"]["entry_attempts"])
+        if self.ho_attempts >= limit:
+            self.gave_up = f"handover to {target} failed {self.ho_attempts} times (target silent)"
+            self.progress(f"{self.net.now:8.2f} s  {self.name}: {self.gave_up}")
+            return True
+        self.ho_attempts += 1
+        self._ho_lost = len(self._failures(0.0, procedure="handover"))
+        if self.ho_attempts > 1:
+            self.progress(f"{self.net.now:8.2f} s  {self.name}: handover to {target} "
+                          f"(attempt {self.ho_attempts})")
+        self.role.handover(self.id_of[target], self.net.now)
+        return False
 
     def _uplink_acked(self, ul: int) -> bool:
         """Every ARQ block this node sent is acknowledged, or a block lifetime has passed since
@@ -419,11 +457,13 @@ class NodeRunner:
         missing = self._missing()
         short = self._short(self.rx)
         ok = not missing and not short and corrupted == 0 and duplicates == 0 \
-            and not self.trial.nonces.reused
+            and not self.trial.nonces.reused and self.gave_up is None
         if ok:
             reason = None
         elif self.trial.nonces.reused:
             reason = f"nonce reuse: {self.trial.nonces.describe(limit=2)}"
+        elif self.gave_up:
+            reason = self.gave_up
         elif missing:
             reason = f"not reached: {', '.join(missing)}"
         elif corrupted or duplicates:

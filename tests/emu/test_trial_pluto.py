@@ -112,6 +112,20 @@ def _trial_passes_with_its_report(emulated_plutos: list[str], tmp_path: Path,
 
 
 NODE_SHORT = ["--set", "traffic.packets_per_direction=6", *SHORT[2:]]
+#: Air seconds each node runs at most. The AMS's scenario takes ~8 s of air; 40 s (120 s of
+#: wall clock at SPEED) ends it with its own report -- and the reason -- well inside the
+#: test's 150 s wait if it stalls. The ABS and ARS serve until they are sent SIGTERM.
+NODE_DURATION = {"abs": 60, "ars": 60, "ams": 40}
+
+
+def _logs(tmp_path: Path) -> str:
+    """The three nodes' output (the last 60 lines each), for a failure message."""
+    parts = []
+    for role in ("abs", "ars", "ams"):
+        f = tmp_path / f"{role}.log"
+        lines = f.read_text(errors="replace").splitlines() if f.exists() else ["(no log)"]
+        parts.append(f"--- {role}.log ---\n" + "\n".join(lines[-60:]))
+    return "\n".join(parts)
 
 
 def _three_node_processes_run_the_scenario(emulated_plutos: list[str], tmp_path: Path) -> None:
@@ -127,16 +141,29 @@ def _three_node_processes_run_the_scenario(emulated_plutos: list[str], tmp_path:
             log = (tmp_path / f"{role}.log").open("wb")
             procs[role] = subprocess.Popen(
                 [sys.executable, "-m", "relaysec", "node", "--role", role, "--config", str(LAB),
-                 "--uri", uri, "--duration", "60", "--json", str(tmp_path / f"{role}.json"),
-                 *NODE_SHORT], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        assert procs["ams"].wait(timeout=150) == 0, (tmp_path / "ams.log").read_text()
+                 "--uri", uri, "--duration", str(NODE_DURATION[role]),
+                 "--json", str(tmp_path / f"{role}.json"), *NODE_SHORT],
+                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            rc = procs["ams"].wait(timeout=150)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the AMS node did not stop within its duration:\n"
+                        + _logs(tmp_path))
+        assert rc == 0, _logs(tmp_path)
         for role in ("abs", "ars"):
             procs[role].send_signal(signal.SIGTERM)
         for role in ("abs", "ars"):
-            assert procs[role].wait(timeout=30) == 0, (tmp_path / f"{role}.log").read_text()
+            assert procs[role].wait(timeout=30) == 0, _logs(tmp_path)
     finally:
+        # SIGTERM first: a node stopped so still writes its report and summary (in its log,
+        # shown by a failure above) -- only one that does not stop then is killed
         for p in procs.values():
             if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs.values():
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
     rep = {r: json.loads((tmp_path / f"{r}.json").read_text()) for r in ("abs", "ars", "ams")}

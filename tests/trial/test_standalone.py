@@ -25,13 +25,13 @@ NODE_SETTINGS = [("schedule.ota_frame_ms", 100.0), ("schedule.ota_guard_ms", 8.0
 
 
 def _run_nodes(cfg: dict, *, stop_when_done: tuple[str, ...], seed: int = 4,
-               air_s: float = 15.0) -> dict[str, dict]:
-    """Every station of *cfg* in its own NodeRunner thread on one wall-clock loopback medium;
-    once the stations in *stop_when_done* (the AMSs, which stop by themselves) have finished, the
-    others are stopped. Returns the reports by station name."""
+               air_s: float = 15.0, only: tuple[str, ...] | None = None) -> dict[str, dict]:
+    """Every station of *cfg* (or those in *only*) in its own NodeRunner thread on one
+    wall-clock loopback medium; once the stations in *stop_when_done* (the AMSs, which stop by
+    themselves) have finished, the others are stopped. Returns the reports by station name."""
     medium = Medium(2.8e6, seed=seed, clock=WallClock(2.8e6, speed=SPEED),
                     start_delay_max=2000.0)
-    names = [s["name"] for s in cfg["stations"]]
+    names = [s["name"] for s in cfg["stations"] if only is None or s["name"] in only]
     radios = {n: medium.add_radio(n, ppm=0.5 * i) for i, n in enumerate(names)}
     for i, a in enumerate(names):
         for b in names[i + 1:]:
@@ -138,3 +138,50 @@ def test_node_without_uri_fails_with_the_reason(capsys):
     rc = main(["node", "--role", "ams", "--duration", "1", "-q"])
     out = capsys.readouterr().out
     assert rc == 1 and "uri" in out
+
+
+#: Few, quick retries, so that attempts run out within seconds of air.
+GIVE_UP = [("security.max_retries", 2), ("security.entry_attempts", 2), ("security.rto_s", 0.02)]
+
+
+def _cell(**ams: str) -> dict:
+    """ABS, ARS-1, ARS-2 and an AMS set up by *ams*; a test runs only some of them, so the
+    others are in the config (every id is known) but not on the air."""
+    stations = [
+        {"name": "ABS", "role": "abs", "station_id": 0xBB0000000001},
+        {"name": "ARS-1", "role": "ars", "station_id": 0x0A0000000011, "parent": "ABS"},
+        {"name": "ARS-2", "role": "ars", "station_id": 0x0A0000000012, "parent": "ABS"},
+        {"name": "AMS", "role": "ams", "station_id": 0x0C0000000101, **ams},
+    ]
+    return fast_config(("stations", stations), *NODE_SETTINGS, *GIVE_UP)
+
+
+@pytest.mark.slow
+def test_an_ams_whose_entry_keeps_failing_stops_and_says_why():
+    """The AMS's serving ARS never answers: after ``security.entry_attempts`` failed entries the
+    node stops by itself (not at the end of its duration) and its report gives the reason."""
+    with realtime_slot():
+        cfg = _cell(serving="ARS-1")
+        reports = _run_nodes(cfg, stop_when_done=("AMS",), air_s=40.0, only=("ABS", "AMS"))
+    ams = reports["AMS"]
+    assert not ams["ok"]
+    assert ams["reason"].startswith("network entry via ARS-1 failed 2 times (last: EntryFailed")
+    assert ams["timing"]["air_s"] < 30.0     # it gave up; it did not run out its 40 s
+    assert "entered" not in ams["milestones"]
+
+
+@pytest.mark.slow
+def test_an_ams_whose_handover_target_stays_silent_retries_then_stops_and_says_why():
+    """The handover target ARS-2 is not on the air: the AMS hands over again after the role's
+    retries run out (it still has its serving ARS meanwhile), then gives up with the reason."""
+    with realtime_slot():
+        cfg = _cell(serving="ARS-1", handover_target="ARS-2")
+        cfg["traffic"]["drain_frames"] = 10     # hand over sooner: only the handover matters
+        reports = _run_nodes(cfg, stop_when_done=("AMS",), air_s=60.0,
+                             only=("ABS", "ARS-1", "AMS"))
+    ams = reports["AMS"]
+    assert not ams["ok"]
+    assert ams["reason"] == "handover to ARS-2 failed 2 times (target silent)"
+    assert "handover_started" in ams["milestones"]
+    assert "handover_complete" not in ams["milestones"]
+    assert ams["timing"]["air_s"] < 50.0
