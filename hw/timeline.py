@@ -473,8 +473,10 @@ class StreamTimeline:
         corr = self._correlate(x, cand)
         norm = np.where(cand, corr / np.sqrt(np.maximum(window, 1e-20) * self._probe_energy),
                         0.0)
-        k = int(np.argmax(norm))
-        return k if norm[k] > PROBE_THRESHOLD else None
+        # the earliest crossing, not the strongest: a copy of the probe (an echo, or an
+        # outsider's replay, louder) can only come after the probe itself
+        above = np.flatnonzero(norm > PROBE_THRESHOLD)
+        return int(above[0]) if above.size else None
 
     def _correlate(self, x: np.ndarray, want: np.ndarray | None = None) -> np.ndarray:
         """|sum_i x[k+i] conj(probe[i])| for every k of *x* (overlap-save, FFT of 4096, single

@@ -248,6 +248,10 @@ def test_another_radios_probe_is_not_taken_for_our_own() -> None:
     assert ours._find_probe(air) is None
     air[5000:5000 + ours.probe.size] += ours.probe
     assert ours._find_probe(air) == 5000
+    # a copy of ours heard later in the same block, louder (an outsider's replay, an echo):
+    # the probe itself, the earliest, is the one taken
+    air[5400:5400 + ours.probe.size] += 1.5 * ours.probe
+    assert ours._find_probe(air) == 5000
     # a given key gives the same sequences (a test or a lab script can pin them)
     a = StreamTimeline(lambda block: None, sample_rate=1e6, block=1000, probe_key=7)
     b = StreamTimeline(lambda block: None, sample_rate=1e6, block=1000, probe_key=7)
