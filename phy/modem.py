@@ -60,6 +60,7 @@ from phy.numerology import Profile, get_profile
 from phy.randomizer import randomize, xor_sequence
 from phy.shaping import TxShaper
 from phy.sync import Preamble, fft_rows
+from phy.tx_kernels import zone_air
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,9 @@ class _BurstCore(ReceiverCore):
                            tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._trend_xs: dict[int, np.ndarray] = {}
         self._tx_grid: tuple[np.ndarray, np.ndarray] | None = None
+        self._pre_bodies: np.ndarray | None = None  # the preamble's rows, transformed
+        #: (n_bits, n_sym) of a robust block -> its encoder's tables (_robust_into)
+        self._robust_tabs: dict[tuple[int, int], tuple[np.ndarray, ...]] = {}
         self._front: tuple | None = None  # the receiver's tables (ReceiverCore._front_tables)
 
     @property
@@ -152,17 +156,26 @@ class _BurstCore(ReceiverCore):
         repeated cyclically over ``n_sym`` QPSK symbols, XORed with a PRBS (repetition alone
         gives periodic, high-PAPR symbols that the output limiter would clip) and interleaved
         per symbol. Returns (n_sym, n_data) complex64."""
-        ncb = self.grid.n_data * 2
         bits = np.asarray(bits, np.uint8)
-        code = _fec("1/2")
-        # encode, repeat, scramble, interleave and map in one kernel (_robust_tx_map: the
-        # code-word bit each transmitted bit carries and the PRBS bit on it)
-        src, pad = _robust_tx_map(ncb, n_sym, code.coded_length(bits.size))
-        out = np.empty(n_sym * self.grid.n_data, np.complex64)
-        tx_encode_map(np.packbits(bits), bits.size, _NONE, _MASK1, _MASK2,
-                      code.input_positions(bits.size), _NONE, src, pad, 2,
-                      qam.constellation(2), out)
-        return out.reshape(n_sym, self.grid.n_data)
+        out = np.empty((n_sym, self.grid.n_data), np.complex64)
+        self._robust_into(np.packbits(bits), bits.size, out)
+        return out
+
+    def _robust_into(self, data: np.ndarray, n_bits: int, out: np.ndarray) -> None:
+        """:meth:`_robust_symbols` of the first ``n_bits`` bits of ``data`` (uint8, MSB
+        first) into ``out`` ((n_sym, n_data) complex64, C-contiguous rows)."""
+        n_sym = out.shape[0]
+        tabs = self._robust_tabs.get((n_bits, n_sym))
+        if tabs is None:
+            # encode, repeat, scramble, interleave and map in one kernel (_robust_tx_map: the
+            # code-word bit each transmitted bit carries and the PRBS bit on it)
+            code = _fec("1/2")
+            src, pad = _robust_tx_map(2 * self.grid.n_data, n_sym, code.coded_length(n_bits))
+            tabs = (code.input_positions(n_bits), src, pad)
+            if len(self._robust_tabs) < 256:
+                self._robust_tabs[(n_bits, n_sym)] = tabs
+        tx_encode_map(data, n_bits, _NONE, _MASK1, _MASK2, tabs[0], _NONE, tabs[1], tabs[2], 2,
+                      _QPSK, out.reshape(-1))
 
     def _to_air(self, qsyms: np.ndarray) -> np.ndarray:
         """(n_sym, n_data) data-subcarrier symbols of ``l = 0 ..`` -> the scaled, limited
@@ -172,13 +185,18 @@ class _BurstCore(ReceiverCore):
         g = self.grid
         n_sym = qsyms.shape[0]
         template, data_idx = self._tx_grid_for(n_sym)
+        scale, limit = (1.0, False) if self.tx_rms is None else (self.scale, True)
+        sh = self.shaper
+        if sh is not None:   # the whole chain in one compiled call (phy.tx_kernels)
+            if self._pre_bodies is None:
+                self._pre_bodies = fft_rows(self._pre_bins.copy(), inverse=True, ortho=True)
+            return zone_air(self._pre_bodies, template, data_idx,
+                            np.ascontiguousarray(qsyms, np.complex64).reshape(-1), g.cp,
+                            sh.up, sh.down, sh.fir, scale, limit)
         full = template[:PREAMBLE_SYMBOLS + n_sym].copy()
         full.reshape(-1)[data_idx[:n_sym * g.n_data]] = qsyms.reshape(-1)
         bodies = fft_rows(full, inverse=True, ortho=True, overwrite=True)
-        scale, limit = (1.0, False) if self.tx_rms is None else (self.scale, True)
-        if self.shaper is None:
-            return g.add_cp(bodies, scale, limit)
-        return self.shaper.burst(bodies, scale, limit)
+        return g.add_cp(bodies, scale, limit)
 
 
 class BurstModem(BurstReceiver, _BurstCore):
@@ -288,6 +306,7 @@ def _coded_bits(n_bytes: int, mcs: Mcs) -> int:
 
 _NONE = np.zeros(0, np.uint8)
 _NONE.setflags(write=False)
+_QPSK = qam.constellation(2)
 
 
 @lru_cache(maxsize=256)

@@ -91,6 +91,9 @@ from phy.zone_rx import _row_of as _row_of
 from phy.zone_rx import _run_symbols as _run_symbols
 from phy.zone_rx import _symbol_runs as _symbol_runs
 
+#: A UL grant's MAP fields after the kind byte: start, length, backoff.
+_GRANT_FIELDS = struct.Struct(">HHH")
+
 
 @dataclass(frozen=True)
 class Allocation:
@@ -139,16 +142,16 @@ class ZoneModem(ZoneReceiver, _BurstCore):
         self._pad_qpsk: dict[int, np.ndarray] = {}   # n_data -> the data region's padding
 
     def _padded_data(self, n_data: int) -> np.ndarray:
-        """A fresh (n_data * n_data_subcarriers,) array of the padding QPSK symbols that fill
-        the RUs no allocation uses (the allocations are written over it); the symbols depend
-        on ``n_data`` only, so each length is mapped once."""
+        """The (n_data * n_data_subcarriers,) padding QPSK symbols that fill the RUs no
+        allocation uses (the allocations are written over a copy); the symbols depend on
+        ``n_data`` only, so each length is mapped once. Read-only."""
         pad = self._pad_qpsk.get(n_data)
         if pad is None:
             pad = qam.modulate(_pad_bits(2 * n_data * self.grid.n_data), 2)
             pad.setflags(write=False)
             if len(self._pad_qpsk) < 256:
                 self._pad_qpsk[n_data] = pad
-        return pad.copy()
+        return pad
 
     def __repr__(self) -> str:
         return f"ZoneModem(profile={self.profile.name!r})"
@@ -239,24 +242,31 @@ class ZoneModem(ZoneReceiver, _BurstCore):
         placed = self._place(allocs)
         entries = [_dl_entry(a.dst, m, first, n, len(a.payload)) for a, m, first, n in placed]
         for gr in grant_list:
-            dst = _check_address("grant dst", gr.dst)
-            start = _check_field("grant start", gr.start)
-            length = _check_field("grant length", gr.length)
-            backoff = _check_field("grant backoff", gr.backoff)
-            mcs = get_mcs(gr.mcs)
-            entries.append(_entry(_KIND_UL, mcs, struct.pack(">HHH", start, length, backoff),
-                                  dst))
+            fields = (gr.dst, gr.start, gr.length, gr.backoff)
+            if not all(type(v) is int and 0 <= v <= 0xFFFF for v in fields):
+                _check_address("grant dst", gr.dst)   # raise the one that is wrong
+                _check_field("grant start", gr.start)
+                _check_field("grant length", gr.length)
+                _check_field("grant backoff", gr.backoff)
+                fields = (int(gr.dst), int(gr.start), int(gr.length), int(gr.backoff))
+            entries.append(_entry(_KIND_UL, get_mcs(gr.mcs), _GRANT_FIELDS.pack(*fields[1:]),
+                                  fields[0]))
         n_map = self.overhead_symbols(len(entries)) - PREAMBLE_SYMBOLS - 1
         n_ru = max((first + n for _, _, first, n in placed), default=0)
         self.zone_samples(len(entries), n_ru)  # raises for a zone over max_data_symbols
         n_data = self.data_symbols(n_ru)
         g = self.grid
+        # every symbol after the preamble, written in place: header, MAP, then the data
+        q = np.empty((1 + n_map + n_data, g.n_data), np.complex64)
         hbytes = self._header_bytes(src, n_map, n_data, len(entries), queue_units)
-        blocks = [self._robust_symbols(_bits(hbytes), 1)]
+        self._robust_into(np.frombuffer(hbytes, np.uint8), 8 * len(hbytes), q[:1])
         if n_map:
-            blocks.append(self._robust_symbols(_bits(self._map_bytes(entries)), n_map))
+            mbytes = self._map_bytes(entries)
+            self._robust_into(np.frombuffer(mbytes, np.uint8), 8 * len(mbytes),
+                              q[1:1 + n_map])
         if n_data:
-            flat = self._padded_data(n_data)
+            flat = q[1 + n_map:].reshape(-1)
+            flat[:] = self._padded_data(n_data)
             for a, m, first, n in placed:
                 cap = n * self.ru_subcarriers * m.bits_per_symbol
                 # coded, padded to the capacity, interleaved as one gather (_ru_gather) and
@@ -265,8 +275,7 @@ class ZoneModem(ZoneReceiver, _BurstCore):
                 _encode_into(flat[k: k + n * self.ru_subcarriers], a.payload, m, src, a.dst,
                              _ru_gather(cap, m.bits_per_symbol),
                              _pad_bits(cap - _coded_bits(len(a.payload), m)))
-            blocks.append(flat.reshape(n_data, g.n_data))
-        return self._to_air(np.concatenate(blocks))
+        return self._to_air(q)
 
     def _place(self, allocs: list[Allocation]) -> list[tuple[Allocation, Mcs, int, int]]:
         """Validate the allocations and give each its RU range ``(first, n)``."""

@@ -37,6 +37,7 @@ every later campaign; CI replays only the seeds (``corpus/``)."""
 """Growing corpora and logs of campaigns (git-ignored): new entries land here, not in corpus/."""
 
 NUMBA_MODULES = (
+    "hw._medium",
     "phy.channel_kernels",
     "phy.kernels",
     "phy.presync_kernels",
@@ -44,6 +45,7 @@ NUMBA_MODULES = (
     "phy.robust_kernels",
     "phy.sync_kernels",
     "phy.track_kernels",
+    "phy.tx_kernels",
     "phy.viterbi_float",
     "phy.viterbi_kernels",
     "phy.viterbi_lanes",

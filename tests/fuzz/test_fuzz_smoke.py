@@ -43,6 +43,25 @@ def test_every_harness_has_seeds_a_module_and_a_generator() -> None:
         assert callable(mod.one_input) and isinstance(mod.ALLOWED, tuple), name
 
 
+def test_every_numba_module_is_kept_from_atheris() -> None:
+    """A module whose functions numba compiles from bytecode must be in ``NUMBA_MODULES``
+    (atheris's trace calls in its bytecode break the compile: a new kernel module once failed
+    every harness that modulates), at least under the packages a harness instruments."""
+    import re
+
+    decorated = re.compile(r"^@(numba\.)?(njit|jit|vectorize|guvectorize)\b", re.M)
+    packages = {pkg for spec in _core.HARNESSES.values() for pkg in spec.instrument}
+    numba_modules = set()
+    for pkg in packages:
+        base = _core.ROOT / pkg.replace(".", "/")
+        for f in (base.rglob("*.py") if base.is_dir() else []):
+            if decorated.search(f.read_text()):
+                rel = f.relative_to(_core.ROOT).with_suffix("")
+                numba_modules.add(".".join(rel.parts))
+    assert numba_modules, "no numba module found: the pattern or the packages are wrong"
+    assert numba_modules <= set(_core.NUMBA_MODULES), numba_modules - set(_core.NUMBA_MODULES)
+
+
 def test_corpus_is_small() -> None:
     total = sum(p.stat().st_size for p in _core.CORPUS_DIR.rglob("*") if p.is_file())
     assert total < 1 << 20, f"seed corpus is {total} bytes"

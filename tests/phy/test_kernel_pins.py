@@ -1,6 +1,7 @@
-"""The fused receive kernels link in kernels of other files, and numba keys a cache on the
-caller's file only: each module pins those files' SHA-256 (``DEPS_SHA256``), and a change to a
-linked-in file must come with a new pin -- which changes the module, and so its cache key."""
+"""The fused receive and transmit kernels link in kernels of other files, and numba keys a
+cache on the caller's file only: each module pins those files' SHA-256 (``DEPS_SHA256``), and a
+change to a linked-in file must come with a new pin -- which changes the module, and so its
+cache key."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ from types import ModuleType
 
 import pytest
 
-from phy import payload_kernels, presync_kernels, robust_kernels
+from phy import payload_kernels, presync_kernels, robust_kernels, tx_kernels
 
 
-@pytest.mark.parametrize("module", [presync_kernels, robust_kernels, payload_kernels],
+@pytest.mark.parametrize("module", [presync_kernels, robust_kernels, payload_kernels, tx_kernels],
                          ids=lambda m: m.__name__)
 def test_the_pinned_kernel_files_are_the_ones_linked_in(module: ModuleType) -> None:
     root = Path(module.__file__).parent
