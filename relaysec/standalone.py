@@ -37,6 +37,7 @@ from relaysec.config_schema import Config, ConfigError
 from relaysec.flows import MAX_FLOWS
 from relaysec.radios import given
 from relaysec.trial import Trial, TrialSetupError, _fields
+from stack.errors import ProtocolError
 from stack.nonces import monitoring
 
 #: Flow ids of the first AMS in the config (DL = ABS→AMS, UL = AMS→ABS; 1 before, 2 after the
@@ -127,6 +128,7 @@ class NodeRunner:
         self.attempts = 0
         self.ho_attempts = 0
         self._ho_lost = 0   # handover PeerLost events before the current attempt
+        self._ho_due = False  # a handover (attempt) is to be started
         #: why the script stopped before its end (entry or handover attempts ran out), or None
         self.gave_up: str | None = None
         self._stop = threading.Event()
@@ -308,10 +310,10 @@ class NodeRunner:
                 if not self._settled(f.dl1, f.ul1):
                     return False
                 self._mark("handover_started")
-                return self._start_handover(f.target)
-            if len(self._failures(0.0, procedure="handover")) > self._ho_lost:
-                return self._start_handover(f.target)
-            return False
+                self._ho_due = True
+            elif len(self._failures(0.0, procedure="handover")) > self._ho_lost:
+                self._ho_due = True
+            return self._start_handover(f.target) if self._ho_due else False
         self._mark("handover_complete")
         self._send(f.ul2, abs_id)
         # done when DL flow 2 has arrived too (all of it, or nothing new for drain_frames):
@@ -328,12 +330,18 @@ class NodeRunner:
             self.gave_up = f"handover to {target} failed {self.ho_attempts} times (target silent)"
             self.progress(f"{self.net.now:8.2f} s  {self.name}: {self.gave_up}")
             return True
+        try:
+            self.role.handover(self.id_of[target], self.net.now)
+        except ProtocolError as exc:
+            if exc.reason != "busy":
+                raise
+            return False   # a re-authentication's key agreement is finishing: next frame
+        self._ho_due = False
         self.ho_attempts += 1
         self._ho_lost = len(self._failures(0.0, procedure="handover"))
         if self.ho_attempts > 1:
             self.progress(f"{self.net.now:8.2f} s  {self.name}: handover to {target} "
                           f"(attempt {self.ho_attempts})")
-        self.role.handover(self.id_of[target], self.net.now)
         return False
 
     def _uplink_acked(self, ul: int) -> bool:

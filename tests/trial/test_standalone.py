@@ -185,3 +185,35 @@ def test_an_ams_whose_handover_target_stays_silent_retries_then_stops_and_says_w
     assert "handover_started" in ams["milestones"]
     assert "handover_complete" not in ams["milestones"]
     assert ams["timing"]["air_s"] < 50.0
+
+
+def test_a_handover_refused_as_busy_is_started_again_next_frame_not_counted():
+    """The role refuses a handover while a re-authentication's key agreement finishes
+    (``ProtocolError``, reason ``busy``): the node neither crashes nor counts an attempt, and
+    starts the handover in a later frame."""
+    from types import SimpleNamespace
+
+    from stack.errors import ProtocolError
+
+    cfg = _cell(serving="ARS-1", handover_target="ARS-2")
+    runner = NodeRunner(cfg, "AMS", radio=object())
+    calls: list[float] = []
+
+    def handover(target: int, now: float) -> None:
+        calls.append(now)
+        if len(calls) == 1:
+            raise ProtocolError("re-authentication key agreement in progress", reason="busy")
+
+    runner.role = SimpleNamespace(handover=handover)
+    runner.net = SimpleNamespace(now=1.0)
+    runner._ho_due = True
+    assert runner._start_handover("ARS-2") is False
+    assert runner.ho_attempts == 0 and runner._ho_due       # refused: still due, not counted
+    runner.net.now = 1.1
+    assert runner._start_handover("ARS-2") is False
+    assert runner.ho_attempts == 1 and not runner._ho_due and calls == [1.0, 1.1]
+    # any other refusal is a bug and is raised
+    runner.role = SimpleNamespace(handover=lambda t, n: (_ for _ in ()).throw(
+        ProtocolError("handover needs an attached station with keys")))
+    with pytest.raises(ProtocolError):
+        runner._start_handover("ARS-2")
