@@ -228,8 +228,26 @@ def handover(t: Trial) -> bool:
     t_ho = t.now
     t.handover["t_start"] = t_ho
     resent0 = {n: t.roles[n].arq_stats["resent_after_move"] for n in (*movers, t.abs_name)}
-    for n in movers:
-        t.roles[n].handover(t.id_of[target[n]], t_ho)
+    from stack.errors import ProtocolError
+
+    pending = list(movers)
+
+    def start_pending() -> bool:
+        """Start each mover's handover; one whose role refuses it as busy (a
+        re-authentication's key agreement finishing) is started again in a later frame."""
+        for n in list(pending):
+            try:
+                t.roles[n].handover(t.id_of[target[n]], t.now)
+            except ProtocolError as exc:
+                if exc.reason != "busy":
+                    raise
+                continue
+            pending.remove(n)
+        return not pending
+
+    if not start_pending() and not t.run_until(start_pending, timeout, probe):
+        return t.end(ph, False, f"handover of {_names(pending)} refused until the timeout: a "
+                                "re-authentication's key agreement did not finish")
 
     def vias(n: str) -> set[int]:
         # data "via the target": relayed by the target ARS, or straight from the AMS when the

@@ -253,3 +253,26 @@ def test_a_nonce_reuse_fails_the_trial(monkeypatch):
     report, _ = run_trial(fast_config(("traffic.packets_per_direction", 8)))
     assert not report["ok"] and report["reason"].startswith("nonce reuse")
     assert report["security"]["nonces"]["reused"] > 0
+
+
+def test_a_handover_refused_as_busy_starts_in_a_later_frame(monkeypatch):
+    """A mover whose role refuses the handover while a re-authentication's key agreement
+    finishes (``ProtocolError``, reason ``busy``) is handed over in a later frame: the phase
+    passes instead of the trial ending in a traceback."""
+    from stack.errors import ProtocolError
+    from stack.roles.subscriber_move import Handover
+
+    real = Handover.handover
+    refused: list[float] = []
+
+    def handover(self, target, now):
+        if len(refused) < 3:
+            refused.append(now)
+            raise ProtocolError("re-authentication key agreement in progress", reason="busy")
+        return real(self, target, now)
+
+    monkeypatch.setattr(Handover, "handover", handover)
+    report, _ = run_trial(fast_config())
+    assert report["ok"], report["reason"]
+    assert len(refused) == 3 and refused[0] < refused[1] < refused[2]   # one a frame
+    assert report["handover"]["target"] == "ARS-2"
