@@ -24,6 +24,8 @@ from collections.abc import Callable, Iterable
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
+from stack.errors import ProtocolError
+
 if TYPE_CHECKING:
     from relaysec.flows import TrafficPlan
     from relaysec.trial import Trial
@@ -178,6 +180,19 @@ def tek_refresh(t: Trial) -> bool:
     return t.end(ph, True, f"{len(amss)} AMSs refreshed; {t.plan_detail(plan)}")
 
 
+def try_handover(role: Any, target: int, now: float) -> bool:
+    """Start *role*'s handover to station *target*; False, with nothing started, when the role
+    refuses it as busy (a re-authentication's key agreement is finishing: try again in a later
+    frame). Any other refusal is raised."""
+    try:
+        role.handover(target, now)
+    except ProtocolError as exc:
+        if exc.reason != "busy":
+            raise
+        return False
+    return True
+
+
 def handover(t: Trial) -> bool:
     """Group handover: every AMS with a target moves in the same frames."""
     ph = t.begin("handover")
@@ -228,21 +243,13 @@ def handover(t: Trial) -> bool:
     t_ho = t.now
     t.handover["t_start"] = t_ho
     resent0 = {n: t.roles[n].arq_stats["resent_after_move"] for n in (*movers, t.abs_name)}
-    from stack.errors import ProtocolError
-
     pending = list(movers)
 
     def start_pending() -> bool:
-        """Start each mover's handover; one whose role refuses it as busy (a
-        re-authentication's key agreement finishing) is started again in a later frame."""
-        for n in list(pending):
-            try:
-                t.roles[n].handover(t.id_of[target[n]], t.now)
-            except ProtocolError as exc:
-                if exc.reason != "busy":
-                    raise
-                continue
-            pending.remove(n)
+        """Start each mover's handover; one its role refuses as busy is started again in a
+        later frame (:func:`try_handover`)."""
+        pending[:] = [n for n in pending
+                      if not try_handover(t.roles[n], t.id_of[target[n]], t.now)]
         return not pending
 
     if not start_pending() and not t.run_until(start_pending, timeout, probe):

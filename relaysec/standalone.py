@@ -35,9 +35,9 @@ from relaysec.appdata import Flow, flow_of
 from relaysec.config import station, stations_by_role, traffic_counts
 from relaysec.config_schema import Config, ConfigError
 from relaysec.flows import MAX_FLOWS
+from relaysec.phases import try_handover
 from relaysec.radios import given
 from relaysec.trial import Trial, TrialSetupError, _fields
-from stack.errors import ProtocolError
 from stack.nonces import monitoring
 
 #: Flow ids of the first AMS in the config (DL = ABS→AMS, UL = AMS→ABS; 1 before, 2 after the
@@ -330,12 +330,8 @@ class NodeRunner:
             self.gave_up = f"handover to {target} failed {self.ho_attempts} times (target silent)"
             self.progress(f"{self.net.now:8.2f} s  {self.name}: {self.gave_up}")
             return True
-        try:
-            self.role.handover(self.id_of[target], self.net.now)
-        except ProtocolError as exc:
-            if exc.reason != "busy":
-                raise
-            return False   # a re-authentication's key agreement is finishing: next frame
+        if not try_handover(self.role, self.id_of[target], self.net.now):
+            return False   # busy: started again next frame
         self._ho_due = False
         self.ho_attempts += 1
         self._ho_lost = len(self._failures(0.0, procedure="handover"))
