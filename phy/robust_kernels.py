@@ -32,7 +32,7 @@ DEPS_SHA256 = {
     "track_kernels.py": "67160321a5be1bc12299f44b348ad94c730cddcc9d4f1df0dca1a655a2ec8b67",
     "viterbi_float.py": "cd3aa071fb5477669c5008c388719dc0faecb7a46d52ffad0feef7d192a2e566",
     "viterbi_kernels.py": "0a1a53adea803af4b6916de874da5eb5805f60eb1ce85e6e2264baf12fb95db6",
-    "viterbi_lanes.py": "a1e14b97f9fcb3a79c90ab7350d25b1324f4ed670e54f37ed0055faf917a947b",
+    "viterbi_lanes.py": "abce8d678595ae700e46fba4c4511a3564642067c89651ab7ae45dd554de7c71",
 }
 """SHA-256 of the files whose kernels these link in (see the module doc)."""
 

@@ -51,14 +51,9 @@ def _rev(x: int, bits: int) -> int:
 
 _W8 = ir.VectorType(_I16, 8)
 _V16L_REV6 = [_rev(s, 6) for s in range(64)]
-# branch of A-register r, lane l: butterfly j = rev5(8r + l), its type _V16_BIDX[j]
+# branch of A-register r, lane l: butterfly j = rev5(8r + l), its type _V16_BIDX[j] (0..3: +s,
+# +d, -s, -d), which is also its element of the step's [s, d, -s, -d] (the pshufb index)
 _V16L_BT = [[int(_V16_BIDX[_rev(8 * r + l, 5)]) for l in range(8)] for r in range(4)]
-# whether register r takes its +-s/+-d from the half-swapped word: lane l of the plain word is
-# s for even l; one choice must serve all eight lanes (it does for this code: s where
-# j0 == j4, i.e. l0 == r1)
-_V16L_SWAP = [(_V16L_BT[r][0] in (0, 2)) is False for r in range(4)]
-assert all(((bt in (0, 2)) != (lane % 2 == 0)) == _V16L_SWAP[r]
-           for r in range(4) for lane, bt in enumerate(_V16L_BT[r]))
 
 
 def _v16l_spread() -> np.ndarray:
@@ -114,26 +109,20 @@ def _v16l_acs(typingctx, tab, dec, pm, nsteps, spread):  # pragma: no cover - nu
         w64 = ir.VectorType(_I16, 64)
         zero8 = ir.Constant(_W8, [0] * 8)
         undef8 = ir.Constant(_W8, ir.Undefined)
-        c16, c255 = ir.Constant(_I32, 16), ir.Constant(_I32, 255)
+        c255 = ir.Constant(_I32, 255)
 
         def branches(t: ir.Value) -> list[ir.Value]:
-            # the step's (s, d) word broadcast ([s, d, s, d, ..]), its half-swap ([d, s, ..]),
-            # and both negated: each register's eight branches are one blend of a pair
+            # x = [s, d, -s, -d] (twice) from the step's (s, d) word: one broadcast load, a
+            # negation and an unpack; each register's eight branches are then one pshufb of
+            # x. (Blends of the broadcast word, its half-swap and their negations, before:
+            # twice the vector operations and two general-to-vector moves a step, 4 % slower.
+            # Quantising the LLRs inside the loop instead of reading the table: slower, the
+            # extra vectors spill.)
             w = builder.load(builder.gep(tabp, [t]), align=4)
-            sw = builder.or_(builder.lshr(w, c16), builder.shl(w, c16))
-            pairs = []
-            for word in (w, sw):
-                v = builder.insert_element(ir.Constant(v4i, ir.Undefined), word,
-                                           ir.Constant(_I32, 0))
-                v = builder.bitcast(builder.shuffle_vector(v, ir.Constant(v4i, ir.Undefined),
-                                                           _lanes([0] * 4)), _W8)
-                pairs.append((v, builder.sub(zero8, v)))
-            out = []
-            for r in range(4):
-                pos, neg = pairs[1 if _V16L_SWAP[r] else 0]
-                out.append(builder.shuffle_vector(pos, neg, _lanes(
-                    [lane + (8 if bt >= 2 else 0) for lane, bt in enumerate(_V16L_BT[r])])))
-            return out
+            v = builder.bitcast(builder.insert_element(ir.Constant(v4i, [0] * 4), w,
+                                                       ir.Constant(_I32, 0)), _W8)
+            x = builder.shuffle_vector(v, builder.sub(zero8, v), _lanes([0, 1, 8, 9] * 2))
+            return [builder.shuffle_vector(x, undef8, _lanes(_V16L_BT[r])) for r in range(4)]
 
         def step(regs: list[ir.Value], t: ir.Value, ref: ir.Value | None) -> list[ir.Value]:
             bms = branches(t)
