@@ -146,20 +146,17 @@ def warm_up(modem: Any) -> float:
     """Compile numba kernels once (modem, CCM engine) so phase timings are warm; returns s.
 
     On a cold cache (a fresh checkout: nothing compiled yet) a second process compiles the
-    Viterbi decoder's kernels and then the security ones (3.9 + 6.9 s on the 2-core EPYC VM)
-    while this one compiles the loopback medium's and the rest of the modem's (~11 s), so a
-    first run on two cores takes about the longer of the two rather than their sum; numba's
-    on-disk cache hands the child's work to this process, which waits for the decoder before
-    its first demodulation rather than compile it too. A warm cache loads in well under a
-    second either way."""
+    Viterbi decoder's kernels, the loopback medium's and the security ones while this one
+    compiles the rest of the modem's (:mod:`relaysec.warmstart`), so a first run on two cores
+    takes about the longer of the two rather than their sum; numba's on-disk cache hands the
+    child's work to this process, which waits for the decoder before its first demodulation
+    rather than compile it too, and for the child before it loads the medium's and the
+    security kernels (or compiles them: no child, one core). A warm cache loads in well under
+    a second either way."""
     from phy.zone import Allocation
 
     t0 = time.perf_counter()
     child = warmstart.start_child()   # started already by `relaysec trial`, or now
-    if child is not None:
-        from hw._medium import warm_up as medium_warm_up
-
-        medium_warm_up()
     iq = modem.modulate([Allocation(2, b"\x00" * 32, "QPSK-1/2")], src=1)
     if child is not None:
         warmstart.await_decoder(child)
@@ -170,8 +167,10 @@ def warm_up(modem: Any) -> float:
             child.wait(timeout=300)
         except subprocess.TimeoutExpired:
             child.kill()
+    from hw._medium import warm_up as medium_warm_up
     from stack.mac import warm_up as mac_warm_up
 
+    medium_warm_up()  # the loopback medium's kernels (from the child's cache, or compiled here)
     mac_warm_up()  # burst kernels and the CCM engine (loaded from the cache the child wrote)
     return time.perf_counter() - t0
 

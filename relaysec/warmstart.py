@@ -2,10 +2,11 @@
 possible (``relaysec trial`` does it before building the cell; :func:`relaysec.cell.warm_up`
 otherwise). Light on purpose: nothing here imports numba, ``phy`` or ``stack``.
 
-The child compiles the Viterbi decoder's kernels (one long block: its split paths too) and
-then ``stack.mac.warm_up``'s while the first process compiles the loopback medium's and the
-rest of the modem's; numba's on-disk cache hands the child's work over. On two cores the first
-run then costs about the longer of the two halves instead of their sum.
+The child compiles the Viterbi decoder's kernels (one long block: its split paths too), then
+the loopback medium's and ``stack.mac.warm_up``'s, while the first process compiles the rest of
+the modem's (its receive chain alone ~25 s of a Zen 1 core, after the decoder); numba's on-disk
+cache hands the child's work over. On two cores the first run then costs about the longer of
+the two halves instead of their sum.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ def start_child() -> subprocess.Popen[bytes] | None:
         [str(_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
     code = ("import numpy as np; from phy import viterbi; "
             "viterbi.decode(np.zeros(24012, np.float32)); "
+            "from hw._medium import warm_up; warm_up(); "
             "from stack.mac import warm_up; warm_up()")
     try:
         _child = subprocess.Popen([sys.executable, "-c", code], cwd=_ROOT, env=env,
