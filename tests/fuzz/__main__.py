@@ -10,7 +10,8 @@ status is 1 when anything new was found.
 
 Other modes: ``--list`` names the harnesses; ``--replay FILE... --harness NAME`` runs inputs
 in-process (no atheris needed) and prints the traceback of a finding; ``--minimize`` shrinks a
-crashing input while its signature stays the same.
+crashing input while its signature stays the same; ``--merge --harness NAME`` minimises the
+committed campaign corpus ``tests/fuzz/campaign/NAME/`` to the inputs its coverage needs.
 """
 
 from __future__ import annotations
@@ -65,12 +66,13 @@ def _parse(log: str, res: Result) -> None:
 
 def worker_command(names: str | list[str], seconds: float, *, findings: Path,
                    corpus: Path | None, runs: int | None = None, seed: int | None = None,
-                   stop_on_crash: bool = False) -> list[str]:
+                   stop_on_crash: bool = False, campaign: bool = True) -> list[str]:
     """The command line of one worker run (also used by the pytest smoke test).
 
     ``findings`` is the root (findings go to ``findings/<harness>/``). With several harnesses the
     worker multiplexes them (first input byte); ``corpus`` should then hold the prefixed seeds of
-    :func:`multiplexed_seeds`, as the harnesses' own seed folders cannot be read directly.
+    :func:`multiplexed_seeds`, as the harnesses' own seed folders cannot be read directly. One
+    harness reads its seeds and, with ``campaign``, the corpus its campaigns grew.
     """
     names = [names] if isinstance(names, str) else list(names)
     specs = [_core.HARNESSES[n] for n in names]
@@ -88,8 +90,8 @@ def worker_command(names: str | list[str], seconds: float, *, findings: Path,
         lf.append(f"-seed={seed}")
     if len(names) == 1 and specs[0].dictionary is not None:
         lf.append(f"-dict={specs[0].dictionary}")
-    dirs = [corpus] + ([specs[0].corpus, _core.CAMPAIGN_DIR / names[0]] if len(names) == 1
-                       else [])
+    dirs = [corpus] + ([specs[0].corpus] + ([_core.CAMPAIGN_DIR / names[0]] if campaign else [])
+                       if len(names) == 1 else [])
     return [*cmd, "--", *lf, *(str(d) for d in dirs if d is not None and d.is_dir())]
 
 
@@ -216,6 +218,52 @@ def _minimize(mod: object, data: bytes, sig: str) -> bytes:
     return data
 
 
+def merge_campaign(name: str, *, campaign: Path | None = None) -> tuple[int, int]:
+    """Minimise the campaign corpus of harness ``name`` (default ``campaign/<name>/``) in place
+    with libFuzzer's ``-merge=1``: keep the smallest set of its inputs that reaches every
+    coverage feature the seeds and the whole corpus reach, seeds left out (they stay in
+    ``corpus/``). Returns (inputs before, after).
+
+    libFuzzer merges in a child process that it starts by re-running ``argv[0]`` with its own
+    flags, so the worker is started through a small generated script that puts the harness's
+    arguments back in front of them."""
+    src = campaign or _core.CAMPAIGN_DIR / name
+    before = sorted(p for p in src.iterdir() if p.is_file())
+    work = _core.WORK_DIR / "merge" / name
+    out, findings = work / "out", work / "findings"
+    for d in (out, findings):
+        if d.is_dir():
+            for p in d.rglob("*"):
+                if p.is_file():
+                    p.unlink()
+        d.mkdir(parents=True, exist_ok=True)
+    launcher = work / "worker"
+    launcher.write_text(
+        f"#!{sys.executable}\n"
+        "import sys\n"
+        f"sys.path.insert(0, {str(_core.ROOT)!r})\n"
+        "from tests.fuzz._worker import main\n"
+        f"main([{name!r}, {str(findings)!r}, '--', *sys.argv[1:]])\n")
+    launcher.chmod(0o755)
+    spec = _core.HARNESSES[name]
+    proc = subprocess.run([str(launcher), "-merge=1", "-timeout=30", "-rss_limit_mb=3072",
+                           f"-max_len={spec.max_len}", str(out), str(spec.corpus), str(src)],
+                          cwd=_core.ROOT, capture_output=True, text=True, errors="replace")
+    if proc.returncode != 0 or "MERGE-OUTER: successful" not in proc.stderr:
+        raise RuntimeError(f"libFuzzer's merge of {name} failed (exit {proc.returncode}):\n"
+                           + "\n".join(proc.stderr.splitlines()[-15:]))
+    seeds = {_core.input_id(p.read_bytes()) for p in spec.corpus.iterdir() if p.is_file()}
+    keep = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    keep = {_core.input_id(d): d for d in keep.values() if _core.input_id(d) not in seeds}
+    for p in before:
+        if p.name not in keep:
+            p.unlink()
+    for k, data in keep.items():
+        if not (src / k).exists():
+            (src / k).write_bytes(data)
+    return len(before), len(keep)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     ap = argparse.ArgumentParser(prog="python -m tests.fuzz", description=__doc__.split("\n")[0])
@@ -230,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--replay", nargs="+", type=Path, metavar="FILE",
                     help="run these inputs in-process through --harness")
     ap.add_argument("--minimize", action="store_true", help="with --replay: shrink a finding")
+    ap.add_argument("--merge", action="store_true",
+                    help="minimise the committed campaign corpus of each --harness (libFuzzer "
+                         "-merge=1: the same coverage from fewer inputs) instead of fuzzing")
     args = ap.parse_args(argv)
     if args.list:
         for name, spec in _core.HARNESSES.items():
@@ -245,6 +296,14 @@ def main(argv: list[str] | None = None) -> int:
         print("atheris is not installed: .venv/bin/pip install -e '.[test]'", file=sys.stderr)
         return 2
     names = args.harness or list(_core.HARNESSES)
+    if args.merge:
+        for n in names:
+            if not (_core.CAMPAIGN_DIR / n).is_dir():
+                print(f"{n:10} no campaign corpus")
+                continue
+            before, after = merge_campaign(n)
+            print(f"{n:10} campaign {before} -> {after} inputs (same coverage)")
+        return 0
     results = [run_harness(n, args.seconds, fresh=args.fresh, stop_on_crash=args.stop_on_crash,
                            seed=args.seed) for n in names]
     print(table(results))

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -104,7 +106,8 @@ def test_short_atheris_pass(names: list[str], runs: int, tmp_path: Path) -> None
         multiplexed_seeds(names, corpus)
     else:
         corpus.mkdir()
-    cmd = worker_command(names, 20, findings=findings, corpus=corpus, runs=runs, seed=1)
+    cmd = worker_command(names, 20, findings=findings, corpus=corpus, runs=runs, seed=1,
+                         campaign=False)
     proc = subprocess.run(cmd, cwd=_core.ROOT, capture_output=True, text=True, errors="replace",
                           timeout=300)
     found = sorted(p.relative_to(findings).as_posix() for p in findings.rglob("crash-*"))
@@ -113,3 +116,45 @@ def test_short_atheris_pass(names: list[str], runs: int, tmp_path: Path) -> None
     assert not found and proc.returncode == 0, (
         f"exit {proc.returncode}, findings {found}\n" + "\n".join(reports) + log_tail)
     assert "stat::number_of_executed_units" in proc.stderr, log_tail
+
+
+def _inited(name: str, dirs: list[Path], findings: Path) -> str:
+    """libFuzzer's coverage after loading *dirs* for harness *name* (``cov: N ft: M``)."""
+    cmd = [sys.executable, "-m", "tests.fuzz._worker", name, str(findings), "--", "-runs=0",
+           *(str(d) for d in dirs)]
+    proc = subprocess.run(cmd, cwd=_core.ROOT, capture_output=True, text=True, errors="replace",
+                          timeout=120)
+    m = re.search(r"INITED cov: (\d+) ft: (\d+)", proc.stderr)
+    assert m, proc.stderr[-2000:]
+    return m.group(0)
+
+
+def test_merge_keeps_the_coverage_with_fewer_inputs(tmp_path: Path) -> None:
+    """``python -m tests.fuzz --merge`` (libFuzzer -merge=1 through a relaunching script): a
+    campaign of the harness's seeds plus its committed corpus comes out without the seeds (they
+    stay in corpus/), only with inputs it had, and with the coverage it had."""
+    _require_atheris()
+    from tests.fuzz.__main__ import merge_campaign
+
+    name = "frames"
+    spec = _core.HARNESSES[name]
+    campaign = tmp_path / "campaign"
+    campaign.mkdir()
+    inputs = {}
+    for src in (spec.corpus, _core.CAMPAIGN_DIR / name):
+        for p in src.iterdir():
+            data = p.read_bytes()
+            inputs[_core.input_id(data)] = data
+            (campaign / _core.input_id(data)).write_bytes(data)
+    seeds = {_core.input_id(p.read_bytes()) for p in spec.corpus.iterdir()}
+    findings = tmp_path / "findings"
+    findings.mkdir()
+    want = _inited(name, [spec.corpus, campaign], findings)
+    # the campaign reaches more than the seeds alone: a merge that dropped it would show
+    assert _inited(name, [spec.corpus], findings) != want
+    before, after = merge_campaign(name, campaign=campaign)
+    kept = {p.name for p in campaign.iterdir()}
+    assert before == len(inputs) and after == len(kept) < before
+    assert not kept & seeds and kept <= set(inputs)
+    assert all(_core.input_id((campaign / k).read_bytes()) == k for k in kept)
+    assert _inited(name, [spec.corpus, campaign], findings) == want
