@@ -33,7 +33,8 @@ DICT_DIR = FUZZ_DIR / "dicts"
 WORK_DIR = FUZZ_DIR / ".work"
 CAMPAIGN_DIR = FUZZ_DIR / "campaign"
 """The corpora the campaigns grew (``campaign/<harness>/``), kept in the repository and read by
-every later campaign; CI replays only the seeds (``corpus/``)."""
+every later campaign; CI replays them in-process (``test_campaign_replays``), while its short
+atheris passes start from the seeds (``corpus/``) only."""
 """Growing corpora and logs of campaigns (git-ignored): new entries land here, not in corpus/."""
 
 NUMBA_MODULES = (
