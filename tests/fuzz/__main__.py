@@ -253,8 +253,8 @@ def merge_campaign(name: str, *, campaign: Path | None = None) -> tuple[int, int
         raise RuntimeError(f"libFuzzer's merge of {name} failed (exit {proc.returncode}):\n"
                            + "\n".join(proc.stderr.splitlines()[-15:]))
     seeds = {_core.input_id(p.read_bytes()) for p in spec.corpus.iterdir() if p.is_file()}
-    keep = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
-    keep = {_core.input_id(d): d for d in keep.values() if _core.input_id(d) not in seeds}
+    merged = (p.read_bytes() for p in out.iterdir() if p.is_file())
+    keep = {k: d for d in merged if (k := _core.input_id(d)) not in seeds}
     for p in before:
         if p.name not in keep:
             p.unlink()
