@@ -65,6 +65,12 @@ def dynamic(cfg: Config, *, wall: bool) -> bool:
     return bool(cfg["schedule"]["dynamic"]) and not wall
 
 
+def data_mcs(cfg: Config, *, wall: bool) -> str:
+    """The data MCS's ceiling (link adaptation chooses below it): ``phy.mcs`` in simulation,
+    ``phy.ota_mcs`` over the air, where the radios' own SNR decides how high a link goes."""
+    return str(cfg["phy"]["ota_mcs" if wall else "mcs"])
+
+
 def packet_symbols(cfg: Config, mcs: str | None = None) -> int:
     """Symbols of a zone burst carrying one data packet (``traffic.payload_bytes`` plus
     :data:`MPDU_HEADROOM`) at *mcs* (default ``phy.mcs``), MAP of one entry included."""
@@ -98,7 +104,8 @@ def check_fits(cfg: Config, *, wall: bool) -> None:
         raise ConfigError(f"a {cfg['traffic']['payload_bytes']}-byte packet needs about {need} "
                           f"bytes with headers, more than one allocation carries "
                           f"({zm.max_payload}): lower traffic.payload_bytes")
-    symbols = packet_symbols(cfg)
+    mcs = data_mcs(cfg, wall=wall)
+    symbols = packet_symbols(cfg, mcs)
     if dynamic(cfg, wall=wall):
         room, where = (schedule.frame_len // 3) // sym, "a third of the TDD frame"
     else:
@@ -107,7 +114,7 @@ def check_fits(cfg: Config, *, wall: bool) -> None:
     if symbols > room:
         raise ConfigError(
             f"{where} holds {room} OFDM symbols, but a {cfg['traffic']['payload_bytes']}-byte "
-            f"packet needs a zone burst of {symbols} at {cfg['phy']['mcs']} (preamble, header "
+            f"packet needs a zone burst of {symbols} at {mcs} (preamble, header "
             f"and MAP included): raise {frame_keys} or traffic.payload_bytes")
     if wall and int(sch["ota_max_burst_bytes"]) < need:
         raise ConfigError(
@@ -116,12 +123,25 @@ def check_fits(cfg: Config, *, wall: bool) -> None:
             "with MAC, security and relay headers")
 
 
+def active_frames(cfg: Config, *, wall: bool) -> int:
+    """Frames after an AMS's last data during which its owner keeps polling it every frame:
+    ``mac.poll_every`` in simulation; over the air four grant delays more. There a stream
+    that pauses and restarts waits for its next periodic poll, its queue report and a grant
+    cycle (two grant delays and the radios' leads, ~250 ms at 20 ms frames): the UL probes of
+    the handover phase, started after the TEK refresh's traffic drained, reached the ABS only
+    that late, and the handover interruption measured it (139-230 ms, 48-62 ms with the AMS
+    kept polled: docs/radios.md "Session 20")."""
+    every = int(cfg["mac"]["poll_every"])
+    return every + (4 * int(cfg["schedule"]["ota_grant_delay"]) if wall else 0)
+
+
 def mac_config(cfg: Config, *, wall: bool) -> MacConfig:
     """The zone MAC's tuning from ``[mac]`` (grants apply to the next frame over the air)."""
     m = cfg["mac"]
     return MacConfig(policy=m["policy"], link_adaptation=bool(m["link_adaptation"]),
-                     max_mcs=cfg["phy"]["mcs"], max_allocs=int(m["max_allocs"]),
+                     max_mcs=data_mcs(cfg, wall=wall), max_allocs=int(m["max_allocs"]),
                      ul_slots=int(m["ul_slots"]), poll_every=int(m["poll_every"]),
+                     active_frames=active_frames(cfg, wall=wall),
                      contention_every=int(m["contention_every"]),
                      quiet_every=int(m["quiet_every"]), quiet_after=int(m["quiet_after"]),
                      contention_symbols=int(m["contention_symbols"]),

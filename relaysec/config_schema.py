@@ -200,6 +200,7 @@ def specs() -> dict[str, Spec]:
         "backend": Spec("str", choices=BACKENDS),
         "phy.profile": Spec("str", choices=_phy_names("profile")),
         "phy.mcs": Spec("str", choices=_phy_names("mcs")),
+        "phy.ota_mcs": Spec("str", choices=_phy_names("mcs")),
         "phy.frame_ms": Spec("num", 1.0, 100.0, unit="ms"),
         "phy.tx_dbfs": Spec("num", -60.0, 0.0, unit="dB relative to DAC full scale"),
         "schedule.mode": Spec("str", choices=("sim", "wall")),

@@ -387,13 +387,8 @@ class Node:
         g = self.mac.slot(frame, owner)
         if g is None:
             return None
-        ru = self.modem.ru_per_symbol
-        n_ru = (g.length - self.modem.overhead_symbols(1)) * ru
+        blocks, n_ru = self.slot_layout(g.length, g.mcs)
         wire_tap = None if tap is None else (lambda d, f: tap(self.name, self._name_of(d), f))
-        # the owner sized the slot for a MAP of one entry: as many blocks as that MAP holds
-        blocks = 1
-        while self.modem.overhead_symbols(blocks + 1) == self.modem.overhead_symbols(1):
-            blocks += 1
         frames = [] if self.mac.request_only else self._stack(
             self.mac.pull, now, owner, self.modem.ru_capacity(n_ru, g.mcs), g.mcs,
             room_ru=n_ru, tap=wire_tap, max_blocks=blocks)
@@ -405,6 +400,32 @@ class Node:
                             [a for a in allocs if a[1]],
                             queue_report=0 if waiting is None else waiting.nbytes)
         return iq
+
+    def slot_layout(self, length: int, mcs: str) -> tuple[int, int]:
+        """``(blocks, data RUs)`` of a UL slot burst of *length* symbols at *mcs*: the MAP size
+        whose blocks and data symbols together carry the most bytes (the fewest entries on a
+        tie). Each allocation holds at most ``block_bytes`` (one FEC block), so a MAP of one
+        symbol (two entries) capped a slot at two blocks: a 20-symbol slot at 64QAM-3/4 has
+        room for 1716 bytes and carried 1077 (six 180-byte MPDUs) before this choice."""
+        zm = self.modem
+        block = self.mac.config.block_bytes
+        best, blocks, n_ru = -1, 1, max(0, length - zm.overhead_symbols(1)) * zm.ru_per_symbol
+        b = 1
+        while b <= zm.max_entries:
+            over = zm.overhead_symbols(b)
+            if over >= length:
+                break
+            while b < zm.max_entries and zm.overhead_symbols(b + 1) == over:
+                b += 1            # the most entries this MAP size holds
+            ru = (length - over) * zm.ru_per_symbol
+            cap = min(b * block, zm.ru_capacity(ru, mcs))
+            if cap > best:
+                best, blocks, n_ru = cap, b, ru
+            if cap < b * block:
+                break             # the data symbols, not the blocks, limit it: a larger MAP
+                                  # only takes symbols away
+            b += 1
+        return blocks, n_ru
 
     def _modulate(self, allocations: list[Any], grants: list[Any], lead: int,
                   sent: list[tuple[int, bytes, str]], *,

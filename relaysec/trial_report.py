@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import fields as dc_fields
 from typing import TYPE_CHECKING, Any
 
+from relaysec.cell import data_mcs
 from relaysec.config import stations_by_role
 from relaysec.report import MscEntry, msc_text, summary_text
 
@@ -282,7 +283,7 @@ def build_report(t: Trial, reason: str | None) -> dict[str, Any]:
         "backend": t.cfg["backend"],
         "security_mode": t.cfg["security"]["mode"],
         "profile": t.cfg["phy"]["profile"],
-        "mcs": t.cfg["phy"]["mcs"],
+        "mcs": data_mcs(t.cfg, wall=t.wall),
         "bytes": {"sent": tot["sent"], "delivered": tot["delivered"],
                   "lost": tot["sent"] - tot["delivered"], "corrupted": corrupted,
                   "duplicates": duplicates},

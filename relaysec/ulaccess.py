@@ -124,7 +124,7 @@ class UlAccess:
                 # send while it moved, and the blocks its old path lost) goes in the first
                 # slot, not a queue report's grant cycle later (5 frames over the air)
                 want = max(want, sub.unit, ARRIVAL_BYTES)
-            active = frame - sub.last_data <= cfg.poll_every     # sent data lately: keep asking
+            active = frame - sub.last_data <= cfg.active_frames  # sent data lately: keep asking
             if want <= 0 and (sub.poll_soon or active or
                               frame - max(sub.last_granted, sub.last_heard) >= cfg.poll_every):
                 want = 1   # poll: a minimal slot to report in

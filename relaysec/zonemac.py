@@ -18,8 +18,9 @@ before but silent is polled with a small grant every ``poll_every`` frames; the 
 where an AMS without a grant sends (initial ranging, a handover re-entry), with a random backoff
 that doubles while it goes unanswered -- in every zone where no known AMS waits or where AMSs
 are about to arrive (an ARS holding pre-distributed handover AKs), else every
-``contention_every``-th. An AMS that sent data in the last ``poll_every`` frames is polled every
-frame (new packets need not wait for the next periodic poll).
+``contention_every``-th. An AMS that sent data in the last ``active_frames`` frames is polled
+every frame (new packets need not wait for the next periodic poll; over the air, with room for
+one MPDU).
 
 The UL-access half (grants, contention, slot choice) lives in :mod:`relaysec.ulaccess`, mixed
 into :class:`ZoneMac`; this module keeps the configuration and the DL allocation.
@@ -63,6 +64,7 @@ class MacConfig:
     max_allocs: int = 16               # DL allocations per zone burst
     ul_slots: int = 2                  # granted UL slots per UL-access zone and frame
     poll_every: int = 8                # frames between polls of a silent AMS
+    active_frames: int = 8             # frames after its last data an AMS is polled every frame
     contention_every: int = 4          # UL-access zones between contention slots when busy
     quiet_every: int = 8               # ... once no newcomer was heard for quiet_after frames
     quiet_after: int = 100
@@ -81,7 +83,7 @@ class MacConfig:
     def __post_init__(self) -> None:
         if self.policy not in ("rr", "pf"):
             raise ValueError(f"mac.policy must be 'rr' or 'pf', got {self.policy!r}")
-        for name in ("max_allocs", "ul_slots", "poll_every", "contention_every",
+        for name in ("max_allocs", "ul_slots", "poll_every", "active_frames", "contention_every",
                      "quiet_every", "quiet_after",
                      "contention_symbols", "contention_slots", "backoff_max", "forget_after",
                      "block_bytes"):

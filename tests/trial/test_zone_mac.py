@@ -84,6 +84,21 @@ def test_link_adaptation_serves_an_edge_mobile_beside_a_near_one():
     assert rows["EDGE"]["delivered"] > 0 and rows["EDGE"]["corrupted"] == 0
 
 
+def test_over_the_air_link_adaptation_climbs_to_phy_ota_mcs():
+    """Simulation keeps ``phy.mcs`` as the ceiling of link adaptation; over the air it is
+    ``phy.ota_mcs`` (the radios' SNR picks the MCS below it), which the report names."""
+    from relaysec.cell import data_mcs, mac_config
+    from relaysec.config import ConfigError
+
+    cfg = load_config()
+    assert mac_config(cfg, wall=False).max_mcs == cfg["phy"]["mcs"] == "16QAM-3/4"
+    assert mac_config(cfg, wall=True).max_mcs == cfg["phy"]["ota_mcs"] == "64QAM-5/6"
+    low = load_config(overrides=[("phy.ota_mcs", "QPSK-3/4")])
+    assert data_mcs(low, wall=True) == "QPSK-3/4" and data_mcs(low, wall=False) == "16QAM-3/4"
+    with pytest.raises(ConfigError, match="ota_mcs"):
+        load_config(overrides=[("phy.ota_mcs", "256QAM-9/10")])
+
+
 def test_a_hostile_queue_report_buys_air_time_only_within_the_slot_bound():
     """The zone header's queue report is unauthenticated (as 16m's bandwidth requests): an AMS
     claiming a huge backlog gets at most mac.ul_slots slots inside the zone, never more than the
@@ -468,6 +483,64 @@ def test_over_the_air_an_ams_sending_a_stream_is_polled_with_room_for_an_mpdu():
     quiet = _mac(_Role(), grant_delay=3, poll_every=4)
     quiet.heard(0, 7, 0, subscriber=True, data=True, largest=180)
     assert [carries(quiet, x) < 180 for x in own(quiet, 40)] == [True]   # long silent: a poll
+
+
+def test_over_the_air_an_ams_stays_polled_for_four_grant_delays_after_its_data():
+    """Over the air a stream that pauses and restarts waits for a periodic poll, its queue
+    report and a grant cycle (~250 ms at 20 ms frames): the owner keeps polling an AMS with
+    room for an MPDU for ``mac.poll_every`` plus four grant delays after its last data, and
+    then falls back to a bare poll every ``poll_every`` frames; simulation keeps poll_every."""
+    from relaysec.cell import active_frames, mac_config
+    from relaysec.zonemac import BROADCAST
+
+    cfg = load_config(overrides=[("schedule.ota_grant_delay", 6), ("mac.poll_every", 8)])
+    assert mac_config(cfg, wall=True).active_frames == active_frames(cfg, wall=True) == 32
+    assert mac_config(cfg, wall=False).active_frames == 8
+
+    def own(mac, frame):
+        return [g for g in mac.ul_grants(frame, 24) if g.dst != BROADCAST]
+
+    def unit_polls(mac, frames):
+        over = mac.modem.overhead_symbols(1)
+        return [f for f in frames for g in own(mac, f)
+                if mac.modem.ru_capacity((g.length - over) * mac.modem.ru_per_symbol,
+                                         g.mcs) >= 180]
+
+    ota = _mac(_Role(), grant_delay=6, poll_every=8, active_frames=32)
+    ota.heard(0, 7, 0, subscriber=True, data=True, largest=180)
+    assert unit_polls(ota, range(1, 33)) == list(range(1, 33))     # every frame, an MPDU each
+    assert unit_polls(ota, range(33, 60)) == []                     # then bare polls only
+
+
+def test_a_ul_slot_carries_as_many_blocks_as_its_symbols_hold():
+    """An allocation holds one FEC block (``block_bytes``), and a MAP of one symbol two
+    entries: a 20-symbol slot at 64QAM-3/4 has room for 1716 bytes but carried two blocks
+    (six 180-byte MPDUs, 1077 bytes). The AMS takes the MAP size that carries the most, and
+    the burst still fits the slot; where the data symbols are the limit it keeps one MAP
+    symbol."""
+    from types import SimpleNamespace
+
+    import phy
+    from relaysec.node import Node
+    from relaysec.zonemac import MacConfig
+
+    zm = phy.ZoneModem("P2.5")
+    me = SimpleNamespace(modem=zm, mac=SimpleNamespace(config=MacConfig()))
+    sym = zm.grid.symbol_samples
+    blocks, n_ru = Node.slot_layout(me, 20, "64QAM-3/4")
+    assert blocks >= 3
+    nine = 3 * zm.rus_for(540, "64QAM-3/4")          # three blocks of three 180-byte MPDUs
+    assert nine <= n_ru and zm.zone_samples(blocks, nine) <= 20 * sym
+    per = zm.ru_per_symbol
+    assert Node.slot_layout(me, 20, "16QAM-3/4") == (2, (20 - zm.overhead_symbols(2)) * per)
+    for length in range(1, 60):
+        for mcs in ("QPSK-1/2", "16QAM-3/4", "64QAM-5/6"):
+            b, ru = Node.slot_layout(me, length, mcs)
+            if ru:   # whatever it chose fits: the MAP it needs and the RUs it counts
+                assert zm.zone_samples(b, ru) <= length * sym
+                one = (length - zm.overhead_symbols(1)) * zm.ru_per_symbol
+                assert min(b * 600, zm.ru_capacity(ru, mcs)) >= min(
+                    2 * 600, zm.ru_capacity(one, mcs))   # never less than one MAP symbol's
 
 
 class _Target(_Role):
