@@ -193,6 +193,10 @@ def load_config_sources(
     for key, value in overrides:
         _set_dotted(cfg, key, value)
         given |= set(_dotted_keys(value, key)) if isinstance(value, Mapping) else {key}
+    if "phy.mcs" in given and "phy.ota_mcs" not in given:
+        # a scenario or an override that names the data MCS means it over the air too (the
+        # lab example's robust QPSK-3/4); phy.ota_mcs alone only replaces the default ceiling
+        cfg["phy"]["ota_mcs"] = cfg["phy"]["mcs"]
     expand_groups(cfg)
     validate(cfg)
     return cfg, given

@@ -86,7 +86,8 @@ def test_link_adaptation_serves_an_edge_mobile_beside_a_near_one():
 
 def test_over_the_air_link_adaptation_climbs_to_phy_ota_mcs():
     """Simulation keeps ``phy.mcs`` as the ceiling of link adaptation; over the air it is
-    ``phy.ota_mcs`` (the radios' SNR picks the MCS below it), which the report names."""
+    ``phy.ota_mcs`` (the radios' SNR picks the MCS below it); a config that names
+    ``phy.mcs`` alone sets both."""
     from relaysec.cell import data_mcs, mac_config
     from relaysec.config import ConfigError
 
@@ -95,6 +96,15 @@ def test_over_the_air_link_adaptation_climbs_to_phy_ota_mcs():
     assert mac_config(cfg, wall=True).max_mcs == cfg["phy"]["ota_mcs"] == "64QAM-5/6"
     low = load_config(overrides=[("phy.ota_mcs", "QPSK-3/4")])
     assert data_mcs(low, wall=True) == "QPSK-3/4" and data_mcs(low, wall=False) == "16QAM-3/4"
+    # naming phy.mcs alone means it over the air too (the lab example's robust QPSK-3/4)
+    named = load_config(overrides=[("phy.mcs", "QPSK-1/2")])
+    assert data_mcs(named, wall=True) == data_mcs(named, wall=False) == "QPSK-1/2"
+    both = load_config(overrides=[("phy.mcs", "QPSK-1/2"), ("phy.ota_mcs", "64QAM-2/3")])
+    assert (data_mcs(both, wall=False), data_mcs(both, wall=True)) == ("QPSK-1/2", "64QAM-2/3")
+    from pathlib import Path
+
+    lab = load_config(Path(__file__).parents[2] / "examples" / "lab-3pluto.toml")
+    assert data_mcs(lab, wall=True) == lab["phy"]["mcs"] == "QPSK-3/4"
     with pytest.raises(ConfigError, match="ota_mcs"):
         load_config(overrides=[("phy.ota_mcs", "256QAM-9/10")])
 
