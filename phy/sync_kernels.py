@@ -154,8 +154,7 @@ def cp_phase(r: np.ndarray, first: int, n_sym: int, stride: int, nfft: int, a: i
     """The angle of each symbol's :func:`cp_corr` less ``advance`` (the carrier's expected
     phase advance over ``nfft`` samples), wrapped to [-pi, pi) as numpy's ``(d + pi) % 2pi -
     pi`` (Python's float modulo, which numba and numpy compute alike): the phase drift inside
-    each symbol, in one call. float64 (n_sym,). The angle is the C library's atan2 (numpy's
-    arctan2 on CPUs with AVX-512 differs from it in the last bit)."""
+    each symbol, in one call. float64 (n_sym,)."""
     c = cp_corr(r, first, n_sym, stride, nfft, a, b)
     d = np.empty(n_sym)
     for l in range(n_sym):
