@@ -129,7 +129,7 @@ def active_frames(cfg: Config, *, wall: bool) -> int:
     that pauses and restarts waits for its next periodic poll, its queue report and a grant
     cycle (two grant delays and the radios' leads, ~250 ms at 20 ms frames): the UL probes of
     the handover phase, started after the TEK refresh's traffic drained, reached the ABS only
-    that late, and the handover interruption measured it (139-230 ms, 48-62 ms with the AMS
+    that late, and the handover interruption measured it (139-230 ms; 46-85 ms with the AMS
     kept polled: docs/radios.md "Session 20")."""
     every = int(cfg["mac"]["poll_every"])
     return every + (4 * int(cfg["schedule"]["ota_grant_delay"]) if wall else 0)
