@@ -363,9 +363,10 @@ def print_trial(r: dict[str, Any]) -> None:
               "raise schedule.ota_build_ahead_ms, the ABS's ota_abs_build_ahead_ms, if "
               "many): " + ", ".join(f"{n} {v}" for n, v in missed.items() if v is not None))
     if r.get("ul_grants"):
-        print("  UL grants decoded after their slot was due (raise schedule.ota_grant_delay if "
-              "many): " + ", ".join(f"{n} {g['late']} of {g['heard']}"
-                                    for n, g in r["ul_grants"].items()))
+        print("  UL grants decoded after their slot was decided (raise schedule.ota_grant_delay "
+              "if many lost): " + ", ".join(
+                  f"{n} {g['late']} of {g['heard']} ({g.get('filled', 0)} still sent in: "
+                  "their slot had not gone by)" for n, g in r["ul_grants"].items()))
     loop = r.get("main_loop") or {}
     if loop.get("busy") is not None:
         p = loop.get("pass_ms") or {}

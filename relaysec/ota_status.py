@@ -73,8 +73,10 @@ class OtaStatus:
             }
             mac = st.node.mac
             if mac.grants_heard:
-                # UL grants to this AMS, and those decoded after its slot there was decided
-                entry["ul_grants"] = {"heard": mac.grants_heard, "late": mac.grants_late}
+                # UL grants to this AMS, those decoded after its slot there was decided, and
+                # of those the ones still sent in (the slot was ahead of the TX horizon)
+                entry["ul_grants"] = {"heard": mac.grants_heard, "late": mac.grants_late,
+                                      "filled": mac.grants_filled}
             if not st.is_master and st.first_lock is not None:
                 # the ABS opens every frame with a beacon: those due since the first one heard
                 expected = (st.rx_index - st.first_lock) // self.schedule.frame_len + 1

@@ -86,6 +86,7 @@ class UlAccess:
     _slot_frame: dict[int, int]
     grants_heard: int
     grants_late: int
+    grants_filled: int
     _announced: dict[int, int]
     request_only: bool
     _ul_turns: int

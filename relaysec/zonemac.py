@@ -134,6 +134,8 @@ class ZoneMac(UlAccess):
         self._slot_frame: dict[int, int] = {}  # owner -> last UL-access frame we chose a slot in
         self.grants_heard = 0        # grants to us (not contention slots) heard in DL bursts
         self.grants_late = 0         # ... of them for a UL-access zone we had already decided
+        self.grants_filled = 0       # ... of those still sent in (relaysec.ota_tx: slot ahead
+        #                              of the TX horizon when the grant came)
         self._ul_turns = 0
         self._newcomer_at = 0        # frame an AMS was last heard here for the first time
         self._announced: dict[int, int] = {}   # AMS about to arrive -> frame we learnt of it

@@ -494,3 +494,68 @@ def test_the_tx_gate_skips_checks_but_never_a_zone(name: str, zones: int, share:
     assert [(f, k) for _, f, k in early[:n]] == [(f, k) for _, f, k in full[:n]]
     leads = [a[0] - b[0] for a, b in zip(full, early, strict=False)][1:]
     assert all(0.004 <= d <= 0.016 for d in leads), leads
+
+
+def test_a_grant_heard_after_its_slot_was_decided_still_fills_it_ahead_of_the_horizon():
+    """A UL slot is decided ``build_ahead`` before the TX horizon reaches it; with no grant then
+    it used to be lost, and a grant decoded in between with it (counted late). Now the slot
+    stays open: a grant heard while the slot is still ahead of the horizon is sent in it, at
+    the slot's own sample; one heard after the horizon passed is not, and the open slot goes."""
+    from types import SimpleNamespace
+
+    from relaysec.ota import _NodeState
+    from relaysec.ota_tx import OtaTransmit
+    from relaysec.schedule import OtaTiming, build_schedule
+
+    fs = 2.8e6
+    sched = build_schedule([("ABS", "abs"), ("ARS-1", "ars"), ("AMS", "ams")],
+                           sample_rate=fs, frame_s=0.02, guard_s=0.0005,
+                           access_owners=["ARS-1"])
+    (ul,) = [z for z in sched.zones if z.shared]
+    clock = [0.0]
+    sent: list[tuple[int, int]] = []
+    grants: dict[tuple[int, int], object] = {}
+
+    def build_slot(now, *, frame, owner, lead):
+        return np.ones(8, np.complex64) * frame if grants.pop((frame, owner), None) else None
+
+    def transmit(iq, *, at):
+        sent.append((int(iq[0].real), at))
+        return at >= int(clock[0] * fs) + 5000
+
+    radio = SimpleNamespace(caps=SimpleNamespace(stream=True, timed_tx=False),
+                            tx_horizon=lambda: int(clock[0] * fs) + 5000)
+    mac = SimpleNamespace(grants=grants, grants_filled=0)
+    node = SimpleNamespace(name="AMS", is_ams=True, radio=radio, poll=lambda now: None,
+                           build_slot=build_slot, transmit=transmit, mac=mac,
+                           addressing=SimpleNamespace(names={11: "ARS-1"}))
+    timing = OtaTiming(sched.frame_len)
+    timing.frame_start, timing.last_heard = 0, 0
+    st = _NodeState(node=node, is_master=True, timing=timing, d0=0.0)
+    net = OtaTransmit.__new__(OtaTransmit)
+    net.schedule, net.t0, net.build_ahead, net.chunk, net.early = sched, 0.0, 28000, 16800, 0
+    net.abs_build_ahead = 28000
+    net.clock = lambda: clock[0]
+    net._owned_ul = {}
+    net.states = {"AMS": st}
+    OtaTransmit.now = property(lambda self: 0.0)
+
+    def slot_at(k: int) -> int:
+        return k * sched.frame_len + ul.start
+
+    try:
+        while clock[0] < 0.2:
+            net._maybe_transmit(st)
+            now = int(clock[0] * fs) + 5000          # the TX horizon
+            for k in (3, 5, 7):                       # decided without a grant, heard later
+                if k != 5 and now + 14000 >= slot_at(k) > now and (k, 11) not in grants \
+                        and k not in [f for f, _ in sent]:
+                    grants[(k, 11)] = object()        # 5 ms before the horizon reaches it
+            if now > slot_at(5) and not any(f == 5 for f, _ in sent):
+                grants[(5, 11)] = object()            # heard after the horizon passed it
+            clock[0] = round(clock[0] + 0.0003, 7)
+    finally:
+        del OtaTransmit.now
+    assert sent == [(3, slot_at(3)), (7, slot_at(7))]  # at their own samples, 5 not at all
+    assert mac.grants_filled == 2 and st.missed == 0
+    assert all(k > 7 for k, *_ in st.open_slots)       # the passed ones are gone
