@@ -124,9 +124,10 @@ class _NodeState:
     tx_last_t: float = 0.0
     tx_h_step: int = 0                    # ... and the largest step it moved by between two
     tx_seen: tuple[int, int | None] | None = None  # (horizon, frame start) of the last full check
-    open_slots: list[tuple[int, int, int, int]] = field(default_factory=list)  # (frame, owner,
-    #                                       zone start, lead) of UL slots passed with no grant
-    #                                       yet, still placeable: a grant heard late fills one
+    open_slots: list[tuple[int, int, int, int, int]] = field(default_factory=list)  # (frame,
+    #                                       owner, zone start, lead, frame start then) of UL
+    #                                       slots passed with no grant yet, still placeable: a
+    #                                       grant heard late fills one
 
 
 def _run_queue_wait_s() -> float | None:

@@ -142,7 +142,7 @@ class OtaTransmit:
                 iq = None if owner_id is None else node.build_slot(
                     now, frame=k, owner=owner_id, lead=lead)
                 if iq is None and owner_id is not None and node.radio.caps.stream:
-                    st.open_slots.append((k, owner_id, zone_start, lead))
+                    st.open_slots.append((k, owner_id, zone_start, lead, st.timing.frame_start))
                     del st.open_slots[:-OPEN_SLOTS_KEPT]
             else:
                 ul = self._owned_ul.get(node.name) if zone.name != "UL-relay" else None
@@ -187,11 +187,12 @@ class OtaTransmit:
         node = st.node
         h = cast(StreamingRadio, node.radio).tx_horizon()
         keep = []
-        for k, owner, zone_start, lead in st.open_slots:
-            if h is None or zone_start < h:
-                continue          # past the horizon (or re-measuring): that slot is gone
+        for k, owner, zone_start, lead, fs in st.open_slots:
+            if h is None or zone_start < h or fs != st.timing.frame_start:
+                continue          # past the horizon, re-measuring, or the frame grid moved
+                #                   (a re-anchor, lost RX samples): that slot is gone
             if (k, owner) not in node.mac.grants:
-                keep.append((k, owner, zone_start, lead))
+                keep.append((k, owner, zone_start, lead, fs))
                 continue
             iq = node.build_slot(self.now, frame=k, owner=owner, lead=lead)
             if iq is None:

@@ -500,7 +500,8 @@ def test_a_grant_heard_after_its_slot_was_decided_still_fills_it_ahead_of_the_ho
     """A UL slot is decided ``build_ahead`` before the TX horizon reaches it; with no grant then
     it used to be lost, and a grant decoded in between with it (counted late). Now the slot
     stays open: a grant heard while the slot is still ahead of the horizon is sent in it, at
-    the slot's own sample; one heard after the horizon passed is not, and the open slot goes."""
+    the slot's own sample; one heard after the horizon passed is not, nor one after the frame
+    grid moved (the slot's sample would be stale), and the open slot goes."""
     from types import SimpleNamespace
 
     from relaysec.ota import _NodeState
@@ -543,8 +544,9 @@ def test_a_grant_heard_after_its_slot_was_decided_still_fills_it_ahead_of_the_ho
     def slot_at(k: int) -> int:
         return k * sched.frame_len + ul.start
 
+    shifted = False
     try:
-        while clock[0] < 0.2:
+        while clock[0] < 0.25:
             net._maybe_transmit(st)
             now = int(clock[0] * fs) + 5000          # the TX horizon
             for k in (3, 5, 7):                       # decided without a grant, heard later
@@ -553,9 +555,37 @@ def test_a_grant_heard_after_its_slot_was_decided_still_fills_it_ahead_of_the_ho
                     grants[(k, 11)] = object()        # 5 ms before the horizon reaches it
             if now > slot_at(5) and not any(f == 5 for f, _ in sent):
                 grants[(5, 11)] = object()            # heard after the horizon passed it
+            if not shifted and now + 14000 >= slot_at(9) > now:
+                timing.frame_start += 7               # the grid moved (a re-anchor): the
+                shifted = True                        # open slot's sample is stale
+                grants[(9, 11)] = object()
             clock[0] = round(clock[0] + 0.0003, 7)
     finally:
         del OtaTransmit.now
-    assert sent == [(3, slot_at(3)), (7, slot_at(7))]  # at their own samples, 5 not at all
+    assert sent == [(3, slot_at(3)), (7, slot_at(7))]  # at their own samples, 5 and 9 not
     assert mac.grants_filled == 2 and st.missed == 0
-    assert all(k > 7 for k, *_ in st.open_slots)       # the passed ones are gone
+    assert all(k > 9 for k, *_ in st.open_slots)       # the passed ones are gone
+
+
+def test_a_phase_goodput_runs_from_its_start_to_its_last_delivery():
+    """A phase that goes on after its traffic arrived (the TEK refresh phase waits for the
+    TEK's timer) carries none of it meanwhile: its goodput is taken from the phase's start to
+    the last delivery of its plan, and a stall before that still counts."""
+    from types import SimpleNamespace
+
+    from relaysec.flows import FlowBook, FlowEntry, TrafficPlan
+    from relaysec.trial import PhaseResult, Trial
+
+    flows = []
+    for src, dst, last in (("ABS", "AMS", 1.25), ("AMS", "ABS", 1.5)):
+        f = Flow(7 if src == "ABS" else 8, f"{src}->{dst}", 160, seed=1)
+        f.stats.delivered_bytes, f.stats.delivered_packets, f.stats.sent_packets = 12_500, 1, 1
+        f.stats.last_rx = last
+        flows.append(FlowEntry(f, src, dst, "AMS", "tek_refresh"))
+    t = SimpleNamespace(phases=[PhaseResult("tek_refresh", t_start=1.0)], now=3.0,
+                        flows=FlowBook)
+    detail = Trial.plan_detail(t, TrafficPlan(flows=flows))
+    # 100 000 bits over the 0.5 s to the last delivery, not over the phase's 2 s
+    assert "ABS->AMS 1/1 (200 kb/s)" in detail and "AMS->ABS 1/1 (200 kb/s)" in detail
+    t.phases = [PhaseResult("tek_refresh", t_start=0.5)]       # a stall before: counted
+    assert "(100 kb/s)" in Trial.plan_detail(t, TrafficPlan(flows=flows))
