@@ -43,8 +43,9 @@ class OtaTransmit:
         """Build and hand over each of *st*'s zone bursts once its zone comes within reach of
         the TX horizon (see the comments below); skipped cheaply while the last check showed
         none can come due yet (the main loop asks thousands of times a second)."""
-        if st.open_slots:
-            self._fill_open_slots(st)
+        if st.open_slots and any((k, o) in st.node.mac.grants for k, o, *_ in st.open_slots):
+            self._fill_open_slots(st)   # (a dict lookup each: the loop asks thousands of times
+            #                             a second, and an AMS has an open slot most frames)
         if st.tx_gate and self.clock() < st.tx_gate and st.timing.frame_start == st.tx_gate_fs:
             return
         st.tx_gate = 0.0
