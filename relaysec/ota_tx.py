@@ -153,13 +153,7 @@ class OtaTransmit:
             if iq is None:
                 continue
             if node.radio.caps.stream:
-                if node.transmit(iq, at=zone_start) is False:
-                    st.missed += 1        # the horizon passed while the burst was built
-                    continue
-                first = np.flatnonzero(iq)
-                if first.size:
-                    st.placed.append(zone_start + int(first[0]))
-                    del st.placed[:-16]
+                self._place(st, iq, zone_start)
                 continue
             if timed:
                 node.transmit(iq, at=zone_start)
@@ -196,13 +190,24 @@ class OtaTransmit:
                 keep.append((k, owner, zone_start, lead, fs))
                 continue
             iq = node.build_slot(self.now, frame=k, owner=owner, lead=lead)
-            if iq is None:
-                continue
-            if node.transmit(iq, at=zone_start) is False:
-                st.missed += 1
-                continue
-            node.mac.grants_filled += 1
+            if iq is not None and self._place(st, iq, zone_start):
+                node.mac.grants_filled += 1
         st.open_slots[:] = keep
+
+    @staticmethod
+    def _place(st: Any, iq: Any, zone_start: int) -> bool:
+        """Hand a streaming radio *iq* at RX-axis sample *zone_start*; False (counted missed)
+        when the horizon passed it while it was built. Where its first sample went is kept:
+        an own burst heard back is compared with it (``OtaNetwork._track``), and one
+        missing there would be matched with another and move the radio's offset."""
+        if st.node.transmit(iq, at=zone_start) is False:
+            st.missed += 1
+            return False
+        first = np.flatnonzero(iq)
+        if first.size:
+            st.placed.append(zone_start + int(first[0]))
+            del st.placed[:-16]
+        return True
 
     def _tx_zones(self, st: Any) -> list[tuple[int, Any]]:
         """The zones *st*'s node may transmit in, with their index: its own, and every

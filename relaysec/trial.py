@@ -269,7 +269,7 @@ class Trial(FaultsAndSoak):
         """Packets delivered/sent and goodput from the phase's start to its last delivery: a
         phase that goes on after that carries none of the plan's traffic (the TEK refresh
         phase waits for the TEK's timer: its goodput counted ~250 ms of that wait over the
-        air, 240 in simulation), and stalls before the last delivery still count."""
+        air, ~230 in simulation), and stalls before the last delivery still count."""
         ph = self.phases[-1] if self.phases else None
         if ph is None or ph.t_start is None:
             return self.flows.detail(plan, 0.0)

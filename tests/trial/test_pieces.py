@@ -500,8 +500,9 @@ def test_a_grant_heard_after_its_slot_was_decided_still_fills_it_ahead_of_the_ho
     """A UL slot is decided ``build_ahead`` before the TX horizon reaches it; with no grant then
     it used to be lost, and a grant decoded in between with it (counted late). Now the slot
     stays open: a grant heard while the slot is still ahead of the horizon is sent in it, at
-    the slot's own sample; one heard after the horizon passed is not, nor one after the frame
-    grid moved (the slot's sample would be stale), and the open slot goes."""
+    the slot's own sample, and kept among the placed bursts; one heard after the horizon
+    passed is not, nor one after the frame grid moved (the slot's sample would be stale),
+    and the open slot goes."""
     from types import SimpleNamespace
 
     from relaysec.ota import _NodeState
@@ -564,6 +565,9 @@ def test_a_grant_heard_after_its_slot_was_decided_still_fills_it_ahead_of_the_ho
         del OtaTransmit.now
     assert sent == [(3, slot_at(3)), (7, slot_at(7))]  # at their own samples, 5 and 9 not
     assert mac.grants_filled == 2 and st.missed == 0
+    # kept as placed, as every other burst: heard back, each is matched with its own place
+    # (one missing there was matched with another and moved the radio's offset)
+    assert st.placed == [slot_at(3), slot_at(7)]
     assert all(k > 9 for k, *_ in st.open_slots)       # the passed ones are gone
 
 
