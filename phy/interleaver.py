@@ -43,7 +43,9 @@ def permutation(ncbps: int, ncpc: int) -> np.ndarray:
     k = np.arange(ncbps)
     m = (ncbps // d) * (k % d) + k // d
     j = s * (m // s) + (m + ncbps - (d * m) // ncbps) % s
-    assert np.array_equal(np.sort(j), k)
+    seen = np.zeros(ncbps, dtype=bool)   # a permutation: every index once (a sort: 10x slower)
+    seen[j] = True
+    assert seen.all()
     j.setflags(write=False)
     return j
 

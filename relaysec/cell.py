@@ -177,7 +177,9 @@ def warm_up(modem: Any) -> float:
 
     t0 = time.perf_counter()
     child = warmstart.start_child()   # started already by `relaysec trial`, or now
-    iq = modem.modulate([Allocation(2, b"\x00" * 32, "QPSK-1/2")], src=1)
+    # 600 bytes: more symbols than the preamble's windows hold, so the payload path's kernels
+    # (phy.channel_kernels.gather_windows) load here, not in the trial's first data burst
+    iq = modem.modulate([Allocation(2, b"\x00" * 600, "QPSK-1/2")], src=1)
     if child is not None:
         warmstart.await_decoder(child)
     modem.demodulate(np.concatenate([np.zeros(200, np.complex64), np.asarray(iq, np.complex64),

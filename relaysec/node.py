@@ -448,8 +448,9 @@ class Node:
                     self._empty_bursts[report] = iq
         self.cpu["modem"] += time.perf_counter() - t0
         n_sym = len(iq) // self.sym
-        self.last_data_mcs = next((m for _, f, m in sent
-                                   if any(k != "control" for k, _ in describe_frame(f))), None)
+        kinds = [{k for k, _ in describe_frame(f)} for _, f, _ in sent]   # each frame once
+        self.last_data_mcs = next((m for (_, _, m), ks in zip(sent, kinds, strict=True)
+                                   if ks - {"control"}), None)
         st = self.mac.stats
         st.bursts += 1
         st.symbols += n_sym
@@ -459,16 +460,19 @@ class Node:
             st.payload_bytes += sum(len(f) for _, f, _ in sent)
             m = sent[0][2]
             st.capacity_bits += self.modem.ru_capacity(n_sym * self.modem.ru_per_symbol, m) * 8
-        for d, f, m in sent:
+        for (d, f, m), ks in zip(sent, kinds, strict=True):
             link = self.links.get(self.name, self._name_of(d))
             link.bursts_tx += 1
             link.bytes_tx += len(f)
             link.mcs[m] += 1
-            if any(k == "control" for k, _ in describe_frame(f)):
+            if "control" in ks:
                 link.control_bursts += 1
-        out = np.asarray(iq, dtype=np.complex64) * np.float32(self.tx_scale)
-        if lead > 0:
-            out = np.concatenate([np.zeros(lead, np.complex64), out])
+        # the burst scaled to the TX level after *lead* silent samples, in one new buffer
+        # (the modem's own may be the cached empty burst: never scaled in place)
+        pad = max(0, lead)
+        out = np.empty(pad + len(iq), np.complex64)
+        out[:pad] = 0
+        np.multiply(iq, np.float32(self.tx_scale), out=out[pad:])
         return out
 
     def transmit(self, iq: np.ndarray, **kw: Any) -> object:
