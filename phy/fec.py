@@ -98,7 +98,8 @@ class ConvCode:
         self._mask = PUNCTURE[rate]
         self._mask_cache: dict[int, np.ndarray] = {}
         # sent bits per whole puncturing period, and within its first k positions
-        self._ones = np.concatenate(([0], np.cumsum(np.asarray(self._mask, dtype=bool))))
+        # (Python ints: coded_length is asked per allocation, and numpy scalars cost ~5x)
+        self._ones = [0, *np.cumsum(np.asarray(self._mask, dtype=bool)).tolist()]
 
     def _sent(self, n_info: int) -> np.ndarray:
         """Indices of the transmitted bits in the mother stream of an n_info-bit block
