@@ -146,3 +146,27 @@ def test_frames_larger_than_the_zone_wait_for_the_next_zone():
     for _ in range(4):
         net.step_frame()
     assert first == 1 and len(ars.role.got) == 4
+
+
+def test_the_abs_reference_burst_is_modulated_once_scaled_after_its_lead_and_never_altered():
+    """With nothing to send the ABS still opens the frame with a bare zone burst, whose samples
+    the node keeps per queue report (modulated once). Each burst handed out is a new buffer:
+    *lead* zeros, then the kept burst times the TX scale -- the kept one is never scaled in
+    place, so the tenth frame's burst equals the first's."""
+    net, _, _ = _net(30.0)
+    abs_ = net.nodes["ABS"]
+    abs_.tx_scale = 0.5                # (1.0 would hide scaling in place)
+    zone = net.schedule.zones[0]
+    bursts = [abs_.build_zone(0.0, zone.length, frame=k, kind=zone.name, lead=37, force=True)[0]
+              for k in range(10)]
+    kept = next(iter(abs_._empty_bursts.values()))
+    assert len(abs_._empty_bursts) == 1
+    first = bursts[0]
+    assert first.dtype == np.complex64 and first.size == 37 + kept.size
+    assert not first[:37].any()
+    np.testing.assert_array_equal(first[37:], kept * np.float32(abs_.tx_scale))
+    for b in bursts[1:]:
+        assert b is not first and np.array_equal(b, first)
+    bursts[0][:] = 0                   # a caller writing its buffer changes no later burst
+    again = abs_.build_zone(0.0, zone.length, frame=10, kind=zone.name, lead=37, force=True)[0]
+    np.testing.assert_array_equal(again, bursts[1])
