@@ -357,3 +357,42 @@ def test_benchmark_runs_and_reports_both_decoders(tmp_path: object) -> None:
         assert set(row["us"]) == {"scale", "table", "forward wide", "forward lanes",
                                   "traceback", "int16", "float"}
         assert all(v > 0 for v in row["us"].values())
+
+
+def test_simd_ops_probe_measures_the_operations_it_names(tmp_path: object) -> None:
+    """benchmarks/simd_ops.py: each row's loop compiles to the instruction it names (a
+    saturating add is ``paddsw``, a plain one ``paddw``, ...), and a short run reports every
+    operation at every width asked, the ACS step on 4 and 8 chains and a plausible clock, in
+    JSON beside the machine."""
+    import json
+    import os
+
+    import llvmlite.binding as ll
+
+    from benchmarks import simd_ops
+
+    _, tm = simd_ops._engine()
+    want = {"add": "paddw", "adds": "paddsw", "max": "pmaxsw", "cmp->mask": "pcmpgtw"}
+    for op, mnemonic in want.items():
+        asm = tm.emit_assembly(ll.parse_assembly(simd_ops.op_ir(op, 16, 4)))
+        assert mnemonic in asm, op
+        others = set(want.values()) - {mnemonic, "paddw"}
+        assert not any(m in asm for m in others), op
+    acs = tm.emit_assembly(ll.parse_assembly(simd_ops.acs_ir(32, 4)))
+    assert "pcmpgtw" in acs and "psubw" in acs and "paddsw" not in acs
+
+    out = os.path.join(str(tmp_path), "s.json")
+    res = simd_ops.main(["--iters", "20000", "--repeats", "1", "--widths", "8", "32",
+                         "--json", out])
+    with open(out, encoding="utf-8") as fh:
+        saved = json.load(fh)
+    assert saved["ops"] == json.loads(json.dumps(res["ops"]))
+    assert "cpu_model" in saved["machine"]
+    assert {(r["op"], r["lanes"]) for r in saved["ops"]} == {
+        (op, w) for op in ("add", "adds", "max", "cmp->mask", "permute2") for w in (8, 32)}
+    assert all(r["ns"] > 0 and r["cycles"] > 0 for r in saved["ops"])
+    assert {(s["lanes"], s["chains"]) for s in saved["acs_step"]} == {
+        (w, c) for w in (8, 32) for c in (4, 8)}
+    assert 0.3 < saved["ghz_est"] < 10
+    with pytest.raises(SystemExit):
+        simd_ops.main(["--widths", "12"])
