@@ -50,6 +50,23 @@ def permutation(ncbps: int, ncpc: int) -> np.ndarray:
     return j
 
 
+def invert(perm: np.ndarray) -> np.ndarray:
+    """The inverse of the permutation *perm* (``inv[perm[k]] = k``): with ``perm`` a scatter
+    ``out[perm] = in``, ``out = in[inv]`` is the same reordering as a gather (a fifth of the
+    scatter's cost on long blocks). int64, read-only."""
+    inv = np.empty(perm.size, np.int64)
+    inv[perm] = np.arange(perm.size)
+    inv.setflags(write=False)
+    return inv
+
+
+@lru_cache(maxsize=64)
+def inverse_permutation(ncbps: int, ncpc: int) -> np.ndarray:
+    """:func:`invert` of :func:`permutation`: ``out = in[inv]`` interleaves one symbol
+    (int64, read-only)."""
+    return invert(permutation(ncbps, ncpc))
+
+
 def interleave(bits: np.ndarray, ncbps: int, ncpc: int) -> np.ndarray:
     """Interleave a whole number of symbols: ``bits`` is (n_sym * ncbps,) or (n_sym, ncbps)."""
     b = bits.reshape(-1, ncbps)

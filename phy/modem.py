@@ -43,7 +43,7 @@ from phy.errors import PayloadTooLongError, PhyInputError
 from phy.estimation import sfo_prior_var
 from phy.fec import _MASK1, _MASK2
 from phy.grid import ResourceGrid
-from phy.interleaver import permutation
+from phy.interleaver import inverse_permutation
 from phy.kernels import tx_encode_map
 from phy.modem_decode import Burst as Burst
 from phy.modem_decode import BurstReceiver
@@ -273,24 +273,13 @@ class BurstModem(BurstReceiver, _BurstCore):
 
 # ---- shared pieces of the data path (BurstModem and phy.zone) ------------------------------
 @lru_cache(maxsize=64)
-def _inverse_permutation(ncbps: int, ncpc: int) -> np.ndarray:
-    """``inv`` with ``out = in[inv]`` the interleaving of one symbol
-    (:func:`phy.interleaver.interleave`'s scatter ``out[perm] = in`` as a gather). int64,
-    read-only."""
-    inv = np.empty(ncbps, np.int64)
-    inv[permutation(ncbps, ncpc)] = np.arange(ncbps)
-    inv.setflags(write=False)
-    return inv
-
-
-@lru_cache(maxsize=64)
 def _robust_tx_map(ncb: int, n_sym: int, nco: int) -> tuple[np.ndarray, np.ndarray]:
     """For each of the ``n_sym * ncb`` transmitted bits of a robust block (interleaved order):
     the bit of the ``nco``-bit code word it carries (the code word repeated cyclically) and
     the PRBS bit that scrambles it there, so that ``code[src] ^ pad`` is
     ``interleave(resize(code, n_sym * ncb) ^ pad_bits(n_sym * ncb), ncb, 2)`` in one gather
     (the transmit twin of :func:`phy.modem_rx._robust_map`). Read-only."""
-    inv = _inverse_permutation(ncb, 2)
+    inv = inverse_permutation(ncb, 2)
     pos = (np.arange(n_sym, dtype=np.int64)[:, None] * ncb + inv[None, :]).ravel()
     src = pos % nco
     pad = _pad_bits(n_sym * ncb)[pos]
@@ -314,7 +303,7 @@ def _burst_gather(n_sym: int, ncbps: int, bps: int) -> np.ndarray:
     """The per-symbol interleaver of ``n_sym`` data symbols as one gather over the padded
     coded block (symbol ``l``'s bits ``l * ncbps + inv``). int64, read-only."""
     g = (np.arange(n_sym, dtype=np.int64)[:, None] * ncbps
-         + _inverse_permutation(ncbps, bps)[None, :]).ravel()
+         + inverse_permutation(ncbps, bps)[None, :]).ravel()
     g.setflags(write=False)
     return g
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from phy import qam
 from phy.crc import crc16, crc32
-from phy.interleaver import permutation
+from phy.interleaver import inverse_permutation
 from phy.kernels import gather_windows_ramp
 from phy.modem_format import _MCS_LIST, HEADER_BYTES, HEADER_VERSION, Mcs, _fec, _n_info
 from phy.modem_rx import ReceiverCore, _Timing
@@ -209,8 +209,7 @@ def _rx_scatter_map(ncbps: int, bps: int, rate: str, n_info: int) -> np.ndarray:
     fec = _fec(rate)
     pos = fec.input_positions(n_info)
     n_sym = -(-pos.size // ncbps)
-    inv = np.empty(ncbps, np.int64)
-    inv[permutation(ncbps, bps)] = np.arange(ncbps)
+    inv = inverse_permutation(ncbps, bps)
     coded = (np.arange(n_sym, dtype=np.int64)[:, None] * ncbps + inv[None, :]).ravel()
     dest = np.full(coded.size, -1, np.int64)
     ok = coded < pos.size

@@ -25,7 +25,7 @@ from phy import qam
 from phy.errors import PhyInputError
 from phy.estimation import PDP_NOISE_DB, PDP_REL_DB, _geometry_of, lmmse_estimate
 from phy.grid import ResourceGrid, fft_rows_padded
-from phy.interleaver import permutation
+from phy.interleaver import inverse_permutation
 from phy.kernels import (
     equalize,
     gather_windows,
@@ -461,8 +461,7 @@ def _robust_map(ncb: int, n_llr: int, nco: int) -> tuple[np.ndarray, np.ndarray]
     place in the ``nco``-bit code word each one adds to (its position after the per-symbol
     deinterleaver, modulo ``nco``: the repetitions) and the +-1 that undoes the scrambling
     there. One ``bincount`` then combines the repetitions (no deinterleaving pass). Read-only."""
-    inv = np.empty(ncb, np.int64)
-    inv[permutation(ncb, 2)] = np.arange(ncb)
+    inv = inverse_permutation(ncb, 2)
     pos = (np.arange(n_llr // ncb, dtype=np.int64)[:, None] * ncb + inv[None, :]).ravel()
     dest = pos % nco
     sign = _robust_sign(n_llr)[pos]

@@ -14,7 +14,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from phy.interleaver import DEPTH, permutation
+from phy.interleaver import DEPTH, invert, permutation
 
 ZONE_VERSION = 0x5
 ZONE_HEADER_BYTES = 10
@@ -63,7 +63,4 @@ def _ru_gather(n_bits: int, bps: int) -> np.ndarray:
     """``inv`` with ``out = in[inv]`` the interleaving of an allocation of ``n_bits`` coded
     bits (the inverse of :func:`_ru_permutation`: a gather costs a fifth of its scatter).
     int64, read-only."""
-    inv = np.empty(n_bits, np.int64)
-    inv[_ru_permutation(n_bits, bps)] = np.arange(n_bits)
-    inv.setflags(write=False)
-    return inv
+    return invert(_ru_permutation(n_bits, bps))

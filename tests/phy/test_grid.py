@@ -7,7 +7,7 @@ import pytest
 
 import phy
 from phy.grid import PILOT_BOOST, ResourceGrid
-from phy.interleaver import deinterleave, interleave, permutation
+from phy.interleaver import deinterleave, interleave, inverse_permutation, invert, permutation
 
 
 @pytest.mark.parametrize("profile", phy.profiles())
@@ -58,6 +58,21 @@ def test_interleaver_is_a_permutation_and_inverts(ncpc: int) -> None:
         assert np.array_equal(deinterleave(interleave(x, ncbps, ncpc), ncbps, ncpc), x)
     j = permutation(816, 2)
     assert int(j[1] - j[0]) == 816 // 16  # 5 MHz QPSK: d = 16, adjacent bits 51 positions apart
+
+
+@pytest.mark.parametrize("ncpc", [2, 4, 6])
+def test_inverse_permutation_gathers_what_the_interleaver_scatters(ncpc: int) -> None:
+    """``x[inverse_permutation]`` is ``interleave(x)`` (the gather the modem's index maps are
+    built from), read-only; :func:`invert` undoes any permutation."""
+    for ndata in (204, 408, 816):
+        ncbps = ndata * ncpc
+        x = np.random.default_rng(ncbps).integers(0, 2, ncbps)
+        inv = inverse_permutation(ncbps, ncpc)
+        assert np.array_equal(x[inv], interleave(x, ncbps, ncpc))
+        assert not inv.flags.writeable
+    perm = np.random.default_rng(3).permutation(97)
+    inv = invert(perm)
+    assert np.array_equal(inv[perm], np.arange(97)) and np.array_equal(perm[inv], np.arange(97))
 
 
 def test_interleaver_depth_follows_the_digest_on_the_16m_profiles() -> None:
