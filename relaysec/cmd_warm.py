@@ -10,6 +10,7 @@ starts at once instead of compiling first; a run on a warm cache takes well unde
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 
 
@@ -26,11 +27,30 @@ def _warm(args: argparse.Namespace) -> int:
     except phy.PhyError as exc:
         print(f"relaysec warm: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 2
+    if args.clean:
+        n = clean()
+        print(f"relaysec warm: removed {n} numba cache file{'s' if n != 1 else ''} of this tree")
     t0 = time.perf_counter()
     warm_up(modem)
     print(f"relaysec warm: numba kernels ready for {profile} "
           f"({time.perf_counter() - t0:.1f} s; cached for later runs)")
     return 0
+
+
+def clean() -> int:
+    """Remove this source tree's numba cache files (:func:`relaysec.warmstart.cache_files`);
+    returns how many. For a cache left inconsistent -- e.g. a kernel file edited while another
+    process was compiling it, which showed as ``RuntimeError: In 'NRT_adapt_ndarray_to_python',
+    'descr' is NULL`` from a cached kernel -- so the next compile starts from nothing. Not
+    while another relaysec process runs: it may be loading those files."""
+    from relaysec.warmstart import cache_files
+
+    n = 0
+    for path in cache_files():
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            n += 1
+    return n
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -40,4 +60,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__.split("\n\n")[1])
     p.add_argument("--profile", default=None,
                    help="numerology profile whose modem to compile (default: the config's)")
+    p.add_argument("--clean", action="store_true",
+                   help="first remove this tree's numba cache (a cache left inconsistent, e.g. "
+                   "by editing a kernel file while another process compiled it, fails with "
+                   "odd numba runtime errors such as \"'descr' is NULL\"); then compile anew")
     p.set_defaults(func=_warm)

@@ -33,6 +33,38 @@ def compiled(package: str, names: Iterable[str]) -> bool:
     return any(any(d.glob(f"{n}*.nbi")) for d in dirs if d.is_dir() for n in names)
 
 
+#: The packages whose kernels numba caches (directories of the source tree).
+PACKAGES = ("phy", "hw", "stack", "relaysec")
+
+
+def cache_files(root: Path = _ROOT, packages: Iterable[str] = PACKAGES) -> list[Path]:
+    """numba's cache files (``*.nbi`` indexes, ``*.nbc`` code) of the kernels under *root*'s
+    *packages*: beside each source directory (``__pycache__/``), or, with ``NUMBA_CACHE_DIR``
+    set, in the directory numba names after it there (``<dir name>_<SHA-1 of its absolute
+    path>``, ``numba.core.caching._CacheLocator.get_suitable_cache_subpath``) -- only this
+    tree's, never another project's in a shared cache directory."""
+    import hashlib
+
+    where = os.environ.get("NUMBA_CACHE_DIR")
+    out: list[Path] = []
+    for package in packages:
+        top = Path(root) / package
+        if not top.is_dir():
+            continue
+        for src in sorted({p.parent for p in top.rglob("*.py")}):
+            if "__pycache__" in src.parts:
+                continue
+            if where:
+                d = os.path.abspath(src)
+                digest = hashlib.sha1(d.encode()).hexdigest()
+                cache = Path(where) / f"{os.path.basename(d)}_{digest}"
+            else:
+                cache = src / "__pycache__"
+            if cache.is_dir():
+                out += sorted(p for p in cache.iterdir() if p.suffix in (".nbi", ".nbc"))
+    return out
+
+
 _DECODERS = ["viterbi_lanes.viterbi_k7", "viterbi_kernels.viterbi_k7", "viterbi_float.viterbi_k7"]
 """numba cache names of the Viterbi decoders (any one compiled: the modem has run here)."""
 

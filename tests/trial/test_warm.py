@@ -53,3 +53,62 @@ def test_the_awaited_decoder_is_named_as_numba_names_its_cache_file(monkeypatch)
         assert name == f"{module.rpartition('.')[2]}.{fn.py_func.__name__}-"
         assert (Path(warmstart.__file__).parents[1] / (module.replace(".", "/") + ".py")).is_file()
         assert any(name.startswith(d) for d in warmstart._DECODERS)
+
+
+def _fake_tree(root: Path) -> list[Path]:
+    """A source tree with kernels' cache files beside two source directories, and files that
+    are not numba's (returned: the cache files)."""
+    made = []
+    for src in (root / "phy", root / "stack" / "crypto" / "ccm"):
+        (src / "__pycache__").mkdir(parents=True)
+        (src / "k.py").write_text("")
+        (src / "__pycache__" / "k.cpython-311.pyc").write_bytes(b"")
+        for name in ("k.f-1.py311.nbi", "k.f-1.py311.1.nbc"):
+            (src / "__pycache__" / name).write_bytes(b"")
+            made.append(src / "__pycache__" / name)
+    return made
+
+
+def test_the_cache_files_are_this_trees_beside_the_sources_or_under_numba_cache_dir(
+        tmp_path, monkeypatch):
+    """warmstart.cache_files: the .nbi/.nbc of every source directory of the packages (not the
+    .pyc); under NUMBA_CACHE_DIR the directory numba derives from each source directory
+    (checked against numba's own rule), and never another project's there."""
+    import hashlib
+    import os
+
+    from numba.core.caching import _CacheLocator
+
+    from relaysec import warmstart
+
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    root = tmp_path / "tree"
+    made = _fake_tree(root)
+    assert sorted(warmstart.cache_files(root)) == sorted(made)
+    assert warmstart.cache_files(root, ["hw"]) == []
+
+    shared = tmp_path / "shared"
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(shared))
+    src = root / "phy"
+    sub = _CacheLocator.get_suitable_cache_subpath(str(src / "k.py"))
+    d = os.path.abspath(src)
+    assert sub == f"phy_{hashlib.sha1(d.encode()).hexdigest()}"
+    (shared / sub).mkdir(parents=True)
+    (shared / sub / "k.f-1.py311.nbi").write_bytes(b"")
+    (shared / "phy_0123").mkdir()                  # another checkout's phy/ in a shared dir
+    (shared / "phy_0123" / "k.f-1.py311.nbi").write_bytes(b"")
+    assert warmstart.cache_files(root) == [shared / sub / "k.f-1.py311.nbi"]
+
+
+def test_warm_clean_removes_the_cache_files_then_compiles(tmp_path, monkeypatch, capsys):
+    """``relaysec warm --clean`` removes what cache_files lists (here a fake tree's: the real
+    cache is in use by other test workers), says how many, then warms up as usual."""
+    from relaysec import warmstart
+
+    made = _fake_tree(tmp_path)
+    monkeypatch.setattr(warmstart, "cache_files", lambda: made)
+    assert main(["warm", "--clean"]) == 0
+    out = capsys.readouterr().out
+    assert "removed 4 numba cache files of this tree" in out and "kernels ready" in out
+    assert not any(p.exists() for p in made)
+    assert (tmp_path / "phy" / "__pycache__" / "k.cpython-311.pyc").exists()
