@@ -14,7 +14,8 @@ import platform
 import sys
 from importlib import metadata
 
-_FLAGS_OF_INTEREST = ("aes", "vaes", "pclmulqdq", "avx", "avx2", "avx512f", "sse4_2")
+_FLAGS_OF_INTEREST = ("aes", "vaes", "pclmulqdq", "avx", "avx2", "avx512f", "avx512bw", "avx512vl",
+                      "avx512vbmi", "sse4_2")
 
 
 def _cpu_model_and_flags() -> tuple[str, list[str]]:

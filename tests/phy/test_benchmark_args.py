@@ -31,3 +31,23 @@ def test_known_names_and_aliases_pass() -> None:
 
     assert profile_name("P10") == "P10" and profile_name("20MHz") == "20MHz"
     assert mcs_name("16QAM-3/4") == "16QAM-3/4"
+
+
+def test_the_machine_line_records_the_simd_features_the_kernels_choose_by() -> None:
+    """benchmarks._machine reports, of the flags it watches, exactly those /proc/cpuinfo lists
+    -- AVX-512BW/VL/VBMI included (the Viterbi's layout and the CCM lanes depend on them)."""
+    from pathlib import Path
+
+    from benchmarks import _machine
+
+    assert {"avx512bw", "avx512vl", "avx512vbmi", "vaes"} <= set(_machine._FLAGS_OF_INTEREST)
+    info = _machine.machine_info()
+    cpuinfo = Path("/proc/cpuinfo")
+    have: set[str] = set()   # (no /proc/cpuinfo: no flags reported either)
+    text = cpuinfo.read_text(errors="replace") if cpuinfo.exists() else ""
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            have = set(line.partition(":")[2].split())
+            break
+    assert info["cpu_flags"] == [f for f in _machine._FLAGS_OF_INTEREST if f in have]
+    assert ", flags: " + " ".join(info["cpu_flags"]) in _machine.format_machine(info)
