@@ -506,7 +506,7 @@ def test_a_grant_heard_after_its_slot_was_decided_still_fills_it_ahead_of_the_ho
     from types import SimpleNamespace
 
     from relaysec.ota import _NodeState
-    from relaysec.ota_tx import OtaTransmit
+    from relaysec.ota_tx import OPEN_SLOTS_KEPT, OtaTransmit
     from relaysec.schedule import OtaTiming, build_schedule
 
     fs = 2.8e6
@@ -547,7 +547,7 @@ def test_a_grant_heard_after_its_slot_was_decided_still_fills_it_ahead_of_the_ho
 
     shifted = False
     try:
-        while clock[0] < 0.25:
+        while clock[0] < 0.5:        # 25 frames: after frame 9 no grant comes any more
             net._maybe_transmit(st)
             now = int(clock[0] * fs) + 5000          # the TX horizon
             for k in (3, 5, 7):                       # decided without a grant, heard later
@@ -569,6 +569,11 @@ def test_a_grant_heard_after_its_slot_was_decided_still_fills_it_ahead_of_the_ho
     # (one missing there was matched with another and moved the radio's offset)
     assert st.placed == [slot_at(3), slot_at(7)]
     assert all(k > 9 for k, *_ in st.open_slots)       # the passed ones are gone
+    # a station that never grants (or a forged MAP's silence) leaves at most OPEN_SLOTS_KEPT
+    # open slots, the latest, never a list growing with every frame
+    ks = [k for k, *_ in st.open_slots]
+    assert len(ks) == OPEN_SLOTS_KEPT and ks == list(range(ks[0], ks[0] + len(ks)))
+    assert ks[-1] >= 0.5 / 0.02 - 2
 
 
 def test_a_phase_goodput_runs_from_its_start_to_its_last_delivery():
